@@ -1,0 +1,99 @@
+# Makefile - builds nemo into build/, installs its Debian packages, runs tests, lint and benchmarks.
+#
+# Each folder describes itself in a module.mk: the static library it builds (LIBS), the
+# programs (PROGS) and the flags it needs. This file only wires them together.
+
+BUILD    := build
+OBJ      := $(BUILD)/obj
+BIN      := $(BUILD)/bin
+LIBDIR   := $(BUILD)/lib
+CC       ?= gcc
+
+# Debian packages nemo needs (make deps). The pkg-config names are in PKGS.
+DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev libhwloc-dev \
+	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
+	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
+	    clang-format cppcheck curl iproute2 procps
+PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
+
+# Lazily expanded: pkg-config is asked only once deps has run.
+DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk)
+DPDK_LIBS   = $(shell pkg-config --libs libdpdk)
+CJSON_LIBS  = $(shell pkg-config --libs libcjson)
+CUNIT_LIBS  = $(shell pkg-config --libs cunit)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -MMD -MP -Iinclude -D_GNU_SOURCE \
+	    -fno-strict-aliasing -fPIC
+LDFLAGS  += -pthread
+
+LIBS  :=
+PROGS :=
+SOS   :=
+include $(wildcard */module.mk experiments/*/module.mk)
+
+.PHONY: all deps check test lint format run bench-nf clean help
+all: $(foreach p,$(PROGS),$(BIN)/$(p)) $(SOS)
+
+# One static library per folder: lib<name>.a from <name>_SRCS, compiled with <name>_CFLAGS.
+define lib_template
+$(1)_OBJS := $$(patsubst %.c,$(OBJ)/%.o,$$($(1)_SRCS))
+$(LIBDIR)/lib$(1).a: $$($(1)_OBJS)
+	@mkdir -p $$(@D)
+	$$(AR) rcs $$@ $$^
+$$($(1)_OBJS): EXTRA_CFLAGS = $$($(1)_CFLAGS)
+-include $$($(1)_OBJS:.o=.d)
+endef
+
+# A program: <prog>_SRCS, linked against the static libraries <prog>_LIBS and <prog>_LDLIBS.
+define prog_template
+$(1)_OBJS := $$(patsubst %.c,$(OBJ)/%.o,$$($(1)_SRCS))
+$(BIN)/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$(LIBDIR)/lib$$(l).a)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$($(1)_OBJS) \
+		$$(foreach l,$$($(1)_LIBS),$(LIBDIR)/lib$$(l).a) $$($(1)_LDLIBS)
+$$($(1)_OBJS): EXTRA_CFLAGS = $$($(1)_CFLAGS)
+-include $$($(1)_OBJS:.o=.d)
+endef
+
+$(foreach l,$(LIBS),$(eval $(call lib_template,$(l))))
+$(foreach p,$(PROGS),$(eval $(call prog_template,$(p))))
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -c -o $@ $<
+
+# deps: install what is missing, and run apt-get update only if something is.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+		|| echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "deps: run as root to install packages" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: all Debian packages present"; fi
+
+# check: the one test command. Builds, then runs every CUnit suite (unit and integration).
+check: deps
+	$(MAKE) all
+	$(MAKE) test
+
+test: all
+	$(BIN)/nemo-tests
+
+LINT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+lint:
+	clang-format --dry-run --Werror $(LINT_SRCS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr --suppress=missingIncludeSystem --std=c11 -Iinclude \
+		-D__GNUC__ -D_GNU_SOURCE $(LINT_SRCS)
+
+format:
+	clang-format -i $(LINT_SRCS)
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@echo "make run | check | deps | all | lint | bench-nf | bench-sandbox | clean"

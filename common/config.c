@@ -1,0 +1,251 @@
+/* config.c - the key-table JSON parser shared by every nemo config. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nemo/config.h"
+#include "nemo/log.h"
+
+int cfg_error(struct cfg_ctx *ctx, const char *path, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+
+	if (ctx->err[0])
+		return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (path && path[0])
+		snprintf(ctx->err, sizeof(ctx->err), "%s: key '%s': %s",
+			 ctx->file ? ctx->file : "<config>", path, msg);
+	else
+		snprintf(ctx->err, sizeof(ctx->err), "%s: %s", ctx->file ? ctx->file : "<config>",
+			 msg);
+	NEMO_ERR("config", "%s", ctx->err);
+	return -EINVAL;
+}
+
+const char *cfg_join(char *buf, size_t len, const char *path, const char *key)
+{
+	if (!path || !path[0])
+		snprintf(buf, len, "%s", key);
+	else
+		snprintf(buf, len, "%s.%s", path, key);
+	return buf;
+}
+
+const char *cfg_index(char *buf, size_t len, const char *path, int i)
+{
+	snprintf(buf, len, "%s[%d]", path ? path : "", i);
+	return buf;
+}
+
+static const char *json_type_name(const cJSON *item)
+{
+	if (cJSON_IsNumber(item))
+		return "a number";
+	if (cJSON_IsString(item))
+		return "a string";
+	if (cJSON_IsBool(item))
+		return "a boolean";
+	if (cJSON_IsNull(item))
+		return "null";
+	if (cJSON_IsArray(item))
+		return "an array";
+	if (cJSON_IsObject(item))
+		return "an object";
+	return "invalid";
+}
+
+int cfg_parse_object(struct cfg_ctx *ctx, const char *path, const cJSON *obj,
+		     const struct cfg_key *table, void *dst)
+{
+	const cJSON *item;
+	char kpath[256];
+	int rc;
+
+	if (!cJSON_IsObject(obj))
+		return cfg_error(ctx, path, "expected an object, got %s", json_type_name(obj));
+	cJSON_ArrayForEach(item, obj)
+	{
+		const struct cfg_key *k;
+
+		for (k = table; k->name; k++)
+			if (strcmp(k->name, item->string) == 0)
+				break;
+		cfg_join(kpath, sizeof(kpath), path, item->string);
+		if (!k->name)
+			return cfg_error(ctx, kpath, "unknown key");
+		rc = k->parse(ctx, kpath, item, dst, k);
+		if (rc)
+			return rc;
+	}
+	for (const struct cfg_key *k = table; k->name; k++) {
+		if (k->required && !cJSON_GetObjectItemCaseSensitive(obj, k->name))
+			return cfg_error(ctx, cfg_join(kpath, sizeof(kpath), path, k->name),
+					 "required key is missing");
+	}
+	return 0;
+}
+
+cJSON *cfg_load_file(struct cfg_ctx *ctx, const char *file)
+{
+	FILE *f = fopen(file, "r");
+	char *text = NULL;
+	cJSON *root = NULL;
+	long len;
+
+	ctx->file = file;
+	if (!f) {
+		int e = errno;
+
+		cfg_error(ctx, NULL, "cannot open: %s", strerror(e));
+		errno = e;
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+		cfg_error(ctx, NULL, "cannot read: %s", strerror(errno));
+		goto out;
+	}
+	if (len > 16 << 20) {
+		cfg_error(ctx, NULL, "file is larger than 16 MiB");
+		goto out;
+	}
+	text = malloc((size_t)len + 1);
+	if (!text || fread(text, 1, (size_t)len, f) != (size_t)len) {
+		cfg_error(ctx, NULL, "cannot read: %s", strerror(errno ? errno : EIO));
+		goto out;
+	}
+	text[len] = '\0';
+	root = cJSON_ParseWithLength(text, (size_t)len);
+	if (!root) {
+		const char *at = cJSON_GetErrorPtr();
+		int line = 1;
+
+		for (const char *p = text; at && p < at; p++)
+			line += *p == '\n';
+		cfg_error(ctx, NULL, "malformed JSON near line %d", line);
+	}
+out:
+	free(text);
+	fclose(f);
+	if (!root)
+		errno = EINVAL;
+	return root;
+}
+
+static int number_in_range(struct cfg_ctx *ctx, const char *path, const cJSON *item,
+			   const struct cfg_key *key, bool integer, double lo_default,
+			   double hi_default, double *out)
+{
+	double v, lo = lo_default, hi = hi_default;
+
+	if (!cJSON_IsNumber(item))
+		return cfg_error(ctx, path, "expected %s, got %s",
+				 integer ? "an integer" : "a number", json_type_name(item));
+	v = item->valuedouble;
+	if (integer && v != floor(v))
+		return cfg_error(ctx, path, "expected an integer, got %g", v);
+	if (key->min < key->max) {
+		lo = key->min;
+		hi = key->max;
+	}
+	if (v < lo || v > hi)
+		return cfg_error(ctx, path, "%g is out of range [%g, %g]", v, lo, hi);
+	*out = v;
+	return 0;
+}
+
+int cfg_parse_u32(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		  const struct cfg_key *key)
+{
+	double v;
+	int rc = number_in_range(ctx, path, item, key, true, 0, UINT32_MAX, &v);
+
+	if (!rc)
+		*(uint32_t *)((char *)dst + key->offset) = (uint32_t)v;
+	return rc;
+}
+
+int cfg_parse_u64(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		  const struct cfg_key *key)
+{
+	double v;
+	/* JSON numbers are doubles: integers are exact up to 2^53 */
+	int rc = number_in_range(ctx, path, item, key, true, 0, 9007199254740992.0, &v);
+
+	if (!rc)
+		*(uint64_t *)((char *)dst + key->offset) = (uint64_t)v;
+	return rc;
+}
+
+int cfg_parse_i32(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		  const struct cfg_key *key)
+{
+	double v;
+	int rc = number_in_range(ctx, path, item, key, true, INT32_MIN, INT32_MAX, &v);
+
+	if (!rc)
+		*(int32_t *)((char *)dst + key->offset) = (int32_t)v;
+	return rc;
+}
+
+int cfg_parse_double(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		     const struct cfg_key *key)
+{
+	double v;
+	int rc = number_in_range(ctx, path, item, key, false, -HUGE_VAL, HUGE_VAL, &v);
+
+	if (!rc)
+		*(double *)((char *)dst + key->offset) = v;
+	return rc;
+}
+
+int cfg_parse_bool(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		   const struct cfg_key *key)
+{
+	if (!cJSON_IsBool(item))
+		return cfg_error(ctx, path, "expected true or false, got %s",
+				 json_type_name(item));
+	*(bool *)((char *)dst + key->offset) = cJSON_IsTrue(item);
+	return 0;
+}
+
+int cfg_parse_strbuf(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		     const struct cfg_key *key)
+{
+	size_t cap = (size_t)key->max, len;
+
+	if (!cJSON_IsString(item))
+		return cfg_error(ctx, path, "expected a string, got %s", json_type_name(item));
+	len = strlen(item->valuestring);
+	if (len == 0)
+		return cfg_error(ctx, path, "must not be empty");
+	if (len >= cap)
+		return cfg_error(ctx, path, "longer than %zu characters", cap - 1);
+	memcpy((char *)dst + key->offset, item->valuestring, len + 1);
+	return 0;
+}
+
+int cfg_parse_enum(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		   const struct cfg_key *key)
+{
+	const char *const *names = key->arg;
+	char choices[256] = "";
+
+	if (!cJSON_IsString(item))
+		return cfg_error(ctx, path, "expected a string, got %s", json_type_name(item));
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(names[i], item->valuestring) == 0) {
+			*(int *)((char *)dst + key->offset) = i;
+			return 0;
+		}
+		snprintf(choices + strlen(choices), sizeof(choices) - strlen(choices), "%s%s",
+			 i ? ", " : "", names[i]);
+	}
+	return cfg_error(ctx, path, "'%s' is not one of: %s", item->valuestring, choices);
+}

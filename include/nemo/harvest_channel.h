@@ -1,0 +1,166 @@
+/* harvest_channel.h - the shared-memory contract between nemo-nf (writer) and the harvester. */
+#ifndef NEMO_HARVEST_CHANNEL_H
+#define NEMO_HARVEST_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * One POSIX shm object per NF deployment, /dev/shm/nemo-hc-<name>. It holds a header and one
+ * record per NF lcore. Each record is written by its lcore only, under a sequence counter:
+ * the writer makes `seq` odd, stores the fields, then makes it even again. A reader copies
+ * the record and retries while `seq` was odd or changed, so it never sees a torn record.
+ *
+ * All cycle figures are TSC cycles since the record's `start_tsc`; they only grow. A reader
+ * takes two snapshots and subtracts them to get a window (DESIGN.md "Definitions"):
+ *   total = busy + idle_poll + sleep (+ at most one loop iteration in flight)
+ *   spare = total - busy
+ * While state is HC_STATE_SLEEPING the lcore is not updating its record; a reader that
+ * wants the sleep so far adds (now_tsc - state_since_tsc) to `sleep` and to `total`
+ * (hc_record_extrapolate() does this).
+ *
+ * Restart: nemo-nf creates the object anew at start and sets `generation` to its start
+ * time; a harvester that sees a different generation, a dead writer_pid, or magic zeroed at
+ * exit must drop its old baseline and start again.
+ */
+
+#define HC_MAGIC	 0x314843304f4d454eull /* "NEMO0HC1" little-endian */
+#define HC_VERSION	 1u
+#define HC_CACHE_LINE	 64
+#define HC_MAX_LCORES	 128
+#define HC_NAME_MAX	 32
+#define HC_IDLE_BUCKETS	 16 /* idle-period histogram: bucket i holds [2^i, 2^(i+1)) us; 0: < 2 us */
+#define HC_DROP_REASONS	 16 /* room for enum nf_drop_reason, which is append-only */
+#define HC_SHM_PREFIX	 "nemo-hc-"
+
+enum hc_lcore_state {
+	HC_STATE_BUSY = 0,     /* last iteration moved packets */
+	HC_STATE_IDLE_POLL = 1, /* polling, nothing received */
+	HC_STATE_SLEEPING = 2, /* yielding the core (timed sleep or rx-interrupt wait) */
+	HC_STATE_STOPPED = 3,  /* the lcore left its loop */
+};
+
+enum hc_idle_policy {
+	HC_IDLE_POLL = 0,
+	HC_IDLE_SLEEP = 1,
+	HC_IDLE_INTERRUPT = 2,
+};
+
+enum hc_sched_policy {
+	HC_SCHED_OTHER = 0,
+	HC_SCHED_FIFO = 1,
+};
+
+struct hc_header {
+	uint64_t magic;      /* HC_MAGIC once the object is complete; 0 after a clean exit */
+	uint32_t version;    /* HC_VERSION */
+	uint32_t header_size; /* sizeof(struct hc_header) */
+	uint32_t record_size; /* sizeof(struct hc_lcore_record) */
+	uint32_t nb_records; /* records that follow the header */
+	uint64_t tsc_hz;     /* TSC frequency, to turn cycles into time */
+	uint64_t generation; /* CLOCK_REALTIME ns at the writer's start: changes on restart */
+	int32_t writer_pid;
+	uint32_t publish_period_us; /* the writer refreshes every record at least this often */
+	char name[HC_NAME_MAX]; /* NF deployment name */
+	uint8_t pad[HC_CACHE_LINE - 24];
+} __attribute__((aligned(HC_CACHE_LINE)));
+
+struct hc_lcore_record {
+	/* line 0: identity and the sequence counter */
+	uint64_t seq;	   /* odd while the writer is updating */
+	uint32_t lcore_id; /* DPDK lcore id */
+	uint32_t cpu;	   /* the CPU the lcore is pinned to */
+	uint32_t idle_policy;  /* enum hc_idle_policy */
+	uint32_t sched_policy; /* enum hc_sched_policy */
+	int32_t sched_prio;    /* SCHED_FIFO priority, or nice for SCHED_OTHER */
+	uint32_t state;	       /* enum hc_lcore_state */
+	uint64_t start_tsc;    /* TSC when the lcore entered its loop */
+	uint64_t now_tsc;      /* TSC of this snapshot */
+	uint64_t state_since_tsc; /* TSC when `state` began */
+	uint64_t max_sleep_ns;	  /* the bound on one sleep (see README, "idle yielding") */
+	uint8_t pad0[HC_CACHE_LINE - 64];
+	/* line 1: cycle accounting, cumulative since start_tsc */
+	uint64_t total_cycles;
+	uint64_t busy_cycles;
+	uint64_t idle_poll_cycles;
+	uint64_t sleep_cycles;
+	uint64_t iterations;
+	uint64_t busy_iterations;
+	uint64_t sleeps; /* times the lcore yielded */
+	uint64_t wakeups_early; /* rx-interrupt wake-ups (interrupt policy) */
+	/* line 2: packets */
+	uint64_t rx_pkts;
+	uint64_t tx_pkts;
+	uint64_t drop_pkts; /* the sum of drops[] */
+	uint64_t rx_bursts;
+	uint8_t pad2[HC_CACHE_LINE - 32];
+	/* lines 3-4: drops by reason (enum nf_drop_reason) */
+	uint64_t drops[HC_DROP_REASONS];
+	/* lines 5-6: idle-period lengths seen (from the end of one busy iteration to the next) */
+	uint64_t idle_hist[HC_IDLE_BUCKETS];
+} __attribute__((aligned(HC_CACHE_LINE)));
+
+_Static_assert(sizeof(struct hc_header) == 2 * HC_CACHE_LINE, "hc_header layout");
+_Static_assert(sizeof(struct hc_lcore_record) == 7 * HC_CACHE_LINE, "hc_lcore_record layout");
+_Static_assert(offsetof(struct hc_lcore_record, total_cycles) == HC_CACHE_LINE, "line 1");
+_Static_assert(offsetof(struct hc_lcore_record, rx_pkts) == 2 * HC_CACHE_LINE, "line 2");
+_Static_assert(offsetof(struct hc_lcore_record, drops) == 3 * HC_CACHE_LINE, "line 3");
+_Static_assert(offsetof(struct hc_lcore_record, idle_hist) == 5 * HC_CACHE_LINE, "line 5");
+
+/* The record array starts right after the header. */
+static inline struct hc_lcore_record *hc_records(struct hc_header *h)
+{
+	return (struct hc_lcore_record *)((char *)h + h->header_size);
+}
+
+static inline size_t hc_shm_size(uint32_t nb_records)
+{
+	return sizeof(struct hc_header) + (size_t)nb_records * sizeof(struct hc_lcore_record);
+}
+
+/* Writer side: bracket every update of a record. Single writer per record. */
+static inline void hc_write_begin(struct hc_lcore_record *r)
+{
+	__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline void hc_write_end(struct hc_lcore_record *r)
+{
+	__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Reader side: copy record `src` into `dst` without tearing. Returns 0, or -EAGAIN if the
+ * writer kept it busy for `max_tries` attempts (the caller samples again later).
+ */
+static inline int hc_read_record(const struct hc_lcore_record *src, struct hc_lcore_record *dst,
+				 unsigned int max_tries)
+{
+	for (unsigned int i = 0; i < max_tries; i++) {
+		uint64_t s1 = __atomic_load_n(&src->seq, __ATOMIC_ACQUIRE);
+
+		if (s1 & 1)
+			continue;
+		__builtin_memcpy(dst, (const void *)src, sizeof(*dst));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&src->seq, __ATOMIC_RELAXED) == s1)
+			return 0;
+	}
+	return -11; /* -EAGAIN, without pulling in errno.h */
+}
+
+/*
+ * Bring a copied record up to `now_tsc`: a lcore that is sleeping does not refresh its
+ * record, so credit the time since it went to sleep as sleep (and total).
+ */
+static inline void hc_record_extrapolate(struct hc_lcore_record *r, uint64_t now_tsc)
+{
+	if (r->state == HC_STATE_SLEEPING && now_tsc > r->now_tsc) {
+		r->sleep_cycles += now_tsc - r->now_tsc;
+		r->total_cycles += now_tsc - r->now_tsc;
+		r->now_tsc = now_tsc;
+	}
+}
+
+#endif /* NEMO_HARVEST_CHANNEL_H */
