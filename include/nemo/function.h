@@ -1,0 +1,81 @@
+/* function.h - the ABI for nemo function authors: C handlers and the framed protocol. */
+#ifndef NEMO_FUNCTION_H
+#define NEMO_FUNCTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * ---- C functions (runtime "c") ----
+ *
+ * Build a shared object (cc -shared -fPIC) that exports a handler, "handle" unless the spec
+ * names another:
+ *
+ *   #include <nemo/function.h>
+ *   int handle(const struct nemo_request *req, struct nemo_response *resp)
+ *   {
+ *           memcpy(resp->data, req->data, req->len);    // resp->cap >= max_payload_bytes
+ *           resp->len = req->len;
+ *           return 0;
+ *   }
+ *
+ * The handler returns 0 for success, anything else for a function error: then resp holds a
+ * message (or nothing) that the caller sees with status SBX_ERR_FUNCTION. The response may
+ * also point resp->data at the function's own memory, valid until the next call. An optional
+ * `int nemo_init(void)` is called once when the code is loaded; non-zero fails the init.
+ * Requests are served one at a time on one thread; the function may start threads itself.
+ * It runs as an unprivileged user with a read-only filesystem, a writable /tmp and no
+ * network.
+ */
+
+#define NEMO_FUNCTION_ABI_VERSION 1
+
+struct nemo_request {
+	const void *data;
+	size_t len;
+};
+
+struct nemo_response {
+	void *data; /* a buffer of `cap` bytes owned by the runtime, or the function's own */
+	size_t cap;
+	size_t len; /* bytes of response */
+};
+
+typedef int (*nemo_handler_fn)(const struct nemo_request *req, struct nemo_response *resp);
+typedef int (*nemo_init_fn)(void);
+
+/*
+ * ---- the framed protocol (runtime "exec", persistent mode; and the runtime's socket) ----
+ *
+ * Every message is a 16-byte header followed by `len` payload bytes, in host byte order.
+ * A persistent exec function reads frames on stdin and writes frames on stdout:
+ *   1. at start, once initialised, it writes   {NEMO_FRAME_READY, len 0};
+ *   2. then, for each {NEMO_FRAME_REQUEST, payload} read, it writes one
+ *      {NEMO_FRAME_RESPONSE, status 0, payload} or {NEMO_FRAME_RESPONSE, status != 0,
+ *      message} for a function error.
+ * End of input means shut down. Anything else on stdout breaks the protocol and the instance
+ * is killed. stderr goes nowhere.
+ */
+
+#define NEMO_FRAME_MAGIC 0x31464d4eu /* "NMF1" little-endian */
+
+enum nemo_frame_type {
+	NEMO_FRAME_INIT = 1,	   /* platform -> runtime: load the code (payload: init block) */
+	NEMO_FRAME_READY = 2,	   /* function -> platform: code loaded, ready for requests */
+	NEMO_FRAME_INIT_ERROR = 3, /* runtime -> platform: the code did not load (payload: why) */
+	NEMO_FRAME_REQUEST = 4,	   /* platform -> function: one request */
+	NEMO_FRAME_RESPONSE = 5,   /* function -> platform: its response */
+};
+
+struct nemo_frame_hdr {
+	uint32_t magic;	 /* NEMO_FRAME_MAGIC */
+	uint16_t type;	 /* enum nemo_frame_type */
+	uint16_t flags;	 /* 0 */
+	uint32_t len;	 /* payload bytes that follow */
+	uint32_t status; /* RESPONSE: 0 ok, else function error */
+};
+
+_Static_assert(sizeof(struct nemo_frame_hdr) == 16, "frame header is 16 bytes");
+_Static_assert(offsetof(struct nemo_frame_hdr, len) == 8, "frame header layout");
+
+#endif /* NEMO_FUNCTION_H */

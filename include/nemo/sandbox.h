@@ -1,0 +1,390 @@
+/* sandbox.h - isolated function instances: specs, host context, lifecycle, warm pools. */
+#ifndef NEMO_SANDBOX_H
+#define NEMO_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * A sandbox is one instance of one function: a process tree in new PID, mount, IPC, UTS and
+ * network namespaces, with a read-only view of the filesystem and a private /tmp, running as
+ * an unprivileged uid with no capabilities, no_new_privs, a seccomp filter and rlimits, inside
+ * its own cgroup (memory, pids, freezer) under a per-core parent cgroup (cpuset, cpu weight).
+ *
+ * Lifecycle (enum sbx_state):
+ *
+ *   sbx_create()  ──► CREATED   (cold: processes, namespaces, cgroup; no function code yet)
+ *   sbx_init()    ──► READY     (warm: code loaded, handler resolved, waiting for requests)
+ *   sbx_invoke()  ──► BUSY ──► READY
+ *   sbx_freeze()  ──► FROZEN    sbx_thaw() ──► READY
+ *   sbx_move()    ──  same state, other core's parent cgroup
+ *   crash/OOM/timeout ──► DEAD  (detected through the sandbox's pidfd; result says why)
+ *   sbx_destroy() ──  processes killed, cgroup removed, handle freed
+ *
+ * Everything create and init cost can be paid ahead of demand: sbx_pool_prewarm() does both
+ * and marks the instance as pre-warmed, so the next acquire reports SBX_START_PREWARMED.
+ *
+ * Thread safety: a struct sbx_host and a struct sbx_pool may be used from several threads at
+ * once (each holds its own lock). A struct sbx_sandbox belongs to one thread at a time: the
+ * thread that created it, or the one that acquired it from a pool until it releases it.
+ * Functions on one sandbox must not run concurrently.
+ */
+
+#define SBX_NAME_MAX	64  /* function name, including the NUL */
+#define SBX_PATH_MAX	256 /* code path, including the NUL */
+#define SBX_HANDLER_MAX 128 /* handler name, including the NUL */
+#define SBX_ENV_MAX	16  /* environment variables per function */
+#define SBX_ENV_LEN	256 /* one "KEY=VALUE", including the NUL */
+#define SBX_MSG_MAX	256 /* result and error messages, including the NUL */
+
+/* ---- function specs ----------------------------------------------------------------------- */
+
+enum sbx_runtime {
+	SBX_RUNTIME_C = 0,	/* a shared object exporting a handler (include/nemo/function.h) */
+	SBX_RUNTIME_PYTHON = 1, /* module:function, imported once at init */
+	SBX_RUNTIME_EXEC = 2,	/* any executable; see enum sbx_exec_mode */
+};
+
+enum sbx_exec_mode {
+	SBX_EXEC_PERSISTENT = 0,  /* one process speaks the framed protocol on stdin/stdout */
+	SBX_EXEC_PER_REQUEST = 1, /* fork+exec per request: request on stdin, response on stdout */
+};
+
+/*
+ * A function as deployed. JSON keys (defaults in brackets):
+ *   name (required), runtime "c" | "python" | "exec" (required), code (required, a path),
+ *   handler [c: "handle"; python: "handler"; exec: unused], exec_mode "persistent" |
+ *   "per_request" ["persistent"], memory_mb [128], timeout_ms [1000],
+ *   max_payload_bytes [1048576], concurrency [1], max_pids [32], env {"KEY": "value"} [{}].
+ * For python, code is a .py file (module = its basename) or a directory, and handler is
+ * "function" or "module:function".
+ */
+struct sbx_spec {
+	char name[SBX_NAME_MAX];
+	int runtime;   /* enum sbx_runtime */
+	int exec_mode; /* enum sbx_exec_mode; exec runtime only */
+	char code[SBX_PATH_MAX];
+	char handler[SBX_HANDLER_MAX];
+	uint32_t memory_mb;	    /* memory cgroup limit */
+	uint32_t timeout_ms;	    /* per invocation; the instance is killed when it passes */
+	uint32_t max_payload_bytes; /* request and response limit */
+	uint32_t concurrency;	    /* instances the platform may run at once for this function */
+	uint32_t max_pids;	    /* pids cgroup limit (processes and threads) */
+	uint32_t n_env;
+	char env[SBX_ENV_MAX][SBX_ENV_LEN]; /* "KEY=VALUE" */
+};
+
+/* Fill `spec` with the defaults above; name, runtime and code are left empty. */
+void sbx_spec_defaults(struct sbx_spec *spec);
+
+/*
+ * Parse a function spec from JSON text. `origin` names the source in messages (a file name or
+ * "request"). On error, `err` (if not NULL) receives one line naming the field, such as
+ * "fn.json: key 'memory_mb': 0 is out of range [4, 65536]".
+ * Returns 0, -EINVAL (bad field, message in err) or -ENOMEM. Thread-safe.
+ */
+int sbx_spec_parse(const char *json, size_t len, const char *origin, struct sbx_spec *spec,
+		   char *err, size_t errlen);
+
+/* The same, from a file. Returns 0, -EINVAL, -ENOENT/-EACCES (cannot read) or -ENOMEM. */
+int sbx_spec_load(const char *file, struct sbx_spec *spec, char *err, size_t errlen);
+
+/* Names for messages and APIs: "c", "python", "exec". */
+const char *sbx_runtime_name(int runtime);
+
+/* ---- the host: cgroups, runtime paths, shared resources ------------------------------------ */
+
+enum sbx_cgroup_version {
+	SBX_CGROUP_AUTO = 0, /* v2 if the unified hierarchy has the memory controller, else v1 */
+	SBX_CGROUP_V1 = 1,
+	SBX_CGROUP_V2 = 2,
+};
+
+struct sbx_host_config {
+	/* cgroup directory, relative to each hierarchy's mount point ["nemo"] */
+	const char *cgroup_root;
+	int cgroup_version; /* enum sbx_cgroup_version */
+	/* cores that get a parent cgroup <root>/core<N> with cpuset N [all online CPUs] */
+	int n_cores;
+	/* the in-sandbox runtime program [nemo-sbx-runtime next to /proc/self/exe, then
+	 * build/bin/ under the current directory] */
+	const char *runtime_path;
+	/* python interpreter, resolved once here [the first of /usr/bin/python3.11,
+	 * /usr/bin/python3 that is an ELF binary] */
+	const char *python_path;
+	uid_t uid; /* unprivileged identity inside sandboxes [65534] */
+	gid_t gid; /* [65534] */
+};
+
+struct sbx_host;
+
+/*
+ * Set up a host: pick the cgroup backend (ops table, v1 or v2), create <root> and one parent
+ * cgroup per core, compile the seccomp filter once, create the shared empty network namespace.
+ * `cfg` may be NULL for all defaults. Returns the host or NULL with errno (EACCES/EPERM when
+ * not root, ENOENT when a controller or the runtime program is missing).
+ */
+struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg);
+
+/* Destroy every sandbox still alive on this host, then remove the cgroups it created. */
+void sbx_host_destroy(struct sbx_host *host);
+
+/* "v1" or "v2". */
+const char *sbx_host_cgroup_backend(const struct sbx_host *host);
+
+/* Number of per-core parent cgroups. */
+int sbx_host_n_cores(const struct sbx_host *host);
+
+/*
+ * Path of the parent cgroup of `core` in controller `ctrl` ("cpu", "cpuset", "cpuacct",
+ * "memory", ...; ignored on v2), e.g. /sys/fs/cgroup/cpu/nemo/core1. The scheduler writes the
+ * CPU weight (cpu.shares / cpu.weight, cpu.idle) there. Returns 0, -EINVAL (no such core) or
+ * -ENAMETOOLONG.
+ */
+int sbx_host_core_cgroup(const struct sbx_host *host, int core, const char *ctrl, char *buf,
+			 size_t len);
+
+/* The python interpreter the host resolved. */
+const char *sbx_host_python(const struct sbx_host *host);
+
+/* Number of sandboxes alive on this host. Thread-safe. */
+int sbx_host_n_sandboxes(struct sbx_host *host);
+
+/* ---- one sandbox ---------------------------------------------------------------------------- */
+
+enum sbx_state {
+	SBX_STATE_CREATED = 0, /* cold: isolated, runtime waiting for its code */
+	SBX_STATE_READY = 1,   /* warm: code loaded, idle */
+	SBX_STATE_BUSY = 2,    /* running a request */
+	SBX_STATE_FROZEN = 3,  /* stopped by the cgroup freezer */
+	SBX_STATE_DEAD = 4,    /* the function exited, crashed, was OOM-killed or timed out */
+};
+
+enum sbx_status {
+	SBX_OK = 0,
+	SBX_ERR_FUNCTION = 1,		/* the handler reported an error; message holds its text */
+	SBX_ERR_TIMEOUT = 2,		/* killed at timeout_ms */
+	SBX_ERR_CRASHED = 3,		/* died during the request (signal or exit) */
+	SBX_ERR_OOM = 4,		/* killed by the memory cgroup at memory_mb */
+	SBX_ERR_PAYLOAD_TOO_LARGE = 5,	/* request over max_payload_bytes: never sent */
+	SBX_ERR_RESPONSE_TOO_LARGE = 6, /* response over max_payload_bytes: dropped */
+	SBX_ERR_INIT = 7,		/* the code did not load or the handler is missing */
+	SBX_ERR_STATE = 8,    /* the sandbox is not READY (frozen, dead, not initialised) */
+	SBX_ERR_INTERNAL = 9, /* the platform failed (cgroup, fork, protocol) */
+};
+
+enum sbx_start_path {
+	SBX_START_NONE = 0,	 /* a direct sbx_invoke() on a sandbox the caller holds */
+	SBX_START_COLD = 1,	 /* no instance existed: created and initialised for this request */
+	SBX_START_WARM = 2,	 /* an idle instance that had served requests before */
+	SBX_START_PREWARMED = 3, /* an instance made ahead of demand that had never served */
+};
+
+/* Time of each phase of one invocation, in nanoseconds (0 when the phase did not happen). */
+struct sbx_phase_times {
+	uint64_t create_ns; /* sbx_create: processes, namespaces, cgroup */
+	uint64_t init_ns;   /* sbx_init: load the code */
+	uint64_t queue_ns;  /* waiting for an instance (pool lock, concurrency limit) */
+	uint64_t run_ns;    /* request sent to response received */
+};
+
+/* The outcome of one invocation. Release with sbx_result_release(). */
+struct sbx_result {
+	enum sbx_status status;
+	enum sbx_start_path path;
+	struct sbx_phase_times times;
+	char message[SBX_MSG_MAX]; /* why, for every status but SBX_OK */
+	uint8_t *response;	   /* malloc'd response bytes (also for SBX_ERR_FUNCTION) */
+	size_t response_len;
+};
+
+struct sbx_sandbox;
+
+/*
+ * Create a sandbox for `spec` (copied) with its processes forked directly into a new cgroup
+ * under `core`'s parent. The cost of this call is the cold part of a cold start.
+ * Returns the sandbox in SBX_STATE_CREATED, or NULL with errno (EINVAL for a bad core, EAGAIN
+ * when out of processes, or the errno of the failing cgroup or clone step, logged).
+ */
+struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spec, int core);
+
+/*
+ * Load the function's code and resolve its handler (c: dlopen + dlsym; python: start the
+ * interpreter and import; exec: start the program). Precondition: SBX_STATE_CREATED.
+ * Returns 0 (now READY), -ENOEXEC when the code does not load or the handler is missing
+ * (the reason in `err`, which may be NULL), -ETIMEDOUT when init took longer than
+ * timeout_ms, -EPIPE when the sandbox died, -EBUSY in the wrong state.
+ */
+int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen);
+
+/*
+ * Send one request and wait for the response, at most timeout_ms. The payload limit is
+ * checked before anything is sent. `res` is always filled (status, message, response,
+ * times.run_ns); a crash, OOM or timeout leaves the sandbox DEAD, to be destroyed.
+ * Returns 0 when the invocation reached an outcome (look at res->status), or -EINVAL for
+ * NULL arguments. Precondition: READY.
+ */
+int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_result *res);
+
+/* Free the response bytes and clear the result. NULL is fine. */
+void sbx_result_release(struct sbx_result *res);
+
+/*
+ * Freeze (cgroup freezer) and wait until the cgroup reads frozen; thaw back. Returns 0,
+ * -EBUSY in the wrong state, -ETIMEDOUT if the freezer did not settle within 100 ms, or the
+ * -errno of the cgroup write.
+ */
+int sbx_freeze(struct sbx_sandbox *sb);
+int sbx_thaw(struct sbx_sandbox *sb);
+
+/*
+ * Move the sandbox to `core`'s parent cgroup (cpuset and CPU weight of that core). Memory
+ * charge and limits stay with the sandbox. Returns 0, -EINVAL for a bad core, or the -errno
+ * of the cgroup write.
+ */
+int sbx_move(struct sbx_sandbox *sb, int core);
+
+/* Kill every process of the sandbox, wait for them, remove its cgroup, free the handle. */
+void sbx_destroy(struct sbx_sandbox *sb);
+
+/*
+ * The state, refreshed: a READY sandbox whose processes died is reported (and kept) DEAD.
+ */
+enum sbx_state sbx_state(struct sbx_sandbox *sb);
+const char *sbx_state_name(enum sbx_state state);
+const char *sbx_status_name(enum sbx_status status);
+const char *sbx_start_path_name(enum sbx_start_path path);
+
+const struct sbx_spec *sbx_spec_of(const struct sbx_sandbox *sb);
+pid_t sbx_pid(const struct sbx_sandbox *sb); /* the sandbox's init, as the host sees it */
+int sbx_core(const struct sbx_sandbox *sb);
+uint64_t sbx_id(const struct sbx_sandbox *sb); /* unique on its host, names its cgroup */
+
+/*
+ * Memory charged to the sandbox's cgroup (RSS, page cache, tmpfs, kernel), in bytes.
+ * Returns 0 or the -errno of the cgroup read.
+ */
+int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
+
+/* ---- keep-alive policies -------------------------------------------------------------------- */
+
+/* What a keep-alive policy knows about one idle warm instance. */
+struct sbx_keepalive_entry {
+	const char *function;
+	uint64_t created_ns;   /* CLOCK_MONOTONIC */
+	uint64_t last_used_ns; /* when it was last released (or created, if never used) */
+	uint64_t init_cost_ns; /* create + init: what evicting it costs the next request */
+	uint64_t memory_bytes; /* its footprint */
+	uint64_t frequency;    /* invocations of its function so far */
+	double priority;       /* policy-owned (greedy-dual: clock + frequency * cost / size) */
+};
+
+/*
+ * A keep-alive policy. The pool calls it under its lock, so the policy needs no locking.
+ *  - on_idle: an instance was released (or pre-warmed) and is idle; set e->priority.
+ *  - expired: should this idle instance be destroyed now, with no memory pressure?
+ *  - compare: eviction order under memory pressure; < 0 when `a` goes before `b`.
+ *  - on_evict: an instance was evicted for memory (greedy-dual raises its clock here).
+ */
+struct sbx_keepalive_ops {
+	const char *name;
+	void (*on_idle)(void *state, struct sbx_keepalive_entry *e, uint64_t now_ns);
+	bool (*expired)(void *state, const struct sbx_keepalive_entry *e, uint64_t now_ns);
+	int (*compare)(void *state, const struct sbx_keepalive_entry *a,
+		       const struct sbx_keepalive_entry *b);
+	void (*on_evict)(void *state, const struct sbx_keepalive_entry *e);
+};
+
+/* Fixed TTL: an idle instance lives ttl_ns after its last use; evicts least recently used. */
+extern const struct sbx_keepalive_ops sbx_keepalive_ttl;
+/*
+ * FaaSCache's greedy-dual (Fuerst & Sharma, ASPLOS'21): priority = clock + frequency * cost /
+ * size; the lowest priority is evicted first and the clock rises to it. Never expires on its
+ * own; ttl_ns, if not 0, bounds idle time as well.
+ */
+extern const struct sbx_keepalive_ops sbx_keepalive_greedy_dual;
+
+struct sbx_keepalive_params {
+	uint64_t ttl_ns;	      /* fixed TTL [10 min]; 0 for greedy-dual = no bound */
+	uint64_t memory_budget_bytes; /* all instances of the pool together [1 GiB] */
+};
+
+/* ---- warm pools ----------------------------------------------------------------------------- */
+
+struct sbx_pool;
+
+/*
+ * A set of warm pools, one per deployed function, sharing a memory budget and a keep-alive
+ * policy (`ka` NULL: fixed TTL; `params` NULL: defaults). Returns the pool or NULL with errno.
+ * The pool keeps a pointer to `ka` and the policy state; both must outlive it.
+ */
+struct sbx_pool *sbx_pool_new(struct sbx_host *host, const struct sbx_keepalive_ops *ka,
+			      const struct sbx_keepalive_params *params);
+
+/* Destroy every instance of every function, then the pool. */
+void sbx_pool_destroy(struct sbx_pool *pool);
+
+/*
+ * Deploy a function (spec copied; re-deploying a name replaces its spec and retires the old
+ * instances). Returns 0, -EINVAL (invalid spec) or -ENOMEM. Thread-safe.
+ */
+int sbx_pool_deploy(struct sbx_pool *pool, const struct sbx_spec *spec);
+
+/* Remove a function and destroy its instances. Returns 0 or -ENOENT. Thread-safe. */
+int sbx_pool_undeploy(struct sbx_pool *pool, const char *name);
+
+/*
+ * Create and initialise `count` instances of `name` on `core` ahead of demand and keep them
+ * idle, marked pre-warmed. Returns how many were made (>= 0), or -ENOENT (not deployed),
+ * -ENOEXEC (init failed), -ENOSPC (memory budget), or a create errno. Thread-safe.
+ */
+int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count);
+
+/*
+ * Take an idle instance of `name` (preferring `core`; -1 for any) or cold-start one on
+ * `core` (-1: core 0). res->path and res->times (create, init, queue) say how. On success
+ * the caller owns the sandbox until sbx_pool_release(). Returns the sandbox, or NULL with
+ * errno (ENOENT not deployed, ENOEXEC init failed, EAGAIN at the concurrency limit) and
+ * res->status/message set. Thread-safe.
+ */
+struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, int core,
+				     struct sbx_result *res);
+
+/*
+ * Give an acquired instance back: READY instances go idle under the keep-alive policy,
+ * others are destroyed (a crashed instance is replaced if the function had pre-warmed
+ * instances). Thread-safe.
+ */
+void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb);
+
+/*
+ * acquire + invoke + release: the whole invocation, with path and every phase time in
+ * `res`. Returns 0 when `res` holds an outcome, -EINVAL for NULL arguments. Thread-safe.
+ */
+int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const void *req, size_t len,
+		    struct sbx_result *res);
+
+/*
+ * Housekeeping for the daemon's slow loop: destroy idle instances the policy says expired,
+ * and dead idle ones. Returns how many instances were destroyed. Thread-safe.
+ */
+int sbx_pool_maintain(struct sbx_pool *pool);
+
+struct sbx_pool_stats {
+	uint32_t idle;	    /* warm instances waiting */
+	uint32_t busy;	    /* acquired */
+	uint32_t prewarmed; /* idle ones that never served */
+	uint64_t cold_starts;
+	uint64_t warm_starts;
+	uint64_t prewarmed_starts;
+	uint64_t evictions;   /* for memory */
+	uint64_t expirations; /* by the keep-alive policy */
+	uint64_t crashes;     /* instances that died (crash, OOM, timeout) */
+};
+
+/* Counters of one function (`name`), or of all when `name` is NULL. Returns 0 or -ENOENT. */
+int sbx_pool_stats(struct sbx_pool *pool, const char *name, struct sbx_pool_stats *st);
+
+#endif /* NEMO_SANDBOX_H */
