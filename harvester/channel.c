@@ -1,0 +1,163 @@
+/* channel.c - the harvest channel's reader: attach, check the contract, copy records untorn. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nemo/harvester.h"
+#include "nemo/log.h"
+
+struct hv_channel {
+	char path[96];
+	const struct hc_header *hdr;
+	size_t size;
+	uint64_t generation;
+	int32_t writer_pid;
+};
+
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+struct hv_channel *hv_channel_open(const char *name)
+{
+	struct hv_channel *ch = calloc(1, sizeof(*ch));
+	struct hc_header h;
+	struct stat st;
+	int fd, rc;
+
+	if (!ch)
+		return NULL;
+	snprintf(ch->path, sizeof(ch->path), "/" HC_SHM_PREFIX "%s", name);
+	fd = shm_open(ch->path, O_RDONLY, 0);
+	if (fd < 0) {
+		rc = -errno;
+		NEMO_ERR("harvester", "harvest channel /dev/shm%s: %s (is nemo-nf '%s' running?)",
+			 ch->path, strerror(errno), name);
+		goto err;
+	}
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(h) ||
+	    pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		NEMO_ERR("harvester", "harvest channel /dev/shm%s: too short to hold a header",
+			 ch->path);
+		rc = -EPROTO;
+		goto err_close;
+	}
+	if (h.magic != HC_MAGIC) {
+		NEMO_ERR("harvester",
+			 "harvest channel /dev/shm%s: bad magic 0x%016llx (want 0x%016llx): not a "
+			 "channel, or its NF has exited",
+			 ch->path, (unsigned long long)h.magic, (unsigned long long)HC_MAGIC);
+		rc = -EPROTO;
+		goto err_close;
+	}
+	if (h.version != HC_VERSION || h.header_size != sizeof(struct hc_header) ||
+	    h.record_size != sizeof(struct hc_lcore_record)) {
+		NEMO_ERR("harvester",
+			 "harvest channel /dev/shm%s: version %u (header %u, record %u bytes); this "
+			 "harvester reads version %u (%zu, %zu)",
+			 ch->path, h.version, h.header_size, h.record_size, HC_VERSION,
+			 sizeof(struct hc_header), sizeof(struct hc_lcore_record));
+		rc = -EPROTONOSUPPORT;
+		goto err_close;
+	}
+	if (h.nb_records > HC_MAX_LCORES || (size_t)st.st_size < hc_shm_size(h.nb_records)) {
+		NEMO_ERR("harvester", "harvest channel /dev/shm%s: %u records do not fit in %lld bytes",
+			 ch->path, h.nb_records, (long long)st.st_size);
+		rc = -EPROTO;
+		goto err_close;
+	}
+	if (h.writer_pid <= 0 || (kill(h.writer_pid, 0) < 0 && errno == ESRCH)) {
+		NEMO_ERR("harvester", "harvest channel /dev/shm%s: writer pid %d is gone", ch->path,
+			 h.writer_pid);
+		rc = -ESRCH;
+		goto err_close;
+	}
+	ch->size = hc_shm_size(h.nb_records);
+	ch->hdr = mmap(NULL, ch->size, PROT_READ, MAP_SHARED, fd, 0);
+	if (ch->hdr == MAP_FAILED) {
+		rc = -errno;
+		NEMO_ERR("harvester", "mmap /dev/shm%s: %s", ch->path, strerror(errno));
+		goto err_close;
+	}
+	close(fd);
+	ch->generation = h.generation;
+	ch->writer_pid = h.writer_pid;
+	return ch;
+
+err_close:
+	close(fd);
+err:
+	free(ch);
+	errno = -rc;
+	return NULL;
+}
+
+void hv_channel_close(struct hv_channel *ch)
+{
+	if (!ch)
+		return;
+	munmap((void *)ch->hdr, ch->size);
+	free(ch);
+}
+
+uint32_t hv_channel_nb_lcores(const struct hv_channel *ch)
+{
+	return ch->hdr->nb_records;
+}
+
+uint64_t hv_channel_tsc_hz(const struct hv_channel *ch)
+{
+	return ch->hdr->tsc_hz;
+}
+
+uint64_t hv_channel_generation(const struct hv_channel *ch)
+{
+	return ch->generation;
+}
+
+int hv_channel_read(struct hv_channel *ch, uint32_t idx, struct hc_lcore_record *out)
+{
+	const struct hc_header *h = ch->hdr;
+	int rc;
+
+	/* the writer zeroes the magic at exit; a restart unlinks the object and makes another */
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != HC_MAGIC ||
+	    h->generation != ch->generation)
+		return -ESTALE;
+	if (idx >= h->nb_records)
+		return -ERANGE;
+	rc = hc_read_record((const struct hc_lcore_record *)((const char *)h + h->header_size) +
+				    idx,
+			    out, 1000);
+	if (rc)
+		return -EAGAIN;
+	hc_record_extrapolate(out, rdtsc());
+	return 0;
+}
+
+int hv_window(const struct hc_lcore_record *a, const struct hc_lcore_record *b,
+	      struct hv_window *w)
+{
+	if (b->total_cycles < a->total_cycles || b->busy_cycles < a->busy_cycles)
+		return -EINVAL;
+	w->total = b->total_cycles - a->total_cycles;
+	w->busy = b->busy_cycles - a->busy_cycles;
+	w->idle_poll = b->idle_poll_cycles - a->idle_poll_cycles;
+	w->sleep = b->sleep_cycles - a->sleep_cycles;
+	w->spare = w->total - w->busy;
+	w->spare_ratio = w->total ? (double)w->spare / (double)w->total : 0.0;
+	w->rx_pkts = b->rx_pkts - a->rx_pkts;
+	w->tx_pkts = b->tx_pkts - a->tx_pkts;
+	w->drop_pkts = b->drop_pkts - a->drop_pkts;
+	return 0;
+}

@@ -1,0 +1,5 @@
+# harvester/ - reads the NF cores' harvest channels; libharvester.a.
+LIBS += harvester
+harvester_SRCS := $(wildcard harvester/*.c)
+TEST_LIBS += harvester
+TEST_LDLIBS += -lrt

@@ -1,0 +1,193 @@
+/* nf.h - nemo-nf's library: config, cycle accounting, harvest-channel writer and the runtime. */
+#ifndef NEMO_NF_H
+#define NEMO_NF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nemo/config.h"
+#include "nemo/harvest_channel.h"
+
+#define NF_NAME_MAX	   HC_NAME_MAX
+#define NF_MAX_PORTS	   8
+#define NF_MAX_LCORES	   16
+#define NF_MAX_RX_PER_LCORE 8
+#define NF_MAX_CHAIN	   8
+#define NF_DEVARGS_MAX	   256
+
+/* ---- configuration (the JSON files in configs/, parsed through the key table in nf_config.c) ---- */
+
+struct nf_port_config {
+	char vdev[NF_DEVARGS_MAX]; /* "net_memif0,role=server,socket=..." or empty */
+	char pci[32];		   /* "0000:01:00.0" or empty; exactly one of vdev/pci */
+	uint32_t rx_queues;
+	uint32_t tx_queues;
+	uint32_t rx_ring;	 /* rx descriptors per queue */
+	uint32_t tx_ring;	 /* tx descriptors per queue */
+	uint64_t line_rate_pps; /* fastest the peer can fill the rx ring; bounds max sleep */
+	bool promiscuous;
+};
+
+struct nf_rx_queue_ref {
+	uint16_t port;
+	uint16_t queue;
+};
+
+struct nf_idle_config {
+	int policy;		/* enum hc_idle_policy */
+	uint32_t empty_polls;	/* empty iterations before the first sleep */
+	uint32_t min_sleep_us;	/* first sleep; doubles up to max */
+	uint32_t max_sleep_us;	/* 0 = derive from the rx rings (nf_max_sleep_ns) */
+	uint32_t intr_timeout_ms; /* interrupt policy: longest epoll wait */
+};
+
+struct nf_sched_config {
+	int policy;   /* enum hc_sched_policy */
+	int priority; /* SCHED_FIFO priority 1..99 */
+	int nice;     /* SCHED_OTHER nice -20..19 */
+};
+
+struct nf_lcore_config {
+	uint32_t lcore_id; /* DPDK lcore id */
+	uint32_t cpu;	   /* CPU it is pinned to */
+	uint32_t nb_rx;
+	struct nf_rx_queue_ref rx[NF_MAX_RX_PER_LCORE];
+	uint32_t chain_len;
+	char chain_names[NF_MAX_CHAIN][32];
+	cJSON *chain_cfg[NF_MAX_CHAIN]; /* each module's object, owned by nf_config.json */
+	struct nf_idle_config idle;
+	struct nf_sched_config sched;
+};
+
+struct nf_config {
+	char file[256];
+	char name[NF_NAME_MAX];
+	uint32_t main_lcore; /* the control lcore: stats, telemetry */
+	uint32_t main_cpu;
+	uint32_t memory_mb;
+	bool hugepages;
+	uint32_t mbufs; /* 0 = derive from the rings */
+	uint32_t burst;
+	uint32_t publish_period_us;
+	uint32_t stats_interval_ms; /* live per-lcore lines; 0 = off */
+	uint32_t nb_ports;
+	struct nf_port_config ports[NF_MAX_PORTS];
+	uint32_t nb_lcores;
+	struct nf_lcore_config lcores[NF_MAX_LCORES];
+	cJSON *json; /* the parsed file, kept for module configs */
+};
+
+/*
+ * Load and check `file`: key types, ranges, cross-field rules (queues exist, each rx queue
+ * polled by one lcore, lcores and CPUs distinct, module names known, max sleep within the
+ * ring bound). Errors go to ctx->err naming the file and key. Returns 0 or -EINVAL/-errno.
+ */
+int nf_config_load(const char *file, struct nf_config *cfg, struct cfg_ctx *ctx);
+/* Parse from JSON text (tests). `file` is only used in messages. */
+int nf_config_parse(const char *text, const char *file, struct nf_config *cfg,
+		    struct cfg_ctx *ctx);
+void nf_config_free(struct nf_config *cfg);
+/* Log the effective configuration, one line per port and lcore. */
+void nf_config_log(const struct nf_config *cfg);
+
+/*
+ * The longest sleep that cannot overflow an rx ring: a ring of `ring` descriptors fills in
+ * ring / line_rate seconds; the lcore must be back before that, and a timed sleep overshoots
+ * by up to the wake-up latency, so that margin is taken off. Returns ns; 0 when the ring
+ * fills faster than a sleeping lcore can wake.
+ */
+uint64_t nf_max_sleep_ns(uint32_t ring, uint64_t line_rate_pps, uint64_t wake_latency_ns);
+#define NF_WAKE_LATENCY_NS 40000ull /* measured 16-35 us here (DESIGN.md), rounded up */
+
+/* ---- cycle accounting (per lcore, plain counters, one writer) ---- */
+
+struct nf_acct {
+	uint64_t start_tsc;
+	uint64_t last_tsc; /* end of the last accounted interval */
+	uint64_t busy;
+	uint64_t idle_poll;
+	uint64_t sleep;
+	uint64_t iterations;
+	uint64_t busy_iterations;
+	uint64_t sleeps;
+	uint64_t idle_start_tsc; /* end of the last busy iteration (idle period start) */
+	uint64_t tsc_per_us;
+	uint64_t idle_hist[HC_IDLE_BUCKETS];
+};
+
+void nf_acct_init(struct nf_acct *a, uint64_t now_tsc, uint64_t tsc_hz);
+
+/* Charge the interval since the last call to busy (moved >= 1 packet) or idle_poll. */
+static inline void nf_acct_iteration(struct nf_acct *a, uint64_t now_tsc, bool busy)
+{
+	uint64_t d = now_tsc - a->last_tsc;
+
+	a->last_tsc = now_tsc;
+	a->iterations++;
+	if (busy) {
+		if (a->idle_start_tsc) {
+			/* an idle period just ended: bucket its length, log2 of microseconds */
+			uint64_t us = (now_tsc - d - a->idle_start_tsc) / a->tsc_per_us;
+			unsigned int b = us < 2 ? 0 : 63 - (unsigned int)__builtin_clzll(us);
+
+			a->idle_hist[b < HC_IDLE_BUCKETS ? b : HC_IDLE_BUCKETS - 1]++;
+			a->idle_start_tsc = 0;
+		}
+		a->busy += d;
+		a->busy_iterations++;
+	} else {
+		if (!a->idle_start_tsc)
+			a->idle_start_tsc = now_tsc - d;
+		a->idle_poll += d;
+	}
+}
+
+/* Charge the interval since the last call to sleep (the lcore yielded the core). */
+static inline void nf_acct_sleep(struct nf_acct *a, uint64_t now_tsc)
+{
+	a->sleep += now_tsc - a->last_tsc;
+	a->last_tsc = now_tsc;
+	a->sleeps++;
+}
+
+static inline uint64_t nf_acct_total(const struct nf_acct *a)
+{
+	return a->last_tsc - a->start_tsc;
+}
+
+/* ---- the harvest channel, writer side ---- */
+
+struct nf_channel;
+
+/*
+ * Create /dev/shm/nemo-hc-<name> with room for `nb_lcores` records, replacing a stale one
+ * left by a dead writer. Returns NULL with errno: EEXIST if a live nemo-nf owns the name.
+ */
+struct nf_channel *nf_channel_create(const char *name, uint32_t nb_lcores, uint64_t tsc_hz,
+				     uint32_t publish_period_us);
+struct hc_lcore_record *nf_channel_record(struct nf_channel *ch, uint32_t idx);
+struct hc_header *nf_channel_header(struct nf_channel *ch);
+/* Zero the magic (readers see a clean exit), unmap and unlink. */
+void nf_channel_destroy(struct nf_channel *ch);
+
+/* ---- the runtime (after rte_eal_init) ---- */
+
+struct nf_runtime;
+
+/* Attach and start the ports, build the chains, create the channel. NULL + errno. */
+struct nf_runtime *nf_runtime_create(const struct nf_config *cfg);
+/* Launch the lcore loops. Returns 0 or -errno. */
+int nf_runtime_start(struct nf_runtime *rt);
+/* Ask the lcores to stop (async-signal-safe) and wait for them (not signal-safe). */
+void nf_runtime_request_stop(struct nf_runtime *rt);
+void nf_runtime_wait(struct nf_runtime *rt);
+/* True if an lcore loop stopped with an error (for example its scheduling class was refused). */
+bool nf_runtime_failed(struct nf_runtime *rt);
+/* Print one line per lcore with the window since the last call (rates, shares). */
+void nf_runtime_print_live(struct nf_runtime *rt);
+/* Print the final per-lcore and per-port summary on stdout. */
+void nf_runtime_print_summary(struct nf_runtime *rt);
+/* Stop and close the ports, free the chains, remove the channel. */
+void nf_runtime_destroy(struct nf_runtime *rt);
+
+#endif /* NEMO_NF_H */

@@ -1,0 +1,264 @@
+/* lcore.c - the NF lcore loop: rx, chain, tx, cycle accounting, idle yielding, publishing. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_epoll.h>
+#include <rte_ethdev.h>
+#include <rte_interrupts.h>
+#include <rte_lcore.h>
+
+#include "nemo/log.h"
+#include "runtime_internal.h"
+
+#define TX_RETRIES 4
+
+/* Copy the lcore's counters into its harvest-channel record (no syscalls, no locks). */
+static void publish(struct nf_lcore_ctx *c, uint64_t now_tsc)
+{
+	struct hc_lcore_record *r = c->rec;
+	const struct nf_acct *a = &c->acct;
+
+	hc_write_begin(r);
+	r->state = c->state;
+	r->state_since_tsc = c->state_since_tsc;
+	r->now_tsc = now_tsc;
+	r->total_cycles = nf_acct_total(a);
+	r->busy_cycles = a->busy;
+	r->idle_poll_cycles = a->idle_poll;
+	r->sleep_cycles = a->sleep;
+	r->iterations = a->iterations;
+	r->busy_iterations = a->busy_iterations;
+	r->sleeps = a->sleeps;
+	r->wakeups_early = c->wakeups_early;
+	r->rx_pkts = c->rx_pkts;
+	r->tx_pkts = c->tx_pkts;
+	r->drop_pkts = c->drop_pkts;
+	r->rx_bursts = c->rx_bursts;
+	for (int i = 0; i < NF_DROP_REASONS; i++)
+		r->drops[i] = c->drops[i];
+	for (int i = 0; i < HC_IDLE_BUCKETS; i++)
+		r->idle_hist[i] = a->idle_hist[i];
+	hc_write_end(r);
+}
+
+static inline void set_state(struct nf_lcore_ctx *c, uint32_t state, uint64_t now_tsc)
+{
+	if (c->state != state) {
+		c->state = state;
+		c->state_since_tsc = now_tsc;
+	}
+}
+
+/* Transmit the burst, each packet on m->port, with this lcore's own tx queue. */
+static inline void transmit(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n)
+{
+	struct nf_runtime *rt = c->rt;
+	uint16_t txq = (uint16_t)c->idx;
+
+	while (n) {
+		/* the common case is one output port: find the run of packets that share it */
+		uint16_t port = pkts[0]->port, run = 1, sent = 0;
+
+		while (run < n && pkts[run]->port == port)
+			run++;
+		for (int t = 0; t < TX_RETRIES && sent < run; t++)
+			sent += rte_eth_tx_burst(rt->port_id[port], txq, pkts + sent,
+						 (uint16_t)(run - sent));
+		c->tx_pkts += sent;
+		if (sent < run) {
+			rte_pktmbuf_free_bulk(pkts + sent, run - sent);
+			c->drops[NF_DROP_TX_FULL] += run - sent;
+			c->drop_pkts += run - sent;
+		}
+		pkts += run;
+		n = (uint16_t)(n - run);
+	}
+}
+
+static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n,
+				 uint16_t in_port, uint64_t now_tsc)
+{
+	uint16_t kept;
+
+	c->rx_pkts += n;
+	c->rx_bursts++;
+	/* m->port carries the NF config's port index, not the DPDK id, through the chain */
+	for (uint16_t i = 0; i < n; i++)
+		pkts[i]->port = in_port;
+	kept = nf_pkt_validate(pkts, n, c->drops);
+	for (uint32_t m = 0; m < c->chain_len && kept; m++)
+		kept = c->chain_ops[m]->process(c->chain_inst[m], pkts, kept, now_tsc, c->drops);
+	c->drop_pkts += n - kept;
+	if (kept)
+		transmit(c, pkts, kept);
+}
+
+/* Pin is done by the EAL (--lcores); here the scheduling class and the timer slack. */
+static int apply_sched(struct nf_lcore_ctx *c)
+{
+	const struct nf_sched_config *s = &c->cfg->sched;
+	cpu_set_t set;
+
+	/*
+	 * Timer slack defaults to 50 us for SCHED_OTHER threads: it would stretch every short
+	 * sleep past the ring-fill bound. 1 ns asks for the kernel's best.
+	 */
+	if (prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0) < 0)
+		NEMO_WARN("nf", "lcore %u: PR_SET_TIMERSLACK: %s", c->cfg->lcore_id,
+			  strerror(errno));
+	if (s->policy == HC_SCHED_FIFO) {
+		struct sched_param sp = {.sched_priority = s->priority};
+		int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+
+		if (rc) {
+			NEMO_ERR("nf", "lcore %u: SCHED_FIFO priority %d: %s", c->cfg->lcore_id,
+				 s->priority, strerror(rc));
+			return -rc;
+		}
+	} else if (setpriority(PRIO_PROCESS, (id_t)gettid(), s->nice) < 0) {
+		NEMO_ERR("nf", "lcore %u: nice %d: %s", c->cfg->lcore_id, s->nice,
+			 strerror(errno));
+		return -errno;
+	}
+	if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) == 0 &&
+	    (CPU_COUNT(&set) != 1 || !CPU_ISSET(c->cfg->cpu, &set)))
+		NEMO_WARN("nf", "lcore %u is not pinned to cpu %u alone", c->cfg->lcore_id,
+			  c->cfg->cpu);
+	return 0;
+}
+
+/* Sleep `ns` (a timed sleep: the wake-up latency floor here is 16-35 us). */
+static void timed_sleep(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+			      .tv_nsec = (long)(ns % 1000000000ull)};
+
+	clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+}
+
+/*
+ * Interrupt policy: arm rx interrupts, check the queues once more (a packet may have come in
+ * since the last poll and would not raise an interrupt), then wait.
+ */
+static void wait_for_rx(struct nf_lcore_ctx *c)
+{
+	struct rte_epoll_event ev[NF_MAX_RX_PER_LCORE];
+	uint32_t nb_rx = c->cfg->nb_rx;
+	int n;
+
+	for (uint32_t r = 0; r < nb_rx; r++)
+		rte_eth_dev_rx_intr_enable(c->rx_port[r], c->rx_queue[r]);
+	for (uint32_t r = 0; r < nb_rx; r++) {
+		if (rte_eth_rx_queue_count(c->rx_port[r], c->rx_queue[r]) > 0)
+			goto disarm;
+	}
+	n = rte_epoll_wait(RTE_EPOLL_PER_THREAD, ev, (int)nb_rx, (int)c->cfg->idle.intr_timeout_ms);
+	if (n > 0)
+		c->wakeups_early++;
+disarm:
+	for (uint32_t r = 0; r < nb_rx; r++)
+		rte_eth_dev_rx_intr_disable(c->rx_port[r], c->rx_queue[r]);
+}
+
+static int intr_register(struct nf_lcore_ctx *c)
+{
+	for (uint32_t r = 0; r < c->cfg->nb_rx; r++) {
+		int rc = rte_eth_dev_rx_intr_ctl_q(c->rx_port[r], c->rx_queue[r],
+						   RTE_EPOLL_PER_THREAD, RTE_INTR_EVENT_ADD, NULL);
+
+		if (rc < 0) {
+			NEMO_ERR("nf", "lcore %u: rx interrupt on port %u queue %u: %s",
+				 c->cfg->lcore_id, c->rx_port[r], c->rx_queue[r], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int nf_lcore_main(void *arg)
+{
+	struct nf_lcore_ctx *c = arg;
+	const struct nf_lcore_config *lc = c->cfg;
+	const struct nf_idle_config *idle = &lc->idle;
+	struct nf_runtime *rt = c->rt;
+	struct rte_mbuf *pkts[512];
+	uint64_t publish_cycles = rt->tsc_hz / 1000000 * rt->cfg->publish_period_us;
+	uint64_t next_publish, now, sleep_ns, min_sleep_ns, max_sleep_ns;
+	uint32_t empty = 0, nb_rx = lc->nb_rx;
+	uint16_t burst = (uint16_t)c->burst;
+
+	c->rc = apply_sched(c);
+	if (!c->rc && idle->policy == HC_IDLE_INTERRUPT)
+		c->rc = intr_register(c);
+	if (c->rc) {
+		c->state = HC_STATE_STOPPED;
+		return c->rc;
+	}
+	min_sleep_ns = (uint64_t)idle->min_sleep_us * 1000;
+	max_sleep_ns = (uint64_t)idle->max_sleep_us * 1000;
+	sleep_ns = min_sleep_ns;
+	now = rte_rdtsc();
+	nf_acct_init(&c->acct, now, rt->tsc_hz);
+	c->rec->start_tsc = now;
+	c->rec->max_sleep_ns = idle->policy == HC_IDLE_SLEEP ? max_sleep_ns : 0;
+	set_state(c, HC_STATE_IDLE_POLL, now);
+	publish(c, now);
+	next_publish = now + publish_cycles;
+
+	while (!__atomic_load_n(&rt->quit, __ATOMIC_RELAXED)) {
+		uint64_t iter_start = c->acct.last_tsc;
+		uint32_t moved = 0;
+
+		for (uint32_t r = 0; r < nb_rx; r++) {
+			uint16_t n = rte_eth_rx_burst(c->rx_port[r], c->rx_queue[r], pkts, burst);
+
+			if (n) {
+				moved += n;
+				process_burst(c, pkts, n, lc->rx[r].port, iter_start);
+			}
+		}
+		now = rte_rdtsc();
+		nf_acct_iteration(&c->acct, now, moved != 0);
+		if (moved) {
+			empty = 0;
+			sleep_ns = min_sleep_ns;
+			set_state(c, HC_STATE_BUSY, now);
+		} else {
+			set_state(c, HC_STATE_IDLE_POLL, now);
+			if (idle->policy != HC_IDLE_POLL && ++empty >= idle->empty_polls) {
+				/* publish first: the record must say we are asleep, and since when */
+				set_state(c, HC_STATE_SLEEPING, now);
+				publish(c, now);
+				if (idle->policy == HC_IDLE_SLEEP) {
+					timed_sleep(sleep_ns);
+					sleep_ns = sleep_ns * 2 < max_sleep_ns ? sleep_ns * 2
+									       : max_sleep_ns;
+				} else {
+					wait_for_rx(c);
+				}
+				now = rte_rdtsc();
+				nf_acct_sleep(&c->acct, now);
+				set_state(c, HC_STATE_IDLE_POLL, now);
+				publish(c, now);
+				next_publish = now + publish_cycles;
+				continue;
+			}
+		}
+		if (now >= next_publish) {
+			publish(c, now);
+			next_publish = now + publish_cycles;
+		}
+	}
+	now = rte_rdtsc();
+	nf_acct_iteration(&c->acct, now, false);
+	set_state(c, HC_STATE_STOPPED, now);
+	publish(c, now);
+	return 0;
+}

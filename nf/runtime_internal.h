@@ -1,0 +1,72 @@
+/* runtime_internal.h - nemo-nf's runtime state, shared by runtime.c, lcore.c and telemetry.c. */
+#ifndef NEMO_NF_RUNTIME_INTERNAL_H
+#define NEMO_NF_RUNTIME_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+
+#include "nemo/harvest_channel.h"
+#include "nemo/nf.h"
+#include "nemo/nf_module.h"
+
+/* One per NF lcore; written by that lcore only (the control thread reads its shm record). */
+struct nf_lcore_ctx {
+	const struct nf_lcore_config *cfg;
+	struct nf_runtime *rt;
+	uint32_t idx; /* index in cfg->lcores, the harvest-channel record and the tx queue */
+	uint32_t burst;
+	struct hc_lcore_record *rec;
+	struct nf_acct acct;
+	uint64_t rx_pkts;
+	uint64_t tx_pkts;
+	uint64_t drop_pkts;
+	uint64_t rx_bursts;
+	uint64_t wakeups_early;
+	uint64_t drops[NF_DROP_REASONS];
+	uint32_t state;
+	uint64_t state_since_tsc;
+	uint64_t max_sleep_ns;
+	uint32_t chain_len;
+	const struct nf_module_ops *chain_ops[NF_MAX_CHAIN];
+	void *chain_inst[NF_MAX_CHAIN];
+	uint16_t rx_port[NF_MAX_RX_PER_LCORE]; /* DPDK port ids */
+	uint16_t rx_queue[NF_MAX_RX_PER_LCORE];
+	int rc; /* the loop's exit status */
+	/* control thread only: the snapshot at the last live line */
+	struct hc_lcore_record last_live __attribute__((aligned(HC_CACHE_LINE)));
+} __attribute__((aligned(RTE_CACHE_LINE_SIZE)));
+
+struct nf_runtime {
+	const struct nf_config *cfg;
+	uint64_t tsc_hz;
+	uint16_t nb_ports;
+	uint16_t port_id[NF_MAX_PORTS];
+	bool port_attached[NF_MAX_PORTS];
+	bool port_started[NF_MAX_PORTS];
+	char port_name[NF_MAX_PORTS][64];
+	struct rte_mempool *pool;
+	struct nf_channel *ch;
+	struct nf_lcore_ctx *lcores;
+	volatile int quit;
+	bool launched;
+	uint64_t start_tsc;
+	uint64_t last_live_tsc;
+};
+
+/* The loop each NF lcore runs (rte_eal_remote_launch). */
+int nf_lcore_main(void *arg);
+
+/* Copy a lcore's record out of the channel, brought up to now. Returns 0 or -EAGAIN. */
+int nf_runtime_snapshot(struct nf_runtime *rt, uint32_t idx, struct hc_lcore_record *out);
+
+/* Register /nemo/lcores and /nemo/ports for this runtime (one runtime per process). */
+int nf_telemetry_register(struct nf_runtime *rt);
+void nf_telemetry_unregister(void);
+
+/* Attach, configure and start port `p` as the config describes. Returns 0 or -errno. */
+int nf_port_setup(struct nf_runtime *rt, uint32_t p);
+void nf_port_teardown(struct nf_runtime *rt, uint32_t p);
+
+#endif /* NEMO_NF_RUNTIME_INTERNAL_H */

@@ -1,0 +1,161 @@
+/* telemetry.c - /nemo/lcores and /nemo/ports for dpdk-telemetry.py, read from the channel. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_ethdev.h>
+#include <rte_telemetry.h>
+
+#include "nemo/log.h"
+#include "runtime_internal.h"
+
+/*
+ * DPDK's telemetry callbacks take no user pointer, so the one runtime a process runs is
+ * kept here, behind a lock because the callbacks run on the telemetry thread.
+ */
+static pthread_mutex_t tel_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nf_runtime *tel_rt;
+static int tel_registered;
+
+static const char *const state_names[] = {"busy", "idle_poll", "sleeping", "stopped"};
+static const char *const idle_names[] = {"poll", "sleep", "interrupt"};
+
+static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s, uint64_t tsc_hz)
+{
+	char ratio[32];
+
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_int(d, "lcore", (int)s->lcore_id);
+	rte_tel_data_add_dict_int(d, "cpu", (int)s->cpu);
+	rte_tel_data_add_dict_string(d, "state", state_names[s->state & 3]);
+	rte_tel_data_add_dict_string(d, "idle_policy", idle_names[s->idle_policy % 3]);
+	rte_tel_data_add_dict_string(d, "sched_policy", s->sched_policy ? "fifo" : "other");
+	rte_tel_data_add_dict_int(d, "sched_prio", s->sched_prio);
+	rte_tel_data_add_dict_u64(d, "tsc_hz", tsc_hz);
+	rte_tel_data_add_dict_u64(d, "total_cycles", s->total_cycles);
+	rte_tel_data_add_dict_u64(d, "busy_cycles", s->busy_cycles);
+	rte_tel_data_add_dict_u64(d, "idle_poll_cycles", s->idle_poll_cycles);
+	rte_tel_data_add_dict_u64(d, "sleep_cycles", s->sleep_cycles);
+	/* telemetry in 22.11 has no floating-point values: the ratio goes as a string */
+	snprintf(ratio, sizeof(ratio), "%.4f",
+		 s->total_cycles ? 1.0 - (double)s->busy_cycles / (double)s->total_cycles : 0.0);
+	rte_tel_data_add_dict_string(d, "spare_ratio", ratio);
+	rte_tel_data_add_dict_u64(d, "iterations", s->iterations);
+	rte_tel_data_add_dict_u64(d, "busy_iterations", s->busy_iterations);
+	rte_tel_data_add_dict_u64(d, "sleeps", s->sleeps);
+	rte_tel_data_add_dict_u64(d, "max_sleep_ns", s->max_sleep_ns);
+	rte_tel_data_add_dict_u64(d, "rx_pkts", s->rx_pkts);
+	rte_tel_data_add_dict_u64(d, "tx_pkts", s->tx_pkts);
+	rte_tel_data_add_dict_u64(d, "drop_pkts", s->drop_pkts);
+	for (int i = 0; i < NF_DROP_REASONS; i++) {
+		char key[48];
+
+		snprintf(key, sizeof(key), "drop_%s", nf_drop_reason_names[i]);
+		rte_tel_data_add_dict_u64(d, key, s->drops[i]);
+	}
+}
+
+static int tel_lcores(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	int rc = 0;
+
+	(void)cmd;
+	(void)params;
+	pthread_mutex_lock(&tel_lock);
+	if (!tel_rt) {
+		rc = -ENODEV;
+		goto out;
+	}
+	rte_tel_data_start_dict(d);
+	for (uint32_t i = 0; i < tel_rt->cfg->nb_lcores; i++) {
+		struct rte_tel_data *ld = rte_tel_data_alloc();
+		struct hc_lcore_record s;
+		char key[16];
+
+		if (!ld) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (nf_runtime_snapshot(tel_rt, i, &s)) {
+			rte_tel_data_free(ld);
+			continue;
+		}
+		add_lcore(ld, &s, tel_rt->tsc_hz);
+		snprintf(key, sizeof(key), "%u", s.lcore_id);
+		rte_tel_data_add_dict_container(d, key, ld, 0);
+	}
+out:
+	pthread_mutex_unlock(&tel_lock);
+	return rc;
+}
+
+static int tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	int rc = 0;
+
+	(void)cmd;
+	(void)params;
+	pthread_mutex_lock(&tel_lock);
+	if (!tel_rt) {
+		rc = -ENODEV;
+		goto out;
+	}
+	rte_tel_data_start_dict(d);
+	for (uint32_t p = 0; p < tel_rt->cfg->nb_ports; p++) {
+		struct rte_tel_data *pd = rte_tel_data_alloc();
+		struct rte_eth_stats st = {0};
+		char key[16];
+
+		if (!pd) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		rte_tel_data_start_dict(pd);
+		rte_tel_data_add_dict_string(pd, "name", tel_rt->port_name[p]);
+		rte_tel_data_add_dict_int(pd, "ethdev", tel_rt->port_id[p]);
+		if (tel_rt->port_started[p])
+			rte_eth_stats_get(tel_rt->port_id[p], &st);
+		rte_tel_data_add_dict_u64(pd, "ipackets", st.ipackets);
+		rte_tel_data_add_dict_u64(pd, "opackets", st.opackets);
+		rte_tel_data_add_dict_u64(pd, "imissed", st.imissed);
+		rte_tel_data_add_dict_u64(pd, "rx_nombuf", st.rx_nombuf);
+		rte_tel_data_add_dict_u64(pd, "oerrors", st.oerrors);
+		snprintf(key, sizeof(key), "%u", p);
+		rte_tel_data_add_dict_container(d, key, pd, 0);
+	}
+out:
+	pthread_mutex_unlock(&tel_lock);
+	return rc;
+}
+
+int nf_telemetry_register(struct nf_runtime *rt)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&tel_lock);
+	tel_rt = rt;
+	if (!tel_registered) {
+		rc = rte_telemetry_register_cmd("/nemo/lcores", tel_lcores,
+						"Per-lcore cycle accounting and packet counters of "
+						"nemo-nf. No parameters.");
+		if (!rc)
+			rc = rte_telemetry_register_cmd("/nemo/ports", tel_ports,
+							"nemo-nf ports and their counters. No "
+							"parameters.");
+		if (rc)
+			NEMO_ERR("nf", "cannot register telemetry commands: %s", strerror(-rc));
+		else
+			tel_registered = 1;
+	}
+	pthread_mutex_unlock(&tel_lock);
+	return rc;
+}
+
+/* DPDK cannot unregister a command; it answers -ENODEV once the runtime is gone. */
+void nf_telemetry_unregister(void)
+{
+	pthread_mutex_lock(&tel_lock);
+	tel_rt = NULL;
+	pthread_mutex_unlock(&tel_lock);
+}

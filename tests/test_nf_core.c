@@ -1,0 +1,289 @@
+/* test_nf_core.c - nemo-nf's config checks, cycle accounting and the harvest channel contract. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nemo/harvester.h"
+#include "nemo/nf.h"
+#include "test.h"
+
+/* ---- config ---- */
+
+static const char *const good_cfg =
+	"{\"name\":\"t1\",\"ports\":[{\"vdev\":\"net_null0\",\"rx_ring\":1024,"
+	"\"line_rate_pps\":14880952}],"
+	"\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],"
+	"\"chain\":[\"fwd\",{\"module\":\"monitor\"}],\"idle\":\"sleep\","
+	"\"sched\":{\"policy\":\"fifo\",\"priority\":10}}]}";
+
+static void test_config_good(void)
+{
+	struct nf_config cfg;
+	struct cfg_ctx ctx = {0};
+
+	CU_ASSERT_EQUAL_FATAL(nf_config_parse(good_cfg, "good.json", &cfg, &ctx), 0);
+	CU_ASSERT_STRING_EQUAL(cfg.name, "t1");
+	CU_ASSERT_EQUAL(cfg.nb_ports, 1);
+	CU_ASSERT_EQUAL(cfg.ports[0].tx_queues, 1); /* one per lcore */
+	CU_ASSERT_EQUAL(cfg.nb_lcores, 1);
+	CU_ASSERT_EQUAL(cfg.lcores[0].chain_len, 2);
+	CU_ASSERT_STRING_EQUAL(cfg.lcores[0].chain_names[1], "monitor");
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.policy, HC_IDLE_SLEEP);
+	CU_ASSERT_EQUAL(cfg.lcores[0].sched.policy, HC_SCHED_FIFO);
+	CU_ASSERT_EQUAL(cfg.lcores[0].sched.priority, 10);
+	/* 1024 descriptors fill in 68.8 us at 14.88 Mpps; minus the 40 us wake-up margin */
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.max_sleep_us, 28);
+	nf_config_free(&cfg);
+}
+
+static void expect_cfg_error(const char *json, const char *needle)
+{
+	struct nf_config cfg;
+	struct cfg_ctx ctx = {0};
+
+	CU_ASSERT_NOT_EQUAL(nf_config_parse(json, "bad.json", &cfg, &ctx), 0);
+	if (!strstr(ctx.err, needle))
+		printf("\n  error was: %s\n  wanted:    %s\n", ctx.err, needle);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ctx.err, needle));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ctx.err, "bad.json"));
+}
+
+#define PORT0 "\"ports\":[{\"vdev\":\"net_null0\"}]"
+#define LC(extra) "\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"]" extra "}]"
+
+static void test_config_errors(void)
+{
+	expect_cfg_error("{\"ports\": [", "malformed JSON");
+	expect_cfg_error("{" PORT0 "}", "key 'lcores': required key is missing");
+	expect_cfg_error("{" PORT0 "," LC("") ",\"colour\":1}", "key 'colour': unknown key");
+	expect_cfg_error("{\"ports\":[{\"vdev\":\"net_null0\",\"rx_ring\":\"big\"}]," LC("") "}",
+			 "key 'ports[0].rx_ring': expected an integer, got a string");
+	expect_cfg_error("{\"ports\":[{\"vdev\":\"net_null0\",\"rx_ring\":1000}]," LC("") "}",
+			 "powers of two");
+	expect_cfg_error("{\"ports\":[{}]," LC("") "}", "exactly one of 'vdev' and 'pci'");
+	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+			 "\"chain\":[\"fwd\",\"teleport\"]}]}",
+			 "key 'lcores[0].chain[1]': unknown NF module 'teleport' (known: fwd");
+	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":3}],"
+			 "\"chain\":[\"fwd\"]}]}",
+			 "key 'lcores[0].rx[0]': port 3 does not exist");
+	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0,\"queue\":1}],"
+			 "\"chain\":[\"fwd\"]}]}",
+			 "port 0 has 1 rx queues; no queue 1");
+	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+			 "\"chain\":[\"fwd\"]},{\"lcore\":2,\"rx\":[{\"port\":0}],"
+			 "\"chain\":[\"fwd\"]}]}",
+			 "port 0 queue 0 is already polled by another lcore");
+	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":0,\"rx\":[{\"port\":0}],"
+			 "\"chain\":[\"fwd\"]}]}",
+			 "lcore 0 is the main (control) lcore");
+	expect_cfg_error("{" PORT0 "," LC(",\"idle\":{\"policy\":\"spin\"}") "}",
+			 "key 'lcores[0].idle.policy': 'spin' is not one of: poll, sleep, interrupt");
+	expect_cfg_error("{" PORT0 "," LC(",\"idle\":{\"policy\":\"sleep\",\"max_sleep_us\":5000}")
+			 "}",
+			 "max_sleep_us 5000 lets the rx ring overflow");
+	expect_cfg_error("{\"ports\":[{\"vdev\":\"net_null0\",\"rx_ring\":256}]," LC("") "}",
+			 "key 'lcores[0].idle': the rx ring fills at line rate in less than");
+	expect_cfg_error("{" PORT0 "," LC(",\"sched\":{\"policy\":\"fifo\",\"priority\":100}") "}",
+			 "key 'lcores[0].sched.priority': 100 is out of range [1, 99]");
+	expect_cfg_error("{\"name\":\"a/b\"," PORT0 "," LC("") "}", "key 'name': use letters");
+}
+
+static void test_max_sleep_bound(void)
+{
+	/* 16384 descriptors at 14 Mpps fill in 1170 us; less the wake-up margin */
+	CU_ASSERT_EQUAL(nf_max_sleep_ns(16384, 14000000, 40000), 1170285 - 40000);
+	/* a ring that fills faster than a wake-up: no sleep is safe */
+	CU_ASSERT_EQUAL(nf_max_sleep_ns(512, 14880952, 40000), 0);
+}
+
+/* ---- accounting ---- */
+
+static void test_accounting(void)
+{
+	struct nf_acct a;
+	uint64_t t = 1000000;
+
+	nf_acct_init(&a, t, 1000000000ull); /* 1 GHz: 1000 cycles per us */
+	t += 500;
+	nf_acct_iteration(&a, t, true);
+	t += 100;
+	nf_acct_iteration(&a, t, false); /* idle period starts at 1000500 */
+	t += 100;
+	nf_acct_iteration(&a, t, false);
+	t += 20000;
+	nf_acct_sleep(&a, t);
+	t += 100;
+	nf_acct_iteration(&a, t, false);
+	t += 700;
+	nf_acct_iteration(&a, t, true); /* idle period ended at t - 700: 20300 cycles = 20 us */
+	CU_ASSERT_EQUAL(a.busy, 1200);
+	CU_ASSERT_EQUAL(a.idle_poll, 300);
+	CU_ASSERT_EQUAL(a.sleep, 20000);
+	CU_ASSERT_EQUAL(nf_acct_total(&a), 21500);
+	CU_ASSERT_EQUAL(a.busy + a.idle_poll + a.sleep, nf_acct_total(&a));
+	CU_ASSERT_EQUAL(a.iterations, 5);
+	CU_ASSERT_EQUAL(a.busy_iterations, 2);
+	CU_ASSERT_EQUAL(a.sleeps, 1);
+	/* 20 us lands in bucket 4: [16, 32) us */
+	CU_ASSERT_EQUAL(a.idle_hist[4], 1);
+	for (int i = 0; i < HC_IDLE_BUCKETS; i++)
+		if (i != 4)
+			CU_ASSERT_EQUAL(a.idle_hist[i], 0);
+}
+
+/* ---- harvest channel: writer and reader ---- */
+
+struct torn_ctx {
+	struct hc_lcore_record *rec;
+	volatile int stop;
+};
+
+/* Writes records whose fields all derive from one counter: a torn copy would mix two. */
+static void *torn_writer(void *arg)
+{
+	struct torn_ctx *t = arg;
+
+	for (uint64_t k = 1; !t->stop; k++) {
+		hc_write_begin(t->rec);
+		t->rec->busy_cycles = k;
+		t->rec->idle_poll_cycles = 2 * k;
+		t->rec->sleep_cycles = 3 * k;
+		t->rec->rx_pkts = k;
+		for (int i = 0; i < HC_IDLE_BUCKETS; i++)
+			t->rec->idle_hist[i] = k;
+		t->rec->total_cycles = 6 * k;
+		hc_write_end(t->rec);
+	}
+	return NULL;
+}
+
+static void test_channel_roundtrip(void)
+{
+	char name[32];
+	struct nf_channel *w;
+	struct hv_channel *r;
+	struct torn_ctx t = {0};
+	pthread_t th;
+	unsigned int ok = 0, torn = 0;
+
+	snprintf(name, sizeof(name), "test-%d", getpid());
+	w = nf_channel_create(name, 2, 2000000000ull, 100);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+	/* a second writer under the same name is refused while the first lives */
+	CU_ASSERT_PTR_NULL(nf_channel_create(name, 2, 1, 100));
+	r = hv_channel_open(name);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(hv_channel_nb_lcores(r), 2);
+	CU_ASSERT_EQUAL(hv_channel_tsc_hz(r), 2000000000ull);
+
+	t.rec = nf_channel_record(w, 1);
+	t.rec->state = HC_STATE_BUSY;
+	pthread_create(&th, NULL, torn_writer, &t);
+	for (int i = 0; i < 200000; i++) {
+		struct hc_lcore_record s;
+
+		if (hv_channel_read(r, 1, &s) != 0)
+			continue;
+		ok++;
+		if (s.idle_poll_cycles != 2 * s.busy_cycles || s.sleep_cycles != 3 * s.busy_cycles ||
+		    s.total_cycles != 6 * s.busy_cycles || s.idle_hist[15] != s.busy_cycles)
+			torn++;
+	}
+	t.stop = 1;
+	pthread_join(th, NULL);
+	printf("\n  %u untorn reads, %u torn\n", ok, torn);
+	CU_ASSERT(ok >= 1000); /* the reader must get through, even on a busy machine */
+	CU_ASSERT_EQUAL(torn, 0);
+	{
+		struct hc_lcore_record s;
+
+		CU_ASSERT_EQUAL(hv_channel_read(r, 2, &s), -ERANGE);
+		/* a clean exit is visible to the reader */
+		nf_channel_destroy(w);
+		CU_ASSERT_EQUAL(hv_channel_read(r, 0, &s), -ESTALE);
+	}
+	hv_channel_close(r);
+	CU_ASSERT_PTR_NULL(hv_channel_open(name));
+	CU_ASSERT_EQUAL(errno, ENOENT);
+}
+
+static void test_channel_sleep_extrapolated(void)
+{
+	struct hc_lcore_record r = {0};
+
+	r.state = HC_STATE_SLEEPING;
+	r.now_tsc = 1000;
+	r.total_cycles = 600;
+	r.sleep_cycles = 100;
+	hc_record_extrapolate(&r, 1500);
+	CU_ASSERT_EQUAL(r.sleep_cycles, 600);
+	CU_ASSERT_EQUAL(r.total_cycles, 1100);
+	r.state = HC_STATE_BUSY;
+	hc_record_extrapolate(&r, 3000);
+	CU_ASSERT_EQUAL(r.total_cycles, 1100);
+}
+
+/* Write a fake channel object with a chosen header, for the reader's checks. */
+static void write_fake(const char *name, uint64_t magic, uint32_t version, int32_t pid)
+{
+	char path[64];
+	struct hc_header h = {0};
+	int fd;
+
+	snprintf(path, sizeof(path), "/" HC_SHM_PREFIX "%s", name);
+	fd = shm_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	h.magic = magic;
+	h.version = version;
+	h.header_size = sizeof(h);
+	h.record_size = sizeof(struct hc_lcore_record);
+	h.nb_records = 1;
+	h.writer_pid = pid;
+	CU_ASSERT(ftruncate(fd, (off_t)hc_shm_size(1)) == 0);
+	CU_ASSERT(pwrite(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h));
+	close(fd);
+}
+
+static void test_channel_bad_headers(void)
+{
+	char name[32], path[64];
+	pid_t dead;
+
+	snprintf(name, sizeof(name), "test-bad-%d", getpid());
+	snprintf(path, sizeof(path), "/" HC_SHM_PREFIX "%s", name);
+	write_fake(name, 0x1234, HC_VERSION, getpid());
+	CU_ASSERT_PTR_NULL(hv_channel_open(name));
+	CU_ASSERT_EQUAL(errno, EPROTO);
+	write_fake(name, HC_MAGIC, HC_VERSION + 1, getpid());
+	CU_ASSERT_PTR_NULL(hv_channel_open(name));
+	CU_ASSERT_EQUAL(errno, EPROTONOSUPPORT);
+	dead = fork();
+	if (dead == 0)
+		_exit(0);
+	waitpid(dead, NULL, 0);
+	write_fake(name, HC_MAGIC, HC_VERSION, dead);
+	CU_ASSERT_PTR_NULL(hv_channel_open(name));
+	CU_ASSERT_EQUAL(errno, ESRCH);
+	/* a new writer replaces the stale object its dead predecessor left */
+	{
+		struct nf_channel *w = nf_channel_create(name, 1, 1000, 100);
+
+		CU_ASSERT_PTR_NOT_NULL(w);
+		nf_channel_destroy(w);
+	}
+	shm_unlink(path);
+}
+
+NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", test_config_good},
+	   {"config: each bad input names file and key", test_config_errors},
+	   {"config: max sleep bound from ring and line rate", test_max_sleep_bound},
+	   {"accounting: busy + idle_poll + sleep = total", test_accounting},
+	   {"channel: writer to reader, never torn", test_channel_roundtrip},
+	   {"channel: a sleeping lcore's sleep is extrapolated", test_channel_sleep_extrapolated},
+	   {"channel: wrong magic, version, dead writer", test_channel_bad_headers})
