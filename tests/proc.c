@@ -1,0 +1,192 @@
+/* proc.c - child processes for integration tests: start, wait, stop, and clean up on failure. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+#define MAX_PROCS 64
+
+static struct test_proc *procs[MAX_PROCS];
+static char out_files[256][32];
+static int nb_out_files;
+static int atexit_set;
+
+/* The output files stay until the runner exits, so that a failing test can show them. */
+static void remove_out_files(void)
+{
+	for (int i = 0; i < nb_out_files; i++)
+		unlink(out_files[i]);
+}
+
+void test_msleep(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+int test_proc_start(struct test_proc *p, char *const argv[])
+{
+	int fd, slot = -1;
+
+	if (!atexit_set) {
+		atexit(remove_out_files);
+		atexit(test_proc_kill_all);
+		atexit_set = 1;
+	}
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (!procs[i]) {
+			slot = i;
+			break;
+		}
+	if (slot < 0)
+		return -ENOSPC;
+	memset(p, 0, sizeof(*p));
+	snprintf(p->out_path, sizeof(p->out_path), "/tmp/nemo-test-out-XXXXXX");
+	fd = mkstemp(p->out_path);
+	if (fd < 0)
+		return -errno;
+	if (nb_out_files < 256)
+		snprintf(out_files[nb_out_files++], sizeof(out_files[0]), "%s", p->out_path);
+	p->pid = fork();
+	if (p->pid < 0) {
+		close(fd);
+		return -errno;
+	}
+	if (p->pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+		/* die with the test runner, even if it is killed */
+		setpgid(0, 0);
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fd);
+	procs[slot] = p;
+	return 0;
+}
+
+static void forget(struct test_proc *p)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (procs[i] == p)
+			procs[i] = NULL;
+}
+
+static int exit_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -EINVAL;
+}
+
+int test_proc_wait(struct test_proc *p, int timeout_ms)
+{
+	for (int waited = 0;; waited += 10) {
+		pid_t r;
+
+		if (p->reaped)
+			return exit_code(p->status);
+		r = waitpid(p->pid, &p->status, WNOHANG);
+		if (r == p->pid) {
+			p->reaped = true;
+			forget(p);
+			return exit_code(p->status);
+		}
+		if (r < 0)
+			return -errno;
+		if (waited >= timeout_ms)
+			return -ETIMEDOUT;
+		test_msleep(10);
+	}
+}
+
+int test_proc_stop(struct test_proc *p, int timeout_ms)
+{
+	int rc;
+
+	if (p->reaped)
+		return exit_code(p->status);
+	kill(p->pid, SIGTERM);
+	rc = test_proc_wait(p, timeout_ms);
+	if (rc == -ETIMEDOUT) {
+		kill(-p->pid, SIGKILL);
+		kill(p->pid, SIGKILL);
+		rc = test_proc_wait(p, 5000);
+	}
+	return rc;
+}
+
+const char *test_proc_output(struct test_proc *p)
+{
+	static char buf[1 << 17];
+	int fd = open(p->out_path, O_RDONLY);
+	ssize_t n = 0;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return buf;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+bool test_proc_output_has(struct test_proc *p, const char *pattern)
+{
+	const char *out = test_proc_output(p);
+
+	if (strstr(out, pattern))
+		return true;
+	printf("\n  --- output of pid %d has no '%s':\n%s\n  ---\n", p->pid, pattern, out);
+	return false;
+}
+
+void test_proc_kill_all(void)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct test_proc *p = procs[i];
+
+		if (!p)
+			continue;
+		kill(-p->pid, SIGKILL);
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, &p->status, 0);
+		p->reaped = true;
+		procs[i] = NULL;
+	}
+}
+
+void test_remove_runtime_dir(const char *prefix)
+{
+	char dir[256];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", prefix);
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[512];
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}

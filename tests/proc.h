@@ -1,0 +1,36 @@
+/* proc.h - start nemo programs from tests, capture their output, and never leave them behind. */
+#ifndef NEMO_TEST_PROC_H
+#define NEMO_TEST_PROC_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct test_proc {
+	pid_t pid;
+	int status; /* wait status once reaped */
+	bool reaped;
+	char out_path[32]; /* stdout and stderr, merged */
+};
+
+/*
+ * Start argv[0] (a path) with stdout and stderr into a temporary file. The process is
+ * registered so that test_proc_kill_all() (run at exit and by suite teardowns) kills it if a
+ * test fails before it stops. Returns 0 or -errno.
+ */
+int test_proc_start(struct test_proc *p, char *const argv[]);
+/* Wait up to timeout_ms. Returns the exit code, 128+signal, or -ETIMEDOUT (still running). */
+int test_proc_wait(struct test_proc *p, int timeout_ms);
+/* SIGTERM, wait up to timeout_ms, then SIGKILL. Returns like test_proc_wait(). */
+int test_proc_stop(struct test_proc *p, int timeout_ms);
+/* The captured output, NUL-terminated (static buffer, overwritten by the next call). */
+const char *test_proc_output(struct test_proc *p);
+/* Kill every process started and not yet reaped; remove their output files. */
+void test_proc_kill_all(void);
+/* Remove a DPDK runtime folder (/var/run/dpdk/<prefix>) and its files. */
+void test_remove_runtime_dir(const char *prefix);
+/* Is `pattern` in the output? Prints the output when not, to make failures readable. */
+bool test_proc_output_has(struct test_proc *p, const char *pattern);
+/* Sleep ms milliseconds. */
+void test_msleep(int ms);
+
+#endif /* NEMO_TEST_PROC_H */
