@@ -116,6 +116,12 @@ struct sbx_host_config {
 	const char *python_path;
 	uid_t uid; /* unprivileged identity inside sandboxes [65534] */
 	gid_t gid; /* [65534] */
+	/*
+	 * false [default]: sandboxes share one empty network namespace made at host setup
+	 * (setns, no per-sandbox netns cost; unix sockets are denied by seccomp so tenants
+	 * cannot meet in the abstract namespace). true: a fresh network namespace per sandbox.
+	 */
+	bool netns_per_sandbox;
 };
 
 struct sbx_host;

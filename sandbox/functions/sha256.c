@@ -1,0 +1,108 @@
+/* sha256.c - sample CPU-bound C function: SHA-256 chained over N rounds. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nemo/function.h"
+
+/*
+ * Request: the number of rounds as decimal text (default 1000), optionally followed by a
+ * newline and the seed bytes. Response: the hex digest of H^N(seed). Sample code: a plain
+ * FIPS 180-4 implementation, so the function needs no library.
+ */
+
+static const uint32_t k[64] = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+	0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+	0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+	0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+	0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+	0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+	0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+	0xc67178f2};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void block(uint32_t h[8], const uint8_t *p)
+{
+	uint32_t w[64], a, b, c, d, e, f, g, hh;
+
+	for (int i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (int i = 16; i < 64; i++) {
+		uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+		uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+
+		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+	}
+	a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+	for (int i = 0; i < 64; i++) {
+		uint32_t t1 = hh + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) +
+			      k[i] + w[i];
+		uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+
+		hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+	}
+	h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
+}
+
+static void sha256(const uint8_t *msg, size_t len, uint8_t out[32])
+{
+	uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+			 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+	uint8_t tail[128] = {0};
+	size_t full = len / 64 * 64, rest = len - full, tlen;
+	uint64_t bits = (uint64_t)len * 8;
+
+	for (size_t off = 0; off < full; off += 64)
+		block(h, msg + off);
+	memcpy(tail, msg + full, rest);
+	tail[rest] = 0x80;
+	tlen = rest < 56 ? 64 : 128;
+	for (int i = 0; i < 8; i++)
+		tail[tlen - 1 - i] = (uint8_t)(bits >> (8 * i));
+	for (size_t off = 0; off < tlen; off += 64)
+		block(h, tail + off);
+	for (int i = 0; i < 8; i++) {
+		out[4 * i] = (uint8_t)(h[i] >> 24);
+		out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+		out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+		out[4 * i + 3] = (uint8_t)h[i];
+	}
+}
+
+int handle(const struct nemo_request *req, struct nemo_response *resp)
+{
+	char num[16] = "";
+	const uint8_t *seed = (const uint8_t *)"nemo";
+	size_t seed_len = 4, n = 0;
+	const char *nl = memchr(req->data, '\n', req->len);
+	uint8_t digest[32];
+	long rounds;
+
+	n = nl ? (size_t)(nl - (const char *)req->data) : req->len;
+	if (n >= sizeof(num) || resp->cap < 65)
+		goto bad;
+	memcpy(num, req->data, n);
+	rounds = n ? strtol(num, NULL, 10) : 1000;
+	if (rounds < 1 || rounds > 100000000)
+		goto bad;
+	if (nl && (size_t)(nl + 1 - (const char *)req->data) < req->len) {
+		seed = (const uint8_t *)nl + 1;
+		seed_len = req->len - (size_t)(nl + 1 - (const char *)req->data);
+	}
+	sha256(seed, seed_len, digest);
+	for (long i = 1; i < rounds; i++)
+		sha256(digest, sizeof(digest), digest);
+	for (int i = 0; i < 32; i++)
+		snprintf((char *)resp->data + 2 * i, 3, "%02x", digest[i]);
+	resp->len = 64;
+	return 0;
+bad:
+	resp->len = (size_t)snprintf(resp->data, resp->cap, "want '<rounds 1..1e8>[\\n<seed>]'");
+	return 1;
+}

@@ -1,0 +1,382 @@
+/* host.c - the sandbox host: cgroup backend choice, runtime and interpreter paths, seccomp, netns. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <seccomp.h>
+
+#include "nemo/log.h"
+#include "sandbox_internal.h"
+
+/*
+ * Calls no function needs and that reach into the kernel's most privileged or most attacked
+ * surfaces. Most would fail anyway without capabilities; denying them here also closes the
+ * bugs behind those checks.
+ */
+static const char *const denied_syscalls[] = {
+	"mount",
+	"umount2",
+	"pivot_root",
+	"chroot",
+	"move_mount",
+	"open_tree",
+	"fsopen",
+	"fsconfig",
+	"fsmount",
+	"fspick",
+	"mount_setattr",
+	"ptrace",
+	"process_vm_readv",
+	"process_vm_writev",
+	"bpf",
+	"perf_event_open",
+	"kexec_load",
+	"kexec_file_load",
+	"init_module",
+	"finit_module",
+	"delete_module",
+	"reboot",
+	"swapon",
+	"swapoff",
+	"acct",
+	"settimeofday",
+	"clock_settime",
+	"clock_adjtime",
+	"adjtimex",
+	"unshare",
+	"setns",
+	"open_by_handle_at",
+	"name_to_handle_at",
+	"keyctl",
+	"add_key",
+	"request_key",
+	"userfaultfd",
+	"syslog",
+	"iopl",
+	"ioperm",
+	"quotactl",
+	"sethostname",
+	"setdomainname",
+	"vhangup",
+	"io_uring_setup",
+	"io_uring_enter",
+	"io_uring_register",
+	"lookup_dcookie",
+	"fanotify_init",
+	"kcmp",
+	"pidfd_getfd",
+	"personality",
+};
+
+static const unsigned long clone_ns_flags[] = {CLONE_NEWNS,    CLONE_NEWUTS, CLONE_NEWIPC,
+					       CLONE_NEWUSER,  CLONE_NEWPID, CLONE_NEWNET,
+					       CLONE_NEWCGROUP};
+
+int sbx_seccomp_compile(bool deny_unix_sockets)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int fd = -1, rc;
+
+	if (!ctx) {
+		NEMO_ERR(SBX_LOG, "seccomp_init failed");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < sizeof(denied_syscalls) / sizeof(denied_syscalls[0]); i++) {
+		int nr = seccomp_syscall_resolve_name(denied_syscalls[i]);
+
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* not on this architecture */
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+		if (rc)
+			goto fail;
+	}
+	/*
+	 * clone3 passes its flags in memory that seccomp cannot read, so it cannot be filtered
+	 * for namespace flags. ENOSYS makes glibc fall back to clone, whose flags we can check:
+	 * threads and fork keep working, new namespaces do not.
+	 */
+	rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	for (size_t i = 0; !rc && i < sizeof(clone_ns_flags) / sizeof(clone_ns_flags[0]); i++)
+		rc = seccomp_rule_add(
+			ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+			SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
+	/* pushing input into another terminal */
+	if (!rc)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI));
+	/* in a shared network namespace, the abstract unix socket namespace is shared too */
+	if (!rc && deny_unix_sockets)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+				      SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+	if (rc)
+		goto fail;
+	fd = memfd_create("nemo-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		rc = -errno;
+		NEMO_ERR(SBX_LOG, "memfd_create: %s", strerror(-rc));
+		goto out;
+	}
+	rc = seccomp_export_bpf(ctx, fd);
+	if (rc)
+		goto fail;
+	/* every sandbox inherits this fd: nobody may change the program under the others */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)) {
+		rc = -errno;
+		NEMO_ERR(SBX_LOG, "seal seccomp memfd: %s", strerror(-rc));
+		goto out;
+	}
+	seccomp_release(ctx);
+	return fd;
+fail:
+	NEMO_ERR(SBX_LOG, "building the seccomp filter: %s", strerror(-rc));
+out:
+	if (fd >= 0)
+		close(fd);
+	seccomp_release(ctx);
+	return rc;
+}
+
+static void *make_netns(void *arg)
+{
+	int *fd = arg;
+
+	/* only this thread enters the new namespace; it ends right after */
+	if (unshare(CLONE_NEWNET)) {
+		*fd = -errno;
+		return NULL;
+	}
+	*fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		*fd = -errno;
+	return NULL;
+}
+
+static int empty_netns(void)
+{
+	pthread_t t;
+	int fd = -EINVAL;
+
+	if (pthread_create(&t, NULL, make_netns, &fd))
+		return -EAGAIN;
+	pthread_join(t, NULL);
+	if (fd < 0)
+		NEMO_ERR(SBX_LOG, "creating the sandboxes' network namespace: %s", strerror(-fd));
+	return fd;
+}
+
+static bool is_elf(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char magic[4];
+
+	return fd >= 0 && read(fd, magic, 4) == 4 && memcmp(magic, "\177ELF", 4) == 0;
+}
+
+/* Resolve the interpreter once: symlinks followed, shims (scripts) refused. */
+static int resolve_python(struct sbx_host *host, const char *want)
+{
+	const char *candidates[] = {want, "/usr/bin/python3.11", "/usr/bin/python3",
+				    "/usr/local/bin/python3"};
+	char real[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+		if (!candidates[i] || !realpath(candidates[i], real) || !is_elf(real))
+			continue;
+		snprintf(host->python_path, sizeof(host->python_path), "%s", real);
+		return 0;
+	}
+	/* python functions will fail at init with this named; others are unaffected */
+	NEMO_WARN(SBX_LOG, "no python interpreter found; python functions cannot start");
+	host->python_path[0] = '\0';
+	return 0;
+}
+
+static int resolve_runtime(struct sbx_host *host, const char *want)
+{
+	char exe[PATH_MAX], dir[PATH_MAX];
+	ssize_t n;
+
+	if (want) {
+		if (!realpath(want, dir))
+			goto missing;
+	} else {
+		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n <= 0)
+			return -errno;
+		exe[n] = '\0';
+		snprintf(dir, sizeof(dir), "%s/nemo-sbx-runtime", dirname(exe));
+		if (access(dir, X_OK) && !realpath("build/bin/nemo-sbx-runtime", dir))
+			goto missing;
+	}
+	if (access(dir, X_OK))
+		goto missing;
+	snprintf(host->runtime_path, sizeof(host->runtime_path), "%s", dir);
+	snprintf(exe, sizeof(exe), "%s", dir);
+	snprintf(host->shim_path, sizeof(host->shim_path), "%s/nemo-sbx-shim.py", dirname(exe));
+	return 0;
+missing:
+	NEMO_ERR(SBX_LOG, "runtime program %s not found (build it with make)",
+		 want ? want : "nemo-sbx-runtime");
+	return -ENOENT;
+}
+
+static int pick_backend(struct sbx_host *host, int version)
+{
+	char buf[256] = "";
+	int fd;
+
+	snprintf(host->v1_mount, sizeof(host->v1_mount), "/sys/fs/cgroup");
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0)
+		snprintf(host->v2_mount, sizeof(host->v2_mount), "/sys/fs/cgroup");
+	else
+		snprintf(host->v2_mount, sizeof(host->v2_mount), "/sys/fs/cgroup/unified");
+	if (version == SBX_CGROUP_AUTO) {
+		char path[SBX_CG_PATH + 32];
+
+		snprintf(path, sizeof(path), "%s/cgroup.controllers", host->v2_mount);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+			buf[n > 0 ? n : 0] = '\0';
+			close(fd);
+		}
+		version = strstr(buf, "memory") ? SBX_CGROUP_V2 : SBX_CGROUP_V1;
+	}
+	host->cg = version == SBX_CGROUP_V2 ? &sbx_cgroup_v2_ops : &sbx_cgroup_v1_ops;
+	if (version == SBX_CGROUP_V1 && access("/sys/fs/cgroup/memory/cgroup.procs", F_OK)) {
+		NEMO_ERR(SBX_LOG, "cgroup v1 requested but /sys/fs/cgroup/memory is not mounted");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
+{
+	struct sbx_host_config defaults = {0};
+	struct sbx_host *host;
+	int rc;
+
+	if (!cfg)
+		cfg = &defaults;
+	host = calloc(1, sizeof(*host));
+	if (!host)
+		return NULL;
+	host->seccomp_fd = -1;
+	host->netns_fd = -1;
+	pthread_mutex_init(&host->lock, NULL);
+	snprintf(host->cgroup_root, sizeof(host->cgroup_root), "%s",
+		 cfg->cgroup_root ? cfg->cgroup_root : "nemo");
+	host->n_cores = cfg->n_cores > 0 ? cfg->n_cores : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	host->uid = cfg->uid ? cfg->uid : 65534;
+	host->gid = cfg->gid ? cfg->gid : 65534;
+	host->netns_per_sandbox = cfg->netns_per_sandbox;
+	if (strchr(host->cgroup_root, '/') || !host->cgroup_root[0] ||
+	    strlen(cfg->cgroup_root ? cfg->cgroup_root : "") >= 64) {
+		NEMO_ERR(SBX_LOG, "cgroup root '%s' must be one directory name under 64 characters",
+			 host->cgroup_root);
+		rc = -EINVAL;
+		goto fail;
+	}
+	rc = resolve_runtime(host, cfg->runtime_path);
+	if (rc)
+		goto fail;
+	resolve_python(host, cfg->python_path);
+	rc = pick_backend(host, cfg->cgroup_version);
+	if (rc)
+		goto fail;
+	rc = host->cg->host_init(host);
+	if (rc)
+		goto fail_cg;
+	host->seccomp_fd = sbx_seccomp_compile(!host->netns_per_sandbox);
+	if (host->seccomp_fd < 0) {
+		rc = host->seccomp_fd;
+		goto fail_cg;
+	}
+	if (!host->netns_per_sandbox) {
+		host->netns_fd = empty_netns();
+		if (host->netns_fd < 0) {
+			rc = host->netns_fd;
+			goto fail_seccomp;
+		}
+	}
+	NEMO_INFO(SBX_LOG, "host: cgroup %s root '%s', %d cores, runtime %s, python %s, netns %s",
+		  host->cg->name, host->cgroup_root, host->n_cores, host->runtime_path,
+		  host->python_path[0] ? host->python_path : "(none)",
+		  host->netns_per_sandbox ? "per sandbox" : "shared empty");
+	return host;
+fail_seccomp:
+	close(host->seccomp_fd);
+fail_cg:
+	host->cg->host_fini(host);
+fail:
+	pthread_mutex_destroy(&host->lock);
+	free(host);
+	errno = -rc;
+	return NULL;
+}
+
+void sbx_host_destroy(struct sbx_host *host)
+{
+	if (!host)
+		return;
+	for (;;) {
+		struct sbx_sandbox *sb;
+
+		pthread_mutex_lock(&host->lock);
+		sb = host->sandboxes;
+		pthread_mutex_unlock(&host->lock);
+		if (!sb)
+			break;
+		sbx_destroy(sb);
+	}
+	host->cg->host_fini(host);
+	if (host->seccomp_fd >= 0)
+		close(host->seccomp_fd);
+	if (host->netns_fd >= 0)
+		close(host->netns_fd);
+	pthread_mutex_destroy(&host->lock);
+	free(host);
+}
+
+const char *sbx_host_cgroup_backend(const struct sbx_host *host)
+{
+	return host->cg->name;
+}
+
+int sbx_host_n_cores(const struct sbx_host *host)
+{
+	return host->n_cores;
+}
+
+int sbx_host_core_cgroup(const struct sbx_host *host, int core, const char *ctrl, char *buf,
+			 size_t len)
+{
+	return host->cg->core_path(host, core, ctrl, buf, len);
+}
+
+const char *sbx_host_python(const struct sbx_host *host)
+{
+	return host->python_path;
+}
+
+int sbx_host_n_sandboxes(struct sbx_host *host)
+{
+	int n;
+
+	pthread_mutex_lock(&host->lock);
+	n = host->n_sandboxes;
+	pthread_mutex_unlock(&host->lock);
+	return n;
+}

@@ -1,0 +1,56 @@
+# sandbox/ - isolated function instances: libsandbox.a, the in-sandbox runtime, sample functions.
+LIBS += sandbox
+sandbox_SRCS := $(wildcard sandbox/*.c)
+# cgroup paths are built from parts whose lengths sbx_host_new() bounds (mount points,
+# a root name under 64 characters, numeric ids), which gcc cannot see.
+sandbox_CFLAGS := -Wno-format-truncation
+TEST_LIBS += sandbox
+TEST_LDLIBS += -lseccomp
+
+# nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames).
+PROGS += nemo-sbx-runtime
+nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c
+nemo-sbx-runtime_LDLIBS := -ldl
+
+# Sample functions (sandbox/functions/) and the hostile test functions, in build/functions/.
+FN_DIR := $(BUILD)/functions
+SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload
+SBX_EXEC_FUNCS := exec-upper
+SBX_COPIED := wordstats.py sort.sh
+SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \
+       $(foreach f,$(SBX_EXEC_FUNCS),$(FN_DIR)/$(f)) \
+       $(foreach f,$(SBX_COPIED),$(FN_DIR)/$(f)) \
+       $(BIN)/nemo-sbx-shim.py
+
+$(FN_DIR)/%.so: sandbox/functions/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -o $@ $<
+
+$(FN_DIR)/exec-upper: sandbox/functions/exec-upper.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $<
+
+$(FN_DIR)/%.py: sandbox/functions/%.py
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(FN_DIR)/%.sh: sandbox/functions/%.sh
+	@mkdir -p $(@D)
+	cp $< $@ && chmod 755 $@
+
+$(BIN)/nemo-sbx-shim.py: sandbox/runtime/shim.py
+	@mkdir -p $(@D)
+	cp $< $@
+
+-include $(wildcard $(FN_DIR)/*.d)
+
+# bench-sandbox: cold, warm and pre-warmed starts against plain fork+exec and namespaced
+# clones measured in the same run (experiments/bench_sandbox.c).
+PROGS += bench_sandbox
+bench_sandbox_SRCS := experiments/bench_sandbox.c
+bench_sandbox_LIBS := sandbox common
+bench_sandbox_LDLIBS := -lseccomp $(CJSON_LIBS) -lm
+
+.PHONY: bench-sandbox
+bench-sandbox: all
+	$(BIN)/bench_sandbox

@@ -1,0 +1,460 @@
+/* runtime.c - nemo-sbx-runtime: PID 1 of a sandbox; drops privileges, loads code, serves frames. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nemo/function.h"
+
+/*
+ * Started by sbx_create() as PID 1 of the sandbox, still root, with:
+ *   fd 3: the control socket (frames, include/nemo/function.h)
+ *   fd 4: the host's compiled seccomp program (raw BPF)
+ *   argv: uid gid max_payload_bytes memory_mb
+ * It confines itself, then waits for the INIT frame that names the code. Everything it
+ * reports goes over fd 3: stderr is /dev/null.
+ */
+
+#define CTL_FD	   3
+#define SECCOMP_FD 4
+
+extern char **environ;
+
+static uint32_t max_payload;
+static uint8_t *req_buf; /* header + max_payload */
+static uint8_t *resp_buf;
+
+static int send_frame(int fd, uint16_t type, uint32_t status, const void *data, uint32_t len)
+{
+	struct nemo_frame_hdr hdr = {
+		.magic = NEMO_FRAME_MAGIC, .type = type, .len = len, .status = status};
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {(void *)data, len}};
+	size_t left = sizeof(hdr) + len;
+	struct iovec *v = iov;
+	int cnt = len ? 2 : 1;
+
+	while (left) {
+		ssize_t n = writev(fd, v, cnt);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		left -= (size_t)n;
+		while (cnt && (size_t)n >= v->iov_len) {
+			n -= (ssize_t)v->iov_len;
+			v++;
+			cnt--;
+		}
+		if (cnt) {
+			v->iov_base = (char *)v->iov_base + n;
+			v->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static void __attribute__((format(printf, 1, 2))) init_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof(msg))
+		n = sizeof(msg) - 1;
+	send_frame(CTL_FD, NEMO_FRAME_INIT_ERROR, 0, msg, (uint32_t)n);
+	exit(0);
+}
+
+/* Read one frame into req_buf. Returns the header, with len 0 and type 0 at end of input. */
+static struct nemo_frame_hdr read_frame(int fd)
+{
+	size_t have = 0, want = 0, cap = sizeof(struct nemo_frame_hdr) + max_payload;
+	struct nemo_frame_hdr hdr = {0};
+
+	for (;;) {
+		ssize_t n = read(fd, req_buf + have, (want ? want : cap) - have);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (have)
+				exit(3); /* a torn frame: the platform is gone or broken */
+			hdr.type = 0;
+			return hdr;
+		}
+		have += (size_t)n;
+		if (!want && have >= sizeof(hdr)) {
+			memcpy(&hdr, req_buf, sizeof(hdr));
+			/* the platform checks the limit first; a bigger frame is a broken host */
+			if (hdr.magic != NEMO_FRAME_MAGIC || hdr.len > max_payload)
+				exit(3);
+			want = sizeof(hdr) + hdr.len;
+		}
+		if (want && have >= want)
+			return hdr;
+	}
+}
+
+/* ---- confinement ---- */
+
+static void set_limit(int res, rlim_t v)
+{
+	struct rlimit rl = {v, v};
+
+	if (setrlimit(res, &rl))
+		exit(4);
+}
+
+static void confine(uid_t uid, gid_t gid, uint32_t memory_mb)
+{
+	struct __user_cap_header_struct caphdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct capdata[2] = {0};
+	struct sock_fprog prog;
+	struct stat st;
+	void *filter;
+
+	set_limit(RLIMIT_CORE, 0);
+	set_limit(RLIMIT_NOFILE, 1024);
+	set_limit(RLIMIT_FSIZE, (rlim_t)memory_mb << 20);
+	set_limit(RLIMIT_MEMLOCK, 64 << 10);
+	set_limit(RLIMIT_MSGQUEUE, 0);
+	set_limit(RLIMIT_RTPRIO, 0);
+	set_limit(RLIMIT_NICE, 0);
+	set_limit(RLIMIT_STACK, 8 << 20);
+
+	if (fstat(SECCOMP_FD, &st) || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter))
+		exit(5);
+	filter = malloc((size_t)st.st_size);
+	if (!filter || pread(SECCOMP_FD, filter, (size_t)st.st_size, 0) != st.st_size)
+		exit(5);
+	close(SECCOMP_FD);
+	prog.len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+	prog.filter = filter;
+
+	/* identity: no supplementary groups, then gid, then the bounding set while we still
+	 * hold CAP_SETPCAP, then uid (which clears the permitted and effective sets) */
+	if (setgroups(0, NULL) || setresgid(gid, gid, gid))
+		exit(6);
+	for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0))
+			exit(6);
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL)
+		exit(6);
+	if (setresuid(uid, uid, uid))
+		exit(6);
+	/* inheritable too: nothing may come back through exec */
+	if (syscall(SYS_capset, &caphdr, capdata))
+		exit(6);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		exit(7);
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		exit(8);
+	free(filter);
+	if (chdir("/tmp"))
+		exit(9);
+}
+
+/* Children started by us get the signal dispositions a fresh process has. */
+static void child_defaults(void)
+{
+	sigset_t none;
+
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* ---- runtime c ---- */
+
+static void serve_c(const char *code, const char *handler)
+{
+	nemo_handler_fn fn;
+	nemo_init_fn init;
+	void *dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
+
+	if (!dl)
+		init_error("code does not load: %s", dlerror());
+	fn = (nemo_handler_fn)(uintptr_t)dlsym(dl, handler);
+	if (!fn)
+		init_error("handler '%s' not found in %s", handler, code);
+	init = (nemo_init_fn)(uintptr_t)dlsym(dl, "nemo_init");
+	if (init) {
+		int rc = init();
+
+		if (rc)
+			init_error("nemo_init() in %s returned %d", code, rc);
+	}
+	resp_buf = malloc(max_payload ? max_payload : 1);
+	if (!resp_buf)
+		init_error("out of memory for a %u-byte response buffer", max_payload);
+	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
+	for (;;) {
+		struct nemo_frame_hdr hdr = read_frame(CTL_FD);
+		struct nemo_request req = {req_buf + sizeof(hdr), hdr.len};
+		struct nemo_response resp = {resp_buf, max_payload, 0};
+		int rc;
+
+		if (hdr.type == 0)
+			exit(0);
+		if (hdr.type != NEMO_FRAME_REQUEST)
+			exit(3);
+		rc = fn(&req, &resp);
+		/* a length past the buffer is sent as is: the platform rejects it as too large */
+		if (send_frame(CTL_FD, NEMO_FRAME_RESPONSE, (uint32_t)rc, resp.data,
+			       (uint32_t)resp.len))
+			exit(0);
+	}
+}
+
+/* ---- runtime python: the shim imports the module and serves the same frames ---- */
+
+static void serve_python(const char *code, const char *handler, const char *python)
+{
+	const char *shim = getenv("NEMO_SBX_SHIM");
+	char payload[16];
+
+	if (!python[0])
+		init_error("no python interpreter");
+	if (!shim || access(shim, R_OK))
+		init_error("python shim %s is missing", shim ? shim : "(unset)");
+	snprintf(payload, sizeof(payload), "%u", max_payload);
+	/* -I: ignore PYTHON* and the user site; -S: no site import (10 ms); -B: ro fs anyway */
+	char *argv[] = {(char *)python,	 "-I",	  "-S", "-B", (char *)shim, (char *)code,
+			(char *)handler, payload, NULL};
+	child_defaults();
+	execve(python, argv, environ);
+	init_error("cannot execute %s: %s", python, strerror(errno));
+}
+
+/* ---- runtime exec ---- */
+
+static int exit_code_of(int status)
+{
+	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+static void serve_exec_persistent(const char *code)
+{
+	pid_t child = fork();
+	int status;
+
+	if (child < 0)
+		init_error("fork: %s", strerror(errno));
+	if (child == 0) {
+		char *argv[] = {(char *)code, NULL};
+
+		child_defaults();
+		if (dup2(CTL_FD, 0) < 0 || dup2(CTL_FD, 1) < 0)
+			_exit(127);
+		close(CTL_FD);
+		execve(code, argv, environ);
+		/* still our frames on fd 1 */
+		{
+			char msg[400];
+			int n = snprintf(msg, sizeof(msg), "cannot execute %s: %s", code,
+					 strerror(errno));
+
+			send_frame(1, NEMO_FRAME_INIT_ERROR, 0, msg, (uint32_t)n);
+		}
+		_exit(127);
+	}
+	/* the program speaks to the platform directly; we only reap, and die with it */
+	close(CTL_FD);
+	for (;;) {
+		pid_t p = waitpid(-1, &status, 0);
+
+		if (p == child)
+			exit(exit_code_of(status));
+		if (p < 0 && errno == ECHILD)
+			exit(0);
+	}
+}
+
+/* Feed `in` to the child's stdin while draining its stdout into resp_buf. */
+static int pump(int to, int from, const uint8_t *in, size_t in_len, size_t *out_len)
+{
+	size_t sent = 0;
+	bool overflow = false;
+
+	*out_len = 0;
+	if (in_len == 0) {
+		close(to);
+		to = -1;
+	}
+	for (;;) {
+		struct pollfd p[2] = {{.fd = from, .events = POLLIN},
+				      {.fd = to, .events = POLLOUT}};
+
+		if (poll(p, to >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (to >= 0 && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			ssize_t n = write(to, in + sent, in_len - sent);
+
+			if (n > 0)
+				sent += (size_t)n;
+			if (n < 0 || sent == in_len) {
+				close(to);
+				to = -1;
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			uint8_t sink[4096];
+			size_t room = max_payload - *out_len;
+			ssize_t n = read(from, room ? resp_buf + *out_len : sink,
+					 room ? room : sizeof(sink));
+
+			if (n <= 0)
+				break;
+			if (room)
+				*out_len += (size_t)n;
+			else
+				overflow = true;
+		}
+	}
+	if (to >= 0)
+		close(to);
+	return overflow ? -EMSGSIZE : 0;
+}
+
+static void serve_exec_per_request(const char *code)
+{
+	if (access(code, X_OK))
+		init_error("cannot execute %s: %s", code, strerror(errno));
+	resp_buf = malloc(max_payload ? max_payload : 1);
+	if (!resp_buf)
+		init_error("out of memory for a %u-byte response buffer", max_payload);
+	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
+	for (;;) {
+		struct nemo_frame_hdr hdr = read_frame(CTL_FD);
+		int in[2], out[2], status = 0, rc;
+		size_t out_len = 0;
+		pid_t child;
+
+		if (hdr.type == 0)
+			exit(0);
+		if (hdr.type != NEMO_FRAME_REQUEST)
+			exit(3);
+		if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
+			exit(10);
+		child = fork();
+		if (child == 0) {
+			char *argv[] = {(char *)code, NULL};
+
+			child_defaults();
+			if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
+				_exit(127);
+			execve(code, argv, environ);
+			_exit(127);
+		}
+		close(in[0]);
+		close(out[1]);
+		if (child < 0) {
+			char msg[128];
+			int n = snprintf(msg, sizeof(msg), "fork: %s", strerror(errno));
+
+			close(in[1]);
+			close(out[0]);
+			send_frame(CTL_FD, NEMO_FRAME_RESPONSE, 1, msg, (uint32_t)n);
+			continue;
+		}
+		rc = pump(in[1], out[0], req_buf + sizeof(hdr), hdr.len, &out_len);
+		close(out[0]);
+		waitpid(child, &status, 0);
+		/* orphans of the request were reparented to us */
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		if (rc == -EMSGSIZE) {
+			char msg[128];
+			int n = snprintf(msg, sizeof(msg), "output over the limit of %u bytes",
+					 max_payload);
+
+			send_frame(CTL_FD, NEMO_FRAME_RESPONSE, 1, msg, (uint32_t)n);
+		} else {
+			send_frame(CTL_FD, NEMO_FRAME_RESPONSE, (uint32_t)exit_code_of(status),
+				   resp_buf, (uint32_t)out_len);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct nemo_frame_hdr hdr;
+	const char *fields[5];
+	sigset_t none;
+	char *p;
+
+	if (argc != 5)
+		return 2;
+	max_payload = (uint32_t)strtoul(argv[3], NULL, 10);
+	/* the platform blocked every signal around the clone */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	confine((uid_t)strtoul(argv[1], NULL, 10), (gid_t)strtoul(argv[2], NULL, 10),
+		(uint32_t)strtoul(argv[4], NULL, 10));
+	req_buf = malloc(sizeof(hdr) + (max_payload > 4096 ? max_payload : 4096));
+	if (!req_buf)
+		return 11;
+	/* the init block may be longer than a tiny payload limit */
+	{
+		uint32_t saved = max_payload;
+
+		max_payload = max_payload > 4096 ? max_payload : 4096;
+		hdr = read_frame(CTL_FD);
+		max_payload = saved;
+	}
+	if (hdr.type != NEMO_FRAME_INIT || hdr.len == 0)
+		return 0;
+	/* runtime, exec mode, code, handler, python: NUL-separated */
+	p = (char *)req_buf + sizeof(hdr);
+	p[hdr.len - 1] = '\0';
+	for (int i = 0; i < 5; i++) {
+		fields[i] = p;
+		p += strlen(p) + 1;
+		if (p > (char *)req_buf + sizeof(hdr) + hdr.len && i < 4)
+			init_error("malformed init block");
+	}
+	switch (atoi(fields[0])) {
+	case 0:
+		serve_c(fields[2], fields[3]);
+		break;
+	case 1:
+		serve_python(fields[2], fields[3], fields[4]);
+		break;
+	case 2:
+		if (atoi(fields[1]) == 1)
+			serve_exec_per_request(fields[2]);
+		serve_exec_persistent(fields[2]);
+		break;
+	default:
+		init_error("unknown runtime %s", fields[0]);
+	}
+	return 0;
+}

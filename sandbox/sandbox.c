@@ -1,0 +1,752 @@
+/* sandbox.c - one sandbox: fork into namespaces and cgroup, load code, invoke, freeze, move, reap. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/mount.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nemo/log.h"
+#include "sandbox_internal.h"
+
+#define INIT_TIMEOUT_MIN_MS 10000 /* an interpreter may take longer to load than to answer */
+#define FREEZE_TIMEOUT_NS   (100 * 1000000ull)
+
+/* Everything the child needs, prepared by the parent: the child shares its memory (CLONE_VM)
+ * and must not allocate, lock or format. */
+struct launch {
+	const struct sbx_cgroup *cg;
+	int sock;
+	int seccomp_fd;
+	int netns_fd;
+	const char *runtime;
+	char *const *argv;
+	char *const *envp;
+	const char *hostname;
+	char tmpfs_opts[64];
+	/* written by the child when a step fails (v2: through errpipe, memory is not shared) */
+	struct {
+		int err;
+		const char *step;
+	} fail;
+	int errpipe;
+};
+
+static int child_fail(struct launch *l, const char *step)
+{
+	l->fail.err = errno;
+	l->fail.step = step;
+	/* the same addresses hold the same strings in a copy of our address space */
+	if (l->errpipe >= 0 && write(l->errpipe, &l->fail, sizeof(l->fail)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+/*
+ * The child, PID 1 of its new PID namespace, still root: join the cgroups (v1: before doing
+ * anything else, so every page and process it makes is charged to the sandbox), enter the
+ * shared empty netns, build the filesystem view, then exec the runtime, which drops
+ * privileges. Raw syscalls only.
+ */
+static int launch_child(void *arg)
+{
+	struct launch *l = arg;
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID};
+	int fd, sock, filter;
+
+	for (int i = 0; i < l->cg->n_join; i++) {
+		fd = open(l->cg->join[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			child_fail(l, l->cg->join[i]);
+		close(fd);
+	}
+	if (l->netns_fd >= 0 && setns(l->netns_fd, CLONE_NEWNET))
+		child_fail(l, "setns net");
+	if (sethostname(l->hostname, strlen(l->hostname)))
+		child_fail(l, "sethostname");
+	/* our mount changes must not propagate back to the host */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		child_fail(l, "make / private");
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &attr, sizeof(attr)))
+		child_fail(l, "remount / read-only");
+	/* a proc for the new PID namespace: the host's would show every host process */
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		child_fail(l, "mount /proc");
+	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, l->tmpfs_opts))
+		child_fail(l, "mount /tmp");
+	/* the host's /dev/shm holds the NF's harvest channel: hide it */
+	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "size=1m,mode=1777"))
+		child_fail(l, "mount /dev/shm");
+	fd = open("/dev/null", O_RDWR);
+	if (fd < 0)
+		child_fail(l, "open /dev/null");
+	/* the sources may sit on 0-4 themselves: lift them out of the way first (F_DUPFD
+	 * copies have no close-on-exec) */
+	sock = fcntl(l->sock, F_DUPFD, 10);
+	filter = fcntl(l->seccomp_fd, F_DUPFD, 10);
+	if (sock < 0 || filter < 0)
+		child_fail(l, "dup");
+	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || dup2(sock, 3) < 0 ||
+	    dup2(filter, 4) < 0)
+		child_fail(l, "dup2");
+	if (syscall(SYS_close_range, 5, ~0u, 0))
+		child_fail(l, "close_range");
+	execve(l->runtime, l->argv, l->envp);
+	child_fail(l, "exec runtime");
+	return 127;
+}
+
+static void host_link(struct sbx_host *host, struct sbx_sandbox *sb)
+{
+	pthread_mutex_lock(&host->lock);
+	sb->id = ++host->next_id;
+	sb->host_next = host->sandboxes;
+	if (host->sandboxes)
+		host->sandboxes->host_prev = sb;
+	host->sandboxes = sb;
+	host->n_sandboxes++;
+	pthread_mutex_unlock(&host->lock);
+}
+
+static void host_unlink(struct sbx_host *host, struct sbx_sandbox *sb)
+{
+	pthread_mutex_lock(&host->lock);
+	if (sb->host_prev)
+		sb->host_prev->host_next = sb->host_next;
+	else
+		host->sandboxes = sb->host_next;
+	if (sb->host_next)
+		sb->host_next->host_prev = sb->host_prev;
+	host->n_sandboxes--;
+	pthread_mutex_unlock(&host->lock);
+}
+
+/* v2: clone3 straight into the cgroup. No CLONE_VM (clone3 has no fn/stack pair that C can
+ * use safely), but CLONE_VFORK keeps the parent's view the same as on v1. */
+static pid_t clone_into_cgroup(struct launch *l, uint64_t flags, int *pidfd)
+{
+	struct clone_args args = {
+		.flags = flags | CLONE_INTO_CGROUP | CLONE_PIDFD | CLONE_VFORK,
+		.pidfd = (uint64_t)(uintptr_t)pidfd,
+		.exit_signal = SIGCHLD,
+		.cgroup = (uint64_t)l->cg->dirfd,
+	};
+	long pid = syscall(SYS_clone3, &args, sizeof(args));
+
+	if (pid == 0) {
+		launch_child(l);
+		_exit(127);
+	}
+	return (pid_t)pid;
+}
+
+struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spec, int core)
+{
+	char uid[16], gid[16], payload[16], mem[16], shim_env[SBX_PATH_MAX + 32], hostname[80];
+	char *argv[] = {host->runtime_path, uid, gid, payload, mem, NULL};
+	char *envp[SBX_ENV_MAX + 4];
+	uint64_t t0 = sbx_now_ns(), flags;
+	char stack[32768] __attribute__((aligned(16)));
+	struct launch l = {0};
+	struct sbx_sandbox *sb;
+	int socks[2], pidfd = -1, n_env = 0, rc;
+	sigset_t all, old;
+	int errpipe[2] = {-1, -1};
+	pid_t pid;
+
+	if (core < 0 || core >= host->n_cores || !spec || !spec->code[0]) {
+		errno = EINVAL;
+		return NULL;
+	}
+	sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return NULL;
+	sb->host = host;
+	sb->spec = *spec;
+	sb->pidfd = -1;
+	sb->sock = -1;
+	sb->cg.dirfd = -1;
+	host_link(host, sb);
+	rc = host->cg->sandbox_create(host, sb->id, core, spec, &sb->cg);
+	if (rc)
+		goto fail;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks)) {
+		rc = -errno;
+		NEMO_ERR(SBX_LOG, "%s: socketpair: %s", spec->name, strerror(-rc));
+		goto fail;
+	}
+	sb->sock = socks[0];
+	snprintf(uid, sizeof(uid), "%u", host->uid);
+	snprintf(gid, sizeof(gid), "%u", host->gid);
+	snprintf(payload, sizeof(payload), "%u", spec->max_payload_bytes);
+	snprintf(mem, sizeof(mem), "%u", spec->memory_mb);
+	snprintf(hostname, sizeof(hostname), "nemo-%.60s", spec->name);
+	snprintf(shim_env, sizeof(shim_env), SBX_SHIM_ENV "=%s", host->shim_path);
+	envp[n_env++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+	envp[n_env++] = shim_env;
+	for (uint32_t i = 0; i < spec->n_env && i < SBX_ENV_MAX; i++)
+		envp[n_env++] = sb->spec.env[i];
+	envp[n_env] = NULL;
+	l.cg = &sb->cg;
+	l.sock = socks[1];
+	l.seccomp_fd = host->seccomp_fd;
+	l.netns_fd = host->netns_fd;
+	l.runtime = host->runtime_path;
+	l.argv = argv;
+	l.envp = envp;
+	l.hostname = hostname;
+	l.errpipe = -1;
+	if (sb->cg.dirfd >= 0) {
+		if (pipe2(errpipe, O_CLOEXEC)) {
+			rc = -errno;
+			close(socks[1]);
+			goto fail;
+		}
+		l.errpipe = errpipe[1];
+	}
+	/* tmpfs pages are charged to the memory cgroup: the limit bounds /tmp too */
+	snprintf(l.tmpfs_opts, sizeof(l.tmpfs_opts), "size=%um,mode=1777", spec->memory_mb);
+
+	flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+	if (host->netns_per_sandbox)
+		flags |= CLONE_NEWNET;
+	/* no signal handler may run in a child that shares our memory */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (sb->cg.dirfd >= 0)
+		pid = clone_into_cgroup(&l, flags, &pidfd);
+	else
+		pid = clone(launch_child, stack + sizeof(stack),
+			    (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &l,
+			    &pidfd);
+	rc = -errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	close(socks[1]);
+	if (errpipe[1] >= 0) {
+		close(errpipe[1]);
+		if (pid > 0 && read(errpipe[0], &l.fail, sizeof(l.fail)) != sizeof(l.fail))
+			l.fail.step = NULL;
+		close(errpipe[0]);
+	}
+	if (pid < 0) {
+		NEMO_ERR(SBX_LOG, "%s: clone: %s", spec->name, strerror(-rc));
+		goto fail;
+	}
+	sb->pid = pid;
+	sb->pidfd = pidfd;
+	if (l.fail.step) {
+		rc = -l.fail.err;
+		NEMO_ERR(SBX_LOG, "%s: sandbox setup failed at %s: %s", spec->name, l.fail.step,
+			 strerror(l.fail.err));
+		goto fail;
+	}
+	fcntl(sb->sock, F_SETFL, O_NONBLOCK);
+	sb->state = SBX_STATE_CREATED;
+	sb->create_ns = sbx_now_ns() - t0;
+	return sb;
+fail:
+	sb->state = SBX_STATE_DEAD;
+	sbx_destroy(sb);
+	errno = -rc;
+	return NULL;
+}
+
+/* Reap the sandbox's init, waiting if `block`. Returns true once reaped. */
+static bool reap(struct sbx_sandbox *sb, bool block)
+{
+	siginfo_t si = {0};
+
+	if (sb->reaped)
+		return true;
+	if (waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED | (block ? 0 : WNOHANG)) < 0) {
+		if (errno != ECHILD)
+			return false;
+		/* SIGCHLD ignored by the application: the kernel reaped it for us */
+		sb->wait_status = 0;
+		sb->reaped = true;
+		return true;
+	}
+	if (si.si_pid == 0)
+		return false;
+	sb->wait_status = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) : si.si_status;
+	sb->reaped = true;
+	return true;
+}
+
+static void kill_sandbox(struct sbx_sandbox *sb)
+{
+	if (sb->reaped || sb->pidfd < 0)
+		return;
+	/* killing init kills its whole PID namespace; the kernel waits for all of it */
+	pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0);
+	/* a v1-frozen task cannot die until thawed */
+	if (sb->state == SBX_STATE_FROZEN)
+		sb->host->cg->freeze(&sb->cg, false);
+	reap(sb, true);
+}
+
+/* The sandbox died: say why, in the words of enum sbx_status. */
+static enum sbx_status classify_death(struct sbx_sandbox *sb, char *msg, size_t len)
+{
+	uint64_t kills = 0;
+	int st = sb->wait_status;
+
+	reap(sb, true);
+	st = sb->wait_status;
+	sb->state = SBX_STATE_DEAD;
+	if (sb->host->cg->oom_kills(&sb->cg, &kills) == 0 && kills > sb->oom_base) {
+		snprintf(msg, len, "out of memory: killed by the memory cgroup at %u MiB",
+			 sb->spec.memory_mb);
+		return SBX_ERR_OOM;
+	}
+	if (WIFSIGNALED(st)) {
+		snprintf(msg, len, "function crashed: killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	} else if (WEXITSTATUS(st) > 128 && WEXITSTATUS(st) < 128 + 65) {
+		/* the runtime (PID 1) reports a child's fatal signal as 128 + signal */
+		snprintf(msg, len, "function crashed: killed by signal %d (%s)",
+			 WEXITSTATUS(st) - 128, strsignal(WEXITSTATUS(st) - 128));
+	} else {
+		snprintf(msg, len, "function exited with status %d", WEXITSTATUS(st));
+	}
+	return SBX_ERR_CRASHED;
+}
+
+int sbx_frame_send(int fd, uint16_t type, uint32_t status, const void *data, uint32_t len,
+		   uint64_t deadline_ns)
+{
+	struct nemo_frame_hdr hdr = {
+		.magic = NEMO_FRAME_MAGIC, .type = type, .len = len, .status = status};
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {(void *)data, len}};
+	size_t left = sizeof(hdr) + len;
+	int iovcnt = len ? 2 : 1;
+	struct iovec *v = iov;
+
+	while (left) {
+		ssize_t n = writev(fd, v, iovcnt);
+
+		if (n < 0) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			int wait_ms = -1;
+
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return -errno;
+			if (deadline_ns) {
+				uint64_t now = sbx_now_ns();
+
+				if (now >= deadline_ns)
+					return -ETIMEDOUT;
+				wait_ms = (int)((deadline_ns - now) / 1000000 + 1);
+			}
+			if (poll(&p, 1, wait_ms) < 0 && errno != EINTR)
+				return -errno;
+			continue;
+		}
+		left -= (size_t)n;
+		while (iovcnt && (size_t)n >= v->iov_len) {
+			n -= (ssize_t)v->iov_len;
+			v++;
+			iovcnt--;
+		}
+		if (iovcnt) {
+			v->iov_base = (char *)v->iov_base + n;
+			v->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Receive one frame into sb->rbuf (header, then up to `cap` payload bytes), watching the
+ * pidfd so a death is seen at once. Returns 0, -ETIMEDOUT, -EPIPE (the sandbox died or
+ * closed), -EPROTO (bad header) or -EMSGSIZE (payload over cap).
+ */
+static int recv_frame(struct sbx_sandbox *sb, struct nemo_frame_hdr *hdr, uint32_t cap,
+		      uint64_t deadline_ns)
+{
+	size_t have = 0, want = 0; /* want: the whole frame, once the header is in */
+
+	for (;;) {
+		size_t room = (want ? want : sizeof(*hdr) + cap) - have;
+		ssize_t n = read(sb->sock, sb->rbuf + have, room);
+		struct pollfd p[2] = {{.fd = sb->sock, .events = POLLIN},
+				      {.fd = sb->pidfd, .events = POLLIN}};
+		uint64_t now;
+
+		if (n > 0) {
+			have += (size_t)n;
+			if (!want && have >= sizeof(*hdr)) {
+				memcpy(hdr, sb->rbuf, sizeof(*hdr));
+				if (hdr->magic != NEMO_FRAME_MAGIC)
+					return -EPROTO;
+				if (hdr->len > cap)
+					return -EMSGSIZE;
+				want = sizeof(*hdr) + hdr->len;
+			}
+			if (want && have > want)
+				return -EPROTO; /* a second frame nobody asked for */
+			if (want && have == want)
+				return 0;
+			continue;
+		}
+		if (n == 0)
+			return -EPIPE;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -EPIPE;
+		now = sbx_now_ns();
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (poll(p, 2, (int)((deadline_ns - now + 999999) / 1000000)) < 0 && errno != EINTR)
+			return -errno;
+		/* data first: a response written just before an exit still counts */
+		if (!(p[0].revents & (POLLIN | POLLHUP)) && (p[1].revents & POLLIN))
+			return -EPIPE;
+	}
+}
+
+static int ensure_rbuf(struct sbx_sandbox *sb)
+{
+	uint32_t cap =
+		sb->spec.max_payload_bytes > SBX_MSG_MAX ? sb->spec.max_payload_bytes : SBX_MSG_MAX;
+
+	if (sb->rbuf)
+		return 0;
+	sb->rbuf = malloc(sizeof(struct nemo_frame_hdr) + cap);
+	return sb->rbuf ? 0 : -ENOMEM;
+}
+
+static uint32_t rbuf_cap(const struct sbx_sandbox *sb)
+{
+	return sb->spec.max_payload_bytes > SBX_MSG_MAX ? sb->spec.max_payload_bytes : SBX_MSG_MAX;
+}
+
+int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
+{
+	struct sbx_host *host = sb->host;
+	uint32_t timeout = sb->spec.timeout_ms > INIT_TIMEOUT_MIN_MS ? sb->spec.timeout_ms
+								     : INIT_TIMEOUT_MIN_MS;
+	uint64_t t0 = sbx_now_ns(), deadline = t0 + (uint64_t)timeout * 1000000ull;
+	char block[SBX_PATH_MAX * 3 + SBX_HANDLER_MAX + 16], dummy[8];
+	struct nemo_frame_hdr hdr;
+	int len, rc;
+
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	if (sb->state != SBX_STATE_CREATED)
+		return -EBUSY;
+	if (ensure_rbuf(sb))
+		return -ENOMEM;
+	if (sb->spec.runtime == SBX_RUNTIME_PYTHON && !host->python_path[0]) {
+		snprintf(err, errlen, "%s: no python interpreter on this host", sb->spec.name);
+		return -ENOEXEC;
+	}
+	/* the init block: runtime, exec mode, code, handler, interpreter; NUL-separated */
+	len = snprintf(block, sizeof(block), "%d%c%d%c%s%c%s%c%s", sb->spec.runtime, 0,
+		       sb->spec.exec_mode, 0, sb->spec.code, 0, sb->spec.handler, 0,
+		       host->python_path);
+	/* the OOM counter of a fresh cgroup is 0, but read it: the backend decides */
+	host->cg->oom_kills(&sb->cg, &sb->oom_base);
+	rc = sbx_frame_send(sb->sock, NEMO_FRAME_INIT, 0, block, (uint32_t)len + 1, deadline);
+	if (!rc)
+		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline);
+	if (rc == -ETIMEDOUT) {
+		snprintf(err, errlen, "%s: init took longer than %u ms", sb->spec.name, timeout);
+		kill_sandbox(sb);
+		sb->state = SBX_STATE_DEAD;
+		return -ETIMEDOUT;
+	}
+	if (rc == -EPIPE) {
+		char why[SBX_MSG_MAX];
+
+		classify_death(sb, why, sizeof(why));
+		snprintf(err, errlen, "%s: died during init: %s", sb->spec.name, why);
+		NEMO_ERR(SBX_LOG, "%s", err);
+		return -EPIPE;
+	}
+	if (rc) {
+		snprintf(err, errlen, "%s: init: protocol error (%s)", sb->spec.name,
+			 strerror(-rc));
+		kill_sandbox(sb);
+		sb->state = SBX_STATE_DEAD;
+		return rc;
+	}
+	if (hdr.type == NEMO_FRAME_INIT_ERROR) {
+		snprintf(err, errlen, "%s: %.*s", sb->spec.name, (int)hdr.len,
+			 (char *)sb->rbuf + sizeof(hdr));
+		NEMO_ERR(SBX_LOG, "init failed: %s", err);
+		kill_sandbox(sb);
+		sb->state = SBX_STATE_DEAD;
+		return -ENOEXEC;
+	}
+	if (hdr.type != NEMO_FRAME_READY) {
+		snprintf(err, errlen, "%s: init: expected READY, got frame type %u", sb->spec.name,
+			 hdr.type);
+		kill_sandbox(sb);
+		sb->state = SBX_STATE_DEAD;
+		return -EPROTO;
+	}
+	sb->state = SBX_STATE_READY;
+	sb->init_ns = sbx_now_ns() - t0;
+	return 0;
+}
+
+static void result_set(struct sbx_result *res, enum sbx_status status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void result_set(struct sbx_result *res, enum sbx_status status, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->status = status;
+	va_start(ap, fmt);
+	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+	va_end(ap);
+}
+
+int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_result *res)
+{
+	struct nemo_frame_hdr hdr;
+	uint64_t t0, deadline;
+	int rc;
+
+	if (!sb || !res || (len && !req))
+		return -EINVAL;
+	res->status = SBX_OK;
+	res->message[0] = '\0';
+	res->response = NULL;
+	res->response_len = 0;
+	if (len > sb->spec.max_payload_bytes) {
+		result_set(res, SBX_ERR_PAYLOAD_TOO_LARGE,
+			   "request of %zu bytes is over the limit of %u bytes", len,
+			   sb->spec.max_payload_bytes);
+		return 0;
+	}
+	if (sb->state != SBX_STATE_READY) {
+		result_set(res, SBX_ERR_STATE, "sandbox is %s, not ready",
+			   sbx_state_name(sb->state));
+		return 0;
+	}
+	t0 = sbx_now_ns();
+	deadline = t0 + (uint64_t)sb->spec.timeout_ms * 1000000ull;
+	sb->state = SBX_STATE_BUSY;
+	rc = sbx_frame_send(sb->sock, NEMO_FRAME_REQUEST, 0, req, (uint32_t)len, deadline);
+	if (!rc)
+		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline);
+	res->times.run_ns = sbx_now_ns() - t0;
+	switch (rc) {
+	case 0:
+		break;
+	case -ETIMEDOUT:
+		kill_sandbox(sb);
+		sb->state = SBX_STATE_DEAD;
+		result_set(res, SBX_ERR_TIMEOUT, "function timed out after %u ms: killed",
+			   sb->spec.timeout_ms);
+		return 0;
+	case -EMSGSIZE:
+		kill_sandbox(sb);
+		sb->state = SBX_STATE_DEAD;
+		result_set(res, SBX_ERR_RESPONSE_TOO_LARGE,
+			   "response is over the limit of %u bytes", sb->spec.max_payload_bytes);
+		return 0;
+	case -EPIPE:
+	case -EPROTO:
+	default: {
+		char why[SBX_MSG_MAX];
+		enum sbx_status st;
+
+		if (rc != -EPIPE)
+			kill_sandbox(sb);
+		st = classify_death(sb, why, sizeof(why));
+		if (rc != -EPIPE)
+			result_set(res, SBX_ERR_CRASHED, "protocol error from function (%s)",
+				   strerror(-rc));
+		else
+			result_set(res, st, "%s", why);
+		return 0;
+	}
+	}
+	if (hdr.type != NEMO_FRAME_RESPONSE) {
+		kill_sandbox(sb);
+		sb->state = SBX_STATE_DEAD;
+		result_set(res, SBX_ERR_CRASHED,
+			   "protocol error: frame type %u instead of a response", hdr.type);
+		return 0;
+	}
+	sb->state = SBX_STATE_READY;
+	res->response = malloc(hdr.len + 1);
+	if (!res->response) {
+		result_set(res, SBX_ERR_INTERNAL, "out of memory for a %u-byte response", hdr.len);
+		return 0;
+	}
+	memcpy(res->response, sb->rbuf + sizeof(hdr), hdr.len);
+	res->response[hdr.len] = '\0'; /* convenient for text; not counted */
+	res->response_len = hdr.len;
+	if (hdr.status) {
+		result_set(res, SBX_ERR_FUNCTION, "function error %u: %.*s", hdr.status,
+			   (int)(hdr.len < 200 ? hdr.len : 200), (char *)res->response);
+	}
+	return 0;
+}
+
+void sbx_result_release(struct sbx_result *res)
+{
+	if (!res)
+		return;
+	free(res->response);
+	res->response = NULL;
+	res->response_len = 0;
+}
+
+int sbx_freeze(struct sbx_sandbox *sb)
+{
+	uint64_t deadline;
+	int rc;
+
+	if (sbx_state(sb) != SBX_STATE_READY)
+		return -EBUSY;
+	rc = sb->host->cg->freeze(&sb->cg, true);
+	if (rc)
+		return rc;
+	/* the freezer is asynchronous: the state reads FREEZING until every task stopped */
+	deadline = sbx_now_ns() + FREEZE_TIMEOUT_NS;
+	while ((rc = sb->host->cg->is_frozen(&sb->cg)) == 0) {
+		if (sbx_now_ns() > deadline) {
+			NEMO_ERR(SBX_LOG, "%s: freezer did not settle in 100 ms", sb->spec.name);
+			sb->host->cg->freeze(&sb->cg, false);
+			return -ETIMEDOUT;
+		}
+		usleep(50);
+	}
+	if (rc < 0)
+		return rc;
+	sb->state = SBX_STATE_FROZEN;
+	return 0;
+}
+
+int sbx_thaw(struct sbx_sandbox *sb)
+{
+	int rc;
+
+	if (sb->state != SBX_STATE_FROZEN)
+		return -EBUSY;
+	rc = sb->host->cg->freeze(&sb->cg, false);
+	if (rc)
+		return rc;
+	sb->state = SBX_STATE_READY;
+	return 0;
+}
+
+int sbx_move(struct sbx_sandbox *sb, int core)
+{
+	if (core < 0 || core >= sb->host->n_cores)
+		return -EINVAL;
+	if (core == sb->cg.core)
+		return 0;
+	if (sb->state == SBX_STATE_DEAD || sb->state == SBX_STATE_BUSY)
+		return -EBUSY;
+	return sb->host->cg->move(sb->host, &sb->cg, core);
+}
+
+void sbx_destroy(struct sbx_sandbox *sb)
+{
+	if (!sb)
+		return;
+	kill_sandbox(sb);
+	if (sb->cg.memory[0] || sb->cg.dirfd >= 0)
+		sb->host->cg->sandbox_destroy(sb->host, &sb->cg);
+	if (sb->sock >= 0)
+		close(sb->sock);
+	if (sb->pidfd >= 0)
+		close(sb->pidfd);
+	host_unlink(sb->host, sb);
+	free(sb->rbuf);
+	free(sb);
+}
+
+enum sbx_state sbx_state(struct sbx_sandbox *sb)
+{
+	if (sb->state != SBX_STATE_DEAD && sb->state != SBX_STATE_FROZEN && sb->pidfd >= 0) {
+		struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+
+		if (poll(&p, 1, 0) == 1) {
+			reap(sb, true);
+			sb->state = SBX_STATE_DEAD;
+		}
+	}
+	return sb->state;
+}
+
+const char *sbx_state_name(enum sbx_state state)
+{
+	static const char *const names[] = {"created", "ready", "busy", "frozen", "dead"};
+
+	return (unsigned)state < 5 ? names[state] : "?";
+}
+
+const char *sbx_status_name(enum sbx_status status)
+{
+	static const char *const names[] = {"ok",
+					    "function_error",
+					    "timeout",
+					    "crashed",
+					    "oom",
+					    "payload_too_large",
+					    "response_too_large",
+					    "init_failed",
+					    "bad_state",
+					    "internal"};
+
+	return (unsigned)status < 10 ? names[status] : "?";
+}
+
+const char *sbx_start_path_name(enum sbx_start_path path)
+{
+	static const char *const names[] = {"none", "cold", "warm", "prewarmed"};
+
+	return (unsigned)path < 4 ? names[path] : "?";
+}
+
+const struct sbx_spec *sbx_spec_of(const struct sbx_sandbox *sb)
+{
+	return &sb->spec;
+}
+
+pid_t sbx_pid(const struct sbx_sandbox *sb)
+{
+	return sb->pid;
+}
+
+int sbx_core(const struct sbx_sandbox *sb)
+{
+	return sb->cg.core;
+}
+
+uint64_t sbx_id(const struct sbx_sandbox *sb)
+{
+	return sb->id;
+}
+
+int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes)
+{
+	return sb->host->cg->memory_bytes(&sb->cg, bytes);
+}

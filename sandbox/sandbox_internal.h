@@ -1,0 +1,142 @@
+/* sandbox_internal.h - what the sandbox/ sources share: the host, cgroup backends, frames, cleanup. */
+#ifndef NEMO_SANDBOX_INTERNAL_H
+#define NEMO_SANDBOX_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "nemo/function.h"
+#include "nemo/sandbox.h"
+
+#define SBX_LOG "sandbox"
+
+/* ---- cleanup helpers (STYLE.md: syscall-heavy code may use them) ---- */
+
+static inline void sbx_closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+static inline void sbx_freep(void *p)
+{
+	free(*(void **)p);
+}
+
+#define _cleanup_close_ __attribute__((cleanup(sbx_closep)))
+#define _cleanup_free_	__attribute__((cleanup(sbx_freep)))
+
+uint64_t sbx_now_ns(void);
+
+/* ---- cgroup backends ---- */
+
+#define SBX_CG_PATH	512
+#define SBX_CG_JOIN_MAX 6 /* files a fresh child writes "0" into to join its cgroups (v1) */
+
+/* Where one sandbox lives, filled by the backend's sandbox_create. */
+struct sbx_cgroup {
+	int core;
+	/* v1: <ctrl>/<root>/sbx-<id> for memory, pids, freezer; v2: <root>/core<N>/sbx-<id> */
+	char memory[SBX_CG_PATH];
+	char pids[SBX_CG_PATH];
+	char freezer[SBX_CG_PATH];
+	/* the cgroup.procs files the child writes itself into before exec (v1 only) */
+	int n_join;
+	char join[SBX_CG_JOIN_MAX][SBX_CG_PATH];
+	/* v2: an O_PATH fd of the sandbox cgroup for clone3(CLONE_INTO_CGROUP); -1 on v1 */
+	int dirfd;
+};
+
+/*
+ * A cgroup backend. Each returns 0 or -errno and logs its own failures with the path.
+ * The knob names are written here rather than translated by libcgroup (2.0.2 cannot).
+ */
+struct sbx_cgroup_ops {
+	const char *name;
+	/* create <root> and <root>/core<N> for every core, with cpuset N */
+	int (*host_init)(struct sbx_host *host);
+	/* remove what host_init made (the sandboxes are gone by then) */
+	void (*host_fini)(struct sbx_host *host);
+	int (*core_path)(const struct sbx_host *host, int core, const char *ctrl, char *buf,
+			 size_t len);
+	/* make the sandbox's cgroup with its limits, fill `cg` */
+	int (*sandbox_create)(struct sbx_host *host, uint64_t id, int core,
+			      const struct sbx_spec *spec, struct sbx_cgroup *cg);
+	/* remove it; the processes are dead. Retries while the kernel still lists them. */
+	int (*sandbox_destroy)(struct sbx_host *host, struct sbx_cgroup *cg);
+	int (*freeze)(struct sbx_cgroup *cg, bool frozen);
+	/* 1 frozen, 0 not (yet), -errno */
+	int (*is_frozen)(struct sbx_cgroup *cg);
+	int (*move)(struct sbx_host *host, struct sbx_cgroup *cg, int core);
+	int (*memory_bytes)(struct sbx_cgroup *cg, uint64_t *bytes);
+	/* OOM kills in the sandbox's memory cgroup since it was made */
+	int (*oom_kills)(struct sbx_cgroup *cg, uint64_t *kills);
+};
+
+extern const struct sbx_cgroup_ops sbx_cgroup_v1_ops;
+extern const struct sbx_cgroup_ops sbx_cgroup_v2_ops;
+
+/* Small file helpers: write a string, read a u64 (or the u64 after "key " in a key file). */
+int sbx_write_file(const char *path, const char *val);
+int sbx_read_u64(const char *path, uint64_t *val);
+int sbx_read_key_u64(const char *path, const char *key, uint64_t *val);
+
+/* ---- the host ---- */
+
+struct sbx_host {
+	const struct sbx_cgroup_ops *cg;
+	char cgroup_root[128];
+	char v1_mount[SBX_CG_PATH]; /* /sys/fs/cgroup */
+	char v2_mount[SBX_CG_PATH]; /* /sys/fs/cgroup/unified or /sys/fs/cgroup */
+	int n_cores;
+	char runtime_path[SBX_PATH_MAX];
+	char shim_path[SBX_PATH_MAX];
+	char python_path[SBX_PATH_MAX];
+	uid_t uid;
+	gid_t gid;
+	bool netns_per_sandbox;
+	int seccomp_fd; /* sealed memfd with the compiled BPF program */
+	int netns_fd;	/* the shared empty network namespace */
+	pthread_mutex_t lock;
+	uint64_t next_id;
+	int n_sandboxes;
+	struct sbx_sandbox *sandboxes; /* every live sandbox, for host_destroy */
+};
+
+/* Compile the seccomp filter into a sealed memfd. Returns the fd or -errno. */
+int sbx_seccomp_compile(bool deny_unix_sockets);
+
+/* ---- frames ---- */
+
+/* Write header + payload, all of it, waiting at most until deadline_ns (0: forever). */
+int sbx_frame_send(int fd, uint16_t type, uint32_t status, const void *data, uint32_t len,
+		   uint64_t deadline_ns);
+
+/* ---- the sandbox ---- */
+
+struct sbx_sandbox {
+	struct sbx_host *host;
+	struct sbx_spec spec;
+	uint64_t id;
+	enum sbx_state state;
+	pid_t pid;
+	int pidfd;
+	int sock; /* our end of the socketpair */
+	struct sbx_cgroup cg;
+	bool reaped;
+	int wait_status; /* as from waitpid, once reaped */
+	uint64_t oom_base;
+	uint64_t create_ns;
+	uint64_t init_ns;
+	uint8_t *rbuf; /* response buffer, max_payload_bytes */
+	struct sbx_sandbox *host_next, *host_prev;
+};
+
+/* Env key for the runtime: where the python shim is. */
+#define SBX_SHIM_ENV "NEMO_SBX_SHIM"
+
+#endif /* NEMO_SANDBOX_INTERNAL_H */
