@@ -1,0 +1,121 @@
+/* nf_internal.h - what the NF modules share: header access after validation, checksums, config. */
+#ifndef NF_INTERNAL_H
+#define NF_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_byteorder.h>
+#include <rte_errno.h>
+#include <rte_ether.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "nemo/config.h"
+#include "nemo/nf_module.h"
+#include "nemo/nf_monitor.h"
+
+extern const struct nf_module_ops nf_mod_fwd_ops;
+extern const struct nf_module_ops nf_mod_acl_ops;
+extern const struct nf_module_ops nf_mod_nat_ops;
+extern const struct nf_module_ops nf_mod_monitor_ops;
+
+/*
+ * Header fields may sit at any address (DPDK's header structs are packed): pointers to them
+ * use these types so the compiler never assumes alignment.
+ */
+typedef uint16_t nf_ua_u16 __attribute__((aligned(1), may_alias));
+typedef uint32_t nf_ua_u32 __attribute__((aligned(1), may_alias));
+
+/*
+ * The header helpers below trust what nf_pkt_validate() wrote into the mbuf: l2_len,
+ * l3_len and packet_type, and that the L2, L3 and L4 headers it typed lie whole in the
+ * first segment. The lcore runs validation before every chain, so modules need not parse.
+ */
+static inline bool nf_pkt_is_ipv4(const struct rte_mbuf *m)
+{
+	return RTE_ETH_IS_IPV4_HDR(m->packet_type) != 0;
+}
+
+static inline uint32_t nf_pkt_l4_type(const struct rte_mbuf *m)
+{
+	return m->packet_type & RTE_PTYPE_L4_MASK;
+}
+
+static inline struct rte_ipv4_hdr *nf_pkt_ipv4(struct rte_mbuf *m)
+{
+	return rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, m->l2_len);
+}
+
+static inline void *nf_pkt_l4(struct rte_mbuf *m)
+{
+	return rte_pktmbuf_mtod_offset(m, void *, m->l2_len + m->l3_len);
+}
+
+/* The 5-tuple of a validated IPv4 packet (ports stay 0 unless it is TCP or UDP). */
+static inline void nf_flow_key_from_pkt(struct rte_mbuf *m, struct nf_flow_key *k)
+{
+	const struct rte_ipv4_hdr *ip = nf_pkt_ipv4(m);
+	uint32_t l4 = nf_pkt_l4_type(m);
+
+	*k = (struct nf_flow_key){
+		.src_ip = ip->src_addr,
+		.dst_ip = ip->dst_addr,
+		.proto = ip->next_proto_id,
+	};
+	if (l4 == RTE_PTYPE_L4_TCP || l4 == RTE_PTYPE_L4_UDP) {
+		/* TCP and UDP both open with the two ports */
+		const struct rte_udp_hdr *ports = nf_pkt_l4(m);
+
+		k->src_port = ports->src_port;
+		k->dst_port = ports->dst_port;
+	}
+}
+
+/*
+ * Incremental Internet checksum update (RFC 1624, eqn. 3) for one 16-bit word changing
+ * from `from` to `to`. All three are as stored in the packet: one's complement sums do not
+ * care about byte order as long as every word is taken the same way.
+ */
+static inline uint16_t nf_csum_replace16(uint16_t csum, uint16_t from, uint16_t to)
+{
+	uint32_t sum = (uint16_t)~csum + (uint32_t)(uint16_t)~from + to;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static inline uint16_t nf_csum_replace32(uint16_t csum, uint32_t from, uint32_t to)
+{
+	csum = nf_csum_replace16(csum, (uint16_t)from, (uint16_t)to);
+	return nf_csum_replace16(csum, (uint16_t)(from >> 16), (uint16_t)(to >> 16));
+}
+
+/*
+ * Key-table parsers shared by the modules. nf_cfg_parse_ipv4 reads "a.b.c.d" into a
+ * uint32_t in network byte order. nf_cfg_parse_module accepts the "module" key (a string)
+ * and stores nothing, so a module's table works whether or not the caller left that key in
+ * the object it passes to create().
+ */
+int nf_cfg_parse_ipv4(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		      const struct cfg_key *key);
+int nf_cfg_parse_module(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+			const struct cfg_key *key);
+
+#define NF_CFG_KEY_MODULE                                      \
+	{                                                      \
+		.name = "module", .parse = nf_cfg_parse_module \
+	}
+
+/*
+ * A name for a DPDK object (hash, acl context) of one module instance, unique in the
+ * process: "<kind>_<lcore>_<seq>". DPDK refuses a second object with the same name, and
+ * two instances of one module may run on one lcore. Control thread only.
+ */
+const char *nf_instance_name(char *buf, size_t len, const char *kind, unsigned int lcore_id);
+
+#endif /* NF_INTERNAL_H */
