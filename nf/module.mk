@@ -3,6 +3,8 @@ LIBS += nf
 nf_SRCS := $(filter-out nf/main.c,$(wildcard nf/*.c))
 nf_CFLAGS = $(DPDK_CFLAGS)
 TEST_LIBS += nf
+# tests/pcap_malformed.c writes the malformed-packet capture
+TEST_LDLIBS += -lpcap
 PROGS += nemo-nf
 nemo-nf_SRCS := nf/main.c
 nemo-nf_LIBS := nf common
