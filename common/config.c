@@ -70,8 +70,7 @@ int cfg_parse_object(struct cfg_ctx *ctx, const char *path, const cJSON *obj,
 
 	if (!cJSON_IsObject(obj))
 		return cfg_error(ctx, path, "expected an object, got %s", json_type_name(obj));
-	cJSON_ArrayForEach(item, obj)
-	{
+	cJSON_ArrayForEach (item, obj) {
 		const struct cfg_key *k;
 
 		for (k = table; k->name; k++)
@@ -209,8 +208,7 @@ int cfg_parse_bool(struct cfg_ctx *ctx, const char *path, const cJSON *item, voi
 		   const struct cfg_key *key)
 {
 	if (!cJSON_IsBool(item))
-		return cfg_error(ctx, path, "expected true or false, got %s",
-				 json_type_name(item));
+		return cfg_error(ctx, path, "expected true or false, got %s", json_type_name(item));
 	*(bool *)((char *)dst + key->offset) = cJSON_IsTrue(item);
 	return 0;
 }

@@ -86,10 +86,11 @@ void nemo_log(enum nemo_log_level level, const char *module, const char *fmt, ..
 			esc[j++] = msg[i] == '\n' ? ' ' : msg[i];
 		}
 		esc[j] = '\0';
-		n = snprintf(line, sizeof(line),
-			     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s module=%s msg=\"%s\"\n",
-			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			     tm.tm_sec, ts.tv_nsec / 1000000, level_keys[level], module, esc);
+		n = snprintf(
+			line, sizeof(line),
+			"ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s module=%s msg=\"%s\"\n",
+			tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			tm.tm_sec, ts.tv_nsec / 1000000, level_keys[level], module, esc);
 	} else {
 		n = snprintf(line, sizeof(line), "%02d:%02d:%02d.%03ld %-5s %s: %s\n", tm.tm_hour,
 			     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], module,

@@ -62,16 +62,18 @@ struct hv_channel *hv_channel_open(const char *name)
 	}
 	if (h.version != HC_VERSION || h.header_size != sizeof(struct hc_header) ||
 	    h.record_size != sizeof(struct hc_lcore_record)) {
-		NEMO_ERR("harvester",
-			 "harvest channel /dev/shm%s: version %u (header %u, record %u bytes); this "
-			 "harvester reads version %u (%zu, %zu)",
-			 ch->path, h.version, h.header_size, h.record_size, HC_VERSION,
-			 sizeof(struct hc_header), sizeof(struct hc_lcore_record));
+		NEMO_ERR(
+			"harvester",
+			"harvest channel /dev/shm%s: version %u (header %u, record %u bytes); this "
+			"harvester reads version %u (%zu, %zu)",
+			ch->path, h.version, h.header_size, h.record_size, HC_VERSION,
+			sizeof(struct hc_header), sizeof(struct hc_lcore_record));
 		rc = -EPROTONOSUPPORT;
 		goto err_close;
 	}
 	if (h.nb_records > HC_MAX_LCORES || (size_t)st.st_size < hc_shm_size(h.nb_records)) {
-		NEMO_ERR("harvester", "harvest channel /dev/shm%s: %u records do not fit in %lld bytes",
+		NEMO_ERR("harvester",
+			 "harvest channel /dev/shm%s: %u records do not fit in %lld bytes",
 			 ch->path, h.nb_records, (long long)st.st_size);
 		rc = -EPROTO;
 		goto err_close;
@@ -145,8 +147,7 @@ int hv_channel_read(struct hv_channel *ch, uint32_t idx, struct hc_lcore_record 
 	return 0;
 }
 
-int hv_window(const struct hc_lcore_record *a, const struct hc_lcore_record *b,
-	      struct hv_window *w)
+int hv_window(const struct hc_lcore_record *a, const struct hc_lcore_record *b, struct hv_window *w)
 {
 	if (b->total_cycles < a->total_cycles || b->busy_cycles < a->busy_cycles)
 		return -EINVAL;

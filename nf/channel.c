@@ -32,8 +32,7 @@ static int check_existing(const char *shm_name)
 	if (fd < 0)
 		return 0;
 	if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.magic == HC_MAGIC &&
-	    h.writer_pid > 0 &&
-	    (kill(h.writer_pid, 0) == 0 || errno == EPERM)) {
+	    h.writer_pid > 0 && (kill(h.writer_pid, 0) == 0 || errno == EPERM)) {
 		NEMO_ERR("nf", "harvest channel /dev/shm/%s is in use by nemo-nf pid %d", shm_name,
 			 h.writer_pid);
 		rc = -EEXIST;

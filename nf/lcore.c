@@ -123,8 +123,7 @@ static int apply_sched(struct nf_lcore_ctx *c)
 			return -rc;
 		}
 	} else if (setpriority(PRIO_PROCESS, (id_t)gettid(), s->nice) < 0) {
-		NEMO_ERR("nf", "lcore %u: nice %d: %s", c->cfg->lcore_id, s->nice,
-			 strerror(errno));
+		NEMO_ERR("nf", "lcore %u: nice %d: %s", c->cfg->lcore_id, s->nice, strerror(errno));
 		return -errno;
 	}
 	if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) == 0 &&

@@ -55,8 +55,7 @@ static int build_eal_args(const struct nf_config *cfg, int uargc, char **uargv, 
 	static const char *const mem_opts[] = {"-m", "--no-huge", "--socket-mem", "--in-memory",
 					       NULL};
 	static const char *const prefix_opts[] = {"--file-prefix", NULL};
-	static const char *const dev_opts[] = {"-a", "-b", "--allow", "--block", "--no-pci",
-					       NULL};
+	static const char *const dev_opts[] = {"-a", "-b", "--allow", "--block", "--no-pci", NULL};
 	int n = 0, b = 0;
 
 	eal[n++] = "nemo-nf";
@@ -130,9 +129,12 @@ static void remove_runtime_dir(const char *dir)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},  {"duration", required_argument, NULL, 'd'},
-		{"quiet", no_argument, NULL, 'q'},	   {"log-level", required_argument, NULL, 'L'},
-		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0},
+		{"config", required_argument, NULL, 'c'},
+		{"duration", required_argument, NULL, 'd'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	char *eal[MAX_EAL_ARGS], bufs[8][256], runtime_dir[256];
 	const char *config = NULL;
@@ -153,8 +155,9 @@ int main(int argc, char **argv)
 
 			duration = strtod(optarg, &end);
 			if (*end || duration < 0) {
-				fprintf(stderr, "nemo-nf: --duration: '%s' is not a number of "
-						"seconds\n",
+				fprintf(stderr,
+					"nemo-nf: --duration: '%s' is not a number of "
+					"seconds\n",
 					optarg);
 				return 2;
 			}
@@ -166,7 +169,8 @@ int main(int argc, char **argv)
 		case 'L':
 			rc = nemo_log_parse_level(optarg);
 			if (rc < 0) {
-				fprintf(stderr, "nemo-nf: --log-level: unknown level '%s'\n", optarg);
+				fprintf(stderr, "nemo-nf: --log-level: unknown level '%s'\n",
+					optarg);
 				return 2;
 			}
 			nemo_log_set_level((enum nemo_log_level)rc);
@@ -220,8 +224,9 @@ int main(int argc, char **argv)
 
 		usleep(20000);
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		elapsed_ms = (uint64_t)(now.tv_sec - t0.tv_sec) * 1000 +
-			     (uint64_t)(now.tv_nsec - t0.tv_nsec) / 1000000;
+		elapsed_ms = (uint64_t)(((int64_t)(now.tv_sec - t0.tv_sec) * 1000000000 +
+					 (now.tv_nsec - t0.tv_nsec)) /
+					1000000);
 		if (!quiet && cfg.stats_interval_ms && elapsed_ms >= next_live_ms) {
 			nf_runtime_print_live(g_rt);
 			next_live_ms += cfg.stats_interval_ms;

@@ -40,8 +40,7 @@ static int parse_ports(struct cfg_ctx *ctx, const char *path, const cJSON *item,
 		return cfg_error(ctx, path, "expected a non-empty array of ports");
 	if (cJSON_GetArraySize(item) > NF_MAX_PORTS)
 		return cfg_error(ctx, path, "at most %d ports", NF_MAX_PORTS);
-	cJSON_ArrayForEach(p, item)
-	{
+	cJSON_ArrayForEach (p, item) {
 		struct nf_port_config *pc = &cfg->ports[i];
 
 		cfg_index(ipath, sizeof(ipath), path, i);
@@ -92,8 +91,7 @@ static int parse_rx(struct cfg_ctx *ctx, const char *path, const cJSON *item, vo
 		return cfg_error(ctx, path, "expected a non-empty array of {port, queue}");
 	if (cJSON_GetArraySize(item) > NF_MAX_RX_PER_LCORE)
 		return cfg_error(ctx, path, "at most %d rx queues per lcore", NF_MAX_RX_PER_LCORE);
-	cJSON_ArrayForEach(r, item)
-	{
+	cJSON_ArrayForEach (r, item) {
 		struct rx_ref_raw raw = {0, 0};
 		int rc;
 
@@ -122,8 +120,7 @@ static int parse_chain(struct cfg_ctx *ctx, const char *path, const cJSON *item,
 		return cfg_error(ctx, path, "expected a non-empty array of modules");
 	if (cJSON_GetArraySize(item) > NF_MAX_CHAIN)
 		return cfg_error(ctx, path, "at most %d modules in a chain", NF_MAX_CHAIN);
-	cJSON_ArrayForEach(m, item)
-	{
+	cJSON_ArrayForEach (m, item) {
 		const cJSON *name;
 
 		cfg_index(ipath, sizeof(ipath), path, i);
@@ -133,10 +130,12 @@ static int parse_chain(struct cfg_ctx *ctx, const char *path, const cJSON *item,
 		} else if (cJSON_IsObject(m)) {
 			name = cJSON_GetObjectItemCaseSensitive(m, "module");
 			if (!name)
-				return cfg_error(ctx, cfg_join(mpath, sizeof(mpath), ipath, "module"),
+				return cfg_error(ctx,
+						 cfg_join(mpath, sizeof(mpath), ipath, "module"),
 						 "required key is missing");
 			if (!cJSON_IsString(name))
-				return cfg_error(ctx, cfg_join(mpath, sizeof(mpath), ipath, "module"),
+				return cfg_error(ctx,
+						 cfg_join(mpath, sizeof(mpath), ipath, "module"),
 						 "expected a string");
 		} else {
 			return cfg_error(ctx, ipath, "expected a module name or object");
@@ -226,8 +225,7 @@ static int parse_lcores(struct cfg_ctx *ctx, const char *path, const cJSON *item
 		return cfg_error(ctx, path, "expected a non-empty array of lcores");
 	if (cJSON_GetArraySize(item) > NF_MAX_LCORES)
 		return cfg_error(ctx, path, "at most %d lcores", NF_MAX_LCORES);
-	cJSON_ArrayForEach(l, item)
-	{
+	cJSON_ArrayForEach (l, item) {
 		struct nf_lcore_config *lc = &cfg->lcores[i];
 
 		cfg_index(ipath, sizeof(ipath), path, i);
@@ -292,10 +290,12 @@ static int check_config(struct nf_config *cfg, struct cfg_ctx *ctx)
 					 lc->lcore_id);
 		for (uint32_t j = 0; j < i; j++) {
 			if (cfg->lcores[j].lcore_id == lc->lcore_id)
-				return cfg_error(ctx, cfg_index(path, sizeof(path), "lcores", (int)i),
+				return cfg_error(ctx,
+						 cfg_index(path, sizeof(path), "lcores", (int)i),
 						 "lcore %u is listed twice", lc->lcore_id);
 			if (cfg->lcores[j].cpu == lc->cpu)
-				return cfg_error(ctx, cfg_index(path, sizeof(path), "lcores", (int)i),
+				return cfg_error(ctx,
+						 cfg_index(path, sizeof(path), "lcores", (int)i),
 						 "cpu %u already runs lcore %u: NF lcores need a "
 						 "core each",
 						 lc->cpu, cfg->lcores[j].lcore_id);
@@ -305,8 +305,9 @@ static int check_config(struct nf_config *cfg, struct cfg_ctx *ctx)
 
 			snprintf(path, sizeof(path), "lcores[%u].rx[%u]", i, r);
 			if (q.port >= cfg->nb_ports)
-				return cfg_error(ctx, path, "port %u does not exist (%u configured)",
-						 q.port, cfg->nb_ports);
+				return cfg_error(ctx, path,
+						 "port %u does not exist (%u configured)", q.port,
+						 cfg->nb_ports);
 			if (q.queue >= cfg->ports[q.port].rx_queues)
 				return cfg_error(ctx, path, "port %u has %u rx queues; no queue %u",
 						 q.port, cfg->ports[q.port].rx_queues, q.queue);
@@ -328,20 +329,22 @@ static int check_config(struct nf_config *cfg, struct cfg_ctx *ctx)
 				bound = b < bound ? b : bound;
 			}
 			if (bound < 1000)
-				return cfg_error(ctx, path,
-						 "the rx ring fills at line rate in less than the "
-						 "%llu us a sleeping lcore takes to wake: use a larger "
-						 "rx_ring, or idle policy 'poll'",
-						 NF_WAKE_LATENCY_NS / 1000);
+				return cfg_error(
+					ctx, path,
+					"the rx ring fills at line rate in less than the "
+					"%llu us a sleeping lcore takes to wake: use a larger "
+					"rx_ring, or idle policy 'poll'",
+					NF_WAKE_LATENCY_NS / 1000);
 			if (lc->idle.max_sleep_us == 0)
 				lc->idle.max_sleep_us = (uint32_t)(bound / 1000);
 			else if ((uint64_t)lc->idle.max_sleep_us * 1000 > bound)
-				return cfg_error(ctx, path,
-						 "max_sleep_us %u lets the rx ring overflow: it fills "
-						 "in %lu us at line rate; at most %lu us",
-						 lc->idle.max_sleep_us,
-						 (unsigned long)((bound + NF_WAKE_LATENCY_NS) / 1000),
-						 (unsigned long)(bound / 1000));
+				return cfg_error(
+					ctx, path,
+					"max_sleep_us %u lets the rx ring overflow: it fills "
+					"in %lu us at line rate; at most %lu us",
+					lc->idle.max_sleep_us,
+					(unsigned long)((bound + NF_WAKE_LATENCY_NS) / 1000),
+					(unsigned long)(bound / 1000));
 			if (lc->idle.min_sleep_us > lc->idle.max_sleep_us)
 				lc->idle.min_sleep_us = lc->idle.max_sleep_us;
 		}
@@ -384,8 +387,7 @@ static int config_from_json(cJSON *root, struct nf_config *cfg, struct cfg_ctx *
 	return check_config(cfg, ctx);
 }
 
-int nf_config_parse(const char *text, const char *file, struct nf_config *cfg,
-		    struct cfg_ctx *ctx)
+int nf_config_parse(const char *text, const char *file, struct nf_config *cfg, struct cfg_ctx *ctx)
 {
 	cJSON *root;
 	int rc;
@@ -426,8 +428,9 @@ void nf_config_free(struct nf_config *cfg)
 
 void nf_config_log(const struct nf_config *cfg)
 {
-	NEMO_INFO("nf", "config %s: name %s, main lcore %u on cpu %u, %u MB %s, burst %u, "
-			"publish every %u us",
+	NEMO_INFO("nf",
+		  "config %s: name %s, main lcore %u on cpu %u, %u MB %s, burst %u, "
+		  "publish every %u us",
 		  cfg->file, cfg->name, cfg->main_lcore, cfg->main_cpu, cfg->memory_mb,
 		  cfg->hugepages ? "hugepages" : "no hugepages", cfg->burst,
 		  cfg->publish_period_us);

@@ -54,8 +54,9 @@ static int memif_socket_prepare(uint32_t p, const char *devargs)
 	if (strcmp(role, "server") != 0 && strcmp(role, "master") != 0)
 		return 0;
 	if (strcmp(abstract, "no") != 0) {
-		NEMO_WARN("nf", "port %u: memif socket is abstract; add socket-abstract=no so that "
-				"other processes see a path",
+		NEMO_WARN("nf",
+			  "port %u: memif socket is abstract; add socket-abstract=no so that "
+			  "other processes see a path",
 			  p);
 		return 0;
 	}
@@ -150,8 +151,8 @@ int nf_port_setup(struct nf_runtime *rt, uint32_t p)
 	if (rc < 0)
 		goto err;
 	if (pc->rx_queues > info.max_rx_queues || pc->tx_queues > info.max_tx_queues) {
-		NEMO_ERR("nf", "port %u (%s): %u rx / %u tx queues asked, the device has %u / %u", p,
-			 rt->port_name[p], pc->rx_queues, pc->tx_queues, info.max_rx_queues,
+		NEMO_ERR("nf", "port %u (%s): %u rx / %u tx queues asked, the device has %u / %u",
+			 p, rt->port_name[p], pc->rx_queues, pc->tx_queues, info.max_rx_queues,
 			 info.max_tx_queues);
 		return -EINVAL;
 	}
@@ -192,11 +193,12 @@ int nf_port_setup(struct nf_runtime *rt, uint32_t p)
 	if (conf.intr_conf.rxq) {
 		for (uint16_t q = 0; q < pc->rx_queues; q++) {
 			if (rte_eth_dev_rx_intr_ctl_q_get_fd(port_id, q) < 0) {
-				NEMO_ERR("nf",
-					 "port %u (%s) rx queue %u has no interrupt: idle policy "
-					 "'interrupt' needs a PMD that has them (net_tap does); use "
-					 "'sleep'",
-					 p, rt->port_name[p], q);
+				NEMO_ERR(
+					"nf",
+					"port %u (%s) rx queue %u has no interrupt: idle policy "
+					"'interrupt' needs a PMD that has them (net_tap does); use "
+					"'sleep'",
+					p, rt->port_name[p], q);
 				return -ENOTSUP;
 			}
 		}
@@ -227,8 +229,8 @@ void nf_port_teardown(struct nf_runtime *rt, uint32_t p)
 		rt->port_attached[p] = false;
 	}
 	/* a memif server leaves its socket file behind; remove what we created */
-	if (strncmp(devargs, "net_memif", 9) == 0 && devargs_get(devargs, "socket", path,
-								 sizeof(path))) {
+	if (strncmp(devargs, "net_memif", 9) == 0 &&
+	    devargs_get(devargs, "socket", path, sizeof(path))) {
 		char role[16] = "server";
 
 		devargs_get(devargs, "role", role, sizeof(role));

@@ -69,7 +69,8 @@ static int chains_create(struct nf_runtime *rt)
 
 				if (!ctx.err[0])
 					NEMO_ERR("nf", "%s: %s: cannot create module '%s': %s",
-						 cfg->file, path, lc->chain_names[m], strerror(-rc));
+						 cfg->file, path, lc->chain_names[m],
+						 strerror(-rc));
 				return rc;
 			}
 			c->chain_len = m + 1;
@@ -113,12 +114,13 @@ static void warn_rt_throttling(const struct nf_config *cfg)
 		const struct nf_lcore_config *lc = &cfg->lcores[i];
 
 		if (lc->sched.policy == HC_SCHED_FIFO && lc->idle.policy == HC_IDLE_POLL)
-			NEMO_WARN("nf",
-				  "lcore %u: SCHED_FIFO with idle policy 'poll' never sleeps, so RT "
-				  "throttling (kernel.sched_rt_runtime_us=%ld of %ld) will stall it "
-				  "for %ld ms every %ld ms; use idle policy 'sleep' or 'interrupt'",
-				  lc->lcore_id, runtime, period, (period - runtime) / 1000,
-				  period / 1000);
+			NEMO_WARN(
+				"nf",
+				"lcore %u: SCHED_FIFO with idle policy 'poll' never sleeps, so RT "
+				"throttling (kernel.sched_rt_runtime_us=%ld of %ld) will stall it "
+				"for %ld ms every %ld ms; use idle policy 'sleep' or 'interrupt'",
+				lc->lcore_id, runtime, period, (period - runtime) / 1000,
+				period / 1000);
 	}
 }
 
@@ -135,14 +137,15 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 	rt->nb_ports = (uint16_t)cfg->nb_ports;
 	for (uint32_t i = 0; i < cfg->nb_lcores; i++) {
 		if (!rte_lcore_is_enabled(cfg->lcores[i].lcore_id)) {
-			NEMO_ERR("nf", "%s: lcores[%u]: lcore %u is not enabled in the EAL (--lcores)",
+			NEMO_ERR("nf",
+				 "%s: lcores[%u]: lcore %u is not enabled in the EAL (--lcores)",
 				 cfg->file, i, cfg->lcores[i].lcore_id);
 			rc = -EINVAL;
 			goto err_free;
 		}
 	}
-	rt->lcores = rte_zmalloc("nf_lcores", sizeof(*rt->lcores) * cfg->nb_lcores,
-				 RTE_CACHE_LINE_SIZE);
+	rt->lcores =
+		rte_zmalloc("nf_lcores", sizeof(*rt->lcores) * cfg->nb_lcores, RTE_CACHE_LINE_SIZE);
 	if (!rt->lcores)
 		goto err_free;
 	rt->pool = rte_pktmbuf_pool_create("nf_mbufs", cfg->mbufs ? cfg->mbufs : mbufs_needed(cfg),
@@ -299,8 +302,8 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		if (nf_runtime_snapshot(rt, i, &s))
 			continue;
 		acct = s.busy_cycles + s.idle_poll_cycles + s.sleep_cycles;
-		printf("lcore %u (cpu %u): %.3f s, rx %lu, tx %lu, dropped %lu\n", s.lcore_id, s.cpu,
-		       (double)s.total_cycles / (double)rt->tsc_hz, (unsigned long)s.rx_pkts,
+		printf("lcore %u (cpu %u): %.3f s, rx %lu, tx %lu, dropped %lu\n", s.lcore_id,
+		       s.cpu, (double)s.total_cycles / (double)rt->tsc_hz, (unsigned long)s.rx_pkts,
 		       (unsigned long)s.tx_pkts, (unsigned long)s.drop_pkts);
 		printf("  cycles: total %lu = busy %lu (%.1f%%) + idle_poll %lu (%.1f%%) + sleep %lu "
 		       "(%.1f%%); accounted %.3f%%\n",
@@ -315,7 +318,8 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		printf("  drops:");
 		for (int d = 0; d < NF_DROP_REASONS; d++)
 			if (s.drops[d])
-				printf(" %s %lu", nf_drop_reason_names[d], (unsigned long)s.drops[d]);
+				printf(" %s %lu", nf_drop_reason_names[d],
+				       (unsigned long)s.drops[d]);
 		printf(s.drop_pkts ? "\n" : " none\n");
 	}
 	for (uint32_t p = 0; p < rt->cfg->nb_ports; p++) {

@@ -26,12 +26,12 @@ void nemo_test_register(struct nemo_suite *suite);
  * NEMO_SUITE(name, setup, teardown, { "case", fn }, ...): defines and registers a suite.
  * setup/teardown may be NULL.
  */
-#define NEMO_SUITE(sname, su, td, ...)                                                           \
-	static const struct nemo_test sname##_tests[] = {__VA_ARGS__, {NULL, NULL}};             \
-	static struct nemo_suite sname##_suite = {#sname, su, td, sname##_tests, NULL};          \
-	__attribute__((constructor)) static void sname##_register(void)                          \
-	{                                                                                        \
-		nemo_test_register(&sname##_suite);                                              \
+#define NEMO_SUITE(sname, su, td, ...)                                                  \
+	static const struct nemo_test sname##_tests[] = {__VA_ARGS__, {NULL, NULL}};    \
+	static struct nemo_suite sname##_suite = {#sname, su, td, sname##_tests, NULL}; \
+	__attribute__((constructor)) static void sname##_register(void)                 \
+	{                                                                               \
+		nemo_test_register(&sname##_suite);                                     \
 	}
 
 /*

@@ -53,7 +53,7 @@ static void expect_cfg_error(const char *json, const char *needle)
 	CU_ASSERT_PTR_NOT_NULL(strstr(ctx.err, "bad.json"));
 }
 
-#define PORT0 "\"ports\":[{\"vdev\":\"net_null0\"}]"
+#define PORT0	  "\"ports\":[{\"vdev\":\"net_null0\"}]"
 #define LC(extra) "\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"]" extra "}]"
 
 static void test_config_errors(void)
@@ -82,10 +82,11 @@ static void test_config_errors(void)
 	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":0,\"rx\":[{\"port\":0}],"
 			 "\"chain\":[\"fwd\"]}]}",
 			 "lcore 0 is the main (control) lcore");
-	expect_cfg_error("{" PORT0 "," LC(",\"idle\":{\"policy\":\"spin\"}") "}",
-			 "key 'lcores[0].idle.policy': 'spin' is not one of: poll, sleep, interrupt");
-	expect_cfg_error("{" PORT0 "," LC(",\"idle\":{\"policy\":\"sleep\",\"max_sleep_us\":5000}")
-			 "}",
+	expect_cfg_error(
+		"{" PORT0 "," LC(",\"idle\":{\"policy\":\"spin\"}") "}",
+		"key 'lcores[0].idle.policy': 'spin' is not one of: poll, sleep, interrupt");
+	expect_cfg_error("{" PORT0
+			 "," LC(",\"idle\":{\"policy\":\"sleep\",\"max_sleep_us\":5000}") "}",
 			 "max_sleep_us 5000 lets the rx ring overflow");
 	expect_cfg_error("{\"ports\":[{\"vdev\":\"net_null0\",\"rx_ring\":256}]," LC("") "}",
 			 "key 'lcores[0].idle': the rx ring fills at line rate in less than");
@@ -191,8 +192,9 @@ static void test_channel_roundtrip(void)
 		if (hv_channel_read(r, 1, &s) != 0)
 			continue;
 		ok++;
-		if (s.idle_poll_cycles != 2 * s.busy_cycles || s.sleep_cycles != 3 * s.busy_cycles ||
-		    s.total_cycles != 6 * s.busy_cycles || s.idle_hist[15] != s.busy_cycles)
+		if (s.idle_poll_cycles != 2 * s.busy_cycles ||
+		    s.sleep_cycles != 3 * s.busy_cycles || s.total_cycles != 6 * s.busy_cycles ||
+		    s.idle_hist[15] != s.busy_cycles)
 			torn++;
 	}
 	t.stop = 1;

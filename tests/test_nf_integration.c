@@ -208,9 +208,8 @@ static void test_memif_delivers_exactly(void)
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &b), 0);
 	printf("\n  sent %.0f received %.0f lost %.0f tx_dropped %.0f, %.0f pps (ratio %.4f), "
 	       "p99 %.1f us\n",
-	       jnum(res, "sent"), jnum(res, "received"), jnum(res, "lost"),
-	       jnum(res, "tx_dropped"), jnum(res, "tx_pps"), jnum(res, "tx_ratio"),
-	       jnum(res, "lat_p99_us"));
+	       jnum(res, "sent"), jnum(res, "received"), jnum(res, "lost"), jnum(res, "tx_dropped"),
+	       jnum(res, "tx_pps"), jnum(res, "tx_ratio"), jnum(res, "lat_p99_us"));
 	/* delivered exactly what was sent, at the rate asked for */
 	CU_ASSERT(jnum(res, "sent") >= 1960000);
 	CU_ASSERT_EQUAL(jnum(res, "received"), jnum(res, "sent"));
@@ -414,8 +413,9 @@ static void test_bad_config_and_module(void)
 
 	f = fopen(cfg, "w");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	fprintf(f, "{\"name\":\"%s\",\"ports\":[{\"vdev\":\"net_null0\"}],\"lcores\":[{\"lcore\":1,"
-		   "\"rx\":[{\"port\":0}],\"chain\":[\"fwd\",\"firewall9000\"]}]}",
+	fprintf(f,
+		"{\"name\":\"%s\",\"ports\":[{\"vdev\":\"net_null0\"}],\"lcores\":[{\"lcore\":1,"
+		"\"rx\":[{\"port\":0}],\"chain\":[\"fwd\",\"firewall9000\"]}]}",
 		name);
 	fclose(f);
 	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
@@ -429,11 +429,12 @@ static void test_port_cannot_start(void)
 	struct test_proc nf;
 
 	names(name, sizeof(name), sock, sizeof(sock));
-	write_config(cfg, sizeof(cfg), name, "{\"vdev\":\"net_pcap0,rx_pcap=/nonexistent/in.pcap\"}",
-		     NULL);
+	write_config(cfg, sizeof(cfg), name,
+		     "{\"vdev\":\"net_pcap0,rx_pcap=/nonexistent/in.pcap\"}", NULL);
 	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 1);
-	CU_ASSERT(test_proc_output_has(&nf, "port 0: cannot attach 'net_pcap0,rx_pcap=/nonexistent"));
+	CU_ASSERT(
+		test_proc_output_has(&nf, "port 0: cannot attach 'net_pcap0,rx_pcap=/nonexistent"));
 
 	/* rx interrupts on a PMD without them: refused at start, with the way out */
 	memif_port(port, sizeof(port), sock);
@@ -483,7 +484,8 @@ static void test_stale_memif_socket(void)
 }
 
 NEMO_SUITE(nf_integration, suite_setup, suite_teardown,
-	   {"memif: 1 Mpps for 2 s delivered exactly, accounting adds up", test_memif_delivers_exactly},
+	   {"memif: 1 Mpps for 2 s delivered exactly, accounting adds up",
+	    test_memif_delivers_exactly},
 	   {"zero traffic: the lcore sleeps, process under 5% CPU", test_zero_traffic_sleeps},
 	   {"dpdk-telemetry.py answers /nemo/lcores", test_telemetry_answers},
 	   {"malformed packets from pcap: dropped by reason", test_malformed_pcap},

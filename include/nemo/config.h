@@ -61,40 +61,38 @@ const char *cfg_index(char *buf, size_t len, const char *path, int i);
 int cfg_parse_u32(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 int cfg_parse_u64(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 int cfg_parse_i32(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
-int cfg_parse_double(struct cfg_ctx *, const char *, const cJSON *, void *,
-		     const struct cfg_key *);
+int cfg_parse_double(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 int cfg_parse_bool(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 /* A string copied into a char array whose size is (size_t)key->max. Empty is an error. */
-int cfg_parse_strbuf(struct cfg_ctx *, const char *, const cJSON *, void *,
-		     const struct cfg_key *);
+int cfg_parse_strbuf(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 /*
  * One of a set of names: key->arg points to a NULL-terminated array of strings; the index
  * of the match is stored as an int.
  */
 int cfg_parse_enum(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 
-#define CFG_KEY(n, fn, type, field, req)                                                          \
-	{                                                                                        \
-		.name = (n), .parse = (fn), .offset = offsetof(type, field), .required = (req)   \
+#define CFG_KEY(n, fn, type, field, req)                                                       \
+	{                                                                                      \
+		.name = (n), .parse = (fn), .offset = offsetof(type, field), .required = (req) \
 	}
-#define CFG_KEY_RANGE(n, fn, type, field, req, lo, hi)                                           \
-	{                                                                                        \
-		.name = (n), .parse = (fn), .offset = offsetof(type, field), .required = (req),  \
-		.min = (lo), .max = (hi)                                                         \
+#define CFG_KEY_RANGE(n, fn, type, field, req, lo, hi)                                          \
+	{                                                                                       \
+		.name = (n), .parse = (fn), .offset = offsetof(type, field), .required = (req), \
+		.min = (lo), .max = (hi)                                                        \
 	}
-#define CFG_KEY_STR(n, type, field, req)                                                         \
-	{                                                                                        \
-		.name = (n), .parse = cfg_parse_strbuf, .offset = offsetof(type, field),         \
-		.required = (req), .max = (double)sizeof(((type *)0)->field)                     \
+#define CFG_KEY_STR(n, type, field, req)                                                 \
+	{                                                                                \
+		.name = (n), .parse = cfg_parse_strbuf, .offset = offsetof(type, field), \
+		.required = (req), .max = (double)sizeof(((type *)0)->field)             \
 	}
-#define CFG_KEY_ENUM(n, type, field, req, names)                                                 \
-	{                                                                                        \
-		.name = (n), .parse = cfg_parse_enum, .offset = offsetof(type, field),           \
-		.required = (req), .arg = (names)                                                \
+#define CFG_KEY_ENUM(n, type, field, req, names)                                       \
+	{                                                                              \
+		.name = (n), .parse = cfg_parse_enum, .offset = offsetof(type, field), \
+		.required = (req), .arg = (names)                                      \
 	}
-#define CFG_KEY_END                                                                              \
-	{                                                                                        \
-		.name = NULL                                                                     \
+#define CFG_KEY_END          \
+	{                    \
+		.name = NULL \
 	}
 
 #endif /* NEMO_CONFIG_H */

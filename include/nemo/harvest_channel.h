@@ -24,20 +24,20 @@
  * exit must drop its old baseline and start again.
  */
 
-#define HC_MAGIC	 0x314843304f4d454eull /* "NEMO0HC1" little-endian */
-#define HC_VERSION	 1u
-#define HC_CACHE_LINE	 64
-#define HC_MAX_LCORES	 128
-#define HC_NAME_MAX	 32
-#define HC_IDLE_BUCKETS	 16 /* idle-period histogram: bucket i holds [2^i, 2^(i+1)) us; 0: < 2 us */
-#define HC_DROP_REASONS	 16 /* room for enum nf_drop_reason, which is append-only */
-#define HC_SHM_PREFIX	 "nemo-hc-"
+#define HC_MAGIC	0x314843304f4d454eull /* "NEMO0HC1" little-endian */
+#define HC_VERSION	1u
+#define HC_CACHE_LINE	64
+#define HC_MAX_LCORES	128
+#define HC_NAME_MAX	32
+#define HC_IDLE_BUCKETS 16 /* idle-period histogram: bucket i holds [2^i, 2^(i+1)) us; 0: < 2 us */
+#define HC_DROP_REASONS 16 /* room for enum nf_drop_reason, which is append-only */
+#define HC_SHM_PREFIX	"nemo-hc-"
 
 enum hc_lcore_state {
-	HC_STATE_BUSY = 0,     /* last iteration moved packets */
+	HC_STATE_BUSY = 0,	/* last iteration moved packets */
 	HC_STATE_IDLE_POLL = 1, /* polling, nothing received */
-	HC_STATE_SLEEPING = 2, /* yielding the core (timed sleep or rx-interrupt wait) */
-	HC_STATE_STOPPED = 3,  /* the lcore left its loop */
+	HC_STATE_SLEEPING = 2,	/* yielding the core (timed sleep or rx-interrupt wait) */
+	HC_STATE_STOPPED = 3,	/* the lcore left its loop */
 };
 
 enum hc_idle_policy {
@@ -52,30 +52,30 @@ enum hc_sched_policy {
 };
 
 struct hc_header {
-	uint64_t magic;      /* HC_MAGIC once the object is complete; 0 after a clean exit */
-	uint32_t version;    /* HC_VERSION */
+	uint64_t magic;	      /* HC_MAGIC once the object is complete; 0 after a clean exit */
+	uint32_t version;     /* HC_VERSION */
 	uint32_t header_size; /* sizeof(struct hc_header) */
 	uint32_t record_size; /* sizeof(struct hc_lcore_record) */
-	uint32_t nb_records; /* records that follow the header */
-	uint64_t tsc_hz;     /* TSC frequency, to turn cycles into time */
-	uint64_t generation; /* CLOCK_REALTIME ns at the writer's start: changes on restart */
+	uint32_t nb_records;  /* records that follow the header */
+	uint64_t tsc_hz;      /* TSC frequency, to turn cycles into time */
+	uint64_t generation;  /* CLOCK_REALTIME ns at the writer's start: changes on restart */
 	int32_t writer_pid;
 	uint32_t publish_period_us; /* the writer refreshes every record at least this often */
-	char name[HC_NAME_MAX]; /* NF deployment name */
+	char name[HC_NAME_MAX];	    /* NF deployment name */
 	uint8_t pad[HC_CACHE_LINE - 24];
 } __attribute__((aligned(HC_CACHE_LINE)));
 
 struct hc_lcore_record {
 	/* line 0: identity and the sequence counter */
-	uint64_t seq;	   /* odd while the writer is updating */
-	uint32_t lcore_id; /* DPDK lcore id */
-	uint32_t cpu;	   /* the CPU the lcore is pinned to */
-	uint32_t idle_policy;  /* enum hc_idle_policy */
-	uint32_t sched_policy; /* enum hc_sched_policy */
-	int32_t sched_prio;    /* SCHED_FIFO priority, or nice for SCHED_OTHER */
-	uint32_t state;	       /* enum hc_lcore_state */
-	uint64_t start_tsc;    /* TSC when the lcore entered its loop */
-	uint64_t now_tsc;      /* TSC of this snapshot */
+	uint64_t seq;		  /* odd while the writer is updating */
+	uint32_t lcore_id;	  /* DPDK lcore id */
+	uint32_t cpu;		  /* the CPU the lcore is pinned to */
+	uint32_t idle_policy;	  /* enum hc_idle_policy */
+	uint32_t sched_policy;	  /* enum hc_sched_policy */
+	int32_t sched_prio;	  /* SCHED_FIFO priority, or nice for SCHED_OTHER */
+	uint32_t state;		  /* enum hc_lcore_state */
+	uint64_t start_tsc;	  /* TSC when the lcore entered its loop */
+	uint64_t now_tsc;	  /* TSC of this snapshot */
 	uint64_t state_since_tsc; /* TSC when `state` began */
 	uint64_t max_sleep_ns;	  /* the bound on one sleep (see README, "idle yielding") */
 	uint8_t pad0[HC_CACHE_LINE - 64];
@@ -86,7 +86,7 @@ struct hc_lcore_record {
 	uint64_t sleep_cycles;
 	uint64_t iterations;
 	uint64_t busy_iterations;
-	uint64_t sleeps; /* times the lcore yielded */
+	uint64_t sleeps;	/* times the lcore yielded */
 	uint64_t wakeups_early; /* rx-interrupt wake-ups (interrupt policy) */
 	/* line 2: packets */
 	uint64_t rx_pkts;

@@ -8,12 +8,12 @@
 #include "nemo/config.h"
 #include "nemo/harvest_channel.h"
 
-#define NF_NAME_MAX	   HC_NAME_MAX
-#define NF_MAX_PORTS	   8
-#define NF_MAX_LCORES	   16
+#define NF_NAME_MAX	    HC_NAME_MAX
+#define NF_MAX_PORTS	    8
+#define NF_MAX_LCORES	    16
 #define NF_MAX_RX_PER_LCORE 8
-#define NF_MAX_CHAIN	   8
-#define NF_DEVARGS_MAX	   256
+#define NF_MAX_CHAIN	    8
+#define NF_DEVARGS_MAX	    256
 
 /* ---- configuration (the JSON files in configs/, parsed through the key table in nf_config.c) ---- */
 
@@ -22,8 +22,8 @@ struct nf_port_config {
 	char pci[32];		   /* "0000:01:00.0" or empty; exactly one of vdev/pci */
 	uint32_t rx_queues;
 	uint32_t tx_queues;
-	uint32_t rx_ring;	 /* rx descriptors per queue */
-	uint32_t tx_ring;	 /* tx descriptors per queue */
+	uint32_t rx_ring;	/* rx descriptors per queue */
+	uint32_t tx_ring;	/* tx descriptors per queue */
 	uint64_t line_rate_pps; /* fastest the peer can fill the rx ring; bounds max sleep */
 	bool promiscuous;
 };
@@ -34,10 +34,10 @@ struct nf_rx_queue_ref {
 };
 
 struct nf_idle_config {
-	int policy;		/* enum hc_idle_policy */
-	uint32_t empty_polls;	/* empty iterations before the first sleep */
-	uint32_t min_sleep_us;	/* first sleep; doubles up to max */
-	uint32_t max_sleep_us;	/* 0 = derive from the rx rings (nf_max_sleep_ns) */
+	int policy;		  /* enum hc_idle_policy */
+	uint32_t empty_polls;	  /* empty iterations before the first sleep */
+	uint32_t min_sleep_us;	  /* first sleep; doubles up to max */
+	uint32_t max_sleep_us;	  /* 0 = derive from the rx rings (nf_max_sleep_ns) */
 	uint32_t intr_timeout_ms; /* interrupt policy: longest epoll wait */
 };
 
@@ -84,8 +84,7 @@ struct nf_config {
  */
 int nf_config_load(const char *file, struct nf_config *cfg, struct cfg_ctx *ctx);
 /* Parse from JSON text (tests). `file` is only used in messages. */
-int nf_config_parse(const char *text, const char *file, struct nf_config *cfg,
-		    struct cfg_ctx *ctx);
+int nf_config_parse(const char *text, const char *file, struct nf_config *cfg, struct cfg_ctx *ctx);
 void nf_config_free(struct nf_config *cfg);
 /* Log the effective configuration, one line per port and lcore. */
 void nf_config_log(const struct nf_config *cfg);

@@ -21,8 +21,8 @@ enum nf_drop_reason {
 	NF_DROP_BAD_IHL,       /* IHL < 5 or past the packet */
 	NF_DROP_BAD_LEN,       /* IPv4 total length disagrees with the frame, or bad L4 length */
 	NF_DROP_FRAGMENT,      /* IPv4 fragment: the NFs do not reassemble */
-	NF_DROP_ACL,           /* denied by an acl rule */
-	NF_DROP_NAT,           /* nat: no free port, or no mapping for a return packet */
+	NF_DROP_ACL,	       /* denied by an acl rule */
+	NF_DROP_NAT,	       /* nat: no free port, or no mapping for a return packet */
 	NF_DROP_TX_FULL,       /* tx ring full */
 	NF_DROP_RX_NOMBUF,     /* the port had no mbuf to receive into (from port stats) */
 	NF_DROP_REASONS,
@@ -75,7 +75,6 @@ const struct nf_module_ops *nf_module_find(const char *name);
  * m->packet_type (RTE_PTYPE_L3_IPV4 plus L4 TCP/UDP/ICMP) for the rest. Non-IPv4 frames with
  * a whole Ethernet header go on with packet_type RTE_PTYPE_L2_ETHER. Returns the kept count.
  */
-uint16_t nf_pkt_validate(struct rte_mbuf **pkts, uint16_t nb_pkts,
-			 uint64_t drops[NF_DROP_REASONS]);
+uint16_t nf_pkt_validate(struct rte_mbuf **pkts, uint16_t nb_pkts, uint64_t drops[NF_DROP_REASONS]);
 
 #endif /* NEMO_NF_MODULE_H */
