@@ -134,9 +134,17 @@ struct sbx_sandbox {
 	uint64_t init_ns;
 	uint8_t *rbuf; /* response buffer, max_payload_bytes */
 	struct sbx_sandbox *host_next, *host_prev;
+	void *pool_entry; /* owned by the pool that made it, if any */
 };
 
 /* Env key for the runtime: where the python shim is. */
 #define SBX_SHIM_ENV "NEMO_SBX_SHIM"
+
+/* ---- keep-alive state: what sbx_keepalive_ops get as `state` ---- */
+
+struct sbx_keepalive_state {
+	struct sbx_keepalive_params params;
+	double clock; /* greedy-dual's inflation clock */
+};
 
 #endif /* NEMO_SANDBOX_INTERNAL_H */

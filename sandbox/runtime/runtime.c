@@ -371,6 +371,8 @@ static void serve_exec_per_request(const char *code)
 			if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
 				_exit(127);
 			execve(code, argv, environ);
+			/* the caller sees why in the response */
+			dprintf(1, "cannot execute %s: %s", code, strerror(errno));
 			_exit(127);
 		}
 		close(in[0]);
@@ -406,7 +408,7 @@ static void serve_exec_per_request(const char *code)
 int main(int argc, char **argv)
 {
 	struct nemo_frame_hdr hdr;
-	const char *fields[5];
+	char *fields[5];
 	sigset_t none;
 	char *p;
 
@@ -436,7 +438,10 @@ int main(int argc, char **argv)
 	p = (char *)req_buf + sizeof(hdr);
 	p[hdr.len - 1] = '\0';
 	for (int i = 0; i < 5; i++) {
-		fields[i] = p;
+		/* copied: requests will be read over the init block */
+		fields[i] = strdup(p);
+		if (!fields[i])
+			return 11;
 		p += strlen(p) + 1;
 		if (p > (char *)req_buf + sizeof(hdr) + hdr.len && i < 4)
 			init_error("malformed init block");

@@ -1,0 +1,600 @@
+/* pool.c - warm pools per function under one memory budget and a keep-alive policy. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "nemo/log.h"
+#include "sandbox_internal.h"
+
+struct fn_pool;
+
+/* One instance the pool made; hangs off sb->pool_entry. */
+struct pool_entry {
+	struct sbx_sandbox *sb;
+	struct fn_pool *fn;
+	struct sbx_keepalive_entry ka;
+	uint64_t generation; /* of the spec it was made from */
+	bool prewarmed;	     /* made ahead of demand and never served */
+	struct pool_entry *next;
+};
+
+struct fn_pool {
+	struct sbx_spec spec;
+	uint64_t generation;
+	struct pool_entry *idle;
+	uint32_t n_idle;
+	uint32_t busy;
+	uint32_t prewarm_target; /* idle pre-warmed instances to keep, replacing dead ones */
+	uint64_t frequency;
+	uint64_t memory_estimate; /* the largest footprint seen, for budget checks */
+	bool retired;
+	struct sbx_pool_stats st;
+	struct fn_pool *next;
+};
+
+struct sbx_pool {
+	struct sbx_host *host;
+	const struct sbx_keepalive_ops *ops;
+	struct sbx_keepalive_state ka;
+	pthread_mutex_t lock;
+	pthread_cond_t released;
+	struct fn_pool *fns;
+	uint64_t memory_used; /* every instance, idle or busy */
+};
+
+#define DEFAULT_ESTIMATE (8ull << 20) /* when the cgroup cannot be read */
+
+struct sbx_pool *sbx_pool_new(struct sbx_host *host, const struct sbx_keepalive_ops *ka,
+			      const struct sbx_keepalive_params *params)
+{
+	struct sbx_pool *pool;
+
+	if (!host) {
+		errno = EINVAL;
+		return NULL;
+	}
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return NULL;
+	pool->host = host;
+	pool->ops = ka ? ka : &sbx_keepalive_ttl;
+	pool->ka.params.ttl_ns = 600ull * 1000000000ull;
+	pool->ka.params.memory_budget_bytes = 1ull << 30;
+	if (params) {
+		pool->ka.params = *params;
+		if (!pool->ka.params.memory_budget_bytes)
+			pool->ka.params.memory_budget_bytes = 1ull << 30;
+	}
+	pthread_mutex_init(&pool->lock, NULL);
+	pthread_cond_init(&pool->released, NULL);
+	return pool;
+}
+
+static struct fn_pool *find_fn(struct sbx_pool *pool, const char *name)
+{
+	for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
+		if (strcmp(fn->spec.name, name) == 0)
+			return fn;
+	return NULL;
+}
+
+/* Destroy a list of entries (outside the lock: killing and rmdir take time). */
+static void destroy_entries(struct pool_entry *list)
+{
+	while (list) {
+		struct pool_entry *next = list->next;
+
+		sbx_destroy(list->sb);
+		free(list);
+		list = next;
+	}
+}
+
+/* Under the lock: take every idle entry of fn off its list. */
+static struct pool_entry *take_idle(struct sbx_pool *pool, struct fn_pool *fn)
+{
+	struct pool_entry *list = fn->idle;
+
+	for (struct pool_entry *e = list; e; e = e->next)
+		pool->memory_used -= e->ka.memory_bytes;
+	fn->idle = NULL;
+	fn->n_idle = 0;
+	return list;
+}
+
+void sbx_pool_destroy(struct sbx_pool *pool)
+{
+	if (!pool)
+		return;
+	while (pool->fns) {
+		struct fn_pool *fn = pool->fns;
+
+		pool->fns = fn->next;
+		destroy_entries(take_idle(pool, fn));
+		/* instances still acquired are the caller's bug; they die with the host */
+		if (fn->busy)
+			NEMO_WARN(SBX_LOG, "pool destroyed with %u instances of %s acquired",
+				  fn->busy, fn->spec.name);
+		free(fn);
+	}
+	pthread_cond_destroy(&pool->released);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool);
+}
+
+int sbx_pool_deploy(struct sbx_pool *pool, const struct sbx_spec *spec)
+{
+	struct pool_entry *old = NULL;
+	struct fn_pool *fn;
+
+	if (!spec || !spec->name[0] || !spec->code[0] || spec->runtime < 0 ||
+	    spec->runtime > SBX_RUNTIME_EXEC || !spec->concurrency)
+		return -EINVAL;
+	pthread_mutex_lock(&pool->lock);
+	fn = find_fn(pool, spec->name);
+	if (fn) {
+		/* new code: the old instances must not serve again */
+		old = take_idle(pool, fn);
+		fn->spec = *spec;
+		fn->generation++;
+		fn->memory_estimate = 0;
+	} else {
+		fn = calloc(1, sizeof(*fn));
+		if (!fn) {
+			pthread_mutex_unlock(&pool->lock);
+			return -ENOMEM;
+		}
+		fn->spec = *spec;
+		fn->next = pool->fns;
+		pool->fns = fn;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	destroy_entries(old);
+	return 0;
+}
+
+int sbx_pool_undeploy(struct sbx_pool *pool, const char *name)
+{
+	struct pool_entry *old;
+	struct fn_pool *fn, **p;
+
+	pthread_mutex_lock(&pool->lock);
+	for (p = &pool->fns; *p && strcmp((*p)->spec.name, name); p = &(*p)->next)
+		;
+	fn = *p;
+	if (!fn) {
+		pthread_mutex_unlock(&pool->lock);
+		return -ENOENT;
+	}
+	*p = fn->next;
+	old = take_idle(pool, fn);
+	/* acquired instances still point at fn: the last release frees it */
+	fn->retired = true;
+	if (!fn->busy)
+		free(fn);
+	pthread_mutex_unlock(&pool->lock);
+	destroy_entries(old);
+	return 0;
+}
+
+/*
+ * Under the lock: make room for `need` bytes by evicting idle instances in the policy's
+ * order. Returns the evicted entries, and whether the room was found in *fits.
+ */
+static struct pool_entry *evict_for(struct sbx_pool *pool, uint64_t need, bool *fits)
+{
+	struct pool_entry *evicted = NULL;
+
+	while (pool->memory_used + need > pool->ka.params.memory_budget_bytes) {
+		struct pool_entry **victim = NULL, *e;
+		struct fn_pool *victim_fn = NULL;
+
+		for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
+			for (struct pool_entry **pp = &fn->idle; *pp; pp = &(*pp)->next)
+				if (!victim ||
+				    pool->ops->compare(&pool->ka, &(*pp)->ka, &(*victim)->ka) < 0) {
+					victim = pp;
+					victim_fn = fn;
+				}
+		if (!victim)
+			break;
+		e = *victim;
+		*victim = e->next;
+		victim_fn->n_idle--;
+		victim_fn->st.evictions++;
+		pool->memory_used -= e->ka.memory_bytes;
+		pool->ops->on_evict(&pool->ka, &e->ka);
+		e->next = evicted;
+		evicted = e;
+	}
+	*fits = pool->memory_used + need <= pool->ka.params.memory_budget_bytes;
+	return evicted;
+}
+
+/*
+ * Create and initialise one instance of fn (outside the lock), as a pool entry. The
+ * memory it was budgeted (`reserved`) is corrected to what it measures.
+ */
+static struct pool_entry *make_instance(struct sbx_pool *pool, const struct sbx_spec *spec,
+					uint64_t generation, int core, struct sbx_result *res)
+{
+	struct pool_entry *e = calloc(1, sizeof(*e));
+	char err[SBX_MSG_MAX];
+	int rc;
+
+	if (!e)
+		return NULL;
+	e->sb = sbx_create(pool->host, spec, core);
+	if (!e->sb) {
+		rc = errno;
+		if (res)
+			snprintf(res->message, sizeof(res->message), "%s: cannot create: %s",
+				 spec->name, strerror(rc));
+		if (res)
+			res->status = SBX_ERR_INTERNAL;
+		free(e);
+		errno = rc;
+		return NULL;
+	}
+	rc = sbx_init(e->sb, err, sizeof(err));
+	if (rc) {
+		if (res) {
+			res->status = SBX_ERR_INIT;
+			snprintf(res->message, sizeof(res->message), "%s", err);
+		}
+		sbx_destroy(e->sb);
+		free(e);
+		errno = rc == -ENOEXEC ? ENOEXEC : -rc;
+		return NULL;
+	}
+	e->sb->pool_entry = e;
+	e->generation = generation;
+	e->ka.function = e->sb->spec.name;
+	e->ka.created_ns = sbx_now_ns();
+	e->ka.last_used_ns = e->ka.created_ns;
+	e->ka.init_cost_ns = e->sb->create_ns + e->sb->init_ns;
+	if (sbx_memory_bytes(e->sb, &e->ka.memory_bytes))
+		e->ka.memory_bytes = DEFAULT_ESTIMATE;
+	if (res) {
+		res->times.create_ns = e->sb->create_ns;
+		res->times.init_ns = e->sb->init_ns;
+	}
+	return e;
+}
+
+/* Under the lock: account a made instance's real size instead of the estimate. */
+static void settle_memory(struct sbx_pool *pool, struct fn_pool *fn, uint64_t reserved,
+			  const struct pool_entry *e)
+{
+	pool->memory_used = pool->memory_used - reserved + e->ka.memory_bytes;
+	if (e->ka.memory_bytes > fn->memory_estimate)
+		fn->memory_estimate = e->ka.memory_bytes;
+}
+
+/*
+ * What an instance of fn is expected to take: the largest measured so far, else the mean of
+ * the functions measured, else nothing (the first instance of the first function is
+ * budgeted when it is measured).
+ */
+static uint64_t estimate_of(const struct sbx_pool *pool, const struct fn_pool *fn)
+{
+	uint64_t sum = 0, n = 0;
+
+	if (fn->memory_estimate)
+		return fn->memory_estimate;
+	for (const struct fn_pool *f = pool->fns; f; f = f->next)
+		if (f->memory_estimate) {
+			sum += f->memory_estimate;
+			n++;
+		}
+	return n ? sum / n : 0;
+}
+
+int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count)
+{
+	int made = 0;
+
+	for (; made < count; made++) {
+		struct pool_entry *e, *evicted;
+		struct sbx_spec spec;
+		struct fn_pool *fn;
+		uint64_t gen, reserve;
+		bool fits;
+
+		pthread_mutex_lock(&pool->lock);
+		fn = find_fn(pool, name);
+		if (!fn) {
+			pthread_mutex_unlock(&pool->lock);
+			return made ? made : -ENOENT;
+		}
+		reserve = estimate_of(pool, fn);
+		evicted = evict_for(pool, reserve, &fits);
+		if (fits)
+			pool->memory_used += reserve;
+		spec = fn->spec;
+		gen = fn->generation;
+		pthread_mutex_unlock(&pool->lock);
+		destroy_entries(evicted);
+		if (!fits)
+			return made ? made : -ENOSPC;
+		e = make_instance(pool, &spec, gen, core, NULL);
+		pthread_mutex_lock(&pool->lock);
+		fn = find_fn(pool, name);
+		if (!e || !fn || fn->generation != gen) {
+			int rc = e ? -ENOENT : -errno;
+
+			pool->memory_used -= reserve;
+			pthread_mutex_unlock(&pool->lock);
+			if (e) {
+				sbx_destroy(e->sb);
+				free(e);
+			}
+			return made ? made : rc;
+		}
+		settle_memory(pool, fn, reserve, e);
+		e->fn = fn;
+		e->prewarmed = true;
+		e->ka.frequency = fn->frequency;
+		pool->ops->on_idle(&pool->ka, &e->ka, sbx_now_ns());
+		e->next = fn->idle;
+		fn->idle = e;
+		fn->n_idle++;
+		if (fn->prewarm_target < fn->n_idle)
+			fn->prewarm_target = fn->n_idle;
+		pthread_mutex_unlock(&pool->lock);
+	}
+	return made;
+}
+
+/*
+ * Under the lock: the best idle instance for `core` (most recently idle, on that core if
+ * any), taken off the list. Only the chosen one is checked for life (one poll of its pidfd);
+ * a dead one goes to *dead and the next is tried.
+ */
+static struct pool_entry *take_warm(struct sbx_pool *pool, struct fn_pool *fn, int core,
+				    struct pool_entry **dead)
+{
+	for (;;) {
+		struct pool_entry **best = NULL, *e;
+
+		for (struct pool_entry **pp = &fn->idle; *pp; pp = &(*pp)->next)
+			if (!best || (core >= 0 && sbx_core((*pp)->sb) == core &&
+				      sbx_core((*best)->sb) != core))
+				best = pp;
+		if (!best)
+			return NULL;
+		e = *best;
+		*best = e->next;
+		fn->n_idle--;
+		if (sbx_state(e->sb) == SBX_STATE_READY)
+			return e;
+		fn->st.crashes++;
+		pool->memory_used -= e->ka.memory_bytes;
+		e->next = *dead;
+		*dead = e;
+	}
+}
+
+struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, int core,
+				     struct sbx_result *res)
+{
+	struct pool_entry *e, *dead = NULL, *evicted = NULL;
+	uint64_t t0 = sbx_now_ns(), reserve, gen;
+	struct sbx_result local;
+	struct sbx_spec spec;
+	struct fn_pool *fn;
+	bool fits;
+
+	if (!res)
+		res = &local;
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_lock(&pool->lock);
+	fn = find_fn(pool, name);
+	if (!fn) {
+		pthread_mutex_unlock(&pool->lock);
+		res->status = SBX_ERR_STATE;
+		snprintf(res->message, sizeof(res->message), "function '%s' is not deployed", name);
+		errno = ENOENT;
+		return NULL;
+	}
+	/* at the concurrency limit, queue for a release, at most one timeout */
+	if (fn->busy >= fn->spec.concurrency) {
+		struct timespec until;
+		uint64_t ms = fn->spec.timeout_ms;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)(ms / 1000);
+		until.tv_nsec += (long)(ms % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		while ((fn = find_fn(pool, name)) && fn->busy >= fn->spec.concurrency)
+			if (pthread_cond_timedwait(&pool->released, &pool->lock, &until))
+				break;
+		if (!fn || fn->busy >= fn->spec.concurrency) {
+			pthread_mutex_unlock(&pool->lock);
+			res->status = SBX_ERR_STATE;
+			snprintf(res->message, sizeof(res->message),
+				 "function '%s' is at its concurrency limit", name);
+			errno = fn ? EAGAIN : ENOENT;
+			return NULL;
+		}
+	}
+	fn->busy++;
+	fn->frequency++;
+	e = take_warm(pool, fn, core, &dead);
+	if (e) {
+		res->path = e->prewarmed ? SBX_START_PREWARMED : SBX_START_WARM;
+		if (e->prewarmed)
+			fn->st.prewarmed_starts++;
+		else
+			fn->st.warm_starts++;
+		e->prewarmed = false;
+		pthread_mutex_unlock(&pool->lock);
+		res->times.queue_ns = sbx_now_ns() - t0;
+		destroy_entries(dead);
+		return e->sb;
+	}
+	/* cold */
+	fn->st.cold_starts++;
+	reserve = estimate_of(pool, fn);
+	evicted = evict_for(pool, reserve, &fits);
+	pool->memory_used += reserve; /* over budget if it must: a request beats the cache */
+	spec = fn->spec;
+	gen = fn->generation;
+	pthread_mutex_unlock(&pool->lock);
+	res->times.queue_ns = sbx_now_ns() - t0;
+	res->path = SBX_START_COLD;
+	destroy_entries(dead);
+	destroy_entries(evicted);
+	e = make_instance(pool, &spec, gen, core >= 0 ? core : 0, res);
+	pthread_mutex_lock(&pool->lock);
+	if (!e) {
+		int rc = errno;
+
+		pool->memory_used -= reserve;
+		fn->busy--;
+		pthread_cond_broadcast(&pool->released);
+		if (fn->retired && !fn->busy)
+			free(fn);
+		pthread_mutex_unlock(&pool->lock);
+		errno = rc;
+		return NULL;
+	}
+	e->fn = fn;
+	settle_memory(pool, fn, reserve, e);
+	pthread_mutex_unlock(&pool->lock);
+	return e->sb;
+}
+
+void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
+{
+	struct pool_entry *e = sb->pool_entry;
+	enum sbx_state state = sbx_state(sb);
+	struct sbx_spec spec;
+	struct fn_pool *fn;
+	bool replace = false;
+	int core = sbx_core(sb);
+
+	pthread_mutex_lock(&pool->lock);
+	/* an undeployed function's fn lives on (retired) while instances are acquired */
+	fn = e->fn;
+	fn->busy--;
+	pthread_cond_broadcast(&pool->released);
+	if (!fn->retired && state == SBX_STATE_READY && e->generation == fn->generation) {
+		e->ka.last_used_ns = sbx_now_ns();
+		e->ka.frequency = fn->frequency;
+		pool->ops->on_idle(&pool->ka, &e->ka, e->ka.last_used_ns);
+		e->next = fn->idle;
+		fn->idle = e;
+		fn->n_idle++;
+		pthread_mutex_unlock(&pool->lock);
+		return;
+	}
+	pool->memory_used -= e->ka.memory_bytes;
+	if (state == SBX_STATE_DEAD) {
+		fn->st.crashes++;
+		/* keep the pre-warmed level the harvester asked for */
+		replace = !fn->retired && fn->n_idle < fn->prewarm_target;
+		spec = fn->spec;
+	}
+	if (fn->retired && !fn->busy)
+		free(fn);
+	pthread_mutex_unlock(&pool->lock);
+	sbx_destroy(sb);
+	free(e);
+	if (replace)
+		sbx_pool_prewarm(pool, spec.name, core, 1);
+}
+
+int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const void *req, size_t len,
+		    struct sbx_result *res)
+{
+	struct sbx_phase_times t;
+	enum sbx_start_path path;
+	struct sbx_sandbox *sb;
+
+	if (!pool || !name || !res || (len && !req))
+		return -EINVAL;
+	sb = sbx_pool_acquire(pool, name, core, res);
+	if (!sb)
+		return 0;
+	t = res->times;
+	path = res->path;
+	sbx_invoke(sb, req, len, res);
+	t.run_ns = res->times.run_ns;
+	res->times = t;
+	res->path = path;
+	sbx_pool_release(pool, sb);
+	return 0;
+}
+
+int sbx_pool_maintain(struct sbx_pool *pool)
+{
+	struct pool_entry *gone = NULL;
+	uint64_t now = sbx_now_ns();
+	int n = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	for (struct fn_pool *fn = pool->fns; fn; fn = fn->next) {
+		for (struct pool_entry **pp = &fn->idle; *pp;) {
+			struct pool_entry *e = *pp;
+			bool dead = sbx_state(e->sb) != SBX_STATE_READY;
+
+			if (!dead && !pool->ops->expired(&pool->ka, &e->ka, now)) {
+				pp = &e->next;
+				continue;
+			}
+			if (dead)
+				fn->st.crashes++;
+			else
+				fn->st.expirations++;
+			*pp = e->next;
+			fn->n_idle--;
+			pool->memory_used -= e->ka.memory_bytes;
+			e->next = gone;
+			gone = e;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&pool->lock);
+	destroy_entries(gone);
+	return n;
+}
+
+static void add_stats(struct sbx_pool_stats *to, const struct fn_pool *fn)
+{
+	to->idle += fn->n_idle;
+	to->busy += fn->busy;
+	for (const struct pool_entry *e = fn->idle; e; e = e->next)
+		to->prewarmed += e->prewarmed;
+	to->cold_starts += fn->st.cold_starts;
+	to->warm_starts += fn->st.warm_starts;
+	to->prewarmed_starts += fn->st.prewarmed_starts;
+	to->evictions += fn->st.evictions;
+	to->expirations += fn->st.expirations;
+	to->crashes += fn->st.crashes;
+}
+
+int sbx_pool_stats(struct sbx_pool *pool, const char *name, struct sbx_pool_stats *st)
+{
+	int rc = 0;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&pool->lock);
+	if (name) {
+		struct fn_pool *fn = find_fn(pool, name);
+
+		if (fn)
+			add_stats(st, fn);
+		else
+			rc = -ENOENT;
+	} else {
+		for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
+			add_stats(st, fn);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return rc;
+}

@@ -1,0 +1,882 @@
+/* test_sandbox.c - sandbox specs, isolation, lifecycle, hostile functions and warm pools. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nemo/log.h"
+#include "nemo/sandbox.h"
+#include "test.h"
+
+/*
+ * Every suite runs on its own cgroup root, nemo-test-<pid>, removed in teardown; roots left
+ * by a test binary that died are removed at the next setup.
+ */
+
+static struct sbx_host *host;
+static char root[64];
+
+static const char *const v1_ctrls[] = {"memory", "pids", "freezer", "cpu", "cpuacct", "cpuset"};
+
+static void rm_cgroup_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char sub[512];
+
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (de->d_type == DT_DIR && de->d_name[0] != '.') {
+			snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
+			rm_cgroup_tree(sub);
+		}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* Roots of earlier runs whose process is gone: their sandboxes died with them (the
+ * sandboxes' init is killed when the pid namespace's parent... is not: kill them here). */
+static void remove_stale_roots(void)
+{
+	for (size_t i = 0; i < sizeof(v1_ctrls) / sizeof(v1_ctrls[0]); i++) {
+		char dir[256];
+		struct dirent *de;
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "/sys/fs/cgroup/%s", v1_ctrls[i]);
+		d = opendir(dir);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			int pid;
+			char sub[512];
+
+			if (sscanf(de->d_name, "nemo-test-%d", &pid) != 1 || kill(pid, 0) == 0)
+				continue;
+			snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
+			rm_cgroup_tree(sub);
+		}
+		closedir(d);
+	}
+}
+
+static int suite_setup(void)
+{
+	struct sbx_host_config cfg = {0};
+
+	remove_stale_roots();
+	snprintf(root, sizeof(root), "nemo-test-%d", getpid());
+	cfg.cgroup_root = root;
+	host = sbx_host_new(&cfg);
+	return host ? 0 : -1;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+static int suite_teardown(void)
+{
+	char path[256];
+	bool left = false;
+
+	sbx_host_destroy(host);
+	host = NULL;
+	for (size_t i = 0; i < sizeof(v1_ctrls) / sizeof(v1_ctrls[0]); i++) {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", v1_ctrls[i], root);
+		if (exists(path)) {
+			printf("\n  leftover cgroup %s\n", path);
+			left = true;
+			rm_cgroup_tree(path);
+		}
+	}
+	return left ? -1 : 0;
+}
+
+static void fn_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/build/functions/%s", nemo_test_srcdir(), name);
+}
+
+static struct sbx_spec make_spec(int runtime, const char *file, const char *handler)
+{
+	struct sbx_spec s;
+
+	sbx_spec_defaults(&s);
+	snprintf(s.name, sizeof(s.name), "%s-%s", file, handler ? handler : "default");
+	for (char *p = s.name; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
+			    *p))
+			*p = '_';
+	s.runtime = runtime;
+	fn_path(s.code, sizeof(s.code), file);
+	if (handler)
+		snprintf(s.handler, sizeof(s.handler), "%s", handler);
+	else
+		snprintf(s.handler, sizeof(s.handler),
+			 runtime == SBX_RUNTIME_PYTHON ? "handler" : "handle");
+	return s;
+}
+
+/* create + init, asserting both worked */
+static struct sbx_sandbox *start(const struct sbx_spec *s)
+{
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb = sbx_create(host, s, 0);
+	int rc;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_CREATED);
+	rc = sbx_init(sb, err, sizeof(err));
+	if (rc)
+		printf("\n  init of %s failed: %s\n", s->name, err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
+	return sb;
+}
+
+/* invoke with a text request; returns the status, copies the response text */
+static enum sbx_status call(struct sbx_sandbox *sb, const char *req, char *out, size_t len)
+{
+	struct sbx_result r = {0};
+	enum sbx_status st;
+
+	CU_ASSERT_EQUAL(sbx_invoke(sb, req, strlen(req), &r), 0);
+	st = r.status;
+	if (out)
+		snprintf(out, len, "%.*s%s%s", (int)r.response_len,
+			 r.response ? (char *)r.response : "", r.response_len ? "" : "",
+			 st == SBX_OK ? "" : r.message);
+	sbx_result_release(&r);
+	return st;
+}
+
+static struct sbx_sandbox *probe(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "identity");
+
+	return start(&s);
+}
+
+/* ---- sandbox_spec ---- */
+
+static void expect_spec_error(const char *json, const char *needle)
+{
+	struct sbx_spec s;
+	char err[512] = "";
+
+	CU_ASSERT_EQUAL(sbx_spec_parse(json, strlen(json), "fn.json", &s, err, sizeof(err)),
+			-EINVAL);
+	if (!strstr(err, needle))
+		printf("\n  error was: %s (wanted '%s')\n", err, needle);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+}
+
+static void test_spec_defaults(void)
+{
+	const char *json = "{\"name\":\"echo\",\"runtime\":\"c\",\"code\":\"/f/echo.so\"}";
+	struct sbx_spec s;
+	char err[256];
+
+	CU_ASSERT_EQUAL(sbx_spec_parse(json, strlen(json), "fn.json", &s, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(s.name, "echo");
+	CU_ASSERT_EQUAL(s.runtime, SBX_RUNTIME_C);
+	CU_ASSERT_STRING_EQUAL(s.handler, "handle");
+	CU_ASSERT_EQUAL(s.memory_mb, 128);
+	CU_ASSERT_EQUAL(s.timeout_ms, 1000);
+	CU_ASSERT_EQUAL(s.max_payload_bytes, 1 << 20);
+	CU_ASSERT_EQUAL(s.concurrency, 1);
+	CU_ASSERT_EQUAL(s.n_env, 0);
+}
+
+static void test_spec_full(void)
+{
+	const char *json = "{\"name\":\"ws\",\"runtime\":\"python\",\"code\":\"/f/ws.py\","
+			   "\"handler\":\"run\",\"memory_mb\":64,\"timeout_ms\":250,"
+			   "\"max_payload_bytes\":4096,\"concurrency\":4,"
+			   "\"env\":{\"MODE\":\"fast\",\"LEVEL\":\"3\"}}";
+	struct sbx_spec s;
+
+	CU_ASSERT_EQUAL(sbx_spec_parse(json, strlen(json), "fn.json", &s, NULL, 0), 0);
+	CU_ASSERT_EQUAL(s.runtime, SBX_RUNTIME_PYTHON);
+	CU_ASSERT_STRING_EQUAL(s.handler, "run");
+	CU_ASSERT_EQUAL(s.memory_mb, 64);
+	CU_ASSERT_EQUAL(s.timeout_ms, 250);
+	CU_ASSERT_EQUAL(s.max_payload_bytes, 4096);
+	CU_ASSERT_EQUAL(s.concurrency, 4);
+	CU_ASSERT_EQUAL(s.n_env, 2);
+	CU_ASSERT_STRING_EQUAL(s.env[0], "MODE=fast");
+	CU_ASSERT_STRING_EQUAL(s.env[1], "LEVEL=3");
+}
+
+static void test_spec_errors_name_the_field(void)
+{
+	expect_spec_error("{\"runtime\":\"c\",\"code\":\"/a\"}", "key 'name': required");
+	expect_spec_error("{\"name\":\"a\",\"runtime\":\"go\",\"code\":\"/a\"}",
+			  "key 'runtime': 'go' is not one of: c, python, exec");
+	expect_spec_error("{\"name\":\"a\",\"runtime\":\"c\",\"code\":\"/a\",\"memory_mb\":0}",
+			  "key 'memory_mb': 0 is out of range");
+	expect_spec_error("{\"name\":\"a\",\"runtime\":\"c\",\"code\":\"/a\",\"timeout_ms\":\"1\"}",
+			  "key 'timeout_ms': expected an integer");
+	expect_spec_error("{\"name\":\"a\",\"runtime\":\"c\",\"code\":\"rel.so\"}",
+			  "key 'code': 'rel.so' must be an absolute path");
+	expect_spec_error("{\"name\":\"a b\",\"runtime\":\"c\",\"code\":\"/a\"}", "key 'name'");
+	expect_spec_error("{\"name\":\"a\",\"runtime\":\"c\",\"code\":\"/a\",\"colour\":1}",
+			  "key 'colour': unknown key");
+	expect_spec_error("{\"name\":\"a\",\"runtime\":\"c\",\"code\":\"/a\",\"env\":{\"X\":1}}",
+			  "key 'env.X': expected a string");
+	expect_spec_error("{\"name\":\"a\",\"runtime\":\"c\",\"code\":\"/a\","
+			  "\"exec_mode\":\"per_request\"}",
+			  "key 'exec_mode': only for runtime 'exec'");
+	expect_spec_error("{\"name\":", "fn.json: malformed JSON");
+}
+
+static void test_spec_file(void)
+{
+	char path[] = "/tmp/nemo-test-spec-XXXXXX", err[256];
+	const char *json = "{\"name\":\"s\",\"runtime\":\"exec\",\"code\":\"/bin/cat\","
+			   "\"exec_mode\":\"per_request\"}";
+	struct sbx_spec s;
+	int fd = mkstemp(path);
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT(write(fd, json, strlen(json)) == (ssize_t)strlen(json));
+	close(fd);
+	CU_ASSERT_EQUAL(sbx_spec_load(path, &s, err, sizeof(err)), 0);
+	unlink(path);
+	CU_ASSERT_EQUAL(s.exec_mode, SBX_EXEC_PER_REQUEST);
+	CU_ASSERT_EQUAL(sbx_spec_load("/nonexistent/fn.json", &s, err, sizeof(err)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot open"));
+}
+
+NEMO_SUITE(sandbox_spec, NULL, NULL, {"defaults", test_spec_defaults},
+	   {"every field parses", test_spec_full},
+	   {"each error names the field", test_spec_errors_name_the_field},
+	   {"from a file", test_spec_file})
+
+/* ---- sandbox_isolation ---- */
+
+static void own_ns(const char *ns, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/ns/%s", ns);
+	n = readlink(path, buf, len - 1);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+static void test_namespaces(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "namespaces");
+	struct sbx_sandbox *a = start(&s), *b = start(&s);
+	const char *ns[] = {"pid", "mnt", "ipc", "uts", "net"};
+	char out_a[512], out_b[512], mine[64];
+
+	CU_ASSERT_EQUAL(call(a, "", out_a, sizeof(out_a)), SBX_OK);
+	CU_ASSERT_EQUAL(call(b, "", out_b, sizeof(out_b)), SBX_OK);
+	for (size_t i = 0; i < 5; i++) {
+		own_ns(ns[i], mine, sizeof(mine));
+		/* never the host's */
+		if (strstr(out_a, mine))
+			printf("\n  sandbox shares the host's %s namespace\n", ns[i]);
+		CU_ASSERT_PTR_NULL(strstr(out_a, mine));
+	}
+	/* pid, mount, ipc, uts are per sandbox (net is one empty namespace shared by all
+	 * sandboxes of the host, see sbx_host_config.netns_per_sandbox) */
+	CU_ASSERT_NOT_EQUAL(strncmp(out_a, out_b, strcspn(out_a, "\n")), 0);
+	sbx_destroy(a);
+	sbx_destroy(b);
+}
+
+static void test_identity_caps_nnp_seccomp(void)
+{
+	struct sbx_sandbox *sb = probe();
+	char out[2048];
+
+	CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+	/* the function is PID 1 of its own PID namespace, as nobody */
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "pid=1 uid=65534 gid=65534"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hostname=nemo-"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapEff:\t0000000000000000"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapPrm:\t0000000000000000"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapBnd:\t0000000000000000"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapAmb:\t0000000000000000"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "NoNewPrivs:\t1"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "Seccomp:\t2"));
+	sbx_destroy(sb);
+}
+
+static void test_seccomp_denies(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "syscalls");
+	struct sbx_sandbox *sb = start(&s);
+	const char *denied[] = {"mount=",	"ptrace=",     "bpf=",	  "perf_event_open=",
+				"init_module=", "kexec_load=", "unshare="};
+	char out[2048], want[64];
+
+	CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+	for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+		snprintf(want, sizeof(want), "%sOperation not permitted", denied[i]);
+		if (!strstr(out, want))
+			printf("\n  wanted %s in:\n%s", want, out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	}
+	/* clone3 says ENOSYS so that glibc falls back to clone and threads still work */
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "clone3=Function not implemented"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "thread=ok"));
+	sbx_destroy(sb);
+}
+
+static void test_filesystem(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "tmp_write");
+	struct sbx_spec w = make_spec(SBX_RUNTIME_C, "test-hostile.so", "write_root");
+	struct sbx_sandbox *sb = start(&s), *wr = start(&w);
+	char out[512], name[64], host_path[128];
+
+	/* a private, writable /tmp: the file is not in the host's /tmp */
+	snprintf(name, sizeof(name), "nemo-probe-%d", getpid());
+	CU_ASSERT_EQUAL(call(sb, name, out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "wrote and read back 'nemo'");
+	snprintf(host_path, sizeof(host_path), "/tmp/%s", name);
+	CU_ASSERT_FALSE(exists(host_path));
+	/* a read-only view of everything else */
+	CU_ASSERT_EQUAL(call(wr, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "create /: Read-only file system"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "write /etc: "));
+	CU_ASSERT_FALSE(exists("/nemo-sandbox-escape"));
+	sbx_destroy(sb);
+	sbx_destroy(wr);
+}
+
+static void test_rlimits(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "limits");
+	struct sbx_sandbox *sb;
+	char out[512];
+
+	s.memory_mb = 64;
+	sb = start(&s);
+	CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "core=0\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "nofile=1024\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "fsize=67108864\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "memlock=65536\n"));
+	sbx_destroy(sb);
+}
+
+static uint64_t read_u64(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	unsigned long long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool file_has_line(const char *path, const char *line)
+{
+	char buf[256];
+	FILE *f = fopen(path, "r");
+	bool found = false;
+
+	while (f && fgets(buf, sizeof(buf), f))
+		if (strncmp(buf, line, strlen(line)) == 0 && buf[strlen(line)] == '\n')
+			found = true;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static void test_cgroup(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_sandbox *sb;
+	char path[256], pid[16], core[256];
+
+	s.memory_mb = 48;
+	s.max_pids = 7;
+	sb = sbx_create(host, &s, 1 % sbx_host_n_cores(host));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	CU_ASSERT_STRING_EQUAL(sbx_host_cgroup_backend(host), "v1");
+	snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/memory/%s/sbx-%llu/memory.limit_in_bytes",
+		 root, (unsigned long long)sbx_id(sb));
+	CU_ASSERT_EQUAL(read_u64(path), 48ull << 20);
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/%s/sbx-%llu/pids.max", root,
+		 (unsigned long long)sbx_id(sb));
+	CU_ASSERT_EQUAL(read_u64(path), 7);
+	/* it was forked in: its init is there from the start, in every hierarchy */
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/freezer/%s/sbx-%llu/cgroup.procs", root,
+		 (unsigned long long)sbx_id(sb));
+	CU_ASSERT_TRUE(file_has_line(path, pid));
+	CU_ASSERT_EQUAL(sbx_host_core_cgroup(host, sbx_core(sb), "cpuset", core, sizeof(core)), 0);
+	strcat(core, "/cgroup.procs");
+	CU_ASSERT_TRUE(file_has_line(core, pid));
+	sbx_destroy(sb);
+}
+
+static void test_no_network(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-hostile.so", "net");
+	struct sbx_sandbox *sb = start(&s);
+	char out[512];
+
+	CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "inet connect: Network is unreachable"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "unix socket Operation not permitted"));
+	sbx_destroy(sb);
+}
+
+NEMO_SUITE(sandbox_isolation, suite_setup, suite_teardown,
+	   {"new pid, mount, ipc, uts, net namespaces", test_namespaces},
+	   {"unprivileged uid, no capabilities, no_new_privs, seccomp",
+	    test_identity_caps_nnp_seccomp},
+	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work", test_seccomp_denies},
+	   {"read-only filesystem, private /tmp", test_filesystem}, {"rlimits", test_rlimits},
+	   {"own cgroup with memory and pids limits, forked in", test_cgroup},
+	   {"no network", test_no_network})
+
+/* ---- sandbox_lifecycle ---- */
+
+static void test_c_echo_roundtrip(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_sandbox *sb = start(&s);
+	struct sbx_result r = {0};
+	char req[1024];
+
+	for (size_t i = 0; i < sizeof(req); i++)
+		req[i] = (char)('a' + i % 26);
+	CU_ASSERT_EQUAL(sbx_invoke(sb, req, sizeof(req), &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.response_len, sizeof(req));
+	CU_ASSERT_EQUAL(memcmp(r.response, req, sizeof(req)), 0);
+	CU_ASSERT(r.times.run_ns > 0);
+	sbx_result_release(&r);
+	/* the empty request is a request too */
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "", 0, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.response_len, 0);
+	sbx_result_release(&r);
+	sbx_destroy(sb);
+}
+
+static void test_sha256(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "sha256.so", NULL);
+	struct sbx_sandbox *sb = start(&s);
+	char out[256];
+
+	/* sha256("abc"), one round */
+	CU_ASSERT_EQUAL(call(sb, "1\nabc", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out,
+			       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	CU_ASSERT_EQUAL(call(sb, "zero", out, sizeof(out)), SBX_ERR_FUNCTION);
+	sbx_destroy(sb);
+}
+
+static void test_python(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "wordstats.py", NULL);
+	struct sbx_sandbox *sb = start(&s);
+	char out[1024];
+
+	CU_ASSERT_EQUAL(call(sb, "{\"text\":\"the cat and the hat\",\"top\":1}", out, sizeof(out)),
+			SBX_OK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"words\": 5"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[[\"the\", 2]]"));
+	sbx_destroy(sb);
+}
+
+static void test_exec_modes(void)
+{
+	struct sbx_spec p = make_spec(SBX_RUNTIME_EXEC, "exec-upper", "-");
+	struct sbx_spec r = make_spec(SBX_RUNTIME_EXEC, "sort.sh", "-");
+	struct sbx_sandbox *a, *b;
+	char out[256];
+
+	r.exec_mode = SBX_EXEC_PER_REQUEST;
+	a = start(&p);
+	b = start(&r);
+	CU_ASSERT_EQUAL(call(a, "hello exec", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "HELLO EXEC");
+	CU_ASSERT_EQUAL(call(a, "again", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "AGAIN");
+	if (call(b, "pear\napple\nfig\n", out, sizeof(out)) != SBX_OK)
+		printf("\n  sort.sh: %s\n", out);
+	CU_ASSERT_STRING_EQUAL(out, "apple\nfig\npear\n");
+	sbx_destroy(a);
+	sbx_destroy(b);
+}
+
+static void test_function_error(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "fail");
+	struct sbx_sandbox *sb = start(&s);
+	char out[256];
+
+	CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_ERR_FUNCTION);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "function error 22: bad input: no"));
+	/* an error is an answer: the instance serves on */
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
+	sbx_destroy(sb);
+}
+
+static void test_freeze_thaw_move(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_sandbox *sb = start(&s);
+	char out[64], path[256], pid[16];
+
+	CU_ASSERT_EQUAL(call(sb, "0", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_EQUAL(sbx_freeze(sb), 0);
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_FROZEN);
+	CU_ASSERT_EQUAL(call(sb, "0", out, sizeof(out)), SBX_ERR_STATE);
+	CU_ASSERT_EQUAL(sbx_move(sb, sbx_host_n_cores(host) - 1), 0);
+	CU_ASSERT_EQUAL(sbx_core(sb), sbx_host_n_cores(host) - 1);
+	snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
+	sbx_host_core_cgroup(host, sbx_core(sb), "cpu", path, sizeof(path) - 16);
+	strcat(path, "/cgroup.procs");
+	CU_ASSERT_TRUE(file_has_line(path, pid));
+	CU_ASSERT_EQUAL(sbx_thaw(sb), 0);
+	/* the same instance, state kept: its second call */
+	CU_ASSERT_EQUAL(call(sb, "0", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "calls=2");
+	CU_ASSERT_EQUAL(sbx_move(sb, 99), -EINVAL);
+	sbx_destroy(sb);
+}
+
+static void test_payload_limit(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_spec big = make_spec(SBX_RUNTIME_C, "test-probe.so", "too_big");
+	struct sbx_sandbox *sb, *b;
+	struct sbx_result r = {0};
+	char req[129] = {0};
+	char out[64];
+
+	s.max_payload_bytes = 128;
+	sb = start(&s);
+	memset(req, '0', sizeof(req));
+	CU_ASSERT_EQUAL(sbx_invoke(sb, req, sizeof(req), &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_PAYLOAD_TOO_LARGE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "129 bytes is over the limit of 128"));
+	/* it never reached the function: the next call is the first */
+	CU_ASSERT_EQUAL(call(sb, "0", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "calls=1");
+	sbx_destroy(sb);
+	big.max_payload_bytes = 4096;
+	b = start(&big);
+	CU_ASSERT_EQUAL(call(b, "", out, sizeof(out)), SBX_ERR_RESPONSE_TOO_LARGE);
+	sbx_destroy(b);
+}
+
+NEMO_SUITE(sandbox_lifecycle, suite_setup, suite_teardown,
+	   {"c echo, 1 KiB round trip", test_c_echo_roundtrip}, {"c sha256 sample", test_sha256},
+	   {"python wordstats sample", test_python},
+	   {"exec persistent and per request", test_exec_modes},
+	   {"function error is a result", test_function_error},
+	   {"freeze, move, thaw", test_freeze_thaw_move},
+	   {"payload over the limit never reaches the function", test_payload_limit})
+
+/* ---- sandbox_hostile ---- */
+
+static int leftover_sandbox_cgroups(void)
+{
+	char dir[256];
+	struct dirent *de;
+	int n = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "/sys/fs/cgroup/%s/%s", v1_ctrls[i], root);
+		d = opendir(dir);
+		while (d && (de = readdir(d)))
+			n += strncmp(de->d_name, "sbx-", 4) == 0;
+		if (d)
+			closedir(d);
+	}
+	return n;
+}
+
+static void test_bad_code(void)
+{
+	struct sbx_spec bad = make_spec(SBX_RUNTIME_C, "test-badload.so", NULL);
+	struct sbx_spec missing = make_spec(SBX_RUNTIME_C, "echo.so", "no_such_handler");
+	struct sbx_spec nofile = make_spec(SBX_RUNTIME_C, "does-not-exist.so", NULL);
+	struct sbx_spec py = make_spec(SBX_RUNTIME_PYTHON, "wordstats.py", "nope");
+	struct sbx_spec ex = make_spec(SBX_RUNTIME_EXEC, "does-not-exist", "-");
+	struct {
+		struct sbx_spec *spec;
+		const char *why;
+	} cases[] = {
+		{&bad, "code does not load: "},
+		{&missing, "handler 'no_such_handler' not found"},
+		{&nofile, "cannot open shared object file: No such file or directory"},
+		{&py, "handler 'nope' not found in module wordstats"},
+		{&ex, "cannot execute"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sbx_sandbox *sb = sbx_create(host, cases[i].spec, 0);
+		char err[SBX_MSG_MAX] = "";
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+		CU_ASSERT_EQUAL(sbx_init(sb, err, sizeof(err)), -ENOEXEC);
+		if (!strstr(err, cases[i].why))
+			printf("\n  init error was: %s (wanted '%s')\n", err, cases[i].why);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].why));
+		CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_DEAD);
+		sbx_destroy(sb);
+	}
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/* Every hostile function, back to back, while a bystander keeps answering. */
+static void test_hostile_back_to_back(void)
+{
+	struct sbx_spec echo = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct {
+		const char *handler;
+		enum sbx_status status;
+		const char *says;
+	} cases[] = {
+		{"crash", SBX_ERR_CRASHED, "killed by signal 11"},
+		{"exit_early", SBX_ERR_CRASHED, "exited with status 3"},
+		{"spin", SBX_ERR_TIMEOUT, "timed out after 300 ms"},
+		{"memhog", SBX_ERR_OOM, "out of memory: killed by the memory cgroup at 32 MiB"},
+		{"forkbomb", SBX_OK, "then fork failed: Resource temporarily unavailable"},
+		{"net", SBX_OK, "inet connect: Network is unreachable"},
+		{"write_root", SBX_OK, "create /: Read-only file system"},
+	};
+	struct sbx_sandbox *bystander = start(&echo);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-hostile.so", cases[i].handler);
+		struct sbx_sandbox *sb;
+		uint64_t t0 = 0;
+		char out[512];
+		enum sbx_status st;
+
+		s.timeout_ms = 300;
+		s.memory_mb = 32;
+		s.max_pids = 16;
+		sb = start(&s);
+		(void)t0;
+		st = call(sb, "", out, sizeof(out));
+		if (st != cases[i].status || !strstr(out, cases[i].says))
+			printf("\n  %s: %s '%s' (wanted %s '%s')\n", cases[i].handler,
+			       sbx_status_name(st), out, sbx_status_name(cases[i].status),
+			       cases[i].says);
+		CU_ASSERT_EQUAL(st, cases[i].status);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].says));
+		if (cases[i].status != SBX_OK)
+			CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_DEAD);
+		if (!strcmp(cases[i].handler, "forkbomb")) {
+			int forked = 0;
+
+			sscanf(out, "forked %d", &forked);
+			/* init + children + grandchildren stay under pids.max */
+			CU_ASSERT(forked > 0 && forked < 16);
+		}
+		sbx_destroy(sb);
+		/* the bystander never noticed */
+		CU_ASSERT_EQUAL(call(bystander, "still here", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_STRING_EQUAL(out, "still here");
+	}
+	sbx_destroy(bystander);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+static void test_crash_detected_at_once(void)
+{
+	struct sbx_sandbox *sb = probe();
+
+	/* killed from outside while idle: the state says so without an invoke */
+	kill(sbx_pid(sb), SIGKILL);
+	for (int i = 0; i < 200 && sbx_state(sb) != SBX_STATE_DEAD; i++)
+		usleep(1000);
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_DEAD);
+	sbx_destroy(sb);
+}
+
+NEMO_SUITE(sandbox_hostile, suite_setup, suite_teardown,
+	   {"code that does not load, missing handler: error at init", test_bad_code},
+	   {"crash, timeout, OOM, fork bomb, network, write to /: contained",
+	    test_hostile_back_to_back},
+	   {"a dead idle instance is seen at once", test_crash_detected_at_once})
+
+/* ---- sandbox_pool ---- */
+
+static void test_pool_paths(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, NULL);
+	struct sbx_pool_stats st;
+	struct sbx_result r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	/* cold: create and init timed */
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_COLD);
+	CU_ASSERT(r.times.create_ns > 0 && r.times.init_ns > 0 && r.times.run_ns > 0);
+	sbx_result_release(&r);
+	/* warm: the same instance, no create or init */
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.path, SBX_START_WARM);
+	CU_ASSERT_EQUAL(r.times.create_ns, 0);
+	CU_ASSERT_EQUAL(r.times.init_ns, 0);
+	CU_ASSERT_STRING_EQUAL((char *)r.response, "calls=2");
+	sbx_result_release(&r);
+	/* pre-warmed: made ahead, first use says so */
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.idle, 3);
+	CU_ASSERT_EQUAL(st.prewarmed, 2);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.path, SBX_START_PREWARMED);
+	CU_ASSERT_STRING_EQUAL((char *)r.response, "calls=1");
+	sbx_result_release(&r);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.cold_starts, 1);
+	CU_ASSERT_EQUAL(st.warm_starts, 1);
+	CU_ASSERT_EQUAL(st.prewarmed_starts, 1);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, "nobody", 0, "", 0, &r), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "not deployed"));
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+static void test_pool_crash_replaced(void)
+{
+	struct sbx_spec crash = make_spec(SBX_RUNTIME_C, "test-hostile.so", "crash");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, NULL);
+	struct sbx_pool_stats st;
+	struct sbx_result r;
+
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &crash), 0);
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, crash.name, 0, 1), 1);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, crash.name, 0, "", 0, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_CRASHED);
+	CU_ASSERT_EQUAL(r.path, SBX_START_PREWARMED);
+	sbx_result_release(&r);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, crash.name, &st), 0);
+	CU_ASSERT_EQUAL(st.crashes, 1);
+	/* replaced: a fresh pre-warmed instance waits */
+	CU_ASSERT_EQUAL(st.idle, 1);
+	CU_ASSERT_EQUAL(st.prewarmed, 1);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 1);
+	sbx_pool_destroy(pool);
+}
+
+static void test_pool_ttl(void)
+{
+	struct sbx_keepalive_params p = {.ttl_ns = 50 * 1000000ull};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_pool *pool = sbx_pool_new(host, &sbx_keepalive_ttl, &p);
+	struct sbx_pool_stats st;
+
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 0);
+	usleep(80 * 1000);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 2);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.idle, 0);
+	CU_ASSERT_EQUAL(st.expirations, 2);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	sbx_pool_destroy(pool);
+}
+
+/* Greedy-dual keeps what is used often and cheap to hold, whatever was used last. */
+static void test_greedy_dual_order(void)
+{
+	const struct sbx_keepalive_ops *gd = &sbx_keepalive_greedy_dual;
+	struct sbx_keepalive_params params = {0};
+	struct {
+		struct sbx_keepalive_params p;
+		double clock;
+	} state = {params, 0};
+	struct sbx_keepalive_entry hot = {.init_cost_ns = 5000000,
+					  .memory_bytes = 4 << 20,
+					  .frequency = 100,
+					  .last_used_ns = 1};
+	struct sbx_keepalive_entry cold = {.init_cost_ns = 5000000,
+					   .memory_bytes = 4 << 20,
+					   .frequency = 1,
+					   .last_used_ns = 2};
+	struct sbx_keepalive_entry big = {.init_cost_ns = 5000000,
+					  .memory_bytes = 400 << 20,
+					  .frequency = 100,
+					  .last_used_ns = 3};
+
+	gd->on_idle(&state, &hot, 10);
+	gd->on_idle(&state, &cold, 10);
+	gd->on_idle(&state, &big, 10);
+	CU_ASSERT(gd->compare(&state, &cold, &hot) < 0);
+	CU_ASSERT(gd->compare(&state, &big, &hot) < 0);
+	/* the clock rises to the evicted priority: later arrivals start from there */
+	gd->on_evict(&state, &cold);
+	CU_ASSERT_DOUBLE_EQUAL(state.clock, cold.priority, 1e-9);
+	CU_ASSERT_FALSE(gd->expired(&state, &hot, 1000000000000ull));
+	/* fixed TTL evicts the least recently used instead */
+	CU_ASSERT(sbx_keepalive_ttl.compare(&state, &hot, &cold) < 0);
+}
+
+static void test_pool_budget_eviction(void)
+{
+	struct sbx_keepalive_params p = {.memory_budget_bytes = 0};
+	struct sbx_spec a = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_spec b = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool;
+	struct sbx_pool_stats st;
+	uint64_t one;
+	struct sbx_sandbox *sb;
+	struct sbx_result r;
+
+	/* measure one instance, then allow a budget of about two */
+	sb = start(&a);
+	CU_ASSERT_EQUAL(sbx_memory_bytes(sb, &one), 0);
+	sbx_destroy(sb);
+	p.memory_budget_bytes = one * 2 + one / 2;
+	pool = sbx_pool_new(host, &sbx_keepalive_greedy_dual, &p);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &a), 0);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &b), 0);
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, a.name, 0, 2), 2);
+	/* b needs room: one of a's instances goes */
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, b.name, 0, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_COLD);
+	sbx_result_release(&r);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, NULL, &st), 0);
+	CU_ASSERT(st.evictions >= 1);
+	CU_ASSERT(st.idle <= 2);
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+NEMO_SUITE(sandbox_pool, suite_setup, suite_teardown,
+	   {"cold, warm, pre-warmed paths and phase times", test_pool_paths},
+	   {"a crashed instance is an error result and is replaced", test_pool_crash_replaced},
+	   {"fixed TTL expires idle instances", test_pool_ttl},
+	   {"greedy-dual priority order and clock", test_greedy_dual_order},
+	   {"memory budget evicts by policy", test_pool_budget_eviction})
