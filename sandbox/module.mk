@@ -50,6 +50,7 @@ PROGS += bench_sandbox
 bench_sandbox_SRCS := experiments/bench_sandbox.c
 bench_sandbox_LIBS := sandbox common
 bench_sandbox_LDLIBS := -lseccomp $(CJSON_LIBS) -lm
+bench_sandbox_CFLAGS := -Wno-format-truncation
 
 .PHONY: bench-sandbox
 bench-sandbox: all
