@@ -1,0 +1,246 @@
+#!/usr/bin/python3
+"""bench_nf.py - make bench-nf: nemo-nf against dpdk-testpmd, and sleep against poll, in one run.
+
+Prints four tables, each with ratios against a baseline measured in the same run:
+  1. capacity of the fwd chain on one lcore vs dpdk-testpmd io forwarding, same memif topology;
+  2. CPU used by an idle NF, sleep vs poll;
+  3. loss and p99 latency at 10/50/90 % of measured capacity, sleep vs poll;
+  4. spare_ratio reported against offered load.
+The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore (or testpmd's forwarding core)
+on cpu 1. Figures from a shared, noisy machine vary from run to run; ratios vary less.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "bin")
+TMP = tempfile.mkdtemp(prefix="nemo-bench-nf-")
+SOCK = os.path.join(TMP, "nf.memif")
+PROCS = []
+
+
+def cleanup():
+    for p in PROCS:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    for prefix in ("nemo-nf-bench", "nemo-bench-testpmd"):
+        shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
+    try:
+        os.unlink("/dev/shm/nemo-hc-bench")
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def nf_config(idle, sched="other"):
+    lcore = {"lcore": 1, "cpu": 1, "rx": [{"port": 0}], "chain": ["fwd"], "idle": idle,
+             "sched": {"policy": sched, "nice": -20} if sched == "other"
+             else {"policy": "fifo", "priority": 50}}
+    cfg = {"name": "bench", "stats_interval_ms": 0, "memory_mb": 512,
+           "ports": [{"vdev": "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK,
+                      "rx_ring": 16384, "line_rate_pps": 14000000}],
+           "lcores": [lcore]}
+    path = os.path.join(TMP, "nf-%s.json" % idle)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def wait_for(path, proc, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited: %s" % (proc.args[0], proc.stdout.read()))
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for " + path)
+
+
+def start_nf(idle):
+    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config", nf_config(idle)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    PROCS.append(p)
+    wait_for("/dev/shm/nemo-hc-bench", p)
+    wait_for(SOCK, p)
+    return p
+
+
+def start_testpmd():
+    # testpmd exits when its stdin closes: keep a pipe open until we stop it
+    p = subprocess.Popen(["dpdk-testpmd", "--no-huge", "-m", "1024", "-l", "0,1",
+                          "--file-prefix", "nemo-bench-testpmd", "--no-pci", "--vdev",
+                          "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK, "--",
+                          "--forward-mode=io", "--auto-start", "--nb-cores=1",
+                          "--total-num-mbufs=65536"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    PROCS.append(p)
+    # its memif socket exists before the port starts; a client that connects too early is
+    # refused for good, so wait until testpmd has started the port and waits for the link
+    p.lines = []
+    threading.Thread(target=lambda: p.lines.extend(p.stdout), daemon=True).start()
+    end = time.time() + 30
+    while not any("Checking link statuses" in line for line in p.lines):
+        if p.poll() is not None or time.time() > end:
+            raise RuntimeError("dpdk-testpmd did not start:\n" + "".join(p.lines))
+        time.sleep(0.05)
+    return p
+
+
+def stop(p):
+    testpmd = hasattr(p, "lines")
+    if p.poll() is None:
+        if testpmd:
+            p.stdin.close()
+        else:
+            p.send_signal(signal.SIGINT)
+    if testpmd:
+        p.wait(30)
+        out = "".join(p.lines)
+    else:
+        out, _ = p.communicate(timeout=30)
+    PROCS.remove(p)
+    if os.path.exists(SOCK):
+        os.unlink(SOCK)
+    return out
+
+
+def gen(rate, seconds, measure_spare=False):
+    """Run nemo-gen; with measure_spare, also the NF's spare_ratio over the middle of the run."""
+    out = os.path.join(TMP, "gen.json")
+    args = [os.path.join(BIN, "nemo-gen"), "--socket", SOCK, "--duration", str(seconds),
+            "--cpu", "0", "--quiet", "--json", out, "--flows", "64"]
+    args += ["--max"] if rate == "max" else ["--rate", str(int(rate))]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    spare = None
+    if measure_spare:
+        time.sleep(1.0)
+        spare = window_spare(max(1.0, seconds - 2.5))
+    text, _ = p.communicate()
+    if p.returncode != 0:
+        raise RuntimeError("nemo-gen failed:\n" + text)
+    with open(out) as f:
+        r = json.load(f)
+    r["spare_ratio"] = spare
+    return r
+
+
+def cpu_seconds(pid):
+    """CPU time of all threads of pid, from schedstat (ns precision)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
+
+
+def window_spare(seconds):
+    """spare_ratio of lcore record 0 over `seconds`, read from the harvest channel via telemetry."""
+    def snap():
+        r = subprocess.run(["/usr/bin/python3", "/usr/bin/dpdk-telemetry.py", "-f",
+                            "nemo-nf-bench"], input="/nemo/lcores\n", text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20)
+        start = r.stdout.index("{")
+        return json.loads(r.stdout[start:r.stdout.rindex("}") + 1])["/nemo/lcores"]["1"]
+    a = snap()
+    time.sleep(seconds)
+    b = snap()
+    total = b["total_cycles"] - a["total_cycles"]
+    busy = b["busy_cycles"] - a["busy_cycles"]
+    return (total - busy) / total if total else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5, help="length of each traffic run")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the capacity runs")
+    a = ap.parse_args()
+    print("bench-nf: %s, %d cpus, %.0f s per run, %d reps" %
+          (os.uname().nodename, os.cpu_count(), a.seconds, a.reps))
+
+    # 1. capacity, interleaved so that drift favours neither
+    caps = {"testpmd io": [], "nemo-nf fwd poll": [], "nemo-nf fwd sleep": []}
+    for _ in range(a.reps):
+        p = start_testpmd()
+        caps["testpmd io"].append(gen("max", a.seconds)["rx_pps"])
+        stop(p)
+        for idle in ("poll", "sleep"):
+            p = start_nf(idle)
+            caps["nemo-nf fwd %s" % idle].append(gen("max", a.seconds)["rx_pps"])
+            stop(p)
+    base = sorted(caps["testpmd io"])[len(caps["testpmd io"]) // 2]
+    print("\n1. capacity, 64-byte frames, one forwarding core (median of %d)" % a.reps)
+    print("   %-20s %12s %8s   %s" % ("forwarder", "Mpps", "ratio", "runs (Mpps)"))
+    for name, v in caps.items():
+        med = sorted(v)[len(v) // 2]
+        print("   %-20s %12.3f %8.3f   %s" % (name, med / 1e6, med / base,
+                                             " ".join("%.2f" % (x / 1e6) for x in v)))
+    capacity = sorted(caps["nemo-nf fwd poll"])[a.reps // 2]
+
+    # 2. idle CPU
+    print("\n2. CPU used by the NF process with no traffic (3 s window)")
+    idle_cpu = {}
+    for idle in ("poll", "sleep"):
+        p = start_nf(idle)
+        time.sleep(0.5)
+        c0 = cpu_seconds(p.pid)
+        time.sleep(3)
+        idle_cpu[idle] = (cpu_seconds(p.pid) - c0) / 3 * 100
+        stop(p)
+    print("   poll  %6.1f %% of a core" % idle_cpu["poll"])
+    print("   sleep %6.1f %% of a core  (%.3f x poll)" %
+          (idle_cpu["sleep"], idle_cpu["sleep"] / idle_cpu["poll"]))
+
+    # 3 and 4. loss, latency and spare at shares of capacity
+    print("\n3. loss and latency at shares of the measured capacity (%.2f Mpps)" %
+          (capacity / 1e6))
+    print("   %5s %6s %12s %10s %10s %10s %10s %8s" %
+          ("load", "mode", "offered pps", "sent", "lost", "p50 us", "p99 us", "spare"))
+    rows = []
+    for share in (0.1, 0.3, 0.5, 0.7, 0.9):
+        res = {}
+        for idle in ("poll", "sleep"):
+            p = start_nf(idle)
+            r = gen(capacity * share, a.seconds, measure_spare=True)
+            stop(p)
+            res[idle] = (r, r["spare_ratio"])
+            print("   %4.0f%% %6s %12.0f %10d %10d %10.1f %10.1f %8.4f" %
+                  (share * 100, idle, capacity * share, r["sent"], r["lost"], r["lat_p50_us"],
+                   r["lat_p99_us"], r["spare_ratio"]))
+        rows.append((share, res))
+    print("\n   sleep vs poll: packets sleep lost that poll delivered, and the p99 difference")
+    for share, res in rows:
+        rp, rs = res["poll"][0], res["sleep"][0]
+        extra = max(0, rs["lost"] - rp["lost"])
+        print("   %4.0f%%  extra loss %d (%.4f %%), p99 %+.1f us (sleep %.1f, poll %.1f)" %
+              (share * 100, extra, 100.0 * extra / max(1, rs["sent"]),
+               rs["lat_p99_us"] - rp["lat_p99_us"], rs["lat_p99_us"], rp["lat_p99_us"]))
+
+    print("\n4. spare_ratio reported by nemo-nf (sleep mode) against offered load")
+    print("   %5s %12s %12s %14s" % ("load", "offered pps", "spare_ratio", "1 - load"))
+    for share, res in rows:
+        print("   %4.0f%% %12.0f %12.4f %14.2f" % (share * 100, capacity * share,
+                                                res["sleep"][1], 1 - share))
+    print("\n   (spare_ratio = spare / total on the NF lcore, read from /nemo/lcores over the "
+          "middle of each run; in poll mode the idle_poll cycles are spare too)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        cleanup()
