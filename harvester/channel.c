@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "harvester_internal.h"
 #include "nemo/harvester.h"
 #include "nemo/log.h"
 
@@ -28,7 +29,17 @@ static inline uint64_t rdtsc(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
-struct hv_channel *hv_channel_open(const char *name)
+/*
+ * The sampler retries a missing or malformed channel every few hundred ms: it asks for
+ * quiet opens and logs once per change of state itself, so a bad channel is not a log flood.
+ */
+#define CH_ERR(quiet, ...)                                  \
+	do {                                                \
+		if (!(quiet))                               \
+			NEMO_ERR("harvester", __VA_ARGS__); \
+	} while (0)
+
+struct hv_channel *__hv_channel_open(const char *name, bool quiet)
 {
 	struct hv_channel *ch = calloc(1, sizeof(*ch));
 	struct hc_header h;
@@ -41,46 +52,43 @@ struct hv_channel *hv_channel_open(const char *name)
 	fd = shm_open(ch->path, O_RDONLY, 0);
 	if (fd < 0) {
 		rc = -errno;
-		NEMO_ERR("harvester", "harvest channel /dev/shm%s: %s (is nemo-nf '%s' running?)",
-			 ch->path, strerror(errno), name);
+		CH_ERR(quiet, "harvest channel /dev/shm%s: %s (is nemo-nf '%s' running?)", ch->path,
+		       strerror(errno), name);
 		goto err;
 	}
 	if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(h) ||
 	    pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
-		NEMO_ERR("harvester", "harvest channel /dev/shm%s: too short to hold a header",
-			 ch->path);
+		CH_ERR(quiet, "harvest channel /dev/shm%s: too short to hold a header", ch->path);
 		rc = -EPROTO;
 		goto err_close;
 	}
 	if (h.magic != HC_MAGIC) {
-		NEMO_ERR("harvester",
-			 "harvest channel /dev/shm%s: bad magic 0x%016llx (want 0x%016llx): not a "
-			 "channel, or its NF has exited",
-			 ch->path, (unsigned long long)h.magic, (unsigned long long)HC_MAGIC);
+		CH_ERR(quiet,
+		       "harvest channel /dev/shm%s: bad magic 0x%016llx (want 0x%016llx): not a "
+		       "channel, or its NF has exited",
+		       ch->path, (unsigned long long)h.magic, (unsigned long long)HC_MAGIC);
 		rc = -EPROTO;
 		goto err_close;
 	}
 	if (h.version != HC_VERSION || h.header_size != sizeof(struct hc_header) ||
 	    h.record_size != sizeof(struct hc_lcore_record)) {
-		NEMO_ERR(
-			"harvester",
-			"harvest channel /dev/shm%s: version %u (header %u, record %u bytes); this "
-			"harvester reads version %u (%zu, %zu)",
-			ch->path, h.version, h.header_size, h.record_size, HC_VERSION,
-			sizeof(struct hc_header), sizeof(struct hc_lcore_record));
+		CH_ERR(quiet,
+		       "harvest channel /dev/shm%s: version %u (header %u, record %u bytes); this "
+		       "harvester reads version %u (%zu, %zu)",
+		       ch->path, h.version, h.header_size, h.record_size, HC_VERSION,
+		       sizeof(struct hc_header), sizeof(struct hc_lcore_record));
 		rc = -EPROTONOSUPPORT;
 		goto err_close;
 	}
 	if (h.nb_records > HC_MAX_LCORES || (size_t)st.st_size < hc_shm_size(h.nb_records)) {
-		NEMO_ERR("harvester",
-			 "harvest channel /dev/shm%s: %u records do not fit in %lld bytes",
-			 ch->path, h.nb_records, (long long)st.st_size);
+		CH_ERR(quiet, "harvest channel /dev/shm%s: %u records do not fit in %lld bytes",
+		       ch->path, h.nb_records, (long long)st.st_size);
 		rc = -EPROTO;
 		goto err_close;
 	}
 	if (h.writer_pid <= 0 || (kill(h.writer_pid, 0) < 0 && errno == ESRCH)) {
-		NEMO_ERR("harvester", "harvest channel /dev/shm%s: writer pid %d is gone", ch->path,
-			 h.writer_pid);
+		CH_ERR(quiet, "harvest channel /dev/shm%s: writer pid %d is gone", ch->path,
+		       h.writer_pid);
 		rc = -ESRCH;
 		goto err_close;
 	}
@@ -88,7 +96,7 @@ struct hv_channel *hv_channel_open(const char *name)
 	ch->hdr = mmap(NULL, ch->size, PROT_READ, MAP_SHARED, fd, 0);
 	if (ch->hdr == MAP_FAILED) {
 		rc = -errno;
-		NEMO_ERR("harvester", "mmap /dev/shm%s: %s", ch->path, strerror(errno));
+		CH_ERR(quiet, "mmap /dev/shm%s: %s", ch->path, strerror(errno));
 		goto err_close;
 	}
 	close(fd);
@@ -104,12 +112,35 @@ err:
 	return NULL;
 }
 
+struct hv_channel *hv_channel_open(const char *name)
+{
+	return __hv_channel_open(name, false);
+}
+
 void hv_channel_close(struct hv_channel *ch)
 {
 	if (!ch)
 		return;
 	munmap((void *)ch->hdr, ch->size);
 	free(ch);
+}
+
+int hv_channel_check(const struct hv_channel *ch)
+{
+	const struct hc_header *h = ch->hdr;
+
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != HC_MAGIC ||
+	    h->generation != ch->generation)
+		return -ESTALE;
+	/* SIGKILL leaves the magic in place: only the pid tells a vanished writer */
+	if (kill(ch->writer_pid, 0) < 0 && errno == ESRCH)
+		return -ESRCH;
+	return 0;
+}
+
+const char *__hv_channel_name(const struct hv_channel *ch)
+{
+	return ch->hdr->name;
 }
 
 uint32_t hv_channel_nb_lcores(const struct hv_channel *ch)

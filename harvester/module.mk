@@ -1,5 +1,5 @@
-# harvester/ - reads the NF cores' harvest channels; libharvester.a.
+# harvester/ - reads the NF cores' harvest channels, predicts spare and demand; libharvester.a.
 LIBS += harvester
 harvester_SRCS := $(wildcard harvester/*.c)
 TEST_LIBS += harvester
-TEST_LDLIBS += -lrt
+TEST_LDLIBS += -lrt -lm
