@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -135,6 +136,39 @@ static int migrate_procs(const char *from, const char *to)
 	return 0;
 }
 
+/*
+ * A host that died left sandboxes alive under its root (their init is reparented, not
+ * killed). A new host on the same root kills what each sbx-* cgroup under `dir` still holds
+ * and removes it, so that nothing outlives a crash for longer than the restart.
+ */
+static void remove_leftovers(const char *dir, const char *freezer_knob, const char *thawed)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		char sub[SBX_CG_PATH + 300], path[SBX_CG_PATH + 340], pids[4096];
+
+		if (strncmp(de->d_name, "sbx-", 4))
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", sub, freezer_knob);
+		if (access(path, W_OK) == 0)
+			sbx_write_file(path, thawed);
+		snprintf(path, sizeof(path), "%s/cgroup.procs", sub);
+		if (read_text(path, pids, sizeof(pids)) == 0)
+			for (char *tok = strtok(pids, "\n"); tok; tok = strtok(NULL, "\n"))
+				kill((pid_t)atoi(tok), SIGKILL);
+		remove_dir(sub);
+		n++;
+	}
+	if (d)
+		closedir(d);
+	if (n)
+		NEMO_WARN(SBX_LOG, "removed %d sandbox cgroups a previous host left in %s", n, dir);
+}
+
 /* ---- v1: one hierarchy per controller ------------------------------------------------------ */
 
 /*
@@ -170,6 +204,7 @@ static int v1_host_init(struct sbx_host *host)
 		rc = make_dir(path);
 		if (rc)
 			return rc;
+		remove_leftovers(path, "freezer.state", "THAWED");
 		snprintf(path, sizeof(path), "%s/%s/%s", host->v1_mount, v1_cpu_ctrls[i],
 			 host->cgroup_root);
 		rc = make_dir(path);
@@ -434,6 +469,8 @@ static int v2_host_init(struct sbx_host *host)
 		rc = make_dir(path);
 		if (rc)
 			return rc;
+		remove_leftovers(path, "cgroup.freeze", "0");
+		v2_core_path(host, core, NULL, path, SBX_CG_PATH);
 		v2_core_path(host, core, NULL, path, SBX_CG_PATH);
 		strcat(path, "/cpuset.cpus");
 		snprintf(val, sizeof(val), "%d", core);

@@ -22,6 +22,29 @@ static char root[64];
 
 static const char *const v1_ctrls[] = {"memory", "pids", "freezer", "cpu", "cpuacct", "cpuset"};
 
+/*
+ * A test binary that died left its root behind, and its sandboxes alive (their init was
+ * reparented, not killed): kill what its cgroups still hold, then remove them.
+ */
+static void kill_cgroup_procs(const char *dir)
+{
+	char path[600];
+	FILE *f;
+	int pid;
+
+	snprintf(path, sizeof(path), "%s/freezer.state", dir);
+	f = fopen(path, "w");
+	if (f) {
+		fputs("THAWED", f);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "r");
+	while (f && fscanf(f, "%d", &pid) == 1)
+		kill(pid, SIGKILL);
+	if (f)
+		fclose(f);
+}
 static void rm_cgroup_tree(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -36,11 +59,13 @@ static void rm_cgroup_tree(const char *dir)
 			rm_cgroup_tree(sub);
 		}
 	closedir(d);
-	rmdir(dir);
+	kill_cgroup_procs(dir);
+	/* killed tasks leave the cgroup a moment later */
+	for (int i = 0; i < 500 && rmdir(dir) && errno == EBUSY; i++)
+		usleep(1000);
 }
 
-/* Roots of earlier runs whose process is gone: their sandboxes died with them (the
- * sandboxes' init is killed when the pid namespace's parent... is not: kill them here). */
+/* Roots of test binaries that are gone. */
 static void remove_stale_roots(void)
 {
 	for (size_t i = 0; i < sizeof(v1_ctrls) / sizeof(v1_ctrls[0]); i++) {

@@ -134,7 +134,11 @@ struct sbx_host;
  */
 struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg);
 
-/* Destroy every sandbox still alive on this host, then remove the cgroups it created. */
+/*
+ * Destroy every sandbox still alive on this host, then remove the cgroups it created. Pools
+ * on the host must be destroyed first. sbx_host_new() on a root that a crashed host left
+ * behind kills and removes the sandboxes still there.
+ */
 void sbx_host_destroy(struct sbx_host *host);
 
 /* "v1" or "v2". */
@@ -221,14 +225,16 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
  * interpreter and import; exec: start the program). Precondition: SBX_STATE_CREATED.
  * Returns 0 (now READY), -ENOEXEC when the code does not load or the handler is missing
  * (the reason in `err`, which may be NULL), -ETIMEDOUT when init took longer than
- * timeout_ms, -EPIPE when the sandbox died, -EBUSY in the wrong state.
+ * max(timeout_ms, 10 s) (interpreters load slower than they answer), -EPIPE when the sandbox
+ * died (err says how), -EBUSY in the wrong state. On failure the sandbox is DEAD.
  */
 int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen);
 
 /*
  * Send one request and wait for the response, at most timeout_ms. The payload limit is
  * checked before anything is sent. `res` is always filled (status, message, response,
- * times.run_ns); a crash, OOM or timeout leaves the sandbox DEAD, to be destroyed.
+ * times.run_ns; path and the other times are left as the caller set them); a crash, OOM,
+ * timeout or oversized response leaves the sandbox DEAD, to be destroyed.
  * Returns 0 when the invocation reached an outcome (look at res->status), or -EINVAL for
  * NULL arguments. Precondition: READY.
  */
@@ -289,6 +295,8 @@ struct sbx_keepalive_entry {
 
 /*
  * A keep-alive policy. The pool calls it under its lock, so the policy needs no locking.
+ * `state` points to the pool's policy state, which begins with its struct
+ * sbx_keepalive_params (a custom policy may read those).
  *  - on_idle: an instance was released (or pre-warmed) and is idle; set e->priority.
  *  - expired: should this idle instance be destroyed now, with no memory pressure?
  *  - compare: eviction order under memory pressure; < 0 when `a` goes before `b`.

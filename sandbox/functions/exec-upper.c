@@ -36,9 +36,13 @@ int main(void)
 	while (read_full(&hdr, sizeof(hdr)) == 0) {
 		if (hdr.magic != NEMO_FRAME_MAGIC || hdr.type != NEMO_FRAME_REQUEST)
 			return 2;
-		buf = realloc(buf, hdr.len ? hdr.len : 1);
-		if (!buf || read_full(buf, hdr.len))
+		char *grown = realloc(buf, hdr.len ? hdr.len : 1);
+
+		if (!grown || read_full(grown, hdr.len)) {
+			free(grown ? grown : buf);
 			return 3;
+		}
+		buf = grown;
 		for (uint32_t i = 0; i < hdr.len; i++)
 			buf[i] = (char)toupper((unsigned char)buf[i]);
 		if (write_frame(NEMO_FRAME_RESPONSE, 0, buf, hdr.len))
