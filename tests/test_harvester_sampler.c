@@ -1,0 +1,318 @@
+/* test_harvester_sampler.c - the sampler against a real nemo-nf: windows, restarts, bad input. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nemo/harvester.h"
+#include "proc.h"
+#include "test.h"
+
+static char nf_bin[512], gen_bin[512];
+static int run_id;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void cleanup_all(void)
+{
+	char pattern[128];
+	glob_t g;
+
+	test_proc_kill_all();
+	snprintf(pattern, sizeof(pattern), "/tmp/nemo-hvt-%d-*", getpid());
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	snprintf(pattern, sizeof(pattern), "/dev/shm/nemo-hc-hvt%d-*", getpid());
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	snprintf(pattern, sizeof(pattern), "/var/run/dpdk/nemo-*-hvt%d-*", getpid());
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			test_remove_runtime_dir(g.gl_pathv[i] + strlen("/var/run/dpdk/"));
+		globfree(&g);
+	}
+}
+
+static int suite_setup(void)
+{
+	snprintf(nf_bin, sizeof(nf_bin), "%s/nemo-nf", nemo_test_bindir());
+	snprintf(gen_bin, sizeof(gen_bin), "%s/nemo-gen", nemo_test_bindir());
+	return access(nf_bin, X_OK) || access(gen_bin, X_OK);
+}
+
+static int suite_teardown(void)
+{
+	cleanup_all();
+	return 0;
+}
+
+/* A one-lcore memif NF on cpu 1 that sleeps when idle; name and socket unique to this run. */
+static void nf_config(char *name, size_t nlen, char *sock, size_t slen, char *cfg, size_t clen)
+{
+	FILE *f;
+
+	run_id++;
+	snprintf(name, nlen, "hvt%d-%d", getpid(), run_id);
+	snprintf(sock, slen, "/tmp/nemo-hvt-%d-%d.memif", getpid(), run_id);
+	snprintf(cfg, clen, "/tmp/nemo-hvt-%d-%d.json", getpid(), run_id);
+	f = fopen(cfg, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f,
+		"{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
+		"\"ports\":[{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
+		"\"rx_ring\":16384,\"line_rate_pps\":14000000}],"
+		"\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"],"
+		"\"idle\":\"sleep\"}]}",
+		name, sock);
+	fclose(f);
+}
+
+static int nf_start(struct test_proc *p, const char *cfg)
+{
+	char *argv[] = {nf_bin, "--config", (char *)cfg, "--duration", "0", NULL};
+
+	return test_proc_start(p, argv);
+}
+
+/* Sample until core 0 is UP with a window after `seq`, or timeout. */
+static const struct hv_core_sample *wait_up(struct hv_sampler *s, uint64_t after_gen, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		const struct hv_core_sample *c;
+
+		hv_sampler_sample(s, now_ns());
+		c = hv_sampler_core(s, 0);
+		if (c && c->state == HV_CORE_UP && c->generation != after_gen && c->window_seq > 0)
+			return c;
+		test_msleep(1);
+	}
+	return NULL;
+}
+
+static int start_gen(struct test_proc *g, const char *sock, const char *rate, const char *dur)
+{
+	char *argv[] = {gen_bin,      "--socket",   (char *)sock, "--rate",
+			(char *)rate, "--duration", (char *)dur,  "--cpu",
+			"0",	      "--quiet",    NULL};
+
+	return test_proc_start(g, argv);
+}
+
+static void test_sampler_windows_add_up(void)
+{
+	char name[32], sock[96], cfg[96];
+	struct hv_sampler_config sc = {.period_us = 5000, .n_channels = 1};
+	struct test_proc nf, gen;
+	struct hv_sampler *s;
+	const struct hv_core_sample *c;
+	uint64_t last_seq = 0, n_win = 0, n_ok = 0, sum_total = 0, sum_parts = 0, rx = 0;
+	uint64_t busy = 0, hist[HC_IDLE_BUCKETS] = {0};
+	double min_ratio = 1.0, max_ratio = 0.0;
+
+	nf_config(name, sizeof(name), sock, sizeof(sock), cfg, sizeof(cfg));
+	sc.channels[0] = name;
+	s = hv_sampler_new(&sc);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	/* no NF yet: not an error, just nothing to report */
+	CU_ASSERT_EQUAL(hv_sampler_sample(s, now_ns()), 0);
+	CU_ASSERT_EQUAL(hv_sampler_nb_cores(s), 0);
+
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg), 0);
+	c = wait_up(s, 0, 15000);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->cpu, 1);
+	CU_ASSERT_EQUAL(c->attaches, 1);
+	CU_ASSERT_EQUAL(hv_sampler_find_cpu(s, 1), 0);
+	CU_ASSERT_EQUAL(hv_sampler_find_cpu(s, 7), -ENOENT);
+
+	CU_ASSERT_EQUAL_FATAL(start_gen(&gen, sock, "500000", "1"), 0);
+	while (test_proc_wait(&gen, 0) == -ETIMEDOUT) {
+		hv_sampler_sample(s, now_ns());
+		c = hv_sampler_core(s, 0);
+		if (c->window_seq != last_seq && c->w.total) {
+			uint64_t parts = c->w.busy + c->w.idle_poll + c->w.sleep;
+
+			last_seq = c->window_seq;
+			n_win++;
+			if (parts <= c->w.total * 101 / 100 && parts >= c->w.total * 99 / 100)
+				n_ok++;
+			sum_total += c->w.total;
+			sum_parts += parts;
+			rx += c->w.rx_pkts;
+			busy += c->w.busy;
+			for (int b = 0; b < HC_IDLE_BUCKETS; b++)
+				hist[b] += c->idle_hist[b];
+			if (c->w.rx_pkts) {
+				min_ratio =
+					c->w.spare_ratio < min_ratio ? c->w.spare_ratio : min_ratio;
+				max_ratio =
+					c->w.spare_ratio > max_ratio ? c->w.spare_ratio : max_ratio;
+			}
+		}
+		test_msleep(1);
+	}
+	printf("\n    %lu windows of 5 ms, %lu within 1 %% (busy+idle_poll+sleep vs total); "
+	       "overall %.4f; rx %lu; spare_ratio %.3f..%.3f; median idle period %u us",
+	       (unsigned long)n_win, (unsigned long)n_ok, (double)sum_parts / (double)sum_total,
+	       (unsigned long)rx, min_ratio, max_ratio, hv_idle_hist_median_us(hist));
+	CU_ASSERT(n_win >= 100);
+	CU_ASSERT(n_ok * 100 >= n_win * 95);
+	CU_ASSERT((double)sum_parts <= (double)sum_total * 1.01 &&
+		  (double)sum_parts >= (double)sum_total * 0.99);
+	CU_ASSERT(rx > 100000);
+	CU_ASSERT(busy > 0);
+	CU_ASSERT(c->window_ns >= 5000000 && c->window_ns < 50000000);
+	{
+		uint64_t n_idle = 0;
+
+		for (int b = 0; b < HC_IDLE_BUCKETS; b++)
+			n_idle += c->idle_hist_total[b];
+		CU_ASSERT(n_idle > 0);
+	}
+
+	/* stop and restart: the core goes, then comes back with a new generation */
+	{
+		uint64_t gen1 = c->generation;
+
+		CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+		hv_sampler_sample(s, now_ns() + 10000000);
+		c = hv_sampler_core(s, 0);
+		CU_ASSERT_EQUAL(c->state, HV_CORE_GONE);
+		CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg), 0);
+		c = wait_up(s, gen1, 15000);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+		printf("\n    restart: generation %llu -> %llu, attaches %u",
+		       (unsigned long long)gen1, (unsigned long long)c->generation, c->attaches);
+		CU_ASSERT_NOT_EQUAL(c->generation, gen1);
+		CU_ASSERT_EQUAL(c->attaches, 2);
+		CU_ASSERT_EQUAL(hv_sampler_nb_cores(s), 1);
+	}
+
+	/* vanished: SIGKILL leaves the channel behind with a good magic; the pid tells */
+	kill(nf.pid, SIGKILL);
+	test_proc_wait(&nf, 5000);
+	hv_sampler_sample(s, now_ns() + 20000000);
+	c = hv_sampler_core(s, 0);
+	CU_ASSERT_EQUAL(c->state, HV_CORE_GONE);
+	/* and it keeps serving: more samples, no crash, still gone */
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(hv_sampler_sample(s, now_ns() + 30000000ull * (i + 2)), 0);
+	CU_ASSERT_EQUAL(hv_sampler_core(s, 0)->state, HV_CORE_GONE);
+	hv_sampler_destroy(s);
+	cleanup_all();
+}
+
+/* A shm object that looks like a channel but is not one we can read. */
+static void write_fake(const char *name, uint64_t magic, uint32_t version)
+{
+	char path[96];
+	struct hc_header h;
+	int fd;
+
+	snprintf(path, sizeof(path), "/" HC_SHM_PREFIX "%s", name);
+	fd = shm_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	memset(&h, 0, sizeof(h));
+	h.magic = magic;
+	h.version = version;
+	h.header_size = sizeof(struct hc_header);
+	h.record_size = sizeof(struct hc_lcore_record);
+	h.nb_records = 1;
+	h.writer_pid = getpid();
+	h.generation = 1;
+	CU_ASSERT_EQUAL(ftruncate(fd, (off_t)hc_shm_size(1)), 0);
+	CU_ASSERT_EQUAL(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	close(fd);
+}
+
+static void test_sampler_bad_channels(void)
+{
+	char bad_magic[32], bad_version[32], dead[32], missing[32];
+	struct hv_sampler_config sc = {.period_us = 1000, .n_channels = 4};
+	struct hv_sampler *s;
+
+	snprintf(bad_magic, sizeof(bad_magic), "hvt%d-magic", getpid());
+	snprintf(bad_version, sizeof(bad_version), "hvt%d-version", getpid());
+	snprintf(dead, sizeof(dead), "hvt%d-dead", getpid());
+	snprintf(missing, sizeof(missing), "hvt%d-missing", getpid());
+	write_fake(bad_magic, 0x4141414141414141ull, HC_VERSION);
+	write_fake(bad_version, HC_MAGIC, HC_VERSION + 7);
+
+	/* the reader names what is wrong */
+	errno = 0;
+	CU_ASSERT_PTR_NULL(hv_channel_open(bad_magic));
+	CU_ASSERT_EQUAL(errno, EPROTO);
+	CU_ASSERT_PTR_NULL(hv_channel_open(bad_version));
+	CU_ASSERT_EQUAL(errno, EPROTONOSUPPORT);
+	CU_ASSERT_PTR_NULL(hv_channel_open(missing));
+	CU_ASSERT_EQUAL(errno, ENOENT);
+	/* a good header whose writer is dead: pid 0 is never a writer */
+	write_fake(dead, HC_MAGIC, HC_VERSION);
+	{
+		char path[96];
+		struct hc_header h;
+		int fd;
+
+		snprintf(path, sizeof(path), "/" HC_SHM_PREFIX "%s", dead);
+		fd = shm_open(path, O_RDWR, 0);
+		CU_ASSERT_FATAL(fd >= 0);
+		CU_ASSERT_EQUAL(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+		h.writer_pid = 0x3ffffff0; /* above pid_max */
+		CU_ASSERT_EQUAL(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+		close(fd);
+	}
+	CU_ASSERT_PTR_NULL(hv_channel_open(dead));
+	CU_ASSERT_EQUAL(errno, ESRCH);
+
+	/* a sampler over all of them keeps sampling and reports no core */
+	sc.channels[0] = bad_magic;
+	sc.channels[1] = bad_version;
+	sc.channels[2] = dead;
+	sc.channels[3] = missing;
+	s = hv_sampler_new(&sc);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	for (int i = 0; i < 50; i++)
+		CU_ASSERT_EQUAL(hv_sampler_sample(s, now_ns() + (uint64_t)i * 200000000ull), 0);
+	CU_ASSERT_EQUAL(hv_sampler_nb_cores(s), 0);
+	CU_ASSERT_PTR_NULL(hv_sampler_core(s, 0));
+	hv_sampler_destroy(s);
+
+	/* bad sampler configs */
+	sc.period_us = 500;
+	errno = 0;
+	CU_ASSERT_PTR_NULL(hv_sampler_new(&sc));
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	sc.period_us = 20000;
+	CU_ASSERT_PTR_NULL(hv_sampler_new(&sc));
+	sc.period_us = 1000;
+	sc.n_channels = 0;
+	CU_ASSERT_PTR_NULL(hv_sampler_new(&sc));
+	sc.n_channels = 1;
+	sc.channels[0] = "a-name-that-is-much-too-long-for-a-channel";
+	CU_ASSERT_PTR_NULL(hv_sampler_new(&sc));
+	CU_ASSERT_EQUAL(errno, EINVAL);
+
+	cleanup_all();
+}
+
+NEMO_SUITE(harvester_sampler, suite_setup, suite_teardown,
+	   {"windows_add_up_restart_vanish", test_sampler_windows_add_up},
+	   {"bad_channels", test_sampler_bad_channels})
