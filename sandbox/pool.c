@@ -180,9 +180,11 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name)
 
 /*
  * Under the lock: make room for `need` bytes by evicting idle instances in the policy's
- * order. Returns the evicted entries, and whether the room was found in *fits.
+ * order, except those of `exclude` (pre-warming a function must not evict its own warm
+ * instances). Returns the evicted entries, and whether the room was found in *fits.
  */
-static struct pool_entry *evict_for(struct sbx_pool *pool, uint64_t need, bool *fits)
+static struct pool_entry *evict_for(struct sbx_pool *pool, uint64_t need,
+				    const struct fn_pool *exclude, bool *fits)
 {
 	struct pool_entry *evicted = NULL;
 
@@ -191,7 +193,8 @@ static struct pool_entry *evict_for(struct sbx_pool *pool, uint64_t need, bool *
 		struct fn_pool *victim_fn = NULL;
 
 		for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
-			for (struct pool_entry **pp = &fn->idle; *pp; pp = &(*pp)->next)
+			for (struct pool_entry **pp = &fn->idle; fn != exclude && *pp;
+			     pp = &(*pp)->next)
 				if (!victim ||
 				    pool->ops->compare(&pool->ka, &(*pp)->ka, &(*victim)->ka) < 0) {
 					victim = pp;
@@ -309,7 +312,7 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
 			return made ? made : -ENOENT;
 		}
 		reserve = estimate_of(pool, fn);
-		evicted = evict_for(pool, reserve, &fits);
+		evicted = evict_for(pool, reserve, fn, &fits);
 		if (fits)
 			pool->memory_used += reserve;
 		spec = fn->spec;
@@ -440,7 +443,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 	/* cold */
 	fn->st.cold_starts++;
 	reserve = estimate_of(pool, fn);
-	evicted = evict_for(pool, reserve, &fits);
+	evicted = evict_for(pool, reserve, NULL, &fits);
 	pool->memory_used += reserve; /* over budget if it must: a request beats the cache */
 	spec = fn->spec;
 	gen = fn->generation;

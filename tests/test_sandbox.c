@@ -877,6 +877,7 @@ static void test_pool_budget_eviction(void)
 	uint64_t one;
 	struct sbx_sandbox *sb;
 	struct sbx_result r;
+	int made;
 
 	/* measure one instance, then allow a budget of about two */
 	sb = start(&a);
@@ -886,7 +887,9 @@ static void test_pool_budget_eviction(void)
 	pool = sbx_pool_new(host, &sbx_keepalive_greedy_dual, &p);
 	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &a), 0);
 	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &b), 0);
-	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, a.name, 0, 2), 2);
+	/* pre-warming stops when the budget is full (at about two; sizes vary a little) */
+	made = sbx_pool_prewarm(pool, a.name, 0, 10);
+	CU_ASSERT(made >= 1 && made <= 3);
 	/* b needs room: one of a's instances goes */
 	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, b.name, 0, "0", 1, &r), 0);
 	CU_ASSERT_EQUAL(r.status, SBX_OK);
@@ -894,7 +897,7 @@ static void test_pool_budget_eviction(void)
 	sbx_result_release(&r);
 	CU_ASSERT_EQUAL(sbx_pool_stats(pool, NULL, &st), 0);
 	CU_ASSERT(st.evictions >= 1);
-	CU_ASSERT(st.idle <= 2);
+	CU_ASSERT_EQUAL(st.idle, (uint32_t)made - st.evictions + 1);
 	sbx_pool_destroy(pool);
 	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
 }
