@@ -1,0 +1,329 @@
+/* activation.c - the activation table: every accepted invocation ends in one terminal state. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gw_internal.h"
+
+static const char *const status_names[GW_ACT_N_STATUS] = {
+	[GW_ACT_ACCEPTED] = "accepted",	  [GW_ACT_RUNNING] = "running",
+	[GW_ACT_SUCCESS] = "success",	  [GW_ACT_APP_ERROR] = "application_error",
+	[GW_ACT_TIMEOUT] = "timeout",	  [GW_ACT_CRASHED] = "crashed",
+	[GW_ACT_REJECTED] = "rejected",	  [GW_ACT_INTERNAL] = "internal_error",
+	[GW_ACT_CANCELLED] = "cancelled",
+};
+
+static const char *const path_names[] = {"none", "cold", "warm", "prewarmed"};
+
+const char *gw_act_status_name(enum gw_act_status s)
+{
+	return (unsigned)s < GW_ACT_N_STATUS ? status_names[s] : "?";
+}
+
+enum gw_act_status gw_act_status_of(enum sbx_status s)
+{
+	switch (s) {
+	case SBX_OK:
+		return GW_ACT_SUCCESS;
+	case SBX_ERR_FUNCTION:
+		return GW_ACT_APP_ERROR;
+	case SBX_ERR_TIMEOUT:
+		return GW_ACT_TIMEOUT;
+	case SBX_ERR_CRASHED:
+	case SBX_ERR_OOM:
+		return GW_ACT_CRASHED;
+	case SBX_ERR_PAYLOAD_TOO_LARGE:
+	case SBX_ERR_RESPONSE_TOO_LARGE:
+		return GW_ACT_REJECTED;
+	default:
+		return GW_ACT_INTERNAL;
+	}
+}
+
+static bool terminal(enum gw_act_status s)
+{
+	return s >= GW_ACT_SUCCESS;
+}
+
+int gw_act_table_init(struct gw_act_table *t, uint32_t capacity)
+{
+	uint64_t rnd = 0;
+
+	memset(t, 0, sizeof(*t));
+	t->slots = calloc(capacity, sizeof(*t->slots));
+	if (!t->slots)
+		return -ENOMEM;
+	t->capacity = capacity;
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = gw_now_ns() ^ (uint64_t)time(NULL) << 20;
+	snprintf(t->boot_id, sizeof(t->boot_id), "%016llx", (unsigned long long)rnd);
+	t->next_seq = 1;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->changed, NULL);
+	return 0;
+}
+
+static void clear_slot(struct gw_activation *a)
+{
+	free(a->result);
+	free(a->payload);
+	memset(a, 0, sizeof(*a));
+}
+
+void gw_act_table_fini(struct gw_act_table *t)
+{
+	if (!t->slots)
+		return;
+	for (uint32_t i = 0; i < t->capacity; i++)
+		clear_slot(&t->slots[i]);
+	free(t->slots);
+	t->slots = NULL;
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->changed);
+}
+
+static struct gw_activation *by_seq(struct gw_act_table *t, uint64_t seq)
+{
+	struct gw_activation *a = &t->slots[seq % t->capacity];
+
+	return a->seq == seq ? a : NULL;
+}
+
+int gw_act_new(struct gw_act_table *t, const char *function, int trigger, bool blocking,
+	       char id_out[GW_ID_LEN + 1], uint64_t *seq_out)
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = &t->slots[t->next_seq % t->capacity];
+	if (a->seq && !terminal(a->status)) {
+		/* the oldest is still queued or running: evicting it would lose it */
+		pthread_mutex_unlock(&t->lock);
+		return -EAGAIN;
+	}
+	clear_slot(a);
+	a->seq = t->next_seq++;
+	snprintf(a->id, sizeof(a->id), "%s%016llx", t->boot_id, (unsigned long long)a->seq);
+	snprintf(a->function, sizeof(a->function), "%s", function);
+	a->status = GW_ACT_ACCEPTED;
+	a->start_ms = gw_epoch_ms();
+	a->trigger = trigger;
+	a->blocking = blocking;
+	a->core = -1;
+	memcpy(id_out, a->id, GW_ID_LEN + 1);
+	*seq_out = a->seq;
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+int gw_act_set_work(struct gw_act_table *t, uint64_t seq, const void *payload, size_t len,
+		    const char *reply_topic)
+{
+	struct gw_activation *a;
+	uint8_t *copy = malloc(len ? len : 1);
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	if (len)
+		memcpy(copy, payload, len);
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (!a || a->status != GW_ACT_ACCEPTED) {
+		rc = -EALREADY;
+		free(copy);
+	} else {
+		free(a->payload);
+		a->payload = copy;
+		a->payload_len = len;
+		snprintf(a->reply_topic, sizeof(a->reply_topic), "%s",
+			 reply_topic ? reply_topic : "");
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core)
+{
+	struct gw_activation *a;
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (!a || a->status != GW_ACT_ACCEPTED)
+		rc = -EALREADY;
+	else {
+		a->status = GW_ACT_RUNNING;
+		a->core = core;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int gw_act_finish(struct gw_act_table *t, uint64_t seq, enum gw_act_status status,
+		  const struct sbx_result *res, const char *message)
+{
+	struct gw_activation *a;
+	uint8_t *copy = NULL;
+
+	if (res && res->response_len) {
+		copy = malloc(res->response_len);
+		if (copy)
+			memcpy(copy, res->response, res->response_len);
+	}
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (!a || terminal(a->status)) {
+		pthread_mutex_unlock(&t->lock);
+		free(copy);
+		return -EALREADY;
+	}
+	a->status = status;
+	a->end_ms = gw_epoch_ms();
+	if (res) {
+		a->path = res->path;
+		a->times = res->times;
+		if (copy) {
+			a->result = copy;
+			a->result_len = res->response_len;
+		}
+	}
+	snprintf(a->message, sizeof(a->message), "%s",
+		 message ? message : (res && res->status != SBX_OK ? res->message : ""));
+	free(a->payload);
+	a->payload = NULL;
+	a->payload_len = 0;
+	pthread_cond_broadcast(&t->changed);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms)
+{
+	struct timespec deadline;
+	struct gw_activation *a;
+	bool done = false;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		a = by_seq(t, seq);
+		if (!a || terminal(a->status)) {
+			done = true;
+			break;
+		}
+		if (pthread_cond_timedwait(&t->changed, &t->lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return done;
+}
+
+/* The function's bytes as JSON when they are JSON, else as a string. */
+static cJSON *result_json(const uint8_t *data, size_t len)
+{
+	cJSON *j;
+	char *s;
+
+	if (!data || !len)
+		return cJSON_CreateObject();
+	j = cJSON_ParseWithLength((const char *)data, len);
+	if (j)
+		return j;
+	s = strndup((const char *)data, len);
+	j = cJSON_CreateString(s ? s : "");
+	free(s);
+	return j;
+}
+
+static cJSON *record_json(const struct gw_activation *a)
+{
+	cJSON *j = cJSON_CreateObject(), *resp, *phases, *result;
+	bool ok = a->status == GW_ACT_SUCCESS;
+
+	cJSON_AddStringToObject(j, "activationId", a->id);
+	cJSON_AddStringToObject(j, "name", a->function);
+	cJSON_AddStringToObject(j, "namespace", "_");
+	cJSON_AddStringToObject(j, "status", gw_act_status_name(a->status));
+	cJSON_AddStringToObject(j, "trigger", a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http");
+	cJSON_AddNumberToObject(j, "start", (double)a->start_ms);
+	if (terminal(a->status)) {
+		cJSON_AddNumberToObject(j, "end", (double)a->end_ms);
+		cJSON_AddNumberToObject(j, "duration", (double)(a->end_ms - a->start_ms));
+	} else {
+		cJSON_AddNullToObject(j, "end");
+	}
+	cJSON_AddStringToObject(j, "startPath", path_names[a->path & 3]);
+	cJSON_AddNumberToObject(j, "core", a->core);
+	phases = cJSON_AddObjectToObject(j, "phases");
+	cJSON_AddNumberToObject(phases, "queue_us", (double)a->times.queue_ns / 1e3);
+	cJSON_AddNumberToObject(phases, "create_us", (double)a->times.create_ns / 1e3);
+	cJSON_AddNumberToObject(phases, "init_us", (double)a->times.init_ns / 1e3);
+	cJSON_AddNumberToObject(phases, "run_us", (double)a->times.run_ns / 1e3);
+	resp = cJSON_AddObjectToObject(j, "response");
+	cJSON_AddStringToObject(resp, "status", gw_act_status_name(a->status));
+	cJSON_AddBoolToObject(resp, "success", ok);
+	if (ok || !a->message[0]) {
+		result = result_json(a->result, a->result_len);
+	} else {
+		result = cJSON_CreateObject();
+		cJSON_AddStringToObject(result, "error", a->message);
+		if (a->result_len) {
+			cJSON_AddItemToObject(result, "output",
+					      result_json(a->result, a->result_len));
+		}
+	}
+	cJSON_AddItemToObject(resp, "result", result);
+	return j;
+}
+
+cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal)
+{
+	char *end;
+	unsigned long long seq;
+	struct gw_activation *a;
+	cJSON *j = NULL;
+
+	if (strlen(id) != GW_ID_LEN || strncmp(id, t->boot_id, 16))
+		return NULL;
+	seq = strtoull(id + 16, &end, 16);
+	if (*end)
+		return NULL;
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a && !strcmp(a->id, id)) {
+		j = record_json(a);
+		if (found_terminal)
+			*found_terminal = terminal(a->status);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return j;
+}
+
+cJSON *gw_act_list_json(struct gw_act_table *t, const char *function, int limit)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	pthread_mutex_lock(&t->lock);
+	for (uint64_t seq = t->next_seq - 1; seq > 0 && limit > 0; seq--) {
+		struct gw_activation *a = by_seq(t, seq);
+
+		if (!a)
+			break; /* overwritten: everything older is gone */
+		if (function && strcmp(function, a->function))
+			continue;
+		cJSON_AddItemToArray(arr, record_json(a));
+		limit--;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return arr;
+}

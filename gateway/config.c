@@ -1,0 +1,335 @@
+/* config.c - configs/nemod.json through key tables, with cross-field checks after. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nemo/config.h"
+#include "nemo/log.h"
+#include "gw_internal.h"
+
+void gw_config_defaults(struct gw_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+	cfg->listen_port = 8080;
+	snprintf(cfg->token_file, sizeof(cfg->token_file), "/etc/nemo/token");
+	snprintf(cfg->store_dir, sizeof(cfg->store_dir), "/var/lib/nemo/functions");
+	cfg->limits = (struct gw_limits){
+		.max_body_bytes = 8 << 20,
+		.max_inflight = 1024,
+		.max_inflight_per_function = 256,
+		.max_connections = 512,
+		.max_connections_per_ip = 0,
+		.connection_timeout_s = 30,
+		.request_timeout_ms = 10000,
+		.blocking_timeout_ms = 60000,
+		.async_queue = 4096,
+		.activations_kept = 10000,
+	};
+	cfg->n_housekeeping_cores = 0;
+	cfg->n_sandbox_cores = 0;
+	cfg->http_mode = GW_HTTP_THREAD_PER_CONNECTION;
+	cfg->http_threads = 2;
+	cfg->async_workers = 4;
+	cfg->drain_timeout_ms = 10000;
+	snprintf(cfg->cgroup_root, sizeof(cfg->cgroup_root), "nemo");
+	cfg->keepalive_policy = 0;
+	cfg->keepalive_ttl_s = 600;
+	cfg->memory_budget_mb = 1024;
+	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
+	cfg->mqtt = (struct gw_mqtt_config){
+		.enabled = false,
+		.host = "127.0.0.1",
+		.port = 1883,
+		.client_id = "nemod",
+		.keepalive_s = 30,
+		.reconnect_min_s = 1,
+		.reconnect_max_s = 30,
+	};
+}
+
+/* "host:port"; the port may be 0 (any free port, for tests). */
+static int parse_listen(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+			const struct cfg_key *key)
+{
+	struct gw_config *cfg = (struct gw_config *)((char *)dst + key->offset);
+	const char *colon;
+	char *end;
+	long port;
+
+	if (!cJSON_IsString(item))
+		return cfg_error(ctx, path, "expected a string \"host:port\"");
+	colon = strrchr(item->valuestring, ':');
+	if (!colon || colon == item->valuestring ||
+	    (size_t)(colon - item->valuestring) >= sizeof(cfg->listen_host))
+		return cfg_error(ctx, path, "'%s' is not \"host:port\"", item->valuestring);
+	port = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || port < 0 || port > 65535)
+		return cfg_error(ctx, path, "'%s': port must be 0..65535", item->valuestring);
+	memcpy(cfg->listen_host, item->valuestring, colon - item->valuestring);
+	cfg->listen_host[colon - item->valuestring] = '\0';
+	cfg->listen_port = (uint16_t)port;
+	return 0;
+}
+
+/* An array of core numbers into cores[], count in *n. */
+static int parse_cores(struct cfg_ctx *ctx, const char *path, const cJSON *item, int *n, int *cores)
+{
+	const cJSON *c;
+	char ipath[128];
+	int i = 0;
+
+	if (!cJSON_IsArray(item))
+		return cfg_error(ctx, path, "expected an array of core numbers");
+	*n = 0;
+	cJSON_ArrayForEach (c, item) {
+		cfg_index(ipath, sizeof(ipath), path, i++);
+		if (!cJSON_IsNumber(c) || c->valuedouble != (double)(int)c->valuedouble)
+			return cfg_error(ctx, ipath, "expected a core number");
+		if (c->valueint < 0 || c->valueint >= GW_MAX_CORES)
+			return cfg_error(ctx, ipath, "%d is out of range [0, %d]", c->valueint,
+					 GW_MAX_CORES - 1);
+		if (*n >= GW_MAX_CORES)
+			return cfg_error(ctx, path, "more than %d cores", GW_MAX_CORES);
+		cores[(*n)++] = c->valueint;
+	}
+	return 0;
+}
+
+static int parse_hk(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		    const struct cfg_key *key)
+{
+	struct gw_config *cfg = (struct gw_config *)((char *)dst + key->offset);
+
+	return parse_cores(ctx, path, item, &cfg->n_housekeeping_cores, cfg->housekeeping_cores);
+}
+
+static int parse_sbx(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		     const struct cfg_key *key)
+{
+	struct gw_config *cfg = (struct gw_config *)((char *)dst + key->offset);
+
+	return parse_cores(ctx, path, item, &cfg->n_sandbox_cores, cfg->sandbox_cores);
+}
+
+static int parse_roots(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		       const struct cfg_key *key)
+{
+	struct gw_config *cfg = (struct gw_config *)((char *)dst + key->offset);
+	const cJSON *r;
+	char ipath[128];
+	int i = 0;
+
+	if (!cJSON_IsArray(item))
+		return cfg_error(ctx, path, "expected an array of absolute directories");
+	cfg->n_code_roots = 0;
+	cJSON_ArrayForEach (r, item) {
+		cfg_index(ipath, sizeof(ipath), path, i++);
+		if (!cJSON_IsString(r) || r->valuestring[0] != '/')
+			return cfg_error(ctx, ipath, "expected an absolute directory");
+		if (cfg->n_code_roots >= GW_MAX_CODE_ROOTS)
+			return cfg_error(ctx, path, "more than %d roots", GW_MAX_CODE_ROOTS);
+		/* compared against realpath() results, so resolve it now */
+		if (!realpath(r->valuestring, cfg->code_roots[cfg->n_code_roots])) {
+			NEMO_WARN(GW_MOD, "code root %s: %s (skipped)", r->valuestring,
+				  strerror(errno));
+			continue;
+		}
+		cfg->n_code_roots++;
+	}
+	return 0;
+}
+
+static const struct cfg_key limit_keys[] = {
+	CFG_KEY_RANGE("max_body_bytes", cfg_parse_u32, struct gw_limits, max_body_bytes, false,
+		      1024, 1 << 30),
+	CFG_KEY_RANGE("max_inflight", cfg_parse_u32, struct gw_limits, max_inflight, false, 1,
+		      1 << 20),
+	CFG_KEY_RANGE("max_inflight_per_function", cfg_parse_u32, struct gw_limits,
+		      max_inflight_per_function, false, 1, 1 << 20),
+	CFG_KEY_RANGE("max_connections", cfg_parse_u32, struct gw_limits, max_connections, false, 1,
+		      65536),
+	CFG_KEY_RANGE("max_connections_per_ip", cfg_parse_u32, struct gw_limits,
+		      max_connections_per_ip, false, 0, 65536),
+	CFG_KEY_RANGE("connection_timeout_s", cfg_parse_u32, struct gw_limits, connection_timeout_s,
+		      false, 1, 3600),
+	CFG_KEY_RANGE("request_timeout_ms", cfg_parse_u32, struct gw_limits, request_timeout_ms,
+		      false, 10, 3600000),
+	CFG_KEY_RANGE("blocking_timeout_ms", cfg_parse_u32, struct gw_limits, blocking_timeout_ms,
+		      false, 1, 3600000),
+	CFG_KEY_RANGE("async_queue", cfg_parse_u32, struct gw_limits, async_queue, false, 1,
+		      1 << 24),
+	CFG_KEY_RANGE("activations_kept", cfg_parse_u32, struct gw_limits, activations_kept, false,
+		      16, 1 << 24),
+	CFG_KEY_END,
+};
+
+static const struct cfg_key core_keys[] = {
+	{.name = "housekeeping", .parse = parse_hk, .offset = 0},
+	{.name = "sandbox", .parse = parse_sbx, .offset = 0},
+	CFG_KEY_END,
+};
+
+static const struct cfg_key mqtt_keys[] = {
+	CFG_KEY("enabled", cfg_parse_bool, struct gw_mqtt_config, enabled, false),
+	CFG_KEY_STR("host", struct gw_mqtt_config, host, false),
+	CFG_KEY_RANGE("port", cfg_parse_u32, struct gw_mqtt_config, port, false, 1, 65535),
+	CFG_KEY_STR("client_id", struct gw_mqtt_config, client_id, false),
+	CFG_KEY_RANGE("keepalive_s", cfg_parse_u32, struct gw_mqtt_config, keepalive_s, false, 5,
+		      3600),
+	CFG_KEY_RANGE("reconnect_min_s", cfg_parse_u32, struct gw_mqtt_config, reconnect_min_s,
+		      false, 1, 3600),
+	CFG_KEY_RANGE("reconnect_max_s", cfg_parse_u32, struct gw_mqtt_config, reconnect_max_s,
+		      false, 1, 3600),
+	CFG_KEY_END,
+};
+
+static int parse_sub(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		     const struct cfg_key *key)
+{
+	if (!cJSON_IsObject(item))
+		return cfg_error(ctx, path, "expected an object");
+	return cfg_parse_object(ctx, path, item, key->arg, (char *)dst + key->offset);
+}
+
+static const char *const http_modes[] = {"thread_per_connection", "pool", NULL};
+static const char *const ka_policies[] = {"ttl", "greedy_dual", NULL};
+
+static const struct cfg_key gw_keys[] = {
+	{.name = "listen", .parse = parse_listen, .offset = 0},
+	CFG_KEY_STR("token_file", struct gw_config, token_file, false),
+	CFG_KEY_STR("store_dir", struct gw_config, store_dir, false),
+	{.name = "code_roots", .parse = parse_roots, .offset = 0},
+	{.name = "limits",
+	 .parse = parse_sub,
+	 .offset = offsetof(struct gw_config, limits),
+	 .arg = limit_keys},
+	{.name = "cores", .parse = parse_sub, .offset = 0, .arg = core_keys},
+	CFG_KEY_ENUM("http_mode", struct gw_config, http_mode, false, http_modes),
+	CFG_KEY_RANGE("http_threads", cfg_parse_u32, struct gw_config, http_threads, false, 1, 256),
+	CFG_KEY_RANGE("async_workers", cfg_parse_u32, struct gw_config, async_workers, false, 1,
+		      1024),
+	CFG_KEY_RANGE("drain_timeout_ms", cfg_parse_u32, struct gw_config, drain_timeout_ms, false,
+		      0, 3600000),
+	CFG_KEY_STR("cgroup_root", struct gw_config, cgroup_root, false),
+	CFG_KEY_ENUM("keepalive_policy", struct gw_config, keepalive_policy, false, ka_policies),
+	CFG_KEY_RANGE("keepalive_ttl_s", cfg_parse_u64, struct gw_config, keepalive_ttl_s, false, 0,
+		      86400 * 365),
+	CFG_KEY_RANGE("memory_budget_mb", cfg_parse_u64, struct gw_config, memory_budget_mb, false,
+		      16, 1 << 24),
+	CFG_KEY_STR("log_level", struct gw_config, log_level, false),
+	{.name = "mqtt",
+	 .parse = parse_sub,
+	 .offset = offsetof(struct gw_config, mqtt),
+	 .arg = mqtt_keys},
+	CFG_KEY_END,
+};
+
+static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+
+	if (nemo_log_parse_level(cfg->log_level) < 0)
+		return cfg_error(ctx, "log_level", "'%s' is not one of: err, warn, info, debug",
+				 cfg->log_level);
+	if (cfg->mqtt.reconnect_min_s > cfg->mqtt.reconnect_max_s)
+		return cfg_error(ctx, "mqtt.reconnect_min_s", "greater than reconnect_max_s");
+	if (cfg->n_sandbox_cores == 0) {
+		/* every core but the housekeeping ones; on one core, that core */
+		for (int c = 0; c < ncpu && c < GW_MAX_CORES; c++) {
+			bool hk = false;
+
+			for (int i = 0; i < cfg->n_housekeeping_cores; i++)
+				hk |= cfg->housekeeping_cores[i] == c;
+			if (!hk)
+				cfg->sandbox_cores[cfg->n_sandbox_cores++] = c;
+		}
+		if (cfg->n_sandbox_cores == 0)
+			cfg->sandbox_cores[cfg->n_sandbox_cores++] = 0;
+	}
+	for (int i = 0; i < cfg->n_sandbox_cores; i++)
+		if (cfg->sandbox_cores[i] >= ncpu)
+			return cfg_error(ctx, "cores.sandbox", "core %d does not exist (%ld cores)",
+					 cfg->sandbox_cores[i], ncpu);
+	for (int i = 0; i < cfg->n_housekeeping_cores; i++)
+		if (cfg->housekeeping_cores[i] >= ncpu)
+			return cfg_error(ctx, "cores.housekeeping",
+					 "core %d does not exist (%ld cores)",
+					 cfg->housekeeping_cores[i], ncpu);
+	if (!strncmp(cfg->store_dir, "/tmp/", 5) || !strcmp(cfg->store_dir, "/tmp"))
+		return cfg_error(ctx, "store_dir",
+				 "'%s' is under /tmp, which sandboxes see as their own private "
+				 "/tmp: they could not read the code",
+				 cfg->store_dir);
+	if (strspn(cfg->cgroup_root, GW_NAME_CHARS "/") != strlen(cfg->cgroup_root) ||
+	    strstr(cfg->cgroup_root, ".."))
+		return cfg_error(ctx, "cgroup_root", "'%s' is not a plain relative path",
+				 cfg->cgroup_root);
+	return 0;
+}
+
+int gw_config_load(const char *file, struct gw_config *cfg, char *err, size_t errlen)
+{
+	struct cfg_ctx ctx = {.file = file};
+	cJSON *root;
+	int rc;
+
+	gw_config_defaults(cfg);
+	snprintf(cfg->file, sizeof(cfg->file), "%s", file);
+	root = cfg_load_file(&ctx, file);
+	if (!root) {
+		rc = errno ? -errno : -EINVAL;
+		goto out;
+	}
+	if (!cJSON_IsObject(root))
+		rc = cfg_error(&ctx, NULL, "expected a JSON object");
+	else
+		rc = cfg_parse_object(&ctx, "", root, gw_keys, cfg);
+	if (!rc)
+		rc = check(&ctx, cfg);
+	cJSON_Delete(root);
+out:
+	if (err && errlen)
+		snprintf(err, errlen, "%s", ctx.err);
+	return rc;
+}
+
+static void cores_str(char *buf, size_t len, const int *cores, int n)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < n && off < len; i++)
+		off += snprintf(buf + off, len - off, "%s%d", i ? "," : "", cores[i]);
+}
+
+void gw_config_log(const struct gw_config *cfg)
+{
+	const struct gw_limits *l = &cfg->limits;
+	char hk[128], sb[128];
+
+	cores_str(hk, sizeof(hk), cfg->housekeeping_cores, cfg->n_housekeeping_cores);
+	cores_str(sb, sizeof(sb), cfg->sandbox_cores, cfg->n_sandbox_cores);
+	NEMO_INFO(GW_MOD,
+		  "config file=%s listen=%s:%u token_file=%s store_dir=%s code_roots=%d "
+		  "http_mode=%s http_threads=%u async_workers=%u drain_timeout_ms=%u",
+		  cfg->file, cfg->listen_host, cfg->listen_port, cfg->token_file, cfg->store_dir,
+		  cfg->n_code_roots, http_modes[cfg->http_mode], cfg->http_threads,
+		  cfg->async_workers, cfg->drain_timeout_ms);
+	NEMO_INFO(GW_MOD,
+		  "config limits max_body_bytes=%u max_inflight=%u max_inflight_per_function=%u "
+		  "max_connections=%u connection_timeout_s=%u request_timeout_ms=%u "
+		  "async_queue=%u activations_kept=%u",
+		  l->max_body_bytes, l->max_inflight, l->max_inflight_per_function,
+		  l->max_connections, l->connection_timeout_s, l->request_timeout_ms,
+		  l->async_queue, l->activations_kept);
+	NEMO_INFO(GW_MOD,
+		  "config cores housekeeping=%s sandbox=%s cgroup_root=%s keepalive=%s ttl_s=%llu "
+		  "memory_budget_mb=%llu mqtt=%s:%u enabled=%d",
+		  hk[0] ? hk : "unpinned", sb, cfg->cgroup_root, ka_policies[cfg->keepalive_policy],
+		  (unsigned long long)cfg->keepalive_ttl_s,
+		  (unsigned long long)cfg->memory_budget_mb, cfg->mqtt.host, cfg->mqtt.port,
+		  cfg->mqtt.enabled);
+}

@@ -1,0 +1,201 @@
+/* metrics.c - Prometheus text: invocations, start paths, phase histograms, warm pools. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_internal.h"
+
+const double gw_hist_bounds[GW_HIST_BUCKETS - 1] = {
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+	0.05,	 0.1,	 0.25,	  0.5,	  1,	 2.5,	 5,	10,
+};
+
+static const char *const phase_names[GW_N_PHASES] = {"total", "queue", "create", "init", "run"};
+static const char *const start_names[4] = {"none", "cold", "warm", "prewarmed"};
+
+void gw_hist_observe(struct gw_hist *h, uint64_t ns)
+{
+	double s = (double)ns / 1e9;
+	int b = 0;
+
+	while (b < GW_HIST_BUCKETS - 1 && s > gw_hist_bounds[b])
+		b++;
+	atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
+}
+
+void gw_metrics_record(struct gw_function *fn, enum gw_act_status st, const struct sbx_result *res,
+		       uint64_t total_ns)
+{
+	struct gw_fn_metrics *m = &fn->metrics;
+
+	atomic_fetch_add_explicit(&m->invocations[st], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->starts[res->path & 3], 1, memory_order_relaxed);
+	gw_hist_observe(&m->phase[GW_PHASE_TOTAL], total_ns);
+	gw_hist_observe(&m->phase[GW_PHASE_QUEUE], res->times.queue_ns);
+	gw_hist_observe(&m->phase[GW_PHASE_RUN], res->times.run_ns);
+	/* create and init happen on cold starts only: a 0 there would drown the real ones */
+	if (res->times.create_ns)
+		gw_hist_observe(&m->phase[GW_PHASE_CREATE], res->times.create_ns);
+	if (res->times.init_ns)
+		gw_hist_observe(&m->phase[GW_PHASE_INIT], res->times.init_ns);
+}
+
+struct text {
+	char *buf;
+	size_t len, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt,
+			      ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (t->buf && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		{
+			size_t cap = t->cap ? t->cap * 2 : 16384;
+			char *nb;
+
+			while (cap < t->len + (size_t)n + 1)
+				cap *= 2;
+			nb = realloc(t->buf, cap);
+			if (!nb)
+				return;
+			t->buf = nb;
+			t->cap = cap;
+		}
+	}
+}
+
+static void hist(struct text *t, const char *name, const char *labels, const struct gw_hist *h)
+{
+	uint64_t cum = 0;
+
+	for (int b = 0; b < GW_HIST_BUCKETS; b++) {
+		cum += atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
+		if (b < GW_HIST_BUCKETS - 1)
+			put(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, gw_hist_bounds[b],
+			    (unsigned long long)cum);
+		else
+			put(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
+			    (unsigned long long)cum);
+	}
+	put(t, "%s_sum{%s} %.9f\n", name, labels,
+	    (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9);
+	put(t, "%s_count{%s} %llu\n", name, labels,
+	    (unsigned long long)atomic_load_explicit(&h->count, memory_order_relaxed));
+}
+
+char *gw_metrics_render(struct gw_daemon *d, size_t *len)
+{
+	struct text t = {0};
+	struct gw_function *fn;
+	struct sbx_pool_stats st;
+
+	put(&t, "# HELP nemo_up 1 while nemod serves.\n# TYPE nemo_up gauge\nnemo_up 1\n");
+	put(&t,
+	    "# HELP nemo_start_time_seconds When nemod started (epoch).\n"
+	    "# TYPE nemo_start_time_seconds gauge\nnemo_start_time_seconds %.3f\n",
+	    (double)d->started_ms / 1e3);
+	put(&t,
+	    "# HELP nemo_inflight_invocations Invocations running or waiting now.\n"
+	    "# TYPE nemo_inflight_invocations gauge\nnemo_inflight_invocations %u\n",
+	    atomic_load(&d->inflight));
+	pthread_mutex_lock(&d->q_lock);
+	put(&t,
+	    "# HELP nemo_async_queue_length Accepted async activations not started.\n"
+	    "# TYPE nemo_async_queue_length gauge\nnemo_async_queue_length %u\n",
+	    d->q_len);
+	pthread_mutex_unlock(&d->q_lock);
+	put(&t, "# HELP nemo_http_responses_total HTTP responses by status class.\n"
+		"# TYPE nemo_http_responses_total counter\n");
+	for (int c = 1; c <= 5; c++)
+		put(&t, "nemo_http_responses_total{code=\"%dxx\"} %llu\n", c,
+		    (unsigned long long)atomic_load(&d->http_requests[c]));
+	put(&t,
+	    "# HELP nemo_rejected_total Requests refused at a concurrency limit (429).\n"
+	    "# TYPE nemo_rejected_total counter\nnemo_rejected_total %llu\n",
+	    (unsigned long long)atomic_load(&d->rejected_429));
+
+	pthread_rwlock_rdlock(&d->fn_lock);
+	put(&t, "# HELP nemo_functions Deployed functions.\n# TYPE nemo_functions gauge\n");
+	{
+		int n = 0;
+
+		for (fn = d->functions; fn; fn = fn->next)
+			n++;
+		put(&t, "nemo_functions %d\n", n);
+	}
+	put(&t, "# HELP nemo_invocations_total Invocations by function and terminal status.\n"
+		"# TYPE nemo_invocations_total counter\n");
+	for (fn = d->functions; fn; fn = fn->next)
+		for (int s = GW_ACT_SUCCESS; s < GW_ACT_N_STATUS; s++)
+			put(&t, "nemo_invocations_total{function=\"%s\",status=\"%s\"} %llu\n",
+			    fn->spec.name, gw_act_status_name(s),
+			    (unsigned long long)atomic_load(&fn->metrics.invocations[s]));
+	put(&t, "# HELP nemo_starts_total Invocations by start path (cold, warm, prewarmed).\n"
+		"# TYPE nemo_starts_total counter\n");
+	for (fn = d->functions; fn; fn = fn->next)
+		for (int p = 1; p < 4; p++)
+			put(&t, "nemo_starts_total{function=\"%s\",path=\"%s\"} %llu\n",
+			    fn->spec.name, start_names[p],
+			    (unsigned long long)atomic_load(&fn->metrics.starts[p]));
+	put(&t, "# HELP nemo_invocation_duration_seconds Invocation time by phase (total = what "
+		"the caller waited inside nemod).\n"
+		"# TYPE nemo_invocation_duration_seconds histogram\n");
+	for (fn = d->functions; fn; fn = fn->next)
+		for (int p = 0; p < GW_N_PHASES; p++) {
+			char labels[160];
+
+			snprintf(labels, sizeof(labels), "function=\"%s\",phase=\"%s\"",
+				 fn->spec.name, phase_names[p]);
+			hist(&t, "nemo_invocation_duration_seconds", labels, &fn->metrics.phase[p]);
+		}
+	put(&t, "# HELP nemo_warm_pool_instances Instances per function by state.\n"
+		"# TYPE nemo_warm_pool_instances gauge\n");
+	for (fn = d->functions; fn; fn = fn->next) {
+		if (d->backend.ops->stats(d->backend.state, fn->spec.name, &st))
+			continue;
+		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"idle\"} %u\n",
+		    fn->spec.name, st.idle);
+		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"busy\"} %u\n",
+		    fn->spec.name, st.busy);
+		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"prewarmed\"} %u\n",
+		    fn->spec.name, st.prewarmed);
+	}
+	pthread_rwlock_unlock(&d->fn_lock);
+	if (d->backend.ops->stats(d->backend.state, NULL, &st) == 0) {
+		put(&t,
+		    "# HELP nemo_pool_evictions_total Idle instances evicted for memory.\n"
+		    "# TYPE nemo_pool_evictions_total counter\nnemo_pool_evictions_total "
+		    "%llu\n",
+		    (unsigned long long)st.evictions);
+		put(&t,
+		    "# HELP nemo_pool_expirations_total Idle instances expired by keep-alive.\n"
+		    "# TYPE nemo_pool_expirations_total counter\nnemo_pool_expirations_total "
+		    "%llu\n",
+		    (unsigned long long)st.expirations);
+		put(&t,
+		    "# HELP nemo_pool_crashes_total Instances that died (crash, OOM, "
+		    "timeout).\n# TYPE nemo_pool_crashes_total counter\n"
+		    "nemo_pool_crashes_total %llu\n",
+		    (unsigned long long)st.crashes);
+	}
+	/* per-core spare and harvested cycles come with the harvester (its own issue) */
+	*len = t.len;
+	return t.buf;
+}

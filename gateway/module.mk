@@ -1,0 +1,27 @@
+# gateway/ - nemod's front door: libgateway.a (HTTP API, store, activations, metrics, MQTT,
+# dispatcher seam), the nemod daemon and the nemoctl command line.
+LIBS += gateway
+gateway_SRCS := $(filter-out gateway/nemod.c gateway/nemoctl.c,$(wildcard gateway/*.c))
+# paths are built from parts the config and name checks bound (store_dir < 256, names < 64),
+# which gcc cannot see; gw_store_* check snprintf results where a cut path would matter.
+gateway_CFLAGS := -Wno-format-truncation
+GW_LDLIBS = -lmicrohttpd -lmosquitto $(CJSON_LIBS)
+TEST_LIBS += gateway
+TEST_LDLIBS += -lmicrohttpd -lmosquitto
+
+PROGS += nemod
+nemod_SRCS := gateway/nemod.c
+nemod_LIBS := gateway sandbox common
+nemod_LDLIBS = $(GW_LDLIBS) -lseccomp -lm
+
+PROGS += nemoctl
+nemoctl_SRCS := gateway/nemoctl.c
+nemoctl_LIBS := gateway sandbox common
+nemoctl_LDLIBS = $(GW_LDLIBS) -lseccomp -lm
+
+# bench-api: warm echo through HTTP with wrk, beside the sandbox-level warm round trip.
+# BENCH_API_SECONDS sets the sustained run (the issue asks for 60).
+BENCH_API_SECONDS ?= 60
+.PHONY: bench-api
+bench-api: all
+	BENCH_API_SECONDS=$(BENCH_API_SECONDS) experiments/bench_api.sh

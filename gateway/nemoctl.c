@@ -1,0 +1,645 @@
+/* nemoctl.c - the nemo command line: deploy, invoke, list, get, delete, logs, activations, status. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "nemo/gateway.h"
+
+/* Exit codes: scripts branch on these (documented in gateway/README.md). */
+enum {
+	EXIT_OK = 0,
+	EXIT_USAGE = 1,
+	EXIT_UNREACHABLE = 2,
+	EXIT_AUTH = 3,
+	EXIT_NOT_FOUND = 4,
+	EXIT_REJECTED = 5, /* 400, 409, 413, 429 */
+	EXIT_FUNCTION = 6, /* 502: the function failed or timed out */
+	EXIT_SERVER = 7,
+};
+
+#define ACT_PATH  "/api/v1/namespaces/_/actions"
+#define ACTV_PATH "/api/v1/namespaces/_/activations"
+
+struct ctl {
+	char host[128];
+	uint16_t port;
+	char token[256];
+	bool json;
+	int timeout_ms;
+	/* deploy */
+	const char *code, *runtime, *handler, *spec, *exec_mode, *reply_topic;
+	long memory_mb, timeout_fn_ms, concurrency, max_payload;
+	const char *env[16];
+	int n_env;
+	const char *topics[8];
+	int n_topics;
+	bool code_path;
+	/* invoke */
+	const char *file;
+	bool async, full;
+	int limit;
+	const char *name_filter;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: nemoctl [--url http://HOST:PORT] [--token-file FILE] [--json] COMMAND ...\n"
+		"  deploy NAME --code FILE [--runtime c|python|exec] [--handler H] [--memory-mb N]\n"
+		"         [--timeout-ms N] [--concurrency N] [--max-payload-bytes N]\n"
+		"         [--exec-mode persistent|per_request] [--env KEY=VALUE]...\n"
+		"         [--mqtt-topic FILTER]... [--reply-topic TOPIC] [--spec FILE.json]\n"
+		"         [--code-path]   (send the path for nemod to read instead of the bytes)\n"
+		"  invoke NAME [PAYLOAD | -f FILE | -] [--async] [--full]\n"
+		"  list | get NAME | delete NAME | status\n"
+		"  logs NAME [--limit N]          recent activations of NAME with their output\n"
+		"  activations [ID] [--name NAME] [--limit N]\n"
+		"environment: NEMO_URL, NEMO_TOKEN, NEMO_TOKEN_FILE [/etc/nemo/token]\n"
+		"exit codes: 0 ok, 1 usage, 2 nemod unreachable, 3 auth, 4 not found,\n"
+		"  5 rejected (bad request, conflict, too large, too many), 6 function failed,\n"
+		"  7 server error\n");
+}
+
+static int exit_for(int status)
+{
+	if (status >= 200 && status < 300)
+		return EXIT_OK;
+	if (status == 401 || status == 403)
+		return EXIT_AUTH;
+	if (status == 404)
+		return EXIT_NOT_FOUND;
+	if (status == 502 || status == 504)
+		return EXIT_FUNCTION;
+	if (status >= 400 && status < 500)
+		return EXIT_REJECTED;
+	return EXIT_SERVER;
+}
+
+static int parse_url(struct ctl *c, const char *url)
+{
+	const char *p = url, *colon;
+
+	if (!strncmp(p, "http://", 7))
+		p += 7;
+	colon = strrchr(p, ':');
+	if (!colon) {
+		snprintf(c->host, sizeof(c->host), "%.*s", (int)strcspn(p, "/"), p);
+		c->port = 80;
+		return 0;
+	}
+	snprintf(c->host, sizeof(c->host), "%.*s", (int)(colon - p), p);
+	c->port = (uint16_t)atoi(colon + 1);
+	return c->port ? 0 : -EINVAL;
+}
+
+static char *read_stream(FILE *f, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap);
+
+	while (buf) {
+		size_t r = fread(buf + n, 1, cap - n - 1, f);
+
+		n += r;
+		if (r == 0)
+			break;
+		if (n == cap - 1) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb) {
+				free(buf);
+				return NULL;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (buf)
+		buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static int load_token(struct ctl *c, const char *file)
+{
+	const char *env = getenv("NEMO_TOKEN");
+	size_t len;
+	char *tok;
+
+	if (!file && env) {
+		snprintf(c->token, sizeof(c->token), "%s", env);
+		return 0;
+	}
+	if (!file)
+		file = getenv("NEMO_TOKEN_FILE") ? getenv("NEMO_TOKEN_FILE") : "/etc/nemo/token";
+	{
+		FILE *f = fopen(file, "r");
+
+		tok = f ? read_stream(f, &len) : NULL;
+		if (f)
+			fclose(f);
+	}
+	if (!tok) {
+		fprintf(stderr, "nemoctl: token file %s: %s (set NEMO_TOKEN or --token-file)\n",
+			file, strerror(errno));
+		return -errno;
+	}
+	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
+		tok[--len] = '\0';
+	snprintf(c->token, sizeof(c->token), "%s", tok);
+	free(tok);
+	return 0;
+}
+
+static int request(struct ctl *c, const char *method, const char *path, const void *body,
+		   size_t len, struct gw_http_response *resp)
+{
+	int rc = gw_http_request(c->host, c->port, method, path, c->token, body, len, c->timeout_ms,
+				 resp);
+
+	if (rc) {
+		fprintf(stderr, "nemoctl: cannot reach nemod at %s:%u: %s\n", c->host, c->port,
+			strerror(-rc));
+		return EXIT_UNREACHABLE;
+	}
+	return exit_for(resp->status);
+}
+
+/* Print the server's error message, or the body in --json mode, and return the exit code. */
+static int report_error(struct ctl *c, struct gw_http_response *r, int code)
+{
+	cJSON *j = cJSON_Parse(r->body);
+	const cJSON *e = j ? cJSON_GetObjectItem(j, "error") : NULL;
+
+	if (c->json)
+		printf("%s\n", r->body);
+	else
+		fprintf(stderr, "nemoctl: %d: %s\n", r->status,
+			cJSON_IsString(e) ? e->valuestring : r->body);
+	cJSON_Delete(j);
+	return code;
+}
+
+static void print_fn_line(const cJSON *f)
+{
+	const cJSON *pool = cJSON_GetObjectItem(f, "warm_pool");
+
+	printf("%-24s %-7s %6.0f MB %7.0f ms  idle %-3.0f busy %-3.0f prewarmed %-3.0f  cold %.0f "
+	       "warm %.0f\n",
+	       cJSON_GetStringValue(cJSON_GetObjectItem(f, "name")),
+	       cJSON_GetStringValue(cJSON_GetObjectItem(f, "runtime")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItem(f, "memory_mb")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItem(f, "timeout_ms")),
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "idle")) : 0,
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "busy")) : 0,
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "prewarmed")) : 0,
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "cold_starts")) : 0,
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "warm_starts")) : 0);
+}
+
+static void print_activation_line(const cJSON *a)
+{
+	const cJSON *resp = cJSON_GetObjectItem(a, "response");
+	const cJSON *result = resp ? cJSON_GetObjectItem(resp, "result") : NULL;
+	char *text = result ? cJSON_PrintUnformatted(result) : NULL;
+	time_t start = (time_t)(cJSON_GetNumberValue(cJSON_GetObjectItem(a, "start")) / 1000);
+	const cJSON *dur = cJSON_GetObjectItem(a, "duration");
+	char when[32];
+
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&start));
+	printf("%s %s %-12s %-17s %-9s %6.0f ms  %.100s\n", when,
+	       cJSON_GetStringValue(cJSON_GetObjectItem(a, "activationId")),
+	       cJSON_GetStringValue(cJSON_GetObjectItem(a, "name")),
+	       cJSON_GetStringValue(cJSON_GetObjectItem(a, "status")),
+	       cJSON_GetStringValue(cJSON_GetObjectItem(a, "startPath")),
+	       cJSON_IsNumber(dur) ? dur->valuedouble : 0, text ? text : "");
+	free(text);
+}
+
+static const char *infer_runtime(const char *code)
+{
+	size_t n = strlen(code);
+
+	if (n > 3 && !strcmp(code + n - 3, ".so"))
+		return "c";
+	if (n > 3 && !strcmp(code + n - 3, ".py"))
+		return "python";
+	return "exec";
+}
+
+static int cmd_deploy(struct ctl *c, const char *name)
+{
+	struct gw_http_response r;
+	cJSON *spec, *code;
+	char path[512], *body;
+	int rc;
+
+	if (!c->code) {
+		fprintf(stderr, "nemoctl: deploy needs --code FILE\n");
+		return EXIT_USAGE;
+	}
+	if (c->spec) {
+		size_t len;
+		FILE *f = fopen(c->spec, "r");
+		char *text = f ? read_stream(f, &len) : NULL;
+
+		if (f)
+			fclose(f);
+		spec = text ? cJSON_ParseWithLength(text, len) : NULL;
+		free(text);
+		if (!cJSON_IsObject(spec)) {
+			fprintf(stderr, "nemoctl: --spec %s: not a readable JSON object\n",
+				c->spec);
+			cJSON_Delete(spec);
+			return EXIT_USAGE;
+		}
+	} else {
+		spec = cJSON_CreateObject();
+	}
+	cJSON_DeleteItemFromObject(spec, "runtime");
+	cJSON_AddStringToObject(spec, "runtime", c->runtime ? c->runtime : infer_runtime(c->code));
+	if (c->handler)
+		cJSON_AddStringToObject(spec, "handler", c->handler);
+	if (c->exec_mode)
+		cJSON_AddStringToObject(spec, "exec_mode", c->exec_mode);
+	if (c->memory_mb)
+		cJSON_AddNumberToObject(spec, "memory_mb", (double)c->memory_mb);
+	if (c->timeout_fn_ms)
+		cJSON_AddNumberToObject(spec, "timeout_ms", (double)c->timeout_fn_ms);
+	if (c->concurrency)
+		cJSON_AddNumberToObject(spec, "concurrency", (double)c->concurrency);
+	if (c->max_payload)
+		cJSON_AddNumberToObject(spec, "max_payload_bytes", (double)c->max_payload);
+	if (c->n_env) {
+		cJSON *env = cJSON_AddObjectToObject(spec, "env");
+
+		for (int i = 0; i < c->n_env; i++) {
+			const char *eq = strchr(c->env[i], '=');
+			char key[128];
+
+			if (!eq) {
+				fprintf(stderr, "nemoctl: --env %s: expected KEY=VALUE\n",
+					c->env[i]);
+				cJSON_Delete(spec);
+				return EXIT_USAGE;
+			}
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - c->env[i]), c->env[i]);
+			cJSON_AddStringToObject(env, key, eq + 1);
+		}
+	}
+	if (c->n_topics) {
+		cJSON *m = cJSON_AddObjectToObject(spec, "mqtt");
+		cJSON *t = cJSON_AddArrayToObject(m, "topics");
+
+		for (int i = 0; i < c->n_topics; i++)
+			cJSON_AddItemToArray(t, cJSON_CreateString(c->topics[i]));
+		if (c->reply_topic)
+			cJSON_AddStringToObject(m, "reply_topic", c->reply_topic);
+	}
+	cJSON_DeleteItemFromObject(spec, "code");
+	code = cJSON_AddObjectToObject(spec, "code");
+	if (c->code_path) {
+		char real[4096];
+
+		if (!realpath(c->code, real)) {
+			fprintf(stderr, "nemoctl: %s: %s\n", c->code, strerror(errno));
+			cJSON_Delete(spec);
+			return EXIT_USAGE;
+		}
+		cJSON_AddStringToObject(code, "path", real);
+	} else {
+		size_t len;
+		FILE *f = fopen(c->code, "rb");
+		char *bytes = f ? read_stream(f, &len) : NULL;
+		char *b64 = bytes ? gw_base64_encode((uint8_t *)bytes, len) : NULL;
+		const char *base = strrchr(c->code, '/');
+
+		if (f)
+			fclose(f);
+		free(bytes);
+		if (!b64) {
+			fprintf(stderr, "nemoctl: %s: %s\n", c->code, strerror(errno));
+			cJSON_Delete(spec);
+			return EXIT_USAGE;
+		}
+		cJSON_AddStringToObject(code, "base64", b64);
+		cJSON_AddStringToObject(code, "filename", base ? base + 1 : c->code);
+		free(b64);
+	}
+	body = cJSON_PrintUnformatted(spec);
+	cJSON_Delete(spec);
+	snprintf(path, sizeof(path), ACT_PATH "/%s?overwrite=true", name);
+	rc = request(c, "PUT", path, body, strlen(body), &r);
+	free(body);
+	if (rc == EXIT_UNREACHABLE)
+		return rc;
+	if (rc) {
+		rc = report_error(c, &r, rc);
+	} else if (c->json) {
+		printf("%s\n", r.body);
+	} else {
+		cJSON *j = cJSON_Parse(r.body);
+
+		printf("deployed %s (version %.0f)\n", name,
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(j, "version")));
+		cJSON_Delete(j);
+	}
+	gw_http_response_release(&r);
+	return rc;
+}
+
+static int cmd_invoke(struct ctl *c, const char *name, const char *payload)
+{
+	struct gw_http_response r;
+	char path[512], *body = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (c->file || (payload && !strcmp(payload, "-")) || (!payload && !isatty(0))) {
+		FILE *f = c->file ? fopen(c->file, "rb") : stdin;
+
+		body = f ? read_stream(f, &len) : NULL;
+		if (f && f != stdin)
+			fclose(f);
+		if (!body) {
+			fprintf(stderr, "nemoctl: %s: %s\n", c->file ? c->file : "stdin",
+				strerror(errno));
+			return EXIT_USAGE;
+		}
+	} else {
+		body = strdup(payload ? payload : "{}");
+		len = strlen(body);
+	}
+	if (c->async)
+		snprintf(path, sizeof(path), ACT_PATH "/%s?blocking=false", name);
+	else
+		snprintf(path, sizeof(path), ACT_PATH "/%s?blocking=true&result=%s", name,
+			 c->full || c->json ? "false" : "true");
+	rc = request(c, "POST", path, body, len, &r);
+	free(body);
+	if (rc == EXIT_UNREACHABLE)
+		return rc;
+	if (c->json || (c->full && !rc)) {
+		printf("%s\n", r.body);
+	} else if (rc) {
+		report_error(c, &r, rc);
+	} else if (c->async) {
+		cJSON *j = cJSON_Parse(r.body);
+
+		printf("%s\n", cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId")));
+		cJSON_Delete(j);
+	} else {
+		fwrite(r.body, 1, r.body_len, stdout);
+		if (!r.body_len || r.body[r.body_len - 1] != '\n')
+			putchar('\n');
+	}
+	/* --json prints the activation record, which nemod sends with the function's code */
+	gw_http_response_release(&r);
+	return rc;
+}
+
+static int cmd_simple(struct ctl *c, const char *method, const char *path, int kind)
+{
+	struct gw_http_response r;
+	int rc = request(c, method, path, NULL, 0, &r);
+	cJSON *j, *it;
+
+	if (rc == EXIT_UNREACHABLE)
+		return rc;
+	if (rc) {
+		rc = report_error(c, &r, rc);
+		gw_http_response_release(&r);
+		return rc;
+	}
+	if (c->json) {
+		printf("%s\n", r.body);
+		gw_http_response_release(&r);
+		return 0;
+	}
+	j = cJSON_Parse(r.body);
+	switch (kind) {
+	case 'l': /* list */
+		if (!cJSON_GetArraySize(j))
+			printf("no functions deployed\n");
+		cJSON_ArrayForEach (it, j) {
+			print_fn_line(it);
+		}
+		break;
+	case 'a': /* activations */
+		if (cJSON_IsArray(j)) {
+			cJSON_ArrayForEach (it, j) {
+				print_activation_line(it);
+			}
+		} else {
+			char *text = cJSON_Print(j);
+
+			printf("%s\n", text ? text : r.body);
+			free(text);
+		}
+		break;
+	case 's': { /* status */
+		const cJSON *dm = cJSON_GetObjectItem(j, "daemon");
+		const cJSON *fns = cJSON_GetObjectItem(j, "functions");
+
+		printf("nemod %s: pid %.0f, up %.0f s, backend %s, dispatcher %s, %.0f in flight, "
+		       "%.0f queued\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItem(dm, "status")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(dm, "pid")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(dm, "uptime_s")),
+		       cJSON_GetStringValue(cJSON_GetObjectItem(dm, "backend")),
+		       cJSON_GetStringValue(cJSON_GetObjectItem(dm, "dispatcher")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(dm, "inflight")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(dm, "async_queue")));
+		if (cJSON_GetObjectItem(dm, "mqtt_connected"))
+			printf("mqtt: %s\n", cJSON_IsTrue(cJSON_GetObjectItem(dm, "mqtt_connected"))
+						     ? "connected"
+						     : "disconnected (reconnecting)");
+		printf("%d functions\n", cJSON_GetArraySize(fns));
+		cJSON_ArrayForEach (it, fns) {
+			print_fn_line(it);
+		}
+		break;
+	}
+	case 'd':
+		printf("deleted\n");
+		break;
+	default: {
+		char *text = cJSON_Print(j);
+
+		printf("%s\n", text ? text : r.body);
+		free(text);
+	}
+	}
+	cJSON_Delete(j);
+	gw_http_response_release(&r);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"url", required_argument, NULL, 'u'},
+		{"token-file", required_argument, NULL, 'T'},
+		{"json", no_argument, NULL, 'j'},
+		{"request-timeout-ms", required_argument, NULL, 'R'},
+		{"code", required_argument, NULL, 'c'},
+		{"code-path", no_argument, NULL, 'P'},
+		{"runtime", required_argument, NULL, 'r'},
+		{"handler", required_argument, NULL, 'H'},
+		{"memory-mb", required_argument, NULL, 'm'},
+		{"timeout-ms", required_argument, NULL, 't'},
+		{"concurrency", required_argument, NULL, 'C'},
+		{"max-payload-bytes", required_argument, NULL, 'M'},
+		{"exec-mode", required_argument, NULL, 'E'},
+		{"env", required_argument, NULL, 'e'},
+		{"mqtt-topic", required_argument, NULL, 'q'},
+		{"reply-topic", required_argument, NULL, 'y'},
+		{"spec", required_argument, NULL, 's'},
+		{"file", required_argument, NULL, 'f'},
+		{"async", no_argument, NULL, 'a'},
+		{"full", no_argument, NULL, 'F'},
+		{"limit", required_argument, NULL, 'n'},
+		{"name", required_argument, NULL, 'N'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct ctl c = {.timeout_ms = 120000, .limit = 20};
+	const char *url = getenv("NEMO_URL"), *token_file = NULL, *cmd, *arg;
+	char path[512];
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "u:jc:r:f:n:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'u':
+			url = optarg;
+			break;
+		case 'T':
+			token_file = optarg;
+			break;
+		case 'j':
+			c.json = true;
+			break;
+		case 'R':
+			c.timeout_ms = atoi(optarg);
+			break;
+		case 'c':
+			c.code = optarg;
+			break;
+		case 'P':
+			c.code_path = true;
+			break;
+		case 'r':
+			c.runtime = optarg;
+			break;
+		case 'H':
+			c.handler = optarg;
+			break;
+		case 'm':
+			c.memory_mb = atol(optarg);
+			break;
+		case 't':
+			c.timeout_fn_ms = atol(optarg);
+			break;
+		case 'C':
+			c.concurrency = atol(optarg);
+			break;
+		case 'M':
+			c.max_payload = atol(optarg);
+			break;
+		case 'E':
+			c.exec_mode = optarg;
+			break;
+		case 'e':
+			if (c.n_env < 16)
+				c.env[c.n_env++] = optarg;
+			break;
+		case 'q':
+			if (c.n_topics < 8)
+				c.topics[c.n_topics++] = optarg;
+			break;
+		case 'y':
+			c.reply_topic = optarg;
+			break;
+		case 's':
+			c.spec = optarg;
+			break;
+		case 'f':
+			c.file = optarg;
+			break;
+		case 'a':
+			c.async = true;
+			break;
+		case 'F':
+			c.full = true;
+			break;
+		case 'n':
+			c.limit = atoi(optarg);
+			break;
+		case 'N':
+			c.name_filter = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = argv[optind];
+	arg = optind + 1 < argc ? argv[optind + 1] : NULL;
+	if (parse_url(&c, url ? url : "http://127.0.0.1:8080")) {
+		fprintf(stderr, "nemoctl: --url %s: expected http://HOST:PORT\n", url);
+		return EXIT_USAGE;
+	}
+	if (load_token(&c, token_file))
+		return EXIT_AUTH;
+	if (!strcmp(cmd, "list"))
+		return cmd_simple(&c, "GET", ACT_PATH, 'l');
+	if (!strcmp(cmd, "status"))
+		return cmd_simple(&c, "GET", "/api/v1/status", 's');
+	if (!strcmp(cmd, "activations")) {
+		if (arg)
+			snprintf(path, sizeof(path), ACTV_PATH "/%s", arg);
+		else if (c.name_filter)
+			snprintf(path, sizeof(path), ACTV_PATH "?name=%s&limit=%d", c.name_filter,
+				 c.limit);
+		else
+			snprintf(path, sizeof(path), ACTV_PATH "?limit=%d", c.limit);
+		return cmd_simple(&c, "GET", path, arg ? 'g' : 'a');
+	}
+	if (!arg) {
+		fprintf(stderr, "nemoctl: %s needs a function name\n", cmd);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(cmd, "deploy"))
+		return cmd_deploy(&c, arg);
+	if (!strcmp(cmd, "invoke"))
+		return cmd_invoke(&c, arg, optind + 2 < argc ? argv[optind + 2] : NULL);
+	if (!strcmp(cmd, "get")) {
+		snprintf(path, sizeof(path), ACT_PATH "/%s", arg);
+		return cmd_simple(&c, "GET", path, 'g');
+	}
+	if (!strcmp(cmd, "delete")) {
+		snprintf(path, sizeof(path), ACT_PATH "/%s", arg);
+		return cmd_simple(&c, "DELETE", path, 'd');
+	}
+	if (!strcmp(cmd, "logs")) {
+		snprintf(path, sizeof(path), ACTV_PATH "?name=%s&limit=%d", arg, c.limit);
+		return cmd_simple(&c, "GET", path, 'a');
+	}
+	fprintf(stderr, "nemoctl: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return EXIT_USAGE;
+}

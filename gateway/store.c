@@ -1,0 +1,415 @@
+/* store.c - the function store on disk: atomic deploys that survive restarts, and base64. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nemo/log.h"
+#include "gw_internal.h"
+
+uint64_t gw_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t gw_epoch_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+long gw_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap)
+{
+	size_t o = 0;
+
+	/* tolerate line breaks (base64 -w76 output), nothing else */
+	char *clean = malloc(len + 1);
+	size_t n = 0;
+
+	if (!clean)
+		return -ENOMEM;
+	for (size_t i = 0; i < len; i++)
+		if (in[i] != '\n' && in[i] != '\r')
+			clean[n++] = in[i];
+	if (n % 4) {
+		free(clean);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4];
+		int pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			if (clean[i + k] == '=' && i + 4 == n && k >= 2) {
+				v[k] = 0;
+				pad++;
+				continue;
+			}
+			if (pad) /* data after padding */
+				goto bad;
+			v[k] = b64_val((unsigned char)clean[i + k]);
+			if (v[k] < 0)
+				goto bad;
+		}
+		if (o + 3 - pad > cap)
+			goto bad;
+		out[o++] = (uint8_t)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			out[o++] = (uint8_t)(v[1] << 4 | v[2] >> 2);
+		if (pad < 1)
+			out[o++] = (uint8_t)(v[2] << 6 | v[3]);
+	}
+	free(clean);
+	return (long)o;
+bad:
+	free(clean);
+	return -EINVAL;
+}
+
+char *gw_base64_encode(const uint8_t *in, size_t len)
+{
+	char *out = malloc((len + 2) / 3 * 4 + 1);
+	size_t o = 0;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		out[o++] = b64_chars[v >> 18 & 63];
+		out[o++] = b64_chars[v >> 12 & 63];
+		out[o++] = i + 1 < len ? b64_chars[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < len ? b64_chars[v & 63] : '=';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+char *gw_read_file(const char *path, size_t max, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf = NULL;
+	size_t off = 0;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode)) {
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		goto fail;
+	}
+	if ((size_t)st.st_size > max) {
+		errno = EFBIG;
+		goto fail;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		goto fail;
+	while (off < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	buf[off] = '\0';
+	close(fd);
+	*len = off;
+	return buf;
+fail : {
+	int e = errno;
+
+	free(buf);
+	close(fd);
+	errno = e;
+}
+	return NULL;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int gw_store_init(const char *dir)
+{
+	int rc = mkdir_p(dir, 0755);
+
+	if (rc) {
+		NEMO_ERR(GW_MOD, "store %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	/* sandboxes run as an unprivileged user and must read the code */
+	if (chmod(dir, 0755) < 0)
+		NEMO_WARN(GW_MOD, "store %s: chmod: %s", dir, strerror(errno));
+	return 0;
+}
+
+/* Write `len` bytes to `path` through path.tmp + fsync + rename. */
+static int write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char tmp[PATH_MAX + 8];
+	size_t off = 0;
+	int fd, rc = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		rc = -errno;
+		NEMO_ERR(GW_MOD, "store: open %s: %s", tmp, strerror(errno));
+		return rc;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, (const char *)data + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			NEMO_ERR(GW_MOD, "store: write %s: %s", tmp, strerror(errno));
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+		rc = -errno;
+		NEMO_ERR(GW_MOD, "store: fsync %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		rc = -errno;
+		NEMO_ERR(GW_MOD, "store: rename %s: %s", tmp, strerror(errno));
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+fail:
+	close(fd);
+	unlink(tmp);
+	return rc;
+}
+
+static int version_dir(const char *dir, const char *name, uint64_t version, char *buf, size_t len)
+{
+	int rc;
+
+	if ((size_t)snprintf(buf, len, "%s/%s/v%llu", dir, name, (unsigned long long)version) >=
+	    len)
+		return -ENAMETOOLONG;
+	rc = mkdir_p(buf, 0755);
+	if (rc)
+		NEMO_ERR(GW_MOD, "store: mkdir %s: %s", buf, strerror(-rc));
+	return rc;
+}
+
+int gw_store_write_code(const char *dir, const char *name, uint64_t version, const char *file,
+			const void *code, size_t len, char *path_out, size_t path_len)
+{
+	char vdir[PATH_MAX];
+	int rc = version_dir(dir, name, version, vdir, sizeof(vdir));
+
+	if (rc)
+		return rc;
+	if ((size_t)snprintf(path_out, path_len, "%s/%s", vdir, file) >= path_len)
+		return -ENAMETOOLONG;
+	return write_atomic(path_out, code, len, 0755);
+}
+
+int gw_store_copy_code(const char *dir, const char *name, uint64_t version, const char *src,
+		       char *path_out, size_t path_len)
+{
+	const char *base = strrchr(src, '/');
+	size_t len;
+	char *code = gw_read_file(src, 256u << 20, &len);
+	int rc;
+
+	if (!code) {
+		rc = -errno;
+		NEMO_WARN(GW_MOD, "store: read %s: %s", src, strerror(errno));
+		return rc;
+	}
+	rc = gw_store_write_code(dir, name, version, base ? base + 1 : src, code, len, path_out,
+				 path_len);
+	free(code);
+	return rc;
+}
+
+static int remove_tree(const char *path)
+{
+	struct stat st;
+	DIR *dir;
+	struct dirent *e;
+	int rc = 0;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path) < 0 ? -errno : 0;
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir))) {
+		char sub[PATH_MAX];
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+		if (remove_tree(sub) && !rc)
+			rc = -errno;
+	}
+	closedir(dir);
+	if (rmdir(path) < 0 && !rc)
+		rc = -errno;
+	return rc;
+}
+
+int gw_store_commit(const char *dir, const char *name, const char *doc, uint64_t version)
+{
+	char path[PATH_MAX], fdir[PATH_MAX];
+	DIR *dh;
+	struct dirent *e;
+	int rc;
+
+	snprintf(fdir, sizeof(fdir), "%s/%s", dir, name);
+	rc = mkdir_p(fdir, 0755);
+	if (rc) {
+		NEMO_ERR(GW_MOD, "store: mkdir %s: %s", fdir, strerror(-rc));
+		return rc;
+	}
+	snprintf(path, sizeof(path), "%s/spec.json", fdir);
+	rc = write_atomic(path, doc, strlen(doc), 0644);
+	if (rc)
+		return rc;
+	/* the switch is done: older code versions are garbage now */
+	dh = opendir(fdir);
+	if (!dh)
+		return 0;
+	while ((e = readdir(dh))) {
+		char *end;
+		unsigned long long v;
+
+		if (e->d_name[0] != 'v')
+			continue;
+		v = strtoull(e->d_name + 1, &end, 10);
+		if (*end || v == version)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", fdir, e->d_name);
+		remove_tree(path);
+	}
+	closedir(dh);
+	return 0;
+}
+
+int gw_store_remove(const char *dir, const char *name)
+{
+	char path[PATH_MAX], grave[PATH_MAX];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(grave, sizeof(grave), "%s/.deleted-%s-%llu", dir, name,
+		 (unsigned long long)gw_now_ns());
+	/* one rename makes the delete atomic; the tree goes after */
+	if (rename(path, grave) < 0) {
+		rc = -errno;
+		if (rc != -ENOENT)
+			NEMO_ERR(GW_MOD, "store: rename %s: %s", path, strerror(errno));
+		return rc;
+	}
+	rc = remove_tree(grave);
+	if (rc)
+		NEMO_WARN(GW_MOD, "store: remove %s: %s", grave, strerror(-rc));
+	return 0;
+}
+
+int gw_store_load(const char *dir, int (*fn)(void *arg, const char *name, const char *doc),
+		  void *arg)
+{
+	DIR *dh = opendir(dir);
+	struct dirent *e;
+	int loaded = 0;
+
+	if (!dh) {
+		NEMO_ERR(GW_MOD, "store %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	while ((e = readdir(dh))) {
+		char path[PATH_MAX];
+		size_t len;
+		char *doc;
+
+		if (e->d_name[0] == '.') {
+			/* a delete interrupted by a crash: finish it */
+			if (!strncmp(e->d_name, ".deleted-", 9)) {
+				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+				remove_tree(path);
+			}
+			continue;
+		}
+		if (!gw_name_valid(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/spec.json", dir, e->d_name);
+		doc = gw_read_file(path, 1 << 20, &len);
+		if (!doc) {
+			NEMO_WARN(GW_MOD, "store: %s: %s (skipped)", path, strerror(errno));
+			continue;
+		}
+		if (fn(arg, e->d_name, doc) == 0)
+			loaded++;
+		free(doc);
+	}
+	closedir(dh);
+	return loaded;
+}
