@@ -51,7 +51,7 @@ static void test_profile_steps(void)
 	struct gen_profile p;
 	char err[256];
 
-	CU_ASSERT_EQUAL_FATAL(gen_profile_parse_steps(&p, "1000:2, 5000:1", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(gen_profile_parse_steps(&p, "1k:2, 5000:1", err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(p.n_points, 2);
 	NEAR(gen_profile_rate(&p, 0), 1000, 1e-9);
 	NEAR(gen_profile_rate(&p, 1.999), 1000, 1e-9);

@@ -66,11 +66,15 @@ struct gen_segment {
 	double slope;
 };
 
+/* A rate in packets/s: a finite number with an optional k, M or G suffix. 0 or -EINVAL. */
+int gen_parse_rate(const char *s, double *out);
+
 void gen_profile_constant(struct gen_profile *p, double pps);
 void gen_profile_on_off(struct gen_profile *p, double peak_pps, double on_s, double off_s);
 
 /*
- * Parse "PPS:SECONDS,PPS:SECONDS,..." into a steps profile that repeats after its last step.
+ * Parse "PPS:SECONDS,PPS:SECONDS,..." (PPS as gen_parse_rate() reads it) into a steps profile
+ * that repeats after its last step.
  * Returns 0, -EINVAL with a message in err naming the bad element, or -ENOMEM.
  */
 int gen_profile_parse_steps(struct gen_profile *p, const char *spec, char *err, size_t errlen);

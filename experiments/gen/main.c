@@ -198,7 +198,7 @@ int main(int argc, char **argv)
 		goto out_eal;
 	}
 	if (!o.quiet)
-		fprintf(stderr, "nemo-gen: %s, %u-byte frames, %u flows, %.3f s\n",
+		fprintf(stderr, "nemo-gen: %s, %u-byte frames, %u flow(s), %.3f s\n",
 			o.max_rate ? "max rate" : desc, o.size, o.flows,
 			gen_opts_duration(&o, &profile));
 	rc = gen_run(&o, &profile, csv, &stop_requested, &totals);

@@ -96,28 +96,6 @@ void gen_opts_usage(FILE *out)
 		"Exit status: 0 done, 1 runtime failure, 2 bad arguments.\n");
 }
 
-/* A rate: a finite number > 0, optionally with a k, M or G suffix. */
-static int parse_rate(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s)
-		return -EINVAL;
-	if (*end == 'k' || *end == 'K')
-		v *= 1e3, end++;
-	else if (*end == 'M')
-		v *= 1e6, end++;
-	else if (*end == 'G')
-		v *= 1e9, end++;
-	if (*end != '\0' || !isfinite(v))
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 static int parse_num(const char *s, double *out)
 {
 	char *end;
@@ -200,7 +178,7 @@ static int one_opt(struct gen_opts *o, int c, const char *arg, char *err, size_t
 			 "--profile: '%s' is not one of constant, on_off, steps, trace", arg);
 		return -EINVAL;
 	case OPT_RATE:
-		if (parse_rate(arg, &o->rate_pps) || o->rate_pps <= 0 || o->rate_pps > 1e9) {
+		if (gen_parse_rate(arg, &o->rate_pps) || o->rate_pps <= 0 || o->rate_pps > 1e9) {
 			snprintf(
 				err, errlen,
 				"--rate: '%s' is not a rate in (0, 1G] packets/s (e.g. 1000000, 2.5M)",

@@ -55,6 +55,29 @@ static int parse_double(const char *s, const char *end, double *out)
 	return 0;
 }
 
+int gen_parse_rate(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end == 'k' || *end == 'K')
+		v *= 1e3, end++;
+	else if (*end == 'M')
+		v *= 1e6, end++;
+	else if (*end == 'G')
+		v *= 1e9, end++;
+	while (isspace((unsigned char)*end))
+		end++;
+	if (*end != '\0' || !isfinite(v))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static int grow(struct gen_profile *p, size_t *cap)
 {
 	struct gen_point *pts;
@@ -90,9 +113,16 @@ int gen_profile_parse_steps(struct gen_profile *p, const char *spec, char *err, 
 		const char *comma = strchr(s, ',');
 		const char *end = comma ? comma : s + strlen(s);
 		const char *colon = memchr(s, ':', (size_t)(end - s));
+		char rate[64];
 		double pps, secs;
 
-		if (!colon || parse_double(s, colon, &pps) || parse_double(colon + 1, end, &secs) ||
+		if (colon && (size_t)(colon - s) < sizeof(rate)) {
+			memcpy(rate, s, (size_t)(colon - s));
+			rate[colon - s] = '\0';
+		} else {
+			rate[0] = '\0';
+		}
+		if (!colon || gen_parse_rate(rate, &pps) || parse_double(colon + 1, end, &secs) ||
 		    pps < 0 || secs <= 0) {
 			snprintf(err, errlen,
 				 "--steps: step %d '%.*s': expected PPS:SECONDS with PPS >= 0 and "
