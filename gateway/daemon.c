@@ -346,7 +346,6 @@ int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t le
 	}
 
 	pthread_mutex_lock(&d->deploy_lock);
-	version = ++d->next_version;
 	if (stored) {
 		char prefix[GW_PATH_MAX + 80];
 
@@ -364,6 +363,7 @@ int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t le
 			d->next_version = version;
 		snprintf(code_path, sizeof(code_path), "%s", code->valuestring);
 	} else {
+		version = ++d->next_version;
 		rc = place_code(d, name, code, &fn->spec, version, code_path, sizeof(code_path),
 				err, errlen, http_status);
 		if (rc)

@@ -1,0 +1,977 @@
+/* test_gateway.c - nemod as a user meets it: real HTTP against a real daemon and sandboxes. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "nemo/gateway.h"
+#include "proc.h"
+#include "test.h"
+
+#define TOKEN "gwtest-token-0123456789abcdef"
+#define ACT   "/api/v1/namespaces/_/actions"
+#define ACTV  "/api/v1/namespaces/_/activations"
+
+/* One nemod (and maybe one broker) per suite; everything lives under dir. */
+struct gw_env {
+	char dir[64];
+	char config[128];
+	char fndir[512];
+	uint16_t port;
+	uint16_t mqtt_port;
+	bool mqtt;
+	struct test_proc nemod;
+	bool running;
+	struct test_proc broker;
+	bool broker_running;
+};
+
+static struct gw_env env;
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint16_t port = 0;
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+static int write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -errno;
+	fputs(text, f);
+	return fclose(f) ? -errno : 0;
+}
+
+static int http(const char *method, const char *path, const char *token, const char *body,
+		struct gw_http_response *r)
+{
+	int rc = gw_http_request("127.0.0.1", env.port, method, path, token, body,
+				 body ? strlen(body) : 0, 30000, r);
+
+	if (rc) {
+		printf("\n  %s %s: %s\n", method, path, strerror(-rc));
+		r->status = -1;
+		r->body = strdup("");
+	}
+	return r->status;
+}
+
+/* Status code of a request, and the body must contain `needle` (when not NULL). */
+static int expect(const char *method, const char *path, const char *token, const char *body,
+		  int status, const char *needle)
+{
+	struct gw_http_response r;
+	int got = http(method, path, token, body, &r);
+
+	if (got != status || (needle && !strstr(r.body, needle)))
+		printf("\n  %s %s: got %d '%.300s', wanted %d with '%s'\n", method, path, got,
+		       r.body, status, needle ? needle : "");
+	CU_ASSERT_EQUAL(got, status);
+	if (needle)
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, needle));
+	gw_http_response_release(&r);
+	return got;
+}
+
+static bool wait_healthy(int ms)
+{
+	for (int waited = 0; waited < ms; waited += 50) {
+		struct gw_http_response r;
+
+		if (gw_http_request("127.0.0.1", env.port, "GET", "/healthz", NULL, NULL, 0, 1000,
+				    &r) == 0) {
+			int st = r.status;
+
+			gw_http_response_release(&r);
+			if (st == 200)
+				return true;
+		}
+		if (test_proc_wait(&env.nemod, 0) != -ETIMEDOUT)
+			return false;
+		test_msleep(50);
+	}
+	return false;
+}
+
+static int start_nemod(void)
+{
+	char bin[512];
+	char *argv[] = {bin, "--config", env.config, NULL};
+
+	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
+	if (test_proc_start(&env.nemod, argv))
+		return -1;
+	env.running = true;
+	if (!wait_healthy(10000)) {
+		printf("\n  nemod did not become healthy:\n%s\n", test_proc_output(&env.nemod));
+		return -1;
+	}
+	return 0;
+}
+
+static int stop_nemod(void)
+{
+	int rc = 0;
+
+	if (env.running)
+		rc = test_proc_stop(&env.nemod, 15000);
+	env.running = false;
+	return rc;
+}
+
+static int write_config(void)
+{
+	char text[4096], path[256];
+
+	snprintf(text, sizeof(text),
+		 "{\n"
+		 "  \"listen\": \"127.0.0.1:%u\",\n"
+		 "  \"token_file\": \"%s/token\",\n"
+		 "  \"store_dir\": \"%s/store\",\n"
+		 "  \"code_roots\": [\"%s\", \"%s/code\"],\n"
+		 "  \"limits\": {\"max_body_bytes\": 65536, \"max_inflight_per_function\": 2,\n"
+		 "             \"connection_timeout_s\": 2, \"request_timeout_ms\": 1000},\n"
+		 "  \"cores\": {\"sandbox\": [0]},\n"
+		 "  \"async_workers\": 2,\n"
+		 "  \"drain_timeout_ms\": 5000,\n"
+		 "  \"cgroup_root\": \"nemo-gwtest-%d\",\n"
+		 "  \"mqtt\": {\"enabled\": %s, \"port\": %u, \"client_id\": \"nemod-test-%d\",\n"
+		 "           \"reconnect_min_s\": 1, \"reconnect_max_s\": 2}\n"
+		 "}\n",
+		 env.port, env.dir, env.dir, env.fndir, env.dir, getpid(),
+		 env.mqtt ? "true" : "false", env.mqtt_port ? env.mqtt_port : 1883, getpid());
+	snprintf(path, sizeof(path), "%s/token", env.dir);
+	if (write_text(path, TOKEN "\n"))
+		return -1;
+	return write_text(env.config, text);
+}
+
+static int env_setup(bool mqtt)
+{
+	char path[256];
+
+	memset(&env, 0, sizeof(env));
+	/* not under /tmp: sandboxes have a private /tmp and must read the store */
+	snprintf(env.dir, sizeof(env.dir), "/var/tmp/nemo-gwtest-XXXXXX");
+	if (!mkdtemp(env.dir))
+		return -1;
+	chmod(env.dir, 0755);
+	snprintf(path, sizeof(path), "%s/code", env.dir);
+	mkdir(path, 0755);
+	snprintf(env.config, sizeof(env.config), "%s/nemod.json", env.dir);
+	snprintf(env.fndir, sizeof(env.fndir), "%s/build/functions", nemo_test_srcdir());
+	env.port = free_port();
+	env.mqtt = mqtt;
+	if (mqtt)
+		env.mqtt_port = free_port();
+	if (write_config())
+		return -1;
+	return 0;
+}
+
+static int env_teardown(void)
+{
+	char cmd[128];
+
+	stop_nemod();
+	if (env.broker_running)
+		test_proc_stop(&env.broker, 5000);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", env.dir);
+	if (!strncmp(env.dir, "/var/tmp/nemo-gwtest-", 21) && system(cmd) != 0)
+		printf("\n  could not remove %s\n", env.dir);
+	return 0;
+}
+
+static int api_setup(void)
+{
+	if (env_setup(false))
+		return -1;
+	return start_nemod();
+}
+
+/* A deploy body for a sample function: code inline as base64. */
+static char *deploy_body(const char *so, const char *handler, const char *extra)
+{
+	char path[600], *b64, *body;
+	FILE *f;
+	long len;
+	uint8_t *bytes;
+
+	snprintf(path, sizeof(path), "%s/%s", env.fndir, so);
+	f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	bytes = malloc((size_t)len);
+	if (!bytes || fread(bytes, 1, (size_t)len, f) != (size_t)len) {
+		fclose(f);
+		free(bytes);
+		return NULL;
+	}
+	fclose(f);
+	b64 = gw_base64_encode(bytes, (size_t)len);
+	free(bytes);
+	body = malloc(strlen(b64) + 512);
+	sprintf(body, "{\"runtime\":\"c\",\"handler\":\"%s\"%s%s,\"code\":{\"base64\":\"%s\"}}",
+		handler, extra ? "," : "", extra ? extra : "", b64);
+	free(b64);
+	return body;
+}
+
+static void deploy(const char *name, const char *so, const char *handler, const char *extra)
+{
+	char path[256];
+	char *body = deploy_body(so, handler, extra);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	snprintf(path, sizeof(path), ACT "/%s?overwrite=true", name);
+	expect("PUT", path, TOKEN, body, 200, name);
+	free(body);
+}
+
+/* Read until the peer closes or ms pass. Returns bytes read, -1 on timeout. */
+static int read_until_close(int fd, char *buf, size_t cap, int ms)
+{
+	size_t used = 0;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&p, 1, ms) <= 0)
+			return -1;
+		n = recv(fd, buf + used, cap - used - 1, 0);
+		if (n <= 0) {
+			buf[used] = '\0';
+			return (int)used;
+		}
+		used += (size_t)n;
+	}
+}
+
+static int raw_connect(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(env.port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* ---- the API round trip ---------------------------------------------------------------------- */
+
+static void test_healthz_needs_no_token(void)
+{
+	expect("GET", "/healthz", NULL, NULL, 200, "ok");
+}
+
+static void test_auth(void)
+{
+	char buf[4096];
+	int fd, n;
+
+	expect("GET", ACT, NULL, NULL, 401, "missing token");
+	expect("GET", ACT, "wrong-token-0123456789", NULL, 401, "invalid token");
+	expect("GET", "/metrics", NULL, NULL, 401, "missing token");
+	expect("POST", "/function/echo", NULL, "{}", 401, "missing token");
+	expect("GET", "/system/functions", "x", NULL, 401, "invalid token");
+	/* another scheme is refused by name */
+	fd = raw_connect();
+	CU_ASSERT_TRUE_FATAL(fd >= 0);
+	n = snprintf(buf, sizeof(buf),
+		     "GET " ACT " HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dXNlcjpwYXNz\r\n"
+		     "Connection: close\r\n\r\n");
+	CU_ASSERT_EQUAL(send(fd, buf, (size_t)n, 0), n);
+	n = read_until_close(fd, buf, sizeof(buf), 5000);
+	CU_ASSERT_TRUE(n > 0 && strstr(buf, " 401 ") && strstr(buf, "unsupported"));
+	close(fd);
+	expect("GET", ACT, TOKEN, NULL, 200, "[");
+}
+
+static void test_round_trip(void)
+{
+	struct gw_http_response r;
+	cJSON *j, *id;
+	char path[256];
+	bool done = false;
+
+	deploy("echo", "echo.so", "handle", NULL);
+	expect("GET", ACT "/echo", TOKEN, NULL, 200, "\"runtime\":\"c\"");
+	expect("GET", ACT, TOKEN, NULL, 200, "\"name\":\"echo\"");
+	/* redeploy without overwrite is a conflict, with it a new version */
+	{
+		char *body = deploy_body("echo.so", "handle", NULL);
+
+		expect("PUT", ACT "/echo", TOKEN, body, 409, "overwrite=true");
+		free(body);
+	}
+	expect("POST", ACT "/echo?blocking=true&result=true", TOKEN, "{\"hello\":1}", 200,
+	       "{\"hello\":1}");
+	/* the whole activation record: id, status, start, end, start path, phases, result */
+	CU_ASSERT_EQUAL(http("POST", ACT "/echo?blocking=true", TOKEN, "{\"n\":2}", &r), 200);
+	j = cJSON_Parse(r.body);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "status")), "success");
+	CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "startPath")), "warm");
+	CU_ASSERT_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(j, "start")));
+	CU_ASSERT_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(j, "end")));
+	CU_ASSERT_PTR_NOT_NULL(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "phases"), "run_us"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"result\":{\"n\":2}"));
+	cJSON_Delete(j);
+	gw_http_response_release(&r);
+
+	/* async: 202 with an id, then the activation reaches success */
+	CU_ASSERT_EQUAL(http("POST", ACT "/echo?blocking=false", TOKEN, "{\"a\":3}", &r), 202);
+	j = cJSON_Parse(r.body);
+	id = cJSON_GetObjectItem(j, "activationId");
+	CU_ASSERT_TRUE_FATAL(cJSON_IsString(id));
+	snprintf(path, sizeof(path), ACTV "/%s", id->valuestring);
+	cJSON_Delete(j);
+	gw_http_response_release(&r);
+	for (int i = 0; i < 200 && !done; i++) {
+		http("GET", path, TOKEN, NULL, &r);
+		done = strstr(r.body, "\"status\":\"success\"") != NULL;
+		gw_http_response_release(&r);
+		if (!done)
+			test_msleep(20);
+	}
+	CU_ASSERT_TRUE(done);
+	expect("GET", ACTV "?name=echo&limit=5", TOKEN, NULL, 200, "\"name\":\"echo\"");
+
+	/* the OpenFaaS aliases */
+	expect("POST", "/function/echo", TOKEN, "raw bytes", 200, "raw bytes");
+	expect("POST", "/async-function/echo", TOKEN, "x", 202, "activationId");
+	expect("GET", "/system/functions", TOKEN, NULL, 200, "\"invocationCount\"");
+	expect("GET", "/api/v1/status", TOKEN, NULL, 200, "\"warm_pool\"");
+
+	/* delete: then it is gone everywhere */
+	deploy("gone", "echo.so", "handle", NULL);
+	expect("DELETE", ACT "/gone", TOKEN, NULL, 200, "\"deleted\":true");
+	expect("GET", ACT "/gone", TOKEN, NULL, 404, "not deployed");
+	expect("POST", "/function/gone", TOKEN, "{}", 404, "not deployed");
+	expect("DELETE", ACT "/gone", TOKEN, NULL, 404, "not deployed");
+	expect("GET", ACTV "/00000000000000000000000000000000", TOKEN, NULL, 404, "not known");
+}
+
+static void test_code_by_path(void)
+{
+	char body[1024];
+
+	snprintf(body, sizeof(body), "{\"runtime\":\"c\",\"code\":{\"path\":\"%s/echo.so\"}}",
+		 env.fndir);
+	expect("PUT", ACT "/echopath?overwrite=true", TOKEN, body, 200, "echopath");
+	expect("POST", "/function/echopath", TOKEN, "by path", 200, "by path");
+}
+
+/* ---- bad input ------------------------------------------------------------------------------- */
+
+static void test_malformed_json(void)
+{
+	expect("PUT", ACT "/f1", TOKEN, "{\"runtime\": \"c\", ", 400, "malformed JSON");
+	expect("PUT", ACT "/f1", TOKEN, "[1,2]", 400, "JSON object");
+	expect("PUT", ACT "/f1", TOKEN, "", 400, "empty body");
+	expect("GET", ACT "/f1", TOKEN, NULL, 404, "not deployed");
+}
+
+static void test_spec_wrong_types(void)
+{
+	expect("PUT", ACT "/f2", TOKEN, "{\"runtime\": 5, \"code\": {\"base64\": \"AAAA\"}}", 400,
+	       "runtime");
+	expect("PUT", ACT "/f2", TOKEN,
+	       "{\"runtime\": \"c\", \"memory_mb\": \"lots\", \"code\": {\"base64\": \"AAAA\"}}",
+	       400, "memory_mb");
+	expect("PUT", ACT "/f2", TOKEN,
+	       "{\"runtime\": \"c\", \"timeout_ms\": 0, \"code\": {\"base64\": \"AAAA\"}}", 400,
+	       "timeout_ms");
+	expect("PUT", ACT "/f2", TOKEN,
+	       "{\"runtime\": \"c\", \"colour\": 1, \"code\": {\"base64\": \"AAAA\"}}", 400,
+	       "colour");
+	expect("PUT", ACT "/f2", TOKEN, "{\"runtime\": \"c\"}", 400, "code");
+	expect("PUT", ACT "/f2", TOKEN, "{\"runtime\": \"c\", \"code\": \"/bin/true\"}", 400,
+	       "code");
+	expect("PUT", ACT "/f2", TOKEN,
+	       "{\"name\": \"other\", \"runtime\": \"c\", \"code\": {\"base64\": \"AAAA\"}}", 400,
+	       "name");
+	expect("PUT", ACT "/f2", TOKEN,
+	       "{\"runtime\": \"c\", \"mqtt\": {\"topics\": 3}, \"code\": {\"base64\": \"AAAA\"}}",
+	       400, "mqtt.topics");
+	/* nothing half-deployed is left behind */
+	expect("GET", ACT "/f2", TOKEN, NULL, 404, "not deployed");
+}
+
+static void test_bad_base64(void)
+{
+	expect("PUT", ACT "/f3", TOKEN, "{\"runtime\": \"c\", \"code\": {\"base64\": \"@@@!\"}}",
+	       400, "code.base64");
+	expect("PUT", ACT "/f3", TOKEN, "{\"runtime\": \"c\", \"code\": {\"base64\": \"QUJD=\"}}",
+	       400, "code.base64");
+	expect("PUT", ACT "/f3", TOKEN, "{\"runtime\": \"c\", \"code\": {\"base64\": 12}}", 400,
+	       "code.base64");
+	expect("PUT", ACT "/f3", TOKEN,
+	       "{\"runtime\": \"c\", \"code\": {\"base64\": \"QUJD\", \"path\": \"/x\"}}", 400,
+	       "exactly one");
+}
+
+static void test_oversized_body(void)
+{
+	size_t n = 100000;
+	char *big = malloc(n + 1);
+
+	memset(big, 'a', n);
+	big[n] = '\0';
+	expect("PUT", ACT "/f4", TOKEN, big, 413, "max_body_bytes");
+	expect("POST", "/function/echo", TOKEN, big, 413, "max_body_bytes");
+	free(big);
+	/* under the daemon's limit but over the function's own max_payload_bytes */
+	deploy("small", "echo.so", "handle", "\"max_payload_bytes\": 16");
+	expect("POST", "/function/small", TOKEN, "0123456789abcdefghijklmnop", 413,
+	       "max_payload_bytes");
+	expect("GET", "/healthz", NULL, NULL, 200, "ok");
+}
+
+static void test_unknown_routes_and_methods(void)
+{
+	expect("GET", "/nope", TOKEN, NULL, 404, "no route");
+	expect("GET", "/api/v1/namespaces/_/triggers", TOKEN, NULL, 404, "no route");
+	expect("GET", "/api/v1/namespaces/guest/actions", TOKEN, NULL, 404, "namespace");
+	expect("PATCH", ACT "/echo", TOKEN, "{}", 405, "not allowed");
+	expect("DELETE", "/healthz", NULL, NULL, 405, "not allowed");
+	expect("POST", ACT, TOKEN, "{}", 405, "not allowed");
+	expect("PUT", "/metrics", TOKEN, "{}", 405, "not allowed");
+	expect("DELETE", "/system/functions", TOKEN, NULL, 405, "not allowed");
+}
+
+static void test_path_traversal(void)
+{
+	char body[1024], link[256];
+
+	expect("GET", ACT "/..%2F..%2Fetc%2Fpasswd", TOKEN, NULL, 400, "name");
+	expect("PUT", ACT "/..", TOKEN, "{}", 400, "name");
+	expect("PUT", ACT "/a.b", TOKEN, "{}", 400, "name");
+	expect("POST", "/function/..%2Fx", TOKEN, "{}", 400, "name");
+	expect("GET", ACTV "?name=../x", TOKEN, NULL, 400, "name");
+	/* a code path that walks out of the allowed roots, by .. and by symlink */
+	snprintf(body, sizeof(body),
+		 "{\"runtime\":\"c\",\"code\":{\"path\":\"%s/../../../../../etc/passwd\"}}",
+		 env.fndir);
+	expect("PUT", ACT "/f5", TOKEN, body, 400, "outside the allowed code roots");
+	snprintf(link, sizeof(link), "%s/code/evil.so", env.dir);
+	CU_ASSERT_EQUAL(symlink("/etc/shadow", link), 0);
+	snprintf(body, sizeof(body), "{\"runtime\":\"c\",\"code\":{\"path\":\"%s\"}}", link);
+	expect("PUT", ACT "/f5", TOKEN, body, 400, "outside the allowed code roots");
+	expect("PUT", ACT "/f5", TOKEN, "{\"runtime\":\"c\",\"code\":{\"path\":\"relative.so\"}}",
+	       400, "code.path");
+	expect("PUT", ACT "/f5", TOKEN,
+	       "{\"runtime\":\"c\",\"code\":{\"base64\":\"QUJD\",\"filename\":\"../x.so\"}}", 400,
+	       "code.filename");
+	expect("GET", ACT "/f5", TOKEN, NULL, 404, "not deployed");
+}
+
+static void test_slow_client(void)
+{
+	char buf[4096], req[512];
+	int stalled[4], trickle, n;
+
+	/* clients that send half a request and stop: they hold only their own connection */
+	for (int i = 0; i < 4; i++) {
+		stalled[i] = raw_connect();
+		CU_ASSERT_TRUE_FATAL(stalled[i] >= 0);
+		CU_ASSERT_TRUE(send(stalled[i], "GET /healthz HTTP/1.1\r\nHost: x\r\n", 32, 0) ==
+			       32);
+	}
+	/* everyone else is served meanwhile */
+	for (int i = 0; i < 5; i++) {
+		expect("GET", "/healthz", NULL, NULL, 200, "ok");
+		expect("POST", "/function/echo", TOKEN, "still here", 200, "still here");
+	}
+	/* and the stalled ones are cut at connection_timeout_s (2 s here) */
+	for (int i = 0; i < 4; i++) {
+		n = read_until_close(stalled[i], buf, sizeof(buf), 6000);
+		CU_ASSERT_TRUE(n >= 0);
+		close(stalled[i]);
+	}
+	/* a body trickled slower than request_timeout_ms (1 s) gets 408 and says why */
+	trickle = raw_connect();
+	CU_ASSERT_TRUE_FATAL(trickle >= 0);
+	n = snprintf(req, sizeof(req),
+		     "POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " TOKEN
+		     "\r\nContent-Length: 6\r\nConnection: close\r\n\r\n");
+	CU_ASSERT_EQUAL(send(trickle, req, (size_t)n, 0), n);
+	for (int i = 0; i < 6; i++) {
+		test_msleep(300);
+		CU_ASSERT_EQUAL(send(trickle, "x", 1, MSG_NOSIGNAL), 1);
+		if (i == 2)
+			expect("POST", "/function/echo", TOKEN, "meanwhile", 200, "meanwhile");
+	}
+	n = read_until_close(trickle, buf, sizeof(buf), 5000);
+	CU_ASSERT_TRUE(n > 0);
+	if (n > 0) {
+		CU_ASSERT_PTR_NOT_NULL(strstr(buf, " 408 "));
+		CU_ASSERT_PTR_NOT_NULL(strstr(buf, "request_timeout_ms"));
+	}
+	close(trickle);
+	expect("GET", "/healthz", NULL, NULL, 200, "ok");
+}
+
+/* ---- function failures and limits ------------------------------------------------------------ */
+
+static void test_function_errors_are_502(void)
+{
+	deploy("fail", "test-probe.so", "fail", NULL);
+	expect("POST", "/function/fail", TOKEN, "{}", 502, "bad input");
+	expect("POST", ACT "/fail?blocking=true&result=true", TOKEN, "{}", 502,
+	       "application_error");
+	deploy("spin", "test-hostile.so", "spin", "\"timeout_ms\": 200");
+	expect("POST", "/function/spin", TOKEN, "{}", 502, "timeout");
+	deploy("crash", "test-hostile.so", "crash", NULL);
+	expect("POST", "/function/crash", TOKEN, "{}", 502, "crashed");
+	/* the record says so too */
+	expect("POST", ACT "/crash?blocking=true", TOKEN, "{}", 502, "\"success\":false");
+	expect("GET", "/healthz", NULL, NULL, 200, "ok");
+}
+
+struct par_req {
+	const char *path;
+	const char *body;
+	int status;
+};
+
+static void *par_main(void *arg)
+{
+	struct par_req *p = arg;
+	struct gw_http_response r;
+
+	p->status = http("POST", p->path, TOKEN, p->body, &r);
+	gw_http_response_release(&r);
+	return NULL;
+}
+
+static void test_concurrency_limit_429(void)
+{
+	struct par_req reqs[6];
+	pthread_t th[6];
+	int ok = 0, limited = 0;
+
+	/* concurrency 1 and max_inflight_per_function 2: one runs, one waits, the rest 429 */
+	deploy("nap", "test-probe.so", "nap", "\"timeout_ms\": 5000");
+	expect("POST", "/function/nap", TOKEN, "1", 200, "calls=");
+	for (int i = 0; i < 6; i++) {
+		reqs[i] = (struct par_req){.path = "/function/nap", .body = "400"};
+		pthread_create(&th[i], NULL, par_main, &reqs[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		ok += reqs[i].status == 200;
+		limited += reqs[i].status == 429;
+	}
+	CU_ASSERT_EQUAL(ok + limited, 6);
+	CU_ASSERT_TRUE(ok >= 2);
+	CU_ASSERT_TRUE(limited >= 1);
+	expect("GET", "/metrics", TOKEN, NULL, 200, "nemo_rejected_total");
+}
+
+static const char *activation_status(const char *id)
+{
+	static char status[64];
+	struct gw_http_response r;
+	char path[640];
+	cJSON *j;
+
+	snprintf(path, sizeof(path), ACTV "/%s", id);
+	status[0] = '\0';
+	if (http("GET", path, TOKEN, NULL, &r) == 200) {
+		j = cJSON_Parse(r.body);
+		snprintf(status, sizeof(status), "%s",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(j, "status")));
+		cJSON_Delete(j);
+	}
+	gw_http_response_release(&r);
+	return status;
+}
+
+static void test_async_crash_reaches_terminal(void)
+{
+	char ids[8][40];
+	struct gw_http_response r;
+
+	deploy("acrash", "test-hostile.so", "crash", NULL);
+	deploy("exit", "test-hostile.so", "exit_early", NULL);
+	for (int i = 0; i < 8; i++) {
+		cJSON *j;
+
+		http("POST", i % 2 ? "/async-function/acrash" : "/async-function/exit", TOKEN, "{}",
+		     &r);
+		CU_ASSERT_EQUAL(r.status, 202);
+		j = cJSON_Parse(r.body);
+		snprintf(ids[i], sizeof(ids[i]), "%s",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId")));
+		cJSON_Delete(j);
+		gw_http_response_release(&r);
+	}
+	for (int i = 0; i < 8; i++) {
+		const char *st = "";
+
+		for (int k = 0; k < 300; k++) {
+			st = activation_status(ids[i]);
+			if (strcmp(st, "accepted") && strcmp(st, "running"))
+				break;
+			test_msleep(20);
+		}
+		if (strcmp(st, "crashed"))
+			printf("\n  activation %s: %s\n", ids[i], st);
+		CU_ASSERT_STRING_EQUAL(st, "crashed");
+	}
+	/* each ran once: the counters saw 4 crashes of each function, no more */
+	CU_ASSERT_EQUAL(http("GET", "/metrics", TOKEN, NULL, &r), 200);
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(r.body, "nemo_invocations_total{function=\"exit\",status=\"crashed\"} 4\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+		r.body, "nemo_invocations_total{function=\"acrash\",status=\"crashed\"} 4\n"));
+	gw_http_response_release(&r);
+}
+
+static void test_metrics(void)
+{
+	struct gw_http_response r;
+	char *line, *save = NULL;
+	int samples = 0, bad = 0;
+
+	deploy("counted", "echo.so", "handle", NULL);
+	for (int i = 0; i < 5; i++)
+		expect("POST", "/function/counted", TOKEN, "{}", 200, "{}");
+	CU_ASSERT_EQUAL(http("GET", "/metrics", TOKEN, NULL, &r), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.content_type, "text/plain"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+		r.body, "nemo_invocations_total{function=\"counted\",status=\"success\"} 5\n"));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(r.body, "nemo_starts_total{function=\"counted\",path=\"cold\"} 1\n"));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(r.body, "nemo_starts_total{function=\"counted\",path=\"warm\"} 4\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "nemo_invocation_duration_seconds_count{function="
+					      "\"counted\",phase=\"total\"} 5\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "phase=\"run\",le=\"+Inf\"} "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "nemo_warm_pool_instances{function=\"counted\","
+					      "state=\"idle\"} 1\n"));
+	/* every sample line is `name{labels} value` or `name value` with a number */
+	for (line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *sp, *end;
+
+		if (line[0] == '#')
+			continue;
+		samples++;
+		sp = strrchr(line, ' ');
+		if (!sp || sp == line) {
+			bad++;
+			continue;
+		}
+		strtod(sp + 1, &end);
+		if (*end || strspn(line, "abcdefghijklmnopqrstuvwxyz_") == 0)
+			bad++;
+	}
+	CU_ASSERT_TRUE(samples > 20);
+	CU_ASSERT_EQUAL(bad, 0);
+	gw_http_response_release(&r);
+}
+
+/* ---- nemoctl --------------------------------------------------------------------------------- */
+
+/* Run nemoctl through the shell; its exit code, and stdout+stderr into out. */
+static int ctl(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int ctl(char *out, size_t cap, const char *fmt, ...)
+{
+	char cmd[2048], args[1536];
+	va_list ap;
+	FILE *p;
+	size_t n;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd),
+		 "NEMO_URL=http://127.0.0.1:%u NEMO_TOKEN_FILE=%s/token %s/nemoctl %s 2>&1",
+		 env.port, env.dir, nemo_test_bindir(), args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_nemoctl(void)
+{
+	char out[16384], file[256];
+	cJSON *j;
+	int rc;
+
+	rc = ctl(out, sizeof(out), "deploy ctlecho --code %s/echo.so", env.fndir);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "deployed ctlecho"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlecho '{\"arg\":1}'"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"arg\":1}"));
+	snprintf(file, sizeof(file), "%s/payload.json", env.dir);
+	write_text(file, "{\"from\":\"file\"}");
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlecho -f %s", file), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"from\":\"file\"}"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlecho - < %s", file), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"from\":\"file\"}"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "list"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ctlecho"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "status"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "idle"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "logs ctlecho"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "success"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "activations --limit 3"), 0);
+	/* --json is JSON, for scripts */
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "--json list"), 0);
+	j = cJSON_Parse(out);
+	CU_ASSERT_TRUE(cJSON_IsArray(j));
+	cJSON_Delete(j);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "--json status"), 0);
+	j = cJSON_Parse(out);
+	CU_ASSERT_TRUE(cJSON_IsObject(j));
+	cJSON_Delete(j);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "--json invoke ctlecho '{}'"), 0);
+	j = cJSON_Parse(out);
+	CU_ASSERT_PTR_NOT_NULL(cJSON_GetObjectItem(j, "activationId"));
+	cJSON_Delete(j);
+	/* exit codes mean something */
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "get nosuchfn"), 4);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke nosuchfn '{}'"), 4);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "bogus-command x"), 1);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "deploy x"), 1);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "deploy bad.name --code %s/echo.so", env.fndir), 5);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "--url http://127.0.0.1:1 list"), 2);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "--token-file /dev/null list"), 3);
+	deploy("ctlfail", "test-probe.so", "fail", NULL);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlfail '{}'"), 6);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "bad input"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "delete ctlecho"), 0);
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "delete ctlecho"), 4);
+}
+
+NEMO_SUITE(gateway_api, api_setup, env_teardown,
+	   {"healthz needs no token", test_healthz_needs_no_token},
+	   {"bearer token on every other route", test_auth},
+	   {"deploy, get, list, invoke, activations, delete", test_round_trip},
+	   {"code by an allowed path", test_code_by_path},
+	   {"malformed JSON is 400", test_malformed_json},
+	   {"spec with wrong types is 400 naming the field", test_spec_wrong_types},
+	   {"code that is not base64 is 400", test_bad_base64},
+	   {"oversized bodies are 413", test_oversized_body},
+	   {"unknown routes 404, methods 405", test_unknown_routes_and_methods},
+	   {"path traversal in names and code paths is 400", test_path_traversal},
+	   {"slow clients do not block others", test_slow_client},
+	   {"function error, timeout, crash are 502", test_function_errors_are_502},
+	   {"concurrency limits are 429", test_concurrency_limit_429},
+	   {"async activations end even when sandboxes crash", test_async_crash_reaches_terminal},
+	   {"metrics parse and count", test_metrics}, {"nemoctl", test_nemoctl});
+
+/* ---- restart and drain ------------------------------------------------------------------------ */
+
+static int restart_setup(void)
+{
+	return api_setup();
+}
+
+static void test_restart_keeps_functions(void)
+{
+	struct gw_http_response r;
+
+	deploy("keep1", "echo.so", "handle", NULL);
+	deploy("keep2", "test-probe.so", "nap", "\"timeout_ms\": 3000");
+	deploy("dropped", "echo.so", "handle", NULL);
+	expect("DELETE", ACT "/dropped", TOKEN, NULL, 200, "deleted");
+	/* an in-flight invocation is drained, not cut, when SIGTERM arrives */
+	CU_ASSERT_EQUAL(http("POST", "/async-function/keep2", TOKEN, "700", &r), 202);
+	gw_http_response_release(&r);
+	test_msleep(100);
+	CU_ASSERT_EQUAL(stop_nemod(), 0);
+	CU_ASSERT_TRUE(test_proc_output_has(&env.nemod, "drained cancelled=0"));
+	CU_ASSERT_PTR_NULL(strstr(test_proc_output(&env.nemod), "level=err"));
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	expect("GET", ACT "/keep1", TOKEN, NULL, 200, "keep1");
+	expect("GET", ACT "/keep2", TOKEN, NULL, 200, "\"timeout_ms\":3000");
+	expect("GET", ACT "/dropped", TOKEN, NULL, 404, "not deployed");
+	expect("POST", "/function/keep1", TOKEN, "after restart", 200, "after restart");
+	expect("POST", "/function/keep2", TOKEN, "1", 200, "calls=1");
+	/* a redeploy after the restart gets a newer version than the stored one */
+	deploy("keep1", "echo.so", "handle", NULL);
+	expect("GET", ACT "/keep1", TOKEN, NULL, 200, "\"version\":3");
+}
+
+static void test_bad_config_names_key(void)
+{
+	char bin[512], path[256];
+	struct test_proc p;
+	char *argv[] = {bin, "--config", path, "--check", NULL};
+
+	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
+	snprintf(path, sizeof(path), "%s/bad.json", env.dir);
+	write_text(path, "{\"listen\": \"127.0.0.1:1\", \"limits\": {\"max_body_bytes\": \"x\"}}");
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
+	CU_ASSERT_TRUE(test_proc_output_has(&p, "limits.max_body_bytes"));
+	write_text(path, "{\"store_dir\": \"/tmp/x\"}");
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
+	CU_ASSERT_TRUE(test_proc_output_has(&p, "store_dir"));
+	snprintf(path, sizeof(path), "%s/configs/nemod.json", nemo_test_srcdir());
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 0);
+}
+
+NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
+	   {"deployed functions survive a restart; SIGTERM drains", test_restart_keeps_functions},
+	   {"a bad config names the key", test_bad_config_names_key});
+
+/* ---- MQTT ------------------------------------------------------------------------------------- */
+
+static int start_broker(void)
+{
+	char conf[256], text[256];
+	char *argv[] = {"/usr/sbin/mosquitto", "-c", conf, NULL};
+
+	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", env.dir);
+	snprintf(text, sizeof(text), "listener %u 127.0.0.1\nallow_anonymous true\n",
+		 env.mqtt_port);
+	if (write_text(conf, text) || test_proc_start(&env.broker, argv))
+		return -1;
+	env.broker_running = true;
+	for (int i = 0; i < 100; i++) {
+		int fd;
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+					  .sin_port = htons(env.mqtt_port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			close(fd);
+			return 0;
+		}
+		close(fd);
+		test_msleep(50);
+	}
+	return -1;
+}
+
+static int mqtt_setup(void)
+{
+	if (access("/usr/sbin/mosquitto", X_OK))
+		return -1;
+	if (env_setup(true) || start_broker())
+		return -1;
+	return start_nemod();
+}
+
+/* Wait until the nemod log holds `pattern` `count` times. */
+static bool wait_log(const char *pattern, int count, int ms)
+{
+	for (int waited = 0; waited <= ms; waited += 100) {
+		const char *out = test_proc_output(&env.nemod);
+		int n = 0;
+
+		for (const char *p = strstr(out, pattern); p; p = strstr(p + 1, pattern))
+			n++;
+		if (n >= count)
+			return true;
+		test_msleep(100);
+	}
+	printf("\n  nemod log lacks %d x '%s':\n%s\n", count, pattern,
+	       test_proc_output(&env.nemod));
+	return false;
+}
+
+/* Publish `msg` on `topic` and return what arrives on `reply` (static buffer). */
+static const char *publish_and_wait(const char *topic, const char *msg, const char *reply)
+{
+	static char out[4096];
+	char port[8], bin_sub[] = "/usr/bin/mosquitto_sub", cmd[512];
+	char reply_arg[128];
+	struct test_proc sub;
+	char *argv[] = {bin_sub, "-p", port, "-t", reply_arg, "-C", "1", "-W", "10", NULL};
+
+	snprintf(port, sizeof(port), "%u", env.mqtt_port);
+	snprintf(reply_arg, sizeof(reply_arg), "%s", reply);
+	out[0] = '\0';
+	if (test_proc_start(&sub, argv))
+		return out;
+	test_msleep(300); /* let the subscription land before the publish */
+	snprintf(cmd, sizeof(cmd), "mosquitto_pub -p %u -t '%s' -m '%s' -q 1", env.mqtt_port, topic,
+		 msg);
+	if (system(cmd) != 0)
+		printf("\n  mosquitto_pub failed\n");
+	test_proc_wait(&sub, 12000);
+	snprintf(out, sizeof(out), "%s", test_proc_output(&sub));
+	return out;
+}
+
+static void test_mqtt_trigger(void)
+{
+	const char *got;
+
+	CU_ASSERT_TRUE(wait_log("mqtt connected", 1, 5000));
+	deploy("mqecho", "echo.so", "handle",
+	       "\"mqtt\": {\"topics\": [\"sensors/+/temp\"], \"reply_topic\": \"sensors/reply\"}");
+	test_msleep(200);
+	got = publish_and_wait("sensors/a1/temp", "{\"celsius\":21}", "sensors/reply");
+	CU_ASSERT_PTR_NOT_NULL(strstr(got, "{\"celsius\":21}"));
+	/* the activation is recorded with its trigger */
+	expect("GET", ACTV "?name=mqecho", TOKEN, NULL, 200, "\"trigger\":\"mqtt\"");
+}
+
+static void test_mqtt_reconnect(void)
+{
+	const char *got;
+
+	CU_ASSERT_EQUAL(test_proc_stop(&env.broker, 5000), 0);
+	env.broker_running = false;
+	CU_ASSERT_TRUE(wait_log("mqtt disconnected", 1, 5000));
+	/* nemod keeps serving HTTP while the broker is away */
+	expect("POST", "/function/mqecho", TOKEN, "http still works", 200, "http still works");
+	test_msleep(1500); /* a reconnect attempt or two fails meanwhile */
+	CU_ASSERT_EQUAL_FATAL(start_broker(), 0);
+	CU_ASSERT_TRUE(wait_log("mqtt connected", 2, 10000));
+	test_msleep(300);
+	got = publish_and_wait("sensors/b2/temp", "{\"celsius\":22}", "sensors/reply");
+	CU_ASSERT_PTR_NOT_NULL(strstr(got, "{\"celsius\":22}"));
+}
+
+NEMO_SUITE(gateway_mqtt, mqtt_setup, env_teardown,
+	   {"a message invokes the function; the result goes to the reply topic",
+	    test_mqtt_trigger},
+	   {"broker restart: nemod reconnects and resubscribes", test_mqtt_reconnect});
