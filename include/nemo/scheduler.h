@@ -1,0 +1,362 @@
+/* scheduler.h - where sandboxes run on NF cores: topology, harvest cgroups, dispatch, reclaim. */
+#ifndef NEMO_SCHEDULER_H
+#define NEMO_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * The scheduler is mechanism (cgroup knobs, perf counters, hwloc) and small pure policies
+ * (dispatch, reclaim, throttle) that nemod calls from its 1-10 ms loop. The fast path, giving
+ * the core back to the NF, is the kernel's: the NF lcore outranks the harvest cgroup
+ * (DESIGN.md, "How the core is shared"); these functions only decide the slower things.
+ */
+
+#define SCHED_MAX_CPUS 256
+
+/* ---- topology (hwloc) ---------------------------------------------------------------------- */
+
+enum sched_cpu_role {
+	SCHED_CPU_UNUSED = 0,
+	SCHED_CPU_NF = 1,	    /* an NF lcore's CPU: sandboxes harvest its spare cycles */
+	SCHED_CPU_HOUSEKEEPING = 2, /* nemod, overflow work, the OS */
+};
+
+struct sched_cpu {
+	int os_index; /* the CPU number (cpuset, sched_setaffinity) */
+	int core;     /* physical core (logical index): SMT siblings share it */
+	int numa;     /* NUMA node, 0 when unknown */
+	int l2;	      /* logical index of its L2 cache, -1 when unknown */
+	int l3;	      /* logical index of its L3 cache, -1 when unknown */
+	int role;     /* enum sched_cpu_role */
+};
+
+struct sched_topology {
+	int n_cpus; /* online CPUs, in cpus[] by index */
+	struct sched_cpu cpus[SCHED_MAX_CPUS];
+};
+
+/*
+ * Discover the machine with hwloc and give roles: `nf_cpus` (from the harvest channels or
+ * nemod's config) are NF cores; `hk_cpus` are housekeeping cores, or, if n_hk is 0, every
+ * online CPU that is not an NF core. A CPU that is not online, or named twice, is an error
+ * that names it and the CPUs there are. Returns 0, -EINVAL (bad CPU, logged) or -EIO (hwloc).
+ */
+int sched_topology_discover(struct sched_topology *t, const int *nf_cpus, int n_nf,
+			    const int *hk_cpus, int n_hk);
+
+/* The entry of CPU `os_index`, or NULL if it is not online. */
+const struct sched_cpu *sched_topology_cpu(const struct sched_topology *t, int os_index);
+
+/* Do two CPUs share a cache at `level` (2 or 3)? false if either is unknown. */
+bool sched_topology_share_cache(const struct sched_topology *t, int cpu_a, int cpu_b, int level);
+
+/* One line per CPU ("cpu 1: core 1 numa 0 l2 1 l3 0 nf") into buf. Returns the length. */
+int sched_topology_format(const struct sched_topology *t, char *buf, size_t len);
+
+/* ---- harvest cgroups (v1, v2 behind an ops table) ------------------------------------------ */
+
+enum sched_harvest_policy {
+	/* cpu.idle = 1: the cgroup's tasks are SCHED_IDLE to the NF (see scheduler/README.md) */
+	SCHED_HARVEST_IDLE = 0,
+	/* the lowest weight: cpu.shares = 2 (v1) or cpu.weight = 1 (v2) */
+	SCHED_HARVEST_SHARES = 1,
+};
+
+/* The measured default (scheduler/README.md, "Harvest-cgroup policy"). */
+#define SCHED_HARVEST_DEFAULT SCHED_HARVEST_IDLE
+
+/* Names for configs and metrics: "idle", "shares". Parse returns the enum or -EINVAL. */
+const char *sched_harvest_policy_name(int policy);
+int sched_harvest_policy_parse(const char *name);
+
+/*
+ * One core's harvest cgroup as paths per controller. On v2 all are the same directory.
+ * sbx_host_core_cgroup() gives these for a sandbox host's per-core parents; or
+ * sched_harvest_cg_paths() builds them for <mount>/<root>/core<N>.
+ */
+struct sched_harvest_cg {
+	int cpu_index; /* the NF core */
+	char cpu[256];
+	char cpuacct[256];
+	char cpuset[256];
+	char freezer[256];
+};
+
+struct sched_cgroup_ops {
+	const char *name; /* "v1", "v2" */
+	/* create the directories (mkdir -p) and pin the cpuset to cg->cpu_index, node `mem` */
+	int (*create)(const struct sched_harvest_cg *cg, int mem);
+	/* remove the directories (children first); missing ones are not an error */
+	int (*remove)(const struct sched_harvest_cg *cg);
+	/* apply enum sched_harvest_policy; the other policy's knob goes back to its default */
+	int (*apply_policy)(const struct sched_harvest_cg *cg, int policy);
+	/* CFS bandwidth: quota_us per period_us; quota_us 0 lifts the limit */
+	int (*set_quota)(const struct sched_harvest_cg *cg, uint64_t quota_us, uint64_t period_us);
+	/* CPU time (ns) the cgroup and its children used on CPU cg->cpu_index, cumulative */
+	int (*read_usage)(const struct sched_harvest_cg *cg, uint64_t *ns);
+	/* the file listing a cgroup's threads: "tasks" (v1), "cgroup.threads" (v2) */
+	const char *threads_file;
+	/* freeze (true) or thaw the whole cgroup, waiting up to timeout_ms for it to settle */
+	int (*freeze)(const struct sched_harvest_cg *cg, bool frozen, int timeout_ms);
+};
+
+/* Every op returns 0 or -errno and logs a failed write once, with the path and strerror. */
+extern const struct sched_cgroup_ops sched_cgroup_v1;
+extern const struct sched_cgroup_ops sched_cgroup_v2;
+
+/* v2 if /sys/fs/cgroup/unified (or /sys/fs/cgroup) holds the cpu controller, else v1. */
+const struct sched_cgroup_ops *sched_cgroup_detect(void);
+
+/*
+ * Fill `cg` with <mount>/<root>/core<cpu> for each controller (v1: /sys/fs/cgroup/<ctrl>,
+ * v2: the unified mount). `root` is relative, e.g. "nemo". Returns 0 or -ENAMETOOLONG.
+ */
+int sched_harvest_cg_paths(const struct sched_cgroup_ops *ops, const char *root, int cpu,
+			   struct sched_harvest_cg *cg);
+
+/* ---- runnable-thread cap ------------------------------------------------------------------- */
+
+/*
+ * Every runnable sandbox thread on an NF core is one more thread the NF's wake-up can land
+ * behind and one more context switch. nemod holds the number of runnable sandbox threads
+ * per core under a cap: it does not start or dispatch onto a core at its cap.
+ */
+#define SCHED_THREAD_CAP_DEFAULT 4
+
+/*
+ * Count the threads of a cgroup and its descendants (`dir` is the cgroup directory in the
+ * controller that has `ops->threads_file`), and how many are runnable ('R' in
+ * /proc/<tid>/stat). Returns 0 or -errno (-ENOENT: no such cgroup).
+ */
+int sched_cgroup_threads(const struct sched_cgroup_ops *ops, const char *dir, uint32_t *total,
+			 uint32_t *runnable);
+
+/* May `adding` more runnable threads go to a core that has `runnable`? cap 0 = no cap. */
+static inline bool sched_thread_cap_allows(uint32_t cap, uint32_t runnable, uint32_t adding)
+{
+	return cap == 0 || runnable + adding <= cap;
+}
+
+/* ---- dispatch (policy, behind an ops table) ------------------------------------------------ */
+
+/* What nemod knows of one NF core when an invocation of one function arrives. */
+struct sched_core_view {
+	int cpu;
+	double spare_pred;   /* predicted spare_ratio of the next window(s) */
+	uint32_t warm_idle;  /* idle warm instances of this function on the core */
+	uint32_t runnable;   /* runnable sandbox threads now */
+	uint32_t thread_cap; /* 0: no cap */
+	bool reclaimed;	     /* frozen/evacuated by reclaim: take nothing new */
+};
+
+enum sched_overflow {
+	SCHED_OVERFLOW_HOUSEKEEPING = 0, /* run it on a housekeeping core */
+	SCHED_OVERFLOW_QUEUE = 1,	 /* queue it until spare appears or its deadline passes */
+};
+
+struct sched_dispatch_config {
+	double min_spare;     /* a core below this predicted spare_ratio has none [0.05] */
+	int overflow;	      /* enum sched_overflow */
+	int hk_cpu;	      /* the housekeeping core for SCHED_OVERFLOW_HOUSEKEEPING */
+	uint64_t deadline_ns; /* queueing budget for SCHED_OVERFLOW_QUEUE */
+};
+
+enum sched_place_kind {
+	SCHED_PLACE_WARM = 0,	      /* use an idle warm instance on `cpu` */
+	SCHED_PLACE_COLD = 1,	      /* create an instance on `cpu` (it has spare) */
+	SCHED_PLACE_HOUSEKEEPING = 2, /* no spare anywhere: cold start on housekeeping `cpu` */
+	SCHED_PLACE_QUEUE = 3,	      /* no spare anywhere: queue until `deadline_ns` */
+};
+
+struct sched_placement {
+	int kind;     /* enum sched_place_kind */
+	int cpu;      /* -1 for SCHED_PLACE_QUEUE */
+	int core_idx; /* index into the views, -1 when not an NF core */
+	uint64_t deadline_ns;
+};
+
+struct sched_dispatch_ops {
+	const char *name;
+	/*
+	 * Place one invocation arriving at `now_ns`. Returns 0 or -EINVAL. Pure: the caller
+	 * picks the instance (an idle warm one on that core for WARM) and updates the views.
+	 */
+	int (*place)(const struct sched_dispatch_config *cfg, const struct sched_core_view *cores,
+		     int n_cores, uint64_t now_ns, struct sched_placement *out);
+};
+
+/*
+ * "most_spare": a warm instance on the core with the most predicted spare among those that
+ * have one; else a cold start on the core with the most spare; else overflow. Cores that
+ * are reclaimed, at their thread cap, or below min_spare are skipped for both.
+ */
+extern const struct sched_dispatch_ops sched_dispatch_most_spare;
+
+/* A bounded FIFO of invocations waiting for spare, each with its deadline. */
+struct sched_dlq_entry {
+	uint64_t id; /* the caller's invocation handle */
+	uint64_t deadline_ns;
+};
+
+struct sched_dlq {
+	uint32_t cap, head, count;
+	struct sched_dlq_entry *ring;
+};
+
+/* Returns 0, -EINVAL (cap 0) or -ENOMEM. */
+int sched_dlq_init(struct sched_dlq *q, uint32_t cap);
+void sched_dlq_free(struct sched_dlq *q);
+/* Returns 0 or -ENOSPC (full: the caller answers 503, or places it on housekeeping). */
+int sched_dlq_push(struct sched_dlq *q, uint64_t id, uint64_t deadline_ns);
+/*
+ * Take the oldest entry. Entries past their deadline at `now_ns` come out first with
+ * *expired = true, so the caller fails or overflows them. Returns 0 or -ENOENT (empty).
+ */
+int sched_dlq_pop(struct sched_dlq *q, uint64_t now_ns, struct sched_dlq_entry *out, bool *expired);
+
+/* ---- reclaim (pure state machine per core) ------------------------------------------------- */
+
+enum sched_reclaim_action {
+	SCHED_RECLAIM_NONE = 0,
+	SCHED_RECLAIM_FREEZE = 1, /* freeze the core's sandboxes (sbx_freeze) */
+	SCHED_RECLAIM_MOVE =
+		2, /* move them to `target_cpu` (sbx_move); work in flight goes along */
+	SCHED_RECLAIM_THAW = 3, /* spare is back: thaw what was frozen */
+};
+
+struct sched_reclaim_config {
+	double threshold;	  /* spare_ratio below this ... */
+	uint32_t k_windows;	  /* ... for this many windows in a row reclaims the core */
+	double release;		  /* spare_ratio at or above this (>= threshold: hysteresis) ... */
+	uint32_t release_windows; /* ... this many windows in a row releases it */
+	int prefer;		  /* SCHED_RECLAIM_FREEZE or SCHED_RECLAIM_MOVE */
+	double move_min_spare;	  /* a move target needs at least this predicted spare_ratio */
+};
+
+struct sched_reclaim_core {
+	uint32_t below; /* consecutive windows below threshold */
+	uint32_t above; /* consecutive windows at or above release */
+	bool reclaimed;
+	int last_action;
+	uint64_t reclaims; /* times the core was reclaimed */
+} __attribute__((aligned(64)));
+
+struct sched_reclaim_decision {
+	int action;	/* enum sched_reclaim_action */
+	int target_cpu; /* for SCHED_RECLAIM_MOVE */
+};
+
+/* Returns 0 or -EINVAL (threshold/release out of [0, 1], release < threshold, k 0). */
+int sched_reclaim_config_check(const struct sched_reclaim_config *cfg);
+
+/*
+ * Feed core `idx` its latest window's spare_ratio. When it has been below threshold for
+ * k_windows, returns MOVE to the other unreclaimed core with the most predicted spare
+ * (>= move_min_spare) if cfg->prefer is MOVE and there is one, else FREEZE. While
+ * reclaimed, after release_windows at or above release, returns THAW (for a frozen core;
+ * a core whose sandboxes moved away just becomes available again: NONE). `views` are the
+ * cores' predictions for picking a target (may be NULL with n 0). Pure.
+ */
+struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_config *cfg,
+						 struct sched_reclaim_core *cores, int idx,
+						 double spare_ratio,
+						 const struct sched_core_view *views, int n);
+
+/* ---- interference watch -------------------------------------------------------------------- */
+
+enum sched_counter_source {
+	SCHED_CTR_HW_PFM = 0,  /* a hardware event encoded by libpfm4 */
+	SCHED_CTR_SW = 1,      /* a kernel software event */
+	SCHED_CTR_CHANNEL = 2, /* busy cycles / rx packets from the harvest channel */
+};
+
+#define SCHED_IW_COUNTERS 4
+
+/* One perf counter on the NF lcore thread. `open` false: never report `value`. */
+struct sched_counter {
+	char name[32];
+	int source; /* enum sched_counter_source */
+	bool open;
+	int error; /* the -errno of the failed open */
+	int fd;
+	uint64_t value; /* cumulative, valid only when open */
+};
+
+struct sched_iwatch_config {
+	double bound;		 /* throttle when cpp rises past baseline * (1 + bound) [0.10] */
+	double alpha;		 /* smoothing of cycles per packet [0.2] */
+	uint32_t calm_windows;	 /* windows back under the bound before loosening [50] */
+	uint32_t settle_windows; /* windows between two tightenings, for cpp to react [10] */
+	uint64_t period_us;	 /* CFS period for the quota [10000] */
+	uint64_t min_quota_us;	 /* the tightest quota [period / 20] */
+	uint64_t min_pkts;	 /* a window with fewer rx packets says nothing [64] */
+};
+
+struct sched_iwatch;
+
+/*
+ * Watch NF lcore thread `tid` (0: no perf counters, channel signal only). Tries hardware
+ * cycles and instructions through libpfm4 first, then the software task-clock and
+ * context-switches; what opened and what did not is logged once and kept in the counters.
+ * NULL with errno EINVAL or ENOMEM; counters that fail to open are not an error.
+ */
+struct sched_iwatch *sched_iwatch_new(pid_t tid, const struct sched_iwatch_config *cfg);
+void sched_iwatch_destroy(struct sched_iwatch *w);
+
+/* The counters, opened or not (n set to how many). Read them with sched_iwatch_read(). */
+const struct sched_counter *sched_iwatch_counters(const struct sched_iwatch *w, int *n);
+/* Refresh the open counters' values. Returns 0 or the -errno of a failed read. */
+int sched_iwatch_read(struct sched_iwatch *w);
+
+struct sched_iwatch_report {
+	double cpp_baseline; /* cycles per packet with no sandbox running; 0 until known */
+	double cpp_shared;   /* with sandboxes running; 0 until known */
+	double ratio;	     /* cpp_shared / cpp_baseline, 0 until both are known */
+	uint64_t quota_us;   /* the harvest cgroup's quota now, 0 = unthrottled */
+	bool throttled;
+	bool changed; /* quota_us differs from the last step: apply it with set_quota */
+};
+
+/*
+ * Feed one window: the NF core's busy cycles and rx packets, and whether sandboxes ran on
+ * the core in it (harvested > 0). Windows without sandboxes teach the baseline; those with
+ * teach the shared figure. Past the bound, the quota halves (down to min_quota_us); after
+ * calm_windows under it, it doubles until the limit is lifted. Pure apart from `w`.
+ */
+void sched_iwatch_step(struct sched_iwatch *w, uint64_t busy_cycles, uint64_t rx_pkts,
+		       bool sandboxes_ran, struct sched_iwatch_report *out);
+
+/* ---- metrics ------------------------------------------------------------------------------- */
+
+/* What /metrics and nemoctl top show per NF core (DESIGN.md "Definitions"). */
+struct sched_core_stats {
+	int cpu;
+	uint64_t spare_cycles; /* last window */
+	uint64_t total_cycles; /* last window */
+	double spare_pred;     /* predicted spare_ratio */
+	uint64_t harvested_ns; /* last window, from the harvest cgroup's per-CPU accounting */
+	double harvest_ratio;  /* harvested / spare */
+	uint32_t warm;	       /* warm instances */
+	uint32_t frozen;       /* frozen instances */
+	uint64_t moved;	       /* instances moved away, cumulative */
+	uint64_t throttled;    /* windows under a CFS quota, cumulative */
+	uint32_t runnable;     /* runnable sandbox threads */
+	uint32_t thread_cap;
+};
+
+/*
+ * harvest_ratio from a window: harvested (ns of CPU time) over spare (cycles at tsc_hz).
+ * 0 when there was no spare.
+ */
+double sched_harvest_ratio(uint64_t harvested_ns, uint64_t spare_cycles, uint64_t tsc_hz);
+
+/*
+ * Write the stats as Prometheus text (nemo_core_spare_ratio{cpu="1"} ...) into buf.
+ * Returns the length, or -ENOSPC if buf is too small.
+ */
+int sched_metrics_format(const struct sched_core_stats *cores, int n, char *buf, size_t len);
+
+#endif /* NEMO_SCHEDULER_H */

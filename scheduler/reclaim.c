@@ -1,0 +1,68 @@
+/* reclaim.c - take a core's sandboxes off it when its spare stays low, give it back with hysteresis. */
+#include <errno.h>
+
+#include "nemo/scheduler.h"
+
+int sched_reclaim_config_check(const struct sched_reclaim_config *cfg)
+{
+	if (!cfg || cfg->threshold < 0.0 || cfg->threshold > 1.0 || cfg->release < 0.0 ||
+	    cfg->release > 1.0 || cfg->release < cfg->threshold || cfg->k_windows == 0 ||
+	    cfg->release_windows == 0 ||
+	    (cfg->prefer != SCHED_RECLAIM_FREEZE && cfg->prefer != SCHED_RECLAIM_MOVE))
+		return -EINVAL;
+	return 0;
+}
+
+static int move_target(const struct sched_reclaim_config *cfg,
+		       const struct sched_reclaim_core *cores, int idx,
+		       const struct sched_core_view *views, int n)
+{
+	int best = -1;
+
+	for (int i = 0; i < n; i++) {
+		if (i == idx || cores[i].reclaimed || views[i].reclaimed ||
+		    views[i].spare_pred < cfg->move_min_spare)
+			continue;
+		if (best < 0 || views[i].spare_pred > views[best].spare_pred)
+			best = i;
+	}
+	return best;
+}
+
+struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_config *cfg,
+						 struct sched_reclaim_core *cores, int idx,
+						 double spare_ratio,
+						 const struct sched_core_view *views, int n)
+{
+	struct sched_reclaim_core *c = &cores[idx];
+	struct sched_reclaim_decision d = {SCHED_RECLAIM_NONE, -1};
+
+	/* the counters run in both states so that one odd window resets a streak */
+	if (spare_ratio < cfg->threshold) {
+		c->below++;
+		c->above = 0;
+	} else {
+		c->below = 0;
+		c->above = spare_ratio >= cfg->release ? c->above + 1 : 0;
+	}
+	if (!c->reclaimed && c->below >= cfg->k_windows) {
+		int t = cfg->prefer == SCHED_RECLAIM_MOVE && views
+				? move_target(cfg, cores, idx, views, n)
+				: -1;
+
+		d.action = t >= 0 ? SCHED_RECLAIM_MOVE : SCHED_RECLAIM_FREEZE;
+		d.target_cpu = t >= 0 ? views[t].cpu : -1;
+		c->reclaimed = true;
+		c->reclaims++;
+		c->last_action = d.action;
+		c->above = 0;
+	} else if (c->reclaimed && c->above >= cfg->release_windows) {
+		/* what moved away stays where it runs; only frozen work waits here for the core */
+		d.action = c->last_action == SCHED_RECLAIM_FREEZE ? SCHED_RECLAIM_THAW
+								  : SCHED_RECLAIM_NONE;
+		c->reclaimed = false;
+		c->below = 0;
+		c->last_action = d.action;
+	}
+	return d;
+}

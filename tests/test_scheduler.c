@@ -1,0 +1,317 @@
+/* test_scheduler.c - dispatch, reclaim, deadline queue, throttle and metrics on known inputs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nemo/scheduler.h"
+#include "test.h"
+
+static const struct sched_dispatch_config hk_cfg = {
+	.min_spare = 0.05,
+	.overflow = SCHED_OVERFLOW_HOUSEKEEPING,
+	.hk_cpu = 0,
+};
+
+static struct sched_placement place(const struct sched_dispatch_config *cfg,
+				    const struct sched_core_view *v, int n)
+{
+	struct sched_placement p;
+
+	CU_ASSERT_EQUAL(sched_dispatch_most_spare.place(cfg, v, n, 1000, &p), 0);
+	return p;
+}
+
+static void test_dispatch_choices(void)
+{
+	struct sched_core_view v[3] = {
+		{.cpu = 1, .spare_pred = 0.3, .warm_idle = 1, .thread_cap = 4},
+		{.cpu = 2, .spare_pred = 0.8, .warm_idle = 0, .thread_cap = 4},
+		{.cpu = 3, .spare_pred = 0.6, .warm_idle = 2, .thread_cap = 4},
+	};
+	struct sched_placement p;
+
+	/* a warm instance on the core with most spare among those that have one */
+	p = place(&hk_cfg, v, 3);
+	CU_ASSERT_EQUAL(p.kind, SCHED_PLACE_WARM);
+	CU_ASSERT_EQUAL(p.cpu, 3);
+	CU_ASSERT_EQUAL(p.core_idx, 2);
+	/* cpu 3 at its thread cap: the warm one on cpu 1 */
+	v[2].runnable = 4;
+	p = place(&hk_cfg, v, 3);
+	CU_ASSERT_EQUAL(p.kind, SCHED_PLACE_WARM);
+	CU_ASSERT_EQUAL(p.cpu, 1);
+	/* no warm instance left anywhere usable: cold where the spare is */
+	v[0].reclaimed = true;
+	p = place(&hk_cfg, v, 3);
+	CU_ASSERT_EQUAL(p.kind, SCHED_PLACE_COLD);
+	CU_ASSERT_EQUAL(p.cpu, 2);
+	/* no spare anywhere: housekeeping, or a queue with a deadline */
+	v[1].spare_pred = 0.01;
+	p = place(&hk_cfg, v, 3);
+	CU_ASSERT_EQUAL(p.kind, SCHED_PLACE_HOUSEKEEPING);
+	CU_ASSERT_EQUAL(p.cpu, 0);
+	CU_ASSERT_EQUAL(p.core_idx, -1);
+	{
+		struct sched_dispatch_config q = {.overflow = SCHED_OVERFLOW_QUEUE,
+						  .deadline_ns = 50000000};
+
+		p = place(&q, v, 3);
+		CU_ASSERT_EQUAL(p.kind, SCHED_PLACE_QUEUE);
+		CU_ASSERT_EQUAL(p.cpu, -1);
+		CU_ASSERT_EQUAL(p.deadline_ns, 1000 + 50000000);
+	}
+	/* no NF core at all is overflow too, and a bad overflow config is an error */
+	p = place(&hk_cfg, NULL, 0);
+	CU_ASSERT_EQUAL(p.kind, SCHED_PLACE_HOUSEKEEPING);
+	{
+		struct sched_dispatch_config bad = {.overflow = 7};
+
+		CU_ASSERT_EQUAL(sched_dispatch_most_spare.place(&bad, v, 3, 0, &p), -EINVAL);
+	}
+	CU_ASSERT(sched_thread_cap_allows(0, 100, 1));
+	CU_ASSERT(sched_thread_cap_allows(4, 3, 1));
+	CU_ASSERT_FALSE(sched_thread_cap_allows(4, 4, 1));
+}
+
+static void test_dlq(void)
+{
+	struct sched_dlq q;
+	struct sched_dlq_entry e;
+	bool expired;
+
+	CU_ASSERT_EQUAL(sched_dlq_init(&q, 0), -EINVAL);
+	CU_ASSERT_EQUAL_FATAL(sched_dlq_init(&q, 2), 0);
+	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 0, &e, &expired), -ENOENT);
+	CU_ASSERT_EQUAL(sched_dlq_push(&q, 11, 100), 0);
+	CU_ASSERT_EQUAL(sched_dlq_push(&q, 12, 200), 0);
+	CU_ASSERT_EQUAL(sched_dlq_push(&q, 13, 300), -ENOSPC);
+	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 150, &e, &expired), 0);
+	CU_ASSERT_EQUAL(e.id, 11);
+	CU_ASSERT_TRUE(expired);
+	CU_ASSERT_EQUAL(sched_dlq_push(&q, 13, 300), 0);
+	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 150, &e, &expired), 0);
+	CU_ASSERT_EQUAL(e.id, 12);
+	CU_ASSERT_FALSE(expired);
+	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 150, &e, &expired), 0);
+	CU_ASSERT_EQUAL(e.id, 13);
+	sched_dlq_free(&q);
+}
+
+static const struct sched_reclaim_config rc_freeze = {
+	.threshold = 0.2,
+	.k_windows = 3,
+	.release = 0.5,
+	.release_windows = 4,
+	.prefer = SCHED_RECLAIM_FREEZE,
+	.move_min_spare = 0.5,
+};
+
+/* Feed core 0 a sequence; return the window index of each non-NONE action, in order. */
+static int run_seq(const struct sched_reclaim_config *cfg, struct sched_reclaim_core *cores,
+		   const double *seq, int n, const struct sched_core_view *views, int nv, int *at,
+		   int *actions, int *targets)
+{
+	int k = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct sched_reclaim_decision d =
+			sched_reclaim_step(cfg, cores, 0, seq[i], views, nv);
+
+		if (d.action != SCHED_RECLAIM_NONE) {
+			at[k] = i;
+			actions[k] = d.action;
+			targets[k] = d.target_cpu;
+			k++;
+		}
+	}
+	return k;
+}
+
+static void test_reclaim_freeze_hysteresis(void)
+{
+	/* two low windows (no action), a high one resets, three low: freeze at index 5; then
+	 * spare between threshold and release does not thaw; four at release do */
+	const double seq[] = {0.1, 0.1, 0.9, 0.1, 0.15, 0.05, 0.0, 0.3, 0.4,
+			      0.6, 0.6, 0.3, 0.6, 0.7,	0.8,  0.9, 0.9, 0.1};
+	struct sched_reclaim_core cores[2];
+	int at[8], act[8], tgt[8], n;
+
+	CU_ASSERT_EQUAL(sched_reclaim_config_check(&rc_freeze), 0);
+	memset(cores, 0, sizeof(cores));
+	n = run_seq(&rc_freeze, cores, seq, (int)(sizeof(seq) / sizeof(seq[0])), NULL, 0, at, act,
+		    tgt);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(at[0], 5);
+	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_FREEZE);
+	CU_ASSERT_EQUAL(at[1], 15); /* 12..15 are >= 0.5 after 0.3 at 11 broke the streak */
+	CU_ASSERT_EQUAL(act[1], SCHED_RECLAIM_THAW);
+	CU_ASSERT_FALSE(cores[0].reclaimed);
+	CU_ASSERT_EQUAL(cores[0].reclaims, 1);
+}
+
+static void test_reclaim_move(void)
+{
+	struct sched_reclaim_config cfg = rc_freeze;
+	struct sched_reclaim_core cores[3];
+	struct sched_core_view views[3] = {
+		{.cpu = 1, .spare_pred = 0.0},
+		{.cpu = 2, .spare_pred = 0.6},
+		{.cpu = 3, .spare_pred = 0.9},
+	};
+	const double low[] = {0.0, 0.0, 0.0};
+	const double back[] = {0.9, 0.9, 0.9, 0.9};
+	int at[4], act[4], tgt[4];
+
+	cfg.prefer = SCHED_RECLAIM_MOVE;
+	memset(cores, 0, sizeof(cores));
+	CU_ASSERT_EQUAL_FATAL(run_seq(&cfg, cores, low, 3, views, 3, at, act, tgt), 1);
+	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_MOVE);
+	CU_ASSERT_EQUAL(tgt[0], 3);
+	/* a core whose sandboxes moved away is released without a thaw */
+	CU_ASSERT_EQUAL(run_seq(&cfg, cores, back, 4, views, 3, at, act, tgt), 0);
+	CU_ASSERT_FALSE(cores[0].reclaimed);
+
+	/* no core with enough spare to take them: freeze instead */
+	views[1].spare_pred = 0.3;
+	views[2].reclaimed = true;
+	CU_ASSERT_EQUAL_FATAL(run_seq(&cfg, cores, low, 3, views, 3, at, act, tgt), 1);
+	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_FREEZE);
+	CU_ASSERT_EQUAL(tgt[0], -1);
+
+	cfg.release = 0.1; /* below threshold: no hysteresis, refused */
+	CU_ASSERT_EQUAL(sched_reclaim_config_check(&cfg), -EINVAL);
+	cfg = rc_freeze;
+	cfg.k_windows = 0;
+	CU_ASSERT_EQUAL(sched_reclaim_config_check(&cfg), -EINVAL);
+}
+
+static void test_iwatch_throttle(void)
+{
+	struct sched_iwatch_config cfg = {.bound = 0.10,
+					  .alpha = 1.0,
+					  .calm_windows = 5,
+					  .settle_windows = 2,
+					  .period_us = 10000,
+					  .min_quota_us = 1000,
+					  .min_pkts = 10};
+	struct sched_iwatch *w = sched_iwatch_new(0, &cfg);
+	struct sched_iwatch_report r;
+	int n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+	/* no perf counters asked for (tid 0): none reported, and none as a value */
+	sched_iwatch_counters(w, &n);
+	CU_ASSERT_EQUAL(n, 0);
+	/* baseline 100 cycles per packet without sandboxes */
+	sched_iwatch_step(w, 100000, 1000, false, &r);
+	CU_ASSERT_DOUBLE_EQUAL(r.cpp_baseline, 100.0, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(r.ratio, 0.0, 1e-9);
+	/* with sandboxes, 105: within the bound */
+	sched_iwatch_step(w, 105000, 1000, true, &r);
+	CU_ASSERT_DOUBLE_EQUAL(r.ratio, 1.05, 1e-9);
+	CU_ASSERT_FALSE(r.throttled);
+	/* 130: throttle to half a period, then wait settle_windows before halving again */
+	sched_iwatch_step(w, 130000, 1000, true, &r);
+	CU_ASSERT_TRUE(r.throttled && r.changed);
+	CU_ASSERT_EQUAL(r.quota_us, 5000);
+	sched_iwatch_step(w, 130000, 1000, true, &r);
+	CU_ASSERT_EQUAL(r.quota_us, 5000);
+	CU_ASSERT_FALSE(r.changed);
+	sched_iwatch_step(w, 130000, 1000, true, &r);
+	CU_ASSERT_EQUAL(r.quota_us, 2500);
+	for (int i = 0; i < 10; i++)
+		sched_iwatch_step(w, 130000, 1000, true, &r);
+	CU_ASSERT_EQUAL(r.quota_us, 1000); /* floored at min_quota_us */
+	/* a window with too few packets says nothing */
+	sched_iwatch_step(w, 999999, 5, true, &r);
+	CU_ASSERT_EQUAL(r.quota_us, 1000);
+	/* back under the bound: doubles every calm_windows until lifted */
+	for (int i = 0; i < 5; i++)
+		sched_iwatch_step(w, 102000, 1000, true, &r);
+	CU_ASSERT_EQUAL(r.quota_us, 2000);
+	for (int i = 0; i < 15; i++)
+		sched_iwatch_step(w, 102000, 1000, true, &r);
+	CU_ASSERT_EQUAL(r.quota_us, 0);
+	CU_ASSERT_FALSE(r.throttled);
+	sched_iwatch_destroy(w);
+}
+
+static void test_metrics(void)
+{
+	struct sched_core_stats s[2] = {
+		{.cpu = 1,
+		 .spare_cycles = 2000000,
+		 .total_cycles = 4000000,
+		 .spare_pred = 0.5,
+		 .harvested_ns = 500000,
+		 .warm = 3,
+		 .frozen = 1,
+		 .moved = 2,
+		 .throttled = 7,
+		 .runnable = 1,
+		 .thread_cap = 4},
+		{.cpu = 2},
+	};
+	char buf[8192], tiny[64];
+	int n;
+
+	/* 2e6 spare cycles at 2 GHz are 1 ms; 0.5 ms harvested is half of it */
+	s[0].harvest_ratio = sched_harvest_ratio(s[0].harvested_ns, s[0].spare_cycles, 2000000000);
+	CU_ASSERT_DOUBLE_EQUAL(s[0].harvest_ratio, 0.5, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(sched_harvest_ratio(1, 0, 2000000000), 0.0, 1e-12);
+	n = sched_metrics_format(s, 2, buf, sizeof(buf));
+	CU_ASSERT(n > 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_harvest_ratio{cpu=\"1\"} 0.5000\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_warm_instances{cpu=\"1\"} 3\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_frozen_instances{cpu=\"1\"} 1\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_moved_total{cpu=\"1\"} 2\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_throttled_windows_total{cpu=\"1\"} 7\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_spare_cycles{cpu=\"2\"} 0\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_thread_cap{cpu=\"1\"} 4\n"));
+	CU_ASSERT_EQUAL(sched_metrics_format(s, 2, tiny, sizeof(tiny)), -ENOSPC);
+}
+
+static void test_topology(void)
+{
+	struct sched_topology t;
+	int nf[] = {1}, bad[] = {4096}, dup[] = {1, 1};
+	char buf[1024];
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+
+	CU_ASSERT_EQUAL_FATAL(sched_topology_discover(&t, nf, 1, NULL, 0), 0);
+	CU_ASSERT_EQUAL(t.n_cpus, online);
+	CU_ASSERT_EQUAL(sched_topology_cpu(&t, 1)->role, SCHED_CPU_NF);
+	CU_ASSERT_EQUAL(sched_topology_cpu(&t, 0)->role, SCHED_CPU_HOUSEKEEPING);
+	CU_ASSERT_PTR_NULL(sched_topology_cpu(&t, 4096));
+	sched_topology_format(&t, buf, sizeof(buf));
+	printf("\n%s", buf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "cpu 1: "));
+	/* a CPU shares every cache with itself; two CPUs do as hwloc says */
+	CU_ASSERT_TRUE(sched_topology_share_cache(&t, 1, 1, 3) ||
+		       sched_topology_cpu(&t, 1)->l3 < 0);
+	printf("    cpu 0 and cpu 1 share L2: %s, L3: %s\n",
+	       sched_topology_share_cache(&t, 0, 1, 2) ? "yes" : "no",
+	       sched_topology_share_cache(&t, 0, 1, 3) ? "yes" : "no");
+	/* a core in the config that does not exist, or one named twice: a clear error */
+	CU_ASSERT_EQUAL(sched_topology_discover(&t, bad, 1, NULL, 0), -EINVAL);
+	CU_ASSERT_EQUAL(sched_topology_discover(&t, dup, 2, NULL, 0), -EINVAL);
+	CU_ASSERT_EQUAL(sched_topology_discover(&t, nf, 1, bad, 1), -EINVAL);
+	CU_ASSERT_EQUAL(sched_topology_discover(&t, nf, 1, nf, 1), -EINVAL);
+}
+
+static void test_policy_names(void)
+{
+	CU_ASSERT_EQUAL(sched_harvest_policy_parse("idle"), SCHED_HARVEST_IDLE);
+	CU_ASSERT_EQUAL(sched_harvest_policy_parse("shares"), SCHED_HARVEST_SHARES);
+	CU_ASSERT_EQUAL(sched_harvest_policy_parse("fifo"), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(sched_harvest_policy_name(SCHED_HARVEST_DEFAULT), "idle");
+}
+
+NEMO_SUITE(scheduler_policy, NULL, NULL, {"dispatch_choices", test_dispatch_choices},
+	   {"deadline_queue", test_dlq},
+	   {"reclaim_freeze_hysteresis", test_reclaim_freeze_hysteresis},
+	   {"reclaim_move", test_reclaim_move}, {"iwatch_throttle", test_iwatch_throttle},
+	   {"metrics", test_metrics}, {"topology", test_topology},
+	   {"policy_names", test_policy_names})
