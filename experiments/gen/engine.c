@@ -24,7 +24,7 @@
 #define GEN_TX_RETRY_US	 20   /* a full ring is retried this long: the peer drains ~100 packets */
 #define GEN_MAX_RETRY_US 1000 /* --max waits longer: there, a full ring is the measurement */
 #define GEN_STALL_US	 100  /* a loop iteration this long means the lcore was taken away */
-#define GEN_COALESCE_US	 5    /* send a part burst once the oldest due packet is this late */
+#define GEN_COALESCE_US	 5    /* a part burst waits at most this long after the last send */
 #define GEN_BACKLOG_MS	 10   /* fall further behind than this and the excess is skipped */
 #define GEN_LIVE_MS	 1000
 #define GEN_LINK_POLL_US 10000
@@ -92,8 +92,10 @@ static inline uint64_t cycles_to_ns(const struct gen_engine *g, uint64_t cycles)
 	return (uint64_t)(((unsigned __int128)cycles * g->ns_mult) >> 32);
 }
 
-/* Every tx mbuf starts out holding the base frame; alloc never clears data, so each packet
- * then needs only gen_pkt_stamp()'s few stores instead of a frame copy. */
+/*
+ * Every tx mbuf starts out holding the base frame; alloc never clears data, so each packet
+ * then needs only gen_pkt_stamp()'s few stores instead of a frame copy.
+ */
 static void prefill_mbuf(struct rte_mempool *mp, void *arg, void *obj, unsigned int idx)
 {
 	const struct gen_engine *g = arg;
