@@ -25,3 +25,9 @@ BENCH_API_SECONDS ?= 60
 .PHONY: bench-api
 bench-api: all
 	BENCH_API_SECONDS=$(BENCH_API_SECONDS) experiments/bench_api.sh
+
+# the sandbox-level warm round trip that bench-api prints beside the HTTP figures
+PROGS += bench_api_sbx
+bench_api_sbx_SRCS := experiments/bench_api_sbx.c
+bench_api_sbx_LIBS := sandbox common
+bench_api_sbx_LDLIBS = -lseccomp $(CJSON_LIBS) -lm

@@ -1,0 +1,17 @@
+-- bench_api.lua - wrk script: POST the echo payload with the bearer token, report in one line.
+-- env: NEMO_TOKEN (required), BENCH_PATH [/function/echo], BENCH_BODY [{"hello":"nemo"}]
+wrk.method = "POST"
+wrk.path = os.getenv("BENCH_PATH") or "/function/echo"
+wrk.body = os.getenv("BENCH_BODY") or '{"hello":"nemo"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("NEMO_TOKEN") or "")
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format(
+      "WRK requests=%d duration_s=%.3f rps=%.1f p50_us=%d p99_us=%d p999_us=%d " ..
+      "non2xx=%d connect_err=%d read_err=%d write_err=%d timeout=%d\n",
+      summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+      latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+      e.status, e.connect, e.read, e.write, e.timeout))
+end

@@ -1,0 +1,121 @@
+#!/bin/bash
+# bench_api.sh - warm echo through nemod's HTTP API with wrk, beside the sandbox-level warm
+# round trip, in one run; then a sustained run that checks no request is lost or answered twice.
+#
+# env: BENCH_API_SECONDS [60] sustained run, BENCH_API_SHORT [10] latency/capacity runs,
+#      BENCH_API_CONNS [8] connections for capacity, BENCH_API_MODES
+#      ["thread_per_connection pool"] HTTP server modes compared in the latency run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/build/bin
+SUSTAIN=${BENCH_API_SECONDS:-60}
+SHORT=${BENCH_API_SHORT:-10}
+CONNS=${BENCH_API_CONNS:-8}
+MODES=${BENCH_API_MODES:-"thread_per_connection pool"}
+BODY='{"hello":"nemo"}'
+NCPU=$(nproc)
+SBX_CORE=$(( NCPU > 1 ? 1 : 0 ))
+
+command -v wrk >/dev/null || { echo "bench-api: wrk is missing (make deps)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "bench-api: run as root (sandboxes need cgroups)" >&2; exit 1; }
+
+# not under /tmp: sandboxes see a private /tmp and must read the store
+DIR=$(mktemp -d /var/tmp/nemo-benchapi-XXXXXX)
+chmod 755 "$DIR"
+NEMOD_PID=
+cleanup() {
+	[ -n "$NEMOD_PID" ] && kill "$NEMOD_PID" 2>/dev/null && wait "$NEMOD_PID" 2>/dev/null
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+TOKEN=bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "$TOKEN" > "$DIR/token"
+export NEMO_TOKEN=$TOKEN BENCH_BODY=$BODY BENCH_PATH=/function/echo
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_nemod() { # mode
+	PORT=$(free_port)
+	cat > "$DIR/nemod.json" <<CFG
+{"listen": "127.0.0.1:$PORT", "token_file": "$DIR/token", "store_dir": "$DIR/store",
+ "code_roots": ["$ROOT/build/functions"], "cores": {"housekeeping": [0], "sandbox": [$SBX_CORE]},
+ "http_mode": "$1", "http_threads": $NCPU, "cgroup_root": "nemo-benchapi-$$", "log_level": "warn",
+ "limits": {"max_inflight_per_function": 4096, "max_connections": 4096}}
+CFG
+	"$BIN/nemod" --config "$DIR/nemod.json" > "$DIR/nemod-$1.log" 2>&1 &
+	NEMOD_PID=$!
+	for _ in $(seq 100); do
+		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
+		sleep 0.05
+	done
+	URL=http://127.0.0.1:$PORT
+	# echo with enough instances for the connections, all warm before measuring
+	curl -sf -X PUT -H "Authorization: Bearer $TOKEN" \
+		"$URL/api/v1/namespaces/_/actions/echo?overwrite=true" \
+		-d "{\"runtime\":\"c\",\"concurrency\":$CONNS,\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"}}" >/dev/null
+	wrk -t1 -c"$CONNS" -d2s -s experiments/bench_api.lua "$URL" >/dev/null
+}
+
+stop_nemod() {
+	kill "$NEMOD_PID"; wait "$NEMOD_PID" || true; NEMOD_PID=
+}
+
+metric() { # name-and-labels
+	curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" | awk -v k="$1" '$1 == k {print $2}'
+}
+
+field() { # line key
+	sed -n "s/.*$2=\([0-9.]*\).*/\1/p" <<<"$1"
+}
+
+echo "bench-api: $NCPU cores, nemod housekeeping core 0, sandboxes on core $SBX_CORE, payload $BODY"
+SBX=$("$BIN/bench_api_sbx" "$ROOT/build/functions/echo.so" "$SBX_CORE" 20000 "$BODY")
+SBX_P50=$(field "$SBX" sbx_warm_p50_us)
+SBX_P99=$(field "$SBX" sbx_warm_p99_us)
+printf "\nsandbox-level warm round trip (sbx_pool_invoke, no HTTP): p50 %s us  p99 %s us\n" \
+	"$SBX_P50" "$SBX_P99"
+
+printf "\nwarm echo through HTTP on loopback (wrk, %ss per row)\n" "$SHORT"
+printf "  %-22s %5s %10s %9s %9s %14s\n" mode conns req/s p50_us p99_us "overhead p50"
+for mode in $MODES; do
+	start_nemod "$mode"
+	for c in 1 "$CONNS"; do
+		OUT=$(wrk -t1 -c"$c" -d"${SHORT}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
+		P50=$(field "$OUT" p50_us); P99=$(field "$OUT" p99_us); RPS=$(field "$OUT" rps)
+		printf "  %-22s %5s %10.0f %9s %9s %11.0f us\n" "$mode" "$c" "$RPS" "$P50" "$P99" \
+			"$(echo "$P50 - $SBX_P50" | bc)"
+		[ "$mode" = thread_per_connection ] && [ "$c" = "$CONNS" ] && CAP_RPS=$RPS
+	done
+	stop_nemod
+done
+
+# sustained: the same connections for $SUSTAIN s at the capacity just measured (wrk is a
+# closed loop: it runs at whatever rate nemod sustains), then count every request three ways.
+printf "\nsustained %ss at capacity (%s connections, thread_per_connection; capacity %.0f req/s)\n" \
+	"$SUSTAIN" "$CONNS" "${CAP_RPS:-0}"
+start_nemod thread_per_connection
+K='nemo_invocations_total{function="echo",status="success"}'
+B0=$(metric "$K"); H0=$(metric 'nemo_http_responses_total{code="2xx"}')
+OUT=$(wrk -t2 -c"$CONNS" -d"${SUSTAIN}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
+sleep 0.5
+B1=$(metric "$K"); H1=$(metric 'nemo_http_responses_total{code="2xx"}')
+ERR=$(metric 'nemo_invocations_total{function="echo",status="internal_error"}')
+stop_nemod
+REQ=$(field "$OUT" requests)
+NON2XX=$(field "$OUT" non2xx)
+SOCKERR=$(( $(field "$OUT" connect_err) + $(field "$OUT" read_err) + $(field "$OUT" write_err) + $(field "$OUT" timeout) ))
+INV=$(( B1 - B0 )); HTTP2XX=$(( H1 - H0 - 2 ))   # two of the /metrics scrapes are 2xx responses too
+printf "  wrk: %s responses, %.0f req/s, p50 %s us, p99 %s us, non-2xx %s, socket errors/timeouts %s\n" \
+	"$REQ" "$(field "$OUT" rps)" "$(field "$OUT" p50_us)" "$(field "$OUT" p99_us)" "$NON2XX" "$SOCKERR"
+printf "  nemod: %s successful echo invocations, %s 2xx responses, %s internal errors\n" \
+	"$INV" "$HTTP2XX" "${ERR:-0}"
+# wrk stops with up to CONNS requests in flight: nemod may have run those, wrk never saw them
+DIFF=$(( INV - REQ ))
+if [ "$NON2XX" = 0 ] && [ "$SOCKERR" = 0 ] && [ "$DIFF" -ge 0 ] && [ "$DIFF" -le "$CONNS" ]; then
+	echo "  result: no request lost or answered twice ($DIFF in flight when wrk stopped)"
+else
+	echo "  result: MISMATCH: invocations - responses = $DIFF (allowed 0..$CONNS), non-2xx $NON2XX, socket errors $SOCKERR"
+	exit 1
+fi
+printf "\nfigures: HTTP warm p50 overhead over the sandbox round trip: see 'overhead p50' (target < 100 us)\n"
