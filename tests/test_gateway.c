@@ -162,8 +162,9 @@ static int write_config(void)
 		 "  \"mqtt\": {\"enabled\": %s, \"port\": %u, \"client_id\": \"nemod-test-%d\",\n"
 		 "           \"reconnect_min_s\": 1, \"reconnect_max_s\": 2}\n"
 		 "}\n",
-		 env.port, env.dir, env.dir, env.fndir, env.dir, getpid(),
-		 env.mqtt ? "true" : "false", env.mqtt_port ? env.mqtt_port : 1883, getpid());
+		 (unsigned)env.port, env.dir, env.dir, env.fndir, env.dir, getpid(),
+		 env.mqtt ? "true" : "false", env.mqtt_port ? (unsigned)env.mqtt_port : 1883u,
+		 getpid());
 	snprintf(path, sizeof(path), "%s/token", env.dir);
 	if (write_text(path, TOKEN "\n"))
 		return -1;
