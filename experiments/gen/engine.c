@@ -59,6 +59,7 @@ struct gen_engine {
 	uint64_t late_skipped;
 	uint64_t alloc_failed;
 	uint64_t probe_rx;
+	uint64_t probe_tx; /* probes the port accepted: the NF counts them too */
 	uint64_t tx_retry_cycles;
 	uint64_t stalls;
 	uint64_t max_gap;
@@ -477,6 +478,8 @@ static void wait_path(struct gen_engine *g, const volatile sig_atomic_t *stop)
 		gen_pkt_stamp(rte_pktmbuf_mtod(m, uint8_t *), &g->flows[0], probe_seq++, now);
 		if (rte_eth_tx_burst(g->port, 0, &m, 1) == 0)
 			rte_pktmbuf_free(m);
+		else
+			g->probe_tx++;
 	}
 	if (g->probe_rx == 0 && !*stop)
 		NEMO_WARN("gen", "no probe came back within %d ms: measuring anyway (all loss?)",
@@ -582,6 +585,7 @@ int gen_run(const struct gen_opts *o, const struct gen_profile *p, FILE *csv,
 	drain_phase(g, o->drain_ms, stop);
 
 	t->sent = g->sent;
+	t->probes_sent = g->probe_tx;
 	t->received = g->received;
 	t->unknown_rx = g->unknown_rx;
 	t->tx_dropped = g->tx_dropped;

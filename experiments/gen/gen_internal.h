@@ -279,6 +279,7 @@ static inline void gen_pkt_stamp(uint8_t *frame, const struct gen_flow *f, uint6
 struct gen_opts {
 	const char *socket;
 	uint32_t memif_id;
+	uint32_t ring_log2; /* memif rsize: the client sets both rings' size */
 	enum gen_profile_kind profile;
 	bool profile_set;
 	bool max_rate; /* --max: no pacing */
@@ -322,6 +323,7 @@ void gen_opts_usage(FILE *out);
 
 struct gen_totals {
 	uint64_t sent;	       /* accepted by tx_burst */
+	uint64_t probes_sent;  /* path probes before the run, not in `sent` */
 	uint64_t received;     /* came back with this run's stamp */
 	uint64_t unknown_rx;   /* came back without it */
 	uint64_t tx_dropped;   /* due, built, refused by tx_burst after retries */

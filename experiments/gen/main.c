@@ -74,8 +74,8 @@ static int build_eal_args(const struct gen_opts *o, char *argv0, char **eal, str
 	snprintf(b->lcores, sizeof(b->lcores), "%d", o->cpu >= 0 ? o->cpu : lowest_allowed_cpu());
 	snprintf(b->prefix, sizeof(b->prefix), "nemo-gen-%d", (int)getpid());
 	snprintf(b->vdev, sizeof(b->vdev),
-		 "net_memif0,role=client,socket=%s,socket-abstract=no,id=%u", o->socket,
-		 o->memif_id);
+		 "net_memif0,role=client,socket=%s,socket-abstract=no,id=%u,rsize=%u", o->socket,
+		 o->memif_id, o->ring_log2);
 	eal[n++] = "--no-huge";
 	eal[n++] = "-m";
 	eal[n++] = "512";

@@ -11,6 +11,7 @@
 enum {
 	OPT_SOCKET = 256,
 	OPT_MEMIF_ID,
+	OPT_RSIZE,
 	OPT_PROFILE,
 	OPT_RATE,
 	OPT_ON_MS,
@@ -34,6 +35,7 @@ enum {
 static const struct option long_opts[] = {
 	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"memif-id", required_argument, NULL, OPT_MEMIF_ID},
+	{"rsize", required_argument, NULL, OPT_RSIZE},
 	{"profile", required_argument, NULL, OPT_PROFILE},
 	{"rate", required_argument, NULL, OPT_RATE},
 	{"on-ms", required_argument, NULL, OPT_ON_MS},
@@ -67,6 +69,8 @@ void gen_opts_usage(FILE *out)
 		"\n"
 		"  --socket PATH        memif socket of the NF (the memif server; nemo-gen is the client)\n"
 		"  --memif-id N         memif interface id (default 0)\n"
+		"  --rsize N            log2 of the memif ring size, 8..14 (default 14: 16384 slots,\n"
+		"                       so that an NF sleeping up to its max sleep loses nothing)\n"
 		"  --profile NAME       constant | on_off | steps | trace (default: implied by the\n"
 		"                       options below, else constant)\n"
 		"  --rate PPS           constant rate, or the on-rate of on_off (accepts k, M, G)\n"
@@ -148,6 +152,7 @@ static void set_defaults(struct gen_opts *o)
 	o->flows = 1;
 	o->burst = 32;
 	o->interval_ms = 100;
+	o->ring_log2 = 14;
 	o->drain_ms = 200;
 	o->warmup_ms = 5000;
 	o->cpu = -1;
@@ -166,6 +171,8 @@ static int one_opt(struct gen_opts *o, int c, const char *arg, char *err, size_t
 		return 0;
 	case OPT_MEMIF_ID:
 		return parse_u32("memif-id", arg, 0, UINT32_MAX, &o->memif_id, err, errlen);
+	case OPT_RSIZE:
+		return parse_u32("rsize", arg, 8, 14, &o->ring_log2, err, errlen);
 	case OPT_PROFILE:
 		for (size_t i = 0; i < sizeof(profile_names) / sizeof(profile_names[0]); i++) {
 			if (strcmp(arg, profile_names[i]) == 0) {

@@ -110,6 +110,7 @@ cJSON *gen_report_json(const struct gen_totals *t)
 	if (!o)
 		return NULL;
 	cJSON_AddNumberToObject(o, "sent", (double)t->sent);
+	cJSON_AddNumberToObject(o, "probes_sent", (double)t->probes_sent);
 	cJSON_AddNumberToObject(o, "received", (double)t->received);
 	cJSON_AddNumberToObject(o, "lost", (double)((int64_t)t->sent - (int64_t)t->received));
 	cJSON_AddNumberToObject(o, "tx_dropped", (double)t->tx_dropped);
