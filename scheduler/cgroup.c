@@ -190,6 +190,17 @@ static int v1_remove(const struct sched_harvest_cg *cg)
 	return rc;
 }
 
+/*
+ * Already idle? The weight of an idle group cannot be written, and leaving idle to reset it
+ * would let the sandboxes compete with the NF at full weight for a moment.
+ */
+static bool is_idle(const char *dir)
+{
+	char buf[16];
+
+	return __sched_read(dir, "cpu.idle", buf, sizeof(buf)) > 0 && buf[0] == '1';
+}
+
 static int v1_apply_policy(const struct sched_harvest_cg *cg, int policy)
 {
 	int rc;
@@ -200,6 +211,8 @@ static int v1_apply_policy(const struct sched_harvest_cg *cg, int policy)
 		return rc ? rc : __sched_write(cg->cpu, "cpu.shares", "2");
 	}
 	if (policy == SCHED_HARVEST_IDLE) {
+		if (is_idle(cg->cpu))
+			return 0;
 		rc = __sched_write(cg->cpu, "cpu.shares", "1024");
 		return rc ? rc : __sched_write(cg->cpu, "cpu.idle", "1");
 	}
@@ -321,6 +334,8 @@ static int v2_apply_policy(const struct sched_harvest_cg *cg, int policy)
 		return rc ? rc : __sched_write(cg->cpu, "cpu.weight", "1");
 	}
 	if (policy == SCHED_HARVEST_IDLE) {
+		if (is_idle(cg->cpu))
+			return 0;
 		rc = __sched_write(cg->cpu, "cpu.weight", "100");
 		return rc ? rc : __sched_write(cg->cpu, "cpu.idle", "1");
 	}
