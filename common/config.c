@@ -165,8 +165,11 @@ int cfg_parse_u32(struct cfg_ctx *ctx, const char *path, const cJSON *item, void
 	double v;
 	int rc = number_in_range(ctx, path, item, key, true, 0, UINT32_MAX, &v);
 
-	if (!rc)
-		*(uint32_t *)((char *)dst + key->offset) = (uint32_t)v;
+	if (!rc) {
+		uint32_t u = (uint32_t)v;
+
+		memcpy((char *)dst + key->offset, &u, sizeof(u));
+	}
 	return rc;
 }
 
@@ -177,8 +180,11 @@ int cfg_parse_u64(struct cfg_ctx *ctx, const char *path, const cJSON *item, void
 	/* JSON numbers are doubles: integers are exact up to 2^53 */
 	int rc = number_in_range(ctx, path, item, key, true, 0, 9007199254740992.0, &v);
 
-	if (!rc)
-		*(uint64_t *)((char *)dst + key->offset) = (uint64_t)v;
+	if (!rc) {
+		uint64_t u = (uint64_t)v;
+
+		memcpy((char *)dst + key->offset, &u, sizeof(u));
+	}
 	return rc;
 }
 
@@ -188,8 +194,11 @@ int cfg_parse_i32(struct cfg_ctx *ctx, const char *path, const cJSON *item, void
 	double v;
 	int rc = number_in_range(ctx, path, item, key, true, INT32_MIN, INT32_MAX, &v);
 
-	if (!rc)
-		*(int32_t *)((char *)dst + key->offset) = (int32_t)v;
+	if (!rc) {
+		int32_t i = (int32_t)v;
+
+		memcpy((char *)dst + key->offset, &i, sizeof(i));
+	}
 	return rc;
 }
 
@@ -200,16 +209,18 @@ int cfg_parse_double(struct cfg_ctx *ctx, const char *path, const cJSON *item, v
 	int rc = number_in_range(ctx, path, item, key, false, -HUGE_VAL, HUGE_VAL, &v);
 
 	if (!rc)
-		*(double *)((char *)dst + key->offset) = v;
+		memcpy((char *)dst + key->offset, &v, sizeof(v));
 	return rc;
 }
 
 int cfg_parse_bool(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
 		   const struct cfg_key *key)
 {
+	bool b = cJSON_IsTrue(item);
+
 	if (!cJSON_IsBool(item))
 		return cfg_error(ctx, path, "expected true or false, got %s", json_type_name(item));
-	*(bool *)((char *)dst + key->offset) = cJSON_IsTrue(item);
+	memcpy((char *)dst + key->offset, &b, sizeof(b));
 	return 0;
 }
 
@@ -239,7 +250,7 @@ int cfg_parse_enum(struct cfg_ctx *ctx, const char *path, const cJSON *item, voi
 		return cfg_error(ctx, path, "expected a string, got %s", json_type_name(item));
 	for (int i = 0; names[i]; i++) {
 		if (strcmp(names[i], item->valuestring) == 0) {
-			*(int *)((char *)dst + key->offset) = i;
+			memcpy((char *)dst + key->offset, &i, sizeof(i));
 			return 0;
 		}
 		snprintf(choices + strlen(choices), sizeof(choices) - strlen(choices), "%s%s",
