@@ -13,6 +13,9 @@ SUSTAIN=${BENCH_API_SECONDS:-60}
 SHORT=${BENCH_API_SHORT:-10}
 CONNS=${BENCH_API_CONNS:-8}
 MODES=${BENCH_API_MODES:-"thread_per_connection pool"}
+# where wrk runs [every cpu]; 0 puts it beside nemod and leaves the sandbox core alone, which
+# measured slower here (wrk and nemod then share one core)
+WRK_CPUS=${BENCH_API_WRK_CPUS:-0-$((NCPU - 1))}
 BODY='{"hello":"nemo"}'
 NCPU=$(nproc)
 SBX_CORE=$(( NCPU > 1 ? 1 : 0 ))
@@ -54,7 +57,7 @@ CFG
 	curl -sf -X PUT -H "Authorization: Bearer $TOKEN" \
 		"$URL/api/v1/namespaces/_/actions/echo?overwrite=true" \
 		-d "{\"runtime\":\"c\",\"concurrency\":$CONNS,\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"}}" >/dev/null
-	wrk -t1 -c"$CONNS" -d2s -s experiments/bench_api.lua "$URL" >/dev/null
+	taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNS" -d2s -s experiments/bench_api.lua "$URL" >/dev/null
 }
 
 stop_nemod() {
@@ -69,7 +72,7 @@ field() { # line key
 	sed -n "s/.*$2=\([0-9.]*\).*/\1/p" <<<"$1"
 }
 
-echo "bench-api: $NCPU cores, nemod housekeeping core 0, sandboxes on core $SBX_CORE, payload $BODY"
+echo "bench-api: $NCPU cores, nemod housekeeping core 0, wrk on cpus $WRK_CPUS, sandboxes on core $SBX_CORE, payload $BODY"
 SBX=$("$BIN/bench_api_sbx" "$ROOT/build/functions/echo.so" "$SBX_CORE" 20000 "$BODY")
 SBX_P50=$(field "$SBX" sbx_warm_p50_us)
 SBX_P99=$(field "$SBX" sbx_warm_p99_us)
@@ -81,7 +84,7 @@ printf "  %-22s %5s %10s %9s %9s %14s\n" mode conns req/s p50_us p99_us "overhea
 for mode in $MODES; do
 	start_nemod "$mode"
 	for c in 1 "$CONNS"; do
-		OUT=$(wrk -t1 -c"$c" -d"${SHORT}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
+		OUT=$(taskset -c "$WRK_CPUS" wrk -t1 -c"$c" -d"${SHORT}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
 		P50=$(field "$OUT" p50_us); P99=$(field "$OUT" p99_us); RPS=$(field "$OUT" rps)
 		printf "  %-22s %5s %10.0f %9s %9s %11.0f us\n" "$mode" "$c" "$RPS" "$P50" "$P99" \
 			"$(echo "$P50 - $SBX_P50" | bc)"
@@ -97,7 +100,7 @@ printf "\nsustained %ss at capacity (%s connections, thread_per_connection; capa
 start_nemod thread_per_connection
 K='nemo_invocations_total{function="echo",status="success"}'
 B0=$(metric "$K"); H0=$(metric 'nemo_http_responses_total{code="2xx"}')
-OUT=$(wrk -t2 -c"$CONNS" -d"${SUSTAIN}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
+OUT=$(taskset -c "$WRK_CPUS" wrk -t2 -c"$CONNS" -d"${SUSTAIN}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
 sleep 0.5
 B1=$(metric "$K"); H1=$(metric 'nemo_http_responses_total{code="2xx"}')
 ERR=$(metric 'nemo_invocations_total{function="echo",status="internal_error"}')

@@ -70,10 +70,8 @@ static void fn_publish(struct gw_daemon *d, struct gw_function *fn)
 		d->functions = fn;
 	}
 	pthread_rwlock_unlock(&d->fn_lock);
-	if (old) {
-		old->deleted = true;
-		gw_fn_put(old);
-	}
+	/* invocations still at the old gate finish there, by name, on the new spec */
+	gw_fn_put(old);
 }
 
 /* ---- deploy ----------------------------------------------------------------------------------- */

@@ -154,6 +154,7 @@ static int write_config(void)
 		 "  \"store_dir\": \"%s/store\",\n"
 		 "  \"code_roots\": [\"%s\", \"%s/code\"],\n"
 		 "  \"limits\": {\"max_body_bytes\": 65536, \"max_inflight_per_function\": 2,\n"
+		 "             \"max_inflight\": 3,\n"
 		 "             \"connection_timeout_s\": 2, \"request_timeout_ms\": 1000},\n"
 		 "  \"cores\": {\"sandbox\": [0]},\n"
 		 "  \"async_workers\": 2,\n"
@@ -566,6 +567,7 @@ struct par_req {
 	const char *path;
 	const char *body;
 	int status;
+	char reply[256];
 };
 
 static void *par_main(void *arg)
@@ -574,6 +576,7 @@ static void *par_main(void *arg)
 	struct gw_http_response r;
 
 	p->status = http("POST", p->path, TOKEN, p->body, &r);
+	snprintf(p->reply, sizeof(p->reply), "%s", r.body);
 	gw_http_response_release(&r);
 	return NULL;
 }
@@ -600,6 +603,30 @@ static void test_concurrency_limit_429(void)
 	CU_ASSERT_TRUE(ok >= 2);
 	CU_ASSERT_TRUE(limited >= 1);
 	expect("GET", "/metrics", TOKEN, NULL, 200, "nemo_rejected_total");
+}
+
+static void test_overall_limit_429(void)
+{
+	struct par_req reqs[8];
+	pthread_t th[8];
+	int ok = 0, overall = 0;
+
+	/* two functions, max_inflight 3 for the whole daemon: some are refused daemon-wide */
+	deploy("napa", "test-probe.so", "nap", "\"timeout_ms\": 5000, \"concurrency\": 2");
+	deploy("napb", "test-probe.so", "nap", "\"timeout_ms\": 5000, \"concurrency\": 2");
+	for (int i = 0; i < 8; i++) {
+		reqs[i] = (struct par_req){.path = i % 2 ? "/function/napa" : "/function/napb",
+					   .body = "400"};
+		pthread_create(&th[i], NULL, par_main, &reqs[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ok += reqs[i].status == 200;
+		overall += reqs[i].status == 429 && strstr(reqs[i].reply, "nemod is at its limit");
+	}
+	CU_ASSERT_TRUE(ok >= 1 && ok <= 4);
+	CU_ASSERT_TRUE(overall >= 1);
+	expect("POST", "/function/napa", TOKEN, "1", 200, "calls=");
 }
 
 static const char *activation_status(const char *id)
@@ -799,6 +826,7 @@ NEMO_SUITE(gateway_api, api_setup, env_teardown,
 	   {"slow clients do not block others", test_slow_client},
 	   {"function error, timeout, crash are 502", test_function_errors_are_502},
 	   {"concurrency limits are 429", test_concurrency_limit_429},
+	   {"the daemon-wide limit is 429", test_overall_limit_429},
 	   {"async activations end even when sandboxes crash", test_async_crash_reaches_terminal},
 	   {"metrics parse and count", test_metrics}, {"nemoctl", test_nemoctl});
 
