@@ -43,6 +43,11 @@ static int be_maintain(void *state)
 	return sbx_pool_maintain(((struct sbx_backend *)state)->pool);
 }
 
+static int be_prewarm(void *state, const char *name, int core, int count)
+{
+	return sbx_pool_prewarm(((struct sbx_backend *)state)->pool, name, core, count);
+}
+
 static const struct gw_backend_ops sbx_backend_ops = {
 	.name = "sandbox",
 	.deploy = be_deploy,
@@ -51,6 +56,7 @@ static const struct gw_backend_ops sbx_backend_ops = {
 	.result_release = be_release,
 	.stats = be_stats,
 	.maintain = be_maintain,
+	.prewarm = be_prewarm,
 };
 
 int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)

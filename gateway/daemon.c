@@ -273,12 +273,35 @@ static int place_code(struct gw_daemon *d, const char *name, const cJSON *code,
 	return 0;
 }
 
+/*
+ * Instances made ahead of demand, on the core the dispatcher would pick: the first requests
+ * then take the pre-warmed path. A failure leaves the function deployed, cold.
+ */
+static void prewarm_function(struct gw_daemon *d, const char *name, int count)
+{
+	struct gw_placement where = {.core = -1};
+	int made;
+
+	if (!d->backend.ops->prewarm)
+		return;
+	if (d->dispatch.ops->place(d->dispatch.state, name, &where) || where.core < 0)
+		where.core = d->cfg.sandbox_cores[0];
+	made = d->backend.ops->prewarm(d->backend.state, name, where.core, count);
+	if (made < 0)
+		NEMO_WARN(GW_MOD, "prewarm function=%s core=%d: %s", name, where.core,
+			  strerror(-made));
+	else
+		NEMO_INFO(GW_MOD, "prewarmed function=%s core=%d instances=%d", name, where.core,
+			  made);
+}
+
 int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t len, bool stored,
 	      char *err, size_t errlen, int *http_status)
 {
 	const char *origin = stored ? "store" : "request";
 	struct gw_function *fn = NULL;
-	cJSON *root, *code, *mqtt, *jname;
+	cJSON *root, *code = NULL, *mqtt = NULL, *prewarm = NULL, *jname;
+	int n_prewarm;
 	char spec_err[512], code_path[GW_PATH_MAX];
 	char *spec_text = NULL, *doc = NULL;
 	uint64_t version;
@@ -317,6 +340,15 @@ int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t le
 	rc = parse_mqtt(mqtt, &fn->mqtt, err, errlen, http_status);
 	if (rc)
 		goto out_mqtt;
+	prewarm = cJSON_DetachItemFromObjectCaseSensitive(root, "prewarm");
+	if (prewarm && (!cJSON_IsNumber(prewarm) || prewarm->valueint < 0 ||
+			prewarm->valueint > GW_MAX_PREWARM ||
+			prewarm->valuedouble != (double)prewarm->valueint)) {
+		rc = bad(err, errlen, http_status, 400, "key 'prewarm': expected an integer 0..%d",
+			 GW_MAX_PREWARM);
+		goto out_mqtt;
+	}
+	fn->prewarm = prewarm ? prewarm->valueint : 0;
 	code = cJSON_DetachItemFromObjectCaseSensitive(root, "code");
 	if (!code) {
 		rc = bad(err, errlen, http_status, 400, "key 'code': required key is missing");
@@ -373,6 +405,10 @@ int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t le
 		cJSON_AddItemToObject(root, "mqtt", mqtt);
 		mqtt = NULL;
 	}
+	if (prewarm) {
+		cJSON_AddItemToObject(root, "prewarm", prewarm);
+		prewarm = NULL;
+	}
 	doc = cJSON_Print(root);
 	if (!doc) {
 		rc = bad(err, errlen, http_status, 500, "out of memory");
@@ -405,11 +441,14 @@ int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t le
 	atomic_init(&fn->refs, 1);
 	pthread_mutex_init(&fn->gate_lock, NULL);
 	pthread_cond_init(&fn->gate_cond, NULL);
+	n_prewarm = fn->prewarm;
 	fn_publish(d, fn);
 	fn = NULL;
 	pthread_mutex_unlock(&d->deploy_lock);
 	if (d->mqtt)
 		gw_mqtt_resubscribe(d->mqtt);
+	if (n_prewarm)
+		prewarm_function(d, name, n_prewarm);
 	NEMO_INFO(GW_MOD, "deployed function=%s version=%llu code=%s origin=%s", name,
 		  (unsigned long long)version, code_path, origin);
 	*http_status = 200;
@@ -422,6 +461,7 @@ out_code:
 	cJSON_Delete(code);
 out_mqtt:
 	cJSON_Delete(mqtt);
+	cJSON_Delete(prewarm);
 out:
 	free(spec_text);
 	free(doc);
@@ -938,6 +978,7 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 	cJSON_AddNumberToObject(j, "timeout_ms", s->timeout_ms);
 	cJSON_AddNumberToObject(j, "concurrency", s->concurrency);
 	cJSON_AddNumberToObject(j, "max_payload_bytes", s->max_payload_bytes);
+	cJSON_AddNumberToObject(j, "prewarm", fn->prewarm);
 	cJSON_AddStringToObject(j, "code", s->code);
 	if (fn->mqtt.n_topics) {
 		cJSON *topics;

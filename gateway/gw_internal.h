@@ -16,9 +16,10 @@
 /* Names are path components and MQTT/metric labels: keep them boring. */
 #define GW_NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
-#define GW_MAX_TOPICS 8
-#define GW_TOPIC_MAX  128
-#define GW_ID_LEN     32 /* activation ids: 32 hex digits, as OpenWhisk */
+#define GW_MAX_TOPICS  8
+#define GW_TOPIC_MAX   128
+#define GW_ID_LEN      32 /* activation ids: 32 hex digits, as OpenWhisk */
+#define GW_MAX_PREWARM 64
 
 /* ---- metrics ------------------------------------------------------------------------------------- */
 
@@ -79,7 +80,8 @@ struct gw_function {
 	bool deleted;
 	struct sbx_spec spec;
 	struct gw_mqtt_trigger mqtt;
-	char *doc; /* the stored JSON document (spec + code path + triggers), for GET */
+	int prewarm; /* instances made ahead of demand at deploy and at start */
+	char *doc;   /* the stored JSON document (spec + code path + triggers), for GET */
 	uint64_t version;
 	/* the gate: at most spec.concurrency run; up to the per-function limit wait */
 	pthread_mutex_t gate_lock;

@@ -34,7 +34,7 @@ struct ctl {
 	int timeout_ms;
 	/* deploy */
 	const char *code, *runtime, *handler, *spec, *exec_mode, *reply_topic;
-	long memory_mb, timeout_fn_ms, concurrency, max_payload;
+	long memory_mb, timeout_fn_ms, concurrency, max_payload, prewarm;
 	const char *env[16];
 	int n_env;
 	const char *topics[8];
@@ -52,7 +52,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: nemoctl [--url http://HOST:PORT] [--token-file FILE] [--json] COMMAND ...\n"
 		"  deploy NAME --code FILE [--runtime c|python|exec] [--handler H] [--memory-mb N]\n"
-		"         [--timeout-ms N] [--concurrency N] [--max-payload-bytes N]\n"
+		"         [--timeout-ms N] [--concurrency N] [--max-payload-bytes N] [--prewarm N]\n"
 		"         [--exec-mode persistent|per_request] [--env KEY=VALUE]...\n"
 		"         [--mqtt-topic FILTER]... [--reply-topic TOPIC] [--spec FILE.json]\n"
 		"         [--code-path]   (send the path for nemod to read instead of the bytes)\n"
@@ -276,6 +276,8 @@ static int cmd_deploy(struct ctl *c, const char *name)
 		cJSON_AddNumberToObject(spec, "concurrency", (double)c->concurrency);
 	if (c->max_payload)
 		cJSON_AddNumberToObject(spec, "max_payload_bytes", (double)c->max_payload);
+	if (c->prewarm)
+		cJSON_AddNumberToObject(spec, "prewarm", (double)c->prewarm);
 	if (c->n_env) {
 		cJSON *env = cJSON_AddObjectToObject(spec, "env");
 
@@ -496,6 +498,7 @@ int main(int argc, char **argv)
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"concurrency", required_argument, NULL, 'C'},
 		{"max-payload-bytes", required_argument, NULL, 'M'},
+		{"prewarm", required_argument, NULL, 'W'},
 		{"exec-mode", required_argument, NULL, 'E'},
 		{"env", required_argument, NULL, 'e'},
 		{"mqtt-topic", required_argument, NULL, 'q'},
@@ -551,6 +554,9 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			c.max_payload = atol(optarg);
+			break;
+		case 'W':
+			c.prewarm = atol(optarg);
 			break;
 		case 'E':
 			c.exec_mode = optarg;

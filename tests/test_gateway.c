@@ -371,6 +371,15 @@ static void test_round_trip(void)
 	CU_ASSERT_TRUE(done);
 	expect("GET", ACTV "?name=echo&limit=5", TOKEN, NULL, 200, "\"name\":\"echo\"");
 
+	/* instances made at deploy serve the first requests: the pre-warmed start path */
+	deploy("pw", "echo.so", "handle", "\"prewarm\": 1");
+	expect("POST", ACT "/pw?blocking=true", TOKEN, "{}", 200, "\"startPath\":\"prewarmed\"");
+	expect("POST", ACT "/pw?blocking=true", TOKEN, "{}", 200, "\"startPath\":\"warm\"");
+	expect("GET", "/metrics", TOKEN, NULL, 200,
+	       "nemo_starts_total{function=\"pw\",path=\"prewarmed\"} 1\n");
+	expect("PUT", ACT "/pw2", TOKEN,
+	       "{\"runtime\":\"c\",\"prewarm\":-1,\"code\":{\"base64\":\"QUJD\"}}", 400, "prewarm");
+
 	/* the OpenFaaS aliases */
 	expect("POST", "/function/echo", TOKEN, "raw bytes", 200, "raw bytes");
 	expect("POST", "/async-function/echo", TOKEN, "x", 202, "activationId");

@@ -96,6 +96,8 @@ struct gw_backend_ops {
 	void (*result_release)(void *state, struct sbx_result *res);
 	int (*stats)(void *state, const char *name, struct sbx_pool_stats *st);
 	int (*maintain)(void *state);
+	/* make `count` idle instances on `core` ahead of demand; returns how many, or -errno */
+	int (*prewarm)(void *state, const char *name, int core, int count);
 };
 
 struct gw_backend {
