@@ -154,7 +154,7 @@ static int write_config(void)
 		 "  \"store_dir\": \"%s/store\",\n"
 		 "  \"code_roots\": [\"%s\", \"%s/code\"],\n"
 		 "  \"limits\": {\"max_body_bytes\": 65536, \"max_inflight_per_function\": 2,\n"
-		 "             \"max_inflight\": 3,\n"
+		 "             \"max_inflight\": 3, \"blocking_timeout_ms\": 4000,\n"
 		 "             \"connection_timeout_s\": 2, \"request_timeout_ms\": 1000},\n"
 		 "  \"cores\": {\"sandbox\": [0]},\n"
 		 "  \"async_workers\": 2,\n"
@@ -597,7 +597,7 @@ static void test_concurrency_limit_429(void)
 	int ok = 0, limited = 0;
 
 	/* concurrency 1 and max_inflight_per_function 2: one runs, one waits, the rest 429 */
-	deploy("nap", "test-probe.so", "nap", "\"timeout_ms\": 5000");
+	deploy("nap", "test-probe.so", "nap", "\"timeout_ms\": 3000");
 	expect("POST", "/function/nap", TOKEN, "1", 200, "calls=");
 	for (int i = 0; i < 6; i++) {
 		reqs[i] = (struct par_req){.path = "/function/nap", .body = "400"};
@@ -621,8 +621,8 @@ static void test_overall_limit_429(void)
 	int ok = 0, overall = 0;
 
 	/* two functions, max_inflight 3 for the whole daemon: some are refused daemon-wide */
-	deploy("napa", "test-probe.so", "nap", "\"timeout_ms\": 5000, \"concurrency\": 2");
-	deploy("napb", "test-probe.so", "nap", "\"timeout_ms\": 5000, \"concurrency\": 2");
+	deploy("napa", "test-probe.so", "nap", "\"timeout_ms\": 3000, \"concurrency\": 2");
+	deploy("napb", "test-probe.so", "nap", "\"timeout_ms\": 3000, \"concurrency\": 2");
 	for (int i = 0; i < 8; i++) {
 		reqs[i] = (struct par_req){.path = i % 2 ? "/function/napa" : "/function/napb",
 					   .body = "400"};
@@ -655,6 +655,32 @@ static const char *activation_status(const char *id)
 	}
 	gw_http_response_release(&r);
 	return status;
+}
+
+static void test_blocking_gives_up_with_202(void)
+{
+	struct gw_http_response r;
+	const char *st = "";
+	char id[40];
+	cJSON *j;
+
+	/* a caller waits blocking_timeout_ms (4 s here), then gets the id to poll */
+	deploy("longnap", "test-probe.so", "nap", "\"timeout_ms\": 10000");
+	expect("POST", ACT "/longnap?blocking=true", TOKEN, "10", 200, "\"status\":\"success\"");
+	CU_ASSERT_EQUAL(http("POST", ACT "/longnap?blocking=true", TOKEN, "5000", &r), 202);
+	j = cJSON_Parse(r.body);
+	snprintf(id, sizeof(id), "%s",
+		 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId")));
+	cJSON_Delete(j);
+	gw_http_response_release(&r);
+	CU_ASSERT_EQUAL(strlen(id), 32);
+	for (int k = 0; k < 200; k++) {
+		st = activation_status(id);
+		if (strcmp(st, "accepted") && strcmp(st, "running"))
+			break;
+		test_msleep(20);
+	}
+	CU_ASSERT_STRING_EQUAL(st, "success");
 }
 
 static void test_async_crash_reaches_terminal(void)
@@ -837,6 +863,8 @@ NEMO_SUITE(gateway_api, api_setup, env_teardown,
 	   {"concurrency limits are 429", test_concurrency_limit_429},
 	   {"the daemon-wide limit is 429", test_overall_limit_429},
 	   {"async activations end even when sandboxes crash", test_async_crash_reaches_terminal},
+	   {"blocking gives up with 202 after blocking_timeout_ms",
+	    test_blocking_gives_up_with_202},
 	   {"metrics parse and count", test_metrics}, {"nemoctl", test_nemoctl});
 
 /* ---- restart and drain ------------------------------------------------------------------------ */
