@@ -206,6 +206,7 @@ int nf_lcore_main(void *arg)
 	now = rte_rdtsc();
 	nf_acct_init(&c->acct, now, rt->tsc_hz);
 	c->rec->start_tsc = now;
+	c->rec->tid = (int32_t)gettid();
 	c->rec->max_sleep_ns = idle->policy == HC_IDLE_SLEEP ? max_sleep_ns : 0;
 	set_state(c, HC_STATE_IDLE_POLL, now);
 	publish(c, now);

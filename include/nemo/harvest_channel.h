@@ -25,7 +25,7 @@
  */
 
 #define HC_MAGIC	0x314843304f4d454eull /* "NEMO0HC1" little-endian */
-#define HC_VERSION	1u
+#define HC_VERSION	2u		      /* 2: the lcore thread id in line 2 */
 #define HC_CACHE_LINE	64
 #define HC_MAX_LCORES	128
 #define HC_NAME_MAX	32
@@ -93,7 +93,8 @@ struct hc_lcore_record {
 	uint64_t tx_pkts;
 	uint64_t drop_pkts; /* the sum of drops[] */
 	uint64_t rx_bursts;
-	uint8_t pad2[HC_CACHE_LINE - 32];
+	int32_t tid; /* the lcore thread's Linux tid, for perf events and /proc (0 until it runs) */
+	uint8_t pad2[HC_CACHE_LINE - 36];
 	/* lines 3-4: drops by reason (enum nf_drop_reason) */
 	uint64_t drops[HC_DROP_REASONS];
 	/* lines 5-6: idle-period lengths seen (from the end of one busy iteration to the next) */
