@@ -13,7 +13,7 @@ static const char *const status_names[GW_ACT_N_STATUS] = {
 	[GW_ACT_SUCCESS] = "success",	  [GW_ACT_APP_ERROR] = "application_error",
 	[GW_ACT_TIMEOUT] = "timeout",	  [GW_ACT_CRASHED] = "crashed",
 	[GW_ACT_REJECTED] = "rejected",	  [GW_ACT_INTERNAL] = "internal_error",
-	[GW_ACT_CANCELLED] = "cancelled",
+	[GW_ACT_CANCELLED] = "cancelled", [GW_ACT_INTERRUPTED] = "interrupted",
 };
 
 static const char *const path_names[] = {"none", "cold", "warm", "prewarmed"};
@@ -43,7 +43,7 @@ enum gw_act_status gw_act_status_of(enum sbx_status s)
 	}
 }
 
-static bool terminal(enum gw_act_status s)
+bool gw_act_terminal(enum gw_act_status s)
 {
 	return s >= GW_ACT_SUCCESS;
 }
@@ -61,6 +61,7 @@ int gw_act_table_init(struct gw_act_table *t, uint32_t capacity)
 		rnd = gw_now_ns() ^ (uint64_t)time(NULL) << 20;
 	snprintf(t->boot_id, sizeof(t->boot_id), "%016llx", (unsigned long long)rnd);
 	t->next_seq = 1;
+	t->journal_fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
 	return 0;
@@ -70,6 +71,7 @@ static void clear_slot(struct gw_activation *a)
 {
 	free(a->result);
 	free(a->payload);
+	free(a->restored_json);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -77,6 +79,7 @@ void gw_act_table_fini(struct gw_act_table *t)
 {
 	if (!t->slots)
 		return;
+	gw_journal_close(t);
 	for (uint32_t i = 0; i < t->capacity; i++)
 		clear_slot(&t->slots[i]);
 	free(t->slots);
@@ -92,27 +95,39 @@ static struct gw_activation *by_seq(struct gw_act_table *t, uint64_t seq)
 	return a->seq == seq ? a : NULL;
 }
 
+struct gw_activation *gw_act_slot_new(struct gw_act_table *t, const char *id)
+{
+	struct gw_activation *a = &t->slots[t->next_seq % t->capacity];
+
+	/* the oldest is still queued or running: evicting it would lose it */
+	if (a->seq && !gw_act_terminal(a->status))
+		return NULL;
+	clear_slot(a);
+	a->seq = t->next_seq++;
+	if (id)
+		snprintf(a->id, sizeof(a->id), "%s", id);
+	else
+		snprintf(a->id, sizeof(a->id), "%s%016llx", t->boot_id, (unsigned long long)a->seq);
+	a->status = GW_ACT_ACCEPTED;
+	a->start_ms = gw_epoch_ms();
+	a->core = -1;
+	return a;
+}
+
 int gw_act_new(struct gw_act_table *t, const char *function, int trigger, bool blocking,
 	       char id_out[GW_ID_LEN + 1], uint64_t *seq_out)
 {
 	struct gw_activation *a;
 
 	pthread_mutex_lock(&t->lock);
-	a = &t->slots[t->next_seq % t->capacity];
-	if (a->seq && !terminal(a->status)) {
-		/* the oldest is still queued or running: evicting it would lose it */
+	a = gw_act_slot_new(t, NULL);
+	if (!a) {
 		pthread_mutex_unlock(&t->lock);
 		return -EAGAIN;
 	}
-	clear_slot(a);
-	a->seq = t->next_seq++;
-	snprintf(a->id, sizeof(a->id), "%s%016llx", t->boot_id, (unsigned long long)a->seq);
 	snprintf(a->function, sizeof(a->function), "%s", function);
-	a->status = GW_ACT_ACCEPTED;
-	a->start_ms = gw_epoch_ms();
 	a->trigger = trigger;
 	a->blocking = blocking;
-	a->core = -1;
 	memcpy(id_out, a->id, GW_ID_LEN + 1);
 	*seq_out = a->seq;
 	pthread_mutex_unlock(&t->lock);
@@ -141,6 +156,8 @@ int gw_act_set_work(struct gw_act_table *t, uint64_t seq, const void *payload, s
 		a->payload_len = len;
 		snprintf(a->reply_topic, sizeof(a->reply_topic), "%s",
 			 reply_topic ? reply_topic : "");
+		a->queued = true;
+		gw_journal_note(t, a, 'A');
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
@@ -158,6 +175,8 @@ int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core)
 	else {
 		a->status = GW_ACT_RUNNING;
 		a->core = core;
+		if (a->queued)
+			gw_journal_note(t, a, 'R');
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
@@ -176,7 +195,7 @@ int gw_act_finish(struct gw_act_table *t, uint64_t seq, enum gw_act_status statu
 	}
 	pthread_mutex_lock(&t->lock);
 	a = by_seq(t, seq);
-	if (!a || terminal(a->status)) {
+	if (!a || gw_act_terminal(a->status)) {
 		pthread_mutex_unlock(&t->lock);
 		free(copy);
 		return -EALREADY;
@@ -196,6 +215,8 @@ int gw_act_finish(struct gw_act_table *t, uint64_t seq, enum gw_act_status statu
 	free(a->payload);
 	a->payload = NULL;
 	a->payload_len = 0;
+	if (a->queued)
+		gw_journal_note(t, a, 'T');
 	pthread_cond_broadcast(&t->changed);
 	pthread_mutex_unlock(&t->lock);
 	return 0;
@@ -217,7 +238,7 @@ bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms)
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
 		a = by_seq(t, seq);
-		if (!a || terminal(a->status)) {
+		if (!a || gw_act_terminal(a->status)) {
 			done = true;
 			break;
 		}
@@ -245,10 +266,17 @@ static cJSON *result_json(const uint8_t *data, size_t len)
 	return j;
 }
 
-static cJSON *record_json(const struct gw_activation *a)
+cJSON *gw_act_record_json(const struct gw_activation *a)
 {
-	cJSON *j = cJSON_CreateObject(), *resp, *phases, *result;
+	cJSON *j, *resp, *phases, *result;
 	bool ok = a->status == GW_ACT_SUCCESS;
+
+	if (a->restored_json) {
+		j = cJSON_Parse(a->restored_json);
+		if (j)
+			return j;
+	}
+	j = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(j, "activationId", a->id);
 	cJSON_AddStringToObject(j, "name", a->function);
@@ -256,7 +284,7 @@ static cJSON *record_json(const struct gw_activation *a)
 	cJSON_AddStringToObject(j, "status", gw_act_status_name(a->status));
 	cJSON_AddStringToObject(j, "trigger", a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http");
 	cJSON_AddNumberToObject(j, "start", (double)a->start_ms);
-	if (terminal(a->status)) {
+	if (gw_act_terminal(a->status)) {
 		cJSON_AddNumberToObject(j, "end", (double)a->end_ms);
 		cJSON_AddNumberToObject(j, "duration", (double)(a->end_ms - a->start_ms));
 	} else {
@@ -293,17 +321,24 @@ cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal)
 	struct gw_activation *a;
 	cJSON *j = NULL;
 
-	if (strlen(id) != GW_ID_LEN || strncmp(id, t->boot_id, 16))
+	if (strlen(id) != GW_ID_LEN || strspn(id, "0123456789abcdef") != GW_ID_LEN)
 		return NULL;
 	seq = strtoull(id + 16, &end, 16);
-	if (*end)
-		return NULL;
 	pthread_mutex_lock(&t->lock);
 	a = by_seq(t, seq);
-	if (a && !strcmp(a->id, id)) {
-		j = record_json(a);
+	if (!a || strcmp(a->id, id)) {
+		a = NULL;
+		/* an id from before a restart, replayed from the journal: the slow path */
+		for (uint32_t i = 0; i < t->capacity && strncmp(id, t->boot_id, 16); i++)
+			if (t->slots[i].seq && !strcmp(t->slots[i].id, id)) {
+				a = &t->slots[i];
+				break;
+			}
+	}
+	if (a) {
+		j = gw_act_record_json(a);
 		if (found_terminal)
-			*found_terminal = terminal(a->status);
+			*found_terminal = gw_act_terminal(a->status);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return j;
@@ -321,7 +356,7 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const char *function, int limit)
 			break; /* overwritten: everything older is gone */
 		if (function && strcmp(function, a->function))
 			continue;
-		cJSON_AddItemToArray(arr, record_json(a));
+		cJSON_AddItemToArray(arr, gw_act_record_json(a));
 		limit--;
 	}
 	pthread_mutex_unlock(&t->lock);

@@ -624,11 +624,13 @@ static bool take_work(struct gw_daemon *d, uint64_t seq, char *function, uint8_t
 	if (a->seq == seq && a->status == GW_ACT_ACCEPTED) {
 		snprintf(function, SBX_NAME_MAX, "%s", a->function);
 		snprintf(reply, GW_TOPIC_MAX, "%s", a->reply_topic);
-		*payload = a->payload;
-		*len = a->payload_len;
-		a->payload = NULL;
-		a->payload_len = 0;
-		ok = true;
+		/* a copy: the record keeps its payload for the journal until it ends */
+		*payload = malloc(a->payload_len ? a->payload_len : 1);
+		if (*payload) {
+			memcpy(*payload, a->payload, a->payload_len);
+			*len = a->payload_len;
+			ok = true;
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 	return ok;
@@ -827,6 +829,29 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 		goto fail_acts;
 	}
 	NEMO_INFO(GW_MOD, "store dir=%s functions_loaded=%d", cfg->store_dir, loaded);
+	{
+		uint64_t *requeue;
+		size_t n;
+
+		rc = gw_journal_replay(&d->acts, cfg->store_dir, &requeue, &n);
+		if (rc)
+			goto fail_acts;
+		/* activations accepted before a crash and never started run now, once */
+		if (n > d->q_cap) {
+			uint64_t *q = realloc(d->queue, n * sizeof(*q));
+
+			if (!q) {
+				free(requeue);
+				rc = -ENOMEM;
+				goto fail_acts;
+			}
+			d->queue = q;
+			d->q_cap = (uint32_t)n;
+		}
+		for (size_t i = 0; i < n; i++)
+			d->queue[d->q_len++] = requeue[i];
+		free(requeue);
+	}
 	for (uint32_t i = 0; i < cfg->async_workers; i++) {
 		rc = -pthread_create(&d->workers[i], NULL, worker_main, d);
 		if (rc) {

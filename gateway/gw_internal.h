@@ -49,10 +49,11 @@ enum gw_act_status {
 	GW_ACT_SUCCESS,
 	GW_ACT_APP_ERROR, /* the handler reported an error */
 	GW_ACT_TIMEOUT,
-	GW_ACT_CRASHED,	  /* died: signal, exit or OOM */
-	GW_ACT_REJECTED,  /* payload too large, response too large */
-	GW_ACT_INTERNAL,  /* the platform failed (init, fork, cgroup) */
-	GW_ACT_CANCELLED, /* queued when nemod shut down */
+	GW_ACT_CRASHED,	    /* died: signal, exit or OOM */
+	GW_ACT_REJECTED,    /* payload too large, response too large */
+	GW_ACT_INTERNAL,    /* the platform failed (init, fork, cgroup) */
+	GW_ACT_CANCELLED,   /* queued when nemod shut down */
+	GW_ACT_INTERRUPTED, /* running when nemod died: not run again (at most once) */
 	GW_ACT_N_STATUS,
 };
 
@@ -113,6 +114,8 @@ struct gw_activation {
 	char message[SBX_MSG_MAX];
 	uint8_t *result; /* the function's response bytes */
 	size_t result_len;
+	bool queued;	     /* async: journaled, survives a nemod crash */
+	char *restored_json; /* a terminal record replayed from the journal */
 	/* async work */
 	uint8_t *payload;
 	size_t payload_len;
@@ -130,7 +133,29 @@ struct gw_act_table {
 	uint32_t capacity;
 	uint64_t next_seq;
 	char boot_id[17]; /* random per start: ids never repeat across restarts */
+	/* the journal of queued activations: <store>/.activations.journal */
+	int journal_fd;
+	char journal_path[GW_PATH_MAX + 32];
+	size_t journal_bytes;
 };
+
+/*
+ * The journal: every queued (async or MQTT) activation appends A (accepted, with its
+ * payload), R (started) and T (terminal, the JSON record) lines, written before the state
+ * change is visible. After a crash of nemod, gw_journal_replay() restores terminal records,
+ * ends started ones as interrupted (never run twice) and returns the never-started ones to be
+ * queued again (never lost). Writes reach the page cache, not the disk: a power loss can
+ * lose the last ones. Called with t->lock held.
+ */
+void gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind);
+/*
+ * Replay and compact the journal in `dir`, then open it for appending. *requeue gets the
+ * seqs (malloc'd) of activations to queue again. Returns 0 or -errno.
+ */
+int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeue, size_t *n);
+void gw_journal_close(struct gw_act_table *t);
+/* Internal to the table: a fresh slot with a given id (NULL: a new one). t->lock held. */
+struct gw_activation *gw_act_slot_new(struct gw_act_table *t, const char *id);
 
 int gw_act_table_init(struct gw_act_table *t, uint32_t capacity);
 void gw_act_table_fini(struct gw_act_table *t);
@@ -155,6 +180,9 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const char *function, int limit)
 /* Wait until `seq` is terminal or `timeout_ms` passes. Returns true when terminal. */
 bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms);
 const char *gw_act_status_name(enum gw_act_status s);
+bool gw_act_terminal(enum gw_act_status s);
+/* The API's JSON record of one activation. t->lock held. */
+cJSON *gw_act_record_json(const struct gw_activation *a);
 enum gw_act_status gw_act_status_of(enum sbx_status s);
 
 /* ---- the store -------------------------------------------------------------------------------------- */

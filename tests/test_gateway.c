@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -900,6 +901,60 @@ static void test_restart_keeps_functions(void)
 	expect("GET", ACT "/keep1", TOKEN, NULL, 200, "\"version\":3");
 }
 
+static void async_ids(const char *path, const char *body, int n, char ids[][40])
+{
+	struct gw_http_response r;
+
+	for (int i = 0; i < n; i++) {
+		cJSON *j;
+
+		CU_ASSERT_EQUAL(http("POST", path, TOKEN, body, &r), 202);
+		j = cJSON_Parse(r.body);
+		snprintf(ids[i], 40, "%s",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId")));
+		cJSON_Delete(j);
+		gw_http_response_release(&r);
+	}
+}
+
+static const char *wait_terminal(const char *id, int ms)
+{
+	const char *st = "";
+
+	for (int waited = 0; waited < ms; waited += 20) {
+		st = activation_status(id);
+		if (strcmp(st, "accepted") && strcmp(st, "running"))
+			break;
+		test_msleep(20);
+	}
+	return st;
+}
+
+static void test_crash_loses_no_activation(void)
+{
+	char done[1][40], queued[3][40];
+
+	deploy("slow", "test-probe.so", "nap", "\"timeout_ms\": 3000");
+	async_ids("/async-function/slow", "5", 1, done);
+	CU_ASSERT_STRING_EQUAL(wait_terminal(done[0], 5000), "success");
+	/* one runs, two wait for the one instance; then nemod dies without a word */
+	async_ids("/async-function/slow", "1500", 3, queued);
+	test_msleep(400);
+	CU_ASSERT_STRING_EQUAL(activation_status(queued[0]), "running");
+	kill(env.nemod.pid, SIGKILL);
+	CU_ASSERT_EQUAL(test_proc_wait(&env.nemod, 5000), 128 + SIGKILL);
+	env.running = false;
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	/* finished stays finished; started ends as interrupted (never run twice); the
+	 * never-started run now (never lost) */
+	CU_ASSERT_STRING_EQUAL(activation_status(done[0]), "success");
+	CU_ASSERT_STRING_EQUAL(wait_terminal(queued[0], 5000), "interrupted");
+	CU_ASSERT_STRING_EQUAL(wait_terminal(queued[1], 8000), "success");
+	CU_ASSERT_STRING_EQUAL(wait_terminal(queued[2], 8000), "success");
+	expect("GET", "/metrics", TOKEN, NULL, 200,
+	       "nemo_invocations_total{function=\"slow\",status=\"success\"} 2\n");
+}
+
 static void test_bad_config_names_key(void)
 {
 	char bin[512], path[256];
@@ -923,6 +978,8 @@ static void test_bad_config_names_key(void)
 
 NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
 	   {"deployed functions survive a restart; SIGTERM drains", test_restart_keeps_functions},
+	   {"after kill -9, no queued activation is lost or run twice",
+	    test_crash_loses_no_activation},
 	   {"a bad config names the key", test_bad_config_names_key});
 
 /* ---- MQTT ------------------------------------------------------------------------------------- */

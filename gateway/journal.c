@@ -1,0 +1,291 @@
+/* journal.c - queued activations on disk: after a nemod crash none is lost and none runs twice. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nemo/log.h"
+#include "gw_internal.h"
+
+/* Compact (rewrite from the table) once the journal passes this. */
+#define JOURNAL_MAX_BYTES (32u << 20)
+
+static void jwrite(struct gw_act_table *t, const char *buf, size_t len);
+
+/* Rewrite the journal from what the table holds: the records that still matter. */
+static int rewrite_locked(struct gw_act_table *t)
+{
+	char tmp[sizeof(t->journal_path) + 8];
+	int fd, old = t->journal_fd;
+	uint64_t first = t->next_seq > t->capacity ? t->next_seq - t->capacity : 1;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", t->journal_path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		NEMO_ERR(GW_MOD, "journal %s: %s", tmp, strerror(errno));
+		return -errno;
+	}
+	t->journal_fd = fd;
+	t->journal_bytes = 0;
+	for (uint64_t seq = first; seq < t->next_seq; seq++) {
+		struct gw_activation *a = &t->slots[seq % t->capacity];
+
+		if (a->seq != seq || !a->queued)
+			continue;
+		gw_journal_note(t, a, 'A');
+		if (a->status == GW_ACT_RUNNING)
+			gw_journal_note(t, a, 'R');
+		else if (gw_act_terminal(a->status))
+			gw_journal_note(t, a, 'T');
+	}
+	if (fsync(fd) < 0 || rename(tmp, t->journal_path) < 0) {
+		int e = errno;
+
+		NEMO_ERR(GW_MOD, "journal %s: %s", t->journal_path, strerror(e));
+		close(fd);
+		unlink(tmp);
+		t->journal_fd = old;
+		return -e;
+	}
+	if (old >= 0)
+		close(old);
+	return 0;
+}
+
+static void jwrite(struct gw_act_table *t, const char *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = write(t->journal_fd, buf + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5, "journal %s: write: %s",
+					     t->journal_path, strerror(errno));
+			return;
+		}
+		off += (size_t)n;
+	}
+	t->journal_bytes += len;
+}
+
+void gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
+{
+	char small[GW_ID_LEN + SBX_NAME_MAX + GW_TOPIC_MAX + 32];
+	char *line = NULL, *b64 = NULL, *json = NULL;
+	cJSON *j;
+	int n;
+
+	if (t->journal_fd < 0)
+		return;
+	switch (kind) {
+	case 'A':
+		b64 = gw_base64_encode(a->payload ? a->payload : (const uint8_t *)"",
+				       a->payload_len);
+		if (!b64)
+			return;
+		n = asprintf(&line, "A\t%s\t%s\t%d\t%s\t%s\n", a->id, a->function, a->trigger,
+			     a->reply_topic[0] ? a->reply_topic : "-", b64);
+		free(b64);
+		if (n > 0)
+			jwrite(t, line, (size_t)n);
+		free(line);
+		break;
+	case 'R':
+		n = snprintf(small, sizeof(small), "R\t%s\n", a->id);
+		jwrite(t, small, (size_t)n);
+		break;
+	case 'T':
+		j = gw_act_record_json(a);
+		json = j ? cJSON_PrintUnformatted(j) : NULL;
+		cJSON_Delete(j);
+		if (!json)
+			return;
+		n = asprintf(&line, "T\t%s\t%d\t%s\n", a->id, (int)a->status, json);
+		free(json);
+		if (n > 0)
+			jwrite(t, line, (size_t)n);
+		free(line);
+		/* compact only after a terminal line: nothing is half-written then */
+		if (t->journal_bytes > JOURNAL_MAX_BYTES)
+			rewrite_locked(t);
+		break;
+	default:
+		break;
+	}
+}
+
+/* One activation as the journal last saw it. */
+struct jentry {
+	const char *id;
+	char *a_line; /* fields after "A\t<id>\t" */
+	char *t_json;
+	int t_status;
+	bool started;
+};
+
+static uint32_t hash_id(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < GW_ID_LEN && id[i]; i++)
+		h = (h ^ (uint8_t)id[i]) * 16777619u;
+	return h;
+}
+
+/* Restore one entry into the table; returns the seq to queue again, or 0. */
+static uint64_t restore(struct gw_act_table *t, struct jentry *e)
+{
+	char *fn, *trig, *reply, *b64, *save = NULL;
+	struct gw_activation *a;
+
+	if (!e->a_line)
+		return 0;
+	fn = strtok_r(e->a_line, "\t", &save);
+	trig = strtok_r(NULL, "\t", &save);
+	reply = strtok_r(NULL, "\t", &save);
+	b64 = strtok_r(NULL, "\t\n", &save);
+	if (!fn || !trig || !reply || !gw_name_valid(fn))
+		return 0;
+	a = gw_act_slot_new(t, e->id);
+	if (!a)
+		return 0;
+	snprintf(a->function, sizeof(a->function), "%s", fn);
+	a->trigger = atoi(trig);
+	a->queued = true;
+	if (strcmp(reply, "-"))
+		snprintf(a->reply_topic, sizeof(a->reply_topic), "%s", reply);
+	if (e->t_json) {
+		a->status = e->t_status > GW_ACT_RUNNING && e->t_status < GW_ACT_N_STATUS
+				    ? (enum gw_act_status)e->t_status
+				    : GW_ACT_INTERNAL;
+		a->restored_json = strdup(e->t_json);
+		return 0;
+	}
+	if (e->started) {
+		/* it may have had effects: running it again could run it twice */
+		a->status = GW_ACT_INTERRUPTED;
+		a->end_ms = gw_epoch_ms();
+		snprintf(a->message, sizeof(a->message),
+			 "nemod stopped while this activation ran; it was not run again");
+		return 0;
+	}
+	{
+		size_t len = b64 ? strlen(b64) : 0;
+		long n;
+
+		a->payload = malloc(len / 4 * 3 + 3);
+		n = a->payload && len ? gw_base64_decode(b64, len, a->payload, len / 4 * 3 + 3) : 0;
+		a->payload_len = n > 0 ? (size_t)n : 0;
+	}
+	return a->seq;
+}
+
+int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeue, size_t *n_out)
+{
+	size_t len = 0, n_lines = 0, n_entries = 0, cap;
+	struct jentry *entries = NULL;
+	uint32_t *index = NULL;
+	char *text, *line, *save = NULL;
+	int rc = 0, interrupted = 0, restored = 0;
+
+	*requeue = NULL;
+	*n_out = 0;
+	snprintf(t->journal_path, sizeof(t->journal_path), "%s/.activations.journal", dir);
+	text = gw_read_file(t->journal_path, 1u << 30, &len);
+	if (!text && errno != ENOENT) {
+		NEMO_ERR(GW_MOD, "journal %s: %s", t->journal_path, strerror(errno));
+		return -errno;
+	}
+	for (size_t i = 0; text && i < len; i++)
+		n_lines += text[i] == '\n';
+	cap = 16;
+	while (cap < n_lines * 2 + 2)
+		cap *= 2;
+	entries = calloc(n_lines + 1, sizeof(*entries));
+	index = calloc(cap, sizeof(*index)); /* entry index + 1; 0 = empty */
+	*requeue = calloc(n_lines + 1, sizeof(**requeue));
+	if (!entries || !index || !*requeue) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char kind = line[0];
+		const char *id = line + 2;
+		struct jentry *e;
+		uint32_t h;
+
+		if (strlen(line) < 2 + GW_ID_LEN || line[1] != '\t' ||
+		    (line[2 + GW_ID_LEN] != '\t' && line[2 + GW_ID_LEN] != '\0'))
+			continue; /* a torn last line */
+		line[2 + GW_ID_LEN] = '\0';
+		for (h = hash_id(id) & (uint32_t)(cap - 1); index[h];
+		     h = (h + 1) & (uint32_t)(cap - 1))
+			if (!strcmp(entries[index[h] - 1].id, id))
+				break;
+		if (!index[h]) {
+			entries[n_entries].id = id;
+			index[h] = (uint32_t)++n_entries;
+		}
+		e = &entries[index[h] - 1];
+		if (kind == 'A') {
+			e->a_line = line + 3 + GW_ID_LEN;
+		} else if (kind == 'R') {
+			e->started = true;
+		} else if (kind == 'T') {
+			char *st = line + 3 + GW_ID_LEN, *tab = strchr(st, '\t');
+
+			if (tab) {
+				e->t_status = atoi(st);
+				e->t_json = tab + 1;
+			}
+		}
+	}
+	/* the newest `capacity` entries fit the table; older ones are history */
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = n_entries > t->capacity ? n_entries - t->capacity : 0; i < n_entries; i++) {
+		uint64_t seq = restore(t, &entries[i]);
+
+		if (seq)
+			(*requeue)[(*n_out)++] = seq;
+		else if (entries[i].a_line && entries[i].started && !entries[i].t_json)
+			interrupted++;
+		else if (entries[i].a_line)
+			restored++;
+	}
+	/* compact: start the new run with only what the table holds */
+	rc = rewrite_locked(t);
+	pthread_mutex_unlock(&t->lock);
+	if (rc)
+		goto out;
+	if (n_entries)
+		NEMO_INFO(GW_MOD, "journal replayed=%zu requeued=%zu interrupted=%d terminal=%d",
+			  n_entries, *n_out, interrupted, restored);
+	if (interrupted)
+		NEMO_WARN(GW_MOD,
+			  "journal: %d activations were running when nemod stopped; they end as "
+			  "interrupted",
+			  interrupted);
+out:
+	free(entries);
+	free(index);
+	free(text);
+	if (rc) {
+		free(*requeue);
+		*requeue = NULL;
+		*n_out = 0;
+	}
+	return rc;
+}
+
+void gw_journal_close(struct gw_act_table *t)
+{
+	if (t->journal_fd >= 0)
+		close(t->journal_fd);
+	t->journal_fd = -1;
+}
