@@ -13,11 +13,11 @@ SUSTAIN=${BENCH_API_SECONDS:-60}
 SHORT=${BENCH_API_SHORT:-10}
 CONNS=${BENCH_API_CONNS:-8}
 MODES=${BENCH_API_MODES:-"thread_per_connection pool"}
+NCPU=$(nproc)
 # where wrk runs [every cpu]; 0 puts it beside nemod and leaves the sandbox core alone, which
 # measured slower here (wrk and nemod then share one core)
 WRK_CPUS=${BENCH_API_WRK_CPUS:-0-$((NCPU - 1))}
 BODY='{"hello":"nemo"}'
-NCPU=$(nproc)
 SBX_CORE=$(( NCPU > 1 ? 1 : 0 ))
 
 command -v wrk >/dev/null || { echo "bench-api: wrk is missing (make deps)" >&2; exit 1; }
