@@ -97,10 +97,20 @@ static struct gw_activation *by_seq(struct gw_act_table *t, uint64_t seq)
 
 struct gw_activation *gw_act_slot_new(struct gw_act_table *t, const char *id)
 {
-	struct gw_activation *a = &t->slots[t->next_seq % t->capacity];
+	struct gw_activation *a = NULL;
 
-	/* the oldest is still queued or running: evicting it would lose it */
-	if (a->seq && !gw_act_terminal(a->status))
+	/*
+	 * A slot still queued or running is never evicted: its seq is skipped and the next slot
+	 * tried, so one long activation cannot block the ring behind it. Only a table full of
+	 * live activations refuses.
+	 */
+	for (uint32_t probe = 0; probe < t->capacity; probe++, t->next_seq++) {
+		a = &t->slots[t->next_seq % t->capacity];
+		if (!a->seq || gw_act_terminal(a->status))
+			break;
+		a = NULL;
+	}
+	if (!a)
 		return NULL;
 	clear_slot(a);
 	a->seq = t->next_seq++;
@@ -349,11 +359,13 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const char *function, int limit)
 	cJSON *arr = cJSON_CreateArray();
 
 	pthread_mutex_lock(&t->lock);
-	for (uint64_t seq = t->next_seq - 1; seq > 0 && limit > 0; seq--) {
+	/* seqs skipped over live slots leave holes: look back one table's worth */
+	for (uint64_t seq = t->next_seq - 1, n = 0; seq > 0 && limit > 0 && n < t->capacity;
+	     seq--, n++) {
 		struct gw_activation *a = by_seq(t, seq);
 
 		if (!a)
-			break; /* overwritten: everything older is gone */
+			continue;
 		if (function && strcmp(function, a->function))
 			continue;
 		cJSON_AddItemToArray(arr, gw_act_record_json(a));

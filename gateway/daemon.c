@@ -443,6 +443,9 @@ int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t le
 	pthread_mutex_init(&fn->gate_lock, NULL);
 	pthread_cond_init(&fn->gate_cond, NULL);
 	n_prewarm = fn->prewarm;
+	if (fn->mqtt.n_topics && !d->cfg.mqtt.enabled)
+		NEMO_WARN(GW_MOD, "function=%s has MQTT topics but mqtt.enabled is false in %s",
+			  name, d->cfg.file);
 	fn_publish(d, fn);
 	fn = NULL;
 	pthread_mutex_unlock(&d->deploy_lock);

@@ -14,26 +14,43 @@
 
 static void jwrite(struct gw_act_table *t, const char *buf, size_t len);
 
+static int by_seq_cmp(const void *x, const void *y, void *arg)
+{
+	const struct gw_act_table *t = arg;
+	uint64_t a = t->slots[*(const uint32_t *)x].seq, b = t->slots[*(const uint32_t *)y].seq;
+
+	return a < b ? -1 : a > b;
+}
+
 /* Rewrite the journal from what the table holds: the records that still matter. */
 static int rewrite_locked(struct gw_act_table *t)
 {
 	char tmp[sizeof(t->journal_path) + 8];
 	int fd, old = t->journal_fd;
-	uint64_t first = t->next_seq > t->capacity ? t->next_seq - t->capacity : 1;
+	uint32_t *order = malloc(sizeof(*order) * t->capacity), n_order = 0;
+
+	if (!order)
+		return -ENOMEM;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", t->journal_path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		NEMO_ERR(GW_MOD, "journal %s: %s", tmp, strerror(errno));
-		return -errno;
+		int e = errno;
+
+		NEMO_ERR(GW_MOD, "journal %s: %s", tmp, strerror(e));
+		free(order);
+		return -e;
 	}
 	t->journal_fd = fd;
 	t->journal_bytes = 0;
-	for (uint64_t seq = first; seq < t->next_seq; seq++) {
-		struct gw_activation *a = &t->slots[seq % t->capacity];
+	/* oldest first; a live record skipped over by newer ones may sit anywhere */
+	for (uint32_t i = 0; i < t->capacity; i++)
+		if (t->slots[i].seq && t->slots[i].queued)
+			order[n_order++] = i;
+	qsort_r(order, n_order, sizeof(*order), by_seq_cmp, t);
+	for (uint32_t k = 0; k < n_order; k++) {
+		struct gw_activation *a = &t->slots[order[k]];
 
-		if (a->seq != seq || !a->queued)
-			continue;
 		gw_journal_note(t, a, 'A');
 		if (a->status == GW_ACT_RUNNING)
 			gw_journal_note(t, a, 'R');
@@ -47,10 +64,12 @@ static int rewrite_locked(struct gw_act_table *t)
 		close(fd);
 		unlink(tmp);
 		t->journal_fd = old;
+		free(order);
 		return -e;
 	}
 	if (old >= 0)
 		close(old);
+	free(order);
 	return 0;
 }
 

@@ -156,6 +156,7 @@ static int write_config(void)
 		 "  \"code_roots\": [\"%s\", \"%s/code\"],\n"
 		 "  \"limits\": {\"max_body_bytes\": 65536, \"max_inflight_per_function\": 2,\n"
 		 "             \"max_inflight\": 3, \"blocking_timeout_ms\": 4000,\n"
+		 "             \"activations_kept\": 64,\n"
 		 "             \"connection_timeout_s\": 2, \"request_timeout_ms\": 1000},\n"
 		 "  \"cores\": {\"sandbox\": [0]},\n"
 		 "  \"async_workers\": 2,\n"
@@ -684,6 +685,53 @@ static void test_blocking_gives_up_with_202(void)
 	CU_ASSERT_STRING_EQUAL(st, "success");
 }
 
+static void async_ids(const char *path, const char *body, int n, char ids[][40])
+{
+	struct gw_http_response r;
+
+	for (int i = 0; i < n; i++) {
+		cJSON *j;
+
+		CU_ASSERT_EQUAL(http("POST", path, TOKEN, body, &r), 202);
+		j = cJSON_Parse(r.body);
+		snprintf(ids[i], 40, "%s",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId")));
+		cJSON_Delete(j);
+		gw_http_response_release(&r);
+	}
+}
+
+static const char *wait_terminal(const char *id, int ms)
+{
+	const char *st = "";
+
+	for (int waited = 0; waited < ms; waited += 20) {
+		st = activation_status(id);
+		if (strcmp(st, "accepted") && strcmp(st, "running"))
+			break;
+		test_msleep(20);
+	}
+	return st;
+}
+
+static void test_long_activation_does_not_block_the_table(void)
+{
+	char id[1][40];
+	int ok = 0;
+
+	/* the table keeps 64 records here; one long activation must not stall the ring */
+	deploy("long", "test-probe.so", "nap", "\"timeout_ms\": 3000");
+	async_ids("/async-function/long", "1500", 1, id);
+	for (int i = 0; i < 150; i++) {
+		struct gw_http_response r;
+
+		ok += http("POST", "/function/echo", TOKEN, "{}", &r) == 200;
+		gw_http_response_release(&r);
+	}
+	CU_ASSERT_EQUAL(ok, 150);
+	CU_ASSERT_STRING_EQUAL(wait_terminal(id[0], 5000), "success");
+}
+
 static void test_async_crash_reaches_terminal(void)
 {
 	char ids[8][40];
@@ -864,6 +912,8 @@ NEMO_SUITE(gateway_api, api_setup, env_teardown,
 	   {"concurrency limits are 429", test_concurrency_limit_429},
 	   {"the daemon-wide limit is 429", test_overall_limit_429},
 	   {"async activations end even when sandboxes crash", test_async_crash_reaches_terminal},
+	   {"a long activation does not block the table",
+	    test_long_activation_does_not_block_the_table},
 	   {"blocking gives up with 202 after blocking_timeout_ms",
 	    test_blocking_gives_up_with_202},
 	   {"metrics parse and count", test_metrics}, {"nemoctl", test_nemoctl});
@@ -899,35 +949,6 @@ static void test_restart_keeps_functions(void)
 	/* a redeploy after the restart gets a newer version than the stored one */
 	deploy("keep1", "echo.so", "handle", NULL);
 	expect("GET", ACT "/keep1", TOKEN, NULL, 200, "\"version\":3");
-}
-
-static void async_ids(const char *path, const char *body, int n, char ids[][40])
-{
-	struct gw_http_response r;
-
-	for (int i = 0; i < n; i++) {
-		cJSON *j;
-
-		CU_ASSERT_EQUAL(http("POST", path, TOKEN, body, &r), 202);
-		j = cJSON_Parse(r.body);
-		snprintf(ids[i], 40, "%s",
-			 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId")));
-		cJSON_Delete(j);
-		gw_http_response_release(&r);
-	}
-}
-
-static const char *wait_terminal(const char *id, int ms)
-{
-	const char *st = "";
-
-	for (int waited = 0; waited < ms; waited += 20) {
-		st = activation_status(id);
-		if (strcmp(st, "accepted") && strcmp(st, "running"))
-			break;
-		test_msleep(20);
-	}
-	return st;
 }
 
 static void test_crash_loses_no_activation(void)
