@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -36,6 +37,9 @@ struct launch {
 	char *const *envp;
 	const char *hostname;
 	char tmpfs_opts[64];
+	/* host folders under /tmp that the sandbox needs (runtime, shim, code): carried over */
+	int n_keep;
+	char keep[3][SBX_PATH_MAX];
 	/* written by the child when a step fails (v2: through errpipe, memory is not shared) */
 	struct {
 		int err;
@@ -43,6 +47,47 @@ struct launch {
 	} fail;
 	int errpipe;
 };
+
+#define SBX_TMP "/tmp/"
+
+/* Add the folder of `path` to the folders to carry over, if the private /tmp would hide it. */
+static void keep_folder(struct launch *l, const char *path)
+{
+	char dir[SBX_PATH_MAX], *slash;
+
+	if (strncmp(path, SBX_TMP, strlen(SBX_TMP)) != 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir + strlen(SBX_TMP) - 1)
+		return; /* a file right in /tmp: nothing sane to carry */
+	*slash = '\0';
+	for (int i = 0; i < l->n_keep; i++)
+		if (strcmp(l->keep[i], dir) == 0)
+			return;
+	if (l->n_keep < (int)(sizeof(l->keep) / sizeof(l->keep[0])))
+		snprintf(l->keep[l->n_keep++], sizeof(l->keep[0]), "%s", dir);
+}
+
+/* mkdir -p inside the sandbox's fresh /tmp (child side: no allocation). */
+static int mkdir_parents(const char *path)
+{
+	char buf[SBX_PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(buf))
+		return -1;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+}
 
 static int child_fail(struct launch *l, const char *step)
 {
@@ -64,7 +109,7 @@ static int launch_child(void *arg)
 {
 	struct launch *l = arg;
 	struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID};
-	int fd, sock, filter;
+	int fd, sock, filter, keep_fd[3];
 
 	for (int i = 0; i < l->cg->n_join; i++) {
 		fd = open(l->cg->join[i], O_WRONLY | O_CLOEXEC);
@@ -84,8 +129,25 @@ static int launch_child(void *arg)
 	/* a proc for the new PID namespace: the host's would show every host process */
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		child_fail(l, "mount /proc");
+	/*
+	 * The runtime, the shim or the code may live under /tmp (a checkout there, say). Take a
+	 * read-only copy of their folders' mounts before the private /tmp hides them, and put
+	 * each back at the same path inside it.
+	 */
+	for (int i = 0; i < l->n_keep; i++) {
+		keep_fd[i] = (int)syscall(SYS_open_tree, AT_FDCWD, l->keep[i],
+					  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (keep_fd[i] < 0)
+			child_fail(l, "open_tree of a folder under /tmp");
+	}
 	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, l->tmpfs_opts))
 		child_fail(l, "mount /tmp");
+	for (int i = 0; i < l->n_keep; i++) {
+		if (mkdir_parents(l->keep[i]) || syscall(SYS_move_mount, keep_fd[i], "", AT_FDCWD,
+							 l->keep[i], MOVE_MOUNT_F_EMPTY_PATH))
+			child_fail(l, "carry a folder into the private /tmp");
+		close(keep_fd[i]);
+	}
 	/* the host's /dev/shm holds the NF's harvest channel: hide it */
 	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  "size=1m,mode=1777"))
@@ -209,6 +271,9 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 	l.envp = envp;
 	l.hostname = hostname;
 	l.errpipe = -1;
+	keep_folder(&l, host->runtime_path);
+	keep_folder(&l, host->shim_path);
+	keep_folder(&l, spec->code);
 	if (sb->cg.dirfd >= 0) {
 		if (pipe2(errpipe, O_CLOEXEC)) {
 			rc = -errno;
