@@ -488,7 +488,7 @@ static void test_c_echo_roundtrip(void)
 		req[i] = (char)('a' + i % 26);
 	CU_ASSERT_EQUAL(sbx_invoke(sb, req, sizeof(req), &r), 0);
 	CU_ASSERT_EQUAL(r.status, SBX_OK);
-	CU_ASSERT_EQUAL(r.response_len, sizeof(req));
+	CU_ASSERT_EQUAL_FATAL(r.response_len, sizeof(req));
 	CU_ASSERT_EQUAL(memcmp(r.response, req, sizeof(req)), 0);
 	CU_ASSERT(r.times.run_ns > 0);
 	sbx_result_release(&r);
