@@ -443,7 +443,7 @@ void nf_config_log(const struct nf_config *cfg)
 	}
 	for (uint32_t i = 0; i < cfg->nb_lcores; i++) {
 		const struct nf_lcore_config *lc = &cfg->lcores[i];
-		char chain[256] = "", rx[128] = "";
+		char chain[256] = "", rx[128] = "", idle[96];
 
 		for (uint32_t m = 0; m < lc->chain_len; m++)
 			snprintf(chain + strlen(chain), sizeof(chain) - strlen(chain), "%s%s",
@@ -451,11 +451,19 @@ void nf_config_log(const struct nf_config *cfg)
 		for (uint32_t r = 0; r < lc->nb_rx; r++)
 			snprintf(rx + strlen(rx), sizeof(rx) - strlen(rx), "%sp%uq%u", r ? "," : "",
 				 lc->rx[r].port, lc->rx[r].queue);
-		NEMO_INFO("nf",
-			  "lcore %u on cpu %u: rx %s, chain %s, idle %s (empty_polls %u, sleep "
-			  "%u..%u us), sched %s %d",
-			  lc->lcore_id, lc->cpu, rx, chain, idle_policy_names[lc->idle.policy],
-			  lc->idle.empty_polls, lc->idle.min_sleep_us, lc->idle.max_sleep_us,
+
+		if (lc->idle.policy == HC_IDLE_SLEEP)
+			snprintf(idle, sizeof(idle), "sleep after %u empty polls, %u..%u us",
+				 lc->idle.empty_polls, lc->idle.min_sleep_us,
+				 lc->idle.max_sleep_us);
+		else if (lc->idle.policy == HC_IDLE_INTERRUPT)
+			snprintf(idle, sizeof(idle),
+				 "interrupt after %u empty polls, wait <= %u ms",
+				 lc->idle.empty_polls, lc->idle.intr_timeout_ms);
+		else
+			snprintf(idle, sizeof(idle), "poll");
+		NEMO_INFO("nf", "lcore %u on cpu %u: rx %s, chain %s, idle %s, sched %s %d",
+			  lc->lcore_id, lc->cpu, rx, chain, idle,
 			  sched_policy_names[lc->sched.policy],
 			  lc->sched.policy == HC_SCHED_FIFO ? lc->sched.priority : lc->sched.nice);
 	}
