@@ -11,9 +11,11 @@ on cpu 1. Figures from a shared, noisy machine vary from run to run; ratios vary
 """
 import argparse
 import json
+import mmap
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,8 @@ BIN = os.path.join(ROOT, "build", "bin")
 TMP = tempfile.mkdtemp(prefix="nemo-bench-nf-")
 SOCK = os.path.join(TMP, "nf.memif")
 PROCS = []
+HC_MAGIC = 0x314843304F4D454E  # include/nemo/harvest_channel.h
+HC_VERSION = 2
 
 
 def cleanup():
@@ -148,19 +152,35 @@ def cpu_seconds(pid):
     return total / 1e9
 
 
+def read_record(idx=0):
+    """(total, busy) cycles of lcore record idx, read from the harvest channel's shm object.
+
+    Reading the mapping costs microseconds; starting dpdk-telemetry.py would cost a
+    Python start-up on the generator's CPU and disturb what is measured.
+    """
+    with open("/dev/shm/nemo-hc-bench", "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    try:
+        magic, version, header_size, record_size = struct.unpack_from("<QIII", mm, 0)
+        if magic != HC_MAGIC or version != HC_VERSION:
+            raise RuntimeError("harvest channel: magic %#x version %d" % (magic, version))
+        base = header_size + idx * record_size
+        for _ in range(1000):
+            seq = struct.unpack_from("<Q", mm, base)[0]
+            total, busy = struct.unpack_from("<QQ", mm, base + 64)
+            if seq % 2 == 0 and struct.unpack_from("<Q", mm, base)[0] == seq:
+                return total, busy
+        raise RuntimeError("harvest channel: record kept busy")
+    finally:
+        mm.close()
+
+
 def window_spare(seconds):
-    """spare_ratio of lcore record 0 over `seconds`, read from the harvest channel via telemetry."""
-    def snap():
-        r = subprocess.run(["/usr/bin/python3", "/usr/bin/dpdk-telemetry.py", "-f",
-                            "nemo-nf-bench"], input="/nemo/lcores\n", text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20)
-        start = r.stdout.index("{")
-        return json.loads(r.stdout[start:r.stdout.rindex("}") + 1])["/nemo/lcores"]["1"]
-    a = snap()
+    """spare_ratio of the NF lcore over the next `seconds` (DESIGN.md: spare / total)."""
+    t0, b0 = read_record()
     time.sleep(seconds)
-    b = snap()
-    total = b["total_cycles"] - a["total_cycles"]
-    busy = b["busy_cycles"] - a["busy_cycles"]
+    t1, b1 = read_record()
+    total, busy = t1 - t0, b1 - b0
     return (total - busy) / total if total else float("nan")
 
 
