@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nemo/log.h"
 #include "gw_internal.h"
@@ -48,6 +49,11 @@ static int be_prewarm(void *state, const char *name, int core, int count)
 	return sbx_pool_prewarm(((struct sbx_backend *)state)->pool, name, core, count);
 }
 
+static int be_core_cgroup(void *state, int core, const char *ctrl, char *buf, size_t len)
+{
+	return sbx_host_core_cgroup(((struct sbx_backend *)state)->host, core, ctrl, buf, len);
+}
+
 static const struct gw_backend_ops sbx_backend_ops = {
 	.name = "sandbox",
 	.deploy = be_deploy,
@@ -57,6 +63,7 @@ static const struct gw_backend_ops sbx_backend_ops = {
 	.stats = be_stats,
 	.maintain = be_maintain,
 	.prewarm = be_prewarm,
+	.core_cgroup = be_core_cgroup,
 };
 
 int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)
@@ -75,6 +82,16 @@ int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)
 	for (int i = 0; i < cfg->n_sandbox_cores; i++)
 		if (cfg->sandbox_cores[i] > max_core)
 			max_core = cfg->sandbox_cores[i];
+	/* overflow runs on the housekeeping core; a harvested NF core may be any CPU */
+	for (int i = 0; i < cfg->n_housekeeping_cores; i++)
+		if (cfg->housekeeping_cores[i] > max_core)
+			max_core = cfg->housekeeping_cores[i];
+	if (cfg->harvest.enabled) {
+		long n = sysconf(_SC_NPROCESSORS_CONF);
+
+		if (n - 1 > max_core)
+			max_core = (int)n - 1;
+	}
 	hc.cgroup_root = cfg->cgroup_root;
 	hc.n_cores = max_core + 1;
 	s->host = sbx_host_new(&hc);

@@ -48,6 +48,8 @@ void gw_config_defaults(struct gw_config *cfg)
 		.reconnect_min_s = 1,
 		.reconnect_max_s = 30,
 	};
+	cfg->harvest.enabled = false;
+	sched_cosched_config_defaults(&cfg->harvest.cs);
 }
 
 /* "host:port"; the port may be 0 (any free port, for tests). */
@@ -186,12 +188,131 @@ static const struct cfg_key mqtt_keys[] = {
 	CFG_KEY_END,
 };
 
+/* ---- the whole file ------------------------------------------------------------------------- */
+
 static int parse_sub(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
 		     const struct cfg_key *key)
 {
 	if (!cJSON_IsObject(item))
 		return cfg_error(ctx, path, "expected an object");
 	return cfg_parse_object(ctx, path, item, key->arg, (char *)dst + key->offset);
+}
+
+/* ---- harvest -------------------------------------------------------------------------------- */
+
+static int parse_channels(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+			  const struct cfg_key *key)
+{
+	struct sched_cosched_config *cs =
+		(struct sched_cosched_config *)((char *)dst + key->offset);
+	const cJSON *c;
+	char ipath[128];
+	int i = 0;
+
+	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) < 1)
+		return cfg_error(ctx, path, "expected a non-empty array of NF deployment names");
+	cs->n_channels = 0;
+	cJSON_ArrayForEach (c, item) {
+		cfg_index(ipath, sizeof(ipath), path, i++);
+		if (!cJSON_IsString(c) || !c->valuestring[0] ||
+		    strlen(c->valuestring) >= SCHED_CS_NAME_MAX ||
+		    strspn(c->valuestring, GW_NAME_CHARS) != strlen(c->valuestring))
+			return cfg_error(ctx, ipath, "expected an NF name of up to %d characters",
+					 SCHED_CS_NAME_MAX - 1);
+		if (cs->n_channels >= SCHED_CS_MAX_CHANNELS)
+			return cfg_error(ctx, path, "more than %d channels", SCHED_CS_MAX_CHANNELS);
+		memcpy(cs->channels[cs->n_channels++], c->valuestring, strlen(c->valuestring) + 1);
+	}
+	return 0;
+}
+
+/* enum sched_reclaim_action from "freeze" | "move" */
+static int parse_action(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+			const struct cfg_key *key)
+{
+	int *prefer = (int *)((char *)dst + key->offset);
+
+	if (cJSON_IsString(item) && !strcmp(item->valuestring, "freeze"))
+		*prefer = SCHED_RECLAIM_FREEZE;
+	else if (cJSON_IsString(item) && !strcmp(item->valuestring, "move"))
+		*prefer = SCHED_RECLAIM_MOVE;
+	else
+		return cfg_error(ctx, path, "expected \"freeze\" or \"move\"");
+	return 0;
+}
+
+static const struct cfg_key reclaim_keys[] = {
+	CFG_KEY_RANGE("threshold", cfg_parse_double, struct sched_reclaim_config, threshold, false,
+		      0, 1),
+	CFG_KEY_RANGE("windows", cfg_parse_u32, struct sched_reclaim_config, k_windows, false, 1,
+		      10000),
+	{.name = "action",
+	 .parse = parse_action,
+	 .offset = offsetof(struct sched_reclaim_config, prefer)},
+	CFG_KEY_END,
+};
+
+struct gw_interference {
+	bool enabled;
+	double bound;
+};
+
+static int parse_interference(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+			      const struct cfg_key *key);
+
+static const char *const hv_policies[] = {"idle", "shares", NULL};
+static const char *const hv_overflows[] = {"housekeeping", "queue", NULL};
+
+static int parse_sub(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		     const struct cfg_key *key);
+
+static const struct cfg_key harvest_keys[] = {
+	CFG_KEY("enabled", cfg_parse_bool, struct gw_harvest_config, enabled, false),
+	{.name = "channels",
+	 .parse = parse_channels,
+	 .offset = offsetof(struct gw_harvest_config, cs)},
+	CFG_KEY_RANGE("period_ms", cfg_parse_u32, struct gw_harvest_config, cs.period_ms, false, 1,
+		      10),
+	CFG_KEY_STR("predictor", struct gw_harvest_config, cs.predictor, false),
+	CFG_KEY("prewarm", cfg_parse_bool, struct gw_harvest_config, cs.prewarm, false),
+	CFG_KEY_ENUM("policy", struct gw_harvest_config, cs.policy, false, hv_policies),
+	CFG_KEY_RANGE("thread_cap", cfg_parse_u32, struct gw_harvest_config, cs.thread_cap, false,
+		      0, 4096),
+	{.name = "reclaim",
+	 .parse = parse_sub,
+	 .offset = offsetof(struct gw_harvest_config, cs.reclaim),
+	 .arg = reclaim_keys},
+	CFG_KEY_ENUM("overflow", struct gw_harvest_config, cs.overflow, false, hv_overflows),
+	CFG_KEY_RANGE("queue_deadline_ms", cfg_parse_u64, struct gw_harvest_config,
+		      cs.queue_deadline_ms, false, 1, 3600000),
+	{.name = "interference",
+	 .parse = parse_interference,
+	 .offset = offsetof(struct gw_harvest_config, cs)},
+	CFG_KEY_RANGE("forecast_ms", cfg_parse_u32, struct gw_harvest_config, cs.forecast_ms, false,
+		      10, 3600000),
+	CFG_KEY_END,
+};
+
+static const struct cfg_key interference_keys[] = {
+	CFG_KEY("enabled", cfg_parse_bool, struct gw_interference, enabled, false),
+	CFG_KEY_RANGE("bound", cfg_parse_double, struct gw_interference, bound, false, 1.0, 100.0),
+	CFG_KEY_END,
+};
+
+static int parse_interference(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+			      const struct cfg_key *key)
+{
+	struct sched_cosched_config *cs =
+		(struct sched_cosched_config *)((char *)dst + key->offset);
+	struct gw_interference iw = {cs->interference, cs->interference_bound};
+	int rc;
+
+	if (!cJSON_IsObject(item))
+		return cfg_error(ctx, path, "expected an object");
+	rc = cfg_parse_object(ctx, path, item, interference_keys, &iw);
+	cs->interference = iw.enabled;
+	cs->interference_bound = iw.bound;
+	return rc;
 }
 
 static const char *const http_modes[] = {"thread_per_connection", "pool", NULL};
@@ -224,8 +345,29 @@ static const struct cfg_key gw_keys[] = {
 	 .parse = parse_sub,
 	 .offset = offsetof(struct gw_config, mqtt),
 	 .arg = mqtt_keys},
+	{.name = "harvest",
+	 .parse = parse_sub,
+	 .offset = offsetof(struct gw_config, harvest),
+	 .arg = harvest_keys},
 	CFG_KEY_END,
 };
+
+static void drop_missing(struct cfg_ctx *ctx, const char *path, int *cores, int *n, long ncpu)
+{
+	int kept = 0;
+
+	for (int i = 0; i < *n; i++) {
+		if (cores[i] < ncpu) {
+			cores[kept++] = cores[i];
+			continue;
+		}
+		NEMO_ERR(GW_MOD,
+			 "%s: key '%s': core %d does not exist (this machine has %ld: 0-%ld); "
+			 "serving without it",
+			 ctx->file, path, cores[i], ncpu, ncpu - 1);
+	}
+	*n = kept;
+}
 
 static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
 {
@@ -249,15 +391,23 @@ static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
 		if (cfg->n_sandbox_cores == 0)
 			cfg->sandbox_cores[cfg->n_sandbox_cores++] = 0;
 	}
-	for (int i = 0; i < cfg->n_sandbox_cores; i++)
-		if (cfg->sandbox_cores[i] >= ncpu)
-			return cfg_error(ctx, "cores.sandbox", "core %d does not exist (%ld cores)",
-					 cfg->sandbox_cores[i], ncpu);
-	for (int i = 0; i < cfg->n_housekeeping_cores; i++)
-		if (cfg->housekeeping_cores[i] >= ncpu)
-			return cfg_error(ctx, "cores.housekeeping",
-					 "core %d does not exist (%ld cores)",
-					 cfg->housekeeping_cores[i], ncpu);
+	/*
+	 * A core that is not there is an operator's mistake, not a reason to stop serving: it
+	 * is named in an error and left out, and nemod runs on the cores that exist.
+	 */
+	drop_missing(ctx, "cores.sandbox", cfg->sandbox_cores, &cfg->n_sandbox_cores, ncpu);
+	drop_missing(ctx, "cores.housekeeping", cfg->housekeeping_cores, &cfg->n_housekeeping_cores,
+		     ncpu);
+	if (cfg->n_sandbox_cores == 0)
+		return cfg_error(ctx, "cores.sandbox", "none of its cores exists (%ld cores)",
+				 ncpu);
+	if (cfg->harvest.cs.reclaim.threshold > cfg->harvest.cs.reclaim.release)
+		cfg->harvest.cs.reclaim.release = cfg->harvest.cs.reclaim.threshold;
+	cfg->harvest.cs.hk_cpu = cfg->n_housekeeping_cores ? cfg->housekeeping_cores[0] : 0;
+	if (strcmp(cfg->harvest.cs.predictor, "ewma") &&
+	    strcmp(cfg->harvest.cs.predictor, "markov"))
+		return cfg_error(ctx, "harvest.predictor", "'%s' is not \"ewma\" or \"markov\"",
+				 cfg->harvest.cs.predictor);
 	if (!strncmp(cfg->store_dir, "/tmp/", 5) || !strcmp(cfg->store_dir, "/tmp"))
 		return cfg_error(ctx, "store_dir",
 				 "'%s' is under /tmp, which sandboxes see as their own private "
@@ -332,4 +482,16 @@ void gw_config_log(const struct gw_config *cfg)
 		  (unsigned long long)cfg->keepalive_ttl_s,
 		  (unsigned long long)cfg->memory_budget_mb, cfg->mqtt.host, cfg->mqtt.port,
 		  cfg->mqtt.enabled);
+	NEMO_INFO(GW_MOD,
+		  "config harvest enabled=%d channels=%u first=%s period_ms=%u predictor=%s "
+		  "prewarm=%d policy=%s thread_cap=%u reclaim.threshold=%.3f reclaim.windows=%u "
+		  "reclaim.action=%s overflow=%s queue_deadline_ms=%llu interference=%d bound=%.2f",
+		  cfg->harvest.enabled, cfg->harvest.cs.n_channels, cfg->harvest.cs.channels[0],
+		  cfg->harvest.cs.period_ms, cfg->harvest.cs.predictor, cfg->harvest.cs.prewarm,
+		  hv_policies[cfg->harvest.cs.policy], cfg->harvest.cs.thread_cap,
+		  cfg->harvest.cs.reclaim.threshold, cfg->harvest.cs.reclaim.k_windows,
+		  cfg->harvest.cs.reclaim.prefer == SCHED_RECLAIM_FREEZE ? "freeze" : "move",
+		  hv_overflows[cfg->harvest.cs.overflow],
+		  (unsigned long long)cfg->harvest.cs.queue_deadline_ms,
+		  cfg->harvest.cs.interference, cfg->harvest.cs.interference_bound);
 }

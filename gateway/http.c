@@ -508,6 +508,64 @@ static enum MHD_Result route_status(struct gw_daemon *d, struct MHD_Connection *
 	return send_json(d, c, MHD_HTTP_OK, j);
 }
 
+/*
+ * GET /api/v1/cores: the NF cores as the co-scheduler sees them, for nemoctl top. With
+ * harvesting off, "harvest" is false and the array is empty.
+ */
+static enum MHD_Result route_cores(struct gw_daemon *d, struct MHD_Connection *c)
+{
+	static const char *const paths[4] = {"none", "cold", "warm", "prewarmed"};
+	struct sched_cosched_core *cores = NULL;
+	cJSON *j = cJSON_CreateObject(), *arr;
+	int n = 0;
+
+	cJSON_AddBoolToObject(j, "harvest", d->dispatch.ops->cores != NULL);
+	cJSON_AddStringToObject(j, "dispatcher", d->dispatch.ops->name);
+	arr = cJSON_AddArrayToObject(j, "cores");
+	if (d->dispatch.ops->cores) {
+		cores = calloc(64, sizeof(*cores));
+		n = cores ? d->dispatch.ops->cores(d->dispatch.state, cores, 64) : 0;
+	}
+	for (int i = 0; i < n; i++) {
+		const struct sched_cosched_core *k = &cores[i];
+		cJSON *o = cJSON_CreateObject(), *st;
+
+		cJSON_AddNumberToObject(o, "cpu", k->s.cpu);
+		cJSON_AddBoolToObject(o, "up", k->up);
+		cJSON_AddNumberToObject(o, "busy_ratio", k->busy_ratio);
+		cJSON_AddNumberToObject(o, "spare_ratio", k->spare_ratio);
+		cJSON_AddNumberToObject(o, "spare_pred", k->s.spare_pred);
+		cJSON_AddNumberToObject(o, "harvested_ratio", k->harvested_ratio);
+		cJSON_AddNumberToObject(o, "harvest_ratio", k->s.harvest_ratio);
+		cJSON_AddNumberToObject(o, "spare_seconds_total", k->spare_s_total);
+		cJSON_AddNumberToObject(o, "harvested_seconds_total", k->harvested_s_total);
+		cJSON_AddNumberToObject(o, "sampled_seconds_total", k->total_s_total);
+		cJSON_AddNumberToObject(o, "warm", k->s.warm);
+		cJSON_AddNumberToObject(o, "frozen", k->s.frozen);
+		cJSON_AddNumberToObject(o, "moved", (double)k->s.moved);
+		cJSON_AddNumberToObject(o, "throttled", (double)k->s.throttled);
+		cJSON_AddNumberToObject(o, "runnable", k->s.runnable);
+		cJSON_AddNumberToObject(o, "thread_cap", k->s.thread_cap);
+		cJSON_AddBoolToObject(o, "reclaimed", k->reclaimed);
+		cJSON_AddNumberToObject(o, "moved_to", k->moved_to);
+		cJSON_AddNumberToObject(o, "reclaims", (double)k->reclaims);
+		cJSON_AddNumberToObject(o, "reaction_last_ms", k->reaction_last_ns / 1e6);
+		cJSON_AddNumberToObject(o, "reaction_max_ms", k->reaction_max_ns / 1e6);
+		cJSON_AddNumberToObject(o, "reaction_mean_ms",
+					k->reclaims ? k->reaction_sum_ns / 1e6 / (double)k->reclaims
+						    : 0.0);
+		cJSON_AddNumberToObject(o, "invocations", (double)k->invocations);
+		cJSON_AddNumberToObject(o, "prewarmed", (double)k->prewarmed);
+		st = cJSON_AddObjectToObject(o, "starts");
+		for (int p = 1; p < 4; p++)
+			cJSON_AddNumberToObject(st, paths[p], (double)k->starts[p]);
+		cJSON_AddStringToObject(o, "interference_counters", k->iw_counters);
+		cJSON_AddItemToArray(arr, o);
+	}
+	free(cores);
+	return send_json(d, c, MHD_HTTP_OK, j);
+}
+
 static enum MHD_Result route(struct gw_daemon *d, struct MHD_Connection *c, const char *method,
 			     const char *url, struct req *rq)
 {
@@ -562,6 +620,11 @@ static enum MHD_Result route(struct gw_daemon *d, struct MHD_Connection *c, cons
 		if (!is(method, MHD_HTTP_METHOD_GET))
 			return not_allowed(d, c, method, url, "GET");
 		return route_status(d, c);
+	}
+	if (!strcmp(url, "/api/v1/cores")) {
+		if (!is(method, MHD_HTTP_METHOD_GET))
+			return not_allowed(d, c, method, url, "GET");
+		return route_cores(d, c);
 	}
 	return send_error(d, c, MHD_HTTP_NOT_FOUND, "no route for %s %.200s", method, url);
 }

@@ -1,6 +1,7 @@
 /* metrics.c - Prometheus text: invocations, start paths, phase histograms, warm pools. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,7 +196,15 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 		    "nemo_pool_crashes_total %llu\n",
 		    (unsigned long long)st.crashes);
 	}
-	/* per-core spare and harvested cycles come with the harvester (its own issue) */
+	if (d->dispatch.ops->metrics) {
+		size_t cap = 65536;
+		char *cores = malloc(cap);
+		int n = cores ? d->dispatch.ops->metrics(d->dispatch.state, cores, cap) : -ENOMEM;
+
+		if (n > 0)
+			put(&t, "%.*s", n, cores);
+		free(cores);
+	}
 	*len = t.len;
 	return t.buf;
 }

@@ -45,6 +45,9 @@ struct ctl {
 	bool async, full;
 	int limit;
 	const char *name_filter;
+	/* top */
+	bool once;
+	int interval_ms;
 };
 
 static void usage(FILE *f)
@@ -60,6 +63,7 @@ static void usage(FILE *f)
 		"  list | get NAME | delete NAME | status\n"
 		"  logs NAME [--limit N]          recent activations of NAME with their output\n"
 		"  activations [ID] [--name NAME] [--limit N]\n"
+		"  top [--once] [--json] [--interval-ms N]   one line per NF core, refreshed\n"
 		"environment: NEMO_URL, NEMO_TOKEN, NEMO_TOKEN_FILE [/etc/nemo/token]\n"
 		"exit codes: 0 ok, 1 usage, 2 nemod unreachable, 3 auth, 4 not found,\n"
 		"  5 rejected (bad request, conflict, too large, too many), 6 function failed,\n"
@@ -483,6 +487,137 @@ static int cmd_simple(struct ctl *c, const char *method, const char *path, int k
 	return 0;
 }
 
+/* ---- top ------------------------------------------------------------------------------------- */
+
+static double num(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+}
+
+static const cJSON *core_by_cpu(const cJSON *arr, int cpu)
+{
+	const cJSON *k;
+
+	cJSON_ArrayForEach (k, arr)
+		if ((int)num(k, "cpu") == cpu)
+			return k;
+	return NULL;
+}
+
+static int fetch_cores(struct ctl *c, cJSON **out)
+{
+	struct gw_http_response r = {0};
+	int code = request(c, "GET", "/api/v1/cores", NULL, 0, &r);
+
+	if (code == EXIT_UNREACHABLE)
+		return code;
+	if (code != EXIT_OK)
+		return report_error(c, &r, code);
+	*out = cJSON_Parse(r.body);
+	gw_http_response_release(&r);
+	return *out ? EXIT_OK : EXIT_SERVER;
+}
+
+/*
+ * One line per NF core. Rates and the harvest_ratio are over the refresh interval (the
+ * difference of two samples of the cumulative figures), so a line says what is happening now.
+ */
+static void print_top(const cJSON *prev, const cJSON *cur, double dt_s)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(cur, "cores"), *k;
+	const cJSON *parr = prev ? cJSON_GetObjectItemCaseSensitive(prev, "cores") : NULL;
+	const cJSON *disp = cJSON_GetObjectItemCaseSensitive(cur, "dispatcher");
+
+	printf("nemo top  dispatcher=%s  interval=%.1fs\n",
+	       cJSON_IsString(disp) ? disp->valuestring : "?", dt_s);
+	printf("%4s %-4s %6s %6s %6s %7s %5s %5s %6s %5s %6s %7s %6s %6s %6s %s\n", "CPU", "NF",
+	       "BUSY%", "SPARE%", "HARV%", "H_RATIO", "PRED", "WARM", "FROZEN", "MOVED", "THROTL",
+	       "INV/S", "COLD", "WARM", "PREW", "STATE");
+	if (!cJSON_GetArraySize(arr))
+		printf("  (no NF cores: harvesting is off, or no NF channel is attached yet)\n");
+	cJSON_ArrayForEach (k, arr) {
+		const cJSON *p = parr ? core_by_cpu(parr, (int)num(k, "cpu")) : NULL;
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(k, "starts");
+		const cJSON *up = cJSON_GetObjectItemCaseSensitive(k, "up");
+		const cJSON *rec = cJSON_GetObjectItemCaseSensitive(k, "reclaimed");
+		double spare = num(k, "spare_seconds_total"),
+		       harv = num(k, "harvested_seconds_total");
+		double samp = num(k, "sampled_seconds_total"), inv = num(k, "invocations");
+		double busy, spare_pct, harv_pct, ratio, rate;
+		char state[32];
+
+		if (p) {
+			double ds = spare - num(p, "spare_seconds_total");
+			double dh = harv - num(p, "harvested_seconds_total");
+			double dw = samp - num(p, "sampled_seconds_total");
+
+			spare_pct = dw > 0 ? 100.0 * ds / dw : 0;
+			harv_pct = dw > 0 ? 100.0 * dh / dw : 0;
+			ratio = ds > 0 ? dh / ds : 0;
+			busy = dw > 0 ? 100.0 - spare_pct : 0;
+			rate = dt_s > 0 ? (inv - num(p, "invocations")) / dt_s : 0;
+		} else {
+			spare_pct = samp > 0 ? 100.0 * spare / samp : 0;
+			harv_pct = samp > 0 ? 100.0 * harv / samp : 0;
+			ratio = spare > 0 ? harv / spare : 0;
+			busy = samp > 0 ? 100.0 - spare_pct : 0;
+			rate = 0;
+		}
+		if (!cJSON_IsTrue(up))
+			snprintf(state, sizeof(state), "NF gone");
+		else if (cJSON_IsTrue(rec) && num(k, "moved_to") >= 0)
+			snprintf(state, sizeof(state), "reclaimed->cpu%d", (int)num(k, "moved_to"));
+		else if (cJSON_IsTrue(rec))
+			snprintf(state, sizeof(state), "reclaimed(frozen)");
+		else
+			snprintf(state, sizeof(state), "harvesting");
+		printf("%4d %-4s %6.1f %6.1f %6.1f %7.2f %5.2f %5d %6d %5d %6d %7.1f %6d %6d %6d %s\n",
+		       (int)num(k, "cpu"), cJSON_IsTrue(up) ? "up" : "down", busy, spare_pct,
+		       harv_pct, ratio, num(k, "spare_pred"), (int)num(k, "warm"),
+		       (int)num(k, "frozen"), (int)num(k, "moved"), (int)num(k, "throttled"), rate,
+		       (int)num(st, "cold"), (int)num(st, "warm"), (int)num(st, "prewarmed"),
+		       state);
+	}
+	fflush(stdout);
+}
+
+static int cmd_top(struct ctl *c)
+{
+	cJSON *prev = NULL, *cur = NULL;
+	bool tty = isatty(STDOUT_FILENO);
+	int code, interval = c->interval_ms > 0 ? c->interval_ms : 1000;
+
+	code = fetch_cores(c, &prev);
+	if (code)
+		return code;
+	if (c->json) {
+		char *text = cJSON_Print(prev);
+
+		printf("%s\n", text ? text : "{}");
+		free(text);
+		cJSON_Delete(prev);
+		return EXIT_OK;
+	}
+	for (;;) {
+		usleep((useconds_t)(c->once ? 500 : interval) * 1000);
+		code = fetch_cores(c, &cur);
+		if (code)
+			break;
+		if (tty && !c->once)
+			printf("\033[H\033[2J");
+		print_top(prev, cur, (c->once ? 500 : interval) / 1e3);
+		cJSON_Delete(prev);
+		prev = cur;
+		cur = NULL;
+		if (c->once)
+			break;
+	}
+	cJSON_Delete(prev);
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -509,6 +644,8 @@ int main(int argc, char **argv)
 		{"full", no_argument, NULL, 'F'},
 		{"limit", required_argument, NULL, 'n'},
 		{"name", required_argument, NULL, 'N'},
+		{"once", no_argument, NULL, 'O'},
+		{"interval-ms", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -590,6 +727,12 @@ int main(int argc, char **argv)
 		case 'N':
 			c.name_filter = optarg;
 			break;
+		case 'O':
+			c.once = true;
+			break;
+		case 'I':
+			c.interval_ms = atoi(optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -614,6 +757,8 @@ int main(int argc, char **argv)
 		return cmd_simple(&c, "GET", ACT_PATH, 'l');
 	if (!strcmp(cmd, "status"))
 		return cmd_simple(&c, "GET", "/api/v1/status", 's');
+	if (!strcmp(cmd, "top"))
+		return cmd_top(&c);
 	if (!strcmp(cmd, "activations")) {
 		if (arg)
 			snprintf(path, sizeof(path), ACTV_PATH "/%s", arg);

@@ -109,7 +109,10 @@ int main(int argc, char **argv)
 	rc = gw_backend_sandbox_new(&cfg, &backend);
 	if (rc)
 		return 1;
-	rc = gw_dispatch_rr_new(cfg.sandbox_cores, cfg.n_sandbox_cores, &dispatch);
+	if (cfg.harvest.enabled)
+		rc = gw_dispatch_harvest_new(&cfg, &backend, &dispatch);
+	else
+		rc = gw_dispatch_rr_new(cfg.sandbox_cores, cfg.n_sandbox_cores, &dispatch);
 	if (rc)
 		goto out_backend;
 	the_daemon = gw_daemon_new(&cfg, &backend, &dispatch);
@@ -134,7 +137,10 @@ out_daemon:
 	gw_daemon_destroy(the_daemon);
 	the_daemon = NULL;
 out_dispatch:
-	gw_dispatch_rr_destroy(&dispatch);
+	if (cfg.harvest.enabled)
+		gw_dispatch_harvest_destroy(&dispatch);
+	else
+		gw_dispatch_rr_destroy(&dispatch);
 out_backend:
 	gw_backend_sandbox_destroy(&backend);
 	NEMO_INFO("nemod", "exited rc=%d", rc);

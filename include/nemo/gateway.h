@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "nemo/sandbox.h"
+#include "nemo/scheduler.h"
 
 #define GW_MAX_CORES	  64
 #define GW_MAX_CODE_ROOTS 8
@@ -42,6 +43,16 @@ struct gw_mqtt_config {
 	uint32_t reconnect_max_s;
 };
 
+/*
+ * The "harvest" object: with enabled false (the default) nemod places round-robin over
+ * cores.sandbox as before; with enabled true the co-scheduler (scheduler/cosched.c) follows
+ * the NF cores' spare cycles. Keys and defaults in gateway/README.md, "Harvesting".
+ */
+struct gw_harvest_config {
+	bool enabled;
+	struct sched_cosched_config cs;
+};
+
 struct gw_config {
 	char file[GW_PATH_MAX]; /* where it was loaded from, for messages */
 	char listen_host[64];
@@ -65,6 +76,7 @@ struct gw_config {
 	uint64_t memory_budget_mb;
 	char log_level[16];
 	struct gw_mqtt_config mqtt;
+	struct gw_harvest_config harvest;
 };
 
 /* Fill `cfg` with the defaults documented in gateway/README.md. */
@@ -98,6 +110,8 @@ struct gw_backend_ops {
 	int (*maintain)(void *state);
 	/* make `count` idle instances on `core` ahead of demand; returns how many, or -errno */
 	int (*prewarm)(void *state, const char *name, int core, int count);
+	/* the parent cgroup of `core`'s sandboxes in controller `ctrl` (optional; harvesting) */
+	int (*core_cgroup)(void *state, int core, const char *ctrl, char *buf, size_t len);
 };
 
 struct gw_backend {
@@ -129,6 +143,10 @@ struct gw_dispatch_ops {
 	int (*place)(void *state, const char *function, struct gw_placement *out);
 	void (*observe)(void *state, const char *function, const struct gw_placement *where,
 			const struct sbx_result *res);
+	/* optional: per-core Prometheus text appended to /metrics; length or -ENOSPC */
+	int (*metrics)(void *state, char *buf, size_t len);
+	/* optional: copy up to `max` NF cores for GET /api/v1/cores; returns how many */
+	int (*cores)(void *state, struct sched_cosched_core *out, int max);
 };
 
 struct gw_dispatch {
@@ -139,6 +157,16 @@ struct gw_dispatch {
 /* Round-robin over `cores`. Returns 0 or -ENOMEM. */
 int gw_dispatch_rr_new(const int *cores, int n_cores, struct gw_dispatch *d);
 void gw_dispatch_rr_destroy(struct gw_dispatch *d);
+
+/*
+ * The harvesting dispatcher: a co-scheduler over cfg->harvest whose sandboxes are `be`'s
+ * (which must have prewarm, stats and core_cgroup). Invocations go where the NF cores have
+ * spare (housekeeping core: cfg->housekeeping_cores[0], else 0). Returns 0, -EINVAL (bad
+ * harvest config, logged) or -ENOMEM.
+ */
+int gw_dispatch_harvest_new(const struct gw_config *cfg, const struct gw_backend *be,
+			    struct gw_dispatch *d);
+void gw_dispatch_harvest_destroy(struct gw_dispatch *d);
 
 /* ---- the daemon --------------------------------------------------------------------------------- */
 

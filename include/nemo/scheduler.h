@@ -364,4 +364,102 @@ double sched_harvest_ratio(uint64_t harvested_ns, uint64_t spare_cycles, uint64_
  */
 int sched_metrics_format(const struct sched_core_stats *cores, int n, char *buf, size_t len);
 
+/* ---- co-scheduler: nemod's harvest loop -------------------------------------------------- */
+
+/*
+ * The co-scheduler joins the pieces above into nemod's loop: it samples every NF core's
+ * harvest channel each period, predicts spare, reads harvested from the core's harvest
+ * cgroup, reclaims (freeze or move) and throttles, and on a slower beat forecasts demand per
+ * function and pre-warms instances on the cores with spare. Invocations ask it where to run.
+ * It knows sandboxes only through this table, so tests plug in fakes.
+ */
+struct sched_cosched_backend {
+	void *arg;
+	/* make `count` idle instances of `fn` on `cpu` (forked into its harvest cgroup) */
+	int (*prewarm)(void *arg, const char *fn, int cpu, int count);
+	/* idle warm instances of `fn`, all cores together */
+	int (*idle)(void *arg, const char *fn, uint32_t *idle);
+	/* the per-core parent cgroup of `cpu` in controller `ctrl` ("cpu", "cpuacct", "cpuset") */
+	int (*core_cgroup)(void *arg, int cpu, const char *ctrl, char *buf, size_t len);
+};
+
+#define SCHED_CS_MAX_CHANNELS 8
+#define SCHED_CS_NAME_MAX     32
+
+struct sched_cosched_config {
+	uint32_t period_ms; /* 1..10 */
+	uint32_t n_channels;
+	char channels[SCHED_CS_MAX_CHANNELS][SCHED_CS_NAME_MAX];
+	char predictor[16]; /* "ewma" | "markov" */
+	bool prewarm;
+	int policy; /* enum sched_harvest_policy */
+	uint32_t thread_cap;
+	struct sched_reclaim_config reclaim;
+	int overflow;		    /* enum sched_overflow */
+	uint64_t queue_deadline_ms; /* SCHED_OVERFLOW_QUEUE: then housekeeping */
+	int hk_cpu;		    /* overflow and move target of last resort */
+	bool interference;
+	double interference_bound; /* ratio of cycles per packet, e.g. 1.5 */
+	uint32_t forecast_ms;	   /* demand interval and pre-warm beat [500] */
+};
+
+/* Defaults as gateway/README.md documents them ("harvest" object). */
+void sched_cosched_config_defaults(struct sched_cosched_config *cfg);
+
+/* One NF core as nemoctl top and /api/v1/cores show it. Cumulative figures since start. */
+struct sched_cosched_core {
+	struct sched_core_stats s;
+	bool up;		   /* the NF publishes the core now */
+	double spare_ratio;	   /* last window */
+	double busy_ratio;	   /* last window: busy / total */
+	double harvested_ratio;	   /* last window: harvested / window wall time */
+	double spare_s_total;	   /* spare, seconds */
+	double harvested_s_total;  /* harvested, seconds */
+	double total_s_total;	   /* the windows' length, seconds */
+	uint64_t reclaims;	   /* times reclaimed */
+	int moved_to;		   /* -1, or where its sandboxes run while reclaimed by MOVE */
+	bool reclaimed;		   /* taking nothing new */
+	uint64_t reaction_last_ns; /* first low window's start to the action done */
+	uint64_t reaction_max_ns;
+	uint64_t reaction_sum_ns; /* / reclaims for the mean */
+	uint64_t invocations;	  /* placed on this core */
+	uint64_t starts[4];	  /* by enum sbx_start_path */
+	uint64_t prewarmed;	  /* instances the planner made here on spare cycles */
+	int iw_counters_open;	  /* perf counters that opened on the NF lcore */
+	char iw_counters[96];	  /* their names, "task-clock,context-switches" */
+};
+
+struct sched_cosched;
+
+/*
+ * Start the loop thread (and the pre-warm thread). Channels need not exist yet; a core a
+ * channel names that is not online is logged (naming it) and left out. Returns NULL with
+ * errno EINVAL (bad config, logged) or ENOMEM.
+ */
+struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
+					const struct sched_cosched_backend *be);
+void sched_cosched_destroy(struct sched_cosched *cs);
+
+/*
+ * Where should an invocation of `fn` run? A warm instance on the core with the most predicted
+ * spare, else a cold start where spare exists, else the overflow policy: housekeeping, or
+ * wait (for spare, up to queue_deadline_ms) then housekeeping. Writes the CPU to *cpu and the
+ * placement kind (enum sched_place_kind) to *kind. Returns 0. Thread-safe; may block (queue).
+ */
+int sched_cosched_place(struct sched_cosched *cs, const char *fn, int *cpu, int *kind);
+
+/* How it went: the start path (enum sbx_start_path) and the phase times. Thread-safe. */
+void sched_cosched_observe(struct sched_cosched *cs, const char *fn, int cpu, int start_path,
+			   uint64_t init_ns, uint64_t run_ns);
+
+/* Copy up to `max` cores. Returns how many. Thread-safe. */
+int sched_cosched_cores(struct sched_cosched *cs, struct sched_cosched_core *out, int max);
+
+/*
+ * /metrics text: sched_metrics_format() plus nemo_core_spare_ratio,
+ * nemo_core_harvested_seconds_total, nemo_core_spare_seconds_total, reclaim figures.
+ * Returns the length or -ENOSPC.
+ */
+int sched_cosched_metrics(struct sched_cosched *cs, char *buf, size_t len);
+
 #endif /* NEMO_SCHEDULER_H */

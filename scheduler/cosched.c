@@ -1,0 +1,906 @@
+/* cosched.c - nemod's harvest loop: sample, predict, account, reclaim, throttle, pre-warm, place. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nemo/harvester.h"
+#include "nemo/log.h"
+#include "nemo/scheduler.h"
+#include "sched_internal.h"
+
+#define CS_LOG	       "cosched"
+#define CS_MAX_CORES   64
+#define CS_MAX_FNS     64
+#define CS_MAX_SBX     32 /* sandboxes of one core that reclaim freezes one by one (v1) */
+#define CS_HORIZON     5  /* windows the spare prediction looks ahead */
+#define CS_COUNT_EVERY 5  /* windows between two counts of threads and sandboxes */
+#define CS_IW_PERIOD   10000
+
+struct cs_fn {
+	char name[64];
+	uint64_t arrivals; /* since the last forecast interval */
+	struct hv_demand demand;
+	double forecast; /* invocations per second */
+	double run_ns;	 /* smoothed run time of one invocation */
+	double init_ns;	 /* smoothed create + init of a cold start */
+	uint32_t on_core[CS_MAX_CORES];
+};
+
+struct cs_core {
+	int cpu;
+	bool online; /* false: a channel named a CPU that is not there (logged once) */
+	bool cg_ok;
+	struct sched_harvest_cg cg;
+	struct hv_predictor *pred;
+	struct sched_iwatch *iw;
+	uint64_t generation;
+	uint64_t seen_seq;
+	uint64_t usage_prev;
+	bool usage_primed;
+	uint64_t low_since_ns; /* start of the first window of the current low streak */
+	uint32_t windows;
+	int n_frozen;
+	char frozen[CS_MAX_SBX][256];  /* v1 freezer directories frozen by reclaim */
+	struct sched_cosched_core pub; /* what readers see, under cs->lock */
+} __attribute__((aligned(64)));
+
+struct sched_cosched {
+	struct sched_cosched_config cfg;
+	struct sched_cosched_backend be;
+	const struct sched_cgroup_ops *ops;
+	const struct hv_predictor_ops *pops;
+	struct hv_sampler *sampler;
+	struct sched_topology topo;
+	bool topo_ok;
+	pthread_t loop_thread, plan_thread;
+	bool plan_started;
+	atomic_bool stop;
+	pthread_mutex_t lock;	    /* cores[].pub, fns, n_cores */
+	pthread_cond_t window_cond; /* a window was processed: queued placements look again */
+	int n_cores;
+	struct cs_core *cores; /* CS_MAX_CORES, written by the loop thread only (pub: locked) */
+	struct sched_reclaim_core rc[CS_MAX_CORES];
+	int n_fns;
+	struct cs_fn fns[CS_MAX_FNS];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void sched_cosched_config_defaults(struct sched_cosched_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->period_ms = 2;
+	cfg->n_channels = 1;
+	snprintf(cfg->channels[0], sizeof(cfg->channels[0]), "default");
+	snprintf(cfg->predictor, sizeof(cfg->predictor), "markov");
+	cfg->prewarm = true;
+	cfg->policy = SCHED_HARVEST_DEFAULT;
+	cfg->thread_cap = SCHED_THREAD_CAP_DEFAULT;
+	cfg->reclaim = (struct sched_reclaim_config){
+		.threshold = 0.05,
+		.k_windows = 3,
+		.release = 0.2,
+		.release_windows = 10,
+		.prefer = SCHED_RECLAIM_MOVE,
+		.move_min_spare = 0.3,
+	};
+	cfg->overflow = SCHED_OVERFLOW_HOUSEKEEPING;
+	cfg->queue_deadline_ms = 100;
+	cfg->hk_cpu = 0;
+	cfg->interference = true;
+	cfg->interference_bound = 1.5;
+	cfg->forecast_ms = 500;
+}
+
+/* ---- the core's sandboxes, as the cgroup tree sees them ------------------------------------ */
+
+/* v1: the distinct freezer cgroups of the processes in the core's cpu cgroup, one per sandbox. */
+static int v1_sandbox_freezers(const struct cs_core *c, char dirs[][256], int max)
+{
+	char procs[8192], path[64], line[512];
+	int n = 0, rc = __sched_read(c->cg.cpu, "cgroup.procs", procs, sizeof(procs));
+
+	if (rc < 0)
+		return rc;
+	for (char *save, *tok = strtok_r(procs, "\n", &save); tok;
+	     tok = strtok_r(NULL, "\n", &save)) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/cgroup", atoi(tok));
+		f = fopen(path, "re");
+		if (!f)
+			continue; /* exited meanwhile */
+		while (fgets(line, sizeof(line), f)) {
+			char *fz = strstr(line, ":freezer:");
+			bool seen = false;
+
+			if (!fz)
+				continue;
+			fz += strlen(":freezer:");
+			fz[strcspn(fz, "\n")] = '\0';
+			if (!strcmp(fz, "/"))
+				break;
+			for (int i = 0; i < n; i++)
+				seen |= !strcmp(dirs[i] + strlen("/sys/fs/cgroup/freezer"), fz);
+			if (!seen && n < max &&
+			    (size_t)snprintf(dirs[n], 256, "/sys/fs/cgroup/freezer%s", fz) < 256)
+				n++;
+			break;
+		}
+		fclose(f);
+	}
+	return n;
+}
+
+/* v2: the sandbox cgroups are the core cgroup's children. */
+static int v2_sandbox_count(const struct cs_core *c)
+{
+	DIR *d = opendir(c->cg.cpu);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		n += e->d_type == DT_DIR && e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static int core_sandboxes(struct sched_cosched *cs, const struct cs_core *c)
+{
+	char dirs[CS_MAX_SBX][256];
+
+	if (cs->ops == &sched_cgroup_v1)
+		return v1_sandbox_freezers(c, dirs, CS_MAX_SBX);
+	return v2_sandbox_count(c);
+}
+
+/* ---- reclaim actions ------------------------------------------------------------------------ */
+
+static int freeze_core(struct sched_cosched *cs, struct cs_core *c)
+{
+	char st[32];
+	uint64_t until;
+	int rc = 0;
+
+	if (cs->ops != &sched_cgroup_v1) {
+		rc = cs->ops->freeze(&c->cg, true, 100);
+		c->n_frozen = rc ? 0 : core_sandboxes(cs, c);
+		return rc;
+	}
+	c->n_frozen = v1_sandbox_freezers(c, c->frozen, CS_MAX_SBX);
+	if (c->n_frozen < 0) {
+		rc = c->n_frozen;
+		c->n_frozen = 0;
+		return rc;
+	}
+	for (int i = 0; i < c->n_frozen; i++)
+		__sched_write(c->frozen[i], "freezer.state", "FROZEN");
+	/* freezing is asynchronous: the reaction time counts until every sandbox reads FROZEN */
+	until = now_ns() + 100000000ull;
+	for (int i = 0; i < c->n_frozen; i++) {
+		while (__sched_read(c->frozen[i], "freezer.state", st, sizeof(st)) > 0 &&
+		       strncmp(st, "FROZEN", 6) && now_ns() < until)
+			usleep(100);
+	}
+	return 0;
+}
+
+static void thaw_core(struct sched_cosched *cs, struct cs_core *c)
+{
+	if (cs->ops != &sched_cgroup_v1) {
+		cs->ops->freeze(&c->cg, false, 100);
+	} else {
+		for (int i = 0; i < c->n_frozen; i++)
+			__sched_write(c->frozen[i], "freezer.state", "THAWED");
+	}
+	c->n_frozen = 0;
+}
+
+/*
+ * Moving rewrites the core cgroup's cpuset: the kernel migrates every task in it at once, and
+ * a sandbox in the middle of an invocation simply carries on over there. Cheaper and faster
+ * than moving sandboxes one by one, and the pool's view of "core N" stays right for release.
+ */
+static int set_cpuset(struct cs_core *c, int cpu)
+{
+	char val[16];
+
+	snprintf(val, sizeof(val), "%d", cpu);
+	return __sched_write(c->cg.cpuset, "cpuset.cpus", val);
+}
+
+/* ---- cores as channels reveal them ---------------------------------------------------------- */
+
+static pid_t lcore_tid(const struct hv_core_sample *smp)
+{
+	struct hv_channel *ch = hv_channel_open(smp->nf);
+	struct hc_lcore_record r;
+	pid_t tid = 0;
+
+	if (!ch)
+		return 0;
+	for (uint32_t i = 0; i < hv_channel_nb_lcores(ch); i++)
+		if (!hv_channel_read(ch, i, &r) && r.lcore_id == smp->lcore_id)
+			tid = r.tid;
+	hv_channel_close(ch);
+	return tid;
+}
+
+static void core_iwatch(struct sched_cosched *cs, struct cs_core *c,
+			const struct hv_core_sample *smp)
+{
+	struct sched_iwatch_config iwc = {
+		.bound = cs->cfg.interference_bound - 1.0,
+		.alpha = 0.2,
+		.calm_windows = 50,
+		.settle_windows = 10,
+		.period_us = CS_IW_PERIOD,
+		.min_quota_us = CS_IW_PERIOD / 20,
+		.min_pkts = 64,
+	};
+	const struct sched_counter *ctr;
+	int n, off = 0;
+
+	if (!cs->cfg.interference)
+		return;
+	if (c->iw)
+		sched_iwatch_destroy(c->iw);
+	c->iw = sched_iwatch_new(lcore_tid(smp), &iwc);
+	c->pub.iw_counters_open = 0;
+	c->pub.iw_counters[0] = '\0';
+	if (!c->iw)
+		return;
+	ctr = sched_iwatch_counters(c->iw, &n);
+	for (int i = 0; i < n; i++)
+		if (ctr[i].open && off < (int)sizeof(c->pub.iw_counters))
+			off += snprintf(c->pub.iw_counters + off, sizeof(c->pub.iw_counters) - off,
+					"%s%s", c->pub.iw_counters_open++ ? "," : "", ctr[i].name);
+	NEMO_INFO(CS_LOG,
+		  "cpu %d: interference watch counters=%s (plus cycles/packet from the "
+		  "channel)",
+		  c->cpu, c->pub.iw_counters[0] ? c->pub.iw_counters : "none");
+}
+
+static struct cs_core *core_get(struct sched_cosched *cs, const struct hv_core_sample *smp)
+{
+	struct cs_core *c;
+	int rc;
+
+	for (int i = 0; i < cs->n_cores; i++)
+		if (cs->cores[i].cpu == (int)smp->cpu)
+			return &cs->cores[i];
+	if (cs->n_cores >= CS_MAX_CORES)
+		return NULL;
+	c = &cs->cores[cs->n_cores];
+	memset(c, 0, sizeof(*c));
+	c->cpu = (int)smp->cpu;
+	c->pub.s.cpu = c->cpu;
+	c->pub.moved_to = -1;
+	c->pub.s.thread_cap = cs->cfg.thread_cap;
+	c->online = !cs->topo_ok || sched_topology_cpu(&cs->topo, c->cpu);
+	if (!c->online) {
+		NEMO_ERR(CS_LOG,
+			 "NF '%s' lcore %u is on cpu %d, which is not online (%d CPUs): not "
+			 "harvesting it",
+			 smp->nf, smp->lcore_id, c->cpu, cs->topo.n_cpus);
+		goto publish;
+	}
+	c->cg.cpu_index = c->cpu;
+	rc = cs->be.core_cgroup(cs->be.arg, c->cpu, "cpu", c->cg.cpu, sizeof(c->cg.cpu));
+	rc = rc ? rc
+		: cs->be.core_cgroup(cs->be.arg, c->cpu, "cpuacct", c->cg.cpuacct,
+				     sizeof(c->cg.cpuacct));
+	rc = rc ? rc
+		: cs->be.core_cgroup(cs->be.arg, c->cpu, "cpuset", c->cg.cpuset,
+				     sizeof(c->cg.cpuset));
+	/* v2 freezes the core cgroup itself; v1 freezes each sandbox's own freezer cgroup */
+	snprintf(c->cg.freezer, sizeof(c->cg.freezer), "%s", c->cg.cpu);
+	if (rc) {
+		NEMO_ERR(CS_LOG, "cpu %d: no sandbox cgroup for it: %s", c->cpu, strerror(-rc));
+		goto publish;
+	}
+	rc = cs->ops->apply_policy(&c->cg, cs->cfg.policy);
+	if (rc)
+		goto publish; /* logged by the op */
+	c->pred = cs->pops->create(NULL);
+	if (!c->pred)
+		goto publish;
+	c->cg_ok = true;
+	NEMO_INFO(CS_LOG, "harvesting cpu %d (NF '%s' lcore %u) cgroup=%s policy=%s", c->cpu,
+		  smp->nf, smp->lcore_id, c->cg.cpu, sched_harvest_policy_name(cs->cfg.policy));
+publish:
+	pthread_mutex_lock(&cs->lock);
+	cs->n_cores++;
+	pthread_mutex_unlock(&cs->lock);
+	return c;
+}
+
+/* ---- one window of one core ----------------------------------------------------------------- */
+
+static void views_of(struct sched_cosched *cs, struct sched_core_view *v)
+{
+	for (int i = 0; i < cs->n_cores; i++) {
+		const struct cs_core *c = &cs->cores[i];
+
+		v[i] = (struct sched_core_view){
+			.cpu = c->cpu,
+			.spare_pred = c->pub.up && c->cg_ok ? c->pub.s.spare_pred : 0.0,
+			.runnable = c->pub.s.runnable,
+			.thread_cap = cs->cfg.thread_cap,
+			.reclaimed = c->pub.reclaimed || !c->pub.up || !c->cg_ok,
+		};
+	}
+}
+
+static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint64_t now,
+		    uint64_t window_ns)
+{
+	struct cs_core *c = &cs->cores[idx];
+	struct sched_core_view views[CS_MAX_CORES];
+	struct sched_reclaim_decision d;
+	bool was = cs->rc[idx].reclaimed;
+	int rc = 0, n = 0;
+
+	if (spare_ratio < cs->cfg.reclaim.threshold && cs->rc[idx].below == 0)
+		c->low_since_ns = now > window_ns ? now - window_ns : now;
+	views_of(cs, views);
+	d = sched_reclaim_step(&cs->cfg.reclaim, cs->rc, idx, spare_ratio, views, cs->n_cores);
+	if (d.action == SCHED_RECLAIM_FREEZE && cs->cfg.reclaim.prefer == SCHED_RECLAIM_MOVE &&
+	    cs->cfg.hk_cpu >= 0 && cs->cfg.hk_cpu != c->cpu) {
+		/* no NF core has spare: the housekeeping core is the place of last resort */
+		d.action = SCHED_RECLAIM_MOVE;
+		d.target_cpu = cs->cfg.hk_cpu;
+		cs->rc[idx].last_action = SCHED_RECLAIM_MOVE;
+	}
+	switch (d.action) {
+	case SCHED_RECLAIM_FREEZE:
+		rc = freeze_core(cs, c);
+		break;
+	case SCHED_RECLAIM_MOVE:
+		n = core_sandboxes(cs, c);
+		rc = set_cpuset(c, d.target_cpu);
+		break;
+	case SCHED_RECLAIM_THAW:
+		thaw_core(cs, c);
+		break;
+	default:
+		break;
+	}
+	if (was && !cs->rc[idx].reclaimed && c->pub.moved_to >= 0)
+		set_cpuset(c, c->cpu); /* spare is back: the core's sandboxes come home */
+	if (d.action == SCHED_RECLAIM_FREEZE || d.action == SCHED_RECLAIM_MOVE) {
+		uint64_t reaction = now_ns() - c->low_since_ns;
+
+		NEMO_INFO(CS_LOG,
+			  "cpu %d: reclaimed (%s, target cpu %d) after %u windows below %.2f: "
+			  "reaction %.2f ms%s",
+			  c->cpu, d.action == SCHED_RECLAIM_MOVE ? "move" : "freeze", d.target_cpu,
+			  cs->cfg.reclaim.k_windows, cs->cfg.reclaim.threshold, reaction / 1e6,
+			  rc ? " (failed)" : "");
+		pthread_mutex_lock(&cs->lock);
+		c->pub.reclaims++;
+		c->pub.reaction_last_ns = reaction;
+		c->pub.reaction_sum_ns += reaction;
+		if (reaction > c->pub.reaction_max_ns)
+			c->pub.reaction_max_ns = reaction;
+		if (d.action == SCHED_RECLAIM_MOVE) {
+			c->pub.moved_to = d.target_cpu;
+			c->pub.s.moved += n > 0 ? (uint64_t)n : 0;
+		} else {
+			c->pub.s.frozen = (uint32_t)c->n_frozen;
+		}
+		c->pub.reclaimed = true;
+		pthread_mutex_unlock(&cs->lock);
+	} else if (was && !cs->rc[idx].reclaimed) {
+		NEMO_INFO(CS_LOG, "cpu %d: spare is back, harvesting again", c->cpu);
+		pthread_mutex_lock(&cs->lock);
+		c->pub.reclaimed = false;
+		c->pub.moved_to = -1;
+		c->pub.s.frozen = 0;
+		pthread_mutex_unlock(&cs->lock);
+	}
+}
+
+static void window(struct sched_cosched *cs, int idx, const struct hv_core_sample *smp)
+{
+	struct cs_core *c = &cs->cores[idx];
+	const struct hv_window *w = &smp->w;
+	uint64_t usage = 0, harvested = 0, hz = smp->tsc_hz ? smp->tsc_hz : 1;
+	struct sched_iwatch_report rep = {0};
+	double spare_ns = (double)w->spare * 1e9 / (double)hz, pred;
+	int count = -1;
+	uint32_t total, runnable = c->pub.s.runnable;
+
+	cs->pops->observe(c->pred, w->spare_ratio);
+	pred = cs->pops->predict(c->pred, CS_HORIZON);
+	if (!cs->ops->read_usage(&c->cg, &usage)) {
+		harvested = c->usage_primed && usage >= c->usage_prev ? usage - c->usage_prev : 0;
+		c->usage_prev = usage;
+		c->usage_primed = true;
+	}
+	reclaim(cs, idx, w->spare_ratio, now_ns(), smp->window_ns);
+	if (c->iw) {
+		sched_iwatch_step(c->iw, w->busy, w->rx_pkts, harvested > 0, &rep);
+		if (rep.changed)
+			cs->ops->set_quota(&c->cg, rep.quota_us, CS_IW_PERIOD);
+	}
+	if (c->windows++ % CS_COUNT_EVERY == 0) {
+		if (!sched_cgroup_threads(cs->ops, c->cg.cpu, &total, &runnable))
+			(void)total;
+		count = core_sandboxes(cs, c);
+	}
+	pthread_mutex_lock(&cs->lock);
+	c->pub.up = true;
+	c->pub.spare_ratio = w->spare_ratio;
+	c->pub.busy_ratio = w->total ? (double)w->busy / (double)w->total : 0.0;
+	c->pub.harvested_ratio = smp->window_ns ? (double)harvested / (double)smp->window_ns : 0.0;
+	c->pub.spare_s_total += spare_ns / 1e9;
+	c->pub.harvested_s_total += (double)harvested / 1e9;
+	c->pub.total_s_total += (double)smp->window_ns / 1e9;
+	c->pub.s.spare_cycles = w->spare;
+	c->pub.s.total_cycles = w->total;
+	c->pub.s.spare_pred = pred;
+	c->pub.s.harvested_ns = harvested;
+	c->pub.s.harvest_ratio = sched_harvest_ratio(harvested, w->spare, hz);
+	c->pub.s.runnable = runnable;
+	if (count >= 0)
+		c->pub.s.warm = (uint32_t)count;
+	c->pub.s.throttled += rep.throttled;
+	pthread_mutex_unlock(&cs->lock);
+}
+
+static void *loop_main(void *arg)
+{
+	struct sched_cosched *cs = arg;
+	struct timespec next;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	while (!atomic_load(&cs->stop)) {
+		int fresh = hv_sampler_sample(cs->sampler, now_ns());
+
+		for (uint32_t i = 0; fresh > 0 && i < hv_sampler_nb_cores(cs->sampler); i++) {
+			const struct hv_core_sample *smp = hv_sampler_core(cs->sampler, i);
+			struct cs_core *c = smp ? core_get(cs, smp) : NULL;
+
+			if (!c || !c->online || !c->cg_ok)
+				continue;
+			if (smp->state != HV_CORE_UP) {
+				if (c->pub.up)
+					NEMO_WARN(CS_LOG,
+						  "cpu %d: NF '%s' is gone: no spare known, "
+						  "placing nothing there",
+						  c->cpu, smp->nf);
+				pthread_mutex_lock(&cs->lock);
+				c->pub.up = false;
+				pthread_mutex_unlock(&cs->lock);
+				continue;
+			}
+			if (smp->generation != c->generation) {
+				c->generation = smp->generation;
+				core_iwatch(cs, c, smp);
+			}
+			if (smp->window_seq == c->seen_seq)
+				continue;
+			c->seen_seq = smp->window_seq;
+			window(cs, (int)(c - cs->cores), smp);
+		}
+		pthread_mutex_lock(&cs->lock);
+		pthread_cond_broadcast(&cs->window_cond);
+		pthread_mutex_unlock(&cs->lock);
+		next.tv_nsec += (long)cs->cfg.period_ms * 1000000L;
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_sec += next.tv_nsec / 1000000000L;
+			next.tv_nsec %= 1000000000L;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+	}
+	return NULL;
+}
+
+/* ---- demand forecast and pre-warming -------------------------------------------------------- */
+
+static void plan_once(struct sched_cosched *cs)
+{
+	struct hv_plan_core pc[CS_MAX_CORES];
+	struct hv_plan_function pf[CS_MAX_FNS];
+	struct hv_plan_target tg[CS_MAX_FNS * 4];
+	int core_of[CS_MAX_CORES], n_pc = 0, n_fns, n_tg;
+	char names[CS_MAX_FNS][64];
+	uint32_t unplaced = 0;
+	struct hv_plan_limits lim = {
+		.headroom = 0.8,
+		.target_util = 0.5,
+		.horizon_s = 1.0,
+		.min_demand = 0.02,
+	};
+
+	pthread_mutex_lock(&cs->lock);
+	for (int i = 0; i < cs->n_cores; i++) {
+		const struct cs_core *c = &cs->cores[i];
+
+		if (!c->cg_ok || !c->pub.up || c->pub.reclaimed)
+			continue;
+		core_of[n_pc] = i;
+		pc[n_pc++] = (struct hv_plan_core){
+			.cpu = (uint32_t)c->cpu,
+			.spare_cps = c->pub.s.spare_pred * 1e9, /* spare ns per second */
+			.mem_free = UINT64_MAX,
+			.max_instances = cs->cfg.thread_cap,
+		};
+	}
+	n_fns = cs->n_fns;
+	for (int f = 0; f < n_fns; f++) {
+		struct cs_fn *fn = &cs->fns[f];
+
+		hv_demand_observe(&fn->demand, fn->arrivals, cs->cfg.forecast_ms / 1e3);
+		fn->arrivals = 0;
+		fn->forecast = hv_demand_forecast(&fn->demand);
+		memcpy(names[f], fn->name, sizeof(names[f]));
+		pf[f] = (struct hv_plan_function){
+			.name = names[f],
+			.demand = fn->forecast,
+			.run_cycles = fn->run_ns > 0 ? fn->run_ns : 1e6,
+			.init_cycles = fn->init_ns > 0 ? fn->init_ns : 1e7,
+			.mem_bytes = 0,
+			.max_instances = 0,
+		};
+	}
+	pthread_mutex_unlock(&cs->lock);
+	if (!cs->cfg.prewarm || !n_pc || !n_fns)
+		return;
+	/* times are in ns, so the "cycles" clock is 1e9 per second */
+	lim.cycles_hz = 1e9;
+	n_tg = hv_plan_prewarm(pc, (uint32_t)n_pc, pf, (uint32_t)n_fns, &lim, tg, CS_MAX_FNS * 4,
+			       &unplaced);
+	for (int f = 0; f < n_fns && n_tg > 0; f++) {
+		uint32_t want = 0, idle = 0;
+		int best = -1, made;
+
+		for (int t = 0; t < n_tg; t++) {
+			if (tg[t].fn != (uint32_t)f)
+				continue;
+			want += tg[t].count;
+			if (best < 0 || tg[t].count > tg[best].count)
+				best = t;
+		}
+		if (best < 0 || cs->be.idle(cs->be.arg, names[f], &idle) || idle >= want)
+			continue;
+		/* a few per beat: warm-up is paid from spare, and spare is what we measure next */
+		made = cs->be.prewarm(cs->be.arg, names[f], (int)tg[best].cpu,
+				      want - idle > 2 ? 2 : (int)(want - idle));
+		if (made <= 0)
+			continue;
+		pthread_mutex_lock(&cs->lock);
+		for (int i = 0; i < n_pc; i++) {
+			struct cs_core *c = &cs->cores[core_of[i]];
+
+			if (c->cpu != (int)tg[best].cpu)
+				continue;
+			c->pub.prewarmed += (uint64_t)made;
+			cs->fns[f].on_core[core_of[i]] += (uint32_t)made;
+		}
+		pthread_mutex_unlock(&cs->lock);
+		NEMO_DEBUG(CS_LOG, "prewarmed function=%s cpu=%u instances=%d forecast=%.2f/s",
+			   names[f], tg[best].cpu, made, pf[f].demand);
+	}
+}
+
+static void *plan_main(void *arg)
+{
+	struct sched_cosched *cs = arg;
+
+	while (!atomic_load(&cs->stop)) {
+		/* short naps so that destroy does not wait a whole interval */
+		for (uint32_t t = 0; t < cs->cfg.forecast_ms / 10 && !atomic_load(&cs->stop); t++)
+			usleep(10000);
+		if (!atomic_load(&cs->stop))
+			plan_once(cs);
+	}
+	return NULL;
+}
+
+/* ---- life cycle ----------------------------------------------------------------------------- */
+
+struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
+					const struct sched_cosched_backend *be)
+{
+	struct hv_sampler_config sc = {0};
+	struct sched_cosched *cs;
+	int rc;
+
+	if (!cfg || !be || !be->prewarm || !be->idle || !be->core_cgroup || cfg->period_ms < 1 ||
+	    cfg->period_ms > 10 || !cfg->n_channels || cfg->n_channels > SCHED_CS_MAX_CHANNELS ||
+	    sched_reclaim_config_check(&cfg->reclaim) || cfg->forecast_ms < 10) {
+		NEMO_ERR(CS_LOG,
+			 "bad co-scheduler config (period 1..10 ms, 1..%d channels, "
+			 "reclaim threshold <= release in [0, 1], forecast >= 10 ms)",
+			 SCHED_CS_MAX_CHANNELS);
+		errno = EINVAL;
+		return NULL;
+	}
+	cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return NULL;
+	cs->cores = aligned_alloc(64, sizeof(*cs->cores) * CS_MAX_CORES);
+	if (!cs->cores) {
+		free(cs);
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(cs->cores, 0, sizeof(*cs->cores) * CS_MAX_CORES);
+	cs->cfg = *cfg;
+	cs->be = *be;
+	cs->ops = sched_cgroup_detect();
+	cs->pops = hv_predictor_find(cfg->predictor);
+	if (!cs->pops) {
+		NEMO_ERR(CS_LOG, "predictor '%s' is not ewma or markov", cfg->predictor);
+		rc = -EINVAL;
+		goto fail;
+	}
+	/* the machine as hwloc sees it: a channel naming a CPU that is not online is refused */
+	cs->topo_ok = !sched_topology_discover(&cs->topo, NULL, 0, NULL, 0);
+	sc.period_us = cfg->period_ms * 1000;
+	sc.n_channels = cfg->n_channels;
+	for (uint32_t i = 0; i < cfg->n_channels; i++)
+		sc.channels[i] = cs->cfg.channels[i];
+	sc.reattach_ms = 100;
+	cs->sampler = hv_sampler_new(&sc);
+	if (!cs->sampler) {
+		rc = -errno;
+		goto fail;
+	}
+	pthread_mutex_init(&cs->lock, NULL);
+	pthread_cond_init(&cs->window_cond, NULL);
+	rc = -pthread_create(&cs->loop_thread, NULL, loop_main, cs);
+	if (rc)
+		goto fail_sampler;
+	rc = -pthread_create(&cs->plan_thread, NULL, plan_main, cs);
+	if (rc) {
+		atomic_store(&cs->stop, true);
+		pthread_join(cs->loop_thread, NULL);
+		goto fail_sampler;
+	}
+	cs->plan_started = true;
+	NEMO_INFO(CS_LOG,
+		  "harvest loop period_ms=%u channels=%u first=%s predictor=%s prewarm=%d "
+		  "policy=%s thread_cap=%u reclaim=%.2f/%u/%s overflow=%s deadline_ms=%llu "
+		  "hk_cpu=%d interference=%d bound=%.2f cgroup=%s",
+		  cfg->period_ms, cfg->n_channels, cfg->channels[0], cfg->predictor, cfg->prewarm,
+		  sched_harvest_policy_name(cfg->policy), cfg->thread_cap, cfg->reclaim.threshold,
+		  cfg->reclaim.k_windows,
+		  cfg->reclaim.prefer == SCHED_RECLAIM_MOVE ? "move" : "freeze",
+		  cfg->overflow == SCHED_OVERFLOW_QUEUE ? "queue" : "housekeeping",
+		  (unsigned long long)cfg->queue_deadline_ms, cfg->hk_cpu, cfg->interference,
+		  cfg->interference_bound, cs->ops->name);
+	return cs;
+
+fail_sampler:
+	hv_sampler_destroy(cs->sampler);
+fail:
+	free(cs->cores);
+	free(cs);
+	errno = -rc;
+	return NULL;
+}
+
+void sched_cosched_destroy(struct sched_cosched *cs)
+{
+	if (!cs)
+		return;
+	atomic_store(&cs->stop, true);
+	pthread_join(cs->loop_thread, NULL);
+	if (cs->plan_started)
+		pthread_join(cs->plan_thread, NULL);
+	pthread_mutex_lock(&cs->lock);
+	pthread_cond_broadcast(&cs->window_cond);
+	pthread_mutex_unlock(&cs->lock);
+	for (int i = 0; i < cs->n_cores; i++) {
+		struct cs_core *c = &cs->cores[i];
+
+		if (!c->cg_ok)
+			continue;
+		/* leave the cores as we found them: nothing frozen, throttled or elsewhere */
+		if (c->n_frozen)
+			thaw_core(cs, c);
+		if (c->pub.moved_to >= 0)
+			set_cpuset(c, c->cpu);
+		if (c->iw) {
+			cs->ops->set_quota(&c->cg, 0, CS_IW_PERIOD);
+			sched_iwatch_destroy(c->iw);
+		}
+		if (c->pred)
+			cs->pops->destroy(c->pred);
+	}
+	hv_sampler_destroy(cs->sampler);
+	pthread_cond_destroy(&cs->window_cond);
+	pthread_mutex_destroy(&cs->lock);
+	free(cs->cores);
+	free(cs);
+}
+
+/* ---- placement ------------------------------------------------------------------------------ */
+
+static struct cs_fn *fn_get(struct sched_cosched *cs, const char *name)
+{
+	for (int i = 0; i < cs->n_fns; i++)
+		if (!strcmp(cs->fns[i].name, name))
+			return &cs->fns[i];
+	if (cs->n_fns >= CS_MAX_FNS)
+		return NULL;
+	memset(&cs->fns[cs->n_fns], 0, sizeof(cs->fns[0]));
+	snprintf(cs->fns[cs->n_fns].name, sizeof(cs->fns[0].name), "%s", name);
+	hv_demand_init(&cs->fns[cs->n_fns].demand, 0.5);
+	return &cs->fns[cs->n_fns++];
+}
+
+/* Under cs->lock. */
+static void place_locked(struct sched_cosched *cs, struct cs_fn *fn, uint32_t idle,
+			 struct sched_placement *p)
+{
+	struct sched_core_view views[CS_MAX_CORES];
+	struct sched_dispatch_config dc = {
+		.min_spare = cs->cfg.reclaim.threshold > 0.05 ? cs->cfg.reclaim.threshold : 0.05,
+		.overflow = cs->cfg.overflow,
+		.hk_cpu = cs->cfg.hk_cpu,
+		.deadline_ns = cs->cfg.queue_deadline_ms * 1000000ull,
+	};
+
+	views_of(cs, views);
+	for (int i = 0; i < cs->n_cores && fn; i++)
+		views[i].warm_idle = idle && fn->on_core[i] ? 1 : 0;
+	if (sched_dispatch_most_spare.place(&dc, views, cs->n_cores, now_ns(), p))
+		*p = (struct sched_placement){SCHED_PLACE_HOUSEKEEPING, cs->cfg.hk_cpu, -1, 0};
+}
+
+int sched_cosched_place(struct sched_cosched *cs, const char *fn_name, int *cpu, int *kind)
+{
+	struct sched_placement p;
+	struct cs_fn *fn;
+	uint32_t idle = 0;
+	uint64_t deadline = 0;
+
+	cs->be.idle(cs->be.arg, fn_name, &idle);
+	pthread_mutex_lock(&cs->lock);
+	fn = fn_get(cs, fn_name);
+	if (fn)
+		fn->arrivals++;
+	place_locked(cs, fn, idle, &p);
+	if (p.kind == SCHED_PLACE_QUEUE) {
+		struct timespec until;
+
+		deadline = now_ns() + cs->cfg.queue_deadline_ms * 1000000ull;
+		/* wait for spare window by window, up to the deadline */
+		while (p.kind == SCHED_PLACE_QUEUE && !atomic_load(&cs->stop)) {
+			uint64_t t = now_ns();
+
+			if (t >= deadline)
+				break;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += (long)(deadline - t);
+			until.tv_sec += until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&cs->window_cond, &cs->lock, &until);
+			place_locked(cs, fn, idle, &p);
+		}
+		if (p.kind == SCHED_PLACE_QUEUE)
+			p = (struct sched_placement){SCHED_PLACE_HOUSEKEEPING, cs->cfg.hk_cpu, -1,
+						     0};
+	}
+	pthread_mutex_unlock(&cs->lock);
+	*cpu = p.cpu >= 0 ? p.cpu : cs->cfg.hk_cpu;
+	*kind = p.kind;
+	return 0;
+}
+
+void sched_cosched_observe(struct sched_cosched *cs, const char *fn_name, int cpu, int start_path,
+			   uint64_t init_ns, uint64_t run_ns)
+{
+	struct cs_fn *fn;
+
+	pthread_mutex_lock(&cs->lock);
+	fn = fn_get(cs, fn_name);
+	if (fn && run_ns)
+		fn->run_ns =
+			fn->run_ns > 0 ? 0.8 * fn->run_ns + 0.2 * (double)run_ns : (double)run_ns;
+	if (fn && start_path == 1 && init_ns)
+		fn->init_ns = fn->init_ns > 0 ? 0.8 * fn->init_ns + 0.2 * (double)init_ns
+					      : (double)init_ns;
+	for (int i = 0; i < cs->n_cores; i++) {
+		if (cs->cores[i].cpu != cpu)
+			continue;
+		cs->cores[i].pub.invocations++;
+		if (start_path >= 0 && start_path < 4)
+			cs->cores[i].pub.starts[start_path]++;
+		if (fn && start_path == 1)
+			fn->on_core[i]++;
+	}
+	pthread_mutex_unlock(&cs->lock);
+}
+
+int sched_cosched_cores(struct sched_cosched *cs, struct sched_cosched_core *out, int max)
+{
+	int n;
+
+	pthread_mutex_lock(&cs->lock);
+	n = cs->n_cores < max ? cs->n_cores : max;
+	for (int i = 0; i < n; i++) {
+		out[i] = cs->cores[i].pub;
+		out[i].s.cpu = cs->cores[i].cpu;
+		out[i].s.thread_cap = cs->cfg.thread_cap;
+	}
+	pthread_mutex_unlock(&cs->lock);
+	return n;
+}
+
+int sched_cosched_metrics(struct sched_cosched *cs, char *buf, size_t len)
+{
+	struct sched_cosched_core cores[CS_MAX_CORES];
+	struct sched_core_stats st[CS_MAX_CORES];
+	int n = sched_cosched_cores(cs, cores, CS_MAX_CORES), off, k;
+
+	for (int i = 0; i < n; i++)
+		st[i] = cores[i].s;
+	off = sched_metrics_format(st, n, buf, len);
+	if (off < 0)
+		return off;
+#define EXTRA(name, help, type, fmt, expr)                                                         \
+	do {                                                                                       \
+		k = snprintf(buf + off, len - (size_t)off,                                         \
+			     "# HELP nemo_core_" name " " help "\n# TYPE nemo_core_" name " " type \
+			     "\n");                                                                \
+		if (k < 0 || (size_t)k >= len - (size_t)off)                                       \
+			return -ENOSPC;                                                            \
+		off += k;                                                                          \
+		for (int i = 0; i < n; i++) {                                                      \
+			k = snprintf(buf + off, len - (size_t)off,                                 \
+				     "nemo_core_" name "{cpu=\"%d\"} " fmt "\n", cores[i].s.cpu,   \
+				     expr);                                                        \
+			if (k < 0 || (size_t)k >= len - (size_t)off)                               \
+				return -ENOSPC;                                                    \
+			off += k;                                                                  \
+		}                                                                                  \
+	} while (0)
+
+	EXTRA("up", "1 while the NF publishes the core.", "gauge", "%d", cores[i].up ? 1 : 0);
+	EXTRA("spare_ratio", "spare / total in the last window.", "gauge", "%.4f",
+	      cores[i].spare_ratio);
+	EXTRA("busy_ratio", "NF busy / total in the last window.", "gauge", "%.4f",
+	      cores[i].busy_ratio);
+	EXTRA("spare_seconds_total", "Spare time of the core since nemod started.", "counter",
+	      "%.6f", cores[i].spare_s_total);
+	EXTRA("harvested_seconds_total",
+	      "CPU time sandboxes and warm-up used on the core (harvest cgroup accounting).",
+	      "counter", "%.6f", cores[i].harvested_s_total);
+	EXTRA("sampled_seconds_total", "Wall time covered by windows of the core.", "counter",
+	      "%.6f", cores[i].total_s_total);
+	EXTRA("reclaimed", "1 while the core is reclaimed (frozen or moved).", "gauge", "%d",
+	      cores[i].reclaimed ? 1 : 0);
+	EXTRA("reclaims_total", "Times the core was reclaimed.", "counter", "%llu",
+	      (unsigned long long)cores[i].reclaims);
+	EXTRA("reclaim_reaction_seconds_last",
+	      "First low window's start to the reclaim done, last reclaim.", "gauge", "%.6f",
+	      cores[i].reaction_last_ns / 1e9);
+	EXTRA("reclaim_reaction_seconds_max", "The same, worst since start.", "gauge", "%.6f",
+	      cores[i].reaction_max_ns / 1e9);
+	EXTRA("prewarmed_total", "Instances pre-warmed on the core's spare cycles.", "counter",
+	      "%llu", (unsigned long long)cores[i].prewarmed);
+	EXTRA("invocations_total", "Invocations placed on the core.", "counter", "%llu",
+	      (unsigned long long)cores[i].invocations);
+#undef EXTRA
+	return off;
+}
