@@ -1,0 +1,1291 @@
+#!/usr/bin/python3
+"""nemo_experiment.py - make experiment: the NEMO evaluation, scenario against scenario, one run.
+
+Usage:
+  nemo_experiment.py [--smoke | --full] [--out DIR] [--resume | --fresh] [--reps N]
+  nemo_experiment.py --report-only DIR          (CSV -> plots + report.md again)
+  nemo_experiment.py live [--nf-config F] [--nemod-config F] [--duration S]   (make run)
+
+Scenarios, on the same traffic and the same functions (DESIGN.md, "Definitions"):
+  dedicated         NF sleeps when idle; functions on the housekeeping core only
+  colocate-fifo     straightforward co-location: NF busy-polls at SCHED_FIFO, sandboxes on the
+                    NF core at default weight, keep-alive TTL, no pre-warming
+  colocate-default  the same with the NF busy-polling at default priority
+  nemo              NF sleeps when idle; nemod harvests the NF core and co-schedules
+  nemo-no-prewarm   nemo without pre-warming
+Each repetition runs every scenario once; the order rotates from one repetition to the next,
+so that machine drift favours no scenario. Inside a scenario block the NF and nemod stay up
+and the cells (load x function mix x invocation rate) run one after the other.
+
+Every figure in report.md is computed from the CSVs by report(); harvested cycles come from
+the harvest cgroup's cpuacct accounting, read here, never from nemod's metrics.
+"""
+import argparse
+import csv
+import datetime
+import glob
+import http.client
+import json
+import math
+import os
+import platform
+import queue
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "bin")
+FUNCS = os.path.join(ROOT, "build", "functions")
+PY = "/usr/bin/python3"
+
+SCENARIOS = ["dedicated", "colocate-fifo", "colocate-default", "nemo", "nemo-no-prewarm"]
+SCENARIO_DESC = {
+    "dedicated": "NF alone on its core (sleep when idle); functions on the housekeeping core",
+    "colocate-fifo": "NF busy-polls at SCHED_FIFO; sandboxes on the NF core at default weight",
+    "colocate-default": "NF busy-polls at default priority; sandboxes on the NF core, default weight",
+    "nemo": "NF sleeps when idle; nemod harvests its spare cycles, pre-warming on",
+    "nemo-no-prewarm": "nemo with pre-warming off",
+}
+HARVEST_SCENARIOS = ("nemo", "nemo-no-prewarm")
+
+# NEMO (Zhang et al., IEEE TC 2022): published figures that rows are set beside.
+NEMO_HARVEST_SHARE = 0.41
+NEMO_SPEEDUP = (12.5, 25.0)
+
+# What one experiment runs. cell_s: measured seconds per cell; loads: shares of the measured
+# capacity; rates: invocations per second (the first is the base rate of the load sweep).
+PROFILES = {
+    "smoke": {"reps": 2, "cell_s": 1.5, "loads": [0.5], "extra": ["step"], "mixes": [],
+              "rates": [10], "cap_s": 1.0, "ttl_s": 2},
+    "default": {"reps": 2, "cell_s": 4.0, "loads": [0.0, 0.25, 0.5, 0.75, 1.0],
+                "extra": ["on_off", "trace", "step"], "mixes": ["c", "python", "echo"],
+                "rates": [10, 3, 30], "cap_s": 3.0, "ttl_s": 5},
+    "full": {"reps": 5, "cell_s": 8.0, "loads": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
+                                                  1.0],
+             "extra": ["on_off", "trace", "step"], "mixes": ["c", "python", "echo"],
+             "rates": [10, 2, 5, 20, 50], "cap_s": 5.0, "ttl_s": 5},
+}
+REF_CELL = "load50-mixed-r0"  # the cell the per-scenario plots and the report table use
+
+RESULT_FIELDS = [
+    "seq", "rep", "scenario", "cell", "status", "load_kind", "load_share", "offered_pps", "mix",
+    "inv_rate", "duration_s", "nf_tx_pps", "nf_rx_pps", "nf_sent", "nf_lost", "nf_loss_ratio",
+    "nf_p50_us", "nf_p99_us", "nf_p999_us", "spare_ratio", "spare_s", "harvested_s",
+    "harvest_ratio", "invocations", "inv_ok", "inv_errors", "http_invocations",
+    "mqtt_invocations", "cold", "warm", "prewarmed", "compl_mean_ms", "compl_p50_ms",
+    "compl_p99_ms", "start_p50_ms", "start_p99_ms", "run_p50_ms", "run_p99_ms", "note"]
+INV_FIELDS = ["seq", "rep", "scenario", "cell", "function", "transport", "status", "start_path",
+              "total_ms", "start_ms", "run_ms", "queue_us", "create_us", "init_us", "run_us"]
+TS_FIELDS = ["seq", "rep", "scenario", "cell", "t_s", "rx_pps", "spare_ratio", "harvested_share"]
+ORDER_FIELDS = ["seq", "rep", "scenario", "status", "started", "finished"]
+
+
+def log(msg):
+    sys.stderr.write("\r\033[K" if sys.stderr.isatty() else "")
+    sys.stderr.write("nemo-experiment: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def pct(values, p):
+    """The p-th percentile (0..100) of values, nearest rank; None for no values."""
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    return v[min(len(v) - 1, max(0, int(math.ceil(p / 100.0 * len(v))) - 1))]
+
+
+def median(values):
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---- cleanup: everything this process creates is registered here -------------------------------
+
+class Janitor:
+    """Processes, files, DPDK runtime folders and cgroups made by this run; clean() removes them."""
+
+    def __init__(self):
+        self.procs, self.paths, self.prefixes, self.cgroups = [], [], [], []
+
+    def proc(self, args, logfile, **kw):
+        out = open(logfile, "ab")
+        # a session of its own: a Ctrl-C reaches the driver only, which then stops them in order
+        p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                             **kw)
+        out.close()
+        p.logfile = logfile
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGINT, timeout=15):
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+        return p.returncode
+
+    def clean(self):
+        for p in reversed(list(self.procs)):
+            self.stop(p, signal.SIGTERM if "nemod" in p.args[0] else signal.SIGINT)
+        for prefix in self.prefixes:
+            shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
+        for path in self.paths:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.unlink(path)
+        for root in self.cgroups:
+            remove_cgroup(root)
+        self.paths, self.prefixes, self.cgroups = [], [], []
+
+
+JANITOR = Janitor()
+
+
+# ---- cgroup accounting: harvested cycles -------------------------------------------------------
+
+def cgroup_mounts():
+    """{controller: mountpoint} for v1 hierarchies, plus 'unified' for a v2 mount."""
+    out = {}
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, fstype, opts = line.split()[:4]
+            if fstype == "cgroup":
+                for o in opts.split(","):
+                    out.setdefault(o, mnt)
+            elif fstype == "cgroup2":
+                out.setdefault("unified", mnt)
+    return out
+
+
+def harvested_ns(root, cpu):
+    """CPU time (ns) that sandboxes under cgroup <root> used on cpu, from cgroup accounting.
+
+    v1: <cpuacct>/<root>/cpuacct.usage_percpu, column cpu (covers every core<N> child).
+    v2: <unified>/<root>/core<cpu>/cpu.stat usage_usec (that cgroup is pinned to cpu).
+    Returns 0 while the cgroup does not exist yet (nothing has run there)."""
+    m = cgroup_mounts()
+    if "cpuacct" in m:
+        path = os.path.join(m["cpuacct"], root, "cpuacct.usage_percpu")
+        try:
+            with open(path) as f:
+                return int(f.read().split()[cpu])
+        except FileNotFoundError:
+            return 0
+    if "unified" in m:
+        try:
+            with open(os.path.join(m["unified"], root, "core%d" % cpu, "cpu.stat")) as f:
+                for line in f:
+                    k, v = line.split()
+                    if k == "usage_usec":
+                        return int(v) * 1000
+        except FileNotFoundError:
+            return 0
+    raise RuntimeError("no cpuacct (v1) or unified (v2) cgroup mount: cannot account harvested")
+
+
+def remove_cgroup(root):
+    """rmdir <mount>/<root> and its children in every hierarchy (deepest first)."""
+    for mnt in set(cgroup_mounts().values()):
+        top = os.path.join(mnt, root)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            for _ in range(50):
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)  # a task still leaving
+
+
+# ---- the NF: nemo-nf and its telemetry ---------------------------------------------------------
+
+def nf_config_for(scenario, base, name, sock):
+    """The NF config of a scenario: the base config with its name, memif socket and lcore policy."""
+    cfg = json.loads(json.dumps(base))
+    cfg["name"] = name
+    cfg["stats_interval_ms"] = 0
+    port = cfg["ports"][0]
+    port["vdev"] = re.sub(r"socket=[^,]+", "socket=" + sock, port["vdev"])
+    for lc in cfg["lcores"]:
+        if scenario == "colocate-fifo":
+            lc["idle"] = {"policy": "poll"}
+            lc["sched"] = {"policy": "fifo", "priority": 50}
+        elif scenario == "colocate-default":
+            lc["idle"] = {"policy": "poll"}
+            lc["sched"] = {"policy": "other", "nice": 0}
+        elif scenario == "capacity":
+            lc["idle"] = {"policy": "poll"}
+    return cfg
+
+
+class NF:
+    def __init__(self, workdir, scenario, base_cfg, name):
+        self.name = name
+        self.sock = os.path.join(workdir, "nf-%s.memif" % name)
+        self.cfg = nf_config_for(scenario, base_cfg, name, self.sock)
+        self.cpu = self.cfg["lcores"][0].get("cpu", self.cfg["lcores"][0]["lcore"])
+        self.cfg_path = os.path.join(workdir, "nf-%s.json" % name)
+        with open(self.cfg_path, "w") as f:
+            json.dump(self.cfg, f, indent=1)
+        self.log = os.path.join(workdir, "nf-%s.log" % name)
+        self.proc = None
+        self.tel = None
+
+    def start(self):
+        for p in (self.sock, "/dev/shm/nemo-hc-" + self.name):
+            if os.path.lexists(p):
+                os.unlink(p)
+        JANITOR.paths += [self.sock, "/dev/shm/nemo-hc-" + self.name]
+        JANITOR.prefixes.append("nemo-nf-" + self.name)
+        self.proc = JANITOR.proc([os.path.join(BIN, "nemo-nf"), "--config", self.cfg_path],
+                                 self.log)
+        end = time.time() + 20
+        while not (os.path.exists(self.sock) and os.path.exists("/dev/shm/nemo-hc-" + self.name)):
+            if self.proc.poll() is not None or time.time() > end:
+                raise RuntimeError("nemo-nf did not start:\n" + tail(self.log))
+            time.sleep(0.02)
+
+    def lcore(self):
+        """The NF lcore's telemetry record (/nemo/lcores) for the NF cpu."""
+        if self.tel is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.connect("/var/run/dpdk/nemo-nf-%s/dpdk_telemetry.v2" % self.name)
+            s.recv(4096)
+            self.tel = s
+        self.tel.send(b"/nemo/lcores")
+        recs = json.loads(self.tel.recv(1 << 20).decode())["/nemo/lcores"]
+        for r in recs.values():
+            if r["cpu"] == self.cpu:
+                return r
+        raise RuntimeError("no lcore on cpu %d in /nemo/lcores" % self.cpu)
+
+    def stop(self):
+        if self.tel:
+            self.tel.close()
+            self.tel = None
+        if self.proc:
+            JANITOR.stop(self.proc, signal.SIGINT)
+            self.proc = None
+
+
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def gen_args(sock, load, capacity, seconds, workdir, json_out, csv_out=None):
+    """nemo-gen arguments for one cell's load: a dict {kind, share} (see cells())."""
+    args = [os.path.join(BIN, "nemo-gen"), "--socket", sock, "--cpu", "0", "--quiet",
+            "--flows", "64", "--duration", "%.2f" % seconds, "--json", json_out]
+    if csv_out:
+        args += ["--csv", csv_out, "--interval-ms", "100"]
+    kind = load["kind"]
+    if kind == "constant":
+        args += ["--rate", str(int(capacity * load["share"]))]
+    elif kind == "on_off":  # bursts at 80 % of capacity, 40 % of the time
+        args += ["--profile", "on_off", "--rate", str(int(capacity * 0.8)), "--on-ms", "200",
+                 "--off-ms", "300"]
+    elif kind == "step":  # idle, a step to 90 %, idle: harvest, reclaim, harvest again
+        third = seconds / 3
+        args += ["--profile", "steps", "--steps", "0:%.2f,%d:%.2f,0:%.2f" %
+                 (third, int(capacity * 0.9), third, third)]
+    elif kind == "trace":  # a diurnal-like swell with two bursts, 0.5 s samples, ramped
+        path = os.path.join(workdir, "trace.csv")
+        with open(path, "w") as f:
+            f.write("time_s,pps\n")
+            n = max(2, int(seconds / 0.5) + 1)
+            for i in range(n):
+                t = i * 0.5
+                share = 0.35 + 0.3 * math.sin(2 * math.pi * t / max(seconds, 1))
+                if i in (n // 4, 3 * n // 4):
+                    share = 0.95
+                f.write("%.2f,%d\n" % (t, max(0, int(capacity * share))))
+        args += ["--profile", "trace", "--trace", path, "--trace-interp", "linear"]
+    return args
+
+
+def load_share_of(load, seconds):
+    """Average offered load as a share of capacity, for plotting the sweep."""
+    return {"constant": load.get("share", 0), "on_off": 0.8 * 0.4, "step": 0.9 / 3,
+            "trace": 0.35}.get(load["kind"], 0)
+
+
+def measure_capacity(workdir, base_cfg, seconds):
+    """Packets per second one NF lcore forwards with nemo-gen --max, busy-polling."""
+    nf = NF(workdir, "capacity", base_cfg, "exp%d-cap" % os.getpid())
+    nf.start()
+    try:
+        out = os.path.join(workdir, "cap.json")
+        args = [os.path.join(BIN, "nemo-gen"), "--socket", nf.sock, "--cpu", "0", "--quiet",
+                "--max", "--duration", str(seconds), "--json", out, "--flows", "64"]
+        r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=seconds + 30)
+        if r.returncode:
+            raise RuntimeError("nemo-gen --max failed:\n" + r.stdout)
+        with open(out) as f:
+            return json.load(f)["rx_pps"]
+    finally:
+        nf.stop()
+        JANITOR.clean()
+
+
+# ---- nemod, mosquitto and the functions --------------------------------------------------------
+
+FUNCTIONS = {  # name: (deploy spec, payload)
+    "sha256": ({"runtime": "c", "code": {"path": os.path.join(FUNCS, "sha256.so")},
+                "concurrency": 2, "timeout_ms": 30000}, b"20000"),
+    "wordstats": ({"runtime": "python", "code": {"path": os.path.join(FUNCS, "wordstats.py")},
+                   "concurrency": 2, "timeout_ms": 30000},
+                  json.dumps({"text": "the quick brown fox jumps over the lazy dog " * 40,
+                              "top": 3}).encode()),
+    "echo": ({"runtime": "c", "code": {"path": os.path.join(FUNCS, "echo.so")},
+              "concurrency": 2}, b'{"hello":"nemo"}'),
+    "echo-mqtt": ({"runtime": "c", "code": {"path": os.path.join(FUNCS, "echo.so")},
+                   "mqtt": {"topics": ["nemo/exp/in"], "reply_topic": "nemo/exp/out", "qos": 1}},
+                  b'{"sensor":7,"temp":21.5}'),
+}
+MIXES = {"c": ["sha256"], "python": ["wordstats"], "echo": ["echo"],
+         "mixed": ["sha256", "wordstats", "echo", "echo-mqtt"]}
+
+
+def nemod_config(workdir, scenario, nf_name, nf_cpu, port, mqtt_port, cgroup_root, ttl_s,
+                 base=None):
+    cfg = dict(base or {})
+    cfg.update({"listen": "127.0.0.1:%d" % port, "token_file": os.path.join(workdir, "token"),
+                "store_dir": os.path.join(workdir, "store"),
+                "code_roots": [FUNCS], "cgroup_root": cgroup_root, "drain_timeout_ms": 3000,
+                "keepalive_policy": "ttl", "keepalive_ttl_s": ttl_s,
+                "cores": {"housekeeping": [0], "sandbox": [0 if scenario == "dedicated"
+                                                           else nf_cpu]},
+                "mqtt": {"enabled": True, "port": mqtt_port, "client_id": cgroup_root,
+                         "reconnect_min_s": 1, "reconnect_max_s": 2}})
+    if scenario in HARVEST_SCENARIOS:
+        cfg["harvest"] = {"enabled": True, "channels": [nf_name],
+                          "prewarm": scenario == "nemo"}
+    return cfg
+
+
+_HARVEST_OK = {}
+
+
+def harvest_available(workdir):
+    """Does this nemod accept the 'harvest' config object? (nemod --check)"""
+    if "ok" not in _HARVEST_OK:
+        cfg = nemod_config(workdir, "nemo", "default", 1, 1, 1, "nemo-check", 5)
+        path = os.path.join(workdir, "nemod-check.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = subprocess.run([os.path.join(BIN, "nemod"), "--check", "--config", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _HARVEST_OK["ok"] = r.returncode == 0
+        _HARVEST_OK["why"] = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    return _HARVEST_OK["ok"]
+
+
+class Nemod:
+    """nemod + its mosquitto broker, with the sample functions deployed."""
+
+    def __init__(self, workdir, scenario, nf_name, nf_cpu, ttl_s, base_cfg=None, tag=None):
+        self.workdir = workdir
+        tag = tag or "exp%d" % os.getpid()
+        self.cgroup_root = "nemo-%s" % tag
+        self.port, self.mqtt_port = free_port(), free_port()
+        self.token = "nemo-exp-token-%016x" % random.getrandbits(64)
+        self.cfg = nemod_config(workdir, scenario, nf_name, nf_cpu, self.port, self.mqtt_port,
+                                self.cgroup_root, ttl_s, base_cfg)
+        if base_cfg and "token_file" in base_cfg and os.path.exists(base_cfg["token_file"]):
+            self.cfg["token_file"] = base_cfg["token_file"]
+        self.cfg_path = os.path.join(workdir, "nemod.json")
+        with open(self.cfg_path, "w") as f:
+            json.dump(self.cfg, f, indent=1)
+        if self.cfg["token_file"].startswith(workdir):
+            with open(self.cfg["token_file"], "w") as f:
+                f.write(self.token + "\n")
+            os.chmod(self.cfg["token_file"], 0o600)
+        else:
+            with open(self.cfg["token_file"]) as f:
+                self.token = f.read().strip()
+        self.log = os.path.join(workdir, "nemod.log")
+        self.proc = self.broker = None
+
+    def start(self):
+        conf = os.path.join(self.workdir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" %
+                    self.mqtt_port)
+        self.broker = JANITOR.proc(["/usr/sbin/mosquitto", "-c", conf],
+                                   os.path.join(self.workdir, "mosquitto.log"))
+        wait_tcp(self.mqtt_port, self.broker)
+        JANITOR.cgroups.append(self.cgroup_root)
+        os.makedirs(self.cfg["store_dir"], exist_ok=True)
+        self.proc = JANITOR.proc([os.path.join(BIN, "nemod"), "--config", self.cfg_path],
+                                 self.log)
+        end = time.time() + 20
+        while True:
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > end:
+                raise RuntimeError("nemod did not become healthy:\n" + tail(self.log))
+            time.sleep(0.05)
+
+    def request(self, method, path, body=None, timeout=60):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers={"Authorization": "Bearer " + self.token})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def deploy(self, names):
+        for name in names:
+            spec = FUNCTIONS[name][0]
+            st, body = self.request("PUT", "/api/v1/namespaces/_/actions/%s?overwrite=true" %
+                                    name, json.dumps(spec))
+            if st != 200:
+                raise RuntimeError("deploy %s: HTTP %d %s" % (name, st, body[:300]))
+        if "echo-mqtt" in names:  # the trigger subscribes asynchronously: wait until it answers
+            end = time.time() + 10
+            while not self.activations("echo-mqtt", 0):
+                if time.time() > end:
+                    raise RuntimeError("the MQTT trigger of echo-mqtt never ran:\n" +
+                                       tail(self.log))
+                mqtt_pub(self.mqtt_port, FUNCTIONS["echo-mqtt"][1])
+                time.sleep(0.1)
+
+    def activations(self, name, since_ms, limit=1000):
+        st, body = self.request("GET", "/api/v1/namespaces/_/activations?name=%s&limit=%d" %
+                                (name, limit))
+        if st != 200:
+            return []
+        recs = json.loads(body)
+        if isinstance(recs, dict):
+            recs = recs.get("activations", [])
+        return [r for r in recs if r.get("start", 0) >= since_ms]
+
+    def metrics(self):
+        st, body = self.request("GET", "/metrics")
+        return body.decode(errors="replace") if st == 200 else ""
+
+    def stop(self):
+        if self.proc:
+            JANITOR.stop(self.proc, signal.SIGTERM, timeout=20)
+            self.proc = None
+        if self.broker:
+            JANITOR.stop(self.broker, signal.SIGTERM)
+            self.broker = None
+        remove_cgroup(self.cgroup_root)
+
+
+def wait_tcp(port, proc, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %d:\n%s" % (port, tail(proc.logfile)))
+
+
+def mqtt_pub(port, payload):
+    subprocess.run(["mosquitto_pub", "-p", str(port), "-t", "nemo/exp/in", "-q", "1", "-m",
+                    payload.decode()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=10)
+
+
+# ---- the invocation load -------------------------------------------------------------------------
+
+class InvocationLoad:
+    """Invocations at `rate` per second, round-robin over the mix's functions, for `seconds`.
+
+    HTTP invocations are blocking OpenWhisk calls (the record comes back with the start path
+    and phases); MQTT ones go through mosquitto_pub and are read back from the activations
+    list. The completion time is request to response (HTTP) or queue+create+init+run (MQTT)."""
+
+    WORKERS = 12
+
+    def __init__(self, nemod, mix, rate, seconds):
+        self.nemod, self.fns, self.rate, self.seconds = nemod, MIXES[mix], rate, seconds
+        self.records, self.lock, self.q = [], threading.Lock(), queue.Queue()
+        self.mqtt_sent = 0
+
+    def _worker(self):
+        while True:
+            job = self.q.get()
+            if job is None:
+                return
+            name = job
+            payload = FUNCTIONS[name][1]
+            if name == "echo-mqtt":
+                try:
+                    mqtt_pub(self.nemod.mqtt_port, payload)
+                    with self.lock:
+                        self.mqtt_sent += 1
+                except (OSError, subprocess.SubprocessError):
+                    pass
+                continue
+            t0 = time.monotonic()
+            try:
+                st, body = self.nemod.request(
+                    "POST", "/api/v1/namespaces/_/actions/%s?blocking=true&result=false" % name,
+                    payload)
+            except OSError as e:
+                st, body = 0, str(e).encode()
+            total_ms = (time.monotonic() - t0) * 1000
+            rec = {"function": name, "transport": "http", "total_ms": total_ms}
+            try:
+                a = json.loads(body)
+            except ValueError:
+                a = {}
+            rec.update(from_activation(a, st))
+            with self.lock:
+                self.records.append(rec)
+
+    def run(self):
+        self.t_start_ms = int(time.time() * 1000) - 5
+        threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.WORKERS)]
+        for t in threads:
+            t.start()
+        n = int(self.rate * self.seconds)
+        t0 = time.monotonic()
+        for i in range(n):
+            due = t0 + i / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.q.put(self.fns[i % len(self.fns)])
+        for _ in threads:
+            self.q.put(None)
+        for t in threads:
+            t.join(90)
+
+    def collect(self):
+        """All records, with the MQTT ones read back from nemod (waits up to 10 s for them)."""
+        recs = list(self.records)
+        if self.mqtt_sent:
+            end = time.time() + 10
+            acts = []
+            while time.time() < end:
+                acts = [a for a in self.nemod.activations("echo-mqtt", self.t_start_ms)
+                        if a.get("status") not in ("accepted", "running")]
+                if len(acts) >= self.mqtt_sent:
+                    break
+                time.sleep(0.2)
+            for a in acts:
+                rec = {"function": "echo-mqtt", "transport": "mqtt"}
+                rec.update(from_activation(a, 200))
+                ph = a.get("phases") or {}
+                rec["total_ms"] = sum(ph.get(k, 0) for k in
+                                      ("queue_us", "create_us", "init_us", "run_us")) / 1000
+                recs.append(rec)
+            for _ in range(self.mqtt_sent - len(acts)):
+                recs.append({"function": "echo-mqtt", "transport": "mqtt", "status": "lost",
+                             "start_path": "", "total_ms": None})
+        return recs
+
+
+def from_activation(a, http_status):
+    ph = a.get("phases") or {}
+    status = a.get("status") or ("http_%d" % http_status)
+    out = {"status": status, "start_path": a.get("startPath", "")}
+    for k in ("queue_us", "create_us", "init_us", "run_us"):
+        out[k] = ph.get(k)
+    if ph:
+        out["start_ms"] = (ph.get("queue_us", 0) + ph.get("create_us", 0) +
+                           ph.get("init_us", 0)) / 1000
+        out["run_ms"] = ph.get("run_us", 0) / 1000
+    return out
+
+
+# ---- one cell and one scenario block -------------------------------------------------------------
+
+class Sampler(threading.Thread):
+    """Every 100 ms: the NF's rx rate and spare_ratio, and the harvested share, for a time series."""
+
+    def __init__(self, nf, cgroup_root):
+        super().__init__(daemon=True)
+        self.nf, self.root, self.rows, self.stop_ev = nf, cgroup_root, [], threading.Event()
+
+    def run(self):
+        t0 = time.monotonic()
+        prev = None
+        while not self.stop_ev.is_set():
+            now = time.monotonic()
+            try:
+                r = self.nf.lcore()
+            except (OSError, ValueError, RuntimeError):
+                break
+            h = harvested_ns(self.root, self.nf.cpu)
+            if prev:
+                dt = now - prev[0]
+                dtot = r["total_cycles"] - prev[1]["total_cycles"]
+                dbusy = r["busy_cycles"] - prev[1]["busy_cycles"]
+                self.rows.append({"t_s": "%.2f" % (now - t0),
+                                  "rx_pps": "%.0f" % ((r["rx_pkts"] - prev[1]["rx_pkts"]) / dt),
+                                  "spare_ratio": "%.4f" % ((dtot - dbusy) / dtot if dtot else 1),
+                                  "harvested_share": "%.4f" % ((h - prev[2]) / 1e9 / dt)})
+            prev = (now, r, h)
+            self.stop_ev.wait(0.1)
+
+
+def run_cell(nf, nemod, cell, capacity, seconds, workdir, timeseries=False):
+    """One cell: traffic + invocations for `seconds`; returns (result row, invocations, series)."""
+    gj = os.path.join(workdir, "gen.json")
+    if os.path.exists(gj):
+        os.unlink(gj)
+    lead = 0.4  # nemo-gen's link-up and probe, before the measured window
+    gen = JANITOR.proc(gen_args(nf.sock, cell["load"], capacity, seconds + lead, workdir, gj),
+                       os.path.join(workdir, "gen.log"))
+    JANITOR.prefixes.append("nemo-gen-%d" % gen.pid)
+    time.sleep(lead)
+    sampler = Sampler(nf, nemod.cgroup_root) if timeseries else None
+    a, h0 = nf.lcore(), harvested_ns(nemod.cgroup_root, nf.cpu)
+    if sampler:
+        sampler.start()
+    load = InvocationLoad(nemod, cell["mix"], cell["rate"], seconds)
+    load.run()
+    b, h1 = nf.lcore(), harvested_ns(nemod.cgroup_root, nf.cpu)
+    if sampler:
+        sampler.stop_ev.set()
+        sampler.join()
+    try:
+        gen.wait(seconds + 60)
+    except subprocess.TimeoutExpired:
+        pass
+    JANITOR.stop(gen)
+    recs = load.collect()
+    with open(gj) as f:
+        g = json.load(f)
+    hz = b["tsc_hz"]
+    spare_s = ((b["total_cycles"] - a["total_cycles"]) - (b["busy_cycles"] - a["busy_cycles"])) / hz
+    total_s = (b["total_cycles"] - a["total_cycles"]) / hz
+    harvested_s = (h1 - h0) / 1e9
+    ok = [r for r in recs if r.get("status") == "success"]
+    done = [r for r in ok if r.get("total_ms") is not None]
+
+    def f(x, fmt="%.3f"):
+        return "" if x is None else fmt % x
+
+    row = {
+        "status": "ok", "load_kind": cell["load"]["kind"],
+        "load_share": "%.3f" % load_share_of(cell["load"], seconds),
+        "offered_pps": "%.0f" % (g.get("target_pps_avg") or 0), "mix": cell["mix"],
+        "inv_rate": cell["rate"], "duration_s": "%.2f" % total_s,
+        "nf_tx_pps": "%.0f" % g["tx_pps"], "nf_rx_pps": "%.0f" % g["rx_pps"],
+        "nf_sent": g["sent"], "nf_lost": g["lost"],
+        "nf_loss_ratio": "%.6f" % (g["lost"] / g["sent"] if g["sent"] else 0),
+        "nf_p50_us": f(g.get("lat_p50_us")), "nf_p99_us": f(g.get("lat_p99_us")),
+        "nf_p999_us": f(g.get("lat_p999_us")),
+        "spare_ratio": "%.4f" % (spare_s / total_s if total_s else 0), "spare_s": "%.4f" % spare_s,
+        "harvested_s": "%.4f" % harvested_s,
+        "harvest_ratio": "%.4f" % (harvested_s / spare_s) if spare_s > 0 else "",
+        "invocations": len(recs), "inv_ok": len(ok), "inv_errors": len(recs) - len(ok),
+        "http_invocations": sum(r["transport"] == "http" for r in recs),
+        "mqtt_invocations": sum(r["transport"] == "mqtt" for r in recs),
+        "cold": sum(r.get("start_path") == "cold" for r in ok),
+        "warm": sum(r.get("start_path") == "warm" for r in ok),
+        "prewarmed": sum(r.get("start_path") == "prewarmed" for r in ok),
+        "compl_mean_ms": f(sum(r["total_ms"] for r in done) / len(done) if done else None),
+        "compl_p50_ms": f(pct([r["total_ms"] for r in done], 50)),
+        "compl_p99_ms": f(pct([r["total_ms"] for r in done], 99)),
+        "start_p50_ms": f(pct([r.get("start_ms") for r in done], 50)),
+        "start_p99_ms": f(pct([r.get("start_ms") for r in done], 99)),
+        "run_p50_ms": f(pct([r.get("run_ms") for r in done], 50)),
+        "run_p99_ms": f(pct([r.get("run_ms") for r in done], 99)), "note": ""}
+    return row, recs, (sampler.rows if sampler else [])
+
+
+def cells(profile):
+    """The cells of a profile, in the order they run inside a scenario block."""
+    p = PROFILES[profile]
+    base = p["rates"][0]
+    out = []
+    for share in p["loads"]:
+        out.append({"id": "load%d-mixed-r0" % round(share * 100),
+                    "load": {"kind": "constant", "share": share}, "mix": "mixed", "rate": base})
+    for kind in p["extra"]:
+        out.append({"id": "%s-mixed-r0" % kind, "load": {"kind": kind}, "mix": "mixed",
+                    "rate": base})
+    for mix in p["mixes"]:
+        out.append({"id": "load50-%s-r0" % mix, "load": {"kind": "constant", "share": 0.5},
+                    "mix": mix, "rate": base})
+    for i, rate in enumerate(p["rates"][1:], 1):
+        out.append({"id": "load50-mixed-r%d" % i, "load": {"kind": "constant", "share": 0.5},
+                    "mix": "mixed", "rate": rate})
+    return out
+
+
+def plan(reps):
+    """(rep, scenario) blocks: every scenario once per repetition, the order rotated by one each
+    repetition, so that no scenario always runs first, last or after the same neighbour."""
+    out = []
+    for rep in range(reps):
+        k = rep % len(SCENARIOS)
+        out += [(rep, s) for s in SCENARIOS[k:] + SCENARIOS[:k]]
+    return out
+
+
+def append_csv(path, fields, rows):
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+
+def run_block(seq, rep, scenario, state, out, nf_base, nemod_base):
+    """Start the scenario's system, run every cell, stop it; returns result/inv/series rows."""
+    prof = PROFILES[state["profile"]]
+    cell_list = cells(state["profile"])
+    base = {"seq": seq, "rep": rep, "scenario": scenario}
+    rows, invs, series = [], [], []
+    if scenario in HARVEST_SCENARIOS and not state["harvest_available"]:
+        for c in cell_list:
+            r = dict(base, cell=c["id"], status="unavailable", load_kind=c["load"]["kind"],
+                     load_share="%.3f" % load_share_of(c["load"], prof["cell_s"]), mix=c["mix"],
+                     inv_rate=c["rate"], note="harvest not available in this nemod")
+            rows.append(r)
+        return rows, invs, series
+    workdir = tempfile.mkdtemp(prefix="nemo-exp-", dir="/var/tmp")
+    os.chmod(workdir, 0o755)  # sandboxes read the store under it
+    JANITOR.paths.append(workdir)
+    logdir = os.path.join(out, "logs", "%03d-%s" % (seq, scenario))
+    name = "exp%d-%d" % (os.getpid(), seq)
+    nf = NF(workdir, scenario, nf_base, name)
+    nemod = Nemod(workdir, scenario, name, nf.cpu, prof["ttl_s"], nemod_base, tag=name)
+    try:
+        nf.start()
+        nemod.start()
+        nemod.deploy(sorted({f for c in cell_list for f in MIXES[c["mix"]]}))
+        for i, c in enumerate(cell_list):
+            progress(state, seq, scenario, i, len(cell_list))
+            row, recs, ts = run_cell(nf, nemod, c, state["capacity_pps"], prof["cell_s"],
+                                     workdir, timeseries=c["load"]["kind"] == "step")
+            rows.append(dict(base, cell=c["id"], **row))
+            invs += [dict(base, cell=c["id"], **r) for r in recs]
+            series += [dict(base, cell=c["id"], **r) for r in ts]
+    finally:
+        nemod.stop()
+        nf.stop()
+        os.makedirs(logdir, exist_ok=True)
+        for lf in ("nemod.log", "nf-%s.log" % name, "mosquitto.log", "gen.log"):
+            if os.path.exists(os.path.join(workdir, lf)):
+                shutil.copy(os.path.join(workdir, lf), logdir)
+        JANITOR.clean()
+    return rows, invs, series
+
+
+def progress(state, seq, scenario, cell, ncells):
+    blocks = len(state["plan"])
+    done = sum(1 for b in state["plan"] if b["done"])
+    el = time.time() - state["_t0"]
+    per_block = state.get("_block_s") or (
+        ncells * (PROFILES[state["profile"]]["cell_s"] + 1.2) + 4)
+    remaining = (blocks - done) * per_block - (cell / max(1, ncells)) * per_block
+    msg = ("[%d/%d] rep %d %-16s cell %d/%d | elapsed %s, about %s left" %
+           (seq + 1, blocks, state["plan"][seq]["rep"] + 1, scenario, cell + 1, ncells,
+            fmt_s(el), fmt_s(max(0, remaining))))
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + msg)
+    else:
+        sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def fmt_s(s):
+    return "%dm%02ds" % (s // 60, s % 60)
+
+
+def run_experiment(a):
+    profile = "smoke" if a.smoke else "full" if a.full else "default"
+    out = a.out
+    if a.resume:
+        if not out:
+            cands = sorted(glob.glob(os.path.join(ROOT, "results", "*", "state.json")))
+            if not cands:
+                sys.exit("nemo-experiment: nothing to resume under results/")
+            out = os.path.dirname(cands[-1])
+        with open(os.path.join(out, "state.json")) as f:
+            state = json.load(f)
+        log("resuming %s (%d of %d blocks done)" %
+            (out, sum(b["done"] for b in state["plan"]), len(state["plan"])))
+    else:
+        if not out:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out = os.path.join(ROOT, "results", stamp)
+            unfinished = [p for p in sorted(glob.glob(os.path.join(ROOT, "results", "*",
+                                                                   "state.json")))
+                          if not json.load(open(p)).get("complete")]
+            if unfinished and not a.fresh:
+                log("an unfinished run is in %s: --resume continues it, --fresh starts over" %
+                    os.path.dirname(unfinished[-1]))
+        elif os.path.exists(os.path.join(out, "state.json")):
+            if not a.fresh:
+                sys.exit("nemo-experiment: %s holds a run: --resume or --fresh" % out)
+        if a.fresh and os.path.isdir(out):
+            for f in glob.glob(os.path.join(out, "*")):
+                shutil.rmtree(f) if os.path.isdir(f) else os.unlink(f)
+        os.makedirs(out, exist_ok=True)
+        reps = a.reps or PROFILES[profile]["reps"]
+        state = {"profile": profile, "reps": reps, "complete": False,
+                 "plan": [{"rep": r, "scenario": s, "done": False} for r, s in plan(reps)],
+                 "cells": [c["id"] for c in cells(profile)], "out": out,
+                 "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+                 "host": platform.node(), "kernel": platform.release(),
+                 "cpus": os.cpu_count(), "started": datetime.datetime.now().isoformat(
+                     timespec="seconds")}
+    nf_base = json.load(open(a.nf_config))
+    nemod_base = json.load(open(a.nemod_config)) if a.nemod_config else None
+    scratch = tempfile.mkdtemp(prefix="nemo-exp-", dir="/var/tmp")
+    JANITOR.paths.append(scratch)
+    state["harvest_available"] = harvest_available(scratch)
+    if not state["harvest_available"]:
+        log("harvest not available in this nemod (%s): scenarios %s are reported as "
+            "unavailable" % (_HARVEST_OK.get("why", ""), ", ".join(HARVEST_SCENARIOS)))
+    if not state.get("capacity_pps"):
+        log("measuring the NF's capacity (nemo-gen --max, %.0f s)" %
+            PROFILES[profile]["cap_s"])
+        state["capacity_pps"] = measure_capacity(scratch, nf_base, PROFILES[profile]["cap_s"])
+        log("capacity %.3f Mpps" % (state["capacity_pps"] / 1e6))
+        JANITOR.paths.append(scratch)
+    save_state(out, state)
+    state["_t0"] = time.time()
+    ran = 0
+    for seq, b in enumerate(state["plan"]):
+        if b["done"]:
+            continue
+        t = time.time()
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        rows, invs, series = run_block(seq, b["rep"], b["scenario"], state, out, nf_base,
+                                       nemod_base)
+        # a block's rows land together, after it finished: a stopped run leaves no half block
+        append_csv(os.path.join(out, "results.csv"), RESULT_FIELDS, rows)
+        append_csv(os.path.join(out, "invocations.csv"), INV_FIELDS, invs)
+        append_csv(os.path.join(out, "timeseries.csv"), TS_FIELDS, series)
+        append_csv(os.path.join(out, "order.csv"), ORDER_FIELDS, [
+            {"seq": seq, "rep": b["rep"], "scenario": b["scenario"], "status": rows[0]["status"],
+             "started": started, "finished": datetime.datetime.now().isoformat(
+                 timespec="seconds")}])
+        b["done"] = True
+        if rows[0]["status"] == "ok":
+            ran += 1
+            state["_block_s"] = ((state.get("_block_s") or 0) * (ran - 1) + time.time() - t) / ran
+        save_state(out, state)
+    state["complete"] = True
+    state["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    save_state(out, state)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    report(out)
+    log("done: %s/report.md" % out)
+    return out
+
+
+def save_state(out, state):
+    tmp = os.path.join(out, ".state.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump({k: v for k, v in state.items() if not k.startswith("_")}, f, indent=1)
+    os.replace(tmp, os.path.join(out, "state.json"))
+
+
+# ---- report: every figure from the CSVs ------------------------------------------------------------
+
+def read_csv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def spread(values, fmt="%.3g", scale=1.0):
+    """'median [min–max]' over repetitions, or 'n/a'."""
+    v = [x * scale for x in values if x is not None]
+    if not v:
+        return "n/a"
+    m = median(v)
+    if len(v) == 1:
+        return fmt % m
+    return "%s [%s–%s]" % (fmt % m, fmt % min(v), fmt % max(v))
+
+
+def report(out):
+    """plots/*.png and report.md from results.csv, timeseries.csv and state.json in out."""
+    state = json.load(open(os.path.join(out, "state.json")))
+    rows = read_csv(os.path.join(out, "results.csv"))
+    series = read_csv(os.path.join(out, "timeseries.csv"))
+    ok = [r for r in rows if r["status"] == "ok"]
+
+    def vals(scen, cell, key):
+        return [num(r[key]) for r in ok if r["scenario"] == scen and r["cell"] == cell]
+
+    def med(scen, cell, key):
+        return median(vals(scen, cell, key))
+
+    cell_ids = state["cells"]
+    ref = REF_CELL if REF_CELL in cell_ids else cell_ids[0]
+    plots = os.path.join(out, "plots")
+    os.makedirs(plots, exist_ok=True)
+    pngs = make_plots(plots, ok, series, cell_ids, ref, vals)
+
+    # headline figures
+    share_by_cell = {c: med("nemo", c, "harvest_ratio") for c in cell_ids}
+    share_by_cell = {c: v for c, v in share_by_cell.items() if v is not None}
+    best_share = max(share_by_cell.items(), key=lambda kv: kv[1]) if share_by_cell else None
+    speedups = {}
+    for base in ("colocate-fifo", "colocate-default"):
+        per_rep = []
+        for rep in sorted({r["rep"] for r in ok}):
+            n = [num(r["compl_mean_ms"]) for r in ok if r["scenario"] == "nemo" and
+                 r["cell"] == ref and r["rep"] == rep]
+            c = [num(r["compl_mean_ms"]) for r in ok if r["scenario"] == base and
+                 r["cell"] == ref and r["rep"] == rep]
+            if n and c and n[0] and c[0] is not None:
+                per_rep.append(c[0] / n[0])
+        speedups[base] = per_rep
+
+    L = []
+    L.append("# nemo experiment report\n")
+    L.append("Run `%s` on %s (%s cpus, kernel %s), profile `%s`, %d repetitions, started %s%s." %
+             (state["command"], state["host"], state["cpus"], state["kernel"], state["profile"],
+              state["reps"], state["started"],
+              ", finished " + state["finished"] if state.get("finished") else " (unfinished)"))
+    L.append("NF capacity measured at the start: %.3f Mpps (one lcore, busy-polling, "
+             "nemo-gen --max). Loads are shares of it.\n" % (state["capacity_pps"] / 1e6))
+    L.append("Every figure below is computed from `results.csv` by `report()` in "
+             "experiments/nemo_experiment.py. Cells show the median over repetitions with "
+             "[min–max]. `harvested` is read from the harvest cgroup's cpuacct accounting on the "
+             "NF core; `spare` from the NF's cycle counters (spare = total − busy).\n")
+    if not state.get("harvest_available", True):
+        L.append("**harvest not available in this nemod**: the scenarios nemo and "
+                 "nemo-no-prewarm did not run, and no figure stands in for them.\n")
+    L.append("## Against NEMO's published figures\n")
+    L.append("| figure | nemo (this run) | NEMO published | goal met? |")
+    L.append("|---|---|---|---|")
+    if best_share:
+        vs = vals("nemo", best_share[0], "harvest_ratio")
+        L.append("| harvested share of spare cycles (harvest_ratio, best cell `%s`) | %s | 41 %% "
+                 "| %s |" % (best_share[0], spread(vs, "%.1f %%", 100),
+                             "yes" if best_share[1] >= NEMO_HARVEST_SHARE else
+                             "**no**: below 41 %"))
+    else:
+        L.append("| harvested share of spare cycles | n/a | 41 % | **no figure**: nemo did not "
+                 "run |")
+    for base, v in speedups.items():
+        if v:
+            m = median(v)
+            verdict = ("yes" if m >= NEMO_SPEEDUP[0] else
+                       "**no**: below 12.5×")
+            L.append("| speed-up over %s (mean completion time, cell `%s`) | %s | 12.5–25× | %s |"
+                     % (base, ref, spread(v, "%.2f×"), verdict))
+        else:
+            L.append("| speed-up over %s | n/a | 12.5–25× | **no figure** |" % base)
+    L.append("")
+    L.append("## Per scenario, cell `%s` (load 50 %% of capacity, mixed functions)\n" % ref)
+    L.append("| scenario | NF rx Mpps | NF loss % | NF p99 µs | spare_ratio | harvested s | "
+             "harvest_ratio | invocations (cold/warm/prewarmed) | completion mean ms | "
+             "p50 ms | p99 ms | start p50 ms | run p50 ms | NEMO published |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in SCENARIOS:
+        if not vals(s, ref, "nf_rx_pps"):
+            why = next((r["note"] for r in rows if r["scenario"] == s and r["note"]), "no data")
+            L.append("| %s | %s |%s" % (s, why, " |" * 12))
+            continue
+        paths = "%s (%s/%s/%s)" % (spread(vals(s, ref, "inv_ok"), "%.0f"),
+                                   spread(vals(s, ref, "cold"), "%.0f"),
+                                   spread(vals(s, ref, "warm"), "%.0f"),
+                                   spread(vals(s, ref, "prewarmed"), "%.0f"))
+        pub = {"nemo": "41 % harvested; 12.5–25× faster than co-location",
+               "colocate-fifo": "baseline of the speed-up",
+               "colocate-default": "baseline of the speed-up"}.get(s, "")
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            s, spread(vals(s, ref, "nf_rx_pps"), "%.3f", 1e-6),
+            spread(vals(s, ref, "nf_loss_ratio"), "%.3f", 100),
+            spread(vals(s, ref, "nf_p99_us"), "%.0f"),
+            spread(vals(s, ref, "spare_ratio"), "%.3f"),
+            spread(vals(s, ref, "harvested_s"), "%.3f"),
+            spread(vals(s, ref, "harvest_ratio"), "%.3f"), paths,
+            spread(vals(s, ref, "compl_mean_ms"), "%.2f"),
+            spread(vals(s, ref, "compl_p50_ms"), "%.2f"),
+            spread(vals(s, ref, "compl_p99_ms"), "%.2f"),
+            spread(vals(s, ref, "start_p50_ms"), "%.2f"),
+            spread(vals(s, ref, "run_p50_ms"), "%.2f"), pub))
+    L.append("")
+    L.append("## NF protection (against dedicated, same cells, same run)\n")
+    L.append("| scenario | cells with more loss than dedicated | worst p99 ratio to dedicated |")
+    L.append("|---|---|---|")
+    for s in SCENARIOS[1:]:
+        worse, ratios = [], []
+        for c in cell_ids:
+            d_loss, s_loss = med("dedicated", c, "nf_loss_ratio"), med(s, c, "nf_loss_ratio")
+            d99, s99 = med("dedicated", c, "nf_p99_us"), med(s, c, "nf_p99_us")
+            if d_loss is None or s_loss is None:
+                continue
+            if s_loss > d_loss + 0.001:
+                worse.append("%s (%.2f %% vs %.2f %%)" % (c, s_loss * 100, d_loss * 100))
+            if d99 and s99:
+                ratios.append((s99 / d99, c))
+        if not ratios and not worse:
+            L.append("| %s | n/a | n/a |" % s)
+            continue
+        r = max(ratios) if ratios else None
+        L.append("| %s | %s | %s |" % (s, ", ".join(worse) or "none",
+                                         "%.2f× (%s)" % r if r else "n/a"))
+    L.append("")
+    L.append("## Spare and harvested cycles against load\n")
+    L.append("| cell | " + " | ".join("%s spare / harvest_ratio" % s for s in SCENARIOS) + " |")
+    L.append("|---|" + "---|" * len(SCENARIOS))
+    for c in cell_ids:
+        L.append("| %s | %s |" % (c, " | ".join(
+            "%s / %s" % (spread(vals(s, c, "spare_ratio"), "%.3f"),
+                         spread(vals(s, c, "harvest_ratio"), "%.3f")) for s in SCENARIOS)))
+    L.append("")
+    L.append("## Where the goals are missed\n")
+    missed = []
+    if not best_share:
+        missed.append("No harvested share for nemo: the scenario did not run.")
+    elif best_share[1] < NEMO_HARVEST_SHARE:
+        missed.append("nemo harvested at most %.1f %% of the spare cycles (cell `%s`), below "
+                      "NEMO's 41 %%. harvested is bounded by the work the invocation load "
+                      "offers: a light load leaves spare cycles unused." %
+                      (best_share[1] * 100, best_share[0]))
+    for base, v in speedups.items():
+        if not v:
+            missed.append("No speed-up over %s: nemo or %s has no completion times." %
+                          (base, base))
+        elif median(v) < NEMO_SPEEDUP[0]:
+            missed.append("The speed-up over %s is %.2f×, below NEMO's 12.5×." %
+                          (base, median(v)))
+    L += ["- " + m for m in missed] or ["- none"]
+    L.append("")
+    L.append("## Files\n")
+    L.append("- `results.csv`: one row per scenario × cell × repetition; `invocations.csv`: "
+             "every invocation with its start path and phases; `timeseries.csv`: 100 ms samples "
+             "of the load-step cell; `order.csv`: the order the blocks ran in.")
+    L.append("- plots: " + ", ".join("`plots/%s`" % os.path.basename(p) for p in pngs))
+    L.append("- `logs/`: the NF, nemod, mosquitto and nemo-gen logs of every block.")
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    return os.path.join(out, "report.md")
+
+
+def gnuplot(script, cwd):
+    term = "pngcairo size 1000,600 font ',10'"
+    r = subprocess.run(["gnuplot", "-e", "set terminal"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    if "pngcairo" not in r.stdout:
+        term = "png size 1000,600"
+    r = subprocess.run(["gnuplot"], input="set terminal %s\n%s" % (term, script), cwd=cwd,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode:
+        raise RuntimeError("gnuplot failed:\n" + r.stdout)
+
+
+def make_plots(plots, ok, series, cell_ids, ref, vals):
+    """Write the .dat files and .gp scripts, run gnuplot; returns the PNG paths."""
+    scen_idx = {s: i for i, s in enumerate(SCENARIOS)}
+    # 1. spare and harvested against load (constant-load cells)
+    with open(os.path.join(plots, "load.dat"), "w") as f:
+        for s in SCENARIOS:
+            f.write("# %s\n" % s)
+            pts = sorted({num(r["load_share"]) for r in ok if r["scenario"] == s and
+                          r["load_kind"] == "constant" and r["mix"] == "mixed" and
+                          r["cell"].endswith("-r0")})
+            for x in pts:
+                rs = [r for r in ok if r["scenario"] == s and r["load_kind"] == "constant" and
+                      r["mix"] == "mixed" and r["cell"].endswith("-r0") and
+                      num(r["load_share"]) == x]
+                sp = [num(r["spare_ratio"]) for r in rs]
+                hv = [num(r["harvested_s"]) / num(r["duration_s"]) for r in rs
+                      if num(r["duration_s"])]
+                f.write("%.3f %s %s %s %s %s %s\n" % (
+                    x, fmtd(median(sp)), fmtd(min(sp)), fmtd(max(sp)), fmtd(median(hv)),
+                    fmtd(min(hv) if hv else None), fmtd(max(hv) if hv else None)))
+            f.write("\n\n")
+    idx = "\n".join("'load.dat' index %d using ($1*100):2:3:4 with yerrorlines title '%s spare'"
+                    % (i, s) + (", \\" if True else "") for i, s in enumerate(SCENARIOS))
+    idx2 = ", \\\n".join("'load.dat' index %d using ($1*100):5:6:7 with yerrorlines dt 2 "
+                         "title '%s harvested'" % (i, s) for i, s in enumerate(SCENARIOS))
+    gp = ("set output 'spare_harvested_vs_load.png'\nset title 'Spare and harvested share of the "
+          "NF core against offered load (median, min-max over reps)'\nset xlabel 'offered load, "
+          "%% of capacity'\nset ylabel 'share of the NF core'\nset yrange [0:1.05]\n"
+          "set key outside right\nplot %s\n%s\n" % (idx, idx2))
+    write_gp(plots, "spare_harvested_vs_load.gp", gp)
+    # 2. NF per scenario at the reference cell; 3. completion per scenario
+    with open(os.path.join(plots, "scenario.dat"), "w") as f:
+        f.write("# i scenario rx_mpps min max loss_pct min max p99 min max compl_mean min max "
+                "start_p50 run_p50 compl_p99\n")
+        for s in SCENARIOS:
+            cols = []
+            for key, sc in (("nf_rx_pps", 1e-6), ("nf_loss_ratio", 100), ("nf_p99_us", 1),
+                            ("compl_mean_ms", 1)):
+                v = [x * sc for x in vals(s, ref, key) if x is not None]
+                cols += [fmtd(median(v)), fmtd(min(v) if v else None),
+                         fmtd(max(v) if v else None)]
+            for key in ("start_p50_ms", "run_p50_ms", "compl_p99_ms"):
+                cols.append(fmtd(median(vals(s, ref, key))))
+            f.write("%d %s %s\n" % (scen_idx[s], s, " ".join(cols)))
+    gp = ("set output 'nf_per_scenario.png'\nset multiplot layout 1,3 title 'NF at cell %s "
+          "(median, min-max over reps)'\nset style fill solid 0.5\nset boxwidth 0.6\n"
+          "set xtics rotate by -30\nset xrange [-0.7:4.7]\nset yrange [0:*]\n"
+          "set title 'throughput, Mpps'\nplot 'scenario.dat' using 1:3:xtic(2) with boxes "
+          "notitle, '' using 1:3:4:5 with yerrorbars notitle\n"
+          "set title 'loss, %%'\nplot 'scenario.dat' using 1:6:xtic(2) with boxes notitle, "
+          "'' using 1:6:7:8 with yerrorbars notitle\n"
+          "set title 'p99 latency, us'\nplot 'scenario.dat' using 1:9:xtic(2) with boxes "
+          "notitle, '' using 1:9:10:11 with yerrorbars notitle\nunset multiplot\n" % ref)
+    write_gp(plots, "nf_per_scenario.gp", gp)
+    gp = ("set output 'completion_per_scenario.png'\nset title 'Function completion time at "
+          "cell %s: mean (bars, min-max over reps), p50 start and run parts, p99'\n"
+          "set style fill solid 0.5\nset boxwidth 0.25\nset xtics rotate by -30\n"
+          "set xrange [-0.7:4.7]\nset ylabel 'ms'\nset logscale y\nset key outside right\n"
+          "plot 'scenario.dat' using ($1-0.3):12:xtic(2) with boxes title 'mean', "
+          "'' using ($1-0.3):12:13:14 with yerrorbars notitle, "
+          "'' using 1:15 with boxes title 'start p50', "
+          "'' using ($1+0.3):16 with boxes title 'run p50', "
+          "'' using 1:18 with points pt 7 title 'p99'\n" % ref)
+    write_gp(plots, "completion_per_scenario.gp", gp)
+    # 4. the load step: reclaim over time (one block per scenario: the first repetition)
+    with open(os.path.join(plots, "step.dat"), "w") as f:
+        for s in SCENARIOS:
+            f.write("# %s\n" % s)
+            rs = [r for r in series if r["scenario"] == s]
+            first = min((int(r["seq"]) for r in rs), default=None)
+            for r in rs:
+                if int(r["seq"]) == first:
+                    f.write("%s %s %s %s\n" % (r["t_s"], num(r["rx_pps"]) / 1e6,
+                                               r["spare_ratio"], r["harvested_share"]))
+            if not rs:
+                f.write("0 0 NaN NaN\n")
+            f.write("\n\n")
+    plots_ts = ", \\\n".join(
+        "'step.dat' index %d using 1:4 with lines lw 2 title '%s harvested'" % (i, s)
+        for i, s in enumerate(SCENARIOS))
+    gp = ("set output 'step_reclaim.png'\nset multiplot layout 2,1 title 'Load step: idle, 90 %% "
+          "of capacity, idle (100 ms samples, first repetition)'\nset key outside right\n"
+          "set ylabel 'NF rx, Mpps'\nplot " + ", ".join(
+              "'step.dat' index %d using 1:2 with lines title '%s'" % (i, s)
+              for i, s in enumerate(SCENARIOS)) +
+          "\nset xlabel 'seconds'\nset ylabel 'share of the NF core'\nset yrange [0:1.05]\n"
+          "plot " + plots_ts + ", \\\n" + ", \\\n".join(
+              "'step.dat' index %d using 1:3 with lines dt 2 title '%s spare'" % (i, s)
+              for i, s in enumerate(SCENARIOS)) + "\nunset multiplot\n")
+    write_gp(plots, "step_reclaim.gp", gp)
+    pngs = []
+    for name in ("spare_harvested_vs_load", "nf_per_scenario", "completion_per_scenario",
+                 "step_reclaim"):
+        gnuplot(open(os.path.join(plots, name + ".gp")).read(), plots)
+        pngs.append(os.path.join(plots, name + ".png"))
+    return pngs
+
+
+def fmtd(x):
+    return "NaN" if x is None else "%.6g" % x
+
+
+def write_gp(plots, name, text):
+    with open(os.path.join(plots, name), "w") as f:
+        f.write(text)
+
+
+# ---- make run: the whole system, live -------------------------------------------------------------
+
+def live(a):
+    """NF + gen (varying profile) + mosquitto + nemod (+harvest) + functions + HTTP/MQTT load,
+    a live per-core view, then a clean stop and a summary."""
+    raise SystemExit("live mode is not written yet")
+
+
+def main():
+    argv = sys.argv[1:]
+    if argv and argv[0] == "live":
+        ap = argparse.ArgumentParser(prog="nemo_experiment.py live",
+                                     description="make run: the whole system, live")
+        ap.add_argument("--nf-config", default=os.path.join(ROOT, "configs", "nf-default.json"))
+        ap.add_argument("--nemod-config", default=None,
+                        help="base nemod config (listen, store, token and cores are set here)")
+        ap.add_argument("--duration", type=float, default=60)
+        ap.add_argument("--out", default=None)
+        return live(ap.parse_args(argv[1:]))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--smoke", action="store_true", help="every scenario for a few seconds")
+    g.add_argument("--full", action="store_true", help="finer sweeps, 5 repetitions")
+    r = ap.add_mutually_exclusive_group()
+    r.add_argument("--resume", action="store_true", help="continue an unfinished run")
+    r.add_argument("--fresh", action="store_true", help="start over (in --out if given)")
+    ap.add_argument("--out", help="results folder (default results/<timestamp>)")
+    ap.add_argument("--reps", type=int, help="repetitions (default by profile)")
+    ap.add_argument("--nf-config", default=os.path.join(ROOT, "configs", "nf-default.json"))
+    ap.add_argument("--nemod-config", default=None)
+    ap.add_argument("--report-only", metavar="DIR", help="rebuild plots and report.md from DIR")
+    a = ap.parse_args(argv)
+    if a.report_only:
+        print(report(a.report_only))
+        return 0
+    if os.geteuid() != 0:
+        sys.exit("nemo-experiment: run as root (cgroups, sandboxes, DPDK)")
+    run_experiment(a)
+    return 0
+
+
+def on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("stopped: cleaning up; `--resume` continues where the last finished block left off")
+        sys.exit(130)
+    finally:
+        JANITOR.clean()
