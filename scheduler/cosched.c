@@ -93,7 +93,7 @@ void sched_cosched_config_defaults(struct sched_cosched_config *cfg)
 		.threshold = 0.05,
 		.k_windows = 3,
 		.release = 0.2,
-		.release_windows = 10,
+		.release_windows = 50,
 		.prefer = SCHED_RECLAIM_MOVE,
 		.move_min_spare = 0.3,
 	};
@@ -471,9 +471,9 @@ static void *loop_main(void *arg)
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	while (!atomic_load(&cs->stop)) {
-		int fresh = hv_sampler_sample(cs->sampler, now_ns());
-
-		for (uint32_t i = 0; fresh > 0 && i < hv_sampler_nb_cores(cs->sampler); i++) {
+		/* every core, fresh or not: a vanished NF shows as a core with no fresh window */
+		hv_sampler_sample(cs->sampler, now_ns());
+		for (uint32_t i = 0; i < hv_sampler_nb_cores(cs->sampler); i++) {
 			const struct hv_core_sample *smp = hv_sampler_core(cs->sampler, i);
 			struct cs_core *c = smp ? core_get(cs, smp) : NULL;
 

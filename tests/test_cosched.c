@@ -1,0 +1,422 @@
+/* test_cosched.c - nemod harvesting beside a real nemo-nf: no loss, harvested CPU, reclaim, bad input. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "nemo/gateway.h"
+#include "proc.h"
+#include "test.h"
+
+/*
+ * One NF (cpu 1, sleeps when idle, SCHED_FIFO like production) and one nemod with
+ * harvesting on, for the whole suite; the cases run in order and the last one kills the NF.
+ * The bound on reclaim's reaction time is scheduler/README.md's measured 6-36 ms with room
+ * for a loaded 2-core CI machine.
+ */
+#define CST_TOKEN	      "cstest-token-0123456789abcdef"
+#define CST_REACTION_BOUND_MS 200.0
+
+static struct {
+	char dir[64];
+	char nf_name[32], bad_name[32], sock[96], nf_cfg[128], nemod_cfg[128], cg_root[48];
+	char nf_bin[512], gen_bin[512], nemod_bin[512];
+	uint16_t port;
+	struct test_proc nf, nemod;
+	bool nf_up, nemod_up;
+} cst;
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint16_t port = 0;
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+static int write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	fputs(text, f);
+	return fclose(f);
+}
+
+static int http(const char *method, const char *path, const char *body, int timeout_ms,
+		struct gw_http_response *r)
+{
+	memset(r, 0, sizeof(*r));
+	return gw_http_request("127.0.0.1", cst.port, method, path, CST_TOKEN, body,
+			       body ? strlen(body) : 0, timeout_ms, r);
+}
+
+static int status_of(const char *method, const char *path, const char *body)
+{
+	struct gw_http_response r;
+	int st;
+
+	if (http(method, path, body, 10000, &r))
+		return -1;
+	st = r.status;
+	gw_http_response_release(&r);
+	return st;
+}
+
+/* The NF core's entry of GET /api/v1/cores (cpu 1), or NULL. Free with cJSON_Delete(*root). */
+static const cJSON *core1(cJSON **root)
+{
+	struct gw_http_response r;
+	const cJSON *k;
+
+	*root = NULL;
+	if (http("GET", "/api/v1/cores", NULL, 5000, &r))
+		return NULL;
+	*root = cJSON_Parse(r.body);
+	gw_http_response_release(&r);
+	cJSON_ArrayForEach (k, cJSON_GetObjectItemCaseSensitive(*root, "cores"))
+		if (cJSON_GetObjectItemCaseSensitive(k, "cpu")->valueint == 1)
+			return k;
+	return NULL;
+}
+
+static double field(const cJSON *o, const char *key)
+{
+	const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+
+	return cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsTrue(v) ? 1.0 : 0.0;
+}
+
+static void cleanup(void)
+{
+	char pattern[128], cmd[256];
+	glob_t g;
+
+	test_proc_kill_all();
+	cst.nf_up = cst.nemod_up = false;
+	unlink(cst.sock);
+	snprintf(pattern, sizeof(pattern), "/dev/shm/nemo-hc-cst%d*", getpid());
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	snprintf(pattern, sizeof(pattern), "/var/run/dpdk/nemo-*cst%d*", getpid());
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			test_remove_runtime_dir(g.gl_pathv[i] + strlen("/var/run/dpdk/"));
+		globfree(&g);
+	}
+	/* a nemod that died hard leaves its cgroups: empty ones go with rmdir */
+	snprintf(cmd, sizeof(cmd),
+		 "for c in /sys/fs/cgroup/*/%s; do [ -d \"$c\" ] && find \"$c\" -depth -type d "
+		 "-exec rmdir {} + 2>/dev/null; done; true",
+		 cst.cg_root);
+	if (cst.cg_root[0] && system(cmd) != 0)
+		printf("\n  could not remove cgroups %s\n", cst.cg_root);
+	if (!strncmp(cst.dir, "/var/tmp/nemo-cst-", 18)) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", cst.dir);
+		if (system(cmd) != 0)
+			printf("\n  could not remove %s\n", cst.dir);
+	}
+}
+
+static bool wait_healthy(int ms)
+{
+	for (int waited = 0; waited < ms; waited += 50) {
+		if (status_of("GET", "/healthz", NULL) == 200)
+			return true;
+		if (test_proc_wait(&cst.nemod, 0) != -ETIMEDOUT)
+			return false;
+		test_msleep(50);
+	}
+	return false;
+}
+
+static int suite_setup(void)
+{
+	char text[2048], path[160];
+	char *nf_argv[] = {cst.nf_bin, "--config", cst.nf_cfg, "--duration", "0", NULL};
+	char *nemod_argv[] = {cst.nemod_bin, "--config", cst.nemod_cfg, "--human-logs", NULL};
+	struct stat st;
+	int fd;
+
+	memset(&cst, 0, sizeof(cst));
+	snprintf(cst.nf_bin, sizeof(cst.nf_bin), "%s/nemo-nf", nemo_test_bindir());
+	snprintf(cst.gen_bin, sizeof(cst.gen_bin), "%s/nemo-gen", nemo_test_bindir());
+	snprintf(cst.nemod_bin, sizeof(cst.nemod_bin), "%s/nemod", nemo_test_bindir());
+	snprintf(cst.dir, sizeof(cst.dir), "/var/tmp/nemo-cst-XXXXXX");
+	if (!mkdtemp(cst.dir))
+		return -1;
+	chmod(cst.dir, 0755);
+	snprintf(cst.nf_name, sizeof(cst.nf_name), "cst%d", getpid());
+	snprintf(cst.bad_name, sizeof(cst.bad_name), "cst%d-bad", getpid());
+	snprintf(cst.sock, sizeof(cst.sock), "%s/nf.memif", cst.dir);
+	snprintf(cst.nf_cfg, sizeof(cst.nf_cfg), "%s/nf.json", cst.dir);
+	snprintf(cst.nemod_cfg, sizeof(cst.nemod_cfg), "%s/nemod.json", cst.dir);
+	snprintf(cst.cg_root, sizeof(cst.cg_root), "nemo-cst-%d", getpid());
+	cst.port = free_port();
+	snprintf(text, sizeof(text),
+		 "{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
+		 "\"ports\":[{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
+		 "\"rx_ring\":16384,\"line_rate_pps\":14000000}],"
+		 "\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"],"
+		 "\"idle\":\"sleep\",\"sched\":{\"policy\":\"fifo\",\"priority\":50}}]}",
+		 cst.nf_name, cst.sock);
+	if (write_text(cst.nf_cfg, text))
+		return -1;
+	/* a channel with the wrong magic, there before nemod starts */
+	snprintf(path, sizeof(path), "/dev/shm/nemo-hc-%s", cst.bad_name);
+	fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, "this is not a harvest channel, only some bytes....", 50) != 50 ||
+	    ftruncate(fd, 8192))
+		return -1;
+	close(fd);
+	snprintf(path, sizeof(path), "%s/token", cst.dir);
+	if (write_text(path, CST_TOKEN "\n"))
+		return -1;
+	snprintf(text, sizeof(text),
+		 "{\"listen\":\"127.0.0.1:%u\",\"token_file\":\"%s/token\","
+		 "\"store_dir\":\"%s/store\",\"code_roots\":[\"%s/build/functions\"],"
+		 "\"cores\":{\"housekeeping\":[0],\"sandbox\":[1,9]},\"cgroup_root\":\"%s\","
+		 "\"keepalive_ttl_s\":30,"
+		 "\"harvest\":{\"enabled\":true,\"channels\":[\"%s\",\"%s\"],\"period_ms\":2,"
+		 "\"predictor\":\"markov\",\"prewarm\":true,\"policy\":\"idle\",\"thread_cap\":4,"
+		 "\"reclaim\":{\"threshold\":0.05,\"windows\":3,\"action\":\"move\"},"
+		 "\"overflow\":\"housekeeping\",\"queue_deadline_ms\":100,"
+		 "\"interference\":{\"enabled\":true,\"bound\":1.5}}}",
+		 (unsigned)cst.port, cst.dir, cst.dir, nemo_test_srcdir(), cst.cg_root, cst.nf_name,
+		 cst.bad_name);
+	if (write_text(cst.nemod_cfg, text))
+		return -1;
+	if (stat(cst.nf_bin, &st) || stat(cst.gen_bin, &st) || stat(cst.nemod_bin, &st))
+		return -1;
+	if (test_proc_start(&cst.nf, nf_argv))
+		return -1;
+	cst.nf_up = true;
+	for (int i = 0; i < 200 && access(cst.sock, F_OK); i++)
+		test_msleep(50);
+	if (test_proc_start(&cst.nemod, nemod_argv))
+		return -1;
+	cst.nemod_up = true;
+	if (!wait_healthy(15000)) {
+		printf("\n  nemod did not become healthy:\n%s\n", test_proc_output(&cst.nemod));
+		return -1;
+	}
+	return 0;
+}
+
+static int suite_teardown(void)
+{
+	if (cst.nemod_up)
+		test_proc_stop(&cst.nemod, 15000);
+	if (cst.nf_up)
+		test_proc_stop(&cst.nf, 5000);
+	cleanup();
+	return 0;
+}
+
+static char *deploy_body(const char *so)
+{
+	char path[600], *b64, *body;
+	uint8_t *bytes;
+	FILE *f;
+	long len;
+
+	snprintf(path, sizeof(path), "%s/build/functions/%s", nemo_test_srcdir(), so);
+	f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	bytes = malloc((size_t)len);
+	if (!bytes || fread(bytes, 1, (size_t)len, f) != (size_t)len) {
+		fclose(f);
+		free(bytes);
+		return NULL;
+	}
+	fclose(f);
+	b64 = gw_base64_encode(bytes, (size_t)len);
+	free(bytes);
+	body = b64 ? malloc(strlen(b64) + 256) : NULL;
+	if (body)
+		sprintf(body,
+			"{\"runtime\":\"c\",\"handler\":\"handle\",\"timeout_ms\":10000,"
+			"\"concurrency\":2,\"code\":{\"base64\":\"%s\"}}",
+			b64);
+	free(b64);
+	return body;
+}
+
+static int start_gen(struct test_proc *g, const char *rate, const char *dur, const char *json)
+{
+	char *argv[] = {cst.gen_bin, "--socket",   cst.sock,  "--duration", (char *)dur,
+			"--cpu",     "0",	   "--quiet", "--flows",    "64",
+			"--json",    (char *)json, NULL,      NULL,	    NULL};
+
+	if (!strcmp(rate, "max")) {
+		argv[12] = "--max";
+	} else {
+		argv[12] = "--rate";
+		argv[13] = (char *)rate;
+	}
+	return test_proc_start(g, argv);
+}
+
+static double gen_field(const char *json, const char *key)
+{
+	char buf[8192];
+	FILE *f = fopen(json, "r");
+	size_t n;
+	cJSON *j;
+	double v = -1;
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	j = cJSON_Parse(buf);
+	if (j && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, key)))
+		v = cJSON_GetObjectItemCaseSensitive(j, key)->valuedouble;
+	cJSON_Delete(j);
+	return v;
+}
+
+/* Invoke the CPU hog until `g` exits; counts successes and failures. */
+static void hog_while(struct test_proc *g, int *ok, int *failed)
+{
+	while (test_proc_wait(g, 0) == -ETIMEDOUT) {
+		int st = status_of("POST", "/function/hog", "100000");
+
+		if (st == 200)
+			(*ok)++;
+		else
+			(*failed)++;
+	}
+}
+
+/* ---- the cases, in order ------------------------------------------------------------------------- */
+
+static void test_bad_input_keeps_serving(void)
+{
+	char *body = deploy_body("sha256.so");
+
+	/* a core in the config that does not exist, and a channel with the wrong magic */
+	CU_ASSERT(test_proc_output_has(&cst.nemod, "core 9 does not exist"));
+	CU_ASSERT(test_proc_output_has(&cst.nemod, "bad magic"));
+	CU_ASSERT(test_proc_output_has(&cst.nemod, cst.bad_name));
+	CU_ASSERT_EQUAL(status_of("GET", "/healthz", NULL), 200);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	CU_ASSERT_EQUAL(status_of("PUT", "/api/v1/namespaces/_/actions/hog?overwrite=true", body),
+			200);
+	free(body);
+	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
+}
+
+static void test_moderate_load_no_loss_and_harvest(void)
+{
+	char json[160];
+	struct test_proc g;
+	cJSON *before_root, *after_root;
+	const cJSON *before, *after;
+	int ok = 0, failed = 0;
+	double harvested, lost, rx;
+
+	snprintf(json, sizeof(json), "%s/gen-moderate.json", cst.dir);
+	before = core1(&before_root);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(before);
+	CU_ASSERT_EQUAL(field(before, "up"), 1.0);
+	CU_ASSERT_FATAL(start_gen(&g, "1M", "6", json) == 0);
+	hog_while(&g, &ok, &failed);
+	CU_ASSERT_EQUAL(test_proc_wait(&g, 10000), 0);
+	after = core1(&after_root);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(after);
+	harvested =
+		field(after, "harvested_seconds_total") - field(before, "harvested_seconds_total");
+	lost = gen_field(json, "lost");
+	rx = gen_field(json, "rx_pps");
+	printf("\n  moderate load: rx %.0f pps, lost %.0f, hog ok %d failed %d, harvested %.2f s "
+	       "on cpu 1 (%.0f invocations there)\n",
+	       rx, lost, ok, failed, harvested,
+	       field(after, "invocations") - field(before, "invocations"));
+	/* the NF loses nothing, and sandboxes did get CPU on its core */
+	CU_ASSERT_EQUAL(lost, 0.0);
+	CU_ASSERT(rx > 900000.0);
+	CU_ASSERT(ok > 0);
+	CU_ASSERT_EQUAL(failed, 0);
+	CU_ASSERT(harvested > 0.3);
+	CU_ASSERT(field(after, "invocations") > field(before, "invocations"));
+	cJSON_Delete(before_root);
+	cJSON_Delete(after_root);
+}
+
+static void test_saturation_reclaims_in_time(void)
+{
+	char json[160];
+	struct test_proc g;
+	cJSON *root;
+	const cJSON *k;
+	int ok = 0, failed = 0;
+
+	snprintf(json, sizeof(json), "%s/gen-max.json", cst.dir);
+	CU_ASSERT_FATAL(start_gen(&g, "max", "3", json) == 0);
+	hog_while(&g, &ok, &failed);
+	CU_ASSERT_EQUAL(test_proc_wait(&g, 10000), 0);
+	k = core1(&root);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+	printf("\n  saturation: %.0f reclaims, reaction mean %.1f ms max %.1f ms (bound %.0f), "
+	       "%.0f instances moved, hog ok %d failed %d\n",
+	       field(k, "reclaims"), field(k, "reaction_mean_ms"), field(k, "reaction_max_ms"),
+	       CST_REACTION_BOUND_MS, field(k, "moved"), ok, failed);
+	CU_ASSERT(field(k, "reclaims") >= 1);
+	CU_ASSERT(field(k, "reaction_max_ms") > 0);
+	CU_ASSERT(field(k, "reaction_max_ms") <= CST_REACTION_BOUND_MS);
+	/* moved, not killed: work in flight finished */
+	CU_ASSERT_EQUAL(failed, 0);
+	cJSON_Delete(root);
+}
+
+static void test_vanished_nf_keeps_serving(void)
+{
+	cJSON *root;
+	const cJSON *k;
+
+	kill(cst.nf.pid, SIGKILL);
+	test_proc_wait(&cst.nf, 5000);
+	cst.nf_up = false;
+	test_msleep(600);
+	k = core1(&root);
+	CU_ASSERT_PTR_NOT_NULL(k);
+	CU_ASSERT_EQUAL(field(k, "up"), 0.0);
+	cJSON_Delete(root);
+	CU_ASSERT(test_proc_output_has(&cst.nemod, "vanished"));
+	CU_ASSERT_EQUAL(status_of("GET", "/healthz", NULL), 200);
+	/* no spare known anywhere: the overflow placement (housekeeping) runs it */
+	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
+}
+
+NEMO_SUITE(cosched, suite_setup, suite_teardown,
+	   {"bad_input_keeps_serving", test_bad_input_keeps_serving},
+	   {"moderate_load_no_loss_and_harvest", test_moderate_load_no_loss_and_harvest},
+	   {"saturation_reclaims_in_time", test_saturation_reclaims_in_time},
+	   {"vanished_nf_keeps_serving", test_vanished_nf_keeps_serving});
