@@ -1235,10 +1235,186 @@ def write_gp(plots, name, text):
 
 # ---- make run: the whole system, live -------------------------------------------------------------
 
+def metric_sum(text, name, **labels):
+    """Sum of a Prometheus metric's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line[len(name):len(name) + 1] not in ("{", " "):
+            continue
+        m = re.match(r"[^{ ]+(?:\{(.*)\})?\s+(\S+)", line)
+        if not m:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
 def live(a):
-    """NF + gen (varying profile) + mosquitto + nemod (+harvest) + functions + HTTP/MQTT load,
-    a live per-core view, then a clean stop and a summary."""
-    raise SystemExit("live mode is not written yet")
+    """make run: NF + nemo-gen (a varying profile) + mosquitto + nemod (harvesting when this
+    nemod has it) + the sample functions + an HTTP and MQTT invocation load, a live per-core
+    view, then a clean stop and a summary."""
+    if os.geteuid() != 0:
+        sys.exit("make run: run as root (cgroups, sandboxes, DPDK)")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = a.out or os.path.join(ROOT, "results", "run-" + stamp)
+    os.makedirs(out, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="nemo-run-", dir="/var/tmp")
+    os.chmod(workdir, 0o755)
+    JANITOR.paths.append(workdir)
+    nf_cfg = json.load(open(a.nf_config))
+    name = nf_cfg.get("name", "default")
+    m = re.search(r"socket=([^,]+)", nf_cfg["ports"][0].get("vdev", ""))
+    if not m:
+        sys.exit("make run: port 0 of %s is not a memif port" % a.nf_config)
+    sock = m.group(1)
+    os.makedirs(os.path.dirname(sock), exist_ok=True)
+    if os.path.exists("/dev/shm/nemo-hc-" + name):
+        sys.exit("make run: /dev/shm/nemo-hc-%s exists: is an NF named '%s' running already?" %
+                 (name, name))
+    nf_cpu = nf_cfg["lcores"][0].get("cpu", nf_cfg["lcores"][0]["lcore"])
+    own_nemod_cfg = a.nemod_config is not None
+    nemod_path = a.nemod_config or next(p for p in (
+        os.path.join(ROOT, "configs", "nemod-harvest.json"),
+        os.path.join(ROOT, "configs", "nemod.json")) if os.path.exists(p))
+    base = json.load(open(nemod_path))
+    if not own_nemod_cfg:  # the sample run keeps its store and token to itself
+        base.pop("token_file", None)
+        base.pop("store_dir", None)
+    else:
+        for key in ("store_dir", "token_file"):
+            if base.get(key):
+                os.makedirs(base[key] if key == "store_dir" else os.path.dirname(base[key]),
+                            exist_ok=True)
+    harvest = harvest_available(workdir)
+    scenario = "nemo" if harvest and base.get("harvest", {"enabled": True}).get("enabled", True) \
+        else "colocate-default"
+    hv_extra = base.pop("harvest", None)
+    nemod = Nemod(workdir, scenario, name, nf_cpu, base.get("keepalive_ttl_s", 30),
+                  base, tag="run%d" % os.getpid())
+    if hv_extra and "harvest" in nemod.cfg:  # the operator's harvest settings, our channel
+        nemod.cfg["harvest"] = dict(hv_extra, channels=[name])
+    nemod.cfg["listen"] = "127.0.0.1:%d" % nemod.port
+    with open(nemod.cfg_path, "w") as f:
+        json.dump(nemod.cfg, f, indent=1)
+    print("make run: nemo-nf %s (NF '%s', cpu %d), nemod %s (%s), %.0f s; logs in %s" %
+          (a.nf_config, name, nf_cpu, nemod_path,
+           "harvesting" if "harvest" in nemod.cfg else "harvest not available in this nemod",
+           a.duration, out))
+    JANITOR.paths += [sock, "/dev/shm/nemo-hc-" + name]
+    JANITOR.prefixes.append("nemo-nf-" + name)
+    nf_log = os.path.join(out, "nemo-nf.log")
+    nf = NF.__new__(NF)
+    nf.name, nf.sock, nf.cfg, nf.cpu, nf.cfg_path = name, sock, nf_cfg, nf_cpu, a.nf_config
+    nf.log, nf.proc, nf.tel = nf_log, None, None
+    summary = {}
+    try:
+        nf.start()
+        nemod.log = os.path.join(out, "nemod.log")
+        nemod.start()
+        nemod.deploy(["echo", "sha256", "wordstats", "echo-mqtt"])
+        print("make run: deployed echo, sha256 (C, CPU-bound), wordstats (python), echo-mqtt "
+              "(MQTT topic nemo/exp/in); invoking ~10/s over HTTP and MQTT")
+        # traffic: idle, light, heavy, a burst, light again, idle
+        d = a.duration
+        steps = ",".join("%s:%.2f" % (r, d / 6) for r in ("0", "1M", "4M", "8M", "500k", "0"))
+        gj = os.path.join(out, "nemo-gen.json")
+        gen = JANITOR.proc([os.path.join(BIN, "nemo-gen"), "--socket", sock, "--cpu", "0",
+                            "--quiet", "--flows", "64", "--profile", "steps", "--steps", steps,
+                            "--duration", "%.2f" % d, "--json", gj],
+                           os.path.join(out, "nemo-gen.log"))
+        JANITOR.prefixes.append("nemo-gen-%d" % gen.pid)
+        print("make run: nemo-gen steps (pps:seconds) %s" % steps)
+        load = InvocationLoad(nemod, "mixed", 10, d)
+        lt = threading.Thread(target=load.run, daemon=True)
+        lt.start()
+        t0 = time.monotonic()
+        r0, h0 = nf.lcore(), harvested_ns(nemod.cgroup_root, nf_cpu)
+        prev = (t0, r0, h0)
+        print("%6s %4s %9s %6s %6s %10s %5s %6s %5s %5s %9s" % (
+            "t", "cpu", "NF Mpps", "busy%", "spare%", "harvested%", "warm", "invoc", "cold",
+            "warm", "prewarmed"))
+        while gen.poll() is None or lt.is_alive():
+            time.sleep(1)
+            now = time.monotonic()
+            r, h = nf.lcore(), harvested_ns(nemod.cgroup_root, nf_cpu)
+            dt = now - prev[0]
+            dtot = r["total_cycles"] - prev[1]["total_cycles"]
+            dbusy = r["busy_cycles"] - prev[1]["busy_cycles"]
+            met = nemod.metrics()
+            print("%5.0fs %4d %9.3f %6.1f %6.1f %10.1f %5.0f %6.0f %5.0f %5.0f %9.0f" % (
+                now - t0, nf_cpu, (r["rx_pkts"] - prev[1]["rx_pkts"]) / dt / 1e6,
+                100.0 * dbusy / dtot if dtot else 0,
+                100.0 * (dtot - dbusy) / dtot if dtot else 100,
+                100.0 * (h - prev[2]) / 1e9 / dt, metric_sum(met, "nemo_warm_pool_instances"),
+                metric_sum(met, "nemo_invocations_total"),
+                metric_sum(met, "nemo_starts_total", path="cold"),
+                metric_sum(met, "nemo_starts_total", path="warm"),
+                metric_sum(met, "nemo_starts_total", path="prewarmed")), flush=True)
+            prev = (now, r, h)
+            if now - t0 > d + 60:
+                break
+        r1, h1 = nf.lcore(), harvested_ns(nemod.cgroup_root, nf_cpu)
+        recs = load.collect()
+        top = subprocess.run([os.path.join(BIN, "nemoctl"), "--url", "http://127.0.0.1:%d" %
+                              nemod.port, "--token-file", nemod.cfg["token_file"], "top",
+                              "--once"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, timeout=20)
+        if top.returncode == 0:
+            print("\nnemoctl top --once:\n" + top.stdout.rstrip())
+        JANITOR.stop(gen)
+        hz = r1["tsc_hz"]
+        spare_s = ((r1["total_cycles"] - r0["total_cycles"]) -
+                   (r1["busy_cycles"] - r0["busy_cycles"])) / hz
+        total_s = (r1["total_cycles"] - r0["total_cycles"]) / hz
+        g = json.load(open(gj)) if os.path.exists(gj) else {}
+        ok = [x for x in recs if x.get("status") == "success"]
+        summary = {
+            "nf": g, "spare_s": spare_s, "total_s": total_s, "harvested_s": (h1 - h0) / 1e9,
+            "invocations": len(recs), "ok": len(ok),
+            "http": sum(x["transport"] == "http" for x in recs),
+            "mqtt": sum(x["transport"] == "mqtt" for x in recs),
+            "paths": {p: sum(x.get("start_path") == p for x in ok)
+                      for p in ("cold", "warm", "prewarmed")},
+            "p50": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 50),
+            "p99": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 99)}
+    finally:
+        print("make run: stopping nemod, mosquitto and nemo-nf")
+        nemod.stop()
+        nf.stop()
+        JANITOR.clean()
+    if summary:
+        write_run_summary(out, summary, nf_cpu)
+    return 0
+
+
+def write_run_summary(out, s, cpu):
+    g = s["nf"]
+    lines = ["", "## make run summary", ""]
+    if g:
+        lines.append("NF: sent %d, received %d, lost %d (%.4f %%), latency p50 %s us, p99 %s us" %
+                     (g["sent"], g["received"], g["lost"],
+                      100.0 * g["lost"] / g["sent"] if g["sent"] else 0,
+                      g.get("lat_p50_us"), g.get("lat_p99_us")))
+    lines.append("NF core cpu %d: spare %.2f s of %.2f s (spare_ratio %.3f); harvested %.3f s "
+                 "(cgroup cpuacct), harvest_ratio %.3f" %
+                 (cpu, s["spare_s"], s["total_s"], s["spare_s"] / s["total_s"] if s["total_s"]
+                  else 0, s["harvested_s"], s["harvested_s"] / s["spare_s"] if s["spare_s"]
+                  else 0))
+    lines.append("invocations: %d (%d HTTP, %d MQTT), %d succeeded; start paths cold %d, warm "
+                 "%d, prewarmed %d; completion p50 %s ms, p99 %s ms" %
+                 (s["invocations"], s["http"], s["mqtt"], s["ok"], s["paths"]["cold"],
+                  s["paths"]["warm"], s["paths"]["prewarmed"],
+                  "%.2f" % s["p50"] if s["p50"] is not None else "n/a",
+                  "%.2f" % s["p99"] if s["p99"] is not None else "n/a"))
+    lines.append("logs: %s (nemo-nf.log, nemod.log, nemo-gen.log)" % out)
+    reports = sorted(glob.glob(os.path.join(ROOT, "results", "*", "report.md")))
+    lines.append("full report: %s" % (reports[-1] if reports else
+                                      "none yet: `make experiment` writes results/<time>/report.md"))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(text)
 
 
 def main():
