@@ -65,7 +65,7 @@ NEMO_SPEEDUP = (12.5, 25.0)
 PROFILES = {
     "smoke": {"reps": 2, "cell_s": 1.5, "loads": [0.5], "extra": ["step"], "mixes": [],
               "rates": [10], "cap_s": 1.0, "ttl_s": 2},
-    "default": {"reps": 2, "cell_s": 4.0, "loads": [0.0, 0.25, 0.5, 0.75, 1.0],
+    "default": {"reps": 2, "cell_s": 3.5, "loads": [0.0, 0.25, 0.5, 0.75, 1.0],
                 "extra": ["on_off", "trace", "step"], "mixes": ["c", "python", "echo"],
                 "rates": [10, 3, 30], "cap_s": 3.0, "ttl_s": 5},
     "full": {"reps": 5, "cell_s": 8.0, "loads": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
@@ -83,7 +83,7 @@ RESULT_FIELDS = [
     "mqtt_invocations", "cold", "warm", "prewarmed", "compl_mean_ms", "compl_p50_ms",
     "compl_p99_ms", "start_p50_ms", "start_p99_ms", "run_p50_ms", "run_p99_ms", "note"]
 INV_FIELDS = ["seq", "rep", "scenario", "cell", "function", "transport", "status", "start_path",
-              "total_ms", "start_ms", "run_ms", "queue_us", "create_us", "init_us", "run_us"]
+              "total_ms", "start_ms", "run_ms", "queue_us", "create_us", "init_us", "run_us", "core"]
 TS_FIELDS = ["seq", "rep", "scenario", "cell", "t_s", "rx_pps", "spare_ratio", "harvested_share"]
 ORDER_FIELDS = ["seq", "rep", "scenario", "status", "started", "finished"]
 
@@ -624,7 +624,7 @@ class InvocationLoad:
 def from_activation(a, http_status):
     ph = a.get("phases") or {}
     status = a.get("status") or ("http_%d" % http_status)
-    out = {"status": status, "start_path": a.get("startPath", "")}
+    out = {"status": status, "start_path": a.get("startPath", ""), "core": a.get("core", "")}
     for k in ("queue_us", "create_us", "init_us", "run_us"):
         out[k] = ph.get(k)
     if ph:
