@@ -311,7 +311,9 @@ def gen_args(sock, load, capacity, seconds, workdir, json_out, csv_out=None):
     if csv_out:
         args += ["--csv", csv_out, "--interval-ms", "100"]
     kind = load["kind"]
-    if kind == "constant":
+    if kind == "constant" and int(capacity * load["share"]) <= 0:  # --rate must be > 0
+        args += ["--profile", "steps", "--steps", "0:%.2f" % seconds]
+    elif kind == "constant":
         args += ["--rate", str(int(capacity * load["share"]))]
     elif kind == "on_off":  # bursts at 80 % of capacity, 40 % of the time
         args += ["--profile", "on_off", "--rate", str(int(capacity * 0.8)), "--on-ms", "200",
@@ -691,6 +693,8 @@ def run_cell(nf, nemod, cell, capacity, seconds, workdir, timeseries=False):
         pass
     JANITOR.stop(gen)
     recs = load.collect()
+    if not os.path.exists(gj):
+        raise RuntimeError("nemo-gen wrote no results: " + tail(gen.logfile, 3).strip())
     with open(gj) as f:
         g = json.load(f)
     hz = b["tsc_hz"]
@@ -798,8 +802,16 @@ def run_block(seq, rep, scenario, state, out, nf_base, nemod_base):
         nemod.deploy(sorted({f for c in cell_list for f in MIXES[c["mix"]]}))
         for i, c in enumerate(cell_list):
             progress(state, seq, scenario, i, len(cell_list))
-            row, recs, ts = run_cell(nf, nemod, c, state["capacity_pps"], prof["cell_s"],
-                                     workdir, timeseries=c["load"]["kind"] == "step")
+            try:
+                row, recs, ts = run_cell(nf, nemod, c, state["capacity_pps"], prof["cell_s"],
+                                         workdir, timeseries=c["load"]["kind"] == "step")
+            except (RuntimeError, OSError, ValueError, KeyError) as e:
+                # one failed cell is a row that says why, not a lost run
+                log("%s %s: %s" % (scenario, c["id"], e))
+                rows.append(dict(base, cell=c["id"], status="error", mix=c["mix"],
+                                 load_kind=c["load"]["kind"], inv_rate=c["rate"],
+                                 note=str(e).splitlines()[0][:200]))
+                continue
             rows.append(dict(base, cell=c["id"], **row))
             invs += [dict(base, cell=c["id"], **r) for r in recs]
             series += [dict(base, cell=c["id"], **r) for r in ts]
