@@ -4,3 +4,10 @@ scheduler_SRCS := $(wildcard scheduler/*.c)
 # cosched.c drives the harvester, which links before scheduler in the test runner
 TEST_LIBS += scheduler harvester
 TEST_LDLIBS += -lhwloc -lpfm -lm
+
+# bench-harvest: every figure of issue 5 beside its baseline, in one run (experiments/README.md).
+# BENCH_HARVEST_SECONDS sets each run's length; 8 finishes in about 4 minutes.
+BENCH_HARVEST_SECONDS ?= 8
+.PHONY: bench-harvest
+bench-harvest: all
+	BENCH_HARVEST_SECONDS=$(BENCH_HARVEST_SECONDS) /usr/bin/python3 experiments/bench_harvest.py
