@@ -717,7 +717,7 @@ def run_cell(nf, nemod, cell, capacity, seconds, workdir, timeseries=False):
         "nf_loss_ratio": "%.6f" % (g["lost"] / g["sent"] if g["sent"] else 0),
         "nf_p50_us": f(g.get("lat_p50_us")), "nf_p99_us": f(g.get("lat_p99_us")),
         "nf_p999_us": f(g.get("lat_p999_us")),
-        "spare_ratio": "%.4f" % (spare_s / total_s if total_s else 0), "spare_s": "%.4f" % spare_s,
+        "spare_ratio": "%.4f" % (spare_s / total_s) if total_s else "", "spare_s": "%.4f" % spare_s,
         "harvested_s": "%.4f" % harvested_s,
         "harvest_ratio": "%.4f" % (harvested_s / spare_s) if spare_s > 0 else "",
         "invocations": len(recs), "inv_ok": len(ok), "inv_errors": len(recs) - len(ok),
@@ -732,7 +732,8 @@ def run_cell(nf, nemod, cell, capacity, seconds, workdir, timeseries=False):
         "start_p50_ms": f(pct([r.get("start_ms") for r in done], 50)),
         "start_p99_ms": f(pct([r.get("start_ms") for r in done], 99)),
         "run_p50_ms": f(pct([r.get("run_ms") for r in done], 50)),
-        "run_p99_ms": f(pct([r.get("run_ms") for r in done], 99)), "note": ""}
+        "run_p99_ms": f(pct([r.get("run_ms") for r in done], 99)),
+        "note": "" if total_s else "the NF lcore published no cycles in the window"}
     return row, recs, (sampler.rows if sampler else [])
 
 
@@ -972,6 +973,9 @@ def report(out):
     rows = read_csv(os.path.join(out, "results.csv"))
     series = read_csv(os.path.join(out, "timeseries.csv"))
     ok = [r for r in rows if r["status"] == "ok"]
+    for r in ok:  # no cycles published: no spare figure (older CSVs wrote 0 here)
+        if not num(r["duration_s"]):
+            r["spare_ratio"] = r["harvest_ratio"] = ""
 
     def vals(scen, cell, key):
         return [num(r[key]) for r in ok if r["scenario"] == scen and r["cell"] == cell]
@@ -1113,6 +1117,11 @@ def report(out):
         elif median(v) < NEMO_SPEEDUP[0]:
             missed.append("The speed-up over %s is %.2f×, below NEMO's 12.5×." %
                           (base, median(v)))
+    for r in rows:
+        if r["status"] == "error" or (r["status"] == "ok" and not num(r["duration_s"])):
+            missed.append("%s `%s` rep %s: %s" % (r["scenario"], r["cell"], int(r["rep"]) + 1,
+                                                   r["note"] or
+                                                   "the NF lcore published no cycles"))
     L += ["- " + m for m in missed] or ["- none"]
     L.append("")
     L.append("## Files\n")
@@ -1152,11 +1161,12 @@ def make_plots(plots, ok, series, cell_ids, ref, vals):
                 rs = [r for r in ok if r["scenario"] == s and r["load_kind"] == "constant" and
                       r["mix"] == "mixed" and r["cell"].endswith("-r0") and
                       num(r["load_share"]) == x]
-                sp = [num(r["spare_ratio"]) for r in rs]
+                sp = [num(r["spare_ratio"]) for r in rs if num(r["spare_ratio"]) is not None]
                 hv = [num(r["harvested_s"]) / num(r["duration_s"]) for r in rs
                       if num(r["duration_s"])]
                 f.write("%.3f %s %s %s %s %s %s\n" % (
-                    x, fmtd(median(sp)), fmtd(min(sp)), fmtd(max(sp)), fmtd(median(hv)),
+                    x, fmtd(median(sp)), fmtd(min(sp) if sp else None),
+                    fmtd(max(sp) if sp else None), fmtd(median(hv)),
                     fmtd(min(hv) if hv else None), fmtd(max(hv) if hv else None)))
             f.write("\n\n")
     idx = "\n".join("'load.dat' index %d using ($1*100):2:3:4 with yerrorlines title '%s spare'"
