@@ -89,9 +89,11 @@ static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts,
 
 	c->rx_pkts += n;
 	c->rx_bursts++;
-	/* m->port carries the NF config's port index, not the DPDK id, through the chain */
-	for (uint16_t i = 0; i < n; i++)
-		pkts[i]->port = in_port;
+	/* m->port carries the NF config's port index, not the DPDK id, through the chain; the
+	 * PMD already wrote the DPDK id, which is the index when ports attached in order */
+	if (!c->port_ids_are_indexes)
+		for (uint16_t i = 0; i < n; i++)
+			pkts[i]->port = in_port;
 	kept = nf_pkt_validate(pkts, n, c->drops);
 	for (uint32_t m = 0; m < c->chain_len && kept; m++)
 		kept = c->chain_ops[m]->process(c->chain_inst[m], pkts, kept, now_tsc, c->drops);

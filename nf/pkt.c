@@ -3,6 +3,7 @@
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
@@ -146,13 +147,20 @@ static int pkt_parse(struct rte_mbuf *m)
 	return PKT_KEEP;
 }
 
+#define NF_PREFETCH_AHEAD 4
+
 uint16_t nf_pkt_validate(struct rte_mbuf **pkts, uint16_t nb_pkts, uint64_t drops[NF_DROP_REASONS])
 {
 	uint16_t kept = 0;
 
 	for (uint16_t i = 0; i < nb_pkts; i++) {
 		struct rte_mbuf *m = pkts[i];
-		int reason = pkt_parse(m);
+		int reason;
+
+		/* the headers are the first touch of each packet: fetch a few ahead */
+		if (i + NF_PREFETCH_AHEAD < nb_pkts)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + NF_PREFETCH_AHEAD], void *));
+		reason = pkt_parse(m);
 
 		if (reason == PKT_KEEP) {
 			pkts[kept++] = m;

@@ -176,6 +176,9 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 		c->burst = cfg->burst;
 		c->rec = r;
 		c->state = HC_STATE_STOPPED;
+		c->port_ids_are_indexes = true;
+		for (uint32_t p = 0; p < cfg->nb_ports; p++)
+			c->port_ids_are_indexes &= rt->port_id[p] == p;
 		for (uint32_t q = 0; q < c->cfg->nb_rx; q++) {
 			c->rx_port[q] = rt->port_id[c->cfg->rx[q].port];
 			c->rx_queue[q] = c->cfg->rx[q].queue;

@@ -31,6 +31,7 @@ struct nf_lcore_ctx {
 	uint32_t chain_len;
 	const struct nf_module_ops *chain_ops[NF_MAX_CHAIN];
 	void *chain_inst[NF_MAX_CHAIN];
+	bool port_ids_are_indexes;	       /* DPDK port id == config index for every port */
 	uint16_t rx_port[NF_MAX_RX_PER_LCORE]; /* DPDK port ids */
 	uint16_t rx_queue[NF_MAX_RX_PER_LCORE];
 	int rc; /* the loop's exit status */
