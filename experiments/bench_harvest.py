@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -169,6 +170,47 @@ def gen_result(g):
     return r
 
 
+# ---- what explains a shortfall: NF drops by reason, the harvest cgroup, cpu 0 -------------------
+
+TX_FULL = 7  # enum nf_drop_reason: the NF's tx ring (nemo-gen's rx side) was full
+
+
+def nf_drops():
+    """(all drops, tx_full drops) of the NF lcore, cumulative, from its harvest channel."""
+    try:
+        with open("/dev/shm/nemo-hc-" + NAME, "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return 0, 0
+    rec = struct.unpack_from("<I", raw, 12)[0]  # header_size, after magic (8) and version (4)
+    drop_pkts = struct.unpack_from("<Q", raw, rec + 128 + 16)[0]
+    tx_full = struct.unpack_from("<Q", raw, rec + 192 + 8 * TX_FULL)[0]
+    return drop_pkts, tx_full
+
+
+def cg_file(ctrl, core, name):
+    try:
+        with open("/sys/fs/cgroup/%s/%s/core%d/%s" % (ctrl, CG_ROOT, core, name)) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def cg_state(core=1):
+    """The harvest cgroup as the kernel sees it: idle flag, quota, throttling, CPU use."""
+    stat = dict(l.split() for l in cg_file("cpu", core, "cpu.stat").splitlines() if l)
+    return {"idle": cg_file("cpu", core, "cpu.idle"), "quota_us": cg_file("cpu", core, "cpu.cfs_quota_us"),
+            "nr_throttled": int(stat.get("nr_throttled", 0)),
+            "throttled_ms": int(stat.get("throttled_time", 0)) / 1e6,
+            "usage_s": int(cg_file("cpuacct", core, "cpuacct.usage") or 0) / 1e9}
+
+
+def gen_why(r):
+    return "gen loop_stalls %d (max gap %.0f us), late_skipped %d, tx_dropped %d" % (
+        r.get("loop_stalls", 0), r.get("loop_max_gap_us", 0), r.get("late_skipped", 0),
+        r.get("tx_dropped", 0))
+
+
 # ---- HTTP -----------------------------------------------------------------------------------
 
 def http(method, path, body=None, timeout=60):
@@ -283,13 +325,14 @@ def calibrate(target):
 def fig_harvest(S, rate30):
     print("\n1+2. harvest_ratio and NF protection at 30 %% NF load (%.2f Mpps), %d s each"
           % (rate30 / 1e6, S))
+    d0 = nf_drops()
     base = gen_result(gen(["--rate", str(int(rate30))], S, "nosbx"))
-    a = core1()
+    d1 = nf_drops()
     hog = HogStream("hog", 200000, 3)
     time.sleep(0.5)
-    a = core1()
+    a, ca, h0a, d2 = core1(), cg_state(1), cg_state(0), nf_drops()
     shared = gen_result(gen(["--rate", str(int(rate30))], S, "harvest"))
-    b = core1()
+    b, cb, h0b, d3 = core1(), cg_state(1), cg_state(0), nf_drops()
     hog.stop()
     d = {k: b[k] - a[k] for k in ("spare_seconds_total", "harvested_seconds_total",
                                   "sampled_seconds_total")}
@@ -299,10 +342,18 @@ def fig_harvest(S, rate30):
     ms = max_sleep_us()
     print("   %-22s %10s %8s %8s %9s %9s %9s" % ("run", "rx Mpps", "lost", "p50 us", "p99 us",
                                                  "p99.9 us", "hog ok"))
-    for tag, r, ok in (("no sandboxes", base, "-"), ("harvesting", shared, hog.ok)):
+    for tag, r, ok, da, db in (("no sandboxes", base, "-", d0, d1),
+                               ("harvesting", shared, hog.ok, d2, d3)):
         print("   %-22s %10.3f %8d %8.1f %9.1f %9.1f %9s" % (
             tag, r["rx_pps"] / 1e6, r["lost"], r["lat_p50_us"], r["lat_p99_us"],
             r["lat_p999_us"], ok))
+        print("   %-22s NF drops %d (tx_full %d); %s" % ("", db[0] - da[0], db[1] - da[1],
+                                                      gen_why(r)))
+    print("   harvest cgroup cpu 1: cpu.idle=%s quota_us=%s->%s, throttled %d periods (%.0f ms); "
+          "windows throttled %d; invocations on cpu 1 %d, CPU used on cpu 0 (overflow) %.2f s"
+          % (cb["idle"], ca["quota_us"], cb["quota_us"], cb["nr_throttled"] - ca["nr_throttled"],
+             cb["throttled_ms"] - ca["throttled_ms"], b["throttled"] - a["throttled"],
+             b["invocations"] - a["invocations"], h0b["usage_s"] - h0a["usage_s"]))
     bound = ms + 40
     dp99 = shared["lat_p99_us"] - base["lat_p99_us"]
     print("   spare_ratio %.3f; harvested %.2f s of %.2f s spare: harvest_ratio %.3f (goal >= 0.9: %s)"
@@ -318,33 +369,81 @@ def fig_harvest(S, rate30):
             "dp99_us": dp99, "bound_us": bound}
 
 
-def completion_run(rate30, S, tag):
-    """An invocation pattern with a gap longer than the keep-alive: cold, warm, cold again."""
-    g = gen(["--rate", str(int(rate30))], None if False else S + 6, tag)
+# the same function mix, payloads and invocation pattern for every setup of figure 3
+MIX = (("sha256", {"runtime": "c", "handler": "handle", "code": {"path": "sha256.so"}},
+        b"20000"),
+       ("wordstats", {"runtime": "python", "code": {"path": "wordstats.py"}},
+        json.dumps({"text": "the quick brown fox jumps over the lazy dog " * 40,
+                    "top": 3}).encode()))
+KEEPALIVE_S = 3      # the baseline's fixed keep-alive (and nemod's, in every setup)
+BURST_N = 10         # invocations per burst, the functions in turn, one client
+BURST_GAP_S = 0.1    # between two invocations of a burst
+OFF_S = 4.0          # between bursts: longer than the keep-alive, so instances expire
+
+
+def deploy_mix():
+    for name, spec, _ in MIX:
+        spec = dict(spec, timeout_ms=60000, concurrency=2,
+                    code={"path": os.path.join(FN_DIR, spec["code"]["path"])})
+        st, text = http("PUT", "/api/v1/namespaces/_/actions/%s?overwrite=true" % name,
+                        json.dumps(spec))
+        if st != 200:
+            raise RuntimeError("deploy %s: %d %s" % (name, st, text))
+
+
+def invoke_body(name, body):
+    t0 = time.time()
+    st, text = http("POST", "/api/v1/namespaces/_/actions/%s?blocking=true" % name, body)
+    lat = time.time() - t0
+    try:
+        act = json.loads(text)
+    except ValueError:
+        act = {}
+    act["http_status"] = st
+    return lat, act
+
+
+def completion_run(rate30, bursts, tag):
+    """On-off bursts of the mix separated by more than the keep-alive, NF at 30 % load."""
+    g = gen(["--rate", str(int(rate30))], 3600, tag)  # stopped when the pattern ends
     time.sleep(1.0)
-    lats, acts = [], []
-    t_end = time.time() + S
-    i = 0
-    while time.time() < t_end:
-        lat, act = invoke("fn", 20000)
-        lats.append(lat)
-        acts.append(act)
-        i += 1
-        time.sleep(3.5 if i % 10 == 0 else 0.1)  # every 10th waits past the 3 s keep-alive
-    gen_result(g)
-    paths = {}
-    for a in acts:
-        paths[a.get("startPath", "?")] = paths.get(a.get("startPath", "?"), 0) + 1
-    st, run = parts(acts)
-    failed = sum(1 for a in acts if a.get("http_status") != 200)
-    return {"tag": tag, "n": len(lats), "mean": sum(lats) / max(1, len(lats)) * 1e3,
-            "p50": pct(lats, 0.5) * 1e3, "p99": pct(lats, 0.99) * 1e3, "start": st,
-            "run": run, "paths": paths, "failed": failed}
+    per = {name: {"lat": [], "acts": []} for name, _, _ in MIX}
+    for _ in range(bursts):
+        for i in range(BURST_N):
+            name, _, body = MIX[i % len(MIX)]
+            lat, act = invoke_body(name, body)
+            per[name]["lat"].append(lat)
+            per[name]["acts"].append(act)
+            time.sleep(BURST_GAP_S)
+        time.sleep(OFF_S)
+    cg = cg_state(1)
+    g[0].kill()
+    g[0].communicate()
+    out = {"cg": "cpu 1 sandbox cgroup: cpu.idle=%s, shares=%s, quota_us=%s" % (
+        cg["idle"], cg_file("cpu", 1, "cpu.shares"), cg["quota_us"])}
+    for name, r in per.items():
+        lats, acts = r["lat"], r["acts"]
+        paths = {}
+        for act in acts:
+            paths[act.get("startPath", "?")] = paths.get(act.get("startPath", "?"), 0) + 1
+        st, run = parts(acts)
+        out[name] = {"n": len(lats), "mean": sum(lats) / max(1, len(lats)) * 1e3,
+                     "p50": pct(lats, 0.5) * 1e3, "p99": pct(lats, 0.99) * 1e3, "start": st,
+                     "run": run, "paths": paths,
+                     "failed": sum(1 for act in acts if act.get("http_status") != 200)}
+    alll = [x for r in per.values() for x in r["lat"]]
+    out["all"] = {"n": len(alll), "mean": sum(alll) / max(1, len(alll)) * 1e3,
+                  "p50": pct(alll, 0.5) * 1e3, "p99": pct(alll, 0.99) * 1e3}
+    return out
 
 
 def fig_completion(S, rate30):
-    print("\n3. function completion time (sha256 20000 rounds, end-to-end incl. start path), "
-          "%d s per setup, NF at 30 %% load, keep-alive 3 s" % S)
+    bursts = max(3, S // 2)
+    print("\n3. function completion time, end-to-end incl. start path; NF at 30 %% load "
+          "(%.2f Mpps) in every setup; pattern (same for all): %d bursts of %d invocations "
+          "(sha256 20000 rounds and python wordstats in turn, one client, %.1f s apart), "
+          "%.0f s off between bursts; keep-alive %d s"
+          % (rate30 / 1e6, bursts, BURST_N, BURST_GAP_S, OFF_S, KEEPALIVE_S))
     rows = []
     for tag, idle, sched, harvest in (
             ("nemo (sleep, FIFO, harvest)", NF_SLEEP[0], NF_SLEEP[1], harvest_cfg()),
@@ -353,24 +452,31 @@ def fig_completion(S, rate30):
             ("co-location, poll default", {"policy": "poll"}, {"policy": "other", "nice": 0},
              {"enabled": False})):
         nf = start_nf(idle, sched)
-        nd = start_nemod(harvest, ttl_s=3)
-        deploy("fn", 1)
-        rows.append(completion_run(rate30, S, tag.split()[0] + str(len(rows))))
-        rows[-1]["tag"] = tag
+        nd = start_nemod(harvest, ttl_s=KEEPALIVE_S)
+        deploy_mix()
+        rows.append((tag, completion_run(rate30, bursts, "c%d" % len(rows))))
         stop(nd)
         stop(nf)
-    print("   %-28s %4s %9s %9s %9s %9s %9s  %s" % ("setup", "n", "mean ms", "p50 ms", "p99 ms",
-                                                    "start ms", "run ms", "paths"))
-    for r in rows:
-        print("   %-28s %4d %9.1f %9.1f %9.1f %9.2f %9.1f  %s%s" % (
-            r["tag"], r["n"], r["mean"], r["p50"], r["p99"], r["start"], r["run"],
-            json.dumps(r["paths"]), " failed %d" % r["failed"] if r["failed"] else ""))
-    nemo = rows[0]
-    for r in rows[1:]:
-        x = r["mean"] / max(1e-9, nemo["mean"])
-        print("   speed-up vs %-26s %.1fx mean, %.1fx p99 (goal >= 25x: %s; NEMO 12.5-25x)"
-              % (r["tag"] + ":", x, r["p99"] / max(1e-9, nemo["p99"]),
-                 "met" if x >= 25 else "NOT met"))
+    print("   %-28s %-10s %4s %9s %9s %9s %9s %9s  %s" % (
+        "setup", "function", "n", "mean ms", "p50 ms", "p99 ms", "start ms", "run ms", "paths"))
+    for tag, r in rows:
+        for name, _, _ in MIX:
+            f = r[name]
+            print("   %-28s %-10s %4d %9.1f %9.1f %9.1f %9.2f %9.1f  %s%s" % (
+                tag, name, f["n"], f["mean"], f["p50"], f["p99"], f["start"], f["run"],
+                json.dumps(f["paths"]), " failed %d" % f["failed"] if f["failed"] else ""))
+        f = r["all"]
+        print("   %-28s %-10s %4d %9.1f %9.1f %9.1f   (%s)" % (
+            tag, "all", f["n"], f["mean"], f["p50"], f["p99"], r["cg"]))
+    nemo = rows[0][1]
+    for tag, r in rows[1:]:
+        for name in [m[0] for m in MIX] + ["all"]:
+            x = r[name]["mean"] / max(1e-9, nemo[name]["mean"])
+            print("   speed-up vs %-26s %-10s %5.1fx mean, %5.1fx p50, %5.1fx p99 "
+                  "(goal >= 25x: %s; NEMO 12.5-25x)"
+                  % (tag + ":", name, x, r[name]["p50"] / max(1e-9, nemo[name]["p50"]),
+                     r[name]["p99"] / max(1e-9, nemo[name]["p99"]),
+                     "met" if x >= 25 else "NOT met"))
     return rows
 
 
@@ -382,7 +488,7 @@ def fig_steps(S, rate30):
           % (r10 / 1e6, r100 / 1e6, r10 / 1e6, step))
     hog = HogStream("hog", 200000, 3)
     time.sleep(0.5)
-    a = core1()
+    a, da, h0a = core1(), nf_drops(), cg_state(0)
     g = gen(["--steps", "%d:%d,%d:%d,%d:%d" % (r10, step, r100, step, r10, step)], 3 * step,
             "steps")
     samples = []
@@ -391,7 +497,7 @@ def fig_steps(S, rate30):
         samples.append((time.time() - t0, core1()))
         time.sleep(0.02)
     res = gen_result(g)
-    b = core1()
+    b, db, h0b = core1(), nf_drops(), cg_state(0)
     hog.stop()
     # harvested share of the core per sample interval
     share = []
@@ -416,7 +522,14 @@ def fig_steps(S, rate30):
     print("   reclaims %d, reaction last %.1f ms, mean %.1f ms, max %.1f ms; instances moved %d"
           % (b["reclaims"] - a["reclaims"], b["reaction_last_ms"], b["reaction_mean_ms"],
              b["reaction_max_ms"], b["moved"] - a["moved"]))
-    print("   loss over the whole run (10 %% -> 100 %% -> 10 %%): %d packets" % res["lost"])
+    print("   loss over the whole run (10 %% -> 100 %% -> 10 %%): %d packets; NF drops %d "
+          "(tx_full %d); %s" % (res["lost"], db[0] - da[0], db[1] - da[1], gen_why(res)))
+    spares = sorted(k["spare_ratio"] for t, k in samples if step + 0.5 < t < 2 * step - 0.2)
+    if spares:
+        print("   spare_ratio in the 100 %% step: min %.3f, median %.3f, max %.3f; reclaim "
+              "threshold %.2f; CPU used on cpu 0 by moved/overflow sandboxes %.2f s"
+              % (spares[0], spares[len(spares) // 2], spares[-1],
+                 harvest_cfg()["reclaim"]["threshold"], h0b["usage_s"] - h0a["usage_s"]))
     print("   harvesting at 10 %%: %.1f %% of the core; resumes (>= half that) %s after the "
           "load falls" % (100 * level, "%.0f ms" % (resumed * 1e3) if resumed is not None
                           else "not within the run"))
