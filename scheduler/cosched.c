@@ -22,6 +22,8 @@
 #define CS_HORIZON     5  /* windows the spare prediction looks ahead */
 #define CS_COUNT_EVERY 5  /* windows between two counts of threads and sandboxes */
 #define CS_IW_PERIOD   10000
+#define CS_HK_EVERY_NS 250000000ull /* /proc/stat counts in 10 ms ticks: sample it slowly */
+#define CS_HK_MIN_IDLE 0.10	    /* housekeeping idle share below which it is no refuge */
 
 struct cs_fn {
 	char name[64];
@@ -69,7 +71,12 @@ struct sched_cosched {
 	struct sched_reclaim_core rc[CS_MAX_CORES];
 	int n_fns;
 	struct cs_fn fns[CS_MAX_FNS];
+	/* the housekeeping core's idle share (-1: not known yet), from /proc/stat */
+	double hk_idle;
+	uint64_t hk_idle_ticks, hk_all_ticks, hk_sampled_ns;
 };
+
+static bool hk_usable(const struct sched_cosched *cs);
 
 static uint64_t now_ns(void)
 {
@@ -361,8 +368,9 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 	views_of(cs, views);
 	d = sched_reclaim_step(&cs->cfg.reclaim, cs->rc, idx, spare_ratio, views, cs->n_cores);
 	if (d.action == SCHED_RECLAIM_FREEZE && cs->cfg.reclaim.prefer == SCHED_RECLAIM_MOVE &&
-	    cs->cfg.hk_cpu >= 0 && cs->cfg.hk_cpu != c->cpu) {
-		/* no NF core has spare: the housekeeping core is the place of last resort */
+	    cs->cfg.hk_cpu >= 0 && cs->cfg.hk_cpu != c->cpu && hk_usable(cs)) {
+		/* no NF core has spare: the housekeeping core is the place of last resort, if it
+		 * has idle time; else freezing is what keeps both cores' pollers whole */
 		d.action = SCHED_RECLAIM_MOVE;
 		d.target_cpu = cs->cfg.hk_cpu;
 		cs->rc[idx].last_action = SCHED_RECLAIM_MOVE;
@@ -464,6 +472,66 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	pthread_mutex_unlock(&cs->lock);
 }
 
+/*
+ * The housekeeping core is the overflow and the place of last resort for moved sandboxes, but
+ * only while it has idle time: a core that something busy-polls (a traffic generator, another
+ * poll-mode process) gives a default-weight sandbox whole scheduler slices and stalls that
+ * poller for milliseconds. Read its idle share from /proc/stat every CS_HK_EVERY_NS.
+ */
+static void hk_sample(struct sched_cosched *cs, uint64_t now)
+{
+	char line[256], want[16];
+	unsigned long long v[8] = {0};
+	FILE *f;
+	int wl;
+
+	if (cs->cfg.hk_cpu < 0 || now - cs->hk_sampled_ns < CS_HK_EVERY_NS)
+		return;
+	cs->hk_sampled_ns = now;
+	wl = snprintf(want, sizeof(want), "cpu%d ", cs->cfg.hk_cpu);
+	f = fopen("/proc/stat", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		uint64_t idle, all = 0;
+		double share;
+
+		if (strncmp(line, want, (size_t)wl))
+			continue;
+		if (sscanf(line + wl, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+			   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) < 5)
+			break;
+		for (int i = 0; i < 8; i++)
+			all += v[i];
+		idle = v[3] + v[4];
+		if (cs->hk_all_ticks && all > cs->hk_all_ticks) {
+			share = (double)(idle - cs->hk_idle_ticks) /
+				(double)(all - cs->hk_all_ticks);
+			pthread_mutex_lock(&cs->lock);
+			if ((cs->hk_idle < 0 || cs->hk_idle >= CS_HK_MIN_IDLE) !=
+			    (share >= CS_HK_MIN_IDLE))
+				NEMO_INFO(
+					CS_LOG,
+					"housekeeping cpu %d idle %.0f %%: %s as overflow and move "
+					"target",
+					cs->cfg.hk_cpu, 100 * share,
+					share >= CS_HK_MIN_IDLE ? "usable" : "not used");
+			cs->hk_idle = share;
+			pthread_mutex_unlock(&cs->lock);
+		}
+		cs->hk_idle_ticks = idle;
+		cs->hk_all_ticks = all;
+		break;
+	}
+	fclose(f);
+}
+
+/* Under cs->lock or on the loop thread. Not known yet counts as usable, as before. */
+static bool hk_usable(const struct sched_cosched *cs)
+{
+	return cs->cfg.hk_cpu >= 0 && (cs->hk_idle < 0 || cs->hk_idle >= CS_HK_MIN_IDLE);
+}
+
 static void *loop_main(void *arg)
 {
 	struct sched_cosched *cs = arg;
@@ -473,6 +541,7 @@ static void *loop_main(void *arg)
 	while (!atomic_load(&cs->stop)) {
 		/* every core, fresh or not: a vanished NF shows as a core with no fresh window */
 		hv_sampler_sample(cs->sampler, now_ns());
+		hk_sample(cs, now_ns());
 		for (uint32_t i = 0; i < hv_sampler_nb_cores(cs->sampler); i++) {
 			const struct hv_core_sample *smp = hv_sampler_core(cs->sampler, i);
 			struct cs_core *c = smp ? core_get(cs, smp) : NULL;
@@ -644,6 +713,7 @@ struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 	}
 	memset(cs->cores, 0, sizeof(*cs->cores) * CS_MAX_CORES);
 	cs->cfg = *cfg;
+	cs->hk_idle = -1.0;
 	cs->be = *be;
 	cs->ops = sched_cgroup_detect();
 	cs->pops = hv_predictor_find(cfg->predictor);
@@ -755,7 +825,8 @@ static void place_locked(struct sched_cosched *cs, struct cs_fn *fn, uint32_t id
 	struct sched_core_view views[CS_MAX_CORES];
 	struct sched_dispatch_config dc = {
 		.min_spare = cs->cfg.reclaim.threshold > 0.05 ? cs->cfg.reclaim.threshold : 0.05,
-		.overflow = cs->cfg.overflow,
+		/* a busy housekeeping core is no overflow: wait for spare up to the deadline */
+		.overflow = hk_usable(cs) ? cs->cfg.overflow : SCHED_OVERFLOW_QUEUE,
 		.hk_cpu = cs->cfg.hk_cpu,
 		.deadline_ns = cs->cfg.queue_deadline_ms * 1000000ull,
 	};

@@ -13,11 +13,18 @@
 #include "nemo/log.h"
 #include "nemo/scheduler.h"
 
+/*
+ * Cycles per packet fall as bursts grow, so they depend on the load as much as on interference:
+ * the baseline learnt at one rate says nothing about a window at another. Baseline and shared
+ * figures are kept per load level (log2 of the window's packets) and only compared within one.
+ */
+#define IW_LEVELS 32
+
 struct sched_iwatch {
 	struct sched_iwatch_config cfg;
 	struct sched_counter ctr[SCHED_IW_COUNTERS];
 	int n_ctr;
-	double cpp_base, cpp_shared;
+	double cpp_base[IW_LEVELS], cpp_shared[IW_LEVELS];
 	uint64_t quota_us;
 	uint32_t calm, since_change;
 };
@@ -181,18 +188,22 @@ void sched_iwatch_step(struct sched_iwatch *w, uint64_t busy_cycles, uint64_t rx
 		       bool sandboxes_ran, struct sched_iwatch_report *out)
 {
 	uint64_t old_quota = w->quota_us;
-	double ratio = 0.0;
+	double ratio = 0.0, *base = NULL, *shared = NULL;
 
 	w->since_change++;
 	if (rx_pkts >= w->cfg.min_pkts) {
 		double cpp = (double)busy_cycles / (double)rx_pkts;
+		int level = 63 - __builtin_clzll(rx_pkts);
 
+		level = level < IW_LEVELS ? level : IW_LEVELS - 1;
+		base = &w->cpp_base[level];
+		shared = &w->cpp_shared[level];
 		if (sandboxes_ran)
-			w->cpp_shared = smooth(w->cpp_shared, cpp, w->cfg.alpha);
+			*shared = smooth(*shared, cpp, w->cfg.alpha);
 		else
-			w->cpp_base = smooth(w->cpp_base, cpp, w->cfg.alpha);
-		if (w->cpp_base > 0.0 && w->cpp_shared > 0.0)
-			ratio = w->cpp_shared / w->cpp_base;
+			*base = smooth(*base, cpp, w->cfg.alpha);
+		if (*base > 0.0 && *shared > 0.0)
+			ratio = *shared / *base;
 		if (ratio > 1.0 + w->cfg.bound) {
 			w->calm = 0;
 			/* tighten, then give cpp a few windows to show the effect */
@@ -204,7 +215,9 @@ void sched_iwatch_step(struct sched_iwatch *w, uint64_t busy_cycles, uint64_t rx
 				else
 					w->quota_us = w->cfg.min_quota_us;
 			}
-		} else if (ratio > 0.0 && w->quota_us && ++w->calm >= w->cfg.calm_windows) {
+		} else if (w->quota_us && ++w->calm >= w->cfg.calm_windows) {
+			/* within the bound, or a load level with no baseline: no evidence either way,
+			 * so the throttle does not outlive the load that set it */
 			w->calm = 0;
 			w->quota_us *= 2;
 			if (w->quota_us >= w->cfg.period_us)
@@ -213,9 +226,9 @@ void sched_iwatch_step(struct sched_iwatch *w, uint64_t busy_cycles, uint64_t rx
 	}
 	if (w->quota_us != old_quota)
 		w->since_change = 0;
-	out->cpp_baseline = w->cpp_base;
-	out->cpp_shared = w->cpp_shared;
-	out->ratio = w->cpp_base > 0.0 && w->cpp_shared > 0.0 ? w->cpp_shared / w->cpp_base : 0.0;
+	out->cpp_baseline = base ? *base : 0.0;
+	out->cpp_shared = shared ? *shared : 0.0;
+	out->ratio = ratio;
 	out->quota_us = w->quota_us;
 	out->throttled = w->quota_us != 0;
 	out->changed = w->quota_us != old_quota;
