@@ -39,6 +39,9 @@ CG_ROOT = "nemo-bh-%d" % os.getpid()
 PROCS = []
 NEMO_HARVEST_SHARE = 0.41  # NEMO harvested up to 41 % of the cycles
 NEMO_SPEEDUP = (12.5, 25.0)
+# blocking clients of the CPU-bound stream: as many as the thread cap, so that the core has
+# work queued while answers travel through cpu 0, which the busy-polling generator owns
+HOG_CLIENTS = 3
 
 
 def cleanup():
@@ -56,7 +59,8 @@ def cleanup():
         except FileNotFoundError:
             pass
     shutil.rmtree("/var/run/dpdk/nemo-nf-" + NAME, ignore_errors=True)
-    shutil.rmtree(TMP, ignore_errors=True)
+    if not os.environ.get("BENCH_HARVEST_KEEP"):
+        shutil.rmtree(TMP, ignore_errors=True)
 
 
 # ---- processes ------------------------------------------------------------------------------
@@ -133,7 +137,7 @@ def stop(p):
 def harvest_cfg(**kw):
     h = {"enabled": True, "channels": [NAME], "period_ms": 2, "predictor": "markov",
          "prewarm": True, "policy": "idle", "thread_cap": 4,
-         "reclaim": {"threshold": 0.05, "windows": 3, "action": "move"},
+         "reclaim": {"threshold": 0.2, "windows": 3, "action": "move"},
          "overflow": "housekeeping", "queue_deadline_ms": 100,
          "interference": {"enabled": True, "bound": 1.5}}
     h.update(kw)
@@ -186,6 +190,17 @@ def nf_drops():
     drop_pkts = struct.unpack_from("<Q", raw, rec + 128 + 16)[0]
     tx_full = struct.unpack_from("<Q", raw, rec + 192 + 8 * TX_FULL)[0]
     return drop_pkts, tx_full
+
+
+def nf_cycles():
+    """(total, busy, idle_poll, sleep) cycles of the NF lcore, cumulative, from its channel."""
+    try:
+        with open("/dev/shm/nemo-hc-" + NAME, "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return 0, 0, 0, 0
+    rec = struct.unpack_from("<I", raw, 12)[0]
+    return struct.unpack_from("<QQQQ", raw, rec + 64)
 
 
 def cg_file(ctrl, core, name):
@@ -328,11 +343,13 @@ def fig_harvest(S, rate30):
     d0 = nf_drops()
     base = gen_result(gen(["--rate", str(int(rate30))], S, "nosbx"))
     d1 = nf_drops()
-    hog = HogStream("hog", 200000, 3)
+    hog = HogStream("hog", 200000, HOG_CLIENTS)
     time.sleep(0.5)
-    a, ca, h0a, d2 = core1(), cg_state(1), cg_state(0), nf_drops()
+    a, ca, h0a, d2, ya = core1(), cg_state(1), cg_state(0), nf_drops(), nf_cycles()
+    ok0 = hog.ok
     shared = gen_result(gen(["--rate", str(int(rate30))], S, "harvest"))
-    b, cb, h0b, d3 = core1(), cg_state(1), cg_state(0), nf_drops()
+    b, cb, h0b, d3, yb = core1(), cg_state(1), cg_state(0), nf_drops(), nf_cycles()
+    ok1 = hog.ok
     hog.stop()
     d = {k: b[k] - a[k] for k in ("spare_seconds_total", "harvested_seconds_total",
                                   "sampled_seconds_total")}
@@ -354,6 +371,18 @@ def fig_harvest(S, rate30):
           % (cb["idle"], ca["quota_us"], cb["quota_us"], cb["nr_throttled"] - ca["nr_throttled"],
              cb["throttled_ms"] - ca["throttled_ms"], b["throttled"] - a["throttled"],
              b["invocations"] - a["invocations"], h0b["usage_s"] - h0a["usage_s"]))
+    y = [yb[i] - ya[i] for i in range(4)]
+    print("   NF lcore while harvesting: busy %.1f %%, idle_poll %.1f %%, sleep %.1f %% (only "
+          "sleep can be harvested: harvest_ratio <= %.2f); hog invocations %d, %.0f ms each"
+          % (100. * y[1] / max(1, y[0]), 100. * y[2] / max(1, y[0]), 100. * y[3] / max(1, y[0]),
+             y[3] / max(1, y[0] - y[1]), ok1 - ok0,
+             1e3 * (b["harvested_seconds_total"] - a["harvested_seconds_total"]) /
+             max(1, ok1 - ok0)))
+    iw = [l.split("interference watch: ")[1].strip() for l in
+          open(os.path.join(TMP, "nemod.log"), errors="replace") if "quota" in l and
+          "interference watch: " in l]
+    print("   interference watch quota changes since nemod started: %d%s" % (
+        len(iw), "; last: " + iw[-1] if iw else ""))
     bound = ms + 40
     dp99 = shared["lat_p99_us"] - base["lat_p99_us"]
     print("   spare_ratio %.3f; harvested %.2f s of %.2f s spare: harvest_ratio %.3f (goal >= 0.9: %s)"
@@ -486,7 +515,7 @@ def fig_steps(S, rate30):
     step = max(2, S // 3)
     print("\n4. load steps %.2f -> %.2f -> %.2f Mpps (10 %% -> 100 %% -> 10 %%), %d s each, hog stream on"
           % (r10 / 1e6, r100 / 1e6, r10 / 1e6, step))
-    hog = HogStream("hog", 200000, 3)
+    hog = HogStream("hog", 200000, HOG_CLIENTS)
     time.sleep(0.5)
     a, da, h0a = core1(), nf_drops(), cg_state(0)
     g = gen(["--steps", "%d:%d,%d:%d,%d:%d" % (r10, step, r100, step, r10, step)], 3 * step,
