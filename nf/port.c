@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <rte_bus.h>
+#include <rte_cycles.h>
 #include <rte_dev.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -38,6 +39,30 @@ static int devargs_get(const char *devargs, const char *key, char *val, size_t l
 	return 0;
 }
 
+/* 1 if a socket in this network namespace listens on `path`, 0 if none, or -errno. */
+static int unix_socket_listening(const char *path)
+{
+	FILE *f = fopen("/proc/net/unix", "r");
+	char line[512];
+	int found = 0;
+
+	if (!f) {
+		NEMO_ERR("nf", "cannot read /proc/net/unix: %s", strerror(errno));
+		return -errno;
+	}
+	/* Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 is __SO_ACCEPTCON */
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long flags;
+		char sock_path[256];
+
+		if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %255s", &flags, sock_path) == 2 &&
+		    strcmp(sock_path, path) == 0 && (flags & 0x10000))
+			found = 1;
+	}
+	fclose(f);
+	return found;
+}
+
 /*
  * A memif server binds its socket path; a file left there by a process that died makes the
  * bind fail. Remove it if nobody answers on it, refuse if somebody does.
@@ -45,9 +70,8 @@ static int devargs_get(const char *devargs, const char *key, char *val, size_t l
 static int memif_socket_prepare(uint32_t p, const char *devargs)
 {
 	char path[108], role[16] = "server", abstract[8] = "yes";
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
-	int fd, rc;
+	int rc;
 
 	devargs_get(devargs, "role", role, sizeof(role));
 	devargs_get(devargs, "socket-abstract", abstract, sizeof(abstract));
@@ -82,13 +106,14 @@ static int memif_socket_prepare(uint32_t p, const char *devargs)
 		NEMO_ERR("nf", "port %u: memif socket path %s exists and is not a socket", p, path);
 		return -EEXIST;
 	}
-	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	close(fd);
-	if (rc == 0) {
+	/*
+	 * Is anybody listening on it? Not by connecting: DPDK 22.11's memif server panics when a
+	 * client hangs up before the handshake. /proc/net/unix lists listening sockets by path.
+	 */
+	rc = unix_socket_listening(path);
+	if (rc < 0)
+		return rc;
+	if (rc) {
 		NEMO_ERR("nf", "port %u: memif socket %s is in use by another process", p, path);
 		return -EADDRINUSE;
 	}
@@ -217,6 +242,23 @@ void nf_port_teardown(struct nf_runtime *rt, uint32_t p)
 	const char *devargs = rt->cfg->ports[p].vdev;
 	char path[108];
 
+	if (rt->port_started[p] && strncmp(devargs, "net_memif", 9) == 0) {
+		/*
+		 * A memif peer that has just left is torn down by the EAL's interrupt thread;
+		 * stopping and closing the port under it makes that thread crash (DPDK 22.11).
+		 * Wait, bounded, for the link to go down, and a little more for the thread to
+		 * finish. A peer that is still connected is disconnected by the stop itself.
+		 */
+		struct rte_eth_link link;
+
+		for (int i = 0; i < 50; i++) {
+			if (rte_eth_link_get_nowait(port_id, &link) == 0 && !link.link_status) {
+				rte_delay_us_sleep(20000);
+				break;
+			}
+			rte_delay_us_sleep(10000);
+		}
+	}
 	if (rt->port_started[p]) {
 		if (rte_eth_dev_stop(port_id) < 0)
 			NEMO_WARN("nf", "port %u (%s): stop failed", p, rt->port_name[p]);
@@ -227,6 +269,13 @@ void nf_port_teardown(struct nf_runtime *rt, uint32_t p)
 		if (rte_eal_hotplug_remove(devargs[0] ? "vdev" : "pci", rt->port_name[p]) < 0)
 			NEMO_DEBUG("nf", "port %u (%s): detach failed", p, rt->port_name[p]);
 		rt->port_attached[p] = false;
+		/*
+		 * memif hands the release of its control channel to the EAL's interrupt thread;
+		 * if rte_eal_cleanup() frees the heap before that thread has run, the thread
+		 * writes into unmapped memory (DPDK 22.11, seen as a SIGSEGV at exit under load).
+		 */
+		if (strncmp(devargs, "net_memif", 9) == 0)
+			rte_delay_us_sleep(100000);
 	}
 	/* a memif server leaves its socket file behind; remove what we created */
 	if (strncmp(devargs, "net_memif", 9) == 0 &&

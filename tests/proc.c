@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +16,7 @@
 #define MAX_PROCS 64
 
 static struct test_proc *procs[MAX_PROCS];
-static char out_files[256][32];
-static int nb_out_files;
 static int atexit_set;
-
-/* The output files stay until the runner exits, so that a failing test can show them. */
-static void remove_out_files(void)
-{
-	for (int i = 0; i < nb_out_files; i++)
-		unlink(out_files[i]);
-}
 
 void test_msleep(int ms)
 {
@@ -38,7 +30,6 @@ int test_proc_start(struct test_proc *p, char *const argv[])
 	int fd, slot = -1;
 
 	if (!atexit_set) {
-		atexit(remove_out_files);
 		atexit(test_proc_kill_all);
 		atexit_set = 1;
 	}
@@ -51,11 +42,9 @@ int test_proc_start(struct test_proc *p, char *const argv[])
 		return -ENOSPC;
 	memset(p, 0, sizeof(*p));
 	snprintf(p->out_path, sizeof(p->out_path), "/tmp/nemo-test-out-XXXXXX");
-	fd = mkstemp(p->out_path);
+	fd = mkostemp(p->out_path, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (nb_out_files < 256)
-		snprintf(out_files[nb_out_files++], sizeof(out_files[0]), "%s", p->out_path);
 	p->pid = fork();
 	if (p->pid < 0) {
 		close(fd);
@@ -71,7 +60,10 @@ int test_proc_start(struct test_proc *p, char *const argv[])
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	close(fd);
+	/* unlinked at once: the open descriptor keeps the output readable, and nothing is left
+	 * in /tmp even if the runner crashes */
+	unlink(p->out_path);
+	p->out_fd = fd;
 	procs[slot] = p;
 	return 0;
 }
@@ -132,14 +124,8 @@ int test_proc_stop(struct test_proc *p, int timeout_ms)
 const char *test_proc_output(struct test_proc *p)
 {
 	static char buf[1 << 17];
-	int fd = open(p->out_path, O_RDONLY);
-	ssize_t n = 0;
+	ssize_t n = pread(p->out_fd, buf, sizeof(buf) - 1, 0);
 
-	buf[0] = '\0';
-	if (fd < 0)
-		return buf;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
 	return buf;
 }
@@ -189,4 +175,39 @@ void test_remove_runtime_dir(const char *prefix)
 	}
 	closedir(d);
 	rmdir(dir);
+}
+
+/* Apply `fn` to every path that matches `pattern`. */
+static void for_each_match(const char *pattern, void (*fn)(const char *path))
+{
+	glob_t g;
+
+	if (glob(pattern, 0, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		fn(g.gl_pathv[i]);
+	globfree(&g);
+}
+
+static void unlink_path(const char *path)
+{
+	unlink(path);
+}
+
+static void remove_dpdk_dir(const char *path)
+{
+	test_remove_runtime_dir(path + strlen("/var/run/dpdk/"));
+}
+
+void test_cleanup_runs(const char *tag)
+{
+	char pattern[128];
+
+	test_proc_kill_all();
+	snprintf(pattern, sizeof(pattern), "/tmp/nemo-%s-%d-*", tag, getpid());
+	for_each_match(pattern, unlink_path);
+	snprintf(pattern, sizeof(pattern), "/dev/shm/nemo-hc-%s%d-*", tag, getpid());
+	for_each_match(pattern, unlink_path);
+	snprintf(pattern, sizeof(pattern), "/var/run/dpdk/nemo-*-%s%d-*", tag, getpid());
+	for_each_match(pattern, remove_dpdk_dir);
 }

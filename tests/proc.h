@@ -9,7 +9,8 @@ struct test_proc {
 	pid_t pid;
 	int status; /* wait status once reaped */
 	bool reaped;
-	char out_path[32]; /* stdout and stderr, merged */
+	char out_path[32]; /* stdout and stderr, merged (unlinked once the child has it) */
+	int out_fd;
 };
 
 /*
@@ -28,6 +29,12 @@ const char *test_proc_output(struct test_proc *p);
 void test_proc_kill_all(void);
 /* Remove a DPDK runtime folder (/var/run/dpdk/<prefix>) and its files. */
 void test_remove_runtime_dir(const char *prefix);
+/*
+ * Kill every process started, then remove what NF test runs tagged `tag` leave: files
+ * /tmp/nemo-<tag>-<pid>-*, channels /dev/shm/nemo-hc-<tag><pid>-* and DPDK runtime folders
+ * /var/run/dpdk/nemo-*-<tag><pid>-*. Suites name their runs that way so this finds them all.
+ */
+void test_cleanup_runs(const char *tag);
 /* Is `pattern` in the output? Prints the output when not, to make failures readable. */
 bool test_proc_output_has(struct test_proc *p, const char *pattern);
 /* Sleep ms milliseconds. */

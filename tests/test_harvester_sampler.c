@@ -27,28 +27,7 @@ static uint64_t now_ns(void)
 
 static void cleanup_all(void)
 {
-	char pattern[128];
-	glob_t g;
-
-	test_proc_kill_all();
-	snprintf(pattern, sizeof(pattern), "/tmp/nemo-hvt-%d-*", getpid());
-	if (glob(pattern, 0, NULL, &g) == 0) {
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
-	}
-	snprintf(pattern, sizeof(pattern), "/dev/shm/nemo-hc-hvt%d-*", getpid());
-	if (glob(pattern, 0, NULL, &g) == 0) {
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
-	}
-	snprintf(pattern, sizeof(pattern), "/var/run/dpdk/nemo-*-hvt%d-*", getpid());
-	if (glob(pattern, 0, NULL, &g) == 0) {
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			test_remove_runtime_dir(g.gl_pathv[i] + strlen("/var/run/dpdk/"));
-		globfree(&g);
-	}
+	test_cleanup_runs("hvt");
 }
 
 static int suite_setup(void)

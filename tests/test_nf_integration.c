@@ -31,28 +31,7 @@ static void names(char *name, size_t nlen, char *sock, size_t slen)
 
 static void cleanup_all(void)
 {
-	char pattern[128];
-	glob_t g;
-
-	test_proc_kill_all();
-	snprintf(pattern, sizeof(pattern), "/tmp/nemo-it-%d-*", getpid());
-	if (glob(pattern, 0, NULL, &g) == 0) {
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
-	}
-	snprintf(pattern, sizeof(pattern), "/dev/shm/nemo-hc-it%d-*", getpid());
-	if (glob(pattern, 0, NULL, &g) == 0) {
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
-	}
-	snprintf(pattern, sizeof(pattern), "/var/run/dpdk/nemo-*-it%d-*", getpid());
-	if (glob(pattern, 0, NULL, &g) == 0) {
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			test_remove_runtime_dir(g.gl_pathv[i] + strlen("/var/run/dpdk/"));
-		globfree(&g);
-	}
+	test_cleanup_runs("it");
 }
 
 static int suite_setup(void)
@@ -198,6 +177,7 @@ static void test_memif_delivers_exactly(void)
 	struct hv_window w;
 	cJSON *res;
 	long long nf_rx;
+	int rc;
 
 	names(name, sizeof(name), sock, sizeof(sock));
 	memif_port(port, sizeof(port), sock);
@@ -238,7 +218,11 @@ static void test_memif_delivers_exactly(void)
 	hv_channel_close(ch);
 
 	/* SIGTERM: a clean exit with the summary, nothing left behind */
-	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+	rc = test_proc_stop(&nf, 10000);
+	if (rc != 0)
+		printf("\n  nemo-nf exited %d after SIGTERM (%zu bytes of output):\n%s\n", rc,
+		       strlen(test_proc_output(&nf)), test_proc_output(&nf));
+	CU_ASSERT_EQUAL(rc, 0);
 	nf_rx = find_count(test_proc_output(&nf), "summary", "rx");
 	CU_ASSERT_EQUAL(nf_rx, (long long)(jnum(res, "sent") + jnum(res, "probes_sent")));
 	CU_ASSERT(test_proc_output_has(&nf, "accounted 100.0"));

@@ -30,7 +30,12 @@
 #define GEN_LINK_POLL_US 10000
 #define GEN_PROBE_SEQ	 (1ull << 63) /* probes: this run's packets, outside its seq space */
 #define GEN_PROBE_MS	 1000	      /* the longest wait for the first probe to return */
-#define GEN_RECONNECT_MS 500 /* a started port whose link stays down this long starts over */
+/*
+ * A started port whose link stays down this long starts over. Not shorter: the memif
+ * handshake maps both rings (64 MiB at rsize 14) and can take a second on a busy machine,
+ * and a client that hangs up mid-handshake crashes DPDK 22.11's memif server.
+ */
+#define GEN_RECONNECT_MS 3000
 
 /* Counter values at the start of a report interval. */
 struct gen_mark {
