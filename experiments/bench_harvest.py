@@ -89,6 +89,14 @@ def start_nf(idle, sched):
     return p
 
 
+def nf_alive():
+    """False if the NF stopped (it logs 'stopping' on SIGTERM/SIGINT): the figure is void."""
+    try:
+        return "nf: stopping" not in open(os.path.join(TMP, "nf.log")).read()
+    except OSError:
+        return False
+
+
 def max_sleep_us():
     """The NF's bound on one sleep, from its start-up line ('20..1130 us')."""
     for line in open(os.path.join(TMP, "nf.log")):
@@ -383,6 +391,8 @@ def fig_harvest(S, rate30):
           "interference watch: " in l]
     print("   interference watch quota changes since nemod started: %d%s" % (
         len(iw), "; last: " + iw[-1] if iw else ""))
+    if not nf_alive():
+        print("   VOID: nemo-nf stopped during this figure (a signal from outside the bench)")
     bound = ms + 40
     dp99 = shared["lat_p99_us"] - base["lat_p99_us"]
     print("   spare_ratio %.3f; harvested %.2f s of %.2f s spare: harvest_ratio %.3f (goal >= 0.9: %s)"
@@ -484,6 +494,8 @@ def fig_completion(S, rate30):
         nd = start_nemod(harvest, ttl_s=KEEPALIVE_S)
         deploy_mix()
         rows.append((tag, completion_run(rate30, bursts, "c%d" % len(rows))))
+        if not nf_alive():
+            print("   VOID: nemo-nf stopped during '%s' (a signal from outside the bench)" % tag)
         stop(nd)
         stop(nf)
     print("   %-28s %-10s %4s %9s %9s %9s %9s %9s  %s" % (
@@ -563,6 +575,8 @@ def fig_steps(S, rate30):
           "load falls" % (100 * level, "%.0f ms" % (resumed * 1e3) if resumed is not None
                           else "not within the run"))
     print("   hog invocations ok %d, failed %d (moved, not killed)" % (hog.ok, hog.failed))
+    if not nf_alive():
+        print("   VOID: nemo-nf stopped during this figure (a signal from outside the bench)")
 
 
 def onoff_run(prewarm, S):

@@ -22,7 +22,8 @@
 #define CS_HORIZON     5  /* windows the spare prediction looks ahead */
 #define CS_COUNT_EVERY 5  /* windows between two counts of threads and sandboxes */
 #define CS_IW_PERIOD   10000
-#define CS_IW_GUARD    0.5	    /* spare under which the interference watch's quota applies */
+#define CS_SLOW_S      20.0 /* time constant of the slow arrival rate that keeps pre-warm targets */
+#define CS_IW_GUARD    0.5  /* spare under which the interference watch's quota applies */
 #define CS_HK_EVERY_NS 250000000ull /* /proc/stat counts in 10 ms ticks: sample it slowly */
 #define CS_HK_MIN_IDLE 0.10	    /* housekeeping idle share below which it is no refuge */
 
@@ -30,9 +31,10 @@ struct cs_fn {
 	char name[64];
 	uint64_t arrivals; /* since the last forecast interval */
 	struct hv_demand demand;
-	double forecast; /* invocations per second */
-	double run_ns;	 /* smoothed run time of one invocation */
-	double init_ns;	 /* smoothed create + init of a cold start */
+	double forecast;  /* invocations per second */
+	double rate_slow; /* arrivals per second, smoothed over CS_SLOW_S: on-off demand */
+	double run_ns;	  /* smoothed run time of one invocation */
+	double init_ns;	  /* smoothed create + init of a cold start */
 	uint32_t on_core[CS_MAX_CORES];
 };
 
@@ -663,9 +665,19 @@ static void plan_once(struct sched_cosched *cs)
 	for (int f = 0; f < n_fns; f++) {
 		struct cs_fn *fn = &cs->fns[f];
 
-		hv_demand_observe(&fn->demand, fn->arrivals, cs->cfg.forecast_ms / 1e3);
+		double dt = cs->cfg.forecast_ms / 1e3,
+		       a = dt / CS_SLOW_S > 1.0 ? 1.0 : dt / CS_SLOW_S;
+
+		hv_demand_observe(&fn->demand, fn->arrivals, dt);
+		fn->rate_slow += a * ((double)fn->arrivals / dt - fn->rate_slow);
 		fn->arrivals = 0;
-		fn->forecast = hv_demand_forecast(&fn->demand);
+		/*
+		 * The forecast is for the next interval, and after a quiet one it rightly says 0:
+		 * but a burst that then comes finds no instance and starts cold. Demand seen in the
+		 * last tens of seconds keeps a target, so an idle instance waits out the gaps of
+		 * on-off traffic (its keep-alive expiry is replaced from spare).
+		 */
+		fn->forecast = fmax(hv_demand_forecast(&fn->demand), fn->rate_slow);
 		memcpy(names[f], fn->name, sizeof(names[f]));
 		pf[f] = (struct hv_plan_function){
 			.name = names[f],
