@@ -27,6 +27,9 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -MMD -MP -Iinclude -D_GNU_SOURCE \
 	    -fno-strict-aliasing -fPIC
 LDFLAGS  += -pthread
 
+# `make` alone builds; the module.mk files below also define targets (run, bench-*).
+.DEFAULT_GOAL := all
+
 LIBS  :=
 PROGS :=
 SOS   :=
