@@ -135,6 +135,8 @@ def gen(rate, seconds, measure_spare=False):
         time.sleep(1.0)
         spare = window_spare(max(1.0, seconds - 2.5))
     text, _ = p.communicate()
+    # a generator that crashed could not remove its own runtime folder
+    shutil.rmtree("/var/run/dpdk/nemo-gen-%d" % p.pid, ignore_errors=True)
     if p.returncode != 0:
         raise RuntimeError("nemo-gen failed:\n" + text)
     with open(out) as f:

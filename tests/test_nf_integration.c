@@ -145,6 +145,13 @@ static cJSON *gen_run(const char *sock, const char *rate, const char *duration)
 		test_proc_stop(&g, 2000);
 	}
 	unlink(json);
+	{
+		/* a generator that crashed could not remove its own runtime folder */
+		char prefix[32];
+
+		snprintf(prefix, sizeof(prefix), "nemo-gen-%d", g.pid);
+		test_remove_runtime_dir(prefix);
+	}
 	return res;
 }
 
