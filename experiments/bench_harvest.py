@@ -70,7 +70,7 @@ def start_nf(idle, sched):
              "sched": sched}
     cfg = {"name": NAME, "stats_interval_ms": 0, "memory_mb": 512,
            "ports": [{"vdev": "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK,
-                      "rx_ring": 16384, "line_rate_pps": 14000000}],
+                      "rx_ring": 16384, "line_rate_pps": 25000000}],
            "lcores": [lcore]}
     path = os.path.join(TMP, "nf.json")
     with open(path, "w") as f:

@@ -55,7 +55,7 @@ def nf_config(idle, sched="other"):
              else {"policy": "fifo", "priority": 50}}
     cfg = {"name": "bench", "stats_interval_ms": 0, "memory_mb": 512,
            "ports": [{"vdev": "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK,
-                      "rx_ring": 16384, "line_rate_pps": 14000000}],
+                      "rx_ring": 16384, "line_rate_pps": 25000000}],
            "lcores": [lcore]}
     path = os.path.join(TMP, "nf-%s.json" % idle)
     with open(path, "w") as f:

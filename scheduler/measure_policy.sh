@@ -48,7 +48,7 @@ for sched in '"policy":"other","nice":-20' '"policy":"fifo","priority":50'; do
 		cat > "$TMP/nf.json" <<JSON
 {"name":"$name","stats_interval_ms":0,"memory_mb":256,
  "ports":[{"vdev":"net_memif0,role=server,socket=$sock,socket-abstract=no","rx_ring":16384,
-           "line_rate_pps":14000000}],
+           "line_rate_pps":25000000}],
  "lcores":[{"lcore":1,"cpu":1,"rx":[{"port":0}],"chain":["fwd"],"idle":"sleep","sched":{$sched}}]}
 JSON
 		$BIN/nemo-nf --config "$TMP/nf.json" --duration 0 > "$TMP/nf.out" 2>&1 &

@@ -177,7 +177,7 @@ static int setup_env(void)
 	snprintf(text, sizeof(text),
 		 "{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
 		 "\"ports\":[{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
-		 "\"rx_ring\":16384,\"line_rate_pps\":14000000}],"
+		 "\"rx_ring\":16384,\"line_rate_pps\":25000000}],"
 		 "\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"],"
 		 "\"idle\":\"sleep\",\"sched\":{\"policy\":\"fifo\",\"priority\":50}}]}",
 		 cst.nf_name, cst.sock);

@@ -57,7 +57,7 @@ static void nf_config(char *name, size_t nlen, char *sock, size_t slen, char *cf
 	fprintf(f,
 		"{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
 		"\"ports\":[{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
-		"\"rx_ring\":16384,\"line_rate_pps\":14000000}],"
+		"\"rx_ring\":16384,\"line_rate_pps\":25000000}],"
 		"\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"],"
 		"\"idle\":\"sleep\"}]}",
 		name, sock);

@@ -68,7 +68,7 @@ static void memif_port(char *buf, size_t len, const char *sock)
 {
 	snprintf(buf, len,
 		 "{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
-		 "\"rx_ring\":16384,\"line_rate_pps\":14000000}",
+		 "\"rx_ring\":16384,\"line_rate_pps\":25000000}",
 		 sock);
 }
 
