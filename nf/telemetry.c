@@ -1,4 +1,4 @@
-/* telemetry.c - /nemo/lcores and /nemo/ports for dpdk-telemetry.py, read from the channel. */
+/* telemetry.c - /nemo/lcores, /nemo/ports and /nemo/module for dpdk-telemetry.py. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -56,66 +56,46 @@ static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s, u
 	}
 }
 
-static int tel_lcores(const char *cmd, const char *params, struct rte_tel_data *d)
-{
-	int rc = 0;
+/* Each command's body: fill `d` from the runtime `rt`. Called with tel_lock held. */
+typedef int (*tel_fill_fn)(struct nf_runtime *rt, const char *params, struct rte_tel_data *d);
 
-	(void)cmd;
+static int fill_lcores(struct nf_runtime *rt, const char *params, struct rte_tel_data *d)
+{
 	(void)params;
-	pthread_mutex_lock(&tel_lock);
-	if (!tel_rt) {
-		rc = -ENODEV;
-		goto out;
-	}
 	rte_tel_data_start_dict(d);
-	for (uint32_t i = 0; i < tel_rt->cfg->nb_lcores; i++) {
-		struct rte_tel_data *ld = rte_tel_data_alloc();
+	for (uint32_t i = 0; i < rt->cfg->nb_lcores; i++) {
+		struct rte_tel_data *ld;
 		struct hc_lcore_record s;
 		char key[16];
 
-		if (!ld) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		if (nf_runtime_snapshot(tel_rt, i, &s)) {
-			rte_tel_data_free(ld);
+		if (nf_runtime_snapshot(rt, i, &s))
 			continue;
-		}
-		add_lcore(ld, &s, tel_rt->tsc_hz);
+		ld = rte_tel_data_alloc();
+		if (!ld)
+			return -ENOMEM;
+		add_lcore(ld, &s, rt->tsc_hz);
 		snprintf(key, sizeof(key), "%u", s.lcore_id);
 		rte_tel_data_add_dict_container(d, key, ld, 0);
 	}
-out:
-	pthread_mutex_unlock(&tel_lock);
-	return rc;
+	return 0;
 }
 
-static int tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
+static int fill_ports(struct nf_runtime *rt, const char *params, struct rte_tel_data *d)
 {
-	int rc = 0;
-
-	(void)cmd;
 	(void)params;
-	pthread_mutex_lock(&tel_lock);
-	if (!tel_rt) {
-		rc = -ENODEV;
-		goto out;
-	}
 	rte_tel_data_start_dict(d);
-	for (uint32_t p = 0; p < tel_rt->cfg->nb_ports; p++) {
+	for (uint32_t p = 0; p < rt->cfg->nb_ports; p++) {
 		struct rte_tel_data *pd = rte_tel_data_alloc();
 		struct rte_eth_stats st = {0};
 		char key[16];
 
-		if (!pd) {
-			rc = -ENOMEM;
-			goto out;
-		}
+		if (!pd)
+			return -ENOMEM;
 		rte_tel_data_start_dict(pd);
-		rte_tel_data_add_dict_string(pd, "name", tel_rt->port_name[p]);
-		rte_tel_data_add_dict_int(pd, "ethdev", tel_rt->port_id[p]);
-		if (tel_rt->port_started[p])
-			rte_eth_stats_get(tel_rt->port_id[p], &st);
+		rte_tel_data_add_dict_string(pd, "name", rt->port_name[p]);
+		rte_tel_data_add_dict_int(pd, "ethdev", rt->port_id[p]);
+		if (rt->port_started[p])
+			rte_eth_stats_get(rt->port_id[p], &st);
 		rte_tel_data_add_dict_u64(pd, "ipackets", st.ipackets);
 		rte_tel_data_add_dict_u64(pd, "opackets", st.opackets);
 		rte_tel_data_add_dict_u64(pd, "imissed", st.imissed);
@@ -124,9 +104,74 @@ static int tel_ports(const char *cmd, const char *params, struct rte_tel_data *d
 		snprintf(key, sizeof(key), "%u", p);
 		rte_tel_data_add_dict_container(d, key, pd, 0);
 	}
-out:
+	return 0;
+}
+
+/*
+ * Without parameters: the module instances, "<lcore>_<index>": "<name>". With "LCORE,INDEX":
+ * that instance's own figures (acl hits, nat flows, monitor top flows, ...). One instance per
+ * call because 22.11 telemetry nests containers one level deep, and modules use that level.
+ */
+static int fill_module(struct nf_runtime *rt, const char *params, struct rte_tel_data *d)
+{
+	unsigned int lcore, index;
+
+	if (!params || !*params) {
+		rte_tel_data_start_dict(d);
+		for (uint32_t i = 0; i < rt->cfg->nb_lcores; i++) {
+			const struct nf_lcore_ctx *c = &rt->lcores[i];
+
+			for (uint32_t m = 0; m < c->chain_len; m++) {
+				char key[32];
+
+				snprintf(key, sizeof(key), "%u_%u", c->cfg->lcore_id, m);
+				rte_tel_data_add_dict_string(d, key, c->chain_ops[m]->name);
+			}
+		}
+		return 0;
+	}
+	if (sscanf(params, "%u,%u", &lcore, &index) != 2)
+		return -EINVAL;
+	for (uint32_t i = 0; i < rt->cfg->nb_lcores; i++) {
+		const struct nf_lcore_ctx *c = &rt->lcores[i];
+
+		if (c->cfg->lcore_id != lcore || index >= c->chain_len)
+			continue;
+		rte_tel_data_start_dict(d);
+		rte_tel_data_add_dict_string(d, "module", c->chain_ops[index]->name);
+		if (c->chain_ops[index]->telemetry)
+			c->chain_ops[index]->telemetry(c->chain_inst[index], d);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int with_runtime(tel_fill_fn fill, const char *params, struct rte_tel_data *d)
+{
+	int rc;
+
+	pthread_mutex_lock(&tel_lock);
+	rc = tel_rt ? fill(tel_rt, params, d) : -ENODEV;
 	pthread_mutex_unlock(&tel_lock);
 	return rc;
+}
+
+static int tel_lcores(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	(void)cmd;
+	return with_runtime(fill_lcores, params, d);
+}
+
+static int tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	(void)cmd;
+	return with_runtime(fill_ports, params, d);
+}
+
+static int tel_module(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	(void)cmd;
+	return with_runtime(fill_module, params, d);
 }
 
 int nf_telemetry_register(struct nf_runtime *rt)
@@ -143,6 +188,10 @@ int nf_telemetry_register(struct nf_runtime *rt)
 			rc = rte_telemetry_register_cmd("/nemo/ports", tel_ports,
 							"nemo-nf ports and their counters. No "
 							"parameters.");
+		if (!rc)
+			rc = rte_telemetry_register_cmd(
+				"/nemo/module", tel_module,
+				"NF module instances; with 'LCORE,INDEX' that instance's figures.");
 		if (rc)
 			NEMO_ERR("nf", "cannot register telemetry commands: %s", strerror(-rc));
 		else

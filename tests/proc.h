@@ -3,6 +3,7 @@
 #define NEMO_TEST_PROC_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct test_proc {
@@ -37,6 +38,10 @@ void test_remove_runtime_dir(const char *prefix);
 void test_cleanup_runs(const char *tag);
 /* Is `pattern` in the output? Prints the output when not, to make failures readable. */
 bool test_proc_output_has(struct test_proc *p, const char *pattern);
+/* A loopback TCP port nobody listens on right now, or 0. */
+uint16_t test_free_port(void);
+/* Write `text` to `path`. Returns 0 or -errno. */
+int test_write_text(const char *path, const char *text);
 /* Sleep ms milliseconds. */
 void test_msleep(int ms);
 

@@ -35,32 +35,6 @@ static struct {
 	bool nf_up, nemod_up;
 } cst;
 
-static uint16_t free_port(void)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	uint16_t port = 0;
-
-	if (fd < 0)
-		return 0;
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-		port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
-static int write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f)
-		return -1;
-	fputs(text, f);
-	return fclose(f);
-}
-
 static int http(const char *method, const char *path, const char *body, int timeout_ms,
 		struct gw_http_response *r)
 {
@@ -173,7 +147,7 @@ static int setup_env(void)
 	snprintf(cst.nf_cfg, sizeof(cst.nf_cfg), "%s/nf.json", cst.dir);
 	snprintf(cst.nemod_cfg, sizeof(cst.nemod_cfg), "%s/nemod.json", cst.dir);
 	snprintf(cst.cg_root, sizeof(cst.cg_root), "nemo-cst-%d", getpid());
-	cst.port = free_port();
+	cst.port = test_free_port();
 	snprintf(text, sizeof(text),
 		 "{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
 		 "\"ports\":[{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
@@ -181,7 +155,7 @@ static int setup_env(void)
 		 "\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"],"
 		 "\"idle\":\"sleep\",\"sched\":{\"policy\":\"fifo\",\"priority\":50}}]}",
 		 cst.nf_name, cst.sock);
-	if (write_text(cst.nf_cfg, text))
+	if (test_write_text(cst.nf_cfg, text))
 		return -1;
 	/* a channel with the wrong magic, there before nemod starts */
 	snprintf(path, sizeof(path), "/dev/shm/nemo-hc-%s", cst.bad_name);
@@ -191,7 +165,7 @@ static int setup_env(void)
 		return -1;
 	close(fd);
 	snprintf(path, sizeof(path), "%s/token", cst.dir);
-	if (write_text(path, CST_TOKEN "\n"))
+	if (test_write_text(path, CST_TOKEN "\n"))
 		return -1;
 	snprintf(text, sizeof(text),
 		 "{\"listen\":\"127.0.0.1:%u\",\"token_file\":\"%s/token\","
@@ -205,7 +179,7 @@ static int setup_env(void)
 		 "\"interference\":{\"enabled\":true,\"bound\":1.5}}}",
 		 (unsigned)cst.port, cst.dir, cst.dir, nemo_test_srcdir(), cst.cg_root, cst.nf_name,
 		 cst.bad_name);
-	if (write_text(cst.nemod_cfg, text))
+	if (test_write_text(cst.nemod_cfg, text))
 		return -1;
 	if (stat(cst.nf_bin, &st) || stat(cst.gen_bin, &st) || stat(cst.nemod_bin, &st))
 		return -1;

@@ -41,32 +41,6 @@ struct gw_env {
 
 static struct gw_env env;
 
-static uint16_t free_port(void)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	uint16_t port = 0;
-
-	if (fd < 0)
-		return 0;
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-		port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
-static int write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f)
-		return -errno;
-	fputs(text, f);
-	return fclose(f) ? -errno : 0;
-}
-
 static int http(const char *method, const char *path, const char *token, const char *body,
 		struct gw_http_response *r)
 {
@@ -169,9 +143,9 @@ static int write_config(void)
 		 env.mqtt ? "true" : "false", env.mqtt_port ? (unsigned)env.mqtt_port : 1883u,
 		 getpid());
 	snprintf(path, sizeof(path), "%s/token", env.dir);
-	if (write_text(path, TOKEN "\n"))
+	if (test_write_text(path, TOKEN "\n"))
 		return -1;
-	return write_text(env.config, text);
+	return test_write_text(env.config, text);
 }
 
 static int env_setup(bool mqtt)
@@ -188,10 +162,10 @@ static int env_setup(bool mqtt)
 	mkdir(path, 0755);
 	snprintf(env.config, sizeof(env.config), "%s/nemod.json", env.dir);
 	snprintf(env.fndir, sizeof(env.fndir), "%s/build/functions", nemo_test_srcdir());
-	env.port = free_port();
+	env.port = test_free_port();
 	env.mqtt = mqtt;
 	if (mqtt)
-		env.mqtt_port = free_port();
+		env.mqtt_port = test_free_port();
 	if (write_config())
 		return -1;
 	return 0;
@@ -856,7 +830,7 @@ static void test_nemoctl(void)
 	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlecho '{\"arg\":1}'"), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"arg\":1}"));
 	snprintf(file, sizeof(file), "%s/payload.json", env.dir);
-	write_text(file, "{\"from\":\"file\"}");
+	test_write_text(file, "{\"from\":\"file\"}");
 	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlecho -f %s", file), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"from\":\"file\"}"));
 	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlecho - < %s", file), 0);
@@ -984,11 +958,12 @@ static void test_bad_config_names_key(void)
 
 	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
 	snprintf(path, sizeof(path), "%s/bad.json", env.dir);
-	write_text(path, "{\"listen\": \"127.0.0.1:1\", \"limits\": {\"max_body_bytes\": \"x\"}}");
+	test_write_text(path,
+			"{\"listen\": \"127.0.0.1:1\", \"limits\": {\"max_body_bytes\": \"x\"}}");
 	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
 	CU_ASSERT_TRUE(test_proc_output_has(&p, "limits.max_body_bytes"));
-	write_text(path, "{\"store_dir\": \"/tmp/x\"}");
+	test_write_text(path, "{\"store_dir\": \"/tmp/x\"}");
 	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
 	CU_ASSERT_TRUE(test_proc_output_has(&p, "store_dir"));
@@ -1013,7 +988,7 @@ static int start_broker(void)
 	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", env.dir);
 	snprintf(text, sizeof(text), "listener %u 127.0.0.1\nallow_anonymous true\n",
 		 env.mqtt_port);
-	if (write_text(conf, text) || test_proc_start(&env.broker, argv))
+	if (test_write_text(conf, text) || test_proc_start(&env.broker, argv))
 		return -1;
 	env.broker_running = true;
 	for (int i = 0; i < 100; i++) {

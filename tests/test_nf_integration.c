@@ -319,7 +319,8 @@ static void test_telemetry_answers(void)
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
 	snprintf(cmd, sizeof(cmd),
-		 "echo /nemo/lcores | timeout 20 /usr/bin/dpdk-telemetry.py -f nemo-nf-%s 2>&1",
+		 "printf '/nemo/lcores\\n/nemo/module\\n/nemo/module,1,0\\n' | "
+		 "timeout 20 /usr/bin/dpdk-telemetry.py -f nemo-nf-%s 2>&1",
 		 name);
 	f = popen(cmd, "r");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
@@ -333,6 +334,9 @@ static void test_telemetry_answers(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"sleep_cycles\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"spare_ratio\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"drop_trunc_eth\""));
+	/* the chain's module instances, and one instance's own figures */
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"/nemo/module\": {\"1_0\": \"fwd\"}"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"/nemo/module\": {\"module\": \"fwd\", \"out_port\""));
 	hv_channel_close(ch);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 }
@@ -483,7 +487,7 @@ NEMO_SUITE(nf_integration, suite_setup, suite_teardown,
 	   {"memif: 1 Mpps for 2 s delivered exactly, accounting adds up",
 	    test_memif_delivers_exactly},
 	   {"zero traffic: the lcore sleeps, process under 5% CPU", test_zero_traffic_sleeps},
-	   {"dpdk-telemetry.py answers /nemo/lcores", test_telemetry_answers},
+	   {"dpdk-telemetry.py answers /nemo/lcores and /nemo/module", test_telemetry_answers},
 	   {"malformed packets from pcap: dropped by reason", test_malformed_pcap},
 	   {"bad config and unknown module: exit 2 naming the key", test_bad_config_and_module},
 	   {"port that cannot start: exit 1 naming the port", test_port_cannot_start},
