@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -41,8 +42,11 @@ static int suite_setup(void)
 	return access(nf_bin, X_OK) || access(gen_bin, X_OK);
 }
 
+static void hugepages_restore(void);
+
 static int suite_teardown(void)
 {
+	hugepages_restore();
 	cleanup_all();
 	return 0;
 }
@@ -483,6 +487,141 @@ static void test_stale_memif_socket(void)
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 }
 
+/* What test_hugepages changed on the machine, for hugepages_restore(). */
+static long hp_restore = -1;
+static char hp_umount[256];
+
+static int write_long(const char *path, long v);
+
+static void hugepages_restore(void)
+{
+	if (hp_umount[0]) {
+		umount(hp_umount);
+		hp_umount[0] = '\0';
+	}
+	if (hp_restore >= 0) {
+		write_long("/proc/sys/vm/nr_hugepages", hp_restore);
+		hp_restore = -1;
+	}
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static int write_long(const char *path, long v)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%ld\n", v);
+	return test_write_text(path, text);
+}
+
+/* Is a hugetlbfs mounted? Copies its mount point into dir. */
+static bool hugetlbfs_mounted(char *dir, size_t len)
+{
+	FILE *f = fopen("/proc/mounts", "r");
+	char src[128], mnt[256], type[64];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fscanf(f, "%127s %255s %63s %*[^\n]", src, mnt, type) == 3)
+		if (strcmp(type, "hugetlbfs") == 0) {
+			snprintf(dir, len, "%s", mnt);
+			found = true;
+		}
+	fclose(f);
+	return found;
+}
+
+/* Files in dir whose name starts with prefix (DPDK names hugepage files <prefix>map_N). */
+static int count_prefixed(const char *dir, const char *prefix)
+{
+	char pattern[512];
+	glob_t g;
+	int n = 0;
+
+	snprintf(pattern, sizeof(pattern), "%s/%s*", dir, prefix);
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		n = (int)g.gl_pathc;
+		globfree(&g);
+	}
+	return n;
+}
+
+static void test_hugepages(void)
+{
+	static const char nr_path[] = "/proc/sys/vm/nr_hugepages";
+	char name[32], sock[96], port[256], cfg[96], dir[256] = "/dev/hugepages", prefix[64];
+	long orig = read_long(nr_path), got;
+	struct test_proc nf = {0};
+	struct hv_channel *ch;
+	cJSON *res;
+	FILE *f;
+
+	/* 256 MB of EAL memory in 2 MB pages, plus headroom, reserved for this test only */
+	if (orig < 0 || write_long(nr_path, orig + 192) != 0) {
+		nemo_test_skip("cannot reserve hugepages here (/proc/sys/vm/nr_hugepages)");
+		return;
+	}
+	got = read_long(nr_path);
+	if (got < orig + 192) {
+		write_long(nr_path, orig);
+		nemo_test_skip("the kernel could not reserve 192 hugepages");
+		return;
+	}
+	hp_restore = orig; /* the suite's teardown undoes it too, should an assert stop us */
+	if (!hugetlbfs_mounted(dir, sizeof(dir))) {
+		mkdir(dir, 0755);
+		CU_ASSERT_EQUAL(mount("nodev", dir, "hugetlbfs", 0, NULL), 0);
+		snprintf(hp_umount, sizeof(hp_umount), "%s", dir);
+	}
+	names(name, sizeof(name), sock, sizeof(sock));
+	memif_port(port, sizeof(port), sock);
+	snprintf(cfg, sizeof(cfg), "/tmp/nemo-it-%d-%d.json", getpid(), run_id);
+	/* no fatal assert from here on: the reservation and the mount must be undone */
+	f = fopen(cfg, "w");
+	CU_ASSERT_PTR_NOT_NULL(f);
+	if (!f)
+		goto restore;
+	fprintf(f,
+		"{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,\"hugepages\":true,"
+		"\"ports\":[%s],\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],"
+		"\"chain\":[\"fwd\"]}]}",
+		name, port);
+	fclose(f);
+	CU_ASSERT_EQUAL(nf_start(&nf, cfg, "0"), 0);
+	if (nf.pid <= 0)
+		goto restore;
+	ch = wait_channel(&nf, name);
+	CU_ASSERT_PTR_NOT_NULL(ch);
+	if (ch) {
+		res = gen_run(sock, "200000", "1");
+		CU_ASSERT_PTR_NOT_NULL(res);
+		CU_ASSERT(res && jnum(res, "sent") > 150000 &&
+			  jnum(res, "received") == jnum(res, "sent"));
+		cJSON_Delete(res);
+		hv_channel_close(ch);
+	}
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+	CU_ASSERT(test_proc_output_has(&nf, "256 MB hugepages"));
+	/* --huge-unlink: no hugepage file of this NF outlives it */
+	snprintf(prefix, sizeof(prefix), "nemo-nf-%s", name);
+	CU_ASSERT_EQUAL(count_prefixed(dir, prefix), 0);
+restore:
+	hugepages_restore();
+}
+
 NEMO_SUITE(nf_integration, suite_setup, suite_teardown,
 	   {"memif: 1 Mpps for 2 s delivered exactly, accounting adds up",
 	    test_memif_delivers_exactly},
@@ -491,4 +630,5 @@ NEMO_SUITE(nf_integration, suite_setup, suite_teardown,
 	   {"malformed packets from pcap: dropped by reason", test_malformed_pcap},
 	   {"bad config and unknown module: exit 2 naming the key", test_bad_config_and_module},
 	   {"port that cannot start: exit 1 naming the port", test_port_cannot_start},
-	   {"stale memif socket removed; live one refused", test_stale_memif_socket})
+	   {"stale memif socket removed; live one refused", test_stale_memif_socket},
+	   {"hugepages: delivers, and leaves no hugepage file", test_hugepages})
