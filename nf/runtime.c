@@ -38,7 +38,10 @@ static int chains_create(struct nf_runtime *rt)
 	const struct nf_config *cfg = rt->cfg;
 	struct nf_module_env env = {.nb_ports = (uint16_t)cfg->nb_ports};
 	struct cfg_ctx ctx = {.file = cfg->file};
+	cJSON *empty = cJSON_CreateObject();
 
+	if (!empty)
+		return -ENOMEM;
 	for (uint32_t p = 0; p < cfg->nb_ports; p++)
 		rte_eth_macaddr_get(rt->port_id[p], &env.port_mac[p]);
 	for (uint32_t i = 0; i < cfg->nb_lcores; i++) {
@@ -48,22 +51,14 @@ static int chains_create(struct nf_runtime *rt)
 		env.lcore_id = lc->lcore_id;
 		env.socket_id = rte_lcore_to_socket_id(lc->lcore_id);
 		for (uint32_t m = 0; m < lc->chain_len; m++) {
-			cJSON *mcfg = lc->chain_cfg[m], *tmp = NULL;
+			const cJSON *mcfg = lc->chain_cfg[m];
 			char path[96];
 
 			snprintf(path, sizeof(path), "lcores[%u].chain[%u]", i, m);
 			c->chain_ops[m] = nf_module_find(lc->chain_names[m]);
-			/* modules see their settings without the "module" key */
-			if (cJSON_IsObject(mcfg)) {
-				tmp = cJSON_Duplicate(mcfg, 1);
-				cJSON_DeleteItemFromObjectCaseSensitive(tmp, "module");
-			} else {
-				tmp = cJSON_CreateObject();
-			}
-			if (!tmp)
-				return -ENOMEM;
-			c->chain_inst[m] = c->chain_ops[m]->create(&ctx, path, tmp, &env);
-			cJSON_Delete(tmp);
+			/* a bare name ("fwd") has no settings; every module accepts "module" itself */
+			c->chain_inst[m] = c->chain_ops[m]->create(
+				&ctx, path, cJSON_IsObject(mcfg) ? mcfg : empty, &env);
 			if (!c->chain_inst[m]) {
 				int rc = errno ? -errno : -EINVAL;
 
@@ -71,11 +66,13 @@ static int chains_create(struct nf_runtime *rt)
 					NEMO_ERR("nf", "%s: %s: cannot create module '%s': %s",
 						 cfg->file, path, lc->chain_names[m],
 						 strerror(-rc));
+				cJSON_Delete(empty);
 				return rc;
 			}
 			c->chain_len = m + 1;
 		}
 	}
+	cJSON_Delete(empty);
 	return 0;
 }
 

@@ -52,9 +52,10 @@ struct nf_module_env {
 struct nf_module_ops {
 	const char *name;
 	/*
-	 * Parse `cfg` (the module's JSON object, never NULL; "module" is already consumed) and
-	 * build an instance. Errors go through cfg_error() naming `path`. Returns NULL with
-	 * errno set (EINVAL for config errors, ENOMEM, ...).
+	 * Parse `cfg` (the module's JSON object from the chain, never NULL; it may hold the
+	 * "module" key, which the module's key table accepts and ignores) and build an
+	 * instance. Errors go through cfg_error() naming `path`. Returns NULL with errno set
+	 * (EINVAL for config errors, ENOMEM, ...).
 	 */
 	void *(*create)(struct cfg_ctx *ctx, const char *path, const cJSON *cfg,
 			const struct nf_module_env *env);
