@@ -53,6 +53,12 @@ struct cs_core {
 	uint64_t iw_quota_us;  /* the quota written to the cgroup (0: none) */
 	uint64_t low_since_ns; /* start of the first window of the current low streak */
 	uint32_t windows;
+	/*
+	 * Invocations placed here and finished since the last thread count (under cs->lock):
+	 * the count is 10 ms old at worst, and a queued invocation should not wait that long
+	 * for a slot that a finished one just freed, nor should a burst overshoot the cap.
+	 */
+	uint32_t placed_since, done_since;
 	int n_frozen;
 	char frozen[CS_MAX_SBX][256];  /* v1 freezer directories frozen by reclaim */
 	struct sched_cosched_core pub; /* what readers see, under cs->lock */
@@ -371,6 +377,14 @@ static void release_gone(struct sched_cosched *cs, struct cs_core *c)
 
 /* ---- one window of one core ----------------------------------------------------------------- */
 
+/* Under cs->lock: the last count of runnable threads, moved on by what started and ended since. */
+static uint32_t runnable_now(const struct cs_core *c)
+{
+	uint32_t n = c->pub.s.runnable + c->placed_since;
+
+	return n > c->done_since ? n - c->done_since : 0;
+}
+
 static void views_of(struct sched_cosched *cs, struct sched_core_view *v)
 {
 	for (int i = 0; i < cs->n_cores; i++) {
@@ -379,7 +393,7 @@ static void views_of(struct sched_cosched *cs, struct sched_core_view *v)
 		v[i] = (struct sched_core_view){
 			.cpu = c->cpu,
 			.spare_pred = c->pub.up && c->cg_ok ? c->pub.s.spare_pred : 0.0,
-			.runnable = c->pub.s.runnable,
+			.runnable = runnable_now(c),
 			.thread_cap = cs->cfg.thread_cap,
 			.reclaimed = c->pub.reclaimed || !c->pub.up || !c->cg_ok,
 		};
@@ -464,6 +478,7 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	struct sched_iwatch_report rep = {0};
 	double spare_ns = (double)w->spare * 1e9 / (double)hz, pred;
 	int count = -1;
+	bool counted = false;
 	uint32_t total, runnable = c->pub.s.runnable;
 
 	cs->pops->observe(c->pred, w->spare_ratio);
@@ -500,8 +515,7 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 		}
 	}
 	if (c->windows++ % CS_COUNT_EVERY == 0) {
-		if (!sched_cgroup_threads(cs->ops, c->cg.cpu, &total, &runnable))
-			(void)total;
+		counted = !sched_cgroup_threads(cs->ops, c->cg.cpu, &total, &runnable);
 		count = core_sandboxes(cs, c);
 	}
 	pthread_mutex_lock(&cs->lock);
@@ -517,7 +531,10 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	c->pub.s.spare_pred = pred;
 	c->pub.s.harvested_ns = harvested;
 	c->pub.s.harvest_ratio = sched_harvest_ratio(harvested, w->spare, hz);
-	c->pub.s.runnable = runnable;
+	if (counted) {
+		c->pub.s.runnable = runnable;
+		c->placed_since = c->done_since = 0;
+	}
 	if (count >= 0)
 		c->pub.s.warm = (uint32_t)count;
 	c->pub.s.throttled += rep.throttled;
@@ -939,6 +956,8 @@ int sched_cosched_place(struct sched_cosched *cs, const char *fn_name, int *cpu,
 			p = (struct sched_placement){SCHED_PLACE_HOUSEKEEPING, cs->cfg.hk_cpu, -1,
 						     0};
 	}
+	if (p.core_idx >= 0 && p.core_idx < cs->n_cores)
+		cs->cores[p.core_idx].placed_since++;
 	pthread_mutex_unlock(&cs->lock);
 	*cpu = p.cpu >= 0 ? p.cpu : cs->cfg.hk_cpu;
 	*kind = p.kind;
@@ -962,11 +981,14 @@ void sched_cosched_observe(struct sched_cosched *cs, const char *fn_name, int cp
 		if (cs->cores[i].cpu != cpu)
 			continue;
 		cs->cores[i].pub.invocations++;
+		cs->cores[i].done_since++;
 		if (start_path >= 0 && start_path < 4)
 			cs->cores[i].pub.starts[start_path]++;
 		if (fn && start_path == 1)
 			fn->on_core[i]++;
 	}
+	/* a slot may have come free: queued placements look again now, not at the next window */
+	pthread_cond_broadcast(&cs->window_cond);
 	pthread_mutex_unlock(&cs->lock);
 }
 
