@@ -28,7 +28,7 @@ TMP = tempfile.mkdtemp(prefix="nemo-bench-nf-")
 SOCK = os.path.join(TMP, "nf.memif")
 PROCS = []
 HC_MAGIC = 0x314843304F4D454E  # include/nemo/harvest_channel.h
-HC_VERSION = 2
+HC_VERSION = 3
 
 
 def cleanup():

@@ -290,6 +290,8 @@ static const struct cfg_key harvest_keys[] = {
 	 .offset = offsetof(struct gw_harvest_config, cs)},
 	CFG_KEY_RANGE("forecast_ms", cfg_parse_u32, struct gw_harvest_config, cs.forecast_ms, false,
 		      10, 3600000),
+	CFG_KEY_RANGE("nf_sleep_floor_us", cfg_parse_u32, struct gw_harvest_config,
+		      cs.nf_sleep_floor_us, false, 0, 1000000),
 	CFG_KEY_END,
 };
 

@@ -15,7 +15,7 @@
 
 struct hv_channel {
 	char path[96];
-	const struct hc_header *hdr;
+	struct hc_header *hdr; /* written only in the records' line 7 (the sleep floor) */
 	size_t size;
 	uint64_t generation;
 	int32_t writer_pid;
@@ -49,7 +49,7 @@ struct hv_channel *__hv_channel_open(const char *name, bool quiet)
 	if (!ch)
 		return NULL;
 	snprintf(ch->path, sizeof(ch->path), "/" HC_SHM_PREFIX "%s", name);
-	fd = shm_open(ch->path, O_RDONLY, 0);
+	fd = shm_open(ch->path, O_RDWR, 0);
 	if (fd < 0) {
 		rc = -errno;
 		CH_ERR(quiet, "harvest channel /dev/shm%s: %s (is nemo-nf '%s' running?)", ch->path,
@@ -93,7 +93,7 @@ struct hv_channel *__hv_channel_open(const char *name, bool quiet)
 		goto err_close;
 	}
 	ch->size = hc_shm_size(h.nb_records);
-	ch->hdr = mmap(NULL, ch->size, PROT_READ, MAP_SHARED, fd, 0);
+	ch->hdr = mmap(NULL, ch->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (ch->hdr == MAP_FAILED) {
 		rc = -errno;
 		CH_ERR(quiet, "mmap /dev/shm%s: %s", ch->path, strerror(errno));
@@ -175,6 +175,23 @@ int hv_channel_read(struct hv_channel *ch, uint32_t idx, struct hc_lcore_record 
 	if (rc)
 		return -EAGAIN;
 	hc_record_extrapolate(out, rdtsc());
+	return 0;
+}
+
+int hv_channel_set_sleep_floor(struct hv_channel *ch, uint32_t idx, uint64_t floor_ns,
+			       uint64_t lease_ns)
+{
+	struct hc_header *h = ch->hdr;
+	uint64_t until = 0;
+
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != HC_MAGIC ||
+	    h->generation != ch->generation)
+		return -ESTALE;
+	if (idx >= h->nb_records)
+		return -ERANGE;
+	if (floor_ns && lease_ns)
+		until = rdtsc() + (uint64_t)((double)lease_ns * (double)h->tsc_hz / 1e9);
+	hc_set_sleep_floor(hc_records(h) + idx, floor_ns, until);
 	return 0;
 }
 

@@ -326,6 +326,20 @@ uint64_t hv_sampler_period_ns(const struct hv_sampler *s)
 	return s->period_ns;
 }
 
+int hv_sampler_set_sleep_floor(struct hv_sampler *s, uint32_t idx, uint64_t floor_ns,
+			       uint64_t lease_ns)
+{
+	const struct hv_core *c = idx < s->n_cores ? &s->cores[idx] : NULL;
+	struct hv_channel *ch;
+
+	if (!c)
+		return -ERANGE;
+	ch = s->channels[c->channel].ch;
+	if (c->pub.state != HV_CORE_UP || !ch)
+		return -ENODEV;
+	return hv_channel_set_sleep_floor(ch, c->record, floor_ns, lease_ns);
+}
+
 uint32_t hv_idle_hist_median_us(const uint64_t hist[HC_IDLE_BUCKETS])
 {
 	uint64_t total = 0, acc = 0;

@@ -239,7 +239,9 @@ int nf_lcore_main(void *arg)
 				set_state(c, HC_STATE_SLEEPING, now);
 				publish(c, now);
 				if (idle->policy == HC_IDLE_SLEEP) {
-					timed_sleep(sleep_ns);
+					uint64_t floor = hc_sleep_floor(c->rec, now, max_sleep_ns);
+
+					timed_sleep(sleep_ns > floor ? sleep_ns : floor);
 					sleep_ns = sleep_ns * 2 < max_sleep_ns ? sleep_ns * 2
 									       : max_sleep_ns;
 				} else {

@@ -59,6 +59,7 @@ struct cs_core {
 	 * for a slot that a finished one just freed, nor should a burst overshoot the cap.
 	 */
 	uint32_t placed_since, done_since;
+	bool floor_on; /* the NF lcore was asked for long sleeps */
 	int n_frozen;
 	char frozen[CS_MAX_SBX][256];  /* v1 freezer directories frozen by reclaim */
 	struct sched_cosched_core pub; /* what readers see, under cs->lock */
@@ -123,6 +124,7 @@ void sched_cosched_config_defaults(struct sched_cosched_config *cfg)
 	cfg->interference = true;
 	cfg->interference_bound = 1.5;
 	cfg->forecast_ms = 500;
+	cfg->nf_sleep_floor_us = 300;
 }
 
 /* ---- the core's sandboxes, as the cgroup tree sees them ------------------------------------ */
@@ -601,6 +603,29 @@ static bool hk_usable(const struct sched_cosched *cs)
 	return cs->cfg.hk_cpu >= 0 && (cs->hk_idle < 0 || cs->hk_idle >= CS_HK_MIN_IDLE);
 }
 
+/*
+ * While sandboxes work on the core, ask its NF lcore to sleep at least nf_sleep_floor_us at a
+ * time (harvest_channel.h says why: 20 us sleeps left a CPU hog half the spare here, 300 us
+ * sleeps 0.95 of it). The request is a lease renewed every window and withdrawn when they
+ * stop, so an NF with nothing beside it keeps its short sleeps and its latency.
+ */
+static void nf_sleep_floor(struct sched_cosched *cs, struct cs_core *c, uint32_t smp_idx)
+{
+	uint64_t lease_ns = 25ull * cs->cfg.period_ms * 1000000ull;
+	bool want;
+
+	if (!cs->cfg.nf_sleep_floor_us)
+		return;
+	pthread_mutex_lock(&cs->lock);
+	want = !c->pub.reclaimed && (c->pub.s.harvested_ns > 0 || runnable_now(c) > 0);
+	pthread_mutex_unlock(&cs->lock);
+	if (!want && !c->floor_on)
+		return;
+	if (!hv_sampler_set_sleep_floor(cs->sampler, smp_idx,
+					want ? cs->cfg.nf_sleep_floor_us * 1000ull : 0, lease_ns))
+		c->floor_on = want;
+}
+
 static void *loop_main(void *arg)
 {
 	struct sched_cosched *cs = arg;
@@ -634,6 +659,7 @@ static void *loop_main(void *arg)
 				continue;
 			c->seen_seq = smp->window_seq;
 			window(cs, (int)(c - cs->cores), smp);
+			nf_sleep_floor(cs, c, i);
 		}
 		pthread_mutex_lock(&cs->lock);
 		pthread_cond_broadcast(&cs->window_cond);

@@ -292,6 +292,98 @@ static void test_sampler_bad_channels(void)
 	cleanup_all();
 }
 
+/* Mean length of the lcore's sleeps over `ms`, in us, from its channel record. */
+static double mean_sleep_us(struct hv_channel *ch, int ms)
+{
+	struct hc_lcore_record a, b;
+	uint64_t hz = hv_channel_tsc_hz(ch);
+
+	if (hv_channel_read(ch, 0, &a))
+		return -1.0;
+	test_msleep(ms);
+	if (hv_channel_read(ch, 0, &b) || b.sleeps <= a.sleeps || !hz)
+		return -1.0;
+	return (double)(b.sleep_cycles - a.sleep_cycles) * 1e6 / (double)hz /
+	       (double)(b.sleeps - a.sleeps);
+}
+
+/* Renew a sleep floor of `us` (lease 100 ms) every 20 ms for `ms`; the mean sleep meanwhile. */
+static double mean_sleep_with_floor(struct hv_sampler *s, struct hv_channel *ch, uint64_t us,
+				    int ms)
+{
+	struct hc_lcore_record a, b;
+	uint64_t hz = hv_channel_tsc_hz(ch);
+
+	CU_ASSERT_EQUAL(hv_sampler_set_sleep_floor(s, 0, us * 1000, 100000000ull), 0);
+	test_msleep(30); /* the sleep in progress when it was asked ends first */
+	if (hv_channel_read(ch, 0, &a))
+		return -1.0;
+	for (int t = 0; t < ms; t += 20) {
+		hv_sampler_sample(s, now_ns());
+		CU_ASSERT_EQUAL(hv_sampler_set_sleep_floor(s, 0, us * 1000, 100000000ull), 0);
+		test_msleep(20);
+	}
+	if (hv_channel_read(ch, 0, &b) || b.sleeps <= a.sleeps || !hz)
+		return -1.0;
+	return (double)(b.sleep_cycles - a.sleep_cycles) * 1e6 / (double)hz /
+	       (double)(b.sleeps - a.sleeps);
+}
+
+/*
+ * The harvester asks an NF lcore for long sleeps while its sandboxes work: the lcore sleeps
+ * at least that long, never past its max sleep, and goes back to its own short sleeps when
+ * the lease lapses (a harvester that died stops costing the NF latency).
+ */
+static void test_sampler_sleep_floor(void)
+{
+	char name[32], sock[96], cfg[96];
+	struct hv_sampler_config sc = {.period_us = 2000, .n_channels = 1};
+	struct test_proc nf, gen;
+	struct hv_sampler *s;
+	struct hv_channel *ch;
+	struct hc_lcore_record r;
+	double own, floored, capped, lapsed, max_us;
+
+	nf_config(name, sizeof(name), sock, sizeof(sock), cfg, sizeof(cfg));
+	sc.channels[0] = name;
+	s = hv_sampler_new(&sc);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(wait_up(s, 0, 15000));
+	ch = hv_channel_open(name);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+	CU_ASSERT_EQUAL_FATAL(hv_channel_read(ch, 0, &r), 0);
+	max_us = (double)r.max_sleep_ns / 1e3;
+	/* a bad index is refused, not written past the records */
+	CU_ASSERT_EQUAL(hv_channel_set_sleep_floor(ch, 9, 1000, 1000000), -ERANGE);
+	CU_ASSERT_EQUAL(hv_sampler_set_sleep_floor(s, 9, 1000, 1000000), -ERANGE);
+
+	/* 500 kpps: packets after every sleep, so the lcore keeps to its minimum sleep */
+	CU_ASSERT_EQUAL_FATAL(start_gen(&gen, sock, "500000", "4"), 0);
+	test_msleep(500);
+	own = mean_sleep_us(ch, 600);
+	floored = mean_sleep_with_floor(s, ch, 400, 600);
+	capped = mean_sleep_with_floor(s, ch, 50000, 600);
+	/* stop renewing: the 100 ms lease lapses by itself */
+	test_msleep(150);
+	lapsed = mean_sleep_us(ch, 600);
+	printf("\n    mean sleep: own %.0f us; floor 400 us: %.0f us; floor 50 ms: %.0f us (max sleep "
+	       "%.0f us); lease lapsed: %.0f us",
+	       own, floored, capped, max_us, lapsed);
+	CU_ASSERT(own > 0 && own < 250);
+	CU_ASSERT(floored >= 390 && floored < 400 + 250);
+	CU_ASSERT(capped >= max_us * 0.95 && capped < max_us + 250);
+	CU_ASSERT(lapsed > 0 && lapsed < 250);
+	CU_ASSERT_EQUAL(test_proc_wait(&gen, 10000), 0);
+	hv_channel_close(ch);
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+	/* the NF is gone: asking is refused, not written into a dead mapping */
+	hv_sampler_sample(s, now_ns() + 10000000);
+	CU_ASSERT_EQUAL(hv_sampler_set_sleep_floor(s, 0, 1000, 1000000), -ENODEV);
+	hv_sampler_destroy(s);
+	cleanup_all();
+}
+
 NEMO_SUITE(harvester_sampler, suite_setup, suite_teardown,
 	   {"windows_add_up_restart_vanish", test_sampler_windows_add_up},
-	   {"bad_channels", test_sampler_bad_channels})
+	   {"sleep_floor", test_sampler_sleep_floor}, {"bad_channels", test_sampler_bad_channels})

@@ -19,13 +19,20 @@
  * wants the sleep so far adds (now_tsc - state_since_tsc) to `sleep` and to `total`
  * (hc_record_extrapolate() does this).
  *
+ * One line of each record goes the other way: a harvester whose sandboxes run on the core may
+ * ask the lcore to sleep at least `sleep_floor_ns` at a time, until `sleep_floor_until_tsc`.
+ * Every wake-up costs the sandboxes the core's timer exit, two context switches and their
+ * caches (15-20 us here), so 20 us sleeps leave them half the spare and 300 us sleeps 0.95 of
+ * it; with nothing harvesting, short sleeps cost nobody. The lcore caps the floor at its own
+ * max_sleep_ns (the no-loss bound), and the lease lapses by itself if the harvester dies.
+ *
  * Restart: nemo-nf creates the object anew at start and sets `generation` to its start
  * time; a harvester that sees a different generation, a dead writer_pid, or magic zeroed at
  * exit must drop its old baseline and start again.
  */
 
 #define HC_MAGIC	0x314843304f4d454eull /* "NEMO0HC1" little-endian */
-#define HC_VERSION	2u		      /* 2: the lcore thread id in line 2 */
+#define HC_VERSION	3u		      /* 3: line 7, the harvester's sleep floor */
 #define HC_CACHE_LINE	64
 #define HC_MAX_LCORES	128
 #define HC_NAME_MAX	32
@@ -99,14 +106,19 @@ struct hc_lcore_record {
 	uint64_t drops[HC_DROP_REASONS];
 	/* lines 5-6: idle-period lengths seen (from the end of one busy iteration to the next) */
 	uint64_t idle_hist[HC_IDLE_BUCKETS];
+	/* line 7: written by the harvester (outside the seqlock), read by the lcore per sleep */
+	uint64_t sleep_floor_ns;	/* sleep at least this long... */
+	uint64_t sleep_floor_until_tsc; /* ...until this TSC: 0 or past = no floor */
+	uint8_t pad7[HC_CACHE_LINE - 16];
 } __attribute__((aligned(HC_CACHE_LINE)));
 
 _Static_assert(sizeof(struct hc_header) == 2 * HC_CACHE_LINE, "hc_header layout");
-_Static_assert(sizeof(struct hc_lcore_record) == 7 * HC_CACHE_LINE, "hc_lcore_record layout");
+_Static_assert(sizeof(struct hc_lcore_record) == 8 * HC_CACHE_LINE, "hc_lcore_record layout");
 _Static_assert(offsetof(struct hc_lcore_record, total_cycles) == HC_CACHE_LINE, "line 1");
 _Static_assert(offsetof(struct hc_lcore_record, rx_pkts) == 2 * HC_CACHE_LINE, "line 2");
 _Static_assert(offsetof(struct hc_lcore_record, drops) == 3 * HC_CACHE_LINE, "line 3");
 _Static_assert(offsetof(struct hc_lcore_record, idle_hist) == 5 * HC_CACHE_LINE, "line 5");
+_Static_assert(offsetof(struct hc_lcore_record, sleep_floor_ns) == 7 * HC_CACHE_LINE, "line 7");
 
 /* The record array starts right after the header. */
 static inline struct hc_lcore_record *hc_records(struct hc_header *h)
@@ -162,6 +174,28 @@ static inline void hc_record_extrapolate(struct hc_lcore_record *r, uint64_t now
 		r->total_cycles += now_tsc - r->now_tsc;
 		r->now_tsc = now_tsc;
 	}
+}
+
+/*
+ * Lcore side: the sleep floor in force at `now_tsc` (0: none), capped at `max_sleep_ns`.
+ * Two plain loads; no syscall.
+ */
+static inline uint64_t hc_sleep_floor(const struct hc_lcore_record *r, uint64_t now_tsc,
+				      uint64_t max_sleep_ns)
+{
+	uint64_t until = __atomic_load_n(&r->sleep_floor_until_tsc, __ATOMIC_ACQUIRE);
+	uint64_t ns = __atomic_load_n(&r->sleep_floor_ns, __ATOMIC_RELAXED);
+
+	if (now_tsc >= until)
+		return 0;
+	return ns < max_sleep_ns ? ns : max_sleep_ns;
+}
+
+/* Harvester side: ask for sleeps of at least `ns` until `until_tsc` (0: withdraw). */
+static inline void hc_set_sleep_floor(struct hc_lcore_record *r, uint64_t ns, uint64_t until_tsc)
+{
+	__atomic_store_n(&r->sleep_floor_ns, ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->sleep_floor_until_tsc, until_tsc, __ATOMIC_RELEASE);
 }
 
 #endif /* NEMO_HARVEST_CHANNEL_H */

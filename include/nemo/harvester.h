@@ -7,7 +7,10 @@
 
 #include "nemo/harvest_channel.h"
 
-/* An attached harvest channel (read-only mapping of /dev/shm/nemo-hc-<name>). */
+/*
+ * An attached harvest channel: a mapping of /dev/shm/nemo-hc-<name>, read-only but for the
+ * records' sleep-floor line.
+ */
 struct hv_channel;
 
 /*
@@ -29,6 +32,14 @@ uint64_t hv_channel_generation(const struct hv_channel *ch);
  * busy, or -ESTALE if the NF exited or restarted since hv_channel_open() (reattach).
  */
 int hv_channel_read(struct hv_channel *ch, uint32_t idx, struct hc_lcore_record *out);
+
+/*
+ * Ask lcore `idx` to sleep at least `floor_ns` at a time for the next `lease_ns` (renew it
+ * before it lapses); floor_ns 0 withdraws the request. The lcore caps the floor at its
+ * max_sleep_ns. Returns 0, -ERANGE, or -ESTALE (the NF exited or restarted).
+ */
+int hv_channel_set_sleep_floor(struct hv_channel *ch, uint32_t idx, uint64_t floor_ns,
+			       uint64_t lease_ns);
 
 /* One core over a window: the figures DESIGN.md defines, from two snapshots. */
 struct hv_window {
@@ -114,6 +125,9 @@ const struct hv_core_sample *hv_sampler_core(const struct hv_sampler *s, uint32_
 /* The index of the core pinned to `cpu` (the newest, if several channels claim it), or -ENOENT. */
 int hv_sampler_find_cpu(const struct hv_sampler *s, uint32_t cpu);
 uint64_t hv_sampler_period_ns(const struct hv_sampler *s);
+/* hv_channel_set_sleep_floor() for core `idx` of the sampler: -ENODEV while it is detached. */
+int hv_sampler_set_sleep_floor(struct hv_sampler *s, uint32_t idx, uint64_t floor_ns,
+			       uint64_t lease_ns);
 
 /* The median idle period (us, the lower edge of its bucket) of a histogram; 0 if empty. */
 uint32_t hv_idle_hist_median_us(const uint64_t hist[HC_IDLE_BUCKETS]);

@@ -399,8 +399,9 @@ struct sched_cosched_config {
 	uint64_t queue_deadline_ms; /* SCHED_OVERFLOW_QUEUE: then housekeeping */
 	int hk_cpu;		    /* overflow and move target of last resort */
 	bool interference;
-	double interference_bound; /* ratio of cycles per packet, e.g. 1.5 */
-	uint32_t forecast_ms;	   /* demand interval and pre-warm beat [500] */
+	double interference_bound;  /* ratio of cycles per packet, e.g. 1.5 */
+	uint32_t forecast_ms;	    /* demand interval and pre-warm beat [500] */
+	uint32_t nf_sleep_floor_us; /* asked of an NF lcore while sandboxes work there [300] */
 };
 
 /* Defaults as gateway/README.md documents them ("harvest" object). */
