@@ -23,7 +23,7 @@
 #include "sandbox_internal.h"
 
 #define INIT_TIMEOUT_MIN_MS 10000 /* an interpreter may take longer to load than to answer */
-#define FREEZE_TIMEOUT_NS   (100 * 1000000ull)
+#define FROZEN_RECHECK_MS   10	  /* a paused invocation looks for the thaw this often */
 
 /* Everything the child needs, prepared by the parent: the child shares its memory (CLONE_VM)
  * and must not allocate, lock or format. */
@@ -238,6 +238,7 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 		return NULL;
 	sb->host = host;
 	sb->spec = *spec;
+	pthread_mutex_init(&sb->lock, NULL);
 	sb->pidfd = -1;
 	sb->sock = -1;
 	sb->cg.dirfd = -1;
@@ -351,16 +352,40 @@ static bool reap(struct sbx_sandbox *sb, bool block)
 	return true;
 }
 
+static void set_state(struct sbx_sandbox *sb, enum sbx_state state)
+{
+	pthread_mutex_lock(&sb->lock);
+	sb->state = state;
+	pthread_mutex_unlock(&sb->lock);
+}
+
+/* Under sb->lock: the freezer let go of the sandbox; its frozen time is banked. */
+static void unfrozen_locked(struct sbx_sandbox *sb)
+{
+	sb->frozen_ns += sbx_now_ns() - sb->frozen_at;
+	sb->frozen = false;
+	if (sb->state == SBX_STATE_FROZEN)
+		sb->state = SBX_STATE_READY;
+}
+
+/* Kill every process of the sandbox and reap its init: it is DEAD, and thawed. */
 static void kill_sandbox(struct sbx_sandbox *sb)
 {
-	if (sb->reaped || sb->pidfd < 0)
-		return;
+	bool alive = !sb->reaped && sb->pidfd >= 0;
+
 	/* killing init kills its whole PID namespace; the kernel waits for all of it */
-	pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0);
+	if (alive)
+		pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0);
+	pthread_mutex_lock(&sb->lock);
 	/* a v1-frozen task cannot die until thawed */
-	if (sb->state == SBX_STATE_FROZEN)
+	if (sb->frozen) {
 		sb->host->cg->freeze(&sb->cg, false);
-	reap(sb, true);
+		unfrozen_locked(sb);
+	}
+	sb->state = SBX_STATE_DEAD;
+	pthread_mutex_unlock(&sb->lock);
+	if (alive)
+		reap(sb, true);
 }
 
 /* The sandbox died: say why, in the words of enum sbx_status. */
@@ -371,7 +396,7 @@ static enum sbx_status classify_death(struct sbx_sandbox *sb, char *msg, size_t 
 
 	reap(sb, true);
 	st = sb->wait_status;
-	sb->state = SBX_STATE_DEAD;
+	set_state(sb, SBX_STATE_DEAD);
 	if (sb->host->cg->oom_kills(&sb->cg, &kills) == 0 && kills > sb->oom_base) {
 		snprintf(msg, len, "out of memory: killed by the memory cgroup at %u MiB",
 			 sb->spec.memory_mb);
@@ -390,36 +415,57 @@ static enum sbx_status classify_death(struct sbx_sandbox *sb, char *msg, size_t 
 	return SBX_ERR_CRASHED;
 }
 
-int sbx_frame_send(int fd, uint16_t type, uint32_t status, const void *data, uint32_t len,
-		   uint64_t deadline_ns)
+/*
+ * Wait for `p` until the deadline, which stands still while the sandbox is frozen: time
+ * spent frozen since the exchange began (`frozen_base`, sb->frozen_ns then) is added to it.
+ * Returns 0 (poll returned, or was interrupted), -ETIMEDOUT or the -errno of poll.
+ */
+static int wait_io(struct sbx_sandbox *sb, struct pollfd *p, nfds_t n, uint64_t deadline_ns,
+		   uint64_t frozen_base)
 {
-	struct nemo_frame_hdr hdr = {
-		.magic = NEMO_FRAME_MAGIC, .type = type, .len = len, .status = status};
+	uint64_t now, paused, wait_ms;
+	bool frozen;
+
+	pthread_mutex_lock(&sb->lock);
+	now = sbx_now_ns();
+	frozen = sb->frozen;
+	paused = sb->frozen_ns - frozen_base + (frozen ? now - sb->frozen_at : 0);
+	pthread_mutex_unlock(&sb->lock);
+	if (now >= deadline_ns + paused)
+		return -ETIMEDOUT;
+	wait_ms = (deadline_ns + paused - now + 999999) / 1000000;
+	/* frozen, the clock stands still: the thaw is seen at the next look */
+	if (frozen && wait_ms < FROZEN_RECHECK_MS)
+		wait_ms = FROZEN_RECHECK_MS;
+	if (poll(p, n, wait_ms > INT32_MAX ? INT32_MAX : (int)wait_ms) < 0 && errno != EINTR)
+		return -errno;
+	return 0;
+}
+
+/* Write header + payload to the sandbox, all of it, by the deadline (see wait_io). */
+static int send_frame(struct sbx_sandbox *sb, uint16_t type, const void *data, uint32_t len,
+		      uint64_t deadline_ns, uint64_t frozen_base)
+{
+	struct nemo_frame_hdr hdr = {.magic = NEMO_FRAME_MAGIC, .type = type, .len = len};
 	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {(void *)data, len}};
 	size_t left = sizeof(hdr) + len;
 	int iovcnt = len ? 2 : 1;
 	struct iovec *v = iov;
 
 	while (left) {
-		ssize_t n = writev(fd, v, iovcnt);
+		ssize_t n = writev(sb->sock, v, iovcnt);
 
 		if (n < 0) {
-			struct pollfd p = {.fd = fd, .events = POLLOUT};
-			int wait_ms = -1;
+			struct pollfd p = {.fd = sb->sock, .events = POLLOUT};
+			int rc;
 
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN)
 				return -errno;
-			if (deadline_ns) {
-				uint64_t now = sbx_now_ns();
-
-				if (now >= deadline_ns)
-					return -ETIMEDOUT;
-				wait_ms = (int)((deadline_ns - now) / 1000000 + 1);
-			}
-			if (poll(&p, 1, wait_ms) < 0 && errno != EINTR)
-				return -errno;
+			rc = wait_io(sb, &p, 1, deadline_ns, frozen_base);
+			if (rc)
+				return rc;
 			continue;
 		}
 		left -= (size_t)n;
@@ -438,11 +484,12 @@ int sbx_frame_send(int fd, uint16_t type, uint32_t status, const void *data, uin
 
 /*
  * Receive one frame into sb->rbuf (header, then up to `cap` payload bytes), watching the
- * pidfd so a death is seen at once. Returns 0, -ETIMEDOUT, -EPIPE (the sandbox died or
- * closed), -EPROTO (bad header) or -EMSGSIZE (payload over cap).
+ * pidfd so a death is seen at once. Returns 0, -ETIMEDOUT (time frozen not counted, see
+ * wait_io), -EPIPE (the sandbox died or closed), -EPROTO (bad header) or -EMSGSIZE (payload
+ * over cap).
  */
 static int recv_frame(struct sbx_sandbox *sb, struct nemo_frame_hdr *hdr, uint32_t cap,
-		      uint64_t deadline_ns)
+		      uint64_t deadline_ns, uint64_t frozen_base)
 {
 	size_t have = 0, want = 0; /* want: the whole frame, once the header is in */
 
@@ -451,7 +498,7 @@ static int recv_frame(struct sbx_sandbox *sb, struct nemo_frame_hdr *hdr, uint32
 		ssize_t n = read(sb->sock, sb->rbuf + have, room);
 		struct pollfd p[2] = {{.fd = sb->sock, .events = POLLIN},
 				      {.fd = sb->pidfd, .events = POLLIN}};
-		uint64_t now;
+		int rc;
 
 		if (n > 0) {
 			have += (size_t)n;
@@ -475,11 +522,9 @@ static int recv_frame(struct sbx_sandbox *sb, struct nemo_frame_hdr *hdr, uint32
 			continue;
 		if (errno != EAGAIN)
 			return -EPIPE;
-		now = sbx_now_ns();
-		if (now >= deadline_ns)
-			return -ETIMEDOUT;
-		if (poll(p, 2, (int)((deadline_ns - now + 999999) / 1000000)) < 0 && errno != EINTR)
-			return -errno;
+		rc = wait_io(sb, p, 2, deadline_ns, frozen_base);
+		if (rc)
+			return rc;
 		/* data first: a response written just before an exit still counts */
 		if (!(p[0].revents & (POLLIN | POLLHUP)) && (p[1].revents & POLLIN))
 			return -EPIPE;
@@ -531,13 +576,13 @@ int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
 		       host->python_path);
 	/* the OOM counter of a fresh cgroup is 0, but read it: the backend decides */
 	host->cg->oom_kills(&sb->cg, &sb->oom_base);
-	rc = sbx_frame_send(sb->sock, NEMO_FRAME_INIT, 0, block, (uint32_t)len + 1, deadline);
+	/* a sandbox being initialised cannot be frozen: no frozen time to skip */
+	rc = send_frame(sb, NEMO_FRAME_INIT, block, (uint32_t)len + 1, deadline, sb->frozen_ns);
 	if (!rc)
-		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline);
+		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline, sb->frozen_ns);
 	if (rc == -ETIMEDOUT) {
 		snprintf(err, errlen, "%s: init took longer than %u ms", sb->spec.name, timeout);
 		kill_sandbox(sb);
-		sb->state = SBX_STATE_DEAD;
 		return -ETIMEDOUT;
 	}
 	if (rc == -EPIPE) {
@@ -552,7 +597,6 @@ int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: init: protocol error (%s)", sb->spec.name,
 			 strerror(-rc));
 		kill_sandbox(sb);
-		sb->state = SBX_STATE_DEAD;
 		return rc;
 	}
 	if (hdr.type == NEMO_FRAME_INIT_ERROR) {
@@ -560,17 +604,15 @@ int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
 			 (char *)sb->rbuf + sizeof(hdr));
 		NEMO_ERR(SBX_LOG, "init failed: %s", err);
 		kill_sandbox(sb);
-		sb->state = SBX_STATE_DEAD;
 		return -ENOEXEC;
 	}
 	if (hdr.type != NEMO_FRAME_READY) {
 		snprintf(err, errlen, "%s: init: expected READY, got frame type %u", sb->spec.name,
 			 hdr.type);
 		kill_sandbox(sb);
-		sb->state = SBX_STATE_DEAD;
 		return -EPROTO;
 	}
-	sb->state = SBX_STATE_READY;
+	set_state(sb, SBX_STATE_READY);
 	sb->init_ns = sbx_now_ns() - t0;
 	return 0;
 }
@@ -590,8 +632,9 @@ static void result_set(struct sbx_result *res, enum sbx_status status, const cha
 
 int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_result *res)
 {
+	uint64_t t0, deadline, frozen_base;
 	struct nemo_frame_hdr hdr;
-	uint64_t t0, deadline;
+	enum sbx_state state;
 	int rc;
 
 	if (!sb || !res || (len && !req))
@@ -606,30 +649,33 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 			   sb->spec.max_payload_bytes);
 		return 0;
 	}
-	if (sb->state != SBX_STATE_READY) {
-		result_set(res, SBX_ERR_STATE, "sandbox is %s, not ready",
-			   sbx_state_name(sb->state));
+	/* READY to BUSY in one step: a freeze from another thread sees one or the other */
+	pthread_mutex_lock(&sb->lock);
+	state = sb->state;
+	if (state == SBX_STATE_READY)
+		sb->state = SBX_STATE_BUSY;
+	frozen_base = sb->frozen_ns;
+	pthread_mutex_unlock(&sb->lock);
+	if (state != SBX_STATE_READY) {
+		result_set(res, SBX_ERR_STATE, "sandbox is %s, not ready", sbx_state_name(state));
 		return 0;
 	}
 	t0 = sbx_now_ns();
 	deadline = t0 + (uint64_t)sb->spec.timeout_ms * 1000000ull;
-	sb->state = SBX_STATE_BUSY;
-	rc = sbx_frame_send(sb->sock, NEMO_FRAME_REQUEST, 0, req, (uint32_t)len, deadline);
+	rc = send_frame(sb, NEMO_FRAME_REQUEST, req, (uint32_t)len, deadline, frozen_base);
 	if (!rc)
-		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline);
+		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline, frozen_base);
 	res->times.run_ns = sbx_now_ns() - t0;
 	switch (rc) {
 	case 0:
 		break;
 	case -ETIMEDOUT:
 		kill_sandbox(sb);
-		sb->state = SBX_STATE_DEAD;
 		result_set(res, SBX_ERR_TIMEOUT, "function timed out after %u ms: killed",
 			   sb->spec.timeout_ms);
 		return 0;
 	case -EMSGSIZE:
 		kill_sandbox(sb);
-		sb->state = SBX_STATE_DEAD;
 		result_set(res, SBX_ERR_RESPONSE_TOO_LARGE,
 			   "response is over the limit of %u bytes", sb->spec.max_payload_bytes);
 		return 0;
@@ -652,12 +698,14 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	}
 	if (hdr.type != NEMO_FRAME_RESPONSE) {
 		kill_sandbox(sb);
-		sb->state = SBX_STATE_DEAD;
 		result_set(res, SBX_ERR_CRASHED,
 			   "protocol error: frame type %u instead of a response", hdr.type);
 		return 0;
 	}
-	sb->state = SBX_STATE_READY;
+	/* the answer may have been on its way when the core froze: then it idles frozen */
+	pthread_mutex_lock(&sb->lock);
+	sb->state = sb->frozen ? SBX_STATE_FROZEN : SBX_STATE_READY;
+	pthread_mutex_unlock(&sb->lock);
 	res->response = malloc(hdr.len + 1);
 	if (!res->response) {
 		result_set(res, SBX_ERR_INTERNAL, "out of memory for a %u-byte response", hdr.len);
@@ -682,52 +730,98 @@ void sbx_result_release(struct sbx_result *res)
 	res->response_len = 0;
 }
 
-int sbx_freeze(struct sbx_sandbox *sb)
+/* Has the sandbox's init exited? A look only: reaping is for its owner (sbx_state). */
+static bool exited(const struct sbx_sandbox *sb)
 {
-	uint64_t deadline;
+	struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+
+	return sb->reaped || (sb->pidfd >= 0 && poll(&p, 1, 0) == 1);
+}
+
+int sbx_freeze_begin(struct sbx_sandbox *sb)
+{
+	int rc = -EBUSY;
+
+	pthread_mutex_lock(&sb->lock);
+	if (!sb->frozen &&
+	    (sb->state == SBX_STATE_BUSY || (sb->state == SBX_STATE_READY && !exited(sb)))) {
+		rc = sb->host->cg->freeze(&sb->cg, true);
+		if (!rc) {
+			sb->frozen = true;
+			sb->frozen_at = sbx_now_ns();
+			/* an invocation in flight stays BUSY: it pauses, and goes on at the thaw */
+			if (sb->state == SBX_STATE_READY)
+				sb->state = SBX_STATE_FROZEN;
+		}
+	}
+	pthread_mutex_unlock(&sb->lock);
+	return rc;
+}
+
+int sbx_freeze_settle(struct sbx_sandbox *sb, uint64_t deadline_ns)
+{
 	int rc;
 
-	if (sbx_state(sb) != SBX_STATE_READY)
-		return -EBUSY;
-	rc = sb->host->cg->freeze(&sb->cg, true);
-	if (rc)
-		return rc;
 	/* the freezer is asynchronous: the state reads FREEZING until every task stopped */
-	deadline = sbx_now_ns() + FREEZE_TIMEOUT_NS;
-	while ((rc = sb->host->cg->is_frozen(&sb->cg)) == 0) {
-		if (sbx_now_ns() > deadline) {
-			NEMO_ERR(SBX_LOG, "%s: freezer did not settle in 100 ms", sb->spec.name);
-			sb->host->cg->freeze(&sb->cg, false);
-			return -ETIMEDOUT;
-		}
+	while ((rc = sb->host->cg->is_frozen(&sb->cg)) == 0 && sbx_now_ns() <= deadline_ns)
 		usleep(50);
+	if (rc == 1)
+		return 0;
+	if (rc == 0)
+		NEMO_ERR(SBX_LOG, "%s: freezer of sandbox %" PRIu64 " did not settle in 100 ms",
+			 sb->spec.name, sb->id);
+	pthread_mutex_lock(&sb->lock);
+	if (sb->frozen) {
+		sb->host->cg->freeze(&sb->cg, false);
+		unfrozen_locked(sb);
 	}
-	if (rc < 0)
-		return rc;
-	sb->state = SBX_STATE_FROZEN;
-	return 0;
+	pthread_mutex_unlock(&sb->lock);
+	return rc ? rc : -ETIMEDOUT;
+}
+
+int sbx_freeze(struct sbx_sandbox *sb)
+{
+	int rc = sbx_freeze_begin(sb);
+
+	return rc ? rc : sbx_freeze_settle(sb, sbx_now_ns() + SBX_FREEZE_TIMEOUT_NS);
 }
 
 int sbx_thaw(struct sbx_sandbox *sb)
 {
-	int rc;
+	int rc = -EBUSY;
 
-	if (sb->state != SBX_STATE_FROZEN)
-		return -EBUSY;
-	rc = sb->host->cg->freeze(&sb->cg, false);
-	if (rc)
-		return rc;
-	sb->state = SBX_STATE_READY;
-	return 0;
+	pthread_mutex_lock(&sb->lock);
+	if (sb->frozen) {
+		rc = sb->host->cg->freeze(&sb->cg, false);
+		if (!rc)
+			unfrozen_locked(sb);
+	}
+	pthread_mutex_unlock(&sb->lock);
+	return rc;
+}
+
+bool sbx_frozen(struct sbx_sandbox *sb)
+{
+	bool frozen;
+
+	pthread_mutex_lock(&sb->lock);
+	frozen = sb->frozen;
+	pthread_mutex_unlock(&sb->lock);
+	return frozen;
 }
 
 int sbx_move(struct sbx_sandbox *sb, int core)
 {
+	enum sbx_state state;
+
 	if (core < 0 || core >= sb->host->n_cores)
 		return -EINVAL;
 	if (core == sb->cg.core)
 		return 0;
-	if (sb->state == SBX_STATE_DEAD || sb->state == SBX_STATE_BUSY)
+	pthread_mutex_lock(&sb->lock);
+	state = sb->state;
+	pthread_mutex_unlock(&sb->lock);
+	if (state == SBX_STATE_DEAD || state == SBX_STATE_BUSY)
 		return -EBUSY;
 	return sb->host->cg->move(sb->host, &sb->cg, core);
 }
@@ -744,21 +838,24 @@ void sbx_destroy(struct sbx_sandbox *sb)
 	if (sb->pidfd >= 0)
 		close(sb->pidfd);
 	host_unlink(sb->host, sb);
+	pthread_mutex_destroy(&sb->lock);
 	free(sb->rbuf);
 	free(sb);
 }
 
 enum sbx_state sbx_state(struct sbx_sandbox *sb)
 {
-	if (sb->state != SBX_STATE_DEAD && sb->state != SBX_STATE_FROZEN && sb->pidfd >= 0) {
-		struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+	enum sbx_state state;
 
-		if (poll(&p, 1, 0) == 1) {
-			reap(sb, true);
-			sb->state = SBX_STATE_DEAD;
-		}
+	pthread_mutex_lock(&sb->lock);
+	/* BUSY: its invoker watches the pidfd and reaps; FROZEN: it cannot die on v1 */
+	if ((sb->state == SBX_STATE_CREATED || sb->state == SBX_STATE_READY) && exited(sb)) {
+		reap(sb, true);
+		sb->state = SBX_STATE_DEAD;
 	}
-	return sb->state;
+	state = sb->state;
+	pthread_mutex_unlock(&sb->lock);
+	return state;
 }
 
 const char *sbx_state_name(enum sbx_state state)

@@ -1,4 +1,4 @@
-/* sandbox_internal.h - what the sandbox/ sources share: the host, cgroup backends, frames, cleanup. */
+/* sandbox_internal.h - what sandbox/ shares: the host, cgroup backends, the sandbox, cleanup. */
 #ifndef NEMO_SANDBOX_INTERNAL_H
 #define NEMO_SANDBOX_INTERNAL_H
 
@@ -110,12 +110,6 @@ struct sbx_host {
 /* Compile the seccomp filter into a sealed memfd. Returns the fd or -errno. */
 int sbx_seccomp_compile(bool deny_unix_sockets);
 
-/* ---- frames ---- */
-
-/* Write header + payload, all of it, waiting at most until deadline_ns (0: forever). */
-int sbx_frame_send(int fd, uint16_t type, uint32_t status, const void *data, uint32_t len,
-		   uint64_t deadline_ns);
-
 /* ---- the sandbox ---- */
 
 struct sbx_sandbox {
@@ -135,7 +129,32 @@ struct sbx_sandbox {
 	uint8_t *rbuf; /* response buffer, max_payload_bytes */
 	struct sbx_sandbox *host_next, *host_prev;
 	void *pool_entry; /* owned by the pool that made it, if any */
+	/*
+	 * A pool freezes a core's instances from its own thread, while their owners may be in
+	 * sbx_invoke(): `lock` guards `state` and the freezer fields below against that.
+	 */
+	pthread_mutex_t lock;
+	bool frozen;	    /* the freezer holds it: FROZEN, or BUSY with its invocation paused */
+	uint64_t frozen_at; /* when the current freeze began (while frozen) */
+	uint64_t frozen_ns; /* time spent frozen in earlier freezes: invocation deadlines skip it */
 };
+
+/* How long a freeze may take to settle before it is undone. */
+#define SBX_FREEZE_TIMEOUT_NS (100 * 1000000ull)
+
+/*
+ * sbx_freeze() in two halves, so that a pool freezes many sandboxes at once and then waits
+ * for all of them. begin: write the freezer (READY becomes FROZEN, BUSY stays BUSY with its
+ * invocation paused); 0, -EBUSY (not READY or BUSY, already frozen, or dead) or the -errno
+ * of the write. settle: wait until the kernel reads frozen, at most until deadline_ns, else
+ * thaw again; 0, -ETIMEDOUT or the -errno of the read. Either may run on another thread
+ * than the owner's sbx_invoke().
+ */
+int sbx_freeze_begin(struct sbx_sandbox *sb);
+int sbx_freeze_settle(struct sbx_sandbox *sb, uint64_t deadline_ns);
+
+/* Whether the freezer holds the sandbox (idle or in the middle of an invocation). */
+bool sbx_frozen(struct sbx_sandbox *sb);
 
 /* Env key for the runtime: where the python shim is. */
 #define SBX_SHIM_ENV "NEMO_SBX_SHIM"

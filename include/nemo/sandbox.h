@@ -19,6 +19,7 @@
  *   sbx_init()    ──► READY     (warm: code loaded, handler resolved, waiting for requests)
  *   sbx_invoke()  ──► BUSY ──► READY
  *   sbx_freeze()  ──► FROZEN    sbx_thaw() ──► READY
+ *                     (BUSY stays BUSY: the invocation pauses, and goes on at the thaw)
  *   sbx_move()    ──  same state, other core's parent cgroup
  *   crash/OOM/timeout ──► DEAD  (detected through the sandbox's pidfd; result says why)
  *   sbx_destroy() ──  processes killed, cgroup removed, handle freed
@@ -29,7 +30,9 @@
  * Thread safety: a struct sbx_host and a struct sbx_pool may be used from several threads at
  * once (each holds its own lock). A struct sbx_sandbox belongs to one thread at a time: the
  * thread that created it, or the one that acquired it from a pool until it releases it.
- * Functions on one sandbox must not run concurrently.
+ * Functions on one sandbox must not run concurrently, except sbx_freeze(), sbx_thaw() and
+ * sbx_state(), which another thread may call while the owner is in sbx_invoke() (that is how
+ * a pool freezes a core's instances, sbx_pool_freeze_core()).
  */
 
 #define SBX_NAME_MAX	64  /* function name, including the NUL */
@@ -244,9 +247,16 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 void sbx_result_release(struct sbx_result *res);
 
 /*
- * Freeze (cgroup freezer) and wait until the cgroup reads frozen; thaw back. Returns 0,
- * -EBUSY in the wrong state, -ETIMEDOUT if the freezer did not settle within 100 ms, or the
- * -errno of the cgroup write.
+ * Freeze (cgroup freezer) and wait until the kernel reads the cgroup frozen; thaw back.
+ * A READY sandbox becomes FROZEN, and sbx_invoke() on it says SBX_ERR_STATE until the thaw.
+ * A BUSY one stays BUSY: its invocation pauses where it is and goes on after the thaw. The
+ * invoking thread keeps waiting for the reply, and time spent frozen does not count against
+ * timeout_ms (a paused invocation waits as long as the freeze lasts; res->times.run_ns is
+ * wall time, pause included). May be called from another thread than the owner's.
+ * sbx_freeze returns 0, -EBUSY (not READY or BUSY, already frozen, or dead), -ETIMEDOUT if
+ * the freezer did not settle within 100 ms (the sandbox is thawed again, as it was), or the
+ * -errno of the cgroup write. sbx_thaw returns 0, -EBUSY (not frozen) or the -errno of the
+ * cgroup write.
  */
 int sbx_freeze(struct sbx_sandbox *sb);
 int sbx_thaw(struct sbx_sandbox *sb);
@@ -263,6 +273,7 @@ void sbx_destroy(struct sbx_sandbox *sb);
 
 /*
  * The state, refreshed: a READY sandbox whose processes died is reported (and kept) DEAD.
+ * A BUSY sandbox whose invocation is paused by the freezer still reads BUSY.
  */
 enum sbx_state sbx_state(struct sbx_sandbox *sb);
 const char *sbx_state_name(enum sbx_state state);
