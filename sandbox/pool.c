@@ -16,7 +16,9 @@ struct pool_entry {
 	struct sbx_keepalive_entry ka;
 	uint64_t generation; /* of the spec it was made from */
 	bool prewarmed;	     /* made ahead of demand and never served */
+	bool freezing;	     /* sbx_pool_freeze_core began its freeze and waits for it */
 	struct pool_entry *next;
+	struct pool_entry *acq_next, *acq_prev; /* on pool->acquired while acquired */
 };
 
 struct fn_pool {
@@ -39,8 +41,11 @@ struct sbx_pool {
 	struct sbx_keepalive_state ka;
 	pthread_mutex_t lock;
 	pthread_cond_t released;
+	pthread_cond_t thawed; /* sbx_pool_thaw_core ran: frozen acquired instances look again */
 	struct fn_pool *fns;
-	uint64_t memory_used; /* every instance, idle or busy */
+	struct pool_entry *acquired; /* every acquired instance, of any function: a core freeze
+				      * reaches invocations in flight */
+	uint64_t memory_used;	     /* every instance, idle or busy */
 };
 
 #define DEFAULT_ESTIMATE (8ull << 20) /* when the cgroup cannot be read */
@@ -68,7 +73,29 @@ struct sbx_pool *sbx_pool_new(struct sbx_host *host, const struct sbx_keepalive_
 	}
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->released, NULL);
+	pthread_cond_init(&pool->thawed, NULL);
 	return pool;
+}
+
+/* Under the lock: an instance was handed out (or given back). */
+static void acquired_add(struct sbx_pool *pool, struct pool_entry *e)
+{
+	e->acq_prev = NULL;
+	e->acq_next = pool->acquired;
+	if (pool->acquired)
+		pool->acquired->acq_prev = e;
+	pool->acquired = e;
+}
+
+static void acquired_remove(struct sbx_pool *pool, struct pool_entry *e)
+{
+	if (e->acq_prev)
+		e->acq_prev->acq_next = e->acq_next;
+	else
+		pool->acquired = e->acq_next;
+	if (e->acq_next)
+		e->acq_next->acq_prev = e->acq_prev;
+	e->acq_next = e->acq_prev = NULL;
 }
 
 static struct fn_pool *find_fn(struct sbx_pool *pool, const char *name)
@@ -118,6 +145,7 @@ void sbx_pool_destroy(struct sbx_pool *pool)
 				  fn->busy, fn->spec.name);
 		free(fn);
 	}
+	pthread_cond_destroy(&pool->thawed);
 	pthread_cond_destroy(&pool->released);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);
@@ -352,8 +380,9 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
 
 /*
  * Under the lock: the best idle instance for `core` (most recently idle, on that core if
- * any), taken off the list. Only the chosen one is checked for life (one poll of its pidfd);
- * a dead one goes to *dead and the next is tried.
+ * any), taken off the list. Frozen ones stay where they are: their core belongs to its NF
+ * until the thaw, and an invocation sent there would wait for it. Only the chosen one is
+ * checked for life (one poll of its pidfd); a dead one goes to *dead and the next is tried.
  */
 static struct pool_entry *take_warm(struct sbx_pool *pool, struct fn_pool *fn, int core,
 				    struct pool_entry **dead)
@@ -362,8 +391,9 @@ static struct pool_entry *take_warm(struct sbx_pool *pool, struct fn_pool *fn, i
 		struct pool_entry **best = NULL, *e;
 
 		for (struct pool_entry **pp = &fn->idle; *pp; pp = &(*pp)->next)
-			if (!best || (core >= 0 && sbx_core((*pp)->sb) == core &&
-				      sbx_core((*best)->sb) != core))
+			if (!sbx_frozen((*pp)->sb) &&
+			    (!best || (core >= 0 && sbx_core((*pp)->sb) == core &&
+				       sbx_core((*best)->sb) != core)))
 				best = pp;
 		if (!best)
 			return NULL;
@@ -435,6 +465,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 		else
 			fn->st.warm_starts++;
 		e->prewarmed = false;
+		acquired_add(pool, e);
 		pthread_mutex_unlock(&pool->lock);
 		res->times.queue_ns = sbx_now_ns() - t0;
 		destroy_entries(dead);
@@ -468,6 +499,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 	}
 	e->fn = fn;
 	settle_memory(pool, fn, reserve, e);
+	acquired_add(pool, e);
 	pthread_mutex_unlock(&pool->lock);
 	return e->sb;
 }
@@ -475,18 +507,22 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
 {
 	struct pool_entry *e = sb->pool_entry;
-	enum sbx_state state = sbx_state(sb);
+	enum sbx_state state;
 	struct sbx_spec spec;
 	struct fn_pool *fn;
 	bool replace = false;
 	int core = sbx_core(sb);
 
 	pthread_mutex_lock(&pool->lock);
+	/* read under the lock: a core freeze turns READY into FROZEN under it */
+	state = sbx_state(sb);
+	acquired_remove(pool, e);
 	/* an undeployed function's fn lives on (retired) while instances are acquired */
 	fn = e->fn;
 	fn->busy--;
 	pthread_cond_broadcast(&pool->released);
-	if (!fn->retired && state == SBX_STATE_READY && e->generation == fn->generation) {
+	if (!fn->retired && (state == SBX_STATE_READY || state == SBX_STATE_FROZEN) &&
+	    e->generation == fn->generation) {
 		e->ka.last_used_ns = sbx_now_ns();
 		e->ka.frequency = fn->frequency;
 		pool->ops->on_idle(&pool->ka, &e->ka, e->ka.last_used_ns);
@@ -512,6 +548,25 @@ void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
 		sbx_pool_prewarm(pool, spec.name, core, 1);
 }
 
+/* An acquired instance was frozen with its core before it was invoked: wait for the thaw. */
+static void wait_thawed(struct sbx_pool *pool, struct sbx_sandbox *sb)
+{
+	pthread_mutex_lock(&pool->lock);
+	while (sbx_frozen(sb)) {
+		struct timespec until;
+
+		/* thawed by sbx_pool_thaw_core, which signals; look again now and then anyway */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&pool->thawed, &pool->lock, &until);
+	}
+	pthread_mutex_unlock(&pool->lock);
+}
+
 int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const void *req, size_t len,
 		    struct sbx_result *res)
 {
@@ -527,6 +582,20 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 	t = res->times;
 	path = res->path;
 	sbx_invoke(sb, req, len, res);
+	/*
+	 * An acquired instance is READY, so a refusal means its core froze since the acquire
+	 * (and may have thawed since the refusal): the request waits for the thaw.
+	 */
+	while (res->status == SBX_ERR_STATE) {
+		enum sbx_state state = sbx_state(sb);
+		uint64_t t1 = sbx_now_ns();
+
+		if (state != SBX_STATE_FROZEN && state != SBX_STATE_READY)
+			break;
+		wait_thawed(pool, sb);
+		t.queue_ns += sbx_now_ns() - t1;
+		sbx_invoke(sb, req, len, res);
+	}
 	t.run_ns = res->times.run_ns;
 	res->times = t;
 	res->path = path;
@@ -544,7 +613,8 @@ int sbx_pool_maintain(struct sbx_pool *pool)
 	for (struct fn_pool *fn = pool->fns; fn; fn = fn->next) {
 		for (struct pool_entry **pp = &fn->idle; *pp;) {
 			struct pool_entry *e = *pp;
-			bool dead = sbx_state(e->sb) != SBX_STATE_READY;
+			/* a frozen one is alive: it expires like the others, killed frozen */
+			bool dead = sbx_state(e->sb) == SBX_STATE_DEAD;
 
 			if (!dead && !pool->ops->expired(&pool->ka, &e->ka, now)) {
 				pp = &e->next;
@@ -567,12 +637,20 @@ int sbx_pool_maintain(struct sbx_pool *pool)
 	return n;
 }
 
-static void add_stats(struct sbx_pool_stats *to, const struct fn_pool *fn)
+/* Under the lock. */
+static void add_stats(struct sbx_pool_stats *to, const struct sbx_pool *pool,
+		      const struct fn_pool *fn)
 {
-	to->idle += fn->n_idle;
 	to->busy += fn->busy;
-	for (const struct pool_entry *e = fn->idle; e; e = e->next)
-		to->prewarmed += e->prewarmed;
+	for (const struct pool_entry *e = fn->idle; e; e = e->next) {
+		bool frozen = sbx_frozen(e->sb);
+
+		to->idle += !frozen;
+		to->frozen += frozen;
+		to->prewarmed += e->prewarmed && !frozen;
+	}
+	for (const struct pool_entry *e = pool->acquired; e; e = e->acq_next)
+		to->frozen += e->fn == fn && sbx_frozen(e->sb);
 	to->cold_starts += fn->st.cold_starts;
 	to->warm_starts += fn->st.warm_starts;
 	to->prewarmed_starts += fn->st.prewarmed_starts;
@@ -591,13 +669,111 @@ int sbx_pool_stats(struct sbx_pool *pool, const char *name, struct sbx_pool_stat
 		struct fn_pool *fn = find_fn(pool, name);
 
 		if (fn)
-			add_stats(st, fn);
+			add_stats(st, pool, fn);
 		else
 			rc = -ENOENT;
 	} else {
 		for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
-			add_stats(st, fn);
+			add_stats(st, pool, fn);
 	}
 	pthread_mutex_unlock(&pool->lock);
 	return rc;
+}
+
+/* ---- reclaiming a core for its NF ------------------------------------------------------------ */
+
+/* Under the lock: every instance on `core`, idle or acquired, for `step`. */
+static void each_on_core(struct sbx_pool *pool, int core,
+			 void (*step)(struct pool_entry *e, void *arg), void *arg)
+{
+	for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
+		for (struct pool_entry *e = fn->idle; e; e = e->next)
+			if (sbx_core(e->sb) == core)
+				step(e, arg);
+	for (struct pool_entry *e = pool->acquired; e; e = e->acq_next)
+		if (sbx_core(e->sb) == core)
+			step(e, arg);
+}
+
+struct core_walk {
+	uint64_t deadline_ns;
+	int done; /* frozen (or thawed) */
+	int rc;	  /* the first failure */
+};
+
+static void freeze_begin_step(struct pool_entry *e, void *arg)
+{
+	struct core_walk *w = arg;
+	int rc;
+
+	if (sbx_frozen(e->sb)) {
+		w->done++;
+		return;
+	}
+	rc = sbx_freeze_begin(e->sb);
+	/* -EBUSY: it died; nothing runs there to stop */
+	if (rc && rc != -EBUSY && !w->rc)
+		w->rc = rc;
+	e->freezing = !rc;
+}
+
+static void freeze_settle_step(struct pool_entry *e, void *arg)
+{
+	struct core_walk *w = arg;
+	int rc;
+
+	if (!e->freezing)
+		return;
+	e->freezing = false;
+	rc = sbx_freeze_settle(e->sb, w->deadline_ns);
+	if (!rc)
+		w->done++;
+	else if (!w->rc)
+		w->rc = rc;
+}
+
+int sbx_pool_freeze_core(struct sbx_pool *pool, int core)
+{
+	struct core_walk w = {0};
+
+	if (!pool || core < 0 || core >= sbx_host_n_cores(pool->host))
+		return -EINVAL;
+	/*
+	 * Under the lock from first write to last settle: no instance of the core is handed out
+	 * half frozen, and none is destroyed under our feet. Every freezer is written first,
+	 * then all are awaited against one deadline, so the NF waits for the slowest only.
+	 */
+	pthread_mutex_lock(&pool->lock);
+	each_on_core(pool, core, freeze_begin_step, &w);
+	w.deadline_ns = sbx_now_ns() + SBX_FREEZE_TIMEOUT_NS;
+	each_on_core(pool, core, freeze_settle_step, &w);
+	pthread_mutex_unlock(&pool->lock);
+	return w.done || !w.rc ? w.done : w.rc;
+}
+
+static void thaw_step(struct pool_entry *e, void *arg)
+{
+	struct core_walk *w = arg;
+	int rc;
+
+	if (!sbx_frozen(e->sb))
+		return;
+	rc = sbx_thaw(e->sb);
+	if (!rc)
+		w->done++;
+	else if (!w->rc)
+		w->rc = rc;
+}
+
+int sbx_pool_thaw_core(struct sbx_pool *pool, int core)
+{
+	struct core_walk w = {0};
+
+	if (!pool || core < 0 || core >= sbx_host_n_cores(pool->host))
+		return -EINVAL;
+	pthread_mutex_lock(&pool->lock);
+	each_on_core(pool, core, thaw_step, &w);
+	pthread_cond_broadcast(&pool->thawed);
+	pthread_mutex_unlock(&pool->lock);
+	return w.rc ? w.rc : w.done;
 }

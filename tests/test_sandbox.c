@@ -1,11 +1,13 @@
 /* test_sandbox.c - sandbox specs, isolation, lifecycle, hostile functions and warm pools. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nemo/log.h"
@@ -902,9 +904,212 @@ static void test_pool_budget_eviction(void)
 	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sandbox freezer cgroups of this suite's root that the kernel reads FROZEN (v1). */
+static int kernel_frozen_sandboxes(void)
+{
+	char dir[256], path[600], state[32];
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/sys/fs/cgroup/freezer/%s", root);
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		FILE *f;
+
+		if (strncmp(de->d_name, "sbx-", 4))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/freezer.state", dir, de->d_name);
+		f = fopen(path, "r");
+		if (f && fgets(state, sizeof(state), f) && !strncmp(state, "FROZEN", 6))
+			n++;
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* One sbx_pool_invoke on its own thread, as a gateway worker makes it. */
+struct pool_call {
+	struct sbx_pool *pool;
+	const char *name;
+	int core;
+	const char *req;
+	struct sbx_result res;
+	uint64_t ms; /* how long it took */
+	pthread_t thread;
+	bool started;
+	volatile bool done;
+};
+
+static void *pool_call_main(void *arg)
+{
+	struct pool_call *c = arg;
+	uint64_t t0 = now_ms();
+
+	sbx_pool_invoke(c->pool, c->name, c->core, c->req, strlen(c->req), &c->res);
+	c->ms = now_ms() - t0;
+	__atomic_store_n(&c->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static bool pool_call_done(struct pool_call *c)
+{
+	return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Reclaim freezes a core while one instance idles there and another is in the middle of an
+ * invocation. The idle one must not be handed out (a new request gets a fresh instance at
+ * once instead of hanging on a frozen one), the invocation in flight pauses and finishes with
+ * its own result after the thaw, although it stayed frozen longer than its timeout, and no
+ * instance is taken for dead.
+ */
+static void test_pool_freeze_core(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, NULL);
+	int core = 1 % sbx_host_n_cores(host), frozen, thawed;
+	struct pool_call busy = {0};
+	struct sbx_pool_stats st;
+	struct sbx_result r = {0};
+	uint64_t t0, cold_ms;
+	bool overtaken;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	s.timeout_ms = 300; /* shorter than the freeze below */
+	s.concurrency = 4;
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_prewarm(pool, s.name, core, 2), 2);
+	/* one of the two naps 200 ms: it is in the middle of it when the core freezes */
+	busy = (struct pool_call){.pool = pool, .name = s.name, .core = core, .req = "200"};
+	busy.started = pthread_create(&busy.thread, NULL, pool_call_main, &busy) == 0;
+	CU_ASSERT_FATAL(busy.started);
+	for (int i = 0; i < 200 && (sbx_pool_stats(pool, s.name, &st), st.busy < 1); i++)
+		usleep(1000);
+	usleep(50 * 1000);
+
+	t0 = now_ms();
+	frozen = sbx_pool_freeze_core(pool, core);
+	printf("\n  froze %d instances of core %d in %llu ms", frozen, core,
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(frozen, 2);
+	/* reported done only once the kernel says so */
+	CU_ASSERT_EQUAL(kernel_frozen_sandboxes(), 2);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.frozen, 2);
+	CU_ASSERT_EQUAL(st.idle, 0);
+	CU_ASSERT_EQUAL(st.busy, 1);
+
+	/* a new request on that core: not the frozen idle instance, a cold start, at once */
+	t0 = now_ms();
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, core, "0", 1, &r), 0);
+	cold_ms = now_ms() - t0;
+	printf(", a new request took %llu ms (%s)", (unsigned long long)cold_ms,
+	       sbx_start_path_name(r.path));
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_COLD);
+	CU_ASSERT_STRING_EQUAL(r.response ? (char *)r.response : r.message, "calls=1");
+	CU_ASSERT(cold_ms < 250);
+	sbx_result_release(&r);
+
+	/* frozen for longer than the function's timeout: the paused invocation is not killed */
+	usleep(500 * 1000);
+	overtaken = !pool_call_done(&busy);
+	CU_ASSERT_TRUE(overtaken);
+	CU_ASSERT_EQUAL(kernel_frozen_sandboxes(), 2);
+	thawed = sbx_pool_thaw_core(pool, core);
+	CU_ASSERT_EQUAL(thawed, 2);
+	CU_ASSERT_EQUAL(kernel_frozen_sandboxes(), 0);
+	pthread_join(busy.thread, NULL);
+	printf(", the paused one took %llu ms: %s '%s'\n  ", (unsigned long long)busy.ms,
+	       sbx_status_name(busy.res.status),
+	       busy.res.response ? (char *)busy.res.response : busy.res.message);
+	CU_ASSERT_EQUAL(busy.res.status, SBX_OK);
+	CU_ASSERT_EQUAL(busy.res.path, SBX_START_PREWARMED);
+	CU_ASSERT_STRING_EQUAL(busy.res.response ? (char *)busy.res.response : busy.res.message,
+			       "calls=1");
+	CU_ASSERT(busy.ms >= 500);
+	sbx_result_release(&busy.res);
+
+	/* nothing was taken for dead: all three serve, the thawed idle one included */
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 0);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.crashes, 0);
+	CU_ASSERT_EQUAL(st.frozen, 0);
+	CU_ASSERT_EQUAL(st.idle, 3);
+	CU_ASSERT_EQUAL(st.prewarmed, 1);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, core, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	sbx_result_release(&r);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.prewarmed_starts + st.warm_starts, 2);
+	CU_ASSERT_EQUAL(st.cold_starts, 1);
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/*
+ * A frozen idle instance still expires (killed frozen, counted as an expiry, not a crash),
+ * and an instance acquired but not yet invoked when its core froze waits for the thaw.
+ */
+static void test_pool_frozen_expiry_and_acquired(void)
+{
+	struct sbx_keepalive_params p = {.ttl_ns = 50 * 1000000ull};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool = sbx_pool_new(host, &sbx_keepalive_ttl, &p);
+	int core = 1 % sbx_host_n_cores(host);
+	struct sbx_pool_stats st;
+	struct sbx_result r = {0};
+	struct sbx_sandbox *sb;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_prewarm(pool, s.name, core, 1), 1);
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 1);
+	usleep(80 * 1000);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.expirations, 1);
+	CU_ASSERT_EQUAL(st.crashes, 0);
+	CU_ASSERT_EQUAL(st.frozen, 0);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(sbx_pool_thaw_core(pool, core), 0);
+
+	/* acquired, then its core freezes: invoking it directly says so, the thaw lets it run */
+	sb = sbx_pool_acquire(pool, s.name, core, &r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 1);
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_STATE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "frozen"));
+	CU_ASSERT_EQUAL(sbx_pool_thaw_core(pool, core), 1);
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	sbx_result_release(&r);
+	sbx_pool_release(pool, sb);
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, 99), -EINVAL);
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
 NEMO_SUITE(sandbox_pool, suite_setup, suite_teardown,
 	   {"cold, warm, pre-warmed paths and phase times", test_pool_paths},
 	   {"a crashed instance is an error result and is replaced", test_pool_crash_replaced},
 	   {"fixed TTL expires idle instances", test_pool_ttl},
 	   {"greedy-dual priority order and clock", test_greedy_dual_order},
-	   {"memory budget evicts by policy", test_pool_budget_eviction})
+	   {"memory budget evicts by policy", test_pool_budget_eviction},
+	   {"a frozen core: idle instance skipped, invocation in flight paused, none dead",
+	    test_pool_freeze_core},
+	   {"a frozen idle instance expires; an acquired one waits for the thaw",
+	    test_pool_frozen_expiry_and_acquired})

@@ -368,38 +368,65 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name);
 int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count);
 
 /*
- * Take an idle instance of `name` (preferring `core`; -1 for any) or cold-start one on
- * `core` (-1: core 0). res->path and res->times (create, init, queue) say how. On success
- * the caller owns the sandbox until sbx_pool_release(). Returns the sandbox, or NULL with
- * errno (ENOENT not deployed, ENOEXEC init failed, EAGAIN at the concurrency limit) and
- * res->status/message set. Thread-safe.
+ * Take an idle instance of `name` (preferring `core`; -1 for any; frozen ones are never
+ * taken) or cold-start one on `core` (-1: core 0). res->path and res->times (create, init,
+ * queue) say how. On success the caller owns the sandbox until sbx_pool_release(); if its
+ * core is frozen before the caller invokes it, sbx_invoke() says SBX_ERR_STATE (frozen)
+ * until sbx_pool_thaw_core() (sbx_pool_invoke() waits for the thaw instead). Returns the
+ * sandbox, or NULL with errno (ENOENT not deployed, ENOEXEC init failed, EAGAIN at the
+ * concurrency limit) and res->status/message set. Thread-safe.
  */
 struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, int core,
 				     struct sbx_result *res);
 
 /*
- * Give an acquired instance back: READY instances go idle under the keep-alive policy,
- * others are destroyed (a crashed instance is replaced if the function had pre-warmed
- * instances). Thread-safe.
+ * Give an acquired instance back: READY and FROZEN instances go idle under the keep-alive
+ * policy (a frozen one is not handed out until its core is thawed), others are destroyed
+ * (a crashed instance is replaced if the function had pre-warmed instances). Thread-safe.
  */
 void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb);
 
 /*
  * acquire + invoke + release: the whole invocation, with path and every phase time in
- * `res`. Returns 0 when `res` holds an outcome, -EINVAL for NULL arguments. Thread-safe.
+ * `res`. An instance frozen with its core between acquire and invoke waits for the thaw
+ * (counted in times.queue_ns); one frozen during the invocation pauses (see sbx_freeze()).
+ * Returns 0 when `res` holds an outcome, -EINVAL for NULL arguments. Thread-safe.
  */
 int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const void *req, size_t len,
 		    struct sbx_result *res);
 
 /*
- * Housekeeping for the daemon's slow loop: destroy idle instances the policy says expired,
- * and dead idle ones. Returns how many instances were destroyed. Thread-safe.
+ * Housekeeping for the daemon's slow loop: destroy idle instances the policy says expired
+ * (frozen ones too: they are killed where they stand), and dead idle ones. Returns how many
+ * instances were destroyed. Thread-safe.
  */
 int sbx_pool_maintain(struct sbx_pool *pool);
 
+/*
+ * Reclaim a core for its NF: freeze every instance of the pool on `core` (sbx_core()) with
+ * sbx_freeze(), idle or acquired, and return once the kernel reads each one frozen (at most
+ * about 100 ms for all together). Frozen idle instances stay in the pool but are not handed
+ * out; an acquired one in the middle of an invocation pauses it (see sbx_freeze()), and an
+ * acquired one not invoked yet makes sbx_pool_invoke() wait for the thaw. Instances made on
+ * the core afterwards are not frozen. Pool operations wait while the freeze settles.
+ * Returns how many of the core's instances are frozen now (>= 0; one that failed to freeze
+ * is logged and keeps running), -errno when some failed and none is frozen, or -EINVAL for
+ * a bad core. Thread-safe.
+ */
+int sbx_pool_freeze_core(struct sbx_pool *pool, int core);
+
+/*
+ * Thaw every frozen instance of the pool on `core`: idle ones can be handed out again,
+ * paused invocations go on, and sbx_pool_invoke() calls waiting for the thaw proceed.
+ * Returns how many were thawed, the -errno of the first that could not be (the others are
+ * thawed), or -EINVAL for a bad core. Thread-safe.
+ */
+int sbx_pool_thaw_core(struct sbx_pool *pool, int core);
+
 struct sbx_pool_stats {
-	uint32_t idle;	    /* warm instances waiting */
+	uint32_t idle;	    /* warm instances waiting, not frozen */
 	uint32_t busy;	    /* acquired */
+	uint32_t frozen;    /* frozen with their core: idle (not counted in idle) or acquired */
 	uint32_t prewarmed; /* idle ones that never served */
 	uint64_t cold_starts;
 	uint64_t warm_starts;
