@@ -54,6 +54,13 @@ static int be_core_cgroup(void *state, int core, const char *ctrl, char *buf, si
 	return sbx_host_core_cgroup(((struct sbx_backend *)state)->host, core, ctrl, buf, len);
 }
 
+static int be_freeze_core(void *state, int core, bool freeze)
+{
+	struct sbx_pool *pool = ((struct sbx_backend *)state)->pool;
+
+	return freeze ? sbx_pool_freeze_core(pool, core) : sbx_pool_thaw_core(pool, core);
+}
+
 static const struct gw_backend_ops sbx_backend_ops = {
 	.name = "sandbox",
 	.deploy = be_deploy,
@@ -64,6 +71,7 @@ static const struct gw_backend_ops sbx_backend_ops = {
 	.maintain = be_maintain,
 	.prewarm = be_prewarm,
 	.core_cgroup = be_core_cgroup,
+	.freeze_core = be_freeze_core,
 };
 
 int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)

@@ -39,6 +39,13 @@ static int cs_core_cgroup(void *arg, int cpu, const char *ctrl, char *buf, size_
 	return h->be.ops->core_cgroup(h->be.state, cpu, ctrl, buf, len);
 }
 
+static int cs_freeze_core(void *arg, int cpu, bool freeze)
+{
+	struct hv_dispatch *h = arg;
+
+	return h->be.ops->freeze_core(h->be.state, cpu, freeze);
+}
+
 static int hv_place(void *state, const char *function, struct gw_placement *out)
 {
 	struct hv_dispatch *h = state;
@@ -96,6 +103,8 @@ int gw_dispatch_harvest_new(const struct gw_config *cfg, const struct gw_backend
 		return -ENOMEM;
 	h->be = *be;
 	csb.arg = h;
+	if (be->ops->freeze_core)
+		csb.freeze_core = cs_freeze_core;
 	h->cs = sched_cosched_new(&cfg->harvest.cs, &csb);
 	if (!h->cs) {
 		int rc = -errno;

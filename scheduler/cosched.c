@@ -18,7 +18,7 @@
 #define CS_LOG		   "cosched"
 #define CS_MAX_CORES	   64
 #define CS_MAX_FNS	   64
-#define CS_MAX_SBX	   32 /* sandboxes of one core that reclaim freezes one by one (v1) */
+#define CS_MAX_SBX	   32 /* sandboxes of one core counted through their freezers (v1) */
 #define CS_HORIZON	   5  /* windows the spare prediction looks ahead */
 #define CS_COUNT_EVERY	   5  /* windows between two counts of threads and sandboxes */
 #define CS_IW_PERIOD	   10000
@@ -59,9 +59,8 @@ struct cs_core {
 	 * for a slot that a finished one just freed, nor should a burst overshoot the cap.
 	 */
 	uint32_t placed_since, done_since;
-	bool floor_on; /* the NF lcore was asked for long sleeps */
-	int n_frozen;
-	char frozen[CS_MAX_SBX][256];  /* v1 freezer directories frozen by reclaim */
+	bool floor_on;		       /* the NF lcore was asked for long sleeps */
+	int n_frozen;		       /* sandboxes the backend froze here on reclaim */
 	struct sched_cosched_core pub; /* what readers see, under cs->lock */
 } __attribute__((aligned(64)));
 
@@ -193,43 +192,34 @@ static int core_sandboxes(struct sched_cosched *cs, const struct cs_core *c)
 
 /* ---- reclaim actions ------------------------------------------------------------------------ */
 
+/*
+ * Freezing goes through the backend (the sandbox library), never the freezer files: the
+ * library must know, or its warm pool hands a frozen idle instance to the next invocation,
+ * which then hangs until the thaw. The backend returns once the kernel reads every sandbox
+ * frozen (within ~100 ms), so the reaction time still counts until then.
+ */
 static int freeze_core(struct sched_cosched *cs, struct cs_core *c)
 {
-	char st[32];
-	uint64_t until;
-	int rc = 0;
+	int n;
 
-	if (cs->ops != &sched_cgroup_v1) {
-		rc = cs->ops->freeze(&c->cg, true, 100);
-		c->n_frozen = rc ? 0 : core_sandboxes(cs, c);
-		return rc;
-	}
-	c->n_frozen = v1_sandbox_freezers(c, c->frozen, CS_MAX_SBX);
-	if (c->n_frozen < 0) {
-		rc = c->n_frozen;
-		c->n_frozen = 0;
-		return rc;
-	}
-	for (int i = 0; i < c->n_frozen; i++)
-		__sched_write(c->frozen[i], "freezer.state", "FROZEN");
-	/* freezing is asynchronous: the reaction time counts until every sandbox reads FROZEN */
-	until = now_ns() + 100000000ull;
-	for (int i = 0; i < c->n_frozen; i++) {
-		while (__sched_read(c->frozen[i], "freezer.state", st, sizeof(st)) > 0 &&
-		       strncmp(st, "FROZEN", 6) && now_ns() < until)
-			usleep(100);
-	}
+	c->n_frozen = 0;
+	if (!cs->be.freeze_core)
+		return -EOPNOTSUPP; /* said once at start; the reclaim line says "failed" */
+	n = cs->be.freeze_core(cs->be.arg, c->cpu, true);
+	if (n < 0)
+		return n;
+	c->n_frozen = n;
 	return 0;
 }
 
 static void thaw_core(struct sched_cosched *cs, struct cs_core *c)
 {
-	if (cs->ops != &sched_cgroup_v1) {
-		cs->ops->freeze(&c->cg, false, 100);
-	} else {
-		for (int i = 0; i < c->n_frozen; i++)
-			__sched_write(c->frozen[i], "freezer.state", "THAWED");
-	}
+	int rc = cs->be.freeze_core ? cs->be.freeze_core(cs->be.arg, c->cpu, false) : 0;
+
+	/* the sandbox library logged which sandbox; here, which core keeps some frozen */
+	if (rc < 0)
+		NEMO_ERR(CS_LOG, "cpu %d: thaw failed: %s; a sandbox may stay frozen", c->cpu,
+			 strerror(-rc));
 	c->n_frozen = 0;
 }
 
@@ -330,8 +320,6 @@ static struct cs_core *core_get(struct sched_cosched *cs, const struct hv_core_s
 	rc = rc ? rc
 		: cs->be.core_cgroup(cs->be.arg, c->cpu, "cpuset", c->cg.cpuset,
 				     sizeof(c->cg.cpuset));
-	/* v2 freezes the core cgroup itself; v1 freezes each sandbox's own freezer cgroup */
-	snprintf(c->cg.freezer, sizeof(c->cg.freezer), "%s", c->cg.cpu);
 	if (rc) {
 		NEMO_ERR(CS_LOG, "cpu %d: no sandbox cgroup for it: %s", c->cpu, strerror(-rc));
 		goto publish;
@@ -410,6 +398,7 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 	struct sched_reclaim_decision d;
 	bool was = cs->rc[idx].reclaimed;
 	int rc = 0, n = 0;
+	char failed[64] = "";
 
 	if (spare_ratio < cs->cfg.reclaim.threshold && cs->rc[idx].below == 0)
 		c->low_since_ns = now > window_ns ? now - window_ns : now;
@@ -442,12 +431,14 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 	if (d.action == SCHED_RECLAIM_FREEZE || d.action == SCHED_RECLAIM_MOVE) {
 		uint64_t reaction = now_ns() - c->low_since_ns;
 
+		if (rc)
+			snprintf(failed, sizeof(failed), " (failed: %s)", strerror(-rc));
 		NEMO_INFO(CS_LOG,
 			  "cpu %d: reclaimed (%s, target cpu %d) after %u windows below %.2f: "
 			  "reaction %.2f ms%s",
 			  c->cpu, d.action == SCHED_RECLAIM_MOVE ? "move" : "freeze", d.target_cpu,
 			  cs->cfg.reclaim.k_windows, cs->cfg.reclaim.threshold, reaction / 1e6,
-			  rc ? " (failed)" : "");
+			  failed);
 		pthread_mutex_lock(&cs->lock);
 		c->pub.reclaims++;
 		c->pub.reaction_last_ns = reaction;
@@ -849,6 +840,9 @@ struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 		goto fail_sampler;
 	}
 	cs->plan_started = true;
+	if (!be->freeze_core)
+		NEMO_WARN(CS_LOG, "the sandbox backend cannot freeze: a reclaim that finds no core "
+				  "to move sandboxes to leaves them running");
 	NEMO_INFO(CS_LOG,
 		  "harvest loop period_ms=%u channels=%u first=%s predictor=%s prewarm=%d "
 		  "policy=%s thread_cap=%u reclaim=%.2f/%u/%s overflow=%s deadline_ms=%llu "

@@ -381,6 +381,14 @@ struct sched_cosched_backend {
 	int (*idle)(void *arg, const char *fn, uint32_t *idle);
 	/* the per-core parent cgroup of `cpu` in controller `ctrl` ("cpu", "cpuacct", "cpuset") */
 	int (*core_cgroup)(void *arg, int cpu, const char *ctrl, char *buf, size_t len);
+	/*
+	 * Freeze `cpu`'s sandboxes, idle or running an invocation (which pauses and goes on at
+	 * the thaw), and return once the kernel reads them frozen; or thaw them. Through the
+	 * sandbox library, so that a frozen idle instance is never handed out. Returns how many
+	 * are frozen / were thawed, or -errno. Optional: without it, reclaim cannot freeze (it
+	 * says so) and only moves.
+	 */
+	int (*freeze_core)(void *arg, int cpu, bool freeze);
 };
 
 #define SCHED_CS_MAX_CHANNELS 8
