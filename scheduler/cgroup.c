@@ -56,13 +56,6 @@ int __sched_read(const char *dir, const char *file, char *buf, size_t len)
 	return rc;
 }
 
-static void msleep(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
 /*
  * mkdir -p. `on_new(dir, parent)` runs for each level it creates, so v1 cpusets can inherit
  * their parent's CPUs and nodes (a v1 cpuset with empty cpus takes no tasks) and v2 parents
@@ -152,9 +145,18 @@ static int v1_cpuset_inherit(const char *dir, const char *parent)
 	return __sched_write(dir, "cpuset.mems", buf);
 }
 
+/* The same file on v1 and v2 (where cg->cpuset is the one directory of the cgroup). */
+static int pin(const struct sched_harvest_cg *cg, int cpu)
+{
+	char v[16];
+
+	snprintf(v, sizeof(v), "%d", cpu);
+	return __sched_write(cg->cpuset, "cpuset.cpus", v);
+}
+
 static int v1_create(const struct sched_harvest_cg *cg, int mem)
 {
-	const char *dirs[] = {cg->cpu, cg->cpuacct, cg->cpuset, cg->freezer};
+	const char *dirs[] = {cg->cpu, cg->cpuacct, cg->cpuset};
 	char v[32];
 	int rc;
 
@@ -165,8 +167,7 @@ static int v1_create(const struct sched_harvest_cg *cg, int mem)
 		if (rc)
 			return rc;
 	}
-	snprintf(v, sizeof(v), "%d", cg->cpu_index);
-	rc = __sched_write(cg->cpuset, "cpuset.cpus", v);
+	rc = pin(cg, cg->cpu_index);
 	if (rc)
 		return rc;
 	snprintf(v, sizeof(v), "%d", mem);
@@ -175,7 +176,7 @@ static int v1_create(const struct sched_harvest_cg *cg, int mem)
 
 static int v1_remove(const struct sched_harvest_cg *cg)
 {
-	const char *dirs[] = {cg->cpu, cg->cpuacct, cg->cpuset, cg->freezer};
+	const char *dirs[] = {cg->cpu, cg->cpuacct, cg->cpuset};
 	int rc = 0;
 
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -260,31 +261,6 @@ static int v1_read_usage(const struct sched_harvest_cg *cg, uint64_t *ns)
 	}
 }
 
-static int wait_state(const char *dir, const char *file, const char *want, int timeout_ms)
-{
-	char buf[256];
-
-	for (int waited = 0;; waited++) {
-		if (__sched_read(dir, file, buf, sizeof(buf)) < 0)
-			return -errno;
-		if (strstr(buf, want))
-			return 0;
-		if (waited >= timeout_ms)
-			return -ETIMEDOUT;
-		msleep(1);
-	}
-}
-
-static int v1_freeze(const struct sched_harvest_cg *cg, bool frozen, int timeout_ms)
-{
-	int rc = __sched_write(cg->freezer, "freezer.state", frozen ? "FROZEN" : "THAWED");
-
-	/* freezing is asynchronous: FREEZING until every task has stopped */
-	return rc ? rc
-		  : wait_state(cg->freezer, "freezer.state", frozen ? "FROZEN" : "THAWED",
-			       timeout_ms);
-}
-
 const struct sched_cgroup_ops sched_cgroup_v1 = {
 	.name = "v1",
 	.create = v1_create,
@@ -293,7 +269,7 @@ const struct sched_cgroup_ops sched_cgroup_v1 = {
 	.set_quota = v1_set_quota,
 	.read_usage = v1_read_usage,
 	.threads_file = "tasks",
-	.freeze = v1_freeze,
+	.pin = pin,
 };
 
 /* ---- v2 ------------------------------------------------------------------------------------ */
@@ -312,8 +288,7 @@ static int v2_create(const struct sched_harvest_cg *cg, int mem)
 
 	if (rc)
 		return rc;
-	snprintf(v, sizeof(v), "%d", cg->cpu_index);
-	rc = __sched_write(cg->cpu, "cpuset.cpus", v);
+	rc = pin(cg, cg->cpu_index);
 	if (rc)
 		return rc;
 	snprintf(v, sizeof(v), "%d", mem);
@@ -374,15 +349,6 @@ static int v2_read_usage(const struct sched_harvest_cg *cg, uint64_t *ns)
 	return 0;
 }
 
-static int v2_freeze(const struct sched_harvest_cg *cg, bool frozen, int timeout_ms)
-{
-	int rc = __sched_write(cg->cpu, "cgroup.freeze", frozen ? "1" : "0");
-
-	return rc ? rc
-		  : wait_state(cg->cpu, "cgroup.events", frozen ? "frozen 1" : "frozen 0",
-			       timeout_ms);
-}
-
 const struct sched_cgroup_ops sched_cgroup_v2 = {
 	.name = "v2",
 	.create = v2_create,
@@ -391,7 +357,7 @@ const struct sched_cgroup_ops sched_cgroup_v2 = {
 	.set_quota = v2_set_quota,
 	.read_usage = v2_read_usage,
 	.threads_file = "cgroup.threads",
-	.freeze = v2_freeze,
+	.pin = pin,
 };
 
 const struct sched_cgroup_ops *sched_cgroup_detect(void)
@@ -410,8 +376,8 @@ const struct sched_cgroup_ops *sched_cgroup_detect(void)
 int sched_harvest_cg_paths(const struct sched_cgroup_ops *ops, const char *root, int cpu,
 			   struct sched_harvest_cg *cg)
 {
-	static const char *const ctrls[] = {"cpu", "cpuacct", "cpuset", "freezer"};
-	char *dst[] = {cg->cpu, cg->cpuacct, cg->cpuset, cg->freezer};
+	static const char *const ctrls[] = {"cpu", "cpuacct", "cpuset"};
+	char *dst[] = {cg->cpu, cg->cpuacct, cg->cpuset};
 	const char *v2_mount = V2_MOUNT;
 	struct stat st;
 
@@ -420,7 +386,7 @@ int sched_harvest_cg_paths(const struct sched_cgroup_ops *ops, const char *root,
 	/* a pure v2 machine mounts the unified hierarchy at /sys/fs/cgroup itself */
 	if (stat(V2_MOUNT, &st) < 0)
 		v2_mount = "/sys/fs/cgroup";
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 3; i++) {
 		int n = ops == &sched_cgroup_v2
 				? snprintf(dst[i], 256, "%s/%s/core%d", v2_mount, root, cpu)
 				: snprintf(dst[i], 256, V1_MOUNT "/%s/%s/core%d", ctrls[i], root,

@@ -223,19 +223,6 @@ static void thaw_core(struct sched_cosched *cs, struct cs_core *c)
 	c->n_frozen = 0;
 }
 
-/*
- * Moving rewrites the core cgroup's cpuset: the kernel migrates every task in it at once, and
- * a sandbox in the middle of an invocation simply carries on over there. Cheaper and faster
- * than moving sandboxes one by one, and the pool's view of "core N" stays right for release.
- */
-static int set_cpuset(struct cs_core *c, int cpu)
-{
-	char val[16];
-
-	snprintf(val, sizeof(val), "%d", cpu);
-	return __sched_write(c->cg.cpuset, "cpuset.cpus", val);
-}
-
 /* ---- cores as channels reveal them ---------------------------------------------------------- */
 
 static pid_t lcore_tid(const struct hv_core_sample *smp)
@@ -352,7 +339,7 @@ static void release_gone(struct sched_cosched *cs, struct cs_core *c)
 	if (c->n_frozen)
 		thaw_core(cs, c);
 	if (c->pub.moved_to >= 0)
-		set_cpuset(c, c->cpu);
+		cs->ops->pin(&c->cg, c->cpu);
 	if (cs->rc[idx].reclaimed)
 		NEMO_INFO(CS_LOG, "cpu %d: its NF is gone: reclaim undone", c->cpu);
 	cs->rc[idx].reclaimed = false;
@@ -417,8 +404,13 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 		rc = freeze_core(cs, c);
 		break;
 	case SCHED_RECLAIM_MOVE:
+		/*
+		 * The core cgroup's cpuset goes to the target: the kernel migrates every sandbox
+		 * at once, one in the middle of an invocation carries on there, and the pool's
+		 * view of "core N" stays right for release.
+		 */
 		n = core_sandboxes(cs, c);
-		rc = set_cpuset(c, d.target_cpu);
+		rc = cs->ops->pin(&c->cg, d.target_cpu);
 		break;
 	case SCHED_RECLAIM_THAW:
 		thaw_core(cs, c);
@@ -427,7 +419,7 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 		break;
 	}
 	if (was && !cs->rc[idx].reclaimed && c->pub.moved_to >= 0)
-		set_cpuset(c, c->cpu); /* spare is back: the core's sandboxes come home */
+		cs->ops->pin(&c->cg, c->cpu); /* spare is back: the core's sandboxes come home */
 	if (d.action == SCHED_RECLAIM_FREEZE || d.action == SCHED_RECLAIM_MOVE) {
 		uint64_t reaction = now_ns() - c->low_since_ns;
 
@@ -885,7 +877,7 @@ void sched_cosched_destroy(struct sched_cosched *cs)
 		if (c->n_frozen)
 			thaw_core(cs, c);
 		if (c->pub.moved_to >= 0)
-			set_cpuset(c, c->cpu);
+			cs->ops->pin(&c->cg, c->cpu);
 		if (c->iw) {
 			cs->ops->set_quota(&c->cg, 0, CS_IW_PERIOD);
 			sched_iwatch_destroy(c->iw);

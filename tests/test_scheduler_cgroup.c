@@ -66,9 +66,9 @@ static pid_t start_hog(const struct sched_harvest_cg *c)
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		const char *dirs[] = {c->cpu, c->cpuacct, c->cpuset, c->freezer};
+		const char *dirs[] = {c->cpu, c->cpuacct, c->cpuset};
 
-		for (int i = 0; i < 4; i++) {
+		for (int i = 0; i < 3; i++) {
 			char path[512];
 			FILE *f;
 
@@ -84,6 +84,38 @@ static pid_t start_hog(const struct sched_harvest_cg *c)
 			;
 	}
 	return pid;
+}
+
+/* The CPU `pid` is on (/proc/<pid>/stat, field 39), or -1. */
+static int task_cpu(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	int cpu = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	/* after "pid (comm)": state is field 3, processor field 39 */
+	for (int field = 2; p && field < 39; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		cpu = atoi(p + 1);
+	fclose(f);
+	return cpu;
+}
+
+/* Wait up to `ms` until `pid` runs on `cpu`: 0, or -ETIMEDOUT. */
+static int wait_on_cpu(pid_t pid, int cpu, int ms)
+{
+	for (int i = 0; i < ms * 10; i++) {
+		if (task_cpu(pid) == cpu)
+			return 0;
+		usleep(100);
+	}
+	return -ETIMEDOUT;
 }
 
 static int suite_setup(void)
@@ -103,8 +135,6 @@ static int suite_teardown(void)
 
 	kill_hog();
 	test_proc_kill_all();
-	if (cg.freezer[0])
-		ops->freeze(&cg, false, 100);
 	ops->remove(&cg);
 	snprintf(pattern, sizeof(pattern), "/sys/fs/cgroup/*/%s", root);
 	if (glob(pattern, 0, NULL, &g) == 0) {
@@ -179,24 +209,27 @@ static void test_cgroup_knobs(void)
 	CU_ASSERT_EQUAL(total, 1);
 	CU_ASSERT_EQUAL(runnable, 1);
 
-	/* freeze: it settles, stops running, and thaws */
+	/* pinned elsewhere: it leaves cpu 1 at once, still runnable, and comes back */
 	{
 		uint64_t t0 = now_ns(), t1;
 
-		CU_ASSERT_EQUAL_FATAL(ops->freeze(&cg, true, 500), 0);
+		CU_ASSERT_EQUAL_FATAL(ops->pin(&cg, 0), 0);
+		CU_ASSERT_EQUAL(wait_on_cpu(hog, 0, 500), 0);
 		t1 = now_ns();
-		printf("\n    freeze of a spinning task settled in %.2f ms",
+		printf("\n    move of a spinning task to cpu 0 done in %.2f ms",
 		       (double)(t1 - t0) / 1e6);
 		CU_ASSERT_EQUAL(ops->read_usage(&cg, &u0), 0);
 		test_msleep(100);
 		CU_ASSERT_EQUAL(ops->read_usage(&cg, &u1), 0);
-		CU_ASSERT(u1 - u0 < 1000000ull);
-		CU_ASSERT_EQUAL(sched_cgroup_threads(ops, cg.cpu, &total, &runnable), 0);
-		CU_ASSERT_EQUAL(runnable, 0);
-		CU_ASSERT_EQUAL(ops->freeze(&cg, false, 500), 0);
-		test_msleep(50);
+		CU_ASSERT(u1 - u0 < 1000000ull); /* nothing more on cpu 1 */
 		CU_ASSERT_EQUAL(sched_cgroup_threads(ops, cg.cpu, &total, &runnable), 0);
 		CU_ASSERT_EQUAL(runnable, 1);
+		CU_ASSERT_EQUAL(ops->pin(&cg, 1), 0);
+		CU_ASSERT_EQUAL(wait_on_cpu(hog, 1, 500), 0);
+		CU_ASSERT_EQUAL(ops->read_usage(&cg, &u0), 0);
+		test_msleep(100);
+		CU_ASSERT_EQUAL(ops->read_usage(&cg, &u1), 0);
+		CU_ASSERT(u1 - u0 > 50000000ull);
 	}
 	CU_ASSERT_EQUAL(
 		sched_cgroup_threads(ops, "/sys/fs/cgroup/cpu/no-such-nemo", &total, &runnable),
@@ -244,7 +277,10 @@ static void test_iwatch_counters(void)
 	waitpid(child, NULL, 0);
 }
 
-/* The reaction time of reclaim, end to end: NF load rises -> windows -> freeze settled. */
+/*
+ * The reaction time of reclaim, end to end: NF load rises -> windows -> the harvest cgroup
+ * moved to the other core (what nemod does by default) and the hog seen running there.
+ */
 static void test_reclaim_reaction(void)
 {
 	char name[32], sock[96], cfgp[96];
@@ -253,12 +289,15 @@ static void test_reclaim_reaction(void)
 					  .k_windows = 3,
 					  .release = 0.7,
 					  .release_windows = 20,
-					  .prefer = SCHED_RECLAIM_FREEZE};
-	struct sched_reclaim_core core = {0};
+					  .prefer = SCHED_RECLAIM_MOVE,
+					  .move_min_spare = 0.3};
+	/* the NF core, and cpu 0 as the place to move to */
+	struct sched_reclaim_core core[2] = {{0}};
+	const struct sched_core_view views[2] = {{.cpu = 1}, {.cpu = 0, .spare_pred = 1.0}};
 	struct test_proc nf, gen;
 	struct hv_sampler *s;
 	const struct hv_core_sample *c = NULL;
-	uint64_t seq = 0, first_low_start = 0, frozen_at = 0;
+	uint64_t seq = 0, first_low_start = 0, moved_at = 0;
 	double worst_reaction = 0.0, sum_reaction = 0.0;
 	int reactions = 0;
 	uint64_t n_windows = 0, n_low = 0, streak = 0, max_streak = 0;
@@ -314,6 +353,7 @@ static void test_reclaim_reaction(void)
 	}
 	while (test_proc_wait(&gen, 0) == -ETIMEDOUT) {
 		struct sched_reclaim_decision d;
+		bool was;
 
 		hv_sampler_sample(s, now_ns());
 		c = hv_sampler_core(s, 0);
@@ -332,28 +372,31 @@ static void test_reclaim_reaction(void)
 		} else {
 			streak = 0;
 		}
-		if (c->w.spare_ratio < rc.threshold && core.below == 0)
+		if (c->w.spare_ratio < rc.threshold && core[0].below == 0)
 			first_low_start = now_ns() - c->window_ns;
-		d = sched_reclaim_step(&rc, &core, 0, c->w.spare_ratio, NULL, 0);
-		if (d.action == SCHED_RECLAIM_FREEZE) {
+		was = core[0].reclaimed;
+		d = sched_reclaim_step(&rc, core, 0, c->w.spare_ratio, views, 2);
+		if (d.action == SCHED_RECLAIM_MOVE) {
 			uint64_t t0 = now_ns();
 
-			CU_ASSERT_EQUAL(ops->freeze(&cg, true, 200), 0);
-			frozen_at = now_ns();
-			sum_reaction += (double)(frozen_at - first_low_start) / 1e6;
-			if ((double)(frozen_at - first_low_start) / 1e6 > worst_reaction)
-				worst_reaction = (double)(frozen_at - first_low_start) / 1e6;
+			CU_ASSERT_EQUAL(d.target_cpu, 0);
+			CU_ASSERT_EQUAL(ops->pin(&cg, 0), 0);
+			CU_ASSERT_EQUAL(wait_on_cpu(hog, 0, 200), 0);
+			moved_at = now_ns();
+			sum_reaction += (double)(moved_at - first_low_start) / 1e6;
+			if ((double)(moved_at - first_low_start) / 1e6 > worst_reaction)
+				worst_reaction = (double)(moved_at - first_low_start) / 1e6;
 			reactions++;
-			printf("\n    reclaim %d: spare below %.2f from t0, frozen %.2f ms later "
-			       "(freeze itself %.2f ms)",
-			       reactions, rc.threshold, (double)(frozen_at - first_low_start) / 1e6,
-			       (double)(frozen_at - t0) / 1e6);
-		} else if (d.action == SCHED_RECLAIM_THAW) {
-			CU_ASSERT_EQUAL(ops->freeze(&cg, false, 200), 0);
+			printf("\n    reclaim %d: spare below %.2f from t0, moved %.2f ms later "
+			       "(move itself %.2f ms)",
+			       reactions, rc.threshold, (double)(moved_at - first_low_start) / 1e6,
+			       (double)(moved_at - t0) / 1e6);
+		} else if (was && !core[0].reclaimed) {
+			CU_ASSERT_EQUAL(ops->pin(&cg, 1), 0); /* released: home again */
 		}
 	}
 	if (reactions) {
-		printf("\n    reaction time (first low window start -> frozen): mean %.2f ms, worst "
+		printf("\n    reaction time (first low window start -> moved): mean %.2f ms, worst "
 		       "%.2f ms over %d reclaims, K=%u windows of 1 ms",
 		       sum_reaction / reactions, worst_reaction, reactions, rc.k_windows);
 		CU_ASSERT(worst_reaction < 50.0);
@@ -365,7 +408,7 @@ static void test_reclaim_reaction(void)
 	}
 	CU_ASSERT(reactions >= 1);
 out:
-	ops->freeze(&cg, false, 200);
+	ops->pin(&cg, 1);
 	kill_hog();
 	hv_sampler_destroy(s);
 	test_proc_stop(&nf, 10000);

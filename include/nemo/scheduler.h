@@ -87,7 +87,6 @@ struct sched_harvest_cg {
 	char cpu[256];
 	char cpuacct[256];
 	char cpuset[256];
-	char freezer[256];
 };
 
 struct sched_cgroup_ops {
@@ -104,8 +103,12 @@ struct sched_cgroup_ops {
 	int (*read_usage)(const struct sched_harvest_cg *cg, uint64_t *ns);
 	/* the file listing a cgroup's threads: "tasks" (v1), "cgroup.threads" (v2) */
 	const char *threads_file;
-	/* freeze (true) or thaw the whole cgroup, waiting up to timeout_ms for it to settle */
-	int (*freeze)(const struct sched_harvest_cg *cg, bool frozen, int timeout_ms);
+	/*
+	 * put the cgroup's cpuset on `cpu` (reclaim by move; cg->cpu_index brings it home): the
+	 * kernel migrates every task in it at once, an invocation in flight carries on there.
+	 * Freezing is the sandbox library's (sbx_pool_freeze_core), which must know what it froze.
+	 */
+	int (*pin)(const struct sched_harvest_cg *cg, int cpu);
 };
 
 /* Every op returns 0 or -errno and logs a failed write once, with the path and strerror. */
