@@ -6,6 +6,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "nemo/clock.h"
 #include "gw_internal.h"
 
 static const char *const status_names[GW_ACT_N_STATUS] = {
@@ -238,13 +239,7 @@ bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms)
 	struct gw_activation *a;
 	bool done = false;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	deadline = nemo_deadline_after_ns(CLOCK_REALTIME, (uint64_t)timeout_ms * 1000000ull);
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
 		a = by_seq(t, seq);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/gateway.h"
 
 static long ms_left(const struct timespec *deadline)
@@ -97,13 +98,7 @@ int gw_http_request(const char *host, uint16_t port, const char *method, const c
 	int fd, rc, n;
 
 	memset(resp, 0, sizeof(*resp));
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	deadline = nemo_deadline_after_ns(CLOCK_MONOTONIC, (uint64_t)timeout_ms * 1000000ull);
 	fd = connect_to(host, port, &deadline);
 	if (fd < 0)
 		return fd;

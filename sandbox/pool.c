@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nemo/clock.h"
 #include "nemo/log.h"
 #include "sandbox_internal.h"
 
@@ -433,16 +434,9 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 	}
 	/* at the concurrency limit, queue for a release, at most one timeout */
 	if (fn->busy >= fn->spec.concurrency) {
-		struct timespec until;
-		uint64_t ms = fn->spec.timeout_ms;
+		struct timespec until = nemo_deadline_after_ns(
+			CLOCK_REALTIME, (uint64_t)fn->spec.timeout_ms * 1000000ull);
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)(ms / 1000);
-		until.tv_nsec += (long)(ms % 1000) * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
 		while ((fn = find_fn(pool, name)) && fn->busy >= fn->spec.concurrency)
 			if (pthread_cond_timedwait(&pool->released, &pool->lock, &until))
 				break;
@@ -553,15 +547,9 @@ static void wait_thawed(struct sbx_pool *pool, struct sbx_sandbox *sb)
 {
 	pthread_mutex_lock(&pool->lock);
 	while (sbx_frozen(sb)) {
-		struct timespec until;
-
 		/* thawed by sbx_pool_thaw_core, which signals; look again now and then anyway */
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 100 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = nemo_deadline_after_ns(CLOCK_REALTIME, 100000000ull);
+
 		pthread_cond_timedwait(&pool->thawed, &pool->lock, &until);
 	}
 	pthread_mutex_unlock(&pool->lock);

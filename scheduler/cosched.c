@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/harvester.h"
 #include "nemo/log.h"
 #include "nemo/scheduler.h"
@@ -647,11 +648,7 @@ static void *loop_main(void *arg)
 		pthread_mutex_lock(&cs->lock);
 		pthread_cond_broadcast(&cs->window_cond);
 		pthread_mutex_unlock(&cs->lock);
-		next.tv_nsec += (long)cs->cfg.period_ms * 1000000L;
-		if (next.tv_nsec >= 1000000000L) {
-			next.tv_sec += next.tv_nsec / 1000000000L;
-			next.tv_nsec %= 1000000000L;
-		}
+		nemo_timespec_add_ns(&next, (uint64_t)cs->cfg.period_ms * 1000000ull);
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
 	}
 	return NULL;
@@ -957,10 +954,7 @@ int sched_cosched_place(struct sched_cosched *cs, const char *fn_name, int *cpu,
 
 			if (t >= deadline && (hk_usable(cs) || t >= hard))
 				break;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += (long)(until_ns - t);
-			until.tv_sec += until.tv_nsec / 1000000000L;
-			until.tv_nsec %= 1000000000L;
+			until = nemo_deadline_after_ns(CLOCK_REALTIME, until_ns - t);
 			pthread_cond_timedwait(&cs->window_cond, &cs->lock, &until);
 			place_locked(cs, fn, idle, &p);
 		}

@@ -1,0 +1,27 @@
+/* clock.h - absolute deadlines for the timed waits (pthread_cond_timedwait, clock_nanosleep). */
+#ifndef NEMO_CLOCK_H
+#define NEMO_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* Move `ts` on by `ns`, keeping tv_nsec below one second. */
+static inline void nemo_timespec_add_ns(struct timespec *ts, uint64_t ns)
+{
+	uint64_t nsec = (uint64_t)ts->tv_nsec + ns % 1000000000ull;
+
+	ts->tv_sec += (time_t)(ns / 1000000000ull + nsec / 1000000000ull);
+	ts->tv_nsec = (long)(nsec % 1000000000ull);
+}
+
+/* Now on `clock`, plus `ns`: the deadline of a wait that may last `ns`. */
+static inline struct timespec nemo_deadline_after_ns(clockid_t clock, uint64_t ns)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	nemo_timespec_add_ns(&ts, ns);
+	return ts;
+}
+
+#endif /* NEMO_CLOCK_H */
