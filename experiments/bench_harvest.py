@@ -2,6 +2,8 @@
 """bench_harvest.py - make bench-harvest: nemod harvesting beside nemo-nf, every figure of issue 5.
 
 One run, each figure beside its baseline measured in the same run:
+  0. the ceiling without nemod: what a SCHED_IDLE busy loop gets beside the NF, by the NF's
+     minimum sleep (why nemod asks for a sleep floor while it harvests);
   1. harvest_ratio at 30 % NF load with a stream of CPU-bound invocations (vs NEMO's 41 %);
   2. NF protection at that load: loss and p50/p99/p99.9 with and without sandboxes;
   3. function completion time vs straightforward co-location (NF poll at SCHED_FIFO and at
@@ -280,20 +282,6 @@ def deploy(name, concurrency=4):
         raise RuntimeError("deploy %s: %d %s" % (name, st, text))
 
 
-def invoke(name, rounds):
-    """One blocking invocation through the OpenWhisk route: (latency s, activation record)."""
-    t0 = time.time()
-    st, text = http("POST", "/api/v1/namespaces/_/actions/%s?blocking=true" % name,
-                    str(rounds))
-    lat = time.time() - t0
-    try:
-        act = json.loads(text)
-    except ValueError:
-        act = {}
-    act["http_status"] = st
-    return lat, act
-
-
 def core1():
     st, text = http("GET", "/api/v1/cores", timeout=5)
     for k in json.loads(text).get("cores", []):
@@ -315,7 +303,7 @@ class HogStream:
 
     def run(self, name, rounds):
         while not self.stop_flag:
-            lat, act = invoke(name, rounds)
+            lat, act = invoke_body(name, str(rounds))
             act["client_ms"] = lat * 1e3
             self.acts.append(act)
             if act.get("http_status") == 200:
@@ -355,10 +343,8 @@ def parts(acts):
 
 # ---- the figures ----------------------------------------------------------------------------
 
-# Each wake-up of the NF costs the core ~15-20 us here (a timer exit in the VM, two context
-# switches, cache refill): 20 us sleeps gave a plain SCHED_IDLE loop only 0.53-0.59 of the
-# spare, 300 us sleeps 0.95 (min_sleep_us 100: 0.87; 600: 0.97). 16 empty polls instead of 256
-# took idle_poll from 9 % of the core to 0.5 %. Both cost latency, within max sleep.
+# nemo's NF: the shipped idle settings (configs/nf-default.json) at SCHED_FIFO. While nemod
+# harvests, its sleep floor lengthens the sleeps; figure 0 shows why.
 NF_SLEEP = ({"policy": "sleep", "empty_polls": 256, "min_sleep_us": 20},
             {"policy": "fifo", "priority": 50})
 
@@ -648,6 +634,42 @@ def onoff_run(prewarm, S):
                                                     for p in ("cold", "warm", "prewarmed")}}
 
 
+def fig_ceiling(rate30):
+    """What the kernel alone gives a CPU hog beside the NF, per minimum sleep of the NF: no
+    nemod, a plain busy loop at SCHED_IDLE on cpu 1. Why nemod asks for a sleep floor."""
+    print("\n0. the ceiling without nemod: a busy loop at SCHED_IDLE on cpu 1 beside the NF at "
+          "30 %% load (%.2f Mpps), by the NF's minimum sleep (nemod's sleep floor does the "
+          "same while it harvests), 3 s each" % (rate30 / 1e6))
+    print("   %-13s %7s %10s %8s %10s %14s %6s %8s" % (
+        "min sleep us", "busy %", "idle_poll %", "sleep %", "hog share", "hog / spare", "lost",
+        "p99 us"))
+    hz = os.sysconf("SC_CLK_TCK")
+    for us in (20, 100, 300, 600):
+        nf = start_nf(dict(NF_SLEEP[0], min_sleep_us=us), NF_SLEEP[1])
+        g = gen(["--rate", str(int(rate30))], 5, "ceil%d" % us)
+        time.sleep(1.0)
+        hog = subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", "1", "sh", "-c",
+                                "while :; do :; done"])
+        time.sleep(0.2)
+        stat = "/proc/%d/stat" % hog.pid
+        ya, ta = nf_cycles(), time.time()
+        ca = sum(int(x) for x in open(stat).read().rsplit(")", 1)[1].split()[11:13])
+        time.sleep(3.0)
+        yb, tb = nf_cycles(), time.time()
+        cb = sum(int(x) for x in open(stat).read().rsplit(")", 1)[1].split()[11:13])
+        hog.kill()
+        hog.wait()
+        r = gen_result(g)
+        stop(nf)
+        y = [yb[k] - ya[k] for k in range(4)]
+        share = (cb - ca) / hz / (tb - ta)
+        spare = (y[2] + y[3]) / max(1, y[0])
+        print("   %-13d %7.1f %10.1f %8.1f %9.1f%% %14.3f %6d %8.0f" % (
+            us, 100. * y[1] / max(1, y[0]), 100. * y[2] / max(1, y[0]),
+            100. * y[3] / max(1, y[0]), 100 * share, share / max(1e-9, spare), r["lost"],
+            r["lat_p99_us"]))
+
+
 def fig_prewarm(S, rate30):
     S = max(16, 2 * S)  # enough on-off cycles for a share of cold starts
     print("\n5. pre-warming on spare cycles vs none: the mix of figure 3 in turn, on 1.5 s at "
@@ -670,7 +692,7 @@ def main():
     ap.add_argument("--seconds", type=int,
                     default=int(os.environ.get("BENCH_HARVEST_SECONDS", "8")))
     ap.add_argument("--rate30", type=float, default=0, help="pps for 30 %% load (0: calibrate)")
-    ap.add_argument("--only", default="12345", help="which figures, e.g. 13")
+    ap.add_argument("--only", default="012345", help="which figures, e.g. 13")
     ap.add_argument("--gen-nice", type=int, default=GEN_NICE, help="nemo-gen's nice")
     ap.add_argument("--hog-clients", type=int, default=HOG_CLIENTS,
                     help="blocking clients of the CPU-bound stream")
@@ -696,6 +718,8 @@ def main():
         if "5" in a.only:
             fig_prewarm(S, rate30)
         stop(nf)
+        if "0" in a.only:
+            fig_ceiling(rate30)
         if "3" in a.only:
             fig_completion(S, rate30)
     finally:

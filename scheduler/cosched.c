@@ -590,7 +590,7 @@ static bool hk_usable(const struct sched_cosched *cs)
 /*
  * While sandboxes work on the core, ask its NF lcore to sleep at least nf_sleep_floor_us at a
  * time (harvest_channel.h says why: 20 us sleeps left a CPU hog half the spare here, 300 us
- * sleeps 0.95 of it). The request is a lease renewed every window and withdrawn when they
+ * sleeps 0.93-0.95 of it; bench_harvest.py --only 0). The request is a lease renewed every window and withdrawn when they
  * stop, so an NF with nothing beside it keeps its short sleeps and its latency.
  */
 static void nf_sleep_floor(struct sched_cosched *cs, struct cs_core *c, uint32_t smp_idx)

@@ -22,7 +22,7 @@
  * One line of each record goes the other way: a harvester whose sandboxes run on the core may
  * ask the lcore to sleep at least `sleep_floor_ns` at a time, until `sleep_floor_until_tsc`.
  * Every wake-up costs the sandboxes the core's timer exit, two context switches and their
- * caches (15-20 us here), so 20 us sleeps leave them half the spare and 300 us sleeps 0.95 of
+ * caches (15-20 us here), so 20 us sleeps leave them half the spare and 300 us sleeps 0.93-0.95 of
  * it; with nothing harvesting, short sleeps cost nobody. The lcore caps the floor at its own
  * max_sleep_ns (the no-loss bound), and the lease lapses by itself if the harvester dies.
  *
