@@ -488,14 +488,23 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 		quota = w->spare_ratio < CS_IW_GUARD ? rep.quota_us : 0;
 		rep.throttled = quota != 0;
 		if (quota != c->iw_quota_us) {
-			NEMO_INFO(
-				CS_LOG,
-				"cpu %d: interference watch: cycles/packet %.1f with sandboxes, "
-				"%.1f without (ratio %.2f, bound %.2f), spare %.2f: quota %llu us "
-				"of %d",
-				c->cpu, rep.cpp_shared, rep.cpp_baseline, rep.ratio,
-				cs->cfg.interference_bound, w->spare_ratio,
-				(unsigned long long)quota, CS_IW_PERIOD);
+			char cpp[112];
+
+			/* a window with too few packets has no cycles per packet: no 0.0 */
+			if (rep.cpp_shared > 0.0 || rep.cpp_baseline > 0.0)
+				snprintf(cpp, sizeof(cpp),
+					 "cycles/packet %.1f with sandboxes, %.1f without "
+					 "(ratio %.2f, bound %.2f)",
+					 rep.cpp_shared, rep.cpp_baseline, rep.ratio,
+					 cs->cfg.interference_bound);
+			else
+				snprintf(cpp, sizeof(cpp),
+					 "%llu packets in the window, too few for cycles/packet",
+					 (unsigned long long)w->rx_pkts);
+			NEMO_INFO(CS_LOG,
+				  "cpu %d: interference watch: %s, spare %.2f: quota %llu us of %d",
+				  c->cpu, cpp, w->spare_ratio, (unsigned long long)quota,
+				  CS_IW_PERIOD);
 			if (!cs->ops->set_quota(&c->cg, quota, CS_IW_PERIOD))
 				c->iw_quota_us = quota;
 		}

@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -125,11 +127,44 @@ static bool wait_healthy(int ms)
 	return false;
 }
 
+/* nemod's config: harvesting cpu 1, reclaim by `action` ("move" or "freeze"). */
+static int write_nemod_cfg(const char *action)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "{\"listen\":\"127.0.0.1:%u\",\"token_file\":\"%s/token\","
+		 "\"store_dir\":\"%s/store\",\"code_roots\":[\"%s/build/functions\"],"
+		 "\"cores\":{\"housekeeping\":[0],\"sandbox\":[1,9]},\"cgroup_root\":\"%s\","
+		 "\"keepalive_ttl_s\":30,"
+		 "\"harvest\":{\"enabled\":true,\"channels\":[\"%s\",\"%s\"],\"period_ms\":2,"
+		 "\"predictor\":\"markov\",\"prewarm\":true,\"policy\":\"idle\",\"thread_cap\":4,"
+		 "\"reclaim\":{\"threshold\":0.05,\"windows\":3,\"action\":\"%s\"},"
+		 "\"overflow\":\"housekeeping\",\"queue_deadline_ms\":100,"
+		 "\"interference\":{\"enabled\":true,\"bound\":1.5}}}",
+		 (unsigned)cst.port, cst.dir, cst.dir, nemo_test_srcdir(), cst.cg_root, cst.nf_name,
+		 cst.bad_name, action);
+	return test_write_text(cst.nemod_cfg, text);
+}
+
+static int start_nemod(void)
+{
+	char *argv[] = {cst.nemod_bin, "--config", cst.nemod_cfg, "--human-logs", NULL};
+
+	if (test_proc_start(&cst.nemod, argv))
+		return -1;
+	cst.nemod_up = true;
+	if (!wait_healthy(15000)) {
+		printf("\n  nemod did not become healthy:\n%s\n", test_proc_output(&cst.nemod));
+		return -1;
+	}
+	return 0;
+}
+
 static int setup_env(void)
 {
 	char text[2048], path[160];
 	char *nf_argv[] = {cst.nf_bin, "--config", cst.nf_cfg, "--duration", "0", NULL};
-	char *nemod_argv[] = {cst.nemod_bin, "--config", cst.nemod_cfg, "--human-logs", NULL};
 	struct stat st;
 	int fd;
 
@@ -167,19 +202,7 @@ static int setup_env(void)
 	snprintf(path, sizeof(path), "%s/token", cst.dir);
 	if (test_write_text(path, CST_TOKEN "\n"))
 		return -1;
-	snprintf(text, sizeof(text),
-		 "{\"listen\":\"127.0.0.1:%u\",\"token_file\":\"%s/token\","
-		 "\"store_dir\":\"%s/store\",\"code_roots\":[\"%s/build/functions\"],"
-		 "\"cores\":{\"housekeeping\":[0],\"sandbox\":[1,9]},\"cgroup_root\":\"%s\","
-		 "\"keepalive_ttl_s\":30,"
-		 "\"harvest\":{\"enabled\":true,\"channels\":[\"%s\",\"%s\"],\"period_ms\":2,"
-		 "\"predictor\":\"markov\",\"prewarm\":true,\"policy\":\"idle\",\"thread_cap\":4,"
-		 "\"reclaim\":{\"threshold\":0.05,\"windows\":3,\"action\":\"move\"},"
-		 "\"overflow\":\"housekeeping\",\"queue_deadline_ms\":100,"
-		 "\"interference\":{\"enabled\":true,\"bound\":1.5}}}",
-		 (unsigned)cst.port, cst.dir, cst.dir, nemo_test_srcdir(), cst.cg_root, cst.nf_name,
-		 cst.bad_name);
-	if (test_write_text(cst.nemod_cfg, text))
+	if (write_nemod_cfg("move"))
 		return -1;
 	if (stat(cst.nf_bin, &st) || stat(cst.gen_bin, &st) || stat(cst.nemod_bin, &st))
 		return -1;
@@ -188,14 +211,7 @@ static int setup_env(void)
 	cst.nf_up = true;
 	for (int i = 0; i < 200 && access(cst.sock, F_OK); i++)
 		test_msleep(50);
-	if (test_proc_start(&cst.nemod, nemod_argv))
-		return -1;
-	cst.nemod_up = true;
-	if (!wait_healthy(15000)) {
-		printf("\n  nemod did not become healthy:\n%s\n", test_proc_output(&cst.nemod));
-		return -1;
-	}
-	return 0;
+	return start_nemod();
 }
 
 static int suite_teardown(void)
@@ -384,6 +400,103 @@ static void test_saturation_reclaims_in_time(void)
 	cJSON_Delete(root);
 }
 
+/*
+ * The same saturation with reclaim by freeze (an operator's choice when no core may take the
+ * sandboxes): they stop on the core within the bound, work in flight pauses and completes
+ * after the thaw, the core is given back once the load falls, and harvesting resumes there.
+ */
+/* One long hog call (on cpu 1 when the freeze comes): its status and its latency. */
+struct long_call {
+	int status;
+	double ms;
+};
+
+static void *long_call_run(void *arg)
+{
+	struct long_call *lc = arg;
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	lc->status = status_of("POST", "/function/hog", "4000000");
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	lc->ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+	return NULL;
+}
+
+static void test_saturation_freezes_and_thaws(void)
+{
+	struct long_call lc = {0};
+	pthread_t t;
+	double frozen_max = 0;
+	char json[160];
+	struct test_proc g;
+	cJSON *root;
+	const cJSON *k;
+	int ok = 0, failed = 0;
+	double inv0, inv1 = 0;
+	bool released = false;
+
+	test_proc_stop(&cst.nemod, 15000);
+	cst.nemod_up = false;
+	CU_ASSERT_FATAL(write_nemod_cfg("freeze") == 0);
+	CU_ASSERT_FATAL(start_nemod() == 0);
+	/* the store kept the function; warm an instance on cpu 1 first */
+	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
+	snprintf(json, sizeof(json), "%s/gen-max-freeze.json", cst.dir);
+	/* a call of ~1 s of CPU in flight on cpu 1 when the traffic comes (the generator takes
+	 * ~0.5 s to start sending) */
+	CU_ASSERT_FATAL(pthread_create(&t, NULL, long_call_run, &lc) == 0);
+	test_msleep(100);
+	CU_ASSERT_FATAL(start_gen(&g, "max", "3", json) == 0);
+	/* while the generator runs: how many sandboxes the core holds frozen */
+	for (int waited = 0; waited < 2000; waited += 20) {
+		k = core1(&root);
+		if (k && field(k, "frozen") > frozen_max)
+			frozen_max = field(k, "frozen");
+		cJSON_Delete(root);
+		test_msleep(20);
+	}
+	hog_while(&g, &ok, &failed);
+	CU_ASSERT_EQUAL(test_proc_wait(&g, 10000), 0);
+	pthread_join(t, NULL);
+	k = core1(&root);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+	printf("\n  saturation, reclaim by freeze: %.0f reclaims, reaction mean %.1f ms max %.1f ms "
+	       "(bound %.0f), up to %.0f sandboxes frozen; the call in flight: status %d after "
+	       "%.0f ms; hog ok %d failed %d\n",
+	       field(k, "reclaims"), field(k, "reaction_mean_ms"), field(k, "reaction_max_ms"),
+	       CST_REACTION_BOUND_MS, frozen_max, lc.status, lc.ms, ok, failed);
+	CU_ASSERT(frozen_max >= 1);
+	CU_ASSERT_EQUAL(lc.status, 200);
+	CU_ASSERT(field(k, "reclaims") >= 1);
+	CU_ASSERT(field(k, "reaction_max_ms") > 0);
+	CU_ASSERT(field(k, "reaction_max_ms") <= CST_REACTION_BOUND_MS);
+	inv0 = field(k, "invocations");
+	cJSON_Delete(root);
+	CU_ASSERT(test_proc_output_has(&cst.nemod, "reclaimed (freeze"));
+	CU_ASSERT(!test_proc_output_has(&cst.nemod, "reclaimed (move"));
+	CU_ASSERT(!test_proc_output_has(&cst.nemod, "(failed"));
+	CU_ASSERT_EQUAL(failed, 0);
+	/* the traffic is gone: the core comes back, nothing stays frozen, cpu 1 runs calls again */
+	for (int waited = 0; waited < 5000 && !released; waited += 100) {
+		test_msleep(100);
+		k = core1(&root);
+		released = k && field(k, "reclaimed") == 0.0 && field(k, "frozen") == 0.0;
+		cJSON_Delete(root);
+	}
+	CU_ASSERT(released);
+	CU_ASSERT(test_proc_output_has(&cst.nemod, "spare is back"));
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
+	k = core1(&root);
+	if (k)
+		inv1 = field(k, "invocations");
+	cJSON_Delete(root);
+	printf("  released: %s; invocations on cpu 1 after the release: %.0f\n",
+	       released ? "yes" : "no", inv1 - inv0);
+	CU_ASSERT(inv1 - inv0 >= 1);
+}
+
 static void test_vanished_nf_keeps_serving(void)
 {
 	cJSON *root;
@@ -407,4 +520,5 @@ NEMO_SUITE(cosched, suite_setup, suite_teardown,
 	   {"bad_input_keeps_serving", test_bad_input_keeps_serving},
 	   {"moderate_load_no_loss_and_harvest", test_moderate_load_no_loss_and_harvest},
 	   {"saturation_reclaims_in_time", test_saturation_reclaims_in_time},
+	   {"saturation_freezes_and_thaws", test_saturation_freezes_and_thaws},
 	   {"vanished_nf_keeps_serving", test_vanished_nf_keeps_serving});
