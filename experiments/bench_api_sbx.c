@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/sandbox.h"
 
 /*
@@ -14,14 +15,6 @@
  * platform's own overhead (HTTP parsing, auth, activation record, dispatch, metrics).
  * usage: bench_api_sbx ECHO_SO CORE RUNS PAYLOAD
  */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -73,7 +66,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = -200; i < runs; i++) { /* 200 warm-up calls first */
 		struct sbx_result res;
-		uint64_t t0 = now_ns();
+		uint64_t t0 = nemo_now_ns();
 
 		sbx_pool_invoke(pool, "echo", core, payload, strlen(payload), &res);
 		if (res.status != SBX_OK) {
@@ -83,7 +76,7 @@ int main(int argc, char **argv)
 		}
 		sbx_result_release(&res);
 		if (i >= 0)
-			lat[i] = now_ns() - t0;
+			lat[i] = nemo_now_ns() - t0;
 	}
 	qsort(lat, (size_t)runs, sizeof(*lat), cmp_u64);
 	printf("sbx_warm_p50_us=%.1f sbx_warm_p99_us=%.1f runs=%d\n", (double)lat[runs / 2] / 1e3,

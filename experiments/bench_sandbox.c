@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/log.h"
 #include "nemo/sandbox.h"
 
@@ -22,14 +23,6 @@
 
 #define RUNS	  200
 #define WARM_RUNS 5000
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -103,7 +96,7 @@ static struct stat2 bench_spawn(int flags, int n)
 	struct stat2 s;
 
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = nemo_now_ns();
 		pid_t pid = clone(exec_true, stack + sizeof(stack), flags | SIGCHLD, NULL);
 		int st;
 
@@ -112,7 +105,7 @@ static struct stat2 bench_spawn(int flags, int n)
 			exit(1);
 		}
 		waitpid(pid, &st, 0);
-		v[i] = now_ns() - t0;
+		v[i] = nemo_now_ns() - t0;
 	}
 	s = pct(v, n);
 	free(v);
@@ -152,7 +145,7 @@ static struct stat2 bench_socket_echo(size_t len, int n)
 	}
 	close(sv[1]);
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = nemo_now_ns();
 		size_t got = 0;
 
 		if (write(sv[0], buf, len) != (ssize_t)len)
@@ -164,7 +157,7 @@ static struct stat2 bench_socket_echo(size_t len, int n)
 				exit(1);
 			got += (size_t)r;
 		}
-		v[i] = now_ns() - t0;
+		v[i] = nemo_now_ns() - t0;
 	}
 	close(sv[0]);
 	waitpid(pid, NULL, 0);
@@ -189,20 +182,20 @@ static struct cold bench_cold(struct sbx_host *host, const struct sbx_spec *spec
 	struct cold c;
 
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = now_ns(), t1, t2;
+		uint64_t t0 = nemo_now_ns(), t1, t2;
 		struct sbx_sandbox *sb = sbx_create(host, spec, i % sbx_host_n_cores(host));
 		struct sbx_result r = {0};
 		char err[256];
 
-		t1 = now_ns();
+		t1 = nemo_now_ns();
 		if (!sb || sbx_init(sb, err, sizeof(err))) {
 			fprintf(stderr, "cold start of %s failed: %s\n", spec->name,
 				sb ? err : strerror(errno));
 			exit(1);
 		}
-		t2 = now_ns();
+		t2 = nemo_now_ns();
 		sbx_invoke(sb, req, strlen(req), &r);
-		tot[i] = now_ns() - t0;
+		tot[i] = nemo_now_ns() - t0;
 		if (r.status != SBX_OK) {
 			fprintf(stderr, "%s: %s\n", spec->name, r.message);
 			exit(1);
@@ -234,10 +227,10 @@ static struct stat2 bench_warm(struct sbx_host *host, size_t len, int n)
 		exit(1);
 	for (int i = 0; i < n; i++) {
 		struct sbx_result r = {0};
-		uint64_t t0 = now_ns();
+		uint64_t t0 = nemo_now_ns();
 
 		sbx_invoke(sb, req, len, &r);
-		v[i] = now_ns() - t0;
+		v[i] = nemo_now_ns() - t0;
 		if (r.status != SBX_OK || r.response_len != len)
 			exit(1);
 		sbx_result_release(&r);
@@ -316,11 +309,11 @@ static struct stat2 bench_move(struct sbx_host *host, int n)
 	if (!sb || sbx_init(sb, NULL, 0))
 		exit(1);
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = nemo_now_ns();
 
 		if (sbx_move(sb, (i + 1) % sbx_host_n_cores(host)))
 			exit(1);
-		v[i] = now_ns() - t0;
+		v[i] = nemo_now_ns() - t0;
 	}
 	sbx_destroy(sb);
 	st = pct(v, n);

@@ -59,7 +59,7 @@ int gw_act_table_init(struct gw_act_table *t, uint32_t capacity)
 		return -ENOMEM;
 	t->capacity = capacity;
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = gw_now_ns() ^ (uint64_t)time(NULL) << 20;
+		rnd = nemo_now_ns() ^ (uint64_t)time(NULL) << 20;
 	snprintf(t->boot_id, sizeof(t->boot_id), "%016llx", (unsigned long long)rnd);
 	t->next_seq = 1;
 	t->journal_fd = -1;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/log.h"
 #include "gw_internal.h"
 
@@ -564,7 +565,7 @@ static void gate_leave(struct gw_function *fn)
 int gw_invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq, const void *req,
 		   size_t len, bool bounded, struct sbx_result *res)
 {
-	uint64_t t0 = gw_now_ns(), t_gate;
+	uint64_t t0 = nemo_now_ns(), t_gate;
 	struct gw_placement where = {.core = -1};
 	enum gw_act_status st;
 	int rc;
@@ -580,7 +581,7 @@ int gw_invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq, co
 		gw_act_finish(&d->acts, seq, GW_ACT_INTERNAL, res, NULL);
 		return 0;
 	}
-	t_gate = gw_now_ns();
+	t_gate = nemo_now_ns();
 	if (d->dispatch.ops->place(d->dispatch.state, fn->spec.name, &where))
 		where.core = -1;
 	if (gw_act_begin(&d->acts, seq, where.core)) {
@@ -594,7 +595,7 @@ int gw_invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq, co
 	res->times.queue_ns += t_gate - t0;
 	d->dispatch.ops->observe(d->dispatch.state, fn->spec.name, &where, res);
 	st = gw_act_status_of(res->status);
-	gw_metrics_record(fn, st, res, gw_now_ns() - t0);
+	gw_metrics_record(fn, st, res, nemo_now_ns() - t0);
 	gw_act_finish(&d->acts, seq, st, res, NULL);
 	return 0;
 }
@@ -911,15 +912,15 @@ uint16_t gw_daemon_port(const struct gw_daemon *d)
 
 void gw_daemon_run(struct gw_daemon *d)
 {
-	uint64_t last = gw_now_ns();
+	uint64_t last = nemo_now_ns();
 
 	while (!d->stop) {
 		struct timespec ts = {0, 50 * 1000000};
 
 		nanosleep(&ts, NULL);
 		/* keep-alive expiry is a slow loop: once a second is plenty */
-		if (gw_now_ns() - last > 1000000000ull) {
-			last = gw_now_ns();
+		if (nemo_now_ns() - last > 1000000000ull) {
+			last = nemo_now_ns();
 			if (d->backend.ops->maintain)
 				d->backend.ops->maintain(d->backend.state);
 		}
@@ -933,7 +934,7 @@ void gw_daemon_request_stop(struct gw_daemon *d)
 
 int gw_daemon_drain(struct gw_daemon *d)
 {
-	uint64_t deadline = gw_now_ns() + (uint64_t)d->cfg.drain_timeout_ms * 1000000ull;
+	uint64_t deadline = nemo_now_ns() + (uint64_t)d->cfg.drain_timeout_ms * 1000000ull;
 	int cancelled = 0;
 	struct timespec ts;
 	uint32_t left;
@@ -950,7 +951,7 @@ int gw_daemon_drain(struct gw_daemon *d)
 		pthread_mutex_lock(&d->q_lock);
 		left = d->q_len + d->q_active;
 		pthread_mutex_unlock(&d->q_lock);
-		if ((!left && !atomic_load(&d->inflight)) || gw_now_ns() >= deadline)
+		if ((!left && !atomic_load(&d->inflight)) || nemo_now_ns() >= deadline)
 			break;
 		ts = (struct timespec){0, 5 * 1000000};
 		nanosleep(&ts, NULL);

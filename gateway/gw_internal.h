@@ -294,7 +294,6 @@ bool gw_mqtt_connected(struct gw_mqtt *m);
 /* Publish an async activation's result to its reply topic. */
 void gw_mqtt_reply(struct gw_mqtt *m, const char *topic, const void *data, size_t len);
 
-uint64_t gw_now_ns(void);
 uint64_t gw_epoch_ms(void);
 
 #endif /* NEMO_GW_INTERNAL_H */

@@ -11,6 +11,7 @@
 
 #include <microhttpd.h>
 
+#include "nemo/clock.h"
 #include "nemo/log.h"
 #include "gw_internal.h"
 
@@ -644,7 +645,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
-		rq->t_start = gw_now_ns();
+		rq->t_start = nemo_now_ns();
 		*con_cls = rq;
 		/* decided on the headers alone: the body is never read */
 		if (!strcmp(url, "/healthz")) {
@@ -684,7 +685,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		size_t n = *upload_size;
 
 		*upload_size = 0;
-		if (gw_now_ns() - rq->t_start >
+		if (nemo_now_ns() - rq->t_start >
 		    (uint64_t)d->cfg.limits.request_timeout_ms * 1000000ull)
 			rq->too_slow = true;
 		if (rq->too_large || rq->too_slow)

@@ -10,16 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/log.h"
 #include "gw_internal.h"
-
-uint64_t gw_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 uint64_t gw_epoch_ms(void)
 {
@@ -360,7 +353,7 @@ int gw_store_remove(const char *dir, const char *name)
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	snprintf(grave, sizeof(grave), "%s/.deleted-%s-%llu", dir, name,
-		 (unsigned long long)gw_now_ns());
+		 (unsigned long long)nemo_now_ns());
 	/* one rename makes the delete atomic; the tree goes after */
 	if (rename(path, grave) < 0) {
 		rc = -errno;

@@ -13,14 +13,6 @@
 #include "nemo/log.h"
 #include "sandbox_internal.h"
 
-uint64_t sbx_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int sbx_write_file(const char *path, const char *val)
 {
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);

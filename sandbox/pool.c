@@ -283,7 +283,7 @@ static struct pool_entry *make_instance(struct sbx_pool *pool, const struct sbx_
 	e->sb->pool_entry = e;
 	e->generation = generation;
 	e->ka.function = e->sb->spec.name;
-	e->ka.created_ns = sbx_now_ns();
+	e->ka.created_ns = nemo_now_ns();
 	e->ka.last_used_ns = e->ka.created_ns;
 	e->ka.init_cost_ns = e->sb->create_ns + e->sb->init_ns;
 	if (sbx_memory_bytes(e->sb, &e->ka.memory_bytes))
@@ -368,7 +368,7 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
 		e->fn = fn;
 		e->prewarmed = true;
 		e->ka.frequency = fn->frequency;
-		pool->ops->on_idle(&pool->ka, &e->ka, sbx_now_ns());
+		pool->ops->on_idle(&pool->ka, &e->ka, nemo_now_ns());
 		e->next = fn->idle;
 		fn->idle = e;
 		fn->n_idle++;
@@ -414,7 +414,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 				     struct sbx_result *res)
 {
 	struct pool_entry *e, *dead = NULL, *evicted = NULL;
-	uint64_t t0 = sbx_now_ns(), reserve, gen;
+	uint64_t t0 = nemo_now_ns(), reserve, gen;
 	struct sbx_result local;
 	struct sbx_spec spec;
 	struct fn_pool *fn;
@@ -461,7 +461,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 		e->prewarmed = false;
 		acquired_add(pool, e);
 		pthread_mutex_unlock(&pool->lock);
-		res->times.queue_ns = sbx_now_ns() - t0;
+		res->times.queue_ns = nemo_now_ns() - t0;
 		destroy_entries(dead);
 		return e->sb;
 	}
@@ -473,7 +473,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 	spec = fn->spec;
 	gen = fn->generation;
 	pthread_mutex_unlock(&pool->lock);
-	res->times.queue_ns = sbx_now_ns() - t0;
+	res->times.queue_ns = nemo_now_ns() - t0;
 	res->path = SBX_START_COLD;
 	destroy_entries(dead);
 	destroy_entries(evicted);
@@ -517,7 +517,7 @@ void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
 	pthread_cond_broadcast(&pool->released);
 	if (!fn->retired && (state == SBX_STATE_READY || state == SBX_STATE_FROZEN) &&
 	    e->generation == fn->generation) {
-		e->ka.last_used_ns = sbx_now_ns();
+		e->ka.last_used_ns = nemo_now_ns();
 		e->ka.frequency = fn->frequency;
 		pool->ops->on_idle(&pool->ka, &e->ka, e->ka.last_used_ns);
 		e->next = fn->idle;
@@ -576,12 +576,12 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 	 */
 	while (res->status == SBX_ERR_STATE) {
 		enum sbx_state state = sbx_state(sb);
-		uint64_t t1 = sbx_now_ns();
+		uint64_t t1 = nemo_now_ns();
 
 		if (state != SBX_STATE_FROZEN && state != SBX_STATE_READY)
 			break;
 		wait_thawed(pool, sb);
-		t.queue_ns += sbx_now_ns() - t1;
+		t.queue_ns += nemo_now_ns() - t1;
 		sbx_invoke(sb, req, len, res);
 	}
 	t.run_ns = res->times.run_ns;
@@ -594,7 +594,7 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 int sbx_pool_maintain(struct sbx_pool *pool)
 {
 	struct pool_entry *gone = NULL;
-	uint64_t now = sbx_now_ns();
+	uint64_t now = nemo_now_ns();
 	int n = 0;
 
 	pthread_mutex_lock(&pool->lock);
@@ -733,7 +733,7 @@ int sbx_pool_freeze_core(struct sbx_pool *pool, int core)
 	 */
 	pthread_mutex_lock(&pool->lock);
 	each_on_core(pool, core, freeze_begin_step, &w);
-	w.deadline_ns = sbx_now_ns() + SBX_FREEZE_TIMEOUT_NS;
+	w.deadline_ns = nemo_now_ns() + SBX_FREEZE_TIMEOUT_NS;
 	each_on_core(pool, core, freeze_settle_step, &w);
 	pthread_mutex_unlock(&pool->lock);
 	return w.done || !w.rc ? w.done : w.rc;

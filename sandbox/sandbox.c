@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/log.h"
 #include "sandbox_internal.h"
 
@@ -220,7 +221,7 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 	char uid[16], gid[16], payload[16], mem[16], shim_env[SBX_PATH_MAX + 32], hostname[80];
 	char *argv[] = {host->runtime_path, uid, gid, payload, mem, NULL};
 	char *envp[SBX_ENV_MAX + 4];
-	uint64_t t0 = sbx_now_ns(), flags;
+	uint64_t t0 = nemo_now_ns(), flags;
 	char stack[32768] __attribute__((aligned(16)));
 	struct launch l = {0};
 	struct sbx_sandbox *sb;
@@ -321,7 +322,7 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 	}
 	fcntl(sb->sock, F_SETFL, O_NONBLOCK);
 	sb->state = SBX_STATE_CREATED;
-	sb->create_ns = sbx_now_ns() - t0;
+	sb->create_ns = nemo_now_ns() - t0;
 	return sb;
 fail:
 	sb->state = SBX_STATE_DEAD;
@@ -362,7 +363,7 @@ static void set_state(struct sbx_sandbox *sb, enum sbx_state state)
 /* Under sb->lock: the freezer let go of the sandbox; its frozen time is banked. */
 static void unfrozen_locked(struct sbx_sandbox *sb)
 {
-	sb->frozen_ns += sbx_now_ns() - sb->frozen_at;
+	sb->frozen_ns += nemo_now_ns() - sb->frozen_at;
 	sb->frozen = false;
 	if (sb->state == SBX_STATE_FROZEN)
 		sb->state = SBX_STATE_READY;
@@ -427,7 +428,7 @@ static int wait_io(struct sbx_sandbox *sb, struct pollfd *p, nfds_t n, uint64_t 
 	bool frozen;
 
 	pthread_mutex_lock(&sb->lock);
-	now = sbx_now_ns();
+	now = nemo_now_ns();
 	frozen = sb->frozen;
 	paused = sb->frozen_ns - frozen_base + (frozen ? now - sb->frozen_at : 0);
 	pthread_mutex_unlock(&sb->lock);
@@ -552,7 +553,7 @@ int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
 	struct sbx_host *host = sb->host;
 	uint32_t timeout = sb->spec.timeout_ms > INIT_TIMEOUT_MIN_MS ? sb->spec.timeout_ms
 								     : INIT_TIMEOUT_MIN_MS;
-	uint64_t t0 = sbx_now_ns(), deadline = t0 + (uint64_t)timeout * 1000000ull;
+	uint64_t t0 = nemo_now_ns(), deadline = t0 + (uint64_t)timeout * 1000000ull;
 	char block[SBX_PATH_MAX * 3 + SBX_HANDLER_MAX + 16], dummy[8];
 	struct nemo_frame_hdr hdr;
 	int len, rc;
@@ -613,7 +614,7 @@ int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
 		return -EPROTO;
 	}
 	set_state(sb, SBX_STATE_READY);
-	sb->init_ns = sbx_now_ns() - t0;
+	sb->init_ns = nemo_now_ns() - t0;
 	return 0;
 }
 
@@ -660,12 +661,12 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 		result_set(res, SBX_ERR_STATE, "sandbox is %s, not ready", sbx_state_name(state));
 		return 0;
 	}
-	t0 = sbx_now_ns();
+	t0 = nemo_now_ns();
 	deadline = t0 + (uint64_t)sb->spec.timeout_ms * 1000000ull;
 	rc = send_frame(sb, NEMO_FRAME_REQUEST, req, (uint32_t)len, deadline, frozen_base);
 	if (!rc)
 		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline, frozen_base);
-	res->times.run_ns = sbx_now_ns() - t0;
+	res->times.run_ns = nemo_now_ns() - t0;
 	switch (rc) {
 	case 0:
 		break;
@@ -748,7 +749,7 @@ int sbx_freeze_begin(struct sbx_sandbox *sb)
 		rc = sb->host->cg->freeze(&sb->cg, true);
 		if (!rc) {
 			sb->frozen = true;
-			sb->frozen_at = sbx_now_ns();
+			sb->frozen_at = nemo_now_ns();
 			/* an invocation in flight stays BUSY: it pauses, and goes on at the thaw */
 			if (sb->state == SBX_STATE_READY)
 				sb->state = SBX_STATE_FROZEN;
@@ -763,7 +764,7 @@ int sbx_freeze_settle(struct sbx_sandbox *sb, uint64_t deadline_ns)
 	int rc;
 
 	/* the freezer is asynchronous: the state reads FREEZING until every task stopped */
-	while ((rc = sb->host->cg->is_frozen(&sb->cg)) == 0 && sbx_now_ns() <= deadline_ns)
+	while ((rc = sb->host->cg->is_frozen(&sb->cg)) == 0 && nemo_now_ns() <= deadline_ns)
 		usleep(50);
 	if (rc == 1)
 		return 0;
@@ -783,7 +784,7 @@ int sbx_freeze(struct sbx_sandbox *sb)
 {
 	int rc = sbx_freeze_begin(sb);
 
-	return rc ? rc : sbx_freeze_settle(sb, sbx_now_ns() + SBX_FREEZE_TIMEOUT_NS);
+	return rc ? rc : sbx_freeze_settle(sb, nemo_now_ns() + SBX_FREEZE_TIMEOUT_NS);
 }
 
 int sbx_thaw(struct sbx_sandbox *sb)

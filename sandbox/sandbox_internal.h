@@ -30,8 +30,6 @@ static inline void sbx_freep(void *p)
 #define _cleanup_close_ __attribute__((cleanup(sbx_closep)))
 #define _cleanup_free_	__attribute__((cleanup(sbx_freep)))
 
-uint64_t sbx_now_ns(void);
-
 /* ---- cgroup backends ---- */
 
 #define SBX_CG_PATH	512

@@ -90,14 +90,6 @@ struct sched_cosched {
 
 static bool hk_usable(const struct sched_cosched *cs);
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void sched_cosched_config_defaults(struct sched_cosched_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -422,7 +414,7 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 	if (was && !cs->rc[idx].reclaimed && c->pub.moved_to >= 0)
 		cs->ops->pin(&c->cg, c->cpu); /* spare is back: the core's sandboxes come home */
 	if (d.action == SCHED_RECLAIM_FREEZE || d.action == SCHED_RECLAIM_MOVE) {
-		uint64_t reaction = now_ns() - c->low_since_ns;
+		uint64_t reaction = nemo_now_ns() - c->low_since_ns;
 
 		if (rc)
 			snprintf(failed, sizeof(failed), " (failed: %s)", strerror(-rc));
@@ -474,7 +466,7 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 		c->usage_prev = usage;
 		c->usage_primed = true;
 	}
-	reclaim(cs, idx, w->spare_ratio, now_ns(), smp->window_ns);
+	reclaim(cs, idx, w->spare_ratio, nemo_now_ns(), smp->window_ns);
 	if (c->iw) {
 		uint64_t quota;
 
@@ -627,8 +619,8 @@ static void *loop_main(void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	while (!atomic_load(&cs->stop)) {
 		/* every core, fresh or not: a vanished NF shows as a core with no fresh window */
-		hv_sampler_sample(cs->sampler, now_ns());
-		hk_sample(cs, now_ns());
+		hv_sampler_sample(cs->sampler, nemo_now_ns());
+		hk_sample(cs, nemo_now_ns());
 		for (uint32_t i = 0; i < hv_sampler_nb_cores(cs->sampler); i++) {
 			const struct hv_core_sample *smp = hv_sampler_core(cs->sampler, i);
 			struct cs_core *c = smp ? core_get(cs, smp) : NULL;
@@ -929,7 +921,7 @@ static void place_locked(struct sched_cosched *cs, struct cs_fn *fn, uint32_t id
 	views_of(cs, views);
 	for (int i = 0; i < cs->n_cores && fn; i++)
 		views[i].warm_idle = idle && fn->on_core[i] ? 1 : 0;
-	if (sched_dispatch_most_spare.place(&dc, views, cs->n_cores, now_ns(), p))
+	if (sched_dispatch_most_spare.place(&dc, views, cs->n_cores, nemo_now_ns(), p))
 		*p = (struct sched_placement){SCHED_PLACE_HOUSEKEEPING, cs->cfg.hk_cpu, -1, 0};
 }
 
@@ -951,7 +943,7 @@ int sched_cosched_place(struct sched_cosched *cs, const char *fn_name, int *cpu,
 
 		uint64_t hard;
 
-		deadline = now_ns() + cs->cfg.queue_deadline_ms * 1000000ull;
+		deadline = nemo_now_ns() + cs->cfg.queue_deadline_ms * 1000000ull;
 		hard = deadline + CS_HK_BUSY_WAIT_NS;
 		/*
 		 * Wait for spare window by window, up to the deadline; past it, while the
@@ -959,7 +951,7 @@ int sched_cosched_place(struct sched_cosched *cs, const char *fn_name, int *cpu,
 		 * overflow sandboxes on the generator's core cost 288 packets and +4.7 ms p99.
 		 */
 		while (p.kind == SCHED_PLACE_QUEUE && !atomic_load(&cs->stop)) {
-			uint64_t t = now_ns(), until_ns = t < deadline ? deadline : hard;
+			uint64_t t = nemo_now_ns(), until_ns = t < deadline ? deadline : hard;
 
 			if (t >= deadline && (hk_usable(cs) || t >= hard))
 				break;

@@ -10,20 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/harvester.h"
 #include "proc.h"
 #include "test.h"
 
 static char nf_bin[512], gen_bin[512];
 static int run_id;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void cleanup_all(void)
 {
@@ -77,7 +70,7 @@ static const struct hv_core_sample *wait_up(struct hv_sampler *s, uint64_t after
 	for (int i = 0; i < ms; i++) {
 		const struct hv_core_sample *c;
 
-		hv_sampler_sample(s, now_ns());
+		hv_sampler_sample(s, nemo_now_ns());
 		c = hv_sampler_core(s, 0);
 		if (c && c->state == HV_CORE_UP && c->generation != after_gen && c->window_seq > 0)
 			return c;
@@ -111,7 +104,7 @@ static void test_sampler_windows_add_up(void)
 	s = hv_sampler_new(&sc);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	/* no NF yet: not an error, just nothing to report */
-	CU_ASSERT_EQUAL(hv_sampler_sample(s, now_ns()), 0);
+	CU_ASSERT_EQUAL(hv_sampler_sample(s, nemo_now_ns()), 0);
 	CU_ASSERT_EQUAL(hv_sampler_nb_cores(s), 0);
 
 	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg), 0);
@@ -124,7 +117,7 @@ static void test_sampler_windows_add_up(void)
 
 	CU_ASSERT_EQUAL_FATAL(start_gen(&gen, sock, "500000", "1"), 0);
 	while (test_proc_wait(&gen, 0) == -ETIMEDOUT) {
-		hv_sampler_sample(s, now_ns());
+		hv_sampler_sample(s, nemo_now_ns());
 		c = hv_sampler_core(s, 0);
 		if (c->window_seq != last_seq && c->w.total) {
 			uint64_t parts = c->w.busy + c->w.idle_poll + c->w.sleep;
@@ -172,7 +165,7 @@ static void test_sampler_windows_add_up(void)
 		uint64_t gen1 = c->generation;
 
 		CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
-		hv_sampler_sample(s, now_ns() + 10000000);
+		hv_sampler_sample(s, nemo_now_ns() + 10000000);
 		c = hv_sampler_core(s, 0);
 		CU_ASSERT_EQUAL(c->state, HV_CORE_GONE);
 		CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg), 0);
@@ -188,12 +181,12 @@ static void test_sampler_windows_add_up(void)
 	/* vanished: SIGKILL leaves the channel behind with a good magic; the pid tells */
 	kill(nf.pid, SIGKILL);
 	test_proc_wait(&nf, 5000);
-	hv_sampler_sample(s, now_ns() + 20000000);
+	hv_sampler_sample(s, nemo_now_ns() + 20000000);
 	c = hv_sampler_core(s, 0);
 	CU_ASSERT_EQUAL(c->state, HV_CORE_GONE);
 	/* and it keeps serving: more samples, no crash, still gone */
 	for (int i = 0; i < 5; i++)
-		CU_ASSERT_EQUAL(hv_sampler_sample(s, now_ns() + 30000000ull * (i + 2)), 0);
+		CU_ASSERT_EQUAL(hv_sampler_sample(s, nemo_now_ns() + 30000000ull * (i + 2)), 0);
 	CU_ASSERT_EQUAL(hv_sampler_core(s, 0)->state, HV_CORE_GONE);
 	hv_sampler_destroy(s);
 	cleanup_all();
@@ -269,7 +262,8 @@ static void test_sampler_bad_channels(void)
 	s = hv_sampler_new(&sc);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	for (int i = 0; i < 50; i++)
-		CU_ASSERT_EQUAL(hv_sampler_sample(s, now_ns() + (uint64_t)i * 200000000ull), 0);
+		CU_ASSERT_EQUAL(hv_sampler_sample(s, nemo_now_ns() + (uint64_t)i * 200000000ull),
+				0);
 	CU_ASSERT_EQUAL(hv_sampler_nb_cores(s), 0);
 	CU_ASSERT_PTR_NULL(hv_sampler_core(s, 0));
 	hv_sampler_destroy(s);
@@ -319,7 +313,7 @@ static double mean_sleep_with_floor(struct hv_sampler *s, struct hv_channel *ch,
 	if (hv_channel_read(ch, 0, &a))
 		return -1.0;
 	for (int t = 0; t < ms; t += 20) {
-		hv_sampler_sample(s, now_ns());
+		hv_sampler_sample(s, nemo_now_ns());
 		CU_ASSERT_EQUAL(hv_sampler_set_sleep_floor(s, 0, us * 1000, 100000000ull), 0);
 		test_msleep(20);
 	}
@@ -378,7 +372,7 @@ static void test_sampler_sleep_floor(void)
 	hv_channel_close(ch);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 	/* the NF is gone: asking is refused, not written into a dead mapping */
-	hv_sampler_sample(s, now_ns() + 10000000);
+	hv_sampler_sample(s, nemo_now_ns() + 10000000);
 	CU_ASSERT_EQUAL(hv_sampler_set_sleep_floor(s, 0, 1000, 1000000), -ENODEV);
 	hv_sampler_destroy(s);
 	cleanup_all();

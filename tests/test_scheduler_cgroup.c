@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/harvester.h"
 #include "nemo/scheduler.h"
 #include "proc.h"
@@ -19,14 +20,6 @@ static char nf_bin[512], gen_bin[512];
 static const struct sched_cgroup_ops *ops;
 static struct sched_harvest_cg cg;
 static pid_t hog = -1;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int read_str(const char *dir, const char *file, char *buf, size_t len)
 {
@@ -211,11 +204,11 @@ static void test_cgroup_knobs(void)
 
 	/* pinned elsewhere: it leaves cpu 1 at once, still runnable, and comes back */
 	{
-		uint64_t t0 = now_ns(), t1;
+		uint64_t t0 = nemo_now_ns(), t1;
 
 		CU_ASSERT_EQUAL_FATAL(ops->pin(&cg, 0), 0);
 		CU_ASSERT_EQUAL(wait_on_cpu(hog, 0, 500), 0);
-		t1 = now_ns();
+		t1 = nemo_now_ns();
 		printf("\n    move of a spinning task to cpu 0 done in %.2f ms",
 		       (double)(t1 - t0) / 1e6);
 		CU_ASSERT_EQUAL(ops->read_usage(&cg, &u0), 0);
@@ -332,7 +325,7 @@ static void test_reclaim_reaction(void)
 	s = hv_sampler_new(&sc);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	for (int i = 0; i < 15000 && !(c && c->state == HV_CORE_UP && c->window_seq); i++) {
-		hv_sampler_sample(s, now_ns());
+		hv_sampler_sample(s, nemo_now_ns());
 		c = hv_sampler_core(s, 0);
 		test_msleep(1);
 	}
@@ -355,7 +348,7 @@ static void test_reclaim_reaction(void)
 		struct sched_reclaim_decision d;
 		bool was;
 
-		hv_sampler_sample(s, now_ns());
+		hv_sampler_sample(s, nemo_now_ns());
 		c = hv_sampler_core(s, 0);
 		if (c->window_seq == seq || c->state != HV_CORE_UP) {
 			usleep(200);
@@ -373,16 +366,16 @@ static void test_reclaim_reaction(void)
 			streak = 0;
 		}
 		if (c->w.spare_ratio < rc.threshold && core[0].below == 0)
-			first_low_start = now_ns() - c->window_ns;
+			first_low_start = nemo_now_ns() - c->window_ns;
 		was = core[0].reclaimed;
 		d = sched_reclaim_step(&rc, core, 0, c->w.spare_ratio, views, 2);
 		if (d.action == SCHED_RECLAIM_MOVE) {
-			uint64_t t0 = now_ns();
+			uint64_t t0 = nemo_now_ns();
 
 			CU_ASSERT_EQUAL(d.target_cpu, 0);
 			CU_ASSERT_EQUAL(ops->pin(&cg, 0), 0);
 			CU_ASSERT_EQUAL(wait_on_cpu(hog, 0, 200), 0);
-			moved_at = now_ns();
+			moved_at = nemo_now_ns();
 			sum_reaction += (double)(moved_at - first_low_start) / 1e6;
 			if ((double)(moved_at - first_low_start) / 1e6 > worst_reaction)
 				worst_reaction = (double)(moved_at - first_low_start) / 1e6;

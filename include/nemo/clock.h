@@ -1,9 +1,18 @@
-/* clock.h - absolute deadlines for the timed waits (pthread_cond_timedwait, clock_nanosleep). */
+/* clock.h - the monotonic clock in ns, and absolute deadlines for timed waits. */
 #ifndef NEMO_CLOCK_H
 #define NEMO_CLOCK_H
 
 #include <stdint.h>
 #include <time.h>
+
+/* CLOCK_MONOTONIC in ns: durations, deadlines and rates, never the time of day. */
+static inline uint64_t nemo_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* Move `ts` on by `ns`, keeping tv_nsec below one second. */
 static inline void nemo_timespec_add_ns(struct timespec *ts, uint64_t ns)
