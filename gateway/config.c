@@ -292,6 +292,8 @@ static const struct cfg_key harvest_keys[] = {
 		      10, 3600000),
 	CFG_KEY_RANGE("nf_sleep_floor_us", cfg_parse_u32, struct gw_harvest_config,
 		      cs.nf_sleep_floor_us, false, 0, 1000000),
+	CFG_KEY_RANGE("nf_delay_budget_us", cfg_parse_u32, struct gw_harvest_config,
+		      cs.nf_delay_budget_us, false, 0, 1000000),
 	CFG_KEY_END,
 };
 

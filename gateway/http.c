@@ -547,6 +547,7 @@ static enum MHD_Result route_cores(struct gw_daemon *d, struct MHD_Connection *c
 		cJSON_AddNumberToObject(o, "throttled", (double)k->s.throttled);
 		cJSON_AddNumberToObject(o, "runnable", k->s.runnable);
 		cJSON_AddNumberToObject(o, "thread_cap", k->s.thread_cap);
+		cJSON_AddNumberToObject(o, "sleep_floor_us", k->s.sleep_floor_us);
 		cJSON_AddBoolToObject(o, "reclaimed", k->reclaimed);
 		cJSON_AddNumberToObject(o, "moved_to", k->moved_to);
 		cJSON_AddNumberToObject(o, "reclaims", (double)k->reclaims);

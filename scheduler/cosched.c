@@ -116,7 +116,8 @@ void sched_cosched_config_defaults(struct sched_cosched_config *cfg)
 	cfg->interference = true;
 	cfg->interference_bound = 1.5;
 	cfg->forecast_ms = 500;
-	cfg->nf_sleep_floor_us = 300;
+	cfg->nf_sleep_floor_us = 400;
+	cfg->nf_delay_budget_us = 500;
 }
 
 /* ---- the core's sandboxes, as the cgroup tree sees them ------------------------------------ */
@@ -336,12 +337,13 @@ static void release_gone(struct sched_cosched *cs, struct cs_core *c)
 	if (cs->rc[idx].reclaimed)
 		NEMO_INFO(CS_LOG, "cpu %d: its NF is gone: reclaim undone", c->cpu);
 	cs->rc[idx].reclaimed = false;
-	cs->rc[idx].below = cs->rc[idx].above = 0;
+	cs->rc[idx].below = cs->rc[idx].held = 0;
 	pthread_mutex_lock(&cs->lock);
 	c->pub.up = false;
 	c->pub.reclaimed = false;
 	c->pub.moved_to = -1;
 	c->pub.s.frozen = 0;
+	c->pub.s.sleep_floor_us = 0;
 	pthread_mutex_unlock(&cs->lock);
 }
 
@@ -588,27 +590,44 @@ static bool hk_usable(const struct sched_cosched *cs)
 	return cs->cfg.hk_cpu >= 0 && (cs->hk_idle < 0 || cs->hk_idle >= CS_HK_MIN_IDLE);
 }
 
+uint64_t sched_sleep_floor_ns(uint32_t floor_us, uint32_t budget_us, double spare)
+{
+	double f = floor_us;
+
+	if (budget_us && spare >= 0.0 && budget_us * spare < f)
+		f = budget_us * spare;
+	return (uint64_t)(f * 1000.0);
+}
+
 /*
- * While sandboxes work on the core, ask its NF lcore to sleep at least nf_sleep_floor_us at a
- * time (harvest_channel.h says why: 20 us sleeps left a CPU hog half the spare here, 300 us
- * sleeps 0.93-0.95 of it; bench_harvest.py --only 0). The request is a lease renewed every window and withdrawn when they
- * stop, so an NF with nothing beside it keeps its short sleeps and its latency.
+ * While sandboxes work on the core, ask its NF lcore to sleep longer at a time
+ * (harvest_channel.h says why: 20 us sleeps left a CPU hog half the spare here, 300 us sleeps
+ * 0.91-0.93 of it; bench_harvest.py --only 0): nf_sleep_floor_us, shrunk by the delay budget
+ * as the NF's spare falls (sched_sleep_floor_ns). The request is a lease renewed every window
+ * and withdrawn when they stop, so an NF with nothing beside it keeps its short sleeps and its
+ * latency.
  */
 static void nf_sleep_floor(struct sched_cosched *cs, struct cs_core *c, uint32_t smp_idx)
 {
-	uint64_t lease_ns = 25ull * cs->cfg.period_ms * 1000000ull;
+	uint64_t lease_ns = 25ull * cs->cfg.period_ms * 1000000ull, floor_ns = 0;
 	bool want;
 
 	if (!cs->cfg.nf_sleep_floor_us)
 		return;
 	pthread_mutex_lock(&cs->lock);
 	want = !c->pub.reclaimed && (c->pub.s.harvested_ns > 0 || runnable_now(c) > 0);
+	if (want)
+		floor_ns = sched_sleep_floor_ns(cs->cfg.nf_sleep_floor_us,
+						cs->cfg.nf_delay_budget_us, c->pub.s.spare_pred);
 	pthread_mutex_unlock(&cs->lock);
 	if (!want && !c->floor_on)
 		return;
-	if (!hv_sampler_set_sleep_floor(cs->sampler, smp_idx,
-					want ? cs->cfg.nf_sleep_floor_us * 1000ull : 0, lease_ns))
+	if (!hv_sampler_set_sleep_floor(cs->sampler, smp_idx, floor_ns, lease_ns)) {
 		c->floor_on = want;
+		pthread_mutex_lock(&cs->lock);
+		c->pub.s.sleep_floor_us = (uint32_t)(floor_ns / 1000);
+		pthread_mutex_unlock(&cs->lock);
+	}
 }
 
 static void *loop_main(void *arg)

@@ -72,6 +72,8 @@ int sched_metrics_format(const struct sched_core_stats *cores, int n, char *buf,
 	GAUGE("runnable_threads", "Runnable sandbox threads on the core.", "gauge", "%u", runnable);
 	GAUGE("thread_cap", "Cap on runnable sandbox threads on the core.", "gauge", "%u",
 	      thread_cap);
+	GAUGE("nf_sleep_floor_us", "Sleep floor asked of the NF lcore while sandboxes work there.",
+	      "gauge", "%u", sleep_floor_us);
 #undef GAUGE
 	return o.full ? -ENOSPC : (int)o.off;
 }

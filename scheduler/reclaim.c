@@ -37,13 +37,10 @@ struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_conf
 	struct sched_reclaim_core *c = &cores[idx];
 	struct sched_reclaim_decision d = {SCHED_RECLAIM_NONE, -1};
 
-	/* the counters run in both states so that one odd window resets a streak */
-	if (spare_ratio < cfg->threshold) {
-		c->below++;
-		c->above = 0;
-	} else {
-		c->below = 0;
-		c->above = spare_ratio >= cfg->release ? c->above + 1 : 0;
+	c->below = spare_ratio < cfg->threshold ? c->below + 1 : 0;
+	if (c->reclaimed) {
+		c->held++;
+		c->spare_avg += 2.0 / (cfg->release_windows + 1.0) * (spare_ratio - c->spare_avg);
 	}
 	if (!c->reclaimed && c->below >= cfg->k_windows) {
 		int t = cfg->prefer == SCHED_RECLAIM_MOVE && views
@@ -55,8 +52,10 @@ struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_conf
 		c->reclaimed = true;
 		c->reclaims++;
 		c->last_action = d.action;
-		c->above = 0;
-	} else if (c->reclaimed && c->above >= cfg->release_windows) {
+		c->held = 0;
+		c->spare_avg = spare_ratio;
+	} else if (c->reclaimed && c->held >= cfg->release_windows &&
+		   c->spare_avg >= cfg->release) {
 		/* what moved away stays where it runs; only frozen work waits here for the core */
 		d.action = c->last_action == SCHED_RECLAIM_FREEZE ? SCHED_RECLAIM_THAW
 								  : SCHED_RECLAIM_NONE;

@@ -131,10 +131,17 @@ static int run_seq(const struct sched_reclaim_config *cfg, struct sched_reclaim_
 
 static void test_reclaim_freeze_hysteresis(void)
 {
-	/* two low windows (no action), a high one resets, three low: freeze at index 5; then
-	 * spare between threshold and release does not thaw; four at release do */
-	const double seq[] = {0.1, 0.1, 0.9, 0.1, 0.15, 0.05, 0.0, 0.3, 0.4,
-			      0.6, 0.6, 0.3, 0.6, 0.7,	0.8,  0.9, 0.9, 0.1};
+	/*
+	 * Two low windows (no action), a high one resets, three low: freeze at index 5. Then
+	 * spare between threshold and release, one spike of 0.7 among it, does not thaw. Spare
+	 * that swings 0.35 / 0.8 (mean 0.575) does, at 15, though no two windows in a row reach
+	 * release: a streak rule would keep the core from its sandboxes as long as that lasts.
+	 * One low window after it reclaims nothing.
+	 */
+	const double seq[] = {0.1, 0.1, 0.9, 0.1,  0.15, 0.05, 0.3, 0.4,  0.3, 0.4, 0.3,
+			      0.7, 0.3, 0.4, 0.35, 0.8,	 0.35, 0.8, 0.35, 0.8, 0.1};
+	/* spare back at once: held for release_windows (4) all the same, then thawed */
+	const double back[] = {0.0, 0.0, 0.0, 0.9, 0.9, 0.9, 0.9, 0.9};
 	struct sched_reclaim_core cores[2];
 	int at[8], act[8], tgt[8], n;
 
@@ -145,10 +152,18 @@ static void test_reclaim_freeze_hysteresis(void)
 	CU_ASSERT_EQUAL_FATAL(n, 2);
 	CU_ASSERT_EQUAL(at[0], 5);
 	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_FREEZE);
-	CU_ASSERT_EQUAL(at[1], 15); /* 12..15 are >= 0.5 after 0.3 at 11 broke the streak */
+	CU_ASSERT_EQUAL(at[1], 15);
 	CU_ASSERT_EQUAL(act[1], SCHED_RECLAIM_THAW);
 	CU_ASSERT_FALSE(cores[0].reclaimed);
 	CU_ASSERT_EQUAL(cores[0].reclaims, 1);
+
+	memset(cores, 0, sizeof(cores));
+	n = run_seq(&rc_freeze, cores, back, (int)(sizeof(back) / sizeof(back[0])), NULL, 0, at,
+		    act, tgt);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(at[0], 2);
+	CU_ASSERT_EQUAL(at[1], 6); /* the average passed 0.5 at 4; held 4 windows at 6 */
+	CU_ASSERT_EQUAL(act[1], SCHED_RECLAIM_THAW);
 }
 
 static void test_reclaim_move(void)
@@ -251,7 +266,8 @@ static void test_metrics(void)
 		 .moved = 2,
 		 .throttled = 7,
 		 .runnable = 1,
-		 .thread_cap = 4},
+		 .thread_cap = 4,
+		 .sleep_floor_us = 365},
 		{.cpu = 2},
 	};
 	char buf[8192], tiny[64];
@@ -270,6 +286,7 @@ static void test_metrics(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_throttled_windows_total{cpu=\"1\"} 7\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_spare_cycles{cpu=\"2\"} 0\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_thread_cap{cpu=\"1\"} 4\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_nf_sleep_floor_us{cpu=\"1\"} 365\n"));
 	CU_ASSERT_EQUAL(sched_metrics_format(s, 2, tiny, sizeof(tiny)), -ENOSPC);
 }
 
@@ -309,9 +326,25 @@ static void test_policy_names(void)
 	CU_ASSERT_STRING_EQUAL(sched_harvest_policy_name(SCHED_HARVEST_DEFAULT), "idle");
 }
 
+static void test_sleep_floor(void)
+{
+	/* light load: the configured floor; the budget only ever lowers it */
+	CU_ASSERT_EQUAL(sched_sleep_floor_ns(400, 500, 0.95), 400000);
+	/* 30 % load (spare 0.73): budget x spare; dearer packets (spare 0.5): half the budget */
+	CU_ASSERT_EQUAL(sched_sleep_floor_ns(400, 500, 0.73), 365000);
+	CU_ASSERT_EQUAL(sched_sleep_floor_ns(400, 500, 0.5), 250000);
+	/* so the delay it adds, floor / spare, stays at the budget across loads */
+	for (double sp = 0.2; sp <= 0.8; sp += 0.1)
+		CU_ASSERT_DOUBLE_EQUAL(sched_sleep_floor_ns(1000, 500, sp) / 1e3 / sp, 500.0, 0.01);
+	/* no spare: no floor; no budget: the floor is fixed */
+	CU_ASSERT_EQUAL(sched_sleep_floor_ns(400, 500, 0.0), 0);
+	CU_ASSERT_EQUAL(sched_sleep_floor_ns(400, 0, 0.1), 400000);
+	CU_ASSERT_EQUAL(sched_sleep_floor_ns(0, 500, 0.9), 0);
+}
+
 NEMO_SUITE(scheduler_policy, NULL, NULL, {"dispatch_choices", test_dispatch_choices},
 	   {"deadline_queue", test_dlq},
 	   {"reclaim_freeze_hysteresis", test_reclaim_freeze_hysteresis},
 	   {"reclaim_move", test_reclaim_move}, {"iwatch_throttle", test_iwatch_throttle},
 	   {"metrics", test_metrics}, {"topology", test_topology},
-	   {"policy_names", test_policy_names})
+	   {"policy_names", test_policy_names}, {"sleep_floor", test_sleep_floor})

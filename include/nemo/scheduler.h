@@ -238,15 +238,17 @@ enum sched_reclaim_action {
 struct sched_reclaim_config {
 	double threshold;	  /* spare_ratio below this ... */
 	uint32_t k_windows;	  /* ... for this many windows in a row reclaims the core */
-	double release;		  /* spare_ratio at or above this (>= threshold: hysteresis) ... */
-	uint32_t release_windows; /* ... this many windows in a row releases it */
+	double release;		  /* spare_ratio averaged at or above this (>= threshold) ... */
+	uint32_t release_windows; /* ... over about this many windows, held at least as long,
+				   * releases it */
 	int prefer;		  /* SCHED_RECLAIM_FREEZE or SCHED_RECLAIM_MOVE */
 	double move_min_spare;	  /* a move target needs at least this predicted spare_ratio */
 };
 
 struct sched_reclaim_core {
-	uint32_t below; /* consecutive windows below threshold */
-	uint32_t above; /* consecutive windows at or above release */
+	uint32_t below;	  /* consecutive windows below threshold */
+	uint32_t held;	  /* windows since the core was reclaimed */
+	double spare_avg; /* spare_ratio since then, smoothed over ~release_windows */
 	bool reclaimed;
 	int last_action;
 	uint64_t reclaims; /* times the core was reclaimed */
@@ -264,8 +266,11 @@ int sched_reclaim_config_check(const struct sched_reclaim_config *cfg);
  * Feed core `idx` its latest window's spare_ratio. When it has been below threshold for
  * k_windows, returns MOVE to the other unreclaimed core with the most predicted spare
  * (>= move_min_spare) if cfg->prefer is MOVE and there is one, else FREEZE. While
- * reclaimed, after release_windows at or above release, returns THAW (for a frozen core;
- * a core whose sandboxes moved away just becomes available again: NONE). `views` are the
+ * reclaimed, once it has been so for release_windows and the spare_ratio smoothed over about
+ * as many windows (EWMA, alpha 2 / (release_windows + 1), from the window that reclaimed it)
+ * is at or above release, returns THAW (for a frozen core; a core whose sandboxes moved away
+ * just becomes available again: NONE). An average, not a streak: an NF at half load has
+ * windows under release now and then, and a streak of them all above could take seconds. `views` are the
  * cores' predictions for picking a target (may be NULL with n 0). Pure.
  */
 struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_config *cfg,
@@ -353,6 +358,7 @@ struct sched_core_stats {
 	uint64_t throttled;    /* windows under a CFS quota, cumulative */
 	uint32_t runnable;     /* runnable sandbox threads */
 	uint32_t thread_cap;
+	uint32_t sleep_floor_us; /* asked of the NF lcore now, 0 = none */
 };
 
 /*
@@ -410,10 +416,22 @@ struct sched_cosched_config {
 	uint64_t queue_deadline_ms; /* SCHED_OVERFLOW_QUEUE: then housekeeping */
 	int hk_cpu;		    /* overflow and move target of last resort */
 	bool interference;
-	double interference_bound;  /* ratio of cycles per packet, e.g. 1.5 */
-	uint32_t forecast_ms;	    /* demand interval and pre-warm beat [500] */
-	uint32_t nf_sleep_floor_us; /* asked of an NF lcore while sandboxes work there [300] */
+	double interference_bound; /* ratio of cycles per packet, e.g. 1.5 */
+	uint32_t forecast_ms;	   /* demand interval and pre-warm beat [500] */
+	/* asked of an NF lcore while sandboxes work there: at most nf_sleep_floor_us [400], less
+	 * at high load so that it adds about nf_delay_budget_us [500] (sched_sleep_floor_ns) */
+	uint32_t nf_sleep_floor_us;
+	uint32_t nf_delay_budget_us;
 };
+
+/*
+ * The sleep floor to ask of an NF lcore whose predicted spare_ratio is `spare`. A packet that
+ * arrives as the lcore falls asleep waits for the sleep and then for the backlog the sleep left:
+ * at busy share 1 - spare, a cycle of sleep F lasts about F / spare. So the floor is
+ * budget * spare, at most floor_us: the added delay stays near the budget when the NF's packets
+ * get dearer (spare 0.5: half the floor). budget_us 0 keeps floor_us fixed. In ns.
+ */
+uint64_t sched_sleep_floor_ns(uint32_t floor_us, uint32_t budget_us, double spare);
 
 /* Defaults as gateway/README.md documents them ("harvest" object). */
 void sched_cosched_config_defaults(struct sched_cosched_config *cfg);
