@@ -529,7 +529,8 @@ def completion_run(rate30, bursts, tag):
 
 
 def fig_completion(S, rate30):
-    bursts = max(3, S // 2)
+    bursts = max(3, S)  # the FIFO baseline is bimodal (inside or outside the fair server's
+    # 50 ms a second): fewer bursts gave 16-35x from one run to the next
     print("\n3. function completion time, end-to-end incl. start path; NF at 30 %% load "
           "(%.2f Mpps) in every setup; pattern (same for all): %d bursts of %d invocations "
           "(sha256 20000 rounds and python wordstats in turn, one client, %.1f s apart), "
