@@ -672,7 +672,7 @@ def run_cell(nf, nemod, cell, capacity, seconds, workdir, timeseries=False):
     gj = os.path.join(workdir, "gen.json")
     if os.path.exists(gj):
         os.unlink(gj)
-    lead = 0.4  # nemo-gen's link-up and probe, before the measured window
+    lead = 0.6  # nemo-gen's link-up, probe and ring warm-up (~0.4 s), before the measured window
     gen = JANITOR.proc(gen_args(nf.sock, cell["load"], capacity, seconds + lead, workdir, gj),
                        os.path.join(workdir, "gen.log"))
     JANITOR.prefixes.append("nemo-gen-%d" % gen.pid)
