@@ -489,7 +489,8 @@ void gw_config_log(const struct gw_config *cfg)
 	NEMO_INFO(GW_MOD,
 		  "config harvest enabled=%d channels=%u first=%s period_ms=%u predictor=%s "
 		  "prewarm=%d policy=%s thread_cap=%u reclaim.threshold=%.3f reclaim.windows=%u "
-		  "reclaim.action=%s overflow=%s queue_deadline_ms=%llu interference=%d bound=%.2f",
+		  "reclaim.action=%s overflow=%s queue_deadline_ms=%llu interference=%d bound=%.2f "
+		  "nf_sleep_floor_us=%u nf_delay_budget_us=%u",
 		  cfg->harvest.enabled, cfg->harvest.cs.n_channels, cfg->harvest.cs.channels[0],
 		  cfg->harvest.cs.period_ms, cfg->harvest.cs.predictor, cfg->harvest.cs.prewarm,
 		  hv_policies[cfg->harvest.cs.policy], cfg->harvest.cs.thread_cap,
@@ -497,5 +498,6 @@ void gw_config_log(const struct gw_config *cfg)
 		  cfg->harvest.cs.reclaim.prefer == SCHED_RECLAIM_FREEZE ? "freeze" : "move",
 		  hv_overflows[cfg->harvest.cs.overflow],
 		  (unsigned long long)cfg->harvest.cs.queue_deadline_ms,
-		  cfg->harvest.cs.interference, cfg->harvest.cs.interference_bound);
+		  cfg->harvest.cs.interference, cfg->harvest.cs.interference_bound,
+		  cfg->harvest.cs.nf_sleep_floor_us, cfg->harvest.cs.nf_delay_budget_us);
 }

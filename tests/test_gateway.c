@@ -967,6 +967,11 @@ static void test_bad_config_names_key(void)
 	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
 	CU_ASSERT_TRUE(test_proc_output_has(&p, "store_dir"));
+	/* the sleep floor's delay budget: a range, said with the key */
+	test_write_text(path, "{\"harvest\": {\"nf_delay_budget_us\": 2000000}}");
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
+	CU_ASSERT_TRUE(test_proc_output_has(&p, "harvest.nf_delay_budget_us"));
 	snprintf(path, sizeof(path), "%s/configs/nemod.json", nemo_test_srcdir());
 	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 0);
