@@ -405,7 +405,7 @@ static void test_saturation_reclaims_in_time(void)
  * sandboxes): they stop on the core within the bound, work in flight pauses and completes
  * after the thaw, the core is given back once the load falls, and harvesting resumes there.
  */
-/* One long hog call (on cpu 1 when the freeze comes): its status and its latency. */
+/* One long hog call (on cpu 1 when the freeze comes): its HTTP status and its latency. */
 struct long_call {
 	int status;
 	double ms;
@@ -416,8 +416,14 @@ static void *long_call_run(void *arg)
 	struct long_call *lc = arg;
 	struct timespec a, b;
 
+	struct gw_http_response r;
+
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	lc->status = status_of("POST", "/function/hog", "4000000");
+	/* 12 M rounds: ~3 s of CPU, twice that in a slow period; frozen time is not counted
+	 * against the function's 10 s timeout, but the client waits through it */
+	lc->status = http("POST", "/function/hog", "12000000", 40000, &r) ? -1 : r.status;
+	if (lc->status >= 0)
+		gw_http_response_release(&r);
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	lc->ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
 	return NULL;
@@ -432,7 +438,6 @@ static void test_saturation_freezes_and_thaws(void)
 	struct test_proc g;
 	cJSON *root;
 	const cJSON *k;
-	int ok = 0, failed = 0;
 	double inv0, inv1 = 0;
 	bool released = false;
 
@@ -443,29 +448,28 @@ static void test_saturation_freezes_and_thaws(void)
 	/* the store kept the function; warm an instance on cpu 1 first */
 	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
 	snprintf(json, sizeof(json), "%s/gen-max-freeze.json", cst.dir);
-	/* a call of ~1 s of CPU in flight on cpu 1 when the traffic comes (the generator takes
-	 * ~0.5 s to start sending) */
+	/* a call of ~3 s of CPU, in flight on cpu 1 when the traffic comes (the generator takes
+	 * 0.5-3 s to connect, probe and warm its rings) */
 	CU_ASSERT_FATAL(pthread_create(&t, NULL, long_call_run, &lc) == 0);
 	test_msleep(100);
 	CU_ASSERT_FATAL(start_gen(&g, "max", "3", json) == 0);
 	/* while the generator runs: how many sandboxes the core holds frozen */
-	for (int waited = 0; waited < 2000; waited += 20) {
+	while (test_proc_wait(&g, 0) == -ETIMEDOUT) {
 		k = core1(&root);
 		if (k && field(k, "frozen") > frozen_max)
 			frozen_max = field(k, "frozen");
 		cJSON_Delete(root);
 		test_msleep(20);
 	}
-	hog_while(&g, &ok, &failed);
 	CU_ASSERT_EQUAL(test_proc_wait(&g, 10000), 0);
 	pthread_join(t, NULL);
 	k = core1(&root);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(k);
 	printf("\n  saturation, reclaim by freeze: %.0f reclaims, reaction mean %.1f ms max %.1f ms "
 	       "(bound %.0f), up to %.0f sandboxes frozen; the call in flight: status %d after "
-	       "%.0f ms; hog ok %d failed %d\n",
+	       "%.0f ms\n",
 	       field(k, "reclaims"), field(k, "reaction_mean_ms"), field(k, "reaction_max_ms"),
-	       CST_REACTION_BOUND_MS, frozen_max, lc.status, lc.ms, ok, failed);
+	       CST_REACTION_BOUND_MS, frozen_max, lc.status, lc.ms);
 	CU_ASSERT(frozen_max >= 1);
 	CU_ASSERT_EQUAL(lc.status, 200);
 	CU_ASSERT(field(k, "reclaims") >= 1);
@@ -476,7 +480,6 @@ static void test_saturation_freezes_and_thaws(void)
 	CU_ASSERT(test_proc_output_has(&cst.nemod, "reclaimed (freeze"));
 	CU_ASSERT(!test_proc_output_has(&cst.nemod, "reclaimed (move"));
 	CU_ASSERT(!test_proc_output_has(&cst.nemod, "(failed"));
-	CU_ASSERT_EQUAL(failed, 0);
 	/* the traffic is gone: the core comes back, nothing stays frozen, cpu 1 runs calls again */
 	for (int waited = 0; waited < 5000 && !released; waited += 100) {
 		test_msleep(100);
