@@ -125,8 +125,12 @@ class Janitor:
 
     def __init__(self):
         self.procs, self.paths, self.prefixes, self.cgroups = [], [], [], []
+        self.cmdlines = set()
 
     def proc(self, args, logfile, **kw):
+        # known before it starts: a Ctrl-C that lands inside Popen, after the fork, loses the
+        # Popen object but not the command line, by which clean() still finds the process
+        self.cmdlines.add("\0".join(args))
         out = open(logfile, "ab")
         # a session of its own: a Ctrl-C reaches the driver only, which then stops them in order
         p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -148,9 +152,36 @@ class Janitor:
             self.procs.remove(p)
         return p.returncode
 
+    def strays(self):
+        """Pids running one of our command lines that no Popen of ours holds."""
+        mine = {p.pid for p in self.procs}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) in mine:
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read().rstrip(b"\0").decode(errors="replace")
+            except OSError:
+                continue
+            if cmd in self.cmdlines:
+                yield int(pid)
+
     def clean(self):
         for p in reversed(list(self.procs)):
             self.stop(p, signal.SIGTERM if "nemod" in p.args[0] else signal.SIGINT)
+        for pid in list(self.strays()):
+            try:
+                os.kill(pid, signal.SIGINT)
+                for _ in range(100):  # 10 s to stop cleanly, as stop() gives
+                    time.sleep(0.1)
+                    os.kill(pid, 0)
+                    with open("/proc/%d/stat" % pid) as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                            break
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, IndexError):
+                pass
         for prefix in self.prefixes:
             shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
         for path in self.paths:
