@@ -56,13 +56,7 @@ FLOOR_US = 0
 
 def cleanup():
     for p in PROCS:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop(p)
     for path in ("/dev/shm/nemo-hc-" + NAME, SOCK):
         try:
             os.unlink(path)

@@ -42,6 +42,11 @@ bool test_proc_output_has(struct test_proc *p, const char *pattern);
 uint16_t test_free_port(void);
 /* Write `text` to `path`. Returns 0 or -errno. */
 int test_write_text(const char *path, const char *text);
+/*
+ * The whole of `path`, NUL-terminated (so text can be used as a string), its length in *len
+ * if len is not NULL; NULL if it cannot be read. Free it.
+ */
+char *test_read_file(const char *path, size_t *len);
 /* Sleep ms milliseconds. */
 void test_msleep(int ms);
 

@@ -235,26 +235,14 @@ static int suite_setup(void)
 
 static char *deploy_body(const char *so)
 {
-	char path[600], *b64, *body;
-	uint8_t *bytes;
-	FILE *f;
-	long len;
+	char path[600], *bytes, *b64, *body;
+	size_t len;
 
 	snprintf(path, sizeof(path), "%s/build/functions/%s", nemo_test_srcdir(), so);
-	f = fopen(path, "rb");
-	if (!f)
+	bytes = test_read_file(path, &len);
+	if (!bytes)
 		return NULL;
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	bytes = malloc((size_t)len);
-	if (!bytes || fread(bytes, 1, (size_t)len, f) != (size_t)len) {
-		fclose(f);
-		free(bytes);
-		return NULL;
-	}
-	fclose(f);
-	b64 = gw_base64_encode(bytes, (size_t)len);
+	b64 = gw_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
 	body = b64 ? malloc(strlen(b64) + 256) : NULL;
 	if (body)

@@ -194,26 +194,14 @@ static int api_setup(void)
 /* A deploy body for a sample function: code inline as base64. */
 static char *deploy_body(const char *so, const char *handler, const char *extra)
 {
-	char path[600], *b64, *body;
-	FILE *f;
-	long len;
-	uint8_t *bytes;
+	char path[600], *bytes, *b64, *body;
+	size_t len;
 
 	snprintf(path, sizeof(path), "%s/%s", env.fndir, so);
-	f = fopen(path, "rb");
-	if (!f)
+	bytes = test_read_file(path, &len);
+	if (!bytes)
 		return NULL;
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	bytes = malloc((size_t)len);
-	if (!bytes || fread(bytes, 1, (size_t)len, f) != (size_t)len) {
-		fclose(f);
-		free(bytes);
-		return NULL;
-	}
-	fclose(f);
-	b64 = gw_base64_encode(bytes, (size_t)len);
+	b64 = gw_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
 	body = malloc(strlen(b64) + 512);
 	sprintf(body, "{\"runtime\":\"c\",\"handler\":\"%s\"%s%s,\"code\":{\"base64\":\"%s\"}}",

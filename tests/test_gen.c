@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../experiments/gen/gen_internal.h"
+#include "proc.h"
 #include "test.h"
 
 #define NEAR(a, b, tol) CU_ASSERT_DOUBLE_EQUAL((a), (b), (tol))
@@ -549,26 +550,6 @@ static int run_prog(char *const argv[], const char *out_path, const char *err_pa
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	return buf;
-}
-
 static bool gen_binary(char *path, size_t len)
 {
 	snprintf(path, len, "%s/nemo-gen", nemo_test_bindir());
@@ -583,7 +564,7 @@ static void expect_exit(char *const argv[], int want, const char *needle)
 	char *err;
 	int rc = run_prog(argv, "/dev/null", "/tmp/nemo-gen-test.err");
 
-	err = slurp("/tmp/nemo-gen-test.err");
+	err = test_read_file("/tmp/nemo-gen-test.err", NULL);
 	CU_ASSERT_EQUAL(rc, want);
 	CU_ASSERT_PTR_NOT_NULL(err && strstr(err, needle));
 	if (rc != want || !err || !strstr(err, needle))
@@ -744,11 +725,11 @@ static void test_memif_against_testpmd(void)
 
 	CU_ASSERT_EQUAL(rc, 0);
 	if (rc) {
-		text = slurp("/tmp/nemo-gen-test-tp.err");
+		text = test_read_file("/tmp/nemo-gen-test-tp.err", NULL);
 		printf("\n  nemo-gen exit %d, stderr: %s\n", rc, text ? text : "?");
 		free(text);
 	}
-	text = slurp(json);
+	text = test_read_file(json, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	o = cJSON_Parse(text);
 	free(text);
