@@ -52,6 +52,8 @@ HOG_CLIENTS = 8
 GEN_NICE = 0
 # nemod's harvest.nf_sleep_floor_us for every nemo setup (--floor-us; 0: nemod's default)
 FLOOR_US = 0
+# and its harvest.nf_delay_budget_us (--budget-us; -1: nemod's default, 0: the floor is fixed)
+BUDGET_US = -1
 
 
 def cleanup():
@@ -154,6 +156,8 @@ def harvest_cfg(**kw):
          "interference": {"enabled": True, "bound": 1.5}}
     if FLOOR_US:
         h["nf_sleep_floor_us"] = FLOOR_US
+    if BUDGET_US >= 0:
+        h["nf_delay_budget_us"] = BUDGET_US
     h.update(kw)
     return h
 
@@ -721,7 +725,7 @@ def fig_prewarm(S, rate30):
 
 
 def main():
-    global GEN_NICE, HOG_CLIENTS, FLOOR_US
+    global GEN_NICE, HOG_CLIENTS, FLOOR_US, BUDGET_US
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int,
                     default=int(os.environ.get("BENCH_HARVEST_SECONDS", "8")))
@@ -733,10 +737,13 @@ def main():
     ap.add_argument("--pairs", type=int, default=3,
                     help="figure 1+2: pairs of runs, NF alone then harvesting")
     ap.add_argument("--pair-seconds", type=int, default=5, help="figure 1+2: seconds per run")
+    ap.add_argument("--budget-us", type=int, default=BUDGET_US,
+                    help="nemod's harvest.nf_delay_budget_us (0: a fixed floor)")
     ap.add_argument("--floor-us", type=int, default=FLOOR_US,
                     help="nemod's harvest.nf_sleep_floor_us (0: its default)")
     a = ap.parse_args()
     GEN_NICE, HOG_CLIENTS, FLOOR_US = a.gen_nice, a.hog_clients, a.floor_us
+    BUDGET_US = a.budget_us
     if os.geteuid() != 0:
         sys.exit("bench-harvest needs root (cgroups, DPDK)")
     S = a.seconds

@@ -624,7 +624,8 @@ int gen_run(const struct gen_opts *o, const struct gen_profile *p, FILE *csv,
 	if (rc)
 		goto out;
 	wait_path(g, stop);
-	warm_rings(g, 2u << o->ring_log2, stop);
+	if (!o->no_warm)
+		warm_rings(g, 2u << o->ring_log2, stop);
 	if (csv)
 		gen_report_csv_header(csv);
 	g->csv = csv;

@@ -283,6 +283,7 @@ struct gen_opts {
 	enum gen_profile_kind profile;
 	bool profile_set;
 	bool max_rate; /* --max: no pacing */
+	bool no_warm;  /* --no-warm: no ring warm-up before the measurement */
 	double rate_pps;
 	double on_ms;
 	double off_ms;

@@ -30,6 +30,7 @@ enum {
 	OPT_WARMUP_MS,
 	OPT_CPU,
 	OPT_MAX,
+	OPT_NO_WARM,
 };
 
 static const struct option long_opts[] = {
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
 	{"warmup-ms", required_argument, NULL, OPT_WARMUP_MS},
 	{"cpu", required_argument, NULL, OPT_CPU},
 	{"max", no_argument, NULL, OPT_MAX},
+	{"no-warm", no_argument, NULL, OPT_NO_WARM},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -90,6 +92,9 @@ void gen_opts_usage(FILE *out)
 		"  --json FILE          the final summary as one JSON object\n"
 		"  --drain-ms N         wait this long for in-flight packets after sending (default 200)\n"
 		"  --warmup-ms N        wait this long for the memif link (default 5000)\n"
+		"  --no-warm            measure from the first packet: skip using every memif slot\n"
+		"                       once at 200 kpps first (the NF faulting the rings in is then\n"
+		"                       part of the run)\n"
 		"  --cpu N              the lcore to run on (default: the lowest allowed CPU)\n"
 		"  --quiet, -q          no live line on stderr\n"
 		"  --help, -h           this text\n"
@@ -240,6 +245,9 @@ static int one_opt(struct gen_opts *o, int c, const char *arg, char *err, size_t
 		return 0;
 	case OPT_MAX:
 		o->max_rate = true;
+		return 0;
+	case OPT_NO_WARM:
+		o->no_warm = true;
 		return 0;
 	case 'q':
 		o->quiet = true;
