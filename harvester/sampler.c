@@ -199,6 +199,7 @@ static void try_attach(struct hv_sampler *s, int idx, uint64_t now_ns)
 		}
 		snprintf(c->pub.nf, sizeof(c->pub.nf), "%s", sc->name);
 		c->pub.cpu = r.cpu;
+		c->pub.tid = r.tid;
 		c->pub.state = HV_CORE_UP;
 		c->pub.generation = hv_channel_generation(ch);
 		c->pub.tsc_hz = hv_channel_tsc_hz(ch);
@@ -226,6 +227,7 @@ static int sample_core(struct hv_core *c, struct hv_channel *ch, uint64_t now_ns
 	}
 	if (rc < 0)
 		return rc;
+	c->pub.tid = r.tid;
 	if (r.state == HC_STATE_STOPPED) {
 		c->pub.state = HV_CORE_GONE;
 		c->have_base = false;

@@ -219,21 +219,6 @@ static void thaw_core(struct sched_cosched *cs, struct cs_core *c)
 
 /* ---- cores as channels reveal them ---------------------------------------------------------- */
 
-static pid_t lcore_tid(const struct hv_core_sample *smp)
-{
-	struct hv_channel *ch = hv_channel_open(smp->nf);
-	struct hc_lcore_record r;
-	pid_t tid = 0;
-
-	if (!ch)
-		return 0;
-	for (uint32_t i = 0; i < hv_channel_nb_lcores(ch); i++)
-		if (!hv_channel_read(ch, i, &r) && r.lcore_id == smp->lcore_id)
-			tid = r.tid;
-	hv_channel_close(ch);
-	return tid;
-}
-
 static void core_iwatch(struct sched_cosched *cs, struct cs_core *c,
 			const struct hv_core_sample *smp)
 {
@@ -253,7 +238,7 @@ static void core_iwatch(struct sched_cosched *cs, struct cs_core *c,
 		return;
 	if (c->iw)
 		sched_iwatch_destroy(c->iw);
-	c->iw = sched_iwatch_new(lcore_tid(smp), &iwc);
+	c->iw = sched_iwatch_new(smp->tid, &iwc);
 	c->pub.iw_counters_open = 0;
 	c->pub.iw_counters[0] = '\0';
 	if (!c->iw)

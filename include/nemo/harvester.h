@@ -86,6 +86,7 @@ struct hv_core_sample {
 	char nf[HC_NAME_MAX]; /* the channel (NF deployment) the core belongs to */
 	uint32_t lcore_id;
 	uint32_t cpu;
+	int32_t tid;	     /* the lcore thread's id, once the lcore has started (else 0) */
 	uint32_t state;	     /* enum hv_core_state */
 	uint64_t generation; /* the NF instance: changes when it restarts */
 	uint64_t window_seq;
