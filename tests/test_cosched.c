@@ -139,7 +139,7 @@ static int write_nemod_cfg(const char *action)
 		 "\"keepalive_ttl_s\":30,"
 		 "\"harvest\":{\"enabled\":true,\"channels\":[\"%s\",\"%s\"],\"period_ms\":2,"
 		 "\"predictor\":\"markov\",\"prewarm\":true,\"policy\":\"idle\",\"thread_cap\":4,"
-		 "\"reclaim\":{\"threshold\":0.05,\"windows\":3,\"action\":\"%s\"},"
+		 "\"reclaim\":{\"threshold\":0.2,\"windows\":3,\"action\":\"%s\"},"
 		 "\"overflow\":\"housekeeping\",\"queue_deadline_ms\":100,"
 		 "\"interference\":{\"enabled\":true,\"bound\":1.5}}}",
 		 (unsigned)cst.port, cst.dir, cst.dir, nemo_test_srcdir(), cst.cg_root, cst.nf_name,
