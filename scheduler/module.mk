@@ -5,7 +5,7 @@ scheduler_SRCS := $(wildcard scheduler/*.c)
 TEST_LIBS += scheduler harvester
 TEST_LDLIBS += -lhwloc -lpfm -lm
 
-# bench-harvest: every figure of issue 5 beside its baseline, in one run (experiments/README.md).
+# bench-harvest: every harvesting figure beside its baseline, in one run (experiments/README.md).
 # BENCH_HARVEST_SECONDS sets each run's length; 8 finishes in about 4 minutes.
 BENCH_HARVEST_SECONDS ?= 8
 .PHONY: bench-harvest
