@@ -374,9 +374,13 @@ static void kill_sandbox(struct sbx_sandbox *sb)
 {
 	bool alive = !sb->reaped && sb->pidfd >= 0;
 
-	/* killing init kills its whole PID namespace; the kernel waits for all of it */
-	if (alive)
+	/* killing init kills its whole PID namespace; the kernel waits for all of it. The
+	 * cgroup's kill also reaches what init's death would leave for a moment */
+	if (alive) {
 		pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0);
+		if (sb->cg.freezer[0])
+			sb->host->cg->kill(&sb->cg);
+	}
 	pthread_mutex_lock(&sb->lock);
 	/* a v1-frozen task cannot die until thawed */
 	if (sb->frozen) {
