@@ -1,6 +1,7 @@
 /* test_sandbox.c - sandbox specs, isolation, lifecycle, hostile functions and warm pools. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -476,6 +478,58 @@ static void test_cgroup(void)
 	sbx_destroy(sb);
 }
 
+/*
+ * v2 under systemd: a process whose cgroup was not delegated (no controllers offered to it)
+ * gets no host, and the message names the missing controller and the unit setting that
+ * fixes it. The child moves into a cgroup under this process's leaf, which offers none.
+ */
+static void test_undelegated_refused(void)
+{
+	char dirs[1][512], dir[700], logf[64], log[8192] = "";
+	int fd, st = 0;
+	pid_t child;
+
+	if (sbx_cgroup_detect(NULL, 0) != SBX_CGROUP_V2) {
+		nemo_test_skip("cgroup v1 has no delegation to refuse (v2 only)");
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(sbx_cgroup_root_dirs("", dirs, 1), 1);
+	snprintf(dir, sizeof(dir), "%.511snemo-daemon/undelegated-%d", dirs[0], getpid());
+	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0755), 0);
+	snprintf(logf, sizeof(logf), "/tmp/nemo-undelegated-%d.log", getpid());
+	child = fork();
+	if (child == 0) {
+		struct sbx_host_config cfg = {.cgroup_root = "nemo-undelegated"};
+		char procs[800];
+		FILE *f;
+
+		fd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(100);
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+		f = fopen(procs, "w");
+		if (!f || fprintf(f, "0\n") < 0 || fclose(f))
+			_exit(101);
+		_exit(sbx_host_new(&cfg) ? 0 : errno);
+	}
+	CU_ASSERT_FATAL(child > 0);
+	waitpid(child, &st, 0);
+	fd = open(logf, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, log, sizeof(log) - 1);
+
+		log[n > 0 ? n : 0] = '\0';
+		close(fd);
+	}
+	printf("\n    exit %d, said: %.300s", WIFEXITED(st) ? WEXITSTATUS(st) : -1, log);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "the 'cpu' controller is not available"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "Delegate=yes"));
+	unlink(logf);
+	for (int i = 0; i < 500 && rmdir(dir) && errno == EBUSY; i++)
+		usleep(1000);
+}
+
 static void test_no_network(void)
 {
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-hostile.so", "net");
@@ -495,6 +549,8 @@ NEMO_SUITE(sandbox_isolation, suite_setup, suite_teardown,
 	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work", test_seccomp_denies},
 	   {"read-only filesystem, private /tmp", test_filesystem}, {"rlimits", test_rlimits},
 	   {"own cgroup with memory and pids limits, forked in", test_cgroup},
+	   {"v2: a cgroup not delegated is refused, naming the controller",
+	    test_undelegated_refused},
 	   {"no network", test_no_network})
 
 /* ---- sandbox_lifecycle ---- */
