@@ -10,10 +10,11 @@
 #include "nemo/sandbox.h"
 
 /*
- * The scheduler is mechanism (cgroup knobs, perf counters, hwloc) and small pure policies
- * (dispatch, reclaim, throttle) that nemod calls from its 1-10 ms loop. The fast path, giving
- * the core back to the NF, is the kernel's: the NF lcore outranks the harvest cgroup
- * (DESIGN.md, "How the core is shared"); these functions only decide the slower things.
+ * The scheduler is mechanism (perf counters, hwloc; cgroup knobs through their owner,
+ * include/nemo/cgroup.h) and small pure policies (dispatch, reclaim, throttle) that nemod
+ * calls from its 1-10 ms loop. The fast path, giving the core back to the NF, is the kernel's:
+ * the NF lcore outranks the harvest cgroup (DESIGN.md, "How the core is shared"); these
+ * functions only decide the slower things.
  */
 
 #define SCHED_MAX_CPUS 256
@@ -179,7 +180,7 @@ enum sched_reclaim_action {
 	SCHED_RECLAIM_NONE = 0,
 	SCHED_RECLAIM_FREEZE = 1, /* freeze the core's sandboxes (sbx_freeze) */
 	SCHED_RECLAIM_MOVE =
-		2, /* move them to `target_cpu` (sbx_move); work in flight goes along */
+		2, /* pin the core's harvest cgroup to `target_cpu`; work in flight goes along */
 	SCHED_RECLAIM_THAW = 3, /* spare is back: thaw what was frozen */
 };
 
@@ -298,7 +299,7 @@ struct sched_core_stats {
 	uint64_t spare_cycles; /* last window */
 	uint64_t total_cycles; /* last window */
 	double spare_pred;     /* predicted spare_ratio */
-	uint64_t harvested_ns; /* last window, from the harvest cgroup's per-CPU accounting */
+	uint64_t harvested_ns; /* last window: sandboxes' CPU time on this CPU */
 	double harvest_ratio;  /* harvested / spare */
 	uint32_t warm;	       /* warm instances */
 	uint32_t frozen;       /* frozen instances */
