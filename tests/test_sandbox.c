@@ -494,6 +494,12 @@ static void test_undelegated_refused(void)
 		return;
 	}
 	CU_ASSERT_EQUAL_FATAL(sbx_cgroup_root_dirs("", dirs, 1), 1);
+	snprintf(dir, sizeof(dir), "%.511snemo-daemon", dirs[0]);
+	if (!exists(dir)) {
+		/* no leaf: this process runs in the hierarchy's root, which owns every controller */
+		nemo_test_skip("running in the root cgroup, which is never undelegated");
+		return;
+	}
 	snprintf(dir, sizeof(dir), "%.511snemo-daemon/undelegated-%d", dirs[0], getpid());
 	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0755), 0);
 	snprintf(logf, sizeof(logf), "/tmp/nemo-undelegated-%d.log", getpid());
