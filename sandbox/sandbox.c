@@ -836,13 +836,14 @@ void sbx_destroy(struct sbx_sandbox *sb)
 	if (!sb)
 		return;
 	kill_sandbox(sb);
+	/* off the host's list first: sbx_cgroup_core_sandboxes() reads the paths under its lock */
+	host_unlink(sb->host, sb);
 	if (sb->cg.memory[0] || sb->cg.dirfd >= 0)
 		sb->host->cg->sandbox_destroy(sb->host, &sb->cg);
 	if (sb->sock >= 0)
 		close(sb->sock);
 	if (sb->pidfd >= 0)
 		close(sb->pidfd);
-	host_unlink(sb->host, sb);
 	pthread_mutex_destroy(&sb->lock);
 	free(sb->rbuf);
 	free(sb);
