@@ -495,6 +495,10 @@ static enum MHD_Result route_status(struct gw_daemon *d, struct MHD_Connection *
 	cJSON_AddNumberToObject(dm, "pid", getpid());
 	cJSON_AddNumberToObject(dm, "uptime_s", (double)(gw_epoch_ms() - d->started_ms) / 1e3);
 	cJSON_AddStringToObject(dm, "backend", d->backend.ops->name);
+	if (d->backend.ops->host)
+		cJSON_AddStringToObject(
+			dm, "cgroup",
+			sbx_host_cgroup_backend(d->backend.ops->host(d->backend.state)));
 	cJSON_AddStringToObject(dm, "dispatcher", d->dispatch.ops->name);
 	cJSON_AddNumberToObject(dm, "inflight", atomic_load(&d->inflight));
 	cJSON_AddNumberToObject(dm, "async_queue", d->q_len);
