@@ -99,16 +99,16 @@ printf "\nsustained %ss at capacity (%s connections, thread_per_connection; capa
 	"$SUSTAIN" "$CONNS" "${CAP_RPS:-0}"
 start_nemod thread_per_connection
 K='nemo_invocations_total{function="echo",status="success"}'
-B0=$(metric "$K"); H0=$(metric 'nemo_http_responses_total{code="2xx"}')
+B0=$(metric "$K"); H0=$(metric 'nemo_http_responses_total{code="200"}')
 OUT=$(taskset -c "$WRK_CPUS" wrk -t2 -c"$CONNS" -d"${SUSTAIN}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
 sleep 0.5
-B1=$(metric "$K"); H1=$(metric 'nemo_http_responses_total{code="2xx"}')
+B1=$(metric "$K"); H1=$(metric 'nemo_http_responses_total{code="200"}')
 ERR=$(metric 'nemo_invocations_total{function="echo",status="internal_error"}')
 stop_nemod
 REQ=$(field "$OUT" requests)
 NON2XX=$(field "$OUT" non2xx)
 SOCKERR=$(( $(field "$OUT" connect_err) + $(field "$OUT" read_err) + $(field "$OUT" write_err) + $(field "$OUT" timeout) ))
-INV=$(( B1 - B0 )); HTTP2XX=$(( H1 - H0 - 2 ))   # two of the /metrics scrapes are 2xx responses too
+INV=$(( B1 - B0 )); HTTP2XX=$(( H1 - H0 - 2 ))   # two of the /metrics scrapes are 200 responses too
 printf "  wrk: %s responses, %.0f req/s, p50 %s us, p99 %s us, non-2xx %s, socket errors/timeouts %s\n" \
 	"$REQ" "$(field "$OUT" rps)" "$(field "$OUT" p50_us)" "$(field "$OUT" p99_us)" "$NON2XX" "$SOCKERR"
 printf "  nemod: %s successful echo invocations, %s 2xx responses, %s internal errors\n" \

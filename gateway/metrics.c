@@ -1,10 +1,11 @@
-/* metrics.c - Prometheus text: invocations, start paths, phase histograms, warm pools. */
+/* metrics.c - the /metrics front door: Prometheus text of invocations, phases, pools, HTTP codes. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nemo/version.h"
 #include "gw_internal.h"
 
 const double gw_hist_bounds[GW_HIST_BUCKETS - 1] = {
@@ -109,6 +110,10 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 
 	put(&t, "# HELP nemo_up 1 while nemod serves.\n# TYPE nemo_up gauge\nnemo_up 1\n");
 	put(&t,
+	    "# HELP nemo_build_info nemod's version.\n# TYPE nemo_build_info gauge\n"
+	    "nemo_build_info{version=\"%s\"} 1\n",
+	    NEMO_VERSION);
+	put(&t,
 	    "# HELP nemo_start_time_seconds When nemod started (epoch).\n"
 	    "# TYPE nemo_start_time_seconds gauge\nnemo_start_time_seconds %.3f\n",
 	    (double)d->started_ms / 1e3);
@@ -122,11 +127,17 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	    "# TYPE nemo_async_queue_length gauge\nnemo_async_queue_length %u\n",
 	    d->q_len);
 	pthread_mutex_unlock(&d->q_lock);
-	put(&t, "# HELP nemo_http_responses_total HTTP responses by status class.\n"
+	put(&t, "# HELP nemo_http_responses_total HTTP responses by status code.\n"
 		"# TYPE nemo_http_responses_total counter\n");
-	for (int c = 1; c <= 5; c++)
-		put(&t, "nemo_http_responses_total{code=\"%dxx\"} %llu\n", c,
-		    (unsigned long long)atomic_load(&d->http_requests[c]));
+	for (int c = 100; c < 600; c++) {
+		uint64_t n = atomic_load_explicit(&d->http_codes[c], memory_order_relaxed);
+
+		/* the codes nemod answers most, always; the others once they happened */
+		if (n || c == 200 || c == 202 || c == 400 || c == 401 || c == 404 || c == 429 ||
+		    c == 500 || c == 502)
+			put(&t, "nemo_http_responses_total{code=\"%d\"} %llu\n", c,
+			    (unsigned long long)n);
+	}
 	put(&t,
 	    "# HELP nemo_rejected_total Requests refused at a concurrency limit (429).\n"
 	    "# TYPE nemo_rejected_total counter\nnemo_rejected_total %llu\n",
@@ -207,4 +218,18 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	}
 	*len = t.len;
 	return t.buf;
+}
+
+void gw_api_metrics(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	size_t len;
+
+	if (!gw_req_is(r, "GET"))
+		return gw_reply_not_allowed(rp, r, "GET");
+	rp->body = gw_metrics_render(d, &len);
+	if (!rp->body)
+		return gw_reply_error(rp, 500, "out of memory");
+	rp->status = 200;
+	rp->len = len;
+	rp->ctype = "text/plain; version=0.0.4";
 }

@@ -1,13 +1,13 @@
-# gateway/ - nemod's front door: libgateway.a (HTTP API, store, activations, metrics, MQTT,
-# dispatcher seam), the nemod daemon and the nemoctl command line.
+# gateway/ - nemod: libgateway.a (the function service, its front doors: native, OpenWhisk,
+# OpenFaaS, MQTT, metrics; the store, the dispatcher seam), nemod and nemoctl.
 LIBS += gateway
 gateway_SRCS := $(filter-out gateway/nemod.c gateway/nemoctl.c,$(wildcard gateway/*.c))
 # paths are built from parts the config and name checks bound (store_dir < 256, names < 64),
 # which gcc cannot see; gw_store_* check snprintf results where a cut path would matter.
 gateway_CFLAGS := -Wno-format-truncation
-GW_LDLIBS = -lmicrohttpd -lmosquitto $(CJSON_LIBS)
+GW_LDLIBS = -lmicrohttpd -lmosquitto -lzip $(CJSON_LIBS)
 TEST_LIBS += gateway
-TEST_LDLIBS += -lmicrohttpd -lmosquitto
+TEST_LDLIBS += -lmicrohttpd -lmosquitto -lzip
 
 PROGS += nemod
 nemod_SRCS := gateway/nemod.c

@@ -352,8 +352,8 @@ static int cmd_deploy(struct ctl *c, const char *name)
 	} else {
 		cJSON *j = cJSON_Parse(r.body);
 
-		printf("deployed %s (version %.0f)\n", name,
-		       cJSON_GetNumberValue(cJSON_GetObjectItem(j, "version")));
+		printf("deployed %s (version %s)\n", name,
+		       cJSON_GetStringValue(cJSON_GetObjectItem(j, "version")));
 		cJSON_Delete(j);
 	}
 	gw_http_response_release(&r);

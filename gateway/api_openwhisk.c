@@ -1,0 +1,482 @@
+/* api_openwhisk.c - OpenWhisk's REST API (/api/v1/namespaces/...) over the function service. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_internal.h"
+
+#define NS_PREFIX "/api/v1/namespaces"
+
+/* The caller's namespace: `_` and its own name resolve to it. */
+static const char *caller_ns(const struct gw_request *r)
+{
+	return r->cred ? r->cred->ns : "nemo";
+}
+
+/* Rewrite a record's namespace fields to the caller's (functions are shared; names are not). */
+static void fix_ns(cJSON *rec, const char *ns)
+{
+	cJSON *ann, *it;
+
+	cJSON_ReplaceItemInObjectCaseSensitive(rec, "namespace", cJSON_CreateString(ns));
+	cJSON_ReplaceItemInObjectCaseSensitive(rec, "subject", cJSON_CreateString(ns));
+	ann = cJSON_GetObjectItemCaseSensitive(rec, "annotations");
+	cJSON_ArrayForEach (it, ann) {
+		const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "key"));
+		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "value"));
+		char path[160];
+
+		if (k && v && !strcmp(k, "path") && !strncmp(v, "_/", 2)) {
+			snprintf(path, sizeof(path), "%s/%s", ns, v + 2);
+			cJSON_ReplaceItemInObjectCaseSensitive(it, "value",
+							       cJSON_CreateString(path));
+		}
+	}
+}
+
+static void pairs_add(cJSON *arr, const char *key, cJSON *value)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "key", key);
+	cJSON_AddItemToObject(o, "value", value);
+	cJSON_AddItemToArray(arr, o);
+}
+
+/*
+ * An action in OpenWhisk's shape (namespace, name, version, exec, limits, parameters,
+ * annotations), with nemo's native document beside it (runtime, warm_pool, spec...).
+ */
+static cJSON *action_json(struct gw_daemon *d, struct gw_function *fn, const char *ns,
+			  bool with_code)
+{
+	cJSON *j = gw_fn_json(d, fn, with_code), *exec, *lim, *params, *it;
+	char version[32];
+
+	snprintf(version, sizeof(version), "0.0.%llu", (unsigned long long)fn->version);
+	cJSON_ReplaceItemInObjectCaseSensitive(j, "namespace", cJSON_CreateString(ns));
+	cJSON_ReplaceItemInObjectCaseSensitive(j, "version", cJSON_CreateString(version));
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "parameters");
+	cJSON_AddBoolToObject(j, "publish", false);
+	cJSON_AddStringToObject(j, "entityType", "action");
+	exec = cJSON_AddObjectToObject(j, "exec");
+	cJSON_AddStringToObject(exec, "kind", fn->kind);
+	cJSON_AddBoolToObject(exec, "binary", fn->spec.runtime != SBX_RUNTIME_PYTHON);
+	cJSON_AddStringToObject(exec, "main", fn->spec.handler);
+	lim = cJSON_AddObjectToObject(j, "limits");
+	cJSON_AddNumberToObject(lim, "timeout", fn->spec.timeout_ms);
+	cJSON_AddNumberToObject(lim, "memory", fn->spec.memory_mb);
+	cJSON_AddNumberToObject(lim, "concurrency", fn->spec.concurrency);
+	cJSON_AddNumberToObject(lim, "logs", fn->log_limit / 1048576);
+	params = cJSON_AddArrayToObject(j, "parameters");
+	cJSON_ArrayForEach (it, fn->parameters) {
+		pairs_add(params, it->string, cJSON_Duplicate(it, true));
+	}
+	if (fn->annotations) {
+		cJSON_AddItemToObject(j, "annotations", cJSON_Duplicate(fn->annotations, true));
+	} else {
+		cJSON *ann = cJSON_AddArrayToObject(j, "annotations");
+
+		pairs_add(ann, "exec", cJSON_CreateString(fn->kind));
+	}
+	return j;
+}
+
+struct list_arg {
+	struct gw_daemon *d;
+	cJSON *arr;
+	const char *ns;
+	int skip, limit;
+};
+
+static void add_action(void *arg, struct gw_function *fn)
+{
+	struct list_arg *la = arg;
+
+	if (la->skip > 0) {
+		la->skip--;
+		return;
+	}
+	if (la->limit-- > 0)
+		cJSON_AddItemToArray(la->arr, action_json(la->d, fn, la->ns, false));
+}
+
+/* "a/b": every part a valid name */
+static bool names_valid(const char *s)
+{
+	char part[SBX_NAME_MAX];
+
+	while (*s) {
+		size_t n = strcspn(s, "/");
+
+		if (!n || n >= sizeof(part))
+			return false;
+		memcpy(part, s, n);
+		part[n] = '\0';
+		if (!gw_name_valid(part))
+			return false;
+		s += n + (s[n] == '/');
+	}
+	return true;
+}
+
+/* A non-negative integer query argument; -1 when absent, -2 when malformed. */
+static long arg_num(const struct gw_request *r, const char *key)
+{
+	const char *v = gw_req_arg(r, key);
+	char *end;
+	long n;
+
+	if (!v)
+		return -1;
+	n = strtol(v, &end, 10);
+	return (*end || end == v || n < 0) ? -2 : n;
+}
+
+static void list_actions(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	long skip = arg_num(r, "skip"), limit = arg_num(r, "limit");
+	struct list_arg la = {d, cJSON_CreateArray(), caller_ns(r), 0, 200};
+
+	if (skip == -2 || limit == -2 || limit > 200) {
+		cJSON_Delete(la.arr);
+		return gw_reply_error(rp, 400, "skip and limit: expected integers (limit 0..200)");
+	}
+	la.skip = skip > 0 ? (int)skip : 0;
+	if (limit > 0)
+		la.limit = (int)limit;
+	gw_fn_foreach(d, add_action, &la);
+	gw_reply_json(rp, 200, la.arr);
+}
+
+static void reply_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			 const char *name, int status)
+{
+	struct gw_function *fn = gw_fn_get(d, name);
+
+	if (!fn)
+		return gw_reply_error(rp, 404,
+				      "The requested resource does not exist: function '%s' is not "
+				      "deployed",
+				      name);
+	gw_reply_json(rp, status,
+		      action_json(d, fn, caller_ns(r), gw_req_arg_true(r, "code", true)));
+	gw_fn_put(fn);
+}
+
+static void put_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+		       const char *name)
+{
+	struct gw_deploy_req req;
+	cJSON *probe;
+	bool openwhisk;
+	char err[1024];
+	int rc;
+
+	if (!r->len)
+		return gw_reply_error(
+			rp, 400, "empty body: send the action ({\"exec\": ...}) or nemo's spec");
+	/* OpenWhisk's shape has exec or only limits/parameters/annotations; nemo's has runtime */
+	probe = cJSON_ParseWithLength(r->body, r->len);
+	openwhisk = probe && !cJSON_GetObjectItemCaseSensitive(probe, "runtime") &&
+		    !cJSON_GetObjectItemCaseSensitive(probe, "code");
+	cJSON_Delete(probe);
+	if (openwhisk)
+		rc = gw_deploy_parse_openwhisk(name, r->body, r->len, &req, err, sizeof(err));
+	else
+		rc = gw_deploy_parse_native(name, r->body, r->len, false, &req, err, sizeof(err));
+	if (rc)
+		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+	rc = gw_svc_deploy(d, &req,
+			   gw_req_arg_true(r, "overwrite", false) ? GW_DEPLOY_OVERWRITE : 0, err,
+			   sizeof(err));
+	if (rc == -EEXIST)
+		return gw_reply_error(
+			rp, 409, "function '%s' exists: add ?overwrite=true to replace it", name);
+	if (rc)
+		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+	reply_action(d, r, rp, name, 200);
+}
+
+static void delete_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			  const char *name)
+{
+	struct gw_function *fn = gw_fn_get(d, name);
+	cJSON *j;
+
+	if (!fn)
+		return gw_reply_error(rp, 404, "function '%s' is not deployed", name);
+	j = action_json(d, fn, caller_ns(r), false);
+	gw_fn_put(fn);
+	if (gw_svc_undeploy(d, name) == -ENOENT) {
+		cJSON_Delete(j);
+		return gw_reply_error(rp, 404, "function '%s' is not deployed", name);
+	}
+	cJSON_AddBoolToObject(j, "deleted", true);
+	gw_reply_json(rp, 200, j);
+}
+
+static void accepted(struct gw_reply *rp, const char *id)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(j, "activationId", id);
+	gw_reply_json(rp, 202, j);
+	gw_reply_header(rp, "X-Activation-Id", id);
+}
+
+/* OpenWhisk answers a failed blocking call 502 with the record, a platform failure 500. */
+static int status_of(enum gw_act_status st)
+{
+	switch (st) {
+	case GW_ACT_SUCCESS:
+		return 200;
+	case GW_ACT_REJECTED:
+		return 413;
+	case GW_ACT_INTERNAL:
+	case GW_ACT_CANCELLED:
+	case GW_ACT_INTERRUPTED:
+		return 500;
+	default:
+		return 502;
+	}
+}
+
+static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			  const char *name)
+{
+	struct gw_call call = {.payload = r->body, .len = r->len, .trigger = GW_TRIGGER_HTTP};
+	bool want_result = gw_req_arg_true(r, "result", false);
+	struct gw_outcome out;
+	char err[512], id[GW_ID_LEN + 1];
+	cJSON *rec;
+	int rc;
+
+	if (!gw_req_arg_true(r, "blocking", false)) {
+		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
+		if (rc)
+			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+		return accepted(rp, id);
+	}
+	rc = gw_svc_invoke(d, name, &call, &out, err, sizeof(err));
+	if (rc)
+		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+	if (out.pending) {
+		accepted(rp, out.id);
+		return gw_svc_outcome_release(&out);
+	}
+	gw_svc_outcome_release(&out);
+	rec = gw_act_json(&d->acts, out.id, NULL);
+	if (!rec)
+		return gw_reply_error(
+			rp, 500, "activation %s was evicted before it could be returned", out.id);
+	fix_ns(rec, caller_ns(r));
+	if (want_result) {
+		cJSON *result = cJSON_DetachItemViaPointer(
+			rec, cJSON_GetObjectItemCaseSensitive(rec, "response"));
+		cJSON *res = cJSON_DetachItemFromObjectCaseSensitive(result, "result");
+		enum gw_act_status st = out.status;
+
+		cJSON_Delete(result);
+		cJSON_Delete(rec);
+		if (!res)
+			res = cJSON_CreateObject();
+		if (st != GW_ACT_SUCCESS && cJSON_IsObject(res)) {
+			/* nemo's words beside OpenWhisk's error result */
+			cJSON_AddStringToObject(res, "status", gw_act_status_name(st));
+			cJSON_AddStringToObject(res, "activationId", out.id);
+		}
+		gw_reply_json(rp, status_of(st), res);
+	} else {
+		gw_reply_json(rp, status_of(out.status), rec);
+	}
+	gw_reply_header(rp, "X-Activation-Id", out.id);
+}
+
+static void route_actions(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			  const char *rest)
+{
+	const char *name;
+
+	if (!*rest || !strcmp(rest, "/")) {
+		if (gw_req_is(r, "GET"))
+			return list_actions(d, r, rp);
+		return gw_reply_not_allowed(rp, r, "GET");
+	}
+	name = rest + 1;
+	if (strchr(name, '/') && !names_valid(name))
+		return gw_reply_error(rp, 400,
+				      "name '%.80s': must be 1..%d characters of [A-Za-z0-9_-]",
+				      name, SBX_NAME_MAX - 1);
+	if (strchr(name, '/'))
+		return gw_reply_error(rp, 501,
+				      "actions in packages ('%.100s') are not supported by nemo: "
+				      "packages are not implemented",
+				      name);
+	if (!gw_name_valid(name))
+		return gw_reply_error(rp, 400,
+				      "name '%.80s': must be 1..%d characters of [A-Za-z0-9_-]",
+				      name, SBX_NAME_MAX - 1);
+	if (gw_req_is(r, "PUT"))
+		return put_action(d, r, rp, name);
+	if (gw_req_is(r, "POST"))
+		return invoke_action(d, r, rp, name);
+	if (gw_req_is(r, "DELETE"))
+		return delete_action(d, r, rp, name);
+	if (gw_req_is(r, "GET"))
+		return reply_action(d, r, rp, name, 200);
+	gw_reply_not_allowed(rp, r, "GET, PUT, POST, DELETE");
+}
+
+static void list_activations(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	struct gw_act_filter f = {.function = gw_req_arg(r, "name"), .limit = 30};
+	long skip = arg_num(r, "skip"), limit = arg_num(r, "limit");
+	long since = arg_num(r, "since"), upto = arg_num(r, "upto");
+	cJSON *arr, *it;
+
+	if (f.function) {
+		/* OpenWhisk accepts "package/name" and "ns/name": nemo's names have no slash */
+		const char *slash = strrchr(f.function, '/');
+
+		if (slash && names_valid(f.function))
+			f.function = slash + 1;
+		if (!gw_name_valid(f.function))
+			return gw_reply_error(rp, 400,
+					      "name '%.80s': must be 1..%d characters of "
+					      "[A-Za-z0-9_-]",
+					      f.function, SBX_NAME_MAX - 1);
+	}
+	if (skip == -2 || limit == -2 || since == -2 || upto == -2 || limit > 200)
+		return gw_reply_error(rp, 400,
+				      "skip, limit, since, upto: expected non-negative integers "
+				      "(limit 0..200)");
+	if (limit > 0)
+		f.limit = (int)limit;
+	f.skip = skip > 0 ? (int)skip : 0;
+	f.since_ms = since > 0 ? (uint64_t)since : 0;
+	f.upto_ms = upto > 0 ? (uint64_t)upto : 0;
+	f.docs = gw_req_arg_true(r, "docs", false);
+	arr = gw_act_list_json(&d->acts, &f);
+	cJSON_ArrayForEach (it, arr) {
+		fix_ns(it, caller_ns(r));
+	}
+	gw_reply_json(rp, 200, arr);
+}
+
+static void route_activations(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			      const char *rest)
+{
+	char id[GW_ID_LEN + 2];
+	const char *sub;
+	cJSON *rec;
+	size_t n;
+
+	if (!gw_req_is(r, "GET"))
+		return gw_reply_not_allowed(rp, r, "GET");
+	if (!*rest || !strcmp(rest, "/"))
+		return list_activations(d, r, rp);
+	rest++;
+	sub = strchr(rest, '/');
+	n = sub ? (size_t)(sub - rest) : strlen(rest);
+	if (n >= sizeof(id))
+		n = sizeof(id) - 1;
+	memcpy(id, rest, n);
+	id[n] = '\0';
+	if (sub && strcmp(sub, "/result") && strcmp(sub, "/logs"))
+		return gw_reply_error(rp, 404,
+				      "no route for %s %.200s (activation routes: /result, "
+				      "/logs)",
+				      r->method, r->url);
+	rec = gw_act_json(&d->acts, id, NULL);
+	if (!rec)
+		return gw_reply_error(rp, 404,
+				      "activation '%.40s' is not known (ids are 32 hex digits; "
+				      "old ones are evicted)",
+				      id);
+	fix_ns(rec, caller_ns(r));
+	if (sub && !strcmp(sub, "/logs")) {
+		cJSON *j = cJSON_CreateObject();
+
+		cJSON_AddItemToObject(j, "logs",
+				      cJSON_DetachItemFromObjectCaseSensitive(rec, "logs"));
+		cJSON_Delete(rec);
+		return gw_reply_json(rp, 200, j);
+	}
+	if (sub) {
+		/* /result: the response object, without the rest of the record */
+		cJSON *resp = cJSON_DetachItemFromObjectCaseSensitive(rec, "response");
+
+		cJSON_Delete(rec);
+		return gw_reply_json(rp, 200, resp);
+	}
+	gw_reply_json(rp, 200, rec);
+}
+
+/* Routes OpenWhisk has that nemo does not implement: 501 with what is missing. */
+static void unsupported(const struct gw_request *r, struct gw_reply *rp, const char *what)
+{
+	gw_reply_error(rp, 501,
+		       "%s are not supported by nemo (%s %.120s): nemo runs actions and "
+		       "activations only",
+		       what, r->method, r->url);
+}
+
+void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	const char *ns = r->url + strlen(NS_PREFIX), *slash, *rest;
+	size_t n;
+
+	if (!*ns || !strcmp(ns, "/")) {
+		cJSON *arr;
+
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		arr = cJSON_CreateArray();
+		cJSON_AddItemToArray(arr, cJSON_CreateString(caller_ns(r)));
+		return gw_reply_json(rp, 200, arr);
+	}
+	ns++;
+	slash = strchr(ns, '/');
+	n = slash ? (size_t)(slash - ns) : strlen(ns);
+	if (!(n == 1 && ns[0] == '_') &&
+	    !(n == strlen(caller_ns(r)) && !strncmp(ns, caller_ns(r), n)))
+		return gw_reply_error(
+			rp, 404,
+			"namespace '%.*s' does not exist (your namespace is '%s'; '_' "
+			"names it)",
+			(int)(n > 64 ? 64 : n), ns, caller_ns(r));
+	if (!slash) {
+		/* GET /namespaces/{ns}: OpenWhisk lists the namespace's entities */
+		cJSON *j = cJSON_CreateObject();
+		struct list_arg la = {d, cJSON_CreateArray(), caller_ns(r), 0, 200};
+
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		gw_fn_foreach(d, add_action, &la);
+		cJSON_AddItemToObject(j, "actions", la.arr);
+		cJSON_AddArrayToObject(j, "packages");
+		cJSON_AddArrayToObject(j, "triggers");
+		cJSON_AddArrayToObject(j, "rules");
+		return gw_reply_json(rp, 200, j);
+	}
+	rest = slash + 1;
+#define IS(seg)                              \
+	(!strncmp(rest, seg, strlen(seg)) && \
+	 (rest[strlen(seg)] == '\0' || rest[strlen(seg)] == '/'))
+	if (IS("actions"))
+		return route_actions(d, r, rp, rest + 7);
+	if (IS("activations"))
+		return route_activations(d, r, rp, rest + 11);
+	if (IS("triggers"))
+		return unsupported(r, rp, "triggers");
+	if (IS("rules"))
+		return unsupported(r, rp, "rules");
+	if (IS("packages"))
+		return unsupported(r, rp, "packages");
+	if (IS("limits"))
+		return unsupported(r, rp, "namespace limits");
+#undef IS
+	gw_reply_error(rp, 404, "no route for %s %.200s", r->method, r->url);
+}
