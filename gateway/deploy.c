@@ -360,6 +360,12 @@ static int ow_exec(struct cfg_ctx *ctx, const cJSON *exec, struct gw_deploy_req 
 	if (!ex.code)
 		return cfg_error(ctx, "exec.code", "required key is missing");
 	binary = ex.binary && cJSON_IsTrue(ex.binary);
+	/* clients that send a zip as base64 without "binary" (the npm client): OpenWhisk looks */
+	if (!binary && !strncmp(ex.code->valuestring, "UEsDB", 5) &&
+	    strspn(ex.code->valuestring,
+		   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
+		    strlen(ex.code->valuestring))
+		binary = true;
 	if (ex.main) {
 		size_t n = strlen(ex.main->valuestring);
 
