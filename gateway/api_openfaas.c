@@ -1,4 +1,5 @@
 /* api_openfaas.c - the OpenFaaS gateway API (/function, /async-function, /system) as faas-cli uses it. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,10 +42,19 @@ static cJSON *call_context(const struct gw_request *r, const char *sub)
 		ql += (size_t)snprintf(query + ql, sizeof(query) - ql, "%s%s=%s", i ? "&" : "",
 				       r->args[i].key, r->args[i].value ? r->args[i].value : "");
 	cJSON_AddStringToObject(ctx, "__ow_query", query);
+	/* header names in lower case, as OpenWhisk's web actions see them */
 	h = cJSON_AddObjectToObject(ctx, "__ow_headers");
-	for (int i = 0; i < r->n_headers; i++)
-		if (strcasecmp(r->headers[i].key, "Authorization"))
-			cJSON_AddStringToObject(h, r->headers[i].key, r->headers[i].value);
+	for (int i = 0; i < r->n_headers; i++) {
+		char key[128];
+		size_t k;
+
+		if (!strcasecmp(r->headers[i].key, "Authorization"))
+			continue;
+		for (k = 0; r->headers[i].key[k] && k < sizeof(key) - 1; k++)
+			key[k] = (char)tolower((unsigned char)r->headers[i].key[k]);
+		key[k] = '\0';
+		cJSON_AddStringToObject(h, key, r->headers[i].value ? r->headers[i].value : "");
+	}
 	return ctx;
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,3 +204,207 @@ static void test_openwhisk_npm_flow(void)
 
 NEMO_SUITE(openwhisk_client, env_setup, env_teardown,
 	   {"the npm openwhisk client runs a whole session", test_openwhisk_npm_flow});
+
+/* ---- OpenFaaS: curl, as faas-cli calls the gateway ------------------------------------------- */
+
+/* curl with `args`; the body into *body (static), the status code returned. */
+static int curl(const char *const *args, const char **body)
+{
+	char *argv[32];
+	const char *out;
+	static char buf[65536];
+	char *nl;
+	int n = 0, rc;
+
+	argv[n++] = "/usr/bin/curl";
+	argv[n++] = "-sS";
+	argv[n++] = "-w";
+	argv[n++] = "\n%{http_code}";
+	argv[n++] = "--max-time";
+	argv[n++] = "30";
+	for (int i = 0; args[i] && n < 31; i++)
+		argv[n++] = (char *)args[i];
+	argv[n] = NULL;
+	rc = run(argv, 35000, &out);
+	snprintf(buf, sizeof(buf), "%s", out);
+	nl = strrchr(buf, '\n');
+	*body = buf;
+	if (rc != 0 || !nl) {
+		printf("\n  curl exited %d: %s\n", rc, buf);
+		return -1;
+	}
+	*nl = '\0';
+	return atoi(nl + 1);
+}
+
+static void url_of(char *buf, size_t len, const char *path)
+{
+	snprintf(buf, len, "http://127.0.0.1:%u%s", (unsigned)env.port, path);
+}
+
+/* A loopback listener for X-Callback-Url: accepts one POST and keeps its body. */
+struct callback_sink {
+	int fd;
+	uint16_t port;
+	pthread_t thread;
+	char got[8192];
+};
+
+static void *callback_main(void *arg)
+{
+	struct callback_sink *cb = arg;
+	struct pollfd p = {.fd = cb->fd, .events = POLLIN};
+	size_t used = 0;
+	int c;
+
+	if (poll(&p, 1, 20000) <= 0)
+		return NULL;
+	c = accept(cb->fd, NULL, NULL);
+	if (c < 0)
+		return NULL;
+	for (;;) {
+		struct pollfd q = {.fd = c, .events = POLLIN};
+		char *hdr_end, *cl;
+		ssize_t n;
+
+		if (poll(&q, 1, 5000) <= 0)
+			break;
+		n = recv(c, cb->got + used, sizeof(cb->got) - used - 1, 0);
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		cb->got[used] = '\0';
+		hdr_end = strstr(cb->got, "\r\n\r\n");
+		cl = strcasestr(cb->got, "Content-Length:");
+		if (hdr_end && cl &&
+		    used >= (size_t)(hdr_end + 4 - cb->got) + strtoul(cl + 15, NULL, 10))
+			break;
+	}
+	(void)!write(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 57);
+	close(c);
+	return NULL;
+}
+
+static int callback_start(struct callback_sink *cb)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sin);
+
+	memset(cb, 0, sizeof(*cb));
+	cb->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cb->fd < 0 || bind(cb->fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(cb->fd, 4) ||
+	    getsockname(cb->fd, (struct sockaddr *)&sin, &sl))
+		return -1;
+	cb->port = ntohs(sin.sin_port);
+	return pthread_create(&cb->thread, NULL, callback_main, cb);
+}
+
+static void callback_stop(struct callback_sink *cb)
+{
+	pthread_join(cb->thread, NULL);
+	close(cb->fd);
+}
+
+/* A python web function: it answers what it saw of the HTTP call. */
+#define WEB_FN                                                                             \
+	"def main(args):\\n"                                                               \
+	"    h = args.get('__ow_headers', {})\\n"                                          \
+	"    return {'method': args.get('__ow_method'), 'path': args.get('__ow_path'),\\n" \
+	"            'query': args.get('__ow_query'), 'x_test': h.get('x-test'),\\n"       \
+	"            'ctype': h.get('content-type'), 'value': args.get('value')}\\n"
+
+static void test_openfaas_curl_flow(void)
+{
+	char url[256], cb_url[128], cb_hdr[160], scale_url[256];
+	const char *body;
+	struct callback_sink cb;
+	cJSON *j;
+	int st;
+
+	/* deploy through the native/OpenWhisk route (OpenFaaS deploys images: 501 names it) */
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/web");
+	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-H",
+				   "Content-Type: application/json", "-d",
+				   "{\"exec\":{\"kind\":\"python:3\",\"code\":\"" WEB_FN "\"}}",
+				   NULL},
+		  &body);
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	url_of(url, sizeof(url), "/system/functions");
+	st = curl(
+		(const char *[]){"-u", CRED, "-X", "POST", url, "-d", "{\"service\":\"x\"}", NULL},
+		&body);
+	CU_ASSERT_EQUAL(st, 501);
+	CU_ASSERT_PTR_NOT_NULL(strstr(body, "/api/v1/namespaces/_/actions/NAME"));
+
+	/* any method, a sub-path, the query and the headers reach the function */
+	url_of(url, sizeof(url), "/function/web/orders/42?verbose=1&x=y");
+	st = curl((const char *[]){"-X", "PATCH", url, "-H", "X-Test: yes", "-H",
+				   "Content-Type: application/json", "-d", "{\"value\":7}", NULL},
+		  &body);
+	CU_ASSERT_EQUAL(st, 200);
+	j = cJSON_Parse(body);
+	CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "method")), "PATCH");
+	CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "path")), "/orders/42");
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(cJSON_GetStringValue(cJSON_GetObjectItem(j, "query")), "verbose=1"));
+	CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "x_test")), "yes");
+	CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "ctype")),
+			       "application/json");
+	CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "value")), 7);
+	cJSON_Delete(j);
+
+	/* async: 202 with X-Call-Id now, the result POSTed to the callback when done */
+	CU_ASSERT_EQUAL_FATAL(callback_start(&cb), 0);
+	snprintf(cb_url, sizeof(cb_url), "http://127.0.0.1:%u/done", (unsigned)cb.port);
+	snprintf(cb_hdr, sizeof(cb_hdr), "X-Callback-Url: %s", cb_url);
+	url_of(url, sizeof(url), "/async-function/web");
+	st = curl((const char *[]){"-i", "-X", "POST", url, "-H", cb_hdr, "-d", "{\"value\":99}",
+				   NULL},
+		  &body);
+	CU_ASSERT_EQUAL(st, 202);
+	CU_ASSERT_PTR_NOT_NULL(strcasestr(body, "X-Call-Id: "));
+	callback_stop(&cb);
+	CU_ASSERT_PTR_NOT_NULL(strstr(cb.got, "POST /done "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(cb.got, "\"value\": 99"));
+	if (!strstr(cb.got, "\"value\": 99"))
+		printf("\n  callback got: '%s'\n", cb.got);
+
+	/* the system routes need Basic auth; list, describe, scale, info, delete */
+	url_of(url, sizeof(url), "/system/functions");
+	CU_ASSERT_EQUAL(curl((const char *[]){url, NULL}, &body), 401);
+	CU_ASSERT_EQUAL(curl((const char *[]){"-u", CRED, url, NULL}, &body), 200);
+	j = cJSON_Parse(body);
+	CU_ASSERT_EQUAL(cJSON_GetArraySize(j), 1);
+	CU_ASSERT_STRING_EQUAL(
+		cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "name")), "web");
+	CU_ASSERT_EQUAL(cJSON_GetNumberValue(
+				cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "invocationCount")),
+			2);
+	cJSON_Delete(j);
+	url_of(scale_url, sizeof(scale_url), "/system/scale-function/web");
+	st = curl((const char *[]){"-u", CRED, "-X", "POST", scale_url, "-d",
+				   "{\"serviceName\":\"web\",\"replicas\":3}", NULL},
+		  &body);
+	CU_ASSERT_EQUAL(st, 202);
+	url_of(url, sizeof(url), "/system/function/web");
+	CU_ASSERT_EQUAL(curl((const char *[]){"-u", CRED, url, NULL}, &body), 200);
+	j = cJSON_Parse(body);
+	/* replicas become pre-warmed instances: three idle, besides any warm one */
+	CU_ASSERT_TRUE(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "availableReplicas")) >= 3);
+	CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "prewarm")), 3);
+	cJSON_Delete(j);
+	url_of(url, sizeof(url), "/system/info");
+	CU_ASSERT_EQUAL(curl((const char *[]){"-u", CRED, url, NULL}, &body), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(body, "\"provider\":\"nemo\""));
+	url_of(url, sizeof(url), "/system/functions");
+	st = curl((const char *[]){"-u", CRED, "-X", "DELETE", url, "-d",
+				   "{\"functionName\":\"web\"}", NULL},
+		  &body);
+	CU_ASSERT_EQUAL(st, 200);
+	url_of(url, sizeof(url), "/system/function/web");
+	CU_ASSERT_EQUAL(curl((const char *[]){"-u", CRED, url, NULL}, &body), 404);
+}
+
+NEMO_SUITE(openfaas_curl, env_setup, env_teardown,
+	   {"curl runs faas-cli's calls: invoke, async callback, list, scale, info, delete",
+	    test_openfaas_curl_flow});
