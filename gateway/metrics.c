@@ -114,6 +114,10 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	    "nemo_build_info{version=\"%s\"} 1\n",
 	    NEMO_VERSION);
 	put(&t,
+	    "# HELP nemo_harvest_enabled 1 when invocations follow the NF cores' spare cycles.\n"
+	    "# TYPE nemo_harvest_enabled gauge\nnemo_harvest_enabled %d\n",
+	    d->dispatch.ops->metrics ? 1 : 0);
+	put(&t,
 	    "# HELP nemo_start_time_seconds When nemod started (epoch).\n"
 	    "# TYPE nemo_start_time_seconds gauge\nnemo_start_time_seconds %.3f\n",
 	    (double)d->started_ms / 1e3);
