@@ -121,4 +121,35 @@ else
 	echo "  result: MISMATCH: invocations - responses = $DIFF (allowed 0..$CONNS), non-2xx $NON2XX, socket errors $SOCKERR"
 	exit 1
 fi
+# MQTT: the round trip through nemod (an echo function, MQTT 5 response topic and correlation)
+# beside the broker alone (publish and receive one topic), one request in flight, QoS 0 and 1
+if command -v mosquitto >/dev/null; then
+	MQ_PORT=$(free_port)
+	printf "listener %s 127.0.0.1\nallow_anonymous true\n" "$MQ_PORT" > "$DIR/mosquitto.conf"
+	mosquitto -c "$DIR/mosquitto.conf" > "$DIR/mosquitto.log" 2>&1 &
+	MQ_PID=$!
+	sleep 0.3
+	PORT=$(free_port)
+	cat > "$DIR/nemod.json" <<CFG
+{"listen": "127.0.0.1:$PORT", "token_file": "$DIR/token", "store_dir": "$DIR/store-mqtt",
+ "code_roots": ["$ROOT/build/functions"],
+ "cores": {"housekeeping": [0], "sandbox": [$SBX_CORE]}, "cgroup_root": "nemo-benchapi-$$",
+ "log_level": "warn", "mqtt": {"enabled": true, "port": $MQ_PORT, "client_id": "nemod-bench-$$"}}
+CFG
+	"$BIN/nemod" --config "$DIR/nemod.json" > "$DIR/nemod-mqtt.log" 2>&1 &
+	NEMOD_PID=$!
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.05; done
+	for q in 0 1; do
+		curl -sf -X PUT -H "Authorization: Bearer $TOKEN" \
+			"http://127.0.0.1:$PORT/api/v1/namespaces/_/actions/mq$q?overwrite=true" \
+			-d "{\"runtime\":\"c\",\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"},\"mqtt\":{\"topics\":[\"bench/in$q/+\"],\"qos\":$q}}" >/dev/null
+	done
+	sleep 0.3
+	printf "\nMQTT round trip, one request in flight (%s per row)\n" "${BENCH_MQTT_N:-2000}"
+	"$BIN/bench_api_mqtt" "$MQ_PORT" bench "${BENCH_MQTT_N:-2000}" | \
+		awk '{printf "  %-30s %s %s %s\n", $2 " " $3, $4, $5, $6}'
+	stop_nemod
+	kill "$MQ_PID"; wait "$MQ_PID" 2>/dev/null || true
+fi
+
 printf "\nfigures: HTTP warm p50 overhead over the sandbox round trip: see 'overhead p50' (target < 100 us)\n"

@@ -31,3 +31,9 @@ PROGS += bench_api_sbx
 bench_api_sbx_SRCS := experiments/bench_api_sbx.c
 bench_api_sbx_LIBS := sandbox common
 bench_api_sbx_LDLIBS = -lseccomp $(CJSON_LIBS) -lm
+
+# bench-api's MQTT part: the round trip through nemod beside the broker alone, QoS 0 and 1
+PROGS += bench_api_mqtt
+bench_api_mqtt_SRCS := experiments/bench_api_mqtt.c
+bench_api_mqtt_LIBS := common
+bench_api_mqtt_LDLIBS = -lmosquitto

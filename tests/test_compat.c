@@ -12,9 +12,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
 
 #include "nemo/gateway.h"
 #include "nemo/scheduler.h"
@@ -94,11 +97,14 @@ static int start_nemod(void)
 	return 0;
 }
 
-static int env_setup_with(const char *extra)
+/* The folder, credentials and config of a nemod; `extra` is more top-level keys. */
+static int env_prepare(const char *extra)
 {
 	char path[256], store[128];
+	uint16_t mqtt_port = env.mqtt_port;
 
 	memset(&env, 0, sizeof(env));
+	env.mqtt_port = mqtt_port;
 	/* not under /tmp: sandboxes have a private /tmp and must read the store */
 	snprintf(env.dir, sizeof(env.dir), "/var/tmp/nemo-compat-XXXXXX");
 	if (!mkdtemp(env.dir))
@@ -110,7 +116,13 @@ static int env_setup_with(const char *extra)
 	snprintf(env.config, sizeof(env.config), "%s/nemod.json", env.dir);
 	snprintf(store, sizeof(store), "%s/store", env.dir);
 	env.port = test_free_port();
-	if (write_config(env.config, store, env.port, extra))
+	return write_config(env.config, store, env.port, extra);
+}
+
+static int env_setup_with(const char *extra)
+{
+	env.mqtt_port = 0;
+	if (env_prepare(extra))
 		return -1;
 	return start_nemod();
 }
@@ -496,3 +508,240 @@ static int harvest_setup(void)
 
 NEMO_SUITE(metrics_promtool, harvest_setup, env_teardown,
 	   {"promtool check metrics passes on a harvesting nemod", test_promtool_live_metrics});
+
+/* ---- MQTT: correlation at QoS 0 and 1 against a real mosquitto -------------------------------- */
+
+struct mq_client {
+	struct mosquitto *mosq;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int n;
+	struct mq_msg {
+		char topic[128];
+		char payload[1024];
+		char corr[64];
+		int qos;
+	} msgs[16];
+};
+
+static void mq_on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
+			  const mosquitto_property *props)
+{
+	struct mq_client *c = obj;
+	void *corr = NULL;
+	uint16_t corr_len = 0;
+
+	(void)m;
+	pthread_mutex_lock(&c->lock);
+	if (c->n < 16) {
+		struct mq_msg *k = &c->msgs[c->n++];
+
+		snprintf(k->topic, sizeof(k->topic), "%s", msg->topic);
+		snprintf(k->payload, sizeof(k->payload), "%.*s", msg->payloadlen,
+			 (const char *)msg->payload);
+		k->qos = msg->qos;
+		if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr,
+						   &corr_len, false))
+			snprintf(k->corr, sizeof(k->corr), "%.*s", (int)corr_len, (char *)corr);
+		free(corr);
+	}
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int mq_connect(struct mq_client *c, const char *sub)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	mosquitto_lib_init();
+	c->mosq = mosquitto_new(NULL, true, c);
+	if (!c->mosq)
+		return -1;
+	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+	mosquitto_message_v5_callback_set(c->mosq, mq_on_message);
+	if (mosquitto_connect(c->mosq, "127.0.0.1", env.mqtt_port, 30) ||
+	    mosquitto_subscribe(c->mosq, NULL, sub, 1) || mosquitto_loop_start(c->mosq))
+		return -1;
+	test_msleep(200); /* the subscription lands */
+	return 0;
+}
+
+static void mq_close(struct mq_client *c)
+{
+	mosquitto_disconnect(c->mosq);
+	mosquitto_loop_stop(c->mosq, true);
+	mosquitto_destroy(c->mosq);
+	mosquitto_lib_cleanup();
+}
+
+/* Wait for message number `i` (0-based). Returns it or NULL after ms. */
+static struct mq_msg *mq_wait(struct mq_client *c, int i, int ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (c->n <= i)
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &dl))
+			break;
+	pthread_mutex_unlock(&c->lock);
+	return c->n > i ? &c->msgs[i] : NULL;
+}
+
+static int start_broker(void)
+{
+	char conf[256], text[256];
+	char *argv[] = {"/usr/sbin/mosquitto", "-c", conf, NULL};
+
+	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", env.dir);
+	snprintf(text, sizeof(text), "listener %u 127.0.0.1\nallow_anonymous true\n",
+		 env.mqtt_port);
+	if (test_write_text(conf, text) || test_proc_start(&env.broker, argv))
+		return -1;
+	env.broker_running = true;
+	for (int i = 0; i < 100; i++) {
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+					  .sin_port = htons(env.mqtt_port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			close(fd);
+			return 0;
+		}
+		close(fd);
+		test_msleep(50);
+	}
+	return -1;
+}
+
+static int mqtt_setup(void)
+{
+	char extra[256];
+
+	if (access("/usr/sbin/mosquitto", X_OK))
+		return -1;
+	env.mqtt_port = test_free_port();
+	snprintf(extra, sizeof(extra),
+		 "\"mqtt\": {\"enabled\": true, \"port\": %u, \"client_id\": \"nemod-compat-%d\"}",
+		 (unsigned)env.mqtt_port, getpid());
+	if (env_prepare(extra) || start_broker())
+		return -1;
+	return start_nemod();
+}
+
+static void deploy_echo(const char *name, const char *topics, const char *reply, int qos)
+{
+	char url[256], so[512], *b64, *bytes, *body;
+	const char *out;
+	size_t len;
+
+	snprintf(so, sizeof(so), "%s/build/functions/echo.so", nemo_test_srcdir());
+	bytes = test_read_file(so, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	free(bytes);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b64);
+	body = malloc(strlen(b64) + 512);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	snprintf(body, strlen(b64) + 512,
+		 "{\"runtime\":\"c\",\"mqtt\":{\"topics\":[\"%s\"],\"reply_topic\":\"%s\","
+		 "\"qos\":%d},\"code\":{\"base64\":\"%s\"}}",
+		 topics, reply, qos, b64);
+	free(b64);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/api/v1/namespaces/_/actions/%s",
+		 (unsigned)env.port, name);
+	CU_ASSERT_EQUAL(
+		curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d", body, NULL}, &out), 200);
+	free(body);
+}
+
+static void test_mqtt_correlation(void)
+{
+	struct mq_client c;
+	mosquitto_property *props = NULL;
+	struct mq_msg *m;
+	cJSON *env_json;
+	char topic[64];
+
+	deploy_echo("mq0", "cmp/q0/+", "cmp/out/q0", 0);
+	deploy_echo("mq1", "cmp/q1/+", "cmp/out/q1", 1);
+	test_msleep(300); /* nemod subscribes */
+	CU_ASSERT_EQUAL_FATAL(mq_connect(&c, "cmp/#"), 0);
+
+	/* MQTT 5: the reply goes to the response topic with the correlation data, at the qos */
+	for (int qos = 0; qos <= 1; qos++) {
+		char corr[32], resp[64];
+
+		snprintf(corr, sizeof(corr), "corr-%d-%d", qos, getpid());
+		snprintf(resp, sizeof(resp), "cmp/resp/%d", qos);
+		snprintf(topic, sizeof(topic), "cmp/q%d/dev1", qos);
+		mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, resp);
+		mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
+					      (uint16_t)strlen(corr));
+		CU_ASSERT_EQUAL(mosquitto_publish_v5(c.mosq, NULL, topic, 9, "{\"v\":123}", qos,
+						     false, props),
+				MOSQ_ERR_SUCCESS);
+		mosquitto_property_free_all(&props);
+		/* what arrives: the request itself (we subscribe to cmp/#), then the reply */
+		for (int i = 0; i < 16; i++) {
+			m = mq_wait(&c, i, 10000);
+			if (!m || !strcmp(m->topic, resp))
+				break;
+		}
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		CU_ASSERT_STRING_EQUAL(m->topic, resp);
+		CU_ASSERT_STRING_EQUAL(m->corr, corr);
+		CU_ASSERT_STRING_EQUAL(m->payload, "{\"v\":123}");
+		CU_ASSERT_EQUAL(m->qos, qos);
+		pthread_mutex_lock(&c.lock);
+		c.n = 0;
+		pthread_mutex_unlock(&c.lock);
+	}
+	/* MQTT 3 style (no properties): an envelope with the activation id and correlation_id */
+	for (int qos = 0; qos <= 1; qos++) {
+		char out_topic[32];
+
+		const char *req = "{\"correlation_id\":\"abc\",\"x\":1}";
+
+		snprintf(topic, sizeof(topic), "cmp/q%d/dev2", qos);
+		snprintf(out_topic, sizeof(out_topic), "cmp/out/q%d", qos);
+		CU_ASSERT_EQUAL(mosquitto_publish_v5(c.mosq, NULL, topic, (int)strlen(req), req,
+						     qos, false, NULL),
+				MOSQ_ERR_SUCCESS);
+		for (int i = 0; i < 16; i++) {
+			m = mq_wait(&c, i, 10000);
+			if (!m || !strcmp(m->topic, out_topic))
+				break;
+		}
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		CU_ASSERT_EQUAL(m->qos, qos);
+		env_json = cJSON_Parse(m->payload);
+		CU_ASSERT_TRUE(cJSON_IsString(cJSON_GetObjectItem(env_json, "activationId")) &&
+			       strlen(cJSON_GetStringValue(
+				       cJSON_GetObjectItem(env_json, "activationId"))) == 32);
+		CU_ASSERT_TRUE(cJSON_IsString(cJSON_GetObjectItem(env_json, "correlation_id")) &&
+			       !strcmp(cJSON_GetStringValue(
+					       cJSON_GetObjectItem(env_json, "correlation_id")),
+				       "abc"));
+		CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItem(
+					cJSON_GetObjectItem(env_json, "result"), "x")),
+				1);
+		cJSON_Delete(env_json);
+		pthread_mutex_lock(&c.lock);
+		c.n = 0;
+		pthread_mutex_unlock(&c.lock);
+	}
+	mq_close(&c);
+}
+
+NEMO_SUITE(mqtt_correlation, mqtt_setup, env_teardown,
+	   {"replies carry the request's correlation at QoS 0 and 1", test_mqtt_correlation});
