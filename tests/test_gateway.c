@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "nemo/gateway.h"
+#include "nemo/version.h"
 #include "proc.h"
 #include "test.h"
 
@@ -829,6 +830,20 @@ static void test_nemoctl(void)
 	rc = ctl(out, sizeof(out), "deploy ctlecho --code %s/echo.so", env.fndir);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "deployed ctlecho"));
+	/* deploy never replaces silently: --overwrite does */
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "deploy ctlecho --code %s/echo.so", env.fndir), 5);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--overwrite"));
+	CU_ASSERT_EQUAL(
+		ctl(out, sizeof(out), "deploy ctlecho --overwrite --code %s/echo.so", env.fndir),
+		0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "deployed ctlecho (version 0.0."));
+	/* each command has its own help; every program its version */
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "deploy --help"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: nemoctl deploy NAME"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "logs --help"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: nemoctl logs NAME"));
+	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "--version"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "nemoctl " NEMO_VERSION "\n"));
 	CU_ASSERT_EQUAL(ctl(out, sizeof(out), "invoke ctlecho '{\"arg\":1}'"), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"arg\":1}"));
 	snprintf(file, sizeof(file), "%s/payload.json", env.dir);
