@@ -1,4 +1,5 @@
 /* daemon.c - nemod's life: credentials, the store lock, start, drain, stop; JSON views. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -245,11 +246,94 @@ fail:
 	return NULL;
 }
 
+/* The pid of the process listening on TCP `port` (from /proc), or 0 when it cannot be told. */
+static pid_t port_holder(uint16_t port)
+{
+	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	unsigned long inode = 0;
+	char line[512], want[64];
+	pid_t pid = 0;
+	DIR *procs;
+	struct dirent *p;
+
+	for (int t = 0; t < 2 && !inode; t++) {
+		FILE *f = fopen(tables[t], "r");
+
+		while (f && fgets(line, sizeof(line), f)) {
+			char local[64], remote[64], st[8];
+			unsigned long ino;
+			char *colon;
+
+			if (sscanf(line, "%*d: %63s %63s %7s %*s %*s %*s %*s %*s %lu", local,
+				   remote, st, &ino) != 4 ||
+			    strcmp(st, "0A")) /* LISTEN */
+				continue;
+			colon = strrchr(local, ':');
+			if (colon && strtoul(colon + 1, NULL, 16) == port) {
+				inode = ino;
+				break;
+			}
+		}
+		if (f)
+			fclose(f);
+	}
+	if (!inode)
+		return 0;
+	snprintf(want, sizeof(want), "socket:[%lu]", inode);
+	procs = opendir("/proc");
+	while (procs && !pid && (p = readdir(procs))) {
+		char fds[300], target[64];
+		struct dirent *fd;
+		DIR *fdir;
+
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		snprintf(fds, sizeof(fds), "/proc/%s/fd", p->d_name);
+		fdir = opendir(fds);
+		while (fdir && (fd = readdir(fdir))) {
+			ssize_t n;
+
+			if (fd->d_name[0] == '.')
+				continue;
+			snprintf(fds, sizeof(fds), "/proc/%.20s/fd/%.20s", p->d_name, fd->d_name);
+			n = readlink(fds, target, sizeof(target) - 1);
+			if (n > 0) {
+				target[n] = '\0';
+				if (!strcmp(target, want)) {
+					pid = (pid_t)atoi(p->d_name);
+					break;
+				}
+			}
+		}
+		if (fdir)
+			closedir(fdir);
+	}
+	if (procs)
+		closedir(procs);
+	return pid;
+}
+
 int gw_daemon_start(struct gw_daemon *d)
 {
 	d->http = gw_http_start(d);
-	if (!d->http)
-		return -errno;
+	if (!d->http) {
+		int rc = -errno;
+
+		if (rc == -EADDRINUSE) {
+			pid_t holder = port_holder(d->cfg.listen_port);
+
+			if (holder)
+				NEMO_ERR(
+					GW_MOD,
+					"port %u is in use by pid %d: one nemod per port (stop it, "
+					"or set another 'listen' in %s)",
+					d->cfg.listen_port, holder, d->cfg.file);
+			else
+				NEMO_ERR(GW_MOD, "port %u is in use by another process",
+					 d->cfg.listen_port);
+		}
+		return rc;
+	}
 	if (d->cfg.mqtt.enabled) {
 		d->mqtt = gw_mqtt_start(d);
 		if (!d->mqtt) {

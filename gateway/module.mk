@@ -12,7 +12,7 @@ TEST_LDLIBS += -lmicrohttpd -lmosquitto -lzip
 PROGS += nemod
 nemod_SRCS := gateway/nemod.c
 nemod_LIBS := gateway scheduler harvester sandbox common
-nemod_LDLIBS = $(GW_LDLIBS) -lseccomp -lhwloc -lpfm -lrt -lm
+nemod_LDLIBS = $(GW_LDLIBS) $(shell pkg-config --libs libsystemd) -lseccomp -lhwloc -lpfm -lrt -lm
 
 # nemoctl links only the small client library (libcurl) and cJSON
 LIBS += nemoclient

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 
 #include "nemo/gateway.h"
 #include "nemo/scheduler.h"
+#include "nemo/version.h"
 #include "proc.h"
 #include "test.h"
 
@@ -745,3 +747,111 @@ static void test_mqtt_correlation(void)
 
 NEMO_SUITE(mqtt_correlation, mqtt_setup, env_teardown,
 	   {"replies carry the request's correlation at QoS 0 and 1", test_mqtt_correlation});
+
+/* ---- the daemon's life: one nemod per store and port, systemd notify, --version --------------- */
+
+/* Start a second nemod on `config`; it must exit 1 and name `pid_needle`. */
+static void expect_refused(const char *config, const char *needle)
+{
+	char bin[512];
+	char *argv[] = {bin, "--config", (char *)config, NULL};
+	struct test_proc p;
+	int rc;
+
+	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
+	rc = test_proc_wait(&p, 15000);
+	if (rc == -ETIMEDOUT)
+		test_proc_stop(&p, 5000);
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_TRUE(test_proc_output_has(&p, needle));
+}
+
+static void test_one_nemod_per_store_and_port(void)
+{
+	char needle[64], config[160], store[128];
+
+	/* the same config: same store, same port */
+	snprintf(needle, sizeof(needle), "(pid %d holds", (int)env.nemod.pid);
+	expect_refused(env.config, needle);
+	/* another store, the same port */
+	snprintf(config, sizeof(config), "%s/second.json", env.dir);
+	snprintf(store, sizeof(store), "%s/store2", env.dir);
+	CU_ASSERT_EQUAL_FATAL(write_config(config, store, env.port, ""), 0);
+	snprintf(needle, sizeof(needle), "is in use by pid %d", (int)env.nemod.pid);
+	expect_refused(config, needle);
+	/* the first one serves on */
+	CU_ASSERT_TRUE(wait_healthy(&env.nemod, env.port, 2000));
+}
+
+static void test_version_everywhere(void)
+{
+	static const char *const progs[] = {"nemod", "nemoctl", "nemo-sbx-runtime"};
+
+	for (int i = 0; i < 3; i++) {
+		char bin[512], want[96];
+		char *argv[] = {bin, "--version", NULL};
+		const char *out;
+
+		snprintf(bin, sizeof(bin), "%s/%s", nemo_test_bindir(), progs[i]);
+		snprintf(want, sizeof(want), "%s %s\n", progs[i], NEMO_VERSION);
+		CU_ASSERT_EQUAL(run(argv, 5000, &out), 0);
+		if (strcmp(out, want))
+			printf("\n  %s --version: '%s'\n", progs[i], out);
+		CU_ASSERT_STRING_EQUAL(out, want);
+	}
+}
+
+/* systemd's side of sd_notify: a datagram socket named by NOTIFY_SOCKET. */
+static bool notified(int fd, const char *what, int ms)
+{
+	char buf[512];
+
+	for (int waited = 0; waited < ms; waited += 50) {
+		ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, what))
+				return true;
+			continue;
+		}
+		test_msleep(50);
+	}
+	return false;
+}
+
+static void test_sd_notify(void)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char config[sizeof(env.config)], store[128];
+	int fd;
+
+	/* a nemod of its own, on another store and port, told where systemd listens */
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/notify.sock", env.dir);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CU_ASSERT_FATAL(fd >= 0 && bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
+	if (env.running)
+		test_proc_stop(&env.nemod, 10000);
+	env.running = false;
+	snprintf(config, sizeof(config), "%s/notify.json", env.dir);
+	snprintf(store, sizeof(store), "%s/store3", env.dir);
+	env.port = test_free_port();
+	CU_ASSERT_EQUAL_FATAL(write_config(config, store, env.port, ""), 0);
+	snprintf(env.config, sizeof(env.config), "%s", config);
+	setenv("NOTIFY_SOCKET", sun.sun_path, 1);
+	CU_ASSERT_EQUAL(start_nemod(), 0);
+	unsetenv("NOTIFY_SOCKET");
+	CU_ASSERT_TRUE(notified(fd, "READY=1", 10000));
+	kill(env.nemod.pid, SIGTERM);
+	CU_ASSERT_TRUE(notified(fd, "STOPPING=1", 10000));
+	CU_ASSERT_EQUAL(test_proc_wait(&env.nemod, 15000), 0);
+	env.running = false;
+	close(fd);
+}
+
+NEMO_SUITE(nemod_life, env_setup, env_teardown,
+	   {"a second nemod on the same store or port exits 1 naming the holder",
+	    test_one_nemod_per_store_and_port},
+	   {"nemod, nemoctl and nemo-sbx-runtime answer --version", test_version_everywhere},
+	   {"nemod tells systemd READY=1 once it serves, STOPPING=1 on SIGTERM", test_sd_notify});

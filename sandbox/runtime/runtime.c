@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "nemo/function.h"
+#include "nemo/version.h"
 
 /*
  * Started by sbx_create() as PID 1 of the sandbox, still root, with:
@@ -412,6 +413,10 @@ int main(int argc, char **argv)
 	sigset_t none;
 	char *p;
 
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("nemo-sbx-runtime %s\n", NEMO_VERSION);
+		return 0;
+	}
 	if (argc != 5)
 		return 2;
 	max_payload = (uint32_t)strtoul(argv[3], NULL, 10);
