@@ -32,9 +32,11 @@ cleanup() {
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
-TOKEN=bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# a uuid:key credential, sent as Basic (as OpenWhisk and OpenFaaS clients do); the function
+# route checks it (openfaas.function_auth), so the figures include the auth
+TOKEN=bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'):$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$TOKEN" > "$DIR/token"
-export NEMO_TOKEN=$TOKEN BENCH_BODY=$BODY BENCH_PATH=/function/echo
+export NEMO_TOKEN=$TOKEN NEMO_BASIC=$(printf %s "$TOKEN" | base64 -w0) BENCH_BODY=$BODY BENCH_PATH=/function/echo
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -44,7 +46,8 @@ start_nemod() { # mode
 {"listen": "127.0.0.1:$PORT", "token_file": "$DIR/token", "store_dir": "$DIR/store",
  "code_roots": ["$ROOT/build/functions"], "cores": {"housekeeping": [0], "sandbox": [$SBX_CORE]},
  "http_mode": "$1", "http_threads": $NCPU, "cgroup_root": "nemo-benchapi-$$", "log_level": "warn",
- "limits": {"max_inflight_per_function": 4096, "max_connections": 4096}}
+ "limits": {"max_inflight_per_function": 4096, "max_connections": 4096},
+ "openfaas": {"function_auth": true}}
 CFG
 	"$BIN/nemod" --config "$DIR/nemod.json" > "$DIR/nemod-$1.log" 2>&1 &
 	NEMOD_PID=$!

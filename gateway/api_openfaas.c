@@ -320,8 +320,9 @@ static void system_route(struct gw_daemon *d, const struct gw_request *r, struct
 		cJSON_AddItemToArray(arr, cJSON_CreateString("nemo"));
 		return gw_reply_json(rp, 200, arr);
 	}
-	if (!strcmp(p, "secrets") || !strcmp(p, "logs"))
-		return gw_reply_error(rp, 501, "/system/%s is not supported by nemo", p);
+	if (!strcmp(p, "secrets") || !strncmp(p, "secrets/", 8) || !strcmp(p, "logs") ||
+	    !strcmp(p, "alert"))
+		return gw_reply_error(rp, 501, "/system/%.40s is not supported by nemo", p);
 	gw_reply_error(rp, 404, "no route for %s %.200s", r->method, r->url);
 }
 

@@ -428,6 +428,23 @@ void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw
 	const char *ns = r->url + strlen(NS_PREFIX), *slash, *rest;
 	size_t n;
 
+	if (!strncmp(r->url, "/api/v1/web/", 12))
+		return unsupported(r, rp, "web actions");
+	if (strncmp(r->url, NS_PREFIX, strlen(NS_PREFIX))) {
+		/* GET /api/v1: what this API is */
+		cJSON *j = cJSON_CreateObject(), *paths;
+
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		cJSON_AddStringToObject(j, "description",
+					"nemo: OpenWhisk's REST API, actions and "
+					"activations");
+		paths = cJSON_AddArrayToObject(j, "api_paths");
+		cJSON_AddItemToArray(paths, cJSON_CreateString("/api/v1"));
+		cJSON_AddStringToObject(j, "api_version", "1.0.0");
+		return gw_reply_json(rp, 200, j);
+	}
+
 	if (!*ns || !strcmp(ns, "/")) {
 		cJSON *arr;
 

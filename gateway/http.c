@@ -105,7 +105,9 @@ static void route(struct gw_daemon *d, const struct gw_request *r, struct gw_rep
 {
 	const char *url = r->url;
 
-	if (!strncmp(url, "/api/v1/namespaces", 18) && (url[18] == '\0' || url[18] == '/'))
+	if ((!strncmp(url, "/api/v1/namespaces", 18) && (url[18] == '\0' || url[18] == '/')) ||
+	    !strncmp(url, "/api/v1/web/", 12) || !strcmp(url, "/api/v1") ||
+	    !strcmp(url, "/api/v1/"))
 		gw_api_openwhisk(d, r, rp);
 	else if (!strncmp(url, "/function/", 10) || !strncmp(url, "/async-function/", 16) ||
 		 !strncmp(url, "/system/", 8))
