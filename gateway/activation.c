@@ -538,3 +538,30 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f)
 	pthread_mutex_unlock(&t->lock);
 	return arr;
 }
+
+int gw_act_outcome(struct gw_act_table *t, uint64_t seq, enum gw_act_status *status, char *message,
+		   size_t msglen, uint8_t **result, size_t *result_len)
+{
+	struct gw_activation *a;
+	int rc = -ENOENT;
+
+	*result = NULL;
+	*result_len = 0;
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a) {
+		*status = a->status;
+		snprintf(message, msglen, "%s", a->message);
+		if (a->result_len) {
+			*result = malloc(a->result_len + 1);
+			if (*result) {
+				memcpy(*result, a->result, a->result_len);
+				(*result)[a->result_len] = '\0';
+				*result_len = a->result_len;
+			}
+		}
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}

@@ -29,9 +29,17 @@ static void bad_name(struct gw_reply *rp, const char *s)
 		       SBX_NAME_MAX - 1);
 }
 
+struct call_arg {
+	const struct gw_request *r;
+	const char *sub;
+};
+
 /* What a web-style (dict) function sees of the HTTP call: OpenWhisk's __ow_ keys. */
-static cJSON *call_context(const struct gw_request *r, const char *sub)
+static cJSON *call_context(const void *arg)
 {
+	const struct call_arg *ca = arg;
+	const struct gw_request *r = ca->r;
+	const char *sub = ca->sub;
 	cJSON *ctx = cJSON_CreateObject(), *h;
 	char query[1024] = "";
 	size_t ql = 0;
@@ -71,30 +79,26 @@ static int status_of(enum gw_act_status st)
 }
 
 static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
-		   const char *target, bool async)
+		   const struct gw_faas_route *rt, bool async)
 {
 	struct gw_call call = {.payload = r->body, .len = r->len, .trigger = GW_TRIGGER_HTTP};
-	char name[SBX_NAME_MAX], err[512], id[GW_ID_LEN + 1];
+	const char *name = rt->name, *ctype = gw_req_header(r, "Content-Type");
+	char err[512], id[GW_ID_LEN + 1];
+	struct call_arg ca = {r, rt->sub};
 	struct gw_outcome out;
-	const char *sub, *ctype = gw_req_header(r, "Content-Type");
-	cJSON *ctx;
 	int rc;
 
-	if (split_name(target, name, &sub))
-		return bad_name(rp, target);
-	ctx = call_context(r, sub);
-	call.context = ctx;
+	call.context = call_context;
+	call.context_arg = &ca;
 	if (async) {
 		call.callback_url = gw_req_header(r, "X-Callback-Url");
 		if (call.callback_url && strncmp(call.callback_url, "http://", 7)) {
-			cJSON_Delete(ctx);
 			return gw_reply_error(rp, 400,
 					      "X-Callback-Url '%.100s': only http:// URLs are "
 					      "supported",
 					      call.callback_url);
 		}
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
-		cJSON_Delete(ctx);
 		if (rc)
 			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
 		{
@@ -108,7 +112,6 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		return;
 	}
 	rc = gw_svc_invoke(d, name, &call, &out, err, sizeof(err));
-	cJSON_Delete(ctx);
 	if (rc)
 		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
 	if (out.pending) {
@@ -270,11 +273,76 @@ static void info(struct gw_reply *rp)
 	gw_reply_json(rp, 200, j);
 }
 
-static void system_route(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+int gw_faas_route_parse(const char *url, struct gw_faas_route *rt)
 {
-	const char *p = r->url + 8; /* after /system/ */
+	static const struct {
+		const char *path;
+		enum gw_faas_route_kind kind;
+	} fixed[] = {
+		{"/system/functions", GW_FAAS_FUNCTIONS},
+		{"/system/info", GW_FAAS_INFO},
+		{"/system/namespaces", GW_FAAS_NAMESPACES},
+		{"/system/logs", GW_FAAS_UNSUPPORTED},
+		{"/system/alert", GW_FAAS_UNSUPPORTED},
+		{"/system/secrets", GW_FAAS_UNSUPPORTED},
+	};
+	const char *name = NULL;
 
-	if (!strcmp(p, "functions")) {
+	memset(rt, 0, sizeof(*rt));
+	rt->sub = "";
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (!strcmp(url, fixed[i].path)) {
+			rt->route = fixed[i].kind;
+			rt->what = url;
+			return 0;
+		}
+	if (!strncmp(url, "/system/secrets/", 16)) {
+		rt->route = GW_FAAS_UNSUPPORTED;
+		rt->what = "/system/secrets";
+		return 0;
+	}
+	if (!strncmp(url, "/function/", 10)) {
+		rt->route = GW_FAAS_FUNCTION;
+		name = url + 10;
+	} else if (!strncmp(url, "/async-function/", 16)) {
+		rt->route = GW_FAAS_ASYNC;
+		name = url + 16;
+	} else if (!strncmp(url, "/system/function/", 17)) {
+		rt->route = GW_FAAS_DESCRIBE;
+		name = url + 17;
+	} else if (!strncmp(url, "/system/scale-function/", 23)) {
+		rt->route = GW_FAAS_SCALE;
+		name = url + 23;
+	} else {
+		return -ENOENT;
+	}
+	/* invocations take a sub-path; the system routes name exactly one function */
+	if (rt->route == GW_FAAS_FUNCTION || rt->route == GW_FAAS_ASYNC) {
+		snprintf(rt->name, sizeof(rt->name), "%.*s", (int)strcspn(name, "/"), name);
+		rt->sub = name + strcspn(name, "/");
+		return split_name(name, rt->name, &rt->sub) ? -EINVAL : 0;
+	}
+	snprintf(rt->name, sizeof(rt->name), "%s", name);
+	return gw_name_valid(name) ? 0 : -EINVAL;
+}
+
+void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	struct gw_faas_route rt;
+	int rc = gw_faas_route_parse(r->url, &rt);
+
+	if (rc == -EINVAL)
+		return bad_name(rp, rt.name);
+	if (rc)
+		return gw_reply_error(rp, 404, "no route for %s %.200s", r->method, r->url);
+	switch (rt.route) {
+	case GW_FAAS_FUNCTION:
+		return invoke(d, r, rp, &rt, false);
+	case GW_FAAS_ASYNC:
+		if (!gw_req_is(r, "POST"))
+			return gw_reply_not_allowed(rp, r, "POST");
+		return invoke(d, r, rp, &rt, true);
+	case GW_FAAS_FUNCTIONS:
 		if (gw_req_is(r, "GET")) {
 			struct list_arg la = {d, cJSON_CreateArray()};
 
@@ -290,50 +358,35 @@ static void system_route(struct gw_daemon *d, const struct gw_request *r, struct
 				"the code with PUT /api/v1/namespaces/_/actions/NAME (nemoctl "
 				"deploy, or any OpenWhisk client)");
 		return gw_reply_not_allowed(rp, r, "GET, POST, PUT, DELETE");
-	}
-	if (!strncmp(p, "function/", 9)) {
+	case GW_FAAS_DESCRIBE: {
 		struct gw_function *fn;
 
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
-		if (!gw_name_valid(p + 9))
-			return bad_name(rp, p + 9);
-		fn = gw_fn_get(d, p + 9);
+		fn = gw_fn_get(d, rt.name);
 		if (!fn)
-			return gw_reply_error(rp, 404, "function '%s' is not deployed", p + 9);
+			return gw_reply_error(rp, 404, "function '%s' is not deployed", rt.name);
 		gw_reply_json(rp, 200, status_json(d, fn));
 		return gw_fn_put(fn);
 	}
-	if (!strncmp(p, "scale-function/", 15)) {
+	case GW_FAAS_SCALE:
 		if (!gw_req_is(r, "POST"))
 			return gw_reply_not_allowed(rp, r, "POST");
-		return scale(d, r, rp, p + 15);
-	}
-	if (!strcmp(p, "info")) {
+		return scale(d, r, rp, rt.name);
+	case GW_FAAS_INFO:
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
 		return info(rp);
-	}
-	if (!strcmp(p, "namespaces")) {
-		cJSON *arr = cJSON_CreateArray();
+	case GW_FAAS_NAMESPACES: {
+		cJSON *arr;
 
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		arr = cJSON_CreateArray();
 		cJSON_AddItemToArray(arr, cJSON_CreateString("nemo"));
 		return gw_reply_json(rp, 200, arr);
 	}
-	if (!strcmp(p, "secrets") || !strncmp(p, "secrets/", 8) || !strcmp(p, "logs") ||
-	    !strcmp(p, "alert"))
-		return gw_reply_error(rp, 501, "/system/%.40s is not supported by nemo", p);
-	gw_reply_error(rp, 404, "no route for %s %.200s", r->method, r->url);
-}
-
-void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
-{
-	if (!strncmp(r->url, "/function/", 10))
-		return invoke(d, r, rp, r->url + 10, false);
-	if (!strncmp(r->url, "/async-function/", 16)) {
-		if (!gw_req_is(r, "POST"))
-			return gw_reply_not_allowed(rp, r, "POST");
-		return invoke(d, r, rp, r->url + 16, true);
+	default:
+		return gw_reply_error(rp, 501, "%.40s is not supported by nemo", rt.what);
 	}
-	system_route(d, r, rp);
 }

@@ -83,6 +83,15 @@ static cJSON *action_json(struct gw_daemon *d, struct gw_function *fn, const cha
 	return j;
 }
 
+/* Routes OpenWhisk has that nemo does not implement: 501 with what is missing. */
+static void unsupported(const struct gw_request *r, struct gw_reply *rp, const char *what)
+{
+	gw_reply_error(rp, 501,
+		       "%s are not supported by nemo (%s %.120s): nemo runs actions and "
+		       "activations only",
+		       what, r->method, r->url);
+}
+
 struct list_arg {
 	struct gw_daemon *d;
 	cJSON *arr;
@@ -294,30 +303,9 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 	gw_reply_header(rp, "X-Activation-Id", out.id);
 }
 
-static void route_actions(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
-			  const char *rest)
+static void route_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			 const char *name)
 {
-	const char *name;
-
-	if (!*rest || !strcmp(rest, "/")) {
-		if (gw_req_is(r, "GET"))
-			return list_actions(d, r, rp);
-		return gw_reply_not_allowed(rp, r, "GET");
-	}
-	name = rest + 1;
-	if (strchr(name, '/') && !names_valid(name))
-		return gw_reply_error(rp, 400,
-				      "name '%.80s': must be 1..%d characters of [A-Za-z0-9_-]",
-				      name, SBX_NAME_MAX - 1);
-	if (strchr(name, '/'))
-		return gw_reply_error(rp, 501,
-				      "actions in packages ('%.100s') are not supported by nemo: "
-				      "packages are not implemented",
-				      name);
-	if (!gw_name_valid(name))
-		return gw_reply_error(rp, 400,
-				      "name '%.80s': must be 1..%d characters of [A-Za-z0-9_-]",
-				      name, SBX_NAME_MAX - 1);
 	if (gw_req_is(r, "PUT"))
 		return put_action(d, r, rp, name);
 	if (gw_req_is(r, "POST"))
@@ -365,38 +353,18 @@ static void list_activations(struct gw_daemon *d, const struct gw_request *r, st
 	gw_reply_json(rp, 200, arr);
 }
 
-static void route_activations(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
-			      const char *rest)
+static void reply_activation(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			     const struct gw_ow_route *rt)
 {
-	char id[GW_ID_LEN + 2];
-	const char *sub;
-	cJSON *rec;
-	size_t n;
+	cJSON *rec = gw_act_json(&d->acts, rt->id, NULL);
 
-	if (!gw_req_is(r, "GET"))
-		return gw_reply_not_allowed(rp, r, "GET");
-	if (!*rest || !strcmp(rest, "/"))
-		return list_activations(d, r, rp);
-	rest++;
-	sub = strchr(rest, '/');
-	n = sub ? (size_t)(sub - rest) : strlen(rest);
-	if (n >= sizeof(id))
-		n = sizeof(id) - 1;
-	memcpy(id, rest, n);
-	id[n] = '\0';
-	if (sub && strcmp(sub, "/result") && strcmp(sub, "/logs"))
-		return gw_reply_error(rp, 404,
-				      "no route for %s %.200s (activation routes: /result, "
-				      "/logs)",
-				      r->method, r->url);
-	rec = gw_act_json(&d->acts, id, NULL);
 	if (!rec)
 		return gw_reply_error(rp, 404,
 				      "activation '%.40s' is not known (ids are 32 hex digits; "
 				      "old ones are evicted)",
-				      id);
+				      rt->id);
 	fix_ns(rec, caller_ns(r));
-	if (sub && !strcmp(sub, "/logs")) {
+	if (rt->route == GW_OW_ACTIVATION_LOGS) {
 		cJSON *j = cJSON_CreateObject();
 
 		cJSON_AddItemToObject(j, "logs",
@@ -404,7 +372,7 @@ static void route_activations(struct gw_daemon *d, const struct gw_request *r, s
 		cJSON_Delete(rec);
 		return gw_reply_json(rp, 200, j);
 	}
-	if (sub) {
+	if (rt->route == GW_OW_ACTIVATION_RESULT) {
 		/* /result: the response object, without the rest of the record */
 		cJSON *resp = cJSON_DetachItemFromObjectCaseSensitive(rec, "response");
 
@@ -414,38 +382,123 @@ static void route_activations(struct gw_daemon *d, const struct gw_request *r, s
 	gw_reply_json(rp, 200, rec);
 }
 
-/* Routes OpenWhisk has that nemo does not implement: 501 with what is missing. */
-static void unsupported(const struct gw_request *r, struct gw_reply *rp, const char *what)
+/* The next path segment of *p into seg (at most len-1 bytes); *p moves past it and its '/'. */
+static size_t next_segment(const char **p, char *seg, size_t len)
 {
-	gw_reply_error(rp, 501,
-		       "%s are not supported by nemo (%s %.120s): nemo runs actions and "
-		       "activations only",
-		       what, r->method, r->url);
+	size_t n = strcspn(*p, "/");
+
+	snprintf(seg, len, "%.*s", (int)(n < len ? n : len - 1), *p);
+	*p += n + ((*p)[n] == '/');
+	return n;
+}
+
+int gw_ow_route_parse(const char *url, struct gw_ow_route *rt)
+{
+	static const struct {
+		const char *seg, *what;
+	} unsupported_entities[] = {
+		{"triggers", "triggers"},
+		{"rules", "rules"},
+		{"packages", "packages"},
+		{"limits", "namespace limits"},
+	};
+	const char *p;
+	char seg[96];
+	size_t n;
+
+	memset(rt, 0, sizeof(*rt));
+	if (!strcmp(url, "/api/v1") || !strcmp(url, "/api/v1/")) {
+		rt->route = GW_OW_API;
+		return 0;
+	}
+	if (!strncmp(url, "/api/v1/web/", 12)) {
+		rt->route = GW_OW_UNSUPPORTED;
+		rt->what = "web actions";
+		return 0;
+	}
+	if (strncmp(url, NS_PREFIX, strlen(NS_PREFIX)))
+		return -ENOENT;
+	p = url + strlen(NS_PREFIX);
+	if (!*p || !strcmp(p, "/")) {
+		rt->route = GW_OW_NAMESPACES;
+		return 0;
+	}
+	if (*p++ != '/')
+		return -ENOENT;
+	n = next_segment(&p, rt->ns, sizeof(rt->ns));
+	if (!n || n >= sizeof(rt->ns))
+		return -ENOENT;
+	if (!*p) {
+		rt->route = GW_OW_NAMESPACE;
+		return 0;
+	}
+	next_segment(&p, seg, sizeof(seg));
+	for (size_t i = 0; i < sizeof(unsupported_entities) / sizeof(unsupported_entities[0]); i++)
+		if (!strcmp(seg, unsupported_entities[i].seg)) {
+			rt->route = GW_OW_UNSUPPORTED;
+			rt->what = unsupported_entities[i].what;
+			return 0;
+		}
+	if (!strcmp(seg, "actions")) {
+		if (!*p) {
+			rt->route = GW_OW_ACTIONS;
+			return 0;
+		}
+		rt->route = strchr(p, '/') ? GW_OW_PACKAGE_ACTION : GW_OW_ACTION;
+		snprintf(rt->name, sizeof(rt->name), "%s", p);
+		if (rt->route == GW_OW_PACKAGE_ACTION ? !names_valid(p) : !gw_name_valid(p))
+			return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(seg, "activations")) {
+		if (!*p) {
+			rt->route = GW_OW_ACTIVATIONS;
+			return 0;
+		}
+		n = next_segment(&p, rt->id, sizeof(rt->id));
+		if (!n || n >= sizeof(rt->id))
+			return -ENOENT;
+		if (!*p)
+			rt->route = GW_OW_ACTIVATION;
+		else if (!strcmp(p, "result"))
+			rt->route = GW_OW_ACTIVATION_RESULT;
+		else if (!strcmp(p, "logs"))
+			rt->route = GW_OW_ACTIVATION_LOGS;
+		else
+			return -ENOENT;
+		return 0;
+	}
+	return -ENOENT;
 }
 
 void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
-	const char *ns = r->url + strlen(NS_PREFIX), *slash, *rest;
-	size_t n;
+	struct gw_ow_route rt;
+	int rc = gw_ow_route_parse(r->url, &rt);
 
-	if (!strncmp(r->url, "/api/v1/web/", 12))
-		return unsupported(r, rp, "web actions");
-	if (strncmp(r->url, NS_PREFIX, strlen(NS_PREFIX))) {
+	if (rc == -EINVAL)
+		return gw_reply_error(rp, 400,
+				      "name '%.80s': must be 1..%d characters of [A-Za-z0-9_-]",
+				      rt.name, SBX_NAME_MAX - 1);
+	if (rc)
+		return gw_reply_error(rp, 404, "no route for %s %.200s", r->method, r->url);
+	if (rt.route == GW_OW_UNSUPPORTED)
+		return unsupported(r, rp, rt.what);
+	if (rt.route == GW_OW_API) {
 		/* GET /api/v1: what this API is */
-		cJSON *j = cJSON_CreateObject(), *paths;
+		cJSON *j, *paths;
 
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
+		j = cJSON_CreateObject();
 		cJSON_AddStringToObject(j, "description",
-					"nemo: OpenWhisk's REST API, actions and "
-					"activations");
+					"nemo: OpenWhisk's REST API, actions and activations");
 		paths = cJSON_AddArrayToObject(j, "api_paths");
 		cJSON_AddItemToArray(paths, cJSON_CreateString("/api/v1"));
 		cJSON_AddStringToObject(j, "api_version", "1.0.0");
 		return gw_reply_json(rp, 200, j);
 	}
-
-	if (!*ns || !strcmp(ns, "/")) {
+	if (rt.route == GW_OW_NAMESPACES) {
 		cJSON *arr;
 
 		if (!gw_req_is(r, "GET"))
@@ -454,46 +507,46 @@ void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw
 		cJSON_AddItemToArray(arr, cJSON_CreateString(caller_ns(r)));
 		return gw_reply_json(rp, 200, arr);
 	}
-	ns++;
-	slash = strchr(ns, '/');
-	n = slash ? (size_t)(slash - ns) : strlen(ns);
-	if (!(n == 1 && ns[0] == '_') &&
-	    !(n == strlen(caller_ns(r)) && !strncmp(ns, caller_ns(r), n)))
+	if (strcmp(rt.ns, "_") && strcmp(rt.ns, caller_ns(r)))
 		return gw_reply_error(
 			rp, 404,
-			"namespace '%.*s' does not exist (your namespace is '%s'; '_' "
+			"namespace '%.64s' does not exist (your namespace is '%s'; '_' "
 			"names it)",
-			(int)(n > 64 ? 64 : n), ns, caller_ns(r));
-	if (!slash) {
+			rt.ns, caller_ns(r));
+	switch (rt.route) {
+	case GW_OW_NAMESPACE: {
 		/* GET /namespaces/{ns}: OpenWhisk lists the namespace's entities */
-		cJSON *j = cJSON_CreateObject();
-		struct list_arg la = {d, cJSON_CreateArray(), caller_ns(r), 0, 200};
+		struct list_arg la = {d, NULL, caller_ns(r), 0, 200};
+		cJSON *j;
 
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
+		j = cJSON_CreateObject();
+		la.arr = cJSON_AddArrayToObject(j, "actions");
 		gw_fn_foreach(d, add_action, &la);
-		cJSON_AddItemToObject(j, "actions", la.arr);
 		cJSON_AddArrayToObject(j, "packages");
 		cJSON_AddArrayToObject(j, "triggers");
 		cJSON_AddArrayToObject(j, "rules");
 		return gw_reply_json(rp, 200, j);
 	}
-	rest = slash + 1;
-#define IS(seg)                              \
-	(!strncmp(rest, seg, strlen(seg)) && \
-	 (rest[strlen(seg)] == '\0' || rest[strlen(seg)] == '/'))
-	if (IS("actions"))
-		return route_actions(d, r, rp, rest + 7);
-	if (IS("activations"))
-		return route_activations(d, r, rp, rest + 11);
-	if (IS("triggers"))
-		return unsupported(r, rp, "triggers");
-	if (IS("rules"))
-		return unsupported(r, rp, "rules");
-	if (IS("packages"))
-		return unsupported(r, rp, "packages");
-	if (IS("limits"))
-		return unsupported(r, rp, "namespace limits");
-#undef IS
-	gw_reply_error(rp, 404, "no route for %s %.200s", r->method, r->url);
+	case GW_OW_ACTIONS:
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		return list_actions(d, r, rp);
+	case GW_OW_ACTION:
+		return route_action(d, r, rp, rt.name);
+	case GW_OW_PACKAGE_ACTION:
+		return gw_reply_error(rp, 501,
+				      "actions in packages ('%.100s') are not supported by nemo: "
+				      "packages are not implemented",
+				      rt.name);
+	case GW_OW_ACTIVATIONS:
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		return list_activations(d, r, rp);
+	default:
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		return reply_activation(d, r, rp, &rt);
+	}
 }

@@ -174,6 +174,9 @@ void gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
  */
 int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeue, size_t *n);
 void gw_journal_close(struct gw_act_table *t);
+/* Status, message and a copy of the result of `seq`. Returns 0 or -ENOENT (evicted). */
+int gw_act_outcome(struct gw_act_table *t, uint64_t seq, enum gw_act_status *status, char *message,
+		   size_t msglen, uint8_t **result, size_t *result_len);
 /* The id of activation `seq` into id (empty when evicted). */
 void gw_act_id_of(struct gw_act_table *t, uint64_t seq, char id[GW_ID_LEN + 1]);
 /* Internal to the table: a fresh slot with a given id (NULL: a new one). t->lock held. */
@@ -393,8 +396,13 @@ struct gw_call {
 	const void *correlation;  /* MQTT 5 correlation data (or a v3 correlation_id) */
 	size_t correlation_len;
 	int qos;
-	bool mqtt5;	      /* the request came with MQTT 5 routing: reply raw, with properties */
-	const cJSON *context; /* merged into a dict-style payload (__ow_method...) */
+	bool mqtt5; /* the request came with MQTT 5 routing: reply raw, with properties */
+	/*
+	 * What a dict-style function also gets (__ow_method...): built only for such functions,
+	 * by the front door that knows the protocol. NULL: nothing.
+	 */
+	cJSON *(*context)(const void *arg);
+	const void *context_arg;
 };
 
 /* What a blocking invocation gives back. Release with gw_svc_outcome_release(). */
@@ -481,6 +489,57 @@ void gw_reply_not_allowed(struct gw_reply *rp, const struct gw_request *r, const
 /* The status an -errno from the service maps to. */
 int gw_status_of_errno(int rc);
 void gw_reply_release(struct gw_reply *rp);
+
+/* OpenWhisk's routes, parsed without a connection (fuzzable): what the URL names. */
+enum gw_ow_route_kind {
+	GW_OW_API,		 /* /api/v1 */
+	GW_OW_NAMESPACES,	 /* /api/v1/namespaces */
+	GW_OW_NAMESPACE,	 /* /api/v1/namespaces/{ns} */
+	GW_OW_ACTIONS,		 /* .../{ns}/actions */
+	GW_OW_ACTION,		 /* .../{ns}/actions/{name} */
+	GW_OW_PACKAGE_ACTION,	 /* .../{ns}/actions/{package}/{name} */
+	GW_OW_ACTIVATIONS,	 /* .../{ns}/activations */
+	GW_OW_ACTIVATION,	 /* .../{ns}/activations/{id} */
+	GW_OW_ACTIVATION_RESULT, /* .../{id}/result */
+	GW_OW_ACTIVATION_LOGS,	 /* .../{id}/logs */
+	GW_OW_UNSUPPORTED,	 /* triggers, rules, packages, limits, web actions: `what` */
+};
+
+struct gw_ow_route {
+	enum gw_ow_route_kind route;
+	char ns[64];
+	char name[2 * SBX_NAME_MAX];
+	char id[GW_ID_LEN + 1];
+	const char *what;
+};
+
+/*
+ * Parse an OpenWhisk URL path (without the query). Returns 0, -ENOENT (not a route of
+ * OpenWhisk's) or -EINVAL (an action name outside [A-Za-z0-9_-]{1,63}; rt->name holds it).
+ */
+int gw_ow_route_parse(const char *url, struct gw_ow_route *rt);
+
+/* OpenFaaS's routes, parsed without a connection (fuzzable). */
+enum gw_faas_route_kind {
+	GW_FAAS_FUNCTION,    /* /function/{name}[/{sub}] */
+	GW_FAAS_ASYNC,	     /* /async-function/{name}[/{sub}] */
+	GW_FAAS_FUNCTIONS,   /* /system/functions */
+	GW_FAAS_DESCRIBE,    /* /system/function/{name} */
+	GW_FAAS_SCALE,	     /* /system/scale-function/{name} */
+	GW_FAAS_INFO,	     /* /system/info */
+	GW_FAAS_NAMESPACES,  /* /system/namespaces */
+	GW_FAAS_UNSUPPORTED, /* logs, secrets, alert: `what` */
+};
+
+struct gw_faas_route {
+	enum gw_faas_route_kind route;
+	char name[SBX_NAME_MAX];
+	const char *sub; /* into the URL: "/a/b" after the name, or "" */
+	const char *what;
+};
+
+/* Parse an OpenFaaS URL path. Returns 0, -ENOENT (no such route) or -EINVAL (bad name). */
+int gw_faas_route_parse(const char *url, struct gw_faas_route *rt);
 
 /* Each front door answers the routes under its prefix. */
 void gw_api_native(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp);

@@ -724,18 +724,20 @@ static int invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
 static int build_payload(struct gw_function *fn, const struct gw_call *call, char **out,
 			 size_t *out_len, char *err, size_t errlen)
 {
-	cJSON *obj = NULL, *it;
+	cJSON *obj = NULL, *ctx = NULL, *it;
 
 	*out = NULL;
 	if (!fn->dict_style && !fn->parameters)
 		return 0;
+	if (fn->dict_style && call->context)
+		ctx = call->context(call->context_arg);
 	if (call->len) {
 		obj = cJSON_ParseWithLength(call->payload, call->len);
 		if (!cJSON_IsObject(obj)) {
 			cJSON_Delete(obj);
 			if (!fn->dict_style)
 				return 0; /* bytes for a bytes function: parameters do not apply */
-			if (!call->context)
+			if (!ctx)
 				return fail(err, errlen, -EINVAL,
 					    "function '%s' takes a JSON object (main(dict)); the "
 					    "payload is not one",
@@ -750,19 +752,22 @@ static int build_payload(struct gw_function *fn, const struct gw_call *call, cha
 	} else {
 		obj = cJSON_CreateObject();
 	}
-	if (!obj)
+	if (!obj) {
+		cJSON_Delete(ctx);
 		return -ENOMEM;
+	}
 	/* the invocation's own keys win over the defaults and the context */
 	cJSON_ArrayForEach (it, fn->parameters) {
 		if (!cJSON_GetObjectItemCaseSensitive(obj, it->string))
 			cJSON_AddItemToObject(obj, it->string, cJSON_Duplicate(it, true));
 	}
-	cJSON_ArrayForEach (it, call->context) {
+	cJSON_ArrayForEach (it, ctx) {
 		if (!cJSON_GetObjectItemCaseSensitive(obj, it->string))
 			cJSON_AddItemToObject(obj, it->string, cJSON_Duplicate(it, true));
 	}
 	*out = cJSON_PrintUnformatted(obj);
 	cJSON_Delete(obj);
+	cJSON_Delete(ctx);
 	if (!*out)
 		return -ENOMEM;
 	*out_len = strlen(*out);
@@ -841,7 +846,11 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 		if (rc)
 			goto out_admit;
 		out->pending = !gw_act_wait(&d->acts, seq, d->cfg.limits.blocking_timeout_ms);
-		out->status = out->pending ? GW_ACT_RUNNING : GW_ACT_SUCCESS;
+		out->status = GW_ACT_RUNNING;
+		if (!out->pending &&
+		    gw_act_outcome(&d->acts, seq, &out->status, out->message, sizeof(out->message),
+				   &out->result, &out->result_len))
+			out->pending = true; /* evicted already: the caller asks by id */
 		goto out_admit;
 	}
 	rc = invoke_sync(d, fn, seq, payload, len, true, &res);

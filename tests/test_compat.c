@@ -220,6 +220,8 @@ static void test_openwhisk_npm_flow(void)
 NEMO_SUITE(openwhisk_client, env_setup, env_teardown,
 	   {"the npm openwhisk client runs a whole session", test_openwhisk_npm_flow});
 
+static void test_c_function_logs(void);
+
 /* ---- OpenFaaS: curl, as faas-cli calls the gateway ------------------------------------------- */
 
 /* curl with `args`; the body into *body (static), the status code returned. */
@@ -422,7 +424,8 @@ static void test_openfaas_curl_flow(void)
 
 NEMO_SUITE(openfaas_curl, env_setup, env_teardown,
 	   {"curl runs faas-cli's calls: invoke, async callback, list, scale, info, delete",
-	    test_openfaas_curl_flow});
+	    test_openfaas_curl_flow},
+	   {"a C function's stdout and stderr are its activation's logs", test_c_function_logs});
 
 /* ---- metrics: promtool accepts what nemod serves ---------------------------------------------- */
 
@@ -855,3 +858,68 @@ NEMO_SUITE(nemod_life, env_setup, env_teardown,
 	    test_one_nemod_per_store_and_port},
 	   {"nemod, nemoctl and nemo-sbx-runtime answer --version", test_version_everywhere},
 	   {"nemod tells systemd READY=1 once it serves, STOPPING=1 on SIGTERM", test_sd_notify});
+
+/* ---- logs of a C function: its stdout and stderr lines, per activation ---------------------- */
+
+static void test_c_function_logs(void)
+{
+	char src[160], so[160], cmd[512], url[256], *bytes, *b64, *body;
+	const char *out;
+	size_t len;
+	cJSON *j, *logs;
+	int st, lines = 0;
+
+	snprintf(src, sizeof(src), "%s/printer.c", env.dir);
+	snprintf(so, sizeof(so), "%s/printer.so", env.dir);
+	CU_ASSERT_EQUAL_FATAL(
+		test_write_text(
+			src,
+			"#include <stdio.h>\n#include <string.h>\n"
+			"#include \"nemo/function.h\"\n"
+			"int handle(const struct nemo_request *req, struct nemo_response *resp)\n"
+			"{\n\tprintf(\"got %zu bytes\\n\", req->len);\n"
+			"\tfprintf(stderr, \"a warning\\n\");\n"
+			"\tmemcpy(resp->data, req->data, req->len);\n"
+			"\tresp->len = req->len;\n\treturn 0;\n}\n"),
+		0);
+	snprintf(cmd, sizeof(cmd), "cc -shared -fPIC -I%s/include -o %s %s", nemo_test_srcdir(), so,
+		 src);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	bytes = test_read_file(so, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	free(bytes);
+	body = malloc(strlen(b64) + 256);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	sprintf(body,
+		"{\"exec\":{\"kind\":\"nemo:c\",\"binary\":true,\"code\":\"%s\"},"
+		"\"limits\":{\"logs\":1}}",
+		b64);
+	free(b64);
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/printer");
+	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d", body, NULL}, &out);
+	free(body);
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/printer?blocking=true");
+	CU_ASSERT_EQUAL_FATAL(
+		curl((const char *[]){"-u", CRED, "-X", "POST", url, "-d", "{\"abc\":1}", NULL},
+		     &out),
+		200);
+	j = cJSON_Parse(out);
+	/* the response is the function's bytes alone; the lines are the record's logs */
+	CU_ASSERT_EQUAL(
+		cJSON_GetNumberValue(cJSON_GetObjectItem(
+			cJSON_GetObjectItem(cJSON_GetObjectItem(j, "response"), "result"), "abc")),
+		1);
+	logs = cJSON_GetObjectItem(j, "logs");
+	for (int i = 0; i < cJSON_GetArraySize(logs); i++) {
+		const char *l = cJSON_GetStringValue(cJSON_GetArrayItem(logs, i));
+
+		lines += l && strstr(l, "Z stdout: ") &&
+			 (strstr(l, "got 9 bytes") || strstr(l, "a warning"));
+	}
+	if (lines != 2)
+		printf("\n  record: %s\n", out);
+	CU_ASSERT_EQUAL(lines, 2);
+	cJSON_Delete(j);
+}
