@@ -148,9 +148,9 @@ static void list_actions(struct gw_daemon *d, const struct gw_request *r, struct
 	long skip = arg_num(r, "skip"), limit = arg_num(r, "limit");
 	struct list_arg la = {d, cJSON_CreateArray(), caller_ns(r), 0, 200};
 
-	if (skip == -2 || limit == -2 || limit > 200) {
+	if (skip == -2 || limit == -2 || limit > 1000) {
 		cJSON_Delete(la.arr);
-		return gw_reply_error(rp, 400, "skip and limit: expected integers (limit 0..200)");
+		return gw_reply_error(rp, 400, "skip and limit: expected integers (limit 0..1000)");
 	}
 	la.skip = skip > 0 ? (int)skip : 0;
 	if (limit > 0)
@@ -336,10 +336,10 @@ static void list_activations(struct gw_daemon *d, const struct gw_request *r, st
 					      "[A-Za-z0-9_-]",
 					      f.function, SBX_NAME_MAX - 1);
 	}
-	if (skip == -2 || limit == -2 || since == -2 || upto == -2 || limit > 200)
+	if (skip == -2 || limit == -2 || since == -2 || upto == -2 || limit > 1000)
 		return gw_reply_error(rp, 400,
 				      "skip, limit, since, upto: expected non-negative integers "
-				      "(limit 0..200)");
+				      "(limit 0..1000)");
 	if (limit > 0)
 		f.limit = (int)limit;
 	f.skip = skip > 0 ? (int)skip : 0;
