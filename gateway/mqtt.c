@@ -19,10 +19,12 @@ struct gw_mqtt {
 	pthread_mutex_t lock; /* the subscribed set */
 	int n_subs;
 	char subs[MAX_SUBS][GW_TOPIC_MAX];
+	int sub_qos[MAX_SUBS];
 };
 
 struct topics_arg {
 	char (*out)[GW_TOPIC_MAX];
+	int *qos;
 	int n;
 };
 
@@ -31,19 +33,25 @@ static void add_topics(void *arg, struct gw_function *fn)
 	struct topics_arg *ta = arg;
 
 	for (int i = 0; i < fn->mqtt.n_topics; i++) {
-		bool dup = false;
+		int k;
 
-		for (int k = 0; k < ta->n && !dup; k++)
-			dup = !strcmp(ta->out[k], fn->mqtt.topics[i]);
-		if (!dup && ta->n < MAX_SUBS)
-			snprintf(ta->out[ta->n++], GW_TOPIC_MAX, "%s", fn->mqtt.topics[i]);
+		for (k = 0; k < ta->n; k++)
+			if (!strcmp(ta->out[k], fn->mqtt.topics[i]))
+				break;
+		if (k == ta->n && ta->n < MAX_SUBS) {
+			snprintf(ta->out[ta->n], GW_TOPIC_MAX, "%s", fn->mqtt.topics[i]);
+			ta->qos[ta->n++] = fn->mqtt.qos;
+		} else if (k < ta->n && fn->mqtt.qos > ta->qos[k]) {
+			/* a filter shared by functions: the highest qos any of them asks */
+			ta->qos[k] = fn->mqtt.qos;
+		}
 	}
 }
 
-/* Every topic filter of every function, deduplicated. */
-static int wanted_topics(struct gw_daemon *d, char (*out)[GW_TOPIC_MAX])
+/* Every topic filter of every function, deduplicated, with the qos to subscribe at. */
+static int wanted_topics(struct gw_daemon *d, char (*out)[GW_TOPIC_MAX], int *qos)
 {
-	struct topics_arg ta = {out, 0};
+	struct topics_arg ta = {out, qos, 0};
 
 	gw_fn_foreach(d, add_topics, &ta);
 	return ta.n;
@@ -52,7 +60,8 @@ static int wanted_topics(struct gw_daemon *d, char (*out)[GW_TOPIC_MAX])
 static void sync_subs(struct gw_mqtt *m, bool fresh)
 {
 	static __thread char want[MAX_SUBS][GW_TOPIC_MAX];
-	int n = wanted_topics(m->d, want);
+	static __thread int want_qos[MAX_SUBS];
+	int n = wanted_topics(m->d, want, want_qos);
 
 	pthread_mutex_lock(&m->lock);
 	if (fresh)
@@ -70,19 +79,22 @@ static void sync_subs(struct gw_mqtt *m, bool fresh)
 	for (int k = 0; k < n; k++) {
 		bool have = false;
 
+		/* the function's qos, both ways: the broker delivers at most the subscription's */
 		for (int i = 0; i < m->n_subs && !have; i++)
-			have = !strcmp(m->subs[i], want[k]);
+			have = !strcmp(m->subs[i], want[k]) && m->sub_qos[i] == want_qos[k];
 		if (!have) {
-			int rc = mosquitto_subscribe(m->mosq, NULL, want[k], 1);
+			int rc = mosquitto_subscribe(m->mosq, NULL, want[k], want_qos[k]);
 
 			if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
 				NEMO_WARN(GW_MOD, "mqtt subscribe topic=%s: %s", want[k],
 					  mosquitto_strerror(rc));
 			else if (rc == MOSQ_ERR_SUCCESS)
-				NEMO_INFO(GW_MOD, "mqtt subscribed topic=%s", want[k]);
+				NEMO_INFO(GW_MOD, "mqtt subscribed topic=%s qos=%d", want[k],
+					  want_qos[k]);
 		}
 	}
 	memcpy(m->subs, want, sizeof(want[0]) * (size_t)n);
+	memcpy(m->sub_qos, want_qos, sizeof(want_qos[0]) * (size_t)n);
 	m->n_subs = n;
 	pthread_mutex_unlock(&m->lock);
 }

@@ -679,7 +679,9 @@ static void test_mqtt_correlation(void)
 
 	deploy_echo("mq0", "cmp/q0/+", "cmp/out/q0", 0);
 	deploy_echo("mq1", "cmp/q1/+", "cmp/out/q1", 1);
-	test_msleep(300); /* nemod subscribes */
+	test_msleep(300); /* nemod subscribes, at each function's qos */
+	CU_ASSERT_TRUE(test_proc_output_has(&env.nemod, "mqtt subscribed topic=cmp/q0/+ qos=0"));
+	CU_ASSERT_TRUE(test_proc_output_has(&env.nemod, "mqtt subscribed topic=cmp/q1/+ qos=1"));
 	CU_ASSERT_EQUAL_FATAL(mq_connect(&c, "cmp/#"), 0);
 
 	/* MQTT 5: the reply goes to the response topic with the correlation data, at the qos */
