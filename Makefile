@@ -13,7 +13,8 @@ CC       ?= gcc
 DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev libhwloc-dev \
 	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
 	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
-	    clang-format cppcheck curl iproute2 procps
+	    clang-format cppcheck curl iproute2 procps nodejs prometheus libcurl4-openssl-dev \
+	    libsystemd-dev libzip-dev
 PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
 
 # Lazily expanded: pkg-config is asked only once deps has run.
@@ -76,6 +77,10 @@ deps:
 		if [ "$$(id -u)" != 0 ]; then echo "deps: run as root to install packages" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all Debian packages present"; fi
+	@# npm: Debian's package, unless the installed nodejs brings its own (and conflicts with it)
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
+	@# the npm openwhisk client the compatibility tests run, at the version the lock file pins
+	cd tests/openwhisk && npm ci --no-audit --no-fund --loglevel=error
 
 # check: the one test command. Builds, then runs every CUnit suite (unit and integration).
 check: deps

@@ -536,9 +536,31 @@ static void test_vanished_nf_keeps_serving(void)
 	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
 }
 
+/* promtool accepts /metrics with the per-core families filled by a live NF core */
+static void test_metrics_pass_promtool(void)
+{
+	struct gw_http_response r;
+	char file[128], cmd[320];
+	int rc;
+
+	if (access("/usr/bin/promtool", X_OK)) {
+		nemo_test_skip("promtool is missing (Debian's prometheus package): run make deps");
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(http("GET", "/metrics", NULL, 5000, &r), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "nemo_core_harvested_seconds{cpu=\"1\"}"));
+	snprintf(file, sizeof(file), "%s/metrics.txt", cst.dir);
+	CU_ASSERT_EQUAL(test_write_text(file, r.body), 0);
+	gw_http_response_release(&r);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", file);
+	rc = system(cmd);
+	CU_ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+}
+
 NEMO_SUITE(cosched, suite_setup, suite_teardown,
 	   {"bad_input_keeps_serving", test_bad_input_keeps_serving},
 	   {"moderate_load_no_loss_and_harvest", test_moderate_load_no_loss_and_harvest},
+	   {"metrics_pass_promtool", test_metrics_pass_promtool},
 	   {"saturation_reclaims_in_time", test_saturation_reclaims_in_time},
 	   {"saturation_freezes_and_thaws", test_saturation_freezes_and_thaws},
 	   {"vanished_nf_keeps_serving", test_vanished_nf_keeps_serving});

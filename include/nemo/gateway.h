@@ -57,7 +57,8 @@ struct gw_config {
 	char file[GW_PATH_MAX]; /* where it was loaded from, for messages */
 	char listen_host[64];
 	uint16_t listen_port;
-	char token_file[GW_PATH_MAX];
+	char token_file[GW_PATH_MAX]; /* credentials: "uuid:key [namespace]" lines, or a token */
+	bool function_auth;	      /* OpenFaaS function routes need them too */
 	char store_dir[GW_PATH_MAX];
 	int n_code_roots; /* {"path": ...} code must resolve under one of these */
 	char code_roots[GW_MAX_CODE_ROOTS][GW_PATH_MAX];
