@@ -58,7 +58,7 @@ static cJSON *call_context(const void *arg)
 
 		if (!strcasecmp(r->headers[i].key, "Authorization"))
 			continue;
-		for (k = 0; r->headers[i].key[k] && k < sizeof(key) - 1; k++)
+		for (k = 0; k < sizeof(key) - 1 && r->headers[i].key[k]; k++)
 			key[k] = (char)tolower((unsigned char)r->headers[i].key[k]);
 		key[k] = '\0';
 		cJSON_AddStringToObject(h, key, r->headers[i].value ? r->headers[i].value : "");
