@@ -93,6 +93,13 @@ static void test_config_errors(void)
 	expect_cfg_error("{" PORT0 "," LC(",\"sched\":{\"policy\":\"fifo\",\"priority\":100}") "}",
 			 "key 'lcores[0].sched.priority': 100 is out of range [1, 99]");
 	expect_cfg_error("{\"name\":\"a/b\"," PORT0 "," LC("") "}", "key 'name': use letters");
+	/* a key given twice, at the root and inside a module's config that no table describes */
+	expect_cfg_error("{\"name\":\"a\"," PORT0 "," LC("") ",\"name\":\"b\"}",
+			 "key 'name': given more than once");
+	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+			 "\"chain\":[{\"module\":\"acl\",\"rules\":[],\"rules\":[]}]}]}",
+			 "key 'lcores[0].chain[0].rules': given more than once");
+	expect_cfg_error("{\"name\":\"a\\u0000b\"," PORT0 "," LC("") "}", "holds \\u0000");
 }
 
 static void test_max_sleep_bound(void)
