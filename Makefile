@@ -33,7 +33,7 @@ LDFLAGS  += -pthread
 LIBS  :=
 PROGS :=
 SOS   :=
-include $(wildcard */module.mk experiments/*/module.mk)
+include $(wildcard */module.mk experiments/*/module.mk tests/*/module.mk)
 
 .PHONY: all deps check test lint format run bench-nf clean help
 all: $(foreach p,$(PROGS),$(BIN)/$(p)) $(SOS)
