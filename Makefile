@@ -13,7 +13,7 @@ CC       ?= gcc
 DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev libhwloc-dev \
 	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
 	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
-	    clang-format cppcheck curl iproute2 procps
+	    clang-format cppcheck curl iproute2 procps clang libclang-rt-14-dev
 PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
 
 # Lazily expanded: pkg-config is asked only once deps has run.
@@ -77,10 +77,12 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all Debian packages present"; fi
 
-# check: the one test command. Builds, then runs every CUnit suite (unit and integration).
+# check: the one test command. Builds, then runs every CUnit suite (unit and integration),
+# then each fuzzer over its corpus for a few seconds (tests/fuzz/module.mk).
 check: deps
 	$(MAKE) all
 	$(MAKE) test
+	$(MAKE) fuzz-check
 
 test: all
 	$(BIN)/nemo-tests
@@ -96,7 +98,7 @@ format:
 	clang-format -i $(LINT_SRCS)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz build-asan
 
 help:
-	@echo "make run | check | deps | all | lint | bench-nf | bench-sandbox | clean"
+	@echo "make run | check | check-asan | fuzz | deps | all | lint | bench-nf | bench-sandbox | clean"

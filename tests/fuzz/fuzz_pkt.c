@@ -40,8 +40,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char prefix[64], lcores[16];
 	char *eal_argv[] = {
-		"fuzz-pkt", "--no-huge", "-m",	  "64",	  "--no-shconf",    "--no-pci", "--no-telemetry",
-		"-l",	    lcores,	 "--log-level=error", "--file-prefix", prefix,	       NULL,
+		"fuzz-pkt",	 "--no-huge",	   "-m", "64",	 "--no-shconf",
+		"--no-pci",	 "--no-telemetry", "-l", lcores, "--log-level=error",
+		"--file-prefix", prefix,	   NULL,
 	};
 	cpu_set_t cpus;
 	int cpu = 0;

@@ -4,7 +4,8 @@
 #include "fuzz.h"
 #include "nemo/sandbox.h"
 
-static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+static const char name_chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -64,12 +64,15 @@ fuzz-check: $(FUZZ_BINS)
 # ---- the CUnit suites under AddressSanitizer and UndefinedBehaviorSanitizer ----
 ASAN_BUILD  := build-asan
 ASAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# gcc 12 under -fsanitize=address misreads sizeof of a struct member in sandbox.c's
+# child_fail() as an over-read of its first field (-Wstringop-overread); plain builds keep it.
 # Suites that run sanitized; see tests/fuzz/README.md for the ones left out and why.
-ASAN_SUITES ?= config experiment gen harvester_predict harvester_sampler nf_core nf_pkt nf_fwd \
-	       nf_acl nf_nat nf_monitor nf_chain sandbox_spec scheduler_policy
+ASAN_SUITES ?= config experiment gen gen_memif harvester_predict nf_core nf_pkt nf_fwd nf_acl \
+	       nf_nat nf_monitor nf_chain sandbox_spec scheduler_policy scheduler_cgroup
 check-asan:
-	CFLAGS="-O1 -g $(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) \
-		$(ASAN_BUILD)/bin/nemo-tests
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+	CFLAGS="-O1 -g $(ASAN_FLAGS) -Wno-stringop-overread" LDFLAGS="$(ASAN_FLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) \
+		all
+	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(ASAN_BUILD)/bin/nemo-tests $(ASAN_SUITES)
