@@ -14,7 +14,7 @@ DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev l
 	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
 	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
 	    clang-format cppcheck curl iproute2 procps nodejs prometheus libcurl4-openssl-dev \
-	    libsystemd-dev libzip-dev
+	    libsystemd-dev libzip-dev clang libclang-rt-14-dev
 PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
 
 # Lazily expanded: pkg-config is asked only once deps has run.
@@ -34,7 +34,7 @@ LDFLAGS  += -pthread
 LIBS  :=
 PROGS :=
 SOS   :=
-include $(wildcard */module.mk experiments/*/module.mk)
+include $(wildcard */module.mk experiments/*/module.mk tests/*/module.mk)
 
 .PHONY: all deps check test lint format run bench-nf clean help
 all: $(foreach p,$(PROGS),$(BIN)/$(p)) $(SOS)
@@ -82,10 +82,12 @@ deps:
 	@# the npm openwhisk client the compatibility tests run, at the version the lock file pins
 	cd tests/openwhisk && npm ci --no-audit --no-fund --loglevel=error
 
-# check: the one test command. Builds, then runs every CUnit suite (unit and integration).
+# check: the one test command. Builds, then runs every CUnit suite (unit and integration),
+# then each fuzzer over its corpus for a few seconds (tests/fuzz/module.mk).
 check: deps
 	$(MAKE) all
 	$(MAKE) test
+	$(MAKE) fuzz-check
 
 test: all
 	$(BIN)/nemo-tests
@@ -101,7 +103,7 @@ format:
 	clang-format -i $(LINT_SRCS)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz build-asan
 
 help:
-	@echo "make run | check | deps | all | lint | bench-nf | bench-sandbox | clean"
+	@echo "make run | check | check-asan | fuzz | deps | all | lint | bench-nf | bench-sandbox | clean"
