@@ -129,10 +129,10 @@ def stop(p):
     return out
 
 
-def gen(rate, seconds, measure_spare=False):
+def gen(rate, seconds, measure_spare=False, nice=0):
     """Run nemo-gen; with measure_spare, also the NF's spare_ratio over the middle of the run."""
     out = os.path.join(TMP, "gen.json")
-    args = [os.path.join(BIN, "nemo-gen"), "--socket", SOCK, "--duration", str(seconds),
+    args = (["nice", "-n", str(nice)] if nice else []) + [os.path.join(BIN, "nemo-gen"), "--socket", SOCK, "--duration", str(seconds),
             "--cpu", "0", "--quiet", "--json", out, "--flows", "64"]
     args += ["--max"] if rate == "max" else ["--rate", str(int(rate))]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -220,8 +220,11 @@ def set_floor(floor_ns, lease_s, idx=0):
 
 
 def start_loop():
-    """A CPU-bound loop on the NF's core, standing in for the sandboxes (the NF preempts it)."""
-    return subprocess.Popen(["taskset", "-c", "1", "sh", "-c", "while :; do :; done"])
+    """A CPU-bound loop on the NF's core, standing in for the sandboxes. The NF at SCHED_FIFO
+    preempts it whatever its weight; nice -20 keeps the machine's other work (a shared host)
+    from taking the spare it is there to measure."""
+    return subprocess.Popen(["nice", "-n", "-20", "taskset", "-c", "1", "sh", "-c",
+                             "while :; do :; done"])
 
 
 def task_cpu_s(pid):
@@ -239,7 +242,9 @@ def harvest_run(idle, rate, seconds, floor_ns):
             set_floor(floor_ns, seconds + 10)
             loop = start_loop()
         out = os.path.join(TMP, "gen.json")
-        g = subprocess.Popen([os.path.join(BIN, "nemo-gen"), "--socket", SOCK, "--duration",
+        # the generator is the instrument: nice -20 keeps a busy host from stalling it
+        g = subprocess.Popen(["nice", "-n", "-20", os.path.join(BIN, "nemo-gen"), "--socket",
+                              SOCK, "--duration",
                               str(seconds), "--cpu", "0", "--quiet", "--json", out,
                               "--flows", "64", "--rate", str(int(rate))],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -265,7 +270,7 @@ def harvest_run(idle, rate, seconds, floor_ns):
              mean_sleep_us=d[3] / max(1, d[4]) / hz * 1e6,
              harvest=(l1 - l0) / spare_s if spare_s > 0 and loop else float("nan"),
              wake=next((line.split("wake-up cost ")[1].split(" (")[0] for line in log.splitlines()
-                        if "wake-up cost" in line), "?"))
+                        if "timed sleeps" in line), "?"))
     return r
 
 
@@ -340,9 +345,10 @@ def main():
     if "1" not in a.only:
         # the fifth table needs the NF's capacity: a short calibration instead of table 1
         p = start_nf("poll")
-        capacity = max(gen("max", 2)["rx_pps"] for _ in range(2))
+        capacity = max(gen("max", 2, nice=-20)["rx_pps"] for _ in range(2))
         stop(p)
-        print("capacity (nemo-nf fwd poll, best of 2 x 2 s): %.3f Mpps" % (capacity / 1e6))
+        print("capacity (nemo-nf fwd poll, generator at nice -20, best of 2 x 2 s): %.3f Mpps"
+              % (capacity / 1e6))
         figure5(capacity, a.seconds, a.reps)
         return
 

@@ -381,8 +381,8 @@ static void test_telemetry_answers(void)
 		long long wake = w ? strtoll(w + strlen("\"wake_cost_ns\": "), NULL, 10) : -1;
 		long long max = m ? strtoll(m + strlen("\"max_sleep_ns\": "), NULL, 10) : -1;
 
-		printf("\n  spare_ratio_ppm %lld, wake_cost_ns %lld, max_sleep_ns %lld\n", ppm, wake,
-		       max);
+		printf("\n  spare_ratio_ppm %lld, wake_cost_ns %lld, max_sleep_ns %lld\n", ppm,
+		       wake, max);
 		/* an idle NF: nearly all of its core is spare */
 		CU_ASSERT(ppm >= 900000 && ppm <= 1000000);
 		/* the wake-up cost measured at start: plausible, and shorter than the longest sleep */
@@ -598,10 +598,10 @@ static void test_lease_idle_poll_share(void)
 	       "mean sleep %.0f us\n"
 	       "  floor withdrawn:    rx %.2f Mpps, busy %.1f%% idle_poll %.2f%% sleep %.1f%%, "
 	       "mean sleep %.0f us\n",
-	       (double)lw.rx_pkts / 1.5e6, 100 * share(lw.busy, &lw), 100 * share(lw.idle_poll, &lw),
-	       100 * share(lw.sleep, &lw), lease_sleep, (double)nw.rx_pkts / 1.2e6,
-	       100 * share(nw.busy, &nw), 100 * share(nw.idle_poll, &nw),
-	       100 * share(nw.sleep, &nw), free_sleep);
+	       (double)lw.rx_pkts / 1.5e6, 100 * share(lw.busy, &lw),
+	       100 * share(lw.idle_poll, &lw), 100 * share(lw.sleep, &lw), lease_sleep,
+	       (double)nw.rx_pkts / 1.2e6, 100 * share(nw.busy, &nw),
+	       100 * share(nw.idle_poll, &nw), 100 * share(nw.sleep, &nw), free_sleep);
 	/*
 	 * Traffic flowed (a generator on a slow, busy host falls far behind its 1 Mpps: only
 	 * ask for some), idle polling stayed under 3 % and every sleep was the floor's. What the
@@ -623,8 +623,9 @@ static void test_lease_idle_poll_share(void)
  */
 static void test_no_lease_latency(void)
 {
-	static const char *const modes[2] = {",\"idle\":{\"policy\":\"sleep\",\"detect\":\"count\"}",
-					     ",\"idle\":{\"policy\":\"sleep\"}"};
+	static const char *const modes[2] = {
+		",\"idle\":{\"policy\":\"sleep\",\"detect\":\"count\"}",
+		",\"idle\":{\"policy\":\"sleep\"}"};
 	double p50[2] = {1e12, 1e12}, p99[2] = {1e12, 1e12};
 
 	for (int rep = 0; rep < 2; rep++) {
@@ -643,9 +644,10 @@ static void test_no_lease_latency(void)
 			res = gen_run(sock, "1000000", "1.5");
 			CU_ASSERT_PTR_NOT_NULL(res);
 			if (res) {
-				printf("%s  %-5s p50 %.1f us, p99 %.1f us, lost %.0f", m || rep ? "" : "\n",
-				       m ? "time" : "count", jnum(res, "lat_p50_us"),
-				       jnum(res, "lat_p99_us"), jnum(res, "lost"));
+				printf("%s  %-5s p50 %.1f us, p99 %.1f us, lost %.0f",
+				       m || rep ? "" : "\n", m ? "time" : "count",
+				       jnum(res, "lat_p50_us"), jnum(res, "lat_p99_us"),
+				       jnum(res, "lost"));
 				if (jnum(res, "lat_p50_us") > 0 && jnum(res, "lat_p50_us") < p50[m])
 					p50[m] = jnum(res, "lat_p50_us");
 				if (jnum(res, "lat_p99_us") > 0 && jnum(res, "lat_p99_us") < p99[m])
