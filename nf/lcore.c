@@ -190,7 +190,8 @@ static int intr_register(struct nf_lcore_ctx *c)
  * The longest sleep that keeps every rx ring of this lcore from overflowing, with the wake-up
  * margin measured on this host when it is larger than the one the config was checked with.
  */
-static uint64_t ring_bound_ns(const struct nf_lcore_ctx *c, uint64_t wake_margin_ns)
+static uint64_t ring_bound_ns(const struct nf_lcore_ctx *c, uint64_t wake_margin_ns,
+			      uint32_t left_in_ring)
 {
 	const struct nf_config *cfg = c->rt->cfg;
 	uint64_t bound = UINT64_MAX;
@@ -199,23 +200,29 @@ static uint64_t ring_bound_ns(const struct nf_lcore_ctx *c, uint64_t wake_margin
 		wake_margin_ns = NF_WAKE_LATENCY_NS;
 	for (uint32_t r = 0; r < c->cfg->nb_rx; r++) {
 		const struct nf_port_config *pc = &cfg->ports[c->cfg->rx[r].port];
-		uint64_t b = nf_max_sleep_ns(pc->rx_ring, pc->line_rate_pps, wake_margin_ns);
+		uint32_t room = pc->rx_ring > left_in_ring ? pc->rx_ring - left_in_ring : 0;
+		uint64_t b = nf_max_sleep_ns(room, pc->line_rate_pps, wake_margin_ns);
 
 		bound = b < bound ? b : bound;
 	}
 	return bound;
 }
 
-/* Before traffic: measure what a wake-up costs here, and derive the idle policy from it. */
-static void idle_setup(struct nf_lcore_ctx *c, uint64_t *max_sleep_ns)
+/*
+ * Before traffic: measure what a wake-up costs here, and derive the idle policy from it.
+ * *drain_cap_ns: the longest sleep taken with up to a burst still in the rings (while a
+ * harvester holds a sleep floor, the lcore sleeps once a poll returns less than a burst).
+ */
+static void idle_setup(struct nf_lcore_ctx *c, uint64_t *max_sleep_ns, uint64_t *drain_cap_ns)
 {
 	const struct nf_lcore_config *lc = c->cfg;
 	uint64_t bound;
 
 	nf_wake_cost_measure(&c->wake, 32, c->rt->tsc_hz);
 	nf_idle_init(&c->idle, &lc->idle, c->rt->tsc_hz, c->wake.median_ns);
+	*drain_cap_ns = 0;
 	if (lc->idle.policy == HC_IDLE_SLEEP) {
-		bound = ring_bound_ns(c, c->wake.p90_ns);
+		bound = ring_bound_ns(c, c->wake.p90_ns, 0);
 		if (bound < *max_sleep_ns) {
 			NEMO_WARN(
 				"nf",
@@ -227,6 +234,11 @@ static void idle_setup(struct nf_lcore_ctx *c, uint64_t *max_sleep_ns)
 				(unsigned long)(bound / 1000));
 			*max_sleep_ns = bound > 1000 ? bound : 1000;
 		}
+		bound = ring_bound_ns(c, c->wake.p90_ns, c->burst);
+		*drain_cap_ns = bound < *max_sleep_ns ? bound : *max_sleep_ns;
+		/* even the shortest sleep would not be safe with a burst left: poll it out */
+		if (*drain_cap_ns < (uint64_t)lc->idle.min_sleep_us * 1000)
+			*drain_cap_ns = 0;
 	}
 	if (lc->idle.policy == HC_IDLE_POLL)
 		NEMO_INFO("nf",
@@ -276,7 +288,7 @@ int nf_lcore_main(void *arg)
 	struct nf_runtime *rt = c->rt;
 	struct rte_mbuf *pkts[512];
 	uint64_t publish_cycles = rt->tsc_hz / 1000000 * rt->cfg->publish_period_us;
-	uint64_t next_publish, now, sleep_ns, min_sleep_ns, max_sleep_ns;
+	uint64_t next_publish, now, sleep_ns, min_sleep_ns, max_sleep_ns, drain_cap_ns;
 	uint32_t nb_rx = lc->nb_rx;
 	uint16_t burst = (uint16_t)c->burst;
 	/* a harvester's sleep floor makes the lcore yield as soon as its rings are drained */
@@ -292,7 +304,7 @@ int nf_lcore_main(void *arg)
 	}
 	min_sleep_ns = (uint64_t)idle->min_sleep_us * 1000;
 	max_sleep_ns = (uint64_t)idle->max_sleep_us * 1000;
-	idle_setup(c, &max_sleep_ns);
+	idle_setup(c, &max_sleep_ns, &drain_cap_ns);
 	if (min_sleep_ns > max_sleep_ns && idle->policy == HC_IDLE_SLEEP)
 		min_sleep_ns = max_sleep_ns;
 	sleep_ns = min_sleep_ns;
@@ -331,7 +343,7 @@ int nf_lcore_main(void *arg)
 			set_state(c, HC_STATE_BUSY, now);
 			/* the rings hold less than a burst: sleep now if sandboxes wait */
 			yield = drain_then_sleep && !full &&
-				(floor = hc_sleep_floor(c->rec, now, max_sleep_ns)) != 0;
+				(floor = hc_sleep_floor(c->rec, now, drain_cap_ns)) != 0;
 		} else {
 			set_state(c, HC_STATE_IDLE_POLL, now);
 			if (idle->detect == NF_IDLE_DETECT_TIME)

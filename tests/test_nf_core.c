@@ -38,6 +38,34 @@ static void test_config_good(void)
 	CU_ASSERT_EQUAL(cfg.lcores[0].sched.priority, 10);
 	/* 1024 descriptors fill in 68.8 us at 14.88 Mpps; minus the 40 us wake-up margin */
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.max_sleep_us, 28);
+	/* idle detection by time, with no bound on empty polls, unless asked */
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_TIME);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 0);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.idle_poll_us, 0);
+	nf_config_free(&cfg);
+}
+
+static void test_config_idle_keys(void)
+{
+	static const char *const count =
+		"{\"ports\":[{\"vdev\":\"net_null0\"}],\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+		"\"chain\":[\"fwd\"],\"idle\":{\"policy\":\"sleep\",\"detect\":\"count\"}}]}";
+	static const char *const timed =
+		"{\"ports\":[{\"vdev\":\"net_null0\"}],\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+		"\"chain\":[\"fwd\"],\"idle\":{\"policy\":\"sleep\",\"idle_poll_us\":50,"
+		"\"empty_polls\":1000}}]}";
+	struct nf_config cfg;
+	struct cfg_ctx ctx = {0};
+
+	/* counting keeps its old default of 256 empty polls */
+	CU_ASSERT_EQUAL_FATAL(nf_config_parse(count, "count.json", &cfg, &ctx), 0);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_COUNT);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 256);
+	nf_config_free(&cfg);
+	CU_ASSERT_EQUAL_FATAL(nf_config_parse(timed, "time.json", &cfg, &ctx), 0);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_TIME);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.idle_poll_us, 50);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 1000);
 	nf_config_free(&cfg);
 }
 
@@ -85,6 +113,12 @@ static void test_config_errors(void)
 	expect_cfg_error(
 		"{" PORT0 "," LC(",\"idle\":{\"policy\":\"spin\"}") "}",
 		"key 'lcores[0].idle.policy': 'spin' is not one of: poll, sleep, interrupt");
+	expect_cfg_error("{" PORT0
+			 "," LC(",\"idle\":{\"policy\":\"sleep\",\"detect\":\"polls\"}") "}",
+			 "key 'lcores[0].idle.detect': 'polls' is not one of: time, count");
+	expect_cfg_error("{" PORT0
+			 "," LC(",\"idle\":{\"policy\":\"sleep\",\"idle_poll_us\":0}") "}",
+			 "key 'lcores[0].idle.idle_poll_us': 0 is out of range [1,");
 	expect_cfg_error("{" PORT0
 			 "," LC(",\"idle\":{\"policy\":\"sleep\",\"max_sleep_us\":5000}") "}",
 			 "max_sleep_us 5000 lets the rx ring overflow");
@@ -368,6 +402,7 @@ static void test_channel_bad_headers(void)
 
 NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", test_config_good},
 	   {"config: each bad input names file and key", test_config_errors},
+	   {"config: idle detection keys and their defaults", test_config_idle_keys},
 	   {"config: max sleep bound from ring and line rate", test_max_sleep_bound},
 	   {"accounting: busy + idle_poll + sleep = total", test_accounting},
 	   {"idle: a time budget, not a count; a lease yields at once",
