@@ -345,10 +345,12 @@ int nf_lcore_main(void *arg)
 			yield = drain_then_sleep && !full &&
 				(floor = hc_sleep_floor(c->rec, now, drain_cap_ns)) != 0;
 		} else {
+			/* a lease, whatever its floor: an interrupt wait has no ring bound */
+			bool lease = idle->detect == NF_IDLE_DETECT_TIME &&
+				     hc_sleep_floor(c->rec, now, UINT64_MAX) != 0;
+
 			set_state(c, HC_STATE_IDLE_POLL, now);
-			if (idle->detect == NF_IDLE_DETECT_TIME)
-				floor = hc_sleep_floor(c->rec, now, max_sleep_ns);
-			yield = nf_idle_empty(&c->idle, iter_start, now, floor != 0);
+			yield = nf_idle_empty(&c->idle, iter_start, now, lease);
 		}
 		if (yield) {
 			uint64_t t0 = now;
