@@ -553,6 +553,63 @@ static double mean_sleep_us(const struct hc_lcore_record *a, const struct hc_lco
 	return n ? (double)w->sleep / (double)n * 1e6 / (double)tsc_hz : 0.0;
 }
 
+/* The NF lcore at SCHED_FIFO, as nemod's deployments run it: timesharing cannot delay it. */
+#define NF_FIFO ",\"sched\":{\"policy\":\"fifo\",\"priority\":50}"
+
+/*
+ * How long the lcore thread `tid` of `pid` has waited, runnable, for its CPU (ns, from
+ * schedstat). A window in which that grows by a good part of the window was one in which
+ * other real-time work held the NF's core (other NFs on a shared machine): nothing the
+ * lcore does shows then, neither its sleeps nor its latency. A lcore that hangs in a wait
+ * is not runnable, and does not count here.
+ */
+static uint64_t lcore_runq_ns(pid_t pid, int32_t tid)
+{
+	char path[96];
+	unsigned long long run = 0, wait = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", pid, tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &run, &wait) != 2)
+		wait = 0;
+	fclose(f);
+	return wait;
+}
+
+/* The lcore was kept from its CPU for more than `max_ms` while the window lasted: say so. */
+static bool core_taken(uint64_t wait0, uint64_t wait1, unsigned int max_ms, const char *what)
+{
+	char why[192];
+
+	if (wait1 - wait0 <= (uint64_t)max_ms * 1000000)
+		return false;
+	snprintf(why, sizeof(why),
+		 "%s: the NF lcore waited %llu ms for cpu 1, held by other real-time work on "
+		 "this shared machine: its idle behaviour cannot show",
+		 what, (unsigned long long)((wait1 - wait0) / 1000000));
+	nemo_test_skip(why);
+	return true;
+}
+
+/*
+ * The p90 lateness of the lcore's timed sleeps, in us, that nemo-nf measured at start and
+ * logged (waits up to 3 s for the line); -1 if it never came.
+ */
+static long wake_p90_us(struct test_proc *nf)
+{
+	for (int i = 0; i < 300; i++) {
+		const char *p = strstr(test_proc_output(nf), "timed sleeps, p90 ");
+
+		if (p)
+			return atol(p + strlen("timed sleeps, p90 "));
+		test_msleep(10);
+	}
+	return -1;
+}
+
 /*
  * While a harvester holds a sleep floor, as nemod does when sandboxes wait for the core, the
  * lcore yields as soon as its rings are drained: at a moderate load idle polling stays under
@@ -565,13 +622,13 @@ static void test_lease_idle_poll_share(void)
 	struct hv_window lw, nw;
 	struct test_proc nf, g;
 	struct hv_channel *ch;
-	uint64_t hz;
+	uint64_t hz, rq0, rq1;
 	double lease_sleep, free_sleep;
 	cJSON *res;
 
 	names(name, sizeof(name), sock, sizeof(sock));
 	memif_port(port, sizeof(port), sock);
-	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"sleep\"");
+	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"sleep\"" NF_FIFO);
 	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
@@ -582,8 +639,10 @@ static void test_lease_idle_poll_share(void)
 	CU_ASSERT_EQUAL(hv_channel_set_sleep_floor(ch, 0, 300000, 3000000000ull), 0);
 	test_msleep(100);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &a), 0);
+	rq0 = lcore_runq_ns(nf.pid, a.tid);
 	test_msleep(1500);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &b), 0);
+	rq1 = lcore_runq_ns(nf.pid, a.tid);
 	CU_ASSERT_EQUAL(hv_channel_set_sleep_floor(ch, 0, 0, 0), 0);
 	test_msleep(200);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &c), 0);
@@ -607,10 +666,17 @@ static void test_lease_idle_poll_share(void)
 	 * ask for some), idle polling stayed under 3 % and every sleep was the floor's. What the
 	 * NF does once the floor is gone is printed: its latency is the next test's matter.
 	 */
-	CU_ASSERT(lw.rx_pkts > 10000 && nw.rx_pkts > 10000);
-	CU_ASSERT(share(lw.idle_poll, &lw) < 0.03);
-	CU_ASSERT(lease_sleep >= 270.0);
-	CU_ASSERT(res && jnum(res, "received") > 0);
+	CU_ASSERT_PTR_NOT_NULL(res);
+	if (res && jnum(res, "sent") < 100000) {
+		/* the generator's own count: an NF that stopped taking packets does not skip */
+		nemo_test_skip("nemo-gen sent under 100000 packets in 4.5 s: the machine is too "
+			       "busy now to load the NF");
+	} else if (res && !core_taken(rq0, rq1, 150, "floor window")) {
+		CU_ASSERT(lw.rx_pkts > 10000);
+		CU_ASSERT(share(lw.idle_poll, &lw) < 0.03);
+		CU_ASSERT(lease_sleep >= 270.0);
+		CU_ASSERT(jnum(res, "received") > 0);
+	}
 	cJSON_Delete(res);
 	hv_channel_close(ch);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
@@ -624,9 +690,12 @@ static void test_lease_idle_poll_share(void)
 static void test_no_lease_latency(void)
 {
 	static const char *const modes[2] = {
-		",\"idle\":{\"policy\":\"sleep\",\"detect\":\"count\"}",
-		",\"idle\":{\"policy\":\"sleep\"}"};
+		",\"idle\":{\"policy\":\"sleep\",\"detect\":\"count\"}" NF_FIFO,
+		",\"idle\":{\"policy\":\"sleep\"}" NF_FIFO};
 	double p50[2] = {1e12, 1e12}, p99[2] = {1e12, 1e12};
+	long late_us = 0;
+	uint64_t rq0, rq1, runq_ms = 0;
+	int32_t tid;
 
 	for (int rep = 0; rep < 2; rep++) {
 		for (int m = 0; m < 2; m++) {
@@ -641,7 +710,22 @@ static void test_no_lease_latency(void)
 			CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
 			ch = wait_channel(&nf, name);
 			CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+			{
+				long p90 = wake_p90_us(&nf);
+
+				CU_ASSERT(p90 >= 0);
+				late_us = p90 > late_us ? p90 : late_us;
+			}
+			{
+				struct hc_lcore_record r;
+
+				CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &r), 0);
+				tid = r.tid;
+			}
+			rq0 = lcore_runq_ns(nf.pid, tid);
 			res = gen_run(sock, "1000000", "1.5");
+			rq1 = lcore_runq_ns(nf.pid, tid);
+			runq_ms = (rq1 - rq0) / 1000000 > runq_ms ? (rq1 - rq0) / 1000000 : runq_ms;
 			CU_ASSERT_PTR_NOT_NULL(res);
 			if (res) {
 				printf("%s  %-5s p50 %.1f us, p99 %.1f us, lost %.0f",
@@ -659,9 +743,19 @@ static void test_no_lease_latency(void)
 		}
 		printf("\n");
 	}
-	printf("  best p50: count %.1f us, time %.1f us\n", p50[0], p50[1]);
+	printf("  best p50: count %.1f us, time %.1f us; wake-ups late by up to %ld us (p90); "
+	       "the lcore waited up to %llu ms for its CPU in a run\n",
+	       p50[0], p50[1], late_us, (unsigned long long)runq_ms);
 	CU_ASSERT(p50[1] < 1e12 && p50[0] < 1e12);
-	CU_ASSERT(p50[1] <= 1.5 * p50[0] + 20.0);
+	/*
+	 * A latency compares idle rules only when a wake-up is a wake-up: with other real-time
+	 * work on the NF's core, sleeping costs whatever that work takes, and no rule helps.
+	 */
+	if (late_us > 2000)
+		nemo_test_skip("the NF's core is shared with other real-time work now: its timed "
+			       "sleeps woke over 2 ms late (p90), so latencies compare nothing");
+	else if (!core_taken(0, runq_ms * 1000000, 100, "a latency run"))
+		CU_ASSERT(p50[1] <= 1.5 * p50[0] + 20.0);
 }
 
 /* A UDP/IPv4 frame nf_pkt_validate() accepts, with `seq` and a marker in its payload. */
@@ -706,6 +800,7 @@ static void test_interrupt_on_tap(void)
 	struct hc_lcore_record a, b, c;
 	struct hv_window iw, tw;
 	struct sockaddr_ll sll = {.sll_family = AF_PACKET};
+	uint64_t rq0, rq1;
 	struct test_proc nf;
 	struct hv_channel *ch;
 	unsigned int ifindex, seen = 0;
@@ -719,7 +814,7 @@ static void test_interrupt_on_tap(void)
 	names(name, sizeof(name), NULL, 0);
 	snprintf(ifname, sizeof(ifname), "nmt%d", getpid());
 	snprintf(port, sizeof(port), "{\"vdev\":\"net_tap0,iface=%s\"}", ifname);
-	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"interrupt\"");
+	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"interrupt\"" NF_FIFO);
 	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	if (!ch)
@@ -739,6 +834,7 @@ static void test_interrupt_on_tap(void)
 	/* idle: the lcore waits for an interrupt, its core free */
 	test_msleep(300);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &a), 0);
+	rq0 = lcore_runq_ns(nf.pid, a.tid);
 	test_msleep(1000);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &b), 0);
 	CU_ASSERT_EQUAL(hv_window(&a, &b, &iw), 0);
@@ -770,18 +866,21 @@ static void test_interrupt_on_tap(void)
 	close(fd);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &c), 0);
 	CU_ASSERT_EQUAL(hv_window(&b, &c, &tw), 0);
+	rq1 = lcore_runq_ns(nf.pid, a.tid);
 	printf("\n  idle 1 s: sleep %.1f%% of the lcore, %lu waits, %lu interrupt wake-ups\n"
 	       "  %u frames: rx %lu tx %lu, %lu interrupt wake-ups; %u seen back by the kernel\n",
 	       100 * share(iw.sleep, &iw), (unsigned long)(b.sleeps - a.sleeps),
 	       (unsigned long)(b.wakeups_early - a.wakeups_early), nb, (unsigned long)tw.rx_pkts,
 	       (unsigned long)tw.tx_pkts, (unsigned long)(c.wakeups_early - b.wakeups_early), seen);
-	/* it sleeps: idle, the lcore spends its time waiting, in few long waits */
-	CU_ASSERT(share(iw.sleep, &iw) > 0.95);
-	CU_ASSERT(b.sleeps - a.sleeps < 200);
-	/* and forwards: every frame in, every frame out, most of them woken by an interrupt */
-	CU_ASSERT(tw.rx_pkts >= nb && tw.tx_pkts >= nb);
-	CU_ASSERT(c.wakeups_early - b.wakeups_early >= nb / 2);
-	CU_ASSERT_EQUAL(seen, nb);
+	if (!core_taken(rq0, rq1, 200, "interrupt waits")) {
+		/* it sleeps: idle, the lcore spends its time waiting, in few long waits */
+		CU_ASSERT(share(iw.sleep, &iw) > 0.95);
+		CU_ASSERT(b.sleeps - a.sleeps > 0 && b.sleeps - a.sleeps < 200);
+		/* and forwards: every frame in and out, most of them woken by an interrupt */
+		CU_ASSERT(tw.rx_pkts >= nb && tw.tx_pkts >= nb);
+		CU_ASSERT(c.wakeups_early - b.wakeups_early >= nb / 2);
+		CU_ASSERT_EQUAL(seen, nb);
+	}
 	hv_channel_close(ch);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 	/* the tap goes with the NF */
