@@ -263,6 +263,8 @@ def harvest_run(idle, rate, seconds, floor_ns):
             loop.kill()
             loop.wait()
         log = stop(p)
+    for k in ("lat_p50_us", "lat_p99_us"):  # none when no packet came back
+        r[k] = r.get(k) if r.get(k) is not None else float("nan")
     d = [b[i] - a[i] for i in range(5)]
     total = max(1, d[0])
     spare_s = (d[0] - d[1]) / hz
@@ -274,14 +276,14 @@ def harvest_run(idle, rate, seconds, floor_ns):
     return r
 
 
-def figure5(capacity, seconds, reps):
-    rate = 0.3 * capacity
+def figure5(capacity, seconds, reps, rate=None):
+    rate = rate or 0.3 * capacity
     floor_ns = 350000  # nemod: nf_delay_budget_us 500 x the predicted spare 0.7, under 400 us
     modes = (("count (before)", {"policy": "sleep", "detect": "count", "empty_polls": 256,
                                  "min_sleep_us": 20}),
              ("time (now)", {"policy": "sleep", "min_sleep_us": 20}))
-    print("\n5. idle detection at 30 %% load (%.2f Mpps), NF at SCHED_FIFO; interleaved, %d reps"
-          % (rate / 1e6, reps))
+    print("\n5. idle detection at %.2f Mpps (%.0f %% of the capacity), NF at SCHED_FIFO; "
+          "interleaved, %d reps" % (rate / 1e6, 100.0 * rate / capacity, reps))
     print("   with a %d us sleep-floor lease and a CPU-bound loop on the NF's core:" %
           (floor_ns // 1000))
     print("   %-15s %8s %7s %8s %8s %7s %9s %7s %11s %8s %8s %10s" %
@@ -319,7 +321,8 @@ def figure5(capacity, seconds, reps):
                   (m, r["rx_pps"] / 1e6, r["lost"], r["lat_p50_us"], r["lat_p99_us"],
                    100 * r["busy"], 100 * r["idle_poll"], 100 * r["sleep"],
                    r["mean_sleep_us"]))
-    p50 = {m: sorted(v)[len(v) // 2] for m, v in lat.items()}
+    p50 = {m: sorted(x for x in v if x == x)[len([x for x in v if x == x]) // 2]
+           if any(x == x for x in v) else float("nan") for m, v in lat.items()}
     print("   median p50: before %.1f us, now %.1f us (now / before %.3f)" %
           (p50[mb], p50[mn], p50[mn] / p50[mb] if p50[mb] else 0))
 
@@ -338,6 +341,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5, help="length of each traffic run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the capacity runs")
     ap.add_argument("--only", default="12345", help="which tables, e.g. 5")
+    ap.add_argument("--rate5", type=float, default=0,
+                    help="table 5's rate in pps (default: 30 %% of the measured capacity)")
     a = ap.parse_args()
     print("bench-nf: %s, %d cpus, %.0f s per run, %d reps, load average %s" %
           (os.uname().nodename, os.cpu_count(), a.seconds, a.reps,
@@ -349,7 +354,7 @@ def main():
         stop(p)
         print("capacity (nemo-nf fwd poll, generator at nice -20, best of 2 x 2 s): %.3f Mpps"
               % (capacity / 1e6))
-        figure5(capacity, a.seconds, a.reps)
+        figure5(capacity, a.seconds, a.reps, a.rate5)
         return
 
     # 1. capacity, interleaved so that drift favours neither
@@ -418,7 +423,7 @@ def main():
     print("\n   (spare_ratio = spare / total on the NF lcore, read from /nemo/lcores over the "
           "middle of each run; in poll mode the idle_poll cycles are spare too)")
     if "5" in a.only:
-        figure5(capacity, a.seconds, a.reps)
+        figure5(capacity, a.seconds, a.reps, a.rate5)
 
 
 if __name__ == "__main__":
