@@ -694,6 +694,7 @@ static void test_no_lease_latency(void)
 		",\"idle\":{\"policy\":\"sleep\"}" NF_FIFO};
 	double p50[2] = {1e12, 1e12}, p99[2] = {1e12, 1e12};
 	long late_us = 0;
+	double min_sent = 1e12;
 	uint64_t rq0, rq1, runq_ms = 0;
 	int32_t tid;
 
@@ -727,6 +728,8 @@ static void test_no_lease_latency(void)
 			rq1 = lcore_runq_ns(nf.pid, tid);
 			runq_ms = (rq1 - rq0) / 1000000 > runq_ms ? (rq1 - rq0) / 1000000 : runq_ms;
 			CU_ASSERT_PTR_NOT_NULL(res);
+			if (res && jnum(res, "sent") < min_sent)
+				min_sent = jnum(res, "sent");
 			if (res) {
 				printf("%s  %-5s p50 %.1f us, p99 %.1f us, lost %.0f",
 				       m || rep ? "" : "\n", m ? "time" : "count",
@@ -746,16 +749,21 @@ static void test_no_lease_latency(void)
 	printf("  best p50: count %.1f us, time %.1f us; wake-ups late by up to %ld us (p90); "
 	       "the lcore waited up to %llu ms for its CPU in a run\n",
 	       p50[0], p50[1], late_us, (unsigned long long)runq_ms);
-	CU_ASSERT(p50[1] < 1e12 && p50[0] < 1e12);
 	/*
 	 * A latency compares idle rules only when a wake-up is a wake-up: with other real-time
 	 * work on the NF's core, sleeping costs whatever that work takes, and no rule helps.
+	 * Nor when the generator, the instrument, could hardly send.
 	 */
-	if (late_us > 2000)
+	if (min_sent < 100000)
+		nemo_test_skip("nemo-gen sent under 100000 packets in a 1.5 s run: the machine is "
+			       "too busy now to load the NF");
+	else if (late_us > 2000)
 		nemo_test_skip("the NF's core is shared with other real-time work now: its timed "
 			       "sleeps woke over 2 ms late (p90), so latencies compare nothing");
-	else if (!core_taken(0, runq_ms * 1000000, 100, "a latency run"))
+	else if (!core_taken(0, runq_ms * 1000000, 100, "a latency run")) {
+		CU_ASSERT(p50[1] < 1e12 && p50[0] < 1e12);
 		CU_ASSERT(p50[1] <= 1.5 * p50[0] + 20.0);
+	}
 }
 
 /* A UDP/IPv4 frame nf_pkt_validate() accepts, with `seq` and a marker in its payload. */
