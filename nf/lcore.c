@@ -302,6 +302,7 @@ int nf_lcore_main(void *arg)
 		c->state = HC_STATE_STOPPED;
 		return c->rc;
 	}
+	c->rec->tid = (int32_t)gettid(); /* readers may want it while the wake-up is measured */
 	min_sleep_ns = (uint64_t)idle->min_sleep_us * 1000;
 	max_sleep_ns = (uint64_t)idle->max_sleep_us * 1000;
 	idle_setup(c, &max_sleep_ns, &drain_cap_ns);
@@ -311,7 +312,6 @@ int nf_lcore_main(void *arg)
 	now = rte_rdtsc();
 	nf_acct_init(&c->acct, now, rt->tsc_hz);
 	c->rec->start_tsc = now;
-	c->rec->tid = (int32_t)gettid();
 	c->rec->max_sleep_ns = idle->policy == HC_IDLE_SLEEP ? max_sleep_ns : 0;
 	c->max_sleep_ns = c->rec->max_sleep_ns;
 	set_state(c, HC_STATE_IDLE_POLL, now);
