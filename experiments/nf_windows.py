@@ -68,7 +68,12 @@ def runs_of(xs, pred):
 
 
 def one_run(a, sched, i):
-    B.start_nf(dict(B.NF_SLEEP[0], min_sleep_us=a.min_sleep), sched)
+    idle = dict(B.NF_SLEEP[0], min_sleep_us=a.min_sleep, detect=a.detect)
+    if a.detect == "time":
+        idle.pop("empty_polls", None)  # time alone decides, no bound on the count
+    else:
+        idle.setdefault("empty_polls", 256)
+    B.start_nf(idle, sched)
     hog = None if a.hog == "none" or a.hog_middle else start_hog(a.hog)
     try:
         g = B.gen(shlex.split(a.gen), a.seconds, "w%d" % i)
@@ -125,6 +130,8 @@ def main():
     ap.add_argument("--below", type=float, default=0.4, help="the spare threshold to count")
     ap.add_argument("--min-sleep", type=int, default=20, help="the NF's min_sleep_us")
     ap.add_argument("--nf-sched", default="fifo", help="fifo, or other:<nice>")
+    ap.add_argument("--detect", choices=("time", "count"), default="time",
+                    help="the NF's idle detection: by time (now) or 256 empty polls (before)")
     ap.add_argument("--hog", choices=("none", "task", "cgroup-idle"), default="none")
     ap.add_argument("--hog-middle", action="store_true", help="the hog only in the middle third")
     a = ap.parse_args()
@@ -134,10 +141,10 @@ def main():
         sched = B.NF_SLEEP[1]
     else:
         sched = {"policy": "other", "nice": int(a.nf_sched.split(":")[1])}
-    print("nf_windows: NF lcore on cpu 1 (%s, min sleep %d us), nemo-gen %s on cpu 0, hog %s%s, "
-          "%.1f ms windows read from the harvest channel"
-          % (a.nf_sched, a.min_sleep, a.gen, a.hog, " (middle third)" if a.hog_middle else "",
-             a.period_ms))
+    print("nf_windows: NF lcore on cpu 1 (%s, min sleep %d us, detect %s), nemo-gen %s on cpu 0, "
+          "hog %s%s, %.1f ms windows read from the harvest channel"
+          % (a.nf_sched, a.min_sleep, a.detect, a.gen, a.hog,
+             " (middle third)" if a.hog_middle else "", a.period_ms))
     try:
         for i in range(a.runs):
             one_run(a, sched, i)

@@ -46,6 +46,9 @@ static void publish(struct nf_lcore_ctx *c, uint64_t now_tsc)
 	for (int i = 0; i < HC_IDLE_BUCKETS; i++)
 		r->idle_hist[i] = a->idle_hist[i];
 	hc_write_end(r);
+	/* for telemetry, which reads it from another thread */
+	__atomic_store_n(&c->predicted_gap, c->idle.gap_ewma > 0 ? (uint64_t)c->idle.gap_ewma : 0,
+			 __ATOMIC_RELAXED);
 }
 
 static inline void set_state(struct nf_lcore_ctx *c, uint32_t state, uint64_t now_tsc)
@@ -183,6 +186,100 @@ static int intr_register(struct nf_lcore_ctx *c)
 	return 0;
 }
 
+/*
+ * The longest sleep that keeps every rx ring of this lcore from overflowing, with the wake-up
+ * margin measured on this host when it is larger than the one the config was checked with.
+ */
+static uint64_t ring_bound_ns(const struct nf_lcore_ctx *c, uint64_t wake_margin_ns,
+			      uint32_t left_in_ring)
+{
+	const struct nf_config *cfg = c->rt->cfg;
+	uint64_t bound = UINT64_MAX;
+
+	if (wake_margin_ns < NF_WAKE_LATENCY_NS)
+		wake_margin_ns = NF_WAKE_LATENCY_NS;
+	for (uint32_t r = 0; r < c->cfg->nb_rx; r++) {
+		const struct nf_port_config *pc = &cfg->ports[c->cfg->rx[r].port];
+		uint32_t room = pc->rx_ring > left_in_ring ? pc->rx_ring - left_in_ring : 0;
+		uint64_t b = nf_max_sleep_ns(room, pc->line_rate_pps, wake_margin_ns);
+
+		bound = b < bound ? b : bound;
+	}
+	return bound;
+}
+
+/*
+ * Before traffic: measure what a wake-up costs here, and derive the idle policy from it.
+ * *drain_cap_ns: the longest sleep taken with up to a burst still in the rings (while a
+ * harvester holds a sleep floor, the lcore sleeps once a poll returns less than a burst).
+ */
+static void idle_setup(struct nf_lcore_ctx *c, uint64_t *max_sleep_ns, uint64_t *drain_cap_ns)
+{
+	const struct nf_lcore_config *lc = c->cfg;
+	uint64_t bound;
+
+	nf_wake_cost_measure(&c->wake, 32, c->rt->tsc_hz);
+	nf_idle_init(&c->idle, &lc->idle, c->rt->tsc_hz, c->wake.median_ns);
+	*drain_cap_ns = 0;
+	if (lc->idle.policy == HC_IDLE_SLEEP) {
+		bound = ring_bound_ns(c, c->wake.p90_ns, 0);
+		if (bound < *max_sleep_ns) {
+			NEMO_WARN(
+				"nf",
+				"lcore %u: wake-ups here are late by up to %lu us (p90), more than "
+				"the %llu us the config allowed for: max sleep %lu -> %lu us so "
+				"that the rx ring cannot overflow",
+				lc->lcore_id, (unsigned long)(c->wake.p90_ns / 1000),
+				NF_WAKE_LATENCY_NS / 1000, (unsigned long)(*max_sleep_ns / 1000),
+				(unsigned long)(bound / 1000));
+			*max_sleep_ns = bound > 1000 ? bound : 1000;
+		}
+		bound = ring_bound_ns(c, c->wake.p90_ns, c->burst);
+		*drain_cap_ns = bound < *max_sleep_ns ? bound : *max_sleep_ns;
+		/* even the shortest sleep would not be safe with a burst left: poll it out */
+		if (*drain_cap_ns < (uint64_t)lc->idle.min_sleep_us * 1000)
+			*drain_cap_ns = 0;
+	}
+	if (lc->idle.policy == HC_IDLE_POLL)
+		NEMO_INFO("nf",
+			  "lcore %u: wake-up cost %lu us (median of %u timed sleeps, p90 %lu "
+			  "us); idle policy poll never sleeps",
+			  lc->lcore_id, (unsigned long)(c->wake.median_ns / 1000), c->wake.samples,
+			  (unsigned long)(c->wake.p90_ns / 1000));
+	else if (c->idle.count_only)
+		NEMO_INFO("nf",
+			  "lcore %u: wake-up cost %lu us (median of %u timed sleeps, p90 %lu "
+			  "us); yields after %u empty polls (detect 'count')",
+			  lc->lcore_id, (unsigned long)(c->wake.median_ns / 1000), c->wake.samples,
+			  (unsigned long)(c->wake.p90_ns / 1000), c->idle.max_empty);
+	else
+		NEMO_INFO("nf",
+			  "lcore %u: wake-up cost %lu us (median of %u timed sleeps, p90 %lu "
+			  "us); yields after %lu us of empty polls, at once when the predicted "
+			  "gap is over %lu us or a harvester holds a sleep floor; max sleep %lu us",
+			  lc->lcore_id, (unsigned long)(c->wake.median_ns / 1000), c->wake.samples,
+			  (unsigned long)(c->wake.p90_ns / 1000),
+			  (unsigned long)(c->idle.budget * 1000000 / c->rt->tsc_hz),
+			  (unsigned long)(c->idle.break_even * 1000000 / c->rt->tsc_hz),
+			  (unsigned long)(*max_sleep_ns / 1000));
+}
+
+/* Yield the core (timed sleep or rx-interrupt wait); returns the TSC at wake-up. */
+static uint64_t yield_core(struct nf_lcore_ctx *c, uint64_t now, uint64_t *sleep_ns,
+			   uint64_t max_sleep_ns, uint64_t floor_ns)
+{
+	/* publish first: the record must say we are asleep, and since when */
+	set_state(c, HC_STATE_SLEEPING, now);
+	publish(c, now);
+	if (c->cfg->idle.policy == HC_IDLE_SLEEP) {
+		timed_sleep(*sleep_ns > floor_ns ? *sleep_ns : floor_ns);
+		*sleep_ns = *sleep_ns * 2 < max_sleep_ns ? *sleep_ns * 2 : max_sleep_ns;
+	} else {
+		wait_for_rx(c);
+	}
+	return rte_rdtsc();
+}
+
 int nf_lcore_main(void *arg)
 {
 	struct nf_lcore_ctx *c = arg;
@@ -191,9 +288,12 @@ int nf_lcore_main(void *arg)
 	struct nf_runtime *rt = c->rt;
 	struct rte_mbuf *pkts[512];
 	uint64_t publish_cycles = rt->tsc_hz / 1000000 * rt->cfg->publish_period_us;
-	uint64_t next_publish, now, sleep_ns, min_sleep_ns, max_sleep_ns;
-	uint32_t empty = 0, nb_rx = lc->nb_rx;
+	uint64_t next_publish, now, sleep_ns, min_sleep_ns, max_sleep_ns, drain_cap_ns;
+	uint32_t nb_rx = lc->nb_rx;
 	uint16_t burst = (uint16_t)c->burst;
+	/* a harvester's sleep floor makes the lcore yield as soon as its rings are drained */
+	bool drain_then_sleep =
+		idle->policy == HC_IDLE_SLEEP && idle->detect == NF_IDLE_DETECT_TIME;
 
 	c->rc = apply_sched(c);
 	if (!c->rc && idle->policy == HC_IDLE_INTERRUPT)
@@ -202,58 +302,68 @@ int nf_lcore_main(void *arg)
 		c->state = HC_STATE_STOPPED;
 		return c->rc;
 	}
+	c->rec->tid = (int32_t)gettid(); /* readers may want it while the wake-up is measured */
 	min_sleep_ns = (uint64_t)idle->min_sleep_us * 1000;
 	max_sleep_ns = (uint64_t)idle->max_sleep_us * 1000;
+	idle_setup(c, &max_sleep_ns, &drain_cap_ns);
+	if (min_sleep_ns > max_sleep_ns && idle->policy == HC_IDLE_SLEEP)
+		min_sleep_ns = max_sleep_ns;
 	sleep_ns = min_sleep_ns;
 	now = rte_rdtsc();
 	nf_acct_init(&c->acct, now, rt->tsc_hz);
 	c->rec->start_tsc = now;
-	c->rec->tid = (int32_t)gettid();
 	c->rec->max_sleep_ns = idle->policy == HC_IDLE_SLEEP ? max_sleep_ns : 0;
+	c->max_sleep_ns = c->rec->max_sleep_ns;
 	set_state(c, HC_STATE_IDLE_POLL, now);
 	publish(c, now);
 	next_publish = now + publish_cycles;
 
 	while (!__atomic_load_n(&rt->quit, __ATOMIC_RELAXED)) {
-		uint64_t iter_start = c->acct.last_tsc;
+		uint64_t iter_start = c->acct.last_tsc, floor = 0;
 		uint32_t moved = 0;
+		bool full = false, yield;
 
 		for (uint32_t r = 0; r < nb_rx; r++) {
 			uint16_t n = rte_eth_rx_burst(c->rx_port[r], c->rx_queue[r], pkts, burst);
 
 			if (n) {
 				moved += n;
+				full |= n == burst;
 				process_burst(c, pkts, n, lc->rx[r].port, iter_start);
 			}
 		}
 		now = rte_rdtsc();
 		nf_acct_iteration(&c->acct, now, moved != 0);
-		if (moved) {
-			empty = 0;
+		if (idle->policy == HC_IDLE_POLL) {
+			set_state(c, moved ? HC_STATE_BUSY : HC_STATE_IDLE_POLL, now);
+			yield = false;
+		} else if (moved) {
+			nf_idle_busy(&c->idle, iter_start);
 			sleep_ns = min_sleep_ns;
 			set_state(c, HC_STATE_BUSY, now);
+			/* the rings hold less than a burst: sleep now if sandboxes wait */
+			yield = drain_then_sleep && !full &&
+				(floor = hc_sleep_floor(c->rec, now, drain_cap_ns)) != 0;
 		} else {
-			set_state(c, HC_STATE_IDLE_POLL, now);
-			if (idle->policy != HC_IDLE_POLL && ++empty >= idle->empty_polls) {
-				/* publish first: the record must say we are asleep, and since when */
-				set_state(c, HC_STATE_SLEEPING, now);
-				publish(c, now);
-				if (idle->policy == HC_IDLE_SLEEP) {
-					uint64_t floor = hc_sleep_floor(c->rec, now, max_sleep_ns);
+			/* a lease, whatever its floor: an interrupt wait has no ring bound */
+			bool lease = idle->detect == NF_IDLE_DETECT_TIME &&
+				     hc_sleep_floor(c->rec, now, UINT64_MAX) != 0;
 
-					timed_sleep(sleep_ns > floor ? sleep_ns : floor);
-					sleep_ns = sleep_ns * 2 < max_sleep_ns ? sleep_ns * 2
-									       : max_sleep_ns;
-				} else {
-					wait_for_rx(c);
-				}
-				now = rte_rdtsc();
-				nf_acct_sleep(&c->acct, now);
-				set_state(c, HC_STATE_IDLE_POLL, now);
-				publish(c, now);
-				next_publish = now + publish_cycles;
-				continue;
-			}
+			set_state(c, HC_STATE_IDLE_POLL, now);
+			yield = nf_idle_empty(&c->idle, iter_start, now, lease);
+		}
+		if (yield) {
+			uint64_t t0 = now;
+
+			if (idle->policy == HC_IDLE_SLEEP && !floor)
+				floor = hc_sleep_floor(c->rec, now, max_sleep_ns);
+			now = yield_core(c, now, &sleep_ns, max_sleep_ns, floor);
+			nf_acct_sleep(&c->acct, now);
+			nf_idle_slept(&c->idle, t0, now);
+			set_state(c, HC_STATE_IDLE_POLL, now);
+			publish(c, now);
+			next_publish = now + publish_cycles;
+			continue;
 		}
 		if (now >= next_publish) {
 			publish(c, now);

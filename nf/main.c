@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 		uint64_t elapsed_ms;
 
 		usleep(20000);
+		nf_runtime_sample_ports(g_rt);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		elapsed_ms = (uint64_t)(((int64_t)(now.tv_sec - t0.tv_sec) * 1000000000 +
 					 (now.tv_nsec - t0.tv_nsec)) /

@@ -11,6 +11,7 @@
 
 static const char *const idle_policy_names[] = {"poll", "sleep", "interrupt", NULL};
 static const char *const sched_policy_names[] = {"other", "fifo", NULL};
+static const char *const idle_detect_names[] = {"time", "count", NULL};
 
 /* ---- ports ---- */
 
@@ -159,8 +160,11 @@ static int parse_chain(struct cfg_ctx *ctx, const char *path, const cJSON *item,
 
 static const struct cfg_key idle_keys[] = {
 	CFG_KEY_ENUM("policy", struct nf_idle_config, policy, true, idle_policy_names),
+	CFG_KEY_ENUM("detect", struct nf_idle_config, detect, false, idle_detect_names),
 	CFG_KEY_RANGE("empty_polls", cfg_parse_u32, struct nf_idle_config, empty_polls, false, 1,
 		      1e8),
+	CFG_KEY_RANGE("idle_poll_us", cfg_parse_u32, struct nf_idle_config, idle_poll_us, false, 1,
+		      1e6),
 	CFG_KEY_RANGE("min_sleep_us", cfg_parse_u32, struct nf_idle_config, min_sleep_us, false, 1,
 		      1e6),
 	CFG_KEY_RANGE("max_sleep_us", cfg_parse_u32, struct nf_idle_config, max_sleep_us, false, 1,
@@ -232,7 +236,7 @@ static int parse_lcores(struct cfg_ctx *ctx, const char *path, const cJSON *item
 		*lc = (struct nf_lcore_config){
 			.cpu = UINT32_MAX, /* default: same number as the lcore */
 			.idle = {.policy = HC_IDLE_SLEEP,
-				 .empty_polls = 256,
+				 .detect = NF_IDLE_DETECT_TIME,
 				 .min_sleep_us = 20,
 				 .max_sleep_us = 0,
 				 .intr_timeout_ms = 100},
@@ -318,6 +322,9 @@ static int check_config(struct nf_config *cfg, struct cfg_ctx *ctx)
 						 q.port, q.queue);
 		}
 		snprintf(path, sizeof(path), "lcores[%u].idle", i);
+		/* counting empty polls was the only rule once; it keeps its old default there */
+		if (lc->idle.detect == NF_IDLE_DETECT_COUNT && lc->idle.empty_polls == 0)
+			lc->idle.empty_polls = 256;
 		if (lc->idle.policy == HC_IDLE_SLEEP) {
 			uint64_t bound = UINT64_MAX;
 
@@ -443,7 +450,7 @@ void nf_config_log(const struct nf_config *cfg)
 	}
 	for (uint32_t i = 0; i < cfg->nb_lcores; i++) {
 		const struct nf_lcore_config *lc = &cfg->lcores[i];
-		char chain[256] = "", rx[128] = "", idle[96];
+		char chain[256] = "", rx[128] = "", idle[160], detect[96];
 
 		for (uint32_t m = 0; m < lc->chain_len; m++)
 			snprintf(chain + strlen(chain), sizeof(chain) - strlen(chain), "%s%s",
@@ -452,14 +459,23 @@ void nf_config_log(const struct nf_config *cfg)
 			snprintf(rx + strlen(rx), sizeof(rx) - strlen(rx), "%sp%uq%u", r ? "," : "",
 				 lc->rx[r].port, lc->rx[r].queue);
 
+		if (lc->idle.detect == NF_IDLE_DETECT_COUNT)
+			snprintf(detect, sizeof(detect), "after %u empty polls",
+				 lc->idle.empty_polls);
+		else if (lc->idle.idle_poll_us)
+			snprintf(detect, sizeof(detect), "after %u us of empty polls%s",
+				 lc->idle.idle_poll_us,
+				 lc->idle.empty_polls ? " or the empty_polls bound" : "");
+		else
+			snprintf(detect, sizeof(detect),
+				 "after min_sleep_us + the measured wake-up cost of empty polls%s",
+				 lc->idle.empty_polls ? " or the empty_polls bound" : "");
 		if (lc->idle.policy == HC_IDLE_SLEEP)
-			snprintf(idle, sizeof(idle), "sleep after %u empty polls, %u..%u us",
-				 lc->idle.empty_polls, lc->idle.min_sleep_us,
-				 lc->idle.max_sleep_us);
+			snprintf(idle, sizeof(idle), "sleep %s, %u..%u us", detect,
+				 lc->idle.min_sleep_us, lc->idle.max_sleep_us);
 		else if (lc->idle.policy == HC_IDLE_INTERRUPT)
-			snprintf(idle, sizeof(idle),
-				 "interrupt after %u empty polls, wait <= %u ms",
-				 lc->idle.empty_polls, lc->idle.intr_timeout_ms);
+			snprintf(idle, sizeof(idle), "interrupt %s, wait <= %u ms", detect,
+				 lc->idle.intr_timeout_ms);
 		else
 			snprintf(idle, sizeof(idle), "poll");
 		NEMO_INFO("nf", "lcore %u on cpu %u: rx %s, chain %s, idle %s, sched %s %d",

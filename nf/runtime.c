@@ -292,6 +292,27 @@ void nf_runtime_print_live(struct nf_runtime *rt)
 	fflush(stdout);
 }
 
+/* Counters only grow (nemo-nf never resets them): keep each one's highest reading. */
+static void stats_merge(struct rte_eth_stats *kept, const struct rte_eth_stats *now)
+{
+	uint64_t *k = (uint64_t *)kept;
+	const uint64_t *n = (const uint64_t *)now;
+
+	_Static_assert(sizeof(*kept) % sizeof(uint64_t) == 0, "rte_eth_stats is all u64");
+	for (size_t i = 0; i < sizeof(*kept) / sizeof(uint64_t); i++)
+		k[i] = n[i] > k[i] ? n[i] : k[i];
+}
+
+void nf_runtime_sample_ports(struct nf_runtime *rt)
+{
+	for (uint32_t p = 0; p < rt->cfg->nb_ports; p++) {
+		struct rte_eth_stats st;
+
+		if (rt->port_started[p] && rte_eth_stats_get(rt->port_id[p], &st) == 0)
+			stats_merge(&rt->port_stats[p], &st);
+	}
+}
+
 void nf_runtime_print_summary(struct nf_runtime *rt)
 {
 	printf("\nnemo-nf %s: summary\n", rt->cfg->name);
@@ -315,6 +336,11 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		       s.total_cycles ? 1.0 - (double)s.busy_cycles / (double)s.total_cycles : 0.0,
 		       (unsigned long)s.sleeps, (unsigned long)s.iterations,
 		       (unsigned long)s.busy_iterations);
+		printf("  idle: wake-up cost %.1f us (p90 %.1f us, measured at start), predicted gap "
+		       "%.1f us\n",
+		       (double)rt->lcores[i].wake.median_ns / 1e3,
+		       (double)rt->lcores[i].wake.p90_ns / 1e3,
+		       (double)rt->lcores[i].predicted_gap * 1e6 / (double)rt->tsc_hz);
 		printf("  drops:");
 		for (int d = 0; d < NF_DROP_REASONS; d++)
 			if (s.drops[d])
@@ -322,10 +348,11 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 				       (unsigned long)s.drops[d]);
 		printf(s.drop_pkts ? "\n" : " none\n");
 	}
+	nf_runtime_sample_ports(rt);
 	for (uint32_t p = 0; p < rt->cfg->nb_ports; p++) {
-		struct rte_eth_stats st;
+		const struct rte_eth_stats st = rt->port_stats[p];
 
-		if (!rt->port_started[p] || rte_eth_stats_get(rt->port_id[p], &st) < 0)
+		if (!rt->port_attached[p])
 			continue;
 		printf("port %u (%s): ipackets %lu, opackets %lu, imissed %lu, ierrors %lu, "
 		       "rx_nombuf %lu, oerrors %lu\n",

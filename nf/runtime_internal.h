@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
 #include "nemo/harvest_channel.h"
@@ -28,6 +29,9 @@ struct nf_lcore_ctx {
 	uint32_t state;
 	uint64_t state_since_tsc;
 	uint64_t max_sleep_ns;
+	struct nf_idle idle;	  /* when to yield (nf.h, "idle detection") */
+	struct nf_wake_cost wake; /* measured at start, before the loop; read-only after */
+	uint64_t predicted_gap;	  /* idle.gap_ewma (cycles), refreshed at each publish */
 	uint32_t chain_len;
 	const struct nf_module_ops *chain_ops[NF_MAX_CHAIN];
 	void *chain_inst[NF_MAX_CHAIN];
@@ -47,6 +51,8 @@ struct nf_runtime {
 	bool port_attached[NF_MAX_PORTS];
 	bool port_started[NF_MAX_PORTS];
 	char port_name[NF_MAX_PORTS][64];
+	/* control thread only: the highest port counters read so far (nf_runtime_sample_ports) */
+	struct rte_eth_stats port_stats[NF_MAX_PORTS];
 	struct rte_mempool *pool;
 	struct nf_channel *ch;
 	struct nf_lcore_ctx *lcores;

@@ -21,10 +21,16 @@ static int tel_registered;
 static const char *const state_names[] = {"busy", "idle_poll", "sleeping", "stopped"};
 static const char *const idle_names[] = {"poll", "sleep", "interrupt"};
 
-static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s, uint64_t tsc_hz)
-{
-	char ratio[32];
+static const char *const detect_names[] = {"time", "count"};
 
+static uint64_t cycles_ns(uint64_t cycles, uint64_t tsc_hz)
+{
+	return (uint64_t)((double)cycles * 1e9 / (double)(tsc_hz ? tsc_hz : 1));
+}
+
+static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s,
+		      const struct nf_lcore_ctx *c, uint64_t tsc_hz)
+{
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_int(d, "lcore", (int)s->lcore_id);
 	rte_tel_data_add_dict_int(d, "cpu", (int)s->cpu);
@@ -37,14 +43,24 @@ static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s, u
 	rte_tel_data_add_dict_u64(d, "busy_cycles", s->busy_cycles);
 	rte_tel_data_add_dict_u64(d, "idle_poll_cycles", s->idle_poll_cycles);
 	rte_tel_data_add_dict_u64(d, "sleep_cycles", s->sleep_cycles);
-	/* telemetry in 22.11 has no floating-point values: the ratio goes as a string */
-	snprintf(ratio, sizeof(ratio), "%.4f",
-		 s->total_cycles ? 1.0 - (double)s->busy_cycles / (double)s->total_cycles : 0.0);
-	rte_tel_data_add_dict_string(d, "spare_ratio", ratio);
+	/* 22.11 telemetry carries integers only: the ratio in parts per million, as a number */
+	rte_tel_data_add_dict_u64(d, "spare_ratio_ppm",
+				  s->total_cycles ? (s->total_cycles - s->busy_cycles) * 1000000 /
+							    s->total_cycles
+						  : 0);
 	rte_tel_data_add_dict_u64(d, "iterations", s->iterations);
 	rte_tel_data_add_dict_u64(d, "busy_iterations", s->busy_iterations);
 	rte_tel_data_add_dict_u64(d, "sleeps", s->sleeps);
 	rte_tel_data_add_dict_u64(d, "max_sleep_ns", s->max_sleep_ns);
+	/* idle detection: what a wake-up costs here, measured at start, and what was derived */
+	rte_tel_data_add_dict_string(d, "idle_detect", detect_names[c->idle.count_only ? 1 : 0]);
+	rte_tel_data_add_dict_u64(d, "wake_cost_ns", c->wake.median_ns);
+	rte_tel_data_add_dict_u64(d, "wake_cost_p90_ns", c->wake.p90_ns);
+	rte_tel_data_add_dict_u64(d, "idle_poll_budget_ns", cycles_ns(c->idle.budget, tsc_hz));
+	rte_tel_data_add_dict_u64(d, "sleep_at_once_gap_ns", cycles_ns(c->idle.break_even, tsc_hz));
+	rte_tel_data_add_dict_u64(
+		d, "predicted_gap_ns",
+		cycles_ns(__atomic_load_n(&c->predicted_gap, __ATOMIC_RELAXED), tsc_hz));
 	rte_tel_data_add_dict_u64(d, "rx_pkts", s->rx_pkts);
 	rte_tel_data_add_dict_u64(d, "tx_pkts", s->tx_pkts);
 	rte_tel_data_add_dict_u64(d, "drop_pkts", s->drop_pkts);
@@ -73,7 +89,7 @@ static int fill_lcores(struct nf_runtime *rt, const char *params, struct rte_tel
 		ld = rte_tel_data_alloc();
 		if (!ld)
 			return -ENOMEM;
-		add_lcore(ld, &s, rt->tsc_hz);
+		add_lcore(ld, &s, &rt->lcores[i], rt->tsc_hz);
 		snprintf(key, sizeof(key), "%u", s.lcore_id);
 		rte_tel_data_add_dict_container(d, key, ld, 0);
 	}

@@ -38,6 +38,34 @@ static void test_config_good(void)
 	CU_ASSERT_EQUAL(cfg.lcores[0].sched.priority, 10);
 	/* 1024 descriptors fill in 68.8 us at 14.88 Mpps; minus the 40 us wake-up margin */
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.max_sleep_us, 28);
+	/* idle detection by time, with no bound on empty polls, unless asked */
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_TIME);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 0);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.idle_poll_us, 0);
+	nf_config_free(&cfg);
+}
+
+static void test_config_idle_keys(void)
+{
+	static const char *const count =
+		"{\"ports\":[{\"vdev\":\"net_null0\"}],\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+		"\"chain\":[\"fwd\"],\"idle\":{\"policy\":\"sleep\",\"detect\":\"count\"}}]}";
+	static const char *const timed =
+		"{\"ports\":[{\"vdev\":\"net_null0\"}],\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+		"\"chain\":[\"fwd\"],\"idle\":{\"policy\":\"sleep\",\"idle_poll_us\":50,"
+		"\"empty_polls\":1000}}]}";
+	struct nf_config cfg;
+	struct cfg_ctx ctx = {0};
+
+	/* counting keeps its old default of 256 empty polls */
+	CU_ASSERT_EQUAL_FATAL(nf_config_parse(count, "count.json", &cfg, &ctx), 0);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_COUNT);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 256);
+	nf_config_free(&cfg);
+	CU_ASSERT_EQUAL_FATAL(nf_config_parse(timed, "time.json", &cfg, &ctx), 0);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_TIME);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.idle_poll_us, 50);
+	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 1000);
 	nf_config_free(&cfg);
 }
 
@@ -85,6 +113,12 @@ static void test_config_errors(void)
 	expect_cfg_error(
 		"{" PORT0 "," LC(",\"idle\":{\"policy\":\"spin\"}") "}",
 		"key 'lcores[0].idle.policy': 'spin' is not one of: poll, sleep, interrupt");
+	expect_cfg_error("{" PORT0
+			 "," LC(",\"idle\":{\"policy\":\"sleep\",\"detect\":\"polls\"}") "}",
+			 "key 'lcores[0].idle.detect': 'polls' is not one of: time, count");
+	expect_cfg_error("{" PORT0
+			 "," LC(",\"idle\":{\"policy\":\"sleep\",\"idle_poll_us\":0}") "}",
+			 "key 'lcores[0].idle.idle_poll_us': 0 is out of range [1,");
 	expect_cfg_error("{" PORT0
 			 "," LC(",\"idle\":{\"policy\":\"sleep\",\"max_sleep_us\":5000}") "}",
 			 "max_sleep_us 5000 lets the rx ring overflow");
@@ -143,6 +177,90 @@ static void test_accounting(void)
 	for (int i = 0; i < HC_IDLE_BUCKETS; i++)
 		if (i != 4)
 			CU_ASSERT_EQUAL(a.idle_hist[i], 0);
+}
+
+/* ---- idle detection ---- */
+
+/* One empty stretch from `t`, polls every `step` cycles: the cycles until it says "yield". */
+static uint64_t cycles_to_yield(struct nf_idle *s, uint64_t t, uint64_t step, bool lease)
+{
+	for (uint64_t now = t + step;; now += step)
+		if (nf_idle_empty(s, now - step, now, lease) || now - t > 100000000)
+			return now - t;
+}
+
+static void test_idle_time_not_iterations(void)
+{
+	struct nf_idle_config cfg = {.policy = HC_IDLE_SLEEP, .min_sleep_us = 20};
+	struct nf_idle s;
+
+	/* 1 GHz: 1000 cycles per us; a wake-up measured at 15 us */
+	nf_idle_init(&s, &cfg, 1000000000ull, 15000);
+	CU_ASSERT_EQUAL(s.break_even, 35000); /* min sleep + wake-up */
+	CU_ASSERT_EQUAL(s.budget, 35000);
+	/* the same time budget whether an empty poll takes 50 or 400 cycles */
+	CU_ASSERT_EQUAL(cycles_to_yield(&s, 1000, 50, false), 35000);
+	nf_idle_busy(&s, 1000000);
+	s.gap_ewma = 0;
+	CU_ASSERT_EQUAL(cycles_to_yield(&s, 2000000, 400, false), 35200);
+	/* a harvester's lease: the first empty poll yields */
+	nf_idle_busy(&s, 3000000);
+	s.gap_ewma = 0;
+	CU_ASSERT_EQUAL(cycles_to_yield(&s, 4000000, 400, true), 400);
+	/* idle_poll_us overrides the budget; empty_polls stays an upper bound */
+	cfg.idle_poll_us = 5;
+	nf_idle_init(&s, &cfg, 1000000000ull, 15000);
+	CU_ASSERT_EQUAL(cycles_to_yield(&s, 1000, 100, false), 5000);
+	cfg.empty_polls = 10;
+	nf_idle_init(&s, &cfg, 1000000000ull, 15000);
+	CU_ASSERT_EQUAL(cycles_to_yield(&s, 1000, 100, false), 1000);
+	/* detect "count": iterations alone, however long they last, and no lease */
+	cfg = (struct nf_idle_config){.policy = HC_IDLE_SLEEP,
+				      .detect = NF_IDLE_DETECT_COUNT,
+				      .empty_polls = 256,
+				      .min_sleep_us = 20};
+	nf_idle_init(&s, &cfg, 1000000000ull, 15000);
+	CU_ASSERT_EQUAL(cycles_to_yield(&s, 1000, 400, true), 256 * 400);
+}
+
+static void test_idle_learns_gaps(void)
+{
+	struct nf_idle_config cfg = {.policy = HC_IDLE_SLEEP, .min_sleep_us = 20};
+	struct nf_idle s;
+	uint64_t t = 1000000;
+	int n;
+
+	nf_idle_init(&s, &cfg, 1000000000ull, 15000);
+	/* traffic with 200 us gaps: after a few, the lcore sleeps at once */
+	for (n = 0; n < 40 && s.gap_ewma < (int64_t)s.break_even; n++) {
+		nf_idle_empty(&s, t, t + 100, false);
+		t += 200000;
+		nf_idle_busy(&s, t);
+		t += 1000;
+	}
+	printf("\n  200 us gaps: sleeps at once after %d gaps (prediction %.0f us)\n", n,
+	       (double)s.gap_ewma / 1000);
+	CU_ASSERT(n > 1 && n < 20);
+	CU_ASSERT_EQUAL(cycles_to_yield(&s, t, 100, false), 100);
+	/*
+	 * Then the traffic turns dense: each sleep at once finds packets on its first poll, so
+	 * the gap is only known to end within the sleep; learnt as its middle, the prediction
+	 * falls back under the break-even and the lcore polls again.
+	 */
+	for (n = 0; n < 100 && s.gap_ewma >= (int64_t)s.break_even; n++) {
+		uint64_t slept;
+
+		CU_ASSERT_TRUE(nf_idle_empty(&s, t, t + 100, false));
+		slept = t + 100;
+		t = slept + 20000 + 15000; /* min sleep + wake-up */
+		nf_idle_slept(&s, slept, t);
+		nf_idle_busy(&s, t);
+		t += 1000;
+	}
+	printf("  dense again: polls again after %d sleeps\n", n);
+	CU_ASSERT(n > 1 && n < 60);
+	CU_ASSERT(cycles_to_yield(&s, t, 100, false) >= 35000);
+	CU_ASSERT(s.gaps_learnt > 0);
 }
 
 /* ---- harvest channel: writer and reader ---- */
@@ -332,8 +450,12 @@ static void test_channel_header_rewritten(void)
 
 NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", test_config_good},
 	   {"config: each bad input names file and key", test_config_errors},
+	   {"config: idle detection keys and their defaults", test_config_idle_keys},
 	   {"config: max sleep bound from ring and line rate", test_max_sleep_bound},
 	   {"accounting: busy + idle_poll + sleep = total", test_accounting},
+	   {"idle: a time budget, not a count; a lease yields at once",
+	    test_idle_time_not_iterations},
+	   {"idle: learns long gaps, and unlearns them", test_idle_learns_gaps},
 	   {"channel: writer to reader, never torn", test_channel_roundtrip},
 	   {"channel: a sleeping lcore's sleep is extrapolated", test_channel_sleep_extrapolated},
 	   {"channel: wrong magic, version, dead writer", test_channel_bad_headers},

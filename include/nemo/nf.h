@@ -33,9 +33,18 @@ struct nf_rx_queue_ref {
 	uint16_t queue;
 };
 
+enum nf_idle_detect {
+	NF_IDLE_DETECT_TIME = 0,  /* from time and the learnt gaps (see struct nf_idle) */
+	NF_IDLE_DETECT_COUNT = 1, /* after empty_polls empty iterations, nothing else */
+};
+
 struct nf_idle_config {
 	int policy;		  /* enum hc_idle_policy */
-	uint32_t empty_polls;	  /* empty iterations before the first sleep */
+	int detect;		  /* enum nf_idle_detect */
+	uint32_t empty_polls;	  /* count: empty iterations before the first sleep (256); time:
+				   * an upper bound on them, 0 = none */
+	uint32_t idle_poll_us;	  /* time: longest empty polling before the first sleep; 0 = the
+				   * wake-up cost measured at start */
 	uint32_t min_sleep_us;	  /* first sleep; doubles up to max */
 	uint32_t max_sleep_us;	  /* 0 = derive from the rx rings (nf_max_sleep_ns) */
 	uint32_t intr_timeout_ms; /* interrupt policy: longest epoll wait */
@@ -154,6 +163,96 @@ static inline uint64_t nf_acct_total(const struct nf_acct *a)
 	return a->last_tsc - a->start_tsc;
 }
 
+/* ---- idle detection (per lcore, plain state, one writer, no syscalls) ---- */
+
+/*
+ * When a lcore stops polling and yields, decided from time and from the gaps it has seen,
+ * never from a count of iterations alone (an iteration lasts twice as long on a slow host):
+ *  - it polls an empty queue for at most `budget` cycles, by default `break_even`: the
+ *    shortest sleep plus the wake-up cost measured at start. A gap that ends within that
+ *    time would have ended before a sleep did, so polling through it costs no latency;
+ *    polling longer only burns the core;
+ *  - it yields at once when the predicted gap (an EWMA of the idle gaps it has seen) is at
+ *    least `break_even`: it will be back before the next packet, so the sleep costs it no
+ *    latency;
+ *  - while a harvester holds a sleep-floor lease (sandboxes wait for the core), it yields on
+ *    the first empty poll: every polled microsecond is one the sandboxes lose, and the
+ *    harvester has already accepted the floor's latency.
+ * A gap that ends on the first poll after a sleep is known only to lie within that sleep:
+ * it is learnt as ending halfway through it, so that a wrong "sleep at once" corrects itself.
+ */
+struct nf_idle {
+	uint64_t budget;      /* cycles of empty polling before the first sleep */
+	uint64_t break_even;  /* cycles: a predicted gap this long yields at once */
+	uint32_t max_empty;   /* bound on consecutive empty polls; 0 = none */
+	bool count_only;      /* NF_IDLE_DETECT_COUNT: max_empty alone decides */
+	int64_t gap_ewma;     /* predicted idle gap, cycles (weight 1/8) */
+	uint64_t idle_since;  /* TSC at the start of the current empty stretch; 0 = none */
+	uint32_t empty;	      /* consecutive empty polls */
+	uint64_t woke_tsc;    /* end of the last sleep */
+	uint64_t last_sleep;  /* cycles of the last sleep */
+	uint64_t gaps_learnt; /* idle gaps fed to the EWMA */
+};
+
+/*
+ * Set up `s` for `cfg` on a TSC of `tsc_hz`, with the wake-up cost measured on this host
+ * (nf_wake_cost_measure()). Cannot fail.
+ */
+void nf_idle_init(struct nf_idle *s, const struct nf_idle_config *cfg, uint64_t tsc_hz,
+		  uint64_t wake_cost_ns);
+
+/* A poll round that started at `iter_start` moved packets: learn the gap it ended, if any. */
+static inline void nf_idle_busy(struct nf_idle *s, uint64_t iter_start)
+{
+	if (s->idle_since) {
+		int64_t gap = (int64_t)(iter_start - s->idle_since);
+
+		if (iter_start == s->woke_tsc)
+			gap -= (int64_t)(s->last_sleep / 2);
+		s->gap_ewma += (gap - s->gap_ewma) / 8;
+		s->gaps_learnt++;
+		s->idle_since = 0;
+	}
+	s->empty = 0;
+}
+
+/*
+ * A poll round from `iter_start` to `now` moved nothing. `lease`: a harvester waits for the
+ * core. Returns true when the lcore should yield now.
+ */
+static inline bool nf_idle_empty(struct nf_idle *s, uint64_t iter_start, uint64_t now, bool lease)
+{
+	if (!s->idle_since)
+		s->idle_since = iter_start;
+	if (s->empty < UINT32_MAX)
+		s->empty++;
+	if (s->count_only)
+		return s->empty >= s->max_empty;
+	return lease || s->gap_ewma >= (int64_t)s->break_even || now - s->idle_since >= s->budget ||
+	       (s->max_empty && s->empty >= s->max_empty);
+}
+
+/* The lcore slept from `start` to `now`. */
+static inline void nf_idle_slept(struct nf_idle *s, uint64_t start, uint64_t now)
+{
+	s->woke_tsc = now;
+	s->last_sleep = now - start;
+}
+
+/* What the wake-up cost measurement found, in ns. */
+struct nf_wake_cost {
+	uint64_t median_ns; /* the wake-up cost: overshoot of a short timed sleep, median */
+	uint64_t p90_ns;    /* its 90th percentile, the margin the ring-fill bound keeps */
+	uint32_t samples;
+};
+
+/*
+ * Time `samples` (at most 64) short timed sleeps on the calling thread, which must already
+ * run on its own core in its own scheduling class, and return how late they woke. A few
+ * milliseconds; call before traffic. Cannot fail (a sample that fails counts as 0 late).
+ */
+void nf_wake_cost_measure(struct nf_wake_cost *out, uint32_t samples, uint64_t tsc_hz);
+
 /* ---- the harvest channel, writer side ---- */
 
 struct nf_channel;
@@ -182,6 +281,12 @@ void nf_runtime_request_stop(struct nf_runtime *rt);
 void nf_runtime_wait(struct nf_runtime *rt);
 /* True if an lcore loop stopped with an error (for example its scheduling class was refused). */
 bool nf_runtime_failed(struct nf_runtime *rt);
+/*
+ * Read the port counters and keep the highest seen. A memif port's counters read 0 once its
+ * peer has left (the PMD counts the rings of the live connection only), so the control
+ * thread calls this while traffic may flow, and the summary reports what it kept.
+ */
+void nf_runtime_sample_ports(struct nf_runtime *rt);
 /* Print one line per lcore with the window since the last call (rates, shares). */
 void nf_runtime_print_live(struct nf_runtime *rt);
 /* Print the final per-lcore and per-port summary on stdout. */
