@@ -349,7 +349,7 @@ def parts(acts):
 
 # nemo's NF: the shipped idle settings (configs/nf-default.json) at SCHED_FIFO. While nemod
 # harvests, its sleep floor lengthens the sleeps; figure 0 shows why.
-NF_SLEEP = ({"policy": "sleep", "empty_polls": 256, "min_sleep_us": 20},
+NF_SLEEP = ({"policy": "sleep", "min_sleep_us": 20},
             {"policy": "fifo", "priority": 50})
 
 
