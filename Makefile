@@ -13,7 +13,7 @@ CC       ?= gcc
 DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev libhwloc-dev \
 	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
 	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
-	    clang-format cppcheck curl iproute2 procps
+	    clang-format cppcheck curl iproute2 procps help2man
 PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
 
 # Lazily expanded: pkg-config is asked only once deps has run.
@@ -33,9 +33,9 @@ LDFLAGS  += -pthread
 LIBS  :=
 PROGS :=
 SOS   :=
-include $(wildcard */module.mk experiments/*/module.mk)
+include $(wildcard */module.mk experiments/*/module.mk tests/*/module.mk)
 
-.PHONY: all deps check test lint format run bench-nf clean help
+.PHONY: all deps print-deb-pkgs check test lint format run bench-nf clean help
 all: $(foreach p,$(PROGS),$(BIN)/$(p)) $(SOS)
 
 # One static library per folder: lib<name>.a from <name>_SRCS, compiled with <name>_CFLAGS.
@@ -77,6 +77,10 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all Debian packages present"; fi
 
+# the package list, for tests/vm/image (the guest gets every one of them)
+print-deb-pkgs:
+	@echo $(DEB_PKGS)
+
 # check: the one test command. Builds, then runs every CUnit suite (unit and integration).
 check: deps
 	$(MAKE) all
@@ -99,4 +103,5 @@ clean:
 	rm -rf $(BUILD)
 
 help:
-	@echo "make run | check | deps | all | lint | bench-nf | bench-sandbox | clean"
+	@echo "make run | check | check-vm | vm-shell | deps | all | install | uninstall | lint |" \
+		"bench-nf | bench-sandbox | clean"
