@@ -66,11 +66,13 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -c -o $@ $<
 
-# deps: install what is missing, and run apt-get update only if something is.
+# deps: install what is missing, and run apt-get update only if something is. One dpkg-query
+# for all: quick also where every process start is slow (the emulated guest of check-vm).
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
-		|| echo $$p; done); \
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null | \
+		awk '/ install ok installed$$/ { ok[$$1] = 1 } \
+		END { n = split("$(DEB_PKGS)", want, " "); \
+		      for (i = 1; i <= n; i++) if (!(want[i] in ok)) print want[i] }'); \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing" $$missing; \
 		if [ "$$(id -u)" != 0 ]; then echo "deps: run as root to install packages" >&2; exit 1; fi; \
