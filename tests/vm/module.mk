@@ -6,7 +6,14 @@ VM_DEB_PKGS := mmdebstrap qemu-system-x86 qemu-utils e2fsprogs
 
 .PHONY: vm-deps vm-image vm-shell check-vm
 vm-deps:
-	@$(MAKE) --no-print-directory deps DEB_PKGS="$(VM_DEB_PKGS)"
+	@missing=$$(for p in $(VM_DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q ' installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "vm-deps: installing" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "vm-deps: run as root" >&2; exit 1; fi; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 vm-image: vm-deps
 	tests/vm/image
