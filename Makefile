@@ -13,7 +13,8 @@ CC       ?= gcc
 DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev libhwloc-dev \
 	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
 	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
-	    clang-format cppcheck curl iproute2 procps help2man
+	    clang-format cppcheck curl iproute2 procps nodejs prometheus libcurl4-openssl-dev \
+	    libsystemd-dev libzip-dev clang libclang-rt-14-dev help2man
 PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
 
 # Lazily expanded: pkg-config is asked only once deps has run.
@@ -78,15 +79,21 @@ deps:
 		if [ "$$(id -u)" != 0 ]; then echo "deps: run as root to install packages" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all Debian packages present"; fi
+	@# npm: Debian's package, unless the installed nodejs brings its own (and conflicts with it)
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
+	@# the npm openwhisk client the compatibility tests run, at the version the lock file pins
+	cd tests/openwhisk && npm ci --no-audit --no-fund --loglevel=error
 
 # the package list, for tests/vm/image (the guest gets every one of them)
 print-deb-pkgs:
 	@echo $(DEB_PKGS)
 
-# check: the one test command. Builds, then runs every CUnit suite (unit and integration).
+# check: the one test command. Builds, then runs every CUnit suite (unit and integration),
+# then each fuzzer over its corpus for a few seconds (tests/fuzz/module.mk).
 check: deps
 	$(MAKE) all
 	$(MAKE) test
+	$(MAKE) fuzz-check
 
 test: all
 	$(BIN)/nemo-tests
@@ -102,8 +109,8 @@ format:
 	clang-format -i $(LINT_SRCS)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz build-asan
 
 help:
-	@echo "make run | check | check-vm | vm-shell | deps | all | install | uninstall | lint |" \
-		"bench-nf | bench-sandbox | clean"
+	@echo "make run | check | check-vm | vm-shell | check-asan | fuzz | deps | all | install |" \
+		"uninstall | lint | bench-nf | bench-sandbox | clean"

@@ -25,7 +25,8 @@ int cfg_error(struct cfg_ctx *ctx, const char *path, const char *fmt, ...)
 	else
 		snprintf(ctx->err, sizeof(ctx->err), "%s: %s", ctx->file ? ctx->file : "<config>",
 			 msg);
-	NEMO_ERR("config", "%s", ctx->err);
+	if (!ctx->quiet)
+		NEMO_ERR("config", "%s", ctx->err);
 	return -EINVAL;
 }
 
@@ -61,15 +62,103 @@ static const char *json_type_name(const cJSON *item)
 	return "invalid";
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Above this many members, sort the names rather than compare every pair. */
+#define UNIQUE_PAIRWISE_MAX 16
+
+/* The first key of object `obj` that is given twice, NULL if none; -ENOMEM in *rc. */
+static const char *duplicate_key(const cJSON *obj, int *rc)
+{
+	const char **names, *dup = NULL;
+	const cJSON *a, *b;
+	size_t n = 0, i;
+
+	*rc = 0;
+	cJSON_ArrayForEach (a, obj)
+		n++;
+	if (n < 2)
+		return NULL;
+	if (n <= UNIQUE_PAIRWISE_MAX) {
+		for (a = obj->child; a; a = a->next)
+			for (b = a->next; b; b = b->next)
+				if (a->string && b->string && !strcmp(a->string, b->string))
+					return a->string;
+		return NULL;
+	}
+	names = malloc(n * sizeof(*names));
+	if (!names) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	i = 0;
+	cJSON_ArrayForEach (a, obj)
+		names[i++] = a->string ? a->string : "";
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (i = 1; i < n && !dup; i++)
+		if (!strcmp(names[i - 1], names[i]))
+			dup = names[i];
+	free(names);
+	return dup;
+}
+
+static int check_unique(struct cfg_ctx *ctx, const char *path, const cJSON *item, bool deep)
+{
+	const cJSON *child;
+	char kpath[256];
+	int i = 0, rc;
+
+	if (cJSON_IsObject(item)) {
+		const char *dup = duplicate_key(item, &rc);
+
+		if (rc) {
+			cfg_error(ctx, path, "out of memory checking keys");
+			return rc;
+		}
+		if (dup)
+			return cfg_error(ctx, cfg_join(kpath, sizeof(kpath), path, dup),
+					 "given more than once");
+	}
+	if (!deep || !(cJSON_IsObject(item) || cJSON_IsArray(item)))
+		return 0;
+	cJSON_ArrayForEach (child, item) {
+		if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
+			if (cJSON_IsObject(item))
+				cfg_join(kpath, sizeof(kpath), path,
+					 child->string ? child->string : "");
+			else
+				cfg_index(kpath, sizeof(kpath), path, i);
+			rc = check_unique(ctx, kpath, child, true);
+			if (rc)
+				return rc;
+		}
+		i++;
+	}
+	return 0;
+}
+
+int cfg_check_unique_keys(struct cfg_ctx *ctx, const char *path, const cJSON *item)
+{
+	return check_unique(ctx, path ? path : "", item, true);
+}
+
 int cfg_parse_object(struct cfg_ctx *ctx, const char *path, const cJSON *obj,
 		     const struct cfg_key *table, void *dst)
 {
+	bool root = !path || !path[0];
 	const cJSON *item;
 	char kpath[256];
 	int rc;
 
 	if (!cJSON_IsObject(obj))
 		return cfg_error(ctx, path, "expected an object, got %s", json_type_name(obj));
+	/* the root checks the whole tree once; nested tables see trees already checked */
+	rc = check_unique(ctx, root ? "" : path, obj, root);
+	if (rc)
+		return rc;
 	cJSON_ArrayForEach (item, obj) {
 		const struct cfg_key *k;
 
@@ -91,11 +180,82 @@ int cfg_parse_object(struct cfg_ctx *ctx, const char *path, const cJSON *obj,
 	return 0;
 }
 
+/* The line of `at` in `text`, counting from 1. */
+static int line_of(const char *text, size_t len, const char *at)
+{
+	int line = 1;
+
+	for (const char *p = text; at && p < at && p < text + len; p++)
+		line += *p == '\n';
+	return line;
+}
+
+/*
+ * In well-formed JSON text, the first string that holds a \u0000 escape or a raw control
+ * character; NULL if none. cJSON decodes \u0000 to a NUL byte and the C string ends there:
+ * "victim\u0000x" would read as "victim". Raw control characters are not JSON at all.
+ */
+static const char *bad_string(const char *text, size_t len, const char **what)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '"') {
+			in_string = !in_string;
+		} else if (in_string && c < 0x20) {
+			*what = "a raw control character";
+			return text + i;
+		} else if (in_string && c == '\\' && i + 1 < len) {
+			if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4)) {
+				*what = "\\u0000, which would cut it short";
+				return text + i;
+			}
+			i++; /* the escaped character, whatever it is */
+		}
+	}
+	return NULL;
+}
+
+cJSON *cfg_parse_json(struct cfg_ctx *ctx, const char *text, size_t len)
+{
+	const char *end = NULL, *bad, *what = NULL;
+	cJSON *root;
+	size_t used;
+	int rc = 0;
+
+	root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (!root) {
+		cfg_error(ctx, NULL, "malformed JSON near line %d", line_of(text, len, end));
+		errno = EINVAL;
+		return NULL;
+	}
+	used = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
+	for (size_t i = used; i < len && !rc; i++)
+		if (!text[i] || !strchr(" \t\r\n", text[i]))
+			rc = cfg_error(ctx, NULL, "unexpected text after the JSON value, line %d",
+				       line_of(text, len, text + i));
+	bad = rc ? NULL : bad_string(text, used, &what);
+	if (bad)
+		rc = cfg_error(ctx, NULL, "a string near line %d holds %s", line_of(text, len, bad),
+			       what);
+	if (!rc)
+		rc = cfg_check_unique_keys(ctx, "", root);
+	if (rc) {
+		cJSON_Delete(root);
+		errno = -rc;
+		return NULL;
+	}
+	return root;
+}
+
 cJSON *cfg_load_file(struct cfg_ctx *ctx, const char *file)
 {
 	FILE *f = fopen(file, "r");
 	char *text = NULL;
 	cJSON *root = NULL;
+	int e = EINVAL;
 	long len;
 
 	ctx->file = file;
@@ -120,20 +280,14 @@ cJSON *cfg_load_file(struct cfg_ctx *ctx, const char *file)
 		goto out;
 	}
 	text[len] = '\0';
-	root = cJSON_ParseWithLength(text, (size_t)len);
-	if (!root) {
-		const char *at = cJSON_GetErrorPtr();
-		int line = 1;
-
-		for (const char *p = text; at && p < at; p++)
-			line += *p == '\n';
-		cfg_error(ctx, NULL, "malformed JSON near line %d", line);
-	}
+	root = cfg_parse_json(ctx, text, (size_t)len);
+	if (!root)
+		e = errno;
 out:
 	free(text);
 	fclose(f);
 	if (!root)
-		errno = EINVAL;
+		errno = e;
 	return root;
 }
 
@@ -234,6 +388,13 @@ int cfg_parse_strbuf(struct cfg_ctx *ctx, const char *path, const cJSON *item, v
 	len = strlen(item->valuestring);
 	if (len == 0)
 		return cfg_error(ctx, path, "must not be empty");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)item->valuestring[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return cfg_error(ctx, path,
+					 "holds a control character (0x%02x) at offset %zu", c, i);
+	}
 	if (len >= cap)
 		return cfg_error(ctx, path, "longer than %zu characters", cap - 1);
 	memcpy((char *)dst + key->offset, item->valuestring, len + 1);

@@ -1,10 +1,15 @@
 -- bench_api.lua - wrk script: POST the echo payload with the bearer token, report in one line.
--- env: NEMO_TOKEN (required), BENCH_PATH [/function/echo], BENCH_BODY [{"hello":"nemo"}]
+-- env: NEMO_TOKEN or NEMO_BASIC (required), BENCH_PATH [/function/echo], BENCH_BODY [{"hello":"nemo"}]
 wrk.method = "POST"
 wrk.path = os.getenv("BENCH_PATH") or "/function/echo"
 wrk.body = os.getenv("BENCH_BODY") or '{"hello":"nemo"}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. (os.getenv("NEMO_TOKEN") or "")
+-- NEMO_BASIC (base64 of uuid:key) sends Basic auth, as OpenWhisk and OpenFaaS clients do
+if os.getenv("NEMO_BASIC") then
+   wrk.headers["Authorization"] = "Basic " .. os.getenv("NEMO_BASIC")
+else
+   wrk.headers["Authorization"] = "Bearer " .. (os.getenv("NEMO_TOKEN") or "")
+end
 
 function done(summary, latency, requests)
    local e = summary.errors

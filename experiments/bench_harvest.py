@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""bench_harvest.py - make bench-harvest: nemod harvesting beside nemo-nf, every figure of issue 5.
+"""bench_harvest.py - make bench-harvest: nemod harvesting beside nemo-nf, every harvesting figure beside its baseline.
 
 One run, each figure beside its baseline measured in the same run:
   0. the ceiling without nemod: what a SCHED_IDLE busy loop gets beside the NF, by the NF's

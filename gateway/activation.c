@@ -73,6 +73,7 @@ static void clear_slot(struct gw_activation *a)
 	free(a->result);
 	free(a->payload);
 	free(a->restored_json);
+	free(a->logs);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -271,10 +272,70 @@ static cJSON *result_json(const uint8_t *data, size_t len)
 	return j;
 }
 
+/* OpenWhisk's words for a terminal status, and its statusCode (0..3). */
+static const char *ow_status(enum gw_act_status s, int *code)
+{
+	switch (s) {
+	case GW_ACT_SUCCESS:
+		*code = 0;
+		return "success";
+	case GW_ACT_APP_ERROR:
+		*code = 1;
+		return "application error";
+	case GW_ACT_TIMEOUT:
+	case GW_ACT_CRASHED:
+	case GW_ACT_REJECTED:
+		*code = 2;
+		return "action developer error";
+	case GW_ACT_ACCEPTED:
+	case GW_ACT_RUNNING:
+		*code = -1;
+		return "pending";
+	default:
+		*code = 3;
+		return "whisk internal error";
+	}
+}
+
+static void annotate(cJSON *arr, const char *key, cJSON *value)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "key", key);
+	cJSON_AddItemToObject(o, "value", value);
+	cJSON_AddItemToArray(arr, o);
+}
+
+static cJSON *logs_json(const char *logs, size_t len)
+{
+	cJSON *arr = cJSON_CreateArray();
+	const char *p = logs, *end = logs + len;
+
+	while (logs && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char *line = strndup(p, n);
+
+		if (line)
+			cJSON_AddItemToArray(arr, cJSON_CreateString(line));
+		free(line);
+		p += n + 1;
+	}
+	return arr;
+}
+
+/*
+ * The record in OpenWhisk's shape: activationId, namespace, name, version, subject, start,
+ * end, duration, response {status, statusCode, success, result}, logs, annotations (path,
+ * waitTime, initTime, kind, limits, and nemo's own: startPath, core, phases). nemo's older
+ * top-level fields (status, trigger, startPath, core, phases) stay for its own clients.
+ */
 cJSON *gw_act_record_json(const struct gw_activation *a)
 {
-	cJSON *j, *resp, *phases, *result;
+	cJSON *j, *resp, *phases, *result, *ann, *lim;
 	bool ok = a->status == GW_ACT_SUCCESS;
+	char version[32], path[SBX_NAME_MAX + 4];
+	int code;
 
 	if (a->restored_json) {
 		j = cJSON_Parse(a->restored_json);
@@ -282,41 +343,135 @@ cJSON *gw_act_record_json(const struct gw_activation *a)
 			return j;
 	}
 	j = cJSON_CreateObject();
-
 	cJSON_AddStringToObject(j, "activationId", a->id);
-	cJSON_AddStringToObject(j, "name", a->function);
 	cJSON_AddStringToObject(j, "namespace", "_");
-	cJSON_AddStringToObject(j, "status", gw_act_status_name(a->status));
-	cJSON_AddStringToObject(j, "trigger", a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http");
+	cJSON_AddStringToObject(j, "name", a->function);
+	snprintf(version, sizeof(version), "0.0.%llu", (unsigned long long)a->version);
+	cJSON_AddStringToObject(j, "version", version);
+	cJSON_AddStringToObject(j, "subject", "_");
+	cJSON_AddBoolToObject(j, "publish", false);
 	cJSON_AddNumberToObject(j, "start", (double)a->start_ms);
 	if (gw_act_terminal(a->status)) {
 		cJSON_AddNumberToObject(j, "end", (double)a->end_ms);
 		cJSON_AddNumberToObject(j, "duration", (double)(a->end_ms - a->start_ms));
 	} else {
-		cJSON_AddNullToObject(j, "end");
+		cJSON_AddNumberToObject(j, "end", 0);
+		cJSON_AddNumberToObject(j, "duration", 0);
 	}
-	cJSON_AddStringToObject(j, "startPath", path_names[a->path & 3]);
-	cJSON_AddNumberToObject(j, "core", a->core);
-	phases = cJSON_AddObjectToObject(j, "phases");
-	cJSON_AddNumberToObject(phases, "queue_us", (double)a->times.queue_ns / 1e3);
-	cJSON_AddNumberToObject(phases, "create_us", (double)a->times.create_ns / 1e3);
-	cJSON_AddNumberToObject(phases, "init_us", (double)a->times.init_ns / 1e3);
-	cJSON_AddNumberToObject(phases, "run_us", (double)a->times.run_ns / 1e3);
 	resp = cJSON_AddObjectToObject(j, "response");
-	cJSON_AddStringToObject(resp, "status", gw_act_status_name(a->status));
+	cJSON_AddStringToObject(resp, "status", ow_status(a->status, &code));
+	cJSON_AddNumberToObject(resp, "statusCode", code);
 	cJSON_AddBoolToObject(resp, "success", ok);
 	if (ok || !a->message[0]) {
 		result = result_json(a->result, a->result_len);
 	} else {
 		result = cJSON_CreateObject();
 		cJSON_AddStringToObject(result, "error", a->message);
-		if (a->result_len) {
+		if (a->result_len)
 			cJSON_AddItemToObject(result, "output",
 					      result_json(a->result, a->result_len));
-		}
 	}
 	cJSON_AddItemToObject(resp, "result", result);
+	cJSON_AddNumberToObject(j, "statusCode", code < 0 ? 0 : code);
+	cJSON_AddItemToObject(j, "logs", logs_json(a->logs, a->logs_len));
+	ann = cJSON_AddArrayToObject(j, "annotations");
+	snprintf(path, sizeof(path), "_/%s", a->function);
+	annotate(ann, "path", cJSON_CreateString(path));
+	annotate(ann, "waitTime", cJSON_CreateNumber((double)(a->times.queue_ns / 1000000)));
+	if (a->path == SBX_START_COLD)
+		annotate(ann, "initTime",
+			 cJSON_CreateNumber(
+				 (double)((a->times.create_ns + a->times.init_ns) / 1000000)));
+	annotate(ann, "kind", cJSON_CreateString(a->kind[0] ? a->kind : "unknown"));
+	lim = cJSON_CreateObject();
+	cJSON_AddNumberToObject(lim, "timeout", a->limit_timeout_ms);
+	cJSON_AddNumberToObject(lim, "memory", a->limit_memory_mb);
+	cJSON_AddNumberToObject(lim, "logs", a->limit_logs / 1048576);
+	annotate(ann, "limits", lim);
+	annotate(ann, "nemo.startPath", cJSON_CreateString(path_names[a->path & 3]));
+	annotate(ann, "nemo.core", cJSON_CreateNumber(a->core));
+	annotate(ann, "nemo.trigger",
+		 cJSON_CreateString(a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http"));
+	phases = cJSON_CreateObject();
+	cJSON_AddNumberToObject(phases, "queue_us", (double)a->times.queue_ns / 1e3);
+	cJSON_AddNumberToObject(phases, "create_us", (double)a->times.create_ns / 1e3);
+	cJSON_AddNumberToObject(phases, "init_us", (double)a->times.init_ns / 1e3);
+	cJSON_AddNumberToObject(phases, "run_us", (double)a->times.run_ns / 1e3);
+	annotate(ann, "nemo.phases", cJSON_Duplicate(phases, true));
+	/* nemo's own names, as before */
+	cJSON_AddStringToObject(j, "status", gw_act_status_name(a->status));
+	cJSON_AddStringToObject(j, "trigger", a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http");
+	cJSON_AddStringToObject(j, "startPath", path_names[a->path & 3]);
+	cJSON_AddNumberToObject(j, "core", a->core);
+	cJSON_AddItemToObject(j, "phases", phases);
 	return j;
+}
+
+void gw_act_set_logs(struct gw_act_table *t, uint64_t seq, const char *logs, size_t len)
+{
+	char *copy = malloc(len + 1);
+	struct gw_activation *a;
+
+	if (!copy)
+		return;
+	memcpy(copy, logs, len);
+	copy[len] = '\0';
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a && !gw_act_terminal(a->status)) {
+		free(a->logs);
+		a->logs = copy;
+		a->logs_len = len;
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(copy);
+}
+
+void gw_act_set_function(struct gw_act_table *t, uint64_t seq, uint64_t version, const char *kind,
+			 uint32_t timeout_ms, uint32_t memory_mb, uint32_t logs_bytes)
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a) {
+		a->version = version;
+		snprintf(a->kind, sizeof(a->kind), "%s", kind);
+		a->limit_timeout_ms = timeout_ms;
+		a->limit_memory_mb = memory_mb;
+		a->limit_logs = logs_bytes;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void gw_act_set_route(struct gw_act_table *t, uint64_t seq, int qos, bool mqtt5, const void *corr,
+		      size_t corr_len, const char *callback_url)
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a) {
+		a->qos = qos;
+		a->mqtt5 = mqtt5;
+		a->correlation_len = corr && corr_len <= sizeof(a->correlation) ? corr_len : 0;
+		if (a->correlation_len)
+			memcpy(a->correlation, corr, a->correlation_len);
+		snprintf(a->callback_url, sizeof(a->callback_url), "%s",
+			 callback_url ? callback_url : "");
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void gw_act_id_of(struct gw_act_table *t, uint64_t seq, char id[GW_ID_LEN + 1])
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	snprintf(id, GW_ID_LEN + 1, "%s", a ? a->id : "");
+	pthread_mutex_unlock(&t->lock);
 }
 
 cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal)
@@ -349,23 +504,64 @@ cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal)
 	return j;
 }
 
-cJSON *gw_act_list_json(struct gw_act_table *t, const char *function, int limit)
+cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f)
 {
 	cJSON *arr = cJSON_CreateArray();
+	int skip = f->skip, limit = f->limit;
 
 	pthread_mutex_lock(&t->lock);
 	/* seqs skipped over live slots leave holes: look back one table's worth */
 	for (uint64_t seq = t->next_seq - 1, n = 0; seq > 0 && limit > 0 && n < t->capacity;
 	     seq--, n++) {
 		struct gw_activation *a = by_seq(t, seq);
+		cJSON *j;
 
-		if (!a)
+		if (!a || (f->function && strcmp(f->function, a->function)))
 			continue;
-		if (function && strcmp(function, a->function))
+		if ((f->since_ms && a->start_ms < f->since_ms) ||
+		    (f->upto_ms && a->start_ms > f->upto_ms))
 			continue;
-		cJSON_AddItemToArray(arr, gw_act_record_json(a));
+		if (skip > 0) {
+			skip--;
+			continue;
+		}
+		j = gw_act_record_json(a);
+		if (!f->docs) {
+			/* OpenWhisk lists without the result and the logs unless docs=true */
+			cJSON_DeleteItemFromObjectCaseSensitive(
+				cJSON_GetObjectItemCaseSensitive(j, "response"), "result");
+			cJSON_DeleteItemFromObjectCaseSensitive(j, "logs");
+		}
+		cJSON_AddItemToArray(arr, j);
 		limit--;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return arr;
+}
+
+int gw_act_outcome(struct gw_act_table *t, uint64_t seq, enum gw_act_status *status, char *message,
+		   size_t msglen, uint8_t **result, size_t *result_len)
+{
+	struct gw_activation *a;
+	int rc = -ENOENT;
+
+	*result = NULL;
+	*result_len = 0;
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a) {
+		*status = a->status;
+		snprintf(message, msglen, "%s", a->message);
+		if (a->result_len) {
+			*result = malloc(a->result_len + 1);
+			if (*result) {
+				memcpy(*result, a->result, a->result_len);
+				(*result)[a->result_len] = '\0';
+				*result_len = a->result_len;
+			}
+		}
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
 }

@@ -49,9 +49,9 @@ static int be_prewarm(void *state, const char *name, int core, int count)
 	return sbx_pool_prewarm(((struct sbx_backend *)state)->pool, name, core, count);
 }
 
-static int be_core_cgroup(void *state, int core, const char *ctrl, char *buf, size_t len)
+static struct sbx_host *be_host(void *state)
 {
-	return sbx_host_core_cgroup(((struct sbx_backend *)state)->host, core, ctrl, buf, len);
+	return ((struct sbx_backend *)state)->host;
 }
 
 static int be_freeze_core(void *state, int core, bool freeze)
@@ -70,7 +70,7 @@ static const struct gw_backend_ops sbx_backend_ops = {
 	.stats = be_stats,
 	.maintain = be_maintain,
 	.prewarm = be_prewarm,
-	.core_cgroup = be_core_cgroup,
+	.host = be_host,
 	.freeze_core = be_freeze_core,
 };
 

@@ -319,6 +319,11 @@ static int parse_interference(struct cfg_ctx *ctx, const char *path, const cJSON
 	return rc;
 }
 
+static const struct cfg_key openfaas_keys[] = {
+	CFG_KEY("function_auth", cfg_parse_bool, struct gw_config, function_auth, false),
+	CFG_KEY_END,
+};
+
 static const char *const http_modes[] = {"thread_per_connection", "pool", NULL};
 static const char *const ka_policies[] = {"ttl", "greedy_dual", NULL};
 
@@ -332,6 +337,7 @@ static const struct cfg_key gw_keys[] = {
 	 .offset = offsetof(struct gw_config, limits),
 	 .arg = limit_keys},
 	{.name = "cores", .parse = parse_sub, .offset = 0, .arg = core_keys},
+	{.name = "openfaas", .parse = parse_sub, .offset = 0, .arg = openfaas_keys},
 	CFG_KEY_ENUM("http_mode", struct gw_config, http_mode, false, http_modes),
 	CFG_KEY_RANGE("http_threads", cfg_parse_u32, struct gw_config, http_threads, false, 1, 256),
 	CFG_KEY_RANGE("async_workers", cfg_parse_u32, struct gw_config, async_workers, false, 1,

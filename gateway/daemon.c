@@ -1,11 +1,12 @@
-/* daemon.c - nemod's core: deployed functions, invocation with limits, async workers, drain. */
+/* daemon.c - nemod's life: credentials, the store lock, start, drain, stop; JSON views. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -15,708 +16,18 @@
 #include "nemo/log.h"
 #include "gw_internal.h"
 
-bool gw_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n >= 1 && n < SBX_NAME_MAX && strspn(name, GW_NAME_CHARS) == n;
-}
-
-/* ---- the function list ------------------------------------------------------------------------ */
-
-static void fn_free(struct gw_function *fn)
-{
-	pthread_mutex_destroy(&fn->gate_lock);
-	pthread_cond_destroy(&fn->gate_cond);
-	free(fn->doc);
-	free(fn);
-}
-
-struct gw_function *gw_fn_get(struct gw_daemon *d, const char *name)
-{
-	struct gw_function *fn;
-
-	pthread_rwlock_rdlock(&d->fn_lock);
-	for (fn = d->functions; fn; fn = fn->next)
-		if (!strcmp(fn->spec.name, name)) {
-			atomic_fetch_add(&fn->refs, 1);
-			break;
-		}
-	pthread_rwlock_unlock(&d->fn_lock);
-	return fn;
-}
-
-void gw_fn_put(struct gw_function *fn)
-{
-	if (fn && atomic_fetch_sub(&fn->refs, 1) == 1)
-		fn_free(fn);
-}
-
-/* Swap `fn` in for the function of the same name (or add it); the old one is dropped. */
-static void fn_publish(struct gw_daemon *d, struct gw_function *fn)
-{
-	struct gw_function **p, *old = NULL;
-
-	pthread_rwlock_wrlock(&d->fn_lock);
-	for (p = &d->functions; *p; p = &(*p)->next)
-		if (!strcmp((*p)->spec.name, fn->spec.name)) {
-			old = *p;
-			fn->next = old->next;
-			/* counters continue across a redeploy: they count the name */
-			fn->metrics = old->metrics;
-			*p = fn;
-			break;
-		}
-	if (!old) {
-		fn->next = d->functions;
-		d->functions = fn;
-	}
-	pthread_rwlock_unlock(&d->fn_lock);
-	/* invocations still at the old gate finish there, by name, on the new spec */
-	gw_fn_put(old);
-}
-
-/* ---- deploy ----------------------------------------------------------------------------------- */
-
-static int bad(char *err, size_t errlen, int *http_status, int status, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static int bad(char *err, size_t errlen, int *http_status, int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	*http_status = status;
-	return status == 500 ? -EIO : -EINVAL;
-}
-
-static int parse_mqtt(const cJSON *m, struct gw_mqtt_trigger *t, char *err, size_t errlen,
-		      int *http_status)
-{
-	const cJSON *topics, *reply, *qos, *it;
-	int i = 0;
-
-	memset(t, 0, sizeof(*t));
-	if (!m)
-		return 0;
-	if (!cJSON_IsObject(m))
-		return bad(
-			err, errlen, http_status, 400,
-			"key 'mqtt': expected an object {\"topics\": [...], \"reply_topic\": ...}");
-	cJSON_ArrayForEach (it, m) {
-		if (strcmp(it->string, "topics") && strcmp(it->string, "reply_topic") &&
-		    strcmp(it->string, "qos"))
-			return bad(err, errlen, http_status, 400, "key 'mqtt.%s': unknown key",
-				   it->string);
-	}
-	topics = cJSON_GetObjectItemCaseSensitive(m, "topics");
-	if (!cJSON_IsArray(topics) || cJSON_GetArraySize(topics) < 1)
-		return bad(err, errlen, http_status, 400,
-			   "key 'mqtt.topics': expected a non-empty array of topic filters");
-	cJSON_ArrayForEach (it, topics) {
-		if (!cJSON_IsString(it) || !it->valuestring[0] ||
-		    strlen(it->valuestring) >= GW_TOPIC_MAX)
-			return bad(err, errlen, http_status, 400,
-				   "key 'mqtt.topics[%d]': expected a topic filter of 1..%d "
-				   "characters",
-				   i, GW_TOPIC_MAX - 1);
-		if (i >= GW_MAX_TOPICS)
-			return bad(err, errlen, http_status, 400,
-				   "key 'mqtt.topics': more than %d topics", GW_MAX_TOPICS);
-		snprintf(t->topics[i++], GW_TOPIC_MAX, "%s", it->valuestring);
-	}
-	t->n_topics = i;
-	reply = cJSON_GetObjectItemCaseSensitive(m, "reply_topic");
-	if (reply) {
-		if (!cJSON_IsString(reply) || !reply->valuestring[0] ||
-		    strlen(reply->valuestring) >= GW_TOPIC_MAX || strpbrk(reply->valuestring, "+#"))
-			return bad(err, errlen, http_status, 400,
-				   "key 'mqtt.reply_topic': expected a topic without wildcards");
-		snprintf(t->reply_topic, GW_TOPIC_MAX, "%s", reply->valuestring);
-	}
-	qos = cJSON_GetObjectItemCaseSensitive(m, "qos");
-	if (qos) {
-		if (!cJSON_IsNumber(qos) || qos->valueint < 0 || qos->valueint > 1 ||
-		    qos->valuedouble != (double)qos->valueint)
-			return bad(err, errlen, http_status, 400,
-				   "key 'mqtt.qos': expected 0 or 1");
-		t->qos = qos->valueint;
-	}
-	return 0;
-}
-
-static bool under_root(const struct gw_config *cfg, const char *real)
-{
-	for (int i = 0; i < cfg->n_code_roots; i++) {
-		size_t n = strlen(cfg->code_roots[i]);
-
-		if (!strncmp(real, cfg->code_roots[i], n) &&
-		    (real[n] == '/' || (n == 1 && real[0] == '/')))
-			return true;
-	}
-	return false;
-}
-
-static void default_file_name(const char *name, int runtime, char *buf, size_t len)
-{
-	if (runtime == SBX_RUNTIME_C) {
-		snprintf(buf, len, "function.so");
-	} else if (runtime == SBX_RUNTIME_PYTHON) {
-		/* the module name: a python identifier */
-		snprintf(buf, len, "%s.py", name);
-		for (char *p = buf; *p && strcmp(p, ".py"); p++)
-			if (*p == '-')
-				*p = '_';
-		if (buf[0] >= '0' && buf[0] <= '9')
-			buf[0] = '_';
-	} else {
-		snprintf(buf, len, "function");
-	}
-}
-
-/*
- * Put the code where the sandbox reads it: decode base64 into the store, or copy a file from
- * under an allowed root. *code_path gets the stored path.
- */
-static int place_code(struct gw_daemon *d, const char *name, const cJSON *code,
-		      const struct sbx_spec *spec, uint64_t version, char *code_path, size_t cplen,
-		      char *err, size_t errlen, int *http_status)
-{
-	const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(code, "base64");
-	const cJSON *path = cJSON_GetObjectItemCaseSensitive(code, "path");
-	const cJSON *fname = cJSON_GetObjectItemCaseSensitive(code, "filename");
-	const cJSON *it;
-	char file[128], real[PATH_MAX];
-	int rc;
-
-	cJSON_ArrayForEach (it, code) {
-		if (strcmp(it->string, "base64") && strcmp(it->string, "path") &&
-		    strcmp(it->string, "filename"))
-			return bad(err, errlen, http_status, 400, "key 'code.%s': unknown key",
-				   it->string);
-	}
-	if (!!b64 == !!path)
-		return bad(err, errlen, http_status, 400,
-			   "key 'code': give exactly one of 'base64' and 'path'");
-	if (fname) {
-		size_t n = cJSON_IsString(fname) ? strlen(fname->valuestring) : 0;
-
-		if (!n || n >= sizeof(file) || fname->valuestring[0] == '.' ||
-		    strspn(fname->valuestring, GW_NAME_CHARS ".") != n)
-			return bad(err, errlen, http_status, 400,
-				   "key 'code.filename': expected a plain file name "
-				   "([A-Za-z0-9_.-], not starting with '.')");
-		snprintf(file, sizeof(file), "%s", fname->valuestring);
-	} else {
-		default_file_name(name, spec->runtime, file, sizeof(file));
-	}
-	if (b64) {
-		size_t len;
-		uint8_t *bytes;
-		long n;
-
-		if (!cJSON_IsString(b64))
-			return bad(err, errlen, http_status, 400,
-				   "key 'code.base64': expected a string");
-		len = strlen(b64->valuestring);
-		if (!len)
-			return bad(err, errlen, http_status, 400, "key 'code.base64': empty code");
-		bytes = malloc(len / 4 * 3 + 3);
-		if (!bytes)
-			return bad(err, errlen, http_status, 500, "out of memory");
-		n = gw_base64_decode(b64->valuestring, len, bytes, len / 4 * 3 + 3);
-		if (n <= 0) {
-			free(bytes);
-			return bad(err, errlen, http_status, 400,
-				   "key 'code.base64': not valid base64");
-		}
-		rc = gw_store_write_code(d->cfg.store_dir, name, version, file, bytes, (size_t)n,
-					 code_path, cplen);
-		free(bytes);
-		if (rc)
-			return bad(err, errlen, http_status, 500, "store: %s", strerror(-rc));
-		return 0;
-	}
-	if (!cJSON_IsString(path) || path->valuestring[0] != '/')
-		return bad(err, errlen, http_status, 400,
-			   "key 'code.path': expected an absolute path");
-	if (!d->cfg.n_code_roots)
-		return bad(err, errlen, http_status, 400,
-			   "key 'code.path': this nemod has no code_roots; send the code as "
-			   "base64");
-	if (!realpath(path->valuestring, real))
-		return bad(err, errlen, http_status, 400, "key 'code.path': %s: %s",
-			   path->valuestring, strerror(errno));
-	/* the canonical path decides: ../ and symlinks cannot leave the roots */
-	if (!under_root(&d->cfg, real))
-		return bad(err, errlen, http_status, 400,
-			   "key 'code.path': '%s' is outside the allowed code roots",
-			   path->valuestring);
-	if (!fname) {
-		const char *base = strrchr(real, '/');
-
-		snprintf(file, sizeof(file), "%s", base + 1);
-	}
-	{
-		size_t len;
-		char *bytes = gw_read_file(real, 256u << 20, &len);
-
-		if (!bytes)
-			return bad(err, errlen, http_status, 400, "key 'code.path': %s: %s",
-				   path->valuestring, strerror(errno));
-		rc = gw_store_write_code(d->cfg.store_dir, name, version, file, bytes, len,
-					 code_path, cplen);
-		free(bytes);
-	}
-	if (rc)
-		return bad(err, errlen, http_status, 500, "store: %s", strerror(-rc));
-	return 0;
-}
-
-/*
- * Instances made ahead of demand, on the core the dispatcher would pick: the first requests
- * then take the pre-warmed path. A failure leaves the function deployed, cold.
- */
-static void prewarm_function(struct gw_daemon *d, const char *name, int count)
-{
-	struct gw_placement where = {.core = -1};
-	int made;
-
-	if (!d->backend.ops->prewarm)
-		return;
-	if (d->dispatch.ops->place(d->dispatch.state, name, &where) || where.core < 0)
-		where.core = d->cfg.sandbox_cores[0];
-	made = d->backend.ops->prewarm(d->backend.state, name, where.core, count);
-	if (made < 0)
-		NEMO_WARN(GW_MOD, "prewarm function=%s core=%d: %s", name, where.core,
-			  strerror(-made));
-	else
-		NEMO_INFO(GW_MOD, "prewarmed function=%s core=%d instances=%d", name, where.core,
-			  made);
-}
-
-int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t len, bool stored,
-	      char *err, size_t errlen, int *http_status)
-{
-	const char *origin = stored ? "store" : "request";
-	struct gw_function *fn = NULL;
-	cJSON *root, *code = NULL, *mqtt = NULL, *prewarm = NULL, *jname;
-	int n_prewarm;
-	char spec_err[512], code_path[GW_PATH_MAX];
-	char *spec_text = NULL, *doc = NULL;
-	uint64_t version;
-	int rc;
-
-	err[0] = '\0';
-	if (!gw_name_valid(name))
-		return bad(err, errlen, http_status, 400,
-			   "name '%.64s': must be 1..%d characters of [A-Za-z0-9_-]", name,
-			   SBX_NAME_MAX - 1);
-	root = cJSON_ParseWithLength(body, len);
-	if (!root) {
-		const char *at = cJSON_GetErrorPtr();
-
-		return bad(err, errlen, http_status, 400, "malformed JSON near byte %ld",
-			   at && at >= body && at <= body + len ? (long)(at - body) : 0L);
-	}
-	if (!cJSON_IsObject(root)) {
-		rc = bad(err, errlen, http_status, 400, "expected a JSON object (the spec)");
-		goto out;
-	}
-	fn = calloc(1, sizeof(*fn));
-	if (!fn) {
-		rc = bad(err, errlen, http_status, 500, "out of memory");
-		goto out;
-	}
-	jname = cJSON_GetObjectItemCaseSensitive(root, "name");
-	if (jname && (!cJSON_IsString(jname) || strcmp(jname->valuestring, name))) {
-		rc = bad(err, errlen, http_status, 400,
-			 "key 'name': must match the name in the URL ('%s')", name);
-		goto out;
-	}
-	if (!jname)
-		cJSON_AddStringToObject(root, "name", name);
-	mqtt = cJSON_DetachItemFromObjectCaseSensitive(root, "mqtt");
-	rc = parse_mqtt(mqtt, &fn->mqtt, err, errlen, http_status);
-	if (rc)
-		goto out_mqtt;
-	prewarm = cJSON_DetachItemFromObjectCaseSensitive(root, "prewarm");
-	if (prewarm && (!cJSON_IsNumber(prewarm) || prewarm->valueint < 0 ||
-			prewarm->valueint > GW_MAX_PREWARM ||
-			prewarm->valuedouble != (double)prewarm->valueint)) {
-		rc = bad(err, errlen, http_status, 400, "key 'prewarm': expected an integer 0..%d",
-			 GW_MAX_PREWARM);
-		goto out_mqtt;
-	}
-	fn->prewarm = prewarm ? prewarm->valueint : 0;
-	code = cJSON_DetachItemFromObjectCaseSensitive(root, "code");
-	if (!code) {
-		rc = bad(err, errlen, http_status, 400, "key 'code': required key is missing");
-		goto out_mqtt;
-	}
-	if (stored ? !cJSON_IsString(code) : !cJSON_IsObject(code)) {
-		rc = bad(err, errlen, http_status, 400,
-			 "key 'code': expected an object {\"base64\": \"...\"} or {\"path\": "
-			 "\"/abs/file\"}");
-		goto out_code;
-	}
-	/* check the spec before any code is written: a bad spec changes nothing */
-	cJSON_AddStringToObject(root, "code",
-				stored ? code->valuestring : "/nemo/validating/placeholder");
-	spec_text = cJSON_PrintUnformatted(root);
-	if (!spec_text) {
-		rc = bad(err, errlen, http_status, 500, "out of memory");
-		goto out_code;
-	}
-	rc = sbx_spec_parse(spec_text, strlen(spec_text), origin, &fn->spec, spec_err,
-			    sizeof(spec_err));
-	if (rc) {
-		rc = bad(err, errlen, http_status, rc == -ENOMEM ? 500 : 400, "%s", spec_err);
-		goto out_code;
-	}
-
-	pthread_mutex_lock(&d->deploy_lock);
-	if (stored) {
-		char prefix[GW_PATH_MAX + 80];
-
-		/* a stored document may only point into its own store folder */
-		snprintf(prefix, sizeof(prefix), "%s/%s/v", d->cfg.store_dir, name);
-		if (strncmp(code->valuestring, prefix, strlen(prefix)) ||
-		    strstr(code->valuestring, "/../")) {
-			rc = bad(err, errlen, http_status, 400,
-				 "key 'code': '%s' is not in this function's store folder",
-				 code->valuestring);
-			goto out_unlock;
-		}
-		version = strtoull(code->valuestring + strlen(prefix), NULL, 10);
-		if (version > d->next_version)
-			d->next_version = version;
-		snprintf(code_path, sizeof(code_path), "%s", code->valuestring);
-	} else {
-		version = ++d->next_version;
-		rc = place_code(d, name, code, &fn->spec, version, code_path, sizeof(code_path),
-				err, errlen, http_status);
-		if (rc)
-			goto out_unlock;
-	}
-	snprintf(fn->spec.code, sizeof(fn->spec.code), "%s", code_path);
-	cJSON_ReplaceItemInObjectCaseSensitive(root, "code", cJSON_CreateString(code_path));
-	if (mqtt) {
-		cJSON_AddItemToObject(root, "mqtt", mqtt);
-		mqtt = NULL;
-	}
-	if (prewarm) {
-		cJSON_AddItemToObject(root, "prewarm", prewarm);
-		prewarm = NULL;
-	}
-	doc = cJSON_Print(root);
-	if (!doc) {
-		rc = bad(err, errlen, http_status, 500, "out of memory");
-		goto out_unlock;
-	}
-	rc = d->backend.ops->deploy(d->backend.state, &fn->spec);
-	if (rc) {
-		rc = bad(err, errlen, http_status, rc == -EINVAL ? 400 : 500, "deploy: %s",
-			 strerror(-rc));
-		goto out_unlock;
-	}
-	if (!stored) {
-		rc = gw_store_commit(d->cfg.store_dir, name, doc, version);
-		if (rc) {
-			struct gw_function *old = gw_fn_get(d, name);
-
-			/* keep the backend in step with what the store still says */
-			if (old)
-				d->backend.ops->deploy(d->backend.state, &old->spec);
-			else
-				d->backend.ops->undeploy(d->backend.state, name);
-			gw_fn_put(old);
-			rc = bad(err, errlen, http_status, 500, "store: %s", strerror(-rc));
-			goto out_unlock;
-		}
-	}
-	fn->doc = doc;
-	doc = NULL;
-	fn->version = version;
-	atomic_init(&fn->refs, 1);
-	pthread_mutex_init(&fn->gate_lock, NULL);
-	pthread_cond_init(&fn->gate_cond, NULL);
-	n_prewarm = fn->prewarm;
-	if (fn->mqtt.n_topics && !d->cfg.mqtt.enabled)
-		NEMO_WARN(GW_MOD, "function=%s has MQTT topics but mqtt.enabled is false in %s",
-			  name, d->cfg.file);
-	fn_publish(d, fn);
-	fn = NULL;
-	pthread_mutex_unlock(&d->deploy_lock);
-	if (d->mqtt)
-		gw_mqtt_resubscribe(d->mqtt);
-	if (n_prewarm)
-		prewarm_function(d, name, n_prewarm);
-	NEMO_INFO(GW_MOD, "deployed function=%s version=%llu code=%s origin=%s", name,
-		  (unsigned long long)version, code_path, origin);
-	*http_status = 200;
-	rc = 0;
-	goto out_code;
-
-out_unlock:
-	pthread_mutex_unlock(&d->deploy_lock);
-out_code:
-	cJSON_Delete(code);
-out_mqtt:
-	cJSON_Delete(mqtt);
-	cJSON_Delete(prewarm);
-out:
-	free(spec_text);
-	free(doc);
-	free(fn);
-	cJSON_Delete(root);
-	return rc;
-}
-
-int gw_undeploy(struct gw_daemon *d, const char *name)
-{
-	struct gw_function **p, *fn = NULL;
-	int rc;
-
-	pthread_mutex_lock(&d->deploy_lock);
-	pthread_rwlock_wrlock(&d->fn_lock);
-	for (p = &d->functions; *p; p = &(*p)->next)
-		if (!strcmp((*p)->spec.name, name)) {
-			fn = *p;
-			*p = fn->next;
-			break;
-		}
-	pthread_rwlock_unlock(&d->fn_lock);
-	if (!fn) {
-		pthread_mutex_unlock(&d->deploy_lock);
-		return -ENOENT;
-	}
-	fn->deleted = true;
-	rc = gw_store_remove(d->cfg.store_dir, name);
-	d->backend.ops->undeploy(d->backend.state, name);
-	pthread_mutex_unlock(&d->deploy_lock);
-	/* waiters at the gate see `deleted` and give up */
-	pthread_mutex_lock(&fn->gate_lock);
-	pthread_cond_broadcast(&fn->gate_cond);
-	pthread_mutex_unlock(&fn->gate_lock);
-	gw_fn_put(fn);
-	if (d->mqtt)
-		gw_mqtt_resubscribe(d->mqtt);
-	NEMO_INFO(GW_MOD, "deleted function=%s", name);
-	return rc == -ENOENT ? 0 : rc;
-}
-
-/* ---- invoke ------------------------------------------------------------------------------------- */
-
-int gw_admit(struct gw_daemon *d)
-{
-	if (atomic_fetch_add(&d->inflight, 1) >= d->cfg.limits.max_inflight) {
-		atomic_fetch_sub(&d->inflight, 1);
-		return -EAGAIN;
-	}
-	return 0;
-}
-
-void gw_unadmit(struct gw_daemon *d)
-{
-	atomic_fetch_sub(&d->inflight, 1);
-}
-
-/*
- * Wait for one of the function's spec.concurrency instance slots. `bounded`: refuse when
- * running + waiting already reach the per-function limit (HTTP callers get 429); async
- * workers wait, because their activation is already accepted.
- */
-static int gate_enter(struct gw_daemon *d, struct gw_function *fn, bool bounded)
-{
-	uint32_t slots = fn->spec.concurrency ? fn->spec.concurrency : 1;
-	int rc = 0;
-
-	pthread_mutex_lock(&fn->gate_lock);
-	if (fn->running >= slots) {
-		if (bounded &&
-		    fn->running + fn->waiting >= d->cfg.limits.max_inflight_per_function) {
-			pthread_mutex_unlock(&fn->gate_lock);
-			return -EAGAIN;
-		}
-		fn->waiting++;
-		while (fn->running >= slots && !fn->deleted)
-			pthread_cond_wait(&fn->gate_cond, &fn->gate_lock);
-		fn->waiting--;
-		if (fn->deleted)
-			rc = -ENOENT;
-	}
-	if (!rc)
-		fn->running++;
-	pthread_mutex_unlock(&fn->gate_lock);
-	return rc;
-}
-
-static void gate_leave(struct gw_function *fn)
-{
-	pthread_mutex_lock(&fn->gate_lock);
-	fn->running--;
-	pthread_cond_signal(&fn->gate_cond);
-	pthread_mutex_unlock(&fn->gate_lock);
-}
-
-int gw_invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq, const void *req,
-		   size_t len, bool bounded, struct sbx_result *res)
-{
-	uint64_t t0 = nemo_now_ns(), t_gate;
-	struct gw_placement where = {.core = -1};
-	enum gw_act_status st;
-	int rc;
-
-	memset(res, 0, sizeof(*res));
-	rc = gate_enter(d, fn, bounded);
-	if (rc == -EAGAIN)
-		return rc;
-	if (rc == -ENOENT) {
-		res->status = SBX_ERR_INTERNAL;
-		snprintf(res->message, sizeof(res->message), "function '%s' was deleted",
-			 fn->spec.name);
-		gw_act_finish(&d->acts, seq, GW_ACT_INTERNAL, res, NULL);
-		return 0;
-	}
-	t_gate = nemo_now_ns();
-	if (d->dispatch.ops->place(d->dispatch.state, fn->spec.name, &where))
-		where.core = -1;
-	if (gw_act_begin(&d->acts, seq, where.core)) {
-		/* already started or finished elsewhere: never run an activation twice */
-		gate_leave(fn);
-		return -EALREADY;
-	}
-	d->backend.ops->invoke(d->backend.state, fn->spec.name, where.core, req, len, res);
-	gate_leave(fn);
-	/* waiting at our gate is queueing too */
-	res->times.queue_ns += t_gate - t0;
-	d->dispatch.ops->observe(d->dispatch.state, fn->spec.name, &where, res);
-	st = gw_act_status_of(res->status);
-	gw_metrics_record(fn, st, res, nemo_now_ns() - t0);
-	gw_act_finish(&d->acts, seq, st, res, NULL);
-	return 0;
-}
-
-/* ---- async activations -------------------------------------------------------------------------- */
-
-int gw_enqueue(struct gw_daemon *d, uint64_t seq)
-{
-	pthread_mutex_lock(&d->q_lock);
-	if (d->q_len >= d->q_cap || d->q_stop) {
-		pthread_mutex_unlock(&d->q_lock);
-		return -EAGAIN;
-	}
-	d->queue[(d->q_head + d->q_len++) % d->q_cap] = seq;
-	pthread_cond_signal(&d->q_cond);
-	pthread_mutex_unlock(&d->q_lock);
-	return 0;
-}
-
-/* Take the payload and routing of a queued activation (the record keeps the rest). */
-static bool take_work(struct gw_daemon *d, uint64_t seq, char *function, uint8_t **payload,
-		      size_t *len, char *reply)
-{
-	struct gw_act_table *t = &d->acts;
-	struct gw_activation *a;
-	bool ok = false;
-
-	pthread_mutex_lock(&t->lock);
-	a = &t->slots[seq % t->capacity];
-	if (a->seq == seq && a->status == GW_ACT_ACCEPTED) {
-		snprintf(function, SBX_NAME_MAX, "%s", a->function);
-		snprintf(reply, GW_TOPIC_MAX, "%s", a->reply_topic);
-		/* a copy: the record keeps its payload for the journal until it ends */
-		*payload = malloc(a->payload_len ? a->payload_len : 1);
-		if (*payload) {
-			memcpy(*payload, a->payload, a->payload_len);
-			*len = a->payload_len;
-			ok = true;
-		}
-	}
-	pthread_mutex_unlock(&t->lock);
-	return ok;
-}
-
-static void run_async(struct gw_daemon *d, uint64_t seq)
-{
-	char function[SBX_NAME_MAX], reply[GW_TOPIC_MAX];
-	struct sbx_result res;
-	struct gw_function *fn;
-	uint8_t *payload = NULL;
-	size_t len = 0;
-
-	if (!take_work(d, seq, function, &payload, &len, reply))
-		return; /* finished already (cancelled): run exactly once */
-	fn = gw_fn_get(d, function);
-	if (!fn) {
-		gw_act_finish(&d->acts, seq, GW_ACT_INTERNAL, NULL,
-			      "the function was deleted before the activation ran");
-		free(payload);
-		return;
-	}
-	/* async work waits at the gate instead of being refused: it was accepted */
-	gw_invoke_sync(d, fn, seq, payload, len, false, &res);
-	if (reply[0] && d->mqtt) {
-		if (res.status == SBX_OK) {
-			gw_mqtt_reply(d->mqtt, reply, res.response, res.response_len);
-		} else {
-			cJSON *e = cJSON_CreateObject();
-			char *text;
-
-			cJSON_AddStringToObject(e, "error", res.message);
-			cJSON_AddStringToObject(e, "status",
-						gw_act_status_name(gw_act_status_of(res.status)));
-			text = cJSON_PrintUnformatted(e);
-			if (text)
-				gw_mqtt_reply(d->mqtt, reply, text, strlen(text));
-			free(text);
-			cJSON_Delete(e);
-		}
-	}
-	d->backend.ops->result_release(d->backend.state, &res);
-	gw_fn_put(fn);
-	free(payload);
-}
-
-static void *worker_main(void *arg)
-{
-	struct gw_daemon *d = arg;
-
-	pthread_mutex_lock(&d->q_lock);
-	for (;;) {
-		uint64_t seq;
-
-		while (!d->q_len && !d->q_stop)
-			pthread_cond_wait(&d->q_cond, &d->q_lock);
-		if (d->q_stop)
-			break;
-		seq = d->queue[d->q_head];
-		d->q_head = (d->q_head + 1) % d->q_cap;
-		d->q_len--;
-		d->q_active++;
-		pthread_mutex_unlock(&d->q_lock);
-		run_async(d, seq);
-		pthread_mutex_lock(&d->q_lock);
-		d->q_active--;
-		if (!d->q_len && !d->q_active)
-			pthread_cond_broadcast(&d->q_idle);
-	}
-	pthread_mutex_unlock(&d->q_lock);
-	return NULL;
-}
-
 /* ---- lifecycle ---------------------------------------------------------------------------------- */
 
 static int load_one(void *arg, const char *name, const char *doc)
 {
 	struct gw_daemon *d = arg;
+	struct gw_deploy_req req;
 	char err[512];
-	int status, rc;
+	int rc;
 
-	rc = gw_deploy(d, name, doc, strlen(doc), true, err, sizeof(err), &status);
+	rc = gw_deploy_parse_native(name, doc, strlen(doc), true, &req, err, sizeof(err));
+	if (!rc)
+		rc = gw_svc_deploy(d, &req, 0, err, sizeof(err));
 	if (rc)
 		NEMO_ERR(GW_MOD, "store: function %s not loaded: %s", name, err);
 	return rc;
@@ -766,31 +77,68 @@ static int make_token(const char *path)
 	return 0;
 }
 
-static int read_token(struct gw_daemon *d)
+static int read_creds(struct gw_daemon *d)
 {
 	size_t len;
-	char *tok = gw_read_file(d->cfg.token_file, sizeof(d->token) - 1, &len);
+	char *text = gw_read_file(d->cfg.token_file, 64 * 1024, &len);
+	char err[256];
+	int rc;
 
-	if (!tok && errno == ENOENT && !make_token(d->cfg.token_file))
-		tok = gw_read_file(d->cfg.token_file, sizeof(d->token) - 1, &len);
-	if (!tok) {
+	if (!text && errno == ENOENT && !make_token(d->cfg.token_file))
+		text = gw_read_file(d->cfg.token_file, 64 * 1024, &len);
+	if (!text) {
 		int e = errno;
 
-		NEMO_ERR(GW_MOD, "token file %s: %s", d->cfg.token_file, strerror(e));
+		NEMO_ERR(GW_MOD, "credentials file %s: %s", d->cfg.token_file, strerror(e));
 		return -e;
 	}
-	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
-		tok[--len] = '\0';
-	if (len < 16 || strpbrk(tok, " \t\r\n")) {
-		NEMO_ERR(GW_MOD,
-			 "token file %s: the token must be one word of at least 16 characters",
-			 d->cfg.token_file);
-		free(tok);
-		return -EINVAL;
+	rc = gw_creds_parse(text, len, &d->creds, err, sizeof(err));
+	free(text);
+	if (rc)
+		NEMO_ERR(GW_MOD, "credentials file %s: %s", d->cfg.token_file, err);
+	else
+		NEMO_INFO(GW_MOD, "credentials file=%s credentials=%d", d->cfg.token_file,
+			  d->creds.n);
+	return rc;
+}
+
+/*
+ * One nemod per store: an exclusive flock on <store>/.nemod.lock, with the holder's pid in
+ * it. A second nemod on the same store is refused, naming the pid that holds it.
+ */
+static int lock_store(struct gw_daemon *d)
+{
+	char path[GW_PATH_MAX + 16], pid[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/.nemod.lock", d->cfg.store_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+
+		NEMO_ERR(GW_MOD, "store lock %s: %s", path, strerror(e));
+		return -e;
 	}
-	memcpy(d->token, tok, len + 1);
-	d->token_len = len;
-	free(tok);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		n = (int)pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		if (e == EWOULDBLOCK)
+			NEMO_ERR(GW_MOD,
+				 "store %s is in use by another nemod (pid %s holds %s): one nemod "
+				 "per store",
+				 d->cfg.store_dir, pid[0] ? pid : "unknown", path);
+		else
+			NEMO_ERR(GW_MOD, "store lock %s: %s", path, strerror(e));
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	n = snprintf(pid, sizeof(pid), "%d\n", getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		NEMO_WARN(GW_MOD, "store lock %s: cannot write the pid: %s", path, strerror(errno));
+	d->lock_fd = fd;
 	return 0;
 }
 
@@ -811,15 +159,19 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 	pthread_mutex_init(&d->q_lock, NULL);
 	pthread_cond_init(&d->q_cond, NULL);
 	pthread_cond_init(&d->q_idle, NULL);
-	rc = read_token(d);
+	d->lock_fd = -1;
+	rc = read_creds(d);
 	if (rc)
 		goto fail;
 	rc = gw_store_init(cfg->store_dir);
 	if (rc)
 		goto fail;
-	rc = gw_act_table_init(&d->acts, cfg->limits.activations_kept);
+	rc = lock_store(d);
 	if (rc)
 		goto fail;
+	rc = gw_act_table_init(&d->acts, cfg->limits.activations_kept);
+	if (rc)
+		goto fail_lock;
 	d->q_cap = cfg->limits.async_queue;
 	d->queue = calloc(d->q_cap, sizeof(*d->queue));
 	d->workers = calloc(cfg->async_workers, sizeof(*d->workers));
@@ -857,7 +209,7 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 		free(requeue);
 	}
 	for (uint32_t i = 0; i < cfg->async_workers; i++) {
-		rc = -pthread_create(&d->workers[i], NULL, worker_main, d);
+		rc = -pthread_create(&d->workers[i], NULL, gw_svc_worker, d);
 		if (rc) {
 			NEMO_ERR(GW_MOD, "async worker: %s", strerror(-rc));
 			goto fail_workers;
@@ -873,23 +225,115 @@ fail_workers:
 	pthread_mutex_unlock(&d->q_lock);
 	for (int i = 0; i < d->n_workers; i++)
 		pthread_join(d->workers[i], NULL);
-	while (d->functions)
-		gw_undeploy(d, d->functions->spec.name);
+	while (d->functions) {
+		/* the store keeps them: only the in-memory view goes */
+		struct gw_function *fn = d->functions;
+
+		d->functions = fn->next;
+		d->backend.ops->undeploy(d->backend.state, fn->spec.name);
+		gw_fn_put(fn);
+	}
 fail_acts:
 	free(d->queue);
 	free(d->workers);
 	gw_act_table_fini(&d->acts);
+fail_lock:
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
 fail:
 	free(d);
 	errno = -rc;
 	return NULL;
 }
 
+/* The pid of the process listening on TCP `port` (from /proc), or 0 when it cannot be told. */
+static pid_t port_holder(uint16_t port)
+{
+	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	unsigned long inode = 0;
+	char line[512], want[64];
+	pid_t pid = 0;
+	DIR *procs;
+	struct dirent *p;
+
+	for (int t = 0; t < 2 && !inode; t++) {
+		FILE *f = fopen(tables[t], "r");
+
+		while (f && fgets(line, sizeof(line), f)) {
+			char local[64], remote[64], st[8];
+			unsigned long ino;
+			char *colon;
+
+			if (sscanf(line, "%*d: %63s %63s %7s %*s %*s %*s %*s %*s %lu", local,
+				   remote, st, &ino) != 4 ||
+			    strcmp(st, "0A")) /* LISTEN */
+				continue;
+			colon = strrchr(local, ':');
+			if (colon && strtoul(colon + 1, NULL, 16) == port) {
+				inode = ino;
+				break;
+			}
+		}
+		if (f)
+			fclose(f);
+	}
+	if (!inode)
+		return 0;
+	snprintf(want, sizeof(want), "socket:[%lu]", inode);
+	procs = opendir("/proc");
+	while (procs && !pid && (p = readdir(procs))) {
+		char fds[300], target[64];
+		struct dirent *fd;
+		DIR *fdir;
+
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		snprintf(fds, sizeof(fds), "/proc/%s/fd", p->d_name);
+		fdir = opendir(fds);
+		while (fdir && (fd = readdir(fdir))) {
+			ssize_t n;
+
+			if (fd->d_name[0] == '.')
+				continue;
+			snprintf(fds, sizeof(fds), "/proc/%.20s/fd/%.20s", p->d_name, fd->d_name);
+			n = readlink(fds, target, sizeof(target) - 1);
+			if (n > 0) {
+				target[n] = '\0';
+				if (!strcmp(target, want)) {
+					pid = (pid_t)atoi(p->d_name);
+					break;
+				}
+			}
+		}
+		if (fdir)
+			closedir(fdir);
+	}
+	if (procs)
+		closedir(procs);
+	return pid;
+}
+
 int gw_daemon_start(struct gw_daemon *d)
 {
 	d->http = gw_http_start(d);
-	if (!d->http)
-		return -errno;
+	if (!d->http) {
+		int rc = -errno;
+
+		if (rc == -EADDRINUSE) {
+			pid_t holder = port_holder(d->cfg.listen_port);
+
+			if (holder)
+				NEMO_ERR(
+					GW_MOD,
+					"port %u is in use by pid %d: one nemod per port (stop it, "
+					"or set another 'listen' in %s)",
+					d->cfg.listen_port, holder, d->cfg.file);
+			else
+				NEMO_ERR(GW_MOD, "port %u is in use by another process",
+					 d->cfg.listen_port);
+		}
+		return rc;
+	}
 	if (d->cfg.mqtt.enabled) {
 		d->mqtt = gw_mqtt_start(d);
 		if (!d->mqtt) {
@@ -1003,6 +447,8 @@ void gw_daemon_destroy(struct gw_daemon *d)
 	pthread_mutex_destroy(&d->q_lock);
 	pthread_cond_destroy(&d->q_cond);
 	pthread_cond_destroy(&d->q_idle);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd); /* the flock goes with the descriptor */
 	free(d);
 }
 
@@ -1023,6 +469,11 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 	cJSON_AddNumberToObject(j, "max_payload_bytes", s->max_payload_bytes);
 	cJSON_AddNumberToObject(j, "prewarm", fn->prewarm);
 	cJSON_AddStringToObject(j, "code", s->code);
+	cJSON_AddStringToObject(j, "kind", fn->kind);
+	if (fn->parameters)
+		cJSON_AddItemToObject(j, "parameters", cJSON_Duplicate(fn->parameters, true));
+	if (fn->log_limit)
+		cJSON_AddNumberToObject(j, "logs_bytes", fn->log_limit);
 	if (fn->mqtt.n_topics) {
 		cJSON *topics;
 

@@ -32,13 +32,6 @@ static int cs_idle(void *arg, const char *fn, uint32_t *idle)
 	return rc;
 }
 
-static int cs_core_cgroup(void *arg, int cpu, const char *ctrl, char *buf, size_t len)
-{
-	struct hv_dispatch *h = arg;
-
-	return h->be.ops->core_cgroup(h->be.state, cpu, ctrl, buf, len);
-}
-
 static int cs_freeze_core(void *arg, int cpu, bool freeze)
 {
 	struct hv_dispatch *h = arg;
@@ -87,13 +80,12 @@ int gw_dispatch_harvest_new(const struct gw_config *cfg, const struct gw_backend
 	struct sched_cosched_backend csb = {
 		.prewarm = cs_prewarm,
 		.idle = cs_idle,
-		.core_cgroup = cs_core_cgroup,
 	};
 	struct hv_dispatch *h;
 
-	if (!be->ops->prewarm || !be->ops->stats || !be->ops->core_cgroup) {
+	if (!be->ops->prewarm || !be->ops->stats || !be->ops->host) {
 		NEMO_ERR(GW_MOD,
-			 "harvesting needs a backend with prewarm, stats and core_cgroup "
+			 "harvesting needs a backend with prewarm, stats and host "
 			 "(backend %s)",
 			 be->ops->name);
 		return -EINVAL;
@@ -103,6 +95,7 @@ int gw_dispatch_harvest_new(const struct gw_config *cfg, const struct gw_backend
 		return -ENOMEM;
 	h->be = *be;
 	csb.arg = h;
+	csb.host = be->ops->host(be->state);
 	if (be->ops->freeze_core)
 		csb.freeze_core = cs_freeze_core;
 	h->cs = sched_cosched_new(&cfg->harvest.cs, &csb);

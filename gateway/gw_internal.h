@@ -1,4 +1,9 @@
-/* gw_internal.h - the gateway's private types: functions, activations, metrics, store, MQTT. */
+/*
+ * gw_internal.h - the gateway's private types. Layers, top down: the transport (http.c, mqtt.c)
+ * hands requests to a front door (api_native.c, api_openwhisk.c, api_openfaas.c, metrics.c),
+ * which calls the function service (service.c: registry, deploy, invoke, async queue,
+ * activations, logs). The service knows no protocol: it returns -errno with a message.
+ */
 #ifndef NEMO_GW_INTERNAL_H
 #define NEMO_GW_INTERNAL_H
 
@@ -81,8 +86,13 @@ struct gw_function {
 	bool deleted;
 	struct sbx_spec spec;
 	struct gw_mqtt_trigger mqtt;
-	int prewarm; /* instances made ahead of demand at deploy and at start */
-	char *doc;   /* the stored JSON document (spec + code path + triggers), for GET */
+	int prewarm;	    /* instances made ahead of demand at deploy and at start */
+	char *doc;	    /* the stored JSON document (spec + code path + triggers), for GET */
+	cJSON *parameters;  /* default parameters, merged under an invocation's JSON object */
+	cJSON *annotations; /* [{"key": ..., "value": ...}] as deployed */
+	char kind[32];	    /* OpenWhisk exec.kind, or the runtime's name */
+	bool dict_style;    /* python main(dict) -> dict: the payload is a JSON object */
+	uint32_t log_limit; /* bytes of stdout/stderr kept per activation (0: none) */
 	uint64_t version;
 	/* the gate: at most spec.concurrency run; up to the per-function limit wait */
 	pthread_mutex_t gate_lock;
@@ -114,12 +124,22 @@ struct gw_activation {
 	char message[SBX_MSG_MAX];
 	uint8_t *result; /* the function's response bytes */
 	size_t result_len;
+	char *logs; /* the function's stdout/stderr lines, "<iso time> stdout: text\n" */
+	size_t logs_len;
+	uint64_t version; /* of the function that ran */
+	char kind[32];
+	uint32_t limit_timeout_ms, limit_memory_mb, limit_logs;
 	bool queued;	     /* async: journaled, survives a nemod crash */
 	char *restored_json; /* a terminal record replayed from the journal */
 	/* async work */
 	uint8_t *payload;
 	size_t payload_len;
 	char reply_topic[GW_TOPIC_MAX];
+	int qos;
+	bool mqtt5;
+	uint8_t correlation[128]; /* MQTT 5 correlation data, echoed on the reply */
+	size_t correlation_len;
+	char callback_url[256]; /* OpenFaaS X-Callback-Url */
 };
 
 /*
@@ -154,6 +174,11 @@ void gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
  */
 int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeue, size_t *n);
 void gw_journal_close(struct gw_act_table *t);
+/* Status, message and a copy of the result of `seq`. Returns 0 or -ENOENT (evicted). */
+int gw_act_outcome(struct gw_act_table *t, uint64_t seq, enum gw_act_status *status, char *message,
+		   size_t msglen, uint8_t **result, size_t *result_len);
+/* The id of activation `seq` into id (empty when evicted). */
+void gw_act_id_of(struct gw_act_table *t, uint64_t seq, char id[GW_ID_LEN + 1]);
 /* Internal to the table: a fresh slot with a given id (NULL: a new one). t->lock held. */
 struct gw_activation *gw_act_slot_new(struct gw_act_table *t, const char *id);
 
@@ -162,9 +187,12 @@ void gw_act_table_fini(struct gw_act_table *t);
 /* A new ACCEPTED record; its id is copied to id_out. Returns 0 or -EAGAIN (table full). */
 int gw_act_new(struct gw_act_table *t, const char *function, int trigger, bool blocking,
 	       char id_out[GW_ID_LEN + 1], uint64_t *seq_out);
-/* Attach an async activation's payload (copied) and reply topic. Returns 0 or -ENOMEM. */
+/* Attach an async activation's payload (copied) and routing. Returns 0 or -ENOMEM. */
 int gw_act_set_work(struct gw_act_table *t, uint64_t seq, const void *payload, size_t len,
 		    const char *reply_topic);
+/* Where the result of an async activation goes besides its record. */
+void gw_act_set_route(struct gw_act_table *t, uint64_t seq, int qos, bool mqtt5, const void *corr,
+		      size_t corr_len, const char *callback_url);
 /* ACCEPTED -> RUNNING. Returns 0, or -EALREADY if it was not ACCEPTED (run exactly once). */
 int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core);
 /*
@@ -173,10 +201,22 @@ int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core);
  */
 int gw_act_finish(struct gw_act_table *t, uint64_t seq, enum gw_act_status status,
 		  const struct sbx_result *res, const char *message);
+/* Attach the function's log lines (copied) to a record. t->lock is taken. */
+void gw_act_set_logs(struct gw_act_table *t, uint64_t seq, const char *logs, size_t len);
+/* Describe what ran: version, kind and limits, for the record's annotations. */
+void gw_act_set_function(struct gw_act_table *t, uint64_t seq, uint64_t version, const char *kind,
+			 uint32_t timeout_ms, uint32_t memory_mb, uint32_t logs_bytes);
 /* A JSON record of activation `id` (NULL when unknown). `result_only`: just the result. */
 cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal);
-/* The last `limit` activations, newest first, of `function` (NULL: all). */
-cJSON *gw_act_list_json(struct gw_act_table *t, const char *function, int limit);
+/* Which activations a list shows: OpenWhisk's name, skip, limit, since, upto, docs. */
+struct gw_act_filter {
+	const char *function; /* NULL: all */
+	int skip, limit;
+	uint64_t since_ms, upto_ms; /* 0: unbounded */
+	bool docs;		    /* whole records; else without result and logs */
+};
+/* The matching activations, newest first. */
+cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f);
 /* Wait until `seq` is terminal or `timeout_ms` passes. Returns true when terminal. */
 bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms);
 const char *gw_act_status_name(enum gw_act_status s);
@@ -199,13 +239,88 @@ int gw_store_copy_code(const char *dir, const char *name, uint64_t version, cons
 		       char *path_out, size_t path_len);
 int gw_store_commit(const char *dir, const char *name, const char *doc, uint64_t version);
 int gw_store_remove(const char *dir, const char *name);
+/*
+ * Unpack a zip archive into the version's folder (path_out). Names that leave the folder,
+ * links and archives over 256 MiB unpacked are refused. Returns 0, -EINVAL (why says which
+ * entry) or the -errno of a write.
+ */
+int gw_store_write_zip(const char *dir, const char *name, uint64_t version, const void *zip,
+		       size_t len, char *path_out, size_t path_len, char *why, size_t whylen);
 /* Call fn for each stored function's document. Bad entries are logged and skipped. */
 int gw_store_load(const char *dir, int (*fn)(void *arg, const char *name, const char *doc),
 		  void *arg);
 /* Read a whole file (at most `max` bytes). Returns malloc'd bytes or NULL with errno. */
 char *gw_read_file(const char *path, size_t max, size_t *len);
 
-/* ---- the daemon --------------------------------------------------------------------------------------- */
+/* ---- credentials ----------------------------------------------------------------------------------- */
+
+#define GW_MAX_CREDS 16
+
+/* One line of the credentials file: "uuid:key [namespace]", or a bare token (legacy). */
+struct gw_cred {
+	char uuid[64];
+	char key[160];
+	char whole[224]; /* "uuid:key", or the bare token: what Bearer and Basic compare */
+	char ns[64];	 /* the namespace `_` resolves to for this caller */
+};
+
+struct gw_creds {
+	int n;
+	struct gw_cred c[GW_MAX_CREDS];
+};
+
+/*
+ * Parse a credentials file's text: one credential a line ("uuid:key [namespace]" or a bare
+ * token of 16+ characters), '#' comments. Returns 0 or -EINVAL with err naming the line.
+ */
+int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err, size_t errlen);
+/* The credential an Authorization header carries (Basic or Bearer), or NULL with *why set. */
+const struct gw_cred *gw_creds_check(const struct gw_creds *c, const char *authorization,
+				     const char **why);
+
+/* ---- deploy requests: every body shape becomes one of these --------------------------------------- */
+
+enum gw_code_kind {
+	GW_CODE_NONE = 0, /* an update that keeps the deployed code */
+	GW_CODE_BYTES,	  /* one file's bytes */
+	GW_CODE_PATH,	  /* a file under one of the code roots */
+	GW_CODE_ZIP,	  /* a zip archive, unpacked into the version's folder */
+	GW_CODE_STORED,	  /* already in the store (loading at start) */
+};
+
+/*
+ * A deploy, whatever the body's shape. `doc` holds nemo's native document without its code:
+ * the spec keys of sbx_spec_parse() and the gateway's own (mqtt, prewarm, parameters,
+ * annotations, logs_bytes, kind, handler_style). With `partial`, keys missing from doc keep
+ * their deployed values.
+ */
+struct gw_deploy_req {
+	char name[SBX_NAME_MAX];
+	cJSON *doc;
+	enum gw_code_kind code_kind;
+	uint8_t *code; /* BYTES and ZIP, malloc'd */
+	size_t code_len;
+	char code_file[128];	     /* BYTES: the file name ("" for the runtime's default) */
+	char code_path[GW_PATH_MAX]; /* PATH and STORED */
+	bool partial;
+};
+
+void gw_deploy_req_release(struct gw_deploy_req *r);
+/*
+ * nemo's native body: {"runtime": ..., "code": {"base64"|"path"|"zip_base64", "filename"},
+ * spec keys, "mqtt", "prewarm", ...}. `stored`: a document from the store, "code" a path.
+ * Plain functions of their bytes (no connection needed). Return 0 or -EINVAL/-ENOMEM with
+ * err naming the key.
+ */
+int gw_deploy_parse_native(const char *name, const char *body, size_t len, bool stored,
+			   struct gw_deploy_req *out, char *err, size_t errlen);
+/* OpenWhisk's action body: exec {kind, code, binary, main}, limits, parameters, annotations. */
+int gw_deploy_parse_openwhisk(const char *name, const char *body, size_t len,
+			      struct gw_deploy_req *out, char *err, size_t errlen);
+/* The OpenWhisk kind nemo gives a runtime, and back ("python:3" <-> python). */
+const char *gw_kind_of_runtime(int runtime);
+
+/* ---- the function service ------------------------------------------------------------------------- */
 
 struct gw_http;
 struct gw_mqtt;
@@ -214,9 +329,9 @@ struct gw_daemon {
 	struct gw_config cfg;
 	struct gw_backend backend;
 	struct gw_dispatch dispatch;
-	char token[256];
-	size_t token_len;
+	struct gw_creds creds;
 	uint64_t started_ms;
+	int lock_fd; /* <store>/.nemod.lock, held while nemod runs */
 
 	pthread_rwlock_t fn_lock; /* the function list; each function has its own gate */
 	struct gw_function *functions;
@@ -225,7 +340,7 @@ struct gw_daemon {
 
 	struct gw_act_table acts;
 	_Atomic uint32_t inflight;
-	_Atomic uint64_t http_requests[6]; /* by status class: 1xx..5xx, index 0 unused */
+	_Atomic uint64_t http_codes[600]; /* responses by exact status code */
 	_Atomic uint64_t rejected_429;
 
 	/* async activations: a FIFO of seqs served by worker threads */
@@ -241,6 +356,11 @@ struct gw_daemon {
 
 	struct gw_http *http;
 	struct gw_mqtt *mqtt;
+	/* results of MQTT-triggered activations go out here (set by the MQTT transport) */
+	void (*mqtt_sink)(void *state, const char *topic, int qos, bool mqtt5, const void *corr,
+			  size_t corr_len, const char *id, const void *data, size_t len);
+	void (*mqtt_topics_changed)(void *state);
+	void *mqtt_sink_state;
 	volatile int stop;
 	bool draining;
 };
@@ -249,39 +369,186 @@ struct gw_daemon {
 struct gw_function *gw_fn_get(struct gw_daemon *d, const char *name);
 void gw_fn_put(struct gw_function *fn);
 bool gw_name_valid(const char *name);
+/* Call fn for each deployed function under the list's read lock (no service calls inside). */
+void gw_fn_foreach(struct gw_daemon *d, void (*fn)(void *arg, struct gw_function *f), void *arg);
+
+#define GW_DEPLOY_OVERWRITE 1u /* replace a function that exists */
 
 /*
- * Deploy from a request body (or a stored document when `stored` is set: code already in
- * place). On error, err names the field; *http_status gets 400/404/409/500.
+ * Deploy `req` (taken over: released here). Returns 0, -EINVAL (bad request: err says which
+ * key), -EEXIST (exists and no GW_DEPLOY_OVERWRITE), -ENOENT (a partial update of a function
+ * that does not exist), -EIO or -ENOMEM (the store or backend failed; err says how).
  */
-int gw_deploy(struct gw_daemon *d, const char *name, const char *body, size_t len, bool stored,
-	      char *err, size_t errlen, int *http_status);
-int gw_undeploy(struct gw_daemon *d, const char *name);
+int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags, char *err,
+		  size_t errlen);
+/* Returns 0 or -ENOENT. */
+int gw_svc_undeploy(struct gw_daemon *d, const char *name);
+/* Pre-warmed instances: replicas for OpenFaaS's scale. Returns 0, -ENOENT or -EINVAL. */
+int gw_svc_scale(struct gw_daemon *d, const char *name, int instances);
+
+/* The caller's view of one invocation. */
+struct gw_call {
+	const void *payload; /* the request bytes (a JSON object for dict-style functions) */
+	size_t len;
+	int trigger;		  /* enum gw_trigger */
+	const char *reply_topic;  /* MQTT: where the result goes ("" none) */
+	const char *callback_url; /* HTTP: POST the result here when done (async) */
+	const void *correlation;  /* MQTT 5 correlation data (or a v3 correlation_id) */
+	size_t correlation_len;
+	int qos;
+	bool mqtt5; /* the request came with MQTT 5 routing: reply raw, with properties */
+	/*
+	 * What a dict-style function also gets (__ow_method...): built only for such functions,
+	 * by the front door that knows the protocol. NULL: nothing.
+	 */
+	cJSON *(*context)(const void *arg);
+	const void *context_arg;
+};
+
+/* What a blocking invocation gives back. Release with gw_svc_outcome_release(). */
+struct gw_outcome {
+	char id[GW_ID_LEN + 1];
+	enum gw_act_status status;
+	char message[SBX_MSG_MAX];
+	uint8_t *result; /* the function's bytes (malloc'd) */
+	size_t result_len;
+	bool pending; /* still running after blocking_timeout_ms: ask by id later */
+};
+void gw_svc_outcome_release(struct gw_outcome *o);
 
 /*
- * Run activation `seq` of fn in the calling thread and record its outcome; `res` gets the
- * result (release it through the backend). `bounded`: refuse with -EAGAIN when the function
- * already has max_inflight_per_function running or waiting (the activation is left for the
- * caller to finish); otherwise wait for an instance slot. Returns 0, -EAGAIN, or -EALREADY
- * when the activation had already started (it is never run twice).
+ * Invoke `name` and wait for it. Returns 0 (out filled), -ENOENT (not deployed), -E2BIG
+ * (payload over max_payload_bytes), -EAGAIN (a concurrency limit or a full table/queue:
+ * err says which), -EINVAL (a dict-style function given a payload that is not a JSON object).
  */
-int gw_invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq, const void *req,
-		   size_t len, bool bounded, struct sbx_result *res);
+int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *call,
+		  struct gw_outcome *out, char *err, size_t errlen);
+/* Accept an activation for the async workers; its id goes to id_out. Errors as above. */
+int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_call *call,
+			char id_out[GW_ID_LEN + 1], char *err, size_t errlen);
+
 /* Queue an accepted activation for a worker. Returns 0 or -EAGAIN (queue full). */
 int gw_enqueue(struct gw_daemon *d, uint64_t seq);
-/* Admission control: 0, or -EAGAIN when the daemon-wide in-flight limit is reached. */
-int gw_admit(struct gw_daemon *d);
-void gw_unadmit(struct gw_daemon *d);
+/* An async worker thread: runs queued activations until q_stop. */
+void *gw_svc_worker(void *arg);
 
 /* Prometheus text of every metric. Returns malloc'd text. */
 char *gw_metrics_render(struct gw_daemon *d, size_t *len);
 void gw_metrics_record(struct gw_function *fn, enum gw_act_status st, const struct sbx_result *res,
 		       uint64_t total_ns);
 
-/* JSON views for the API. */
+/* JSON views: nemo's native function document. */
 cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc);
 
-/* HTTP and MQTT front ends. */
+/* ---- front doors: a request in, a reply out; no connection needed ------------------------------------ */
+
+#define GW_REQ_MAX_KV 32
+
+struct gw_kv {
+	const char *key, *value;
+};
+
+struct gw_request {
+	const char *method;
+	const char *url; /* the path, without the query */
+	const char *body;
+	size_t len;
+	int n_args;
+	struct gw_kv args[GW_REQ_MAX_KV]; /* the query */
+	int n_headers;
+	struct gw_kv headers[GW_REQ_MAX_KV];
+	const struct gw_cred *cred; /* who authenticated; NULL: nobody */
+	const char *auth_why;	    /* why not, for a 401 */
+};
+
+struct gw_reply {
+	int status;
+	char *body; /* malloc'd unless body_static */
+	size_t len;
+	bool body_static;
+	const char *ctype;
+	int n_headers;
+	struct {
+		char key[32];
+		char value[160];
+	} headers[4];
+};
+
+const char *gw_req_arg(const struct gw_request *r, const char *key);
+const char *gw_req_header(const struct gw_request *r, const char *key);
+bool gw_req_arg_true(const struct gw_request *r, const char *key, bool dflt);
+/* GET matches HEAD too. */
+bool gw_req_is(const struct gw_request *r, const char *method);
+
+void gw_reply_header(struct gw_reply *rp, const char *key, const char *value);
+/* A JSON reply (j is consumed). */
+void gw_reply_json(struct gw_reply *rp, int status, cJSON *j);
+void gw_reply_error(struct gw_reply *rp, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void gw_reply_not_allowed(struct gw_reply *rp, const struct gw_request *r, const char *allow);
+/* The status an -errno from the service maps to. */
+int gw_status_of_errno(int rc);
+void gw_reply_release(struct gw_reply *rp);
+
+/* OpenWhisk's routes, parsed without a connection (fuzzable): what the URL names. */
+enum gw_ow_route_kind {
+	GW_OW_API,		 /* /api/v1 */
+	GW_OW_NAMESPACES,	 /* /api/v1/namespaces */
+	GW_OW_NAMESPACE,	 /* /api/v1/namespaces/{ns} */
+	GW_OW_ACTIONS,		 /* .../{ns}/actions */
+	GW_OW_ACTION,		 /* .../{ns}/actions/{name} */
+	GW_OW_PACKAGE_ACTION,	 /* .../{ns}/actions/{package}/{name} */
+	GW_OW_ACTIVATIONS,	 /* .../{ns}/activations */
+	GW_OW_ACTIVATION,	 /* .../{ns}/activations/{id} */
+	GW_OW_ACTIVATION_RESULT, /* .../{id}/result */
+	GW_OW_ACTIVATION_LOGS,	 /* .../{id}/logs */
+	GW_OW_UNSUPPORTED,	 /* triggers, rules, packages, limits, web actions: `what` */
+};
+
+struct gw_ow_route {
+	enum gw_ow_route_kind route;
+	char ns[64];
+	char name[2 * SBX_NAME_MAX];
+	char id[GW_ID_LEN + 1];
+	const char *what;
+};
+
+/*
+ * Parse an OpenWhisk URL path (without the query). Returns 0, -ENOENT (not a route of
+ * OpenWhisk's) or -EINVAL (an action name outside [A-Za-z0-9_-]{1,63}; rt->name holds it).
+ */
+int gw_ow_route_parse(const char *url, struct gw_ow_route *rt);
+
+/* OpenFaaS's routes, parsed without a connection (fuzzable). */
+enum gw_faas_route_kind {
+	GW_FAAS_FUNCTION,    /* /function/{name}[/{sub}] */
+	GW_FAAS_ASYNC,	     /* /async-function/{name}[/{sub}] */
+	GW_FAAS_FUNCTIONS,   /* /system/functions */
+	GW_FAAS_DESCRIBE,    /* /system/function/{name} */
+	GW_FAAS_SCALE,	     /* /system/scale-function/{name} */
+	GW_FAAS_INFO,	     /* /system/info */
+	GW_FAAS_NAMESPACES,  /* /system/namespaces */
+	GW_FAAS_UNSUPPORTED, /* logs, secrets, alert: `what` */
+};
+
+struct gw_faas_route {
+	enum gw_faas_route_kind route;
+	char name[SBX_NAME_MAX];
+	const char *sub; /* into the URL: "/a/b" after the name, or "" */
+	const char *what;
+};
+
+/* Parse an OpenFaaS URL path. Returns 0, -ENOENT (no such route) or -EINVAL (bad name). */
+int gw_faas_route_parse(const char *url, struct gw_faas_route *rt);
+
+/* Each front door answers the routes under its prefix. */
+void gw_api_native(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp);
+void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp);
+void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp);
+void gw_api_metrics(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp);
+
+/* ---- transports --------------------------------------------------------------------------------------- */
+
 struct gw_http *gw_http_start(struct gw_daemon *d);
 void gw_http_stop(struct gw_http *h);
 uint16_t gw_http_port(const struct gw_http *h);
@@ -291,8 +558,10 @@ void gw_mqtt_stop(struct gw_mqtt *m);
 /* The topic set changed (deploy or delete): subscribe to what is new. */
 void gw_mqtt_resubscribe(struct gw_mqtt *m);
 bool gw_mqtt_connected(struct gw_mqtt *m);
-/* Publish an async activation's result to its reply topic. */
-void gw_mqtt_reply(struct gw_mqtt *m, const char *topic, const void *data, size_t len);
+
+/* POST `data` to an http:// URL (OpenFaaS X-Callback-Url). Returns the status or -errno. */
+int gw_callback_post(const char *url, const char *activation_id, int status, const void *data,
+		     size_t len);
 
 uint64_t gw_epoch_ms(void);
 

@@ -1,10 +1,11 @@
-/* metrics.c - Prometheus text: invocations, start paths, phase histograms, warm pools. */
+/* metrics.c - the /metrics front door: Prometheus text of invocations, phases, pools, HTTP codes. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nemo/version.h"
 #include "gw_internal.h"
 
 const double gw_hist_bounds[GW_HIST_BUCKETS - 1] = {
@@ -101,13 +102,45 @@ static void hist(struct text *t, const char *name, const char *labels, const str
 	    (unsigned long long)atomic_load_explicit(&h->count, memory_order_relaxed));
 }
 
+struct fn_list {
+	struct gw_function **v;
+	int n, cap;
+};
+
+/* Under the registry's read lock: keep a reference to each function. */
+static void collect(void *arg, struct gw_function *fn)
+{
+	struct fn_list *fl = arg;
+
+	if (fl->n == fl->cap) {
+		int cap = fl->cap ? fl->cap * 2 : 16;
+		struct gw_function **nv = realloc(fl->v, (size_t)cap * sizeof(*nv));
+
+		if (!nv)
+			return;
+		fl->v = nv;
+		fl->cap = cap;
+	}
+	atomic_fetch_add(&fn->refs, 1);
+	fl->v[fl->n++] = fn;
+}
+
 char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 {
+	struct fn_list fl = {0};
 	struct text t = {0};
 	struct gw_function *fn;
 	struct sbx_pool_stats st;
 
 	put(&t, "# HELP nemo_up 1 while nemod serves.\n# TYPE nemo_up gauge\nnemo_up 1\n");
+	put(&t,
+	    "# HELP nemo_build_info nemod's version.\n# TYPE nemo_build_info gauge\n"
+	    "nemo_build_info{version=\"%s\"} 1\n",
+	    NEMO_VERSION);
+	put(&t,
+	    "# HELP nemo_harvest_enabled 1 when invocations follow the NF cores' spare cycles.\n"
+	    "# TYPE nemo_harvest_enabled gauge\nnemo_harvest_enabled %d\n",
+	    d->dispatch.ops->metrics ? 1 : 0);
 	put(&t,
 	    "# HELP nemo_start_time_seconds When nemod started (epoch).\n"
 	    "# TYPE nemo_start_time_seconds gauge\nnemo_start_time_seconds %.3f\n",
@@ -122,35 +155,36 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	    "# TYPE nemo_async_queue_length gauge\nnemo_async_queue_length %u\n",
 	    d->q_len);
 	pthread_mutex_unlock(&d->q_lock);
-	put(&t, "# HELP nemo_http_responses_total HTTP responses by status class.\n"
+	put(&t, "# HELP nemo_http_responses_total HTTP responses by status code.\n"
 		"# TYPE nemo_http_responses_total counter\n");
-	for (int c = 1; c <= 5; c++)
-		put(&t, "nemo_http_responses_total{code=\"%dxx\"} %llu\n", c,
-		    (unsigned long long)atomic_load(&d->http_requests[c]));
+	for (int c = 100; c < 600; c++) {
+		uint64_t n = atomic_load_explicit(&d->http_codes[c], memory_order_relaxed);
+
+		/* the codes nemod answers most, always; the others once they happened */
+		if (n || c == 200 || c == 202 || c == 400 || c == 401 || c == 404 || c == 429 ||
+		    c == 500 || c == 502)
+			put(&t, "nemo_http_responses_total{code=\"%d\"} %llu\n", c,
+			    (unsigned long long)n);
+	}
 	put(&t,
 	    "# HELP nemo_rejected_total Requests refused at a concurrency limit (429).\n"
 	    "# TYPE nemo_rejected_total counter\nnemo_rejected_total %llu\n",
 	    (unsigned long long)atomic_load(&d->rejected_429));
 
-	pthread_rwlock_rdlock(&d->fn_lock);
+	/* a referenced snapshot of the registry: rendering holds no lock of the service */
+	gw_fn_foreach(d, collect, &fl);
 	put(&t, "# HELP nemo_functions Deployed functions.\n# TYPE nemo_functions gauge\n");
-	{
-		int n = 0;
-
-		for (fn = d->functions; fn; fn = fn->next)
-			n++;
-		put(&t, "nemo_functions %d\n", n);
-	}
+	put(&t, "nemo_functions %d\n", fl.n);
 	put(&t, "# HELP nemo_invocations_total Invocations by function and terminal status.\n"
 		"# TYPE nemo_invocations_total counter\n");
-	for (fn = d->functions; fn; fn = fn->next)
+	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++)
 		for (int s = GW_ACT_SUCCESS; s < GW_ACT_N_STATUS; s++)
 			put(&t, "nemo_invocations_total{function=\"%s\",status=\"%s\"} %llu\n",
 			    fn->spec.name, gw_act_status_name(s),
 			    (unsigned long long)atomic_load(&fn->metrics.invocations[s]));
 	put(&t, "# HELP nemo_starts_total Invocations by start path (cold, warm, prewarmed).\n"
 		"# TYPE nemo_starts_total counter\n");
-	for (fn = d->functions; fn; fn = fn->next)
+	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++)
 		for (int p = 1; p < 4; p++)
 			put(&t, "nemo_starts_total{function=\"%s\",path=\"%s\"} %llu\n",
 			    fn->spec.name, start_names[p],
@@ -158,7 +192,7 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	put(&t, "# HELP nemo_invocation_duration_seconds Invocation time by phase (total = what "
 		"the caller waited inside nemod).\n"
 		"# TYPE nemo_invocation_duration_seconds histogram\n");
-	for (fn = d->functions; fn; fn = fn->next)
+	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++)
 		for (int p = 0; p < GW_N_PHASES; p++) {
 			char labels[160];
 
@@ -168,7 +202,7 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 		}
 	put(&t, "# HELP nemo_warm_pool_instances Instances per function by state.\n"
 		"# TYPE nemo_warm_pool_instances gauge\n");
-	for (fn = d->functions; fn; fn = fn->next) {
+	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++) {
 		if (d->backend.ops->stats(d->backend.state, fn->spec.name, &st))
 			continue;
 		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"idle\"} %u\n",
@@ -178,7 +212,9 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"prewarmed\"} %u\n",
 		    fn->spec.name, st.prewarmed);
 	}
-	pthread_rwlock_unlock(&d->fn_lock);
+	for (int i = 0; i < fl.n; i++)
+		gw_fn_put(fl.v[i]);
+	free(fl.v);
 	if (d->backend.ops->stats(d->backend.state, NULL, &st) == 0) {
 		put(&t,
 		    "# HELP nemo_pool_evictions_total Idle instances evicted for memory.\n"
@@ -207,4 +243,18 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	}
 	*len = t.len;
 	return t.buf;
+}
+
+void gw_api_metrics(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	size_t len;
+
+	if (!gw_req_is(r, "GET"))
+		return gw_reply_not_allowed(rp, r, "GET");
+	rp->body = gw_metrics_render(d, &len);
+	if (!rp->body)
+		return gw_reply_error(rp, 500, "out of memory");
+	rp->status = 200;
+	rp->len = len;
+	rp->ctype = "text/plain; version=0.0.4";
 }

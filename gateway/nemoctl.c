@@ -1,6 +1,7 @@
 /* nemoctl.c - the nemo command line: deploy, invoke, list, get, delete, logs, activations, status. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "nemo/gateway.h"
+#include "nemo/client.h"
+#include "nemo/version.h"
 
 /* Exit codes: scripts branch on these (documented in gateway/README.md). */
 enum {
@@ -27,9 +29,10 @@ enum {
 #define ACTV_PATH "/api/v1/namespaces/_/activations"
 
 struct ctl {
-	char host[128];
-	uint16_t port;
+	const char *url;
+	struct nemo_client *client;
 	char token[256];
+	bool overwrite;
 	bool json;
 	int timeout_ms;
 	/* deploy */
@@ -54,20 +57,65 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: nemoctl [--url http://HOST:PORT] [--token-file FILE] [--json] COMMAND ...\n"
+		"       nemoctl COMMAND --help | --version\n"
 		"  deploy NAME --code FILE [--runtime c|python|exec] [--handler H] [--memory-mb N]\n"
 		"         [--timeout-ms N] [--concurrency N] [--max-payload-bytes N] [--prewarm N]\n"
 		"         [--exec-mode persistent|per_request] [--env KEY=VALUE]...\n"
 		"         [--mqtt-topic FILTER]... [--reply-topic TOPIC] [--spec FILE.json]\n"
 		"         [--code-path]   (send the path for nemod to read instead of the bytes)\n"
+		"         [--overwrite]   (replace a deployed function)\n"
 		"  invoke NAME [PAYLOAD | -f FILE | -] [--async] [--full]\n"
 		"  list | get NAME | delete NAME | status\n"
 		"  logs NAME [--limit N]          recent activations of NAME with their output\n"
 		"  activations [ID] [--name NAME] [--limit N]\n"
 		"  top [--once] [--json] [--interval-ms N]   one line per NF core, refreshed\n"
-		"environment: NEMO_URL, NEMO_TOKEN, NEMO_TOKEN_FILE [/etc/nemo/token]\n"
+		"environment: NEMO_URL, NEMO_TOKEN (a token, or uuid:key for Basic),\n"
+		"  NEMO_TOKEN_FILE [/etc/nemo/token: its first credential]\n"
 		"exit codes: 0 ok, 1 usage, 2 nemod unreachable, 3 auth, 4 not found,\n"
 		"  5 rejected (bad request, conflict, too large, too many), 6 function failed,\n"
 		"  7 server error\n");
+}
+
+/* Each command's own help: nemoctl COMMAND --help. */
+static const struct {
+	const char *cmd, *text;
+} command_help[] = {
+	{"deploy",
+	 "usage: nemoctl deploy NAME --code FILE [options]\n"
+	 "  deploy (or, with --overwrite, replace) function NAME\n"
+	 "  --code FILE              the code: a .so (c), a .py (python) or an executable\n"
+	 "  --code-path              send the path for nemod to read (under its code_roots)\n"
+	 "  --runtime c|python|exec  [from the file name]\n"
+	 "  --handler H              [c: handle; python: handler]\n"
+	 "  --memory-mb N --timeout-ms N --concurrency N --max-payload-bytes N --prewarm N\n"
+	 "  --exec-mode persistent|per_request   --env KEY=VALUE (repeat)\n"
+	 "  --mqtt-topic FILTER (repeat) --reply-topic TOPIC\n"
+	 "  --spec FILE.json         more spec keys, as JSON\n"
+	 "  --overwrite              replace a deployed function (without it: exit 5)\n"},
+	{"invoke", "usage: nemoctl invoke NAME [PAYLOAD | -f FILE | -] [--async] [--full]\n"
+		   "  run NAME once; prints its result (--full: the whole activation record;\n"
+		   "  --async: prints the activation id at once)\n"},
+	{"list",
+	 "usage: nemoctl list\n  deployed functions, one a line (--json: as nemod sends them)\n"},
+	{"get", "usage: nemoctl get NAME\n  the function's document\n"},
+	{"delete", "usage: nemoctl delete NAME\n  remove NAME from nemod and its store\n"},
+	{"status", "usage: nemoctl status\n  nemod's state, version and functions\n"},
+	{"logs",
+	 "usage: nemoctl logs NAME [--limit N]\n  NAME's recent activations with their output\n"},
+	{"activations", "usage: nemoctl activations [ID] [--name NAME] [--limit N]\n"
+			"  one activation record, or the recent ones\n"},
+	{"top", "usage: nemoctl top [--once] [--json] [--interval-ms N]\n"
+		"  one line per NF core (harvesting), refreshed\n"},
+};
+
+static int command_usage(const char *cmd, FILE *f)
+{
+	for (size_t i = 0; i < sizeof(command_help) / sizeof(command_help[0]); i++)
+		if (!strcmp(cmd, command_help[i].cmd)) {
+			fputs(command_help[i].text, f);
+			return 0;
+		}
+	return -ENOENT;
 }
 
 static int exit_for(int status)
@@ -83,23 +131,6 @@ static int exit_for(int status)
 	if (status >= 400 && status < 500)
 		return EXIT_REJECTED;
 	return EXIT_SERVER;
-}
-
-static int parse_url(struct ctl *c, const char *url)
-{
-	const char *p = url, *colon;
-
-	if (!strncmp(p, "http://", 7))
-		p += 7;
-	colon = strrchr(p, ':');
-	if (!colon) {
-		snprintf(c->host, sizeof(c->host), "%.*s", (int)strcspn(p, "/"), p);
-		c->port = 80;
-		return 0;
-	}
-	snprintf(c->host, sizeof(c->host), "%.*s", (int)(colon - p), p);
-	c->port = (uint16_t)atoi(colon + 1);
-	return c->port ? 0 : -EINVAL;
 }
 
 static char *read_stream(FILE *f, size_t *len)
@@ -154,29 +185,44 @@ static int load_token(struct ctl *c, const char *file)
 			file, strerror(errno));
 		return -errno;
 	}
-	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
-		tok[--len] = '\0';
+	/* the first credential: a line "uuid:key [namespace]" or a bare token; # comments */
+	{
+		char *line = tok, *save = NULL;
+
+		for (line = strtok_r(tok, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			line += strspn(line, " \t\r");
+			if (*line && *line != '#')
+				break;
+		}
+		if (!line) {
+			fprintf(stderr, "nemoctl: token file %s holds no credential\n", file);
+			free(tok);
+			return -EINVAL;
+		}
+		line[strcspn(line, " \t\r")] = '\0';
+		memmove(tok, line, strlen(line) + 1);
+	}
 	snprintf(c->token, sizeof(c->token), "%s", tok);
 	free(tok);
 	return 0;
 }
 
 static int request(struct ctl *c, const char *method, const char *path, const void *body,
-		   size_t len, struct gw_http_response *resp)
+		   size_t len, struct nemo_client_response *resp)
 {
-	int rc = gw_http_request(c->host, c->port, method, path, c->token, body, len, c->timeout_ms,
-				 resp);
+	char err[256];
+	int rc;
 
+	rc = nemo_client_request(c->client, method, path, body, len, resp, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "nemoctl: cannot reach nemod at %s:%u: %s\n", c->host, c->port,
-			strerror(-rc));
+		fprintf(stderr, "nemoctl: cannot reach nemod at %s: %s\n", c->url, err);
 		return EXIT_UNREACHABLE;
 	}
-	return exit_for(resp->status);
+	return exit_for((int)resp->status);
 }
 
 /* Print the server's error message, or the body in --json mode, and return the exit code. */
-static int report_error(struct ctl *c, struct gw_http_response *r, int code)
+static int report_error(struct ctl *c, struct nemo_client_response *r, int code)
 {
 	cJSON *j = cJSON_Parse(r->body);
 	const cJSON *e = j ? cJSON_GetObjectItem(j, "error") : NULL;
@@ -184,7 +230,7 @@ static int report_error(struct ctl *c, struct gw_http_response *r, int code)
 	if (c->json)
 		printf("%s\n", r->body);
 	else
-		fprintf(stderr, "nemoctl: %d: %s\n", r->status,
+		fprintf(stderr, "nemoctl: %ld: %s\n", r->status,
 			cJSON_IsString(e) ? e->valuestring : r->body);
 	cJSON_Delete(j);
 	return code;
@@ -239,7 +285,7 @@ static const char *infer_runtime(const char *code)
 
 static int cmd_deploy(struct ctl *c, const char *name)
 {
-	struct gw_http_response r;
+	struct nemo_client_response r;
 	cJSON *spec, *code;
 	char path[512], *body;
 	int rc;
@@ -323,7 +369,7 @@ static int cmd_deploy(struct ctl *c, const char *name)
 		size_t len;
 		FILE *f = fopen(c->code, "rb");
 		char *bytes = f ? read_stream(f, &len) : NULL;
-		char *b64 = bytes ? gw_base64_encode((uint8_t *)bytes, len) : NULL;
+		char *b64 = bytes ? nemo_client_base64((uint8_t *)bytes, len) : NULL;
 		const char *base = strrchr(c->code, '/');
 
 		if (f)
@@ -340,29 +386,34 @@ static int cmd_deploy(struct ctl *c, const char *name)
 	}
 	body = cJSON_PrintUnformatted(spec);
 	cJSON_Delete(spec);
-	snprintf(path, sizeof(path), ACT_PATH "/%s?overwrite=true", name);
+	/* replacing a deployed function is a choice: --overwrite */
+	snprintf(path, sizeof(path), ACT_PATH "/%s%s", name, c->overwrite ? "?overwrite=true" : "");
 	rc = request(c, "PUT", path, body, strlen(body), &r);
 	free(body);
 	if (rc == EXIT_UNREACHABLE)
 		return rc;
-	if (rc) {
+	if (rc && r.status == 409 && !c->json) {
+		fprintf(stderr,
+			"nemoctl: function '%s' is already deployed: add --overwrite to replace it\n",
+			name);
+	} else if (rc) {
 		rc = report_error(c, &r, rc);
 	} else if (c->json) {
 		printf("%s\n", r.body);
 	} else {
 		cJSON *j = cJSON_Parse(r.body);
 
-		printf("deployed %s (version %.0f)\n", name,
-		       cJSON_GetNumberValue(cJSON_GetObjectItem(j, "version")));
+		printf("deployed %s (version %s)\n", name,
+		       cJSON_GetStringValue(cJSON_GetObjectItem(j, "version")));
 		cJSON_Delete(j);
 	}
-	gw_http_response_release(&r);
+	nemo_client_response_release(&r);
 	return rc;
 }
 
 static int cmd_invoke(struct ctl *c, const char *name, const char *payload)
 {
-	struct gw_http_response r;
+	struct nemo_client_response r;
 	char path[512], *body = NULL;
 	size_t len = 0;
 	int rc;
@@ -406,13 +457,13 @@ static int cmd_invoke(struct ctl *c, const char *name, const char *payload)
 			putchar('\n');
 	}
 	/* --json prints the activation record, which nemod sends with the function's code */
-	gw_http_response_release(&r);
+	nemo_client_response_release(&r);
 	return rc;
 }
 
 static int cmd_simple(struct ctl *c, const char *method, const char *path, int kind)
 {
-	struct gw_http_response r;
+	struct nemo_client_response r;
 	int rc = request(c, method, path, NULL, 0, &r);
 	cJSON *j, *it;
 
@@ -420,12 +471,12 @@ static int cmd_simple(struct ctl *c, const char *method, const char *path, int k
 		return rc;
 	if (rc) {
 		rc = report_error(c, &r, rc);
-		gw_http_response_release(&r);
+		nemo_client_response_release(&r);
 		return rc;
 	}
 	if (c->json) {
 		printf("%s\n", r.body);
-		gw_http_response_release(&r);
+		nemo_client_response_release(&r);
 		return 0;
 	}
 	j = cJSON_Parse(r.body);
@@ -483,7 +534,7 @@ static int cmd_simple(struct ctl *c, const char *method, const char *path, int k
 	}
 	}
 	cJSON_Delete(j);
-	gw_http_response_release(&r);
+	nemo_client_response_release(&r);
 	return 0;
 }
 
@@ -508,7 +559,7 @@ static const cJSON *core_by_cpu(const cJSON *arr, int cpu)
 
 static int fetch_cores(struct ctl *c, cJSON **out)
 {
-	struct gw_http_response r = {0};
+	struct nemo_client_response r = {0};
 	int code = request(c, "GET", "/api/v1/cores", NULL, 0, &r);
 
 	if (code == EXIT_UNREACHABLE)
@@ -516,7 +567,7 @@ static int fetch_cores(struct ctl *c, cJSON **out)
 	if (code != EXIT_OK)
 		return report_error(c, &r, code);
 	*out = cJSON_Parse(r.body);
-	gw_http_response_release(&r);
+	nemo_client_response_release(&r);
 	return *out ? EXIT_OK : EXIT_SERVER;
 }
 
@@ -646,9 +697,12 @@ int main(int argc, char **argv)
 		{"name", required_argument, NULL, 'N'},
 		{"once", no_argument, NULL, 'O'},
 		{"interval-ms", required_argument, NULL, 'I'},
+		{"overwrite", no_argument, NULL, 'o'},
+		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	bool want_help = false;
 	struct ctl c = {.timeout_ms = 120000, .limit = 20};
 	const char *url = getenv("NEMO_URL"), *token_file = NULL, *cmd, *arg;
 	char path[512];
@@ -733,26 +787,50 @@ int main(int argc, char **argv)
 		case 'I':
 			c.interval_ms = atoi(optarg);
 			break;
-		case 'h':
-			usage(stdout);
+		case 'o':
+			c.overwrite = true;
+			break;
+		case 'V':
+			printf("nemoctl %s\n", NEMO_VERSION);
 			return EXIT_OK;
+		case 'h':
+			want_help = true;
+			break;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
 		}
 	}
 	if (optind >= argc) {
-		usage(stderr);
-		return EXIT_USAGE;
+		usage(want_help ? stdout : stderr);
+		return want_help ? EXIT_OK : EXIT_USAGE;
 	}
 	cmd = argv[optind];
 	arg = optind + 1 < argc ? argv[optind + 1] : NULL;
-	if (parse_url(&c, url ? url : "http://127.0.0.1:8080")) {
-		fprintf(stderr, "nemoctl: --url %s: expected http://HOST:PORT\n", url);
-		return EXIT_USAGE;
+	if (want_help || !strcmp(cmd, "help")) {
+		const char *which = !strcmp(cmd, "help") ? arg : cmd;
+
+		if (!which) {
+			usage(stdout);
+			return EXIT_OK;
+		}
+		if (command_usage(which, stdout)) {
+			fprintf(stderr, "nemoctl: unknown command '%s'\n", which);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		return EXIT_OK;
 	}
 	if (load_token(&c, token_file))
 		return EXIT_AUTH;
+	c.url = url ? url : "http://127.0.0.1:8080";
+	c.client = nemo_client_new(c.url, c.token, c.timeout_ms);
+	if (!c.client) {
+		fprintf(stderr, "nemoctl: --url %s: expected http://HOST:PORT or https://...\n",
+			c.url);
+		return EXIT_USAGE;
+	}
+
 	if (!strcmp(cmd, "list"))
 		return cmd_simple(&c, "GET", ACT_PATH, 'l');
 	if (!strcmp(cmd, "status"))
@@ -763,10 +841,10 @@ int main(int argc, char **argv)
 		if (arg)
 			snprintf(path, sizeof(path), ACTV_PATH "/%s", arg);
 		else if (c.name_filter)
-			snprintf(path, sizeof(path), ACTV_PATH "?name=%s&limit=%d", c.name_filter,
-				 c.limit);
+			snprintf(path, sizeof(path), ACTV_PATH "?docs=true&name=%s&limit=%d",
+				 c.name_filter, c.limit);
 		else
-			snprintf(path, sizeof(path), ACTV_PATH "?limit=%d", c.limit);
+			snprintf(path, sizeof(path), ACTV_PATH "?docs=true&limit=%d", c.limit);
 		return cmd_simple(&c, "GET", path, arg ? 'g' : 'a');
 	}
 	if (!arg) {
@@ -787,7 +865,7 @@ int main(int argc, char **argv)
 		return cmd_simple(&c, "DELETE", path, 'd');
 	}
 	if (!strcmp(cmd, "logs")) {
-		snprintf(path, sizeof(path), ACTV_PATH "?name=%s&limit=%d", arg, c.limit);
+		snprintf(path, sizeof(path), ACTV_PATH "?docs=true&name=%s&limit=%d", arg, c.limit);
 		return cmd_simple(&c, "GET", path, 'a');
 	}
 	fprintf(stderr, "nemoctl: unknown command '%s'\n", cmd);

@@ -8,8 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "nemo/gateway.h"
 #include "nemo/log.h"
+#include "nemo/version.h"
 
 static struct gw_daemon *the_daemon; /* for the signal handler only */
 
@@ -24,7 +27,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: nemod [--config FILE] [--log-level err|warn|info|debug] [--human-logs]\n"
 		   "  --config FILE   JSON config [configs/nemod.json]\n"
-		   "  --check         load and check the config, then exit\n");
+		   "  --check         load and check the config, then exit\n"
+		   "  --version       print nemod's version\n");
 }
 
 /* nemod's own threads stay off the cores that host sandboxes and NFs. */
@@ -51,6 +55,7 @@ int main(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'l'},
 		{"human-logs", no_argument, NULL, 'H'},
 		{"check", no_argument, NULL, 'k'},
+		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -77,6 +82,9 @@ int main(int argc, char **argv)
 		case 'k':
 			check_only = true;
 			break;
+		case 'V':
+			printf("nemod %s\n", NEMO_VERSION);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -127,8 +135,13 @@ int main(int argc, char **argv)
 	rc = gw_daemon_start(the_daemon);
 	if (rc)
 		goto out_daemon;
-	NEMO_INFO("nemod", "ready pid=%d port=%u", getpid(), gw_daemon_port(the_daemon));
+	NEMO_INFO("nemod", "ready pid=%d port=%u version=%s", getpid(), gw_daemon_port(the_daemon),
+		  NEMO_VERSION);
+	/* systemd (Type=notify) learns that nemod serves; outside systemd this does nothing */
+	sd_notifyf(0, "READY=1\nMAINPID=%d\nSTATUS=serving on port %u", getpid(),
+		   gw_daemon_port(the_daemon));
 	gw_daemon_run(the_daemon);
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
 	NEMO_INFO("nemod", "stopping: draining for up to %u ms", cfg.drain_timeout_ms);
 	cancelled = gw_daemon_drain(the_daemon);
 	rc = 0;

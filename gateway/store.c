@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zip.h>
+
 #include "nemo/clock.h"
 #include "nemo/log.h"
 #include "gw_internal.h"
@@ -405,4 +407,92 @@ int gw_store_load(const char *dir, int (*fn)(void *arg, const char *name, const 
 	}
 	closedir(dh);
 	return loaded;
+}
+
+int gw_store_write_zip(const char *dir, const char *name, uint64_t version, const void *zip,
+		       size_t len, char *path_out, size_t path_len, char *why, size_t whylen)
+{
+	zip_source_t *src;
+	zip_error_t zerr;
+	zip_t *za;
+	uint64_t total = 0;
+	zip_int64_t n;
+	int rc;
+
+	why[0] = '\0';
+	rc = version_dir(dir, name, version, path_out, path_len);
+	if (rc)
+		return rc;
+	zip_error_init(&zerr);
+	src = zip_source_buffer_create(zip, len, 0, &zerr);
+	za = src ? zip_open_from_source(src, ZIP_RDONLY, &zerr) : NULL;
+	if (!za) {
+		snprintf(why, whylen, "%s", zip_error_strerror(&zerr));
+		zip_error_fini(&zerr);
+		if (src)
+			zip_source_free(src);
+		return -EINVAL;
+	}
+	zip_error_fini(&zerr);
+	n = zip_get_num_entries(za, 0);
+	for (zip_int64_t i = 0; i < n && !rc; i++) {
+		char path[PATH_MAX];
+		zip_stat_t st;
+		zip_file_t *zf;
+		uint8_t *buf;
+		size_t nlen;
+
+		if (zip_stat_index(za, (zip_uint64_t)i, 0, &st) || !(st.valid & ZIP_STAT_NAME)) {
+			snprintf(why, whylen, "entry %lld: unreadable", (long long)i);
+			rc = -EINVAL;
+			break;
+		}
+		nlen = strlen(st.name);
+		/* nothing may leave the folder: no absolute names, no .. components */
+		if (!nlen || st.name[0] == '/' || strstr(st.name, "..") || strchr(st.name, '\\')) {
+			snprintf(why, whylen, "entry '%.100s': names must stay inside the archive",
+				 st.name);
+			rc = -EINVAL;
+			break;
+		}
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", path_out, st.name) >=
+		    sizeof(path)) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		if (st.name[nlen - 1] == '/') {
+			rc = mkdir_p(path, 0755);
+			continue;
+		}
+		total += st.size;
+		if (total > (256ull << 20)) {
+			snprintf(why, whylen, "unpacks to more than 256 MiB");
+			rc = -EINVAL;
+			break;
+		}
+		{
+			char *slash = strrchr(path, '/');
+
+			*slash = '\0';
+			rc = mkdir_p(path, 0755);
+			*slash = '/';
+			if (rc)
+				break;
+		}
+		buf = malloc(st.size ? st.size : 1);
+		zf = buf ? zip_fopen_index(za, (zip_uint64_t)i, 0) : NULL;
+		if (!zf || zip_fread(zf, buf, st.size) != (zip_int64_t)st.size) {
+			snprintf(why, whylen, "entry '%.100s': cannot be read", st.name);
+			rc = buf ? -EINVAL : -ENOMEM;
+		} else {
+			rc = write_atomic(path, buf, st.size, 0755);
+		}
+		if (zf)
+			zip_fclose(zf);
+		free(buf);
+	}
+	zip_close(za);
+	if (rc && !why[0])
+		snprintf(why, whylen, "%s", strerror(-rc));
+	return rc;
 }

@@ -13,12 +13,21 @@
 #include "nemo/harvester.h"
 #include "nemo/log.h"
 
+/*
+ * What the header said when it was checked at open is kept here and used from then on: the
+ * mapping is shared with the writer (and anyone who can open the object), so a field read
+ * from it again could have changed under the reader, e.g. nb_records past the mapping.
+ */
 struct hv_channel {
 	char path[96];
 	struct hc_header *hdr; /* written only in the records' line 7 (the sleep floor) */
+	struct hc_lcore_record *records;
 	size_t size;
 	uint64_t generation;
+	uint64_t tsc_hz;
+	uint32_t nb_records;
 	int32_t writer_pid;
+	char name[HC_NAME_MAX];
 };
 
 static inline uint64_t rdtsc(void)
@@ -33,6 +42,10 @@ static inline uint64_t rdtsc(void)
  * The sampler retries a missing or malformed channel every few hundred ms: it asks for
  * quiet opens and logs once per change of state itself, so a bad channel is not a log flood.
  */
+/* A TSC runs at MHz to a few GHz; 0 or 10^18 is garbage that would divide or overflow. */
+#define HV_TSC_HZ_MIN 1000000ull
+#define HV_TSC_HZ_MAX 100000000000ull
+
 #define CH_ERR(quiet, ...)                                  \
 	do {                                                \
 		if (!(quiet))                               \
@@ -92,6 +105,12 @@ struct hv_channel *__hv_channel_open(const char *name, bool quiet)
 		rc = -ESRCH;
 		goto err_close;
 	}
+	if (h.tsc_hz < HV_TSC_HZ_MIN || h.tsc_hz > HV_TSC_HZ_MAX) {
+		CH_ERR(quiet, "harvest channel /dev/shm%s: TSC frequency %llu Hz is not plausible",
+		       ch->path, (unsigned long long)h.tsc_hz);
+		rc = -EPROTO;
+		goto err_close;
+	}
 	ch->size = hc_shm_size(h.nb_records);
 	ch->hdr = mmap(NULL, ch->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (ch->hdr == MAP_FAILED) {
@@ -100,8 +119,14 @@ struct hv_channel *__hv_channel_open(const char *name, bool quiet)
 		goto err_close;
 	}
 	close(fd);
+	ch->records = (struct hc_lcore_record *)(ch->hdr + 1);
 	ch->generation = h.generation;
+	ch->tsc_hz = h.tsc_hz;
+	ch->nb_records = h.nb_records;
 	ch->writer_pid = h.writer_pid;
+	/* the writer's name need not end in a NUL: copy at most HC_NAME_MAX - 1 of it */
+	memcpy(ch->name, h.name, sizeof(ch->name) - 1);
+	ch->name[sizeof(ch->name) - 1] = '\0';
 	return ch;
 
 err_close:
@@ -140,17 +165,17 @@ int hv_channel_check(const struct hv_channel *ch)
 
 const char *__hv_channel_name(const struct hv_channel *ch)
 {
-	return ch->hdr->name;
+	return ch->name;
 }
 
 uint32_t hv_channel_nb_lcores(const struct hv_channel *ch)
 {
-	return ch->hdr->nb_records;
+	return ch->nb_records;
 }
 
 uint64_t hv_channel_tsc_hz(const struct hv_channel *ch)
 {
-	return ch->hdr->tsc_hz;
+	return ch->tsc_hz;
 }
 
 uint64_t hv_channel_generation(const struct hv_channel *ch)
@@ -167,11 +192,9 @@ int hv_channel_read(struct hv_channel *ch, uint32_t idx, struct hc_lcore_record 
 	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != HC_MAGIC ||
 	    h->generation != ch->generation)
 		return -ESTALE;
-	if (idx >= h->nb_records)
+	if (idx >= ch->nb_records)
 		return -ERANGE;
-	rc = hc_read_record((const struct hc_lcore_record *)((const char *)h + h->header_size) +
-				    idx,
-			    out, 1000);
+	rc = hc_read_record(ch->records + idx, out, 1000);
 	if (rc)
 		return -EAGAIN;
 	hc_record_extrapolate(out, rdtsc());
@@ -187,11 +210,11 @@ int hv_channel_set_sleep_floor(struct hv_channel *ch, uint32_t idx, uint64_t flo
 	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != HC_MAGIC ||
 	    h->generation != ch->generation)
 		return -ESTALE;
-	if (idx >= h->nb_records)
+	if (idx >= ch->nb_records)
 		return -ERANGE;
 	if (floor_ns && lease_ns)
-		until = rdtsc() + (uint64_t)((double)lease_ns * (double)h->tsc_hz / 1e9);
-	hc_set_sleep_floor(hc_records(h) + idx, floor_ns, until);
+		until = rdtsc() + (uint64_t)((double)lease_ns * (double)ch->tsc_hz / 1e9);
+	hc_set_sleep_floor(ch->records + idx, floor_ns, until);
 	return 0;
 }
 

@@ -395,9 +395,9 @@ int nf_config_parse(const char *text, const char *file, struct nf_config *cfg, s
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->file, sizeof(cfg->file), "%s", file);
 	ctx->file = cfg->file;
-	root = cJSON_Parse(text);
+	root = cfg_parse_json(ctx, text, strlen(text));
 	if (!root)
-		return cfg_error(ctx, NULL, "malformed JSON");
+		return -errno;
 	rc = config_from_json(root, cfg, ctx);
 	if (rc)
 		nf_config_free(cfg);

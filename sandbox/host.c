@@ -231,28 +231,30 @@ missing:
 	return -ENOENT;
 }
 
+/* The backend: asked for, or the one detection's answer; either way said at start, with why. */
 static int pick_backend(struct sbx_host *host, int version)
 {
-	char buf[256] = "";
-	int fd;
+	char why[128];
+	int detected = sbx_cgroup_detect(why, sizeof(why));
 
 	snprintf(host->v1_mount, sizeof(host->v1_mount), "/sys/fs/cgroup");
-	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0)
-		snprintf(host->v2_mount, sizeof(host->v2_mount), "/sys/fs/cgroup");
-	else
-		snprintf(host->v2_mount, sizeof(host->v2_mount), "/sys/fs/cgroup/unified");
+	snprintf(host->v2_mount, sizeof(host->v2_mount), "%s",
+		 detected == SBX_CGROUP_V2 && access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0
+			 ? "/sys/fs/cgroup"
+			 : "/sys/fs/cgroup/unified");
 	if (version == SBX_CGROUP_AUTO) {
-		char path[SBX_CG_PATH + 32];
-
-		snprintf(path, sizeof(path), "%s/cgroup.controllers", host->v2_mount);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			ssize_t n = read(fd, buf, sizeof(buf) - 1);
-
-			buf[n > 0 ? n : 0] = '\0';
-			close(fd);
+		if (detected < 0) {
+			NEMO_ERR(SBX_LOG, "no usable cgroup hierarchy: %s", why);
+			return detected;
 		}
-		version = strstr(buf, "memory") ? SBX_CGROUP_V2 : SBX_CGROUP_V1;
+		version = detected;
+		snprintf(host->cgroup_why, sizeof(host->cgroup_why), "detected: %s", why);
+	} else if (version == SBX_CGROUP_V1 || version == SBX_CGROUP_V2) {
+		snprintf(host->cgroup_why, sizeof(host->cgroup_why),
+			 "asked for by the configuration");
+	} else {
+		NEMO_ERR(SBX_LOG, "cgroup version %d: not one of 0 (auto), 1, 2", version);
+		return -EINVAL;
 	}
 	host->cg = version == SBX_CGROUP_V2 ? &sbx_cgroup_v2_ops : &sbx_cgroup_v1_ops;
 	if (version == SBX_CGROUP_V1 && access("/sys/fs/cgroup/memory/cgroup.procs", F_OK)) {
@@ -276,6 +278,7 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	host->seccomp_fd = -1;
 	host->netns_fd = -1;
 	pthread_mutex_init(&host->lock, NULL);
+	pthread_mutex_init(&host->acct_lock, NULL);
 	snprintf(host->cgroup_root, sizeof(host->cgroup_root), "%s",
 		 cfg->cgroup_root ? cfg->cgroup_root : "nemo");
 	host->n_cores = cfg->n_cores > 0 ? cfg->n_cores : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -297,6 +300,7 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	if (rc)
 		goto fail;
 	rc = host->cg->host_init(host);
+	rc = rc ? rc : sbx_cgroup_acct_init(host);
 	if (rc)
 		goto fail_cg;
 	host->seccomp_fd = sbx_seccomp_compile(!host->netns_per_sandbox);
@@ -311,8 +315,11 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 			goto fail_seccomp;
 		}
 	}
-	NEMO_INFO(SBX_LOG, "host: cgroup %s root '%s', %d cores, runtime %s, python %s, netns %s",
-		  host->cg->name, host->cgroup_root, host->n_cores, host->runtime_path,
+	NEMO_INFO(SBX_LOG, "host: cgroup %s (%s), tree %s/%s, %d cores", host->cg->name,
+		  host->cgroup_why,
+		  host->cg == &sbx_cgroup_v2_ops ? host->v2_base : "/sys/fs/cgroup/<controller>",
+		  host->cgroup_root, host->n_cores);
+	NEMO_INFO(SBX_LOG, "host: runtime %s, python %s, netns %s", host->runtime_path,
 		  host->python_path[0] ? host->python_path : "(none)",
 		  host->netns_per_sandbox ? "per sandbox" : "shared empty");
 	return host;
@@ -321,6 +328,8 @@ fail_seccomp:
 fail_cg:
 	host->cg->host_fini(host);
 fail:
+	free(host->acct);
+	pthread_mutex_destroy(&host->acct_lock);
 	pthread_mutex_destroy(&host->lock);
 	free(host);
 	errno = -rc;
@@ -346,6 +355,8 @@ void sbx_host_destroy(struct sbx_host *host)
 		close(host->seccomp_fd);
 	if (host->netns_fd >= 0)
 		close(host->netns_fd);
+	free(host->acct);
+	pthread_mutex_destroy(&host->acct_lock);
 	pthread_mutex_destroy(&host->lock);
 	free(host);
 }
@@ -358,12 +369,6 @@ const char *sbx_host_cgroup_backend(const struct sbx_host *host)
 int sbx_host_n_cores(const struct sbx_host *host)
 {
 	return host->n_cores;
-}
-
-int sbx_host_core_cgroup(const struct sbx_host *host, int core, const char *ctrl, char *buf,
-			 size_t len)
-{
-	return host->cg->core_path(host, core, ctrl, buf, len);
 }
 
 const char *sbx_host_python(const struct sbx_host *host)

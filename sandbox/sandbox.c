@@ -374,9 +374,13 @@ static void kill_sandbox(struct sbx_sandbox *sb)
 {
 	bool alive = !sb->reaped && sb->pidfd >= 0;
 
-	/* killing init kills its whole PID namespace; the kernel waits for all of it */
-	if (alive)
+	/* killing init kills its whole PID namespace; the kernel waits for all of it. The
+	 * cgroup's kill also reaches what init's death would leave for a moment */
+	if (alive) {
 		pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0);
+		if (sb->cg.freezer[0])
+			sb->host->cg->kill(&sb->cg);
+	}
 	pthread_mutex_lock(&sb->lock);
 	/* a v1-frozen task cannot die until thawed */
 	if (sb->frozen) {
@@ -832,13 +836,14 @@ void sbx_destroy(struct sbx_sandbox *sb)
 	if (!sb)
 		return;
 	kill_sandbox(sb);
+	/* off the host's list first: sbx_cgroup_core_sandboxes() reads the paths under its lock */
+	host_unlink(sb->host, sb);
 	if (sb->cg.memory[0] || sb->cg.dirfd >= 0)
 		sb->host->cg->sandbox_destroy(sb->host, &sb->cg);
 	if (sb->sock >= 0)
 		close(sb->sock);
 	if (sb->pidfd >= 0)
 		close(sb->pidfd);
-	host_unlink(sb->host, sb);
 	pthread_mutex_destroy(&sb->lock);
 	free(sb->rbuf);
 	free(sb);

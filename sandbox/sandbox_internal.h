@@ -33,7 +33,9 @@ static inline void sbx_freep(void *p)
 /* ---- cgroup backends ---- */
 
 #define SBX_CG_PATH	512
-#define SBX_CG_JOIN_MAX 6 /* files a fresh child writes "0" into to join its cgroups (v1) */
+#define SBX_CG_JOIN_MAX 6   /* files a fresh child writes "0" into to join its cgroups (v1) */
+#define SBX_CG_MAX_CPUS 256 /* CPUs `harvested` is kept for */
+#define SBX_CG_LEAF	"nemo-daemon" /* v2: the leaf nemod moves its own cgroup's processes to */
 
 /* Where one sandbox lives, filled by the backend's sandbox_create. */
 struct sbx_cgroup {
@@ -50,8 +52,10 @@ struct sbx_cgroup {
 };
 
 /*
- * A cgroup backend. Each returns 0 or -errno and logs its own failures with the path.
- * The knob names are written here rather than translated by libcgroup (2.0.2 cannot).
+ * A cgroup backend (crun's cgroup managers have this shape). Each returns 0 or -errno and
+ * logs its own failures once, with the path. The knob names are written here rather than
+ * translated by libcgroup (2.0.2 cannot). Mechanism only: the host (cgroup.c, generic part)
+ * keeps the accounting and the sandbox list, and the public interface is include/nemo/cgroup.h.
  */
 struct sbx_cgroup_ops {
 	const char *name;
@@ -69,27 +73,54 @@ struct sbx_cgroup_ops {
 	int (*freeze)(struct sbx_cgroup *cg, bool frozen);
 	/* 1 frozen, 0 not (yet), -errno */
 	int (*is_frozen)(struct sbx_cgroup *cg);
+	/* SIGKILL every process of the sandbox's cgroup (v2: cgroup.kill) */
+	int (*kill)(struct sbx_cgroup *cg);
 	int (*move)(struct sbx_host *host, struct sbx_cgroup *cg, int core);
 	int (*memory_bytes)(struct sbx_cgroup *cg, uint64_t *bytes);
 	/* OOM kills in the sandbox's memory cgroup since it was made */
 	int (*oom_kills)(struct sbx_cgroup *cg, uint64_t *kills);
+	/* the harvest cgroup's CPU weight knob, its lowest value and its default */
+	const char *weight_knob;
+	const char *weight_lowest, *weight_default;
+	/* CFS bandwidth of a harvest cgroup (dir); quota_us 0 lifts it; checked by the caller */
+	int (*set_quota)(const char *dir, uint64_t quota_us, uint64_t period_us);
+	/* cumulative CPU time (ns) of a harvest cgroup (its cpuacct dir on v1) and below */
+	int (*usage)(const char *dir, uint64_t *ns);
+	/* the file that lists a cgroup's threads: "tasks" (v1), "cgroup.threads" (v2) */
+	const char *threads_file;
+	/* the line of /proc/<pid>/cgroup that holds the CPU-side membership: "cpuset" / "" */
+	const char *proc_controller;
 };
 
 extern const struct sbx_cgroup_ops sbx_cgroup_v1_ops;
 extern const struct sbx_cgroup_ops sbx_cgroup_v2_ops;
 
-/* Small file helpers: write a string, read a u64 (or the u64 after "key " in a key file). */
-int sbx_write_file(const char *path, const char *val);
-int sbx_read_u64(const char *path, uint64_t *val);
-int sbx_read_key_u64(const char *path, const char *key, uint64_t *val);
+/*
+ * The one set of cgroupfs file helpers. Write `val` to dir/file (file NULL: dir is the file),
+ * a short write is an error; read into buf (NUL-terminated) and return the length. Both log
+ * a failure once with the path and strerror (the read not for ENOENT when `quiet`).
+ */
+int sbx_cg_write(const char *dir, const char *file, const char *val);
+int sbx_cg_read(const char *dir, const char *file, char *buf, size_t len, bool quiet);
+int sbx_cg_read_u64(const char *dir, const char *file, uint64_t *val);
+/* the u64 after "key " in a key file (cpu.stat, memory.events); -ENOENT without the key */
+int sbx_cg_read_key_u64(const char *dir, const char *file, const char *key, uint64_t *val);
 
 /* ---- the host ---- */
 
+/* Where one harvest cgroup's CPU time goes: the CPU its cpuset holds, since `since_ns`. */
+struct sbx_core_acct {
+	int pinned;	   /* the CPU cpuset.cpus holds now */
+	uint64_t since_ns; /* the cgroup's usage when it was pinned there */
+};
+
 struct sbx_host {
 	const struct sbx_cgroup_ops *cg;
+	char cgroup_why[160]; /* why this backend: logged at start */
 	char cgroup_root[128];
 	char v1_mount[SBX_CG_PATH]; /* /sys/fs/cgroup */
-	char v2_mount[SBX_CG_PATH]; /* /sys/fs/cgroup/unified or /sys/fs/cgroup */
+	char v2_mount[SBX_CG_PATH]; /* /sys/fs/cgroup or /sys/fs/cgroup/unified */
+	char v2_base[SBX_CG_PATH];  /* v2: this process's own cgroup, where <root> is made */
 	int n_cores;
 	char runtime_path[SBX_PATH_MAX];
 	char shim_path[SBX_PATH_MAX];
@@ -103,7 +134,14 @@ struct sbx_host {
 	uint64_t next_id;
 	int n_sandboxes;
 	struct sbx_sandbox *sandboxes; /* every live sandbox, for host_destroy */
+	/* `harvested` per CPU (sbx_cgroup_cpu_harvested), under acct_lock */
+	pthread_mutex_t acct_lock;
+	struct sbx_core_acct *acct;	     /* n_cores */
+	uint64_t closed_ns[SBX_CG_MAX_CPUS]; /* CPU time of closed segments, per CPU */
 };
+
+/* Set up the accounting of `harvested` once host_init made the core cgroups. */
+int sbx_cgroup_acct_init(struct sbx_host *host);
 
 /* Compile the seccomp filter into a sealed memfd. Returns the fd or -errno. */
 int sbx_seccomp_compile(bool deny_unix_sockets);

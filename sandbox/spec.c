@@ -109,7 +109,7 @@ int sbx_spec_parse(const char *json, size_t len, const char *origin, struct sbx_
 	int rc;
 
 	sbx_spec_defaults(spec);
-	root = cJSON_ParseWithLength(json, len);
+	root = cfg_parse_json(&ctx, json, len);
 	if (!root) {
 		rc = cfg_error(&ctx, NULL, "malformed JSON");
 		goto out;

@@ -1,5 +1,4 @@
 /* cosched.c - nemod's harvest loop: sample, predict, account, reclaim, throttle, pre-warm, place. */
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -13,15 +12,14 @@
 #include "nemo/clock.h"
 #include "nemo/harvester.h"
 #include "nemo/log.h"
+#include "nemo/cgroup.h"
 #include "nemo/scheduler.h"
-#include "sched_internal.h"
 
 #define CS_LOG		   "cosched"
 #define CS_MAX_CORES	   64
 #define CS_MAX_FNS	   64
-#define CS_MAX_SBX	   32 /* sandboxes of one core counted through their freezers (v1) */
-#define CS_HORIZON	   5  /* windows the spare prediction looks ahead */
-#define CS_COUNT_EVERY	   5  /* windows between two counts of threads and sandboxes */
+#define CS_HORIZON	   5 /* windows the spare prediction looks ahead */
+#define CS_COUNT_EVERY	   5 /* windows between two counts of threads and sandboxes */
 #define CS_IW_PERIOD	   10000
 #define CS_SLOW_S	   20.0 /* time constant of the slow arrival rate that keeps pre-warm targets */
 #define CS_IW_GUARD	   0.5 /* spare under which the interference watch's quota applies */
@@ -44,7 +42,6 @@ struct cs_core {
 	int cpu;
 	bool online; /* false: a channel named a CPU that is not there (logged once) */
 	bool cg_ok;
-	struct sched_harvest_cg cg;
 	struct hv_predictor *pred;
 	struct sched_iwatch *iw;
 	uint64_t generation;
@@ -68,7 +65,6 @@ struct cs_core {
 struct sched_cosched {
 	struct sched_cosched_config cfg;
 	struct sched_cosched_backend be;
-	const struct sched_cgroup_ops *ops;
 	const struct hv_predictor_ops *pops;
 	struct hv_sampler *sampler;
 	struct sched_topology topo;
@@ -120,68 +116,13 @@ void sched_cosched_config_defaults(struct sched_cosched_config *cfg)
 	cfg->nf_delay_budget_us = 500;
 }
 
-/* ---- the core's sandboxes, as the cgroup tree sees them ------------------------------------ */
-
-/* v1: the distinct freezer cgroups of the processes in the core's cpu cgroup, one per sandbox. */
-static int v1_sandbox_freezers(const struct cs_core *c, char dirs[][256], int max)
-{
-	char procs[8192], path[64], line[512];
-	int n = 0, rc = __sched_read(c->cg.cpu, "cgroup.procs", procs, sizeof(procs));
-
-	if (rc < 0)
-		return rc;
-	for (char *save, *tok = strtok_r(procs, "\n", &save); tok;
-	     tok = strtok_r(NULL, "\n", &save)) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%d/cgroup", atoi(tok));
-		f = fopen(path, "re");
-		if (!f)
-			continue; /* exited meanwhile */
-		while (fgets(line, sizeof(line), f)) {
-			char *fz = strstr(line, ":freezer:");
-			bool seen = false;
-
-			if (!fz)
-				continue;
-			fz += strlen(":freezer:");
-			fz[strcspn(fz, "\n")] = '\0';
-			if (!strcmp(fz, "/"))
-				break;
-			for (int i = 0; i < n; i++)
-				seen |= !strcmp(dirs[i] + strlen("/sys/fs/cgroup/freezer"), fz);
-			if (!seen && n < max &&
-			    (size_t)snprintf(dirs[n], 256, "/sys/fs/cgroup/freezer%s", fz) < 256)
-				n++;
-			break;
-		}
-		fclose(f);
-	}
-	return n;
-}
-
-/* v2: the sandbox cgroups are the core cgroup's children. */
-static int v2_sandbox_count(const struct cs_core *c)
-{
-	DIR *d = opendir(c->cg.cpu);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)))
-		n += e->d_type == DT_DIR && e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
+/* The core's sandboxes, as the cgroup tree's owner knows them; -errno when it cannot say. */
 static int core_sandboxes(struct sched_cosched *cs, const struct cs_core *c)
 {
-	char dirs[CS_MAX_SBX][256];
+	uint32_t n;
+	int rc = sbx_cgroup_core_sandboxes(cs->be.host, c->cpu, &n, NULL);
 
-	if (cs->ops == &sched_cgroup_v1)
-		return v1_sandbox_freezers(c, dirs, CS_MAX_SBX);
-	return v2_sandbox_count(c);
+	return rc ? rc : (int)n;
 }
 
 /* ---- reclaim actions ------------------------------------------------------------------------ */
@@ -256,6 +197,7 @@ static void core_iwatch(struct sched_cosched *cs, struct cs_core *c,
 
 static struct cs_core *core_get(struct sched_cosched *cs, const struct hv_core_sample *smp)
 {
+	char path[512];
 	struct cs_core *c;
 	int rc;
 
@@ -278,27 +220,18 @@ static struct cs_core *core_get(struct sched_cosched *cs, const struct hv_core_s
 			 smp->nf, smp->lcore_id, c->cpu, cs->topo.n_cpus);
 		goto publish;
 	}
-	c->cg.cpu_index = c->cpu;
-	rc = cs->be.core_cgroup(cs->be.arg, c->cpu, "cpu", c->cg.cpu, sizeof(c->cg.cpu));
-	rc = rc ? rc
-		: cs->be.core_cgroup(cs->be.arg, c->cpu, "cpuacct", c->cg.cpuacct,
-				     sizeof(c->cg.cpuacct));
-	rc = rc ? rc
-		: cs->be.core_cgroup(cs->be.arg, c->cpu, "cpuset", c->cg.cpuset,
-				     sizeof(c->cg.cpuset));
+	rc = sbx_cgroup_core_idle(cs->be.host, c->cpu, cs->cfg.policy == SCHED_HARVEST_IDLE);
 	if (rc) {
-		NEMO_ERR(CS_LOG, "cpu %d: no sandbox cgroup for it: %s", c->cpu, strerror(-rc));
+		NEMO_ERR(CS_LOG, "cpu %d: no harvest cgroup for it: %s", c->cpu, strerror(-rc));
 		goto publish;
 	}
-	rc = cs->ops->apply_policy(&c->cg, cs->cfg.policy);
-	if (rc)
-		goto publish; /* logged by the op */
 	c->pred = cs->pops->create(NULL);
 	if (!c->pred)
 		goto publish;
 	c->cg_ok = true;
+	sbx_host_core_cgroup(cs->be.host, c->cpu, "cpu", path, sizeof(path));
 	NEMO_INFO(CS_LOG, "harvesting cpu %d (NF '%s' lcore %u) cgroup=%s policy=%s", c->cpu,
-		  smp->nf, smp->lcore_id, c->cg.cpu, sched_harvest_policy_name(cs->cfg.policy));
+		  smp->nf, smp->lcore_id, path, sched_harvest_policy_name(cs->cfg.policy));
 publish:
 	pthread_mutex_lock(&cs->lock);
 	cs->n_cores++;
@@ -318,7 +251,7 @@ static void release_gone(struct sched_cosched *cs, struct cs_core *c)
 	if (c->n_frozen)
 		thaw_core(cs, c);
 	if (c->pub.moved_to >= 0)
-		cs->ops->pin(&c->cg, c->cpu);
+		sbx_cgroup_core_pin(cs->be.host, c->cpu, c->cpu);
 	if (cs->rc[idx].reclaimed)
 		NEMO_INFO(CS_LOG, "cpu %d: its NF is gone: reclaim undone", c->cpu);
 	cs->rc[idx].reclaimed = false;
@@ -390,7 +323,7 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 		 * view of "core N" stays right for release.
 		 */
 		n = core_sandboxes(cs, c);
-		rc = cs->ops->pin(&c->cg, d.target_cpu);
+		rc = sbx_cgroup_core_pin(cs->be.host, c->cpu, d.target_cpu);
 		break;
 	case SCHED_RECLAIM_THAW:
 		thaw_core(cs, c);
@@ -399,7 +332,8 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 		break;
 	}
 	if (was && !cs->rc[idx].reclaimed && c->pub.moved_to >= 0)
-		cs->ops->pin(&c->cg, c->cpu); /* spare is back: the core's sandboxes come home */
+		sbx_cgroup_core_pin(cs->be.host, c->cpu,
+				    c->cpu); /* spare is back: the core's sandboxes come home */
 	if (d.action == SCHED_RECLAIM_FREEZE || d.action == SCHED_RECLAIM_MOVE) {
 		uint64_t reaction = nemo_now_ns() - c->low_since_ns;
 
@@ -448,7 +382,7 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 
 	cs->pops->observe(c->pred, w->spare_ratio);
 	pred = cs->pops->predict(c->pred, CS_HORIZON);
-	if (!cs->ops->read_usage(&c->cg, &usage)) {
+	if (!sbx_cgroup_cpu_harvested(cs->be.host, c->cpu, &usage)) {
 		harvested = c->usage_primed && usage >= c->usage_prev ? usage - c->usage_prev : 0;
 		c->usage_prev = usage;
 		c->usage_primed = true;
@@ -484,12 +418,12 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 				  "cpu %d: interference watch: %s, spare %.2f: quota %llu us of %d",
 				  c->cpu, cpp, w->spare_ratio, (unsigned long long)quota,
 				  CS_IW_PERIOD);
-			if (!cs->ops->set_quota(&c->cg, quota, CS_IW_PERIOD))
+			if (!sbx_cgroup_core_quota(cs->be.host, c->cpu, quota, CS_IW_PERIOD))
 				c->iw_quota_us = quota;
 		}
 	}
 	if (c->windows++ % CS_COUNT_EVERY == 0) {
-		counted = !sched_cgroup_threads(cs->ops, c->cg.cpu, &total, &runnable);
+		counted = !sbx_cgroup_core_threads(cs->be.host, c->cpu, &total, &runnable);
 		count = core_sandboxes(cs, c);
 	}
 	pthread_mutex_lock(&cs->lock);
@@ -780,11 +714,12 @@ struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 	struct sched_cosched *cs;
 	int rc;
 
-	if (!cfg || !be || !be->prewarm || !be->idle || !be->core_cgroup || cfg->period_ms < 1 ||
+	if (!cfg || !be || !be->prewarm || !be->idle || !be->host || cfg->period_ms < 1 ||
 	    cfg->period_ms > 10 || !cfg->n_channels || cfg->n_channels > SCHED_CS_MAX_CHANNELS ||
 	    sched_reclaim_config_check(&cfg->reclaim) || cfg->forecast_ms < 10) {
 		NEMO_ERR(CS_LOG,
-			 "bad co-scheduler config (period 1..10 ms, 1..%d channels, "
+			 "bad co-scheduler config (a backend with prewarm, idle and the sandbox "
+			 "host; period 1..10 ms, 1..%d channels, "
 			 "reclaim threshold <= release in [0, 1], forecast >= 10 ms)",
 			 SCHED_CS_MAX_CHANNELS);
 		errno = EINVAL;
@@ -803,7 +738,6 @@ struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 	cs->cfg = *cfg;
 	cs->hk_idle = -1.0;
 	cs->be = *be;
-	cs->ops = sched_cgroup_detect();
 	cs->pops = hv_predictor_find(cfg->predictor);
 	if (!cs->pops) {
 		NEMO_ERR(CS_LOG, "predictor '%s' is not ewma or markov", cfg->predictor);
@@ -847,7 +781,7 @@ struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 		  cfg->reclaim.prefer == SCHED_RECLAIM_MOVE ? "move" : "freeze",
 		  cfg->overflow == SCHED_OVERFLOW_QUEUE ? "queue" : "housekeeping",
 		  (unsigned long long)cfg->queue_deadline_ms, cfg->hk_cpu, cfg->interference,
-		  cfg->interference_bound, cs->ops->name);
+		  cfg->interference_bound, sbx_host_cgroup_backend(be->host));
 	return cs;
 
 fail_sampler:
@@ -879,9 +813,9 @@ void sched_cosched_destroy(struct sched_cosched *cs)
 		if (c->n_frozen)
 			thaw_core(cs, c);
 		if (c->pub.moved_to >= 0)
-			cs->ops->pin(&c->cg, c->cpu);
+			sbx_cgroup_core_pin(cs->be.host, c->cpu, c->cpu);
 		if (c->iw) {
-			cs->ops->set_quota(&c->cg, 0, CS_IW_PERIOD);
+			sbx_cgroup_core_quota(cs->be.host, c->cpu, 0, CS_IW_PERIOD);
 			sched_iwatch_destroy(c->iw);
 		}
 		if (c->pred)
@@ -985,7 +919,7 @@ void sched_cosched_observe(struct sched_cosched *cs, const char *fn_name, int cp
 	if (fn && run_ns)
 		fn->run_ns =
 			fn->run_ns > 0 ? 0.8 * fn->run_ns + 0.2 * (double)run_ns : (double)run_ns;
-	if (fn && start_path == 1 && init_ns)
+	if (fn && start_path == SBX_START_COLD && init_ns)
 		fn->init_ns = fn->init_ns > 0 ? 0.8 * fn->init_ns + 0.2 * (double)init_ns
 					      : (double)init_ns;
 	for (int i = 0; i < cs->n_cores; i++) {
@@ -993,9 +927,9 @@ void sched_cosched_observe(struct sched_cosched *cs, const char *fn_name, int cp
 			continue;
 		cs->cores[i].pub.invocations++;
 		cs->cores[i].done_since++;
-		if (start_path >= 0 && start_path < 4)
+		if (start_path >= 0 && start_path < SBX_START_PATHS)
 			cs->cores[i].pub.starts[start_path]++;
-		if (fn && start_path == 1)
+		if (fn && start_path == SBX_START_COLD)
 			fn->on_core[i]++;
 	}
 	/* a slot may have come free: queued placements look again now, not at the next window */

@@ -59,8 +59,8 @@ int sched_metrics_format(const struct sched_core_stats *cores, int n, char *buf,
 	      spare_cycles + 0ull);
 	GAUGE("total_cycles", "TSC cycles in the last window.", "gauge", "%llu",
 	      total_cycles + 0ull);
-	GAUGE("harvested_ns", "CPU time sandboxes used on the core in the last window.", "gauge",
-	      "%llu", harvested_ns + 0ull);
+	GAUGE("harvested_seconds", "CPU time sandboxes used on the core in the last window.",
+	      "gauge", "%.9f", harvested_ns / 1e9);
 	GAUGE("harvest_ratio", "harvested / spare in the last window.", "gauge", "%.4f",
 	      harvest_ratio);
 	GAUGE("warm_instances", "Warm instances on the core.", "gauge", "%u", warm);
@@ -72,8 +72,9 @@ int sched_metrics_format(const struct sched_core_stats *cores, int n, char *buf,
 	GAUGE("runnable_threads", "Runnable sandbox threads on the core.", "gauge", "%u", runnable);
 	GAUGE("thread_cap", "Cap on runnable sandbox threads on the core.", "gauge", "%u",
 	      thread_cap);
-	GAUGE("nf_sleep_floor_us", "Sleep floor asked of the NF lcore while sandboxes work there.",
-	      "gauge", "%u", sleep_floor_us);
+	GAUGE("nf_sleep_floor_seconds",
+	      "Sleep floor asked of the NF lcore while sandboxes work there.", "gauge", "%.6f",
+	      sleep_floor_us / 1e6);
 #undef GAUGE
 	return o.full ? -ENOSPC : (int)o.off;
 }

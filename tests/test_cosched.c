@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nemo/cgroup.h"
 #include "nemo/gateway.h"
 #include "proc.h"
 #include "test.h"
@@ -83,7 +84,7 @@ static double field(const cJSON *o, const char *key)
 
 static void cleanup(void)
 {
-	char pattern[128], cmd[256];
+	char pattern[128], cmd[1200];
 	glob_t g;
 
 	test_proc_kill_all();
@@ -101,13 +102,20 @@ static void cleanup(void)
 			test_remove_runtime_dir(g.gl_pathv[i] + strlen("/var/run/dpdk/"));
 		globfree(&g);
 	}
-	/* a nemod that died hard leaves its cgroups: empty ones go with rmdir */
-	snprintf(cmd, sizeof(cmd),
-		 "for c in /sys/fs/cgroup/*/%s; do [ -d \"$c\" ] && find \"$c\" -depth -type d "
-		 "-exec rmdir {} + 2>/dev/null; done; true",
-		 cst.cg_root);
-	if (cst.cg_root[0] && system(cmd) != 0)
-		printf("\n  could not remove cgroups %s\n", cst.cg_root);
+	/* a nemod that died hard leaves its cgroups (v1 or v2): empty ones go with rmdir */
+	if (cst.cg_root[0]) {
+		char dirs[8][512];
+		int n = sbx_cgroup_root_dirs(cst.cg_root, dirs, 8);
+
+		for (int i = 0; i < n; i++) {
+			snprintf(cmd, sizeof(cmd),
+				 "[ -d '%.511s' ] && find '%.511s' -depth -type d -exec rmdir {} + "
+				 "2>/dev/null; true",
+				 dirs[i], dirs[i]);
+			if (system(cmd) != 0)
+				printf("\n  could not remove cgroups %s\n", dirs[i]);
+		}
+	}
 	if (!strncmp(cst.dir, "/var/tmp/nemo-cst-", 18)) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", cst.dir);
 		if (system(cmd) != 0)
@@ -318,6 +326,27 @@ static void test_bad_input_keeps_serving(void)
 			200);
 	free(body);
 	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
+	/* the cgroup backend in use is the machine's, said at start and in the status */
+	{
+		int mode = sbx_cgroup_detect(NULL, 0);
+		const char *want = mode == SBX_CGROUP_V1 ? "v1" : "v2";
+		struct gw_http_response r;
+		cJSON *st = NULL;
+		const cJSON *cg = NULL;
+		char line[32];
+
+		CU_ASSERT_FATAL(mode == SBX_CGROUP_V1 || mode == SBX_CGROUP_V2);
+		snprintf(line, sizeof(line), "host: cgroup %s (", want);
+		CU_ASSERT(test_proc_output_has(&cst.nemod, line));
+		if (http("GET", "/api/v1/status", NULL, 5000, &r) == 0) {
+			st = cJSON_Parse(r.body);
+			gw_http_response_release(&r);
+		}
+		cg = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(st, "daemon"), "cgroup");
+		CU_ASSERT_TRUE(cJSON_IsString(cg) && !strcmp(cg->valuestring, want));
+		cJSON_Delete(st);
+	}
 }
 
 static void test_moderate_load_no_loss_and_harvest(void)
@@ -507,9 +536,31 @@ static void test_vanished_nf_keeps_serving(void)
 	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
 }
 
+/* promtool accepts /metrics with the per-core families filled by a live NF core */
+static void test_metrics_pass_promtool(void)
+{
+	struct gw_http_response r;
+	char file[128], cmd[320];
+	int rc;
+
+	if (access("/usr/bin/promtool", X_OK)) {
+		nemo_test_skip("promtool is missing (Debian's prometheus package): run make deps");
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(http("GET", "/metrics", NULL, 5000, &r), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "nemo_core_harvested_seconds{cpu=\"1\"}"));
+	snprintf(file, sizeof(file), "%s/metrics.txt", cst.dir);
+	CU_ASSERT_EQUAL(test_write_text(file, r.body), 0);
+	gw_http_response_release(&r);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", file);
+	rc = system(cmd);
+	CU_ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+}
+
 NEMO_SUITE(cosched, suite_setup, suite_teardown,
 	   {"bad_input_keeps_serving", test_bad_input_keeps_serving},
 	   {"moderate_load_no_loss_and_harvest", test_moderate_load_no_loss_and_harvest},
+	   {"metrics_pass_promtool", test_metrics_pass_promtool},
 	   {"saturation_reclaims_in_time", test_saturation_reclaims_in_time},
 	   {"saturation_freezes_and_thaws", test_saturation_freezes_and_thaws},
 	   {"vanished_nf_keeps_serving", test_vanished_nf_keeps_serving});

@@ -93,6 +93,13 @@ static void test_config_errors(void)
 	expect_cfg_error("{" PORT0 "," LC(",\"sched\":{\"policy\":\"fifo\",\"priority\":100}") "}",
 			 "key 'lcores[0].sched.priority': 100 is out of range [1, 99]");
 	expect_cfg_error("{\"name\":\"a/b\"," PORT0 "," LC("") "}", "key 'name': use letters");
+	/* a key given twice, at the root and inside a module's config that no table describes */
+	expect_cfg_error("{\"name\":\"a\"," PORT0 "," LC("") ",\"name\":\"b\"}",
+			 "key 'name': given more than once");
+	expect_cfg_error("{" PORT0 ",\"lcores\":[{\"lcore\":1,\"rx\":[{\"port\":0}],"
+			 "\"chain\":[{\"module\":\"acl\",\"rules\":[],\"rules\":[]}]}]}",
+			 "key 'lcores[0].chain[0].rules': given more than once");
+	expect_cfg_error("{\"name\":\"a\\u0000b\"," PORT0 "," LC("") "}", "holds \\u0000");
 }
 
 static void test_max_sleep_bound(void)
@@ -272,6 +279,11 @@ static void test_channel_bad_headers(void)
 	write_fake(name, HC_MAGIC, HC_VERSION, dead);
 	CU_ASSERT_PTR_NULL(hv_channel_open(name));
 	CU_ASSERT_EQUAL(errno, ESRCH);
+	/* a live writer with a TSC of 0 Hz: rates would divide by zero */
+	write_fake(name, HC_MAGIC, HC_VERSION, getpid());
+	CU_ASSERT_PTR_NULL(hv_channel_open(name));
+	CU_ASSERT_EQUAL(errno, EPROTO);
+	write_fake(name, HC_MAGIC, HC_VERSION, dead);
 	/* a new writer replaces the stale object its dead predecessor left */
 	{
 		struct nf_channel *w = nf_channel_create(name, 1, 1000, 100);
@@ -282,10 +294,47 @@ static void test_channel_bad_headers(void)
 	shm_unlink(path);
 }
 
+/*
+ * The mapping is shared: a header rewritten after the reader attached (a broken or hostile
+ * writer) must not move the reader past what it mapped. It keeps what it checked at open.
+ */
+static void test_channel_header_rewritten(void)
+{
+	struct hc_lcore_record s;
+	struct nf_channel *w;
+	struct hv_channel *r;
+	struct hc_header *h;
+	char name[32];
+
+	snprintf(name, sizeof(name), "test-rw-%d", getpid());
+	w = nf_channel_create(name, 2, 2000000000ull, 100);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+	r = hv_channel_open(name);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	h = nf_channel_header(w);
+	h->nb_records = HC_MAX_LCORES;
+	h->header_size = 1u << 30;
+	h->tsc_hz = 0;
+	memset(h->name, 'x', sizeof(h->name));
+	CU_ASSERT_EQUAL(hv_channel_nb_lcores(r), 2);
+	CU_ASSERT_EQUAL(hv_channel_tsc_hz(r), 2000000000ull);
+	CU_ASSERT_EQUAL(hv_channel_read(r, 100, &s), -ERANGE);
+	CU_ASSERT_EQUAL(hv_channel_set_sleep_floor(r, 100, 1000, 1000000), -ERANGE);
+	CU_ASSERT_EQUAL(hv_channel_read(r, 1, &s), 0);
+	CU_ASSERT_EQUAL(hv_channel_set_sleep_floor(r, 1, 1000, 1000000), 0);
+	/* the writer's own view goes through its header: put it back first */
+	h->header_size = sizeof(*h);
+	h->nb_records = 2;
+	CU_ASSERT_EQUAL(nf_channel_record(w, 1)->sleep_floor_ns, 1000);
+	hv_channel_close(r);
+	nf_channel_destroy(w);
+}
+
 NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", test_config_good},
 	   {"config: each bad input names file and key", test_config_errors},
 	   {"config: max sleep bound from ring and line rate", test_max_sleep_bound},
 	   {"accounting: busy + idle_poll + sleep = total", test_accounting},
 	   {"channel: writer to reader, never torn", test_channel_roundtrip},
 	   {"channel: a sleeping lcore's sleep is extrapolated", test_channel_sleep_extrapolated},
-	   {"channel: wrong magic, version, dead writer", test_channel_bad_headers})
+	   {"channel: wrong magic, version, dead writer", test_channel_bad_headers},
+	   {"channel: a header rewritten after open", test_channel_header_rewritten})

@@ -286,7 +286,8 @@ static void test_metrics(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_throttled_windows_total{cpu=\"1\"} 7\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_spare_cycles{cpu=\"2\"} 0\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_thread_cap{cpu=\"1\"} 4\n"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "nemo_core_nf_sleep_floor_us{cpu=\"1\"} 365\n"));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(buf, "nemo_core_nf_sleep_floor_seconds{cpu=\"1\"} 0.000365\n"));
 	CU_ASSERT_EQUAL(sched_metrics_format(s, 2, tiny, sizeof(tiny)), -ENOSPC);
 }
 

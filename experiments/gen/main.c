@@ -98,18 +98,18 @@ static int build_eal_args(const struct gen_opts *o, char *argv0, char **eal, str
 /* The EAL leaves its runtime directory (/var/run/dpdk/PREFIX) behind; it holds only files. */
 static void remove_runtime_dir(const char *dir)
 {
-	char path[PATH_MAX];
 	struct dirent *e;
 	DIR *d = opendir(dir);
 
 	if (!d)
 		return;
+	/* relative to the directory: no path to build, none to cut short */
 	while ((e = readdir(d))) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (unlink(path))
-			NEMO_WARN("gen", "cannot remove %s: %s", path, strerror(errno));
+		if (unlinkat(dirfd(d), e->d_name, 0))
+			NEMO_WARN("gen", "cannot remove %s/%s: %s", dir, e->d_name,
+				  strerror(errno));
 	}
 	closedir(d);
 	if (rmdir(dir) && errno != ENOENT)

@@ -9,12 +9,14 @@
 #include <cjson/cJSON.h>
 
 /*
- * Where a parse is, and where its first error goes. `file` names the config file; `err`
- * receives one line naming the file and the full key path ("ports[1].queues"), which is
- * also logged once by cfg_error().
+ * Where a parse is, and where its first error goes. `file` names the config file (or the
+ * source: "request body"); `err` receives one line naming the file and the full key path
+ * ("ports[1].queues"), which is also logged once by cfg_error() unless `quiet` is set
+ * (the caller hands the message to a client, e.g. as an HTTP 400, and logs what it wants).
  */
 struct cfg_ctx {
 	const char *file;
+	bool quiet;
 	char err[512];
 };
 
@@ -44,13 +46,34 @@ int cfg_error(struct cfg_ctx *ctx, const char *path, const char *fmt, ...)
 
 /*
  * Parse object `obj` at `path` ("" for the root) through `table` (ended by a NULL name)
- * into `dst`. Unknown keys, missing required keys and ill-typed values are errors.
- * Returns 0 or -EINVAL.
+ * into `dst`. Unknown keys, keys given twice, missing required keys and ill-typed values
+ * are errors. At the root ("" or NULL) the whole tree is checked for keys given twice,
+ * nested objects that no table describes (an "env" map, module configs) included.
+ * Returns 0, -EINVAL, or -ENOMEM.
  */
 int cfg_parse_object(struct cfg_ctx *ctx, const char *path, const cJSON *obj,
 		     const struct cfg_key *table, void *dst);
 
-/* Read and parse a JSON file. Returns the tree or NULL with ctx->err set and errno. */
+/*
+ * Check that no object in the tree under `item` (at `path`, "" for the root) holds the same
+ * key twice. cJSON keeps both members and a lookup finds only the first, so two readers of
+ * one document could disagree about it: every JSON that nemo accepts goes through this.
+ * The error names the key path ("env.HOME: given more than once"). Returns 0, -EINVAL, or
+ * -ENOMEM. Thread-safe; recursion is bounded by cJSON's nesting limit.
+ */
+int cfg_check_unique_keys(struct cfg_ctx *ctx, const char *path, const cJSON *item);
+
+/*
+ * Parse `len` bytes of JSON text (not necessarily NUL-terminated) from the source named in
+ * ctx->file. Besides malformed JSON (the error gives the line), it refuses a key given
+ * twice anywhere in the tree and a string holding \u0000, which C strings would cut short.
+ * Returns the tree (free with cJSON_Delete) or NULL with ctx->err set and errno EINVAL (or
+ * ENOMEM). Thread-safe: it does not use cJSON_GetErrorPtr().
+ */
+cJSON *cfg_parse_json(struct cfg_ctx *ctx, const char *text, size_t len);
+
+/* Read and parse a JSON file as cfg_parse_json() does. Returns the tree or NULL with ctx->err
+ * set and errno. */
 cJSON *cfg_load_file(struct cfg_ctx *ctx, const char *file);
 
 /* Build "path.key" or "path[i]" into buf. */
@@ -63,7 +86,10 @@ int cfg_parse_u64(struct cfg_ctx *, const char *, const cJSON *, void *, const s
 int cfg_parse_i32(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 int cfg_parse_double(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 int cfg_parse_bool(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
-/* A string copied into a char array whose size is (size_t)key->max. Empty is an error. */
+/*
+ * A string copied into a char array whose size is (size_t)key->max. Empty is an error, and
+ * so is a control character (names, paths and handlers never hold one; logs would).
+ */
 int cfg_parse_strbuf(struct cfg_ctx *, const char *, const cJSON *, void *, const struct cfg_key *);
 /*
  * One of a set of names: key->arg points to a NULL-terminated array of strings; the index

@@ -57,7 +57,8 @@ struct gw_config {
 	char file[GW_PATH_MAX]; /* where it was loaded from, for messages */
 	char listen_host[64];
 	uint16_t listen_port;
-	char token_file[GW_PATH_MAX];
+	char token_file[GW_PATH_MAX]; /* credentials: "uuid:key [namespace]" lines, or a token */
+	bool function_auth;	      /* OpenFaaS function routes need them too */
 	char store_dir[GW_PATH_MAX];
 	int n_code_roots; /* {"path": ...} code must resolve under one of these */
 	char code_roots[GW_MAX_CODE_ROOTS][GW_PATH_MAX];
@@ -110,8 +111,8 @@ struct gw_backend_ops {
 	int (*maintain)(void *state);
 	/* make `count` idle instances on `core` ahead of demand; returns how many, or -errno */
 	int (*prewarm)(void *state, const char *name, int core, int count);
-	/* the parent cgroup of `core`'s sandboxes in controller `ctrl` (optional; harvesting) */
-	int (*core_cgroup)(void *state, int core, const char *ctrl, char *buf, size_t len);
+	/* the sandbox host, owner of the cgroup tree (optional; harvesting asks it) */
+	struct sbx_host *(*host)(void *state);
 	/*
 	 * optional (harvesting): freeze every instance on `core`, idle or in the middle of an
 	 * invocation, until the kernel reads them frozen; or thaw them (sbx_pool_freeze_core(),
@@ -166,7 +167,7 @@ void gw_dispatch_rr_destroy(struct gw_dispatch *d);
 
 /*
  * The harvesting dispatcher: a co-scheduler over cfg->harvest whose sandboxes are `be`'s
- * (which must have prewarm, stats and core_cgroup; without freeze_core, reclaim can only
+ * (which must have prewarm, stats and host; without freeze_core, reclaim can only
  * move sandboxes, never freeze them). Invocations go where the NF cores have
  * spare (housekeeping core: cfg->housekeeping_cores[0], else 0). Returns 0, -EINVAL (bad
  * harvest config, logged) or -ENOMEM.

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "nemo/cgroup.h"
+
 /*
  * A sandbox is one instance of one function: a process tree in new PID, mount, IPC, UTS and
  * network namespaces, with a read-only view of the filesystem and a private /tmp, running as
@@ -99,16 +101,11 @@ const char *sbx_runtime_name(int runtime);
 
 /* ---- the host: cgroups, runtime paths, shared resources ------------------------------------ */
 
-enum sbx_cgroup_version {
-	SBX_CGROUP_AUTO = 0, /* v2 if the unified hierarchy has the memory controller, else v1 */
-	SBX_CGROUP_V1 = 1,
-	SBX_CGROUP_V2 = 2,
-};
-
 struct sbx_host_config {
-	/* cgroup directory, relative to each hierarchy's mount point ["nemo"] */
+	/* the tree's directory name: under each v1 hierarchy's mount point, or inside nemod's
+	 * own (delegated) cgroup on v2 ["nemo"] */
 	const char *cgroup_root;
-	int cgroup_version; /* enum sbx_cgroup_version */
+	int cgroup_version; /* enum sbx_cgroup_version (include/nemo/cgroup.h) */
 	/* cores that get a parent cgroup <root>/core<N> with cpuset N [all online CPUs] */
 	int n_cores;
 	/* the in-sandbox runtime program [nemo-sbx-runtime next to /proc/self/exe, then
@@ -130,10 +127,12 @@ struct sbx_host_config {
 struct sbx_host;
 
 /*
- * Set up a host: pick the cgroup backend (ops table, v1 or v2), create <root> and one parent
- * cgroup per core, compile the seccomp filter once, create the shared empty network namespace.
- * `cfg` may be NULL for all defaults. Returns the host or NULL with errno (EACCES/EPERM when
- * not root, ENOENT when a controller or the runtime program is missing).
+ * Set up a host: pick the cgroup backend (ops table, v1 or v2; logged with the reason),
+ * create <root> and one parent cgroup per core (on v2 inside this process's own cgroup, after
+ * moving its processes into a leaf and enabling the controllers level by level), compile
+ * the seccomp filter once, create the shared empty network namespace. `cfg` may be NULL for all defaults. Returns the host or NULL with errno (EACCES/EPERM when
+ * not root, ENOENT when a controller or the runtime program is missing; on v2 a controller
+ * that is not delegated is named with the unit setting that fixes it, Delegate=yes).
  */
 struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg);
 
@@ -144,20 +143,8 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg);
  */
 void sbx_host_destroy(struct sbx_host *host);
 
-/* "v1" or "v2". */
-const char *sbx_host_cgroup_backend(const struct sbx_host *host);
-
-/* Number of per-core parent cgroups. */
+/* Number of per-core parent cgroups. The cgroup tree's interface: include/nemo/cgroup.h. */
 int sbx_host_n_cores(const struct sbx_host *host);
-
-/*
- * Path of the parent cgroup of `core` in controller `ctrl` ("cpu", "cpuset", "cpuacct",
- * "memory", ...; ignored on v2), e.g. /sys/fs/cgroup/cpu/nemo/core1. The scheduler writes the
- * CPU weight (cpu.shares / cpu.weight, cpu.idle) there. Returns 0, -EINVAL (no such core) or
- * -ENAMETOOLONG.
- */
-int sbx_host_core_cgroup(const struct sbx_host *host, int core, const char *ctrl, char *buf,
-			 size_t len);
 
 /* The python interpreter the host resolved. */
 const char *sbx_host_python(const struct sbx_host *host);
@@ -193,6 +180,7 @@ enum sbx_start_path {
 	SBX_START_COLD = 1,	 /* no instance existed: created and initialised for this request */
 	SBX_START_WARM = 2,	 /* an idle instance that had served requests before */
 	SBX_START_PREWARMED = 3, /* an instance made ahead of demand that had never served */
+	SBX_START_PATHS = 4,	 /* how many there are: arrays indexed by start path */
 };
 
 /* Time of each phase of one invocation, in nanoseconds (0 when the phase did not happen). */

@@ -7,11 +7,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "nemo/sandbox.h"
+
 /*
- * The scheduler is mechanism (cgroup knobs, perf counters, hwloc) and small pure policies
- * (dispatch, reclaim, throttle) that nemod calls from its 1-10 ms loop. The fast path, giving
- * the core back to the NF, is the kernel's: the NF lcore outranks the harvest cgroup
- * (DESIGN.md, "How the core is shared"); these functions only decide the slower things.
+ * The scheduler is mechanism (perf counters, hwloc; cgroup knobs through their owner,
+ * include/nemo/cgroup.h) and small pure policies (dispatch, reclaim, throttle) that nemod
+ * calls from its 1-10 ms loop. The fast path, giving the core back to the NF, is the kernel's:
+ * the NF lcore outranks the harvest cgroup (DESIGN.md, "How the core is shared"); these
+ * functions only decide the slower things.
  */
 
 #define SCHED_MAX_CPUS 256
@@ -56,7 +59,7 @@ bool sched_topology_share_cache(const struct sched_topology *t, int cpu_a, int c
 /* One line per CPU ("cpu 1: core 1 numa 0 l2 1 l3 0 nf") into buf. Returns the length. */
 int sched_topology_format(const struct sched_topology *t, char *buf, size_t len);
 
-/* ---- harvest cgroups (v1, v2 behind an ops table) ------------------------------------------ */
+/* ---- harvest cgroups: policy here, mechanism in the cgroup tree's owner (nemo/cgroup.h) --- */
 
 enum sched_harvest_policy {
 	/* cpu.idle = 1: the cgroup's tasks are SCHED_IDLE to the NF (see scheduler/README.md) */
@@ -77,54 +80,6 @@ enum sched_harvest_policy {
 const char *sched_harvest_policy_name(int policy);
 int sched_harvest_policy_parse(const char *name);
 
-/*
- * One core's harvest cgroup as paths per controller. On v2 all are the same directory.
- * sbx_host_core_cgroup() gives these for a sandbox host's per-core parents; or
- * sched_harvest_cg_paths() builds them for <mount>/<root>/core<N>.
- */
-struct sched_harvest_cg {
-	int cpu_index; /* the NF core */
-	char cpu[256];
-	char cpuacct[256];
-	char cpuset[256];
-};
-
-struct sched_cgroup_ops {
-	const char *name; /* "v1", "v2" */
-	/* create the directories (mkdir -p) and pin the cpuset to cg->cpu_index, node `mem` */
-	int (*create)(const struct sched_harvest_cg *cg, int mem);
-	/* remove the directories (children first); missing ones are not an error */
-	int (*remove)(const struct sched_harvest_cg *cg);
-	/* apply enum sched_harvest_policy; the other policy's knob goes back to its default */
-	int (*apply_policy)(const struct sched_harvest_cg *cg, int policy);
-	/* CFS bandwidth: quota_us per period_us; quota_us 0 lifts the limit */
-	int (*set_quota)(const struct sched_harvest_cg *cg, uint64_t quota_us, uint64_t period_us);
-	/* CPU time (ns) the cgroup and its children used on CPU cg->cpu_index, cumulative */
-	int (*read_usage)(const struct sched_harvest_cg *cg, uint64_t *ns);
-	/* the file listing a cgroup's threads: "tasks" (v1), "cgroup.threads" (v2) */
-	const char *threads_file;
-	/*
-	 * put the cgroup's cpuset on `cpu` (reclaim by move; cg->cpu_index brings it home): the
-	 * kernel migrates every task in it at once, an invocation in flight carries on there.
-	 * Freezing is the sandbox library's (sbx_pool_freeze_core), which must know what it froze.
-	 */
-	int (*pin)(const struct sched_harvest_cg *cg, int cpu);
-};
-
-/* Every op returns 0 or -errno and logs a failed write once, with the path and strerror. */
-extern const struct sched_cgroup_ops sched_cgroup_v1;
-extern const struct sched_cgroup_ops sched_cgroup_v2;
-
-/* v2 if /sys/fs/cgroup/unified (or /sys/fs/cgroup) holds the cpu controller, else v1. */
-const struct sched_cgroup_ops *sched_cgroup_detect(void);
-
-/*
- * Fill `cg` with <mount>/<root>/core<cpu> for each controller (v1: /sys/fs/cgroup/<ctrl>,
- * v2: the unified mount). `root` is relative, e.g. "nemo". Returns 0 or -ENAMETOOLONG.
- */
-int sched_harvest_cg_paths(const struct sched_cgroup_ops *ops, const char *root, int cpu,
-			   struct sched_harvest_cg *cg);
-
 /* ---- runnable-thread cap ------------------------------------------------------------------- */
 
 /*
@@ -134,13 +89,7 @@ int sched_harvest_cg_paths(const struct sched_cgroup_ops *ops, const char *root,
  */
 #define SCHED_THREAD_CAP_DEFAULT 4
 
-/*
- * Count the threads of a cgroup and its descendants (`dir` is the cgroup directory in the
- * controller that has `ops->threads_file`), and how many are runnable ('R' in
- * /proc/<tid>/stat). Returns 0 or -errno (-ENOENT: no such cgroup).
- */
-int sched_cgroup_threads(const struct sched_cgroup_ops *ops, const char *dir, uint32_t *total,
-			 uint32_t *runnable);
+/* Threads are counted by the cgroup tree's owner: sbx_cgroup_core_threads(). */
 
 /* May `adding` more runnable threads go to a core that has `runnable`? cap 0 = no cap. */
 static inline bool sched_thread_cap_allows(uint32_t cap, uint32_t runnable, uint32_t adding)
@@ -231,7 +180,7 @@ enum sched_reclaim_action {
 	SCHED_RECLAIM_NONE = 0,
 	SCHED_RECLAIM_FREEZE = 1, /* freeze the core's sandboxes (sbx_freeze) */
 	SCHED_RECLAIM_MOVE =
-		2, /* move them to `target_cpu` (sbx_move); work in flight goes along */
+		2, /* pin the core's harvest cgroup to `target_cpu`; work in flight goes along */
 	SCHED_RECLAIM_THAW = 3, /* spare is back: thaw what was frozen */
 };
 
@@ -350,7 +299,7 @@ struct sched_core_stats {
 	uint64_t spare_cycles; /* last window */
 	uint64_t total_cycles; /* last window */
 	double spare_pred;     /* predicted spare_ratio */
-	uint64_t harvested_ns; /* last window, from the harvest cgroup's per-CPU accounting */
+	uint64_t harvested_ns; /* last window: sandboxes' CPU time on this CPU */
 	double harvest_ratio;  /* harvested / spare */
 	uint32_t warm;	       /* warm instances */
 	uint32_t frozen;       /* frozen instances */
@@ -388,8 +337,12 @@ struct sched_cosched_backend {
 	int (*prewarm)(void *arg, const char *fn, int cpu, int count);
 	/* idle warm instances of `fn`, all cores together */
 	int (*idle)(void *arg, const char *fn, uint32_t *idle);
-	/* the per-core parent cgroup of `cpu` in controller `ctrl` ("cpu", "cpuacct", "cpuset") */
-	int (*core_cgroup)(void *arg, int cpu, const char *ctrl, char *buf, size_t len);
+	/*
+	 * The owner of the cgroup tree, whose harvest cgroup core<cpu> holds `cpu`'s sandboxes:
+	 * the loop sets its policy and quota, reads `harvested`, pins it elsewhere on reclaim by
+	 * move, and counts its threads and sandboxes, all through include/nemo/cgroup.h.
+	 */
+	struct sbx_host *host;
 	/*
 	 * Freeze `cpu`'s sandboxes, idle or running an invocation (which pauses and goes on at
 	 * the thaw), and return once the kernel reads them frozen; or thaw them. Through the
@@ -451,12 +404,12 @@ struct sched_cosched_core {
 	bool reclaimed;		   /* taking nothing new */
 	uint64_t reaction_last_ns; /* first low window's start to the action done */
 	uint64_t reaction_max_ns;
-	uint64_t reaction_sum_ns; /* / reclaims for the mean */
-	uint64_t invocations;	  /* placed on this core */
-	uint64_t starts[4];	  /* by enum sbx_start_path */
-	uint64_t prewarmed;	  /* instances the planner made here on spare cycles */
-	int iw_counters_open;	  /* perf counters that opened on the NF lcore */
-	char iw_counters[96];	  /* their names, "task-clock,context-switches" */
+	uint64_t reaction_sum_ns;	  /* / reclaims for the mean */
+	uint64_t invocations;		  /* placed on this core */
+	uint64_t starts[SBX_START_PATHS]; /* by enum sbx_start_path */
+	uint64_t prewarmed;		  /* instances the planner made here on spare cycles */
+	int iw_counters_open;		  /* perf counters that opened on the NF lcore */
+	char iw_counters[96];		  /* their names, "task-clock,context-switches" */
 };
 
 struct sched_cosched;

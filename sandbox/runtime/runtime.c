@@ -20,9 +20,11 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nemo/function.h"
+#include "nemo/version.h"
 
 /*
  * Started by sbx_create() as PID 1 of the sandbox, still root, with:
@@ -188,6 +190,86 @@ static void child_defaults(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* ---- the function's output, kept as log lines (NEMO_LOG_LIMIT, runtime c) ---- */
+
+static int log_fd = -1;	   /* stdout and stderr of the function: an unlinked file in /tmp */
+static uint32_t log_limit; /* bytes of lines kept per request */
+static char *log_buf;	   /* 4-byte length, lines, then the response */
+
+/* With NEMO_LOG_LIMIT set, fds 1 and 2 go to a file that is read back after each request. */
+static void logs_open(void)
+{
+	const char *v = getenv("NEMO_LOG_LIMIT");
+	char path[64];
+
+	log_limit = v ? (uint32_t)strtoul(v, NULL, 10) : 0;
+	if (!log_limit)
+		return;
+	if (log_limit > max_payload)
+		log_limit = max_payload;
+	snprintf(path, sizeof(path), "/tmp/.nemo-output-%d", getpid());
+	log_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	log_buf = malloc(4 + (size_t)max_payload + 64);
+	if (log_fd < 0 || !log_buf || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+		init_error("log capture: %s", strerror(errno));
+	unlink(path);
+}
+
+/*
+ * What the function wrote since the last request, as "<UTC time>Z stdout: line" lines (the
+ * time of collection: C functions share one file for both streams), bounded by log_limit
+ * and the room the response leaves. Writes the 4-byte length and the lines to log_buf.
+ */
+static size_t logs_take(size_t room)
+{
+	char when[40], raw[8192];
+	struct timespec ts;
+	struct tm tm;
+	size_t used = 0, cap = room < log_limit ? room : log_limit;
+	uint32_t n32;
+	ssize_t n;
+	off_t off = 0;
+	char part[512];
+	size_t plen = 0;
+
+	fflush(stdout);
+	fflush(stderr);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = (ssize_t)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof(when) - (size_t)n, ".%06ldZ", ts.tv_nsec / 1000);
+	while ((n = pread(log_fd, raw, sizeof(raw), off)) > 0) {
+		off += n;
+		for (ssize_t i = 0; i < n; i++) {
+			bool end = raw[i] == '\n';
+
+			if (!end && plen < sizeof(part) - 1)
+				part[plen++] = raw[i];
+			if (end) {
+				int k = snprintf(log_buf + 4 + used, cap - used,
+						 "%s%s stdout: %.*s", used ? "\n" : "", when,
+						 (int)plen, part);
+
+				if (k > 0 && (size_t)k < cap - used)
+					used += (size_t)k;
+				plen = 0;
+			}
+		}
+	}
+	if (plen) {
+		int k = snprintf(log_buf + 4 + used, cap - used, "%s%s stdout: %.*s",
+				 used ? "\n" : "", when, (int)plen, part);
+
+		if (k > 0 && (size_t)k < cap - used)
+			used += (size_t)k;
+	}
+	if (ftruncate(log_fd, 0) == 0)
+		lseek(log_fd, 0, SEEK_SET);
+	n32 = (uint32_t)used;
+	memcpy(log_buf, &n32, 4);
+	return used;
+}
+
 /* ---- runtime c ---- */
 
 static void serve_c(const char *code, const char *handler)
@@ -211,6 +293,7 @@ static void serve_c(const char *code, const char *handler)
 	resp_buf = malloc(max_payload ? max_payload : 1);
 	if (!resp_buf)
 		init_error("out of memory for a %u-byte response buffer", max_payload);
+	logs_open();
 	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
 	for (;;) {
 		struct nemo_frame_hdr hdr = read_frame(CTL_FD);
@@ -223,6 +306,14 @@ static void serve_c(const char *code, const char *handler)
 		if (hdr.type != NEMO_FRAME_REQUEST)
 			exit(3);
 		rc = fn(&req, &resp);
+		if (log_fd >= 0 && resp.len <= max_payload) {
+			/* the platform splits the lines off: 4-byte length, lines, response */
+			size_t used = logs_take(max_payload - resp.len);
+
+			memmove(log_buf + 4 + used, resp.data, resp.len);
+			resp.data = log_buf;
+			resp.len += 4 + used;
+		}
 		/* a length past the buffer is sent as is: the platform rejects it as too large */
 		if (send_frame(CTL_FD, NEMO_FRAME_RESPONSE, (uint32_t)rc, resp.data,
 			       (uint32_t)resp.len))
@@ -350,6 +441,7 @@ static void serve_exec_per_request(const char *code)
 	resp_buf = malloc(max_payload ? max_payload : 1);
 	if (!resp_buf)
 		init_error("out of memory for a %u-byte response buffer", max_payload);
+	logs_open();
 	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
 	for (;;) {
 		struct nemo_frame_hdr hdr = read_frame(CTL_FD);
@@ -412,6 +504,10 @@ int main(int argc, char **argv)
 	sigset_t none;
 	char *p;
 
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("nemo-sbx-runtime %s\n", NEMO_VERSION);
+		return 0;
+	}
 	if (argc != 5)
 		return 2;
 	max_payload = (uint32_t)strtoul(argv[3], NULL, 10);

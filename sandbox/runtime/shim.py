@@ -4,7 +4,17 @@ Started by nemo-sbx-runtime (already confined) as:
     python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes>
 The frames are those of include/nemo/function.h. The handler takes the request as bytes and
 returns bytes, str or None; an exception is a function error with its text.
+
+Two variables from the platform change that:
+  NEMO_HANDLER_STYLE=dict  OpenWhisk's convention: main(args: dict) -> dict; the request is a
+                           JSON object and the result is sent back as JSON.
+  NEMO_LOG_LIMIT=<bytes>   what the function prints on stdout/stderr is kept, one
+                           "<UTC time>Z stdout: <line>" per line, up to that many bytes, and
+                           sent before the response: a 4-byte length, the lines, the response.
 """
+import datetime
+import io
+import json
 import os
 import struct
 import sys
@@ -33,6 +43,51 @@ def recv_exact(n):
     return b"".join(parts)
 
 
+class LogLines(io.TextIOBase):
+    """stdout or stderr of the function: whole lines with a timestamp, up to the limit."""
+
+    def __init__(self, stream, sink):
+        self.stream, self.sink, self.part = stream, sink, ""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        self.part += text
+        while "\n" in self.part:
+            line, self.part = self.part.split("\n", 1)
+            self.sink.add(self.stream, line)
+        return len(text)
+
+    def flush_part(self):
+        if self.part:
+            self.sink.add(self.stream, self.part)
+            self.part = ""
+
+
+class LogSink:
+    def __init__(self, limit):
+        self.limit, self.lines, self.size, self.dropped = limit, [], 0, 0
+
+    def add(self, stream, line):
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        entry = "%sZ %s: %s" % (now, stream, line)
+        n = len(entry.encode()) + 1
+        if self.size + n > self.limit:
+            self.dropped += 1
+            return
+        self.lines.append(entry)
+        self.size += n
+
+    def take(self, room):
+        """The lines, at most `room` bytes of them, and a clean slate for the next request."""
+        if self.dropped:
+            self.add("stderr", "Logs were truncated: %d lines over the limit" % self.dropped)
+        text = "\n".join(self.lines).encode()[: max(room, 0)]
+        self.lines, self.size, self.dropped = [], 0, 0
+        return text
+
+
 def load(code, handler):
     if ":" in handler:
         module, func = handler.split(":", 1)
@@ -43,16 +98,44 @@ def load(code, handler):
         raise FileNotFoundError("no such file: %s" % code)
     sys.path.insert(0, where)
     import importlib
+    import importlib.util
 
-    mod = importlib.import_module(module)
+    if module == "__main__":
+        # an OpenWhisk zip: its __main__.py, beside the other files it imports
+        path = os.path.join(where, "__main__.py")
+        spec = importlib.util.spec_from_file_location("__nemo_main__", path)
+        if spec is None or not os.path.exists(path):
+            raise FileNotFoundError("no __main__.py at the top of the archive")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(module)
     fn = getattr(mod, func, None)
     if not callable(fn):
         raise LookupError("handler '%s' not found in module %s" % (func, module))
     return fn
 
 
+def call_dict(fn, req):
+    """OpenWhisk's convention: a JSON object in, a dict out, sent back as JSON."""
+    args = json.loads(req) if req.strip() else {}
+    if not isinstance(args, dict):
+        raise TypeError("the action takes a JSON object, not %s" % type(args).__name__)
+    out = fn(args)
+    if not isinstance(out, dict):
+        raise TypeError("The action did not return a dictionary.")
+    return json.dumps(out).encode()
+
+
 def main():
     code, handler, max_payload = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    dict_style = os.environ.get("NEMO_HANDLER_STYLE") == "dict"
+    log_limit = int(os.environ.get("NEMO_LOG_LIMIT", "0") or 0)
+    sink = None
+    if log_limit > 0:
+        sink = LogSink(log_limit)
+        sys.stdout = LogLines("stdout", sink)
+        sys.stderr = LogLines("stderr", sink)
     try:
         fn = load(code, handler)
     except BaseException as e:  # anything at import is a failed init, named
@@ -70,17 +153,28 @@ def main():
         if magic != MAGIC or kind != REQUEST or length > max_payload:
             sys.exit(3)
         req = recv_exact(length) if length else b""
+        status = 0
         try:
-            out = fn(req)
+            if dict_style:
+                out = call_dict(fn, req)
+            else:
+                out = fn(req)
             if out is None:
                 out = b""
             elif isinstance(out, str):
                 out = out.encode()
             else:
                 out = bytes(out)
-            send(RESPONSE, 0, out)
         except Exception as e:
-            send(RESPONSE, 1, ("%s: %s" % (type(e).__name__, e)).encode()[:4096])
+            status = 1
+            msg = "%s: %s" % (type(e).__name__, e)
+            out = (json.dumps({"error": msg}) if dict_style else msg).encode()[:4096]
+        if sink is not None:
+            sys.stdout.flush_part()
+            sys.stderr.flush_part()
+            logs = sink.take(max_payload - len(out) - 4)
+            out = struct.pack("<I", len(logs)) + logs + out
+        send(RESPONSE, status, out)
 
 
 main()

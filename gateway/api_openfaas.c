@@ -1,0 +1,392 @@
+/* api_openfaas.c - the OpenFaaS gateway API (/function, /async-function, /system) as faas-cli uses it. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/utsname.h>
+
+#include "nemo/version.h"
+#include "gw_internal.h"
+
+/* "NAME" or "NAME/sub/path" -> name; *sub gets "/sub/path" or "". */
+static int split_name(const char *s, char name[SBX_NAME_MAX], const char **sub)
+{
+	size_t n = strcspn(s, "/");
+
+	*sub = s + n;
+	if (!n || n >= SBX_NAME_MAX)
+		return -EINVAL;
+	memcpy(name, s, n);
+	name[n] = '\0';
+	return gw_name_valid(name) ? 0 : -EINVAL;
+}
+
+static void bad_name(struct gw_reply *rp, const char *s)
+{
+	gw_reply_error(rp, 400, "name '%.80s': must be 1..%d characters of [A-Za-z0-9_-]", s,
+		       SBX_NAME_MAX - 1);
+}
+
+struct call_arg {
+	const struct gw_request *r;
+	const char *sub;
+};
+
+/* What a web-style (dict) function sees of the HTTP call: OpenWhisk's __ow_ keys. */
+static cJSON *call_context(const void *arg)
+{
+	const struct call_arg *ca = arg;
+	const struct gw_request *r = ca->r;
+	const char *sub = ca->sub;
+	cJSON *ctx = cJSON_CreateObject(), *h;
+	char query[1024] = "";
+	size_t ql = 0;
+
+	cJSON_AddStringToObject(ctx, "__ow_method", r->method);
+	cJSON_AddStringToObject(ctx, "__ow_path", sub);
+	for (int i = 0; i < r->n_args && ql < sizeof(query); i++)
+		ql += (size_t)snprintf(query + ql, sizeof(query) - ql, "%s%s=%s", i ? "&" : "",
+				       r->args[i].key, r->args[i].value ? r->args[i].value : "");
+	cJSON_AddStringToObject(ctx, "__ow_query", query);
+	/* header names in lower case, as OpenWhisk's web actions see them */
+	h = cJSON_AddObjectToObject(ctx, "__ow_headers");
+	for (int i = 0; i < r->n_headers; i++) {
+		char key[128];
+		size_t k;
+
+		if (!strcasecmp(r->headers[i].key, "Authorization"))
+			continue;
+		for (k = 0; k < sizeof(key) - 1 && r->headers[i].key[k]; k++)
+			key[k] = (char)tolower((unsigned char)r->headers[i].key[k]);
+		key[k] = '\0';
+		cJSON_AddStringToObject(h, key, r->headers[i].value ? r->headers[i].value : "");
+	}
+	return ctx;
+}
+
+static int status_of(enum gw_act_status st)
+{
+	switch (st) {
+	case GW_ACT_SUCCESS:
+		return 200;
+	case GW_ACT_REJECTED:
+		return 413;
+	default:
+		return 502;
+	}
+}
+
+static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+		   const struct gw_faas_route *rt, bool async)
+{
+	struct gw_call call = {.payload = r->body, .len = r->len, .trigger = GW_TRIGGER_HTTP};
+	const char *name = rt->name, *ctype = gw_req_header(r, "Content-Type");
+	char err[512], id[GW_ID_LEN + 1];
+	struct call_arg ca = {r, rt->sub};
+	struct gw_outcome out;
+	int rc;
+
+	call.context = call_context;
+	call.context_arg = &ca;
+	if (async) {
+		call.callback_url = gw_req_header(r, "X-Callback-Url");
+		if (call.callback_url && strncmp(call.callback_url, "http://", 7)) {
+			return gw_reply_error(rp, 400,
+					      "X-Callback-Url '%.100s': only http:// URLs are "
+					      "supported",
+					      call.callback_url);
+		}
+		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
+		if (rc)
+			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+		{
+			cJSON *j = cJSON_CreateObject();
+
+			cJSON_AddStringToObject(j, "activationId", id);
+			gw_reply_json(rp, 202, j);
+		}
+		gw_reply_header(rp, "X-Call-Id", id);
+		gw_reply_header(rp, "X-Activation-Id", id);
+		return;
+	}
+	rc = gw_svc_invoke(d, name, &call, &out, err, sizeof(err));
+	if (rc)
+		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+	if (out.pending) {
+		rp->status = 202;
+		rp->body = "";
+		rp->body_static = true;
+		gw_reply_header(rp, "X-Call-Id", out.id);
+		gw_reply_header(rp, "X-Activation-Id", out.id);
+		return gw_svc_outcome_release(&out);
+	}
+	if (out.status != GW_ACT_SUCCESS) {
+		cJSON *j = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(j, "error", out.message[0] ? out.message : "failed");
+		cJSON_AddStringToObject(j, "status", gw_act_status_name(out.status));
+		cJSON_AddStringToObject(j, "activationId", out.id);
+		cJSON_AddNumberToObject(j, "code", status_of(out.status));
+		if (out.result_len) {
+			char *text = strndup((const char *)out.result, out.result_len);
+
+			cJSON_AddStringToObject(j, "output", text ? text : "");
+			free(text);
+		}
+		gw_svc_outcome_release(&out);
+		gw_reply_json(rp, status_of(out.status), j);
+	} else {
+		/* the warm fast path: the function's bytes, as they are */
+		rp->status = 200;
+		rp->body = out.result ? (char *)out.result : "";
+		rp->body_static = !out.result;
+		rp->len = out.result_len;
+		rp->ctype = ctype && *ctype ? "application/octet-stream" : "application/json";
+		if (ctype && !strncmp(ctype, "application/json", 16))
+			rp->ctype = "application/json";
+		else if (ctype && !strncmp(ctype, "text/", 5))
+			rp->ctype = "text/plain";
+	}
+	gw_reply_header(rp, "X-Call-Id", out.id);
+	gw_reply_header(rp, "X-Activation-Id", out.id);
+}
+
+struct list_arg {
+	struct gw_daemon *d;
+	cJSON *arr;
+};
+
+/* One function in OpenFaaS's FunctionStatus shape. */
+static cJSON *status_json(struct gw_daemon *d, struct gw_function *fn)
+{
+	cJSON *j = cJSON_CreateObject(), *labels, *ann;
+	struct sbx_pool_stats st = {0};
+	uint64_t n = 0;
+	bool have = d->backend.ops->stats(d->backend.state, fn->spec.name, &st) == 0;
+
+	for (int s = GW_ACT_SUCCESS; s < GW_ACT_N_STATUS; s++)
+		n += atomic_load(&fn->metrics.invocations[s]);
+	cJSON_AddStringToObject(j, "name", fn->spec.name);
+	cJSON_AddStringToObject(j, "image", fn->spec.code);
+	cJSON_AddStringToObject(j, "namespace", "nemo");
+	cJSON_AddNumberToObject(j, "invocationCount", (double)n);
+	cJSON_AddNumberToObject(j, "replicas", have ? st.idle + st.busy : 0);
+	cJSON_AddNumberToObject(j, "availableReplicas", have ? st.idle : 0);
+	cJSON_AddStringToObject(j, "envProcess", fn->spec.handler);
+	labels = cJSON_AddObjectToObject(j, "labels");
+	cJSON_AddStringToObject(labels, "nemo.runtime", sbx_runtime_name(fn->spec.runtime));
+	ann = cJSON_AddObjectToObject(j, "annotations");
+	{
+		char v[32];
+
+		snprintf(v, sizeof(v), "%d", fn->prewarm);
+		cJSON_AddStringToObject(ann, "nemo.prewarm", v);
+	}
+	/* nemo's native fields, for its own clients */
+	cJSON_AddNumberToObject(j, "prewarm", fn->prewarm);
+	return j;
+}
+
+static void add_status(void *arg, struct gw_function *fn)
+{
+	struct list_arg *la = arg;
+
+	cJSON_AddItemToArray(la->arr, status_json(la->d, fn));
+}
+
+static void delete_function(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	cJSON *body = cJSON_ParseWithLength(r->body, r->len);
+	const char *name =
+		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "functionName"));
+	int rc;
+
+	if (!name) {
+		cJSON_Delete(body);
+		return gw_reply_error(rp, 400, "expected a body {\"functionName\": \"NAME\"}");
+	}
+	if (!gw_name_valid(name)) {
+		bad_name(rp, name);
+		return cJSON_Delete(body);
+	}
+	rc = gw_svc_undeploy(d, name);
+	if (rc) {
+		gw_reply_error(rp, gw_status_of_errno(rc), "function '%s' is not deployed", name);
+	} else {
+		rp->status = 200;
+		rp->body = "";
+		rp->body_static = true;
+		rp->ctype = "text/plain";
+	}
+	cJSON_Delete(body);
+}
+
+static void scale(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+		  const char *name)
+{
+	cJSON *body = cJSON_ParseWithLength(r->body, r->len);
+	const cJSON *rep = cJSON_GetObjectItemCaseSensitive(body, "replicas");
+	const char *svc =
+		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "serviceName"));
+	int rc;
+
+	if (!gw_name_valid(name)) {
+		cJSON_Delete(body);
+		return bad_name(rp, name);
+	}
+	if (!cJSON_IsNumber(rep) || rep->valuedouble != (double)rep->valueint ||
+	    rep->valueint < 0 || rep->valueint > GW_MAX_PREWARM || (svc && strcmp(svc, name))) {
+		cJSON_Delete(body);
+		return gw_reply_error(rp, 400,
+				      "expected {\"serviceName\": \"%s\", \"replicas\": 0..%d}",
+				      name, GW_MAX_PREWARM);
+	}
+	rc = gw_svc_scale(d, name, rep->valueint);
+	cJSON_Delete(body);
+	if (rc)
+		return gw_reply_error(rp, gw_status_of_errno(rc), "function '%s' is not deployed",
+				      name);
+	rp->status = 202;
+	rp->body = "";
+	rp->body_static = true;
+	rp->ctype = "text/plain";
+}
+
+static void info(struct gw_reply *rp)
+{
+	cJSON *j = cJSON_CreateObject(), *prov, *ver;
+	struct utsname u;
+
+	prov = cJSON_AddObjectToObject(j, "provider");
+	cJSON_AddStringToObject(prov, "provider", "nemo");
+	cJSON_AddStringToObject(prov, "orchestration", "nemo");
+	ver = cJSON_AddObjectToObject(prov, "version");
+	cJSON_AddStringToObject(ver, "release", NEMO_VERSION);
+	cJSON_AddStringToObject(ver, "sha", "");
+	ver = cJSON_AddObjectToObject(j, "version");
+	cJSON_AddStringToObject(ver, "release", NEMO_VERSION);
+	cJSON_AddStringToObject(ver, "sha", "");
+	cJSON_AddStringToObject(ver, "commit_message", "");
+	cJSON_AddStringToObject(j, "arch", uname(&u) == 0 ? u.machine : "unknown");
+	gw_reply_json(rp, 200, j);
+}
+
+int gw_faas_route_parse(const char *url, struct gw_faas_route *rt)
+{
+	static const struct {
+		const char *path;
+		enum gw_faas_route_kind kind;
+	} fixed[] = {
+		{"/system/functions", GW_FAAS_FUNCTIONS},
+		{"/system/info", GW_FAAS_INFO},
+		{"/system/namespaces", GW_FAAS_NAMESPACES},
+		{"/system/logs", GW_FAAS_UNSUPPORTED},
+		{"/system/alert", GW_FAAS_UNSUPPORTED},
+		{"/system/secrets", GW_FAAS_UNSUPPORTED},
+	};
+	const char *name = NULL;
+
+	memset(rt, 0, sizeof(*rt));
+	rt->sub = "";
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (!strcmp(url, fixed[i].path)) {
+			rt->route = fixed[i].kind;
+			rt->what = url;
+			return 0;
+		}
+	if (!strncmp(url, "/system/secrets/", 16)) {
+		rt->route = GW_FAAS_UNSUPPORTED;
+		rt->what = "/system/secrets";
+		return 0;
+	}
+	if (!strncmp(url, "/function/", 10)) {
+		rt->route = GW_FAAS_FUNCTION;
+		name = url + 10;
+	} else if (!strncmp(url, "/async-function/", 16)) {
+		rt->route = GW_FAAS_ASYNC;
+		name = url + 16;
+	} else if (!strncmp(url, "/system/function/", 17)) {
+		rt->route = GW_FAAS_DESCRIBE;
+		name = url + 17;
+	} else if (!strncmp(url, "/system/scale-function/", 23)) {
+		rt->route = GW_FAAS_SCALE;
+		name = url + 23;
+	} else {
+		return -ENOENT;
+	}
+	/* invocations take a sub-path; the system routes name exactly one function */
+	if (rt->route == GW_FAAS_FUNCTION || rt->route == GW_FAAS_ASYNC) {
+		snprintf(rt->name, sizeof(rt->name), "%.*s", (int)strcspn(name, "/"), name);
+		rt->sub = name + strcspn(name, "/");
+		return split_name(name, rt->name, &rt->sub) ? -EINVAL : 0;
+	}
+	snprintf(rt->name, sizeof(rt->name), "%s", name);
+	return gw_name_valid(name) ? 0 : -EINVAL;
+}
+
+void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	struct gw_faas_route rt;
+	int rc = gw_faas_route_parse(r->url, &rt);
+
+	if (rc == -EINVAL)
+		return bad_name(rp, rt.name);
+	if (rc)
+		return gw_reply_error(rp, 404, "no route for %s %.200s", r->method, r->url);
+	switch (rt.route) {
+	case GW_FAAS_FUNCTION:
+		return invoke(d, r, rp, &rt, false);
+	case GW_FAAS_ASYNC:
+		if (!gw_req_is(r, "POST"))
+			return gw_reply_not_allowed(rp, r, "POST");
+		return invoke(d, r, rp, &rt, true);
+	case GW_FAAS_FUNCTIONS:
+		if (gw_req_is(r, "GET")) {
+			struct list_arg la = {d, cJSON_CreateArray()};
+
+			gw_fn_foreach(d, add_status, &la);
+			return gw_reply_json(rp, 200, la.arr);
+		}
+		if (gw_req_is(r, "DELETE"))
+			return delete_function(d, r, rp);
+		if (gw_req_is(r, "POST") || gw_req_is(r, "PUT"))
+			return gw_reply_error(
+				rp, 501,
+				"OpenFaaS deploys container images, which nemo does not run: deploy "
+				"the code with PUT /api/v1/namespaces/_/actions/NAME (nemoctl "
+				"deploy, or any OpenWhisk client)");
+		return gw_reply_not_allowed(rp, r, "GET, POST, PUT, DELETE");
+	case GW_FAAS_DESCRIBE: {
+		struct gw_function *fn;
+
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		fn = gw_fn_get(d, rt.name);
+		if (!fn)
+			return gw_reply_error(rp, 404, "function '%s' is not deployed", rt.name);
+		gw_reply_json(rp, 200, status_json(d, fn));
+		return gw_fn_put(fn);
+	}
+	case GW_FAAS_SCALE:
+		if (!gw_req_is(r, "POST"))
+			return gw_reply_not_allowed(rp, r, "POST");
+		return scale(d, r, rp, rt.name);
+	case GW_FAAS_INFO:
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		return info(rp);
+	case GW_FAAS_NAMESPACES: {
+		cJSON *arr;
+
+		if (!gw_req_is(r, "GET"))
+			return gw_reply_not_allowed(rp, r, "GET");
+		arr = cJSON_CreateArray();
+		cJSON_AddItemToArray(arr, cJSON_CreateString("nemo"));
+		return gw_reply_json(rp, 200, arr);
+	}
+	default:
+		return gw_reply_error(rp, 501, "%.40s is not supported by nemo", rt.what);
+	}
+}

@@ -1,0 +1,43 @@
+/* callback.c - POST an async activation's result to the caller's X-Callback-Url (http only). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_internal.h"
+
+int gw_callback_post(const char *url, const char *activation_id, int status, const void *data,
+		     size_t len)
+{
+	char host[128], path[256];
+	struct gw_http_response resp;
+	unsigned port = 80;
+	const char *p, *slash;
+	size_t hn;
+	int rc;
+
+	(void)activation_id;
+	(void)status;
+	if (strncmp(url, "http://", 7))
+		return -EINVAL;
+	p = url + 7;
+	slash = strchr(p, '/');
+	hn = slash ? (size_t)(slash - p) : strlen(p);
+	if (!hn || hn >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, p, hn);
+	host[hn] = '\0';
+	if (strchr(host, ':')) {
+		port = (unsigned)strtoul(strchr(host, ':') + 1, NULL, 10);
+		*strchr(host, ':') = '\0';
+	}
+	snprintf(path, sizeof(path), "%s", slash ? slash : "/");
+	if (!port || port > 65535)
+		return -EINVAL;
+	rc = gw_http_request(host, (uint16_t)port, "POST", path, NULL, data, len, 10000, &resp);
+	if (rc)
+		return rc;
+	rc = resp.status;
+	gw_http_response_release(&resp);
+	return rc;
+}
