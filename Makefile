@@ -14,7 +14,7 @@ DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev l
 	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
 	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
 	    clang-format cppcheck curl iproute2 procps nodejs prometheus libcurl4-openssl-dev \
-	    libsystemd-dev libzip-dev clang libclang-rt-14-dev
+	    libsystemd-dev libzip-dev clang libclang-rt-14-dev help2man
 PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
 
 # Lazily expanded: pkg-config is asked only once deps has run.
@@ -36,7 +36,7 @@ PROGS :=
 SOS   :=
 include $(wildcard */module.mk experiments/*/module.mk tests/*/module.mk)
 
-.PHONY: all deps check test lint format run bench-nf clean help
+.PHONY: all deps print-deb-pkgs check test lint format run bench-nf clean help
 all: $(foreach p,$(PROGS),$(BIN)/$(p)) $(SOS)
 
 # One static library per folder: lib<name>.a from <name>_SRCS, compiled with <name>_CFLAGS.
@@ -67,11 +67,13 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -c -o $@ $<
 
-# deps: install what is missing, and run apt-get update only if something is.
+# deps: install what is missing, and run apt-get update only if something is. One dpkg-query
+# for all: quick also where every process start is slow (the emulated guest of check-vm).
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
-		|| echo $$p; done); \
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null | \
+		awk '/ install ok installed$$/ { ok[$$1] = 1 } \
+		END { n = split("$(DEB_PKGS)", want, " "); \
+		      for (i = 1; i <= n; i++) if (!(want[i] in ok)) print want[i] }'); \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing" $$missing; \
 		if [ "$$(id -u)" != 0 ]; then echo "deps: run as root to install packages" >&2; exit 1; fi; \
@@ -81,6 +83,10 @@ deps:
 	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
 	@# the npm openwhisk client the compatibility tests run, at the version the lock file pins
 	cd tests/openwhisk && npm ci --no-audit --no-fund --loglevel=error
+
+# the package list, for tests/vm/image (the guest gets every one of them)
+print-deb-pkgs:
+	@echo $(DEB_PKGS)
 
 # check: the one test command. Builds, then runs every CUnit suite (unit and integration),
 # then each fuzzer over its corpus for a few seconds (tests/fuzz/module.mk).
@@ -106,4 +112,5 @@ clean:
 	rm -rf $(BUILD) build-fuzz build-asan
 
 help:
-	@echo "make run | check | check-asan | fuzz | deps | all | lint | bench-nf | bench-sandbox | clean"
+	@echo "make run | check | check-vm | vm-shell | check-asan | fuzz | deps | all | install |" \
+		"uninstall | lint | bench-nf | bench-sandbox | clean"

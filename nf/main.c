@@ -14,6 +14,7 @@
 
 #include "nemo/log.h"
 #include "nemo/nf.h"
+#include "nemo/version.h"
 
 #define MAX_EAL_ARGS 64
 
@@ -31,7 +32,7 @@ static void on_signal(int sig)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: nemo-nf --config FILE [--duration SECONDS] [--quiet] "
-		     "[--log-level err|warn|info|debug] [-- EAL args]\n"
+		     "[--log-level err|warn|info|debug] [--version] [-- EAL args]\n"
 		     "  Runs the NF lcores the config describes until SIGINT/SIGTERM or the "
 		     "duration ends.\n"
 		     "  EAL args given after -- replace the ones nemo-nf derives (lcores, memory, "
@@ -134,6 +135,7 @@ int main(int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},
 		{"log-level", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	char *eal[MAX_EAL_ARGS], bufs[8][256], runtime_dir[256];
@@ -177,6 +179,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("nemo-nf %s\n", NEMO_VERSION);
 			return 0;
 		default:
 			usage(stderr);

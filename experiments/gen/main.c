@@ -13,6 +13,7 @@
 #include <rte_errno.h>
 
 #include "nemo/log.h"
+#include "nemo/version.h"
 #include "gen_internal.h"
 
 #define GEN_EAL_ARGS_MAX 64
@@ -141,6 +142,12 @@ int main(int argc, char **argv)
 	bool own_dir = false;
 	int eal_argc, rc, status = 0;
 
+	/* --version stands alone, before the options are checked (EAL arguments follow --) */
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("nemo-gen %s\n", NEMO_VERSION);
+			return 0;
+		}
 	if (gen_opts_parse(argc, argv, &o, err, sizeof(err))) {
 		fprintf(stderr, "nemo-gen: %s\n(nemo-gen --help lists the options)\n", err);
 		return 2;
