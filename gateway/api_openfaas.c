@@ -198,11 +198,14 @@ static void add_status(void *arg, struct gw_function *fn)
 
 static void delete_function(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
-	cJSON *body = cJSON_ParseWithLength(r->body, r->len);
+	char err[600];
+	cJSON *body = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
 	const char *name =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "functionName"));
 	int rc;
 
+	if (!body && r->len)
+		return gw_reply_error(rp, 400, "%s", err);
 	if (!name) {
 		cJSON_Delete(body);
 		return gw_reply_error(rp, 400, "expected a body {\"functionName\": \"NAME\"}");
@@ -226,12 +229,15 @@ static void delete_function(struct gw_daemon *d, const struct gw_request *r, str
 static void scale(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
 		  const char *name)
 {
-	cJSON *body = cJSON_ParseWithLength(r->body, r->len);
+	char err[600];
+	cJSON *body = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
 	const cJSON *rep = cJSON_GetObjectItemCaseSensitive(body, "replicas");
 	const char *svc =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "serviceName"));
 	int rc;
 
+	if (!body && r->len)
+		return gw_reply_error(rp, 400, "%s", err);
 	if (!gw_name_valid(name)) {
 		cJSON_Delete(body);
 		return bad_name(rp, name);

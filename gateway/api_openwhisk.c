@@ -187,7 +187,9 @@ static void put_action(struct gw_daemon *d, const struct gw_request *r, struct g
 		return gw_reply_error(
 			rp, 400, "empty body: send the action ({\"exec\": ...}) or nemo's spec");
 	/* OpenWhisk's shape has exec or only limits/parameters/annotations; nemo's has runtime */
-	probe = cJSON_ParseWithLength(r->body, r->len);
+	probe = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
+	if (!probe)
+		return gw_reply_error(rp, 400, "%s", err);
 	openwhisk = probe && !cJSON_GetObjectItemCaseSensitive(probe, "runtime") &&
 		    !cJSON_GetObjectItemCaseSensitive(probe, "code");
 	cJSON_Delete(probe);

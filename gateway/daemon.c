@@ -172,6 +172,7 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 	rc = gw_act_table_init(&d->acts, cfg->limits.activations_kept);
 	if (rc)
 		goto fail_lock;
+	d->acts.journal_sync = cfg->journal_sync;
 	d->q_cap = cfg->limits.async_queue;
 	d->queue = calloc(d->q_cap, sizeof(*d->queue));
 	d->workers = calloc(cfg->async_workers, sizeof(*d->workers));
@@ -495,7 +496,7 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 		cJSON_AddNumberToObject(pool, "crashes", (double)st.crashes);
 	}
 	if (with_doc && fn->doc) {
-		cJSON *doc = cJSON_Parse(fn->doc);
+		cJSON *doc = gw_json_parse("stored spec", fn->doc, strlen(fn->doc), NULL, 0);
 
 		if (doc)
 			cJSON_AddItemToObject(j, "spec", doc);

@@ -20,8 +20,8 @@ nemoclient_SRCS := $(wildcard gateway/client/*.c)
 
 PROGS += nemoctl
 nemoctl_SRCS := gateway/nemoctl.c
-nemoctl_LIBS := nemoclient
-nemoctl_LDLIBS = -lcurl $(CJSON_LIBS)
+nemoctl_LIBS := nemoclient common
+nemoctl_LDLIBS = -lcurl $(CJSON_LIBS) -lm
 
 # bench-api: warm echo through HTTP with wrk, beside the sandbox-level warm round trip.
 # BENCH_API_SECONDS sets the sustained run (the issue asks for 60).
