@@ -112,7 +112,7 @@ static int lock_store(struct gw_daemon *d)
 	int fd, n;
 
 	snprintf(path, sizeof(path), "%s/.nemod.lock", d->cfg.store_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = errno;
 

@@ -257,7 +257,20 @@ enum gw_act_status gw_act_status_of(enum sbx_status s);
  * A deploy writes the new code version, then renames spec.json.tmp over spec.json: a crash
  * leaves the old or the new function, never half of one.
  */
+/*
+ * Modes in the store. The root is not listable by anyone but nemod (0711): other tenants
+ * cannot learn names, and each spec.json (env secrets) is 0600. Code folders stay 0755 and
+ * code 0755 while sandboxes read their code through the host's path as their own uid; once
+ * the sandbox's private root binds each function's version folder in as root, the root goes
+ * to 0700 and nothing under it needs to be readable by others.
+ */
+#define GW_STORE_ROOT_MODE 0711
+#define GW_STORE_DIR_MODE  0755
+#define GW_STORE_CODE_MODE 0755
 int gw_store_init(const char *dir);
+/* Remove version `version` of `name` (a deploy that failed after its code was written), and the
+ * function's folder if that leaves it empty. */
+void gw_store_discard(const char *dir, const char *name, uint64_t version);
 int gw_store_write_code(const char *dir, const char *name, uint64_t version, const char *file,
 			const void *code, size_t len, char *path_out, size_t path_len);
 int gw_store_copy_code(const char *dir, const char *name, uint64_t version, const char *src,
@@ -584,6 +597,8 @@ void gw_api_metrics(struct gw_daemon *d, const struct gw_request *r, struct gw_r
 struct gw_http *gw_http_start(struct gw_daemon *d);
 void gw_http_stop(struct gw_http *h);
 uint16_t gw_http_port(const struct gw_http *h);
+/* Connections closed for late request headers (limits.header_timeout_ms). */
+uint64_t gw_http_header_timeouts(struct gw_http *h);
 
 struct gw_mqtt *gw_mqtt_start(struct gw_daemon *d);
 void gw_mqtt_stop(struct gw_mqtt *m);

@@ -583,3 +583,8 @@ uint16_t gw_http_port(const struct gw_http *h)
 {
 	return h->port;
 }
+
+uint64_t gw_http_header_timeouts(struct gw_http *h)
+{
+	return atomic_load(&h->header_timeouts);
+}

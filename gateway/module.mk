@@ -41,3 +41,12 @@ PROGS += bench_api_mqtt
 bench_api_mqtt_SRCS := experiments/bench_api_mqtt.c
 bench_api_mqtt_LIBS := common
 bench_api_mqtt_LDLIBS = -lmosquitto
+
+# bench-abuse: health check and echo latency without and during a slowloris attack
+PROGS += bench_abuse
+bench_abuse_SRCS := experiments/bench_abuse.c
+bench_abuse_LIBS :=
+bench_abuse_LDLIBS =
+.PHONY: bench-abuse
+bench-abuse: all
+	experiments/bench_abuse.sh

@@ -411,7 +411,7 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 	struct gw_function *fn = NULL, *old;
 	char spec_err[512], code_path[GW_PATH_MAX], kv[SBX_ENV_LEN];
 	char *text = NULL, *doc = NULL;
-	uint64_t version;
+	uint64_t version, placed = 0;
 	int n_prewarm, rc;
 
 	err[0] = '\0';
@@ -479,6 +479,7 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		snprintf(code_path, sizeof(code_path), "%s", req->code_path);
 	} else {
 		version = ++d->next_version;
+		placed = version; /* from here on a failure removes what was written */
 		rc = place_code(d, req, &fn->spec, version, code_path, sizeof(code_path), err,
 				errlen);
 		if (rc)
@@ -547,6 +548,9 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 	rc = 0;
 	goto done;
 out:
+	/* a deploy that fails leaves nothing of itself in the store */
+	if (placed)
+		gw_store_discard(d->cfg.store_dir, req->name, placed);
 	pthread_mutex_unlock(&d->deploy_lock);
 	gw_fn_put(old);
 done:
