@@ -111,8 +111,10 @@ static int jwrite(struct gw_act_table *t, const char *buf, size_t len)
 					     t->journal_path, strerror(e));
 			snprintf(t->journal_err, sizeof(t->journal_err), "journal %s: write: %s",
 				 t->journal_path, strerror(e));
-			/* no torn line stays behind for the next record to run into */
-			if (off && ftruncate(t->journal_fd, (off_t)t->journal_bytes) < 0)
+			/* no torn line stays behind for the next record to run into, and the next
+			 * one goes where this one began (not past a hole) */
+			if (off && (ftruncate(t->journal_fd, (off_t)t->journal_bytes) < 0 ||
+				    lseek(t->journal_fd, (off_t)t->journal_bytes, SEEK_SET) < 0))
 				NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
 						     "journal %s: truncate: %s", t->journal_path,
 						     strerror(errno));
@@ -339,8 +341,12 @@ int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeu
 		NEMO_ERR(GW_MOD, "journal %s: %s", t->journal_path, strerror(errno));
 		return -errno;
 	}
-	for (size_t i = 0; text && i < len; i++)
+	for (size_t i = 0; text && i < len; i++) {
+		/* a hole or a NUL byte ends a line, not the whole journal */
+		if (!text[i])
+			text[i] = '\n';
 		n_lines += text[i] == '\n';
+	}
 	cap = 16;
 	while (cap < n_lines * 2 + 2)
 		cap *= 2;
