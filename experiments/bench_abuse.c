@@ -4,12 +4,12 @@
  * at a time (slowloris) from one loopback address and from several others.
  *
  *   bench_abuse --port P --token T [--one 2000] [--addrs 10 --per 20] [--seconds 10]
- *               [--echo /function/echo] [--trickle-ms 1000]
+ *               [--echo /function/echo] [--trickle-ms 1000] [--reconnect-ms 1000]
  *
  * Attackers use 127.0.0.1 (--one) and 127.0.0.2.. (--addrs x --per); the probe comes from
  * 127.0.0.250 with a new connection per request, as a load balancer's health check does.
- * A connection the server closes is opened again (at most every 100 ms each), so the attack
- * keeps its size for as long as it lasts. Prints one line per phase:
+ * A connection the server closes is opened again a second later (--reconnect-ms), so the
+ * attack keeps its size for as long as it lasts without turning into a connection flood. Prints one line per phase:
  *   phase=... open=N healthz_n= healthz_p50_ms= healthz_p99_ms= healthz_max_ms= healthz_fail=
  *   echo_n= echo_p50_ms= echo_p99_ms= echo_max_ms= echo_fail=
  */
@@ -36,7 +36,7 @@ struct opts {
 	uint16_t port;
 	const char *token;
 	const char *echo;
-	int one, addrs, per, seconds, trickle_ms;
+	int one, addrs, per, seconds, trickle_ms, reconnect_ms;
 };
 
 struct attacker {
@@ -46,7 +46,12 @@ struct attacker {
 	bool started; /* the request line is sent */
 };
 
-static struct opts o = {.one = 2000, .addrs = 10, .per = 20, .seconds = 10, .trickle_ms = 1000};
+static struct opts o = {.one = 2000,
+			.addrs = 10,
+			.per = 20,
+			.seconds = 10,
+			.trickle_ms = 1000,
+			.reconnect_ms = 1000};
 static atomic_bool stop_attack;
 static atomic_int open_now;
 
@@ -113,7 +118,7 @@ static void *attack(void *arg)
 				    errno != EAGAIN && errno != ENOTCONN) {
 					close(a[i].fd);
 					a[i].fd = -1;
-					a[i].next_ns = t + 100000000ull;
+					a[i].next_ns = t + (uint64_t)o.reconnect_ms * 1000000ull;
 					continue;
 				}
 				a[i].started = true;
@@ -136,7 +141,7 @@ static void *attack(void *arg)
 				/* closed by the server: come back, as an attacker would */
 				close(a[i].fd);
 				a[i].fd = -1;
-				a[i].next_ns = now_ns() + 100000000ull;
+				a[i].next_ns = now_ns() + (uint64_t)o.reconnect_ms * 1000000ull;
 			}
 		}
 	}
@@ -253,9 +258,11 @@ static void measure(const char *phase)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"port", 1, NULL, 'p'},	 {"token", 1, NULL, 't'},      {"one", 1, NULL, '1'},
-		{"addrs", 1, NULL, 'a'}, {"per", 1, NULL, 'n'},	       {"seconds", 1, NULL, 's'},
-		{"echo", 1, NULL, 'e'},	 {"trickle-ms", 1, NULL, 'k'}, {NULL, 0, NULL, 0},
+		{"port", 1, NULL, 'p'},		{"token", 1, NULL, 't'},
+		{"one", 1, NULL, '1'},		{"addrs", 1, NULL, 'a'},
+		{"per", 1, NULL, 'n'},		{"seconds", 1, NULL, 's'},
+		{"echo", 1, NULL, 'e'},		{"trickle-ms", 1, NULL, 'k'},
+		{"reconnect-ms", 1, NULL, 'r'}, {NULL, 0, NULL, 0},
 	};
 	struct rlimit rl;
 	pthread_t th;
@@ -286,6 +293,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			o.trickle_ms = atoi(optarg);
+			break;
+		case 'r':
+			o.reconnect_ms = atoi(optarg);
 			break;
 		default:
 			fprintf(stderr, "usage: see the top of experiments/bench_abuse.c\n");

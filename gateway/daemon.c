@@ -106,17 +106,17 @@ static int read_creds(struct gw_daemon *d)
  * One nemod per store: an exclusive flock on <store>/.nemod.lock, with the holder's pid in
  * it. A second nemod on the same store is refused, naming the pid that holds it.
  */
-static int lock_store(struct gw_daemon *d)
+/* Take an exclusive flock on `path` and write our pid in it. Returns the fd, or -errno. */
+static int lock_file(const char *path, const char *what, const char *name)
 {
-	char path[GW_PATH_MAX + 16], pid[32];
+	char pid[32];
 	int fd, n;
 
-	snprintf(path, sizeof(path), "%s/.nemod.lock", d->cfg.store_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = errno;
 
-		NEMO_ERR(GW_MOD, "store lock %s: %s", path, strerror(e));
+		NEMO_ERR(GW_MOD, "%s lock %s: %s", what, path, strerror(e));
 		return -e;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -127,18 +127,70 @@ static int lock_store(struct gw_daemon *d)
 		pid[strcspn(pid, "\n")] = '\0';
 		if (e == EWOULDBLOCK)
 			NEMO_ERR(GW_MOD,
-				 "store %s is in use by another nemod (pid %s holds %s): one nemod "
-				 "per store",
-				 d->cfg.store_dir, pid[0] ? pid : "unknown", path);
+				 "%s %s is in use by another nemod (pid %s holds %s): one nemod "
+				 "per %s",
+				 what, name, pid[0] ? pid : "unknown", path, what);
 		else
-			NEMO_ERR(GW_MOD, "store lock %s: %s", path, strerror(e));
+			NEMO_ERR(GW_MOD, "%s lock %s: %s", what, path, strerror(e));
 		close(fd);
 		return e == EWOULDBLOCK ? -EBUSY : -e;
 	}
 	n = snprintf(pid, sizeof(pid), "%d\n", getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
-		NEMO_WARN(GW_MOD, "store lock %s: cannot write the pid: %s", path, strerror(errno));
-	d->lock_fd = fd;
+		NEMO_WARN(GW_MOD, "%s lock %s: cannot write the pid: %s", what, path,
+			  strerror(errno));
+	return fd;
+}
+
+/* Locks taken by gw_store_lock() before the daemon exists, adopted by gw_daemon_new(). */
+static int held_store_fd = -1, held_cgroup_fd = -1;
+static char held_store[GW_PATH_MAX];
+
+int gw_store_lock(const struct gw_config *cfg)
+{
+	char path[GW_PATH_MAX + 64], name[sizeof(cfg->cgroup_root)];
+	int rc, fd;
+
+	if (held_store_fd >= 0)
+		return 0;
+	rc = gw_store_init(cfg->store_dir);
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "%s/.nemod.lock", cfg->store_dir);
+	fd = lock_file(path, "store", cfg->store_dir);
+	if (fd < 0)
+		return fd;
+	/* the sandbox cgroups too: a second nemod would remove the first one's as leftovers */
+	snprintf(name, sizeof(name), "%s", cfg->cgroup_root);
+	for (char *p = name; *p; p++)
+		if (*p == '/')
+			*p = '_';
+	mkdir("/run/nemo", 0700);
+	snprintf(path, sizeof(path), "/run/nemo/cgroup-%s.lock", name);
+	held_cgroup_fd = lock_file(path, "cgroup_root", cfg->cgroup_root);
+	if (held_cgroup_fd < 0 && held_cgroup_fd != -EBUSY) {
+		/* no /run to lock in: the store lock still keeps one nemod per store */
+		NEMO_WARN(GW_MOD, "cgroup_root %s: not locked", cfg->cgroup_root);
+	} else if (held_cgroup_fd < 0) {
+		close(fd);
+		return -EBUSY;
+	}
+	held_store_fd = fd;
+	snprintf(held_store, sizeof(held_store), "%s", cfg->store_dir);
+	return 0;
+}
+
+static int lock_store(struct gw_daemon *d)
+{
+	int rc = 0;
+
+	if (held_store_fd < 0 || strcmp(held_store, d->cfg.store_dir))
+		rc = gw_store_lock(&d->cfg);
+	if (rc)
+		return rc;
+	d->lock_fd = held_store_fd;
+	d->cgroup_lock_fd = held_cgroup_fd;
+	held_store_fd = held_cgroup_fd = -1;
 	return 0;
 }
 
@@ -159,11 +211,8 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 	pthread_mutex_init(&d->q_lock, NULL);
 	pthread_cond_init(&d->q_cond, NULL);
 	pthread_cond_init(&d->q_idle, NULL);
-	d->lock_fd = -1;
+	d->lock_fd = d->cgroup_lock_fd = -1;
 	rc = read_creds(d);
-	if (rc)
-		goto fail;
-	rc = gw_store_init(cfg->store_dir);
 	if (rc)
 		goto fail;
 	rc = lock_store(d);
@@ -241,6 +290,8 @@ fail_acts:
 fail_lock:
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
+	if (d->cgroup_lock_fd >= 0)
+		close(d->cgroup_lock_fd);
 fail:
 	free(d);
 	errno = -rc;
@@ -450,6 +501,8 @@ void gw_daemon_destroy(struct gw_daemon *d)
 	pthread_cond_destroy(&d->q_idle);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd); /* the flock goes with the descriptor */
+	if (d->cgroup_lock_fd >= 0)
+		close(d->cgroup_lock_fd);
 	free(d);
 }
 

@@ -376,7 +376,8 @@ struct gw_daemon {
 	struct gw_dispatch dispatch;
 	struct gw_creds creds;
 	uint64_t started_ms;
-	int lock_fd; /* <store>/.nemod.lock, held while nemod runs */
+	int lock_fd;	    /* <store>/.nemod.lock, held while nemod runs */
+	int cgroup_lock_fd; /* /run/nemo/cgroup-<cgroup_root>.lock, likewise */
 
 	pthread_rwlock_t fn_lock; /* the function list; each function has its own gate */
 	struct gw_function *functions;

@@ -245,7 +245,7 @@ static int count(const char *hay, const char *needle)
 
 static int inputs_setup(void)
 {
-	return setup(false, "\"header_timeout_ms\": 1000");
+	return setup(false, "\"header_timeout_ms\": 3000");
 }
 
 static void test_duplicate_name_cannot_replace_a_neighbour(void)
@@ -417,8 +417,8 @@ static void test_header_deadline(void)
 
 	CU_ASSERT_TRUE_FATAL(fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
 	CU_ASSERT_TRUE(send(fd, "GET /healthz HTTP/1.1\r\n", 23, MSG_NOSIGNAL) == 23);
-	/* a header line every 100 ms: never idle, never done; cut at header_timeout_ms (1 s) */
-	for (int i = 0; i < 60 && !closed; i++) {
+	/* a header line every 100 ms: never idle, never done; cut at header_timeout_ms (3 s) */
+	for (int i = 0; i < 80 && !closed; i++) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		char c;
 
@@ -428,7 +428,8 @@ static void test_header_deadline(void)
 			closed = true;
 	}
 	CU_ASSERT_TRUE(closed);
-	CU_ASSERT_TRUE(nemo_now_ns() / 1000000 - t0 < 2500);
+	CU_ASSERT_TRUE(nemo_now_ns() / 1000000 - t0 < 4500);
+	CU_ASSERT_TRUE(nemo_now_ns() / 1000000 - t0 >= 2900);
 	close(fd);
 	expect("GET", "/metrics", NULL, 200, "nemo_http_header_timeouts_total 1");
 }
@@ -448,7 +449,8 @@ static double figure(const char *out, const char *phase, const char *key)
 	return p ? atof(p + strlen(tag)) : -1;
 }
 
-static void test_slowloris_leaves_healthz_fast(void)
+/* One run of bench_abuse: its output (static), or NULL. */
+static const char *abuse_run(struct test_proc *p)
 {
 	char bin[512], port[16];
 	char *argv[] = {bin,
@@ -463,32 +465,113 @@ static void test_slowloris_leaves_healthz_fast(void)
 			"--per",
 			"20",
 			"--seconds",
-			"4",
+			"5",
 			"--echo",
 			"/function/echo",
 			"--trickle-ms",
-			"300",
+			"1000",
+			"--reconnect-ms",
+			"1000",
 			NULL};
-	struct test_proc p;
-	const char *out;
-	double p99, fails, open;
 
 	snprintf(bin, sizeof(bin), "%s/bench_abuse", nemo_test_bindir());
 	snprintf(port, sizeof(port), "%u", (unsigned)env.port);
+	if (test_proc_start(p, argv) || test_proc_wait(p, 60000) != 0)
+		return NULL;
+	return test_proc_output(p);
+}
+
+static void test_slowloris_leaves_healthz_fast(void)
+{
+	struct test_proc p;
+	const char *out = NULL;
+	char why[256];
+
 	deploy_echo("echo", "");
-	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
-	CU_ASSERT_EQUAL(test_proc_wait(&p, 60000), 0);
-	out = test_proc_output(&p);
-	printf("\n  %s", out);
-	p99 = figure(out, "attack", "healthz_p99_ms");
-	fails = figure(out, "attack", "healthz_fail");
-	open = figure(out, "attack", "open");
+	/*
+	 * The bound is judged against the same probe without the attack: on a machine so busy
+	 * that the health check alone misses it, the attack's share cannot be told (tried twice).
+	 */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		out = abuse_run(&p);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+		printf("\n  %s", out);
+		if (figure(out, "baseline", "healthz_p99_ms") < 50.0)
+			break;
+	}
+	if (figure(out, "baseline", "healthz_p99_ms") >= 50.0) {
+		snprintf(why, sizeof(why),
+			 "the machine is too busy to judge: /healthz p99 is %.1f ms with no attack",
+			 figure(out, "baseline", "healthz_p99_ms"));
+		nemo_test_skip(why);
+		return;
+	}
 	/* the attack was real: the connections its per-IP share allows were held open */
-	CU_ASSERT_TRUE(open >= 200);
-	CU_ASSERT_TRUE(p99 >= 0 && p99 < 100.0);
-	CU_ASSERT_EQUAL(fails, 0);
+	CU_ASSERT_TRUE(figure(out, "attack", "open") >= 100);
+	CU_ASSERT_TRUE(figure(out, "attack", "healthz_p99_ms") >= 0);
+	CU_ASSERT_TRUE(figure(out, "attack", "healthz_p99_ms") < 100.0);
+	CU_ASSERT_EQUAL(figure(out, "attack", "healthz_fail"), 0);
 	CU_ASSERT_EQUAL(figure(out, "attack", "echo_fail"), 0);
 	CU_ASSERT_TRUE(figure(out, "attack", "healthz_n") >= 20);
+}
+
+/* A second nemod on the same config: refused before it touches cgroups or the journal. */
+static void test_second_nemod_leaves_the_first_alone(void)
+{
+	char bin[512], path[600], journal[256], id[64] = "";
+	char *argv[] = {bin, "--config", env.config, NULL};
+	struct gw_http_response r;
+	struct test_proc second;
+	struct stat before, after;
+	const char *p;
+	char *body, *bytes, *b64;
+	size_t len;
+
+	/* a call in flight in the first nemod's sandbox (test-probe's nap: sleeps N ms) */
+	snprintf(path, sizeof(path), "%s/test-probe.so", env.fndir);
+	bytes = test_read_file(path, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	free(bytes);
+	body = malloc(strlen(b64) + 256);
+	sprintf(body,
+		"{\"runtime\":\"c\",\"handler\":\"nap\",\"timeout_ms\":5000,"
+		"\"code\":{\"base64\":\"%s\"}}",
+		b64);
+	free(b64);
+	expect("PUT", ACT "/napper?overwrite=true", body, 200, "napper");
+	free(body);
+	CU_ASSERT_EQUAL(http("POST", "/async-function/napper", "1500", &r), 202);
+	p = r.body ? strstr(r.body, "\"activationId\":\"") : NULL;
+	if (p)
+		snprintf(id, sizeof(id), "%.32s", p + 16);
+	gw_http_response_release(&r);
+	test_msleep(300);
+	snprintf(journal, sizeof(journal), "%s/.activations.journal", env.store);
+	CU_ASSERT_EQUAL(stat(journal, &before), 0);
+	/* the second one exits 1 naming the first */
+	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&second, argv), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&second, 15000), 1);
+	snprintf(path, sizeof(path), "(pid %d holds", (int)env.nemod.pid);
+	CU_ASSERT_TRUE(test_proc_output_has(&second, path));
+	CU_ASSERT_FALSE(test_proc_output_has(&second, "removed"));
+	/* the call in flight finishes in its sandbox; the journal is the same file, not replaced */
+	snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s", id);
+	for (int i = 0; i < 50; i++) {
+		CU_ASSERT_EQUAL(http("GET", path, NULL, &r), 200);
+		p = strstr(r.body, "\"status\":\"success\"") ? "done" : NULL;
+		gw_http_response_release(&r);
+		if (p)
+			break;
+		test_msleep(100);
+	}
+	expect("GET", path, NULL, 200, "\"status\":\"success\"");
+	CU_ASSERT_EQUAL(stat(journal, &after), 0);
+	CU_ASSERT_EQUAL(before.st_ino, after.st_ino);
+	CU_ASSERT_EQUAL(after.st_nlink, 1);
+	CU_ASSERT_TRUE(after.st_size > before.st_size); /* the first nemod journals on into it */
+	expect("POST", "/function/napper", "1", 200, NULL);
 }
 
 NEMO_SUITE(gateway_abuse, inputs_setup, teardown,
@@ -500,7 +583,9 @@ NEMO_SUITE(gateway_abuse, inputs_setup, teardown,
 	   {"ambiguous HTTP framing is 400 and closes", test_strict_http_framing},
 	   {"late request headers are cut at header_timeout_ms", test_header_deadline},
 	   {"slowloris from 11 addresses: /healthz p99 < 100 ms",
-	    test_slowloris_leaves_healthz_fast});
+	    test_slowloris_leaves_healthz_fast},
+	   {"a second nemod on the same config leaves the first alone",
+	    test_second_nemod_leaves_the_first_alone});
 
 /* ---- a full disk ----------------------------------------------------------------------------- */
 

@@ -183,6 +183,15 @@ void gw_dispatch_harvest_destroy(struct gw_dispatch *d);
 struct gw_daemon;
 
 /*
+ * One nemod per store and per cgroup_root: create the store and take <store>/.nemod.lock and
+ * /run/nemo/cgroup-<cgroup_root>.lock (flock, with the pid). Call it before anything touches
+ * the sandbox cgroups (the sandbox host removes what it takes for a crashed run's leftovers);
+ * gw_daemon_new() adopts the locks. Returns 0, -EBUSY (logged, naming the holder's pid) or
+ * -errno.
+ */
+int gw_store_lock(const struct gw_config *cfg);
+
+/*
  * Build the daemon: read the token, load every function in the store and deploy it on
  * `backend`, start async workers. Nothing listens until gw_daemon_start(). `backend` and
  * `dispatch` must outlive the daemon. Returns the daemon or NULL with errno (logged).
