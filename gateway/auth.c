@@ -44,6 +44,14 @@ int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err
 			return -EINVAL;
 		}
 		c = &out->c[out->n];
+		/* never cut short: a prefix of a long credential must not pass for it */
+		if (strlen(word[0]) >= sizeof(c->whole) ||
+		    (!strchr(word[0], ':') && strlen(word[0]) >= sizeof(c->key)) ||
+		    strlen(word[0]) == sizeof(word[0]) - 1) {
+			snprintf(err, errlen, "line %d: a credential is longer than %zu characters",
+				 line, (strchr(word[0], ':') ? sizeof(c->whole) : sizeof(c->key)) - 1);
+			return -EINVAL;
+		}
 		snprintf(c->whole, sizeof(c->whole), "%s", word[0]);
 		colon = strchr(word[0], ':');
 		if (colon) {

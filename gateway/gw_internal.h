@@ -415,6 +415,8 @@ struct gw_daemon {
 struct gw_function *gw_fn_get(struct gw_daemon *d, const char *name);
 void gw_fn_put(struct gw_function *fn);
 bool gw_name_valid(const char *name);
+/* "pkg/name" (one or more names joined by '/'): each part valid as gw_name_valid() says. */
+bool gw_names_valid(const char *s);
 /* Call fn for each deployed function under the list's read lock (no service calls inside). */
 void gw_fn_foreach(struct gw_daemon *d, void (*fn)(void *arg, struct gw_function *f), void *arg);
 

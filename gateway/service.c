@@ -12,12 +12,6 @@
 #include "nemo/log.h"
 #include "gw_internal.h"
 
-bool gw_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n >= 1 && n < SBX_NAME_MAX && strspn(name, GW_NAME_CHARS) == n;
-}
 
 /* ---- the function list ------------------------------------------------------------------------ */
 
