@@ -268,7 +268,6 @@ static void info(struct gw_reply *rp)
 	gw_reply_json(rp, 200, j);
 }
 
-
 void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
 	struct gw_faas_route rt;

@@ -6,7 +6,6 @@
 
 #include "gw_internal.h"
 
-
 /* The caller's namespace: `_` and its own name resolve to it. */
 static const char *caller_ns(const struct gw_request *r)
 {
@@ -365,7 +364,6 @@ static void reply_activation(struct gw_daemon *d, const struct gw_request *r, st
 	}
 	gw_reply_json(rp, 200, rec);
 }
-
 
 void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {

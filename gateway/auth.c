@@ -49,7 +49,8 @@ int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err
 		    (!strchr(word[0], ':') && strlen(word[0]) >= sizeof(c->key)) ||
 		    strlen(word[0]) == sizeof(word[0]) - 1) {
 			snprintf(err, errlen, "line %d: a credential is longer than %zu characters",
-				 line, (strchr(word[0], ':') ? sizeof(c->whole) : sizeof(c->key)) - 1);
+				 line,
+				 (strchr(word[0], ':') ? sizeof(c->whole) : sizeof(c->key)) - 1);
 			return -EINVAL;
 		}
 		snprintf(c->whole, sizeof(c->whole), "%s", word[0]);

@@ -12,7 +12,6 @@
 #include "nemo/log.h"
 #include "gw_internal.h"
 
-
 /* ---- the function list ------------------------------------------------------------------------ */
 
 static void fn_free(struct gw_function *fn)

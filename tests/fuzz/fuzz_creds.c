@@ -28,8 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *at = (const char *)data;
 			bool whole_word = false;
 
-			while (!whole_word && (at = memmem(at, size - (size_t)(at - (const char *)data),
-							  c->whole, wl))) {
+			while (!whole_word &&
+			       (at = memmem(at, size - (size_t)(at - (const char *)data), c->whole,
+					    wl))) {
 				size_t end = (size_t)(at - (const char *)data) + wl;
 
 				whole_word = end == size || strchr(" \t\n\r\v\f", data[end]) ||
