@@ -271,7 +271,16 @@ static void publish_reply(void *state, const char *topic, int qos, bool mqtt5, c
 			len = strlen(text);
 		}
 	}
-	rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, data, qos, false, props);
+	/* MQTT's own limit (256 MiB), checked before the length becomes an int */
+	if (len > 268435455u) {
+		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+				     "mqtt publish topic=%s: a reply of %zu bytes is over MQTT's "
+				     "limit of 268435455",
+				     topic, len);
+		rc = MOSQ_ERR_PAYLOAD_SIZE;
+	} else {
+		rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, data, qos, false, props);
+	}
 	if (rc != MOSQ_ERR_SUCCESS)
 		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5, "mqtt publish topic=%s: %s",
 				     topic, mosquitto_strerror(rc));
