@@ -136,11 +136,7 @@ int gw_journal_sync(struct gw_act_table *t)
 		return 0;
 	pthread_mutex_lock(&t->lock);
 	want = t->written;
-	if (t->journal_err[0] && t->journal_fd >= 0)
-		rc = -EIO;
 	pthread_mutex_unlock(&t->lock);
-	if (rc)
-		return rc;
 	pthread_mutex_lock(&t->sync_lock);
 	while (t->synced < want && !rc) {
 		if (t->syncing) {
@@ -168,6 +164,12 @@ int gw_journal_sync(struct gw_act_table *t)
 		}
 		if (fd >= 0)
 			close(fd);
+		if (!rc) {
+			/* on disk again: whatever failed before, the journal works now */
+			pthread_mutex_lock(&t->lock);
+			t->journal_err[0] = '\0';
+			pthread_mutex_unlock(&t->lock);
+		}
 		pthread_mutex_lock(&t->sync_lock);
 		t->syncing = false;
 		t->n_syncs++;
