@@ -88,8 +88,27 @@ int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err
 		} else {
 			snprintf(c->ns, sizeof(c->ns), "%s", c->uuid[0] ? "guest" : "nemo");
 		}
+		c->line = line;
 		out->n++;
 	}
+	/*
+	 * Bearer takes "uuid:key" or the key alone: two credentials whose forms meet would let
+	 * one caller in as the other (another namespace). Each must be told apart.
+	 */
+	for (int i = 0; i < out->n; i++)
+		for (int j = 0; j < i; j++) {
+			const struct gw_cred *a = &out->c[j], *b = &out->c[i];
+
+			if (!strcmp(a->whole, b->whole) || !strcmp(a->key, b->key) ||
+			    !strcmp(a->whole, b->key) || !strcmp(a->key, b->whole)) {
+				snprintf(
+					err, errlen,
+					"line %d: its key is also the key or credential of line %d; "
+					"Bearer could not tell them apart",
+					b->line, a->line);
+				return -EINVAL;
+			}
+		}
 	if (!out->n) {
 		snprintf(err, errlen, "no credential in the file");
 		return -EINVAL;

@@ -300,6 +300,7 @@ struct gw_cred {
 	char key[160];
 	char whole[224]; /* "uuid:key", or the bare token: what Bearer and Basic compare */
 	char ns[64];	 /* the namespace `_` resolves to for this caller */
+	int line;	 /* in the credentials file, for messages */
 };
 
 struct gw_creds {

@@ -171,6 +171,16 @@ static void test_credentials(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 1"));
 	CU_ASSERT_EQUAL(gw_creds_parse(B("a:b c d\n"), &c, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_EQUAL(gw_creds_parse(B("# nothing\n"), &c, err, sizeof(err)), -EINVAL);
+	/* a bare token that is another credential's key would let its holder in as the other
+	 * (another namespace): found by the creds fuzzer */
+	CU_ASSERT_EQUAL(gw_creds_parse(B("u1:shared-key-0123456789 team\n"
+					 "shared-key-0123456789 other\n"),
+				       &c, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 2"));
+	CU_ASSERT_EQUAL(gw_creds_parse(B("u1:k-0123456789abcdef\nu2:k-0123456789abcdef\n"), &c, err,
+				       sizeof(err)),
+			-EINVAL);
 	/* a credential longer than nemod keeps is refused, never cut: its prefix must not
 	 * open the door */
 	{
