@@ -109,9 +109,11 @@ static int read_creds(struct gw_daemon *d)
 /* Take an exclusive flock on `path` and write our pid in it. Returns the fd, or -errno. */
 static int lock_file(const char *path, const char *what, const char *name)
 {
+	struct stat a, b;
 	char pid[32];
 	int fd, n;
 
+again:
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = errno;
@@ -135,6 +137,12 @@ static int lock_file(const char *path, const char *what, const char *name)
 		close(fd);
 		return e == EWOULDBLOCK ? -EBUSY : -e;
 	}
+	/* the holder that stopped may have removed the file meanwhile: lock the one in place */
+	if (fstat(fd, &a) == 0 &&
+	    (stat(path, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)) {
+		close(fd);
+		goto again;
+	}
 	n = snprintf(pid, sizeof(pid), "%d\n", getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
 		NEMO_WARN(GW_MOD, "%s lock %s: cannot write the pid: %s", what, path,
@@ -144,7 +152,7 @@ static int lock_file(const char *path, const char *what, const char *name)
 
 /* Locks taken by gw_store_lock() before the daemon exists, adopted by gw_daemon_new(). */
 static int held_store_fd = -1, held_cgroup_fd = -1;
-static char held_store[GW_PATH_MAX];
+static char held_store[GW_PATH_MAX], cgroup_lock_path[GW_PATH_MAX];
 
 int gw_store_lock(const struct gw_config *cfg)
 {
@@ -168,6 +176,8 @@ int gw_store_lock(const struct gw_config *cfg)
 	mkdir("/run/nemo", 0700);
 	snprintf(path, sizeof(path), "/run/nemo/cgroup-%s.lock", name);
 	held_cgroup_fd = lock_file(path, "cgroup_root", cfg->cgroup_root);
+	if (held_cgroup_fd >= 0)
+		snprintf(cgroup_lock_path, sizeof(cgroup_lock_path), "%s", path);
 	if (held_cgroup_fd < 0 && held_cgroup_fd != -EBUSY) {
 		/* no /run to lock in: the store lock still keeps one nemod per store */
 		NEMO_WARN(GW_MOD, "cgroup_root %s: not locked", cfg->cgroup_root);
@@ -501,8 +511,12 @@ void gw_daemon_destroy(struct gw_daemon *d)
 	pthread_cond_destroy(&d->q_idle);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd); /* the flock goes with the descriptor */
-	if (d->cgroup_lock_fd >= 0)
+	if (d->cgroup_lock_fd >= 0) {
+		/* /run keeps no file per cgroup root ever used; a starting nemod checks it locked
+		 * the file still in place */
+		unlink(cgroup_lock_path);
 		close(d->cgroup_lock_fd);
+	}
 	free(d);
 }
 
