@@ -13,6 +13,7 @@ SUSTAIN=${BENCH_API_SECONDS:-60}
 SHORT=${BENCH_API_SHORT:-10}
 CONNS=${BENCH_API_CONNS:-8}
 MODES=${BENCH_API_MODES:-"thread_per_connection pool"}
+JCONNS=${BENCH_API_JOURNAL_CONNS:-64}
 NCPU=$(nproc)
 # where wrk runs [every cpu]; 0 puts it beside nemod and leaves the sandbox core alone, which
 # measured slower here (wrk and nemod then share one core)
@@ -40,13 +41,14 @@ export NEMO_TOKEN=$TOKEN NEMO_BASIC=$(printf %s "$TOKEN" | base64 -w0) BENCH_BOD
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-start_nemod() { # mode
+start_nemod() { # mode [journal_sync, default true]
 	PORT=$(free_port)
 	cat > "$DIR/nemod.json" <<CFG
 {"listen": "127.0.0.1:$PORT", "token_file": "$DIR/token", "store_dir": "$DIR/store",
  "code_roots": ["$ROOT/build/functions"], "cores": {"housekeeping": [0], "sandbox": [$SBX_CORE]},
  "http_mode": "$1", "http_threads": $NCPU, "cgroup_root": "nemo-benchapi-$$", "log_level": "warn",
- "limits": {"max_inflight_per_function": 4096, "max_connections": 4096},
+ "limits": {"max_inflight_per_function": 4096, "max_connections": 4096,
+            "max_connections_per_ip": 4096}, "journal_sync": ${2:-true},
  "openfaas": {"function_auth": true}}
 CFG
 	"$BIN/nemod" --config "$DIR/nemod.json" > "$DIR/nemod-$1.log" 2>&1 &
@@ -59,7 +61,7 @@ CFG
 	# echo with enough instances for the connections, all warm before measuring
 	curl -sf -X PUT -H "Authorization: Bearer $TOKEN" \
 		"$URL/api/v1/namespaces/_/actions/echo?overwrite=true" \
-		-d "{\"runtime\":\"c\",\"concurrency\":$CONNS,\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"}}" >/dev/null
+		-d "{\"runtime\":\"c\",\"concurrency\":$(( CONNS > JCONNS ? CONNS : JCONNS )),\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"}}" >/dev/null
 	taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNS" -d2s -s experiments/bench_api.lua "$URL" >/dev/null
 }
 
@@ -95,6 +97,23 @@ for mode in $MODES; do
 	done
 	stop_nemod
 done
+
+# the journal's cost: every blocking call's record is made durable (fdatasync, one for all
+# the calls that finish meanwhile) before its answer; journal_sync=false is the old behaviour
+printf "\njournal: warm echo at %s connections, thread_per_connection, %ss per row\n" "$JCONNS" "$SHORT"
+printf "  %-26s %10s %9s %9s %12s\n" journal req/s p50_us p99_us fdatasyncs
+for sync in false true; do
+	start_nemod thread_per_connection "$sync"
+	S0=$(metric nemo_journal_syncs_total)
+	OUT=$(taskset -c "$WRK_CPUS" wrk -t2 -c"$JCONNS" -d"${SHORT}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
+	S1=$(metric nemo_journal_syncs_total)
+	stop_nemod
+	RPS=$(field "$OUT" rps)
+	[ "$sync" = false ] && J_OFF=$RPS || J_ON=$RPS
+	printf "  %-26s %10.0f %9s %9s %12s\n" "journal_sync=$sync" "$RPS" "$(field "$OUT" p50_us)" \
+		"$(field "$OUT" p99_us)" "$(( ${S1:-0} - ${S0:-0} ))"
+done
+printf "  durable/old throughput: %.2f (target >= 0.80)\n" "$(echo "$J_ON / $J_OFF" | bc -l)"
 
 # sustained: the same connections for $SUSTAIN s at the capacity just measured (wrk is a
 # closed loop: it runs at whatever rate nemod sustains), then count every request three ways.

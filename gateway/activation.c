@@ -65,6 +65,9 @@ int gw_act_table_init(struct gw_act_table *t, uint32_t capacity)
 	t->journal_fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
+	pthread_mutex_init(&t->sync_lock, NULL);
+	pthread_cond_init(&t->sync_done, NULL);
+	t->journal_sync = true;
 	return 0;
 }
 
@@ -88,6 +91,8 @@ void gw_act_table_fini(struct gw_act_table *t)
 	t->slots = NULL;
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->changed);
+	pthread_mutex_destroy(&t->sync_lock);
+	pthread_cond_destroy(&t->sync_done);
 }
 
 static struct gw_activation *by_seq(struct gw_act_table *t, uint64_t seq)
@@ -169,7 +174,9 @@ int gw_act_set_work(struct gw_act_table *t, uint64_t seq, const void *payload, s
 		snprintf(a->reply_topic, sizeof(a->reply_topic), "%s",
 			 reply_topic ? reply_topic : "");
 		a->queued = true;
-		gw_journal_note(t, a, 'A');
+		rc = gw_journal_note(t, a, 'A');
+		if (rc)
+			a->queued = false; /* not on disk: it is refused, and ends so in memory */
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
@@ -227,8 +234,12 @@ int gw_act_finish(struct gw_act_table *t, uint64_t seq, enum gw_act_status statu
 	free(a->payload);
 	a->payload = NULL;
 	a->payload_len = 0;
-	if (a->queued)
+	if (a->queued) {
 		gw_journal_note(t, a, 'T');
+	} else if (a->blocking && t->journal_sync && status != GW_ACT_REJECTED) {
+		/* a blocking call's record outlives nemod too; answered once it is durable */
+		a->journaled = gw_journal_note(t, a, 'T') == 0;
+	}
 	pthread_cond_broadcast(&t->changed);
 	pthread_mutex_unlock(&t->lock);
 	return 0;
@@ -263,7 +274,8 @@ static cJSON *result_json(const uint8_t *data, size_t len)
 
 	if (!data || !len)
 		return cJSON_CreateObject();
-	j = cJSON_ParseWithLength((const char *)data, len);
+	/* shown as JSON only when it reads one way: a key given twice stays a string */
+	j = gw_json_parse("result", (const char *)data, len, NULL, 0);
 	if (j)
 		return j;
 	s = strndup((const char *)data, len);
@@ -338,7 +350,7 @@ cJSON *gw_act_record_json(const struct gw_activation *a)
 	int code;
 
 	if (a->restored_json) {
-		j = cJSON_Parse(a->restored_json);
+		j = gw_json_parse("journal", a->restored_json, strlen(a->restored_json), NULL, 0);
 		if (j)
 			return j;
 	}

@@ -11,17 +11,6 @@
 #include "gw_internal.h"
 
 /* "NAME" or "NAME/sub/path" -> name; *sub gets "/sub/path" or "". */
-static int split_name(const char *s, char name[SBX_NAME_MAX], const char **sub)
-{
-	size_t n = strcspn(s, "/");
-
-	*sub = s + n;
-	if (!n || n >= SBX_NAME_MAX)
-		return -EINVAL;
-	memcpy(name, s, n);
-	name[n] = '\0';
-	return gw_name_valid(name) ? 0 : -EINVAL;
-}
 
 static void bad_name(struct gw_reply *rp, const char *s)
 {
@@ -198,11 +187,14 @@ static void add_status(void *arg, struct gw_function *fn)
 
 static void delete_function(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
-	cJSON *body = cJSON_ParseWithLength(r->body, r->len);
+	char err[600];
+	cJSON *body = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
 	const char *name =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "functionName"));
 	int rc;
 
+	if (!body && r->len)
+		return gw_reply_error(rp, 400, "%s", err);
 	if (!name) {
 		cJSON_Delete(body);
 		return gw_reply_error(rp, 400, "expected a body {\"functionName\": \"NAME\"}");
@@ -226,12 +218,15 @@ static void delete_function(struct gw_daemon *d, const struct gw_request *r, str
 static void scale(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
 		  const char *name)
 {
-	cJSON *body = cJSON_ParseWithLength(r->body, r->len);
+	char err[600];
+	cJSON *body = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
 	const cJSON *rep = cJSON_GetObjectItemCaseSensitive(body, "replicas");
 	const char *svc =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "serviceName"));
 	int rc;
 
+	if (!body && r->len)
+		return gw_reply_error(rp, 400, "%s", err);
 	if (!gw_name_valid(name)) {
 		cJSON_Delete(body);
 		return bad_name(rp, name);
@@ -271,59 +266,6 @@ static void info(struct gw_reply *rp)
 	cJSON_AddStringToObject(ver, "commit_message", "");
 	cJSON_AddStringToObject(j, "arch", uname(&u) == 0 ? u.machine : "unknown");
 	gw_reply_json(rp, 200, j);
-}
-
-int gw_faas_route_parse(const char *url, struct gw_faas_route *rt)
-{
-	static const struct {
-		const char *path;
-		enum gw_faas_route_kind kind;
-	} fixed[] = {
-		{"/system/functions", GW_FAAS_FUNCTIONS},
-		{"/system/info", GW_FAAS_INFO},
-		{"/system/namespaces", GW_FAAS_NAMESPACES},
-		{"/system/logs", GW_FAAS_UNSUPPORTED},
-		{"/system/alert", GW_FAAS_UNSUPPORTED},
-		{"/system/secrets", GW_FAAS_UNSUPPORTED},
-	};
-	const char *name = NULL;
-
-	memset(rt, 0, sizeof(*rt));
-	rt->sub = "";
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (!strcmp(url, fixed[i].path)) {
-			rt->route = fixed[i].kind;
-			rt->what = url;
-			return 0;
-		}
-	if (!strncmp(url, "/system/secrets/", 16)) {
-		rt->route = GW_FAAS_UNSUPPORTED;
-		rt->what = "/system/secrets";
-		return 0;
-	}
-	if (!strncmp(url, "/function/", 10)) {
-		rt->route = GW_FAAS_FUNCTION;
-		name = url + 10;
-	} else if (!strncmp(url, "/async-function/", 16)) {
-		rt->route = GW_FAAS_ASYNC;
-		name = url + 16;
-	} else if (!strncmp(url, "/system/function/", 17)) {
-		rt->route = GW_FAAS_DESCRIBE;
-		name = url + 17;
-	} else if (!strncmp(url, "/system/scale-function/", 23)) {
-		rt->route = GW_FAAS_SCALE;
-		name = url + 23;
-	} else {
-		return -ENOENT;
-	}
-	/* invocations take a sub-path; the system routes name exactly one function */
-	if (rt->route == GW_FAAS_FUNCTION || rt->route == GW_FAAS_ASYNC) {
-		snprintf(rt->name, sizeof(rt->name), "%.*s", (int)strcspn(name, "/"), name);
-		rt->sub = name + strcspn(name, "/");
-		return split_name(name, rt->name, &rt->sub) ? -EINVAL : 0;
-	}
-	snprintf(rt->name, sizeof(rt->name), "%s", name);
-	return gw_name_valid(name) ? 0 : -EINVAL;
 }
 
 void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)

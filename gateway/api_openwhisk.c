@@ -6,8 +6,6 @@
 
 #include "gw_internal.h"
 
-#define NS_PREFIX "/api/v1/namespaces"
-
 /* The caller's namespace: `_` and its own name resolve to it. */
 static const char *caller_ns(const struct gw_request *r)
 {
@@ -112,23 +110,6 @@ static void add_action(void *arg, struct gw_function *fn)
 }
 
 /* "a/b": every part a valid name */
-static bool names_valid(const char *s)
-{
-	char part[SBX_NAME_MAX];
-
-	while (*s) {
-		size_t n = strcspn(s, "/");
-
-		if (!n || n >= sizeof(part))
-			return false;
-		memcpy(part, s, n);
-		part[n] = '\0';
-		if (!gw_name_valid(part))
-			return false;
-		s += n + (s[n] == '/');
-	}
-	return true;
-}
 
 /* A non-negative integer query argument; -1 when absent, -2 when malformed. */
 static long arg_num(const struct gw_request *r, const char *key)
@@ -187,7 +168,9 @@ static void put_action(struct gw_daemon *d, const struct gw_request *r, struct g
 		return gw_reply_error(
 			rp, 400, "empty body: send the action ({\"exec\": ...}) or nemo's spec");
 	/* OpenWhisk's shape has exec or only limits/parameters/annotations; nemo's has runtime */
-	probe = cJSON_ParseWithLength(r->body, r->len);
+	probe = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
+	if (!probe)
+		return gw_reply_error(rp, 400, "%s", err);
 	openwhisk = probe && !cJSON_GetObjectItemCaseSensitive(probe, "runtime") &&
 		    !cJSON_GetObjectItemCaseSensitive(probe, "code");
 	cJSON_Delete(probe);
@@ -328,7 +311,7 @@ static void list_activations(struct gw_daemon *d, const struct gw_request *r, st
 		/* OpenWhisk accepts "package/name" and "ns/name": nemo's names have no slash */
 		const char *slash = strrchr(f.function, '/');
 
-		if (slash && names_valid(f.function))
+		if (slash && gw_names_valid(f.function))
 			f.function = slash + 1;
 		if (!gw_name_valid(f.function))
 			return gw_reply_error(rp, 400,
@@ -380,95 +363,6 @@ static void reply_activation(struct gw_daemon *d, const struct gw_request *r, st
 		return gw_reply_json(rp, 200, resp);
 	}
 	gw_reply_json(rp, 200, rec);
-}
-
-/* The next path segment of *p into seg (at most len-1 bytes); *p moves past it and its '/'. */
-static size_t next_segment(const char **p, char *seg, size_t len)
-{
-	size_t n = strcspn(*p, "/");
-
-	snprintf(seg, len, "%.*s", (int)(n < len ? n : len - 1), *p);
-	*p += n + ((*p)[n] == '/');
-	return n;
-}
-
-int gw_ow_route_parse(const char *url, struct gw_ow_route *rt)
-{
-	static const struct {
-		const char *seg, *what;
-	} unsupported_entities[] = {
-		{"triggers", "triggers"},
-		{"rules", "rules"},
-		{"packages", "packages"},
-		{"limits", "namespace limits"},
-	};
-	const char *p;
-	char seg[96];
-	size_t n;
-
-	memset(rt, 0, sizeof(*rt));
-	if (!strcmp(url, "/api/v1") || !strcmp(url, "/api/v1/")) {
-		rt->route = GW_OW_API;
-		return 0;
-	}
-	if (!strncmp(url, "/api/v1/web/", 12)) {
-		rt->route = GW_OW_UNSUPPORTED;
-		rt->what = "web actions";
-		return 0;
-	}
-	if (strncmp(url, NS_PREFIX, strlen(NS_PREFIX)))
-		return -ENOENT;
-	p = url + strlen(NS_PREFIX);
-	if (!*p || !strcmp(p, "/")) {
-		rt->route = GW_OW_NAMESPACES;
-		return 0;
-	}
-	if (*p++ != '/')
-		return -ENOENT;
-	n = next_segment(&p, rt->ns, sizeof(rt->ns));
-	if (!n || n >= sizeof(rt->ns))
-		return -ENOENT;
-	if (!*p) {
-		rt->route = GW_OW_NAMESPACE;
-		return 0;
-	}
-	next_segment(&p, seg, sizeof(seg));
-	for (size_t i = 0; i < sizeof(unsupported_entities) / sizeof(unsupported_entities[0]); i++)
-		if (!strcmp(seg, unsupported_entities[i].seg)) {
-			rt->route = GW_OW_UNSUPPORTED;
-			rt->what = unsupported_entities[i].what;
-			return 0;
-		}
-	if (!strcmp(seg, "actions")) {
-		if (!*p) {
-			rt->route = GW_OW_ACTIONS;
-			return 0;
-		}
-		rt->route = strchr(p, '/') ? GW_OW_PACKAGE_ACTION : GW_OW_ACTION;
-		snprintf(rt->name, sizeof(rt->name), "%s", p);
-		if (rt->route == GW_OW_PACKAGE_ACTION ? !names_valid(p) : !gw_name_valid(p))
-			return -EINVAL;
-		return 0;
-	}
-	if (!strcmp(seg, "activations")) {
-		if (!*p) {
-			rt->route = GW_OW_ACTIVATIONS;
-			return 0;
-		}
-		n = next_segment(&p, rt->id, sizeof(rt->id));
-		if (!n || n >= sizeof(rt->id))
-			return -ENOENT;
-		if (!*p)
-			rt->route = GW_OW_ACTIVATION;
-		else if (!strcmp(p, "result"))
-			rt->route = GW_OW_ACTIVATION_RESULT;
-		else if (!strcmp(p, "logs"))
-			rt->route = GW_OW_ACTIVATION_LOGS;
-		else
-			return -ENOENT;
-		return 0;
-	}
-	return -ENOENT;
 }
 
 void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)

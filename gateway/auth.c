@@ -44,6 +44,15 @@ int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err
 			return -EINVAL;
 		}
 		c = &out->c[out->n];
+		/* never cut short: a prefix of a long credential must not pass for it */
+		if (strlen(word[0]) >= sizeof(c->whole) ||
+		    (!strchr(word[0], ':') && strlen(word[0]) >= sizeof(c->key)) ||
+		    strlen(word[0]) == sizeof(word[0]) - 1) {
+			snprintf(err, errlen, "line %d: a credential is longer than %zu characters",
+				 line,
+				 (strchr(word[0], ':') ? sizeof(c->whole) : sizeof(c->key)) - 1);
+			return -EINVAL;
+		}
 		snprintf(c->whole, sizeof(c->whole), "%s", word[0]);
 		colon = strchr(word[0], ':');
 		if (colon) {
@@ -79,8 +88,27 @@ int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err
 		} else {
 			snprintf(c->ns, sizeof(c->ns), "%s", c->uuid[0] ? "guest" : "nemo");
 		}
+		c->line = line;
 		out->n++;
 	}
+	/*
+	 * Bearer takes "uuid:key" or the key alone: two credentials whose forms meet would let
+	 * one caller in as the other (another namespace). Each must be told apart.
+	 */
+	for (int i = 0; i < out->n; i++)
+		for (int j = 0; j < i; j++) {
+			const struct gw_cred *a = &out->c[j], *b = &out->c[i];
+
+			if (!strcmp(a->whole, b->whole) || !strcmp(a->key, b->key) ||
+			    !strcmp(a->whole, b->key) || !strcmp(a->key, b->whole)) {
+				snprintf(
+					err, errlen,
+					"line %d: its key is also the key or credential of line %d; "
+					"Bearer could not tell them apart",
+					b->line, a->line);
+				return -EINVAL;
+			}
+		}
 	if (!out->n) {
 		snprintf(err, errlen, "no credential in the file");
 		return -EINVAL;

@@ -28,7 +28,17 @@ int gw_callback_post(const char *url, const char *activation_id, int status, con
 	memcpy(host, p, hn);
 	host[hn] = '\0';
 	if (strchr(host, ':')) {
-		port = (unsigned)strtoul(strchr(host, ':') + 1, NULL, 10);
+		const char *digits = strchr(host, ':') + 1;
+		char *end;
+		unsigned long v;
+
+		/* in its full width: "4294967297" is not port 1 */
+		errno = 0;
+		v = strtoul(digits, &end, 10);
+		if (!*digits || *end || errno || v > 65535 ||
+		    strspn(digits, "0123456789") != strlen(digits))
+			return -EINVAL;
+		port = (unsigned)v;
 		*strchr(host, ':') = '\0';
 	}
 	snprintf(path, sizeof(path), "%s", slash ? slash : "/");

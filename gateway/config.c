@@ -21,7 +21,8 @@ void gw_config_defaults(struct gw_config *cfg)
 		.max_inflight = 1024,
 		.max_inflight_per_function = 256,
 		.max_connections = 512,
-		.max_connections_per_ip = 0,
+		.max_connections_per_ip = 64,
+		.header_timeout_ms = 10000,
 		.connection_timeout_s = 30,
 		.request_timeout_ms = 10000,
 		.blocking_timeout_ms = 60000,
@@ -34,6 +35,7 @@ void gw_config_defaults(struct gw_config *cfg)
 	cfg->http_threads = 2;
 	cfg->async_workers = 4;
 	cfg->drain_timeout_ms = 10000;
+	cfg->journal_sync = true;
 	snprintf(cfg->cgroup_root, sizeof(cfg->cgroup_root), "nemo");
 	cfg->keepalive_policy = 0;
 	cfg->keepalive_ttl_s = 600;
@@ -155,6 +157,8 @@ static const struct cfg_key limit_keys[] = {
 		      65536),
 	CFG_KEY_RANGE("max_connections_per_ip", cfg_parse_u32, struct gw_limits,
 		      max_connections_per_ip, false, 0, 65536),
+	CFG_KEY_RANGE("header_timeout_ms", cfg_parse_u32, struct gw_limits, header_timeout_ms,
+		      false, 100, 3600000),
 	CFG_KEY_RANGE("connection_timeout_s", cfg_parse_u32, struct gw_limits, connection_timeout_s,
 		      false, 1, 3600),
 	CFG_KEY_RANGE("request_timeout_ms", cfg_parse_u32, struct gw_limits, request_timeout_ms,
@@ -344,6 +348,7 @@ static const struct cfg_key gw_keys[] = {
 		      1024),
 	CFG_KEY_RANGE("drain_timeout_ms", cfg_parse_u32, struct gw_config, drain_timeout_ms, false,
 		      0, 3600000),
+	CFG_KEY("journal_sync", cfg_parse_bool, struct gw_config, journal_sync, false),
 	CFG_KEY_STR("cgroup_root", struct gw_config, cgroup_root, false),
 	CFG_KEY_ENUM("keepalive_policy", struct gw_config, keepalive_policy, false, ka_policies),
 	CFG_KEY_RANGE("keepalive_ttl_s", cfg_parse_u64, struct gw_config, keepalive_ttl_s, false, 0,
@@ -474,17 +479,20 @@ void gw_config_log(const struct gw_config *cfg)
 	cores_str(sb, sizeof(sb), cfg->sandbox_cores, cfg->n_sandbox_cores);
 	NEMO_INFO(GW_MOD,
 		  "config file=%s listen=%s:%u token_file=%s store_dir=%s code_roots=%d "
-		  "http_mode=%s http_threads=%u async_workers=%u drain_timeout_ms=%u",
+		  "http_mode=%s http_threads=%u async_workers=%u drain_timeout_ms=%u "
+		  "journal_sync=%d",
 		  cfg->file, cfg->listen_host, cfg->listen_port, cfg->token_file, cfg->store_dir,
 		  cfg->n_code_roots, http_modes[cfg->http_mode], cfg->http_threads,
-		  cfg->async_workers, cfg->drain_timeout_ms);
-	NEMO_INFO(GW_MOD,
-		  "config limits max_body_bytes=%u max_inflight=%u max_inflight_per_function=%u "
-		  "max_connections=%u connection_timeout_s=%u request_timeout_ms=%u "
-		  "async_queue=%u activations_kept=%u",
-		  l->max_body_bytes, l->max_inflight, l->max_inflight_per_function,
-		  l->max_connections, l->connection_timeout_s, l->request_timeout_ms,
-		  l->async_queue, l->activations_kept);
+		  cfg->async_workers, cfg->drain_timeout_ms, cfg->journal_sync);
+	NEMO_INFO(
+		GW_MOD,
+		"config limits max_body_bytes=%u max_inflight=%u max_inflight_per_function=%u "
+		"max_connections=%u max_connections_per_ip=%u header_timeout_ms=%u "
+		"connection_timeout_s=%u request_timeout_ms=%u async_queue=%u activations_kept=%u",
+		l->max_body_bytes, l->max_inflight, l->max_inflight_per_function,
+		l->max_connections, l->max_connections_per_ip, l->header_timeout_ms,
+		l->connection_timeout_s, l->request_timeout_ms, l->async_queue,
+		l->activations_kept);
 	NEMO_INFO(GW_MOD,
 		  "config cores housekeeping=%s sandbox=%s cgroup_root=%s keepalive=%s ttl_s=%llu "
 		  "memory_budget_mb=%llu mqtt=%s:%u enabled=%d",

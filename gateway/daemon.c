@@ -106,17 +106,19 @@ static int read_creds(struct gw_daemon *d)
  * One nemod per store: an exclusive flock on <store>/.nemod.lock, with the holder's pid in
  * it. A second nemod on the same store is refused, naming the pid that holds it.
  */
-static int lock_store(struct gw_daemon *d)
+/* Take an exclusive flock on `path` and write our pid in it. Returns the fd, or -errno. */
+static int lock_file(const char *path, const char *what, const char *name)
 {
-	char path[GW_PATH_MAX + 16], pid[32];
+	struct stat a, b;
+	char pid[32];
 	int fd, n;
 
-	snprintf(path, sizeof(path), "%s/.nemod.lock", d->cfg.store_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+again:
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = errno;
 
-		NEMO_ERR(GW_MOD, "store lock %s: %s", path, strerror(e));
+		NEMO_ERR(GW_MOD, "%s lock %s: %s", what, path, strerror(e));
 		return -e;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -127,18 +129,78 @@ static int lock_store(struct gw_daemon *d)
 		pid[strcspn(pid, "\n")] = '\0';
 		if (e == EWOULDBLOCK)
 			NEMO_ERR(GW_MOD,
-				 "store %s is in use by another nemod (pid %s holds %s): one nemod "
-				 "per store",
-				 d->cfg.store_dir, pid[0] ? pid : "unknown", path);
+				 "%s %s is in use by another nemod (pid %s holds %s): one nemod "
+				 "per %s",
+				 what, name, pid[0] ? pid : "unknown", path, what);
 		else
-			NEMO_ERR(GW_MOD, "store lock %s: %s", path, strerror(e));
+			NEMO_ERR(GW_MOD, "%s lock %s: %s", what, path, strerror(e));
 		close(fd);
 		return e == EWOULDBLOCK ? -EBUSY : -e;
 	}
+	/* the holder that stopped may have removed the file meanwhile: lock the one in place */
+	if (fstat(fd, &a) == 0 &&
+	    (stat(path, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)) {
+		close(fd);
+		goto again;
+	}
 	n = snprintf(pid, sizeof(pid), "%d\n", getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
-		NEMO_WARN(GW_MOD, "store lock %s: cannot write the pid: %s", path, strerror(errno));
-	d->lock_fd = fd;
+		NEMO_WARN(GW_MOD, "%s lock %s: cannot write the pid: %s", what, path,
+			  strerror(errno));
+	return fd;
+}
+
+/* Locks taken by gw_store_lock() before the daemon exists, adopted by gw_daemon_new(). */
+static int held_store_fd = -1, held_cgroup_fd = -1;
+static char held_store[GW_PATH_MAX], cgroup_lock_path[GW_PATH_MAX];
+
+int gw_store_lock(const struct gw_config *cfg)
+{
+	char path[GW_PATH_MAX + 64], name[sizeof(cfg->cgroup_root)];
+	int rc, fd;
+
+	if (held_store_fd >= 0)
+		return 0;
+	rc = gw_store_init(cfg->store_dir);
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "%s/.nemod.lock", cfg->store_dir);
+	fd = lock_file(path, "store", cfg->store_dir);
+	if (fd < 0)
+		return fd;
+	/* the sandbox cgroups too: a second nemod would remove the first one's as leftovers */
+	snprintf(name, sizeof(name), "%s", cfg->cgroup_root);
+	for (char *p = name; *p; p++)
+		if (*p == '/')
+			*p = '_';
+	mkdir("/run/nemo", 0700);
+	snprintf(path, sizeof(path), "/run/nemo/cgroup-%s.lock", name);
+	held_cgroup_fd = lock_file(path, "cgroup_root", cfg->cgroup_root);
+	if (held_cgroup_fd >= 0)
+		snprintf(cgroup_lock_path, sizeof(cgroup_lock_path), "%s", path);
+	if (held_cgroup_fd < 0 && held_cgroup_fd != -EBUSY) {
+		/* no /run to lock in: the store lock still keeps one nemod per store */
+		NEMO_WARN(GW_MOD, "cgroup_root %s: not locked", cfg->cgroup_root);
+	} else if (held_cgroup_fd < 0) {
+		close(fd);
+		return -EBUSY;
+	}
+	held_store_fd = fd;
+	snprintf(held_store, sizeof(held_store), "%s", cfg->store_dir);
+	return 0;
+}
+
+static int lock_store(struct gw_daemon *d)
+{
+	int rc = 0;
+
+	if (held_store_fd < 0 || strcmp(held_store, d->cfg.store_dir))
+		rc = gw_store_lock(&d->cfg);
+	if (rc)
+		return rc;
+	d->lock_fd = held_store_fd;
+	d->cgroup_lock_fd = held_cgroup_fd;
+	held_store_fd = held_cgroup_fd = -1;
 	return 0;
 }
 
@@ -159,11 +221,8 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 	pthread_mutex_init(&d->q_lock, NULL);
 	pthread_cond_init(&d->q_cond, NULL);
 	pthread_cond_init(&d->q_idle, NULL);
-	d->lock_fd = -1;
+	d->lock_fd = d->cgroup_lock_fd = -1;
 	rc = read_creds(d);
-	if (rc)
-		goto fail;
-	rc = gw_store_init(cfg->store_dir);
 	if (rc)
 		goto fail;
 	rc = lock_store(d);
@@ -172,6 +231,7 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 	rc = gw_act_table_init(&d->acts, cfg->limits.activations_kept);
 	if (rc)
 		goto fail_lock;
+	d->acts.journal_sync = cfg->journal_sync;
 	d->q_cap = cfg->limits.async_queue;
 	d->queue = calloc(d->q_cap, sizeof(*d->queue));
 	d->workers = calloc(cfg->async_workers, sizeof(*d->workers));
@@ -240,6 +300,8 @@ fail_acts:
 fail_lock:
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
+	if (d->cgroup_lock_fd >= 0)
+		close(d->cgroup_lock_fd);
 fail:
 	free(d);
 	errno = -rc;
@@ -449,6 +511,12 @@ void gw_daemon_destroy(struct gw_daemon *d)
 	pthread_cond_destroy(&d->q_idle);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd); /* the flock goes with the descriptor */
+	if (d->cgroup_lock_fd >= 0) {
+		/* /run keeps no file per cgroup root ever used; a starting nemod checks it locked
+		 * the file still in place */
+		unlink(cgroup_lock_path);
+		close(d->cgroup_lock_fd);
+	}
 	free(d);
 }
 
@@ -495,7 +563,7 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 		cJSON_AddNumberToObject(pool, "crashes", (double)st.crashes);
 	}
 	if (with_doc && fn->doc) {
-		cJSON *doc = cJSON_Parse(fn->doc);
+		cJSON *doc = gw_json_parse("stored spec", fn->doc, strlen(fn->doc), NULL, 0);
 
 		if (doc)
 			cJSON_AddItemToObject(j, "spec", doc);

@@ -130,13 +130,10 @@ static int native_code(struct cfg_ctx *ctx, const cJSON *code, struct gw_deploy_
 
 static int parse_json_object(struct cfg_ctx *ctx, const char *body, size_t len, cJSON **root)
 {
-	*root = cJSON_ParseWithLength(body, len);
-	if (!*root) {
-		const char *at = cJSON_GetErrorPtr();
-
-		return cfg_error(ctx, NULL, "malformed JSON near byte %ld",
-				 at && at >= body && at <= body + len ? (long)(at - body) : 0L);
-	}
+	/* a key given twice is refused: the URL check and the spec parser must read one name */
+	*root = cfg_parse_json(ctx, body, len);
+	if (!*root)
+		return errno == ENOMEM ? -ENOMEM : -EINVAL;
 	if (!cJSON_IsObject(*root))
 		return cfg_error(ctx, NULL, "expected a JSON object");
 	return 0;
@@ -456,4 +453,14 @@ int gw_deploy_parse_openwhisk(const char *name, const char *body, size_t len,
 	}
 	cJSON_Delete(root);
 	return finish(&ctx, rc, out, err, errlen);
+}
+
+cJSON *gw_json_parse(const char *what, const char *text, size_t len, char *err, size_t errlen)
+{
+	struct cfg_ctx ctx = {.file = what, .quiet = true};
+	cJSON *root = cfg_parse_json(&ctx, text, len);
+
+	if (!root && err && errlen)
+		snprintf(err, errlen, "%s", ctx.err[0] ? ctx.err : strerror(errno));
+	return root;
 }

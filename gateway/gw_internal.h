@@ -130,6 +130,7 @@ struct gw_activation {
 	char kind[32];
 	uint32_t limit_timeout_ms, limit_memory_mb, limit_logs;
 	bool queued;	     /* async: journaled, survives a nemod crash */
+	bool journaled;	     /* blocking: its terminal record is in the journal */
 	char *restored_json; /* a terminal record replayed from the journal */
 	/* async work */
 	uint8_t *payload;
@@ -157,17 +158,38 @@ struct gw_act_table {
 	int journal_fd;
 	char journal_path[GW_PATH_MAX + 32];
 	size_t journal_bytes;
+	bool journal_sync;     /* records are durable (fdatasync) before they are answered */
+	uint64_t written;      /* records appended so far (t->lock) */
+	char journal_err[160]; /* why the last append or sync failed; "" when it works (t->lock) */
+	/* group commit: one fdatasync at a time covers every record written before it began */
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_done;
+	bool syncing;
+	uint64_t synced;  /* records known durable (sync_lock) */
+	uint64_t n_syncs; /* fdatasync calls, for the benchmark's figures */
 };
 
 /*
  * The journal: every queued (async or MQTT) activation appends A (accepted, with its
  * payload), R (started) and T (terminal, the JSON record) lines, written before the state
- * change is visible. After a crash of nemod, gw_journal_replay() restores terminal records,
- * ends started ones as interrupted (never run twice) and returns the never-started ones to be
- * queued again (never lost). Writes reach the page cache, not the disk: a power loss can
- * lose the last ones. Called with t->lock held.
+ * change is visible; a blocking call appends its T line alone. After a crash of nemod,
+ * gw_journal_replay() restores terminal records, ends started ones as interrupted (never run
+ * twice) and returns the never-started ones to be queued again (never lost). A line reaches
+ * the disk at the next gw_journal_sync(), which the API waits for before it answers 202 or a
+ * blocking call's result. A failed append is cut off again (no torn line stays) and is
+ * returned as -errno with t->journal_err set. Called with t->lock held.
  */
-void gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind);
+int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind);
+/*
+ * Make every record written so far durable: group commit, so concurrent callers share one
+ * fdatasync. Called without t->lock. Returns 0, or -errno with the reason in t->journal_err
+ * (then the caller answers 503). A no-op when t->journal_sync is off (the benchmark's
+ * baseline).
+ */
+int gw_journal_sync(struct gw_act_table *t);
+/* Why the journal cannot be written now, copied into buf; false when it can. A failure is
+ * retried here once there is room again, so a degraded nemod recovers without traffic. */
+bool gw_journal_error(struct gw_act_table *t, char *buf, size_t len);
 /*
  * Replay and compact the journal in `dir`, then open it for appending. *requeue gets the
  * seqs (malloc'd) of activations to queue again. Returns 0 or -errno.
@@ -187,7 +209,10 @@ void gw_act_table_fini(struct gw_act_table *t);
 /* A new ACCEPTED record; its id is copied to id_out. Returns 0 or -EAGAIN (table full). */
 int gw_act_new(struct gw_act_table *t, const char *function, int trigger, bool blocking,
 	       char id_out[GW_ID_LEN + 1], uint64_t *seq_out);
-/* Attach an async activation's payload (copied) and routing. Returns 0 or -ENOMEM. */
+/*
+ * Attach an async activation's payload (copied) and routing, and append it to the journal.
+ * Returns 0, -ENOMEM, -EALREADY, or the journal's -errno (t->journal_err says why).
+ */
 int gw_act_set_work(struct gw_act_table *t, uint64_t seq, const void *payload, size_t len,
 		    const char *reply_topic);
 /* Where the result of an async activation goes besides its record. */
@@ -232,7 +257,20 @@ enum gw_act_status gw_act_status_of(enum sbx_status s);
  * A deploy writes the new code version, then renames spec.json.tmp over spec.json: a crash
  * leaves the old or the new function, never half of one.
  */
+/*
+ * Modes in the store. The root is not listable by anyone but nemod (0711): other tenants
+ * cannot learn names, and each spec.json (env secrets) is 0600. Code folders stay 0755 and
+ * code 0755 while sandboxes read their code through the host's path as their own uid; once
+ * the sandbox's private root binds each function's version folder in as root, the root goes
+ * to 0700 and nothing under it needs to be readable by others.
+ */
+#define GW_STORE_ROOT_MODE 0711
+#define GW_STORE_DIR_MODE  0755
+#define GW_STORE_CODE_MODE 0755
 int gw_store_init(const char *dir);
+/* Remove version `version` of `name` (a deploy that failed after its code was written), and the
+ * function's folder if that leaves it empty. */
+void gw_store_discard(const char *dir, const char *name, uint64_t version);
 int gw_store_write_code(const char *dir, const char *name, uint64_t version, const char *file,
 			const void *code, size_t len, char *path_out, size_t path_len);
 int gw_store_copy_code(const char *dir, const char *name, uint64_t version, const char *src,
@@ -262,6 +300,7 @@ struct gw_cred {
 	char key[160];
 	char whole[224]; /* "uuid:key", or the bare token: what Bearer and Basic compare */
 	char ns[64];	 /* the namespace `_` resolves to for this caller */
+	int line;	 /* in the credentials file, for messages */
 };
 
 struct gw_creds {
@@ -317,6 +356,13 @@ int gw_deploy_parse_native(const char *name, const char *body, size_t len, bool 
 /* OpenWhisk's action body: exec {kind, code, binary, main}, limits, parameters, annotations. */
 int gw_deploy_parse_openwhisk(const char *name, const char *body, size_t len,
 			      struct gw_deploy_req *out, char *err, size_t errlen);
+/*
+ * Parse JSON that nemod takes from outside or reads back from disk, as cfg_parse_json()
+ * does: a key given twice anywhere, a \u0000 in a string or text after the value is an
+ * error. `what` names the source in err ("request body: env.HOME: given more than once").
+ * Returns the tree or NULL with err set (not logged) and errno.
+ */
+cJSON *gw_json_parse(const char *what, const char *text, size_t len, char *err, size_t errlen);
 /* The OpenWhisk kind nemo gives a runtime, and back ("python:3" <-> python). */
 const char *gw_kind_of_runtime(int runtime);
 
@@ -331,7 +377,8 @@ struct gw_daemon {
 	struct gw_dispatch dispatch;
 	struct gw_creds creds;
 	uint64_t started_ms;
-	int lock_fd; /* <store>/.nemod.lock, held while nemod runs */
+	int lock_fd;	    /* <store>/.nemod.lock, held while nemod runs */
+	int cgroup_lock_fd; /* /run/nemo/cgroup-<cgroup_root>.lock, likewise */
 
 	pthread_rwlock_t fn_lock; /* the function list; each function has its own gate */
 	struct gw_function *functions;
@@ -369,6 +416,8 @@ struct gw_daemon {
 struct gw_function *gw_fn_get(struct gw_daemon *d, const char *name);
 void gw_fn_put(struct gw_function *fn);
 bool gw_name_valid(const char *name);
+/* "pkg/name" (one or more names joined by '/'): each part valid as gw_name_valid() says. */
+bool gw_names_valid(const char *s);
 /* Call fn for each deployed function under the list's read lock (no service calls inside). */
 void gw_fn_foreach(struct gw_daemon *d, void (*fn)(void *arg, struct gw_function *f), void *arg);
 
@@ -552,6 +601,8 @@ void gw_api_metrics(struct gw_daemon *d, const struct gw_request *r, struct gw_r
 struct gw_http *gw_http_start(struct gw_daemon *d);
 void gw_http_stop(struct gw_http *h);
 uint16_t gw_http_port(const struct gw_http *h);
+/* Connections closed for late request headers (limits.header_timeout_ms). */
+uint64_t gw_http_header_timeouts(struct gw_http *h);
 
 struct gw_mqtt *gw_mqtt_start(struct gw_daemon *d);
 void gw_mqtt_stop(struct gw_mqtt *m);

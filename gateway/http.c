@@ -1,5 +1,6 @@
 /* http.c - the HTTP transport on libmicrohttpd: bodies, limits, auth; routes to the front doors. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -7,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -15,10 +19,29 @@
 #include "nemo/log.h"
 #include "gw_internal.h"
 
+/*
+ * A connection while its request's headers arrive: the sweeper shuts down the socket of one
+ * that has not sent them all within limits.header_timeout_ms (MHD's own timeout is an idle
+ * one, which a client trickling a byte at a time never reaches).
+ */
+struct conn {
+	struct conn *prev, *next;
+	int fd;
+	uint64_t t_start;  /* when the connection (or, kept alive, its last request) began */
+	bool headers_done; /* the current request's headers are in */
+	bool shut;
+};
+
 struct gw_http {
 	struct gw_daemon *d;
 	struct MHD_Daemon *mhd;
 	uint16_t port;
+	pthread_mutex_t lock; /* conns; also held across shutdown() so no fd is reused meanwhile */
+	struct conn conns;    /* list head */
+	pthread_t sweeper;
+	bool sweeper_on;
+	atomic_bool stop;
+	atomic_ulong header_timeouts;
 };
 
 /* Per request: the body as it arrives, and what was decided before it did. */
@@ -78,6 +101,25 @@ static enum MHD_Result send_error(struct gw_daemon *d, struct MHD_Connection *c,
 	return send_reply(d, c, &rp);
 }
 
+/* An error after which the connection is closed: where a request ends is in doubt. */
+static enum MHD_Result send_close(struct gw_daemon *d, struct MHD_Connection *c, int status,
+				  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result send_close(struct gw_daemon *d, struct MHD_Connection *c, int status,
+				  const char *fmt, ...)
+{
+	struct gw_reply rp = {0};
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	gw_reply_error(&rp, status, "%s", msg);
+	gw_reply_header(&rp, MHD_HTTP_HEADER_CONNECTION, "close");
+	return send_reply(d, c, &rp);
+}
+
 /* Which routes need credentials: all but /healthz, and OpenFaaS's function routes by config. */
 static bool needs_auth(const struct gw_daemon *d, const char *url)
 {
@@ -98,6 +140,82 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
 		r->headers[r->n_headers++] = (struct gw_kv){key, value};
 	}
 	return MHD_YES;
+}
+
+struct framing {
+	int n_cl, n_te;
+	bool cl_differ, bad_name;
+	const char *cl, *te;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+				     const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	/* "Content-Length : 4" is a header to some proxies and none to MHD */
+	if (!key[0] || strpbrk(key, " \t"))
+		f->bad_name = true;
+	if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+		if (f->cl && strcmp(f->cl, value))
+			f->cl_differ = true;
+		f->cl = value;
+		f->n_cl++;
+	} else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		f->te = value;
+		f->n_te++;
+	}
+	return MHD_YES;
+}
+
+/*
+ * Request smuggling's openings, refused before a byte of the body is read: a proxy in front
+ * and nemod must never disagree on where a request ends. Returns NULL or why not.
+ */
+static const char *bad_framing(struct MHD_Connection *c, char *why, size_t len)
+{
+	struct framing f = {0};
+	const char *p;
+	char *end;
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+	if (f.bad_name)
+		return "a header name holds white space";
+	if (f.n_cl && f.n_te)
+		return "both Content-Length and Transfer-Encoding are given";
+	if (f.cl_differ)
+		return "Content-Length is given twice with different values";
+	if (f.n_te > 1)
+		return "Transfer-Encoding is given more than once";
+	if (f.te && strcasecmp(f.te, "chunked")) {
+		snprintf(why, len, "transfer coding '%.64s' is not supported (only chunked)", f.te);
+		return why;
+	}
+	if (f.cl) {
+		/* digits only, in the full width: "-1", "1e3", " 5" and 2^64 are all refused */
+		for (p = f.cl; *p; p++)
+			if (*p < '0' || *p > '9')
+				return "Content-Length is not a decimal number";
+		errno = 0;
+		(void)strtoull(f.cl, &end, 10);
+		if (!f.cl[0] || errno == ERANGE)
+			return "Content-Length is not a number in range";
+	}
+	return NULL;
+}
+
+static void headers_arrived(struct gw_http *h, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *cn = ci ? ci->socket_context : NULL;
+
+	if (!cn)
+		return;
+	pthread_mutex_lock(&h->lock);
+	cn->headers_done = true;
+	pthread_mutex_unlock(&h->lock);
 }
 
 /* Down one layer: the front door that owns the URL's prefix. */
@@ -122,7 +240,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
 {
-	struct gw_daemon *d = cls;
+	struct gw_http *h = cls;
+	struct gw_daemon *d = h->d;
 	struct req *rq = *con_cls;
 
 	(void)version;
@@ -134,6 +253,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return MHD_NO;
 		rq->t_start = nemo_now_ns();
 		*con_cls = rq;
+		headers_arrived(h, c);
+		{
+			char why_buf[128];
+			const char *why = bad_framing(c, why_buf, sizeof(why_buf));
+
+			if (why)
+				return send_close(d, c, MHD_HTTP_BAD_REQUEST, "%s", why);
+		}
 		/* decided on the headers alone: the body is never read */
 		if (!strcmp(url, "/healthz")) {
 			struct gw_reply rp = {.status = d->draining ? 503 : 200,
@@ -147,6 +274,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 						  method);
 			rp.body = d->draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}";
 			rp.len = strlen(rp.body);
+			if (!d->draining) {
+				char why[200];
+
+				/* accepted work could not be kept: say so, with the reason */
+				if (gw_journal_error(&d->acts, why, sizeof(why)))
+					return send_error(d, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+							  "degraded: %s", why);
+			}
 			return send_reply(d, c, &rp);
 		}
 		if (needs_auth(d, url)) {
@@ -236,16 +371,114 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct gw_http *h = cls;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *cn = ci ? ci->socket_context : NULL;
+
+	(void)toe;
+	if (cn) {
+		/* kept alive: the next request's headers get their own deadline */
+		pthread_mutex_lock(&h->lock);
+		cn->headers_done = false;
+		cn->t_start = nemo_now_ns();
+		pthread_mutex_unlock(&h->lock);
+	}
 	struct req *rq = *con_cls;
 
-	(void)cls;
-	(void)c;
-	(void)toe;
 	if (rq) {
 		free(rq->body);
 		free(rq);
 		*con_cls = NULL;
 	}
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct gw_http *h = cls;
+	struct conn *cn = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		cn = calloc(1, sizeof(*cn));
+		if (!cn || !ci) {
+			free(cn);
+			return; /* untracked: MHD's idle timeout still applies */
+		}
+		cn->fd = ci->connect_fd;
+		cn->t_start = nemo_now_ns();
+		pthread_mutex_lock(&h->lock);
+		cn->next = h->conns.next;
+		cn->prev = &h->conns;
+		h->conns.next->prev = cn;
+		h->conns.next = cn;
+		pthread_mutex_unlock(&h->lock);
+		*socket_context = cn;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && cn) {
+		/* MHD closes the fd after this returns: the sweeper never sees a reused one */
+		pthread_mutex_lock(&h->lock);
+		cn->prev->next = cn->next;
+		cn->next->prev = cn->prev;
+		pthread_mutex_unlock(&h->lock);
+		free(cn);
+		*socket_context = NULL;
+	}
+}
+
+/* Close connections whose request headers are late (slowloris). */
+static void *sweep(void *arg)
+{
+	struct gw_http *h = arg;
+	uint64_t limit = (uint64_t)h->d->cfg.limits.header_timeout_ms * 1000000ull;
+	uint64_t beat_us = h->d->cfg.limits.header_timeout_ms * 1000ull / 10;
+
+	if (beat_us > 100000)
+		beat_us = 100000;
+	pthread_setname_np(pthread_self(), "nemod-sweep");
+	while (!atomic_load(&h->stop)) {
+		uint64_t now = nemo_now_ns();
+
+		pthread_mutex_lock(&h->lock);
+		for (struct conn *cn = h->conns.next; cn != &h->conns; cn = cn->next)
+			if (!cn->headers_done && !cn->shut && now - cn->t_start > limit) {
+				/* MHD sees the end of the stream and closes it in its own thread */
+				shutdown(cn->fd, SHUT_RDWR);
+				cn->shut = true;
+				atomic_fetch_add(&h->header_timeouts, 1);
+			}
+		pthread_mutex_unlock(&h->lock);
+		usleep((useconds_t)beat_us);
+	}
+	return NULL;
+}
+
+/*
+ * URL-decoding as MHD does, but a control character (%00..%1F, %7F) stays encoded: "ab%00cd"
+ * must not become the C string "ab". Names then hold a '%' and are refused as names.
+ */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	char *w = s;
+	const char *r = s;
+
+	(void)cls;
+	(void)c;
+	while (*r) {
+		unsigned int v;
+
+		if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2]) &&
+		    sscanf(r + 1, "%2x", &v) == 1 && v >= 0x20 && v != 0x7f) {
+			*w++ = (char)v;
+			r += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -272,6 +505,8 @@ struct gw_http *gw_http_start(struct gw_daemon *d)
 	if (!h)
 		return NULL;
 	h->d = d;
+	pthread_mutex_init(&h->lock, NULL);
+	h->conns.next = h->conns.prev = &h->conns;
 	if (inet_pton(AF_INET, cfg->listen_host, &sin.sin_addr) != 1) {
 		NEMO_ERR(GW_MOD, "listen: '%s' is not an IPv4 address", cfg->listen_host);
 		free(h);
@@ -283,14 +518,18 @@ struct gw_http *gw_http_start(struct gw_daemon *d)
 	else
 		flags |= MHD_USE_EPOLL;
 	{
-		struct MHD_OptionItem opts[16] = {
+		struct MHD_OptionItem opts[20] = {
 			{MHD_OPTION_SOCK_ADDR, 0, &sin},
 			{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->limits.max_connections, NULL},
 			{MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 			 (intptr_t)cfg->limits.max_connections_per_ip, NULL},
 			{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->limits.connection_timeout_s,
 			 NULL},
-			{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, d},
+			{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
+			{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h},
+			{MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL},
+			/* MHD's own strictness: refuses what RFC 7230 says a server must */
+			{MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL},
 		};
 		/*
 		 * No MHD_OPTION_LISTENING_ADDRESS_REUSE: MHD then sets SO_REUSEADDR alone (a
@@ -298,14 +537,14 @@ struct gw_http *gw_http_start(struct gw_daemon *d)
 		 * this port fails to bind instead of sharing it. Its explicit 0 drops
 		 * SO_REUSEADDR too; 1 would add SO_REUSEPORT.
 		 */
-		int n = 5;
+		int n = 8;
 
 		if (cfg->http_mode == GW_HTTP_POOL)
 			opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
 							    (intptr_t)cfg->http_threads, NULL};
 		opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 		/* the logger must come first, or MHD's own messages escape to stderr */
-		h->mhd = MHD_start_daemon(flags, cfg->listen_port, NULL, NULL, on_request, d,
+		h->mhd = MHD_start_daemon(flags, cfg->listen_port, NULL, NULL, on_request, h,
 					  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, d, MHD_OPTION_ARRAY,
 					  opts, MHD_OPTION_END);
 	}
@@ -314,10 +553,15 @@ struct gw_http *gw_http_start(struct gw_daemon *d)
 
 		NEMO_ERR(GW_MOD, "listen %s:%u: %s", cfg->listen_host, cfg->listen_port,
 			 strerror(e));
+		pthread_mutex_destroy(&h->lock);
 		free(h);
 		errno = e;
 		return NULL;
 	}
+	if (pthread_create(&h->sweeper, NULL, sweep, h) == 0)
+		h->sweeper_on = true;
+	else
+		NEMO_WARN(GW_MOD, "http: no header-deadline thread: %s", strerror(errno));
 	info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	h->port = info ? info->port : cfg->listen_port;
 	return h;
@@ -327,11 +571,20 @@ void gw_http_stop(struct gw_http *h)
 {
 	if (!h)
 		return;
+	atomic_store(&h->stop, true);
+	if (h->sweeper_on)
+		pthread_join(h->sweeper, NULL);
 	MHD_stop_daemon(h->mhd);
+	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
 
 uint16_t gw_http_port(const struct gw_http *h)
 {
 	return h->port;
+}
+
+uint64_t gw_http_header_timeouts(struct gw_http *h)
+{
+	return atomic_load(&h->header_timeouts);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "nemo/log.h"
@@ -12,7 +13,7 @@
 /* Compact (rewrite from the table) once the journal passes this. */
 #define JOURNAL_MAX_BYTES (32u << 20)
 
-static void jwrite(struct gw_act_table *t, const char *buf, size_t len);
+static int jwrite(struct gw_act_table *t, const char *buf, size_t len);
 
 static int by_seq_cmp(const void *x, const void *y, void *arg)
 {
@@ -20,6 +21,26 @@ static int by_seq_cmp(const void *x, const void *y, void *arg)
 	uint64_t a = t->slots[*(const uint32_t *)x].seq, b = t->slots[*(const uint32_t *)y].seq;
 
 	return a < b ? -1 : a > b;
+}
+
+/* fsync the folder holding `path`, so that a rename in it is durable. */
+static int sync_dir(const char *path)
+{
+	char dir[GW_PATH_MAX + 32];
+	char *slash;
+	int fd, rc = 0;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fsync(fd) < 0)
+		rc = -1;
+	close(fd);
+	return rc;
 }
 
 /* Rewrite the journal from what the table holds: the records that still matter. */
@@ -45,19 +66,20 @@ static int rewrite_locked(struct gw_act_table *t)
 	t->journal_bytes = 0;
 	/* oldest first; a live record skipped over by newer ones may sit anywhere */
 	for (uint32_t i = 0; i < t->capacity; i++)
-		if (t->slots[i].seq && t->slots[i].queued)
+		if (t->slots[i].seq && (t->slots[i].queued || t->slots[i].journaled))
 			order[n_order++] = i;
 	qsort_r(order, n_order, sizeof(*order), by_seq_cmp, t);
 	for (uint32_t k = 0; k < n_order; k++) {
 		struct gw_activation *a = &t->slots[order[k]];
 
-		gw_journal_note(t, a, 'A');
+		if (a->queued)
+			gw_journal_note(t, a, 'A');
 		if (a->status == GW_ACT_RUNNING)
 			gw_journal_note(t, a, 'R');
 		else if (gw_act_terminal(a->status))
 			gw_journal_note(t, a, 'T');
 	}
-	if (fsync(fd) < 0 || rename(tmp, t->journal_path) < 0) {
+	if (fsync(fd) < 0 || rename(tmp, t->journal_path) < 0 || sync_dir(t->journal_path) < 0) {
 		int e = errno;
 
 		NEMO_ERR(GW_MOD, "journal %s: %s", t->journal_path, strerror(e));
@@ -73,7 +95,7 @@ static int rewrite_locked(struct gw_act_table *t)
 	return 0;
 }
 
-static void jwrite(struct gw_act_table *t, const char *buf, size_t len)
+static int jwrite(struct gw_act_table *t, const char *buf, size_t len)
 {
 	size_t off = 0;
 
@@ -83,58 +105,145 @@ static void jwrite(struct gw_act_table *t, const char *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
+			int e = errno;
+
 			NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5, "journal %s: write: %s",
-					     t->journal_path, strerror(errno));
-			return;
+					     t->journal_path, strerror(e));
+			snprintf(t->journal_err, sizeof(t->journal_err), "journal %s: write: %s",
+				 t->journal_path, strerror(e));
+			/* no torn line stays behind for the next record to run into, and the next
+			 * one goes where this one began (not past a hole) */
+			if (off && (ftruncate(t->journal_fd, (off_t)t->journal_bytes) < 0 ||
+				    lseek(t->journal_fd, (off_t)t->journal_bytes, SEEK_SET) < 0))
+				NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
+						     "journal %s: truncate: %s", t->journal_path,
+						     strerror(errno));
+			return -e;
 		}
 		off += (size_t)n;
 	}
 	t->journal_bytes += len;
+	t->written++;
+	return 0;
 }
 
-void gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
+int gw_journal_sync(struct gw_act_table *t)
+{
+	uint64_t want, target;
+	int rc = 0, fd;
+
+	if (!t->journal_sync)
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	want = t->written;
+	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&t->sync_lock);
+	while (t->synced < want && !rc) {
+		if (t->syncing) {
+			pthread_cond_wait(&t->sync_done, &t->sync_lock);
+			continue;
+		}
+		/* lead one fdatasync for all that is written now; the others wait for it */
+		t->syncing = true;
+		pthread_mutex_unlock(&t->sync_lock);
+		pthread_mutex_lock(&t->lock);
+		target = t->written;
+		fd = t->journal_fd >= 0 ? dup(t->journal_fd) : -1; /* compaction may swap it */
+		pthread_mutex_unlock(&t->lock);
+		if (fd < 0 || fdatasync(fd) < 0) {
+			int e = errno;
+
+			rc = -e;
+			pthread_mutex_lock(&t->lock);
+			snprintf(t->journal_err, sizeof(t->journal_err),
+				 "journal %s: fdatasync: %s", t->journal_path, strerror(e));
+			pthread_mutex_unlock(&t->lock);
+			NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
+					     "journal %s: fdatasync: %s", t->journal_path,
+					     strerror(e));
+		}
+		if (fd >= 0)
+			close(fd);
+		if (!rc) {
+			/* on disk again: whatever failed before, the journal works now */
+			pthread_mutex_lock(&t->lock);
+			t->journal_err[0] = '\0';
+			pthread_mutex_unlock(&t->lock);
+		}
+		pthread_mutex_lock(&t->sync_lock);
+		t->syncing = false;
+		t->n_syncs++;
+		if (!rc && target > t->synced)
+			t->synced = target;
+		pthread_cond_broadcast(&t->sync_done);
+	}
+	pthread_mutex_unlock(&t->sync_lock);
+	return rc;
+}
+
+bool gw_journal_error(struct gw_act_table *t, char *buf, size_t len)
+{
+	bool bad;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->journal_err[0] && t->journal_fd >= 0) {
+		struct statvfs sv;
+
+		/* room again (1 MiB): the next append may try; it sets the error again if not */
+		if (fstatvfs(t->journal_fd, &sv) == 0 &&
+		    (uint64_t)sv.f_bavail * sv.f_frsize >= (1u << 20))
+			t->journal_err[0] = '\0';
+	}
+	bad = t->journal_err[0] != '\0';
+	if (bad)
+		snprintf(buf, len, "%s", t->journal_err);
+	pthread_mutex_unlock(&t->lock);
+	return bad;
+}
+
+int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
 {
 	char small[GW_ID_LEN + SBX_NAME_MAX + GW_TOPIC_MAX + 32];
 	char *line = NULL, *b64 = NULL, *json = NULL;
 	cJSON *j;
-	int n;
+	int n, rc = -ENOMEM;
 
 	if (t->journal_fd < 0)
-		return;
+		return 0;
 	switch (kind) {
 	case 'A':
 		b64 = gw_base64_encode(a->payload ? a->payload : (const uint8_t *)"",
 				       a->payload_len);
 		if (!b64)
-			return;
+			return -ENOMEM;
 		n = asprintf(&line, "A\t%s\t%s\t%d\t%s\t%s\n", a->id, a->function, a->trigger,
 			     a->reply_topic[0] ? a->reply_topic : "-", b64);
 		free(b64);
 		if (n > 0)
-			jwrite(t, line, (size_t)n);
+			rc = jwrite(t, line, (size_t)n);
 		free(line);
-		break;
+		return rc;
 	case 'R':
 		n = snprintf(small, sizeof(small), "R\t%s\n", a->id);
-		jwrite(t, small, (size_t)n);
-		break;
+		return jwrite(t, small, (size_t)n);
 	case 'T':
 		j = gw_act_record_json(a);
 		json = j ? cJSON_PrintUnformatted(j) : NULL;
 		cJSON_Delete(j);
 		if (!json)
-			return;
-		n = asprintf(&line, "T\t%s\t%d\t%s\n", a->id, (int)a->status, json);
+			return -ENOMEM;
+		n = asprintf(&line, "T\t%s\t%d\t%s\t%s\n", a->id, (int)a->status, a->function,
+			     json);
 		free(json);
 		if (n > 0)
-			jwrite(t, line, (size_t)n);
+			rc = jwrite(t, line, (size_t)n);
 		free(line);
 		/* compact only after a terminal line: nothing is half-written then */
-		if (t->journal_bytes > JOURNAL_MAX_BYTES)
+		if (!rc && t->journal_bytes > JOURNAL_MAX_BYTES)
 			rewrite_locked(t);
-		break;
+		return rc;
 	default:
-		break;
+		return -EINVAL;
 	}
 }
 
@@ -143,6 +252,7 @@ struct jentry {
 	const char *id;
 	char *a_line; /* fields after "A\t<id>\t" */
 	char *t_json;
+	char *t_fn; /* the function, on T lines that carry it (a blocking call's only line) */
 	int t_status;
 	bool started;
 };
@@ -162,8 +272,21 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 	char *fn, *trig, *reply, *b64, *save = NULL;
 	struct gw_activation *a;
 
-	if (!e->a_line)
+	if (!e->a_line) {
+		/* a blocking call's record: terminal, nothing to run */
+		if (!e->t_json || !e->t_fn || !gw_name_valid(e->t_fn))
+			return 0;
+		a = gw_act_slot_new(t, e->id);
+		if (!a)
+			return 0;
+		snprintf(a->function, sizeof(a->function), "%s", e->t_fn);
+		a->journaled = true;
+		a->status = e->t_status > GW_ACT_RUNNING && e->t_status < GW_ACT_N_STATUS
+				    ? (enum gw_act_status)e->t_status
+				    : GW_ACT_INTERNAL;
+		a->restored_json = strdup(e->t_json);
 		return 0;
+	}
 	fn = strtok_r(e->a_line, "\t", &save);
 	trig = strtok_r(NULL, "\t", &save);
 	reply = strtok_r(NULL, "\t", &save);
@@ -220,8 +343,12 @@ int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeu
 		NEMO_ERR(GW_MOD, "journal %s: %s", t->journal_path, strerror(errno));
 		return -errno;
 	}
-	for (size_t i = 0; text && i < len; i++)
+	for (size_t i = 0; text && i < len; i++) {
+		/* a hole or a NUL byte ends a line, not the whole journal */
+		if (!text[i])
+			text[i] = '\n';
 		n_lines += text[i] == '\n';
+	}
 	cap = 16;
 	while (cap < n_lines * 2 + 2)
 		cap *= 2;
@@ -260,8 +387,15 @@ int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeu
 			char *st = line + 3 + GW_ID_LEN, *tab = strchr(st, '\t');
 
 			if (tab) {
+				char *fn = tab + 1, *tab2 = strchr(fn, '\t');
+
 				e->t_status = atoi(st);
-				e->t_json = tab + 1;
+				e->t_json = fn;
+				if (fn[0] != '{' && tab2) { /* T id status function json */
+					*tab2 = '\0';
+					e->t_fn = fn;
+					e->t_json = tab2 + 1;
+				}
 			}
 		}
 	}
@@ -274,7 +408,7 @@ int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeu
 			(*requeue)[(*n_out)++] = seq;
 		else if (entries[i].a_line && entries[i].started && !entries[i].t_json)
 			interrupted++;
-		else if (entries[i].a_line)
+		else if (entries[i].a_line || entries[i].t_fn)
 			restored++;
 	}
 	/* compact: start the new run with only what the table holds */

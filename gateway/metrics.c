@@ -171,6 +171,31 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	    "# TYPE nemo_rejected_total counter\nnemo_rejected_total %llu\n",
 	    (unsigned long long)atomic_load(&d->rejected_429));
 
+	{
+		char why[200];
+		uint64_t syncs;
+
+		pthread_mutex_lock(&d->acts.sync_lock);
+		syncs = d->acts.n_syncs;
+		pthread_mutex_unlock(&d->acts.sync_lock);
+		put(&t,
+		    "# HELP nemo_journal_syncs_total fdatasync calls that made activation records "
+		    "durable (one covers every call that finished meanwhile).\n"
+		    "# TYPE nemo_journal_syncs_total counter\nnemo_journal_syncs_total %llu\n",
+		    (unsigned long long)syncs);
+		put(&t,
+		    "# HELP nemo_journal_writable 1 while the journal takes records, 0 while it "
+		    "cannot (async calls are then 503).\n"
+		    "# TYPE nemo_journal_writable gauge\nnemo_journal_writable %d\n",
+		    !gw_journal_error(&d->acts, why, sizeof(why)));
+		put(&t,
+		    "# HELP nemo_http_header_timeouts_total Connections closed because their "
+		    "request headers were later than limits.header_timeout_ms.\n"
+		    "# TYPE nemo_http_header_timeouts_total counter\n"
+		    "nemo_http_header_timeouts_total %llu\n",
+		    (unsigned long long)(d->http ? gw_http_header_timeouts(d->http) : 0));
+	}
+
 	/* a referenced snapshot of the registry: rendering holds no lock of the service */
 	gw_fn_foreach(d, collect, &fl);
 	put(&t, "# HELP nemo_functions Deployed functions.\n# TYPE nemo_functions gauge\n");

@@ -20,8 +20,8 @@ nemoclient_SRCS := $(wildcard gateway/client/*.c)
 
 PROGS += nemoctl
 nemoctl_SRCS := gateway/nemoctl.c
-nemoctl_LIBS := nemoclient
-nemoctl_LDLIBS = -lcurl $(CJSON_LIBS)
+nemoctl_LIBS := nemoclient common
+nemoctl_LDLIBS = -lcurl $(CJSON_LIBS) -lm
 
 # bench-api: warm echo through HTTP with wrk, beside the sandbox-level warm round trip.
 # BENCH_API_SECONDS sets the sustained run (the issue asks for 60).
@@ -41,3 +41,12 @@ PROGS += bench_api_mqtt
 bench_api_mqtt_SRCS := experiments/bench_api_mqtt.c
 bench_api_mqtt_LIBS := common
 bench_api_mqtt_LDLIBS = -lmosquitto
+
+# bench-abuse: health check and echo latency without and during a slowloris attack
+PROGS += bench_abuse
+bench_abuse_SRCS := experiments/bench_abuse.c
+bench_abuse_LIBS :=
+bench_abuse_LDLIBS =
+.PHONY: bench-abuse
+bench-abuse: all
+	experiments/bench_abuse.sh

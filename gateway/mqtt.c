@@ -8,6 +8,7 @@
 #include <mqtt_protocol.h>
 
 #include "nemo/log.h"
+#include "nemo/config.h"
 #include "gw_internal.h"
 
 #define MAX_SUBS 256
@@ -188,8 +189,18 @@ static void on_message_v5(struct mosquitto *mosq, void *obj, const struct mosqui
 	if (!corr && !resp_topic) {
 		/* MQTT 3: a JSON request may carry its own correlation_id, echoed in the envelope */
 		cJSON *req = cJSON_ParseWithLength(msg->payload, (size_t)msg->payloadlen);
-		const char *cid = cJSON_GetStringValue(
-			cJSON_GetObjectItemCaseSensitive(req, "correlation_id"));
+		struct cfg_ctx cc = {.file = "mqtt message", .quiet = true};
+		const char *cid;
+
+		if (req && cfg_check_unique_keys(&cc, "", req)) {
+			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+					     "mqtt message on %s dropped: %s", msg->topic, cc.err);
+			cJSON_Delete(req);
+			free(resp_topic);
+			free(ma);
+			return;
+		}
+		cid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "correlation_id"));
 
 		if (cid && strlen(cid) < 128) {
 			corr = strdup(cid);
@@ -237,7 +248,7 @@ static void publish_reply(void *state, const char *topic, int qos, bool mqtt5, c
 						      (uint16_t)corr_len);
 	} else {
 		cJSON *env = cJSON_CreateObject();
-		cJSON *res = cJSON_ParseWithLength(data, len);
+		cJSON *res = gw_json_parse("result", data, len, NULL, 0);
 
 		cJSON_AddStringToObject(env, "activationId", id);
 		if (corr_len) {
@@ -260,7 +271,16 @@ static void publish_reply(void *state, const char *topic, int qos, bool mqtt5, c
 			len = strlen(text);
 		}
 	}
-	rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, data, qos, false, props);
+	/* MQTT's own limit (256 MiB), checked before the length becomes an int */
+	if (len > 268435455u) {
+		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+				     "mqtt publish topic=%s: a reply of %zu bytes is over MQTT's "
+				     "limit of 268435455",
+				     topic, len);
+		rc = MOSQ_ERR_PAYLOAD_SIZE;
+	} else {
+		rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, data, qos, false, props);
+	}
 	if (rc != MOSQ_ERR_SUCCESS)
 		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5, "mqtt publish topic=%s: %s",
 				     topic, mosquitto_strerror(rc));

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "nemo/client.h"
+#include "nemo/config.h"
 #include "nemo/version.h"
 
 /* Exit codes: scripts branch on these (documented in gateway/README.md). */
@@ -221,10 +222,18 @@ static int request(struct ctl *c, const char *method, const char *path, const vo
 	return exit_for((int)resp->status);
 }
 
+/* nemod's answer as JSON, read as strictly as nemod reads what it is sent. */
+static cJSON *parse_reply(const char *body)
+{
+	struct cfg_ctx ctx = {.file = "nemod's reply", .quiet = true};
+
+	return body ? cfg_parse_json(&ctx, body, strlen(body)) : NULL;
+}
+
 /* Print the server's error message, or the body in --json mode, and return the exit code. */
 static int report_error(struct ctl *c, struct nemo_client_response *r, int code)
 {
-	cJSON *j = cJSON_Parse(r->body);
+	cJSON *j = parse_reply(r->body);
 	const cJSON *e = j ? cJSON_GetObjectItem(j, "error") : NULL;
 
 	if (c->json)
@@ -295,14 +304,19 @@ static int cmd_deploy(struct ctl *c, const char *name)
 		return EXIT_USAGE;
 	}
 	if (c->spec) {
+		struct cfg_ctx sctx = {.file = c->spec, .quiet = true};
 		size_t len;
 		FILE *f = fopen(c->spec, "r");
 		char *text = f ? read_stream(f, &len) : NULL;
 
 		if (f)
 			fclose(f);
-		spec = text ? cJSON_ParseWithLength(text, len) : NULL;
+		spec = text ? cfg_parse_json(&sctx, text, len) : NULL;
 		free(text);
+		if (text && !spec) {
+			fprintf(stderr, "nemoctl: --spec %s: %s\n", c->spec, sctx.err);
+			return EXIT_USAGE;
+		}
 		if (!cJSON_IsObject(spec)) {
 			fprintf(stderr, "nemoctl: --spec %s: not a readable JSON object\n",
 				c->spec);
@@ -401,7 +415,7 @@ static int cmd_deploy(struct ctl *c, const char *name)
 	} else if (c->json) {
 		printf("%s\n", r.body);
 	} else {
-		cJSON *j = cJSON_Parse(r.body);
+		cJSON *j = parse_reply(r.body);
 
 		printf("deployed %s (version %s)\n", name,
 		       cJSON_GetStringValue(cJSON_GetObjectItem(j, "version")));
@@ -447,7 +461,7 @@ static int cmd_invoke(struct ctl *c, const char *name, const char *payload)
 	} else if (rc) {
 		report_error(c, &r, rc);
 	} else if (c->async) {
-		cJSON *j = cJSON_Parse(r.body);
+		cJSON *j = parse_reply(r.body);
 
 		printf("%s\n", cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId")));
 		cJSON_Delete(j);
@@ -479,7 +493,7 @@ static int cmd_simple(struct ctl *c, const char *method, const char *path, int k
 		nemo_client_response_release(&r);
 		return 0;
 	}
-	j = cJSON_Parse(r.body);
+	j = parse_reply(r.body);
 	switch (kind) {
 	case 'l': /* list */
 		if (!cJSON_GetArraySize(j))
@@ -566,7 +580,7 @@ static int fetch_cores(struct ctl *c, cJSON **out)
 		return code;
 	if (code != EXIT_OK)
 		return report_error(c, &r, code);
-	*out = cJSON_Parse(r.body);
+	*out = parse_reply(r.body);
 	nemo_client_response_release(&r);
 	return *out ? EXIT_OK : EXIT_SERVER;
 }

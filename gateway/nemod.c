@@ -114,6 +114,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (pin_housekeeping(&cfg))
 		return 1;
+	/* before the sandbox host: it clears its cgroup root of what it takes for leftovers */
+	if (gw_store_lock(&cfg))
+		return 1;
 	rc = gw_backend_sandbox_new(&cfg, &backend);
 	if (rc)
 		return 1;

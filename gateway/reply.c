@@ -95,6 +95,8 @@ int gw_status_of_errno(int rc)
 		return 413;
 	case -EAGAIN:
 		return 429;
+	case -ENOSPC: /* the journal cannot keep an accepted activation */
+		return 503;
 	case -ENOSYS:
 		return 501;
 	default:

@@ -12,13 +12,6 @@
 #include "nemo/log.h"
 #include "gw_internal.h"
 
-bool gw_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n >= 1 && n < SBX_NAME_MAX && strspn(name, GW_NAME_CHARS) == n;
-}
-
 /* ---- the function list ------------------------------------------------------------------------ */
 
 static void fn_free(struct gw_function *fn)
@@ -379,7 +372,7 @@ static int place_code(struct gw_daemon *d, struct gw_deploy_req *req, const stru
 /* doc := old's document overlaid with the keys `req` gives (a partial update). */
 static int merge_partial(struct gw_function *old, struct gw_deploy_req *req)
 {
-	cJSON *base = cJSON_Parse(old->doc), *it;
+	cJSON *base = gw_json_parse("stored spec", old->doc, strlen(old->doc), NULL, 0), *it;
 
 	if (!base)
 		return -ENOMEM;
@@ -411,7 +404,7 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 	struct gw_function *fn = NULL, *old;
 	char spec_err[512], code_path[GW_PATH_MAX], kv[SBX_ENV_LEN];
 	char *text = NULL, *doc = NULL;
-	uint64_t version;
+	uint64_t version, placed = 0;
 	int n_prewarm, rc;
 
 	err[0] = '\0';
@@ -479,6 +472,7 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		snprintf(code_path, sizeof(code_path), "%s", req->code_path);
 	} else {
 		version = ++d->next_version;
+		placed = version; /* from here on a failure removes what was written */
 		rc = place_code(d, req, &fn->spec, version, code_path, sizeof(code_path), err,
 				errlen);
 		if (rc)
@@ -547,6 +541,9 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 	rc = 0;
 	goto done;
 out:
+	/* a deploy that fails leaves nothing of itself in the store */
+	if (placed)
+		gw_store_discard(d->cfg.store_dir, req->name, placed);
 	pthread_mutex_unlock(&d->deploy_lock);
 	gw_fn_put(old);
 done:
@@ -733,7 +730,17 @@ static int build_payload(struct gw_function *fn, const struct gw_call *call, cha
 		ctx = call->context(call->context_arg);
 	if (call->len) {
 		obj = cJSON_ParseWithLength(call->payload, call->len);
-		if (!cJSON_IsObject(obj)) {
+		if (cJSON_IsObject(obj)) {
+			/* merged with defaults, a key given twice would read one way here and
+			 * another in the function */
+			struct cfg_ctx cc = {.file = "payload", .quiet = true};
+
+			if (cfg_check_unique_keys(&cc, "", obj)) {
+				cJSON_Delete(obj);
+				cJSON_Delete(ctx);
+				return fail(err, errlen, -EINVAL, "%s", cc.err);
+			}
+		} else {
 			cJSON_Delete(obj);
 			if (!fn->dict_style)
 				return 0; /* bytes for a bytes function: parameters do not apply */
@@ -795,8 +802,22 @@ static int accept_call(struct gw_daemon *d, struct gw_function *fn, const struct
 static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, size_t len,
 		      const struct gw_call *call, char *err, size_t errlen)
 {
+	int rc;
+
 	/* the route is in place before a worker can take the activation */
-	if (gw_act_set_work(&d->acts, seq, payload, len, call->reply_topic) == 0) {
+	rc = gw_act_set_work(&d->acts, seq, payload, len, call->reply_topic);
+	/* accepted means on disk: no worker runs it, no caller hears 202, before that */
+	if (!rc)
+		rc = gw_journal_sync(&d->acts);
+	if (rc && rc != -EALREADY) {
+		char why[200];
+
+		if (!gw_journal_error(&d->acts, why, sizeof(why)))
+			snprintf(why, sizeof(why), "journal: %s", strerror(-rc));
+		gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, why);
+		return fail(err, errlen, -ENOSPC, "cannot accept the activation: %s", why);
+	}
+	if (!rc) {
 		gw_act_set_route(&d->acts, seq, call->qos, call->mqtt5, call->correlation,
 				 call->correlation_len, call->callback_url);
 		if (gw_enqueue(d, seq) == 0)
@@ -832,6 +853,15 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 			  fn->spec.max_payload_bytes);
 		goto out_fn;
 	}
+	if (d->acts.journal_sync) {
+		char why[200];
+
+		/* its record could not be kept: refuse before anything runs */
+		if (gw_journal_error(&d->acts, why, sizeof(why))) {
+			rc = fail(err, errlen, -ENOSPC, "cannot accept the activation: %s", why);
+			goto out_fn;
+		}
+	}
 	if (admit(d)) {
 		rc = fail(err, errlen, -EAGAIN, "nemod is at its limit of %u invocations in flight",
 			  d->cfg.limits.max_inflight);
@@ -862,6 +892,11 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 			  d->cfg.limits.max_inflight_per_function);
 		goto out_admit;
 	}
+	/* the record is durable before the caller hears the result */
+	if (gw_journal_sync(&d->acts))
+		NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
+				     "activation %s of %s: its record is not durable", out->id,
+				     name);
 	out->status = gw_act_status_of(res.status);
 	snprintf(out->message, sizeof(out->message), "%s", res.message);
 	/* the bytes move to the caller: no copy on the fast path */

@@ -180,14 +180,14 @@ static int mkdir_p(const char *path, mode_t mode)
 
 int gw_store_init(const char *dir)
 {
-	int rc = mkdir_p(dir, 0755);
+	int rc = mkdir_p(dir, GW_STORE_ROOT_MODE);
 
 	if (rc) {
 		NEMO_ERR(GW_MOD, "store %s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	/* sandboxes run as an unprivileged user and must read the code */
-	if (chmod(dir, 0755) < 0)
+	/* nobody lists the store; see GW_STORE_ROOT_MODE for what reads into it */
+	if (chmod(dir, GW_STORE_ROOT_MODE) < 0)
 		NEMO_WARN(GW_MOD, "store %s: chmod: %s", dir, strerror(errno));
 	return 0;
 }
@@ -237,51 +237,6 @@ fail:
 	return rc;
 }
 
-static int version_dir(const char *dir, const char *name, uint64_t version, char *buf, size_t len)
-{
-	int rc;
-
-	if ((size_t)snprintf(buf, len, "%s/%s/v%llu", dir, name, (unsigned long long)version) >=
-	    len)
-		return -ENAMETOOLONG;
-	rc = mkdir_p(buf, 0755);
-	if (rc)
-		NEMO_ERR(GW_MOD, "store: mkdir %s: %s", buf, strerror(-rc));
-	return rc;
-}
-
-int gw_store_write_code(const char *dir, const char *name, uint64_t version, const char *file,
-			const void *code, size_t len, char *path_out, size_t path_len)
-{
-	char vdir[PATH_MAX];
-	int rc = version_dir(dir, name, version, vdir, sizeof(vdir));
-
-	if (rc)
-		return rc;
-	if ((size_t)snprintf(path_out, path_len, "%s/%s", vdir, file) >= path_len)
-		return -ENAMETOOLONG;
-	return write_atomic(path_out, code, len, 0755);
-}
-
-int gw_store_copy_code(const char *dir, const char *name, uint64_t version, const char *src,
-		       char *path_out, size_t path_len)
-{
-	const char *base = strrchr(src, '/');
-	size_t len;
-	char *code = gw_read_file(src, 256u << 20, &len);
-	int rc;
-
-	if (!code) {
-		rc = -errno;
-		NEMO_WARN(GW_MOD, "store: read %s: %s", src, strerror(errno));
-		return rc;
-	}
-	rc = gw_store_write_code(dir, name, version, base ? base + 1 : src, code, len, path_out,
-				 path_len);
-	free(code);
-	return rc;
-}
-
 static int remove_tree(const char *path)
 {
 	struct stat st;
@@ -311,6 +266,114 @@ static int remove_tree(const char *path)
 	return rc;
 }
 
+/* fsync a folder, so that the names made or renamed in it are durable. */
+static int sync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/*
+ * A new version is written into <name>/.v<N>.tmp and renamed to <name>/v<N> only once every
+ * file in it is on disk: a full disk or a crash leaves no half-written version folder behind
+ * (a stale .tmp folder is removed here and at the next commit).
+ */
+static int version_tmp(const char *dir, const char *name, uint64_t version, char *buf, size_t len)
+{
+	char fdir[PATH_MAX];
+	int rc;
+
+	if ((size_t)snprintf(fdir, sizeof(fdir), "%s/%s", dir, name) >= sizeof(fdir) ||
+	    (size_t)snprintf(buf, len, "%s/.v%llu.tmp", fdir, (unsigned long long)version) >= len)
+		return -ENAMETOOLONG;
+	rc = mkdir_p(fdir, GW_STORE_DIR_MODE);
+	if (!rc) {
+		remove_tree(buf);
+		rc = mkdir(buf, GW_STORE_DIR_MODE) < 0 ? -errno : 0;
+	}
+	if (rc)
+		NEMO_ERR(GW_MOD, "store: mkdir %s: %s", buf, strerror(-rc));
+	return rc;
+}
+
+/* Move a finished .v<N>.tmp into place as v<N> (final gets its path); on error remove it. */
+static int version_publish(const char *dir, const char *name, uint64_t version, const char *tmp,
+			   int rc, char *final, size_t len)
+{
+	char fdir[PATH_MAX];
+
+	snprintf(fdir, sizeof(fdir), "%s/%s", dir, name);
+	if (!rc &&
+	    (size_t)snprintf(final, len, "%s/v%llu", fdir, (unsigned long long)version) >= len)
+		rc = -ENAMETOOLONG;
+	if (!rc)
+		rc = sync_dir(tmp);
+	if (!rc && rename(tmp, final) < 0) {
+		rc = -errno;
+		NEMO_ERR(GW_MOD, "store: rename %s: %s", tmp, strerror(errno));
+	}
+	if (!rc)
+		rc = sync_dir(fdir);
+	if (rc) {
+		remove_tree(tmp);
+		rmdir(fdir); /* a new function's folder, if nothing else is in it */
+	}
+	return rc;
+}
+
+void gw_store_discard(const char *dir, const char *name, uint64_t version)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s/v%llu", dir, name, (unsigned long long)version);
+	remove_tree(path);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	rmdir(path); /* only if it is empty: a function that never got its spec.json */
+}
+
+int gw_store_write_code(const char *dir, const char *name, uint64_t version, const char *file,
+			const void *code, size_t len, char *path_out, size_t path_len)
+{
+	char tmp[PATH_MAX], path[PATH_MAX + 128], final[PATH_MAX];
+	int rc = version_tmp(dir, name, version, tmp, sizeof(tmp));
+
+	if (rc)
+		return rc;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", tmp, file) >= sizeof(path))
+		rc = -ENAMETOOLONG;
+	if (!rc)
+		rc = write_atomic(path, code, len, GW_STORE_CODE_MODE);
+	rc = version_publish(dir, name, version, tmp, rc, final, sizeof(final));
+	if (!rc && (size_t)snprintf(path_out, path_len, "%s/%s", final, file) >= path_len)
+		rc = -ENAMETOOLONG;
+	return rc;
+}
+
+int gw_store_copy_code(const char *dir, const char *name, uint64_t version, const char *src,
+		       char *path_out, size_t path_len)
+{
+	const char *base = strrchr(src, '/');
+	size_t len;
+	char *code = gw_read_file(src, 256u << 20, &len);
+	int rc;
+
+	if (!code) {
+		rc = -errno;
+		NEMO_WARN(GW_MOD, "store: read %s: %s", src, strerror(errno));
+		return rc;
+	}
+	rc = gw_store_write_code(dir, name, version, base ? base + 1 : src, code, len, path_out,
+				 path_len);
+	free(code);
+	return rc;
+}
+
 int gw_store_commit(const char *dir, const char *name, const char *doc, uint64_t version)
 {
 	char path[PATH_MAX], fdir[PATH_MAX];
@@ -319,13 +382,14 @@ int gw_store_commit(const char *dir, const char *name, const char *doc, uint64_t
 	int rc;
 
 	snprintf(fdir, sizeof(fdir), "%s/%s", dir, name);
-	rc = mkdir_p(fdir, 0755);
+	rc = mkdir_p(fdir, GW_STORE_DIR_MODE);
 	if (rc) {
 		NEMO_ERR(GW_MOD, "store: mkdir %s: %s", fdir, strerror(-rc));
 		return rc;
 	}
 	snprintf(path, sizeof(path), "%s/spec.json", fdir);
-	rc = write_atomic(path, doc, strlen(doc), 0644);
+	/* its env may hold secrets: nemod alone reads it */
+	rc = write_atomic(path, doc, strlen(doc), 0600);
 	if (rc)
 		return rc;
 	/* the switch is done: older code versions are garbage now */
@@ -336,6 +400,12 @@ int gw_store_commit(const char *dir, const char *name, const char *doc, uint64_t
 		char *end;
 		unsigned long long v;
 
+		if (!strncmp(e->d_name, ".v", 2)) {
+			/* a version a crash or a full disk left half-written */
+			snprintf(path, sizeof(path), "%s/%s", fdir, e->d_name);
+			remove_tree(path);
+			continue;
+		}
 		if (e->d_name[0] != 'v')
 			continue;
 		v = strtoull(e->d_name + 1, &end, 10);
@@ -419,8 +489,10 @@ int gw_store_write_zip(const char *dir, const char *name, uint64_t version, cons
 	zip_int64_t n;
 	int rc;
 
+	char tmp[PATH_MAX];
+
 	why[0] = '\0';
-	rc = version_dir(dir, name, version, path_out, path_len);
+	rc = version_tmp(dir, name, version, tmp, sizeof(tmp));
 	if (rc)
 		return rc;
 	zip_error_init(&zerr);
@@ -431,6 +503,7 @@ int gw_store_write_zip(const char *dir, const char *name, uint64_t version, cons
 		zip_error_fini(&zerr);
 		if (src)
 			zip_source_free(src);
+		version_publish(dir, name, version, tmp, -EINVAL, path_out, path_len);
 		return -EINVAL;
 	}
 	zip_error_fini(&zerr);
@@ -455,13 +528,12 @@ int gw_store_write_zip(const char *dir, const char *name, uint64_t version, cons
 			rc = -EINVAL;
 			break;
 		}
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", path_out, st.name) >=
-		    sizeof(path)) {
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", tmp, st.name) >= sizeof(path)) {
 			rc = -ENAMETOOLONG;
 			break;
 		}
 		if (st.name[nlen - 1] == '/') {
-			rc = mkdir_p(path, 0755);
+			rc = mkdir_p(path, GW_STORE_DIR_MODE);
 			continue;
 		}
 		total += st.size;
@@ -474,7 +546,7 @@ int gw_store_write_zip(const char *dir, const char *name, uint64_t version, cons
 			char *slash = strrchr(path, '/');
 
 			*slash = '\0';
-			rc = mkdir_p(path, 0755);
+			rc = mkdir_p(path, GW_STORE_DIR_MODE);
 			*slash = '/';
 			if (rc)
 				break;
@@ -485,13 +557,14 @@ int gw_store_write_zip(const char *dir, const char *name, uint64_t version, cons
 			snprintf(why, whylen, "entry '%.100s': cannot be read", st.name);
 			rc = buf ? -EINVAL : -ENOMEM;
 		} else {
-			rc = write_atomic(path, buf, st.size, 0755);
+			rc = write_atomic(path, buf, st.size, GW_STORE_CODE_MODE);
 		}
 		if (zf)
 			zip_fclose(zf);
 		free(buf);
 	}
 	zip_close(za);
+	rc = version_publish(dir, name, version, tmp, rc, path_out, path_len);
 	if (rc && !why[0])
 		snprintf(why, whylen, "%s", strerror(-rc));
 	return rc;

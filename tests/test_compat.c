@@ -64,6 +64,9 @@ static bool wait_healthy(struct test_proc *p, uint16_t port, int ms)
 	return false;
 }
 
+/* Appended to the cgroup_root of the configs written next ("" for the suite's own). */
+static const char *cgroup_tag = "";
+
 /* A config for a nemod on env.port; `extra` is more top-level keys (or ""). */
 static int write_config(const char *path, const char *store, uint16_t port, const char *extra)
 {
@@ -77,9 +80,10 @@ static int write_config(const char *path, const char *store, uint16_t port, cons
 		 "  \"cores\": {\"sandbox\": [0]},\n"
 		 "  \"async_workers\": 2,\n"
 		 "  \"drain_timeout_ms\": 3000,\n"
-		 "  \"cgroup_root\": \"nemo-compat-%d\"%s%s\n"
+		 "  \"cgroup_root\": \"nemo-compat-%d%s\"%s%s\n"
 		 "}\n",
-		 (unsigned)port, env.dir, store, getpid(), extra[0] ? ",\n  " : "", extra);
+		 (unsigned)port, env.dir, store, getpid(), cgroup_tag, extra[0] ? ",\n  " : "",
+		 extra);
 	return test_write_text(path, text);
 }
 
@@ -779,11 +783,19 @@ static void test_one_nemod_per_store_and_port(void)
 	/* the same config: same store, same port */
 	snprintf(needle, sizeof(needle), "(pid %d holds", (int)env.nemod.pid);
 	expect_refused(env.config, needle);
-	/* another store, the same port */
+	/* another store and cgroup_root, the same port */
 	snprintf(config, sizeof(config), "%s/second.json", env.dir);
 	snprintf(store, sizeof(store), "%s/store2", env.dir);
+	cgroup_tag = "-b";
 	CU_ASSERT_EQUAL_FATAL(write_config(config, store, env.port, ""), 0);
+	cgroup_tag = "";
 	snprintf(needle, sizeof(needle), "is in use by pid %d", (int)env.nemod.pid);
+	expect_refused(config, needle);
+	/* another store and port, the same cgroup_root: it would take the first one's sandbox
+	 * cgroups for a crash's leftovers */
+	snprintf(store, sizeof(store), "%s/store4", env.dir);
+	CU_ASSERT_EQUAL_FATAL(write_config(config, store, test_free_port(), ""), 0);
+	snprintf(needle, sizeof(needle), "(pid %d holds /run/nemo/cgroup-", (int)env.nemod.pid);
 	expect_refused(config, needle);
 	/* the first one serves on */
 	CU_ASSERT_TRUE(wait_healthy(&env.nemod, env.port, 2000));

@@ -171,6 +171,46 @@ static void test_credentials(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 1"));
 	CU_ASSERT_EQUAL(gw_creds_parse(B("a:b c d\n"), &c, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_EQUAL(gw_creds_parse(B("# nothing\n"), &c, err, sizeof(err)), -EINVAL);
+	/* a bare token that is another credential's key would let its holder in as the other
+	 * (another namespace): found by the creds fuzzer */
+	CU_ASSERT_EQUAL(gw_creds_parse(B("u1:shared-key-0123456789 team\n"
+					 "shared-key-0123456789 other\n"),
+				       &c, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 2"));
+	CU_ASSERT_EQUAL(gw_creds_parse(B("u1:k-0123456789abcdef\nu2:k-0123456789abcdef\n"), &c, err,
+				       sizeof(err)),
+			-EINVAL);
+	/* a credential longer than nemod keeps is refused, never cut: its prefix must not
+	 * open the door */
+	{
+		char long_cred[300], header[320];
+
+		/* a bare token of 240 and of 298 characters (the second is more than one word
+		 * can hold: its tail must not become a namespace) */
+		memset(long_cred, 't', sizeof(long_cred) - 2);
+		long_cred[240] = '\n';
+		long_cred[241] = '\0';
+		CU_ASSERT_EQUAL(gw_creds_parse(long_cred, strlen(long_cred), &c, err, sizeof(err)),
+				-EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "longer than"));
+		memset(long_cred, 't', sizeof(long_cred) - 2);
+		long_cred[sizeof(long_cred) - 2] = '\n';
+		long_cred[sizeof(long_cred) - 1] = '\0';
+		CU_ASSERT_EQUAL(gw_creds_parse(long_cred, strlen(long_cred), &c, err, sizeof(err)),
+				-EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "longer than"));
+		long_cred[0] = 'u';
+		long_cred[1] = ':';
+		long_cred[150] = '\n';
+		long_cred[151] = '\0';
+		CU_ASSERT_EQUAL(gw_creds_parse(long_cred, strlen(long_cred), &c, err, sizeof(err)),
+				0);
+		snprintf(header, sizeof(header), "Bearer %.150s", long_cred);
+		CU_ASSERT_PTR_NOT_NULL(gw_creds_check(&c, header, &why));
+		snprintf(header, sizeof(header), "Bearer %.100s", long_cred);
+		CU_ASSERT_PTR_NULL(gw_creds_check(&c, header, &why));
+	}
 }
 
 NEMO_SUITE(gateway_parsers, NULL, NULL, {"OpenWhisk action bodies", test_openwhisk_body},

@@ -26,6 +26,7 @@ struct gw_limits {
 	uint32_t max_inflight_per_function; /* running + waiting for an instance: 429 above */
 	uint32_t max_connections;	    /* open HTTP connections */
 	uint32_t max_connections_per_ip;    /* 0: no per-address limit */
+	uint32_t header_timeout_ms;	    /* a request's headers must arrive within this */
 	uint32_t connection_timeout_s;	    /* an idle connection is closed after this */
 	uint32_t request_timeout_ms;	    /* a body must arrive within this: 408 */
 	uint32_t blocking_timeout_ms;	    /* blocking=true gives up waiting (202) after this */
@@ -71,6 +72,7 @@ struct gw_config {
 	uint32_t http_threads;
 	uint32_t async_workers;
 	uint32_t drain_timeout_ms; /* SIGTERM: in-flight invocations get this long */
+	bool journal_sync; /* answer only once the activation's record is durable (fdatasync) */
 	char cgroup_root[64];
 	int keepalive_policy; /* 0 ttl, 1 greedy_dual */
 	uint64_t keepalive_ttl_s;
@@ -179,6 +181,15 @@ void gw_dispatch_harvest_destroy(struct gw_dispatch *d);
 /* ---- the daemon --------------------------------------------------------------------------------- */
 
 struct gw_daemon;
+
+/*
+ * One nemod per store and per cgroup_root: create the store and take <store>/.nemod.lock and
+ * /run/nemo/cgroup-<cgroup_root>.lock (flock, with the pid). Call it before anything touches
+ * the sandbox cgroups (the sandbox host removes what it takes for a crashed run's leftovers);
+ * gw_daemon_new() adopts the locks. Returns 0, -EBUSY (logged, naming the holder's pid) or
+ * -errno.
+ */
+int gw_store_lock(const struct gw_config *cfg);
 
 /*
  * Build the daemon: read the token, load every function in the store and deploy it on

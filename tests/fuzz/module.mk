@@ -9,11 +9,11 @@
 
 FUZZ_BUILD   := build-fuzz
 FUZZ_CC      := clang
-FUZZ_TARGETS := config spec frame channel pkt
+FUZZ_TARGETS := config spec frame channel pkt deploy route creds
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # clang also warns of pointers to members of DPDK's packed headers, which gcc leaves alone
 FUZZ_CFLAGS   = -O1 -g -std=gnu11 -Wall -Wextra -Werror -Wno-address-of-packed-member \
-		-Iinclude -Iharvester -Inf -D_GNU_SOURCE -fno-strict-aliasing -fno-omit-frame-pointer \
+		-Iinclude -Iharvester -Inf -Igateway -D_GNU_SOURCE -fno-strict-aliasing -fno-omit-frame-pointer \
 		$(FUZZ_SAN) $(DPDK_CFLAGS)
 FUZZ_SECONDS ?= 60
 # per target in `make check`; with the corpus replayed first, five targets stay under a minute
@@ -27,7 +27,14 @@ fuzz_spec_SRCS    := tests/fuzz/fuzz_spec.c sandbox/spec.c common/config.c commo
 fuzz_frame_SRCS   := tests/fuzz/fuzz_frame.c
 fuzz_channel_SRCS := tests/fuzz/fuzz_channel.c harvester/channel.c common/log.c
 fuzz_pkt_SRCS     := tests/fuzz/fuzz_pkt.c common/config.c common/log.c $(NF_LIB_SRCS)
-FUZZ_LDLIBS = $(CJSON_LIBS) $(DPDK_LIBS) -lrt -lm -pthread
+# the gateway's plain functions of bytes: deploy bodies, routes and names, credentials
+GW_FUZZ_SRCS      := gateway/deploy.c gateway/routes.c gateway/store.c common/config.c \
+		     common/log.c
+fuzz_deploy_SRCS  := tests/fuzz/fuzz_deploy.c $(GW_FUZZ_SRCS)
+fuzz_route_SRCS   := tests/fuzz/fuzz_route.c gateway/routes.c
+fuzz_creds_SRCS   := tests/fuzz/fuzz_creds.c gateway/auth.c gateway/routes.c gateway/store.c \
+		     common/log.c
+FUZZ_LDLIBS = $(CJSON_LIBS) $(DPDK_LIBS) -lzip -lrt -lm -pthread
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
