@@ -337,11 +337,17 @@ static void test_namespaces(void)
 static void test_identity_caps_nnp_seccomp(void)
 {
 	struct sbx_sandbox *sb = probe();
-	char out[2048];
+	char out[2048], want[64];
+	uid_t uid = 0;
 
 	CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
-	/* the function is PID 1 of its own PID namespace, as nobody */
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "pid=1 uid=65534 gid=65534"));
+	/* the function is PID 1 of its own PID namespace, as its function's own uid and gid */
+	CU_ASSERT_EQUAL(sbx_host_function_uid(host, sbx_spec_of(sb)->name, &uid), 0);
+	CU_ASSERT(uid >= 200000 && uid < 200000 + 65536);
+	snprintf(want, sizeof(want), "pid=1 uid=%u gid=%u", (unsigned)uid, (unsigned)uid);
+	if (!strstr(out, want))
+		printf("\n  wanted '%s' in: %.200s\n", want, out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hostname=nemo-"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapEff:\t0000000000000000"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapPrm:\t0000000000000000"));
