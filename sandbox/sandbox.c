@@ -916,6 +916,16 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	pthread_mutex_lock(&sb->lock);
 	sb->state = sb->frozen ? SBX_STATE_FROZEN : SBX_STATE_READY;
 	pthread_mutex_unlock(&sb->lock);
+	if (hdr.flags & NEMO_FRAME_F_TOO_LARGE) {
+		uint64_t big = 0;
+
+		if (hdr.len == sizeof(big))
+			memcpy(&big, sb->rbuf + sizeof(hdr), sizeof(big));
+		result_set(res, SBX_ERR_RESPONSE_TOO_LARGE,
+			   "response of %" PRIu64 " bytes is over the limit of %u bytes", big,
+			   sb->spec.max_payload_bytes);
+		return 0;
+	}
 	res->response = malloc(hdr.len + 1);
 	if (!res->response) {
 		result_set(res, SBX_ERR_INTERNAL, "out of memory for a %u-byte response", hdr.len);

@@ -116,6 +116,19 @@ def load(code, handler):
     return fn
 
 
+def end_of_call():
+    """Kill every process the call left (kill(-1) from PID 1 spares PID 1) and reap them."""
+    try:
+        os.kill(-1, 9)
+    except OSError:
+        pass
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
 def call_dict(fn, req):
     """OpenWhisk's convention: a JSON object in, a dict out, sent back as JSON."""
     args = json.loads(req) if req.strip() else {}
@@ -169,6 +182,7 @@ def main():
             status = 1
             msg = "%s: %s" % (type(e).__name__, e)
             out = (json.dumps({"error": msg}) if dict_style else msg).encode()[:4096]
+        end_of_call()
         if sink is not None:
             sys.stdout.flush_part()
             sys.stderr.flush_part()
