@@ -9,7 +9,7 @@ TEST_LDLIBS += -lseccomp
 
 # nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames).
 PROGS += nemo-sbx-runtime
-nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c
+nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/codecheck.c
 nemo-sbx-runtime_LDLIBS := -ldl
 
 # Sample functions (sandbox/functions/) and the hostile test functions, in build/functions/.

@@ -294,7 +294,51 @@ static void test_spec_file(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot open"));
 }
 
+/* Code is checked at deploy without loading it: the handler must be an exported function. */
+static void test_code_check(void)
+{
+	char so[512], py[512], ex[512], cut[] = "/tmp/nemo-test-cut-XXXXXX", err[SBX_MSG_MAX];
+	char buf[4096];
+	int in, out;
+	ssize_t n;
+
+	fn_path(so, sizeof(so), "echo.so");
+	fn_path(py, sizeof(py), "wordstats.py");
+	fn_path(ex, sizeof(ex), "exec-upper");
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, "handle", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, "no_such", err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "handler 'no_such' not found in "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "echo.so"));
+	/* a symbol the .so only refers to (libc's memcpy) is not its handler */
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, "memcpy", err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, py, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not an ELF file"));
+	/* a PIE program is ELF_DYN too, but exports no handler */
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, ex, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "handler 'handle' not found in "));
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, "/nonexistent.so", NULL, err, sizeof(err)),
+			-ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent.so: No such file"));
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_PYTHON, py, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_EXEC, ex, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_EXEC, py, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not executable"));
+	/* the first 4 KiB of a real .so: headers that point past the end are refused */
+	in = open(so, O_RDONLY);
+	out = mkstemp(cut);
+	CU_ASSERT_FATAL(in >= 0 && out >= 0);
+	n = read(in, buf, sizeof(buf));
+	CU_ASSERT(n > 0 && write(out, buf, (size_t)n) == n);
+	close(in);
+	close(out);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, cut, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "malformed"));
+	unlink(cut);
+}
+
 NEMO_SUITE(sandbox_spec, NULL, NULL, {"defaults", test_spec_defaults},
+	   {"code checked without loading it", test_code_check},
 	   {"every field parses", test_spec_full},
 	   {"each error names the field", test_spec_errors_name_the_field},
 	   {"from a file", test_spec_file})

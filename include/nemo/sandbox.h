@@ -97,6 +97,16 @@ int sbx_spec_parse(const char *json, size_t len, const char *origin, struct sbx_
 /* The same, from a file. Returns 0, -EINVAL, -ENOENT/-EACCES (cannot read) or -ENOMEM. */
 int sbx_spec_load(const char *file, struct sbx_spec *spec, char *err, size_t errlen);
 
+/*
+ * Is `path` usable as code of `runtime` (enum sbx_runtime), checked without loading or running
+ * it. c: an ELF shared object of this machine whose dynamic symbol table (.dynsym, .dynstr)
+ * defines `handler` (NULL or "": "handle") as an exported function; python: a file or a
+ * folder; exec: an executable regular file. Returns 0, -ENOEXEC (err names the file and what
+ * is wrong, such as "handler 'handle' not found in f.so (...)"), -EINVAL or the -errno of
+ * stat/open. `err` may be NULL. Thread-safe; nemo's C runtime uses it before dlopen.
+ */
+int sbx_code_check(int runtime, const char *path, const char *handler, char *err, size_t errlen);
+
 /* Names for messages and APIs: "c", "python", "exec". */
 const char *sbx_runtime_name(int runtime);
 

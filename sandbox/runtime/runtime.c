@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "nemo/function.h"
+#include "nemo/sandbox.h"
 #include "nemo/version.h"
 
 /*
@@ -309,9 +310,14 @@ static void serve_c(const char *code, const char *handler)
 	struct sigaction sa = {.sa_handler = on_abort};
 	nemo_handler_fn fn;
 	nemo_init_fn init;
+	char why[512];
 	void *dl;
 
 	sigaction(SIGABRT, &sa, NULL);
+	/* the same check as at deploy, before any of the code's constructors run */
+	if (sbx_code_check(0, code, handler, why, sizeof(why)) == -ENOEXEC &&
+	    strstr(why, "handler '"))
+		init_error("%s", why);
 	dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
 
 	if (!dl)
