@@ -46,15 +46,14 @@ static int check_so(const char *path, const unsigned char *m, uint64_t len, cons
 	if (len < sizeof(*eh) || memcmp(m, ELFMAG, SELFMAG))
 		return fail(err, errlen, -ENOEXEC, "%s: not an ELF file", path);
 	if (m[EI_CLASS] != ELFCLASS64 || m[EI_DATA] != ELFDATA2LSB)
-		return fail(err, errlen, -ENOEXEC, "%s: not a 64-bit little-endian ELF file",
-			    path);
+		return fail(err, errlen, -ENOEXEC, "%s: not a 64-bit little-endian ELF file", path);
 	if (eh->e_type != ET_DYN)
 		return fail(err, errlen, -ENOEXEC,
 			    "%s: not a shared object (build it with cc -shared -fPIC)", path);
 #ifdef __x86_64__
 	if (eh->e_machine != EM_X86_64)
-		return fail(err, errlen, -ENOEXEC, "%s: built for ELF machine %u, not x86-64",
-			    path, eh->e_machine);
+		return fail(err, errlen, -ENOEXEC, "%s: built for ELF machine %u, not x86-64", path,
+			    eh->e_machine);
 #endif
 	if (eh->e_shentsize != sizeof(Elf64_Shdr) ||
 	    !inside(eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr), len))
@@ -75,7 +74,8 @@ static int check_so(const char *path, const unsigned char *m, uint64_t len, cons
 			return fail(err, errlen, -ENOEXEC, "%s: malformed .dynstr", path);
 		strtab = (const char *)m + str->sh_offset;
 		for (uint64_t k = 0; k < sym->sh_size / sizeof(Elf64_Sym); k++) {
-			const Elf64_Sym *s = (const Elf64_Sym *)(const void *)(m + sym->sh_offset) + k;
+			const Elf64_Sym *s =
+				(const Elf64_Sym *)(const void *)(m + sym->sh_offset) + k;
 			unsigned type = ELF64_ST_TYPE(s->st_info), bind = ELF64_ST_BIND(s->st_info);
 
 			if (s->st_name >= str->sh_size ||
@@ -102,8 +102,7 @@ static int check_so(const char *path, const unsigned char *m, uint64_t len, cons
 		    handler, path);
 }
 
-int sbx_code_check(int runtime, const char *path, const char *handler, char *err,
-		   size_t errlen)
+int sbx_code_check(int runtime, const char *path, const char *handler, char *err, size_t errlen)
 {
 	struct stat st;
 	void *m;

@@ -16,6 +16,7 @@
 #include "nemo/cgroup.h"
 #include "nemo/log.h"
 #include "nemo/sandbox.h"
+#include "proc.h"
 #include "test.h"
 
 /*
@@ -1224,3 +1225,238 @@ NEMO_SUITE(sandbox_pool, suite_setup, suite_teardown,
 	    test_pool_freeze_core},
 	   {"a frozen idle instance expires; an acquired one waits for the thaw",
 	    test_pool_frozen_expiry_and_acquired})
+
+/* ---- sandbox_tenants: what one function can do to another's ---- */
+
+struct nap_call {
+	struct sbx_sandbox *sb;
+	enum sbx_status status;
+	char out[256];
+};
+
+static void *nap_thread(void *arg)
+{
+	struct nap_call *c = arg;
+
+	c->status = call(c->sb, "0.6", c->out, sizeof(c->out));
+	return NULL;
+}
+
+/*
+ * A python function calls os.kill(0, 9) and os.kill(-1, 9) while another function's call is in
+ * flight: the neighbour answers. Both run in their own session and as their own uid.
+ */
+static void test_kill_group_spares_neighbour(void)
+{
+	struct sbx_spec a = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "kill_group");
+	struct sbx_spec b = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
+	struct nap_call nb = {0};
+	struct sbx_sandbox *sa, *sb;
+	pthread_t t;
+	char out[256];
+	uid_t ua = 0, ub = 0;
+
+	b.timeout_ms = 5000;
+	sa = start(&a);
+	sb = start(&b);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(host, a.name, &ua), 0);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(host, b.name, &ub), 0);
+	CU_ASSERT_NOT_EQUAL(ua, ub);
+	CU_ASSERT_NOT_EQUAL(getpgid(sbx_pid(sa)), getpgid(0));
+	CU_ASSERT_NOT_EQUAL(getpgid(sbx_pid(sa)), getpgid(sbx_pid(sb)));
+	CU_ASSERT_EQUAL(getsid(sbx_pid(sa)), sbx_pid(sa));
+	nb.sb = sb;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, nap_thread, &nb), 0);
+	test_msleep(150); /* the neighbour's call is in flight */
+	CU_ASSERT_EQUAL(call(sa, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "still here");
+	pthread_join(t, NULL);
+	if (nb.status != SBX_OK)
+		printf("\n  neighbour: %s %s\n", sbx_status_name(nb.status), nb.out);
+	CU_ASSERT_EQUAL(nb.status, SBX_OK);
+	CU_ASSERT_STRING_EQUAL(nb.out, "rested");
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
+	CU_ASSERT_EQUAL(call(sb, "0", out, sizeof(out)), SBX_OK);
+	sbx_destroy(sa);
+	sbx_destroy(sb);
+}
+
+/* A copy of test-tenant.py at dir/name with a marker line appended. */
+static void tenant_code(const char *dir, const char *name, const char *marker, char *path,
+			size_t len)
+{
+	char src[512], *text, *with;
+	size_t n;
+
+	fn_path(src, sizeof(src), "test-tenant.py");
+	text = test_read_file(src, &n);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	with = malloc(n + 128);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(with);
+	snprintf(with, n + 128, "%s\nMARKER = \"%s\"\n", text, marker);
+	snprintf(path, len, "%s/%s", dir, name);
+	CU_ASSERT_EQUAL(test_write_text(path, with), 0);
+	free(with);
+	free(text);
+}
+
+/*
+ * Function A searches everything it can see for function B's secret env value, B's code
+ * (its file name and a marker in it) and B's spec: none is there, nor the host's /etc/passwd,
+ * /var/lib/nemo, /home or /root. Its own code is (the search works).
+ */
+static void test_private_root_hides_neighbour(void)
+{
+	char dir[64], bdir[128], adir[128], apath[256], bpath[256], spec[256], secret[64];
+	char amark[64], bmark[64], aname[64], bname[64], req[512], cmd[160];
+	struct sbx_spec a, b;
+	struct sbx_sandbox *sa, *sb;
+	struct sbx_result r = {0};
+
+	snprintf(dir, sizeof(dir), "/var/tmp/nemo-tenants-%d", getpid());
+	snprintf(adir, sizeof(adir), "%s/a", dir);
+	snprintf(bdir, sizeof(bdir), "%s/b", dir);
+	CU_ASSERT_FATAL(mkdir(dir, 0755) == 0 && mkdir(adir, 0755) == 0 && mkdir(bdir, 0755) == 0);
+	snprintf(secret, sizeof(secret), "b-secret-%d-%ld", getpid(), (long)time(NULL));
+	snprintf(amark, sizeof(amark), "a-code-marker-%d", getpid());
+	snprintf(bmark, sizeof(bmark), "b-code-marker-%d", getpid());
+	snprintf(aname, sizeof(aname), "tenant_a_%d.py", getpid());
+	snprintf(bname, sizeof(bname), "tenant_b_%d.py", getpid());
+	tenant_code(adir, aname, amark, apath, sizeof(apath));
+	tenant_code(bdir, bname, bmark, bpath, sizeof(bpath));
+	/* B's spec beside its code, as a store keeps it, with the secret in it */
+	snprintf(spec, sizeof(spec), "%s/spec.json", bdir);
+	snprintf(req, sizeof(req), "{\"env\": {\"SECRET\": \"%s\"}}", secret);
+	CU_ASSERT_EQUAL(test_write_text(spec, req), 0);
+
+	sbx_spec_defaults(&a);
+	snprintf(a.name, sizeof(a.name), "tenant-a");
+	a.runtime = SBX_RUNTIME_PYTHON;
+	snprintf(a.code, sizeof(a.code), "%s", apath);
+	snprintf(a.handler, sizeof(a.handler), "search");
+	a.timeout_ms = 60000;
+	b = a;
+	snprintf(b.name, sizeof(b.name), "tenant-b");
+	snprintf(b.code, sizeof(b.code), "%s", bpath);
+	snprintf(b.handler, sizeof(b.handler), "nap");
+	b.n_env = 1;
+	snprintf(b.env[0], sizeof(b.env[0]), "SECRET=%s", secret);
+	sb = start(&b); /* alive while A looks: its /proc and environ would show */
+	sa = start(&a);
+	snprintf(req, sizeof(req), "{\"needles\": [\"%s\", \"%s\", \"%s\", \"%s\"]}", secret, bmark,
+		 bname, amark);
+	CU_ASSERT_EQUAL(sbx_invoke(sa, req, strlen(req), &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	if (r.status == SBX_OK) {
+		char want[160];
+
+		printf("\n  A's view: %.*s\n", (int)r.response_len, (char *)r.response);
+		/* the one hit: A's own code, under /code */
+		snprintf(want, sizeof(want), "\"found\": [\"/code/%s\"]", aname);
+		CU_ASSERT_PTR_NOT_NULL(strstr((char *)r.response, want));
+		CU_ASSERT_PTR_NULL(strstr((char *)r.response, secret));
+		CU_ASSERT_PTR_NOT_NULL(strstr((char *)r.response, "\"host_paths_seen\": []"));
+	} else {
+		printf("\n  search failed: %s\n", r.message);
+	}
+	sbx_result_release(&r);
+	sbx_destroy(sa);
+	sbx_destroy(sb);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/* CPU time of a core's harvest cgroup, ns (this suite's sandboxes only). */
+static uint64_t core_usage_ns(int core)
+{
+	bool v2 = sbx_cgroup_detect(NULL, 0) == SBX_CGROUP_V2;
+	char dir[512], path[600], line[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	CU_ASSERT_EQUAL(sbx_host_core_cgroup(host, core, v2 ? "cpu" : "cpuacct", dir, sizeof(dir)),
+			0);
+	snprintf(path, sizeof(path), "%s/%s", dir, v2 ? "cpu.stat" : "cpuacct.usage");
+	f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (!v2 && sscanf(line, "%llu", &v) == 1)
+			break;
+		if (v2 && sscanf(line, "usage_usec %llu", &v) == 1) {
+			v *= 1000;
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+/*
+ * A call that leaves a spinning process behind answers 200, and the process is gone with the
+ * call: the core's CPU time stops growing (before, it kept 54-98 % of the core). C and python.
+ */
+static void test_background_killed_at_return(void)
+{
+	struct sbx_spec specs[2] = {make_spec(SBX_RUNTIME_C, "test-hostile.so", "background_spin"),
+				    make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "background")};
+	struct sbx_spec spin = make_spec(SBX_RUNTIME_C, "test-hostile.so", "spin");
+	int core = sbx_host_n_cores(host) > 1 ? 1 : 0;
+	struct sbx_sandbox *ctl;
+	uint64_t c0, c1;
+	char msg[256];
+
+	/* the measure sees a spinner: a call that spins 300 ms until its timeout (at the default
+	 * weight: the lowest would leave it next to nothing on a busy machine) */
+	CU_ASSERT_EQUAL(sbx_cgroup_core_idle(host, core, false), 0);
+	spin.timeout_ms = 300;
+	ctl = sbx_create(host, &spin, core);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctl);
+	CU_ASSERT_EQUAL_FATAL(sbx_init(ctl, msg, sizeof(msg)), 0);
+	c0 = core_usage_ns(core);
+	CU_ASSERT_EQUAL(call(ctl, "", msg, sizeof(msg)), SBX_ERR_TIMEOUT);
+	c1 = core_usage_ns(core);
+	sbx_destroy(ctl);
+	printf("\n  control: a call spinning until its 300 ms timeout used %.1f ms",
+	       (double)(c1 - c0) / 1e6);
+	CU_ASSERT(c1 - c0 > 20 * 1000000ull);
+	for (int i = 0; i < 2; i++) {
+		char err[SBX_MSG_MAX], out[256], dir[512], path[600];
+		struct sbx_sandbox *sb = sbx_create(host, &specs[i], core);
+		uint64_t u0, u1;
+		int tasks = -1;
+		FILE *f;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+		CU_ASSERT_EQUAL_FATAL(sbx_init(sb, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "spinning"));
+		test_msleep(50);
+		u0 = core_usage_ns(core);
+		test_msleep(500);
+		u1 = core_usage_ns(core);
+		printf("\n  %s: after the call, the sandbox used %.1f ms of CPU in 500 ms",
+		       sbx_runtime_name(specs[i].runtime), (double)(u1 - u0) / 1e6);
+		/* a spinner left behind would run at the control's rate: allow a tenth of it */
+		CU_ASSERT((u1 - u0) * 300 < (c1 - c0) * 500 / 10);
+		/* nothing but the runtime is left: one task in the sandbox's pids cgroup */
+		CU_ASSERT_EQUAL(sbx_sandbox_cgroup(sb, "pids", dir, sizeof(dir)), 0);
+		snprintf(path, sizeof(path), "%s/pids.current", dir);
+		f = fopen(path, "r");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		CU_ASSERT(fscanf(f, "%d", &tasks) == 1);
+		fclose(f);
+		CU_ASSERT_EQUAL(tasks, 1);
+		/* and the instance goes on serving */
+		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+		sbx_destroy(sb);
+	}
+	sbx_cgroup_core_idle(host, core, true);
+}
+
+NEMO_SUITE(sandbox_tenants, suite_setup, suite_teardown,
+	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
+	    test_kill_group_spares_neighbour},
+	   {"a private root: a function finds nothing of another's, nor the host's",
+	    test_private_root_hides_neighbour},
+	   {"processes a call leaves behind are killed when it returns",
+	    test_background_killed_at_return})

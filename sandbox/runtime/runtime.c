@@ -286,14 +286,15 @@ static size_t logs_take(size_t room)
 
 /*
  * The call returned: kill every process of the sandbox but us (PID 1 of its namespace, which
- * kill(-1) never reaches), so nothing a call started keeps running on the core between calls.
- * The dead are reaped at the next call.
+ * kill(-1) never reaches), so nothing a call started keeps running on the core between calls,
+ * and reap them (every process of the namespace is our descendant, an orphan our child). The
+ * kill is repeated until none is left: one forked in between is caught by the next round.
  */
 static void end_of_call(void)
 {
-	kill(-1, SIGKILL);
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
+	while (kill(-1, SIGKILL) == 0)
+		if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+			break;
 }
 
 /* PID 1 ignores the signals it sends itself with the default action: abort() would end in

@@ -117,16 +117,17 @@ def load(code, handler):
 
 
 def end_of_call():
-    """Kill every process the call left (kill(-1) from PID 1 spares PID 1) and reap them."""
-    try:
-        os.kill(-1, 9)
-    except OSError:
-        pass
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
+    """Kill every process the call left (kill(-1) from PID 1 spares PID 1) and reap them,
+    until none is left (one forked in between is caught by the next round)."""
+    while True:
+        try:
+            os.kill(-1, 9)
+        except OSError:
+            return
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
 
 
 def call_dict(fn, req):
