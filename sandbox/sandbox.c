@@ -415,6 +415,8 @@ static pid_t launch(struct sbx_host *host, struct launch *l, uint64_t flags, int
 	pthread_mutex_lock(&host->launch_lock);
 	while (host->launch_job)
 		pthread_cond_wait(&host->launch_cond, &host->launch_lock);
+	/* the launcher clears it before it wakes us: `job` outlives its use */
+	// cppcheck-suppress autoVariables
 	host->launch_job = &job;
 	pthread_cond_broadcast(&host->launch_cond);
 	while (!job.done)

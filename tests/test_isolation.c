@@ -269,7 +269,8 @@ static void test_uid_range_collision(void)
 		snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
 		CU_ASSERT_EQUAL_FATAL(test_proc_start(&env.nemod, argv), 0);
 		CU_ASSERT_NOT_EQUAL(test_proc_wait(&env.nemod, 10000), 0);
-		CU_ASSERT(test_proc_output_has(&env.nemod, "collides with user 'nobody' (id 65534)"));
+		CU_ASSERT(
+			test_proc_output_has(&env.nemod, "collides with user 'nobody' (id 65534)"));
 	}
 	CU_ASSERT_EQUAL(test_write_text(env.config, orig), 0);
 	free(orig);
