@@ -1454,7 +1454,54 @@ static void test_background_killed_at_return(void)
 	sbx_cgroup_core_idle(host, core, true);
 }
 
+/*
+ * The uid range: one uid per function, the same at every ask, never shared; exhausted, the
+ * next function is refused with ENOSPC; a range that overflows or holds a system user is
+ * refused at host start.
+ */
+static void test_uid_range(void)
+{
+	struct sbx_host_config cfg = {0};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	char small[80];
+	struct sbx_host *h;
+	uid_t a = 0, a2 = 0, b = 0, c = 0;
+
+	snprintf(small, sizeof(small), "%s-uids", root);
+	cfg.cgroup_root = small;
+	cfg.uid_base = 400000;
+	cfg.uid_count = 2;
+	h = sbx_host_new(&cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "alpha", &a), 0);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "beta", &b), 0);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "alpha", &a2), 0);
+	CU_ASSERT_EQUAL(a, a2);
+	CU_ASSERT_NOT_EQUAL(a, b);
+	CU_ASSERT(a >= 400000 && a < 400002 && b >= 400000 && b < 400002);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "gamma", &c), -ENOSPC);
+	/* a sandbox of a third function is refused, naming why */
+	snprintf(s.name, sizeof(s.name), "gamma");
+	errno = 0;
+	CU_ASSERT_PTR_NULL(sbx_create(h, &s, 0));
+	CU_ASSERT_EQUAL(errno, ENOSPC);
+	sbx_host_destroy(h);
+
+	cfg.uid_base = UINT32_MAX - 10;
+	cfg.uid_count = 100;
+	errno = 0;
+	CU_ASSERT_PTR_NULL(sbx_host_new(&cfg));
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	/* 65534 is nobody in every Debian /etc/passwd */
+	cfg.uid_base = 65000;
+	cfg.uid_count = 1000;
+	errno = 0;
+	CU_ASSERT_PTR_NULL(sbx_host_new(&cfg));
+	CU_ASSERT_EQUAL(errno, EEXIST);
+}
+
 NEMO_SUITE(sandbox_tenants, suite_setup, suite_teardown,
+	   {"a uid per function from a checked range", test_uid_range},
 	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
 	    test_kill_group_spares_neighbour},
 	   {"a private root: a function finds nothing of another's, nor the host's",
