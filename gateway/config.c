@@ -331,6 +331,15 @@ static const struct cfg_key openfaas_keys[] = {
 static const char *const http_modes[] = {"thread_per_connection", "pool", NULL};
 static const char *const ka_policies[] = {"ttl", "greedy_dual", NULL};
 
+/* sandbox.*: the range of the functions' uids; sbx_host_new() checks it against the system */
+static const struct cfg_key sandbox_keys[] = {
+	CFG_KEY_RANGE("uid_base", cfg_parse_u32, struct gw_config, sandbox.uid_base, false, 1,
+		      UINT32_MAX - 1),
+	CFG_KEY_RANGE("uid_count", cfg_parse_u32, struct gw_config, sandbox.uid_count, false, 1,
+		      UINT32_MAX - 1),
+	CFG_KEY_END,
+};
+
 static const struct cfg_key gw_keys[] = {
 	{.name = "listen", .parse = parse_listen, .offset = 0},
 	CFG_KEY_STR("token_file", struct gw_config, token_file, false),
@@ -350,6 +359,7 @@ static const struct cfg_key gw_keys[] = {
 		      0, 3600000),
 	CFG_KEY("journal_sync", cfg_parse_bool, struct gw_config, journal_sync, false),
 	CFG_KEY_STR("cgroup_root", struct gw_config, cgroup_root, false),
+	{.name = "sandbox", .parse = parse_sub, .offset = 0, .arg = sandbox_keys},
 	CFG_KEY_ENUM("keepalive_policy", struct gw_config, keepalive_policy, false, ka_policies),
 	CFG_KEY_RANGE("keepalive_ttl_s", cfg_parse_u64, struct gw_config, keepalive_ttl_s, false, 0,
 		      86400 * 365),

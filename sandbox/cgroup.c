@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/clock.h"
 #include "nemo/log.h"
 #include "sandbox_internal.h"
 
@@ -517,10 +518,22 @@ static int v1_is_frozen(struct sbx_cgroup *cg)
 	return rc < 0 ? rc : strncmp(buf, "FROZEN", 6) == 0;
 }
 
-/* The freezer cgroup lists exactly this sandbox's processes. */
+/*
+ * The freezer cgroup lists exactly this sandbox's processes. Freeze it first, so that none
+ * can fork past the kill (v1 has no cgroup.kill), kill every task, then thaw: a frozen task
+ * dies only once thawed.
+ */
 static int v1_kill(struct sbx_cgroup *cg)
 {
-	return kill_procs(cg->freezer);
+	uint64_t deadline = nemo_now_ns() + SBX_FREEZE_TIMEOUT_NS;
+	int rc = v1_freeze(cg, true);
+
+	while (!rc && v1_is_frozen(cg) == 0 && nemo_now_ns() < deadline)
+		usleep(100);
+	kill_procs(cg->freezer);
+	if (!rc)
+		rc = v1_freeze(cg, false);
+	return rc;
 }
 
 static int v1_move(struct sbx_host *host, struct sbx_cgroup *cg, int core)

@@ -1,10 +1,13 @@
 /* host.c - the sandbox host: cgroup backend choice, runtime and interpreter paths, seccomp, netns. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <linux/sched.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -231,6 +234,144 @@ missing:
 	return -ENOENT;
 }
 
+/* The host's top-level folders that hold programs and libraries, for the private root. */
+static void scan_root_top(struct sbx_host *host)
+{
+	static const char *const names[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+
+	host->n_root_top = 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct sbx_root_entry *e = &host->root_top[host->n_root_top];
+		char path[32];
+		struct stat st;
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/%s", names[i]);
+		if (lstat(path, &st) || host->n_root_top >= SBX_ROOT_TOP_MAX)
+			continue;
+		snprintf(e->name, sizeof(e->name), "%s", names[i]);
+		if (S_ISLNK(st.st_mode)) {
+			n = readlink(path, e->target, sizeof(e->target) - 1);
+			if (n <= 0)
+				continue;
+			e->target[n] = '\0';
+			e->link = true;
+		} else if (S_ISDIR(st.st_mode)) {
+			/* not merged into /usr: bound read-only as it is */
+			snprintf(e->target, sizeof(e->target), "%s", path);
+			e->link = false;
+		} else {
+			continue;
+		}
+		host->n_root_top++;
+	}
+}
+
+/* The uid range: no overflow, no user or group of the system inside it. */
+static int check_uid_range(uint32_t base, uint32_t count)
+{
+	const char *files[] = {"/etc/passwd", "/etc/group"};
+
+	if (base == 0 || count == 0 || (uint64_t)base + count - 1 >= (uint64_t)UINT32_MAX ||
+	    (uid_t)(base + count - 1) != (uint64_t)base + count - 1) {
+		NEMO_ERR(SBX_LOG,
+			 "sandbox uid range [%" PRIu32 ", %" PRIu32 " + %" PRIu32
+			 ") is empty or overflows uid_t (largest uid %u)",
+			 base, base, count, UINT32_MAX - 1);
+		return -EINVAL;
+	}
+	for (int f = 0; f < 2; f++) {
+		FILE *fp = fopen(files[f], "re");
+
+		if (!fp)
+			continue;
+		for (;;) {
+			unsigned long id;
+			const char *name;
+
+			if (f == 0) {
+				struct passwd *pw = fgetpwent(fp);
+
+				if (!pw)
+					break;
+				id = pw->pw_uid;
+				name = pw->pw_name;
+			} else {
+				struct group *gr = fgetgrent(fp);
+
+				if (!gr)
+					break;
+				id = gr->gr_gid;
+				name = gr->gr_name;
+			}
+			if (id >= base && id - base < count) {
+				NEMO_ERR(SBX_LOG,
+					 "sandbox uid range [%" PRIu32 ", %" PRIu64
+					 ") collides with %s '%s' (id %lu) in %s: move "
+					 "sandbox.uid_base",
+					 base, (uint64_t)base + count, f ? "group" : "user", name,
+					 id, files[f]);
+				fclose(fp);
+				return -EEXIST;
+			}
+		}
+		fclose(fp);
+	}
+	return 0;
+}
+
+int sbx_host_function_uid(struct sbx_host *host, const char *name, uid_t *uid)
+{
+	uint32_t h = 2166136261u, slot;
+	int rc = 0;
+
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u; /* FNV-1a */
+	pthread_mutex_lock(&host->uid_lock);
+	for (uint32_t i = 0; i < host->n_uids; i++) {
+		if (!strcmp(host->uids[i].name, name)) {
+			*uid = host->uids[i].uid;
+			goto out;
+		}
+	}
+	if (host->n_uids >= host->uid_count) {
+		NEMO_ERR(SBX_LOG,
+			 "%s: no uid left: all %" PRIu32 " of the range [%u, %" PRIu64
+			 ") belong to other functions (raise sandbox.uid_count)",
+			 name, host->uid_count, (unsigned)host->uid_base,
+			 (uint64_t)host->uid_base + host->uid_count);
+		rc = -ENOSPC;
+		goto out;
+	}
+	if (host->n_uids == host->cap_uids) {
+		uint32_t cap = host->cap_uids ? host->cap_uids * 2 : 64;
+		struct sbx_uid_entry *n = realloc(host->uids, cap * sizeof(*n));
+
+		if (!n) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		host->uids = n;
+		host->cap_uids = cap;
+	}
+	/* linear probing past the uids taken; the table is small (functions, not instances) */
+	for (slot = h % host->uid_count;; slot = (slot + 1) % host->uid_count) {
+		uint32_t i;
+
+		for (i = 0; i < host->n_uids; i++)
+			if (host->uids[i].uid == host->uid_base + slot)
+				break;
+		if (i == host->n_uids)
+			break;
+	}
+	snprintf(host->uids[host->n_uids].name, SBX_NAME_MAX, "%s", name);
+	host->uids[host->n_uids].uid = host->uid_base + slot;
+	*uid = host->uids[host->n_uids++].uid;
+out:
+	pthread_mutex_unlock(&host->uid_lock);
+	return rc;
+}
+
 /* The backend: asked for, or the one detection's answer; either way said at start, with why. */
 static int pick_backend(struct sbx_host *host, int version)
 {
@@ -282,8 +423,9 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	snprintf(host->cgroup_root, sizeof(host->cgroup_root), "%s",
 		 cfg->cgroup_root ? cfg->cgroup_root : "nemo");
 	host->n_cores = cfg->n_cores > 0 ? cfg->n_cores : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	host->uid = cfg->uid ? cfg->uid : 65534;
-	host->gid = cfg->gid ? cfg->gid : 65534;
+	host->uid_base = cfg->uid_base ? cfg->uid_base : 200000;
+	host->uid_count = cfg->uid_count ? cfg->uid_count : 65536;
+	pthread_mutex_init(&host->uid_lock, NULL);
 	host->netns_per_sandbox = cfg->netns_per_sandbox;
 	if (strchr(host->cgroup_root, '/') || !host->cgroup_root[0] ||
 	    strlen(cfg->cgroup_root ? cfg->cgroup_root : "") >= 64) {
@@ -292,6 +434,10 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 		rc = -EINVAL;
 		goto fail;
 	}
+	rc = check_uid_range(host->uid_base, host->uid_count);
+	if (rc)
+		goto fail;
+	scan_root_top(host);
 	rc = resolve_runtime(host, cfg->runtime_path);
 	if (rc)
 		goto fail;
@@ -315,14 +461,21 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 			goto fail_seccomp;
 		}
 	}
+	rc = sbx_launcher_start(host);
+	if (rc)
+		goto fail_netns;
 	NEMO_INFO(SBX_LOG, "host: cgroup %s (%s), tree %s/%s, %d cores", host->cg->name,
 		  host->cgroup_why,
 		  host->cg == &sbx_cgroup_v2_ops ? host->v2_base : "/sys/fs/cgroup/<controller>",
 		  host->cgroup_root, host->n_cores);
-	NEMO_INFO(SBX_LOG, "host: runtime %s, python %s, netns %s", host->runtime_path,
-		  host->python_path[0] ? host->python_path : "(none)",
-		  host->netns_per_sandbox ? "per sandbox" : "shared empty");
+	NEMO_INFO(SBX_LOG, "host: runtime %s, python %s, netns %s, function uids [%u, %" PRIu64 ")",
+		  host->runtime_path, host->python_path[0] ? host->python_path : "(none)",
+		  host->netns_per_sandbox ? "per sandbox" : "shared empty",
+		  (unsigned)host->uid_base, (uint64_t)host->uid_base + host->uid_count);
 	return host;
+fail_netns:
+	if (host->netns_fd >= 0)
+		close(host->netns_fd);
 fail_seccomp:
 	close(host->seccomp_fd);
 fail_cg:
@@ -331,6 +484,8 @@ fail:
 	free(host->acct);
 	pthread_mutex_destroy(&host->acct_lock);
 	pthread_mutex_destroy(&host->lock);
+	free(host->uids);
+	pthread_mutex_destroy(&host->uid_lock);
 	free(host);
 	errno = -rc;
 	return NULL;
@@ -350,6 +505,7 @@ void sbx_host_destroy(struct sbx_host *host)
 			break;
 		sbx_destroy(sb);
 	}
+	sbx_launcher_stop(host);
 	host->cg->host_fini(host);
 	if (host->seccomp_fd >= 0)
 		close(host->seccomp_fd);
@@ -358,6 +514,8 @@ void sbx_host_destroy(struct sbx_host *host)
 	free(host->acct);
 	pthread_mutex_destroy(&host->acct_lock);
 	pthread_mutex_destroy(&host->lock);
+	free(host->uids);
+	pthread_mutex_destroy(&host->uid_lock);
 	free(host);
 }
 

@@ -9,14 +9,14 @@ TEST_LDLIBS += -lseccomp
 
 # nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames).
 PROGS += nemo-sbx-runtime
-nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c
+nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/codecheck.c
 nemo-sbx-runtime_LDLIBS := -ldl
 
 # Sample functions (sandbox/functions/) and the hostile test functions, in build/functions/.
 FN_DIR := $(BUILD)/functions
 SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload
 SBX_EXEC_FUNCS := exec-upper
-SBX_COPIED := wordstats.py sort.sh
+SBX_COPIED := wordstats.py sort.sh test-tenant.py
 SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \
        $(foreach f,$(SBX_EXEC_FUNCS),$(FN_DIR)/$(f)) \
        $(foreach f,$(SBX_COPIED),$(FN_DIR)/$(f)) \

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
@@ -26,21 +28,31 @@
 #define INIT_TIMEOUT_MIN_MS 10000 /* an interpreter may take longer to load than to answer */
 #define FROZEN_RECHECK_MS   10	  /* a paused invocation looks for the thaw this often */
 
+/* One read-only bind mount of the private root: a host path and where it goes in the root. */
+struct root_bind {
+	char src[SBX_PATH_MAX];
+	char dst[SBX_PATH_MAX]; /* relative to the new root */
+	bool dir;
+	int fd; /* the child's detached copy of src (open_tree) */
+};
+
+#define ROOT_BINDS_MAX (SBX_ROOT_TOP_MAX + 4)
+
 /* Everything the child needs, prepared by the parent: the child shares its memory (CLONE_VM)
  * and must not allocate, lock or format. */
 struct launch {
 	const struct sbx_cgroup *cg;
+	const struct sbx_host *host;
 	int sock;
 	int seccomp_fd;
 	int netns_fd;
-	const char *runtime;
+	const char *runtime; /* the path inside the private root */
 	char *const *argv;
 	char *const *envp;
 	const char *hostname;
 	char tmpfs_opts[64];
-	/* host folders under /tmp that the sandbox needs (runtime, shim, code): carried over */
-	int n_keep;
-	char keep[3][SBX_PATH_MAX];
+	int n_binds;
+	struct root_bind bind[ROOT_BINDS_MAX];
 	/* written by the child when a step fails (v2: through errpipe, memory is not shared) */
 	struct {
 		int err;
@@ -49,29 +61,11 @@ struct launch {
 	int errpipe;
 };
 
-#define SBX_TMP "/tmp/"
+/* Where the private root is assembled before pivot_root: a host folder that surely exists. */
+#define SBX_ROOT_MNT "/tmp"
 
-/* Add the folder of `path` to the folders to carry over, if the private /tmp would hide it. */
-static void keep_folder(struct launch *l, const char *path)
-{
-	char dir[SBX_PATH_MAX], *slash;
-
-	if (strncmp(path, SBX_TMP, strlen(SBX_TMP)) != 0)
-		return;
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir + strlen(SBX_TMP) - 1)
-		return; /* a file right in /tmp: nothing sane to carry */
-	*slash = '\0';
-	for (int i = 0; i < l->n_keep; i++)
-		if (strcmp(l->keep[i], dir) == 0)
-			return;
-	if (l->n_keep < (int)(sizeof(l->keep) / sizeof(l->keep[0])))
-		snprintf(l->keep[l->n_keep++], sizeof(l->keep[0]), "%s", dir);
-}
-
-/* mkdir -p inside the sandbox's fresh /tmp (child side: no allocation). */
-static int mkdir_parents(const char *path)
+/* mkdir -p, relative to the current directory (child side: no allocation). */
+static int mkdir_parents(const char *path, bool last)
 {
 	char buf[SBX_PATH_MAX];
 	size_t len = strlen(path);
@@ -87,7 +81,7 @@ static int mkdir_parents(const char *path)
 			return -1;
 		*p = '/';
 	}
-	return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+	return last && mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
 }
 
 static int child_fail(struct launch *l, const char *step)
@@ -100,17 +94,99 @@ static int child_fail(struct launch *l, const char *step)
 	_exit(127);
 }
 
+/* The device nodes a runtime needs, made in the private /dev. */
+static const struct {
+	const char *name;
+	unsigned major, minor;
+} root_devs[] = {{"dev/null", 1, 3},
+		 {"dev/zero", 1, 5},
+		 {"dev/full", 1, 7},
+		 {"dev/random", 1, 8},
+		 {"dev/urandom", 1, 9}};
+
+static const char *const root_dev_links[][2] = {{"/proc/self/fd", "dev/fd"},
+						{"/proc/self/fd/0", "dev/stdin"},
+						{"/proc/self/fd/1", "dev/stdout"},
+						{"/proc/self/fd/2", "dev/stderr"}};
+
+/*
+ * Assemble the private root on a tmpfs at SBX_ROOT_MNT and pivot into it: the binds (taken
+ * from the host's tree before the tmpfs covers anything), the host's top-level symlinks
+ * (bin -> usr/bin), /dev with a few nodes, mount points for /proc, /tmp and /dev/shm.
+ */
+static void build_root(struct launch *l)
+{
+	struct mount_attr ro = {.attr_set =
+					MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+	struct mount_attr ro_root = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID};
+	const struct sbx_host *host = l->host;
+
+	for (int i = 0; i < l->n_binds; i++) {
+		l->bind[i].fd = (int)syscall(SYS_open_tree, AT_FDCWD, l->bind[i].src,
+					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (l->bind[i].fd < 0)
+			child_fail(l, l->bind[i].src);
+		if (syscall(SYS_mount_setattr, l->bind[i].fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ro,
+			    sizeof(ro)))
+			child_fail(l, "make a bind of the private root read-only");
+	}
+	if (mount("tmpfs", SBX_ROOT_MNT, "tmpfs", MS_NOSUID, "size=64k,nr_inodes=256,mode=0755"))
+		child_fail(l, "mount the private root");
+	if (chdir(SBX_ROOT_MNT))
+		child_fail(l, "enter the private root");
+	umask(0);
+	for (int i = 0; i < l->n_binds; i++) {
+		const char *dst = l->bind[i].dst;
+
+		if (mkdir_parents(dst, l->bind[i].dir))
+			child_fail(l, dst);
+		if (!l->bind[i].dir) {
+			int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+
+			if (fd < 0)
+				child_fail(l, dst);
+			close(fd);
+		}
+		if (syscall(SYS_move_mount, l->bind[i].fd, "", AT_FDCWD, dst,
+			    MOVE_MOUNT_F_EMPTY_PATH))
+			child_fail(l, "bind into the private root");
+		close(l->bind[i].fd);
+	}
+	for (int i = 0; i < host->n_root_top; i++)
+		if (host->root_top[i].link &&
+		    symlink(host->root_top[i].target, host->root_top[i].name))
+			child_fail(l, host->root_top[i].name);
+	if (mkdir("proc", 0555) || mkdir("tmp", 01777) || mkdir("dev", 0755) ||
+	    mkdir("dev/shm", 01777))
+		child_fail(l, "make the private root's folders");
+	for (size_t i = 0; i < sizeof(root_devs) / sizeof(root_devs[0]); i++)
+		if (mknod(root_devs[i].name, S_IFCHR | 0666,
+			  makedev(root_devs[i].major, root_devs[i].minor)))
+			child_fail(l, root_devs[i].name);
+	for (size_t i = 0; i < sizeof(root_dev_links) / sizeof(root_dev_links[0]); i++)
+		if (symlink(root_dev_links[i][0], root_dev_links[i][1]))
+			child_fail(l, root_dev_links[i][1]);
+	/* the old root goes under the new one, then away */
+	if (syscall(SYS_pivot_root, ".", "."))
+		child_fail(l, "pivot_root");
+	if (umount2(".", MNT_DETACH))
+		child_fail(l, "detach the host's root");
+	if (chdir("/"))
+		child_fail(l, "chdir /");
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", 0, &ro_root, sizeof(ro_root)))
+		child_fail(l, "make the private root read-only");
+}
+
 /*
  * The child, PID 1 of its new PID namespace, still root: join the cgroups (v1: before doing
- * anything else, so every page and process it makes is charged to the sandbox), enter the
- * shared empty netns, build the filesystem view, then exec the runtime, which drops
- * privileges. Raw syscalls only.
+ * anything else, so every page and process it makes is charged to the sandbox), leave
+ * nemod's session and process group, enter the shared empty netns, build the private root,
+ * then exec the runtime, which drops privileges. Raw syscalls only.
  */
 static int launch_child(void *arg)
 {
 	struct launch *l = arg;
-	struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID};
-	int fd, sock, filter, keep_fd[3];
+	int fd, sock, filter;
 
 	for (int i = 0; i < l->cg->n_join; i++) {
 		fd = open(l->cg->join[i], O_WRONLY | O_CLOEXEC);
@@ -118,6 +194,13 @@ static int launch_child(void *arg)
 			child_fail(l, l->cg->join[i]);
 		close(fd);
 	}
+	/* nemod's launcher thread is our parent and lives as long as the host: its death
+	 * (nemod killed) kills us, and with us the whole PID namespace */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))
+		child_fail(l, "PR_SET_PDEATHSIG");
+	/* our own session and process group: kill(0, ...) reaches only this sandbox */
+	if (setsid() < 0)
+		child_fail(l, "setsid");
 	if (l->netns_fd >= 0 && setns(l->netns_fd, CLONE_NEWNET))
 		child_fail(l, "setns net");
 	if (sethostname(l->hostname, strlen(l->hostname)))
@@ -125,31 +208,13 @@ static int launch_child(void *arg)
 	/* our mount changes must not propagate back to the host */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 		child_fail(l, "make / private");
-	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &attr, sizeof(attr)))
-		child_fail(l, "remount / read-only");
+	build_root(l);
 	/* a proc for the new PID namespace: the host's would show every host process */
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		child_fail(l, "mount /proc");
-	/*
-	 * The runtime, the shim or the code may live under /tmp (a checkout there, say). Take a
-	 * read-only copy of their folders' mounts before the private /tmp hides them, and put
-	 * each back at the same path inside it.
-	 */
-	for (int i = 0; i < l->n_keep; i++) {
-		keep_fd[i] = (int)syscall(SYS_open_tree, AT_FDCWD, l->keep[i],
-					  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-		if (keep_fd[i] < 0)
-			child_fail(l, "open_tree of a folder under /tmp");
-	}
+	/* tmpfs pages are charged to the memory cgroup: the limit bounds /tmp too */
 	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, l->tmpfs_opts))
 		child_fail(l, "mount /tmp");
-	for (int i = 0; i < l->n_keep; i++) {
-		if (mkdir_parents(l->keep[i]) || syscall(SYS_move_mount, keep_fd[i], "", AT_FDCWD,
-							 l->keep[i], MOVE_MOUNT_F_EMPTY_PATH))
-			child_fail(l, "carry a folder into the private /tmp");
-		close(keep_fd[i]);
-	}
-	/* the host's /dev/shm holds the NF's harvest channel: hide it */
 	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  "size=1m,mode=1777"))
 		child_fail(l, "mount /dev/shm");
@@ -170,6 +235,54 @@ static int launch_child(void *arg)
 	execve(l->runtime, l->argv, l->envp);
 	child_fail(l, "exec runtime");
 	return 127;
+}
+
+/* Add a bind of the private root (parent side). */
+static int root_bind(struct launch *l, const char *src, const char *dst, bool dir)
+{
+	struct root_bind *b = &l->bind[l->n_binds];
+
+	if (l->n_binds >= ROOT_BINDS_MAX ||
+	    (size_t)snprintf(b->src, sizeof(b->src), "%s", src) >= sizeof(b->src) ||
+	    (size_t)snprintf(b->dst, sizeof(b->dst), "%s", dst) >= sizeof(b->dst))
+		return -ENAMETOOLONG;
+	b->dir = dir;
+	b->fd = -1;
+	l->n_binds++;
+	return 0;
+}
+
+/*
+ * The private root of one sandbox: /usr and the host's other top-level folders that hold
+ * programs and libraries (bin, lib, ... when they are not symlinks into /usr), the runtime
+ * and the python shim under /.nemo, and the function's code, alone, at /code/<name>.
+ */
+static int root_plan(struct launch *l, const struct sbx_host *host, const struct sbx_spec *spec,
+		     char *code_in, size_t code_len)
+{
+	const char *base = strrchr(spec->code, '/');
+	char dst[SBX_PATH_MAX];
+	struct stat st;
+	int rc;
+
+	rc = root_bind(l, "/usr", "usr", true);
+	for (int i = 0; !rc && i < host->n_root_top; i++)
+		if (!host->root_top[i].link)
+			rc = root_bind(l, host->root_top[i].target, host->root_top[i].name, true);
+	rc = rc ? rc : root_bind(l, host->runtime_path, SBX_ROOT_RUNTIME + 1, false);
+	if (!rc && spec->runtime == SBX_RUNTIME_PYTHON)
+		rc = root_bind(l, host->shim_path, SBX_ROOT_SHIM + 1, false);
+	if (rc)
+		return rc;
+	base = base ? base + 1 : spec->code;
+	if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
+		return -EINVAL;
+	snprintf(dst, sizeof(dst), "code/%s", base);
+	snprintf(code_in, code_len, "/%s", dst);
+	/* code that is not there: the runtime says so at init, as for code that does not load */
+	if (stat(spec->code, &st))
+		return errno == ENOENT ? 0 : -errno;
+	return root_bind(l, spec->code, dst, S_ISDIR(st.st_mode));
 }
 
 static void host_link(struct sbx_host *host, struct sbx_sandbox *sb)
@@ -216,17 +329,113 @@ static pid_t clone_into_cgroup(struct launch *l, uint64_t flags, int *pidfd)
 	return (pid_t)pid;
 }
 
+/* One clone, done by the host's launcher thread for the thread that asked. */
+struct launch_job {
+	struct launch *l;
+	uint64_t flags;
+	pid_t pid;
+	int pidfd;
+	int err;
+	bool done;
+};
+
+static void launch_run(struct launch_job *job)
+{
+	char stack[32768] __attribute__((aligned(16)));
+
+	if (job->l->cg->dirfd >= 0)
+		job->pid = clone_into_cgroup(job->l, job->flags, &job->pidfd);
+	else
+		job->pid = clone(launch_child, stack + sizeof(stack),
+				 (int)job->flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
+				 job->l, &job->pidfd);
+	job->err = errno;
+}
+
+/*
+ * The launcher thread: the parent of every sandbox. PR_SET_PDEATHSIG fires when the thread
+ * that made the child ends, so the clones happen here, on a thread that lives as long as the
+ * host, and not on a caller's thread that may end first. Every signal stays blocked here: no
+ * handler may run in a child that shares our memory.
+ */
+static void *launcher_main(void *arg)
+{
+	struct sbx_host *host = arg;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	pthread_mutex_lock(&host->launch_lock);
+	for (;;) {
+		while (!host->launch_job && !host->launch_stop)
+			pthread_cond_wait(&host->launch_cond, &host->launch_lock);
+		if (host->launch_stop)
+			break;
+		launch_run(host->launch_job);
+		host->launch_job->done = true;
+		host->launch_job = NULL;
+		pthread_cond_broadcast(&host->launch_cond);
+	}
+	pthread_mutex_unlock(&host->launch_lock);
+	return NULL;
+}
+
+int sbx_launcher_start(struct sbx_host *host)
+{
+	int rc;
+
+	pthread_mutex_init(&host->launch_lock, NULL);
+	pthread_cond_init(&host->launch_cond, NULL);
+	rc = pthread_create(&host->launcher, NULL, launcher_main, host);
+	if (rc) {
+		NEMO_ERR(SBX_LOG, "host: launcher thread: %s", strerror(rc));
+		return -rc;
+	}
+	host->launcher_running = true;
+	return 0;
+}
+
+void sbx_launcher_stop(struct sbx_host *host)
+{
+	if (!host->launcher_running)
+		return;
+	pthread_mutex_lock(&host->launch_lock);
+	host->launch_stop = true;
+	pthread_cond_broadcast(&host->launch_cond);
+	pthread_mutex_unlock(&host->launch_lock);
+	pthread_join(host->launcher, NULL);
+	host->launcher_running = false;
+}
+
+/* Hand the clone to the launcher thread and wait for it. Returns the pid or -1 with errno. */
+static pid_t launch(struct sbx_host *host, struct launch *l, uint64_t flags, int *pidfd)
+{
+	struct launch_job job = {.l = l, .flags = flags, .pid = -1, .pidfd = -1};
+
+	pthread_mutex_lock(&host->launch_lock);
+	while (host->launch_job)
+		pthread_cond_wait(&host->launch_cond, &host->launch_lock);
+	/* the launcher clears it before it wakes us: `job` outlives its use */
+	// cppcheck-suppress autoVariables
+	host->launch_job = &job;
+	pthread_cond_broadcast(&host->launch_cond);
+	while (!job.done)
+		pthread_cond_wait(&host->launch_cond, &host->launch_lock);
+	pthread_mutex_unlock(&host->launch_lock);
+	*pidfd = job.pidfd;
+	errno = job.err;
+	return job.pid;
+}
+
 struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spec, int core)
 {
 	char uid[16], gid[16], payload[16], mem[16], shim_env[SBX_PATH_MAX + 32], hostname[80];
-	char *argv[] = {host->runtime_path, uid, gid, payload, mem, NULL};
+	char *argv[] = {SBX_ROOT_RUNTIME, uid, gid, payload, mem, NULL};
 	char *envp[SBX_ENV_MAX + 4];
 	uint64_t t0 = nemo_now_ns(), flags;
-	char stack[32768] __attribute__((aligned(16)));
 	struct launch l = {0};
 	struct sbx_sandbox *sb;
 	int socks[2], pidfd = -1, n_env = 0, rc;
-	sigset_t all, old;
 	int errpipe[2] = {-1, -1};
 	pid_t pid;
 
@@ -253,29 +462,37 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 		goto fail;
 	}
 	sb->sock = socks[0];
-	snprintf(uid, sizeof(uid), "%u", host->uid);
-	snprintf(gid, sizeof(gid), "%u", host->gid);
+	rc = sbx_host_function_uid(host, spec->name, &sb->uid);
+	if (!rc)
+		rc = root_plan(&l, host, spec, sb->code_in, sizeof(sb->code_in));
+	if (rc) {
+		if (rc != -ENOSPC)
+			NEMO_ERR(SBX_LOG, "%s: private root for %s: %s", spec->name, spec->code,
+				 strerror(-rc));
+		close(socks[1]);
+		goto fail;
+	}
+	snprintf(uid, sizeof(uid), "%u", (unsigned)sb->uid);
+	snprintf(gid, sizeof(gid), "%u", (unsigned)sb->uid);
 	snprintf(payload, sizeof(payload), "%u", spec->max_payload_bytes);
 	snprintf(mem, sizeof(mem), "%u", spec->memory_mb);
 	snprintf(hostname, sizeof(hostname), "nemo-%.60s", spec->name);
-	snprintf(shim_env, sizeof(shim_env), SBX_SHIM_ENV "=%s", host->shim_path);
+	snprintf(shim_env, sizeof(shim_env), SBX_SHIM_ENV "=%s", SBX_ROOT_SHIM);
 	envp[n_env++] = "PATH=/usr/local/bin:/usr/bin:/bin";
 	envp[n_env++] = shim_env;
 	for (uint32_t i = 0; i < spec->n_env && i < SBX_ENV_MAX; i++)
 		envp[n_env++] = sb->spec.env[i];
 	envp[n_env] = NULL;
 	l.cg = &sb->cg;
+	l.host = host;
 	l.sock = socks[1];
 	l.seccomp_fd = host->seccomp_fd;
 	l.netns_fd = host->netns_fd;
-	l.runtime = host->runtime_path;
+	l.runtime = SBX_ROOT_RUNTIME;
 	l.argv = argv;
 	l.envp = envp;
 	l.hostname = hostname;
 	l.errpipe = -1;
-	keep_folder(&l, host->runtime_path);
-	keep_folder(&l, host->shim_path);
-	keep_folder(&l, spec->code);
 	if (sb->cg.dirfd >= 0) {
 		if (pipe2(errpipe, O_CLOEXEC)) {
 			rc = -errno;
@@ -284,23 +501,13 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 		}
 		l.errpipe = errpipe[1];
 	}
-	/* tmpfs pages are charged to the memory cgroup: the limit bounds /tmp too */
 	snprintf(l.tmpfs_opts, sizeof(l.tmpfs_opts), "size=%um,mode=1777", spec->memory_mb);
 
 	flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
 	if (host->netns_per_sandbox)
 		flags |= CLONE_NEWNET;
-	/* no signal handler may run in a child that shares our memory */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (sb->cg.dirfd >= 0)
-		pid = clone_into_cgroup(&l, flags, &pidfd);
-	else
-		pid = clone(launch_child, stack + sizeof(stack),
-			    (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &l,
-			    &pidfd);
+	pid = launch(host, &l, flags, &pidfd);
 	rc = -errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(socks[1]);
 	if (errpipe[1] >= 0) {
 		close(errpipe[1]);
@@ -577,7 +784,7 @@ int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
 	}
 	/* the init block: runtime, exec mode, code, handler, interpreter; NUL-separated */
 	len = snprintf(block, sizeof(block), "%d%c%d%c%s%c%s%c%s", sb->spec.runtime, 0,
-		       sb->spec.exec_mode, 0, sb->spec.code, 0, sb->spec.handler, 0,
+		       sb->spec.exec_mode, 0, sb->code_in, 0, sb->spec.handler, 0,
 		       host->python_path);
 	/* the OOM counter of a fresh cgroup is 0, but read it: the backend decides */
 	host->cg->oom_kills(&sb->cg, &sb->oom_base);
@@ -711,6 +918,16 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	pthread_mutex_lock(&sb->lock);
 	sb->state = sb->frozen ? SBX_STATE_FROZEN : SBX_STATE_READY;
 	pthread_mutex_unlock(&sb->lock);
+	if (hdr.flags & NEMO_FRAME_F_TOO_LARGE) {
+		uint64_t big = 0;
+
+		if (hdr.len == sizeof(big))
+			memcpy(&big, sb->rbuf + sizeof(hdr), sizeof(big));
+		result_set(res, SBX_ERR_RESPONSE_TOO_LARGE,
+			   "response of %" PRIu64 " bytes is over the limit of %u bytes", big,
+			   sb->spec.max_payload_bytes);
+		return 0;
+	}
 	res->response = malloc(hdr.len + 1);
 	if (!res->response) {
 		result_set(res, SBX_ERR_INTERNAL, "out of memory for a %u-byte response", hdr.len);

@@ -108,6 +108,24 @@ int sbx_cg_read_key_u64(const char *dir, const char *file, const char *key, uint
 
 /* ---- the host ---- */
 
+/* The private root: where the runtime and the shim are inside it; the host's top-level
+ * entries (bin, lib, ...) that it copies as symlinks into usr/ or binds. */
+#define SBX_ROOT_RUNTIME "/.nemo/nemo-sbx-runtime"
+#define SBX_ROOT_SHIM	 "/.nemo/nemo-sbx-shim.py"
+#define SBX_ROOT_TOP_MAX 8
+
+struct sbx_root_entry {
+	char name[16];		   /* "lib" */
+	char target[SBX_PATH_MAX]; /* link: its target ("usr/lib"); else the host path */
+	bool link;
+};
+
+/* A function's uid, assigned once per host (sbx_host_function_uid). */
+struct sbx_uid_entry {
+	char name[SBX_NAME_MAX];
+	uid_t uid;
+};
+
 /* Where one harvest cgroup's CPU time goes: the CPU its cpuset holds, since `since_ns`. */
 struct sbx_core_acct {
 	int pinned;	   /* the CPU cpuset.cpus holds now */
@@ -125,9 +143,22 @@ struct sbx_host {
 	char runtime_path[SBX_PATH_MAX];
 	char shim_path[SBX_PATH_MAX];
 	char python_path[SBX_PATH_MAX];
-	uid_t uid;
-	gid_t gid;
 	bool netns_per_sandbox;
+	/* the private root's copies of the host's top-level folders */
+	int n_root_top;
+	struct sbx_root_entry root_top[SBX_ROOT_TOP_MAX];
+	/* uids of functions: [uid_base, uid_base + uid_count), under uid_lock */
+	uid_t uid_base;
+	uint32_t uid_count;
+	pthread_mutex_t uid_lock;
+	uint32_t n_uids, cap_uids;
+	struct sbx_uid_entry *uids;
+	/* the launcher thread, parent of every sandbox (sandbox.c) */
+	pthread_t launcher;
+	bool launcher_running, launch_stop;
+	pthread_mutex_t launch_lock;
+	pthread_cond_t launch_cond;
+	struct launch_job *launch_job;
 	int seccomp_fd; /* sealed memfd with the compiled BPF program */
 	int netns_fd;	/* the shared empty network namespace */
 	pthread_mutex_t lock;
@@ -143,6 +174,10 @@ struct sbx_host {
 /* Set up the accounting of `harvested` once host_init made the core cgroups. */
 int sbx_cgroup_acct_init(struct sbx_host *host);
 
+/* Start and stop the launcher thread (sandbox.c). */
+int sbx_launcher_start(struct sbx_host *host);
+void sbx_launcher_stop(struct sbx_host *host);
+
 /* Compile the seccomp filter into a sealed memfd. Returns the fd or -errno. */
 int sbx_seccomp_compile(bool deny_unix_sockets);
 
@@ -157,6 +192,8 @@ struct sbx_sandbox {
 	int pidfd;
 	int sock; /* our end of the socketpair */
 	struct sbx_cgroup cg;
+	uid_t uid;		    /* its function's (sbx_host_function_uid) */
+	char code_in[SBX_PATH_MAX]; /* the code's path inside the private root */
 	bool reaped;
 	int wait_status; /* as from waitpid, once reaped */
 	uint64_t oom_base;

@@ -16,6 +16,7 @@
 #include "nemo/cgroup.h"
 #include "nemo/log.h"
 #include "nemo/sandbox.h"
+#include "proc.h"
 #include "test.h"
 
 /*
@@ -294,7 +295,51 @@ static void test_spec_file(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot open"));
 }
 
+/* Code is checked at deploy without loading it: the handler must be an exported function. */
+static void test_code_check(void)
+{
+	char so[512], py[512], ex[512], cut[] = "/tmp/nemo-test-cut-XXXXXX", err[SBX_MSG_MAX];
+	char buf[4096];
+	int in, out;
+	ssize_t n;
+
+	fn_path(so, sizeof(so), "echo.so");
+	fn_path(py, sizeof(py), "wordstats.py");
+	fn_path(ex, sizeof(ex), "exec-upper");
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, "handle", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, "no_such", err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "handler 'no_such' not found in "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "echo.so"));
+	/* a symbol the .so only refers to (libc's memcpy) is not its handler */
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, so, "memcpy", err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, py, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not an ELF file"));
+	/* a PIE program is ELF_DYN too, but exports no handler */
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, ex, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "handler 'handle' not found in "));
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, "/nonexistent.so", NULL, err, sizeof(err)),
+			-ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent.so: No such file"));
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_PYTHON, py, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_EXEC, ex, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_EXEC, py, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not executable"));
+	/* the first 4 KiB of a real .so: headers that point past the end are refused */
+	in = open(so, O_RDONLY);
+	out = mkstemp(cut);
+	CU_ASSERT_FATAL(in >= 0 && out >= 0);
+	n = read(in, buf, sizeof(buf));
+	CU_ASSERT(n > 0 && write(out, buf, (size_t)n) == n);
+	close(in);
+	close(out);
+	CU_ASSERT_EQUAL(sbx_code_check(SBX_RUNTIME_C, cut, NULL, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "malformed"));
+	unlink(cut);
+}
+
 NEMO_SUITE(sandbox_spec, NULL, NULL, {"defaults", test_spec_defaults},
+	   {"code checked without loading it", test_code_check},
 	   {"every field parses", test_spec_full},
 	   {"each error names the field", test_spec_errors_name_the_field},
 	   {"from a file", test_spec_file})
@@ -337,11 +382,17 @@ static void test_namespaces(void)
 static void test_identity_caps_nnp_seccomp(void)
 {
 	struct sbx_sandbox *sb = probe();
-	char out[2048];
+	char out[2048], want[64];
+	uid_t uid = 0;
 
 	CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
-	/* the function is PID 1 of its own PID namespace, as nobody */
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "pid=1 uid=65534 gid=65534"));
+	/* the function is PID 1 of its own PID namespace, as its function's own uid and gid */
+	CU_ASSERT_EQUAL(sbx_host_function_uid(host, sbx_spec_of(sb)->name, &uid), 0);
+	CU_ASSERT(uid >= 200000 && uid < 200000 + 65536);
+	snprintf(want, sizeof(want), "pid=1 uid=%u gid=%u", (unsigned)uid, (unsigned)uid);
+	if (!strstr(out, want))
+		printf("\n  wanted '%s' in: %.200s\n", want, out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "hostname=nemo-"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapEff:\t0000000000000000"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapPrm:\t0000000000000000"));
@@ -759,6 +810,9 @@ static void test_hostile_back_to_back(void)
 		{"forkbomb", SBX_OK, "then fork failed: Resource temporarily unavailable"},
 		{"net", SBX_OK, "inet connect: Network is unreachable"},
 		{"write_root", SBX_OK, "create /: Read-only file system"},
+		{"aborts", SBX_ERR_CRASHED, "killed by signal 6 (Aborted)"},
+		{"huge_length", SBX_ERR_RESPONSE_TOO_LARGE,
+		 "response of 4294967301 bytes is over the limit of 1048576 bytes"},
 	};
 	struct sbx_sandbox *bystander = start(&echo);
 
@@ -781,7 +835,7 @@ static void test_hostile_back_to_back(void)
 			       cases[i].says);
 		CU_ASSERT_EQUAL(st, cases[i].status);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].says));
-		if (cases[i].status != SBX_OK)
+		if (cases[i].status != SBX_OK && cases[i].status != SBX_ERR_RESPONSE_TOO_LARGE)
 			CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_DEAD);
 		if (!strcmp(cases[i].handler, "forkbomb")) {
 			int forked = 0;
@@ -1171,3 +1225,286 @@ NEMO_SUITE(sandbox_pool, suite_setup, suite_teardown,
 	    test_pool_freeze_core},
 	   {"a frozen idle instance expires; an acquired one waits for the thaw",
 	    test_pool_frozen_expiry_and_acquired})
+
+/* ---- sandbox_tenants: what one function can do to another's ---- */
+
+struct nap_call {
+	struct sbx_sandbox *sb;
+	enum sbx_status status;
+	char out[256];
+};
+
+static void *nap_thread(void *arg)
+{
+	struct nap_call *c = arg;
+
+	c->status = call(c->sb, "0.6", c->out, sizeof(c->out));
+	return NULL;
+}
+
+/*
+ * A python function calls os.kill(0, 9) and os.kill(-1, 9) while another function's call is in
+ * flight: the neighbour answers. Both run in their own session and as their own uid.
+ */
+static void test_kill_group_spares_neighbour(void)
+{
+	struct sbx_spec a = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "kill_group");
+	struct sbx_spec b = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
+	struct nap_call nb = {0};
+	struct sbx_sandbox *sa, *sb;
+	pthread_t t;
+	char out[256];
+	uid_t ua = 0, ub = 0;
+
+	b.timeout_ms = 5000;
+	sa = start(&a);
+	sb = start(&b);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(host, a.name, &ua), 0);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(host, b.name, &ub), 0);
+	CU_ASSERT_NOT_EQUAL(ua, ub);
+	CU_ASSERT_NOT_EQUAL(getpgid(sbx_pid(sa)), getpgid(0));
+	CU_ASSERT_NOT_EQUAL(getpgid(sbx_pid(sa)), getpgid(sbx_pid(sb)));
+	CU_ASSERT_EQUAL(getsid(sbx_pid(sa)), sbx_pid(sa));
+	nb.sb = sb;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, nap_thread, &nb), 0);
+	test_msleep(150); /* the neighbour's call is in flight */
+	CU_ASSERT_EQUAL(call(sa, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "still here");
+	pthread_join(t, NULL);
+	if (nb.status != SBX_OK)
+		printf("\n  neighbour: %s %s\n", sbx_status_name(nb.status), nb.out);
+	CU_ASSERT_EQUAL(nb.status, SBX_OK);
+	CU_ASSERT_STRING_EQUAL(nb.out, "rested");
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
+	CU_ASSERT_EQUAL(call(sb, "0", out, sizeof(out)), SBX_OK);
+	sbx_destroy(sa);
+	sbx_destroy(sb);
+}
+
+/* A copy of test-tenant.py at dir/name with a marker line appended. */
+static void tenant_code(const char *dir, const char *name, const char *marker, char *path,
+			size_t len)
+{
+	char src[512], *text, *with;
+	size_t n;
+
+	fn_path(src, sizeof(src), "test-tenant.py");
+	text = test_read_file(src, &n);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	with = malloc(n + 128);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(with);
+	snprintf(with, n + 128, "%s\nMARKER = \"%s\"\n", text, marker);
+	snprintf(path, len, "%s/%s", dir, name);
+	CU_ASSERT_EQUAL(test_write_text(path, with), 0);
+	free(with);
+	free(text);
+}
+
+/*
+ * Function A searches everything it can see for function B's secret env value, B's code
+ * (its file name and a marker in it) and B's spec: none is there, nor the host's /etc/passwd,
+ * /var/lib/nemo, /home or /root. Its own code is (the search works).
+ */
+static void test_private_root_hides_neighbour(void)
+{
+	char dir[64], bdir[128], adir[128], apath[256], bpath[256], spec[256], secret[64];
+	char amark[64], bmark[64], aname[64], bname[64], req[512], cmd[160];
+	struct sbx_spec a, b;
+	struct sbx_sandbox *sa, *sb;
+	struct sbx_result r = {0};
+
+	snprintf(dir, sizeof(dir), "/var/tmp/nemo-tenants-%d", getpid());
+	snprintf(adir, sizeof(adir), "%s/a", dir);
+	snprintf(bdir, sizeof(bdir), "%s/b", dir);
+	CU_ASSERT_FATAL(mkdir(dir, 0755) == 0 && mkdir(adir, 0755) == 0 && mkdir(bdir, 0755) == 0);
+	snprintf(secret, sizeof(secret), "b-secret-%d-%ld", getpid(), (long)time(NULL));
+	snprintf(amark, sizeof(amark), "a-code-marker-%d", getpid());
+	snprintf(bmark, sizeof(bmark), "b-code-marker-%d", getpid());
+	snprintf(aname, sizeof(aname), "tenant_a_%d.py", getpid());
+	snprintf(bname, sizeof(bname), "tenant_b_%d.py", getpid());
+	tenant_code(adir, aname, amark, apath, sizeof(apath));
+	tenant_code(bdir, bname, bmark, bpath, sizeof(bpath));
+	/* B's spec beside its code, as a store keeps it, with the secret in it */
+	snprintf(spec, sizeof(spec), "%s/spec.json", bdir);
+	snprintf(req, sizeof(req), "{\"env\": {\"SECRET\": \"%s\"}}", secret);
+	CU_ASSERT_EQUAL(test_write_text(spec, req), 0);
+
+	sbx_spec_defaults(&a);
+	snprintf(a.name, sizeof(a.name), "tenant-a");
+	a.runtime = SBX_RUNTIME_PYTHON;
+	snprintf(a.code, sizeof(a.code), "%s", apath);
+	snprintf(a.handler, sizeof(a.handler), "search");
+	a.timeout_ms = 60000;
+	b = a;
+	snprintf(b.name, sizeof(b.name), "tenant-b");
+	snprintf(b.code, sizeof(b.code), "%s", bpath);
+	snprintf(b.handler, sizeof(b.handler), "nap");
+	b.n_env = 1;
+	snprintf(b.env[0], sizeof(b.env[0]), "SECRET=%s", secret);
+	sb = start(&b); /* alive while A looks: its /proc and environ would show */
+	sa = start(&a);
+	snprintf(req, sizeof(req), "{\"needles\": [\"%s\", \"%s\", \"%s\", \"%s\"]}", secret, bmark,
+		 bname, amark);
+	CU_ASSERT_EQUAL(sbx_invoke(sa, req, strlen(req), &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	if (r.status == SBX_OK) {
+		char want[160];
+
+		printf("\n  A's view: %.*s\n", (int)r.response_len, (char *)r.response);
+		/* the one hit: A's own code, under /code */
+		snprintf(want, sizeof(want), "\"found\": [\"/code/%s\"]", aname);
+		CU_ASSERT_PTR_NOT_NULL(strstr((char *)r.response, want));
+		CU_ASSERT_PTR_NULL(strstr((char *)r.response, secret));
+		CU_ASSERT_PTR_NOT_NULL(strstr((char *)r.response, "\"host_paths_seen\": []"));
+	} else {
+		printf("\n  search failed: %s\n", r.message);
+	}
+	sbx_result_release(&r);
+	sbx_destroy(sa);
+	sbx_destroy(sb);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/* CPU time of a core's harvest cgroup, ns (this suite's sandboxes only). */
+static uint64_t core_usage_ns(int core)
+{
+	bool v2 = sbx_cgroup_detect(NULL, 0) == SBX_CGROUP_V2;
+	char dir[512], path[600], line[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	CU_ASSERT_EQUAL(sbx_host_core_cgroup(host, core, v2 ? "cpu" : "cpuacct", dir, sizeof(dir)),
+			0);
+	snprintf(path, sizeof(path), "%s/%s", dir, v2 ? "cpu.stat" : "cpuacct.usage");
+	f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (!v2 && sscanf(line, "%llu", &v) == 1)
+			break;
+		if (v2 && sscanf(line, "usage_usec %llu", &v) == 1) {
+			v *= 1000;
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+/*
+ * A call that leaves a spinning process behind answers 200, and the process is gone with the
+ * call: the core's CPU time stops growing (before, it kept 54-98 % of the core). C and python.
+ */
+static void test_background_killed_at_return(void)
+{
+	struct sbx_spec specs[2] = {make_spec(SBX_RUNTIME_C, "test-hostile.so", "background_spin"),
+				    make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "background")};
+	struct sbx_spec spin = make_spec(SBX_RUNTIME_C, "test-hostile.so", "spin");
+	int core = sbx_host_n_cores(host) > 1 ? 1 : 0;
+	struct sbx_sandbox *ctl;
+	uint64_t c0, c1;
+	char msg[256];
+
+	/* the measure sees a spinner: a call that spins 300 ms until its timeout (at the default
+	 * weight: the lowest would leave it next to nothing on a busy machine) */
+	CU_ASSERT_EQUAL(sbx_cgroup_core_idle(host, core, false), 0);
+	spin.timeout_ms = 300;
+	ctl = sbx_create(host, &spin, core);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctl);
+	CU_ASSERT_EQUAL_FATAL(sbx_init(ctl, msg, sizeof(msg)), 0);
+	c0 = core_usage_ns(core);
+	CU_ASSERT_EQUAL(call(ctl, "", msg, sizeof(msg)), SBX_ERR_TIMEOUT);
+	c1 = core_usage_ns(core);
+	sbx_destroy(ctl);
+	printf("\n  control: a call spinning until its 300 ms timeout used %.1f ms",
+	       (double)(c1 - c0) / 1e6);
+	/* on a loaded machine the spinner's share is small, but it is seen */
+	CU_ASSERT(c1 - c0 > 1000000ull);
+	for (int i = 0; i < 2; i++) {
+		char err[SBX_MSG_MAX], out[256], dir[512], path[600];
+		struct sbx_sandbox *sb = sbx_create(host, &specs[i], core);
+		uint64_t u0, u1;
+		int tasks = -1;
+		FILE *f;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+		CU_ASSERT_EQUAL_FATAL(sbx_init(sb, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "spinning"));
+		test_msleep(50);
+		u0 = core_usage_ns(core);
+		test_msleep(500);
+		u1 = core_usage_ns(core);
+		printf("\n  %s: after the call, the sandbox used %.1f ms of CPU in 500 ms",
+		       sbx_runtime_name(specs[i].runtime), (double)(u1 - u0) / 1e6);
+		/* a spinner left behind would run at the control's rate: allow a tenth of it */
+		CU_ASSERT((u1 - u0) * 300 < (c1 - c0) * 500 / 10);
+		/* nothing but the runtime is left: one task in the sandbox's pids cgroup */
+		CU_ASSERT_EQUAL(sbx_sandbox_cgroup(sb, "pids", dir, sizeof(dir)), 0);
+		snprintf(path, sizeof(path), "%s/pids.current", dir);
+		f = fopen(path, "r");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		CU_ASSERT(fscanf(f, "%d", &tasks) == 1);
+		fclose(f);
+		CU_ASSERT_EQUAL(tasks, 1);
+		/* and the instance goes on serving */
+		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+		sbx_destroy(sb);
+	}
+	sbx_cgroup_core_idle(host, core, true);
+}
+
+/*
+ * The uid range: one uid per function, the same at every ask, never shared; exhausted, the
+ * next function is refused with ENOSPC; a range that overflows or holds a system user is
+ * refused at host start.
+ */
+static void test_uid_range(void)
+{
+	struct sbx_host_config cfg = {0};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	char small[80];
+	struct sbx_host *h;
+	uid_t a = 0, a2 = 0, b = 0, c = 0;
+
+	snprintf(small, sizeof(small), "%s-uids", root);
+	cfg.cgroup_root = small;
+	cfg.uid_base = 400000;
+	cfg.uid_count = 2;
+	h = sbx_host_new(&cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "alpha", &a), 0);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "beta", &b), 0);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "alpha", &a2), 0);
+	CU_ASSERT_EQUAL(a, a2);
+	CU_ASSERT_NOT_EQUAL(a, b);
+	CU_ASSERT(a >= 400000 && a < 400002 && b >= 400000 && b < 400002);
+	CU_ASSERT_EQUAL(sbx_host_function_uid(h, "gamma", &c), -ENOSPC);
+	/* a sandbox of a third function is refused, naming why */
+	snprintf(s.name, sizeof(s.name), "gamma");
+	errno = 0;
+	CU_ASSERT_PTR_NULL(sbx_create(h, &s, 0));
+	CU_ASSERT_EQUAL(errno, ENOSPC);
+	sbx_host_destroy(h);
+
+	cfg.uid_base = UINT32_MAX - 10;
+	cfg.uid_count = 100;
+	errno = 0;
+	CU_ASSERT_PTR_NULL(sbx_host_new(&cfg));
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	/* 65534 is nobody in every Debian /etc/passwd */
+	cfg.uid_base = 65000;
+	cfg.uid_count = 1000;
+	errno = 0;
+	CU_ASSERT_PTR_NULL(sbx_host_new(&cfg));
+	CU_ASSERT_EQUAL(errno, EEXIST);
+}
+
+NEMO_SUITE(sandbox_tenants, suite_setup, suite_teardown,
+	   {"a uid per function from a checked range", test_uid_range},
+	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
+	    test_kill_group_spares_neighbour},
+	   {"a private root: a function finds nothing of another's, nor the host's",
+	    test_private_root_hides_neighbour},
+	   {"processes a call leaves behind are killed when it returns",
+	    test_background_killed_at_return})

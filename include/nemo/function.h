@@ -24,8 +24,10 @@
  * also point resp->data at the function's own memory, valid until the next call. An optional
  * `int nemo_init(void)` is called once when the code is loaded; non-zero fails the init.
  * Requests are served one at a time on one thread; the function may start threads itself.
- * It runs as an unprivileged user with a read-only filesystem, a writable /tmp and no
- * network.
+ * A response longer than max_payload_bytes is an error naming its length. It runs as its
+ * function's own unprivileged user in a private read-only root (/usr, its code at
+ * /code/<file>), with a writable /tmp and no network. Processes it starts are killed when
+ * its call returns. abort() is reported as signal 6.
  */
 
 #define NEMO_FUNCTION_ABI_VERSION 1
@@ -67,10 +69,17 @@ enum nemo_frame_type {
 	NEMO_FRAME_RESPONSE = 5,   /* function -> platform: its response */
 };
 
+/*
+ * RESPONSE from nemo's C runtime: the handler set resp->len over max_payload_bytes; nothing
+ * of it is sent, the payload is that length as a uint64_t (checked in full width, never
+ * truncated to the frame's 32 bits).
+ */
+#define NEMO_FRAME_F_TOO_LARGE 0x1
+
 struct nemo_frame_hdr {
 	uint32_t magic;	 /* NEMO_FRAME_MAGIC */
 	uint16_t type;	 /* enum nemo_frame_type */
-	uint16_t flags;	 /* 0 */
+	uint16_t flags;	 /* 0, or NEMO_FRAME_F_* */
 	uint32_t len;	 /* payload bytes that follow */
 	uint32_t status; /* RESPONSE: 0 ok, else function error */
 };

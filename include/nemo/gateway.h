@@ -74,6 +74,11 @@ struct gw_config {
 	uint32_t drain_timeout_ms; /* SIGTERM: in-flight invocations get this long */
 	bool journal_sync; /* answer only once the activation's record is durable (fdatasync) */
 	char cgroup_root[64];
+	/* sandbox.uid_base, sandbox.uid_count: the functions' uids (sbx_host_config) [0: its
+	 * defaults] */
+	struct {
+		uint32_t uid_base, uid_count;
+	} sandbox;
 	int keepalive_policy; /* 0 ttl, 1 greedy_dual */
 	uint64_t keepalive_ttl_s;
 	uint64_t memory_budget_mb;

@@ -10,9 +10,10 @@
 #include "nemo/cgroup.h"
 
 /*
- * A sandbox is one instance of one function: a process tree in new PID, mount, IPC, UTS and
- * network namespaces, with a read-only view of the filesystem and a private /tmp, running as
- * an unprivileged uid with no capabilities, no_new_privs, a seccomp filter and rlimits, inside
+ * A sandbox is one instance of one function: a process tree in its own session and new PID,
+ * mount, IPC, UTS and network namespaces, with a private read-only root (/usr, the runtime,
+ * its own code; private /proc, /tmp, /dev/shm and a few device nodes), running as its
+ * function's own unprivileged uid with no capabilities, no_new_privs, a seccomp filter and rlimits, inside
  * its own cgroup (memory, pids, freezer) under a per-core parent cgroup (cpuset, cpu weight).
  *
  * Lifecycle (enum sbx_state):
@@ -96,6 +97,16 @@ int sbx_spec_parse(const char *json, size_t len, const char *origin, struct sbx_
 /* The same, from a file. Returns 0, -EINVAL, -ENOENT/-EACCES (cannot read) or -ENOMEM. */
 int sbx_spec_load(const char *file, struct sbx_spec *spec, char *err, size_t errlen);
 
+/*
+ * Is `path` usable as code of `runtime` (enum sbx_runtime), checked without loading or running
+ * it. c: an ELF shared object of this machine whose dynamic symbol table (.dynsym, .dynstr)
+ * defines `handler` (NULL or "": "handle") as an exported function; python: a file or a
+ * folder; exec: an executable regular file. Returns 0, -ENOEXEC (err names the file and what
+ * is wrong, such as "handler 'handle' not found in f.so (...)"), -EINVAL or the -errno of
+ * stat/open. `err` may be NULL. Thread-safe; nemo's C runtime uses it before dlopen.
+ */
+int sbx_code_check(int runtime, const char *path, const char *handler, char *err, size_t errlen);
+
 /* Names for messages and APIs: "c", "python", "exec". */
 const char *sbx_runtime_name(int runtime);
 
@@ -114,8 +125,16 @@ struct sbx_host_config {
 	/* python interpreter, resolved once here [the first of /usr/bin/python3.11,
 	 * /usr/bin/python3 that is an ELF binary] */
 	const char *python_path;
-	uid_t uid; /* unprivileged identity inside sandboxes [65534] */
-	gid_t gid; /* [65534] */
+	/*
+	 * Each function runs as its own unprivileged uid (and gid of the same number) from
+	 * [uid_base, uid_base + uid_count): instances of a function share it, two functions
+	 * never do. The range must not overflow uid_t nor hold a user or group of /etc/passwd,
+	 * /etc/group. A function's uid is its name's hash in the range, probed linearly past the
+	 * uids other functions hold: stable for the host's life, and across restarts unless
+	 * names collided [200000, 65536].
+	 */
+	uint32_t uid_base;
+	uint32_t uid_count;
 	/*
 	 * false [default]: sandboxes share one empty network namespace made at host setup
 	 * (setns, no per-sandbox netns cost; unix sockets are denied by seccomp so tenants
@@ -148,6 +167,14 @@ int sbx_host_n_cores(const struct sbx_host *host);
 
 /* The python interpreter the host resolved. */
 const char *sbx_host_python(const struct sbx_host *host);
+
+/*
+ * The uid (and gid) that function `name`'s sandboxes run as on this host, assigned at its
+ * first call: the same for the host's whole life, never another function's (see
+ * sbx_host_config.uid_base). Returns 0, or -ENOSPC when every uid of the range belongs to
+ * another function (logged, naming the range). Thread-safe.
+ */
+int sbx_host_function_uid(struct sbx_host *host, const char *name, uid_t *uid);
 
 /* Number of sandboxes alive on this host. Thread-safe. */
 int sbx_host_n_sandboxes(struct sbx_host *host);

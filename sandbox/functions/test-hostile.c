@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -129,5 +130,45 @@ int write_root(const struct nemo_request *req, struct nemo_response *resp)
 		return 0;
 	}
 	REPLY(resp, "create /: %s; write /etc: %s", strerror(e1), strerror(e2));
+	return 0;
+}
+
+/* abort(): the caller must read signal 6, not a segfault. */
+int aborts(const struct nemo_request *req, struct nemo_response *resp)
+{
+	(void)req, (void)resp;
+	abort();
+}
+
+/* A response length past 32 bits: 4 GiB + 5 over a 5-byte buffer. */
+int huge_length(const struct nemo_request *req, struct nemo_response *resp)
+{
+	static char five[5] = "hello";
+
+	(void)req;
+	resp->data = five;
+	resp->len = (4ull << 30) + 5;
+	return 0;
+}
+
+/* Leave a spinning process behind and return at once. */
+int background_spin(const struct nemo_request *req, struct nemo_response *resp)
+{
+	pid_t pid = fork();
+
+	(void)req;
+	if (pid == 0)
+		for (volatile unsigned long i = 0;; i++)
+			;
+	REPLY(resp, "left pid %d spinning", (int)pid);
+	return 0;
+}
+
+/* Signal the own process group, then every process it may signal: kill(0, 9), kill(-1, 9). */
+int kill_group(const struct nemo_request *req, struct nemo_response *resp)
+{
+	(void)req, (void)resp;
+	kill(-1, SIGKILL);
+	kill(0, SIGKILL);
 	return 0;
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "nemo/function.h"
+#include "nemo/sandbox.h"
 #include "nemo/version.h"
 
 /*
@@ -44,10 +45,14 @@ static uint32_t max_payload;
 static uint8_t *req_buf; /* header + max_payload */
 static uint8_t *resp_buf;
 
-static int send_frame(int fd, uint16_t type, uint32_t status, const void *data, uint32_t len)
+static int send_frame_flags(int fd, uint16_t type, uint16_t flags, uint32_t status,
+			    const void *data, uint32_t len)
 {
-	struct nemo_frame_hdr hdr = {
-		.magic = NEMO_FRAME_MAGIC, .type = type, .len = len, .status = status};
+	struct nemo_frame_hdr hdr = {.magic = NEMO_FRAME_MAGIC,
+				     .type = type,
+				     .flags = flags,
+				     .len = len,
+				     .status = status};
 	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {(void *)data, len}};
 	size_t left = sizeof(hdr) + len;
 	struct iovec *v = iov;
@@ -73,6 +78,11 @@ static int send_frame(int fd, uint16_t type, uint32_t status, const void *data, 
 		}
 	}
 	return 0;
+}
+
+static int send_frame(int fd, uint16_t type, uint32_t status, const void *data, uint32_t len)
+{
+	return send_frame_flags(fd, type, 0, status, data, len);
 }
 
 static void __attribute__((format(printf, 1, 2))) init_error(const char *fmt, ...)
@@ -166,6 +176,10 @@ static void confine(uid_t uid, gid_t gid, uint32_t memory_mb)
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL)
 		exit(6);
 	if (setresuid(uid, uid, uid))
+		exit(6);
+	/* a change of credentials cleared the parent-death signal set at the clone: set it
+	 * again, so nemod's death still kills us (a death in between closes fd 3: we exit) */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))
 		exit(6);
 	/* inheritable too: nothing may come back through exec */
 	if (syscall(SYS_capset, &caphdr, capdata))
@@ -270,13 +284,42 @@ static size_t logs_take(size_t room)
 	return used;
 }
 
+/*
+ * The call returned: kill every process of the sandbox but us (PID 1 of its namespace, which
+ * kill(-1) never reaches), so nothing a call started keeps running on the core between calls,
+ * and reap them (every process of the namespace is our descendant, an orphan our child). The
+ * kill is repeated until none is left: one forked in between is caught by the next round.
+ */
+static void end_of_call(void)
+{
+	while (kill(-1, SIGKILL) == 0)
+		if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+			break;
+}
+
+/* PID 1 ignores the signals it sends itself with the default action: abort() would end in
+ * a SIGSEGV. Report it as what it is, 128 + SIGABRT (the platform reads signal 6). */
+static void on_abort(int sig)
+{
+	_exit(128 + sig);
+}
+
 /* ---- runtime c ---- */
 
 static void serve_c(const char *code, const char *handler)
 {
+	struct sigaction sa = {.sa_handler = on_abort};
 	nemo_handler_fn fn;
 	nemo_init_fn init;
-	void *dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
+	char why[512];
+	void *dl;
+
+	sigaction(SIGABRT, &sa, NULL);
+	/* the same check as at deploy, before any of the code's constructors run */
+	if (sbx_code_check(0, code, handler, why, sizeof(why)) == -ENOEXEC &&
+	    strstr(why, "handler '"))
+		init_error("%s", why);
+	dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
 
 	if (!dl)
 		init_error("code does not load: %s", dlerror());
@@ -306,7 +349,18 @@ static void serve_c(const char *code, const char *handler)
 		if (hdr.type != NEMO_FRAME_REQUEST)
 			exit(3);
 		rc = fn(&req, &resp);
-		if (log_fd >= 0 && resp.len <= max_payload) {
+		end_of_call();
+		if (resp.len > max_payload) {
+			uint64_t len = resp.len;
+
+			if (log_fd >= 0)
+				logs_take(0);
+			if (send_frame_flags(CTL_FD, NEMO_FRAME_RESPONSE, NEMO_FRAME_F_TOO_LARGE,
+					     (uint32_t)rc, &len, sizeof(len)))
+				exit(0);
+			continue;
+		}
+		if (log_fd >= 0) {
 			/* the platform splits the lines off: 4-byte length, lines, response */
 			size_t used = logs_take(max_payload - resp.len);
 
@@ -314,7 +368,6 @@ static void serve_c(const char *code, const char *handler)
 			resp.data = log_buf;
 			resp.len += 4 + used;
 		}
-		/* a length past the buffer is sent as is: the platform rejects it as too large */
 		if (send_frame(CTL_FD, NEMO_FRAME_RESPONSE, (uint32_t)rc, resp.data,
 			       (uint32_t)resp.len))
 			exit(0);
@@ -481,9 +534,8 @@ static void serve_exec_per_request(const char *code)
 		rc = pump(in[1], out[0], req_buf + sizeof(hdr), hdr.len, &out_len);
 		close(out[0]);
 		waitpid(child, &status, 0);
-		/* orphans of the request were reparented to us */
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
+		/* orphans of the request were reparented to us: none outlives it */
+		end_of_call();
 		if (rc == -EMSGSIZE) {
 			char msg[128];
 			int n = snprintf(msg, sizeof(msg), "output over the limit of %u bytes",

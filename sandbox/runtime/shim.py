@@ -116,6 +116,20 @@ def load(code, handler):
     return fn
 
 
+def end_of_call():
+    """Kill every process the call left (kill(-1) from PID 1 spares PID 1) and reap them,
+    until none is left (one forked in between is caught by the next round)."""
+    while True:
+        try:
+            os.kill(-1, 9)
+        except OSError:
+            return
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def call_dict(fn, req):
     """OpenWhisk's convention: a JSON object in, a dict out, sent back as JSON."""
     args = json.loads(req) if req.strip() else {}
@@ -169,6 +183,7 @@ def main():
             status = 1
             msg = "%s: %s" % (type(e).__name__, e)
             out = (json.dumps({"error": msg}) if dict_style else msg).encode()[:4096]
+        end_of_call()
         if sink is not None:
             sys.stdout.flush_part()
             sys.stderr.flush_part()
