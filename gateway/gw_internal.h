@@ -258,13 +258,12 @@ enum gw_act_status gw_act_status_of(enum sbx_status s);
  * leaves the old or the new function, never half of one.
  */
 /*
- * Modes in the store. The root is not listable by anyone but nemod (0711): other tenants
- * cannot learn names, and each spec.json (env secrets) is 0600. Code folders stay 0755 and
- * code 0755 while sandboxes read their code through the host's path as their own uid; once
- * the sandbox's private root binds each function's version folder in as root, the root goes
- * to 0700 and nothing under it needs to be readable by others.
+ * Modes in the store. Only nemod (root) enters it: a sandbox sees its own code through a
+ * bind mount in its private root, never the store's path, so the root is 0700 and each
+ * spec.json (env secrets) 0600. The code itself stays readable by the function's own uid,
+ * which is harmless now that no other sandbox can see it.
  */
-#define GW_STORE_ROOT_MODE 0711
+#define GW_STORE_ROOT_MODE 0700
 #define GW_STORE_DIR_MODE  0755
 #define GW_STORE_CODE_MODE 0755
 int gw_store_init(const char *dir);

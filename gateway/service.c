@@ -479,6 +479,17 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 			goto out;
 	}
 	snprintf(fn->spec.code, sizeof(fn->spec.code), "%s", code_path);
+	{
+		/* a .so without its handler is refused now, not at its first call; nothing loads */
+		char why[256];
+
+		rc = sbx_code_check(fn->spec.runtime, fn->spec.code, fn->spec.handler, why,
+				    sizeof(why));
+		if (rc) {
+			rc = fail(err, errlen, -EINVAL, "key 'code': %s", why);
+			goto out;
+		}
+	}
 	cJSON_DeleteItemFromObjectCaseSensitive(req->doc, "name");
 	cJSON_DeleteItemFromObjectCaseSensitive(req->doc, "code");
 	cJSON_AddStringToObject(req->doc, "name", req->name);

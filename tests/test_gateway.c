@@ -429,6 +429,17 @@ static void test_bad_base64(void)
 	       "exactly one");
 }
 
+/* A shared object without the handler it names is refused at deploy, before any call. */
+static void test_missing_handler_refused(void)
+{
+	char *body = deploy_body("echo.so", "no_such_handler", NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	expect("PUT", ACT "/f5", TOKEN, body, 400, "handler 'no_such_handler' not found");
+	free(body);
+	expect("GET", ACT "/f5", TOKEN, NULL, 404, "not deployed");
+}
+
 static void test_oversized_body(void)
 {
 	size_t n = 100000;
@@ -895,6 +906,7 @@ NEMO_SUITE(gateway_api, api_setup, env_teardown,
 	   {"malformed JSON is 400", test_malformed_json},
 	   {"spec with wrong types is 400 naming the field", test_spec_wrong_types},
 	   {"code that is not base64 is 400", test_bad_base64},
+	   {"a .so without its handler is 400 at deploy", test_missing_handler_refused},
 	   {"oversized bodies are 413", test_oversized_body},
 	   {"unknown routes 404, methods 405", test_unknown_routes_and_methods},
 	   {"path traversal in names and code paths is 400", test_path_traversal},
