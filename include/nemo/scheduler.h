@@ -300,7 +300,7 @@ double sched_harvest_ratio(uint64_t harvested_ns, uint64_t spare_cycles, uint64_
  */
 int sched_metrics_format(const struct sched_core_stats *cores, int n, char *buf, size_t len);
 
-/* ---- co-scheduler: nemod's harvest loop -------------------------------------------------- */
+/* ---- co-scheduler: arbitration of the cores the harvester's loop (hv_loop) hands over ----- */
 
 /*
  * The co-scheduler joins the pieces above into nemod's loop: it samples every NF core's
@@ -407,7 +407,8 @@ int sched_metrics_format_cosched(const struct sched_cosched_core *cores, int n, 
 struct sched_cosched;
 
 /*
- * Start the loop thread (and the pre-warm thread). Channels need not exist yet; a core a
+ * Start the harvester's loop (hv_loop_new: its window and pre-warm threads) feeding this
+ * arbiter. Channels need not exist yet; a core a
  * channel names that is not online is logged (naming it) and left out. Returns NULL with
  * errno EINVAL (bad config, logged) or ENOMEM.
  */
