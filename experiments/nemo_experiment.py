@@ -1478,10 +1478,15 @@ def live(a):
                       for p in ("cold", "warm", "prewarmed")},
             "p50": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 50),
             "p99": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 99),
-            # the 10/s calls' own CPU: what demand asked of the spare
-            "demand_s": sum((x.get("run_ms") or 0) + ((x.get("init_us") or 0) +
-                                                      (x.get("create_us") or 0)) / 1e3
-                            for x in ok) / 1e3,
+            # the 10/s calls' own CPU, what demand asked of the spare: per function, its calls
+            # times the median of run + create + init (a median, because a run stretched by
+            # waiting for the CPU is wall time, not CPU the call used)
+            "demand_s": sum(
+                len(xs) * (pct([(x.get("run_ms") or 0) + ((x.get("init_us") or 0) +
+                                                        (x.get("create_us") or 0)) / 1e3
+                                for x in xs], 50) or 0)
+                for xs in ([x for x in ok if x.get("function") == fn]
+                           for fn in {x.get("function") for x in ok})) / 1e3,
             "calls": ok, "stream": [x for x in srecs if x.get("status") == "success"],
             "stream_all": len(srecs), "stream_clients": a.stream_clients}
     finally:
@@ -1517,9 +1522,10 @@ def write_run_summary(out, s, cpu):
     if s["spare_s"] > 0:
         need = s["demand_s"] / s["spare_s"]
         lines.append(
-            "what bounds the harvest: the ~10 calls/s asked for %.2f s of CPU (run + create + "
-            "init), %.1f %% of the spare; a harvest_ratio near that share means demand, not nemo, "
-            "set it (the spare is there for more calls)" % (s["demand_s"], 100 * need))
+            "what bounds the harvest: the ~10 calls/s asked for about %.2f s of CPU (each "
+            "function's median run + create + init times its calls), %.1f %% of the spare; "
+            "alone they could harvest no more than that share: demand, not nemo, bounds it "
+            "(the spare is there for more calls)" % (s["demand_s"], 100 * need))
     if s["stream_clients"]:
         st = s["stream"]
         lines.append(
@@ -1543,8 +1549,8 @@ def write_run_summary(out, s, cpu):
              fmt(pct([x["run_ms"] for x in calls if x.get("run_ms") is not None], 99))))
         if queued:
             lines.append(
-                "queued, not slow: %d calls waited over 100 ms for a core (the NF held it "
-                "through a high-load step, and nemo gave it back first); their queue wait p50 "
+                "queued, not slow: %d calls waited over 100 ms for a core (the NF had it, as "
+                "through the 8 Mpps step, and nemo gives it back first); their queue wait p50 "
                 "%s ms, max %s ms, their run p50 %s ms" %
                 (len(queued), fmt(pct([(x.get("queue_us") or 0) / 1e3 for x in queued], 50)),
                  fmt(max((x.get("queue_us") or 0) / 1e3 for x in queued)),
