@@ -2,12 +2,15 @@
 # run.sh - make run: the whole system for about a minute, then a clean stop and a summary.
 #
 # Usage: experiments/run.sh [--nf-config FILE] [--nemod-config FILE] [--duration SECONDS]
+#                           [--stream-clients N]
 # Starts nemo-nf on memif with nemo-gen driving a varying load, mosquitto, and nemod
 # (harvesting when this nemod has it) with the sample functions deployed, invokes them over
-# HTTP and MQTT, and prints one live line per second for the NF core: NF rate, busy, spare,
-# harvested (from cgroup accounting), warm instances, invocations and their start paths.
+# HTTP and MQTT beside a background stream of CPU-bound calls (N clients, default 2), and
+# prints one live line per second for the NF core: NF rate, busy, spare, harvested (from
+# cgroup accounting), warm instances, invocations and their start paths, stream calls done.
+# The summary says what bounds the harvest and shows queue wait apart from run time.
 # Logs and summary.md go to results/run-<time>/. experiments/run_nf.sh runs only NF + gen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,13p' "$0"; exit 0 ;; esac
 exec /usr/bin/python3 experiments/nemo_experiment.py live "$@"

@@ -1,4 +1,4 @@
-/* cosched.c - nemod's harvest loop: sample, predict, account, reclaim, throttle, pre-warm, place. */
+/* cosched.c - arbitration of the NF cores: account, reclaim, throttle, pre-warm, place. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -18,10 +18,8 @@
 #define CS_LOG		   "cosched"
 #define CS_MAX_CORES	   64
 #define CS_MAX_FNS	   64
-#define CS_HORIZON	   5 /* windows the spare prediction looks ahead */
 #define CS_COUNT_EVERY	   5 /* windows between two counts of threads and sandboxes */
 #define CS_IW_PERIOD	   10000
-#define CS_SLOW_S	   20.0 /* time constant of the slow arrival rate that keeps pre-warm targets */
 #define CS_IW_GUARD	   0.5 /* spare under which the interference watch's quota applies */
 #define CS_HK_EVERY_NS	   250000000ull	 /* /proc/stat counts in 10 ms ticks: sample it slowly */
 #define CS_HK_BUSY_WAIT_NS 2000000000ull /* longest extra wait for spare while hk is busy */
@@ -29,23 +27,16 @@
 
 struct cs_fn {
 	char name[64];
-	uint64_t arrivals; /* since the last forecast interval */
-	struct hv_demand demand;
-	double forecast;  /* invocations per second */
-	double rate_slow; /* arrivals per second, smoothed over CS_SLOW_S: on-off demand */
-	double run_ns;	  /* smoothed run time of one invocation */
-	double init_ns;	  /* smoothed create + init of a cold start */
-	uint32_t on_core[CS_MAX_CORES];
+	uint32_t on_core[CS_MAX_CORES]; /* instances started here: a warm one may be idle */
 };
 
 struct cs_core {
 	int cpu;
 	bool online; /* false: a channel named a CPU that is not there (logged once) */
 	bool cg_ok;
-	struct hv_predictor *pred;
 	struct sched_iwatch *iw;
+	bool iw_read_failed;
 	uint64_t generation;
-	uint64_t seen_seq;
 	uint64_t usage_prev;
 	bool usage_primed;
 	uint64_t iw_quota_us;  /* the quota written to the cgroup (0: none) */
@@ -57,7 +48,6 @@ struct cs_core {
 	 * for a slot that a finished one just freed, nor should a burst overshoot the cap.
 	 */
 	uint32_t placed_since, done_since;
-	bool floor_on;		       /* the NF lcore was asked for long sleeps */
 	int n_frozen;		       /* sandboxes the backend froze here on reclaim */
 	struct sched_cosched_core pub; /* what readers see, under cs->lock */
 } __attribute__((aligned(64)));
@@ -65,18 +55,15 @@ struct cs_core {
 struct sched_cosched {
 	struct sched_cosched_config cfg;
 	struct sched_cosched_backend be;
-	const struct hv_predictor_ops *pops;
-	struct hv_sampler *sampler;
+	struct hv_loop *loop; /* the harvester's: windows and pre-warm targets come from it */
 	struct sched_topology topo;
 	bool topo_ok;
-	pthread_t loop_thread, plan_thread;
-	bool plan_started;
 	atomic_bool stop;
 	pthread_mutex_t lock;	    /* cores[].pub, fns, n_cores */
 	pthread_cond_t window_cond; /* a window was processed: queued placements look again */
 	int n_cores;
 	struct cs_core *cores; /* CS_MAX_CORES, written by the loop thread only (pub: locked) */
-	struct sched_reclaim_core rc[CS_MAX_CORES];
+	struct sched_reclaim_core rc[CS_MAX_CORES]; /* the loop thread's */
 	int n_fns;
 	struct cs_fn fns[CS_MAX_FNS];
 	/* the housekeeping core's idle share (-1: not known yet), from /proc/stat */
@@ -180,11 +167,17 @@ static void core_iwatch(struct sched_cosched *cs, struct cs_core *c,
 	if (c->iw)
 		sched_iwatch_destroy(c->iw);
 	c->iw = sched_iwatch_new(smp->tid, &iwc);
+	c->iw_read_failed = false;
 	c->pub.iw_counters_open = 0;
 	c->pub.iw_counters[0] = '\0';
 	if (!c->iw)
 		return;
 	ctr = sched_iwatch_counters(c->iw, &n);
+	pthread_mutex_lock(&cs->lock);
+	c->pub.iw_n = n < SCHED_IW_COUNTERS ? n : SCHED_IW_COUNTERS;
+	memcpy(c->pub.iw_ctr, ctr, sizeof(ctr[0]) * (size_t)c->pub.iw_n);
+	c->pub.iw_read = false;
+	pthread_mutex_unlock(&cs->lock);
 	for (int i = 0; i < n; i++)
 		if (ctr[i].open && off < (int)sizeof(c->pub.iw_counters))
 			off += snprintf(c->pub.iw_counters + off, sizeof(c->pub.iw_counters) - off,
@@ -225,9 +218,6 @@ static struct cs_core *core_get(struct sched_cosched *cs, const struct hv_core_s
 		NEMO_ERR(CS_LOG, "cpu %d: no harvest cgroup for it: %s", c->cpu, strerror(-rc));
 		goto publish;
 	}
-	c->pred = cs->pops->create(NULL);
-	if (!c->pred)
-		goto publish;
 	c->cg_ok = true;
 	sbx_host_core_cgroup(cs->be.host, c->cpu, "cpu", path, sizeof(path));
 	NEMO_INFO(CS_LOG, "harvesting cpu %d (NF '%s' lcore %u) cgroup=%s policy=%s", c->cpu,
@@ -369,19 +359,17 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 	}
 }
 
-static void window(struct sched_cosched *cs, int idx, const struct hv_core_sample *smp)
+static void window(struct sched_cosched *cs, int idx, const struct hv_core_sample *smp, double pred)
 {
 	struct cs_core *c = &cs->cores[idx];
 	const struct hv_window *w = &smp->w;
 	uint64_t usage = 0, harvested = 0, hz = smp->tsc_hz ? smp->tsc_hz : 1;
 	struct sched_iwatch_report rep = {0};
-	double spare_ns = (double)w->spare * 1e9 / (double)hz, pred;
+	double spare_ns = (double)w->spare * 1e9 / (double)hz;
 	int count = -1;
-	bool counted = false;
+	bool counted = false, iw_read = false;
 	uint32_t total, runnable = c->pub.s.runnable;
 
-	cs->pops->observe(c->pred, w->spare_ratio);
-	pred = cs->pops->predict(c->pred, CS_HORIZON);
 	if (!sbx_cgroup_cpu_harvested(cs->be.host, c->cpu, &usage)) {
 		harvested = c->usage_primed && usage >= c->usage_prev ? usage - c->usage_prev : 0;
 		c->usage_prev = usage;
@@ -425,6 +413,11 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	if (c->windows++ % CS_COUNT_EVERY == 0) {
 		counted = !sbx_cgroup_core_threads(cs->be.host, c->cpu, &total, &runnable);
 		count = core_sandboxes(cs, c);
+		/* the perf counters it opened on the lcore: read, so /metrics shows them */
+		if (c->iw && !c->iw_read_failed) {
+			iw_read = !sched_iwatch_read(c->iw);
+			c->iw_read_failed = !iw_read; /* logged once by the watch; not again */
+		}
 	}
 	pthread_mutex_lock(&cs->lock);
 	c->pub.up = true;
@@ -445,6 +438,14 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	}
 	if (count >= 0)
 		c->pub.s.warm = (uint32_t)count;
+	if (iw_read) {
+		int n;
+		const struct sched_counter *ctr = sched_iwatch_counters(c->iw, &n);
+
+		c->pub.iw_n = n < SCHED_IW_COUNTERS ? n : SCHED_IW_COUNTERS;
+		memcpy(c->pub.iw_ctr, ctr, sizeof(ctr[0]) * (size_t)c->pub.iw_n);
+		c->pub.iw_read = true;
+	}
 	c->pub.s.throttled += rep.throttled;
 	pthread_mutex_unlock(&cs->lock);
 }
@@ -526,183 +527,110 @@ uint64_t sched_sleep_floor_ns(uint32_t floor_us, uint32_t budget_us, double spar
  * and withdrawn when they stop, so an NF with nothing beside it keeps its short sleeps and its
  * latency.
  */
-static void nf_sleep_floor(struct sched_cosched *cs, struct cs_core *c, uint32_t smp_idx)
+static int64_t nf_sleep_floor(struct sched_cosched *cs, struct cs_core *c)
 {
-	uint64_t lease_ns = 25ull * cs->cfg.period_ms * 1000000ull, floor_ns = 0;
+	uint64_t floor_ns = 0;
 	bool want;
 
 	if (!cs->cfg.nf_sleep_floor_us)
-		return;
+		return -1;
 	pthread_mutex_lock(&cs->lock);
 	want = !c->pub.reclaimed && (c->pub.s.harvested_ns > 0 || runnable_now(c) > 0);
 	if (want)
 		floor_ns = sched_sleep_floor_ns(cs->cfg.nf_sleep_floor_us,
 						cs->cfg.nf_delay_budget_us, c->pub.s.spare_pred);
+	c->pub.s.sleep_floor_us = (uint32_t)(floor_ns / 1000);
 	pthread_mutex_unlock(&cs->lock);
-	if (!want && !c->floor_on)
-		return;
-	if (!hv_sampler_set_sleep_floor(cs->sampler, smp_idx, floor_ns, lease_ns)) {
-		c->floor_on = want;
-		pthread_mutex_lock(&cs->lock);
-		c->pub.s.sleep_floor_us = (uint32_t)(floor_ns / 1000);
-		pthread_mutex_unlock(&cs->lock);
-	}
+	return (int64_t)floor_ns;
 }
 
-static void *loop_main(void *arg)
+/* ---- what the harvest loop hands over ------------------------------------------------------- */
+
+static int64_t on_core(void *arg, const struct hv_core_view *v)
 {
 	struct sched_cosched *cs = arg;
-	struct timespec next;
+	const struct hv_core_sample *smp = v->smp;
+	struct cs_core *c = core_get(cs, smp);
 
-	clock_gettime(CLOCK_MONOTONIC, &next);
-	while (!atomic_load(&cs->stop)) {
-		/* every core, fresh or not: a vanished NF shows as a core with no fresh window */
-		hv_sampler_sample(cs->sampler, nemo_now_ns());
-		hk_sample(cs, nemo_now_ns());
-		for (uint32_t i = 0; i < hv_sampler_nb_cores(cs->sampler); i++) {
-			const struct hv_core_sample *smp = hv_sampler_core(cs->sampler, i);
-			struct cs_core *c = smp ? core_get(cs, smp) : NULL;
-
-			if (!c || !c->online || !c->cg_ok)
-				continue;
-			if (smp->state != HV_CORE_UP) {
-				if (c->pub.up)
-					NEMO_WARN(CS_LOG,
-						  "cpu %d: NF '%s' is gone: no spare known, "
-						  "placing nothing there",
-						  c->cpu, smp->nf);
-				release_gone(cs, c);
-				continue;
-			}
-			if (smp->generation != c->generation) {
-				c->generation = smp->generation;
-				core_iwatch(cs, c, smp);
-			}
-			if (smp->window_seq == c->seen_seq)
-				continue;
-			c->seen_seq = smp->window_seq;
-			window(cs, (int)(c - cs->cores), smp);
-			nf_sleep_floor(cs, c, i);
-		}
-		pthread_mutex_lock(&cs->lock);
-		pthread_cond_broadcast(&cs->window_cond);
-		pthread_mutex_unlock(&cs->lock);
-		nemo_timespec_add_ns(&next, (uint64_t)cs->cfg.period_ms * 1000000ull);
-		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+	if (!c || !c->online || !c->cg_ok)
+		return -1;
+	if (smp->state != HV_CORE_UP) {
+		if (c->pub.up)
+			NEMO_WARN(CS_LOG,
+				  "cpu %d: NF '%s' is gone: no spare known, placing nothing there",
+				  c->cpu, smp->nf);
+		release_gone(cs, c);
+		return -1;
 	}
-	return NULL;
+	if (smp->generation != c->generation) {
+		c->generation = smp->generation;
+		core_iwatch(cs, c, smp);
+	}
+	window(cs, (int)(c - cs->cores), smp, v->spare_pred);
+	return nf_sleep_floor(cs, c);
 }
 
-/* ---- demand forecast and pre-warming -------------------------------------------------------- */
-
-static void plan_once(struct sched_cosched *cs)
+static void on_pass(void *arg)
 {
-	struct hv_plan_core pc[CS_MAX_CORES];
-	struct hv_plan_function pf[CS_MAX_FNS];
-	struct hv_plan_target tg[CS_MAX_FNS * 4];
-	int core_of[CS_MAX_CORES], n_pc = 0, n_fns, n_tg;
-	char names[CS_MAX_FNS][64];
-	uint32_t unplaced = 0;
-	struct hv_plan_limits lim = {
-		.headroom = 0.8,
-		.target_util = 0.5,
-		.horizon_s = 1.0,
-		.min_demand = 0.02,
-	};
+	struct sched_cosched *cs = arg;
+
+	hk_sample(cs, nemo_now_ns());
+	pthread_mutex_lock(&cs->lock);
+	pthread_cond_broadcast(&cs->window_cond);
+	pthread_mutex_unlock(&cs->lock);
+}
+
+static int on_plan_cores(void *arg, struct hv_plan_core *pc, int max)
+{
+	struct sched_cosched *cs = arg;
+	int n = 0;
 
 	pthread_mutex_lock(&cs->lock);
-	for (int i = 0; i < cs->n_cores; i++) {
+	for (int i = 0; i < cs->n_cores && n < max; i++) {
 		const struct cs_core *c = &cs->cores[i];
 
 		if (!c->cg_ok || !c->pub.up || c->pub.reclaimed)
 			continue;
-		core_of[n_pc] = i;
-		pc[n_pc++] = (struct hv_plan_core){
+		pc[n++] = (struct hv_plan_core){
 			.cpu = (uint32_t)c->cpu,
 			.spare_cps = c->pub.s.spare_pred * 1e9, /* spare ns per second */
 			.mem_free = UINT64_MAX,
 			.max_instances = cs->cfg.thread_cap,
 		};
 	}
-	n_fns = cs->n_fns;
-	for (int f = 0; f < n_fns; f++) {
-		struct cs_fn *fn = &cs->fns[f];
-
-		double dt = cs->cfg.forecast_ms / 1e3,
-		       a = dt / CS_SLOW_S > 1.0 ? 1.0 : dt / CS_SLOW_S;
-
-		hv_demand_observe(&fn->demand, fn->arrivals, dt);
-		fn->rate_slow += a * ((double)fn->arrivals / dt - fn->rate_slow);
-		fn->arrivals = 0;
-		/*
-		 * The forecast is for the next interval, and after a quiet one it rightly says 0:
-		 * but a burst that then comes finds no instance and starts cold. Demand seen in the
-		 * last tens of seconds keeps a target, so an idle instance waits out the gaps of
-		 * on-off traffic (its keep-alive expiry is replaced from spare).
-		 */
-		fn->forecast = fmax(hv_demand_forecast(&fn->demand), fn->rate_slow);
-		memcpy(names[f], fn->name, sizeof(names[f]));
-		pf[f] = (struct hv_plan_function){
-			.name = names[f],
-			.demand = fn->forecast,
-			.run_cycles = fn->run_ns > 0 ? fn->run_ns : 1e6,
-			.init_cycles = fn->init_ns > 0 ? fn->init_ns : 1e7,
-			.mem_bytes = 0,
-			.max_instances = 0,
-		};
-	}
 	pthread_mutex_unlock(&cs->lock);
-	if (!cs->cfg.prewarm || !n_pc || !n_fns)
-		return;
-	/* times are in ns, so the "cycles" clock is 1e9 per second */
-	lim.cycles_hz = 1e9;
-	n_tg = hv_plan_prewarm(pc, (uint32_t)n_pc, pf, (uint32_t)n_fns, &lim, tg, CS_MAX_FNS * 4,
-			       &unplaced);
-	for (int f = 0; f < n_fns && n_tg > 0; f++) {
-		uint32_t want = 0, idle = 0;
-		int best = -1, made;
-
-		for (int t = 0; t < n_tg; t++) {
-			if (tg[t].fn != (uint32_t)f)
-				continue;
-			want += tg[t].count;
-			if (best < 0 || tg[t].count > tg[best].count)
-				best = t;
-		}
-		if (best < 0 || cs->be.idle(cs->be.arg, names[f], &idle) || idle >= want)
-			continue;
-		/* a few per beat: warm-up is paid from spare, and spare is what we measure next */
-		made = cs->be.prewarm(cs->be.arg, names[f], (int)tg[best].cpu,
-				      want - idle > 2 ? 2 : (int)(want - idle));
-		if (made <= 0)
-			continue;
-		pthread_mutex_lock(&cs->lock);
-		for (int i = 0; i < n_pc; i++) {
-			struct cs_core *c = &cs->cores[core_of[i]];
-
-			if (c->cpu != (int)tg[best].cpu)
-				continue;
-			c->pub.prewarmed += (uint64_t)made;
-			cs->fns[f].on_core[core_of[i]] += (uint32_t)made;
-		}
-		pthread_mutex_unlock(&cs->lock);
-		NEMO_DEBUG(CS_LOG, "prewarmed function=%s cpu=%u instances=%d forecast=%.2f/s",
-			   names[f], tg[best].cpu, made, pf[f].demand);
-	}
+	return n;
 }
 
-static void *plan_main(void *arg)
+static struct cs_fn *fn_get(struct sched_cosched *cs, const char *name);
+
+static void on_prewarm(void *arg, const char *name, uint32_t want, uint32_t cpu, double forecast)
 {
 	struct sched_cosched *cs = arg;
+	uint32_t idle = 0;
+	struct cs_fn *fn;
+	int made;
 
-	while (!atomic_load(&cs->stop)) {
-		/* short naps so that destroy does not wait a whole interval */
-		for (uint32_t t = 0; t < cs->cfg.forecast_ms / 10 && !atomic_load(&cs->stop); t++)
-			usleep(10000);
-		if (!atomic_load(&cs->stop))
-			plan_once(cs);
+	if (cs->be.idle(cs->be.arg, name, &idle) || idle >= want)
+		return;
+	/* a few per beat: warm-up is paid from spare, and spare is what we measure next */
+	made = cs->be.prewarm(cs->be.arg, name, (int)cpu, want - idle > 2 ? 2 : (int)(want - idle));
+	if (made <= 0)
+		return;
+	pthread_mutex_lock(&cs->lock);
+	fn = fn_get(cs, name);
+	for (int i = 0; i < cs->n_cores; i++) {
+		struct cs_core *c = &cs->cores[i];
+
+		if (c->cpu != (int)cpu || !c->cg_ok || !c->pub.up || c->pub.reclaimed)
+			continue;
+		c->pub.prewarmed += (uint64_t)made;
+		if (fn)
+			fn->on_core[i] += (uint32_t)made;
 	}
-	return NULL;
+	pthread_mutex_unlock(&cs->lock);
+	NEMO_DEBUG(CS_LOG, "prewarmed function=%s cpu=%u instances=%d forecast=%.2f/s", name, cpu,
+		   made, forecast);
 }
 
 /* ---- life cycle ----------------------------------------------------------------------------- */
@@ -710,7 +638,13 @@ static void *plan_main(void *arg)
 struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 					const struct sched_cosched_backend *be)
 {
-	struct hv_sampler_config sc = {0};
+	static const struct hv_loop_ops ops = {
+		.core = on_core,
+		.pass = on_pass,
+		.plan_cores = on_plan_cores,
+		.prewarm = on_prewarm,
+	};
+	struct hv_loop_config lc = {0};
 	struct sched_cosched *cs;
 	int rc;
 
@@ -738,36 +672,23 @@ struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 	cs->cfg = *cfg;
 	cs->hk_idle = -1.0;
 	cs->be = *be;
-	cs->pops = hv_predictor_find(cfg->predictor);
-	if (!cs->pops) {
-		NEMO_ERR(CS_LOG, "predictor '%s' is not ewma or markov", cfg->predictor);
-		rc = -EINVAL;
-		goto fail;
-	}
 	/* the machine as hwloc sees it: a channel naming a CPU that is not online is refused */
 	cs->topo_ok = !sched_topology_discover(&cs->topo, NULL, 0, NULL, 0);
-	sc.period_us = cfg->period_ms * 1000;
-	sc.n_channels = cfg->n_channels;
+	lc.period_ms = cfg->period_ms;
+	lc.n_channels = cfg->n_channels;
 	for (uint32_t i = 0; i < cfg->n_channels; i++)
-		sc.channels[i] = cs->cfg.channels[i];
-	sc.reattach_ms = 100;
-	cs->sampler = hv_sampler_new(&sc);
-	if (!cs->sampler) {
-		rc = -errno;
-		goto fail;
-	}
+		lc.channels[i] = cs->cfg.channels[i];
+	lc.predictor = cs->cfg.predictor;
+	lc.forecast_ms = cfg->forecast_ms;
+	lc.prewarm = cfg->prewarm;
 	pthread_mutex_init(&cs->lock, NULL);
 	pthread_cond_init(&cs->window_cond, NULL);
-	rc = -pthread_create(&cs->loop_thread, NULL, loop_main, cs);
-	if (rc)
-		goto fail_sampler;
-	rc = -pthread_create(&cs->plan_thread, NULL, plan_main, cs);
-	if (rc) {
-		atomic_store(&cs->stop, true);
-		pthread_join(cs->loop_thread, NULL);
-		goto fail_sampler;
+	/* the harvester's loop hands each window and each pre-warm target to the ops above */
+	cs->loop = hv_loop_new(&lc, &ops, cs);
+	if (!cs->loop) {
+		rc = -errno;
+		goto fail_lock;
 	}
-	cs->plan_started = true;
 	if (!be->freeze_core)
 		NEMO_WARN(CS_LOG, "the sandbox backend cannot freeze: a reclaim that finds no core "
 				  "to move sandboxes to leaves them running");
@@ -784,9 +705,9 @@ struct sched_cosched *sched_cosched_new(const struct sched_cosched_config *cfg,
 		  cfg->interference_bound, sbx_host_cgroup_backend(be->host));
 	return cs;
 
-fail_sampler:
-	hv_sampler_destroy(cs->sampler);
-fail:
+fail_lock:
+	pthread_cond_destroy(&cs->window_cond);
+	pthread_mutex_destroy(&cs->lock);
 	free(cs->cores);
 	free(cs);
 	errno = -rc;
@@ -798,9 +719,7 @@ void sched_cosched_destroy(struct sched_cosched *cs)
 	if (!cs)
 		return;
 	atomic_store(&cs->stop, true);
-	pthread_join(cs->loop_thread, NULL);
-	if (cs->plan_started)
-		pthread_join(cs->plan_thread, NULL);
+	hv_loop_destroy(cs->loop); /* no window or target comes after this */
 	pthread_mutex_lock(&cs->lock);
 	pthread_cond_broadcast(&cs->window_cond);
 	pthread_mutex_unlock(&cs->lock);
@@ -818,10 +737,7 @@ void sched_cosched_destroy(struct sched_cosched *cs)
 			sbx_cgroup_core_quota(cs->be.host, c->cpu, 0, CS_IW_PERIOD);
 			sched_iwatch_destroy(c->iw);
 		}
-		if (c->pred)
-			cs->pops->destroy(c->pred);
 	}
-	hv_sampler_destroy(cs->sampler);
 	pthread_cond_destroy(&cs->window_cond);
 	pthread_mutex_destroy(&cs->lock);
 	free(cs->cores);
@@ -839,7 +755,6 @@ static struct cs_fn *fn_get(struct sched_cosched *cs, const char *name)
 		return NULL;
 	memset(&cs->fns[cs->n_fns], 0, sizeof(cs->fns[0]));
 	snprintf(cs->fns[cs->n_fns].name, sizeof(cs->fns[0].name), "%s", name);
-	hv_demand_init(&cs->fns[cs->n_fns].demand, 0.5);
 	return &cs->fns[cs->n_fns++];
 }
 
@@ -871,10 +786,9 @@ int sched_cosched_place(struct sched_cosched *cs, const char *fn_name, int *cpu,
 	uint64_t deadline = 0;
 
 	cs->be.idle(cs->be.arg, fn_name, &idle);
+	hv_loop_arrival(cs->loop, fn_name); /* demand is the harvester's to forecast */
 	pthread_mutex_lock(&cs->lock);
 	fn = fn_get(cs, fn_name);
-	if (fn)
-		fn->arrivals++;
 	place_locked(cs, fn, idle, &p);
 	if (p.kind == SCHED_PLACE_QUEUE) {
 		struct timespec until;
@@ -914,14 +828,9 @@ void sched_cosched_observe(struct sched_cosched *cs, const char *fn_name, int cp
 {
 	struct cs_fn *fn;
 
+	hv_loop_cost(cs->loop, fn_name, run_ns, start_path == SBX_START_COLD ? init_ns : 0);
 	pthread_mutex_lock(&cs->lock);
 	fn = fn_get(cs, fn_name);
-	if (fn && run_ns)
-		fn->run_ns =
-			fn->run_ns > 0 ? 0.8 * fn->run_ns + 0.2 * (double)run_ns : (double)run_ns;
-	if (fn && start_path == SBX_START_COLD && init_ns)
-		fn->init_ns = fn->init_ns > 0 ? 0.8 * fn->init_ns + 0.2 * (double)init_ns
-					      : (double)init_ns;
 	for (int i = 0; i < cs->n_cores; i++) {
 		if (cs->cores[i].cpu != cpu)
 			continue;
@@ -955,57 +864,7 @@ int sched_cosched_cores(struct sched_cosched *cs, struct sched_cosched_core *out
 int sched_cosched_metrics(struct sched_cosched *cs, char *buf, size_t len)
 {
 	struct sched_cosched_core cores[CS_MAX_CORES];
-	struct sched_core_stats st[CS_MAX_CORES];
-	int n = sched_cosched_cores(cs, cores, CS_MAX_CORES), off, k;
+	int n = sched_cosched_cores(cs, cores, CS_MAX_CORES);
 
-	for (int i = 0; i < n; i++)
-		st[i] = cores[i].s;
-	off = sched_metrics_format(st, n, buf, len);
-	if (off < 0)
-		return off;
-#define EXTRA(name, help, type, fmt, expr)                                                         \
-	do {                                                                                       \
-		k = snprintf(buf + off, len - (size_t)off,                                         \
-			     "# HELP nemo_core_" name " " help "\n# TYPE nemo_core_" name " " type \
-			     "\n");                                                                \
-		if (k < 0 || (size_t)k >= len - (size_t)off)                                       \
-			return -ENOSPC;                                                            \
-		off += k;                                                                          \
-		for (int i = 0; i < n; i++) {                                                      \
-			k = snprintf(buf + off, len - (size_t)off,                                 \
-				     "nemo_core_" name "{cpu=\"%d\"} " fmt "\n", cores[i].s.cpu,   \
-				     expr);                                                        \
-			if (k < 0 || (size_t)k >= len - (size_t)off)                               \
-				return -ENOSPC;                                                    \
-			off += k;                                                                  \
-		}                                                                                  \
-	} while (0)
-
-	EXTRA("up", "1 while the NF publishes the core.", "gauge", "%d", cores[i].up ? 1 : 0);
-	EXTRA("spare_ratio", "spare / total in the last window.", "gauge", "%.4f",
-	      cores[i].spare_ratio);
-	EXTRA("busy_ratio", "NF busy / total in the last window.", "gauge", "%.4f",
-	      cores[i].busy_ratio);
-	EXTRA("spare_seconds_total", "Spare time of the core since nemod started.", "counter",
-	      "%.6f", cores[i].spare_s_total);
-	EXTRA("harvested_seconds_total",
-	      "CPU time sandboxes and warm-up used on the core (harvest cgroup accounting).",
-	      "counter", "%.6f", cores[i].harvested_s_total);
-	EXTRA("sampled_seconds_total", "Wall time covered by windows of the core.", "counter",
-	      "%.6f", cores[i].total_s_total);
-	EXTRA("reclaimed", "1 while the core is reclaimed (frozen or moved).", "gauge", "%d",
-	      cores[i].reclaimed ? 1 : 0);
-	EXTRA("reclaims_total", "Times the core was reclaimed.", "counter", "%llu",
-	      (unsigned long long)cores[i].reclaims);
-	EXTRA("reclaim_reaction_seconds_last",
-	      "First low window's start to the reclaim done, last reclaim.", "gauge", "%.6f",
-	      cores[i].reaction_last_ns / 1e9);
-	EXTRA("reclaim_reaction_seconds_max", "The same, worst since start.", "gauge", "%.6f",
-	      cores[i].reaction_max_ns / 1e9);
-	EXTRA("prewarmed_total", "Instances pre-warmed on the core's spare cycles.", "counter",
-	      "%llu", (unsigned long long)cores[i].prewarmed);
-	EXTRA("invocations_total", "Invocations placed on the core.", "counter", "%llu",
-	      (unsigned long long)cores[i].invocations);
-#undef EXTRA
-	return off;
+	return sched_metrics_format_cosched(cores, n, buf, len);
 }

@@ -1,6 +1,5 @@
 /* dispatch.c - where an invocation runs: warm instance, cold start with spare, or overflow. */
 #include <errno.h>
-#include <stdlib.h>
 
 #include "nemo/scheduler.h"
 
@@ -55,42 +54,3 @@ const struct sched_dispatch_ops sched_dispatch_most_spare = {
 	.name = "most_spare",
 	.place = most_spare_place,
 };
-
-int sched_dlq_init(struct sched_dlq *q, uint32_t cap)
-{
-	q->head = q->count = 0;
-	q->cap = cap;
-	q->ring = NULL;
-	if (!cap)
-		return -EINVAL;
-	q->ring = calloc(cap, sizeof(*q->ring));
-	return q->ring ? 0 : -ENOMEM;
-}
-
-void sched_dlq_free(struct sched_dlq *q)
-{
-	free(q->ring);
-	q->ring = NULL;
-	q->cap = q->count = 0;
-}
-
-int sched_dlq_push(struct sched_dlq *q, uint64_t id, uint64_t deadline_ns)
-{
-	if (q->count == q->cap)
-		return -ENOSPC;
-	q->ring[(q->head + q->count) % q->cap] = (struct sched_dlq_entry){id, deadline_ns};
-	q->count++;
-	return 0;
-}
-
-int sched_dlq_pop(struct sched_dlq *q, uint64_t now_ns, struct sched_dlq_entry *out, bool *expired)
-{
-	if (!q->count)
-		return -ENOENT;
-	/* FIFO with one deadline budget for all: the head is always the first to expire */
-	*out = q->ring[q->head];
-	*expired = now_ns > out->deadline_ns;
-	q->head = (q->head + 1) % q->cap;
-	q->count--;
-	return 0;
-}

@@ -1,7 +1,7 @@
 # scheduler/ - topology, harvest cgroups, dispatch, reclaim, interference watch; libscheduler.a.
 LIBS += scheduler
 scheduler_SRCS := $(wildcard scheduler/*.c)
-# cosched.c drives the harvester and asks the sandbox host (the cgroup tree's owner): both
+# cosched.c is fed by the harvester's loop and asks the sandbox host (the cgroup tree's owner): both
 # link after scheduler in the test runner
 TEST_LIBS += scheduler harvester sandbox
 TEST_LDLIBS += -lhwloc -lpfm -lm

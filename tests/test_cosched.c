@@ -537,6 +537,53 @@ static void test_vanished_nf_keeps_serving(void)
 }
 
 /* promtool accepts /metrics with the per-core families filled by a live NF core */
+/*
+ * The interference watch's perf counters on the NF lcore are read and shown: the software
+ * task-clock opens everywhere and counts the lcore's time (> 0 once read); an event that did
+ * not open is available 0 and has no value line, never a 0.
+ */
+static void check_perf_events(const char *body)
+{
+	const char *p = body;
+	int available = 0, unavailable = 0;
+	char want[160];
+
+	while ((p = strstr(p, "nemo_core_nf_perf_event_available{cpu=\"1\",event=\""))) {
+		char ev[64] = "";
+		int on = -1;
+
+		if (sscanf(p, "nemo_core_nf_perf_event_available{cpu=\"1\",event=\"%63[^\"]\"} %d",
+			   ev, &on) != 2)
+			break;
+		snprintf(want, sizeof(want),
+			 "nemo_core_nf_perf_event_total{cpu=\"1\",event=\"%s\"}", ev);
+		if (on == 1) {
+			const char *v = strstr(body, want);
+
+			available++;
+			CU_ASSERT_PTR_NOT_NULL(v);
+			if (v && !strcmp(ev, "task-clock"))
+				CU_ASSERT(strtoull(v + strlen(want), NULL, 10) > 0);
+		} else {
+			unavailable++;
+			CU_ASSERT_PTR_NULL(strstr(body, want));
+		}
+		p++;
+	}
+	printf("\n    perf events on the NF lcore: %d read, %d not available\n", available,
+	       unavailable);
+	CU_ASSERT(available >= 1);
+}
+
+static void test_metrics_perf_events(void)
+{
+	struct gw_http_response r;
+
+	CU_ASSERT_EQUAL_FATAL(http("GET", "/metrics", NULL, 5000, &r), 0);
+	check_perf_events(r.body);
+	gw_http_response_release(&r);
+}
+
 static void test_metrics_pass_promtool(void)
 {
 	struct gw_http_response r;
@@ -561,6 +608,7 @@ NEMO_SUITE(cosched, suite_setup, suite_teardown,
 	   {"bad_input_keeps_serving", test_bad_input_keeps_serving},
 	   {"moderate_load_no_loss_and_harvest", test_moderate_load_no_loss_and_harvest},
 	   {"metrics_pass_promtool", test_metrics_pass_promtool},
+	   {"metrics_perf_events", test_metrics_perf_events},
 	   {"saturation_reclaims_in_time", test_saturation_reclaims_in_time},
 	   {"saturation_freezes_and_thaws", test_saturation_freezes_and_thaws},
 	   {"vanished_nf_keeps_serving", test_vanished_nf_keeps_serving});

@@ -75,30 +75,6 @@ static void test_dispatch_choices(void)
 	CU_ASSERT_FALSE(sched_thread_cap_allows(4, 4, 1));
 }
 
-static void test_dlq(void)
-{
-	struct sched_dlq q;
-	struct sched_dlq_entry e;
-	bool expired;
-
-	CU_ASSERT_EQUAL(sched_dlq_init(&q, 0), -EINVAL);
-	CU_ASSERT_EQUAL_FATAL(sched_dlq_init(&q, 2), 0);
-	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 0, &e, &expired), -ENOENT);
-	CU_ASSERT_EQUAL(sched_dlq_push(&q, 11, 100), 0);
-	CU_ASSERT_EQUAL(sched_dlq_push(&q, 12, 200), 0);
-	CU_ASSERT_EQUAL(sched_dlq_push(&q, 13, 300), -ENOSPC);
-	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 150, &e, &expired), 0);
-	CU_ASSERT_EQUAL(e.id, 11);
-	CU_ASSERT_TRUE(expired);
-	CU_ASSERT_EQUAL(sched_dlq_push(&q, 13, 300), 0);
-	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 150, &e, &expired), 0);
-	CU_ASSERT_EQUAL(e.id, 12);
-	CU_ASSERT_FALSE(expired);
-	CU_ASSERT_EQUAL(sched_dlq_pop(&q, 150, &e, &expired), 0);
-	CU_ASSERT_EQUAL(e.id, 13);
-	sched_dlq_free(&q);
-}
-
 static const struct sched_reclaim_config rc_freeze = {
 	.threshold = 0.2,
 	.k_windows = 3,
@@ -344,7 +320,6 @@ static void test_sleep_floor(void)
 }
 
 NEMO_SUITE(scheduler_policy, NULL, NULL, {"dispatch_choices", test_dispatch_choices},
-	   {"deadline_queue", test_dlq},
 	   {"reclaim_freeze_hysteresis", test_reclaim_freeze_hysteresis},
 	   {"reclaim_move", test_reclaim_move}, {"iwatch_throttle", test_iwatch_throttle},
 	   {"metrics", test_metrics}, {"topology", test_topology},

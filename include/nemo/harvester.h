@@ -2,6 +2,7 @@
 #ifndef NEMO_HARVESTER_H
 #define NEMO_HARVESTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -266,5 +267,69 @@ int hv_plan_prewarm(const struct hv_plan_core *cores, uint32_t n_cores,
 		    const struct hv_plan_function *fns, uint32_t n_fns,
 		    const struct hv_plan_limits *limits, struct hv_plan_target *targets,
 		    uint32_t max_targets, uint32_t *unplaced);
+
+/* ---- the harvest loop: sample -> predict -> forecast -> plan, handed to the arbiter ------- */
+
+#define HV_LOOP_MAX_FNS 64
+
+/*
+ * One NF core as the loop hands it over each pass: the sampler's view plus the predicted
+ * spare. `fresh` says a new window came (else only the state is news: an NF gone).
+ */
+struct hv_core_view {
+	const struct hv_core_sample *smp;
+	double spare_pred; /* mean spare_ratio over the next HV_LOOP_HORIZON windows */
+	bool fresh;
+};
+
+#define HV_LOOP_HORIZON 5 /* windows the spare prediction looks ahead */
+
+/*
+ * What the loop asks of whoever arbitrates the cores (nemod's scheduler). Called from the
+ * loop's threads; the arbiter locks what it shares with its own callers.
+ */
+struct hv_loop_ops {
+	/*
+	 * A core's window (v->fresh) or its NF gone (v->smp->state == HV_CORE_GONE). Returns
+	 * the sleep floor to ask of the core's NF lcore in ns (0: none), or -1 to leave the
+	 * channel alone (a core the arbiter does not harvest).
+	 */
+	int64_t (*core)(void *arg, const struct hv_core_view *v);
+	/* Every pass, after the cores: housekeeping figures, waking queued placements. */
+	void (*pass)(void *arg);
+	/* The cores a plan may use now (up, not reclaimed) with their spare; returns n. */
+	int (*plan_cores)(void *arg, struct hv_plan_core *out, int max);
+	/*
+	 * A pre-warm target of function `fn`: `want` instances over all cores, `best` the core
+	 * with most of them. The arbiter makes what is missing (a few per beat).
+	 */
+	void (*prewarm)(void *arg, const char *fn, uint32_t want, uint32_t best_cpu,
+			double forecast);
+};
+
+struct hv_loop_config {
+	uint32_t period_ms; /* 1..10 */
+	uint32_t n_channels;
+	const char *channels[HV_MAX_CHANNELS];
+	const char *predictor; /* "ewma" or "markov" */
+	uint32_t forecast_ms;  /* the demand and pre-warm beat, >= 10 */
+	bool prewarm;
+};
+
+struct hv_loop;
+
+/*
+ * Start the loop (one thread every period_ms) and the pre-warm beat (one thread every
+ * forecast_ms). `ops` may be called before this returns. NULL with errno EINVAL (bad config
+ * or predictor, logged) or ENOMEM.
+ */
+struct hv_loop *hv_loop_new(const struct hv_loop_config *cfg, const struct hv_loop_ops *ops,
+			    void *arg);
+/* Stop both threads; no ops call runs after this returns. */
+void hv_loop_destroy(struct hv_loop *l);
+/* An invocation of `fn` arrived (counted per forecast interval). Thread-safe. */
+void hv_loop_arrival(struct hv_loop *l, const char *fn);
+/* What one invocation of `fn` cost: run_ns, and init_ns of a cold start (0: none). */
+void hv_loop_cost(struct hv_loop *l, const char *fn, uint64_t run_ns, uint64_t init_ns);
 
 #endif /* NEMO_HARVESTER_H */

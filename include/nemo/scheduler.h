@@ -152,28 +152,6 @@ struct sched_dispatch_ops {
  */
 extern const struct sched_dispatch_ops sched_dispatch_most_spare;
 
-/* A bounded FIFO of invocations waiting for spare, each with its deadline. */
-struct sched_dlq_entry {
-	uint64_t id; /* the caller's invocation handle */
-	uint64_t deadline_ns;
-};
-
-struct sched_dlq {
-	uint32_t cap, head, count;
-	struct sched_dlq_entry *ring;
-};
-
-/* Returns 0, -EINVAL (cap 0) or -ENOMEM. */
-int sched_dlq_init(struct sched_dlq *q, uint32_t cap);
-void sched_dlq_free(struct sched_dlq *q);
-/* Returns 0 or -ENOSPC (full: the caller answers 503, or places it on housekeeping). */
-int sched_dlq_push(struct sched_dlq *q, uint64_t id, uint64_t deadline_ns);
-/*
- * Take the oldest entry. Entries past their deadline at `now_ns` come out first with
- * *expired = true, so the caller fails or overflows them. Returns 0 or -ENOENT (empty).
- */
-int sched_dlq_pop(struct sched_dlq *q, uint64_t now_ns, struct sched_dlq_entry *out, bool *expired);
-
 /* ---- reclaim (pure state machine per core) ------------------------------------------------- */
 
 enum sched_reclaim_action {
@@ -322,7 +300,7 @@ double sched_harvest_ratio(uint64_t harvested_ns, uint64_t spare_cycles, uint64_
  */
 int sched_metrics_format(const struct sched_core_stats *cores, int n, char *buf, size_t len);
 
-/* ---- co-scheduler: nemod's harvest loop -------------------------------------------------- */
+/* ---- co-scheduler: arbitration of the cores the harvester's loop (hv_loop) hands over ----- */
 
 /*
  * The co-scheduler joins the pieces above into nemod's loop: it samples every NF core's
@@ -410,12 +388,27 @@ struct sched_cosched_core {
 	uint64_t prewarmed;		  /* instances the planner made here on spare cycles */
 	int iw_counters_open;		  /* perf counters that opened on the NF lcore */
 	char iw_counters[96];		  /* their names, "task-clock,context-switches" */
+	/* every counter the watch tried (open or not) and, once read, the open ones' values */
+	struct sched_counter iw_ctr[SCHED_IW_COUNTERS];
+	int iw_n;
+	bool iw_read; /* the values were read at least once */
 };
+
+#define SCHED_METRICS_MAX_CORES 64
+
+/*
+ * The co-scheduler's /metrics text, all through the writer of sched_metrics_format(): the
+ * core stats, the loop's figures, and the perf counters on the NF lcores (those that did not
+ * open are available 0, with no value). Returns the length or -ENOSPC.
+ */
+int sched_metrics_format_cosched(const struct sched_cosched_core *cores, int n, char *buf,
+				 size_t len);
 
 struct sched_cosched;
 
 /*
- * Start the loop thread (and the pre-warm thread). Channels need not exist yet; a core a
+ * Start the harvester's loop (hv_loop_new: its window and pre-warm threads) feeding this
+ * arbiter. Channels need not exist yet; a core a
  * channel names that is not online is logged (naming it) and left out. Returns NULL with
  * errno EINVAL (bad config, logged) or ENOMEM.
  */
