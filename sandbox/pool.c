@@ -664,6 +664,7 @@ int sbx_pool_stats(struct sbx_pool *pool, const char *name, struct sbx_pool_stat
 		for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
 			add_stats(st, pool, fn);
 	}
+	st->memory_bytes = pool->memory_used;
 	pthread_mutex_unlock(&pool->lock);
 	return rc;
 }

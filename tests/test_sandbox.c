@@ -939,7 +939,8 @@ static void test_pool_crash_replaced(void)
 
 static void test_pool_ttl(void)
 {
-	struct sbx_keepalive_params p = {.ttl_ns = 50 * 1000000ull};
+	/* long enough that making two instances fits in it on a host 40x slower (emulated) */
+	struct sbx_keepalive_params p = {.ttl_ns = 500 * 1000000ull};
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
 	struct sbx_pool *pool = sbx_pool_new(host, &sbx_keepalive_ttl, &p);
 	struct sbx_pool_stats st;
@@ -947,7 +948,7 @@ static void test_pool_ttl(void)
 	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
 	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
 	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 0);
-	usleep(80 * 1000);
+	usleep(600 * 1000);
 	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 2);
 	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
 	CU_ASSERT_EQUAL(st.idle, 0);
@@ -1017,11 +1018,17 @@ static void test_pool_budget_eviction(void)
 	pool = sbx_pool_new(host, &sbx_keepalive_greedy_dual, &p);
 	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &a), 0);
 	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &b), 0);
-	/* pre-warming stops when the budget is full (at about two; sizes vary a little) */
+	/*
+	 * Pre-warming stops when the budget is full: at about two, but instances of one
+	 * function measure 404-708 KiB from run to run here, so the count alone proves
+	 * nothing; what the pool promises is that what it holds stays within the budget.
+	 */
 	made = sbx_pool_prewarm(pool, a.name, 0, 10);
-	printf("\n    one instance %.0f KiB, budget %.0f KiB: %d pre-warmed", one / 1024.0,
-	       p.memory_budget_bytes / 1024.0, made);
-	CU_ASSERT(made >= 1 && made <= 3);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, NULL, &st), 0);
+	printf("\n    one instance %.0f KiB, budget %.0f KiB: %d pre-warmed, holding %.0f KiB",
+	       one / 1024.0, p.memory_budget_bytes / 1024.0, made, st.memory_bytes / 1024.0);
+	CU_ASSERT(made >= 1 && made < 10);
+	CU_ASSERT(st.memory_bytes <= p.memory_budget_bytes);
 	/* b needs room: one of a's instances goes */
 	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, b.name, 0, "0", 1, &r), 0);
 	CU_ASSERT_EQUAL(r.status, SBX_OK);

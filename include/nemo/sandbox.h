@@ -446,9 +446,11 @@ struct sbx_pool_stats {
 	uint64_t cold_starts;
 	uint64_t warm_starts;
 	uint64_t prewarmed_starts;
-	uint64_t evictions;   /* for memory */
-	uint64_t expirations; /* by the keep-alive policy */
-	uint64_t crashes;     /* instances that died (crash, OOM, timeout) */
+	uint64_t evictions;    /* for memory */
+	uint64_t expirations;  /* by the keep-alive policy */
+	uint64_t crashes;      /* instances that died (crash, OOM, timeout) */
+	uint64_t memory_bytes; /* pool-wide (whatever `name`): what its instances measure, the
+				  figure its memory budget is held to */
 };
 
 /* Counters of one function (`name`), or of all when `name` is NULL. Returns 0 or -ENOENT. */
