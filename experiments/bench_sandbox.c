@@ -330,6 +330,10 @@ int main(void)
 	struct stat2 fork_exec, fork_ns, fork_ns_net, sock, warm, pre_c, pre_py, mv;
 	struct cold cold_c, cold_c_net, cold_py;
 	struct sbx_spec echo, py, up, sort;
+	/* BENCH_SANDBOX_RUNS scales the run counts down, for an emulated guest (tests/vm) */
+	const char *scale = getenv("BENCH_SANDBOX_RUNS");
+	const int runs = scale && atoi(scale) >= 5 ? atoi(scale) : RUNS;
+	const int warm_runs = runs * (WARM_RUNS / RUNS);
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	char *slash;
 
@@ -361,13 +365,13 @@ int main(void)
 	sort.exec_mode = SBX_EXEC_PER_REQUEST;
 
 	printf("bench_sandbox: cgroup %s, %d cores, python %s, %d runs per start figure\n",
-	       sbx_host_cgroup_backend(host), sbx_host_n_cores(host), sbx_host_python(host), RUNS);
+	       sbx_host_cgroup_backend(host), sbx_host_n_cores(host), sbx_host_python(host), runs);
 	printf("\ncold start of a c function (echo), create to first response\n");
-	fork_exec = bench_spawn(0, RUNS);
-	fork_ns = bench_spawn(ns_flags, RUNS);
-	fork_ns_net = bench_spawn(ns_flags | CLONE_NEWNET, RUNS);
-	cold_c = bench_cold(host, &echo, RUNS, "hi");
-	cold_c_net = bench_cold(host_net, &echo, RUNS, "hi");
+	fork_exec = bench_spawn(0, runs);
+	fork_ns = bench_spawn(ns_flags, runs);
+	fork_ns_net = bench_spawn(ns_flags | CLONE_NEWNET, runs);
+	cold_c = bench_cold(host, &echo, runs, "hi");
+	cold_c_net = bench_cold(host_net, &echo, runs, "hi");
 	row("baseline: fork+exec /bin/true + wait", fork_exec, NULL);
 	row("baseline: clone pid/mnt/ipc/uts ns + exec + wait", fork_ns, &fork_exec);
 	row("baseline: clone pid/mnt/ipc/uts/net ns + exec + wait", fork_ns_net, &fork_exec);
@@ -378,17 +382,17 @@ int main(void)
 	row("  of which first invoke", cold_c.run, NULL);
 	row("nemo cold start, netns per sandbox", cold_c_net.total, &fork_exec);
 
-	printf("\nwarm invoke round trip, 1 KiB in and out (c echo, %d runs)\n", WARM_RUNS);
-	sock = bench_socket_echo(1024, WARM_RUNS);
-	warm = bench_warm(host, 1024, WARM_RUNS);
+	printf("\nwarm invoke round trip, 1 KiB in and out (c echo, %d runs)\n", warm_runs);
+	sock = bench_socket_echo(1024, warm_runs);
+	warm = bench_warm(host, 1024, warm_runs);
 	row("baseline: plain process echo over a socketpair", sock, NULL);
 	row_vs("nemo warm invoke (framed, timeout and pidfd watched)", warm, &sock,
 	       "plain socket echo");
 
 	printf("\npython (wordstats.py: json, re, hashlib, zlib)\n");
-	cold_py = bench_cold(host, &py, RUNS, "{\"text\":\"a b a\"}");
-	pre_py = bench_prewarmed(host, &py, RUNS, "{\"text\":\"a b a\"}");
-	pre_c = bench_prewarmed(host, &echo, RUNS, "hi");
+	cold_py = bench_cold(host, &py, runs, "{\"text\":\"a b a\"}");
+	pre_py = bench_prewarmed(host, &py, runs, "{\"text\":\"a b a\"}");
+	pre_c = bench_prewarmed(host, &echo, runs, "hi");
 	row("python cold start (interpreter + module + response)", cold_py.total, &fork_exec);
 	row("  of which init (interpreter + import)", cold_py.init, NULL);
 	row_vs("python pre-warmed (acquire + first response)", pre_py, &cold_py.total,
