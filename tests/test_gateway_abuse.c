@@ -638,7 +638,7 @@ static void test_store_modes(void)
 
 	deploy_echo("secretive", "\"env\":{\"API_KEY\":\"s3cr3t\"}");
 	CU_ASSERT_EQUAL(stat(env.store, &st), 0);
-	CU_ASSERT_EQUAL(st.st_mode & 0777, 0711); /* nobody else lists the store */
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0700); /* nobody else enters the store */
 	CU_ASSERT_EQUAL(st.st_uid, 0);
 	snprintf(path, sizeof(path), "%s/secretive/spec.json", env.store);
 	CU_ASSERT_EQUAL(stat(path, &st), 0);
@@ -731,5 +731,5 @@ static void test_full_disk(void)
 }
 
 NEMO_SUITE(gateway_disk, disk_setup, teardown,
-	   {"the store is not listable; specs, journal and lock are 0600", test_store_modes},
+	   {"the store is 0700; specs, journal and lock are 0600", test_store_modes},
 	   {"a full disk: 503 with the reason, healthz degraded, no half version", test_full_disk});
