@@ -792,6 +792,29 @@ static int build_payload(struct gw_function *fn, const struct gw_call *call, cha
 	return 0;
 }
 
+/*
+ * The bytes a call hands its function: merged with the function's defaults where they apply,
+ * and within its max_payload_bytes. *merged is what the caller frees (NULL if nothing was).
+ */
+static int call_payload(struct gw_function *fn, const struct gw_call *call, const void **payload,
+			size_t *len, char **merged, char *err, size_t errlen)
+{
+	int rc;
+
+	*payload = call->payload;
+	*len = call->len;
+	rc = build_payload(fn, call, merged, len, err, errlen);
+	if (rc)
+		return rc;
+	if (*merged)
+		*payload = *merged;
+	if (*len > fn->spec.max_payload_bytes)
+		return fail(err, errlen, -E2BIG,
+			    "payload of %zu bytes is over the function's max_payload_bytes (%u)",
+			    *len, fn->spec.max_payload_bytes);
+	return 0;
+}
+
 void gw_svc_outcome_release(struct gw_outcome *o)
 {
 	free(o->result);
@@ -853,17 +876,9 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 	memset(out, 0, sizeof(*out));
 	if (!fn)
 		return fail(err, errlen, -ENOENT, "function '%s' is not deployed", name);
-	rc = build_payload(fn, call, &merged, &len, err, errlen);
+	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out_fn;
-	if (merged)
-		payload = merged;
-	if (len > fn->spec.max_payload_bytes) {
-		rc = fail(err, errlen, -E2BIG,
-			  "payload of %zu bytes is over the function's max_payload_bytes (%u)", len,
-			  fn->spec.max_payload_bytes);
-		goto out_fn;
-	}
 	if (d->acts.journal_sync) {
 		char why[200];
 
@@ -937,17 +952,9 @@ int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_c
 
 	if (!fn)
 		return fail(err, errlen, -ENOENT, "function '%s' is not deployed", name);
-	rc = build_payload(fn, call, &merged, &len, err, errlen);
+	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out;
-	if (merged)
-		payload = merged;
-	if (len > fn->spec.max_payload_bytes) {
-		rc = fail(err, errlen, -E2BIG,
-			  "payload of %zu bytes is over the function's max_payload_bytes (%u)", len,
-			  fn->spec.max_payload_bytes);
-		goto out;
-	}
 	rc = accept_call(d, fn, call, false, id_out, &seq, err, errlen);
 	if (!rc)
 		rc = queue_call(d, seq, payload, len, call, err, errlen);

@@ -14,7 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/gateway.h"
 #include "proc.h"
+#include "test.h"
 
 #define MAX_PROCS 64
 
@@ -261,4 +263,42 @@ char *test_read_file(const char *path, size_t *len)
 	if (buf && len)
 		*len = (size_t)n;
 	return buf;
+}
+
+bool test_nemod_healthy(struct test_proc *p, uint16_t port, int ms)
+{
+	for (int waited = 0; waited < ms; waited += 50) {
+		struct gw_http_response r;
+
+		if (gw_http_request("127.0.0.1", port, "GET", "/healthz", NULL, NULL, 0, 1000,
+				    &r) == 0) {
+			int st = r.status;
+
+			gw_http_response_release(&r);
+			if (st == 200)
+				return true;
+		}
+		if (test_proc_wait(p, 0) != -ETIMEDOUT)
+			return false;
+		test_msleep(50);
+	}
+	return false;
+}
+
+int test_nemod_start(struct test_proc *p, const char *config, uint16_t port, int ms)
+{
+	char bin[512];
+	char *argv[] = {bin, "--config", (char *)config, NULL};
+
+	int rc;
+
+	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
+	rc = test_proc_start(p, argv);
+	if (rc)
+		return rc;
+	if (!test_nemod_healthy(p, port, ms)) {
+		printf("\n  nemod did not become healthy:\n%s\n", test_proc_output(p));
+		return -ETIMEDOUT;
+	}
+	return 0;
 }

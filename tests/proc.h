@@ -50,4 +50,13 @@ char *test_read_file(const char *path, size_t *len);
 /* Sleep ms milliseconds. */
 void test_msleep(int ms);
 
+/* Wait up to `ms` for the nemod in `p` to answer GET /healthz 200 on 127.0.0.1:`port`; false
+ * when it exited first or never did. */
+bool test_nemod_healthy(struct test_proc *p, uint16_t port, int ms);
+
+/* Start the built nemod with `--config config` in `p` and wait up to `ms` for it to be healthy
+ * on `port`; prints what it said when it is not. Returns 0, -ETIMEDOUT (started, not healthy:
+ * p still needs stopping) or the -errno of test_proc_start (nothing started). */
+int test_nemod_start(struct test_proc *p, const char *config, uint16_t port, int ms);
+
 #endif /* NEMO_TEST_PROC_H */

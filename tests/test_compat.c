@@ -44,26 +44,6 @@ struct compat_env {
 
 static struct compat_env env;
 
-static bool wait_healthy(struct test_proc *p, uint16_t port, int ms)
-{
-	for (int waited = 0; waited < ms; waited += 50) {
-		struct gw_http_response r;
-
-		if (gw_http_request("127.0.0.1", port, "GET", "/healthz", NULL, NULL, 0, 1000,
-				    &r) == 0) {
-			int st = r.status;
-
-			gw_http_response_release(&r);
-			if (st == 200)
-				return true;
-		}
-		if (test_proc_wait(p, 0) != -ETIMEDOUT)
-			return false;
-		test_msleep(50);
-	}
-	return false;
-}
-
 /* Appended to the cgroup_root of the configs written next ("" for the suite's own). */
 static const char *cgroup_tag = "";
 
@@ -89,18 +69,10 @@ static int write_config(const char *path, const char *store, uint16_t port, cons
 
 static int start_nemod(void)
 {
-	char bin[512];
-	char *argv[] = {bin, "--config", env.config, NULL};
+	int rc = test_nemod_start(&env.nemod, env.config, env.port, 10000);
 
-	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
-	if (test_proc_start(&env.nemod, argv))
-		return -1;
-	env.running = true;
-	if (!wait_healthy(&env.nemod, env.port, 10000)) {
-		printf("\n  nemod did not become healthy:\n%s\n", test_proc_output(&env.nemod));
-		return -1;
-	}
-	return 0;
+	env.running = rc == 0 || rc == -ETIMEDOUT; /* started: the teardown stops it */
+	return rc ? -1 : 0;
 }
 
 /* The folder, credentials and config of a nemod; `extra` is more top-level keys. */
@@ -798,7 +770,7 @@ static void test_one_nemod_per_store_and_port(void)
 	snprintf(needle, sizeof(needle), "(pid %d holds /run/nemo/cgroup-", (int)env.nemod.pid);
 	expect_refused(config, needle);
 	/* the first one serves on */
-	CU_ASSERT_TRUE(wait_healthy(&env.nemod, env.port, 2000));
+	CU_ASSERT_TRUE(test_nemod_healthy(&env.nemod, env.port, 2000));
 }
 
 static void test_version_everywhere(void)

@@ -73,40 +73,12 @@ static int expect(const char *method, const char *path, const char *token, const
 	return got;
 }
 
-static bool wait_healthy(int ms)
-{
-	for (int waited = 0; waited < ms; waited += 50) {
-		struct gw_http_response r;
-
-		if (gw_http_request("127.0.0.1", env.port, "GET", "/healthz", NULL, NULL, 0, 1000,
-				    &r) == 0) {
-			int st = r.status;
-
-			gw_http_response_release(&r);
-			if (st == 200)
-				return true;
-		}
-		if (test_proc_wait(&env.nemod, 0) != -ETIMEDOUT)
-			return false;
-		test_msleep(50);
-	}
-	return false;
-}
-
 static int start_nemod(void)
 {
-	char bin[512];
-	char *argv[] = {bin, "--config", env.config, NULL};
+	int rc = test_nemod_start(&env.nemod, env.config, env.port, 10000);
 
-	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
-	if (test_proc_start(&env.nemod, argv))
-		return -1;
-	env.running = true;
-	if (!wait_healthy(10000)) {
-		printf("\n  nemod did not become healthy:\n%s\n", test_proc_output(&env.nemod));
-		return -1;
-	}
-	return 0;
+	env.running = rc == 0 || rc == -ETIMEDOUT; /* started: the teardown stops it */
+	return rc ? -1 : 0;
 }
 
 static int stop_nemod(void)
