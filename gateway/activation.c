@@ -17,8 +17,6 @@ static const char *const status_names[GW_ACT_N_STATUS] = {
 	[GW_ACT_CANCELLED] = "cancelled", [GW_ACT_INTERRUPTED] = "interrupted",
 };
 
-static const char *const path_names[] = {"none", "cold", "warm", "prewarmed"};
-
 const char *gw_act_status_name(enum gw_act_status s)
 {
 	return (unsigned)s < GW_ACT_N_STATUS ? status_names[s] : "?";
@@ -400,7 +398,7 @@ cJSON *gw_act_record_json(const struct gw_activation *a)
 	cJSON_AddNumberToObject(lim, "memory", a->limit_memory_mb);
 	cJSON_AddNumberToObject(lim, "logs", a->limit_logs / 1048576);
 	annotate(ann, "limits", lim);
-	annotate(ann, "nemo.startPath", cJSON_CreateString(path_names[a->path & 3]));
+	annotate(ann, "nemo.startPath", cJSON_CreateString(sbx_start_path_name(a->path)));
 	annotate(ann, "nemo.core", cJSON_CreateNumber(a->core));
 	annotate(ann, "nemo.trigger",
 		 cJSON_CreateString(a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http"));
@@ -413,7 +411,7 @@ cJSON *gw_act_record_json(const struct gw_activation *a)
 	/* nemo's own names, as before */
 	cJSON_AddStringToObject(j, "status", gw_act_status_name(a->status));
 	cJSON_AddStringToObject(j, "trigger", a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http");
-	cJSON_AddStringToObject(j, "startPath", path_names[a->path & 3]);
+	cJSON_AddStringToObject(j, "startPath", sbx_start_path_name(a->path));
 	cJSON_AddNumberToObject(j, "core", a->core);
 	cJSON_AddItemToObject(j, "phases", phases);
 	return j;

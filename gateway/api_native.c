@@ -56,7 +56,6 @@ static void route_status(struct gw_daemon *d, struct gw_reply *rp)
  */
 static void route_cores(struct gw_daemon *d, struct gw_reply *rp)
 {
-	static const char *const paths[4] = {"none", "cold", "warm", "prewarmed"};
 	struct sched_cosched_core *cores = NULL;
 	cJSON *j = cJSON_CreateObject(), *arr;
 	int n = 0;
@@ -100,8 +99,8 @@ static void route_cores(struct gw_daemon *d, struct gw_reply *rp)
 		cJSON_AddNumberToObject(o, "invocations", (double)k->invocations);
 		cJSON_AddNumberToObject(o, "prewarmed", (double)k->prewarmed);
 		st = cJSON_AddObjectToObject(o, "starts");
-		for (int p = 1; p < 4; p++)
-			cJSON_AddNumberToObject(st, paths[p], (double)k->starts[p]);
+		for (int p = SBX_START_COLD; p < SBX_START_PATHS; p++)
+			cJSON_AddNumberToObject(st, sbx_start_path_name(p), (double)k->starts[p]);
 		cJSON_AddStringToObject(o, "interference_counters", k->iw_counters);
 		cJSON_AddItemToArray(arr, o);
 	}

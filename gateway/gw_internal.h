@@ -64,7 +64,7 @@ enum gw_act_status {
 
 struct gw_fn_metrics {
 	_Atomic uint64_t invocations[GW_ACT_N_STATUS];
-	_Atomic uint64_t starts[4]; /* by enum sbx_start_path */
+	_Atomic uint64_t starts[SBX_START_PATHS]; /* by enum sbx_start_path */
 	struct gw_hist phase[GW_N_PHASES];
 };
 

@@ -14,7 +14,6 @@ const double gw_hist_bounds[GW_HIST_BUCKETS - 1] = {
 };
 
 static const char *const phase_names[GW_N_PHASES] = {"total", "queue", "create", "init", "run"};
-static const char *const start_names[4] = {"none", "cold", "warm", "prewarmed"};
 
 void gw_hist_observe(struct gw_hist *h, uint64_t ns)
 {
@@ -34,7 +33,8 @@ void gw_metrics_record(struct gw_function *fn, enum gw_act_status st, const stru
 	struct gw_fn_metrics *m = &fn->metrics;
 
 	atomic_fetch_add_explicit(&m->invocations[st], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&m->starts[res->path & 3], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->starts[(unsigned)res->path < SBX_START_PATHS ? res->path : 0],
+				  1, memory_order_relaxed);
 	gw_hist_observe(&m->phase[GW_PHASE_TOTAL], total_ns);
 	gw_hist_observe(&m->phase[GW_PHASE_QUEUE], res->times.queue_ns);
 	gw_hist_observe(&m->phase[GW_PHASE_RUN], res->times.run_ns);
@@ -210,9 +210,9 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	put(&t, "# HELP nemo_starts_total Invocations by start path (cold, warm, prewarmed).\n"
 		"# TYPE nemo_starts_total counter\n");
 	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++)
-		for (int p = 1; p < 4; p++)
+		for (int p = SBX_START_COLD; p < SBX_START_PATHS; p++)
 			put(&t, "nemo_starts_total{function=\"%s\",path=\"%s\"} %llu\n",
-			    fn->spec.name, start_names[p],
+			    fn->spec.name, sbx_start_path_name(p),
 			    (unsigned long long)atomic_load(&fn->metrics.starts[p]));
 	put(&t, "# HELP nemo_invocation_duration_seconds Invocation time by phase (total = what "
 		"the caller waited inside nemod).\n"

@@ -1106,9 +1106,9 @@ const char *sbx_status_name(enum sbx_status status)
 
 const char *sbx_start_path_name(enum sbx_start_path path)
 {
-	static const char *const names[] = {"none", "cold", "warm", "prewarmed"};
+	static const char *const names[SBX_START_PATHS] = {"none", "cold", "warm", "prewarmed"};
 
-	return (unsigned)path < 4 ? names[path] : "?";
+	return (unsigned)path < SBX_START_PATHS ? names[path] : "?";
 }
 
 const struct sbx_spec *sbx_spec_of(const struct sbx_sandbox *sb)
