@@ -120,12 +120,12 @@ printf "  durable/old throughput: %.2f (target >= 0.80)\n" "$(echo "$J_ON / $J_O
 printf "\nsustained %ss at capacity (%s connections, thread_per_connection; capacity %.0f req/s)\n" \
 	"$SUSTAIN" "$CONNS" "${CAP_RPS:-0}"
 start_nemod thread_per_connection
-K='nemo_invocations_total{function="echo",status="success"}'
+K='nemo_invocations_total{namespace="guest",function="echo",status="success"}'
 B0=$(metric "$K"); H0=$(metric 'nemo_http_responses_total{code="200"}')
 OUT=$(taskset -c "$WRK_CPUS" wrk -t2 -c"$CONNS" -d"${SUSTAIN}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
 sleep 0.5
 B1=$(metric "$K"); H1=$(metric 'nemo_http_responses_total{code="200"}')
-ERR=$(metric 'nemo_invocations_total{function="echo",status="internal_error"}')
+ERR=$(metric 'nemo_invocations_total{namespace="guest",function="echo",status="internal_error"}')
 stop_nemod
 REQ=$(field "$OUT" requests)
 NON2XX=$(field "$OUT" non2xx)

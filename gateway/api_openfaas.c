@@ -71,12 +71,15 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		   const struct gw_faas_route *rt, bool async)
 {
 	struct gw_call call = {.payload = r->body, .len = r->len, .trigger = GW_TRIGGER_HTTP};
-	const char *name = rt->name, *ctype = gw_req_header(r, "Content-Type");
-	char err[512], id[GW_ID_LEN + 1];
+	const char *ctype = gw_req_header(r, "Content-Type");
+	char err[512], id[GW_ID_LEN + 1], name[SBX_NAME_MAX];
 	struct call_arg ca = {r, rt->sub};
 	struct gw_outcome out;
 	int rc;
 
+	/* an open door (no credential) reaches the default namespace */
+	if (!gw_req_key(d, r, rt->name, name, rp))
+		return;
 	call.context = call_context;
 	call.context_arg = &ca;
 	if (async) {
@@ -145,6 +148,7 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 struct list_arg {
 	struct gw_daemon *d;
 	cJSON *arr;
+	const char *ns;
 };
 
 /* One function in OpenFaaS's FunctionStatus shape. */
@@ -157,9 +161,9 @@ static cJSON *status_json(struct gw_daemon *d, struct gw_function *fn)
 
 	for (int s = GW_ACT_SUCCESS; s < GW_ACT_N_STATUS; s++)
 		n += atomic_load(&fn->metrics.invocations[s]);
-	cJSON_AddStringToObject(j, "name", fn->spec.name);
+	cJSON_AddStringToObject(j, "name", fn->name);
 	cJSON_AddStringToObject(j, "image", fn->spec.code);
-	cJSON_AddStringToObject(j, "namespace", "nemo");
+	cJSON_AddStringToObject(j, "namespace", fn->ns);
 	cJSON_AddNumberToObject(j, "invocationCount", (double)n);
 	cJSON_AddNumberToObject(j, "replicas", have ? st.idle + st.busy : 0);
 	cJSON_AddNumberToObject(j, "availableReplicas", have ? st.idle : 0);
@@ -182,7 +186,8 @@ static void add_status(void *arg, struct gw_function *fn)
 {
 	struct list_arg *la = arg;
 
-	cJSON_AddItemToArray(la->arr, status_json(la->d, fn));
+	if (!strcmp(fn->ns, la->ns))
+		cJSON_AddItemToArray(la->arr, status_json(la->d, fn));
 }
 
 static void delete_function(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
@@ -191,6 +196,7 @@ static void delete_function(struct gw_daemon *d, const struct gw_request *r, str
 	cJSON *body = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
 	const char *name =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "functionName"));
+	char key[SBX_NAME_MAX];
 	int rc;
 
 	if (!body && r->len)
@@ -203,9 +209,13 @@ static void delete_function(struct gw_daemon *d, const struct gw_request *r, str
 		bad_name(rp, name);
 		return cJSON_Delete(body);
 	}
-	rc = gw_svc_undeploy(d, name);
+	if (!gw_req_key(d, r, name, key, rp))
+		return cJSON_Delete(body);
+	rc = gw_svc_undeploy(d, key);
 	if (rc) {
-		gw_reply_error(rp, gw_status_of_errno(rc), "function '%s' is not deployed", name);
+		gw_reply_error(rp, gw_status_of_errno(rc),
+			       "function '%s' is not deployed in namespace '%s'", name,
+			       gw_req_ns(d, r));
 	} else {
 		rp->status = 200;
 		rp->body = "";
@@ -223,6 +233,7 @@ static void scale(struct gw_daemon *d, const struct gw_request *r, struct gw_rep
 	const cJSON *rep = cJSON_GetObjectItemCaseSensitive(body, "replicas");
 	const char *svc =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "serviceName"));
+	char key[SBX_NAME_MAX];
 	int rc;
 
 	if (!body && r->len)
@@ -238,11 +249,14 @@ static void scale(struct gw_daemon *d, const struct gw_request *r, struct gw_rep
 				      "expected {\"serviceName\": \"%s\", \"replicas\": 0..%d}",
 				      name, GW_MAX_PREWARM);
 	}
-	rc = gw_svc_scale(d, name, rep->valueint);
+	if (!gw_req_key(d, r, name, key, rp))
+		return cJSON_Delete(body);
+	rc = gw_svc_scale(d, key, rep->valueint);
 	cJSON_Delete(body);
 	if (rc)
-		return gw_reply_error(rp, gw_status_of_errno(rc), "function '%s' is not deployed",
-				      name);
+		return gw_reply_error(rp, gw_status_of_errno(rc),
+				      "function '%s' is not deployed in namespace '%s'", name,
+				      gw_req_ns(d, r));
 	rp->status = 202;
 	rp->body = "";
 	rp->body_static = true;
@@ -286,7 +300,7 @@ void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_
 		return invoke(d, r, rp, &rt, true);
 	case GW_FAAS_FUNCTIONS:
 		if (gw_req_is(r, "GET")) {
-			struct list_arg la = {d, cJSON_CreateArray()};
+			struct list_arg la = {d, cJSON_CreateArray(), gw_req_ns(d, r)};
 
 			gw_fn_foreach(d, add_status, &la);
 			return gw_reply_json(rp, 200, la.arr);
@@ -302,12 +316,17 @@ void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_
 		return gw_reply_not_allowed(rp, r, "GET, POST, PUT, DELETE");
 	case GW_FAAS_DESCRIBE: {
 		struct gw_function *fn;
+		char key[SBX_NAME_MAX];
 
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
-		fn = gw_fn_get(d, rt.name);
+		if (!gw_req_key(d, r, rt.name, key, rp))
+			return;
+		fn = gw_fn_get(d, key);
 		if (!fn)
-			return gw_reply_error(rp, 404, "function '%s' is not deployed", rt.name);
+			return gw_reply_error(rp, 404,
+					      "function '%s' is not deployed in namespace '%s'",
+					      rt.name, gw_req_ns(d, r));
 		gw_reply_json(rp, 200, status_json(d, fn));
 		return gw_fn_put(fn);
 	}
@@ -325,7 +344,7 @@ void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
 		arr = cJSON_CreateArray();
-		cJSON_AddItemToArray(arr, cJSON_CreateString("nemo"));
+		cJSON_AddItemToArray(arr, cJSON_CreateString(gw_req_ns(d, r)));
 		return gw_reply_json(rp, 200, arr);
 	}
 	default:

@@ -139,11 +139,13 @@ static int parse_json_object(struct cfg_ctx *ctx, const char *body, size_t len, 
 	return 0;
 }
 
-static int check_name(struct cfg_ctx *ctx, const char *name, cJSON *root, struct gw_deploy_req *out)
+/* `stored`: a document from the store, named by its key ("ns.name" outside the default) */
+static int check_name(struct cfg_ctx *ctx, const char *name, bool stored, cJSON *root,
+		      struct gw_deploy_req *out)
 {
 	const cJSON *jname = cJSON_GetObjectItemCaseSensitive(root, "name");
 
-	if (!gw_name_valid(name))
+	if (!(stored ? gw_key_valid(name) : gw_name_valid(name)))
 		return cfg_error(ctx, NULL,
 				 "name '%.64s': must be 1..%d characters of [A-Za-z0-9_-]", name,
 				 SBX_NAME_MAX - 1);
@@ -173,7 +175,7 @@ int gw_deploy_parse_native(const char *name, const char *body, size_t len, bool 
 	err[0] = '\0';
 	rc = parse_json_object(&ctx, body, len, &root);
 	if (!rc)
-		rc = check_name(&ctx, name, root, out);
+		rc = check_name(&ctx, name, stored, root, out);
 	if (rc) {
 		cJSON_Delete(root);
 		return finish(&ctx, rc, out, err, errlen);
@@ -413,7 +415,7 @@ int gw_deploy_parse_openwhisk(const char *name, const char *body, size_t len,
 	err[0] = '\0';
 	rc = parse_json_object(&ctx, body, len, &root);
 	if (!rc)
-		rc = check_name(&ctx, name, root, out);
+		rc = check_name(&ctx, name, false, root, out);
 	if (!rc)
 		rc = cfg_parse_object(&ctx, "", root, ow_body_keys, &b);
 	doc = cJSON_CreateObject();

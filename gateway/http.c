@@ -284,14 +284,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			}
 			return send_reply(d, c, &rp);
 		}
-		if (needs_auth(d, url)) {
-			rq->cred = gw_creds_check(
-				&d->creds,
-				MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							    MHD_HTTP_HEADER_AUTHORIZATION),
-				&rq->auth_why);
-			if (!rq->cred)
-				return send_error(d, c, MHD_HTTP_UNAUTHORIZED, "%s", rq->auth_why);
+		{
+			const char *authz = MHD_lookup_connection_value(
+				c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+
+			/* an open door with credentials serves their namespace: they count */
+			if (needs_auth(d, url) || authz) {
+				rq->cred = gw_creds_check(&d->creds, authz, &rq->auth_why);
+				if (!rq->cred)
+					return send_error(d, c, MHD_HTTP_UNAUTHORIZED, "%s",
+							  rq->auth_why);
+			}
 		}
 		if (d->draining)
 			return send_error(d, c, MHD_HTTP_SERVICE_UNAVAILABLE,

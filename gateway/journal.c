@@ -227,7 +227,7 @@ int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
 		n = snprintf(small, sizeof(small), "R\t%s\n", a->id);
 		return jwrite(t, small, (size_t)n);
 	case 'T':
-		j = gw_act_record_json(a);
+		j = gw_act_record_json(t->default_ns, a);
 		json = j ? cJSON_PrintUnformatted(j) : NULL;
 		cJSON_Delete(j);
 		if (!json)
@@ -274,7 +274,7 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 
 	if (!e->a_line) {
 		/* a blocking call's record: terminal, nothing to run */
-		if (!e->t_json || !e->t_fn || !gw_name_valid(e->t_fn))
+		if (!e->t_json || !e->t_fn || !gw_key_valid(e->t_fn))
 			return 0;
 		a = gw_act_slot_new(t, e->id);
 		if (!a)
@@ -291,7 +291,7 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 	trig = strtok_r(NULL, "\t", &save);
 	reply = strtok_r(NULL, "\t", &save);
 	b64 = strtok_r(NULL, "\t\n", &save);
-	if (!fn || !trig || !reply || !gw_name_valid(fn))
+	if (!fn || !trig || !reply || !gw_key_valid(fn))
 		return 0;
 	a = gw_act_slot_new(t, e->id);
 	if (!a)

@@ -93,6 +93,22 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	return rc;
 }
 
+/* A key as people know the function: its name (the namespace is theirs). */
+static const char *fn_shown(const char *key)
+{
+	return strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
+}
+
+/* -ENOENT, naming the function in its namespace. */
+static int not_deployed(struct gw_daemon *d, const char *key, char *err, size_t errlen)
+{
+	char ns[GW_NS_MAX], name[SBX_NAME_MAX];
+
+	gw_key_split(d->default_ns, key, ns, name);
+	return fail(err, errlen, -ENOENT, "function '%s' is not deployed in namespace '%s'", name,
+		    ns);
+}
+
 /* The gateway's own keys of a function document; the spec keys go to sbx_spec_parse(). */
 struct fn_doc {
 	const cJSON *mqtt, *prewarm, *parameters, *annotations, *logs, *kind, *style;
@@ -275,8 +291,11 @@ static void prewarm_function(struct gw_daemon *d, const char *name, int count)
 			  made);
 }
 
-static void default_file_name(const char *name, int runtime, char *buf, size_t len)
+static void default_file_name(const char *key, int runtime, char *buf, size_t len)
 {
+	/* the name without its namespace: "ns.name" is no python module name */
+	const char *name = strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
+
 	if (runtime == SBX_RUNTIME_C) {
 		snprintf(buf, len, "function.so");
 	} else if (runtime == SBX_RUNTIME_PYTHON) {
@@ -412,13 +431,14 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 	old = gw_fn_get(d, req->name);
 	if (old && !stored && !(flags & GW_DEPLOY_OVERWRITE)) {
 		rc = fail(err, errlen, -EEXIST, "function '%s' exists: overwrite to replace it",
-			  req->name);
+			  fn_shown(req->name));
 		goto out;
 	}
 	if (req->partial) {
 		if (!old) {
 			rc = fail(err, errlen, -EINVAL,
-				  "key 'exec': required to create action '%s'", req->name);
+				  "key 'exec': required to create action '%s'",
+				  fn_shown(req->name));
 			goto out;
 		}
 		rc = merge_partial(old, req);
@@ -432,6 +452,7 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		rc = fail(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
+	gw_key_split(d->default_ns, req->name, fn->ns, fn->name);
 	rc = fn_doc_apply(&ctx, req->doc, fn);
 	if (rc) {
 		rc = fail(err, errlen, rc, "%s", ctx.err);
@@ -759,7 +780,7 @@ static int build_payload(struct gw_function *fn, const struct gw_call *call, cha
 				return fail(err, errlen, -EINVAL,
 					    "function '%s' takes a JSON object (main(dict)); the "
 					    "payload is not one",
-					    fn->spec.name);
+					    fn->name);
 			/* a web call with a body that is not JSON: OpenWhisk's __ow_body */
 			char *text = strndup(call->payload, call->len);
 
@@ -875,7 +896,7 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 
 	memset(out, 0, sizeof(*out));
 	if (!fn)
-		return fail(err, errlen, -ENOENT, "function '%s' is not deployed", name);
+		return not_deployed(d, name, err, errlen);
 	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out_fn;
@@ -914,7 +935,7 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 		gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL,
 			      "concurrency limit of the function");
 		rc = fail(err, errlen, -EAGAIN,
-			  "function '%s' is at its limit of %u invocations in flight", name,
+			  "function '%s' is at its limit of %u invocations in flight", fn->name,
 			  d->cfg.limits.max_inflight_per_function);
 		goto out_admit;
 	}
@@ -951,7 +972,7 @@ int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_c
 	int rc;
 
 	if (!fn)
-		return fail(err, errlen, -ENOENT, "function '%s' is not deployed", name);
+		return not_deployed(d, name, err, errlen);
 	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out;

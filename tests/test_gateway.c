@@ -323,7 +323,7 @@ static void test_round_trip(void)
 	expect("POST", ACT "/pw?blocking=true", TOKEN, "{}", 200, "\"startPath\":\"prewarmed\"");
 	expect("POST", ACT "/pw?blocking=true", TOKEN, "{}", 200, "\"startPath\":\"warm\"");
 	expect("GET", "/metrics", TOKEN, NULL, 200,
-	       "nemo_starts_total{function=\"pw\",path=\"prewarmed\"} 1\n");
+	       "nemo_starts_total{namespace=\"nemo\",function=\"pw\",path=\"prewarmed\"} 1\n");
 	expect("PUT", ACT "/pw2", TOKEN,
 	       "{\"runtime\":\"c\",\"prewarm\":-1,\"code\":{\"base64\":\"QUJD\"}}", 400, "prewarm");
 
@@ -726,10 +726,12 @@ static void test_async_crash_reaches_terminal(void)
 	}
 	/* each ran once: the counters saw 4 crashes of each function, no more */
 	CU_ASSERT_EQUAL(http("GET", "/metrics", TOKEN, NULL, &r), 200);
-	CU_ASSERT_PTR_NOT_NULL(
-		strstr(r.body, "nemo_invocations_total{function=\"exit\",status=\"crashed\"} 4\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(
-		r.body, "nemo_invocations_total{function=\"acrash\",status=\"crashed\"} 4\n"));
+		r.body,
+		"nemo_invocations_total{namespace=\"nemo\",function=\"exit\",status=\"crashed\"} 4\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+		r.body,
+		"nemo_invocations_total{namespace=\"nemo\",function=\"acrash\",status=\"crashed\"} 4\n"));
 	gw_http_response_release(&r);
 }
 
@@ -745,16 +747,20 @@ static void test_metrics(void)
 	CU_ASSERT_EQUAL(http("GET", "/metrics", TOKEN, NULL, &r), 200);
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.content_type, "text/plain"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(
-		r.body, "nemo_invocations_total{function=\"counted\",status=\"success\"} 5\n"));
-	CU_ASSERT_PTR_NOT_NULL(
-		strstr(r.body, "nemo_starts_total{function=\"counted\",path=\"cold\"} 1\n"));
-	CU_ASSERT_PTR_NOT_NULL(
-		strstr(r.body, "nemo_starts_total{function=\"counted\",path=\"warm\"} 4\n"));
+		r.body,
+		"nemo_invocations_total{namespace=\"nemo\",function=\"counted\",status=\"success\"} 5\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+		r.body,
+		"nemo_starts_total{namespace=\"nemo\",function=\"counted\",path=\"cold\"} 1\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+		r.body,
+		"nemo_starts_total{namespace=\"nemo\",function=\"counted\",path=\"warm\"} 4\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "nemo_invocation_duration_seconds_count{function="
 					      "\"counted\",phase=\"total\"} 5\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "phase=\"run\",le=\"+Inf\"} "));
-	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "nemo_warm_pool_instances{function=\"counted\","
-					      "state=\"idle\"} 1\n"));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(r.body, "nemo_warm_pool_instances{namespace=\"nemo\",function=\"counted\","
+			       "state=\"idle\"} 1\n"));
 	/* every sample line is `name{labels} value` or `name value` with a number */
 	for (line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *sp, *end;
@@ -948,7 +954,7 @@ static void test_crash_loses_no_activation(void)
 	CU_ASSERT_STRING_EQUAL(wait_terminal(queued[1], 8000), "success");
 	CU_ASSERT_STRING_EQUAL(wait_terminal(queued[2], 8000), "success");
 	expect("GET", "/metrics", TOKEN, NULL, 200,
-	       "nemo_invocations_total{function=\"slow\",status=\"success\"} 2\n");
+	       "nemo_invocations_total{namespace=\"nemo\",function=\"slow\",status=\"success\"} 2\n");
 }
 
 static void test_bad_config_names_key(void)
@@ -983,6 +989,137 @@ NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
 	   {"after kill -9, no queued activation is lost or run twice",
 	    test_crash_loses_no_activation},
 	   {"a bad config names the key", test_bad_config_names_key});
+
+/* ---- tenants: one namespace per credential ------------------------------------------------------ */
+
+#define ALICE "alice:alice-key-0123456789abcdef"
+#define BOB   "bob:bob-key-0123456789abcdef"
+#define OW_PY(who)                                                                            \
+	"{\"exec\":{\"kind\":\"python:3\",\"code\":\"def main(a):\\n    return {'who': '" who \
+	"'}\\n\"}}"
+
+static int tenants_setup(void)
+{
+	char path[256];
+
+	if (env_setup(false))
+		return -1;
+	/* the operator's token first (the default namespace, "nemo"), then two tenants */
+	snprintf(path, sizeof(path), "%s/token", env.dir);
+	if (test_write_text(path, TOKEN "\n" ALICE " alice\n" BOB " bob\n"))
+		return -1;
+	return start_nemod();
+}
+
+/* The activationId of a blocking call's record. */
+static void invoke_id(const char *cred, const char *name, const char *who, char id[40])
+{
+	char path[160];
+	struct gw_http_response r;
+	cJSON *j;
+
+	snprintf(path, sizeof(path), ACT "/%s?blocking=true", name);
+	id[0] = '\0';
+	CU_ASSERT_EQUAL(http("POST", path, cred, "{}", &r), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, who));
+	j = cJSON_Parse(r.body);
+	snprintf(id, 40, "%s",
+		 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"))
+			 ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"))
+			 : "");
+	cJSON_Delete(j);
+	gw_http_response_release(&r);
+}
+
+static void tenants_check(const char *bob_id)
+{
+	char path[200];
+
+	/* each tenant's f is its own */
+	expect("POST", ACT "/f?blocking=true&result=true", ALICE, "{}", 200, "\"who\":\"alice\"");
+	expect("POST", ACT "/f?blocking=true&result=true", BOB, "{}", 200, "\"who\":\"bob\"");
+	/* alice sees nothing of bob's g: get, invoke, delete, list, activations */
+	expect("GET", ACT "/g", ALICE, NULL, 404,
+	       "function 'g' is not deployed in namespace 'alice'");
+	expect("POST", ACT "/g?blocking=true", ALICE, "{}", 404,
+	       "function 'g' is not deployed in namespace 'alice'");
+	expect("DELETE", ACT "/g", ALICE, NULL, 404, "namespace 'alice'");
+	expect("POST", "/async-function/g", ALICE, "{}", 404, "namespace 'alice'");
+	expect("GET", "/system/function/g", ALICE, NULL, 404, "namespace 'alice'");
+	expect("GET", ACT "?count=true", ALICE, NULL, 200, "{\"actions\":1}");
+	expect("GET", ACT "?count=true", BOB, NULL, 200, "{\"actions\":2}");
+	expect("GET", "/api/v1/namespaces", ALICE, NULL, 200, "[\"alice\"]");
+	snprintf(path, sizeof(path), ACTV "/%s", bob_id);
+	expect("GET", path, ALICE, NULL, 404, "namespace 'alice'");
+	expect("GET", path, BOB, NULL, 200, "\"namespace\":\"bob\"");
+	snprintf(path, sizeof(path), ACTV "/%s/result", bob_id);
+	expect("GET", path, ALICE, NULL, 404, "not known");
+	{
+		struct gw_http_response r;
+
+		CU_ASSERT_EQUAL(http("GET", ACTV "?limit=200", ALICE, NULL, &r), 200);
+		CU_ASSERT_PTR_NULL(strstr(r.body, bob_id));
+		CU_ASSERT_PTR_NULL(strstr(r.body, "\"bob\""));
+		gw_http_response_release(&r);
+		CU_ASSERT_EQUAL(http("GET", ACT, ALICE, NULL, &r), 200);
+		CU_ASSERT_PTR_NULL(strstr(r.body, "\"g\""));
+		gw_http_response_release(&r);
+		/* a tenant's metrics are its own; the operator's show both, by namespace */
+		CU_ASSERT_EQUAL(http("GET", "/metrics", ALICE, NULL, &r), 200);
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "namespace=\"alice\",function=\"f\""));
+		CU_ASSERT_PTR_NULL(strstr(r.body, "namespace=\"bob\""));
+		gw_http_response_release(&r);
+		CU_ASSERT_EQUAL(http("GET", "/metrics", TOKEN, NULL, &r), 200);
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "namespace=\"bob\",function=\"g\""));
+		gw_http_response_release(&r);
+	}
+	/* the operator's namespace (the default, where open doors lead) has neither */
+	expect("GET", ACT "/f", TOKEN, NULL, 404, "namespace 'nemo'");
+	expect("POST", "/function/f", NULL, "{}", 404, "namespace 'nemo'");
+}
+
+static void test_tenants_apart(void)
+{
+	char bob_id[40], path[600];
+	struct stat st;
+
+	expect("PUT", ACT "/f", ALICE, OW_PY("alice"), 200, "\"namespace\":\"alice\"");
+	expect("PUT", ACT "/f", BOB, OW_PY("bob"), 200, "\"namespace\":\"bob\"");
+	expect("PUT", ACT "/g", BOB, OW_PY("bob-g"), 200, "\"name\":\"g\"");
+	invoke_id(BOB, "g", "bob-g", bob_id);
+	CU_ASSERT_EQUAL_FATAL(strlen(bob_id), 32);
+	tenants_check(bob_id);
+	/* alice's update and delete of "g" and "f" touch only her own */
+	expect("PUT", ACT "/f?overwrite=true", ALICE, OW_PY("alice-2"), 200,
+	       "\"version\":\"0.0.4\"");
+	expect("POST", ACT "/f?blocking=true&result=true", BOB, "{}", 200, "\"who\":\"bob\"");
+	expect("PUT", ACT "/g", ALICE, OW_PY("alice-g"), 200, "\"namespace\":\"alice\"");
+	expect("DELETE", ACT "/g", ALICE, NULL, 200, "deleted");
+	expect("POST", ACT "/g?blocking=true&result=true", BOB, "{}", 200, "\"who\":\"bob-g\"");
+	expect("PUT", ACT "/f?overwrite=true", ALICE, OW_PY("alice"), 200,
+	       "\"namespace\":\"alice\"");
+	/* the store keeps them apart: ns.name outside the default namespace */
+	snprintf(path, sizeof(path), "%s/store/alice.f/spec.json", env.dir);
+	CU_ASSERT_EQUAL(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/store/bob.f/spec.json", env.dir);
+	CU_ASSERT_EQUAL(stat(path, &st), 0);
+	/* the default namespace keeps the layout from before namespaces: <store>/<name> */
+	deploy("opfn", "echo.so", "handle", NULL);
+	snprintf(path, sizeof(path), "%s/store/opfn/spec.json", env.dir);
+	CU_ASSERT_EQUAL(stat(path, &st), 0);
+	expect("POST", "/function/opfn", NULL, "open door", 200, "open door");
+	/* a restart keeps all of it: functions, namespaces, activations */
+	CU_ASSERT_EQUAL(stop_nemod(), 0);
+	CU_ASSERT_PTR_NULL(strstr(test_proc_output(&env.nemod), "level=err"));
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	tenants_check(bob_id);
+	expect("POST", "/function/opfn", NULL, "after restart", 200, "after restart");
+}
+
+NEMO_SUITE(gateway_tenants, tenants_setup, env_teardown,
+	   {"two credentials, two namespaces: one name, two functions, no crossing, across a "
+	    "restart",
+	    test_tenants_apart});
 
 /* ---- MQTT ------------------------------------------------------------------------------------- */
 
