@@ -189,11 +189,15 @@ int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core)
 	a = by_seq(t, seq);
 	if (!a || a->status != GW_ACT_ACCEPTED)
 		rc = -EALREADY;
+	else if (a->queued && gw_journal_note(t, a, 'R'))
+		/*
+		 * Its start cannot be recorded (a full disk): a crash now would replay it as never
+		 * started and run it again. It stays accepted; the caller tries again later.
+		 */
+		rc = -EIO;
 	else {
 		a->status = GW_ACT_RUNNING;
 		a->core = core;
-		if (a->queued)
-			gw_journal_note(t, a, 'R');
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;

@@ -90,6 +90,19 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 					      "supported",
 					      call.callback_url);
 		}
+		if (call.callback_url) {
+			const char *u = call.callback_url;
+			size_t n = strlen(u);
+			bool plain = n < 256;
+
+			/* it goes into the journal line and a request line: printable, no space */
+			for (size_t i = 0; plain && i < n; i++)
+				plain = u[i] > ' ' && u[i] < 0x7f;
+			if (!plain)
+				return gw_reply_error(rp, 400,
+						      "X-Callback-Url: expected a URL of 1..255 "
+						      "printable characters without spaces");
+		}
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
 		if (rc)
 			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);

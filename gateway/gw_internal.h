@@ -222,7 +222,10 @@ int gw_act_set_work(struct gw_act_table *t, uint64_t seq, const void *payload, s
 /* Where the result of an async activation goes besides its record. */
 void gw_act_set_route(struct gw_act_table *t, uint64_t seq, int qos, bool mqtt5, const void *corr,
 		      size_t corr_len, const char *callback_url);
-/* ACCEPTED -> RUNNING. Returns 0, or -EALREADY if it was not ACCEPTED (run exactly once). */
+/*
+ * ACCEPTED -> RUNNING. Returns 0, -EALREADY if it was not ACCEPTED (run exactly once), or
+ * -EIO when a queued activation's start cannot be journaled (it stays ACCEPTED: run later).
+ */
 int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core);
 /*
  * Record the terminal outcome; the result bytes are copied. Returns 0, or -EALREADY when
@@ -639,9 +642,13 @@ void gw_mqtt_stop(struct gw_mqtt *m);
 void gw_mqtt_resubscribe(struct gw_mqtt *m);
 bool gw_mqtt_connected(struct gw_mqtt *m);
 
-/* POST `data` to an http:// URL (OpenFaaS X-Callback-Url). Returns the status or -errno. */
-int gw_callback_post(const char *url, const char *activation_id, int status, const void *data,
-		     size_t len);
+/*
+ * POST `data` to an http:// URL (OpenFaaS X-Callback-Url) with OpenFaaS's headers:
+ * X-Call-Id (the activation id), X-Function-Status and X-Function-Name. Returns the
+ * status or -errno.
+ */
+int gw_callback_post(const char *url, const char *activation_id, const char *function, int status,
+		     const void *data, size_t len);
 
 uint64_t gw_epoch_ms(void);
 

@@ -728,10 +728,12 @@ static int invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
 	t_gate = nemo_now_ns();
 	if (d->dispatch.ops->place(d->dispatch.state, fn->spec.name, &where))
 		where.core = -1;
-	if (gw_act_begin(&d->acts, seq, where.core)) {
-		/* already started or finished elsewhere: never run an activation twice */
+	rc = gw_act_begin(&d->acts, seq, where.core);
+	if (rc) {
+		/* already started or finished elsewhere (never run an activation twice), or its
+		 * start cannot be journaled (-EIO: it waits) */
 		gate_leave(fn);
-		return -EALREADY;
+		return rc;
 	}
 	d->backend.ops->invoke(d->backend.state, fn->spec.name, where.core, req, len, res);
 	gate_leave(fn);
@@ -859,7 +861,10 @@ static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, si
 {
 	int rc;
 
-	/* the route is in place before a worker can take the activation */
+	/* the route is in place before a worker can take the activation, and in its journal
+	 * line: a replay after a crash still delivers the result where it was asked to go */
+	gw_act_set_route(&d->acts, seq, call->qos, call->mqtt5, call->correlation,
+			 call->correlation_len, call->callback_url);
 	rc = gw_act_set_work(&d->acts, seq, payload, len, call->reply_topic);
 	/* accepted means on disk: no worker runs it, no caller hears 202, before that */
 	if (!rc)
@@ -872,12 +877,8 @@ static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, si
 		gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, why);
 		return fail(err, errlen, -ENOSPC, "cannot accept the activation: %s", why);
 	}
-	if (!rc) {
-		gw_act_set_route(&d->acts, seq, call->qos, call->mqtt5, call->correlation,
-				 call->correlation_len, call->callback_url);
-		if (gw_enqueue(d, seq) == 0)
-			return 0;
-	}
+	if (!rc && gw_enqueue(d, seq) == 0)
+		return 0;
 	gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, "async queue full");
 	return fail(err, errlen, -EAGAIN, "async queue full (%u activations waiting)",
 		    d->cfg.limits.async_queue);
@@ -1079,6 +1080,7 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 	struct gw_function *fn;
 	struct work w = {0};
 	char id[GW_ID_LEN + 1];
+	int rc;
 
 	if (!take_work(d, seq, &w))
 		return; /* finished already (cancelled): run exactly once */
@@ -1091,8 +1093,18 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 		return;
 	}
 	/* async work waits at the gate instead of being refused: it was accepted */
-	invoke_sync(d, fn, seq, w.payload, w.len, false, &res);
-	if ((w.reply[0] && d->mqtt_sink) || w.callback[0]) {
+	rc = invoke_sync(d, fn, seq, w.payload, w.len, false, &res);
+	if (rc == -EIO) {
+		/* the journal cannot record its start: try again once there may be room, and
+		 * leave it to the replay if nemod stops meanwhile (it never ran) */
+		usleep(200 * 1000);
+		if (gw_enqueue(d, seq))
+			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+					     "activation %s: queue full or stopping; it stays "
+					     "accepted for the next start",
+					     id);
+	}
+	if (!rc && ((w.reply[0] && d->mqtt_sink) || w.callback[0])) {
 		char *text = res.status == SBX_OK ? NULL : failure_text(&res, id);
 		const void *data = text ? (const void *)text : res.response;
 		size_t len = text ? strlen(text) : res.response_len;
@@ -1101,8 +1113,8 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 			d->mqtt_sink(d->mqtt_sink_state, w.reply, w.qos, w.mqtt5, w.corr,
 				     w.corr_len, id, data, len);
 		if (w.callback[0]) {
-			int st = gw_callback_post(w.callback, id, res.status == SBX_OK ? 200 : 500,
-						  data, len);
+			int st = gw_callback_post(w.callback, id, fn->name,
+						  res.status == SBX_OK ? 200 : 500, data, len);
 
 			if (st < 200 || st >= 300)
 				NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,

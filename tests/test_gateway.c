@@ -755,8 +755,9 @@ static void test_metrics(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(
 		r.body,
 		"nemo_starts_total{namespace=\"nemo\",function=\"counted\",path=\"warm\"} 4\n"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "nemo_invocation_duration_seconds_count{function="
-					      "\"counted\",phase=\"total\"} 5\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body,
+				      "nemo_invocation_duration_seconds_count{namespace="
+				      "\"nemo\",function=\"counted\",phase=\"total\"} 5\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "phase=\"run\",le=\"+Inf\"} "));
 	CU_ASSERT_PTR_NOT_NULL(
 		strstr(r.body, "nemo_warm_pool_instances{namespace=\"nemo\",function=\"counted\","
@@ -957,6 +958,161 @@ static void test_crash_loses_no_activation(void)
 	       "nemo_invocations_total{namespace=\"nemo\",function=\"slow\",status=\"success\"} 2\n");
 }
 
+/* A loopback X-Callback-Url listener that takes every POST and counts them by X-Call-Id. */
+struct cb_counter {
+	int fd;
+	uint16_t port;
+	pthread_t thread;
+	volatile int stop;
+	pthread_mutex_t lock;
+	int n;
+	char ids[16][40];
+	char bodies[16][64];
+};
+
+static void cb_take(struct cb_counter *cb, int c)
+{
+	char buf[4096], *hdr_end, *cl, *id;
+	size_t used = 0;
+
+	for (;;) {
+		struct pollfd q = {.fd = c, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&q, 1, 5000) <= 0)
+			break;
+		n = recv(c, buf + used, sizeof(buf) - used - 1, 0);
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		buf[used] = '\0';
+		hdr_end = strstr(buf, "\r\n\r\n");
+		cl = strcasestr(buf, "Content-Length:");
+		if (hdr_end && cl &&
+		    used >= (size_t)(hdr_end + 4 - buf) + strtoul(cl + 15, NULL, 10))
+			break;
+	}
+	(void)!write(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 57);
+	id = strcasestr(buf, "X-Call-Id: ");
+	hdr_end = strstr(buf, "\r\n\r\n");
+	pthread_mutex_lock(&cb->lock);
+	if (cb->n < 16) {
+		snprintf(cb->ids[cb->n], 40, "%.32s", id ? id + 11 : "");
+		snprintf(cb->bodies[cb->n], 64, "%s", hdr_end ? hdr_end + 4 : "");
+		cb->n++;
+	}
+	pthread_mutex_unlock(&cb->lock);
+}
+
+static void *cb_main(void *arg)
+{
+	struct cb_counter *cb = arg;
+
+	while (!cb->stop) {
+		struct pollfd p = {.fd = cb->fd, .events = POLLIN};
+		int c;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		c = accept(cb->fd, NULL, NULL);
+		if (c < 0)
+			continue;
+		cb_take(cb, c);
+		close(c);
+	}
+	return NULL;
+}
+
+static int cb_start(struct cb_counter *cb)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sin);
+
+	memset(cb, 0, sizeof(*cb));
+	pthread_mutex_init(&cb->lock, NULL);
+	cb->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cb->fd < 0 || bind(cb->fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+	    listen(cb->fd, 16) || getsockname(cb->fd, (struct sockaddr *)&sin, &sl))
+		return -1;
+	cb->port = ntohs(sin.sin_port);
+	return pthread_create(&cb->thread, NULL, cb_main, cb);
+}
+
+static void cb_stop(struct cb_counter *cb)
+{
+	cb->stop = 1;
+	pthread_join(cb->thread, NULL);
+	close(cb->fd);
+	pthread_mutex_destroy(&cb->lock);
+}
+
+/* How many POSTs carried X-Call-Id `id`. */
+static int cb_count(struct cb_counter *cb, const char *id)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&cb->lock);
+	for (int i = 0; i < cb->n; i++)
+		n += !strcmp(cb->ids[i], id);
+	pthread_mutex_unlock(&cb->lock);
+	return n;
+}
+
+static void test_crash_keeps_callbacks(void)
+{
+	char ids[3][40], hdr[128];
+	struct cb_counter cb;
+	int total;
+
+	deploy("cbslow", "test-probe.so", "nap", "\"timeout_ms\": 3000");
+	CU_ASSERT_EQUAL_FATAL(cb_start(&cb), 0);
+	snprintf(hdr, sizeof(hdr), "X-Callback-Url: http://127.0.0.1:%u/done\r\n",
+		 (unsigned)cb.port);
+	/* one runs (the function has one instance slot), two wait: all three with a callback */
+	for (int i = 0; i < 3; i++) {
+		struct gw_http_response r;
+		cJSON *j;
+
+		CU_ASSERT_EQUAL(gw_http_request_headers("127.0.0.1", env.port, "POST",
+							"/async-function/cbslow", TOKEN, hdr,
+							"1500", 4, 10000, &r),
+				0);
+		CU_ASSERT_EQUAL(r.status, 202);
+		j = cJSON_Parse(r.body ? r.body : "");
+		snprintf(ids[i], 40, "%s",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"))
+				 ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"))
+				 : "");
+		cJSON_Delete(j);
+		gw_http_response_release(&r);
+	}
+	test_msleep(400);
+	CU_ASSERT_STRING_EQUAL(activation_status(ids[0]), "running");
+	kill(env.nemod.pid, SIGKILL);
+	CU_ASSERT_EQUAL(test_proc_wait(&env.nemod, 5000), 128 + SIGKILL);
+	env.running = false;
+	CU_ASSERT_EQUAL(cb.n, 0); /* nothing had finished */
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	/* the two never started run after the restart and POST their callbacks */
+	CU_ASSERT_STRING_EQUAL(wait_terminal(ids[1], 8000), "success");
+	CU_ASSERT_STRING_EQUAL(wait_terminal(ids[2], 8000), "success");
+	CU_ASSERT_STRING_EQUAL(wait_terminal(ids[0], 1000), "interrupted");
+	for (int waited = 0; waited < 3000 && cb.n < 2; waited += 50)
+		test_msleep(50);
+	test_msleep(500); /* and nothing more comes */
+	cb_stop(&cb);
+	/* each once, with OpenFaaS's X-Call-Id; the interrupted one is never run again */
+	CU_ASSERT_EQUAL(cb_count(&cb, ids[1]), 1);
+	CU_ASSERT_EQUAL(cb_count(&cb, ids[2]), 1);
+	CU_ASSERT_EQUAL(cb_count(&cb, ids[0]), 0);
+	total = cb.n;
+	CU_ASSERT_EQUAL(total, 2);
+	for (int i = 0; i < total; i++)
+		CU_ASSERT_PTR_NOT_NULL(strstr(cb.bodies[i], "calls="));
+	if (total != 2)
+		printf("\n  callbacks: %d (ids %s %s %s)\n", total, ids[0], ids[1], ids[2]);
+}
+
 static void test_bad_config_names_key(void)
 {
 	char bin[512], path[256];
@@ -988,6 +1144,8 @@ NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
 	   {"deployed functions survive a restart; SIGTERM drains", test_restart_keeps_functions},
 	   {"after kill -9, no queued activation is lost or run twice",
 	    test_crash_loses_no_activation},
+	   {"after kill -9, accepted async calls still POST their X-Callback-Url, each once",
+	    test_crash_keeps_callbacks},
 	   {"a bad config names the key", test_bad_config_names_key});
 
 /* ---- tenants: one namespace per credential ------------------------------------------------------ */

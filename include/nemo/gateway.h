@@ -247,6 +247,10 @@ struct gw_http_response {
 int gw_http_request(const char *host, uint16_t port, const char *method, const char *path,
 		    const char *token, const void *body, size_t len, int timeout_ms,
 		    struct gw_http_response *resp);
+/* gw_http_request() with more request headers ("Key: value\r\n" lines, or NULL). */
+int gw_http_request_headers(const char *host, uint16_t port, const char *method, const char *path,
+			    const char *token, const char *headers, const void *body, size_t len,
+			    int timeout_ms, struct gw_http_response *resp);
 void gw_http_response_release(struct gw_http_response *resp);
 
 /* Base64 (RFC 4648, padding required). Returns the decoded length or -EINVAL. */
