@@ -63,7 +63,10 @@ static int make_token(const char *path)
 	if (fd < 0) {
 		int e = errno;
 
-		NEMO_ERR(GW_MOD, "token file %s: cannot create: %s", path, strerror(e));
+		NEMO_ERR(GW_MOD,
+			 "token file %s: cannot create: %s (run make install, or write 64 hex "
+			 "characters to it yourself, mode 0600)",
+			 path, strerror(e));
 		return -e;
 	}
 	f = fdopen(fd, "w");

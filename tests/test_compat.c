@@ -579,29 +579,10 @@ static struct mq_msg *mq_wait(struct mq_client *c, int i, int ms)
 
 static int start_broker(void)
 {
-	char conf[256], text[256];
-	char *argv[] = {"/usr/sbin/mosquitto", "-c", conf, NULL};
+	int rc = test_broker_start(&env.broker, env.dir, env.mqtt_port);
 
-	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", env.dir);
-	snprintf(text, sizeof(text), "listener %u 127.0.0.1\nallow_anonymous true\n",
-		 env.mqtt_port);
-	if (test_write_text(conf, text) || test_proc_start(&env.broker, argv))
-		return -1;
-	env.broker_running = true;
-	for (int i = 0; i < 100; i++) {
-		struct sockaddr_in sin = {.sin_family = AF_INET,
-					  .sin_port = htons(env.mqtt_port),
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
-			close(fd);
-			return 0;
-		}
-		close(fd);
-		test_msleep(50);
-	}
-	return -1;
+	env.broker_running = rc == 0 || rc == -ETIMEDOUT; /* started: the teardown stops it */
+	return rc ? -1 : 0;
 }
 
 static int mqtt_setup(void)
