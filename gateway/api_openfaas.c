@@ -55,6 +55,123 @@ static cJSON *call_context(const void *arg)
 	return ctx;
 }
 
+/* A header name as RFC 9110 has them (a token), and one nemod does not set itself. */
+static bool header_name_ok(const char *k)
+{
+	static const char *const own[] = {"content-length", "transfer-encoding", "connection",
+					  "x-call-id",	    "x-activation-id",	 NULL};
+	size_t n = strlen(k);
+
+	if (!n || n >= 64 ||
+	    strspn(k,
+		   "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+		    n)
+		return false;
+	for (int i = 0; own[i]; i++)
+		if (!strcasecmp(k, own[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The web response convention of a main(dict) function (OpenWhisk's web actions): a result
+ * {"statusCode": 201, "headers": {...}, "body": ...} is the HTTP reply itself. Returns 1 when
+ * the result took that shape (rp filled), 0 when it is a plain result, -EINVAL when it tried
+ * and got it wrong (why says how).
+ */
+static int web_reply(struct gw_reply *rp, const struct gw_outcome *out, char *why, size_t wlen)
+{
+	cJSON *j = cJSON_ParseWithLength((const char *)out->result, out->result_len);
+	const cJSON *code, *headers, *body, *h;
+	int rc = 1;
+
+	if (!cJSON_IsObject(j))
+		goto plain;
+	code = cJSON_GetObjectItemCaseSensitive(j, "statusCode");
+	headers = cJSON_GetObjectItemCaseSensitive(j, "headers");
+	body = cJSON_GetObjectItemCaseSensitive(j, "body");
+	if (!code && !headers && !body)
+		goto plain;
+	/* only those three keys: any other and it is a plain result that happens to share one */
+	cJSON_ArrayForEach (h, j) {
+		if (strcmp(h->string, "statusCode") && strcmp(h->string, "headers") &&
+		    strcmp(h->string, "body"))
+			goto plain;
+	}
+	rp->status = 200;
+	if (code) {
+		if (!cJSON_IsNumber(code) || code->valuedouble != (double)code->valueint ||
+		    code->valueint < 100 || code->valueint > 599) {
+			snprintf(why, wlen, "statusCode: expected an integer 100..599");
+			rc = -EINVAL;
+			goto out;
+		}
+		rp->status = code->valueint;
+	}
+	if (headers && !cJSON_IsObject(headers)) {
+		snprintf(why, wlen, "headers: expected an object of name: value");
+		rc = -EINVAL;
+		goto out;
+	}
+	cJSON_ArrayForEach (h, headers) {
+		char num[32];
+		const char *v = cJSON_IsString(h) ? h->valuestring
+				: cJSON_IsNumber(h)
+					? (snprintf(num, sizeof(num), "%g", h->valuedouble), num)
+				: cJSON_IsBool(h) ? (cJSON_IsTrue(h) ? "true" : "false")
+						  : NULL;
+		size_t vn = v ? strlen(v) : 0;
+		bool printable = v && vn < sizeof(rp->headers[0].value);
+
+		for (size_t i = 0; printable && i < vn; i++)
+			printable = (unsigned char)v[i] >= ' ' && v[i] != 0x7f;
+		if (!header_name_ok(h->string) || !printable) {
+			snprintf(why, wlen,
+				 "headers.%.63s: expected a header name nemod does not set and a "
+				 "printable value under %zu bytes",
+				 h->string, sizeof(rp->headers[0].value));
+			rc = -EINVAL;
+			goto out;
+		}
+		if (!strcasecmp(h->string, "Content-Type")) {
+			snprintf(rp->ctype_buf, sizeof(rp->ctype_buf), "%s", v);
+			rp->ctype = rp->ctype_buf;
+		} else if (rp->n_headers >= GW_REPLY_MAX_HEADERS - 2) {
+			snprintf(why, wlen, "headers: more than %d", GW_REPLY_MAX_HEADERS - 2);
+			rc = -EINVAL;
+			goto out;
+		} else {
+			gw_reply_header(rp, h->string, v);
+		}
+	}
+	if (cJSON_IsString(body)) {
+		rp->body = strdup(body->valuestring);
+		if (!rp->ctype)
+			rp->ctype = "text/plain; charset=utf-8";
+	} else if (body) {
+		rp->body = cJSON_PrintUnformatted(body);
+		if (!rp->ctype)
+			rp->ctype = "application/json";
+	} else {
+		rp->body = strdup("");
+		if (!rp->ctype)
+			rp->ctype = "text/plain; charset=utf-8";
+	}
+	if (!rp->body) {
+		snprintf(why, wlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	rp->len = strlen(rp->body);
+	rp->body_static = false;
+out:
+	cJSON_Delete(j);
+	return rc;
+plain:
+	cJSON_Delete(j);
+	return 0;
+}
+
 static int status_of(enum gw_act_status st)
 {
 	switch (st) {
@@ -142,6 +259,21 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		}
 		gw_svc_outcome_release(&out);
 		gw_reply_json(rp, status_of(out.status), j);
+	} else if (out.web && (rc = web_reply(rp, &out, err, sizeof(err))) != 0) {
+		/* a main(dict) function answered with its own status, headers and body */
+		gw_svc_outcome_release(&out);
+		if (rc < 0) {
+			char id[GW_ID_LEN + 1];
+
+			memcpy(id, out.id, sizeof(id));
+			gw_reply_release(rp);
+			memset(rp, 0, sizeof(*rp));
+			gw_reply_error(rp, 502, "function '%s' answered a web response with %s",
+				       rt->name, err);
+			gw_reply_header(rp, "X-Call-Id", id);
+			gw_reply_header(rp, "X-Activation-Id", id);
+			return;
+		}
 	} else {
 		/* the warm fast path: the function's bytes, as they are */
 		rp->status = 200;

@@ -270,6 +270,17 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 	if (!gw_req_key(d, r, name, key, rp))
 		return;
 	name = key;
+	if (gw_req_arg(r, "timeout")) {
+		/* OpenWhisk's wait for a blocking call: past it, 202 with the activation's id */
+		long t = arg_num(r, "timeout");
+
+		if (t < 1 || t > 3600000)
+			return gw_reply_error(rp, 400,
+					      "timeout: expected milliseconds 1..3600000, got "
+					      "'%.20s'",
+					      gw_req_arg(r, "timeout"));
+		call.wait_ms = (uint32_t)t;
+	}
 	if (!gw_req_arg_true(r, "blocking", false)) {
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
 		if (rc)

@@ -440,7 +440,8 @@ int gw_deploy_parse_openwhisk(const char *name, const char *body, size_t len,
 		if (lim.concurrency.given)
 			cJSON_AddNumberToObject(doc, "concurrency", lim.concurrency.value);
 		if (lim.logs.given)
-			cJSON_AddNumberToObject(doc, "logs_bytes", (double)lim.logs.value * 1048576.0);
+			cJSON_AddNumberToObject(doc, "logs_bytes",
+						(double)lim.logs.value * 1048576.0);
 	}
 	if (!rc && b.parameters) {
 		cJSON *params = NULL;

@@ -471,7 +471,8 @@ struct gw_call {
 	const void *correlation;  /* MQTT 5 correlation data (or a v3 correlation_id) */
 	size_t correlation_len;
 	int qos;
-	bool mqtt5; /* the request came with MQTT 5 routing: reply raw, with properties */
+	bool mqtt5;	  /* the request came with MQTT 5 routing: reply raw, with properties */
+	uint32_t wait_ms; /* blocking: answer pending after this long (0: blocking_timeout_ms) */
 	/*
 	 * What a dict-style function also gets (__ow_method...): built only for such functions,
 	 * by the front door that knows the protocol. NULL: nothing.
@@ -488,6 +489,7 @@ struct gw_outcome {
 	uint8_t *result; /* the function's bytes (malloc'd) */
 	size_t result_len;
 	bool pending; /* still running after blocking_timeout_ms: ask by id later */
+	bool web;     /* a main(dict) function: its result may shape the HTTP reply */
 };
 void gw_svc_outcome_release(struct gw_outcome *o);
 
@@ -518,7 +520,8 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc);
 
 /* ---- front doors: a request in, a reply out; no connection needed ------------------------------------ */
 
-#define GW_REQ_MAX_KV 32
+#define GW_REQ_MAX_KV	     32
+#define GW_REPLY_MAX_HEADERS 12 /* nemo's few, and a web function's own */
 
 struct gw_kv {
 	const char *key, *value;
@@ -543,11 +546,12 @@ struct gw_reply {
 	size_t len;
 	bool body_static;
 	const char *ctype;
+	char ctype_buf[128]; /* a Content-Type the function chose (ctype points here) */
 	int n_headers;
 	struct {
-		char key[32];
-		char value[160];
-	} headers[4];
+		char key[64];
+		char value[256];
+	} headers[GW_REPLY_MAX_HEADERS];
 };
 
 const char *gw_req_arg(const struct gw_request *r, const char *key);

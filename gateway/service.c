@@ -893,6 +893,10 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 	struct sbx_result res;
 	char *merged = NULL;
 	uint64_t seq;
+	/* how long the caller waits: its own bound (OpenWhisk's timeout) within nemod's */
+	uint32_t wait_ms = call->wait_ms && call->wait_ms < d->cfg.limits.blocking_timeout_ms
+				   ? call->wait_ms
+				   : d->cfg.limits.blocking_timeout_ms;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -918,12 +922,13 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 	rc = accept_call(d, fn, call, true, out->id, &seq, err, errlen);
 	if (rc)
 		goto out_admit;
-	if (fn->spec.timeout_ms > d->cfg.limits.blocking_timeout_ms) {
+	out->web = fn->dict_style;
+	if (fn->spec.timeout_ms > wait_ms) {
 		/* longer than a caller waits: run it as async and answer pending if it is late */
 		rc = queue_call(d, seq, payload, len, call, err, errlen);
 		if (rc)
 			goto out_admit;
-		out->pending = !gw_act_wait(&d->acts, seq, d->cfg.limits.blocking_timeout_ms);
+		out->pending = !gw_act_wait(&d->acts, seq, wait_ms);
 		out->status = GW_ACT_RUNNING;
 		if (!out->pending &&
 		    gw_act_outcome(&d->acts, seq, &out->status, out->message, sizeof(out->message),

@@ -674,6 +674,43 @@ static const char *wait_terminal(const char *id, int ms)
 	return st;
 }
 
+/* OpenWhisk's timeout on a blocking call: past it, 202 with the id; count=true counts. */
+static void test_blocking_timeout_and_count(void)
+{
+	struct gw_http_response r;
+	char id[40], path[200];
+	cJSON *j;
+	int before;
+
+	deploy("tnap", "test-probe.so", "nap", "\"timeout_ms\": 3000");
+	expect("POST", ACT "/tnap?blocking=true&timeout=2000", TOKEN, "10", 200,
+	       "\"status\":\"success\"");
+	CU_ASSERT_EQUAL(http("POST", ACT "/tnap?blocking=true&timeout=300", TOKEN, "1200", &r),
+			202);
+	j = cJSON_Parse(r.body);
+	snprintf(id, sizeof(id), "%s",
+		 cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"))
+			 ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"))
+			 : "");
+	cJSON_Delete(j);
+	gw_http_response_release(&r);
+	CU_ASSERT_EQUAL_FATAL(strlen(id), 32);
+	CU_ASSERT_STRING_EQUAL(wait_terminal(id, 5000), "success");
+	expect("POST", ACT "/tnap?blocking=true&timeout=0", TOKEN, "1", 400, "timeout");
+	expect("POST", ACT "/tnap?blocking=true&timeout=x", TOKEN, "1", 400, "timeout");
+	/* count=true: how many, not which */
+	CU_ASSERT_EQUAL(http("GET", ACTV "?name=tnap&count=true", TOKEN, NULL, &r), 200);
+	j = cJSON_Parse(r.body);
+	before = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "activations"));
+	cJSON_Delete(j);
+	gw_http_response_release(&r);
+	CU_ASSERT_EQUAL(before, 2);
+	snprintf(path, sizeof(path), ACT "?count=true");
+	CU_ASSERT_EQUAL(http("GET", path, TOKEN, NULL, &r), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "{\"actions\":"));
+	gw_http_response_release(&r);
+}
+
 static void test_long_activation_does_not_block_the_table(void)
 {
 	char id[1][40];
@@ -898,6 +935,8 @@ NEMO_SUITE(gateway_api, api_setup, env_teardown,
 	    test_long_activation_does_not_block_the_table},
 	   {"blocking gives up with 202 after blocking_timeout_ms",
 	    test_blocking_gives_up_with_202},
+	   {"OpenWhisk's timeout answers 202 with the id; count=true counts",
+	    test_blocking_timeout_and_count},
 	   {"metrics parse and count", test_metrics}, {"nemoctl", test_nemoctl});
 
 /* ---- restart and drain ------------------------------------------------------------------------ */
