@@ -526,6 +526,10 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		goto out;
 	}
 	snprintf(kv, sizeof(kv), "NEMO_LOG_LIMIT=%u", fn->log_limit);
+	/* the exec runtime sends its program's stdout as the response, with no log lines in
+	 * front: asking it for them would only fill a file nobody reads */
+	if (fn->spec.runtime == SBX_RUNTIME_EXEC)
+		fn->log_limit = 0;
 	if (fn->log_limit && spec_add_env(&fn->spec, kv)) {
 		rc = fail(err, errlen, -EINVAL, "key 'env': no room for nemo's own variables");
 		goto out;
