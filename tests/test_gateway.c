@@ -1152,6 +1152,29 @@ static void test_crash_keeps_callbacks(void)
 		printf("\n  callbacks: %d (ids %s %s %s)\n", total, ids[0], ids[1], ids[2]);
 }
 
+/* A journal written before results' routes were journaled still replays: its calls run. */
+static void test_old_journal_replays(void)
+{
+	const char *id = "0123456789abcdef00000000000000aa";
+	char path[600], line[200], *b64;
+	FILE *f;
+
+	deploy("oldj", "echo.so", "handle", NULL);
+	CU_ASSERT_EQUAL_FATAL(stop_nemod(), 0);
+	b64 = gw_base64_encode((const uint8_t *)"from an old journal", 19);
+	snprintf(line, sizeof(line), "A\t%s\toldj\t0\t-\t%s\n", id, b64);
+	free(b64);
+	snprintf(path, sizeof(path), "%s/store/.activations.journal", env.dir);
+	f = fopen(path, "a");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(line, f);
+	fclose(f);
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	CU_ASSERT_STRING_EQUAL(wait_terminal(id, 5000), "success");
+	snprintf(path, sizeof(path), ACTV "/%s/result", id);
+	expect("GET", path, TOKEN, NULL, 200, "from an old journal");
+}
+
 static void test_bad_config_names_key(void)
 {
 	char bin[512], path[256];
@@ -1185,6 +1208,7 @@ NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
 	    test_crash_loses_no_activation},
 	   {"after kill -9, accepted async calls still POST their X-Callback-Url, each once",
 	    test_crash_keeps_callbacks},
+	   {"a journal from before routes were journaled replays", test_old_journal_replays},
 	   {"a bad config names the key", test_bad_config_names_key});
 
 /* ---- tenants: one namespace per credential ------------------------------------------------------ */
