@@ -1113,6 +1113,12 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 					     "accepted for the next start",
 					     id);
 	}
+	/* a call replayed at start may end before the broker connection is up: its reply
+	 * waits for it (a while), rather than being dropped */
+	for (int i = 0; !rc && w.reply[0] && d->cfg.mqtt.enabled && !d->stop && i < 200 &&
+			!(d->mqtt_sink && d->mqtt && gw_mqtt_connected(d->mqtt));
+	     i++)
+		usleep(50 * 1000);
 	if (!rc && ((w.reply[0] && d->mqtt_sink) || w.callback[0])) {
 		char *text = res.status == SBX_OK ? NULL : failure_text(&res, id);
 		const void *data = text ? (const void *)text : res.response;
