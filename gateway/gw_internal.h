@@ -133,6 +133,7 @@ struct gw_activation {
 	char kind[32];
 	uint32_t limit_timeout_ms, limit_memory_mb, limit_logs;
 	bool queued;	     /* async: journaled, survives a nemod crash */
+	bool notify;	     /* interrupted by a crash: its callback or reply says so, once */
 	bool journaled;	     /* blocking: its terminal record is in the journal */
 	char *restored_json; /* a terminal record replayed from the journal */
 	/* async work */

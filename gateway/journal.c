@@ -339,7 +339,9 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 		a->end_ms = gw_epoch_ms();
 		snprintf(a->message, sizeof(a->message),
 			 "nemod stopped while this activation ran; it was not run again");
-		return 0;
+		/* the compaction below writes its terminal line first: told at most once */
+		a->notify = a->callback_url[0] || a->reply_topic[0];
+		return a->notify ? a->seq : 0;
 	}
 	{
 		size_t len = b64 ? strlen(b64) : 0;
@@ -427,13 +429,15 @@ int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeu
 	/* the newest `capacity` entries fit the table; older ones are history */
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = n_entries > t->capacity ? n_entries - t->capacity : 0; i < n_entries; i++) {
+		bool was_running = entries[i].a_line && entries[i].started && !entries[i].t_json;
 		uint64_t seq = restore(t, &entries[i]);
 
+		/* to run again, or (interrupted) to tell its callback or reply topic why not */
 		if (seq)
 			(*requeue)[(*n_out)++] = seq;
-		else if (entries[i].a_line && entries[i].started && !entries[i].t_json)
+		if (was_running)
 			interrupted++;
-		else if (entries[i].a_line || entries[i].t_fn)
+		else if (!seq && (entries[i].a_line || entries[i].t_fn))
 			restored++;
 	}
 	/* compact: start the new run with only what the table holds */

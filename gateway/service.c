@@ -1038,6 +1038,8 @@ struct work {
 	bool mqtt5;
 	uint8_t *payload;
 	size_t len;
+	bool interrupted; /* not to run: tell the route it was interrupted */
+	char message[SBX_MSG_MAX];
 };
 
 /* Take the payload and routing of a queued activation (the record keeps the rest). */
@@ -1049,7 +1051,20 @@ static bool take_work(struct gw_daemon *d, uint64_t seq, struct work *w)
 
 	pthread_mutex_lock(&t->lock);
 	a = &t->slots[seq % t->capacity];
-	if (a->seq == seq && a->status == GW_ACT_ACCEPTED) {
+	if (a->seq == seq && a->notify) {
+		/* interrupted by a crash: only its route, to say so */
+		a->notify = false;
+		w->interrupted = true;
+		snprintf(w->function, sizeof(w->function), "%s", a->function);
+		snprintf(w->reply, sizeof(w->reply), "%s", a->reply_topic);
+		snprintf(w->callback, sizeof(w->callback), "%s", a->callback_url);
+		snprintf(w->message, sizeof(w->message), "%s", a->message);
+		memcpy(w->corr, a->correlation, a->correlation_len);
+		w->corr_len = a->correlation_len;
+		w->qos = a->qos;
+		w->mqtt5 = a->mqtt5;
+		ok = true;
+	} else if (a->seq == seq && a->status == GW_ACT_ACCEPTED) {
 		snprintf(w->function, sizeof(w->function), "%s", a->function);
 		snprintf(w->reply, sizeof(w->reply), "%s", a->reply_topic);
 		snprintf(w->callback, sizeof(w->callback), "%s", a->callback_url);
@@ -1083,6 +1098,47 @@ static char *failure_text(const struct sbx_result *res, const char *id)
 	return text;
 }
 
+/* Wait (a while) for the broker connection: a call replayed at start may end before it. */
+static void wait_for_mqtt(struct gw_daemon *d)
+{
+	for (int i = 0; d->cfg.mqtt.enabled && !d->stop && i < 200 &&
+			!(d->mqtt_sink && d->mqtt && gw_mqtt_connected(d->mqtt));
+	     i++)
+		usleep(50 * 1000);
+}
+
+/* A call that was running when nemod died: its callback or reply topic hears why, once. */
+static void deliver_interrupted(struct gw_daemon *d, const struct work *w, const char *id)
+{
+	char ns[GW_NS_MAX], name[SBX_NAME_MAX];
+	cJSON *e = cJSON_CreateObject();
+	char *text;
+
+	gw_key_split(d->default_ns, w->function, ns, name);
+	cJSON_AddStringToObject(e, "error", w->message);
+	cJSON_AddStringToObject(e, "status", gw_act_status_name(GW_ACT_INTERRUPTED));
+	cJSON_AddStringToObject(e, "activationId", id);
+	text = cJSON_PrintUnformatted(e);
+	cJSON_Delete(e);
+	if (!text)
+		return;
+	if (w->reply[0]) {
+		wait_for_mqtt(d);
+		if (d->mqtt_sink)
+			d->mqtt_sink(d->mqtt_sink_state, w->reply, w->qos, w->mqtt5, w->corr,
+				     w->corr_len, id, text, strlen(text));
+	}
+	if (w->callback[0]) {
+		int st = gw_callback_post(w->callback, id, name, 500, text, strlen(text));
+
+		if (st < 200 || st >= 300)
+			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+					     "callback url=%s activation=%s: %s %d", w->callback,
+					     id, st < 0 ? strerror(-st) : "status", st);
+	}
+	free(text);
+}
+
 static void run_async(struct gw_daemon *d, uint64_t seq)
 {
 	struct sbx_result res;
@@ -1094,6 +1150,10 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 	if (!take_work(d, seq, &w))
 		return; /* finished already (cancelled): run exactly once */
 	gw_act_id_of(&d->acts, seq, id);
+	if (w.interrupted) {
+		deliver_interrupted(d, &w, id);
+		return;
+	}
 	fn = gw_fn_get(d, w.function);
 	if (!fn) {
 		gw_act_finish(&d->acts, seq, GW_ACT_INTERNAL, NULL,
@@ -1115,10 +1175,8 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 	}
 	/* a call replayed at start may end before the broker connection is up: its reply
 	 * waits for it (a while), rather than being dropped */
-	for (int i = 0; !rc && w.reply[0] && d->cfg.mqtt.enabled && !d->stop && i < 200 &&
-			!(d->mqtt_sink && d->mqtt && gw_mqtt_connected(d->mqtt));
-	     i++)
-		usleep(50 * 1000);
+	if (!rc && w.reply[0])
+		wait_for_mqtt(d);
 	if (!rc && ((w.reply[0] && d->mqtt_sink) || w.callback[0])) {
 		char *text = res.status == SBX_OK ? NULL : failure_text(&res, id);
 		const void *data = text ? (const void *)text : res.response;
