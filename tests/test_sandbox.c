@@ -164,12 +164,72 @@ static struct sbx_spec make_spec(int runtime, const char *file, const char *hand
 	return s;
 }
 
-/* create + init, asserting both worked */
-static struct sbx_sandbox *start(const struct sbx_spec *s)
+/*
+ * The *_zygote suites run the same tests on instances forked from a zygote (c and python;
+ * exec functions have none) instead of started from scratch.
+ */
+static bool via_zygote;
+
+static int zygote_setup(void)
+{
+	via_zygote = true;
+	return suite_setup();
+}
+
+static int zygote_teardown(void)
+{
+	via_zygote = false;
+	return suite_teardown();
+}
+
+/* A zygote of `s` on `core`, asserting it loaded. */
+static struct sbx_sandbox *zygote_of(const struct sbx_spec *s, int core)
 {
 	char err[SBX_MSG_MAX] = "";
-	struct sbx_sandbox *sb = sbx_create(host, s, 0);
+	struct sbx_sandbox *z = sbx_zygote_create(host, s, core, err, sizeof(err));
+
+	if (!z)
+		printf("\n  zygote of %s failed: %s (%s)\n", s->name, err, strerror(errno));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+	CU_ASSERT_TRUE(sbx_is_zygote(z));
+	return z;
+}
+
+/* A READY fork of zygote `z` on `core`, asserting it worked. */
+static struct sbx_sandbox *fork_of(struct sbx_sandbox *z, int core)
+{
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb = sbx_zygote_fork(z, core, err, sizeof(err));
+
+	if (!sb)
+		printf("\n  fork of %s failed: %s (%s)\n", sbx_spec_of(z)->name, err,
+		       strerror(errno));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	CU_ASSERT_FALSE(sbx_is_zygote(sb));
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
+	return sb;
+}
+
+static bool zygote_runtime(const struct sbx_spec *s)
+{
+	return via_zygote && (s->runtime == SBX_RUNTIME_C || s->runtime == SBX_RUNTIME_PYTHON);
+}
+
+/* A ready instance of `s` on `core`: create + init, or (zygote suites) a zygote's fork. */
+static struct sbx_sandbox *start_on(const struct sbx_spec *s, int core)
+{
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb;
 	int rc;
+
+	if (zygote_runtime(s)) {
+		struct sbx_sandbox *z = zygote_of(s, core);
+
+		sb = fork_of(z, core);
+		sbx_destroy(z); /* retired: it goes with its fork */
+		return sb;
+	}
+	sb = sbx_create(host, s, core);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
 	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_CREATED);
@@ -179,6 +239,27 @@ static struct sbx_sandbox *start(const struct sbx_spec *s)
 	CU_ASSERT_EQUAL_FATAL(rc, 0);
 	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
 	return sb;
+}
+
+static struct sbx_sandbox *start(const struct sbx_spec *s)
+{
+	return start_on(s, 0);
+}
+
+/* Two instances of `s`; in the zygote suites, two forks of one zygote. */
+static void start_two(const struct sbx_spec *s, struct sbx_sandbox **a, struct sbx_sandbox **b)
+{
+	struct sbx_sandbox *z;
+
+	if (!zygote_runtime(s)) {
+		*a = start(s);
+		*b = start(s);
+		return;
+	}
+	z = zygote_of(s, 0);
+	*a = fork_of(z, 0);
+	*b = fork_of(z, 0);
+	sbx_destroy(z);
 }
 
 /* invoke with a text request; returns the status, copies the response text */
@@ -359,10 +440,11 @@ static void own_ns(const char *ns, char *buf, size_t len)
 static void test_namespaces(void)
 {
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "namespaces");
-	struct sbx_sandbox *a = start(&s), *b = start(&s);
 	const char *ns[] = {"pid", "mnt", "ipc", "uts", "net"};
+	struct sbx_sandbox *a, *b;
 	char out_a[512], out_b[512], mine[64];
 
+	start_two(&s, &a, &b);
 	CU_ASSERT_EQUAL(call(a, "", out_a, sizeof(out_a)), SBX_OK);
 	CU_ASSERT_EQUAL(call(b, "", out_b, sizeof(out_b)), SBX_OK);
 	for (size_t i = 0; i < 5; i++) {
@@ -508,7 +590,8 @@ static void test_cgroup(void)
 
 	s.memory_mb = 48;
 	s.max_pids = 7;
-	sb = sbx_create(host, &s, core);
+	/* a zygote's fork is written into its cgroup before its first request */
+	sb = via_zygote ? start_on(&s, core) : sbx_create(host, &s, core);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
 	/* the backend is the one the machine has, never a default */
 	CU_ASSERT_FATAL(mode == SBX_CGROUP_V1 || mode == SBX_CGROUP_V2);
@@ -779,9 +862,24 @@ static void test_bad_code(void)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct sbx_sandbox *sb = sbx_create(host, cases[i].spec, 0);
+		struct sbx_sandbox *sb;
 		char err[SBX_MSG_MAX] = "";
 
+		if (via_zygote) {
+			/* a zygote loads the code: the same error, at its creation */
+			bool exec = cases[i].spec->runtime == SBX_RUNTIME_EXEC;
+
+			CU_ASSERT_PTR_NULL(sbx_zygote_create(host, cases[i].spec, 0, err,
+							     sizeof(err)));
+			CU_ASSERT_EQUAL(errno, exec ? ENOTSUP : ENOEXEC);
+			if (!strstr(err, exec ? "exec functions have no zygote" : cases[i].why))
+				printf("\n  zygote error was: %s (wanted '%s')\n", err,
+				       cases[i].why);
+			CU_ASSERT_PTR_NOT_NULL(
+				strstr(err, exec ? "exec functions have no zygote" : cases[i].why));
+			continue;
+		}
+		sb = sbx_create(host, cases[i].spec, 0);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
 		CU_ASSERT_EQUAL(sbx_init(sb, err, sizeof(err)), -ENOEXEC);
 		if (!strstr(err, cases[i].why))
@@ -1431,13 +1529,12 @@ static void test_background_killed_at_return(void)
 	CU_ASSERT(c1 - c0 > 1000000ull);
 	for (int i = 0; i < 2; i++) {
 		char err[SBX_MSG_MAX], out[256], dir[512], path[600];
-		struct sbx_sandbox *sb = sbx_create(host, &specs[i], core);
+		struct sbx_sandbox *sb = start_on(&specs[i], core);
 		uint64_t u0, u1;
 		int tasks = -1;
 		FILE *f;
 
-		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
-		CU_ASSERT_EQUAL_FATAL(sbx_init(sb, err, sizeof(err)), 0);
+		(void)err;
 		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "spinning"));
 		test_msleep(50);
@@ -1517,3 +1614,128 @@ NEMO_SUITE(sandbox_tenants, suite_setup, suite_teardown,
 	    test_private_root_hides_neighbour},
 	   {"processes a call leaves behind are killed when it returns",
 	    test_background_killed_at_return})
+
+/* ---- the same isolation and hostile tests on instances forked from a zygote ---- */
+
+NEMO_SUITE(sandbox_isolation_zygote, zygote_setup, zygote_teardown,
+	   {"new pid, mount, ipc, uts, net namespaces (two forks of one zygote)", test_namespaces},
+	   {"unprivileged uid, no capabilities, no_new_privs, seccomp",
+	    test_identity_caps_nnp_seccomp},
+	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work", test_seccomp_denies},
+	   {"read-only filesystem, private /tmp", test_filesystem}, {"rlimits", test_rlimits},
+	   {"own cgroup with memory and pids limits, written in before its first request",
+	    test_cgroup},
+	   {"no network", test_no_network})
+
+NEMO_SUITE(sandbox_hostile_zygote, zygote_setup, zygote_teardown,
+	   {"code that does not load, missing handler: error at the zygote's init", test_bad_code},
+	   {"crash, timeout, OOM, fork bomb, network, write to /: contained",
+	    test_hostile_back_to_back},
+	   {"a dead idle instance is seen at once", test_crash_detected_at_once})
+
+NEMO_SUITE(sandbox_tenants_zygote, zygote_setup, zygote_teardown,
+	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
+	    test_kill_group_spares_neighbour},
+	   {"a private root: a function finds nothing of another's, nor the host's",
+	    test_private_root_hides_neighbour},
+	   {"processes a call leaves behind are killed when it returns",
+	    test_background_killed_at_return})
+
+/* ---- sandbox_zygote: what only zygotes have ---- */
+
+/*
+ * A call that wrecks its instance's memory and module state: the instance keeps the wreck
+ * (its second call sees it), the next fork of the same zygote starts from the zygote's state.
+ */
+static void test_zygote_fork_starts_fresh(void)
+{
+	struct sbx_spec c = make_spec(SBX_RUNTIME_C, "test-hostile.so", "scribble");
+	struct sbx_spec py = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "corrupt");
+	struct {
+		struct sbx_spec *spec;
+		const char *first, *wrecked;
+		enum sbx_status wrecked_status;
+	} cases[] = {
+		{&c, "calls=1 state=pristine heap=heap pristine", "calls=2 state=XXXX", SBX_OK},
+		{&py, "calls=1 json=[1]", "'NoneType' object is not callable", SBX_ERR_FUNCTION},
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		struct sbx_sandbox *z = zygote_of(cases[i].spec, 0), *a, *b;
+		char out[512];
+
+		a = fork_of(z, 0);
+		CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_STRING_EQUAL(out, cases[i].first);
+		CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), cases[i].wrecked_status);
+		if (!strstr(out, cases[i].wrecked))
+			printf("\n  wrecked instance said: %s\n", out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].wrecked));
+		/* a sibling forked after the wreck, while the wrecked one lives */
+		b = fork_of(z, 0);
+		CU_ASSERT_EQUAL(call(b, "", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_STRING_EQUAL(out, cases[i].first);
+		sbx_destroy(a);
+		sbx_destroy(b);
+		sbx_destroy(z);
+	}
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* A zygote serves no request, outlives its forks, and goes with the last of them. */
+static void test_zygote_lifetime(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_sandbox *z = zygote_of(&s, 0), *a, *b;
+	struct sbx_result r = {0};
+	char out[64];
+
+	CU_ASSERT_EQUAL(sbx_invoke(z, "x", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_STATE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "a zygote takes no requests"));
+	sbx_result_release(&r);
+	a = fork_of(z, 0);
+	b = fork_of(z, sbx_host_n_cores(host) > 1 ? 1 : 0);
+	CU_ASSERT_NOT_EQUAL(sbx_pid(a), sbx_pid(b));
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 3);
+	/* retired with forks alive: they go on serving; it makes no more */
+	sbx_destroy(z);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 2);
+	CU_ASSERT_EQUAL(call(a, "a", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "a");
+	sbx_destroy(a);
+	CU_ASSERT_EQUAL(call(b, "b", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "b");
+	sbx_destroy(b);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* A killed zygote takes its forks with it (their PID namespaces nest in its own); a fork
+ * of a dead zygote is refused, naming it. */
+static void test_zygote_death(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_sandbox *z = zygote_of(&s, 0), *a = fork_of(z, 0);
+	char err[SBX_MSG_MAX] = "";
+
+	kill(sbx_pid(z), SIGKILL);
+	for (int i = 0; i < 1000 && sbx_state(a) != SBX_STATE_DEAD; i++)
+		usleep(1000);
+	CU_ASSERT_EQUAL(sbx_state(z), SBX_STATE_DEAD);
+	CU_ASSERT_EQUAL(sbx_state(a), SBX_STATE_DEAD);
+	CU_ASSERT_PTR_NULL(sbx_zygote_fork(z, 0, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EPIPE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "its zygote is dead"));
+	sbx_destroy(z);
+	sbx_destroy(a);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
+	   {"a fork starts from the zygote's state, not a wrecked sibling's",
+	    test_zygote_fork_starts_fresh},
+	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime},
+	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death})

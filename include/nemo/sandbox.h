@@ -207,7 +207,8 @@ enum sbx_start_path {
 	SBX_START_COLD = 1,	 /* no instance existed: created and initialised for this request */
 	SBX_START_WARM = 2,	 /* an idle instance that had served requests before */
 	SBX_START_PREWARMED = 3, /* an instance made ahead of demand that had never served */
-	SBX_START_PATHS = 4,	 /* how many there are: arrays indexed by start path */
+	SBX_START_ZYGOTE = 4,	 /* no idle instance: one forked for this request from a zygote */
+	SBX_START_PATHS = 5,	 /* how many there are: arrays indexed by start path */
 };
 
 /* Time of each phase of one invocation, in nanoseconds (0 when the phase did not happen). */
@@ -305,6 +306,44 @@ uint64_t sbx_id(const struct sbx_sandbox *sb); /* unique on its host, names its 
  * Returns 0 or the -errno of the cgroup read.
  */
 int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
+
+/* ---- zygotes ------------------------------------------------------------------------------- */
+
+/*
+ * A zygote is a sandbox of one function (its own cgroup, uid, private root, PID namespace,
+ * seccomp filter, as sbx_create() makes them) that has done the expensive part of a start,
+ * the python interpreter with the module imported or the shared object loaded and its
+ * nemo_init() run, and then serves no request: it only makes instances. An instance is a
+ * fork of it that becomes a sandbox of its own before it takes a request: new user (the
+ * function's uid mapped to itself), PID, mount, IPC and UTS namespaces, its own /proc, /tmp
+ * and /dev/shm, its own session, no capabilities, the host's seccomp filter, and its own
+ * cgroup (created here, the fork written into it before its first request is sent). What a
+ * fork shares with its siblings and its zygote is in sandbox/README.md.
+ *
+ * The zygote outlives its forks: sbx_destroy() on a zygote with forks alive retires it (it
+ * makes no more) and it is destroyed with the last of them.
+ */
+
+/*
+ * Create a zygote for `spec` (c or python) on `core` and load its code. Returns it (READY,
+ * sbx_invoke() refuses it), or NULL with errno: EINVAL, ENOTSUP (an exec function; `err`
+ * says so), ENOEXEC (the code does not load; `err` says why) or a create errno.
+ */
+struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_spec *spec, int core,
+				      char *err, size_t errlen);
+
+/*
+ * Make a READY instance of the zygote's function on `core` by forking the zygote. Its
+ * times: create_ns is the whole fork, init_ns 0. Returns it, or NULL with errno (EINVAL not
+ * a zygote or a bad core, EPIPE the zygote is dead, EAGAIN it holds the most forks it can,
+ * ETIMEDOUT, or the errno of the failing step; `err` says which). Thread-safe for one
+ * zygote: forks are made one at a time.
+ */
+struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zygote, int core, char *err,
+				    size_t errlen);
+
+/* Whether `sb` is a zygote. */
+bool sbx_is_zygote(const struct sbx_sandbox *sb);
 
 /* ---- keep-alive policies -------------------------------------------------------------------- */
 

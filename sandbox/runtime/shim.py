@@ -1,7 +1,11 @@
 """shim.py - nemo's python runtime: import module:handler once, then serve framed requests on fd 3.
 
 Started by nemo-sbx-runtime (already confined) as:
-    python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes>
+    python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes> [zygote <memory_mb>]
+With "zygote", the module is imported once and no request is served here: each empty REQUEST
+frame with two fds attached makes an instance (os.fork, then nemo-sbx-zygote.so gives it its
+own namespaces, /proc, /tmp, session, no capabilities and the host's seccomp filter), which
+answers READY on its own socket and serves from there.
 The frames are those of include/nemo/function.h. The handler takes the request as bytes and
 returns bytes, str or None; an exception is a function error with its text.
 
@@ -141,8 +145,47 @@ def call_dict(fn, req):
     return json.dumps(out).encode()
 
 
+ZYGOTE_LIB = "/.nemo/nemo-sbx-zygote.so"
+HOST_FILTER_FD = 4
+
+
+def zygote(memory_mb):
+    """Make instances until the platform closes the socket; returns in each instance."""
+    import ctypes
+    import signal
+    import socket
+
+    lib = ctypes.PyDLL(ZYGOTE_LIB)  # the GIL stays held: the instance goes on in python
+    lib.nemo_zygote_instance.argtypes = [ctypes.c_int] * 3 + [ctypes.c_uint]
+    end_of_call()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # reapers are reaped by the kernel
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(FD))
+    send(READY, 0)
+    while True:
+        msg, fds, _, _ = socket.recv_fds(ctl, HDR.size, 2)
+        if not msg:
+            os._exit(0)
+        if len(msg) != HDR.size or len(fds) != 2:
+            os._exit(3)
+        magic, kind, flags, length, _ = HDR.unpack(msg)
+        if magic != MAGIC or kind != REQUEST or flags or length:
+            os._exit(3)
+        if os.fork() == 0:
+            ctl.close()
+            for f in fds:
+                os.set_inheritable(f, True)
+            rc = lib.nemo_zygote_instance(fds[0], fds[1], HOST_FILTER_FD, memory_mb)
+            if rc:
+                os._exit(rc)  # the reaper reports it; the platform names the errno
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            return
+        for f in fds:
+            os.close(f)
+
+
 def main():
     code, handler, max_payload = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    is_zygote = len(sys.argv) > 5 and sys.argv[4] == "zygote"
     dict_style = os.environ.get("NEMO_HANDLER_STYLE") == "dict"
     log_limit = int(os.environ.get("NEMO_LOG_LIMIT", "0") or 0)
     sink = None
@@ -158,6 +201,8 @@ def main():
             msg = str(e)
         send(INIT_ERROR, 0, msg.encode()[:500])
         return
+    if is_zygote:
+        zygote(int(sys.argv[5]))
     send(READY, 0)
     while True:
         hdr = recv_exact(HDR.size)
