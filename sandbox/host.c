@@ -116,8 +116,8 @@ int sbx_seccomp_compile(bool deny_unix_sockets, bool zygote)
 	for (size_t i = 0; !rc && i < sizeof(clone_ns_flags) / sizeof(clone_ns_flags[0]); i++)
 		if (!zygote || (clone_ns_flags[i] & (CLONE_NEWNET | CLONE_NEWCGROUP)))
 			rc = seccomp_rule_add(
-			ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-			SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
+				ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+				SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
 	/* pushing input into another terminal */
 	if (!rc)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,

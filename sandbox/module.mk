@@ -16,7 +16,7 @@ nemo-sbx-runtime_LDLIBS := -ldl
 FN_DIR := $(BUILD)/functions
 SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload
 SBX_EXEC_FUNCS := exec-upper
-SBX_COPIED := wordstats.py sort.sh test-tenant.py
+SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py
 SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \
        $(foreach f,$(SBX_EXEC_FUNCS),$(FN_DIR)/$(f)) \
        $(foreach f,$(SBX_COPIED),$(FN_DIR)/$(f)) \
@@ -38,10 +38,11 @@ $(FN_DIR)/%.sh: sandbox/functions/%.sh
 	@mkdir -p $(@D)
 	cp $< $@ && chmod 755 $@
 
-# what a python zygote's fork calls (through ctypes) to become an instance
+# what a python zygote's fork calls (through ctypes) to become an instance; never sanitized
+# (make check-asan): the interpreter that loads it is not
 $(BIN)/nemo-sbx-zygote.so: sandbox/runtime/zygote.c sandbox/runtime/zygote.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ $<
 
 $(BIN)/nemo-sbx-shim.py: sandbox/runtime/shim.py
 	@mkdir -p $(@D)

@@ -1320,7 +1320,7 @@ static int recv_hello(struct sbx_sandbox *sb, uint64_t deadline_ns, struct ucred
 {
 	char cbuf[CMSG_SPACE(sizeof(struct ucred))] __attribute__((aligned(8)));
 	struct nemo_frame_hdr hdr;
-	uint8_t buf[sizeof(hdr)];
+	uint8_t buf[sizeof(hdr)] = {0};
 	size_t have = 0;
 	bool got_cred = false;
 

@@ -112,10 +112,10 @@ int sbx_cg_read_key_u64(const char *dir, const char *file, const char *key, uint
 
 /* The private root: where the runtime and the shim are inside it; the host's top-level
  * entries (bin, lib, ...) that it copies as symlinks into usr/ or binds. */
-#define SBX_ROOT_RUNTIME "/.nemo/nemo-sbx-runtime"
-#define SBX_ROOT_SHIM	 "/.nemo/nemo-sbx-shim.py"
+#define SBX_ROOT_RUNTIME    "/.nemo/nemo-sbx-runtime"
+#define SBX_ROOT_SHIM	    "/.nemo/nemo-sbx-shim.py"
 #define SBX_ROOT_ZYGOTE_LIB "/.nemo/nemo-sbx-zygote.so" /* python zygotes fork through it */
-#define SBX_ROOT_TOP_MAX 8
+#define SBX_ROOT_TOP_MAX    8
 
 struct sbx_root_entry {
 	char name[16];		   /* "lib" */
@@ -165,7 +165,7 @@ struct sbx_host {
 	struct launch_job *launch_job;
 	int seccomp_fd;	       /* sealed memfd with the compiled BPF program */
 	int zygote_seccomp_fd; /* the zygotes' program: it lets them make their instances */
-	int netns_fd;	/* the shared empty network namespace */
+	int netns_fd;	       /* the shared empty network namespace */
 	pthread_mutex_t lock;
 	uint64_t next_id;
 	int n_sandboxes;

@@ -869,8 +869,8 @@ static void test_bad_code(void)
 			/* a zygote loads the code: the same error, at its creation */
 			bool exec = cases[i].spec->runtime == SBX_RUNTIME_EXEC;
 
-			CU_ASSERT_PTR_NULL(sbx_zygote_create(host, cases[i].spec, 0, err,
-							     sizeof(err)));
+			CU_ASSERT_PTR_NULL(
+				sbx_zygote_create(host, cases[i].spec, 0, err, sizeof(err)));
 			CU_ASSERT_EQUAL(errno, exec ? ENOTSUP : ENOEXEC);
 			if (!strstr(err, exec ? "exec functions have no zygote" : cases[i].why))
 				printf("\n  zygote error was: %s (wanted '%s')\n", err,
@@ -1739,3 +1739,196 @@ NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	    test_zygote_fork_starts_fresh},
 	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime},
 	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death})
+
+/* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */
+
+/* A python function at dir/name that answers `answer`. */
+static void version_code(const char *path, const char *answer)
+{
+	char text[256];
+
+	snprintf(text, sizeof(text), "def handler(req):\n    return %s\n", answer);
+	CU_ASSERT_EQUAL_FATAL(test_write_text(path, text), 0);
+}
+
+static struct sbx_spec versioned_spec(const char *name, const char *path)
+{
+	struct sbx_spec s;
+
+	sbx_spec_defaults(&s);
+	snprintf(s.name, sizeof(s.name), "%s", name);
+	s.runtime = SBX_RUNTIME_PYTHON;
+	snprintf(s.code, sizeof(s.code), "%s", path);
+	snprintf(s.handler, sizeof(s.handler), "handler");
+	s.concurrency = 4;
+	return s;
+}
+
+/*
+ * A kept zygote serves a request that finds no idle instance (path zygote, no init), the
+ * released fork serves warm, pre-warmed instances are its forks; a redeploy replaces it and
+ * no call after the redeploy runs old code, not even one whose v1 instance was acquired
+ * across the redeploy.
+ */
+static void test_pool_zygote_paths_and_redeploy(void)
+{
+	char dir[64], v1[128], v2[128];
+	struct sbx_spec s;
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, NULL);
+	struct sbx_sandbox *held[3], *old;
+	struct sbx_pool_stats st;
+	struct sbx_result r;
+
+	snprintf(dir, sizeof(dir), "/var/tmp/nemo-zygote-%d", getpid());
+	CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
+	snprintf(v1, sizeof(v1), "%s/version_one.py", dir);
+	snprintf(v2, sizeof(v2), "%s/version_two.py", dir);
+	version_code(v1, "'v1'");
+	version_code(v2, "'v2'");
+	s = versioned_spec("versioned", v1);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, s.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, s.name, 0), 0); /* kept */
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT(st.zygote_memory_bytes > 0 && st.memory_bytes >= st.zygote_memory_bytes);
+	/* no idle instance: forked, no init */
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_ZYGOTE);
+	CU_ASSERT(r.times.create_ns > 0 && r.times.init_ns == 0);
+	CU_ASSERT_STRING_EQUAL(r.response ? (char *)r.response : "", "v1");
+	printf("\n  zygote start: fork %.2f ms, run %.2f ms", r.times.create_ns / 1e6,
+	       r.times.run_ns / 1e6);
+	sbx_result_release(&r);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
+	CU_ASSERT_EQUAL(r.path, SBX_START_WARM);
+	sbx_result_release(&r);
+	/* pre-warmed instances come from the zygote: zygote + 1 warm + 2 pre-warmed */
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 4);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT_EQUAL(st.zygote_starts, 1);
+	/* a v1 instance acquired across the redeploy */
+	old = sbx_pool_acquire(pool, s.name, 0, &r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+	s = versioned_spec("versioned", v2);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(st.zygotes_made, 2); /* replaced with one of the new code */
+	CU_ASSERT_EQUAL(st.idle, 0);	     /* the v1 instances are gone */
+	sbx_pool_release(pool, old);	     /* and this one is not kept */
+	/* every call from now on runs v2: held at once, so each needs an instance */
+	for (int i = 0; i < 3; i++) {
+		struct sbx_result rr = {0};
+
+		held[i] = sbx_pool_acquire(pool, s.name, 0, &rr);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(held[i]);
+		CU_ASSERT_EQUAL(rr.path, SBX_START_ZYGOTE);
+		CU_ASSERT_EQUAL(sbx_invoke(held[i], "", 0, &rr), 0);
+		CU_ASSERT_STRING_EQUAL(rr.response ? (char *)rr.response : "", "v2");
+		sbx_result_release(&rr);
+	}
+	for (int i = 0; i < 3; i++)
+		sbx_pool_release(pool, held[i]);
+	for (int i = 0; i < 6; i++) {
+		CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
+		CU_ASSERT_STRING_EQUAL(r.response ? (char *)r.response : "", "v2");
+		sbx_result_release(&r);
+	}
+	CU_ASSERT_EQUAL(sbx_pool_undeploy(pool, s.name), 0);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	sbx_pool_destroy(pool);
+	unlink(v1);
+	unlink(v2);
+	rmdir(dir);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* Zygotes expire by the keep-alive policy and are evicted for memory like instances. */
+static void test_pool_zygote_keepalive(void)
+{
+	struct sbx_keepalive_params ttl = {.ttl_ns = 200 * 1000000ull};
+	struct sbx_keepalive_params tight = {.memory_budget_bytes = 1};
+	struct sbx_spec a = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_spec b = make_spec(SBX_RUNTIME_C, "test-probe.so", "identity");
+	struct sbx_spec e = make_spec(SBX_RUNTIME_EXEC, "exec-upper", "-");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, &ttl);
+	struct sbx_pool_stats st;
+
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &a), 0);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &e), 0);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, e.name, 0), -ENOTSUP);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, "nobody", 0), -ENOENT);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, a.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 0);
+	test_msleep(300);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, a.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 0);
+	CU_ASSERT_EQUAL(st.expirations, 1);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	sbx_pool_destroy(pool);
+
+	/* a budget that holds one zygote: the second evicts the first */
+	pool = sbx_pool_new(host, NULL, &tight);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &a), 0);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &b), 0);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, a.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, b.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, a.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 0);
+	CU_ASSERT_EQUAL(st.evictions, 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, NULL, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 1);
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* Zygotes on: pre-warming on spare cycles makes the zygote, then forks of it; off, none. */
+static void test_pool_prewarm_makes_zygote(void)
+{
+	struct sbx_keepalive_params on = {.zygotes = true};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "wordstats.py", "handler");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, &on);
+	struct sbx_pool_stats st;
+	struct sbx_result r;
+
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT_EQUAL(st.prewarmed, 2);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 3);
+	/* asked again by the next forecast: the zygote is kept, one more fork */
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 1), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "a b a", 5, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_PREWARMED);
+	sbx_result_release(&r);
+	sbx_pool_destroy(pool);
+	/* off (the default): pre-warming alone, no zygote */
+	pool = sbx_pool_new(host, NULL, NULL);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 1), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes_made, 0);
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+NEMO_SUITE(sandbox_pool_zygote, suite_setup, suite_teardown,
+	   {"zygotes on: pre-warming makes the zygote and forks it",
+	    test_pool_prewarm_makes_zygote},
+	   {"zygote path, warm after it, pre-warmed forks; a redeploy replaces the zygote and "
+	    "no call runs old code",
+	    test_pool_zygote_paths_and_redeploy},
+	   {"zygotes expire and are evicted by the keep-alive policy", test_pool_zygote_keepalive})

@@ -28,7 +28,8 @@ static inline long nemo_frame_check(const void *buf, size_t have, uint32_t cap,
 	if (hdr->magic != NEMO_FRAME_MAGIC || hdr->type < NEMO_FRAME_INIT ||
 	    hdr->type > NEMO_FRAME_RESPONSE)
 		return -EPROTO;
-	if (hdr->flags && (hdr->flags != NEMO_FRAME_F_TOO_LARGE || hdr->type != NEMO_FRAME_RESPONSE))
+	if (hdr->flags &&
+	    (hdr->flags != NEMO_FRAME_F_TOO_LARGE || hdr->type != NEMO_FRAME_RESPONSE))
 		return -EPROTO;
 	if (hdr->len > cap)
 		return -EMSGSIZE;

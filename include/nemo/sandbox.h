@@ -339,8 +339,7 @@ struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_sp
  * ETIMEDOUT, or the errno of the failing step; `err` says which). Thread-safe for one
  * zygote: forks are made one at a time.
  */
-struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zygote, int core, char *err,
-				    size_t errlen);
+struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zygote, int core, char *err, size_t errlen);
 
 /* Whether `sb` is a zygote. */
 bool sbx_is_zygote(const struct sbx_sandbox *sb);
@@ -388,6 +387,10 @@ extern const struct sbx_keepalive_ops sbx_keepalive_greedy_dual;
 struct sbx_keepalive_params {
 	uint64_t ttl_ns;	      /* fixed TTL [10 min]; 0 for greedy-dual = no bound */
 	uint64_t memory_budget_bytes; /* all instances of the pool together [1 GiB] */
+	/* true: sbx_pool_prewarm() makes (or keeps) the function's zygote first and forks the
+	 * pre-warmed instances from it, so the forecast that drives pre-warming keeps zygotes
+	 * on spare cycles; false [default]: pre-warming alone, from scratch */
+	bool zygotes;
 };
 
 /* ---- warm pools ----------------------------------------------------------------------------- */
@@ -420,6 +423,18 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name);
  * -ENOEXEC (init failed), -ENOSPC (memory budget), or a create errno. Thread-safe.
  */
 int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count);
+
+/*
+ * Make (or keep) a zygote of `name` (c or python) on `core` ahead of demand, within the
+ * memory budget (evicting by the keep-alive policy, zygotes and idle instances alike). While
+ * it is there, a request that finds no idle instance gets a fork of it (SBX_START_ZYGOTE)
+ * instead of a cold start, and pre-warmed instances are forks of it. It is counted in
+ * memory_bytes, expires and is evicted like an instance (an ask for it again counts as a
+ * use), and a redeploy replaces it with one of the new code. Returns 1 (made), 0 (kept),
+ * -ENOENT, -ENOTSUP (an exec function), -ENOSPC (memory budget), -ENOEXEC (the code does not
+ * load) or a create errno. Thread-safe.
+ */
+int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core);
 
 /*
  * Take an idle instance of `name` (preferring `core`; -1 for any; frozen ones are never
@@ -490,6 +505,10 @@ struct sbx_pool_stats {
 	uint64_t crashes;      /* instances that died (crash, OOM, timeout) */
 	uint64_t memory_bytes; /* pool-wide (whatever `name`): what its instances measure, the
 				  figure its memory budget is held to */
+	uint32_t zygotes;      /* functions with a zygote kept (0 or 1 for one function) */
+	uint64_t zygote_memory_bytes; /* what they measure (counted in memory_bytes too) */
+	uint64_t zygotes_made;	      /* zygotes created (sbx_pool_zygote, pre-warming) */
+	uint64_t zygote_starts;	      /* instances forked from a zygote for a request */
 };
 
 /* Counters of one function (`name`), or of all when `name` is NULL. Returns 0 or -ENOENT. */

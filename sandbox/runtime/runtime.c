@@ -45,8 +45,8 @@
  * zygote keeps fd 4 open for its instances' filter.
  */
 
-#define CTL_FD		  ZYG_CTL_FD
-#define SECCOMP_FD	  4
+#define CTL_FD		 ZYG_CTL_FD
+#define SECCOMP_FD	 4
 #define ZYGOTE_FILTER_FD 5
 
 extern char **environ;
@@ -339,7 +339,7 @@ static int recv_fork(int fd, int fds[2])
 {
 	char cbuf[CMSG_SPACE(2 * sizeof(int))] __attribute__((aligned(8)));
 	struct nemo_frame_hdr hdr;
-	uint8_t buf[sizeof(hdr)];
+	uint8_t buf[sizeof(hdr)] = {0};
 	struct iovec iov = {buf, sizeof(buf)};
 	struct msghdr msg = {.msg_iov = &iov,
 			     .msg_iovlen = 1,
@@ -487,8 +487,16 @@ static void serve_python(const char *code, const char *handler, const char *pyth
 	snprintf(payload, sizeof(payload), "%u", max_payload);
 	/* -I: ignore PYTHON* and the user site; -S: no site import (10 ms); -B: ro fs anyway */
 	/* a zygote: the shim makes instances, with fd 4 (the host's filter) left open */
-	char *argv[] = {(char *)python,	 "-I",	  "-S",	 "-B", (char *)shim, (char *)code,
-			(char *)handler, payload, zygote ? "zygote" : NULL, (char *)memory_mb,
+	char *argv[] = {(char *)python,
+			"-I",
+			"-S",
+			"-B",
+			(char *)shim,
+			(char *)code,
+			(char *)handler,
+			payload,
+			zygote ? "zygote" : NULL,
+			(char *)memory_mb,
 			NULL};
 	child_defaults();
 	execve(python, argv, environ);

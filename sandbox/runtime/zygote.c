@@ -108,7 +108,8 @@ static int become_instance(uid_t uid, gid_t gid, int sock_fd, int filter_fd, uns
 	/* the reaper (our parent) lives as long as we do; if it is killed, so are we */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))
 		return errno;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
 		return errno;
 	free(filter);
 	return 0;
