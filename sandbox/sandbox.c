@@ -1312,11 +1312,13 @@ static int send_fork(struct sbx_sandbox *zyg, int sock, int status)
 }
 
 /*
- * The new instance's first frame, READY, and who sent it: the kernel stamps the sender's pid
- * as we see it (SO_PASSCRED), whatever namespaces it is in. Returns 0, -ETIMEDOUT, -EPIPE
- * (it ended first: the reaper's status says why) or -EPROTO.
+ * One READY frame of a new instance with status `status` (1: born, its setup goes on; 0:
+ * ready), and with `cred` not NULL who sent it: the kernel stamps the sender's pid as we see
+ * it (SO_PASSCRED), whatever namespaces it is in. Returns 0, -ETIMEDOUT, -EPIPE (it ended
+ * first: the reaper's status says why) or -EPROTO.
  */
-static int recv_hello(struct sbx_sandbox *sb, uint64_t deadline_ns, struct ucred *cred)
+static int recv_hello(struct sbx_sandbox *sb, uint64_t deadline_ns, uint32_t status,
+		      struct ucred *cred)
 {
 	char cbuf[CMSG_SPACE(sizeof(struct ucred))] __attribute__((aligned(8)));
 	struct nemo_frame_hdr hdr;
@@ -1353,8 +1355,8 @@ static int recv_hello(struct sbx_sandbox *sb, uint64_t deadline_ns, struct ucred
 			}
 		have += (size_t)n;
 	}
-	if (!got_cred || nemo_frame_check(buf, have, 0, &hdr) != (long)sizeof(hdr) ||
-	    hdr.type != NEMO_FRAME_READY)
+	if ((cred && !got_cred) || nemo_frame_check(buf, have, 0, &hdr) != (long)sizeof(hdr) ||
+	    hdr.type != NEMO_FRAME_READY || hdr.status != status)
 		return -EPROTO;
 	return 0;
 }
@@ -1363,7 +1365,7 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 {
 	struct sbx_host *host;
 	uint32_t timeout;
-	uint64_t t0 = nemo_now_ns();
+	uint64_t t0 = nemo_now_ns(), deadline;
 	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, off = 0, rc;
 	struct ucred cred = {0};
 	struct sbx_sandbox *sb;
@@ -1404,11 +1406,6 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 			 zyg->spec.name, ZYGOTE_FORKS_MAX);
 		goto fail;
 	}
-	rc = host->cg->sandbox_create(host, sb->id, core, &sb->spec, &sb->cg);
-	if (rc) {
-		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
-		goto fail;
-	}
 	if (ensure_rbuf(sb) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) ||
 	    pipe2(status, O_CLOEXEC) ||
 	    setsockopt(socks[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on))) {
@@ -1426,7 +1423,14 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 			 strerror(-rc));
 		goto fail;
 	}
-	rc = recv_hello(sb, t0 + (uint64_t)timeout * 1000000ull, &cred);
+	/* its cgroup is made while the zygote forks */
+	rc = host->cg->sandbox_create(host, sb->id, core, &sb->spec, &sb->cg);
+	if (rc) {
+		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
+		goto fail;
+	}
+	deadline = t0 + (uint64_t)timeout * 1000000ull;
+	rc = recv_hello(sb, deadline, 1, &cred);
 	if (rc == -EPIPE) {
 		int st = 0;
 		struct pollfd p = {.fd = sb->status_fd, .events = POLLIN};
@@ -1460,7 +1464,8 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 			 strerror(-rc));
 		goto fail;
 	}
-	/* into its own cgroup before it reads anything: it takes no request until then */
+	/* into its own cgroup while it sets itself up: it takes no request until then, and runs
+	 * nothing of the function's before its READY */
 	rc = host->cg->attach(&sb->cg, cred.pid);
 	if (rc) {
 		snprintf(err, errlen, "%s: fork %d into its cgroup: %s", sb->spec.name,
@@ -1468,6 +1473,12 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 		goto fail;
 	}
 	setsockopt(socks[0], SOL_SOCKET, SO_PASSCRED, &off, sizeof(off));
+	rc = recv_hello(sb, deadline, 0, NULL);
+	if (rc) {
+		snprintf(err, errlen, "%s: fork %d did not get ready: %s", sb->spec.name,
+			 (int)cred.pid, strerror(-rc));
+		goto fail;
+	}
 	fcntl(sb->sock, F_SETFL, O_NONBLOCK);
 	host->cg->oom_kills(&sb->cg, &sb->oom_base);
 	sb->state = SBX_STATE_READY;

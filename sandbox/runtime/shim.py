@@ -159,6 +159,11 @@ def zygote(memory_mb):
     lib.nemo_zygote_instance.argtypes = [ctypes.c_int] * 3 + [ctypes.c_uint]
     end_of_call()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # reapers are reaped by the kernel
+    # what the import made is kept for good: a collection in a fork would otherwise walk
+    # (and so copy) every page of the zygote's heap
+    import gc
+    gc.collect()
+    gc.freeze()
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(FD))
     send(READY, 0)
     while True:

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nemo/function.h"
 #include "zygote.h"
 
 /*
@@ -130,7 +131,13 @@ int nemo_zygote_instance(int sock_fd, int status_fd, int filter_fd, unsigned tmp
 	/* a raw clone: like fork, with new namespaces (glibc's fork cannot pass them) */
 	pid = syscall(SYS_clone, (unsigned long)INSTANCE_NS | SIGCHLD, NULL, NULL, NULL, 0);
 	if (pid == 0) {
+		/* born: the platform writes us into our cgroup while we set up */
+		struct nemo_frame_hdr born = {
+			.magic = NEMO_FRAME_MAGIC, .type = NEMO_FRAME_READY, .status = ZYG_BORN};
+
 		close(status_fd);
+		if (write(sock_fd, &born, sizeof(born)) != sizeof(born))
+			return EPIPE;
 		return become_instance(uid, gid, sock_fd, filter_fd, tmp_mb);
 	}
 	if (pid < 0) {
