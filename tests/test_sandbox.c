@@ -1736,7 +1736,83 @@ static void test_zygote_death(void)
 	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
 }
 
+/* Running (not gone, not a zombie waiting for a reaper)? */
+static bool running(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool alive = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		alive = p[2] != 'Z' && p[2] != 'X';
+	fclose(f);
+	return alive;
+}
+
+/*
+ * A host killed with -9 (nemod's death) stops its zygotes and their forks within 1 s: the
+ * zygote dies with the launcher thread (PR_SET_PDEATHSIG), its forks with its PID namespace.
+ */
+static void test_zygote_host_death(void)
+{
+	int pfd[2];
+	pid_t child, pids[3] = {0};
+	char croot[64];
+
+	CU_ASSERT_FATAL(pipe(pfd) == 0);
+	child = fork();
+	CU_ASSERT_FATAL(child >= 0);
+	if (child == 0) {
+		struct sbx_host_config cfg = {0};
+		struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
+		struct sbx_sandbox *z, *a, *b;
+		struct sbx_host *h;
+		pid_t out[3];
+
+		snprintf(croot, sizeof(croot), "nemo-test-%d", getpid());
+		cfg.cgroup_root = croot;
+		h = sbx_host_new(&cfg);
+		z = h ? sbx_zygote_create(h, &s, 0, NULL, 0) : NULL;
+		a = z ? sbx_zygote_fork(z, 0, NULL, 0) : NULL;
+		b = z ? sbx_zygote_fork(z, 0, NULL, 0) : NULL;
+		if (!a || !b)
+			_exit(1);
+		out[0] = sbx_pid(z);
+		out[1] = sbx_pid(a);
+		out[2] = sbx_pid(b);
+		if (write(pfd[1], out, sizeof(out)) != sizeof(out))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	CU_ASSERT_EQUAL_FATAL(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+	close(pfd[0]);
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_TRUE(running(pids[i]));
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	for (int i = 0;
+	     i < 100 && (kill(pids[0], 0) == 0 || kill(pids[1], 0) == 0 || kill(pids[2], 0) == 0);
+	     i++)
+		usleep(10000);
+	for (int i = 0; i < 3; i++) {
+		if (running(pids[i]))
+			printf("\n  pid %d (%s) outlived its host by 1 s\n", (int)pids[i],
+			       i ? "fork" : "zygote");
+		CU_ASSERT_FALSE(running(pids[i]));
+	}
+	/* its cgroups, as nemod's restart would */
+	remove_stale_roots();
+}
+
 NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
+	   {"a host killed with -9 stops its zygotes and their forks within 1 s",
+	    test_zygote_host_death},
 	   {"a fork starts from the zygote's state, not a wrecked sibling's",
 	    test_zygote_fork_starts_fresh},
 	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime},
