@@ -473,9 +473,11 @@ static struct sbx_sandbox *sandbox_alloc(struct sbx_host *host, const struct sbx
 }
 
 /*
- * A zygote's cgroup holds the reaper of each of its forks (zygote.h) beside the zygote: its
- * pids limit is the function's and room for this many forks.
+ * A zygote's forks are born in its cgroup and written into their own a moment later: its pids
+ * limit is the function's and room for this many forks on their way.
  */
+#define ZYGOTE_PIDS_SLACK 16
+/* the forks one zygote has alive at once, as ZYG_FORKS_MAX (runtime/zygote.h) */
 #define ZYGOTE_FORKS_MAX 512
 
 static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sbx_spec *spec,
@@ -497,7 +499,7 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 		return NULL;
 	sb->zygote = zygote;
 	if (zygote)
-		cg_spec.max_pids += ZYGOTE_FORKS_MAX;
+		cg_spec.max_pids += ZYGOTE_PIDS_SLACK;
 	rc = host->cg->sandbox_create(host, sb->id, core, &cg_spec, &sb->cg);
 	if (rc)
 		goto fail;
@@ -594,9 +596,9 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 }
 
 /*
- * A zygote's fork is not our child: its reaper (zygote.h) writes its wait status to the
- * pipe once it is gone. Returns true once it is known; without the reaper's word (the
- * reaper was killed with its zygote) the fork died of SIGKILL.
+ * A zygote's fork is not our child: the zygote, its parent, writes its wait status to the
+ * pipe once it is gone (zygote.h). Returns true once it is known; without the zygote's word
+ * (it was killed, and its forks with it) the fork died of SIGKILL.
  */
 static bool reap_fork(struct sbx_sandbox *sb, bool block)
 {
@@ -605,7 +607,7 @@ static bool reap_fork(struct sbx_sandbox *sb, bool block)
 
 	if (poll(&p, 1, block ? -1 : 0) != 1)
 		return false;
-	/* the reaper writes as soon as it has waited: a moment after the pidfd said so */
+	/* the zygote writes as soon as it has waited: a moment after the pidfd said so */
 	p.fd = sb->status_fd;
 	if (poll(&p, 1, 1000) == 1 && read(sb->status_fd, &st, sizeof(st)) == sizeof(st))
 		sb->wait_status = st;
@@ -1315,7 +1317,7 @@ static int send_fork(struct sbx_sandbox *zyg, int sock, int status)
  * One READY frame of a new instance with status `status` (1: born, its setup goes on; 0:
  * ready), and with `cred` not NULL who sent it: the kernel stamps the sender's pid as we see
  * it (SO_PASSCRED), whatever namespaces it is in. Returns 0, -ETIMEDOUT, -EPIPE (it ended
- * first: the reaper's status says why) or -EPROTO.
+ * first: the zygote's status for it says why) or -EPROTO.
  */
 static int recv_hello(struct sbx_sandbox *sb, uint64_t deadline_ns, uint32_t status,
 		      struct ucred *cred)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -370,33 +371,45 @@ static int recv_fork(int fd, int fds[2])
 static void end_of_call(void);
 
 /*
- * The zygote: nothing its code started at load stays, then READY, then one fork per
- * command. Returns only in a new instance, which then serves like any other.
+ * The zygote: nothing its code started at load stays, then READY, then one instance per
+ * command; SIGCHLD (through a signalfd) reports the instances that ended. Returns only in a
+ * new instance, which then serves like any other.
  */
 static void zygote_loop(uint32_t memory_mb)
 {
+	sigset_t chld;
+	int sfd;
+
 	end_of_call();
-	/* the reapers we fork are reaped by the kernel */
-	signal(SIGCHLD, SIG_IGN);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		exit(12);
 	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
 	for (;;) {
-		int fds[2], rc = recv_fork(CTL_FD, fds);
-		pid_t pid;
+		struct pollfd p[2] = {{.fd = CTL_FD, .events = POLLIN},
+				      {.fd = sfd, .events = POLLIN}};
+		struct signalfd_siginfo si;
+		int fds[2], rc;
 
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			exit(12);
+		if (p[1].revents & POLLIN) {
+			while (read(sfd, &si, sizeof(si)) == sizeof(si))
+				;
+			nemo_zygote_reap();
+		}
+		if (!(p[0].revents & (POLLIN | POLLHUP)))
+			continue;
+		rc = recv_fork(CTL_FD, fds);
 		if (rc == 0)
 			exit(0);
 		if (rc < 0)
 			exit(3);
-		pid = fork();
-		if (pid == 0) {
-			rc = nemo_zygote_instance(fds[0], fds[1], SECCOMP_FD, memory_mb);
-			if (rc)
-				_exit(rc); /* the reaper reports it; the platform names the errno */
-			return;
-		}
-		/* a failed fork: the platform reads the end of both fds */
-		close(fds[0]);
-		close(fds[1]);
+		if (nemo_zygote_fork(fds[0], fds[1], SECCOMP_FD, memory_mb, sfd) == 0)
+			return; /* the instance: its signalfd is closed, SIGCHLD unblocked */
 	}
 }
 

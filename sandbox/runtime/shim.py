@@ -3,9 +3,10 @@
 Started by nemo-sbx-runtime (already confined) as:
     python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes> [zygote <memory_mb>]
 With "zygote", the module is imported once and no request is served here: each empty REQUEST
-frame with two fds attached makes an instance (os.fork, then nemo-sbx-zygote.so gives it its
-own namespaces, /proc, /tmp, session, no capabilities and the host's seccomp filter), which
-answers READY on its own socket and serves from there.
+frame with two fds attached makes an instance (nemo-sbx-zygote.so clones it with its own
+namespaces, /proc, /tmp, session, no capabilities and the host's seccomp filter; python's
+own before- and after-fork steps run around it, as os.fork runs them), which answers READY on
+its own socket and serves from there.
 The frames are those of include/nemo/function.h. The handler takes the request as bytes and
 returns bytes, str or None; an exception is a function error with its text.
 
@@ -152,16 +153,17 @@ HOST_FILTER_FD = 4
 def zygote(memory_mb):
     """Make instances until the platform closes the socket; returns in each instance."""
     import ctypes
+    import gc
     import signal
     import socket
 
     lib = ctypes.PyDLL(ZYGOTE_LIB)  # the GIL stays held: the instance goes on in python
-    lib.nemo_zygote_instance.argtypes = [ctypes.c_int] * 3 + [ctypes.c_uint]
+    lib.nemo_zygote_fork.argtypes = [ctypes.c_int] * 3 + [ctypes.c_uint, ctypes.c_int]
+    api = ctypes.pythonapi  # what os.fork does around its fork, around ours
     end_of_call()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # reapers are reaped by the kernel
+    signal.signal(signal.SIGCHLD, lambda sig, frame: lib.nemo_zygote_reap())
     # what the import made is kept for good: a collection in a fork would otherwise walk
     # (and so copy) every page of the zygote's heap
-    import gc
     gc.collect()
     gc.freeze()
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(FD))
@@ -175,17 +177,14 @@ def zygote(memory_mb):
         magic, kind, flags, length, _ = HDR.unpack(msg)
         if magic != MAGIC or kind != REQUEST or flags or length:
             os._exit(3)
-        if os.fork() == 0:
-            ctl.close()
-            for f in fds:
-                os.set_inheritable(f, True)
-            rc = lib.nemo_zygote_instance(fds[0], fds[1], HOST_FILTER_FD, memory_mb)
-            if rc:
-                os._exit(rc)  # the reaper reports it; the platform names the errno
+        api.PyOS_BeforeFork()
+        pid = lib.nemo_zygote_fork(fds[0], fds[1], HOST_FILTER_FD, memory_mb, ctl.fileno())
+        if pid == 0:
+            api.PyOS_AfterFork_Child()  # random reseeded, threads state reset, as os.fork
+            ctl.detach()  # closed already, not to be closed again under another's number
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             return
-        for f in fds:
-            os.close(f)
+        api.PyOS_AfterFork_Parent()
 
 
 def main():

@@ -116,48 +116,87 @@ static int become_instance(uid_t uid, gid_t gid, int sock_fd, int filter_fd, uns
 	return 0;
 }
 
-int nemo_zygote_instance(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb)
+/*
+ * The zygote's forks, each with the write end of its status pipe: the zygote is their parent
+ * and reports each one's wait status there (nemo_zygote_reap). Only the zygote's one thread
+ * touches it, in its loop or its SIGCHLD handling.
+ */
+static struct {
+	pid_t pid;
+	int status_fd;
+} forks[ZYG_FORKS_MAX];
+static int n_forks;
+
+int nemo_zygote_fork(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb, int zygote_fd)
 {
 	uid_t uid = getuid();
 	gid_t gid = getgid();
-	sigset_t none;
 	long pid;
-	int status = 0;
+	int status;
 
-	/* the zygote ignores SIGCHLD (its reapers are reaped by the kernel); we wait */
-	signal(SIGCHLD, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (n_forks >= ZYG_FORKS_MAX) {
+		pid = -EAGAIN;
+		goto failed;
+	}
 	/* a raw clone: like fork, with new namespaces (glibc's fork cannot pass them) */
 	pid = syscall(SYS_clone, (unsigned long)INSTANCE_NS | SIGCHLD, NULL, NULL, NULL, 0);
 	if (pid == 0) {
 		/* born: the platform writes us into our cgroup while we set up */
 		struct nemo_frame_hdr born = {
 			.magic = NEMO_FRAME_MAGIC, .type = NEMO_FRAME_READY, .status = ZYG_BORN};
+		sigset_t none;
+		int rc;
 
+		/* nothing of the zygote's control or of the siblings' pipes stays here */
 		close(status_fd);
+		if (zygote_fd >= 0 && zygote_fd != ZYG_CTL_FD)
+			close(zygote_fd);
+		for (int i = 0; i < n_forks; i++)
+			close(forks[i].status_fd);
+		n_forks = 0;
+		signal(SIGCHLD, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (write(sock_fd, &born, sizeof(born)) != sizeof(born))
-			return EPIPE;
-		return become_instance(uid, gid, sock_fd, filter_fd, tmp_mb);
+			_exit(EPIPE);
+		rc = become_instance(uid, gid, sock_fd, filter_fd, tmp_mb);
+		if (rc)
+			_exit(rc); /* the zygote reports it; the platform names the errno */
+		return 0;
 	}
+	if (pid < 0)
+		pid = -errno;
+failed:
+	close(sock_fd);
 	if (pid < 0) {
 		status = W_EXITCODE(ZYG_EXIT_CLONE, 0);
 		if (write(status_fd, &status, sizeof(status)) < 0)
-			_exit(1);
-		_exit(0);
+			status = 0;
+		close(status_fd);
+		return (int)pid;
 	}
-	/* the reaper: nothing of the zygote's but the status pipe stays open here */
-	if (status_fd != ZYG_CTL_FD) {
-		close(sock_fd);
-		syscall(SYS_close_range, 0, (unsigned)status_fd - 1, 0);
-		syscall(SYS_close_range, (unsigned)status_fd + 1, ~0u, 0);
-	}
-	while (waitpid((pid_t)pid, &status, 0) < 0)
-		if (errno != EINTR) {
-			status = W_EXITCODE(ZYG_EXIT_CLONE, 0);
+	forks[n_forks].pid = (pid_t)pid;
+	forks[n_forks].status_fd = status_fd;
+	n_forks++;
+	return (int)pid;
+}
+
+int nemo_zygote_reap(void)
+{
+	int status, n = 0;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < n_forks; i++) {
+			if (forks[i].pid != pid)
+				continue;
+			if (write(forks[i].status_fd, &status, sizeof(status)) < 0)
+				status = 0; /* the platform gave up on it: nobody reads */
+			close(forks[i].status_fd);
+			forks[i] = forks[--n_forks];
+			n++;
 			break;
 		}
-	if (write(status_fd, &status, sizeof(status)) < 0)
-		_exit(1);
-	_exit(0);
+	}
+	return n;
 }
