@@ -24,6 +24,7 @@
 #include "nemo/clock.h"
 #include "nemo/frame.h"
 #include "nemo/log.h"
+#include "runtime/zygote.h"
 #include "sandbox_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -477,8 +478,8 @@ static struct sbx_sandbox *sandbox_alloc(struct sbx_host *host, const struct sbx
  * limit is the function's and room for this many forks on their way.
  */
 #define ZYGOTE_PIDS_SLACK 16
-/* the forks one zygote has alive at once, as ZYG_FORKS_MAX (runtime/zygote.h) */
-#define ZYGOTE_FORKS_MAX 512
+/* the forks one zygote has alive at once */
+#define ZYGOTE_FORKS_MAX ZYG_FORKS_MAX
 
 static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sbx_spec *spec,
 					  int core, bool zygote)
@@ -1413,6 +1414,12 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 	    setsockopt(socks[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on))) {
 		rc = errno ? -errno : -ENOMEM;
 		snprintf(err, errlen, "%s: fork from zygote: %s", sb->spec.name, strerror(-rc));
+		for (int i = 0; i < 2; i++) {
+			if (socks[i] >= 0)
+				close(socks[i]);
+			if (status[i] >= 0)
+				close(status[i]);
+		}
 		goto fail;
 	}
 	sb->sock = socks[0];
@@ -1432,7 +1439,7 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 		goto fail;
 	}
 	deadline = t0 + (uint64_t)timeout * 1000000ull;
-	rc = recv_hello(sb, deadline, 1, &cred);
+	rc = recv_hello(sb, deadline, ZYG_BORN, &cred);
 	if (rc == -EPIPE) {
 		int st = 0;
 		struct pollfd p = {.fd = sb->status_fd, .events = POLLIN};
@@ -1440,8 +1447,8 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 		if (poll(&p, 1, 1000) == 1 && read(sb->status_fd, &st, sizeof(st)) == sizeof(st) &&
 		    WIFEXITED(st))
 			snprintf(err, errlen, "%s: fork from zygote failed: %s", sb->spec.name,
-				 WEXITSTATUS(st) == 125 ? "clone with new namespaces"
-							: strerror(WEXITSTATUS(st)));
+				 WEXITSTATUS(st) == ZYG_EXIT_CLONE ? "clone with new namespaces"
+								   : strerror(WEXITSTATUS(st)));
 		else
 			snprintf(err, errlen, "%s: fork from zygote died before it was ready",
 				 sb->spec.name);
