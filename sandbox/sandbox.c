@@ -1250,9 +1250,32 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes)
 
 /* ---- zygotes ------------------------------------------------------------------------------- */
 
+/*
+ * A zygote's forks get their namespaces from a user namespace the function's uid makes:
+ * the kernel must allow it. Returns NULL, or the setting that forbids it.
+ */
+static const char *userns_forbidden(void)
+{
+	static const char *const knobs[] = {"/proc/sys/kernel/unprivileged_userns_clone",
+					    "/proc/sys/user/max_user_namespaces"};
+
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		char buf[32] = "";
+		int fd = open(knobs[i], O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0 && strtoul(buf, NULL, 10) == 0)
+			return knobs[i];
+	}
+	return NULL;
+}
+
 struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_spec *spec, int core,
 				      char *err, size_t errlen)
 {
+	const char *forbidden;
 	struct sbx_sandbox *sb;
 	int rc;
 
@@ -1266,6 +1289,15 @@ struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_sp
 		if (err)
 			snprintf(err, errlen, "%s: %s functions have no zygote", spec->name,
 				 sbx_runtime_name(spec->runtime));
+		errno = ENOTSUP;
+		return NULL;
+	}
+	forbidden = userns_forbidden();
+	if (forbidden) {
+		if (err)
+			snprintf(err, errlen,
+				 "%s: zygotes need unprivileged user namespaces, and %s is 0",
+				 spec->name, forbidden);
 		errno = ENOTSUP;
 		return NULL;
 	}

@@ -326,8 +326,10 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
 
 /*
  * Create a zygote for `spec` (c or python) on `core` and load its code. Returns it (READY,
- * sbx_invoke() refuses it), or NULL with errno: EINVAL, ENOTSUP (an exec function; `err`
- * says so), ENOEXEC (the code does not load; `err` says why) or a create errno.
+ * sbx_invoke() refuses it), or NULL with errno: EINVAL, ENOTSUP (an exec function, or a
+ * kernel that forbids unprivileged user namespaces: kernel.unprivileged_userns_clone or
+ * user.max_user_namespaces 0; `err` says which), ENOEXEC (the code does not load; `err` says
+ * why) or a create errno.
  */
 struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_spec *spec, int core,
 				      char *err, size_t errlen);
