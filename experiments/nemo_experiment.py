@@ -80,7 +80,7 @@ RESULT_FIELDS = [
     "inv_rate", "duration_s", "nf_tx_pps", "nf_rx_pps", "nf_sent", "nf_lost", "nf_loss_ratio",
     "nf_p50_us", "nf_p99_us", "nf_p999_us", "spare_ratio", "spare_s", "harvested_s",
     "harvest_ratio", "invocations", "inv_ok", "inv_errors", "http_invocations",
-    "mqtt_invocations", "cold", "warm", "prewarmed", "compl_mean_ms", "compl_p50_ms",
+    "mqtt_invocations", "cold", "warm", "prewarmed", "zygote", "compl_mean_ms", "compl_p50_ms",
     "compl_p99_ms", "start_p50_ms", "start_p99_ms", "run_p50_ms", "run_p99_ms", "note"]
 INV_FIELDS = ["seq", "rep", "scenario", "cell", "function", "transport", "status", "start_path",
               "total_ms", "start_ms", "run_ms", "queue_us", "create_us", "init_us", "run_us", "core"]
@@ -798,6 +798,7 @@ def run_cell(nf, nemod, cell, capacity, seconds, workdir, timeseries=False):
         "cold": sum(r.get("start_path") == "cold" for r in ok),
         "warm": sum(r.get("start_path") == "warm" for r in ok),
         "prewarmed": sum(r.get("start_path") == "prewarmed" for r in ok),
+        "zygote": sum(r.get("start_path") == "zygote" for r in ok),
         "compl_mean_ms": f(sum(r["total_ms"] for r in done) / len(done) if done else None),
         "compl_p50_ms": f(pct([r["total_ms"] for r in done], 50)),
         "compl_p99_ms": f(pct([r["total_ms"] for r in done], 99)),
@@ -1475,7 +1476,7 @@ def live(a):
             "http": sum(x["transport"] == "http" for x in recs),
             "mqtt": sum(x["transport"] == "mqtt" for x in recs),
             "paths": {p: sum(x.get("start_path") == p for x in ok)
-                      for p in ("cold", "warm", "prewarmed")},
+                      for p in ("cold", "warm", "prewarmed", "zygote")},
             "p50": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 50),
             "p99": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 99),
             # the 10/s calls' own CPU, what demand asked of the spare: per function, its calls
