@@ -1,0 +1,21 @@
+# packet/ - the function side of packet triggers: libpacket.a (the rings, the consumer host,
+# the lease client), nemo-pktfn and the sample packet functions.
+LIBS += packet
+packet_SRCS := $(filter-out packet/main.c,$(wildcard packet/*.c))
+TEST_LIBS += packet
+PROGS += nemo-pktfn
+nemo-pktfn_SRCS := packet/main.c
+nemo-pktfn_LIBS := packet common
+nemo-pktfn_LDLIBS := -ldl
+
+# Sample packet functions and the test ones, in build/functions/ beside the others.
+PKT_SO_FUNCS := pkt-echo pkt-sensor test-pkt-crash
+SOS += $(foreach f,$(PKT_SO_FUNCS),$(BUILD)/functions/$(f).so)
+
+$(BUILD)/functions/pkt-%.so: packet/functions/%.c include/nemo/function.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -o $@ $<
+
+$(BUILD)/functions/test-pkt-%.so: packet/functions/test-%.c include/nemo/function.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -o $@ $<
