@@ -258,6 +258,25 @@ static void fn_destroy(void *inst)
 
 	if (!fn)
 		return;
+	if (fn->rules)
+		NEMO_INFO("nf",
+			  "fn on lcore %u: matched %lu, handed %lu, dropped %lu, passed %lu, "
+			  "replied %lu, reply_dropped %lu",
+			  fn->lcore_id, (unsigned long)fn->matched, (unsigned long)fn->handed,
+			  (unsigned long)fn->dropped, (unsigned long)fn->passed,
+			  (unsigned long)fn->replied, (unsigned long)fn->reply_dropped);
+	for (uint32_t t = 0; t < fn->nb_targets; t++) {
+		const struct fn_target *x = fn->targets[t];
+
+		NEMO_INFO("nf",
+			  "fn on lcore %u: '%s' handed %lu full %lu too_big %lu replied %lu "
+			  "reply_too_big %lu reply_stale %lu resets %lu reset_lost %lu wakes %lu",
+			  fn->lcore_id, x->port.function, (unsigned long)x->handed,
+			  (unsigned long)x->full, (unsigned long)x->too_big,
+			  (unsigned long)x->replied, (unsigned long)x->reply_too_big,
+			  (unsigned long)x->reply_stale, (unsigned long)x->resets,
+			  (unsigned long)x->reset_lost, (unsigned long)x->wakes);
+	}
 	nf_match_free(&fn->match);
 	for (uint32_t t = 0; t < fn->nb_targets; t++) {
 		fn_ring_close(&fn->targets[t]->port.ring);

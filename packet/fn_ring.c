@@ -189,7 +189,7 @@ uint32_t fn_ring_reset(struct fn_ring *r)
 	uint32_t lost = r->head - tail;
 
 	if (lost > r->nb_slots)
-		lost = r->nb_slots;
+		lost = 0; /* a tail the consumer made up says nothing about what it consumed */
 	r->other = r->head;
 	__atomic_store_n(&sh->req_tail.v, r->head, __ATOMIC_RELAXED);
 	r->rep_tail = __atomic_load_n(&sh->rep_head.v, __ATOMIC_ACQUIRE);
