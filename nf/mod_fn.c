@@ -269,7 +269,7 @@ static void fn_destroy(void *inst)
 		const struct fn_target *x = fn->targets[t];
 
 		NEMO_INFO("nf",
-			  "fn on lcore %u: '%s' handed %lu full %lu too_big %lu replied %lu "
+			  "fn on lcore %u, function '%s': handed %lu full %lu too_big %lu replied %lu "
 			  "reply_too_big %lu reply_stale %lu resets %lu reset_lost %lu wakes %lu",
 			  fn->lcore_id, x->port.function, (unsigned long)x->handed,
 			  (unsigned long)x->full, (unsigned long)x->too_big,

@@ -87,6 +87,7 @@ int main(int argc, char **argv)
 	unsigned long batch = 32, spin_us = 50, v;
 	uint32_t lcore = FN_LEASE_ANY;
 	double duration = 0, t0, idle_since = 0;
+	unsigned long busy_steps = 0;
 	struct fn_ring ring;
 	struct fn_host host = {.ring = &ring};
 	nemo_init_fn init;
@@ -186,7 +187,14 @@ int main(int argc, char **argv)
 		if (rc)
 			return 1;
 	} else {
-		rc = fn_lease_acquire(sock, function, lcore, &ring, &lease_fd, err, sizeof(err));
+		/* a ring is leased again once the NF has reset it after its last consumer */
+		for (int tries = 0; tries < 100; tries++) {
+			rc = fn_lease_acquire(sock, function, lcore, &ring, &lease_fd, err,
+					      sizeof(err));
+			if (rc != -EAGAIN)
+				break;
+			usleep(20000);
+		}
 		if (rc) {
 			fprintf(stderr, "nemo-pktfn: %s\n", err);
 			return 1;
@@ -207,6 +215,8 @@ int main(int argc, char **argv)
 		}
 		if (rc > 0) {
 			idle_since = 0;
+			if (duration > 0 && ++busy_steps % 256 == 0 && now_s() - t0 >= duration)
+				break;
 			continue;
 		}
 		/* nothing to do: poll a little (cheap, and the next burst is often close), park */
