@@ -140,7 +140,7 @@ static struct nf_fn_port *lease_find(struct nf_fn_hub *hub, const struct fn_leas
 
 static void lease_serve(struct nf_fn_hub *hub, int fd)
 {
-	struct fn_lease_req req;
+	struct fn_lease_req req = {0};
 	struct fn_lease_resp resp = {.magic = FN_LEASE_MAGIC, .version = FN_LEASE_VERSION};
 	struct iovec iov = {.iov_base = &resp, .iov_len = sizeof(resp)};
 	char cbuf[CMSG_SPACE(2 * sizeof(int))] = {0};
@@ -155,7 +155,8 @@ static void lease_serve(struct nf_fn_hub *hub, int fd)
 	    req.version != FN_LEASE_VERSION) {
 		resp.status = -EPROTO;
 		snprintf(resp.message, sizeof(resp.message),
-			 "not a lease request of version %u (%zd bytes)", FN_LEASE_VERSION, n);
+			 "not a lease request of version %u (%zd bytes)",
+			 (unsigned int)FN_LEASE_VERSION, n);
 	} else {
 		req.function[sizeof(req.function) - 1] = '\0';
 		p = lease_find(hub, &req, &resp);

@@ -64,7 +64,7 @@ static const struct rte_acl_field_def match_field_defs[MATCH_F_NUM] = {
 
 /* "any", "a.b.c.d" or "a.b.c.d/len" with no host bits set. */
 int nf_cfg_parse_cidr(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
-			  const struct cfg_key *key)
+		      const struct cfg_key *key)
 {
 	uint32_t *out = (uint32_t *)((char *)dst + key->offset); /* [0] addr, [1] len */
 	char buf[32], *slash, *end;
@@ -108,7 +108,7 @@ int nf_cfg_parse_cidr(struct cfg_ctx *ctx, const char *path, const cJSON *item, 
 
 /* "any", "tcp", "udp", "icmp" or a protocol number 0..255. */
 int nf_cfg_parse_proto(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
-			   const struct cfg_key *key)
+		       const struct cfg_key *key)
 {
 	static const struct {
 		const char *name;
@@ -159,7 +159,7 @@ static int match_port_number(const char *s, char **end, uint32_t *out)
 
 /* A port 0..65535, "lo-hi", or "any". */
 int nf_cfg_parse_ports(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
-			   const struct cfg_key *key)
+		       const struct cfg_key *key)
 {
 	uint32_t *out = (uint32_t *)((char *)dst + key->offset); /* [0] lo, [1] hi */
 	const char *s;

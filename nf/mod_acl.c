@@ -121,8 +121,7 @@ static void *acl_create(struct cfg_ctx *ctx, const char *path, const cJSON *cfg,
 			goto fail;
 		for (uint32_t i = 0; i < c.nb_rules; i++)
 			acl->rule_action[i] = (uint8_t)c.rules[i].action;
-		rc = nf_match_build(&acl->match, "acl", c.rules, sizeof(*c.rules), c.nb_rules,
-				    env);
+		rc = nf_match_build(&acl->match, "acl", c.rules, sizeof(*c.rules), c.nb_rules, env);
 		if (rc)
 			goto fail;
 	}

@@ -82,9 +82,9 @@ struct fn_target {
 	uint64_t next_wake_tsc;
 	/* counters */
 	uint64_t handed;
-	uint64_t full;	   /* ring full (drop or pass) */
-	uint64_t too_big;  /* request longer than a slot (drop or pass, as full) */
-	uint64_t replied;  /* replies sent */
+	uint64_t full;	  /* ring full (drop or pass) */
+	uint64_t too_big; /* request longer than a slot (drop or pass, as full) */
+	uint64_t replied; /* replies sent */
 	uint64_t reply_too_big;
 	uint64_t reply_stale; /* replies naming a request the NF no longer knows */
 	uint64_t reply_nombuf;
@@ -142,7 +142,8 @@ static int fn_parse_functions(struct cfg_ctx *ctx, const char *path, const cJSON
 
 	(void)key;
 	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) == 0)
-		return cfg_error(ctx, path, "expected a non-empty array of {name, slots, slot_size}");
+		return cfg_error(ctx, path,
+				 "expected a non-empty array of {name, slots, slot_size}");
 	if (cJSON_GetArraySize(item) > FN_MAX_FUNCTIONS)
 		return cfg_error(ctx, path, "at most %d functions per fn module", FN_MAX_FUNCTIONS);
 	cJSON_ArrayForEach (f, item) {
@@ -230,8 +231,8 @@ static int fn_check(struct cfg_ctx *ctx, const char *path, const struct fn_cfg *
 			 f ? ", " : "", c->functions[f].name);
 	for (uint32_t i = 0; i < c->nb_rules; i++) {
 		const struct fn_rule_cfg *r = &c->rules[i];
-		bool found = false, udp = r->match.proto.mask == 0xff &&
-					  r->match.proto.value == IPPROTO_UDP;
+		bool found = false,
+		     udp = r->match.proto.mask == 0xff && r->match.proto.value == IPPROTO_UDP;
 
 		cfg_index(rpath, sizeof(rpath), path, (int)i);
 		for (uint32_t f = 0; f < c->nb_functions; f++)
@@ -241,11 +242,13 @@ static int fn_check(struct cfg_ctx *ctx, const char *path, const struct fn_cfg *
 					 "no function '%s' among this module's functions (%s)",
 					 r->function, known);
 		if (r->payload == FN_PAYLOAD_UDP && !udp)
-			return cfg_error(ctx, rpath,
-					 "payload 'udp' needs \"proto\": \"udp\" (or payload 'frame')");
+			return cfg_error(
+				ctx, rpath,
+				"payload 'udp' needs \"proto\": \"udp\" (or payload 'frame')");
 		if (r->reply && !udp)
-			return cfg_error(ctx, rpath, "replies go back as UDP: \"reply\": true "
-						     "needs \"proto\": \"udp\"");
+			return cfg_error(ctx, rpath,
+					 "replies go back as UDP: \"reply\": true "
+					 "needs \"proto\": \"udp\"");
 	}
 	return 0;
 }
@@ -268,14 +271,15 @@ static void fn_destroy(void *inst)
 	for (uint32_t t = 0; t < fn->nb_targets; t++) {
 		const struct fn_target *x = fn->targets[t];
 
-		NEMO_INFO("nf",
-			  "fn on lcore %u, function '%s': handed %lu full %lu too_big %lu replied %lu "
-			  "reply_too_big %lu reply_stale %lu resets %lu reset_lost %lu wakes %lu",
-			  fn->lcore_id, x->port.function, (unsigned long)x->handed,
-			  (unsigned long)x->full, (unsigned long)x->too_big,
-			  (unsigned long)x->replied, (unsigned long)x->reply_too_big,
-			  (unsigned long)x->reply_stale, (unsigned long)x->resets,
-			  (unsigned long)x->reset_lost, (unsigned long)x->wakes);
+		NEMO_INFO(
+			"nf",
+			"fn on lcore %u, function '%s': handed %lu full %lu too_big %lu replied %lu "
+			"reply_too_big %lu reply_stale %lu resets %lu reset_lost %lu wakes %lu",
+			fn->lcore_id, x->port.function, (unsigned long)x->handed,
+			(unsigned long)x->full, (unsigned long)x->too_big,
+			(unsigned long)x->replied, (unsigned long)x->reply_too_big,
+			(unsigned long)x->reply_stale, (unsigned long)x->resets,
+			(unsigned long)x->reset_lost, (unsigned long)x->wakes);
 	}
 	nf_match_free(&fn->match);
 	for (uint32_t t = 0; t < fn->nb_targets; t++) {

@@ -149,17 +149,13 @@ int nf_cfg_parse_proto(struct cfg_ctx *ctx, const char *path, const cJSON *item,
 int nf_cfg_parse_ports(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
 		       const struct cfg_key *key);
 
-#define NF_MATCH_CFG_KEYS(type, m)                                                        \
-	{.name = "src", .parse = nf_cfg_parse_cidr, .offset = offsetof(type, m.src)},     \
-		{.name = "dst", .parse = nf_cfg_parse_cidr, .offset = offsetof(type, m.dst)}, \
-		{.name = "proto",                                                         \
-		 .parse = nf_cfg_parse_proto,                                             \
-		 .offset = offsetof(type, m.proto)},                                      \
-		{.name = "sport",                                                         \
-		 .parse = nf_cfg_parse_ports,                                             \
-		 .offset = offsetof(type, m.sport)},                                      \
-	{                                                                                 \
-		.name = "dport", .parse = nf_cfg_parse_ports, .offset = offsetof(type, m.dport) \
+#define NF_MATCH_CFG_KEYS(type, m)                                                                 \
+	{.name = "src", .parse = nf_cfg_parse_cidr, .offset = offsetof(type, m.src)},              \
+		{.name = "dst", .parse = nf_cfg_parse_cidr, .offset = offsetof(type, m.dst)},      \
+		{.name = "proto", .parse = nf_cfg_parse_proto, .offset = offsetof(type, m.proto)}, \
+		{.name = "sport", .parse = nf_cfg_parse_ports, .offset = offsetof(type, m.sport)}, \
+	{                                                                                          \
+		.name = "dport", .parse = nf_cfg_parse_ports, .offset = offsetof(type, m.dport)    \
 	}
 
 /* Set `r` to match everything (call before parsing a rule into it). */

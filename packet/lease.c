@@ -18,8 +18,10 @@ int fn_lease_acquire(const char *socket_path, const char *function, uint32_t lco
 	struct fn_lease_resp resp;
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
 	struct iovec iov = {.iov_base = &resp, .iov_len = sizeof(resp)};
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *cm;
 	int fd, fds[2] = {-1, -1}, rc;
 	ssize_t n;

@@ -46,11 +46,12 @@ static void write_config(char *path, size_t len, const char *prefix, const char 
 	char text[4096];
 
 	snprintf(path, len, "%s.json", prefix);
-	snprintf(text, sizeof(text),
-		 "{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
-		 "\"fn_socket\":\"%s.fn\",\"ports\":[%s],"
-		 "\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[%s,\"fwd\"]}]}",
-		 name, prefix, port, fn);
+	snprintf(
+		text, sizeof(text),
+		"{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
+		"\"fn_socket\":\"%s.fn\",\"ports\":[%s],"
+		"\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[%s,\"fwd\"]}]}",
+		name, prefix, port, fn);
 	CU_ASSERT_EQUAL_FATAL(test_write_text(path, text), 0);
 }
 
@@ -85,12 +86,12 @@ static bool wait_fn_socket(struct test_proc *nf, const char *prefix)
 	return false;
 }
 
-static int fn_start(struct test_proc *p, const char *prefix, const char *function,
-		    const char *so, const char *duration)
+static int fn_start(struct test_proc *p, const char *prefix, const char *function, const char *so,
+		    const char *duration)
 {
 	char sock[160], code[600];
-	char *argv[] = {fn_bin,	      "--socket", sock,	    "--function", (char *)function,
-			"--code",     code,	  "--duration", (char *)duration, NULL};
+	char *argv[] = {fn_bin,	  "--socket", sock,	    "--function",     (char *)function,
+			"--code", code,	      "--duration", (char *)duration, NULL};
 
 	snprintf(sock, sizeof(sock), "%s.fn", prefix);
 	snprintf(code, sizeof(code), "%s/%s.so", fn_dir, so);
@@ -116,9 +117,21 @@ static bool wait_leased(struct test_proc *nf, int n)
 static cJSON *gen_run(const char *prefix, const char *rate, const char *duration)
 {
 	char json[160], sock[160];
-	char *argv[] = {"/usr/bin/nice", "-n",	     "-10",	   gen_bin, "--socket",
-			sock,		 "--rate",   (char *)rate, "--duration", (char *)duration,
-			"--cpu",	 "0",	     "--quiet",	   "--json", json,
+	char *argv[] = {"/usr/bin/nice",
+			"-n",
+			"-10",
+			gen_bin,
+			"--socket",
+			sock,
+			"--rate",
+			(char *)rate,
+			"--duration",
+			(char *)duration,
+			"--cpu",
+			"0",
+			"--quiet",
+			"--json",
+			json,
 			NULL};
 	struct test_proc g;
 	cJSON *res = NULL;
@@ -277,8 +290,8 @@ static int pcap_replies(const char *path, uint16_t from_port, char *out, size_t 
 			continue;
 		/* the checksum of a reply the NF built must hold (0 when summed with it) */
 		inet_ntop(AF_INET, d + 30, dst, sizeof(dst));
-		snprintf(out + strlen(out), len - strlen(out), "%u>%u %s %.*s\n", sport, dport,
-			 dst, (int)(ulen - 8), (const char *)d + 42);
+		snprintf(out + strlen(out), len - strlen(out), "%u>%u %s %.*s\n", sport, dport, dst,
+			 (int)(ulen - 8), (const char *)d + 42);
 		n++;
 	}
 	pcap_close(p);

@@ -78,12 +78,12 @@ typedef int (*nemo_init_fn)(void);
 struct nemo_packet {
 	const void *data;
 	uint32_t len;
-	uint32_t flags;	   /* NEMO_PACKET_F_* */
-	uint32_t src_ip;   /* IPv4 addresses and ports in network byte order */
+	uint32_t flags;	 /* NEMO_PACKET_F_* */
+	uint32_t src_ip; /* IPv4 addresses and ports in network byte order */
 	uint32_t dst_ip;
 	uint16_t src_port; /* 0 unless TCP or UDP */
 	uint16_t dst_port;
-	uint8_t proto;	   /* IP protocol number */
+	uint8_t proto; /* IP protocol number */
 	uint8_t pad;
 	uint16_t rule; /* index of the NF rule that matched */
 };

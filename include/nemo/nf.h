@@ -84,7 +84,7 @@ struct nf_config {
 	uint32_t nb_lcores;
 	struct nf_lcore_config lcores[NF_MAX_LCORES];
 	char fn_socket[108]; /* the fn modules' lease server; "" = /run/nemo/<name>.fn.sock */
-	cJSON *json; /* the parsed file, kept for module configs */
+	cJSON *json;	     /* the parsed file, kept for module configs */
 };
 
 /*

@@ -90,8 +90,8 @@ int handle_batch(const struct nemo_packet *pkts, struct nemo_reply *replies, uns
 				       ntohs(p->src_port), (unsigned long long)s->n,
 				       s->sum / (double)s->n, s->min, s->max);
 		else
-			len = snprintf(replies[i].data, replies[i].cap, "%s:%u bad reading",
-				       addr, ntohs(p->src_port));
+			len = snprintf(replies[i].data, replies[i].cap, "%s:%u bad reading", addr,
+				       ntohs(p->src_port));
 		if (len > 0 && (uint32_t)len < replies[i].cap)
 			replies[i].len = (uint32_t)len;
 	}
