@@ -330,6 +330,8 @@ static void test_echo_over_memif(void)
 	CU_ASSERT(sent > 30000);
 	CU_ASSERT(recv >= 0.95 * sent);
 	CU_ASSERT(p50 > 0);
+	/* and each one came back as a reply: from port 9000 to the sender's port */
+	CU_ASSERT_EQUAL(jnum(res, "replies"), recv);
 	cJSON_Delete(res);
 	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
 	CU_ASSERT(test_proc_output_has(&fn, "replies"));
@@ -493,6 +495,7 @@ static void test_stopped_consumer(void)
 	CU_ASSERT_EQUAL(imissed, 0); /* the NF kept up: nothing overflowed its rx ring */
 	/* what went on down the chain came back: the handed ones (next: continue) */
 	CU_ASSERT(recv <= 64);
+	CU_ASSERT_EQUAL(jnum(res, "replies"), 0); /* forwarded, not answered */
 	CU_ASSERT(sent > 300000);
 	cJSON_Delete(res);
 }

@@ -64,6 +64,8 @@ struct gen_engine {
 	uint64_t sent;
 	uint64_t received;
 	uint64_t unknown_rx;
+	uint64_t replies;    /* stamped frames from reply_port: a function answered */
+	uint16_t reply_port; /* network order: the dport, as a reply's source port */
 	uint64_t tx_dropped;
 	uint64_t late_skipped;
 	uint64_t alloc_failed;
@@ -139,6 +141,9 @@ static inline void gen_rx(struct gen_engine *g)
 				gen_hist_record(g->lat_now,
 						cycles_to_ns(g, now > st.tsc ? now - st.tsc : 0));
 				g->received++;
+				/* a reply swaps the ports: it comes from the port we sent to */
+				g->replies +=
+					memcmp(d + GEN_L2_HDR + GEN_L3_HDR, &g->reply_port, 2) == 0;
 				continue;
 			}
 		}
@@ -585,6 +590,8 @@ static struct gen_engine *engine_new(const struct gen_opts *o, const struct gen_
 	}
 	g->flows = g->flow_table;
 	gen_pkt_spec_default(&spec, g->frame_len, g->run_id);
+	spec.dst_port = (uint16_t)o->dport;
+	g->reply_port = rte_cpu_to_be_16(spec.dst_port);
 	if (gen_pkt_build(&spec, g->frame) ||
 	    gen_pkt_flows(g->frame, g->frame_len, g->flow_table, g->n_flows)) {
 		NEMO_ERR("gen", "cannot build a %u-byte frame for %u flows", o->size, o->flows);
@@ -645,6 +652,7 @@ int gen_run(const struct gen_opts *o, const struct gen_profile *p, FILE *csv,
 	t->probes_sent = g->probe_tx;
 	t->received = g->received;
 	t->unknown_rx = g->unknown_rx;
+	t->replies = g->replies;
 	t->tx_dropped = g->tx_dropped;
 	t->late_skipped = g->late_skipped;
 	t->alloc_failed = g->alloc_failed;
