@@ -66,6 +66,8 @@ struct gen_engine {
 	uint64_t unknown_rx;
 	uint64_t replies;    /* stamped frames from reply_port: a function answered */
 	uint16_t reply_port; /* network order: the dport, as a reply's source port */
+	struct gen_hist *lat_reply; /* the caller's, or NULL */
+	struct gen_hist *lat_other;
 	uint64_t tx_dropped;
 	uint64_t late_skipped;
 	uint64_t alloc_failed;
@@ -138,12 +140,16 @@ static inline void gen_rx(struct gen_engine *g)
 					g->probe_rx++;
 					continue;
 				}
-				gen_hist_record(g->lat_now,
-						cycles_to_ns(g, now > st.tsc ? now - st.tsc : 0));
-				g->received++;
+				uint64_t ns = cycles_to_ns(g, now > st.tsc ? now - st.tsc : 0);
 				/* a reply swaps the ports: it comes from the port we sent to */
-				g->replies +=
-					memcmp(d + GEN_L2_HDR + GEN_L3_HDR, &g->reply_port, 2) == 0;
+				bool reply = memcmp(d + GEN_L2_HDR + GEN_L3_HDR, &g->reply_port,
+						    2) == 0;
+
+				gen_hist_record(g->lat_now, ns);
+				g->received++;
+				g->replies += reply;
+				if (g->lat_reply && g->lat_other)
+					gen_hist_record(reply ? g->lat_reply : g->lat_other, ns);
 				continue;
 			}
 		}
@@ -622,6 +628,8 @@ int gen_run(const struct gen_opts *o, const struct gen_profile *p, FILE *csv,
 
 	if (!g)
 		return -ENOMEM;
+	g->lat_reply = t->lat_reply;
+	g->lat_other = t->lat_other;
 	rc = port_setup(g);
 	if (rc == -ENODEV)
 		goto out_free;

@@ -339,6 +339,9 @@ struct gen_totals {
 	double target_pkts; /* packets the profile asked for over duration_s */
 	bool max_rate;
 	struct gen_hist *lat; /* over the whole run */
+	/* the same split into replies (from the dport) and the rest; NULL: not kept */
+	struct gen_hist *lat_reply;
+	struct gen_hist *lat_other;
 };
 
 /* One interval's row, also the source of the live line. */
