@@ -103,6 +103,13 @@ struct fn_rule {
 };
 
 struct fn_inst {
+	/*
+	 * A packet whose protocol and destination port no rule can match skips the classifier:
+	 * the NF's own traffic pays a table lookup, not rte_acl. A superset of the rules, so
+	 * the classifier still decides for every candidate.
+	 */
+	uint64_t dport_ok[65536 / 64]; /* host byte order; port 0 stands for "not TCP/UDP" */
+	uint8_t proto_ok[256];
 	struct nf_match match;
 	uint32_t nb_rules;
 	uint32_t nb_targets;
@@ -380,6 +387,15 @@ static void *fn_create(struct cfg_ctx *ctx, const char *path, const cJSON *cfg,
 		r->stop = c.rules[i].next == FN_NEXT_STOP;
 		r->reply = c.rules[i].reply;
 	}
+	for (uint32_t i = 0; i < c.nb_rules; i++) {
+		const struct nf_match_rule *m = &c.rules[i].match;
+
+		for (uint32_t p = 0; p < 256; p++)
+			if ((p & m->proto.mask) == (m->proto.value & m->proto.mask))
+				fn->proto_ok[p] = 1;
+		for (uint32_t p = m->dport.lo; p <= m->dport.hi; p++)
+			fn->dport_ok[p / 64] |= 1ull << (p % 64);
+	}
 	rc = nf_match_build(&fn->match, "fn", c.rules, sizeof(*c.rules), c.nb_rules, env);
 	if (rc)
 		goto fail;
@@ -486,33 +502,64 @@ static inline void fn_wake(struct fn_target *t, uint64_t now_tsc, uint64_t gap)
 	}
 }
 
+/* Could any rule match m? (The prefilter: see struct fn_inst.) */
+static inline bool fn_candidate(const struct fn_inst *fn, struct rte_mbuf *m)
+{
+	const struct rte_ipv4_hdr *ip;
+	uint32_t l4, dport = 0;
+
+	if (!nf_pkt_is_ipv4(m))
+		return false;
+	ip = nf_pkt_ipv4(m);
+	if (!fn->proto_ok[ip->next_proto_id])
+		return false;
+	l4 = nf_pkt_l4_type(m);
+	if (l4 == RTE_PTYPE_L4_TCP || l4 == RTE_PTYPE_L4_UDP)
+		dport = rte_be_to_cpu_16(((const struct rte_udp_hdr *)nf_pkt_l4(m))->dst_port);
+	return (fn->dport_ok[dport / 64] >> (dport % 64)) & 1;
+}
+
 static uint16_t fn_process(void *inst, struct rte_mbuf **pkts, uint16_t nb_pkts, uint64_t now_tsc,
 			   uint64_t drops[NF_DROP_REASONS])
 {
 	struct fn_inst *fn = inst;
 	uint32_t results[NF_MATCH_CHUNK];
+	struct rte_mbuf *cand[NF_MATCH_CHUNK];
 	uint16_t kept = 0;
 	bool any = false;
 
 	for (uint16_t base = 0; base < nb_pkts; base += NF_MATCH_CHUNK) {
 		uint16_t n = RTE_MIN((uint16_t)NF_MATCH_CHUNK, (uint16_t)(nb_pkts - base));
+		uint16_t nc = 0, c = 0;
 
-		nf_match_classify(&fn->match, pkts + base, n, results);
+		for (uint16_t j = 0; j < n; j++)
+			if (fn_candidate(fn, pkts[base + j]))
+				cand[nc++] = pkts[base + j];
+		if (likely(!nc)) {
+			/* the common case for the NF's own traffic: all of it goes on */
+			for (uint16_t j = 0; j < n; j++)
+				pkts[kept++] = pkts[base + j];
+			continue;
+		}
+		nf_match_classify(&fn->match, cand, nc, results);
 		for (uint16_t j = 0; j < n; j++) {
 			struct rte_mbuf *m = pkts[base + j];
 			const struct fn_rule *rule;
 			struct fn_target *t;
+			uint32_t res = 0;
 
-			if (likely(!results[j])) {
+			if (c < nc && cand[c] == m)
+				res = results[c++];
+			if (likely(!res)) {
 				pkts[kept++] = m;
 				continue;
 			}
-			rule = &fn->rules[results[j] - 1];
+			rule = &fn->rules[res - 1];
 			t = fn->targets[rule->target];
 			fn->matched++;
-			fn->rules[results[j] - 1].matched++;
+			fn->rules[res - 1].matched++;
 			any = true;
-			if (fn_stage(t, rule, (uint16_t)(results[j] - 1), m)) {
+			if (fn_stage(t, rule, (uint16_t)(res - 1), m)) {
 				fn->handed++;
 				if (rule->stop) {
 					rte_pktmbuf_free(m);

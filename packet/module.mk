@@ -19,3 +19,9 @@ $(BUILD)/functions/pkt-%.so: packet/functions/%.c include/nemo/function.h
 $(BUILD)/functions/test-pkt-%.so: packet/functions/test-%.c include/nemo/function.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -shared -o $@ $<
+
+# packets -> function -> reply, and the NF beside it (experiments/bench_packet.py)
+.PHONY: bench-packet
+bench-packet: deps
+	$(MAKE) all
+	/usr/bin/python3 experiments/bench_packet.py $(BENCH_ARGS)

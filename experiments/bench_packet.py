@@ -1,0 +1,286 @@
+#!/usr/bin/python3
+"""bench_packet.py - make bench-packet: packets -> function -> reply, and the NF beside it.
+
+Three tables, each against a baseline measured in the same run:
+  1. what the fn module costs the NF when no rule matches: capacity of the chain fn > fwd
+     against fwd alone, busy-polling, interleaved;
+  2. packets -> function -> reply: nemo-gen sends UDP to port 9000, the fn module hands each
+     datagram to the C echo function (nemo-pktfn, pinned to the NF's core at SCHED_IDLE, the
+     stand-in for a sandbox in the core's harvest cgroup), the NF sends the replies back;
+     reply rate and latency at several offered rates, with no sleep-floor lease and with one
+     (what nemod holds while sandboxes wait on the core);
+  3. the NF at 30 % load with the function beside it: 64 flows, 16 of them (25 %) go to the
+     function, the rest are forwarded; loss and p99 of the forwarded frames against the NF
+     alone at the same forwarded rate.
+The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore and the function on cpu 1.
+Other jobs share it: the load average is printed, and only ratios within a run mean much.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_nf as bn  # noqa: E402  the harvest-channel readers and the NF helpers
+
+ROOT = bn.ROOT
+BIN = bn.BIN
+TMP = bn.TMP
+SOCK = bn.SOCK
+FN_SOCK = os.path.join(TMP, "nf.fn")
+ECHO = os.path.join(ROOT, "build", "functions", "pkt-echo.so")
+FN_PROCS = []
+
+
+def cleanup():
+    for p in FN_PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    bn.cleanup()
+
+
+def nf_config(idle, fn_rules, name):
+    chain = ["fwd"]
+    if fn_rules is not None:
+        chain = [{"module": "fn", "functions": [{"name": "echo", "slots": 4096}],
+                  "rules": fn_rules}, "fwd"]
+    cfg = {"name": "bench", "stats_interval_ms": 0, "memory_mb": 512, "fn_socket": FN_SOCK,
+           "ports": [{"vdev": "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK,
+                      "rx_ring": 16384, "line_rate_pps": 25000000}],
+           "lcores": [{"lcore": 1, "cpu": 1, "rx": [{"port": 0}], "chain": chain,
+                       "idle": {"policy": idle, "min_sleep_us": 20},
+                       "sched": {"policy": "other", "nice": -20}}]}
+    path = os.path.join(TMP, "nf-%s.json" % name)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def start_nf(idle, fn_rules, name):
+    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config",
+                          nf_config(idle, fn_rules, name)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bn.PROCS.append(p)
+    bn.wait_for("/dev/shm/nemo-hc-bench", p)
+    bn.wait_for(SOCK, p)
+    if fn_rules is not None:
+        bn.wait_for(FN_SOCK, p)
+    return p
+
+
+def start_fn(batch=64):
+    """The echo function's host on the NF's core, at SCHED_IDLE: it runs when the NF sleeps."""
+    p = subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", "1",
+                          os.path.join(BIN, "nemo-pktfn"), "--socket", FN_SOCK,
+                          "--function", "echo", "--code", ECHO, "--batch", str(batch)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    FN_PROCS.append(p)
+    time.sleep(0.3)
+    if p.poll() is not None:
+        raise RuntimeError("nemo-pktfn exited: " + p.stdout.read())
+    return p
+
+
+def stop_fn(p):
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    FN_PROCS.remove(p)
+    return out
+
+
+def gen(rate, seconds, flows=64):
+    out = os.path.join(TMP, "gen.json")
+    args = ["nice", "-n", "-20", os.path.join(BIN, "nemo-gen"), "--socket", SOCK,
+            "--duration", str(seconds), "--cpu", "0", "--quiet", "--json", out,
+            "--flows", str(flows)]
+    args += ["--max"] if rate == "max" else ["--rate", str(int(rate))]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    text, _ = p.communicate()
+    shutil.rmtree("/var/run/dpdk/nemo-gen-%d" % p.pid, ignore_errors=True)
+    if p.returncode != 0:
+        raise RuntimeError("nemo-gen failed:\n" + text)
+    with open(out) as f:
+        return json.load(f)
+
+
+def nf_count(log, after, key):
+    i = log.find(after)
+    if i < 0:
+        return -1
+    j = log.find(key + " ", i)
+    if j < 0:
+        return -1
+    return int(log[j + len(key) + 1:].split()[0].rstrip(","))
+
+
+def med(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+
+
+def fmt(x, spec="%8.1f"):
+    return spec % x if x is not None else "%8s" % "-"
+
+
+def table1(seconds, reps):
+    print("\n1. the fn module with no rule matching: capacity, 64-byte frames, busy-polling, "
+          "%d reps interleaved" % reps)
+    res = {"fwd": [], "fn > fwd": []}
+    nomatch = [{"proto": "udp", "dport": 7, "function": "echo", "reply": True}]
+    for _ in range(reps):
+        for name, rules in (("fwd", None), ("fn > fwd", nomatch)):
+            p = start_nf("poll", rules, "t1")
+            res[name].append(gen("max", seconds)["rx_pps"])
+            bn.stop(p)
+    base = med(res["fwd"])
+    for name, v in res.items():
+        print("   %-10s %8.3f Mpps  %6.3f x fwd   runs %s" %
+              (name, med(v) / 1e6, med(v) / base, " ".join("%.2f" % (x / 1e6) for x in v)))
+    return base
+
+
+def fn_run(rate, seconds, floor_ns, rules, flows=64):
+    """NF (sleep) with the echo function; returns gen's result, the NF log and shares."""
+    p = start_nf("sleep", rules, "fn")
+    f = start_fn()
+    try:
+        if floor_ns:
+            bn.set_floor(floor_ns, seconds + 30)
+        (a, hz), c0 = bn.read_cycles(), bn.task_cpu_s(f.pid)
+        r = gen(rate, seconds, flows)
+        (b, _), c1 = bn.read_cycles(), bn.task_cpu_s(f.pid)
+    finally:
+        fout = stop_fn(f)
+        log = bn.stop(p)
+    spare_s = (b[0] - a[0] - (b[1] - a[1])) / hz
+    r["harvest"] = (c1 - c0) / spare_s if spare_s > 0 else float("nan")
+    r["busy"] = (b[1] - a[1]) / max(1, b[0] - a[0])
+    r["fn_full"] = max(0, nf_count(log, "drops:", "fn_full"))
+    r["handed"] = nf_count(log, "function 'echo'", "handed")
+    r["replied"] = nf_count(log, "function 'echo'", "replied")
+    r["wakes"] = nf_count(log, "function 'echo'", "wakes")
+    line = [x for x in fout.splitlines() if "batches" in x]
+    try:
+        parts = line[0].split(": ", 1)[1].split(", ")
+        batches, packets = int(parts[0].split()[0]), int(parts[1].split()[0])
+        r["batch"] = packets / batches if batches else 0
+    except (IndexError, ValueError):
+        r["batch"] = float("nan")
+    return r
+
+
+def table2(seconds, rates, floor_us):
+    echo_all = [{"proto": "udp", "dport": 9000, "function": "echo", "reply": True}]
+    print("\n2. packets -> C echo function -> reply; the function on the NF's core at "
+          "SCHED_IDLE")
+    print("   %-9s %9s %10s %10s %8s %9s %9s %9s %7s %8s %7s" %
+          ("lease", "offered", "sent", "replies/s", "lost %", "p50 us", "p99 us", "fn_full",
+           "batch", "harvest", "busy %"))
+    best = {}
+    for floor in (0, floor_us):
+        for rate in rates:
+            r = fn_run(rate, seconds, floor * 1000, echo_all)
+            rps = r["replies"] / r["duration_s"] if r["duration_s"] else 0
+            lost = 100.0 * r["lost"] / max(1, r["sent"])
+            print("   %-9s %9s %10d %10.0f %8.3f %9s %9s %9d %7.1f %8.3f %7.1f" %
+                  ("%d us" % floor if floor else "none",
+                   "max" if rate == "max" else "%.0fk" % (rate / 1e3), r["sent"], rps, lost,
+                   fmt(r.get("reply_lat_p50_us")), fmt(r.get("reply_lat_p99_us")),
+                   r["fn_full"], r["batch"], r["harvest"], 100 * r["busy"]))
+            key = "none" if not floor else "lease"
+            best[key] = max(best.get(key, 0), rps if lost < 0.1 else 0)
+    print("   highest reply rate with < 0.1 %% lost: %.0f /s without a lease, %.0f /s with a "
+          "%d us lease (goal: 1 000 000 /s)" % (best.get("none", 0), best.get("lease", 0),
+                                                 floor_us))
+
+
+def table3(seconds, capacity, reps, floor_us, fn_pps):
+    nf_rate = 0.3 * capacity
+    fn_rules = [{"proto": "udp", "dport": 9000, "sport": "1024-1039", "function": "echo",
+                 "reply": True}]
+    # flows 0..15 of 64 (src ports 1024..1039) go to the function: a quarter of the packets
+    flows = 64
+    total = nf_rate + fn_pps
+    # the function's share of the flows, rounded so that fn_pps holds near enough
+    k = max(1, min(flows - 1, round(flows * fn_pps / total)))
+    fn_rules[0]["sport"] = "1024-%d" % (1024 + k - 1)
+    total = nf_rate * flows / (flows - k)
+    print("\n3. the NF at 30 %% load (%.2f Mpps forwarded, capacity %.2f Mpps) beside the "
+          "function (%d of %d flows, %.0f kpps), %d us lease; %d reps interleaved" %
+          (nf_rate / 1e6, capacity / 1e6, k, flows, (total - nf_rate) / 1e3, floor_us, reps))
+    print("   %-14s %10s %10s %9s %9s %9s %10s %10s %10s" %
+          ("run", "fwd sent", "fwd lost", "p50 us", "p99 us", "p99.9 us", "replies/s",
+           "reply p50", "reply p99"))
+    rows = {"NF alone": [], "NF + function": []}
+    for _ in range(reps):
+        p = start_nf("sleep", None, "t3")
+        r = gen(nf_rate, seconds, flows)
+        bn.stop(p)
+        rows["NF alone"].append((r["lost"], r["lat_p99_us"]))
+        print("   %-14s %10d %10d %9s %9s %9s %10s %10s %10s" %
+              ("NF alone", r["sent"], r["lost"], fmt(r["lat_p50_us"]), fmt(r["lat_p99_us"]),
+               fmt(r["lat_p999_us"]), "-", "-", "-"))
+        r = fn_run(total, seconds, floor_us * 1000, fn_rules, flows)
+        fwd_sent = r["sent"] * (flows - k) // flows
+        fwd_lost = fwd_sent - (r["received"] - r["replies"])
+        rows["NF + function"].append((fwd_lost, r.get("other_lat_p99_us")))
+        print("   %-14s %10d %10d %9s %9s %9s %10.0f %10s %10s" %
+              ("NF + function", fwd_sent, fwd_lost, fmt(r.get("other_lat_p50_us")),
+               fmt(r.get("other_lat_p99_us")), fmt(r.get("other_lat_p999_us")),
+               r["replies"] / r["duration_s"], fmt(r.get("reply_lat_p50_us")),
+               fmt(r.get("reply_lat_p99_us"))))
+    a = rows["NF alone"]
+    b = rows["NF + function"]
+    p99a = med([x[1] for x in a if x[1] is not None] or [float("nan")])
+    p99b = med([x[1] for x in b if x[1] is not None] or [float("nan")])
+    print("   forwarded loss: alone %d, with the function %d (medians); p99 %.1f -> %.1f us "
+          "(%.2f x)" % (med([x[0] for x in a]), med([x[0] for x in b]), p99a, p99b,
+                        p99b / p99a if p99a else float("nan")))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3, help="length of each traffic run")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of tables 1 and 3")
+    ap.add_argument("--floor-us", type=int, default=100, help="the sleep-floor lease")
+    ap.add_argument("--rates", default="100k,300k,1M,max", help="table 2's offered rates")
+    ap.add_argument("--fn-pps", type=float, default=1e6, help="table 3's function rate")
+    ap.add_argument("--only", default="123", help="which tables")
+    a = ap.parse_args()
+    rates = []
+    for x in a.rates.split(","):
+        if x == "max":
+            rates.append("max")
+        else:
+            mult = {"k": 1e3, "M": 1e6}.get(x[-1], 1)
+            rates.append(float(x[:-1] if mult != 1 else x) * mult)
+    for need in ("nemo-nf", "nemo-gen", "nemo-pktfn"):
+        if not os.access(os.path.join(BIN, need), os.X_OK):
+            sys.exit("bench-packet: build first (make all): %s is missing" % need)
+    print("bench-packet: %s, %d cpus, %.0f s per run, load average %s" %
+          (os.uname().nodename, os.cpu_count(), a.seconds,
+           " ".join("%.2f" % x for x in os.getloadavg())))
+    try:
+        capacity = None
+        if "1" in a.only:
+            capacity = table1(a.seconds, a.reps)
+        if "2" in a.only:
+            table2(a.seconds, rates, a.floor_us)
+        if "3" in a.only:
+            if capacity is None:
+                p = start_nf("poll", None, "cal")
+                capacity = max(gen("max", 2)["rx_pps"] for _ in range(2))
+                bn.stop(p)
+            table3(a.seconds, capacity, a.reps, a.floor_us, a.fn_pps)
+        print("\nload average at the end: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    main()
