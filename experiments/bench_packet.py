@@ -9,9 +9,9 @@ Three tables, each against a baseline measured in the same run:
      stand-in for a sandbox in the core's harvest cgroup), the NF sends the replies back;
      reply rate and latency at several offered rates, with no sleep-floor lease and with one
      (what nemod holds while sandboxes wait on the core);
-  3. the NF at 30 % load with the function beside it: 64 flows, 16 of them (25 %) go to the
-     function, the rest are forwarded; loss and p99 of the forwarded frames against the NF
-     alone at the same forwarded rate.
+  3. the NF at 30 % load with the function beside it: of 64 flows, as many as give the
+     function about --fn-pps go to it, the rest are forwarded; the NF's losses and the p99 of
+     the forwarded frames against the NF alone at the same forwarded rate.
 The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore and the function on cpu 1.
 Other jobs share it: the load average is printed, and only ratios within a run mean much.
 """
@@ -207,14 +207,12 @@ def table2(seconds, rates, floor_us, scheds):
 
 def table3(seconds, capacity, reps, floor_us, fn_pps):
     nf_rate = 0.3 * capacity
-    fn_rules = [{"proto": "udp", "dport": 9000, "sport": "1024-1039", "function": "echo",
-                 "reply": True}]
-    # flows 0..15 of 64 (src ports 1024..1039) go to the function: a quarter of the packets
+    # flow i has src port 1024 + i: flows 0..k-1 go to the function, k chosen so that it gets
+    # about fn_pps while the forwarded rest stays at nf_rate
     flows = 64
-    total = nf_rate + fn_pps
-    # the function's share of the flows, rounded so that fn_pps holds near enough
-    k = max(1, min(flows - 1, round(flows * fn_pps / total)))
-    fn_rules[0]["sport"] = "1024-%d" % (1024 + k - 1)
+    k = max(1, min(flows - 1, round(flows * fn_pps / (nf_rate + fn_pps))))
+    fn_rules = [{"proto": "udp", "dport": 9000, "sport": "1024-%d" % (1024 + k - 1),
+                 "function": "echo", "reply": True}]
     total = nf_rate * flows / (flows - k)
     print("\n3. the NF at 30 %% load (%.2f Mpps forwarded, capacity %.2f Mpps) beside the "
           "function (%d of %d flows, %.0f kpps), %d us lease; %d reps interleaved" %

@@ -334,6 +334,29 @@ static void test_echo_over_memif(void)
 	/* and each one came back as a reply: from port 9000 to the sender's port */
 	CU_ASSERT_EQUAL(jnum(res, "replies"), recv);
 	cJSON_Delete(res);
+	{
+		/* the module's counters in /nemo/module, the function's under its name */
+		char cmd[256], out[8192] = "";
+		FILE *f;
+		size_t len;
+
+		snprintf(cmd, sizeof(cmd),
+			 "echo /nemo/module,1,0 | timeout 20 /usr/bin/dpdk-telemetry.py -f "
+			 "nemo-nf-%s 2>&1",
+			 name);
+		f = popen(cmd, "r");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		len = fread(out, 1, sizeof(out) - 1, f);
+		out[len] = '\0';
+		pclose(f);
+		if (!strstr(out, "\"echo\": {\"leased\": 1"))
+			printf("\n  dpdk-telemetry.py said:\n%s\n", out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"module\": \"fn\""));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"matched\": "));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"replied\": "));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"echo\": {\"leased\": 1"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"batches\": "));
+	}
 	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
 	CU_ASSERT(test_proc_output_has(&fn, "replies"));
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
