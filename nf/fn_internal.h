@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "nemo/fn_ring.h"
+#include "nemo/nf_module.h"
 
 /*
  * One ring of one fn module instance (a function on an lcore). The lcore owns the ring's
@@ -23,21 +24,10 @@ struct nf_fn_port {
 	uint64_t leases;     /* hub only: leases granted */
 };
 
-/*
- * The lease server of one nemo-nf: a unix socket and a thread that hands out the rings
- * (fn_ring.h, "leases"). Created before the chains, which add their ports, and started
- * after them; destroyed before them.
- */
-struct nf_fn_hub;
+/* The lease server (struct nf_fn_hub, created through include/nemo/nf_module.h). */
 
-/* Bind `path` (a stale socket file is replaced). NULL with errno set, the error logged. */
-struct nf_fn_hub *nf_fn_hub_create(const char *path);
 /* Register a ring (control thread, before nf_fn_hub_start()). 0 or -ENOSPC. */
 int nf_fn_hub_add(struct nf_fn_hub *hub, struct nf_fn_port *port);
-/* Start serving leases. 0 or -errno of pthread_create. */
-int nf_fn_hub_start(struct nf_fn_hub *hub);
-/* Stop the thread, close every lease and the socket, unlink it. NULL is fine. */
-void nf_fn_hub_destroy(struct nf_fn_hub *hub);
 /* Is the ring leased right now (telemetry; racy by nature)? */
 bool nf_fn_port_leased(const struct nf_fn_port *port);
 

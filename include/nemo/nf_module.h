@@ -87,6 +87,19 @@ struct nf_module_ops {
 	void (*idle)(void *inst, uint64_t now_tsc);
 };
 
+/*
+ * The lease server of one nemo-nf for the fn modules' function rings (packet/README.md): a
+ * unix socket and a thread that hands each ring to one consumer and has it reset when that
+ * consumer goes. Created before the chains (fn modules add their rings through env.fn_hub),
+ * started after them, destroyed before them.
+ * nf_fn_hub_create(): bind `path` (a stale socket file is replaced); NULL with errno set,
+ * the error logged. nf_fn_hub_start(): 0 or -errno of pthread_create. nf_fn_hub_destroy():
+ * stop the thread, close every lease and the socket, unlink it; NULL is fine.
+ */
+struct nf_fn_hub *nf_fn_hub_create(const char *path);
+int nf_fn_hub_start(struct nf_fn_hub *hub);
+void nf_fn_hub_destroy(struct nf_fn_hub *hub);
+
 /* The registry of modules, ended by NULL. nf_module_find() returns NULL for an unknown name. */
 extern const struct nf_module_ops *const nf_modules[];
 const struct nf_module_ops *nf_module_find(const char *name);
