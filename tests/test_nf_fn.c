@@ -119,9 +119,8 @@ static void t_lease(const char *function, struct fn_ring *r, int *lease)
 {
 	char err[256];
 
-	CU_ASSERT_EQUAL_FATAL(fn_lease_acquire(t_sock, function, FN_LEASE_ANY, r, lease, err,
-					       sizeof(err)),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(
+		fn_lease_acquire(t_sock, function, FN_LEASE_ANY, r, lease, err, sizeof(err)), 0);
 }
 
 static void test_rules_and_prefilter(void)
@@ -146,12 +145,14 @@ static void test_rules_and_prefilter(void)
 	kept = t_process(fn, pkts, 6, drops);
 	CU_ASSERT_EQUAL(kept, 3);
 	/* what goes on keeps its order */
-	CU_ASSERT_EQUAL(rte_be_to_cpu_16(rte_pktmbuf_mtod_offset(pkts[0], struct rte_udp_hdr *,
-								 34)->dst_port),
-			10);
-	CU_ASSERT_EQUAL(rte_be_to_cpu_16(rte_pktmbuf_mtod_offset(pkts[2], struct rte_udp_hdr *,
-								 34)->dst_port),
-			6);
+	CU_ASSERT_EQUAL(
+		rte_be_to_cpu_16(
+			rte_pktmbuf_mtod_offset(pkts[0], struct rte_udp_hdr *, 34)->dst_port),
+		10);
+	CU_ASSERT_EQUAL(
+		rte_be_to_cpu_16(
+			rte_pktmbuf_mtod_offset(pkts[2], struct rte_udp_hdr *, 34)->dst_port),
+		6);
 	/* handed and stopped: freed, counted as consumed, not dropped */
 	CU_ASSERT_EQUAL(t_consumed - consumed0, 3);
 	for (int i = 0; i < NF_DROP_REASONS; i++)
@@ -202,9 +203,10 @@ static void test_full_drop_or_pass(void)
 	CU_ASSERT_EQUAL(drops[NF_DROP_FN_FULL], 4);
 	CU_ASSERT_EQUAL(kept, 4);
 	for (uint16_t i = 0; i < kept; i++)
-		CU_ASSERT_EQUAL(rte_be_to_cpu_16(rte_pktmbuf_mtod_offset(
-					    pkts[i], struct rte_udp_hdr *, 34)->dst_port),
-				2);
+		CU_ASSERT_EQUAL(
+			rte_be_to_cpu_16(rte_pktmbuf_mtod_offset(pkts[i], struct rte_udp_hdr *, 34)
+						 ->dst_port),
+			2);
 	rte_pktmbuf_free_bulk(pkts, kept);
 	CU_ASSERT_STRING_EQUAL(nf_drop_reason_names[NF_DROP_FN_FULL], "fn_full");
 	t_destroy(fn);
@@ -300,13 +302,12 @@ static void test_lease_end_resets(void)
 	int lease, lease2, rc = -EAGAIN;
 
 	t_lease("x", &r, &lease);
-	CU_ASSERT_EQUAL(fn_lease_acquire(t_sock, "x", FN_LEASE_ANY, &r2, &lease2, err,
-					 sizeof(err)),
+	CU_ASSERT_EQUAL(fn_lease_acquire(t_sock, "x", FN_LEASE_ANY, &r2, &lease2, err, sizeof(err)),
 			-EBUSY);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "already has a consumer"));
-	CU_ASSERT_EQUAL(fn_lease_acquire(t_sock, "nope", FN_LEASE_ANY, &r2, &lease2, err,
-					 sizeof(err)),
-			-ENOENT);
+	CU_ASSERT_EQUAL(
+		fn_lease_acquire(t_sock, "nope", FN_LEASE_ANY, &r2, &lease2, err, sizeof(err)),
+		-ENOENT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no ring for function 'nope'"));
 	for (int i = 0; i < 5; i++)
 		pkts[i] = t_pkt(IPPROTO_UDP, 1, 2, "r", 0);
