@@ -2,8 +2,9 @@
 """bench_packet.py - make bench-packet: packets -> function -> reply, and the NF beside it.
 
 Three tables, each against a baseline measured in the same run:
-  1. what the fn module costs the NF when no rule matches: capacity of the chain fn > fwd
-     against fwd alone, busy-polling, interleaved;
+  1. what the fn module costs the NF when no rule matches: cycles per packet of fn > fwd
+     against fwd alone (and acl > fwd, a module that classifies every packet), in-process;
+     then the capacity of the two chains end to end, busy-polling, interleaved;
   2. packets -> function -> reply: nemo-gen sends UDP to port 9000, the fn module hands each
      datagram to the C echo function (nemo-pktfn, pinned to the NF's core at SCHED_IDLE, the
      stand-in for a sandbox in the core's harvest cgroup), the NF sends the replies back;
@@ -134,8 +135,13 @@ def fmt(x, spec="%8.1f"):
 
 
 def table1(seconds, reps):
-    print("\n1. the fn module with no rule matching: capacity, 64-byte frames, busy-polling, "
-          "%d reps interleaved" % reps)
+    print("\n1. the fn module with no rule matching")
+    print("   in-process, bursts of 32 through each chain on cpu 1 (bench_packet_cost):")
+    out = subprocess.run([os.path.join(BIN, "bench_packet_cost"), "1"], capture_output=True,
+                         text=True, check=True).stdout
+    for line in out.splitlines():
+        print("   " + line)
+    print("   end to end: capacity, 64-byte frames, busy-polling, %d reps interleaved" % reps)
     res = {"fwd": [], "fn > fwd": []}
     nomatch = [{"proto": "udp", "dport": 7, "function": "echo", "reply": True}]
     for _ in range(reps):
@@ -145,7 +151,7 @@ def table1(seconds, reps):
             bn.stop(p)
     base = med(res["fwd"])
     for name, v in res.items():
-        print("   %-10s %8.3f Mpps  %6.3f x fwd   runs %s" %
+        print("     %-10s %8.3f Mpps  %6.3f x fwd   runs %s" %
               (name, med(v) / 1e6, med(v) / base, " ".join("%.2f" % (x / 1e6) for x in v)))
     return base
 
@@ -267,7 +273,7 @@ def main():
         else:
             mult = {"k": 1e3, "M": 1e6}.get(x[-1], 1)
             rates.append(float(x[:-1] if mult != 1 else x) * mult)
-    for need in ("nemo-nf", "nemo-gen", "nemo-pktfn"):
+    for need in ("nemo-nf", "nemo-gen", "nemo-pktfn", "bench_packet_cost"):
         if not os.access(os.path.join(BIN, need), os.X_OK):
             sys.exit("bench-packet: build first (make all): %s is missing" % need)
     print("bench-packet: %s, %d cpus, %.0f s per run, load average %s" %

@@ -536,9 +536,11 @@ static uint16_t fn_process(void *inst, struct rte_mbuf **pkts, uint16_t nb_pkts,
 			if (fn_candidate(fn, pkts[base + j]))
 				cand[nc++] = pkts[base + j];
 		if (likely(!nc)) {
-			/* the common case for the NF's own traffic: all of it goes on */
-			for (uint16_t j = 0; j < n; j++)
-				pkts[kept++] = pkts[base + j];
+			/* the common case for the NF's own traffic: all of it goes on, in place
+			 * unless an earlier chunk handed some over */
+			if (kept != base)
+				memmove(&pkts[kept], &pkts[base], n * sizeof(pkts[0]));
+			kept = (uint16_t)(kept + n);
 			continue;
 		}
 		nf_match_classify(&fn->match, cand, nc, results);

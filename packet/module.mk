@@ -25,3 +25,10 @@ $(BUILD)/functions/test-pkt-%.so: packet/functions/test-%.c include/nemo/functio
 bench-packet: deps
 	$(MAKE) all
 	/usr/bin/python3 experiments/bench_packet.py $(BENCH_ARGS)
+
+# cycles per packet of the fn module when no rule matches (experiments/bench_packet_cost.c)
+PROGS += bench_packet_cost
+bench_packet_cost_SRCS := experiments/bench_packet_cost.c
+bench_packet_cost_LIBS := nf packet common
+bench_packet_cost_CFLAGS = $(DPDK_CFLAGS)
+bench_packet_cost_LDLIBS = $(CJSON_LIBS) $(DPDK_LIBS) -lm
