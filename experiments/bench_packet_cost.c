@@ -34,8 +34,11 @@ static uint64_t consumed;
 static void *mk(const char *name, const char *json, struct nf_fn_hub *hub)
 {
 	struct cfg_ctx ctx = {.file = "bench"};
-	struct nf_module_env env = {.nb_ports = 1, .pool = pool, .consumed_pkts = &consumed,
-				    .fn_hub = hub, .socket_id = rte_socket_id()};
+	struct nf_module_env env = {.nb_ports = 1,
+				    .pool = pool,
+				    .consumed_pkts = &consumed,
+				    .fn_hub = hub,
+				    .socket_id = rte_socket_id()};
 	cJSON *cfg = cJSON_Parse(json);
 	void *inst = nf_module_find(name)->create(&ctx, "chain[0]", cfg, &env);
 
@@ -127,9 +130,18 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	char prefix[64], sock[96], cpu[16];
-	char *eal[] = {argv[0],	      "--no-huge", "-m",	    "256",	 "--no-pci",
-		       "--no-shconf", "-l",	   cpu,		    "--file-prefix", prefix,
-		       "--no-telemetry", "--log-level=lib.eal:warning"};
+	char *eal[] = {argv[0],
+		       "--no-huge",
+		       "-m",
+		       "256",
+		       "--no-pci",
+		       "--no-shconf",
+		       "-l",
+		       cpu,
+		       "--file-prefix",
+		       prefix,
+		       "--no-telemetry",
+		       "--log-level=lib.eal:warning"};
 	const struct nf_module_ops *fwd = nf_module_find("fwd"), *fn = nf_module_find("fn"),
 				   *acl = nf_module_find("acl");
 	static const char *const names[3] = {"fwd", "fn (no match) > fwd", "acl (no match) > fwd"};
@@ -172,7 +184,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3; i++)
 		printf("  %-22s min %6.1f  median %6.1f  (+%.1f cycles, %.2f ns over fwd, at the "
 		       "median)\n",
-		       names[i], res[i][0], res[i][TRIALS / 2], res[i][TRIALS / 2] - res[0][TRIALS / 2],
+		       names[i], res[i][0], res[i][TRIALS / 2],
+		       res[i][TRIALS / 2] - res[0][TRIALS / 2],
 		       (res[i][TRIALS / 2] - res[0][TRIALS / 2]) * 1e9 / (double)rte_get_tsc_hz());
 	rte_pktmbuf_free_bulk(pkts, BURST);
 	nf_fn_hub_destroy(hub); /* it holds the fn module's rings: before the module */
