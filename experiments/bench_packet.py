@@ -223,9 +223,9 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
     print("\n3. the NF at 30 %% load (%.2f Mpps forwarded, capacity %.2f Mpps) beside the "
           "function (%d of %d flows, %.0f kpps), %d us lease; %d reps interleaved" %
           (nf_rate / 1e6, capacity / 1e6, k, flows, (total - nf_rate) / 1e3, floor_us, reps))
-    print("   %-14s %10s %9s %9s %9s %9s %9s %10s %10s %10s" %
+    print("   %-14s %10s %9s %9s %9s %9s %9s %10s %10s %10s %8s" %
           ("run", "sent", "NF drops", "imissed", "fwd p50", "fwd p99", "p99.9", "replies/s",
-           "reply p50", "reply p99"))
+           "reply p50", "reply p99", "harvest"))
     rows = {"NF alone": [], "NF + function": []}
     for _ in range(reps):
         p = start_nf("sleep", None, "t3")
@@ -234,21 +234,22 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
         drops, missed = max(0, nf_count(log, "summary", "dropped")), nf_count(
             log, "port 0 (", "imissed")
         rows["NF alone"].append((drops + max(0, missed), r["lat_p99_us"]))
-        print("   %-14s %10d %9d %9d %9s %9s %9s %10s %10s %10s" %
+        print("   %-14s %10d %9d %9d %9s %9s %9s %10s %10s %10s %8s" %
               ("NF alone", r["sent"], drops, missed, fmt(r["lat_p50_us"]),
-               fmt(r["lat_p99_us"]), fmt(r["lat_p999_us"]), "-", "-", "-"))
+               fmt(r["lat_p99_us"]), fmt(r["lat_p999_us"]), "-", "-", "-", "-"))
         r = fn_run(total, seconds, floor_us * 1000, fn_rules, flows)
         rows["NF + function"].append((r["nf_drops"] + max(0, r["imissed"]),
                                       r.get("other_lat_p99_us")))
-        print("   %-14s %10d %9d %9d %9s %9s %9s %10.0f %10s %10s" %
+        print("   %-14s %10d %9d %9d %9s %9s %9s %10.0f %10s %10s %8.3f" %
               ("NF + function", r["sent"], r["nf_drops"], r["imissed"],
                fmt(r.get("other_lat_p50_us")), fmt(r.get("other_lat_p99_us")),
                fmt(r.get("other_lat_p999_us")), r["replies"] / r["duration_s"],
-               fmt(r.get("reply_lat_p50_us")), fmt(r.get("reply_lat_p99_us"))))
+               fmt(r.get("reply_lat_p50_us")), fmt(r.get("reply_lat_p99_us")), r["harvest"]))
     a = rows["NF alone"]
     b = rows["NF + function"]
     p99a = med([x[1] for x in a if x[1] is not None] or [float("nan")])
     p99b = med([x[1] for x in b if x[1] is not None] or [float("nan")])
+    print("   (harvest = the function's CPU time on cpu 1 / the NF's spare, harvest_ratio)")
     print("   NF loss (drops other than fn_full, and rx overflow): alone %d, with the function "
           "%d (medians); forwarded p99 %.1f -> %.1f us (%.2f x)" %
           (med([x[0] for x in a]), med([x[0] for x in b]), p99a, p99b,
