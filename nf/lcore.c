@@ -329,12 +329,18 @@ int nf_lcore_main(void *arg)
 		uint32_t moved = 0;
 		bool full = false, yield;
 
-		/* packets the modules made (fn replies), before new ones come in */
+		/*
+		 * Packets the modules made (fn replies), before new ones come in: up to the whole
+		 * array, since a function answers in batches while the lcore slept; more left
+		 * counts as a full burst, so the lcore does not sleep on them.
+		 */
 		for (uint32_t p = 0; p < c->nb_pollers; p++) {
-			uint16_t n = c->poll_ops[p]->poll(c->poll_inst[p], pkts, burst, iter_start);
+			uint16_t n = c->poll_ops[p]->poll(c->poll_inst[p], pkts,
+							  (uint16_t)RTE_DIM(pkts), iter_start);
 
 			if (n) {
 				moved += n;
+				full |= n == RTE_DIM(pkts);
 				transmit(c, pkts, n);
 			}
 		}
