@@ -705,9 +705,14 @@ static void fn_idle(void *inst, uint64_t now_tsc)
 	struct fn_inst *fn = inst;
 
 	/* the lcore is about to sleep: a deferred wake-up cannot wait for it */
-	for (uint32_t i = 0; i < fn->nb_targets; i++)
-		if (fn->targets[i]->wake_pending)
-			fn_wake(fn->targets[i], now_tsc, 0);
+	for (uint32_t i = 0; i < fn->nb_targets; i++) {
+		struct fn_target *t = fn->targets[i];
+
+		if (t->wake_pending) {
+			t->next_wake_tsc = 0;
+			fn_wake(t, now_tsc, fn->wake_gap);
+		}
+	}
 }
 
 static void fn_telemetry(void *inst, struct rte_tel_data *d)
