@@ -138,6 +138,26 @@ static struct nf_fn_port *lease_find(struct nf_fn_hub *hub, const struct fn_leas
 	return NULL;
 }
 
+/* "function@lcore" per ring, "*" when leased, as much as fits. */
+static void describe(struct nf_fn_hub *hub, struct fn_lease_resp *resp)
+{
+	size_t len = 0, cap = sizeof(resp->message);
+
+	for (uint32_t i = 0; i < hub->nb_ports; i++) {
+		const struct nf_fn_port *p = hub->ports[i];
+		char one[FN_RING_NAME_MAX + 16];
+		int n = snprintf(one, sizeof(one), "%s%s@%u%s", i ? " " : "", p->function,
+				 p->lcore_id, p->lease_fd >= 0 ? "*" : "");
+
+		if (len + (size_t)n + 4 >= cap) {
+			snprintf(resp->message + len, cap - len, " ...");
+			return;
+		}
+		memcpy(resp->message + len, one, (size_t)n + 1);
+		len += (size_t)n;
+	}
+}
+
 static void lease_serve(struct nf_fn_hub *hub, int fd)
 {
 	struct fn_lease_req req = {0};
@@ -157,6 +177,8 @@ static void lease_serve(struct nf_fn_hub *hub, int fd)
 		snprintf(resp.message, sizeof(resp.message),
 			 "not a lease request of version %u (%zd bytes)",
 			 (unsigned int)FN_LEASE_VERSION, n);
+	} else if (req.op == FN_LEASE_OP_DESCRIBE) {
+		describe(hub, &resp);
 	} else {
 		req.function[sizeof(req.function) - 1] = '\0';
 		p = lease_find(hub, &req, &resp);

@@ -27,6 +27,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: nemo-pktfn --socket PATH --function NAME --code FILE.so [options]\n"
 		"       nemo-pktfn --fds MEMFD,EVENTFD --code FILE.so [options]\n"
+		"       nemo-pktfn --socket PATH --list\n"
 		"Serve a packet function: take the packets nemo-nf hands to NAME through its ring,\n"
 		"call the batch handler of FILE.so, and return its replies.\n"
 		"  --socket PATH      nemo-nf's fn_socket, to lease the rings from\n"
@@ -38,6 +39,7 @@ static void usage(FILE *out)
 		"  --batch N          at most N packets per call, 1..%d (default 32)\n"
 		"  --spin-us N        poll an empty ring N us before parking (default 50)\n"
 		"  --duration S       stop after S seconds (default: until SIGTERM)\n"
+		"  --list             print the rings the NF feeds (function@lcore, * if leased)\n"
 		"  --quiet            no summary line at exit\n",
 		FN_HOST_MAX_BATCH);
 }
@@ -78,6 +80,7 @@ int main(int argc, char **argv)
 		{"spin-us", required_argument, NULL, 'S'},
 		{"duration", required_argument, NULL, 'd'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"list", no_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -91,7 +94,7 @@ int main(int argc, char **argv)
 	struct fn_ring ring;
 	struct fn_host host = {.ring = &ring};
 	nemo_init_fn init;
-	int opt, lease_fd = -1, quiet = 0, rc;
+	int opt, lease_fd = -1, quiet = 0, list = 0, rc;
 	char err[256];
 	void *dl;
 
@@ -141,6 +144,9 @@ int main(int argc, char **argv)
 		case 'q':
 			quiet = 1;
 			break;
+		case 'L':
+			list = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -151,6 +157,17 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (list && sock) {
+		char out[256];
+
+		rc = fn_lease_describe(sock, out, sizeof(out), err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "nemo-pktfn: %s\n", err);
+			return 1;
+		}
+		printf("%s\n", out);
+		return 0;
 	}
 	if (!code || (!fds && (!sock || !function))) {
 		fprintf(stderr, "nemo-pktfn: --code and either --socket with --function, or --fds, "

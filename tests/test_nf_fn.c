@@ -298,10 +298,15 @@ static void test_lease_end_resets(void)
 	uint64_t drops[NF_DROP_REASONS] = {0};
 	struct rte_mbuf *pkts[5], *out[4];
 	struct fn_ring r, r2;
-	char err[256];
+	char err[256], list[256];
 	int lease, lease2, rc = -EAGAIN;
 
+	/* what nemod checks a packet trigger against: the rings, and whether they are taken */
+	CU_ASSERT_EQUAL(fn_lease_describe(t_sock, list, sizeof(list), err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(list, "x@0");
 	t_lease("x", &r, &lease);
+	CU_ASSERT_EQUAL(fn_lease_describe(t_sock, list, sizeof(list), err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(list, "x@0*");
 	CU_ASSERT_EQUAL(fn_lease_acquire(t_sock, "x", FN_LEASE_ANY, &r2, &lease2, err, sizeof(err)),
 			-EBUSY);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "already has a consumer"));

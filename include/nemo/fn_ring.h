@@ -288,11 +288,17 @@ int fn_ring_park(struct fn_ring *r, int timeout_ms);
 #define FN_LEASE_VERSION 1
 #define FN_LEASE_ANY	 UINT32_MAX /* lcore_id: the first free ring of the function */
 
+enum fn_lease_op {
+	FN_LEASE_OP_LEASE = 0, /* the rings of `function`, with their fds */
+	FN_LEASE_OP_DESCRIBE =
+		1, /* no fds: message lists "function@lcore" per ring, "*" if leased */
+};
+
 struct fn_lease_req {
 	uint32_t magic;
 	uint32_t version;
 	uint32_t lcore_id; /* an NF lcore, or FN_LEASE_ANY */
-	uint32_t pad;
+	uint32_t op;	   /* enum fn_lease_op */
 	char function[FN_RING_NAME_MAX];
 };
 
@@ -315,6 +321,13 @@ _Static_assert(sizeof(struct fn_lease_resp) == 208, "lease response layout");
  */
 int fn_lease_acquire(const char *socket_path, const char *function, uint32_t lcore_id,
 		     struct fn_ring *r, int *lease_fd, char *err, size_t errlen);
+
+/*
+ * Which rings the NF at `socket_path` feeds: "echo@1* sensor@1" (function@lcore, "*" when a
+ * consumer holds it; "..." when more did not fit) into out. What nemod checks a packet
+ * trigger against at deploy. Returns 0, -EPROTO, or -errno of the socket calls (err set).
+ */
+int fn_lease_describe(const char *socket_path, char *out, size_t len, char *err, size_t errlen);
 
 /*
  * ---- the consumer host (packet/host.c): runs a batch handler over a leased ring ----
