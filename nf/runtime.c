@@ -378,6 +378,10 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		       (double)rt->lcores[i].wake.median_ns / 1e3,
 		       (double)rt->lcores[i].wake.p90_ns / 1e3,
 		       (double)rt->lcores[i].predicted_gap * 1e6 / (double)rt->tsc_hz);
+		if (rt->lcores[i].consumed_pkts)
+			printf("  handed to functions and stopped there (neither sent nor dropped): "
+			       "%lu\n",
+			       (unsigned long)rt->lcores[i].consumed_pkts);
 		printf("  drops:");
 		for (int d = 0; d < NF_DROP_REASONS; d++)
 			if (s.drops[d])
