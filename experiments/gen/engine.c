@@ -67,7 +67,6 @@ struct gen_engine {
 	uint64_t replies;	    /* stamped frames from reply_port: a function answered */
 	uint16_t reply_port;	    /* network order: the dport, as a reply's source port */
 	struct gen_hist *lat_reply; /* the caller's, or NULL */
-	struct gen_hist *lat_other;
 	uint64_t tx_dropped;
 	uint64_t late_skipped;
 	uint64_t alloc_failed;
@@ -147,9 +146,12 @@ static inline void gen_rx(struct gen_engine *g)
 
 				gen_hist_record(g->lat_now, ns);
 				g->received++;
-				g->replies += reply;
-				if (g->lat_reply && g->lat_other)
-					gen_hist_record(reply ? g->lat_reply : g->lat_other, ns);
+				/* only replies pay for a second histogram: forwarding runs see none */
+				if (unlikely(reply)) {
+					g->replies++;
+					if (g->lat_reply)
+						gen_hist_record(g->lat_reply, ns);
+				}
 				continue;
 			}
 		}
@@ -629,7 +631,6 @@ int gen_run(const struct gen_opts *o, const struct gen_profile *p, FILE *csv,
 	if (!g)
 		return -ENOMEM;
 	g->lat_reply = t->lat_reply;
-	g->lat_other = t->lat_other;
 	rc = port_setup(g);
 	if (rc == -ENODEV)
 		goto out_free;

@@ -138,6 +138,11 @@ struct gen_hist {
 void gen_hist_reset(struct gen_hist *h);
 /* dst += src. */
 void gen_hist_merge(struct gen_hist *dst, const struct gen_hist *src);
+/*
+ * dst -= src, where every value in src was also recorded in dst (a part taken out of its
+ * whole). min_ns and max_ns stay dst's, bounds that still hold.
+ */
+void gen_hist_subtract(struct gen_hist *dst, const struct gen_hist *src);
 /* The value at percentile pct (0 < pct <= 100) in ns, nearest rank; 0 if the histogram is empty. */
 uint64_t gen_hist_percentile(const struct gen_hist *h, double pct);
 /* Bucket bounds, for tests and for reasoning about precision. */
@@ -339,9 +344,8 @@ struct gen_totals {
 	double target_pkts; /* packets the profile asked for over duration_s */
 	bool max_rate;
 	struct gen_hist *lat; /* over the whole run */
-	/* the same split into replies (from the dport) and the rest; NULL: not kept */
+	/* replies alone (from the dport); NULL: not kept. The rest is lat minus this. */
 	struct gen_hist *lat_reply;
-	struct gen_hist *lat_other;
 };
 
 /* One interval's row, also the source of the live line. */

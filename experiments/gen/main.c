@@ -200,8 +200,7 @@ int main(int argc, char **argv)
 	memset(&totals, 0, sizeof(totals));
 	totals.lat = calloc(1, sizeof(*totals.lat));
 	totals.lat_reply = calloc(1, sizeof(*totals.lat_reply));
-	totals.lat_other = calloc(1, sizeof(*totals.lat_other));
-	if (!totals.lat || !totals.lat_reply || !totals.lat_other) {
+	if (!totals.lat || !totals.lat_reply) {
 		NEMO_ERR("gen", "out of memory");
 		status = 1;
 		goto out_eal;
@@ -220,7 +219,6 @@ int main(int argc, char **argv)
 	}
 	free(totals.lat);
 	free(totals.lat_reply);
-	free(totals.lat_other);
 out_eal:
 	rte_eal_cleanup();
 	if (own_dir && runtime_dir[0])
