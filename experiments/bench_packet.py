@@ -125,6 +125,14 @@ def nf_count(log, after, key):
     return int(log[j + len(key) + 1:].split()[0].rstrip(","))
 
 
+def drop_reasons(log):
+    """The summary's drops other than fn_full ("tx_full 59"), or "" for none."""
+    line = next((x for x in log.splitlines() if x.strip().startswith("drops:")), "")
+    words = line.split()[1:]
+    return " ".join("%s %s" % (words[i], words[i + 1]) for i in range(0, len(words) - 1, 2)
+                    if words[i] != "fn_full")
+
+
 def med(v):
     v = sorted(v)
     return v[len(v) // 2]
@@ -179,6 +187,7 @@ def fn_run(rate, seconds, floor_ns, rules, flows=64, sched="idle"):
     # the NF's own losses: drops other than fn_full, and its rx ring overflowing
     r["nf_drops"] = max(0, nf_count(log, "summary", "dropped")) - r["fn_full"]
     r["imissed"] = nf_count(log, "port 0 (", "imissed")
+    r["why"] = drop_reasons(log)
     m = re.search(r"(\d+) batches, (\d+) packets", fout)
     r["batch"] = int(m.group(2)) / int(m.group(1)) if m and int(m.group(1)) else float("nan")
     return r
@@ -234,9 +243,12 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
         drops, missed = max(0, nf_count(log, "summary", "dropped")), nf_count(
             log, "port 0 (", "imissed")
         rows["NF alone"].append((drops + max(0, missed), r["lat_p99_us"]))
+        why = drop_reasons(log)
         print("   %-14s %10d %9d %9d %9s %9s %9s %10s %10s %10s %8s" %
               ("NF alone", r["sent"], drops, missed, fmt(r["lat_p50_us"]),
                fmt(r["lat_p99_us"]), fmt(r["lat_p999_us"]), "-", "-", "-", "-"))
+        if why:
+            print("   %-14s NF drops: %s" % ("", why))
         r = fn_run(total, seconds, floor_us * 1000, fn_rules, flows)
         rows["NF + function"].append((r["nf_drops"] + max(0, r["imissed"]),
                                       r.get("other_lat_p99_us")))
@@ -245,11 +257,14 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
                fmt(r.get("other_lat_p50_us")), fmt(r.get("other_lat_p99_us")),
                fmt(r.get("other_lat_p999_us")), r["replies"] / r["duration_s"],
                fmt(r.get("reply_lat_p50_us")), fmt(r.get("reply_lat_p99_us")), r["harvest"]))
+        if r["why"]:
+            print("   %-14s NF drops: %s" % ("", r["why"]))
     a = rows["NF alone"]
     b = rows["NF + function"]
     p99a = med([x[1] for x in a if x[1] is not None] or [float("nan")])
     p99b = med([x[1] for x in b if x[1] is not None] or [float("nan")])
-    print("   (harvest = the function's CPU time on cpu 1 / the NF's spare, harvest_ratio)")
+    print("   (harvest = the function's CPU time on cpu 1 / the NF's spare, harvest_ratio; "
+          "tx_full drops are the generator not reading its ring)")
     print("   NF loss (drops other than fn_full, and rx overflow): alone %d, with the function "
           "%d (medians); forwarded p99 %.1f -> %.1f us (%.2f x)" %
           (med([x[0] for x in a]), med([x[0] for x in b]), p99a, p99b,
