@@ -26,14 +26,15 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: nemo-pktfn --socket PATH --function NAME --code FILE.so [options]\n"
-		"       nemo-pktfn --fds MEMFD,EVENTFD --code FILE.so [options]\n"
+		"       nemo-pktfn --fds MEMFD,EVENTFD[,LEASE] --code FILE.so [options]\n"
 		"       nemo-pktfn --socket PATH --list\n"
 		"Serve a packet function: take the packets nemo-nf hands to NAME through its ring,\n"
 		"call the batch handler of FILE.so, and return its replies.\n"
 		"  --socket PATH      nemo-nf's fn_socket, to lease the rings from\n"
 		"  --function NAME    the function the NF's fn rules name\n"
 		"  --lcore N|any      the NF lcore whose ring to take (default any free one)\n"
-		"  --fds M,E          use inherited ring memfd M and eventfd E (no lease socket)\n"
+		"  --fds M,E[,L]      use inherited ring memfd M, eventfd E and lease socket L (kept\n"
+		"                     open: when this process dies the NF resets the ring)\n"
 		"  --code FILE.so     the function, a shared object with a batch handler\n"
 		"  --handler SYMBOL   the handler's name (default handle_batch)\n"
 		"  --batch N          at most N packets per call, 1..%d (default 32)\n"
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
 	struct fn_ring ring;
 	struct fn_host host = {.ring = &ring};
 	nemo_init_fn init;
-	int opt, lease_fd = -1, quiet = 0, list = 0, rc;
+	int opt, lease_fd = -1, quiet = 0, list = 0, rc, mfd = -1, efd = -1, lfd = -1;
 	char err[256];
 	void *dl;
 
@@ -175,6 +176,16 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (fds) {
+		int n = sscanf(fds, "%d,%d,%d", &mfd, &efd, &lfd);
+
+		if (n < 2 || mfd < 0 || efd < 0 || (n == 3 && lfd < 0)) {
+			fprintf(stderr,
+				"nemo-pktfn: --fds: expected MEMFD,EVENTFD[,LEASE], got '%s'\n",
+				fds);
+			return 2;
+		}
+	}
 	dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
 	if (!dl) {
 		fprintf(stderr, "nemo-pktfn: %s: %s\n", code, dlerror());
@@ -193,13 +204,7 @@ int main(int argc, char **argv)
 	}
 	host.batch = (uint32_t)batch;
 	if (fds) {
-		int mfd, efd;
-
-		if (sscanf(fds, "%d,%d", &mfd, &efd) != 2 || mfd < 0 || efd < 0) {
-			fprintf(stderr, "nemo-pktfn: --fds: expected MEMFD,EVENTFD, got '%s'\n",
-				fds);
-			return 2;
-		}
+		lease_fd = lfd;
 		rc = fn_ring_attach(&ring, mfd, efd);
 		if (rc)
 			return 1;

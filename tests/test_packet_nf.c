@@ -1,6 +1,7 @@
 /* test_packet_nf.c - packet-triggered functions for real: nemo-nf's fn module, nemo-pktfn, nemo-gen. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <pcap/pcap.h>
 
+#include "nemo/fn_ring.h"
 #include "nemo/nf_module.h"
 #include "proc.h"
 #include "test.h"
@@ -582,6 +584,55 @@ static void test_crash_resets_ring(void)
 	CU_ASSERT_EQUAL(find_count(out, "function 't'", "reply_stale"), 0);
 }
 
+/*
+ * The way a sandbox will get its rings: a supervisor (here the test, later nemod) leases them
+ * and hands the consumer three inherited fds, keeping none; when the consumer is killed, the
+ * kernel closes the lease and the NF resets the ring.
+ */
+static void test_inherited_fds(void)
+{
+	char name[32], prefix[96], port[256], cfg[128], sock[160], code[600], fds[48], err[256];
+	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":4096}],"
+			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
+			    "\"reply\":true}]}";
+	char *argv[] = {fn_bin, "--fds", fds, "--code", code, NULL};
+	struct test_proc nf, fn;
+	struct fn_ring r;
+	cJSON *res;
+	int lease;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	memif_port(port, sizeof(port), prefix);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+	snprintf(sock, sizeof(sock), "%s.fn", prefix);
+	snprintf(code, sizeof(code), "%s/pkt-echo.so", fn_dir);
+	CU_ASSERT_EQUAL_FATAL(
+		fn_lease_acquire(sock, "echo", FN_LEASE_ANY, &r, &lease, err, sizeof(err)), 0);
+	/* the three fds cross exec; the supervisor keeps no copy */
+	fcntl(r.mem_fd, F_SETFD, 0);
+	fcntl(r.wake_fd, F_SETFD, 0);
+	fcntl(lease, F_SETFD, 0);
+	snprintf(fds, sizeof(fds), "%d,%d,%d", r.mem_fd, r.wake_fd, lease);
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&fn, argv), 0);
+	fn_ring_close(&r);
+	close(lease);
+	res = gen_run(prefix, "20k", "1", true);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+	printf("\n  inherited fds: sent %.0f, replies %.0f\n", jnum(res, "sent"),
+	       jnum(res, "replies"));
+	CU_ASSERT(jnum(res, "sent") > 5000);
+	CU_ASSERT_EQUAL(jnum(res, "replies"), jnum(res, "sent"));
+	cJSON_Delete(res);
+	kill(fn.pid, SIGKILL);
+	CU_ASSERT_EQUAL(test_proc_wait(&fn, 5000), 128 + SIGKILL);
+	for (int i = 0; i < 200 && !strstr(test_proc_output(&nf), "its ring is reset"); i++)
+		test_msleep(10);
+	CU_ASSERT(test_proc_output_has(&nf, "its ring is reset"));
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+}
+
 /* A rule naming a function the module does not list: the NF refuses to start, naming it. */
 static void test_unknown_function(void)
 {
@@ -604,4 +655,5 @@ NEMO_SUITE(packet_nf, suite_setup, suite_teardown, {"echo over memif", test_echo
 	   {"sensor aggregator", test_sensor_aggregates},
 	   {"stopped consumer: fn_full, NF keeps up", test_stopped_consumer},
 	   {"crash mid-batch resets the ring", test_crash_resets_ring},
+	   {"inherited fds, as a sandbox will get them", test_inherited_fds},
 	   {"unknown function is a config error", test_unknown_function});
