@@ -179,6 +179,7 @@ def gen(args, seconds, tag):
         cmd += ["--duration", str(seconds)]
     p = subprocess.Popen(["nice", "-n", str(GEN_NICE)] + cmd, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
+    PROCS.append(p)  # stopped by cleanup() if the run ends before it does
     return p, out, csv
 
 
@@ -706,6 +707,7 @@ def fig_ceiling(rate30):
         time.sleep(1.0)
         hog = subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", "1", "sh", "-c",
                                 "while :; do :; done"])
+        PROCS.append(hog)
         time.sleep(0.2)
         stat = "/proc/%d/stat" % hog.pid
         ya, ta = nf_cycles(), time.time()
@@ -867,7 +869,13 @@ def main():
                     help="nemod's harvest.nf_delay_budget_us (0: a fixed floor)")
     ap.add_argument("--floor-us", type=int, default=FLOOR_US,
                     help="nemod's harvest.nf_sleep_floor_us (0: its default)")
-    a = ap.parse_args()
+    try:
+        a = ap.parse_args()
+    except SystemExit:  # --help or a bad option: nothing started, but TMP exists
+        cleanup()
+        raise
+    # a SIGTERM (kill, a CI timeout) ends the run through the same cleanup as its end
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     GEN_NICE, HOG_CLIENTS, FLOOR_US = a.gen_nice, a.hog_clients, a.floor_us
     BUDGET_US = a.budget_us
     if os.geteuid() != 0:
