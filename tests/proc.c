@@ -61,6 +61,10 @@ int test_proc_start(struct test_proc *p, char *const argv[])
 		close(fd);
 		/* die with the test runner, even if it is killed */
 		setpgid(0, 0);
+		/* a runner started in the background (nohup, `&`) ignores SIGINT and SIGQUIT, and
+		 * exec keeps that: the programs under test get the default a user's shell gives */
+		signal(SIGINT, SIG_DFL);
+		signal(SIGQUIT, SIG_DFL);
 		execv(argv[0], argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
