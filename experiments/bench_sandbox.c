@@ -461,9 +461,9 @@ static struct stat2 bench_move(struct sbx_host *host, int n)
 int main(void)
 {
 	const int ns_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
-	struct sbx_host_config cfg = {0}, cfg_net = {0};
-	char exe[512], root[64], root_net[64];
-	struct sbx_host *host, *host_net;
+	struct sbx_host_config cfg = {0}, cfg_net = {0}, cfg_att = {0};
+	char exe[512], root[64], root_net[64], root_att[64];
+	struct sbx_host *host, *host_net, *host_att;
 	struct stat2 fork_exec, fork_ns, fork_ns_net, sock, warm, pre_c, pre_py, mv;
 	struct cold cold_c, cold_c_net, cold_py;
 	struct sbx_spec echo, py, up, sort;
@@ -488,9 +488,14 @@ int main(void)
 	cfg.cgroup_root = root;
 	cfg_net.cgroup_root = root_net;
 	cfg_net.netns_per_sandbox = true;
+	/* the same, but the host writes each zygote fork's pid into its cgroups */
+	snprintf(root_att, sizeof(root_att), "nemo-bench-att-%d", getpid());
+	cfg_att.cgroup_root = root_att;
+	cfg_att.zygote_host_attach = true;
 	host = sbx_host_new(&cfg);
 	host_net = sbx_host_new(&cfg_net);
-	if (!host || !host_net) {
+	host_att = sbx_host_new(&cfg_att);
+	if (!host || !host_net || !host_att) {
 		fprintf(stderr, "bench_sandbox: host setup failed: %s (run as root)\n",
 			strerror(errno));
 		return 1;
@@ -563,6 +568,8 @@ int main(void)
 		struct stat2 fe = bench_spawn(0, runs);
 		struct cold z_c = bench_zygote(host, &echo, runs, "hi");
 		struct cold z_py = bench_zygote(host, &py, runs, "{\"text\":\"a b a\"}");
+		struct cold za_c = bench_zygote(host_att, &echo, runs, "hi");
+		struct cold za_py = bench_zygote(host_att, &py, runs, "{\"text\":\"a b a\"}");
 		struct cold c_heavy = bench_cold(host, &heavy, runs, "1 2.5 x");
 		struct cold z_heavy = bench_zygote(host, &heavy, runs, "1 2.5 x");
 		double l1, l5, l15;
@@ -575,6 +582,14 @@ int main(void)
 		row_vs("python via zygote (wordstats.py)", z_py.total, &cold_py.total,
 		       "python cold");
 		row("  of which fork (until ready in its cgroup)", z_py.create, NULL);
+		printf("  the same, the host writing each fork's pid into its cgroups "
+		       "(zygote_host_attach):\n");
+		row_vs("c via zygote, host attach", za_c.total, &fe, "fork+exec");
+		row_vs("  fork joins its cgroups itself, against it", z_c.total, &za_c.total,
+		       "host attach");
+		row("python via zygote, host attach", za_py.total, NULL);
+		row_vs("  fork joins its cgroups itself, against it", z_py.total, &za_py.total,
+		       "host attach");
 		row("python cold, import-heavy (heavyimport.py)", c_heavy.total, &fe);
 		row_vs("python via zygote, import-heavy", z_heavy.total, &c_heavy.total,
 		       "its cold");
@@ -637,6 +652,7 @@ int main(void)
 	printf("\nfigures: cold c p50 %.2f ms (target <= 5 ms), warm 1 KiB p50 %.1f us (target <= "
 	       "50 us)\n",
 	       cold_c.total.p50_us / 1e3, warm.p50_us);
+	sbx_host_destroy(host_att);
 	sbx_host_destroy(host_net);
 	sbx_host_destroy(host);
 	return 0;

@@ -592,6 +592,91 @@ static int v1_set_quota(const char *dir, uint64_t quota_us, uint64_t period_us)
 	return sbx_cg_write(dir, "cpu.cfs_quota_us", v);
 }
 
+/* The hierarchy and the path inside it of one join file: <mount>/<ctrl>/<path>/cgroup.procs. */
+static int v1_join_split(const char *mount, const char *join, char *ctrl, size_t ctrl_len,
+			 char *path, size_t path_len)
+{
+	size_t mlen = strlen(mount), jlen = strlen(join), tail = strlen("/cgroup.procs");
+	const char *c, *slash;
+
+	if (jlen <= mlen + tail || strncmp(join, mount, mlen) || join[mlen] != '/')
+		return -EINVAL;
+	c = join + mlen + 1;
+	slash = strchr(c, '/');
+	if (!slash || (size_t)(slash - c) >= ctrl_len ||
+	    (size_t)(join + jlen - tail - slash) >= path_len)
+		return -EINVAL;
+	memcpy(ctrl, c, (size_t)(slash - c));
+	ctrl[slash - c] = '\0';
+	memcpy(path, slash, (size_t)(join + jlen - tail - slash));
+	path[join + jlen - tail - slash] = '\0';
+	return 0;
+}
+
+static int v1_self_join_open(const struct sbx_cgroup *cg, int *fds)
+{
+	char path[SBX_CG_PATH + 8];
+	size_t len;
+
+	for (int i = 0; i < cg->n_join; i++) {
+		len = strlen(cg->join[i]) - strlen("cgroup.procs");
+		snprintf(path, sizeof(path), "%.*stasks", (int)len, cg->join[i]);
+		fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+		if (fds[i] < 0) {
+			int rc = -errno;
+
+			NEMO_ERR(SBX_LOG, "%s: %s", path, strerror(-rc));
+			while (i-- > 0)
+				close(fds[i]);
+			return rc;
+		}
+	}
+	return cg->n_join;
+}
+
+static int v1_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid)
+{
+	char path[64], buf[4096];
+	int rc, found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	rc = sbx_cg_read(path, NULL, buf, sizeof(buf), true);
+	if (rc < 0)
+		return rc == -ENOENT ? -ESRCH : rc;
+	for (int i = 0; i < cg->n_join; i++) {
+		char ctrl[32], want[SBX_CG_PATH], *line = buf;
+
+		if (v1_join_split(host->v1_mount, cg->join[i], ctrl, sizeof(ctrl), want,
+				  sizeof(want)))
+			return -EINVAL;
+		/* "N:ctrl,ctrl:/path" per hierarchy */
+		for (char *eol; line && *line; line = eol ? eol + 1 : NULL) {
+			char *ctrls = strchr(line, ':'), *p;
+			size_t len;
+
+			eol = strchr(line, '\n');
+			len = eol ? (size_t)(eol - line) : strlen(line);
+			p = ctrls ? memchr(ctrls + 1, ':', len - (size_t)(ctrls + 1 - line)) : NULL;
+			if (!p)
+				continue;
+			*p = '\0';
+			if (eol)
+				*eol = '\0';
+			if (has_word(ctrls + 1, ctrl)) {
+				found += !strcmp(p + 1, want);
+				*p = ':';
+				if (eol)
+					*eol = '\n';
+				break;
+			}
+			*p = ':';
+			if (eol)
+				*eol = '\n';
+		}
+	}
+	return found == cg->n_join;
+}
+
 static int v1_usage(const char *dir, uint64_t *ns)
 {
 	return sbx_cg_read_u64(dir, "cpuacct.usage", ns);
@@ -608,6 +693,8 @@ const struct sbx_cgroup_ops sbx_cgroup_v1_ops = {
 	.is_frozen = v1_is_frozen,
 	.kill = v1_kill,
 	.attach = v1_attach,
+	.self_join_open = v1_self_join_open,
+	.holds = v1_holds,
 	.move = v1_move,
 	.memory_bytes = v1_memory_bytes,
 	.oom_kills = v1_oom_kills,
@@ -828,6 +915,31 @@ static int v2_attach(struct sbx_cgroup *cg, pid_t pid)
 	return sbx_cg_write(cg->memory, "cgroup.procs", val);
 }
 
+static int v2_self_join_open(const struct sbx_cgroup *cg, int *fds)
+{
+	(void)cg;
+	(void)fds;
+	return -ENOTSUP;
+}
+
+static int v2_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid)
+{
+	char path[64], buf[4096], *line;
+	size_t skip = strlen(host->v2_mount);
+	int rc;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	rc = sbx_cg_read(path, NULL, buf, sizeof(buf), true);
+	if (rc < 0)
+		return rc == -ENOENT ? -ESRCH : rc;
+	line = strstr(buf, "0::");
+	if (!line || (line != buf && line[-1] != '\n') || strlen(cg->memory) <= skip)
+		return -ENOENT;
+	line += 3;
+	line[strcspn(line, "\n")] = '\0';
+	return !strcmp(line, cg->memory + skip);
+}
+
 static int v2_freeze(struct sbx_cgroup *cg, bool frozen)
 {
 	return sbx_cg_write(cg->freezer, "cgroup.freeze", frozen ? "1" : "0");
@@ -941,6 +1053,8 @@ const struct sbx_cgroup_ops sbx_cgroup_v2_ops = {
 	.is_frozen = v2_is_frozen,
 	.kill = v2_kill,
 	.attach = v2_attach,
+	.self_join_open = v2_self_join_open,
+	.holds = v2_holds,
 	.move = v2_move,
 	.memory_bytes = v2_memory_bytes,
 	.oom_kills = v2_oom_kills,

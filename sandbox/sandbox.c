@@ -1347,6 +1347,46 @@ static int send_fork(struct sbx_sandbox *zyg, int sock, int status)
 }
 
 /*
+ * The new instance's JOIN frame, on its own socket: the files through which it writes itself
+ * into its cgroups (v1), or none (v2: we move it). Returns how many it carried, or -errno.
+ */
+static int send_join(struct sbx_sandbox *sb)
+{
+	struct nemo_frame_hdr hdr = {
+		.magic = NEMO_FRAME_MAGIC, .type = NEMO_FRAME_REQUEST, .status = ZYG_JOIN};
+	char cbuf[CMSG_SPACE(SBX_CG_JOIN_MAX * sizeof(int))] __attribute__((aligned(8))) = {0};
+	struct iovec iov = {&hdr, sizeof(hdr)};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	int fds[SBX_CG_JOIN_MAX], n = sb->host->zygote_host_attach
+					      ? -ENOTSUP
+					      : sb->host->cg->self_join_open(&sb->cg, fds);
+	ssize_t sent;
+
+	_Static_assert(SBX_CG_JOIN_MAX == ZYG_JOIN_MAX, "a JOIN frame carries every join file");
+	if (n < 0 && n != -ENOTSUP)
+		return n;
+	if (n > 0) {
+		struct cmsghdr *c;
+
+		msg.msg_control = cbuf;
+		msg.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, (size_t)n * sizeof(int));
+	}
+	do
+		sent = sendmsg(sb->sock, &msg, MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	if (sent < 0)
+		return -errno;
+	return sent == sizeof(hdr) ? (n > 0 ? n : 0) : -EPIPE;
+}
+
+/*
  * One READY frame of a new instance with status `status` (1: born, its setup goes on; 0:
  * ready), and with `cred` not NULL who sent it: the kernel stamps the sender's pid as we see
  * it (SO_PASSCRED), whatever namespaces it is in. Returns 0, -ETIMEDOUT, -EPIPE (it ended
@@ -1401,7 +1441,7 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 	struct sbx_host *host;
 	uint32_t timeout;
 	uint64_t t0 = nemo_now_ns(), deadline;
-	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, off = 0, rc;
+	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, off = 0, rc, joins;
 	struct ucred cred = {0};
 	struct sbx_sandbox *sb;
 	char dummy[8];
@@ -1470,6 +1510,13 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
 		goto fail;
 	}
+	joins = send_join(sb);
+	if (joins < 0) {
+		rc = joins;
+		snprintf(err, errlen, "%s: fork from zygote: its cgroup's files: %s", sb->spec.name,
+			 strerror(-rc));
+		goto fail;
+	}
 	deadline = t0 + (uint64_t)timeout * 1000000ull;
 	rc = recv_hello(sb, deadline, ZYG_BORN, &cred);
 	if (rc == -EPIPE) {
@@ -1505,9 +1552,10 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 			 strerror(-rc));
 		goto fail;
 	}
-	/* into its own cgroup while it sets itself up: it takes no request until then, and runs
-	 * nothing of the function's before its READY */
-	rc = host->cg->attach(&sb->cg, cred.pid);
+	/* v1: it writes itself into its own cgroups first thing (the JOIN frame). Else we
+	 * move it while it sets itself up. Either way it takes no request before READY and
+	 * runs nothing of the function's before it */
+	rc = joins ? 0 : host->cg->attach(&sb->cg, cred.pid);
 	if (rc) {
 		snprintf(err, errlen, "%s: fork %d into its cgroup: %s", sb->spec.name,
 			 (int)cred.pid, strerror(-rc));
@@ -1517,6 +1565,14 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 	rc = recv_hello(sb, deadline, 0, NULL);
 	if (rc) {
 		snprintf(err, errlen, "%s: fork %d did not get ready: %s", sb->spec.name,
+			 (int)cred.pid, strerror(-rc));
+		goto fail;
+	}
+	/* the move was the instance's (its zygote's code): believe the kernel, not the READY */
+	rc = joins ? host->cg->holds(host, &sb->cg, cred.pid) : 1;
+	if (rc != 1) {
+		rc = rc < 0 ? rc : -EPERM;
+		snprintf(err, errlen, "%s: fork %d is not in its own cgroups: %s", sb->spec.name,
 			 (int)cred.pid, strerror(-rc));
 		goto fail;
 	}

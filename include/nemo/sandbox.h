@@ -141,6 +141,14 @@ struct sbx_host_config {
 	 * cannot meet in the abstract namespace). true: a fresh network namespace per sandbox.
 	 */
 	bool netns_per_sandbox;
+	/*
+	 * How a zygote's fork gets into its own cgroups. false [default]: on v1 the fork writes
+	 * itself into them (its `tasks` files, opened by the host and handed to it), which waits
+	 * for no RCU grace period; on v2, and always with true, the host writes its pid into
+	 * cgroup.procs, which may wait for one (milliseconds). Either way nothing of the
+	 * function's runs before it is in them, and the host checks that it is.
+	 */
+	bool zygote_host_attach;
 };
 
 struct sbx_host;
