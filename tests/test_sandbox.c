@@ -766,6 +766,97 @@ static void test_exec_modes(void)
 	sbx_destroy(b);
 }
 
+/*
+ * A response framed with the function's log lines (NEMO_LOG_LIMIT): a 4-byte length, the
+ * lines, the response. Returns the number of lines, or -1 when it is not framed so.
+ */
+static int split_logged(const struct sbx_result *r, char *lines, size_t lines_len, char *resp,
+			size_t resp_len)
+{
+	uint32_t n;
+	int count = 0;
+
+	if (!r->response || r->response_len < 4)
+		return -1;
+	memcpy(&n, r->response, 4);
+	if (n > r->response_len - 4 || n >= lines_len || r->response_len - 4 - n >= resp_len)
+		return -1;
+	memcpy(lines, (const char *)r->response + 4, n);
+	lines[n] = '\0';
+	memcpy(resp, (const char *)r->response + 4 + n, r->response_len - 4 - n);
+	resp[r->response_len - 4 - n] = '\0';
+	for (const char *l = lines; n && l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		count++;
+	return count;
+}
+
+/* Every line is "<UTC time>Z stderr: to stderr <k>", k counting up from 1. */
+static bool stderr_lines_in_order(const char *lines, int count)
+{
+	const char *l = lines;
+
+	for (int k = 1; k <= count; k++) {
+		char want[48];
+		const char *end = strchr(l, '\n');
+		size_t len = end ? (size_t)(end - l) : strlen(l);
+
+		snprintf(want, sizeof(want), "Z stderr: to stderr %d", k);
+		if (len < strlen(want) || strncmp(l + len - strlen(want), want, strlen(want)) ||
+		    strncmp(l, "20", 2))
+			return false;
+		l = end ? end + 1 : l + len;
+	}
+	return true;
+}
+
+static void test_exec_stderr_logs(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_EXEC, "test-stderr.sh", "-");
+	struct sbx_spec small = s;
+	struct sbx_sandbox *sb, *sb_small;
+	struct sbx_result r = {0};
+	char lines[8192], resp[256];
+	int n;
+
+	s.exec_mode = SBX_EXEC_PER_REQUEST;
+	snprintf(s.env[s.n_env++], SBX_ENV_LEN, "NEMO_LOG_LIMIT=4096");
+	small = s;
+	snprintf(small.name, sizeof(small.name), "test-stderr-small");
+	snprintf(small.env[small.n_env - 1], SBX_ENV_LEN, "NEMO_LOG_LIMIT=200");
+	sb = start(&s);
+	sb_small = start(&small);
+	/* stdout is the response, stderr the log lines, labelled as such */
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "hello exec", 10, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	n = split_logged(&r, lines, sizeof(lines), resp, sizeof(resp));
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_STRING_EQUAL(resp, "hello exec");
+	CU_ASSERT(stderr_lines_in_order(lines, 2));
+	CU_ASSERT_PTR_NULL(strstr(lines, "stdout:"));
+	CU_ASSERT_PTR_NULL(strstr(lines, "hello"));
+	sbx_result_release(&r);
+	/* the next call gets its own lines only */
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "3 more", 6, &r), 0);
+	n = split_logged(&r, lines, sizeof(lines), resp, sizeof(resp));
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT_STRING_EQUAL(resp, "3 more");
+	CU_ASSERT(stderr_lines_in_order(lines, 3));
+	sbx_result_release(&r);
+	/* 500 lines against a limit of 200 bytes: whole lines, the first ones, within it */
+	CU_ASSERT_EQUAL(sbx_invoke(sb_small, "500 x", 5, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	n = split_logged(&r, lines, sizeof(lines), resp, sizeof(resp));
+	CU_ASSERT(n >= 1 && n < 500);
+	CU_ASSERT(strlen(lines) <= 200);
+	CU_ASSERT(stderr_lines_in_order(lines, n));
+	CU_ASSERT_STRING_EQUAL(resp, "500 x");
+	printf("\n  500 stderr lines, limit 200 bytes: %d lines, %zu bytes kept\n", n,
+	       strlen(lines));
+	sbx_result_release(&r);
+	sbx_destroy(sb);
+	sbx_destroy(sb_small);
+}
+
 static void test_function_error(void)
 {
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "fail");
@@ -831,6 +922,8 @@ NEMO_SUITE(sandbox_lifecycle, suite_setup, suite_teardown,
 	   {"c echo, 1 KiB round trip", test_c_echo_roundtrip}, {"c sha256 sample", test_sha256},
 	   {"python wordstats sample", test_python},
 	   {"exec persistent and per request", test_exec_modes},
+	   {"exec per request: stdout the response, stderr the log lines, within the limit",
+	    test_exec_stderr_logs},
 	   {"function error is a result", test_function_error},
 	   {"freeze, move, thaw", test_freeze_thaw_move},
 	   {"payload over the limit never reaches the function", test_payload_limit})
