@@ -434,12 +434,12 @@ static void v1_fill_join(struct sbx_host *host, struct sbx_cgroup *cg)
 
 	cg->n_join = 0;
 	for (size_t i = 0; i < 3; i++)
-		snprintf(cg->join[cg->n_join++], SBX_CG_PATH, "%s/cgroup.procs", dirs[i]);
+		snprintf(cg->join[cg->n_join++], SBX_CG_PATH, "%s/tasks", dirs[i]);
 	for (size_t i = 0; i < 3; i++) {
 		char *p = cg->join[cg->n_join++];
 
 		v1_core_path(host, cg->core, v1_cpu_ctrls[i], p, SBX_CG_PATH - 16);
-		strcat(p, "/cgroup.procs");
+		strcat(p, "/tasks");
 	}
 }
 
@@ -505,15 +505,19 @@ fail:
 	return rc;
 }
 
-/* A zygote's fork: the platform writes it into every cgroup the child of a clone joins. */
+/* A zygote's fork: the platform writes it into every cgroup the child of a clone joins
+ * (cgroup.procs beside each join file: all its threads). */
 static int v1_attach(struct sbx_cgroup *cg, pid_t pid)
 {
-	char val[16];
+	char val[16], path[SBX_CG_PATH + 16];
+	size_t len;
 	int rc;
 
 	snprintf(val, sizeof(val), "%d", (int)pid);
 	for (int i = 0; i < cg->n_join; i++) {
-		rc = sbx_cg_write(cg->join[i], NULL, val);
+		len = strlen(cg->join[i]) - strlen("tasks");
+		snprintf(path, sizeof(path), "%.*scgroup.procs", (int)len, cg->join[i]);
+		rc = sbx_cg_write(path, NULL, val);
 		if (rc)
 			return rc;
 	}
@@ -592,11 +596,11 @@ static int v1_set_quota(const char *dir, uint64_t quota_us, uint64_t period_us)
 	return sbx_cg_write(dir, "cpu.cfs_quota_us", v);
 }
 
-/* The hierarchy and the path inside it of one join file: <mount>/<ctrl>/<path>/cgroup.procs. */
+/* The hierarchy and the path inside it of one join file: <mount>/<ctrl>/<path>/tasks. */
 static int v1_join_split(const char *mount, const char *join, char *ctrl, size_t ctrl_len,
 			 char *path, size_t path_len)
 {
-	size_t mlen = strlen(mount), jlen = strlen(join), tail = strlen("/cgroup.procs");
+	size_t mlen = strlen(mount), jlen = strlen(join), tail = strlen("/tasks");
 	const char *c, *slash;
 
 	if (jlen <= mlen + tail || strncmp(join, mount, mlen) || join[mlen] != '/')
@@ -615,17 +619,12 @@ static int v1_join_split(const char *mount, const char *join, char *ctrl, size_t
 
 static int v1_self_join_open(const struct sbx_cgroup *cg, int *fds)
 {
-	char path[SBX_CG_PATH + 8];
-	size_t len;
-
 	for (int i = 0; i < cg->n_join; i++) {
-		len = strlen(cg->join[i]) - strlen("cgroup.procs");
-		snprintf(path, sizeof(path), "%.*stasks", (int)len, cg->join[i]);
-		fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+		fds[i] = open(cg->join[i], O_WRONLY | O_CLOEXEC);
 		if (fds[i] < 0) {
 			int rc = -errno;
 
-			NEMO_ERR(SBX_LOG, "%s: %s", path, strerror(-rc));
+			NEMO_ERR(SBX_LOG, "%s: %s", cg->join[i], strerror(-rc));
 			while (i-- > 0)
 				close(fds[i]);
 			return rc;

@@ -44,7 +44,11 @@ struct sbx_cgroup {
 	char memory[SBX_CG_PATH];
 	char pids[SBX_CG_PATH];
 	char freezer[SBX_CG_PATH];
-	/* the cgroup.procs files the child writes itself into before exec (v1 only) */
+	/*
+	 * v1: the `tasks` file of each of its cgroups. A fresh child, single-threaded, writes
+	 * "0" into each before exec: a thread that moves itself takes no threadgroup lock, so it
+	 * waits for no RCU grace period as a write into cgroup.procs may (milliseconds).
+	 */
 	int n_join;
 	char join[SBX_CG_JOIN_MAX][SBX_CG_PATH];
 	/* v2: an O_PATH fd of the sandbox cgroup for clone3(CLONE_INTO_CGROUP); -1 on v1 */
