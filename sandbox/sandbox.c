@@ -1250,33 +1250,39 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes)
 
 /* ---- zygotes ------------------------------------------------------------------------------- */
 
-/*
- * A zygote's forks get their namespaces from a user namespace the function's uid makes:
- * the kernel must allow it. Returns NULL, or the setting that forbids it.
- */
-static const char *userns_forbidden(void)
+int sbx_zygote_supported(char *why, size_t len)
 {
-	static const char *const knobs[] = {"/proc/sys/kernel/unprivileged_userns_clone",
-					    "/proc/sys/user/max_user_namespaces"};
+	static const char *const knobs[][2] = {
+		{"kernel.unprivileged_userns_clone", "/proc/sys/kernel/unprivileged_userns_clone"},
+		{"user.max_user_namespaces", "/proc/sys/user/max_user_namespaces"}};
 
 	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
 		char buf[32] = "";
-		int fd = open(knobs[i], O_RDONLY | O_CLOEXEC);
+		int fd = open(knobs[i][1], O_RDONLY | O_CLOEXEC);
 		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 
 		if (fd >= 0)
 			close(fd);
-		if (n > 0 && strtoul(buf, NULL, 10) == 0)
-			return knobs[i];
+		/* a kernel without the setting (upstream has no unprivileged_userns_clone) allows */
+		if (n <= 0 || strtoul(buf, NULL, 10) != 0)
+			continue;
+		buf[strcspn(buf, "\n")] = '\0';
+		if (why && len)
+			snprintf(why, len,
+				 "zygotes need unprivileged user namespaces, and %s is %s (%s)",
+				 knobs[i][0], buf, knobs[i][1]);
+		return -ENOTSUP;
 	}
-	return NULL;
+	if (why && len)
+		why[0] = '\0';
+	return 0;
 }
 
 struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_spec *spec, int core,
 				      char *err, size_t errlen)
 {
-	const char *forbidden;
 	struct sbx_sandbox *sb;
+	char why[160];
 	int rc;
 
 	if (err && errlen)
@@ -1292,12 +1298,9 @@ struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_sp
 		errno = ENOTSUP;
 		return NULL;
 	}
-	forbidden = userns_forbidden();
-	if (forbidden) {
+	if (sbx_zygote_supported(why, sizeof(why))) {
 		if (err)
-			snprintf(err, errlen,
-				 "%s: zygotes need unprivileged user namespaces, and %s is 0",
-				 spec->name, forbidden);
+			snprintf(err, errlen, "%s: %s", spec->name, why);
 		errno = ENOTSUP;
 		return NULL;
 	}

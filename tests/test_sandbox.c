@@ -182,6 +182,28 @@ static int zygote_teardown(void)
 	return suite_teardown();
 }
 
+/*
+ * A kernel that forbids unprivileged user namespaces cannot fork from a zygote: a test that
+ * needs one skips, naming the setting and the value this machine has. Returns true then.
+ */
+static bool zygote_skip(void)
+{
+	char why[256];
+
+	if (!sbx_zygote_supported(why, sizeof(why)))
+		return false;
+	nemo_test_skip(why);
+	return true;
+}
+
+/* A zygote test: run only where the kernel lets zygotes fork. */
+#define ZYGOTE_CASE(fn)               \
+	static void fn##_zygote(void) \
+	{                             \
+		if (!zygote_skip())   \
+			fn();         \
+	}
+
 /* A zygote of `s` on `core`, asserting it loaded. */
 static struct sbx_sandbox *zygote_of(const struct sbx_spec *s, int core)
 {
@@ -1710,29 +1732,49 @@ NEMO_SUITE(sandbox_tenants, suite_setup, suite_teardown,
 
 /* ---- the same isolation and hostile tests on instances forked from a zygote ---- */
 
+ZYGOTE_CASE(test_namespaces)
+ZYGOTE_CASE(test_identity_caps_nnp_seccomp)
+ZYGOTE_CASE(test_seccomp_denies)
+ZYGOTE_CASE(test_filesystem)
+ZYGOTE_CASE(test_rlimits)
+ZYGOTE_CASE(test_cgroup)
+ZYGOTE_CASE(test_no_network)
+
 NEMO_SUITE(sandbox_isolation_zygote, zygote_setup, zygote_teardown,
-	   {"new pid, mount, ipc, uts, net namespaces (two forks of one zygote)", test_namespaces},
+	   {"new pid, mount, ipc, uts, net namespaces (two forks of one zygote)",
+	    test_namespaces_zygote},
 	   {"unprivileged uid, no capabilities, no_new_privs, seccomp",
-	    test_identity_caps_nnp_seccomp},
-	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work", test_seccomp_denies},
-	   {"read-only filesystem, private /tmp", test_filesystem}, {"rlimits", test_rlimits},
+	    test_identity_caps_nnp_seccomp_zygote},
+	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work",
+	    test_seccomp_denies_zygote},
+	   {"read-only filesystem, private /tmp", test_filesystem_zygote},
+	   {"rlimits", test_rlimits_zygote},
 	   {"own cgroup with memory and pids limits, written in before its first request",
-	    test_cgroup},
-	   {"no network", test_no_network})
+	    test_cgroup_zygote},
+	   {"no network", test_no_network_zygote})
+
+ZYGOTE_CASE(test_bad_code)
+ZYGOTE_CASE(test_hostile_back_to_back)
+ZYGOTE_CASE(test_crash_detected_at_once)
 
 NEMO_SUITE(sandbox_hostile_zygote, zygote_setup, zygote_teardown,
-	   {"code that does not load, missing handler: error at the zygote's init", test_bad_code},
+	   {"code that does not load, missing handler: error at the zygote's init",
+	    test_bad_code_zygote},
 	   {"crash, timeout, OOM, fork bomb, network, write to /: contained",
-	    test_hostile_back_to_back},
-	   {"a dead idle instance is seen at once", test_crash_detected_at_once})
+	    test_hostile_back_to_back_zygote},
+	   {"a dead idle instance is seen at once", test_crash_detected_at_once_zygote})
+
+ZYGOTE_CASE(test_kill_group_spares_neighbour)
+ZYGOTE_CASE(test_private_root_hides_neighbour)
+ZYGOTE_CASE(test_background_killed_at_return)
 
 NEMO_SUITE(sandbox_tenants_zygote, zygote_setup, zygote_teardown,
 	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
-	    test_kill_group_spares_neighbour},
+	    test_kill_group_spares_neighbour_zygote},
 	   {"a private root: a function finds nothing of another's, nor the host's",
-	    test_private_root_hides_neighbour},
+	    test_private_root_hides_neighbour_zygote},
 	   {"processes a call leaves behind are killed when it returns",
-	    test_background_killed_at_return})
+	    test_background_killed_at_return_zygote})
 
 /* ---- sandbox_zygote: what only zygotes have ---- */
 
@@ -1903,13 +1945,18 @@ static void test_zygote_host_death(void)
 	remove_stale_roots();
 }
 
+ZYGOTE_CASE(test_zygote_host_death)
+ZYGOTE_CASE(test_zygote_fork_starts_fresh)
+ZYGOTE_CASE(test_zygote_lifetime)
+ZYGOTE_CASE(test_zygote_death)
+
 NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	   {"a host killed with -9 stops its zygotes and their forks within 1 s",
-	    test_zygote_host_death},
+	    test_zygote_host_death_zygote},
 	   {"a fork starts from the zygote's state, not a wrecked sibling's",
-	    test_zygote_fork_starts_fresh},
-	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime},
-	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death})
+	    test_zygote_fork_starts_fresh_zygote},
+	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime_zygote},
+	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death_zygote})
 
 /* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */
 
@@ -2096,10 +2143,15 @@ static void test_pool_prewarm_makes_zygote(void)
 	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
 }
 
+ZYGOTE_CASE(test_pool_prewarm_makes_zygote)
+ZYGOTE_CASE(test_pool_zygote_paths_and_redeploy)
+ZYGOTE_CASE(test_pool_zygote_keepalive)
+
 NEMO_SUITE(sandbox_pool_zygote, suite_setup, suite_teardown,
 	   {"zygotes on: pre-warming makes the zygote and forks it",
-	    test_pool_prewarm_makes_zygote},
+	    test_pool_prewarm_makes_zygote_zygote},
 	   {"zygote path, warm after it, pre-warmed forks; a redeploy replaces the zygote and "
 	    "no call runs old code",
-	    test_pool_zygote_paths_and_redeploy},
-	   {"zygotes expire and are evicted by the keep-alive policy", test_pool_zygote_keepalive})
+	    test_pool_zygote_paths_and_redeploy_zygote},
+	   {"zygotes expire and are evicted by the keep-alive policy",
+	    test_pool_zygote_keepalive_zygote})

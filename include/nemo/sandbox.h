@@ -333,6 +333,14 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
  */
 
 /*
+ * Whether this kernel lets a zygote make its forks (they need unprivileged user namespaces).
+ * Returns 0, or -ENOTSUP with `why` naming the setting and the value read from the machine
+ * ("... kernel.unprivileged_userns_clone is 0 (/proc/sys/kernel/unprivileged_userns_clone)").
+ * `why` may be NULL. Thread-safe.
+ */
+int sbx_zygote_supported(char *why, size_t len);
+
+/*
  * Create a zygote for `spec` (c or python) on `core` and load its code. Returns it (READY,
  * sbx_invoke() refuses it), or NULL with errno: EINVAL, ENOTSUP (an exec function, or a
  * kernel that forbids unprivileged user namespaces: kernel.unprivileged_userns_clone or
