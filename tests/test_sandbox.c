@@ -1945,6 +1945,47 @@ static void test_zygote_host_death(void)
 	remove_stale_roots();
 }
 
+/*
+ * Both ways into a fork's cgroups put it in every one before its first request: the fork's
+ * own move (v1's default) and the host's write of its pid (zygote_host_attach; v2's way).
+ */
+static void test_zygote_fork_cgroups_both_ways(void)
+{
+	struct sbx_host_config cfg = {.zygote_host_attach = true};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	int core = 1 % sbx_host_n_cores(host);
+	char att_root[96], dir[512], path[600], pid[16], out[64];
+	struct sbx_host *hosts[2];
+
+	snprintf(att_root, sizeof(att_root), "%s-attach", root);
+	cfg.cgroup_root = att_root;
+	hosts[0] = host;
+	hosts[1] = sbx_host_new(&cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(hosts[1]);
+	for (int i = 0; i < 2; i++) {
+		struct sbx_sandbox *z = sbx_zygote_create(hosts[i], &s, core, NULL, 0), *sb;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+		sb = sbx_zygote_fork(z, core, NULL, 0);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+		snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
+		for (int c = 0; c < 3; c++) {
+			const char *ctrl[] = {"memory", "pids", "freezer"};
+
+			CU_ASSERT_EQUAL_FATAL(sbx_sandbox_cgroup(sb, ctrl[c], dir, sizeof(dir)), 0);
+			snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+			CU_ASSERT_TRUE(file_has_line(path, pid));
+		}
+		CU_ASSERT_EQUAL(sbx_cgroup_pid_core(hosts[i], sbx_pid(sb)), core);
+		CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_STRING_EQUAL(out, "hi");
+		sbx_destroy(sb);
+		sbx_destroy(z);
+	}
+	sbx_host_destroy(hosts[1]);
+}
+
+ZYGOTE_CASE(test_zygote_fork_cgroups_both_ways)
 ZYGOTE_CASE(test_zygote_host_death)
 ZYGOTE_CASE(test_zygote_fork_starts_fresh)
 ZYGOTE_CASE(test_zygote_lifetime)
@@ -1956,7 +1997,10 @@ NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	   {"a fork starts from the zygote's state, not a wrecked sibling's",
 	    test_zygote_fork_starts_fresh_zygote},
 	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime_zygote},
-	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death_zygote})
+	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death_zygote},
+	   {"a fork is in all its cgroups before its first request, moved by itself or by the "
+	    "host",
+	    test_zygote_fork_cgroups_both_ways_zygote})
 
 /* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */
 

@@ -81,7 +81,7 @@ static int join_cgroups(int sock_fd)
 			rc = more < 0 ? errno : EPIPE;
 		n += more > 0 ? more : 0;
 	}
-	if (!rc && (msg.msg_flags & MSG_CTRUNC || hdr.magic != NEMO_FRAME_MAGIC ||
+	if (!rc && (msg.msg_flags & MSG_CTRUNC || hdr.magic != NEMO_FRAME_MAGIC || hdr.flags ||
 		    hdr.type != NEMO_FRAME_REQUEST || hdr.status != ZYG_JOIN || hdr.len))
 		rc = EPROTO;
 	for (int i = 0; i < n_fds; i++) {
