@@ -434,12 +434,12 @@ static void v1_fill_join(struct sbx_host *host, struct sbx_cgroup *cg)
 
 	cg->n_join = 0;
 	for (size_t i = 0; i < 3; i++)
-		snprintf(cg->join[cg->n_join++], SBX_CG_PATH, "%s/cgroup.procs", dirs[i]);
+		snprintf(cg->join[cg->n_join++], SBX_CG_PATH, "%s/tasks", dirs[i]);
 	for (size_t i = 0; i < 3; i++) {
 		char *p = cg->join[cg->n_join++];
 
 		v1_core_path(host, cg->core, v1_cpu_ctrls[i], p, SBX_CG_PATH - 16);
-		strcat(p, "/cgroup.procs");
+		strcat(p, "/tasks");
 	}
 }
 
@@ -505,15 +505,19 @@ fail:
 	return rc;
 }
 
-/* A zygote's fork: the platform writes it into every cgroup the child of a clone joins. */
+/* A zygote's fork: the platform writes it into every cgroup the child of a clone joins
+ * (cgroup.procs beside each join file: all its threads). */
 static int v1_attach(struct sbx_cgroup *cg, pid_t pid)
 {
-	char val[16];
+	char val[16], path[SBX_CG_PATH + 16];
+	size_t len;
 	int rc;
 
 	snprintf(val, sizeof(val), "%d", (int)pid);
 	for (int i = 0; i < cg->n_join; i++) {
-		rc = sbx_cg_write(cg->join[i], NULL, val);
+		len = strlen(cg->join[i]) - strlen("tasks");
+		snprintf(path, sizeof(path), "%.*scgroup.procs", (int)len, cg->join[i]);
+		rc = sbx_cg_write(path, NULL, val);
 		if (rc)
 			return rc;
 	}
@@ -592,6 +596,86 @@ static int v1_set_quota(const char *dir, uint64_t quota_us, uint64_t period_us)
 	return sbx_cg_write(dir, "cpu.cfs_quota_us", v);
 }
 
+/* The hierarchy and the path inside it of one join file: <mount>/<ctrl>/<path>/tasks. */
+static int v1_join_split(const char *mount, const char *join, char *ctrl, size_t ctrl_len,
+			 char *path, size_t path_len)
+{
+	size_t mlen = strlen(mount), jlen = strlen(join), tail = strlen("/tasks");
+	const char *c, *slash;
+
+	if (jlen <= mlen + tail || strncmp(join, mount, mlen) || join[mlen] != '/')
+		return -EINVAL;
+	c = join + mlen + 1;
+	slash = strchr(c, '/');
+	if (!slash || (size_t)(slash - c) >= ctrl_len ||
+	    (size_t)(join + jlen - tail - slash) >= path_len)
+		return -EINVAL;
+	memcpy(ctrl, c, (size_t)(slash - c));
+	ctrl[slash - c] = '\0';
+	memcpy(path, slash, (size_t)(join + jlen - tail - slash));
+	path[join + jlen - tail - slash] = '\0';
+	return 0;
+}
+
+static int v1_self_join_open(const struct sbx_cgroup *cg, int *fds)
+{
+	for (int i = 0; i < cg->n_join; i++) {
+		fds[i] = open(cg->join[i], O_WRONLY | O_CLOEXEC);
+		if (fds[i] < 0) {
+			int rc = -errno;
+
+			NEMO_ERR(SBX_LOG, "%s: %s", cg->join[i], strerror(-rc));
+			while (i-- > 0)
+				close(fds[i]);
+			return rc;
+		}
+	}
+	return cg->n_join;
+}
+
+static int v1_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid)
+{
+	char path[64], buf[4096];
+	int rc, found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	rc = sbx_cg_read(path, NULL, buf, sizeof(buf), true);
+	if (rc < 0)
+		return rc == -ENOENT ? -ESRCH : rc;
+	for (int i = 0; i < cg->n_join; i++) {
+		char ctrl[32], want[SBX_CG_PATH], *line = buf;
+
+		if (v1_join_split(host->v1_mount, cg->join[i], ctrl, sizeof(ctrl), want,
+				  sizeof(want)))
+			return -EINVAL;
+		/* "N:ctrl,ctrl:/path" per hierarchy */
+		for (char *eol; line && *line; line = eol ? eol + 1 : NULL) {
+			char *ctrls = strchr(line, ':'), *p;
+			size_t len;
+
+			eol = strchr(line, '\n');
+			len = eol ? (size_t)(eol - line) : strlen(line);
+			p = ctrls ? memchr(ctrls + 1, ':', len - (size_t)(ctrls + 1 - line)) : NULL;
+			if (!p)
+				continue;
+			*p = '\0';
+			if (eol)
+				*eol = '\0';
+			if (has_word(ctrls + 1, ctrl)) {
+				found += !strcmp(p + 1, want);
+				*p = ':';
+				if (eol)
+					*eol = '\n';
+				break;
+			}
+			*p = ':';
+			if (eol)
+				*eol = '\n';
+		}
+	}
+	return found == cg->n_join;
+}
+
 static int v1_usage(const char *dir, uint64_t *ns)
 {
 	return sbx_cg_read_u64(dir, "cpuacct.usage", ns);
@@ -608,6 +692,8 @@ const struct sbx_cgroup_ops sbx_cgroup_v1_ops = {
 	.is_frozen = v1_is_frozen,
 	.kill = v1_kill,
 	.attach = v1_attach,
+	.self_join_open = v1_self_join_open,
+	.holds = v1_holds,
 	.move = v1_move,
 	.memory_bytes = v1_memory_bytes,
 	.oom_kills = v1_oom_kills,
@@ -828,6 +914,31 @@ static int v2_attach(struct sbx_cgroup *cg, pid_t pid)
 	return sbx_cg_write(cg->memory, "cgroup.procs", val);
 }
 
+static int v2_self_join_open(const struct sbx_cgroup *cg, int *fds)
+{
+	(void)cg;
+	(void)fds;
+	return -ENOTSUP;
+}
+
+static int v2_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid)
+{
+	char path[64], buf[4096], *line;
+	size_t skip = strlen(host->v2_mount);
+	int rc;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	rc = sbx_cg_read(path, NULL, buf, sizeof(buf), true);
+	if (rc < 0)
+		return rc == -ENOENT ? -ESRCH : rc;
+	line = strstr(buf, "0::");
+	if (!line || (line != buf && line[-1] != '\n') || strlen(cg->memory) <= skip)
+		return -ENOENT;
+	line += 3;
+	line[strcspn(line, "\n")] = '\0';
+	return !strcmp(line, cg->memory + skip);
+}
+
 static int v2_freeze(struct sbx_cgroup *cg, bool frozen)
 {
 	return sbx_cg_write(cg->freezer, "cgroup.freeze", frozen ? "1" : "0");
@@ -941,6 +1052,8 @@ const struct sbx_cgroup_ops sbx_cgroup_v2_ops = {
 	.is_frozen = v2_is_frozen,
 	.kill = v2_kill,
 	.attach = v2_attach,
+	.self_join_open = v2_self_join_open,
+	.holds = v2_holds,
 	.move = v2_move,
 	.memory_bytes = v2_memory_bytes,
 	.oom_kills = v2_oom_kills,

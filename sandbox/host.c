@@ -434,6 +434,7 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	host->uid_count = cfg->uid_count ? cfg->uid_count : 65536;
 	pthread_mutex_init(&host->uid_lock, NULL);
 	host->netns_per_sandbox = cfg->netns_per_sandbox;
+	host->zygote_host_attach = cfg->zygote_host_attach;
 	if (strchr(host->cgroup_root, '/') || !host->cgroup_root[0] ||
 	    strlen(cfg->cgroup_root ? cfg->cgroup_root : "") >= 64) {
 		NEMO_ERR(SBX_LOG, "cgroup root '%s' must be one directory name under 64 characters",

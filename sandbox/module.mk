@@ -16,7 +16,7 @@ nemo-sbx-runtime_LDLIBS := -ldl
 FN_DIR := $(BUILD)/functions
 SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload
 SBX_EXEC_FUNCS := exec-upper
-SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py
+SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py test-stderr.sh
 SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \
        $(foreach f,$(SBX_EXEC_FUNCS),$(FN_DIR)/$(f)) \
        $(foreach f,$(SBX_COPIED),$(FN_DIR)/$(f)) \

@@ -1250,33 +1250,39 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes)
 
 /* ---- zygotes ------------------------------------------------------------------------------- */
 
-/*
- * A zygote's forks get their namespaces from a user namespace the function's uid makes:
- * the kernel must allow it. Returns NULL, or the setting that forbids it.
- */
-static const char *userns_forbidden(void)
+int sbx_zygote_supported(char *why, size_t len)
 {
-	static const char *const knobs[] = {"/proc/sys/kernel/unprivileged_userns_clone",
-					    "/proc/sys/user/max_user_namespaces"};
+	static const char *const knobs[][2] = {
+		{"kernel.unprivileged_userns_clone", "/proc/sys/kernel/unprivileged_userns_clone"},
+		{"user.max_user_namespaces", "/proc/sys/user/max_user_namespaces"}};
 
 	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
 		char buf[32] = "";
-		int fd = open(knobs[i], O_RDONLY | O_CLOEXEC);
+		int fd = open(knobs[i][1], O_RDONLY | O_CLOEXEC);
 		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 
 		if (fd >= 0)
 			close(fd);
-		if (n > 0 && strtoul(buf, NULL, 10) == 0)
-			return knobs[i];
+		/* a kernel without the setting (upstream has no unprivileged_userns_clone) allows */
+		if (n <= 0 || strtoul(buf, NULL, 10) != 0)
+			continue;
+		buf[strcspn(buf, "\n")] = '\0';
+		if (why && len)
+			snprintf(why, len,
+				 "zygotes need unprivileged user namespaces, and %s is %s (%s)",
+				 knobs[i][0], buf, knobs[i][1]);
+		return -ENOTSUP;
 	}
-	return NULL;
+	if (why && len)
+		why[0] = '\0';
+	return 0;
 }
 
 struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_spec *spec, int core,
 				      char *err, size_t errlen)
 {
-	const char *forbidden;
 	struct sbx_sandbox *sb;
+	char why[160];
 	int rc;
 
 	if (err && errlen)
@@ -1292,12 +1298,9 @@ struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_sp
 		errno = ENOTSUP;
 		return NULL;
 	}
-	forbidden = userns_forbidden();
-	if (forbidden) {
+	if (sbx_zygote_supported(why, sizeof(why))) {
 		if (err)
-			snprintf(err, errlen,
-				 "%s: zygotes need unprivileged user namespaces, and %s is 0",
-				 spec->name, forbidden);
+			snprintf(err, errlen, "%s: %s", spec->name, why);
 		errno = ENOTSUP;
 		return NULL;
 	}
@@ -1344,6 +1347,46 @@ static int send_fork(struct sbx_sandbox *zyg, int sock, int status)
 	if (n < 0)
 		return -errno;
 	return n == sizeof(hdr) ? 0 : -EPIPE;
+}
+
+/*
+ * The new instance's JOIN frame, on its own socket: the files through which it writes itself
+ * into its cgroups (v1), or none (v2: we move it). Returns how many it carried, or -errno.
+ */
+static int send_join(struct sbx_sandbox *sb)
+{
+	struct nemo_frame_hdr hdr = {
+		.magic = NEMO_FRAME_MAGIC, .type = NEMO_FRAME_REQUEST, .status = ZYG_JOIN};
+	char cbuf[CMSG_SPACE(SBX_CG_JOIN_MAX * sizeof(int))] __attribute__((aligned(8))) = {0};
+	struct iovec iov = {&hdr, sizeof(hdr)};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	int fds[SBX_CG_JOIN_MAX], n = sb->host->zygote_host_attach
+					      ? -ENOTSUP
+					      : sb->host->cg->self_join_open(&sb->cg, fds);
+	ssize_t sent;
+
+	_Static_assert(SBX_CG_JOIN_MAX == ZYG_JOIN_MAX, "a JOIN frame carries every join file");
+	if (n < 0 && n != -ENOTSUP)
+		return n;
+	if (n > 0) {
+		struct cmsghdr *c;
+
+		msg.msg_control = cbuf;
+		msg.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, (size_t)n * sizeof(int));
+	}
+	do
+		sent = sendmsg(sb->sock, &msg, MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	if (sent < 0)
+		return -errno;
+	return sent == sizeof(hdr) ? (n > 0 ? n : 0) : -EPIPE;
 }
 
 /*
@@ -1401,7 +1444,7 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 	struct sbx_host *host;
 	uint32_t timeout;
 	uint64_t t0 = nemo_now_ns(), deadline;
-	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, off = 0, rc;
+	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, off = 0, rc, joins;
 	struct ucred cred = {0};
 	struct sbx_sandbox *sb;
 	char dummy[8];
@@ -1470,6 +1513,13 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
 		goto fail;
 	}
+	joins = send_join(sb);
+	if (joins < 0) {
+		rc = joins;
+		snprintf(err, errlen, "%s: fork from zygote: its cgroup's files: %s", sb->spec.name,
+			 strerror(-rc));
+		goto fail;
+	}
 	deadline = t0 + (uint64_t)timeout * 1000000ull;
 	rc = recv_hello(sb, deadline, ZYG_BORN, &cred);
 	if (rc == -EPIPE) {
@@ -1505,9 +1555,10 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 			 strerror(-rc));
 		goto fail;
 	}
-	/* into its own cgroup while it sets itself up: it takes no request until then, and runs
-	 * nothing of the function's before its READY */
-	rc = host->cg->attach(&sb->cg, cred.pid);
+	/* v1: it writes itself into its own cgroups first thing (the JOIN frame). Else we
+	 * move it while it sets itself up. Either way it takes no request before READY and
+	 * runs nothing of the function's before it */
+	rc = joins ? 0 : host->cg->attach(&sb->cg, cred.pid);
 	if (rc) {
 		snprintf(err, errlen, "%s: fork %d into its cgroup: %s", sb->spec.name,
 			 (int)cred.pid, strerror(-rc));
@@ -1517,6 +1568,14 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 	rc = recv_hello(sb, deadline, 0, NULL);
 	if (rc) {
 		snprintf(err, errlen, "%s: fork %d did not get ready: %s", sb->spec.name,
+			 (int)cred.pid, strerror(-rc));
+		goto fail;
+	}
+	/* the move was the instance's (its zygote's code): believe the kernel, not the READY */
+	rc = joins ? host->cg->holds(host, &sb->cg, cred.pid) : 1;
+	if (rc != 1) {
+		rc = rc < 0 ? rc : -EPERM;
+		snprintf(err, errlen, "%s: fork %d is not in its own cgroups: %s", sb->spec.name,
 			 (int)cred.pid, strerror(-rc));
 		goto fail;
 	}

@@ -44,7 +44,11 @@ struct sbx_cgroup {
 	char memory[SBX_CG_PATH];
 	char pids[SBX_CG_PATH];
 	char freezer[SBX_CG_PATH];
-	/* the cgroup.procs files the child writes itself into before exec (v1 only) */
+	/*
+	 * v1: the `tasks` file of each of its cgroups. A fresh child, single-threaded, writes
+	 * "0" into each before exec: a thread that moves itself takes no threadgroup lock, so it
+	 * waits for no RCU grace period as a write into cgroup.procs may (milliseconds).
+	 */
 	int n_join;
 	char join[SBX_CG_JOIN_MAX][SBX_CG_PATH];
 	/* v2: an O_PATH fd of the sandbox cgroup for clone3(CLONE_INTO_CGROUP); -1 on v1 */
@@ -77,6 +81,17 @@ struct sbx_cgroup_ops {
 	int (*kill)(struct sbx_cgroup *cg);
 	/* move process `pid` (all its threads) into the sandbox's cgroups: a zygote's fork */
 	int (*attach)(struct sbx_cgroup *cg, pid_t pid);
+	/*
+	 * Open, as the caller (root), the files through which a single-threaded process moves
+	 * itself into the sandbox's cgroups by writing "0" (v1: each hierarchy's `tasks`):
+	 * the kernel checks the opener's credentials, and a thread that moves itself takes no
+	 * threadgroup lock, so no RCU grace period is waited for. Fills up to
+	 * SBX_CG_JOIN_MAX fds (close-on-exec), returns how many, or -ENOTSUP where a process
+	 * cannot move itself this way (v2: cgroup.threads stays inside one domain).
+	 */
+	int (*self_join_open)(const struct sbx_cgroup *cg, int *fds);
+	/* 1 if process `pid` is in every cgroup of the sandbox, 0 if not, -errno */
+	int (*holds)(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid);
 	int (*move)(struct sbx_host *host, struct sbx_cgroup *cg, int core);
 	int (*memory_bytes)(struct sbx_cgroup *cg, uint64_t *bytes);
 	/* OOM kills in the sandbox's memory cgroup since it was made */
@@ -148,6 +163,7 @@ struct sbx_host {
 	char zygote_lib_path[SBX_PATH_MAX];
 	char python_path[SBX_PATH_MAX];
 	bool netns_per_sandbox;
+	bool zygote_host_attach; /* sbx_host_config */
 	/* the private root's copies of the host's top-level folders */
 	int n_root_top;
 	struct sbx_root_entry root_top[SBX_ROOT_TOP_MAX];

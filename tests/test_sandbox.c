@@ -182,6 +182,28 @@ static int zygote_teardown(void)
 	return suite_teardown();
 }
 
+/*
+ * A kernel that forbids unprivileged user namespaces cannot fork from a zygote: a test that
+ * needs one skips, naming the setting and the value this machine has. Returns true then.
+ */
+static bool zygote_skip(void)
+{
+	char why[256];
+
+	if (!sbx_zygote_supported(why, sizeof(why)))
+		return false;
+	nemo_test_skip(why);
+	return true;
+}
+
+/* A zygote test: run only where the kernel lets zygotes fork. */
+#define ZYGOTE_CASE(fn)               \
+	static void fn##_zygote(void) \
+	{                             \
+		if (!zygote_skip())   \
+			fn();         \
+	}
+
 /* A zygote of `s` on `core`, asserting it loaded. */
 static struct sbx_sandbox *zygote_of(const struct sbx_spec *s, int core)
 {
@@ -766,6 +788,97 @@ static void test_exec_modes(void)
 	sbx_destroy(b);
 }
 
+/*
+ * A response framed with the function's log lines (NEMO_LOG_LIMIT): a 4-byte length, the
+ * lines, the response. Returns the number of lines, or -1 when it is not framed so.
+ */
+static int split_logged(const struct sbx_result *r, char *lines, size_t lines_len, char *resp,
+			size_t resp_len)
+{
+	uint32_t n;
+	int count = 0;
+
+	if (!r->response || r->response_len < 4)
+		return -1;
+	memcpy(&n, r->response, 4);
+	if (n > r->response_len - 4 || n >= lines_len || r->response_len - 4 - n >= resp_len)
+		return -1;
+	memcpy(lines, (const char *)r->response + 4, n);
+	lines[n] = '\0';
+	memcpy(resp, (const char *)r->response + 4 + n, r->response_len - 4 - n);
+	resp[r->response_len - 4 - n] = '\0';
+	for (const char *l = lines; n && l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		count++;
+	return count;
+}
+
+/* Every line is "<UTC time>Z stderr: to stderr <k>", k counting up from 1. */
+static bool stderr_lines_in_order(const char *lines, int count)
+{
+	const char *l = lines;
+
+	for (int k = 1; k <= count; k++) {
+		char want[48];
+		const char *end = strchr(l, '\n');
+		size_t len = end ? (size_t)(end - l) : strlen(l);
+
+		snprintf(want, sizeof(want), "Z stderr: to stderr %d", k);
+		if (len < strlen(want) || strncmp(l + len - strlen(want), want, strlen(want)) ||
+		    strncmp(l, "20", 2))
+			return false;
+		l = end ? end + 1 : l + len;
+	}
+	return true;
+}
+
+static void test_exec_stderr_logs(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_EXEC, "test-stderr.sh", "-");
+	struct sbx_spec small = s;
+	struct sbx_sandbox *sb, *sb_small;
+	struct sbx_result r = {0};
+	char lines[8192], resp[256];
+	int n;
+
+	s.exec_mode = SBX_EXEC_PER_REQUEST;
+	snprintf(s.env[s.n_env++], SBX_ENV_LEN, "NEMO_LOG_LIMIT=4096");
+	small = s;
+	snprintf(small.name, sizeof(small.name), "test-stderr-small");
+	snprintf(small.env[small.n_env - 1], SBX_ENV_LEN, "NEMO_LOG_LIMIT=200");
+	sb = start(&s);
+	sb_small = start(&small);
+	/* stdout is the response, stderr the log lines, labelled as such */
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "hello exec", 10, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	n = split_logged(&r, lines, sizeof(lines), resp, sizeof(resp));
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_STRING_EQUAL(resp, "hello exec");
+	CU_ASSERT(stderr_lines_in_order(lines, 2));
+	CU_ASSERT_PTR_NULL(strstr(lines, "stdout:"));
+	CU_ASSERT_PTR_NULL(strstr(lines, "hello"));
+	sbx_result_release(&r);
+	/* the next call gets its own lines only */
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "3 more", 6, &r), 0);
+	n = split_logged(&r, lines, sizeof(lines), resp, sizeof(resp));
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT_STRING_EQUAL(resp, "3 more");
+	CU_ASSERT(stderr_lines_in_order(lines, 3));
+	sbx_result_release(&r);
+	/* 500 lines against a limit of 200 bytes: whole lines, the first ones, within it */
+	CU_ASSERT_EQUAL(sbx_invoke(sb_small, "500 x", 5, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	n = split_logged(&r, lines, sizeof(lines), resp, sizeof(resp));
+	CU_ASSERT(n >= 1 && n < 500);
+	CU_ASSERT(strlen(lines) <= 200);
+	CU_ASSERT(stderr_lines_in_order(lines, n));
+	CU_ASSERT_STRING_EQUAL(resp, "500 x");
+	printf("\n  500 stderr lines, limit 200 bytes: %d lines, %zu bytes kept\n", n,
+	       strlen(lines));
+	sbx_result_release(&r);
+	sbx_destroy(sb);
+	sbx_destroy(sb_small);
+}
+
 static void test_function_error(void)
 {
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "fail");
@@ -831,6 +944,8 @@ NEMO_SUITE(sandbox_lifecycle, suite_setup, suite_teardown,
 	   {"c echo, 1 KiB round trip", test_c_echo_roundtrip}, {"c sha256 sample", test_sha256},
 	   {"python wordstats sample", test_python},
 	   {"exec persistent and per request", test_exec_modes},
+	   {"exec per request: stdout the response, stderr the log lines, within the limit",
+	    test_exec_stderr_logs},
 	   {"function error is a result", test_function_error},
 	   {"freeze, move, thaw", test_freeze_thaw_move},
 	   {"payload over the limit never reaches the function", test_payload_limit})
@@ -1617,29 +1732,49 @@ NEMO_SUITE(sandbox_tenants, suite_setup, suite_teardown,
 
 /* ---- the same isolation and hostile tests on instances forked from a zygote ---- */
 
+ZYGOTE_CASE(test_namespaces)
+ZYGOTE_CASE(test_identity_caps_nnp_seccomp)
+ZYGOTE_CASE(test_seccomp_denies)
+ZYGOTE_CASE(test_filesystem)
+ZYGOTE_CASE(test_rlimits)
+ZYGOTE_CASE(test_cgroup)
+ZYGOTE_CASE(test_no_network)
+
 NEMO_SUITE(sandbox_isolation_zygote, zygote_setup, zygote_teardown,
-	   {"new pid, mount, ipc, uts, net namespaces (two forks of one zygote)", test_namespaces},
+	   {"new pid, mount, ipc, uts, net namespaces (two forks of one zygote)",
+	    test_namespaces_zygote},
 	   {"unprivileged uid, no capabilities, no_new_privs, seccomp",
-	    test_identity_caps_nnp_seccomp},
-	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work", test_seccomp_denies},
-	   {"read-only filesystem, private /tmp", test_filesystem}, {"rlimits", test_rlimits},
+	    test_identity_caps_nnp_seccomp_zygote},
+	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work",
+	    test_seccomp_denies_zygote},
+	   {"read-only filesystem, private /tmp", test_filesystem_zygote},
+	   {"rlimits", test_rlimits_zygote},
 	   {"own cgroup with memory and pids limits, written in before its first request",
-	    test_cgroup},
-	   {"no network", test_no_network})
+	    test_cgroup_zygote},
+	   {"no network", test_no_network_zygote})
+
+ZYGOTE_CASE(test_bad_code)
+ZYGOTE_CASE(test_hostile_back_to_back)
+ZYGOTE_CASE(test_crash_detected_at_once)
 
 NEMO_SUITE(sandbox_hostile_zygote, zygote_setup, zygote_teardown,
-	   {"code that does not load, missing handler: error at the zygote's init", test_bad_code},
+	   {"code that does not load, missing handler: error at the zygote's init",
+	    test_bad_code_zygote},
 	   {"crash, timeout, OOM, fork bomb, network, write to /: contained",
-	    test_hostile_back_to_back},
-	   {"a dead idle instance is seen at once", test_crash_detected_at_once})
+	    test_hostile_back_to_back_zygote},
+	   {"a dead idle instance is seen at once", test_crash_detected_at_once_zygote})
+
+ZYGOTE_CASE(test_kill_group_spares_neighbour)
+ZYGOTE_CASE(test_private_root_hides_neighbour)
+ZYGOTE_CASE(test_background_killed_at_return)
 
 NEMO_SUITE(sandbox_tenants_zygote, zygote_setup, zygote_teardown,
 	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
-	    test_kill_group_spares_neighbour},
+	    test_kill_group_spares_neighbour_zygote},
 	   {"a private root: a function finds nothing of another's, nor the host's",
-	    test_private_root_hides_neighbour},
+	    test_private_root_hides_neighbour_zygote},
 	   {"processes a call leaves behind are killed when it returns",
-	    test_background_killed_at_return})
+	    test_background_killed_at_return_zygote})
 
 /* ---- sandbox_zygote: what only zygotes have ---- */
 
@@ -1810,13 +1945,63 @@ static void test_zygote_host_death(void)
 	remove_stale_roots();
 }
 
+/*
+ * Both ways into a fork's cgroups put it in every one before its first request: the fork's
+ * own move (v1's default) and the host's write of its pid (zygote_host_attach; v2's way).
+ */
+static void test_zygote_fork_cgroups_both_ways(void)
+{
+	struct sbx_host_config cfg = {.zygote_host_attach = true};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	int core = 1 % sbx_host_n_cores(host);
+	char att_root[96], dir[512], path[600], pid[16], out[64];
+	struct sbx_host *hosts[2];
+
+	snprintf(att_root, sizeof(att_root), "%s-attach", root);
+	cfg.cgroup_root = att_root;
+	hosts[0] = host;
+	hosts[1] = sbx_host_new(&cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(hosts[1]);
+	for (int i = 0; i < 2; i++) {
+		/* the zygote on core 0, its fork on another: the fork's cpu cgroups are its own */
+		struct sbx_sandbox *z = sbx_zygote_create(hosts[i], &s, 0, NULL, 0), *sb;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+		sb = sbx_zygote_fork(z, core, NULL, 0);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+		snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
+		for (int c = 0; c < 3; c++) {
+			const char *ctrl[] = {"memory", "pids", "freezer"};
+
+			CU_ASSERT_EQUAL_FATAL(sbx_sandbox_cgroup(sb, ctrl[c], dir, sizeof(dir)), 0);
+			snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+			CU_ASSERT_TRUE(file_has_line(path, pid));
+		}
+		CU_ASSERT_EQUAL(sbx_cgroup_pid_core(hosts[i], sbx_pid(sb)), core);
+		CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_STRING_EQUAL(out, "hi");
+		sbx_destroy(sb);
+		sbx_destroy(z);
+	}
+	sbx_host_destroy(hosts[1]);
+}
+
+ZYGOTE_CASE(test_zygote_fork_cgroups_both_ways)
+ZYGOTE_CASE(test_zygote_host_death)
+ZYGOTE_CASE(test_zygote_fork_starts_fresh)
+ZYGOTE_CASE(test_zygote_lifetime)
+ZYGOTE_CASE(test_zygote_death)
+
 NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	   {"a host killed with -9 stops its zygotes and their forks within 1 s",
-	    test_zygote_host_death},
+	    test_zygote_host_death_zygote},
 	   {"a fork starts from the zygote's state, not a wrecked sibling's",
-	    test_zygote_fork_starts_fresh},
-	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime},
-	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death})
+	    test_zygote_fork_starts_fresh_zygote},
+	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime_zygote},
+	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death_zygote},
+	   {"a fork is in all its cgroups before its first request, moved by itself or by the "
+	    "host",
+	    test_zygote_fork_cgroups_both_ways_zygote})
 
 /* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */
 
@@ -2003,10 +2188,15 @@ static void test_pool_prewarm_makes_zygote(void)
 	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
 }
 
+ZYGOTE_CASE(test_pool_prewarm_makes_zygote)
+ZYGOTE_CASE(test_pool_zygote_paths_and_redeploy)
+ZYGOTE_CASE(test_pool_zygote_keepalive)
+
 NEMO_SUITE(sandbox_pool_zygote, suite_setup, suite_teardown,
 	   {"zygotes on: pre-warming makes the zygote and forks it",
-	    test_pool_prewarm_makes_zygote},
+	    test_pool_prewarm_makes_zygote_zygote},
 	   {"zygote path, warm after it, pre-warmed forks; a redeploy replaces the zygote and "
 	    "no call runs old code",
-	    test_pool_zygote_paths_and_redeploy},
-	   {"zygotes expire and are evicted by the keep-alive policy", test_pool_zygote_keepalive})
+	    test_pool_zygote_paths_and_redeploy_zygote},
+	   {"zygotes expire and are evicted by the keep-alive policy",
+	    test_pool_zygote_keepalive_zygote})

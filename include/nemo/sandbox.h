@@ -141,6 +141,14 @@ struct sbx_host_config {
 	 * cannot meet in the abstract namespace). true: a fresh network namespace per sandbox.
 	 */
 	bool netns_per_sandbox;
+	/*
+	 * How a zygote's fork gets into its own cgroups. false [default]: on v1 the fork writes
+	 * itself into them (its `tasks` files, opened by the host and handed to it), which waits
+	 * for no RCU grace period; on v2, and always with true, the host writes its pid into
+	 * cgroup.procs, which may wait for one (milliseconds). Either way nothing of the
+	 * function's runs before it is in them, and the host checks that it is.
+	 */
+	bool zygote_host_attach;
 };
 
 struct sbx_host;
@@ -323,6 +331,14 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
  * The zygote outlives its forks: sbx_destroy() on a zygote with forks alive retires it (it
  * makes no more) and it is destroyed with the last of them.
  */
+
+/*
+ * Whether this kernel lets a zygote make its forks (they need unprivileged user namespaces).
+ * Returns 0, or -ENOTSUP with `why` naming the setting and the value read from the machine
+ * ("... kernel.unprivileged_userns_clone is 0 (/proc/sys/kernel/unprivileged_userns_clone)").
+ * `why` may be NULL. Thread-safe.
+ */
+int sbx_zygote_supported(char *why, size_t len);
 
 /*
  * Create a zygote for `spec` (c or python) on `core` and load its code. Returns it (READY,

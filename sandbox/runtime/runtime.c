@@ -230,9 +230,11 @@ static void child_defaults(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* ---- the function's output, kept as log lines (NEMO_LOG_LIMIT, runtime c) ---- */
+/* ---- the function's output, kept as log lines (NEMO_LOG_LIMIT, runtimes c and exec) ---- */
 
-static int log_fd = -1;	   /* stdout and stderr of the function: an unlinked file in /tmp */
+/* c: stdout and stderr of the function; exec per request: its program's stderr (its stdout is
+ * the response). An unlinked file in /tmp */
+static int log_fd = -1;
 static uint32_t log_limit; /* bytes of lines kept per request */
 static char *log_buf;	   /* 4-byte length, lines, then the response */
 
@@ -256,11 +258,13 @@ static void logs_open(void)
 }
 
 /*
- * What the function wrote since the last request, as "<UTC time>Z stdout: line" lines (the
- * time of collection: C functions share one file for both streams), bounded by log_limit
- * and the room the response leaves. Writes the 4-byte length and the lines to log_buf.
+ * What the function wrote since the last request, as "<UTC time>Z <stream>: line" lines (the
+ * time of collection), bounded by log_limit and the room the response leaves. `stream` names
+ * what the file holds: "stdout" for C functions (both streams share one file, as a terminal
+ * would show them), "stderr" for exec programs. Writes the 4-byte length and the lines to
+ * log_buf.
  */
-static size_t logs_take(size_t room)
+static size_t logs_take(size_t room, const char *stream)
 {
 	char when[40], raw[8192];
 	struct timespec ts;
@@ -286,9 +290,8 @@ static size_t logs_take(size_t room)
 			if (!end && plen < sizeof(part) - 1)
 				part[plen++] = raw[i];
 			if (end) {
-				int k = snprintf(log_buf + 4 + used, cap - used,
-						 "%s%s stdout: %.*s", used ? "\n" : "", when,
-						 (int)plen, part);
+				int k = snprintf(log_buf + 4 + used, cap - used, "%s%s %s: %.*s",
+						 used ? "\n" : "", when, stream, (int)plen, part);
 
 				if (k > 0 && (size_t)k < cap - used)
 					used += (size_t)k;
@@ -297,8 +300,8 @@ static size_t logs_take(size_t room)
 		}
 	}
 	if (plen) {
-		int k = snprintf(log_buf + 4 + used, cap - used, "%s%s stdout: %.*s",
-				 used ? "\n" : "", when, (int)plen, part);
+		int k = snprintf(log_buf + 4 + used, cap - used, "%s%s %s: %.*s", used ? "\n" : "",
+				 when, stream, (int)plen, part);
 
 		if (k > 0 && (size_t)k < cap - used)
 			used += (size_t)k;
@@ -465,7 +468,7 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 			uint64_t len = resp.len;
 
 			if (log_fd >= 0)
-				logs_take(0);
+				logs_take(0, "stdout");
 			if (send_frame_flags(CTL_FD, NEMO_FRAME_RESPONSE, NEMO_FRAME_F_TOO_LARGE,
 					     (uint32_t)rc, &len, sizeof(len)))
 				exit(0);
@@ -473,7 +476,7 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 		}
 		if (log_fd >= 0) {
 			/* the platform splits the lines off: 4-byte length, lines, response */
-			size_t used = logs_take(max_payload - resp.len);
+			size_t used = logs_take(max_payload - resp.len, "stdout");
 
 			memmove(log_buf + 4 + used, resp.data, resp.len);
 			resp.data = log_buf;
@@ -609,6 +612,24 @@ static int pump(int to, int from, const uint8_t *in, size_t in_len, size_t *out_
 	return overflow ? -EMSGSIZE : 0;
 }
 
+/*
+ * One response of an exec program. With log capture on, its stderr lines go in front, as the
+ * C runtime frames them (4-byte length, lines, response), within max_payload.
+ */
+static void send_exec_response(uint32_t status, const void *data, size_t len)
+{
+	if (log_fd >= 0) {
+		size_t used =
+			logs_take(len + 4 < max_payload ? max_payload - len - 4 : 0, "stderr");
+
+		memcpy(log_buf + 4 + used, data, len);
+		data = log_buf;
+		len += 4 + used;
+	}
+	if (send_frame(CTL_FD, NEMO_FRAME_RESPONSE, status, data, (uint32_t)len))
+		exit(0);
+}
+
 static void serve_exec_per_request(const char *code)
 {
 	if (access(code, X_OK))
@@ -650,7 +671,7 @@ static void serve_exec_per_request(const char *code)
 
 			close(in[1]);
 			close(out[0]);
-			send_frame(CTL_FD, NEMO_FRAME_RESPONSE, 1, msg, (uint32_t)n);
+			send_exec_response(1, msg, (size_t)n);
 			continue;
 		}
 		rc = pump(in[1], out[0], req_buf + sizeof(hdr), hdr.len, &out_len);
@@ -663,10 +684,9 @@ static void serve_exec_per_request(const char *code)
 			int n = snprintf(msg, sizeof(msg), "output over the limit of %u bytes",
 					 max_payload);
 
-			send_frame(CTL_FD, NEMO_FRAME_RESPONSE, 1, msg, (uint32_t)n);
+			send_exec_response(1, msg, (size_t)n);
 		} else {
-			send_frame(CTL_FD, NEMO_FRAME_RESPONSE, (uint32_t)exit_code_of(status),
-				   resp_buf, (uint32_t)out_len);
+			send_exec_response((uint32_t)exit_code_of(status), resp_buf, out_len);
 		}
 	}
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -42,6 +43,53 @@ static int write_file(const char *path, const char *text)
 	n = write(fd, text, (size_t)len);
 	close(fd);
 	return n == len ? 0 : (n < 0 ? errno : EIO);
+}
+
+/*
+ * Into the instance's own cgroups, before anything else runs in it: the platform's JOIN frame
+ * carries the files to write "0" into (opened by the platform: the kernel checks the opener).
+ * A single-threaded process that moves itself takes no threadgroup lock, so this does not wait
+ * for the RCU grace period that the platform's write of a pid into cgroup.procs waits for.
+ */
+static int join_cgroups(int sock_fd)
+{
+	char cbuf[CMSG_SPACE(ZYG_JOIN_MAX * sizeof(int))] __attribute__((aligned(8)));
+	struct nemo_frame_hdr hdr;
+	struct iovec iov = {&hdr, sizeof(hdr)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf)};
+	int fds[ZYG_JOIN_MAX], n_fds = 0, rc = 0;
+	ssize_t n;
+
+	do
+		n = recvmsg(sock_fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n < 0 ? errno : EPIPE;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && !n_fds) {
+			n_fds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			memcpy(fds, CMSG_DATA(c), (size_t)n_fds * sizeof(int));
+		}
+	/* the rest of the header, should the stream have cut it */
+	while (!rc && (size_t)n < sizeof(hdr)) {
+		ssize_t more = read(sock_fd, (char *)&hdr + n, sizeof(hdr) - (size_t)n);
+
+		if (more <= 0)
+			rc = more < 0 ? errno : EPIPE;
+		n += more > 0 ? more : 0;
+	}
+	if (!rc && (msg.msg_flags & MSG_CTRUNC || hdr.magic != NEMO_FRAME_MAGIC || hdr.flags ||
+		    hdr.type != NEMO_FRAME_REQUEST || hdr.status != ZYG_JOIN || hdr.len))
+		rc = EPROTO;
+	for (int i = 0; i < n_fds; i++) {
+		if (!rc && write(fds[i], "0", 1) != 1)
+			rc = errno ? errno : EIO;
+		close(fds[i]);
+	}
+	return rc;
 }
 
 /* The instance's side: namespaces in place, it is PID 1 of its own, still privileged there. */
@@ -159,7 +207,8 @@ int nemo_zygote_fork(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb,
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (write(sock_fd, &born, sizeof(born)) != sizeof(born))
 			_exit(EPIPE);
-		rc = become_instance(uid, gid, sock_fd, filter_fd, tmp_mb);
+		rc = join_cgroups(sock_fd);
+		rc = rc ? rc : become_instance(uid, gid, sock_fd, filter_fd, tmp_mb);
 		if (rc)
 			_exit(rc); /* the zygote reports it; the platform names the errno */
 		return 0;

@@ -12,12 +12,22 @@
 #define ZYG_FORKS_MAX 512 /* forks one zygote has alive at once */
 
 /*
+ * Status of the REQUEST frame the platform sends a new instance on its own socket once its
+ * cgroups are made, with the files (SCM_RIGHTS, opened by the platform) through which the
+ * instance writes itself into them: "0" into each, then closes them. None attached: the
+ * platform moves it itself (v2).
+ */
+#define ZYG_JOIN     2
+#define ZYG_JOIN_MAX 6 /* files a JOIN frame carries at most (SBX_CG_JOIN_MAX) */
+
+/*
  * Called in a zygote (single-threaded) with `sock_fd` a new instance's control socket and
  * `status_fd` the write end of its status pipe, both from the platform, and `zygote_fd` a
  * descriptor of the zygote's own control socket besides ZYG_CTL_FD (-1 if none). Makes the
  * instance, a child in new user, PID, mount, IPC and UTS namespaces. In the instance (PID 1 of
  * its namespace), it sends READY with status ZYG_BORN, closes what is the zygote's (its
- * control socket, the other instances' status pipes), maps the function's uid and gid, mounts
+ * control socket, the other instances' status pipes), waits for the platform's JOIN frame and
+ * writes itself into its cgroups through the files it carries, maps the function's uid and gid, mounts
  * its own /proc, /tmp (`tmp_mb` MiB) and /dev/shm, starts its own session, moves `sock_fd` to
  * ZYG_CTL_FD, drops every capability and stacks the seccomp filter read from `filter_fd`,
  * then returns 0 (a step that fails exits with its errno). In the zygote it returns the pid,
