@@ -14,7 +14,8 @@ DEB_PKGS := build-essential pkg-config dpdk dpdk-dev libdpdk-dev libcgroup-dev l
 	    libpfm4-dev libcjson-dev libcunit1-dev libmicrohttpd-dev libmosquitto-dev mosquitto \
 	    mosquitto-clients libseccomp-dev libcap-dev libpcap-dev wrk gnuplot-nox python3 \
 	    clang-format cppcheck curl iproute2 procps nodejs prometheus libcurl4-openssl-dev \
-	    libsystemd-dev libzip-dev clang libclang-rt-14-dev help2man
+	    libsystemd-dev libzip-dev clang libclang-rt-14-dev help2man \
+	    etcd-server etcd-client libssl-dev
 PKGS     := libdpdk libcjson cunit hwloc libseccomp libcgroup libmicrohttpd libmosquitto
 
 # Lazily expanded: pkg-config is asked only once deps has run.
