@@ -80,6 +80,10 @@ struct cl_node {
 	int n_fns, cap_fns;
 	int64_t own_fn_revs[32]; /* our own recent registry writes: not echoed to the hooks */
 	int n_own_fn_revs;
+	/* names we are deleting: the watch may report it before the txn's answer is back */
+	char own_deletes[8][CL_NAME_MAX];
+	uint64_t own_delete_ms[8];
+	int n_own_deletes;
 
 	/* activation records */
 	pthread_mutex_t b_lock;
@@ -759,8 +763,18 @@ static void fn_event(struct cl_node *n, const struct cl_kv *kv, bool deleted)
 	cJSON *j;
 
 	if (deleted) {
+		bool own = own_fn_write(n, kv->mod_rev);
+
+		pthread_mutex_lock(&n->view_lock);
+		for (int i = 0; i < 8; i++)
+			if (strcmp(n->own_deletes[i], name) == 0 &&
+			    cl_now_ms() - n->own_delete_ms[i] < 5000) {
+				own = true;
+				n->own_deletes[i][0] = '\0';
+			}
+		pthread_mutex_unlock(&n->view_lock);
 		fn_seen(n, name, kv->mod_rev, true);
-		if (!own_fn_write(n, kv->mod_rev) && n->hooks.fn_deleted)
+		if (!own && n->hooks.fn_deleted)
 			n->hooks.fn_deleted(n->hooks.arg, name);
 		return;
 	}
@@ -937,6 +951,10 @@ int cl_node_fn_unpublish(struct cl_node *n, const char *name)
 	cmp = (struct cl_cmp){
 		.key = key, .target = CL_CMP_VERSION, .result = CL_CMP_GREATER, .number = 0};
 	del.key = key;
+	pthread_mutex_lock(&n->view_lock);
+	snprintf(n->own_deletes[n->n_own_deletes % 8], CL_NAME_MAX, "%s", name);
+	n->own_delete_ms[n->n_own_deletes++ % 8] = cl_now_ms();
+	pthread_mutex_unlock(&n->view_lock);
 	rc = cl_etcd_txn(n->e, &cmp, 1, &del, 1, NULL, 0, &ok, &rev, NULL);
 	if (rc < 0)
 		return rc;
@@ -981,7 +999,7 @@ static void finish(struct cl_node *n, struct act_op *op, int rc)
 static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 {
 	struct cl_cmp cmp[1 + BATCH_MAX];
-	struct cl_op ok[3 * BATCH_MAX], fail[1 + BATCH_MAX];
+	struct cl_op ok[3 * BATCH_MAX], fail[1 + 2 * BATCH_MAX];
 	int n_cmp = 0, n_ok = 0, n_fail = 0;
 	int64_t reg_rev, lease_res, rev = 0;
 	struct cl_kvs ranges;
@@ -1028,7 +1046,22 @@ static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 						    .value_len = op->value_len};
 		}
 	}
-	rc = cl_etcd_txn(n->e, cmp, n_cmp, ok, n_ok, fail, n_fail, &succeeded, &rev, &ranges);
+	/*
+	 * A leader election makes every member answer "no leader" for a moment: try again for
+	 * about a second. A txn that timed out may have been applied; the failure branch's reads
+	 * tell (below), so trying again is safe.
+	 */
+	uint64_t t0 = cl_now_ms();
+
+	for (int attempt = 0;; attempt++) {
+		rc = cl_etcd_txn(n->e, cmp, n_cmp, ok, n_ok, fail, n_fail, &succeeded, &rev,
+				 &ranges);
+		if (rc == 0 || cl_now_ms() - t0 > 1000 || atomic_load(&n->stop) ||
+		    !(rc == -EAGAIN || rc == -ETIMEDOUT || rc == -ECONNREFUSED ||
+		      rc == -ECONNRESET || rc == -EPROTO))
+			break;
+		cl_sleep_ms(attempt < 4 ? 50 << attempt : 400);
+	}
 	pthread_mutex_lock(&n->b_lock);
 	if (rc < 0) {
 		for (int i = 0; i < k; i++)
@@ -1085,14 +1118,40 @@ static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 
 			for (int i = 0; i < k; i++) {
 				struct act_op *op = items[i];
-				bool stale = false;
+				bool stale = false, applied = false;
+				int64_t applied_rev = 0;
 
 				if (op->kind != ACT_ACCEPT) {
 					stale = true;
-					for (int r = 1; r < ranges.n; r++)
-						if (strcmp(ranges.kv[r].key, op->key) == 0 &&
-						    ranges.kv[r].mod_rev == op->expect_mod)
+					for (int r = 1; r < ranges.n; r++) {
+						const struct cl_kv *kv = &ranges.kv[r];
+						bool mine = kv->value_len == op->value_len &&
+							    memcmp(kv->value, op->value,
+								   op->value_len) == 0;
+
+						if (strcmp(kv->key, op->key) == 0 &&
+						    kv->mod_rev == op->expect_mod)
 							stale = false;
+						/* an earlier try that timed out was applied */
+						if (mine && (strcmp(kv->key, op->key) == 0 ||
+							     (op->res_key &&
+							      strcmp(kv->key, op->res_key) == 0))) {
+							applied = true;
+							applied_rev = kv->mod_rev;
+						}
+					}
+				}
+				if (applied) {
+					struct owned *o = owned_find(n, op->id);
+
+					if (op->kind == ACT_START && o) {
+						o->mod_rev = applied_rev;
+						o->started = true;
+					} else if (op->kind == ACT_END) {
+						owned_drop(n, op->id);
+					}
+					finish(n, op, 0);
+					continue;
 				}
 				if (stale) {
 					owned_drop(n, op->id);
@@ -1173,6 +1232,8 @@ int cl_act_accept(struct cl_node *n, const char *id, const char *function, const
 
 	if (strlen(id) >= sizeof(op.id))
 		return -EINVAL;
+	if (!cl_node_healthy(n, NULL))
+		return -ENOLINK; /* cut off from etcd: refuse at once, do not wait for timeouts */
 	snprintf(op.id, sizeof(op.id), "%s", id);
 	if (asprintf(&op.key, "%s%s", n->act_prefix, id) < 0)
 		return -ENOMEM;

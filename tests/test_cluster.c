@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "nemo/cluster.h"
@@ -470,3 +471,554 @@ static void test_etcd_three_members_failover(void)
 
 NEMO_SUITE(cluster_etcd3, NULL, NULL,
 	   {"one member killed: writes and watches go on", test_etcd_three_members_failover})
+
+/* ---- the shared state: nodes, registry, activation records, adoption (three etcd members) ------- */
+
+static struct test_etcd st_etcd;
+static bool st_up;
+static char st_prefix[64];
+
+static int state_setup(void)
+{
+	st_up = test_etcd_available() && test_etcd_start(&st_etcd, 3) == 0;
+	snprintf(st_prefix, sizeof(st_prefix), "/nemo-test-%d", (int)getpid());
+	return 0;
+}
+
+static int state_teardown(void)
+{
+	if (st_up)
+		test_etcd_stop(&st_etcd);
+	st_up = false;
+	return 0;
+}
+
+#define MAX_SEEN 512
+
+/* What a node's hooks heard. */
+struct heard {
+	pthread_mutex_t lock;
+	int deployed, deleted, adopted;
+	char last_fn[64];
+	size_t last_code_len;
+	bool last_code_inline;
+	char owner_address[128];
+	char adopted_ids[MAX_SEEN][40];
+	double spare;
+	uint32_t queue;
+};
+
+static int h_deployed(void *arg, const struct cl_fn_record *r)
+{
+	struct heard *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	h->deployed++;
+	snprintf(h->last_fn, sizeof(h->last_fn), "%s", r->name);
+	h->last_code_len = r->code ? r->code_len : r->code_size;
+	h->last_code_inline = r->code != NULL;
+	snprintf(h->owner_address, sizeof(h->owner_address), "%s", r->owner_address);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static void h_deleted(void *arg, const char *name)
+{
+	struct heard *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	h->deleted++;
+	snprintf(h->last_fn, sizeof(h->last_fn), "%s", name);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static int h_adopt(void *arg, const struct cl_act_record *r)
+{
+	struct heard *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->adopted < MAX_SEEN)
+		snprintf(h->adopted_ids[h->adopted], 40, "%s", r->id);
+	h->adopted++;
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static void h_load(void *arg, struct cl_local_load *out)
+{
+	struct heard *h = arg;
+
+	out->n_cores = 2;
+	out->cores[0] = 1;
+	out->cores[1] = 2;
+	pthread_mutex_lock(&h->lock);
+	out->spare[0] = h->spare;
+	out->spare[1] = h->spare / 2;
+	out->queue = h->queue;
+	pthread_mutex_unlock(&h->lock);
+	out->warm_json = "{\"echo\": 1}";
+	out->functions_json = "[\"echo\"]";
+}
+
+static void node_cfg(struct cl_config *c, const char *name, int first_ep, int n_ep)
+{
+	cl_config_defaults(c);
+	c->enabled = true;
+	snprintf(c->node, sizeof(c->node), "%s", name);
+	snprintf(c->address, sizeof(c->address), "127.0.0.1:%d", 9000 + name[0]);
+	snprintf(c->prefix, sizeof(c->prefix), "%s", st_prefix);
+	c->n_endpoints = n_ep;
+	for (int i = 0; i < n_ep; i++)
+		snprintf(c->endpoints[i], sizeof(c->endpoints[i]), "%s",
+			 st_etcd.endpoint[(first_ep + i) % 3]);
+	c->lease_ttl_s = 2;
+	c->publish_ms = 100;
+	c->timeout_ms = 500;
+	c->start_wait_ms = 3000;
+	c->inline_code_max = 1024;
+}
+
+static struct cl_node *join(const char *name, struct heard *h, int first_ep, int n_ep)
+{
+	struct cl_config c;
+	struct cl_hooks hooks = {h_deployed, h_deleted, h_adopt, h_load, h};
+
+	node_cfg(&c, name, first_ep, n_ep);
+	return cl_node_join(&c, &hooks);
+}
+
+static bool state_skip(void)
+{
+	if (!st_up) {
+		nemo_test_skip(test_etcd_available() ? "etcd did not start"
+						     : "no /usr/bin/etcd (Debian etcd-server)");
+		return true;
+	}
+	return false;
+}
+
+static int wait_nodes(struct cl_node *n, int want, int ms)
+{
+	struct cl_node_info info[8];
+	int k = 0;
+
+	for (int t = 0; t <= ms; t += 20) {
+		k = cl_node_list(n, info, 8);
+		for (int i = 0; i < k; i++)
+			cl_node_info_release(&info[i]);
+		if (k == want)
+			return k;
+		test_msleep(20);
+	}
+	return k;
+}
+
+static void test_state_nodes_and_registry(void)
+{
+	struct heard ha = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 0.8};
+	struct heard hb = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 0.0};
+	struct heard hc = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 0.5};
+	struct cl_node *a, *b, *c;
+	struct cl_node_info info[8];
+	uint8_t big[4096];
+	uint64_t t0, t_b = 0, t_c = 0;
+	int k;
+
+	if (state_skip())
+		return;
+	a = join("a", &ha, 0, 3);
+	b = join("b", &hb, 1, 3);
+	c = join("c", &hc, 2, 3);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	/* a second node of the same name is refused while the first lives */
+	{
+		struct heard hx = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+		errno = 0;
+		CU_ASSERT_PTR_NULL(join("b", &hx, 0, 3));
+		CU_ASSERT_EQUAL(errno, EEXIST);
+	}
+	CU_ASSERT_EQUAL(wait_nodes(a, 3, 2000), 3);
+	k = cl_node_list(c, info, 8);
+	CU_ASSERT_EQUAL(k, 3);
+	if (k == 3) {
+		CU_ASSERT_STRING_EQUAL(info[0].name, "a");
+		CU_ASSERT_STRING_EQUAL(info[1].name, "b");
+		CU_ASSERT_EQUAL(info[0].n_cores, 2);
+		CU_ASSERT_DOUBLE_EQUAL(info[0].spare[0], 0.8, 1e-3);
+		CU_ASSERT_DOUBLE_EQUAL(info[1].spare[0], 0.0, 1e-3);
+		CU_ASSERT_STRING_EQUAL(info[0].warm, "{\"echo\":1}");
+	}
+	for (int i = 0; i < k; i++)
+		cl_node_info_release(&info[i]);
+	/* a change of load is published within publish_ms (plus the watch) */
+	pthread_mutex_lock(&hb.lock);
+	hb.spare = 0.9;
+	pthread_mutex_unlock(&hb.lock);
+	t0 = now_ms();
+	for (;;) {
+		double s = -1;
+
+		k = cl_node_list(a, info, 8);
+		for (int i = 0; i < k; i++) {
+			if (strcmp(info[i].name, "b") == 0)
+				s = info[i].spare[0];
+			cl_node_info_release(&info[i]);
+		}
+		if (s > 0.85 || now_ms() - t0 > 2000)
+			break;
+		test_msleep(10);
+	}
+	printf("\n  node record change seen by a peer after %llu ms (publish_ms 100)\n",
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT(now_ms() - t0 < 1000);
+
+	/* deploy on a: b and c serve it within 1 s (small code inline, in the record) */
+	t0 = now_ms();
+	CU_ASSERT_EQUAL(cl_node_fn_publish(a, "echo", 1, "{\"runtime\":\"c\"}", "code!", 5), 0);
+	while ((!t_b || !t_c) && now_ms() - t0 < 2000) {
+		pthread_mutex_lock(&hb.lock);
+		if (!t_b && hb.deployed)
+			t_b = now_ms() - t0;
+		pthread_mutex_unlock(&hb.lock);
+		pthread_mutex_lock(&hc.lock);
+		if (!t_c && hc.deployed)
+			t_c = now_ms() - t0;
+		pthread_mutex_unlock(&hc.lock);
+		test_msleep(2);
+	}
+	printf("  deploy on a heard by b after %llu ms, by c after %llu ms\n",
+	       (unsigned long long)t_b, (unsigned long long)t_c);
+	CU_ASSERT(t_b > 0 && t_b < 1000);
+	CU_ASSERT(t_c > 0 && t_c < 1000);
+	CU_ASSERT_EQUAL(ha.deployed, 0); /* its own deploy is not echoed */
+	CU_ASSERT_STRING_EQUAL(hb.last_fn, "echo");
+	CU_ASSERT_TRUE(hb.last_code_inline);
+	CU_ASSERT_EQUAL(hb.last_code_len, 5);
+	/* big code: the record names the owner to fetch it from */
+	memset(big, 'x', sizeof(big));
+	CU_ASSERT_EQUAL(cl_node_fn_publish(a, "big", 1, "{}", big, sizeof(big)), 0);
+	t0 = now_ms();
+	while (hc.deployed < 2 && now_ms() - t0 < 2000)
+		test_msleep(5);
+	CU_ASSERT_EQUAL(hc.deployed, 2);
+	CU_ASSERT_FALSE(hc.last_code_inline);
+	CU_ASSERT_EQUAL(hc.last_code_len, sizeof(big));
+	CU_ASSERT_STRING_EQUAL(hc.owner_address, "127.0.0.1:9097");
+	/* delete on b: a and c hear it */
+	CU_ASSERT_EQUAL(cl_node_fn_unpublish(b, "echo"), 0);
+	CU_ASSERT_EQUAL(cl_node_fn_unpublish(b, "echo"), -ENOENT);
+	t0 = now_ms();
+	while ((ha.deleted < 1 || hc.deleted < 1) && now_ms() - t0 < 2000)
+		test_msleep(5);
+	CU_ASSERT_EQUAL(ha.deleted, 1);
+	CU_ASSERT_EQUAL(hc.deleted, 1);
+	CU_ASSERT_EQUAL(hb.deleted, 0);
+
+	/* records of another version are ignored, with a log line, and counted */
+	{
+		struct cl_stats st0, st1;
+		char key[128];
+		const char *rec = "{\"v\":2,\"name\":\"future\",\"address\":\"x\"}";
+
+		cl_node_stats(c, &st0);
+		snprintf(key, sizeof(key), "%s/node/future", st_prefix);
+		CU_ASSERT_EQUAL(cl_etcd_put(cl_node_etcd(a), key, rec, strlen(rec), 0, NULL), 0);
+		snprintf(key, sizeof(key), "%s/fn/future", st_prefix);
+		CU_ASSERT_EQUAL(cl_etcd_put(cl_node_etcd(a), key, "{\"v\":7}", 7, 0, NULL), 0);
+		t0 = now_ms();
+		do {
+			test_msleep(10);
+			cl_node_stats(c, &st1);
+		} while (st1.ignored_records < st0.ignored_records + 2 && now_ms() - t0 < 2000);
+		CU_ASSERT_EQUAL(st1.ignored_records, st0.ignored_records + 2);
+		CU_ASSERT_EQUAL(wait_nodes(c, 3, 0), 3); /* "future" is not a node */
+		CU_ASSERT_EQUAL(hc.deployed, 2);	 /* nor a function */
+		snprintf(key, sizeof(key), "%s/node/future", st_prefix);
+		cl_etcd_delete(cl_node_etcd(a), key, false, NULL);
+		snprintf(key, sizeof(key), "%s/fn/future", st_prefix);
+		cl_etcd_delete(cl_node_etcd(a), key, false, NULL);
+	}
+	cl_node_fn_unpublish(a, "big");
+	/* a node that leaves is gone from the others' lists at once (lease revoked) */
+	cl_node_leave(c);
+	CU_ASSERT_EQUAL(wait_nodes(a, 2, 2000), 2);
+	cl_node_leave(b);
+	cl_node_leave(a);
+}
+
+struct acc_arg {
+	struct cl_node *n;
+	int from, count;
+	int ok;
+};
+
+static void *accept_many(void *arg)
+{
+	struct acc_arg *a = arg;
+
+	for (int i = a->from; i < a->from + a->count; i++) {
+		char id[40];
+
+		snprintf(id, sizeof(id), "%032x", i);
+		if (cl_act_accept(a->n, id, "echo", "{\"i\":1}", 7, NULL) == 0 &&
+		    cl_act_start(a->n, id) == 0 && cl_act_end(a->n, id, "success", "ok", 2) == 0)
+			a->ok++;
+	}
+	return NULL;
+}
+
+static void test_state_activation_records_batched(void)
+{
+	struct heard ha = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 1};
+	struct heard hc = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 1};
+	struct cl_node *a, *c;
+	struct acc_arg args[8];
+	pthread_t th[8];
+	struct cl_stats st;
+	struct cl_act_record rec;
+	int ok = 0;
+	uint64_t t0;
+
+	if (state_skip())
+		return;
+	a = join("a", &ha, 0, 3);
+	c = join("c", &hc, 1, 3);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	t0 = now_ms();
+	for (int i = 0; i < 8; i++) {
+		args[i] = (struct acc_arg){a, 0x1000 + i * 50, 50, 0};
+		pthread_create(&th[i], NULL, accept_many, &args[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ok += args[i].ok;
+	}
+	cl_node_stats(a, &st);
+	printf("\n  400 activations accepted, started, ended by 8 threads in %llu ms: %llu txns "
+	       "(%.2f per activation, %.2f per record write), %llu ops, %.0f bytes out per "
+	       "activation\n",
+	       (unsigned long long)(now_ms() - t0), (unsigned long long)st.txns, st.txns / 400.0,
+	       st.txns / 1200.0, (unsigned long long)st.act_ops, st.etcd_bytes_out / 400.0);
+	CU_ASSERT_EQUAL(ok, 400);
+	CU_ASSERT_EQUAL(st.accepted, 400);
+	CU_ASSERT_EQUAL(st.ended, 400);
+	CU_ASSERT(st.txns < 1200); /* batching: fewer txns than record writes */
+	/* any node reads the terminal record, with the node that ran it */
+	CU_ASSERT_EQUAL(cl_act_lookup(c, "00000000000000000000000000001001", &rec), 0);
+	CU_ASSERT_STRING_EQUAL(rec.state, "success");
+	CU_ASSERT_STRING_EQUAL(rec.node, "a");
+	CU_ASSERT_EQUAL(rec.result_len, 2);
+	cl_act_record_release(&rec);
+	CU_ASSERT_EQUAL(cl_act_lookup(c, "ffffffffffffffffffffffffffffffff", &rec), -ENOENT);
+	/* a start of an activation this node does not own is refused */
+	CU_ASSERT_EQUAL(cl_act_start(c, "00000000000000000000000000001001"), -ESTALE);
+	cl_node_leave(c);
+	cl_node_leave(a);
+}
+
+/*
+ * Node b in a child process accepts 30 activations, starts 10, ends 4 of those, and is killed
+ * with SIGKILL. a and c adopt: the 20 never started run once (each id adopted by exactly one
+ * node), the 6 started and unfinished end "interrupted", the 4 finished keep their results.
+ */
+static void test_state_kill9_adoption(void)
+{
+	struct heard ha = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 1};
+	struct heard hc = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 1};
+	struct cl_node *a, *c;
+	int to_child[2], from_child[2];
+	pid_t pid;
+	char byte = 0;
+	uint64_t t_kill, t_done = 0;
+	int states[4] = {0}; /* success, interrupted, accepted (elsewhere), other */
+
+	if (state_skip())
+		return;
+	CU_ASSERT_EQUAL_FATAL(pipe(to_child), 0);
+	CU_ASSERT_EQUAL_FATAL(pipe(from_child), 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct heard hb = {.lock = PTHREAD_MUTEX_INITIALIZER};
+		struct cl_node *b;
+		int bad = 0;
+
+		close(to_child[1]);
+		close(from_child[0]);
+		b = join("b", &hb, 2, 3);
+		if (!b || read(to_child[0], &byte, 1) != 1)
+			_exit(2);
+		for (int i = 0; i < 30; i++) {
+			char id[40];
+
+			snprintf(id, sizeof(id), "%032x", 0xb000 + i);
+			bad += cl_act_accept(b, id, "echo", "p", 1, "{\"trigger\":0}") != 0;
+			if (i < 10)
+				bad += cl_act_start(b, id) != 0;
+			if (i < 4)
+				bad += cl_act_end(b, id, "success", "done", 4) != 0;
+		}
+		byte = bad ? 'x' : 'k';
+		if (write(from_child[1], &byte, 1) != 1)
+			_exit(3);
+		pause(); /* until SIGKILL: no lease revoke, no goodbye */
+		_exit(0);
+	}
+	close(to_child[0]);
+	close(from_child[1]);
+	a = join("a", &ha, 0, 3);
+	c = join("c", &hc, 1, 3);
+	CU_ASSERT_PTR_NOT_NULL(a);
+	CU_ASSERT_PTR_NOT_NULL(c);
+	CU_ASSERT_EQUAL(write(to_child[1], "g", 1), 1);
+	CU_ASSERT_EQUAL(read(from_child[0], &byte, 1), 1);
+	CU_ASSERT_EQUAL(byte, 'k');
+	t_kill = now_ms();
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(to_child[1]);
+	close(from_child[0]);
+	if (!a || !c) {
+		cl_node_leave(a);
+		cl_node_leave(c);
+		return;
+	}
+	while (now_ms() - t_kill < 8000) {
+		int n;
+
+		pthread_mutex_lock(&ha.lock);
+		n = ha.adopted;
+		pthread_mutex_unlock(&ha.lock);
+		pthread_mutex_lock(&hc.lock);
+		n += hc.adopted;
+		pthread_mutex_unlock(&hc.lock);
+		if (n >= 20 && !t_done)
+			t_done = now_ms() - t_kill;
+		if (t_done && now_ms() - t_kill > t_done + 1500)
+			break; /* and nothing more comes */
+		test_msleep(10);
+	}
+	printf("\n  kill -9 of b (lease ttl 2 s): 20 activations adopted %llu ms later (a %d, c %d)\n",
+	       (unsigned long long)t_done, ha.adopted, hc.adopted);
+	CU_ASSERT_EQUAL(ha.adopted + hc.adopted, 20);
+	CU_ASSERT(t_done > 0 && t_done <= 2000 + 1000);
+	/* each adopted exactly once */
+	for (int i = 0; i < 30; i++) {
+		char id[40];
+		int seen = 0;
+		struct cl_act_record rec;
+
+		snprintf(id, sizeof(id), "%032x", 0xb000 + i);
+		for (int k = 0; k < ha.adopted && k < MAX_SEEN; k++)
+			seen += strcmp(ha.adopted_ids[k], id) == 0;
+		for (int k = 0; k < hc.adopted && k < MAX_SEEN; k++)
+			seen += strcmp(hc.adopted_ids[k], id) == 0;
+		CU_ASSERT_EQUAL(seen, i < 10 ? 0 : 1);
+		if (cl_act_lookup(a, id, &rec) == 0) {
+			if (strcmp(rec.state, "success") == 0)
+				states[0]++;
+			else if (strcmp(rec.state, "interrupted") == 0)
+				states[1]++;
+			else if (strcmp(rec.state, "accepted") == 0 && strcmp(rec.node, "b") != 0)
+				states[2]++;
+			else
+				states[3]++;
+			cl_act_record_release(&rec);
+		} else {
+			states[3]++;
+		}
+	}
+	printf("  records after: %d success, %d interrupted, %d accepted by a live node, %d other\n",
+	       states[0], states[1], states[2], states[3]);
+	CU_ASSERT_EQUAL(states[0], 4);
+	CU_ASSERT_EQUAL(states[1], 6);
+	CU_ASSERT_EQUAL(states[2], 20);
+	CU_ASSERT_EQUAL(states[3], 0);
+	/* the adopters run them: start then end, once each */
+	for (int k = 0; k < ha.adopted; k++) {
+		CU_ASSERT_EQUAL(cl_act_start(a, ha.adopted_ids[k]), 0);
+		CU_ASSERT_EQUAL(cl_act_end(a, ha.adopted_ids[k], "success", "x", 1), 0);
+	}
+	for (int k = 0; k < hc.adopted; k++) {
+		CU_ASSERT_EQUAL(cl_act_start(c, hc.adopted_ids[k]), 0);
+		CU_ASSERT_EQUAL(cl_act_end(c, hc.adopted_ids[k], "success", "x", 1), 0);
+	}
+	cl_node_leave(c);
+	cl_node_leave(a);
+}
+
+/*
+ * A node that can reach only one member, and that member stops answering (frozen: a
+ * partition): it refuses to accept what it cannot record, says why, and comes back after.
+ * The others, on the two live members, keep serving.
+ */
+static void test_state_partition_and_member_loss(void)
+{
+	struct heard ha = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 1};
+	struct heard hp = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 1};
+	struct cl_node *a, *p;
+	const char *why = NULL;
+	uint64_t t0;
+	int rc;
+
+	if (state_skip())
+		return;
+	a = join("a", &ha, 0, 3);
+	p = join("p", &hp, 2, 1); /* only member 2 */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(cl_act_accept(p, "p0000000000000000000000000000001", "echo", "x", 1, NULL),
+			0);
+	CU_ASSERT_TRUE(cl_node_healthy(p, NULL));
+	test_etcd_freeze(&st_etcd, 2, true);
+	t0 = now_ms();
+	rc = cl_act_accept(p, "p0000000000000000000000000000002", "echo", "x", 1, NULL);
+	printf("\n  partitioned node: accept answered %d (%s) after %llu ms\n", rc, strerror(-rc),
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT(rc < 0);
+	/* after its TTL it also says it is out */
+	test_msleep(2500);
+	CU_ASSERT_FALSE(cl_node_healthy(p, &why));
+	if (why)
+		printf("  healthy: no: %s\n", why);
+	/* a, on the two live members, goes on */
+	CU_ASSERT_EQUAL(cl_act_accept(a, "a0000000000000000000000000000001", "echo", "x", 1, NULL),
+			0);
+	test_etcd_freeze(&st_etcd, 2, false);
+	t0 = now_ms();
+	do {
+		test_msleep(100);
+		rc = cl_act_accept(p, "p0000000000000000000000000000003", "echo", "x", 1, NULL);
+	} while (rc < 0 && now_ms() - t0 < 10000);
+	printf("  after the partition heals: accept %d after %llu ms\n", rc,
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(rc, 0);
+	/*
+	 * One member killed: the cluster keeps serving. When it was the leader, the others elect
+	 * one (election timeout 500 ms here): an accept in that moment may fail and say so.
+	 */
+	test_etcd_kill(&st_etcd, 0);
+	t0 = now_ms();
+	do {
+		char id[40];
+
+		snprintf(id, sizeof(id), "a%031llu", (unsigned long long)now_ms());
+		rc = cl_act_accept(a, id, "echo", "x", 1, NULL);
+	} while (rc < 0 && now_ms() - t0 < 5000);
+	printf("  member 0 killed: accept %d after %llu ms\n", rc,
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_EQUAL(cl_node_fn_publish(a, "after", 1, "{}", "c", 1), 0);
+	cl_node_leave(p);
+	cl_node_leave(a);
+}
+
+NEMO_SUITE(cluster_state, state_setup, state_teardown,
+	   {"nodes and the registry", test_state_nodes_and_registry},
+	   {"activation records, batched", test_state_activation_records_batched},
+	   {"kill -9: adopted once", test_state_kill9_adoption},
+	   {"partition, member loss", test_state_partition_and_member_loss})
