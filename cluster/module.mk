@@ -6,3 +6,13 @@ cluster_SRCS := $(wildcard cluster/*.c)
 CL_LDLIBS = -lcurl -lcrypto
 TEST_LIBS += cluster
 TEST_LDLIBS += -lcurl -lcrypto
+
+# bench-cluster: the offload decision, activation-record cost against calls per second (with
+# and without batching) and failover, on three real etcd members (experiments/bench_cluster.sh)
+PROGS += bench_cluster
+bench_cluster_SRCS := experiments/bench_cluster.c
+bench_cluster_LIBS := cluster common
+bench_cluster_LDLIBS = $(CL_LDLIBS) $(CJSON_LIBS) -lm
+.PHONY: bench-cluster
+bench-cluster: all
+	experiments/bench_cluster.sh

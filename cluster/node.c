@@ -18,6 +18,7 @@
 #define BATCH_MAX     40 /* items per txn: ≤ 3 ops each within etcd's 128 */
 #define RESULT_INLINE (64 * 1024)
 #define ADOPT_BATCH   40
+#define BATCHERS      1 /* one txn in flight: the next batch gathers meanwhile (more would batch less) */
 
 enum act_kind {
 	ACT_ACCEPT = 0,
@@ -91,7 +92,8 @@ struct cl_node {
 	struct act_op *pending, **pending_tail;
 	struct owned *owned[OWNED_BUCKETS];
 
-	pthread_t keeper, batcher;
+	pthread_t keeper, batcher[BATCHERS];
+	int n_batchers;
 	atomic_bool stop;
 	atomic_bool adopt_now;
 	pthread_mutex_t wake_lock;
@@ -1586,16 +1588,21 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 		rc = -errno;
 		goto fail_registered;
 	}
-	rc = -pthread_create(&n->batcher, NULL, batcher_main, n);
-	if (rc < 0)
-		goto fail_watch;
-	rc = -pthread_create(&n->keeper, NULL, keeper_main, n);
+	for (int i = 0; i < BATCHERS; i++) {
+		rc = -pthread_create(&n->batcher[i], NULL, batcher_main, n);
+		if (rc < 0)
+			break;
+		n->n_batchers++;
+	}
+	if (rc == 0)
+		rc = -pthread_create(&n->keeper, NULL, keeper_main, n);
 	if (rc < 0) {
 		atomic_store(&n->stop, true);
 		pthread_mutex_lock(&n->b_lock);
-		pthread_cond_signal(&n->b_cond);
+		pthread_cond_broadcast(&n->b_cond);
 		pthread_mutex_unlock(&n->b_lock);
-		pthread_join(n->batcher, NULL);
+		for (int i = 0; i < n->n_batchers; i++)
+			pthread_join(n->batcher[i], NULL);
 		goto fail_watch;
 	}
 	return n;
@@ -1619,9 +1626,10 @@ void cl_node_leave(struct cl_node *n)
 	wake_keeper(n);
 	pthread_join(n->keeper, NULL);
 	pthread_mutex_lock(&n->b_lock);
-	pthread_cond_signal(&n->b_cond);
+	pthread_cond_broadcast(&n->b_cond);
 	pthread_mutex_unlock(&n->b_lock);
-	pthread_join(n->batcher, NULL);
+	for (int i = 0; i < n->n_batchers; i++)
+		pthread_join(n->batcher[i], NULL);
 	cl_watch_stop(n->watch);
 	if (atomic_load(&n->registered))
 		cl_etcd_lease_revoke(n->e, n->lease);
