@@ -424,9 +424,39 @@ static void test_etcd_down_at_start(void)
 	test_etcd_stop(&late);
 }
 
+/* the forward client, against a real HTTP server (etcd's) */
+static void test_http_forward(void)
+{
+	struct cl_http_reply rp;
+	char addr[64];
+	const char *hdr[] = {"Content-Type: application/json"};
+
+	if (!one_up) {
+		nemo_test_skip("etcd did not start");
+		return;
+	}
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", one.client_port[0]);
+	CU_ASSERT_EQUAL(cl_http_forward(addr, "GET", "/version", NULL, 0, NULL, 0, 2000, &rp), 0);
+	CU_ASSERT_EQUAL(rp.status, 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rp.body, "etcdserver"));
+	cl_http_reply_release(&rp);
+	for (int i = 0; i < 3; i++) { /* kept-alive connections are reused */
+		CU_ASSERT_EQUAL(cl_http_forward(addr, "POST", "/v3/kv/range", hdr, 1,
+						"{\"key\":\"AA==\"}", 14, 2000, &rp),
+				0);
+		CU_ASSERT_EQUAL(rp.status, 200);
+		CU_ASSERT_STRING_EQUAL(rp.content_type, "application/json");
+		cl_http_reply_release(&rp);
+	}
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", test_free_port());
+	CU_ASSERT_EQUAL(cl_http_forward(addr, "GET", "/", NULL, 0, NULL, 0, 1000, &rp),
+			-ECONNREFUSED);
+}
+
 NEMO_SUITE(cluster_etcd, etcd_one_setup, etcd_one_teardown, {"kv", test_etcd_kv},
 	   {"txn", test_etcd_txn}, {"lease", test_etcd_lease}, {"watch", test_etcd_watch},
-	   {"down at start: clear error, retry, failover", test_etcd_down_at_start})
+	   {"down at start: clear error, retry, failover", test_etcd_down_at_start},
+	   {"forward to a peer over HTTP", test_http_forward})
 
 /* ---- three members: one dies, the client carries on ----------------------------------------------- */
 

@@ -151,6 +151,27 @@ void cl_watch_stop(struct cl_watch *w);
 char *cl_base64_encode(const void *in, size_t len);			     /* malloc'd */
 long cl_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap); /* len or -EINVAL */
 
+/* ---- forwarding to a peer nemod ------------------------------------------------------------------- */
+
+struct cl_http_reply {
+	int status;
+	char *body; /* malloc'd, NUL-terminated */
+	size_t len;
+	char content_type[128];
+	char activation_id[48]; /* X-Activation-Id or X-Call-Id */
+	char node[CL_NAME_MAX]; /* X-Nemo-Node: the node that answered */
+};
+void cl_http_reply_release(struct cl_http_reply *r);
+
+/*
+ * One HTTP request to the nemod at `address` (host:port) over a kept-alive connection from a
+ * small process-wide pool: `path` with its query, `headers` as "Name: value" lines. Returns 0
+ * (out filled, whatever the status) or -errno when no answer came (logged, rate-limited).
+ */
+int cl_http_forward(const char *address, const char *method, const char *path,
+		    const char *const *headers, int n_headers, const void *body, size_t len,
+		    int timeout_ms, struct cl_http_reply *out);
+
 /* ---- the offload policy: a pure function of what the node knows ------------------------------------ */
 
 enum cl_qos {
