@@ -104,6 +104,7 @@ struct cl_node {
 	char *last_record;
 	uint64_t last_publish_ms;
 
+	uint64_t joined_ms; /* epoch ms: our records from before it are from an earlier run */
 	pthread_mutex_t stats_lock;
 	struct cl_stats st;
 	uint64_t death_seen_ms;
@@ -1381,7 +1382,7 @@ int cl_node_adopt_orphans(struct cl_node *n)
 		struct cl_cmp cmp[2 + ADOPT_BATCH];
 		struct cl_op ops[2 * ADOPT_BATCH];
 		char *vals[ADOPT_BATCH], *res_keys[ADOPT_BATCH], dead_key[256], dead[CL_NAME_MAX];
-		int k = 0, n_cmp = 0, n_ops = 0;
+		int k = 0, n_cmp = 0, n_ops = 0, base = 0;
 		int64_t reg_rev, lease_res, rev = 0;
 		bool ok = false;
 
@@ -1404,6 +1405,13 @@ int cl_node_adopt_orphans(struct cl_node *n)
 			for (int m = 0; m < nodes.n; m++)
 				if (strcmp(nodes.kv[m].key, want) == 0)
 					live = true;
+			if (strcmp(recs[k].node, n->cfg.node) == 0) {
+				/* ours from before a restart (not in this run's table): claim them */
+				pthread_mutex_lock(&n->b_lock);
+				live = owned_find(n, recs[k].id) != NULL ||
+				       recs[k].accepted_ms >= n->joined_ms;
+				pthread_mutex_unlock(&n->b_lock);
+			}
 			if (live || (dead[0] && strcmp(dead, recs[k].node) != 0)) {
 				cl_act_record_release(&recs[k]);
 				if (!live && dead[0])
@@ -1423,10 +1431,13 @@ int cl_node_adopt_orphans(struct cl_node *n)
 		reg_rev = n->reg_rev;
 		lease_res = n->results_lease;
 		pthread_mutex_unlock(&n->reg_lock);
-		cmp[n_cmp++] = (struct cl_cmp){.key = dead_key,
-					       .target = CL_CMP_VERSION,
-					       .result = CL_CMP_EQUAL,
-					       .number = 0};
+		/* still dead (our own records: we are the fence) */
+		if (strcmp(dead, n->cfg.node) != 0)
+			cmp[n_cmp++] = (struct cl_cmp){.key = dead_key,
+						       .target = CL_CMP_VERSION,
+						       .result = CL_CMP_EQUAL,
+						       .number = 0};
+		base = n_cmp + 1;
 		cmp[n_cmp++] = (struct cl_cmp){.key = n->node_key,
 					       .target = CL_CMP_CREATE,
 					       .result = CL_CMP_EQUAL,
@@ -1491,8 +1502,9 @@ int cl_node_adopt_orphans(struct cl_node *n)
 			if (t_seen)
 				n->st.last_adoption_ms = now - t_seen;
 			pthread_mutex_unlock(&n->stats_lock);
-			NEMO_INFO(CL_MOD, "node %s adopted %d activations of dead node %s",
-				  n->cfg.node, k, dead);
+			NEMO_INFO(CL_MOD, "node %s adopted %d activations of %s node %s",
+				  n->cfg.node, k,
+				  strcmp(dead, n->cfg.node) ? "dead" : "its own earlier", dead);
 			for (int m = 0; m < k; m++) {
 				if (strcmp(recs[m].state, "accepted") != 0) {
 					stat_add(n, &n->st.interrupted, 1);
@@ -1517,7 +1529,7 @@ int cl_node_adopt_orphans(struct cl_node *n)
 			}
 		}
 		for (int m = 0; m < k; m++) {
-			free((void *)cmp[2 + m].key);
+			free((void *)cmp[base + m].key);
 			free(vals[m]);
 			free(res_keys[m]);
 			cl_act_record_release(&recs[m]);
@@ -1541,6 +1553,7 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 	if (!n)
 		return NULL;
 	n->cfg = *cfg;
+	n->joined_ms = cl_epoch_ms();
 	if (hooks)
 		n->hooks = *hooks;
 	if (!cfg->node[0] || strchr(cfg->node, '/')) {

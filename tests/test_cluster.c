@@ -1047,8 +1047,72 @@ static void test_state_partition_and_member_loss(void)
 	cl_node_leave(a);
 }
 
+/*
+ * A node killed and started again under its name (alone in the cluster: nobody adopts for it)
+ * claims its own records from before: the never-started ones run, the started one ends
+ * interrupted.
+ */
+static void test_state_restart_claims_own(void)
+{
+	struct heard hr = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare = 1};
+	struct cl_node *r;
+	struct cl_act_record rec;
+	int p[2];
+	pid_t pid;
+	char byte = 0;
+
+	if (state_skip())
+		return;
+	CU_ASSERT_EQUAL_FATAL(pipe(p), 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct heard h = {.lock = PTHREAD_MUTEX_INITIALIZER};
+		struct cl_node *first = join("r", &h, 0, 3);
+		int bad = !first;
+
+		close(p[0]);
+		for (int i = 0; first && i < 3; i++) {
+			char id[40];
+
+			snprintf(id, sizeof(id), "%032x", 0xc000 + i);
+			bad += cl_act_accept(first, id, "echo", "p", 1, NULL) != 0;
+		}
+		if (first)
+			bad += cl_act_start(first, "0000000000000000000000000000c000") != 0;
+		byte = bad ? 'x' : 'k';
+		if (write(p[1], &byte, 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	CU_ASSERT_EQUAL(read(p[0], &byte, 1), 1);
+	CU_ASSERT_EQUAL(byte, 'k');
+	close(p[0]);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* its name is free once its lease has expired */
+	for (uint64_t t0 = now_ms(); now_ms() - t0 < 6000; test_msleep(200)) {
+		r = join("r", &hr, 0, 3);
+		if (r)
+			break;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	for (uint64_t t0 = now_ms(); hr.adopted < 2 && now_ms() - t0 < 3000;)
+		test_msleep(10);
+	CU_ASSERT_EQUAL(hr.adopted, 2);
+	CU_ASSERT_EQUAL(cl_act_lookup(r, "0000000000000000000000000000c000", &rec), 0);
+	CU_ASSERT_STRING_EQUAL(rec.state, "interrupted");
+	cl_act_record_release(&rec);
+	CU_ASSERT_EQUAL(cl_act_start(r, "0000000000000000000000000000c001"), 0);
+	CU_ASSERT_EQUAL(cl_act_end(r, "0000000000000000000000000000c001", "success", "", 0), 0);
+	cl_node_leave(r);
+}
+
 NEMO_SUITE(cluster_state, state_setup, state_teardown,
 	   {"nodes and the registry", test_state_nodes_and_registry},
 	   {"activation records, batched", test_state_activation_records_batched},
 	   {"kill -9: adopted once", test_state_kill9_adoption},
+	   {"restart claims its own", test_state_restart_claims_own},
 	   {"partition, member loss", test_state_partition_and_member_loss})
