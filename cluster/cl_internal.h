@@ -39,7 +39,5 @@ void cl_etcd_set_current(struct cl_etcd *e, int i);
 uint64_t cl_now_ms(void);   /* CLOCK_MONOTONIC */
 uint64_t cl_epoch_ms(void); /* CLOCK_REALTIME */
 void cl_sleep_ms(int ms);
-/* hex sha256 of data (OpenSSL) */
-void cl_sha256_hex(const void *data, size_t len, char hex[65]);
 
 #endif /* NEMO_CL_INTERNAL_H */
