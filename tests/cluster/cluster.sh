@@ -9,6 +9,10 @@
 #   tests/cluster/cluster.sh demo [N]        up, deploy on node 1, invoke on node N, show nodes, down
 #   tests/cluster/cluster.sh exec TAG NODE CMD...   run CMD in node NODE's namespace (1..N, e1..e3)
 #   tests/cluster/cluster.sh partition TAG NODE on|off   cut NODE's link (and mend it)
+#   tests/cluster/cluster.sh api TAG NODE METHOD PATH [curl args]   call nemod NODE (1..N)
+#
+# CLUSTER_EXTRA_<name> (a, b, ...) adds JSON members, each ending in a comma, to that node's
+# nemod.json; CLUSTER_LEASE_TTL_S sets the lease TTL (3).
 #
 # Addresses: 10.77.0.1k for etcd member k, 10.77.0.2k for nemod k (k = 1..9). Each run's bridge
 # is its own, so two runs with the same addresses never meet.
@@ -47,17 +51,26 @@ add_ns() {
 	echo "$n" >>"$(state_dir "$tag")/netns"
 }
 
+# in_ns NAME CMD...: CMD in network namespace NAME only. Not `ip netns exec`: that mounts a
+# sysfs of its own over /sys, and nemod would find no cgroup hierarchy there.
+in_ns() {
+	local n=$1
+	shift
+	nsenter --net="/run/netns/$n" "$@"
+}
+
 # start_bg TAG NAME LOG CMD...: run CMD in namespace NAME, remember its pid
 start_bg() {
 	local tag=$1 name=$2 log=$3
 	shift 3
-	ip netns exec "$(ns "$tag" "$name")" "$@" >"$log" 2>&1 &
+	# nsenter execs the command: $! is its pid (a function here would leave a subshell's)
+	nsenter --net="/run/netns/$(ns "$tag" "$name")" "$@" >"$log" 2>&1 &
 	echo "$! $name" >>"$(state_dir "$tag")/pids"
 }
 
 wait_http() { # tag name url ms
 	local tag=$1 name=$2 url=$3 ms=$4 t=0
-	while ! ip netns exec "$(ns "$tag" "$name")" curl -s -m 1 -o /dev/null "$url"; do
+	while ! in_ns "$(ns "$tag" "$name")" curl -s -m 1 -o /dev/null "$url"; do
 		t=$((t + 100))
 		[ $t -lt "$ms" ] || return 1
 		sleep 0.1
@@ -98,7 +111,7 @@ up() {
 	done
 	for k in 1 2 3; do
 		wait_http "$tag" "e$k" "http://$SUBNET.1$k:2379/health" 20000 ||
-			die "etcd member $k did not start: $(tail -5 "$dir/etcd$k.log")"
+			die "etcd member $k did not start: $(tail -n 5 "$dir/etcd$k.log")"
 	done
 	for k in $(seq 1 "$n"); do
 		local name ndir
@@ -110,6 +123,9 @@ up() {
 		echo "$TOKEN" >"$ndir/token"
 		chmod 600 "$ndir/token"
 		add_ns "$tag" "$k" "$SUBNET.2$k"
+		# per node: CLUSTER_EXTRA_<name> (JSON members ending in a comma) joins the config
+		local extra_var="CLUSTER_EXTRA_$name"
+		local CLUSTER_EXTRA_CONFIG=${!extra_var:-}
 		cat >"$ndir/nemod.json" <<EOF
 {
 	"listen": "$SUBNET.2$k:8080",
@@ -119,6 +135,7 @@ up() {
 	"cgroup_root": "nemo-clnet-$tag-$name",
 	"async_workers": 2,
 	"drain_timeout_ms": 2000,
+	${CLUSTER_EXTRA_CONFIG:-}
 	"cluster": {
 		"enabled": true,
 		"endpoints": [$eps],
@@ -132,7 +149,7 @@ EOF
 	done
 	for k in $(seq 1 "$n"); do
 		wait_http "$tag" "$k" "http://$SUBNET.2$k:8080/healthz" 20000 ||
-			die "nemod $k did not start: $(tail -5 "$dir"/nemod-*.log)"
+			die "nemod $k did not start: $(tail -n 5 "$dir"/nemod-*.log)"
 	done
 	UP_TAG=
 	echo "$dir"
@@ -174,7 +191,7 @@ down() {
 nexec() { # tag node cmd...
 	local tag=$1 node=$2
 	shift 2
-	ip netns exec "$(ns "$tag" "$node")" "$@"
+	in_ns "$(ns "$tag" "$node")" "$@"
 }
 
 partition() { # tag node on|off
@@ -194,10 +211,13 @@ api() { # tag node method path [curl args...]
 }
 
 demo() {
-	local n=${1:-3} tag=demo$$ t0 t1
+	local n=${1:-3} t0 t1
+	DEMO_TAG=demo$$
+	local tag=$DEMO_TAG
 	[ -x "$ROOT/build/functions/echo.so" ] || [ -f "$ROOT/build/functions/echo.so" ] ||
 		die "needs build/functions/echo.so: run make all"
-	trap 'down "$tag"' EXIT INT TERM
+	trap 'down "$DEMO_TAG"' EXIT
+	trap 'exit 130' INT TERM
 	up "$n" "$tag" >/dev/null
 	echo "== $n nemods (a..) and 3 etcd members, each in its own network namespace (tag $tag)"
 	echo "== deploy echo on node a"
@@ -205,7 +225,8 @@ demo() {
 		-d "{\"runtime\":\"c\",\"code\":{\"base64\":\"$(base64 -w0 "$ROOT/build/functions/echo.so")\"}}"
 	echo
 	t0=$(date +%s%N)
-	until api "$tag" "$n" GET /api/v1/namespaces/_/actions/echo | grep -q '"name"'; do
+	# (not `api | grep -q`: under pipefail, grep's early exit fails the pipeline)
+	until [[ "$(api "$tag" "$n" GET /api/v1/namespaces/_/actions/echo)" == *'"name"'* ]]; do
 		t1=$(date +%s%N)
 		[ $(((t1 - t0) / 1000000)) -lt 5000 ] || die "node $n never served echo"
 		sleep 0.02
