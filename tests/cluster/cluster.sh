@@ -216,7 +216,8 @@ demo() {
 	local tag=$DEMO_TAG
 	[ -x "$ROOT/build/functions/echo.so" ] || [ -f "$ROOT/build/functions/echo.so" ] ||
 		die "needs build/functions/echo.so: run make all"
-	trap 'down "$DEMO_TAG"' EXIT
+	# a second signal (timeout signals the whole group) must not cut the teardown short
+	trap 'trap "" INT TERM; down "$DEMO_TAG"' EXIT
 	trap 'exit 130' INT TERM
 	up "$n" "$tag" >/dev/null
 	echo "== $n nemods (a..) and 3 etcd members, each in its own network namespace (tag $tag)"
@@ -241,7 +242,8 @@ demo() {
 }
 
 UP_TAG=
-trap 'rc=$?; if [ $rc != 0 ] && [ -n "$UP_TAG" ]; then down "$UP_TAG"; fi' EXIT
+trap 'rc=$?; trap "" INT TERM; if [ $rc != 0 ] && [ -n "$UP_TAG" ]; then down "$UP_TAG"; fi' EXIT
+trap 'exit 130' INT TERM
 cmd=${1:-demo}
 shift || true
 case "$cmd" in
