@@ -6,9 +6,8 @@
 #      BENCH_API_CONNS [8] connections for capacity, BENCH_API_MODES
 #      ["thread_per_connection pool"] HTTP server modes compared in the latency run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-BIN=$ROOT/build/bin
+BENCH_NAME=benchapi
+. "$(dirname "$0")/bench_api_lib.sh"
 SUSTAIN=${BENCH_API_SECONDS:-60}
 SHORT=${BENCH_API_SHORT:-10}
 CONNS=${BENCH_API_CONNS:-8}
@@ -22,24 +21,11 @@ BODY='{"hello":"nemo"}'
 SBX_CORE=$(( NCPU > 1 ? 1 : 0 ))
 
 command -v wrk >/dev/null || { echo "bench-api: wrk is missing (make deps)" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "bench-api: run as root (sandboxes need cgroups)" >&2; exit 1; }
-
-# not under /tmp: sandboxes see a private /tmp and must read the store
-DIR=$(mktemp -d /var/tmp/nemo-benchapi-XXXXXX)
-chmod 755 "$DIR"
-NEMOD_PID=
-cleanup() {
-	[ -n "$NEMOD_PID" ] && kill "$NEMOD_PID" 2>/dev/null && wait "$NEMOD_PID" 2>/dev/null
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
 # a uuid:key credential, sent as Basic (as OpenWhisk and OpenFaaS clients do); the function
 # route checks it (openfaas.function_auth), so the figures include the auth
-TOKEN=bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'):$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+TOKEN=bench-$(rand_hex):$(rand_hex)
 echo "$TOKEN" > "$DIR/token"
 export NEMO_TOKEN=$TOKEN NEMO_BASIC=$(printf %s "$TOKEN" | base64 -w0) BENCH_BODY=$BODY BENCH_PATH=/function/echo
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 start_nemod() { # mode [journal_sync, default true]
 	PORT=$(free_port)
@@ -51,23 +37,13 @@ start_nemod() { # mode [journal_sync, default true]
             "max_connections_per_ip": 4096}, "journal_sync": ${2:-true},
  "openfaas": {"function_auth": true}}
 CFG
-	"$BIN/nemod" --config "$DIR/nemod.json" > "$DIR/nemod-$1.log" 2>&1 &
-	NEMOD_PID=$!
-	for _ in $(seq 100); do
-		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-		sleep 0.05
-	done
-	URL=http://127.0.0.1:$PORT
+	nemod_start "$DIR/nemod-$1.log"
 	# echo with enough instances for the connections, all warm before measuring
-	curl -sf -X PUT -H "Authorization: Bearer $TOKEN" \
-		"$URL/api/v1/namespaces/_/actions/echo?overwrite=true" \
-		-d "{\"runtime\":\"c\",\"concurrency\":$(( CONNS > JCONNS ? CONNS : JCONNS )),\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"}}" >/dev/null
+	deploy_echo echo "\"concurrency\":$(( CONNS > JCONNS ? CONNS : JCONNS ))"
 	taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNS" -d2s -s experiments/bench_api.lua "$URL" >/dev/null
 }
 
-stop_nemod() {
-	kill "$NEMOD_PID"; wait "$NEMOD_PID" || true; NEMOD_PID=
-}
+stop_nemod() { nemod_stop; }
 
 metric() { # name-and-labels
 	curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" | awk -v k="$1" '$1 == k {print $2}'
@@ -120,12 +96,12 @@ printf "  durable/old throughput: %.2f (target >= 0.80)\n" "$(echo "$J_ON / $J_O
 printf "\nsustained %ss at capacity (%s connections, thread_per_connection; capacity %.0f req/s)\n" \
 	"$SUSTAIN" "$CONNS" "${CAP_RPS:-0}"
 start_nemod thread_per_connection
-K='nemo_invocations_total{function="echo",status="success"}'
+K='nemo_invocations_total{namespace="guest",function="echo",status="success"}'
 B0=$(metric "$K"); H0=$(metric 'nemo_http_responses_total{code="200"}')
 OUT=$(taskset -c "$WRK_CPUS" wrk -t2 -c"$CONNS" -d"${SUSTAIN}s" --timeout 5s -s experiments/bench_api.lua "$URL" | grep '^WRK')
 sleep 0.5
 B1=$(metric "$K"); H1=$(metric 'nemo_http_responses_total{code="200"}')
-ERR=$(metric 'nemo_invocations_total{function="echo",status="internal_error"}')
+ERR=$(metric 'nemo_invocations_total{namespace="guest",function="echo",status="internal_error"}')
 stop_nemod
 REQ=$(field "$OUT" requests)
 NON2XX=$(field "$OUT" non2xx)
@@ -174,7 +150,7 @@ CFG
 	"$BIN/bench_api_mqtt" "$MQ_PORT" bench "${BENCH_MQTT_N:-2000}" | \
 		awk '{printf "  %-30s %s %s %s\n", $2 " " $3, $4, $5, $6}'
 	stop_nemod
-	kill "$MQ_PID"; wait "$MQ_PID" 2>/dev/null || true
+	kill "$MQ_PID"; wait "$MQ_PID" 2>/dev/null || true; MQ_PID=
 fi
 
 printf "\nfigures: HTTP warm p50 overhead over the sandbox round trip: see 'overhead p50' (target < 100 us)\n"

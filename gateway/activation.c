@@ -189,11 +189,15 @@ int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core)
 	a = by_seq(t, seq);
 	if (!a || a->status != GW_ACT_ACCEPTED)
 		rc = -EALREADY;
+	else if (a->queued && gw_journal_note(t, a, 'R'))
+		/*
+		 * Its start cannot be recorded (a full disk): a crash now would replay it as never
+		 * started and run it again. It stays accepted; the caller tries again later.
+		 */
+		rc = -EIO;
 	else {
 		a->status = GW_ACT_RUNNING;
 		a->core = core;
-		if (a->queued)
-			gw_journal_note(t, a, 'R');
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
@@ -340,25 +344,31 @@ static cJSON *logs_json(const char *logs, size_t len)
  * waitTime, initTime, kind, limits, and nemo's own: startPath, core, phases). nemo's older
  * top-level fields (status, trigger, startPath, core, phases) stay for its own clients.
  */
-cJSON *gw_act_record_json(const struct gw_activation *a)
+cJSON *gw_act_record_json(const char *default_ns, const struct gw_activation *a)
 {
 	cJSON *j, *resp, *phases, *result, *ann, *lim;
 	bool ok = a->status == GW_ACT_SUCCESS;
-	char version[32], path[SBX_NAME_MAX + 4];
+	char version[32], path[GW_NS_MAX + SBX_NAME_MAX], ns[GW_NS_MAX], name[SBX_NAME_MAX];
 	int code;
 
+	gw_key_split(default_ns, a->function, ns, name);
 	if (a->restored_json) {
 		j = gw_json_parse("journal", a->restored_json, strlen(a->restored_json), NULL, 0);
-		if (j)
+		if (j) {
+			/* records from before namespaces say "_" and may name the key */
+			cJSON_ReplaceItemInObjectCaseSensitive(j, "namespace",
+							       cJSON_CreateString(ns));
+			cJSON_ReplaceItemInObjectCaseSensitive(j, "name", cJSON_CreateString(name));
 			return j;
+		}
 	}
 	j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "activationId", a->id);
-	cJSON_AddStringToObject(j, "namespace", "_");
-	cJSON_AddStringToObject(j, "name", a->function);
+	cJSON_AddStringToObject(j, "namespace", ns);
+	cJSON_AddStringToObject(j, "name", name);
 	snprintf(version, sizeof(version), "0.0.%llu", (unsigned long long)a->version);
 	cJSON_AddStringToObject(j, "version", version);
-	cJSON_AddStringToObject(j, "subject", "_");
+	cJSON_AddStringToObject(j, "subject", ns);
 	cJSON_AddBoolToObject(j, "publish", false);
 	cJSON_AddNumberToObject(j, "start", (double)a->start_ms);
 	if (gw_act_terminal(a->status)) {
@@ -385,7 +395,7 @@ cJSON *gw_act_record_json(const struct gw_activation *a)
 	cJSON_AddNumberToObject(j, "statusCode", code < 0 ? 0 : code);
 	cJSON_AddItemToObject(j, "logs", logs_json(a->logs, a->logs_len));
 	ann = cJSON_AddArrayToObject(j, "annotations");
-	snprintf(path, sizeof(path), "_/%s", a->function);
+	snprintf(path, sizeof(path), "%s/%s", ns, name);
 	annotate(ann, "path", cJSON_CreateString(path));
 	annotate(ann, "waitTime", cJSON_CreateNumber((double)(a->times.queue_ns / 1000000)));
 	if (a->path == SBX_START_COLD)
@@ -484,7 +494,7 @@ void gw_act_id_of(struct gw_act_table *t, uint64_t seq, char id[GW_ID_LEN + 1])
 	pthread_mutex_unlock(&t->lock);
 }
 
-cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal)
+cJSON *gw_act_json(struct gw_act_table *t, const char *ns, const char *id, bool *found_terminal)
 {
 	char *end;
 	unsigned long long seq;
@@ -505,8 +515,11 @@ cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal)
 				break;
 			}
 	}
+	/* another namespace's activation is as unknown as one that never was */
+	if (a && ns && !gw_key_in_ns(t->default_ns, a->function, ns))
+		a = NULL;
 	if (a) {
-		j = gw_act_record_json(a);
+		j = gw_act_record_json(t->default_ns, a);
 		if (found_terminal)
 			*found_terminal = gw_act_terminal(a->status);
 	}
@@ -517,7 +530,7 @@ cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal)
 cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f)
 {
 	cJSON *arr = cJSON_CreateArray();
-	int skip = f->skip, limit = f->limit;
+	int skip = f->skip, limit = f->limit, count = 0;
 
 	pthread_mutex_lock(&t->lock);
 	/* seqs skipped over live slots leave holes: look back one table's worth */
@@ -526,16 +539,21 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f)
 		struct gw_activation *a = by_seq(t, seq);
 		cJSON *j;
 
-		if (!a || (f->function && strcmp(f->function, a->function)))
+		if (!a || (f->function && strcmp(f->function, a->function)) ||
+		    (f->ns && !gw_key_in_ns(t->default_ns, a->function, f->ns)))
 			continue;
 		if ((f->since_ms && a->start_ms < f->since_ms) ||
 		    (f->upto_ms && a->start_ms > f->upto_ms))
 			continue;
+		if (f->count) {
+			count++;
+			continue;
+		}
 		if (skip > 0) {
 			skip--;
 			continue;
 		}
-		j = gw_act_record_json(a);
+		j = gw_act_record_json(t->default_ns, a);
 		if (!f->docs) {
 			/* OpenWhisk lists without the result and the logs unless docs=true */
 			cJSON_DeleteItemFromObjectCaseSensitive(
@@ -546,6 +564,12 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f)
 		limit--;
 	}
 	pthread_mutex_unlock(&t->lock);
+	if (f->count) {
+		/* OpenWhisk's count=true: {"activations": N} */
+		cJSON_Delete(arr);
+		arr = cJSON_CreateObject();
+		cJSON_AddNumberToObject(arr, "activations", count);
+	}
 	return arr;
 }
 

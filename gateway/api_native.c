@@ -12,16 +12,19 @@
 struct list_arg {
 	struct gw_daemon *d;
 	cJSON *arr;
+	const char *ns;
 };
 
 static void add_fn(void *arg, struct gw_function *fn)
 {
 	struct list_arg *la = arg;
 
-	cJSON_AddItemToArray(la->arr, gw_fn_json(la->d, fn, false));
+	if (!strcmp(fn->ns, la->ns))
+		cJSON_AddItemToArray(la->arr, gw_fn_json(la->d, fn, false));
 }
 
-static void route_status(struct gw_daemon *d, struct gw_reply *rp)
+/* The daemon's state, and the functions of the caller's namespace. */
+static void route_status(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
 	cJSON *j = cJSON_CreateObject(), *dm, *fns;
 
@@ -43,7 +46,7 @@ static void route_status(struct gw_daemon *d, struct gw_reply *rp)
 		cJSON_AddBoolToObject(dm, "mqtt_connected", gw_mqtt_connected(d->mqtt));
 	fns = cJSON_AddArrayToObject(j, "functions");
 	{
-		struct list_arg la = {d, fns};
+		struct list_arg la = {d, fns, gw_req_ns(d, r)};
 
 		gw_fn_foreach(d, add_fn, &la);
 	}
@@ -113,7 +116,7 @@ void gw_api_native(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 	if (!strcmp(r->url, "/api/v1/status")) {
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
-		return route_status(d, rp);
+		return route_status(d, r, rp);
 	}
 	if (!strcmp(r->url, "/api/v1/cores")) {
 		if (!gw_req_is(r, "GET"))

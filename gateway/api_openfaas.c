@@ -55,6 +55,123 @@ static cJSON *call_context(const void *arg)
 	return ctx;
 }
 
+/* A header name as RFC 9110 has them (a token), and one nemod does not set itself. */
+static bool header_name_ok(const char *k)
+{
+	static const char *const own[] = {"content-length", "transfer-encoding", "connection",
+					  "x-call-id",	    "x-activation-id",	 NULL};
+	size_t n = strlen(k);
+
+	if (!n || n >= 64 ||
+	    strspn(k,
+		   "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+		    n)
+		return false;
+	for (int i = 0; own[i]; i++)
+		if (!strcasecmp(k, own[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The web response convention of a main(dict) function (OpenWhisk's web actions): a result
+ * {"statusCode": 201, "headers": {...}, "body": ...} is the HTTP reply itself. Returns 1 when
+ * the result took that shape (rp filled), 0 when it is a plain result, -EINVAL when it tried
+ * and got it wrong (why says how).
+ */
+static int web_reply(struct gw_reply *rp, const struct gw_outcome *out, char *why, size_t wlen)
+{
+	cJSON *j = cJSON_ParseWithLength((const char *)out->result, out->result_len);
+	const cJSON *code, *headers, *body, *h;
+	int rc = 1;
+
+	if (!cJSON_IsObject(j))
+		goto plain;
+	code = cJSON_GetObjectItemCaseSensitive(j, "statusCode");
+	headers = cJSON_GetObjectItemCaseSensitive(j, "headers");
+	body = cJSON_GetObjectItemCaseSensitive(j, "body");
+	if (!code && !headers && !body)
+		goto plain;
+	/* only those three keys: any other and it is a plain result that happens to share one */
+	cJSON_ArrayForEach (h, j) {
+		if (strcmp(h->string, "statusCode") && strcmp(h->string, "headers") &&
+		    strcmp(h->string, "body"))
+			goto plain;
+	}
+	rp->status = 200;
+	if (code) {
+		if (!cJSON_IsNumber(code) || code->valuedouble != (double)code->valueint ||
+		    code->valueint < 100 || code->valueint > 599) {
+			snprintf(why, wlen, "statusCode: expected an integer 100..599");
+			rc = -EINVAL;
+			goto out;
+		}
+		rp->status = code->valueint;
+	}
+	if (headers && !cJSON_IsObject(headers)) {
+		snprintf(why, wlen, "headers: expected an object of name: value");
+		rc = -EINVAL;
+		goto out;
+	}
+	cJSON_ArrayForEach (h, headers) {
+		char num[32];
+		const char *v = cJSON_IsString(h) ? h->valuestring
+				: cJSON_IsNumber(h)
+					? (snprintf(num, sizeof(num), "%g", h->valuedouble), num)
+				: cJSON_IsBool(h) ? (cJSON_IsTrue(h) ? "true" : "false")
+						  : NULL;
+		size_t vn = v ? strlen(v) : 0;
+		bool printable = v && vn < sizeof(rp->headers[0].value);
+
+		for (size_t i = 0; printable && i < vn; i++)
+			printable = (unsigned char)v[i] >= ' ' && v[i] != 0x7f;
+		if (!header_name_ok(h->string) || !printable) {
+			snprintf(why, wlen,
+				 "headers.%.63s: expected a header name nemod does not set and a "
+				 "printable value under %zu bytes",
+				 h->string, sizeof(rp->headers[0].value));
+			rc = -EINVAL;
+			goto out;
+		}
+		if (!strcasecmp(h->string, "Content-Type")) {
+			snprintf(rp->ctype_buf, sizeof(rp->ctype_buf), "%s", v);
+			rp->ctype = rp->ctype_buf;
+		} else if (rp->n_headers >= GW_REPLY_MAX_HEADERS - 2) {
+			snprintf(why, wlen, "headers: more than %d", GW_REPLY_MAX_HEADERS - 2);
+			rc = -EINVAL;
+			goto out;
+		} else {
+			gw_reply_header(rp, h->string, v);
+		}
+	}
+	if (cJSON_IsString(body)) {
+		rp->body = strdup(body->valuestring);
+		if (!rp->ctype)
+			rp->ctype = "text/plain; charset=utf-8";
+	} else if (body) {
+		rp->body = cJSON_PrintUnformatted(body);
+		if (!rp->ctype)
+			rp->ctype = "application/json";
+	} else {
+		rp->body = strdup("");
+		if (!rp->ctype)
+			rp->ctype = "text/plain; charset=utf-8";
+	}
+	if (!rp->body) {
+		snprintf(why, wlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	rp->len = strlen(rp->body);
+	rp->body_static = false;
+out:
+	cJSON_Delete(j);
+	return rc;
+plain:
+	cJSON_Delete(j);
+	return 0;
+}
+
 static int status_of(enum gw_act_status st)
 {
 	switch (st) {
@@ -71,12 +188,15 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		   const struct gw_faas_route *rt, bool async)
 {
 	struct gw_call call = {.payload = r->body, .len = r->len, .trigger = GW_TRIGGER_HTTP};
-	const char *name = rt->name, *ctype = gw_req_header(r, "Content-Type");
-	char err[512], id[GW_ID_LEN + 1];
+	const char *ctype = gw_req_header(r, "Content-Type");
+	char err[512], id[GW_ID_LEN + 1], name[SBX_NAME_MAX];
 	struct call_arg ca = {r, rt->sub};
 	struct gw_outcome out;
 	int rc;
 
+	/* an open door (no credential) reaches the default namespace */
+	if (!gw_req_key(d, r, rt->name, name, rp))
+		return;
 	call.context = call_context;
 	call.context_arg = &ca;
 	if (async) {
@@ -86,6 +206,19 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 					      "X-Callback-Url '%.100s': only http:// URLs are "
 					      "supported",
 					      call.callback_url);
+		}
+		if (call.callback_url) {
+			const char *u = call.callback_url;
+			size_t n = strlen(u);
+			bool plain = n < 256;
+
+			/* it goes into the journal line and a request line: printable, no space */
+			for (size_t i = 0; plain && i < n; i++)
+				plain = u[i] > ' ' && u[i] < 0x7f;
+			if (!plain)
+				return gw_reply_error(rp, 400,
+						      "X-Callback-Url: expected a URL of 1..255 "
+						      "printable characters without spaces");
 		}
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
 		if (rc)
@@ -126,6 +259,21 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		}
 		gw_svc_outcome_release(&out);
 		gw_reply_json(rp, status_of(out.status), j);
+	} else if (out.web && (rc = web_reply(rp, &out, err, sizeof(err))) != 0) {
+		/* a main(dict) function answered with its own status, headers and body */
+		gw_svc_outcome_release(&out);
+		if (rc < 0) {
+			char id[GW_ID_LEN + 1];
+
+			memcpy(id, out.id, sizeof(id));
+			gw_reply_release(rp);
+			memset(rp, 0, sizeof(*rp));
+			gw_reply_error(rp, 502, "function '%s' answered a web response with %s",
+				       rt->name, err);
+			gw_reply_header(rp, "X-Call-Id", id);
+			gw_reply_header(rp, "X-Activation-Id", id);
+			return;
+		}
 	} else {
 		/* the warm fast path: the function's bytes, as they are */
 		rp->status = 200;
@@ -145,6 +293,7 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 struct list_arg {
 	struct gw_daemon *d;
 	cJSON *arr;
+	const char *ns;
 };
 
 /* One function in OpenFaaS's FunctionStatus shape. */
@@ -157,9 +306,9 @@ static cJSON *status_json(struct gw_daemon *d, struct gw_function *fn)
 
 	for (int s = GW_ACT_SUCCESS; s < GW_ACT_N_STATUS; s++)
 		n += atomic_load(&fn->metrics.invocations[s]);
-	cJSON_AddStringToObject(j, "name", fn->spec.name);
+	cJSON_AddStringToObject(j, "name", fn->name);
 	cJSON_AddStringToObject(j, "image", fn->spec.code);
-	cJSON_AddStringToObject(j, "namespace", "nemo");
+	cJSON_AddStringToObject(j, "namespace", fn->ns);
 	cJSON_AddNumberToObject(j, "invocationCount", (double)n);
 	cJSON_AddNumberToObject(j, "replicas", have ? st.idle + st.busy : 0);
 	cJSON_AddNumberToObject(j, "availableReplicas", have ? st.idle : 0);
@@ -182,7 +331,8 @@ static void add_status(void *arg, struct gw_function *fn)
 {
 	struct list_arg *la = arg;
 
-	cJSON_AddItemToArray(la->arr, status_json(la->d, fn));
+	if (!strcmp(fn->ns, la->ns))
+		cJSON_AddItemToArray(la->arr, status_json(la->d, fn));
 }
 
 static void delete_function(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
@@ -191,6 +341,7 @@ static void delete_function(struct gw_daemon *d, const struct gw_request *r, str
 	cJSON *body = gw_json_parse("request body", r->body, r->len, err, sizeof(err));
 	const char *name =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "functionName"));
+	char key[SBX_NAME_MAX];
 	int rc;
 
 	if (!body && r->len)
@@ -203,9 +354,13 @@ static void delete_function(struct gw_daemon *d, const struct gw_request *r, str
 		bad_name(rp, name);
 		return cJSON_Delete(body);
 	}
-	rc = gw_svc_undeploy(d, name);
+	if (!gw_req_key(d, r, name, key, rp))
+		return cJSON_Delete(body);
+	rc = gw_svc_undeploy(d, key);
 	if (rc) {
-		gw_reply_error(rp, gw_status_of_errno(rc), "function '%s' is not deployed", name);
+		gw_reply_error(rp, gw_status_of_errno(rc),
+			       "function '%s' is not deployed in namespace '%s'", name,
+			       gw_req_ns(d, r));
 	} else {
 		rp->status = 200;
 		rp->body = "";
@@ -223,6 +378,7 @@ static void scale(struct gw_daemon *d, const struct gw_request *r, struct gw_rep
 	const cJSON *rep = cJSON_GetObjectItemCaseSensitive(body, "replicas");
 	const char *svc =
 		cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "serviceName"));
+	char key[SBX_NAME_MAX];
 	int rc;
 
 	if (!body && r->len)
@@ -238,11 +394,14 @@ static void scale(struct gw_daemon *d, const struct gw_request *r, struct gw_rep
 				      "expected {\"serviceName\": \"%s\", \"replicas\": 0..%d}",
 				      name, GW_MAX_PREWARM);
 	}
-	rc = gw_svc_scale(d, name, rep->valueint);
+	if (!gw_req_key(d, r, name, key, rp))
+		return cJSON_Delete(body);
+	rc = gw_svc_scale(d, key, rep->valueint);
 	cJSON_Delete(body);
 	if (rc)
-		return gw_reply_error(rp, gw_status_of_errno(rc), "function '%s' is not deployed",
-				      name);
+		return gw_reply_error(rp, gw_status_of_errno(rc),
+				      "function '%s' is not deployed in namespace '%s'", name,
+				      gw_req_ns(d, r));
 	rp->status = 202;
 	rp->body = "";
 	rp->body_static = true;
@@ -286,7 +445,7 @@ void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_
 		return invoke(d, r, rp, &rt, true);
 	case GW_FAAS_FUNCTIONS:
 		if (gw_req_is(r, "GET")) {
-			struct list_arg la = {d, cJSON_CreateArray()};
+			struct list_arg la = {d, cJSON_CreateArray(), gw_req_ns(d, r)};
 
 			gw_fn_foreach(d, add_status, &la);
 			return gw_reply_json(rp, 200, la.arr);
@@ -302,12 +461,17 @@ void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_
 		return gw_reply_not_allowed(rp, r, "GET, POST, PUT, DELETE");
 	case GW_FAAS_DESCRIBE: {
 		struct gw_function *fn;
+		char key[SBX_NAME_MAX];
 
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
-		fn = gw_fn_get(d, rt.name);
+		if (!gw_req_key(d, r, rt.name, key, rp))
+			return;
+		fn = gw_fn_get(d, key);
 		if (!fn)
-			return gw_reply_error(rp, 404, "function '%s' is not deployed", rt.name);
+			return gw_reply_error(rp, 404,
+					      "function '%s' is not deployed in namespace '%s'",
+					      rt.name, gw_req_ns(d, r));
 		gw_reply_json(rp, 200, status_json(d, fn));
 		return gw_fn_put(fn);
 	}
@@ -325,7 +489,7 @@ void gw_api_openfaas(struct gw_daemon *d, const struct gw_request *r, struct gw_
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
 		arr = cJSON_CreateArray();
-		cJSON_AddItemToArray(arr, cJSON_CreateString("nemo"));
+		cJSON_AddItemToArray(arr, cJSON_CreateString(gw_req_ns(d, r)));
 		return gw_reply_json(rp, 200, arr);
 	}
 	default:

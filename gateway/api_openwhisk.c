@@ -6,13 +6,7 @@
 
 #include "gw_internal.h"
 
-/* The caller's namespace: `_` and its own name resolve to it. */
-static const char *caller_ns(const struct gw_request *r)
-{
-	return r->cred ? r->cred->ns : "nemo";
-}
-
-/* Rewrite a record's namespace fields to the caller's (functions are shared; names are not). */
+/* Rewrite a record's namespace fields to the caller's (the records are the caller's own). */
 static void fix_ns(cJSON *rec, const char *ns)
 {
 	cJSON *ann, *it;
@@ -95,12 +89,19 @@ struct list_arg {
 	cJSON *arr;
 	const char *ns;
 	int skip, limit;
+	int count; /* count=true: how many, not which */
 };
 
 static void add_action(void *arg, struct gw_function *fn)
 {
 	struct list_arg *la = arg;
 
+	if (strcmp(fn->ns, la->ns))
+		return; /* another namespace's: not there for this caller */
+	if (la->count >= 0) {
+		la->count++;
+		return;
+	}
 	if (la->skip > 0) {
 		la->skip--;
 		return;
@@ -127,7 +128,7 @@ static long arg_num(const struct gw_request *r, const char *key)
 static void list_actions(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
 	long skip = arg_num(r, "skip"), limit = arg_num(r, "limit");
-	struct list_arg la = {d, cJSON_CreateArray(), caller_ns(r), 0, 200};
+	struct list_arg la = {d, cJSON_CreateArray(), gw_req_ns(d, r), 0, 200, -1};
 
 	if (skip == -2 || limit == -2 || limit > 1000) {
 		cJSON_Delete(la.arr);
@@ -136,22 +137,34 @@ static void list_actions(struct gw_daemon *d, const struct gw_request *r, struct
 	la.skip = skip > 0 ? (int)skip : 0;
 	if (limit > 0)
 		la.limit = (int)limit;
+	if (gw_req_arg_true(r, "count", false))
+		la.count = 0;
 	gw_fn_foreach(d, add_action, &la);
+	if (la.count >= 0) {
+		/* OpenWhisk's count=true: {"actions": N} */
+		cJSON_Delete(la.arr);
+		la.arr = cJSON_CreateObject();
+		cJSON_AddNumberToObject(la.arr, "actions", la.count);
+	}
 	gw_reply_json(rp, 200, la.arr);
 }
 
 static void reply_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
 			 const char *name, int status)
 {
-	struct gw_function *fn = gw_fn_get(d, name);
+	struct gw_function *fn;
+	char key[SBX_NAME_MAX];
 
+	if (!gw_req_key(d, r, name, key, rp))
+		return;
+	fn = gw_fn_get(d, key);
 	if (!fn)
 		return gw_reply_error(rp, 404,
 				      "The requested resource does not exist: function '%s' is not "
-				      "deployed",
-				      name);
+				      "deployed in namespace '%s'",
+				      name, gw_req_ns(d, r));
 	gw_reply_json(rp, status,
-		      action_json(d, fn, caller_ns(r), gw_req_arg_true(r, "code", true)));
+		      action_json(d, fn, gw_req_ns(d, r), gw_req_arg_true(r, "code", true)));
 	gw_fn_put(fn);
 }
 
@@ -180,6 +193,9 @@ static void put_action(struct gw_daemon *d, const struct gw_request *r, struct g
 		rc = gw_deploy_parse_native(name, r->body, r->len, false, &req, err, sizeof(err));
 	if (rc)
 		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+	/* the function's identity is its name in the caller's namespace */
+	if (!gw_req_key(d, r, name, req.name, rp))
+		return gw_deploy_req_release(&req);
 	rc = gw_svc_deploy(d, &req,
 			   gw_req_arg_true(r, "overwrite", false) ? GW_DEPLOY_OVERWRITE : 0, err,
 			   sizeof(err));
@@ -194,16 +210,22 @@ static void put_action(struct gw_daemon *d, const struct gw_request *r, struct g
 static void delete_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
 			  const char *name)
 {
-	struct gw_function *fn = gw_fn_get(d, name);
+	struct gw_function *fn;
+	char key[SBX_NAME_MAX];
 	cJSON *j;
 
+	if (!gw_req_key(d, r, name, key, rp))
+		return;
+	fn = gw_fn_get(d, key);
 	if (!fn)
-		return gw_reply_error(rp, 404, "function '%s' is not deployed", name);
-	j = action_json(d, fn, caller_ns(r), false);
+		return gw_reply_error(rp, 404, "function '%s' is not deployed in namespace '%s'",
+				      name, gw_req_ns(d, r));
+	j = action_json(d, fn, gw_req_ns(d, r), false);
 	gw_fn_put(fn);
-	if (gw_svc_undeploy(d, name) == -ENOENT) {
+	if (gw_svc_undeploy(d, key) == -ENOENT) {
 		cJSON_Delete(j);
-		return gw_reply_error(rp, 404, "function '%s' is not deployed", name);
+		return gw_reply_error(rp, 404, "function '%s' is not deployed in namespace '%s'",
+				      name, gw_req_ns(d, r));
 	}
 	cJSON_AddBoolToObject(j, "deleted", true);
 	gw_reply_json(rp, 200, j);
@@ -241,10 +263,24 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 	struct gw_call call = {.payload = r->body, .len = r->len, .trigger = GW_TRIGGER_HTTP};
 	bool want_result = gw_req_arg_true(r, "result", false);
 	struct gw_outcome out;
-	char err[512], id[GW_ID_LEN + 1];
+	char err[512], id[GW_ID_LEN + 1], key[SBX_NAME_MAX];
 	cJSON *rec;
 	int rc;
 
+	if (!gw_req_key(d, r, name, key, rp))
+		return;
+	name = key;
+	if (gw_req_arg(r, "timeout")) {
+		/* OpenWhisk's wait for a blocking call: past it, 202 with the activation's id */
+		long t = arg_num(r, "timeout");
+
+		if (t < 1 || t > 3600000)
+			return gw_reply_error(rp, 400,
+					      "timeout: expected milliseconds 1..3600000, got "
+					      "'%.20s'",
+					      gw_req_arg(r, "timeout"));
+		call.wait_ms = (uint32_t)t;
+	}
 	if (!gw_req_arg_true(r, "blocking", false)) {
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
 		if (rc)
@@ -259,11 +295,11 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 		return gw_svc_outcome_release(&out);
 	}
 	gw_svc_outcome_release(&out);
-	rec = gw_act_json(&d->acts, out.id, NULL);
+	rec = gw_act_json(&d->acts, NULL, out.id, NULL);
 	if (!rec)
 		return gw_reply_error(
 			rp, 500, "activation %s was evicted before it could be returned", out.id);
-	fix_ns(rec, caller_ns(r));
+	fix_ns(rec, gw_req_ns(d, r));
 	if (want_result) {
 		cJSON *result = cJSON_DetachItemViaPointer(
 			rec, cJSON_GetObjectItemCaseSensitive(rec, "response"));
@@ -302,9 +338,11 @@ static void route_action(struct gw_daemon *d, const struct gw_request *r, struct
 
 static void list_activations(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
-	struct gw_act_filter f = {.function = gw_req_arg(r, "name"), .limit = 30};
+	struct gw_act_filter f = {
+		.ns = gw_req_ns(d, r), .function = gw_req_arg(r, "name"), .limit = 30};
 	long skip = arg_num(r, "skip"), limit = arg_num(r, "limit");
 	long since = arg_num(r, "since"), upto = arg_num(r, "upto");
+	char key[SBX_NAME_MAX];
 	cJSON *arr, *it;
 
 	if (f.function) {
@@ -318,6 +356,9 @@ static void list_activations(struct gw_daemon *d, const struct gw_request *r, st
 					      "name '%.80s': must be 1..%d characters of "
 					      "[A-Za-z0-9_-]",
 					      f.function, SBX_NAME_MAX - 1);
+		if (!gw_req_key(d, r, f.function, key, rp))
+			return;
+		f.function = key;
 	}
 	if (skip == -2 || limit == -2 || since == -2 || upto == -2 || limit > 1000)
 		return gw_reply_error(rp, 400,
@@ -329,9 +370,12 @@ static void list_activations(struct gw_daemon *d, const struct gw_request *r, st
 	f.since_ms = since > 0 ? (uint64_t)since : 0;
 	f.upto_ms = upto > 0 ? (uint64_t)upto : 0;
 	f.docs = gw_req_arg_true(r, "docs", false);
+	f.count = gw_req_arg_true(r, "count", false);
 	arr = gw_act_list_json(&d->acts, &f);
+	if (f.count)
+		return gw_reply_json(rp, 200, arr);
 	cJSON_ArrayForEach (it, arr) {
-		fix_ns(it, caller_ns(r));
+		fix_ns(it, gw_req_ns(d, r));
 	}
 	gw_reply_json(rp, 200, arr);
 }
@@ -339,14 +383,14 @@ static void list_activations(struct gw_daemon *d, const struct gw_request *r, st
 static void reply_activation(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
 			     const struct gw_ow_route *rt)
 {
-	cJSON *rec = gw_act_json(&d->acts, rt->id, NULL);
+	cJSON *rec = gw_act_json(&d->acts, gw_req_ns(d, r), rt->id, NULL);
 
 	if (!rec)
 		return gw_reply_error(rp, 404,
-				      "activation '%.40s' is not known (ids are 32 hex digits; "
-				      "old ones are evicted)",
-				      rt->id);
-	fix_ns(rec, caller_ns(r));
+				      "activation '%.40s' is not known in namespace '%s' (ids are "
+				      "32 hex digits; old ones are evicted)",
+				      rt->id, gw_req_ns(d, r));
+	fix_ns(rec, gw_req_ns(d, r));
 	if (rt->route == GW_OW_ACTIVATION_LOGS) {
 		cJSON *j = cJSON_CreateObject();
 
@@ -398,19 +442,19 @@ void gw_api_openwhisk(struct gw_daemon *d, const struct gw_request *r, struct gw
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");
 		arr = cJSON_CreateArray();
-		cJSON_AddItemToArray(arr, cJSON_CreateString(caller_ns(r)));
+		cJSON_AddItemToArray(arr, cJSON_CreateString(gw_req_ns(d, r)));
 		return gw_reply_json(rp, 200, arr);
 	}
-	if (strcmp(rt.ns, "_") && strcmp(rt.ns, caller_ns(r)))
+	if (strcmp(rt.ns, "_") && strcmp(rt.ns, gw_req_ns(d, r)))
 		return gw_reply_error(
 			rp, 404,
 			"namespace '%.64s' does not exist (your namespace is '%s'; '_' "
 			"names it)",
-			rt.ns, caller_ns(r));
+			rt.ns, gw_req_ns(d, r));
 	switch (rt.route) {
 	case GW_OW_NAMESPACE: {
 		/* GET /namespaces/{ns}: OpenWhisk lists the namespace's entities */
-		struct list_arg la = {d, NULL, caller_ns(r), 0, 200};
+		struct list_arg la = {d, NULL, gw_req_ns(d, r), 0, 200, -1};
 		cJSON *j;
 
 		if (!gw_req_is(r, "GET"))

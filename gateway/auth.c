@@ -78,10 +78,11 @@ int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err
 		if (words == 2) {
 			size_t wn = strlen(word[1]);
 
-			if (wn >= sizeof(c->ns) || strspn(word[1], GW_NAME_CHARS "@.") != wn ||
-			    !strcmp(word[1], "_")) {
-				snprintf(err, errlen, "line %d: namespace '%s' is not a valid name",
-					 line, word[1]);
+			if (wn >= sizeof(c->ns) || !gw_ns_valid(word[1])) {
+				snprintf(err, errlen,
+					 "line %d: namespace '%s' is not a valid name (1..%d of "
+					 "[A-Za-z0-9_.-], not '_')",
+					 line, word[1], GW_NS_MAX - 1);
 				return -EINVAL;
 			}
 			snprintf(c->ns, sizeof(c->ns), "%s", word[1]);

@@ -102,6 +102,7 @@ int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)
 	}
 	hc.cgroup_root = cfg->cgroup_root;
 	hc.n_cores = max_core + 1;
+	hc.runtime_path = cfg->runtime_path[0] ? cfg->runtime_path : NULL;
 	hc.uid_base = cfg->sandbox.uid_base;
 	hc.uid_count = cfg->sandbox.uid_count;
 	s->host = sbx_host_new(&hc);

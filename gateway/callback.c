@@ -6,18 +6,16 @@
 
 #include "gw_internal.h"
 
-int gw_callback_post(const char *url, const char *activation_id, int status, const void *data,
-		     size_t len)
+int gw_callback_post(const char *url, const char *activation_id, const char *function, int status,
+		     const void *data, size_t len)
 {
-	char host[128], path[256];
+	char host[128], path[256], headers[256];
 	struct gw_http_response resp;
 	unsigned port = 80;
 	const char *p, *slash;
 	size_t hn;
 	int rc;
 
-	(void)activation_id;
-	(void)status;
 	if (strncmp(url, "http://", 7))
 		return -EINVAL;
 	p = url + 7;
@@ -44,7 +42,11 @@ int gw_callback_post(const char *url, const char *activation_id, int status, con
 	snprintf(path, sizeof(path), "%s", slash ? slash : "/");
 	if (!port || port > 65535)
 		return -EINVAL;
-	rc = gw_http_request(host, (uint16_t)port, "POST", path, NULL, data, len, 10000, &resp);
+	snprintf(headers, sizeof(headers),
+		 "X-Call-Id: %s\r\nX-Function-Status: %d\r\nX-Function-Name: %s\r\n", activation_id,
+		 status, function);
+	rc = gw_http_request_headers(host, (uint16_t)port, "POST", path, NULL, headers, data, len,
+				     10000, &resp);
 	if (rc)
 		return rc;
 	rc = resp.status;

@@ -91,6 +91,14 @@ int gw_http_request(const char *host, uint16_t port, const char *method, const c
 		    const char *token, const void *body, size_t len, int timeout_ms,
 		    struct gw_http_response *resp)
 {
+	return gw_http_request_headers(host, port, method, path, token, NULL, body, len, timeout_ms,
+				       resp);
+}
+
+int gw_http_request_headers(const char *host, uint16_t port, const char *method, const char *path,
+			    const char *token, const char *headers, const void *body, size_t len,
+			    int timeout_ms, struct gw_http_response *resp)
+{
 	struct timespec deadline;
 	char head[2048];
 	char *buf = NULL, *hdr_end, *p;
@@ -104,9 +112,9 @@ int gw_http_request(const char *host, uint16_t port, const char *method, const c
 		return fd;
 	n = snprintf(head, sizeof(head),
 		     "%s %s HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n"
-		     "Content-Type: application/json\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+		     "Content-Type: application/json\r\nContent-Length: %zu\r\n%s%s%s%s\r\n",
 		     method, path, host, port, len, token ? "Authorization: Bearer " : "",
-		     token ? token : "", token ? "\r\n" : "");
+		     token ? token : "", token ? "\r\n" : "", headers ? headers : "");
 	if (n < 0 || (size_t)n >= sizeof(head)) {
 		rc = -ENAMETOOLONG;
 		goto out;

@@ -343,6 +343,8 @@ static const struct cfg_key sandbox_keys[] = {
 static const struct cfg_key gw_keys[] = {
 	{.name = "listen", .parse = parse_listen, .offset = 0},
 	CFG_KEY_STR("token_file", struct gw_config, token_file, false),
+	CFG_KEY_STR("default_namespace", struct gw_config, default_namespace, false),
+	CFG_KEY_STR("runtime_path", struct gw_config, runtime_path, false),
 	CFG_KEY_STR("store_dir", struct gw_config, store_dir, false),
 	{.name = "code_roots", .parse = parse_roots, .offset = 0},
 	{.name = "limits",
@@ -438,6 +440,13 @@ static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
 				 "'%s' is under /tmp, which sandboxes see as their own private "
 				 "/tmp: they could not read the code",
 				 cfg->store_dir);
+	if (cfg->default_namespace[0] && !gw_ns_valid(cfg->default_namespace))
+		return cfg_error(ctx, "default_namespace",
+				 "'%s' is not a namespace name (1..%d of [A-Za-z0-9_.-], not '_')",
+				 cfg->default_namespace, GW_NS_MAX - 1);
+	if (cfg->runtime_path[0] && cfg->runtime_path[0] != '/')
+		return cfg_error(ctx, "runtime_path", "'%s' must be an absolute path",
+				 cfg->runtime_path);
 	if (strspn(cfg->cgroup_root, GW_NAME_CHARS "/") != strlen(cfg->cgroup_root) ||
 	    strstr(cfg->cgroup_root, ".."))
 		return cfg_error(ctx, "cgroup_root", "'%s' is not a plain relative path",

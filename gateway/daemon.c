@@ -63,7 +63,10 @@ static int make_token(const char *path)
 	if (fd < 0) {
 		int e = errno;
 
-		NEMO_ERR(GW_MOD, "token file %s: cannot create: %s", path, strerror(e));
+		NEMO_ERR(GW_MOD,
+			 "token file %s: cannot create: %s (run make install, or write 64 hex "
+			 "characters to it yourself, mode 0600)",
+			 path, strerror(e));
 		return -e;
 	}
 	f = fdopen(fd, "w");
@@ -94,12 +97,16 @@ static int read_creds(struct gw_daemon *d)
 	}
 	rc = gw_creds_parse(text, len, &d->creds, err, sizeof(err));
 	free(text);
-	if (rc)
+	if (rc) {
 		NEMO_ERR(GW_MOD, "credentials file %s: %s", d->cfg.token_file, err);
-	else
-		NEMO_INFO(GW_MOD, "credentials file=%s credentials=%d", d->cfg.token_file,
-			  d->creds.n);
-	return rc;
+		return rc;
+	}
+	/* open doors, MQTT and the store from before namespaces: the operator's namespace */
+	snprintf(d->default_ns, sizeof(d->default_ns), "%s",
+		 d->cfg.default_namespace[0] ? d->cfg.default_namespace : d->creds.c[0].ns);
+	NEMO_INFO(GW_MOD, "credentials file=%s credentials=%d default_namespace=%s",
+		  d->cfg.token_file, d->creds.n, d->default_ns);
+	return 0;
 }
 
 /*
@@ -232,6 +239,7 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 	if (rc)
 		goto fail_lock;
 	d->acts.journal_sync = cfg->journal_sync;
+	snprintf(d->acts.default_ns, sizeof(d->acts.default_ns), "%s", d->default_ns);
 	d->q_cap = cfg->limits.async_queue;
 	d->queue = calloc(d->q_cap, sizeof(*d->queue));
 	d->workers = calloc(cfg->async_workers, sizeof(*d->workers));
@@ -526,8 +534,8 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 	struct sbx_pool_stats st;
 	cJSON *j = cJSON_CreateObject(), *pool, *m;
 
-	cJSON_AddStringToObject(j, "name", s->name);
-	cJSON_AddStringToObject(j, "namespace", "_");
+	cJSON_AddStringToObject(j, "name", fn->name);
+	cJSON_AddStringToObject(j, "namespace", fn->ns);
 	cJSON_AddNumberToObject(j, "version", (double)fn->version);
 	cJSON_AddStringToObject(j, "runtime", sbx_runtime_name(s->runtime));
 	cJSON_AddStringToObject(j, "handler", s->handler);

@@ -139,11 +139,13 @@ static int parse_json_object(struct cfg_ctx *ctx, const char *body, size_t len, 
 	return 0;
 }
 
-static int check_name(struct cfg_ctx *ctx, const char *name, cJSON *root, struct gw_deploy_req *out)
+/* `stored`: a document from the store, named by its key ("ns.name" outside the default) */
+static int check_name(struct cfg_ctx *ctx, const char *name, bool stored, cJSON *root,
+		      struct gw_deploy_req *out)
 {
 	const cJSON *jname = cJSON_GetObjectItemCaseSensitive(root, "name");
 
-	if (!gw_name_valid(name))
+	if (!(stored ? gw_key_valid(name) : gw_name_valid(name)))
 		return cfg_error(ctx, NULL,
 				 "name '%.64s': must be 1..%d characters of [A-Za-z0-9_-]", name,
 				 SBX_NAME_MAX - 1);
@@ -173,7 +175,7 @@ int gw_deploy_parse_native(const char *name, const char *body, size_t len, bool 
 	err[0] = '\0';
 	rc = parse_json_object(&ctx, body, len, &root);
 	if (!rc)
-		rc = check_name(&ctx, name, root, out);
+		rc = check_name(&ctx, name, stored, root, out);
 	if (rc) {
 		cJSON_Delete(root);
 		return finish(&ctx, rc, out, err, errlen);
@@ -232,20 +234,25 @@ static const struct cfg_key ow_exec_keys[] = {
 	CFG_KEY_END,
 };
 
+/* One OpenWhisk limit: its value, and whether the body gave it (a partial update keeps the
+ * deployed value of a limit it does not name). */
+struct ow_limit {
+	uint32_t value; /* first: cfg_parse_u32() writes here */
+	bool given;
+};
+
 struct ow_limits {
-	uint32_t timeout, memory, concurrency, logs;
-	bool has_timeout, has_memory, has_concurrency, has_logs;
+	struct ow_limit timeout, memory, concurrency, logs;
 };
 
 static int parse_limit(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
 		       const struct cfg_key *key)
 {
+	struct ow_limit *lim = (struct ow_limit *)((char *)dst + key->offset);
 	int rc = cfg_parse_u32(ctx, path, item, dst, key);
 
-	/* the has_ flag sits 16 bytes after its value: four uint32_t, then the bools */
 	if (!rc)
-		*((bool *)((char *)dst + offsetof(struct ow_limits, has_timeout)) +
-		  key->offset / sizeof(uint32_t)) = true;
+		lim->given = true;
 	return rc;
 }
 
@@ -413,7 +420,7 @@ int gw_deploy_parse_openwhisk(const char *name, const char *body, size_t len,
 	err[0] = '\0';
 	rc = parse_json_object(&ctx, body, len, &root);
 	if (!rc)
-		rc = check_name(&ctx, name, root, out);
+		rc = check_name(&ctx, name, false, root, out);
 	if (!rc)
 		rc = cfg_parse_object(&ctx, "", root, ow_body_keys, &b);
 	doc = cJSON_CreateObject();
@@ -426,14 +433,15 @@ int gw_deploy_parse_openwhisk(const char *name, const char *body, size_t len,
 	if (!rc && b.limits)
 		rc = cfg_parse_object(&ctx, "limits", b.limits, ow_limit_keys, &lim);
 	if (!rc) {
-		if (lim.has_timeout)
-			cJSON_AddNumberToObject(doc, "timeout_ms", lim.timeout);
-		if (lim.has_memory)
-			cJSON_AddNumberToObject(doc, "memory_mb", lim.memory);
-		if (lim.has_concurrency)
-			cJSON_AddNumberToObject(doc, "concurrency", lim.concurrency);
-		if (lim.has_logs)
-			cJSON_AddNumberToObject(doc, "logs_bytes", (double)lim.logs * 1048576.0);
+		if (lim.timeout.given)
+			cJSON_AddNumberToObject(doc, "timeout_ms", lim.timeout.value);
+		if (lim.memory.given)
+			cJSON_AddNumberToObject(doc, "memory_mb", lim.memory.value);
+		if (lim.concurrency.given)
+			cJSON_AddNumberToObject(doc, "concurrency", lim.concurrency.value);
+		if (lim.logs.given)
+			cJSON_AddNumberToObject(doc, "logs_bytes",
+						(double)lim.logs.value * 1048576.0);
 	}
 	if (!rc && b.parameters) {
 		cJSON *params = NULL;

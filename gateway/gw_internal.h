@@ -25,6 +25,7 @@
 #define GW_TOPIC_MAX   128
 #define GW_ID_LEN      32 /* activation ids: 32 hex digits, as OpenWhisk */
 #define GW_MAX_PREWARM 64
+#define GW_NS_MAX      64 /* a namespace's name, with its NUL */
 
 /* ---- metrics ------------------------------------------------------------------------------------- */
 
@@ -84,7 +85,9 @@ struct gw_function {
 	struct gw_function *next;
 	atomic_int refs;
 	bool deleted;
-	struct sbx_spec spec;
+	struct sbx_spec spec; /* spec.name is the key (gw_fn_key) */
+	char ns[GW_NS_MAX];   /* the namespace and name people see */
+	char name[SBX_NAME_MAX];
 	struct gw_mqtt_trigger mqtt;
 	int prewarm;	    /* instances made ahead of demand at deploy and at start */
 	char *doc;	    /* the stored JSON document (spec + code path + triggers), for GET */
@@ -130,6 +133,7 @@ struct gw_activation {
 	char kind[32];
 	uint32_t limit_timeout_ms, limit_memory_mb, limit_logs;
 	bool queued;	     /* async: journaled, survives a nemod crash */
+	bool notify;	     /* interrupted by a crash: its callback or reply says so, once */
 	bool journaled;	     /* blocking: its terminal record is in the journal */
 	char *restored_json; /* a terminal record replayed from the journal */
 	/* async work */
@@ -153,7 +157,8 @@ struct gw_act_table {
 	struct gw_activation *slots;
 	uint32_t capacity;
 	uint64_t next_seq;
-	char boot_id[17]; /* random per start: ids never repeat across restarts */
+	char boot_id[17];	    /* random per start: ids never repeat across restarts */
+	char default_ns[GW_NS_MAX]; /* whose functions' keys are their bare names */
 	/* the journal of queued activations: <store>/.activations.journal */
 	int journal_fd;
 	char journal_path[GW_PATH_MAX + 32];
@@ -218,7 +223,10 @@ int gw_act_set_work(struct gw_act_table *t, uint64_t seq, const void *payload, s
 /* Where the result of an async activation goes besides its record. */
 void gw_act_set_route(struct gw_act_table *t, uint64_t seq, int qos, bool mqtt5, const void *corr,
 		      size_t corr_len, const char *callback_url);
-/* ACCEPTED -> RUNNING. Returns 0, or -EALREADY if it was not ACCEPTED (run exactly once). */
+/*
+ * ACCEPTED -> RUNNING. Returns 0, -EALREADY if it was not ACCEPTED (run exactly once), or
+ * -EIO when a queued activation's start cannot be journaled (it stays ACCEPTED: run later).
+ */
 int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core);
 /*
  * Record the terminal outcome; the result bytes are copied. Returns 0, or -EALREADY when
@@ -231,23 +239,25 @@ void gw_act_set_logs(struct gw_act_table *t, uint64_t seq, const char *logs, siz
 /* Describe what ran: version, kind and limits, for the record's annotations. */
 void gw_act_set_function(struct gw_act_table *t, uint64_t seq, uint64_t version, const char *kind,
 			 uint32_t timeout_ms, uint32_t memory_mb, uint32_t logs_bytes);
-/* A JSON record of activation `id` (NULL when unknown). `result_only`: just the result. */
-cJSON *gw_act_json(struct gw_act_table *t, const char *id, bool *found_terminal);
+/* A JSON record of activation `id` of namespace `ns` (NULL when unknown there). */
+cJSON *gw_act_json(struct gw_act_table *t, const char *ns, const char *id, bool *found_terminal);
 /* Which activations a list shows: OpenWhisk's name, skip, limit, since, upto, docs. */
 struct gw_act_filter {
-	const char *function; /* NULL: all */
+	const char *ns;	      /* only this namespace's (NULL: all) */
+	const char *function; /* a function key (NULL: all) */
+	bool count;	      /* OpenWhisk's count=true: the number, not the records */
 	int skip, limit;
 	uint64_t since_ms, upto_ms; /* 0: unbounded */
 	bool docs;		    /* whole records; else without result and logs */
 };
-/* The matching activations, newest first. */
+/* The matching activations, newest first (f->count: how many match, before skip/limit). */
 cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f);
 /* Wait until `seq` is terminal or `timeout_ms` passes. Returns true when terminal. */
 bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms);
 const char *gw_act_status_name(enum gw_act_status s);
 bool gw_act_terminal(enum gw_act_status s);
 /* The API's JSON record of one activation. t->lock held. */
-cJSON *gw_act_record_json(const struct gw_activation *a);
+cJSON *gw_act_record_json(const char *default_ns, const struct gw_activation *a);
 enum gw_act_status gw_act_status_of(enum sbx_status s);
 
 /* ---- the store -------------------------------------------------------------------------------------- */
@@ -375,6 +385,7 @@ struct gw_daemon {
 	struct gw_backend backend;
 	struct gw_dispatch dispatch;
 	struct gw_creds creds;
+	char default_ns[GW_NS_MAX]; /* cfg.default_namespace, or the first credential's */
 	uint64_t started_ms;
 	int lock_fd;	    /* <store>/.nemod.lock, held while nemod runs */
 	int cgroup_lock_fd; /* /run/nemo/cgroup-<cgroup_root>.lock, likewise */
@@ -411,7 +422,24 @@ struct gw_daemon {
 	bool draining;
 };
 
-/* Functions: lookup takes a reference; put drops it. */
+/*
+ * Namespaces. A function's key (its sandbox spec name, store folder, journal and dispatcher
+ * key) is its bare name in the default namespace, as before namespaces, and "ns.name" in
+ * any other: names hold no '.', so the last '.' splits a key, and two namespaces' functions
+ * of one name never meet. Returns 0, or -ENAMETOOLONG when ns.name is over 63 characters.
+ */
+int gw_fn_key(const char *default_ns, const char *ns, const char *name, char key[SBX_NAME_MAX]);
+/* The namespace and name a key stands for. */
+void gw_key_split(const char *default_ns, const char *key, char ns[GW_NS_MAX],
+		  char name[SBX_NAME_MAX]);
+/* A key as gw_fn_key() makes them (store folders, journal lines). */
+bool gw_key_valid(const char *key);
+/* Whether key belongs to namespace ns. */
+bool gw_key_in_ns(const char *default_ns, const char *key, const char *ns);
+/* A namespace name: [A-Za-z0-9_.-], 1..63 characters, not "_". */
+bool gw_ns_valid(const char *ns);
+
+/* Functions: lookup (by key) takes a reference; put drops it. */
 struct gw_function *gw_fn_get(struct gw_daemon *d, const char *name);
 void gw_fn_put(struct gw_function *fn);
 bool gw_name_valid(const char *name);
@@ -444,7 +472,8 @@ struct gw_call {
 	const void *correlation;  /* MQTT 5 correlation data (or a v3 correlation_id) */
 	size_t correlation_len;
 	int qos;
-	bool mqtt5; /* the request came with MQTT 5 routing: reply raw, with properties */
+	bool mqtt5;	  /* the request came with MQTT 5 routing: reply raw, with properties */
+	uint32_t wait_ms; /* blocking: answer pending after this long (0: blocking_timeout_ms) */
 	/*
 	 * What a dict-style function also gets (__ow_method...): built only for such functions,
 	 * by the front door that knows the protocol. NULL: nothing.
@@ -461,6 +490,7 @@ struct gw_outcome {
 	uint8_t *result; /* the function's bytes (malloc'd) */
 	size_t result_len;
 	bool pending; /* still running after blocking_timeout_ms: ask by id later */
+	bool web;     /* a main(dict) function: its result may shape the HTTP reply */
 };
 void gw_svc_outcome_release(struct gw_outcome *o);
 
@@ -480,8 +510,9 @@ int gw_enqueue(struct gw_daemon *d, uint64_t seq);
 /* An async worker thread: runs queued activations until q_stop. */
 void *gw_svc_worker(void *arg);
 
-/* Prometheus text of every metric. Returns malloc'd text. */
-char *gw_metrics_render(struct gw_daemon *d, size_t *len);
+/* Prometheus text of every metric; per-function families of namespace ns only (NULL: all).
+ * Returns malloc'd text. */
+char *gw_metrics_render(struct gw_daemon *d, const char *ns, size_t *len);
 void gw_metrics_record(struct gw_function *fn, enum gw_act_status st, const struct sbx_result *res,
 		       uint64_t total_ns);
 
@@ -490,7 +521,8 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc);
 
 /* ---- front doors: a request in, a reply out; no connection needed ------------------------------------ */
 
-#define GW_REQ_MAX_KV 32
+#define GW_REQ_MAX_KV	     32
+#define GW_REPLY_MAX_HEADERS 12 /* nemo's few, and a web function's own */
 
 struct gw_kv {
 	const char *key, *value;
@@ -515,11 +547,12 @@ struct gw_reply {
 	size_t len;
 	bool body_static;
 	const char *ctype;
+	char ctype_buf[128]; /* a Content-Type the function chose (ctype points here) */
 	int n_headers;
 	struct {
-		char key[32];
-		char value[160];
-	} headers[4];
+		char key[64];
+		char value[256];
+	} headers[GW_REPLY_MAX_HEADERS];
 };
 
 const char *gw_req_arg(const struct gw_request *r, const char *key);
@@ -534,6 +567,11 @@ void gw_reply_json(struct gw_reply *rp, int status, cJSON *j);
 void gw_reply_error(struct gw_reply *rp, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gw_reply_not_allowed(struct gw_reply *rp, const struct gw_request *r, const char *allow);
+/* The caller's namespace: its credential's, or the default one for open doors. */
+const char *gw_req_ns(const struct gw_daemon *d, const struct gw_request *r);
+/* The key of `name` in the caller's namespace; false (rp answered 400) when too long. */
+bool gw_req_key(const struct gw_daemon *d, const struct gw_request *r, const char *name,
+		char key[SBX_NAME_MAX], struct gw_reply *rp);
 /* The status an -errno from the service maps to. */
 int gw_status_of_errno(int rc);
 void gw_reply_release(struct gw_reply *rp);
@@ -609,9 +647,13 @@ void gw_mqtt_stop(struct gw_mqtt *m);
 void gw_mqtt_resubscribe(struct gw_mqtt *m);
 bool gw_mqtt_connected(struct gw_mqtt *m);
 
-/* POST `data` to an http:// URL (OpenFaaS X-Callback-Url). Returns the status or -errno. */
-int gw_callback_post(const char *url, const char *activation_id, int status, const void *data,
-		     size_t len);
+/*
+ * POST `data` to an http:// URL (OpenFaaS X-Callback-Url) with OpenFaaS's headers:
+ * X-Call-Id (the activation id), X-Function-Status and X-Function-Name. Returns the
+ * status or -errno.
+ */
+int gw_callback_post(const char *url, const char *activation_id, const char *function, int status,
+		     const void *data, size_t len);
 
 uint64_t gw_epoch_ms(void);
 

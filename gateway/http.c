@@ -84,40 +84,49 @@ static enum MHD_Result send_reply(struct gw_daemon *d, struct MHD_Connection *c,
 	return ret;
 }
 
-static enum MHD_Result send_error(struct gw_daemon *d, struct MHD_Connection *c, int status,
-				  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static enum MHD_Result send_error(struct gw_daemon *d, struct MHD_Connection *c, int status,
-				  const char *fmt, ...)
+/* An error reply; `close`: the connection is closed after it (where a request ends is in
+ * doubt). */
+static enum MHD_Result send_verror(struct gw_daemon *d, struct MHD_Connection *c, int status,
+				   bool close, const char *fmt, va_list ap)
 {
 	struct gw_reply rp = {0};
 	char msg[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	gw_reply_error(&rp, status, "%s", msg);
+	if (close)
+		gw_reply_header(&rp, MHD_HTTP_HEADER_CONNECTION, "close");
 	return send_reply(d, c, &rp);
 }
 
-/* An error after which the connection is closed: where a request ends is in doubt. */
+static enum MHD_Result send_error(struct gw_daemon *d, struct MHD_Connection *c, int status,
+				  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result send_error(struct gw_daemon *d, struct MHD_Connection *c, int status,
+				  const char *fmt, ...)
+{
+	enum MHD_Result ret;
+	va_list ap;
+
+	va_start(ap, fmt);
+	ret = send_verror(d, c, status, false, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
 static enum MHD_Result send_close(struct gw_daemon *d, struct MHD_Connection *c, int status,
 				  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static enum MHD_Result send_close(struct gw_daemon *d, struct MHD_Connection *c, int status,
 				  const char *fmt, ...)
 {
-	struct gw_reply rp = {0};
-	char msg[1024];
+	enum MHD_Result ret;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ret = send_verror(d, c, status, true, fmt, ap);
 	va_end(ap);
-	gw_reply_error(&rp, status, "%s", msg);
-	gw_reply_header(&rp, MHD_HTTP_HEADER_CONNECTION, "close");
-	return send_reply(d, c, &rp);
+	return ret;
 }
 
 /* Which routes need credentials: all but /healthz, and OpenFaaS's function routes by config. */
@@ -284,14 +293,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			}
 			return send_reply(d, c, &rp);
 		}
-		if (needs_auth(d, url)) {
-			rq->cred = gw_creds_check(
-				&d->creds,
-				MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							    MHD_HTTP_HEADER_AUTHORIZATION),
-				&rq->auth_why);
-			if (!rq->cred)
-				return send_error(d, c, MHD_HTTP_UNAUTHORIZED, "%s", rq->auth_why);
+		{
+			const char *authz = MHD_lookup_connection_value(
+				c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+
+			/* an open door with credentials serves their namespace: they count */
+			if (needs_auth(d, url) || authz) {
+				rq->cred = gw_creds_check(&d->creds, authz, &rq->auth_why);
+				if (!rq->cred)
+					return send_error(d, c, MHD_HTTP_UNAUTHORIZED, "%s",
+							  rq->auth_why);
+			}
 		}
 		if (d->draining)
 			return send_error(d, c, MHD_HTTP_SERVICE_UNAVAILABLE,

@@ -204,7 +204,7 @@ bool gw_journal_error(struct gw_act_table *t, char *buf, size_t len)
 int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
 {
 	char small[GW_ID_LEN + SBX_NAME_MAX + GW_TOPIC_MAX + 32];
-	char *line = NULL, *b64 = NULL, *json = NULL;
+	char *line = NULL, *b64 = NULL, *json = NULL, *corr;
 	cJSON *j;
 	int n, rc = -ENOMEM;
 
@@ -216,9 +216,15 @@ int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
 				       a->payload_len);
 		if (!b64)
 			return -ENOMEM;
-		n = asprintf(&line, "A\t%s\t%s\t%d\t%s\t%s\n", a->id, a->function, a->trigger,
-			     a->reply_topic[0] ? a->reply_topic : "-", b64);
+		/* how the result is delivered travels with the call: a replay delivers it too */
+		corr = a->correlation_len ? gw_base64_encode(a->correlation, a->correlation_len)
+					  : NULL;
+		n = asprintf(&line, "A\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", a->id, a->function,
+			     a->trigger, a->reply_topic[0] ? a->reply_topic : "-", b64, a->qos,
+			     a->mqtt5, corr ? corr : "-",
+			     a->callback_url[0] ? a->callback_url : "-");
 		free(b64);
+		free(corr);
 		if (n > 0)
 			rc = jwrite(t, line, (size_t)n);
 		free(line);
@@ -227,7 +233,7 @@ int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
 		n = snprintf(small, sizeof(small), "R\t%s\n", a->id);
 		return jwrite(t, small, (size_t)n);
 	case 'T':
-		j = gw_act_record_json(a);
+		j = gw_act_record_json(t->default_ns, a);
 		json = j ? cJSON_PrintUnformatted(j) : NULL;
 		cJSON_Delete(j);
 		if (!json)
@@ -269,12 +275,12 @@ static uint32_t hash_id(const char *id)
 /* Restore one entry into the table; returns the seq to queue again, or 0. */
 static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 {
-	char *fn, *trig, *reply, *b64, *save = NULL;
+	char *fn, *trig, *reply, *b64, *qos, *mqtt5, *corr, *callback, *save;
 	struct gw_activation *a;
 
 	if (!e->a_line) {
 		/* a blocking call's record: terminal, nothing to run */
-		if (!e->t_json || !e->t_fn || !gw_name_valid(e->t_fn))
+		if (!e->t_json || !e->t_fn || !gw_key_valid(e->t_fn))
 			return 0;
 		a = gw_act_slot_new(t, e->id);
 		if (!a)
@@ -287,11 +293,18 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 		a->restored_json = strdup(e->t_json);
 		return 0;
 	}
-	fn = strtok_r(e->a_line, "\t", &save);
-	trig = strtok_r(NULL, "\t", &save);
-	reply = strtok_r(NULL, "\t", &save);
-	b64 = strtok_r(NULL, "\t\n", &save);
-	if (!fn || !trig || !reply || !gw_name_valid(fn))
+	/* fields may be empty (a payload of no bytes): strsep keeps them apart */
+	save = e->a_line;
+	fn = strsep(&save, "\t");
+	trig = strsep(&save, "\t");
+	reply = strsep(&save, "\t");
+	b64 = strsep(&save, "\t");
+	/* since the route was journaled: qos, mqtt5, correlation, callback (older lines end) */
+	qos = strsep(&save, "\t");
+	mqtt5 = strsep(&save, "\t");
+	corr = strsep(&save, "\t");
+	callback = strsep(&save, "\t");
+	if (!fn || !trig || !reply || !gw_key_valid(fn))
 		return 0;
 	a = gw_act_slot_new(t, e->id);
 	if (!a)
@@ -301,6 +314,18 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 	a->queued = true;
 	if (strcmp(reply, "-"))
 		snprintf(a->reply_topic, sizeof(a->reply_topic), "%s", reply);
+	if (qos && mqtt5 && corr && callback) {
+		a->qos = atoi(qos) == 1;
+		a->mqtt5 = atoi(mqtt5) != 0;
+		if (strcmp(corr, "-")) {
+			long n = gw_base64_decode(corr, strlen(corr), a->correlation,
+						  sizeof(a->correlation));
+
+			a->correlation_len = n > 0 ? (size_t)n : 0;
+		}
+		if (strcmp(callback, "-"))
+			snprintf(a->callback_url, sizeof(a->callback_url), "%s", callback);
+	}
 	if (e->t_json) {
 		a->status = e->t_status > GW_ACT_RUNNING && e->t_status < GW_ACT_N_STATUS
 				    ? (enum gw_act_status)e->t_status
@@ -314,7 +339,9 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 		a->end_ms = gw_epoch_ms();
 		snprintf(a->message, sizeof(a->message),
 			 "nemod stopped while this activation ran; it was not run again");
-		return 0;
+		/* the compaction below writes its terminal line first: told at most once */
+		a->notify = a->callback_url[0] || a->reply_topic[0];
+		return a->notify ? a->seq : 0;
 	}
 	{
 		size_t len = b64 ? strlen(b64) : 0;
@@ -402,13 +429,15 @@ int gw_journal_replay(struct gw_act_table *t, const char *dir, uint64_t **requeu
 	/* the newest `capacity` entries fit the table; older ones are history */
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = n_entries > t->capacity ? n_entries - t->capacity : 0; i < n_entries; i++) {
+		bool was_running = entries[i].a_line && entries[i].started && !entries[i].t_json;
 		uint64_t seq = restore(t, &entries[i]);
 
+		/* to run again, or (interrupted) to tell its callback or reply topic why not */
 		if (seq)
 			(*requeue)[(*n_out)++] = seq;
-		else if (entries[i].a_line && entries[i].started && !entries[i].t_json)
+		if (was_running)
 			interrupted++;
-		else if (entries[i].a_line || entries[i].t_fn)
+		else if (!seq && (entries[i].a_line || entries[i].t_fn))
 			restored++;
 	}
 	/* compact: start the new run with only what the table holds */

@@ -105,6 +105,7 @@ static void hist(struct text *t, const char *name, const char *labels, const str
 struct fn_list {
 	struct gw_function **v;
 	int n, cap;
+	const char *ns; /* only this namespace's functions (NULL: all) */
 };
 
 /* Under the registry's read lock: keep a reference to each function. */
@@ -112,6 +113,8 @@ static void collect(void *arg, struct gw_function *fn)
 {
 	struct fn_list *fl = arg;
 
+	if (fl->ns && strcmp(fn->ns, fl->ns))
+		return;
 	if (fl->n == fl->cap) {
 		int cap = fl->cap ? fl->cap * 2 : 16;
 		struct gw_function **nv = realloc(fl->v, (size_t)cap * sizeof(*nv));
@@ -125,9 +128,9 @@ static void collect(void *arg, struct gw_function *fn)
 	fl->v[fl->n++] = fn;
 }
 
-char *gw_metrics_render(struct gw_daemon *d, size_t *len)
+char *gw_metrics_render(struct gw_daemon *d, const char *ns, size_t *len)
 {
-	struct fn_list fl = {0};
+	struct fn_list fl = {.ns = ns};
 	struct text t = {0};
 	struct gw_function *fn;
 	struct sbx_pool_stats st;
@@ -204,25 +207,29 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 		"# TYPE nemo_invocations_total counter\n");
 	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++)
 		for (int s = GW_ACT_SUCCESS; s < GW_ACT_N_STATUS; s++)
-			put(&t, "nemo_invocations_total{function=\"%s\",status=\"%s\"} %llu\n",
-			    fn->spec.name, gw_act_status_name(s),
+			put(&t,
+			    "nemo_invocations_total{namespace=\"%s\",function=\"%s\",status=\"%s\"} "
+			    "%llu\n",
+			    fn->ns, fn->name, gw_act_status_name(s),
 			    (unsigned long long)atomic_load(&fn->metrics.invocations[s]));
 	put(&t, "# HELP nemo_starts_total Invocations by start path (cold, warm, prewarmed).\n"
 		"# TYPE nemo_starts_total counter\n");
 	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++)
 		for (int p = SBX_START_COLD; p < SBX_START_PATHS; p++)
-			put(&t, "nemo_starts_total{function=\"%s\",path=\"%s\"} %llu\n",
-			    fn->spec.name, sbx_start_path_name(p),
+			put(&t,
+			    "nemo_starts_total{namespace=\"%s\",function=\"%s\",path=\"%s\"} %llu\n",
+			    fn->ns, fn->name, sbx_start_path_name(p),
 			    (unsigned long long)atomic_load(&fn->metrics.starts[p]));
 	put(&t, "# HELP nemo_invocation_duration_seconds Invocation time by phase (total = what "
 		"the caller waited inside nemod).\n"
 		"# TYPE nemo_invocation_duration_seconds histogram\n");
 	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++)
 		for (int p = 0; p < GW_N_PHASES; p++) {
-			char labels[160];
+			char labels[256];
 
-			snprintf(labels, sizeof(labels), "function=\"%s\",phase=\"%s\"",
-				 fn->spec.name, phase_names[p]);
+			snprintf(labels, sizeof(labels),
+				 "namespace=\"%s\",function=\"%s\",phase=\"%s\"", fn->ns, fn->name,
+				 phase_names[p]);
 			hist(&t, "nemo_invocation_duration_seconds", labels, &fn->metrics.phase[p]);
 		}
 	put(&t, "# HELP nemo_warm_pool_instances Instances per function by state.\n"
@@ -230,12 +237,18 @@ char *gw_metrics_render(struct gw_daemon *d, size_t *len)
 	for (int i = 0; i < fl.n && (fn = fl.v[i]); i++) {
 		if (d->backend.ops->stats(d->backend.state, fn->spec.name, &st))
 			continue;
-		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"idle\"} %u\n",
-		    fn->spec.name, st.idle);
-		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"busy\"} %u\n",
-		    fn->spec.name, st.busy);
-		put(&t, "nemo_warm_pool_instances{function=\"%s\",state=\"prewarmed\"} %u\n",
-		    fn->spec.name, st.prewarmed);
+		put(&t,
+		    "nemo_warm_pool_instances{namespace=\"%s\",function=\"%s\",state=\"idle\"} "
+		    "%u\n",
+		    fn->ns, fn->name, st.idle);
+		put(&t,
+		    "nemo_warm_pool_instances{namespace=\"%s\",function=\"%s\",state=\"busy\"} "
+		    "%u\n",
+		    fn->ns, fn->name, st.busy);
+		put(&t,
+		    "nemo_warm_pool_instances{namespace=\"%s\",function=\"%s\",state=\"prewarmed\"} "
+		    "%u\n",
+		    fn->ns, fn->name, st.prewarmed);
 	}
 	for (int i = 0; i < fl.n; i++)
 		gw_fn_put(fl.v[i]);
@@ -276,7 +289,9 @@ void gw_api_metrics(struct gw_daemon *d, const struct gw_request *r, struct gw_r
 
 	if (!gw_req_is(r, "GET"))
 		return gw_reply_not_allowed(rp, r, "GET");
-	rp->body = gw_metrics_render(d, &len);
+	/* the operator (the default namespace) sees every tenant's functions, a tenant its own */
+	rp->body = gw_metrics_render(
+		d, strcmp(gw_req_ns(d, r), d->default_ns) ? gw_req_ns(d, r) : NULL, &len);
 	if (!rp->body)
 		return gw_reply_error(rp, 500, "out of memory");
 	rp->status = 200;

@@ -185,6 +185,26 @@ static void on_message_v5(struct mosquitto *mosq, void *obj, const struct mosqui
 		mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &corr_len,
 					       false);
 	}
+	if (resp_topic) {
+		/* a topic to publish to: no wildcards; no control characters (it is a field of
+		 * the journal's line too). mosquitto refuses both already; a broker that does
+		 * not must not bend the journal */
+		bool ok = resp_topic[0] != '\0';
+
+		for (const char *c = resp_topic; ok && *c; c++)
+			ok = (unsigned char)*c >= ' ' && *c != 0x7f && *c != '+' && *c != '#';
+		if (!ok) {
+			NEMO_LOG_RATELIMITED(
+				NEMO_LOG_WARN, GW_MOD, 1000, 5,
+				"mqtt message on %s dropped: its response topic is not "
+				"a topic to publish to (wildcard or control character)",
+				msg->topic);
+			free(resp_topic);
+			free(corr);
+			free(ma);
+			return;
+		}
+	}
 	v5 = corr || resp_topic;
 	if (!corr && !resp_topic) {
 		/* MQTT 3: a JSON request may carry its own correlation_id, echoed in the envelope */

@@ -110,3 +110,22 @@ void gw_reply_release(struct gw_reply *rp)
 		free(rp->body);
 	rp->body = NULL;
 }
+
+const char *gw_req_ns(const struct gw_daemon *d, const struct gw_request *r)
+{
+	return r->cred ? r->cred->ns : d->default_ns;
+}
+
+bool gw_req_key(const struct gw_daemon *d, const struct gw_request *r, const char *name,
+		char key[SBX_NAME_MAX], struct gw_reply *rp)
+{
+	const char *ns = gw_req_ns(d, r);
+
+	if (!gw_fn_key(d->default_ns, ns, name, key))
+		return true;
+	gw_reply_error(rp, 400,
+		       "name '%.63s': with its namespace '%s' it must fit in %d characters "
+		       "(namespace.name)",
+		       name, ns, SBX_NAME_MAX - 1);
+	return false;
+}

@@ -185,3 +185,59 @@ int gw_faas_route_parse(const char *url, struct gw_faas_route *rt)
 	snprintf(rt->name, sizeof(rt->name), "%s", name);
 	return gw_name_valid(name) ? 0 : -EINVAL;
 }
+
+/* ---- namespaces: a function's key ------------------------------------------------------------ */
+
+bool gw_ns_valid(const char *ns)
+{
+	size_t n = strlen(ns);
+
+	return n >= 1 && n < GW_NS_MAX && strspn(ns, GW_NAME_CHARS ".") == n && strcmp(ns, "_");
+}
+
+int gw_fn_key(const char *default_ns, const char *ns, const char *name, char key[SBX_NAME_MAX])
+{
+	int n = !strcmp(ns, default_ns) ? snprintf(key, SBX_NAME_MAX, "%s", name)
+					: snprintf(key, SBX_NAME_MAX, "%s.%s", ns, name);
+
+	return n < 0 || n >= SBX_NAME_MAX ? -ENAMETOOLONG : 0;
+}
+
+void gw_key_split(const char *default_ns, const char *key, char ns[GW_NS_MAX],
+		  char name[SBX_NAME_MAX])
+{
+	const char *dot = strrchr(key, '.');
+
+	if (!dot) {
+		snprintf(ns, GW_NS_MAX, "%s", default_ns);
+		snprintf(name, SBX_NAME_MAX, "%s", key);
+		return;
+	}
+	snprintf(ns, GW_NS_MAX, "%.*s", (int)(dot - key), key);
+	snprintf(name, SBX_NAME_MAX, "%s", dot + 1);
+}
+
+bool gw_key_valid(const char *key)
+{
+	const char *dot = strrchr(key, '.');
+	char ns[GW_NS_MAX];
+
+	if (strlen(key) >= SBX_NAME_MAX)
+		return false;
+	if (!dot)
+		return gw_name_valid(key);
+	if (dot == key || (size_t)(dot - key) >= sizeof(ns))
+		return false;
+	snprintf(ns, sizeof(ns), "%.*s", (int)(dot - key), key);
+	return gw_ns_valid(ns) && gw_name_valid(dot + 1);
+}
+
+bool gw_key_in_ns(const char *default_ns, const char *key, const char *ns)
+{
+	const char *dot = strrchr(key, '.');
+	size_t n = strlen(ns);
+
+	if (!dot)
+		return !strcmp(ns, default_ns);
+	return (size_t)(dot - key) == n && !strncmp(key, ns, n);
+}

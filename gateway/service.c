@@ -93,6 +93,22 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	return rc;
 }
 
+/* A key as people know the function: its name (the namespace is theirs). */
+static const char *fn_shown(const char *key)
+{
+	return strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
+}
+
+/* -ENOENT, naming the function in its namespace. */
+static int not_deployed(struct gw_daemon *d, const char *key, char *err, size_t errlen)
+{
+	char ns[GW_NS_MAX], name[SBX_NAME_MAX];
+
+	gw_key_split(d->default_ns, key, ns, name);
+	return fail(err, errlen, -ENOENT, "function '%s' is not deployed in namespace '%s'", name,
+		    ns);
+}
+
 /* The gateway's own keys of a function document; the spec keys go to sbx_spec_parse(). */
 struct fn_doc {
 	const cJSON *mqtt, *prewarm, *parameters, *annotations, *logs, *kind, *style;
@@ -275,8 +291,11 @@ static void prewarm_function(struct gw_daemon *d, const char *name, int count)
 			  made);
 }
 
-static void default_file_name(const char *name, int runtime, char *buf, size_t len)
+static void default_file_name(const char *key, int runtime, char *buf, size_t len)
 {
+	/* the name without its namespace: "ns.name" is no python module name */
+	const char *name = strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
+
 	if (runtime == SBX_RUNTIME_C) {
 		snprintf(buf, len, "function.so");
 	} else if (runtime == SBX_RUNTIME_PYTHON) {
@@ -412,13 +431,14 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 	old = gw_fn_get(d, req->name);
 	if (old && !stored && !(flags & GW_DEPLOY_OVERWRITE)) {
 		rc = fail(err, errlen, -EEXIST, "function '%s' exists: overwrite to replace it",
-			  req->name);
+			  fn_shown(req->name));
 		goto out;
 	}
 	if (req->partial) {
 		if (!old) {
 			rc = fail(err, errlen, -EINVAL,
-				  "key 'exec': required to create action '%s'", req->name);
+				  "key 'exec': required to create action '%s'",
+				  fn_shown(req->name));
 			goto out;
 		}
 		rc = merge_partial(old, req);
@@ -432,6 +452,7 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		rc = fail(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
+	gw_key_split(d->default_ns, req->name, fn->ns, fn->name);
 	rc = fn_doc_apply(&ctx, req->doc, fn);
 	if (rc) {
 		rc = fail(err, errlen, rc, "%s", ctx.err);
@@ -505,6 +526,10 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		goto out;
 	}
 	snprintf(kv, sizeof(kv), "NEMO_LOG_LIMIT=%u", fn->log_limit);
+	/* the exec runtime sends its program's stdout as the response, with no log lines in
+	 * front: asking it for them would only fill a file nobody reads */
+	if (fn->spec.runtime == SBX_RUNTIME_EXEC)
+		fn->log_limit = 0;
 	if (fn->log_limit && spec_add_env(&fn->spec, kv)) {
 		rc = fail(err, errlen, -EINVAL, "key 'env': no room for nemo's own variables");
 		goto out;
@@ -707,10 +732,12 @@ static int invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
 	t_gate = nemo_now_ns();
 	if (d->dispatch.ops->place(d->dispatch.state, fn->spec.name, &where))
 		where.core = -1;
-	if (gw_act_begin(&d->acts, seq, where.core)) {
-		/* already started or finished elsewhere: never run an activation twice */
+	rc = gw_act_begin(&d->acts, seq, where.core);
+	if (rc) {
+		/* already started or finished elsewhere (never run an activation twice), or its
+		 * start cannot be journaled (-EIO: it waits) */
 		gate_leave(fn);
-		return -EALREADY;
+		return rc;
 	}
 	d->backend.ops->invoke(d->backend.state, fn->spec.name, where.core, req, len, res);
 	gate_leave(fn);
@@ -759,7 +786,7 @@ static int build_payload(struct gw_function *fn, const struct gw_call *call, cha
 				return fail(err, errlen, -EINVAL,
 					    "function '%s' takes a JSON object (main(dict)); the "
 					    "payload is not one",
-					    fn->spec.name);
+					    fn->name);
 			/* a web call with a body that is not JSON: OpenWhisk's __ow_body */
 			char *text = strndup(call->payload, call->len);
 
@@ -838,7 +865,10 @@ static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, si
 {
 	int rc;
 
-	/* the route is in place before a worker can take the activation */
+	/* the route is in place before a worker can take the activation, and in its journal
+	 * line: a replay after a crash still delivers the result where it was asked to go */
+	gw_act_set_route(&d->acts, seq, call->qos, call->mqtt5, call->correlation,
+			 call->correlation_len, call->callback_url);
 	rc = gw_act_set_work(&d->acts, seq, payload, len, call->reply_topic);
 	/* accepted means on disk: no worker runs it, no caller hears 202, before that */
 	if (!rc)
@@ -851,12 +881,8 @@ static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, si
 		gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, why);
 		return fail(err, errlen, -ENOSPC, "cannot accept the activation: %s", why);
 	}
-	if (!rc) {
-		gw_act_set_route(&d->acts, seq, call->qos, call->mqtt5, call->correlation,
-				 call->correlation_len, call->callback_url);
-		if (gw_enqueue(d, seq) == 0)
-			return 0;
-	}
+	if (!rc && gw_enqueue(d, seq) == 0)
+		return 0;
 	gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, "async queue full");
 	return fail(err, errlen, -EAGAIN, "async queue full (%u activations waiting)",
 		    d->cfg.limits.async_queue);
@@ -871,11 +897,15 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 	struct sbx_result res;
 	char *merged = NULL;
 	uint64_t seq;
+	/* how long the caller waits: its own bound (OpenWhisk's timeout) within nemod's */
+	uint32_t wait_ms = call->wait_ms && call->wait_ms < d->cfg.limits.blocking_timeout_ms
+				   ? call->wait_ms
+				   : d->cfg.limits.blocking_timeout_ms;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (!fn)
-		return fail(err, errlen, -ENOENT, "function '%s' is not deployed", name);
+		return not_deployed(d, name, err, errlen);
 	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out_fn;
@@ -896,12 +926,13 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 	rc = accept_call(d, fn, call, true, out->id, &seq, err, errlen);
 	if (rc)
 		goto out_admit;
-	if (fn->spec.timeout_ms > d->cfg.limits.blocking_timeout_ms) {
+	out->web = fn->dict_style;
+	if (fn->spec.timeout_ms > wait_ms) {
 		/* longer than a caller waits: run it as async and answer pending if it is late */
 		rc = queue_call(d, seq, payload, len, call, err, errlen);
 		if (rc)
 			goto out_admit;
-		out->pending = !gw_act_wait(&d->acts, seq, d->cfg.limits.blocking_timeout_ms);
+		out->pending = !gw_act_wait(&d->acts, seq, wait_ms);
 		out->status = GW_ACT_RUNNING;
 		if (!out->pending &&
 		    gw_act_outcome(&d->acts, seq, &out->status, out->message, sizeof(out->message),
@@ -914,7 +945,7 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 		gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL,
 			      "concurrency limit of the function");
 		rc = fail(err, errlen, -EAGAIN,
-			  "function '%s' is at its limit of %u invocations in flight", name,
+			  "function '%s' is at its limit of %u invocations in flight", fn->name,
 			  d->cfg.limits.max_inflight_per_function);
 		goto out_admit;
 	}
@@ -951,7 +982,7 @@ int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_c
 	int rc;
 
 	if (!fn)
-		return fail(err, errlen, -ENOENT, "function '%s' is not deployed", name);
+		return not_deployed(d, name, err, errlen);
 	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out;
@@ -1007,6 +1038,8 @@ struct work {
 	bool mqtt5;
 	uint8_t *payload;
 	size_t len;
+	bool interrupted; /* not to run: tell the route it was interrupted */
+	char message[SBX_MSG_MAX];
 };
 
 /* Take the payload and routing of a queued activation (the record keeps the rest). */
@@ -1018,7 +1051,20 @@ static bool take_work(struct gw_daemon *d, uint64_t seq, struct work *w)
 
 	pthread_mutex_lock(&t->lock);
 	a = &t->slots[seq % t->capacity];
-	if (a->seq == seq && a->status == GW_ACT_ACCEPTED) {
+	if (a->seq == seq && a->notify) {
+		/* interrupted by a crash: only its route, to say so */
+		a->notify = false;
+		w->interrupted = true;
+		snprintf(w->function, sizeof(w->function), "%s", a->function);
+		snprintf(w->reply, sizeof(w->reply), "%s", a->reply_topic);
+		snprintf(w->callback, sizeof(w->callback), "%s", a->callback_url);
+		snprintf(w->message, sizeof(w->message), "%s", a->message);
+		memcpy(w->corr, a->correlation, a->correlation_len);
+		w->corr_len = a->correlation_len;
+		w->qos = a->qos;
+		w->mqtt5 = a->mqtt5;
+		ok = true;
+	} else if (a->seq == seq && a->status == GW_ACT_ACCEPTED) {
 		snprintf(w->function, sizeof(w->function), "%s", a->function);
 		snprintf(w->reply, sizeof(w->reply), "%s", a->reply_topic);
 		snprintf(w->callback, sizeof(w->callback), "%s", a->callback_url);
@@ -1052,16 +1098,62 @@ static char *failure_text(const struct sbx_result *res, const char *id)
 	return text;
 }
 
+/* Wait (a while) for the broker connection: a call replayed at start may end before it. */
+static void wait_for_mqtt(struct gw_daemon *d)
+{
+	for (int i = 0; d->cfg.mqtt.enabled && !d->stop && i < 200 &&
+			!(d->mqtt_sink && d->mqtt && gw_mqtt_connected(d->mqtt));
+	     i++)
+		usleep(50 * 1000);
+}
+
+/* A call that was running when nemod died: its callback or reply topic hears why, once. */
+static void deliver_interrupted(struct gw_daemon *d, const struct work *w, const char *id)
+{
+	char ns[GW_NS_MAX], name[SBX_NAME_MAX];
+	cJSON *e = cJSON_CreateObject();
+	char *text;
+
+	gw_key_split(d->default_ns, w->function, ns, name);
+	cJSON_AddStringToObject(e, "error", w->message);
+	cJSON_AddStringToObject(e, "status", gw_act_status_name(GW_ACT_INTERRUPTED));
+	cJSON_AddStringToObject(e, "activationId", id);
+	text = cJSON_PrintUnformatted(e);
+	cJSON_Delete(e);
+	if (!text)
+		return;
+	if (w->reply[0]) {
+		wait_for_mqtt(d);
+		if (d->mqtt_sink)
+			d->mqtt_sink(d->mqtt_sink_state, w->reply, w->qos, w->mqtt5, w->corr,
+				     w->corr_len, id, text, strlen(text));
+	}
+	if (w->callback[0]) {
+		int st = gw_callback_post(w->callback, id, name, 500, text, strlen(text));
+
+		if (st < 200 || st >= 300)
+			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+					     "callback url=%s activation=%s: %s %d", w->callback,
+					     id, st < 0 ? strerror(-st) : "status", st);
+	}
+	free(text);
+}
+
 static void run_async(struct gw_daemon *d, uint64_t seq)
 {
 	struct sbx_result res;
 	struct gw_function *fn;
 	struct work w = {0};
 	char id[GW_ID_LEN + 1];
+	int rc;
 
 	if (!take_work(d, seq, &w))
 		return; /* finished already (cancelled): run exactly once */
 	gw_act_id_of(&d->acts, seq, id);
+	if (w.interrupted) {
+		deliver_interrupted(d, &w, id);
+		return;
+	}
 	fn = gw_fn_get(d, w.function);
 	if (!fn) {
 		gw_act_finish(&d->acts, seq, GW_ACT_INTERNAL, NULL,
@@ -1070,8 +1162,22 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 		return;
 	}
 	/* async work waits at the gate instead of being refused: it was accepted */
-	invoke_sync(d, fn, seq, w.payload, w.len, false, &res);
-	if ((w.reply[0] && d->mqtt_sink) || w.callback[0]) {
+	rc = invoke_sync(d, fn, seq, w.payload, w.len, false, &res);
+	if (rc == -EIO) {
+		/* the journal cannot record its start: try again once there may be room, and
+		 * leave it to the replay if nemod stops meanwhile (it never ran) */
+		usleep(200 * 1000);
+		if (gw_enqueue(d, seq))
+			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+					     "activation %s: queue full or stopping; it stays "
+					     "accepted for the next start",
+					     id);
+	}
+	/* a call replayed at start may end before the broker connection is up: its reply
+	 * waits for it (a while), rather than being dropped */
+	if (!rc && w.reply[0])
+		wait_for_mqtt(d);
+	if (!rc && ((w.reply[0] && d->mqtt_sink) || w.callback[0])) {
 		char *text = res.status == SBX_OK ? NULL : failure_text(&res, id);
 		const void *data = text ? (const void *)text : res.response;
 		size_t len = text ? strlen(text) : res.response_len;
@@ -1080,8 +1186,8 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 			d->mqtt_sink(d->mqtt_sink_state, w.reply, w.qos, w.mqtt5, w.corr,
 				     w.corr_len, id, data, len);
 		if (w.callback[0]) {
-			int st = gw_callback_post(w.callback, id, res.status == SBX_OK ? 200 : 500,
-						  data, len);
+			int st = gw_callback_post(w.callback, id, fn->name,
+						  res.status == SBX_OK ? 200 : 500, data, len);
 
 			if (st < 200 || st >= 300)
 				NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,

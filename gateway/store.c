@@ -463,7 +463,8 @@ int gw_store_load(const char *dir, int (*fn)(void *arg, const char *name, const 
 			}
 			continue;
 		}
-		if (!gw_name_valid(e->d_name))
+		/* a function's key: its name, or ns.name outside the default namespace */
+		if (!gw_key_valid(e->d_name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s/spec.json", dir, e->d_name);
 		doc = gw_read_file(path, 1 << 20, &len);

@@ -302,3 +302,34 @@ int test_nemod_start(struct test_proc *p, const char *config, uint16_t port, int
 	}
 	return 0;
 }
+
+int test_broker_start(struct test_proc *p, const char *dir, uint16_t port)
+{
+	char conf[256], text[256];
+	char *argv[] = {"/usr/sbin/mosquitto", "-c", conf, NULL};
+	int rc;
+
+	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", dir);
+	snprintf(text, sizeof(text), "listener %u 127.0.0.1\nallow_anonymous true\n",
+		 (unsigned)port);
+	rc = test_write_text(conf, text);
+	if (!rc)
+		rc = test_proc_start(p, argv);
+	if (rc)
+		return rc;
+	for (int i = 0; i < 100; i++) {
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+					  .sin_port = htons(port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			close(fd);
+			return 0;
+		}
+		if (fd >= 0)
+			close(fd);
+		test_msleep(50);
+	}
+	return -ETIMEDOUT;
+}

@@ -59,4 +59,12 @@ bool test_nemod_healthy(struct test_proc *p, uint16_t port, int ms);
  * p still needs stopping) or the -errno of test_proc_start (nothing started). */
 int test_nemod_start(struct test_proc *p, const char *config, uint16_t port, int ms);
 
+/*
+ * Start a mosquitto broker in `p` on 127.0.0.1:`port` (anonymous clients allowed), its config
+ * written to `dir`/mosquitto.conf, and wait up to 5 s until it accepts connections. Returns 0,
+ * -ETIMEDOUT (started, not listening: p still needs stopping) or the -errno of starting it
+ * (nothing started).
+ */
+int test_broker_start(struct test_proc *p, const char *dir, uint16_t port);
+
 #endif /* NEMO_TEST_PROC_H */

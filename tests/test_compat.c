@@ -358,6 +358,9 @@ static void test_openfaas_curl_flow(void)
 	CU_ASSERT_PTR_NOT_NULL(strcasestr(body, "X-Call-Id: "));
 	callback_stop(&cb);
 	CU_ASSERT_PTR_NOT_NULL(strstr(cb.got, "POST /done "));
+	/* OpenFaaS's callback headers: the call's id and the function's status */
+	CU_ASSERT_PTR_NOT_NULL(strcasestr(cb.got, "X-Call-Id: "));
+	CU_ASSERT_PTR_NOT_NULL(strcasestr(cb.got, "X-Function-Status: 200"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(cb.got, "\"value\": 99"));
 	if (!strstr(cb.got, "\"value\": 99"))
 		printf("\n  callback got: '%s'\n", cb.got);
@@ -398,9 +401,50 @@ static void test_openfaas_curl_flow(void)
 	CU_ASSERT_EQUAL(curl((const char *[]){"-u", CRED, url, NULL}, &body), 404);
 }
 
+/* A main(dict) function that answers with its own status, headers and body. */
+#define WEBRESP_FN                                                                       \
+	"def main(args):\\n"                                                             \
+	"    if args.get('bad'):\\n"                                                     \
+	"        return {'statusCode': 42, 'body': 'x'}\\n"                              \
+	"    return {'statusCode': 201, 'headers': {'X-Custom': 'yes', 'Content-Type': " \
+	"'text/csv'}, 'body': 'a,b\\\\n'}\\n"
+
+static void test_openfaas_web_response(void)
+{
+	char url[256];
+	const char *body;
+	int st;
+
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/webresp");
+	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d",
+				   "{\"exec\":{\"kind\":\"python:3\",\"code\":\"" WEBRESP_FN "\"}}",
+				   NULL},
+		  &body);
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	/* the function's status, headers and body are the reply; nemod adds the call's id */
+	url_of(url, sizeof(url), "/function/webresp");
+	st = curl((const char *[]){"-i", "-X", "POST", url, "-d", "{}", NULL}, &body);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_PTR_NOT_NULL(strcasestr(body, "\r\nX-Custom: yes\r\n"));
+	CU_ASSERT_PTR_NOT_NULL(strcasestr(body, "\r\nContent-Type: text/csv\r\n"));
+	CU_ASSERT_PTR_NOT_NULL(strcasestr(body, "\r\nX-Call-Id: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(body, "\r\n\r\na,b\n"));
+	/* a status that is not one is the function's error, named */
+	st = curl((const char *[]){"-X", "POST", url, "-d", "{\"bad\":1}", NULL}, &body);
+	CU_ASSERT_EQUAL(st, 502);
+	CU_ASSERT_PTR_NOT_NULL(strstr(body, "statusCode"));
+	/* a plain dict is a plain JSON result, as before */
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/webresp?blocking=true&result=true");
+	st = curl((const char *[]){"-u", CRED, "-X", "POST", url, "-d", "{}", NULL}, &body);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(body, "\"statusCode\":201"));
+}
+
 NEMO_SUITE(openfaas_curl, env_setup, env_teardown,
 	   {"curl runs faas-cli's calls: invoke, async callback, list, scale, info, delete",
 	    test_openfaas_curl_flow},
+	   {"a main(dict) function sets its HTTP status, headers and body on /function",
+	    test_openfaas_web_response},
 	   {"a C function's stdout and stderr are its activation's logs", test_c_function_logs});
 
 /* ---- metrics: promtool accepts what nemod serves ---------------------------------------------- */
@@ -579,29 +623,10 @@ static struct mq_msg *mq_wait(struct mq_client *c, int i, int ms)
 
 static int start_broker(void)
 {
-	char conf[256], text[256];
-	char *argv[] = {"/usr/sbin/mosquitto", "-c", conf, NULL};
+	int rc = test_broker_start(&env.broker, env.dir, env.mqtt_port);
 
-	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", env.dir);
-	snprintf(text, sizeof(text), "listener %u 127.0.0.1\nallow_anonymous true\n",
-		 env.mqtt_port);
-	if (test_write_text(conf, text) || test_proc_start(&env.broker, argv))
-		return -1;
-	env.broker_running = true;
-	for (int i = 0; i < 100; i++) {
-		struct sockaddr_in sin = {.sin_family = AF_INET,
-					  .sin_port = htons(env.mqtt_port),
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
-			close(fd);
-			return 0;
-		}
-		close(fd);
-		test_msleep(50);
-	}
-	return -1;
+	env.broker_running = rc == 0 || rc == -ETIMEDOUT; /* started: the teardown stops it */
+	return rc ? -1 : 0;
 }
 
 static int mqtt_setup(void)

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "nemo/clock.h"
+#include <cjson/cJSON.h>
+
 #include "nemo/gateway.h"
 #include "proc.h"
 #include "test.h"
@@ -513,7 +515,7 @@ static void test_second_nemod_leaves_the_first_alone(void)
 	free(b64);
 	expect("PUT", ACT "/napper?overwrite=true", body, 200, "napper");
 	free(body);
-	CU_ASSERT_EQUAL(http("POST", "/async-function/napper", "1500", &r), 202);
+	CU_ASSERT_EQUAL(http("POST", "/async-function/napper", "3000", &r), 202);
 	p = r.body ? strstr(r.body, "\"activationId\":\"") : NULL;
 	if (p)
 		snprintf(id, sizeof(id), "%.32s", p + 16);
@@ -702,6 +704,122 @@ static void test_full_disk(void)
 	expect("GET", ACT "/echo", NULL, 200, version); /* the failed deploys changed nothing */
 }
 
+/* The activation id in a 202's body, or "". */
+static void accepted_id(struct gw_http_response *r, char id[64])
+{
+	const char *p = r->body ? strstr(r->body, "\"activationId\":\"") : NULL;
+
+	id[0] = '\0';
+	if (p)
+		snprintf(id, 64, "%.32s", p + 16);
+}
+
+static const char *status_of(const char *id)
+{
+	static char st[32];
+	struct gw_http_response r;
+	char path[160];
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s", id);
+	st[0] = '\0';
+	if (http("GET", path, NULL, &r) == 200) {
+		/* nemo's own top-level status (response.status is OpenWhisk's words) */
+		cJSON *j = cJSON_Parse(r.body);
+		const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(j, "status"));
+
+		snprintf(st, sizeof(st), "%s", v ? v : "");
+		cJSON_Delete(j);
+	}
+	gw_http_response_release(&r);
+	return st;
+}
+
+/*
+ * A full disk between accepting a call and starting it: the start cannot be journaled, so
+ * the call does not start (a crash then would replay it as never started and run it twice).
+ * It waits, accepted, and runs once after the restart; the call that had run is not run again.
+ */
+static void test_full_disk_defers_starts(void)
+{
+	static char waiting[400][64];
+	char filler[256], path[600], ran[64], *bytes, *b64, *body;
+	struct gw_http_response r;
+	int n_waiting = 0, st = 202;
+	bool first_ran;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/test-probe.so", env.fndir);
+	bytes = test_read_file(path, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	free(bytes);
+	body = malloc(strlen(b64) + 256);
+	sprintf(body,
+		"{\"runtime\":\"c\",\"handler\":\"nap\",\"timeout_ms\":5000,"
+		"\"code\":{\"base64\":\"%s\"}}",
+		b64);
+	free(b64);
+	expect("PUT", ACT "/napper?overwrite=true", body, 200, "napper");
+	free(body);
+	/* one call runs (one worker); then the disk fills */
+	CU_ASSERT_EQUAL(http("POST", "/async-function/napper", "3000", &r), 202);
+	accepted_id(&r, ran);
+	gw_http_response_release(&r);
+	test_msleep(300);
+	CU_ASSERT_STRING_EQUAL(status_of(ran), "running");
+	fill_disk(filler, sizeof(filler));
+	/* calls accepted into the journal's last page, until it is full too */
+	while (st == 202 && n_waiting < 400) {
+		st = http("POST", "/async-function/napper", "5", &r);
+		if (st == 202)
+			accepted_id(&r, waiting[n_waiting++]);
+		gw_http_response_release(&r);
+	}
+	CU_ASSERT_EQUAL(st, 503);
+	if (!n_waiting) {
+		/* the page had no room left: nothing waits, nothing to show */
+		unlink(filler);
+		nemo_test_skip("the journal's last page was full already: no call was accepted");
+		return;
+	}
+	/* the running call ends; the waiting ones cannot journal their start: they wait */
+	test_msleep(3500);
+	CU_ASSERT_STRING_EQUAL(status_of(ran), "success");
+	/*
+	 * The first may have started: a start line is short enough for the last bytes of the
+	 * page that no longer hold an accepted line. It ran then, and its end could not be
+	 * written. Every other one waits.
+	 */
+	first_ran = !strcmp(status_of(waiting[0]), "success");
+	for (int i = first_ran ? 1 : 0; i < n_waiting; i++)
+		CU_ASSERT_STRING_EQUAL(status_of(waiting[i]), "accepted");
+	CU_ASSERT_TRUE(n_waiting > (first_ran ? 1 : 0));
+	/* nemod dies with the disk still full; room again; the next nemod runs each once */
+	kill(env.nemod.pid, SIGKILL);
+	test_proc_wait(&env.nemod, 5000);
+	env.running = false;
+	unlink(filler);
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	for (int i = first_ran ? 1 : 0; i < n_waiting; i++) {
+		const char *w = "";
+
+		for (int k = 0; k < 100; k++) {
+			w = status_of(waiting[i]);
+			if (strcmp(w, "accepted") && strcmp(w, "running"))
+				break;
+			test_msleep(50);
+		}
+		CU_ASSERT_STRING_EQUAL(w, "success");
+	}
+	/* their ends were not on disk: the replay ends them as interrupted, never runs them
+	 * again */
+	CU_ASSERT_STRING_EQUAL(status_of(ran), "interrupted");
+	if (first_ran)
+		CU_ASSERT_STRING_EQUAL(status_of(waiting[0]), "interrupted");
+}
+
 NEMO_SUITE(gateway_disk, disk_setup, teardown,
 	   {"the store is 0700; specs, journal and lock are 0600", test_store_modes},
-	   {"a full disk: 503 with the reason, healthz degraded, no half version", test_full_disk});
+	   {"a full disk: 503 with the reason, healthz degraded, no half version", test_full_disk},
+	   {"a full disk defers a start it cannot journal: run once, after the restart",
+	    test_full_disk_defers_starts});

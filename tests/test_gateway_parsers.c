@@ -213,7 +213,47 @@ static void test_credentials(void)
 	}
 }
 
+/* A function's key: bare in the default namespace, ns.name elsewhere, and back. */
+static void test_function_keys(void)
+{
+	char key[SBX_NAME_MAX], ns[GW_NS_MAX], name[SBX_NAME_MAX], long_ns[64];
+
+	CU_ASSERT_EQUAL(gw_fn_key("nemo", "nemo", "f", key), 0);
+	CU_ASSERT_STRING_EQUAL(key, "f"); /* the layout from before namespaces */
+	CU_ASSERT_EQUAL(gw_fn_key("nemo", "alice", "f", key), 0);
+	CU_ASSERT_STRING_EQUAL(key, "alice.f");
+	gw_key_split("nemo", "alice.f", ns, name);
+	CU_ASSERT_STRING_EQUAL(ns, "alice");
+	CU_ASSERT_STRING_EQUAL(name, "f");
+	gw_key_split("nemo", "f", ns, name);
+	CU_ASSERT_STRING_EQUAL(ns, "nemo");
+	CU_ASSERT_STRING_EQUAL(name, "f");
+	/* a dotted namespace: names hold no '.', so the last one splits */
+	CU_ASSERT_EQUAL(gw_fn_key("nemo", "a.b", "c", key), 0);
+	gw_key_split("nemo", key, ns, name);
+	CU_ASSERT_STRING_EQUAL(ns, "a.b");
+	CU_ASSERT_STRING_EQUAL(name, "c");
+	CU_ASSERT_TRUE(gw_key_in_ns("nemo", "a.b.c", "a.b"));
+	CU_ASSERT_FALSE(gw_key_in_ns("nemo", "a.b.c", "a"));
+	CU_ASSERT_FALSE(gw_key_in_ns("nemo", "alice.f", "nemo"));
+	CU_ASSERT_TRUE(gw_key_in_ns("nemo", "f", "nemo"));
+	CU_ASSERT_FALSE(gw_key_in_ns("nemo", "f", "alice"));
+	/* ns.name over 63 characters is refused, never cut into another function's key */
+	memset(long_ns, 'n', 60);
+	long_ns[60] = '\0';
+	CU_ASSERT_EQUAL(gw_fn_key("nemo", long_ns, "abc", key), -ENAMETOOLONG);
+	CU_ASSERT_TRUE(gw_key_valid("f"));
+	CU_ASSERT_TRUE(gw_key_valid("alice.f"));
+	CU_ASSERT_FALSE(gw_key_valid(".f"));
+	CU_ASSERT_FALSE(gw_key_valid("alice."));
+	CU_ASSERT_FALSE(gw_key_valid("_.f"));
+	CU_ASSERT_FALSE(gw_key_valid("a/b.f"));
+	CU_ASSERT_FALSE(gw_ns_valid("_"));
+	CU_ASSERT_FALSE(gw_ns_valid("a@b"));
+}
+
 NEMO_SUITE(gateway_parsers, NULL, NULL, {"OpenWhisk action bodies", test_openwhisk_body},
 	   {"nemo's native deploy bodies", test_native_body},
 	   {"OpenWhisk and OpenFaaS routes", test_routes},
-	   {"the credentials file, Basic and Bearer", test_credentials});
+	   {"the credentials file, Basic and Bearer", test_credentials},
+	   {"a function's key in its namespace", test_function_keys});

@@ -60,6 +60,10 @@ struct gw_config {
 	uint16_t listen_port;
 	char token_file[GW_PATH_MAX]; /* credentials: "uuid:key [namespace]" lines, or a token */
 	bool function_auth;	      /* OpenFaaS function routes need them too */
+	/* where open doors (OpenFaaS /function when open, MQTT), bare tokens and the store
+	 * from before namespaces live; "" = the first credential's namespace */
+	char default_namespace[64];
+	char runtime_path[GW_PATH_MAX]; /* nemo-sbx-runtime ("": the sandbox host's search) */
 	char store_dir[GW_PATH_MAX];
 	int n_code_roots; /* {"path": ...} code must resolve under one of these */
 	char code_roots[GW_MAX_CODE_ROOTS][GW_PATH_MAX];
@@ -243,6 +247,10 @@ struct gw_http_response {
 int gw_http_request(const char *host, uint16_t port, const char *method, const char *path,
 		    const char *token, const void *body, size_t len, int timeout_ms,
 		    struct gw_http_response *resp);
+/* gw_http_request() with more request headers ("Key: value\r\n" lines, or NULL). */
+int gw_http_request_headers(const char *host, uint16_t port, const char *method, const char *path,
+			    const char *token, const char *headers, const void *body, size_t len,
+			    int timeout_ms, struct gw_http_response *resp);
 void gw_http_response_release(struct gw_http_response *resp);
 
 /* Base64 (RFC 4648, padding required). Returns the decoded length or -EINVAL. */
