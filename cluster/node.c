@@ -35,6 +35,7 @@ struct owned {
 	uint64_t accepted_ms;
 	int64_t mod_rev; /* of its in-flight record as last written */
 	bool started;
+	uint64_t adopted_ms; /* epoch ms it was adopted by this node (0: accepted here) */
 };
 
 /* One write waiting for the batcher. */
@@ -336,6 +337,7 @@ static int act_record_parse(const cJSON *j, struct cl_act_record *r)
 	r->accepted_ms = get_u64(j, "accepted_ms");
 	r->ended_ms = get_u64(j, "ended_ms");
 	r->adopted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "adopted"));
+	r->adopted_ms = get_u64(j, "adopted_ms");
 	if (get_b64(j, "payload", &r->payload, &r->payload_len) == -EINVAL ||
 	    get_b64(j, "result", &r->result, &r->result_len) == -EINVAL)
 		return -EINVAL;
@@ -360,8 +362,10 @@ static char *act_json(const char *id, const char *fn, const char *node, const ch
 	cJSON_AddStringToObject(j, "origin", origin);
 	cJSON_AddStringToObject(j, "state", state);
 	cJSON_AddNumberToObject(j, "accepted_ms", (double)accepted_ms);
-	if (adopted)
+	if (adopted) {
 		cJSON_AddBoolToObject(j, "adopted", true);
+		cJSON_AddNumberToObject(j, "adopted_ms", (double)cl_epoch_ms());
+	}
 	if (payload)
 		add_b64(j, "payload", payload, len);
 	x = extra ? cJSON_Parse(extra) : NULL;
@@ -1314,6 +1318,10 @@ int cl_act_end(struct cl_node *n, const char *id, const char *status, const void
 	cJSON_AddStringToObject(j, "origin", o.origin);
 	cJSON_AddStringToObject(j, "state", status);
 	cJSON_AddNumberToObject(j, "accepted_ms", (double)o.accepted_ms);
+	if (o.adopted_ms) {
+		cJSON_AddBoolToObject(j, "adopted", true);
+		cJSON_AddNumberToObject(j, "adopted_ms", (double)o.adopted_ms);
+	}
 	cJSON_AddNumberToObject(j, "ended_ms", (double)cl_epoch_ms());
 	cJSON_AddNumberToObject(j, "result_size", (double)len);
 	if (result && len <= RESULT_INLINE)
@@ -1516,6 +1524,7 @@ int cl_node_adopt_orphans(struct cl_node *n)
 				snprintf(o.function, sizeof(o.function), "%s", recs[m].function);
 				snprintf(o.origin, sizeof(o.origin), "%s", recs[m].origin);
 				o.accepted_ms = recs[m].accepted_ms;
+				o.adopted_ms = cl_epoch_ms();
 				o.mod_rev = rev;
 				pthread_mutex_lock(&n->b_lock);
 				owned_put(n, &o);

@@ -314,8 +314,8 @@ struct cl_act_record {
 	char node[CL_NAME_MAX];	  /* who runs it (owns it) now */
 	char origin[CL_NAME_MAX]; /* who accepted it */
 	char state[24];		  /* accepted, running, or a terminal status name */
-	uint64_t accepted_ms, ended_ms;
-	uint8_t *payload; /* in flight: the request bytes (malloc'd) */
+	uint64_t accepted_ms, ended_ms, adopted_ms; /* epoch ms */
+	uint8_t *payload;			    /* in flight: the request bytes (malloc'd) */
 	size_t payload_len;
 	uint8_t *result; /* terminal: the result when it fits */
 	size_t result_len;
