@@ -4,8 +4,6 @@
 LIBS += cluster
 cluster_SRCS := $(wildcard cluster/*.c)
 CL_LDLIBS = -lcurl -lcrypto
-TEST_LIBS += cluster
-TEST_LDLIBS += -lcurl -lcrypto
 
 # bench-cluster: the offload decision, activation-record cost against calls per second (with
 # and without batching) and failover, on three real etcd members (experiments/bench_cluster.sh)
