@@ -14,3 +14,11 @@ bench_cluster_LDLIBS = $(CL_LDLIBS) $(CJSON_LIBS) -lm
 .PHONY: bench-cluster
 bench-cluster: all
 	experiments/bench_cluster.sh
+
+# run-cluster: the demo, three etcd members and three nemods in network namespaces on this
+# machine (root): deploy on a, invoke on c, the cluster's view; everything is removed after.
+# CLUSTER_NODES sets how many nemods (1..9).
+CLUSTER_NODES ?= 3
+.PHONY: run-cluster
+run-cluster: all
+	tests/cluster/cluster.sh demo $(CLUSTER_NODES)

@@ -521,7 +521,8 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	const char *qos_arg, *hdrs[4];
 	char path[2048], q[1536], h_auth[300], h_ct[160], h_origin[CL_NAME_MAX + 32];
 	int n, n_loads = 0, n_h = 0, rc;
-	uint64_t t0 = nemo_now_ns(), now_ms = gw_epoch_ms();
+	uint64_t t0 = nemo_now_ns(), t_decide = t0, now_ms = gw_epoch_ms();
+	char addr[CL_MAX_PEERS][CL_ADDR_MAX];
 
 	if (!c || !d->cfg.cluster.offload || gw_req_header(r, "X-Nemo-Origin"))
 		return false; /* forwarded calls run where they land */
@@ -530,29 +531,38 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 		return false;
 	call.qos = fn->qos >= 0 ? fn->qos : d->cfg.cluster.qos;
 	qos_arg = gw_req_arg(r, "qos");
-	if (qos_arg && cl_qos_parse(qos_arg) >= 0)
+	if (qos_arg && cl_qos_parse(qos_arg) < 0) {
+		gw_fn_put(fn);
+		gw_reply_error(rp, 400, "qos: expected latency or batch, got '%.20s'", qos_arg);
+		return true;
+	}
+	if (qos_arg)
 		call.qos = cl_qos_parse(qos_arg);
 	call.deadline_ms = call.qos == CL_QOS_BATCH ? d->cfg.cluster.batch_deadline_ms
 						    : d->cfg.cluster.latency_deadline_ms;
 	call.run_ms = run_ms_of(fn);
-	/* a batch call has not waited: the local dispatcher's queue does the waiting */
-	if (call.qos == CL_QOS_BATCH)
-		call.waited_ms = call.deadline_ms;
 	gw_fn_put(fn);
-	pthread_mutex_lock(&c->lock);
-	refresh_spare(d);
-	load_of(&me, c->spare, c->n_cores);
-	pthread_mutex_unlock(&c->lock);
-	if (d->backend.ops->stats)
-		d->backend.ops->stats(d->backend.state, key, &st);
-	me.warm = st.idle;
-	me.queue = d->q_len;
-	me.has_function = me.accepts = true;
-	n = cl_node_list(c->node, peers, CL_MAX_PEERS);
-	for (int i = 0; i < n; i++) {
-		if (strcmp(peers[i].name, cl_node_name(c->node))) {
+	/*
+	 * A batch call waits here for local spare, up to its deadline (a blocking caller is
+	 * held meanwhile); an async one is accepted here at once and waits in the queue.
+	 */
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		refresh_spare(d);
+		load_of(&me, c->spare, c->n_cores);
+		pthread_mutex_unlock(&c->lock);
+		if (d->backend.ops->stats)
+			d->backend.ops->stats(d->backend.state, key, &st);
+		me.warm = st.idle;
+		me.queue = d->q_len;
+		me.has_function = me.accepts = true;
+		n_loads = 0;
+		n = cl_node_list(c->node, peers, CL_MAX_PEERS);
+		for (int i = 0; i < n; i++) {
 			struct cl_load *l = &loads[n_loads];
 
+			if (!strcmp(peers[i].name, cl_node_name(c->node)))
+				continue;
 			memset(l, 0, sizeof(*l));
 			snprintf(l->name, sizeof(l->name), "%s", peers[i].name);
 			load_of(l, peers[i].spare, peers[i].n_cores);
@@ -561,20 +571,25 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 			l->age_ms = now_ms > peers[i].updated_ms ? now_ms - peers[i].updated_ms : 0;
 			l->has_function = has_fn(peers[i].functions, key);
 			l->accepts = true;
-			/* keep the peer's address beside its load */
-			snprintf(peers[n_loads].address, sizeof(peers[n_loads].address), "%s",
-				 peers[i].address);
+			snprintf(addr[n_loads], sizeof(addr[n_loads]), "%s", peers[i].address);
 			n_loads++;
 		}
-	}
-	cl_offload_decide(&d->cfg.cluster.cl.policy, &me, loads, n_loads, &call, &dec);
-	atomic_fetch_add(&c->decisions, 1);
-	atomic_fetch_add(&c->decide_ns, nemo_now_ns() - t0);
-	if (dec.verdict != CL_OFFLOAD) {
 		for (int i = 0; i < n; i++)
 			cl_node_info_release(&peers[i]);
-		return false;
+		call.waited_ms = (uint32_t)((nemo_now_ns() - t0) / 1000000);
+		cl_offload_decide(&d->cfg.cluster.cl.policy, &me, loads, n_loads, &call, &dec);
+		atomic_fetch_add(&c->decisions, 1);
+		atomic_fetch_add(&c->decide_ns, nemo_now_ns() - t_decide);
+		if (dec.verdict != CL_WAIT_LOCAL || !gw_req_arg_true(r, "blocking", false))
+			break;
+		struct timespec ts = {0, 10 * 1000000};
+
+		nanosleep(&ts, NULL);
+		t_decide = nemo_now_ns();
+		now_ms = gw_epoch_ms();
 	}
+	if (dec.verdict != CL_OFFLOAD)
+		return false;
 	query_of(r, q, sizeof(q));
 	snprintf(path, sizeof(path), "%s%s", r->url, q);
 	if (gw_req_header(r, "Authorization"))
@@ -589,13 +604,11 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	}
 	snprintf(h_origin, sizeof(h_origin), "X-Nemo-Origin: %s", cl_node_name(c->node));
 	hdrs[n_h++] = h_origin;
-	rc = cl_http_forward(peers[dec.peer].address, r->method, path, hdrs, n_h, r->body, r->len,
+	rc = cl_http_forward(addr[dec.peer], r->method, path, hdrs, n_h, r->body, r->len,
 			     (int)d->cfg.limits.blocking_timeout_ms + 5000, &fr);
 	if (rc) {
 		/* the peer did not answer: run here after all */
 		atomic_fetch_add(&c->forward_failed, 1);
-		for (int i = 0; i < n; i++)
-			cl_node_info_release(&peers[i]);
 		return false;
 	}
 	atomic_fetch_add(&c->forwarded, 1);
@@ -612,8 +625,6 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	NEMO_DEBUG(GW_MOD, "function=%s forwarded to node %s: %s (eta here %.1f ms, there %.1f ms)",
 		   key, loads[dec.peer].name, dec.why, dec.local_eta_ms, dec.peer_eta_ms);
 	cl_http_reply_release(&fr);
-	for (int i = 0; i < n; i++)
-		cl_node_info_release(&peers[i]);
 	return true;
 }
 

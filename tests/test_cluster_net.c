@@ -290,6 +290,43 @@ static void test_net_no_spare_offloads(void)
 	CU_FAIL("the forwarded async activation was not found from b");
 }
 
+/* QoS on b (no spare): latency goes at once, batch waits out its deadline (5 s) first */
+static void test_net_qos_classes(void)
+{
+	struct reply r;
+	uint64_t t0, t_lat, t_batch;
+	int st;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	t0 = now_ms();
+	st = api(2, "POST",
+		 "/api/v1/namespaces/_/actions/echo?blocking=true&result=true&qos=latency",
+		 "{\"q\":1}", &r);
+	t_lat = now_ms() - t0;
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(!strcmp(r.node, "a") || !strcmp(r.node, "c"));
+	reply_release(&r);
+	t0 = now_ms();
+	st = api(2, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true&qos=batch",
+		 "{\"q\":2}", &r);
+	t_batch = now_ms() - t0;
+	printf("\n  on b without spare: latency call answered by %s in %llu ms; batch call by %s "
+	       "in %llu ms (batch_deadline_ms 5000)\n",
+	       "a peer", (unsigned long long)t_lat, r.node[0] ? r.node : "b",
+	       (unsigned long long)t_batch);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(!strcmp(r.node, "a") || !strcmp(r.node, "c"));
+	CU_ASSERT(t_batch >= 5000 && t_batch < 8000);
+	CU_ASSERT(t_lat < 2000);
+	reply_release(&r);
+	CU_ASSERT_EQUAL(api(2, "POST", "/api/v1/namespaces/_/actions/echo?qos=fast", "{}", &r),
+			400);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "qos") : NULL);
+	reply_release(&r);
+}
+
 static void test_net_member_lost(void)
 {
 	struct reply r;
@@ -318,6 +355,7 @@ static void test_net_member_lost(void)
 NEMO_SUITE(cluster_net, net_setup, cluster_down,
 	   {"deploy on a, invoke on c", test_net_deploy_a_invoke_c},
 	   {"b has no spare: its calls run on a or c", test_net_no_spare_offloads},
+	   {"QoS: latency at once, batch after its deadline", test_net_qos_classes},
 	   {"an etcd member killed: the cluster serves", test_net_member_lost})
 
 /* ---- kill -9 of b under async load; b cut off from etcd ----------------------------------------- */
