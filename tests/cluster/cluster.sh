@@ -12,7 +12,8 @@
 #   tests/cluster/cluster.sh api TAG NODE METHOD PATH [curl args]   call nemod NODE (1..N)
 #
 # CLUSTER_EXTRA_<name> (a, b, ...) adds JSON members, each ending in a comma, to that node's
-# nemod.json; CLUSTER_LEASE_TTL_S sets the lease TTL (3).
+# nemod.json, CLUSTER_KEYS_<name> to its "cluster" object; CLUSTER_LEASE_TTL_S sets the lease
+# TTL (3).
 #
 # Addresses: 10.77.0.1k for etcd member k, 10.77.0.2k for nemod k (k = 1..9). Each run's bridge
 # is its own, so two runs with the same addresses never meet.
@@ -124,8 +125,8 @@ up() {
 		chmod 600 "$ndir/token"
 		add_ns "$tag" "$k" "$SUBNET.2$k"
 		# per node: CLUSTER_EXTRA_<name> (JSON members ending in a comma) joins the config
-		local extra_var="CLUSTER_EXTRA_$name"
-		local CLUSTER_EXTRA_CONFIG=${!extra_var:-}
+		local extra_var="CLUSTER_EXTRA_$name" keys_var="CLUSTER_KEYS_$name"
+		local CLUSTER_EXTRA_CONFIG=${!extra_var:-} CLUSTER_EXTRA_KEYS=${!keys_var:-}
 		cat >"$ndir/nemod.json" <<EOF
 {
 	"listen": "$SUBNET.2$k:8080",
@@ -137,6 +138,7 @@ up() {
 	"drain_timeout_ms": 2000,
 	${CLUSTER_EXTRA_CONFIG:-}
 	"cluster": {
+		${CLUSTER_EXTRA_KEYS}
 		"enabled": true,
 		"endpoints": [$eps],
 		"node": "$name",
