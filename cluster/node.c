@@ -1533,8 +1533,20 @@ int cl_node_adopt_orphans(struct cl_node *n)
 				recs[m].adopted = true;
 				stat_add(n, &n->st.adopted, 1);
 				adopted++;
-				if (n->hooks.adopt && n->hooks.adopt(n->hooks.arg, &recs[m]) < 0)
-					cl_act_end(n, recs[m].id, "internal_error", NULL, 0);
+				if (n->hooks.adopt && n->hooks.adopt(n->hooks.arg, &recs[m]) < 0) {
+					/*
+					 * not queued here (full, or stopping): it stays accepted in
+					 * etcd under this node, and goes to another when this one
+					 * leaves or dies; never ended unrun
+					 */
+					NEMO_WARN(CL_MOD,
+						  "activation %s adopted but not queued here: it "
+						  "stays in etcd for the next node",
+						  recs[m].id);
+					pthread_mutex_lock(&n->b_lock);
+					owned_drop(n, recs[m].id);
+					pthread_mutex_unlock(&n->b_lock);
+				}
 			}
 		}
 		for (int m = 0; m < k; m++) {

@@ -325,7 +325,10 @@ static int hook_adopt(void *arg, const struct cl_act_record *rec)
 	if (!rc)
 		rc = gw_enqueue(d, seq);
 	if (rc) {
-		gw_act_finish(&d->acts, seq, GW_ACT_INTERNAL, NULL, "adopted but not queued here");
+		/* this node's record ends; etcd's stays accepted for another node to adopt */
+		gw_act_finish(&d->acts, seq, GW_ACT_CANCELLED, NULL,
+			      "adopted but not queued here: left to another node");
+		gw_act_set_clustered(&d->acts, seq, false);
 		return rc;
 	}
 	NEMO_INFO(GW_MOD, "activation=%s of %s adopted from node %s", rec->id, rec->function,
