@@ -178,9 +178,12 @@ static int net_setup(void)
 {
 	if (geteuid() != 0 || access("/usr/bin/etcd", X_OK))
 		return 0;
-	/* b harvests NF cores that do not exist: it has no spare at all */
+	/*
+	 * b harvests NF cores that do not exist: it has no spare at all. a keeps no code in
+	 * etcd (inline_code_max 0): the others fetch it from a, checked against its sha256.
+	 */
 	return cluster_up("CLUSTER_EXTRA_b='\"harvest\": {\"enabled\": true, \"channels\": "
-			  "[\"nemo-cl-none\"]},'");
+			  "[\"nemo-cl-none\"]},' CLUSTER_KEYS_a='\"inline_code_max\": 0,'");
 }
 
 static void test_net_deploy_a_invoke_c(void)
