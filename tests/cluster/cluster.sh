@@ -67,6 +67,7 @@ start_bg() {
 	# nsenter execs the command: $! is its pid (a function here would leave a subshell's)
 	nsenter --net="/run/netns/$(ns "$tag" "$name")" "$@" >"$log" 2>&1 &
 	echo "$! $name" >>"$(state_dir "$tag")/pids"
+	disown $! # down kills it by pid; no job notice then
 }
 
 wait_http() { # tag name url ms
@@ -238,9 +239,9 @@ demo() {
 	echo "== node $n serves it after $(((t1 - t0) / 1000000)) ms; invoke it there"
 	api "$tag" "$n" POST "/api/v1/namespaces/_/actions/echo?blocking=true&result=true" -d '{"hello":"cluster"}'
 	echo
-	echo "== the cluster as node a sees it (GET /api/v1/cluster/nodes)"
-	api "$tag" 1 GET /api/v1/cluster/nodes
-	echo
+	sleep 0.5 # the next record of c (publish_ms) shows its warm instance
+	echo "== the cluster as node a sees it (nemoctl nodes: GET /api/v1/cluster/nodes)"
+	nexec "$tag" 1 env NEMO_URL="http://$SUBNET.21:8080" NEMO_TOKEN="$TOKEN" "$BIN/nemoctl" nodes
 }
 
 UP_TAG=
