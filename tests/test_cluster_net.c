@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nemo/gateway.h"
 #include "proc.h"
 #include "test.h"
 
@@ -593,5 +594,56 @@ static void test_net_etcd_down_at_start(void)
 	run("rm -rf %s", dir);
 }
 
+/* The cluster keys: off by default; what is missing or malformed is named. */
+static void test_cluster_config(void)
+{
+	static const struct {
+		const char *cluster, *want;
+	} bad[] = {
+		{"{\"enabled\": true, \"node\": \"a\", \"address\": \"h:1\"}", "cluster.endpoints"},
+		{"{\"enabled\": true, \"endpoints\": [\"127.0.0.1:2379\"], \"node\": \"a\", "
+		 "\"address\": \"h:1\"}",
+		 "cluster.endpoints[0]"},
+		{"{\"enabled\": true, \"endpoints\": [\"http://e:2379\"], \"address\": \"h:1\"}",
+		 "cluster.node"},
+		{"{\"enabled\": true, \"endpoints\": [\"http://e:2379\"], \"node\": \"a/b\", "
+		 "\"address\": \"h:1\"}",
+		 "cluster.node"},
+		{"{\"enabled\": true, \"endpoints\": [\"http://e:2379\"], \"node\": \"a\"}",
+		 "cluster.address"},
+		{"{\"qos\": \"fast\"}", "cluster.qos"},
+		{"{\"lease_ttl_s\": 0}", "cluster.lease_ttl_s"},
+		{"{\"leases\": 1}", "leases"},
+	};
+	char path[128], text[512], err[512];
+	struct gw_config cfg;
+
+	snprintf(path, sizeof(path), "/tmp/nemo-cltest-cfg-%d.json", (int)getpid());
+	gw_config_defaults(&cfg);
+	CU_ASSERT_FALSE(cfg.cluster.cl.enabled);
+	CU_ASSERT_TRUE(cfg.cluster.offload);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "{\"cluster\": %s}", bad[i].cluster);
+		test_write_text(path, text);
+		err[0] = '\0';
+		CU_ASSERT_EQUAL(gw_config_load(path, &cfg, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i].want))
+			printf("\n  %s: %s (wanted %s)\n", bad[i].cluster, err, bad[i].want);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].want));
+	}
+	snprintf(text, sizeof(text),
+		 "{\"cluster\": {\"enabled\": true, \"endpoints\": [\"http://e1:2379\", "
+		 "\"http://e2:2379\"], \"node\": \"a\", \"address\": \"10.0.0.1:8080\", "
+		 "\"qos\": \"batch\", \"lease_ttl_s\": 7}}");
+	test_write_text(path, text);
+	CU_ASSERT_EQUAL(gw_config_load(path, &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(cfg.cluster.cl.n_endpoints, 2);
+	CU_ASSERT_STRING_EQUAL(cfg.cluster.cl.endpoints[1], "http://e2:2379");
+	CU_ASSERT_EQUAL(cfg.cluster.qos, CL_QOS_BATCH);
+	CU_ASSERT_EQUAL(cfg.cluster.cl.lease_ttl_s, 7);
+	unlink(path);
+}
+
 NEMO_SUITE(cluster_net_bad, NULL, NULL,
-	   {"etcd down at start: a clear error after retries", test_net_etcd_down_at_start})
+	   {"etcd down at start: a clear error after retries", test_net_etcd_down_at_start},
+	   {"cluster config: missing and malformed keys are named", test_cluster_config})
