@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -292,6 +293,16 @@ static void hook_fn_deleted(void *arg, const char *name)
 
 /* ---- activation records ------------------------------------------------------------------------ */
 
+/* The node, once cl_node_join() has returned it (its threads may call hooks before). */
+static struct cl_node *node_of(struct gw_daemon *d)
+{
+	struct cl_node *n;
+
+	while (!(n = __atomic_load_n(&d->cluster->node, __ATOMIC_ACQUIRE)))
+		usleep(1000);
+	return n;
+}
+
 static int hook_adopt(void *arg, const struct cl_act_record *rec)
 {
 	struct gw_daemon *d = arg;
@@ -310,8 +321,7 @@ static int hook_adopt(void *arg, const struct cl_act_record *rec)
 			size_t len = 0;
 
 			if (gw_act_outcome(&d->acts, seq, &s, msg, sizeof(msg), &res, &len) == 0)
-				cl_act_end(d->cluster->node, rec->id, gw_act_status_name(s), res,
-					   len);
+				cl_act_end(node_of(d), rec->id, gw_act_status_name(s), res, len);
 			free(res);
 		}
 		return 0;
@@ -758,7 +768,7 @@ int gw_cluster_join(struct gw_daemon *d)
 	pthread_mutex_init(&c->lock, NULL);
 	d->cluster = c;
 	/* functions this node has (from its store) go to the registry once it is in */
-	c->node = cl_node_join(&d->cfg.cluster.cl, &hooks);
+	__atomic_store_n(&c->node, cl_node_join(&d->cfg.cluster.cl, &hooks), __ATOMIC_RELEASE);
 	if (!c->node) {
 		rc = -errno;
 		NEMO_ERR(GW_MOD, "cluster: cannot join through etcd at %s as node %s: %s",

@@ -495,12 +495,12 @@ int gw_daemon_drain(struct gw_daemon *d)
 	for (int i = 0; i < d->n_workers; i++)
 		pthread_join(d->workers[i], NULL);
 	d->n_workers = 0;
-	/* leaving revokes our lease: the peers adopt what never started here at once */
-	gw_cluster_leave(d);
 	if (d->http) {
 		gw_http_stop(d->http);
 		d->http = NULL;
 	}
+	/* leaving revokes our lease: the peers adopt what never started here at once */
+	gw_cluster_leave(d);
 	NEMO_INFO(GW_MOD, "drained cancelled=%d inflight_left=%u", cancelled,
 		  atomic_load(&d->inflight));
 	return cancelled;
