@@ -548,9 +548,77 @@ static void test_net_partition(void)
 	CU_ASSERT_EQUAL(st, 202);
 }
 
+/* SIGTERM of c with queued async work: it leaves at once after its drain, a takes the rest */
+static void test_net_sigterm_hands_over(void)
+{
+	struct ids told = {0};
+	struct reply r;
+	struct timespec rt;
+	uint64_t t_term_epoch, t0;
+	double adopt_max = 0;
+	int success = 0, adopted = 0;
+	pid_t c;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	c = pid_of("3");
+	CU_ASSERT_FATAL(c > 0);
+	for (int i = 0; i < 12; i++) {
+		if (api(3, "POST", "/api/v1/namespaces/_/actions/echo", "{\"sleep\":1}", &r) ==
+			    202 &&
+		    r.body) {
+			cJSON *j = cJSON_Parse(r.body);
+			const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "activationId");
+
+			if (cJSON_IsString(id))
+				ids_add(&told, id->valuestring);
+			cJSON_Delete(j);
+		}
+		reply_release(&r);
+	}
+	CU_ASSERT_FATAL(told.n >= 8);
+	kill(c, SIGTERM);
+	clock_gettime(CLOCK_REALTIME, &rt);
+	t_term_epoch = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
+	for (t0 = now_ms(); now_ms() - t0 < 30000; test_msleep(500)) {
+		success = adopted = 0;
+		adopt_max = 0;
+		for (int i = 0; i < told.n; i++) {
+			char path[128];
+			cJSON *j = NULL;
+			const cJSON *stt, *am;
+
+			snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s",
+				 told.id[i]);
+			if (api(1, "GET", path, NULL, &r) == 200 && r.body)
+				j = cJSON_Parse(r.body);
+			reply_release(&r);
+			stt = cJSON_GetObjectItemCaseSensitive(j, "status");
+			am = cJSON_GetObjectItemCaseSensitive(j, "adopted_ms");
+			success += cJSON_IsString(stt) && !strcmp(stt->valuestring, "success");
+			if (cJSON_IsNumber(am)) {
+				adopted++;
+				if (am->valuedouble - (double)t_term_epoch > adopt_max)
+					adopt_max = am->valuedouble - (double)t_term_epoch;
+			}
+			cJSON_Delete(j);
+		}
+		if (success == told.n)
+			break;
+	}
+	printf("\n  SIGTERM of c with %d async calls: %d success, %d adopted by a within %.0f ms "
+	       "(drain_timeout_ms 2000; no lease TTL to wait for)\n",
+	       told.n, success, adopted, adopt_max);
+	CU_ASSERT_EQUAL(success, told.n);
+	CU_ASSERT(adopted == 0 || adopt_max < 2000 + 1500);
+	free(told.id);
+}
+
 NEMO_SUITE(cluster_net_kill, kill_setup, cluster_down,
 	   {"kill -9 under async load: each ends once", test_net_kill9_adopted_once},
-	   {"a node cut off from etcd refuses, and says why", test_net_partition})
+	   {"a node cut off from etcd refuses, and says why", test_net_partition},
+	   {"SIGTERM hands queued work over at once", test_net_sigterm_hands_over})
 
 /* ---- bad input: an etcd that is down at start --------------------------------------------------- */
 
