@@ -329,7 +329,27 @@ static int hook_adopt(void *arg, const struct cl_act_record *rec)
 	if (rc)
 		return rc;
 	gw_act_set_clustered(&d->acts, seq, true);
-	rc = gw_act_set_work(&d->acts, seq, rec->payload, rec->payload_len, "");
+	{
+		/* the dead node's caller still gets its callback or MQTT reply, from here */
+		cJSON *route = rec->extra ? cJSON_Parse(rec->extra) : NULL;
+		const cJSON *cb = cJSON_GetObjectItemCaseSensitive(route, "callback");
+		const cJSON *rt = cJSON_GetObjectItemCaseSensitive(route, "reply_topic");
+		const cJSON *qos = cJSON_GetObjectItemCaseSensitive(route, "qos");
+		const cJSON *corr = cJSON_GetObjectItemCaseSensitive(route, "correlation");
+		uint8_t cbytes[128];
+		long clen = 0;
+
+		if (cJSON_IsString(corr))
+			clen = cl_base64_decode(corr->valuestring, strlen(corr->valuestring),
+						cbytes, sizeof(cbytes));
+		gw_act_set_route(&d->acts, seq, cJSON_IsNumber(qos) ? qos->valueint : 0,
+				 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(route, "mqtt5")),
+				 clen > 0 ? cbytes : NULL, clen > 0 ? (size_t)clen : 0,
+				 cJSON_IsString(cb) ? cb->valuestring : "");
+		rc = gw_act_set_work(&d->acts, seq, rec->payload, rec->payload_len,
+				     cJSON_IsString(rt) ? rt->valuestring : "");
+		cJSON_Delete(route);
+	}
 	if (!rc)
 		rc = gw_journal_sync(&d->acts);
 	if (!rc)
@@ -346,10 +366,39 @@ static int hook_adopt(void *arg, const struct cl_act_record *rec)
 	return 0;
 }
 
+/* Where the result goes besides the record (callback, MQTT reply), for an adopter. */
+static char *route_json(const struct gw_call *call)
+{
+	cJSON *j = cJSON_CreateObject();
+	char *s;
+
+	if (!j)
+		return NULL;
+	if (call->callback_url && call->callback_url[0])
+		cJSON_AddStringToObject(j, "callback", call->callback_url);
+	if (call->reply_topic && call->reply_topic[0]) {
+		cJSON_AddStringToObject(j, "reply_topic", call->reply_topic);
+		cJSON_AddNumberToObject(j, "qos", call->qos);
+		cJSON_AddBoolToObject(j, "mqtt5", call->mqtt5);
+		if (call->correlation_len) {
+			char *b = cl_base64_encode(call->correlation, call->correlation_len);
+
+			if (b)
+				cJSON_AddStringToObject(j, "correlation", b);
+			free(b);
+		}
+	}
+	s = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	return s;
+}
+
 int gw_cluster_accept(struct gw_daemon *d, uint64_t seq, const char *id, const char *key,
-		      const void *payload, size_t len, char *err, size_t errlen)
+		      const void *payload, size_t len, const struct gw_call *call, char *err,
+		      size_t errlen)
 {
 	const char *why = NULL;
+	char *route;
 	int rc;
 
 	if (!d->cluster)
@@ -358,7 +407,9 @@ int gw_cluster_accept(struct gw_daemon *d, uint64_t seq, const char *id, const c
 		snprintf(err, errlen, "cannot accept the activation: %s", why);
 		return -ENOSPC;
 	}
-	rc = cl_act_accept(d->cluster->node, id, key, payload, len, NULL);
+	route = route_json(call);
+	rc = cl_act_accept(d->cluster->node, id, key, payload, len, route);
+	free(route);
 	if (rc) {
 		snprintf(err, errlen,
 			 "cannot accept the activation: it could not be recorded in etcd (%s): %s",

@@ -689,7 +689,8 @@ void gw_cluster_deployed(struct gw_daemon *d, const char *key);
 void gw_cluster_undeployed(struct gw_daemon *d, const char *key);
 /* Record an async activation in etcd before its 202. Returns 0 or -ENOSPC (err says why). */
 int gw_cluster_accept(struct gw_daemon *d, uint64_t seq, const char *id, const char *key,
-		      const void *payload, size_t len, char *err, size_t errlen);
+		      const void *payload, size_t len, const struct gw_call *call, char *err,
+		      size_t errlen);
 /* May it start? 0, or -ESTALE (another node adopted it) / -errno: do not run it. */
 int gw_cluster_begin(struct gw_daemon *d, uint64_t seq, const char *id);
 void gw_cluster_end(struct gw_daemon *d, uint64_t seq, const char *id, enum gw_act_status st,

@@ -896,7 +896,7 @@ static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, si
 		/* in a cluster, accepted also means in etcd: it outlives this node */
 		gw_act_id_of(&d->acts, seq, id);
 		gw_act_function_of(&d->acts, seq, fnkey);
-		rc = gw_cluster_accept(d, seq, id, fnkey, payload, len, err, errlen);
+		rc = gw_cluster_accept(d, seq, id, fnkey, payload, len, call, err, errlen);
 		if (rc) {
 			gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, err);
 			return rc;

@@ -74,7 +74,9 @@ static void reply_release(struct reply *r)
 }
 
 /* One call to nemod `node` (1..3) inside its namespace. Returns the HTTP status (0: none). */
-static int api(int node, const char *method, const char *path, const char *body, struct reply *r)
+/* One call to nemod `node` (1..3), with one more header ("Name: value", or NULL). */
+static int api_h(int node, const char *method, const char *path, const char *body,
+		 const char *header, struct reply *r)
 {
 	char bodyf[160], outf[160], hdrf[160], cmd[2048], code[16] = "";
 	FILE *p;
@@ -86,9 +88,10 @@ static int api(int node, const char *method, const char *path, const char *body,
 	snprintf(hdrf, sizeof(hdrf), "%s/hdr-%d", work, node);
 	test_write_text(bodyf, body ? body : "");
 	snprintf(cmd, sizeof(cmd),
-		 "%s api %s %d %s '%s' %s%s -o %s -D %s -w '%%{http_code}' 2>/dev/null", harness(),
-		 tag, node, method, path, body ? "--data-binary @" : "", body ? bodyf : "", outf,
-		 hdrf);
+		 "%s api %s %d %s '%s' %s%s -o %s -D %s -w '%%{http_code}' %s%s%s 2>/dev/null",
+		 harness(), tag, node, method, path, body ? "--data-binary @" : "",
+		 body ? bodyf : "", outf, hdrf, header ? "-H '" : "", header ? header : "",
+		 header ? "'" : "");
 	p = popen(cmd, "r");
 	if (!p)
 		return 0;
@@ -106,6 +109,11 @@ static int api(int node, const char *method, const char *path, const char *body,
 		free(hdrs);
 	}
 	return r->status;
+}
+
+static int api(int node, const char *method, const char *path, const char *body, struct reply *r)
+{
+	return api_h(node, method, path, body, NULL, r);
 }
 
 /* The pid of a process of the run (etcd "e1".., nemod "1"..) from the harness's pids file. */
@@ -406,7 +414,7 @@ static void local_ids(int node, struct ids *out)
 
 static void test_net_kill9_adopted_once(void)
 {
-	struct ids told = {0}, on_a = {0}, on_c = {0};
+	struct ids told = {0}, on_a = {0}, on_c = {0}, with_cb = {0};
 	struct reply r;
 	pid_t b;
 	uint64_t t0, t_kill = 0, t_kill_epoch = 0;
@@ -426,7 +434,22 @@ static void test_net_kill9_adopted_once(void)
 	}
 	b = pid_of("2");
 	CU_ASSERT_FATAL(b > 0);
-	/* a steady async load on b, 1 s per call, more than its workers keep up with */
+	/* a callback receiver in a's namespace: one line per X-Call-Id POSTed to it */
+	run("%s exec %s 1 python3 -c '%s' %s/callbacks >/dev/null 2>&1 &", harness(), tag,
+	    "import http.server, os, sys\n"
+	    "open(sys.argv[1] + \".pid\", \"w\").write(str(os.getpid()))\n"
+	    "f = open(sys.argv[1], \"a\", buffering=1)\n"
+	    "class H(http.server.BaseHTTPRequestHandler):\n"
+	    "    def do_POST(self):\n"
+	    "        self.rfile.read(int(self.headers.get(\"Content-Length\", 0)))\n"
+	    "        f.write(self.headers.get(\"X-Call-Id\", \"\") + \"\\n\")\n"
+	    "        self.send_response(200); self.end_headers()\n"
+	    "    def log_message(self, *a): pass\n"
+	    "http.server.HTTPServer((\"10.77.0.21\", 9999), H).serve_forever()",
+	    work);
+	test_msleep(300);
+	/* a steady async load on b, 1 s per call, more than its workers keep up with; every
+	 * third through OpenFaaS with a callback, which an adopter must still deliver */
 	t0 = now_ms();
 	for (int i = 0; i < 60; i++) {
 		if (i == 30) {
@@ -437,9 +460,26 @@ static void test_net_kill9_adopted_once(void)
 			clock_gettime(CLOCK_REALTIME, &rt);
 			t_kill_epoch = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
 		}
-		if (api(2, "POST", "/api/v1/namespaces/_/actions/echo", "{\"sleep\":1}", &r) ==
-			    202 &&
-		    r.body) {
+		if (i % 3 == 2) {
+			/* OpenFaaS: 202 with the id in X-Call-Id */
+			char hdrf[160], *h, id[40] = "";
+
+			if (api_h(2, "POST", "/async-function/echo", "{\"sleep\":1}",
+				  "X-Callback-Url: http://10.77.0.21:9999/cb", &r) == 202) {
+				snprintf(hdrf, sizeof(hdrf), "%s/hdr-2", work);
+				h = test_read_file(hdrf, NULL);
+				if (h && strcasestr(h, "X-Call-Id: "))
+					sscanf(strcasestr(h, "X-Call-Id: ") + 11, "%39[0-9a-f]",
+					       id);
+				free(h);
+				if (id[0]) {
+					ids_add(&told, id);
+					ids_add(&with_cb, id);
+				}
+			}
+		} else if (api(2, "POST", "/api/v1/namespaces/_/actions/echo", "{\"sleep\":1}",
+			       &r) == 202 &&
+			   r.body) {
 			cJSON *j = cJSON_Parse(r.body);
 			const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "activationId");
 
@@ -507,6 +547,54 @@ static void test_net_kill9_adopted_once(void)
 	CU_ASSERT(adopted > 0); /* the load outran b: some never started there */
 	CU_ASSERT_EQUAL(twice, 0);
 	CU_ASSERT(adopt_max > 0 && adopt_max <= 3000 + 1000); /* lease ttl + 1 s */
+	{
+		/*
+		 * each adopted call with a callback gets it once, from its adopter; one that b
+		 * ended itself may have died with b between its end and its callback
+		 */
+		char path[160], *cbs;
+		int want = 0, got = 0, dup = 0, b_ended = 0, b_sent = 0;
+
+		test_msleep(500);
+		snprintf(path, sizeof(path), "%s/callbacks", work);
+		cbs = test_read_file(path, NULL);
+		for (int i = 0; i < with_cb.n; i++) {
+			char p2[128];
+			const char *at;
+			int n = 0;
+			bool adopted_ok = false, b_ok = false;
+
+			snprintf(p2, sizeof(p2), "/api/v1/namespaces/_/activations/%s",
+				 with_cb.id[i]);
+			if (api(1, "GET", p2, NULL, &r) == 200 && r.body &&
+			    strstr(r.body, "\"success\"")) {
+				adopted_ok = strstr(r.body, "\"adopted_ms\"") != NULL;
+				b_ok = !adopted_ok;
+			}
+			reply_release(&r);
+			for (at = cbs; at && (at = strstr(at, with_cb.id[i])); at++)
+				n++;
+			want += adopted_ok;
+			got += adopted_ok && n > 0;
+			b_ended += b_ok;
+			b_sent += b_ok && n > 0;
+			dup += n > 1;
+		}
+		printf("  callbacks: %d calls with X-Callback-Url; adopted and ended: %d, called back "
+		       "%d; ended on b: %d, called back %d; twice: %d\n",
+		       with_cb.n, want, got, b_ended, b_sent, dup);
+		CU_ASSERT(want > 0);
+		CU_ASSERT_EQUAL(got, want);
+		CU_ASSERT_EQUAL(dup, 0);
+		free(cbs);
+		free(with_cb.id);
+		/* the receiver, by its pid (the namespace's teardown would take it too) */
+		snprintf(path, sizeof(path), "%s/callbacks.pid", work);
+		cbs = test_read_file(path, NULL);
+		if (cbs && atoi(cbs) > 1)
+			kill(atoi(cbs), SIGTERM);
+		free(cbs);
+	}
 	free(told.id);
 	free(on_a.id);
 	free(on_c.id);
