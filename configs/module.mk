@@ -44,7 +44,7 @@ install: all man
 		$(DESTDIR)$(UNITDIR)
 	install -m 0755 $(foreach p,$(INSTALL_BINS),$(BIN)/$(p)) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BIN)/nemod $(BIN)/nemo-sbx-runtime $(DESTDIR)$(NEMO_LIBEXECDIR)/
-	install -m 0644 $(BIN)/nemo-sbx-shim.py $(DESTDIR)$(NEMO_LIBEXECDIR)/
+	install -m 0644 $(BIN)/nemo-sbx-shim.py $(BIN)/nemo-sbx-zygote.so $(DESTDIR)$(NEMO_LIBEXECDIR)/
 	ln -sfn $$(realpath -m --relative-to=$(SBINDIR) $(NEMO_LIBEXECDIR))/nemod \
 		$(DESTDIR)$(SBINDIR)/nemod
 	for f in $(SAMPLE_FNS); do \

@@ -11,7 +11,7 @@ One run, each figure beside its baseline measured in the same run:
   3. function completion time vs straightforward co-location (NF poll at SCHED_FIFO and at
      default priority, sandboxes at default weight, created on demand with a fixed keep-alive);
   4. load steps 10 % -> 100 % -> 10 %: reclaim time, loss in the step, harvest resumption;
-  5. pre-warming on spare cycles vs none, on an on-off invocation pattern.
+  5. pre-warming on spare cycles vs none, and with zygotes on, on an on-off invocation pattern.
 The machine has 2 cores: nemo-gen, nemod and the clients run on cpu 0, the NF lcore on cpu 1.
 Durations: --seconds (or BENCH_HARVEST_SECONDS), default 8.
 """
@@ -117,7 +117,7 @@ def max_sleep_us():
     return 0.0
 
 
-def start_nemod(harvest, ttl_s=30):
+def start_nemod(harvest, ttl_s=30, sandbox=None):
     os.makedirs(os.path.join(TMP, "store"), exist_ok=True)
     with open(os.path.join(TMP, "token"), "w") as f:
         f.write(TOKEN + "\n")
@@ -125,6 +125,8 @@ def start_nemod(harvest, ttl_s=30):
            "store_dir": os.path.join(TMP, "store"), "code_roots": [FN_DIR],
            "cores": {"housekeeping": [0], "sandbox": [1]}, "cgroup_root": CG_ROOT,
            "keepalive_ttl_s": ttl_s, "harvest": harvest}
+    if sandbox:
+        cfg["sandbox"] = sandbox
     path = os.path.join(TMP, "nemod.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -177,6 +179,7 @@ def gen(args, seconds, tag):
         cmd += ["--duration", str(seconds)]
     p = subprocess.Popen(["nice", "-n", str(GEN_NICE)] + cmd, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
+    PROCS.append(p)  # stopped by cleanup() if the run ends before it does
     return p, out, csv
 
 
@@ -656,8 +659,9 @@ def fig_steps(S, rate30):
         print("   VOID: nemo-nf stopped during this figure (a signal from outside the bench)")
 
 
-def onoff_run(prewarm, S):
-    nd = start_nemod(harvest_cfg(prewarm=prewarm), ttl_s=1)
+def onoff_run(prewarm, S, zygotes=False):
+    nd = start_nemod(harvest_cfg(prewarm=prewarm), ttl_s=1,
+                     sandbox={"zygotes": True} if zygotes else None)
     deploy_mix()
     lats, acts = [], []
     t_end = time.time() + S
@@ -684,7 +688,7 @@ def onoff_run(prewarm, S):
             "p90": pct(lats, 0.9) * 1e3, "p99": pct(lats, 0.99) * 1e3,
             "mean": sum(lats) / max(1, len(lats)) * 1e3, "slowest": slowest,
             "paths": {p: sum(1 for a in acts if a.get("startPath") == p)
-                      for p in ("cold", "warm", "prewarmed")}}
+                      for p in ("cold", "warm", "prewarmed", "zygote")}}
 
 
 def fig_ceiling(rate30):
@@ -703,6 +707,7 @@ def fig_ceiling(rate30):
         time.sleep(1.0)
         hog = subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", "1", "sh", "-c",
                                 "while :; do :; done"])
+        PROCS.append(hog)
         time.sleep(0.2)
         stat = "/proc/%d/stat" % hog.pid
         ya, ta = nf_cycles(), time.time()
@@ -725,21 +730,28 @@ def fig_ceiling(rate30):
 
 def fig_prewarm(S, rate30):
     S = max(16, 4 * S)  # ~100 calls each: p99 is then the second slowest, not the slowest
-    print("\n5. pre-warming on spare cycles vs none: the mix of figure 3 in turn, on 1.5 s at "
-          "10/s, off 2.5 s, keep-alive 1 s, %d s each, NF at 30 %% load" % S)
-    rows = []
-    for pw in (False, True):
-        g = gen(["--rate", str(int(rate30))], S + 8, "onoff%d" % pw)
+    print("\n5. pre-warming on spare cycles vs none, and with zygotes: the mix of figure 3 in "
+          "turn, on 1.5 s at 10/s, off 2.5 s, keep-alive 1 s, %d s each, NF at 30 %% load" % S)
+    rows, tags = [], []
+    # zygotes on: the forecast that drives pre-warming keeps a zygote per function (c and
+    # python) on spare cycles, and a call that finds no instance is forked from it
+    for tag, pw, zy in (("no pre-warming", False, False), ("pre-warming", True, False),
+                        ("zygotes on", True, True)):
+        g = gen(["--rate", str(int(rate30))], S + 8, "onoff%d%d" % (pw, zy))
         time.sleep(0.5)
-        rows.append(onoff_run(pw, S))
+        try:
+            rows.append(onoff_run(pw, S, zygotes=zy))
+            tags.append(tag)
+        except RuntimeError as e:  # a nemod without the sandbox.zygotes key
+            print("   %s: not run (%s)" % (tag, str(e).strip().splitlines()[-1][:160]))
         gen_result(g)
     print("   %-16s %4s %8s %9s %9s %9s %9s  %s" % ("setup", "n", "cold %", "mean ms", "p50 ms",
                                                    "p90 ms", "p99 ms", "paths"))
-    for tag, r in zip(("no pre-warming", "pre-warming"), rows):
+    for tag, r in zip(tags, rows):
         print("   %-16s %4d %8.1f %9.1f %9.1f %9.1f %9.1f  %s" % (
             tag, r["n"], 100.0 * r["cold"] / max(1, r["n"]), r["mean"], r["p50"], r["p90"],
             r["p99"], json.dumps(r["paths"])))
-    for tag, r in zip(("no pre-warming", "pre-warming"), rows):
+    for tag, r in zip(tags, rows):
         print("   slowest call, %s: %s" % (tag, r["slowest"]))
 
 
@@ -857,7 +869,13 @@ def main():
                     help="nemod's harvest.nf_delay_budget_us (0: a fixed floor)")
     ap.add_argument("--floor-us", type=int, default=FLOOR_US,
                     help="nemod's harvest.nf_sleep_floor_us (0: its default)")
-    a = ap.parse_args()
+    try:
+        a = ap.parse_args()
+    except SystemExit:  # --help or a bad option: nothing started, but TMP exists
+        cleanup()
+        raise
+    # a SIGTERM (kill, a CI timeout) ends the run through the same cleanup as its end
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     GEN_NICE, HOG_CLIENTS, FLOOR_US = a.gen_nice, a.hog_clients, a.floor_us
     BUDGET_US = a.budget_us
     if os.geteuid() != 0:

@@ -344,6 +344,8 @@ def main():
     ap.add_argument("--rate5", type=float, default=0,
                     help="table 5's rate in pps (default: 30 %% of the measured capacity)")
     a = ap.parse_args()
+    # a SIGTERM (kill, a CI timeout) ends the run through the same cleanup as its end
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print("bench-nf: %s, %d cpus, %.0f s per run, %d reps, load average %s" %
           (os.uname().nodename, os.cpu_count(), a.seconds, a.reps,
            " ".join("%.2f" % x for x in os.getloadavg())))

@@ -13,6 +13,8 @@ Scenarios, on the same traffic and the same functions (DESIGN.md, "Definitions")
   colocate-default  the same with the NF busy-polling at default priority
   nemo              NF sleeps when idle; nemod harvests the NF core and co-schedules
   nemo-no-prewarm   nemo without pre-warming
+  nemo-zygotes      nemo with zygotes: pre-warming keeps a zygote per function, and calls that
+                    find no idle instance fork it instead of starting cold
 Each repetition runs every scenario once; the order rotates from one repetition to the next,
 so that machine drift favours no scenario. Inside a scenario block the NF and nemod stay up
 and the cells (load x function mix x invocation rate) run one after the other.
@@ -46,15 +48,17 @@ BIN = os.path.join(ROOT, "build", "bin")
 FUNCS = os.path.join(ROOT, "build", "functions")
 PY = "/usr/bin/python3"
 
-SCENARIOS = ["dedicated", "colocate-fifo", "colocate-default", "nemo", "nemo-no-prewarm"]
+SCENARIOS = ["dedicated", "colocate-fifo", "colocate-default", "nemo", "nemo-no-prewarm",
+             "nemo-zygotes"]
 SCENARIO_DESC = {
     "dedicated": "NF alone on its core (sleep when idle); functions on the housekeeping core",
     "colocate-fifo": "NF busy-polls at SCHED_FIFO; sandboxes on the NF core at default weight",
     "colocate-default": "NF busy-polls at default priority; sandboxes on the NF core, default weight",
     "nemo": "NF sleeps when idle; nemod harvests its spare cycles, pre-warming on",
     "nemo-no-prewarm": "nemo with pre-warming off",
+    "nemo-zygotes": "nemo with zygotes on (sandbox.zygotes): calls with no idle instance fork one",
 }
-HARVEST_SCENARIOS = ("nemo", "nemo-no-prewarm")
+HARVEST_SCENARIOS = ("nemo", "nemo-no-prewarm", "nemo-zygotes")
 
 # NEMO (Zhang et al., IEEE TC 2022): published figures that rows are set beside.
 NEMO_HARVEST_SHARE = 0.41
@@ -80,7 +84,7 @@ RESULT_FIELDS = [
     "inv_rate", "duration_s", "nf_tx_pps", "nf_rx_pps", "nf_sent", "nf_lost", "nf_loss_ratio",
     "nf_p50_us", "nf_p99_us", "nf_p999_us", "spare_ratio", "spare_s", "harvested_s",
     "harvest_ratio", "invocations", "inv_ok", "inv_errors", "http_invocations",
-    "mqtt_invocations", "cold", "warm", "prewarmed", "compl_mean_ms", "compl_p50_ms",
+    "mqtt_invocations", "cold", "warm", "prewarmed", "zygote", "compl_mean_ms", "compl_p50_ms",
     "compl_p99_ms", "start_p50_ms", "start_p99_ms", "run_p50_ms", "run_p99_ms", "note"]
 INV_FIELDS = ["seq", "rep", "scenario", "cell", "function", "transport", "status", "start_path",
               "total_ms", "start_ms", "run_ms", "queue_us", "create_us", "init_us", "run_us", "core"]
@@ -428,7 +432,9 @@ def nemod_config(workdir, scenario, nf_name, nf_cpu, port, mqtt_port, cgroup_roo
                          "reconnect_min_s": 1, "reconnect_max_s": 2}})
     if scenario in HARVEST_SCENARIOS:
         cfg["harvest"] = {"enabled": True, "channels": [nf_name],
-                          "prewarm": scenario == "nemo"}
+                          "prewarm": scenario in ("nemo", "nemo-zygotes")}
+    if scenario == "nemo-zygotes":
+        cfg["sandbox"] = dict(cfg.get("sandbox", {}), zygotes=True)
     return cfg
 
 
@@ -798,6 +804,7 @@ def run_cell(nf, nemod, cell, capacity, seconds, workdir, timeseries=False):
         "cold": sum(r.get("start_path") == "cold" for r in ok),
         "warm": sum(r.get("start_path") == "warm" for r in ok),
         "prewarmed": sum(r.get("start_path") == "prewarmed" for r in ok),
+        "zygote": sum(r.get("start_path") == "zygote" for r in ok),
         "compl_mean_ms": f(sum(r["total_ms"] for r in done) / len(done) if done else None),
         "compl_p50_ms": f(pct([r["total_ms"] for r in done], 50)),
         "compl_p99_ms": f(pct([r["total_ms"] for r in done], 99)),
@@ -1090,8 +1097,9 @@ def report(out):
              "[min–max]. `harvested` is read from the harvest cgroup's cpuacct accounting on the "
              "NF core; `spare` from the NF's cycle counters (spare = total − busy).\n")
     if not state.get("harvest_available", True):
-        L.append("**harvest not available in this nemod**: the scenarios nemo and "
-                 "nemo-no-prewarm did not run, and no figure stands in for them.\n")
+        L.append("**harvest not available in this nemod**: the scenarios nemo, "
+                 "nemo-no-prewarm and nemo-zygotes did not run, and no figure stands in for "
+                 "them.\n")
     L.append("## Against NEMO's published figures\n")
     L.append("| figure | nemo (this run) | NEMO published | goal met? |")
     L.append("|---|---|---|---|")
@@ -1116,7 +1124,7 @@ def report(out):
     L.append("")
     L.append("## Per scenario, cell `%s` (load 50 %% of capacity, mixed functions)\n" % ref)
     L.append("| scenario | NF rx Mpps | NF loss % | NF p99 µs | spare_ratio | harvested s | "
-             "harvest_ratio | invocations (cold/warm/prewarmed) | completion mean ms | "
+             "harvest_ratio | invocations (cold/warm/prewarmed/zygote) | completion mean ms | "
              "p50 ms | p99 ms | start p50 ms | run p50 ms | NEMO published |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in SCENARIOS:
@@ -1124,10 +1132,11 @@ def report(out):
             why = next((r["note"] for r in rows if r["scenario"] == s and r["note"]), "no data")
             L.append("| %s | %s |%s" % (s, why, " |" * 12))
             continue
-        paths = "%s (%s/%s/%s)" % (spread(vals(s, ref, "inv_ok"), "%.0f"),
-                                   spread(vals(s, ref, "cold"), "%.0f"),
-                                   spread(vals(s, ref, "warm"), "%.0f"),
-                                   spread(vals(s, ref, "prewarmed"), "%.0f"))
+        paths = "%s (%s/%s/%s/%s)" % (spread(vals(s, ref, "inv_ok"), "%.0f"),
+                                      spread(vals(s, ref, "cold"), "%.0f"),
+                                      spread(vals(s, ref, "warm"), "%.0f"),
+                                      spread(vals(s, ref, "prewarmed"), "%.0f"),
+                                      spread(vals(s, ref, "zygote"), "%.0f"))
         pub = {"nemo": "41 % harvested; 12.5–25× faster than co-location",
                "colocate-fifo": "baseline of the speed-up",
                "colocate-default": "baseline of the speed-up"}.get(s, "")
@@ -1475,7 +1484,7 @@ def live(a):
             "http": sum(x["transport"] == "http" for x in recs),
             "mqtt": sum(x["transport"] == "mqtt" for x in recs),
             "paths": {p: sum(x.get("start_path") == p for x in ok)
-                      for p in ("cold", "warm", "prewarmed")},
+                      for p in ("cold", "warm", "prewarmed", "zygote")},
             "p50": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 50),
             "p99": pct([x["total_ms"] for x in ok if x.get("total_ms") is not None], 99),
             # the 10/s calls' own CPU, what demand asked of the spare: per function, its calls

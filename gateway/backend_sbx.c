@@ -80,6 +80,7 @@ int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)
 	struct sbx_keepalive_params ka = {
 		.ttl_ns = cfg->keepalive_ttl_s * 1000000000ull,
 		.memory_budget_bytes = cfg->memory_budget_mb << 20,
+		.zygotes = cfg->sandbox.zygotes,
 	};
 	struct sbx_backend *s = calloc(1, sizeof(*s));
 	int max_core = 0, rc;

@@ -407,6 +407,7 @@ static const struct cfg_key sandbox_keys[] = {
 		      UINT32_MAX - 1),
 	CFG_KEY_RANGE("uid_count", cfg_parse_u32, struct gw_config, sandbox.uid_count, false, 1,
 		      UINT32_MAX - 1),
+	CFG_KEY("zygotes", cfg_parse_bool, struct gw_config, sandbox.zygotes, false),
 	CFG_KEY_END,
 };
 

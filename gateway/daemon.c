@@ -579,6 +579,10 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 		cJSON_AddNumberToObject(pool, "cold_starts", (double)st.cold_starts);
 		cJSON_AddNumberToObject(pool, "warm_starts", (double)st.warm_starts);
 		cJSON_AddNumberToObject(pool, "prewarmed_starts", (double)st.prewarmed_starts);
+		cJSON_AddNumberToObject(pool, "zygote_starts", (double)st.zygote_starts);
+		cJSON_AddNumberToObject(pool, "zygotes", st.zygotes);
+		cJSON_AddNumberToObject(pool, "zygote_memory_bytes",
+					(double)st.zygote_memory_bytes);
 		cJSON_AddNumberToObject(pool, "crashes", (double)st.crashes);
 	}
 	if (with_doc && fn->doc) {

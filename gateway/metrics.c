@@ -249,6 +249,10 @@ char *gw_metrics_render(struct gw_daemon *d, const char *ns, size_t *len)
 		    "nemo_warm_pool_instances{namespace=\"%s\",function=\"%s\",state=\"prewarmed\"} "
 		    "%u\n",
 		    fn->ns, fn->name, st.prewarmed);
+		put(&t,
+		    "nemo_warm_pool_instances{namespace=\"%s\",function=\"%s\",state=\"zygote\"} "
+		    "%u\n",
+		    fn->ns, fn->name, st.zygotes);
 	}
 	for (int i = 0; i < fl.n; i++)
 		gw_fn_put(fl.v[i]);

@@ -252,8 +252,8 @@ static void print_fn_line(const cJSON *f)
 {
 	const cJSON *pool = cJSON_GetObjectItem(f, "warm_pool");
 
-	printf("%-24s %-7s %6.0f MB %7.0f ms  idle %-3.0f busy %-3.0f prewarmed %-3.0f  cold %.0f "
-	       "warm %.0f\n",
+	printf("%-24s %-7s %6.0f MB %7.0f ms  idle %-3.0f busy %-3.0f prewarmed %-3.0f zygote %-1.0f  "
+	       "cold %.0f warm %.0f zygote %.0f\n",
 	       cJSON_GetStringValue(cJSON_GetObjectItem(f, "name")),
 	       cJSON_GetStringValue(cJSON_GetObjectItem(f, "runtime")),
 	       cJSON_GetNumberValue(cJSON_GetObjectItem(f, "memory_mb")),
@@ -261,8 +261,10 @@ static void print_fn_line(const cJSON *f)
 	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "idle")) : 0,
 	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "busy")) : 0,
 	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "prewarmed")) : 0,
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "zygotes")) : 0,
 	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "cold_starts")) : 0,
-	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "warm_starts")) : 0);
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "warm_starts")) : 0,
+	       pool ? cJSON_GetNumberValue(cJSON_GetObjectItem(pool, "zygote_starts")) : 0);
 }
 
 static void print_activation_line(const cJSON *a)
@@ -624,9 +626,9 @@ static void print_top(const cJSON *prev, const cJSON *cur, double dt_s)
 
 	printf("nemo top  dispatcher=%s  interval=%.1fs\n",
 	       cJSON_IsString(disp) ? disp->valuestring : "?", dt_s);
-	printf("%4s %-4s %6s %6s %6s %7s %5s %5s %6s %5s %6s %7s %6s %6s %6s %s\n", "CPU", "NF",
+	printf("%4s %-4s %6s %6s %6s %7s %5s %5s %6s %5s %6s %7s %6s %6s %6s %6s %s\n", "CPU", "NF",
 	       "BUSY%", "SPARE%", "HARV%", "H_RATIO", "PRED", "WARM", "FROZEN", "MOVED", "THROTL",
-	       "INV/S", "COLD", "WARM", "PREW", "STATE");
+	       "INV/S", "COLD", "WARM", "PREW", "ZYGOTE", "STATE");
 	if (!cJSON_GetArraySize(arr))
 		printf("  (no NF cores: harvesting is off, or no NF channel is attached yet)\n");
 	cJSON_ArrayForEach (k, arr) {
@@ -665,12 +667,13 @@ static void print_top(const cJSON *prev, const cJSON *cur, double dt_s)
 			snprintf(state, sizeof(state), "reclaimed(frozen)");
 		else
 			snprintf(state, sizeof(state), "harvesting");
-		printf("%4d %-4s %6.1f %6.1f %6.1f %7.2f %5.2f %5d %6d %5d %6d %7.1f %6d %6d %6d %s\n",
+		printf("%4d %-4s %6.1f %6.1f %6.1f %7.2f %5.2f %5d %6d %5d %6d %7.1f %6d %6d %6d %6d "
+		       "%s\n",
 		       (int)num(k, "cpu"), cJSON_IsTrue(up) ? "up" : "down", busy, spare_pct,
 		       harv_pct, ratio, num(k, "spare_pred"), (int)num(k, "warm"),
 		       (int)num(k, "frozen"), (int)num(k, "moved"), (int)num(k, "throttled"), rate,
 		       (int)num(st, "cold"), (int)num(st, "warm"), (int)num(st, "prewarmed"),
-		       state);
+		       (int)num(st, "zygote"), state);
 	}
 	fflush(stdout);
 }

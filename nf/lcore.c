@@ -88,6 +88,7 @@ static inline void transmit(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint
 static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n,
 				 uint16_t in_port, uint64_t now_tsc)
 {
+	uint64_t consumed = c->consumed_pkts;
 	uint16_t kept;
 
 	c->rx_pkts += n;
@@ -100,7 +101,8 @@ static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts,
 	kept = nf_pkt_validate(pkts, n, c->drops);
 	for (uint32_t m = 0; m < c->chain_len && kept; m++)
 		kept = c->chain_ops[m]->process(c->chain_inst[m], pkts, kept, now_tsc, c->drops);
-	c->drop_pkts += n - kept;
+	/* what a module took out of the chain for a function is neither sent nor dropped */
+	c->drop_pkts += n - kept - (c->consumed_pkts - consumed);
 	if (kept)
 		transmit(c, pkts, kept);
 }
@@ -268,6 +270,10 @@ static void idle_setup(struct nf_lcore_ctx *c, uint64_t *max_sleep_ns, uint64_t 
 static uint64_t yield_core(struct nf_lcore_ctx *c, uint64_t now, uint64_t *sleep_ns,
 			   uint64_t max_sleep_ns, uint64_t floor_ns)
 {
+	/* a module's deferred work (an fn wake-up) must not wait out the sleep */
+	for (uint32_t p = 0; p < c->nb_pollers; p++)
+		if (c->poll_ops[p]->idle)
+			c->poll_ops[p]->idle(c->poll_inst[p], now);
 	/* publish first: the record must say we are asleep, and since when */
 	set_state(c, HC_STATE_SLEEPING, now);
 	publish(c, now);
@@ -323,6 +329,21 @@ int nf_lcore_main(void *arg)
 		uint32_t moved = 0;
 		bool full = false, yield;
 
+		/*
+		 * Packets the modules made (fn replies), before new ones come in: up to the whole
+		 * array, since a function answers in batches while the lcore slept; more left
+		 * counts as a full burst, so the lcore does not sleep on them.
+		 */
+		for (uint32_t p = 0; p < c->nb_pollers; p++) {
+			uint16_t n = c->poll_ops[p]->poll(c->poll_inst[p], pkts,
+							  (uint16_t)RTE_DIM(pkts), iter_start);
+
+			if (n) {
+				moved += n;
+				full |= n == RTE_DIM(pkts);
+				transmit(c, pkts, n);
+			}
+		}
 		for (uint32_t r = 0; r < nb_rx; r++) {
 			uint16_t n = rte_eth_rx_burst(c->rx_port[r], c->rx_queue[r], pkts, burst);
 

@@ -7,6 +7,6 @@ TEST_LIBS += nf
 TEST_LDLIBS += -lpcap
 PROGS += nemo-nf
 nemo-nf_SRCS := nf/main.c
-nemo-nf_LIBS := nf common
+nemo-nf_LIBS := nf packet common
 nemo-nf_CFLAGS = $(DPDK_CFLAGS)
 nemo-nf_LDLIBS = $(CJSON_LIBS) $(DPDK_LIBS) -lm

@@ -6,7 +6,8 @@
 #include "nf_internal.h"
 
 const struct nf_module_ops *const nf_modules[] = {
-	&nf_mod_fwd_ops, &nf_mod_acl_ops, &nf_mod_nat_ops, &nf_mod_monitor_ops, NULL,
+	&nf_mod_fwd_ops,     &nf_mod_acl_ops, &nf_mod_nat_ops,
+	&nf_mod_monitor_ops, &nf_mod_fn_ops,  NULL,
 };
 
 const struct nf_module_ops *nf_module_find(const char *name)

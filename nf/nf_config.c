@@ -268,6 +268,7 @@ static const struct cfg_key root_keys[] = {
 		      false, 0, 3600000),
 	{.name = "ports", .parse = parse_ports, .required = true},
 	{.name = "lcores", .parse = parse_lcores, .required = true},
+	CFG_KEY_STR("fn_socket", struct nf_config, fn_socket, false),
 	CFG_KEY_END,
 };
 

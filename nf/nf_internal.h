@@ -22,6 +22,7 @@ extern const struct nf_module_ops nf_mod_fwd_ops;
 extern const struct nf_module_ops nf_mod_acl_ops;
 extern const struct nf_module_ops nf_mod_nat_ops;
 extern const struct nf_module_ops nf_mod_monitor_ops;
+extern const struct nf_module_ops nf_mod_fn_ops;
 
 /*
  * Header fields may sit at any address (DPDK's header structs are packed): pointers to them
@@ -117,5 +118,70 @@ int nf_cfg_parse_module(struct cfg_ctx *ctx, const char *path, const cJSON *item
  * two instances of one module may run on one lcore. Control thread only.
  */
 const char *nf_instance_name(char *buf, size_t len, const char *kind, unsigned int lcore_id);
+
+/*
+ * ---- 5-tuple rules (match.c), shared by acl and fn ----
+ *
+ * A module's rule struct starts with a struct nf_match_rule, parsed by NF_MATCH_CFG_KEYS in
+ * its key table: "src"/"dst" ("any", "a.b.c.d" or a prefix), "proto" (tcp, udp, icmp, any
+ * or 0..255), "sport"/"dport" (a port, "lo-hi" or "any"). Absent fields match anything.
+ * Host byte order, as rte_acl wants rule fields.
+ */
+struct nf_match_rule {
+	struct {
+		uint32_t addr;
+		uint32_t len;
+	} src, dst;
+	struct {
+		uint32_t value;
+		uint32_t mask;
+	} proto;
+	struct {
+		uint32_t lo;
+		uint32_t hi;
+	} sport, dport;
+};
+
+int nf_cfg_parse_cidr(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		      const struct cfg_key *key);
+int nf_cfg_parse_proto(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		       const struct cfg_key *key);
+int nf_cfg_parse_ports(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+		       const struct cfg_key *key);
+
+#define NF_MATCH_CFG_KEYS(type, m)                                                                 \
+	{.name = "src", .parse = nf_cfg_parse_cidr, .offset = offsetof(type, m.src)},              \
+		{.name = "dst", .parse = nf_cfg_parse_cidr, .offset = offsetof(type, m.dst)},      \
+		{.name = "proto", .parse = nf_cfg_parse_proto, .offset = offsetof(type, m.proto)}, \
+		{.name = "sport", .parse = nf_cfg_parse_ports, .offset = offsetof(type, m.sport)}, \
+	{                                                                                          \
+		.name = "dport", .parse = nf_cfg_parse_ports, .offset = offsetof(type, m.dport)    \
+	}
+
+/* Set `r` to match everything (call before parsing a rule into it). */
+void nf_match_rule_init(struct nf_match_rule *r);
+
+#define NF_MATCH_CHUNK 64 /* packets classified per rte_acl_classify() call */
+
+/* A built rule set: NULL ctx when there are no rules (nothing matches). */
+struct nf_match {
+	struct rte_acl_ctx *ctx;
+};
+
+/*
+ * Build `nb_rules` rules, each at `rules + i * stride` (a struct nf_match_rule first), for
+ * the module `kind` on env's lcore. Rule 0 wins over later ones. Control thread; logs its
+ * errors. Returns 0 or -errno of rte_acl.
+ */
+int nf_match_build(struct nf_match *m, const char *kind, const void *rules, size_t stride,
+		   uint32_t nb_rules, const struct nf_module_env *env);
+void nf_match_free(struct nf_match *m);
+
+/*
+ * results[i] = 1 + the index of the first rule packet i matches, or 0 (no match, no rules,
+ * or not IPv4). Packet path: no allocation, no syscalls.
+ */
+void nf_match_classify(const struct nf_match *m, struct rte_mbuf **pkts, uint16_t nb_pkts,
+		       uint32_t *results);
 
 #endif /* NF_INTERNAL_H */

@@ -18,6 +18,7 @@ const char *const nf_drop_reason_names[NF_DROP_REASONS] = {
 	[NF_DROP_ACL] = "acl",
 	[NF_DROP_NAT] = "nat",
 	[NF_DROP_TX_FULL] = "tx_full",
+	[NF_DROP_FN_FULL] = "fn_full",
 	[NF_DROP_RX_NOMBUF] = "rx_nombuf",
 };
 

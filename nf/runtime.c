@@ -10,6 +10,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 
+#include "fn_internal.h"
 #include "nemo/log.h"
 #include "runtime_internal.h"
 
@@ -33,10 +34,31 @@ static uint32_t mbufs_needed(const struct nf_config *cfg)
 	return (uint32_t)(n < 8191 ? 8191 : n);
 }
 
+/* The fn modules' lease server, when a chain has one (before the chains: they add rings). */
+static int fn_hub_create(struct nf_runtime *rt)
+{
+	const struct nf_config *cfg = rt->cfg;
+	char path[sizeof(cfg->fn_socket) + NF_NAME_MAX + 16];
+	bool any = false;
+
+	for (uint32_t i = 0; i < cfg->nb_lcores; i++)
+		for (uint32_t m = 0; m < cfg->lcores[i].chain_len; m++)
+			any |= strcmp(cfg->lcores[i].chain_names[m], "fn") == 0;
+	if (!any)
+		return 0;
+	if (cfg->fn_socket[0])
+		snprintf(path, sizeof(path), "%s", cfg->fn_socket);
+	else
+		snprintf(path, sizeof(path), "/run/nemo/%s.fn.sock", cfg->name);
+	rt->fn_hub = nf_fn_hub_create(path);
+	return rt->fn_hub ? 0 : -errno;
+}
+
 static int chains_create(struct nf_runtime *rt)
 {
 	const struct nf_config *cfg = rt->cfg;
-	struct nf_module_env env = {.nb_ports = (uint16_t)cfg->nb_ports};
+	struct nf_module_env env = {
+		.nb_ports = (uint16_t)cfg->nb_ports, .pool = rt->pool, .fn_hub = rt->fn_hub};
 	struct cfg_ctx ctx = {.file = cfg->file};
 	cJSON *empty = cJSON_CreateObject();
 
@@ -50,6 +72,7 @@ static int chains_create(struct nf_runtime *rt)
 
 		env.lcore_id = lc->lcore_id;
 		env.socket_id = rte_lcore_to_socket_id(lc->lcore_id);
+		env.consumed_pkts = &c->consumed_pkts;
 		for (uint32_t m = 0; m < lc->chain_len; m++) {
 			const cJSON *mcfg = lc->chain_cfg[m];
 			char path[96];
@@ -70,6 +93,10 @@ static int chains_create(struct nf_runtime *rt)
 				return rc;
 			}
 			c->chain_len = m + 1;
+			if (c->chain_ops[m]->poll) {
+				c->poll_ops[c->nb_pollers] = c->chain_ops[m];
+				c->poll_inst[c->nb_pollers++] = c->chain_inst[m];
+			}
 		}
 	}
 	cJSON_Delete(empty);
@@ -84,6 +111,7 @@ static void chains_destroy(struct nf_runtime *rt)
 		for (uint32_t m = 0; m < c->chain_len; m++)
 			c->chain_ops[m]->destroy(c->chain_inst[m]);
 		c->chain_len = 0;
+		c->nb_pollers = 0;
 	}
 }
 
@@ -187,9 +215,17 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 		r->sched_prio = c->cfg->sched.policy == HC_SCHED_FIFO ? c->cfg->sched.priority
 								      : c->cfg->sched.nice;
 	}
+	rc = fn_hub_create(rt);
+	if (rc)
+		goto err_chains;
 	rc = chains_create(rt);
 	if (rc)
 		goto err_chains;
+	if (rt->fn_hub) {
+		rc = nf_fn_hub_start(rt->fn_hub);
+		if (rc)
+			goto err_chains;
+	}
 	rc = nf_telemetry_register(rt);
 	if (rc)
 		goto err_chains;
@@ -197,6 +233,7 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 	return rt;
 
 err_chains:
+	nf_fn_hub_destroy(rt->fn_hub);
 	chains_destroy(rt);
 	nf_channel_destroy(rt->ch);
 err_ports:
@@ -341,6 +378,10 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		       (double)rt->lcores[i].wake.median_ns / 1e3,
 		       (double)rt->lcores[i].wake.p90_ns / 1e3,
 		       (double)rt->lcores[i].predicted_gap * 1e6 / (double)rt->tsc_hz);
+		if (rt->lcores[i].consumed_pkts)
+			printf("  handed to functions and stopped there (neither sent nor dropped): "
+			       "%lu\n",
+			       (unsigned long)rt->lcores[i].consumed_pkts);
 		printf("  drops:");
 		for (int d = 0; d < NF_DROP_REASONS; d++)
 			if (s.drops[d])
@@ -368,6 +409,8 @@ void nf_runtime_destroy(struct nf_runtime *rt)
 	if (!rt)
 		return;
 	nf_telemetry_unregister();
+	/* the lease server reads the rings the chains own: it goes first */
+	nf_fn_hub_destroy(rt->fn_hub);
 	chains_destroy(rt);
 	for (uint32_t p = 0; p < rt->cfg->nb_ports; p++)
 		nf_port_teardown(rt, p);

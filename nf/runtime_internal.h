@@ -35,7 +35,11 @@ struct nf_lcore_ctx {
 	uint32_t chain_len;
 	const struct nf_module_ops *chain_ops[NF_MAX_CHAIN];
 	void *chain_inst[NF_MAX_CHAIN];
-	bool port_ids_are_indexes;	       /* DPDK port id == config index for every port */
+	uint32_t nb_pollers; /* the chain's modules with a poll op (fn), in chain order */
+	const struct nf_module_ops *poll_ops[NF_MAX_CHAIN];
+	void *poll_inst[NF_MAX_CHAIN];
+	uint64_t consumed_pkts;	   /* taken out of the chain by a module, not dropped (fn) */
+	bool port_ids_are_indexes; /* DPDK port id == config index for every port */
 	uint16_t rx_port[NF_MAX_RX_PER_LCORE]; /* DPDK port ids */
 	uint16_t rx_queue[NF_MAX_RX_PER_LCORE];
 	int rc; /* the loop's exit status */
@@ -55,6 +59,7 @@ struct nf_runtime {
 	struct rte_eth_stats port_stats[NF_MAX_PORTS];
 	struct rte_mempool *pool;
 	struct nf_channel *ch;
+	struct nf_fn_hub *fn_hub; /* NULL unless a chain has an fn module */
 	struct nf_lcore_ctx *lcores;
 	volatile int quit;
 	bool launched;

@@ -505,6 +505,21 @@ fail:
 	return rc;
 }
 
+/* A zygote's fork: the platform writes it into every cgroup the child of a clone joins. */
+static int v1_attach(struct sbx_cgroup *cg, pid_t pid)
+{
+	char val[16];
+	int rc;
+
+	snprintf(val, sizeof(val), "%d", (int)pid);
+	for (int i = 0; i < cg->n_join; i++) {
+		rc = sbx_cg_write(cg->join[i], NULL, val);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int v1_freeze(struct sbx_cgroup *cg, bool frozen)
 {
 	return sbx_cg_write(cg->freezer, "freezer.state", frozen ? "FROZEN" : "THAWED");
@@ -592,6 +607,7 @@ const struct sbx_cgroup_ops sbx_cgroup_v1_ops = {
 	.freeze = v1_freeze,
 	.is_frozen = v1_is_frozen,
 	.kill = v1_kill,
+	.attach = v1_attach,
 	.move = v1_move,
 	.memory_bytes = v1_memory_bytes,
 	.oom_kills = v1_oom_kills,
@@ -804,6 +820,14 @@ fail:
 	return rc;
 }
 
+static int v2_attach(struct sbx_cgroup *cg, pid_t pid)
+{
+	char val[16];
+
+	snprintf(val, sizeof(val), "%d", (int)pid);
+	return sbx_cg_write(cg->memory, "cgroup.procs", val);
+}
+
 static int v2_freeze(struct sbx_cgroup *cg, bool frozen)
 {
 	return sbx_cg_write(cg->freezer, "cgroup.freeze", frozen ? "1" : "0");
@@ -916,6 +940,7 @@ const struct sbx_cgroup_ops sbx_cgroup_v2_ops = {
 	.freeze = v2_freeze,
 	.is_frozen = v2_is_frozen,
 	.kill = v2_kill,
+	.attach = v2_attach,
 	.move = v2_move,
 	.memory_bytes = v2_memory_bytes,
 	.oom_kills = v2_oom_kills,

@@ -86,7 +86,7 @@ static const unsigned long clone_ns_flags[] = {CLONE_NEWNS,    CLONE_NEWUTS, CLO
 					       CLONE_NEWUSER,  CLONE_NEWPID, CLONE_NEWNET,
 					       CLONE_NEWCGROUP};
 
-int sbx_seccomp_compile(bool deny_unix_sockets)
+int sbx_seccomp_compile(bool deny_unix_sockets, bool zygote)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
 	int fd = -1, rc;
@@ -98,6 +98,9 @@ int sbx_seccomp_compile(bool deny_unix_sockets)
 	for (size_t i = 0; i < sizeof(denied_syscalls) / sizeof(denied_syscalls[0]); i++) {
 		int nr = seccomp_syscall_resolve_name(denied_syscalls[i]);
 
+		/* a zygote's fork mounts its own /proc, /tmp and /dev/shm in its namespace */
+		if (zygote && !strcmp(denied_syscalls[i], "mount"))
+			continue;
 		if (nr == __NR_SCMP_ERROR)
 			continue; /* not on this architecture */
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
@@ -111,9 +114,10 @@ int sbx_seccomp_compile(bool deny_unix_sockets)
 	 */
 	rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	for (size_t i = 0; !rc && i < sizeof(clone_ns_flags) / sizeof(clone_ns_flags[0]); i++)
-		rc = seccomp_rule_add(
-			ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-			SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
+		if (!zygote || (clone_ns_flags[i] & (CLONE_NEWNET | CLONE_NEWCGROUP)))
+			rc = seccomp_rule_add(
+				ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+				SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
 	/* pushing input into another terminal */
 	if (!rc)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
@@ -227,6 +231,8 @@ static int resolve_runtime(struct sbx_host *host, const char *want)
 	snprintf(host->runtime_path, sizeof(host->runtime_path), "%s", dir);
 	snprintf(exe, sizeof(exe), "%s", dir);
 	snprintf(host->shim_path, sizeof(host->shim_path), "%s/nemo-sbx-shim.py", dirname(exe));
+	snprintf(host->zygote_lib_path, sizeof(host->zygote_lib_path), "%s/nemo-sbx-zygote.so",
+		 exe);
 	return 0;
 missing:
 	NEMO_ERR(SBX_LOG, "runtime program %s not found (build it with make)",
@@ -417,6 +423,7 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	if (!host)
 		return NULL;
 	host->seccomp_fd = -1;
+	host->zygote_seccomp_fd = -1;
 	host->netns_fd = -1;
 	pthread_mutex_init(&host->lock, NULL);
 	pthread_mutex_init(&host->acct_lock, NULL);
@@ -449,9 +456,15 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	rc = rc ? rc : sbx_cgroup_acct_init(host);
 	if (rc)
 		goto fail_cg;
-	host->seccomp_fd = sbx_seccomp_compile(!host->netns_per_sandbox);
+	host->seccomp_fd = sbx_seccomp_compile(!host->netns_per_sandbox, false);
 	if (host->seccomp_fd < 0) {
 		rc = host->seccomp_fd;
+		goto fail_cg;
+	}
+	host->zygote_seccomp_fd = sbx_seccomp_compile(!host->netns_per_sandbox, true);
+	if (host->zygote_seccomp_fd < 0) {
+		rc = host->zygote_seccomp_fd;
+		close(host->seccomp_fd);
 		goto fail_cg;
 	}
 	if (!host->netns_per_sandbox) {
@@ -478,6 +491,7 @@ fail_netns:
 		close(host->netns_fd);
 fail_seccomp:
 	close(host->seccomp_fd);
+	close(host->zygote_seccomp_fd);
 fail_cg:
 	host->cg->host_fini(host);
 fail:
@@ -509,6 +523,8 @@ void sbx_host_destroy(struct sbx_host *host)
 	host->cg->host_fini(host);
 	if (host->seccomp_fd >= 0)
 		close(host->seccomp_fd);
+	if (host->zygote_seccomp_fd >= 0)
+		close(host->zygote_seccomp_fd);
 	if (host->netns_fd >= 0)
 		close(host->netns_fd);
 	free(host->acct);

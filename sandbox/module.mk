@@ -9,18 +9,18 @@ TEST_LDLIBS += -lseccomp
 
 # nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames).
 PROGS += nemo-sbx-runtime
-nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/codecheck.c
+nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/runtime/zygote.c sandbox/codecheck.c
 nemo-sbx-runtime_LDLIBS := -ldl
 
 # Sample functions (sandbox/functions/) and the hostile test functions, in build/functions/.
 FN_DIR := $(BUILD)/functions
 SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload
 SBX_EXEC_FUNCS := exec-upper
-SBX_COPIED := wordstats.py sort.sh test-tenant.py
+SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py
 SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \
        $(foreach f,$(SBX_EXEC_FUNCS),$(FN_DIR)/$(f)) \
        $(foreach f,$(SBX_COPIED),$(FN_DIR)/$(f)) \
-       $(BIN)/nemo-sbx-shim.py
+       $(BIN)/nemo-sbx-shim.py $(BIN)/nemo-sbx-zygote.so
 
 $(FN_DIR)/%.so: sandbox/functions/%.c
 	@mkdir -p $(@D)
@@ -37,6 +37,12 @@ $(FN_DIR)/%.py: sandbox/functions/%.py
 $(FN_DIR)/%.sh: sandbox/functions/%.sh
 	@mkdir -p $(@D)
 	cp $< $@ && chmod 755 $@
+
+# what a python zygote's fork calls (through ctypes) to become an instance; never sanitized
+# (make check-asan): the interpreter that loads it is not
+$(BIN)/nemo-sbx-zygote.so: sandbox/runtime/zygote.c sandbox/runtime/zygote.h
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ $<
 
 $(BIN)/nemo-sbx-shim.py: sandbox/runtime/shim.py
 	@mkdir -p $(@D)

@@ -22,8 +22,22 @@ struct pool_entry {
 	struct pool_entry *acq_next, *acq_prev; /* on pool->acquired while acquired */
 };
 
+/*
+ * A function's zygote as the pool holds it: forks are made from it outside the pool's lock,
+ * so it is destroyed only when dropped and no fork is under way (`users`, under the lock).
+ */
+struct zygote_ref {
+	struct sbx_sandbox *z;
+	uint64_t generation; /* of the spec it loaded */
+	int users;	     /* forks under way */
+	bool dropped;	     /* the pool let go: the last user destroys it */
+	struct sbx_keepalive_entry ka;
+	struct zygote_ref *next; /* on a list of dropped ones to destroy */
+};
+
 struct fn_pool {
 	struct sbx_spec spec;
+	struct zygote_ref *zygote;
 	uint64_t generation;
 	struct pool_entry *idle;
 	uint32_t n_idle;
@@ -31,6 +45,7 @@ struct fn_pool {
 	uint32_t prewarm_target; /* idle pre-warmed instances to keep, replacing dead ones */
 	uint64_t frequency;
 	uint64_t memory_estimate; /* the largest footprint seen, for budget checks */
+	uint64_t zygote_estimate; /* its zygote's last measured footprint */
 	bool retired;
 	struct sbx_pool_stats st;
 	struct fn_pool *next;
@@ -50,6 +65,70 @@ struct sbx_pool {
 };
 
 #define DEFAULT_ESTIMATE (8ull << 20) /* when the cgroup cannot be read */
+
+/* Under the lock: let go of fn's zygote; returns it when it must be destroyed now. */
+static struct zygote_ref *zygote_drop(struct sbx_pool *pool, struct fn_pool *fn)
+{
+	struct zygote_ref *ref = fn->zygote;
+
+	if (!ref)
+		return NULL;
+	fn->zygote = NULL;
+	pool->memory_used -= ref->ka.memory_bytes;
+	ref->dropped = true;
+	return ref->users ? NULL : ref;
+}
+
+static void zygote_free(struct zygote_ref *ref)
+{
+	while (ref) {
+		struct zygote_ref *next = ref->next;
+
+		sbx_destroy(ref->z); /* forks still alive keep it, retired, until the last goes */
+		free(ref);
+		ref = next;
+	}
+}
+
+/* Under the lock: drop fn's zygote onto `list` (destroyed outside the lock). */
+static void zygote_drop_to(struct sbx_pool *pool, struct fn_pool *fn, struct zygote_ref **list)
+{
+	struct zygote_ref *ref = zygote_drop(pool, fn);
+
+	if (ref) {
+		ref->next = *list;
+		*list = ref;
+	}
+}
+
+/* Under the lock: a fork of fn's zygote begins; NULL when there is no usable one. */
+static struct zygote_ref *zygote_use(struct fn_pool *fn)
+{
+	struct zygote_ref *ref = fn->zygote;
+
+	if (!ref || ref->generation != fn->generation)
+		return NULL;
+	ref->users++;
+	ref->ka.last_used_ns = nemo_now_ns();
+	return ref;
+}
+
+/* Fork an instance from `ref` (outside the lock), then give the use back. */
+static struct sbx_sandbox *zygote_fork_unlocked(struct sbx_pool *pool, struct zygote_ref *ref,
+						int core, char *err, size_t errlen)
+{
+	struct sbx_sandbox *sb = sbx_zygote_fork(ref->z, core, err, errlen);
+	int saved = errno;
+	bool last;
+
+	pthread_mutex_lock(&pool->lock);
+	last = --ref->users == 0 && ref->dropped;
+	pthread_mutex_unlock(&pool->lock);
+	if (last)
+		zygote_free(ref);
+	errno = saved;
+	return sb;
+}
 
 struct sbx_pool *sbx_pool_new(struct sbx_host *host, const struct sbx_keepalive_ops *ka,
 			      const struct sbx_keepalive_params *params)
@@ -140,6 +219,7 @@ void sbx_pool_destroy(struct sbx_pool *pool)
 
 		pool->fns = fn->next;
 		destroy_entries(take_idle(pool, fn));
+		zygote_free(zygote_drop(pool, fn));
 		/* instances still acquired are the caller's bug; they die with the host */
 		if (fn->busy)
 			NEMO_WARN(SBX_LOG, "pool destroyed with %u instances of %s acquired",
@@ -155,6 +235,8 @@ void sbx_pool_destroy(struct sbx_pool *pool)
 int sbx_pool_deploy(struct sbx_pool *pool, const struct sbx_spec *spec)
 {
 	struct pool_entry *old = NULL;
+	struct zygote_ref *old_zygote = NULL;
+	int zygote_core = -1;
 	struct fn_pool *fn;
 
 	if (!spec || !spec->name[0] || !spec->code[0] || spec->runtime < 0 ||
@@ -163,11 +245,15 @@ int sbx_pool_deploy(struct sbx_pool *pool, const struct sbx_spec *spec)
 	pthread_mutex_lock(&pool->lock);
 	fn = find_fn(pool, spec->name);
 	if (fn) {
-		/* new code: the old instances must not serve again */
+		/* new code: the old instances must not serve again, nor be forked again */
 		old = take_idle(pool, fn);
+		if (fn->zygote)
+			zygote_core = sbx_core(fn->zygote->z);
+		old_zygote = zygote_drop(pool, fn);
 		fn->spec = *spec;
 		fn->generation++;
 		fn->memory_estimate = 0;
+		fn->zygote_estimate = 0;
 	} else {
 		fn = calloc(1, sizeof(*fn));
 		if (!fn) {
@@ -180,11 +266,17 @@ int sbx_pool_deploy(struct sbx_pool *pool, const struct sbx_spec *spec)
 	}
 	pthread_mutex_unlock(&pool->lock);
 	destroy_entries(old);
+	zygote_free(old_zygote);
+	/* a redeployed function that had a zygote has one of its new code */
+	if (zygote_core >= 0 && sbx_pool_zygote(pool, spec->name, zygote_core) < 0)
+		NEMO_WARN(SBX_LOG, "%s: redeployed without its zygote: calls start cold",
+			  spec->name);
 	return 0;
 }
 
 int sbx_pool_undeploy(struct sbx_pool *pool, const char *name)
 {
+	struct zygote_ref *old_zygote;
 	struct pool_entry *old;
 	struct fn_pool *fn, **p;
 
@@ -198,12 +290,14 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name)
 	}
 	*p = fn->next;
 	old = take_idle(pool, fn);
+	old_zygote = zygote_drop(pool, fn);
 	/* acquired instances still point at fn: the last release frees it */
 	fn->retired = true;
 	if (!fn->busy)
 		free(fn);
 	pthread_mutex_unlock(&pool->lock);
 	destroy_entries(old);
+	zygote_free(old_zygote);
 	return 0;
 }
 
@@ -213,22 +307,38 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name)
  * instances). Returns the evicted entries, and whether the room was found in *fits.
  */
 static struct pool_entry *evict_for(struct sbx_pool *pool, uint64_t need,
-				    const struct fn_pool *exclude, bool *fits)
+				    const struct fn_pool *exclude, bool *fits,
+				    struct zygote_ref **zygotes)
 {
 	struct pool_entry *evicted = NULL;
 
 	while (pool->memory_used + need > pool->ka.params.memory_budget_bytes) {
 		struct pool_entry **victim = NULL, *e;
-		struct fn_pool *victim_fn = NULL;
+		struct fn_pool *victim_fn = NULL, *zygote_fn = NULL;
+		const struct sbx_keepalive_entry *best = NULL;
 
-		for (struct fn_pool *fn = pool->fns; fn; fn = fn->next)
+		for (struct fn_pool *fn = pool->fns; fn; fn = fn->next) {
 			for (struct pool_entry **pp = &fn->idle; fn != exclude && *pp;
 			     pp = &(*pp)->next)
-				if (!victim ||
-				    pool->ops->compare(&pool->ka, &(*pp)->ka, &(*victim)->ka) < 0) {
+				if (!best || pool->ops->compare(&pool->ka, &(*pp)->ka, best) < 0) {
 					victim = pp;
 					victim_fn = fn;
+					zygote_fn = NULL;
+					best = &(*pp)->ka;
 				}
+			/* zygotes are kept and evicted by the same policy as instances */
+			if (fn != exclude && fn->zygote &&
+			    (!best || pool->ops->compare(&pool->ka, &fn->zygote->ka, best) < 0)) {
+				zygote_fn = fn;
+				best = &fn->zygote->ka;
+			}
+		}
+		if (zygote_fn) {
+			zygote_fn->st.evictions++;
+			pool->ops->on_evict(&pool->ka, &zygote_fn->zygote->ka);
+			zygote_drop_to(pool, zygote_fn, zygotes);
+			continue;
+		}
 		if (!victim)
 			break;
 		e = *victim;
@@ -249,7 +359,8 @@ static struct pool_entry *evict_for(struct sbx_pool *pool, uint64_t need,
  * memory it was budgeted (`reserved`) is corrected to what it measures.
  */
 static struct pool_entry *make_instance(struct sbx_pool *pool, const struct sbx_spec *spec,
-					uint64_t generation, int core, struct sbx_result *res)
+					uint64_t generation, int core, struct zygote_ref *zygote,
+					struct sbx_result *res)
 {
 	struct pool_entry *e = calloc(1, sizeof(*e));
 	char err[SBX_MSG_MAX];
@@ -257,6 +368,14 @@ static struct pool_entry *make_instance(struct sbx_pool *pool, const struct sbx_
 
 	if (!e)
 		return NULL;
+	if (zygote) {
+		e->sb = zygote_fork_unlocked(pool, zygote, core, err, sizeof(err));
+		if (e->sb)
+			goto made;
+		/* a zygote that cannot fork: start from scratch, as if there were none */
+		if (res)
+			res->path = SBX_START_COLD;
+	}
 	e->sb = sbx_create(pool->host, spec, core);
 	if (!e->sb) {
 		rc = errno;
@@ -280,6 +399,7 @@ static struct pool_entry *make_instance(struct sbx_pool *pool, const struct sbx_
 		errno = rc == -ENOEXEC ? ENOEXEC : -rc;
 		return NULL;
 	}
+made:
 	e->sb->pool_entry = e;
 	e->generation = generation;
 	e->ka.function = e->sb->spec.name;
@@ -323,12 +443,91 @@ static uint64_t estimate_of(const struct sbx_pool *pool, const struct fn_pool *f
 	return n ? sum / n : 0;
 }
 
+int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core)
+{
+	struct zygote_ref *ref, *zdead = NULL;
+	struct sbx_sandbox *z = NULL;
+	struct pool_entry *evicted;
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_spec spec;
+	struct fn_pool *fn;
+	uint64_t gen, reserve, now = nemo_now_ns();
+	bool fits;
+
+	if (!pool || !name || core < 0 || core >= sbx_host_n_cores(pool->host))
+		return -EINVAL;
+	pthread_mutex_lock(&pool->lock);
+	fn = find_fn(pool, name);
+	if (!fn || (fn->spec.runtime != SBX_RUNTIME_C && fn->spec.runtime != SBX_RUNTIME_PYTHON)) {
+		pthread_mutex_unlock(&pool->lock);
+		return fn ? -ENOTSUP : -ENOENT;
+	}
+	ref = fn->zygote;
+	if (ref && ref->generation == fn->generation && sbx_state(ref->z) == SBX_STATE_READY) {
+		/* asked for again: the forecast still wants it, which counts as a use */
+		ref->ka.last_used_ns = now;
+		ref->ka.frequency = fn->frequency;
+		pool->ops->on_idle(&pool->ka, &ref->ka, now);
+		pthread_mutex_unlock(&pool->lock);
+		return 0;
+	}
+	zygote_drop_to(pool, fn, &zdead); /* dead, or of older code */
+	reserve = fn->zygote_estimate ? fn->zygote_estimate : estimate_of(pool, fn);
+	evicted = evict_for(pool, reserve, fn, &fits, &zdead);
+	if (fits)
+		pool->memory_used += reserve;
+	spec = fn->spec;
+	gen = fn->generation;
+	pthread_mutex_unlock(&pool->lock);
+	destroy_entries(evicted);
+	zygote_free(zdead);
+	if (!fits)
+		return -ENOSPC;
+	ref = calloc(1, sizeof(*ref));
+	if (ref)
+		z = sbx_zygote_create(pool->host, &spec, core, err, sizeof(err));
+	pthread_mutex_lock(&pool->lock);
+	fn = find_fn(pool, name);
+	if (!z || !fn || fn->generation != gen || fn->zygote) {
+		int rc = !ref ? -ENOMEM : !z ? -errno : fn && fn->zygote ? 0 : -ENOENT;
+
+		pool->memory_used -= reserve;
+		pthread_mutex_unlock(&pool->lock);
+		if (!z && err[0])
+			NEMO_WARN(SBX_LOG, "%s: no zygote: %s", name, err);
+		sbx_destroy(z);
+		free(ref);
+		return rc;
+	}
+	ref->z = z;
+	ref->generation = gen;
+	ref->ka.function = sbx_spec_of(z)->name;
+	ref->ka.created_ns = now;
+	ref->ka.last_used_ns = nemo_now_ns();
+	ref->ka.init_cost_ns = z->create_ns + z->init_ns;
+	if (sbx_memory_bytes(z, &ref->ka.memory_bytes))
+		ref->ka.memory_bytes = DEFAULT_ESTIMATE;
+	pool->memory_used = pool->memory_used - reserve + ref->ka.memory_bytes;
+	fn->zygote_estimate = ref->ka.memory_bytes;
+	ref->ka.frequency = fn->frequency;
+	pool->ops->on_idle(&pool->ka, &ref->ka, ref->ka.last_used_ns);
+	fn->zygote = ref;
+	fn->st.zygotes_made++;
+	pthread_mutex_unlock(&pool->lock);
+	return 1;
+}
+
 int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count)
 {
 	int made = 0;
 
+	/* zygotes on: on spare cycles, the zygote first (kept if there), then forks of it, each
+	 * of which costs a fork, not a start (a function without one starts from scratch) */
+	if (count > 0 && pool->ka.params.zygotes)
+		sbx_pool_zygote(pool, name, core);
 	for (; made < count; made++) {
 		struct pool_entry *e, *evicted;
+		struct zygote_ref *zref = NULL, *zdead = NULL;
 		struct sbx_spec spec;
 		struct fn_pool *fn;
 		uint64_t gen, reserve;
@@ -341,16 +540,19 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
 			return made ? made : -ENOENT;
 		}
 		reserve = estimate_of(pool, fn);
-		evicted = evict_for(pool, reserve, fn, &fits);
-		if (fits)
+		evicted = evict_for(pool, reserve, fn, &fits, &zdead);
+		if (fits) {
 			pool->memory_used += reserve;
+			zref = zygote_use(fn);
+		}
 		spec = fn->spec;
 		gen = fn->generation;
 		pthread_mutex_unlock(&pool->lock);
 		destroy_entries(evicted);
+		zygote_free(zdead);
 		if (!fits)
 			return made ? made : -ENOSPC;
-		e = make_instance(pool, &spec, gen, core, NULL);
+		e = make_instance(pool, &spec, gen, core, zref, NULL);
 		pthread_mutex_lock(&pool->lock);
 		fn = find_fn(pool, name);
 		if (!e || !fn || fn->generation != gen) {
@@ -414,6 +616,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 				     struct sbx_result *res)
 {
 	struct pool_entry *e, *dead = NULL, *evicted = NULL;
+	struct zygote_ref *zref, *zdead = NULL;
 	uint64_t t0 = nemo_now_ns(), reserve, gen;
 	struct sbx_result local;
 	struct sbx_spec spec;
@@ -465,20 +668,26 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 		destroy_entries(dead);
 		return e->sb;
 	}
-	/* cold */
-	fn->st.cold_starts++;
+	/* no idle instance: a fork of the function's zygote if it has one, else cold */
+	zref = zygote_use(fn);
 	reserve = estimate_of(pool, fn);
-	evicted = evict_for(pool, reserve, NULL, &fits);
+	evicted = evict_for(pool, reserve, fn, &fits, &zdead);
 	pool->memory_used += reserve; /* over budget if it must: a request beats the cache */
 	spec = fn->spec;
 	gen = fn->generation;
 	pthread_mutex_unlock(&pool->lock);
 	res->times.queue_ns = nemo_now_ns() - t0;
-	res->path = SBX_START_COLD;
+	res->path = zref ? SBX_START_ZYGOTE : SBX_START_COLD;
 	destroy_entries(dead);
 	destroy_entries(evicted);
-	e = make_instance(pool, &spec, gen, core >= 0 ? core : 0, res);
+	zygote_free(zdead);
+	e = make_instance(pool, &spec, gen, core >= 0 ? core : 0, zref, res);
 	pthread_mutex_lock(&pool->lock);
+	/* counted once the path is known: a zygote that could not fork fell back to cold */
+	if (res->path == SBX_START_ZYGOTE)
+		fn->st.zygote_starts++;
+	else
+		fn->st.cold_starts++;
 	if (!e) {
 		int rc = errno;
 
@@ -594,11 +803,25 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 int sbx_pool_maintain(struct sbx_pool *pool)
 {
 	struct pool_entry *gone = NULL;
+	struct zygote_ref *zgone = NULL;
 	uint64_t now = nemo_now_ns();
 	int n = 0;
 
 	pthread_mutex_lock(&pool->lock);
 	for (struct fn_pool *fn = pool->fns; fn; fn = fn->next) {
+		/* a zygote lives by the same keep-alive as instances; a dead one goes */
+		if (fn->zygote) {
+			bool dead = sbx_state(fn->zygote->z) != SBX_STATE_READY;
+
+			if (dead || pool->ops->expired(&pool->ka, &fn->zygote->ka, now)) {
+				if (dead)
+					fn->st.crashes++;
+				else
+					fn->st.expirations++;
+				zygote_drop_to(pool, fn, &zgone);
+				n++;
+			}
+		}
 		for (struct pool_entry **pp = &fn->idle; *pp;) {
 			struct pool_entry *e = *pp;
 			/* a frozen one is alive: it expires like the others, killed frozen */
@@ -622,6 +845,7 @@ int sbx_pool_maintain(struct sbx_pool *pool)
 	}
 	pthread_mutex_unlock(&pool->lock);
 	destroy_entries(gone);
+	zygote_free(zgone);
 	return n;
 }
 
@@ -639,6 +863,10 @@ static void add_stats(struct sbx_pool_stats *to, const struct sbx_pool *pool,
 	}
 	for (const struct pool_entry *e = pool->acquired; e; e = e->acq_next)
 		to->frozen += e->fn == fn && sbx_frozen(e->sb);
+	to->zygotes += fn->zygote != NULL;
+	to->zygote_memory_bytes += fn->zygote ? fn->zygote->ka.memory_bytes : 0;
+	to->zygotes_made += fn->st.zygotes_made;
+	to->zygote_starts += fn->st.zygote_starts;
 	to->cold_starts += fn->st.cold_starts;
 	to->warm_starts += fn->st.warm_starts;
 	to->prewarmed_starts += fn->st.prewarmed_starts;

@@ -22,8 +22,19 @@
 #include <unistd.h>
 
 #include "nemo/clock.h"
+#include "nemo/frame.h"
 #include "nemo/log.h"
+#include "runtime/zygote.h"
 #include "sandbox_internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* the v1 child runs instrumented code on a buffer of our stack and never returns from it:
+ * the shadow of its frames stays poisoned under the launcher's later frames */
+#define child_stack_release(p, n) __asan_unpoison_memory_region(p, n)
+#else
+#define child_stack_release(p, n) ((void)(p), (void)(n))
+#endif
 
 #define INIT_TIMEOUT_MIN_MS 10000 /* an interpreter may take longer to load than to answer */
 #define FROZEN_RECHECK_MS   10	  /* a paused invocation looks for the thaw this often */
@@ -45,6 +56,7 @@ struct launch {
 	const struct sbx_host *host;
 	int sock;
 	int seccomp_fd;
+	int zygote_filter_fd; /* a zygote's filter, as fd 5; -1 for an instance */
 	int netns_fd;
 	const char *runtime; /* the path inside the private root */
 	char *const *argv;
@@ -186,7 +198,7 @@ static void build_root(struct launch *l)
 static int launch_child(void *arg)
 {
 	struct launch *l = arg;
-	int fd, sock, filter;
+	int fd, sock, filter, zfilter;
 
 	for (int i = 0; i < l->cg->n_join; i++) {
 		fd = open(l->cg->join[i], O_WRONLY | O_CLOEXEC);
@@ -225,12 +237,13 @@ static int launch_child(void *arg)
 	 * copies have no close-on-exec) */
 	sock = fcntl(l->sock, F_DUPFD, 10);
 	filter = fcntl(l->seccomp_fd, F_DUPFD, 10);
-	if (sock < 0 || filter < 0)
+	zfilter = l->zygote_filter_fd >= 0 ? fcntl(l->zygote_filter_fd, F_DUPFD, 10) : -1;
+	if (sock < 0 || filter < 0 || (l->zygote_filter_fd >= 0 && zfilter < 0))
 		child_fail(l, "dup");
 	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || dup2(sock, 3) < 0 ||
-	    dup2(filter, 4) < 0)
+	    dup2(filter, 4) < 0 || (zfilter >= 0 && dup2(zfilter, 5) < 0))
 		child_fail(l, "dup2");
-	if (syscall(SYS_close_range, 5, ~0u, 0))
+	if (syscall(SYS_close_range, zfilter >= 0 ? 6 : 5, ~0u, 0))
 		child_fail(l, "close_range");
 	execve(l->runtime, l->argv, l->envp);
 	child_fail(l, "exec runtime");
@@ -258,7 +271,7 @@ static int root_bind(struct launch *l, const char *src, const char *dst, bool di
  * and the python shim under /.nemo, and the function's code, alone, at /code/<name>.
  */
 static int root_plan(struct launch *l, const struct sbx_host *host, const struct sbx_spec *spec,
-		     char *code_in, size_t code_len)
+		     bool zygote, char *code_in, size_t code_len)
 {
 	const char *base = strrchr(spec->code, '/');
 	char dst[SBX_PATH_MAX];
@@ -272,6 +285,8 @@ static int root_plan(struct launch *l, const struct sbx_host *host, const struct
 	rc = rc ? rc : root_bind(l, host->runtime_path, SBX_ROOT_RUNTIME + 1, false);
 	if (!rc && spec->runtime == SBX_RUNTIME_PYTHON)
 		rc = root_bind(l, host->shim_path, SBX_ROOT_SHIM + 1, false);
+	if (!rc && zygote && spec->runtime == SBX_RUNTIME_PYTHON)
+		rc = root_bind(l, host->zygote_lib_path, SBX_ROOT_ZYGOTE_LIB + 1, false);
 	if (rc)
 		return rc;
 	base = base ? base + 1 : spec->code;
@@ -288,6 +303,7 @@ static int root_plan(struct launch *l, const struct sbx_host *host, const struct
 static void host_link(struct sbx_host *host, struct sbx_sandbox *sb)
 {
 	pthread_mutex_lock(&host->lock);
+	sb->linked = true;
 	sb->id = ++host->next_id;
 	sb->host_next = host->sandboxes;
 	if (host->sandboxes)
@@ -297,16 +313,26 @@ static void host_link(struct sbx_host *host, struct sbx_sandbox *sb)
 	pthread_mutex_unlock(&host->lock);
 }
 
-static void host_unlink(struct sbx_host *host, struct sbx_sandbox *sb)
+/* Under the host's lock. */
+static void host_unlink_locked(struct sbx_host *host, struct sbx_sandbox *sb)
 {
-	pthread_mutex_lock(&host->lock);
+	if (!sb->linked)
+		return;
+	sb->linked = false;
 	if (sb->host_prev)
 		sb->host_prev->host_next = sb->host_next;
 	else
 		host->sandboxes = sb->host_next;
 	if (sb->host_next)
 		sb->host_next->host_prev = sb->host_prev;
+	sb->host_next = sb->host_prev = NULL;
 	host->n_sandboxes--;
+}
+
+static void host_unlink(struct sbx_host *host, struct sbx_sandbox *sb)
+{
+	pthread_mutex_lock(&host->lock);
+	host_unlink_locked(host, sb);
 	pthread_mutex_unlock(&host->lock);
 }
 
@@ -350,6 +376,7 @@ static void launch_run(struct launch_job *job)
 				 (int)job->flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
 				 job->l, &job->pidfd);
 	job->err = errno;
+	child_stack_release(stack, sizeof(stack));
 }
 
 /*
@@ -427,10 +454,39 @@ static pid_t launch(struct sbx_host *host, struct launch *l, uint64_t flags, int
 	return job.pid;
 }
 
-struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spec, int core)
+/* A new sandbox's handle, on the host's list, nothing made yet. */
+static struct sbx_sandbox *sandbox_alloc(struct sbx_host *host, const struct sbx_spec *spec)
+{
+	struct sbx_sandbox *sb = calloc(1, sizeof(*sb));
+
+	if (!sb)
+		return NULL;
+	sb->host = host;
+	sb->spec = *spec;
+	pthread_mutex_init(&sb->lock, NULL);
+	pthread_mutex_init(&sb->fork_lock, NULL);
+	sb->pidfd = -1;
+	sb->sock = -1;
+	sb->status_fd = -1;
+	sb->cg.dirfd = -1;
+	host_link(host, sb);
+	return sb;
+}
+
+/*
+ * A zygote's forks are born in its cgroup and written into their own a moment later: its pids
+ * limit is the function's and room for this many forks on their way.
+ */
+#define ZYGOTE_PIDS_SLACK 16
+/* the forks one zygote has alive at once */
+#define ZYGOTE_FORKS_MAX ZYG_FORKS_MAX
+
+static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sbx_spec *spec,
+					  int core, bool zygote)
 {
 	char uid[16], gid[16], payload[16], mem[16], shim_env[SBX_PATH_MAX + 32], hostname[80];
-	char *argv[] = {SBX_ROOT_RUNTIME, uid, gid, payload, mem, NULL};
+	char *argv[] = {SBX_ROOT_RUNTIME, uid, gid, payload, mem, zygote ? "zygote" : NULL, NULL};
+	struct sbx_spec cg_spec = *spec;
 	char *envp[SBX_ENV_MAX + 4];
 	uint64_t t0 = nemo_now_ns(), flags;
 	struct launch l = {0};
@@ -439,21 +495,13 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 	int errpipe[2] = {-1, -1};
 	pid_t pid;
 
-	if (core < 0 || core >= host->n_cores || !spec || !spec->code[0]) {
-		errno = EINVAL;
-		return NULL;
-	}
-	sb = calloc(1, sizeof(*sb));
+	sb = sandbox_alloc(host, spec);
 	if (!sb)
 		return NULL;
-	sb->host = host;
-	sb->spec = *spec;
-	pthread_mutex_init(&sb->lock, NULL);
-	sb->pidfd = -1;
-	sb->sock = -1;
-	sb->cg.dirfd = -1;
-	host_link(host, sb);
-	rc = host->cg->sandbox_create(host, sb->id, core, spec, &sb->cg);
+	sb->zygote = zygote;
+	if (zygote)
+		cg_spec.max_pids += ZYGOTE_PIDS_SLACK;
+	rc = host->cg->sandbox_create(host, sb->id, core, &cg_spec, &sb->cg);
 	if (rc)
 		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks)) {
@@ -464,7 +512,7 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 	sb->sock = socks[0];
 	rc = sbx_host_function_uid(host, spec->name, &sb->uid);
 	if (!rc)
-		rc = root_plan(&l, host, spec, sb->code_in, sizeof(sb->code_in));
+		rc = root_plan(&l, host, spec, zygote, sb->code_in, sizeof(sb->code_in));
 	if (rc) {
 		if (rc != -ENOSPC)
 			NEMO_ERR(SBX_LOG, "%s: private root for %s: %s", spec->name, spec->code,
@@ -487,6 +535,7 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 	l.host = host;
 	l.sock = socks[1];
 	l.seccomp_fd = host->seccomp_fd;
+	l.zygote_filter_fd = zygote ? host->zygote_seccomp_fd : -1;
 	l.netns_fd = host->netns_fd;
 	l.runtime = SBX_ROOT_RUNTIME;
 	l.argv = argv;
@@ -538,6 +587,37 @@ fail:
 	return NULL;
 }
 
+struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spec, int core)
+{
+	if (!host || core < 0 || core >= host->n_cores || !spec || !spec->code[0]) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return create_sandbox(host, spec, core, false);
+}
+
+/*
+ * A zygote's fork is not our child: the zygote, its parent, writes its wait status to the
+ * pipe once it is gone (zygote.h). Returns true once it is known; without the zygote's word
+ * (it was killed, and its forks with it) the fork died of SIGKILL.
+ */
+static bool reap_fork(struct sbx_sandbox *sb, bool block)
+{
+	struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+	int st;
+
+	if (poll(&p, 1, block ? -1 : 0) != 1)
+		return false;
+	/* the zygote writes as soon as it has waited: a moment after the pidfd said so */
+	p.fd = sb->status_fd;
+	if (poll(&p, 1, 1000) == 1 && read(sb->status_fd, &st, sizeof(st)) == sizeof(st))
+		sb->wait_status = st;
+	else
+		sb->wait_status = SIGKILL;
+	sb->reaped = true;
+	return true;
+}
+
 /* Reap the sandbox's init, waiting if `block`. Returns true once reaped. */
 static bool reap(struct sbx_sandbox *sb, bool block)
 {
@@ -545,6 +625,8 @@ static bool reap(struct sbx_sandbox *sb, bool block)
 
 	if (sb->reaped)
 		return true;
+	if (sb->status_fd >= 0)
+		return reap_fork(sb, block);
 	if (waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED | (block ? 0 : WNOHANG)) < 0) {
 		if (errno != ECHILD)
 			return false;
@@ -714,13 +796,12 @@ static int recv_frame(struct sbx_sandbox *sb, struct nemo_frame_hdr *hdr, uint32
 
 		if (n > 0) {
 			have += (size_t)n;
-			if (!want && have >= sizeof(*hdr)) {
-				memcpy(hdr, sb->rbuf, sizeof(*hdr));
-				if (hdr->magic != NEMO_FRAME_MAGIC)
-					return -EPROTO;
-				if (hdr->len > cap)
-					return -EMSGSIZE;
-				want = sizeof(*hdr) + hdr->len;
+			if (!want) {
+				long whole = nemo_frame_check(sb->rbuf, have, cap, hdr);
+
+				if (whole < 0)
+					return (int)whole;
+				want = (size_t)whole;
 			}
 			if (want && have > want)
 				return -EPROTO; /* a second frame nobody asked for */
@@ -855,6 +936,10 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	res->message[0] = '\0';
 	res->response = NULL;
 	res->response_len = 0;
+	if (sb->zygote) {
+		result_set(res, SBX_ERR_STATE, "a zygote takes no requests");
+		return 0;
+	}
 	if (len > sb->spec.max_payload_bytes) {
 		result_set(res, SBX_ERR_PAYLOAD_TOO_LARGE,
 			   "request of %zu bytes is over the limit of %u bytes", len,
@@ -1050,20 +1135,46 @@ int sbx_move(struct sbx_sandbox *sb, int core)
 
 void sbx_destroy(struct sbx_sandbox *sb)
 {
+	struct sbx_host *host;
+	struct sbx_sandbox *parent = NULL;
+
 	if (!sb)
 		return;
+	host = sb->host;
+	if (sb->zygote) {
+		/* its forks' PID namespaces nest in its own: it dies after the last of them */
+		pthread_mutex_lock(&host->lock);
+		if (sb->n_forks > 0) {
+			sb->retired = true;
+			host_unlink_locked(host, sb);
+			pthread_mutex_unlock(&host->lock);
+			return;
+		}
+		pthread_mutex_unlock(&host->lock);
+	}
 	kill_sandbox(sb);
 	/* off the host's list first: sbx_cgroup_core_sandboxes() reads the paths under its lock */
-	host_unlink(sb->host, sb);
+	host_unlink(host, sb);
 	if (sb->cg.memory[0] || sb->cg.dirfd >= 0)
-		sb->host->cg->sandbox_destroy(sb->host, &sb->cg);
+		host->cg->sandbox_destroy(host, &sb->cg);
 	if (sb->sock >= 0)
 		close(sb->sock);
 	if (sb->pidfd >= 0)
 		close(sb->pidfd);
+	if (sb->status_fd >= 0)
+		close(sb->status_fd);
+	if (sb->parent) {
+		pthread_mutex_lock(&host->lock);
+		parent = sb->parent;
+		if (--parent->n_forks > 0 || !parent->retired)
+			parent = NULL;
+		pthread_mutex_unlock(&host->lock);
+	}
+	pthread_mutex_destroy(&sb->fork_lock);
 	pthread_mutex_destroy(&sb->lock);
 	free(sb->rbuf);
 	free(sb);
+	sbx_destroy(parent);
 }
 
 enum sbx_state sbx_state(struct sbx_sandbox *sb)
@@ -1106,7 +1217,8 @@ const char *sbx_status_name(enum sbx_status status)
 
 const char *sbx_start_path_name(enum sbx_start_path path)
 {
-	static const char *const names[SBX_START_PATHS] = {"none", "cold", "warm", "prewarmed"};
+	static const char *const names[SBX_START_PATHS] = {"none", "cold", "warm", "prewarmed",
+							   "zygote"};
 
 	return (unsigned)path < SBX_START_PATHS ? names[path] : "?";
 }
@@ -1134,4 +1246,290 @@ uint64_t sbx_id(const struct sbx_sandbox *sb)
 int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes)
 {
 	return sb->host->cg->memory_bytes(&sb->cg, bytes);
+}
+
+/* ---- zygotes ------------------------------------------------------------------------------- */
+
+/*
+ * A zygote's forks get their namespaces from a user namespace the function's uid makes:
+ * the kernel must allow it. Returns NULL, or the setting that forbids it.
+ */
+static const char *userns_forbidden(void)
+{
+	static const char *const knobs[] = {"/proc/sys/kernel/unprivileged_userns_clone",
+					    "/proc/sys/user/max_user_namespaces"};
+
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		char buf[32] = "";
+		int fd = open(knobs[i], O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0 && strtoul(buf, NULL, 10) == 0)
+			return knobs[i];
+	}
+	return NULL;
+}
+
+struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_spec *spec, int core,
+				      char *err, size_t errlen)
+{
+	const char *forbidden;
+	struct sbx_sandbox *sb;
+	int rc;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!host || core < 0 || core >= host->n_cores || !spec || !spec->code[0]) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (spec->runtime != SBX_RUNTIME_C && spec->runtime != SBX_RUNTIME_PYTHON) {
+		if (err)
+			snprintf(err, errlen, "%s: %s functions have no zygote", spec->name,
+				 sbx_runtime_name(spec->runtime));
+		errno = ENOTSUP;
+		return NULL;
+	}
+	forbidden = userns_forbidden();
+	if (forbidden) {
+		if (err)
+			snprintf(err, errlen,
+				 "%s: zygotes need unprivileged user namespaces, and %s is 0",
+				 spec->name, forbidden);
+		errno = ENOTSUP;
+		return NULL;
+	}
+	sb = create_sandbox(host, spec, core, true);
+	if (!sb)
+		return NULL;
+	rc = sbx_init(sb, err, errlen);
+	if (rc) {
+		sbx_destroy(sb);
+		errno = rc == -ENOEXEC ? ENOEXEC : -rc;
+		return NULL;
+	}
+	return sb;
+}
+
+bool sbx_is_zygote(const struct sbx_sandbox *sb)
+{
+	return sb->zygote;
+}
+
+/* Hand the zygote a new instance's socket and status pipe: an empty REQUEST frame. */
+static int send_fork(struct sbx_sandbox *zyg, int sock, int status)
+{
+	struct nemo_frame_hdr hdr = {.magic = NEMO_FRAME_MAGIC, .type = NEMO_FRAME_REQUEST};
+	char cbuf[CMSG_SPACE(2 * sizeof(int))] __attribute__((aligned(8))) = {0};
+	struct iovec iov = {&hdr, sizeof(hdr)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	int fds[2] = {sock, status};
+	ssize_t n;
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	pthread_mutex_lock(&zyg->fork_lock);
+	do
+		n = sendmsg(zyg->sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	pthread_mutex_unlock(&zyg->fork_lock);
+	if (n < 0)
+		return -errno;
+	return n == sizeof(hdr) ? 0 : -EPIPE;
+}
+
+/*
+ * One READY frame of a new instance with status `status` (1: born, its setup goes on; 0:
+ * ready), and with `cred` not NULL who sent it: the kernel stamps the sender's pid as we see
+ * it (SO_PASSCRED), whatever namespaces it is in. Returns 0, -ETIMEDOUT, -EPIPE (it ended
+ * first: the zygote's status for it says why) or -EPROTO.
+ */
+static int recv_hello(struct sbx_sandbox *sb, uint64_t deadline_ns, uint32_t status,
+		      struct ucred *cred)
+{
+	char cbuf[CMSG_SPACE(sizeof(struct ucred))] __attribute__((aligned(8)));
+	struct nemo_frame_hdr hdr;
+	uint8_t buf[sizeof(hdr)] = {0};
+	size_t have = 0;
+	bool got_cred = false;
+
+	while (have < sizeof(buf)) {
+		struct iovec iov = {buf + have, sizeof(buf) - have};
+		struct msghdr msg = {.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = cbuf,
+				     .msg_controllen = sizeof(cbuf)};
+		struct pollfd p = {.fd = sb->sock, .events = POLLIN};
+		uint64_t now = nemo_now_ns();
+		ssize_t n;
+
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000 + 1)) < 0 && errno != EINTR)
+			return -errno;
+		if (!p.revents)
+			continue;
+		n = recvmsg(sb->sock, &msg, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			return -EPIPE;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+			    !got_cred) {
+				memcpy(cred, CMSG_DATA(c), sizeof(*cred));
+				got_cred = true;
+			}
+		have += (size_t)n;
+	}
+	if ((cred && !got_cred) || nemo_frame_check(buf, have, 0, &hdr) != (long)sizeof(hdr) ||
+	    hdr.type != NEMO_FRAME_READY || hdr.status != status)
+		return -EPROTO;
+	return 0;
+}
+
+struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err, size_t errlen)
+{
+	struct sbx_host *host;
+	uint32_t timeout;
+	uint64_t t0 = nemo_now_ns(), deadline;
+	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, off = 0, rc;
+	struct ucred cred = {0};
+	struct sbx_sandbox *sb;
+	char dummy[8];
+
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	if (!zyg || !zyg->zygote || core < 0 || core >= zyg->host->n_cores) {
+		errno = EINVAL;
+		return NULL;
+	}
+	host = zyg->host;
+	if (sbx_state(zyg) != SBX_STATE_READY) {
+		snprintf(err, errlen, "%s: its zygote is %s", zyg->spec.name,
+			 sbx_state_name(sbx_state(zyg)));
+		errno = EPIPE;
+		return NULL;
+	}
+	timeout = zyg->spec.timeout_ms > INIT_TIMEOUT_MIN_MS ? zyg->spec.timeout_ms
+							     : INIT_TIMEOUT_MIN_MS;
+	sb = sandbox_alloc(host, &zyg->spec);
+	if (!sb)
+		return NULL;
+	sb->uid = zyg->uid;
+	memcpy(sb->code_in, zyg->code_in, sizeof(sb->code_in));
+	pthread_mutex_lock(&host->lock);
+	rc = zyg->n_forks < ZYGOTE_FORKS_MAX && !zyg->retired ? 0 : -EAGAIN;
+	if (!rc) {
+		zyg->n_forks++;
+		sb->parent = zyg;
+	}
+	pthread_mutex_unlock(&host->lock);
+	if (rc) {
+		snprintf(err, errlen, "%s: its zygote has %d forks, the most it holds",
+			 zyg->spec.name, ZYGOTE_FORKS_MAX);
+		goto fail;
+	}
+	if (ensure_rbuf(sb) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) ||
+	    pipe2(status, O_CLOEXEC) ||
+	    setsockopt(socks[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on))) {
+		rc = errno ? -errno : -ENOMEM;
+		snprintf(err, errlen, "%s: fork from zygote: %s", sb->spec.name, strerror(-rc));
+		for (int i = 0; i < 2; i++) {
+			if (socks[i] >= 0)
+				close(socks[i]);
+			if (status[i] >= 0)
+				close(status[i]);
+		}
+		goto fail;
+	}
+	sb->sock = socks[0];
+	sb->status_fd = status[0];
+	rc = send_fork(zyg, socks[1], status[1]);
+	close(socks[1]);
+	close(status[1]);
+	if (rc) {
+		snprintf(err, errlen, "%s: its zygote does not answer: %s", sb->spec.name,
+			 strerror(-rc));
+		goto fail;
+	}
+	/* its cgroup is made while the zygote forks */
+	rc = host->cg->sandbox_create(host, sb->id, core, &sb->spec, &sb->cg);
+	if (rc) {
+		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
+		goto fail;
+	}
+	deadline = t0 + (uint64_t)timeout * 1000000ull;
+	rc = recv_hello(sb, deadline, ZYG_BORN, &cred);
+	if (rc == -EPIPE) {
+		int st = 0;
+		struct pollfd p = {.fd = sb->status_fd, .events = POLLIN};
+
+		if (poll(&p, 1, 1000) == 1 && read(sb->status_fd, &st, sizeof(st)) == sizeof(st) &&
+		    WIFEXITED(st))
+			snprintf(err, errlen, "%s: fork from zygote failed: %s", sb->spec.name,
+				 WEXITSTATUS(st) == ZYG_EXIT_CLONE ? "clone with new namespaces"
+								   : strerror(WEXITSTATUS(st)));
+		else
+			snprintf(err, errlen, "%s: fork from zygote died before it was ready",
+				 sb->spec.name);
+		goto fail;
+	}
+	if (rc) {
+		snprintf(err, errlen, "%s: fork from zygote: %s", sb->spec.name, strerror(-rc));
+		goto fail;
+	}
+	/* the zygote's code could only have lied about its own function: still check */
+	if (cred.uid != zyg->uid || cred.pid <= 0) {
+		rc = -EPROTO;
+		snprintf(err, errlen, "%s: fork from zygote: uid %u, not the function's %u",
+			 sb->spec.name, (unsigned)cred.uid, (unsigned)zyg->uid);
+		goto fail;
+	}
+	sb->pid = cred.pid;
+	sb->pidfd = pidfd_open(cred.pid, 0);
+	if (sb->pidfd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: pidfd of fork %d: %s", sb->spec.name, (int)cred.pid,
+			 strerror(-rc));
+		goto fail;
+	}
+	/* into its own cgroup while it sets itself up: it takes no request until then, and runs
+	 * nothing of the function's before its READY */
+	rc = host->cg->attach(&sb->cg, cred.pid);
+	if (rc) {
+		snprintf(err, errlen, "%s: fork %d into its cgroup: %s", sb->spec.name,
+			 (int)cred.pid, strerror(-rc));
+		goto fail;
+	}
+	setsockopt(socks[0], SOL_SOCKET, SO_PASSCRED, &off, sizeof(off));
+	rc = recv_hello(sb, deadline, 0, NULL);
+	if (rc) {
+		snprintf(err, errlen, "%s: fork %d did not get ready: %s", sb->spec.name,
+			 (int)cred.pid, strerror(-rc));
+		goto fail;
+	}
+	fcntl(sb->sock, F_SETFL, O_NONBLOCK);
+	host->cg->oom_kills(&sb->cg, &sb->oom_base);
+	sb->state = SBX_STATE_READY;
+	sb->create_ns = nemo_now_ns() - t0;
+	return sb;
+fail:
+	NEMO_ERR(SBX_LOG, "%s", err[0] ? err : "fork from zygote failed");
+	sb->state = SBX_STATE_DEAD;
+	sb->reaped = sb->pidfd < 0;
+	sbx_destroy(sb);
+	errno = -rc;
+	return NULL;
 }

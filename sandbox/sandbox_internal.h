@@ -75,6 +75,8 @@ struct sbx_cgroup_ops {
 	int (*is_frozen)(struct sbx_cgroup *cg);
 	/* SIGKILL every process of the sandbox's cgroup (v2: cgroup.kill) */
 	int (*kill)(struct sbx_cgroup *cg);
+	/* move process `pid` (all its threads) into the sandbox's cgroups: a zygote's fork */
+	int (*attach)(struct sbx_cgroup *cg, pid_t pid);
 	int (*move)(struct sbx_host *host, struct sbx_cgroup *cg, int core);
 	int (*memory_bytes)(struct sbx_cgroup *cg, uint64_t *bytes);
 	/* OOM kills in the sandbox's memory cgroup since it was made */
@@ -110,9 +112,10 @@ int sbx_cg_read_key_u64(const char *dir, const char *file, const char *key, uint
 
 /* The private root: where the runtime and the shim are inside it; the host's top-level
  * entries (bin, lib, ...) that it copies as symlinks into usr/ or binds. */
-#define SBX_ROOT_RUNTIME "/.nemo/nemo-sbx-runtime"
-#define SBX_ROOT_SHIM	 "/.nemo/nemo-sbx-shim.py"
-#define SBX_ROOT_TOP_MAX 8
+#define SBX_ROOT_RUNTIME    "/.nemo/nemo-sbx-runtime"
+#define SBX_ROOT_SHIM	    "/.nemo/nemo-sbx-shim.py"
+#define SBX_ROOT_ZYGOTE_LIB "/.nemo/nemo-sbx-zygote.so" /* python zygotes fork through it */
+#define SBX_ROOT_TOP_MAX    8
 
 struct sbx_root_entry {
 	char name[16];		   /* "lib" */
@@ -142,6 +145,7 @@ struct sbx_host {
 	int n_cores;
 	char runtime_path[SBX_PATH_MAX];
 	char shim_path[SBX_PATH_MAX];
+	char zygote_lib_path[SBX_PATH_MAX];
 	char python_path[SBX_PATH_MAX];
 	bool netns_per_sandbox;
 	/* the private root's copies of the host's top-level folders */
@@ -159,8 +163,9 @@ struct sbx_host {
 	pthread_mutex_t launch_lock;
 	pthread_cond_t launch_cond;
 	struct launch_job *launch_job;
-	int seccomp_fd; /* sealed memfd with the compiled BPF program */
-	int netns_fd;	/* the shared empty network namespace */
+	int seccomp_fd;	       /* sealed memfd with the compiled BPF program */
+	int zygote_seccomp_fd; /* the zygotes' program: it lets them make their instances */
+	int netns_fd;	       /* the shared empty network namespace */
 	pthread_mutex_t lock;
 	uint64_t next_id;
 	int n_sandboxes;
@@ -178,8 +183,13 @@ int sbx_cgroup_acct_init(struct sbx_host *host);
 int sbx_launcher_start(struct sbx_host *host);
 void sbx_launcher_stop(struct sbx_host *host);
 
-/* Compile the seccomp filter into a sealed memfd. Returns the fd or -errno. */
-int sbx_seccomp_compile(bool deny_unix_sockets);
+/*
+ * Compile the seccomp filter into a sealed memfd. Returns the fd or -errno. `zygote`: the
+ * zygotes' filter, the same but for mount and clone with new user, PID, mount, IPC and UTS
+ * namespaces, which a zygote's fork needs to become an instance; each instance stacks the
+ * host's filter on it before it runs anything of the function's.
+ */
+int sbx_seccomp_compile(bool deny_unix_sockets, bool zygote);
 
 /* ---- the sandbox ---- */
 
@@ -200,6 +210,19 @@ struct sbx_sandbox {
 	uint64_t create_ns;
 	uint64_t init_ns;
 	uint8_t *rbuf; /* response buffer, max_payload_bytes */
+	/*
+	 * Zygotes (sbx_zygote_create) and their forks. A fork's init is not our child (the
+	 * zygote's reaper is its parent): its wait status comes through `status_fd`. A zygote
+	 * is destroyed once retired and without forks: killing it would kill every fork, whose
+	 * PID namespaces nest in its own. `n_forks` and `retired` are under the host's lock.
+	 */
+	bool zygote;
+	bool retired;
+	bool linked; /* on the host's list */
+	int n_forks;
+	struct sbx_sandbox *parent; /* the zygote a fork came from */
+	int status_fd;
+	pthread_mutex_t fork_lock; /* a zygote: one command at a time on its socket */
 	struct sbx_sandbox *host_next, *host_prev;
 	void *pool_entry; /* owned by the pool that made it, if any */
 	/*

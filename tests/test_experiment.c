@@ -12,12 +12,13 @@
 #include "proc.h"
 #include "test.h"
 
-#define N_SCENARIOS 5
+#define N_SCENARIOS 6
 #define SMOKE_REPS  2
 #define SMOKE_CELLS 2
 
-static const char *const scenarios[N_SCENARIOS] = {"dedicated", "colocate-fifo", "colocate-default",
-						   "nemo", "nemo-no-prewarm"};
+static const char *const scenarios[N_SCENARIOS] = {"dedicated",	       "colocate-fifo",
+						   "colocate-default", "nemo",
+						   "nemo-no-prewarm",  "nemo-zygotes"};
 static const char *const smoke_cells[SMOKE_CELLS] = {"load50-mixed-r0", "step-mixed-r0"};
 
 static struct {

@@ -34,6 +34,7 @@ struct gw_env {
 	uint16_t port;
 	uint16_t mqtt_port;
 	bool mqtt;
+	bool zygotes; /* sandbox.zygotes, and two sandbox cores instead of one */
 	struct test_proc nemod;
 	bool running;
 	struct test_proc broker;
@@ -105,14 +106,16 @@ static int write_config(void)
 		 "             \"max_inflight\": 3, \"blocking_timeout_ms\": 4000,\n"
 		 "             \"activations_kept\": 64,\n"
 		 "             \"connection_timeout_s\": 2, \"request_timeout_ms\": 1000},\n"
-		 "  \"cores\": {\"sandbox\": [0]},\n"
+		 "  \"cores\": {\"sandbox\": %s},\n"
 		 "  \"async_workers\": 2,\n"
 		 "  \"drain_timeout_ms\": 5000,\n"
 		 "  \"cgroup_root\": \"nemo-gwtest-%d\",\n"
+		 "  \"sandbox\": {\"zygotes\": %s},\n"
 		 "  \"mqtt\": {\"enabled\": %s, \"port\": %u, \"client_id\": \"nemod-test-%d\",\n"
 		 "           \"reconnect_min_s\": 1, \"reconnect_max_s\": 2}\n"
 		 "}\n",
-		 (unsigned)env.port, env.dir, env.dir, env.fndir, env.dir, getpid(),
+		 (unsigned)env.port, env.dir, env.dir, env.fndir, env.dir,
+		 env.zygotes ? "[0, 1]" : "[0]", getpid(), env.zygotes ? "true" : "false",
 		 env.mqtt ? "true" : "false", env.mqtt_port ? (unsigned)env.mqtt_port : 1883u,
 		 getpid());
 	snprintf(path, sizeof(path), "%s/token", env.dir);
@@ -1214,6 +1217,63 @@ NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
 	    test_crash_keeps_callbacks},
 	   {"a journal from before routes were journaled replays", test_old_journal_replays},
 	   {"a bad config names the key", test_bad_config_names_key});
+
+/* ---- zygotes: sandbox.zygotes ------------------------------------------------------------ */
+
+static int zygote_setup(void)
+{
+	if (env_setup(false))
+		return -1;
+	env.zygotes = true;
+	if (write_config())
+		return -1;
+	return start_nemod();
+}
+
+/*
+ * With sandbox.zygotes on, pre-warming keeps the function's zygote: an instance that crashed
+ * is replaced by a fork of it (start path zygote, shown in the record, /metrics and the
+ * function's pool), and a redeploy replaces the zygote, so the next call runs the new code.
+ */
+static void test_zygote_start_path(void)
+{
+	struct gw_http_response r;
+	bool done = false;
+
+	/* two calls at once on two cores: one takes the pre-warmed instance, the other finds none
+	 * idle and forks the zygote */
+	deploy("zn", "test-probe.so", "nap", "\"prewarm\": 1, \"concurrency\": 2");
+	expect("GET", ACT "/zn", TOKEN, NULL, 200, "\"zygotes\":1");
+	expect("POST", ACT "/zn?blocking=false", TOKEN, "400", 202, "activationId");
+	expect("POST", ACT "/zn?blocking=false", TOKEN, "400", 202, "activationId");
+	for (int i = 0; i < 300 && !done; i++) {
+		http("GET", ACTV "?name=zn&limit=5", TOKEN, NULL, &r);
+		done = strstr(r.body, "\"startPath\":\"zygote\"") &&
+		       strstr(r.body, "\"startPath\":\"prewarmed\"") && !strstr(r.body, "running");
+		gw_http_response_release(&r);
+		if (!done)
+			test_msleep(20);
+	}
+	CU_ASSERT_TRUE(done);
+	expect("GET", "/metrics", TOKEN, NULL, 200,
+	       "nemo_starts_total{namespace=\"nemo\",function=\"zn\",path=\"zygote\"} 1\n");
+	expect("GET", "/metrics", TOKEN, NULL, 200,
+	       "nemo_warm_pool_instances{namespace=\"nemo\",function=\"zn\",state=\"zygote\"} 1\n");
+	expect("GET", ACT "/zn", TOKEN, NULL, 200, "\"zygote_starts\":1");
+
+	/* a crashed instance is replaced from the zygote; a redeploy replaces the zygote, so no
+	 * call after it runs the crashing handler */
+	deploy("zc", "test-hostile.so", "crash", "\"prewarm\": 1");
+	expect("POST", ACT "/zc?blocking=true", TOKEN, "{}", 502, "function crashed");
+	expect("POST", ACT "/zc?blocking=true", TOKEN, "{}", 502, "function crashed");
+	deploy("zc", "test-hostile.so", "scribble", "\"prewarm\": 1");
+	expect("POST", ACT "/zc?blocking=true&result=true", TOKEN, "{}", 200, "calls=1 state=");
+	expect("GET", ACT "/zc", TOKEN, NULL, 200, "\"zygotes\":1");
+}
+
+NEMO_SUITE(gateway_zygote, zygote_setup, env_teardown,
+	   {"zygote start path in records, metrics and the pool; a redeploy replaces the zygote",
+	    test_zygote_start_path});
 
 /* ---- tenants: one namespace per credential ------------------------------------------------------ */
 

@@ -594,6 +594,27 @@ static void test_cli_bad_args_exit_2(void)
 	expect_exit((char *const[]){bin, "--help", NULL}, 0, "");
 }
 
+/* Replies taken out of the whole: what is left has the percentiles of the rest, exactly. */
+static void test_hist_subtract(void)
+{
+	struct gen_hist *all = hist_new(), *replies = hist_new(), *rest = hist_new();
+
+	for (uint64_t v = 1; v <= 20000; v++) {
+		uint64_t ns = v * 37 % 100000 + 100;
+
+		gen_hist_record(all, ns);
+		gen_hist_record(v % 3 ? rest : replies, ns);
+	}
+	gen_hist_subtract(all, replies);
+	CU_ASSERT_EQUAL(all->count, rest->count);
+	CU_ASSERT_EQUAL(all->sum_ns, rest->sum_ns);
+	for (double pct = 1; pct < 100; pct += 7)
+		CU_ASSERT_EQUAL(gen_hist_percentile(all, pct), gen_hist_percentile(rest, pct));
+	free(all);
+	free(replies);
+	free(rest);
+}
+
 NEMO_SUITE(gen, NULL, NULL, {"profile_constant", test_profile_constant},
 	   {"profile_on_off", test_profile_on_off}, {"profile_steps", test_profile_steps},
 	   {"profile_steps_errors", test_profile_steps_errors},
@@ -602,8 +623,9 @@ NEMO_SUITE(gen, NULL, NULL, {"profile_constant", test_profile_constant},
 	   {"profile_trace_errors_name_file_and_line", test_profile_trace_errors},
 	   {"hist_uniform_1_to_1000", test_hist_uniform}, {"hist_bimodal", test_hist_bimodal},
 	   {"hist_precision_and_range", test_hist_precision_and_range},
-	   {"hist_merge", test_hist_merge}, {"pkt_checksums_valid", test_pkt_checksums},
-	   {"pkt_limits", test_pkt_limits}, {"opts_good", test_opts_good},
+	   {"hist_merge", test_hist_merge}, {"hist_subtract", test_hist_subtract},
+	   {"pkt_checksums_valid", test_pkt_checksums}, {"pkt_limits", test_pkt_limits},
+	   {"opts_good", test_opts_good},
 	   {"opts_errors_name_the_option", test_opts_errors_name_the_option},
 	   {"json_summary_keys", test_json_keys}, {"cli_bad_args_exit_2", test_cli_bad_args_exit_2})
 

@@ -164,12 +164,72 @@ static struct sbx_spec make_spec(int runtime, const char *file, const char *hand
 	return s;
 }
 
-/* create + init, asserting both worked */
-static struct sbx_sandbox *start(const struct sbx_spec *s)
+/*
+ * The *_zygote suites run the same tests on instances forked from a zygote (c and python;
+ * exec functions have none) instead of started from scratch.
+ */
+static bool via_zygote;
+
+static int zygote_setup(void)
+{
+	via_zygote = true;
+	return suite_setup();
+}
+
+static int zygote_teardown(void)
+{
+	via_zygote = false;
+	return suite_teardown();
+}
+
+/* A zygote of `s` on `core`, asserting it loaded. */
+static struct sbx_sandbox *zygote_of(const struct sbx_spec *s, int core)
 {
 	char err[SBX_MSG_MAX] = "";
-	struct sbx_sandbox *sb = sbx_create(host, s, 0);
+	struct sbx_sandbox *z = sbx_zygote_create(host, s, core, err, sizeof(err));
+
+	if (!z)
+		printf("\n  zygote of %s failed: %s (%s)\n", s->name, err, strerror(errno));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+	CU_ASSERT_TRUE(sbx_is_zygote(z));
+	return z;
+}
+
+/* A READY fork of zygote `z` on `core`, asserting it worked. */
+static struct sbx_sandbox *fork_of(struct sbx_sandbox *z, int core)
+{
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb = sbx_zygote_fork(z, core, err, sizeof(err));
+
+	if (!sb)
+		printf("\n  fork of %s failed: %s (%s)\n", sbx_spec_of(z)->name, err,
+		       strerror(errno));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	CU_ASSERT_FALSE(sbx_is_zygote(sb));
+	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
+	return sb;
+}
+
+static bool zygote_runtime(const struct sbx_spec *s)
+{
+	return via_zygote && (s->runtime == SBX_RUNTIME_C || s->runtime == SBX_RUNTIME_PYTHON);
+}
+
+/* A ready instance of `s` on `core`: create + init, or (zygote suites) a zygote's fork. */
+static struct sbx_sandbox *start_on(const struct sbx_spec *s, int core)
+{
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb;
 	int rc;
+
+	if (zygote_runtime(s)) {
+		struct sbx_sandbox *z = zygote_of(s, core);
+
+		sb = fork_of(z, core);
+		sbx_destroy(z); /* retired: it goes with its fork */
+		return sb;
+	}
+	sb = sbx_create(host, s, core);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
 	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_CREATED);
@@ -179,6 +239,27 @@ static struct sbx_sandbox *start(const struct sbx_spec *s)
 	CU_ASSERT_EQUAL_FATAL(rc, 0);
 	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
 	return sb;
+}
+
+static struct sbx_sandbox *start(const struct sbx_spec *s)
+{
+	return start_on(s, 0);
+}
+
+/* Two instances of `s`; in the zygote suites, two forks of one zygote. */
+static void start_two(const struct sbx_spec *s, struct sbx_sandbox **a, struct sbx_sandbox **b)
+{
+	struct sbx_sandbox *z;
+
+	if (!zygote_runtime(s)) {
+		*a = start(s);
+		*b = start(s);
+		return;
+	}
+	z = zygote_of(s, 0);
+	*a = fork_of(z, 0);
+	*b = fork_of(z, 0);
+	sbx_destroy(z);
 }
 
 /* invoke with a text request; returns the status, copies the response text */
@@ -359,10 +440,11 @@ static void own_ns(const char *ns, char *buf, size_t len)
 static void test_namespaces(void)
 {
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "namespaces");
-	struct sbx_sandbox *a = start(&s), *b = start(&s);
 	const char *ns[] = {"pid", "mnt", "ipc", "uts", "net"};
+	struct sbx_sandbox *a, *b;
 	char out_a[512], out_b[512], mine[64];
 
+	start_two(&s, &a, &b);
 	CU_ASSERT_EQUAL(call(a, "", out_a, sizeof(out_a)), SBX_OK);
 	CU_ASSERT_EQUAL(call(b, "", out_b, sizeof(out_b)), SBX_OK);
 	for (size_t i = 0; i < 5; i++) {
@@ -508,7 +590,8 @@ static void test_cgroup(void)
 
 	s.memory_mb = 48;
 	s.max_pids = 7;
-	sb = sbx_create(host, &s, core);
+	/* a zygote's fork is written into its cgroup before its first request */
+	sb = via_zygote ? start_on(&s, core) : sbx_create(host, &s, core);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
 	/* the backend is the one the machine has, never a default */
 	CU_ASSERT_FATAL(mode == SBX_CGROUP_V1 || mode == SBX_CGROUP_V2);
@@ -779,9 +862,24 @@ static void test_bad_code(void)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct sbx_sandbox *sb = sbx_create(host, cases[i].spec, 0);
+		struct sbx_sandbox *sb;
 		char err[SBX_MSG_MAX] = "";
 
+		if (via_zygote) {
+			/* a zygote loads the code: the same error, at its creation */
+			bool exec = cases[i].spec->runtime == SBX_RUNTIME_EXEC;
+
+			CU_ASSERT_PTR_NULL(
+				sbx_zygote_create(host, cases[i].spec, 0, err, sizeof(err)));
+			CU_ASSERT_EQUAL(errno, exec ? ENOTSUP : ENOEXEC);
+			if (!strstr(err, exec ? "exec functions have no zygote" : cases[i].why))
+				printf("\n  zygote error was: %s (wanted '%s')\n", err,
+				       cases[i].why);
+			CU_ASSERT_PTR_NOT_NULL(
+				strstr(err, exec ? "exec functions have no zygote" : cases[i].why));
+			continue;
+		}
+		sb = sbx_create(host, cases[i].spec, 0);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
 		CU_ASSERT_EQUAL(sbx_init(sb, err, sizeof(err)), -ENOEXEC);
 		if (!strstr(err, cases[i].why))
@@ -1431,13 +1529,12 @@ static void test_background_killed_at_return(void)
 	CU_ASSERT(c1 - c0 > 1000000ull);
 	for (int i = 0; i < 2; i++) {
 		char err[SBX_MSG_MAX], out[256], dir[512], path[600];
-		struct sbx_sandbox *sb = sbx_create(host, &specs[i], core);
+		struct sbx_sandbox *sb = start_on(&specs[i], core);
 		uint64_t u0, u1;
 		int tasks = -1;
 		FILE *f;
 
-		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
-		CU_ASSERT_EQUAL_FATAL(sbx_init(sb, err, sizeof(err)), 0);
+		(void)err;
 		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "spinning"));
 		test_msleep(50);
@@ -1517,3 +1614,399 @@ NEMO_SUITE(sandbox_tenants, suite_setup, suite_teardown,
 	    test_private_root_hides_neighbour},
 	   {"processes a call leaves behind are killed when it returns",
 	    test_background_killed_at_return})
+
+/* ---- the same isolation and hostile tests on instances forked from a zygote ---- */
+
+NEMO_SUITE(sandbox_isolation_zygote, zygote_setup, zygote_teardown,
+	   {"new pid, mount, ipc, uts, net namespaces (two forks of one zygote)", test_namespaces},
+	   {"unprivileged uid, no capabilities, no_new_privs, seccomp",
+	    test_identity_caps_nnp_seccomp},
+	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work", test_seccomp_denies},
+	   {"read-only filesystem, private /tmp", test_filesystem}, {"rlimits", test_rlimits},
+	   {"own cgroup with memory and pids limits, written in before its first request",
+	    test_cgroup},
+	   {"no network", test_no_network})
+
+NEMO_SUITE(sandbox_hostile_zygote, zygote_setup, zygote_teardown,
+	   {"code that does not load, missing handler: error at the zygote's init", test_bad_code},
+	   {"crash, timeout, OOM, fork bomb, network, write to /: contained",
+	    test_hostile_back_to_back},
+	   {"a dead idle instance is seen at once", test_crash_detected_at_once})
+
+NEMO_SUITE(sandbox_tenants_zygote, zygote_setup, zygote_teardown,
+	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
+	    test_kill_group_spares_neighbour},
+	   {"a private root: a function finds nothing of another's, nor the host's",
+	    test_private_root_hides_neighbour},
+	   {"processes a call leaves behind are killed when it returns",
+	    test_background_killed_at_return})
+
+/* ---- sandbox_zygote: what only zygotes have ---- */
+
+/*
+ * A call that wrecks its instance's memory and module state: the instance keeps the wreck
+ * (its second call sees it), the next fork of the same zygote starts from the zygote's state.
+ */
+static void test_zygote_fork_starts_fresh(void)
+{
+	struct sbx_spec c = make_spec(SBX_RUNTIME_C, "test-hostile.so", "scribble");
+	struct sbx_spec py = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "corrupt");
+	struct {
+		struct sbx_spec *spec;
+		const char *first, *wrecked;
+		enum sbx_status wrecked_status;
+	} cases[] = {
+		{&c, "calls=1 state=pristine heap=heap pristine", "calls=2 state=XXXX", SBX_OK},
+		{&py, "calls=1 json=[1]", "'NoneType' object is not callable", SBX_ERR_FUNCTION},
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		struct sbx_sandbox *z = zygote_of(cases[i].spec, 0), *a, *b;
+		char out[512];
+
+		a = fork_of(z, 0);
+		CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_STRING_EQUAL(out, cases[i].first);
+		CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), cases[i].wrecked_status);
+		if (!strstr(out, cases[i].wrecked))
+			printf("\n  wrecked instance said: %s\n", out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].wrecked));
+		/* a sibling forked after the wreck, while the wrecked one lives */
+		b = fork_of(z, 0);
+		CU_ASSERT_EQUAL(call(b, "", out, sizeof(out)), SBX_OK);
+		CU_ASSERT_STRING_EQUAL(out, cases[i].first);
+		sbx_destroy(a);
+		sbx_destroy(b);
+		sbx_destroy(z);
+	}
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* A zygote serves no request, outlives its forks, and goes with the last of them. */
+static void test_zygote_lifetime(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_sandbox *z = zygote_of(&s, 0), *a, *b;
+	struct sbx_result r = {0};
+	char out[64];
+
+	CU_ASSERT_EQUAL(sbx_invoke(z, "x", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_STATE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "a zygote takes no requests"));
+	sbx_result_release(&r);
+	a = fork_of(z, 0);
+	b = fork_of(z, sbx_host_n_cores(host) > 1 ? 1 : 0);
+	CU_ASSERT_NOT_EQUAL(sbx_pid(a), sbx_pid(b));
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 3);
+	/* retired with forks alive: they go on serving; it makes no more */
+	sbx_destroy(z);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 2);
+	CU_ASSERT_EQUAL(call(a, "a", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "a");
+	sbx_destroy(a);
+	CU_ASSERT_EQUAL(call(b, "b", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "b");
+	sbx_destroy(b);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* A killed zygote takes its forks with it (their PID namespaces nest in its own); a fork
+ * of a dead zygote is refused, naming it. */
+static void test_zygote_death(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_sandbox *z = zygote_of(&s, 0), *a = fork_of(z, 0);
+	char err[SBX_MSG_MAX] = "";
+
+	kill(sbx_pid(z), SIGKILL);
+	/* the zygote's init exits once its namespace is empty: after its forks */
+	for (int i = 0;
+	     i < 1000 && (sbx_state(a) != SBX_STATE_DEAD || sbx_state(z) != SBX_STATE_DEAD); i++)
+		usleep(1000);
+	CU_ASSERT_EQUAL(sbx_state(z), SBX_STATE_DEAD);
+	CU_ASSERT_EQUAL(sbx_state(a), SBX_STATE_DEAD);
+	CU_ASSERT_PTR_NULL(sbx_zygote_fork(z, 0, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EPIPE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "its zygote is dead"));
+	sbx_destroy(z);
+	sbx_destroy(a);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* Running (not gone, not a zombie waiting for a reaper)? */
+static bool running(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool alive = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		alive = p[2] != 'Z' && p[2] != 'X';
+	fclose(f);
+	return alive;
+}
+
+/*
+ * A host killed with -9 (nemod's death) stops its zygotes and their forks within 1 s: the
+ * zygote dies with the launcher thread (PR_SET_PDEATHSIG), its forks with its PID namespace.
+ */
+static void test_zygote_host_death(void)
+{
+	int pfd[2];
+	pid_t child, pids[3] = {0};
+	char croot[64];
+
+	CU_ASSERT_FATAL(pipe(pfd) == 0);
+	child = fork();
+	CU_ASSERT_FATAL(child >= 0);
+	if (child == 0) {
+		struct sbx_host_config cfg = {0};
+		struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
+		struct sbx_sandbox *z, *a, *b;
+		struct sbx_host *h;
+		pid_t out[3];
+
+		snprintf(croot, sizeof(croot), "nemo-test-%d", getpid());
+		cfg.cgroup_root = croot;
+		h = sbx_host_new(&cfg);
+		z = h ? sbx_zygote_create(h, &s, 0, NULL, 0) : NULL;
+		a = z ? sbx_zygote_fork(z, 0, NULL, 0) : NULL;
+		b = z ? sbx_zygote_fork(z, 0, NULL, 0) : NULL;
+		if (!a || !b)
+			_exit(1);
+		out[0] = sbx_pid(z);
+		out[1] = sbx_pid(a);
+		out[2] = sbx_pid(b);
+		if (write(pfd[1], out, sizeof(out)) != sizeof(out))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	CU_ASSERT_EQUAL_FATAL(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+	close(pfd[0]);
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_TRUE(running(pids[i]));
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	for (int i = 0;
+	     i < 100 && (kill(pids[0], 0) == 0 || kill(pids[1], 0) == 0 || kill(pids[2], 0) == 0);
+	     i++)
+		usleep(10000);
+	for (int i = 0; i < 3; i++) {
+		if (running(pids[i]))
+			printf("\n  pid %d (%s) outlived its host by 1 s\n", (int)pids[i],
+			       i ? "fork" : "zygote");
+		CU_ASSERT_FALSE(running(pids[i]));
+	}
+	/* its cgroups, as nemod's restart would */
+	remove_stale_roots();
+}
+
+NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
+	   {"a host killed with -9 stops its zygotes and their forks within 1 s",
+	    test_zygote_host_death},
+	   {"a fork starts from the zygote's state, not a wrecked sibling's",
+	    test_zygote_fork_starts_fresh},
+	   {"a zygote takes no request and outlives its forks", test_zygote_lifetime},
+	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death})
+
+/* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */
+
+/* A python function at dir/name that answers `answer`. */
+static void version_code(const char *path, const char *answer)
+{
+	char text[256];
+
+	snprintf(text, sizeof(text), "def handler(req):\n    return %s\n", answer);
+	CU_ASSERT_EQUAL_FATAL(test_write_text(path, text), 0);
+}
+
+static struct sbx_spec versioned_spec(const char *name, const char *path)
+{
+	struct sbx_spec s;
+
+	sbx_spec_defaults(&s);
+	snprintf(s.name, sizeof(s.name), "%s", name);
+	s.runtime = SBX_RUNTIME_PYTHON;
+	snprintf(s.code, sizeof(s.code), "%s", path);
+	snprintf(s.handler, sizeof(s.handler), "handler");
+	s.concurrency = 4;
+	return s;
+}
+
+/*
+ * A kept zygote serves a request that finds no idle instance (path zygote, no init), the
+ * released fork serves warm, pre-warmed instances are its forks; a redeploy replaces it and
+ * no call after the redeploy runs old code, not even one whose v1 instance was acquired
+ * across the redeploy.
+ */
+static void test_pool_zygote_paths_and_redeploy(void)
+{
+	char dir[64], v1[128], v2[128];
+	struct sbx_spec s;
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, NULL);
+	struct sbx_sandbox *held[3], *old;
+	struct sbx_pool_stats st;
+	struct sbx_result r;
+
+	snprintf(dir, sizeof(dir), "/var/tmp/nemo-zygote-%d", getpid());
+	CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
+	snprintf(v1, sizeof(v1), "%s/version_one.py", dir);
+	snprintf(v2, sizeof(v2), "%s/version_two.py", dir);
+	version_code(v1, "'v1'");
+	version_code(v2, "'v2'");
+	s = versioned_spec("versioned", v1);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, s.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, s.name, 0), 0); /* kept */
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT(st.zygote_memory_bytes > 0 && st.memory_bytes >= st.zygote_memory_bytes);
+	/* no idle instance: forked, no init */
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_ZYGOTE);
+	CU_ASSERT(r.times.create_ns > 0 && r.times.init_ns == 0);
+	CU_ASSERT_STRING_EQUAL(r.response ? (char *)r.response : "", "v1");
+	printf("\n  zygote start: fork %.2f ms, run %.2f ms", r.times.create_ns / 1e6,
+	       r.times.run_ns / 1e6);
+	sbx_result_release(&r);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
+	CU_ASSERT_EQUAL(r.path, SBX_START_WARM);
+	sbx_result_release(&r);
+	/* pre-warmed instances come from the zygote: zygote + 1 warm + 2 pre-warmed */
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 4);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT_EQUAL(st.zygote_starts, 1);
+	/* a v1 instance acquired across the redeploy */
+	old = sbx_pool_acquire(pool, s.name, 0, &r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+	s = versioned_spec("versioned", v2);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(st.zygotes_made, 2); /* replaced with one of the new code */
+	CU_ASSERT_EQUAL(st.idle, 0);	     /* the v1 instances are gone */
+	sbx_pool_release(pool, old);	     /* and this one is not kept */
+	/* every call from now on runs v2: held at once, so each needs an instance */
+	for (int i = 0; i < 3; i++) {
+		struct sbx_result rr = {0};
+
+		held[i] = sbx_pool_acquire(pool, s.name, 0, &rr);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(held[i]);
+		CU_ASSERT_EQUAL(rr.path, SBX_START_ZYGOTE);
+		CU_ASSERT_EQUAL(sbx_invoke(held[i], "", 0, &rr), 0);
+		CU_ASSERT_STRING_EQUAL(rr.response ? (char *)rr.response : "", "v2");
+		sbx_result_release(&rr);
+	}
+	for (int i = 0; i < 3; i++)
+		sbx_pool_release(pool, held[i]);
+	for (int i = 0; i < 6; i++) {
+		CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
+		CU_ASSERT_STRING_EQUAL(r.response ? (char *)r.response : "", "v2");
+		sbx_result_release(&r);
+	}
+	CU_ASSERT_EQUAL(sbx_pool_undeploy(pool, s.name), 0);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	sbx_pool_destroy(pool);
+	unlink(v1);
+	unlink(v2);
+	rmdir(dir);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* Zygotes expire by the keep-alive policy and are evicted for memory like instances. */
+static void test_pool_zygote_keepalive(void)
+{
+	struct sbx_keepalive_params ttl = {.ttl_ns = 200 * 1000000ull};
+	struct sbx_keepalive_params tight = {.memory_budget_bytes = 1};
+	struct sbx_spec a = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_spec b = make_spec(SBX_RUNTIME_C, "test-probe.so", "identity");
+	struct sbx_spec e = make_spec(SBX_RUNTIME_EXEC, "exec-upper", "-");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, &ttl);
+	struct sbx_pool_stats st;
+
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &a), 0);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &e), 0);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, e.name, 0), -ENOTSUP);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, "nobody", 0), -ENOENT);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, a.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 0);
+	test_msleep(300);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, a.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 0);
+	CU_ASSERT_EQUAL(st.expirations, 1);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	sbx_pool_destroy(pool);
+
+	/* a budget that holds one zygote: the second evicts the first */
+	pool = sbx_pool_new(host, NULL, &tight);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &a), 0);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &b), 0);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, a.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_zygote(pool, b.name, 0), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, a.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 0);
+	CU_ASSERT_EQUAL(st.evictions, 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, NULL, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 1);
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* Zygotes on: pre-warming on spare cycles makes the zygote, then forks of it; off, none. */
+static void test_pool_prewarm_makes_zygote(void)
+{
+	struct sbx_keepalive_params on = {.zygotes = true};
+	struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "wordstats.py", "handler");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, &on);
+	struct sbx_pool_stats st;
+	struct sbx_result r;
+
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes, 1);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT_EQUAL(st.prewarmed, 2);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 3);
+	/* asked again by the next forecast: the zygote is kept, one more fork */
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 1), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes_made, 1);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "a b a", 5, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_PREWARMED);
+	sbx_result_release(&r);
+	sbx_pool_destroy(pool);
+	/* off (the default): pre-warming alone, no zygote */
+	pool = sbx_pool_new(host, NULL, NULL);
+	CU_ASSERT_EQUAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 1), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygotes_made, 0);
+	sbx_pool_destroy(pool);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+NEMO_SUITE(sandbox_pool_zygote, suite_setup, suite_teardown,
+	   {"zygotes on: pre-warming makes the zygote and forks it",
+	    test_pool_prewarm_makes_zygote},
+	   {"zygote path, warm after it, pre-warmed forks; a redeploy replaces the zygote and "
+	    "no call runs old code",
+	    test_pool_zygote_paths_and_redeploy},
+	   {"zygotes expire and are evicted by the keep-alive policy", test_pool_zygote_keepalive})

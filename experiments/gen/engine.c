@@ -64,6 +64,9 @@ struct gen_engine {
 	uint64_t sent;
 	uint64_t received;
 	uint64_t unknown_rx;
+	uint64_t replies;	    /* stamped frames from reply_port: a function answered */
+	uint16_t reply_port;	    /* network order: the dport, as a reply's source port */
+	struct gen_hist *lat_reply; /* the caller's, or NULL */
 	uint64_t tx_dropped;
 	uint64_t late_skipped;
 	uint64_t alloc_failed;
@@ -136,9 +139,19 @@ static inline void gen_rx(struct gen_engine *g)
 					g->probe_rx++;
 					continue;
 				}
-				gen_hist_record(g->lat_now,
-						cycles_to_ns(g, now > st.tsc ? now - st.tsc : 0));
+				uint64_t ns = cycles_to_ns(g, now > st.tsc ? now - st.tsc : 0);
+				/* a reply swaps the ports: it comes from the port we sent to */
+				bool reply =
+					memcmp(d + GEN_L2_HDR + GEN_L3_HDR, &g->reply_port, 2) == 0;
+
+				gen_hist_record(g->lat_now, ns);
 				g->received++;
+				/* only replies pay for a second histogram: forwarding runs see none */
+				if (unlikely(reply)) {
+					g->replies++;
+					if (g->lat_reply)
+						gen_hist_record(g->lat_reply, ns);
+				}
 				continue;
 			}
 		}
@@ -585,6 +598,8 @@ static struct gen_engine *engine_new(const struct gen_opts *o, const struct gen_
 	}
 	g->flows = g->flow_table;
 	gen_pkt_spec_default(&spec, g->frame_len, g->run_id);
+	spec.dst_port = (uint16_t)o->dport;
+	g->reply_port = rte_cpu_to_be_16(spec.dst_port);
 	if (gen_pkt_build(&spec, g->frame) ||
 	    gen_pkt_flows(g->frame, g->frame_len, g->flow_table, g->n_flows)) {
 		NEMO_ERR("gen", "cannot build a %u-byte frame for %u flows", o->size, o->flows);
@@ -615,6 +630,7 @@ int gen_run(const struct gen_opts *o, const struct gen_profile *p, FILE *csv,
 
 	if (!g)
 		return -ENOMEM;
+	g->lat_reply = t->lat_reply;
 	rc = port_setup(g);
 	if (rc == -ENODEV)
 		goto out_free;
@@ -645,6 +661,7 @@ int gen_run(const struct gen_opts *o, const struct gen_profile *p, FILE *csv,
 	t->probes_sent = g->probe_tx;
 	t->received = g->received;
 	t->unknown_rx = g->unknown_rx;
+	t->replies = g->replies;
 	t->tx_dropped = g->tx_dropped;
 	t->late_skipped = g->late_skipped;
 	t->alloc_failed = g->alloc_failed;

@@ -138,6 +138,11 @@ struct gen_hist {
 void gen_hist_reset(struct gen_hist *h);
 /* dst += src. */
 void gen_hist_merge(struct gen_hist *dst, const struct gen_hist *src);
+/*
+ * dst -= src, where every value in src was also recorded in dst (a part taken out of its
+ * whole). min_ns and max_ns stay dst's, bounds that still hold.
+ */
+void gen_hist_subtract(struct gen_hist *dst, const struct gen_hist *src);
 /* The value at percentile pct (0 < pct <= 100) in ns, nearest rank; 0 if the histogram is empty. */
 uint64_t gen_hist_percentile(const struct gen_hist *h, double pct);
 /* Bucket bounds, for tests and for reasoning about precision. */
@@ -226,7 +231,8 @@ struct gen_pkt_spec {
 	uint16_t run_id;
 	uint8_t src_mac[6];
 	uint8_t dst_mac[6];
-	uint32_t dst_ip; /* network order */
+	uint32_t dst_ip;   /* network order */
+	uint16_t dst_port; /* host order, GEN_UDP_DPORT unless --dport */
 };
 
 /* Fill spec with the defaults: dst MAC 02:00:00:00:00:01, src MAC 02:00:00:00:00:02. */
@@ -293,6 +299,7 @@ struct gen_opts {
 	double duration_s; /* 0: the profile's natural length, or GEN_DEFAULT_DURATION_S */
 	uint32_t size;
 	uint32_t flows;
+	uint32_t dport; /* UDP destination port (default GEN_UDP_DPORT) */
 	uint32_t burst;
 	uint32_t interval_ms;
 	uint32_t drain_ms;
@@ -327,6 +334,7 @@ struct gen_totals {
 	uint64_t probes_sent;  /* path probes before the run, not in `sent` */
 	uint64_t received;     /* came back with this run's stamp */
 	uint64_t unknown_rx;   /* came back without it */
+	uint64_t replies;      /* of received: came back from the dport (a function's reply) */
 	uint64_t tx_dropped;   /* due, built, refused by tx_burst after retries */
 	uint64_t late_skipped; /* due but never built: the sender fell too far behind */
 	uint64_t alloc_failed; /* bursts delayed because the mbuf pool was empty */
@@ -336,6 +344,8 @@ struct gen_totals {
 	double target_pkts; /* packets the profile asked for over duration_s */
 	bool max_rate;
 	struct gen_hist *lat; /* over the whole run */
+	/* replies alone (from the dport); NULL: not kept. The rest is lat minus this. */
+	struct gen_hist *lat_reply;
 };
 
 /* One interval's row, also the source of the live line. */

@@ -44,6 +44,16 @@ void gen_hist_merge(struct gen_hist *dst, const struct gen_hist *src)
 	dst->sum_ns += src->sum_ns;
 }
 
+void gen_hist_subtract(struct gen_hist *dst, const struct gen_hist *src)
+{
+	if (!src->count)
+		return;
+	for (uint32_t i = src->lo; i <= src->hi; i++)
+		dst->buckets[i] -= src->buckets[i];
+	dst->count -= src->count;
+	dst->sum_ns -= src->sum_ns;
+}
+
 void gen_hist_bucket_bounds(uint32_t idx, uint64_t *lo_ns, uint64_t *hi_ns)
 {
 	uint32_t shift, mant;

@@ -199,7 +199,8 @@ int main(int argc, char **argv)
 
 	memset(&totals, 0, sizeof(totals));
 	totals.lat = calloc(1, sizeof(*totals.lat));
-	if (!totals.lat) {
+	totals.lat_reply = calloc(1, sizeof(*totals.lat_reply));
+	if (!totals.lat || !totals.lat_reply) {
 		NEMO_ERR("gen", "out of memory");
 		status = 1;
 		goto out_eal;
@@ -217,6 +218,7 @@ int main(int argc, char **argv)
 			status = 1;
 	}
 	free(totals.lat);
+	free(totals.lat_reply);
 out_eal:
 	rte_eal_cleanup();
 	if (own_dir && runtime_dir[0])

@@ -22,6 +22,7 @@ enum {
 	OPT_DURATION,
 	OPT_SIZE,
 	OPT_FLOWS,
+	OPT_DPORT,
 	OPT_BURST,
 	OPT_INTERVAL_MS,
 	OPT_CSV,
@@ -47,6 +48,7 @@ static const struct option long_opts[] = {
 	{"duration", required_argument, NULL, OPT_DURATION},
 	{"size", required_argument, NULL, OPT_SIZE},
 	{"flows", required_argument, NULL, OPT_FLOWS},
+	{"dport", required_argument, NULL, OPT_DPORT},
 	{"burst", required_argument, NULL, OPT_BURST},
 	{"interval-ms", required_argument, NULL, OPT_INTERVAL_MS},
 	{"csv", required_argument, NULL, OPT_CSV},
@@ -85,6 +87,8 @@ void gen_opts_usage(FILE *out)
 		"  --duration S         seconds of sending (default: the steps/trace length, else 10)\n"
 		"  --size BYTES         frame size without FCS, 64..1518 (default 64)\n"
 		"  --flows N            vary UDP source port and source IP over N flows (default 1)\n"
+		"  --dport N            UDP destination port (default 9000); frames that come back\n"
+		"                       from it (a function's replies) are counted as replies\n"
 		"  --burst N            packets per tx burst, 1..256 (default 32)\n"
 		"  --interval-ms N      CSV interval (default 100)\n"
 		"  --csv FILE           per interval: t_s,target_pps,tx_pps,rx_pps,lost,lat_p50_us,\n"
@@ -155,6 +159,7 @@ static void set_defaults(struct gen_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->size = GEN_FRAME_MIN;
 	o->flows = 1;
+	o->dport = GEN_UDP_DPORT;
 	o->burst = 32;
 	o->interval_ms = 100;
 	o->ring_log2 = 14;
@@ -224,6 +229,8 @@ static int one_opt(struct gen_opts *o, int c, const char *arg, char *err, size_t
 		return parse_u32("size", arg, GEN_FRAME_MIN, GEN_FRAME_MAX, &o->size, err, errlen);
 	case OPT_FLOWS:
 		return parse_u32("flows", arg, 1, GEN_MAX_FLOWS, &o->flows, err, errlen);
+	case OPT_DPORT:
+		return parse_u32("dport", arg, 1, 65535, &o->dport, err, errlen);
 	case OPT_BURST:
 		return parse_u32("burst", arg, 1, GEN_BURST_MAX, &o->burst, err, errlen);
 	case OPT_INTERVAL_MS:

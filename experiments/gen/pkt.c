@@ -19,6 +19,7 @@ void gen_pkt_spec_default(struct gen_pkt_spec *spec, uint16_t frame_len, uint16_
 	memcpy(spec->dst_mac, dst, 6);
 	memcpy(spec->src_mac, src, 6);
 	spec->dst_ip = htonl(GEN_DST_IP);
+	spec->dst_port = GEN_UDP_DPORT;
 }
 
 /* One's-complement sum of the 16-bit words at p as stored in memory; an odd tail is padded. */
@@ -119,7 +120,7 @@ int gen_pkt_build(const struct gen_pkt_spec *spec, uint8_t *frame)
 	ip[9] = 17;
 	memcpy(ip + 16, &spec->dst_ip, 4);
 
-	w = htons(GEN_UDP_DPORT);
+	w = htons(spec->dst_port);
 	memcpy(udp + 2, &w, 2);
 	w = htons((uint16_t)(len - GEN_L2_HDR - GEN_L3_HDR));
 	memcpy(udp + 4, &w, 2);

@@ -62,8 +62,9 @@ void gen_report_summary(FILE *out, const struct gen_totals *t, const char *profi
 	fprintf(out, "  sent        %12llu  (tx_dropped %llu, late_skipped %llu)\n",
 		(unsigned long long)t->sent, (unsigned long long)t->tx_dropped,
 		(unsigned long long)t->late_skipped);
-	fprintf(out, "  received    %12llu  (unknown_rx %llu)\n", (unsigned long long)t->received,
-		(unsigned long long)t->unknown_rx);
+	fprintf(out, "  received    %12llu  (unknown_rx %llu, replies %llu)\n",
+		(unsigned long long)t->received, (unsigned long long)t->unknown_rx,
+		(unsigned long long)t->replies);
 	fprintf(out, "  lost        %12lld  (%.4f %%)\n", (long long)lost,
 		t->sent ? 100.0 * (double)lost / (double)t->sent : 0.0);
 	if (t->max_rate)
@@ -129,6 +130,22 @@ cJSON *gen_report_json(const struct gen_totals *t)
 	else
 		cJSON_AddNullToObject(o, "lat_max_us");
 	cJSON_AddNumberToObject(o, "unknown_rx", (double)t->unknown_rx);
+	cJSON_AddNumberToObject(o, "replies", (double)t->replies);
+	if (t->lat_reply && t->replies) {
+		/* a function's replies and the forwarded frames, apart */
+		struct gen_hist *other = malloc(sizeof(*other));
+
+		add_lat(o, "reply_lat_p50_us", t->lat_reply, 50);
+		add_lat(o, "reply_lat_p99_us", t->lat_reply, 99);
+		if (other) {
+			memcpy(other, t->lat, sizeof(*other));
+			gen_hist_subtract(other, t->lat_reply);
+			add_lat(o, "other_lat_p50_us", other, 50);
+			add_lat(o, "other_lat_p99_us", other, 99);
+			add_lat(o, "other_lat_p999_us", other, 99.9);
+			free(other);
+		}
+	}
 	/* beyond the required keys: what explains a shortfall */
 	cJSON_AddNumberToObject(o, "late_skipped", (double)t->late_skipped);
 	cJSON_AddNumberToObject(o, "alloc_failed", (double)t->alloc_failed);

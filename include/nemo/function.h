@@ -30,7 +30,7 @@
  * its call returns. abort() is reported as signal 6.
  */
 
-#define NEMO_FUNCTION_ABI_VERSION 1
+#define NEMO_FUNCTION_ABI_VERSION 2 /* 2: batch handlers for packet functions */
 
 struct nemo_request {
 	const void *data;
@@ -45,6 +45,57 @@ struct nemo_response {
 
 typedef int (*nemo_handler_fn)(const struct nemo_request *req, struct nemo_response *resp);
 typedef int (*nemo_init_fn)(void);
+
+/*
+ * ---- packet functions (a `packet` trigger: an NF hands matched packets over, in batches) ----
+ *
+ * Export a batch handler, "handle_batch" unless the spec names another:
+ *
+ *   int handle_batch(const struct nemo_packet *pkts, struct nemo_reply *replies, unsigned int n)
+ *   {
+ *           for (unsigned int i = 0; i < n; i++) {       // echo every datagram
+ *                   if (pkts[i].len > replies[i].cap)    // cap is 0 when no reply is allowed
+ *                           continue;
+ *                   memcpy(replies[i].data, pkts[i].data, pkts[i].len);
+ *                   replies[i].len = pkts[i].len;
+ *           }
+ *           return 0;
+ *   }
+ *
+ * pkts[i].data is the UDP payload or the whole frame (NEMO_PACKET_F_FRAME), valid until the
+ * handler returns. replies[i] starts with len 0 (no reply); setting len answers packet i,
+ * sent back by the NF as UDP with addresses and ports swapped. replies[i].data is a buffer of
+ * `cap` bytes in the reply ring (no copy), or the function may point it at its own memory.
+ * A reply longer than `cap` is not sent and is counted, as is one longer than the NF's MTU.
+ * One call is one batch: the platform counts batches and packets, not one call per packet.
+ * Non-zero from the handler is a function error for the batch; its replies are dropped.
+ * The optional `int nemo_init(void)` is called once before the first batch.
+ */
+
+#define NEMO_PACKET_F_FRAME 0x1 /* data is the whole Ethernet frame */
+#define NEMO_PACKET_F_REPLY 0x2 /* the NF sends a reply to this packet back (cap > 0) */
+
+struct nemo_packet {
+	const void *data;
+	uint32_t len;
+	uint32_t flags;	 /* NEMO_PACKET_F_* */
+	uint32_t src_ip; /* IPv4 addresses and ports in network byte order */
+	uint32_t dst_ip;
+	uint16_t src_port; /* 0 unless TCP or UDP */
+	uint16_t dst_port;
+	uint8_t proto; /* IP protocol number */
+	uint8_t pad;
+	uint16_t rule; /* index of the NF rule that matched */
+};
+
+struct nemo_reply {
+	void *data;
+	uint32_t cap;
+	uint32_t len;
+};
+
+typedef int (*nemo_batch_handler_fn)(const struct nemo_packet *pkts, struct nemo_reply *replies,
+				     unsigned int n);
 
 /*
  * ---- the framed protocol (runtime "exec", persistent mode; and the runtime's socket) ----

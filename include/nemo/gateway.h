@@ -94,9 +94,11 @@ struct gw_config {
 	bool journal_sync; /* answer only once the activation's record is durable (fdatasync) */
 	char cgroup_root[64];
 	/* sandbox.uid_base, sandbox.uid_count: the functions' uids (sbx_host_config) [0: its
-	 * defaults] */
+	 * defaults]; sandbox.zygotes: pre-warming keeps a zygote per function and requests
+	 * with no idle instance fork it (sbx_keepalive_params.zygotes) [false] */
 	struct {
 		uint32_t uid_base, uid_count;
+		bool zygotes;
 	} sandbox;
 	int keepalive_policy; /* 0 ttl, 1 greedy_dual */
 	uint64_t keepalive_ttl_s;

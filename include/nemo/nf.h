@@ -83,7 +83,8 @@ struct nf_config {
 	struct nf_port_config ports[NF_MAX_PORTS];
 	uint32_t nb_lcores;
 	struct nf_lcore_config lcores[NF_MAX_LCORES];
-	cJSON *json; /* the parsed file, kept for module configs */
+	char fn_socket[108]; /* the fn modules' lease server; "" = /run/nemo/<name>.fn.sock */
+	cJSON *json;	     /* the parsed file, kept for module configs */
 };
 
 /*

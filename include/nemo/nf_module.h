@@ -25,11 +25,14 @@ enum nf_drop_reason {
 	NF_DROP_NAT,	       /* nat: no free port, or no mapping for a return packet */
 	NF_DROP_TX_FULL,       /* tx ring full */
 	NF_DROP_RX_NOMBUF,     /* the port had no mbuf to receive into (from port stats) */
+	NF_DROP_FN_FULL,       /* fn: the function's ring was full (or the packet too big for it) */
 	NF_DROP_REASONS,
 };
 
 /* Short names, indexed by enum nf_drop_reason ("trunc_eth", ...). */
 extern const char *const nf_drop_reason_names[NF_DROP_REASONS];
+
+struct nf_fn_hub;
 
 /* What a module instance may know about the lcore and ports it runs on. */
 struct nf_module_env {
@@ -37,6 +40,16 @@ struct nf_module_env {
 	unsigned int socket_id;
 	uint16_t nb_ports;
 	struct rte_ether_addr port_mac[RTE_MAX_ETHPORTS];
+	/* mbufs for packets a module makes itself (fn replies) */
+	struct rte_mempool *pool;
+	/*
+	 * The lcore's count of packets a module took out of the chain without dropping them (fn
+	 * handing a packet to a function and stopping there): such a module frees the packet and
+	 * adds one here instead of to drops[]. Written by the lcore only.
+	 */
+	uint64_t *consumed_pkts;
+	/* nemo-nf's lease server for function rings (fn), NULL when no chain has an fn module */
+	struct nf_fn_hub *fn_hub;
 };
 
 /*
@@ -64,7 +77,28 @@ struct nf_module_ops {
 	void (*destroy)(void *inst);
 	/* Optional: add the instance's figures to a telemetry dict. Control thread only. */
 	void (*telemetry)(void *inst, struct rte_tel_data *d);
+	/*
+	 * Optional, packet path: called at the start of every loop iteration, before rx. It
+	 * may put up to `max` packets it made (fn's replies) into out[], each with m->port set,
+	 * for the lcore to transmit, and returns how many. Same rules as process().
+	 */
+	uint16_t (*poll)(void *inst, struct rte_mbuf **out, uint16_t max, uint64_t now_tsc);
+	/* Optional, packet path: the lcore is about to yield its core (send deferred wake-ups). */
+	void (*idle)(void *inst, uint64_t now_tsc);
 };
+
+/*
+ * The lease server of one nemo-nf for the fn modules' function rings (packet/README.md): a
+ * unix socket and a thread that hands each ring to one consumer and has it reset when that
+ * consumer goes. Created before the chains (fn modules add their rings through env.fn_hub),
+ * started after them, destroyed before them.
+ * nf_fn_hub_create(): bind `path` (a stale socket file is replaced); NULL with errno set,
+ * the error logged. nf_fn_hub_start(): 0 or -errno of pthread_create. nf_fn_hub_destroy():
+ * stop the thread, close every lease and the socket, unlink it; NULL is fine.
+ */
+struct nf_fn_hub *nf_fn_hub_create(const char *path);
+int nf_fn_hub_start(struct nf_fn_hub *hub);
+void nf_fn_hub_destroy(struct nf_fn_hub *hub);
 
 /* The registry of modules, ended by NULL. nf_module_find() returns NULL for an unknown name. */
 extern const struct nf_module_ops *const nf_modules[];

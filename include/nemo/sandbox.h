@@ -207,7 +207,8 @@ enum sbx_start_path {
 	SBX_START_COLD = 1,	 /* no instance existed: created and initialised for this request */
 	SBX_START_WARM = 2,	 /* an idle instance that had served requests before */
 	SBX_START_PREWARMED = 3, /* an instance made ahead of demand that had never served */
-	SBX_START_PATHS = 4,	 /* how many there are: arrays indexed by start path */
+	SBX_START_ZYGOTE = 4,	 /* no idle instance: one forked for this request from a zygote */
+	SBX_START_PATHS = 5,	 /* how many there are: arrays indexed by start path */
 };
 
 /* Time of each phase of one invocation, in nanoseconds (0 when the phase did not happen). */
@@ -306,6 +307,45 @@ uint64_t sbx_id(const struct sbx_sandbox *sb); /* unique on its host, names its 
  */
 int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
 
+/* ---- zygotes ------------------------------------------------------------------------------- */
+
+/*
+ * A zygote is a sandbox of one function (its own cgroup, uid, private root, PID namespace,
+ * seccomp filter, as sbx_create() makes them) that has done the expensive part of a start,
+ * the python interpreter with the module imported or the shared object loaded and its
+ * nemo_init() run, and then serves no request: it only makes instances. An instance is a
+ * fork of it that becomes a sandbox of its own before it takes a request: new user (the
+ * function's uid mapped to itself), PID, mount, IPC and UTS namespaces, its own /proc, /tmp
+ * and /dev/shm, its own session, no capabilities, the host's seccomp filter, and its own
+ * cgroup (created here, the fork written into it before its first request is sent). What a
+ * fork shares with its siblings and its zygote is in sandbox/README.md.
+ *
+ * The zygote outlives its forks: sbx_destroy() on a zygote with forks alive retires it (it
+ * makes no more) and it is destroyed with the last of them.
+ */
+
+/*
+ * Create a zygote for `spec` (c or python) on `core` and load its code. Returns it (READY,
+ * sbx_invoke() refuses it), or NULL with errno: EINVAL, ENOTSUP (an exec function, or a
+ * kernel that forbids unprivileged user namespaces: kernel.unprivileged_userns_clone or
+ * user.max_user_namespaces 0; `err` says which), ENOEXEC (the code does not load; `err` says
+ * why) or a create errno.
+ */
+struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_spec *spec, int core,
+				      char *err, size_t errlen);
+
+/*
+ * Make a READY instance of the zygote's function on `core` by forking the zygote. Its
+ * times: create_ns is the whole fork, init_ns 0. Returns it, or NULL with errno (EINVAL not
+ * a zygote or a bad core, EPIPE the zygote is dead, EAGAIN it holds the most forks it can,
+ * ETIMEDOUT, or the errno of the failing step; `err` says which). Thread-safe for one
+ * zygote: forks are made one at a time.
+ */
+struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zygote, int core, char *err, size_t errlen);
+
+/* Whether `sb` is a zygote. */
+bool sbx_is_zygote(const struct sbx_sandbox *sb);
+
 /* ---- keep-alive policies -------------------------------------------------------------------- */
 
 /* What a keep-alive policy knows about one idle warm instance. */
@@ -349,6 +389,10 @@ extern const struct sbx_keepalive_ops sbx_keepalive_greedy_dual;
 struct sbx_keepalive_params {
 	uint64_t ttl_ns;	      /* fixed TTL [10 min]; 0 for greedy-dual = no bound */
 	uint64_t memory_budget_bytes; /* all instances of the pool together [1 GiB] */
+	/* true: sbx_pool_prewarm() makes (or keeps) the function's zygote first and forks the
+	 * pre-warmed instances from it, so the forecast that drives pre-warming keeps zygotes
+	 * on spare cycles; false [default]: pre-warming alone, from scratch */
+	bool zygotes;
 };
 
 /* ---- warm pools ----------------------------------------------------------------------------- */
@@ -381,6 +425,18 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name);
  * -ENOEXEC (init failed), -ENOSPC (memory budget), or a create errno. Thread-safe.
  */
 int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count);
+
+/*
+ * Make (or keep) a zygote of `name` (c or python) on `core` ahead of demand, within the
+ * memory budget (evicting by the keep-alive policy, zygotes and idle instances alike). While
+ * it is there, a request that finds no idle instance gets a fork of it (SBX_START_ZYGOTE)
+ * instead of a cold start, and pre-warmed instances are forks of it. It is counted in
+ * memory_bytes, expires and is evicted like an instance (an ask for it again counts as a
+ * use), and a redeploy replaces it with one of the new code. Returns 1 (made), 0 (kept),
+ * -ENOENT, -ENOTSUP (an exec function), -ENOSPC (memory budget), -ENOEXEC (the code does not
+ * load) or a create errno. Thread-safe.
+ */
+int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core);
 
 /*
  * Take an idle instance of `name` (preferring `core`; -1 for any; frozen ones are never
@@ -451,6 +507,10 @@ struct sbx_pool_stats {
 	uint64_t crashes;      /* instances that died (crash, OOM, timeout) */
 	uint64_t memory_bytes; /* pool-wide (whatever `name`): what its instances measure, the
 				  figure its memory budget is held to */
+	uint32_t zygotes;      /* functions with a zygote kept (0 or 1 for one function) */
+	uint64_t zygote_memory_bytes; /* what they measure (counted in memory_bytes too) */
+	uint64_t zygotes_made;	      /* zygotes created (sbx_pool_zygote, pre-warming) */
+	uint64_t zygote_starts;	      /* instances forked from a zygote for a request */
 };
 
 /* Counters of one function (`name`), or of all when `name` is NULL. Returns 0 or -ENOENT. */

@@ -172,3 +172,24 @@ int kill_group(const struct nemo_request *req, struct nemo_response *resp)
 	kill(0, SIGKILL);
 	return 0;
 }
+
+/* State a zygote's fork inherits: a call counter and a buffer that the call then wrecks. */
+static int calls;
+static char state[32] = "pristine";
+static char *heap_state;
+
+int nemo_init(void)
+{
+	heap_state = strdup("heap pristine");
+	return heap_state ? 0 : 1;
+}
+
+int scribble(const struct nemo_request *req, struct nemo_response *resp)
+{
+	(void)req;
+	resp->len = (size_t)snprintf(resp->data, resp->cap, "calls=%d state=%s heap=%s", ++calls,
+				     state, heap_state);
+	memset(state, 'X', sizeof(state) - 1);
+	memset(heap_state, 'Y', strlen(heap_state));
+	return 0;
+}

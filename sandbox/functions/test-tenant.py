@@ -60,3 +60,15 @@ def search(req):
                         "/etc") if os.path.exists(p)]
     return json.dumps({"found": sorted(set(found)), "files": files, "names": names,
                        "host_paths_seen": seen})
+
+
+CALLS = [0]
+
+
+def corrupt(req):
+    """Count calls, then wreck module state: the json module and this module's globals."""
+    CALLS[0] += 1
+    out = "calls=%d json=%s" % (CALLS[0], json.dumps([1]))
+    json.dumps = None
+    globals()["time"] = None
+    return out

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -23,23 +25,45 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/frame.h"
 #include "nemo/function.h"
 #include "nemo/sandbox.h"
 #include "nemo/version.h"
+#include "zygote.h"
 
 /*
  * Started by sbx_create() as PID 1 of the sandbox, still root, with:
  *   fd 3: the control socket (frames, include/nemo/function.h)
  *   fd 4: the host's compiled seccomp program (raw BPF)
- *   argv: uid gid max_payload_bytes memory_mb
+ *   argv: uid gid max_payload_bytes memory_mb [zygote]
  * It confines itself, then waits for the INIT frame that names the code. Everything it
  * reports goes over fd 3: stderr is /dev/null.
+ *
+ * A zygote (argv[5] "zygote", fd 5: the zygote's filter) loads its code the same way, then
+ * answers READY and serves no request: each REQUEST frame it reads (empty, with two fds
+ * attached: a new instance's control socket and the write end of its status pipe) makes one
+ * instance (zygote.h), which answers READY on its own socket and serves from there. The
+ * zygote keeps fd 4 open for its instances' filter.
  */
 
-#define CTL_FD	   3
-#define SECCOMP_FD 4
+#define CTL_FD		 ZYG_CTL_FD
+#define SECCOMP_FD	 4
+#define ZYGOTE_FILTER_FD 5
 
 extern char **environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+/*
+ * Built sanitized (make check-asan): the function's crash is its own and must reach the
+ * platform as the signal it was, and its exit status as it chose it; ASan's SEGV handler and
+ * its leak check at exit would turn both into an exit status 1.
+ */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "handle_segv=0:handle_abort=0:detect_leaks=0";
+}
+#endif
 
 static uint32_t max_payload;
 static uint8_t *req_buf; /* header + max_payload */
@@ -118,12 +142,13 @@ static struct nemo_frame_hdr read_frame(int fd)
 			return hdr;
 		}
 		have += (size_t)n;
-		if (!want && have >= sizeof(hdr)) {
-			memcpy(&hdr, req_buf, sizeof(hdr));
+		if (!want) {
 			/* the platform checks the limit first; a bigger frame is a broken host */
-			if (hdr.magic != NEMO_FRAME_MAGIC || hdr.len > max_payload)
+			long whole = nemo_frame_check(req_buf, have, max_payload, &hdr);
+
+			if (whole < 0)
 				exit(3);
-			want = sizeof(hdr) + hdr.len;
+			want = (size_t)whole;
 		}
 		if (want && have >= want)
 			return hdr;
@@ -140,8 +165,9 @@ static void set_limit(int res, rlim_t v)
 		exit(4);
 }
 
-static void confine(uid_t uid, gid_t gid, uint32_t memory_mb)
+static void confine(uid_t uid, gid_t gid, uint32_t memory_mb, bool zygote)
 {
+	int filter_fd = zygote ? ZYGOTE_FILTER_FD : SECCOMP_FD;
 	struct __user_cap_header_struct caphdr = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct capdata[2] = {0};
 	struct sock_fprog prog;
@@ -157,12 +183,12 @@ static void confine(uid_t uid, gid_t gid, uint32_t memory_mb)
 	set_limit(RLIMIT_NICE, 0);
 	set_limit(RLIMIT_STACK, 8 << 20);
 
-	if (fstat(SECCOMP_FD, &st) || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter))
+	if (fstat(filter_fd, &st) || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter))
 		exit(5);
 	filter = malloc((size_t)st.st_size);
-	if (!filter || pread(SECCOMP_FD, filter, (size_t)st.st_size, 0) != st.st_size)
+	if (!filter || pread(filter_fd, filter, (size_t)st.st_size, 0) != st.st_size)
 		exit(5);
-	close(SECCOMP_FD);
+	close(filter_fd);
 	prog.len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
 	prog.filter = filter;
 
@@ -304,9 +330,92 @@ static void on_abort(int sig)
 	_exit(128 + sig);
 }
 
+/* ---- zygote ---- */
+
+/*
+ * One command from the platform: a REQUEST header with no payload and two fds. Returns 1
+ * with the fds, 0 at end of input, -1 for anything else (a broken platform).
+ */
+static int recv_fork(int fd, int fds[2])
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))] __attribute__((aligned(8)));
+	struct nemo_frame_hdr hdr;
+	uint8_t buf[sizeof(hdr)] = {0};
+	struct iovec iov = {buf, sizeof(buf)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c;
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
+		return -1;
+	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
+	if (nemo_frame_check(buf, (size_t)n, 0, &hdr) != (long)sizeof(hdr) ||
+	    hdr.type != NEMO_FRAME_REQUEST)
+		return -1;
+	/* the instance's own fds must survive into it */
+	fcntl(fds[0], F_SETFD, 0);
+	fcntl(fds[1], F_SETFD, 0);
+	return 1;
+}
+
+static void end_of_call(void);
+
+/*
+ * The zygote: nothing its code started at load stays, then READY, then one instance per
+ * command; SIGCHLD (through a signalfd) reports the instances that ended. Returns only in a
+ * new instance, which then serves like any other.
+ */
+static void zygote_loop(uint32_t memory_mb)
+{
+	sigset_t chld;
+	int sfd;
+
+	end_of_call();
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		exit(12);
+	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
+	for (;;) {
+		struct pollfd p[2] = {{.fd = CTL_FD, .events = POLLIN},
+				      {.fd = sfd, .events = POLLIN}};
+		struct signalfd_siginfo si;
+		int fds[2], rc;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			exit(12);
+		if (p[1].revents & POLLIN) {
+			while (read(sfd, &si, sizeof(si)) == sizeof(si))
+				;
+			nemo_zygote_reap();
+		}
+		if (!(p[0].revents & (POLLIN | POLLHUP)))
+			continue;
+		rc = recv_fork(CTL_FD, fds);
+		if (rc == 0)
+			exit(0);
+		if (rc < 0)
+			exit(3);
+		if (nemo_zygote_fork(fds[0], fds[1], SECCOMP_FD, memory_mb, sfd) == 0)
+			return; /* the instance: its signalfd is closed, SIGCHLD unblocked */
+	}
+}
+
 /* ---- runtime c ---- */
 
-static void serve_c(const char *code, const char *handler)
+static void serve_c(const char *code, const char *handler, bool zygote, uint32_t memory_mb)
 {
 	struct sigaction sa = {.sa_handler = on_abort};
 	nemo_handler_fn fn;
@@ -336,6 +445,8 @@ static void serve_c(const char *code, const char *handler)
 	resp_buf = malloc(max_payload ? max_payload : 1);
 	if (!resp_buf)
 		init_error("out of memory for a %u-byte response buffer", max_payload);
+	if (zygote)
+		zygote_loop(memory_mb);
 	logs_open();
 	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
 	for (;;) {
@@ -376,7 +487,8 @@ static void serve_c(const char *code, const char *handler)
 
 /* ---- runtime python: the shim imports the module and serves the same frames ---- */
 
-static void serve_python(const char *code, const char *handler, const char *python)
+static void serve_python(const char *code, const char *handler, const char *python, bool zygote,
+			 const char *memory_mb)
 {
 	const char *shim = getenv("NEMO_SBX_SHIM");
 	char payload[16];
@@ -387,8 +499,18 @@ static void serve_python(const char *code, const char *handler, const char *pyth
 		init_error("python shim %s is missing", shim ? shim : "(unset)");
 	snprintf(payload, sizeof(payload), "%u", max_payload);
 	/* -I: ignore PYTHON* and the user site; -S: no site import (10 ms); -B: ro fs anyway */
-	char *argv[] = {(char *)python,	 "-I",	  "-S", "-B", (char *)shim, (char *)code,
-			(char *)handler, payload, NULL};
+	/* a zygote: the shim makes instances, with fd 4 (the host's filter) left open */
+	char *argv[] = {(char *)python,
+			"-I",
+			"-S",
+			"-B",
+			(char *)shim,
+			(char *)code,
+			(char *)handler,
+			payload,
+			zygote ? "zygote" : NULL,
+			(char *)memory_mb,
+			NULL};
 	child_defaults();
 	execve(python, argv, environ);
 	init_error("cannot execute %s: %s", python, strerror(errno));
@@ -553,6 +675,7 @@ int main(int argc, char **argv)
 {
 	struct nemo_frame_hdr hdr;
 	char *fields[5];
+	bool zygote;
 	sigset_t none;
 	char *p;
 
@@ -560,15 +683,16 @@ int main(int argc, char **argv)
 		printf("nemo-sbx-runtime %s\n", NEMO_VERSION);
 		return 0;
 	}
-	if (argc != 5)
+	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "zygote")))
 		return 2;
+	zygote = argc == 6;
 	max_payload = (uint32_t)strtoul(argv[3], NULL, 10);
 	/* the platform blocked every signal around the clone */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	confine((uid_t)strtoul(argv[1], NULL, 10), (gid_t)strtoul(argv[2], NULL, 10),
-		(uint32_t)strtoul(argv[4], NULL, 10));
+		(uint32_t)strtoul(argv[4], NULL, 10), zygote);
 	req_buf = malloc(sizeof(hdr) + (max_payload > 4096 ? max_payload : 4096));
 	if (!req_buf)
 		return 11;
@@ -596,12 +720,14 @@ int main(int argc, char **argv)
 	}
 	switch (atoi(fields[0])) {
 	case 0:
-		serve_c(fields[2], fields[3]);
+		serve_c(fields[2], fields[3], zygote, (uint32_t)strtoul(argv[4], NULL, 10));
 		break;
 	case 1:
-		serve_python(fields[2], fields[3], fields[4]);
+		serve_python(fields[2], fields[3], fields[4], zygote, argv[4]);
 		break;
 	case 2:
+		if (zygote)
+			init_error("exec functions have no zygote");
 		if (atoi(fields[1]) == 1)
 			serve_exec_per_request(fields[2]);
 		serve_exec_persistent(fields[2]);

@@ -1,7 +1,12 @@
 """shim.py - nemo's python runtime: import module:handler once, then serve framed requests on fd 3.
 
 Started by nemo-sbx-runtime (already confined) as:
-    python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes>
+    python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes> [zygote <memory_mb>]
+With "zygote", the module is imported once and no request is served here: each empty REQUEST
+frame with two fds attached makes an instance (nemo-sbx-zygote.so clones it with its own
+namespaces, /proc, /tmp, session, no capabilities and the host's seccomp filter; python's
+own before- and after-fork steps run around it, as os.fork runs them), which answers READY on
+its own socket and serves from there.
 The frames are those of include/nemo/function.h. The handler takes the request as bytes and
 returns bytes, str or None; an exception is a function error with its text.
 
@@ -141,8 +146,50 @@ def call_dict(fn, req):
     return json.dumps(out).encode()
 
 
+ZYGOTE_LIB = "/.nemo/nemo-sbx-zygote.so"
+HOST_FILTER_FD = 4
+
+
+def zygote(memory_mb):
+    """Make instances until the platform closes the socket; returns in each instance."""
+    import ctypes
+    import gc
+    import signal
+    import socket
+
+    lib = ctypes.PyDLL(ZYGOTE_LIB)  # the GIL stays held: the instance goes on in python
+    lib.nemo_zygote_fork.argtypes = [ctypes.c_int] * 3 + [ctypes.c_uint, ctypes.c_int]
+    api = ctypes.pythonapi  # what os.fork does around its fork, around ours
+    end_of_call()
+    signal.signal(signal.SIGCHLD, lambda sig, frame: lib.nemo_zygote_reap())
+    # what the import made is kept for good: a collection in a fork would otherwise walk
+    # (and so copy) every page of the zygote's heap
+    gc.collect()
+    gc.freeze()
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(FD))
+    send(READY, 0)
+    while True:
+        msg, fds, _, _ = socket.recv_fds(ctl, HDR.size, 2)
+        if not msg:
+            os._exit(0)
+        if len(msg) != HDR.size or len(fds) != 2:
+            os._exit(3)
+        magic, kind, flags, length, _ = HDR.unpack(msg)
+        if magic != MAGIC or kind != REQUEST or flags or length:
+            os._exit(3)
+        api.PyOS_BeforeFork()
+        pid = lib.nemo_zygote_fork(fds[0], fds[1], HOST_FILTER_FD, memory_mb, ctl.fileno())
+        if pid == 0:
+            api.PyOS_AfterFork_Child()  # random reseeded, threads state reset, as os.fork
+            ctl.detach()  # closed already, not to be closed again under another's number
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            return
+        api.PyOS_AfterFork_Parent()
+
+
 def main():
     code, handler, max_payload = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    is_zygote = len(sys.argv) > 5 and sys.argv[4] == "zygote"
     dict_style = os.environ.get("NEMO_HANDLER_STYLE") == "dict"
     log_limit = int(os.environ.get("NEMO_LOG_LIMIT", "0") or 0)
     sink = None
@@ -158,6 +205,8 @@ def main():
             msg = str(e)
         send(INIT_ERROR, 0, msg.encode()[:500])
         return
+    if is_zygote:
+        zygote(int(sys.argv[5]))
     send(READY, 0)
     while True:
         hdr = recv_exact(HDR.size)

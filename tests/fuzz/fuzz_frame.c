@@ -39,7 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_ASSERT(hdr.magic == NEMO_FRAME_MAGIC && hdr.len > cap);
 			return 0;
 		}
-		FUZZ_ASSERT(hdr.magic == NEMO_FRAME_MAGIC && hdr.flags == 0);
+		FUZZ_ASSERT(hdr.magic == NEMO_FRAME_MAGIC);
+		FUZZ_ASSERT(hdr.flags == 0 || (hdr.flags == NEMO_FRAME_F_TOO_LARGE &&
+					       hdr.type == NEMO_FRAME_RESPONSE));
 		FUZZ_ASSERT(hdr.type >= NEMO_FRAME_INIT && hdr.type <= NEMO_FRAME_RESPONSE);
 		FUZZ_ASSERT(hdr.len <= cap && (size_t)n == sizeof(hdr) + hdr.len);
 		if ((size_t)n > size - pos)

@@ -75,7 +75,9 @@ ASAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno
 # child_fail() as an over-read of its first field (-Wstringop-overread); plain builds keep it.
 # Suites that run sanitized; see tests/fuzz/README.md for the ones left out and why.
 ASAN_SUITES ?= config experiment gen gen_memif harvester_predict nf_core nf_pkt nf_fwd nf_acl \
-	       nf_nat nf_monitor nf_chain sandbox_spec scheduler_policy scheduler_cgroup
+	       nf_nat nf_monitor nf_chain sandbox_spec scheduler_policy scheduler_cgroup \
+	       sandbox_isolation sandbox_lifecycle sandbox_hostile sandbox_pool sandbox_tenants \
+	       sandbox_zygote sandbox_isolation_zygote sandbox_hostile_zygote sandbox_tenants_zygote
 check-asan:
 	CFLAGS="-O1 -g $(ASAN_FLAGS) -Wno-stringop-overread" LDFLAGS="$(ASAN_FLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) \
 		all

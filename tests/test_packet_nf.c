@@ -1,0 +1,659 @@
+/* test_packet_nf.c - packet-triggered functions for real: nemo-nf's fn module, nemo-pktfn, nemo-gen. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <pcap/pcap.h>
+
+#include "nemo/fn_ring.h"
+#include "nemo/nf_module.h"
+#include "proc.h"
+#include "test.h"
+
+static char nf_bin[512], gen_bin[512], fn_bin[512], fn_dir[512];
+static int run_id;
+
+/* Every name this suite makes starts with nemo-pk-<pid>, so teardown finds all of it. */
+static void names(char *name, size_t nlen, char *prefix, size_t plen)
+{
+	snprintf(name, nlen, "pk%d-%d", getpid(), ++run_id);
+	snprintf(prefix, plen, "/tmp/nemo-pk-%d-%d", getpid(), run_id);
+}
+
+static int suite_setup(void)
+{
+	snprintf(nf_bin, sizeof(nf_bin), "%s/nemo-nf", nemo_test_bindir());
+	snprintf(gen_bin, sizeof(gen_bin), "%s/nemo-gen", nemo_test_bindir());
+	snprintf(fn_bin, sizeof(fn_bin), "%s/nemo-pktfn", nemo_test_bindir());
+	snprintf(fn_dir, sizeof(fn_dir), "%s/../functions", nemo_test_bindir());
+	return access(nf_bin, X_OK) || access(gen_bin, X_OK) || access(fn_bin, X_OK);
+}
+
+static int suite_teardown(void)
+{
+	test_cleanup_runs("pk");
+	return 0;
+}
+
+/* A one-lcore NF: `port` as the port object, the chain `fn` (a module object) then fwd. */
+static void write_config(char *path, size_t len, const char *prefix, const char *name,
+			 const char *port, const char *fn)
+{
+	char text[4096];
+
+	snprintf(path, len, "%s.json", prefix);
+	snprintf(
+		text, sizeof(text),
+		"{\"name\":\"%s\",\"stats_interval_ms\":0,\"memory_mb\":256,"
+		"\"fn_socket\":\"%s.fn\",\"ports\":[%s],"
+		"\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[%s,\"fwd\"]}]}",
+		name, prefix, port, fn);
+	CU_ASSERT_EQUAL_FATAL(test_write_text(path, text), 0);
+}
+
+static void memif_port(char *buf, size_t len, const char *prefix)
+{
+	snprintf(buf, len,
+		 "{\"vdev\":\"net_memif0,role=server,socket=%s.memif,socket-abstract=no\","
+		 "\"rx_ring\":16384,\"line_rate_pps\":25000000}",
+		 prefix);
+}
+
+static int nf_start(struct test_proc *p, const char *cfg, const char *duration)
+{
+	char *argv[] = {nf_bin, "--config", (char *)cfg, "--duration", (char *)duration, NULL};
+
+	return test_proc_start(p, argv);
+}
+
+/* Wait for the NF's lease server (it starts once the chains are built). */
+static bool wait_fn_socket(struct test_proc *nf, const char *prefix)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "%s.fn", prefix);
+	for (int i = 0; i < 1500; i++) {
+		if (test_proc_wait(nf, 0) != -ETIMEDOUT)
+			return false;
+		if (access(path, F_OK) == 0 && strstr(test_proc_output(nf), "leased on"))
+			return true;
+		test_msleep(10);
+	}
+	return false;
+}
+
+static int fn_start(struct test_proc *p, const char *prefix, const char *function, const char *so,
+		    const char *duration)
+{
+	char sock[160], code[600];
+	char *argv[] = {fn_bin,	  "--socket", sock,	    "--function",     (char *)function,
+			"--code", code,	      "--duration", (char *)duration, NULL};
+
+	snprintf(sock, sizeof(sock), "%s.fn", prefix);
+	snprintf(code, sizeof(code), "%s/%s.so", fn_dir, so);
+	return test_proc_start(p, argv);
+}
+
+/* Wait until the NF says a consumer holds the ring (n-th lease). */
+static bool wait_leased(struct test_proc *nf, int n)
+{
+	for (int i = 0; i < 500; i++) {
+		const char *out = test_proc_output(nf);
+		int seen = 0;
+
+		for (const char *p = out; (p = strstr(p, "leased to a consumer")); p++)
+			seen++;
+		if (seen >= n)
+			return true;
+		test_msleep(10);
+	}
+	return false;
+}
+
+/*
+ * Run nemo-gen to the end; its JSON summary (caller frees). `patient`: no ring warm-up burst
+ * and a 3 s drain, so that replies a loaded host delays still count as replies.
+ */
+static cJSON *gen_run(const char *prefix, const char *rate, const char *duration, bool patient)
+{
+	char json[160], sock[160];
+	char *argv[24];
+	int n = 0;
+	struct test_proc g;
+	cJSON *res = NULL;
+	int rc;
+
+	snprintf(json, sizeof(json), "%s-gen.json", prefix);
+	snprintf(sock, sizeof(sock), "%s.memif", prefix);
+	/* the generator is the measuring instrument: keep other work on its CPU from stalling it */
+	argv[n++] = "/usr/bin/nice";
+	argv[n++] = "-n";
+	argv[n++] = "-10";
+	argv[n++] = gen_bin;
+	argv[n++] = "--socket";
+	argv[n++] = sock;
+	argv[n++] = "--rate";
+	argv[n++] = (char *)rate;
+	argv[n++] = "--duration";
+	argv[n++] = (char *)duration;
+	argv[n++] = "--cpu";
+	argv[n++] = "0";
+	argv[n++] = "--quiet";
+	argv[n++] = "--json";
+	argv[n++] = json;
+	if (patient) {
+		argv[n++] = "--no-warm";
+		argv[n++] = "--drain-ms";
+		argv[n++] = "3000";
+	}
+	argv[n] = NULL;
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&g, argv), 0);
+	rc = test_proc_wait(&g, 60000);
+	CU_ASSERT_EQUAL(rc, 0);
+	if (rc == 0) {
+		char *text = test_read_file(json, NULL);
+
+		res = text ? cJSON_Parse(text) : NULL;
+		free(text);
+	} else {
+		printf("\n  nemo-gen failed (%d):\n%s\n", rc, test_proc_output(&g));
+		test_proc_stop(&g, 2000);
+	}
+	unlink(json);
+	{
+		char prefix_dir[32];
+
+		snprintf(prefix_dir, sizeof(prefix_dir), "nemo-gen-%d", g.pid);
+		test_remove_runtime_dir(prefix_dir);
+	}
+	return res;
+}
+
+static double jnum(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+/* "<key> <number>" in text after `after`, or -1. */
+static long long find_count(const char *text, const char *after, const char *key)
+{
+	const char *p = after ? strstr(text, after) : text;
+	char k[64];
+
+	if (!p)
+		return -1;
+	snprintf(k, sizeof(k), "%s ", key);
+	p = strstr(p, k);
+	return p ? atoll(p + strlen(k)) : -1;
+}
+
+/* The number just before `key` in text ("17 packets,"), or -1. */
+static long long num_before(const char *text, const char *key)
+{
+	const char *p = strstr(text, key);
+
+	if (!p)
+		return -1;
+	while (p > text && p[-1] >= '0' && p[-1] <= '9')
+		p--;
+	return atoll(p);
+}
+
+/* ---- pcaps of UDP datagrams ---- */
+
+struct t_dgram {
+	const char *src;
+	uint16_t sport;
+	uint16_t dport;
+	const char *payload;
+};
+
+static uint16_t csum16(const uint8_t *p, size_t len)
+{
+	uint32_t sum = 0;
+
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)p[len - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* Append well-formed Ethernet/IPv4/UDP frames (to 10.9.0.1) to an open dumper. */
+static void pcap_put(pcap_dumper_t *d, const struct t_dgram *g, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint8_t f[1600] = {0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00};
+		size_t plen = strlen(g[i].payload), len = 42 + plen;
+		struct pcap_pkthdr h = {.caplen = (bpf_u_int32)(len < 60 ? 60 : len)};
+		uint8_t *ip = f + 14, *udp = ip + 20;
+		struct in_addr a;
+		uint16_t c;
+
+		h.len = h.caplen;
+		ip[0] = 0x45;
+		ip[2] = (uint8_t)((20 + 8 + plen) >> 8);
+		ip[3] = (uint8_t)(20 + 8 + plen);
+		ip[8] = 64;
+		ip[9] = IPPROTO_UDP;
+		inet_pton(AF_INET, g[i].src, &a);
+		memcpy(ip + 12, &a, 4);
+		inet_pton(AF_INET, "10.9.0.1", &a);
+		memcpy(ip + 16, &a, 4);
+		c = csum16(ip, 20);
+		ip[10] = (uint8_t)(c >> 8);
+		ip[11] = (uint8_t)c;
+		udp[0] = (uint8_t)(g[i].sport >> 8);
+		udp[1] = (uint8_t)g[i].sport;
+		udp[2] = (uint8_t)(g[i].dport >> 8);
+		udp[3] = (uint8_t)g[i].dport;
+		udp[4] = (uint8_t)((8 + plen) >> 8);
+		udp[5] = (uint8_t)(8 + plen);
+		memcpy(udp + 8, g[i].payload, plen);
+		pcap_dump((u_char *)d, &h, f);
+	}
+}
+
+static int pcap_write(const char *path, const struct t_dgram *g, int n)
+{
+	pcap_t *p = pcap_open_dead(DLT_EN10MB, 65535);
+	pcap_dumper_t *d = p ? pcap_dump_open(p, path) : NULL;
+
+	if (!d) {
+		if (p)
+			pcap_close(p);
+		return -EIO;
+	}
+	pcap_put(d, g, n);
+	pcap_dump_close(d);
+	pcap_close(p);
+	return 0;
+}
+
+/* The UDP replies in a pcap: "sport>dport dst payload" lines, concatenated into out. */
+static int pcap_replies(const char *path, uint16_t from_port, char *out, size_t len)
+{
+	char err[PCAP_ERRBUF_SIZE], dst[INET_ADDRSTRLEN];
+	struct pcap_pkthdr *h;
+	const u_char *d;
+	pcap_t *p = pcap_open_offline(path, err);
+	int n = 0;
+
+	out[0] = '\0';
+	if (!p)
+		return -1;
+	while (pcap_next_ex(p, &h, &d) == 1) {
+		uint16_t sport, dport, ulen;
+
+		if (h->caplen < 42 || d[12] != 0x08 || d[13] != 0x00 || d[23] != IPPROTO_UDP)
+			continue;
+		sport = (uint16_t)(d[34] << 8 | d[35]);
+		dport = (uint16_t)(d[36] << 8 | d[37]);
+		ulen = (uint16_t)(d[38] << 8 | d[39]);
+		if (sport != from_port || ulen < 8 || 34u + ulen > h->caplen)
+			continue;
+		/* the checksum of a reply the NF built must hold (0 when summed with it) */
+		inet_ntop(AF_INET, d + 30, dst, sizeof(dst));
+		snprintf(out + strlen(out), len - strlen(out), "%u>%u %s %.*s\n", sport, dport, dst,
+			 (int)(ulen - 8), (const char *)d + 42);
+		n++;
+	}
+	pcap_close(p);
+	return n;
+}
+
+/* ---- tests ---- */
+
+/* nemo-gen -> NF -> ring -> echo function -> ring -> NF -> nemo-gen, stamps intact. */
+static void test_echo_over_memif(void)
+{
+	char name[32], prefix[96], port[256], cfg[128];
+	struct test_proc nf, fn;
+	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":8192}],"
+			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
+			    "\"reply\":true}]}";
+	cJSON *res;
+	double sent, recv, p50;
+	long long replied, handed;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	memif_port(port, sizeof(port), prefix);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "30"), 0);
+	CU_ASSERT_FATAL(wait_leased(&nf, 1));
+	res = gen_run(prefix, "20k", "2", true);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+	sent = jnum(res, "sent");
+	recv = jnum(res, "received");
+	p50 = jnum(res, "lat_p50_us");
+	printf("\n  echo: sent %.0f, echoed back %.0f (%.2f %%), p50 %.1f us, p99 %.1f us\n", sent,
+	       recv, sent > 0 ? 100.0 * recv / sent : 0, p50, jnum(res, "lat_p99_us"));
+	/* the reply carries the request's stamp: nemo-gen matched it to its send time */
+	CU_ASSERT(sent >
+		  10000); /* a loaded host may hold the generator back; what came back counts */
+	CU_ASSERT(recv >= 0.95 * sent);
+	CU_ASSERT(p50 > 0);
+	/* and each one came back as a reply: from port 9000 to the sender's port */
+	CU_ASSERT_EQUAL(jnum(res, "replies"), recv);
+	cJSON_Delete(res);
+	{
+		/* the module's counters in /nemo/module, the function's under its name */
+		char cmd[256], out[8192] = "";
+		FILE *f;
+		size_t len;
+
+		snprintf(cmd, sizeof(cmd),
+			 "echo /nemo/module,1,0 | timeout 20 /usr/bin/dpdk-telemetry.py -f "
+			 "nemo-nf-%s 2>&1",
+			 name);
+		f = popen(cmd, "r");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		len = fread(out, 1, sizeof(out) - 1, f);
+		out[len] = '\0';
+		pclose(f);
+		if (!strstr(out, "\"echo\": {\"leased\": 1"))
+			printf("\n  dpdk-telemetry.py said:\n%s\n", out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"module\": \"fn\""));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"matched\": "));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"replied\": "));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"echo\": {\"leased\": 1"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"batches\": "));
+	}
+	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	CU_ASSERT(test_proc_output_has(&fn, "replies"));
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+	handed = find_count(test_proc_output(&nf), "function 'echo'", "handed");
+	replied = find_count(test_proc_output(&nf), "function 'echo'", "replied");
+	printf("  NF: handed %lld, replied %lld\n", handed, replied);
+	CU_ASSERT(replied >= (long long)recv);
+	CU_ASSERT(handed >= replied);
+}
+
+/* Malformed packets never reach the function; BIG replies are dropped and counted. */
+static void test_pcap_malformed_and_big(void)
+{
+	char name[32], prefix[96], port[512], cfg[128], in[128], in2[128], outp[128];
+	char replies[16384];
+	unsigned int nb_good = 0, expected[NF_DROP_REASONS] = {0};
+	const struct t_dgram extra[] = {
+		{"10.0.0.5", 4000, 7, "hello 1"}, {"10.0.0.5", 4000, 7, "hello 2"},
+		{"10.0.0.5", 4000, 7, "BIG"},	  {"10.0.0.6", 4001, 7, "BIG please"},
+		{"10.0.0.6", 4001, 7, "hello 3"},
+	};
+	const char *fnmod =
+		"{\"module\":\"fn\",\"functions\":[{\"name\":\"t\",\"slot_size\":8192}],"
+		"\"rules\":[{\"proto\":\"udp\",\"dport\":53,\"function\":\"t\",\"reply\":true},"
+		"{\"proto\":\"udp\",\"dport\":7,\"function\":\"t\",\"reply\":true}]}";
+	struct test_proc nf, fn;
+	const char *out;
+	int n;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	snprintf(in, sizeof(in), "%s-in.pcap", prefix);
+	snprintf(in2, sizeof(in2), "%s-in2.pcap", prefix);
+	snprintf(outp, sizeof(outp), "%s-out.pcap", prefix);
+	CU_ASSERT_EQUAL_FATAL(nemo_test_write_malformed_pcap(in, &nb_good, expected), 0);
+	{
+		/* the malformed set, then the extra datagrams */
+		char err[PCAP_ERRBUF_SIZE];
+		pcap_t *r = pcap_open_offline(in, err);
+		pcap_t *p = pcap_open_dead(DLT_EN10MB, 65535);
+		pcap_dumper_t *d = pcap_dump_open(p, in2);
+		struct pcap_pkthdr *h;
+		const u_char *data;
+
+		CU_ASSERT_FATAL(r && d);
+		while (pcap_next_ex(r, &h, &data) == 1)
+			pcap_dump((u_char *)d, h, data);
+		pcap_put(d, extra, (int)(sizeof(extra) / sizeof(extra[0])));
+		pcap_dump_close(d);
+		pcap_close(p);
+		pcap_close(r);
+	}
+	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in2, outp);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "3"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+	/* the packets wait in the ring until the function's host takes it */
+	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "t", "test-pkt-crash", "30"), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
+	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	out = test_proc_output(&nf);
+	/* every malformed kind dropped by validation, before the chain */
+	for (int r = 0; r < NF_DROP_REASONS; r++)
+		if (expected[r])
+			CU_ASSERT_EQUAL(find_count(out, "drops:", nf_drop_reason_names[r]),
+					(long long)expected[r]);
+	CU_ASSERT_EQUAL(find_count(out, "fn on lcore 1:", "matched"), (long long)nb_good + 5);
+	CU_ASSERT_EQUAL(find_count(out, "function 't'", "handed"), (long long)nb_good + 5);
+	CU_ASSERT_EQUAL(find_count(out, "function 't'", "reply_too_big"), 2);
+	CU_ASSERT_EQUAL(find_count(out, "function 't'", "replied"), (long long)nb_good + 3);
+	/* the function saw exactly the good ones */
+	CU_ASSERT_EQUAL(num_before(test_proc_output(&fn), " packets,"), (long long)nb_good + 5);
+	n = pcap_replies(outp, 53, replies, sizeof(replies));
+	CU_ASSERT_EQUAL(n, (int)nb_good);
+	/* swapped: from port 53 back to the sender's port, to the sender's address */
+	CU_ASSERT_PTR_NOT_NULL(strstr(replies, "53>1000 10.0.0.1"));
+	n = pcap_replies(outp, 7, replies, sizeof(replies));
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT_PTR_NOT_NULL(strstr(replies, "7>4000 10.0.0.5 hello 1\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(replies, "7>4001 10.0.0.6 hello 3\n"));
+	CU_ASSERT_PTR_NULL(strstr(replies, "BIG"));
+	if (n != 3)
+		printf("\n  replies from port 7:\n%s\n", replies);
+}
+
+/* The sample sensor aggregator answers each reading with its source's summary. */
+static void test_sensor_aggregates(void)
+{
+	char name[32], prefix[96], port[512], cfg[128], in[128], outp[128], replies[8192];
+	const struct t_dgram readings[] = {
+		{"10.0.0.7", 5683, 5683, "temp 21.0"}, {"10.0.0.8", 5683, 5683, "3"},
+		{"10.0.0.7", 5683, 5683, "temp 23.0"}, {"10.0.0.7", 5683, 5683, "temp 22.0"},
+		{"10.0.0.8", 5683, 5683, "5"},	       {"10.0.0.8", 5683, 5683, "no number"},
+	};
+	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"sensor\"}],"
+			    "\"rules\":[{\"proto\":\"udp\",\"dport\":5683,\"function\":\"sensor\","
+			    "\"reply\":true}]}";
+	struct test_proc nf, fn;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	snprintf(in, sizeof(in), "%s-in.pcap", prefix);
+	snprintf(outp, sizeof(outp), "%s-out.pcap", prefix);
+	CU_ASSERT_EQUAL_FATAL(pcap_write(in, readings, 6), 0);
+	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in, outp);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "3"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "sensor", "pkt-sensor", "30"), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
+	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	CU_ASSERT_EQUAL(pcap_replies(outp, 5683, replies, sizeof(replies)), 6);
+	printf("\n%s", replies);
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(replies, "10.0.0.7 10.0.0.7:5683 n=3 mean=22.00 min=21.00 max=23.00\n"));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(replies, "10.0.0.8 10.0.0.8:5683 n=2 mean=4.00 min=3.00 max=5.00\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(replies, "10.0.0.8:5683 bad reading\n"));
+}
+
+/*
+ * A consumer that stops: its ring fills, the NF drops what does not fit (fn_full) and goes
+ * on at full speed: its rx ring never overflows, and what the rule lets go on is forwarded.
+ */
+static void test_stopped_consumer(void)
+{
+	char name[32], prefix[96], port[256], cfg[128];
+	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":64}],"
+			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
+			    "\"next\":\"continue\"}]}";
+	struct test_proc nf, fn;
+	long long rx, full, handed, imissed;
+	const char *out;
+	cJSON *res;
+	double sent, recv;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	memif_port(port, sizeof(port), prefix);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "60"), 0);
+	CU_ASSERT_FATAL(wait_leased(&nf, 1));
+	kill(fn.pid, SIGSTOP);
+	res = gen_run(prefix, "200k", "2", false);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+	sent = jnum(res, "sent");
+	recv = jnum(res, "received");
+	kill(fn.pid, SIGCONT);
+	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+	out = test_proc_output(&nf);
+	rx = find_count(out, "summary", "rx");
+	full = find_count(out, "drops:", "fn_full");
+	handed = find_count(out, "function 'echo'", "handed");
+	imissed = find_count(out, "port 0", "imissed");
+	printf("\n  stopped consumer: sent %.0f, forwarded %.0f; NF rx %lld, handed %lld, fn_full "
+	       "%lld, imissed %lld\n",
+	       sent, recv, rx, handed, full, imissed);
+	CU_ASSERT_EQUAL(handed, 64); /* the ring's worth, no more */
+	CU_ASSERT_EQUAL(full, rx - 64);
+	CU_ASSERT_EQUAL(imissed, 0); /* the NF kept up: nothing overflowed its rx ring */
+	/* what went on down the chain came back: the handed ones (next: continue) */
+	CU_ASSERT(recv <= 64);
+	CU_ASSERT_EQUAL(jnum(res, "replies"), 0); /* forwarded, not answered */
+	CU_ASSERT(sent > 100000);		  /* many times the ring */
+	cJSON_Delete(res);
+}
+
+/* A consumer that crashes mid-batch: the NF resets its ring, and the next one serves. */
+static void test_crash_resets_ring(void)
+{
+	char name[32], prefix[96], port[256], cfg[128];
+	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"t\",\"slots\":4096}],"
+			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"t\","
+			    "\"reply\":true}]}";
+	struct test_proc nf, fn1, fn2;
+	cJSON *res;
+	const char *out;
+	int rc;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	memif_port(port, sizeof(port), prefix);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+	setenv("NEMO_TEST_CRASH_AT", "2000", 1);
+	rc = fn_start(&fn1, prefix, "t", "test-pkt-crash", "30");
+	unsetenv("NEMO_TEST_CRASH_AT");
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_FATAL(wait_leased(&nf, 1));
+	res = gen_run(prefix, "20k", "1", true);
+	cJSON_Delete(res);
+	/* abort() mid-batch: SIGABRT, and the kernel closed its lease */
+	CU_ASSERT_EQUAL(test_proc_wait(&fn1, 5000), 128 + SIGABRT);
+	for (int i = 0; i < 200 && !strstr(test_proc_output(&nf), "its ring is reset"); i++)
+		test_msleep(10);
+	CU_ASSERT(test_proc_output_has(&nf, "its ring is reset"));
+	/* its replacement leases the same ring and serves */
+	CU_ASSERT_EQUAL_FATAL(fn_start(&fn2, prefix, "t", "test-pkt-crash", "30"), 0);
+	CU_ASSERT_FATAL(wait_leased(&nf, 2));
+	res = gen_run(prefix, "20k", "1", true);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+	printf("\n  after the crash: sent %.0f, echoed %.0f\n", jnum(res, "sent"),
+	       jnum(res, "received"));
+	CU_ASSERT(jnum(res, "received") >= 0.95 * jnum(res, "sent"));
+	cJSON_Delete(res);
+	CU_ASSERT_EQUAL(test_proc_stop(&fn2, 5000), 0);
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+	out = test_proc_output(&nf);
+	/* the crash; and maybe the second consumer's end, if the NF saw it before it stopped */
+	CU_ASSERT(find_count(out, "function 't'", "resets") >= 1);
+	CU_ASSERT_EQUAL(find_count(out, "function 't'", "reply_stale"), 0);
+}
+
+/*
+ * The way a sandbox will get its rings: a supervisor (here the test, later nemod) leases them
+ * and hands the consumer three inherited fds, keeping none; when the consumer is killed, the
+ * kernel closes the lease and the NF resets the ring.
+ */
+static void test_inherited_fds(void)
+{
+	char name[32], prefix[96], port[256], cfg[128], sock[160], code[600], fds[48], err[256];
+	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":4096}],"
+			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
+			    "\"reply\":true}]}";
+	char *argv[] = {fn_bin, "--fds", fds, "--code", code, NULL};
+	struct test_proc nf, fn;
+	struct fn_ring r;
+	cJSON *res;
+	int lease;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	memif_port(port, sizeof(port), prefix);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+	snprintf(sock, sizeof(sock), "%s.fn", prefix);
+	snprintf(code, sizeof(code), "%s/pkt-echo.so", fn_dir);
+	CU_ASSERT_EQUAL_FATAL(
+		fn_lease_acquire(sock, "echo", FN_LEASE_ANY, &r, &lease, err, sizeof(err)), 0);
+	/* the three fds cross exec; the supervisor keeps no copy */
+	fcntl(r.mem_fd, F_SETFD, 0);
+	fcntl(r.wake_fd, F_SETFD, 0);
+	fcntl(lease, F_SETFD, 0);
+	snprintf(fds, sizeof(fds), "%d,%d,%d", r.mem_fd, r.wake_fd, lease);
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&fn, argv), 0);
+	fn_ring_close(&r);
+	close(lease);
+	res = gen_run(prefix, "20k", "1", true);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+	printf("\n  inherited fds: sent %.0f, replies %.0f\n", jnum(res, "sent"),
+	       jnum(res, "replies"));
+	CU_ASSERT(jnum(res, "sent") > 5000);
+	CU_ASSERT_EQUAL(jnum(res, "replies"), jnum(res, "sent"));
+	cJSON_Delete(res);
+	kill(fn.pid, SIGKILL);
+	CU_ASSERT_EQUAL(test_proc_wait(&fn, 5000), 128 + SIGKILL);
+	for (int i = 0; i < 200 && !strstr(test_proc_output(&nf), "its ring is reset"); i++)
+		test_msleep(10);
+	CU_ASSERT(test_proc_output_has(&nf, "its ring is reset"));
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+}
+
+/* A rule naming a function the module does not list: the NF refuses to start, naming it. */
+static void test_unknown_function(void)
+{
+	char name[32], prefix[96], port[256], cfg[128];
+	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\"}],"
+			    "\"rules\":[{\"proto\":\"udp\",\"function\":\"ehco\"}]}";
+	struct test_proc nf;
+
+	names(name, sizeof(name), prefix, sizeof(prefix));
+	memif_port(port, sizeof(port), prefix);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_NOT_EQUAL(test_proc_wait(&nf, 20000), 0);
+	CU_ASSERT(test_proc_output_has(&nf, "'lcores[0].chain[0].rules[0].function': no function "
+					    "'ehco' among this module's functions (echo)"));
+}
+
+NEMO_SUITE(packet_nf, suite_setup, suite_teardown, {"echo over memif", test_echo_over_memif},
+	   {"malformed never reach it; big replies dropped", test_pcap_malformed_and_big},
+	   {"sensor aggregator", test_sensor_aggregates},
+	   {"stopped consumer: fn_full, NF keeps up", test_stopped_consumer},
+	   {"crash mid-batch resets the ring", test_crash_resets_ring},
+	   {"inherited fds, as a sandbox will get them", test_inherited_fds},
+	   {"unknown function is a config error", test_unknown_function});
