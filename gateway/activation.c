@@ -93,6 +93,19 @@ void gw_act_table_fini(struct gw_act_table *t)
 	pthread_cond_destroy(&t->sync_done);
 }
 
+/* In a cluster a record says which node holds it, and whether it was adopted. */
+static void add_cluster_fields(const struct gw_act_table *t, const struct gw_activation *a,
+			       cJSON *j)
+{
+	if (!j || !t->node[0])
+		return;
+	cJSON_AddStringToObject(j, "node", t->node);
+	if (a->adopted) {
+		cJSON_AddBoolToObject(j, "adopted", true);
+		cJSON_AddNumberToObject(j, "adopted_ms", (double)a->start_ms);
+	}
+}
+
 static struct gw_activation *by_seq(struct gw_act_table *t, uint64_t seq)
 {
 	struct gw_activation *a = &t->slots[seq % t->capacity];
@@ -520,6 +533,7 @@ cJSON *gw_act_json(struct gw_act_table *t, const char *ns, const char *id, bool 
 		a = NULL;
 	if (a) {
 		j = gw_act_record_json(t->default_ns, a);
+		add_cluster_fields(t, a, j);
 		if (found_terminal)
 			*found_terminal = gw_act_terminal(a->status);
 	}
@@ -554,6 +568,7 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f)
 			continue;
 		}
 		j = gw_act_record_json(t->default_ns, a);
+		add_cluster_fields(t, a, j);
 		if (!f->docs) {
 			/* OpenWhisk lists without the result and the logs unless docs=true */
 			cJSON_DeleteItemFromObjectCaseSensitive(
@@ -598,4 +613,69 @@ int gw_act_outcome(struct gw_act_table *t, uint64_t seq, enum gw_act_status *sta
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
+}
+
+int gw_act_adopt(struct gw_act_table *t, const char *id, const char *function, uint64_t *seq,
+		 enum gw_act_status *status)
+{
+	struct gw_activation *a = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	for (uint32_t i = 0; i < t->capacity; i++)
+		if (t->slots[i].seq && !strcmp(t->slots[i].id, id)) {
+			a = &t->slots[i];
+			break;
+		}
+	if (a) {
+		*seq = a->seq;
+		*status = a->status;
+		pthread_mutex_unlock(&t->lock);
+		return -EEXIST;
+	}
+	a = gw_act_slot_new(t, id);
+	if (!a) {
+		pthread_mutex_unlock(&t->lock);
+		return -EAGAIN;
+	}
+	snprintf(a->function, sizeof(a->function), "%s", function);
+	a->trigger = GW_TRIGGER_HTTP;
+	a->blocking = false;
+	a->adopted = true;
+	*seq = a->seq;
+	*status = a->status;
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+void gw_act_set_clustered(struct gw_act_table *t, uint64_t seq, bool on)
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a)
+		a->clustered = on;
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool gw_act_clustered(struct gw_act_table *t, uint64_t seq)
+{
+	struct gw_activation *a;
+	bool on;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	on = a && a->clustered;
+	pthread_mutex_unlock(&t->lock);
+	return on;
+}
+
+void gw_act_function_of(struct gw_act_table *t, uint64_t seq, char function[SBX_NAME_MAX])
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	snprintf(function, SBX_NAME_MAX, "%s", a ? a->function : "");
+	pthread_mutex_unlock(&t->lock);
 }

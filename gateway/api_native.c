@@ -113,6 +113,8 @@ static void route_cores(struct gw_daemon *d, struct gw_reply *rp)
 
 void gw_api_native(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
 {
+	if (!strcmp(r->url, "/api/v1/cluster") || !strncmp(r->url, "/api/v1/cluster/", 16))
+		return gw_api_cluster(d, r, rp);
 	if (!strcmp(r->url, "/api/v1/status")) {
 		if (!gw_req_is(r, "GET"))
 			return gw_reply_not_allowed(rp, r, "GET");

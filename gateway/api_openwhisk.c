@@ -270,6 +270,9 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 	if (!gw_req_key(d, r, name, key, rp))
 		return;
 	name = key;
+	/* in a cluster, the offload policy may send it to a peer with more spare */
+	if (gw_cluster_forward(d, r, rp, key))
+		return;
 	if (gw_req_arg(r, "timeout")) {
 		/* OpenWhisk's wait for a blocking call: past it, 202 with the activation's id */
 		long t = arg_num(r, "timeout");
@@ -385,6 +388,9 @@ static void reply_activation(struct gw_daemon *d, const struct gw_request *r, st
 {
 	cJSON *rec = gw_act_json(&d->acts, gw_req_ns(d, r), rt->id, NULL);
 
+	/* in a cluster: an activation another node accepted, adopted or ran */
+	if (!rec)
+		rec = gw_cluster_act_json(d, rt->id);
 	if (!rec)
 		return gw_reply_error(rp, 404,
 				      "activation '%.40s' is not known in namespace '%s' (ids are "

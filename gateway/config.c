@@ -52,6 +52,11 @@ void gw_config_defaults(struct gw_config *cfg)
 	};
 	cfg->harvest.enabled = false;
 	sched_cosched_config_defaults(&cfg->harvest.cs);
+	cl_config_defaults(&cfg->cluster.cl);
+	cfg->cluster.qos = CL_QOS_LATENCY;
+	cfg->cluster.offload = true;
+	cfg->cluster.latency_deadline_ms = 50;
+	cfg->cluster.batch_deadline_ms = 5000;
 }
 
 /* "host:port"; the port may be 0 (any free port, for tests). */
@@ -323,6 +328,71 @@ static int parse_interference(struct cfg_ctx *ctx, const char *path, const cJSON
 	return rc;
 }
 
+/* ---- cluster -------------------------------------------------------------------------------- */
+
+static int parse_endpoints(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
+			   const struct cfg_key *key)
+{
+	struct cl_config *c = (struct cl_config *)((char *)dst + key->offset);
+	const cJSON *e;
+	char ipath[128];
+	int i = 0;
+
+	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) < 1 ||
+	    cJSON_GetArraySize(item) > CL_MAX_ENDPOINTS)
+		return cfg_error(ctx, path, "expected 1..%d etcd endpoints \"http://host:port\"",
+				 CL_MAX_ENDPOINTS);
+	cJSON_ArrayForEach (e, item) {
+		cfg_index(ipath, sizeof(ipath), path, i);
+		if (!cJSON_IsString(e) || strncmp(e->valuestring, "http://", 7) ||
+		    !e->valuestring[7] || strlen(e->valuestring) >= CL_ADDR_MAX)
+			return cfg_error(ctx, ipath,
+					 "expected \"http://host:port\" (etcd's client URL)");
+		snprintf(c->endpoints[i++], CL_ADDR_MAX, "%s", e->valuestring);
+	}
+	c->n_endpoints = i;
+	return 0;
+}
+
+static const char *const qos_names[] = {"latency", "batch", NULL};
+
+static const struct cfg_key cluster_keys[] = {
+	CFG_KEY("enabled", cfg_parse_bool, struct gw_cluster_config, cl.enabled, false),
+	{.name = "endpoints",
+	 .parse = parse_endpoints,
+	 .offset = offsetof(struct gw_cluster_config, cl)},
+	CFG_KEY_STR("node", struct gw_cluster_config, cl.node, false),
+	CFG_KEY_STR("address", struct gw_cluster_config, cl.address, false),
+	CFG_KEY_STR("prefix", struct gw_cluster_config, cl.prefix, false),
+	CFG_KEY_RANGE("lease_ttl_s", cfg_parse_u32, struct gw_cluster_config, cl.lease_ttl_s, false,
+		      1, 600),
+	CFG_KEY_RANGE("publish_ms", cfg_parse_u32, struct gw_cluster_config, cl.publish_ms, false,
+		      10, 60000),
+	CFG_KEY_RANGE("batch_ms", cfg_parse_u32, struct gw_cluster_config, cl.batch_ms, false, 0,
+		      1000),
+	CFG_KEY_RANGE("inline_code_max", cfg_parse_u32, struct gw_cluster_config,
+		      cl.inline_code_max, false, 0, 1 << 20),
+	CFG_KEY_RANGE("timeout_ms", cfg_parse_u32, struct gw_cluster_config, cl.timeout_ms, false,
+		      10, 600000),
+	CFG_KEY_RANGE("start_wait_ms", cfg_parse_u32, struct gw_cluster_config, cl.start_wait_ms,
+		      false, 0, 3600000),
+	CFG_KEY_RANGE("results_ttl_s", cfg_parse_u32, struct gw_cluster_config, cl.results_ttl_s,
+		      false, 10, 86400 * 30),
+	CFG_KEY("offload", cfg_parse_bool, struct gw_cluster_config, offload, false),
+	CFG_KEY_ENUM("qos", struct gw_cluster_config, qos, false, qos_names),
+	CFG_KEY_RANGE("latency_deadline_ms", cfg_parse_u32, struct gw_cluster_config,
+		      latency_deadline_ms, false, 1, 3600000),
+	CFG_KEY_RANGE("batch_deadline_ms", cfg_parse_u32, struct gw_cluster_config,
+		      batch_deadline_ms, false, 1, 3600000),
+	CFG_KEY_RANGE("cold_ms", cfg_parse_u32, struct gw_cluster_config, cl.policy.cold_ms, false,
+		      0, 600000),
+	CFG_KEY_RANGE("forward_ms", cfg_parse_u32, struct gw_cluster_config, cl.policy.forward_ms,
+		      false, 0, 600000),
+	CFG_KEY_RANGE("stale_ms", cfg_parse_u32, struct gw_cluster_config, cl.policy.stale_ms,
+		      false, 1, 3600000),
+	CFG_KEY_END,
+};
+
 static const struct cfg_key openfaas_keys[] = {
 	CFG_KEY("function_auth", cfg_parse_bool, struct gw_config, function_auth, false),
 	CFG_KEY_END,
@@ -377,6 +447,10 @@ static const struct cfg_key gw_keys[] = {
 	 .parse = parse_sub,
 	 .offset = offsetof(struct gw_config, harvest),
 	 .arg = harvest_keys},
+	{.name = "cluster",
+	 .parse = parse_sub,
+	 .offset = offsetof(struct gw_config, cluster),
+	 .arg = cluster_keys},
 	CFG_KEY_END,
 };
 
@@ -406,6 +480,25 @@ static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
 				 cfg->log_level);
 	if (cfg->mqtt.reconnect_min_s > cfg->mqtt.reconnect_max_s)
 		return cfg_error(ctx, "mqtt.reconnect_min_s", "greater than reconnect_max_s");
+	if (cfg->cluster.cl.enabled) {
+		const struct cl_config *c = &cfg->cluster.cl;
+
+		if (!c->n_endpoints)
+			return cfg_error(ctx, "cluster.endpoints",
+					 "required with cluster.enabled: etcd's client URLs");
+		if (!c->node[0] || strspn(c->node, GW_NAME_CHARS) != strlen(c->node))
+			return cfg_error(ctx, "cluster.node",
+					 "required with cluster.enabled: this node's name, of "
+					 "[A-Za-z0-9_-]");
+		if (!c->address[0] || !strchr(c->address, ':'))
+			return cfg_error(
+				ctx, "cluster.address",
+				"required with cluster.enabled: host:port where peers reach "
+				"this nemod");
+		if (c->prefix[0] != '/')
+			return cfg_error(ctx, "cluster.prefix", "'%s': must start with '/'",
+					 c->prefix);
+	}
 	if (cfg->n_sandbox_cores == 0) {
 		/* every core but the housekeeping ones; on one core, that core */
 		for (int c = 0; c < ncpu && c < GW_MAX_CORES; c++) {
@@ -534,4 +627,14 @@ void gw_config_log(const struct gw_config *cfg)
 		  (unsigned long long)cfg->harvest.cs.queue_deadline_ms,
 		  cfg->harvest.cs.interference, cfg->harvest.cs.interference_bound,
 		  cfg->harvest.cs.nf_sleep_floor_us, cfg->harvest.cs.nf_delay_budget_us);
+	NEMO_INFO(
+		GW_MOD,
+		"config cluster enabled=%d node=%s address=%s endpoints=%d first=%s prefix=%s "
+		"lease_ttl_s=%u publish_ms=%u batch_ms=%u offload=%d qos=%s latency_deadline_ms=%u "
+		"batch_deadline_ms=%u",
+		cfg->cluster.cl.enabled, cfg->cluster.cl.node, cfg->cluster.cl.address,
+		cfg->cluster.cl.n_endpoints, cfg->cluster.cl.endpoints[0], cfg->cluster.cl.prefix,
+		cfg->cluster.cl.lease_ttl_s, cfg->cluster.cl.publish_ms, cfg->cluster.cl.batch_ms,
+		cfg->cluster.offload, cl_qos_name(cfg->cluster.qos),
+		cfg->cluster.latency_deadline_ms, cfg->cluster.batch_deadline_ms);
 }

@@ -276,6 +276,11 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 			d->queue[d->q_len++] = requeue[i];
 		free(requeue);
 	}
+	/* in a cluster: the registry's functions, and our records from before, before any
+	 * worker runs (an etcd that is down is waited for, then a clear error) */
+	rc = gw_cluster_join(d);
+	if (rc)
+		goto fail_workers;
 	for (uint32_t i = 0; i < cfg->async_workers; i++) {
 		rc = -pthread_create(&d->workers[i], NULL, gw_svc_worker, d);
 		if (rc) {
@@ -287,6 +292,7 @@ struct gw_daemon *gw_daemon_new(const struct gw_config *cfg, const struct gw_bac
 	return d;
 
 fail_workers:
+	gw_cluster_leave(d);
 	pthread_mutex_lock(&d->q_lock);
 	d->q_stop = true;
 	pthread_cond_broadcast(&d->q_cond);
@@ -480,7 +486,9 @@ int gw_daemon_drain(struct gw_daemon *d)
 		d->q_head = (d->q_head + 1) % d->q_cap;
 		d->q_len--;
 		if (!gw_act_finish(&d->acts, seq, GW_ACT_CANCELLED, NULL,
-				   "nemod shut down before the activation started"))
+				   d->cluster ? "nemod shut down before the activation started; "
+						"another node of the cluster runs it"
+					      : "nemod shut down before the activation started"))
 			cancelled++;
 	}
 	pthread_mutex_unlock(&d->q_lock);
@@ -491,6 +499,8 @@ int gw_daemon_drain(struct gw_daemon *d)
 		gw_http_stop(d->http);
 		d->http = NULL;
 	}
+	/* leaving revokes our lease: the peers adopt what never started here at once */
+	gw_cluster_leave(d);
 	NEMO_INFO(GW_MOD, "drained cancelled=%d inflight_left=%u", cancelled,
 		  atomic_load(&d->inflight));
 	return cancelled;
@@ -504,6 +514,7 @@ void gw_daemon_destroy(struct gw_daemon *d)
 		return;
 	if (d->n_workers || d->http)
 		gw_daemon_drain(d);
+	gw_cluster_leave(d);
 	/* functions stay in the store: only the in-memory view goes */
 	for (fn = d->functions; fn; fn = next) {
 		next = fn->next;

@@ -97,6 +97,9 @@ struct gw_function {
 	bool dict_style;    /* python main(dict) -> dict: the payload is a JSON object */
 	uint32_t log_limit; /* bytes of stdout/stderr kept per activation (0: none) */
 	uint64_t version;
+	int qos;		/* enum cl_qos from its document's "qos", or -1: the cluster's */
+	char cluster_sha[65];	/* sha256 of its code as the cluster's registry has it */
+	uint64_t cluster_stamp; /* the registry record it was deployed from (its ts) */
 	/* the gate: at most spec.concurrency run; up to the per-function limit wait */
 	pthread_mutex_t gate_lock;
 	pthread_cond_t gate_cond;
@@ -133,6 +136,8 @@ struct gw_activation {
 	char kind[32];
 	uint32_t limit_timeout_ms, limit_memory_mb, limit_logs;
 	bool queued;	     /* async: journaled, survives a nemod crash */
+	bool clustered;	     /* recorded in etcd: its start and end go there too */
+	bool adopted;	     /* taken over from a dead node (start_ms: when) */
 	bool notify;	     /* interrupted by a crash: its callback or reply says so, once */
 	bool journaled;	     /* blocking: its terminal record is in the journal */
 	char *restored_json; /* a terminal record replayed from the journal */
@@ -159,6 +164,7 @@ struct gw_act_table {
 	uint64_t next_seq;
 	char boot_id[17];	    /* random per start: ids never repeat across restarts */
 	char default_ns[GW_NS_MAX]; /* whose functions' keys are their bare names */
+	char node[CL_NAME_MAX];	    /* in a cluster: this node's name, in every record */
 	/* the journal of queued activations: <store>/.activations.journal */
 	int journal_fd;
 	char journal_path[GW_PATH_MAX + 32];
@@ -413,6 +419,7 @@ struct gw_daemon {
 
 	struct gw_http *http;
 	struct gw_mqtt *mqtt;
+	struct gw_cluster *cluster; /* NULL unless cluster.enabled */
 	/* results of MQTT-triggered activations go out here (set by the MQTT transport) */
 	void (*mqtt_sink)(void *state, const char *topic, int qos, bool mqtt5, const void *corr,
 			  size_t corr_len, const char *id, const void *data, size_t len);
@@ -656,5 +663,54 @@ int gw_callback_post(const char *url, const char *activation_id, const char *fun
 		     const void *data, size_t len);
 
 uint64_t gw_epoch_ms(void);
+
+/* ---- the cluster (cluster.c): NULL d->cluster means alone, and every call returns at once ------------ */
+
+struct gw_cluster {
+	struct cl_node *node;
+	pthread_mutex_t lock; /* the spare cache and the record's JSON */
+	int n_cores;
+	int cores[CL_MAX_CORES];
+	double spare[CL_MAX_CORES];
+	uint64_t spare_ns;
+	char *warm_json, *fns_json;
+	_Atomic uint64_t forwarded, forward_failed, decisions, decide_ns;
+};
+
+/*
+ * Join the cluster when cluster.enabled (before the async workers start): the registry's
+ * functions are deployed here, this node's own records from before a restart taken over.
+ * Returns 0 or -errno (logged, naming the endpoints).
+ */
+int gw_cluster_join(struct gw_daemon *d);
+void gw_cluster_leave(struct gw_daemon *d);
+/* A deploy or delete here (not one that came from the cluster) goes to the registry. */
+void gw_cluster_deployed(struct gw_daemon *d, const char *key);
+void gw_cluster_undeployed(struct gw_daemon *d, const char *key);
+/* Record an async activation in etcd before its 202. Returns 0 or -ENOSPC (err says why). */
+int gw_cluster_accept(struct gw_daemon *d, uint64_t seq, const char *id, const char *key,
+		      const void *payload, size_t len, const struct gw_call *call, char *err,
+		      size_t errlen);
+/* May it start? 0, or -ESTALE (another node adopted it) / -errno: do not run it. */
+int gw_cluster_begin(struct gw_daemon *d, uint64_t seq, const char *id);
+void gw_cluster_end(struct gw_daemon *d, uint64_t seq, const char *id, enum gw_act_status st,
+		    const void *result, size_t len);
+/* An activation another node holds, from etcd (NULL: not there either). */
+cJSON *gw_cluster_act_json(struct gw_daemon *d, const char *id);
+/* The offload policy says a peer should run this call: forward it, fill rp, return true. */
+bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			const char *key);
+/* GET /api/v1/cluster/nodes, /api/v1/cluster/code/{key}, /api/v1/cluster/activations/{id} */
+void gw_api_cluster(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp);
+/* Out of the cluster (lease lost, etcd cut off): why, for /healthz. */
+bool gw_cluster_degraded(struct gw_daemon *d, char *why, size_t len);
+/* An activation with a given id (adopted): 0 and a new slot, or -EEXIST with its seq and
+ * status, or -EAGAIN (table full). */
+int gw_act_adopt(struct gw_act_table *t, const char *id, const char *function, uint64_t *seq,
+		 enum gw_act_status *status);
+void gw_act_set_clustered(struct gw_act_table *t, uint64_t seq, bool on);
+/* The function key of activation `seq` (empty when evicted). */
+void gw_act_function_of(struct gw_act_table *t, uint64_t seq, char function[SBX_NAME_MAX]);
+bool gw_act_clustered(struct gw_act_table *t, uint64_t seq);
 
 #endif /* NEMO_GW_INTERNAL_H */

@@ -287,7 +287,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				char why[200];
 
 				/* accepted work could not be kept: say so, with the reason */
-				if (gw_journal_error(&d->acts, why, sizeof(why)))
+				if (gw_journal_error(&d->acts, why, sizeof(why)) ||
+				    gw_cluster_degraded(d, why, sizeof(why)))
 					return send_error(d, c, MHD_HTTP_SERVICE_UNAVAILABLE,
 							  "degraded: %s", why);
 			}

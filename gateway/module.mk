@@ -5,13 +5,13 @@ gateway_SRCS := $(filter-out gateway/nemod.c gateway/nemoctl.c,$(wildcard gatewa
 # paths are built from parts the config and name checks bound (store_dir < 256, names < 64),
 # which gcc cannot see; gw_store_* check snprintf results where a cut path would matter.
 gateway_CFLAGS := -Wno-format-truncation
-GW_LDLIBS = -lmicrohttpd -lmosquitto -lzip $(CJSON_LIBS)
-TEST_LIBS += gateway
-TEST_LDLIBS += -lmicrohttpd -lmosquitto -lzip
+GW_LDLIBS = -lmicrohttpd -lmosquitto -lzip -lcurl -lcrypto $(CJSON_LIBS)
+TEST_LIBS += gateway cluster
+TEST_LDLIBS += -lmicrohttpd -lmosquitto -lzip -lcurl -lcrypto
 
 PROGS += nemod
 nemod_SRCS := gateway/nemod.c
-nemod_LIBS := gateway scheduler harvester sandbox common
+nemod_LIBS := gateway cluster scheduler harvester sandbox common
 nemod_LDLIBS = $(GW_LDLIBS) $(shell pkg-config --libs libsystemd) -lseccomp -lhwloc -lpfm -lrt -lm
 
 # nemoctl links only the small client library (libcurl) and cJSON

@@ -70,6 +70,7 @@ static void usage(FILE *f)
 		"  logs NAME [--limit N]          recent activations of NAME with their output\n"
 		"  activations [ID] [--name NAME] [--limit N]\n"
 		"  top [--once] [--json] [--interval-ms N]   one line per NF core, refreshed\n"
+		"  nodes                          the cluster's nodes, their spare and warm functions\n"
 		"environment: NEMO_URL, NEMO_TOKEN (a token, or uuid:key for Basic),\n"
 		"  NEMO_TOKEN_FILE [/etc/nemo/token: its first credential]\n"
 		"exit codes: 0 ok, 1 usage, 2 nemod unreachable, 3 auth, 4 not found,\n"
@@ -107,6 +108,8 @@ static const struct {
 			"  one activation record, or the recent ones\n"},
 	{"top", "usage: nemoctl top [--once] [--json] [--interval-ms N]\n"
 		"  one line per NF core (harvesting), refreshed\n"},
+	{"nodes", "usage: nemoctl nodes\n"
+		  "  the cluster's nodes: their spare, queue, and where each function is warm\n"},
 };
 
 static int command_usage(const char *cmd, FILE *f)
@@ -542,6 +545,30 @@ static int cmd_simple(struct ctl *c, const char *method, const char *path, int k
 	case 'd':
 		printf("deleted\n");
 		break;
+	case 'n': { /* cluster nodes */
+		const cJSON *nodes = cJSON_GetObjectItem(j, "nodes");
+
+		printf("node %s (%s), etcd %s\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItem(j, "node")),
+		       cJSON_IsTrue(cJSON_GetObjectItem(j, "healthy")) ? "in the cluster"
+								       : "OUT of the cluster",
+		       cJSON_GetStringValue(cJSON_GetObjectItem(j, "etcd")));
+		printf("%-12s %-22s %6s %6s %7s  %s\n", "NODE", "ADDRESS", "SPARE", "QUEUE",
+		       "AGE_MS", "WARM");
+		cJSON_ArrayForEach (it, nodes) {
+			char *warm = cJSON_PrintUnformatted(cJSON_GetObjectItem(it, "warm"));
+
+			printf("%-12s %-22s %6.2f %6.0f %7.0f  %s\n",
+			       cJSON_GetStringValue(cJSON_GetObjectItem(it, "name")),
+			       cJSON_GetStringValue(cJSON_GetObjectItem(it, "address")),
+			       cJSON_GetNumberValue(cJSON_GetObjectItem(it, "spare_cores")),
+			       cJSON_GetNumberValue(cJSON_GetObjectItem(it, "queue")),
+			       cJSON_GetNumberValue(cJSON_GetObjectItem(it, "age_ms")),
+			       warm ? warm : "{}");
+			free(warm);
+		}
+		break;
+	}
 	default: {
 		char *text = cJSON_Print(j);
 
@@ -852,6 +879,8 @@ int main(int argc, char **argv)
 		return cmd_simple(&c, "GET", ACT_PATH, 'l');
 	if (!strcmp(cmd, "status"))
 		return cmd_simple(&c, "GET", "/api/v1/status", 's');
+	if (!strcmp(cmd, "nodes"))
+		return cmd_simple(&c, "GET", "/api/v1/cluster/nodes", 'n');
 	if (!strcmp(cmd, "top"))
 		return cmd_top(&c);
 	if (!strcmp(cmd, "activations")) {

@@ -111,7 +111,7 @@ static int not_deployed(struct gw_daemon *d, const char *key, char *err, size_t 
 
 /* The gateway's own keys of a function document; the spec keys go to sbx_spec_parse(). */
 struct fn_doc {
-	const cJSON *mqtt, *prewarm, *parameters, *annotations, *logs, *kind, *style;
+	const cJSON *mqtt, *prewarm, *parameters, *annotations, *logs, *kind, *style, *qos;
 	const cJSON *spec_key; /* any spec key: checked by sbx_spec_parse() */
 };
 
@@ -137,6 +137,7 @@ static const struct cfg_key fn_doc_keys[] = {
 	DOC_KEY("logs_bytes", logs),
 	DOC_KEY("kind", kind),
 	DOC_KEY("handler_style", style),
+	DOC_KEY("qos", qos),
 	DOC_KEY("name", spec_key),
 	DOC_KEY("code", spec_key),
 	DOC_KEY("runtime", spec_key),
@@ -228,6 +229,11 @@ static int fn_doc_apply(struct cfg_ctx *ctx, const cJSON *doc, struct gw_functio
 						     strcmp(k.style->valuestring, "dict"))))
 		return cfg_error(ctx, "handler_style", "expected \"bytes\" or \"dict\"");
 	fn->dict_style = k.style && !strcmp(k.style->valuestring, "dict");
+	fn->qos = -1;
+	if (k.qos && (!cJSON_IsString(k.qos) || cl_qos_parse(k.qos->valuestring) < 0))
+		return cfg_error(ctx, "qos", "expected \"latency\" or \"batch\"");
+	if (k.qos)
+		fn->qos = cl_qos_parse(k.qos->valuestring);
 	fn->parameters = k.parameters ? cJSON_Duplicate(k.parameters, true) : NULL;
 	fn->annotations = k.annotations ? cJSON_Duplicate(k.annotations, true) : NULL;
 	/* OpenWhisk keeps 10 MB of logs by default; native functions keep none unless asked */
@@ -572,6 +578,8 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		d->mqtt_topics_changed(d->mqtt_sink_state);
 	if (n_prewarm)
 		prewarm_function(d, req->name, n_prewarm);
+	if (!stored)
+		gw_cluster_deployed(d, req->name);
 	NEMO_INFO(GW_MOD, "deployed function=%s version=%llu code=%s origin=%s", req->name,
 		  (unsigned long long)version, code_path, ctx.file);
 	rc = 0;
@@ -623,6 +631,7 @@ int gw_svc_undeploy(struct gw_daemon *d, const char *name)
 	gw_fn_put(fn);
 	if (d->mqtt_topics_changed)
 		d->mqtt_topics_changed(d->mqtt_sink_state);
+	gw_cluster_undeployed(d, name);
 	NEMO_INFO(GW_MOD, "deleted function=%s", name);
 	return rc == -ENOENT ? 0 : rc;
 }
@@ -880,6 +889,18 @@ static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, si
 			snprintf(why, sizeof(why), "journal: %s", strerror(-rc));
 		gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, why);
 		return fail(err, errlen, -ENOSPC, "cannot accept the activation: %s", why);
+	}
+	if (!rc) {
+		char id[GW_ID_LEN + 1], fnkey[SBX_NAME_MAX];
+
+		/* in a cluster, accepted also means in etcd: it outlives this node */
+		gw_act_id_of(&d->acts, seq, id);
+		gw_act_function_of(&d->acts, seq, fnkey);
+		rc = gw_cluster_accept(d, seq, id, fnkey, payload, len, call, err, errlen);
+		if (rc) {
+			gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, err);
+			return rc;
+		}
 	}
 	if (!rc && gw_enqueue(d, seq) == 0)
 		return 0;
@@ -1161,8 +1182,29 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 		free(w.payload);
 		return;
 	}
+	/* in a cluster: marked running in etcd first, so a node that adopts it never runs it */
+	rc = gw_cluster_begin(d, seq, id);
+	if (rc == -ESTALE) {
+		gw_act_finish(&d->acts, seq, GW_ACT_CANCELLED, NULL,
+			      "adopted by another node while this one was cut off from etcd");
+	} else if (rc) {
+		usleep(200 * 1000); /* etcd did not answer: it stays accepted, and waits */
+		if (gw_enqueue(d, seq))
+			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+					     "activation %s: queue full or stopping; it stays "
+					     "accepted in etcd for adoption",
+					     id);
+	}
+	if (rc) {
+		gw_fn_put(fn);
+		free(w.payload);
+		return;
+	}
 	/* async work waits at the gate instead of being refused: it was accepted */
 	rc = invoke_sync(d, fn, seq, w.payload, w.len, false, &res);
+	if (!rc)
+		gw_cluster_end(d, seq, id, gw_act_status_of(res.status), res.response,
+			       res.response_len);
 	if (rc == -EIO) {
 		/* the journal cannot record its start: try again once there may be room, and
 		 * leave it to the replay if nemod stops meanwhile (it never ran) */

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nemo/cluster.h"
 #include "nemo/sandbox.h"
 #include "nemo/scheduler.h"
 
@@ -54,6 +55,20 @@ struct gw_harvest_config {
 	struct sched_cosched_config cs;
 };
 
+/*
+ * The "cluster" object: off by default, and then a nemod is alone as before. With enabled true
+ * it joins the edge cluster on etcd (cluster/README.md): the registry is shared, async
+ * activations are recorded in etcd before their 202, calls go where the spare is. Keys in
+ * gateway/README.md, "Cluster".
+ */
+struct gw_cluster_config {
+	struct cl_config cl;
+	bool offload;		      /* forward calls to peers by the policy (true) */
+	int qos;		      /* enum cl_qos: the class of functions that name none */
+	uint32_t latency_deadline_ms; /* a latency call should start within this */
+	uint32_t batch_deadline_ms;   /* a batch call waits for local spare up to this */
+};
+
 struct gw_config {
 	char file[GW_PATH_MAX]; /* where it was loaded from, for messages */
 	char listen_host[64];
@@ -91,6 +106,7 @@ struct gw_config {
 	char log_level[16];
 	struct gw_mqtt_config mqtt;
 	struct gw_harvest_config harvest;
+	struct gw_cluster_config cluster;
 };
 
 /* Fill `cfg` with the defaults documented in gateway/README.md. */

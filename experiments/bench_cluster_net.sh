@@ -1,0 +1,112 @@
+#!/bin/bash
+# bench_cluster_net.sh - the cluster's figures with real nemods: three etcd members and three
+# nemods in network namespaces (tests/cluster/cluster.sh), all on this machine's cores.
+#   1. forward cost: warm echo through a node that runs it (a) and through a node without
+#      spare that forwards it (b), p50/p99 with wrk at one connection;
+#   2. throughput of blocking warm echo against 1, 2 and 3 nodes at once (one wrk per node);
+#   3. etcd cost of async calls: txns, ops and bytes per call from the nodes' counters;
+#   4. failover: kill -9 of a node with queued async work; adoption time from the records.
+# Needs root, etcd, wrk. BENCH_CLUSTER_NET_SECONDS sets each wrk run (5).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+H="$ROOT/tests/cluster/cluster.sh"
+S=${BENCH_CLUSTER_NET_SECONDS:-5}
+TOKEN=nemo-cluster-demo-token-0123456789
+LUA="$ROOT/experiments/bench_api.lua"
+TAG=
+cleanup() {
+	trap "" INT TERM
+	[ -z "$TAG" ] || "$H" down "$TAG" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+command -v wrk >/dev/null || { echo "bench_cluster_net: needs wrk" >&2; exit 1; }
+
+wrk_on() { # node url_node path conns: one wrk run in node's namespace against url_node
+	local node=$1 target=$2 path=$3 conns=$4
+	"$H" exec "$TAG" "$node" env NEMO_TOKEN=$TOKEN BENCH_PATH="$path" BENCH_BODY='{"hello":"nemo"}' \
+		wrk -t1 -c"$conns" -d"${S}s" -s "$LUA" "http://10.77.0.2$target:8080" | grep '^WRK'
+}
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+api() { "$H" api "$TAG" "$@"; }
+stats() { api "$1" GET /api/v1/cluster/nodes | python3 -c 'import json,sys; s=json.load(sys.stdin)["stats"]; print(s["record_txns"], s["record_ops"], s["etcd_bytes_out"], s["accepted"])'; }
+deploy_echo() {
+	api 1 PUT /api/v1/namespaces/_/actions/echo \
+		-d "{\"runtime\":\"c\",\"concurrency\":8,\"code\":{\"base64\":\"$(base64 -w0 "$ROOT/build/functions/echo.so")\"}}" >/dev/null
+	for _ in $(seq 1 100); do
+		[[ "$(api 3 GET /api/v1/cluster/nodes)" == *'"functions":["echo"]'*'"functions":["echo"]'*'"functions":["echo"]'* ]] && break
+		sleep 0.05
+	done
+}
+
+echo "bench-cluster-net: $(nproc) cores shared by 3 etcd members and 3 nemods, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- 1. forward cost: b has no spare (harvesting NF cores that do not exist)
+TAG=bn$$
+CLUSTER_EXTRA_b='"harvest": {"enabled": true, "channels": ["nemo-cl-none"]},' "$H" up 3 "$TAG" >/dev/null
+deploy_echo
+P='/api/v1/namespaces/_/actions/echo?blocking=true&result=true'
+wrk_on 1 1 "$P" 1 >/dev/null # warm
+wrk_on 2 2 "$P" 1 >/dev/null
+L=$(wrk_on 1 1 "$P" 1)
+F=$(wrk_on 2 2 "$P" 1)
+printf "forward   local on a:        p50 %6s us  p99 %6s us  %8s req/s\n" "$(echo "$L" | field p50_us)" "$(echo "$L" | field p99_us)" "$(echo "$L" | field rps)"
+printf "forward   b -> peer (offload): p50 %6s us  p99 %6s us  %8s req/s\n" "$(echo "$F" | field p50_us)" "$(echo "$F" | field p99_us)" "$(echo "$F" | field rps)"
+echo "forward   added p50: $(( $(echo "$F" | field p50_us) - $(echo "$L" | field p50_us) )) us (goal: <= 1000 us)"
+api 2 GET /api/v1/cluster/nodes | python3 -c 'import json,sys; s=json.load(sys.stdin)["stats"]; print("forward   b: %d forwarded, %d failed, decision mean %.1f us" % (s["forwarded"], s["forward_failed"], s["decide_ns_mean"]/1e3))'
+"$H" down "$TAG" >/dev/null
+TAG=
+
+# ---- 2..4 on a cluster of three ordinary nodes
+TAG=bt$$
+# b keeps its calls for the failover figure (no offload): they are its to lose
+CLUSTER_KEYS_b='"offload": false,' "$H" up 3 "$TAG" >/dev/null
+deploy_echo
+for k in 1 2 3; do wrk_on "$k" "$k" "$P" 1 >/dev/null; done
+for nodes in 1 2 3; do
+	out=$(mktemp)
+	for k in $(seq 1 "$nodes"); do wrk_on "$k" "$k" "$P" 4 >"$out.$k" & done
+	wait
+	total=0
+	for k in $(seq 1 "$nodes"); do total=$(python3 -c "print($total + $(field rps <"$out.$k"))"); done
+	rm -f "$out" "$out".*
+	printf "throughput %d node(s): %8.0f req/s, %6.0f req/s per core of this %d-core host\n" "$nodes" "$total" "$(python3 -c "print($total / $(nproc))")" "$(nproc)"
+done
+
+# ---- 3. etcd cost of async calls, at two rates (wrk connections 1 and 8)
+for conns in 1 8; do
+	read -r t0 o0 b0 a0 <<<"$(stats 1)"
+	R=$(wrk_on 1 1 /api/v1/namespaces/_/actions/echo "$conns")
+	sleep 1 # the last ones end
+	read -r t1 o1 b1 a1 <<<"$(stats 1)"
+	n=$((a1 - a0))
+	python3 -c "n=$n; print('etcd      async, %d conn: %s calls/s accepted, %d calls: %.3f txns/call, %.2f ops/call, %.0f bytes/call sent to etcd; 202 p50 %s us p99 %s us' % ($conns, '$(echo "$R" | field rps)', n, ($t1-$t0)/max(n,1), ($o1-$o0)/max(n,1), ($b1-$b0)/max(n,1), '$(echo "$R" | field p50_us)', '$(echo "$R" | field p99_us)'))"
+done
+
+# ---- 4. failover: b gets async calls that sleep, then is killed
+api 1 PUT /api/v1/namespaces/_/actions/slow -d '{"exec":{"kind":"python:3","code":"import time\ndef main(a):\n    time.sleep(0.5)\n    return a\n"},"limits":{"concurrency":2,"timeout":10000}}' >/dev/null
+sleep 1
+ids=()
+for i in $(seq 1 20); do
+	id=$(api 2 POST /api/v1/namespaces/_/actions/slow -d '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin).get("activationId",""))')
+	ids+=("$id")
+done
+kill -9 "$(awk '$2 == "2" {print $1}' /tmp/nemo-clnet-$TAG/pids)"
+t_kill=$(date +%s%3N)
+sleep 8
+python3 - "$t_kill" "${ids[@]}" <<EOF
+import json, subprocess, sys
+t_kill = int(sys.argv[1]); adopted = []; states = {}
+for i in sys.argv[2:]:
+    out = subprocess.run(["$H", "api", "$TAG", "1", "GET", "/api/v1/namespaces/_/activations/" + i], capture_output=True, text=True).stdout
+    try:
+        r = json.loads(out)
+    except ValueError:
+        r = {}
+    st = r.get("status") or r.get("response", {}).get("status") or "missing"
+    states[st] = states.get(st, 0) + 1
+    if r.get("adopted_ms"):
+        adopted.append(r["adopted_ms"] - t_kill)
+print("failover  lease ttl 3 s: %d async calls on b, killed: %s; %d adopted, %d..%d ms after the kill"
+      % (len(sys.argv) - 2, states, len(adopted), min(adopted or [0]), max(adopted or [0])))
+EOF

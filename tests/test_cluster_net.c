@@ -1,0 +1,805 @@
+/*
+ * test_cluster_net.c - three nemods and a three-member etcd cluster, each in its own network
+ * namespace (tests/cluster/cluster.sh): deploy on one node and invoke on another, offload from
+ * a node without spare, kill -9 of a node under async load, a lost etcd member, a node cut off
+ * from etcd, and an etcd that is down at start.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "nemo/gateway.h"
+#include "proc.h"
+#include "test.h"
+
+#define ECHO_PY                                                                         \
+	"{\"exec\":{\"kind\":\"python:3\",\"code\":\"import time\\ndef main(a):\\n    " \
+	"time.sleep(a.get('sleep', 0))\\n    return a\\n\"},"                           \
+	"\"limits\":{\"concurrency\":4,\"timeout\":10000}}"
+
+static char tag[32];
+static bool up_ok;
+static char work[96];
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Run a shell command; its exit code. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static const char *harness(void)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "NEMO_BIN=%s %s/tests/cluster/cluster.sh", nemo_test_bindir(),
+		 nemo_test_srcdir());
+	return path;
+}
+
+struct reply {
+	int status;
+	char *body;
+	char node[32]; /* X-Nemo-Node */
+};
+
+static void reply_release(struct reply *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* One call to nemod `node` (1..3) inside its namespace. Returns the HTTP status (0: none). */
+/* One call to nemod `node` (1..3), with one more header ("Name: value", or NULL). */
+static int api_h(int node, const char *method, const char *path, const char *body,
+		 const char *header, struct reply *r)
+{
+	char bodyf[160], outf[160], hdrf[160], cmd[2048], code[16] = "";
+	FILE *p;
+	char *hdrs;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(bodyf, sizeof(bodyf), "%s/body-%d", work, node);
+	snprintf(outf, sizeof(outf), "%s/out-%d", work, node);
+	snprintf(hdrf, sizeof(hdrf), "%s/hdr-%d", work, node);
+	test_write_text(bodyf, body ? body : "");
+	snprintf(cmd, sizeof(cmd),
+		 "%s api %s %d %s '%s' %s%s -o %s -D %s -w '%%{http_code}' %s%s%s 2>/dev/null",
+		 harness(), tag, node, method, path, body ? "--data-binary @" : "",
+		 body ? bodyf : "", outf, hdrf, header ? "-H '" : "", header ? header : "",
+		 header ? "'" : "");
+	p = popen(cmd, "r");
+	if (!p)
+		return 0;
+	if (!fgets(code, sizeof(code), p))
+		code[0] = '\0';
+	pclose(p);
+	r->status = atoi(code);
+	r->body = test_read_file(outf, NULL);
+	hdrs = test_read_file(hdrf, NULL);
+	if (hdrs) {
+		char *h = strcasestr(hdrs, "X-Nemo-Node: ");
+
+		if (h)
+			sscanf(h + 13, "%31[^\r\n]", r->node);
+		free(hdrs);
+	}
+	return r->status;
+}
+
+static int api(int node, const char *method, const char *path, const char *body, struct reply *r)
+{
+	return api_h(node, method, path, body, NULL, r);
+}
+
+/* The pid of a process of the run (etcd "e1".., nemod "1"..) from the harness's pids file. */
+static pid_t pid_of(const char *name)
+{
+	char path[128], line[128];
+	FILE *f;
+	pid_t pid = 0;
+
+	snprintf(path, sizeof(path), "/tmp/nemo-clnet-%s/pids", tag);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		int p;
+		char n[32];
+
+		if (sscanf(line, "%d %31s", &p, n) == 2 && !strcmp(n, name))
+			pid = p;
+	}
+	if (f)
+		fclose(f);
+	return pid;
+}
+
+static bool can_run(void)
+{
+	if (geteuid() != 0) {
+		nemo_test_skip("needs root (network namespaces, cgroups)");
+		return false;
+	}
+	if (access("/usr/bin/etcd", X_OK) || run("command -v nsenter >/dev/null") != 0) {
+		nemo_test_skip("needs /usr/bin/etcd (Debian etcd-server) and nsenter");
+		return false;
+	}
+	return true;
+}
+
+static int cluster_up(const char *extra_env)
+{
+	snprintf(tag, sizeof(tag), "t%d", (int)getpid() % 100000);
+	snprintf(work, sizeof(work), "/tmp/nemo-clnet-work-%d", (int)getpid());
+	run("mkdir -p %s", work);
+	run("%s down %s >/dev/null 2>&1", harness(), tag);
+	up_ok = run("%s %s up 3 %s >%s/up.log 2>&1", extra_env, harness(), tag, work) == 0;
+	if (!up_ok)
+		run("cat %s/up.log", work);
+	return 0;
+}
+
+static int cluster_down(void)
+{
+	run("%s down %s >/dev/null 2>&1", harness(), tag);
+	run("rm -rf %s", work);
+	up_ok = false;
+	return 0;
+}
+
+static bool deploy_echo(int node)
+{
+	struct reply r;
+	int st = api(node, "PUT", "/api/v1/namespaces/_/actions/echo", ECHO_PY, &r);
+
+	if (st != 200)
+		printf("deploy on node %d: %d %s\n", node, st, r.body ? r.body : "");
+	reply_release(&r);
+	return st == 200;
+}
+
+/* ---- deploy on A, invoke on C; B without spare sends its calls to A or C ------------------------ */
+
+static int net_setup(void)
+{
+	if (geteuid() != 0 || access("/usr/bin/etcd", X_OK))
+		return 0;
+	/*
+	 * b harvests NF cores that do not exist: it has no spare at all. a keeps no code in
+	 * etcd (inline_code_max 0): the others fetch it from a, checked against its sha256.
+	 */
+	return cluster_up("CLUSTER_EXTRA_b='\"harvest\": {\"enabled\": true, \"channels\": "
+			  "[\"nemo-cl-none\"]},' CLUSTER_KEYS_a='\"inline_code_max\": 0,'");
+}
+
+static void test_net_deploy_a_invoke_c(void)
+{
+	struct reply r;
+	uint64_t t0;
+	int st = 0;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	CU_ASSERT_TRUE_FATAL(deploy_echo(1));
+	t0 = now_ms();
+	while (now_ms() - t0 < 3000) {
+		st = api(3, "GET", "/api/v1/namespaces/_/actions/echo", NULL, &r);
+		reply_release(&r);
+		if (st == 200)
+			break;
+		test_msleep(10);
+	}
+	printf("\n  deployed on a, served by c after %llu ms\n",
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(now_ms() - t0 < 1000);
+	st = api(3, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
+		 "{\"hello\":\"c\"}", &r);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "\"hello\":\"c\"") : NULL);
+	reply_release(&r);
+}
+
+static void test_net_no_spare_offloads(void)
+{
+	struct reply r;
+	int ok = 0, on_a = 0, on_c = 0;
+	char id[64] = "";
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	/* b must know echo (from the registry) and see its peers' records */
+	for (uint64_t t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+		int st = api(2, "GET", "/api/v1/namespaces/_/actions/echo", NULL, &r);
+
+		reply_release(&r);
+		if (st == 200)
+			break;
+	}
+	/* and its peers' records list it (published within publish_ms of the deploy) */
+	for (uint64_t t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+		int st = api(2, "GET", "/api/v1/cluster/nodes", NULL, &r);
+		cJSON *j = st == 200 && r.body ? cJSON_Parse(r.body) : NULL;
+		const cJSON *n;
+		int with = 0;
+
+		cJSON_ArrayForEach (n, cJSON_GetObjectItemCaseSensitive(j, "nodes")) {
+			const cJSON *f;
+
+			cJSON_ArrayForEach (f, cJSON_GetObjectItemCaseSensitive(n, "functions")) {
+				with += cJSON_IsString(f) && !strcmp(f->valuestring, "echo");
+			}
+		}
+		cJSON_Delete(j);
+		reply_release(&r);
+		if (with == 3)
+			break;
+	}
+	for (int i = 0; i < 20; i++) {
+		int st = api(2, "POST",
+			     "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
+			     "{\"n\":1}", &r);
+
+		ok += st == 200 && r.body && strstr(r.body, "\"n\":1");
+		on_a += !strcmp(r.node, "a");
+		on_c += !strcmp(r.node, "c");
+		reply_release(&r);
+	}
+	printf("\n  20 calls to b (no spare): %d answered, %d ran on a, %d on c\n", ok, on_a, on_c);
+	CU_ASSERT_EQUAL(ok, 20);
+	CU_ASSERT_EQUAL(on_a + on_c, 20);
+	/* an async call too: the caller polls its id on b and finds where it ran */
+	CU_ASSERT_EQUAL(api(2, "POST", "/api/v1/namespaces/_/actions/echo", "{\"n\":2}", &r), 202);
+	if (r.body) {
+		cJSON *j = cJSON_Parse(r.body);
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "activationId");
+
+		if (cJSON_IsString(a))
+			snprintf(id, sizeof(id), "%s", a->valuestring);
+		cJSON_Delete(j);
+	}
+	reply_release(&r);
+	CU_ASSERT_EQUAL_FATAL(strlen(id), 32);
+	for (uint64_t t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+		char path[128];
+		int st;
+
+		snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s", id);
+		st = api(2, "GET", path, NULL, &r);
+		if (st == 200 && r.body && strstr(r.body, "\"success\"")) {
+			CU_ASSERT(strstr(r.body, "\"node\":\"a\"") ||
+				  strstr(r.body, "\"node\":\"c\""));
+			reply_release(&r);
+			return;
+		}
+		reply_release(&r);
+	}
+	CU_FAIL("the forwarded async activation was not found from b");
+}
+
+/* QoS on b (no spare): latency goes at once, batch waits out its deadline (5 s) first */
+static void test_net_qos_classes(void)
+{
+	struct reply r;
+	uint64_t t0, t_lat, t_batch;
+	int st;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	t0 = now_ms();
+	st = api(2, "POST",
+		 "/api/v1/namespaces/_/actions/echo?blocking=true&result=true&qos=latency",
+		 "{\"q\":1}", &r);
+	t_lat = now_ms() - t0;
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(!strcmp(r.node, "a") || !strcmp(r.node, "c"));
+	reply_release(&r);
+	t0 = now_ms();
+	st = api(2, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true&qos=batch",
+		 "{\"q\":2}", &r);
+	t_batch = now_ms() - t0;
+	printf("\n  on b without spare: latency call answered by %s in %llu ms; batch call by %s "
+	       "in %llu ms (batch_deadline_ms 5000)\n",
+	       "a peer", (unsigned long long)t_lat, r.node[0] ? r.node : "b",
+	       (unsigned long long)t_batch);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(!strcmp(r.node, "a") || !strcmp(r.node, "c"));
+	CU_ASSERT(t_batch >= 5000 && t_batch < 8000);
+	CU_ASSERT(t_lat < 2000);
+	reply_release(&r);
+	CU_ASSERT_EQUAL(api(2, "POST", "/api/v1/namespaces/_/actions/echo?qos=fast", "{}", &r),
+			400);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "qos") : NULL);
+	reply_release(&r);
+}
+
+static void test_net_member_lost(void)
+{
+	struct reply r;
+	pid_t e1;
+	int ok = 0;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	e1 = pid_of("e1");
+	CU_ASSERT_FATAL(e1 > 0);
+	kill(e1, SIGKILL);
+	/* deploys and async calls (recorded in etcd) go on with two members of three */
+	for (int i = 0; i < 10; i++) {
+		int st = api(1, "POST", "/api/v1/namespaces/_/actions/echo", "{\"m\":1}", &r);
+
+		ok += st == 202;
+		reply_release(&r);
+	}
+	printf("\n  etcd member 1 killed: %d/10 async calls accepted\n", ok);
+	CU_ASSERT_EQUAL(ok, 10);
+	CU_ASSERT_EQUAL(api(3, "PUT", "/api/v1/namespaces/_/actions/echo2", ECHO_PY, &r), 200);
+	reply_release(&r);
+}
+
+NEMO_SUITE(cluster_net, net_setup, cluster_down,
+	   {"deploy on a, invoke on c", test_net_deploy_a_invoke_c},
+	   {"b has no spare: its calls run on a or c", test_net_no_spare_offloads},
+	   {"QoS: latency at once, batch after its deadline", test_net_qos_classes},
+	   {"an etcd member killed: the cluster serves", test_net_member_lost})
+
+/* ---- kill -9 of b under async load; b cut off from etcd ----------------------------------------- */
+
+static int kill_setup(void)
+{
+	if (geteuid() != 0 || access("/usr/bin/etcd", X_OK))
+		return 0;
+	/* b keeps its calls (no offload): they are its to lose */
+	return cluster_up("CLUSTER_LEASE_TTL_S=3 CLUSTER_KEYS_b='\"offload\": false,'");
+}
+
+struct ids {
+	char (*id)[40];
+	int n, cap;
+};
+
+static void ids_add(struct ids *s, const char *id)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 256;
+		s->id = realloc(s->id, (size_t)s->cap * 40);
+	}
+	snprintf(s->id[s->n++], 40, "%s", id);
+}
+
+/* The activation ids in a node's own records. */
+static void local_ids(int node, struct ids *out)
+{
+	struct reply r;
+	cJSON *arr, *it;
+
+	api(node, "GET", "/api/v1/namespaces/_/activations?limit=1000", NULL, &r);
+	arr = r.body ? cJSON_Parse(r.body) : NULL;
+	cJSON_ArrayForEach (it, arr) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "activationId");
+
+		if (cJSON_IsString(id))
+			ids_add(out, id->valuestring);
+	}
+	cJSON_Delete(arr);
+	reply_release(&r);
+}
+
+static void test_net_kill9_adopted_once(void)
+{
+	struct ids told = {0}, on_a = {0}, on_c = {0}, with_cb = {0};
+	struct reply r;
+	pid_t b;
+	uint64_t t0, t_kill = 0, t_kill_epoch = 0;
+	double adopt_max = 0, end_max = 0;
+	int success = 0, interrupted = 0, other = 0, missing = 0, adopted = 0, twice = 0;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	CU_ASSERT_TRUE_FATAL(deploy_echo(1));
+	for (t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+		int st = api(2, "GET", "/api/v1/namespaces/_/actions/echo", NULL, &r);
+
+		reply_release(&r);
+		if (st == 200)
+			break;
+	}
+	b = pid_of("2");
+	CU_ASSERT_FATAL(b > 0);
+	/* a callback receiver in a's namespace: one line per X-Call-Id POSTed to it */
+	run("%s exec %s 1 python3 -c '%s' %s/callbacks >/dev/null 2>&1 &", harness(), tag,
+	    "import http.server, os, sys\n"
+	    "open(sys.argv[1] + \".pid\", \"w\").write(str(os.getpid()))\n"
+	    "f = open(sys.argv[1], \"a\", buffering=1)\n"
+	    "class H(http.server.BaseHTTPRequestHandler):\n"
+	    "    def do_POST(self):\n"
+	    "        self.rfile.read(int(self.headers.get(\"Content-Length\", 0)))\n"
+	    "        f.write(self.headers.get(\"X-Call-Id\", \"\") + \"\\n\")\n"
+	    "        self.send_response(200); self.end_headers()\n"
+	    "    def log_message(self, *a): pass\n"
+	    "http.server.HTTPServer((\"10.77.0.21\", 9999), H).serve_forever()",
+	    work);
+	test_msleep(300);
+	/* a steady async load on b, 1 s per call, more than its workers keep up with; every
+	 * third through OpenFaaS with a callback, which an adopter must still deliver */
+	t0 = now_ms();
+	for (int i = 0; i < 60; i++) {
+		if (i == 30) {
+			struct timespec rt;
+
+			kill(b, SIGKILL);
+			t_kill = now_ms();
+			clock_gettime(CLOCK_REALTIME, &rt);
+			t_kill_epoch = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
+		}
+		if (i % 3 == 2) {
+			/* OpenFaaS: 202 with the id in X-Call-Id */
+			char hdrf[160], *h, id[40] = "";
+
+			if (api_h(2, "POST", "/async-function/echo", "{\"sleep\":1}",
+				  "X-Callback-Url: http://10.77.0.21:9999/cb", &r) == 202) {
+				snprintf(hdrf, sizeof(hdrf), "%s/hdr-2", work);
+				h = test_read_file(hdrf, NULL);
+				if (h && strcasestr(h, "X-Call-Id: "))
+					sscanf(strcasestr(h, "X-Call-Id: ") + 11, "%39[0-9a-f]",
+					       id);
+				free(h);
+				if (id[0]) {
+					ids_add(&told, id);
+					ids_add(&with_cb, id);
+				}
+			}
+		} else if (api(2, "POST", "/api/v1/namespaces/_/actions/echo", "{\"sleep\":1}",
+			       &r) == 202 &&
+			   r.body) {
+			cJSON *j = cJSON_Parse(r.body);
+			const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "activationId");
+
+			if (cJSON_IsString(id))
+				ids_add(&told, id->valuestring);
+			cJSON_Delete(j);
+		}
+		reply_release(&r);
+		if (i >= 30)
+			break; /* b is gone: nothing more is accepted there */
+		test_msleep(30);
+	}
+	printf("\n  %d activations accepted by b (202) before kill -9\n", told.n);
+	CU_ASSERT(told.n >= 20);
+	/* each ends exactly once, wherever: polled by id on a */
+	while (now_ms() - t_kill < 3000 + 45000) { /* the adopted runs take a while here */
+		success = interrupted = other = missing = adopted = 0;
+		adopt_max = end_max = 0;
+		for (int i = 0; i < told.n; i++) {
+			char path[128];
+			cJSON *j = NULL;
+			const cJSON *stt, *am, *em;
+
+			snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s",
+				 told.id[i]);
+			if (api(1, "GET", path, NULL, &r) == 200 && r.body)
+				j = cJSON_Parse(r.body);
+			reply_release(&r);
+			stt = cJSON_GetObjectItemCaseSensitive(j, "status");
+			am = cJSON_GetObjectItemCaseSensitive(j, "adopted_ms");
+			em = cJSON_GetObjectItemCaseSensitive(j, "end");
+			if (!j)
+				missing++;
+			else if (cJSON_IsString(stt) && !strcmp(stt->valuestring, "success"))
+				success++;
+			else if (cJSON_IsString(stt) && !strcmp(stt->valuestring, "interrupted"))
+				interrupted++;
+			else
+				other++;
+			if (cJSON_IsNumber(am)) {
+				adopted++;
+				if (am->valuedouble - (double)t_kill_epoch > adopt_max)
+					adopt_max = am->valuedouble - (double)t_kill_epoch;
+			}
+			if (cJSON_IsNumber(em) && em->valuedouble - (double)t_kill_epoch > end_max)
+				end_max = em->valuedouble - (double)t_kill_epoch;
+			cJSON_Delete(j);
+		}
+		if (success + interrupted == told.n)
+			break;
+		test_msleep(500);
+	}
+	local_ids(1, &on_a);
+	local_ids(3, &on_c);
+	for (int i = 0; i < on_a.n; i++)
+		for (int k = 0; k < on_c.n; k++)
+			twice += !strcmp(on_a.id[i], on_c.id[k]);
+	printf("  after kill -9 of b (lease ttl 3 s): %d success (%d adopted by a or c), %d "
+	       "interrupted (had started on b), %d other, %d missing; adopted within %.0f ms of "
+	       "the kill, all ended within %.0f ms; run on both a and c: %d\n",
+	       success, adopted, interrupted, other, missing, adopt_max, end_max, twice);
+	CU_ASSERT_EQUAL(missing, 0);
+	CU_ASSERT_EQUAL(other, 0);
+	CU_ASSERT_EQUAL(success + interrupted, told.n);
+	CU_ASSERT(adopted > 0); /* the load outran b: some never started there */
+	CU_ASSERT_EQUAL(twice, 0);
+	CU_ASSERT(adopt_max > 0 && adopt_max <= 3000 + 1000); /* lease ttl + 1 s */
+	{
+		/*
+		 * each adopted call with a callback gets it once, from its adopter; one that b
+		 * ended itself may have died with b between its end and its callback
+		 */
+		char path[160], *cbs;
+		int want = 0, got = 0, dup = 0, b_ended = 0, b_sent = 0;
+
+		test_msleep(500);
+		snprintf(path, sizeof(path), "%s/callbacks", work);
+		cbs = test_read_file(path, NULL);
+		for (int i = 0; i < with_cb.n; i++) {
+			char p2[128];
+			const char *at;
+			int n = 0;
+			bool adopted_ok = false, b_ok = false;
+
+			snprintf(p2, sizeof(p2), "/api/v1/namespaces/_/activations/%s",
+				 with_cb.id[i]);
+			if (api(1, "GET", p2, NULL, &r) == 200 && r.body &&
+			    strstr(r.body, "\"success\"")) {
+				adopted_ok = strstr(r.body, "\"adopted_ms\"") != NULL;
+				b_ok = !adopted_ok;
+			}
+			reply_release(&r);
+			for (at = cbs; at && (at = strstr(at, with_cb.id[i])); at++)
+				n++;
+			want += adopted_ok;
+			got += adopted_ok && n > 0;
+			b_ended += b_ok;
+			b_sent += b_ok && n > 0;
+			dup += n > 1;
+		}
+		printf("  callbacks: %d calls with X-Callback-Url; adopted and ended: %d, called back "
+		       "%d; ended on b: %d, called back %d; twice: %d\n",
+		       with_cb.n, want, got, b_ended, b_sent, dup);
+		CU_ASSERT(want > 0);
+		CU_ASSERT_EQUAL(got, want);
+		CU_ASSERT_EQUAL(dup, 0);
+		free(cbs);
+		free(with_cb.id);
+		/* the receiver, by its pid (the namespace's teardown would take it too) */
+		snprintf(path, sizeof(path), "%s/callbacks.pid", work);
+		cbs = test_read_file(path, NULL);
+		if (cbs && atoi(cbs) > 1)
+			kill(atoi(cbs), SIGTERM);
+		free(cbs);
+	}
+	free(told.id);
+	free(on_a.id);
+	free(on_c.id);
+}
+
+static void test_net_partition(void)
+{
+	struct reply r;
+	uint64_t t0;
+	int st;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	/* c's link goes down: it reaches neither etcd nor its peers (its own address still works) */
+	CU_ASSERT_EQUAL_FATAL(run("%s partition %s 3 on", harness(), tag), 0);
+	t0 = now_ms();
+	st = api(3, "POST", "/api/v1/namespaces/_/actions/echo", "{\"p\":1}", &r);
+	printf("\n  c cut off: async call answered %d after %llu ms: %s\n", st,
+	       (unsigned long long)(now_ms() - t0), r.body ? r.body : "");
+	CU_ASSERT_EQUAL(st, 503);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "cannot accept the activation") : NULL);
+	reply_release(&r);
+	test_msleep(3500); /* past its lease: it says so on /healthz too */
+	st = api(3, "GET", "/healthz", NULL, &r);
+	printf("  healthz: %d %s\n", st, r.body ? r.body : "");
+	CU_ASSERT_EQUAL(st, 503);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "cluster") : NULL);
+	reply_release(&r);
+	CU_ASSERT_EQUAL(run("%s partition %s 3 off", harness(), tag), 0);
+	for (t0 = now_ms(); now_ms() - t0 < 10000; test_msleep(200)) {
+		st = api(3, "POST", "/api/v1/namespaces/_/actions/echo", "{\"p\":2}", &r);
+		reply_release(&r);
+		if (st == 202)
+			break;
+	}
+	printf("  link back: async calls accepted again after %llu ms\n",
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(st, 202);
+}
+
+/* SIGTERM of c with queued async work: it leaves at once after its drain, a takes the rest */
+static void test_net_sigterm_hands_over(void)
+{
+	struct ids told = {0};
+	struct reply r;
+	struct timespec rt;
+	uint64_t t_term_epoch, t0;
+	double adopt_max = 0;
+	int success = 0, adopted = 0;
+	pid_t c;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	c = pid_of("3");
+	CU_ASSERT_FATAL(c > 0);
+	for (int i = 0; i < 12; i++) {
+		if (api(3, "POST", "/api/v1/namespaces/_/actions/echo", "{\"sleep\":1}", &r) ==
+			    202 &&
+		    r.body) {
+			cJSON *j = cJSON_Parse(r.body);
+			const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "activationId");
+
+			if (cJSON_IsString(id))
+				ids_add(&told, id->valuestring);
+			cJSON_Delete(j);
+		}
+		reply_release(&r);
+	}
+	CU_ASSERT_FATAL(told.n >= 8);
+	kill(c, SIGTERM);
+	clock_gettime(CLOCK_REALTIME, &rt);
+	t_term_epoch = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
+	for (t0 = now_ms(); now_ms() - t0 < 30000; test_msleep(500)) {
+		success = adopted = 0;
+		adopt_max = 0;
+		for (int i = 0; i < told.n; i++) {
+			char path[128];
+			cJSON *j = NULL;
+			const cJSON *stt, *am;
+
+			snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s",
+				 told.id[i]);
+			if (api(1, "GET", path, NULL, &r) == 200 && r.body)
+				j = cJSON_Parse(r.body);
+			reply_release(&r);
+			stt = cJSON_GetObjectItemCaseSensitive(j, "status");
+			am = cJSON_GetObjectItemCaseSensitive(j, "adopted_ms");
+			success += cJSON_IsString(stt) && !strcmp(stt->valuestring, "success");
+			if (cJSON_IsNumber(am)) {
+				adopted++;
+				if (am->valuedouble - (double)t_term_epoch > adopt_max)
+					adopt_max = am->valuedouble - (double)t_term_epoch;
+			}
+			cJSON_Delete(j);
+		}
+		if (success == told.n)
+			break;
+	}
+	printf("\n  SIGTERM of c with %d async calls: %d success, %d adopted by a within %.0f ms "
+	       "(drain_timeout_ms 2000; no lease TTL to wait for)\n",
+	       told.n, success, adopted, adopt_max);
+	CU_ASSERT_EQUAL(success, told.n);
+	CU_ASSERT(adopted == 0 || adopt_max < 2000 + 1500);
+	free(told.id);
+}
+
+NEMO_SUITE(cluster_net_kill, kill_setup, cluster_down,
+	   {"kill -9 under async load: each ends once", test_net_kill9_adopted_once},
+	   {"a node cut off from etcd refuses, and says why", test_net_partition},
+	   {"SIGTERM hands queued work over at once", test_net_sigterm_hands_over})
+
+/* ---- bad input: an etcd that is down at start --------------------------------------------------- */
+
+static void test_net_etcd_down_at_start(void)
+{
+	char dir[] = "/var/tmp/nemo-cltest-XXXXXX", cfg[256], text[1024];
+	struct test_proc p;
+	uint16_t port = test_free_port(), dead = test_free_port();
+	char *argv[] = {NULL, "--config", cfg, NULL};
+	char bin[512];
+	int rc;
+
+	if (geteuid() != 0) {
+		nemo_test_skip("needs root (cgroups)");
+		return;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(cfg, sizeof(cfg), "%s/nemod.json", dir);
+	snprintf(text, sizeof(text),
+		 "{\"listen\": \"127.0.0.1:%u\", \"token_file\": \"%s/token\", \"store_dir\": "
+		 "\"%s/store\", \"cgroup_root\": \"nemo-cltest-%d\", \"cluster\": {\"enabled\": "
+		 "true, \"endpoints\": [\"http://127.0.0.1:%u\"], \"node\": \"x\", \"address\": "
+		 "\"127.0.0.1:%u\", \"start_wait_ms\": 1500}}",
+		 port, dir, dir, (int)getpid(), dead, port);
+	test_write_text(cfg, text);
+	snprintf(text, sizeof(text), "%s/token", dir);
+	test_write_text(text, "nemo-cluster-test-token-0123456789\n");
+	snprintf(bin, sizeof(bin), "%s/nemod", nemo_test_bindir());
+	argv[0] = bin;
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
+	rc = test_proc_wait(&p, 15000);
+	CU_ASSERT(rc > 0 && rc < 128); /* exits with an error, not a crash */
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "http://127.0.0.1:%u", dead);
+		CU_ASSERT_TRUE(test_proc_output_has(&p, "retrying in"));
+		CU_ASSERT_TRUE(test_proc_output_has(&p, want));
+		CU_ASSERT_TRUE(test_proc_output_has(&p, "not reachable"));
+	}
+	run("rm -rf %s", dir);
+}
+
+/* The cluster keys: off by default; what is missing or malformed is named. */
+static void test_cluster_config(void)
+{
+	static const struct {
+		const char *cluster, *want;
+	} bad[] = {
+		{"{\"enabled\": true, \"node\": \"a\", \"address\": \"h:1\"}", "cluster.endpoints"},
+		{"{\"enabled\": true, \"endpoints\": [\"127.0.0.1:2379\"], \"node\": \"a\", "
+		 "\"address\": \"h:1\"}",
+		 "cluster.endpoints[0]"},
+		{"{\"enabled\": true, \"endpoints\": [\"http://e:2379\"], \"address\": \"h:1\"}",
+		 "cluster.node"},
+		{"{\"enabled\": true, \"endpoints\": [\"http://e:2379\"], \"node\": \"a/b\", "
+		 "\"address\": \"h:1\"}",
+		 "cluster.node"},
+		{"{\"enabled\": true, \"endpoints\": [\"http://e:2379\"], \"node\": \"a\"}",
+		 "cluster.address"},
+		{"{\"qos\": \"fast\"}", "cluster.qos"},
+		{"{\"lease_ttl_s\": 0}", "cluster.lease_ttl_s"},
+		{"{\"leases\": 1}", "leases"},
+	};
+	char path[128], text[512], err[512];
+	struct gw_config cfg;
+
+	snprintf(path, sizeof(path), "/tmp/nemo-cltest-cfg-%d.json", (int)getpid());
+	gw_config_defaults(&cfg);
+	CU_ASSERT_FALSE(cfg.cluster.cl.enabled);
+	CU_ASSERT_TRUE(cfg.cluster.offload);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "{\"cluster\": %s}", bad[i].cluster);
+		test_write_text(path, text);
+		err[0] = '\0';
+		CU_ASSERT_EQUAL(gw_config_load(path, &cfg, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i].want))
+			printf("\n  %s: %s (wanted %s)\n", bad[i].cluster, err, bad[i].want);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].want));
+	}
+	snprintf(text, sizeof(text),
+		 "{\"cluster\": {\"enabled\": true, \"endpoints\": [\"http://e1:2379\", "
+		 "\"http://e2:2379\"], \"node\": \"a\", \"address\": \"10.0.0.1:8080\", "
+		 "\"qos\": \"batch\", \"lease_ttl_s\": 7}}");
+	test_write_text(path, text);
+	CU_ASSERT_EQUAL(gw_config_load(path, &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(cfg.cluster.cl.n_endpoints, 2);
+	CU_ASSERT_STRING_EQUAL(cfg.cluster.cl.endpoints[1], "http://e2:2379");
+	CU_ASSERT_EQUAL(cfg.cluster.qos, CL_QOS_BATCH);
+	CU_ASSERT_EQUAL(cfg.cluster.cl.lease_ttl_s, 7);
+	unlink(path);
+}
+
+NEMO_SUITE(cluster_net_bad, NULL, NULL,
+	   {"etcd down at start: a clear error after retries", test_net_etcd_down_at_start},
+	   {"cluster config: missing and malformed keys are named", test_cluster_config})
