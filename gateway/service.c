@@ -526,15 +526,23 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		rc = fail(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
+	/* NEMO_* is what nemo tells the runtime (below): a function may not set it itself */
+	for (uint32_t i = 0; i < fn->spec.n_env; i++)
+		if (!strncmp(fn->spec.env[i], "NEMO_", 5)) {
+			rc = fail(err, errlen, -EINVAL,
+				  "key 'env': '%.*s' is reserved for nemo (names starting NEMO_)",
+				  (int)strcspn(fn->spec.env[i], "="), fn->spec.env[i]);
+			goto out;
+		}
 	/* what the runtime reads: main(dict) calling convention, and how much output to keep */
 	if (fn->dict_style && spec_add_env(&fn->spec, "NEMO_HANDLER_STYLE=dict")) {
 		rc = fail(err, errlen, -EINVAL, "key 'env': no room for nemo's own variables");
 		goto out;
 	}
 	snprintf(kv, sizeof(kv), "NEMO_LOG_LIMIT=%u", fn->log_limit);
-	/* the exec runtime sends its program's stdout as the response, with no log lines in
-	 * front: asking it for them would only fill a file nobody reads */
-	if (fn->spec.runtime == SBX_RUNTIME_EXEC)
+	/* a persistent exec program speaks the frames itself and sends no log lines; per
+	 * request, the runtime keeps the program's stderr as the call's log lines */
+	if (fn->spec.runtime == SBX_RUNTIME_EXEC && fn->spec.exec_mode != SBX_EXEC_PER_REQUEST)
 		fn->log_limit = 0;
 	if (fn->log_limit && spec_add_env(&fn->spec, kv)) {
 		rc = fail(err, errlen, -EINVAL, "key 'env': no room for nemo's own variables");

@@ -197,6 +197,7 @@ NEMO_SUITE(openwhisk_client, env_setup, env_teardown,
 	   {"the npm openwhisk client runs a whole session", test_openwhisk_npm_flow});
 
 static void test_c_function_logs(void);
+static void test_native_action_logs(void);
 
 /* ---- OpenFaaS: curl, as faas-cli calls the gateway ------------------------------------------- */
 
@@ -445,7 +446,10 @@ NEMO_SUITE(openfaas_curl, env_setup, env_teardown,
 	    test_openfaas_curl_flow},
 	   {"a main(dict) function sets its HTTP status, headers and body on /function",
 	    test_openfaas_web_response},
-	   {"a C function's stdout and stderr are its activation's logs", test_c_function_logs});
+	   {"a C function's stdout and stderr are its activation's logs", test_c_function_logs},
+	   {"a native action's stderr is its activation's logs, stdout its result; NEMO_ env is "
+	    "refused",
+	    test_native_action_logs});
 
 /* ---- metrics: promtool accepts what nemod serves ---------------------------------------------- */
 
@@ -933,4 +937,55 @@ static void test_c_function_logs(void)
 		printf("\n  record: %s\n", out);
 	CU_ASSERT_EQUAL(lines, 2);
 	cJSON_Delete(j);
+}
+
+/* ---- a native (exec) action: stdout is the result, stderr the activation's logs ------------- */
+
+static void test_native_action_logs(void)
+{
+	const char *script = "{\"exec\":{\"kind\":\"native\",\"code\":\"#!/bin/sh\\ncat\\n"
+			     "echo first warning >&2\\necho second warning >&2\\n\"},"
+			     "\"limits\":{\"logs\":1}}";
+	char url[256];
+	const char *out;
+	cJSON *j, *logs;
+	int lines = 0, n;
+
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/shout");
+	CU_ASSERT_EQUAL_FATAL(
+		curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d", script, NULL}, &out),
+		200);
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/shout?blocking=true");
+	CU_ASSERT_EQUAL_FATAL(
+		curl((const char *[]){"-u", CRED, "-X", "POST", url, "-d", "{\"abc\":2}", NULL},
+		     &out),
+		200);
+	j = cJSON_Parse(out);
+	CU_ASSERT_EQUAL(
+		cJSON_GetNumberValue(cJSON_GetObjectItem(
+			cJSON_GetObjectItem(cJSON_GetObjectItem(j, "response"), "result"), "abc")),
+		2);
+	logs = cJSON_GetObjectItem(j, "logs");
+	n = cJSON_GetArraySize(logs);
+	for (int i = 0; i < n; i++) {
+		const char *l = cJSON_GetStringValue(cJSON_GetArrayItem(logs, i));
+
+		lines += l && strstr(l, "Z stderr: ") && strstr(l, i ? "second" : "first");
+	}
+	if (lines != 2 || n != 2)
+		printf("\n  record: %s\n", out);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(lines, 2);
+	cJSON_Delete(j);
+
+	/* what nemo tells the runtime is not the function's to set (a native spec with env) */
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/sneaky");
+	CU_ASSERT_EQUAL(curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d",
+					      "{\"runtime\":\"exec\",\"code\":{\"base64\":"
+					      "\"IyEvYmluL3NoCmNhdAo=\"},"
+					      "\"env\":{\"NEMO_LOG_LIMIT\":\"9\"}}",
+					      NULL},
+			     &out),
+			400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "NEMO_LOG_LIMIT"));
 }
