@@ -16,7 +16,7 @@
 #include "proc.h"
 #include "test.h"
 
-static char nf_bin[512], gen_bin[512], fn_bin[512], fn_dir[512];
+static char fn_bin[512], fn_dir[512];
 static int run_id;
 
 /* Every name this suite makes starts with nemo-pk-<pid>, so teardown finds all of it. */
@@ -28,6 +28,8 @@ static void names(char *name, size_t nlen, char *prefix, size_t plen)
 
 static int suite_setup(void)
 {
+	char nf_bin[512], gen_bin[512];
+
 	snprintf(nf_bin, sizeof(nf_bin), "%s/nemo-nf", nemo_test_bindir());
 	snprintf(gen_bin, sizeof(gen_bin), "%s/nemo-gen", nemo_test_bindir());
 	snprintf(fn_bin, sizeof(fn_bin), "%s/nemo-pktfn", nemo_test_bindir());
@@ -57,19 +59,13 @@ static void write_config(char *path, size_t len, const char *prefix, const char 
 	CU_ASSERT_EQUAL_FATAL(test_write_text(path, text), 0);
 }
 
+/* The memif port of the run named `prefix`: its socket is <prefix>.memif. */
 static void memif_port(char *buf, size_t len, const char *prefix)
 {
-	snprintf(buf, len,
-		 "{\"vdev\":\"net_memif0,role=server,socket=%s.memif,socket-abstract=no\","
-		 "\"rx_ring\":16384,\"line_rate_pps\":25000000}",
-		 prefix);
-}
+	char sock[160];
 
-static int nf_start(struct test_proc *p, const char *cfg, const char *duration)
-{
-	char *argv[] = {nf_bin, "--config", (char *)cfg, "--duration", (char *)duration, NULL};
-
-	return test_proc_start(p, argv);
+	snprintf(sock, sizeof(sock), "%s.memif", prefix);
+	test_memif_port(buf, len, sock);
 }
 
 /* Wait for the NF's lease server (it starts once the chains are built). */
@@ -122,77 +118,15 @@ static bool wait_leased(struct test_proc *nf, int n)
  */
 static cJSON *gen_run(const char *prefix, const char *rate, const char *duration, bool patient)
 {
+	static const char *const patience[] = {"--no-warm", "--drain-ms", "3000", NULL};
 	char json[160], sock[160];
-	char *argv[24];
-	int n = 0;
 	struct test_proc g;
-	cJSON *res = NULL;
-	int rc;
 
 	snprintf(json, sizeof(json), "%s-gen.json", prefix);
 	snprintf(sock, sizeof(sock), "%s.memif", prefix);
-	/* the generator is the measuring instrument: keep other work on its CPU from stalling it */
-	argv[n++] = "/usr/bin/nice";
-	argv[n++] = "-n";
-	argv[n++] = "-10";
-	argv[n++] = gen_bin;
-	argv[n++] = "--socket";
-	argv[n++] = sock;
-	argv[n++] = "--rate";
-	argv[n++] = (char *)rate;
-	argv[n++] = "--duration";
-	argv[n++] = (char *)duration;
-	argv[n++] = "--cpu";
-	argv[n++] = "0";
-	argv[n++] = "--quiet";
-	argv[n++] = "--json";
-	argv[n++] = json;
-	if (patient) {
-		argv[n++] = "--no-warm";
-		argv[n++] = "--drain-ms";
-		argv[n++] = "3000";
-	}
-	argv[n] = NULL;
-	CU_ASSERT_EQUAL_FATAL(test_proc_start(&g, argv), 0);
-	rc = test_proc_wait(&g, 60000);
-	CU_ASSERT_EQUAL(rc, 0);
-	if (rc == 0) {
-		char *text = test_read_file(json, NULL);
-
-		res = text ? cJSON_Parse(text) : NULL;
-		free(text);
-	} else {
-		printf("\n  nemo-gen failed (%d):\n%s\n", rc, test_proc_output(&g));
-		test_proc_stop(&g, 2000);
-	}
-	unlink(json);
-	{
-		char prefix_dir[32];
-
-		snprintf(prefix_dir, sizeof(prefix_dir), "nemo-gen-%d", g.pid);
-		test_remove_runtime_dir(prefix_dir);
-	}
-	return res;
-}
-
-static double jnum(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
-
-/* "<key> <number>" in text after `after`, or -1. */
-static long long find_count(const char *text, const char *after, const char *key)
-{
-	const char *p = after ? strstr(text, after) : text;
-	char k[64];
-
-	if (!p)
-		return -1;
-	snprintf(k, sizeof(k), "%s ", key);
-	p = strstr(p, k);
-	return p ? atoll(p + strlen(k)) : -1;
+	CU_ASSERT_EQUAL_FATAL(
+		test_gen_start(&g, json, sock, rate, duration, patient ? patience : NULL), 0);
+	return test_gen_finish(&g, json);
 }
 
 /* The number just before `key` in text ("17 packets,"), or -1. */
@@ -216,19 +150,6 @@ struct t_dgram {
 	const char *payload;
 };
 
-static uint16_t csum16(const uint8_t *p, size_t len)
-{
-	uint32_t sum = 0;
-
-	for (size_t i = 0; i + 1 < len; i += 2)
-		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
-	if (len & 1)
-		sum += (uint32_t)p[len - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
 /* Append well-formed Ethernet/IPv4/UDP frames (to 10.9.0.1) to an open dumper. */
 static void pcap_put(pcap_dumper_t *d, const struct t_dgram *g, int n)
 {
@@ -250,7 +171,7 @@ static void pcap_put(pcap_dumper_t *d, const struct t_dgram *g, int n)
 		memcpy(ip + 12, &a, 4);
 		inet_pton(AF_INET, "10.9.0.1", &a);
 		memcpy(ip + 16, &a, 4);
-		c = csum16(ip, 20);
+		c = (uint16_t)~test_inet_sum(ip, 20, 0);
 		ip[10] = (uint8_t)(c >> 8);
 		ip[11] = (uint8_t)c;
 		udp[0] = (uint8_t)(g[i].sport >> 8);
@@ -329,24 +250,24 @@ static void test_echo_over_memif(void)
 	names(name, sizeof(name), prefix, sizeof(prefix));
 	memif_port(port, sizeof(port), prefix);
 	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "30"), 0);
 	CU_ASSERT_FATAL(wait_leased(&nf, 1));
 	res = gen_run(prefix, "20k", "2", true);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	sent = jnum(res, "sent");
-	recv = jnum(res, "received");
-	p50 = jnum(res, "lat_p50_us");
+	sent = test_json_num(res, "sent");
+	recv = test_json_num(res, "received");
+	p50 = test_json_num(res, "lat_p50_us");
 	printf("\n  echo: sent %.0f, echoed back %.0f (%.2f %%), p50 %.1f us, p99 %.1f us\n", sent,
-	       recv, sent > 0 ? 100.0 * recv / sent : 0, p50, jnum(res, "lat_p99_us"));
+	       recv, sent > 0 ? 100.0 * recv / sent : 0, p50, test_json_num(res, "lat_p99_us"));
 	/* the reply carries the request's stamp: nemo-gen matched it to its send time */
 	CU_ASSERT(sent >
 		  10000); /* a loaded host may hold the generator back; what came back counts */
 	CU_ASSERT(recv >= 0.95 * sent);
 	CU_ASSERT(p50 > 0);
 	/* and each one came back as a reply: from port 9000 to the sender's port */
-	CU_ASSERT_EQUAL(jnum(res, "replies"), recv);
+	CU_ASSERT_EQUAL(test_json_num(res, "replies"), recv);
 	cJSON_Delete(res);
 	{
 		/* the module's counters in /nemo/module, the function's under its name */
@@ -374,8 +295,8 @@ static void test_echo_over_memif(void)
 	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
 	CU_ASSERT(test_proc_output_has(&fn, "replies"));
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
-	handed = find_count(test_proc_output(&nf), "function 'echo'", "handed");
-	replied = find_count(test_proc_output(&nf), "function 'echo'", "replied");
+	handed = test_find_count(test_proc_output(&nf), "function 'echo'", "handed");
+	replied = test_find_count(test_proc_output(&nf), "function 'echo'", "replied");
 	printf("  NF: handed %lld, replied %lld\n", handed, replied);
 	CU_ASSERT(replied >= (long long)recv);
 	CU_ASSERT(handed >= replied);
@@ -424,7 +345,7 @@ static void test_pcap_malformed_and_big(void)
 	}
 	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in2, outp);
 	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "3"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "3"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	/* the packets wait in the ring until the function's host takes it */
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "t", "test-pkt-crash", "30"), 0);
@@ -434,12 +355,12 @@ static void test_pcap_malformed_and_big(void)
 	/* every malformed kind dropped by validation, before the chain */
 	for (int r = 0; r < NF_DROP_REASONS; r++)
 		if (expected[r])
-			CU_ASSERT_EQUAL(find_count(out, "drops:", nf_drop_reason_names[r]),
+			CU_ASSERT_EQUAL(test_find_count(out, "drops:", nf_drop_reason_names[r]),
 					(long long)expected[r]);
-	CU_ASSERT_EQUAL(find_count(out, "fn on lcore 1:", "matched"), (long long)nb_good + 5);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "handed"), (long long)nb_good + 5);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "reply_too_big"), 2);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "replied"), (long long)nb_good + 3);
+	CU_ASSERT_EQUAL(test_find_count(out, "fn on lcore 1:", "matched"), (long long)nb_good + 5);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "handed"), (long long)nb_good + 5);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "reply_too_big"), 2);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "replied"), (long long)nb_good + 3);
 	/* the function saw exactly the good ones */
 	CU_ASSERT_EQUAL(num_before(test_proc_output(&fn), " packets,"), (long long)nb_good + 5);
 	n = pcap_replies(outp, 53, replies, sizeof(replies));
@@ -475,7 +396,7 @@ static void test_sensor_aggregates(void)
 	CU_ASSERT_EQUAL_FATAL(pcap_write(in, readings, 6), 0);
 	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in, outp);
 	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "3"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "3"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "sensor", "pkt-sensor", "30"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
@@ -508,23 +429,23 @@ static void test_stopped_consumer(void)
 	names(name, sizeof(name), prefix, sizeof(prefix));
 	memif_port(port, sizeof(port), prefix);
 	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "60"), 0);
 	CU_ASSERT_FATAL(wait_leased(&nf, 1));
 	kill(fn.pid, SIGSTOP);
 	res = gen_run(prefix, "200k", "2", false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	sent = jnum(res, "sent");
-	recv = jnum(res, "received");
+	sent = test_json_num(res, "sent");
+	recv = test_json_num(res, "received");
 	kill(fn.pid, SIGCONT);
 	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 	out = test_proc_output(&nf);
-	rx = find_count(out, "summary", "rx");
-	full = find_count(out, "drops:", "fn_full");
-	handed = find_count(out, "function 'echo'", "handed");
-	imissed = find_count(out, "port 0", "imissed");
+	rx = test_find_count(out, "summary", "rx");
+	full = test_find_count(out, "drops:", "fn_full");
+	handed = test_find_count(out, "function 'echo'", "handed");
+	imissed = test_find_count(out, "port 0", "imissed");
 	printf("\n  stopped consumer: sent %.0f, forwarded %.0f; NF rx %lld, handed %lld, fn_full "
 	       "%lld, imissed %lld\n",
 	       sent, recv, rx, handed, full, imissed);
@@ -533,8 +454,8 @@ static void test_stopped_consumer(void)
 	CU_ASSERT_EQUAL(imissed, 0); /* the NF kept up: nothing overflowed its rx ring */
 	/* what went on down the chain came back: the handed ones (next: continue) */
 	CU_ASSERT(recv <= 64);
-	CU_ASSERT_EQUAL(jnum(res, "replies"), 0); /* forwarded, not answered */
-	CU_ASSERT(sent > 100000);		  /* many times the ring */
+	CU_ASSERT_EQUAL(test_json_num(res, "replies"), 0); /* forwarded, not answered */
+	CU_ASSERT(sent > 100000);			   /* many times the ring */
 	cJSON_Delete(res);
 }
 
@@ -553,7 +474,7 @@ static void test_crash_resets_ring(void)
 	names(name, sizeof(name), prefix, sizeof(prefix));
 	memif_port(port, sizeof(port), prefix);
 	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	setenv("NEMO_TEST_CRASH_AT", "2000", 1);
 	rc = fn_start(&fn1, prefix, "t", "test-pkt-crash", "30");
@@ -572,16 +493,16 @@ static void test_crash_resets_ring(void)
 	CU_ASSERT_FATAL(wait_leased(&nf, 2));
 	res = gen_run(prefix, "20k", "1", true);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	printf("\n  after the crash: sent %.0f, echoed %.0f\n", jnum(res, "sent"),
-	       jnum(res, "received"));
-	CU_ASSERT(jnum(res, "received") >= 0.95 * jnum(res, "sent"));
+	printf("\n  after the crash: sent %.0f, echoed %.0f\n", test_json_num(res, "sent"),
+	       test_json_num(res, "received"));
+	CU_ASSERT(test_json_num(res, "received") >= 0.95 * test_json_num(res, "sent"));
 	cJSON_Delete(res);
 	CU_ASSERT_EQUAL(test_proc_stop(&fn2, 5000), 0);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 	out = test_proc_output(&nf);
 	/* the crash; and maybe the second consumer's end, if the NF saw it before it stopped */
-	CU_ASSERT(find_count(out, "function 't'", "resets") >= 1);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "reply_stale"), 0);
+	CU_ASSERT(test_find_count(out, "function 't'", "resets") >= 1);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "reply_stale"), 0);
 }
 
 /*
@@ -604,7 +525,7 @@ static void test_inherited_fds(void)
 	names(name, sizeof(name), prefix, sizeof(prefix));
 	memif_port(port, sizeof(port), prefix);
 	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	snprintf(sock, sizeof(sock), "%s.fn", prefix);
 	snprintf(code, sizeof(code), "%s/pkt-echo.so", fn_dir);
@@ -620,10 +541,10 @@ static void test_inherited_fds(void)
 	close(lease);
 	res = gen_run(prefix, "20k", "1", true);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	printf("\n  inherited fds: sent %.0f, replies %.0f\n", jnum(res, "sent"),
-	       jnum(res, "replies"));
-	CU_ASSERT(jnum(res, "sent") > 5000);
-	CU_ASSERT_EQUAL(jnum(res, "replies"), jnum(res, "sent"));
+	printf("\n  inherited fds: sent %.0f, replies %.0f\n", test_json_num(res, "sent"),
+	       test_json_num(res, "replies"));
+	CU_ASSERT(test_json_num(res, "sent") > 5000);
+	CU_ASSERT_EQUAL(test_json_num(res, "replies"), test_json_num(res, "sent"));
 	cJSON_Delete(res);
 	kill(fn.pid, SIGKILL);
 	CU_ASSERT_EQUAL(test_proc_wait(&fn, 5000), 128 + SIGKILL);
@@ -644,7 +565,7 @@ static void test_unknown_function(void)
 	names(name, sizeof(name), prefix, sizeof(prefix));
 	memif_port(port, sizeof(port), prefix);
 	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "1"), 0);
 	CU_ASSERT_NOT_EQUAL(test_proc_wait(&nf, 20000), 0);
 	CU_ASSERT(test_proc_output_has(&nf, "'lcores[0].chain[0].rules[0].function': no function "
 					    "'ehco' among this module's functions (echo)"));
