@@ -96,6 +96,26 @@ static int fn_start(struct test_proc *p, const char *prefix, const char *functio
 	return test_proc_start(p, argv);
 }
 
+/*
+ * Run an NF for 3 s on a pcap port (`in` to `out`) with the chain `fnmod` then fwd, and the
+ * function `function` (code `so`) fed by it; both have stopped, each asserted clean, on return.
+ */
+static void pcap_run(struct test_proc *nf, struct test_proc *fn, const char *prefix,
+		     const char *name, const char *in, const char *out, const char *fnmod,
+		     const char *function, const char *so)
+{
+	char port[512], cfg[128];
+
+	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in, out);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(nf, cfg, "3"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(nf, prefix));
+	/* the packets wait in the ring until the function's host takes it */
+	CU_ASSERT_EQUAL_FATAL(fn_start(fn, prefix, function, so, "30"), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(nf, 20000), 0);
+	CU_ASSERT_EQUAL(test_proc_stop(fn, 5000), 0);
+}
+
 /* Wait until the NF says a consumer holds the ring (n-th lease). */
 static bool wait_leased(struct test_proc *nf, int n)
 {
@@ -305,7 +325,7 @@ static void test_echo_over_memif(void)
 /* Malformed packets never reach the function; BIG replies are dropped and counted. */
 static void test_pcap_malformed_and_big(void)
 {
-	char name[32], prefix[96], port[512], cfg[128], in[128], in2[128], outp[128];
+	char name[32], prefix[96], in[128], in2[128], outp[128];
 	char replies[16384];
 	unsigned int nb_good = 0, expected[NF_DROP_REASONS] = {0};
 	const struct t_dgram extra[] = {
@@ -343,14 +363,7 @@ static void test_pcap_malformed_and_big(void)
 		pcap_close(p);
 		pcap_close(r);
 	}
-	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in2, outp);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "3"), 0);
-	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
-	/* the packets wait in the ring until the function's host takes it */
-	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "t", "test-pkt-crash", "30"), 0);
-	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
-	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	pcap_run(&nf, &fn, prefix, name, in2, outp, fnmod, "t", "test-pkt-crash");
 	out = test_proc_output(&nf);
 	/* every malformed kind dropped by validation, before the chain */
 	for (int r = 0; r < NF_DROP_REASONS; r++)
@@ -379,7 +392,7 @@ static void test_pcap_malformed_and_big(void)
 /* The sample sensor aggregator answers each reading with its source's summary. */
 static void test_sensor_aggregates(void)
 {
-	char name[32], prefix[96], port[512], cfg[128], in[128], outp[128], replies[8192];
+	char name[32], prefix[96], in[128], outp[128], replies[8192];
 	const struct t_dgram readings[] = {
 		{"10.0.0.7", 5683, 5683, "temp 21.0"}, {"10.0.0.8", 5683, 5683, "3"},
 		{"10.0.0.7", 5683, 5683, "temp 23.0"}, {"10.0.0.7", 5683, 5683, "temp 22.0"},
@@ -394,13 +407,7 @@ static void test_sensor_aggregates(void)
 	snprintf(in, sizeof(in), "%s-in.pcap", prefix);
 	snprintf(outp, sizeof(outp), "%s-out.pcap", prefix);
 	CU_ASSERT_EQUAL_FATAL(pcap_write(in, readings, 6), 0);
-	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in, outp);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "3"), 0);
-	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
-	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "sensor", "pkt-sensor", "30"), 0);
-	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
-	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	pcap_run(&nf, &fn, prefix, name, in, outp, fnmod, "sensor", "pkt-sensor");
 	CU_ASSERT_EQUAL(pcap_replies(outp, 5683, replies, sizeof(replies)), 6);
 	printf("\n%s", replies);
 	CU_ASSERT_PTR_NOT_NULL(
