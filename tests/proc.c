@@ -405,6 +405,25 @@ cJSON *test_gen_finish(struct test_proc *g, const char *json)
 	return res;
 }
 
+int test_nf_telemetry(const char *name, const char *commands, char *out, size_t len)
+{
+	char cmd[512];
+	size_t n;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "printf '%%s\\n' %s | timeout 20 /usr/bin/dpdk-telemetry.py -f nemo-nf-%s 2>&1",
+		 commands, name);
+	out[0] = '\0';
+	f = popen(cmd, "r");
+	if (!f)
+		return -errno;
+	n = fread(out, 1, len - 1, f);
+	out[n] = '\0';
+	pclose(f);
+	return 0;
+}
+
 double test_json_num(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);

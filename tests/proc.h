@@ -89,6 +89,12 @@ int test_gen_start(struct test_proc *g, const char *json, const char *sock, cons
  * folder (one that crashed could not).
  */
 cJSON *test_gen_finish(struct test_proc *g, const char *json);
+/*
+ * Ask the nemo-nf named `name` (DPDK file prefix nemo-nf-<name>) the telemetry `commands`
+ * (separated by spaces) through dpdk-telemetry.py, within 20 s; what it answered, into `out`
+ * (NUL-terminated). Returns 0, or -errno when it cannot be run.
+ */
+int test_nf_telemetry(const char *name, const char *commands, char *out, size_t len);
 /* The number `key` of a JSON object, or -1. */
 double test_json_num(const cJSON *o, const char *key);
 /* The number in "<key> <number>" in text, after `after` if not NULL; -1 if there is none. */

@@ -261,11 +261,9 @@ static void test_zero_traffic_sleeps(void)
 
 static void test_telemetry_answers(void)
 {
-	char name[32], sock[96], port[256], cfg[96], cmd[256], out[8192] = "";
+	char name[32], sock[96], port[256], cfg[96], out[8192];
 	struct test_proc nf;
 	struct hv_channel *ch;
-	FILE *f;
-	size_t len;
 
 	names(name, sizeof(name), sock, sizeof(sock));
 	test_memif_port(port, sizeof(port), sock);
@@ -273,15 +271,9 @@ static void test_telemetry_answers(void)
 	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
-	snprintf(cmd, sizeof(cmd),
-		 "printf '/nemo/lcores\\n/nemo/module\\n/nemo/module,1,0\\n' | "
-		 "timeout 20 /usr/bin/dpdk-telemetry.py -f nemo-nf-%s 2>&1",
-		 name);
-	f = popen(cmd, "r");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	len = fread(out, 1, sizeof(out) - 1, f);
-	out[len] = '\0';
-	pclose(f);
+	CU_ASSERT_EQUAL_FATAL(test_nf_telemetry(name, "/nemo/lcores /nemo/module /nemo/module,1,0",
+						out, sizeof(out)),
+			      0);
 	if (!strstr(out, "\"busy_cycles\""))
 		printf("\n  dpdk-telemetry.py said:\n%s\n", out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"/nemo/lcores\": {\"1\": {\"lcore\": 1"));

@@ -291,19 +291,10 @@ static void test_echo_over_memif(void)
 	cJSON_Delete(res);
 	{
 		/* the module's counters in /nemo/module, the function's under its name */
-		char cmd[256], out[8192] = "";
-		FILE *f;
-		size_t len;
+		char out[8192];
 
-		snprintf(cmd, sizeof(cmd),
-			 "echo /nemo/module,1,0 | timeout 20 /usr/bin/dpdk-telemetry.py -f "
-			 "nemo-nf-%s 2>&1",
-			 name);
-		f = popen(cmd, "r");
-		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-		len = fread(out, 1, sizeof(out) - 1, f);
-		out[len] = '\0';
-		pclose(f);
+		CU_ASSERT_EQUAL_FATAL(test_nf_telemetry(name, "/nemo/module,1,0", out, sizeof(out)),
+				      0);
 		if (!strstr(out, "\"echo\": {\"leased\": 1"))
 			printf("\n  dpdk-telemetry.py said:\n%s\n", out);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"module\": \"fn\""));
