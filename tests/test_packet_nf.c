@@ -59,13 +59,19 @@ static void write_config(char *path, size_t len, const char *prefix, const char 
 	CU_ASSERT_EQUAL_FATAL(test_write_text(path, text), 0);
 }
 
-/* The memif port of the run named `prefix`: its socket is <prefix>.memif. */
-static void memif_port(char *buf, size_t len, const char *prefix)
+/*
+ * Start an NF for `duration` on a memif port (its socket <prefix>.memif, where gen_run()
+ * sends) with the chain `fnmod` then fwd. Returns like test_nf_start().
+ */
+static int memif_nf_start(struct test_proc *nf, const char *prefix, const char *name,
+			  const char *fnmod, const char *duration)
 {
-	char sock[160];
+	char sock[160], port[256], cfg[128];
 
 	snprintf(sock, sizeof(sock), "%s.memif", prefix);
-	test_memif_port(buf, len, sock);
+	test_memif_port(port, sizeof(port), sock);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	return test_nf_start(nf, cfg, duration);
 }
 
 /* Wait for the NF's lease server (it starts once the chains are built). */
@@ -258,7 +264,7 @@ static int pcap_replies(const char *path, uint16_t from_port, char *out, size_t 
 /* nemo-gen -> NF -> ring -> echo function -> ring -> NF -> nemo-gen, stamps intact. */
 static void test_echo_over_memif(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	struct test_proc nf, fn;
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":8192}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
@@ -268,9 +274,7 @@ static void test_echo_over_memif(void)
 	long long replied, handed;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "30"), 0);
 	CU_ASSERT_FATAL(wait_leased(&nf, 1));
@@ -414,7 +418,7 @@ static void test_sensor_aggregates(void)
  */
 static void test_stopped_consumer(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":64}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
 			    "\"next\":\"continue\"}]}";
@@ -425,9 +429,7 @@ static void test_stopped_consumer(void)
 	double sent, recv;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "60"), 0);
 	CU_ASSERT_FATAL(wait_leased(&nf, 1));
@@ -460,7 +462,7 @@ static void test_stopped_consumer(void)
 /* A consumer that crashes mid-batch: the NF resets its ring, and the next one serves. */
 static void test_crash_resets_ring(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"t\",\"slots\":4096}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"t\","
 			    "\"reply\":true}]}";
@@ -470,9 +472,7 @@ static void test_crash_resets_ring(void)
 	int rc;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	setenv("NEMO_TEST_CRASH_AT", "2000", 1);
 	rc = fn_start(&fn1, prefix, "t", "test-pkt-crash", "30");
@@ -510,7 +510,7 @@ static void test_crash_resets_ring(void)
  */
 static void test_inherited_fds(void)
 {
-	char name[32], prefix[96], port[256], cfg[128], sock[160], code[600], fds[48], err[256];
+	char name[32], prefix[96], sock[160], code[600], fds[48], err[256];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":4096}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
 			    "\"reply\":true}]}";
@@ -521,9 +521,7 @@ static void test_inherited_fds(void)
 	int lease;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	snprintf(sock, sizeof(sock), "%s.fn", prefix);
 	snprintf(code, sizeof(code), "%s/pkt-echo.so", fn_dir);
@@ -555,15 +553,13 @@ static void test_inherited_fds(void)
 /* A rule naming a function the module does not list: the NF refuses to start, naming it. */
 static void test_unknown_function(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\"}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"function\":\"ehco\"}]}";
 	struct test_proc nf;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "1"), 0);
 	CU_ASSERT_NOT_EQUAL(test_proc_wait(&nf, 20000), 0);
 	CU_ASSERT(test_proc_output_has(&nf, "'lcores[0].chain[0].rules[0].function': no function "
 					    "'ehco' among this module's functions (echo)"));
