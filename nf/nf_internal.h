@@ -161,6 +161,17 @@ int nf_cfg_parse_ports(struct cfg_ctx *ctx, const char *path, const cJSON *item,
 /* Set `r` to match everything (call before parsing a rule into it). */
 void nf_match_rule_init(struct nf_match_rule *r);
 
+/*
+ * Parse `item`, a JSON array of at most `max` rule objects, into a malloc'd array of rules of
+ * `size` bytes each (a struct nf_match_rule first): each starts as `defaults` (its match
+ * part is ignored: absent fields match anything), then `keys` parse the object into it.
+ * *rules is freed first and set even on error (free it); *nb_rules is how many, 0 on error.
+ * Returns 0 or -EINVAL (not an array, too many, a bad rule) / -ENOMEM from cfg_error().
+ */
+int nf_match_parse_rules(struct cfg_ctx *ctx, const char *path, const cJSON *item, int max,
+			 const struct cfg_key *keys, const void *defaults, size_t size,
+			 void **rules, uint32_t *nb_rules);
+
 #define NF_MATCH_CHUNK 64 /* packets classified per rte_acl_classify() call */
 
 /* A built rule set: NULL ctx when there are no rules (nothing matches). */
