@@ -165,8 +165,9 @@ void nf_match_rule_init(struct nf_match_rule *r);
  * Parse `item`, a JSON array of at most `max` rule objects, into a malloc'd array of rules of
  * `size` bytes each (a struct nf_match_rule first): each starts as `defaults` (its match
  * part is ignored: absent fields match anything), then `keys` parse the object into it.
- * *rules is freed first and set even on error (free it); *nb_rules is how many, 0 on error.
- * Returns 0 or -EINVAL (not an array, too many, a bad rule) / -ENOMEM from cfg_error().
+ * *rules (NULL or an earlier array) is replaced by it: free it, also on error. *nb_rules is
+ * how many were parsed, 0 on error.
+ * Returns 0 or -EINVAL after cfg_error() (not an array, too many, out of memory, a bad rule).
  */
 int nf_match_parse_rules(struct cfg_ctx *ctx, const char *path, const cJSON *item, int max,
 			 const struct cfg_key *keys, const void *defaults, size_t size,
