@@ -271,8 +271,9 @@ static uint64_t yield_core(struct nf_lcore_ctx *c, uint64_t now, uint64_t *sleep
 			   uint64_t max_sleep_ns, uint64_t floor_ns)
 {
 	/* a module's deferred work (an fn wake-up) must not wait out the sleep */
-	for (uint32_t i = 0; i < c->nb_idlers; i++)
-		c->idle_ops[i]->idle(c->idle_inst[i], now);
+	for (uint32_t p = 0; p < c->nb_pollers; p++)
+		if (c->poll_ops[p]->idle)
+			c->poll_ops[p]->idle(c->poll_inst[p], now);
 	/* publish first: the record must say we are asleep, and since when */
 	set_state(c, HC_STATE_SLEEPING, now);
 	publish(c, now);

@@ -97,10 +97,6 @@ static int chains_create(struct nf_runtime *rt)
 				c->poll_ops[c->nb_pollers] = c->chain_ops[m];
 				c->poll_inst[c->nb_pollers++] = c->chain_inst[m];
 			}
-			if (c->chain_ops[m]->idle) {
-				c->idle_ops[c->nb_idlers] = c->chain_ops[m];
-				c->idle_inst[c->nb_idlers++] = c->chain_inst[m];
-			}
 		}
 	}
 	cJSON_Delete(empty);
@@ -116,7 +112,6 @@ static void chains_destroy(struct nf_runtime *rt)
 			c->chain_ops[m]->destroy(c->chain_inst[m]);
 		c->chain_len = 0;
 		c->nb_pollers = 0;
-		c->nb_idlers = 0;
 	}
 }
 

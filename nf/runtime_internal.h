@@ -35,13 +35,9 @@ struct nf_lcore_ctx {
 	uint32_t chain_len;
 	const struct nf_module_ops *chain_ops[NF_MAX_CHAIN];
 	void *chain_inst[NF_MAX_CHAIN];
-	/* the chain's modules with a poll or idle op (fn), in chain order: none, no call */
-	uint32_t nb_pollers;
+	uint32_t nb_pollers; /* the chain's modules with a poll op (fn), in chain order */
 	const struct nf_module_ops *poll_ops[NF_MAX_CHAIN];
 	void *poll_inst[NF_MAX_CHAIN];
-	uint32_t nb_idlers;
-	const struct nf_module_ops *idle_ops[NF_MAX_CHAIN];
-	void *idle_inst[NF_MAX_CHAIN];
 	uint64_t consumed_pkts;	   /* taken out of the chain by a module, not dropped (fn) */
 	bool port_ids_are_indexes; /* DPDK port id == config index for every port */
 	uint16_t rx_port[NF_MAX_RX_PER_LCORE]; /* DPDK port ids */
