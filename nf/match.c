@@ -205,6 +205,38 @@ void nf_match_rule_init(struct nf_match_rule *r)
 	r->dport.hi = UINT16_MAX;
 }
 
+int nf_match_parse_rules(struct cfg_ctx *ctx, const char *path, const cJSON *item, int max,
+			 const struct cfg_key *keys, const void *defaults, size_t size,
+			 void **rules, uint32_t *nb_rules)
+{
+	const cJSON *rule;
+	char rpath[256];
+	int n, i = 0, rc;
+
+	if (!cJSON_IsArray(item))
+		return cfg_error(ctx, path, "expected an array of rule objects");
+	n = cJSON_GetArraySize(item);
+	if (n > max)
+		return cfg_error(ctx, path, "%d rules, at most %d", n, max);
+	free(*rules);
+	*rules = calloc(n ? (size_t)n : 1, size);
+	*nb_rules = 0;
+	if (!*rules)
+		return cfg_error(ctx, path, "out of memory for %d rules", n);
+	cJSON_ArrayForEach (rule, item) {
+		void *r = (char *)*rules + (size_t)i * size;
+
+		memcpy(r, defaults, size);
+		nf_match_rule_init(r);
+		rc = cfg_parse_object(ctx, cfg_index(rpath, sizeof(rpath), path, i), rule, keys, r);
+		if (rc)
+			return rc;
+		i++;
+	}
+	*nb_rules = (uint32_t)i;
+	return 0;
+}
+
 static void match_rule_to_acl(const struct nf_match_rule *r, uint32_t i, uint32_t nb_rules,
 			      struct match_rule *out)
 {

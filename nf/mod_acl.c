@@ -49,33 +49,15 @@ static const struct cfg_key acl_rule_keys[] = {
 static int acl_parse_rules(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
 			   const struct cfg_key *key)
 {
+	static const struct acl_rule_cfg defaults;
 	struct acl_cfg *c = (struct acl_cfg *)((char *)dst + key->offset);
-	const cJSON *rule;
-	char rpath[256];
-	int n, i = 0, rc;
+	void *rules = c->rules;
+	int rc;
 
-	if (!cJSON_IsArray(item))
-		return cfg_error(ctx, path, "expected an array of rule objects");
-	n = cJSON_GetArraySize(item);
-	if (n > ACL_MAX_RULES)
-		return cfg_error(ctx, path, "%d rules, at most %d", n, ACL_MAX_RULES);
-	free(c->rules);
-	c->rules = calloc(n ? (size_t)n : 1, sizeof(*c->rules));
-	c->nb_rules = 0;
-	if (!c->rules)
-		return cfg_error(ctx, path, "out of memory for %d rules", n);
-	cJSON_ArrayForEach (rule, item) {
-		struct acl_rule_cfg *r = &c->rules[i];
-
-		nf_match_rule_init(&r->match);
-		rc = cfg_parse_object(ctx, cfg_index(rpath, sizeof(rpath), path, i), rule,
-				      acl_rule_keys, r);
-		if (rc)
-			return rc;
-		i++;
-	}
-	c->nb_rules = (uint32_t)i;
-	return 0;
+	rc = nf_match_parse_rules(ctx, path, item, ACL_MAX_RULES, acl_rule_keys, &defaults,
+				  sizeof(defaults), &rules, &c->nb_rules);
+	c->rules = rules;
+	return rc;
 }
 
 static const struct cfg_key acl_keys[] = {

@@ -186,37 +186,19 @@ static const struct cfg_key fn_rule_keys[] = {
 static int fn_parse_rules(struct cfg_ctx *ctx, const char *path, const cJSON *item, void *dst,
 			  const struct cfg_key *key)
 {
+	static const struct fn_rule_cfg defaults = {
+		.payload = FN_PAYLOAD_UDP, .on_full = FN_FULL_DROP, .next = FN_NEXT_STOP};
 	struct fn_cfg *c = dst;
-	const cJSON *rule;
-	char rpath[256];
-	int n, i = 0, rc;
+	void *rules = c->rules;
+	int rc;
 
 	(void)key;
 	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) == 0)
 		return cfg_error(ctx, path, "expected a non-empty array of rule objects");
-	n = cJSON_GetArraySize(item);
-	if (n > FN_MAX_RULES)
-		return cfg_error(ctx, path, "%d rules, at most %d", n, FN_MAX_RULES);
-	free(c->rules);
-	c->rules = calloc((size_t)n, sizeof(*c->rules));
-	c->nb_rules = 0;
-	if (!c->rules)
-		return cfg_error(ctx, path, "out of memory for %d rules", n);
-	cJSON_ArrayForEach (rule, item) {
-		struct fn_rule_cfg *r = &c->rules[i];
-
-		nf_match_rule_init(&r->match);
-		r->payload = FN_PAYLOAD_UDP;
-		r->on_full = FN_FULL_DROP;
-		r->next = FN_NEXT_STOP;
-		rc = cfg_parse_object(ctx, cfg_index(rpath, sizeof(rpath), path, i), rule,
-				      fn_rule_keys, r);
-		if (rc)
-			return rc;
-		i++;
-	}
-	c->nb_rules = (uint32_t)i;
-	return 0;
+	rc = nf_match_parse_rules(ctx, path, item, FN_MAX_RULES, fn_rule_keys, &defaults,
+				  sizeof(defaults), &rules, &c->nb_rules);
+	c->rules = rules;
+	return rc;
 }
 
 static const struct cfg_key fn_keys[] = {

@@ -161,6 +161,18 @@ int nf_cfg_parse_ports(struct cfg_ctx *ctx, const char *path, const cJSON *item,
 /* Set `r` to match everything (call before parsing a rule into it). */
 void nf_match_rule_init(struct nf_match_rule *r);
 
+/*
+ * Parse `item`, a JSON array of at most `max` rule objects, into a malloc'd array of rules of
+ * `size` bytes each (a struct nf_match_rule first): each starts as `defaults` (its match
+ * part is ignored: absent fields match anything), then `keys` parse the object into it.
+ * *rules (NULL or an earlier array) is replaced by it: free it, also on error. *nb_rules is
+ * how many were parsed, 0 on error.
+ * Returns 0 or -EINVAL after cfg_error() (not an array, too many, out of memory, a bad rule).
+ */
+int nf_match_parse_rules(struct cfg_ctx *ctx, const char *path, const cJSON *item, int max,
+			 const struct cfg_key *keys, const void *defaults, size_t size,
+			 void **rules, uint32_t *nb_rules);
+
 #define NF_MATCH_CHUNK 64 /* packets classified per rte_acl_classify() call */
 
 /* A built rule set: NULL ctx when there are no rules (nothing matches). */

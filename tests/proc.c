@@ -337,3 +337,123 @@ int test_broker_start(struct test_proc *p, const char *dir, uint16_t port)
 	}
 	return -ETIMEDOUT;
 }
+
+int test_nf_start(struct test_proc *p, const char *cfg, const char *duration)
+{
+	char bin[512];
+	char *argv[] = {bin, "--config", (char *)cfg, "--duration", (char *)duration, NULL};
+
+	snprintf(bin, sizeof(bin), "%s/nemo-nf", nemo_test_bindir());
+	return test_proc_start(p, argv);
+}
+
+void test_memif_port(char *buf, size_t len, const char *sock)
+{
+	snprintf(buf, len,
+		 "{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
+		 "\"rx_ring\":16384,\"line_rate_pps\":25000000}",
+		 sock);
+}
+
+int test_gen_start(struct test_proc *g, const char *json, const char *sock, const char *rate,
+		   const char *duration, const char *const extra[])
+{
+	char bin[512];
+	char *argv[32];
+	int n = 0;
+
+	snprintf(bin, sizeof(bin), "%s/nemo-gen", nemo_test_bindir());
+	argv[n++] = "/usr/bin/nice";
+	argv[n++] = "-n";
+	argv[n++] = "-10";
+	argv[n++] = bin;
+	argv[n++] = "--socket";
+	argv[n++] = (char *)sock;
+	argv[n++] = "--rate";
+	argv[n++] = (char *)rate;
+	argv[n++] = "--duration";
+	argv[n++] = (char *)duration;
+	argv[n++] = "--cpu";
+	argv[n++] = "0";
+	argv[n++] = "--quiet";
+	argv[n++] = "--json";
+	argv[n++] = (char *)json;
+	for (int i = 0; extra && extra[i]; i++) {
+		if (n == (int)(sizeof(argv) / sizeof(argv[0])) - 1)
+			return -E2BIG;
+		argv[n++] = (char *)extra[i];
+	}
+	argv[n] = NULL;
+	return test_proc_start(g, argv);
+}
+
+cJSON *test_gen_finish(struct test_proc *g, const char *json)
+{
+	cJSON *res = NULL;
+	int rc = test_proc_wait(g, 60000);
+	char prefix[32];
+
+	CU_ASSERT_EQUAL(rc, 0);
+	if (rc == 0) {
+		char *text = test_read_file(json, NULL);
+
+		res = text ? cJSON_Parse(text) : NULL;
+		free(text);
+	} else {
+		printf("\n  nemo-gen failed (%d):\n%s\n", rc, test_proc_output(g));
+		test_proc_stop(g, 2000);
+	}
+	unlink(json);
+	snprintf(prefix, sizeof(prefix), "nemo-gen-%d", g->pid);
+	test_remove_runtime_dir(prefix);
+	return res;
+}
+
+int test_nf_telemetry(const char *name, const char *commands, char *out, size_t len)
+{
+	char cmd[512];
+	size_t n;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "printf '%%s\\n' %s | timeout 20 /usr/bin/dpdk-telemetry.py -f nemo-nf-%s 2>&1",
+		 commands, name);
+	out[0] = '\0';
+	f = popen(cmd, "r");
+	if (!f)
+		return -errno;
+	n = fread(out, 1, len - 1, f);
+	out[n] = '\0';
+	pclose(f);
+	return 0;
+}
+
+double test_json_num(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+long long test_find_count(const char *text, const char *after, const char *key)
+{
+	const char *p = after ? strstr(text, after) : text;
+	char k[64];
+
+	if (!p)
+		return -1;
+	snprintf(k, sizeof(k), "%s ", key);
+	p = strstr(p, k);
+	return p ? atoll(p + strlen(k)) : -1;
+}
+
+uint16_t test_inet_sum(const uint8_t *p, size_t len, uint32_t sum)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)p[len - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}

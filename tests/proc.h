@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <cjson/cJSON.h>
+
 struct test_proc {
 	pid_t pid;
 	int status; /* wait status once reaped */
@@ -66,5 +68,42 @@ int test_nemod_start(struct test_proc *p, const char *config, uint16_t port, int
  * (nothing started).
  */
 int test_broker_start(struct test_proc *p, const char *dir, uint16_t port);
+
+/* ---- nemo-nf and nemo-gen ---- */
+
+/* Start the built nemo-nf with --config cfg --duration duration ("0": until stopped). */
+int test_nf_start(struct test_proc *p, const char *cfg, const char *duration);
+/* A memif server port object for an NF config, its socket at `sock` (not abstract). */
+void test_memif_port(char *buf, size_t len, const char *sock);
+/*
+ * Start the built nemo-gen on the memif socket `sock` at `rate` for `duration`, pinned to cpu 0
+ * at nice -10 (it is the measuring instrument: other work on its CPU must not stall it), its
+ * JSON summary to `json`; `extra` (NULL-ended, or NULL) are appended to its arguments.
+ * Returns like test_proc_start(); test_gen_finish() waits for it.
+ */
+int test_gen_start(struct test_proc *g, const char *json, const char *sock, const char *rate,
+		   const char *duration, const char *const extra[]);
+/*
+ * Wait up to 60 s for the generator, asserting that it exits 0; its JSON summary (caller
+ * frees) or NULL, after printing what it said. Removes `json` and the generator's DPDK runtime
+ * folder (one that crashed could not).
+ */
+cJSON *test_gen_finish(struct test_proc *g, const char *json);
+/*
+ * Ask the nemo-nf named `name` (DPDK file prefix nemo-nf-<name>) the telemetry `commands`
+ * (separated by spaces) through dpdk-telemetry.py, within 20 s; what it answered, into `out`
+ * (NUL-terminated). Returns 0, or -errno when it cannot be run.
+ */
+int test_nf_telemetry(const char *name, const char *commands, char *out, size_t len);
+/* The number `key` of a JSON object, or -1. */
+double test_json_num(const cJSON *o, const char *key);
+/* The number in "<key> <number>" in text, after `after` if not NULL; -1 if there is none. */
+long long test_find_count(const char *text, const char *after, const char *key);
+/*
+ * The Internet checksum's ones'-complement sum (RFC 791/768) of `len` bytes, added to `sum`
+ * and folded, not inverted: read as big-endian 16-bit words byte by byte, independently of the
+ * code under test.
+ */
+uint16_t test_inet_sum(const uint8_t *p, size_t len, uint32_t sum);
 
 #endif /* NEMO_TEST_PROC_H */

@@ -137,23 +137,29 @@ static int teardown(void)
 	return 0;
 }
 
-/* A deploy body for echo.so, with `extra` JSON members first (may be ""). */
-static char *echo_body(const char *extra)
+/* A deploy body for `so`.so run by `handler`, with `extra` JSON members first (may be ""). */
+static char *code_body(const char *so, const char *handler, const char *extra)
 {
 	char path[600], *bytes, *b64, *body;
 	size_t len;
 
-	snprintf(path, sizeof(path), "%s/echo.so", env.fndir);
+	snprintf(path, sizeof(path), "%s/%s.so", env.fndir, so);
 	bytes = test_read_file(path, &len);
 	if (!bytes)
 		return NULL;
 	b64 = gw_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
-	body = malloc(strlen(b64) + strlen(extra) + 256);
-	sprintf(body, "{%s%s\"runtime\":\"c\",\"handler\":\"handle\",\"code\":{\"base64\":\"%s\"}}",
-		extra, extra[0] ? "," : "", b64);
+	body = malloc(strlen(b64) + strlen(extra) + strlen(handler) + 256);
+	sprintf(body, "{%s%s\"runtime\":\"c\",\"handler\":\"%s\",\"code\":{\"base64\":\"%s\"}}",
+		extra, extra[0] ? "," : "", handler, b64);
 	free(b64);
 	return body;
+}
+
+/* A deploy body for echo.so, with `extra` JSON members first (may be ""). */
+static char *echo_body(const char *extra)
+{
+	return code_body("echo", "handle", extra);
 }
 
 static void deploy_echo(const char *name, const char *extra)
@@ -164,6 +170,26 @@ static void deploy_echo(const char *name, const char *extra)
 	snprintf(path, sizeof(path), ACT "/%s?overwrite=true", name);
 	expect("PUT", path, body, 200, name);
 	free(body);
+}
+
+/* Deploy `napper`: test-probe's nap, which sleeps the number of ms it is given. */
+static void deploy_napper(void)
+{
+	char *body = code_body("test-probe", "nap", "\"timeout_ms\":5000");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	expect("PUT", ACT "/napper?overwrite=true", body, 200, "napper");
+	free(body);
+}
+
+/* The activation id in a 202's body, or "". */
+static void accepted_id(struct gw_http_response *r, char id[64])
+{
+	const char *p = r->body ? strstr(r->body, "\"activationId\":\"") : NULL;
+
+	id[0] = '\0';
+	if (p)
+		snprintf(id, 64, "%.32s", p + 16);
 }
 
 /* The raw answer to `req` on a new connection, read until nemod closes (or 3 s pass). */
@@ -498,27 +524,11 @@ static void test_second_nemod_leaves_the_first_alone(void)
 	struct test_proc second;
 	struct stat before, after;
 	const char *p;
-	char *body, *bytes, *b64;
-	size_t len;
 
 	/* a call in flight in the first nemod's sandbox (test-probe's nap: sleeps N ms) */
-	snprintf(path, sizeof(path), "%s/test-probe.so", env.fndir);
-	bytes = test_read_file(path, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
-	b64 = gw_base64_encode((const uint8_t *)bytes, len);
-	free(bytes);
-	body = malloc(strlen(b64) + 256);
-	sprintf(body,
-		"{\"runtime\":\"c\",\"handler\":\"nap\",\"timeout_ms\":5000,"
-		"\"code\":{\"base64\":\"%s\"}}",
-		b64);
-	free(b64);
-	expect("PUT", ACT "/napper?overwrite=true", body, 200, "napper");
-	free(body);
+	deploy_napper();
 	CU_ASSERT_EQUAL(http("POST", "/async-function/napper", "3000", &r), 202);
-	p = r.body ? strstr(r.body, "\"activationId\":\"") : NULL;
-	if (p)
-		snprintf(id, sizeof(id), "%.32s", p + 16);
+	accepted_id(&r, id);
 	gw_http_response_release(&r);
 	test_msleep(300);
 	snprintf(journal, sizeof(journal), "%s/.activations.journal", env.store);
@@ -629,7 +639,6 @@ static void test_full_disk(void)
 {
 	struct gw_http_response r;
 	char filler[256], path[256], id[64] = "", version[32];
-	const char *p;
 
 	deploy_echo("echo", "");
 	expect("POST", "/function/echo", "before", 200, "before");
@@ -689,9 +698,7 @@ static void test_full_disk(void)
 	expect("POST", "/function/echo", "after", 200, "after");
 	/* accepted now means on disk: it survives kill -9 */
 	CU_ASSERT_EQUAL(http("POST", "/async-function/echo", "kept", &r), 202);
-	p = r.body ? strstr(r.body, "\"activationId\":\"") : NULL;
-	if (p)
-		snprintf(id, sizeof(id), "%.32s", p + 16);
+	accepted_id(&r, id);
 	gw_http_response_release(&r);
 	CU_ASSERT_EQUAL_FATAL(strlen(id), 32);
 	test_msleep(300);
@@ -702,16 +709,6 @@ static void test_full_disk(void)
 	snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s", id);
 	expect("GET", path, NULL, 200, id);
 	expect("GET", ACT "/echo", NULL, 200, version); /* the failed deploys changed nothing */
-}
-
-/* The activation id in a 202's body, or "". */
-static void accepted_id(struct gw_http_response *r, char id[64])
-{
-	const char *p = r->body ? strstr(r->body, "\"activationId\":\"") : NULL;
-
-	id[0] = '\0';
-	if (p)
-		snprintf(id, 64, "%.32s", p + 16);
 }
 
 static const char *status_of(const char *id)
@@ -742,25 +739,12 @@ static const char *status_of(const char *id)
 static void test_full_disk_defers_starts(void)
 {
 	static char waiting[400][64];
-	char filler[256], path[600], ran[64], *bytes, *b64, *body;
+	char filler[256], ran[64];
 	struct gw_http_response r;
 	int n_waiting = 0, st = 202;
 	bool first_ran;
-	size_t len;
 
-	snprintf(path, sizeof(path), "%s/test-probe.so", env.fndir);
-	bytes = test_read_file(path, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
-	b64 = gw_base64_encode((const uint8_t *)bytes, len);
-	free(bytes);
-	body = malloc(strlen(b64) + 256);
-	sprintf(body,
-		"{\"runtime\":\"c\",\"handler\":\"nap\",\"timeout_ms\":5000,"
-		"\"code\":{\"base64\":\"%s\"}}",
-		b64);
-	free(b64);
-	expect("PUT", ACT "/napper?overwrite=true", body, 200, "napper");
-	free(body);
+	deploy_napper();
 	/* one call runs (one worker); then the disk fills */
 	CU_ASSERT_EQUAL(http("POST", "/async-function/napper", "3000", &r), 202);
 	accepted_id(&r, ran);

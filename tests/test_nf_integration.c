@@ -23,7 +23,6 @@
 #include "proc.h"
 #include "test.h"
 
-static char nf_bin[512], gen_bin[512];
 static int run_id;
 
 /* Every name this suite makes starts with nemo-it-<pid>, so teardown finds all of it. */
@@ -41,6 +40,8 @@ static void cleanup_all(void)
 
 static int suite_setup(void)
 {
+	char nf_bin[512], gen_bin[512];
+
 	snprintf(nf_bin, sizeof(nf_bin), "%s/nemo-nf", nemo_test_bindir());
 	snprintf(gen_bin, sizeof(gen_bin), "%s/nemo-gen", nemo_test_bindir());
 	return access(nf_bin, X_OK) || access(gen_bin, X_OK);
@@ -72,21 +73,6 @@ static void write_config(char *path, size_t len, const char *name, const char *p
 	fclose(f);
 }
 
-static void memif_port(char *buf, size_t len, const char *sock)
-{
-	snprintf(buf, len,
-		 "{\"vdev\":\"net_memif0,role=server,socket=%s,socket-abstract=no\","
-		 "\"rx_ring\":16384,\"line_rate_pps\":25000000}",
-		 sock);
-}
-
-static int nf_start(struct test_proc *p, const char *cfg, const char *duration)
-{
-	char *argv[] = {nf_bin, "--config", (char *)cfg, "--duration", (char *)duration, NULL};
-
-	return test_proc_start(p, argv);
-}
-
 /* Wait until the NF publishes its channel (its ports are up by then). */
 static struct hv_channel *wait_channel(struct test_proc *p, const char *name)
 {
@@ -108,65 +94,10 @@ static struct hv_channel *wait_channel(struct test_proc *p, const char *name)
 	return NULL;
 }
 
-/* Start nemo-gen on its own CPU; gen_finish() waits for it and reads its JSON summary. */
-static int gen_start(struct test_proc *g, char *json, size_t len, const char *sock,
-		     const char *rate, const char *duration)
+/* Where this run's generator writes its JSON summary. */
+static void gen_json(char *json, size_t len)
 {
-	char *argv[20];
-	int n = 0;
-
 	snprintf(json, len, "/tmp/nemo-it-%d-%d-gen.json", getpid(), run_id);
-	/* the generator is the measuring instrument: keep other work on its CPU from stalling it */
-	argv[n++] = "/usr/bin/nice";
-	argv[n++] = "-n";
-	argv[n++] = "-10";
-	argv[n++] = gen_bin;
-	argv[n++] = "--socket";
-	argv[n++] = (char *)sock;
-	argv[n++] = "--rate";
-	argv[n++] = (char *)rate;
-	argv[n++] = "--duration";
-	argv[n++] = (char *)duration;
-	argv[n++] = "--cpu";
-	argv[n++] = "0";
-	argv[n++] = "--quiet";
-	argv[n++] = "--json";
-	argv[n++] = json;
-	argv[n] = NULL;
-	return test_proc_start(g, argv);
-}
-
-/* Wait for the generator gen_start() started; its JSON summary (caller frees) or NULL. */
-static cJSON *gen_finish(struct test_proc *g, const char *json)
-{
-	cJSON *res = NULL;
-	int rc = test_proc_wait(g, 60000);
-
-	CU_ASSERT_EQUAL(rc, 0);
-	if (rc == 0) {
-		FILE *f = fopen(json, "r");
-		char buf[4096] = "";
-
-		if (f) {
-			size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-
-			buf[len] = '\0';
-			fclose(f);
-		}
-		res = cJSON_Parse(buf);
-	} else {
-		printf("\n  nemo-gen failed (%d):\n%s\n", rc, test_proc_output(g));
-		test_proc_stop(g, 2000);
-	}
-	unlink(json);
-	{
-		/* a generator that crashed could not remove its own runtime folder */
-		char prefix[32];
-
-		snprintf(prefix, sizeof(prefix), "nemo-gen-%d", g->pid);
-		test_remove_runtime_dir(prefix);
-	}
-	return res;
 }
 
 /* Run nemo-gen to completion and return its JSON summary (caller frees). */
@@ -175,28 +106,9 @@ static cJSON *gen_run(const char *sock, const char *rate, const char *duration)
 	char json[128];
 	struct test_proc g;
 
-	CU_ASSERT_EQUAL_FATAL(gen_start(&g, json, sizeof(json), sock, rate, duration), 0);
-	return gen_finish(&g, json);
-}
-
-static double jnum(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
-
-/* Find "<key> <number>" in text after `after`. */
-static long long find_count(const char *text, const char *after, const char *key)
-{
-	const char *p = after ? strstr(text, after) : text;
-	char k[64];
-
-	if (!p)
-		return -1;
-	snprintf(k, sizeof(k), "%s ", key);
-	p = strstr(p, k);
-	return p ? atoll(p + strlen(k)) : -1;
+	gen_json(json, sizeof(json));
+	CU_ASSERT_EQUAL_FATAL(test_gen_start(&g, json, sock, rate, duration, NULL), 0);
+	return test_gen_finish(&g, json);
 }
 
 static void test_memif_delivers_exactly(void)
@@ -211,9 +123,9 @@ static void test_memif_delivers_exactly(void)
 	int rc;
 
 	names(name, sizeof(name), sock, sizeof(sock));
-	memif_port(port, sizeof(port), sock);
+	test_memif_port(port, sizeof(port), sock);
 	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"sleep\"");
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &a), 0);
@@ -223,13 +135,15 @@ static void test_memif_delivers_exactly(void)
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &b), 0);
 	printf("\n  sent %.0f received %.0f lost %.0f tx_dropped %.0f, %.0f pps (ratio %.4f), "
 	       "p99 %.1f us\n",
-	       jnum(res, "sent"), jnum(res, "received"), jnum(res, "lost"), jnum(res, "tx_dropped"),
-	       jnum(res, "tx_pps"), jnum(res, "tx_ratio"), jnum(res, "lat_p99_us"));
+	       test_json_num(res, "sent"), test_json_num(res, "received"),
+	       test_json_num(res, "lost"), test_json_num(res, "tx_dropped"),
+	       test_json_num(res, "tx_pps"), test_json_num(res, "tx_ratio"),
+	       test_json_num(res, "lat_p99_us"));
 	/* delivered exactly what was sent, at the rate asked for */
-	CU_ASSERT(jnum(res, "sent") >= 1960000);
-	CU_ASSERT_EQUAL(jnum(res, "received"), jnum(res, "sent"));
-	CU_ASSERT_EQUAL(jnum(res, "lost"), 0);
-	CU_ASSERT(jnum(res, "tx_ratio") >= 0.98);
+	CU_ASSERT(test_json_num(res, "sent") >= 1960000);
+	CU_ASSERT_EQUAL(test_json_num(res, "received"), test_json_num(res, "sent"));
+	CU_ASSERT_EQUAL(test_json_num(res, "lost"), 0);
+	CU_ASSERT(test_json_num(res, "tx_ratio") >= 0.98);
 
 	/* the accounting over the run: every cycle is busy, idle_poll or sleep */
 	CU_ASSERT_EQUAL(hv_window(&a, &b, &w), 0);
@@ -245,7 +159,8 @@ static void test_memif_delivers_exactly(void)
 		CU_ASSERT(acct <= (double)w.total * 1.01 && acct >= (double)w.total * 0.99);
 	}
 	/* the NF saw every packet: the run's, and the probes nemo-gen sent to find the path */
-	CU_ASSERT_EQUAL(w.rx_pkts, (uint64_t)(jnum(res, "sent") + jnum(res, "probes_sent")));
+	CU_ASSERT_EQUAL(w.rx_pkts,
+			(uint64_t)(test_json_num(res, "sent") + test_json_num(res, "probes_sent")));
 	hv_channel_close(ch);
 
 	/* SIGTERM: a clean exit with the summary, nothing left behind */
@@ -254,8 +169,9 @@ static void test_memif_delivers_exactly(void)
 		printf("\n  nemo-nf exited %d after SIGTERM (%zu bytes of output):\n%s\n", rc,
 		       strlen(test_proc_output(&nf)), test_proc_output(&nf));
 	CU_ASSERT_EQUAL(rc, 0);
-	nf_rx = find_count(test_proc_output(&nf), "summary", "rx");
-	CU_ASSERT_EQUAL(nf_rx, (long long)(jnum(res, "sent") + jnum(res, "probes_sent")));
+	nf_rx = test_find_count(test_proc_output(&nf), "summary", "rx");
+	CU_ASSERT_EQUAL(
+		nf_rx, (long long)(test_json_num(res, "sent") + test_json_num(res, "probes_sent")));
 	CU_ASSERT(test_proc_output_has(&nf, "accounted 100.0"));
 	{
 		/*
@@ -263,9 +179,9 @@ static void test_memif_delivers_exactly(void)
 		 * them when its peer leaves, and the summary once printed 0 for a busy port. They
 		 * are sampled every 20 ms, so the last few ms of traffic may be missing.
 		 */
-		long long ipk = find_count(test_proc_output(&nf), "port 0 (", "ipackets");
-		long long opk = find_count(test_proc_output(&nf), "port 0 (", "opackets");
-		long long nf_tx = find_count(test_proc_output(&nf), "summary", "tx");
+		long long ipk = test_find_count(test_proc_output(&nf), "port 0 (", "ipackets");
+		long long opk = test_find_count(test_proc_output(&nf), "port 0 (", "opackets");
+		long long nf_tx = test_find_count(test_proc_output(&nf), "summary", "tx");
 
 		printf("  summary: lcore rx %lld tx %lld; port ipackets %lld, opackets %lld\n",
 		       nf_rx, nf_tx, ipk, opk);
@@ -318,9 +234,9 @@ static void test_zero_traffic_sleeps(void)
 	unsigned long long cpu0, cpu1;
 
 	names(name, sizeof(name), sock, sizeof(sock));
-	memif_port(port, sizeof(port), sock);
+	test_memif_port(port, sizeof(port), sock);
 	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"sleep\"");
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
 	test_msleep(300);
@@ -345,27 +261,19 @@ static void test_zero_traffic_sleeps(void)
 
 static void test_telemetry_answers(void)
 {
-	char name[32], sock[96], port[256], cfg[96], cmd[256], out[8192] = "";
+	char name[32], sock[96], port[256], cfg[96], out[8192];
 	struct test_proc nf;
 	struct hv_channel *ch;
-	FILE *f;
-	size_t len;
 
 	names(name, sizeof(name), sock, sizeof(sock));
-	memif_port(port, sizeof(port), sock);
+	test_memif_port(port, sizeof(port), sock);
 	write_config(cfg, sizeof(cfg), name, port, NULL);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
-	snprintf(cmd, sizeof(cmd),
-		 "printf '/nemo/lcores\\n/nemo/module\\n/nemo/module,1,0\\n' | "
-		 "timeout 20 /usr/bin/dpdk-telemetry.py -f nemo-nf-%s 2>&1",
-		 name);
-	f = popen(cmd, "r");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-	len = fread(out, 1, sizeof(out) - 1, f);
-	out[len] = '\0';
-	pclose(f);
+	CU_ASSERT_EQUAL_FATAL(test_nf_telemetry(name, "/nemo/lcores /nemo/module /nemo/module,1,0",
+						out, sizeof(out)),
+			      0);
 	if (!strstr(out, "\"busy_cycles\""))
 		printf("\n  dpdk-telemetry.py said:\n%s\n", out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"/nemo/lcores\": {\"1\": {\"lcore\": 1"));
@@ -426,12 +334,12 @@ static void test_malformed_pcap(void)
 	CU_ASSERT_EQUAL_FATAL(nemo_test_write_malformed_pcap(in, &nb_good, expected), 0);
 	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in, outp);
 	write_config(cfg, sizeof(cfg), name, port, NULL);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1.5"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "1.5"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
 	out = test_proc_output(&nf);
 	/* every malformed kind dropped and counted under its reason, the good ones forwarded */
 	for (int r = 0; r < NF_DROP_REASONS; r++) {
-		long long got = find_count(out, "drops:", nf_drop_reason_names[r]);
+		long long got = test_find_count(out, "drops:", nf_drop_reason_names[r]);
 
 		if (expected[r] == 0)
 			continue;
@@ -440,7 +348,7 @@ static void test_malformed_pcap(void)
 			       expected[r], got);
 		CU_ASSERT_EQUAL(got, (long long)expected[r]);
 	}
-	CU_ASSERT_EQUAL(find_count(out, "summary", "tx"), (long long)nb_good);
+	CU_ASSERT_EQUAL(test_find_count(out, "summary", "tx"), (long long)nb_good);
 	CU_ASSERT_EQUAL(count_pcap(outp), (int)nb_good);
 }
 
@@ -456,13 +364,13 @@ static void test_bad_config_and_module(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	fputs("{\"name\": \"x\", \"ports\": [ {\"vdev\": \"net_null0\"} ],\n \"lcores\": 7,\n}", f);
 	fclose(f);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, path, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, path, "1"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 10000), 2);
 	CU_ASSERT(test_proc_output_has(&nf, "malformed JSON near line 3"));
 
 	write_config(cfg, sizeof(cfg), name, "{\"vdev\":\"net_null0\"}",
 		     ",\"idle\":{\"policy\":\"sleep\",\"empty_polls\":\"many\"}");
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "1"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 10000), 2);
 	CU_ASSERT(test_proc_output_has(
 		&nf, "key 'lcores[0].idle.empty_polls': expected an integer, got a string"));
@@ -474,7 +382,7 @@ static void test_bad_config_and_module(void)
 		"\"rx\":[{\"port\":0}],\"chain\":[\"fwd\",\"firewall9000\"]}]}",
 		name);
 	fclose(f);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "1"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 10000), 2);
 	CU_ASSERT(test_proc_output_has(&nf, "unknown NF module 'firewall9000'"));
 }
@@ -487,15 +395,15 @@ static void test_port_cannot_start(void)
 	names(name, sizeof(name), sock, sizeof(sock));
 	write_config(cfg, sizeof(cfg), name,
 		     "{\"vdev\":\"net_pcap0,rx_pcap=/nonexistent/in.pcap\"}", NULL);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "1"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 1);
 	CU_ASSERT(
 		test_proc_output_has(&nf, "port 0: cannot attach 'net_pcap0,rx_pcap=/nonexistent"));
 
 	/* rx interrupts on a PMD without them: refused at start, with the way out */
-	memif_port(port, sizeof(port), sock);
+	test_memif_port(port, sizeof(port), sock);
 	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"interrupt\"");
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "1"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 1);
 	CU_ASSERT(test_proc_output_has(&nf, "idle policy 'interrupt' needs a PMD"));
 	CU_ASSERT_EQUAL(access(sock, F_OK), -1);
@@ -516,22 +424,23 @@ static void test_stale_memif_socket(void)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
 	CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	close(fd);
-	memif_port(port, sizeof(port), sock);
+	test_memif_port(port, sizeof(port), sock);
 	write_config(cfg, sizeof(cfg), name, port, NULL);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
 	CU_ASSERT(test_proc_output_has(&nf, "removed stale memif socket"));
 	res = gen_run(sock, "100000", "0.5");
 	CU_ASSERT_PTR_NOT_NULL(res);
-	CU_ASSERT(res && jnum(res, "received") == jnum(res, "sent") && jnum(res, "sent") > 40000);
+	CU_ASSERT(res && test_json_num(res, "received") == test_json_num(res, "sent") &&
+		  test_json_num(res, "sent") > 40000);
 	cJSON_Delete(res);
 
 	/* a second NF on a socket that is alive: refused, and the first is untouched */
 	snprintf(name2, sizeof(name2), "%s-b", name);
 	write_config(cfg2, sizeof(cfg2), name2, port, NULL);
 	run_id++;
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf2, cfg2, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf2, cfg2, "1"), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&nf2, 20000), 1);
 	CU_ASSERT(test_proc_output_has(&nf2, "is in use by another process"));
 	CU_ASSERT_EQUAL(test_proc_wait(&nf, 0), -ETIMEDOUT);
@@ -627,13 +536,14 @@ static void test_lease_idle_poll_share(void)
 	cJSON *res;
 
 	names(name, sizeof(name), sock, sizeof(sock));
-	memif_port(port, sizeof(port), sock);
+	test_memif_port(port, sizeof(port), sock);
 	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"sleep\"" NF_FIFO);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
 	hz = hv_channel_tsc_hz(ch);
-	CU_ASSERT_EQUAL_FATAL(gen_start(&g, json, sizeof(json), sock, "1000000", "4.5"), 0);
+	gen_json(json, sizeof(json));
+	CU_ASSERT_EQUAL_FATAL(test_gen_start(&g, json, sock, "1000000", "4.5", NULL), 0);
 	test_msleep(700);
 	/* nemod's sleep floor: 300 us, a lease that lapses by itself if we die */
 	CU_ASSERT_EQUAL(hv_channel_set_sleep_floor(ch, 0, 300000, 3000000000ull), 0);
@@ -648,7 +558,7 @@ static void test_lease_idle_poll_share(void)
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &c), 0);
 	test_msleep(1200);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &d), 0);
-	res = gen_finish(&g, json);
+	res = test_gen_finish(&g, json);
 	CU_ASSERT_EQUAL(hv_window(&a, &b, &lw), 0);
 	CU_ASSERT_EQUAL(hv_window(&c, &d, &nw), 0);
 	lease_sleep = mean_sleep_us(&a, &b, &lw, hz);
@@ -667,7 +577,7 @@ static void test_lease_idle_poll_share(void)
 	 * NF does once the floor is gone is printed: its latency is the next test's matter.
 	 */
 	CU_ASSERT_PTR_NOT_NULL(res);
-	if (res && jnum(res, "sent") < 100000) {
+	if (res && test_json_num(res, "sent") < 100000) {
 		/* the generator's own count: an NF that stopped taking packets does not skip */
 		nemo_test_skip("nemo-gen sent under 100000 packets in 4.5 s: the machine is too "
 			       "busy now to load the NF");
@@ -675,7 +585,7 @@ static void test_lease_idle_poll_share(void)
 		CU_ASSERT(lw.rx_pkts > 10000);
 		CU_ASSERT(share(lw.idle_poll, &lw) < 0.03);
 		CU_ASSERT(lease_sleep >= 270.0);
-		CU_ASSERT(jnum(res, "received") > 0);
+		CU_ASSERT(test_json_num(res, "received") > 0);
 	}
 	cJSON_Delete(res);
 	hv_channel_close(ch);
@@ -706,9 +616,9 @@ static void test_no_lease_latency(void)
 			cJSON *res;
 
 			names(name, sizeof(name), sock, sizeof(sock));
-			memif_port(port, sizeof(port), sock);
+			test_memif_port(port, sizeof(port), sock);
 			write_config(cfg, sizeof(cfg), name, port, modes[m]);
-			CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+			CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 			ch = wait_channel(&nf, name);
 			CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
 			{
@@ -728,17 +638,20 @@ static void test_no_lease_latency(void)
 			rq1 = lcore_runq_ns(nf.pid, tid);
 			runq_ms = (rq1 - rq0) / 1000000 > runq_ms ? (rq1 - rq0) / 1000000 : runq_ms;
 			CU_ASSERT_PTR_NOT_NULL(res);
-			if (res && jnum(res, "sent") < min_sent)
-				min_sent = jnum(res, "sent");
+			if (res && test_json_num(res, "sent") < min_sent)
+				min_sent = test_json_num(res, "sent");
 			if (res) {
 				printf("%s  %-5s p50 %.1f us, p99 %.1f us, lost %.0f",
 				       m || rep ? "" : "\n", m ? "time" : "count",
-				       jnum(res, "lat_p50_us"), jnum(res, "lat_p99_us"),
-				       jnum(res, "lost"));
-				if (jnum(res, "lat_p50_us") > 0 && jnum(res, "lat_p50_us") < p50[m])
-					p50[m] = jnum(res, "lat_p50_us");
-				if (jnum(res, "lat_p99_us") > 0 && jnum(res, "lat_p99_us") < p99[m])
-					p99[m] = jnum(res, "lat_p99_us");
+				       test_json_num(res, "lat_p50_us"),
+				       test_json_num(res, "lat_p99_us"),
+				       test_json_num(res, "lost"));
+				if (test_json_num(res, "lat_p50_us") > 0 &&
+				    test_json_num(res, "lat_p50_us") < p50[m])
+					p50[m] = test_json_num(res, "lat_p50_us");
+				if (test_json_num(res, "lat_p99_us") > 0 &&
+				    test_json_num(res, "lat_p99_us") < p99[m])
+					p99[m] = test_json_num(res, "lat_p99_us");
 			}
 			cJSON_Delete(res);
 			hv_channel_close(ch);
@@ -823,7 +736,7 @@ static void test_interrupt_on_tap(void)
 	snprintf(ifname, sizeof(ifname), "nmt%d", getpid());
 	snprintf(port, sizeof(port), "{\"vdev\":\"net_tap0,iface=%s\"}", ifname);
 	write_config(cfg, sizeof(cfg), name, port, ",\"idle\":\"interrupt\"" NF_FIFO);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(&nf, cfg, "0"), 0);
 	ch = wait_channel(&nf, name);
 	if (!ch)
 		printf("\n  nemo-nf did not start:\n%s\n", test_proc_output(&nf));
@@ -995,7 +908,7 @@ static void test_hugepages(void)
 		snprintf(hp_umount, sizeof(hp_umount), "%s", dir);
 	}
 	names(name, sizeof(name), sock, sizeof(sock));
-	memif_port(port, sizeof(port), sock);
+	test_memif_port(port, sizeof(port), sock);
 	snprintf(cfg, sizeof(cfg), "/tmp/nemo-it-%d-%d.json", getpid(), run_id);
 	/* no fatal assert from here on: the reservation and the mount must be undone */
 	f = fopen(cfg, "w");
@@ -1008,7 +921,7 @@ static void test_hugepages(void)
 		"\"chain\":[\"fwd\"]}]}",
 		name, port);
 	fclose(f);
-	CU_ASSERT_EQUAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL(test_nf_start(&nf, cfg, "0"), 0);
 	if (nf.pid <= 0)
 		goto restore;
 	ch = wait_channel(&nf, name);
@@ -1016,8 +929,8 @@ static void test_hugepages(void)
 	if (ch) {
 		res = gen_run(sock, "200000", "1");
 		CU_ASSERT_PTR_NOT_NULL(res);
-		CU_ASSERT(res && jnum(res, "sent") > 150000 &&
-			  jnum(res, "received") == jnum(res, "sent"));
+		CU_ASSERT(res && test_json_num(res, "sent") > 150000 &&
+			  test_json_num(res, "received") == test_json_num(res, "sent"));
 		cJSON_Delete(res);
 		hv_channel_close(ch);
 	}

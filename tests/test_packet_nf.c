@@ -16,7 +16,7 @@
 #include "proc.h"
 #include "test.h"
 
-static char nf_bin[512], gen_bin[512], fn_bin[512], fn_dir[512];
+static char fn_bin[512], fn_dir[512];
 static int run_id;
 
 /* Every name this suite makes starts with nemo-pk-<pid>, so teardown finds all of it. */
@@ -28,6 +28,8 @@ static void names(char *name, size_t nlen, char *prefix, size_t plen)
 
 static int suite_setup(void)
 {
+	char nf_bin[512], gen_bin[512];
+
 	snprintf(nf_bin, sizeof(nf_bin), "%s/nemo-nf", nemo_test_bindir());
 	snprintf(gen_bin, sizeof(gen_bin), "%s/nemo-gen", nemo_test_bindir());
 	snprintf(fn_bin, sizeof(fn_bin), "%s/nemo-pktfn", nemo_test_bindir());
@@ -57,19 +59,19 @@ static void write_config(char *path, size_t len, const char *prefix, const char 
 	CU_ASSERT_EQUAL_FATAL(test_write_text(path, text), 0);
 }
 
-static void memif_port(char *buf, size_t len, const char *prefix)
+/*
+ * Start an NF for `duration` on a memif port (its socket <prefix>.memif, where gen_run()
+ * sends) with the chain `fnmod` then fwd. Returns like test_nf_start().
+ */
+static int memif_nf_start(struct test_proc *nf, const char *prefix, const char *name,
+			  const char *fnmod, const char *duration)
 {
-	snprintf(buf, len,
-		 "{\"vdev\":\"net_memif0,role=server,socket=%s.memif,socket-abstract=no\","
-		 "\"rx_ring\":16384,\"line_rate_pps\":25000000}",
-		 prefix);
-}
+	char sock[160], port[256], cfg[128];
 
-static int nf_start(struct test_proc *p, const char *cfg, const char *duration)
-{
-	char *argv[] = {nf_bin, "--config", (char *)cfg, "--duration", (char *)duration, NULL};
-
-	return test_proc_start(p, argv);
+	snprintf(sock, sizeof(sock), "%s.memif", prefix);
+	test_memif_port(port, sizeof(port), sock);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	return test_nf_start(nf, cfg, duration);
 }
 
 /* Wait for the NF's lease server (it starts once the chains are built). */
@@ -100,6 +102,26 @@ static int fn_start(struct test_proc *p, const char *prefix, const char *functio
 	return test_proc_start(p, argv);
 }
 
+/*
+ * Run an NF for 3 s on a pcap port (`in` to `out`) with the chain `fnmod` then fwd, and the
+ * function `function` (code `so`) fed by it; both have stopped, each asserted clean, on return.
+ */
+static void pcap_run(struct test_proc *nf, struct test_proc *fn, const char *prefix,
+		     const char *name, const char *in, const char *out, const char *fnmod,
+		     const char *function, const char *so)
+{
+	char port[512], cfg[128];
+
+	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in, out);
+	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
+	CU_ASSERT_EQUAL_FATAL(test_nf_start(nf, cfg, "3"), 0);
+	CU_ASSERT_FATAL(wait_fn_socket(nf, prefix));
+	/* the packets wait in the ring until the function's host takes it */
+	CU_ASSERT_EQUAL_FATAL(fn_start(fn, prefix, function, so, "30"), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(nf, 20000), 0);
+	CU_ASSERT_EQUAL(test_proc_stop(fn, 5000), 0);
+}
+
 /* Wait until the NF says a consumer holds the ring (n-th lease). */
 static bool wait_leased(struct test_proc *nf, int n)
 {
@@ -122,77 +144,15 @@ static bool wait_leased(struct test_proc *nf, int n)
  */
 static cJSON *gen_run(const char *prefix, const char *rate, const char *duration, bool patient)
 {
+	static const char *const patience[] = {"--no-warm", "--drain-ms", "3000", NULL};
 	char json[160], sock[160];
-	char *argv[24];
-	int n = 0;
 	struct test_proc g;
-	cJSON *res = NULL;
-	int rc;
 
 	snprintf(json, sizeof(json), "%s-gen.json", prefix);
 	snprintf(sock, sizeof(sock), "%s.memif", prefix);
-	/* the generator is the measuring instrument: keep other work on its CPU from stalling it */
-	argv[n++] = "/usr/bin/nice";
-	argv[n++] = "-n";
-	argv[n++] = "-10";
-	argv[n++] = gen_bin;
-	argv[n++] = "--socket";
-	argv[n++] = sock;
-	argv[n++] = "--rate";
-	argv[n++] = (char *)rate;
-	argv[n++] = "--duration";
-	argv[n++] = (char *)duration;
-	argv[n++] = "--cpu";
-	argv[n++] = "0";
-	argv[n++] = "--quiet";
-	argv[n++] = "--json";
-	argv[n++] = json;
-	if (patient) {
-		argv[n++] = "--no-warm";
-		argv[n++] = "--drain-ms";
-		argv[n++] = "3000";
-	}
-	argv[n] = NULL;
-	CU_ASSERT_EQUAL_FATAL(test_proc_start(&g, argv), 0);
-	rc = test_proc_wait(&g, 60000);
-	CU_ASSERT_EQUAL(rc, 0);
-	if (rc == 0) {
-		char *text = test_read_file(json, NULL);
-
-		res = text ? cJSON_Parse(text) : NULL;
-		free(text);
-	} else {
-		printf("\n  nemo-gen failed (%d):\n%s\n", rc, test_proc_output(&g));
-		test_proc_stop(&g, 2000);
-	}
-	unlink(json);
-	{
-		char prefix_dir[32];
-
-		snprintf(prefix_dir, sizeof(prefix_dir), "nemo-gen-%d", g.pid);
-		test_remove_runtime_dir(prefix_dir);
-	}
-	return res;
-}
-
-static double jnum(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
-
-/* "<key> <number>" in text after `after`, or -1. */
-static long long find_count(const char *text, const char *after, const char *key)
-{
-	const char *p = after ? strstr(text, after) : text;
-	char k[64];
-
-	if (!p)
-		return -1;
-	snprintf(k, sizeof(k), "%s ", key);
-	p = strstr(p, k);
-	return p ? atoll(p + strlen(k)) : -1;
+	CU_ASSERT_EQUAL_FATAL(
+		test_gen_start(&g, json, sock, rate, duration, patient ? patience : NULL), 0);
+	return test_gen_finish(&g, json);
 }
 
 /* The number just before `key` in text ("17 packets,"), or -1. */
@@ -216,19 +176,6 @@ struct t_dgram {
 	const char *payload;
 };
 
-static uint16_t csum16(const uint8_t *p, size_t len)
-{
-	uint32_t sum = 0;
-
-	for (size_t i = 0; i + 1 < len; i += 2)
-		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
-	if (len & 1)
-		sum += (uint32_t)p[len - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
 /* Append well-formed Ethernet/IPv4/UDP frames (to 10.9.0.1) to an open dumper. */
 static void pcap_put(pcap_dumper_t *d, const struct t_dgram *g, int n)
 {
@@ -250,7 +197,7 @@ static void pcap_put(pcap_dumper_t *d, const struct t_dgram *g, int n)
 		memcpy(ip + 12, &a, 4);
 		inet_pton(AF_INET, "10.9.0.1", &a);
 		memcpy(ip + 16, &a, 4);
-		c = csum16(ip, 20);
+		c = (uint16_t)~test_inet_sum(ip, 20, 0);
 		ip[10] = (uint8_t)(c >> 8);
 		ip[11] = (uint8_t)c;
 		udp[0] = (uint8_t)(g[i].sport >> 8);
@@ -317,7 +264,7 @@ static int pcap_replies(const char *path, uint16_t from_port, char *out, size_t 
 /* nemo-gen -> NF -> ring -> echo function -> ring -> NF -> nemo-gen, stamps intact. */
 static void test_echo_over_memif(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	struct test_proc nf, fn;
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":8192}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
@@ -327,42 +274,31 @@ static void test_echo_over_memif(void)
 	long long replied, handed;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "30"), 0);
 	CU_ASSERT_FATAL(wait_leased(&nf, 1));
 	res = gen_run(prefix, "20k", "2", true);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	sent = jnum(res, "sent");
-	recv = jnum(res, "received");
-	p50 = jnum(res, "lat_p50_us");
+	sent = test_json_num(res, "sent");
+	recv = test_json_num(res, "received");
+	p50 = test_json_num(res, "lat_p50_us");
 	printf("\n  echo: sent %.0f, echoed back %.0f (%.2f %%), p50 %.1f us, p99 %.1f us\n", sent,
-	       recv, sent > 0 ? 100.0 * recv / sent : 0, p50, jnum(res, "lat_p99_us"));
+	       recv, sent > 0 ? 100.0 * recv / sent : 0, p50, test_json_num(res, "lat_p99_us"));
 	/* the reply carries the request's stamp: nemo-gen matched it to its send time */
 	CU_ASSERT(sent >
 		  10000); /* a loaded host may hold the generator back; what came back counts */
 	CU_ASSERT(recv >= 0.95 * sent);
 	CU_ASSERT(p50 > 0);
 	/* and each one came back as a reply: from port 9000 to the sender's port */
-	CU_ASSERT_EQUAL(jnum(res, "replies"), recv);
+	CU_ASSERT_EQUAL(test_json_num(res, "replies"), recv);
 	cJSON_Delete(res);
 	{
 		/* the module's counters in /nemo/module, the function's under its name */
-		char cmd[256], out[8192] = "";
-		FILE *f;
-		size_t len;
+		char out[8192];
 
-		snprintf(cmd, sizeof(cmd),
-			 "echo /nemo/module,1,0 | timeout 20 /usr/bin/dpdk-telemetry.py -f "
-			 "nemo-nf-%s 2>&1",
-			 name);
-		f = popen(cmd, "r");
-		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-		len = fread(out, 1, sizeof(out) - 1, f);
-		out[len] = '\0';
-		pclose(f);
+		CU_ASSERT_EQUAL_FATAL(test_nf_telemetry(name, "/nemo/module,1,0", out, sizeof(out)),
+				      0);
 		if (!strstr(out, "\"echo\": {\"leased\": 1"))
 			printf("\n  dpdk-telemetry.py said:\n%s\n", out);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"module\": \"fn\""));
@@ -374,8 +310,8 @@ static void test_echo_over_memif(void)
 	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
 	CU_ASSERT(test_proc_output_has(&fn, "replies"));
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
-	handed = find_count(test_proc_output(&nf), "function 'echo'", "handed");
-	replied = find_count(test_proc_output(&nf), "function 'echo'", "replied");
+	handed = test_find_count(test_proc_output(&nf), "function 'echo'", "handed");
+	replied = test_find_count(test_proc_output(&nf), "function 'echo'", "replied");
 	printf("  NF: handed %lld, replied %lld\n", handed, replied);
 	CU_ASSERT(replied >= (long long)recv);
 	CU_ASSERT(handed >= replied);
@@ -384,7 +320,7 @@ static void test_echo_over_memif(void)
 /* Malformed packets never reach the function; BIG replies are dropped and counted. */
 static void test_pcap_malformed_and_big(void)
 {
-	char name[32], prefix[96], port[512], cfg[128], in[128], in2[128], outp[128];
+	char name[32], prefix[96], in[128], in2[128], outp[128];
 	char replies[16384];
 	unsigned int nb_good = 0, expected[NF_DROP_REASONS] = {0};
 	const struct t_dgram extra[] = {
@@ -422,24 +358,17 @@ static void test_pcap_malformed_and_big(void)
 		pcap_close(p);
 		pcap_close(r);
 	}
-	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in2, outp);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "3"), 0);
-	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
-	/* the packets wait in the ring until the function's host takes it */
-	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "t", "test-pkt-crash", "30"), 0);
-	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
-	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	pcap_run(&nf, &fn, prefix, name, in2, outp, fnmod, "t", "test-pkt-crash");
 	out = test_proc_output(&nf);
 	/* every malformed kind dropped by validation, before the chain */
 	for (int r = 0; r < NF_DROP_REASONS; r++)
 		if (expected[r])
-			CU_ASSERT_EQUAL(find_count(out, "drops:", nf_drop_reason_names[r]),
+			CU_ASSERT_EQUAL(test_find_count(out, "drops:", nf_drop_reason_names[r]),
 					(long long)expected[r]);
-	CU_ASSERT_EQUAL(find_count(out, "fn on lcore 1:", "matched"), (long long)nb_good + 5);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "handed"), (long long)nb_good + 5);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "reply_too_big"), 2);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "replied"), (long long)nb_good + 3);
+	CU_ASSERT_EQUAL(test_find_count(out, "fn on lcore 1:", "matched"), (long long)nb_good + 5);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "handed"), (long long)nb_good + 5);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "reply_too_big"), 2);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "replied"), (long long)nb_good + 3);
 	/* the function saw exactly the good ones */
 	CU_ASSERT_EQUAL(num_before(test_proc_output(&fn), " packets,"), (long long)nb_good + 5);
 	n = pcap_replies(outp, 53, replies, sizeof(replies));
@@ -458,7 +387,7 @@ static void test_pcap_malformed_and_big(void)
 /* The sample sensor aggregator answers each reading with its source's summary. */
 static void test_sensor_aggregates(void)
 {
-	char name[32], prefix[96], port[512], cfg[128], in[128], outp[128], replies[8192];
+	char name[32], prefix[96], in[128], outp[128], replies[8192];
 	const struct t_dgram readings[] = {
 		{"10.0.0.7", 5683, 5683, "temp 21.0"}, {"10.0.0.8", 5683, 5683, "3"},
 		{"10.0.0.7", 5683, 5683, "temp 23.0"}, {"10.0.0.7", 5683, 5683, "temp 22.0"},
@@ -473,13 +402,7 @@ static void test_sensor_aggregates(void)
 	snprintf(in, sizeof(in), "%s-in.pcap", prefix);
 	snprintf(outp, sizeof(outp), "%s-out.pcap", prefix);
 	CU_ASSERT_EQUAL_FATAL(pcap_write(in, readings, 6), 0);
-	snprintf(port, sizeof(port), "{\"vdev\":\"net_pcap0,rx_pcap=%s,tx_pcap=%s\"}", in, outp);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "3"), 0);
-	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
-	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "sensor", "pkt-sensor", "30"), 0);
-	CU_ASSERT_EQUAL(test_proc_wait(&nf, 20000), 0);
-	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+	pcap_run(&nf, &fn, prefix, name, in, outp, fnmod, "sensor", "pkt-sensor");
 	CU_ASSERT_EQUAL(pcap_replies(outp, 5683, replies, sizeof(replies)), 6);
 	printf("\n%s", replies);
 	CU_ASSERT_PTR_NOT_NULL(
@@ -495,7 +418,7 @@ static void test_sensor_aggregates(void)
  */
 static void test_stopped_consumer(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":64}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
 			    "\"next\":\"continue\"}]}";
@@ -506,25 +429,23 @@ static void test_stopped_consumer(void)
 	double sent, recv;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "60"), 0);
 	CU_ASSERT_FATAL(wait_leased(&nf, 1));
 	kill(fn.pid, SIGSTOP);
 	res = gen_run(prefix, "200k", "2", false);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	sent = jnum(res, "sent");
-	recv = jnum(res, "received");
+	sent = test_json_num(res, "sent");
+	recv = test_json_num(res, "received");
 	kill(fn.pid, SIGCONT);
 	CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 	out = test_proc_output(&nf);
-	rx = find_count(out, "summary", "rx");
-	full = find_count(out, "drops:", "fn_full");
-	handed = find_count(out, "function 'echo'", "handed");
-	imissed = find_count(out, "port 0", "imissed");
+	rx = test_find_count(out, "summary", "rx");
+	full = test_find_count(out, "drops:", "fn_full");
+	handed = test_find_count(out, "function 'echo'", "handed");
+	imissed = test_find_count(out, "port 0", "imissed");
 	printf("\n  stopped consumer: sent %.0f, forwarded %.0f; NF rx %lld, handed %lld, fn_full "
 	       "%lld, imissed %lld\n",
 	       sent, recv, rx, handed, full, imissed);
@@ -533,15 +454,15 @@ static void test_stopped_consumer(void)
 	CU_ASSERT_EQUAL(imissed, 0); /* the NF kept up: nothing overflowed its rx ring */
 	/* what went on down the chain came back: the handed ones (next: continue) */
 	CU_ASSERT(recv <= 64);
-	CU_ASSERT_EQUAL(jnum(res, "replies"), 0); /* forwarded, not answered */
-	CU_ASSERT(sent > 100000);		  /* many times the ring */
+	CU_ASSERT_EQUAL(test_json_num(res, "replies"), 0); /* forwarded, not answered */
+	CU_ASSERT(sent > 100000);			   /* many times the ring */
 	cJSON_Delete(res);
 }
 
 /* A consumer that crashes mid-batch: the NF resets its ring, and the next one serves. */
 static void test_crash_resets_ring(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"t\",\"slots\":4096}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"t\","
 			    "\"reply\":true}]}";
@@ -551,9 +472,7 @@ static void test_crash_resets_ring(void)
 	int rc;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	setenv("NEMO_TEST_CRASH_AT", "2000", 1);
 	rc = fn_start(&fn1, prefix, "t", "test-pkt-crash", "30");
@@ -572,16 +491,16 @@ static void test_crash_resets_ring(void)
 	CU_ASSERT_FATAL(wait_leased(&nf, 2));
 	res = gen_run(prefix, "20k", "1", true);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	printf("\n  after the crash: sent %.0f, echoed %.0f\n", jnum(res, "sent"),
-	       jnum(res, "received"));
-	CU_ASSERT(jnum(res, "received") >= 0.95 * jnum(res, "sent"));
+	printf("\n  after the crash: sent %.0f, echoed %.0f\n", test_json_num(res, "sent"),
+	       test_json_num(res, "received"));
+	CU_ASSERT(test_json_num(res, "received") >= 0.95 * test_json_num(res, "sent"));
 	cJSON_Delete(res);
 	CU_ASSERT_EQUAL(test_proc_stop(&fn2, 5000), 0);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 	out = test_proc_output(&nf);
 	/* the crash; and maybe the second consumer's end, if the NF saw it before it stopped */
-	CU_ASSERT(find_count(out, "function 't'", "resets") >= 1);
-	CU_ASSERT_EQUAL(find_count(out, "function 't'", "reply_stale"), 0);
+	CU_ASSERT(test_find_count(out, "function 't'", "resets") >= 1);
+	CU_ASSERT_EQUAL(test_find_count(out, "function 't'", "reply_stale"), 0);
 }
 
 /*
@@ -591,7 +510,7 @@ static void test_crash_resets_ring(void)
  */
 static void test_inherited_fds(void)
 {
-	char name[32], prefix[96], port[256], cfg[128], sock[160], code[600], fds[48], err[256];
+	char name[32], prefix[96], sock[160], code[600], fds[48], err[256];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":4096}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"dport\":9000,\"function\":\"echo\","
 			    "\"reply\":true}]}";
@@ -602,9 +521,7 @@ static void test_inherited_fds(void)
 	int lease;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "0"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
 	CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
 	snprintf(sock, sizeof(sock), "%s.fn", prefix);
 	snprintf(code, sizeof(code), "%s/pkt-echo.so", fn_dir);
@@ -620,10 +537,10 @@ static void test_inherited_fds(void)
 	close(lease);
 	res = gen_run(prefix, "20k", "1", true);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-	printf("\n  inherited fds: sent %.0f, replies %.0f\n", jnum(res, "sent"),
-	       jnum(res, "replies"));
-	CU_ASSERT(jnum(res, "sent") > 5000);
-	CU_ASSERT_EQUAL(jnum(res, "replies"), jnum(res, "sent"));
+	printf("\n  inherited fds: sent %.0f, replies %.0f\n", test_json_num(res, "sent"),
+	       test_json_num(res, "replies"));
+	CU_ASSERT(test_json_num(res, "sent") > 5000);
+	CU_ASSERT_EQUAL(test_json_num(res, "replies"), test_json_num(res, "sent"));
 	cJSON_Delete(res);
 	kill(fn.pid, SIGKILL);
 	CU_ASSERT_EQUAL(test_proc_wait(&fn, 5000), 128 + SIGKILL);
@@ -636,15 +553,13 @@ static void test_inherited_fds(void)
 /* A rule naming a function the module does not list: the NF refuses to start, naming it. */
 static void test_unknown_function(void)
 {
-	char name[32], prefix[96], port[256], cfg[128];
+	char name[32], prefix[96];
 	const char *fnmod = "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\"}],"
 			    "\"rules\":[{\"proto\":\"udp\",\"function\":\"ehco\"}]}";
 	struct test_proc nf;
 
 	names(name, sizeof(name), prefix, sizeof(prefix));
-	memif_port(port, sizeof(port), prefix);
-	write_config(cfg, sizeof(cfg), prefix, name, port, fnmod);
-	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg, "1"), 0);
+	CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "1"), 0);
 	CU_ASSERT_NOT_EQUAL(test_proc_wait(&nf, 20000), 0);
 	CU_ASSERT(test_proc_output_has(&nf, "'lcores[0].chain[0].rules[0].function': no function "
 					    "'ehco' among this module's functions (echo)"));

@@ -83,7 +83,10 @@ struct nf_module_ops {
 	 * for the lcore to transmit, and returns how many. Same rules as process().
 	 */
 	uint16_t (*poll)(void *inst, struct rte_mbuf **out, uint16_t max, uint64_t now_tsc);
-	/* Optional, packet path: the lcore is about to yield its core (send deferred wake-ups). */
+	/*
+	 * Optional, packet path: the lcore is about to yield its core (send deferred wake-ups).
+	 * Called only for a module that also has poll: the lcore keeps one list of those.
+	 */
 	void (*idle)(void *inst, uint64_t now_tsc);
 };
 
