@@ -21,7 +21,8 @@ FUZZ_CHECK_SECONDS ?= 5
 # stderr of the code under test is closed (-close_fd_mask=2): every refused input logs a line
 FUZZ_RUN_FLAGS = -close_fd_mask=2 -rss_limit_mb=2048 -timeout=10
 
-NF_LIB_SRCS := $(filter-out nf/main.c,$(wildcard nf/*.c))
+# nemo-nf links packet/ for the function rings (nf/module.mk)
+NF_LIB_SRCS := $(filter-out nf/main.c,$(wildcard nf/*.c)) packet/fn_ring.c packet/lease.c
 fuzz_config_SRCS  := tests/fuzz/fuzz_config.c common/config.c common/log.c $(NF_LIB_SRCS)
 fuzz_spec_SRCS    := tests/fuzz/fuzz_spec.c sandbox/spec.c common/config.c common/log.c
 fuzz_frame_SRCS   := tests/fuzz/fuzz_frame.c
