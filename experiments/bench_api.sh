@@ -4,7 +4,9 @@
 #
 # env: BENCH_API_SECONDS [60] sustained run, BENCH_API_SHORT [10] latency/capacity runs,
 #      BENCH_API_CONNS [8] connections for capacity, BENCH_API_MODES
-#      ["thread_per_connection pool"] HTTP server modes compared in the latency run.
+#      ["thread_per_connection pool"] HTTP server modes compared in the latency run,
+#      BENCH_API_SYNC [true] nemod's journal_sync in the latency and sustained runs (false:
+#      what a lone call costs without its fdatasync; the journal rows compare both anyway).
 set -euo pipefail
 BENCH_NAME=benchapi
 . "$(dirname "$0")/bench_api_lib.sh"
@@ -27,14 +29,14 @@ TOKEN=bench-$(rand_hex):$(rand_hex)
 echo "$TOKEN" > "$DIR/token"
 export NEMO_TOKEN=$TOKEN NEMO_BASIC=$(printf %s "$TOKEN" | base64 -w0) BENCH_BODY=$BODY BENCH_PATH=/function/echo
 
-start_nemod() { # mode [journal_sync, default true]
+start_nemod() { # mode [journal_sync, default BENCH_API_SYNC]
 	PORT=$(free_port)
 	cat > "$DIR/nemod.json" <<CFG
 {"listen": "127.0.0.1:$PORT", "token_file": "$DIR/token", "store_dir": "$DIR/store",
  "code_roots": ["$ROOT/build/functions"], "cores": {"housekeeping": [0], "sandbox": [$SBX_CORE]},
  "http_mode": "$1", "http_threads": $NCPU, "cgroup_root": "nemo-benchapi-$$", "log_level": "warn",
  "limits": {"max_inflight_per_function": 4096, "max_connections": 4096,
-            "max_connections_per_ip": 4096}, "journal_sync": ${2:-true},
+            "max_connections_per_ip": 4096}, "journal_sync": ${2:-${BENCH_API_SYNC:-true}},
  "openfaas": {"function_auth": true}}
 CFG
 	nemod_start "$DIR/nemod-$1.log"
