@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 
+#include "nemo/base64.h"
 #include "cl_internal.h"
 #include "nemo/log.h"
 
@@ -316,7 +317,7 @@ int64_t cl_json_i64(const cJSON *obj, const char *name)
 
 static int add_b64(cJSON *obj, const char *name, const void *data, size_t len)
 {
-	char *s = cl_base64_encode(data, len);
+	char *s = nemo_base64_encode(data, len);
 
 	if (!s)
 		return -ENOMEM;
@@ -368,7 +369,7 @@ static int kv_parse(const cJSON *j, struct cl_kv *kv)
 	kv->key = malloc(kl / 4 * 3 + 4);
 	if (!kv->key)
 		return -ENOMEM;
-	n = cl_base64_decode(k->valuestring, kl, (uint8_t *)kv->key, kl / 4 * 3 + 3);
+	n = nemo_base64_decode(k->valuestring, kl, (uint8_t *)kv->key, kl / 4 * 3 + 3);
 	if (n < 0)
 		return -EPROTO;
 	kv->key[n] = '\0';
@@ -376,7 +377,7 @@ static int kv_parse(const cJSON *j, struct cl_kv *kv)
 	kv->value = malloc(vl / 4 * 3 + 4);
 	if (!kv->value)
 		return -ENOMEM;
-	n = vl ? cl_base64_decode(v->valuestring, vl, kv->value, vl / 4 * 3 + 3) : 0;
+	n = vl ? nemo_base64_decode(v->valuestring, vl, kv->value, vl / 4 * 3 + 3) : 0;
 	if (n < 0)
 		return -EPROTO;
 	kv->value[n] = '\0';

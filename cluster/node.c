@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nemo/base64.h"
 #include "cl_internal.h"
 #include "nemo/log.h"
 
@@ -146,7 +147,7 @@ static void stat_add(struct cl_node *n, uint64_t *field, uint64_t v)
 
 static void add_b64(cJSON *o, const char *name, const void *p, size_t len)
 {
-	char *s = cl_base64_encode(p, len);
+	char *s = nemo_base64_encode(p, len);
 
 	if (s)
 		cJSON_AddStringToObject(o, name, s);
@@ -168,7 +169,7 @@ static int get_b64(const cJSON *o, const char *name, uint8_t **out, size_t *len)
 	*out = malloc(l / 4 * 3 + 4);
 	if (!*out)
 		return -ENOMEM;
-	n = cl_base64_decode(it->valuestring, l, *out, l / 4 * 3 + 3);
+	n = nemo_base64_decode(it->valuestring, l, *out, l / 4 * 3 + 3);
 	if (n < 0) {
 		free(*out);
 		*out = NULL;

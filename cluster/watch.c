@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nemo/base64.h"
 #include "cl_internal.h"
 #include "nemo/log.h"
 
@@ -166,13 +167,13 @@ static int stream(struct cl_watch *w, int endpoint)
 
 	if (!c)
 		return -ENOMEM;
-	kb = cl_base64_encode(w->key, strlen(w->key));
+	kb = nemo_base64_encode(w->key, strlen(w->key));
 	if (w->range_end)
-		eb = cl_base64_encode(w->range_end, strlen(w->range_end));
+		eb = nemo_base64_encode(w->range_end, strlen(w->range_end));
 	else {
 		char *end = cl_prefix_end(w->key);
 
-		eb = end ? cl_base64_encode(end, strlen(end)) : NULL;
+		eb = end ? nemo_base64_encode(end, strlen(end)) : NULL;
 		free(end);
 	}
 	snprintf(rev, sizeof(rev), "%" PRId64, w->next_rev);

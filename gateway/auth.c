@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nemo/base64.h"
 #include "gw_internal.h"
 
 int gw_creds_parse(const char *text, size_t len, struct gw_creds *out, char *err, size_t errlen)
@@ -155,7 +156,7 @@ const struct gw_cred *gw_creds_check(const struct gw_creds *c, const char *h, co
 		secret = h + 6;
 		while (*secret == ' ')
 			secret++;
-		n = gw_base64_decode(secret, strlen(secret), basic, sizeof(basic) - 1);
+		n = nemo_base64_decode(secret, strlen(secret), basic, sizeof(basic) - 1);
 		if (n <= 0 || !memchr(basic, ':', (size_t)n)) {
 			*why = "malformed Basic credentials: expected base64 of 'uuid:key'";
 			return NULL;

@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "nemo/base64.h"
 #include "nemo/clock.h"
 #include "nemo/log.h"
 #include "gw_internal.h"
@@ -340,8 +341,8 @@ static int hook_adopt(void *arg, const struct cl_act_record *rec)
 		long clen = 0;
 
 		if (cJSON_IsString(corr))
-			clen = cl_base64_decode(corr->valuestring, strlen(corr->valuestring),
-						cbytes, sizeof(cbytes));
+			clen = nemo_base64_decode(corr->valuestring, strlen(corr->valuestring),
+						  cbytes, sizeof(cbytes));
 		gw_act_set_route(&d->acts, seq, cJSON_IsNumber(qos) ? qos->valueint : 0,
 				 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(route, "mqtt5")),
 				 clen > 0 ? cbytes : NULL, clen > 0 ? (size_t)clen : 0,
@@ -381,7 +382,7 @@ static char *route_json(const struct gw_call *call)
 		cJSON_AddNumberToObject(j, "qos", call->qos);
 		cJSON_AddBoolToObject(j, "mqtt5", call->mqtt5);
 		if (call->correlation_len) {
-			char *b = cl_base64_encode(call->correlation, call->correlation_len);
+			char *b = nemo_base64_encode(call->correlation, call->correlation_len);
 
 			if (b)
 				cJSON_AddStringToObject(j, "correlation", b);

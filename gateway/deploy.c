@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nemo/base64.h"
 #include "nemo/config.h"
 #include "gw_internal.h"
 
@@ -51,7 +52,7 @@ static int decode_base64(struct cfg_ctx *ctx, const char *path, const char *text
 	*out = malloc(len / 4 * 3 + 3);
 	if (!*out)
 		return -ENOMEM;
-	n = gw_base64_decode(text, len, *out, len / 4 * 3 + 3);
+	n = nemo_base64_decode(text, len, *out, len / 4 * 3 + 3);
 	if (n <= 0) {
 		free(*out);
 		*out = NULL;

@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "nemo/base64.h"
 #include "nemo/log.h"
 #include "gw_internal.h"
 
@@ -212,12 +213,12 @@ int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
 		return 0;
 	switch (kind) {
 	case 'A':
-		b64 = gw_base64_encode(a->payload ? a->payload : (const uint8_t *)"",
-				       a->payload_len);
+		b64 = nemo_base64_encode(a->payload ? a->payload : (const uint8_t *)"",
+					 a->payload_len);
 		if (!b64)
 			return -ENOMEM;
 		/* how the result is delivered travels with the call: a replay delivers it too */
-		corr = a->correlation_len ? gw_base64_encode(a->correlation, a->correlation_len)
+		corr = a->correlation_len ? nemo_base64_encode(a->correlation, a->correlation_len)
 					  : NULL;
 		n = asprintf(&line, "A\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", a->id, a->function,
 			     a->trigger, a->reply_topic[0] ? a->reply_topic : "-", b64, a->qos,
@@ -318,8 +319,8 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 		a->qos = atoi(qos) == 1;
 		a->mqtt5 = atoi(mqtt5) != 0;
 		if (strcmp(corr, "-")) {
-			long n = gw_base64_decode(corr, strlen(corr), a->correlation,
-						  sizeof(a->correlation));
+			long n = nemo_base64_decode(corr, strlen(corr), a->correlation,
+						    sizeof(a->correlation));
 
 			a->correlation_len = n > 0 ? (size_t)n : 0;
 		}
@@ -348,7 +349,8 @@ static uint64_t restore(struct gw_act_table *t, struct jentry *e)
 		long n;
 
 		a->payload = malloc(len / 4 * 3 + 3);
-		n = a->payload && len ? gw_base64_decode(b64, len, a->payload, len / 4 * 3 + 3) : 0;
+		n = a->payload && len ? nemo_base64_decode(b64, len, a->payload, len / 4 * 3 + 3)
+				      : 0;
 		a->payload_len = n > 0 ? (size_t)n : 0;
 	}
 	return a->seq;

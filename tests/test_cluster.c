@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nemo/base64.h"
 #include "nemo/cluster.h"
 #include "nemo/log.h"
 #include "test.h"
@@ -146,15 +147,15 @@ static void test_base64_roundtrip(void)
 	uint8_t out[16];
 
 	for (int i = 0; i < 7; i++) {
-		char *s = cl_base64_encode(cases[i], strlen(cases[i]));
+		char *s = nemo_base64_encode(cases[i], strlen(cases[i]));
 
 		CU_ASSERT_STRING_EQUAL(s, want[i]);
-		CU_ASSERT_EQUAL(cl_base64_decode(s, strlen(s), out, sizeof(out)),
+		CU_ASSERT_EQUAL(nemo_base64_decode(s, strlen(s), out, sizeof(out)),
 				(long)strlen(cases[i]));
 		free(s);
 	}
-	CU_ASSERT_EQUAL(cl_base64_decode("Zm9", 3, out, sizeof(out)), -EINVAL);
-	CU_ASSERT_EQUAL(cl_base64_decode("Zm=v", 4, out, sizeof(out)), -EINVAL);
+	CU_ASSERT_EQUAL(nemo_base64_decode("Zm9", 3, out, sizeof(out)), -EINVAL);
+	CU_ASSERT_EQUAL(nemo_base64_decode("Zm=v", 4, out, sizeof(out)), -EINVAL);
 }
 
 NEMO_SUITE(cluster_policy, NULL, NULL, {"local when spare", test_policy_local_when_spare},

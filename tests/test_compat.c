@@ -20,6 +20,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "nemo/base64.h"
 #include "nemo/gateway.h"
 #include "nemo/scheduler.h"
 #include "nemo/version.h"
@@ -657,7 +658,7 @@ static void deploy_echo(const char *name, const char *topics, const char *reply,
 	snprintf(so, sizeof(so), "%s/build/functions/echo.so", nemo_test_srcdir());
 	bytes = test_read_file(so, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
-	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b64);
 	body = malloc(strlen(b64) + 512);
@@ -902,7 +903,7 @@ static void test_c_function_logs(void)
 	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
 	bytes = test_read_file(so, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
-	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
 	body = malloc(strlen(b64) + 256);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(body);

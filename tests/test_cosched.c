@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nemo/base64.h"
 #include "nemo/cgroup.h"
 #include "nemo/gateway.h"
 #include "proc.h"
@@ -250,7 +251,7 @@ static char *deploy_body(const char *so)
 	bytes = test_read_file(path, &len);
 	if (!bytes)
 		return NULL;
-	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
 	body = b64 ? malloc(strlen(b64) + 256) : NULL;
 	if (body)

@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nemo/base64.h"
 #include "nemo/gateway.h"
 #include "nemo/version.h"
 #include "proc.h"
@@ -177,7 +178,7 @@ static char *deploy_body(const char *so, const char *handler, const char *extra)
 	bytes = test_read_file(path, &len);
 	if (!bytes)
 		return NULL;
-	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
 	body = malloc(strlen(b64) + 512);
 	sprintf(body, "{\"runtime\":\"c\",\"handler\":\"%s\"%s%s,\"code\":{\"base64\":\"%s\"}}",
@@ -1168,7 +1169,7 @@ static void test_old_journal_replays(void)
 
 	deploy("oldj", "echo.so", "handle", NULL);
 	CU_ASSERT_EQUAL_FATAL(stop_nemod(), 0);
-	b64 = gw_base64_encode((const uint8_t *)"from an old journal", 19);
+	b64 = nemo_base64_encode((const uint8_t *)"from an old journal", 19);
 	snprintf(line, sizeof(line), "A\t%s\toldj\t0\t-\t%s\n", id, b64);
 	free(b64);
 	snprintf(path, sizeof(path), "%s/store/.activations.journal", env.dir);

@@ -20,6 +20,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "nemo/base64.h"
 #include "nemo/clock.h"
 #include <cjson/cJSON.h>
 
@@ -147,7 +148,7 @@ static char *code_body(const char *so, const char *handler, const char *extra)
 	bytes = test_read_file(path, &len);
 	if (!bytes)
 		return NULL;
-	b64 = gw_base64_encode((const uint8_t *)bytes, len);
+	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
 	free(bytes);
 	body = malloc(strlen(b64) + strlen(extra) + strlen(handler) + 256);
 	sprintf(body, "{%s%s\"runtime\":\"c\",\"handler\":\"%s\",\"code\":{\"base64\":\"%s\"}}",

@@ -147,9 +147,6 @@ struct cl_watch *cl_watch_start(struct cl_etcd *e, const char *key, const char *
 /* Stop it; fn is not running and will not run once this returns. */
 void cl_watch_stop(struct cl_watch *w);
 
-/* Base64 (RFC 4648 with padding) as etcd's gateway wants keys and values. */
-char *cl_base64_encode(const void *in, size_t len);			     /* malloc'd */
-long cl_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap); /* len or -EINVAL */
 /* The hex sha256 of `len` bytes (OpenSSL), as function records carry it. */
 void cl_sha256_hex(const void *data, size_t len, char hex[65]);
 

@@ -271,9 +271,4 @@ int gw_http_request_headers(const char *host, uint16_t port, const char *method,
 			    int timeout_ms, struct gw_http_response *resp);
 void gw_http_response_release(struct gw_http_response *resp);
 
-/* Base64 (RFC 4648, padding required). Returns the decoded length or -EINVAL. */
-long gw_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
-/* Returns a malloc'd NUL-terminated string or NULL. */
-char *gw_base64_encode(const uint8_t *in, size_t len);
-
 #endif /* NEMO_GATEWAY_H */

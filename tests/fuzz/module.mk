@@ -29,11 +29,13 @@ fuzz_frame_SRCS   := tests/fuzz/fuzz_frame.c
 fuzz_channel_SRCS := tests/fuzz/fuzz_channel.c harvester/channel.c common/log.c
 fuzz_pkt_SRCS     := tests/fuzz/fuzz_pkt.c common/config.c common/log.c $(NF_LIB_SRCS)
 # the gateway's plain functions of bytes: deploy bodies, routes and names, credentials
-GW_FUZZ_SRCS      := gateway/deploy.c gateway/routes.c gateway/store.c common/config.c \
+GW_FUZZ_SRCS      := gateway/deploy.c gateway/routes.c gateway/store.c common/base64.c \
+		     common/config.c \
 		     common/log.c
 fuzz_deploy_SRCS  := tests/fuzz/fuzz_deploy.c $(GW_FUZZ_SRCS)
 fuzz_route_SRCS   := tests/fuzz/fuzz_route.c gateway/routes.c
 fuzz_creds_SRCS   := tests/fuzz/fuzz_creds.c gateway/auth.c gateway/routes.c gateway/store.c \
+		     common/base64.c \
 		     common/log.c
 FUZZ_LDLIBS = $(CJSON_LIBS) $(DPDK_LIBS) -lzip -lrt -lm -pthread
 
