@@ -7,9 +7,11 @@ sandbox_CFLAGS := -Wno-format-truncation
 TEST_LIBS += sandbox
 TEST_LDLIBS += -lseccomp
 
-# nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames).
+# nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames), and
+# on cgroup v1 each host's watchdog (--watchdog).
 PROGS += nemo-sbx-runtime
-nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/runtime/zygote.c sandbox/codecheck.c
+nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/runtime/zygote.c \
+			 sandbox/runtime/watchdog.c sandbox/codecheck.c
 nemo-sbx-runtime_LDLIBS := -ldl
 
 # Sample functions (sandbox/functions/) and the hostile test functions, in build/functions/.

@@ -709,26 +709,45 @@ static enum sbx_status classify_death(struct sbx_sandbox *sb, char *msg, size_t 
 	return SBX_ERR_CRASHED;
 }
 
+/* Time the sandbox spent frozen since `frozen_base` (sb->frozen_ns when an exchange began). */
+static uint64_t paused_since(struct sbx_sandbox *sb, uint64_t frozen_base, uint64_t now,
+			     bool *frozen)
+{
+	uint64_t paused;
+
+	pthread_mutex_lock(&sb->lock);
+	*frozen = sb->frozen;
+	paused = sb->frozen_ns - frozen_base + (sb->frozen ? now - sb->frozen_at : 0);
+	pthread_mutex_unlock(&sb->lock);
+	return paused;
+}
+
 /*
  * Wait for `p` until the deadline, which stands still while the sandbox is frozen: time
- * spent frozen since the exchange began (`frozen_base`, sb->frozen_ns then) is added to it.
- * Returns 0 (poll returned, or was interrupted), -ETIMEDOUT or the -errno of poll.
+ * spent frozen since the exchange began (`frozen_base`, sb->frozen_ns then) is added to it,
+ * up to the host's frozen_wait. Returns 0 (poll returned, or was interrupted), -ETIMEDOUT,
+ * -ETIME (frozen longer than frozen_wait) or the -errno of poll.
  */
 static int wait_io(struct sbx_sandbox *sb, struct pollfd *p, nfds_t n, uint64_t deadline_ns,
 		   uint64_t frozen_base)
 {
-	uint64_t now, paused, wait_ms;
+	uint64_t now = nemo_now_ns(), paused, wait_ms, left_ms;
 	bool frozen;
 
-	pthread_mutex_lock(&sb->lock);
-	now = nemo_now_ns();
-	frozen = sb->frozen;
-	paused = sb->frozen_ns - frozen_base + (frozen ? now - sb->frozen_at : 0);
-	pthread_mutex_unlock(&sb->lock);
+	paused = paused_since(sb, frozen_base, now, &frozen);
+	if (paused >= sb->host->frozen_wait_ns)
+		return -ETIME;
 	if (now >= deadline_ns + paused)
 		return -ETIMEDOUT;
 	wait_ms = (deadline_ns + paused - now + 999999) / 1000000;
-	/* frozen, the clock stands still: the thaw is seen at the next look */
+	/*
+	 * A freeze from another thread does not wake this poll: look again before a pause that
+	 * began now would pass frozen_wait. Frozen, the clock stands still: the thaw is seen at
+	 * the next look, none sooner than FROZEN_RECHECK_MS.
+	 */
+	left_ms = (sb->host->frozen_wait_ns - paused + 999999) / 1000000;
+	if (wait_ms > left_ms)
+		wait_ms = left_ms;
 	if (frozen && wait_ms < FROZEN_RECHECK_MS)
 		wait_ms = FROZEN_RECHECK_MS;
 	if (poll(p, n, wait_ms > INT32_MAX ? INT32_MAX : (int)wait_ms) < 0 && errno != EINTR)
@@ -966,6 +985,18 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	switch (rc) {
 	case 0:
 		break;
+	case -ETIME: {
+		bool frozen;
+		uint64_t paused = paused_since(sb, frozen_base, nemo_now_ns(), &frozen);
+
+		kill_sandbox(sb);
+		result_set(res, SBX_ERR_TIMEOUT,
+			   "paused %" PRIu64
+			   " ms: core %d has been reclaimed by its NF (frozen) for "
+			   "longer than a call waits (frozen_wait_ms %" PRIu64 "): killed",
+			   paused / 1000000, sb->cg.core, sb->host->frozen_wait_ns / 1000000);
+		return 0;
+	}
 	case -ETIMEDOUT:
 		kill_sandbox(sb);
 		result_set(res, SBX_ERR_TIMEOUT, "function timed out after %u ms: killed",
@@ -981,11 +1012,17 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	default: {
 		char why[SBX_MSG_MAX];
 		enum sbx_status st;
+		const char *killed;
 
 		if (rc != -EPIPE)
 			kill_sandbox(sb);
 		st = classify_death(sb, why, sizeof(why));
-		if (rc != -EPIPE)
+		pthread_mutex_lock(&sb->lock);
+		killed = sb->killed_why;
+		pthread_mutex_unlock(&sb->lock);
+		if (killed)
+			result_set(res, SBX_ERR_INTERNAL, "%s", killed);
+		else if (rc != -EPIPE)
 			result_set(res, SBX_ERR_CRASHED, "protocol error from function (%s)",
 				   strerror(-rc));
 		else
@@ -1105,6 +1142,36 @@ int sbx_thaw(struct sbx_sandbox *sb)
 	}
 	pthread_mutex_unlock(&sb->lock);
 	return rc;
+}
+
+uint64_t sbx_frozen_since(struct sbx_sandbox *sb)
+{
+	uint64_t since;
+
+	pthread_mutex_lock(&sb->lock);
+	since = sb->frozen ? sb->frozen_at : 0;
+	pthread_mutex_unlock(&sb->lock);
+	return since;
+}
+
+void sbx_kill_async(struct sbx_sandbox *sb, const char *why)
+{
+	pthread_mutex_lock(&sb->lock);
+	if (sb->state != SBX_STATE_DEAD && !sb->reaped && sb->pidfd >= 0) {
+		sb->killed_why = why;
+		pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0);
+		/* v1: freeze, kill every task, thaw; v2: cgroup.kill, which frozen tasks obey */
+		if (sb->cg.freezer[0])
+			sb->host->cg->kill(&sb->cg);
+		if (sb->frozen) {
+			sb->host->cg->freeze(&sb->cg, false);
+			unfrozen_locked(sb);
+		}
+		/* a call in flight sees the death through the pidfd and reaps */
+		if (sb->state != SBX_STATE_BUSY)
+			sb->state = SBX_STATE_DEAD;
+	}
+	pthread_mutex_unlock(&sb->lock);
 }
 
 bool sbx_frozen(struct sbx_sandbox *sb)

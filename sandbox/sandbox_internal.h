@@ -164,6 +164,9 @@ struct sbx_host {
 	char python_path[SBX_PATH_MAX];
 	bool netns_per_sandbox;
 	bool zygote_host_attach; /* sbx_host_config */
+	uint64_t frozen_wait_ns; /* sbx_host_config.frozen_wait_ms */
+	/* v1: the watchdog that outlives us to thaw and kill our sandboxes (watchdog.c) */
+	pid_t watchdog_pid;
 	/* the private root's copies of the host's top-level folders */
 	int n_root_top;
 	struct sbx_root_entry root_top[SBX_ROOT_TOP_MAX];
@@ -249,6 +252,8 @@ struct sbx_sandbox {
 	bool frozen;	    /* the freezer holds it: FROZEN, or BUSY with its invocation paused */
 	uint64_t frozen_at; /* when the current freeze began (while frozen) */
 	uint64_t frozen_ns; /* time spent frozen in earlier freezes: invocation deadlines skip it */
+	/* why another thread killed it (sbx_kill_async): the result of a call in flight */
+	const char *killed_why;
 };
 
 /* How long a freeze may take to settle before it is undone. */
@@ -267,6 +272,21 @@ int sbx_freeze_settle(struct sbx_sandbox *sb, uint64_t deadline_ns);
 
 /* Whether the freezer holds the sandbox (idle or in the middle of an invocation). */
 bool sbx_frozen(struct sbx_sandbox *sb);
+
+/* When the current freeze began (nemo_now_ns), 0 when the sandbox is not frozen. */
+uint64_t sbx_frozen_since(struct sbx_sandbox *sb);
+
+/*
+ * Kill the sandbox from another thread than its owner's, and thaw it if frozen (a v1-frozen
+ * task dies only once thawed). Nothing is reaped here: a BUSY owner's sbx_invoke() sees the
+ * death and reports SBX_ERR_INTERNAL with `why` (a static string); a READY or FROZEN one
+ * reads DEAD, reaped at its destroy. Safe against sbx_freeze()/sbx_thaw() on other threads.
+ */
+void sbx_kill_async(struct sbx_sandbox *sb, const char *why);
+
+/* v1: start the watchdog (host.c, sandbox/runtime/watchdog.c); stop it at a clean exit. */
+int sbx_watchdog_start(struct sbx_host *host);
+void sbx_watchdog_stop(struct sbx_host *host);
 
 /* Env key for the runtime: where the python shim is. */
 #define SBX_SHIM_ENV "NEMO_SBX_SHIM"

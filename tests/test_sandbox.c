@@ -2200,3 +2200,341 @@ NEMO_SUITE(sandbox_pool_zygote, suite_setup, suite_teardown,
 	    test_pool_zygote_paths_and_redeploy_zygote},
 	   {"zygotes expire and are evicted by the keep-alive policy",
 	    test_pool_zygote_keepalive_zygote})
+
+/* ---- sandbox_reclaim: a core reclaimed by freezing, and nothing outlives its host ---- */
+
+/* A host of its own (cgroup root <suite root>-<tag>), for the figures a test must set. */
+static struct sbx_host *own_host(const char *tag, uint32_t frozen_wait_ms, char *own_root,
+				 size_t len)
+{
+	struct sbx_host_config cfg = {.frozen_wait_ms = frozen_wait_ms};
+	struct sbx_host *h;
+
+	snprintf(own_root, len, "%s-%s", root, tag);
+	cfg.cgroup_root = own_root;
+	h = sbx_host_new(&cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	return h;
+}
+
+/* Its cgroup directories, in every hierarchy; 0 once the host is gone and left nothing. */
+static int root_dirs_left(const char *own_root)
+{
+	char dirs[8][512];
+	int n = sbx_cgroup_root_dirs(own_root, dirs, 8), left = 0;
+
+	for (int i = 0; i < n; i++)
+		if (exists(dirs[i])) {
+			printf("\n  left behind: %s", dirs[i]);
+			left++;
+		}
+	return left;
+}
+
+/* The busy figure of a pool reaching `busy`, at most 2 s. */
+static void wait_busy(struct sbx_pool *pool, const char *name, uint32_t busy)
+{
+	struct sbx_pool_stats st = {0};
+
+	for (int i = 0; i < 2000 && (sbx_pool_stats(pool, name, &st), st.busy < busy); i++)
+		usleep(1000);
+	CU_ASSERT_EQUAL_FATAL(st.busy, busy);
+}
+
+/*
+ * A core its NF reclaims and never gives back (the NF crashed frozen): a call paused in mid-
+ * run, and an acquired instance waiting for the thaw, each end once the host's
+ * frozen_wait_ms has passed, with a timeout that names the core and how long it was held.
+ */
+static void test_frozen_call_deadline(void)
+{
+	char own_root[96];
+	struct sbx_host *h = own_host("wait", 300, own_root, sizeof(own_root));
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool = sbx_pool_new(h, NULL, NULL);
+	int core = 1 % sbx_host_n_cores(h);
+	struct pool_call busy = {0};
+	struct sbx_result r = {0};
+	struct sbx_sandbox *sb;
+	char want[64];
+	uint64_t t0, waited;
+	int rc;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	s.concurrency = 4;
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_prewarm(pool, s.name, core, 2), 2);
+	busy = (struct pool_call){.pool = pool, .name = s.name, .core = core, .req = "200"};
+	CU_ASSERT_FATAL(pthread_create(&busy.thread, NULL, pool_call_main, &busy) == 0);
+	wait_busy(pool, s.name, 1);
+	sb = sbx_pool_acquire(pool, s.name, core, &r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	usleep(50 * 1000);
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 2);
+
+	/* acquired, not run: waits 300 ms, then says why */
+	t0 = now_ms();
+	rc = sbx_pool_wait_thaw(pool, sb, &r);
+	waited = now_ms() - t0;
+	snprintf(want, sizeof(want), "core %d has been reclaimed by its NF for", core);
+	printf("\n  waiting for the thaw: %llu ms: %s: %s", (unsigned long long)waited,
+	       sbx_status_name(r.status), r.message);
+	CU_ASSERT_EQUAL(rc, -ETIMEDOUT);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_TIMEOUT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, want));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "frozen_wait_ms"));
+	CU_ASSERT(waited >= 290 && waited < 1000);
+	sbx_pool_release(pool, sb); /* frozen: idle until its core thaws */
+
+	/* paused in mid-run: killed once it was frozen 300 ms, its timeout (1 s) notwithstanding */
+	pthread_join(busy.thread, NULL);
+	printf("\n  the paused call: %llu ms: %s: %s\n  ", (unsigned long long)busy.ms,
+	       sbx_status_name(busy.res.status), busy.res.message);
+	CU_ASSERT_EQUAL(busy.res.status, SBX_ERR_TIMEOUT);
+	snprintf(want, sizeof(want), "core %d has been reclaimed by its NF", core);
+	CU_ASSERT_PTR_NOT_NULL(strstr(busy.res.message, want));
+	CU_ASSERT(busy.ms >= 340 && busy.ms < 700);
+	sbx_result_release(&busy.res);
+
+	/* the thaw comes at last: the waiting one serves again, nothing frozen is left */
+	CU_ASSERT_EQUAL(sbx_pool_thaw_core(pool, core), 1);
+	CU_ASSERT_EQUAL(kernel_frozen_sandboxes(), 0);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, core, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_PREWARMED);
+	sbx_result_release(&r);
+	sbx_pool_destroy(pool);
+	sbx_host_destroy(h);
+	CU_ASSERT_EQUAL(root_dirs_left(own_root), 0);
+}
+
+/* One sbx_pool_wait_thaw on its own thread: a worker holding an instance its core froze. */
+struct thaw_wait {
+	struct sbx_pool *pool;
+	struct sbx_sandbox *sb;
+	struct sbx_result res;
+	int rc;
+	uint64_t end_ms;
+	pthread_t thread;
+};
+
+static void *thaw_wait_main(void *arg)
+{
+	struct thaw_wait *w = arg;
+
+	w->rc = sbx_pool_wait_thaw(w->pool, w->sb, &w->res);
+	w->end_ms = now_ms();
+	return NULL;
+}
+
+/*
+ * nemod's exit with a core frozen: sbx_pool_stop() (its drain's deadline) kills the frozen
+ * instances, so the call paused in one and the worker waiting for one end at once, with the
+ * reason; the pool and host are then destroyed promptly and leave no process and no
+ * cgroup. Afterwards a freeze of a core kills its instances instead (nobody would thaw).
+ */
+static void test_stop_with_frozen_core(void)
+{
+	char own_root[96];
+	struct sbx_host *h = own_host("stop", 0, own_root, sizeof(own_root));
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool = sbx_pool_new(h, NULL, NULL);
+	int core = 1 % sbx_host_n_cores(h), killed;
+	struct pool_call busy = {0};
+	struct thaw_wait w = {0};
+	struct sbx_result r = {0};
+	struct sbx_sandbox *later;
+	pid_t pids[4];
+	uint64_t t0, stop_ms;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	s.concurrency = 4;
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_prewarm(pool, s.name, core, 3), 3);
+	busy = (struct pool_call){.pool = pool, .name = s.name, .core = core, .req = "200"};
+	CU_ASSERT_FATAL(pthread_create(&busy.thread, NULL, pool_call_main, &busy) == 0);
+	wait_busy(pool, s.name, 1);
+	w.pool = pool;
+	w.sb = sbx_pool_acquire(pool, s.name, core, &r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w.sb);
+	usleep(50 * 1000);
+	/* one paused in mid-run, one acquired, one idle */
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 3);
+	CU_ASSERT_FATAL(pthread_create(&w.thread, NULL, thaw_wait_main, &w) == 0);
+	usleep(200 * 1000);
+	CU_ASSERT_FALSE(pool_call_done(&busy));
+
+	t0 = now_ms();
+	killed = sbx_pool_stop(pool);
+	pthread_join(busy.thread, NULL);
+	pthread_join(w.thread, NULL);
+	stop_ms = now_ms() - t0;
+	printf("\n  stop killed %d frozen instances; the paused call and the waiting one ended "
+	       "%llu ms later:\n    %s: %s\n    %s: %s",
+	       killed, (unsigned long long)stop_ms, sbx_status_name(busy.res.status),
+	       busy.res.message, sbx_status_name(w.res.status), w.res.message);
+	CU_ASSERT_EQUAL(killed, 3);
+	CU_ASSERT(stop_ms < 500);
+	CU_ASSERT_EQUAL(busy.res.status, SBX_ERR_INTERNAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(busy.res.message, "nemod is stopping"));
+	CU_ASSERT_EQUAL(w.rc, -ESHUTDOWN);
+	CU_ASSERT_EQUAL(w.res.status, SBX_ERR_INTERNAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.res.message, "nemod is stopping"));
+	CU_ASSERT_EQUAL(kernel_frozen_sandboxes(), 0);
+	sbx_result_release(&busy.res);
+	sbx_pool_release(pool, w.sb);
+
+	/* stopped: nothing is made ahead of demand, and a reclaim kills what runs on the core
+	 * rather than freezing it */
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, core, 1), -ESHUTDOWN);
+	later = sbx_pool_acquire(pool, s.name, core, &r);
+	CU_ASSERT_EQUAL(r.path, SBX_START_COLD);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(later);
+	pids[3] = sbx_pid(later);
+	killed = sbx_pool_freeze_core(pool, core);
+	printf("\n  a freeze after the stop killed %d", killed);
+	CU_ASSERT_EQUAL(killed, 1);
+	CU_ASSERT_EQUAL(sbx_state(later), SBX_STATE_DEAD);
+	sbx_pool_release(pool, later);
+
+	/* the pool's own sandboxes, to look for after the host is gone */
+	{
+		uint32_t n = 0;
+
+		CU_ASSERT_EQUAL(sbx_cgroup_core_sandboxes(h, -1, &n, NULL), 0);
+		printf("\n  %u sandboxes left on the host before its destroy", n);
+	}
+	pids[0] = pids[1] = pids[2] = 0;
+	t0 = now_ms();
+	sbx_pool_destroy(pool);
+	sbx_host_destroy(h);
+	printf(", destroyed in %llu ms\n  ", (unsigned long long)(now_ms() - t0));
+	CU_ASSERT(now_ms() - t0 < 1000);
+	CU_ASSERT_FALSE(running(pids[3]));
+	CU_ASSERT_EQUAL(root_dirs_left(own_root), 0);
+}
+
+/* Processes whose command line is `nemo-sbx-runtime --watchdog <owner> ...`. */
+static int watchdogs_of(pid_t owner)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		char path[300], cmd[512];
+		ssize_t len;
+		int fd;
+
+		if (!atoi(de->d_name))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		cmd[len] = '\0';
+		/* argv[0] NUL argv[1] NUL argv[2] */
+		if (!strcmp(cmd + strlen(cmd) + 1, "--watchdog") &&
+		    atoi(cmd + strlen(cmd) + 1 + strlen("--watchdog") + 1) == owner &&
+		    running(atoi(de->d_name)))
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * nemod killed with -9 while its core is reclaimed: its frozen sandboxes (a scratch
+ * instance, a zygote and a fork of it) are gone within 1 s. On v1 a frozen task cannot die
+ * of the parent-death SIGKILL until something thaws it: the host's watchdog does, and
+ * leaves too.
+ */
+static void test_owner_killed_frozen(void)
+{
+	bool zygotes = sbx_zygote_supported(NULL, 0) == 0;
+	int pfd[2], n = zygotes ? 3 : 1, watchdogs;
+	pid_t child, pids[3] = {0};
+	uint64_t t0, gone_ms;
+
+	CU_ASSERT_FATAL(pipe(pfd) == 0);
+	child = fork();
+	CU_ASSERT_FATAL(child >= 0);
+	if (child == 0) {
+		struct sbx_host_config cfg = {0};
+		struct sbx_spec c = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+		struct sbx_spec py = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
+		struct sbx_sandbox *sb[3] = {NULL};
+		char croot[64];
+		pid_t out[3];
+		struct sbx_host *h;
+
+		snprintf(croot, sizeof(croot), "nemo-test-%d", getpid());
+		cfg.cgroup_root = croot;
+		h = sbx_host_new(&cfg);
+		sb[0] = h ? sbx_create(h, &c, 0) : NULL;
+		if (!sb[0] || sbx_init(sb[0], NULL, 0))
+			_exit(1);
+		if (n == 3) {
+			sb[1] = sbx_zygote_create(h, &py, 0, NULL, 0);
+			sb[2] = sb[1] ? sbx_zygote_fork(sb[1], 0, NULL, 0) : NULL;
+			if (!sb[2])
+				_exit(1);
+		}
+		for (int i = 0; i < n; i++) {
+			if (sbx_freeze(sb[i]))
+				_exit(1);
+			out[i] = sbx_pid(sb[i]);
+		}
+		if (write(pfd[1], out, sizeof(out)) != sizeof(out))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	CU_ASSERT_EQUAL_FATAL(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+	close(pfd[0]);
+	for (int i = 0; i < n; i++)
+		CU_ASSERT_TRUE(running(pids[i]));
+	if (sbx_cgroup_detect(NULL, 0) == SBX_CGROUP_V1)
+		CU_ASSERT_EQUAL(watchdogs_of(child), 1);
+	kill(child, SIGKILL);
+	t0 = now_ms();
+	waitpid(child, NULL, 0);
+	for (int i = 0; i < 100; i++) {
+		bool any = false;
+
+		for (int k = 0; k < n; k++)
+			any |= running(pids[k]);
+		if (!any)
+			break;
+		usleep(10000);
+	}
+	gone_ms = now_ms() - t0;
+	/* its watchdog goes too, once it has looked again and found nothing */
+	while ((watchdogs = watchdogs_of(child)) && now_ms() - t0 < 1000)
+		usleep(10000);
+	printf("\n  %d frozen sandboxes gone %llu ms after their host's kill -9, its watchdog "
+	       "%s after %llu ms\n  ",
+	       n, (unsigned long long)gone_ms, watchdogs ? "still there" : "gone",
+	       (unsigned long long)(now_ms() - t0));
+	for (int i = 0; i < n; i++) {
+		if (running(pids[i]))
+			printf("pid %d outlived its host by 1 s\n  ", (int)pids[i]);
+		CU_ASSERT_FALSE(running(pids[i]));
+	}
+	CU_ASSERT_EQUAL(watchdogs, 0);
+	/* its cgroups, as nemod's restart would */
+	remove_stale_roots();
+}
+
+NEMO_SUITE(sandbox_reclaim, suite_setup, suite_teardown,
+	   {"a call on a core frozen past frozen_wait_ms ends, naming the core",
+	    test_frozen_call_deadline},
+	   {"stop with a frozen core: calls end at once, destroy leaves nothing",
+	    test_stop_with_frozen_core},
+	   {"owner killed -9 with frozen sandboxes: gone within 1 s", test_owner_killed_frozen})

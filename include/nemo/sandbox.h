@@ -149,6 +149,15 @@ struct sbx_host_config {
 	 * function's runs before it is in them, and the host checks that it is.
 	 */
 	bool zygote_host_attach;
+	/*
+	 * The longest one call waits on a core its NF reclaimed by freezing it: an instance
+	 * frozen before its call ran (sbx_pool_wait_thaw()), or an invocation paused by the
+	 * freezer in mid-run (sbx_freeze()), counted apart from the function's timeout_ms.
+	 * Then the call ends with SBX_ERR_TIMEOUT naming the core and how long it was
+	 * reclaimed (a paused instance is killed) [5000 ms]. Unbounded, a call on a core that
+	 * never comes back (its NF crashed frozen) waited forever, and nemod's drain with it.
+	 */
+	uint32_t frozen_wait_ms;
 };
 
 struct sbx_host;
@@ -275,8 +284,10 @@ void sbx_result_release(struct sbx_result *res);
  * A READY sandbox becomes FROZEN, and sbx_invoke() on it says SBX_ERR_STATE until the thaw.
  * A BUSY one stays BUSY: its invocation pauses where it is and goes on after the thaw. The
  * invoking thread keeps waiting for the reply, and time spent frozen does not count against
- * timeout_ms (a paused invocation waits as long as the freeze lasts; res->times.run_ns is
- * wall time, pause included). May be called from another thread than the owner's.
+ * timeout_ms (res->times.run_ns is wall time, pause included), up to the host's
+ * frozen_wait_ms: an invocation paused longer is killed with the sandbox, and its result is
+ * SBX_ERR_TIMEOUT naming the core and the pause. May be called from another thread than the
+ * owner's.
  * sbx_freeze returns 0, -EBUSY (not READY or BUSY, already frozen, or dead), -ETIMEDOUT if
  * the freezer did not settle within 100 ms (the sandbox is thawed again, as it was), or the
  * -errno of the cgroup write. sbx_thaw returns 0, -EBUSY (not frozen) or the -errno of the
@@ -438,7 +449,8 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name);
 /*
  * Create and initialise `count` instances of `name` on `core` ahead of demand and keep them
  * idle, marked pre-warmed. Returns how many were made (>= 0), or -ENOENT (not deployed),
- * -ENOEXEC (init failed), -ENOSPC (memory budget), or a create errno. Thread-safe.
+ * -ENOEXEC (init failed), -ENOSPC (memory budget), -ESHUTDOWN (sbx_pool_stop() ran), or a
+ * create errno. Thread-safe.
  */
 int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count);
 
@@ -450,7 +462,7 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
  * memory_bytes, expires and is evicted like an instance (an ask for it again counts as a
  * use), and a redeploy replaces it with one of the new code. Returns 1 (made), 0 (kept),
  * -ENOENT, -ENOTSUP (an exec function), -ENOSPC (memory budget), -ENOEXEC (the code does not
- * load) or a create errno. Thread-safe.
+ * load), -ESHUTDOWN (sbx_pool_stop() ran) or a create errno. Thread-safe.
  */
 int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core);
 
@@ -459,7 +471,8 @@ int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core);
  * taken) or cold-start one on `core` (-1: core 0). res->path and res->times (create, init,
  * queue) say how. On success the caller owns the sandbox until sbx_pool_release(); if its
  * core is frozen before the caller invokes it, sbx_invoke() says SBX_ERR_STATE (frozen)
- * until sbx_pool_thaw_core() (sbx_pool_invoke() waits for the thaw instead). Returns the
+ * until sbx_pool_thaw_core() (sbx_pool_wait_thaw() waits for it, as sbx_pool_invoke() does).
+ * Returns the
  * sandbox, or NULL with errno (ENOENT not deployed, ENOEXEC init failed, EAGAIN at the
  * concurrency limit) and res->status/message set. Thread-safe.
  */
@@ -474,9 +487,20 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb);
 
 /*
+ * Wait until `sb`, acquired from `pool`, is no longer frozen with its core: at most the
+ * host's frozen_wait_ms, and not at all once the pool is stopped (sbx_pool_stop()).
+ * Returns 0 (not frozen: invoke it), -ETIMEDOUT (res: SBX_ERR_TIMEOUT, "not run: core 1
+ * has been reclaimed by its NF for 5012 ms (its instance frozen) ...") or -ESHUTDOWN (res:
+ * SBX_ERR_INTERNAL, the pool stopped). `res` may be NULL. The instance stays the caller's,
+ * to release. Thread-safe.
+ */
+int sbx_pool_wait_thaw(struct sbx_pool *pool, struct sbx_sandbox *sb, struct sbx_result *res);
+
+/*
  * acquire + invoke + release: the whole invocation, with path and every phase time in
  * `res`. An instance frozen with its core between acquire and invoke waits for the thaw
- * (counted in times.queue_ns); one frozen during the invocation pauses (see sbx_freeze()).
+ * (counted in times.queue_ns; sbx_pool_wait_thaw()); one frozen during the invocation
+ * pauses (see sbx_freeze()); either way at most the host's frozen_wait_ms.
  * Returns 0 when `res` holds an outcome, -EINVAL for NULL arguments. Thread-safe.
  */
 int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const void *req, size_t len,
@@ -498,7 +522,8 @@ int sbx_pool_maintain(struct sbx_pool *pool);
  * the core afterwards are not frozen. Pool operations wait while the freeze settles.
  * Returns how many of the core's instances are frozen now (>= 0; one that failed to freeze
  * is logged and keeps running), -errno when some failed and none is frozen, or -EINVAL for
- * a bad core. Thread-safe.
+ * a bad core. After sbx_pool_stop() the core's instances are killed instead, and the
+ * return is how many. Thread-safe.
  */
 int sbx_pool_freeze_core(struct sbx_pool *pool, int core);
 
@@ -509,6 +534,19 @@ int sbx_pool_freeze_core(struct sbx_pool *pool, int core);
  * thawed), or -EINVAL for a bad core. Thread-safe.
  */
 int sbx_pool_thaw_core(struct sbx_pool *pool, int core);
+
+/*
+ * The daemon is leaving (call it when its drain's deadline passed, before it joins the
+ * threads that invoke): every instance of the pool frozen with its core is killed where it
+ * stands and thawed, so that nothing waits for a thaw that will not come. Calls paused in
+ * one, or waiting for one (sbx_pool_wait_thaw()), end at once with SBX_ERR_INTERNAL
+ * ("nemod is stopping ..."); from now on sbx_pool_freeze_core() kills a core's instances
+ * instead of freezing them, nothing is made ahead of demand (sbx_pool_prewarm() and
+ * sbx_pool_zygote() say -ESHUTDOWN) and a crashed instance is not replaced. Instances that
+ * are not frozen are left to finish; requests are still served. Returns how many were
+ * killed. Thread-safe; the pool still needs sbx_pool_destroy().
+ */
+int sbx_pool_stop(struct sbx_pool *pool);
 
 struct sbx_pool_stats {
 	uint32_t idle;	    /* warm instances waiting, not frozen */

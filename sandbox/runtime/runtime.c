@@ -29,6 +29,7 @@
 #include "nemo/function.h"
 #include "nemo/sandbox.h"
 #include "nemo/version.h"
+#include "watchdog.h"
 #include "zygote.h"
 
 /*
@@ -703,6 +704,8 @@ int main(int argc, char **argv)
 		printf("nemo-sbx-runtime %s\n", NEMO_VERSION);
 		return 0;
 	}
+	if (argc > 1 && !strcmp(argv[1], WATCHDOG_ARG))
+		return nemo_watchdog_main(argc, argv);
 	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "zygote")))
 		return 2;
 	zygote = argc == 6;
