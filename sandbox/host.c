@@ -503,6 +503,7 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	host->seccomp_fd = -1;
 	host->zygote_seccomp_fd = -1;
 	host->netns_fd = -1;
+	host->root_template_fd = -1;
 	pthread_mutex_init(&host->lock, NULL);
 	pthread_mutex_init(&host->acct_lock, NULL);
 	snprintf(host->cgroup_root, sizeof(host->cgroup_root), "%s",
@@ -556,9 +557,14 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 			goto fail_seccomp;
 		}
 	}
+	host->root_template_fd = sbx_root_template_new(host);
+	if (host->root_template_fd < 0) {
+		rc = host->root_template_fd;
+		goto fail_netns;
+	}
 	rc = sbx_watchdog_start(host);
 	if (rc)
-		goto fail_netns;
+		goto fail_template;
 	rc = sbx_launcher_start(host);
 	if (rc)
 		goto fail_watchdog;
@@ -573,6 +579,8 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	return host;
 fail_watchdog:
 	sbx_watchdog_stop(host);
+fail_template:
+	close(host->root_template_fd);
 fail_netns:
 	if (host->netns_fd >= 0)
 		close(host->netns_fd);
@@ -616,6 +624,8 @@ void sbx_host_destroy(struct sbx_host *host)
 		close(host->zygote_seccomp_fd);
 	if (host->netns_fd >= 0)
 		close(host->netns_fd);
+	if (host->root_template_fd >= 0)
+		close(host->root_template_fd);
 	free(host->acct);
 	pthread_mutex_destroy(&host->acct_lock);
 	pthread_mutex_destroy(&host->lock);
@@ -647,4 +657,12 @@ int sbx_host_n_sandboxes(struct sbx_host *host)
 	n = host->n_sandboxes;
 	pthread_mutex_unlock(&host->lock);
 	return n;
+}
+
+void sbx_host_bench_host_root(struct sbx_host *host, bool on)
+{
+	if (on)
+		NEMO_WARN(SBX_LOG, "host: sandboxes see the host's / read-only, no private root "
+				   "(bench-sandbox's baseline; never for functions of tenants)");
+	host->bench_host_root = on;
 }

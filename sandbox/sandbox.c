@@ -63,6 +63,8 @@ struct launch {
 	char *const *envp;
 	const char *hostname;
 	char tmpfs_opts[64];
+	bool host_root;	 /* bench only: no private root, the host's / read-only */
+	int template_fd; /* the private root's template: its mount namespace */
 	int n_binds;
 	struct root_bind bind[ROOT_BINDS_MAX];
 	/* written by the child when a step fails (v2: through errpipe, memory is not shared) */
@@ -121,12 +123,22 @@ static const char *const root_dev_links[][2] = {{"/proc/self/fd", "dev/fd"},
 						{"/proc/self/fd/1", "dev/stdout"},
 						{"/proc/self/fd/2", "dev/stderr"}};
 
+/* A step of the template's build failed: say which, with errno, to its caller. */
+static int root_fail(struct launch *l, const char *step)
+{
+	l->fail.err = errno;
+	l->fail.step = step;
+	return -1;
+}
+
 /*
- * Assemble the private root on a tmpfs at SBX_ROOT_MNT and pivot into it: the binds (taken
- * from the host's tree before the tmpfs covers anything), the host's top-level symlinks
- * (bin -> usr/bin), /dev with a few nodes, mount points for /proc, /tmp and /dev/shm.
+ * Assemble the private root's template on a tmpfs at SBX_ROOT_MNT and pivot into it: the
+ * binds (taken from the host's tree before the tmpfs covers anything), the host's top-level
+ * symlinks (bin -> usr/bin), /dev with a few nodes, mount points for /proc, /tmp, /dev/shm
+ * and /code. Runs in a mount namespace of its own (template_main). Returns 0, or -1 with
+ * l->fail saying which step failed.
  */
-static void build_root(struct launch *l)
+static int build_root(struct launch *l)
 {
 	struct mount_attr ro = {.attr_set =
 					MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
@@ -137,56 +149,103 @@ static void build_root(struct launch *l)
 		l->bind[i].fd = (int)syscall(SYS_open_tree, AT_FDCWD, l->bind[i].src,
 					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 		if (l->bind[i].fd < 0)
-			child_fail(l, l->bind[i].src);
+			return root_fail(l, l->bind[i].src);
 		if (syscall(SYS_mount_setattr, l->bind[i].fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ro,
 			    sizeof(ro)))
-			child_fail(l, "make a bind of the private root read-only");
+			return root_fail(l, "make a bind of the private root read-only");
 	}
 	if (mount("tmpfs", SBX_ROOT_MNT, "tmpfs", MS_NOSUID, "size=64k,nr_inodes=256,mode=0755"))
-		child_fail(l, "mount the private root");
+		return root_fail(l, "mount the private root");
 	if (chdir(SBX_ROOT_MNT))
-		child_fail(l, "enter the private root");
+		return root_fail(l, "enter the private root");
 	umask(0);
 	for (int i = 0; i < l->n_binds; i++) {
 		const char *dst = l->bind[i].dst;
 
 		if (mkdir_parents(dst, l->bind[i].dir))
-			child_fail(l, dst);
+			return root_fail(l, dst);
 		if (!l->bind[i].dir) {
 			int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
 
 			if (fd < 0)
-				child_fail(l, dst);
+				return root_fail(l, dst);
 			close(fd);
 		}
 		if (syscall(SYS_move_mount, l->bind[i].fd, "", AT_FDCWD, dst,
 			    MOVE_MOUNT_F_EMPTY_PATH))
-			child_fail(l, "bind into the private root");
+			return root_fail(l, "bind into the private root");
 		close(l->bind[i].fd);
+		l->bind[i].fd = -1;
 	}
 	for (int i = 0; i < host->n_root_top; i++)
 		if (host->root_top[i].link &&
 		    symlink(host->root_top[i].target, host->root_top[i].name))
-			child_fail(l, host->root_top[i].name);
+			return root_fail(l, host->root_top[i].name);
 	if (mkdir("proc", 0555) || mkdir("tmp", 01777) || mkdir("dev", 0755) ||
-	    mkdir("dev/shm", 01777))
-		child_fail(l, "make the private root's folders");
+	    mkdir("dev/shm", 01777) || mkdir("code", 0755))
+		return root_fail(l, "make the private root's folders");
 	for (size_t i = 0; i < sizeof(root_devs) / sizeof(root_devs[0]); i++)
 		if (mknod(root_devs[i].name, S_IFCHR | 0666,
 			  makedev(root_devs[i].major, root_devs[i].minor)))
-			child_fail(l, root_devs[i].name);
+			return root_fail(l, root_devs[i].name);
 	for (size_t i = 0; i < sizeof(root_dev_links) / sizeof(root_dev_links[0]); i++)
 		if (symlink(root_dev_links[i][0], root_dev_links[i][1]))
-			child_fail(l, root_dev_links[i][1]);
+			return root_fail(l, root_dev_links[i][1]);
 	/* the old root goes under the new one, then away */
 	if (syscall(SYS_pivot_root, ".", "."))
-		child_fail(l, "pivot_root");
+		return root_fail(l, "pivot_root");
 	if (umount2(".", MNT_DETACH))
-		child_fail(l, "detach the host's root");
+		return root_fail(l, "detach the host's root");
 	if (chdir("/"))
-		child_fail(l, "chdir /");
+		return root_fail(l, "chdir /");
 	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", 0, &ro_root, sizeof(ro_root)))
-		child_fail(l, "make the private root read-only");
+		return root_fail(l, "make the private root read-only");
+	return 0;
+}
+
+/*
+ * The child's root: a copy of the host's template (setns into it, then a namespace of its
+ * own), and the function's code alone, on a tmpfs of its own at /code. The code's bind is
+ * taken from the host's tree before the setns. Child side: raw syscalls only.
+ */
+static void enter_root(struct launch *l)
+{
+	struct mount_attr ro = {.attr_set =
+					MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+	struct root_bind *code = l->n_binds ? &l->bind[0] : NULL;
+
+	if (code) {
+		code->fd = (int)syscall(SYS_open_tree, AT_FDCWD, code->src,
+					OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (code->fd < 0)
+			child_fail(l, code->src);
+		if (syscall(SYS_mount_setattr, code->fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ro,
+			    sizeof(ro)))
+			child_fail(l, "make the code's bind read-only");
+	}
+	/* root and cwd become the template's root */
+	if (setns(l->template_fd, CLONE_NEWNS))
+		child_fail(l, "enter the private root's template");
+	if (unshare(CLONE_NEWNS))
+		child_fail(l, "a copy of the private root");
+	umask(0);
+	if (mount("tmpfs", "code", "tmpfs", MS_NOSUID | MS_NODEV, "size=16k,nr_inodes=8,mode=0755"))
+		child_fail(l, "mount /code");
+	if (code) {
+		int fd = code->dir ? mkdir(code->dst, 0755)
+				   : open(code->dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+
+		if (fd < 0)
+			child_fail(l, code->dst);
+		if (!code->dir)
+			close(fd);
+		if (syscall(SYS_move_mount, code->fd, "", AT_FDCWD, code->dst,
+			    MOVE_MOUNT_F_EMPTY_PATH))
+			child_fail(l, "bind the code into the private root");
+		close(code->fd);
+	}
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "code", 0, &ro, sizeof(ro)))
+		child_fail(l, "make /code read-only");
 }
 
 /*
@@ -217,10 +276,19 @@ static int launch_child(void *arg)
 		child_fail(l, "setns net");
 	if (sethostname(l->hostname, strlen(l->hostname)))
 		child_fail(l, "sethostname");
-	/* our mount changes must not propagate back to the host */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		child_fail(l, "make / private");
-	build_root(l);
+	if (l->host_root) {
+		/* bench-only (sbx_host_bench_host_root): the host's / read-only in a copy of
+		 * the host's mount namespace (CLONE_NEWNS), as before issue 13, for
+		 * bench-sandbox's side-by-side figure */
+		struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID};
+
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+			child_fail(l, "make / private");
+		if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof(ro)))
+			child_fail(l, "remount / read-only");
+	} else {
+		enter_root(l);
+	}
 	/* a proc for the new PID namespace: the host's would show every host process */
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		child_fail(l, "mount /proc");
@@ -266,29 +334,33 @@ static int root_bind(struct launch *l, const char *src, const char *dst, bool di
 }
 
 /*
- * The private root of one sandbox: /usr and the host's other top-level folders that hold
- * programs and libraries (bin, lib, ... when they are not symlinks into /usr), the runtime
- * and the python shim under /.nemo, and the function's code, alone, at /code/<name>.
+ * The private root's template, the same for every sandbox of the host: /usr and the host's
+ * other top-level folders that hold programs and libraries (bin, lib, ... when they are not
+ * symlinks into /usr), the runtime, the python shim and the zygotes' library under /.nemo
+ * (nemo's own files, no tenant's: the shim and library only where they were built).
  */
-static int root_plan(struct launch *l, const struct sbx_host *host, const struct sbx_spec *spec,
-		     bool zygote, char *code_in, size_t code_len)
+static int template_plan(struct launch *l, const struct sbx_host *host)
 {
-	const char *base = strrchr(spec->code, '/');
-	char dst[SBX_PATH_MAX];
-	struct stat st;
-	int rc;
+	int rc = root_bind(l, "/usr", "usr", true);
 
-	rc = root_bind(l, "/usr", "usr", true);
 	for (int i = 0; !rc && i < host->n_root_top; i++)
 		if (!host->root_top[i].link)
 			rc = root_bind(l, host->root_top[i].target, host->root_top[i].name, true);
 	rc = rc ? rc : root_bind(l, host->runtime_path, SBX_ROOT_RUNTIME + 1, false);
-	if (!rc && spec->runtime == SBX_RUNTIME_PYTHON)
+	if (!rc && !access(host->shim_path, F_OK))
 		rc = root_bind(l, host->shim_path, SBX_ROOT_SHIM + 1, false);
-	if (!rc && zygote && spec->runtime == SBX_RUNTIME_PYTHON)
+	if (!rc && !access(host->zygote_lib_path, F_OK))
 		rc = root_bind(l, host->zygote_lib_path, SBX_ROOT_ZYGOTE_LIB + 1, false);
-	if (rc)
-		return rc;
+	return rc;
+}
+
+/* What one sandbox adds to the template: the function's code, alone, at /code/<name>. */
+static int root_plan(struct launch *l, const struct sbx_spec *spec, char *code_in, size_t code_len)
+{
+	const char *base = strrchr(spec->code, '/');
+	char dst[SBX_PATH_MAX];
+	struct stat st;
+
 	base = base ? base + 1 : spec->code;
 	if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
 		return -EINVAL;
@@ -298,6 +370,92 @@ static int root_plan(struct launch *l, const struct sbx_host *host, const struct
 	if (stat(spec->code, &st))
 		return errno == ENOENT ? 0 : -errno;
 	return root_bind(l, spec->code, dst, S_ISDIR(st.st_mode));
+}
+
+/* The template is built once, on a thread of its own in a mount namespace of its own. */
+static void *template_main(void *arg)
+{
+	struct launch *l = arg;
+	int fd = -1;
+
+	/* this thread only: its own root, cwd and umask (fs), and mount namespace */
+	if (unshare(CLONE_FS | CLONE_NEWNS)) {
+		root_fail(l, "unshare a mount namespace");
+		return NULL;
+	}
+	fd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		root_fail(l, "open the template's namespace");
+		return NULL;
+	}
+	/* nothing mounted here reaches the host */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
+		root_fail(l, "make / private");
+		close(fd);
+		return NULL;
+	}
+	if (build_root(l)) {
+		close(fd);
+		return NULL;
+	}
+	l->template_fd = fd;
+	return NULL;
+}
+
+int sbx_root_template_new(struct sbx_host *host)
+{
+	struct launch *l = calloc(1, sizeof(*l));
+	pthread_t t;
+	int rc;
+
+	if (!l)
+		return -ENOMEM;
+	l->host = host;
+	l->template_fd = -1;
+	rc = template_plan(l, host);
+	if (rc) {
+		NEMO_ERR(SBX_LOG, "host: private root: %s", strerror(-rc));
+		free(l);
+		return rc;
+	}
+	rc = pthread_create(&t, NULL, template_main, l);
+	if (rc) {
+		free(l);
+		return -rc;
+	}
+	pthread_join(t, NULL);
+	for (int i = 0; i < l->n_binds; i++)
+		if (l->bind[i].fd >= 0)
+			close(l->bind[i].fd);
+	rc = l->template_fd;
+	if (rc < 0) {
+		rc = -(l->fail.err ? l->fail.err : EINVAL);
+		NEMO_ERR(SBX_LOG, "host: the private root's template failed at %s: %s",
+			 l->fail.step ? l->fail.step : "?", strerror(-rc));
+	}
+	free(l);
+	return rc;
+}
+
+/*
+ * Bench only (sbx_host_bench_host_root): the code at its host path, under the host's / made
+ * read-only. A private /tmp would hide what lives under the host's /tmp: refused.
+ */
+static int host_root_plan(const struct sbx_host *host, const struct sbx_spec *spec, bool zygote,
+			  char *code_in, size_t code_len)
+{
+	static const char tmp[] = "/tmp/";
+
+	if (zygote || !strncmp(spec->code, tmp, strlen(tmp)) ||
+	    !strncmp(host->runtime_path, tmp, strlen(tmp))) {
+		NEMO_ERR(SBX_LOG,
+			 "%s: the bench's host-root sandboxes take no zygote and nothing "
+			 "under /tmp",
+			 spec->name);
+		return -EINVAL;
+	}
+	snprintf(code_in, code_len, "%s", spec->code);
+	return 0;
 }
 
 static void host_link(struct sbx_host *host, struct sbx_sandbox *sb)
@@ -511,8 +669,10 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	}
 	sb->sock = socks[0];
 	rc = sbx_host_function_uid(host, spec->name, &sb->uid);
-	if (!rc)
-		rc = root_plan(&l, host, spec, zygote, sb->code_in, sizeof(sb->code_in));
+	if (!rc && host->bench_host_root)
+		rc = host_root_plan(host, spec, zygote, sb->code_in, sizeof(sb->code_in));
+	else if (!rc)
+		rc = root_plan(&l, spec, sb->code_in, sizeof(sb->code_in));
 	if (rc) {
 		if (rc != -ENOSPC)
 			NEMO_ERR(SBX_LOG, "%s: private root for %s: %s", spec->name, spec->code,
@@ -525,7 +685,8 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	snprintf(payload, sizeof(payload), "%u", spec->max_payload_bytes);
 	snprintf(mem, sizeof(mem), "%u", spec->memory_mb);
 	snprintf(hostname, sizeof(hostname), "nemo-%.60s", spec->name);
-	snprintf(shim_env, sizeof(shim_env), SBX_SHIM_ENV "=%s", SBX_ROOT_SHIM);
+	snprintf(shim_env, sizeof(shim_env), SBX_SHIM_ENV "=%s",
+		 host->bench_host_root ? host->shim_path : SBX_ROOT_SHIM);
 	envp[n_env++] = "PATH=/usr/local/bin:/usr/bin:/bin";
 	envp[n_env++] = shim_env;
 	for (uint32_t i = 0; i < spec->n_env && i < SBX_ENV_MAX; i++)
@@ -537,7 +698,9 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	l.seccomp_fd = host->seccomp_fd;
 	l.zygote_filter_fd = zygote ? host->zygote_seccomp_fd : -1;
 	l.netns_fd = host->netns_fd;
-	l.runtime = SBX_ROOT_RUNTIME;
+	l.runtime = host->bench_host_root ? host->runtime_path : SBX_ROOT_RUNTIME;
+	l.host_root = host->bench_host_root;
+	l.template_fd = host->root_template_fd;
 	l.argv = argv;
 	l.envp = envp;
 	l.hostname = hostname;
@@ -552,7 +715,11 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	}
 	snprintf(l.tmpfs_opts, sizeof(l.tmpfs_opts), "size=%um,mode=1777", spec->memory_mb);
 
-	flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+	/* the private root's own mount namespace is made from the template (enter_root): a
+	 * CLONE_NEWNS would copy the host's mounts only for them to be dropped at once */
+	flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+	if (host->bench_host_root)
+		flags |= CLONE_NEWNS;
 	if (host->netns_per_sandbox)
 		flags |= CLONE_NEWNET;
 	pid = launch(host, &l, flags, &pidfd);

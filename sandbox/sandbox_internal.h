@@ -165,6 +165,7 @@ struct sbx_host {
 	bool netns_per_sandbox;
 	bool zygote_host_attach; /* sbx_host_config */
 	uint64_t frozen_wait_ns; /* sbx_host_config.frozen_wait_ms */
+	bool bench_host_root;	 /* sbx_host_bench_host_root(): bench-sandbox only */
 	/* v1: the watchdog that outlives us to thaw and kill our sandboxes (watchdog.c) */
 	pid_t watchdog_pid;
 	/* the private root's copies of the host's top-level folders */
@@ -185,6 +186,7 @@ struct sbx_host {
 	int seccomp_fd;	       /* sealed memfd with the compiled BPF program */
 	int zygote_seccomp_fd; /* the zygotes' program: it lets them make their instances */
 	int netns_fd;	       /* the shared empty network namespace */
+	int root_template_fd;  /* the private root's template: a mount namespace (sandbox.c) */
 	pthread_mutex_t lock;
 	uint64_t next_id;
 	int n_sandboxes;
@@ -197,6 +199,14 @@ struct sbx_host {
 
 /* Set up the accounting of `harvested` once host_init made the core cgroups. */
 int sbx_cgroup_acct_init(struct sbx_host *host);
+
+/*
+ * Build the private root's template (sandbox.c): a mount namespace whose root is a read-only
+ * tmpfs with /usr, the host's top-level folders, the runtime, shim and zygote library, /dev
+ * nodes and mount points, and nothing of any tenant's. Each sandbox enters a copy of it and
+ * adds its own /code, /proc, /tmp and /dev/shm. Returns its fd or -errno (logged).
+ */
+int sbx_root_template_new(struct sbx_host *host);
 
 /* Start and stop the launcher thread (sandbox.c). */
 int sbx_launcher_start(struct sbx_host *host);

@@ -196,6 +196,16 @@ int sbx_host_function_uid(struct sbx_host *host, const char *name, uid_t *uid);
 /* Number of sandboxes alive on this host. Thread-safe. */
 int sbx_host_n_sandboxes(struct sbx_host *host);
 
+/*
+ * FOR bench-sandbox ONLY. on: sandboxes created from now on get no private root but the
+ * host's / read-only, as before issue 13, so that the bench measures the private root's cost
+ * against the old cold start in one run. A function then sees every file of the host that
+ * its uid may read: no configuration reaches this (it is not a sbx_host_config field, nemod
+ * never calls it), and it is logged as a warning. Zygotes and code under /tmp are refused
+ * (EINVAL) meanwhile. Not thread-safe against creations in flight.
+ */
+void sbx_host_bench_host_root(struct sbx_host *host, bool on);
+
 /* ---- one sandbox ---------------------------------------------------------------------------- */
 
 enum sbx_state {
