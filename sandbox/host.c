@@ -238,6 +238,7 @@ static int resolve_runtime(struct sbx_host *host, const char *want)
 	snprintf(host->shim_path, sizeof(host->shim_path), "%s/nemo-sbx-shim.py", dirname(exe));
 	snprintf(host->zygote_lib_path, sizeof(host->zygote_lib_path), "%s/nemo-sbx-zygote.so",
 		 exe);
+	snprintf(host->pkt_lib_path, sizeof(host->pkt_lib_path), "%s/nemo-sbx-pkt.so", exe);
 	return 0;
 missing:
 	NEMO_ERR(SBX_LOG, "runtime program %s not found (build it with make)",

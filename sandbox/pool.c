@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "nemo/clock.h"
 #include "nemo/log.h"
@@ -62,8 +63,10 @@ struct sbx_pool {
 	struct fn_pool *fns;
 	struct pool_entry *acquired; /* every acquired instance, of any function: a core freeze
 				      * reaches invocations in flight */
-	uint64_t memory_used;	     /* every instance, idle or busy */
-	bool stopping;		     /* sbx_pool_stop: nothing waits for a thaw any more */
+	struct pool_entry *packets;  /* packet-mode instances (sbx_pool_packet_start) */
+	uint32_t n_packets;
+	uint64_t memory_used; /* every instance, idle or busy */
+	bool stopping;	      /* sbx_pool_stop: nothing waits for a thaw any more */
 };
 
 /* What a call paused in, or waiting for, an instance killed by sbx_pool_stop() reads. */
@@ -220,6 +223,8 @@ void sbx_pool_destroy(struct sbx_pool *pool)
 {
 	if (!pool)
 		return;
+	destroy_entries(pool->packets);
+	pool->packets = NULL;
 	while (pool->fns) {
 		struct fn_pool *fn = pool->fns;
 
@@ -963,13 +968,91 @@ int sbx_pool_stats(struct sbx_pool *pool, const char *name, struct sbx_pool_stat
 			add_stats(st, pool, fn);
 	}
 	st->memory_bytes = pool->memory_used;
+	for (struct pool_entry *e = pool->packets; e; e = e->next)
+		st->packet += !name || !strcmp(sbx_spec_of(e->sb)->name, name);
 	pthread_mutex_unlock(&pool->lock);
 	return rc;
 }
 
+/* ---- packet-mode instances ----------------------------------------------------------------- */
+
+struct sbx_sandbox *sbx_pool_packet_start(struct sbx_pool *pool, const char *name, int core,
+					  const struct sbx_packet_lease *lease,
+					  const struct sbx_packet_config *cfg, char *err,
+					  size_t errlen)
+{
+	struct pool_entry *e = calloc(1, sizeof(*e));
+	struct sbx_spec spec;
+	struct fn_pool *fn;
+	int rc = 0;
+
+	if (!pool || !name || !lease || !e) {
+		rc = e ? EINVAL : ENOMEM;
+		goto fail;
+	}
+	pthread_mutex_lock(&pool->lock);
+	fn = find_fn(pool, name);
+	if (fn)
+		spec = fn->spec;
+	rc = pool->stopping ? ESHUTDOWN : fn ? 0 : ENOENT;
+	pthread_mutex_unlock(&pool->lock);
+	if (rc) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: %s", name,
+				 rc == ENOENT ? "not deployed" : "the pool is stopping");
+		goto fail;
+	}
+	e->sb = sbx_packet_start(pool->host, &spec, core, lease, cfg, err, errlen);
+	if (!e->sb) {
+		rc = errno;
+		free(e);
+		errno = rc;
+		return NULL;
+	}
+	e->sb->pool_entry = e;
+	pthread_mutex_lock(&pool->lock);
+	e->next = pool->packets;
+	pool->packets = e;
+	pool->n_packets++;
+	pthread_mutex_unlock(&pool->lock);
+	return e->sb;
+fail:
+	free(e);
+	if (lease)
+		for (int i = 0; i < 3; i++) {
+			int fd = i == 0	  ? lease->ring_fd
+				 : i == 1 ? lease->wake_fd
+					  : lease->lease_fd;
+
+			if (fd >= 0)
+				close(fd);
+		}
+	errno = rc;
+	return NULL;
+}
+
+void sbx_pool_packet_stop(struct sbx_pool *pool, struct sbx_sandbox *sb)
+{
+	struct pool_entry *e = NULL;
+
+	if (!pool || !sb)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	for (struct pool_entry **pp = &pool->packets; *pp; pp = &(*pp)->next)
+		if ((*pp)->sb == sb) {
+			e = *pp;
+			*pp = e->next;
+			pool->n_packets--;
+			break;
+		}
+	pthread_mutex_unlock(&pool->lock);
+	sbx_destroy(sb);
+	free(e);
+}
+
 /* ---- reclaiming a core for its NF ------------------------------------------------------------ */
 
-/* Under the lock: every instance on `core`, idle or acquired, for `step`. */
+/* Under the lock: every instance on `core`, idle, acquired or in packet mode, for `step`. */
 static void each_on_core(struct sbx_pool *pool, int core,
 			 void (*step)(struct pool_entry *e, void *arg), void *arg)
 {
@@ -978,6 +1061,9 @@ static void each_on_core(struct sbx_pool *pool, int core,
 			if (sbx_core(e->sb) == core)
 				step(e, arg);
 	for (struct pool_entry *e = pool->acquired; e; e = e->acq_next)
+		if (sbx_core(e->sb) == core)
+			step(e, arg);
+	for (struct pool_entry *e = pool->packets; e; e = e->next)
 		if (sbx_core(e->sb) == core)
 			step(e, arg);
 }

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/sysmacros.h>
@@ -24,6 +25,7 @@
 #include "nemo/clock.h"
 #include "nemo/frame.h"
 #include "nemo/log.h"
+#include "runtime/packet.h"
 #include "runtime/zygote.h"
 #include "sandbox_internal.h"
 
@@ -47,7 +49,7 @@ struct root_bind {
 	int fd; /* the child's detached copy of src (open_tree) */
 };
 
-#define ROOT_BINDS_MAX (SBX_ROOT_TOP_MAX + 4)
+#define ROOT_BINDS_MAX (SBX_ROOT_TOP_MAX + 5) /* + usr, runtime, shim, two libraries */
 
 /* Everything the child needs, prepared by the parent: the child shares its memory (CLONE_VM)
  * and must not allocate, lock or format. */
@@ -56,7 +58,9 @@ struct launch {
 	const struct sbx_host *host;
 	int sock;
 	int seccomp_fd;
-	int zygote_filter_fd; /* a zygote's filter, as fd 5; -1 for an instance */
+	/* fds the runtime gets from 5 on: a zygote's filter, or a packet instance's lease */
+	int n_keep;
+	int keep[PKT_N_FDS];
 	int netns_fd;
 	const char *runtime; /* the path inside the private root */
 	char *const *argv;
@@ -257,7 +261,7 @@ static void enter_root(struct launch *l)
 static int launch_child(void *arg)
 {
 	struct launch *l = arg;
-	int fd, sock, filter, zfilter;
+	int fd, sock, filter, keep[PKT_N_FDS];
 
 	for (int i = 0; i < l->cg->n_join; i++) {
 		fd = open(l->cg->join[i], O_WRONLY | O_CLOEXEC);
@@ -305,13 +309,21 @@ static int launch_child(void *arg)
 	 * copies have no close-on-exec) */
 	sock = fcntl(l->sock, F_DUPFD, 10);
 	filter = fcntl(l->seccomp_fd, F_DUPFD, 10);
-	zfilter = l->zygote_filter_fd >= 0 ? fcntl(l->zygote_filter_fd, F_DUPFD, 10) : -1;
-	if (sock < 0 || filter < 0 || (l->zygote_filter_fd >= 0 && zfilter < 0))
+	if (sock < 0 || filter < 0)
 		child_fail(l, "dup");
+	for (int i = 0; i < l->n_keep; i++) {
+		keep[i] = fcntl(l->keep[i], F_DUPFD, 10);
+		if (keep[i] < 0)
+			child_fail(l, "dup");
+	}
 	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || dup2(sock, 3) < 0 ||
-	    dup2(filter, 4) < 0 || (zfilter >= 0 && dup2(zfilter, 5) < 0))
+	    dup2(filter, 4) < 0)
 		child_fail(l, "dup2");
-	if (syscall(SYS_close_range, zfilter >= 0 ? 6 : 5, ~0u, 0))
+	for (int i = 0; i < l->n_keep; i++)
+		if (dup2(keep[i], 5 + i) < 0)
+			child_fail(l, "dup2");
+	/* nothing else of nemod's: another instance's lease above all */
+	if (syscall(SYS_close_range, 5 + l->n_keep, ~0u, 0))
 		child_fail(l, "close_range");
 	execve(l->runtime, l->argv, l->envp);
 	child_fail(l, "exec runtime");
@@ -351,6 +363,8 @@ static int template_plan(struct launch *l, const struct sbx_host *host)
 		rc = root_bind(l, host->shim_path, SBX_ROOT_SHIM + 1, false);
 	if (!rc && !access(host->zygote_lib_path, F_OK))
 		rc = root_bind(l, host->zygote_lib_path, SBX_ROOT_ZYGOTE_LIB + 1, false);
+	if (!rc && !access(host->pkt_lib_path, F_OK))
+		rc = root_bind(l, host->pkt_lib_path, PKT_SHIM_LIB + 1, false);
 	return rc;
 }
 
@@ -639,11 +653,18 @@ static struct sbx_sandbox *sandbox_alloc(struct sbx_host *host, const struct sbx
 /* the forks one zygote has alive at once */
 #define ZYGOTE_FORKS_MAX ZYG_FORKS_MAX
 
+/* A packet-mode instance's start (sbx_packet_start): the lease's fds, the loop's figures. */
+struct packet_launch {
+	int fds[PKT_N_FDS]; /* ring memfd, eventfd, lease: fds 5, 6, 7 in the sandbox */
+	uint32_t batch, spin_us;
+};
+
 static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sbx_spec *spec,
-					  int core, bool zygote)
+					  int core, bool zygote, const struct packet_launch *pkt)
 {
 	char uid[16], gid[16], payload[16], mem[16], shim_env[SBX_PATH_MAX + 32], hostname[80];
-	char *argv[] = {SBX_ROOT_RUNTIME, uid, gid, payload, mem, zygote ? "zygote" : NULL, NULL};
+	char batch[16], spin[16];
+	char *argv[] = {SBX_ROOT_RUNTIME, uid, gid, payload, mem, NULL, NULL, NULL, NULL};
 	struct sbx_spec cg_spec = *spec;
 	char *envp[SBX_ENV_MAX + 4];
 	uint64_t t0 = nemo_now_ns(), flags;
@@ -696,7 +717,18 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	l.host = host;
 	l.sock = socks[1];
 	l.seccomp_fd = host->seccomp_fd;
-	l.zygote_filter_fd = zygote ? host->zygote_seccomp_fd : -1;
+	if (zygote) {
+		argv[5] = "zygote";
+		l.keep[l.n_keep++] = host->zygote_seccomp_fd;
+	} else if (pkt) {
+		snprintf(batch, sizeof(batch), "%u", pkt->batch);
+		snprintf(spin, sizeof(spin), "%u", pkt->spin_us);
+		argv[5] = PKT_ARG;
+		argv[6] = batch;
+		argv[7] = spin;
+		for (int i = 0; i < PKT_N_FDS; i++)
+			l.keep[l.n_keep++] = pkt->fds[i];
+	}
 	l.netns_fd = host->netns_fd;
 	l.runtime = host->bench_host_root ? host->runtime_path : SBX_ROOT_RUNTIME;
 	l.host_root = host->bench_host_root;
@@ -760,7 +792,7 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 		errno = EINVAL;
 		return NULL;
 	}
-	return create_sandbox(host, spec, core, false);
+	return create_sandbox(host, spec, core, false, NULL);
 }
 
 /*
@@ -1122,8 +1154,9 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	res->message[0] = '\0';
 	res->response = NULL;
 	res->response_len = 0;
-	if (sb->zygote) {
-		result_set(res, SBX_ERR_STATE, "a zygote takes no requests");
+	if (sb->zygote || sb->packet) {
+		result_set(res, SBX_ERR_STATE, "a %s takes no requests",
+			   sb->zygote ? "zygote" : "packet-mode instance");
 		return 0;
 	}
 	if (len > sb->spec.max_payload_bytes) {
@@ -1404,6 +1437,8 @@ void sbx_destroy(struct sbx_sandbox *sb)
 			parent = NULL;
 		pthread_mutex_unlock(&host->lock);
 	}
+	if (sb->pkt_ring)
+		munmap((void *)sb->pkt_ring, sizeof(*sb->pkt_ring));
 	pthread_mutex_destroy(&sb->fork_lock);
 	pthread_mutex_destroy(&sb->lock);
 	free(sb->rbuf);
@@ -1538,7 +1573,7 @@ struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_sp
 		errno = ENOTSUP;
 		return NULL;
 	}
-	sb = create_sandbox(host, spec, core, true);
+	sb = create_sandbox(host, spec, core, true, NULL);
 	if (!sb)
 		return NULL;
 	rc = sbx_init(sb, err, errlen);
@@ -1825,4 +1860,194 @@ fail:
 	sbx_destroy(sb);
 	errno = -rc;
 	return NULL;
+}
+
+/* ---- packet mode ------------------------------------------------------------------------- */
+
+static void close_lease(const struct sbx_packet_lease *lease)
+{
+	const int fds[] = {lease->ring_fd, lease->wake_fd, lease->lease_fd};
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/*
+ * The ring header of `fd`, checked as fn_ring_attach() does before the instance is started
+ * (magic, version, geometry within the memfd), and mapped read-only for sbx_packet_stats().
+ * Returns the mapping or NULL with errno (EPROTO: not a ring this build knows).
+ */
+static const struct fn_ring_shared *map_ring_header(int fd, char *err, size_t errlen)
+{
+	struct fn_ring_shared hdr;
+	struct stat st;
+	void *map;
+
+	if (fstat(fd, &st) || (size_t)st.st_size < sizeof(hdr) ||
+	    pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || hdr.magic != FN_RING_MAGIC ||
+	    hdr.version != FN_RING_VERSION || hdr.size > (uint64_t)st.st_size) {
+		snprintf(err, errlen,
+			 "ring fd %d is not a function ring of version %u (include/nemo/fn_ring.h)",
+			 fd, FN_RING_VERSION);
+		errno = EPROTO;
+		return NULL;
+	}
+	map = mmap(NULL, sizeof(hdr), PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		snprintf(err, errlen, "ring fd %d: mmap: %s", fd, strerror(errno));
+		return NULL;
+	}
+	return map;
+}
+
+struct sbx_sandbox *sbx_packet_start(struct sbx_host *host, const struct sbx_spec *spec, int core,
+				     const struct sbx_packet_lease *lease,
+				     const struct sbx_packet_config *cfg, char *err, size_t errlen)
+{
+	struct packet_launch pkt = {.batch = 32, .spin_us = 50};
+	const struct fn_ring_shared *hdr = NULL;
+	struct sbx_sandbox *sb = NULL;
+	struct sbx_spec pspec;
+	char dummy[8];
+	int rc = 0;
+
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	if (!host || !spec || !spec->code[0] || !lease || core < 0 || core >= host->n_cores ||
+	    lease->ring_fd < 0 || lease->wake_fd < 0 || lease->lease_fd < 0) {
+		snprintf(err, errlen,
+			 "packet start: a host, a spec, a core below %d and three "
+			 "lease fds are needed",
+			 host ? host->n_cores : 0);
+		rc = EINVAL;
+		goto out;
+	}
+	if (spec->runtime != SBX_RUNTIME_C && spec->runtime != SBX_RUNTIME_PYTHON) {
+		snprintf(err, errlen, "%s: %s functions have no packet mode", spec->name,
+			 sbx_runtime_name(spec->runtime));
+		rc = ENOTSUP;
+		goto out;
+	}
+	if (cfg && cfg->batch > FN_HOST_MAX_BATCH) {
+		snprintf(err, errlen, "%s: packet batch %u is over the most a call takes, %d",
+			 spec->name, cfg->batch, FN_HOST_MAX_BATCH);
+		rc = EINVAL;
+		goto out;
+	}
+	if (cfg && cfg->handler && (!cfg->handler[0] || strlen(cfg->handler) >= SBX_HANDLER_MAX)) {
+		snprintf(err, errlen, "%s: the batch handler's name is empty or over %d characters",
+			 spec->name, SBX_HANDLER_MAX - 1);
+		rc = EINVAL;
+		goto out;
+	}
+	hdr = map_ring_header(lease->ring_fd, err, errlen);
+	if (!hdr) {
+		rc = errno;
+		goto out;
+	}
+	pspec = *spec;
+	snprintf(pspec.handler, sizeof(pspec.handler), "%s",
+		 cfg && cfg->handler ? cfg->handler : "handle_batch");
+	if (cfg && cfg->batch)
+		pkt.batch = cfg->batch;
+	if (cfg && cfg->spin_us)
+		pkt.spin_us = cfg->spin_us;
+	pkt.fds[0] = lease->ring_fd;
+	pkt.fds[1] = lease->wake_fd;
+	pkt.fds[2] = lease->lease_fd;
+	sb = create_sandbox(host, &pspec, core, false, &pkt);
+	if (!sb) {
+		rc = errno;
+		snprintf(err, errlen, "%s: cannot create: %s", spec->name, strerror(rc));
+		goto out;
+	}
+	sb->packet = true;
+	sb->pkt_ring = hdr;
+	hdr = NULL;
+	/* the instance holds the only copies from here: its death ends the lease */
+	close_lease(lease);
+	rc = sbx_init(sb, err, errlen);
+	if (rc) {
+		sbx_destroy(sb);
+		errno = rc == -ENOEXEC ? ENOEXEC : -rc;
+		return NULL;
+	}
+	return sb;
+out:
+	if (hdr)
+		munmap((void *)hdr, sizeof(*hdr));
+	close_lease(lease ? lease : &(struct sbx_packet_lease){-1, -1, -1});
+	if (err[0])
+		NEMO_ERR(SBX_LOG, "%s", err);
+	errno = rc;
+	return NULL;
+}
+
+int sbx_packet_check(struct sbx_sandbox *sb, char *why, size_t len)
+{
+	char msg[SBX_MSG_MAX];
+	int st;
+
+	if (!sb || !sb->packet)
+		return -EINVAL;
+	if (sbx_state(sb) != SBX_STATE_DEAD)
+		return 0;
+	pthread_mutex_lock(&sb->lock);
+	if (sb->killed_why) {
+		snprintf(msg, sizeof(msg), "killed: %s", sb->killed_why);
+		pthread_mutex_unlock(&sb->lock);
+		goto out;
+	}
+	pthread_mutex_unlock(&sb->lock);
+	if (!sb->reaped) {
+		snprintf(msg, sizeof(msg), "killed");
+		goto out;
+	}
+	st = sb->wait_status;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == PKT_EXIT_LEASE)
+		snprintf(msg, sizeof(msg), "the NF closed the lease");
+	else if (WIFEXITED(st) && WEXITSTATUS(st) == PKT_EXIT_RING)
+		snprintf(msg, sizeof(msg),
+			 "the NF's ring indices were out of range: the ring is "
+			 "broken");
+	else if (WIFEXITED(st) && WEXITSTATUS(st) == PKT_EXIT_HOST)
+		snprintf(msg, sizeof(msg), "its control socket was closed");
+	else
+		classify_death(sb, msg, sizeof(msg));
+out:
+	if (why && len)
+		snprintf(why, len, "%s", msg);
+	return -EPIPE;
+}
+
+int sbx_packet_fd(const struct sbx_sandbox *sb)
+{
+	return sb && sb->packet ? sb->pidfd : -1;
+}
+
+int sbx_packet_stats(const struct sbx_sandbox *sb, struct sbx_packet_stats *st)
+{
+	const struct fn_ring_shared *h;
+
+	if (!sb || !sb->packet || !sb->pkt_ring || !st)
+		return -EINVAL;
+	h = sb->pkt_ring;
+	memset(st, 0, sizeof(*st));
+	memcpy(st->function, h->function, sizeof(st->function) - 1);
+	st->lcore = h->lcore_id;
+	st->batches = __atomic_load_n(&h->consumer.batches, __ATOMIC_RELAXED);
+	st->packets = __atomic_load_n(&h->consumer.packets, __ATOMIC_RELAXED);
+	st->replies = __atomic_load_n(&h->consumer.replies, __ATOMIC_RELAXED);
+	st->errors = __atomic_load_n(&h->consumer.errors, __ATOMIC_RELAXED);
+	st->parks = __atomic_load_n(&h->consumer.parks, __ATOMIC_RELAXED);
+	return 0;
+}
+
+bool sbx_is_packet(const struct sbx_sandbox *sb)
+{
+	return sb && sb->packet;
 }

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "nemo/fn_ring.h"
 #include "nemo/function.h"
 #include "nemo/sandbox.h"
 
@@ -161,6 +162,7 @@ struct sbx_host {
 	char runtime_path[SBX_PATH_MAX];
 	char shim_path[SBX_PATH_MAX];
 	char zygote_lib_path[SBX_PATH_MAX];
+	char pkt_lib_path[SBX_PATH_MAX]; /* the python shim's packet mode (runtime/pktlib.c) */
 	char python_path[SBX_PATH_MAX];
 	bool netns_per_sandbox;
 	bool zygote_host_attach; /* sbx_host_config */
@@ -264,6 +266,9 @@ struct sbx_sandbox {
 	uint64_t frozen_ns; /* time spent frozen in earlier freezes: invocation deadlines skip it */
 	/* why another thread killed it (sbx_kill_async): the result of a call in flight */
 	const char *killed_why;
+	/* packet mode (sbx_packet_start): the ring header, mapped read-only, for its figures */
+	bool packet;
+	const struct fn_ring_shared *pkt_ring;
 };
 
 /* How long a freeze may take to settle before it is undone. */

@@ -8,12 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "nemo/cgroup.h"
+#include "nemo/fn_ring.h"
 #include "nemo/log.h"
 #include "nemo/sandbox.h"
 #include "proc.h"
@@ -2538,3 +2542,415 @@ NEMO_SUITE(sandbox_reclaim, suite_setup, suite_teardown,
 	   {"stop with a frozen core: calls end at once, destroy leaves nothing",
 	    test_stop_with_frozen_core},
 	   {"owner killed -9 with frozen sandboxes: gone within 1 s", test_owner_killed_frozen})
+
+/* ---- sandbox_packet: a sandboxed consumer of an NF's ring (issue 16) ---- */
+
+/* The test plays the NF: the producer's rings, and its end of each lease. */
+struct t_nf {
+	struct fn_ring ring;
+	int lease_peer; /* the NF's end of the current lease: EOF once the consumer is gone */
+};
+
+static void nf_create(struct t_nf *nf, const char *function)
+{
+	CU_ASSERT_EQUAL_FATAL(fn_ring_create(&nf->ring, function, 0, 64, 512, 0), 0);
+	nf->lease_peer = -1;
+}
+
+/* A lease as fn_lease_acquire() gives one: copies of the ring's fds, and a connection. */
+static struct sbx_packet_lease nf_lease(struct t_nf *nf)
+{
+	struct sbx_packet_lease l;
+	int sv[2];
+
+	CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+	if (nf->lease_peer >= 0)
+		close(nf->lease_peer);
+	nf->lease_peer = sv[0];
+	l.lease_fd = sv[1];
+	l.ring_fd = fcntl(nf->ring.mem_fd, F_DUPFD_CLOEXEC, 3);
+	l.wake_fd = fcntl(nf->ring.wake_fd, F_DUPFD_CLOEXEC, 3);
+	return l;
+}
+
+static void nf_close(struct t_nf *nf)
+{
+	if (nf->lease_peer >= 0)
+		close(nf->lease_peer);
+	fn_ring_close(&nf->ring);
+}
+
+/* Publish n requests (a reply allowed to each), waking the consumer if it parked. */
+static void nf_put(struct t_nf *nf, const char *const *payloads, uint32_t n)
+{
+	struct fn_ring *r = &nf->ring;
+
+	CU_ASSERT_FATAL(fn_ring_prod_free(r, n) >= n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct fn_slot *s = fn_ring_prod_slot(r, i);
+
+		memset(s, 0, sizeof(*s));
+		s->seq = r->seq + i;
+		s->flags = FN_SLOT_F_REPLY;
+		s->proto = 17;
+		s->len = (uint32_t)strlen(payloads[i]);
+		memcpy(s->data, payloads[i], s->len);
+	}
+	if (fn_ring_prod_publish(r, n))
+		fn_ring_wake(r);
+}
+
+/* Take the replies that come within `ms`, until `want`: out[i] "<seq>:<text>". */
+static int nf_replies(struct t_nf *nf, char out[][160], int want, int ms)
+{
+	struct fn_ring *r = &nf->ring;
+	uint64_t until = now_ms() + (uint64_t)ms;
+	int n = 0;
+
+	while (n < want && now_ms() < until) {
+		uint32_t avail = fn_ring_rep_avail(r);
+
+		if (avail == UINT32_MAX) {
+			CU_FAIL("the consumer's reply index is out of range");
+			break;
+		}
+		for (uint32_t i = 0; i < avail && n < want; i++) {
+			const struct fn_slot *s = fn_ring_rep_slot(r, r->rep_tail + i);
+
+			snprintf(out[n++], 160, "%llu:%.*s", (unsigned long long)s->seq,
+				 (int)(s->len < 140 ? s->len : 140), (const char *)s->data);
+		}
+		if (avail)
+			fn_ring_rep_release(r, avail);
+		else
+			usleep(1000);
+	}
+	return n;
+}
+
+/* Whether the NF's end of the lease reads its end within `ms` (the consumer is gone). */
+static bool lease_ended(struct t_nf *nf, int ms)
+{
+	struct pollfd p = {.fd = nf->lease_peer, .events = POLLIN};
+	char c;
+
+	return poll(&p, 1, ms) == 1 && recv(nf->lease_peer, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+static struct sbx_sandbox *packet_start(const struct sbx_spec *s, struct t_nf *nf, int core)
+{
+	struct sbx_packet_config cfg = {.batch = 8};
+	struct sbx_packet_lease l = nf_lease(nf);
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb = sbx_packet_start(host, s, core, &l, &cfg, err, sizeof(err));
+
+	if (!sb)
+		printf("\n  packet start of %s failed: %s (%s)\n", s->name, err, strerror(errno));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	/* the lease is the instance's alone: the caller's copies are closed */
+	CU_ASSERT(fcntl(l.lease_fd, F_GETFD) < 0 && errno == EBADF);
+	CU_ASSERT(fcntl(l.ring_fd, F_GETFD) < 0 && errno == EBADF);
+	CU_ASSERT_TRUE(sbx_is_packet(sb));
+	return sb;
+}
+
+/*
+ * A C batch handler in a sandbox consumes the ring the test fills as the NF would: every
+ * packet gets its reply, naming its request, one handler call per batch, the figures in the
+ * ring header; idle, it parks, and a publish wakes it.
+ */
+static void test_packet_consumes(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	const char *batch[20];
+	char names[20][16], out[32][160];
+	struct sbx_packet_stats st;
+	struct sbx_result r = {0};
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uint64_t t0;
+	int n;
+
+	nf_create(&nf, "probe");
+	sb = packet_start(&s, &nf, 1 % sbx_host_n_cores(host));
+	for (int i = 0; i < 20; i++) {
+		snprintf(names[i], sizeof(names[i]), "p%d", i);
+		batch[i] = names[i];
+	}
+	t0 = now_ms();
+	nf_put(&nf, batch, 20);
+	n = nf_replies(&nf, out, 20, 2000);
+	printf("\n  20 packets -> %d replies in %llu ms", n, (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(n, 20);
+	for (int i = 0; i < n; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "%d:p%d", i, i);
+		CU_ASSERT_STRING_EQUAL(out[i], want);
+	}
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	printf(", %llu batches (batch 8)", (unsigned long long)st.batches);
+	CU_ASSERT_STRING_EQUAL(st.function, "probe");
+	CU_ASSERT_EQUAL(st.lcore, 0);
+	CU_ASSERT_EQUAL(st.packets, 20);
+	CU_ASSERT_EQUAL(st.replies, 20);
+	CU_ASSERT_EQUAL(st.errors, 0);
+	CU_ASSERT(st.batches >= 3 && st.batches <= 20);
+	/* idle: it parks on the eventfd, and a publish wakes it */
+	usleep(300 * 1000);
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	CU_ASSERT(st.parks >= 1);
+	t0 = now_ms();
+	nf_put(&nf, (const char *const[]){"wake"}, 1);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 1, 2000), 1);
+	printf(", parked %llu times; a parked one answered in %llu ms\n  ",
+	       (unsigned long long)st.parks, (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_STRING_EQUAL(out[0], "20:wake");
+	CU_ASSERT(now_ms() - t0 < 100); /* the eventfd, not its 100 ms look at the lease */
+	/* it takes no requests; it is still serving */
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "x", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_STATE);
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, NULL, 0), 0);
+	sbx_destroy(sb);
+	/* destroyed: the lease is over */
+	CU_ASSERT_TRUE(lease_ended(&nf, 1000));
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/*
+ * A packet-mode instance is a sandbox like any other: the function's uid, a private root
+ * (nothing of the host's /etc or of the checkout), its seccomp filter, the harvest cgroup of
+ * its core, and no descriptor of nemod's but its own lease (3 the control socket, 5, 6, 7).
+ */
+static void test_packet_isolation(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	int core = 1 % sbx_host_n_cores(host);
+	char open_src[600], want_src[700], want_uid[64], out[8][160];
+	const char *probes[6] = {"uid",	   "open:/etc/passwd",
+				 open_src, "open:/proc/1/root/etc/passwd",
+				 "fds",	   "seccomp"};
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uid_t uid;
+
+	snprintf(open_src, sizeof(open_src), "open:%s/Makefile", nemo_test_srcdir());
+	CU_ASSERT_EQUAL_FATAL(sbx_host_function_uid(host, s.name, &uid), 0);
+	nf_create(&nf, "probe");
+	sb = packet_start(&s, &nf, core);
+	CU_ASSERT_EQUAL(sbx_cgroup_pid_core(host, sbx_pid(sb)), core);
+	nf_put(&nf, probes, 6);
+	CU_ASSERT_EQUAL_FATAL(nf_replies(&nf, out, 6, 2000), 6);
+	for (int i = 0; i < 6; i++)
+		printf("\n    %s", out[i]);
+	printf("\n  ");
+	snprintf(want_uid, sizeof(want_uid), "0:uid=%u gid=%u", (unsigned)uid, (unsigned)uid);
+	CU_ASSERT_STRING_EQUAL(out[0], want_uid);
+	CU_ASSERT_STRING_EQUAL(out[1], "1:open /etc/passwd: No such file or directory");
+	snprintf(want_src, sizeof(want_src), "2:open %s/Makefile: No such file or directory",
+		 nemo_test_srcdir());
+	CU_ASSERT_STRING_EQUAL(out[2], want_src);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[3], "open /proc/1/root/etc/passwd: "));
+	CU_ASSERT_PTR_NULL(strstr(out[3], ": ok"));
+	CU_ASSERT_STRING_EQUAL(out[4], "4:0 1 2 3 5 6 7");
+	CU_ASSERT_STRING_EQUAL(out[5], "5:Seccomp:\t2");
+	sbx_destroy(sb);
+	nf_close(&nf);
+}
+
+/*
+ * A crash mid-batch: the instance dies, its lease ends (the kernel closed the only copy),
+ * its owner is told why, no reply of the batch reaches the NF, and once the NF has reset the
+ * ring a replacement consumes what comes next.
+ */
+static void test_packet_crash_and_replace(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	int core = 1 % sbx_host_n_cores(host);
+	struct pollfd p = {.events = POLLIN};
+	struct sbx_packet_stats st;
+	char why[SBX_MSG_MAX] = "", out[4][160];
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uint64_t t0;
+	uint32_t lost;
+
+	nf_create(&nf, "probe");
+	sb = packet_start(&s, &nf, core);
+	p.fd = sbx_packet_fd(sb);
+	t0 = now_ms();
+	nf_put(&nf, (const char *const[]){"a", "b", "abort", "c"}, 4);
+	CU_ASSERT_TRUE(lease_ended(&nf, 2000));
+	printf("\n  lease ended %llu ms after the fatal batch",
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(poll(&p, 1, 1000), 1);
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, why, sizeof(why)), -EPIPE);
+	printf(": %s", why);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "killed by signal 6"));
+	CU_ASSERT_EQUAL(fn_ring_rep_avail(&nf.ring), 0);
+	sbx_destroy(sb);
+	/* the NF's part: reset, then lease the ring again */
+	lost = fn_ring_reset(&nf.ring);
+	printf(", %u requests lost in the reset", lost);
+	CU_ASSERT_EQUAL(lost, 4);
+	sb = packet_start(&s, &nf, core);
+	nf_put(&nf, (const char *const[]){"d", "e"}, 2);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 2, 2000), 2);
+	CU_ASSERT_STRING_EQUAL(out[0], "4:d");
+	CU_ASSERT_STRING_EQUAL(out[1], "5:e");
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	printf("; the replacement: %llu packets, %llu replies\n  ", (unsigned long long)st.packets,
+	       (unsigned long long)st.replies);
+	CU_ASSERT_EQUAL(st.packets, 2);
+	CU_ASSERT_EQUAL(st.replies, 2);
+	CU_ASSERT_EQUAL(nf.ring.sh->epoch.v, 1);
+	sbx_destroy(sb);
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/*
+ * Reclaim reaches packet-mode instances of a pool: frozen with their core, they stop
+ * consuming (the NF's ring holds what comes) and go on at the thaw; stopped while frozen,
+ * they are killed and their owner reads why.
+ */
+static void test_packet_in_pool_freeze(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, NULL);
+	int core = 1 % sbx_host_n_cores(host);
+	struct sbx_packet_lease l;
+	struct sbx_pool_stats ps;
+	char out[4][160], why[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	nf_create(&nf, "probe");
+	l = nf_lease(&nf);
+	sb = sbx_pool_packet_start(pool, s.name, core, &l, NULL, NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &ps), 0);
+	CU_ASSERT_EQUAL(ps.packet, 1);
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 1);
+	nf_put(&nf, (const char *const[]){"f1", "f2"}, 2);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 2, 300), 0);
+	CU_ASSERT_EQUAL(fn_ring_prod_free(&nf.ring, 64), 62); /* held, not consumed */
+	CU_ASSERT_EQUAL(sbx_pool_thaw_core(pool, core), 1);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 2, 2000), 2);
+	CU_ASSERT_STRING_EQUAL(out[1], "1:f2");
+	/* nemod leaves while the core is reclaimed */
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stop(pool), 1);
+	CU_ASSERT_TRUE(lease_ended(&nf, 2000));
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, why, sizeof(why)), -EPIPE);
+	printf("\n  stopped while frozen: %s\n  ", why);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "nemod is stopping"));
+	sbx_pool_packet_stop(pool, sb);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &ps), 0);
+	CU_ASSERT_EQUAL(ps.packet, 0);
+	sbx_pool_destroy(pool);
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/* python's batch handler: a list of bytes in, a list of bytes, str or None out. */
+static void test_packet_python(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "test-pkt.py", "handle_batch");
+	struct sbx_packet_stats st;
+	char out[8][160], want[64];
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uid_t uid;
+	int n;
+
+	CU_ASSERT_EQUAL_FATAL(sbx_host_function_uid(host, s.name, &uid), 0);
+	nf_create(&nf, "py");
+	sb = packet_start(&s, &nf, 0);
+	nf_put(&nf, (const char *const[]){"abc", "none", "uid", "open:/etc/passwd"}, 4);
+	n = nf_replies(&nf, out, 4, 3000);
+	for (int i = 0; i < n; i++)
+		printf("\n    %s", out[i]);
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT_STRING_EQUAL(out[0], "0:ABC");
+	snprintf(want, sizeof(want), "2:uid=%u gid=%u", (unsigned)uid, (unsigned)uid);
+	CU_ASSERT_STRING_EQUAL(out[1], want);
+	CU_ASSERT_STRING_EQUAL(out[2], "3:open /etc/passwd: No such file or directory");
+	/* a handler that raises fails its batch: no reply of it, one error */
+	nf_put(&nf, (const char *const[]){"x", "raise"}, 2);
+	usleep(200 * 1000);
+	nf_put(&nf, (const char *const[]){"y"}, 1);
+	n = nf_replies(&nf, out, 2, 3000);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(out[0], "6:Y");
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	printf("\n  python: %llu batches, %llu packets, %llu replies, %llu errors\n  ",
+	       (unsigned long long)st.batches, (unsigned long long)st.packets,
+	       (unsigned long long)st.replies, (unsigned long long)st.errors);
+	CU_ASSERT_EQUAL(st.packets, 7);
+	CU_ASSERT_EQUAL(st.replies, 4);
+	CU_ASSERT_EQUAL(st.errors, 1);
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, NULL, 0), 0);
+	sbx_destroy(sb);
+	nf_close(&nf);
+}
+
+/* What cannot start says why, and the lease's fds are closed all the same. */
+static void test_packet_bad_input(void)
+{
+	struct sbx_spec c = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	struct sbx_spec ex = make_spec(SBX_RUNTIME_EXEC, "exec-upper", NULL);
+	struct sbx_packet_config nope = {.handler = "nope"}, big = {.batch = 1000};
+	struct sbx_packet_lease l;
+	char err[SBX_MSG_MAX];
+	struct t_nf nf;
+	int junk = memfd_create("t-not-a-ring", MFD_CLOEXEC);
+
+	nf_create(&nf, "probe");
+	/* not a ring */
+	l = nf_lease(&nf);
+	close(l.ring_fd);
+	CU_ASSERT_EQUAL_FATAL(ftruncate(junk, 4096), 0);
+	l.ring_fd = junk;
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &c, 0, &l, NULL, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EPROTO);
+	printf("\n  %s", err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "is not a function ring"));
+	CU_ASSERT(fcntl(l.lease_fd, F_GETFD) < 0 && fcntl(junk, F_GETFD) < 0);
+	/* an exec function */
+	l = nf_lease(&nf);
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &ex, 0, &l, NULL, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, ENOTSUP);
+	printf("\n  %s", err);
+	/* no such handler */
+	l = nf_lease(&nf);
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &c, 0, &l, &nope, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, ENOEXEC);
+	printf("\n  %s", err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "handler 'nope' not found"));
+	CU_ASSERT_TRUE(lease_ended(&nf, 1000));
+	/* a batch over the host's limit */
+	l = nf_lease(&nf);
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &c, 0, &l, &big, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	printf("\n  %s\n  ", err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "packet batch 1000 is over"));
+	CU_ASSERT_TRUE(lease_ended(&nf, 1000));
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+NEMO_SUITE(sandbox_packet, suite_setup, suite_teardown,
+	   {"a sandboxed C batch handler consumes the NF's ring, replies come back",
+	    test_packet_consumes},
+	   {"its isolation holds: uid, private root, fds, seccomp, cgroup", test_packet_isolation},
+	   {"a crash mid-batch ends the lease; after the reset a replacement serves",
+	    test_packet_crash_and_replace},
+	   {"frozen with its core it stops consuming; stopped frozen, it is killed",
+	    test_packet_in_pool_freeze},
+	   {"python's batch handler", test_packet_python},
+	   {"bad input is refused, naming what is wrong", test_packet_bad_input})

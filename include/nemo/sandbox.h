@@ -383,6 +383,90 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zygote, int core, char *
 /* Whether `sb` is a zygote. */
 bool sbx_is_zygote(const struct sbx_sandbox *sb);
 
+/* ---- packet mode: an instance fed by an NF's rings (issue 16, packet/README.md) ----------- */
+
+/*
+ * A packet-mode instance runs a function's batch handler over the rings an NF leased to
+ * nemod (include/nemo/fn_ring.h): no requests, no frames; it consumes packets, publishes
+ * replies and parks on the NF's eventfd when the ring is empty, until it dies or is
+ * destroyed. It is a full sandbox, made as sbx_create() makes one (the function's uid,
+ * private root, PID namespace, seccomp filter, rlimits, its own cgroup under `core`'s
+ * harvest cgroup, which should be the NF lcore's CPU: the packets are cache-hot there), with
+ * the lease's three fds and nothing else of nemod's. Its death (crash, OOM, kill, reclaim)
+ * closes the lease (the kernel closes the socket, the only copy), the NF resets the ring,
+ * and the owner learns it through sbx_packet_check() / sbx_packet_fd() and starts a
+ * replacement (fn_lease_acquire() says -EAGAIN until the NF has reset the ring).
+ */
+
+/*
+ * One lease of one ring, as fn_lease_acquire() gives it: the rings' memfd, the eventfd that
+ * wakes the consumer, and the lease connection. sbx_packet_start() takes all three.
+ */
+struct sbx_packet_lease {
+	int ring_fd;
+	int wake_fd;
+	int lease_fd;
+};
+
+struct sbx_packet_config {
+	const char *handler; /* the batch handler's name [NULL: "handle_batch"] */
+	uint32_t batch;	     /* at most this many packets per call, 1..256 [0: 32] */
+	uint32_t spin_us;    /* an empty ring is polled this long before parking [0: 50] */
+};
+
+/* What the consumer reports of itself in the ring header (figures only, never trusted). */
+struct sbx_packet_stats {
+	char function[48]; /* the function the NF named the ring for */
+	uint32_t lcore;	   /* the NF lcore that produces */
+	uint64_t batches;  /* handler calls: a batch is the unit of a call */
+	uint64_t packets;
+	uint64_t replies;
+	uint64_t errors; /* batches whose handler failed (their replies were dropped) */
+	uint64_t parks;	 /* times it slept on the eventfd */
+};
+
+/*
+ * Start a packet-mode instance of `spec` (c: a shared object exporting the batch handler,
+ * include/nemo/function.h ABI 2; python: a module whose handler takes a list of bytes and
+ * returns a list of bytes, str or None) on `core`, fed by `lease`. The three fds are the
+ * instance's from this call on: they are closed here whether it succeeds or not, so the
+ * lease lives exactly as long as the instance (a caller that keeps the ring mapped, as
+ * fn_lease_acquire() leaves it, unmaps it without closing them: set its mem_fd and wake_fd
+ * to -1 before fn_ring_close()). Returns the instance, serving, once its runtime has loaded
+ * the code and mapped the ring (its READY), or NULL with errno: EINVAL (bad argument; `err`
+ * names it), EPROTO (ring_fd is not a ring of the version this build knows), ENOTSUP (an exec
+ * function), ENOEXEC (the code does not load or lacks the handler; `err` says why),
+ * ETIMEDOUT, EPIPE (it died starting: `err` says how) or a create errno. `err` may be NULL.
+ * Thread-safe. Undo with sbx_destroy() (or sbx_pool_packet_stop()).
+ */
+struct sbx_sandbox *sbx_packet_start(struct sbx_host *host, const struct sbx_spec *spec, int core,
+				     const struct sbx_packet_lease *lease,
+				     const struct sbx_packet_config *cfg, char *err, size_t errlen);
+
+/*
+ * Is the packet-mode instance still serving? Returns 0 while it does (running, or frozen with
+ * its core), or -EPIPE once it ended, with `why` (may be NULL) saying how: "crashed: killed
+ * by signal 6 (Aborted)", "out of memory: ...", "the NF closed the lease", "the NF's ring
+ * indices were out of range: the ring is broken", "killed" (destroyed or stopped). Its
+ * lease is over then: sbx_destroy() it and start a replacement. -EINVAL: not a packet-mode
+ * instance. Does not block; for the owner's thread.
+ */
+int sbx_packet_check(struct sbx_sandbox *sb, char *why, size_t len);
+
+/* A descriptor that becomes readable (poll) when the instance ends: for an event loop. */
+int sbx_packet_fd(const struct sbx_sandbox *sb);
+
+/*
+ * The consumer's figures, read from the ring header (a read-only mapping the host keeps):
+ * they stay readable after the instance died (until sbx_destroy()), and start again from 0
+ * when the NF resets the ring for the next consumer. Returns 0 or -EINVAL (not packet mode).
+ * Thread-safe.
+ */
+int sbx_packet_stats(const struct sbx_sandbox *sb, struct sbx_packet_stats *st);
+
+/* Whether `sb` is a packet-mode instance (sbx_invoke() refuses it: SBX_ERR_STATE). */
+bool sbx_is_packet(const struct sbx_sandbox *sb);
+
 /* ---- keep-alive policies -------------------------------------------------------------------- */
 
 /* What a keep-alive policy knows about one idle warm instance. */
@@ -546,6 +630,24 @@ int sbx_pool_freeze_core(struct sbx_pool *pool, int core);
 int sbx_pool_thaw_core(struct sbx_pool *pool, int core);
 
 /*
+ * sbx_packet_start() for the pool's deployed function `name` (its spec as deployed), and the
+ * instance kept on the pool's list of packet-mode instances: sbx_pool_freeze_core() and
+ * sbx_pool_thaw_core() reach it with the core's other instances (frozen, it stops consuming;
+ * its ring fills and the NF drops or passes on, never waits), sbx_pool_stop() kills it if
+ * frozen, sbx_pool_destroy() destroys it. It takes no requests and is outside the memory
+ * budget and keep-alive (nemod starts one per packet trigger, not on demand). Returns it or
+ * NULL with errno as sbx_packet_start() (and ENOENT: `name` not deployed, ESHUTDOWN: the
+ * pool stopped); the lease's fds are closed here in every case. Thread-safe.
+ */
+struct sbx_sandbox *sbx_pool_packet_start(struct sbx_pool *pool, const char *name, int core,
+					  const struct sbx_packet_lease *lease,
+					  const struct sbx_packet_config *cfg, char *err,
+					  size_t errlen);
+
+/* Take a packet-mode instance off the pool's list and destroy it (its lease ends). */
+void sbx_pool_packet_stop(struct sbx_pool *pool, struct sbx_sandbox *sb);
+
+/*
  * The daemon is leaving (call it when its drain's deadline passed, before it joins the
  * threads that invoke): every instance of the pool frozen with its core is killed where it
  * stands and thawed, so that nothing waits for a thaw that will not come. Calls paused in
@@ -575,6 +677,7 @@ struct sbx_pool_stats {
 	uint64_t zygote_memory_bytes; /* what they measure (counted in memory_bytes too) */
 	uint64_t zygotes_made;	      /* zygotes created (sbx_pool_zygote, pre-warming) */
 	uint64_t zygote_starts;	      /* instances forked from a zygote for a request */
+	uint32_t packet;	      /* packet-mode instances on the pool's list, alive or not */
 };
 
 /* Counters of one function (`name`), or of all when `name` is NULL. Returns 0 or -ENOENT. */
