@@ -258,34 +258,6 @@ static void bench_cold_pair(struct sbx_host *a, struct sbx_host *b, const struct
 	*cb = cold_runs_done(&vb, n);
 }
 
-/*
- * Issue 13's figure: the private root's cold start against the old one (the host's / read
- * only, sbx_host_bench_host_root(), a bench-only switch), c and python, in one run.
- */
-static void bench_private_root(struct sbx_host *host, struct sbx_host *host_old, int runs,
-			       const struct sbx_spec *c, const struct sbx_spec *py)
-{
-	struct cold c_new, c_old, py_new, py_old;
-	struct stat2 fe;
-
-	printf("\nthe private root against the host's / read-only (before issue 13), cold starts "
-	       "alternating run by run\n");
-	fe = bench_spawn(0, runs);
-	bench_cold_pair(host_old, host, c, runs, "hi", &c_old, &c_new);
-	bench_cold_pair(host_old, host, py, runs, "{\"text\":\"a b a\"}", &py_old, &py_new);
-	row("baseline: fork+exec /bin/true + wait", fe, NULL);
-	row("c cold, the host's / read-only", c_old.total, &fe);
-	row("  of which create", c_old.create, &fe);
-	row("c cold, private root", c_new.total, &fe);
-	row_vs("  against the host's /", c_new.total, &c_old.total, "host's /");
-	row("  of which create", c_new.create, &fe);
-	row_vs("  create against the host's /", c_new.create, &c_old.create, "host's /");
-	row_vs("python cold, the host's / read-only", py_old.total, &fe, "fork+exec");
-	row_vs("python cold, private root", py_new.total, &py_old.total, "host's /");
-	printf("  private root / host's /, cold p50: c %.2fx, python %.2fx (goal <= 1.5x)\n",
-	       c_new.total.p50_us / c_old.total.p50_us, py_new.total.p50_us / py_old.total.p50_us);
-}
-
 static struct stat2 bench_warm(struct sbx_host *host, size_t len, int n)
 {
 	struct sbx_spec s = spec_of(SBX_RUNTIME_C, "echo.so", "handle");
@@ -507,6 +479,42 @@ static double instances_per_second(struct sbx_host *host, const struct sbx_spec 
 	sched_setaffinity(0, sizeof(all), &all);
 	sbx_destroy(z);
 	return n / ((double)(t - t0) / 1e9);
+}
+
+/*
+ * Issue 13's figure: the private root's cold start against the old one (the host's / read
+ * only, sbx_host_bench_host_root(), a bench-only switch), c and python, in one run.
+ */
+static void bench_private_root(struct sbx_host *host, struct sbx_host *host_old, int runs,
+			       const struct sbx_spec *c, const struct sbx_spec *py)
+{
+	struct cold c_new, c_old, py_new, py_old;
+	struct stat2 fe;
+
+	printf("\nthe private root against the host's / read-only (before issue 13), cold starts "
+	       "alternating run by run\n");
+	fe = bench_spawn(0, runs);
+	bench_cold_pair(host_old, host, c, runs, "hi", &c_old, &c_new);
+	bench_cold_pair(host_old, host, py, runs, "{\"text\":\"a b a\"}", &py_old, &py_new);
+	row("baseline: fork+exec /bin/true + wait", fe, NULL);
+	row("c cold, the host's / read-only", c_old.total, &fe);
+	row("  of which create", c_old.create, &fe);
+	row("c cold, private root", c_new.total, &fe);
+	row_vs("  against the host's /", c_new.total, &c_old.total, "host's /");
+	row("  of which create", c_new.create, &fe);
+	row_vs("  create against the host's /", c_new.create, &c_old.create, "host's /");
+	row_vs("python cold, the host's / read-only", py_old.total, &fe, "fork+exec");
+	row_vs("python cold, private root", py_new.total, &py_old.total, "host's /");
+	printf("  private root / host's /, cold p50: c %.2fx, python %.2fx (goal <= 1.5x)\n",
+	       c_new.total.p50_us / c_old.total.p50_us, py_new.total.p50_us / py_old.total.p50_us);
+	{
+		double old_ps = instances_per_second(host_old, c, false);
+		double new_ps = instances_per_second(host, c, false);
+
+		printf("  c instances one core creates and destroys per second: host's / %.0f/s, "
+		       "private root %.0f/s (%.2fx)\n",
+		       old_ps, new_ps, new_ps / old_ps);
+	}
 }
 
 static struct stat2 bench_move(struct sbx_host *host, int n)
