@@ -1888,7 +1888,7 @@ static const struct fn_ring_shared *map_ring_header(int fd, char *err, size_t er
 	    pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || hdr.magic != FN_RING_MAGIC ||
 	    hdr.version != FN_RING_VERSION || hdr.size > (uint64_t)st.st_size) {
 		snprintf(err, errlen,
-			 "ring fd %d is not a function ring of version %u (include/nemo/fn_ring.h)",
+			 "ring fd %d is not a function ring of version %d (include/nemo/fn_ring.h)",
 			 fd, FN_RING_VERSION);
 		errno = EPROTO;
 		return NULL;

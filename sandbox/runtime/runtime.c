@@ -522,7 +522,7 @@ static void serve_packet_c(const char *code, const char *handler, uint32_t batch
 	}
 	rc = nemo_pkt_attach();
 	if (rc)
-		init_error("fd %d is not a function ring this runtime maps (fn_ring.h version %u): "
+		init_error("fd %d is not a function ring this runtime maps (fn_ring.h version %d): "
 			   "%s",
 			   PKT_RING_FD, FN_RING_VERSION, strerror(-rc));
 	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
