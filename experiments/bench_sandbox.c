@@ -179,46 +179,83 @@ struct cold {
 	struct stat2 total, create, init, run;
 };
 
+/* The times of n cold starts, run by run. */
+struct cold_runs {
+	uint64_t *tot, *cr, *in, *ru;
+};
+
+static void cold_runs_alloc(struct cold_runs *v, int n)
+{
+	v->tot = calloc((size_t)n, 8);
+	v->cr = calloc((size_t)n, 8);
+	v->in = calloc((size_t)n, 8);
+	v->ru = calloc((size_t)n, 8);
+}
+
+static struct cold cold_runs_done(struct cold_runs *v, int n)
+{
+	struct cold c = {pct(v->tot, n), pct(v->cr, n), pct(v->in, n), pct(v->ru, n)};
+
+	free(v->tot), free(v->cr), free(v->in), free(v->ru);
+	return c;
+}
+
+/* create + init + first response of a fresh sandbox: run i of v */
+static void cold_once(struct sbx_host *host, const struct sbx_spec *spec, int i, const char *req,
+		      struct cold_runs *v)
+{
+	uint64_t t0 = nemo_now_ns(), t1, t2;
+	struct sbx_sandbox *sb = sbx_create(host, spec, i % sbx_host_n_cores(host));
+	struct sbx_result r = {0};
+	char err[256];
+
+	t1 = nemo_now_ns();
+	if (!sb || sbx_init(sb, err, sizeof(err))) {
+		fprintf(stderr, "cold start of %s failed: %s\n", spec->name,
+			sb ? err : strerror(errno));
+		exit(1);
+	}
+	t2 = nemo_now_ns();
+	sbx_invoke(sb, req, strlen(req), &r);
+	v->tot[i] = nemo_now_ns() - t0;
+	if (r.status != SBX_OK) {
+		fprintf(stderr, "%s: %s\n", spec->name, r.message);
+		exit(1);
+	}
+	v->cr[i] = t1 - t0;
+	v->in[i] = t2 - t1;
+	v->ru[i] = r.times.run_ns;
+	sbx_result_release(&r);
+	sbx_destroy(sb);
+	usleep(START_GAP_US);
+}
+
 /* create + init + first response, each run a fresh sandbox */
 static struct cold bench_cold(struct sbx_host *host, const struct sbx_spec *spec, int n,
 			      const char *req)
 {
-	uint64_t *tot = calloc((size_t)n, 8), *cr = calloc((size_t)n, 8),
-		 *in = calloc((size_t)n, 8), *ru = calloc((size_t)n, 8);
-	struct cold c;
+	struct cold_runs v;
 
+	cold_runs_alloc(&v, n);
+	for (int i = 0; i < n; i++)
+		cold_once(host, spec, i, req, &v);
+	return cold_runs_done(&v, n);
+}
+
+/* The same cold start on two hosts, alternating run by run: both see the same load. */
+static void bench_cold_pair(struct sbx_host *a, struct sbx_host *b, const struct sbx_spec *spec,
+			    int n, const char *req, struct cold *ca, struct cold *cb)
+{
+	struct cold_runs va, vb;
+
+	cold_runs_alloc(&va, n);
+	cold_runs_alloc(&vb, n);
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = nemo_now_ns(), t1, t2;
-		struct sbx_sandbox *sb = sbx_create(host, spec, i % sbx_host_n_cores(host));
-		struct sbx_result r = {0};
-		char err[256];
-
-		t1 = nemo_now_ns();
-		if (!sb || sbx_init(sb, err, sizeof(err))) {
-			fprintf(stderr, "cold start of %s failed: %s\n", spec->name,
-				sb ? err : strerror(errno));
-			exit(1);
-		}
-		t2 = nemo_now_ns();
-		sbx_invoke(sb, req, strlen(req), &r);
-		tot[i] = nemo_now_ns() - t0;
-		if (r.status != SBX_OK) {
-			fprintf(stderr, "%s: %s\n", spec->name, r.message);
-			exit(1);
-		}
-		cr[i] = t1 - t0;
-		in[i] = t2 - t1;
-		ru[i] = r.times.run_ns;
-		sbx_result_release(&r);
-		sbx_destroy(sb);
-		usleep(START_GAP_US);
+		cold_once(a, spec, i, req, &va);
+		cold_once(b, spec, i, req, &vb);
 	}
-	c.total = pct(tot, n);
-	c.create = pct(cr, n);
-	c.init = pct(in, n);
-	c.run = pct(ru, n);
-	free(tot), free(cr), free(in), free(ru);
-	return c;
+	*ca = cold_runs_done(&va, n);
+	*cb = cold_runs_done(&vb, n);
 }
 
 static struct stat2 bench_warm(struct sbx_host *host, size_t len, int n)
@@ -444,6 +481,42 @@ static double instances_per_second(struct sbx_host *host, const struct sbx_spec 
 	return n / ((double)(t - t0) / 1e9);
 }
 
+/*
+ * Issue 13's figure: the private root's cold start against the old one (the host's / read
+ * only, sbx_host_bench_host_root(), a bench-only switch), c and python, in one run.
+ */
+static void bench_private_root(struct sbx_host *host, struct sbx_host *host_old, int runs,
+			       const struct sbx_spec *c, const struct sbx_spec *py)
+{
+	struct cold c_new, c_old, py_new, py_old;
+	struct stat2 fe;
+
+	printf("\nthe private root against the host's / read-only (before issue 13), cold starts "
+	       "alternating run by run\n");
+	fe = bench_spawn(0, runs);
+	bench_cold_pair(host_old, host, c, runs, "hi", &c_old, &c_new);
+	bench_cold_pair(host_old, host, py, runs, "{\"text\":\"a b a\"}", &py_old, &py_new);
+	row("baseline: fork+exec /bin/true + wait", fe, NULL);
+	row("c cold, the host's / read-only", c_old.total, &fe);
+	row("  of which create", c_old.create, &fe);
+	row("c cold, private root", c_new.total, &fe);
+	row_vs("  against the host's /", c_new.total, &c_old.total, "host's /");
+	row("  of which create", c_new.create, &fe);
+	row_vs("  create against the host's /", c_new.create, &c_old.create, "host's /");
+	row_vs("python cold, the host's / read-only", py_old.total, &fe, "fork+exec");
+	row_vs("python cold, private root", py_new.total, &py_old.total, "host's /");
+	printf("  private root / host's /, cold p50: c %.2fx, python %.2fx (goal <= 1.5x)\n",
+	       c_new.total.p50_us / c_old.total.p50_us, py_new.total.p50_us / py_old.total.p50_us);
+	{
+		double old_ps = instances_per_second(host_old, c, false);
+		double new_ps = instances_per_second(host, c, false);
+
+		printf("  c instances one core creates and destroys per second: host's / %.0f/s, "
+		       "private root %.0f/s (%.2fx)\n",
+		       old_ps, new_ps, new_ps / old_ps);
+	}
+}
+
 static struct stat2 bench_move(struct sbx_host *host, int n)
 {
 	struct sbx_spec s = spec_of(SBX_RUNTIME_C, "echo.so", "handle");
@@ -469,9 +542,11 @@ static struct stat2 bench_move(struct sbx_host *host, int n)
 int main(void)
 {
 	const int ns_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
-	struct sbx_host_config cfg = {0}, cfg_net = {0}, cfg_att = {0};
-	char exe[512], root[64], root_net[64], root_att[64];
-	struct sbx_host *host, *host_net, *host_att;
+	struct sbx_host_config cfg = {0}, cfg_net = {0}, cfg_att = {0}, cfg_old = {0};
+	char exe[512], root[64], root_net[64], root_att[64], root_old[64];
+	struct sbx_host *host, *host_net, *host_att, *host_old;
+	/* BENCH_SANDBOX_ONLY=private-root: that comparison alone */
+	const char *only = getenv("BENCH_SANDBOX_ONLY");
 	struct stat2 fork_exec, fork_ns, fork_ns_net, sock, warm, pre_c, pre_py, mv;
 	struct cold cold_c, cold_c_net, cold_py;
 	struct sbx_spec echo, py, up, sort;
@@ -500,10 +575,14 @@ int main(void)
 	snprintf(root_att, sizeof(root_att), "nemo-bench-att-%d", getpid());
 	cfg_att.cgroup_root = root_att;
 	cfg_att.zygote_host_attach = true;
+	/* the old cold start, with no private root: a host of its own, for the bench only */
+	snprintf(root_old, sizeof(root_old), "nemo-bench-old-%d", getpid());
+	cfg_old.cgroup_root = root_old;
 	host = sbx_host_new(&cfg);
 	host_net = sbx_host_new(&cfg_net);
 	host_att = sbx_host_new(&cfg_att);
-	if (!host || !host_net || !host_att) {
+	host_old = sbx_host_new(&cfg_old);
+	if (!host || !host_net || !host_att || !host_old) {
 		fprintf(stderr, "bench_sandbox: host setup failed: %s (run as root)\n",
 			strerror(errno));
 		return 1;
@@ -514,8 +593,15 @@ int main(void)
 	sort = spec_of(SBX_RUNTIME_EXEC, "sort.sh", "-");
 	sort.exec_mode = SBX_EXEC_PER_REQUEST;
 
+	nemo_log_set_level(NEMO_LOG_ERR);
+	sbx_host_bench_host_root(host_old, true);
+	nemo_log_set_level(NEMO_LOG_WARN);
 	printf("bench_sandbox: cgroup %s, %d cores, python %s, %d runs per start figure\n",
 	       sbx_host_cgroup_backend(host), sbx_host_n_cores(host), sbx_host_python(host), runs);
+	if (only && !strcmp(only, "private-root")) {
+		bench_private_root(host, host_old, runs, &echo, &py);
+		goto out;
+	}
 	printf("\ncold start of a c function (echo), create to first response\n");
 	fork_exec = bench_spawn(0, runs);
 	fork_ns = bench_spawn(ns_flags, runs);
@@ -653,6 +739,8 @@ int main(void)
 		       z_c.total.p50_us / 1e3, z_c.total.p50_us / fe.p50_us);
 	}
 
+	bench_private_root(host, host_old, runs, &echo, &py);
+
 	printf("\nmove a warm sandbox to another core's cgroup (attach of a running task)\n");
 	mv = bench_move(host, 50);
 	row("sbx_move (cpu, cpuacct, cpuset)", mv, &fork_exec);
@@ -660,6 +748,15 @@ int main(void)
 	printf("\nfigures: cold c p50 %.2f ms (target <= 5 ms), warm 1 KiB p50 %.1f us (target <= "
 	       "50 us)\n",
 	       cold_c.total.p50_us / 1e3, warm.p50_us);
+out:
+	printf("load average at the end: ");
+	{
+		double la[3];
+
+		if (getloadavg(la, 3) == 3)
+			printf("%.2f %.2f %.2f\n", la[0], la[1], la[2]);
+	}
+	sbx_host_destroy(host_old);
 	sbx_host_destroy(host_att);
 	sbx_host_destroy(host_net);
 	sbx_host_destroy(host);

@@ -61,6 +61,11 @@ static int be_freeze_core(void *state, int core, bool freeze)
 	return freeze ? sbx_pool_freeze_core(pool, core) : sbx_pool_thaw_core(pool, core);
 }
 
+static void be_stop(void *state)
+{
+	sbx_pool_stop(((struct sbx_backend *)state)->pool);
+}
+
 static const struct gw_backend_ops sbx_backend_ops = {
 	.name = "sandbox",
 	.deploy = be_deploy,
@@ -72,6 +77,7 @@ static const struct gw_backend_ops sbx_backend_ops = {
 	.prewarm = be_prewarm,
 	.host = be_host,
 	.freeze_core = be_freeze_core,
+	.stop = be_stop,
 };
 
 int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)

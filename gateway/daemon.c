@@ -476,6 +476,9 @@ int gw_daemon_drain(struct gw_daemon *d)
 		ts = (struct timespec){0, 5 * 1000000};
 		nanosleep(&ts, NULL);
 	}
+	/* a call on a core its NF holds frozen would keep a worker, and the join, waiting */
+	if (d->backend.ops->stop)
+		d->backend.ops->stop(d->backend.state);
 	pthread_mutex_lock(&d->q_lock);
 	d->q_stop = true;
 	pthread_cond_broadcast(&d->q_cond);

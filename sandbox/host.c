@@ -8,18 +8,23 @@
 #include <linux/sched.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <seccomp.h>
 
 #include "nemo/log.h"
+#include "runtime/watchdog.h"
 #include "sandbox_internal.h"
 
 /*
@@ -233,6 +238,7 @@ static int resolve_runtime(struct sbx_host *host, const char *want)
 	snprintf(host->shim_path, sizeof(host->shim_path), "%s/nemo-sbx-shim.py", dirname(exe));
 	snprintf(host->zygote_lib_path, sizeof(host->zygote_lib_path), "%s/nemo-sbx-zygote.so",
 		 exe);
+	snprintf(host->pkt_lib_path, sizeof(host->pkt_lib_path), "%s/nemo-sbx-pkt.so", exe);
 	return 0;
 missing:
 	NEMO_ERR(SBX_LOG, "runtime program %s not found (build it with make)",
@@ -378,6 +384,79 @@ out:
 	return rc;
 }
 
+/*
+ * v1 only: a frozen task obeys no signal until it is thawed, not even the SIGKILL its
+ * PR_SET_PDEATHSIG queues when we die, so a process that outlives us thaws our sandboxes
+ * then (sandbox/runtime/watchdog.c). The v2 freezer lets SIGKILL through: none is needed.
+ * The watchdog is started in a session of its own, with every signal at its default and
+ * none blocked, no environment and only fd 0 (/dev/null), 1 (its ready pipe) and 2 ours.
+ */
+int sbx_watchdog_start(struct sbx_host *host)
+{
+	char pid[16], dir[SBX_CG_PATH],
+		*argv[] = {"nemo-sbx-runtime", WATCHDOG_ARG, pid, dir, NULL};
+	char *envp[] = {NULL}, ready = 0;
+	posix_spawn_file_actions_t fa;
+	struct pollfd p = {.events = POLLIN};
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+	int pfd[2], rc;
+
+	if (host->cg != &sbx_cgroup_v1_ops)
+		return 0;
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	snprintf(dir, sizeof(dir), "%s/freezer/%s", host->v1_mount, host->cgroup_root);
+	if (pipe2(pfd, O_CLOEXEC)) {
+		rc = -errno;
+		NEMO_ERR(SBX_LOG, "watchdog: pipe: %s", strerror(-rc));
+		return rc;
+	}
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+						POSIX_SPAWN_SETSID);
+	rc = -posix_spawn(&host->watchdog_pid, host->runtime_path, &fa, &attr, argv, envp);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	if (rc) {
+		host->watchdog_pid = -1;
+		NEMO_ERR(SBX_LOG, "watchdog: cannot start %s: %s", host->runtime_path,
+			 strerror(-rc));
+		close(pfd[0]);
+		return rc;
+	}
+	p.fd = pfd[0];
+	if (poll(&p, 1, 5000) != 1 || read(pfd[0], &ready, 1) != 1 || ready != WATCHDOG_READY) {
+		NEMO_ERR(SBX_LOG,
+			 "watchdog %d did not report ready: frozen sandboxes would outlive "
+			 "a killed nemod",
+			 (int)host->watchdog_pid);
+		close(pfd[0]);
+		sbx_watchdog_stop(host);
+		return -ECHILD;
+	}
+	close(pfd[0]);
+	NEMO_INFO(SBX_LOG, "host: watchdog %d thaws and kills what %s holds if this process dies",
+		  (int)host->watchdog_pid, dir);
+	return 0;
+}
+
+void sbx_watchdog_stop(struct sbx_host *host)
+{
+	if (host->watchdog_pid <= 0)
+		return;
+	kill(host->watchdog_pid, SIGKILL);
+	waitpid(host->watchdog_pid, NULL, 0);
+	host->watchdog_pid = -1;
+}
+
 /* The backend: asked for, or the one detection's answer; either way said at start, with why. */
 static int pick_backend(struct sbx_host *host, int version)
 {
@@ -425,6 +504,7 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	host->seccomp_fd = -1;
 	host->zygote_seccomp_fd = -1;
 	host->netns_fd = -1;
+	host->root_template_fd = -1;
 	pthread_mutex_init(&host->lock, NULL);
 	pthread_mutex_init(&host->acct_lock, NULL);
 	snprintf(host->cgroup_root, sizeof(host->cgroup_root), "%s",
@@ -435,6 +515,9 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 	pthread_mutex_init(&host->uid_lock, NULL);
 	host->netns_per_sandbox = cfg->netns_per_sandbox;
 	host->zygote_host_attach = cfg->zygote_host_attach;
+	host->frozen_wait_ns =
+		(uint64_t)(cfg->frozen_wait_ms ? cfg->frozen_wait_ms : 5000) * 1000000ull;
+	host->watchdog_pid = -1;
 	if (strchr(host->cgroup_root, '/') || !host->cgroup_root[0] ||
 	    strlen(cfg->cgroup_root ? cfg->cgroup_root : "") >= 64) {
 		NEMO_ERR(SBX_LOG, "cgroup root '%s' must be one directory name under 64 characters",
@@ -475,9 +558,17 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 			goto fail_seccomp;
 		}
 	}
+	host->root_template_fd = sbx_root_template_new(host);
+	if (host->root_template_fd < 0) {
+		rc = host->root_template_fd;
+		goto fail_netns;
+	}
+	rc = sbx_watchdog_start(host);
+	if (rc)
+		goto fail_template;
 	rc = sbx_launcher_start(host);
 	if (rc)
-		goto fail_netns;
+		goto fail_watchdog;
 	NEMO_INFO(SBX_LOG, "host: cgroup %s (%s), tree %s/%s, %d cores", host->cg->name,
 		  host->cgroup_why,
 		  host->cg == &sbx_cgroup_v2_ops ? host->v2_base : "/sys/fs/cgroup/<controller>",
@@ -487,6 +578,10 @@ struct sbx_host *sbx_host_new(const struct sbx_host_config *cfg)
 		  host->netns_per_sandbox ? "per sandbox" : "shared empty",
 		  (unsigned)host->uid_base, (uint64_t)host->uid_base + host->uid_count);
 	return host;
+fail_watchdog:
+	sbx_watchdog_stop(host);
+fail_template:
+	close(host->root_template_fd);
 fail_netns:
 	if (host->netns_fd >= 0)
 		close(host->netns_fd);
@@ -521,6 +616,8 @@ void sbx_host_destroy(struct sbx_host *host)
 		sbx_destroy(sb);
 	}
 	sbx_launcher_stop(host);
+	/* nothing of ours is left for it to thaw */
+	sbx_watchdog_stop(host);
 	host->cg->host_fini(host);
 	if (host->seccomp_fd >= 0)
 		close(host->seccomp_fd);
@@ -528,6 +625,8 @@ void sbx_host_destroy(struct sbx_host *host)
 		close(host->zygote_seccomp_fd);
 	if (host->netns_fd >= 0)
 		close(host->netns_fd);
+	if (host->root_template_fd >= 0)
+		close(host->root_template_fd);
 	free(host->acct);
 	pthread_mutex_destroy(&host->acct_lock);
 	pthread_mutex_destroy(&host->lock);
@@ -559,4 +658,12 @@ int sbx_host_n_sandboxes(struct sbx_host *host)
 	n = host->n_sandboxes;
 	pthread_mutex_unlock(&host->lock);
 	return n;
+}
+
+void sbx_host_bench_host_root(struct sbx_host *host, bool on)
+{
+	if (on)
+		NEMO_WARN(SBX_LOG, "host: sandboxes see the host's / read-only, no private root "
+				   "(bench-sandbox's baseline; never for functions of tenants)");
+	host->bench_host_root = on;
 }

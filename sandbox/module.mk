@@ -7,20 +7,24 @@ sandbox_CFLAGS := -Wno-format-truncation
 TEST_LIBS += sandbox
 TEST_LDLIBS += -lseccomp
 
-# nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames).
+# nemo-sbx-runtime: PID 1 of every sandbox (confines itself, loads code, serves frames), and
+# on cgroup v1 each host's watchdog (--watchdog).
 PROGS += nemo-sbx-runtime
-nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/runtime/zygote.c sandbox/codecheck.c
+nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/runtime/zygote.c \
+			 sandbox/runtime/watchdog.c sandbox/runtime/pktlib.c sandbox/codecheck.c
+# packet mode runs packet/'s consumer host (fn_ring.c, host.c) inside the sandbox
+nemo-sbx-runtime_LIBS := packet common
 nemo-sbx-runtime_LDLIBS := -ldl
 
 # Sample functions (sandbox/functions/) and the hostile test functions, in build/functions/.
 FN_DIR := $(BUILD)/functions
-SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload
+SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload test-pkt-probe
 SBX_EXEC_FUNCS := exec-upper
-SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py test-stderr.sh
+SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py test-stderr.sh test-pkt.py
 SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \
        $(foreach f,$(SBX_EXEC_FUNCS),$(FN_DIR)/$(f)) \
        $(foreach f,$(SBX_COPIED),$(FN_DIR)/$(f)) \
-       $(BIN)/nemo-sbx-shim.py $(BIN)/nemo-sbx-zygote.so
+       $(BIN)/nemo-sbx-shim.py $(BIN)/nemo-sbx-zygote.so $(BIN)/nemo-sbx-pkt.so
 
 $(FN_DIR)/%.so: sandbox/functions/%.c
 	@mkdir -p $(@D)
@@ -43,6 +47,13 @@ $(FN_DIR)/%.sh: sandbox/functions/%.sh
 $(BIN)/nemo-sbx-zygote.so: sandbox/runtime/zygote.c sandbox/runtime/zygote.h
 	@mkdir -p $(@D)
 	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ $<
+
+# the python shim's packet mode (ctypes): the same loop as the C runtime's, with packet/'s host
+SBX_PKT_LIB_SRCS := sandbox/runtime/pktlib.c packet/fn_ring.c packet/host.c common/log.c
+$(BIN)/nemo-sbx-pkt.so: $(SBX_PKT_LIB_SRCS) sandbox/runtime/pktlib.h sandbox/runtime/packet.h \
+			include/nemo/fn_ring.h
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ $(SBX_PKT_LIB_SRCS)
 
 $(BIN)/nemo-sbx-shim.py: sandbox/runtime/shim.py
 	@mkdir -p $(@D)

@@ -1,8 +1,10 @@
 /* pool.c - warm pools per function under one memory budget and a keep-alive policy. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "nemo/clock.h"
 #include "nemo/log.h"
@@ -61,8 +63,15 @@ struct sbx_pool {
 	struct fn_pool *fns;
 	struct pool_entry *acquired; /* every acquired instance, of any function: a core freeze
 				      * reaches invocations in flight */
-	uint64_t memory_used;	     /* every instance, idle or busy */
+	struct pool_entry *packets;  /* packet-mode instances (sbx_pool_packet_start) */
+	uint32_t n_packets;
+	uint64_t memory_used; /* every instance, idle or busy */
+	bool stopping;	      /* sbx_pool_stop: nothing waits for a thaw any more */
 };
+
+/* What a call paused in, or waiting for, an instance killed by sbx_pool_stop() reads. */
+static const char stop_why[] = "nemod is stopping while its core is reclaimed by its NF "
+			       "(frozen): the instance was killed";
 
 #define DEFAULT_ESTIMATE (8ull << 20) /* when the cgroup cannot be read */
 
@@ -214,6 +223,8 @@ void sbx_pool_destroy(struct sbx_pool *pool)
 {
 	if (!pool)
 		return;
+	destroy_entries(pool->packets);
+	pool->packets = NULL;
 	while (pool->fns) {
 		struct fn_pool *fn = pool->fns;
 
@@ -457,6 +468,10 @@ int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core)
 	if (!pool || !name || core < 0 || core >= sbx_host_n_cores(pool->host))
 		return -EINVAL;
 	pthread_mutex_lock(&pool->lock);
+	if (pool->stopping) {
+		pthread_mutex_unlock(&pool->lock);
+		return -ESHUTDOWN;
+	}
 	fn = find_fn(pool, name);
 	if (!fn || (fn->spec.runtime != SBX_RUNTIME_C && fn->spec.runtime != SBX_RUNTIME_PYTHON)) {
 		pthread_mutex_unlock(&pool->lock);
@@ -535,9 +550,9 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
 
 		pthread_mutex_lock(&pool->lock);
 		fn = find_fn(pool, name);
-		if (!fn) {
+		if (!fn || pool->stopping) {
 			pthread_mutex_unlock(&pool->lock);
-			return made ? made : -ENOENT;
+			return made ? made : fn ? -ESHUTDOWN : -ENOENT;
 		}
 		reserve = estimate_of(pool, fn);
 		evicted = evict_for(pool, reserve, fn, &fits, &zdead);
@@ -738,8 +753,8 @@ void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
 	pool->memory_used -= e->ka.memory_bytes;
 	if (state == SBX_STATE_DEAD) {
 		fn->st.crashes++;
-		/* keep the pre-warmed level the harvester asked for */
-		replace = !fn->retired && fn->n_idle < fn->prewarm_target;
+		/* keep the pre-warmed level the harvester asked for, unless we are leaving */
+		replace = !fn->retired && !pool->stopping && fn->n_idle < fn->prewarm_target;
 		spec = fn->spec;
 	}
 	if (fn->retired && !fn->busy)
@@ -751,17 +766,70 @@ void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
 		sbx_pool_prewarm(pool, spec.name, core, 1);
 }
 
-/* An acquired instance was frozen with its core before it was invoked: wait for the thaw. */
-static void wait_thawed(struct sbx_pool *pool, struct sbx_sandbox *sb)
+/*
+ * An acquired instance was frozen with its core before it was invoked: wait for the thaw
+ * until `deadline_ns` at most, and not once the pool stops. Returns 0, -ETIMEDOUT or
+ * -ESHUTDOWN, with `res` (if any) saying why.
+ */
+static int wait_thaw_until(struct sbx_pool *pool, struct sbx_sandbox *sb, uint64_t deadline_ns,
+			   struct sbx_result *res)
 {
-	pthread_mutex_lock(&pool->lock);
-	while (sbx_frozen(sb)) {
-		/* thawed by sbx_pool_thaw_core, which signals; look again now and then anyway */
-		struct timespec until = nemo_deadline_after_ns(CLOCK_REALTIME, 100000000ull);
+	uint64_t now = nemo_now_ns(), since = 0;
+	int rc = 0;
 
+	pthread_mutex_lock(&pool->lock);
+	for (;;) {
+		/* thawed by sbx_pool_thaw_core, which signals; look again now and then anyway */
+		uint64_t left = deadline_ns > now ? deadline_ns - now : 0,
+			 at = sbx_frozen_since(sb);
+		struct timespec until = nemo_deadline_after_ns(
+			CLOCK_REALTIME, left < 100000000ull ? left : 100000000ull);
+
+		if (!at) {
+			/* thawed, or killed frozen by sbx_pool_stop() */
+			if (pool->stopping && sbx_state(sb) == SBX_STATE_DEAD)
+				rc = -ESHUTDOWN;
+			break;
+		}
+		since = at;
+		if (pool->stopping) {
+			rc = -ESHUTDOWN;
+			break;
+		}
+		if (!left) {
+			rc = -ETIMEDOUT;
+			break;
+		}
 		pthread_cond_timedwait(&pool->thawed, &pool->lock, &until);
+		now = nemo_now_ns();
 	}
 	pthread_mutex_unlock(&pool->lock);
+	if (!rc || !res)
+		return rc;
+	sbx_result_release(res);
+	if (rc == -ESHUTDOWN) {
+		res->status = SBX_ERR_INTERNAL;
+		snprintf(res->message, sizeof(res->message),
+			 "not run: nemod is stopping while core %d is reclaimed by its NF (its "
+			 "instance frozen %" PRIu64 " ms)",
+			 sbx_core(sb), since ? (now - since) / 1000000 : 0);
+	} else {
+		res->status = SBX_ERR_TIMEOUT;
+		snprintf(res->message, sizeof(res->message),
+			 "not run: core %d has been reclaimed by its NF for %" PRIu64
+			 " ms (its instance frozen); a call waits at most %" PRIu64
+			 " ms for the thaw (frozen_wait_ms)",
+			 sbx_core(sb), (now - since) / 1000000,
+			 pool->host->frozen_wait_ns / 1000000);
+	}
+	return rc;
+}
+
+int sbx_pool_wait_thaw(struct sbx_pool *pool, struct sbx_sandbox *sb, struct sbx_result *res)
+{
+	if (!pool || !sb)
+		return -EINVAL;
+	return wait_thaw_until(pool, sb, nemo_now_ns() + pool->host->frozen_wait_ns, res);
 }
 
 int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const void *req, size_t len,
@@ -770,6 +838,7 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 	struct sbx_phase_times t;
 	enum sbx_start_path path;
 	struct sbx_sandbox *sb;
+	uint64_t deadline = 0;
 
 	if (!pool || !name || !res || (len && !req))
 		return -EINVAL;
@@ -781,16 +850,22 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 	sbx_invoke(sb, req, len, res);
 	/*
 	 * An acquired instance is READY, so a refusal means its core froze since the acquire
-	 * (and may have thawed since the refusal): the request waits for the thaw.
+	 * (and may have thawed since the refusal): the request waits for the thaw, all told
+	 * no longer than the host's frozen_wait.
 	 */
 	while (res->status == SBX_ERR_STATE) {
 		enum sbx_state state = sbx_state(sb);
 		uint64_t t1 = nemo_now_ns();
+		int rc;
 
 		if (state != SBX_STATE_FROZEN && state != SBX_STATE_READY)
 			break;
-		wait_thawed(pool, sb);
+		if (!deadline)
+			deadline = t1 + pool->host->frozen_wait_ns;
+		rc = wait_thaw_until(pool, sb, deadline, res);
 		t.queue_ns += nemo_now_ns() - t1;
+		if (rc)
+			break;
 		sbx_invoke(sb, req, len, res);
 	}
 	t.run_ns = res->times.run_ns;
@@ -893,13 +968,91 @@ int sbx_pool_stats(struct sbx_pool *pool, const char *name, struct sbx_pool_stat
 			add_stats(st, pool, fn);
 	}
 	st->memory_bytes = pool->memory_used;
+	for (struct pool_entry *e = pool->packets; e; e = e->next)
+		st->packet += !name || !strcmp(sbx_spec_of(e->sb)->name, name);
 	pthread_mutex_unlock(&pool->lock);
 	return rc;
 }
 
+/* ---- packet-mode instances ----------------------------------------------------------------- */
+
+struct sbx_sandbox *sbx_pool_packet_start(struct sbx_pool *pool, const char *name, int core,
+					  const struct sbx_packet_lease *lease,
+					  const struct sbx_packet_config *cfg, char *err,
+					  size_t errlen)
+{
+	struct pool_entry *e = calloc(1, sizeof(*e));
+	struct sbx_spec spec;
+	struct fn_pool *fn;
+	int rc = 0;
+
+	if (!pool || !name || !lease || !e) {
+		rc = e ? EINVAL : ENOMEM;
+		goto fail;
+	}
+	pthread_mutex_lock(&pool->lock);
+	fn = find_fn(pool, name);
+	if (fn)
+		spec = fn->spec;
+	rc = pool->stopping ? ESHUTDOWN : fn ? 0 : ENOENT;
+	pthread_mutex_unlock(&pool->lock);
+	if (rc) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: %s", name,
+				 rc == ENOENT ? "not deployed" : "the pool is stopping");
+		goto fail;
+	}
+	e->sb = sbx_packet_start(pool->host, &spec, core, lease, cfg, err, errlen);
+	if (!e->sb) {
+		rc = errno;
+		free(e);
+		errno = rc;
+		return NULL;
+	}
+	e->sb->pool_entry = e;
+	pthread_mutex_lock(&pool->lock);
+	e->next = pool->packets;
+	pool->packets = e;
+	pool->n_packets++;
+	pthread_mutex_unlock(&pool->lock);
+	return e->sb;
+fail:
+	free(e);
+	if (lease)
+		for (int i = 0; i < 3; i++) {
+			int fd = i == 0	  ? lease->ring_fd
+				 : i == 1 ? lease->wake_fd
+					  : lease->lease_fd;
+
+			if (fd >= 0)
+				close(fd);
+		}
+	errno = rc;
+	return NULL;
+}
+
+void sbx_pool_packet_stop(struct sbx_pool *pool, struct sbx_sandbox *sb)
+{
+	struct pool_entry *e = NULL;
+
+	if (!pool || !sb)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	for (struct pool_entry **pp = &pool->packets; *pp; pp = &(*pp)->next)
+		if ((*pp)->sb == sb) {
+			e = *pp;
+			*pp = e->next;
+			pool->n_packets--;
+			break;
+		}
+	pthread_mutex_unlock(&pool->lock);
+	sbx_destroy(sb);
+	free(e);
+}
+
 /* ---- reclaiming a core for its NF ------------------------------------------------------------ */
 
-/* Under the lock: every instance on `core`, idle or acquired, for `step`. */
+/* Under the lock: every instance on `core`, idle, acquired or in packet mode, for `step`. */
 static void each_on_core(struct sbx_pool *pool, int core,
 			 void (*step)(struct pool_entry *e, void *arg), void *arg)
 {
@@ -908,6 +1061,9 @@ static void each_on_core(struct sbx_pool *pool, int core,
 			if (sbx_core(e->sb) == core)
 				step(e, arg);
 	for (struct pool_entry *e = pool->acquired; e; e = e->acq_next)
+		if (sbx_core(e->sb) == core)
+			step(e, arg);
+	for (struct pool_entry *e = pool->packets; e; e = e->next)
 		if (sbx_core(e->sb) == core)
 			step(e, arg);
 }
@@ -949,12 +1105,30 @@ static void freeze_settle_step(struct pool_entry *e, void *arg)
 		w->rc = rc;
 }
 
+static void kill_step(struct pool_entry *e, void *arg)
+{
+	struct core_walk *w = arg;
+
+	if (sbx_state(e->sb) == SBX_STATE_DEAD)
+		return;
+	sbx_kill_async(e->sb, stop_why);
+	w->done++;
+}
+
 int sbx_pool_freeze_core(struct sbx_pool *pool, int core)
 {
 	struct core_walk w = {0};
 
 	if (!pool || core < 0 || core >= sbx_host_n_cores(pool->host))
 		return -EINVAL;
+	/* stopping: nobody would thaw them; the NF gets its core back all the same */
+	pthread_mutex_lock(&pool->lock);
+	if (pool->stopping) {
+		each_on_core(pool, core, kill_step, &w);
+		pthread_mutex_unlock(&pool->lock);
+		return w.done;
+	}
+	pthread_mutex_unlock(&pool->lock);
 	/*
 	 * Under the lock from first write to last settle: no instance of the core is handed out
 	 * half frozen, and none is destroyed under our feet. Every freezer is written first,
@@ -993,4 +1167,29 @@ int sbx_pool_thaw_core(struct sbx_pool *pool, int core)
 	pthread_cond_broadcast(&pool->thawed);
 	pthread_mutex_unlock(&pool->lock);
 	return w.rc ? w.rc : w.done;
+}
+
+static void kill_frozen_step(struct pool_entry *e, void *arg)
+{
+	if (sbx_frozen(e->sb))
+		kill_step(e, arg);
+}
+
+int sbx_pool_stop(struct sbx_pool *pool)
+{
+	struct core_walk w = {0};
+
+	if (!pool)
+		return -EINVAL;
+	pthread_mutex_lock(&pool->lock);
+	pool->stopping = true;
+	for (int core = 0; core < sbx_host_n_cores(pool->host); core++)
+		each_on_core(pool, core, kill_frozen_step, &w);
+	/* calls waiting for a thaw look again, and see the stop */
+	pthread_cond_broadcast(&pool->thawed);
+	pthread_mutex_unlock(&pool->lock);
+	if (w.done)
+		NEMO_WARN(SBX_LOG, "pool stopping: killed %d instances frozen with their cores",
+			  w.done);
+	return w.done;
 }

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/sysmacros.h>
@@ -24,6 +25,7 @@
 #include "nemo/clock.h"
 #include "nemo/frame.h"
 #include "nemo/log.h"
+#include "runtime/packet.h"
 #include "runtime/zygote.h"
 #include "sandbox_internal.h"
 
@@ -47,7 +49,7 @@ struct root_bind {
 	int fd; /* the child's detached copy of src (open_tree) */
 };
 
-#define ROOT_BINDS_MAX (SBX_ROOT_TOP_MAX + 4)
+#define ROOT_BINDS_MAX (SBX_ROOT_TOP_MAX + 5) /* + usr, runtime, shim, two libraries */
 
 /* Everything the child needs, prepared by the parent: the child shares its memory (CLONE_VM)
  * and must not allocate, lock or format. */
@@ -56,13 +58,17 @@ struct launch {
 	const struct sbx_host *host;
 	int sock;
 	int seccomp_fd;
-	int zygote_filter_fd; /* a zygote's filter, as fd 5; -1 for an instance */
+	/* fds the runtime gets from 5 on: a zygote's filter, or a packet instance's lease */
+	int n_keep;
+	int keep[PKT_N_FDS];
 	int netns_fd;
 	const char *runtime; /* the path inside the private root */
 	char *const *argv;
 	char *const *envp;
 	const char *hostname;
 	char tmpfs_opts[64];
+	bool host_root;	 /* bench only: no private root, the host's / read-only */
+	int template_fd; /* the private root's template: its mount namespace */
 	int n_binds;
 	struct root_bind bind[ROOT_BINDS_MAX];
 	/* written by the child when a step fails (v2: through errpipe, memory is not shared) */
@@ -121,12 +127,22 @@ static const char *const root_dev_links[][2] = {{"/proc/self/fd", "dev/fd"},
 						{"/proc/self/fd/1", "dev/stdout"},
 						{"/proc/self/fd/2", "dev/stderr"}};
 
+/* A step of the template's build failed: say which, with errno, to its caller. */
+static int root_fail(struct launch *l, const char *step)
+{
+	l->fail.err = errno;
+	l->fail.step = step;
+	return -1;
+}
+
 /*
- * Assemble the private root on a tmpfs at SBX_ROOT_MNT and pivot into it: the binds (taken
- * from the host's tree before the tmpfs covers anything), the host's top-level symlinks
- * (bin -> usr/bin), /dev with a few nodes, mount points for /proc, /tmp and /dev/shm.
+ * Assemble the private root's template on a tmpfs at SBX_ROOT_MNT and pivot into it: the
+ * binds (taken from the host's tree before the tmpfs covers anything), the host's top-level
+ * symlinks (bin -> usr/bin), /dev with a few nodes, mount points for /proc, /tmp, /dev/shm
+ * and /code. Runs in a mount namespace of its own (template_main). Returns 0, or -1 with
+ * l->fail saying which step failed.
  */
-static void build_root(struct launch *l)
+static int build_root(struct launch *l)
 {
 	struct mount_attr ro = {.attr_set =
 					MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
@@ -137,56 +153,103 @@ static void build_root(struct launch *l)
 		l->bind[i].fd = (int)syscall(SYS_open_tree, AT_FDCWD, l->bind[i].src,
 					     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 		if (l->bind[i].fd < 0)
-			child_fail(l, l->bind[i].src);
+			return root_fail(l, l->bind[i].src);
 		if (syscall(SYS_mount_setattr, l->bind[i].fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ro,
 			    sizeof(ro)))
-			child_fail(l, "make a bind of the private root read-only");
+			return root_fail(l, "make a bind of the private root read-only");
 	}
 	if (mount("tmpfs", SBX_ROOT_MNT, "tmpfs", MS_NOSUID, "size=64k,nr_inodes=256,mode=0755"))
-		child_fail(l, "mount the private root");
+		return root_fail(l, "mount the private root");
 	if (chdir(SBX_ROOT_MNT))
-		child_fail(l, "enter the private root");
+		return root_fail(l, "enter the private root");
 	umask(0);
 	for (int i = 0; i < l->n_binds; i++) {
 		const char *dst = l->bind[i].dst;
 
 		if (mkdir_parents(dst, l->bind[i].dir))
-			child_fail(l, dst);
+			return root_fail(l, dst);
 		if (!l->bind[i].dir) {
 			int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
 
 			if (fd < 0)
-				child_fail(l, dst);
+				return root_fail(l, dst);
 			close(fd);
 		}
 		if (syscall(SYS_move_mount, l->bind[i].fd, "", AT_FDCWD, dst,
 			    MOVE_MOUNT_F_EMPTY_PATH))
-			child_fail(l, "bind into the private root");
+			return root_fail(l, "bind into the private root");
 		close(l->bind[i].fd);
+		l->bind[i].fd = -1;
 	}
 	for (int i = 0; i < host->n_root_top; i++)
 		if (host->root_top[i].link &&
 		    symlink(host->root_top[i].target, host->root_top[i].name))
-			child_fail(l, host->root_top[i].name);
+			return root_fail(l, host->root_top[i].name);
 	if (mkdir("proc", 0555) || mkdir("tmp", 01777) || mkdir("dev", 0755) ||
-	    mkdir("dev/shm", 01777))
-		child_fail(l, "make the private root's folders");
+	    mkdir("dev/shm", 01777) || mkdir("code", 0755))
+		return root_fail(l, "make the private root's folders");
 	for (size_t i = 0; i < sizeof(root_devs) / sizeof(root_devs[0]); i++)
 		if (mknod(root_devs[i].name, S_IFCHR | 0666,
 			  makedev(root_devs[i].major, root_devs[i].minor)))
-			child_fail(l, root_devs[i].name);
+			return root_fail(l, root_devs[i].name);
 	for (size_t i = 0; i < sizeof(root_dev_links) / sizeof(root_dev_links[0]); i++)
 		if (symlink(root_dev_links[i][0], root_dev_links[i][1]))
-			child_fail(l, root_dev_links[i][1]);
+			return root_fail(l, root_dev_links[i][1]);
 	/* the old root goes under the new one, then away */
 	if (syscall(SYS_pivot_root, ".", "."))
-		child_fail(l, "pivot_root");
+		return root_fail(l, "pivot_root");
 	if (umount2(".", MNT_DETACH))
-		child_fail(l, "detach the host's root");
+		return root_fail(l, "detach the host's root");
 	if (chdir("/"))
-		child_fail(l, "chdir /");
+		return root_fail(l, "chdir /");
 	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", 0, &ro_root, sizeof(ro_root)))
-		child_fail(l, "make the private root read-only");
+		return root_fail(l, "make the private root read-only");
+	return 0;
+}
+
+/*
+ * The child's root: a copy of the host's template (setns into it, then a namespace of its
+ * own), and the function's code alone, on a tmpfs of its own at /code. The code's bind is
+ * taken from the host's tree before the setns. Child side: raw syscalls only.
+ */
+static void enter_root(struct launch *l)
+{
+	struct mount_attr ro = {.attr_set =
+					MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+	struct root_bind *code = l->n_binds ? &l->bind[0] : NULL;
+
+	if (code) {
+		code->fd = (int)syscall(SYS_open_tree, AT_FDCWD, code->src,
+					OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (code->fd < 0)
+			child_fail(l, code->src);
+		if (syscall(SYS_mount_setattr, code->fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ro,
+			    sizeof(ro)))
+			child_fail(l, "make the code's bind read-only");
+	}
+	/* root and cwd become the template's root */
+	if (setns(l->template_fd, CLONE_NEWNS))
+		child_fail(l, "enter the private root's template");
+	if (unshare(CLONE_NEWNS))
+		child_fail(l, "a copy of the private root");
+	umask(0);
+	if (mount("tmpfs", "code", "tmpfs", MS_NOSUID | MS_NODEV, "size=16k,nr_inodes=8,mode=0755"))
+		child_fail(l, "mount /code");
+	if (code) {
+		int fd = code->dir ? mkdir(code->dst, 0755)
+				   : open(code->dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+
+		if (fd < 0)
+			child_fail(l, code->dst);
+		if (!code->dir)
+			close(fd);
+		if (syscall(SYS_move_mount, code->fd, "", AT_FDCWD, code->dst,
+			    MOVE_MOUNT_F_EMPTY_PATH))
+			child_fail(l, "bind the code into the private root");
+		close(code->fd);
+	}
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "code", 0, &ro, sizeof(ro)))
+		child_fail(l, "make /code read-only");
 }
 
 /*
@@ -198,7 +261,7 @@ static void build_root(struct launch *l)
 static int launch_child(void *arg)
 {
 	struct launch *l = arg;
-	int fd, sock, filter, zfilter;
+	int fd, sock, filter, keep[PKT_N_FDS];
 
 	for (int i = 0; i < l->cg->n_join; i++) {
 		fd = open(l->cg->join[i], O_WRONLY | O_CLOEXEC);
@@ -217,10 +280,19 @@ static int launch_child(void *arg)
 		child_fail(l, "setns net");
 	if (sethostname(l->hostname, strlen(l->hostname)))
 		child_fail(l, "sethostname");
-	/* our mount changes must not propagate back to the host */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		child_fail(l, "make / private");
-	build_root(l);
+	if (l->host_root) {
+		/* bench-only (sbx_host_bench_host_root): the host's / read-only in a copy of
+		 * the host's mount namespace (CLONE_NEWNS), as before issue 13, for
+		 * bench-sandbox's side-by-side figure */
+		struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID};
+
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+			child_fail(l, "make / private");
+		if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof(ro)))
+			child_fail(l, "remount / read-only");
+	} else {
+		enter_root(l);
+	}
 	/* a proc for the new PID namespace: the host's would show every host process */
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		child_fail(l, "mount /proc");
@@ -237,13 +309,21 @@ static int launch_child(void *arg)
 	 * copies have no close-on-exec) */
 	sock = fcntl(l->sock, F_DUPFD, 10);
 	filter = fcntl(l->seccomp_fd, F_DUPFD, 10);
-	zfilter = l->zygote_filter_fd >= 0 ? fcntl(l->zygote_filter_fd, F_DUPFD, 10) : -1;
-	if (sock < 0 || filter < 0 || (l->zygote_filter_fd >= 0 && zfilter < 0))
+	if (sock < 0 || filter < 0)
 		child_fail(l, "dup");
+	for (int i = 0; i < l->n_keep; i++) {
+		keep[i] = fcntl(l->keep[i], F_DUPFD, 10);
+		if (keep[i] < 0)
+			child_fail(l, "dup");
+	}
 	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || dup2(sock, 3) < 0 ||
-	    dup2(filter, 4) < 0 || (zfilter >= 0 && dup2(zfilter, 5) < 0))
+	    dup2(filter, 4) < 0)
 		child_fail(l, "dup2");
-	if (syscall(SYS_close_range, zfilter >= 0 ? 6 : 5, ~0u, 0))
+	for (int i = 0; i < l->n_keep; i++)
+		if (dup2(keep[i], 5 + i) < 0)
+			child_fail(l, "dup2");
+	/* nothing else of nemod's: another instance's lease above all */
+	if (syscall(SYS_close_range, 5 + l->n_keep, ~0u, 0))
 		child_fail(l, "close_range");
 	execve(l->runtime, l->argv, l->envp);
 	child_fail(l, "exec runtime");
@@ -266,29 +346,35 @@ static int root_bind(struct launch *l, const char *src, const char *dst, bool di
 }
 
 /*
- * The private root of one sandbox: /usr and the host's other top-level folders that hold
- * programs and libraries (bin, lib, ... when they are not symlinks into /usr), the runtime
- * and the python shim under /.nemo, and the function's code, alone, at /code/<name>.
+ * The private root's template, the same for every sandbox of the host: /usr and the host's
+ * other top-level folders that hold programs and libraries (bin, lib, ... when they are not
+ * symlinks into /usr), the runtime, the python shim and the zygotes' library under /.nemo
+ * (nemo's own files, no tenant's: the shim and library only where they were built).
  */
-static int root_plan(struct launch *l, const struct sbx_host *host, const struct sbx_spec *spec,
-		     bool zygote, char *code_in, size_t code_len)
+static int template_plan(struct launch *l, const struct sbx_host *host)
 {
-	const char *base = strrchr(spec->code, '/');
-	char dst[SBX_PATH_MAX];
-	struct stat st;
-	int rc;
+	int rc = root_bind(l, "/usr", "usr", true);
 
-	rc = root_bind(l, "/usr", "usr", true);
 	for (int i = 0; !rc && i < host->n_root_top; i++)
 		if (!host->root_top[i].link)
 			rc = root_bind(l, host->root_top[i].target, host->root_top[i].name, true);
 	rc = rc ? rc : root_bind(l, host->runtime_path, SBX_ROOT_RUNTIME + 1, false);
-	if (!rc && spec->runtime == SBX_RUNTIME_PYTHON)
+	if (!rc && !access(host->shim_path, F_OK))
 		rc = root_bind(l, host->shim_path, SBX_ROOT_SHIM + 1, false);
-	if (!rc && zygote && spec->runtime == SBX_RUNTIME_PYTHON)
+	if (!rc && !access(host->zygote_lib_path, F_OK))
 		rc = root_bind(l, host->zygote_lib_path, SBX_ROOT_ZYGOTE_LIB + 1, false);
-	if (rc)
-		return rc;
+	if (!rc && !access(host->pkt_lib_path, F_OK))
+		rc = root_bind(l, host->pkt_lib_path, PKT_SHIM_LIB + 1, false);
+	return rc;
+}
+
+/* What one sandbox adds to the template: the function's code, alone, at /code/<name>. */
+static int root_plan(struct launch *l, const struct sbx_spec *spec, char *code_in, size_t code_len)
+{
+	const char *base = strrchr(spec->code, '/');
+	char dst[SBX_PATH_MAX];
+	struct stat st;
+
 	base = base ? base + 1 : spec->code;
 	if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
 		return -EINVAL;
@@ -298,6 +384,92 @@ static int root_plan(struct launch *l, const struct sbx_host *host, const struct
 	if (stat(spec->code, &st))
 		return errno == ENOENT ? 0 : -errno;
 	return root_bind(l, spec->code, dst, S_ISDIR(st.st_mode));
+}
+
+/* The template is built once, on a thread of its own in a mount namespace of its own. */
+static void *template_main(void *arg)
+{
+	struct launch *l = arg;
+	int fd = -1;
+
+	/* this thread only: its own root, cwd and umask (fs), and mount namespace */
+	if (unshare(CLONE_FS | CLONE_NEWNS)) {
+		root_fail(l, "unshare a mount namespace");
+		return NULL;
+	}
+	fd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		root_fail(l, "open the template's namespace");
+		return NULL;
+	}
+	/* nothing mounted here reaches the host */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
+		root_fail(l, "make / private");
+		close(fd);
+		return NULL;
+	}
+	if (build_root(l)) {
+		close(fd);
+		return NULL;
+	}
+	l->template_fd = fd;
+	return NULL;
+}
+
+int sbx_root_template_new(struct sbx_host *host)
+{
+	struct launch *l = calloc(1, sizeof(*l));
+	pthread_t t;
+	int rc;
+
+	if (!l)
+		return -ENOMEM;
+	l->host = host;
+	l->template_fd = -1;
+	rc = template_plan(l, host);
+	if (rc) {
+		NEMO_ERR(SBX_LOG, "host: private root: %s", strerror(-rc));
+		free(l);
+		return rc;
+	}
+	rc = pthread_create(&t, NULL, template_main, l);
+	if (rc) {
+		free(l);
+		return -rc;
+	}
+	pthread_join(t, NULL);
+	for (int i = 0; i < l->n_binds; i++)
+		if (l->bind[i].fd >= 0)
+			close(l->bind[i].fd);
+	rc = l->template_fd;
+	if (rc < 0) {
+		rc = -(l->fail.err ? l->fail.err : EINVAL);
+		NEMO_ERR(SBX_LOG, "host: the private root's template failed at %s: %s",
+			 l->fail.step ? l->fail.step : "?", strerror(-rc));
+	}
+	free(l);
+	return rc;
+}
+
+/*
+ * Bench only (sbx_host_bench_host_root): the code at its host path, under the host's / made
+ * read-only. A private /tmp would hide what lives under the host's /tmp: refused.
+ */
+static int host_root_plan(const struct sbx_host *host, const struct sbx_spec *spec, bool zygote,
+			  char *code_in, size_t code_len)
+{
+	static const char tmp[] = "/tmp/";
+
+	if (zygote || !strncmp(spec->code, tmp, strlen(tmp)) ||
+	    !strncmp(host->runtime_path, tmp, strlen(tmp))) {
+		NEMO_ERR(SBX_LOG,
+			 "%s: the bench's host-root sandboxes take no zygote and nothing "
+			 "under /tmp",
+			 spec->name);
+		return -EINVAL;
+	}
+	snprintf(code_in, code_len, "%s", spec->code);
+	return 0;
 }
 
 static void host_link(struct sbx_host *host, struct sbx_sandbox *sb)
@@ -481,11 +653,18 @@ static struct sbx_sandbox *sandbox_alloc(struct sbx_host *host, const struct sbx
 /* the forks one zygote has alive at once */
 #define ZYGOTE_FORKS_MAX ZYG_FORKS_MAX
 
+/* A packet-mode instance's start (sbx_packet_start): the lease's fds, the loop's figures. */
+struct packet_launch {
+	int fds[PKT_N_FDS]; /* ring memfd, eventfd, lease: fds 5, 6, 7 in the sandbox */
+	uint32_t batch, spin_us;
+};
+
 static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sbx_spec *spec,
-					  int core, bool zygote)
+					  int core, bool zygote, const struct packet_launch *pkt)
 {
 	char uid[16], gid[16], payload[16], mem[16], shim_env[SBX_PATH_MAX + 32], hostname[80];
-	char *argv[] = {SBX_ROOT_RUNTIME, uid, gid, payload, mem, zygote ? "zygote" : NULL, NULL};
+	char batch[16], spin[16];
+	char *argv[] = {SBX_ROOT_RUNTIME, uid, gid, payload, mem, NULL, NULL, NULL, NULL};
 	struct sbx_spec cg_spec = *spec;
 	char *envp[SBX_ENV_MAX + 4];
 	uint64_t t0 = nemo_now_ns(), flags;
@@ -511,8 +690,10 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	}
 	sb->sock = socks[0];
 	rc = sbx_host_function_uid(host, spec->name, &sb->uid);
-	if (!rc)
-		rc = root_plan(&l, host, spec, zygote, sb->code_in, sizeof(sb->code_in));
+	if (!rc && host->bench_host_root)
+		rc = host_root_plan(host, spec, zygote, sb->code_in, sizeof(sb->code_in));
+	else if (!rc)
+		rc = root_plan(&l, spec, sb->code_in, sizeof(sb->code_in));
 	if (rc) {
 		if (rc != -ENOSPC)
 			NEMO_ERR(SBX_LOG, "%s: private root for %s: %s", spec->name, spec->code,
@@ -525,7 +706,8 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	snprintf(payload, sizeof(payload), "%u", spec->max_payload_bytes);
 	snprintf(mem, sizeof(mem), "%u", spec->memory_mb);
 	snprintf(hostname, sizeof(hostname), "nemo-%.60s", spec->name);
-	snprintf(shim_env, sizeof(shim_env), SBX_SHIM_ENV "=%s", SBX_ROOT_SHIM);
+	snprintf(shim_env, sizeof(shim_env), SBX_SHIM_ENV "=%s",
+		 host->bench_host_root ? host->shim_path : SBX_ROOT_SHIM);
 	envp[n_env++] = "PATH=/usr/local/bin:/usr/bin:/bin";
 	envp[n_env++] = shim_env;
 	for (uint32_t i = 0; i < spec->n_env && i < SBX_ENV_MAX; i++)
@@ -535,9 +717,22 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	l.host = host;
 	l.sock = socks[1];
 	l.seccomp_fd = host->seccomp_fd;
-	l.zygote_filter_fd = zygote ? host->zygote_seccomp_fd : -1;
+	if (zygote) {
+		argv[5] = "zygote";
+		l.keep[l.n_keep++] = host->zygote_seccomp_fd;
+	} else if (pkt) {
+		snprintf(batch, sizeof(batch), "%u", pkt->batch);
+		snprintf(spin, sizeof(spin), "%u", pkt->spin_us);
+		argv[5] = PKT_ARG;
+		argv[6] = batch;
+		argv[7] = spin;
+		for (int i = 0; i < PKT_N_FDS; i++)
+			l.keep[l.n_keep++] = pkt->fds[i];
+	}
 	l.netns_fd = host->netns_fd;
-	l.runtime = SBX_ROOT_RUNTIME;
+	l.runtime = host->bench_host_root ? host->runtime_path : SBX_ROOT_RUNTIME;
+	l.host_root = host->bench_host_root;
+	l.template_fd = host->root_template_fd;
 	l.argv = argv;
 	l.envp = envp;
 	l.hostname = hostname;
@@ -552,7 +747,11 @@ static struct sbx_sandbox *create_sandbox(struct sbx_host *host, const struct sb
 	}
 	snprintf(l.tmpfs_opts, sizeof(l.tmpfs_opts), "size=%um,mode=1777", spec->memory_mb);
 
-	flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+	/* the private root's own mount namespace is made from the template (enter_root): a
+	 * CLONE_NEWNS would copy the host's mounts only for them to be dropped at once */
+	flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+	if (host->bench_host_root)
+		flags |= CLONE_NEWNS;
 	if (host->netns_per_sandbox)
 		flags |= CLONE_NEWNET;
 	pid = launch(host, &l, flags, &pidfd);
@@ -593,7 +792,7 @@ struct sbx_sandbox *sbx_create(struct sbx_host *host, const struct sbx_spec *spe
 		errno = EINVAL;
 		return NULL;
 	}
-	return create_sandbox(host, spec, core, false);
+	return create_sandbox(host, spec, core, false, NULL);
 }
 
 /*
@@ -709,26 +908,45 @@ static enum sbx_status classify_death(struct sbx_sandbox *sb, char *msg, size_t 
 	return SBX_ERR_CRASHED;
 }
 
+/* Time the sandbox spent frozen since `frozen_base` (sb->frozen_ns when an exchange began). */
+static uint64_t paused_since(struct sbx_sandbox *sb, uint64_t frozen_base, uint64_t now,
+			     bool *frozen)
+{
+	uint64_t paused;
+
+	pthread_mutex_lock(&sb->lock);
+	*frozen = sb->frozen;
+	paused = sb->frozen_ns - frozen_base + (sb->frozen ? now - sb->frozen_at : 0);
+	pthread_mutex_unlock(&sb->lock);
+	return paused;
+}
+
 /*
  * Wait for `p` until the deadline, which stands still while the sandbox is frozen: time
- * spent frozen since the exchange began (`frozen_base`, sb->frozen_ns then) is added to it.
- * Returns 0 (poll returned, or was interrupted), -ETIMEDOUT or the -errno of poll.
+ * spent frozen since the exchange began (`frozen_base`, sb->frozen_ns then) is added to it,
+ * up to the host's frozen_wait. Returns 0 (poll returned, or was interrupted), -ETIMEDOUT,
+ * -ETIME (frozen longer than frozen_wait) or the -errno of poll.
  */
 static int wait_io(struct sbx_sandbox *sb, struct pollfd *p, nfds_t n, uint64_t deadline_ns,
 		   uint64_t frozen_base)
 {
-	uint64_t now, paused, wait_ms;
+	uint64_t now = nemo_now_ns(), paused, wait_ms, left_ms;
 	bool frozen;
 
-	pthread_mutex_lock(&sb->lock);
-	now = nemo_now_ns();
-	frozen = sb->frozen;
-	paused = sb->frozen_ns - frozen_base + (frozen ? now - sb->frozen_at : 0);
-	pthread_mutex_unlock(&sb->lock);
+	paused = paused_since(sb, frozen_base, now, &frozen);
+	if (paused >= sb->host->frozen_wait_ns)
+		return -ETIME;
 	if (now >= deadline_ns + paused)
 		return -ETIMEDOUT;
 	wait_ms = (deadline_ns + paused - now + 999999) / 1000000;
-	/* frozen, the clock stands still: the thaw is seen at the next look */
+	/*
+	 * A freeze from another thread does not wake this poll: look again before a pause that
+	 * began now would pass frozen_wait. Frozen, the clock stands still: the thaw is seen at
+	 * the next look, none sooner than FROZEN_RECHECK_MS.
+	 */
+	left_ms = (sb->host->frozen_wait_ns - paused + 999999) / 1000000;
+	if (wait_ms > left_ms)
+		wait_ms = left_ms;
 	if (frozen && wait_ms < FROZEN_RECHECK_MS)
 		wait_ms = FROZEN_RECHECK_MS;
 	if (poll(p, n, wait_ms > INT32_MAX ? INT32_MAX : (int)wait_ms) < 0 && errno != EINTR)
@@ -936,8 +1154,9 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	res->message[0] = '\0';
 	res->response = NULL;
 	res->response_len = 0;
-	if (sb->zygote) {
-		result_set(res, SBX_ERR_STATE, "a zygote takes no requests");
+	if (sb->zygote || sb->packet) {
+		result_set(res, SBX_ERR_STATE, "a %s takes no requests",
+			   sb->zygote ? "zygote" : "packet-mode instance");
 		return 0;
 	}
 	if (len > sb->spec.max_payload_bytes) {
@@ -966,6 +1185,18 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	switch (rc) {
 	case 0:
 		break;
+	case -ETIME: {
+		bool frozen;
+		uint64_t paused = paused_since(sb, frozen_base, nemo_now_ns(), &frozen);
+
+		kill_sandbox(sb);
+		result_set(res, SBX_ERR_TIMEOUT,
+			   "paused %" PRIu64
+			   " ms: core %d has been reclaimed by its NF (frozen) for "
+			   "longer than a call waits (frozen_wait_ms %" PRIu64 "): killed",
+			   paused / 1000000, sb->cg.core, sb->host->frozen_wait_ns / 1000000);
+		return 0;
+	}
 	case -ETIMEDOUT:
 		kill_sandbox(sb);
 		result_set(res, SBX_ERR_TIMEOUT, "function timed out after %u ms: killed",
@@ -981,11 +1212,17 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	default: {
 		char why[SBX_MSG_MAX];
 		enum sbx_status st;
+		const char *killed;
 
 		if (rc != -EPIPE)
 			kill_sandbox(sb);
 		st = classify_death(sb, why, sizeof(why));
-		if (rc != -EPIPE)
+		pthread_mutex_lock(&sb->lock);
+		killed = sb->killed_why;
+		pthread_mutex_unlock(&sb->lock);
+		if (killed)
+			result_set(res, SBX_ERR_INTERNAL, "%s", killed);
+		else if (rc != -EPIPE)
 			result_set(res, SBX_ERR_CRASHED, "protocol error from function (%s)",
 				   strerror(-rc));
 		else
@@ -1107,6 +1344,36 @@ int sbx_thaw(struct sbx_sandbox *sb)
 	return rc;
 }
 
+uint64_t sbx_frozen_since(struct sbx_sandbox *sb)
+{
+	uint64_t since;
+
+	pthread_mutex_lock(&sb->lock);
+	since = sb->frozen ? sb->frozen_at : 0;
+	pthread_mutex_unlock(&sb->lock);
+	return since;
+}
+
+void sbx_kill_async(struct sbx_sandbox *sb, const char *why)
+{
+	pthread_mutex_lock(&sb->lock);
+	if (sb->state != SBX_STATE_DEAD && !sb->reaped && sb->pidfd >= 0) {
+		sb->killed_why = why;
+		pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0);
+		/* v1: freeze, kill every task, thaw; v2: cgroup.kill, which frozen tasks obey */
+		if (sb->cg.freezer[0])
+			sb->host->cg->kill(&sb->cg);
+		if (sb->frozen) {
+			sb->host->cg->freeze(&sb->cg, false);
+			unfrozen_locked(sb);
+		}
+		/* a call in flight sees the death through the pidfd and reaps */
+		if (sb->state != SBX_STATE_BUSY)
+			sb->state = SBX_STATE_DEAD;
+	}
+	pthread_mutex_unlock(&sb->lock);
+}
+
 bool sbx_frozen(struct sbx_sandbox *sb)
 {
 	bool frozen;
@@ -1170,6 +1437,8 @@ void sbx_destroy(struct sbx_sandbox *sb)
 			parent = NULL;
 		pthread_mutex_unlock(&host->lock);
 	}
+	if (sb->pkt_ring)
+		munmap((void *)sb->pkt_ring, sizeof(*sb->pkt_ring));
 	pthread_mutex_destroy(&sb->fork_lock);
 	pthread_mutex_destroy(&sb->lock);
 	free(sb->rbuf);
@@ -1304,7 +1573,7 @@ struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_sp
 		errno = ENOTSUP;
 		return NULL;
 	}
-	sb = create_sandbox(host, spec, core, true);
+	sb = create_sandbox(host, spec, core, true, NULL);
 	if (!sb)
 		return NULL;
 	rc = sbx_init(sb, err, errlen);
@@ -1591,4 +1860,194 @@ fail:
 	sbx_destroy(sb);
 	errno = -rc;
 	return NULL;
+}
+
+/* ---- packet mode ------------------------------------------------------------------------- */
+
+static void close_lease(const struct sbx_packet_lease *lease)
+{
+	const int fds[] = {lease->ring_fd, lease->wake_fd, lease->lease_fd};
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/*
+ * The ring header of `fd`, checked as fn_ring_attach() does before the instance is started
+ * (magic, version, geometry within the memfd), and mapped read-only for sbx_packet_stats().
+ * Returns the mapping or NULL with errno (EPROTO: not a ring this build knows).
+ */
+static const struct fn_ring_shared *map_ring_header(int fd, char *err, size_t errlen)
+{
+	struct fn_ring_shared hdr;
+	struct stat st;
+	void *map;
+
+	if (fstat(fd, &st) || (size_t)st.st_size < sizeof(hdr) ||
+	    pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || hdr.magic != FN_RING_MAGIC ||
+	    hdr.version != FN_RING_VERSION || hdr.size > (uint64_t)st.st_size) {
+		snprintf(err, errlen,
+			 "ring fd %d is not a function ring of version %d (include/nemo/fn_ring.h)",
+			 fd, FN_RING_VERSION);
+		errno = EPROTO;
+		return NULL;
+	}
+	map = mmap(NULL, sizeof(hdr), PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		snprintf(err, errlen, "ring fd %d: mmap: %s", fd, strerror(errno));
+		return NULL;
+	}
+	return map;
+}
+
+struct sbx_sandbox *sbx_packet_start(struct sbx_host *host, const struct sbx_spec *spec, int core,
+				     const struct sbx_packet_lease *lease,
+				     const struct sbx_packet_config *cfg, char *err, size_t errlen)
+{
+	struct packet_launch pkt = {.batch = 32, .spin_us = 50};
+	const struct fn_ring_shared *hdr = NULL;
+	struct sbx_sandbox *sb = NULL;
+	struct sbx_spec pspec;
+	char dummy[8];
+	int rc = 0;
+
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	if (!host || !spec || !spec->code[0] || !lease || core < 0 || core >= host->n_cores ||
+	    lease->ring_fd < 0 || lease->wake_fd < 0 || lease->lease_fd < 0) {
+		snprintf(err, errlen,
+			 "packet start: a host, a spec, a core below %d and three "
+			 "lease fds are needed",
+			 host ? host->n_cores : 0);
+		rc = EINVAL;
+		goto out;
+	}
+	if (spec->runtime != SBX_RUNTIME_C && spec->runtime != SBX_RUNTIME_PYTHON) {
+		snprintf(err, errlen, "%s: %s functions have no packet mode", spec->name,
+			 sbx_runtime_name(spec->runtime));
+		rc = ENOTSUP;
+		goto out;
+	}
+	if (cfg && cfg->batch > FN_HOST_MAX_BATCH) {
+		snprintf(err, errlen, "%s: packet batch %u is over the most a call takes, %d",
+			 spec->name, cfg->batch, FN_HOST_MAX_BATCH);
+		rc = EINVAL;
+		goto out;
+	}
+	if (cfg && cfg->handler && (!cfg->handler[0] || strlen(cfg->handler) >= SBX_HANDLER_MAX)) {
+		snprintf(err, errlen, "%s: the batch handler's name is empty or over %d characters",
+			 spec->name, SBX_HANDLER_MAX - 1);
+		rc = EINVAL;
+		goto out;
+	}
+	hdr = map_ring_header(lease->ring_fd, err, errlen);
+	if (!hdr) {
+		rc = errno;
+		goto out;
+	}
+	pspec = *spec;
+	snprintf(pspec.handler, sizeof(pspec.handler), "%s",
+		 cfg && cfg->handler ? cfg->handler : "handle_batch");
+	if (cfg && cfg->batch)
+		pkt.batch = cfg->batch;
+	if (cfg && cfg->spin_us)
+		pkt.spin_us = cfg->spin_us;
+	pkt.fds[0] = lease->ring_fd;
+	pkt.fds[1] = lease->wake_fd;
+	pkt.fds[2] = lease->lease_fd;
+	sb = create_sandbox(host, &pspec, core, false, &pkt);
+	if (!sb) {
+		rc = errno;
+		snprintf(err, errlen, "%s: cannot create: %s", spec->name, strerror(rc));
+		goto out;
+	}
+	sb->packet = true;
+	sb->pkt_ring = hdr;
+	hdr = NULL;
+	/* the instance holds the only copies from here: its death ends the lease */
+	close_lease(lease);
+	rc = sbx_init(sb, err, errlen);
+	if (rc) {
+		sbx_destroy(sb);
+		errno = rc == -ENOEXEC ? ENOEXEC : -rc;
+		return NULL;
+	}
+	return sb;
+out:
+	if (hdr)
+		munmap((void *)hdr, sizeof(*hdr));
+	close_lease(lease ? lease : &(struct sbx_packet_lease){-1, -1, -1});
+	if (err[0])
+		NEMO_ERR(SBX_LOG, "%s", err);
+	errno = rc;
+	return NULL;
+}
+
+int sbx_packet_check(struct sbx_sandbox *sb, char *why, size_t len)
+{
+	char msg[SBX_MSG_MAX];
+	int st;
+
+	if (!sb || !sb->packet)
+		return -EINVAL;
+	if (sbx_state(sb) != SBX_STATE_DEAD)
+		return 0;
+	pthread_mutex_lock(&sb->lock);
+	if (sb->killed_why) {
+		snprintf(msg, sizeof(msg), "killed: %s", sb->killed_why);
+		pthread_mutex_unlock(&sb->lock);
+		goto out;
+	}
+	pthread_mutex_unlock(&sb->lock);
+	if (!sb->reaped) {
+		snprintf(msg, sizeof(msg), "killed");
+		goto out;
+	}
+	st = sb->wait_status;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == PKT_EXIT_LEASE)
+		snprintf(msg, sizeof(msg), "the NF closed the lease");
+	else if (WIFEXITED(st) && WEXITSTATUS(st) == PKT_EXIT_RING)
+		snprintf(msg, sizeof(msg),
+			 "the NF's ring indices were out of range: the ring is "
+			 "broken");
+	else if (WIFEXITED(st) && WEXITSTATUS(st) == PKT_EXIT_HOST)
+		snprintf(msg, sizeof(msg), "its control socket was closed");
+	else
+		classify_death(sb, msg, sizeof(msg));
+out:
+	if (why && len)
+		snprintf(why, len, "%s", msg);
+	return -EPIPE;
+}
+
+int sbx_packet_fd(const struct sbx_sandbox *sb)
+{
+	return sb && sb->packet ? sb->pidfd : -1;
+}
+
+int sbx_packet_stats(const struct sbx_sandbox *sb, struct sbx_packet_stats *st)
+{
+	const struct fn_ring_shared *h;
+
+	if (!sb || !sb->packet || !sb->pkt_ring || !st)
+		return -EINVAL;
+	h = sb->pkt_ring;
+	memset(st, 0, sizeof(*st));
+	memcpy(st->function, h->function, sizeof(st->function) - 1);
+	st->lcore = h->lcore_id;
+	st->batches = __atomic_load_n(&h->consumer.batches, __ATOMIC_RELAXED);
+	st->packets = __atomic_load_n(&h->consumer.packets, __ATOMIC_RELAXED);
+	st->replies = __atomic_load_n(&h->consumer.replies, __ATOMIC_RELAXED);
+	st->errors = __atomic_load_n(&h->consumer.errors, __ATOMIC_RELAXED);
+	st->parks = __atomic_load_n(&h->consumer.parks, __ATOMIC_RELAXED);
+	return 0;
+}
+
+bool sbx_is_packet(const struct sbx_sandbox *sb)
+{
+	return sb && sb->packet;
 }

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "nemo/fn_ring.h"
 #include "nemo/function.h"
 #include "nemo/sandbox.h"
 
@@ -161,9 +162,14 @@ struct sbx_host {
 	char runtime_path[SBX_PATH_MAX];
 	char shim_path[SBX_PATH_MAX];
 	char zygote_lib_path[SBX_PATH_MAX];
+	char pkt_lib_path[SBX_PATH_MAX]; /* the python shim's packet mode (runtime/pktlib.c) */
 	char python_path[SBX_PATH_MAX];
 	bool netns_per_sandbox;
 	bool zygote_host_attach; /* sbx_host_config */
+	uint64_t frozen_wait_ns; /* sbx_host_config.frozen_wait_ms */
+	bool bench_host_root;	 /* sbx_host_bench_host_root(): bench-sandbox only */
+	/* v1: the watchdog that outlives us to thaw and kill our sandboxes (watchdog.c) */
+	pid_t watchdog_pid;
 	/* the private root's copies of the host's top-level folders */
 	int n_root_top;
 	struct sbx_root_entry root_top[SBX_ROOT_TOP_MAX];
@@ -182,6 +188,7 @@ struct sbx_host {
 	int seccomp_fd;	       /* sealed memfd with the compiled BPF program */
 	int zygote_seccomp_fd; /* the zygotes' program: it lets them make their instances */
 	int netns_fd;	       /* the shared empty network namespace */
+	int root_template_fd;  /* the private root's template: a mount namespace (sandbox.c) */
 	pthread_mutex_t lock;
 	uint64_t next_id;
 	int n_sandboxes;
@@ -194,6 +201,14 @@ struct sbx_host {
 
 /* Set up the accounting of `harvested` once host_init made the core cgroups. */
 int sbx_cgroup_acct_init(struct sbx_host *host);
+
+/*
+ * Build the private root's template (sandbox.c): a mount namespace whose root is a read-only
+ * tmpfs with /usr, the host's top-level folders, the runtime, shim and zygote library, /dev
+ * nodes and mount points, and nothing of any tenant's. Each sandbox enters a copy of it and
+ * adds its own /code, /proc, /tmp and /dev/shm. Returns its fd or -errno (logged).
+ */
+int sbx_root_template_new(struct sbx_host *host);
 
 /* Start and stop the launcher thread (sandbox.c). */
 int sbx_launcher_start(struct sbx_host *host);
@@ -249,6 +264,11 @@ struct sbx_sandbox {
 	bool frozen;	    /* the freezer holds it: FROZEN, or BUSY with its invocation paused */
 	uint64_t frozen_at; /* when the current freeze began (while frozen) */
 	uint64_t frozen_ns; /* time spent frozen in earlier freezes: invocation deadlines skip it */
+	/* why another thread killed it (sbx_kill_async): the result of a call in flight */
+	const char *killed_why;
+	/* packet mode (sbx_packet_start): the ring header, mapped read-only, for its figures */
+	bool packet;
+	const struct fn_ring_shared *pkt_ring;
 };
 
 /* How long a freeze may take to settle before it is undone. */
@@ -267,6 +287,21 @@ int sbx_freeze_settle(struct sbx_sandbox *sb, uint64_t deadline_ns);
 
 /* Whether the freezer holds the sandbox (idle or in the middle of an invocation). */
 bool sbx_frozen(struct sbx_sandbox *sb);
+
+/* When the current freeze began (nemo_now_ns), 0 when the sandbox is not frozen. */
+uint64_t sbx_frozen_since(struct sbx_sandbox *sb);
+
+/*
+ * Kill the sandbox from another thread than its owner's, and thaw it if frozen (a v1-frozen
+ * task dies only once thawed). Nothing is reaped here: a BUSY owner's sbx_invoke() sees the
+ * death and reports SBX_ERR_INTERNAL with `why` (a static string); a READY or FROZEN one
+ * reads DEAD, reaped at its destroy. Safe against sbx_freeze()/sbx_thaw() on other threads.
+ */
+void sbx_kill_async(struct sbx_sandbox *sb, const char *why);
+
+/* v1: start the watchdog (host.c, sandbox/runtime/watchdog.c); stop it at a clean exit. */
+int sbx_watchdog_start(struct sbx_host *host);
+void sbx_watchdog_stop(struct sbx_host *host);
 
 /* Env key for the runtime: where the python shim is. */
 #define SBX_SHIM_ENV "NEMO_SBX_SHIM"

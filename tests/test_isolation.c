@@ -1,7 +1,9 @@
 /* test_isolation.c - a real nemod killed with -9: its sandboxes stop, a restart finds none. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,25 @@ static int suite_teardown(void)
 	return 0;
 }
 
-/* The children of `ppid` (the sandboxes' inits, for nemod). */
+/* Is `pid` a sandbox host's watchdog (`nemo-sbx-runtime --watchdog ...`, cgroup v1)? */
+static bool is_watchdog(pid_t pid)
+{
+	char path[64], cmd[256] = "";
+	int fd;
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	len = fd >= 0 ? read(fd, cmd, sizeof(cmd) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (len <= 0)
+		return false;
+	cmd[len] = '\0';
+	return (size_t)len > strlen(cmd) + 1 && !strcmp(cmd + strlen(cmd) + 1, "--watchdog");
+}
+
+/* The children of `ppid` (the sandboxes' inits, for nemod; not its watchdog). */
 static int children_of(pid_t ppid, pid_t *out, int max)
 {
 	DIR *d = opendir("/proc");
@@ -104,7 +124,7 @@ static int children_of(pid_t ppid, pid_t *out, int max)
 		pid_t pid = (pid_t)atoi(de->d_name);
 		FILE *f;
 
-		if (pid <= 0)
+		if (pid <= 0 || is_watchdog(pid))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 		f = fopen(path, "r");

@@ -8,12 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "nemo/cgroup.h"
+#include "nemo/fn_ring.h"
 #include "nemo/log.h"
 #include "nemo/sandbox.h"
 #include "proc.h"
@@ -2200,3 +2204,753 @@ NEMO_SUITE(sandbox_pool_zygote, suite_setup, suite_teardown,
 	    test_pool_zygote_paths_and_redeploy_zygote},
 	   {"zygotes expire and are evicted by the keep-alive policy",
 	    test_pool_zygote_keepalive_zygote})
+
+/* ---- sandbox_reclaim: a core reclaimed by freezing, and nothing outlives its host ---- */
+
+/* A host of its own (cgroup root <suite root>-<tag>), for the figures a test must set. */
+static struct sbx_host *own_host(const char *tag, uint32_t frozen_wait_ms, char *own_root,
+				 size_t len)
+{
+	struct sbx_host_config cfg = {.frozen_wait_ms = frozen_wait_ms};
+	struct sbx_host *h;
+
+	snprintf(own_root, len, "%s-%s", root, tag);
+	cfg.cgroup_root = own_root;
+	h = sbx_host_new(&cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	return h;
+}
+
+/* Its cgroup directories, in every hierarchy; 0 once the host is gone and left nothing. */
+static int root_dirs_left(const char *own_root)
+{
+	char dirs[8][512];
+	int n = sbx_cgroup_root_dirs(own_root, dirs, 8), left = 0;
+
+	for (int i = 0; i < n; i++)
+		if (exists(dirs[i])) {
+			printf("\n  left behind: %s", dirs[i]);
+			left++;
+		}
+	return left;
+}
+
+/* The busy figure of a pool reaching `busy`, at most 2 s. */
+static void wait_busy(struct sbx_pool *pool, const char *name, uint32_t busy)
+{
+	struct sbx_pool_stats st = {0};
+
+	for (int i = 0; i < 2000 && (sbx_pool_stats(pool, name, &st), st.busy < busy); i++)
+		usleep(1000);
+	CU_ASSERT_EQUAL_FATAL(st.busy, busy);
+}
+
+/*
+ * A core its NF reclaims and never gives back (the NF crashed frozen): a call paused in mid-
+ * run, and an acquired instance waiting for the thaw, each end once the host's
+ * frozen_wait_ms has passed, with a timeout that names the core and how long it was held.
+ */
+static void test_frozen_call_deadline(void)
+{
+	char own_root[96];
+	struct sbx_host *h = own_host("wait", 300, own_root, sizeof(own_root));
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool = sbx_pool_new(h, NULL, NULL);
+	int core = 1 % sbx_host_n_cores(h);
+	struct pool_call busy = {0};
+	struct sbx_result r = {0};
+	struct sbx_sandbox *sb;
+	char want[64];
+	uint64_t t0, waited;
+	int rc;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	s.concurrency = 4;
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_prewarm(pool, s.name, core, 2), 2);
+	busy = (struct pool_call){.pool = pool, .name = s.name, .core = core, .req = "200"};
+	CU_ASSERT_FATAL(pthread_create(&busy.thread, NULL, pool_call_main, &busy) == 0);
+	wait_busy(pool, s.name, 1);
+	sb = sbx_pool_acquire(pool, s.name, core, &r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	usleep(50 * 1000);
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 2);
+
+	/* acquired, not run: waits 300 ms, then says why */
+	t0 = now_ms();
+	rc = sbx_pool_wait_thaw(pool, sb, &r);
+	waited = now_ms() - t0;
+	snprintf(want, sizeof(want), "core %d has been reclaimed by its NF for", core);
+	printf("\n  waiting for the thaw: %llu ms: %s: %s", (unsigned long long)waited,
+	       sbx_status_name(r.status), r.message);
+	CU_ASSERT_EQUAL(rc, -ETIMEDOUT);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_TIMEOUT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, want));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "frozen_wait_ms"));
+	CU_ASSERT(waited >= 290 && waited < 1000);
+	sbx_pool_release(pool, sb); /* frozen: idle until its core thaws */
+
+	/* paused in mid-run: killed once it was frozen 300 ms, its timeout (1 s) notwithstanding */
+	pthread_join(busy.thread, NULL);
+	printf("\n  the paused call: %llu ms: %s: %s\n  ", (unsigned long long)busy.ms,
+	       sbx_status_name(busy.res.status), busy.res.message);
+	CU_ASSERT_EQUAL(busy.res.status, SBX_ERR_TIMEOUT);
+	snprintf(want, sizeof(want), "core %d has been reclaimed by its NF", core);
+	CU_ASSERT_PTR_NOT_NULL(strstr(busy.res.message, want));
+	CU_ASSERT(busy.ms >= 340 && busy.ms < 700);
+	sbx_result_release(&busy.res);
+
+	/* the thaw comes at last: the waiting one serves again, nothing frozen is left */
+	CU_ASSERT_EQUAL(sbx_pool_thaw_core(pool, core), 1);
+	CU_ASSERT_EQUAL(kernel_frozen_sandboxes(), 0);
+	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, core, "0", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_OK);
+	CU_ASSERT_EQUAL(r.path, SBX_START_PREWARMED);
+	sbx_result_release(&r);
+	sbx_pool_destroy(pool);
+	sbx_host_destroy(h);
+	CU_ASSERT_EQUAL(root_dirs_left(own_root), 0);
+}
+
+/* One sbx_pool_wait_thaw on its own thread: a worker holding an instance its core froze. */
+struct thaw_wait {
+	struct sbx_pool *pool;
+	struct sbx_sandbox *sb;
+	struct sbx_result res;
+	int rc;
+	uint64_t end_ms;
+	pthread_t thread;
+};
+
+static void *thaw_wait_main(void *arg)
+{
+	struct thaw_wait *w = arg;
+
+	w->rc = sbx_pool_wait_thaw(w->pool, w->sb, &w->res);
+	w->end_ms = now_ms();
+	return NULL;
+}
+
+/*
+ * nemod's exit with a core frozen: sbx_pool_stop() (its drain's deadline) kills the frozen
+ * instances, so the call paused in one and the worker waiting for one end at once, with the
+ * reason; the pool and host are then destroyed promptly and leave no process and no
+ * cgroup. Afterwards a freeze of a core kills its instances instead (nobody would thaw).
+ */
+static void test_stop_with_frozen_core(void)
+{
+	char own_root[96];
+	struct sbx_host *h = own_host("stop", 0, own_root, sizeof(own_root));
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+	struct sbx_pool *pool = sbx_pool_new(h, NULL, NULL);
+	int core = 1 % sbx_host_n_cores(h), killed;
+	struct pool_call busy = {0};
+	struct thaw_wait w = {0};
+	struct sbx_result r = {0};
+	struct sbx_sandbox *later;
+	pid_t pids[4];
+	uint64_t t0, stop_ms;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	s.concurrency = 4;
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_prewarm(pool, s.name, core, 3), 3);
+	busy = (struct pool_call){.pool = pool, .name = s.name, .core = core, .req = "200"};
+	CU_ASSERT_FATAL(pthread_create(&busy.thread, NULL, pool_call_main, &busy) == 0);
+	wait_busy(pool, s.name, 1);
+	w.pool = pool;
+	w.sb = sbx_pool_acquire(pool, s.name, core, &r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w.sb);
+	usleep(50 * 1000);
+	/* one paused in mid-run, one acquired, one idle */
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 3);
+	CU_ASSERT_FATAL(pthread_create(&w.thread, NULL, thaw_wait_main, &w) == 0);
+	usleep(200 * 1000);
+	CU_ASSERT_FALSE(pool_call_done(&busy));
+
+	t0 = now_ms();
+	killed = sbx_pool_stop(pool);
+	pthread_join(busy.thread, NULL);
+	pthread_join(w.thread, NULL);
+	stop_ms = now_ms() - t0;
+	printf("\n  stop killed %d frozen instances; the paused call and the waiting one ended "
+	       "%llu ms later:\n    %s: %s\n    %s: %s",
+	       killed, (unsigned long long)stop_ms, sbx_status_name(busy.res.status),
+	       busy.res.message, sbx_status_name(w.res.status), w.res.message);
+	CU_ASSERT_EQUAL(killed, 3);
+	CU_ASSERT(stop_ms < 500);
+	CU_ASSERT_EQUAL(busy.res.status, SBX_ERR_INTERNAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(busy.res.message, "nemod is stopping"));
+	CU_ASSERT_EQUAL(w.rc, -ESHUTDOWN);
+	CU_ASSERT_EQUAL(w.res.status, SBX_ERR_INTERNAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.res.message, "nemod is stopping"));
+	CU_ASSERT_EQUAL(kernel_frozen_sandboxes(), 0);
+	sbx_result_release(&busy.res);
+	sbx_pool_release(pool, w.sb);
+
+	/* stopped: nothing is made ahead of demand, and a reclaim kills what runs on the core
+	 * rather than freezing it */
+	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, core, 1), -ESHUTDOWN);
+	later = sbx_pool_acquire(pool, s.name, core, &r);
+	CU_ASSERT_EQUAL(r.path, SBX_START_COLD);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(later);
+	pids[3] = sbx_pid(later);
+	killed = sbx_pool_freeze_core(pool, core);
+	printf("\n  a freeze after the stop killed %d", killed);
+	CU_ASSERT_EQUAL(killed, 1);
+	CU_ASSERT_EQUAL(sbx_state(later), SBX_STATE_DEAD);
+	sbx_pool_release(pool, later);
+
+	/* the pool's own sandboxes, to look for after the host is gone */
+	{
+		uint32_t n = 0;
+
+		CU_ASSERT_EQUAL(sbx_cgroup_core_sandboxes(h, -1, &n, NULL), 0);
+		printf("\n  %u sandboxes left on the host before its destroy", n);
+	}
+	pids[0] = pids[1] = pids[2] = 0;
+	t0 = now_ms();
+	sbx_pool_destroy(pool);
+	sbx_host_destroy(h);
+	printf(", destroyed in %llu ms\n  ", (unsigned long long)(now_ms() - t0));
+	CU_ASSERT(now_ms() - t0 < 1000);
+	CU_ASSERT_FALSE(running(pids[3]));
+	CU_ASSERT_EQUAL(root_dirs_left(own_root), 0);
+}
+
+/* Processes whose command line is `nemo-sbx-runtime --watchdog <owner> ...`. */
+static int watchdogs_of(pid_t owner)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		char path[300], cmd[512];
+		ssize_t len;
+		int fd;
+
+		if (!atoi(de->d_name))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		cmd[len] = '\0';
+		/* argv[0] NUL argv[1] NUL argv[2] */
+		if (!strcmp(cmd + strlen(cmd) + 1, "--watchdog") &&
+		    atoi(cmd + strlen(cmd) + 1 + strlen("--watchdog") + 1) == owner &&
+		    running(atoi(de->d_name)))
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * nemod killed with -9 while its core is reclaimed: its frozen sandboxes (a scratch
+ * instance, a zygote and a fork of it) are gone within 1 s. On v1 a frozen task cannot die
+ * of the parent-death SIGKILL until something thaws it: the host's watchdog does, and
+ * leaves too.
+ */
+static void test_owner_killed_frozen(void)
+{
+	bool zygotes = sbx_zygote_supported(NULL, 0) == 0;
+	int pfd[2], n = zygotes ? 3 : 1, watchdogs;
+	pid_t child, pids[3] = {0};
+	uint64_t t0, gone_ms;
+
+	CU_ASSERT_FATAL(pipe(pfd) == 0);
+	child = fork();
+	CU_ASSERT_FATAL(child >= 0);
+	if (child == 0) {
+		struct sbx_host_config cfg = {0};
+		struct sbx_spec c = make_spec(SBX_RUNTIME_C, "test-probe.so", "nap");
+		struct sbx_spec py = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
+		struct sbx_sandbox *sb[3] = {NULL};
+		char croot[64];
+		pid_t out[3];
+		struct sbx_host *h;
+
+		snprintf(croot, sizeof(croot), "nemo-test-%d", getpid());
+		cfg.cgroup_root = croot;
+		h = sbx_host_new(&cfg);
+		sb[0] = h ? sbx_create(h, &c, 0) : NULL;
+		if (!sb[0] || sbx_init(sb[0], NULL, 0))
+			_exit(1);
+		if (n == 3) {
+			sb[1] = sbx_zygote_create(h, &py, 0, NULL, 0);
+			sb[2] = sb[1] ? sbx_zygote_fork(sb[1], 0, NULL, 0) : NULL;
+			if (!sb[2])
+				_exit(1);
+		}
+		for (int i = 0; i < n; i++) {
+			if (sbx_freeze(sb[i]))
+				_exit(1);
+			out[i] = sbx_pid(sb[i]);
+		}
+		if (write(pfd[1], out, sizeof(out)) != sizeof(out))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	CU_ASSERT_EQUAL_FATAL(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+	close(pfd[0]);
+	for (int i = 0; i < n; i++)
+		CU_ASSERT_TRUE(running(pids[i]));
+	if (sbx_cgroup_detect(NULL, 0) == SBX_CGROUP_V1)
+		CU_ASSERT_EQUAL(watchdogs_of(child), 1);
+	kill(child, SIGKILL);
+	t0 = now_ms();
+	waitpid(child, NULL, 0);
+	for (int i = 0; i < 100; i++) {
+		bool any = false;
+
+		for (int k = 0; k < n; k++)
+			any |= running(pids[k]);
+		if (!any)
+			break;
+		usleep(10000);
+	}
+	gone_ms = now_ms() - t0;
+	/* its watchdog goes too, once it has looked again and found nothing */
+	while ((watchdogs = watchdogs_of(child)) && now_ms() - t0 < 1000)
+		usleep(10000);
+	printf("\n  %d frozen sandboxes gone %llu ms after their host's kill -9, its watchdog "
+	       "%s after %llu ms\n  ",
+	       n, (unsigned long long)gone_ms, watchdogs ? "still there" : "gone",
+	       (unsigned long long)(now_ms() - t0));
+	for (int i = 0; i < n; i++) {
+		if (running(pids[i]))
+			printf("pid %d outlived its host by 1 s\n  ", (int)pids[i]);
+		CU_ASSERT_FALSE(running(pids[i]));
+	}
+	CU_ASSERT_EQUAL(watchdogs, 0);
+	/* its cgroups, as nemod's restart would */
+	remove_stale_roots();
+}
+
+NEMO_SUITE(sandbox_reclaim, suite_setup, suite_teardown,
+	   {"a call on a core frozen past frozen_wait_ms ends, naming the core",
+	    test_frozen_call_deadline},
+	   {"stop with a frozen core: calls end at once, destroy leaves nothing",
+	    test_stop_with_frozen_core},
+	   {"owner killed -9 with frozen sandboxes: gone within 1 s", test_owner_killed_frozen})
+
+/* ---- sandbox_packet: a sandboxed consumer of an NF's ring (issue 16) ---- */
+
+/* The test plays the NF: the producer's rings, and its end of each lease. */
+struct t_nf {
+	struct fn_ring ring;
+	int lease_peer; /* the NF's end of the current lease: EOF once the consumer is gone */
+};
+
+static void nf_create(struct t_nf *nf, const char *function)
+{
+	CU_ASSERT_EQUAL_FATAL(fn_ring_create(&nf->ring, function, 0, 64, 512, 0), 0);
+	nf->lease_peer = -1;
+}
+
+/* A lease as fn_lease_acquire() gives one: copies of the ring's fds, and a connection. */
+static struct sbx_packet_lease nf_lease(struct t_nf *nf)
+{
+	struct sbx_packet_lease l;
+	int sv[2];
+
+	CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+	if (nf->lease_peer >= 0)
+		close(nf->lease_peer);
+	nf->lease_peer = sv[0];
+	l.lease_fd = sv[1];
+	l.ring_fd = fcntl(nf->ring.mem_fd, F_DUPFD_CLOEXEC, 3);
+	l.wake_fd = fcntl(nf->ring.wake_fd, F_DUPFD_CLOEXEC, 3);
+	return l;
+}
+
+static void nf_close(struct t_nf *nf)
+{
+	if (nf->lease_peer >= 0)
+		close(nf->lease_peer);
+	fn_ring_close(&nf->ring);
+}
+
+/* Publish n requests (a reply allowed to each), waking the consumer if it parked. */
+static void nf_put(struct t_nf *nf, const char *const *payloads, uint32_t n)
+{
+	struct fn_ring *r = &nf->ring;
+
+	CU_ASSERT_FATAL(fn_ring_prod_free(r, n) >= n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct fn_slot *s = fn_ring_prod_slot(r, i);
+
+		memset(s, 0, sizeof(*s));
+		s->seq = r->seq + i;
+		s->flags = FN_SLOT_F_REPLY;
+		s->proto = 17;
+		s->len = (uint32_t)strlen(payloads[i]);
+		memcpy(s->data, payloads[i], s->len);
+	}
+	if (fn_ring_prod_publish(r, n))
+		fn_ring_wake(r);
+}
+
+/* Take the replies that come within `ms`, until `want`: out[i] "<seq>:<text>". */
+static int nf_replies(struct t_nf *nf, char out[][160], int want, int ms)
+{
+	struct fn_ring *r = &nf->ring;
+	uint64_t until = now_ms() + (uint64_t)ms;
+	int n = 0;
+
+	while (n < want && now_ms() < until) {
+		uint32_t avail = fn_ring_rep_avail(r);
+
+		if (avail == UINT32_MAX) {
+			CU_FAIL("the consumer's reply index is out of range");
+			break;
+		}
+		for (uint32_t i = 0; i < avail && n < want; i++) {
+			const struct fn_slot *s = fn_ring_rep_slot(r, r->rep_tail + i);
+
+			snprintf(out[n++], 160, "%llu:%.*s", (unsigned long long)s->seq,
+				 (int)(s->len < 140 ? s->len : 140), (const char *)s->data);
+		}
+		if (avail)
+			fn_ring_rep_release(r, avail);
+		else
+			usleep(1000);
+	}
+	return n;
+}
+
+/* Whether the NF's end of the lease reads its end within `ms` (the consumer is gone). */
+static bool lease_ended(struct t_nf *nf, int ms)
+{
+	struct pollfd p = {.fd = nf->lease_peer, .events = POLLIN};
+	char c;
+
+	return poll(&p, 1, ms) == 1 && recv(nf->lease_peer, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+static struct sbx_sandbox *packet_start(const struct sbx_spec *s, struct t_nf *nf, int core)
+{
+	struct sbx_packet_config cfg = {.batch = 8};
+	struct sbx_packet_lease l = nf_lease(nf);
+	char err[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb = sbx_packet_start(host, s, core, &l, &cfg, err, sizeof(err));
+
+	if (!sb)
+		printf("\n  packet start of %s failed: %s (%s)\n", s->name, err, strerror(errno));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	/* the lease is the instance's alone: the caller's copies are closed */
+	CU_ASSERT(fcntl(l.lease_fd, F_GETFD) < 0 && errno == EBADF);
+	CU_ASSERT(fcntl(l.ring_fd, F_GETFD) < 0 && errno == EBADF);
+	CU_ASSERT_TRUE(sbx_is_packet(sb));
+	return sb;
+}
+
+/*
+ * A C batch handler in a sandbox consumes the ring the test fills as the NF would: every
+ * packet gets its reply, naming its request, one handler call per batch, the figures in the
+ * ring header; idle, it parks, and a publish wakes it.
+ */
+static void test_packet_consumes(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	const char *batch[20];
+	char names[20][16], out[32][160];
+	struct sbx_packet_stats st;
+	struct sbx_result r = {0};
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uint64_t t0;
+	int n;
+
+	nf_create(&nf, "probe");
+	sb = packet_start(&s, &nf, 1 % sbx_host_n_cores(host));
+	for (int i = 0; i < 20; i++) {
+		snprintf(names[i], sizeof(names[i]), "p%d", i);
+		batch[i] = names[i];
+	}
+	t0 = now_ms();
+	nf_put(&nf, batch, 20);
+	n = nf_replies(&nf, out, 20, 2000);
+	printf("\n  20 packets -> %d replies in %llu ms", n, (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(n, 20);
+	for (int i = 0; i < n; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "%d:p%d", i, i);
+		CU_ASSERT_STRING_EQUAL(out[i], want);
+	}
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	printf(", %llu batches (batch 8)", (unsigned long long)st.batches);
+	CU_ASSERT_STRING_EQUAL(st.function, "probe");
+	CU_ASSERT_EQUAL(st.lcore, 0);
+	CU_ASSERT_EQUAL(st.packets, 20);
+	CU_ASSERT_EQUAL(st.replies, 20);
+	CU_ASSERT_EQUAL(st.errors, 0);
+	CU_ASSERT(st.batches >= 3 && st.batches <= 20);
+	/* idle: it parks on the eventfd, and a publish wakes it */
+	usleep(300 * 1000);
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	CU_ASSERT(st.parks >= 1);
+	t0 = now_ms();
+	nf_put(&nf, (const char *const[]){"wake"}, 1);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 1, 2000), 1);
+	printf(", parked %llu times; a parked one answered in %llu ms\n  ",
+	       (unsigned long long)st.parks, (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_STRING_EQUAL(out[0], "20:wake");
+	CU_ASSERT(now_ms() - t0 < 100); /* the eventfd, not its 100 ms look at the lease */
+	/* it takes no requests; it is still serving */
+	CU_ASSERT_EQUAL(sbx_invoke(sb, "x", 1, &r), 0);
+	CU_ASSERT_EQUAL(r.status, SBX_ERR_STATE);
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, NULL, 0), 0);
+	sbx_destroy(sb);
+	/* destroyed: the lease is over */
+	CU_ASSERT_TRUE(lease_ended(&nf, 1000));
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/*
+ * A packet-mode instance is a sandbox like any other: the function's uid, a private root
+ * (nothing of the host's /etc or of the checkout), its seccomp filter, the harvest cgroup of
+ * its core, and no descriptor of nemod's but its own lease (3 the control socket, 5, 6, 7).
+ */
+static void test_packet_isolation(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	int core = 1 % sbx_host_n_cores(host);
+	char open_src[600], want_src[700], want_uid[64], out[8][160];
+	const char *probes[6] = {"uid",	   "open:/etc/passwd",
+				 open_src, "open:/proc/1/root/etc/passwd",
+				 "fds",	   "seccomp"};
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uid_t uid;
+
+	snprintf(open_src, sizeof(open_src), "open:%s/Makefile", nemo_test_srcdir());
+	CU_ASSERT_EQUAL_FATAL(sbx_host_function_uid(host, s.name, &uid), 0);
+	nf_create(&nf, "probe");
+	sb = packet_start(&s, &nf, core);
+	CU_ASSERT_EQUAL(sbx_cgroup_pid_core(host, sbx_pid(sb)), core);
+	nf_put(&nf, probes, 6);
+	CU_ASSERT_EQUAL_FATAL(nf_replies(&nf, out, 6, 2000), 6);
+	for (int i = 0; i < 6; i++)
+		printf("\n    %s", out[i]);
+	printf("\n  ");
+	snprintf(want_uid, sizeof(want_uid), "0:uid=%u gid=%u", (unsigned)uid, (unsigned)uid);
+	CU_ASSERT_STRING_EQUAL(out[0], want_uid);
+	CU_ASSERT_STRING_EQUAL(out[1], "1:open /etc/passwd: No such file or directory");
+	snprintf(want_src, sizeof(want_src), "2:open %s/Makefile: No such file or directory",
+		 nemo_test_srcdir());
+	CU_ASSERT_STRING_EQUAL(out[2], want_src);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out[3], "open /proc/1/root/etc/passwd: "));
+	CU_ASSERT_PTR_NULL(strstr(out[3], ": ok"));
+	CU_ASSERT_STRING_EQUAL(out[4], "4:0 1 2 3 5 6 7");
+	CU_ASSERT_STRING_EQUAL(out[5], "5:Seccomp:\t2");
+	sbx_destroy(sb);
+	nf_close(&nf);
+}
+
+/*
+ * A crash mid-batch: the instance dies, its lease ends (the kernel closed the only copy),
+ * its owner is told why, no reply of the batch reaches the NF, and once the NF has reset the
+ * ring a replacement consumes what comes next.
+ */
+static void test_packet_crash_and_replace(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	int core = 1 % sbx_host_n_cores(host);
+	struct pollfd p = {.events = POLLIN};
+	struct sbx_packet_stats st;
+	char why[SBX_MSG_MAX] = "", out[4][160];
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uint64_t t0;
+	uint32_t lost;
+
+	nf_create(&nf, "probe");
+	sb = packet_start(&s, &nf, core);
+	p.fd = sbx_packet_fd(sb);
+	t0 = now_ms();
+	nf_put(&nf, (const char *const[]){"a", "b", "abort", "c"}, 4);
+	CU_ASSERT_TRUE(lease_ended(&nf, 2000));
+	printf("\n  lease ended %llu ms after the fatal batch",
+	       (unsigned long long)(now_ms() - t0));
+	CU_ASSERT_EQUAL(poll(&p, 1, 1000), 1);
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, why, sizeof(why)), -EPIPE);
+	printf(": %s", why);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "killed by signal 6"));
+	CU_ASSERT_EQUAL(fn_ring_rep_avail(&nf.ring), 0);
+	sbx_destroy(sb);
+	/* the NF's part: reset, then lease the ring again */
+	lost = fn_ring_reset(&nf.ring);
+	printf(", %u requests lost in the reset", lost);
+	CU_ASSERT_EQUAL(lost, 4);
+	sb = packet_start(&s, &nf, core);
+	nf_put(&nf, (const char *const[]){"d", "e"}, 2);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 2, 2000), 2);
+	CU_ASSERT_STRING_EQUAL(out[0], "4:d");
+	CU_ASSERT_STRING_EQUAL(out[1], "5:e");
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	printf("; the replacement: %llu packets, %llu replies\n  ", (unsigned long long)st.packets,
+	       (unsigned long long)st.replies);
+	CU_ASSERT_EQUAL(st.packets, 2);
+	CU_ASSERT_EQUAL(st.replies, 2);
+	CU_ASSERT_EQUAL(nf.ring.sh->epoch.v, 1);
+	sbx_destroy(sb);
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/*
+ * Reclaim reaches packet-mode instances of a pool: frozen with their core, they stop
+ * consuming (the NF's ring holds what comes) and go on at the thaw; stopped while frozen,
+ * they are killed and their owner reads why.
+ */
+static void test_packet_in_pool_freeze(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	struct sbx_pool *pool = sbx_pool_new(host, NULL, NULL);
+	int core = 1 % sbx_host_n_cores(host);
+	struct sbx_packet_lease l;
+	struct sbx_pool_stats ps;
+	char out[4][160], why[SBX_MSG_MAX] = "";
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+	CU_ASSERT_EQUAL_FATAL(sbx_pool_deploy(pool, &s), 0);
+	nf_create(&nf, "probe");
+	l = nf_lease(&nf);
+	sb = sbx_pool_packet_start(pool, s.name, core, &l, NULL, NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &ps), 0);
+	CU_ASSERT_EQUAL(ps.packet, 1);
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 1);
+	nf_put(&nf, (const char *const[]){"f1", "f2"}, 2);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 2, 300), 0);
+	CU_ASSERT_EQUAL(fn_ring_prod_free(&nf.ring, 64), 62); /* held, not consumed */
+	CU_ASSERT_EQUAL(sbx_pool_thaw_core(pool, core), 1);
+	CU_ASSERT_EQUAL(nf_replies(&nf, out, 2, 2000), 2);
+	CU_ASSERT_STRING_EQUAL(out[1], "1:f2");
+	/* nemod leaves while the core is reclaimed */
+	CU_ASSERT_EQUAL(sbx_pool_freeze_core(pool, core), 1);
+	CU_ASSERT_EQUAL(sbx_pool_stop(pool), 1);
+	CU_ASSERT_TRUE(lease_ended(&nf, 2000));
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, why, sizeof(why)), -EPIPE);
+	printf("\n  stopped while frozen: %s\n  ", why);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "nemod is stopping"));
+	sbx_pool_packet_stop(pool, sb);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &ps), 0);
+	CU_ASSERT_EQUAL(ps.packet, 0);
+	sbx_pool_destroy(pool);
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+}
+
+/* python's batch handler: a list of bytes in, a list of bytes, str or None out. */
+static void test_packet_python(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "test-pkt.py", "handle_batch");
+	struct sbx_packet_stats st;
+	char out[8][160], want[64];
+	struct sbx_sandbox *sb;
+	struct t_nf nf;
+	uid_t uid;
+	int n;
+
+	CU_ASSERT_EQUAL_FATAL(sbx_host_function_uid(host, s.name, &uid), 0);
+	nf_create(&nf, "py");
+	sb = packet_start(&s, &nf, 0);
+	nf_put(&nf, (const char *const[]){"abc", "none", "uid", "open:/etc/passwd"}, 4);
+	n = nf_replies(&nf, out, 4, 3000);
+	for (int i = 0; i < n; i++)
+		printf("\n    %s", out[i]);
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT_STRING_EQUAL(out[0], "0:ABC");
+	snprintf(want, sizeof(want), "2:uid=%u gid=%u", (unsigned)uid, (unsigned)uid);
+	CU_ASSERT_STRING_EQUAL(out[1], want);
+	CU_ASSERT_STRING_EQUAL(out[2], "3:open /etc/passwd: No such file or directory");
+	/* a handler that raises fails its batch: no reply of it, one error */
+	nf_put(&nf, (const char *const[]){"x", "raise"}, 2);
+	usleep(200 * 1000);
+	nf_put(&nf, (const char *const[]){"y"}, 1);
+	n = nf_replies(&nf, out, 2, 3000);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(out[0], "6:Y");
+	CU_ASSERT_EQUAL(sbx_packet_stats(sb, &st), 0);
+	printf("\n  python: %llu batches, %llu packets, %llu replies, %llu errors\n  ",
+	       (unsigned long long)st.batches, (unsigned long long)st.packets,
+	       (unsigned long long)st.replies, (unsigned long long)st.errors);
+	CU_ASSERT_EQUAL(st.packets, 7);
+	CU_ASSERT_EQUAL(st.replies, 4);
+	CU_ASSERT_EQUAL(st.errors, 1);
+	CU_ASSERT_EQUAL(sbx_packet_check(sb, NULL, 0), 0);
+	sbx_destroy(sb);
+	nf_close(&nf);
+}
+
+/* What cannot start says why, and the lease's fds are closed all the same. */
+static void test_packet_bad_input(void)
+{
+	struct sbx_spec c = make_spec(SBX_RUNTIME_C, "test-pkt-probe.so", "handle_batch");
+	struct sbx_spec ex = make_spec(SBX_RUNTIME_EXEC, "exec-upper", NULL);
+	struct sbx_packet_config nope = {.handler = "nope"}, big = {.batch = 1000};
+	struct sbx_packet_lease l;
+	char err[SBX_MSG_MAX];
+	struct t_nf nf;
+	int junk = memfd_create("t-not-a-ring", MFD_CLOEXEC);
+
+	nf_create(&nf, "probe");
+	/* not a ring */
+	l = nf_lease(&nf);
+	close(l.ring_fd);
+	CU_ASSERT_EQUAL_FATAL(ftruncate(junk, 4096), 0);
+	l.ring_fd = junk;
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &c, 0, &l, NULL, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EPROTO);
+	printf("\n  %s", err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "is not a function ring"));
+	CU_ASSERT(fcntl(l.lease_fd, F_GETFD) < 0 && fcntl(junk, F_GETFD) < 0);
+	/* an exec function */
+	l = nf_lease(&nf);
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &ex, 0, &l, NULL, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, ENOTSUP);
+	printf("\n  %s", err);
+	/* no such handler */
+	l = nf_lease(&nf);
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &c, 0, &l, &nope, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, ENOEXEC);
+	printf("\n  %s", err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "handler 'nope' not found"));
+	CU_ASSERT_TRUE(lease_ended(&nf, 1000));
+	/* a batch over the host's limit */
+	l = nf_lease(&nf);
+	CU_ASSERT_PTR_NULL(sbx_packet_start(host, &c, 0, &l, &big, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	printf("\n  %s\n  ", err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "packet batch 1000 is over"));
+	CU_ASSERT_TRUE(lease_ended(&nf, 1000));
+	nf_close(&nf);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+NEMO_SUITE(sandbox_packet, suite_setup, suite_teardown,
+	   {"a sandboxed C batch handler consumes the NF's ring, replies come back",
+	    test_packet_consumes},
+	   {"its isolation holds: uid, private root, fds, seccomp, cgroup", test_packet_isolation},
+	   {"a crash mid-batch ends the lease; after the reset a replacement serves",
+	    test_packet_crash_and_replace},
+	   {"frozen with its core it stops consuming; stopped frozen, it is killed",
+	    test_packet_in_pool_freeze},
+	   {"python's batch handler", test_packet_python},
+	   {"bad input is refused, naming what is wrong", test_packet_bad_input})

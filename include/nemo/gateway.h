@@ -148,6 +148,9 @@ struct gw_backend_ops {
 	 * sbx_pool_thaw_core()). Returns how many are frozen / were thawed, or -errno.
 	 */
 	int (*freeze_core)(void *state, int core, bool freeze);
+	/* optional: the drain's deadline passed; instances frozen with their cores are killed,
+	 * so no call waits for a thaw (sbx_pool_stop()) */
+	void (*stop)(void *state);
 };
 
 struct gw_backend {

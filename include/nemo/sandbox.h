@@ -149,6 +149,15 @@ struct sbx_host_config {
 	 * function's runs before it is in them, and the host checks that it is.
 	 */
 	bool zygote_host_attach;
+	/*
+	 * The longest one call waits on a core its NF reclaimed by freezing it: an instance
+	 * frozen before its call ran (sbx_pool_wait_thaw()), or an invocation paused by the
+	 * freezer in mid-run (sbx_freeze()), counted apart from the function's timeout_ms.
+	 * Then the call ends with SBX_ERR_TIMEOUT naming the core and how long it was
+	 * reclaimed (a paused instance is killed) [5000 ms]. Unbounded, a call on a core that
+	 * never comes back (its NF crashed frozen) waited forever, and nemod's drain with it.
+	 */
+	uint32_t frozen_wait_ms;
 };
 
 struct sbx_host;
@@ -186,6 +195,16 @@ int sbx_host_function_uid(struct sbx_host *host, const char *name, uid_t *uid);
 
 /* Number of sandboxes alive on this host. Thread-safe. */
 int sbx_host_n_sandboxes(struct sbx_host *host);
+
+/*
+ * FOR bench-sandbox ONLY. on: sandboxes created from now on get no private root but the
+ * host's / read-only, as before issue 13, so that the bench measures the private root's cost
+ * against the old cold start in one run. A function then sees every file of the host that
+ * its uid may read: no configuration reaches this (it is not a sbx_host_config field, nemod
+ * never calls it), and it is logged as a warning. Zygotes and code under /tmp are refused
+ * (EINVAL) meanwhile. Not thread-safe against creations in flight.
+ */
+void sbx_host_bench_host_root(struct sbx_host *host, bool on);
 
 /* ---- one sandbox ---------------------------------------------------------------------------- */
 
@@ -275,8 +294,10 @@ void sbx_result_release(struct sbx_result *res);
  * A READY sandbox becomes FROZEN, and sbx_invoke() on it says SBX_ERR_STATE until the thaw.
  * A BUSY one stays BUSY: its invocation pauses where it is and goes on after the thaw. The
  * invoking thread keeps waiting for the reply, and time spent frozen does not count against
- * timeout_ms (a paused invocation waits as long as the freeze lasts; res->times.run_ns is
- * wall time, pause included). May be called from another thread than the owner's.
+ * timeout_ms (res->times.run_ns is wall time, pause included), up to the host's
+ * frozen_wait_ms: an invocation paused longer is killed with the sandbox, and its result is
+ * SBX_ERR_TIMEOUT naming the core and the pause. May be called from another thread than the
+ * owner's.
  * sbx_freeze returns 0, -EBUSY (not READY or BUSY, already frozen, or dead), -ETIMEDOUT if
  * the freezer did not settle within 100 ms (the sandbox is thawed again, as it was), or the
  * -errno of the cgroup write. sbx_thaw returns 0, -EBUSY (not frozen) or the -errno of the
@@ -362,6 +383,90 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zygote, int core, char *
 /* Whether `sb` is a zygote. */
 bool sbx_is_zygote(const struct sbx_sandbox *sb);
 
+/* ---- packet mode: an instance fed by an NF's rings (issue 16, packet/README.md) ----------- */
+
+/*
+ * A packet-mode instance runs a function's batch handler over the rings an NF leased to
+ * nemod (include/nemo/fn_ring.h): no requests, no frames; it consumes packets, publishes
+ * replies and parks on the NF's eventfd when the ring is empty, until it dies or is
+ * destroyed. It is a full sandbox, made as sbx_create() makes one (the function's uid,
+ * private root, PID namespace, seccomp filter, rlimits, its own cgroup under `core`'s
+ * harvest cgroup, which should be the NF lcore's CPU: the packets are cache-hot there), with
+ * the lease's three fds and nothing else of nemod's. Its death (crash, OOM, kill, reclaim)
+ * closes the lease (the kernel closes the socket, the only copy), the NF resets the ring,
+ * and the owner learns it through sbx_packet_check() / sbx_packet_fd() and starts a
+ * replacement (fn_lease_acquire() says -EAGAIN until the NF has reset the ring).
+ */
+
+/*
+ * One lease of one ring, as fn_lease_acquire() gives it: the rings' memfd, the eventfd that
+ * wakes the consumer, and the lease connection. sbx_packet_start() takes all three.
+ */
+struct sbx_packet_lease {
+	int ring_fd;
+	int wake_fd;
+	int lease_fd;
+};
+
+struct sbx_packet_config {
+	const char *handler; /* the batch handler's name [NULL: "handle_batch"] */
+	uint32_t batch;	     /* at most this many packets per call, 1..256 [0: 32] */
+	uint32_t spin_us;    /* an empty ring is polled this long before parking [0: 50] */
+};
+
+/* What the consumer reports of itself in the ring header (figures only, never trusted). */
+struct sbx_packet_stats {
+	char function[48]; /* the function the NF named the ring for */
+	uint32_t lcore;	   /* the NF lcore that produces */
+	uint64_t batches;  /* handler calls: a batch is the unit of a call */
+	uint64_t packets;
+	uint64_t replies;
+	uint64_t errors; /* batches whose handler failed (their replies were dropped) */
+	uint64_t parks;	 /* times it slept on the eventfd */
+};
+
+/*
+ * Start a packet-mode instance of `spec` (c: a shared object exporting the batch handler,
+ * include/nemo/function.h ABI 2; python: a module whose handler takes a list of bytes and
+ * returns a list of bytes, str or None) on `core`, fed by `lease`. The three fds are the
+ * instance's from this call on: they are closed here whether it succeeds or not, so the
+ * lease lives exactly as long as the instance (a caller that keeps the ring mapped, as
+ * fn_lease_acquire() leaves it, unmaps it without closing them: set its mem_fd and wake_fd
+ * to -1 before fn_ring_close()). Returns the instance, serving, once its runtime has loaded
+ * the code and mapped the ring (its READY), or NULL with errno: EINVAL (bad argument; `err`
+ * names it), EPROTO (ring_fd is not a ring of the version this build knows), ENOTSUP (an exec
+ * function), ENOEXEC (the code does not load or lacks the handler; `err` says why),
+ * ETIMEDOUT, EPIPE (it died starting: `err` says how) or a create errno. `err` may be NULL.
+ * Thread-safe. Undo with sbx_destroy() (or sbx_pool_packet_stop()).
+ */
+struct sbx_sandbox *sbx_packet_start(struct sbx_host *host, const struct sbx_spec *spec, int core,
+				     const struct sbx_packet_lease *lease,
+				     const struct sbx_packet_config *cfg, char *err, size_t errlen);
+
+/*
+ * Is the packet-mode instance still serving? Returns 0 while it does (running, or frozen with
+ * its core), or -EPIPE once it ended, with `why` (may be NULL) saying how: "crashed: killed
+ * by signal 6 (Aborted)", "out of memory: ...", "the NF closed the lease", "the NF's ring
+ * indices were out of range: the ring is broken", "killed" (destroyed or stopped). Its
+ * lease is over then: sbx_destroy() it and start a replacement. -EINVAL: not a packet-mode
+ * instance. Does not block; for the owner's thread.
+ */
+int sbx_packet_check(struct sbx_sandbox *sb, char *why, size_t len);
+
+/* A descriptor that becomes readable (poll) when the instance ends: for an event loop. */
+int sbx_packet_fd(const struct sbx_sandbox *sb);
+
+/*
+ * The consumer's figures, read from the ring header (a read-only mapping the host keeps):
+ * they stay readable after the instance died (until sbx_destroy()), and start again from 0
+ * when the NF resets the ring for the next consumer. Returns 0 or -EINVAL (not packet mode).
+ * Thread-safe.
+ */
+int sbx_packet_stats(const struct sbx_sandbox *sb, struct sbx_packet_stats *st);
+
+/* Whether `sb` is a packet-mode instance (sbx_invoke() refuses it: SBX_ERR_STATE). */
+bool sbx_is_packet(const struct sbx_sandbox *sb);
+
 /* ---- keep-alive policies -------------------------------------------------------------------- */
 
 /* What a keep-alive policy knows about one idle warm instance. */
@@ -438,7 +543,8 @@ int sbx_pool_undeploy(struct sbx_pool *pool, const char *name);
 /*
  * Create and initialise `count` instances of `name` on `core` ahead of demand and keep them
  * idle, marked pre-warmed. Returns how many were made (>= 0), or -ENOENT (not deployed),
- * -ENOEXEC (init failed), -ENOSPC (memory budget), or a create errno. Thread-safe.
+ * -ENOEXEC (init failed), -ENOSPC (memory budget), -ESHUTDOWN (sbx_pool_stop() ran), or a
+ * create errno. Thread-safe.
  */
 int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int count);
 
@@ -450,7 +556,7 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
  * memory_bytes, expires and is evicted like an instance (an ask for it again counts as a
  * use), and a redeploy replaces it with one of the new code. Returns 1 (made), 0 (kept),
  * -ENOENT, -ENOTSUP (an exec function), -ENOSPC (memory budget), -ENOEXEC (the code does not
- * load) or a create errno. Thread-safe.
+ * load), -ESHUTDOWN (sbx_pool_stop() ran) or a create errno. Thread-safe.
  */
 int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core);
 
@@ -459,7 +565,8 @@ int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core);
  * taken) or cold-start one on `core` (-1: core 0). res->path and res->times (create, init,
  * queue) say how. On success the caller owns the sandbox until sbx_pool_release(); if its
  * core is frozen before the caller invokes it, sbx_invoke() says SBX_ERR_STATE (frozen)
- * until sbx_pool_thaw_core() (sbx_pool_invoke() waits for the thaw instead). Returns the
+ * until sbx_pool_thaw_core() (sbx_pool_wait_thaw() waits for it, as sbx_pool_invoke() does).
+ * Returns the
  * sandbox, or NULL with errno (ENOENT not deployed, ENOEXEC init failed, EAGAIN at the
  * concurrency limit) and res->status/message set. Thread-safe.
  */
@@ -474,9 +581,20 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb);
 
 /*
+ * Wait until `sb`, acquired from `pool`, is no longer frozen with its core: at most the
+ * host's frozen_wait_ms, and not at all once the pool is stopped (sbx_pool_stop()).
+ * Returns 0 (not frozen: invoke it), -ETIMEDOUT (res: SBX_ERR_TIMEOUT, "not run: core 1
+ * has been reclaimed by its NF for 5012 ms (its instance frozen) ...") or -ESHUTDOWN (res:
+ * SBX_ERR_INTERNAL, the pool stopped). `res` may be NULL. The instance stays the caller's,
+ * to release. Thread-safe.
+ */
+int sbx_pool_wait_thaw(struct sbx_pool *pool, struct sbx_sandbox *sb, struct sbx_result *res);
+
+/*
  * acquire + invoke + release: the whole invocation, with path and every phase time in
  * `res`. An instance frozen with its core between acquire and invoke waits for the thaw
- * (counted in times.queue_ns); one frozen during the invocation pauses (see sbx_freeze()).
+ * (counted in times.queue_ns; sbx_pool_wait_thaw()); one frozen during the invocation
+ * pauses (see sbx_freeze()); either way at most the host's frozen_wait_ms.
  * Returns 0 when `res` holds an outcome, -EINVAL for NULL arguments. Thread-safe.
  */
 int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const void *req, size_t len,
@@ -498,7 +616,8 @@ int sbx_pool_maintain(struct sbx_pool *pool);
  * the core afterwards are not frozen. Pool operations wait while the freeze settles.
  * Returns how many of the core's instances are frozen now (>= 0; one that failed to freeze
  * is logged and keeps running), -errno when some failed and none is frozen, or -EINVAL for
- * a bad core. Thread-safe.
+ * a bad core. After sbx_pool_stop() the core's instances are killed instead, and the
+ * return is how many. Thread-safe.
  */
 int sbx_pool_freeze_core(struct sbx_pool *pool, int core);
 
@@ -509,6 +628,37 @@ int sbx_pool_freeze_core(struct sbx_pool *pool, int core);
  * thawed), or -EINVAL for a bad core. Thread-safe.
  */
 int sbx_pool_thaw_core(struct sbx_pool *pool, int core);
+
+/*
+ * sbx_packet_start() for the pool's deployed function `name` (its spec as deployed), and the
+ * instance kept on the pool's list of packet-mode instances: sbx_pool_freeze_core() and
+ * sbx_pool_thaw_core() reach it with the core's other instances (frozen, it stops consuming;
+ * its ring fills and the NF drops or passes on, never waits), sbx_pool_stop() kills it if
+ * frozen, sbx_pool_destroy() destroys it. It takes no requests and is outside the memory
+ * budget and keep-alive (nemod starts one per packet trigger, not on demand). Returns it or
+ * NULL with errno as sbx_packet_start() (and ENOENT: `name` not deployed, ESHUTDOWN: the
+ * pool stopped); the lease's fds are closed here in every case. Thread-safe.
+ */
+struct sbx_sandbox *sbx_pool_packet_start(struct sbx_pool *pool, const char *name, int core,
+					  const struct sbx_packet_lease *lease,
+					  const struct sbx_packet_config *cfg, char *err,
+					  size_t errlen);
+
+/* Take a packet-mode instance off the pool's list and destroy it (its lease ends). */
+void sbx_pool_packet_stop(struct sbx_pool *pool, struct sbx_sandbox *sb);
+
+/*
+ * The daemon is leaving (call it when its drain's deadline passed, before it joins the
+ * threads that invoke): every instance of the pool frozen with its core is killed where it
+ * stands and thawed, so that nothing waits for a thaw that will not come. Calls paused in
+ * one, or waiting for one (sbx_pool_wait_thaw()), end at once with SBX_ERR_INTERNAL
+ * ("nemod is stopping ..."); from now on sbx_pool_freeze_core() kills a core's instances
+ * instead of freezing them, nothing is made ahead of demand (sbx_pool_prewarm() and
+ * sbx_pool_zygote() say -ESHUTDOWN) and a crashed instance is not replaced. Instances that
+ * are not frozen are left to finish; requests are still served. Returns how many were
+ * killed. Thread-safe; the pool still needs sbx_pool_destroy().
+ */
+int sbx_pool_stop(struct sbx_pool *pool);
 
 struct sbx_pool_stats {
 	uint32_t idle;	    /* warm instances waiting, not frozen */
@@ -527,6 +677,7 @@ struct sbx_pool_stats {
 	uint64_t zygote_memory_bytes; /* what they measure (counted in memory_bytes too) */
 	uint64_t zygotes_made;	      /* zygotes created (sbx_pool_zygote, pre-warming) */
 	uint64_t zygote_starts;	      /* instances forked from a zygote for a request */
+	uint32_t packet;	      /* packet-mode instances on the pool's list, alive or not */
 };
 
 /* Counters of one function (`name`), or of all when `name` is NULL. Returns 0 or -ENOENT. */

@@ -26,9 +26,13 @@
 #include <unistd.h>
 
 #include "nemo/frame.h"
+#include "nemo/fn_ring.h"
 #include "nemo/function.h"
 #include "nemo/sandbox.h"
 #include "nemo/version.h"
+#include "packet.h"
+#include "pktlib.h"
+#include "watchdog.h"
 #include "zygote.h"
 
 /*
@@ -488,6 +492,43 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 	}
 }
 
+/* ---- packet mode: a batch handler fed by an NF's rings (packet.h, pktlib.c) ---- */
+
+/* c: the batch handler of a shared object (include/nemo/function.h, ABI 2). */
+static void serve_packet_c(const char *code, const char *handler, uint32_t batch, uint32_t spin_us)
+{
+	struct sigaction sa = {.sa_handler = on_abort};
+	nemo_batch_handler_fn handler_fn;
+	nemo_init_fn init;
+	char why[512];
+	void *dl;
+	int rc;
+
+	sigaction(SIGABRT, &sa, NULL);
+	if (sbx_code_check(0, code, handler, why, sizeof(why)) == -ENOEXEC &&
+	    strstr(why, "handler '"))
+		init_error("%s", why);
+	dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
+	if (!dl)
+		init_error("code does not load: %s", dlerror());
+	handler_fn = (nemo_batch_handler_fn)(uintptr_t)dlsym(dl, handler);
+	if (!handler_fn)
+		init_error("batch handler '%s' not found in %s", handler, code);
+	init = (nemo_init_fn)(uintptr_t)dlsym(dl, "nemo_init");
+	if (init) {
+		rc = init();
+		if (rc)
+			init_error("nemo_init() in %s returned %d", code, rc);
+	}
+	rc = nemo_pkt_attach();
+	if (rc)
+		init_error("fd %d is not a function ring this runtime maps (fn_ring.h version %d): "
+			   "%s",
+			   PKT_RING_FD, FN_RING_VERSION, strerror(-rc));
+	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
+	exit(nemo_pkt_serve(handler_fn, batch, spin_us));
+}
+
 /* ---- runtime python: the shim imports the module and serves the same frames ---- */
 
 static void serve_python(const char *code, const char *handler, const char *python, bool zygote,
@@ -514,6 +555,27 @@ static void serve_python(const char *code, const char *handler, const char *pyth
 			zygote ? "zygote" : NULL,
 			(char *)memory_mb,
 			NULL};
+	child_defaults();
+	execve(python, argv, environ);
+	init_error("cannot execute %s: %s", python, strerror(errno));
+}
+
+/* python packet mode: the shim maps the rings through nemo-sbx-pkt.so (packet.h) */
+static void serve_python_packet(const char *code, const char *handler, const char *python,
+				uint32_t batch, uint32_t spin_us)
+{
+	const char *shim = getenv("NEMO_SBX_SHIM");
+	char payload[16], nb[16], spin[16];
+
+	if (!python[0])
+		init_error("no python interpreter");
+	if (!shim || access(shim, R_OK))
+		init_error("python shim %s is missing", shim ? shim : "(unset)");
+	snprintf(payload, sizeof(payload), "%u", max_payload);
+	snprintf(nb, sizeof(nb), "%u", batch);
+	snprintf(spin, sizeof(spin), "%u", spin_us);
+	char *argv[] = {(char *)python,	 "-I",	  "-S",	   "-B", (char *)shim, (char *)code,
+			(char *)handler, payload, PKT_ARG, nb,	 spin,	       NULL};
 	child_defaults();
 	execve(python, argv, environ);
 	init_error("cannot execute %s: %s", python, strerror(errno));
@@ -695,7 +757,8 @@ int main(int argc, char **argv)
 {
 	struct nemo_frame_hdr hdr;
 	char *fields[5];
-	bool zygote;
+	uint32_t batch = 0, spin_us = 0;
+	bool zygote, packet;
 	sigset_t none;
 	char *p;
 
@@ -703,9 +766,19 @@ int main(int argc, char **argv)
 		printf("nemo-sbx-runtime %s\n", NEMO_VERSION);
 		return 0;
 	}
-	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "zygote")))
+	if (argc > 1 && !strcmp(argv[1], WATCHDOG_ARG))
+		return nemo_watchdog_main(argc, argv);
+	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "zygote")) &&
+	    !(argc == 8 && !strcmp(argv[5], PKT_ARG)))
 		return 2;
 	zygote = argc == 6;
+	packet = argc == 8;
+	if (packet) {
+		batch = (uint32_t)strtoul(argv[6], NULL, 10);
+		spin_us = (uint32_t)strtoul(argv[7], NULL, 10);
+		if (!batch || batch > FN_HOST_MAX_BATCH)
+			return 2;
+	}
 	max_payload = (uint32_t)strtoul(argv[3], NULL, 10);
 	/* the platform blocked every signal around the clone */
 	sigemptyset(&none);
@@ -737,6 +810,18 @@ int main(int argc, char **argv)
 		p += strlen(p) + 1;
 		if (p > (char *)req_buf + sizeof(hdr) + hdr.len && i < 4)
 			init_error("malformed init block");
+	}
+	if (packet) {
+		switch (atoi(fields[0])) {
+		case 0:
+			serve_packet_c(fields[2], fields[3], batch, spin_us);
+			break;
+		case 1:
+			serve_python_packet(fields[2], fields[3], fields[4], batch, spin_us);
+			break;
+		default:
+			init_error("%s functions have no packet mode", fields[0]);
+		}
 	}
 	switch (atoi(fields[0])) {
 	case 0:

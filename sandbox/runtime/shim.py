@@ -2,6 +2,10 @@
 
 Started by nemo-sbx-runtime (already confined) as:
     python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes> [zygote <memory_mb>]
+    python -I -S -B nemo-sbx-shim.py <code> <handler> <max_payload_bytes> packet <batch> <spin_us>
+With "packet", the handler takes a batch, a list of bytes (the NF's packets), and returns a
+list of bytes, str or None (no reply), one for each at most; it is fed by the NF's rings on
+fds 5, 6, 7 (sandbox/runtime/packet.h) through nemo-sbx-pkt.so's loop.
 With "zygote", the module is imported once and no request is served here: each empty REQUEST
 frame with two fds attached makes an instance (nemo-sbx-zygote.so clones it with its own
 namespaces, /proc, /tmp, session, no capabilities and the host's seccomp filter; python's
@@ -187,9 +191,60 @@ def zygote(memory_mb):
         api.PyOS_AfterFork_Parent()
 
 
+PKT_LIB = "/.nemo/nemo-sbx-pkt.so"  # sandbox/runtime/packet.h
+
+
+def packet(fn, batch, spin_us):
+    """Packet mode: fn(list of bytes) -> list of (bytes or None), one call per batch of the
+    NF's ring (fds 5, 6, 7: packet.h), through the C loop of nemo-sbx-pkt.so. Never returns."""
+    import ctypes
+
+    class Packet(ctypes.Structure):  # struct nemo_packet, include/nemo/function.h
+        _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_uint32),
+                    ("flags", ctypes.c_uint32), ("src_ip", ctypes.c_uint32),
+                    ("dst_ip", ctypes.c_uint32), ("src_port", ctypes.c_uint16),
+                    ("dst_port", ctypes.c_uint16), ("proto", ctypes.c_uint8),
+                    ("pad", ctypes.c_uint8), ("rule", ctypes.c_uint16)]
+
+    class Reply(ctypes.Structure):  # struct nemo_reply
+        _fields_ = [("data", ctypes.c_void_p), ("cap", ctypes.c_uint32),
+                    ("len", ctypes.c_uint32)]
+
+    handler_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(Packet), ctypes.POINTER(Reply),
+                                 ctypes.c_uint)
+
+    def on_batch(pkts, replies, n):
+        try:
+            out = fn([ctypes.string_at(pkts[i].data, pkts[i].len) for i in range(n)])
+            if not isinstance(out, (list, tuple)) or len(out) > n:
+                return 1  # a function error: the batch's replies are dropped
+            for i, answer in enumerate(out):
+                if answer is None:
+                    continue
+                data = answer.encode() if isinstance(answer, str) else bytes(answer)
+                if len(data) <= replies[i].cap:
+                    ctypes.memmove(replies[i].data, data, len(data))
+                replies[i].len = len(data)  # over cap: flagged too big to the NF
+            return 0
+        except Exception:  # noqa: BLE001 - the function's error, counted for the batch
+            return 1
+
+    lib = ctypes.PyDLL(PKT_LIB)  # the GIL stays held: the handler is python
+    lib.nemo_pkt_serve.argtypes = [handler_t, ctypes.c_uint, ctypes.c_uint]
+    rc = lib.nemo_pkt_attach()
+    if rc:
+        send(INIT_ERROR, 0, ("fd 5 is not a function ring this runtime maps: %s"
+                             % os.strerror(-rc)).encode())
+        os._exit(0)
+    callback = handler_t(on_batch)
+    send(READY, 0)
+    os._exit(lib.nemo_pkt_serve(callback, batch, spin_us))
+
+
 def main():
     code, handler, max_payload = sys.argv[1], sys.argv[2], int(sys.argv[3])
     is_zygote = len(sys.argv) > 5 and sys.argv[4] == "zygote"
+    is_packet = len(sys.argv) > 6 and sys.argv[4] == "packet"
     dict_style = os.environ.get("NEMO_HANDLER_STYLE") == "dict"
     log_limit = int(os.environ.get("NEMO_LOG_LIMIT", "0") or 0)
     sink = None
@@ -205,6 +260,8 @@ def main():
             msg = str(e)
         send(INIT_ERROR, 0, msg.encode()[:500])
         return
+    if is_packet:
+        packet(fn, int(sys.argv[5]), int(sys.argv[6]))
     if is_zygote:
         zygote(int(sys.argv[5]))
     send(READY, 0)
