@@ -1,4 +1,4 @@
-/* cl_internal.h - the cluster module's private helpers: the etcd client's pieces and clocks. */
+/* cl_internal.h - the cluster module's private helpers: the etcd client's pieces. */
 #ifndef NEMO_CL_INTERNAL_H
 #define NEMO_CL_INTERNAL_H
 
@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "nemo/clock.h"
 #include "nemo/cluster.h"
 
 #define CL_MOD "cluster"
@@ -36,8 +37,6 @@ int cl_etcd_timeout_ms(const struct cl_etcd *e);
 int cl_etcd_current(struct cl_etcd *e);
 void cl_etcd_set_current(struct cl_etcd *e, int i);
 
-uint64_t cl_now_ms(void);   /* CLOCK_MONOTONIC */
-uint64_t cl_epoch_ms(void); /* CLOCK_REALTIME */
-void cl_sleep_ms(int ms);
+void cl_sleep_ms(int ms); /* nanosleep, again after a signal */
 
 #endif /* NEMO_CL_INTERNAL_H */

@@ -721,7 +721,7 @@ int cl_etcd_lease_revoke(struct cl_etcd *e, int64_t id)
 
 int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms)
 {
-	uint64_t t0 = cl_now_ms();
+	uint64_t t0 = nemo_now_ms();
 	int backoff = 50;
 	int rc;
 
@@ -733,7 +733,7 @@ int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms)
 			cl_kvs_release(&kvs);
 			return 0;
 		}
-		if (cl_now_ms() - t0 + (uint64_t)backoff > (uint64_t)max_wait_ms)
+		if (nemo_now_ms() - t0 + (uint64_t)backoff > (uint64_t)max_wait_ms)
 			break;
 		NEMO_WARN(CL_MOD, "etcd at %s: %s; retrying in %d ms", e->joined, strerror(-rc),
 			  backoff);

@@ -276,7 +276,7 @@ static int node_info_parse(const cJSON *j, struct cl_node_info *ni)
 	ni->n_cores = i;
 	ni->queue = (uint32_t)get_u64(j, "queue");
 	ni->updated_ms = get_u64(j, "ts");
-	ni->seen_ms = cl_epoch_ms();
+	ni->seen_ms = nemo_epoch_ms();
 	it = cJSON_GetObjectItemCaseSensitive(j, "warm");
 	ni->warm = cJSON_IsObject(it) ? cJSON_PrintUnformatted(it) : strdup("{}");
 	it = cJSON_GetObjectItemCaseSensitive(j, "functions");
@@ -365,7 +365,7 @@ static char *act_json(const char *id, const char *fn, const char *node, const ch
 	cJSON_AddNumberToObject(j, "accepted_ms", (double)accepted_ms);
 	if (adopted) {
 		cJSON_AddBoolToObject(j, "adopted", true);
-		cJSON_AddNumberToObject(j, "adopted_ms", (double)cl_epoch_ms());
+		cJSON_AddNumberToObject(j, "adopted_ms", (double)nemo_epoch_ms());
 	}
 	if (payload)
 		add_b64(j, "payload", payload, len);
@@ -445,7 +445,7 @@ static int register_node(struct cl_node *n)
 		return rc;
 	if (n->hooks.load)
 		n->hooks.load(n->hooks.arg, &load);
-	rec = cl_node_record_json(&n->cfg, &load, cl_epoch_ms());
+	rec = cl_node_record_json(&n->cfg, &load, nemo_epoch_ms());
 	if (!rec) {
 		cl_etcd_lease_revoke(n->e, lease);
 		return -ENOMEM;
@@ -479,8 +479,8 @@ static int register_node(struct cl_node *n)
 	n->reg_rev = rev;
 	free(n->last_record);
 	n->last_record = rec;
-	n->last_publish_ms = cl_now_ms();
-	atomic_store(&n->last_renew_ms, cl_now_ms());
+	n->last_publish_ms = nemo_now_ms();
+	atomic_store(&n->last_renew_ms, nemo_now_ms());
 	atomic_store(&n->registered, true);
 	pthread_mutex_unlock(&n->reg_lock);
 	NEMO_INFO(CL_MOD, "node %s joined: lease %" PRId64 " ttl %us, record at revision %" PRId64,
@@ -495,7 +495,7 @@ bool cl_node_healthy(struct cl_node *n, const char **why)
 			*why = "this node lost its etcd lease: it cannot record activations";
 		return false;
 	}
-	if (cl_now_ms() - atomic_load(&n->last_renew_ms) > n->cfg.lease_ttl_s * 1000ull) {
+	if (nemo_now_ms() - atomic_load(&n->last_renew_ms) > n->cfg.lease_ttl_s * 1000ull) {
 		if (why)
 			*why = "etcd has not renewed this node's lease within its TTL";
 		return false;
@@ -512,7 +512,7 @@ int cl_node_publish(struct cl_node *n)
 
 	if (n->hooks.load)
 		n->hooks.load(n->hooks.arg, &load);
-	rec = cl_node_record_json(&n->cfg, &load, cl_epoch_ms());
+	rec = cl_node_record_json(&n->cfg, &load, nemo_epoch_ms());
 	if (!rec)
 		return -ENOMEM;
 	pthread_mutex_lock(&n->reg_lock);
@@ -529,7 +529,7 @@ int cl_node_publish(struct cl_node *n)
 		n->last_record = rec;
 		rec = NULL;
 	}
-	n->last_publish_ms = cl_now_ms();
+	n->last_publish_ms = nemo_now_ms();
 	pthread_mutex_unlock(&n->reg_lock);
 	free(rec);
 	if (rc == -ENOENT)
@@ -573,10 +573,10 @@ static uint64_t heartbeat_ms(const struct cl_node *n)
 static void *keeper_main(void *arg)
 {
 	struct cl_node *n = arg;
-	uint64_t last_keepalive = cl_now_ms(), last_adopt = cl_now_ms();
+	uint64_t last_keepalive = nemo_now_ms(), last_adopt = nemo_now_ms();
 
 	while (!atomic_load(&n->stop)) {
-		uint64_t now = cl_now_ms();
+		uint64_t now = nemo_now_ms();
 		uint64_t ka_every = n->cfg.lease_ttl_s * 1000ull / 3;
 
 		if (!atomic_load(&n->registered)) {
@@ -597,7 +597,7 @@ static void *keeper_main(void *arg)
 			rc = cl_etcd_lease_keepalive(n->e, lease, NULL);
 			last_keepalive = now;
 			if (rc == 0) {
-				atomic_store(&n->last_renew_ms, cl_now_ms());
+				atomic_store(&n->last_renew_ms, nemo_now_ms());
 			} else if (rc == -ENOENT) {
 				NEMO_WARN(CL_MOD,
 					  "node %s: lease %" PRId64 " expired; registering again",
@@ -610,37 +610,34 @@ static void *keeper_main(void *arg)
 			uint64_t since;
 
 			pthread_mutex_lock(&n->reg_lock);
-			since = cl_now_ms() - n->last_publish_ms;
+			since = nemo_now_ms() - n->last_publish_ms;
 			pthread_mutex_unlock(&n->reg_lock);
 			if (since >= heartbeat_ms(n) ||
 			    (since >= n->cfg.publish_ms && record_changed(n)))
 				cl_node_publish(n);
 		}
-		if (cl_now_ms() - n->results_lease_ms > n->cfg.results_ttl_s * 500ull) {
+		if (nemo_now_ms() - n->results_lease_ms > n->cfg.results_ttl_s * 500ull) {
 			int64_t l;
 
 			if (cl_etcd_lease_grant(n->e, (int)n->cfg.results_ttl_s, &l) == 0) {
 				pthread_mutex_lock(&n->reg_lock);
 				n->results_lease = l;
-				n->results_lease_ms = cl_now_ms();
+				n->results_lease_ms = nemo_now_ms();
 				pthread_mutex_unlock(&n->reg_lock);
 			}
 		}
 		if (atomic_exchange(&n->adopt_now, false) ||
-		    cl_now_ms() - last_adopt > n->cfg.lease_ttl_s * 1000ull) {
-			last_adopt = cl_now_ms();
+		    nemo_now_ms() - last_adopt > n->cfg.lease_ttl_s * 1000ull) {
+			last_adopt = nemo_now_ms();
 			if (atomic_load(&n->registered))
 				cl_node_adopt_orphans(n);
 		}
 		pthread_mutex_lock(&n->wake_lock);
 		if (!atomic_load(&n->stop) && !atomic_load(&n->adopt_now)) {
-			struct timespec ts;
 			uint64_t wait = n->cfg.publish_ms < 100 ? n->cfg.publish_ms : 100;
+			struct timespec ts =
+				nemo_deadline_after_ns(CLOCK_REALTIME, wait * 1000000ull);
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)wait * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
 			pthread_cond_timedwait(&n->wake, &n->wake_lock, &ts);
 		}
 		pthread_mutex_unlock(&n->wake_lock);
@@ -776,7 +773,7 @@ static void fn_event(struct cl_node *n, const struct cl_kv *kv, bool deleted)
 		pthread_mutex_lock(&n->view_lock);
 		for (int i = 0; i < 8; i++)
 			if (strcmp(n->own_deletes[i], name) == 0 &&
-			    cl_now_ms() - n->own_delete_ms[i] < 5000) {
+			    nemo_now_ms() - n->own_delete_ms[i] < 5000) {
 				own = true;
 				n->own_deletes[i][0] = '\0';
 			}
@@ -867,7 +864,7 @@ static void on_watch(void *arg, bool snapshot, const struct cl_watch_event *ev, 
 	}
 	if (death) {
 		pthread_mutex_lock(&n->stats_lock);
-		n->death_seen_ms = cl_now_ms();
+		n->death_seen_ms = nemo_now_ms();
 		pthread_mutex_unlock(&n->stats_lock);
 		atomic_store(&n->adopt_now, true);
 		wake_keeper(n);
@@ -919,7 +916,7 @@ int cl_node_fn_publish(struct cl_node *n, const char *name, uint64_t version, co
 	cJSON_AddNumberToObject(j, "version", (double)version);
 	cJSON_AddStringToObject(j, "owner", n->cfg.node);
 	cJSON_AddStringToObject(j, "owner_address", n->cfg.address);
-	cJSON_AddNumberToObject(j, "ts", (double)cl_epoch_ms());
+	cJSON_AddNumberToObject(j, "ts", (double)nemo_epoch_ms());
 	cJSON_AddNumberToObject(j, "code_size", (double)code_len);
 	{
 		char hex[65];
@@ -961,7 +958,7 @@ int cl_node_fn_unpublish(struct cl_node *n, const char *name)
 	del.key = key;
 	pthread_mutex_lock(&n->view_lock);
 	snprintf(n->own_deletes[n->n_own_deletes % 8], CL_NAME_MAX, "%s", name);
-	n->own_delete_ms[n->n_own_deletes++ % 8] = cl_now_ms();
+	n->own_delete_ms[n->n_own_deletes++ % 8] = nemo_now_ms();
 	pthread_mutex_unlock(&n->view_lock);
 	rc = cl_etcd_txn(n->e, &cmp, 1, &del, 1, NULL, 0, &ok, &rev, NULL);
 	if (rc < 0)
@@ -1059,12 +1056,12 @@ static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 	 * about a second. A txn that timed out may have been applied; the failure branch's reads
 	 * tell (below), so trying again is safe.
 	 */
-	uint64_t t0 = cl_now_ms();
+	uint64_t t0 = nemo_now_ms();
 
 	for (int attempt = 0;; attempt++) {
 		rc = cl_etcd_txn(n->e, cmp, n_cmp, ok, n_ok, fail, n_fail, &succeeded, &rev,
 				 &ranges);
-		if (rc == 0 || cl_now_ms() - t0 > 1000 || atomic_load(&n->stop) ||
+		if (rc == 0 || nemo_now_ms() - t0 > 1000 || atomic_load(&n->stop) ||
 		    !(rc == -EAGAIN || rc == -ETIMEDOUT || rc == -ECONNREFUSED ||
 		      rc == -ECONNRESET || rc == -EPROTO))
 			break;
@@ -1235,7 +1232,7 @@ int cl_act_accept(struct cl_node *n, const char *id, const char *function, const
 		  size_t len, const char *extra)
 {
 	struct act_op op = {.kind = ACT_ACCEPT};
-	uint64_t now = cl_epoch_ms();
+	uint64_t now = nemo_epoch_ms();
 	int rc;
 
 	if (strlen(id) >= sizeof(op.id))
@@ -1323,7 +1320,7 @@ int cl_act_end(struct cl_node *n, const char *id, const char *status, const void
 		cJSON_AddBoolToObject(j, "adopted", true);
 		cJSON_AddNumberToObject(j, "adopted_ms", (double)o.adopted_ms);
 	}
-	cJSON_AddNumberToObject(j, "ended_ms", (double)cl_epoch_ms());
+	cJSON_AddNumberToObject(j, "ended_ms", (double)nemo_epoch_ms());
 	cJSON_AddNumberToObject(j, "result_size", (double)len);
 	if (result && len <= RESULT_INLINE)
 		add_b64(j, "result", result, len);
@@ -1486,7 +1483,7 @@ int cl_node_adopt_orphans(struct cl_node *n)
 				cJSON_AddStringToObject(t, "state", "interrupted");
 				cJSON_AddStringToObject(t, "ended_by", n->cfg.node);
 				cJSON_AddNumberToObject(t, "accepted_ms", (double)r->accepted_ms);
-				cJSON_AddNumberToObject(t, "ended_ms", (double)cl_epoch_ms());
+				cJSON_AddNumberToObject(t, "ended_ms", (double)nemo_epoch_ms());
 				vals[m] = cJSON_PrintUnformatted(t);
 				cJSON_Delete(t);
 				if (asprintf(&res_keys[m], "%s%s", n->res_prefix, r->id) < 0)
@@ -1502,7 +1499,7 @@ int cl_node_adopt_orphans(struct cl_node *n)
 		}
 		rc = cl_etcd_txn(n->e, cmp, n_cmp, ops, n_ops, NULL, 0, &ok, &rev, NULL);
 		if (rc == 0 && ok) {
-			uint64_t now = cl_now_ms();
+			uint64_t now = nemo_now_ms();
 
 			pthread_mutex_lock(&n->stats_lock);
 			t_seen = n->death_seen_ms;
@@ -1525,7 +1522,7 @@ int cl_node_adopt_orphans(struct cl_node *n)
 				snprintf(o.function, sizeof(o.function), "%s", recs[m].function);
 				snprintf(o.origin, sizeof(o.origin), "%s", recs[m].origin);
 				o.accepted_ms = recs[m].accepted_ms;
-				o.adopted_ms = cl_epoch_ms();
+				o.adopted_ms = nemo_epoch_ms();
 				o.mod_rev = rev;
 				pthread_mutex_lock(&n->b_lock);
 				owned_put(n, &o);
@@ -1575,7 +1572,7 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 	if (!n)
 		return NULL;
 	n->cfg = *cfg;
-	n->joined_ms = cl_epoch_ms();
+	n->joined_ms = nemo_epoch_ms();
 	if (hooks)
 		n->hooks = *hooks;
 	if (!cfg->node[0] || strchr(cfg->node, '/')) {
@@ -1613,7 +1610,7 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 	rc = cl_etcd_lease_grant(n->e, (int)cfg->results_ttl_s, &n->results_lease);
 	if (rc < 0)
 		goto fail;
-	n->results_lease_ms = cl_now_ms();
+	n->results_lease_ms = nemo_now_ms();
 	rc = register_node(n);
 	if (rc < 0)
 		goto fail;

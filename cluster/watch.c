@@ -142,7 +142,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 	if (n == 0)
 		return 0;
-	w->last_data_ms = cl_now_ms();
+	w->last_data_ms = nemo_now_ms();
 	/* the gateway ends each message with a newline */
 	while ((nl = memchr(w->buf.data + w->parsed, '\n', w->buf.len - w->parsed))) {
 		*nl = '\0';
@@ -201,7 +201,7 @@ static int stream(struct cl_watch *w, int endpoint)
 	w->parsed = 0;
 	w->compacted = false;
 	w->canceled = false;
-	w->last_data_ms = cl_now_ms();
+	w->last_data_ms = nemo_now_ms();
 	pthread_mutex_lock(&w->lock);
 	curl_multi_add_handle(w->multi, c);
 	pthread_mutex_unlock(&w->lock);
@@ -213,7 +213,7 @@ static int stream(struct cl_watch *w, int endpoint)
 		}
 		if (!running)
 			break;
-		if (w->idle_ms > 0 && cl_now_ms() - w->last_data_ms > (uint64_t)w->idle_ms) {
+		if (w->idle_ms > 0 && nemo_now_ms() - w->last_data_ms > (uint64_t)w->idle_ms) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -246,7 +246,7 @@ static void *watch_main(void *arg)
 	int backoff = 50;
 
 	while (!atomic_load(&w->stop)) {
-		uint64_t t0 = cl_now_ms();
+		uint64_t t0 = nemo_now_ms();
 		int rc = stream(w, endpoint);
 
 		if (atomic_load(&w->stop))
@@ -264,7 +264,7 @@ static void *watch_main(void *arg)
 				     w->key, cl_etcd_endpoint_at(w->e, endpoint), strerror(-rc),
 				     w->next_rev);
 		endpoint = (endpoint + 1) % cl_etcd_n_endpoints(w->e);
-		if (cl_now_ms() - t0 > 2000)
+		if (nemo_now_ms() - t0 > 2000)
 			backoff = 50; /* it ran for a while: a fresh failure */
 		for (int slept = 0; slept < backoff && !atomic_load(&w->stop); slept += 50)
 			cl_sleep_ms(50);

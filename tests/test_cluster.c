@@ -11,18 +11,11 @@
 #include <unistd.h>
 
 #include "nemo/base64.h"
+#include "nemo/clock.h"
 #include "nemo/cluster.h"
 #include "nemo/log.h"
 #include "test.h"
 #include "test_cluster.h"
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- the offload policy (pure) ------------------------------------------------------------------ */
 
@@ -359,7 +352,7 @@ static void test_etcd_watch(void)
 	w = cl_watch_start(e, "/t/w/", NULL, 0, on_watch, &s);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(w);
 	CU_ASSERT_EQUAL(s.snapshots, 1);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	for (int i = 0; i < 20; i++) {
 		char k[32];
 
@@ -372,7 +365,7 @@ static void test_etcd_watch(void)
 	CU_ASSERT_EQUAL(s.puts, 20);
 	CU_ASSERT_STRING_EQUAL(s.last_key, "/t/w/3");
 	printf("\n  watch: 20 puts and a delete seen in %llu ms\n",
-	       (unsigned long long)(now_ms() - t0));
+	       (unsigned long long)(nemo_now_ms() - t0));
 	cl_watch_stop(w);
 	cl_etcd_destroy(e);
 }
@@ -392,10 +385,11 @@ static void test_etcd_down_at_start(void)
 	e = cl_etcd_new(eps, 1, 500);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
 	CU_ASSERT_STRING_EQUAL(cl_etcd_endpoints(e), ep);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	rc = cl_etcd_wait_ready(e, 1000);
 	CU_ASSERT_EQUAL(rc, -ECONNREFUSED);
-	CU_ASSERT(now_ms() - t0 >= 700); /* it retried, with a backoff, for the time it was given */
+	CU_ASSERT(nemo_now_ms() - t0 >=
+		  700); /* it retried, with a backoff, for the time it was given */
 	cl_etcd_destroy(e);
 	/* bad endpoints are refused up front, naming them */
 	{
@@ -688,7 +682,7 @@ static void test_state_nodes_and_registry(void)
 	pthread_mutex_lock(&hb.lock);
 	hb.spare = 0.9;
 	pthread_mutex_unlock(&hb.lock);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	for (;;) {
 		double s = -1;
 
@@ -698,25 +692,25 @@ static void test_state_nodes_and_registry(void)
 				s = info[i].spare[0];
 			cl_node_info_release(&info[i]);
 		}
-		if (s > 0.85 || now_ms() - t0 > 2000)
+		if (s > 0.85 || nemo_now_ms() - t0 > 2000)
 			break;
 		test_msleep(10);
 	}
 	printf("\n  node record change seen by a peer after %llu ms (publish_ms 100)\n",
-	       (unsigned long long)(now_ms() - t0));
-	CU_ASSERT(now_ms() - t0 < 1000);
+	       (unsigned long long)(nemo_now_ms() - t0));
+	CU_ASSERT(nemo_now_ms() - t0 < 1000);
 
 	/* deploy on a: b and c serve it within 1 s (small code inline, in the record) */
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	CU_ASSERT_EQUAL(cl_node_fn_publish(a, "echo", 1, "{\"runtime\":\"c\"}", "code!", 5), 0);
-	while ((!t_b || !t_c) && now_ms() - t0 < 2000) {
+	while ((!t_b || !t_c) && nemo_now_ms() - t0 < 2000) {
 		pthread_mutex_lock(&hb.lock);
 		if (!t_b && hb.deployed)
-			t_b = now_ms() - t0;
+			t_b = nemo_now_ms() - t0;
 		pthread_mutex_unlock(&hb.lock);
 		pthread_mutex_lock(&hc.lock);
 		if (!t_c && hc.deployed)
-			t_c = now_ms() - t0;
+			t_c = nemo_now_ms() - t0;
 		pthread_mutex_unlock(&hc.lock);
 		test_msleep(2);
 	}
@@ -731,8 +725,8 @@ static void test_state_nodes_and_registry(void)
 	/* big code: the record names the owner to fetch it from */
 	memset(big, 'x', sizeof(big));
 	CU_ASSERT_EQUAL(cl_node_fn_publish(a, "big", 1, "{}", big, sizeof(big)), 0);
-	t0 = now_ms();
-	while (hc.deployed < 2 && now_ms() - t0 < 2000)
+	t0 = nemo_now_ms();
+	while (hc.deployed < 2 && nemo_now_ms() - t0 < 2000)
 		test_msleep(5);
 	CU_ASSERT_EQUAL(hc.deployed, 2);
 	CU_ASSERT_FALSE(hc.last_code_inline);
@@ -741,8 +735,8 @@ static void test_state_nodes_and_registry(void)
 	/* delete on b: a and c hear it */
 	CU_ASSERT_EQUAL(cl_node_fn_unpublish(b, "echo"), 0);
 	CU_ASSERT_EQUAL(cl_node_fn_unpublish(b, "echo"), -ENOENT);
-	t0 = now_ms();
-	while ((ha.deleted < 1 || hc.deleted < 1) && now_ms() - t0 < 2000)
+	t0 = nemo_now_ms();
+	while ((ha.deleted < 1 || hc.deleted < 1) && nemo_now_ms() - t0 < 2000)
 		test_msleep(5);
 	CU_ASSERT_EQUAL(ha.deleted, 1);
 	CU_ASSERT_EQUAL(hc.deleted, 1);
@@ -759,11 +753,12 @@ static void test_state_nodes_and_registry(void)
 		CU_ASSERT_EQUAL(cl_etcd_put(cl_node_etcd(a), key, rec, strlen(rec), 0, NULL), 0);
 		snprintf(key, sizeof(key), "%s/fn/future", st_prefix);
 		CU_ASSERT_EQUAL(cl_etcd_put(cl_node_etcd(a), key, "{\"v\":7}", 7, 0, NULL), 0);
-		t0 = now_ms();
+		t0 = nemo_now_ms();
 		do {
 			test_msleep(10);
 			cl_node_stats(c, &st1);
-		} while (st1.ignored_records < st0.ignored_records + 2 && now_ms() - t0 < 2000);
+		} while (st1.ignored_records < st0.ignored_records + 2 &&
+			 nemo_now_ms() - t0 < 2000);
 		CU_ASSERT_EQUAL(st1.ignored_records, st0.ignored_records + 2);
 		CU_ASSERT_EQUAL(wait_nodes(c, 3, 0), 3); /* "future" is not a node */
 		CU_ASSERT_EQUAL(hc.deployed, 2);	 /* nor a function */
@@ -819,7 +814,7 @@ static void test_state_activation_records_batched(void)
 	c = join("c", &hc, 1, 3);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	for (int i = 0; i < 8; i++) {
 		args[i] = (struct acc_arg){a, 0x1000 + i * 50, 50, 0};
 		pthread_create(&th[i], NULL, accept_many, &args[i]);
@@ -832,8 +827,9 @@ static void test_state_activation_records_batched(void)
 	printf("\n  400 activations accepted, started, ended by 8 threads in %llu ms: %llu txns "
 	       "(%.2f per activation, %.2f per record write), %llu ops, %.0f bytes out per "
 	       "activation\n",
-	       (unsigned long long)(now_ms() - t0), (unsigned long long)st.txns, st.txns / 400.0,
-	       st.txns / 1200.0, (unsigned long long)st.act_ops, st.etcd_bytes_out / 400.0);
+	       (unsigned long long)(nemo_now_ms() - t0), (unsigned long long)st.txns,
+	       st.txns / 400.0, st.txns / 1200.0, (unsigned long long)st.act_ops,
+	       st.etcd_bytes_out / 400.0);
 	CU_ASSERT_EQUAL(ok, 400);
 	CU_ASSERT_EQUAL(st.accepted, 400);
 	CU_ASSERT_EQUAL(st.ended, 400);
@@ -908,7 +904,7 @@ static void test_state_kill9_adoption(void)
 	CU_ASSERT_EQUAL(write(to_child[1], "g", 1), 1);
 	CU_ASSERT_EQUAL(read(from_child[0], &byte, 1), 1);
 	CU_ASSERT_EQUAL(byte, 'k');
-	t_kill = now_ms();
+	t_kill = nemo_now_ms();
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	close(to_child[1]);
@@ -918,7 +914,7 @@ static void test_state_kill9_adoption(void)
 		cl_node_leave(c);
 		return;
 	}
-	while (now_ms() - t_kill < 8000) {
+	while (nemo_now_ms() - t_kill < 8000) {
 		int n;
 
 		pthread_mutex_lock(&ha.lock);
@@ -928,8 +924,8 @@ static void test_state_kill9_adoption(void)
 		n += hc.adopted;
 		pthread_mutex_unlock(&hc.lock);
 		if (n >= 20 && !t_done)
-			t_done = now_ms() - t_kill;
-		if (t_done && now_ms() - t_kill > t_done + 1500)
+			t_done = nemo_now_ms() - t_kill;
+		if (t_done && nemo_now_ms() - t_kill > t_done + 1500)
 			break; /* and nothing more comes */
 		test_msleep(10);
 	}
@@ -1006,10 +1002,10 @@ static void test_state_partition_and_member_loss(void)
 			0);
 	CU_ASSERT_TRUE(cl_node_healthy(p, NULL));
 	test_etcd_freeze(&st_etcd, 2, true);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	rc = cl_act_accept(p, "p0000000000000000000000000000002", "echo", "x", 1, NULL);
 	printf("\n  partitioned node: accept answered %d (%s) after %llu ms\n", rc, strerror(-rc),
-	       (unsigned long long)(now_ms() - t0));
+	       (unsigned long long)(nemo_now_ms() - t0));
 	CU_ASSERT(rc < 0);
 	/* after its TTL it also says it is out */
 	test_msleep(2500);
@@ -1020,28 +1016,28 @@ static void test_state_partition_and_member_loss(void)
 	CU_ASSERT_EQUAL(cl_act_accept(a, "a0000000000000000000000000000001", "echo", "x", 1, NULL),
 			0);
 	test_etcd_freeze(&st_etcd, 2, false);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	do {
 		test_msleep(100);
 		rc = cl_act_accept(p, "p0000000000000000000000000000003", "echo", "x", 1, NULL);
-	} while (rc < 0 && now_ms() - t0 < 10000);
+	} while (rc < 0 && nemo_now_ms() - t0 < 10000);
 	printf("  after the partition heals: accept %d after %llu ms\n", rc,
-	       (unsigned long long)(now_ms() - t0));
+	       (unsigned long long)(nemo_now_ms() - t0));
 	CU_ASSERT_EQUAL(rc, 0);
 	/*
 	 * One member killed: the cluster keeps serving. When it was the leader, the others elect
 	 * one (election timeout 500 ms here): an accept in that moment may fail and say so.
 	 */
 	test_etcd_kill(&st_etcd, 0);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	do {
 		char id[40];
 
-		snprintf(id, sizeof(id), "a%031llu", (unsigned long long)now_ms());
+		snprintf(id, sizeof(id), "a%031llu", (unsigned long long)nemo_now_ms());
 		rc = cl_act_accept(a, id, "echo", "x", 1, NULL);
-	} while (rc < 0 && now_ms() - t0 < 5000);
+	} while (rc < 0 && nemo_now_ms() - t0 < 5000);
 	printf("  member 0 killed: accept %d after %llu ms\n", rc,
-	       (unsigned long long)(now_ms() - t0));
+	       (unsigned long long)(nemo_now_ms() - t0));
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_EQUAL(cl_node_fn_publish(a, "after", 1, "{}", "c", 1), 0);
 	cl_node_leave(p);
@@ -1094,13 +1090,13 @@ static void test_state_restart_claims_own(void)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	/* its name is free once its lease has expired */
-	for (uint64_t t0 = now_ms(); now_ms() - t0 < 6000; test_msleep(200)) {
+	for (uint64_t t0 = nemo_now_ms(); nemo_now_ms() - t0 < 6000; test_msleep(200)) {
 		r = join("r", &hr, 0, 3);
 		if (r)
 			break;
 	}
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-	for (uint64_t t0 = now_ms(); hr.adopted < 2 && now_ms() - t0 < 3000;)
+	for (uint64_t t0 = nemo_now_ms(); hr.adopted < 2 && nemo_now_ms() - t0 < 3000;)
 		test_msleep(10);
 	CU_ASSERT_EQUAL(hr.adopted, 2);
 	CU_ASSERT_EQUAL(cl_act_lookup(r, "0000000000000000000000000000c000", &rec), 0);

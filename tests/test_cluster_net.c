@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nemo/clock.h"
 #include "nemo/gateway.h"
 #include "proc.h"
 #include "test.h"
@@ -28,14 +29,6 @@
 static char tag[32];
 static bool up_ok;
 static char work[96];
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Run a shell command; its exit code. */
 static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -205,8 +198,8 @@ static void test_net_deploy_a_invoke_c(void)
 		return;
 	CU_ASSERT_TRUE_FATAL(up_ok);
 	CU_ASSERT_TRUE_FATAL(deploy_echo(1));
-	t0 = now_ms();
-	while (now_ms() - t0 < 3000) {
+	t0 = nemo_now_ms();
+	while (nemo_now_ms() - t0 < 3000) {
 		st = api(3, "GET", "/api/v1/namespaces/_/actions/echo", NULL, &r);
 		reply_release(&r);
 		if (st == 200)
@@ -214,9 +207,9 @@ static void test_net_deploy_a_invoke_c(void)
 		test_msleep(10);
 	}
 	printf("\n  deployed on a, served by c after %llu ms\n",
-	       (unsigned long long)(now_ms() - t0));
+	       (unsigned long long)(nemo_now_ms() - t0));
 	CU_ASSERT_EQUAL(st, 200);
-	CU_ASSERT(now_ms() - t0 < 1000);
+	CU_ASSERT(nemo_now_ms() - t0 < 1000);
 	st = api(3, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
 		 "{\"hello\":\"c\"}", &r);
 	CU_ASSERT_EQUAL(st, 200);
@@ -234,7 +227,7 @@ static void test_net_no_spare_offloads(void)
 		return;
 	CU_ASSERT_TRUE_FATAL(up_ok);
 	/* b must know echo (from the registry) and see its peers' records */
-	for (uint64_t t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+	for (uint64_t t0 = nemo_now_ms(); nemo_now_ms() - t0 < 3000; test_msleep(20)) {
 		int st = api(2, "GET", "/api/v1/namespaces/_/actions/echo", NULL, &r);
 
 		reply_release(&r);
@@ -242,7 +235,7 @@ static void test_net_no_spare_offloads(void)
 			break;
 	}
 	/* and its peers' records list it (published within publish_ms of the deploy) */
-	for (uint64_t t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+	for (uint64_t t0 = nemo_now_ms(); nemo_now_ms() - t0 < 3000; test_msleep(20)) {
 		int st = api(2, "GET", "/api/v1/cluster/nodes", NULL, &r);
 		cJSON *j = st == 200 && r.body ? cJSON_Parse(r.body) : NULL;
 		const cJSON *n;
@@ -285,7 +278,7 @@ static void test_net_no_spare_offloads(void)
 	}
 	reply_release(&r);
 	CU_ASSERT_EQUAL_FATAL(strlen(id), 32);
-	for (uint64_t t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+	for (uint64_t t0 = nemo_now_ms(); nemo_now_ms() - t0 < 3000; test_msleep(20)) {
 		char path[128];
 		int st;
 
@@ -312,18 +305,18 @@ static void test_net_qos_classes(void)
 	if (!can_run())
 		return;
 	CU_ASSERT_TRUE_FATAL(up_ok);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	st = api(2, "POST",
 		 "/api/v1/namespaces/_/actions/echo?blocking=true&result=true&qos=latency",
 		 "{\"q\":1}", &r);
-	t_lat = now_ms() - t0;
+	t_lat = nemo_now_ms() - t0;
 	CU_ASSERT_EQUAL(st, 200);
 	CU_ASSERT(!strcmp(r.node, "a") || !strcmp(r.node, "c"));
 	reply_release(&r);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	st = api(2, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true&qos=batch",
 		 "{\"q\":2}", &r);
-	t_batch = now_ms() - t0;
+	t_batch = nemo_now_ms() - t0;
 	printf("\n  on b without spare: latency call answered by %s in %llu ms; batch call by %s "
 	       "in %llu ms (batch_deadline_ms 5000)\n",
 	       "a peer", (unsigned long long)t_lat, r.node[0] ? r.node : "b",
@@ -425,7 +418,7 @@ static void test_net_kill9_adopted_once(void)
 		return;
 	CU_ASSERT_TRUE_FATAL(up_ok);
 	CU_ASSERT_TRUE_FATAL(deploy_echo(1));
-	for (t0 = now_ms(); now_ms() - t0 < 3000; test_msleep(20)) {
+	for (t0 = nemo_now_ms(); nemo_now_ms() - t0 < 3000; test_msleep(20)) {
 		int st = api(2, "GET", "/api/v1/namespaces/_/actions/echo", NULL, &r);
 
 		reply_release(&r);
@@ -450,15 +443,12 @@ static void test_net_kill9_adopted_once(void)
 	test_msleep(300);
 	/* a steady async load on b, 1 s per call, more than its workers keep up with; every
 	 * third through OpenFaaS with a callback, which an adopter must still deliver */
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	for (int i = 0; i < 60; i++) {
 		if (i == 30) {
-			struct timespec rt;
-
 			kill(b, SIGKILL);
-			t_kill = now_ms();
-			clock_gettime(CLOCK_REALTIME, &rt);
-			t_kill_epoch = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
+			t_kill = nemo_now_ms();
+			t_kill_epoch = nemo_epoch_ms();
 		}
 		if (i % 3 == 2) {
 			/* OpenFaaS: 202 with the id in X-Call-Id */
@@ -495,7 +485,7 @@ static void test_net_kill9_adopted_once(void)
 	printf("\n  %d activations accepted by b (202) before kill -9\n", told.n);
 	CU_ASSERT(told.n >= 20);
 	/* each ends exactly once, wherever: polled by id on a */
-	while (now_ms() - t_kill < 3000 + 45000) { /* the adopted runs take a while here */
+	while (nemo_now_ms() - t_kill < 3000 + 45000) { /* the adopted runs take a while here */
 		success = interrupted = other = missing = adopted = 0;
 		adopt_max = end_max = 0;
 		for (int i = 0; i < told.n; i++) {
@@ -611,10 +601,10 @@ static void test_net_partition(void)
 	CU_ASSERT_TRUE_FATAL(up_ok);
 	/* c's link goes down: it reaches neither etcd nor its peers (its own address still works) */
 	CU_ASSERT_EQUAL_FATAL(run("%s partition %s 3 on", harness(), tag), 0);
-	t0 = now_ms();
+	t0 = nemo_now_ms();
 	st = api(3, "POST", "/api/v1/namespaces/_/actions/echo", "{\"p\":1}", &r);
 	printf("\n  c cut off: async call answered %d after %llu ms: %s\n", st,
-	       (unsigned long long)(now_ms() - t0), r.body ? r.body : "");
+	       (unsigned long long)(nemo_now_ms() - t0), r.body ? r.body : "");
 	CU_ASSERT_EQUAL(st, 503);
 	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "cannot accept the activation") : NULL);
 	reply_release(&r);
@@ -625,14 +615,14 @@ static void test_net_partition(void)
 	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "cluster") : NULL);
 	reply_release(&r);
 	CU_ASSERT_EQUAL(run("%s partition %s 3 off", harness(), tag), 0);
-	for (t0 = now_ms(); now_ms() - t0 < 10000; test_msleep(200)) {
+	for (t0 = nemo_now_ms(); nemo_now_ms() - t0 < 10000; test_msleep(200)) {
 		st = api(3, "POST", "/api/v1/namespaces/_/actions/echo", "{\"p\":2}", &r);
 		reply_release(&r);
 		if (st == 202)
 			break;
 	}
 	printf("  link back: async calls accepted again after %llu ms\n",
-	       (unsigned long long)(now_ms() - t0));
+	       (unsigned long long)(nemo_now_ms() - t0));
 	CU_ASSERT_EQUAL(st, 202);
 }
 
@@ -641,7 +631,6 @@ static void test_net_sigterm_hands_over(void)
 {
 	struct ids told = {0};
 	struct reply r;
-	struct timespec rt;
 	uint64_t t_term_epoch, t0;
 	double adopt_max = 0;
 	int success = 0, adopted = 0;
@@ -667,9 +656,8 @@ static void test_net_sigterm_hands_over(void)
 	}
 	CU_ASSERT_FATAL(told.n >= 8);
 	kill(c, SIGTERM);
-	clock_gettime(CLOCK_REALTIME, &rt);
-	t_term_epoch = (uint64_t)rt.tv_sec * 1000 + (uint64_t)rt.tv_nsec / 1000000;
-	for (t0 = now_ms(); now_ms() - t0 < 30000; test_msleep(500)) {
+	t_term_epoch = nemo_epoch_ms();
+	for (t0 = nemo_now_ms(); nemo_now_ms() - t0 < 30000; test_msleep(500)) {
 		success = adopted = 0;
 		adopt_max = 0;
 		for (int i = 0; i < told.n; i++) {
