@@ -22,7 +22,10 @@ size_t cl_buf_write(char *ptr, size_t size, size_t nmemb, void *userdata);
 
 int cl_errno_of_curl(CURLcode rc);
 /* POST a JSON body to an etcd gateway path with failover; *resp parsed on 0. */
-int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **resp);
+int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, enum cl_req_kind kind,
+		 cJSON **resp);
+/* A watch stream broke or went silent and was opened again. */
+void cl_etcd_note_watch_restart(struct cl_etcd *e);
 /* A range read from key to range_end (NULL: only key, or the prefix with `prefix`). */
 int cl_etcd_range(struct cl_etcd *e, const char *key, const char *range_end, bool prefix,
 		  struct cl_kvs *out);

@@ -20,12 +20,17 @@ struct cl_etcd {
 	char endpoints[CL_MAX_ENDPOINTS][CL_ADDR_MAX];
 	char joined[CL_MAX_ENDPOINTS * (CL_ADDR_MAX + 1)];
 	int timeout_ms;
-	atomic_int current; /* the endpoint that answered last */
+	atomic_int current;	 /* the endpoint that answered last */
+	atomic_bool unreachable; /* the last call found no member answering at all */
 	pthread_mutex_t pool_lock;
 	CURL *pool[POOL_MAX];
 	int n_pool;
-	_Atomic uint64_t requests, bytes_out, bytes_in;
+	_Atomic uint64_t requests, bytes_out, bytes_in, calls[CL_REQ_KINDS], errors;
+	_Atomic uint64_t watch_restarts, latency_sum_us, latency[CL_LATENCY_BUCKETS + 1];
 };
+
+const double cl_latency_bounds_s[CL_LATENCY_BUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+							0.1,   0.2,   0.5,   1,	   2};
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -87,15 +92,40 @@ const char *cl_etcd_endpoints(const struct cl_etcd *e)
 	return e->joined;
 }
 
-void cl_etcd_counters(const struct cl_etcd *e, uint64_t *requests, uint64_t *bytes_out,
-		      uint64_t *bytes_in)
+void cl_etcd_stats(const struct cl_etcd *e, struct cl_etcd_stats *st)
 {
-	if (requests)
-		*requests = atomic_load(&e->requests);
-	if (bytes_out)
-		*bytes_out = atomic_load(&e->bytes_out);
-	if (bytes_in)
-		*bytes_in = atomic_load(&e->bytes_in);
+	memset(st, 0, sizeof(*st));
+	st->requests = atomic_load(&e->requests);
+	st->bytes_out = atomic_load(&e->bytes_out);
+	st->bytes_in = atomic_load(&e->bytes_in);
+	for (int k = 0; k < CL_REQ_KINDS; k++)
+		st->calls[k] = atomic_load(&e->calls[k]);
+	st->errors = atomic_load(&e->errors);
+	st->watch_restarts = atomic_load(&e->watch_restarts);
+	st->latency_sum_s = (double)atomic_load(&e->latency_sum_us) / 1e6;
+	for (int b = 0; b <= CL_LATENCY_BUCKETS; b++)
+		st->latency[b] = atomic_load(&e->latency[b]);
+}
+
+bool cl_etcd_reachable(const struct cl_etcd *e)
+{
+	return !atomic_load(&e->unreachable);
+}
+
+void cl_etcd_note_watch_restart(struct cl_etcd *e)
+{
+	atomic_fetch_add(&e->watch_restarts, 1);
+}
+
+/* One call's time, from its first byte sent to its answer or its last failure. */
+static void note_latency(struct cl_etcd *e, uint64_t us)
+{
+	int b = 0;
+
+	while (b < CL_LATENCY_BUCKETS && (double)us > cl_latency_bounds_s[b] * 1e6)
+		b++;
+	atomic_fetch_add(&e->latency[b], 1);
+	atomic_fetch_add(&e->latency_sum_us, us);
 }
 
 const char *cl_etcd_endpoint_at(const struct cl_etcd *e, int i)
@@ -219,20 +249,27 @@ static int errno_of_etcd(const char *msg, int code, bool *next)
 }
 
 /*
- * POST `body` to `path` on the current endpoint, then the others in turn. On 0, *resp is the
- * parsed JSON answer (free it). Logs once when every endpoint failed.
+ * POST `body` to `path` on the current endpoint, then the others in turn, each within
+ * timeout_ms (a member waiting out a leader election answers within it; one that is cut off
+ * costs it whole). On 0, *resp is the parsed JSON answer (free it). Logs once when every
+ * endpoint failed; when none answered at all, the client is unreachable (cl_etcd_reachable)
+ * until the next answer, and the next call starts with the next endpoint.
  */
-int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **resp)
+int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, enum cl_req_kind kind,
+		 cJSON **resp)
 {
 	int start = atomic_load(&e->current);
 	int rc = -EIO;
 	char why[256] = "";
 	size_t body_len = strlen(body);
+	uint64_t t0 = nemo_now_ns();
+	bool answered = false; /* some member answered, even if with a refusal */
 	CURL *c = pool_take(e);
 
 	*resp = NULL;
 	if (!c)
 		return -ENOMEM;
+	atomic_fetch_add(&e->calls[kind], 1);
 	for (int k = 0; k < e->n; k++) {
 		int i = (start + k) % e->n;
 		char url[CL_ADDR_MAX + 64];
@@ -267,10 +304,13 @@ int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **
 			continue;
 		}
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		answered = true;
 		*resp = b.data ? cJSON_Parse(b.data) : NULL;
 		if (status == 200 && *resp) {
 			free(b.data);
 			atomic_store(&e->current, i);
+			atomic_store(&e->unreachable, false);
+			note_latency(e, (nemo_now_ns() - t0) / 1000);
 			pool_give(e, c);
 			return 0;
 		}
@@ -295,8 +335,14 @@ int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **
 			break;
 	}
 	pool_give(e, c);
+	note_latency(e, (nemo_now_ns() - t0) / 1000);
+	atomic_store(&e->unreachable, !answered);
 	if (rc == -ENOENT || rc == -ERANGE)
 		return rc; /* expected answers: the caller decides what they mean */
+	atomic_fetch_add(&e->errors, 1);
+	/* the next call starts with the next member, not again with the one that failed */
+	if (!answered)
+		atomic_store(&e->current, (start + 1) % e->n);
 	NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, CL_MOD, 1000, 5, "etcd %s failed on %s (%s): %s", path,
 			     e->joined, strerror(-rc), why);
 	return rc;
@@ -457,7 +503,8 @@ static int add_range(cJSON *req, const char *key, const char *range_end, bool pr
 
 /* ---- KV ----------------------------------------------------------------------------------------- */
 
-static int call_json(struct cl_etcd *e, const char *path, cJSON *req, cJSON **resp)
+static int call_json(struct cl_etcd *e, const char *path, cJSON *req, enum cl_req_kind kind,
+		     cJSON **resp)
 {
 	char *body = cJSON_PrintUnformatted(req);
 	int rc;
@@ -465,7 +512,7 @@ static int call_json(struct cl_etcd *e, const char *path, cJSON *req, cJSON **re
 	cJSON_Delete(req);
 	if (!body)
 		return -ENOMEM;
-	rc = cl_etcd_call(e, path, body, resp);
+	rc = cl_etcd_call(e, path, body, kind, resp);
 	free(body);
 	return rc;
 }
@@ -484,7 +531,7 @@ int cl_etcd_range(struct cl_etcd *e, const char *key, const char *range_end, boo
 		cJSON_Delete(req);
 		return rc;
 	}
-	rc = call_json(e, "/v3/kv/range", req, &resp);
+	rc = call_json(e, "/v3/kv/range", req, CL_REQ_READ, &resp);
 	if (rc < 0)
 		return rc;
 	out->revision = header_revision(resp);
@@ -517,7 +564,7 @@ int cl_etcd_put(struct cl_etcd *e, const char *key, const void *val, size_t len,
 	}
 	if (lease)
 		add_i64(req, "lease", lease);
-	rc = call_json(e, "/v3/kv/put", req, &resp);
+	rc = call_json(e, "/v3/kv/put", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	if (rev)
@@ -538,7 +585,7 @@ int cl_etcd_delete(struct cl_etcd *e, const char *key, bool prefix, int64_t *del
 		cJSON_Delete(req);
 		return rc;
 	}
-	rc = call_json(e, "/v3/kv/deleterange", req, &resp);
+	rc = call_json(e, "/v3/kv/deleterange", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	if (deleted)
@@ -597,6 +644,7 @@ int cl_etcd_txn(struct cl_etcd *e, const struct cl_cmp *cmp, int n_cmp, const st
 		struct cl_kvs *ranges)
 {
 	cJSON *req = cJSON_CreateObject(), *arr, *resp, *it;
+	bool writes = false;
 	int rc;
 
 	if (ranges)
@@ -629,7 +677,12 @@ int cl_etcd_txn(struct cl_etcd *e, const struct cl_cmp *cmp, int n_cmp, const st
 	if (!it)
 		goto nomem;
 	cJSON_AddItemToObject(req, "failure", it);
-	rc = call_json(e, "/v3/kv/txn", req, &resp);
+	/* etcd serves a txn without a put or delete in either branch as a read, not through raft */
+	for (int i = 0; i < n_ok; i++)
+		writes |= ok[i].kind != CL_OP_GET;
+	for (int i = 0; i < n_fail; i++)
+		writes |= fail[i].kind != CL_OP_GET;
+	rc = call_json(e, "/v3/kv/txn", req, writes ? CL_REQ_WRITE : CL_REQ_READ, &resp);
 	if (rc < 0)
 		return rc;
 	*succeeded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "succeeded"));
@@ -666,7 +719,7 @@ int cl_etcd_lease_grant(struct cl_etcd *e, int ttl_s, int64_t *id)
 	if (!req)
 		return -ENOMEM;
 	add_i64(req, "TTL", ttl_s);
-	rc = call_json(e, "/v3/lease/grant", req, &resp);
+	rc = call_json(e, "/v3/lease/grant", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	*id = cl_json_i64(resp, "ID");
@@ -690,7 +743,7 @@ int cl_etcd_lease_keepalive(struct cl_etcd *e, int64_t id, int *ttl_left)
 	if (!req)
 		return -ENOMEM;
 	add_i64(req, "ID", id);
-	rc = call_json(e, "/v3/lease/keepalive", req, &resp);
+	rc = call_json(e, "/v3/lease/keepalive", req, CL_REQ_RENEW, &resp);
 	if (rc < 0)
 		return rc;
 	/* a stream of one message: {"result": {"ID", "TTL"}}; no TTL once the lease is gone */
@@ -710,7 +763,7 @@ int cl_etcd_lease_revoke(struct cl_etcd *e, int64_t id)
 	if (!req)
 		return -ENOMEM;
 	add_i64(req, "ID", id);
-	rc = call_json(e, "/v3/lease/revoke", req, &resp);
+	rc = call_json(e, "/v3/lease/revoke", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	cJSON_Delete(resp);

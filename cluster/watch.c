@@ -263,6 +263,7 @@ static void *watch_main(void *arg)
 				     "etcd watch %s on %s: %s; reconnecting from revision %" PRId64,
 				     w->key, cl_etcd_endpoint_at(w->e, endpoint), strerror(-rc),
 				     w->next_rev);
+		cl_etcd_note_watch_restart(w->e);
 		endpoint = (endpoint + 1) % cl_etcd_n_endpoints(w->e);
 		if (nemo_now_ms() - t0 > 2000)
 			backoff = 50; /* it ran for a while: a fresh failure */

@@ -529,6 +529,9 @@ struct heard {
 	bool last_code_inline;
 	char owner_address[128];
 	char adopted_ids[MAX_SEEN][40];
+	int delivered; /* dead nodes' results handed to deliver */
+	char delivered_ids[MAX_SEEN][40], delivered_states[MAX_SEEN][24];
+	struct cl_node *self; /* to confirm deliveries on */
 	double spare;
 	uint32_t queue;
 };
@@ -569,6 +572,23 @@ static int h_adopt(void *arg, const struct cl_act_record *r)
 	return 0;
 }
 
+/* A route "delivered" at once: its id and state are noted, the node told. */
+static int h_deliver(void *arg, const struct cl_act_record *r)
+{
+	struct heard *h = arg;
+	struct cl_node *self;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->delivered < MAX_SEEN) {
+		snprintf(h->delivered_ids[h->delivered], 40, "%s", r->id);
+		snprintf(h->delivered_states[h->delivered], 24, "%s", r->state);
+	}
+	h->delivered++;
+	self = h->self;
+	pthread_mutex_unlock(&h->lock);
+	return self ? cl_act_delivered(self, r->id) : 0;
+}
+
 static void h_load(void *arg, struct cl_local_load *out)
 {
 	struct heard *h = arg;
@@ -606,10 +626,20 @@ static void node_cfg(struct cl_config *c, const char *name, int first_ep, int n_
 static struct cl_node *join(const char *name, struct heard *h, int first_ep, int n_ep)
 {
 	struct cl_config c;
-	struct cl_hooks hooks = {h_deployed, h_deleted, h_adopt, h_load, h};
+	struct cl_hooks hooks = {.fn_deployed = h_deployed,
+				 .fn_deleted = h_deleted,
+				 .adopt = h_adopt,
+				 .load = h_load,
+				 .deliver = h_deliver,
+				 .arg = h};
+	struct cl_node *n;
 
 	node_cfg(&c, name, first_ep, n_ep);
-	return cl_node_join(&c, &hooks);
+	n = cl_node_join(&c, &hooks);
+	pthread_mutex_lock(&h->lock);
+	h->self = n;
+	pthread_mutex_unlock(&h->lock);
+	return n;
 }
 
 static bool state_skip(void)
@@ -823,17 +853,21 @@ static void test_state_activation_records_batched(void)
 		pthread_join(th[i], NULL);
 		ok += args[i].ok;
 	}
+	/* ends return at once and ride in a later txn: the last ones wait for company */
+	CU_ASSERT_EQUAL(cl_node_flush(a), 0);
 	cl_node_stats(a, &st);
 	printf("\n  400 activations accepted, started, ended by 8 threads in %llu ms: %llu txns "
-	       "(%.2f per activation, %.2f per record write), %llu ops, %.0f bytes out per "
-	       "activation\n",
+	       "(%.2f per activation, %.2f per record write), %llu etcd writes in all (%.2f per "
+	       "activation), %llu ops, %.0f bytes out per activation\n",
 	       (unsigned long long)(nemo_now_ms() - t0), (unsigned long long)st.txns,
-	       st.txns / 400.0, st.txns / 1200.0, (unsigned long long)st.act_ops,
-	       st.etcd_bytes_out / 400.0);
+	       st.txns / 400.0, st.txns / 1200.0, (unsigned long long)st.etcd.calls[CL_REQ_WRITE],
+	       st.etcd.calls[CL_REQ_WRITE] / 400.0, (unsigned long long)st.act_ops,
+	       st.etcd.bytes_out / 400.0);
 	CU_ASSERT_EQUAL(ok, 400);
 	CU_ASSERT_EQUAL(st.accepted, 400);
 	CU_ASSERT_EQUAL(st.ended, 400);
-	CU_ASSERT(st.txns < 1200); /* batching: fewer txns than record writes */
+	/* at most one etcd write per activation, its three records, node records and all */
+	CU_ASSERT(st.etcd.calls[CL_REQ_WRITE] <= 400);
 	/* any node reads the terminal record, with the node that ran it */
 	CU_ASSERT_EQUAL(cl_act_lookup(c, "00000000000000000000000000001001", &rec), 0);
 	CU_ASSERT_STRING_EQUAL(rec.state, "success");
@@ -883,12 +917,17 @@ static void test_state_kill9_adoption(void)
 			char id[40];
 
 			snprintf(id, sizeof(id), "%032x", 0xb000 + i);
-			bad += cl_act_accept(b, id, "echo", "p", 1, "{\"trigger\":0}") != 0;
+			bad += cl_act_accept(b, id, "echo", "p", 1,
+					     "{\"callback\":\"http://x/\"}") != 0;
 			if (i < 10)
 				bad += cl_act_start(b, id) != 0;
 			if (i < 4)
 				bad += cl_act_end(b, id, "success", "done", 4) != 0;
+			/* two of the four reached their route before the kill, two did not */
+			if (i < 2)
+				bad += cl_act_delivered(b, id) != 0;
 		}
+		bad += cl_node_flush(b) != 0;
 		byte = bad ? 'x' : 'k';
 		if (write(from_child[1], &byte, 1) != 1)
 			_exit(3);
@@ -965,6 +1004,48 @@ static void test_state_kill9_adoption(void)
 	CU_ASSERT_EQUAL(states[1], 6);
 	CU_ASSERT_EQUAL(states[2], 20);
 	CU_ASSERT_EQUAL(states[3], 0);
+	/*
+	 * the routes: the two ended ones b had not delivered, and the six interrupted, each
+	 * delivered once by one adopter; the two b delivered, not again
+	 */
+	{
+		int success = 0, interrupted = 0, dup = 0, wrong = 0;
+
+		pthread_mutex_lock(&ha.lock);
+		pthread_mutex_lock(&hc.lock);
+		for (int i = 0; i < 10; i++) {
+			char id[40];
+			int seen = 0;
+
+			snprintf(id, sizeof(id), "%032x", 0xb000 + i);
+			for (int k = 0; k < ha.delivered && k < MAX_SEEN; k++)
+				if (!strcmp(ha.delivered_ids[k], id)) {
+					seen++;
+					success += !strcmp(ha.delivered_states[k], "success");
+					interrupted +=
+						!strcmp(ha.delivered_states[k], "interrupted");
+				}
+			for (int k = 0; k < hc.delivered && k < MAX_SEEN; k++)
+				if (!strcmp(hc.delivered_ids[k], id)) {
+					seen++;
+					success += !strcmp(hc.delivered_states[k], "success");
+					interrupted +=
+						!strcmp(hc.delivered_states[k], "interrupted");
+				}
+			dup += seen > 1;
+			wrong += (i < 2 && seen) || (i >= 2 && seen != 1);
+		}
+		printf("  routes delivered by the adopters: %d success, %d interrupted (of %d "
+		       "handed over); twice: %d; wrong: %d\n",
+		       success, interrupted, ha.delivered + hc.delivered, dup, wrong);
+		CU_ASSERT_EQUAL(ha.delivered + hc.delivered, 8);
+		CU_ASSERT_EQUAL(success, 2);
+		CU_ASSERT_EQUAL(interrupted, 6);
+		CU_ASSERT_EQUAL(dup, 0);
+		CU_ASSERT_EQUAL(wrong, 0);
+		pthread_mutex_unlock(&hc.lock);
+		pthread_mutex_unlock(&ha.lock);
+	}
 	/* the adopters run them: start then end, once each */
 	for (int k = 0; k < ha.adopted; k++) {
 		CU_ASSERT_EQUAL(cl_act_start(a, ha.adopted_ids[k]), 0);
@@ -973,6 +1054,22 @@ static void test_state_kill9_adoption(void)
 	for (int k = 0; k < hc.adopted; k++) {
 		CU_ASSERT_EQUAL(cl_act_start(c, hc.adopted_ids[k]), 0);
 		CU_ASSERT_EQUAL(cl_act_end(c, hc.adopted_ids[k], "success", "x", 1), 0);
+	}
+	/* every one delivered (the adopters' own runs included): nothing in flight is left */
+	for (int k = 0; k < ha.adopted; k++)
+		cl_act_delivered(a, ha.adopted_ids[k]);
+	for (int k = 0; k < hc.adopted; k++)
+		cl_act_delivered(c, hc.adopted_ids[k]);
+	CU_ASSERT_EQUAL(cl_node_flush(a), 0);
+	CU_ASSERT_EQUAL(cl_node_flush(c), 0);
+	{
+		struct cl_kvs left;
+		char key[128];
+
+		snprintf(key, sizeof(key), "%s/act/", st_prefix);
+		CU_ASSERT_EQUAL(cl_etcd_get(cl_node_etcd(a), key, true, &left), 0);
+		CU_ASSERT_EQUAL(left.n, 0);
+		cl_kvs_release(&left);
 	}
 	cl_node_leave(c);
 	cl_node_leave(a);
@@ -1004,9 +1101,21 @@ static void test_state_partition_and_member_loss(void)
 	test_etcd_freeze(&st_etcd, 2, true);
 	t0 = nemo_now_ms();
 	rc = cl_act_accept(p, "p0000000000000000000000000000002", "echo", "x", 1, NULL);
-	printf("\n  partitioned node: accept answered %d (%s) after %llu ms\n", rc, strerror(-rc),
-	       (unsigned long long)(nemo_now_ms() - t0));
+	printf("\n  partitioned node: accept answered %d (%s) after %llu ms (timeout_ms 500)\n", rc,
+	       strerror(-rc), (unsigned long long)(nemo_now_ms() - t0));
 	CU_ASSERT(rc < 0);
+	/* within its one etcd timeout (500 ms here) and the accept's window, whatever it tried */
+	CU_ASSERT(nemo_now_ms() - t0 < 500 + 250);
+	/* and the next is refused at once: this node knows it is cut off */
+	t0 = nemo_now_ms();
+	rc = cl_act_accept(p, "p0000000000000000000000000000004", "echo", "x", 1, NULL);
+	printf("  the next accept: %d (%s) after %llu ms\n", rc, strerror(-rc),
+	       (unsigned long long)(nemo_now_ms() - t0));
+	CU_ASSERT(rc == -ENOLINK || rc == -ETIMEDOUT);
+	CU_ASSERT(nemo_now_ms() - t0 < 50);
+	CU_ASSERT_FALSE(cl_node_healthy(p, &why));
+	if (why)
+		printf("  healthy at once: no: %s\n", why);
 	/* after its TTL it also says it is out */
 	test_msleep(2500);
 	CU_ASSERT_FALSE(cl_node_healthy(p, &why));

@@ -121,9 +121,36 @@ int cl_etcd_lease_keepalive(struct cl_etcd *e, int64_t id, int *ttl_left);
 /* Revoke it: its keys go at once. Returns 0, -ENOENT, or -errno. */
 int cl_etcd_lease_revoke(struct cl_etcd *e, int64_t id);
 
-/* Requests sent and bytes put on the wire (bodies both ways), for the etcd cost figures. */
-void cl_etcd_counters(const struct cl_etcd *e, uint64_t *requests, uint64_t *bytes_out,
-		      uint64_t *bytes_in);
+/* What a call to etcd does there. */
+enum cl_req_kind {
+	CL_REQ_WRITE =
+		0, /* a raft proposal: put, delete, a txn with a put or delete, lease grant/revoke */
+	CL_REQ_READ,  /* range, read-only txn */
+	CL_REQ_RENEW, /* lease keepalive: served by the leader, not replicated through raft */
+	CL_REQ_KINDS,
+};
+
+#define CL_LATENCY_BUCKETS 11
+/* Upper bounds (s) of the call latency buckets; the last bucket (+Inf) is beyond them. */
+extern const double cl_latency_bounds_s[CL_LATENCY_BUCKETS];
+
+/* What the client did, for the etcd cost figures and /metrics. Counters only grow. */
+struct cl_etcd_stats {
+	uint64_t calls[CL_REQ_KINDS]; /* calls made, by kind (each may try several members) */
+	uint64_t errors;	      /* calls that failed on every member they tried */
+	uint64_t requests;	      /* HTTP requests sent (tries on each member) */
+	uint64_t bytes_out, bytes_in; /* request and answer bodies */
+	uint64_t watch_restarts;      /* watch streams that broke or went silent and reopened */
+	uint64_t latency[CL_LATENCY_BUCKETS + 1]; /* calls per latency bucket (not cumulative) */
+	double latency_sum_s;
+};
+void cl_etcd_stats(const struct cl_etcd *e, struct cl_etcd_stats *st);
+
+/*
+ * Did the last call reach a member? False after a call that no member answered at all
+ * (unreachable, timed out: the node is cut off from etcd), true again after the next answer.
+ */
+bool cl_etcd_reachable(const struct cl_etcd *e);
 
 /*
  * A watch on the keys from `key` up to `range_end` (NULL: every key under the prefix `key`). It
@@ -250,7 +277,9 @@ struct cl_config {
 	char prefix[64];	   /* every key lives under it ("/nemo") */
 	uint32_t lease_ttl_s;	   /* node records live this long without a keepalive (5) */
 	uint32_t publish_ms;	   /* node records are written at most this often (250) */
-	uint32_t batch_ms;	   /* activation records wait this long for company (2) */
+	uint32_t batch_ms;	   /* accept records wait this long for company (2) */
+	uint32_t start_batch_ms;   /* start records, and ends with a route to reach (20) */
+	uint32_t end_batch_ms;	   /* other end records: nobody waits for them (50) */
 	uint32_t inline_code_max;  /* code up to this many bytes is stored in etcd (256 KiB) */
 	uint32_t timeout_ms;	   /* one etcd request (1000) */
 	uint32_t start_wait_ms;	   /* wait this long for etcd at start, retrying (10000) */
@@ -337,6 +366,12 @@ struct cl_hooks {
 	/* this node's current load, for its record */
 	void (*load)(void *arg, struct cl_local_load *out);
 	void *arg;
+	/*
+	 * deliver this terminal record's result to its route (rec->extra), for a node that may
+	 * have died before it did; call cl_act_delivered() once done. Must not block (the
+	 * adopter's thread keeps the lease). NULL: routes of dead nodes are dropped.
+	 */
+	int (*deliver)(void *arg, const struct cl_act_record *rec);
 };
 
 struct cl_node;
@@ -377,21 +412,36 @@ int cl_node_fn_publish(struct cl_node *n, const char *name, uint64_t version, co
 int cl_node_fn_unpublish(struct cl_node *n, const char *name);
 
 /*
- * Activation records. Each call joins the current batch and returns once the batch's one txn
- * is committed; every txn is fenced on this node's registration (its record's create revision),
- * so a node that lost its lease writes nothing.
+ * Activation records. Each write joins the current batch, which goes as one txn when the first
+ * of its writes has waited its window (batch_ms, start_batch_ms, end_batch_ms); every txn is
+ * fenced on this node's registration (its record's create revision), so a node that lost its
+ * lease writes nothing.
  *   accept: the activation is in etcd, owned by this node (before its 202). -ENOLINK: this node
- *     is not in the cluster now (lease lost, partitioned): the caller must refuse the call.
+ *     is not in the cluster now (lease lost, cut off from etcd): the caller must refuse the
+ *     call; -ETIMEDOUT: no answer within batch_ms + timeout_ms: refuse it too (a record written
+ *     after all is deleted again when etcd answers).
  *   start: may it run? 0 yes (it is marked running); -ESTALE it was adopted by another node
- *     (do not run it); -ENOLINK as above.
- *   end: the terminal record (result kept when ≤ 64 KiB) replaces the in-flight one.
- * `extra` is a JSON object stored beside (or NULL). Returns 0 or -errno.
+ *     (do not run it); -ENOLINK, -ETIMEDOUT as above (it stays accepted: try again later).
+ *   end: the terminal record (result kept when ≤ 64 KiB) replaces the in-flight one. Without
+ *     a route it returns at once and the record follows within end_batch_ms (a node that dies
+ *     meanwhile leaves it running: it ends "interrupted"). With one, it returns once written,
+ *     and the in-flight record stays, "ended", until cl_act_delivered(): the result has
+ *     reached its route. If the node dies first, the node that adopts the record delivers it.
+ * `route` is a JSON object (callback, reply topic) stored beside, or NULL. Returns 0 or -errno.
  */
 int cl_act_accept(struct cl_node *n, const char *id, const char *function, const void *payload,
-		  size_t len, const char *extra);
+		  size_t len, const char *route);
 int cl_act_start(struct cl_node *n, const char *id);
 int cl_act_end(struct cl_node *n, const char *id, const char *status, const void *result,
 	       size_t len);
+/*
+ * The result of an ended activation reached its route (or was tried: the route's own answer
+ * does not matter): its in-flight record goes, in a later txn. A no-op for one without a route.
+ * Returns 0 or -ENOMEM.
+ */
+int cl_act_delivered(struct cl_node *n, const char *id);
+/* Wait until every record write queued before this call is committed or failed. */
+int cl_node_flush(struct cl_node *n);
 /*
  * Read an activation's record wherever it is (in flight or terminal). Returns 0, -ENOENT or
  * -errno.
@@ -411,7 +461,12 @@ struct cl_stats {
 	uint64_t txns;	  /* activation-record txns committed */
 	uint64_t act_ops; /* activation-record operations in them */
 	uint64_t accepted, started, ended, adopted, interrupted, fenced;
-	uint64_t etcd_requests, etcd_bytes_out, etcd_bytes_in;
+	uint64_t delivered;    /* in-flight records removed once their route heard the result */
+	uint64_t redelivered;  /* results of dead nodes' activations handed to deliver */
+	uint64_t cancelled;    /* accepts refused to their callers, found written, deleted */
+	uint64_t node_records; /* this node's record written */
+	uint64_t node_records_alone; /* of which alone in a txn (nothing to ride with) */
+	struct cl_etcd_stats etcd;
 	uint64_t ignored_records;  /* wrong version or malformed */
 	uint64_t last_adoption_ms; /* time from the death being seen to the adoption committed */
 };
