@@ -2113,10 +2113,23 @@ void cl_node_leave(struct cl_node *n)
 	free(n);
 }
 
+void cl_node_note_offload(struct cl_node *n, bool in, int reason, bool failed)
+{
+	pthread_mutex_lock(&n->stats_lock);
+	if (failed)
+		n->st.offload_failures++;
+	else if (reason >= 0 && reason < CL_WHY_N)
+		n->st.offloads[in][reason]++;
+	pthread_mutex_unlock(&n->stats_lock);
+}
+
 void cl_node_stats(struct cl_node *n, struct cl_stats *st)
 {
 	pthread_mutex_lock(&n->stats_lock);
 	*st = n->st;
 	pthread_mutex_unlock(&n->stats_lock);
+	pthread_mutex_lock(&n->view_lock);
+	st->nodes_alive = (uint32_t)n->n_peers;
+	pthread_mutex_unlock(&n->view_lock);
 	cl_etcd_stats(n->e, &st->etcd);
 }

@@ -845,14 +845,20 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	struct gw_function *fn;
 	struct sbx_pool_stats st = {0};
 	struct cl_http_reply fr;
-	const char *qos_arg, *hdrs[4];
-	char path[2048], q[1536], h_auth[300], h_ct[160], h_origin[CL_NAME_MAX + 32];
+	const char *qos_arg, *hdrs[5];
+	char path[2048], q[1536], h_auth[300], h_ct[160], h_origin[CL_NAME_MAX + 32], h_why[64];
 	int n, n_loads = 0, n_h = 0, rc;
 	uint64_t t0 = nemo_now_ns(), t_decide = t0, now_ms = gw_epoch_ms();
 	char addr[CL_MAX_PEERS][CL_ADDR_MAX];
 
-	if (!c || !d->cfg.cluster.offload || gw_req_header(r, "X-Nemo-Origin"))
-		return false; /* forwarded calls run where they land */
+	if (c && gw_req_header(r, "X-Nemo-Origin")) {
+		/* forwarded calls run where they land */
+		cl_node_note_offload(c->node, true,
+				     cl_reason_parse(gw_req_header(r, "X-Nemo-Offload")), false);
+		return false;
+	}
+	if (!c || !d->cfg.cluster.offload)
+		return false;
 	fn = gw_fn_get(d, key);
 	if (!fn)
 		return false;
@@ -931,14 +937,18 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	}
 	snprintf(h_origin, sizeof(h_origin), "X-Nemo-Origin: %s", cl_node_name(c->node));
 	hdrs[n_h++] = h_origin;
+	snprintf(h_why, sizeof(h_why), "X-Nemo-Offload: %s", cl_reason_name(dec.reason));
+	hdrs[n_h++] = h_why;
 	rc = cl_http_forward(addr[dec.peer], r->method, path, hdrs, n_h, r->body, r->len,
 			     (int)d->cfg.limits.blocking_timeout_ms + 5000, &fr);
 	if (rc) {
 		/* the peer did not answer: run here after all */
 		atomic_fetch_add(&c->forward_failed, 1);
+		cl_node_note_offload(c->node, false, dec.reason, true);
 		return false;
 	}
 	atomic_fetch_add(&c->forwarded, 1);
+	cl_node_note_offload(c->node, false, dec.reason, false);
 	rp->status = fr.status;
 	rp->body = fr.body;
 	rp->len = fr.len;

@@ -335,6 +335,76 @@ static void test_net_qos_classes(void)
 	reply_release(&r);
 }
 
+/* The value of one sample ("name{labels} value" or "name value") in Prometheus text; -1: none. */
+static double sample(const char *text, const char *series)
+{
+	char want[256];
+	const char *at;
+
+	snprintf(want, sizeof(want), "\n%s ", series);
+	at = text ? strstr(text, want) : NULL;
+	return at ? strtod(at + strlen(want), NULL) : -1;
+}
+
+/* /metrics of each node: the cluster's families, as promtool accepts them */
+static void test_net_metrics(void)
+{
+	struct reply r[3];
+	char file[160], cmd[400];
+	double out_b, in_ac;
+
+	if (!can_run())
+		return;
+	if (access("/usr/bin/promtool", X_OK)) {
+		nemo_test_skip("needs promtool (Debian's prometheus package): run make deps");
+		return;
+	}
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	for (int k = 0; k < 3; k++)
+		CU_ASSERT_EQUAL(api(k + 1, "GET", "/metrics", NULL, &r[k]), 200);
+	/* b sent its calls on (it has no spare), a and c took them */
+	out_b = sample(r[1].body,
+		       "nemo_cluster_offloads_total{direction=\"out\",reason=\"latency_deadline\"}") +
+		sample(r[1].body,
+		       "nemo_cluster_offloads_total{direction=\"out\",reason=\"latency_sooner\"}") +
+		sample(r[1].body,
+		       "nemo_cluster_offloads_total{direction=\"out\",reason=\"batch_peer\"}");
+	in_ac = 0;
+	for (int k = 0; k < 3; k += 2)
+		in_ac +=
+			sample(r[k].body, "nemo_cluster_offloads_total{direction=\"in\",reason="
+					  "\"latency_deadline\"}") +
+			sample(r[k].body, "nemo_cluster_offloads_total{direction=\"in\",reason="
+					  "\"latency_sooner\"}") +
+			sample(r[k].body,
+			       "nemo_cluster_offloads_total{direction=\"in\",reason=\"batch_peer\"}");
+	printf("\n  metrics: b sent %.0f calls to peers, a and c took %.0f; nodes alive %.0f; a made "
+	       "%.0f etcd writes, %.0f reads, %.0f renewals\n",
+	       out_b, in_ac, sample(r[0].body, "nemo_cluster_nodes_alive"),
+	       sample(r[0].body, "nemo_cluster_etcd_requests_total{kind=\"write\"}"),
+	       sample(r[0].body, "nemo_cluster_etcd_requests_total{kind=\"read\"}"),
+	       sample(r[0].body, "nemo_cluster_etcd_requests_total{kind=\"renew\"}"));
+	CU_ASSERT_EQUAL(sample(r[0].body, "nemo_cluster_nodes_alive"), 3);
+	CU_ASSERT_EQUAL(sample(r[0].body, "nemo_cluster_healthy"), 1);
+	CU_ASSERT_EQUAL(out_b, 23); /* 20 blocking and 1 async call, and the QoS test's 2 */
+	CU_ASSERT_EQUAL(out_b, in_ac);
+	CU_ASSERT(sample(r[0].body, "nemo_cluster_etcd_requests_total{kind=\"write\"}") > 0);
+	CU_ASSERT(sample(r[0].body, "nemo_cluster_etcd_request_duration_seconds_count") > 0);
+	CU_ASSERT_EQUAL(sample(r[0].body, "nemo_cluster_etcd_errors_total"), 0);
+	for (int k = 0; k < 3; k++) {
+		int rc;
+
+		snprintf(file, sizeof(file), "%s/metrics-%d", work, k);
+		test_write_text(file, r[k].body ? r[k].body : "");
+		snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", file);
+		rc = run("%s", cmd);
+		if (rc)
+			printf("  promtool on node %d's /metrics: exit %d\n", k + 1, rc);
+		CU_ASSERT_EQUAL(rc, 0);
+		reply_release(&r[k]);
+	}
+}
+
 static void test_net_member_lost(void)
 {
 	struct reply r;
@@ -364,6 +434,7 @@ NEMO_SUITE(cluster_net, net_setup, cluster_down,
 	   {"deploy on a, invoke on c", test_net_deploy_a_invoke_c},
 	   {"b has no spare: its calls run on a or c", test_net_no_spare_offloads},
 	   {"QoS: latency at once, batch after its deadline", test_net_qos_classes},
+	   {"metrics: the cluster's families, promtool clean", test_net_metrics},
 	   {"an etcd member killed: the cluster serves", test_net_member_lost})
 
 /* ---- kill -9 of b under async load; b cut off from etcd ----------------------------------------- */

@@ -237,6 +237,23 @@ struct cl_policy {
 };
 void cl_policy_defaults(struct cl_policy *p);
 
+/* Why the policy decided as it did: a label for metrics (cl_reason_name). */
+enum cl_reason {
+	CL_WHY_LOCAL_SPARE = 0, /* local spare meets the deadline */
+	CL_WHY_FORWARDED,	/* a forwarded call runs where it lands */
+	CL_WHY_BATCH_WAIT,	/* batch: waiting for local spare */
+	CL_WHY_BATCH_PEER,	/* batch: deadline passed, a peer has spare (offload) */
+	CL_WHY_BATCH_NONE,	/* batch: deadline passed, no peer has spare */
+	CL_WHY_LATENCY_DEADLINE, /* latency: a peer meets the deadline, this node does not (offload) */
+	CL_WHY_LATENCY_SOONER, /* latency: a peer answers sooner (offload) */
+	CL_WHY_LATENCY_LOCAL,  /* latency: no peer answers sooner; run here at once */
+	CL_WHY_N,
+};
+/* "batch_peer", "latency_deadline"...; NULL for a value out of range. */
+const char *cl_reason_name(int reason);
+/* The reason of that name, or -EINVAL. */
+int cl_reason_parse(const char *name);
+
 enum cl_verdict {
 	CL_RUN_LOCAL = 0, /* run here now (on spare, or on the node's overflow placement) */
 	CL_WAIT_LOCAL,	  /* batch: wait here for local spare and ask again */
@@ -249,6 +266,7 @@ struct cl_decision {
 	double local_eta_ms; /* expected start-to-end here */
 	double peer_eta_ms;  /* of the chosen peer, forward included */
 	const char *why;     /* a static phrase for logs and records */
+	enum cl_reason reason;
 };
 
 /*
@@ -467,10 +485,22 @@ struct cl_stats {
 	uint64_t node_records; /* this node's record written */
 	uint64_t node_records_alone; /* of which alone in a txn (nothing to ride with) */
 	struct cl_etcd_stats etcd;
-	uint64_t ignored_records;  /* wrong version or malformed */
+	uint64_t offloads[2][CL_WHY_N]; /* calls sent to peers [0], taken from them [1] */
+	uint64_t offload_failures;	/* sent, but the peer did not answer: run here */
+	uint32_t nodes_alive;		/* live records, this node's included */
+	uint64_t ignored_records;	/* wrong version or malformed */
 	uint64_t last_adoption_ms; /* time from the death being seen to the adoption committed */
 };
 void cl_node_stats(struct cl_node *n, struct cl_stats *st);
+
+/* A call this node sent to a peer (in false) or took from one (in true), for the reason. */
+void cl_node_note_offload(struct cl_node *n, bool in, int reason, bool failed);
+
+/*
+ * Append this node's nemo_cluster_* metrics (Prometheus text) to *buf (malloc'd, *len used of
+ * *cap; grown with realloc). n NULL (not in a cluster): nothing. Returns 0 or -ENOMEM.
+ */
+int cl_node_metrics(struct cl_node *n, char **buf, size_t *len, size_t *cap);
 
 /* The JSON of a node record as written (tests write ones of other versions by hand). */
 char *cl_node_record_json(const struct cl_config *cfg, const struct cl_local_load *load,
