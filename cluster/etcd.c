@@ -770,6 +770,69 @@ int cl_etcd_lease_revoke(struct cl_etcd *e, int64_t id)
 	return 0;
 }
 
+/* ---- reachability --------------------------------------------------------------------------------- */
+
+static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+int cl_etcd_probe(struct cl_etcd *e, int timeout_ms)
+{
+	CURLM *m = curl_multi_init();
+	CURL *c[CL_MAX_ENDPOINTS] = {0};
+	int running = 0, answered = 0;
+
+	if (!m)
+		return -ENOMEM;
+	for (int i = 0; i < e->n; i++) {
+		char url[CL_ADDR_MAX + 16];
+
+		c[i] = curl_easy_init();
+		if (!c[i])
+			continue;
+		snprintf(url, sizeof(url), "%s/version", e->endpoints[i]);
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, discard);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+		curl_easy_setopt(c[i], CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+		curl_easy_setopt(c[i], CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c[i], CURLOPT_PROXY, "");
+		curl_multi_add_handle(m, c[i]);
+	}
+	/* all at once: a cut-off node learns it within one timeout_ms, not one per member */
+	do {
+		CURLMsg *msg;
+		int left;
+
+		if (curl_multi_perform(m, &running) != CURLM_OK)
+			break;
+		while ((msg = curl_multi_info_read(m, &left))) {
+			long status = 0;
+
+			if (msg->msg != CURLMSG_DONE || msg->data.result != CURLE_OK)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+			answered += status > 0;
+		}
+		if (answered)
+			break;
+		if (running)
+			curl_multi_poll(m, NULL, 0, 50, NULL);
+	} while (running);
+	for (int i = 0; i < e->n; i++) {
+		if (!c[i])
+			continue;
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+	}
+	curl_multi_cleanup(m);
+	atomic_store(&e->unreachable, answered == 0);
+	return answered;
+}
+
 /* ---- readiness ---------------------------------------------------------------------------------- */
 
 int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms)

@@ -1114,14 +1114,20 @@ static void append(struct cl_node *n, struct act_op *op)
 
 /*
  * Queue op (the batcher takes it) to go within wait_ms. A detached op returns 0 at once; else
- * wait for its txn, at most wait_ms plus one etcd timeout (then -ETIMEDOUT: the caller must
- * act as if it failed, and an accept that was written after all is deleted again).
+ * wait for its txn. When it has not come after wait_ms plus half an etcd timeout, ask whether
+ * any member answers at all (cl_etcd_probe, a quarter of the timeout): if none does, this node
+ * is cut off: give up (-ETIMEDOUT) within about one timeout; if one does (a leader election, a
+ * slow commit), wait on, up to wait_ms plus three timeouts. A caller that heard -ETIMEDOUT must
+ * act as if it failed; an accept that was written after all is deleted again.
  */
 static int submit(struct cl_node *n, struct act_op *op, uint32_t wait_ms)
 {
-	uint64_t now = nemo_now_ns();
-	struct timespec until = nemo_deadline_after_ns(
-		CLOCK_MONOTONIC, ((uint64_t)wait_ms + n->cfg.timeout_ms) * 1000000ull);
+	uint64_t now = nemo_now_ns(), t_ms = n->cfg.timeout_ms;
+	struct timespec probe_at =
+		nemo_deadline_after_ns(CLOCK_MONOTONIC, (wait_ms + t_ms / 2) * 1000000ull);
+	struct timespec until =
+		nemo_deadline_after_ns(CLOCK_MONOTONIC, (wait_ms + 3 * t_ms) * 1000000ull);
+	bool probed = false;
 	int rc;
 
 	op->due_ns = now + (uint64_t)wait_ms * 1000000ull;
@@ -1132,14 +1138,25 @@ static int submit(struct cl_node *n, struct act_op *op, uint32_t wait_ms)
 		return 0;
 	}
 	while (!op->done) {
-		if (pthread_cond_timedwait(&n->b_done, &n->b_lock, &until) == ETIMEDOUT &&
-		    !op->done) {
-			/* the next ones are refused at once, until etcd answers again */
-			atomic_store(&n->stalled, true);
-			op->abandoned = true;
+		bool cut_off = false;
+
+		if (pthread_cond_timedwait(&n->b_done, &n->b_lock, probed ? &until : &probe_at) !=
+			    ETIMEDOUT ||
+		    op->done)
+			continue;
+		if (!probed) {
+			probed = true;
 			pthread_mutex_unlock(&n->b_lock);
-			return -ETIMEDOUT;
+			cut_off = cl_etcd_probe(n->e, (int)(t_ms / 4 ? t_ms / 4 : 1)) == 0;
+			pthread_mutex_lock(&n->b_lock);
+			if (op->done || !cut_off)
+				continue;
 		}
+		/* the next ones are refused at once, until etcd answers again */
+		atomic_store(&n->stalled, true);
+		op->abandoned = true;
+		pthread_mutex_unlock(&n->b_lock);
+		return -ETIMEDOUT;
 	}
 	rc = op->rc;
 	pthread_mutex_unlock(&n->b_lock);

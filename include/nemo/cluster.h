@@ -153,6 +153,14 @@ void cl_etcd_stats(const struct cl_etcd *e, struct cl_etcd_stats *st);
 bool cl_etcd_reachable(const struct cl_etcd *e);
 
 /*
+ * Does any member answer at all (GET /version, which needs no leader)? Asks them all at once,
+ * each within timeout_ms, and sets what cl_etcd_reachable() says. Returns how many answered
+ * (it stops at the first), or -ENOMEM. Tells a member cut off from this node from a cluster
+ * electing a leader: both leave a write unanswered for a while.
+ */
+int cl_etcd_probe(struct cl_etcd *e, int timeout_ms);
+
+/*
  * A watch on the keys from `key` up to `range_end` (NULL: every key under the prefix `key`). It
  * starts with a snapshot (a range read, handed to fn with snapshot true: the consumer replaces
  * its view), then streams changes from the next revision. When the stream breaks, or has been
