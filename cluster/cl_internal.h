@@ -24,6 +24,15 @@ int cl_errno_of_curl(CURLcode rc);
 /* POST a JSON body to an etcd gateway path with failover; *resp parsed on 0. */
 int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, enum cl_req_kind kind,
 		 cJSON **resp);
+/* TLS options (CA, client certificate) on a handle bound for an etcd member. */
+void cl_etcd_curl_tls(const struct cl_etcd *e, CURL *c);
+/*
+ * "Authorization: <token>" into out for etcd's auth (logging in first when there is no token
+ * yet), or "" when the client has no user. Returns 0 or -errno (-EACCES: refused, logged).
+ */
+int cl_etcd_auth_header(struct cl_etcd *e, char *out, size_t cap);
+/* The token in this header line (NULL: any) was refused: log in again next time. */
+void cl_etcd_auth_expired(struct cl_etcd *e, const char *header);
 /* A watch stream broke or went silent and was opened again. */
 void cl_etcd_note_watch_restart(struct cl_etcd *e);
 /* A range read from key to range_end (NULL: only key, or the prefix with `prefix`). */

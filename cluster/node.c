@@ -2052,12 +2052,17 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 	n->pending_tail = &n->pending;
 	for (int i = 0; i < cfg->n_endpoints; i++)
 		eps[i] = cfg->endpoints[i];
-	n->e = cl_etcd_new(eps, cfg->n_endpoints, (int)cfg->timeout_ms);
+	{
+		struct cl_etcd_security sec = {cfg->ca_file, cfg->cert_file, cfg->key_file,
+					       cfg->user, cfg->password};
+
+		n->e = cl_etcd_new_secure(eps, cfg->n_endpoints, (int)cfg->timeout_ms, &sec);
+	}
 	if (!n->e) {
 		rc = -errno;
 		goto fail;
 	}
-	rc = cl_etcd_wait_ready(n->e, (int)cfg->start_wait_ms);
+	rc = cl_etcd_wait_ready(n->e, (int)cfg->start_wait_ms, n->node_key);
 	if (rc < 0)
 		goto fail;
 	rc = cl_etcd_lease_grant(n->e, (int)cfg->results_ttl_s, &n->results_lease);
@@ -2094,6 +2099,7 @@ fail_registered:
 fail:
 	cl_etcd_destroy(n->e);
 	free(n->last_record);
+	explicit_bzero(n->cfg.password, sizeof(n->cfg.password));
 	free(n);
 	errno = -rc;
 	return NULL;
@@ -2127,6 +2133,7 @@ void cl_node_leave(struct cl_node *n)
 	free(n->fns);
 	free(n->fn_revs);
 	free(n->last_record);
+	explicit_bzero(n->cfg.password, sizeof(n->cfg.password));
 	free(n);
 }
 

@@ -67,9 +67,13 @@ static void on_message(struct cl_watch *w, const char *text)
 	res = cJSON_GetObjectItemCaseSensitive(j, "result");
 	if (!res) {
 		const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
 
-		NEMO_WARN(CL_MOD, "etcd watch %s: %s", w->key,
-			  cJSON_IsObject(err) ? "error in the stream" : "unexpected message");
+		NEMO_WARN(CL_MOD, "etcd watch %s: %s%s", w->key,
+			  cJSON_IsObject(err) ? "error in the stream: " : "unexpected message",
+			  cJSON_IsString(msg) ? msg->valuestring : "");
+		if (cJSON_IsString(msg) && strstr(msg->valuestring, "auth token"))
+			cl_etcd_auth_expired(w->e, NULL); /* log in again for the next stream */
 		w->canceled = true;
 		cJSON_Delete(j);
 		return;
@@ -160,13 +164,19 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 static int stream(struct cl_watch *w, int endpoint)
 {
 	char url[CL_ADDR_MAX + 16], *body, *kb, *eb = NULL;
-	char rev[32];
+	char rev[32], auth[300];
+	struct curl_slist *hdrs = NULL;
 	CURL *c = curl_easy_init();
 	CURLMcode mc;
 	int running = 1, rc = 0;
 
 	if (!c)
 		return -ENOMEM;
+	rc = cl_etcd_auth_header(w->e, auth, sizeof(auth));
+	if (rc < 0 || (auth[0] && !(hdrs = curl_slist_append(NULL, auth)))) {
+		curl_easy_cleanup(c);
+		return rc < 0 ? rc : -ENOMEM;
+	}
 	kb = nemo_base64_encode(w->key, strlen(w->key));
 	if (w->range_end)
 		eb = nemo_base64_encode(w->range_end, strlen(w->range_end));
@@ -185,6 +195,7 @@ static int stream(struct cl_watch *w, int endpoint)
 		free(kb);
 		free(eb);
 		curl_easy_cleanup(c);
+		curl_slist_free_all(hdrs);
 		return -ENOMEM;
 	}
 	free(kb);
@@ -197,6 +208,9 @@ static int stream(struct cl_watch *w, int endpoint)
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cl_etcd_timeout_ms(w->e));
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	if (hdrs)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	cl_etcd_curl_tls(w->e, c);
 	w->buf.len = 0;
 	w->parsed = 0;
 	w->compacted = false;
@@ -233,6 +247,7 @@ static int stream(struct cl_watch *w, int endpoint)
 	curl_multi_remove_handle(w->multi, c);
 	pthread_mutex_unlock(&w->lock);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
 	free(body);
 	if (w->compacted)
 		return -ERANGE;

@@ -386,7 +386,7 @@ static void test_etcd_down_at_start(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
 	CU_ASSERT_STRING_EQUAL(cl_etcd_endpoints(e), ep);
 	t0 = nemo_now_ms();
-	rc = cl_etcd_wait_ready(e, 1000);
+	rc = cl_etcd_wait_ready(e, 1000, NULL);
 	CU_ASSERT_EQUAL(rc, -ECONNREFUSED);
 	CU_ASSERT(nemo_now_ms() - t0 >=
 		  700); /* it retried, with a backoff, for the time it was given */
@@ -412,7 +412,7 @@ static void test_etcd_down_at_start(void)
 		const char *eps2[] = {ep, late.endpoint[0]}; /* the dead one first: failover */
 
 		e = cl_etcd_new(eps2, 2, 500);
-		CU_ASSERT_EQUAL(cl_etcd_wait_ready(e, 5000), 0);
+		CU_ASSERT_EQUAL(cl_etcd_wait_ready(e, 5000, NULL), 0);
 		CU_ASSERT_EQUAL(cl_etcd_put(e, "/t/failover", "1", 1, 0, NULL), 0);
 		cl_etcd_destroy(e);
 	}
@@ -452,6 +452,247 @@ NEMO_SUITE(cluster_etcd, etcd_one_setup, etcd_one_teardown, {"kv", test_etcd_kv}
 	   {"txn", test_etcd_txn}, {"lease", test_etcd_lease}, {"watch", test_etcd_watch},
 	   {"down at start: clear error, retry, failover", test_etcd_down_at_start},
 	   {"forward to a peer over HTTP", test_http_forward})
+
+/* ---- secured members: TLS with client certificates; TLS with etcd's auth ------------------------- */
+
+/*
+ * Two members, as etcd 3.4's HTTP gateway allows: one asks clients for a certificate (auth
+ * off: with --client-cert-auth the gateway refuses logins), the other has auth on over TLS.
+ */
+static struct test_etcd sec_cert, sec_auth;
+static struct test_etcd_tls sec_tls;
+static bool sec_up;
+
+static int secure_setup(void)
+{
+	/* tokens unused for 1 s are dropped: a client must log in again, and does */
+	sec_up = test_etcd_available() && test_etcd_make_certs(&sec_tls) == 0 &&
+		 test_etcd_start_tls(&sec_cert, &sec_tls, 300, true) == 0 &&
+		 test_etcd_start_tls(&sec_auth, &sec_tls, 1, false) == 0 &&
+		 test_etcd_enable_auth(&sec_auth, &sec_tls, "nemo", "nemopw", "/s/") == 0;
+	return 0;
+}
+
+static int secure_teardown(void)
+{
+	test_etcd_stop(&sec_cert);
+	test_etcd_stop(&sec_auth);
+	test_etcd_remove_certs(&sec_tls);
+	sec_up = false;
+	return 0;
+}
+
+static bool secure_skip(void)
+{
+	if (!sec_up) {
+		nemo_test_skip(test_etcd_available() ? "the secured etcd did not start"
+						     : "no /usr/bin/etcd (Debian etcd-server)");
+		return true;
+	}
+	return false;
+}
+
+/* A client of member t: with the CA or not, the client certificate or not, a user or not. */
+static struct cl_etcd *secure_client(const struct test_etcd *t, bool ca, bool cert,
+				     const char *user, const char *password)
+{
+	const char *eps[] = {t->endpoint[0]};
+	struct cl_etcd_security s = {
+		.ca_file = ca ? sec_tls.ca : NULL,
+		.cert_file = cert ? sec_tls.client_cert : NULL,
+		.key_file = cert ? sec_tls.client_key : NULL,
+		.user = user,
+		.password = password,
+	};
+
+	return cl_etcd_new_secure(eps, 1, 2000, &s);
+}
+
+/* kv, txn, lease and watch through e (w_e: the watch's client), under /s/. */
+static void kv_txn_lease_watch(struct cl_etcd *e, struct cl_etcd *w_e)
+{
+	struct watch_seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct cl_cmp cmp = {.key = "/s/k", .target = CL_CMP_VERSION, .result = CL_CMP_GREATER};
+	struct cl_op put = {.kind = CL_OP_PUT, .key = "/s/t", .value = "2", .value_len = 1};
+	struct cl_watch *w = cl_watch_start(w_e, "/s/", NULL, 3000, on_watch, &s);
+	struct cl_kvs kvs;
+	int64_t lease = 0;
+	int ttl = 0;
+	bool ok = false;
+
+	CU_ASSERT_PTR_NOT_NULL(w);
+	CU_ASSERT_EQUAL(cl_etcd_put(e, "/s/k", "1", 1, 0, NULL), 0);
+	CU_ASSERT_EQUAL(cl_etcd_get(e, "/s/k", false, &kvs), 0);
+	CU_ASSERT_EQUAL(kvs.n, 1);
+	if (kvs.n == 1)
+		CU_ASSERT_STRING_EQUAL((const char *)kvs.kv[0].value, "1");
+	cl_kvs_release(&kvs);
+	CU_ASSERT_EQUAL(cl_etcd_txn(e, &cmp, 1, &put, 1, NULL, 0, &ok, NULL, NULL), 0);
+	CU_ASSERT_TRUE(ok);
+	CU_ASSERT_EQUAL(cl_etcd_lease_grant(e, 5, &lease), 0);
+	CU_ASSERT_EQUAL(cl_etcd_put(e, "/s/l", "x", 1, lease, NULL), 0);
+	CU_ASSERT_EQUAL(cl_etcd_lease_keepalive(e, lease, &ttl), 0);
+	CU_ASSERT(ttl > 0);
+	CU_ASSERT_EQUAL(cl_etcd_lease_revoke(e, lease), 0);
+	CU_ASSERT_TRUE(wait_count(&s, &s.puts, 3, 5000)); /* k, t, l */
+	cl_watch_stop(w);
+}
+
+static void test_secure_client_certs(void)
+{
+	struct cl_etcd *e, *w_e;
+
+	if (secure_skip())
+		return;
+	CU_ASSERT_EQUAL(strncmp(sec_cert.endpoint[0], "https://", 8), 0);
+	e = secure_client(&sec_cert, true, true, NULL, NULL);
+	w_e = secure_client(&sec_cert, true, true, NULL, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w_e);
+	kv_txn_lease_watch(e, w_e);
+	cl_etcd_destroy(w_e);
+	cl_etcd_destroy(e);
+	/* without the certificate the member wants, or without the CA that signed the member's */
+	e = secure_client(&sec_cert, true, false, NULL, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT(cl_etcd_put(e, "/s/x", "1", 1, 0, NULL) < 0);
+	cl_etcd_destroy(e);
+	e = secure_client(&sec_cert, false, true, NULL, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT(cl_etcd_put(e, "/s/x", "1", 1, 0, NULL) < 0);
+	cl_etcd_destroy(e);
+}
+
+static void test_secure_auth(void)
+{
+	struct cl_etcd *e, *w_e;
+	struct cl_etcd_stats a, b;
+	struct watch_seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct cl_watch *w;
+
+	if (secure_skip())
+		return;
+	e = secure_client(&sec_auth, true, false, "nemo", "nemopw");
+	w_e = secure_client(&sec_auth, true, false, "nemo", "nemopw");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w_e);
+	kv_txn_lease_watch(e, w_e);
+	/* outside its prefix the user may not write: etcd's refusal, said */
+	CU_ASSERT_EQUAL(cl_etcd_put(e, "/other", "1", 1, 0, NULL), -EACCES);
+	/* etcd drops a token unused for its TTL (1 s here): the client logs in again */
+	w = cl_watch_start(w_e, "/s/", NULL, 3000, on_watch, &s);
+	CU_ASSERT_PTR_NOT_NULL(w);
+	test_msleep(2500);
+	cl_etcd_stats(e, &a);
+	CU_ASSERT_EQUAL(cl_etcd_put(e, "/s/k", "3", 1, 0, NULL), 0);
+	cl_etcd_stats(e, &b);
+	printf("\n  after its token expired, a put took %llu calls (refused, log in, put)\n",
+	       (unsigned long long)(b.calls[CL_REQ_WRITE] - a.calls[CL_REQ_WRITE]));
+	CU_ASSERT_EQUAL(b.calls[CL_REQ_WRITE] - a.calls[CL_REQ_WRITE], 3);
+	/* a watch opened before still hears */
+	CU_ASSERT_TRUE(wait_count(&s, &s.puts, 1, 5000));
+	cl_watch_stop(w);
+	cl_etcd_destroy(w_e);
+	cl_etcd_destroy(e);
+	/* no user, a wrong password: etcd refuses, and says so (-EACCES) */
+	e = secure_client(&sec_auth, true, false, NULL, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_EQUAL(cl_etcd_put(e, "/s/x", "1", 1, 0, NULL), -EACCES);
+	cl_etcd_destroy(e);
+	e = secure_client(&sec_auth, true, false, "nemo", "wrong");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_EQUAL(cl_etcd_put(e, "/s/x", "1", 1, 0, NULL), -EACCES);
+	cl_etcd_destroy(e);
+}
+
+static void test_secure_bad_input(void)
+{
+	const char *eps[] = {"https://127.0.0.1:1"};
+	struct cl_etcd_security bad;
+
+	if (secure_skip())
+		return;
+	/* each named in the log, refused at once */
+	bad = (struct cl_etcd_security){.cert_file = sec_tls.client_cert};
+	errno = 0;
+	CU_ASSERT_PTR_NULL(cl_etcd_new_secure(eps, 1, 1000, &bad));
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	bad = (struct cl_etcd_security){.ca_file = "/nonexistent/ca.pem"};
+	CU_ASSERT_PTR_NULL(cl_etcd_new_secure(eps, 1, 1000, &bad));
+	bad = (struct cl_etcd_security){.user = "nemo"};
+	CU_ASSERT_PTR_NULL(cl_etcd_new_secure(eps, 1, 1000, &bad));
+	eps[0] = "ftp://127.0.0.1:1";
+	CU_ASSERT_PTR_NULL(cl_etcd_new_secure(eps, 1, 1000, NULL));
+}
+
+/* A node joins a secured member, and records an activation's life. */
+static void secure_cfg(struct cl_config *c, const struct test_etcd *t, bool cert, const char *user,
+		       const char *password)
+{
+	cl_config_defaults(c);
+	c->enabled = true;
+	snprintf(c->node, sizeof(c->node), "s1");
+	snprintf(c->address, sizeof(c->address), "127.0.0.1:1");
+	snprintf(c->prefix, sizeof(c->prefix), "/s/nemo");
+	c->n_endpoints = 1;
+	snprintf(c->endpoints[0], sizeof(c->endpoints[0]), "%s", t->endpoint[0]);
+	snprintf(c->ca_file, sizeof(c->ca_file), "%s", sec_tls.ca);
+	if (cert) {
+		snprintf(c->cert_file, sizeof(c->cert_file), "%s", sec_tls.client_cert);
+		snprintf(c->key_file, sizeof(c->key_file), "%s", sec_tls.client_key);
+	}
+	snprintf(c->user, sizeof(c->user), "%s", user ? user : "");
+	snprintf(c->password, sizeof(c->password), "%s", password ? password : "");
+	c->lease_ttl_s = 2;
+	c->start_wait_ms = 3000;
+}
+
+static void secure_node(const struct test_etcd *t, bool cert, const char *user,
+			const char *password)
+{
+	struct cl_config c;
+	struct cl_node *n;
+	struct cl_act_record rec;
+	const char *id = "5ec0000000000000000000000000000a";
+
+	secure_cfg(&c, t, cert, user, password);
+	n = cl_node_join(&c, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(n);
+	CU_ASSERT_TRUE(cl_node_healthy(n, NULL));
+	CU_ASSERT_EQUAL(cl_act_accept(n, id, "echo", "p", 1, NULL), 0);
+	CU_ASSERT_EQUAL(cl_act_start(n, id), 0);
+	CU_ASSERT_EQUAL(cl_act_end(n, id, "success", "r", 1), 0);
+	CU_ASSERT_EQUAL(cl_node_flush(n), 0);
+	CU_ASSERT_EQUAL(cl_act_lookup(n, id, &rec), 0);
+	CU_ASSERT_STRING_EQUAL(rec.state, "success");
+	cl_act_record_release(&rec);
+	cl_node_leave(n);
+}
+
+static void test_secure_nodes(void)
+{
+	if (secure_skip())
+		return;
+	secure_node(&sec_cert, true, NULL, NULL);
+	secure_node(&sec_auth, false, "nemo", "nemopw");
+	/* a wrong password: a clear error at once, not start_wait_ms of retries */
+	{
+		struct cl_config c;
+		uint64_t t0 = nemo_now_ms();
+
+		secure_cfg(&c, &sec_auth, false, "nemo", "wrong");
+		errno = 0;
+		CU_ASSERT_PTR_NULL(cl_node_join(&c, NULL));
+		CU_ASSERT_EQUAL(errno, EACCES);
+		CU_ASSERT(nemo_now_ms() - t0 < 1000);
+	}
+}
+
+NEMO_SUITE(cluster_etcd_secure, secure_setup, secure_teardown,
+	   {"TLS with client certificates: kv, txn, lease, watch", test_secure_client_certs},
+	   {"auth over TLS: as a user, again after the token expired", test_secure_auth},
+	   {"bad TLS and auth settings: named", test_secure_bad_input},
+	   {"a node joins either, and records", test_secure_nodes})
 
 /* ---- three members: one dies, the client carries on ----------------------------------------------- */
 

@@ -24,18 +24,44 @@ struct cl_etcd;
  * NULL with errno (EINVAL: no endpoint, or one that is not http://host:port, logged).
  */
 struct cl_etcd *cl_etcd_new(const char *const *endpoints, int n, int timeout_ms);
+
+#define CL_PATH_MAX 256
+
+/*
+ * How to reach etcd when it is secured. Strings may be NULL or "" (not used).
+ *   ca_file: PEM CA certificates that sign the members' (https:// endpoints; default: the
+ *     system's store); cert_file and key_file: this client's certificate, for members started
+ *     with --client-cert-auth (the HTTP gateway does not take its common name as a user);
+ *   user, password: an etcd user (auth enabled): the client logs in (/v3/auth/authenticate)
+ *     and sends the token in each request's Authorization header, logging in again when etcd
+ *     has dropped it (unused for --auth-token-ttl).
+ */
+struct cl_etcd_security {
+	const char *ca_file, *cert_file, *key_file;
+	const char *user, *password;
+};
+
+/*
+ * cl_etcd_new(), with https:// endpoints and etcd's auth. NULL or EINVAL (logged, naming the
+ * field): a file that cannot be read, a certificate without its key, a user without a
+ * password. A refused login or request is -EACCES, logged with etcd's message.
+ */
+struct cl_etcd *cl_etcd_new_secure(const char *const *endpoints, int n, int timeout_ms,
+				   const struct cl_etcd_security *sec);
 void cl_etcd_destroy(struct cl_etcd *e);
 
 /* "http://a:1,http://b:2": the endpoints, for messages. */
 const char *cl_etcd_endpoints(const struct cl_etcd *e);
 
 /*
- * Wait until one member answers (a cheap range), retrying with a backoff from 50 ms doubling
- * to 2 s, for at most max_wait_ms (0: one round over the endpoints). Each failed round is
- * logged once with the endpoints tried and why. Returns 0 or the last error (-ECONNREFUSED,
- * -ETIMEDOUT, -EHOSTUNREACH, -EAGAIN: no leader).
+ * Wait until one member answers (a read of `key`, which the client's user may read; NULL:
+ * /nemo-ready-probe), retrying with a backoff from 50 ms doubling to 2 s, for at most
+ * max_wait_ms (0: one round over the endpoints). Each failed round is logged once with the
+ * endpoints tried and why. Returns 0 or the last error (-ECONNREFUSED, -ETIMEDOUT,
+ * -EHOSTUNREACH, -EAGAIN: no leader), or -EACCES at once: etcd refused this client (its user,
+ * password or permissions), which waiting does not change.
  */
-int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms);
+int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms, const char *key);
 
 /* One key-value pair as etcd holds it. */
 struct cl_kv {
@@ -301,15 +327,18 @@ struct cl_config {
 	char node[CL_NAME_MAX];	   /* this node's name, unique in the cluster */
 	char address[CL_ADDR_MAX]; /* host:port where peers reach this nemod's HTTP API */
 	char prefix[64];	   /* every key lives under it ("/nemo") */
-	uint32_t lease_ttl_s;	   /* node records live this long without a keepalive (5) */
-	uint32_t publish_ms;	   /* node records are written at most this often (250) */
-	uint32_t batch_ms;	   /* accept records wait this long for company (2) */
-	uint32_t start_batch_ms;   /* start records, and ends with a route to reach (20) */
-	uint32_t end_batch_ms;	   /* other end records: nobody waits for them (50) */
-	uint32_t inline_code_max;  /* code up to this many bytes is stored in etcd (256 KiB) */
-	uint32_t timeout_ms;	   /* one etcd request (1000) */
-	uint32_t start_wait_ms;	   /* wait this long for etcd at start, retrying (10000) */
-	uint32_t results_ttl_s;	   /* terminal records are kept in etcd this long (3600) */
+	/* a secured etcd (cl_etcd_security): TLS files for https:// endpoints, an etcd user */
+	char ca_file[CL_PATH_MAX], cert_file[CL_PATH_MAX], key_file[CL_PATH_MAX];
+	char user[CL_NAME_MAX], password[128];
+	uint32_t lease_ttl_s;	  /* node records live this long without a keepalive (5) */
+	uint32_t publish_ms;	  /* node records are written at most this often (250) */
+	uint32_t batch_ms;	  /* accept records wait this long for company (2) */
+	uint32_t start_batch_ms;  /* start records, and ends with a route to reach (20) */
+	uint32_t end_batch_ms;	  /* other end records: nobody waits for them (50) */
+	uint32_t inline_code_max; /* code up to this many bytes is stored in etcd (256 KiB) */
+	uint32_t timeout_ms;	  /* one etcd request (1000) */
+	uint32_t start_wait_ms;	  /* wait this long for etcd at start, retrying (10000) */
+	uint32_t results_ttl_s;	  /* terminal records are kept in etcd this long (3600) */
 	struct cl_policy policy;
 };
 void cl_config_defaults(struct cl_config *c);
