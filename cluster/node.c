@@ -63,7 +63,8 @@ struct act_op {
 	struct owned own;   /* accept: what to remember */
 	bool detached;	    /* nobody waits for it */
 	bool abandoned;	    /* its waiter gave up waiting */
-	bool sent;	    /* in a txn already */
+	bool sent;	    /* taken into a batch */
+	bool on_wire;	    /* a txn with it went to etcd: it may have been applied */
 	int rc;
 	bool done;
 };
@@ -1187,7 +1188,7 @@ static void finish(struct cl_node *n, struct act_op *op, int rc)
 {
 	op->rc = rc;
 	/* an accept nobody will run, that etcd may hold: take it back */
-	if (op->kind == ACT_ACCEPT && op->sent && (op->abandoned || rc < 0) && rc != -ENOLINK)
+	if (op->kind == ACT_ACCEPT && op->on_wire && (op->abandoned || rc < 0) && rc != -ENOLINK)
 		queue_cancel(n, op, end_wait_ms(n, false));
 	/* what nobody waits for is tried again while etcd does not answer (not when fenced) */
 	if (op->detached && rc < 0 && rc != -ENOLINK && rc != -ESTALE && rc != -ENOMEM &&
@@ -1421,6 +1422,10 @@ static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 	 * applied; the failure branch's reads tell (sort_out), so trying again is safe.
 	 */
 	t0 = nemo_now_ms();
+	pthread_mutex_lock(&n->b_lock);
+	for (int i = 0; i < k; i++)
+		items[i]->on_wire = true;
+	pthread_mutex_unlock(&n->b_lock);
 	for (int attempt = 0;; attempt++) {
 		rc = cl_etcd_txn(n->e, cmp, n_cmp, ok, n_ok, fail, n_fail, &succeeded, &rev,
 				 &ranges);
@@ -1508,7 +1513,7 @@ static int take_batch(struct cl_node *n, struct act_op **items)
 			n->pending = op->next;
 			if (!n->pending)
 				n->pending_tail = &n->pending;
-			if (op->sent)
+			if (op->on_wire)
 				finish(n, op, -ETIMEDOUT);
 			else
 				op_free(op);
