@@ -1,4 +1,4 @@
-/* digest.c - sha256 (OpenSSL) and clocks; base64 itself is common/base64.c. */
+/* digest.c - sha256 (OpenSSL) and a sleep; base64 itself is common/base64.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -7,22 +7,6 @@
 #include <openssl/evp.h>
 
 #include "cl_internal.h"
-
-uint64_t cl_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t cl_epoch_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void cl_sleep_ms(int ms)
 {

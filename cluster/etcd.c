@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -20,12 +21,22 @@ struct cl_etcd {
 	char endpoints[CL_MAX_ENDPOINTS][CL_ADDR_MAX];
 	char joined[CL_MAX_ENDPOINTS * (CL_ADDR_MAX + 1)];
 	int timeout_ms;
-	atomic_int current; /* the endpoint that answered last */
+	/* TLS (https:// endpoints) and etcd's users: empty strings when not used */
+	char ca_file[CL_PATH_MAX], cert_file[CL_PATH_MAX], key_file[CL_PATH_MAX];
+	char user[CL_NAME_MAX], password[128];
+	pthread_mutex_t auth_lock;
+	char token[256];	 /* from /v3/auth/authenticate; "" until then, or once it expired */
+	atomic_int current;	 /* the endpoint that answered last */
+	atomic_bool unreachable; /* the last call found no member answering at all */
 	pthread_mutex_t pool_lock;
 	CURL *pool[POOL_MAX];
 	int n_pool;
-	_Atomic uint64_t requests, bytes_out, bytes_in;
+	_Atomic uint64_t requests, bytes_out, bytes_in, calls[CL_REQ_KINDS], errors;
+	_Atomic uint64_t watch_restarts, latency_sum_us, latency[CL_LATENCY_BUCKETS + 1];
 };
+
+const double cl_latency_bounds_s[CL_LATENCY_BUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+							0.1,   0.2,   0.5,   1,	   2};
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -34,29 +45,90 @@ static void curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* Is this file given, and readable? Else say which and why. */
+static bool file_ok(const char *what, const char *path)
+{
+	if (!path || !path[0])
+		return true;
+	if (strlen(path) >= CL_PATH_MAX || access(path, R_OK) < 0) {
+		NEMO_ERR(CL_MOD, "etcd %s '%s': %s", what, path,
+			 strlen(path) >= CL_PATH_MAX ? "path too long" : strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+static bool security_ok(const struct cl_etcd_security *sec)
+{
+	bool cert = sec->cert_file && sec->cert_file[0], key = sec->key_file && sec->key_file[0];
+	bool user = sec->user && sec->user[0], pass = sec->password && sec->password[0];
+
+	if (cert != key) {
+		NEMO_ERR(CL_MOD, "etcd TLS: %s given without %s: a client certificate needs both",
+			 cert ? "cert_file" : "key_file", cert ? "key_file" : "cert_file");
+		return false;
+	}
+	if (user != pass) {
+		NEMO_ERR(CL_MOD, "etcd auth: %s given without %s", user ? "user" : "password",
+			 user ? "password" : "user");
+		return false;
+	}
+	if ((user && strlen(sec->user) >= CL_NAME_MAX) || (pass && strlen(sec->password) >= 128)) {
+		NEMO_ERR(CL_MOD, "etcd auth: user (%d bytes at most) or password (127) too long",
+			 CL_NAME_MAX - 1);
+		return false;
+	}
+	return file_ok("ca_file", sec->ca_file) && file_ok("cert_file", sec->cert_file) &&
+	       file_ok("key_file", sec->key_file);
+}
+
 struct cl_etcd *cl_etcd_new(const char *const *endpoints, int n, int timeout_ms)
 {
+	return cl_etcd_new_secure(endpoints, n, timeout_ms, NULL);
+}
+
+struct cl_etcd *cl_etcd_new_secure(const char *const *endpoints, int n, int timeout_ms,
+				   const struct cl_etcd_security *sec)
+{
+	static const struct cl_etcd_security none = {0};
 	struct cl_etcd *e;
 	size_t off = 0;
 
+	if (!sec)
+		sec = &none;
 	if (n <= 0 || n > CL_MAX_ENDPOINTS) {
 		NEMO_ERR(CL_MOD, "etcd: %d endpoints given (1..%d)", n, CL_MAX_ENDPOINTS);
 		errno = EINVAL;
 		return NULL;
 	}
 	for (int i = 0; i < n; i++) {
-		if (strncmp(endpoints[i], "http://", 7) != 0 || !endpoints[i][7] ||
-		    strlen(endpoints[i]) >= CL_ADDR_MAX) {
-			NEMO_ERR(CL_MOD, "etcd endpoint '%s': expected http://host:port",
-				 endpoints[i]);
+		size_t scheme = !strncmp(endpoints[i], "http://", 7)	? 7
+				: !strncmp(endpoints[i], "https://", 8) ? 8
+									: 0;
+
+		if (!scheme || !endpoints[i][scheme] || strlen(endpoints[i]) >= CL_ADDR_MAX) {
+			NEMO_ERR(
+				CL_MOD,
+				"etcd endpoint '%s': expected http://host:port or https://host:port",
+				endpoints[i]);
 			errno = EINVAL;
 			return NULL;
 		}
+	}
+	if (!security_ok(sec)) {
+		errno = EINVAL;
+		return NULL;
 	}
 	pthread_once(&curl_once, curl_init_once);
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
+	snprintf(e->ca_file, sizeof(e->ca_file), "%s", sec->ca_file ? sec->ca_file : "");
+	snprintf(e->cert_file, sizeof(e->cert_file), "%s", sec->cert_file ? sec->cert_file : "");
+	snprintf(e->key_file, sizeof(e->key_file), "%s", sec->key_file ? sec->key_file : "");
+	snprintf(e->user, sizeof(e->user), "%s", sec->user ? sec->user : "");
+	snprintf(e->password, sizeof(e->password), "%s", sec->password ? sec->password : "");
+	pthread_mutex_init(&e->auth_lock, NULL);
 	e->n = n;
 	e->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
 	for (int i = 0; i < n; i++) {
@@ -79,6 +151,9 @@ void cl_etcd_destroy(struct cl_etcd *e)
 	for (int i = 0; i < e->n_pool; i++)
 		curl_easy_cleanup(e->pool[i]);
 	pthread_mutex_destroy(&e->pool_lock);
+	pthread_mutex_destroy(&e->auth_lock);
+	explicit_bzero(e->password, sizeof(e->password));
+	explicit_bzero(e->token, sizeof(e->token));
 	free(e);
 }
 
@@ -87,15 +162,40 @@ const char *cl_etcd_endpoints(const struct cl_etcd *e)
 	return e->joined;
 }
 
-void cl_etcd_counters(const struct cl_etcd *e, uint64_t *requests, uint64_t *bytes_out,
-		      uint64_t *bytes_in)
+void cl_etcd_stats(const struct cl_etcd *e, struct cl_etcd_stats *st)
 {
-	if (requests)
-		*requests = atomic_load(&e->requests);
-	if (bytes_out)
-		*bytes_out = atomic_load(&e->bytes_out);
-	if (bytes_in)
-		*bytes_in = atomic_load(&e->bytes_in);
+	memset(st, 0, sizeof(*st));
+	st->requests = atomic_load(&e->requests);
+	st->bytes_out = atomic_load(&e->bytes_out);
+	st->bytes_in = atomic_load(&e->bytes_in);
+	for (int k = 0; k < CL_REQ_KINDS; k++)
+		st->calls[k] = atomic_load(&e->calls[k]);
+	st->errors = atomic_load(&e->errors);
+	st->watch_restarts = atomic_load(&e->watch_restarts);
+	st->latency_sum_s = (double)atomic_load(&e->latency_sum_us) / 1e6;
+	for (int b = 0; b <= CL_LATENCY_BUCKETS; b++)
+		st->latency[b] = atomic_load(&e->latency[b]);
+}
+
+bool cl_etcd_reachable(const struct cl_etcd *e)
+{
+	return !atomic_load(&e->unreachable);
+}
+
+void cl_etcd_note_watch_restart(struct cl_etcd *e)
+{
+	atomic_fetch_add(&e->watch_restarts, 1);
+}
+
+/* One call's time, from its first byte sent to its answer or its last failure. */
+static void note_latency(struct cl_etcd *e, uint64_t us)
+{
+	int b = 0;
+
+	while (b < CL_LATENCY_BUCKETS && (double)us > cl_latency_bounds_s[b] * 1e6)
+		b++;
+	atomic_fetch_add(&e->latency[b], 1);
+	atomic_fetch_add(&e->latency_sum_us, us);
 }
 
 const char *cl_etcd_endpoint_at(const struct cl_etcd *e, int i)
@@ -196,15 +296,24 @@ int cl_errno_of_curl(CURLcode rc)
 
 /*
  * etcd's error body {"error": ..., "code": grpc code, "message": ...} as -errno, and whether
- * another member may do better (no leader, timed out, unavailable).
+ * another member may do better (no leader, timed out, unavailable). *stale: the auth token was
+ * refused (expired): authenticate again.
  */
-static int errno_of_etcd(const char *msg, int code, bool *next)
+static int errno_of_etcd(const char *msg, int code, bool *next, bool *stale)
 {
 	*next = false;
+	*stale = false;
 	if (strstr(msg, "lease not found"))
 		return -ENOENT;
 	if (strstr(msg, "too many operations") || strstr(msg, "too large"))
 		return -E2BIG;
+	if (strstr(msg, "invalid auth token")) {
+		*stale = true;
+		return -EACCES;
+	}
+	if (strstr(msg, "authentication failed") || strstr(msg, "permission denied") ||
+	    strstr(msg, "user name is empty") || strstr(msg, "authentication is not enabled"))
+		return -EACCES;
 	if (strstr(msg, "no leader") || strstr(msg, "leader changed") || code == 14) {
 		*next = true;
 		return -EAGAIN;
@@ -218,21 +327,50 @@ static int errno_of_etcd(const char *msg, int code, bool *next)
 	return -EIO;
 }
 
+void cl_etcd_curl_tls(const struct cl_etcd *e, CURL *c)
+{
+	/*
+	 * HTTP/1.1: over TLS curl would offer HTTP/2, and etcd hands HTTP/2 requests to its gRPC
+	 * server, which answers the gateway's JSON with a 400
+	 */
+	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	if (e->ca_file[0])
+		curl_easy_setopt(c, CURLOPT_CAINFO, e->ca_file);
+	if (e->cert_file[0]) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, e->cert_file);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, e->key_file);
+	}
+}
+
 /*
- * POST `body` to `path` on the current endpoint, then the others in turn. On 0, *resp is the
- * parsed JSON answer (free it). Logs once when every endpoint failed.
+ * POST `body` to `path` on the current endpoint, then the others in turn, each within
+ * timeout_ms (a member waiting out a leader election answers within it; one that is cut off
+ * costs it whole). `auth`: an "Authorization: token" header line, or NULL. On 0, *resp is the
+ * parsed JSON answer (free it). *stale: a member refused the token. Logs once when every
+ * endpoint failed; when none answered at all, the client is unreachable (cl_etcd_reachable)
+ * until the next answer, and the next call starts with the next endpoint.
  */
-int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **resp)
+static int call_endpoints(struct cl_etcd *e, const char *path, const char *body,
+			  enum cl_req_kind kind, const char *auth, cJSON **resp, bool *stale)
 {
 	int start = atomic_load(&e->current);
 	int rc = -EIO;
 	char why[256] = "";
 	size_t body_len = strlen(body);
+	uint64_t t0 = nemo_now_ns();
+	bool answered = false; /* some member answered, even if with a refusal */
+	struct curl_slist *hdrs = auth ? curl_slist_append(NULL, auth) : NULL;
 	CURL *c = pool_take(e);
 
 	*resp = NULL;
-	if (!c)
+	*stale = false;
+	if (!c || (auth && !hdrs)) {
+		curl_slist_free_all(hdrs);
+		if (c)
+			pool_give(e, c);
 		return -ENOMEM;
+	}
+	atomic_fetch_add(&e->calls[kind], 1);
 	for (int k = 0; k < e->n; k++) {
 		int i = (start + k) % e->n;
 		char url[CL_ADDR_MAX + 64];
@@ -253,6 +391,9 @@ int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
 		curl_easy_setopt(c, CURLOPT_PROXY, "");
+		if (hdrs)
+			curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		cl_etcd_curl_tls(e, c);
 		atomic_fetch_add(&e->requests, 1);
 		atomic_fetch_add(&e->bytes_out, body_len);
 		cc = curl_easy_perform(c);
@@ -267,11 +408,15 @@ int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **
 			continue;
 		}
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		answered = true;
 		*resp = b.data ? cJSON_Parse(b.data) : NULL;
 		if (status == 200 && *resp) {
 			free(b.data);
 			atomic_store(&e->current, i);
+			atomic_store(&e->unreachable, false);
+			note_latency(e, (nemo_now_ns() - t0) / 1000);
 			pool_give(e, c);
+			curl_slist_free_all(hdrs);
 			return 0;
 		}
 		if (*resp) {
@@ -279,9 +424,14 @@ int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **
 			const cJSON *code = cJSON_GetObjectItemCaseSensitive(*resp, "code");
 			const char *msg = cJSON_IsString(m) ? m->valuestring : "";
 
-			rc = errno_of_etcd(msg, cJSON_IsNumber(code) ? code->valueint : 0, &next);
-			snprintf(why, sizeof(why), "%s: HTTP %ld: %s", e->endpoints[i], status,
-				 msg);
+			rc = errno_of_etcd(msg, cJSON_IsNumber(code) ? code->valueint : 0, &next,
+					   stale);
+			snprintf(why, sizeof(why), "%s: HTTP %ld: %s%s", e->endpoints[i], status,
+				 msg,
+				 rc == -EACCES && !e->user[0]
+					 ? " (etcd has auth enabled: this node needs a user and "
+					   "password)"
+					 : "");
 			cJSON_Delete(*resp);
 			*resp = NULL;
 		} else {
@@ -295,10 +445,104 @@ int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, cJSON **
 			break;
 	}
 	pool_give(e, c);
-	if (rc == -ENOENT || rc == -ERANGE)
+	curl_slist_free_all(hdrs);
+	note_latency(e, (nemo_now_ns() - t0) / 1000);
+	atomic_store(&e->unreachable, !answered);
+	if (rc == -ENOENT || rc == -ERANGE || *stale)
 		return rc; /* expected answers: the caller decides what they mean */
+	atomic_fetch_add(&e->errors, 1);
+	/* the next call starts with the next member, not again with the one that failed */
+	if (!answered)
+		atomic_store(&e->current, (start + 1) % e->n);
 	NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, CL_MOD, 1000, 5, "etcd %s failed on %s (%s): %s", path,
 			     e->joined, strerror(-rc), why);
+	return rc;
+}
+
+/* Log in as the configured user: a token for the next calls. auth_lock held. */
+static int authenticate(struct cl_etcd *e)
+{
+	cJSON *req = cJSON_CreateObject(), *resp = NULL;
+	const cJSON *tok;
+	char *body;
+	bool stale;
+	int rc;
+
+	if (!req)
+		return -ENOMEM;
+	cJSON_AddStringToObject(req, "name", e->user);
+	cJSON_AddStringToObject(req, "password", e->password);
+	body = cJSON_PrintUnformatted(req);
+	cJSON_Delete(req);
+	if (!body)
+		return -ENOMEM;
+	rc = call_endpoints(e, "/v3/auth/authenticate", body, CL_REQ_WRITE, NULL, &resp, &stale);
+	explicit_bzero(body, strlen(body));
+	free(body);
+	if (rc < 0) {
+		NEMO_ERR(CL_MOD, "etcd at %s: user '%s' could not log in: %s", e->joined, e->user,
+			 strerror(-rc));
+		return rc;
+	}
+	tok = cJSON_GetObjectItemCaseSensitive(resp, "token");
+	if (!cJSON_IsString(tok) || !tok->valuestring[0] ||
+	    strlen(tok->valuestring) >= sizeof(e->token)) {
+		NEMO_ERR(CL_MOD, "etcd at %s: no token for user '%s' (is auth enabled?)", e->joined,
+			 e->user);
+		cJSON_Delete(resp);
+		return -EPROTO;
+	}
+	snprintf(e->token, sizeof(e->token), "%s", tok->valuestring);
+	cJSON_Delete(resp);
+	return 0;
+}
+
+int cl_etcd_auth_header(struct cl_etcd *e, char *out, size_t cap)
+{
+	int rc = 0;
+
+	out[0] = '\0';
+	if (!e->user[0])
+		return 0;
+	pthread_mutex_lock(&e->auth_lock);
+	if (!e->token[0])
+		rc = authenticate(e);
+	if (rc == 0)
+		snprintf(out, cap, "Authorization: %s", e->token);
+	pthread_mutex_unlock(&e->auth_lock);
+	return rc;
+}
+
+void cl_etcd_auth_expired(struct cl_etcd *e, const char *header)
+{
+	pthread_mutex_lock(&e->auth_lock);
+	/* only the token that was refused: another thread may have a fresh one already */
+	if (!header || (strlen(header) > 15 && !strcmp(header + 15, e->token)))
+		e->token[0] = '\0';
+	pthread_mutex_unlock(&e->auth_lock);
+}
+
+int cl_etcd_call(struct cl_etcd *e, const char *path, const char *body, enum cl_req_kind kind,
+		 cJSON **resp)
+{
+	int rc = -EIO;
+
+	/* a token that expired (etcd drops one unused for --auth-token-ttl) is renewed once */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		char auth[sizeof(((struct cl_etcd *)0)->token) + 16];
+		bool stale = false;
+
+		rc = cl_etcd_auth_header(e, auth, sizeof(auth));
+		if (rc < 0)
+			return rc;
+		rc = call_endpoints(e, path, body, kind, auth[0] ? auth : NULL, resp, &stale);
+		if (!stale)
+			return rc;
+		cl_etcd_auth_expired(e, auth);
+	}
+	NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, CL_MOD, 1000, 5,
+			     "etcd %s on %s: the token of user '%s' was refused twice", path,
+			     e->joined, e->user);
 	return rc;
 }
 
@@ -457,7 +701,8 @@ static int add_range(cJSON *req, const char *key, const char *range_end, bool pr
 
 /* ---- KV ----------------------------------------------------------------------------------------- */
 
-static int call_json(struct cl_etcd *e, const char *path, cJSON *req, cJSON **resp)
+static int call_json(struct cl_etcd *e, const char *path, cJSON *req, enum cl_req_kind kind,
+		     cJSON **resp)
 {
 	char *body = cJSON_PrintUnformatted(req);
 	int rc;
@@ -465,7 +710,7 @@ static int call_json(struct cl_etcd *e, const char *path, cJSON *req, cJSON **re
 	cJSON_Delete(req);
 	if (!body)
 		return -ENOMEM;
-	rc = cl_etcd_call(e, path, body, resp);
+	rc = cl_etcd_call(e, path, body, kind, resp);
 	free(body);
 	return rc;
 }
@@ -484,7 +729,7 @@ int cl_etcd_range(struct cl_etcd *e, const char *key, const char *range_end, boo
 		cJSON_Delete(req);
 		return rc;
 	}
-	rc = call_json(e, "/v3/kv/range", req, &resp);
+	rc = call_json(e, "/v3/kv/range", req, CL_REQ_READ, &resp);
 	if (rc < 0)
 		return rc;
 	out->revision = header_revision(resp);
@@ -517,7 +762,7 @@ int cl_etcd_put(struct cl_etcd *e, const char *key, const void *val, size_t len,
 	}
 	if (lease)
 		add_i64(req, "lease", lease);
-	rc = call_json(e, "/v3/kv/put", req, &resp);
+	rc = call_json(e, "/v3/kv/put", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	if (rev)
@@ -538,7 +783,7 @@ int cl_etcd_delete(struct cl_etcd *e, const char *key, bool prefix, int64_t *del
 		cJSON_Delete(req);
 		return rc;
 	}
-	rc = call_json(e, "/v3/kv/deleterange", req, &resp);
+	rc = call_json(e, "/v3/kv/deleterange", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	if (deleted)
@@ -597,6 +842,7 @@ int cl_etcd_txn(struct cl_etcd *e, const struct cl_cmp *cmp, int n_cmp, const st
 		struct cl_kvs *ranges)
 {
 	cJSON *req = cJSON_CreateObject(), *arr, *resp, *it;
+	bool writes = false;
 	int rc;
 
 	if (ranges)
@@ -629,7 +875,12 @@ int cl_etcd_txn(struct cl_etcd *e, const struct cl_cmp *cmp, int n_cmp, const st
 	if (!it)
 		goto nomem;
 	cJSON_AddItemToObject(req, "failure", it);
-	rc = call_json(e, "/v3/kv/txn", req, &resp);
+	/* etcd serves a txn without a put or delete in either branch as a read, not through raft */
+	for (int i = 0; i < n_ok; i++)
+		writes |= ok[i].kind != CL_OP_GET;
+	for (int i = 0; i < n_fail; i++)
+		writes |= fail[i].kind != CL_OP_GET;
+	rc = call_json(e, "/v3/kv/txn", req, writes ? CL_REQ_WRITE : CL_REQ_READ, &resp);
 	if (rc < 0)
 		return rc;
 	*succeeded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "succeeded"));
@@ -666,7 +917,7 @@ int cl_etcd_lease_grant(struct cl_etcd *e, int ttl_s, int64_t *id)
 	if (!req)
 		return -ENOMEM;
 	add_i64(req, "TTL", ttl_s);
-	rc = call_json(e, "/v3/lease/grant", req, &resp);
+	rc = call_json(e, "/v3/lease/grant", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	*id = cl_json_i64(resp, "ID");
@@ -690,7 +941,7 @@ int cl_etcd_lease_keepalive(struct cl_etcd *e, int64_t id, int *ttl_left)
 	if (!req)
 		return -ENOMEM;
 	add_i64(req, "ID", id);
-	rc = call_json(e, "/v3/lease/keepalive", req, &resp);
+	rc = call_json(e, "/v3/lease/keepalive", req, CL_REQ_RENEW, &resp);
 	if (rc < 0)
 		return rc;
 	/* a stream of one message: {"result": {"ID", "TTL"}}; no TTL once the lease is gone */
@@ -710,30 +961,100 @@ int cl_etcd_lease_revoke(struct cl_etcd *e, int64_t id)
 	if (!req)
 		return -ENOMEM;
 	add_i64(req, "ID", id);
-	rc = call_json(e, "/v3/lease/revoke", req, &resp);
+	rc = call_json(e, "/v3/lease/revoke", req, CL_REQ_WRITE, &resp);
 	if (rc < 0)
 		return rc;
 	cJSON_Delete(resp);
 	return 0;
 }
 
+/* ---- reachability --------------------------------------------------------------------------------- */
+
+static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+int cl_etcd_probe(struct cl_etcd *e, int timeout_ms)
+{
+	CURLM *m = curl_multi_init();
+	CURL *c[CL_MAX_ENDPOINTS] = {0};
+	int running = 0, answered = 0;
+
+	if (!m)
+		return -ENOMEM;
+	for (int i = 0; i < e->n; i++) {
+		char url[CL_ADDR_MAX + 16];
+
+		c[i] = curl_easy_init();
+		if (!c[i])
+			continue;
+		snprintf(url, sizeof(url), "%s/version", e->endpoints[i]);
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, discard);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+		curl_easy_setopt(c[i], CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+		curl_easy_setopt(c[i], CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c[i], CURLOPT_PROXY, "");
+		cl_etcd_curl_tls(e, c[i]);
+		curl_multi_add_handle(m, c[i]);
+	}
+	/* all at once: a cut-off node learns it within one timeout_ms, not one per member */
+	do {
+		CURLMsg *msg;
+		int left;
+
+		if (curl_multi_perform(m, &running) != CURLM_OK)
+			break;
+		while ((msg = curl_multi_info_read(m, &left))) {
+			long status = 0;
+
+			if (msg->msg != CURLMSG_DONE || msg->data.result != CURLE_OK)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+			answered += status > 0;
+		}
+		if (answered)
+			break;
+		if (running)
+			curl_multi_poll(m, NULL, 0, 50, NULL);
+	} while (running);
+	for (int i = 0; i < e->n; i++) {
+		if (!c[i])
+			continue;
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+	}
+	curl_multi_cleanup(m);
+	atomic_store(&e->unreachable, answered == 0);
+	return answered;
+}
+
 /* ---- readiness ---------------------------------------------------------------------------------- */
 
-int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms)
+int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms, const char *key)
 {
-	uint64_t t0 = cl_now_ms();
+	uint64_t t0 = nemo_now_ms();
 	int backoff = 50;
 	int rc;
 
 	for (;;) {
 		struct cl_kvs kvs;
 
-		rc = cl_etcd_range(e, "/nemo-ready-probe", NULL, false, &kvs);
+		rc = cl_etcd_range(e, key ? key : "/nemo-ready-probe", NULL, false, &kvs);
 		if (rc == 0) {
 			cl_kvs_release(&kvs);
 			return 0;
 		}
-		if (cl_now_ms() - t0 + (uint64_t)backoff > (uint64_t)max_wait_ms)
+		if (rc == -EACCES) {
+			NEMO_ERR(CL_MOD, "etcd at %s refuses this client%s%s: %s", e->joined,
+				 e->user[0] ? " as user " : " (it has auth on: give a user)",
+				 e->user, strerror(-rc));
+			return rc;
+		}
+		if (nemo_now_ms() - t0 + (uint64_t)backoff > (uint64_t)max_wait_ms)
 			break;
 		NEMO_WARN(CL_MOD, "etcd at %s: %s; retrying in %d ms", e->joined, strerror(-rc),
 			  backoff);

@@ -16,15 +16,21 @@
 #include "nemo/log.h"
 
 #define OWNED_BUCKETS 1024
-#define BATCH_MAX     40 /* items per txn: ≤ 3 ops each within etcd's 128 */
+#define BATCH_MAX     40	   /* writes per txn: ≤ 2 ops each, within etcd's 128 */
+#define BATCH_BYTES   (768 * 1024) /* record bytes per txn: in base64, within etcd's 1.5 MiB */
 #define RESULT_INLINE (64 * 1024)
 #define ADOPT_BATCH   40
-#define BATCHERS      1 /* one txn in flight: the next batch gathers meanwhile (more would batch less) */
+#define NODE_WAIT_MS  100  /* a node record waits this long for an activation txn to ride in */
+#define RETRY_MS      1000 /* a txn refused for want of a leader is tried again this long */
 
 enum act_kind {
 	ACT_ACCEPT = 0,
 	ACT_START,
 	ACT_END,
+	ACT_DELIVERED, /* its result reached its route: the in-flight record goes */
+	ACT_NODE,      /* this node's own record */
+	ACT_CANCEL,    /* an accept whose caller heard "no": its record goes if still as written */
+	ACT_FLUSH,     /* writes nothing: done once everything queued before it is */
 };
 
 /* One activation this node owns (accepted or adopted in this run), by id. */
@@ -36,20 +42,29 @@ struct owned {
 	uint64_t accepted_ms;
 	int64_t mod_rev; /* of its in-flight record as last written */
 	bool started;
+	bool ended;	     /* its terminal record is in etcd; the in-flight one awaits delivery */
+	bool delivering;     /* its ACT_DELIVERED is queued */
 	uint64_t adopted_ms; /* epoch ms it was adopted by this node (0: accepted here) */
+	char *route;	     /* where its result goes (JSON object, malloc'd), or NULL */
 };
 
-/* One write waiting for the batcher. */
+/* One write waiting for the batcher (malloc'd: the batcher frees the ones nobody waits for). */
 struct act_op {
 	struct act_op *next;
 	enum act_kind kind;
 	char id[40];
-	char *key;   /* P/act/<id> */
-	char *value; /* accept: the in-flight record; start: its running form; end: terminal */
+	char *key;   /* P/act/<id>, or P/node/<me> */
+	char *value; /* what key becomes; NULL: it is deleted */
 	size_t value_len;
-	char *res_key;	    /* end: P/res/<id> */
-	int64_t expect_mod; /* start, end: the in-flight record must be as we wrote it */
+	char *res_key, *res_value; /* end: the terminal record, P/res/<id> */
+	size_t res_len;
+	int64_t expect_mod; /* start, end, delivered: the in-flight record must be as we wrote it */
+	uint64_t due_ns;    /* its txn goes by then, with company or without */
 	struct owned own;   /* accept: what to remember */
+	bool detached;	    /* nobody waits for it */
+	bool abandoned;	    /* its waiter gave up waiting */
+	bool sent;	    /* taken into a batch */
+	bool on_wire;	    /* a txn with it went to etcd: it may have been applied */
 	int rc;
 	bool done;
 };
@@ -70,6 +85,7 @@ struct cl_node {
 	pthread_mutex_t reg_lock;
 	int64_t lease, reg_rev;
 	atomic_bool registered;
+	atomic_bool stalled; /* a record write's waiter gave up: until etcd answers again */
 	_Atomic uint64_t last_renew_ms;
 	int64_t results_lease;
 	uint64_t results_lease_ms;
@@ -94,8 +110,8 @@ struct cl_node {
 	struct act_op *pending, **pending_tail;
 	struct owned *owned[OWNED_BUCKETS];
 
-	pthread_t keeper, batcher[BATCHERS];
-	int n_batchers;
+	pthread_t keeper, batcher;
+	bool batcher_started;
 	atomic_bool stop;
 	atomic_bool adopt_now;
 	pthread_mutex_t wake_lock;
@@ -119,6 +135,8 @@ void cl_config_defaults(struct cl_config *c)
 	c->lease_ttl_s = 5;
 	c->publish_ms = 250;
 	c->batch_ms = 2;
+	c->start_batch_ms = 20;
+	c->end_batch_ms = 50;
 	c->inline_code_max = 256 * 1024;
 	c->timeout_ms = 1000;
 	c->start_wait_ms = 10000;
@@ -276,7 +294,7 @@ static int node_info_parse(const cJSON *j, struct cl_node_info *ni)
 	ni->n_cores = i;
 	ni->queue = (uint32_t)get_u64(j, "queue");
 	ni->updated_ms = get_u64(j, "ts");
-	ni->seen_ms = cl_epoch_ms();
+	ni->seen_ms = nemo_epoch_ms();
 	it = cJSON_GetObjectItemCaseSensitive(j, "warm");
 	ni->warm = cJSON_IsObject(it) ? cJSON_PrintUnformatted(it) : strdup("{}");
 	it = cJSON_GetObjectItemCaseSensitive(j, "functions");
@@ -348,8 +366,8 @@ static int act_record_parse(const cJSON *j, struct cl_act_record *r)
 
 /* The in-flight record of an activation, as JSON text. */
 static char *act_json(const char *id, const char *fn, const char *node, const char *origin,
-		      const char *state, uint64_t accepted_ms, const void *payload, size_t len,
-		      const char *extra, bool adopted)
+		      const char *state, uint64_t accepted_ms, uint64_t adopted_ms,
+		      const void *payload, size_t len, const char *route)
 {
 	cJSON *j = cJSON_CreateObject(), *x;
 	char *s;
@@ -363,13 +381,13 @@ static char *act_json(const char *id, const char *fn, const char *node, const ch
 	cJSON_AddStringToObject(j, "origin", origin);
 	cJSON_AddStringToObject(j, "state", state);
 	cJSON_AddNumberToObject(j, "accepted_ms", (double)accepted_ms);
-	if (adopted) {
+	if (adopted_ms) {
 		cJSON_AddBoolToObject(j, "adopted", true);
-		cJSON_AddNumberToObject(j, "adopted_ms", (double)cl_epoch_ms());
+		cJSON_AddNumberToObject(j, "adopted_ms", (double)adopted_ms);
 	}
 	if (payload)
 		add_b64(j, "payload", payload, len);
-	x = extra ? cJSON_Parse(extra) : NULL;
+	x = route ? cJSON_Parse(route) : NULL;
 	if (x)
 		cJSON_AddItemToObject(j, "extra", x);
 	s = cJSON_PrintUnformatted(j);
@@ -397,20 +415,31 @@ static struct owned *owned_find(struct cl_node *n, const char *id)
 	return NULL;
 }
 
-static void owned_put(struct cl_node *n, const struct owned *src)
+/* Remember src (its route moves in: src->route is NULL after). Callers hold b_lock. */
+static void owned_put(struct cl_node *n, struct owned *src)
 {
 	struct owned *o = owned_find(n, src->id);
 
 	if (!o) {
 		o = malloc(sizeof(*o));
-		if (!o)
+		if (!o) {
+			free(src->route);
+			src->route = NULL;
 			return; /* start will answer -ESTALE: never run without a record */
+		}
 		*o = *src;
 		o->next = n->owned[id_hash(src->id)];
 		n->owned[id_hash(src->id)] = o;
+		src->route = NULL;
 		return;
 	}
 	o->mod_rev = src->mod_rev;
+	o->ended = src->ended;
+	if (src->route) {
+		free(o->route);
+		o->route = src->route;
+		src->route = NULL;
+	}
 }
 
 static void owned_drop(struct cl_node *n, const char *id)
@@ -420,10 +449,24 @@ static void owned_drop(struct cl_node *n, const char *id)
 			struct owned *o = *p;
 
 			*p = o->next;
+			free(o->route);
 			free(o);
 			return;
 		}
 	}
+}
+
+/* A copy of an owned entry, its route duplicated (free it). Callers hold b_lock. */
+static bool owned_copy(struct cl_node *n, const char *id, struct owned *out)
+{
+	struct owned *o = owned_find(n, id);
+
+	if (!o)
+		return false;
+	*out = *o;
+	out->next = NULL;
+	out->route = o->route ? strdup(o->route) : NULL;
+	return true;
 }
 
 /* ---- registration ------------------------------------------------------------------------------ */
@@ -445,7 +488,7 @@ static int register_node(struct cl_node *n)
 		return rc;
 	if (n->hooks.load)
 		n->hooks.load(n->hooks.arg, &load);
-	rec = cl_node_record_json(&n->cfg, &load, cl_epoch_ms());
+	rec = cl_node_record_json(&n->cfg, &load, nemo_epoch_ms());
 	if (!rec) {
 		cl_etcd_lease_revoke(n->e, lease);
 		return -ENOMEM;
@@ -479,8 +522,8 @@ static int register_node(struct cl_node *n)
 	n->reg_rev = rev;
 	free(n->last_record);
 	n->last_record = rec;
-	n->last_publish_ms = cl_now_ms();
-	atomic_store(&n->last_renew_ms, cl_now_ms());
+	n->last_publish_ms = nemo_now_ms();
+	atomic_store(&n->last_renew_ms, nemo_now_ms());
 	atomic_store(&n->registered, true);
 	pthread_mutex_unlock(&n->reg_lock);
 	NEMO_INFO(CL_MOD, "node %s joined: lease %" PRId64 " ttl %us, record at revision %" PRId64,
@@ -495,7 +538,18 @@ bool cl_node_healthy(struct cl_node *n, const char **why)
 			*why = "this node lost its etcd lease: it cannot record activations";
 		return false;
 	}
-	if (cl_now_ms() - atomic_load(&n->last_renew_ms) > n->cfg.lease_ttl_s * 1000ull) {
+	if (!cl_etcd_reachable(n->e)) {
+		if (why)
+			*why = "no etcd member answers this node: it cannot record activations";
+		return false;
+	}
+	if (atomic_load(&n->stalled)) {
+		if (why)
+			*why = "etcd did not answer this node within its timeout: it cannot record "
+			       "activations";
+		return false;
+	}
+	if (nemo_now_ms() - atomic_load(&n->last_renew_ms) > n->cfg.lease_ttl_s * 1000ull) {
 		if (why)
 			*why = "etcd has not renewed this node's lease within its TTL";
 		return false;
@@ -503,38 +557,67 @@ bool cl_node_healthy(struct cl_node *n, const char **why)
 	return true;
 }
 
-int cl_node_publish(struct cl_node *n)
+static int submit(struct cl_node *n, struct act_op *op, uint32_t wait_ms);
+static void op_free(struct act_op *op);
+
+/*
+ * Queue this node's record: it rides in the next activation txn, or goes alone after
+ * NODE_WAIT_MS (wait: at once, and return its txn's outcome). A record still queued is
+ * replaced, not queued twice.
+ */
+static int publish(struct cl_node *n, bool wait)
 {
 	struct cl_local_load load = {0};
-	char *rec;
-	int64_t lease;
-	int rc;
+	struct act_op *op;
+	char *rec, *copy;
 
+	if (!atomic_load(&n->registered))
+		return -ENOLINK;
 	if (n->hooks.load)
 		n->hooks.load(n->hooks.arg, &load);
-	rec = cl_node_record_json(&n->cfg, &load, cl_epoch_ms());
-	if (!rec)
-		return -ENOMEM;
-	pthread_mutex_lock(&n->reg_lock);
-	lease = n->lease;
-	pthread_mutex_unlock(&n->reg_lock);
-	if (!atomic_load(&n->registered)) {
+	rec = cl_node_record_json(&n->cfg, &load, nemo_epoch_ms());
+	copy = rec ? strdup(rec) : NULL;
+	op = calloc(1, sizeof(*op));
+	if (!op || !copy || !(op->key = strdup(n->node_key))) {
 		free(rec);
-		return -ENOLINK;
+		free(copy);
+		if (op)
+			op_free(op);
+		return -ENOMEM;
 	}
-	rc = cl_etcd_put(n->e, n->node_key, rec, strlen(rec), lease, NULL);
+	op->kind = ACT_NODE;
+	snprintf(op->id, sizeof(op->id), "node:"); /* one per txn (ids are hex) */
+	op->value = rec;
+	op->value_len = strlen(rec);
+	op->detached = !wait;
 	pthread_mutex_lock(&n->reg_lock);
-	if (rc == 0) {
-		free(n->last_record);
-		n->last_record = rec;
-		rec = NULL;
-	}
-	n->last_publish_ms = cl_now_ms();
+	free(n->last_record);
+	n->last_record = copy;
+	n->last_publish_ms = nemo_now_ms();
 	pthread_mutex_unlock(&n->reg_lock);
-	free(rec);
-	if (rc == -ENOENT)
-		atomic_store(&n->registered, false); /* the lease is gone */
-	return rc;
+	if (!wait) {
+		pthread_mutex_lock(&n->b_lock);
+		for (struct act_op *q = n->pending; q; q = q->next) {
+			if (q->kind == ACT_NODE && !q->sent && q->detached) {
+				free(q->value);
+				q->value = op->value;
+				q->value_len = op->value_len;
+				op->value = NULL;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&n->b_lock);
+		if (!op->value) {
+			op_free(op);
+			return 0;
+		}
+	}
+	return submit(n, op, wait ? 0 : NODE_WAIT_MS);
+}
+
+int cl_node_publish(struct cl_node *n)
+{
+	return publish(n, true);
 }
 
 /* Has the load changed enough to publish before the heartbeat? */
@@ -573,10 +656,10 @@ static uint64_t heartbeat_ms(const struct cl_node *n)
 static void *keeper_main(void *arg)
 {
 	struct cl_node *n = arg;
-	uint64_t last_keepalive = cl_now_ms(), last_adopt = cl_now_ms();
+	uint64_t last_keepalive = nemo_now_ms(), last_adopt = nemo_now_ms();
 
 	while (!atomic_load(&n->stop)) {
-		uint64_t now = cl_now_ms();
+		uint64_t now = nemo_now_ms();
 		uint64_t ka_every = n->cfg.lease_ttl_s * 1000ull / 3;
 
 		if (!atomic_load(&n->registered)) {
@@ -587,7 +670,10 @@ static void *keeper_main(void *arg)
 					  n->cfg.node);
 				atomic_store(&n->adopt_now, true);
 			}
-		} else if (now - last_keepalive >= ka_every) {
+		} else if (now - last_keepalive >= ka_every ||
+			   ((!cl_etcd_reachable(n->e) || atomic_load(&n->stalled)) &&
+			    now - last_keepalive >= 100)) {
+			/* the keepalive is also the probe that finds etcd again after a cut */
 			int64_t lease;
 			int rc;
 
@@ -597,7 +683,8 @@ static void *keeper_main(void *arg)
 			rc = cl_etcd_lease_keepalive(n->e, lease, NULL);
 			last_keepalive = now;
 			if (rc == 0) {
-				atomic_store(&n->last_renew_ms, cl_now_ms());
+				atomic_store(&n->last_renew_ms, nemo_now_ms());
+				atomic_store(&n->stalled, false);
 			} else if (rc == -ENOENT) {
 				NEMO_WARN(CL_MOD,
 					  "node %s: lease %" PRId64 " expired; registering again",
@@ -610,37 +697,34 @@ static void *keeper_main(void *arg)
 			uint64_t since;
 
 			pthread_mutex_lock(&n->reg_lock);
-			since = cl_now_ms() - n->last_publish_ms;
+			since = nemo_now_ms() - n->last_publish_ms;
 			pthread_mutex_unlock(&n->reg_lock);
 			if (since >= heartbeat_ms(n) ||
 			    (since >= n->cfg.publish_ms && record_changed(n)))
-				cl_node_publish(n);
+				publish(n, false);
 		}
-		if (cl_now_ms() - n->results_lease_ms > n->cfg.results_ttl_s * 500ull) {
+		if (nemo_now_ms() - n->results_lease_ms > n->cfg.results_ttl_s * 500ull) {
 			int64_t l;
 
 			if (cl_etcd_lease_grant(n->e, (int)n->cfg.results_ttl_s, &l) == 0) {
 				pthread_mutex_lock(&n->reg_lock);
 				n->results_lease = l;
-				n->results_lease_ms = cl_now_ms();
+				n->results_lease_ms = nemo_now_ms();
 				pthread_mutex_unlock(&n->reg_lock);
 			}
 		}
 		if (atomic_exchange(&n->adopt_now, false) ||
-		    cl_now_ms() - last_adopt > n->cfg.lease_ttl_s * 1000ull) {
-			last_adopt = cl_now_ms();
+		    nemo_now_ms() - last_adopt > n->cfg.lease_ttl_s * 1000ull) {
+			last_adopt = nemo_now_ms();
 			if (atomic_load(&n->registered))
 				cl_node_adopt_orphans(n);
 		}
 		pthread_mutex_lock(&n->wake_lock);
 		if (!atomic_load(&n->stop) && !atomic_load(&n->adopt_now)) {
-			struct timespec ts;
 			uint64_t wait = n->cfg.publish_ms < 100 ? n->cfg.publish_ms : 100;
+			struct timespec ts =
+				nemo_deadline_after_ns(CLOCK_REALTIME, wait * 1000000ull);
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)wait * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
 			pthread_cond_timedwait(&n->wake, &n->wake_lock, &ts);
 		}
 		pthread_mutex_unlock(&n->wake_lock);
@@ -776,7 +860,7 @@ static void fn_event(struct cl_node *n, const struct cl_kv *kv, bool deleted)
 		pthread_mutex_lock(&n->view_lock);
 		for (int i = 0; i < 8; i++)
 			if (strcmp(n->own_deletes[i], name) == 0 &&
-			    cl_now_ms() - n->own_delete_ms[i] < 5000) {
+			    nemo_now_ms() - n->own_delete_ms[i] < 5000) {
 				own = true;
 				n->own_deletes[i][0] = '\0';
 			}
@@ -867,7 +951,7 @@ static void on_watch(void *arg, bool snapshot, const struct cl_watch_event *ev, 
 	}
 	if (death) {
 		pthread_mutex_lock(&n->stats_lock);
-		n->death_seen_ms = cl_now_ms();
+		n->death_seen_ms = nemo_now_ms();
 		pthread_mutex_unlock(&n->stats_lock);
 		atomic_store(&n->adopt_now, true);
 		wake_keeper(n);
@@ -919,7 +1003,7 @@ int cl_node_fn_publish(struct cl_node *n, const char *name, uint64_t version, co
 	cJSON_AddNumberToObject(j, "version", (double)version);
 	cJSON_AddStringToObject(j, "owner", n->cfg.node);
 	cJSON_AddStringToObject(j, "owner_address", n->cfg.address);
-	cJSON_AddNumberToObject(j, "ts", (double)cl_epoch_ms());
+	cJSON_AddNumberToObject(j, "ts", (double)nemo_epoch_ms());
 	cJSON_AddNumberToObject(j, "code_size", (double)code_len);
 	{
 		char hex[65];
@@ -961,7 +1045,7 @@ int cl_node_fn_unpublish(struct cl_node *n, const char *name)
 	del.key = key;
 	pthread_mutex_lock(&n->view_lock);
 	snprintf(n->own_deletes[n->n_own_deletes % 8], CL_NAME_MAX, "%s", name);
-	n->own_delete_ms[n->n_own_deletes++ % 8] = cl_now_ms();
+	n->own_delete_ms[n->n_own_deletes++ % 8] = nemo_now_ms();
 	pthread_mutex_unlock(&n->view_lock);
 	rc = cl_etcd_txn(n->e, &cmp, 1, &del, 1, NULL, 0, &ok, &rev, NULL);
 	if (rc < 0)
@@ -978,44 +1062,305 @@ int cl_node_fn_unpublish(struct cl_node *n, const char *name)
 
 /* ---- activation records: the batcher ----------------------------------------------------------- */
 
-static int submit(struct cl_node *n, struct act_op *op)
+/*
+ * Every activation record, and this node's own record, goes through one batcher thread: one txn
+ * in flight at a time, the next batch gathering meanwhile. A write waits for company at most
+ * its kind's window (accept batch_ms: a 202 waits for it; start start_batch_ms: the run waits
+ * for it; end end_batch_ms: nobody waits, unless the result has a route to reach afterwards;
+ * the node record NODE_WAIT_MS), and the batch goes when its first window closes. So at any
+ * rate the starts, ends and node records ride in the txns the accepts need anyway.
+ */
+
+static void op_free(struct act_op *op)
 {
-	pthread_mutex_lock(&n->b_lock);
+	if (!op)
+		return;
+	free(op->key);
+	free(op->value);
+	free(op->res_key);
+	free(op->res_value);
+	free(op->own.route);
+	free(op);
+}
+
+static struct act_op *op_new(enum act_kind kind, const char *id, const char *prefix)
+{
+	struct act_op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return NULL;
+	op->kind = kind;
+	snprintf(op->id, sizeof(op->id), "%s", id);
+	if (asprintf(&op->key, "%s%s", prefix, id) < 0) {
+		op->key = NULL;
+		op_free(op);
+		return NULL;
+	}
+	return op;
+}
+
+static uint32_t end_wait_ms(const struct cl_node *n, bool routed)
+{
+	/* a routed end has a worker waiting to deliver: it waits no longer than a start */
+	return routed ? n->cfg.start_batch_ms : n->cfg.end_batch_ms;
+}
+
+static void append(struct cl_node *n, struct act_op *op)
+{
 	op->next = NULL;
 	*n->pending_tail = op;
 	n->pending_tail = &op->next;
 	pthread_cond_signal(&n->b_cond);
-	while (!op->done)
-		pthread_cond_wait(&n->b_done, &n->b_lock);
-	pthread_mutex_unlock(&n->b_lock);
-	return op->rc;
 }
 
+/*
+ * Queue op (the batcher takes it) to go within wait_ms. A detached op returns 0 at once; else
+ * wait for its txn. When it has not come after wait_ms plus half an etcd timeout, ask whether
+ * any member answers at all (cl_etcd_probe, a quarter of the timeout): if none does, this node
+ * is cut off: give up (-ETIMEDOUT) within about one timeout; if one does (a leader election, a
+ * slow commit), wait on, up to wait_ms plus three timeouts. A caller that heard -ETIMEDOUT must
+ * act as if it failed; an accept that was written after all is deleted again.
+ */
+static int submit(struct cl_node *n, struct act_op *op, uint32_t wait_ms)
+{
+	uint64_t now = nemo_now_ns(), t_ms = n->cfg.timeout_ms;
+	struct timespec probe_at =
+		nemo_deadline_after_ns(CLOCK_MONOTONIC, (wait_ms + t_ms / 2) * 1000000ull);
+	struct timespec until =
+		nemo_deadline_after_ns(CLOCK_MONOTONIC, (wait_ms + 3 * t_ms) * 1000000ull);
+	bool probed = false;
+	int rc;
+
+	op->due_ns = now + (uint64_t)wait_ms * 1000000ull;
+	pthread_mutex_lock(&n->b_lock);
+	append(n, op);
+	if (op->detached) {
+		pthread_mutex_unlock(&n->b_lock);
+		return 0;
+	}
+	while (!op->done) {
+		bool cut_off = false;
+
+		if (pthread_cond_timedwait(&n->b_done, &n->b_lock, probed ? &until : &probe_at) !=
+			    ETIMEDOUT ||
+		    op->done)
+			continue;
+		if (!probed) {
+			probed = true;
+			pthread_mutex_unlock(&n->b_lock);
+			cut_off = cl_etcd_probe(n->e, (int)(t_ms / 4 ? t_ms / 4 : 1)) == 0;
+			pthread_mutex_lock(&n->b_lock);
+			if (op->done || !cut_off)
+				continue;
+		}
+		/* the next ones are refused at once, until etcd answers again */
+		atomic_store(&n->stalled, true);
+		op->abandoned = true;
+		pthread_mutex_unlock(&n->b_lock);
+		return -ETIMEDOUT;
+	}
+	rc = op->rc;
+	pthread_mutex_unlock(&n->b_lock);
+	op_free(op);
+	return rc;
+}
+
+/* An accept whose caller heard "no" may have been written: delete it if it is still ours. */
+static void queue_cancel(struct cl_node *n, struct act_op *accept, uint64_t delay_ms)
+{
+	struct act_op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return;
+	op->kind = ACT_CANCEL;
+	snprintf(op->id, sizeof(op->id), "%s", accept->id);
+	op->key = accept->key;
+	op->value = accept->value;
+	op->value_len = accept->value_len;
+	accept->key = accept->value = NULL;
+	op->detached = true;
+	op->due_ns = nemo_now_ns() + delay_ms * 1000000ull;
+	append(n, op);
+}
+
+/* Hand an op its outcome. b_lock held. */
 static void finish(struct cl_node *n, struct act_op *op, int rc)
 {
 	op->rc = rc;
+	/* an accept nobody will run, that etcd may hold: take it back */
+	if (op->kind == ACT_ACCEPT && op->on_wire && (op->abandoned || rc < 0) && rc != -ENOLINK)
+		queue_cancel(n, op, end_wait_ms(n, false));
+	/* what nobody waits for is tried again while etcd does not answer (not when fenced) */
+	if (op->detached && rc < 0 && rc != -ENOLINK && rc != -ESTALE && rc != -ENOMEM &&
+	    !atomic_load(&n->stop) &&
+	    (op->kind == ACT_END || op->kind == ACT_DELIVERED || op->kind == ACT_CANCEL)) {
+		op->due_ns = nemo_now_ns() + 1000000000ull;
+		append(n, op);
+		return;
+	}
+	if (rc < 0 && op->kind == ACT_END && (op->detached || op->abandoned))
+		NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, CL_MOD, 1000, 5,
+				     "activation %s: its end is not in etcd: %s", op->id,
+				     strerror(-rc));
+	if (op->detached || op->abandoned) {
+		op_free(op);
+		return;
+	}
 	op->done = true;
-	(void)n;
+}
+
+static const struct cl_kv *kv_of(const struct cl_kvs *kvs, const char *key)
+{
+	for (int i = 0; i < kvs->n; i++)
+		if (strcmp(kvs->kv[i].key, key) == 0)
+			return &kvs->kv[i];
+	return NULL;
+}
+
+static bool kv_is(const struct cl_kv *kv, const char *value, size_t len)
+{
+	return kv && value && kv->value_len == len && memcmp(kv->value, value, len) == 0;
+}
+
+/*
+ * A cancel goes alone: its compare is on the value (the accept's revision is not known when
+ * its answer was lost), and a key that is absent fails a value compare.
+ */
+static void commit_cancel(struct cl_node *n, struct act_op *op)
+{
+	struct cl_cmp cmp = {.key = op->key,
+			     .target = CL_CMP_VALUE,
+			     .result = CL_CMP_EQUAL,
+			     .value = op->value,
+			     .value_len = op->value_len};
+	struct cl_op del = {.kind = CL_OP_DELETE, .key = op->key};
+	bool ok = false;
+	int rc = cl_etcd_txn(n->e, &cmp, 1, &del, 1, NULL, 0, &ok, NULL, NULL);
+
+	pthread_mutex_lock(&n->b_lock);
+	if (rc == 0 && ok) {
+		NEMO_WARN(CL_MOD, "activation %s: refused to its caller, its record is deleted",
+			  op->id);
+		stat_add(n, &n->st.cancelled, 1);
+	}
+	finish(n, op, rc);
+}
+
+/* After a failed compare: what became of each op? b_lock held. */
+static void sort_out(struct cl_node *n, struct act_op **items, int k, const struct cl_kvs *ranges,
+		     int64_t reg_rev)
+{
+	const struct cl_kv *me = kv_of(ranges, n->node_key);
+	struct act_op *retry = NULL, **tail = &retry;
+
+	if (!me || me->create_rev != reg_rev) {
+		NEMO_WARN(CL_MOD,
+			  "node %s: its record is not the one it created (lease lost): %d writes "
+			  "refused",
+			  n->cfg.node, k);
+		atomic_store(&n->registered, false);
+		stat_add(n, &n->st.fenced, (uint64_t)k);
+		for (int i = 0; i < k; i++)
+			finish(n, items[i], -ENOLINK);
+		wake_keeper(n);
+		return;
+	}
+	/* stale ops fail, ones applied by an earlier try that timed out succeed, the rest retry */
+	for (int i = 0; i < k; i++) {
+		struct act_op *op = items[i];
+		const struct cl_kv *kv =
+			op->key && op->kind != ACT_NODE ? kv_of(ranges, op->key) : NULL;
+		struct owned *o = owned_find(n, op->id);
+		bool retry_it = true;
+
+		switch (op->kind) {
+		case ACT_START:
+			if (kv && kv->mod_rev == op->expect_mod)
+				break;
+			retry_it = false;
+			if (kv_is(kv, op->value, op->value_len) && o) {
+				o->mod_rev = kv->mod_rev;
+				o->started = true;
+				finish(n, op, 0);
+			} else {
+				owned_drop(n, op->id);
+				finish(n, op, -ESTALE);
+			}
+			break;
+		case ACT_END:
+			if (kv && kv->mod_rev == op->expect_mod)
+				break;
+			retry_it = false;
+			if (kv_is(kv_of(ranges, op->res_key), op->res_value, op->res_len)) {
+				if (op->value && kv_is(kv, op->value, op->value_len) && o) {
+					o->mod_rev = kv->mod_rev;
+					o->ended = true;
+				} else {
+					owned_drop(n, op->id);
+				}
+				finish(n, op, 0);
+			} else {
+				owned_drop(n, op->id);
+				finish(n, op, -ESTALE);
+			}
+			break;
+		case ACT_DELIVERED:
+			if (kv && kv->mod_rev == op->expect_mod)
+				break;
+			retry_it = false;
+			owned_drop(n, op->id); /* gone (applied), or another node's now */
+			finish(n, op, kv ? -ESTALE : 0);
+			break;
+		default:
+			break;
+		}
+		if (retry_it) {
+			op->next = NULL;
+			*tail = op;
+			tail = &op->next;
+		}
+	}
+	if (retry) {
+		*tail = n->pending;
+		if (!n->pending)
+			n->pending_tail = tail;
+		n->pending = retry;
+	}
 }
 
 /*
  * Commit one batch. Every txn holds only while our record is the one we created (the fence);
- * START and END also need their in-flight record unchanged since we wrote it. When the txn
- * fails, its failure branch reads those keys so we know which item is to blame. Called without
- * b_lock; returns with it held (the items are finished under it).
+ * start, end and delivered also need their in-flight record unchanged since we wrote it. When
+ * the txn fails, its failure branch reads those keys so we know which op is to blame. Called
+ * without b_lock; returns with it held (the ops are finished under it).
  */
 static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 {
 	struct cl_cmp cmp[1 + BATCH_MAX];
-	struct cl_op ok[3 * BATCH_MAX], fail[1 + 2 * BATCH_MAX];
+	struct cl_op ok[2 * BATCH_MAX], fail[1 + 2 * BATCH_MAX];
 	int n_cmp = 0, n_ok = 0, n_fail = 0;
-	int64_t reg_rev, lease_res, rev = 0;
-	struct cl_kvs ranges;
+	int64_t reg_rev, lease, lease_res, rev = 0;
+	struct cl_kvs ranges = {0};
 	bool succeeded = false;
+	uint64_t t0;
 	int rc;
 
+	if (!cl_etcd_reachable(n->e) && !atomic_load(&n->stop)) {
+		/*
+		 * cut off from etcd (the last call reached no member): fail at once rather than
+		 * each after a timeout; the keeper's keepalive probes, and what nobody waits for
+		 * goes again later
+		 */
+		pthread_mutex_lock(&n->b_lock);
+		for (int i = 0; i < k; i++)
+			finish(n, items[i], -ETIMEDOUT);
+		return;
+	}
+	if (k == 1 && items[0]->kind == ACT_CANCEL)
+		return commit_cancel(n, items[0]);
 	pthread_mutex_lock(&n->reg_lock);
 	reg_rev = n->reg_rev;
+	lease = n->lease;
 	lease_res = n->results_lease;
 	pthread_mutex_unlock(&n->reg_lock);
 	if (!atomic_load(&n->registered)) {
@@ -1033,38 +1378,59 @@ static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 	for (int i = 0; i < k; i++) {
 		struct act_op *op = items[i];
 
-		if (op->kind != ACT_ACCEPT) {
+		switch (op->kind) {
+		case ACT_START:
+		case ACT_END:
+		case ACT_DELIVERED:
 			cmp[n_cmp++] = (struct cl_cmp){.key = op->key,
 						       .target = CL_CMP_MOD,
 						       .result = CL_CMP_EQUAL,
 						       .number = op->expect_mod};
 			fail[n_fail++] = (struct cl_op){.kind = CL_OP_GET, .key = op->key};
+			break;
+		default:
+			break;
 		}
+		if (op->kind == ACT_FLUSH)
+			continue;
 		if (op->kind == ACT_END) {
-			ok[n_ok++] = (struct cl_op){.kind = CL_OP_DELETE, .key = op->key};
 			ok[n_ok++] = (struct cl_op){.kind = CL_OP_PUT,
 						    .key = op->res_key,
-						    .value = op->value,
-						    .value_len = op->value_len,
+						    .value = op->res_value,
+						    .value_len = op->res_len,
 						    .lease = lease_res};
-		} else {
+			fail[n_fail++] = (struct cl_op){.kind = CL_OP_GET, .key = op->res_key};
+		}
+		if (op->value)
 			ok[n_ok++] = (struct cl_op){.kind = CL_OP_PUT,
 						    .key = op->key,
 						    .value = op->value,
-						    .value_len = op->value_len};
-		}
+						    .value_len = op->value_len,
+						    .lease = op->kind == ACT_NODE ? lease : 0};
+		else
+			ok[n_ok++] = (struct cl_op){.kind = CL_OP_DELETE, .key = op->key};
+	}
+	if (n_ok == 0) {
+		pthread_mutex_lock(&n->b_lock); /* flushes only: nothing to write */
+		for (int i = 0; i < k; i++)
+			finish(n, items[i], 0);
+		return;
 	}
 	/*
 	 * A leader election makes every member answer "no leader" for a moment: try again for
-	 * about a second. A txn that timed out may have been applied; the failure branch's reads
-	 * tell (below), so trying again is safe.
+	 * about a second, as long as some member answers. A txn that timed out may have been
+	 * applied; the failure branch's reads tell (sort_out), so trying again is safe.
 	 */
-	uint64_t t0 = cl_now_ms();
-
+	t0 = nemo_now_ms();
+	pthread_mutex_lock(&n->b_lock);
+	for (int i = 0; i < k; i++)
+		items[i]->on_wire = true;
+	pthread_mutex_unlock(&n->b_lock);
 	for (int attempt = 0;; attempt++) {
 		rc = cl_etcd_txn(n->e, cmp, n_cmp, ok, n_ok, fail, n_fail, &succeeded, &rev,
 				 &ranges);
-		if (rc == 0 || cl_now_ms() - t0 > 1000 || atomic_load(&n->stop) ||
+		if (rc == 0 || nemo_now_ms() - t0 > RETRY_MS || atomic_load(&n->stop) ||
+		    !cl_etcd_reachable(n->e) ||
 		    !(rc == -EAGAIN || rc == -ETIMEDOUT || rc == -ECONNREFUSED ||
 		      rc == -ECONNRESET || rc == -EPROTO))
 			break;
@@ -1076,109 +1442,110 @@ static void commit_batch(struct cl_node *n, struct act_op **items, int k)
 			finish(n, items[i], rc);
 		return;
 	}
+	atomic_store(&n->stalled, false);
 	pthread_mutex_lock(&n->stats_lock);
 	n->st.txns++;
 	n->st.act_ops += (uint64_t)n_ok;
 	pthread_mutex_unlock(&n->stats_lock);
-	if (succeeded) {
-		for (int i = 0; i < k; i++) {
-			struct act_op *op = items[i];
-
-			if (op->kind == ACT_ACCEPT) {
-				op->own.mod_rev = rev;
-				owned_put(n, &op->own);
-				stat_add(n, &n->st.accepted, 1);
-			} else if (op->kind == ACT_START) {
-				struct owned *o = owned_find(n, op->id);
-
-				if (o) {
-					o->mod_rev = rev;
-					o->started = true;
-				}
-				stat_add(n, &n->st.started, 1);
-			} else {
-				owned_drop(n, op->id);
-				stat_add(n, &n->st.ended, 1);
-			}
-			finish(n, op, 0);
-		}
+	if (!succeeded) {
+		sort_out(n, items, k, &ranges, reg_rev);
 		cl_kvs_release(&ranges);
 		return;
 	}
-	/* which compare failed? ranges: our record, then each START/END record in order */
-	{
-		bool fenced = ranges.n < 1 || strcmp(ranges.kv[0].key, n->node_key) != 0 ||
-			      ranges.kv[0].create_rev != reg_rev;
+	for (int i = 0; i < k; i++) {
+		struct act_op *op = items[i];
+		struct owned *o = owned_find(n, op->id);
 
-		if (fenced) {
-			NEMO_WARN(CL_MOD,
-				  "node %s: its record is not the one it created (lease lost): "
-				  "%d activation records refused",
-				  n->cfg.node, k);
-			atomic_store(&n->registered, false);
-			for (int i = 0; i < k; i++)
-				finish(n, items[i], -ENOLINK);
-			stat_add(n, &n->st.fenced, (uint64_t)k);
-			wake_keeper(n);
-		} else {
-			/* stale items fail; the rest go back to the front of the queue */
-			struct act_op *retry = NULL, **tail = &retry;
-
-			for (int i = 0; i < k; i++) {
-				struct act_op *op = items[i];
-				bool stale = false, applied = false;
-				int64_t applied_rev = 0;
-
-				if (op->kind != ACT_ACCEPT) {
-					stale = true;
-					for (int r = 1; r < ranges.n; r++) {
-						const struct cl_kv *kv = &ranges.kv[r];
-						bool mine = kv->value_len == op->value_len &&
-							    memcmp(kv->value, op->value,
-								   op->value_len) == 0;
-
-						if (strcmp(kv->key, op->key) == 0 &&
-						    kv->mod_rev == op->expect_mod)
-							stale = false;
-						/* an earlier try that timed out was applied */
-						if (mine && (strcmp(kv->key, op->key) == 0 ||
-							     (op->res_key &&
-							      strcmp(kv->key, op->res_key) == 0))) {
-							applied = true;
-							applied_rev = kv->mod_rev;
-						}
-					}
-				}
-				if (applied) {
-					struct owned *o = owned_find(n, op->id);
-
-					if (op->kind == ACT_START && o) {
-						o->mod_rev = applied_rev;
-						o->started = true;
-					} else if (op->kind == ACT_END) {
-						owned_drop(n, op->id);
-					}
-					finish(n, op, 0);
-					continue;
-				}
-				if (stale) {
-					owned_drop(n, op->id);
-					finish(n, op, -ESTALE);
-				} else {
-					op->next = NULL;
-					*tail = op;
-					tail = &op->next;
-				}
+		switch (op->kind) {
+		case ACT_ACCEPT:
+			if (!op->abandoned) {
+				op->own.mod_rev = rev;
+				owned_put(n, &op->own);
+				stat_add(n, &n->st.accepted, 1);
 			}
-			if (retry) {
-				*tail = n->pending;
-				if (!n->pending)
-					n->pending_tail = tail;
-				n->pending = retry;
+			break;
+		case ACT_START:
+			if (o) {
+				o->mod_rev = rev;
+				o->started = true;
 			}
+			stat_add(n, &n->st.started, 1);
+			break;
+		case ACT_END:
+			if (op->value && o) {
+				o->mod_rev = rev; /* its record waits for cl_act_delivered() */
+				o->ended = true;
+			} else {
+				owned_drop(n, op->id);
+			}
+			stat_add(n, &n->st.ended, 1);
+			break;
+		case ACT_DELIVERED:
+			owned_drop(n, op->id);
+			stat_add(n, &n->st.delivered, 1);
+			break;
+		case ACT_NODE:
+			stat_add(n, &n->st.node_records, 1);
+			if (n_ok == 1)
+				stat_add(n, &n->st.node_records_alone, 1);
+			break;
+		default:
+			break;
 		}
+		finish(n, op, 0);
 	}
 	cl_kvs_release(&ranges);
+}
+
+/* Take the next batch off the queue, in order. b_lock held. */
+static int take_batch(struct cl_node *n, struct act_op **items)
+{
+	size_t bytes = 0;
+	int k = 0;
+
+	while (n->pending && k < BATCH_MAX) {
+		struct act_op *op = n->pending;
+		size_t b = op->value_len + op->res_len;
+		bool dup = false;
+
+		if (op->abandoned) {
+			/* its waiter gave up: never sent, as if never asked; else as if it failed */
+			n->pending = op->next;
+			if (!n->pending)
+				n->pending_tail = &n->pending;
+			if (op->on_wire)
+				finish(n, op, -ETIMEDOUT);
+			else
+				op_free(op);
+			continue;
+		}
+		if (op->kind == ACT_CANCEL && k > 0)
+			break;
+		/* a later write of an id already in this batch waits for the next one */
+		for (int i = 0; i < k && op->kind != ACT_FLUSH; i++)
+			if (strcmp(items[i]->id, op->id) == 0)
+				dup = true;
+		if (dup || (k > 0 && bytes + b > BATCH_BYTES))
+			break;
+		n->pending = op->next;
+		if (!n->pending)
+			n->pending_tail = &n->pending;
+		op->sent = true;
+		items[k++] = op;
+		bytes += b;
+		if (op->kind == ACT_CANCEL)
+			break;
+	}
+	/* expected revisions come from the owned table, read under the lock */
+	for (int i = 0; i < k; i++) {
+		if (items[i]->kind == ACT_START || items[i]->kind == ACT_END ||
+		    items[i]->kind == ACT_DELIVERED) {
+			struct owned *o = owned_find(n, items[i]->id);
+
+			items[i]->expect_mod = o ? o->mod_rev : -1;
+		}
+	}
+	return k;
 }
 
 static void *batcher_main(void *arg)
@@ -1186,43 +1553,31 @@ static void *batcher_main(void *arg)
 	struct cl_node *n = arg;
 
 	pthread_mutex_lock(&n->b_lock);
-	while (!atomic_load(&n->stop) || n->pending) {
+	for (;;) {
 		struct act_op *items[BATCH_MAX];
+		uint64_t due = UINT64_MAX;
 		int k = 0;
 
 		if (!n->pending) {
+			if (atomic_load(&n->stop))
+				break;
 			pthread_cond_wait(&n->b_cond, &n->b_lock);
 			continue;
 		}
-		if (n->cfg.batch_ms > 0 && !atomic_load(&n->stop)) {
-			/* a short window for company; ones that came during the last txn need none */
-			pthread_mutex_unlock(&n->b_lock);
-			cl_sleep_ms((int)n->cfg.batch_ms);
-			pthread_mutex_lock(&n->b_lock);
-		}
-		while (n->pending && k < BATCH_MAX) {
-			struct act_op *op = n->pending;
+		/* the batch goes when its first window closes, or when it is full */
+		for (struct act_op *op = n->pending; op && k < BATCH_MAX; op = op->next, k++)
+			if (op->due_ns < due)
+				due = op->due_ns;
+		if (!atomic_load(&n->stop) && k < BATCH_MAX && nemo_now_ns() < due) {
+			struct timespec ts = {(time_t)(due / 1000000000ull),
+					      (long)(due % 1000000000ull)};
 
-			/* a START or END of an id already in this batch waits for the next one */
-			bool dup = false;
-			for (int i = 0; i < k; i++)
-				if (strcmp(items[i]->id, op->id) == 0)
-					dup = true;
-			if (dup)
-				break;
-			n->pending = op->next;
-			items[k++] = op;
+			pthread_cond_timedwait(&n->b_cond, &n->b_lock, &ts);
+			continue;
 		}
-		if (!n->pending)
-			n->pending_tail = &n->pending;
-		/* expected revisions come from the owned table, read under the lock */
-		for (int i = 0; i < k; i++) {
-			if (items[i]->kind != ACT_ACCEPT) {
-				struct owned *o = owned_find(n, items[i]->id);
-
-				items[i]->expect_mod = o ? o->mod_rev : -1;
-			}
-		}
+		k = take_batch(n, items);
+		if (k == 0)
+			continue;
 		pthread_mutex_unlock(&n->b_lock);
 		commit_batch(n, items, k); /* returns with b_lock held */
 		pthread_cond_broadcast(&n->b_done);
@@ -1232,86 +1587,80 @@ static void *batcher_main(void *arg)
 }
 
 int cl_act_accept(struct cl_node *n, const char *id, const char *function, const void *payload,
-		  size_t len, const char *extra)
+		  size_t len, const char *route)
 {
-	struct act_op op = {.kind = ACT_ACCEPT};
-	uint64_t now = cl_epoch_ms();
-	int rc;
+	struct act_op *op;
+	uint64_t now = nemo_epoch_ms();
 
-	if (strlen(id) >= sizeof(op.id))
+	if (strlen(id) >= sizeof(op->id))
 		return -EINVAL;
 	if (!cl_node_healthy(n, NULL))
 		return -ENOLINK; /* cut off from etcd: refuse at once, do not wait for timeouts */
-	snprintf(op.id, sizeof(op.id), "%s", id);
-	if (asprintf(&op.key, "%s%s", n->act_prefix, id) < 0)
+	op = op_new(ACT_ACCEPT, id, n->act_prefix);
+	if (!op)
 		return -ENOMEM;
-	op.value = act_json(id, function, n->cfg.node, n->cfg.node, "accepted", now, payload, len,
-			    extra, false);
-	if (!op.value) {
-		free(op.key);
+	op->value = act_json(id, function, n->cfg.node, n->cfg.node, "accepted", now, 0, payload,
+			     len, route);
+	op->own.route = route ? strdup(route) : NULL;
+	if (!op->value || (route && !op->own.route)) {
+		op_free(op);
 		return -ENOMEM;
 	}
-	op.value_len = strlen(op.value);
-	snprintf(op.own.id, sizeof(op.own.id), "%s", id);
-	snprintf(op.own.function, sizeof(op.own.function), "%s", function);
-	snprintf(op.own.origin, sizeof(op.own.origin), "%s", n->cfg.node);
-	op.own.accepted_ms = now;
-	rc = submit(n, &op);
-	free(op.key);
-	free(op.value);
-	return rc;
+	op->value_len = strlen(op->value);
+	snprintf(op->own.id, sizeof(op->own.id), "%s", id);
+	snprintf(op->own.function, sizeof(op->own.function), "%s", function);
+	snprintf(op->own.origin, sizeof(op->own.origin), "%s", n->cfg.node);
+	op->own.accepted_ms = now;
+	return submit(n, op, n->cfg.batch_ms);
 }
 
 int cl_act_start(struct cl_node *n, const char *id)
 {
-	struct act_op op = {.kind = ACT_START};
+	struct act_op *op;
 	struct owned o;
-	struct owned *p;
-	int rc;
+	bool have;
 
 	pthread_mutex_lock(&n->b_lock);
-	p = owned_find(n, id);
-	if (p)
-		o = *p;
+	have = owned_copy(n, id, &o);
 	pthread_mutex_unlock(&n->b_lock);
-	if (!p)
+	if (!have)
 		return -ESTALE;
-	snprintf(op.id, sizeof(op.id), "%s", id);
-	if (asprintf(&op.key, "%s%s", n->act_prefix, id) < 0)
-		return -ENOMEM;
-	op.value = act_json(id, o.function, n->cfg.node, o.origin, "running", o.accepted_ms, NULL,
-			    0, NULL, false);
-	if (!op.value) {
-		free(op.key);
+	op = op_new(ACT_START, id, n->act_prefix);
+	if (op)
+		op->value = act_json(id, o.function, n->cfg.node, o.origin, "running",
+				     o.accepted_ms, o.adopted_ms, NULL, 0, o.route);
+	free(o.route);
+	if (!op || !op->value) {
+		op_free(op);
 		return -ENOMEM;
 	}
-	op.value_len = strlen(op.value);
-	rc = submit(n, &op);
-	free(op.key);
-	free(op.value);
-	return rc;
+	op->value_len = strlen(op->value);
+	return submit(n, op, n->cfg.start_batch_ms);
 }
 
 int cl_act_end(struct cl_node *n, const char *id, const char *status, const void *result,
 	       size_t len)
 {
-	struct act_op op = {.kind = ACT_END};
+	struct act_op *op;
 	struct owned o;
-	struct owned *p;
+	bool have;
 	cJSON *j;
-	int rc;
 
 	pthread_mutex_lock(&n->b_lock);
-	p = owned_find(n, id);
-	if (p)
-		o = *p;
+	have = owned_copy(n, id, &o);
 	pthread_mutex_unlock(&n->b_lock);
-	if (!p)
+	if (!have)
 		return -ESTALE;
-	snprintf(op.id, sizeof(op.id), "%s", id);
+	op = op_new(ACT_END, id, n->act_prefix);
 	j = cJSON_CreateObject();
-	if (!j)
+	if (!op || !j || asprintf(&op->res_key, "%s%s", n->res_prefix, id) < 0) {
+		if (op)
+			op->res_key = NULL;
+		op_free(op);
+		cJSON_Delete(j);
+		free(o.route);
 		return -ENOMEM;
+	}
 	cJSON_AddNumberToObject(j, "v", CL_ACT_RECORD_V);
 	cJSON_AddStringToObject(j, "id", id);
 	cJSON_AddStringToObject(j, "fn", o.function);
@@ -1323,24 +1672,57 @@ int cl_act_end(struct cl_node *n, const char *id, const char *status, const void
 		cJSON_AddBoolToObject(j, "adopted", true);
 		cJSON_AddNumberToObject(j, "adopted_ms", (double)o.adopted_ms);
 	}
-	cJSON_AddNumberToObject(j, "ended_ms", (double)cl_epoch_ms());
+	cJSON_AddNumberToObject(j, "ended_ms", (double)nemo_epoch_ms());
 	cJSON_AddNumberToObject(j, "result_size", (double)len);
 	if (result && len <= RESULT_INLINE)
 		add_b64(j, "result", result, len);
-	op.value = cJSON_PrintUnformatted(j);
+	op->res_value = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
-	if (!op.value || asprintf(&op.key, "%s%s", n->act_prefix, id) < 0 ||
-	    asprintf(&op.res_key, "%s%s", n->res_prefix, id) < 0) {
-		free(op.value);
-		free(op.key);
+	/* with a route, the in-flight record stays (ended) until the result reached it */
+	if (o.route)
+		op->value = act_json(id, o.function, n->cfg.node, o.origin, "ended", o.accepted_ms,
+				     o.adopted_ms, NULL, 0, o.route);
+	if (!op->res_value || (o.route && !op->value)) {
+		op_free(op);
+		free(o.route);
 		return -ENOMEM;
 	}
-	op.value_len = strlen(op.value);
-	rc = submit(n, &op);
-	free(op.key);
-	free(op.res_key);
-	free(op.value);
-	return rc;
+	op->res_len = strlen(op->res_value);
+	op->value_len = op->value ? strlen(op->value) : 0;
+	/* without a route nobody waits for the record: it rides in a later txn */
+	op->detached = !o.route;
+	free(o.route);
+	return submit(n, op, end_wait_ms(n, !op->detached));
+}
+
+int cl_act_delivered(struct cl_node *n, const char *id)
+{
+	struct act_op *op;
+	struct owned *o;
+
+	pthread_mutex_lock(&n->b_lock);
+	o = owned_find(n, id);
+	if (!o || !o->ended || o->delivering) {
+		pthread_mutex_unlock(&n->b_lock);
+		return 0;
+	}
+	o->delivering = true;
+	pthread_mutex_unlock(&n->b_lock);
+	op = op_new(ACT_DELIVERED, id, n->act_prefix);
+	if (!op)
+		return -ENOMEM;
+	op->detached = true;
+	return submit(n, op, n->cfg.end_batch_ms);
+}
+
+int cl_node_flush(struct cl_node *n)
+{
+	struct act_op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return -ENOMEM;
+	op->kind = ACT_FLUSH;
+	return submit(n, op, 0);
 }
 
 int cl_act_lookup(struct cl_node *n, const char *id, struct cl_act_record *out)
@@ -1372,6 +1754,76 @@ int cl_act_lookup(struct cl_node *n, const char *id, struct cl_act_record *out)
 
 /* ---- adoption ------------------------------------------------------------------------------------ */
 
+/*
+ * One record this node just took over (at revision rev): an accepted one goes to its nemod to
+ * run; one whose route may not have heard its result (kept: its record stays, ended, under this
+ * node) goes to be delivered. Returns 1 when it is to run here.
+ */
+static int adopted_one(struct cl_node *n, struct cl_act_record *r, bool kept, int64_t rev)
+{
+	bool accepted = strcmp(r->state, "accepted") == 0;
+	struct owned o = {0};
+
+	memcpy(o.id, r->id, sizeof(o.id));
+	memcpy(o.function, r->function, sizeof(o.function));
+	memcpy(o.origin, r->origin, sizeof(o.origin));
+	o.accepted_ms = r->accepted_ms;
+	o.adopted_ms = nemo_epoch_ms();
+	o.mod_rev = rev;
+	o.ended = !accepted;
+	o.route = r->extra ? strdup(r->extra) : NULL;
+	if (strcmp(r->state, "running") == 0)
+		stat_add(n, &n->st.interrupted, 1);
+	if (!accepted && !kept) {
+		free(o.route);
+		return 0;
+	}
+	pthread_mutex_lock(&n->b_lock);
+	owned_put(n, &o);
+	pthread_mutex_unlock(&n->b_lock);
+	snprintf(r->node, sizeof(r->node), "%s", n->cfg.node);
+	r->adopted = true;
+	r->adopted_ms = o.adopted_ms;
+	if (!accepted) {
+		/* what its route is to hear: the terminal record, with the result when etcd has it */
+		struct cl_act_record t;
+		char *route = r->extra;
+		int rc;
+
+		r->extra = NULL;
+		if (cl_act_lookup(n, r->id, &t) == 0) {
+			cl_act_record_release(r);
+			*r = t;
+		}
+		free(r->extra);
+		r->extra = route;
+		snprintf(r->node, sizeof(r->node), "%s", n->cfg.node);
+		stat_add(n, &n->st.redelivered, 1);
+		rc = n->hooks.deliver(n->hooks.arg, r);
+		if (rc < 0)
+			NEMO_WARN(CL_MOD,
+				  "activation %s: its result was not handed on for delivery (%s): "
+				  "its record waits in etcd for the next node",
+				  r->id, strerror(-rc));
+		return 0;
+	}
+	stat_add(n, &n->st.adopted, 1);
+	if (n->hooks.adopt && n->hooks.adopt(n->hooks.arg, r) < 0) {
+		/*
+		 * not queued here (full, or stopping): it stays accepted in etcd under this node,
+		 * and goes to another when this one leaves or dies; never ended unrun
+		 */
+		NEMO_WARN(CL_MOD,
+			  "activation %s adopted but not queued here: it stays in etcd for the "
+			  "next node",
+			  r->id);
+		pthread_mutex_lock(&n->b_lock);
+		owned_drop(n, r->id);
+		pthread_mutex_unlock(&n->b_lock);
+	}
+	return 1;
+}
+
 int cl_node_adopt_orphans(struct cl_node *n)
 {
 	struct cl_kvs nodes, acts;
@@ -1390,7 +1842,8 @@ int cl_node_adopt_orphans(struct cl_node *n)
 		struct cl_act_record recs[ADOPT_BATCH];
 		struct cl_cmp cmp[2 + ADOPT_BATCH];
 		struct cl_op ops[2 * ADOPT_BATCH];
-		char *vals[ADOPT_BATCH], *res_keys[ADOPT_BATCH], dead_key[256], dead[CL_NAME_MAX];
+		char *vals[ADOPT_BATCH], *res_vals[ADOPT_BATCH] = {0}, *res_keys[ADOPT_BATCH];
+		char dead_key[256], dead[CL_NAME_MAX];
 		int k = 0, n_cmp = 0, n_ops = 0, base = 0;
 		int64_t reg_rev, lease_res, rev = 0;
 		bool ok = false;
@@ -1453,6 +1906,8 @@ int cl_node_adopt_orphans(struct cl_node *n)
 					       .number = reg_rev};
 		for (int m = 0; m < k; m++) {
 			struct cl_act_record *r = &recs[m];
+			/* a route to reach, and a node here to reach it: the record stays, ended */
+			bool keep = r->extra && n->hooks.deliver;
 			char *key;
 
 			res_keys[m] = NULL;
@@ -1467,13 +1922,26 @@ int cl_node_adopt_orphans(struct cl_node *n)
 						       .number = r->mod_rev};
 			if (strcmp(r->state, "accepted") == 0) {
 				vals[m] = act_json(r->id, r->function, n->cfg.node, r->origin,
-						   "accepted", r->accepted_ms, r->payload,
-						   r->payload_len, r->extra, true);
+						   "accepted", r->accepted_ms, nemo_epoch_ms(),
+						   r->payload, r->payload_len, r->extra);
 				ops[n_ops++] =
 					(struct cl_op){.kind = CL_OP_PUT,
 						       .key = key,
 						       .value = vals[m],
 						       .value_len = vals[m] ? strlen(vals[m]) : 0};
+			} else if (strcmp(r->state, "ended") == 0) {
+				/* it ended, its result perhaps never reached its route: deliver it */
+				vals[m] = keep ? act_json(r->id, r->function, n->cfg.node,
+							  r->origin, "ended", r->accepted_ms,
+							  nemo_epoch_ms(), NULL, 0, r->extra)
+					       : NULL;
+				ops[n_ops++] =
+					keep ? (struct cl_op){.kind = CL_OP_PUT,
+							      .key = key,
+							      .value = vals[m],
+							      .value_len =
+								      vals[m] ? strlen(vals[m]) : 0}
+					     : (struct cl_op){.kind = CL_OP_DELETE, .key = key};
 			} else {
 				/* it started on the dead node: it may have run; never run it again */
 				cJSON *t = cJSON_CreateObject();
@@ -1486,23 +1954,34 @@ int cl_node_adopt_orphans(struct cl_node *n)
 				cJSON_AddStringToObject(t, "state", "interrupted");
 				cJSON_AddStringToObject(t, "ended_by", n->cfg.node);
 				cJSON_AddNumberToObject(t, "accepted_ms", (double)r->accepted_ms);
-				cJSON_AddNumberToObject(t, "ended_ms", (double)cl_epoch_ms());
-				vals[m] = cJSON_PrintUnformatted(t);
+				cJSON_AddNumberToObject(t, "ended_ms", (double)nemo_epoch_ms());
+				res_vals[m] = cJSON_PrintUnformatted(t);
 				cJSON_Delete(t);
 				if (asprintf(&res_keys[m], "%s%s", n->res_prefix, r->id) < 0)
 					res_keys[m] = NULL;
-				ops[n_ops++] = (struct cl_op){.kind = CL_OP_DELETE, .key = key};
+				ops[n_ops++] = (struct cl_op){
+					.kind = CL_OP_PUT,
+					.key = res_keys[m] ? res_keys[m] : key,
+					.value = res_vals[m],
+					.value_len = res_vals[m] ? strlen(res_vals[m]) : 0,
+					.lease = lease_res};
+				/* its route hears that it was interrupted */
+				vals[m] = keep ? act_json(r->id, r->function, n->cfg.node,
+							  r->origin, "ended", r->accepted_ms,
+							  nemo_epoch_ms(), NULL, 0, r->extra)
+					       : NULL;
 				ops[n_ops++] =
-					(struct cl_op){.kind = CL_OP_PUT,
-						       .key = res_keys[m] ? res_keys[m] : key,
-						       .value = vals[m],
-						       .value_len = vals[m] ? strlen(vals[m]) : 0,
-						       .lease = lease_res};
+					keep ? (struct cl_op){.kind = CL_OP_PUT,
+							      .key = key,
+							      .value = vals[m],
+							      .value_len =
+								      vals[m] ? strlen(vals[m]) : 0}
+					     : (struct cl_op){.kind = CL_OP_DELETE, .key = key};
 			}
 		}
 		rc = cl_etcd_txn(n->e, cmp, n_cmp, ops, n_ops, NULL, 0, &ok, &rev, NULL);
 		if (rc == 0 && ok) {
-			uint64_t now = cl_now_ms();
+			uint64_t now = nemo_now_ms();
 
 			pthread_mutex_lock(&n->stats_lock);
 			t_seen = n->death_seen_ms;
@@ -1514,45 +1993,13 @@ int cl_node_adopt_orphans(struct cl_node *n)
 			NEMO_INFO(CL_MOD, "node %s adopted %d activations of %s node %s",
 				  n->cfg.node, k,
 				  strcmp(dead, n->cfg.node) ? "dead" : "its own earlier", dead);
-			for (int m = 0; m < k; m++) {
-				if (strcmp(recs[m].state, "accepted") != 0) {
-					stat_add(n, &n->st.interrupted, 1);
-					continue;
-				}
-				struct owned o = {0};
-
-				snprintf(o.id, sizeof(o.id), "%s", recs[m].id);
-				snprintf(o.function, sizeof(o.function), "%s", recs[m].function);
-				snprintf(o.origin, sizeof(o.origin), "%s", recs[m].origin);
-				o.accepted_ms = recs[m].accepted_ms;
-				o.adopted_ms = cl_epoch_ms();
-				o.mod_rev = rev;
-				pthread_mutex_lock(&n->b_lock);
-				owned_put(n, &o);
-				pthread_mutex_unlock(&n->b_lock);
-				snprintf(recs[m].node, sizeof(recs[m].node), "%s", n->cfg.node);
-				recs[m].adopted = true;
-				stat_add(n, &n->st.adopted, 1);
-				adopted++;
-				if (n->hooks.adopt && n->hooks.adopt(n->hooks.arg, &recs[m]) < 0) {
-					/*
-					 * not queued here (full, or stopping): it stays accepted in
-					 * etcd under this node, and goes to another when this one
-					 * leaves or dies; never ended unrun
-					 */
-					NEMO_WARN(CL_MOD,
-						  "activation %s adopted but not queued here: it "
-						  "stays in etcd for the next node",
-						  recs[m].id);
-					pthread_mutex_lock(&n->b_lock);
-					owned_drop(n, recs[m].id);
-					pthread_mutex_unlock(&n->b_lock);
-				}
-			}
+			for (int m = 0; m < k; m++)
+				adopted += adopted_one(n, &recs[m], vals[m] != NULL, rev);
 		}
 		for (int m = 0; m < k; m++) {
 			free((void *)cmp[base + m].key);
 			free(vals[m]);
+			free(res_vals[m]);
 			free(res_keys[m]);
 			cl_act_record_release(&recs[m]);
 		}
@@ -1575,7 +2022,7 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 	if (!n)
 		return NULL;
 	n->cfg = *cfg;
-	n->joined_ms = cl_epoch_ms();
+	n->joined_ms = nemo_epoch_ms();
 	if (hooks)
 		n->hooks = *hooks;
 	if (!cfg->node[0] || strchr(cfg->node, '/')) {
@@ -1596,24 +2043,37 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 	pthread_mutex_init(&n->b_lock, NULL);
 	pthread_mutex_init(&n->wake_lock, NULL);
 	pthread_mutex_init(&n->stats_lock, NULL);
-	pthread_cond_init(&n->b_cond, NULL);
-	pthread_cond_init(&n->b_done, NULL);
+	{
+		pthread_condattr_t ca;
+
+		/* the batcher's windows and its waiters' deadlines are on the monotonic clock */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&n->b_cond, &ca);
+		pthread_cond_init(&n->b_done, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_cond_init(&n->wake, NULL);
 	n->pending_tail = &n->pending;
 	for (int i = 0; i < cfg->n_endpoints; i++)
 		eps[i] = cfg->endpoints[i];
-	n->e = cl_etcd_new(eps, cfg->n_endpoints, (int)cfg->timeout_ms);
+	{
+		struct cl_etcd_security sec = {cfg->ca_file, cfg->cert_file, cfg->key_file,
+					       cfg->user, cfg->password};
+
+		n->e = cl_etcd_new_secure(eps, cfg->n_endpoints, (int)cfg->timeout_ms, &sec);
+	}
 	if (!n->e) {
 		rc = -errno;
 		goto fail;
 	}
-	rc = cl_etcd_wait_ready(n->e, (int)cfg->start_wait_ms);
+	rc = cl_etcd_wait_ready(n->e, (int)cfg->start_wait_ms, n->node_key);
 	if (rc < 0)
 		goto fail;
 	rc = cl_etcd_lease_grant(n->e, (int)cfg->results_ttl_s, &n->results_lease);
 	if (rc < 0)
 		goto fail;
-	n->results_lease_ms = cl_now_ms();
+	n->results_lease_ms = nemo_now_ms();
 	rc = register_node(n);
 	if (rc < 0)
 		goto fail;
@@ -1623,12 +2083,8 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 		rc = -errno;
 		goto fail_registered;
 	}
-	for (int i = 0; i < BATCHERS; i++) {
-		rc = -pthread_create(&n->batcher[i], NULL, batcher_main, n);
-		if (rc < 0)
-			break;
-		n->n_batchers++;
-	}
+	rc = -pthread_create(&n->batcher, NULL, batcher_main, n);
+	n->batcher_started = rc == 0;
 	if (rc == 0)
 		rc = -pthread_create(&n->keeper, NULL, keeper_main, n);
 	if (rc < 0) {
@@ -1636,8 +2092,8 @@ struct cl_node *cl_node_join(const struct cl_config *cfg, const struct cl_hooks 
 		pthread_mutex_lock(&n->b_lock);
 		pthread_cond_broadcast(&n->b_cond);
 		pthread_mutex_unlock(&n->b_lock);
-		for (int i = 0; i < n->n_batchers; i++)
-			pthread_join(n->batcher[i], NULL);
+		if (n->batcher_started)
+			pthread_join(n->batcher, NULL);
 		goto fail_watch;
 	}
 	return n;
@@ -1648,6 +2104,7 @@ fail_registered:
 fail:
 	cl_etcd_destroy(n->e);
 	free(n->last_record);
+	explicit_bzero(n->cfg.password, sizeof(n->cfg.password));
 	free(n);
 	errno = -rc;
 	return NULL;
@@ -1663,8 +2120,7 @@ void cl_node_leave(struct cl_node *n)
 	pthread_mutex_lock(&n->b_lock);
 	pthread_cond_broadcast(&n->b_cond);
 	pthread_mutex_unlock(&n->b_lock);
-	for (int i = 0; i < n->n_batchers; i++)
-		pthread_join(n->batcher[i], NULL);
+	pthread_join(n->batcher, NULL); /* it commits what is queued first */
 	cl_watch_stop(n->watch);
 	if (atomic_load(&n->registered))
 		cl_etcd_lease_revoke(n->e, n->lease);
@@ -1676,12 +2132,24 @@ void cl_node_leave(struct cl_node *n)
 			struct owned *o = n->owned[b];
 
 			n->owned[b] = o->next;
+			free(o->route);
 			free(o);
 		}
 	free(n->fns);
 	free(n->fn_revs);
 	free(n->last_record);
+	explicit_bzero(n->cfg.password, sizeof(n->cfg.password));
 	free(n);
+}
+
+void cl_node_note_offload(struct cl_node *n, bool in, int reason, bool failed)
+{
+	pthread_mutex_lock(&n->stats_lock);
+	if (failed)
+		n->st.offload_failures++;
+	else if (reason >= 0 && reason < CL_WHY_N)
+		n->st.offloads[in][reason]++;
+	pthread_mutex_unlock(&n->stats_lock);
 }
 
 void cl_node_stats(struct cl_node *n, struct cl_stats *st)
@@ -1689,5 +2157,8 @@ void cl_node_stats(struct cl_node *n, struct cl_stats *st)
 	pthread_mutex_lock(&n->stats_lock);
 	*st = n->st;
 	pthread_mutex_unlock(&n->stats_lock);
-	cl_etcd_counters(n->e, &st->etcd_requests, &st->etcd_bytes_out, &st->etcd_bytes_in);
+	pthread_mutex_lock(&n->view_lock);
+	st->nodes_alive = (uint32_t)n->n_peers;
+	pthread_mutex_unlock(&n->view_lock);
+	cl_etcd_stats(n->e, &st->etcd);
 }

@@ -19,6 +19,24 @@ const char *cl_qos_name(int qos)
 	return qos == CL_QOS_BATCH ? "batch" : "latency";
 }
 
+static const char *const reason_names[CL_WHY_N] = {
+	"local_spare",	 "forwarded",	     "batch_wait",     "batch_peer",
+	"batch_no_peer", "latency_deadline", "latency_sooner", "latency_local",
+};
+
+const char *cl_reason_name(int reason)
+{
+	return reason >= 0 && reason < CL_WHY_N ? reason_names[reason] : NULL;
+}
+
+int cl_reason_parse(const char *name)
+{
+	for (int i = 0; name && i < CL_WHY_N; i++)
+		if (strcmp(name, reason_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
 void cl_policy_defaults(struct cl_policy *p)
 {
 	p->cold_ms = 10;
@@ -55,11 +73,13 @@ void cl_offload_decide(const struct cl_policy *p, const struct cl_load *local,
 	if (call->hops > 0) {
 		out->verdict = CL_RUN_LOCAL;
 		out->why = "forwarded calls run where they land";
+		out->reason = CL_WHY_FORWARDED;
 		return;
 	}
 	if (out->local_eta_ms <= call->deadline_ms) {
 		out->verdict = CL_RUN_LOCAL;
 		out->why = "local spare meets the deadline";
+		out->reason = CL_WHY_LOCAL_SPARE;
 		return;
 	}
 	for (int i = 0; i < n_peers; i++) {
@@ -82,6 +102,7 @@ void cl_offload_decide(const struct cl_policy *p, const struct cl_load *local,
 		if (call->waited_ms < call->deadline_ms) {
 			out->verdict = CL_WAIT_LOCAL;
 			out->why = "batch: waiting for local spare";
+			out->reason = CL_WHY_BATCH_WAIT;
 			return;
 		}
 		if (best_i >= 0 && isfinite(best)) {
@@ -89,10 +110,12 @@ void cl_offload_decide(const struct cl_policy *p, const struct cl_load *local,
 			out->peer = best_i;
 			out->peer_eta_ms = best;
 			out->why = "batch: deadline passed, a peer has spare";
+			out->reason = CL_WHY_BATCH_PEER;
 			return;
 		}
 		out->verdict = CL_RUN_LOCAL;
 		out->why = "batch: deadline passed, no peer has spare";
+		out->reason = CL_WHY_BATCH_NONE;
 		return;
 	}
 	if (best_i >= 0 && isfinite(best) && best < out->local_eta_ms) {
@@ -102,8 +125,11 @@ void cl_offload_decide(const struct cl_policy *p, const struct cl_load *local,
 		out->why = best <= call->deadline_ms
 				   ? "latency: a peer meets the deadline, this node does not"
 				   : "latency: a peer answers sooner than this node";
+		out->reason =
+			best <= call->deadline_ms ? CL_WHY_LATENCY_DEADLINE : CL_WHY_LATENCY_SOONER;
 		return;
 	}
 	out->verdict = CL_RUN_LOCAL;
 	out->why = "latency: no peer answers sooner; run here at once";
+	out->reason = CL_WHY_LATENCY_LOCAL;
 }

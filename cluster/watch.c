@@ -67,9 +67,13 @@ static void on_message(struct cl_watch *w, const char *text)
 	res = cJSON_GetObjectItemCaseSensitive(j, "result");
 	if (!res) {
 		const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
 
-		NEMO_WARN(CL_MOD, "etcd watch %s: %s", w->key,
-			  cJSON_IsObject(err) ? "error in the stream" : "unexpected message");
+		NEMO_WARN(CL_MOD, "etcd watch %s: %s%s", w->key,
+			  cJSON_IsObject(err) ? "error in the stream: " : "unexpected message",
+			  cJSON_IsString(msg) ? msg->valuestring : "");
+		if (cJSON_IsString(msg) && strstr(msg->valuestring, "auth token"))
+			cl_etcd_auth_expired(w->e, NULL); /* log in again for the next stream */
 		w->canceled = true;
 		cJSON_Delete(j);
 		return;
@@ -142,7 +146,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 	if (n == 0)
 		return 0;
-	w->last_data_ms = cl_now_ms();
+	w->last_data_ms = nemo_now_ms();
 	/* the gateway ends each message with a newline */
 	while ((nl = memchr(w->buf.data + w->parsed, '\n', w->buf.len - w->parsed))) {
 		*nl = '\0';
@@ -160,13 +164,19 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 static int stream(struct cl_watch *w, int endpoint)
 {
 	char url[CL_ADDR_MAX + 16], *body, *kb, *eb = NULL;
-	char rev[32];
+	char rev[32], auth[300];
+	struct curl_slist *hdrs = NULL;
 	CURL *c = curl_easy_init();
 	CURLMcode mc;
 	int running = 1, rc = 0;
 
 	if (!c)
 		return -ENOMEM;
+	rc = cl_etcd_auth_header(w->e, auth, sizeof(auth));
+	if (rc < 0 || (auth[0] && !(hdrs = curl_slist_append(NULL, auth)))) {
+		curl_easy_cleanup(c);
+		return rc < 0 ? rc : -ENOMEM;
+	}
 	kb = nemo_base64_encode(w->key, strlen(w->key));
 	if (w->range_end)
 		eb = nemo_base64_encode(w->range_end, strlen(w->range_end));
@@ -185,6 +195,7 @@ static int stream(struct cl_watch *w, int endpoint)
 		free(kb);
 		free(eb);
 		curl_easy_cleanup(c);
+		curl_slist_free_all(hdrs);
 		return -ENOMEM;
 	}
 	free(kb);
@@ -197,11 +208,14 @@ static int stream(struct cl_watch *w, int endpoint)
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cl_etcd_timeout_ms(w->e));
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	if (hdrs)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	cl_etcd_curl_tls(w->e, c);
 	w->buf.len = 0;
 	w->parsed = 0;
 	w->compacted = false;
 	w->canceled = false;
-	w->last_data_ms = cl_now_ms();
+	w->last_data_ms = nemo_now_ms();
 	pthread_mutex_lock(&w->lock);
 	curl_multi_add_handle(w->multi, c);
 	pthread_mutex_unlock(&w->lock);
@@ -213,7 +227,7 @@ static int stream(struct cl_watch *w, int endpoint)
 		}
 		if (!running)
 			break;
-		if (w->idle_ms > 0 && cl_now_ms() - w->last_data_ms > (uint64_t)w->idle_ms) {
+		if (w->idle_ms > 0 && nemo_now_ms() - w->last_data_ms > (uint64_t)w->idle_ms) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -233,6 +247,7 @@ static int stream(struct cl_watch *w, int endpoint)
 	curl_multi_remove_handle(w->multi, c);
 	pthread_mutex_unlock(&w->lock);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
 	free(body);
 	if (w->compacted)
 		return -ERANGE;
@@ -246,7 +261,7 @@ static void *watch_main(void *arg)
 	int backoff = 50;
 
 	while (!atomic_load(&w->stop)) {
-		uint64_t t0 = cl_now_ms();
+		uint64_t t0 = nemo_now_ms();
 		int rc = stream(w, endpoint);
 
 		if (atomic_load(&w->stop))
@@ -263,8 +278,9 @@ static void *watch_main(void *arg)
 				     "etcd watch %s on %s: %s; reconnecting from revision %" PRId64,
 				     w->key, cl_etcd_endpoint_at(w->e, endpoint), strerror(-rc),
 				     w->next_rev);
+		cl_etcd_note_watch_restart(w->e);
 		endpoint = (endpoint + 1) % cl_etcd_n_endpoints(w->e);
-		if (cl_now_ms() - t0 > 2000)
+		if (nemo_now_ms() - t0 > 2000)
 			backoff = 50; /* it ran for a while: a fresh failure */
 		for (int slept = 0; slept < backoff && !atomic_load(&w->stop); slept += 50)
 			cl_sleep_ms(50);

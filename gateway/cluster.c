@@ -23,6 +23,42 @@
 /* A deploy or delete that came from the cluster is not published back to it. */
 static __thread bool from_cluster;
 
+/* A result to deliver to its route for a node that died before it did. */
+struct delivery {
+	struct delivery *next;
+	char id[GW_ID_LEN + 1];
+	char function[SBX_NAME_MAX];
+	char state[24];
+	uint8_t *result;
+	size_t len;
+	char *route;
+};
+
+/* An ended activation whose worker has still to deliver its result (one per worker thread). */
+struct undelivered {
+	pthread_t worker;
+	char id[GW_ID_LEN + 1];
+};
+
+/* What this file keeps beside struct gw_cluster, which comes first: d->cluster points at it. */
+struct glue {
+	struct gw_cluster c;
+	pthread_mutex_t ack_lock;
+	struct undelivered *acks;
+	int n_acks, cap_acks;
+	/* the route thread: adopted results to deliver (the adopter's thread must not block) */
+	pthread_t router;
+	bool router_started, router_stop;
+	pthread_mutex_t route_lock;
+	pthread_cond_t route_cond;
+	struct delivery *dl_head, **dl_tail;
+};
+
+static struct glue *glue_of(struct gw_daemon *d)
+{
+	return (struct glue *)d->cluster;
+}
+
 /* ---- this node's load, for its record and for the policy ---------------------------------------- */
 
 /* Refresh the cached per-core spare (at most every 50 ms). c->lock held. */
@@ -321,8 +357,10 @@ static int hook_adopt(void *arg, const struct cl_act_record *rec)
 			uint8_t *res = NULL;
 			size_t len = 0;
 
-			if (gw_act_outcome(&d->acts, seq, &s, msg, sizeof(msg), &res, &len) == 0)
-				cl_act_end(node_of(d), rec->id, gw_act_status_name(s), res, len);
+			/* its route heard it in that earlier run, or hears it from the journal */
+			if (gw_act_outcome(&d->acts, seq, &s, msg, sizeof(msg), &res, &len) == 0 &&
+			    cl_act_end(node_of(d), rec->id, gw_act_status_name(s), res, len) == 0)
+				cl_act_delivered(node_of(d), rec->id);
 			free(res);
 		}
 		return 0;
@@ -367,6 +405,219 @@ static int hook_adopt(void *arg, const struct cl_act_record *rec)
 	return 0;
 }
 
+/* ---- routes of dead nodes' results ----------------------------------------------------------------- */
+
+/* Hand a dead node's result to the route thread. */
+static int hook_deliver(void *arg, const struct cl_act_record *rec)
+{
+	struct gw_daemon *d = arg;
+	struct glue *g = glue_of(d);
+	struct delivery *dl = calloc(1, sizeof(*dl));
+
+	if (!dl)
+		return -ENOMEM;
+	snprintf(dl->id, sizeof(dl->id), "%s", rec->id);
+	snprintf(dl->function, sizeof(dl->function), "%s", rec->function);
+	snprintf(dl->state, sizeof(dl->state), "%s", rec->state);
+	dl->route = rec->extra ? strdup(rec->extra) : NULL;
+	if (rec->result && rec->result_len) {
+		dl->result = malloc(rec->result_len);
+		if (dl->result)
+			memcpy(dl->result, rec->result, rec->result_len);
+		dl->len = dl->result ? rec->result_len : 0;
+	}
+	pthread_mutex_lock(&g->route_lock);
+	*g->dl_tail = dl;
+	g->dl_tail = &dl->next;
+	pthread_cond_signal(&g->route_cond);
+	pthread_mutex_unlock(&g->route_lock);
+	return 0;
+}
+
+/* Deliver one: as run_async() does for a result of its own (callback and MQTT reply). */
+static void deliver(struct gw_daemon *d, const struct delivery *dl)
+{
+	cJSON *route = dl->route ? cJSON_Parse(dl->route) : NULL;
+	const cJSON *cb = cJSON_GetObjectItemCaseSensitive(route, "callback");
+	const cJSON *rt = cJSON_GetObjectItemCaseSensitive(route, "reply_topic");
+	const cJSON *qos = cJSON_GetObjectItemCaseSensitive(route, "qos");
+	const cJSON *corr = cJSON_GetObjectItemCaseSensitive(route, "correlation");
+	bool ok = !strcmp(dl->state, "success") && dl->result;
+	char ns[GW_NS_MAX], name[SBX_NAME_MAX], *text = NULL;
+	const void *data = dl->result;
+	size_t len = dl->len;
+
+	if (!ok) {
+		/* why there is no result, in the shape run_async() gives a failure */
+		cJSON *e = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(
+			e, "error",
+			!strcmp(dl->state, "interrupted")
+				? "the node running it died: it may have run, and is not run again"
+			: !strcmp(dl->state, "success")
+				? "its result (over 64 KiB) was not kept in etcd"
+				: "the activation did not succeed");
+		cJSON_AddStringToObject(e, "status", dl->state);
+		cJSON_AddStringToObject(e, "activationId", dl->id);
+		text = cJSON_PrintUnformatted(e);
+		cJSON_Delete(e);
+		data = text;
+		len = text ? strlen(text) : 0;
+	}
+	gw_key_split(d->default_ns, dl->function, ns, name);
+	if (cJSON_IsString(rt) && d->mqtt_sink) {
+		uint8_t cbytes[128];
+		long clen = cJSON_IsString(corr) ? nemo_base64_decode(corr->valuestring,
+								      strlen(corr->valuestring),
+								      cbytes, sizeof(cbytes))
+						 : 0;
+
+		d->mqtt_sink(d->mqtt_sink_state, rt->valuestring,
+			     cJSON_IsNumber(qos) ? qos->valueint : 0,
+			     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(route, "mqtt5")),
+			     clen > 0 ? cbytes : NULL, clen > 0 ? (size_t)clen : 0, dl->id, data,
+			     len);
+	}
+	if (cJSON_IsString(cb)) {
+		int st = gw_callback_post(cb->valuestring, dl->id, name, ok ? 200 : 500, data, len);
+
+		if (st < 200 || st >= 300)
+			NEMO_WARN(GW_MOD, "callback url=%s activation=%s: %s %d", cb->valuestring,
+				  dl->id, st < 0 ? strerror(-st) : "status", st);
+	}
+	NEMO_INFO(GW_MOD, "activation=%s (%s) of a dead node: its result delivered to its route",
+		  dl->id, dl->state);
+	cl_act_delivered(node_of(d), dl->id);
+	free(text);
+	cJSON_Delete(route);
+}
+
+static void delivery_free(struct delivery *dl)
+{
+	free(dl->result);
+	free(dl->route);
+	free(dl);
+}
+
+static void ack_idle(struct gw_daemon *d);
+
+/* The route thread: dead nodes' results, and the acks of idle workers' deliveries. */
+static void *router_main(void *arg)
+{
+	struct gw_daemon *d = arg;
+	struct glue *g = glue_of(d);
+
+	pthread_mutex_lock(&g->route_lock);
+	while (!g->router_stop) {
+		struct delivery *dl = g->dl_head;
+
+		if (!dl) {
+			struct timespec ts = nemo_deadline_after_ns(CLOCK_MONOTONIC, 100000000ull);
+
+			pthread_cond_timedwait(&g->route_cond, &g->route_lock, &ts);
+			pthread_mutex_unlock(&g->route_lock);
+			if (__atomic_load_n(&d->cluster->node, __ATOMIC_ACQUIRE))
+				ack_idle(d);
+			pthread_mutex_lock(&g->route_lock);
+			continue;
+		}
+		g->dl_head = dl->next;
+		if (!g->dl_head)
+			g->dl_tail = &g->dl_head;
+		pthread_mutex_unlock(&g->route_lock);
+		deliver(d, dl);
+		delivery_free(dl);
+		pthread_mutex_lock(&g->route_lock);
+	}
+	pthread_mutex_unlock(&g->route_lock);
+	return NULL;
+}
+
+/*
+ * When has a worker delivered an ended activation's result (callback, MQTT reply)? run_async()
+ * in service.c records the end (gw_cluster_end), then delivers, then returns; a worker runs one
+ * activation at a time. So a worker's result is delivered once the same worker begins or ends
+ * another (ack_mine), or once no worker is running any (ack_idle). Until then the in-flight
+ * record stays "ended" in etcd, and a node that adopts it after this one died delivers it again.
+ */
+static void ack_later(struct gw_daemon *d, const char *id)
+{
+	struct glue *g = glue_of(d);
+
+	pthread_mutex_lock(&g->ack_lock);
+	if (g->n_acks == g->cap_acks) {
+		int cap = g->cap_acks ? g->cap_acks * 2 : 8;
+		struct undelivered *a = realloc(g->acks, (size_t)cap * sizeof(*a));
+
+		if (!a) {
+			pthread_mutex_unlock(&g->ack_lock);
+			return; /* its record stays until this node leaves: delivered again then */
+		}
+		g->acks = a;
+		g->cap_acks = cap;
+	}
+	g->acks[g->n_acks].worker = pthread_self();
+	snprintf(g->acks[g->n_acks++].id, GW_ID_LEN + 1, "%s", id);
+	pthread_mutex_unlock(&g->ack_lock);
+}
+
+static void ack_mine(struct gw_daemon *d)
+{
+	struct glue *g = glue_of(d);
+	char id[GW_ID_LEN + 1] = "";
+
+	pthread_mutex_lock(&g->ack_lock);
+	for (int i = 0; i < g->n_acks; i++) {
+		if (pthread_equal(g->acks[i].worker, pthread_self())) {
+			snprintf(id, sizeof(id), "%s", g->acks[i].id);
+			g->acks[i] = g->acks[--g->n_acks];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g->ack_lock);
+	if (id[0])
+		cl_act_delivered(d->cluster->node, id);
+}
+
+static void ack_idle(struct gw_daemon *d)
+{
+	struct glue *g = glue_of(d);
+	char(*ids)[GW_ID_LEN + 1] = NULL;
+	int n = 0;
+	bool idle;
+
+	/* what was waiting before the workers were seen idle had its delivery done */
+	pthread_mutex_lock(&g->ack_lock);
+	if (g->n_acks && (ids = malloc((size_t)g->n_acks * sizeof(*ids)))) {
+		n = g->n_acks;
+		for (int i = 0; i < n; i++)
+			memcpy(ids[i], g->acks[i].id, sizeof(ids[i]));
+	}
+	pthread_mutex_unlock(&g->ack_lock);
+	if (!n)
+		return;
+	pthread_mutex_lock(&d->q_lock);
+	idle = d->q_active == 0;
+	pthread_mutex_unlock(&d->q_lock);
+	for (int k = 0; idle && k < n; k++) {
+		bool found = false;
+
+		pthread_mutex_lock(&g->ack_lock);
+		for (int i = 0; i < g->n_acks; i++) {
+			if (!strcmp(g->acks[i].id, ids[k])) {
+				g->acks[i] = g->acks[--g->n_acks];
+				found = true;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&g->ack_lock);
+		if (found)
+			cl_act_delivered(d->cluster->node, ids[k]);
+	}
+	free(ids);
+}
+
 /* Where the result goes besides the record (callback, MQTT reply), for an adopter. */
 static char *route_json(const struct gw_call *call)
 {
@@ -405,16 +656,23 @@ int gw_cluster_accept(struct gw_daemon *d, uint64_t seq, const char *id, const c
 	if (!d->cluster)
 		return 0;
 	if (!cl_node_healthy(d->cluster->node, &why)) {
-		snprintf(err, errlen, "cannot accept the activation: %s", why);
+		snprintf(err, errlen, "cannot accept the activation: %s (etcd at %s)", why,
+			 cl_etcd_endpoints(cl_node_etcd(d->cluster->node)));
 		return -ENOSPC;
 	}
 	route = route_json(call);
-	rc = cl_act_accept(d->cluster->node, id, key, payload, len, route);
+	rc = cl_act_accept(d->cluster->node, id, key, payload, len,
+			   route && strcmp(route, "{}") ? route : NULL);
 	free(route);
 	if (rc) {
-		snprintf(err, errlen,
-			 "cannot accept the activation: it could not be recorded in etcd (%s): %s",
-			 cl_etcd_endpoints(cl_node_etcd(d->cluster->node)), strerror(-rc));
+		if (!cl_node_healthy(d->cluster->node, &why))
+			snprintf(err, errlen, "cannot accept the activation: %s (etcd at %s)", why,
+				 cl_etcd_endpoints(cl_node_etcd(d->cluster->node)));
+		else
+			snprintf(err, errlen,
+				 "cannot accept the activation: it could not be recorded in etcd "
+				 "(%s): %s",
+				 cl_etcd_endpoints(cl_node_etcd(d->cluster->node)), strerror(-rc));
 		return -ENOSPC;
 	}
 	gw_act_set_clustered(&d->acts, seq, true);
@@ -427,6 +685,7 @@ int gw_cluster_begin(struct gw_daemon *d, uint64_t seq, const char *id)
 
 	if (!d->cluster)
 		return 0;
+	ack_mine(d); /* this worker's last activation, its result delivered: it is beginning anew */
 	if (!gw_act_clustered(&d->acts, seq)) {
 		/* replayed from the journal, not taken over at join: did another node adopt it? */
 		struct cl_act_record rec;
@@ -462,11 +721,14 @@ void gw_cluster_end(struct gw_daemon *d, uint64_t seq, const char *id, enum gw_a
 
 	if (!d->cluster || !gw_act_clustered(&d->acts, seq))
 		return;
+	ack_mine(d);
 	rc = cl_act_end(d->cluster->node, id, gw_act_status_name(st), result, len);
 	if (rc)
 		NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
 				     "activation=%s: its end is not in etcd: %s", id,
 				     strerror(-rc));
+	else
+		ack_later(d, id); /* the worker delivers the result next, then returns */
 }
 
 /* An activation this node does not hold, from etcd: OpenWhisk's record shape. */
@@ -583,14 +845,20 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	struct gw_function *fn;
 	struct sbx_pool_stats st = {0};
 	struct cl_http_reply fr;
-	const char *qos_arg, *hdrs[4];
-	char path[2048], q[1536], h_auth[300], h_ct[160], h_origin[CL_NAME_MAX + 32];
+	const char *qos_arg, *hdrs[5];
+	char path[2048], q[1536], h_auth[300], h_ct[160], h_origin[CL_NAME_MAX + 32], h_why[64];
 	int n, n_loads = 0, n_h = 0, rc;
 	uint64_t t0 = nemo_now_ns(), t_decide = t0, now_ms = gw_epoch_ms();
 	char addr[CL_MAX_PEERS][CL_ADDR_MAX];
 
-	if (!c || !d->cfg.cluster.offload || gw_req_header(r, "X-Nemo-Origin"))
-		return false; /* forwarded calls run where they land */
+	if (c && gw_req_header(r, "X-Nemo-Origin")) {
+		/* forwarded calls run where they land */
+		cl_node_note_offload(c->node, true,
+				     cl_reason_parse(gw_req_header(r, "X-Nemo-Offload")), false);
+		return false;
+	}
+	if (!c || !d->cfg.cluster.offload)
+		return false;
 	fn = gw_fn_get(d, key);
 	if (!fn)
 		return false;
@@ -669,14 +937,18 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	}
 	snprintf(h_origin, sizeof(h_origin), "X-Nemo-Origin: %s", cl_node_name(c->node));
 	hdrs[n_h++] = h_origin;
+	snprintf(h_why, sizeof(h_why), "X-Nemo-Offload: %s", cl_reason_name(dec.reason));
+	hdrs[n_h++] = h_why;
 	rc = cl_http_forward(addr[dec.peer], r->method, path, hdrs, n_h, r->body, r->len,
 			     (int)d->cfg.limits.blocking_timeout_ms + 5000, &fr);
 	if (rc) {
 		/* the peer did not answer: run here after all */
 		atomic_fetch_add(&c->forward_failed, 1);
+		cl_node_note_offload(c->node, false, dec.reason, true);
 		return false;
 	}
 	atomic_fetch_add(&c->forwarded, 1);
+	cl_node_note_offload(c->node, false, dec.reason, false);
 	rp->status = fr.status;
 	rp->body = fr.body;
 	rp->len = fr.len;
@@ -746,9 +1018,18 @@ static void route_nodes(struct gw_daemon *d, struct gw_reply *rp)
 	cJSON_AddNumberToObject(s, "interrupted", (double)st.interrupted);
 	cJSON_AddNumberToObject(s, "fenced", (double)st.fenced);
 	cJSON_AddNumberToObject(s, "ignored_records", (double)st.ignored_records);
-	cJSON_AddNumberToObject(s, "etcd_requests", (double)st.etcd_requests);
-	cJSON_AddNumberToObject(s, "etcd_bytes_out", (double)st.etcd_bytes_out);
-	cJSON_AddNumberToObject(s, "etcd_bytes_in", (double)st.etcd_bytes_in);
+	cJSON_AddNumberToObject(s, "delivered", (double)st.delivered);
+	cJSON_AddNumberToObject(s, "redelivered", (double)st.redelivered);
+	cJSON_AddNumberToObject(s, "cancelled", (double)st.cancelled);
+	cJSON_AddNumberToObject(s, "node_records", (double)st.node_records);
+	cJSON_AddNumberToObject(s, "node_records_alone", (double)st.node_records_alone);
+	cJSON_AddNumberToObject(s, "etcd_requests", (double)st.etcd.requests);
+	cJSON_AddNumberToObject(s, "etcd_writes", (double)st.etcd.calls[CL_REQ_WRITE]);
+	cJSON_AddNumberToObject(s, "etcd_reads", (double)st.etcd.calls[CL_REQ_READ]);
+	cJSON_AddNumberToObject(s, "etcd_renewals", (double)st.etcd.calls[CL_REQ_RENEW]);
+	cJSON_AddNumberToObject(s, "etcd_errors", (double)st.etcd.errors);
+	cJSON_AddNumberToObject(s, "etcd_bytes_out", (double)st.etcd.bytes_out);
+	cJSON_AddNumberToObject(s, "etcd_bytes_in", (double)st.etcd.bytes_in);
 	cJSON_AddNumberToObject(s, "last_adoption_ms", (double)st.last_adoption_ms);
 	cJSON_AddNumberToObject(s, "forwarded", (double)atomic_load(&d->cluster->forwarded));
 	cJSON_AddNumberToObject(s, "forward_failed",
@@ -806,28 +1087,80 @@ void gw_api_cluster(struct gw_daemon *d, const struct gw_request *r, struct gw_r
 
 /* ---- join and leave ------------------------------------------------------------------------------- */
 
+static void glue_free(struct gw_daemon *d)
+{
+	struct glue *g = glue_of(d);
+
+	if (g->router_started) {
+		pthread_mutex_lock(&g->route_lock);
+		g->router_stop = true;
+		pthread_cond_signal(&g->route_cond);
+		pthread_mutex_unlock(&g->route_lock);
+		pthread_join(g->router, NULL);
+	}
+	if (g->c.node)
+		cl_node_leave(g->c.node);
+	/* results not delivered yet stay "ended" in etcd: the node that adopts them delivers */
+	while (g->dl_head) {
+		struct delivery *dl = g->dl_head;
+
+		g->dl_head = dl->next;
+		delivery_free(dl);
+	}
+	d->cluster = NULL;
+	free(g->acks);
+	free(g->c.warm_json);
+	free(g->c.fns_json);
+	pthread_mutex_destroy(&g->c.lock);
+	pthread_mutex_destroy(&g->ack_lock);
+	pthread_mutex_destroy(&g->route_lock);
+	pthread_cond_destroy(&g->route_cond);
+	free(g);
+}
+
 int gw_cluster_join(struct gw_daemon *d)
 {
+	struct glue *g;
 	struct gw_cluster *c;
-	struct cl_hooks hooks = {hook_fn_deployed, hook_fn_deleted, hook_adopt, hook_load, d};
+	struct cl_hooks hooks = {.fn_deployed = hook_fn_deployed,
+				 .fn_deleted = hook_fn_deleted,
+				 .adopt = hook_adopt,
+				 .load = hook_load,
+				 .deliver = hook_deliver,
+				 .arg = d};
+	pthread_condattr_t ca;
 	int rc;
 
 	if (!d->cfg.cluster.cl.enabled)
 		return 0;
-	c = calloc(1, sizeof(*c));
-	if (!c)
+	g = calloc(1, sizeof(*g));
+	if (!g)
 		return -ENOMEM;
+	c = &g->c;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&g->ack_lock, NULL);
+	pthread_mutex_init(&g->route_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&g->route_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	g->dl_tail = &g->dl_head;
 	d->cluster = c;
+	/* before the join: its threads may hand results over at once */
+	rc = -pthread_create(&g->router, NULL, router_main, d);
+	g->router_started = rc == 0;
+	if (rc) {
+		NEMO_ERR(GW_MOD, "cluster: cannot start the route thread: %s", strerror(-rc));
+		glue_free(d);
+		return rc;
+	}
 	/* functions this node has (from its store) go to the registry once it is in */
 	__atomic_store_n(&c->node, cl_node_join(&d->cfg.cluster.cl, &hooks), __ATOMIC_RELEASE);
 	if (!c->node) {
 		rc = -errno;
 		NEMO_ERR(GW_MOD, "cluster: cannot join through etcd at %s as node %s: %s",
 			 d->cfg.cluster.cl.endpoints[0], d->cfg.cluster.cl.node, strerror(-rc));
-		d->cluster = NULL;
-		pthread_mutex_destroy(&c->lock);
-		free(c);
+		glue_free(d);
 		return rc;
 	}
 	snprintf(d->acts.node, sizeof(d->acts.node), "%s", cl_node_name(c->node));
@@ -840,16 +1173,8 @@ int gw_cluster_join(struct gw_daemon *d)
 
 void gw_cluster_leave(struct gw_daemon *d)
 {
-	struct gw_cluster *c = d->cluster;
-
-	if (!c)
-		return;
-	cl_node_leave(c->node);
-	d->cluster = NULL;
-	free(c->warm_json);
-	free(c->fns_json);
-	pthread_mutex_destroy(&c->lock);
-	free(c);
+	if (d->cluster)
+		glue_free(d);
 }
 
 bool gw_cluster_degraded(struct gw_daemon *d, char *why, size_t len)

@@ -283,6 +283,7 @@ char *gw_metrics_render(struct gw_daemon *d, const char *ns, size_t *len)
 			put(&t, "%.*s", n, cores);
 		free(cores);
 	}
+	cl_node_metrics(d->cluster && !ns ? d->cluster->node : NULL, &t.buf, &t.len, &t.cap);
 	*len = t.len;
 	return t.buf;
 }

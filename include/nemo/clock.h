@@ -1,4 +1,4 @@
-/* clock.h - the monotonic clock in ns, and absolute deadlines for timed waits. */
+/* clock.h - the monotonic clock, the time of day in ms, and absolute deadlines for timed waits. */
 #ifndef NEMO_CLOCK_H
 #define NEMO_CLOCK_H
 
@@ -12,6 +12,24 @@ static inline uint64_t nemo_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* CLOCK_MONOTONIC in ms. */
+static inline uint64_t nemo_now_ms(void)
+{
+	return nemo_now_ns() / 1000000ull;
+}
+
+/*
+ * CLOCK_REALTIME in ms since the epoch: the time of day, for timestamps that other processes or
+ * machines read (records, logs). It may jump: never a duration.
+ */
+static inline uint64_t nemo_epoch_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Move `ts` on by `ns`, keeping tv_nsec below one second. */

@@ -24,18 +24,44 @@ struct cl_etcd;
  * NULL with errno (EINVAL: no endpoint, or one that is not http://host:port, logged).
  */
 struct cl_etcd *cl_etcd_new(const char *const *endpoints, int n, int timeout_ms);
+
+#define CL_PATH_MAX 256
+
+/*
+ * How to reach etcd when it is secured. Strings may be NULL or "" (not used).
+ *   ca_file: PEM CA certificates that sign the members' (https:// endpoints; default: the
+ *     system's store); cert_file and key_file: this client's certificate, for members started
+ *     with --client-cert-auth (the HTTP gateway does not take its common name as a user);
+ *   user, password: an etcd user (auth enabled): the client logs in (/v3/auth/authenticate)
+ *     and sends the token in each request's Authorization header, logging in again when etcd
+ *     has dropped it (unused for --auth-token-ttl).
+ */
+struct cl_etcd_security {
+	const char *ca_file, *cert_file, *key_file;
+	const char *user, *password;
+};
+
+/*
+ * cl_etcd_new(), with https:// endpoints and etcd's auth. NULL or EINVAL (logged, naming the
+ * field): a file that cannot be read, a certificate without its key, a user without a
+ * password. A refused login or request is -EACCES, logged with etcd's message.
+ */
+struct cl_etcd *cl_etcd_new_secure(const char *const *endpoints, int n, int timeout_ms,
+				   const struct cl_etcd_security *sec);
 void cl_etcd_destroy(struct cl_etcd *e);
 
 /* "http://a:1,http://b:2": the endpoints, for messages. */
 const char *cl_etcd_endpoints(const struct cl_etcd *e);
 
 /*
- * Wait until one member answers (a cheap range), retrying with a backoff from 50 ms doubling
- * to 2 s, for at most max_wait_ms (0: one round over the endpoints). Each failed round is
- * logged once with the endpoints tried and why. Returns 0 or the last error (-ECONNREFUSED,
- * -ETIMEDOUT, -EHOSTUNREACH, -EAGAIN: no leader).
+ * Wait until one member answers (a read of `key`, which the client's user may read; NULL:
+ * /nemo-ready-probe), retrying with a backoff from 50 ms doubling to 2 s, for at most
+ * max_wait_ms (0: one round over the endpoints). Each failed round is logged once with the
+ * endpoints tried and why. Returns 0 or the last error (-ECONNREFUSED, -ETIMEDOUT,
+ * -EHOSTUNREACH, -EAGAIN: no leader), or -EACCES at once: etcd refused this client (its user,
+ * password or permissions), which waiting does not change.
  */
-int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms);
+int cl_etcd_wait_ready(struct cl_etcd *e, int max_wait_ms, const char *key);
 
 /* One key-value pair as etcd holds it. */
 struct cl_kv {
@@ -121,9 +147,44 @@ int cl_etcd_lease_keepalive(struct cl_etcd *e, int64_t id, int *ttl_left);
 /* Revoke it: its keys go at once. Returns 0, -ENOENT, or -errno. */
 int cl_etcd_lease_revoke(struct cl_etcd *e, int64_t id);
 
-/* Requests sent and bytes put on the wire (bodies both ways), for the etcd cost figures. */
-void cl_etcd_counters(const struct cl_etcd *e, uint64_t *requests, uint64_t *bytes_out,
-		      uint64_t *bytes_in);
+/* What a call to etcd does there. */
+enum cl_req_kind {
+	CL_REQ_WRITE =
+		0, /* a raft proposal: put, delete, a txn with a put or delete, lease grant/revoke */
+	CL_REQ_READ,  /* range, read-only txn */
+	CL_REQ_RENEW, /* lease keepalive: served by the leader, not replicated through raft */
+	CL_REQ_KINDS,
+};
+
+#define CL_LATENCY_BUCKETS 11
+/* Upper bounds (s) of the call latency buckets; the last bucket (+Inf) is beyond them. */
+extern const double cl_latency_bounds_s[CL_LATENCY_BUCKETS];
+
+/* What the client did, for the etcd cost figures and /metrics. Counters only grow. */
+struct cl_etcd_stats {
+	uint64_t calls[CL_REQ_KINDS]; /* calls made, by kind (each may try several members) */
+	uint64_t errors;	      /* calls that failed on every member they tried */
+	uint64_t requests;	      /* HTTP requests sent (tries on each member) */
+	uint64_t bytes_out, bytes_in; /* request and answer bodies */
+	uint64_t watch_restarts;      /* watch streams that broke or went silent and reopened */
+	uint64_t latency[CL_LATENCY_BUCKETS + 1]; /* calls per latency bucket (not cumulative) */
+	double latency_sum_s;
+};
+void cl_etcd_stats(const struct cl_etcd *e, struct cl_etcd_stats *st);
+
+/*
+ * Did the last call reach a member? False after a call that no member answered at all
+ * (unreachable, timed out: the node is cut off from etcd), true again after the next answer.
+ */
+bool cl_etcd_reachable(const struct cl_etcd *e);
+
+/*
+ * Does any member answer at all (GET /version, which needs no leader)? Asks them all at once,
+ * each within timeout_ms, and sets what cl_etcd_reachable() says. Returns how many answered
+ * (it stops at the first), or -ENOMEM. Tells a member cut off from this node from a cluster
+ * electing a leader: both leave a write unanswered for a while.
+ */
+int cl_etcd_probe(struct cl_etcd *e, int timeout_ms);
 
 /*
  * A watch on the keys from `key` up to `range_end` (NULL: every key under the prefix `key`). It
@@ -210,6 +271,23 @@ struct cl_policy {
 };
 void cl_policy_defaults(struct cl_policy *p);
 
+/* Why the policy decided as it did: a label for metrics (cl_reason_name). */
+enum cl_reason {
+	CL_WHY_LOCAL_SPARE = 0, /* local spare meets the deadline */
+	CL_WHY_FORWARDED,	/* a forwarded call runs where it lands */
+	CL_WHY_BATCH_WAIT,	/* batch: waiting for local spare */
+	CL_WHY_BATCH_PEER,	/* batch: deadline passed, a peer has spare (offload) */
+	CL_WHY_BATCH_NONE,	/* batch: deadline passed, no peer has spare */
+	CL_WHY_LATENCY_DEADLINE, /* latency: a peer meets the deadline, this node does not (offload) */
+	CL_WHY_LATENCY_SOONER, /* latency: a peer answers sooner (offload) */
+	CL_WHY_LATENCY_LOCAL,  /* latency: no peer answers sooner; run here at once */
+	CL_WHY_N,
+};
+/* "batch_peer", "latency_deadline"...; NULL for a value out of range. */
+const char *cl_reason_name(int reason);
+/* The reason of that name, or -EINVAL. */
+int cl_reason_parse(const char *name);
+
 enum cl_verdict {
 	CL_RUN_LOCAL = 0, /* run here now (on spare, or on the node's overflow placement) */
 	CL_WAIT_LOCAL,	  /* batch: wait here for local spare and ask again */
@@ -222,6 +300,7 @@ struct cl_decision {
 	double local_eta_ms; /* expected start-to-end here */
 	double peer_eta_ms;  /* of the chosen peer, forward included */
 	const char *why;     /* a static phrase for logs and records */
+	enum cl_reason reason;
 };
 
 /*
@@ -248,13 +327,18 @@ struct cl_config {
 	char node[CL_NAME_MAX];	   /* this node's name, unique in the cluster */
 	char address[CL_ADDR_MAX]; /* host:port where peers reach this nemod's HTTP API */
 	char prefix[64];	   /* every key lives under it ("/nemo") */
-	uint32_t lease_ttl_s;	   /* node records live this long without a keepalive (5) */
-	uint32_t publish_ms;	   /* node records are written at most this often (250) */
-	uint32_t batch_ms;	   /* activation records wait this long for company (2) */
-	uint32_t inline_code_max;  /* code up to this many bytes is stored in etcd (256 KiB) */
-	uint32_t timeout_ms;	   /* one etcd request (1000) */
-	uint32_t start_wait_ms;	   /* wait this long for etcd at start, retrying (10000) */
-	uint32_t results_ttl_s;	   /* terminal records are kept in etcd this long (3600) */
+	/* a secured etcd (cl_etcd_security): TLS files for https:// endpoints, an etcd user */
+	char ca_file[CL_PATH_MAX], cert_file[CL_PATH_MAX], key_file[CL_PATH_MAX];
+	char user[CL_NAME_MAX], password[128];
+	uint32_t lease_ttl_s;	  /* node records live this long without a keepalive (5) */
+	uint32_t publish_ms;	  /* node records are written at most this often (250) */
+	uint32_t batch_ms;	  /* accept records wait this long for company (2) */
+	uint32_t start_batch_ms;  /* start records, and ends with a route to reach (20) */
+	uint32_t end_batch_ms;	  /* other end records: nobody waits for them (50) */
+	uint32_t inline_code_max; /* code up to this many bytes is stored in etcd (256 KiB) */
+	uint32_t timeout_ms;	  /* one etcd request (1000) */
+	uint32_t start_wait_ms;	  /* wait this long for etcd at start, retrying (10000) */
+	uint32_t results_ttl_s;	  /* terminal records are kept in etcd this long (3600) */
 	struct cl_policy policy;
 };
 void cl_config_defaults(struct cl_config *c);
@@ -337,6 +421,12 @@ struct cl_hooks {
 	/* this node's current load, for its record */
 	void (*load)(void *arg, struct cl_local_load *out);
 	void *arg;
+	/*
+	 * deliver this terminal record's result to its route (rec->extra), for a node that may
+	 * have died before it did; call cl_act_delivered() once done. Must not block (the
+	 * adopter's thread keeps the lease). NULL: routes of dead nodes are dropped.
+	 */
+	int (*deliver)(void *arg, const struct cl_act_record *rec);
 };
 
 struct cl_node;
@@ -377,21 +467,36 @@ int cl_node_fn_publish(struct cl_node *n, const char *name, uint64_t version, co
 int cl_node_fn_unpublish(struct cl_node *n, const char *name);
 
 /*
- * Activation records. Each call joins the current batch and returns once the batch's one txn
- * is committed; every txn is fenced on this node's registration (its record's create revision),
- * so a node that lost its lease writes nothing.
+ * Activation records. Each write joins the current batch, which goes as one txn when the first
+ * of its writes has waited its window (batch_ms, start_batch_ms, end_batch_ms); every txn is
+ * fenced on this node's registration (its record's create revision), so a node that lost its
+ * lease writes nothing.
  *   accept: the activation is in etcd, owned by this node (before its 202). -ENOLINK: this node
- *     is not in the cluster now (lease lost, partitioned): the caller must refuse the call.
+ *     is not in the cluster now (lease lost, cut off from etcd): the caller must refuse the
+ *     call; -ETIMEDOUT: no answer within batch_ms + timeout_ms: refuse it too (a record written
+ *     after all is deleted again when etcd answers).
  *   start: may it run? 0 yes (it is marked running); -ESTALE it was adopted by another node
- *     (do not run it); -ENOLINK as above.
- *   end: the terminal record (result kept when ≤ 64 KiB) replaces the in-flight one.
- * `extra` is a JSON object stored beside (or NULL). Returns 0 or -errno.
+ *     (do not run it); -ENOLINK, -ETIMEDOUT as above (it stays accepted: try again later).
+ *   end: the terminal record (result kept when ≤ 64 KiB) replaces the in-flight one. Without
+ *     a route it returns at once and the record follows within end_batch_ms (a node that dies
+ *     meanwhile leaves it running: it ends "interrupted"). With one, it returns once written,
+ *     and the in-flight record stays, "ended", until cl_act_delivered(): the result has
+ *     reached its route. If the node dies first, the node that adopts the record delivers it.
+ * `route` is a JSON object (callback, reply topic) stored beside, or NULL. Returns 0 or -errno.
  */
 int cl_act_accept(struct cl_node *n, const char *id, const char *function, const void *payload,
-		  size_t len, const char *extra);
+		  size_t len, const char *route);
 int cl_act_start(struct cl_node *n, const char *id);
 int cl_act_end(struct cl_node *n, const char *id, const char *status, const void *result,
 	       size_t len);
+/*
+ * The result of an ended activation reached its route (or was tried: the route's own answer
+ * does not matter): its in-flight record goes, in a later txn. A no-op for one without a route.
+ * Returns 0 or -ENOMEM.
+ */
+int cl_act_delivered(struct cl_node *n, const char *id);
+/* Wait until every record write queued before this call is committed or failed. */
+int cl_node_flush(struct cl_node *n);
 /*
  * Read an activation's record wherever it is (in flight or terminal). Returns 0, -ENOENT or
  * -errno.
@@ -411,11 +516,28 @@ struct cl_stats {
 	uint64_t txns;	  /* activation-record txns committed */
 	uint64_t act_ops; /* activation-record operations in them */
 	uint64_t accepted, started, ended, adopted, interrupted, fenced;
-	uint64_t etcd_requests, etcd_bytes_out, etcd_bytes_in;
-	uint64_t ignored_records;  /* wrong version or malformed */
+	uint64_t delivered;    /* in-flight records removed once their route heard the result */
+	uint64_t redelivered;  /* results of dead nodes' activations handed to deliver */
+	uint64_t cancelled;    /* accepts refused to their callers, found written, deleted */
+	uint64_t node_records; /* this node's record written */
+	uint64_t node_records_alone; /* of which alone in a txn (nothing to ride with) */
+	struct cl_etcd_stats etcd;
+	uint64_t offloads[2][CL_WHY_N]; /* calls sent to peers [0], taken from them [1] */
+	uint64_t offload_failures;	/* sent, but the peer did not answer: run here */
+	uint32_t nodes_alive;		/* live records, this node's included */
+	uint64_t ignored_records;	/* wrong version or malformed */
 	uint64_t last_adoption_ms; /* time from the death being seen to the adoption committed */
 };
 void cl_node_stats(struct cl_node *n, struct cl_stats *st);
+
+/* A call this node sent to a peer (in false) or took from one (in true), for the reason. */
+void cl_node_note_offload(struct cl_node *n, bool in, int reason, bool failed);
+
+/*
+ * Append this node's nemo_cluster_* metrics (Prometheus text) to *buf (malloc'd, *len used of
+ * *cap; grown with realloc). n NULL (not in a cluster): nothing. Returns 0 or -ENOMEM.
+ */
+int cl_node_metrics(struct cl_node *n, char **buf, size_t *len, size_t *cap);
 
 /* The JSON of a node record as written (tests write ones of other versions by hand). */
 char *cl_node_record_json(const struct cl_config *cfg, const struct cl_local_load *load,
