@@ -187,8 +187,9 @@ struct gw_act_table {
  * gw_journal_replay() restores terminal records, ends started ones as interrupted (never run
  * twice) and returns the never-started ones to be queued again (never lost). A line reaches
  * the disk at the next gw_journal_sync(), which the API waits for before it answers 202 or a
- * blocking call's result. A failed append is cut off again (no torn line stays) and is
- * returned as -errno with t->journal_err set. Called with t->lock held.
+ * blocking call's record (a call answered with its result alone does not wait for it). A
+ * failed append is cut off again (no torn line stays) and is returned as -errno with
+ * t->journal_err set. Called with t->lock held.
  */
 int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind);
 /*
@@ -482,6 +483,13 @@ struct gw_call {
 	bool mqtt5;	  /* the request came with MQTT 5 routing: reply raw, with properties */
 	uint32_t wait_ms; /* blocking: answer pending after this long (0: blocking_timeout_ms) */
 	/*
+	 * blocking: the caller is answered with the function's result alone (OpenFaaS's
+	 * /function, OpenWhisk's result=true), not with the activation record. Its record is
+	 * written (it outlives a crash of nemod) but not waited for on disk: the caller holds
+	 * what the record would keep. false: the record is durable before the answer.
+	 */
+	bool result_only;
+	/*
 	 * What a dict-style function also gets (__ow_method...): built only for such functions,
 	 * by the front door that knows the protocol. NULL: nothing.
 	 */
@@ -502,7 +510,8 @@ struct gw_outcome {
 void gw_svc_outcome_release(struct gw_outcome *o);
 
 /*
- * Invoke `name` and wait for it. Returns 0 (out filled), -ENOENT (not deployed), -E2BIG
+ * Invoke `name` and wait for it. Its record is durable (fdatasync) before this returns unless
+ * call->result_only. Returns 0 (out filled), -ENOENT (not deployed), -E2BIG
  * (payload over max_payload_bytes), -EAGAIN (a concurrency limit or a full table/queue:
  * err says which), -EINVAL (a dict-style function given a payload that is not a JSON object).
  */

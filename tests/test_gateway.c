@@ -1183,6 +1183,89 @@ static void test_old_journal_replays(void)
 	expect("GET", path, TOKEN, NULL, 200, "from an old journal");
 }
 
+/* nemo_journal_syncs_total: the fdatasyncs the journal made so far (-1: not found). */
+static long long journal_syncs(void)
+{
+	struct gw_http_response r;
+	const char *p;
+	long long n = -1;
+
+	if (http("GET", "/metrics", TOKEN, NULL, &r) == 200 &&
+	    (p = strstr(r.body, "\nnemo_journal_syncs_total ")))
+		n = strtoll(p + 26, NULL, 10);
+	gw_http_response_release(&r);
+	return n;
+}
+
+/* The id in a 202 or a record: its activationId. */
+static void activation_id_of(const char *body, char id[40])
+{
+	cJSON *j = cJSON_Parse(body);
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"));
+
+	snprintf(id, 40, "%s", v ? v : "");
+	cJSON_Delete(j);
+}
+
+/*
+ * The durability contract, route by route: a caller answered with the activation record, or
+ * with 202 and an id to poll, is answered only once that record is on disk (one fdatasync
+ * each, here, one caller at a time); a caller answered with the function's result alone
+ * (OpenFaaS /function, OpenWhisk result=true, nemoctl invoke) waits for no fdatasync. Every
+ * record is written before its answer, so all of them outlive a kill -9 right after.
+ */
+static void test_durability_per_route(void)
+{
+	char rec[3][40], acc[3][40], path[200];
+	struct gw_http_response r;
+	long long s0, s1, s2, s3;
+
+	deploy("dur", "echo.so", "handle", NULL);
+	expect("POST", "/function/dur", TOKEN, "warm", 200, "warm");
+	s0 = journal_syncs();
+	CU_ASSERT_TRUE_FATAL(s0 >= 0);
+	for (int i = 0; i < 10; i++)
+		expect("POST", "/function/dur", TOKEN, "result only", 200, "result only");
+	for (int i = 0; i < 5; i++)
+		expect("POST", ACT "/dur?blocking=true&result=true", TOKEN, "{\"k\":5}", 200,
+		       "{\"k\":5}");
+	s1 = journal_syncs();
+	if (s1 != s0)
+		printf("\n  15 result-only calls made %lld fdatasyncs\n", s1 - s0);
+	CU_ASSERT_EQUAL(s1, s0);
+	/* the record, then 202: each waits for its own fdatasync */
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(http("POST", ACT "/dur?blocking=true", TOKEN, "{\"k\":3}", &r), 200);
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"status\":\"success\""));
+		activation_id_of(r.body, rec[i]);
+		gw_http_response_release(&r);
+	}
+	s2 = journal_syncs();
+	CU_ASSERT_EQUAL(s2 - s1, 3);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(http("POST", "/async-function/dur", TOKEN, "accepted", &r), 202);
+		activation_id_of(r.body, acc[i]);
+		gw_http_response_release(&r);
+	}
+	/* no pause: the 202 promised the record was on disk when it was sent */
+	kill(env.nemod.pid, SIGKILL);
+	CU_ASSERT_EQUAL(test_proc_wait(&env.nemod, 5000), 128 + SIGKILL);
+	env.running = false;
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	s3 = journal_syncs();
+	CU_ASSERT_TRUE(s3 >= 0);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(strlen(rec[i]), 32);
+		CU_ASSERT_STRING_EQUAL(activation_status(rec[i]), "success");
+		CU_ASSERT_EQUAL(strlen(acc[i]), 32);
+		CU_ASSERT_STRING_EQUAL(wait_terminal(acc[i], 5000), "success");
+	}
+	/* the result-only records were written too: a crash of nemod keeps them (only a crash of
+	 * the machine before the next fdatasync or writeback could lose them) */
+	snprintf(path, sizeof(path), ACTV "?name=dur&count=true");
+	expect("GET", path, TOKEN, NULL, 200, "{\"activations\":22}");
+}
+
 static void test_bad_config_names_key(void)
 {
 	char bin[512], path[256];
@@ -1216,6 +1299,8 @@ NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
 	    test_crash_loses_no_activation},
 	   {"after kill -9, accepted async calls still POST their X-Callback-Url, each once",
 	    test_crash_keeps_callbacks},
+	   {"202 and records are durable before the answer; result-only calls wait for no sync",
+	    test_durability_per_route},
 	   {"a journal from before routes were journaled replays", test_old_journal_replays},
 	   {"a bad config names the key", test_bad_config_names_key});
 
