@@ -169,15 +169,19 @@ struct gw_act_table {
 	int journal_fd;
 	char journal_path[GW_PATH_MAX + 32];
 	size_t journal_bytes;
-	bool journal_sync;     /* records are durable (fdatasync) before they are answered */
-	uint64_t written;      /* records appended so far (t->lock) */
+	bool journal_sync;	  /* records are durable (fdatasync) before they are answered */
+	_Atomic uint64_t written; /* lines appended so far (added to under t->lock) */
 	char journal_err[160]; /* why the last append or sync failed; "" when it works (t->lock) */
-	/* group commit: one fdatasync at a time covers every record written before it began */
+	/* group commit (gw_journal_sync): one fdatasync at a time covers every line written
+	 * before it began */
 	pthread_mutex_t sync_lock;
-	pthread_cond_t sync_done;
-	bool syncing;
-	uint64_t synced;  /* records known durable (sync_lock) */
-	uint64_t n_syncs; /* fdatasync calls, for the benchmark's figures */
+	bool syncing;		      /* an fdatasync is in flight (sync_lock) */
+	bool next_leader;	      /* a caller waits to lead the next one (sync_lock) */
+	uint64_t sync_epoch;	      /* fdatasyncs begun (sync_lock) */
+	uint64_t sync_target;	      /* `written` when the one in flight began (sync_lock) */
+	_Atomic uint64_t synced;      /* lines known durable (stored under sync_lock) */
+	_Atomic uint32_t sync_gen[2]; /* futex words, bumped when an epoch of that parity ends */
+	uint64_t n_syncs;	      /* fdatasync calls, for the benchmark's figures (sync_lock) */
 };
 
 /*

@@ -1252,7 +1252,8 @@ static void test_durability_per_route(void)
 	CU_ASSERT_EQUAL(s1, s0);
 	/* the record, then 202: each waits for its own fdatasync */
 	for (int i = 0; i < 3; i++) {
-		CU_ASSERT_EQUAL(http("POST", ACT "/dur?blocking=true", TOKEN, "{\"k\":3}", &r), 200);
+		CU_ASSERT_EQUAL(http("POST", ACT "/dur?blocking=true", TOKEN, "{\"k\":3}", &r),
+				200);
 		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"status\":\"success\""));
 		activation_id_of(r.body, rec[i]);
 		gw_http_response_release(&r);
