@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,18 +261,62 @@ bool gw_journal_error(struct gw_act_table *t, char *buf, size_t len)
  *     start_path core trigger queue_ns create_ns init_ns run_ns adopted message result logs
  * message, result and logs are base64 (any bytes); kind is "-" unless it is plain text.
  */
+/*
+ * Write one line printed from fmt: into buf when it fits (most lines do: no malloc under the
+ * table's lock), else into a buffer of its size. Returns jwrite()'s result, or -ENOMEM.
+ */
+static int jprintf(struct gw_act_table *t, char *buf, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int jprintf(struct gw_act_table *t, char *buf, size_t cap, const char *fmt, ...)
+{
+	char *line = buf;
+	va_list ap;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, cap, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	if ((size_t)n >= cap) {
+		line = malloc((size_t)n + 1);
+		if (!line)
+			return -ENOMEM;
+		va_start(ap, fmt);
+		vsnprintf(line, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	rc = jwrite(t, line, (size_t)n);
+	if (line != buf)
+		free(line);
+	return rc;
+}
+
+/* base64 of len bytes, or "" for none (no allocation); free with b64_free(). */
+static char *b64_of(const void *data, size_t len)
+{
+	return len ? nemo_base64_encode(data, len) : (char *)"";
+}
+
+static void b64_free(char *s)
+{
+	if (s && *s)
+		free(s);
+}
+
 static int note_end(struct gw_act_table *t, const struct gw_activation *a)
 {
-	char *msg = nemo_base64_encode(a->message, strlen(a->message));
-	char *res = nemo_base64_encode(a->result ? a->result : (const uint8_t *)"", a->result_len);
-	char *logs = nemo_base64_encode(a->logs ? a->logs : "", a->logs_len);
+	char buf[1024];
+	char *msg = b64_of(a->message, strlen(a->message));
+	char *res = b64_of(a->result, a->result_len);
+	char *logs = b64_of(a->logs, a->logs_len);
 	bool plain = a->kind[0] && strspn(a->kind, KIND_CHARS) == strlen(a->kind);
-	char *line = NULL;
-	int n, rc = -ENOMEM;
+	int rc = -ENOMEM;
 
 	if (msg && res && logs)
-		n = asprintf(
-			&line,
+		rc = jprintf(
+			t, buf, sizeof(buf),
 			"E\t%s\t%d\t%s\t%llu\t%llu\t%llu\t%s\t%u\t%u\t%u\t%d\t%d\t%d\t%llu\t%llu\t"
 			"%llu\t%llu\t%d\t%s\t%s\t%s\n",
 			a->id, (int)a->status, a->function, (unsigned long long)a->start_ms,
@@ -282,57 +327,43 @@ static int note_end(struct gw_act_table *t, const struct gw_activation *a)
 			(unsigned long long)a->times.create_ns,
 			(unsigned long long)a->times.init_ns, (unsigned long long)a->times.run_ns,
 			a->adopted, msg, res, logs);
-	else
-		n = -1;
-	if (n > 0)
-		rc = jwrite(t, line, (size_t)n);
-	free(line);
-	free(msg);
-	free(res);
-	free(logs);
+	b64_free(msg);
+	b64_free(res);
+	b64_free(logs);
 	return rc;
 }
 
 int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind)
 {
-	char small[GW_ID_LEN + SBX_NAME_MAX + GW_TOPIC_MAX + 32];
-	char *line = NULL, *b64 = NULL, *corr;
+	char buf[1024], *b64, *corr;
 	int n, rc = -ENOMEM;
 
 	if (t->journal_fd < 0)
 		return 0;
 	switch (kind) {
 	case 'A':
-		b64 = nemo_base64_encode(a->payload ? a->payload : (const uint8_t *)"",
-					 a->payload_len);
-		if (!b64)
-			return -ENOMEM;
+		b64 = b64_of(a->payload, a->payload_len);
 		/* how the result is delivered travels with the call: a replay delivers it too */
-		corr = a->correlation_len ? nemo_base64_encode(a->correlation, a->correlation_len)
-					  : NULL;
-		n = asprintf(&line, "A\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", a->id, a->function,
-			     a->trigger, a->reply_topic[0] ? a->reply_topic : "-", b64, a->qos,
-			     a->mqtt5, corr ? corr : "-",
-			     a->callback_url[0] ? a->callback_url : "-");
-		free(b64);
-		free(corr);
-		if (n > 0)
-			rc = jwrite(t, line, (size_t)n);
-		free(line);
+		corr = a->correlation_len ? b64_of(a->correlation, a->correlation_len) : "-";
+		if (b64 && corr)
+			rc = jprintf(t, buf, sizeof(buf), "A\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n",
+				     a->id, a->function, a->trigger,
+				     a->reply_topic[0] ? a->reply_topic : "-", b64, a->qos,
+				     a->mqtt5, corr, a->callback_url[0] ? a->callback_url : "-");
+		b64_free(b64);
+		if (a->correlation_len)
+			b64_free(corr);
 		return rc;
 	case 'R':
-		n = snprintf(small, sizeof(small), "R\t%s\n", a->id);
-		return jwrite(t, small, (size_t)n);
+		n = snprintf(buf, sizeof(buf), "R\t%s\n", a->id);
+		return jwrite(t, buf, (size_t)n);
 	case 'T':
 		if (!a->restored_json) {
 			rc = note_end(t, a);
 		} else {
 			/* a record replayed from a JSON line (older journals) keeps its JSON */
-			n = asprintf(&line, "T\t%s\t%d\t%s\t%s\n", a->id, (int)a->status,
-				     a->function, a->restored_json);
-			if (n > 0)
-				rc = jwrite(t, line, (size_t)n);
-			free(line);
+			rc = jprintf(t, buf, sizeof(buf), "T\t%s\t%d\t%s\t%s\n", a->id,
+				     (int)a->status, a->function, a->restored_json);
 		}
 		/* compact only after a terminal line: nothing is half-written then */
 		if (!rc && t->journal_bytes > JOURNAL_MAX_BYTES)
