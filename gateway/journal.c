@@ -55,6 +55,7 @@ static int rewrite_locked(struct gw_act_table *t)
 {
 	char tmp[sizeof(t->journal_path) + 8];
 	int fd, old = t->journal_fd;
+	size_t old_bytes = t->journal_bytes;
 	uint32_t *order = malloc(sizeof(*order) * t->capacity), n_order = 0;
 
 	if (!order)
@@ -92,7 +93,10 @@ static int rewrite_locked(struct gw_act_table *t)
 		NEMO_ERR(GW_MOD, "journal %s: %s", t->journal_path, strerror(e));
 		close(fd);
 		unlink(tmp);
+		/* the old journal goes on: a torn line is cut back to its own length, not the
+		 * new one's */
 		t->journal_fd = old;
+		t->journal_bytes = old_bytes;
 		free(order);
 		return -e;
 	}
