@@ -1,9 +1,12 @@
 -- bench_api.lua - wrk script: POST the echo payload with the bearer token, report in one line.
--- env: NEMO_TOKEN or NEMO_BASIC (required), BENCH_PATH [/function/echo], BENCH_BODY [{"hello":"nemo"}]
-wrk.method = "POST"
+-- env: NEMO_TOKEN or NEMO_BASIC (required), BENCH_PATH [/function/echo], BENCH_BODY [{"hello":"nemo"}],
+-- BENCH_METHOD [POST] (GET sends no body)
+wrk.method = os.getenv("BENCH_METHOD") or "POST"
 wrk.path = os.getenv("BENCH_PATH") or "/function/echo"
-wrk.body = os.getenv("BENCH_BODY") or '{"hello":"nemo"}'
-wrk.headers["Content-Type"] = "application/json"
+if wrk.method == "POST" then
+   wrk.body = os.getenv("BENCH_BODY") or '{"hello":"nemo"}'
+   wrk.headers["Content-Type"] = "application/json"
+end
 -- NEMO_BASIC (base64 of uuid:key) sends Basic auth, as OpenWhisk and OpenFaaS clients do
 if os.getenv("NEMO_BASIC") then
    wrk.headers["Authorization"] = "Basic " .. os.getenv("NEMO_BASIC")

@@ -64,7 +64,6 @@ int gw_act_table_init(struct gw_act_table *t, uint32_t capacity)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
 	pthread_mutex_init(&t->sync_lock, NULL);
-	pthread_cond_init(&t->sync_done, NULL);
 	t->journal_sync = true;
 	return 0;
 }
@@ -90,7 +89,6 @@ void gw_act_table_fini(struct gw_act_table *t)
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->changed);
 	pthread_mutex_destroy(&t->sync_lock);
-	pthread_cond_destroy(&t->sync_done);
 }
 
 /* In a cluster a record says which node holds it, and whether it was adopted. */

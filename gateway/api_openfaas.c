@@ -233,6 +233,7 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		gw_reply_header(rp, "X-Activation-Id", id);
 		return;
 	}
+	call.result_only = true; /* the function's bytes, never the record */
 	rc = gw_svc_invoke(d, name, &call, &out, err, sizeof(err));
 	if (rc)
 		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);

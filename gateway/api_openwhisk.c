@@ -290,6 +290,7 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
 		return accepted(rp, id);
 	}
+	call.result_only = want_result; /* else the record: durable before it is sent */
 	rc = gw_svc_invoke(d, name, &call, &out, err, sizeof(err));
 	if (rc)
 		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);

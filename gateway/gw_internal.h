@@ -169,15 +169,19 @@ struct gw_act_table {
 	int journal_fd;
 	char journal_path[GW_PATH_MAX + 32];
 	size_t journal_bytes;
-	bool journal_sync;     /* records are durable (fdatasync) before they are answered */
-	uint64_t written;      /* records appended so far (t->lock) */
+	bool journal_sync;	  /* records are durable (fdatasync) before they are answered */
+	_Atomic uint64_t written; /* lines appended so far (added to under t->lock) */
 	char journal_err[160]; /* why the last append or sync failed; "" when it works (t->lock) */
-	/* group commit: one fdatasync at a time covers every record written before it began */
+	/* group commit (gw_journal_sync): one fdatasync at a time covers every line written
+	 * before it began */
 	pthread_mutex_t sync_lock;
-	pthread_cond_t sync_done;
-	bool syncing;
-	uint64_t synced;  /* records known durable (sync_lock) */
-	uint64_t n_syncs; /* fdatasync calls, for the benchmark's figures */
+	bool syncing;		      /* an fdatasync is in flight (sync_lock) */
+	bool next_leader;	      /* a caller waits to lead the next one (sync_lock) */
+	uint64_t sync_epoch;	      /* fdatasyncs begun (sync_lock) */
+	uint64_t sync_target;	      /* `written` when the one in flight began (sync_lock) */
+	_Atomic uint64_t synced;      /* lines known durable (stored under sync_lock) */
+	_Atomic uint32_t sync_gen[2]; /* futex words, bumped when an epoch of that parity ends */
+	uint64_t n_syncs;	      /* fdatasync calls, for the benchmark's figures (sync_lock) */
 };
 
 /*
@@ -187,8 +191,9 @@ struct gw_act_table {
  * gw_journal_replay() restores terminal records, ends started ones as interrupted (never run
  * twice) and returns the never-started ones to be queued again (never lost). A line reaches
  * the disk at the next gw_journal_sync(), which the API waits for before it answers 202 or a
- * blocking call's result. A failed append is cut off again (no torn line stays) and is
- * returned as -errno with t->journal_err set. Called with t->lock held.
+ * blocking call's record (a call answered with its result alone does not wait for it). A
+ * failed append is cut off again (no torn line stays) and is returned as -errno with
+ * t->journal_err set. Called with t->lock held.
  */
 int gw_journal_note(struct gw_act_table *t, struct gw_activation *a, char kind);
 /*
@@ -482,6 +487,13 @@ struct gw_call {
 	bool mqtt5;	  /* the request came with MQTT 5 routing: reply raw, with properties */
 	uint32_t wait_ms; /* blocking: answer pending after this long (0: blocking_timeout_ms) */
 	/*
+	 * blocking: the caller is answered with the function's result alone (OpenFaaS's
+	 * /function, OpenWhisk's result=true), not with the activation record. Its record is
+	 * written (it outlives a crash of nemod) but not waited for on disk: the caller holds
+	 * what the record would keep. false: the record is durable before the answer.
+	 */
+	bool result_only;
+	/*
 	 * What a dict-style function also gets (__ow_method...): built only for such functions,
 	 * by the front door that knows the protocol. NULL: nothing.
 	 */
@@ -502,7 +514,8 @@ struct gw_outcome {
 void gw_svc_outcome_release(struct gw_outcome *o);
 
 /*
- * Invoke `name` and wait for it. Returns 0 (out filled), -ENOENT (not deployed), -E2BIG
+ * Invoke `name` and wait for it. Its record is durable (fdatasync) before this returns unless
+ * call->result_only. Returns 0 (out filled), -ENOENT (not deployed), -E2BIG
  * (payload over max_payload_bytes), -EAGAIN (a concurrency limit or a full table/queue:
  * err says which), -EINVAL (a dict-style function given a payload that is not a JSON object).
  */

@@ -978,8 +978,12 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 			  d->cfg.limits.max_inflight_per_function);
 		goto out_admit;
 	}
-	/* the record is durable before the caller hears the result */
-	if (gw_journal_sync(&d->acts))
+	/*
+	 * A caller given the record (whose id it may ask for later) hears nothing before the
+	 * record is durable. One given the result alone holds what the record keeps: it does
+	 * not wait for the disk; its record is written and goes with the next group commit.
+	 */
+	if (!call->result_only && gw_journal_sync(&d->acts))
 		NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
 				     "activation %s of %s: its record is not durable", out->id,
 				     name);

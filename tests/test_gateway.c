@@ -1160,10 +1160,14 @@ static void test_crash_keeps_callbacks(void)
 		printf("\n  callbacks: %d (ids %s %s %s)\n", total, ids[0], ids[1], ids[2]);
 }
 
-/* A journal written before results' routes were journaled still replays: its calls run. */
+/*
+ * A journal written before results' routes were journaled still replays: its calls run; and
+ * a terminal record written as JSON (before field lines) reads as it did.
+ */
 static void test_old_journal_replays(void)
 {
 	const char *id = "0123456789abcdef00000000000000aa";
+	const char *idj = "0123456789abcdef00000000000000ab";
 	char path[600], line[200], *b64;
 	FILE *f;
 
@@ -1176,11 +1180,149 @@ static void test_old_journal_replays(void)
 	f = fopen(path, "a");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	fputs(line, f);
+	/* a blocking call's record as journals before field lines held it: its JSON */
+	fprintf(f,
+		"T\t%s\t2\toldj\t{\"activationId\":\"%s\",\"namespace\":\"_\",\"name\":"
+		"\"oldj\",\"status\":\"success\",\"response\":{\"result\":{\"kept\":\"json\"}}}\n",
+		idj, idj);
 	fclose(f);
 	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
 	CU_ASSERT_STRING_EQUAL(wait_terminal(id, 5000), "success");
 	snprintf(path, sizeof(path), ACTV "/%s/result", id);
 	expect("GET", path, TOKEN, NULL, 200, "from an old journal");
+	snprintf(path, sizeof(path), ACTV "/%s", idj);
+	expect("GET", path, TOKEN, NULL, 200, "{\"kept\":\"json\"}");
+	/* and again after the compaction wrote it back (as JSON: that is all it has) */
+	CU_ASSERT_EQUAL_FATAL(stop_nemod(), 0);
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	expect("GET", path, TOKEN, NULL, 200, "{\"kept\":\"json\"}");
+	CU_ASSERT_STRING_EQUAL(activation_status(idj), "success");
+}
+
+/* nemo_journal_syncs_total: the fdatasyncs the journal made so far (-1: not found). */
+static long long journal_syncs(void)
+{
+	struct gw_http_response r;
+	const char *p;
+	long long n = -1;
+
+	if (http("GET", "/metrics", TOKEN, NULL, &r) == 200 &&
+	    (p = strstr(r.body, "\nnemo_journal_syncs_total ")))
+		n = strtoll(p + 26, NULL, 10);
+	gw_http_response_release(&r);
+	return n;
+}
+
+/* The id in a 202 or a record: its activationId. */
+static void activation_id_of(const char *body, char id[40])
+{
+	cJSON *j = cJSON_Parse(body);
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(j, "activationId"));
+
+	snprintf(id, 40, "%s", v ? v : "");
+	cJSON_Delete(j);
+}
+
+/*
+ * The durability contract, route by route: a caller answered with the activation record, or
+ * with 202 and an id to poll, is answered only once that record is on disk (one fdatasync
+ * each, here, one caller at a time); a caller answered with the function's result alone
+ * (OpenFaaS /function, OpenWhisk result=true, nemoctl invoke) waits for no fdatasync. Every
+ * record is written before its answer, so all of them outlive a kill -9 right after.
+ */
+static void test_durability_per_route(void)
+{
+	char rec[3][40], acc[3][40], kept[2][40], path[200], *before[3];
+	const char *st;
+	struct gw_http_response r;
+	long long s0, s1, s2, s3;
+
+	deploy("dur", "echo.so", "handle", NULL);
+	expect("POST", "/function/dur", TOKEN, "warm", 200, "warm");
+	s0 = journal_syncs();
+	CU_ASSERT_TRUE_FATAL(s0 >= 0);
+	for (int i = 0; i < 10; i++)
+		expect("POST", "/function/dur", TOKEN, "result only", 200, "result only");
+	for (int i = 0; i < 5; i++)
+		expect("POST", ACT "/dur?blocking=true&result=true", TOKEN, "{\"k\":5}", 200,
+		       "{\"k\":5}");
+	s1 = journal_syncs();
+	if (s1 != s0)
+		printf("\n  15 result-only calls made %lld fdatasyncs\n", s1 - s0);
+	CU_ASSERT_EQUAL(s1, s0);
+	/* the record, then 202: each waits for its own fdatasync */
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(http("POST", ACT "/dur?blocking=true", TOKEN, "{\"k\":3}", &r),
+				200);
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"status\":\"success\""));
+		activation_id_of(r.body, rec[i]);
+		gw_http_response_release(&r);
+	}
+	s2 = journal_syncs();
+	CU_ASSERT_EQUAL(s2 - s1, 3);
+	/* records with logs, and with a function's error: read back the same after the restart */
+	{
+		char *body = malloc(strlen(env.fndir) + 200);
+
+		sprintf(body,
+			"{\"runtime\":\"exec\",\"exec_mode\":\"per_request\",\"logs_bytes\":4096,"
+			"\"code\":{\"path\":"
+			"\"%s/test-stderr.sh\"}}",
+			env.fndir);
+		expect("PUT", ACT "/dlogs?overwrite=true", TOKEN, body, 200, "dlogs");
+		free(body);
+	}
+	deploy("dfail", "test-probe.so", "fail", NULL);
+	CU_ASSERT_EQUAL(http("POST", ACT "/dlogs?blocking=true", TOKEN, "3 lines", &r), 200);
+	activation_id_of(r.body, kept[0]);
+	gw_http_response_release(&r);
+	CU_ASSERT_EQUAL(http("POST", ACT "/dfail?blocking=true", TOKEN, "x", &r), 502);
+	activation_id_of(r.body, kept[1]);
+	gw_http_response_release(&r);
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), ACTV "/%s", i < 2 ? kept[i] : rec[0]);
+		CU_ASSERT_EQUAL(http("GET", path, TOKEN, NULL, &r), 200);
+		before[i] = r.body;
+	}
+	CU_ASSERT_PTR_NOT_NULL(strstr(before[0], "stderr: to stderr 3"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(before[1], "bad input: no"));
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(http("POST", "/async-function/dur", TOKEN, "accepted", &r), 202);
+		activation_id_of(r.body, acc[i]);
+		gw_http_response_release(&r);
+	}
+	/* no pause: the 202 promised the record was on disk when it was sent */
+	kill(env.nemod.pid, SIGKILL);
+	CU_ASSERT_EQUAL(test_proc_wait(&env.nemod, 5000), 128 + SIGKILL);
+	env.running = false;
+	CU_ASSERT_EQUAL_FATAL(start_nemod(), 0);
+	s3 = journal_syncs();
+	CU_ASSERT_TRUE(s3 >= 0);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(strlen(rec[i]), 32);
+		CU_ASSERT_STRING_EQUAL(activation_status(rec[i]), "success");
+		CU_ASSERT_EQUAL(strlen(acc[i]), 32);
+		/* kept: run after the restart, or (if it had started) ended as interrupted */
+		st = wait_terminal(acc[i], 5000);
+		if (strcmp(st, "success") && strcmp(st, "interrupted"))
+			printf("\n  202 %s: '%s' after the restart\n", acc[i], st);
+		CU_ASSERT_TRUE(!strcmp(st, "success") || !strcmp(st, "interrupted"));
+	}
+	/* replayed records read as they did before */
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), ACTV "/%s", i < 2 ? kept[i] : rec[0]);
+		CU_ASSERT_EQUAL(http("GET", path, TOKEN, NULL, &r), 200);
+		if (strcmp(r.body, before[i]))
+			printf("\n  before the restart: %s\n  after it:           %s\n", before[i],
+			       r.body);
+		CU_ASSERT_STRING_EQUAL(r.body, before[i]);
+		gw_http_response_release(&r);
+		free(before[i]);
+	}
+	/* the result-only records were written too: a crash of nemod keeps them (only a crash of
+	 * the machine before the next fdatasync or writeback could lose them) */
+	snprintf(path, sizeof(path), ACTV "?name=dur&count=true");
+	expect("GET", path, TOKEN, NULL, 200, "{\"activations\":22}");
 }
 
 static void test_bad_config_names_key(void)
@@ -1216,6 +1358,8 @@ NEMO_SUITE(gateway_restart, restart_setup, env_teardown,
 	    test_crash_loses_no_activation},
 	   {"after kill -9, accepted async calls still POST their X-Callback-Url, each once",
 	    test_crash_keeps_callbacks},
+	   {"202 and records are durable before the answer; result-only calls wait for no sync",
+	    test_durability_per_route},
 	   {"a journal from before routes were journaled replays", test_old_journal_replays},
 	   {"a bad config names the key", test_bad_config_names_key});
 
