@@ -27,6 +27,7 @@
 #define PK_BACKOFF_MAX_MS   2000
 #define PK_SYNC_TIMEOUT_MS  10000
 #define PK_MAX_INSTANCES    16
+#define PK_STATS_MS	    50 /* how often a living instance's figures are read */
 #define PK_DEFAULT_BATCH    64
 #define PK_DEFAULT_SPIN_US  50
 #define PK_NF_SOCKET_FORMAT "/run/nemo/%s.fn.sock" /* nemo-nf's default fn_socket */
@@ -44,7 +45,10 @@ struct pk_inst {
 	uint64_t next_try_ns;
 	uint32_t backoff_ms;
 	bool started_once; /* a start after an end is a restart */
-	char why[160];	   /* why it is not serving ("" while it is) */
+	/* the consumer's figures as last read: the NF zeroes them when it resets the ring after
+	 * the instance ended, which may be before the supervisor reads them a last time */
+	struct sbx_packet_stats seen;
+	char why[160]; /* why it is not serving ("" while it is) */
 };
 
 /* What a function's ended instances did, and its restarts: counters outlive instances. */
@@ -211,21 +215,36 @@ static struct pk_totals *totals_of(struct gw_packet *p, const char *key)
 	return NULL;
 }
 
+/*
+ * Under p->lock: the figures of `in`'s instance. They only grow while it lives; lower ones
+ * mean the NF reset the ring after its end, and the last ones read stand.
+ */
+static const struct sbx_packet_stats *inst_stats(struct pk_inst *in)
+{
+	struct sbx_packet_stats st;
+
+	if (in->sb && sbx_packet_stats(in->sb, &st) == 0 && st.batches >= in->seen.batches &&
+	    st.packets >= in->seen.packets && st.replies >= in->seen.replies)
+		in->seen = st;
+	return &in->seen;
+}
+
 /* Under p->lock: take `in`'s instance off it, its figures into the totals. */
 static struct sbx_sandbox *detach(struct gw_packet *p, struct pk_inst *in)
 {
 	struct sbx_sandbox *sb = in->sb;
 	struct pk_totals *tt = totals_of(p, in->key);
-	struct sbx_packet_stats st;
+	const struct sbx_packet_stats *st = inst_stats(in);
 
-	in->sb = NULL;
-	if (sb && tt && sbx_packet_stats(sb, &st) == 0) {
-		tt->batches += st.batches;
-		tt->packets += st.packets;
-		tt->replies += st.replies;
-		tt->errors += st.errors;
-		tt->parks += st.parks;
+	if (sb && tt) {
+		tt->batches += st->batches;
+		tt->packets += st->packets;
+		tt->replies += st->replies;
+		tt->errors += st->errors;
+		tt->parks += st->parks;
 	}
+	in->sb = NULL;
+	memset(&in->seen, 0, sizeof(in->seen));
 	return sb;
 }
 
@@ -491,12 +510,17 @@ static void *supervise(void *arg)
 				next = in->next_try_ns;
 			}
 		}
+		/* the figures of the living, read often enough that an end loses little */
+		pthread_mutex_lock(&p->lock);
+		for (int i = 1; i < n; i++)
+			inst_stats(who[i]);
+		pthread_mutex_unlock(&p->lock);
 		now = nemo_now_ns();
 		timeout = next == UINT64_MAX ? 1000
 			  : next <= now	     ? 0
 					     : (int)((next - now) / 1000000ull) + 1;
-		if (timeout > 1000)
-			timeout = 1000;
+		if (timeout > (n > 1 ? PK_STATS_MS : 1000))
+			timeout = n > 1 ? PK_STATS_MS : 1000;
 		if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
 			NEMO_ERR(GW_MOD, "packet supervisor: poll: %s", strerror(errno));
 			poll(NULL, 0, 100);
@@ -637,7 +661,7 @@ int gw_packet_figures(struct gw_packet *p, const char *key, struct gw_packet_fig
 		out->restarts = tt->restarts;
 		out->wanted = tt->wanted;
 		for (struct pk_inst *in = p->insts; in; in = in->next) {
-			struct sbx_packet_stats st;
+			const struct sbx_packet_stats *st;
 
 			if (strcmp(in->key, key))
 				continue;
@@ -647,13 +671,12 @@ int gw_packet_figures(struct gw_packet *p, const char *key, struct gw_packet_fig
 				continue;
 			}
 			out->serving++;
-			if (sbx_packet_stats(in->sb, &st) == 0) {
-				out->batches += st.batches;
-				out->packets += st.packets;
-				out->replies += st.replies;
-				out->errors += st.errors;
-				out->parks += st.parks;
-			}
+			st = inst_stats(in);
+			out->batches += st->batches;
+			out->packets += st->packets;
+			out->replies += st->replies;
+			out->errors += st->errors;
+			out->parks += st->parks;
 		}
 		if (!out->state[0])
 			snprintf(out->state, sizeof(out->state), "%s",
