@@ -419,6 +419,43 @@ static void test_undeploy_frees_lease(void)
 	CU_ASSERT_EQUAL(metric(SERIES("nemo_packet_packets_total")), -1);
 }
 
+/* python's batch handler, deployed the same way, answers the same datagrams. */
+static void test_python_handler(void)
+{
+	const char *py = "def handle_batch(packets):\n"
+			 "    return [bytes(p) for p in packets]\n";
+	char *b64 = nemo_base64_encode((const uint8_t *)py, strlen(py)), *body;
+	char rings[256], err[256];
+	pid_t pids[4];
+	double recv;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b64);
+	body = malloc(strlen(b64) + 512);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	sprintf(body,
+		"{\"runtime\":\"python\",\"packet\":{\"nf\":\"%s\",\"lcore\":1},"
+		"\"code\":{\"base64\":\"%s\"}}",
+		env.fn_sock, b64);
+	free(b64);
+	expect("PUT", ACT "/echo?overwrite=true", body, 200, "echo");
+	free(body);
+	CU_ASSERT_FATAL(wait_serving("echo", 0, 15000));
+	CU_ASSERT_EQUAL(packet_instances(pids, 4), 1);
+	recv = echo_round("5k", "1", "python handle_batch");
+	CU_ASSERT(metric(SERIES("nemo_packet_packets_total")) >= recv);
+	CU_ASSERT_EQUAL(metric(SERIES("nemo_packet_errors_total")), 0);
+	expect("DELETE", ACT "/echo", NULL, 200, NULL);
+	CU_ASSERT_EQUAL(packet_instances(pids, 4), 0);
+	for (int i = 0; i < 100; i++) {
+		CU_ASSERT_EQUAL_FATAL(
+			fn_lease_describe(env.fn_sock, rings, sizeof(rings), err, sizeof(err)), 0);
+		if (!strchr(rings, '*'))
+			break;
+		test_msleep(10);
+	}
+	CU_ASSERT_PTR_NULL(strchr(rings, '*'));
+}
+
 /* Bad triggers: each a 400 naming what is wrong; nothing deployed. */
 static void test_bad_triggers(void)
 {
@@ -443,10 +480,37 @@ static void test_bad_triggers(void)
 	expect("GET", ACT "/echo", NULL, 404, NULL);
 }
 
+/* nemod's drain (SIGTERM) stops the instances: it exits 0 and the NF's ring is free again. */
+static void test_drain_frees_lease(void)
+{
+	char trig[256], rings[256], err[256];
+
+	snprintf(trig, sizeof(trig), "{\"nf\":\"%s\",\"lcore\":1}", env.fn_sock);
+	CU_ASSERT_EQUAL_FATAL(deploy("echo", trig, 200, "echo"), 200);
+	CU_ASSERT_FATAL(wait_serving("echo", 0, 10000));
+	CU_ASSERT_EQUAL(fn_lease_describe(env.fn_sock, rings, sizeof(rings), err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rings, "echo@1*"));
+	CU_ASSERT_EQUAL(test_proc_stop(&env.nemod, 15000), 0);
+	env.nemod_running = false;
+	CU_ASSERT(test_proc_output_has(&env.nemod,
+				       "packet function=echo instance=0 lcore=1 stopped"));
+	for (int i = 0; i < 100; i++) {
+		CU_ASSERT_EQUAL_FATAL(
+			fn_lease_describe(env.fn_sock, rings, sizeof(rings), err, sizeof(err)), 0);
+		if (!strchr(rings, '*'))
+			break;
+		test_msleep(10);
+	}
+	printf("\n  the NF's rings after nemod stopped: %s", rings);
+	CU_ASSERT_PTR_NULL(strchr(rings, '*'));
+}
+
 NEMO_SUITE(gateway_packet, suite_setup, suite_teardown,
 	   {"deploy over HTTP: replies come back, /metrics counts", test_deploy_serves},
 	   {"promtool accepts /metrics", test_promtool},
 	   {"kill -9 the instance: a replacement serves", test_killed_instance_replaced},
 	   {"redeploy replaces the instance", test_redeploy_replaces},
 	   {"undeploy: instance gone, lease freed", test_undeploy_frees_lease},
-	   {"bad triggers are 400s naming the key", test_bad_triggers});
+	   {"python's batch handler", test_python_handler},
+	   {"bad triggers are 400s naming the key", test_bad_triggers},
+	   {"nemod's drain stops the instances", test_drain_frees_lease});
