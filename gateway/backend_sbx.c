@@ -66,6 +66,20 @@ static void be_stop(void *state)
 	sbx_pool_stop(((struct sbx_backend *)state)->pool);
 }
 
+static struct sbx_sandbox *be_packet_start(void *state, const char *name, int core,
+					   const struct sbx_packet_lease *lease,
+					   const struct sbx_packet_config *cfg, char *err,
+					   size_t errlen)
+{
+	return sbx_pool_packet_start(((struct sbx_backend *)state)->pool, name, core, lease, cfg,
+				     err, errlen);
+}
+
+static void be_packet_stop(void *state, struct sbx_sandbox *sb)
+{
+	sbx_pool_packet_stop(((struct sbx_backend *)state)->pool, sb);
+}
+
 static const struct gw_backend_ops sbx_backend_ops = {
 	.name = "sandbox",
 	.deploy = be_deploy,
@@ -78,6 +92,8 @@ static const struct gw_backend_ops sbx_backend_ops = {
 	.host = be_host,
 	.freeze_core = be_freeze_core,
 	.stop = be_stop,
+	.packet_start = be_packet_start,
+	.packet_stop = be_packet_stop,
 };
 
 int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)

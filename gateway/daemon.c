@@ -420,6 +420,20 @@ int gw_daemon_start(struct gw_daemon *d)
 			return rc;
 		}
 	}
+	/* packet triggers: instances fed by NF rings, for as long as nemod serves */
+	if (d->backend.ops->packet_start) {
+		d->packet = gw_packet_start(d);
+		if (!d->packet) {
+			int rc = -errno;
+
+			if (d->mqtt)
+				gw_mqtt_stop(d->mqtt);
+			d->mqtt = NULL;
+			gw_http_stop(d->http);
+			d->http = NULL;
+			return rc;
+		}
+	}
 	NEMO_INFO(GW_MOD, "listening addr=%s:%u backend=%s dispatch=%s", d->cfg.listen_host,
 		  gw_http_port(d->http), d->backend.ops->name, d->dispatch.ops->name);
 	return 0;
@@ -464,6 +478,9 @@ int gw_daemon_drain(struct gw_daemon *d)
 		gw_mqtt_stop(d->mqtt);
 		d->mqtt = NULL;
 	}
+	/* packet instances take no calls to drain: their leases end now, the NF resets */
+	gw_packet_stop(d->packet);
+	d->packet = NULL;
 	NEMO_INFO(GW_MOD, "draining inflight=%u queued=%u deadline_ms=%u",
 		  atomic_load(&d->inflight), d->q_len, d->cfg.drain_timeout_ms);
 	/* in-flight HTTP invocations, and queued async ones, get until the deadline */
@@ -573,6 +590,35 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 			cJSON_AddItemToArray(topics, cJSON_CreateString(fn->mqtt.topics[i]));
 		if (fn->mqtt.reply_topic[0])
 			cJSON_AddStringToObject(m, "reply_topic", fn->mqtt.reply_topic);
+	}
+	if (fn->packet.on) {
+		const struct gw_packet_trigger *t = &fn->packet;
+		struct gw_packet_figures pf;
+
+		m = cJSON_AddObjectToObject(j, "packet");
+		cJSON_AddStringToObject(m, "nf", t->nf);
+		cJSON_AddStringToObject(m, "socket", t->socket);
+		cJSON_AddStringToObject(m, "function", t->function);
+		if (t->lcore >= 0)
+			cJSON_AddNumberToObject(m, "lcore", t->lcore);
+		else
+			cJSON_AddStringToObject(m, "lcore", "any");
+		if (t->core >= 0)
+			cJSON_AddNumberToObject(m, "core", t->core);
+		cJSON_AddNumberToObject(m, "batch", t->batch);
+		cJSON_AddNumberToObject(m, "spin_us", t->spin_us);
+		cJSON_AddStringToObject(m, "handler", t->handler);
+		cJSON_AddNumberToObject(m, "instances", t->instances);
+		if (gw_packet_figures(d->packet, s->name, &pf) == 0) {
+			cJSON_AddStringToObject(m, "state", pf.state);
+			cJSON_AddNumberToObject(m, "serving", pf.serving);
+			cJSON_AddNumberToObject(m, "packets", (double)pf.packets);
+			cJSON_AddNumberToObject(m, "batches", (double)pf.batches);
+			cJSON_AddNumberToObject(m, "replies", (double)pf.replies);
+			cJSON_AddNumberToObject(m, "errors", (double)pf.errors);
+			cJSON_AddNumberToObject(m, "parks", (double)pf.parks);
+			cJSON_AddNumberToObject(m, "restarts", (double)pf.restarts);
+		}
 	}
 	pool = cJSON_AddObjectToObject(j, "warm_pool");
 	if (d->backend.ops->stats(d->backend.state, s->name, &st) == 0) {

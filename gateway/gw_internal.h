@@ -16,6 +16,8 @@
 
 #include "nemo/gateway.h"
 
+struct cfg_ctx;
+
 #define GW_MOD "gateway"
 
 /* Names are path components and MQTT/metric labels: keep them boring. */
@@ -80,6 +82,24 @@ struct gw_mqtt_trigger {
 	int qos;
 };
 
+/*
+ * A function fed by an NF's ring (packet.c): the document's "packet" key. The rules (match,
+ * payload, reply) live in the NF's config; this says which NF, which lcore, how many
+ * instances and how they call the batch handler.
+ */
+struct gw_packet_trigger {
+	bool on;
+	char nf[GW_PATH_MAX]; /* as given: a socket path, or an NF name */
+	char socket[108];     /* the NF's fn_socket it resolves to */
+	char function[48];    /* the NF's name of the ring [the function's name] */
+	int lcore;	      /* the NF lcore, or -1: any lcore whose ring is free */
+	int core;	      /* the CPU its instances run on, or -1: the lcore's number */
+	uint32_t batch;	      /* packets per call, 1..256 */
+	uint32_t spin_us;     /* an empty ring is polled this long before parking */
+	char handler[64];     /* the batch handler */
+	int instances;	      /* consumers kept running, one ring each */
+};
+
 /* One deployed function. Reference-counted: an invocation holds it while it runs. */
 struct gw_function {
 	struct gw_function *next;
@@ -89,6 +109,7 @@ struct gw_function {
 	char ns[GW_NS_MAX];   /* the namespace and name people see */
 	char name[SBX_NAME_MAX];
 	struct gw_mqtt_trigger mqtt;
+	struct gw_packet_trigger packet;
 	int prewarm;	    /* instances made ahead of demand at deploy and at start */
 	char *doc;	    /* the stored JSON document (spec + code path + triggers), for GET */
 	cJSON *parameters;  /* default parameters, merged under an invocation's JSON object */
@@ -390,6 +411,7 @@ const char *gw_kind_of_runtime(int runtime);
 
 struct gw_http;
 struct gw_mqtt;
+struct gw_packet;
 
 struct gw_daemon {
 	struct gw_config cfg;
@@ -424,6 +446,7 @@ struct gw_daemon {
 
 	struct gw_http *http;
 	struct gw_mqtt *mqtt;
+	struct gw_packet *packet;   /* the packet triggers' supervisor */
 	struct gw_cluster *cluster; /* NULL unless cluster.enabled */
 	/* results of MQTT-triggered activations go out here (set by the MQTT transport) */
 	void (*mqtt_sink)(void *state, const char *topic, int qos, bool mqtt5, const void *corr,
@@ -666,6 +689,43 @@ void gw_mqtt_stop(struct gw_mqtt *m);
 /* The topic set changed (deploy or delete): subscribe to what is new. */
 void gw_mqtt_resubscribe(struct gw_mqtt *m);
 bool gw_mqtt_connected(struct gw_mqtt *m);
+
+/* ---- packet triggers (packet.c) ---------------------------------------------------------------- */
+
+/*
+ * Parse a function document's "packet" object into t (`fn_name`: the ring's default name).
+ * Returns 0 or -EINVAL with ctx naming the key.
+ */
+int gw_packet_parse(struct cfg_ctx *ctx, const cJSON *obj, const char *fn_name,
+		    struct gw_packet_trigger *t);
+/*
+ * Ask the NF's lease socket whether it feeds t->function (on t->lcore). Returns 0, -ENOENT
+ * (it has no such ring: err names the function and the rings it has) or -ECONNREFUSED /
+ * -errno (no NF listens there: err says where).
+ */
+int gw_packet_check_nf(const struct gw_packet_trigger *t, char *err, size_t errlen);
+
+/* What the packet triggers of one function did, summed over its instances, dead ones too. */
+struct gw_packet_figures {
+	uint64_t batches, packets, replies, errors, parks;
+	uint64_t restarts; /* instances that ended and were replaced */
+	int serving;	   /* instances serving now */
+	int wanted;	   /* instances the trigger asks for */
+	char state[160];   /* "serving", or why not: "waiting for the NF: ..." */
+};
+
+/* Start the supervisor thread (one for all functions). NULL with errno on failure. */
+struct gw_packet *gw_packet_start(struct gw_daemon *d);
+/* Stop every instance (their leases end) and the thread. */
+void gw_packet_stop(struct gw_packet *p);
+/*
+ * The function list changed: start what a new trigger wants, replace the instances of a
+ * redeployed function, stop those of a deleted one. Returns once the supervisor has stopped
+ * what must stop (starting new instances goes on in the background).
+ */
+void gw_packet_sync(struct gw_packet *p);
+/* Figures of function `key`. Returns 0, or -ENOENT when it has no packet trigger. */
+int gw_packet_figures(struct gw_packet *p, const char *key, struct gw_packet_figures *out);
 
 /*
  * POST `data` to an http:// URL (OpenFaaS X-Callback-Url) with OpenFaaS's headers:

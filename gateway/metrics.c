@@ -1,5 +1,6 @@
 /* metrics.c - the /metrics front door: Prometheus text of invocations, phases, pools, HTTP codes. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -128,6 +129,56 @@ static void collect(void *arg, struct gw_function *fn)
 	fl->v[fl->n++] = fn;
 }
 
+/* Packet triggers: counters summed over a function's instances (no activation per batch). */
+static void packet_metrics(struct gw_daemon *d, struct text *t, const struct fn_list *fl)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} fam[] = {
+		{"nemo_packet_packets_total", "Packets a packet-triggered function consumed.",
+		 offsetof(struct gw_packet_figures, packets)},
+		{"nemo_packet_batches_total",
+		 "Batch handler calls of a packet-triggered function (a batch is a call).",
+		 offsetof(struct gw_packet_figures, batches)},
+		{"nemo_packet_replies_total", "Replies a packet-triggered function sent back.",
+		 offsetof(struct gw_packet_figures, replies)},
+		{"nemo_packet_errors_total",
+		 "Batches whose handler failed (their replies were dropped).",
+		 offsetof(struct gw_packet_figures, errors)},
+		{"nemo_packet_instance_restarts_total",
+		 "Packet-mode instances that ended and were replaced.",
+		 offsetof(struct gw_packet_figures, restarts)},
+	};
+	struct gw_packet_figures *pf = calloc((size_t)fl->n + 1, sizeof(*pf));
+	bool *has = calloc((size_t)fl->n + 1, sizeof(*has));
+	int any = 0;
+
+	for (int i = 0; pf && has && i < fl->n; i++)
+		any += has[i] = fl->v[i]->packet.on &&
+				gw_packet_figures(d->packet, fl->v[i]->spec.name, &pf[i]) == 0;
+	for (size_t f = 0; any && f < sizeof(fam) / sizeof(fam[0]); f++) {
+		put(t, "# HELP %s %s\n# TYPE %s counter\n", fam[f].name, fam[f].help, fam[f].name);
+		for (int i = 0; i < fl->n; i++)
+			if (has[i])
+				put(t, "%s{namespace=\"%s\",function=\"%s\"} %llu\n", fam[f].name,
+				    fl->v[i]->ns, fl->v[i]->name,
+				    (unsigned long long)*(const uint64_t *)((const char *)&pf[i] +
+									    fam[f].off));
+	}
+	if (any) {
+		put(t, "# HELP nemo_packet_instances Packet-mode instances serving now.\n"
+		       "# TYPE nemo_packet_instances gauge\n");
+		for (int i = 0; i < fl->n; i++)
+			if (has[i])
+				put(t,
+				    "nemo_packet_instances{namespace=\"%s\",function=\"%s\"} %d\n",
+				    fl->v[i]->ns, fl->v[i]->name, pf[i].serving);
+	}
+	free(pf);
+	free(has);
+}
+
 char *gw_metrics_render(struct gw_daemon *d, const char *ns, size_t *len)
 {
 	struct fn_list fl = {.ns = ns};
@@ -254,6 +305,7 @@ char *gw_metrics_render(struct gw_daemon *d, const char *ns, size_t *len)
 		    "%u\n",
 		    fn->ns, fn->name, st.zygotes);
 	}
+	packet_metrics(d, &t, &fl);
 	for (int i = 0; i < fl.n; i++)
 		gw_fn_put(fl.v[i]);
 	free(fl.v);

@@ -11,7 +11,7 @@ TEST_LDLIBS += -lmicrohttpd -lmosquitto -lzip -lcurl -lcrypto
 
 PROGS += nemod
 nemod_SRCS := gateway/nemod.c
-nemod_LIBS := gateway cluster scheduler harvester sandbox common
+nemod_LIBS := gateway cluster packet scheduler harvester sandbox common
 nemod_LDLIBS = $(GW_LDLIBS) $(shell pkg-config --libs libsystemd) -lseccomp -lhwloc -lpfm -lrt -lm
 
 # nemoctl links only the small client library (libcurl) and cJSON

@@ -111,7 +111,7 @@ static int not_deployed(struct gw_daemon *d, const char *key, char *err, size_t 
 
 /* The gateway's own keys of a function document; the spec keys go to sbx_spec_parse(). */
 struct fn_doc {
-	const cJSON *mqtt, *prewarm, *parameters, *annotations, *logs, *kind, *style, *qos;
+	const cJSON *mqtt, *packet, *prewarm, *parameters, *annotations, *logs, *kind, *style, *qos;
 	const cJSON *spec_key; /* any spec key: checked by sbx_spec_parse() */
 };
 
@@ -131,6 +131,7 @@ static int doc_item(struct cfg_ctx *ctx, const char *path, const cJSON *item, vo
 
 static const struct cfg_key fn_doc_keys[] = {
 	DOC_KEY("mqtt", mqtt),
+	DOC_KEY("packet", packet),
 	DOC_KEY("prewarm", prewarm),
 	DOC_KEY("parameters", parameters),
 	DOC_KEY("annotations", annotations),
@@ -211,6 +212,9 @@ static int fn_doc_apply(struct cfg_ctx *ctx, const cJSON *doc, struct gw_functio
 	rc = parse_mqtt(ctx, k.mqtt, &fn->mqtt);
 	if (rc)
 		return rc;
+	rc = gw_packet_parse(ctx, k.packet, fn->name, &fn->packet);
+	if (rc)
+		return rc;
 	if (k.prewarm && (!cJSON_IsNumber(k.prewarm) || k.prewarm->valueint < 0 ||
 			  k.prewarm->valueint > GW_MAX_PREWARM ||
 			  k.prewarm->valuedouble != (double)k.prewarm->valueint))
@@ -245,8 +249,9 @@ static int fn_doc_apply(struct cfg_ctx *ctx, const cJSON *doc, struct gw_functio
 /* The spec keys of doc, as text for sbx_spec_parse(); `code` set to code_path. */
 static char *spec_text(const cJSON *doc, const char *name, const char *code_path)
 {
-	static const char *const own[] = {"mqtt",	"prewarm", "parameters",    "annotations",
-					  "logs_bytes", "kind",	   "handler_style", NULL};
+	static const char *const own[] = {"mqtt",	"packet",	 "prewarm",
+					  "parameters", "annotations",	 "logs_bytes",
+					  "kind",	"handler_style", NULL};
 	cJSON *s = cJSON_Duplicate(doc, true);
 	char *text;
 
@@ -510,10 +515,26 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 		/* a .so without its handler is refused now, not at its first call; nothing loads */
 		char why[256];
 
-		rc = sbx_code_check(fn->spec.runtime, fn->spec.code, fn->spec.handler, why,
+		rc = sbx_code_check(fn->spec.runtime, fn->spec.code,
+				    fn->packet.on ? fn->packet.handler : fn->spec.handler, why,
 				    sizeof(why));
 		if (rc) {
 			rc = fail(err, errlen, -EINVAL, "key 'code': %s", why);
+			goto out;
+		}
+	}
+	/* a trigger naming a ring the NF does not have is refused now; a function loaded from
+	 * the store waits for its NF instead (the record says so) */
+	if (fn->packet.on && !stored) {
+		if (!d->packet) {
+			rc = fail(err, errlen, -EINVAL,
+				  "key 'packet': this nemod's backend (%s) runs no packet triggers",
+				  d->backend.ops->name);
+			goto out;
+		}
+		rc = gw_packet_check_nf(&fn->packet, err, errlen);
+		if (rc) {
+			rc = -EINVAL;
 			goto out;
 		}
 	}
@@ -584,6 +605,7 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 	pthread_mutex_unlock(&d->deploy_lock);
 	if (d->mqtt_topics_changed)
 		d->mqtt_topics_changed(d->mqtt_sink_state);
+	gw_packet_sync(d->packet);
 	if (n_prewarm)
 		prewarm_function(d, req->name, n_prewarm);
 	if (!stored)
@@ -639,6 +661,8 @@ int gw_svc_undeploy(struct gw_daemon *d, const char *name)
 	gw_fn_put(fn);
 	if (d->mqtt_topics_changed)
 		d->mqtt_topics_changed(d->mqtt_sink_state);
+	/* its instances are gone, and their leases with them, when the delete is answered */
+	gw_packet_sync(d->packet);
 	gw_cluster_undeployed(d, name);
 	NEMO_INFO(GW_MOD, "deleted function=%s", name);
 	return rc == -ENOENT ? 0 : rc;

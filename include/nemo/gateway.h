@@ -151,6 +151,13 @@ struct gw_backend_ops {
 	/* optional: the drain's deadline passed; instances frozen with their cores are killed,
 	 * so no call waits for a thaw (sbx_pool_stop()) */
 	void (*stop)(void *state);
+	/* optional (packet triggers): a packet-mode instance of `name` fed by `lease`, whose fds
+	 * it owns from the call on (sbx_pool_packet_start()); and its end */
+	struct sbx_sandbox *(*packet_start)(void *state, const char *name, int core,
+					    const struct sbx_packet_lease *lease,
+					    const struct sbx_packet_config *cfg, char *err,
+					    size_t errlen);
+	void (*packet_stop)(void *state, struct sbx_sandbox *sb);
 };
 
 struct gw_backend {
