@@ -128,6 +128,7 @@ int gw_backend_sandbox_new(const struct gw_config *cfg, struct gw_backend *be)
 	hc.runtime_path = cfg->runtime_path[0] ? cfg->runtime_path : NULL;
 	hc.uid_base = cfg->sandbox.uid_base;
 	hc.uid_count = cfg->sandbox.uid_count;
+	hc.frozen_wait_ms = cfg->sandbox.frozen_wait_ms;
 	s->host = sbx_host_new(&hc);
 	if (!s->host) {
 		rc = -errno;

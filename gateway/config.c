@@ -340,14 +340,17 @@ static int parse_endpoints(struct cfg_ctx *ctx, const char *path, const cJSON *i
 
 	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) < 1 ||
 	    cJSON_GetArraySize(item) > CL_MAX_ENDPOINTS)
-		return cfg_error(ctx, path, "expected 1..%d etcd endpoints \"http://host:port\"",
+		return cfg_error(ctx, path, "expected 1..%d etcd endpoints \"http(s)://host:port\"",
 				 CL_MAX_ENDPOINTS);
 	cJSON_ArrayForEach (e, item) {
+		const char *u = cJSON_IsString(e) ? e->valuestring : "";
+		size_t scheme = !strncmp(u, "http://", 7) ? 7 : !strncmp(u, "https://", 8) ? 8 : 0;
+
 		cfg_index(ipath, sizeof(ipath), path, i);
-		if (!cJSON_IsString(e) || strncmp(e->valuestring, "http://", 7) ||
-		    !e->valuestring[7] || strlen(e->valuestring) >= CL_ADDR_MAX)
+		if (!scheme || !u[scheme] || strlen(u) >= CL_ADDR_MAX)
 			return cfg_error(ctx, ipath,
-					 "expected \"http://host:port\" (etcd's client URL)");
+					 "expected \"http://host:port\" or \"https://host:port\" "
+					 "(etcd's client URL)");
 		snprintf(c->endpoints[i++], CL_ADDR_MAX, "%s", e->valuestring);
 	}
 	c->n_endpoints = i;
@@ -364,12 +367,21 @@ static const struct cfg_key cluster_keys[] = {
 	CFG_KEY_STR("node", struct gw_cluster_config, cl.node, false),
 	CFG_KEY_STR("address", struct gw_cluster_config, cl.address, false),
 	CFG_KEY_STR("prefix", struct gw_cluster_config, cl.prefix, false),
+	CFG_KEY_STR("ca_file", struct gw_cluster_config, cl.ca_file, false),
+	CFG_KEY_STR("cert_file", struct gw_cluster_config, cl.cert_file, false),
+	CFG_KEY_STR("key_file", struct gw_cluster_config, cl.key_file, false),
+	CFG_KEY_STR("user", struct gw_cluster_config, cl.user, false),
+	CFG_KEY_STR("password", struct gw_cluster_config, cl.password, false),
 	CFG_KEY_RANGE("lease_ttl_s", cfg_parse_u32, struct gw_cluster_config, cl.lease_ttl_s, false,
 		      1, 600),
 	CFG_KEY_RANGE("publish_ms", cfg_parse_u32, struct gw_cluster_config, cl.publish_ms, false,
 		      10, 60000),
 	CFG_KEY_RANGE("batch_ms", cfg_parse_u32, struct gw_cluster_config, cl.batch_ms, false, 0,
 		      1000),
+	CFG_KEY_RANGE("start_batch_ms", cfg_parse_u32, struct gw_cluster_config, cl.start_batch_ms,
+		      false, 0, 1000),
+	CFG_KEY_RANGE("end_batch_ms", cfg_parse_u32, struct gw_cluster_config, cl.end_batch_ms,
+		      false, 0, 10000),
 	CFG_KEY_RANGE("inline_code_max", cfg_parse_u32, struct gw_cluster_config,
 		      cl.inline_code_max, false, 0, 1 << 20),
 	CFG_KEY_RANGE("timeout_ms", cfg_parse_u32, struct gw_cluster_config, cl.timeout_ms, false,
@@ -408,6 +420,8 @@ static const struct cfg_key sandbox_keys[] = {
 	CFG_KEY_RANGE("uid_count", cfg_parse_u32, struct gw_config, sandbox.uid_count, false, 1,
 		      UINT32_MAX - 1),
 	CFG_KEY("zygotes", cfg_parse_bool, struct gw_config, sandbox.zygotes, false),
+	CFG_KEY_RANGE("frozen_wait_ms", cfg_parse_u32, struct gw_config, sandbox.frozen_wait_ms,
+		      false, 1, 3600000),
 	CFG_KEY_END,
 };
 
@@ -498,6 +512,19 @@ static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
 		if (c->prefix[0] != '/')
 			return cfg_error(ctx, "cluster.prefix", "'%s': must start with '/'",
 					 c->prefix);
+		if (!c->cert_file[0] != !c->key_file[0])
+			return cfg_error(ctx, c->cert_file[0] ? "cluster.key_file" : "cluster.cert_file",
+					 "cert_file and key_file go together: the client "
+					 "certificate and its private key");
+		if (!c->user[0] != !c->password[0])
+			return cfg_error(ctx, c->user[0] ? "cluster.password" : "cluster.user",
+					 "user and password go together: an etcd user");
+		const char *files[] = {c->ca_file, c->cert_file, c->key_file};
+		const char *names[] = {"cluster.ca_file", "cluster.cert_file", "cluster.key_file"};
+		for (int i = 0; i < 3; i++)
+			if (files[i][0] && access(files[i], R_OK) < 0)
+				return cfg_error(ctx, names[i], "'%s': %s", files[i],
+						 strerror(errno));
 	}
 	if (cfg->n_sandbox_cores == 0) {
 		/* every core but the housekeeping ones; on one core, that core */

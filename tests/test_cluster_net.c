@@ -865,6 +865,16 @@ static void test_cluster_config(void)
 		{"{\"qos\": \"fast\"}", "cluster.qos"},
 		{"{\"lease_ttl_s\": 0}", "cluster.lease_ttl_s"},
 		{"{\"leases\": 1}", "leases"},
+		{"{\"enabled\": true, \"endpoints\": [\"https://e:2379\"], \"node\": \"a\", "
+		 "\"address\": \"h:1\", \"cert_file\": \"/etc/hostname\"}",
+		 "cluster.key_file"},
+		{"{\"enabled\": true, \"endpoints\": [\"http://e:2379\"], \"node\": \"a\", "
+		 "\"address\": \"h:1\", \"password\": \"pw\"}",
+		 "cluster.user"},
+		{"{\"enabled\": true, \"endpoints\": [\"https://e:2379\"], \"node\": \"a\", "
+		 "\"address\": \"h:1\", \"ca_file\": \"/nonexistent/ca.pem\"}",
+		 "cluster.ca_file"},
+		{"{\"start_batch_ms\": 5000}", "cluster.start_batch_ms"},
 	};
 	char path[128], text[512], err[512];
 	struct gw_config cfg;
@@ -885,13 +895,17 @@ static void test_cluster_config(void)
 	snprintf(text, sizeof(text),
 		 "{\"cluster\": {\"enabled\": true, \"endpoints\": [\"http://e1:2379\", "
 		 "\"http://e2:2379\"], \"node\": \"a\", \"address\": \"10.0.0.1:8080\", "
-		 "\"qos\": \"batch\", \"lease_ttl_s\": 7}}");
+		 "\"qos\": \"batch\", \"lease_ttl_s\": 7, \"user\": \"nemo\", \"password\": \"pw\", "
+		 "\"ca_file\": \"/etc/hostname\", \"end_batch_ms\": 10}}");
 	test_write_text(path, text);
 	CU_ASSERT_EQUAL(gw_config_load(path, &cfg, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(cfg.cluster.cl.n_endpoints, 2);
 	CU_ASSERT_STRING_EQUAL(cfg.cluster.cl.endpoints[1], "http://e2:2379");
 	CU_ASSERT_EQUAL(cfg.cluster.qos, CL_QOS_BATCH);
 	CU_ASSERT_EQUAL(cfg.cluster.cl.lease_ttl_s, 7);
+	CU_ASSERT_STRING_EQUAL(cfg.cluster.cl.user, "nemo");
+	CU_ASSERT_STRING_EQUAL(cfg.cluster.cl.ca_file, "/etc/hostname");
+	CU_ASSERT_EQUAL(cfg.cluster.cl.end_batch_ms, 10);
 	unlink(path);
 }
 

@@ -95,10 +95,13 @@ struct gw_config {
 	char cgroup_root[64];
 	/* sandbox.uid_base, sandbox.uid_count: the functions' uids (sbx_host_config) [0: its
 	 * defaults]; sandbox.zygotes: pre-warming keeps a zygote per function and requests
-	 * with no idle instance fork it (sbx_keepalive_params.zygotes) [false] */
+	 * with no idle instance fork it (sbx_keepalive_params.zygotes) [false];
+	 * sandbox.frozen_wait_ms: how long a call waits for an instance its NF's reclaim froze
+	 * before it ends with a timeout naming the core (sbx_host_config) [0: 5000] */
 	struct {
 		uint32_t uid_base, uid_count;
 		bool zygotes;
+		uint32_t frozen_wait_ms;
 	} sandbox;
 	int keepalive_policy; /* 0 ttl, 1 greedy_dual */
 	uint64_t keepalive_ttl_s;
