@@ -513,7 +513,8 @@ static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
 			return cfg_error(ctx, "cluster.prefix", "'%s': must start with '/'",
 					 c->prefix);
 		if (!c->cert_file[0] != !c->key_file[0])
-			return cfg_error(ctx, c->cert_file[0] ? "cluster.key_file" : "cluster.cert_file",
+			return cfg_error(ctx,
+					 c->cert_file[0] ? "cluster.key_file" : "cluster.cert_file",
 					 "cert_file and key_file go together: the client "
 					 "certificate and its private key");
 		if (!c->user[0] != !c->password[0])

@@ -892,11 +892,12 @@ static void test_cluster_config(void)
 			printf("\n  %s: %s (wanted %s)\n", bad[i].cluster, err, bad[i].want);
 		CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].want));
 	}
-	snprintf(text, sizeof(text),
-		 "{\"cluster\": {\"enabled\": true, \"endpoints\": [\"http://e1:2379\", "
-		 "\"http://e2:2379\"], \"node\": \"a\", \"address\": \"10.0.0.1:8080\", "
-		 "\"qos\": \"batch\", \"lease_ttl_s\": 7, \"user\": \"nemo\", \"password\": \"pw\", "
-		 "\"ca_file\": \"/etc/hostname\", \"end_batch_ms\": 10}}");
+	snprintf(
+		text, sizeof(text),
+		"{\"cluster\": {\"enabled\": true, \"endpoints\": [\"http://e1:2379\", "
+		"\"http://e2:2379\"], \"node\": \"a\", \"address\": \"10.0.0.1:8080\", "
+		"\"qos\": \"batch\", \"lease_ttl_s\": 7, \"user\": \"nemo\", \"password\": \"pw\", "
+		"\"ca_file\": \"/etc/hostname\", \"end_batch_ms\": 10}}");
 	test_write_text(path, text);
 	CU_ASSERT_EQUAL(gw_config_load(path, &cfg, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(cfg.cluster.cl.n_endpoints, 2);
