@@ -9,8 +9,11 @@ Prints five tables, each with ratios against a baseline measured in the same run
   5. idle detection, by time (now) vs by a count of 256 empty polls (before): at 30 % load
      with a sleep-floor lease set as nemod sets it and a CPU-bound loop on the NF's core,
      the idle_poll share and the harvest_ratio (the loop's CPU time / the NF's spare); then
-     the latency with no lease.
-  --only 5 runs the fifth alone (after a short capacity calibration).
+     the latency with no lease;
+  6. what timing the NF's own delay costs it (1 in 64 packets' nemo-gen stamps read, the
+     default, and every packet's) against not timing it: capacity and busy cycles per packet
+     at full load, interleaved.
+  --only 5 runs the fifth alone (after a short capacity calibration); --only 6 the sixth.
 The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore (or testpmd's forwarding core)
 on cpu 1. Figures from a shared, noisy machine vary from run to run; ratios vary less.
 """
@@ -54,7 +57,7 @@ def cleanup():
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-def nf_config(idle, sched="other"):
+def nf_config(idle, sched="other", delay_every=None):
     lcore = {"lcore": 1, "cpu": 1, "rx": [{"port": 0}], "chain": ["fwd"], "idle": idle,
              "sched": {"policy": sched, "nice": -20} if sched == "other"
              else {"policy": "fifo", "priority": 50}}
@@ -62,8 +65,12 @@ def nf_config(idle, sched="other"):
            "ports": [{"vdev": "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK,
                       "rx_ring": 16384, "line_rate_pps": 25000000}],
            "lcores": [lcore]}
-    path = os.path.join(TMP, "nf-%s.json" % (idle if isinstance(idle, str) else
-                                             "-".join(str(v) for v in idle.values())))
+    if delay_every is not None:
+        cfg["delay_sample_every"] = delay_every
+    path = os.path.join(TMP, "nf-%s%s.json" % (idle if isinstance(idle, str) else
+                                               "-".join(str(v) for v in idle.values()),
+                                               "" if delay_every is None else
+                                               "-d%d" % delay_every))
     with open(path, "w") as f:
         json.dump(cfg, f)
     return path
@@ -80,8 +87,9 @@ def wait_for(path, proc, timeout=20):
     raise RuntimeError("timed out waiting for " + path)
 
 
-def start_nf(idle, sched="other"):
-    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config", nf_config(idle, sched)],
+def start_nf(idle, sched="other", delay_every=None):
+    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config",
+                          nf_config(idle, sched, delay_every)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     PROCS.append(p)
     wait_for("/dev/shm/nemo-hc-bench", p)
@@ -327,6 +335,68 @@ def figure5(capacity, seconds, reps, rate=None):
           (p50[mb], p50[mn], p50[mn] / p50[mb] if p50[mb] else 0))
 
 
+def read_busy_rx(idx=0):
+    """(busy cycles, rx packets) of lcore record idx, untorn."""
+    with open("/dev/shm/nemo-hc-bench", "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    try:
+        header_size, record_size = struct.unpack_from("<II", mm, 12)
+        base = header_size + idx * record_size
+        for _ in range(1000):
+            seq = struct.unpack_from("<Q", mm, base)[0]
+            busy = struct.unpack_from("<Q", mm, base + 64 + 8)[0]
+            rx = struct.unpack_from("<Q", mm, base + 128)[0]
+            if seq % 2 == 0 and struct.unpack_from("<Q", mm, base)[0] == seq:
+                return busy, rx
+        raise RuntimeError("harvest channel: record kept busy")
+    finally:
+        mm.close()
+
+
+def figure6(seconds, reps):
+    """Capacity and busy cycles per packet with the NF's own delay timed (1 in 64, the
+    default; every packet) against not timed, interleaved so that drift favours none."""
+    modes = (("off (0)", 0), ("1 in 64", 64), ("every packet", 1))
+    print("\n6. what timing the NF's own delay costs (delay_sample_every), fwd poll, generator "
+          "--max at nice -20; interleaved, %d reps of %.0f s" % (reps, seconds))
+    print("   %-14s %10s %14s %12s   %s" % ("sampling", "Mpps", "busy cyc/pkt", "timed",
+                                            "runs (Mpps)"))
+    res = {m: [] for m, _ in modes}
+    for _ in range(reps):
+        for m, every in modes:
+            p = start_nf("poll", delay_every=every)
+            g = subprocess.Popen(["nice", "-n", "-20", os.path.join(BIN, "nemo-gen"),
+                                  "--socket", SOCK, "--duration", str(seconds), "--cpu", "0",
+                                  "--quiet", "--json", os.path.join(TMP, "gen6.json"),
+                                  "--flows", "64", "--max"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1.5)  # past the link, the probe and the ring warm-up
+            a = read_busy_rx()
+            time.sleep(max(1.0, seconds - 2.5))
+            b = read_busy_rx()
+            text, _ = g.communicate()
+            shutil.rmtree("/var/run/dpdk/nemo-gen-%d" % g.pid, ignore_errors=True)
+            log = stop(p)
+            if g.returncode != 0:
+                raise RuntimeError("nemo-gen failed:\n" + text)
+            with open(os.path.join(TMP, "gen6.json")) as f:
+                r = json.load(f)
+            timed = next((int(line.split(": ")[1].split()[0]) for line in log.splitlines()
+                          if "own delay, 1 in" in line), 0)
+            res[m].append((r["rx_pps"], (b[0] - a[0]) / max(1, b[1] - a[1]), timed))
+    med = lambda v, k: sorted(x[k] for x in v)[len(v) // 2]
+    base_pps, base_cpp = med(res[modes[0][0]], 0), med(res[modes[0][0]], 1)
+    for m, _ in modes:
+        v = res[m]
+        print("   %-14s %10.3f %14.1f %12d   %s" % (m, med(v, 0) / 1e6, med(v, 1), med(v, 2),
+                                                 " ".join("%.2f" % (x[0] / 1e6) for x in v)))
+    for m, _ in modes[1:]:
+        print("   %s against off: capacity ratio %.3f, busy cycles per packet ratio %.3f" % (
+            m, med(res[m], 0) / base_pps, med(res[m], 1) / base_cpp))
+    print("   (busy cycles per packet from the harvest channel over the middle of each run; "
+          "timed = packets whose delay the NF timed, from its exit summary)")
+
+
 def window_spare(seconds):
     """spare_ratio of the NF lcore over the next `seconds` (DESIGN.md: spare / total)."""
     t0, b0 = read_record()
@@ -340,7 +410,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5, help="length of each traffic run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the capacity runs")
-    ap.add_argument("--only", default="12345", help="which tables, e.g. 5")
+    ap.add_argument("--only", default="123456", help="which tables, e.g. 5")
     ap.add_argument("--rate5", type=float, default=0,
                     help="table 5's rate in pps (default: 30 %% of the measured capacity)")
     a = ap.parse_args()
@@ -350,6 +420,10 @@ def main():
           (os.uname().nodename, os.cpu_count(), a.seconds, a.reps,
            " ".join("%.2f" % x for x in os.getloadavg())))
     if "1" not in a.only:
+        if "6" in a.only:
+            figure6(a.seconds, a.reps)
+        if "5" not in a.only:
+            return
         # the fifth table needs the NF's capacity: a short calibration instead of table 1
         p = start_nf("poll")
         capacity = max(gen("max", 2, nice=-20)["rx_pps"] for _ in range(2))
@@ -426,6 +500,8 @@ def main():
           "middle of each run; in poll mode the idle_poll cycles are spare too)")
     if "5" in a.only:
         figure5(capacity, a.seconds, a.reps, a.rate5)
+    if "6" in a.only:
+        figure6(a.seconds, a.reps)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@
 #include <rte_interrupts.h>
 #include <rte_lcore.h>
 
+#include "nemo/gen_stamp.h"
 #include "nemo/log.h"
 #include "runtime_internal.h"
 
-#define TX_RETRIES 4
+#define TX_RETRIES	4
+#define DELAY_PER_BURST 32 /* sampled packets of one burst timed to its send; more are skipped */
 
 /* Copy the lcore's counters into its harvest-channel record (no syscalls, no locks). */
 static void publish(struct nf_lcore_ctx *c, uint64_t now_tsc)
@@ -85,12 +87,67 @@ static inline void transmit(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint
 	}
 }
 
+static inline uint64_t delay_ns(const struct nf_lcore_ctx *c, uint64_t cycles)
+{
+	return (uint64_t)(((unsigned __int128)cycles * c->delay_ns_mult) >> 32);
+}
+
+/*
+ * The burst holds the next sampled packet(s) of the 1 in delay_every: read their nemo-gen
+ * stamps (before the chain rewrites or frees them), record how long each waited, and keep the
+ * stamps for delay_sent(). Only a sampled burst pays: one rdtsc and a 64-byte line that
+ * validation reads anyway (and delay_sent() a second rdtsc). Returns how many stamps it kept; *rx_tsc is the dequeue time.
+ */
+static uint32_t delay_take(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n,
+			   uint64_t *stamps, uint64_t *rx_tsc)
+{
+	uint64_t i = c->delay_left - 1, now = rte_rdtsc();
+	uint32_t k = 0;
+
+	for (; i < n; i += c->delay_every) {
+		const struct rte_mbuf *m = pkts[i];
+		struct gen_stamp st;
+
+		if (m->data_len < GEN_STAMP_OFF + sizeof(st)) {
+			c->delay_unstamped++;
+			continue;
+		}
+		memcpy(&st, rte_pktmbuf_mtod_offset(m, const uint8_t *, GEN_STAMP_OFF), sizeof(st));
+		if (st.magic != GEN_MAGIC) {
+			c->delay_unstamped++;
+		} else if (st.tsc > now || now - st.tsc > c->delay_max_age) {
+			c->delay_bad_clock++;
+		} else if (k < DELAY_PER_BURST) {
+			nf_delay_record(&c->delay_wait, delay_ns(c, now - st.tsc), 1);
+			stamps[k++] = st.tsc;
+		}
+	}
+	c->delay_left = i - n + 1;
+	*rx_tsc = now;
+	return k;
+}
+
+/* The sampled packets' burst has been sent (or dropped) by `now`. */
+static void delay_sent(struct nf_lcore_ctx *c, const uint64_t *stamps, uint32_t k, uint64_t rx_tsc)
+{
+	uint64_t now = rte_rdtsc();
+
+	nf_delay_record(&c->delay_send, delay_ns(c, now - rx_tsc), k);
+	for (uint32_t i = 0; i < k; i++)
+		nf_delay_record(&c->delay_total, delay_ns(c, now - stamps[i]), 1);
+}
+
 static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n,
 				 uint16_t in_port, uint64_t now_tsc)
 {
-	uint64_t consumed = c->consumed_pkts;
+	uint64_t consumed = c->consumed_pkts, stamps[DELAY_PER_BURST], rx_tsc = 0;
+	uint32_t sampled = 0;
 	uint16_t kept;
 
+	if (unlikely(c->delay_left <= n))
+		sampled = delay_take(c, pkts, n, stamps, &rx_tsc);
+	else
+		c->delay_left -= n;
 	c->rx_pkts += n;
 	c->rx_bursts++;
 	/* m->port carries the NF config's port index, not the DPDK id, through the chain; the
@@ -105,6 +162,8 @@ static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts,
 	c->drop_pkts += n - kept - (c->consumed_pkts - consumed);
 	if (kept)
 		transmit(c, pkts, kept);
+	if (unlikely(sampled))
+		delay_sent(c, stamps, sampled, rx_tsc);
 }
 
 /* Pin is done by the EAL (--lcores); here the scheduling class and the timer slack. */

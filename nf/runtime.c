@@ -200,6 +200,10 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 		c->idx = i;
 		c->burst = cfg->burst;
 		c->rec = r;
+		c->delay_every = cfg->delay_sample_every;
+		c->delay_left = c->delay_every ? c->delay_every : UINT64_MAX;
+		c->delay_ns_mult = (uint64_t)(((unsigned __int128)1000000000u << 32) / rt->tsc_hz);
+		c->delay_max_age = rt->tsc_hz;
 		c->state = HC_STATE_STOPPED;
 		c->port_ids_are_indexes = true;
 		for (uint32_t p = 0; p < cfg->nb_ports; p++)
@@ -350,6 +354,29 @@ void nf_runtime_sample_ports(struct nf_runtime *rt)
 	}
 }
 
+/* The NF's own delay over the run, from the packets it sampled (README, "The NF's own delay"). */
+static void print_delay(const struct nf_lcore_ctx *c)
+{
+	static const char *const names[] = {"wait", "send", "total"};
+	const struct nf_delay_hist *h[] = {&c->delay_wait, &c->delay_send, &c->delay_total};
+
+	if (!c->delay_every) {
+		printf("  own delay: not timed (delay_sample_every 0)\n");
+		return;
+	}
+	printf("  own delay, 1 in %u packets: %lu timed, %lu without a nemo-gen stamp, %lu on "
+	       "another clock\n",
+	       c->delay_every, (unsigned long)c->delay_total.count,
+	       (unsigned long)c->delay_unstamped, (unsigned long)c->delay_bad_clock);
+	if (!c->delay_total.count)
+		return;
+	for (int k = 0; k < 3; k++)
+		printf("    %-5s p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n", names[k],
+		       (double)nf_delay_percentile(h[k], 50) / 1e3,
+		       (double)nf_delay_percentile(h[k], 99) / 1e3,
+		       (double)nf_delay_percentile(h[k], 99.9) / 1e3, (double)h[k]->max_ns / 1e3);
+}
+
 void nf_runtime_print_summary(struct nf_runtime *rt)
 {
 	printf("\nnemo-nf %s: summary\n", rt->cfg->name);
@@ -378,6 +405,7 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		       (double)rt->lcores[i].wake.median_ns / 1e3,
 		       (double)rt->lcores[i].wake.p90_ns / 1e3,
 		       (double)rt->lcores[i].predicted_gap * 1e6 / (double)rt->tsc_hz);
+		print_delay(&rt->lcores[i]);
 		if (rt->lcores[i].consumed_pkts)
 			printf("  handed to functions and stopped there (neither sent nor dropped): "
 			       "%lu\n",

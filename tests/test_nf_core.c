@@ -42,6 +42,8 @@ static void test_config_good(void)
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_TIME);
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 0);
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.idle_poll_us, 0);
+	/* the NF times its own delay on 1 in 64 packets unless told otherwise */
+	CU_ASSERT_EQUAL(cfg.delay_sample_every, 64);
 	nf_config_free(&cfg);
 }
 
@@ -134,6 +136,10 @@ static void test_config_errors(void)
 			 "\"chain\":[{\"module\":\"acl\",\"rules\":[],\"rules\":[]}]}]}",
 			 "key 'lcores[0].chain[0].rules': given more than once");
 	expect_cfg_error("{\"name\":\"a\\u0000b\"," PORT0 "," LC("") "}", "holds \\u0000");
+	expect_cfg_error("{\"delay_sample_every\":2000000," PORT0 "," LC("") "}",
+			 "key 'delay_sample_every': 2e+06 is out of range [0, 1e+06]");
+	expect_cfg_error("{\"delay_sample_every\":-1," PORT0 "," LC("") "}",
+			 "key 'delay_sample_every'");
 }
 
 static void test_max_sleep_bound(void)
@@ -142,6 +148,62 @@ static void test_max_sleep_bound(void)
 	CU_ASSERT_EQUAL(nf_max_sleep_ns(16384, 14000000, 40000), 1170285 - 40000);
 	/* a ring that fills faster than a wake-up: no sleep is safe */
 	CU_ASSERT_EQUAL(nf_max_sleep_ns(512, 14880952, 40000), 0);
+}
+
+/* ---- the NF's own delay: the histogram its lcores fill ---- */
+
+static void test_delay_hist(void)
+{
+	static struct nf_delay_hist h;
+	uint32_t prev = 0;
+	uint64_t lo, hi;
+
+	/* every value lands in a bucket that holds it, at most 1/32 of its value wide (or 32 ns),
+	 * and the buckets follow the values in order up to 2^25 ns */
+	for (uint64_t v = 0; v < (1ull << 25); v += 1 + v / 97) {
+		uint32_t idx = nf_delay_index(v);
+
+		nf_delay_bucket_bounds(idx, &lo, &hi);
+		if (!(lo <= v && v <= hi))
+			printf("\n  %llu ns: bucket %u holds %llu..%llu\n", (unsigned long long)v,
+			       idx, (unsigned long long)lo, (unsigned long long)hi);
+		CU_ASSERT_FATAL(lo <= v && v <= hi);
+		CU_ASSERT_FATAL(hi - lo + 1 <= 32 || (hi - lo + 1) * 32 <= lo);
+		CU_ASSERT_FATAL(idx >= prev && idx < NF_DELAY_BUCKETS);
+		prev = idx;
+	}
+	/* a 33.5 ms delay and more share the top bucket */
+	CU_ASSERT_EQUAL(nf_delay_index(1ull << 25), NF_DELAY_BUCKETS - 1);
+	CU_ASSERT_EQUAL(nf_delay_index(UINT64_MAX >> 8), NF_DELAY_BUCKETS - 1);
+	/* nothing recorded: no figure */
+	CU_ASSERT_EQUAL(nf_delay_percentile(&h, 99), 0);
+	/* 1, 2, ..., 1000 us: each percentile within 1.6 % of the exact rank's value */
+	for (uint64_t us = 1; us <= 1000; us++)
+		nf_delay_record(&h, us * 1000, 1);
+	CU_ASSERT_EQUAL(h.count, 1000);
+	CU_ASSERT_EQUAL(h.max_ns, 1000000);
+	CU_ASSERT_EQUAL(h.sum_ns, 500500000ull);
+	{
+		const double pct[] = {50, 99, 99.9}, want[] = {500000, 990000, 999000};
+
+		for (int i = 0; i < 3; i++) {
+			double got = (double)nf_delay_percentile(&h, pct[i]);
+
+			printf("%s p%g %.0f ns (exact %.0f)", i ? "," : "\n  1..1000 us:", pct[i],
+			       got, want[i]);
+			CU_ASSERT(got >= want[i] * 0.984 && got <= want[i] * 1.016);
+		}
+		printf("\n");
+	}
+	CU_ASSERT_EQUAL(nf_delay_percentile(&h, 100), 1000000);
+	/* a weighted record counts n values (a burst's send time, one per sampled packet) */
+	memset(&h, 0, sizeof(h));
+	nf_delay_record(&h, 5000, 10);
+	nf_delay_record(&h, 900000, 1);
+	CU_ASSERT_EQUAL(h.count, 11);
+	CU_ASSERT_EQUAL(h.sum_ns, 950000);
+	CU_ASSERT(nf_delay_percentile(&h, 90) >= 4920 && nf_delay_percentile(&h, 90) <= 5080);
+	CU_ASSERT(nf_delay_percentile(&h, 99) >= 885600 && nf_delay_percentile(&h, 99) <= 900000);
 }
 
 /* ---- accounting ---- */
@@ -453,6 +515,7 @@ NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", tes
 	   {"config: idle detection keys and their defaults", test_config_idle_keys},
 	   {"config: max sleep bound from ring and line rate", test_max_sleep_bound},
 	   {"accounting: busy + idle_poll + sleep = total", test_accounting},
+	   {"own delay: histogram buckets, percentiles, weights", test_delay_hist},
 	   {"idle: a time budget, not a count; a lease yields at once",
 	    test_idle_time_not_iterations},
 	   {"idle: learns long gaps, and unlearns them", test_idle_learns_gaps},
