@@ -377,7 +377,13 @@ int nf_lcore_main(void *arg)
 	now = rte_rdtsc();
 	nf_acct_init(&c->acct, now, rt->tsc_hz);
 	c->rec->start_tsc = now;
-	c->rec->max_sleep_ns = idle->policy == HC_IDLE_SLEEP ? max_sleep_ns : 0;
+	/* the longest the record may stand still while the lcore runs (harvester: HV_STALE_MS) */
+	if (idle->policy == HC_IDLE_SLEEP)
+		c->rec->max_sleep_ns = max_sleep_ns;
+	else if (idle->policy == HC_IDLE_INTERRUPT)
+		c->rec->max_sleep_ns = (uint64_t)idle->intr_timeout_ms * 1000000;
+	else
+		c->rec->max_sleep_ns = 0;
 	c->max_sleep_ns = c->rec->max_sleep_ns;
 	set_state(c, HC_STATE_IDLE_POLL, now);
 	publish(c, now);
