@@ -96,7 +96,8 @@ static inline uint64_t delay_ns(const struct nf_lcore_ctx *c, uint64_t cycles)
  * The burst holds the next sampled packet(s) of the 1 in delay_every: read their nemo-gen
  * stamps (before the chain rewrites or frees them), record how long each waited, and keep the
  * stamps for delay_sent(). Only a sampled burst pays: one rdtsc and a 64-byte line that
- * validation reads anyway (and delay_sent() a second rdtsc). Returns how many stamps it kept; *rx_tsc is the dequeue time.
+ * validation reads anyway (and delay_sent() a second rdtsc). Returns how many stamps it
+ * kept; *rx_tsc is the dequeue time.
  */
 static uint32_t delay_take(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n,
 			   uint64_t *stamps, uint64_t *rx_tsc)
@@ -336,12 +337,15 @@ static uint64_t yield_core(struct nf_lcore_ctx *c, uint64_t now, uint64_t *sleep
 	/* publish first: the record must say we are asleep, and since when */
 	set_state(c, HC_STATE_SLEEPING, now);
 	publish(c, now);
+	/* asleep, the lcore reads no port: a munmap() need not wait for it (unmap.c) */
+	rte_rcu_qsbr_thread_offline(c->qsbr, c->idx);
 	if (c->cfg->idle.policy == HC_IDLE_SLEEP) {
 		timed_sleep(*sleep_ns > floor_ns ? *sleep_ns : floor_ns);
 		*sleep_ns = *sleep_ns * 2 < max_sleep_ns ? *sleep_ns * 2 : max_sleep_ns;
 	} else {
 		wait_for_rx(c);
 	}
+	rte_rcu_qsbr_thread_online(c->qsbr, c->idx);
 	return rte_rdtsc();
 }
 
@@ -388,12 +392,17 @@ int nf_lcore_main(void *arg)
 	set_state(c, HC_STATE_IDLE_POLL, now);
 	publish(c, now);
 	next_publish = now + publish_cycles;
+	nf_unmap_reader(c->idx);
+	rte_rcu_qsbr_thread_register(c->qsbr, c->idx);
+	rte_rcu_qsbr_thread_online(c->qsbr, c->idx);
 
 	while (!__atomic_load_n(&rt->quit, __ATOMIC_RELAXED)) {
 		uint64_t iter_start = c->acct.last_tsc, floor = 0;
 		uint32_t moved = 0;
 		bool full = false, yield;
 
+		/* between two rounds the lcore holds nothing of a port's rings (unmap.c) */
+		rte_rcu_qsbr_quiescent(c->qsbr, c->idx);
 		/*
 		 * Packets the modules made (fn replies), before new ones come in: up to the whole
 		 * array, since a function answers in batches while the lcore slept; more left
@@ -456,6 +465,9 @@ int nf_lcore_main(void *arg)
 			next_publish = now + publish_cycles;
 		}
 	}
+	rte_rcu_qsbr_thread_offline(c->qsbr, c->idx);
+	rte_rcu_qsbr_thread_unregister(c->qsbr, c->idx);
+	nf_unmap_reader(RTE_QSBR_THRID_INVALID);
 	now = rte_rdtsc();
 	nf_acct_iteration(&c->acct, now, false);
 	set_state(c, HC_STATE_STOPPED, now);

@@ -171,7 +171,9 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 	}
 	rt->lcores =
 		rte_zmalloc("nf_lcores", sizeof(*rt->lcores) * cfg->nb_lcores, RTE_CACHE_LINE_SIZE);
-	if (!rt->lcores)
+	rt->qsbr = rte_zmalloc("nf_qsbr", rte_rcu_qsbr_get_memsize(cfg->nb_lcores),
+			       RTE_CACHE_LINE_SIZE);
+	if (!rt->lcores || !rt->qsbr || rte_rcu_qsbr_init(rt->qsbr, cfg->nb_lcores))
 		goto err_free;
 	rt->pool = rte_pktmbuf_pool_create("nf_mbufs", cfg->mbufs ? cfg->mbufs : mbufs_needed(cfg),
 					   256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
@@ -199,6 +201,7 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 		c->rt = rt;
 		c->idx = i;
 		c->burst = cfg->burst;
+		c->qsbr = rt->qsbr;
 		c->rec = r;
 		c->delay_every = cfg->delay_sample_every;
 		c->delay_left = c->delay_every ? c->delay_every : UINT64_MAX;
@@ -245,6 +248,7 @@ err_ports:
 		nf_port_teardown(rt, p);
 	rte_mempool_free(rt->pool);
 err_free:
+	rte_free(rt->qsbr);
 	rte_free(rt->lcores);
 	rte_free(rt);
 err:
@@ -256,6 +260,7 @@ int nf_runtime_start(struct nf_runtime *rt)
 {
 	rt->start_tsc = rte_rdtsc();
 	rt->last_live_tsc = rt->start_tsc;
+	nf_unmap_guard(rt->qsbr);
 	for (uint32_t i = 0; i < rt->cfg->nb_lcores; i++) {
 		int rc = rte_eal_remote_launch(nf_lcore_main, &rt->lcores[i],
 					       rt->cfg->lcores[i].lcore_id);
@@ -437,6 +442,7 @@ void nf_runtime_destroy(struct nf_runtime *rt)
 	if (!rt)
 		return;
 	nf_telemetry_unregister();
+	nf_unmap_guard(NULL);
 	/* the lease server reads the rings the chains own: it goes first */
 	nf_fn_hub_destroy(rt->fn_hub);
 	chains_destroy(rt);
@@ -444,6 +450,7 @@ void nf_runtime_destroy(struct nf_runtime *rt)
 		nf_port_teardown(rt, p);
 	nf_channel_destroy(rt->ch);
 	rte_mempool_free(rt->pool);
+	rte_free(rt->qsbr);
 	rte_free(rt->lcores);
 	rte_free(rt);
 }

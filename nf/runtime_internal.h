@@ -7,6 +7,7 @@
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 
 #include "nemo/harvest_channel.h"
 #include "nemo/nf.h"
@@ -18,6 +19,7 @@ struct nf_lcore_ctx {
 	struct nf_runtime *rt;
 	uint32_t idx; /* index in cfg->lcores, the harvest-channel record and the tx queue */
 	uint32_t burst;
+	struct rte_rcu_qsbr *qsbr; /* rt->qsbr: quiescent between rounds, offline asleep */
 	struct hc_lcore_record *rec;
 	struct nf_acct acct;
 	uint64_t rx_pkts;
@@ -76,6 +78,7 @@ struct nf_runtime {
 	struct nf_channel *ch;
 	struct nf_fn_hub *fn_hub; /* NULL unless a chain has an fn module */
 	struct nf_lcore_ctx *lcores;
+	struct rte_rcu_qsbr *qsbr; /* the lcores' quiescent states, for munmap() (unmap.c) */
 	volatile int quit;
 	bool launched;
 	uint64_t start_tsc;

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <rte_rcu_qsbr.h>
 
 #include "nemo/harvester.h"
 #include "nemo/nf.h"
@@ -204,6 +207,100 @@ static void test_delay_hist(void)
 	CU_ASSERT_EQUAL(h.sum_ns, 950000);
 	CU_ASSERT(nf_delay_percentile(&h, 90) >= 4920 && nf_delay_percentile(&h, 90) <= 5080);
 	CU_ASSERT(nf_delay_percentile(&h, 99) >= 885600 && nf_delay_percentile(&h, 99) <= 900000);
+}
+
+/* ---- munmap waits for lcores in a burst (unmap.c) ---- */
+
+struct unmap_reader {
+	struct rte_rcu_qsbr *v;
+	volatile const uint8_t *page;
+	volatile int in_burst;
+	volatile uint64_t sum;
+	uint64_t done_ns;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* An lcore in one long "burst": it reads the page for 150 ms, then reports quiescent. */
+static void *unmap_reader_main(void *arg)
+{
+	struct unmap_reader *r = arg;
+	uint64_t end;
+
+	nf_unmap_reader(0);
+	rte_rcu_qsbr_thread_register(r->v, 0);
+	rte_rcu_qsbr_thread_online(r->v, 0);
+	r->in_burst = 1;
+	end = mono_ns() + 150000000ull;
+	while (mono_ns() < end)
+		for (int i = 0; i < 4096; i += 64)
+			r->sum += r->page[i];
+	r->done_ns = mono_ns();
+	rte_rcu_qsbr_quiescent(r->v, 0);
+	/* its own munmap, between two rounds, waits for nobody (not for itself) */
+	{
+		void *own = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				 -1, 0);
+
+		if (own != MAP_FAILED)
+			munmap(own, 4096);
+	}
+	rte_rcu_qsbr_thread_offline(r->v, 0);
+	rte_rcu_qsbr_thread_unregister(r->v, 0);
+	nf_unmap_reader(RTE_QSBR_THRID_INVALID);
+	return NULL;
+}
+
+/*
+ * What the memif PMD does when its peer leaves, made deterministic: another thread unmaps
+ * memory an lcore is reading in a burst. With the guard the munmap returns only once the lcore
+ * has left its burst (without it, the reader faults and this test binary dies).
+ */
+static void test_unmap_waits_for_lcores(void)
+{
+	size_t size = rte_rcu_qsbr_get_memsize(2);
+	struct rte_rcu_qsbr *v = aligned_alloc(64, (size + 63) / 64 * 64);
+	struct unmap_reader r = {0};
+	uint64_t t0, t1;
+	pthread_t t;
+	uint8_t *page;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	CU_ASSERT_EQUAL_FATAL(rte_rcu_qsbr_init(v, 2), 0);
+	page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(page != MAP_FAILED);
+	memset(page, 1, 4096);
+	r.v = v;
+	r.page = page;
+	nf_unmap_guard(v);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, unmap_reader_main, &r), 0);
+	while (!r.in_burst)
+		usleep(100);
+	t0 = mono_ns();
+	CU_ASSERT_EQUAL(munmap(page, 4096), 0);
+	t1 = mono_ns();
+	pthread_join(t, NULL);
+	printf("\n  munmap returned %.1f ms after the call, %.1f ms after the reader's burst ended\n",
+	       (double)(t1 - t0) / 1e6, ((double)t1 - (double)r.done_ns) / 1e6);
+	CU_ASSERT(t1 >= r.done_ns);
+	CU_ASSERT(r.sum > 0);
+	/* no reader online: no wait */
+	page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(page != MAP_FAILED);
+	t0 = mono_ns();
+	CU_ASSERT_EQUAL(munmap(page, 4096), 0);
+	CU_ASSERT(mono_ns() - t0 < 20000000ull);
+	/* a bad argument is still the kernel's answer */
+	CU_ASSERT_EQUAL(munmap((void *)1, 4096), -1);
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	nf_unmap_guard(NULL);
+	free(v);
 }
 
 /* ---- accounting ---- */
@@ -516,6 +613,7 @@ NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", tes
 	   {"config: max sleep bound from ring and line rate", test_max_sleep_bound},
 	   {"accounting: busy + idle_poll + sleep = total", test_accounting},
 	   {"own delay: histogram buckets, percentiles, weights", test_delay_hist},
+	   {"munmap waits for lcores in a burst", test_unmap_waits_for_lcores},
 	   {"idle: a time budget, not a count; a lease yields at once",
 	    test_idle_time_not_iterations},
 	   {"idle: learns long gaps, and unlearns them", test_idle_learns_gaps},

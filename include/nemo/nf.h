@@ -307,6 +307,22 @@ struct nf_wake_cost {
  */
 void nf_wake_cost_measure(struct nf_wake_cost *out, uint32_t samples, uint64_t tsc_hz);
 
+/* ---- what the lcores may still read stays mapped (unmap.c) ---- */
+
+struct rte_rcu_qsbr;
+
+/*
+ * While `v` is set (NULL: none), munmap() in this process first waits, with
+ * rte_rcu_qsbr_synchronize(), until every thread registered and online in `v` has reported a
+ * quiescent state: a memif peer's regions, which the PMD unmaps on the EAL's interrupt thread
+ * when the peer leaves, stay mapped until no lcore is in a burst on them. The runtime sets it
+ * while its lcores run (each registered as its index, quiescent between poll rounds, offline
+ * while it sleeps). Thread-safe.
+ */
+void nf_unmap_guard(struct rte_rcu_qsbr *v);
+/* The calling thread is reader `id` of the guard: its own munmap() does not wait for itself. */
+void nf_unmap_reader(unsigned int id);
+
 /* ---- the harvest channel, writer side ---- */
 
 struct nf_channel;
