@@ -219,14 +219,82 @@ def nf_drops():
 
 
 def nf_cycles():
-    """(total, busy, idle_poll, sleep) cycles of the NF lcore, cumulative, from its channel."""
+    """(total, busy, idle_poll, sleep, iterations, busy iterations, sleeps) cycles and counts
+    of the NF lcore, cumulative, from its channel; and last, the channel's TSC Hz."""
     try:
         with open("/dev/shm/nemo-hc-" + NAME, "rb") as f:
             raw = f.read(4096)
     except OSError:
-        return 0, 0, 0, 0
+        return 0, 0, 0, 0, 0, 0, 0, 1
     rec = struct.unpack_from("<I", raw, 12)[0]
-    return struct.unpack_from("<QQQQ", raw, rec + 64)
+    return struct.unpack_from("<7Q", raw, rec + 64) + struct.unpack_from("<Q", raw, 24)
+
+
+def nf_lcore_cpu_s():
+    """CPU seconds the NF lcore thread has run (its schedstat): its busy and idle_poll cycles,
+    plus what the kernel spends putting it to sleep and waking it, which its own accounting
+    counts as sleep (and so as spare)."""
+    try:
+        with open("/dev/shm/nemo-hc-" + NAME, "rb") as f:
+            raw = f.read(4096)
+        pid = struct.unpack_from("<i", raw, 40)[0]
+        rec = struct.unpack_from("<I", raw, 12)[0]
+        tid = struct.unpack_from("<i", raw, rec + 128 + 32)[0]
+        with open("/proc/%d/task/%d/schedstat" % (pid, tid)) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, struct.error):
+        return 0.0
+
+
+def cpu_times_s(cpu=1):
+    """/proc/stat's times of `cpu` in seconds: user, nice, system, idle, iowait, irq, softirq,
+    steal (time the hypervisor ran something else on this vCPU)."""
+    for line in open("/proc/stat"):
+        f = line.split()
+        if f[0] == "cpu%d" % cpu:
+            return [int(x) / os.sysconf("SC_CLK_TCK") for x in f[1:9]]
+    return [0.0] * 8
+
+
+def cg_cpu1_s(core=1):
+    """CPU seconds the core's harvest cgroup used on that cpu (cpuacct.usage_percpu)."""
+    per = cg_file("cpuacct", core, "cpuacct.usage_percpu").split()
+    return int(per[core]) / 1e9 if len(per) > core else 0.0
+
+
+def tasks():
+    """{(pid, tid): (name, CPU seconds, last CPU)} of every thread on the host."""
+    out, tck = {}, os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            tids = os.listdir("/proc/%s/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            name, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+            out[(int(pid), int(tid))] = (name, (int(rest[11]) + int(rest[12])) / tck,
+                                         int(rest[36]))
+    return out
+
+
+def top_others(a, b, skip, cpu=1, n=4):
+    """The `n` thread names that ran most between two tasks() readings among threads last seen
+    on `cpu` (a thread that moved counts where it was seen last), but for `skip` (nemo's own:
+    the NF lcore, the sandboxes): "name s, ..."."""
+    d = {}
+    for k, (name, s1, last) in b.items():
+        if last != cpu or any(name.startswith(x) for x in skip):
+            continue
+        d[name] = d.get(name, 0.0) + s1 - a.get(k, (name, 0.0, cpu))[1]
+    top = sorted(((v, k) for k, v in d.items() if v >= 0.01), reverse=True)[:n]
+    return ", ".join("%s %.2f s" % (k, v) for v, k in top) or "none over 10 ms"
 
 
 def cpu_idle_s(cpu=1):
@@ -423,11 +491,13 @@ def harvest_pair(S, rate30, i, load=None):
     hog = HogStream("hog", 200000, HOG_CLIENTS)
     time.sleep(0.5)
     a, ca, h0a, d2, ya = core1(), cg_state(1), on_cpu0_s(), nf_drops(), nf_cycles()
-    ia, t2 = cpu_idle_s(1), nf_delay()
+    ia, t2, la, pa, ga = cpu_idle_s(1), nf_delay(), nf_lcore_cpu_s(), cpu_times_s(1), cg_cpu1_s()
+    oa = tasks()
     ok0 = hog.ok
     shared = gen_result(gen(load, S, "harvest%d" % i))
     b, cb, h0b, d3, yb = core1(), cg_state(1), on_cpu0_s(), nf_drops(), nf_cycles()
-    ib, t3 = cpu_idle_s(1), nf_delay()
+    ib, t3, lb, pb, gb = cpu_idle_s(1), nf_delay(), nf_lcore_cpu_s(), cpu_times_s(1), cg_cpu1_s()
+    ob = tasks()
     # the NF's own part of the latency (stamp to its send), beside the end-to-end figures
     for r, ta, tb in ((base, t0, t1), (shared, t2, t3)):
         r["nf_p99_us"], r["nf_p999_us"] = delay_pct(ta, tb, 99), delay_pct(ta, tb, 99.9)
@@ -475,11 +545,34 @@ def harvest_pair(S, rate30, i, load=None):
           "of the core %.1f %%" % (spare, d["harvested_seconds_total"], d["spare_seconds_total"],
                                   ratio, 100 * share))
     tot = max(1e-9, b["sampled_seconds_total"] - a["sampled_seconds_total"])
+    # where the spare went, in shares of cpu 1 over the run: what the NF's thread ran beyond
+    # its busy and idle_poll (entering and leaving its sleeps), what the hypervisor took, what
+    # other tasks (kernel threads, other jobs) ran, and what is left unexplained
+    nf_run = (lb - la) / tot
+    nf_loop = (y[1] + y[2]) / max(1, yb[7]) / tot
+    cpu = [pb[k] - pa[k] for k in range(8)]
+    steal, idle = cpu[7] / tot, (cpu[3] + cpu[4]) / tot
+    ran = (cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6]) / tot
+    sbx = (gb - ga) / tot
+    others = max(0.0, ran - nf_run - sbx)
+    lost = spare - share
+    entry = max(0.0, nf_run - nf_loop)
+    print("   spare not harvested: %.1f %% of cpu 1 = idle_poll %.1f + NF sleep entry/exit %.1f "
+          "+ cpu idle %.1f + steal %.1f + other tasks %.1f, rest %+.1f (NF thread ran %.1f %%, "
+          "its loop %.1f %%, %.0f sleeps/s; harvest cgroup ran %.1f %% of cpu 1, was throttled "
+          "%.1f %% of the run)" % (
+              100 * lost, 100 * y[2] / max(1, y[0]), 100 * entry, 100 * idle, 100 * steal,
+              100 * others, 100 * (lost - y[2] / max(1, y[0]) - entry - idle - steal - others),
+              100 * nf_run, 100 * nf_loop, (yb[6] - ya[6]) / tot, 100 * sbx,
+              (cb["throttled_ms"] - ca["throttled_ms"]) / 10 / tot))
+    print("   other tasks seen on cpu 1, most CPU first: %s" % top_others(
+        oa, ob, ("rte-worker", "nemo-sbx-runtim", "hog")))
     return {"harvest_ratio": ratio, "share": share, "busy": y[1] / max(1, y[0]),
             "idle_poll": y[2] / max(1, y[0]), "sleep": y[3] / max(1, y[0]),
             "cpu1_idle": (ib - ia) / tot, "overflow_s": h0b - h0a,
             # spare that neither the sandboxes nor idleness took: other processes on cpu 1
             "cpu1_other": max(0.0, spare - share - (ib - ia) / tot),
+            "nf_entry": entry, "steal": steal, "other_tasks": others,
             "throttled": b["throttled"] - a["throttled"], "spare": spare,
             "lost": shared["lost"] - base["lost"],
             "dp99_us": shared["lat_p99_us"] - base["lat_p99_us"],
@@ -846,10 +939,13 @@ def stress_why(rows, goal, bound):
     if med("harvest_ratio") < goal:
         why.append("NF core: busy %.1f %%, idle_poll %.1f %% (not harvestable), sleep %.1f %%; "
                    "cpu 1 idle with nothing runnable %.1f %% (the stream left spare unused); "
-                   "taken by other processes on cpu 1 (not nemo's) %.1f %%; windows under the "
-                   "interference quota %d; sandbox CPU on cpu 0 (overflow, moves) %.2f s" % (
+                   "taken by others on cpu 1 (not nemo's sandboxes) %.1f %%: the NF entering "
+                   "and leaving its sleeps %.1f %%, the hypervisor (steal) %.1f %%, other tasks "
+                   "%.1f %%; windows under the interference quota %d; sandbox CPU on cpu 0 "
+                   "(overflow, moves) %.2f s" % (
                        100 * med("busy"), 100 * med("idle_poll"), 100 * med("sleep"),
-                       100 * med("cpu1_idle"), 100 * med("cpu1_other"), med("throttled"),
+                       100 * med("cpu1_idle"), 100 * med("cpu1_other"), 100 * med("nf_entry"),
+                       100 * med("steal"), 100 * med("other_tasks"), med("throttled"),
                        med("overflow_s")))
     if sum(r["lost"] for r in rows) > 0:
         why.append("loss: see the per-pair NF drops (tx_full is the generator's side) and "
@@ -947,6 +1043,10 @@ def main():
     BUDGET_US = a.budget_us
     if os.geteuid() != 0:
         sys.exit("bench-harvest needs root (cgroups, DPDK)")
+    # the clients of the CPU-bound stream belong on the housekeeping core, as nemod and
+    # nemo-gen do: unpinned, their threads ran on cpu 1 at default weight and took spare from
+    # the sandboxes (cpu.idle), which counted against harvest_ratio
+    os.sched_setaffinity(0, {0})
     S = a.seconds
     print("bench-harvest: %d s per run, NF '%s' lcore on cpu 1, nemod/nemo-gen on cpu 0; "
           "figures from a shared 2-core machine are noisy" % (S, NAME))
