@@ -13,6 +13,8 @@ Prints five tables, each with ratios against a baseline measured in the same run
   6. what timing the NF's own delay costs it (1 in 64 packets' nemo-gen stamps read, the
      default, and every packet's) against not timing it: capacity and busy cycles per packet
      at full load, interleaved.
+  7. the sleep floor nemod asks while sandboxes work (--floors): the loop's share of the
+     spare, the NF's sleeps per second and its own p99 (stamp to send) against the NF alone.
   --only 5 runs the fifth alone (after a short capacity calibration); --only 6 the sixth.
 The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore (or testpmd's forwarding core)
 on cpu 1. Figures from a shared, noisy machine vary from run to run; ratios vary less.
@@ -276,6 +278,14 @@ def harvest_run(idle, rate, seconds, floor_ns):
     d = [b[i] - a[i] for i in range(5)]
     total = max(1, d[0])
     spare_s = (d[0] - d[1]) / hz
+    own = {}
+    for line in log.splitlines():  # the NF's own delay over the run, from its exit summary
+        f = line.split()
+        if len(f) >= 9 and f[0] in ("wait", "send", "total") and f[1] == "p50":
+            own[f[0]] = (float(f[2]), float(f[5]), float(f[8]))
+    nan = float("nan")
+    r.update(nf_p50_us=own.get("total", (nan,) * 3)[0], nf_p99_us=own.get("total", (nan,) * 3)[1],
+             nf_p999_us=own.get("total", (nan,) * 3)[2], sleeps_s=d[4] / max(1, d[0]) * hz)
     r.update(busy=d[1] / total, idle_poll=d[2] / total, sleep=d[3] / total,
              mean_sleep_us=d[3] / max(1, d[4]) / hz * 1e6,
              harvest=(l1 - l0) / spare_s if spare_s > 0 and loop else float("nan"),
@@ -397,6 +407,41 @@ def figure6(seconds, reps):
           "timed = packets whose delay the NF timed, from its exit summary)")
 
 
+def figure7(capacity, seconds, reps, rate=None, floors=(400, 500, 600)):
+    """The sleep floor nemod asks while sandboxes work, against what it costs the NF: at 30 %
+    load with the CPU-bound loop beside the NF, per floor, the loop's share of the spare, the
+    NF's sleeps per second (each costs this host ~20 us of the NF thread's CPU, outside its
+    loop) and its own p99 (stamp to send) against the NF alone with no lease."""
+    rate = rate or 0.3 * capacity
+    idle = {"policy": "sleep", "min_sleep_us": 20}
+    print("\n7. the sleep floor at %.2f Mpps (%.0f %% of the capacity), NF at SCHED_FIFO, a "
+          "CPU-bound loop beside it; NF alone (no lease, no loop) as the baseline; interleaved, "
+          "%d reps" % (rate / 1e6, 100.0 * rate / capacity, reps))
+    print("   %-12s %8s %7s %9s %9s %9s %9s %8s %10s %9s" % (
+        "floor", "rx Mpps", "lost", "NF p50", "NF p99", "NF p99.9", "e2e p99", "busy %",
+        "sleeps/s", "harvest"))
+    res = {f: [] for f in (0,) + tuple(floors)}
+    for _ in range(reps):
+        for f in res:
+            r = harvest_run(idle, rate, seconds, f * 1000)
+            res[f].append(r)
+            print("   %-12s %8.3f %7d %9.1f %9.1f %9.1f %9.1f %8.1f %10.0f %9.3f" % (
+                "%d us" % f if f else "alone", r["rx_pps"] / 1e6, r["lost"], r["nf_p50_us"],
+                r["nf_p99_us"], r["nf_p999_us"], r["lat_p99_us"], 100 * r["busy"],
+                r["sleeps_s"], r["harvest"]))
+    med = lambda v, k: sorted(x[k] for x in v)[len(v) // 2]
+    base = med(res[0], "nf_p99_us")
+    for f in floors:
+        v = res[f]
+        print("   floor %d us: median harvest %.3f, sleeps/s %.0f, NF p99 %.1f us (delta %+.1f us "
+              "against alone), p99.9 %.1f us" % (f, med(v, "harvest"), med(v, "sleeps_s"),
+                                                 med(v, "nf_p99_us"),
+                                                 med(v, "nf_p99_us") - base,
+                                                 med(v, "nf_p999_us")))
+    print("   (NF p* = the NF's own delay, nemo-gen's stamp to the NF's send, from its exit "
+          "summary; harvest = the loop's CPU time / the NF's spare)")
+
+
 def window_spare(seconds):
     """spare_ratio of the NF lcore over the next `seconds` (DESIGN.md: spare / total)."""
     t0, b0 = read_record()
@@ -410,7 +455,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5, help="length of each traffic run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the capacity runs")
-    ap.add_argument("--only", default="123456", help="which tables, e.g. 5")
+    ap.add_argument("--only", default="1234567", help="which tables, e.g. 5")
+    ap.add_argument("--floors", default="400,500,600",
+                    help="table 7's sleep floors in us, comma-separated")
     ap.add_argument("--rate5", type=float, default=0,
                     help="table 5's rate in pps (default: 30 %% of the measured capacity)")
     a = ap.parse_args()
@@ -422,7 +469,7 @@ def main():
     if "1" not in a.only:
         if "6" in a.only:
             figure6(a.seconds, a.reps)
-        if "5" not in a.only:
+        if "5" not in a.only and "7" not in a.only:
             return
         # the fifth table needs the NF's capacity: a short calibration instead of table 1
         p = start_nf("poll")
@@ -430,7 +477,11 @@ def main():
         stop(p)
         print("capacity (nemo-nf fwd poll, generator at nice -20, best of 2 x 2 s): %.3f Mpps"
               % (capacity / 1e6))
-        figure5(capacity, a.seconds, a.reps, a.rate5)
+        if "5" in a.only:
+            figure5(capacity, a.seconds, a.reps, a.rate5)
+        if "7" in a.only:
+            figure7(capacity, a.seconds, a.reps, a.rate5,
+                    tuple(int(x) for x in a.floors.split(",")))
         return
 
     # 1. capacity, interleaved so that drift favours neither
@@ -502,6 +553,8 @@ def main():
         figure5(capacity, a.seconds, a.reps, a.rate5)
     if "6" in a.only:
         figure6(a.seconds, a.reps)
+    if "7" in a.only:
+        figure7(capacity, a.seconds, a.reps, a.rate5, tuple(int(x) for x in a.floors.split(",")))
 
 
 if __name__ == "__main__":
