@@ -5,14 +5,17 @@ One run, each figure beside its baseline measured in the same run:
   0. the ceiling without nemod: what a SCHED_IDLE busy loop gets beside the NF, by the NF's
      minimum sleep (why nemod asks for a sleep floor while it harvests);
   1. harvest_ratio at 30 % NF load with a stream of CPU-bound invocations (vs NEMO's 41 %);
-  2. NF protection at that load: loss and p50/p99/p99.9 with and without sandboxes;
+  2. NF protection at that load: loss and p50/p99/p99.9 with and without sandboxes, end to
+     end and the NF's own part (nemo-gen's stamp to the NF's send, /nemo/delay), the p99
+     goal judged on the NF's own;
      1 and 2 in --pairs pairs of runs (NF alone, then harvesting), each pair printed, the
      median ratio and the worst p99 judged;
   3. function completion time vs straightforward co-location (NF poll at SCHED_FIFO and at
      default priority, sandboxes at default weight, created on demand with a fixed keep-alive);
   4. load steps 10 % -> 100 % -> 10 %: reclaim time, loss in the step, harvest resumption;
   5. pre-warming on spare cycles vs none, and with zygotes on, on an on-off invocation pattern.
-The machine has 2 cores: nemo-gen, nemod and the clients run on cpu 0, the NF lcore on cpu 1.
+The machine has 2 cores: nemo-gen, nemod and the clients (this script is pinned there) run on
+cpu 0, the NF lcore on cpu 1.
 Durations: --seconds (or BENCH_HARVEST_SECONDS), default 8.
 """
 import argparse
