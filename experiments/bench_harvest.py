@@ -5,14 +5,17 @@ One run, each figure beside its baseline measured in the same run:
   0. the ceiling without nemod: what a SCHED_IDLE busy loop gets beside the NF, by the NF's
      minimum sleep (why nemod asks for a sleep floor while it harvests);
   1. harvest_ratio at 30 % NF load with a stream of CPU-bound invocations (vs NEMO's 41 %);
-  2. NF protection at that load: loss and p50/p99/p99.9 with and without sandboxes;
+  2. NF protection at that load: loss and p50/p99/p99.9 with and without sandboxes, end to
+     end and the NF's own part (nemo-gen's stamp to the NF's send, /nemo/delay), the p99
+     goal judged on the NF's own;
      1 and 2 in --pairs pairs of runs (NF alone, then harvesting), each pair printed, the
      median ratio and the worst p99 judged;
   3. function completion time vs straightforward co-location (NF poll at SCHED_FIFO and at
      default priority, sandboxes at default weight, created on demand with a fixed keep-alive);
   4. load steps 10 % -> 100 % -> 10 %: reclaim time, loss in the step, harvest resumption;
   5. pre-warming on spare cycles vs none, and with zygotes on, on an on-off invocation pattern.
-The machine has 2 cores: nemo-gen, nemod and the clients run on cpu 0, the NF lcore on cpu 1.
+The machine has 2 cores: nemo-gen, nemod and the clients (this script is pinned there) run on
+cpu 0, the NF lcore on cpu 1.
 Durations: --seconds (or BENCH_HARVEST_SECONDS), default 8.
 """
 import argparse
@@ -21,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -218,14 +222,82 @@ def nf_drops():
 
 
 def nf_cycles():
-    """(total, busy, idle_poll, sleep) cycles of the NF lcore, cumulative, from its channel."""
+    """(total, busy, idle_poll, sleep, iterations, busy iterations, sleeps) cycles and counts
+    of the NF lcore, cumulative, from its channel; and last, the channel's TSC Hz."""
     try:
         with open("/dev/shm/nemo-hc-" + NAME, "rb") as f:
             raw = f.read(4096)
     except OSError:
-        return 0, 0, 0, 0
+        return 0, 0, 0, 0, 0, 0, 0, 1
     rec = struct.unpack_from("<I", raw, 12)[0]
-    return struct.unpack_from("<QQQQ", raw, rec + 64)
+    return struct.unpack_from("<7Q", raw, rec + 64) + struct.unpack_from("<Q", raw, 24)
+
+
+def nf_lcore_cpu_s():
+    """CPU seconds the NF lcore thread has run (its schedstat): its busy and idle_poll cycles,
+    plus what the kernel spends putting it to sleep and waking it, which its own accounting
+    counts as sleep (and so as spare)."""
+    try:
+        with open("/dev/shm/nemo-hc-" + NAME, "rb") as f:
+            raw = f.read(4096)
+        pid = struct.unpack_from("<i", raw, 40)[0]
+        rec = struct.unpack_from("<I", raw, 12)[0]
+        tid = struct.unpack_from("<i", raw, rec + 128 + 32)[0]
+        with open("/proc/%d/task/%d/schedstat" % (pid, tid)) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, struct.error):
+        return 0.0
+
+
+def cpu_times_s(cpu=1):
+    """/proc/stat's times of `cpu` in seconds: user, nice, system, idle, iowait, irq, softirq,
+    steal (time the hypervisor ran something else on this vCPU)."""
+    for line in open("/proc/stat"):
+        f = line.split()
+        if f[0] == "cpu%d" % cpu:
+            return [int(x) / os.sysconf("SC_CLK_TCK") for x in f[1:9]]
+    return [0.0] * 8
+
+
+def cg_cpu1_s(core=1):
+    """CPU seconds the core's harvest cgroup used on that cpu (cpuacct.usage_percpu)."""
+    per = cg_file("cpuacct", core, "cpuacct.usage_percpu").split()
+    return int(per[core]) / 1e9 if len(per) > core else 0.0
+
+
+def tasks():
+    """{(pid, tid): (name, CPU seconds, last CPU)} of every thread on the host."""
+    out, tck = {}, os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            tids = os.listdir("/proc/%s/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            name, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+            out[(int(pid), int(tid))] = (name, (int(rest[11]) + int(rest[12])) / tck,
+                                         int(rest[36]))
+    return out
+
+
+def top_others(a, b, skip, cpu=1, n=4):
+    """The `n` thread names that ran most between two tasks() readings among threads last seen
+    on `cpu` (a thread that moved counts where it was seen last), but for `skip` (nemo's own:
+    the NF lcore, the sandboxes): "name s, ..."."""
+    d = {}
+    for k, (name, s1, last) in b.items():
+        if last != cpu or any(name.startswith(x) for x in skip):
+            continue
+        d[name] = d.get(name, 0.0) + s1 - a.get(k, (name, 0.0, cpu))[1]
+    top = sorted(((v, k) for k, v in d.items() if v >= 0.01), reverse=True)[:n]
+    return ", ".join("%s %.2f s" % (k, v) for v, k in top) or "none over 10 ms"
 
 
 def cpu_idle_s(cpu=1):
@@ -264,10 +336,48 @@ def cg_state(core=1):
             "usage_s": int(cg_file("cpuacct", core, "cpuacct.usage") or 0) / 1e9}
 
 
+def nf_delay(kind="total"):
+    """The NF lcore's own-delay histogram (cumulative since it started), from its telemetry
+    (/nemo/delay): the time from nemo-gen's stamp to the NF's send of 1 in 64 packets, which
+    leaves out the generator's own stalls on cpu 0 before it receives them back. None when
+    the NF does not answer (not started, or a nemo-nf without the command)."""
+    path = "/var/run/dpdk/nemo-nf-%s/dpdk_telemetry.v2" % NAME
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+            s.settimeout(2)
+            s.connect(path)
+            s.recv(4096)
+            s.send(("/nemo/delay,1,%s" % kind).encode())
+            r = json.loads(s.recv(1 << 16).decode()).get("/nemo/delay")
+    except (OSError, ValueError):
+        return None
+    return r if isinstance(r, dict) and "buckets" in r else None
+
+
+def delay_pct(a, b, pct):
+    """Percentile `pct` in us of what the NF timed between readings a and b (bucket midpoint,
+    as nemo-nf's own figures); nan without both readings or without samples between them."""
+    if not a or not b:
+        return float("nan")
+    d = [y - x for x, y in zip(a["buckets"], b["buckets"])]
+    n = sum(d)
+    if n <= 0:
+        return float("nan")
+    rank, seen, lo = max(1, int(pct / 100.0 * n * (1 - 1e-12) + 0.999999)), 0, b["bucket_lo_ns"]
+    for i, c in enumerate(d):
+        seen += c
+        if seen >= rank:
+            hi = lo[i + 1] - 1 if i + 1 < len(lo) else b["max_ns"]
+            return min((lo[i] + hi) / 2.0, b["max_ns"]) / 1e3
+    return b["max_ns"] / 1e3
+
+
 def gen_why(r):
-    return "gen loop_stalls %d (max gap %.0f us), late_skipped %d, tx_dropped %d" % (
-        r.get("loop_stalls", 0), r.get("loop_max_gap_us", 0), r.get("late_skipped", 0),
-        r.get("tx_dropped", 0))
+    return ("gen loop_stalls %d (max gap %.0f us), late_skipped %d, tx_dropped %d, stamp_late %d "
+            "(%.3f %% of sent: stamps aged in nemo-gen, counted in the NF-side wait)" % (
+                r.get("loop_stalls", 0), r.get("loop_max_gap_us", 0), r.get("late_skipped", 0),
+                r.get("tx_dropped", 0), r.get("stamp_late", 0),
+                100.0 * r.get("stamp_late", 0) / max(1, r.get("sent", 0))))
 
 
 # ---- HTTP -----------------------------------------------------------------------------------
@@ -378,17 +488,22 @@ def harvest_pair(S, rate30, i, load=None):
     figures and what explains a shortfall; returns them. `load`: nemo-gen's profile arguments
     (default a constant rate30)."""
     load = load or ["--rate", str(int(rate30))]
-    d0, y0 = nf_drops(), nf_cycles()
+    d0, y0, t0 = nf_drops(), nf_cycles(), nf_delay()
     base = gen_result(gen(load, S, "nosbx%d" % i))
-    d1, y1 = nf_drops(), nf_cycles()
+    d1, y1, t1 = nf_drops(), nf_cycles(), nf_delay()
     hog = HogStream("hog", 200000, HOG_CLIENTS)
     time.sleep(0.5)
     a, ca, h0a, d2, ya = core1(), cg_state(1), on_cpu0_s(), nf_drops(), nf_cycles()
-    ia = cpu_idle_s(1)
+    ia, t2, la, pa, ga = cpu_idle_s(1), nf_delay(), nf_lcore_cpu_s(), cpu_times_s(1), cg_cpu1_s()
+    oa = tasks()
     ok0 = hog.ok
     shared = gen_result(gen(load, S, "harvest%d" % i))
     b, cb, h0b, d3, yb = core1(), cg_state(1), on_cpu0_s(), nf_drops(), nf_cycles()
-    ib = cpu_idle_s(1)
+    ib, t3, lb, pb, gb = cpu_idle_s(1), nf_delay(), nf_lcore_cpu_s(), cpu_times_s(1), cg_cpu1_s()
+    ob = tasks()
+    # the NF's own part of the latency (stamp to its send), beside the end-to-end figures
+    for r, ta, tb in ((base, t0, t1), (shared, t2, t3)):
+        r["nf_p99_us"], r["nf_p999_us"] = delay_pct(ta, tb, 99), delay_pct(ta, tb, 99.9)
     ok1 = hog.ok
     hog.stop()
     for r in (base, shared):  # no packet came back: no latency (nan, never judged "met")
@@ -401,13 +516,14 @@ def harvest_pair(S, rate30, i, load=None):
     share = d["harvested_seconds_total"] / max(1e-9, d["sampled_seconds_total"])
     spare = d["spare_seconds_total"] / max(1e-9, d["sampled_seconds_total"])
     print("   -- pair %d: hog calls, mean ms: %s" % (i + 1, hog.where()))
-    print("   %-22s %10s %8s %8s %9s %9s %9s" % ("run", "rx Mpps", "lost", "p50 us", "p99 us",
-                                                 "p99.9 us", "hog ok"))
+    print("   %-22s %10s %8s %8s %9s %9s %9s %9s %9s" % (
+        "run", "rx Mpps", "lost", "p50 us", "p99 us", "p99.9 us", "NF p99", "NF p99.9",
+        "hog ok"))
     for tag, r, ok, da, db in (("no sandboxes", base, "-", d0, d1),
                                ("harvesting", shared, hog.ok, d2, d3)):
-        print("   %-22s %10.3f %8d %8.1f %9.1f %9.1f %9s" % (
+        print("   %-22s %10.3f %8d %8.1f %9.1f %9.1f %9.1f %9.1f %9s" % (
             tag, r["rx_pps"] / 1e6, r["lost"], r["lat_p50_us"], r["lat_p99_us"],
-            r["lat_p999_us"], ok))
+            r["lat_p999_us"], r["nf_p99_us"], r["nf_p999_us"], ok))
         print("   %-22s NF drops %d (tx_full %d); %s" % ("", db[0] - da[0], db[1] - da[1],
                                                       gen_why(r)))
     print("   harvest cgroup cpu 1: cpu.idle=%s quota_us=%s->%s, throttled %d periods (%.0f ms); "
@@ -432,15 +548,53 @@ def harvest_pair(S, rate30, i, load=None):
           "of the core %.1f %%" % (spare, d["harvested_seconds_total"], d["spare_seconds_total"],
                                   ratio, 100 * share))
     tot = max(1e-9, b["sampled_seconds_total"] - a["sampled_seconds_total"])
+    # where the spare went, in shares of cpu 1 over the run: what the NF's thread ran beyond
+    # its busy and idle_poll (entering and leaving its sleeps), what the hypervisor took, what
+    # other tasks (kernel threads, other jobs) ran, and what is left unexplained
+    nf_run = (lb - la) / tot
+    nf_loop = (y[1] + y[2]) / max(1, yb[7]) / tot
+    cpu = [pb[k] - pa[k] for k in range(8)]
+    steal, idle = cpu[7] / tot, (cpu[3] + cpu[4]) / tot
+    ran = (cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6]) / tot
+    sbx = (gb - ga) / tot
+    others = max(0.0, ran - nf_run - sbx)
+    lost = spare - share
+    entry = max(0.0, nf_run - nf_loop)
+    print("   spare not harvested: %.1f %% of cpu 1 = idle_poll %.1f + NF sleep entry/exit %.1f "
+          "+ cpu idle %.1f + steal %.1f + other tasks %.1f, rest %+.1f (NF thread ran %.1f %%, "
+          "its loop %.1f %%, %.0f sleeps/s; harvest cgroup ran %.1f %% of cpu 1, was throttled "
+          "%.1f %% of the run)" % (
+              100 * lost, 100 * y[2] / max(1, y[0]), 100 * entry, 100 * idle, 100 * steal,
+              100 * others, 100 * (lost - y[2] / max(1, y[0]) - entry - idle - steal - others),
+              100 * nf_run, 100 * nf_loop, (yb[6] - ya[6]) / tot, 100 * sbx,
+              (cb["throttled_ms"] - ca["throttled_ms"]) / 10 / tot))
+    print("   other tasks seen on cpu 1, most CPU first: %s" % top_others(
+        oa, ob, ("rte-worker", "nemo-sbx-runtim", "hog")))
     return {"harvest_ratio": ratio, "share": share, "busy": y[1] / max(1, y[0]),
             "idle_poll": y[2] / max(1, y[0]), "sleep": y[3] / max(1, y[0]),
             "cpu1_idle": (ib - ia) / tot, "overflow_s": h0b - h0a,
             # spare that neither the sandboxes nor idleness took: other processes on cpu 1
             "cpu1_other": max(0.0, spare - share - (ib - ia) / tot),
+            "nf_entry": entry, "steal": steal, "other_tasks": others,
             "throttled": b["throttled"] - a["throttled"], "spare": spare,
             "lost": shared["lost"] - base["lost"],
             "dp99_us": shared["lat_p99_us"] - base["lat_p99_us"],
-            "dp999_us": shared["lat_p999_us"] - base["lat_p999_us"], "failed": hog.failed}
+            "dp999_us": shared["lat_p999_us"] - base["lat_p999_us"],
+            "nf_dp99_us": shared["nf_p99_us"] - base["nf_p99_us"],
+            "nf_dp999_us": shared["nf_p999_us"] - base["nf_p999_us"], "failed": hog.failed}
+
+
+def p99_judged(rows, bound):
+    """The p99 goal (delta within max-sleep + 40 us), judged on the NF's own delay: nemo-gen
+    shares cpu 0 with nemod and the clients here, and its stalls there (7-18 ms) reach the
+    end-to-end tails of both runs of a pair. The end-to-end figure is the judge only when the
+    NF timed nothing. Returns (worst delta, what it is, met)."""
+    nf = [r["nf_dp99_us"] for r in rows]
+    if nf and all(x == x for x in nf):
+        worst, basis = max(nf), "NF-side (nemo-gen's stamp to the NF's send)"
+    else:
+        worst, basis = max(r["dp99_us"] for r in rows), "end-to-end (the NF timed no packet)"
+    return worst, basis, worst <= bound
 
 
 def fig_harvest(S, rate30, pairs):
@@ -461,18 +615,23 @@ def fig_harvest(S, rate30, pairs):
     med = lambda k: sorted(r[k] for r in rows)[len(rows) // 2]
     ratio, share = med("harvest_ratio"), med("share")
     lost = sum(r["lost"] for r in rows)
-    dp99 = max(r["dp99_us"] for r in rows)
+    dp99, basis, p99_met = p99_judged(rows, bound)
     print("   harvest_ratio per pair %s (NF busy %s): median %.3f (goal >= 0.9: %s)" % (
         " ".join("%.3f" % r["harvest_ratio"] for r in rows),
         " ".join("%.0f%%" % (100 * r["busy"]) for r in rows), ratio,
         "met" if ratio >= 0.9 else "NOT met"))
     print("   our share of the core's cycles: median %.1f %%, NEMO: up to %.0f %% (ratio %.2f)"
           % (100 * share, 100 * NEMO_HARVEST_SHARE, share / NEMO_HARVEST_SHARE))
-    print("   NF protection: added loss %d over all pairs (goal 0: %s); p99 delta per pair %s us, "
-          "worst +%.1f us, bound max-sleep %.0f + 40 = %.0f us (%s); hog invocations failed %d"
-          % (lost, "met" if lost <= 0 else "NOT met",
-             " ".join("%+.0f" % r["dp99_us"] for r in rows), dp99, bound - 40, bound,
-             "met" if dp99 <= bound else "NOT met", sum(r["failed"] for r in rows)))
+    print("   NF protection: added loss %d over all pairs (goal 0: %s); hog invocations "
+          "failed %d" % (lost, "met" if lost <= 0 else "NOT met", sum(r["failed"] for r in rows)))
+    print("   p99 delta per pair: end-to-end %s us, NF-side %s us; p99.9 delta: end-to-end %s "
+          "us, NF-side %s us" % (
+              " ".join("%+.0f" % r["dp99_us"] for r in rows),
+              " ".join("%+.0f" % r["nf_dp99_us"] for r in rows),
+              " ".join("%+.0f" % r["dp999_us"] for r in rows),
+              " ".join("%+.0f" % r["nf_dp999_us"] for r in rows)))
+    print("   p99 goal judged on the %s delta: worst %+.1f us, bound max-sleep %.0f + 40 = %.0f "
+          "us (%s)" % (basis, dp99, bound - 40, bound, "met" if p99_met else "NOT met"))
     return {"harvest_ratio": ratio, "share": share, "lost": lost, "dp99_us": dp99,
             "bound_us": bound}
 
@@ -783,15 +942,18 @@ def stress_why(rows, goal, bound):
     if med("harvest_ratio") < goal:
         why.append("NF core: busy %.1f %%, idle_poll %.1f %% (not harvestable), sleep %.1f %%; "
                    "cpu 1 idle with nothing runnable %.1f %% (the stream left spare unused); "
-                   "taken by other processes on cpu 1 (not nemo's) %.1f %%; windows under the "
-                   "interference quota %d; sandbox CPU on cpu 0 (overflow, moves) %.2f s" % (
+                   "taken by others on cpu 1 (not nemo's sandboxes) %.1f %%: the NF entering "
+                   "and leaving its sleeps %.1f %%, the hypervisor (steal) %.1f %%, other tasks "
+                   "%.1f %%; windows under the interference quota %d; sandbox CPU on cpu 0 "
+                   "(overflow, moves) %.2f s" % (
                        100 * med("busy"), 100 * med("idle_poll"), 100 * med("sleep"),
-                       100 * med("cpu1_idle"), 100 * med("cpu1_other"), med("throttled"),
+                       100 * med("cpu1_idle"), 100 * med("cpu1_other"), 100 * med("nf_entry"),
+                       100 * med("steal"), 100 * med("other_tasks"), med("throttled"),
                        med("overflow_s")))
     if sum(r["lost"] for r in rows) > 0:
         why.append("loss: see the per-pair NF drops (tx_full is the generator's side) and "
                    "nemo-gen's loop stalls above")
-    if max(r["dp99_us"] for r in rows) > bound:
+    if not p99_judged(rows, bound)[2]:
         why.append("p99: the NF's sleeps (floor from nemod) plus wake-ups delayed by what runs "
                    "on cpu 1; per-pair idle/sleep shares above")
     return why
@@ -830,20 +992,24 @@ def fig_stress(S, pairs, which, nd_cfg):
         med = lambda key: sorted(r[key] for r in rows)[len(rows) // 2]
         goal = STRESS_GOAL[k]
         lost = sum(r["lost"] for r in rows)
-        dp99 = max(r["dp99_us"] for r in rows)
-        met = med("harvest_ratio") >= goal and lost <= 0 and dp99 <= bound
+        dp99, basis, p99_met = p99_judged(rows, bound)
+        met = med("harvest_ratio") >= goal and lost <= 0 and p99_met
         print("   => S%s %s: harvest_ratio median %.3f (pairs %s; goal >= %.2f), idle_poll %.1f %% "
-              "of the NF core, NF loss %d, p99 delta worst %+.0f us (bound %.0f), p99.9 delta "
-              "worst %+.0f us: %s%s" % (
+              "of the NF core, NF loss %d, p99 delta worst %+.0f us %s (bound %.0f; "
+              "end-to-end %+.0f us), p99.9 delta worst %+.0f us NF-side (end-to-end %+.0f us): "
+              "%s%s" % (
                   k, STRESS[k].split(" (")[0], med("harvest_ratio"),
                   " ".join("%.3f" % r["harvest_ratio"] for r in rows), goal,
-                  100 * med("idle_poll"), lost, dp99, bound,
+                  100 * med("idle_poll"), lost, dp99, basis, bound,
+                  max(r["dp99_us"] for r in rows), max(r["nf_dp999_us"] for r in rows),
                   max(r["dp999_us"] for r in rows), "met" if met else "NOT met",
                   " (VOID: nemo-nf stopped from outside)" if void else ""))
         for w in ([] if met else stress_why(rows, goal, bound)):
             print("      where the cycles went: " + w)
         out[k] = {"harvest_ratio": med("harvest_ratio"), "idle_poll": med("idle_poll"),
                   "lost": lost, "dp99_us": dp99, "dp999_us": max(r["dp999_us"] for r in rows),
+                  "e2e_dp99_us": max(r["dp99_us"] for r in rows),
+                  "nf_dp999_us": max(r["nf_dp999_us"] for r in rows),
                   "bound_us": bound, "met": met}
     return out
 
@@ -880,6 +1046,10 @@ def main():
     BUDGET_US = a.budget_us
     if os.geteuid() != 0:
         sys.exit("bench-harvest needs root (cgroups, DPDK)")
+    # the clients of the CPU-bound stream belong on the housekeeping core, as nemod and
+    # nemo-gen do: unpinned, their threads ran on cpu 1 at default weight and took spare from
+    # the sandboxes (cpu.idle), which counted against harvest_ratio
+    os.sched_setaffinity(0, {0})
     S = a.seconds
     print("bench-harvest: %d s per run, NF '%s' lcore on cpu 1, nemod/nemo-gen on cpu 0; "
           "figures from a shared 2-core machine are noisy" % (S, NAME))

@@ -9,8 +9,13 @@ Prints five tables, each with ratios against a baseline measured in the same run
   5. idle detection, by time (now) vs by a count of 256 empty polls (before): at 30 % load
      with a sleep-floor lease set as nemod sets it and a CPU-bound loop on the NF's core,
      the idle_poll share and the harvest_ratio (the loop's CPU time / the NF's spare); then
-     the latency with no lease.
-  --only 5 runs the fifth alone (after a short capacity calibration).
+     the latency with no lease;
+  6. what timing the NF's own delay costs it (1 in 64 packets' nemo-gen stamps read, the
+     default, and every packet's) against not timing it: capacity and busy cycles per packet
+     at full load, interleaved.
+  7. the sleep floor nemod asks while sandboxes work (--floors): the loop's share of the
+     spare, the NF's sleeps per second and its own p99 (stamp to send) against the NF alone.
+  --only 5 runs the fifth alone (after a short capacity calibration); --only 6 the sixth.
 The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore (or testpmd's forwarding core)
 on cpu 1. Figures from a shared, noisy machine vary from run to run; ratios vary less.
 """
@@ -54,7 +59,7 @@ def cleanup():
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-def nf_config(idle, sched="other"):
+def nf_config(idle, sched="other", delay_every=None):
     lcore = {"lcore": 1, "cpu": 1, "rx": [{"port": 0}], "chain": ["fwd"], "idle": idle,
              "sched": {"policy": sched, "nice": -20} if sched == "other"
              else {"policy": "fifo", "priority": 50}}
@@ -62,8 +67,12 @@ def nf_config(idle, sched="other"):
            "ports": [{"vdev": "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK,
                       "rx_ring": 16384, "line_rate_pps": 25000000}],
            "lcores": [lcore]}
-    path = os.path.join(TMP, "nf-%s.json" % (idle if isinstance(idle, str) else
-                                             "-".join(str(v) for v in idle.values())))
+    if delay_every is not None:
+        cfg["delay_sample_every"] = delay_every
+    path = os.path.join(TMP, "nf-%s%s.json" % (idle if isinstance(idle, str) else
+                                               "-".join(str(v) for v in idle.values()),
+                                               "" if delay_every is None else
+                                               "-d%d" % delay_every))
     with open(path, "w") as f:
         json.dump(cfg, f)
     return path
@@ -80,8 +89,9 @@ def wait_for(path, proc, timeout=20):
     raise RuntimeError("timed out waiting for " + path)
 
 
-def start_nf(idle, sched="other"):
-    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config", nf_config(idle, sched)],
+def start_nf(idle, sched="other", delay_every=None):
+    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config",
+                          nf_config(idle, sched, delay_every)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     PROCS.append(p)
     wait_for("/dev/shm/nemo-hc-bench", p)
@@ -268,6 +278,14 @@ def harvest_run(idle, rate, seconds, floor_ns):
     d = [b[i] - a[i] for i in range(5)]
     total = max(1, d[0])
     spare_s = (d[0] - d[1]) / hz
+    own = {}
+    for line in log.splitlines():  # the NF's own delay over the run, from its exit summary
+        f = line.split()
+        if len(f) >= 9 and f[0] in ("wait", "send", "total") and f[1] == "p50":
+            own[f[0]] = (float(f[2]), float(f[5]), float(f[8]))
+    nan = float("nan")
+    r.update(nf_p50_us=own.get("total", (nan,) * 3)[0], nf_p99_us=own.get("total", (nan,) * 3)[1],
+             nf_p999_us=own.get("total", (nan,) * 3)[2], sleeps_s=d[4] / max(1, d[0]) * hz)
     r.update(busy=d[1] / total, idle_poll=d[2] / total, sleep=d[3] / total,
              mean_sleep_us=d[3] / max(1, d[4]) / hz * 1e6,
              harvest=(l1 - l0) / spare_s if spare_s > 0 and loop else float("nan"),
@@ -327,6 +345,141 @@ def figure5(capacity, seconds, reps, rate=None):
           (p50[mb], p50[mn], p50[mn] / p50[mb] if p50[mb] else 0))
 
 
+def read_busy_rx(idx=0):
+    """(busy cycles, rx packets) of lcore record idx, untorn."""
+    with open("/dev/shm/nemo-hc-bench", "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    try:
+        header_size, record_size = struct.unpack_from("<II", mm, 12)
+        base = header_size + idx * record_size
+        for _ in range(1000):
+            seq = struct.unpack_from("<Q", mm, base)[0]
+            busy = struct.unpack_from("<Q", mm, base + 64 + 8)[0]
+            rx = struct.unpack_from("<Q", mm, base + 128)[0]
+            if seq % 2 == 0 and struct.unpack_from("<Q", mm, base)[0] == seq:
+                return busy, rx
+        raise RuntimeError("harvest channel: record kept busy")
+    finally:
+        mm.close()
+
+
+def null_rate(every, seconds):
+    """Packets per second one `fwd` lcore (poll, SCHED_OTHER -20) moves from a net_null port
+    to itself: no generator, the NF's own loop sets the rate. Its packets carry no stamp, so
+    a sampled one costs the look (rdtsc, its first line, the magic) and is counted unstamped."""
+    cfg = {"name": "bench", "stats_interval_ms": 0, "memory_mb": 512,
+           "delay_sample_every": every, "ports": [{"vdev": "net_null0"}],
+           "lcores": [{"lcore": 1, "cpu": 1, "rx": [{"port": 0}], "chain": ["fwd"],
+                       "idle": "poll", "sched": {"policy": "other", "nice": -20}}]}
+    path = os.path.join(TMP, "nf-null-%d.json" % every)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config", path],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    PROCS.append(p)
+    wait_for("/dev/shm/nemo-hc-bench", p)
+    time.sleep(0.5)
+    a, ta = read_busy_rx(), time.time()
+    time.sleep(seconds)
+    b, tb = read_busy_rx(), time.time()
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=30)
+    PROCS.remove(p)
+    return (b[1] - a[1]) / (tb - ta), (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
+def figure6(seconds, reps):
+    """Capacity and busy cycles per packet with the NF's own delay timed (1 in 64, the
+    default; every packet) against not timed, interleaved so that drift favours none."""
+    modes = (("off (0)", 0), ("1 in 64", 64), ("every packet", 1))
+    print("\n6. what timing the NF's own delay costs (delay_sample_every), fwd poll, generator "
+          "--max at nice -20; interleaved, %d reps of %.0f s" % (reps, seconds))
+    print("   %-14s %10s %14s %12s   %s" % ("sampling", "Mpps", "busy cyc/pkt", "timed",
+                                            "runs (Mpps)"))
+    res = {m: [] for m, _ in modes}
+    for _ in range(reps):
+        for m, every in modes:
+            p = start_nf("poll", delay_every=every)
+            g = subprocess.Popen(["nice", "-n", "-20", os.path.join(BIN, "nemo-gen"),
+                                  "--socket", SOCK, "--duration", str(seconds), "--cpu", "0",
+                                  "--quiet", "--json", os.path.join(TMP, "gen6.json"),
+                                  "--flows", "64", "--max"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1.5)  # past the link, the probe and the ring warm-up
+            a = read_busy_rx()
+            time.sleep(max(1.0, seconds - 2.5))
+            b = read_busy_rx()
+            text, _ = g.communicate()
+            shutil.rmtree("/var/run/dpdk/nemo-gen-%d" % g.pid, ignore_errors=True)
+            log = stop(p)
+            if g.returncode != 0:
+                raise RuntimeError("nemo-gen failed:\n" + text)
+            with open(os.path.join(TMP, "gen6.json")) as f:
+                r = json.load(f)
+            timed = next((int(line.split(": ")[1].split()[0]) for line in log.splitlines()
+                          if "own delay, 1 in" in line), 0)
+            res[m].append((r["rx_pps"], (b[0] - a[0]) / max(1, b[1] - a[1]), timed))
+    med = lambda v, k: sorted(x[k] for x in v)[len(v) // 2]
+    base_pps, base_cpp = med(res[modes[0][0]], 0), med(res[modes[0][0]], 1)
+    for m, _ in modes:
+        v = res[m]
+        print("   %-14s %10.3f %14.1f %12d   %s" % (m, med(v, 0) / 1e6, med(v, 1), med(v, 2),
+                                                 " ".join("%.2f" % (x[0] / 1e6) for x in v)))
+    for m, _ in modes[1:]:
+        print("   %s against off: capacity ratio %.3f, busy cycles per packet ratio %.3f" % (
+            m, med(res[m], 0) / base_pps, med(res[m], 1) / base_cpp))
+    print("   (busy cycles per packet from the harvest channel over the middle of each run; "
+          "timed = packets whose delay the NF timed, from its exit summary)")
+    print("   without the generator (net_null in and out, the NF's loop alone sets the rate; "
+          "its packets carry no stamp, so each sampled one is looked at and counted unstamped):")
+    null = {m: [] for m, _ in modes}
+    for _ in range(reps):
+        for m, every in modes:
+            null[m].append(null_rate(every, 2.0))
+    for m, _ in modes:
+        print("   %-14s %10.3f %14.1f   %s" % (m, med(null[m], 0) / 1e6, med(null[m], 1),
+                                             " ".join("%.2f" % (x[0] / 1e6) for x in null[m])))
+    for m, _ in modes[1:]:
+        print("   %s against off: rate ratio %.3f, busy cycles per packet ratio %.3f" % (
+            m, med(null[m], 0) / med(null[modes[0][0]], 0),
+            med(null[m], 1) / med(null[modes[0][0]], 1)))
+
+
+def figure7(capacity, seconds, reps, rate=None, floors=(400, 500, 600)):
+    """The sleep floor nemod asks while sandboxes work, against what it costs the NF: at 30 %
+    load with the CPU-bound loop beside the NF, per floor, the loop's share of the spare, the
+    NF's sleeps per second (each costs this host ~20 us of the NF thread's CPU, outside its
+    loop) and its own p99 (stamp to send) against the NF alone with no lease."""
+    rate = rate or 0.3 * capacity
+    idle = {"policy": "sleep", "min_sleep_us": 20}
+    print("\n7. the sleep floor at %.2f Mpps (%.0f %% of the capacity), NF at SCHED_FIFO, a "
+          "CPU-bound loop beside it; NF alone (no lease, no loop) as the baseline; interleaved, "
+          "%d reps" % (rate / 1e6, 100.0 * rate / capacity, reps))
+    print("   %-12s %8s %7s %9s %9s %9s %9s %8s %10s %9s" % (
+        "floor", "rx Mpps", "lost", "NF p50", "NF p99", "NF p99.9", "e2e p99", "busy %",
+        "sleeps/s", "harvest"))
+    res = {f: [] for f in (0,) + tuple(floors)}
+    for _ in range(reps):
+        for f in res:
+            r = harvest_run(idle, rate, seconds, f * 1000)
+            res[f].append(r)
+            print("   %-12s %8.3f %7d %9.1f %9.1f %9.1f %9.1f %8.1f %10.0f %9.3f" % (
+                "%d us" % f if f else "alone", r["rx_pps"] / 1e6, r["lost"], r["nf_p50_us"],
+                r["nf_p99_us"], r["nf_p999_us"], r["lat_p99_us"], 100 * r["busy"],
+                r["sleeps_s"], r["harvest"]))
+    med = lambda v, k: sorted(x[k] for x in v)[len(v) // 2]
+    base = med(res[0], "nf_p99_us")
+    for f in floors:
+        v = res[f]
+        print("   floor %d us: median harvest %.3f, sleeps/s %.0f, NF p99 %.1f us (delta %+.1f us "
+              "against alone), p99.9 %.1f us" % (f, med(v, "harvest"), med(v, "sleeps_s"),
+                                                 med(v, "nf_p99_us"),
+                                                 med(v, "nf_p99_us") - base,
+                                                 med(v, "nf_p999_us")))
+    print("   (NF p* = the NF's own delay, nemo-gen's stamp to the NF's send, from its exit "
+          "summary; harvest = the loop's CPU time / the NF's spare)")
+
+
 def window_spare(seconds):
     """spare_ratio of the NF lcore over the next `seconds` (DESIGN.md: spare / total)."""
     t0, b0 = read_record()
@@ -340,7 +493,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5, help="length of each traffic run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the capacity runs")
-    ap.add_argument("--only", default="12345", help="which tables, e.g. 5")
+    ap.add_argument("--only", default="1234567", help="which tables, e.g. 5")
+    ap.add_argument("--floors", default="400,500,600",
+                    help="table 7's sleep floors in us, comma-separated")
     ap.add_argument("--rate5", type=float, default=0,
                     help="table 5's rate in pps (default: 30 %% of the measured capacity)")
     a = ap.parse_args()
@@ -350,13 +505,21 @@ def main():
           (os.uname().nodename, os.cpu_count(), a.seconds, a.reps,
            " ".join("%.2f" % x for x in os.getloadavg())))
     if "1" not in a.only:
+        if "6" in a.only:
+            figure6(a.seconds, a.reps)
+        if "5" not in a.only and "7" not in a.only:
+            return
         # the fifth table needs the NF's capacity: a short calibration instead of table 1
         p = start_nf("poll")
         capacity = max(gen("max", 2, nice=-20)["rx_pps"] for _ in range(2))
         stop(p)
         print("capacity (nemo-nf fwd poll, generator at nice -20, best of 2 x 2 s): %.3f Mpps"
               % (capacity / 1e6))
-        figure5(capacity, a.seconds, a.reps, a.rate5)
+        if "5" in a.only:
+            figure5(capacity, a.seconds, a.reps, a.rate5)
+        if "7" in a.only:
+            figure7(capacity, a.seconds, a.reps, a.rate5,
+                    tuple(int(x) for x in a.floors.split(",")))
         return
 
     # 1. capacity, interleaved so that drift favours neither
@@ -426,6 +589,10 @@ def main():
           "middle of each run; in poll mode the idle_poll cycles are spare too)")
     if "5" in a.only:
         figure5(capacity, a.seconds, a.reps, a.rate5)
+    if "6" in a.only:
+        figure6(a.seconds, a.reps)
+    if "7" in a.only:
+        figure7(capacity, a.seconds, a.reps, a.rate5, tuple(int(x) for x in a.floors.split(",")))
 
 
 if __name__ == "__main__":

@@ -168,6 +168,11 @@ const char *__hv_channel_name(const struct hv_channel *ch)
 	return ch->name;
 }
 
+int32_t __hv_channel_writer_pid(const struct hv_channel *ch)
+{
+	return ch->writer_pid;
+}
+
 uint32_t hv_channel_nb_lcores(const struct hv_channel *ch)
 {
 	return ch->nb_records;

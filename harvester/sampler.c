@@ -1,8 +1,10 @@
 /* sampler.c - samples every NF core of several harvest channels into per-period windows. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harvester_internal.h"
 #include "nemo/harvester.h"
@@ -17,8 +19,11 @@ struct hv_core {
 	struct hv_core_sample pub;
 	struct hc_lcore_record base; /* the snapshot the next window starts from */
 	uint64_t base_ns;
-	int channel;	 /* index into hv_sampler.channels */
-	uint32_t record; /* record index in that channel */
+	uint64_t seq;	   /* the record's seq when it last moved... */
+	uint64_t moved_ns; /* ...and when that was seen */
+	uint64_t stale_ns; /* no move for this long: HV_CORE_STALE */
+	int channel;	   /* index into hv_sampler.channels */
+	uint32_t record;   /* record index in that channel */
 	bool have_base;
 } __attribute__((aligned(HC_CACHE_LINE)));
 
@@ -103,6 +108,46 @@ void hv_sampler_destroy(struct hv_sampler *s)
 		hv_channel_close(s->channels[i].ch);
 	free(s->cores);
 	free(s);
+}
+
+/* How long a record may stand still before its core counts as stale (HV_STALE_MS). */
+static uint64_t stale_after_ns(const struct hc_lcore_record *r)
+{
+	uint64_t longest_sleep =
+		r->max_sleep_ns < 60000000000ull ? r->max_sleep_ns : 60000000000ull;
+
+	return HV_STALE_MS * 1000000ull + 2 * longest_sleep;
+}
+
+/* What /proc says of a writer that keeps its pid but does not publish, for the log line. */
+static const char *writer_state(int32_t pid)
+{
+	char path[64], buf[256];
+	const char *paren;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return "is gone";
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return "is gone";
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	if (!paren || paren[1] != ' ')
+		return "is in an unknown state";
+	switch (paren[2]) {
+	case 'Z':
+		return "is a zombie: dead, not yet reaped by its parent";
+	case 'T':
+	case 't':
+		return "is stopped";
+	default:
+		return "runs, but its lcore does not";
+	}
 }
 
 static void mark_gone(struct hv_sampler *s, int channel)
@@ -208,6 +253,9 @@ static void try_attach(struct hv_sampler *s, int idx, uint64_t now_ns)
 		c->base = r;
 		c->base_ns = now_ns;
 		c->have_base = true;
+		c->seq = r.seq;
+		c->moved_ns = now_ns;
+		c->stale_ns = stale_after_ns(&r);
 	}
 	NEMO_INFO("harvester", "harvest channel '%s': attached, %u NF cores, generation %llu",
 		  sc->name, n, (unsigned long long)hv_channel_generation(ch));
@@ -216,7 +264,50 @@ static void try_attach(struct hv_sampler *s, int idx, uint64_t now_ns)
 	sc->last_errno = 0;
 }
 
-static int sample_core(struct hv_core *c, struct hv_channel *ch, uint64_t now_ns)
+/*
+ * Does the record still move? A running lcore changes its seq at least every
+ * publish_period_us and at each sleep; an lcore asleep or waiting for an interrupt does not,
+ * for up to its max_sleep_ns. Returns true when it has been still for longer than that
+ * allows: the core is marked HV_CORE_STALE (logged once); it is UP again, with a new
+ * baseline, when the record moves.
+ */
+static bool stale(struct hv_sampler *s, struct hv_core *c, const struct hc_lcore_record *r,
+		  uint64_t now_ns)
+{
+	const struct hv_sampler_channel *sc = &s->channels[c->channel];
+
+	if (r->seq != c->seq) {
+		c->seq = r->seq;
+		c->moved_ns = now_ns;
+		c->stale_ns = stale_after_ns(r);
+		if (c->pub.state == HV_CORE_STALE) {
+			NEMO_INFO("harvester",
+				  "harvest channel '%s': lcore %u on cpu %u publishes again",
+				  sc->name, r->lcore_id, r->cpu);
+			c->pub.state = HV_CORE_UP;
+			c->have_base = false;
+		}
+		return false;
+	}
+	if (now_ns - c->moved_ns <= c->stale_ns)
+		return c->pub.state == HV_CORE_STALE;
+	if (c->pub.state != HV_CORE_STALE) {
+		int32_t pid = __hv_channel_writer_pid(sc->ch);
+
+		NEMO_WARN("harvester",
+			  "harvest channel '%s': lcore %u on cpu %u has not published for %llu ms "
+			  "(writer pid %d %s): its core counts as gone until it does",
+			  sc->name, r->lcore_id, r->cpu,
+			  (unsigned long long)((now_ns - c->moved_ns) / 1000000), pid,
+			  writer_state(pid));
+		c->pub.state = HV_CORE_STALE;
+		c->have_base = false;
+	}
+	return true;
+}
+
+static int sample_core(struct hv_sampler *s, struct hv_core *c, struct hv_channel *ch,
+		       uint64_t now_ns)
 {
 	struct hc_lcore_record r;
 	int rc = hv_channel_read(ch, c->record, &r);
@@ -228,6 +319,10 @@ static int sample_core(struct hv_core *c, struct hv_channel *ch, uint64_t now_ns
 	if (rc < 0)
 		return rc;
 	c->pub.tid = r.tid;
+	if (r.seq == 0)
+		return 0; /* the lcore has not published yet (it measures its wake-up cost first) */
+	if (r.state != HC_STATE_STOPPED && stale(s, c, &r, now_ns))
+		return 0;
 	if (r.state == HC_STATE_STOPPED) {
 		c->pub.state = HV_CORE_GONE;
 		c->have_base = false;
@@ -286,7 +381,7 @@ int hv_sampler_sample(struct hv_sampler *s, uint64_t now_ns)
 
 			if (c->channel != (int)i)
 				continue;
-			rc = sample_core(c, sc->ch, now_ns);
+			rc = sample_core(s, c, sc->ch, now_ns);
 			if (rc == -ESTALE) {
 				detach(s, (int)i, CH_MISSING, rc);
 				try_attach(s, (int)i, now_ns);

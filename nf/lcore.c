@@ -14,10 +14,12 @@
 #include <rte_interrupts.h>
 #include <rte_lcore.h>
 
+#include "nemo/gen_stamp.h"
 #include "nemo/log.h"
 #include "runtime_internal.h"
 
-#define TX_RETRIES 4
+#define TX_RETRIES	4
+#define DELAY_PER_BURST 32 /* sampled packets of one burst timed to its send; more are skipped */
 
 /* Copy the lcore's counters into its harvest-channel record (no syscalls, no locks). */
 static void publish(struct nf_lcore_ctx *c, uint64_t now_tsc)
@@ -85,12 +87,68 @@ static inline void transmit(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint
 	}
 }
 
+static inline uint64_t delay_ns(const struct nf_lcore_ctx *c, uint64_t cycles)
+{
+	return (uint64_t)(((unsigned __int128)cycles * c->delay_ns_mult) >> 32);
+}
+
+/*
+ * The burst holds the next sampled packet(s) of the 1 in delay_every: read their nemo-gen
+ * stamps (before the chain rewrites or frees them), record how long each waited, and keep the
+ * stamps for delay_sent(). Only a sampled burst pays: one rdtsc and a 64-byte line that
+ * validation reads anyway (and delay_sent() a second rdtsc). Returns how many stamps it
+ * kept; *rx_tsc is the dequeue time.
+ */
+static uint32_t delay_take(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n,
+			   uint64_t *stamps, uint64_t *rx_tsc)
+{
+	uint64_t i = c->delay_left - 1, now = rte_rdtsc();
+	uint32_t k = 0;
+
+	for (; i < n; i += c->delay_every) {
+		const struct rte_mbuf *m = pkts[i];
+		struct gen_stamp st;
+
+		if (m->data_len < GEN_STAMP_OFF + sizeof(st)) {
+			c->delay_unstamped++;
+			continue;
+		}
+		memcpy(&st, rte_pktmbuf_mtod_offset(m, const uint8_t *, GEN_STAMP_OFF), sizeof(st));
+		if (st.magic != GEN_MAGIC) {
+			c->delay_unstamped++;
+		} else if (st.tsc > now || now - st.tsc > c->delay_max_age) {
+			c->delay_bad_clock++;
+		} else if (k < DELAY_PER_BURST) {
+			nf_delay_record(&c->delay_wait, delay_ns(c, now - st.tsc), 1);
+			stamps[k++] = st.tsc;
+		}
+	}
+	c->delay_left = i - n + 1;
+	*rx_tsc = now;
+	return k;
+}
+
+/* The sampled packets' burst has been sent (or dropped) by `now`. */
+static void delay_sent(struct nf_lcore_ctx *c, const uint64_t *stamps, uint32_t k, uint64_t rx_tsc)
+{
+	uint64_t now = rte_rdtsc();
+
+	nf_delay_record(&c->delay_send, delay_ns(c, now - rx_tsc), k);
+	for (uint32_t i = 0; i < k; i++)
+		nf_delay_record(&c->delay_total, delay_ns(c, now - stamps[i]), 1);
+}
+
 static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts, uint16_t n,
 				 uint16_t in_port, uint64_t now_tsc)
 {
-	uint64_t consumed = c->consumed_pkts;
+	uint64_t consumed = c->consumed_pkts, stamps[DELAY_PER_BURST], rx_tsc = 0;
+	uint32_t sampled = 0;
 	uint16_t kept;
 
+	if (unlikely(c->delay_left <= n))
+		sampled = delay_take(c, pkts, n, stamps, &rx_tsc);
+	else
+		c->delay_left -= n;
 	c->rx_pkts += n;
 	c->rx_bursts++;
 	/* m->port carries the NF config's port index, not the DPDK id, through the chain; the
@@ -105,6 +163,8 @@ static inline void process_burst(struct nf_lcore_ctx *c, struct rte_mbuf **pkts,
 	c->drop_pkts += n - kept - (c->consumed_pkts - consumed);
 	if (kept)
 		transmit(c, pkts, kept);
+	if (unlikely(sampled))
+		delay_sent(c, stamps, sampled, rx_tsc);
 }
 
 /* Pin is done by the EAL (--lcores); here the scheduling class and the timer slack. */
@@ -277,12 +337,15 @@ static uint64_t yield_core(struct nf_lcore_ctx *c, uint64_t now, uint64_t *sleep
 	/* publish first: the record must say we are asleep, and since when */
 	set_state(c, HC_STATE_SLEEPING, now);
 	publish(c, now);
+	/* asleep, the lcore reads no port: a munmap() need not wait for it (unmap.c) */
+	rte_rcu_qsbr_thread_offline(c->qsbr, c->idx);
 	if (c->cfg->idle.policy == HC_IDLE_SLEEP) {
 		timed_sleep(*sleep_ns > floor_ns ? *sleep_ns : floor_ns);
 		*sleep_ns = *sleep_ns * 2 < max_sleep_ns ? *sleep_ns * 2 : max_sleep_ns;
 	} else {
 		wait_for_rx(c);
 	}
+	rte_rcu_qsbr_thread_online(c->qsbr, c->idx);
 	return rte_rdtsc();
 }
 
@@ -318,17 +381,28 @@ int nf_lcore_main(void *arg)
 	now = rte_rdtsc();
 	nf_acct_init(&c->acct, now, rt->tsc_hz);
 	c->rec->start_tsc = now;
-	c->rec->max_sleep_ns = idle->policy == HC_IDLE_SLEEP ? max_sleep_ns : 0;
+	/* the longest the record may stand still while the lcore runs (harvester: HV_STALE_MS) */
+	if (idle->policy == HC_IDLE_SLEEP)
+		c->rec->max_sleep_ns = max_sleep_ns;
+	else if (idle->policy == HC_IDLE_INTERRUPT)
+		c->rec->max_sleep_ns = (uint64_t)idle->intr_timeout_ms * 1000000;
+	else
+		c->rec->max_sleep_ns = 0;
 	c->max_sleep_ns = c->rec->max_sleep_ns;
 	set_state(c, HC_STATE_IDLE_POLL, now);
 	publish(c, now);
 	next_publish = now + publish_cycles;
+	nf_unmap_reader(c->idx);
+	rte_rcu_qsbr_thread_register(c->qsbr, c->idx);
+	rte_rcu_qsbr_thread_online(c->qsbr, c->idx);
 
 	while (!__atomic_load_n(&rt->quit, __ATOMIC_RELAXED)) {
 		uint64_t iter_start = c->acct.last_tsc, floor = 0;
 		uint32_t moved = 0;
 		bool full = false, yield;
 
+		/* between two rounds the lcore holds nothing of a port's rings (unmap.c) */
+		rte_rcu_qsbr_quiescent(c->qsbr, c->idx);
 		/*
 		 * Packets the modules made (fn replies), before new ones come in: up to the whole
 		 * array, since a function answers in batches while the lcore slept; more left
@@ -391,6 +465,9 @@ int nf_lcore_main(void *arg)
 			next_publish = now + publish_cycles;
 		}
 	}
+	rte_rcu_qsbr_thread_offline(c->qsbr, c->idx);
+	rte_rcu_qsbr_thread_unregister(c->qsbr, c->idx);
+	nf_unmap_reader(RTE_QSBR_THRID_INVALID);
 	now = rte_rdtsc();
 	nf_acct_iteration(&c->acct, now, false);
 	set_state(c, HC_STATE_STOPPED, now);

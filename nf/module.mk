@@ -9,4 +9,5 @@ PROGS += nemo-nf
 nemo-nf_SRCS := nf/main.c
 nemo-nf_LIBS := nf packet common
 nemo-nf_CFLAGS = $(DPDK_CFLAGS)
-nemo-nf_LDLIBS = $(CJSON_LIBS) $(DPDK_LIBS) -lm
+# the memif PMD is a plugin the EAL loads: it must find nf/unmap.c's munmap() before libc's
+nemo-nf_LDLIBS = $(CJSON_LIBS) $(DPDK_LIBS) -lm -Wl,--export-dynamic-symbol=munmap

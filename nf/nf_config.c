@@ -266,6 +266,8 @@ static const struct cfg_key root_keys[] = {
 		      false, 10, 1000),
 	CFG_KEY_RANGE("stats_interval_ms", cfg_parse_u32, struct nf_config, stats_interval_ms,
 		      false, 0, 3600000),
+	CFG_KEY_RANGE("delay_sample_every", cfg_parse_u32, struct nf_config, delay_sample_every,
+		      false, 0, 1000000),
 	{.name = "ports", .parse = parse_ports, .required = true},
 	{.name = "lcores", .parse = parse_lcores, .required = true},
 	CFG_KEY_STR("fn_socket", struct nf_config, fn_socket, false),
@@ -385,6 +387,7 @@ static int config_from_json(cJSON *root, struct nf_config *cfg, struct cfg_ctx *
 	cfg->burst = 32;
 	cfg->publish_period_us = 100;
 	cfg->stats_interval_ms = 1000;
+	cfg->delay_sample_every = 64;
 	rc = cfg_parse_object(ctx, "", root, root_keys, cfg);
 	if (rc)
 		return rc;
@@ -436,12 +439,16 @@ void nf_config_free(struct nf_config *cfg)
 
 void nf_config_log(const struct nf_config *cfg)
 {
+	char delay[48] = "no packet";
+
+	if (cfg->delay_sample_every)
+		snprintf(delay, sizeof(delay), "1 in %u stamped packets", cfg->delay_sample_every);
 	NEMO_INFO("nf",
 		  "config %s: name %s, main lcore %u on cpu %u, %u MB %s, burst %u, "
-		  "publish every %u us",
+		  "publish every %u us, own delay timed on %s",
 		  cfg->file, cfg->name, cfg->main_lcore, cfg->main_cpu, cfg->memory_mb,
-		  cfg->hugepages ? "hugepages" : "no hugepages", cfg->burst,
-		  cfg->publish_period_us);
+		  cfg->hugepages ? "hugepages" : "no hugepages", cfg->burst, cfg->publish_period_us,
+		  delay);
 	for (uint32_t p = 0; p < cfg->nb_ports; p++) {
 		const struct nf_port_config *pc = &cfg->ports[p];
 

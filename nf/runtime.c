@@ -171,7 +171,9 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 	}
 	rt->lcores =
 		rte_zmalloc("nf_lcores", sizeof(*rt->lcores) * cfg->nb_lcores, RTE_CACHE_LINE_SIZE);
-	if (!rt->lcores)
+	rt->qsbr = rte_zmalloc("nf_qsbr", rte_rcu_qsbr_get_memsize(cfg->nb_lcores),
+			       RTE_CACHE_LINE_SIZE);
+	if (!rt->lcores || !rt->qsbr || rte_rcu_qsbr_init(rt->qsbr, cfg->nb_lcores))
 		goto err_free;
 	rt->pool = rte_pktmbuf_pool_create("nf_mbufs", cfg->mbufs ? cfg->mbufs : mbufs_needed(cfg),
 					   256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
@@ -199,7 +201,12 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 		c->rt = rt;
 		c->idx = i;
 		c->burst = cfg->burst;
+		c->qsbr = rt->qsbr;
 		c->rec = r;
+		c->delay_every = cfg->delay_sample_every;
+		c->delay_left = c->delay_every ? c->delay_every : UINT64_MAX;
+		c->delay_ns_mult = (uint64_t)(((unsigned __int128)1000000000u << 32) / rt->tsc_hz);
+		c->delay_max_age = rt->tsc_hz;
 		c->state = HC_STATE_STOPPED;
 		c->port_ids_are_indexes = true;
 		for (uint32_t p = 0; p < cfg->nb_ports; p++)
@@ -241,6 +248,7 @@ err_ports:
 		nf_port_teardown(rt, p);
 	rte_mempool_free(rt->pool);
 err_free:
+	rte_free(rt->qsbr);
 	rte_free(rt->lcores);
 	rte_free(rt);
 err:
@@ -252,6 +260,7 @@ int nf_runtime_start(struct nf_runtime *rt)
 {
 	rt->start_tsc = rte_rdtsc();
 	rt->last_live_tsc = rt->start_tsc;
+	nf_unmap_guard(rt->qsbr);
 	for (uint32_t i = 0; i < rt->cfg->nb_lcores; i++) {
 		int rc = rte_eal_remote_launch(nf_lcore_main, &rt->lcores[i],
 					       rt->cfg->lcores[i].lcore_id);
@@ -350,6 +359,29 @@ void nf_runtime_sample_ports(struct nf_runtime *rt)
 	}
 }
 
+/* The NF's own delay over the run, from the packets it sampled (README, "The NF's own delay"). */
+static void print_delay(const struct nf_lcore_ctx *c)
+{
+	static const char *const names[] = {"wait", "send", "total"};
+	const struct nf_delay_hist *h[] = {&c->delay_wait, &c->delay_send, &c->delay_total};
+
+	if (!c->delay_every) {
+		printf("  own delay: not timed (delay_sample_every 0)\n");
+		return;
+	}
+	printf("  own delay, 1 in %u packets: %lu timed, %lu without a nemo-gen stamp, %lu on "
+	       "another clock\n",
+	       c->delay_every, (unsigned long)c->delay_total.count,
+	       (unsigned long)c->delay_unstamped, (unsigned long)c->delay_bad_clock);
+	if (!c->delay_total.count)
+		return;
+	for (int k = 0; k < 3; k++)
+		printf("    %-5s p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n", names[k],
+		       (double)nf_delay_percentile(h[k], 50) / 1e3,
+		       (double)nf_delay_percentile(h[k], 99) / 1e3,
+		       (double)nf_delay_percentile(h[k], 99.9) / 1e3, (double)h[k]->max_ns / 1e3);
+}
+
 void nf_runtime_print_summary(struct nf_runtime *rt)
 {
 	printf("\nnemo-nf %s: summary\n", rt->cfg->name);
@@ -378,6 +410,7 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		       (double)rt->lcores[i].wake.median_ns / 1e3,
 		       (double)rt->lcores[i].wake.p90_ns / 1e3,
 		       (double)rt->lcores[i].predicted_gap * 1e6 / (double)rt->tsc_hz);
+		print_delay(&rt->lcores[i]);
 		if (rt->lcores[i].consumed_pkts)
 			printf("  handed to functions and stopped there (neither sent nor dropped): "
 			       "%lu\n",
@@ -409,6 +442,7 @@ void nf_runtime_destroy(struct nf_runtime *rt)
 	if (!rt)
 		return;
 	nf_telemetry_unregister();
+	nf_unmap_guard(NULL);
 	/* the lease server reads the rings the chains own: it goes first */
 	nf_fn_hub_destroy(rt->fn_hub);
 	chains_destroy(rt);
@@ -416,6 +450,7 @@ void nf_runtime_destroy(struct nf_runtime *rt)
 		nf_port_teardown(rt, p);
 	nf_channel_destroy(rt->ch);
 	rte_mempool_free(rt->pool);
+	rte_free(rt->qsbr);
 	rte_free(rt->lcores);
 	rte_free(rt);
 }

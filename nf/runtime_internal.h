@@ -7,6 +7,7 @@
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 
 #include "nemo/harvest_channel.h"
 #include "nemo/nf.h"
@@ -18,6 +19,7 @@ struct nf_lcore_ctx {
 	struct nf_runtime *rt;
 	uint32_t idx; /* index in cfg->lcores, the harvest-channel record and the tx queue */
 	uint32_t burst;
+	struct rte_rcu_qsbr *qsbr; /* rt->qsbr: quiescent between rounds, offline asleep */
 	struct hc_lcore_record *rec;
 	struct nf_acct acct;
 	uint64_t rx_pkts;
@@ -43,6 +45,21 @@ struct nf_lcore_ctx {
 	uint16_t rx_port[NF_MAX_RX_PER_LCORE]; /* DPDK port ids */
 	uint16_t rx_queue[NF_MAX_RX_PER_LCORE];
 	int rc; /* the loop's exit status */
+	/*
+	 * The NF's own delay (README, "The NF's own delay"): 1 in delay_every packets, if it
+	 * carries a nemo-gen stamp, is timed from its stamp to the dequeue (wait: the rx ring
+	 * and the lcore's sleep) and on to the end of its burst's send (send); total is both.
+	 * The lcore writes them, telemetry and the summary read them.
+	 */
+	uint64_t delay_left; /* packets to the next sample, that one included; UINT64_MAX: off */
+	uint32_t delay_every;
+	uint64_t delay_ns_mult;	  /* ns = cycles * mult >> 32 */
+	uint64_t delay_max_age;	  /* cycles: an older stamp (or one from the future) is no clock */
+	uint64_t delay_unstamped; /* sampled packets without a nemo-gen stamp */
+	uint64_t delay_bad_clock; /* sampled stamps outside [now - 1 s, now]: another TSC */
+	struct nf_delay_hist delay_wait;
+	struct nf_delay_hist delay_send;
+	struct nf_delay_hist delay_total;
 	/* control thread only: the snapshot at the last live line */
 	struct hc_lcore_record last_live __attribute__((aligned(HC_CACHE_LINE)));
 } __attribute__((aligned(RTE_CACHE_LINE_SIZE)));
@@ -61,6 +78,7 @@ struct nf_runtime {
 	struct nf_channel *ch;
 	struct nf_fn_hub *fn_hub; /* NULL unless a chain has an fn module */
 	struct nf_lcore_ctx *lcores;
+	struct rte_rcu_qsbr *qsbr; /* the lcores' quiescent states, for munmap() (unmap.c) */
 	volatile int quit;
 	bool launched;
 	uint64_t start_tsc;

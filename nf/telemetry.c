@@ -1,4 +1,4 @@
-/* telemetry.c - /nemo/lcores, /nemo/ports and /nemo/module for dpdk-telemetry.py. */
+/* telemetry.c - /nemo/lcores, /nemo/ports, /nemo/module and /nemo/delay for dpdk-telemetry.py. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +26,43 @@ static const char *const detect_names[] = {"time", "count"};
 static uint64_t cycles_ns(uint64_t cycles, uint64_t tsc_hz)
 {
 	return (uint64_t)((double)cycles * 1e9 / (double)(tsc_hz ? tsc_hz : 1));
+}
+
+/* The NF's own delay histograms of a lcore, by the name telemetry and the summary use. */
+static const struct nf_delay_hist *delay_hist(const struct nf_lcore_ctx *c, const char *kind)
+{
+	if (!strcmp(kind, "wait"))
+		return &c->delay_wait;
+	if (!strcmp(kind, "send"))
+		return &c->delay_send;
+	if (!strcmp(kind, "total"))
+		return &c->delay_total;
+	return NULL;
+}
+
+static const char *const delay_kinds[] = {"wait", "send", "total"};
+
+/* Percentiles of the NF's own delay since start ("delay_wait_p99_ns", ...). */
+static void add_delay(struct rte_tel_data *d, const struct nf_lcore_ctx *c)
+{
+	static const struct {
+		const char *name;
+		double pct;
+	} pcts[] = {{"p50", 50}, {"p99", 99}, {"p999", 99.9}, {"max", 100}};
+
+	rte_tel_data_add_dict_u64(d, "delay_sample_every", c->delay_every);
+	rte_tel_data_add_dict_u64(d, "delay_samples", c->delay_total.count);
+	rte_tel_data_add_dict_u64(d, "delay_unstamped", c->delay_unstamped);
+	rte_tel_data_add_dict_u64(d, "delay_bad_clock", c->delay_bad_clock);
+	for (size_t k = 0; k < RTE_DIM(delay_kinds); k++)
+		for (size_t p = 0; p < RTE_DIM(pcts); p++) {
+			char key[40];
+
+			snprintf(key, sizeof(key), "delay_%s_%s_ns", delay_kinds[k], pcts[p].name);
+			rte_tel_data_add_dict_u64(
+				d, key,
+				nf_delay_percentile(delay_hist(c, delay_kinds[k]), pcts[p].pct));
+		}
 }
 
 static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s,
@@ -61,6 +98,7 @@ static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s,
 	rte_tel_data_add_dict_u64(
 		d, "predicted_gap_ns",
 		cycles_ns(__atomic_load_n(&c->predicted_gap, __ATOMIC_RELAXED), tsc_hz));
+	add_delay(d, c);
 	rte_tel_data_add_dict_u64(d, "rx_pkts", s->rx_pkts);
 	rte_tel_data_add_dict_u64(d, "tx_pkts", s->tx_pkts);
 	rte_tel_data_add_dict_u64(d, "drop_pkts", s->drop_pkts);
@@ -162,6 +200,57 @@ static int fill_module(struct nf_runtime *rt, const char *params, struct rte_tel
 	return -ENOENT;
 }
 
+/*
+ * "LCORE,KIND" (KIND wait, send or total): that delay histogram of that lcore whole, with the
+ * lower bound of each bucket, so that a reader can take percentiles over any interval from
+ * two readings (counts only grow).
+ */
+static int fill_delay(struct nf_runtime *rt, const char *params, struct rte_tel_data *d)
+{
+	char kind[16];
+	unsigned int lcore;
+
+	if (!params || sscanf(params, "%u,%15[a-z]", &lcore, kind) != 2)
+		return -EINVAL;
+	for (uint32_t i = 0; i < rt->cfg->nb_lcores; i++) {
+		const struct nf_lcore_ctx *c = &rt->lcores[i];
+		const struct nf_delay_hist *h = delay_hist(c, kind);
+		struct rte_tel_data *counts, *lows;
+
+		if (c->cfg->lcore_id != lcore)
+			continue;
+		if (!h)
+			return -EINVAL;
+		counts = rte_tel_data_alloc();
+		lows = rte_tel_data_alloc();
+		if (!counts || !lows) {
+			rte_tel_data_free(counts);
+			rte_tel_data_free(lows);
+			return -ENOMEM;
+		}
+		rte_tel_data_start_array(counts, RTE_TEL_U64_VAL);
+		rte_tel_data_start_array(lows, RTE_TEL_U64_VAL);
+		for (uint32_t b = 0; b < NF_DELAY_BUCKETS; b++) {
+			uint64_t lo, hi;
+
+			nf_delay_bucket_bounds(b, &lo, &hi);
+			rte_tel_data_add_array_u64(counts, h->buckets[b]);
+			rte_tel_data_add_array_u64(lows, lo);
+		}
+		rte_tel_data_start_dict(d);
+		rte_tel_data_add_dict_int(d, "lcore", (int)lcore);
+		rte_tel_data_add_dict_string(d, "kind", kind);
+		rte_tel_data_add_dict_u64(d, "sample_every", c->delay_every);
+		rte_tel_data_add_dict_u64(d, "count", h->count);
+		rte_tel_data_add_dict_u64(d, "sum_ns", h->sum_ns);
+		rte_tel_data_add_dict_u64(d, "max_ns", h->max_ns);
+		rte_tel_data_add_dict_container(d, "bucket_lo_ns", lows, 0);
+		rte_tel_data_add_dict_container(d, "buckets", counts, 0);
+		return 0;
+	}
+	return -ENOENT;
+}
+
 static int with_runtime(tel_fill_fn fill, const char *params, struct rte_tel_data *d)
 {
 	int rc;
@@ -182,6 +271,12 @@ static int tel_ports(const char *cmd, const char *params, struct rte_tel_data *d
 {
 	(void)cmd;
 	return with_runtime(fill_ports, params, d);
+}
+
+static int tel_delay(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	(void)cmd;
+	return with_runtime(fill_delay, params, d);
 }
 
 static int tel_module(const char *cmd, const char *params, struct rte_tel_data *d)
@@ -208,6 +303,11 @@ int nf_telemetry_register(struct nf_runtime *rt)
 			rc = rte_telemetry_register_cmd(
 				"/nemo/module", tel_module,
 				"NF module instances; with 'LCORE,INDEX' that instance's figures.");
+		if (!rc)
+			rc = rte_telemetry_register_cmd(
+				"/nemo/delay", tel_delay,
+				"The NF's own delay histogram. Parameters: LCORE,KIND (wait, send or "
+				"total).");
 		if (rc)
 			NEMO_ERR("nf", "cannot register telemetry commands: %s", strerror(-rc));
 		else

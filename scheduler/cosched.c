@@ -230,20 +230,28 @@ publish:
 }
 
 /*
- * The NF of a reclaimed core is gone: no window will ever release the core, so whatever was
- * frozen there would stay frozen (and its invocations hang). The core is the NF's no longer:
- * thaw, bring moved sandboxes home, forget the streak.
+ * The NF of a core is gone, or its channel went stale (killed but not reaped, stopped,
+ * starved: harvester.h, HV_CORE_STALE): no window will release the core, so whatever was
+ * frozen there would stay frozen and its invocations wait forever. The core is the NF's no
+ * longer: thaw, bring moved sandboxes home, lift the interference quota, forget the streak;
+ * said once, in one line. Called every pass while the NF is away: does nothing twice.
  */
 static void release_gone(struct sched_cosched *cs, struct cs_core *c)
 {
-	int idx = (int)(c - cs->cores);
+	int idx = (int)(c - cs->cores), thawed = c->n_frozen;
+	bool moved = c->pub.moved_to >= 0, quota = c->iw_quota_us != 0;
 
-	if (c->n_frozen)
+	if (thawed)
 		thaw_core(cs, c);
-	if (c->pub.moved_to >= 0)
+	if (moved)
 		sbx_cgroup_core_pin(cs->be.host, c->cpu, c->cpu);
-	if (cs->rc[idx].reclaimed)
-		NEMO_INFO(CS_LOG, "cpu %d: its NF is gone: reclaim undone", c->cpu);
+	if (quota && !sbx_cgroup_core_quota(cs->be.host, c->cpu, 0, CS_IW_PERIOD))
+		c->iw_quota_us = 0;
+	if (cs->rc[idx].reclaimed || thawed || moved || quota)
+		NEMO_INFO(CS_LOG,
+			  "cpu %d: its NF is away: reclaim undone (%d sandboxes thawed, cpuset %s, "
+			  "quota %s)",
+			  c->cpu, thawed, moved ? "home" : "unchanged", quota ? "lifted" : "none");
 	cs->rc[idx].reclaimed = false;
 	cs->rc[idx].below = cs->rc[idx].held = 0;
 	pthread_mutex_lock(&cs->lock);
@@ -557,8 +565,10 @@ static int64_t on_core(void *arg, const struct hv_core_view *v)
 	if (smp->state != HV_CORE_UP) {
 		if (c->pub.up)
 			NEMO_WARN(CS_LOG,
-				  "cpu %d: NF '%s' is gone: no spare known, placing nothing there",
-				  c->cpu, smp->nf);
+				  "cpu %d: NF '%s' %s: no spare known, placing nothing there",
+				  c->cpu, smp->nf,
+				  smp->state == HV_CORE_STALE ? "stopped publishing (stale channel)"
+							      : "is gone");
 		release_gone(cs, c);
 		return -1;
 	}

@@ -537,6 +537,122 @@ static void test_vanished_nf_keeps_serving(void)
 	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
 }
 
+/* How many times `needle` occurs in `text`. */
+static int count_of(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[256];
+	const char *paren;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+/*
+ * An NF killed while its core is reclaimed by freeze, and not yet reaped by its parent (a
+ * zombie keeps its pid, so the writer still looks alive): its record stops moving, the
+ * harvester calls the channel stale within HV_STALE_MS, and nemod thaws the core's sandboxes
+ * and says so once; the call that was frozen in flight completes.
+ */
+static void test_killed_nf_thaws_its_core(void)
+{
+	char *nf_argv[] = {cst.nf_bin, "--config", cst.nf_cfg, "--duration", "0", NULL};
+	struct long_call lc = {0};
+	struct timespec t_kill, t_free;
+	double frozen = 0, freed_ms = -1;
+	bool up = false, released = false;
+	char json[160], zombie;
+	const char *log;
+	size_t log_at;
+	struct test_proc g;
+	pthread_t t;
+	cJSON *root;
+	const cJSON *k;
+
+	/* a new NF (the last case killed the first one), and nemod sees it */
+	CU_ASSERT_FATAL(test_proc_start(&cst.nf, nf_argv) == 0);
+	cst.nf_up = true;
+	for (int waited = 0; waited < 15000 && !up; waited += 100) {
+		test_msleep(100);
+		k = core1(&root);
+		up = k && field(k, "up") == 1.0;
+		cJSON_Delete(root);
+	}
+	CU_ASSERT_FATAL(up);
+	/* nemod runs with reclaim by freeze (saturation_freezes_and_thaws): a long call in
+	 * flight on cpu 1, then all the traffic the generator can send, until it is frozen */
+	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
+	CU_ASSERT_FATAL(pthread_create(&t, NULL, long_call_run, &lc) == 0);
+	test_msleep(100);
+	snprintf(json, sizeof(json), "%s/gen-max-kill.json", cst.dir);
+	CU_ASSERT_FATAL(start_gen(&g, "max", "8", json) == 0);
+	for (int waited = 0; waited < 8000 && frozen < 1; waited += 20) {
+		test_msleep(20);
+		k = core1(&root);
+		frozen = k ? field(k, "frozen") : 0;
+		cJSON_Delete(root);
+	}
+	CU_ASSERT(frozen >= 1);
+	/* SIGKILL, and no wait(): nemo-nf stays a zombie, its pid alive to kill(pid, 0) */
+	log_at = strlen(test_proc_output(&cst.nemod));
+	clock_gettime(CLOCK_MONOTONIC, &t_kill);
+	kill(cst.nf.pid, SIGKILL);
+	for (int waited = 0; waited < 5000 && !released; waited += 10) {
+		test_msleep(10);
+		k = core1(&root);
+		released = k && field(k, "frozen") == 0.0 && field(k, "reclaimed") == 0.0 &&
+			   field(k, "up") == 0.0;
+		cJSON_Delete(root);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t_free);
+	zombie = proc_state(cst.nf.pid);
+	if (released)
+		freed_ms = (double)(t_free.tv_sec - t_kill.tv_sec) * 1e3 +
+			   (double)(t_free.tv_nsec - t_kill.tv_nsec) / 1e6;
+	pthread_join(t, NULL);
+	printf("\n  %.0f sandboxes frozen when the NF was killed (state '%c' after); core released "
+	       "%.0f ms after the kill; the frozen call: status %d after %.0f ms\n",
+	       frozen, zombie, freed_ms, lc.status, lc.ms);
+	CU_ASSERT_EQUAL(zombie, 'Z');
+	CU_ASSERT(released);
+	/* HV_STALE_MS (250) + two of the lcore's longest sleeps + a few windows and the thaw */
+	CU_ASSERT(freed_ms >= 0 && freed_ms <= 1000);
+	CU_ASSERT_EQUAL(lc.status, 200);
+	/* said once each, since the kill: why, and what was undone */
+	log = test_proc_output(&cst.nemod);
+	CU_ASSERT_FATAL(strlen(log) > log_at);
+	log += log_at;
+	printf("  nemod since the kill:\n%s", log);
+	CU_ASSERT_EQUAL(count_of(log, "has not published for"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "is a zombie"));
+	CU_ASSERT_EQUAL(count_of(log, "stopped publishing (stale channel)"), 1);
+	CU_ASSERT_EQUAL(count_of(log, "its NF is away: reclaim undone ("), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "sandboxes thawed"));
+	/* and calls go on: the core is no NF's now, the housekeeping core runs them */
+	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
+	kill(g.pid, SIGTERM);
+	test_proc_wait(&g, 10000);
+	test_proc_wait(&cst.nf, 5000);
+	cst.nf_up = false;
+}
+
 /* promtool accepts /metrics with the per-core families filled by a live NF core */
 /*
  * The interference watch's perf counters on the NF lcore are read and shown: the software
@@ -612,4 +728,5 @@ NEMO_SUITE(cosched, suite_setup, suite_teardown,
 	   {"metrics_perf_events", test_metrics_perf_events},
 	   {"saturation_reclaims_in_time", test_saturation_reclaims_in_time},
 	   {"saturation_freezes_and_thaws", test_saturation_freezes_and_thaws},
-	   {"vanished_nf_keeps_serving", test_vanished_nf_keeps_serving});
+	   {"vanished_nf_keeps_serving", test_vanished_nf_keeps_serving},
+	   {"killed_nf_thaws_its_core", test_killed_nf_thaws_its_core});

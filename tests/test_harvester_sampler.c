@@ -378,6 +378,74 @@ static void test_sampler_sleep_floor(void)
 	cleanup_all();
 }
 
+/*
+ * An NF whose record stops moving while its pid lives on (here: stopped; in production also a
+ * killed NF its parent has not reaped) is STALE within HV_STALE_MS plus two of its longest
+ * sleeps, and UP again, with fresh windows, as soon as its record moves.
+ */
+static void test_sampler_stale(void)
+{
+	char name[32], sock[96], cfg[96];
+	struct hv_sampler_config sc = {.period_us = 2000, .n_channels = 1};
+	const struct hv_core_sample *c;
+	struct test_proc nf;
+	struct hv_sampler *s;
+	uint64_t t0, stale_ms = 0, seq;
+	double bound_ms;
+
+	nf_config(name, sizeof(name), sock, sizeof(sock), cfg, sizeof(cfg));
+	sc.channels[0] = name;
+	s = hv_sampler_new(&sc);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL_FATAL(nf_start(&nf, cfg), 0);
+	c = wait_up(s, 0, 15000);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	/* idle, it sleeps up to its max sleep at a time: still UP, never stale */
+	for (int i = 0; i < 400; i++) {
+		hv_sampler_sample(s, nemo_now_ns());
+		CU_ASSERT_EQUAL_FATAL(hv_sampler_core(s, 0)->state, HV_CORE_UP);
+		test_msleep(2);
+	}
+	{
+		struct hv_channel *ch = hv_channel_open(name);
+		struct hc_lcore_record r;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+		CU_ASSERT_EQUAL_FATAL(hv_channel_read(ch, 0, &r), 0);
+		bound_ms = HV_STALE_MS + 2.0 * (double)r.max_sleep_ns / 1e6;
+		hv_channel_close(ch);
+	}
+	kill(nf.pid, SIGSTOP);
+	t0 = nemo_now_ns();
+	for (int i = 0; i < 1000 && !stale_ms; i++) {
+		hv_sampler_sample(s, nemo_now_ns());
+		if (hv_sampler_core(s, 0)->state == HV_CORE_STALE)
+			stale_ms = (nemo_now_ns() - t0) / 1000000;
+		test_msleep(2);
+	}
+	seq = hv_sampler_core(s, 0)->window_seq;
+	kill(nf.pid, SIGCONT);
+	printf("\n    stopped NF: stale after %llu ms (bound %.1f ms + a sample)",
+	       (unsigned long long)stale_ms, bound_ms);
+	CU_ASSERT(stale_ms >= HV_STALE_MS && stale_ms <= bound_ms + 50);
+	/* it moves again: UP, and windows come again */
+	c = NULL;
+	for (int i = 0; i < 2000 && !c; i++) {
+		const struct hv_core_sample *k;
+
+		hv_sampler_sample(s, nemo_now_ns());
+		k = hv_sampler_core(s, 0);
+		if (k->state == HV_CORE_UP && k->window_seq > seq)
+			c = k;
+		test_msleep(1);
+	}
+	CU_ASSERT_PTR_NOT_NULL(c);
+	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+	hv_sampler_destroy(s);
+	cleanup_all();
+}
+
 NEMO_SUITE(harvester_sampler, suite_setup, suite_teardown,
 	   {"windows_add_up_restart_vanish", test_sampler_windows_add_up},
-	   {"sleep_floor", test_sampler_sleep_floor}, {"bad_channels", test_sampler_bad_channels})
+	   {"sleep_floor", test_sampler_sleep_floor}, {"stale", test_sampler_stale},
+	   {"bad_channels", test_sampler_bad_channels})

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <rte_rcu_qsbr.h>
 
 #include "nemo/harvester.h"
 #include "nemo/nf.h"
@@ -42,6 +45,8 @@ static void test_config_good(void)
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.detect, NF_IDLE_DETECT_TIME);
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.empty_polls, 0);
 	CU_ASSERT_EQUAL(cfg.lcores[0].idle.idle_poll_us, 0);
+	/* the NF times its own delay on 1 in 64 packets unless told otherwise */
+	CU_ASSERT_EQUAL(cfg.delay_sample_every, 64);
 	nf_config_free(&cfg);
 }
 
@@ -134,6 +139,10 @@ static void test_config_errors(void)
 			 "\"chain\":[{\"module\":\"acl\",\"rules\":[],\"rules\":[]}]}]}",
 			 "key 'lcores[0].chain[0].rules': given more than once");
 	expect_cfg_error("{\"name\":\"a\\u0000b\"," PORT0 "," LC("") "}", "holds \\u0000");
+	expect_cfg_error("{\"delay_sample_every\":2000000," PORT0 "," LC("") "}",
+			 "key 'delay_sample_every': 2e+06 is out of range [0, 1e+06]");
+	expect_cfg_error("{\"delay_sample_every\":-1," PORT0 "," LC("") "}",
+			 "key 'delay_sample_every'");
 }
 
 static void test_max_sleep_bound(void)
@@ -142,6 +151,156 @@ static void test_max_sleep_bound(void)
 	CU_ASSERT_EQUAL(nf_max_sleep_ns(16384, 14000000, 40000), 1170285 - 40000);
 	/* a ring that fills faster than a wake-up: no sleep is safe */
 	CU_ASSERT_EQUAL(nf_max_sleep_ns(512, 14880952, 40000), 0);
+}
+
+/* ---- the NF's own delay: the histogram its lcores fill ---- */
+
+static void test_delay_hist(void)
+{
+	static struct nf_delay_hist h;
+	uint32_t prev = 0;
+	uint64_t lo, hi;
+
+	/* every value lands in a bucket that holds it, at most 1/32 of its value wide (or 32 ns),
+	 * and the buckets follow the values in order up to 2^25 ns */
+	for (uint64_t v = 0; v < (1ull << 25); v += 1 + v / 97) {
+		uint32_t idx = nf_delay_index(v);
+
+		nf_delay_bucket_bounds(idx, &lo, &hi);
+		if (!(lo <= v && v <= hi))
+			printf("\n  %llu ns: bucket %u holds %llu..%llu\n", (unsigned long long)v,
+			       idx, (unsigned long long)lo, (unsigned long long)hi);
+		CU_ASSERT_FATAL(lo <= v && v <= hi);
+		CU_ASSERT_FATAL(hi - lo + 1 <= 32 || (hi - lo + 1) * 32 <= lo);
+		CU_ASSERT_FATAL(idx >= prev && idx < NF_DELAY_BUCKETS);
+		prev = idx;
+	}
+	/* a 33.5 ms delay and more share the top bucket */
+	CU_ASSERT_EQUAL(nf_delay_index(1ull << 25), NF_DELAY_BUCKETS - 1);
+	CU_ASSERT_EQUAL(nf_delay_index(UINT64_MAX >> 8), NF_DELAY_BUCKETS - 1);
+	/* nothing recorded: no figure */
+	CU_ASSERT_EQUAL(nf_delay_percentile(&h, 99), 0);
+	/* 1, 2, ..., 1000 us: each percentile within 1.6 % of the exact rank's value */
+	for (uint64_t us = 1; us <= 1000; us++)
+		nf_delay_record(&h, us * 1000, 1);
+	CU_ASSERT_EQUAL(h.count, 1000);
+	CU_ASSERT_EQUAL(h.max_ns, 1000000);
+	CU_ASSERT_EQUAL(h.sum_ns, 500500000ull);
+	{
+		const double pct[] = {50, 99, 99.9}, want[] = {500000, 990000, 999000};
+
+		for (int i = 0; i < 3; i++) {
+			double got = (double)nf_delay_percentile(&h, pct[i]);
+
+			printf("%s p%g %.0f ns (exact %.0f)", i ? "," : "\n  1..1000 us:", pct[i],
+			       got, want[i]);
+			CU_ASSERT(got >= want[i] * 0.984 && got <= want[i] * 1.016);
+		}
+		printf("\n");
+	}
+	CU_ASSERT_EQUAL(nf_delay_percentile(&h, 100), 1000000);
+	/* a weighted record counts n values (a burst's send time, one per sampled packet) */
+	memset(&h, 0, sizeof(h));
+	nf_delay_record(&h, 5000, 10);
+	nf_delay_record(&h, 900000, 1);
+	CU_ASSERT_EQUAL(h.count, 11);
+	CU_ASSERT_EQUAL(h.sum_ns, 950000);
+	CU_ASSERT(nf_delay_percentile(&h, 90) >= 4920 && nf_delay_percentile(&h, 90) <= 5080);
+	CU_ASSERT(nf_delay_percentile(&h, 99) >= 885600 && nf_delay_percentile(&h, 99) <= 900000);
+}
+
+/* ---- munmap waits for lcores in a burst (unmap.c) ---- */
+
+struct unmap_reader {
+	struct rte_rcu_qsbr *v;
+	volatile const uint8_t *page;
+	volatile int in_burst;
+	volatile uint64_t sum;
+	uint64_t done_ns;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* An lcore in one long "burst": it reads the page for 150 ms, then reports quiescent. */
+static void *unmap_reader_main(void *arg)
+{
+	struct unmap_reader *r = arg;
+	uint64_t end;
+
+	nf_unmap_reader(0);
+	rte_rcu_qsbr_thread_register(r->v, 0);
+	rte_rcu_qsbr_thread_online(r->v, 0);
+	r->in_burst = 1;
+	end = mono_ns() + 150000000ull;
+	while (mono_ns() < end)
+		for (int i = 0; i < 4096; i += 64)
+			r->sum += r->page[i];
+	r->done_ns = mono_ns();
+	rte_rcu_qsbr_quiescent(r->v, 0);
+	/* its own munmap, between two rounds, waits for nobody (not for itself) */
+	{
+		void *own = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				 -1, 0);
+
+		if (own != MAP_FAILED)
+			munmap(own, 4096);
+	}
+	rte_rcu_qsbr_thread_offline(r->v, 0);
+	rte_rcu_qsbr_thread_unregister(r->v, 0);
+	nf_unmap_reader(RTE_QSBR_THRID_INVALID);
+	return NULL;
+}
+
+/*
+ * What the memif PMD does when its peer leaves, made deterministic: another thread unmaps
+ * memory an lcore is reading in a burst. With the guard the munmap returns only once the lcore
+ * has left its burst (without it, the reader faults and this test binary dies).
+ */
+static void test_unmap_waits_for_lcores(void)
+{
+	size_t size = rte_rcu_qsbr_get_memsize(2);
+	struct rte_rcu_qsbr *v = aligned_alloc(64, (size + 63) / 64 * 64);
+	struct unmap_reader r = {0};
+	uint64_t t0, t1;
+	pthread_t t;
+	uint8_t *page;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	CU_ASSERT_EQUAL_FATAL(rte_rcu_qsbr_init(v, 2), 0);
+	page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(page != MAP_FAILED);
+	memset(page, 1, 4096);
+	r.v = v;
+	r.page = page;
+	nf_unmap_guard(v);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, unmap_reader_main, &r), 0);
+	while (!r.in_burst)
+		usleep(100);
+	t0 = mono_ns();
+	CU_ASSERT_EQUAL(munmap(page, 4096), 0);
+	t1 = mono_ns();
+	pthread_join(t, NULL);
+	printf("\n  munmap returned %.1f ms after the call, %.1f ms after the reader's burst ended\n",
+	       (double)(t1 - t0) / 1e6, ((double)t1 - (double)r.done_ns) / 1e6);
+	CU_ASSERT(t1 >= r.done_ns);
+	CU_ASSERT(r.sum > 0);
+	/* no reader online: no wait */
+	page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(page != MAP_FAILED);
+	t0 = mono_ns();
+	CU_ASSERT_EQUAL(munmap(page, 4096), 0);
+	CU_ASSERT(mono_ns() - t0 < 20000000ull);
+	/* a bad argument is still the kernel's answer */
+	CU_ASSERT_EQUAL(munmap((void *)1, 4096), -1);
+	CU_ASSERT_EQUAL(errno, EINVAL);
+	nf_unmap_guard(NULL);
+	free(v);
 }
 
 /* ---- accounting ---- */
@@ -453,6 +612,8 @@ NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", tes
 	   {"config: idle detection keys and their defaults", test_config_idle_keys},
 	   {"config: max sleep bound from ring and line rate", test_max_sleep_bound},
 	   {"accounting: busy + idle_poll + sleep = total", test_accounting},
+	   {"own delay: histogram buckets, percentiles, weights", test_delay_hist},
+	   {"munmap waits for lcores in a burst", test_unmap_waits_for_lcores},
 	   {"idle: a time budget, not a count; a lease yields at once",
 	    test_idle_time_not_iterations},
 	   {"idle: learns long gaps, and unlearns them", test_idle_learns_gaps},

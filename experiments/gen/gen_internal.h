@@ -11,6 +11,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "nemo/gen_stamp.h"
+
 /*
  * Everything except engine.c and main.c is plain C without DPDK, so the unit tests can
  * exercise profiles, the histogram and the packet checksums without an EAL.
@@ -189,30 +191,18 @@ static inline void gen_hist_record(struct gen_hist *h, uint64_t ns)
 #define GEN_FRAME_MIN	64 /* --size bounds: Ethernet frame bytes without the FCS */
 #define GEN_FRAME_MAX	1518
 #define GEN_MAX_FLOWS	65536
-#define GEN_MAGIC	0x4e454d47u /* "NEMG" in the payload's first 4 bytes, host order */
 #define GEN_UDP_DPORT	9000
 #define GEN_UDP_SPORT0	1024 /* flow i: src port 1024 + i % 256, src IP 10.0.0.1 + i / 256 */
 #define GEN_L2_HDR	14
 #define GEN_L3_HDR	20
 #define GEN_L4_HDR	8
-#define GEN_STAMP_OFF	(GEN_L2_HDR + GEN_L3_HDR + GEN_L4_HDR)
 #define GEN_OFF_SRC_IP	(GEN_L2_HDR + 12)
 #define GEN_OFF_IP_SUM	(GEN_L2_HDR + 10)
 #define GEN_OFF_SPORT	(GEN_L2_HDR + GEN_L3_HDR)
 #define GEN_OFF_UDP_SUM (GEN_L2_HDR + GEN_L3_HDR + 6)
 
-/*
- * The stamp at the start of the UDP payload. Offsets 42/46/48/56 put seq and tsc on 8-byte
- * boundaries of a 64-byte-aligned mbuf, and the stamp ends exactly at byte 64 so the
- * smallest frame carries it.
- */
-struct gen_stamp {
-	uint32_t magic;
-	uint16_t run_id; /* tells this run's packets from stale ones still queued in the NF */
-	uint64_t seq;
-	uint64_t tsc; /* rte_rdtsc() at send */
-} __attribute__((packed));
-_Static_assert(sizeof(struct gen_stamp) == 22, "stamp layout");
+/* The stamp at the start of the UDP payload is include/nemo/gen_stamp.h (nemo-nf reads it too). */
+_Static_assert(GEN_STAMP_OFF == GEN_L2_HDR + GEN_L3_HDR + GEN_L4_HDR, "stamp after the UDP header");
 _Static_assert(GEN_STAMP_OFF + sizeof(struct gen_stamp) == GEN_FRAME_MIN, "stamp fits 64 B");
 
 /*
@@ -340,8 +330,9 @@ struct gen_totals {
 	uint64_t alloc_failed; /* bursts delayed because the mbuf pool was empty */
 	uint64_t loop_stalls;  /* send-loop iterations over 100 us: the lcore was taken away */
 	double loop_max_gap_us;
-	double duration_s;  /* the send phase, as run */
-	double target_pkts; /* packets the profile asked for over duration_s */
+	uint64_t stamp_late; /* sent with a stamp over 100 us old: the lcore was taken away */
+	double duration_s;   /* the send phase, as run */
+	double target_pkts;  /* packets the profile asked for over duration_s */
 	bool max_rate;
 	struct gen_hist *lat; /* over the whole run */
 	/* replies alone (from the dport); NULL: not kept. The rest is lat minus this. */

@@ -78,6 +78,11 @@ void gen_report_summary(FILE *out, const struct gen_totals *t, const char *profi
 			"  stalls      %12llu  send-loop gaps over 100 us, longest %.0f us (the lcore "
 			"was taken away)\n",
 			(unsigned long long)t->loop_stalls, t->loop_max_gap_us);
+	if (t->stamp_late)
+		fprintf(out,
+			"  stamp_late  %12llu  packets whose stamp was over 100 us old when the port "
+			"took them\n",
+			(unsigned long long)t->stamp_late);
 	if (t->lat->count)
 		fprintf(out,
 			"  latency us  p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (%llu samples)\n",
@@ -151,6 +156,7 @@ cJSON *gen_report_json(const struct gen_totals *t)
 	cJSON_AddNumberToObject(o, "alloc_failed", (double)t->alloc_failed);
 	cJSON_AddNumberToObject(o, "loop_stalls", (double)t->loop_stalls);
 	cJSON_AddNumberToObject(o, "loop_max_gap_us", round_to(t->loop_max_gap_us, 0.1));
+	cJSON_AddNumberToObject(o, "stamp_late", (double)t->stamp_late);
 	cJSON_AddBoolToObject(o, "max_rate", t->max_rate);
 	if (!t->max_rate && target > 0)
 		cJSON_AddNumberToObject(o, "tx_ratio", round_to(tx / target, 1e-5));

@@ -84,7 +84,7 @@ struct hc_lcore_record {
 	uint64_t start_tsc;	  /* TSC when the lcore entered its loop */
 	uint64_t now_tsc;	  /* TSC of this snapshot */
 	uint64_t state_since_tsc; /* TSC when `state` began */
-	uint64_t max_sleep_ns;	  /* the bound on one sleep (see README, "idle yielding") */
+	uint64_t max_sleep_ns;	  /* the bound on one sleep or rx-interrupt wait (README) */
 	uint8_t pad0[HC_CACHE_LINE - 64];
 	/* line 1: cycle accounting, cumulative since start_tsc */
 	uint64_t total_cycles;

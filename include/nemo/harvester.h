@@ -67,9 +67,19 @@ int hv_window(const struct hc_lcore_record *a, const struct hc_lcore_record *b,
 #define HV_PERIOD_MAX_US 10000
 
 enum hv_core_state {
-	HV_CORE_UP = 0,	  /* attached; windows are fresh */
-	HV_CORE_GONE = 1, /* the NF exited, was killed or stopped this lcore; no windows */
+	HV_CORE_UP = 0,	   /* attached; windows are fresh */
+	HV_CORE_GONE = 1,  /* the NF exited, was killed or stopped this lcore; no windows */
+	HV_CORE_STALE = 2, /* its record stopped moving (HV_STALE_MS): dead but not reaped,
+			    * stopped or starved; up again once it moves */
 };
+
+/*
+ * A record that has not changed for this long, plus twice the lcore's longest sleep or wait,
+ * belongs to an lcore that no longer runs: its NF was killed and not yet reaped (a zombie
+ * keeps its pid, so the pid check passes), is stopped, or cannot get its CPU. A running
+ * lcore refreshes its record every publish_period_us (at most 1 ms) and at every sleep.
+ */
+#define HV_STALE_MS 250
 
 struct hv_sampler_config {
 	uint32_t period_us;		       /* HV_PERIOD_MIN_US..HV_PERIOD_MAX_US */
@@ -115,7 +125,8 @@ void hv_sampler_destroy(struct hv_sampler *s);
 /*
  * Take a sample if a period has passed since the last one (`now_ns` is CLOCK_MONOTONIC).
  * Attaches channels that appeared, reattaches those whose NF restarted (new generation),
- * and marks the cores of an NF that vanished as HV_CORE_GONE. Never fails because an NF is
+ * marks the cores of an NF that vanished as HV_CORE_GONE and a core whose record stopped
+ * moving as HV_CORE_STALE (each logged once, naming the channel, lcore and writer). Never fails because an NF is
  * missing or malformed: that is logged once per change of state. Returns the number of
  * cores with a fresh window (0 if not due). Not thread-safe: one caller (nemod's loop).
  */

@@ -78,7 +78,8 @@ struct nf_config {
 	uint32_t mbufs; /* 0 = derive from the rings */
 	uint32_t burst;
 	uint32_t publish_period_us;
-	uint32_t stats_interval_ms; /* live per-lcore lines; 0 = off */
+	uint32_t stats_interval_ms;  /* live per-lcore lines; 0 = off */
+	uint32_t delay_sample_every; /* time 1 in N packets' own delay (nemo-gen stamps); 0 = off */
 	uint32_t nb_ports;
 	struct nf_port_config ports[NF_MAX_PORTS];
 	uint32_t nb_lcores;
@@ -163,6 +164,58 @@ static inline uint64_t nf_acct_total(const struct nf_acct *a)
 {
 	return a->last_tsc - a->start_tsc;
 }
+
+/* ---- the NF's own delay, timed from nemo-gen's stamps (per lcore, plain, one writer) ---- */
+
+/*
+ * A latency histogram that a lcore fills from its packet loop (a few ALU ops and three stores
+ * per value) and that telemetry carries whole: NF_DELAY_BUCKETS counts, log-linear in units of
+ * 2^NF_DELAY_UNIT_SHIFT ns. Below 2 us a bucket is 32 ns wide; above, each power of two has
+ * 32 buckets, so a bucket is at most 1/32 of its value wide and the reported midpoint is within
+ * 1.6 %. Values of 2^25 ns (33.5 ms) and more share the top bucket; max_ns stays exact.
+ */
+#define NF_DELAY_UNIT_SHIFT 5
+#define NF_DELAY_SUB_BITS   6
+#define NF_DELAY_BUCKETS    512
+
+struct nf_delay_hist {
+	uint64_t count;
+	uint64_t sum_ns;
+	uint64_t max_ns;
+	uint64_t buckets[NF_DELAY_BUCKETS];
+};
+
+static inline uint32_t nf_delay_index(uint64_t ns)
+{
+	uint64_t u = ns >> NF_DELAY_UNIT_SHIFT;
+	unsigned int shift;
+	uint64_t idx;
+
+	if (u < (1u << NF_DELAY_SUB_BITS))
+		return (uint32_t)u;
+	shift = 63 - (unsigned int)__builtin_clzll(u) - (NF_DELAY_SUB_BITS - 1);
+	idx = ((uint64_t)shift << (NF_DELAY_SUB_BITS - 1)) + (u >> shift);
+	return idx < NF_DELAY_BUCKETS ? (uint32_t)idx : NF_DELAY_BUCKETS - 1;
+}
+
+/* Count `n` values of `ns` each. */
+static inline void nf_delay_record(struct nf_delay_hist *h, uint64_t ns, uint32_t n)
+{
+	h->buckets[nf_delay_index(ns)] += n;
+	h->count += n;
+	h->sum_ns += ns * n;
+	if (ns > h->max_ns)
+		h->max_ns = ns;
+}
+
+/* The values bucket `idx` holds, in ns: [*lo_ns, *hi_ns]. */
+void nf_delay_bucket_bounds(uint32_t idx, uint64_t *lo_ns, uint64_t *hi_ns);
+/*
+ * The value at percentile pct (0 < pct <= 100) of `h`, in ns: the midpoint of the bucket that
+ * holds that rank, at most max_ns; 0 if the histogram is empty. `h` may be written
+ * by its lcore meanwhile: the figure is then that of a moment during the call.
+ */
+uint64_t nf_delay_percentile(const struct nf_delay_hist *h, double pct);
 
 /* ---- idle detection (per lcore, plain state, one writer, no syscalls) ---- */
 
@@ -253,6 +306,22 @@ struct nf_wake_cost {
  * milliseconds; call before traffic. Cannot fail (a sample that fails counts as 0 late).
  */
 void nf_wake_cost_measure(struct nf_wake_cost *out, uint32_t samples, uint64_t tsc_hz);
+
+/* ---- what the lcores may still read stays mapped (unmap.c) ---- */
+
+struct rte_rcu_qsbr;
+
+/*
+ * While `v` is set (NULL: none), munmap() in this process first waits, with
+ * rte_rcu_qsbr_synchronize(), until every thread registered and online in `v` has reported a
+ * quiescent state: a memif peer's regions, which the PMD unmaps on the EAL's interrupt thread
+ * when the peer leaves, stay mapped until no lcore is in a burst on them. The runtime sets it
+ * while its lcores run (each registered as its index, quiescent between poll rounds, offline
+ * while it sleeps). Thread-safe.
+ */
+void nf_unmap_guard(struct rte_rcu_qsbr *v);
+/* The calling thread is reader `id` of the guard: its own munmap() does not wait for itself. */
+void nf_unmap_reader(unsigned int id);
 
 /* ---- the harvest channel, writer side ---- */
 
