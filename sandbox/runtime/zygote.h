@@ -21,6 +21,14 @@
 #define ZYG_JOIN_MAX 6 /* files a JOIN frame carries at most (SBX_CG_JOIN_MAX) */
 
 /*
+ * Status of the REQUEST frame that asks the zygote for its next instance ahead of demand (the
+ * platform's "ready fork", made on spare cycles): the same two fds as for an instance made
+ * on demand (status 0), but the instance sets itself up first, says it is born only once it
+ * is set up, and then waits for its JOIN frame, which is its hand-over.
+ */
+#define ZYG_PARK 3
+
+/*
  * Called in a zygote (single-threaded) with `sock_fd` a new instance's control socket and
  * `status_fd` the write end of its status pipe, both from the platform, and `zygote_fd` a
  * descriptor of the zygote's own control socket besides ZYG_CTL_FD (-1 if none). Makes the
@@ -35,6 +43,25 @@
  * kept until nemo_zygote_reap() reports the instance's end.
  */
 int nemo_zygote_fork(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb, int zygote_fd);
+
+/*
+ * The same for a ready fork (ZYG_PARK): in the instance, every step but the cgroup join is
+ * done (the maps, mounts, session, fd 3, capabilities, seccomp filter) when it returns 0; it
+ * is still in its zygote's cgroups, and has not said it is born. The caller does its own
+ * after-fork steps, then calls nemo_zygote_park().
+ */
+int nemo_zygote_fork_ready(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb,
+			   int zygote_fd);
+
+/*
+ * In a ready fork, once it is set up: with `prefault`, map the pages of its files (the
+ * interpreter's and libraries' text and read-only data, shared with the zygote's page cache)
+ * into its page tables now, so its first call does not fault them in one by one; then say it
+ * is born (READY with status ZYG_BORN on fd 3) and wait for the JOIN frame, the hand-over:
+ * write itself into its cgroups through the files it carries. Returns 0; a step that fails
+ * exits with its errno.
+ */
+int nemo_zygote_park(int prefault);
 
 /*
  * In the zygote, on SIGCHLD: reap every instance that ended and write its wait status (an
