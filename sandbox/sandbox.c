@@ -1901,7 +1901,6 @@ static int fork_finish(struct sbx_sandbox *sb, int joins, uint64_t deadline, cha
 		return rc;
 	}
 	fcntl(sb->sock, F_SETFL, O_NONBLOCK);
-	host->cg->oom_kills(&sb->cg, &sb->oom_base);
 	sb->state = SBX_STATE_READY;
 	return 0;
 }
@@ -1955,6 +1954,7 @@ int sbx_zygote_prepare(struct sbx_sandbox *zyg, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
 		goto fail;
 	}
+	host->cg->oom_kills(&sb->cg, &sb->oom_base);
 	/* its own cgroups' files, ready for the JOIN frame: it is in its core's already */
 	sb->n_join_fds = join_open(sb, false, sb->join_fds);
 	if (sb->n_join_fds < 0 && sb->n_join_fds != -ENOTSUP) {
@@ -2032,6 +2032,7 @@ static struct sbx_sandbox *hand_over(struct sbx_sandbox *zyg, int core, uint64_t
 				 sb->spec.name, core, strerror(-rc));
 			goto fail;
 		}
+		host->cg->oom_kills(&sb->cg, &sb->oom_base);
 		n = join_open(sb, true, fds);
 	}
 	/* a JOIN frame either way: without files (v2) it only says "go on" */
@@ -2100,6 +2101,7 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 			 strerror(-rc));
 		goto fail;
 	}
+	host->cg->oom_kills(&sb->cg, &sb->oom_base);
 	rc = fork_born(zyg, sb, deadline, err, errlen);
 	rc = rc ? rc : fork_finish(sb, joins, deadline, err, errlen);
 	if (rc)

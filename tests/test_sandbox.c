@@ -548,7 +548,41 @@ static void test_identity_caps_nnp_seccomp(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapAmb:\t0000000000000000"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "NoNewPrivs:\t1"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "Seccomp:\t2"));
+	/* nothing open of nemod's, the launcher's or (zygote forks) the zygote's: its /dev/null
+	 * and its own socket */
+	if (!strstr(out, "\nfds=0 1 2 3\n"))
+		printf("\n  c instance's fds: %.200s\n", out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nfds=0 1 2 3\n"));
 	sbx_destroy(sb);
+	{
+		char dir[64], path[128];
+		struct sbx_spec py;
+
+		snprintf(dir, sizeof(dir), "/var/tmp/nemo-fds-%d", getpid());
+		CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
+		snprintf(path, sizeof(path), "%s/open_fds.py", dir);
+		CU_ASSERT_EQUAL_FATAL(
+			test_write_text(path, "import os\n\n\ndef handler(req):\n"
+					      "    return ' '.join(str(fd) for fd in range(1024)\n"
+					      "                    if fd_open(fd))\n\n\n"
+					      "def fd_open(fd):\n    try:\n        os.fstat(fd)\n"
+					      "        return True\n    except OSError:\n"
+					      "        return False\n"),
+			0);
+		sbx_spec_defaults(&py);
+		snprintf(py.name, sizeof(py.name), "open-fds");
+		py.runtime = SBX_RUNTIME_PYTHON;
+		snprintf(py.code, sizeof(py.code), "%s", path);
+		snprintf(py.handler, sizeof(py.handler), "handler");
+		sb = start(&py);
+		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+		if (strcmp(out, "0 1 2 3"))
+			printf("\n  python instance's fds: %.200s\n", out);
+		CU_ASSERT_STRING_EQUAL(out, "0 1 2 3");
+		sbx_destroy(sb);
+		unlink(path);
+		rmdir(dir);
+	}
 }
 
 static void test_seccomp_denies(void)

@@ -422,7 +422,7 @@ static void zygote_loop(uint32_t memory_mb)
 		if (park) {
 			if (nemo_zygote_fork_ready(fds[0], fds[1], SECCOMP_FD, memory_mb, sfd))
 				continue;
-			/* a ready fork: parked until its hand-over (nothing of C's to prefault:
+			/* the ready fork, parked until its hand-over (nothing of C's to prefault:
 			 * its first call touches a few pages) */
 			nemo_zygote_park(0);
 			return;

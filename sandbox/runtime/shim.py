@@ -10,8 +10,9 @@ With "zygote", the module is imported once and no request is served here: each e
 frame with two fds attached makes an instance (nemo-sbx-zygote.so clones it with its own
 namespaces, /proc, /tmp, session, no capabilities and the host's seccomp filter; python's
 own before- and after-fork steps run around it, as os.fork runs them), which answers READY on
-its own socket and serves from there. With status ZYG_PARK the instance is a ready fork: it
-is set up, maps its files' pages, and waits for its hand-over (zygote.h) before READY.
+its own socket and serves from there. With status ZYG_PARK the instance is a ready fork: set
+up, python's after-fork steps done, its files' pages mapped, it waits for its hand-over
+(zygote.h) before READY.
 The frames are those of include/nemo/function.h. The handler takes the request as bytes and
 returns bytes, str or None; an exception is a function error with its text.
 
@@ -167,6 +168,7 @@ def zygote(memory_mb):
     lib.nemo_zygote_fork.argtypes = [ctypes.c_int] * 3 + [ctypes.c_uint, ctypes.c_int]
     lib.nemo_zygote_fork_ready.argtypes = lib.nemo_zygote_fork.argtypes
     lib.nemo_zygote_park.argtypes = [ctypes.c_int]
+    lib.nemo_zygote_prefault_source()  # its ready forks map the file pages it maps
     api = ctypes.pythonapi  # what os.fork does around its fork, around ours
     end_of_call()
     signal.signal(signal.SIGCHLD, lambda sig, frame: lib.nemo_zygote_reap())
@@ -193,7 +195,7 @@ def zygote(memory_mb):
             ctl.detach()  # closed already, not to be closed again under another's number
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             if status == ZYG_PARK:
-                # a ready fork: set up, its files' pages mapped, parked until its hand-over
+                # a ready fork: its files' pages mapped, parked until its hand-over
                 lib.nemo_zygote_park(1)
             return
         api.PyOS_AfterFork_Parent()

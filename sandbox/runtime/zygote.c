@@ -7,6 +7,7 @@
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,13 @@ static struct {
 } forks[ZYG_FORKS_MAX];
 static int n_forks;
 
+/*
+ * The zygote's own page map (/proc/self/pagemap, opened by nemo_zygote_prefault_source()):
+ * which pages its page tables hold. A ready fork reads it to map the same file pages; every
+ * other fork closes it at once.
+ */
+static int zygote_pagemap = -1;
+
 /* The instance's side of the clone, before its own setup: nothing of the zygote's stays. */
 static void leave_zygote(int status_fd, int zygote_fd)
 {
@@ -205,7 +213,7 @@ static int say_born(int sock_fd)
 /*
  * Clone the instance. On demand (`ready` false) it says it is born at once, so that the
  * platform makes its cgroup meanwhile, joins it, then sets itself up; a ready fork sets itself
- * up and returns, still in the zygote's cgroups (nemo_zygote_park does the rest).
+ * up and returns, still in the zygote's cgroups (nemo_zygote_park() parks it).
  */
 static int zygote_clone(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb, int zygote_fd,
 			bool ready)
@@ -226,6 +234,10 @@ static int zygote_clone(int sock_fd, int status_fd, int filter_fd, unsigned tmp_
 
 		leave_zygote(status_fd, zygote_fd);
 		if (!ready) {
+			/* only a ready fork maps its zygote's pages (nemo_zygote_park) */
+			if (zygote_pagemap >= 0)
+				close(zygote_pagemap);
+			zygote_pagemap = -1;
 			/* born: the platform writes us into our cgroup while we set up */
 			rc = say_born(sock_fd);
 			rc = rc ? rc : join_cgroups(sock_fd);
@@ -263,11 +275,51 @@ int nemo_zygote_fork_ready(int sock_fd, int status_fd, int filter_fd, unsigned t
 	return zygote_clone(sock_fd, status_fd, filter_fd, tmp_mb, zygote_fd, true);
 }
 
+int nemo_zygote_prefault_source(void)
+{
+	if (zygote_pagemap < 0)
+		zygote_pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	return zygote_pagemap < 0 ? errno : 0;
+}
+
 /*
- * Map every page of the files this process maps read-only (text, read-only data) into its
- * page tables: they are the zygote's pages in the page cache, so this costs page tables, not
- * memory. A fork copies no page table entries of file mappings it never wrote: without this,
- * the first call faults each one in (python: about a third of its first call's faults).
+ * Map the pages of [from, to), a file mapping, that the zygote has mapped (its page map's
+ * "present" bit, 63) into this process's page tables: the zygote's pages in the page cache,
+ * so this costs page tables, not memory, and reads nothing from disk.
+ */
+static void prefault_as_zygote(unsigned long from, unsigned long to)
+{
+	const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
+	uint64_t entry[512];
+
+	while (from < to) {
+		unsigned long n = (to - from) / page, run = 0;
+		ssize_t got;
+
+		n = n < sizeof(entry) / sizeof(entry[0]) ? n : sizeof(entry) / sizeof(entry[0]);
+		got = pread(zygote_pagemap, entry, n * sizeof(entry[0]),
+			    (off_t)(from / page * sizeof(entry[0])));
+		if (got != (ssize_t)(n * sizeof(entry[0])))
+			return;
+		for (unsigned long i = 0; i <= n; i++) {
+			if (i < n && entry[i] >> 63) {
+				run++;
+				continue;
+			}
+			if (run)
+				madvise((void *)(from + (i - run) * page), run * page,
+					MADV_POPULATE_READ);
+			run = 0;
+		}
+		from += n * page;
+	}
+}
+
+/*
+ * Map the pages of the files this process maps read-only (text, read-only data) that its
+ * zygote has mapped into its own page tables. A fork copies no page table entries of file
+ * mappings it never wrote: without this, its first call faults them in one by one (python:
+ * about a third of its first call's faults).
  */
 static void prefault_files(void)
 {
@@ -293,7 +345,7 @@ static void prefault_files(void)
 			if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %1s", &from, &to, perms, path) ==
 				    4 &&
 			    path[0] == '/' && perms[0] == 'r' && perms[1] != 'w')
-				madvise((void *)from, to - from, MADV_POPULATE_READ);
+				prefault_as_zygote(from, to);
 		}
 		have -= (size_t)(line - buf);
 		memmove(buf, line, have);
@@ -305,8 +357,11 @@ int nemo_zygote_park(int prefault)
 {
 	int rc;
 
-	if (prefault)
+	if (prefault && zygote_pagemap >= 0)
 		prefault_files();
+	if (zygote_pagemap >= 0)
+		close(zygote_pagemap);
+	zygote_pagemap = -1;
 	rc = say_born(ZYG_CTL_FD);
 	rc = rc ? rc : join_cgroups(ZYG_CTL_FD);
 	if (rc)

@@ -47,19 +47,28 @@ int nemo_zygote_fork(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb,
 /*
  * The same for a ready fork (ZYG_PARK): in the instance, every step but the cgroup join is
  * done (the maps, mounts, session, fd 3, capabilities, seccomp filter) when it returns 0; it
- * is still in its zygote's cgroups, and has not said it is born. The caller does its own
- * after-fork steps, then calls nemo_zygote_park().
+ * is still in its zygote's cgroups and has not said it is born. The caller does its own
+ * after-fork steps (python's: reseeding random, the at-fork hooks), then calls
+ * nemo_zygote_park(). In the zygote, as nemo_zygote_fork().
  */
 int nemo_zygote_fork_ready(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb,
 			   int zygote_fd);
 
 /*
- * In a ready fork, once it is set up: with `prefault`, map the pages of its files (the
- * interpreter's and libraries' text and read-only data, shared with the zygote's page cache)
- * into its page tables now, so its first call does not fault them in one by one; then say it
- * is born (READY with status ZYG_BORN on fd 3) and wait for the JOIN frame, the hand-over:
- * write itself into its cgroups through the files it carries. Returns 0; a step that fails
- * exits with its errno.
+ * In the zygote, once its code is loaded: keep its own page map open, so that its ready forks
+ * can map the file pages it maps (nemo_zygote_park). Returns 0 or an errno.
+ */
+int nemo_zygote_prefault_source(void);
+
+/*
+ * In a ready fork, once it is set up: with `prefault` (and nemo_zygote_prefault_source() done
+ * in the zygote), map the pages of the files it maps read-only (the interpreter's and
+ * libraries' text and read-only data) that its zygote has mapped into its page tables now, so
+ * that its first call does not fault them in one by one (a fork copies no page table entries
+ * of file mappings it never wrote); the zygote's page map is closed then; then say
+ * it is born (READY with status ZYG_BORN on fd 3) and park, still in its zygote's cgroups,
+ * until the JOIN frame, its hand-over: write itself into its cgroups through the files it
+ * carries. Returns 0; a step that fails exits with its errno.
  */
 int nemo_zygote_park(int prefault);
 
