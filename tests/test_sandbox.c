@@ -2079,7 +2079,8 @@ static void test_zygote_host_death(void)
 
 /*
  * Both ways into a fork's cgroups put it in every one before its first request: the fork's
- * own move (v1's default) and the host's write of its pid (zygote_host_attach; v2's way).
+ * own move (v1's default) and the host's write of its pid (zygote_host_attach; v2's way), on
+ * its zygote's core and another, forked on demand or handed over ready.
  */
 static void test_zygote_fork_cgroups_both_ways(void)
 {
@@ -2095,24 +2096,34 @@ static void test_zygote_fork_cgroups_both_ways(void)
 	hosts[1] = sbx_host_new(&cfg);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(hosts[1]);
 	for (int i = 0; i < 2; i++) {
-		/* the zygote on core 0, its fork on another: the fork's cpu cgroups are its own */
+		/* the zygote on core 0, its forks on core 0 (in that core's cpu cgroups already)
+		 * and on another (its cpu cgroups its own), forked on demand and ready forks */
 		struct sbx_sandbox *z = sbx_zygote_create(hosts[i], &s, 0, NULL, 0), *sb;
 
 		CU_ASSERT_PTR_NOT_NULL_FATAL(z);
-		sb = sbx_zygote_fork(z, core, NULL, 0);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
-		snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
-		for (int c = 0; c < 3; c++) {
-			const char *ctrl[] = {"memory", "pids", "freezer"};
+		for (int k = 0; k < 4; k++) {
+			int on = k % 2 ? core : 0;
+			bool ready = k >= 2;
 
-			CU_ASSERT_EQUAL_FATAL(sbx_sandbox_cgroup(sb, ctrl[c], dir, sizeof(dir)), 0);
-			snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-			CU_ASSERT_TRUE(file_has_line(path, pid));
+			if (ready)
+				CU_ASSERT_EQUAL_FATAL(sbx_zygote_prepare(z, NULL, 0), 0);
+			sb = sbx_zygote_fork(z, on, NULL, 0);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+			CU_ASSERT_EQUAL(sbx_from_ready_fork(sb), ready);
+			snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
+			for (int c = 0; c < 3; c++) {
+				const char *ctrl[] = {"memory", "pids", "freezer"};
+
+				CU_ASSERT_EQUAL_FATAL(
+					sbx_sandbox_cgroup(sb, ctrl[c], dir, sizeof(dir)), 0);
+				snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+				CU_ASSERT_TRUE(file_has_line(path, pid));
+			}
+			CU_ASSERT_EQUAL(sbx_cgroup_pid_core(hosts[i], sbx_pid(sb)), on);
+			CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
+			CU_ASSERT_STRING_EQUAL(out, "hi");
+			sbx_destroy(sb);
 		}
-		CU_ASSERT_EQUAL(sbx_cgroup_pid_core(hosts[i], sbx_pid(sb)), core);
-		CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
-		CU_ASSERT_STRING_EQUAL(out, "hi");
-		sbx_destroy(sb);
 		sbx_destroy(z);
 	}
 	sbx_host_destroy(hosts[1]);

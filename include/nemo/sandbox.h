@@ -351,6 +351,10 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
  *
  * The zygote outlives its forks: sbx_destroy() on a zygote with forks alive retires it (it
  * makes no more) and it is destroyed with the last of them.
+ *
+ * A zygote can keep its next instance ready-made (sbx_zygote_prepare(): forked and set up on
+ * spare cycles, parked in the zygote's cgroups), so that a start through it is a hand-over:
+ * the fork's cgroup join, its READY and the check that it is in its cgroups.
  */
 
 /*
