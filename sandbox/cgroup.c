@@ -1325,7 +1325,8 @@ int sbx_cgroup_core_sandboxes(struct sbx_host *host, int core, uint32_t *n, uint
 		return -EINVAL;
 	pthread_mutex_lock(&host->lock);
 	for (struct sbx_sandbox *sb = host->sandboxes; sb; sb = sb->host_next) {
-		if ((core >= 0 && sb->cg.core != core) || !sb->cg.freezer[0])
+		/* a parked ready fork's cgroup holds nothing yet (it waits in its zygote's) */
+		if ((core >= 0 && sb->cg.core != core) || !sb->cg.freezer[0] || sb->parked)
 			continue;
 		count++;
 		if (frozen)

@@ -1971,8 +1971,10 @@ int sbx_zygote_prepare(struct sbx_sandbox *zyg, char *err, size_t errlen)
 	sb->create_ns = nemo_now_ns() - t0;
 	pthread_mutex_lock(&host->lock);
 	have = zyg->ready != NULL || zyg->retired;
-	if (!have)
+	if (!have) {
 		zyg->ready = sb;
+		sb->parked = true;
+	}
 	pthread_mutex_unlock(&host->lock);
 	if (have) /* another thread parked one meanwhile */
 		sbx_destroy(sb);
@@ -2010,6 +2012,8 @@ static struct sbx_sandbox *hand_over(struct sbx_sandbox *zyg, int core, uint64_t
 	pthread_mutex_lock(&host->lock);
 	sb = zyg->ready;
 	zyg->ready = NULL;
+	if (sb)
+		sb->parked = false;
 	pthread_mutex_unlock(&host->lock);
 	if (!sb)
 		return NULL;

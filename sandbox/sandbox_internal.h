@@ -271,6 +271,7 @@ struct sbx_sandbox {
 	 * until a sbx_zygote_fork() hands it over; under the host's lock.
 	 */
 	struct sbx_sandbox *ready;
+	bool parked;	 /* a ready fork, not handed over yet: no process in its cgroup */
 	bool from_ready; /* a fork that was handed over ready */
 	/* a ready fork's JOIN files, opened when it was made (-ENOTSUP: it cannot join itself) */
 	int n_join_fds;

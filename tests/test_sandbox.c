@@ -2143,6 +2143,7 @@ static void test_zygote_ready_fork(void)
 	int core = 1 % sbx_host_n_cores(host);
 	struct sbx_sandbox *z = zygote_of(&s, 0), *a, *b, *c;
 	pid_t in_zygote[8], ready = 0, own[8];
+	uint32_t on_core = 0;
 	char out[256];
 	int n;
 
@@ -2155,6 +2156,9 @@ static void test_zygote_ready_fork(void)
 	CU_ASSERT_EQUAL_FATAL(n, 2);
 	ready = in_zygote[0] == sbx_pid(z) ? in_zygote[1] : in_zygote[0];
 	CU_ASSERT_TRUE(running(ready));
+	/* a core's sandboxes are the zygote and `a`: the parked one has none of its own yet */
+	CU_ASSERT_EQUAL(sbx_cgroup_core_sandboxes(host, 0, &on_core, NULL), 0);
+	CU_ASSERT_EQUAL(on_core, 2);
 	/* a sibling wrecks its state while the ready fork waits */
 	CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), SBX_OK);
 	CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), SBX_OK);
