@@ -1,12 +1,20 @@
 /* bench_sandbox.c - sandbox start-up and round-trip figures beside same-run baselines. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +87,8 @@ static struct sbx_spec spec_of(int runtime, const char *file, const char *handle
 	s.runtime = runtime;
 	snprintf(s.code, sizeof(s.code), "%s/%s", fn_dir, file);
 	snprintf(s.handler, sizeof(s.handler), "%s", handler);
+	/* a loaded machine slows a cold import-heavy first call past the default 1 s */
+	s.timeout_ms = 10000;
 	return s;
 }
 
@@ -358,24 +368,50 @@ static struct sbx_sandbox *zygote_or_die(struct sbx_host *host, const struct sbx
 	return z;
 }
 
-/* fork from a zygote + first response, each run a fresh instance (the zygote made once) */
-static struct cold bench_zygote(struct sbx_host *host, const struct sbx_spec *spec, int n,
-				const char *req)
+/* A start through a zygote, run by run. */
+struct zyg_runs {
+	struct stat2 total; /* the start (fork on demand, or hand-over) + first response */
+	struct stat2 start; /* sbx_zygote_fork() alone: the fork until ready in its cgroup */
+	struct stat2 run;   /* the first call, inside the total */
+	struct stat2 again; /* a second call of the same instance, apart: a warm call */
+	struct stat2 made;  /* making the ready fork ahead (sbx_zygote_prepare), apart */
+};
+
+/*
+ * Fork from a zygote + first response, each run a fresh instance (the zygote made once).
+ * `ready`: each run's instance is the zygote's ready fork, made ahead (sbx_zygote_prepare,
+ * timed apart, then START_GAP_US of quiet, as spare cycles would make it) and handed over:
+ * the timed start is then the hand-over and the first response.
+ */
+static struct zyg_runs bench_zygote(struct sbx_host *host, const struct sbx_spec *spec, int n,
+				    const char *req, bool ready)
 {
 	uint64_t *tot = calloc((size_t)n, 8), *cr = calloc((size_t)n, 8),
-		 *ru = calloc((size_t)n, 8);
+		 *ru = calloc((size_t)n, 8), *ag = calloc((size_t)n, 8), *mk = calloc((size_t)n, 8);
 	struct sbx_sandbox *z = zygote_or_die(host, spec, 0);
-	struct cold c;
+	struct zyg_runs c = {0};
 
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = nemo_now_ns(), t1;
+		uint64_t t0, t1;
 		char err[256];
-		struct sbx_sandbox *sb = sbx_zygote_fork(z, 0, err, sizeof(err));
+		struct sbx_sandbox *sb;
 		struct sbx_result r = {0};
 
+		if (ready) {
+			t0 = nemo_now_ns();
+			if (sbx_zygote_prepare(z, err, sizeof(err))) {
+				fprintf(stderr, "ready fork of %s failed: %s\n", spec->name, err);
+				exit(1);
+			}
+			mk[i] = nemo_now_ns() - t0;
+			usleep(START_GAP_US);
+		}
+		t0 = nemo_now_ns();
+		sb = sbx_zygote_fork(z, 0, err, sizeof(err));
 		t1 = nemo_now_ns();
-		if (!sb) {
-			fprintf(stderr, "fork of %s failed: %s\n", spec->name, err);
+		if (!sb || sbx_from_ready_fork(sb) != ready) {
+			fprintf(stderr, "fork of %s failed: %s\n", spec->name,
+				sb ? "not the ready fork" : err);
 			exit(1);
 		}
 		sbx_invoke(sb, req, strlen(req), &r);
@@ -387,16 +423,201 @@ static struct cold bench_zygote(struct sbx_host *host, const struct sbx_spec *sp
 		cr[i] = t1 - t0;
 		ru[i] = r.times.run_ns;
 		sbx_result_release(&r);
+		sbx_invoke(sb, req, strlen(req), &r);
+		ag[i] = r.times.run_ns;
+		sbx_result_release(&r);
 		sbx_destroy(sb);
 		usleep(START_GAP_US);
 	}
 	sbx_destroy(z);
 	c.total = pct(tot, n);
-	c.create = pct(cr, n);
-	c.init = c.create;
+	c.start = pct(cr, n);
 	c.run = pct(ru, n);
-	free(tot), free(cr), free(ru);
+	c.again = pct(ag, n);
+	if (ready)
+		c.made = pct(mk, n);
+	free(tot), free(cr), free(ru), free(ag), free(mk);
 	return c;
+}
+
+/* ---- where a fork on demand's time goes ---- */
+
+enum fork_step {
+	STEP_PLAIN,   /* a plain fork, until the child runs */
+	STEP_CLONE,   /* clone with the five namespaces, until the child runs */
+	STEP_MAPS,    /* the uid and gid maps */
+	STEP_PROC,    /* its own /proc */
+	STEP_TMP,     /* its own /tmp and /dev/shm */
+	STEP_SETSID,  /* its own session */
+	STEP_SECCOMP, /* the host's filter stacked (its size), JIT-compiled for the process */
+	STEP_REAP,    /* exit of the instance and its namespaces, until reaped (not in a start) */
+	STEP_N
+};
+
+static int write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? write(fd, text, strlen(text)) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/*
+ * In a child of the bench: what a zygote is (an unprivileged uid in a mount namespace of a
+ * few mounts), then n forks each timed step by step as runtime/zygote.c makes them. Writes
+ * the p50 of each step (ns, enum fork_step) to `out`.
+ */
+static void fork_steps_child(int n, int out)
+{
+	struct sock_filter filter[99];
+	struct sock_fprog prog = {99, filter};
+	uint64_t *at = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t *v[STEP_N], p50[STEP_N];
+	const uid_t uid = 199999;
+	char map[32];
+
+	/* the host's filter is a list of denials this long (libseccomp's output) */
+	filter[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+						 offsetof(struct seccomp_data, nr));
+	for (int i = 1; i < 98; i++)
+		filter[i] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1000 + i, 0, 0);
+	filter[98] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	/* a mount namespace of its own, its root a tmpfs with /usr, /proc, /tmp and /dev/shm, as
+	 * the private root's template; made under a tmpfs of its own on /tmp, pivoted into */
+	if (at == MAP_FAILED || unshare(CLONE_NEWNS) ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("tmpfs", "/tmp", "tmpfs", 0, "size=64k") || mkdir("/tmp/root", 0755) ||
+	    mount("tmpfs", "/tmp/root", "tmpfs", 0, "size=64k") || chdir("/tmp/root"))
+		_exit(10);
+	if (mkdir("usr", 0755) || mkdir("proc", 0555) || mkdir("tmp", 01777) ||
+	    mkdir("dev", 0755) || mkdir("dev/shm", 01777) ||
+	    mount("/usr", "usr", NULL, MS_BIND | MS_REC, NULL))
+		_exit(11);
+	if (syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir("/"))
+		_exit(12);
+	if (mount("proc", "/proc", "proc", 0, NULL) || mount("tmpfs", "/tmp", "tmpfs", 0, NULL) ||
+	    mount("tmpfs", "/dev/shm", "tmpfs", 0, NULL))
+		_exit(13);
+	if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid))
+		_exit(14);
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+	for (int k = 0; k < STEP_N; k++)
+		v[k] = calloc((size_t)n, sizeof(uint64_t));
+	for (int i = 0; i < n; i++) {
+		for (int plain = 1; plain >= 0; plain--) {
+			unsigned long flags = plain ? 0
+						    : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS |
+							      CLONE_NEWIPC | CLONE_NEWUTS;
+			uint64_t t0 = nemo_now_ns();
+			long pid = syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
+			int st;
+
+			if (pid == 0) {
+				at[0] = nemo_now_ns();
+				if (plain)
+					_exit(0);
+				/* a process that changed its credentials is not dumpable and its
+				 * /proc files are root's: dumpable for the writes, as zygote.c does */
+				if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) ||
+				    write_text("/proc/self/uid_map", map) ||
+				    write_text("/proc/self/setgroups", "deny") ||
+				    write_text("/proc/self/gid_map", map) ||
+				    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
+					_exit(2);
+				at[1] = nemo_now_ns();
+				if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+					  NULL))
+					_exit(3);
+				at[2] = nemo_now_ns();
+				if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+					  "size=128m,mode=1777") ||
+				    mount("tmpfs", "/dev/shm", "tmpfs",
+					  MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=1m,mode=1777"))
+					_exit(4);
+				at[3] = nemo_now_ns();
+				setsid();
+				at[4] = nemo_now_ns();
+				if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+				    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+					_exit(5);
+				at[5] = nemo_now_ns();
+				_exit(0);
+			}
+			/* which step failed: 6 the clone, 20 + the child's exit code */
+			if (pid < 0 || waitpid((pid_t)pid, &st, 0) < 0 || st)
+				_exit(pid < 0 ? 6 : WIFEXITED(st) ? 20 + WEXITSTATUS(st) : 7);
+			if (plain) {
+				v[STEP_PLAIN][i] = at[0] - t0;
+				continue;
+			}
+			v[STEP_REAP][i] = nemo_now_ns() - at[5];
+			v[STEP_CLONE][i] = at[0] - t0;
+			for (int k = 1; k <= 5; k++)
+				v[STEP_CLONE + k][i] = at[k] - at[k - 1];
+			usleep(2000);
+		}
+	}
+	for (int k = 0; k < STEP_N; k++)
+		p50[k] = (uint64_t)(pct(v[k], n).p50_us * 1e3);
+	_exit(write(out, p50, sizeof(p50)) == sizeof(p50) ? 0 : 7);
+}
+
+/*
+ * The steps of a fork on demand, one by one, in a bare process as a zygote is: why a fork on
+ * demand cannot come below a bare fork+exec with this isolation, and what a ready fork takes
+ * out of a start.
+ */
+static void bench_fork_steps(int n, const struct stat2 *fe)
+{
+	static const char *const what[STEP_N] = {
+		"baseline: a plain fork of it, until the child runs",
+		"clone, new user+pid+mnt+ipc+uts ns, until it runs",
+		"  uid and gid maps (uid_map, setgroups, gid_map)",
+		"  its own /proc",
+		"  its own /tmp and /dev/shm",
+		"  setsid",
+		"  the seccomp filter, 99 instructions, JIT-compiled",
+		"its exit, until reaped (not part of a start)"};
+	uint64_t p50[STEP_N], sum = 0;
+	int pfd[2], st;
+	pid_t child;
+
+	if (pipe(pfd))
+		return;
+	child = fork();
+	if (child == 0) {
+		close(pfd[0]);
+		fork_steps_child(n, pfd[1]);
+	}
+	close(pfd[1]);
+	if (child < 0 || read(pfd[0], p50, sizeof(p50)) != sizeof(p50)) {
+		st = 0;
+		close(pfd[0]);
+		if (child > 0)
+			waitpid(child, &st, 0);
+		printf("\n(the steps of a fork could not be timed: step %d failed)\n",
+		       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		return;
+	}
+	close(pfd[0]);
+	waitpid(child, &st, 0);
+	printf("\nwhere a fork on demand's time goes: its steps one by one in a bare process as a "
+	       "zygote is\n(an unprivileged uid in a mount namespace of a few mounts), before its "
+	       "cgroup join and the round trips with nemod\n");
+	for (int k = 0; k < STEP_N; k++) {
+		struct stat2 one = {(double)p50[k] / 1e3, 0};
+
+		printf("  %-52s p50 %9.1f us", what[k], one.p50_us);
+		if (k >= STEP_CLONE && k <= STEP_SECCOMP) {
+			sum += p50[k];
+			printf("  (%.2fx fork+exec)", one.p50_us / fe->p50_us);
+		}
+		printf("\n");
+	}
+	printf("  %-52s p50 %9.1f us  (%.2fx fork+exec; a ready fork does all of it ahead)\n",
+	       "sum of the steps of a start", (double)sum / 1e3, (double)sum / 1e3 / fe->p50_us);
 }
 
 /* Proportional set size of one process, in KiB (smaps_rollup), 0 if unreadable. */
@@ -416,22 +637,51 @@ static uint64_t pss_kib(pid_t pid)
 	return kib;
 }
 
+/* How the instances of a figure start. */
+enum start_way {
+	FROM_SCRATCH,
+	ZYGOTE_ON_DEMAND,
+	ZYGOTE_READY, /* each its zygote's ready fork, handed over */
+};
+
+/* The pid of `z`'s ready fork: the one process of the zygote's memory cgroup but the zygote. */
+static pid_t ready_fork_pid(const struct sbx_sandbox *z)
+{
+	char dir[512], path[600], line[32];
+	pid_t pid = 0;
+	FILE *f;
+
+	if (sbx_sandbox_cgroup(z, "memory", dir, sizeof(dir)))
+		return 0;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (atoi(line) != sbx_pid(z))
+			pid = (pid_t)atoi(line);
+	if (f)
+		fclose(f);
+	return pid;
+}
+
 /*
  * PSS and cgroup charge of N idle instances alive together, each after one request: from
- * scratch, or forked from one zygote (whose own PSS is printed apart: it is paid once).
+ * scratch, or forked from one zygote, on demand or each from a ready fork (the zygote's own
+ * PSS is printed apart: it is paid once).
  */
 static void idle_pss(struct sbx_host *host, const struct sbx_spec *spec, const char *req,
-		     bool zygote, double *pss_mib, double *charge_mib, double *zygote_mib)
+		     enum start_way way, double *pss_mib, double *charge_mib, double *zygote_mib)
 {
 	enum {
 		N = 8
 	};
-	struct sbx_sandbox *sb[N], *z = zygote ? zygote_or_die(host, spec, 0) : NULL;
+	struct sbx_sandbox *sb[N], *z = way != FROM_SCRATCH ? zygote_or_die(host, spec, 0) : NULL;
 	uint64_t pss = 0, charge = 0;
 
 	for (int i = 0; i < N; i++) {
 		struct sbx_result r = {0};
 
+		if (way == ZYGOTE_READY && sbx_zygote_prepare(z, NULL, 0))
+			exit(1);
 		sb[i] = z ? sbx_zygote_fork(z, 0, NULL, 0) : sbx_create(host, spec, 0);
 		if (!sb[i] || (!z && sbx_init(sb[i], NULL, 0)))
 			exit(1);
@@ -451,6 +701,27 @@ static void idle_pss(struct sbx_host *host, const struct sbx_spec *spec, const c
 	sbx_destroy(z);
 	*pss_mib = (double)pss / N / 1024;
 	*charge_mib = (double)charge / N / (1 << 20);
+}
+
+/*
+ * What keeping a ready fork costs: its PSS, and what its zygote's memory cgroup is charged
+ * more with it parked (the kernel's part of the fork, its page tables, the pages it wrote).
+ */
+static void ready_fork_memory(struct sbx_host *host, const struct sbx_spec *spec,
+			      double *pss_kib_out, double *charge_kib)
+{
+	struct sbx_sandbox *z = zygote_or_die(host, spec, 0);
+	uint64_t before = 0, after = 0;
+
+	usleep(START_GAP_US);
+	sbx_memory_bytes(z, &before);
+	if (sbx_zygote_prepare(z, NULL, 0))
+		exit(1);
+	usleep(START_GAP_US);
+	sbx_memory_bytes(z, &after);
+	*pss_kib_out = (double)pss_kib(ready_fork_pid(z));
+	*charge_kib = ((double)after - (double)before) / 1024;
+	sbx_destroy(z);
 }
 
 /* Instances one core makes per second: everything (this process, the zygote, the forks)
@@ -539,13 +810,137 @@ static struct stat2 bench_move(struct sbx_host *host, int n)
 	return st;
 }
 
+/*
+ * Issue 15's figures: starts through a zygote, forked on demand and from a ready fork, beside
+ * fork+exec and the cold starts (`cold_c`, `cold_py`) measured in the same run; what the first
+ * call of a fork still costs; memory; instances per second.
+ */
+static void bench_zygotes(struct sbx_host *host, struct sbx_host *host_att, int runs,
+			  const struct sbx_spec *echo, const struct sbx_spec *py,
+			  const struct stat2 *cold_c, const struct stat2 *cold_py)
+{
+	struct sbx_spec heavy = spec_of(SBX_RUNTIME_PYTHON, "heavyimport.py", "handler");
+	const char *py_req = "{\"text\":\"a b a\"}";
+	struct stat2 fe = bench_spawn(0, runs);
+	struct zyg_runs z_c = bench_zygote(host, echo, runs, "hi", false);
+	struct zyg_runs r_c = bench_zygote(host, echo, runs, "hi", true);
+	struct zyg_runs z_py = bench_zygote(host, py, runs, py_req, false);
+	struct zyg_runs r_py = bench_zygote(host, py, runs, py_req, true);
+	struct zyg_runs za_c = bench_zygote(host_att, echo, runs, "hi", false);
+	struct cold c_heavy = bench_cold(host, &heavy, runs, "1 2.5 x");
+	struct zyg_runs z_heavy = bench_zygote(host, &heavy, runs, "1 2.5 x", false);
+	struct zyg_runs r_heavy = bench_zygote(host, &heavy, runs, "1 2.5 x", true);
+	struct stat2 fe2 = bench_spawn(0, runs);
+	double la[3] = {0};
+
+	printf("\nzygotes: a new instance forked from its function's zygote, to first response\n");
+	row("baseline: fork+exec /bin/true + wait (before these)", fe, NULL);
+	row("baseline: fork+exec /bin/true + wait (after them)", fe2, &fe);
+	printf("  fork on demand: the zygote clones it, it sets itself up (user, pid, mnt, ipc, uts "
+	       "ns, uid map, /proc, /tmp, /dev/shm, seccomp) and joins its cgroups\n");
+	row_vs("c via zygote, fork on demand", z_c.total, &fe, "fork+exec");
+	row_vs("  same, against c cold start", z_c.total, cold_c, "c cold");
+	row("  of which fork (until ready in its cgroup)", z_c.start, &fe);
+	row("  of which first call", z_c.run, NULL);
+	printf("  from a ready fork: made ahead on spare cycles (the same set-up, parked in the "
+	       "zygote's cgroups);\n  the start is its hand-over (JOIN into its own cgroups, READY, "
+	       "the kernel's word on its cgroups) and the first call\n");
+	row_vs("c via zygote, from a ready fork", r_c.total, &fe, "fork+exec");
+	row_vs("  same, against c cold start", r_c.total, cold_c, "c cold");
+	row("  of which hand-over", r_c.start, &fe);
+	row("  of which first call", r_c.run, NULL);
+	row("  a second call of the same instance", r_c.again, NULL);
+	row("  making the ready fork, ahead (not in the start)", r_c.made, &fe);
+	row_vs("python via zygote (wordstats.py), fork on demand", z_py.total, cold_py,
+	       "python cold");
+	row("  of which fork (until ready in its cgroup)", z_py.start, NULL);
+	row("  of which first call", z_py.run, NULL);
+	row_vs("python via zygote, from a ready fork", r_py.total, cold_py, "python cold");
+	row("  of which hand-over", r_py.start, NULL);
+	row("  of which first call (copy-on-write, its lazy imports)", r_py.run, NULL);
+	row("  a second call of the same instance", r_py.again, NULL);
+	row("  making the ready fork, ahead (not in the start)", r_py.made, NULL);
+	printf("  the host writing each fork's pid into its cgroups (zygote_host_attach, v2's "
+	       "way), fork on demand:\n");
+	row_vs("c via zygote, host attach", za_c.total, &fe, "fork+exec");
+	row_vs("  fork joins its cgroups itself, against it", z_c.total, &za_c.total,
+	       "host attach");
+	row("python cold, import-heavy (heavyimport.py)", c_heavy.total, &fe);
+	row_vs("python via zygote, import-heavy, fork on demand", z_heavy.total, &c_heavy.total,
+	       "its cold");
+	row_vs("python via zygote, import-heavy, from a ready fork", r_heavy.total, &c_heavy.total,
+	       "its cold");
+	row("  of which first call", r_heavy.run, NULL);
+	row("  a second call of the same instance", r_heavy.again, NULL);
+	printf("  speed-up against cold: fork on demand c %.1fx, python %.1fx, import-heavy "
+	       "%.1fx; from a ready fork c %.1fx, python %.1fx, import-heavy %.1fx\n",
+	       cold_c->p50_us / z_c.total.p50_us, cold_py->p50_us / z_py.total.p50_us,
+	       c_heavy.total.p50_us / z_heavy.total.p50_us, cold_c->p50_us / r_c.total.p50_us,
+	       cold_py->p50_us / r_py.total.p50_us, c_heavy.total.p50_us / r_heavy.total.p50_us);
+
+	bench_fork_steps(runs, &fe);
+
+	printf("\nidle instances, 8 alive at once after one request: PSS and cgroup charge each\n");
+	{
+		struct {
+			const char *name;
+			const struct sbx_spec *spec;
+			const char *req;
+		} rts[] = {{"c (echo.so)", echo, "hi"},
+			   {"python (wordstats.py)", py, "{\"text\":\"a\"}"},
+			   {"python (heavyimport.py)", &heavy, "1"}};
+
+		for (size_t i = 0; i < sizeof(rts) / sizeof(rts[0]); i++) {
+			double sp, sc, zp, zc, rp, rc, zz, dummy, ready_pss, ready_charge;
+
+			idle_pss(host, rts[i].spec, rts[i].req, FROM_SCRATCH, &sp, &sc, &dummy);
+			idle_pss(host, rts[i].spec, rts[i].req, ZYGOTE_ON_DEMAND, &zp, &zc, &zz);
+			idle_pss(host, rts[i].spec, rts[i].req, ZYGOTE_READY, &rp, &rc, &dummy);
+			ready_fork_memory(host, rts[i].spec, &ready_pss, &ready_charge);
+			printf("  %-24s scratch PSS %6.2f MiB charge %6.2f | zygote fork PSS %6.2f "
+			       "MiB charge %6.2f (%.2fx PSS) | from a ready fork PSS %6.2f MiB "
+			       "charge %6.2f\n  %-24s the zygote itself PSS %6.2f MiB; a parked "
+			       "ready fork PSS %6.0f KiB, charged to its zygote %+.0f KiB\n",
+			       rts[i].name, sp, sc, zp, zc, zp / sp, rp, rc, "", zz, ready_pss,
+			       ready_charge);
+		}
+	}
+
+	printf("\ninstances one core creates per second (create + destroy, all on cpu 0)\n");
+	{
+		double c_scratch = instances_per_second(host, echo, false);
+		double c_zyg = instances_per_second(host, echo, true);
+		double p_scratch = instances_per_second(host, py, false);
+		double p_zyg = instances_per_second(host, py, true);
+
+		printf("  c:      from scratch %7.0f/s   via zygote %7.0f/s  (%.1fx)\n", c_scratch,
+		       c_zyg, c_zyg / c_scratch);
+		printf("  python: from scratch %7.0f/s   via zygote %7.0f/s  (%.1fx)\n", p_scratch,
+		       p_zyg, p_zyg / p_scratch);
+	}
+	if (getloadavg(la, 3) == 3)
+		printf("\nload average during the run: %.2f %.2f %.2f (machine shared: ratios, not "
+		       "absolute times)\n",
+		       la[0], la[1], la[2]);
+	printf("zygote figures, p50 (goals: python <= 3 ms and >= 8x faster than cold; c <= 0.5 "
+	       "ms and below fork+exec):\n");
+	printf("  fork on demand:    python %.2f ms (%.1fx faster than cold), c %.3f ms (%.2fx "
+	       "fork+exec)\n",
+	       z_py.total.p50_us / 1e3, cold_py->p50_us / z_py.total.p50_us, z_c.total.p50_us / 1e3,
+	       z_c.total.p50_us / fe.p50_us);
+	printf("  from a ready fork: python %.2f ms (%.1fx faster than cold), c %.3f ms (%.2fx "
+	       "fork+exec)\n",
+	       r_py.total.p50_us / 1e3, cold_py->p50_us / r_py.total.p50_us, r_c.total.p50_us / 1e3,
+	       r_c.total.p50_us / fe.p50_us);
+}
+
 int main(void)
 {
 	const int ns_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
 	struct sbx_host_config cfg = {0}, cfg_net = {0}, cfg_att = {0}, cfg_old = {0};
 	char exe[512], root[64], root_net[64], root_att[64], root_old[64];
 	struct sbx_host *host, *host_net, *host_att, *host_old;
-	/* BENCH_SANDBOX_ONLY=private-root: that comparison alone */
+	/* BENCH_SANDBOX_ONLY=private-root or zygote: that comparison alone */
 	const char *only = getenv("BENCH_SANDBOX_ONLY");
 	struct stat2 fork_exec, fork_ns, fork_ns_net, sock, warm, pre_c, pre_py, mv;
 	struct cold cold_c, cold_c_net, cold_py;
@@ -602,6 +997,15 @@ int main(void)
 		bench_private_root(host, host_old, runs, &echo, &py);
 		goto out;
 	}
+	if (only && !strcmp(only, "zygote")) {
+		/* the cold starts the zygote figures are compared with, then those figures */
+		cold_c = bench_cold(host, &echo, runs, "hi");
+		cold_py = bench_cold(host, &py, runs, "{\"text\":\"a b a\"}");
+		row("c cold start", cold_c.total, NULL);
+		row("python cold start", cold_py.total, NULL);
+		bench_zygotes(host, host_att, runs, &echo, &py, &cold_c.total, &cold_py.total);
+		goto out;
+	}
 	printf("\ncold start of a c function (echo), create to first response\n");
 	fork_exec = bench_spawn(0, runs);
 	fork_ns = bench_spawn(ns_flags, runs);
@@ -656,88 +1060,7 @@ int main(void)
 		}
 	}
 
-	printf("\nzygotes: a new instance forked from its function's zygote, to first response\n");
-	{
-		struct sbx_spec heavy = spec_of(SBX_RUNTIME_PYTHON, "heavyimport.py", "handler");
-		struct stat2 fe = bench_spawn(0, runs);
-		struct cold z_c = bench_zygote(host, &echo, runs, "hi");
-		struct cold z_py = bench_zygote(host, &py, runs, "{\"text\":\"a b a\"}");
-		struct cold za_c = bench_zygote(host_att, &echo, runs, "hi");
-		struct cold za_py = bench_zygote(host_att, &py, runs, "{\"text\":\"a b a\"}");
-		struct cold c_heavy = bench_cold(host, &heavy, runs, "1 2.5 x");
-		struct cold z_heavy = bench_zygote(host, &heavy, runs, "1 2.5 x");
-		double l1, l5, l15;
-
-		row("baseline: fork+exec /bin/true + wait (again)", fe, NULL);
-		row_vs("c via zygote (fork + own ns, cgroup + response)", z_c.total, &fe,
-		       "fork+exec");
-		row_vs("  same, against c cold start", z_c.total, &cold_c.total, "c cold");
-		row("  of which fork (until ready in its cgroup)", z_c.create, &fe);
-		row_vs("python via zygote (wordstats.py)", z_py.total, &cold_py.total,
-		       "python cold");
-		row("  of which fork (until ready in its cgroup)", z_py.create, NULL);
-		printf("  the same, the host writing each fork's pid into its cgroups "
-		       "(zygote_host_attach):\n");
-		row_vs("c via zygote, host attach", za_c.total, &fe, "fork+exec");
-		row_vs("  fork joins its cgroups itself, against it", z_c.total, &za_c.total,
-		       "host attach");
-		row("python via zygote, host attach", za_py.total, NULL);
-		row_vs("  fork joins its cgroups itself, against it", z_py.total, &za_py.total,
-		       "host attach");
-		row("python cold, import-heavy (heavyimport.py)", c_heavy.total, &fe);
-		row_vs("python via zygote, import-heavy", z_heavy.total, &c_heavy.total,
-		       "its cold");
-		printf("  speed-up via zygote: c %.1fx (vs cold), python %.1fx, import-heavy %.1fx\n",
-		       cold_c.total.p50_us / z_c.total.p50_us,
-		       cold_py.total.p50_us / z_py.total.p50_us,
-		       c_heavy.total.p50_us / z_heavy.total.p50_us);
-
-		printf("\nidle instances, 8 alive at once after one request: PSS and cgroup "
-		       "charge each\n");
-		struct {
-			const char *name;
-			struct sbx_spec *spec;
-			const char *req;
-		} rts[] = {{"c (echo.so)", &echo, "hi"},
-			   {"python (wordstats.py)", &py, "{\"text\":\"a\"}"},
-			   {"python (heavyimport.py)", &heavy, "1"}};
-
-		for (size_t i = 0; i < sizeof(rts) / sizeof(rts[0]); i++) {
-			double sp, sc, zp, zc, zz, dummy;
-
-			idle_pss(host, rts[i].spec, rts[i].req, false, &sp, &sc, &dummy);
-			idle_pss(host, rts[i].spec, rts[i].req, true, &zp, &zc, &zz);
-			printf("  %-24s scratch PSS %6.2f MiB charge %6.2f | zygote fork PSS %6.2f "
-			       "MiB charge %6.2f (%.2fx PSS) | the zygote itself PSS %6.2f MiB\n",
-			       rts[i].name, sp, sc, zp, zc, zp / sp, zz);
-		}
-
-		printf("\ninstances one core creates per second (create + destroy, all on cpu 0)\n");
-		{
-			double c_scratch = instances_per_second(host, &echo, false);
-			double c_zyg = instances_per_second(host, &echo, true);
-			double p_scratch = instances_per_second(host, &py, false);
-			double p_zyg = instances_per_second(host, &py, true);
-
-			printf("  c:      from scratch %7.0f/s   via zygote %7.0f/s  (%.1fx)\n",
-			       c_scratch, c_zyg, c_zyg / c_scratch);
-			printf("  python: from scratch %7.0f/s   via zygote %7.0f/s  (%.1fx)\n",
-			       p_scratch, p_zyg, p_zyg / p_scratch);
-		}
-		if (getloadavg((double[3]){0}, 3) == 3) {
-			double la[3];
-
-			getloadavg(la, 3);
-			l1 = la[0], l5 = la[1], l15 = la[2];
-			printf("\nload average during the run: %.2f %.2f %.2f (machine shared: "
-			       "ratios, not absolute times)\n",
-			       l1, l5, l15);
-		}
-		printf("zygote figures: python p50 %.2f ms (goal <= 3 ms, >= 8x faster than cold: "
-		       "%.1fx), c p50 %.3f ms (goal <= 0.5 ms, below fork+exec: %.2fx of it)\n",
-		       z_py.total.p50_us / 1e3, cold_py.total.p50_us / z_py.total.p50_us,
-		       z_c.total.p50_us / 1e3, z_c.total.p50_us / fe.p50_us);
-	}
+	bench_zygotes(host, host_att, runs, &echo, &py, &cold_c.total, &cold_py.total);
 
 	bench_private_root(host, host_old, runs, &echo, &py);
 

@@ -115,6 +115,29 @@ int sbx_cg_read_key_u64(const char *dir, const char *file, const char *key, uint
 	return -ENOENT;
 }
 
+/*
+ * /proc/<pid>/cgroup into buf (NUL-terminated), from `fd` if it is open (read from offset 0:
+ * the kernel writes the file anew at each read), else by path. Returns its length, -ESRCH if
+ * the process is gone, or -errno.
+ */
+static int proc_cgroup_read(pid_t pid, int fd, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int rc;
+
+	if (fd < 0) {
+		snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+		rc = sbx_cg_read(path, NULL, buf, len, true);
+		return rc == -ENOENT ? -ESRCH : rc;
+	}
+	n = pread(fd, buf, len - 1, 0);
+	if (n < 0)
+		return errno == ESRCH || errno == ENOENT ? -ESRCH : -errno;
+	buf[n] = '\0';
+	return (int)n;
+}
+
 static int make_dir(const char *path)
 {
 	if (mkdir(path, 0755) && errno != EEXIST) {
@@ -617,9 +640,12 @@ static int v1_join_split(const char *mount, const char *join, char *ctrl, size_t
 	return 0;
 }
 
-static int v1_self_join_open(const struct sbx_cgroup *cg, int *fds)
+static int v1_self_join_open(const struct sbx_cgroup *cg, bool core_too, int *fds)
 {
-	for (int i = 0; i < cg->n_join; i++) {
+	/* v1_fill_join: the sandbox's own three first, then its core's */
+	int n = core_too ? cg->n_join : 3;
+
+	for (int i = 0; i < n; i++) {
 		fds[i] = open(cg->join[i], O_WRONLY | O_CLOEXEC);
 		if (fds[i] < 0) {
 			int rc = -errno;
@@ -630,18 +656,17 @@ static int v1_self_join_open(const struct sbx_cgroup *cg, int *fds)
 			return rc;
 		}
 	}
-	return cg->n_join;
+	return n;
 }
 
-static int v1_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid)
+static int v1_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid,
+		    int proc_fd)
 {
-	char path[64], buf[4096];
-	int rc, found = 0;
+	char buf[4096];
+	int rc = proc_cgroup_read(pid, proc_fd, buf, sizeof(buf)), found = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	rc = sbx_cg_read(path, NULL, buf, sizeof(buf), true);
 	if (rc < 0)
-		return rc == -ENOENT ? -ESRCH : rc;
+		return rc;
 	for (int i = 0; i < cg->n_join; i++) {
 		char ctrl[32], want[SBX_CG_PATH], *line = buf;
 
@@ -676,6 +701,17 @@ static int v1_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pi
 	return found == cg->n_join;
 }
 
+/* memory, pids and freezer do not depend on the core: only the CPU-side join files change */
+static int v1_retarget(struct sbx_host *host, struct sbx_cgroup *cg, int core,
+		       const struct sbx_spec *spec, uint64_t id)
+{
+	(void)spec;
+	(void)id;
+	cg->core = core;
+	v1_fill_join(host, cg);
+	return 0;
+}
+
 static int v1_usage(const char *dir, uint64_t *ns)
 {
 	return sbx_cg_read_u64(dir, "cpuacct.usage", ns);
@@ -694,6 +730,7 @@ const struct sbx_cgroup_ops sbx_cgroup_v1_ops = {
 	.attach = v1_attach,
 	.self_join_open = v1_self_join_open,
 	.holds = v1_holds,
+	.retarget = v1_retarget,
 	.move = v1_move,
 	.memory_bytes = v1_memory_bytes,
 	.oom_kills = v1_oom_kills,
@@ -914,23 +951,32 @@ static int v2_attach(struct sbx_cgroup *cg, pid_t pid)
 	return sbx_cg_write(cg->memory, "cgroup.procs", val);
 }
 
-static int v2_self_join_open(const struct sbx_cgroup *cg, int *fds)
+static int v2_self_join_open(const struct sbx_cgroup *cg, bool core_too, int *fds)
 {
 	(void)cg;
+	(void)core_too;
 	(void)fds;
 	return -ENOTSUP;
 }
 
-static int v2_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid)
+/* sbx-<id> lives under its core's cgroup: made again under the new one (it is empty) */
+static int v2_retarget(struct sbx_host *host, struct sbx_cgroup *cg, int core,
+		       const struct sbx_spec *spec, uint64_t id)
 {
-	char path[64], buf[4096], *line;
-	size_t skip = strlen(host->v2_mount);
-	int rc;
+	int rc = v2_sandbox_destroy(host, cg);
 
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	rc = sbx_cg_read(path, NULL, buf, sizeof(buf), true);
+	return rc ? rc : v2_sandbox_create(host, id, core, spec, cg);
+}
+
+static int v2_holds(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid,
+		    int proc_fd)
+{
+	char buf[4096], *line;
+	size_t skip = strlen(host->v2_mount);
+	int rc = proc_cgroup_read(pid, proc_fd, buf, sizeof(buf));
+
 	if (rc < 0)
-		return rc == -ENOENT ? -ESRCH : rc;
+		return rc;
 	line = strstr(buf, "0::");
 	if (!line || (line != buf && line[-1] != '\n') || strlen(cg->memory) <= skip)
 		return -ENOENT;
@@ -1054,6 +1100,7 @@ const struct sbx_cgroup_ops sbx_cgroup_v2_ops = {
 	.attach = v2_attach,
 	.self_join_open = v2_self_join_open,
 	.holds = v2_holds,
+	.retarget = v2_retarget,
 	.move = v2_move,
 	.memory_bytes = v2_memory_bytes,
 	.oom_kills = v2_oom_kills,
@@ -1278,7 +1325,8 @@ int sbx_cgroup_core_sandboxes(struct sbx_host *host, int core, uint32_t *n, uint
 		return -EINVAL;
 	pthread_mutex_lock(&host->lock);
 	for (struct sbx_sandbox *sb = host->sandboxes; sb; sb = sb->host_next) {
-		if ((core >= 0 && sb->cg.core != core) || !sb->cg.freezer[0])
+		/* a parked ready fork's cgroup holds nothing yet (it waits in its zygote's) */
+		if ((core >= 0 && sb->cg.core != core) || !sb->cg.freezer[0] || sb->parked)
 			continue;
 		count++;
 		if (frozen)

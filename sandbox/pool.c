@@ -122,12 +122,9 @@ static struct zygote_ref *zygote_use(struct fn_pool *fn)
 	return ref;
 }
 
-/* Fork an instance from `ref` (outside the lock), then give the use back. */
-static struct sbx_sandbox *zygote_fork_unlocked(struct sbx_pool *pool, struct zygote_ref *ref,
-						int core, char *err, size_t errlen)
+/* Give a use of `ref` back (outside the lock); the last user of a dropped one destroys it. */
+static void zygote_unuse(struct sbx_pool *pool, struct zygote_ref *ref)
 {
-	struct sbx_sandbox *sb = sbx_zygote_fork(ref->z, core, err, errlen);
-	int saved = errno;
 	bool last;
 
 	pthread_mutex_lock(&pool->lock);
@@ -135,8 +132,32 @@ static struct sbx_sandbox *zygote_fork_unlocked(struct sbx_pool *pool, struct zy
 	pthread_mutex_unlock(&pool->lock);
 	if (last)
 		zygote_free(ref);
+}
+
+/* Fork an instance from `ref` (outside the lock), then give the use back. */
+static struct sbx_sandbox *zygote_fork_unlocked(struct sbx_pool *pool, struct zygote_ref *ref,
+						int core, char *err, size_t errlen)
+{
+	struct sbx_sandbox *sb = sbx_zygote_fork(ref->z, core, err, errlen);
+	int saved = errno;
+
+	zygote_unuse(pool, ref);
 	errno = saved;
 	return sb;
+}
+
+/*
+ * Keep `ref`'s next instance ready-made (outside the lock, on spare cycles: the zygote does
+ * the work, on its core), then give the use back. A failure only means the next start forks
+ * on demand.
+ */
+static void zygote_prepare_unlocked(struct sbx_pool *pool, struct zygote_ref *ref)
+{
+	char err[SBX_MSG_MAX];
+
+	if (sbx_zygote_prepare(ref->z, err, sizeof(err)))
+		NEMO_WARN(SBX_LOG, "%s: no ready fork: %s", sbx_spec_of(ref->z)->name, err);
+	zygote_unuse(pool, ref);
 }
 
 struct sbx_pool *sbx_pool_new(struct sbx_host *host, const struct sbx_keepalive_ops *ka,
@@ -479,11 +500,14 @@ int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core)
 	}
 	ref = fn->zygote;
 	if (ref && ref->generation == fn->generation && sbx_state(ref->z) == SBX_STATE_READY) {
-		/* asked for again: the forecast still wants it, which counts as a use */
+		/* asked for again: the forecast still wants it, which counts as a use; and its
+		 * next instance is kept ready-made */
 		ref->ka.last_used_ns = now;
 		ref->ka.frequency = fn->frequency;
 		pool->ops->on_idle(&pool->ka, &ref->ka, now);
+		ref->users++;
 		pthread_mutex_unlock(&pool->lock);
+		zygote_prepare_unlocked(pool, ref);
 		return 0;
 	}
 	zygote_drop_to(pool, fn, &zdead); /* dead, or of older code */
@@ -501,6 +525,9 @@ int sbx_pool_zygote(struct sbx_pool *pool, const char *name, int core)
 	ref = calloc(1, sizeof(*ref));
 	if (ref)
 		z = sbx_zygote_create(pool->host, &spec, core, err, sizeof(err));
+	/* with its next instance ready-made, counted in what it measures */
+	if (z && sbx_zygote_prepare(z, err, sizeof(err)))
+		NEMO_WARN(SBX_LOG, "%s: no ready fork: %s", name, err);
 	pthread_mutex_lock(&pool->lock);
 	fn = find_fn(pool, name);
 	if (!z || !fn || fn->generation != gen || fn->zygote) {
@@ -699,9 +726,10 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 	e = make_instance(pool, &spec, gen, core >= 0 ? core : 0, zref, res);
 	pthread_mutex_lock(&pool->lock);
 	/* counted once the path is known: a zygote that could not fork fell back to cold */
-	if (res->path == SBX_START_ZYGOTE)
+	if (res->path == SBX_START_ZYGOTE) {
 		fn->st.zygote_starts++;
-	else
+		fn->st.zygote_ready_starts += e && sbx_from_ready_fork(e->sb);
+	} else
 		fn->st.cold_starts++;
 	if (!e) {
 		int rc = errno;
@@ -878,9 +906,9 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 int sbx_pool_maintain(struct sbx_pool *pool)
 {
 	struct pool_entry *gone = NULL;
-	struct zygote_ref *zgone = NULL;
+	struct zygote_ref *zgone = NULL, *unready[64];
 	uint64_t now = nemo_now_ns();
-	int n = 0;
+	int n = 0, n_unready = 0;
 
 	pthread_mutex_lock(&pool->lock);
 	for (struct fn_pool *fn = pool->fns; fn; fn = fn->next) {
@@ -895,6 +923,12 @@ int sbx_pool_maintain(struct sbx_pool *pool)
 					fn->st.expirations++;
 				zygote_drop_to(pool, fn, &zgone);
 				n++;
+			} else if (!pool->stopping && !sbx_zygote_ready(fn->zygote->z) &&
+				   n_unready < (int)(sizeof(unready) / sizeof(unready[0])) &&
+				   fn->zygote->generation == fn->generation) {
+				/* its ready fork was handed over: the next, on spare cycles */
+				fn->zygote->users++;
+				unready[n_unready++] = fn->zygote;
 			}
 		}
 		for (struct pool_entry **pp = &fn->idle; *pp;) {
@@ -921,6 +955,8 @@ int sbx_pool_maintain(struct sbx_pool *pool)
 	pthread_mutex_unlock(&pool->lock);
 	destroy_entries(gone);
 	zygote_free(zgone);
+	for (int i = 0; i < n_unready; i++)
+		zygote_prepare_unlocked(pool, unready[i]);
 	return n;
 }
 
@@ -942,6 +978,7 @@ static void add_stats(struct sbx_pool_stats *to, const struct sbx_pool *pool,
 	to->zygote_memory_bytes += fn->zygote ? fn->zygote->ka.memory_bytes : 0;
 	to->zygotes_made += fn->st.zygotes_made;
 	to->zygote_starts += fn->st.zygote_starts;
+	to->zygote_ready_starts += fn->st.zygote_ready_starts;
 	to->cold_starts += fn->st.cold_starts;
 	to->warm_starts += fn->st.warm_starts;
 	to->prewarmed_starts += fn->st.prewarmed_starts;

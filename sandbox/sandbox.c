@@ -640,6 +640,7 @@ static struct sbx_sandbox *sandbox_alloc(struct sbx_host *host, const struct sbx
 	sb->pidfd = -1;
 	sb->sock = -1;
 	sb->status_fd = -1;
+	sb->proc_cg_fd = -1;
 	sb->cg.dirfd = -1;
 	host_link(host, sb);
 	return sb;
@@ -861,6 +862,10 @@ static void unfrozen_locked(struct sbx_sandbox *sb)
 static void kill_sandbox(struct sbx_sandbox *sb)
 {
 	bool alive = !sb->reaped && sb->pidfd >= 0;
+	/* a ready fork still parked is in its zygote's cgroups: frozen with it (v1), it dies
+	 * only at the zygote's thaw or death, which nothing here may wait for */
+	bool parked_frozen =
+		alive && sb->parent && sb->state == SBX_STATE_CREATED && sbx_frozen(sb->parent);
 
 	/* killing init kills its whole PID namespace; the kernel waits for all of it. The
 	 * cgroup's kill also reaches what init's death would leave for a moment */
@@ -877,8 +882,12 @@ static void kill_sandbox(struct sbx_sandbox *sb)
 	}
 	sb->state = SBX_STATE_DEAD;
 	pthread_mutex_unlock(&sb->lock);
-	if (alive)
+	if (parked_frozen) {
+		sb->reaped = true;
+		sb->wait_status = SIGKILL;
+	} else if (alive) {
 		reap(sb, true);
+	}
 }
 
 /* The sandbox died: say why, in the words of enum sbx_status. */
@@ -1408,7 +1417,23 @@ void sbx_destroy(struct sbx_sandbox *sb)
 	if (!sb)
 		return;
 	host = sb->host;
+	if (sb->parent) {
+		/* a ready fork destroyed before its hand-over is its zygote's no more */
+		pthread_mutex_lock(&host->lock);
+		if (sb->parent->ready == sb)
+			sb->parent->ready = NULL;
+		pthread_mutex_unlock(&host->lock);
+	}
 	if (sb->zygote) {
+		struct sbx_sandbox *ready;
+
+		/* its ready fork goes first: nobody else would end it (the zygote is not
+		 * retired yet, so it does not come back here) */
+		pthread_mutex_lock(&host->lock);
+		ready = sb->ready;
+		sb->ready = NULL;
+		pthread_mutex_unlock(&host->lock);
+		sbx_destroy(ready);
 		/* its forks' PID namespaces nest in its own: it dies after the last of them */
 		pthread_mutex_lock(&host->lock);
 		if (sb->n_forks > 0) {
@@ -1430,6 +1455,10 @@ void sbx_destroy(struct sbx_sandbox *sb)
 		close(sb->pidfd);
 	if (sb->status_fd >= 0)
 		close(sb->status_fd);
+	if (sb->proc_cg_fd >= 0)
+		close(sb->proc_cg_fd);
+	for (int i = 0; i < sb->n_join_fds; i++)
+		close(sb->join_fds[i]);
 	if (sb->parent) {
 		pthread_mutex_lock(&host->lock);
 		parent = sb->parent;
@@ -1590,10 +1619,15 @@ bool sbx_is_zygote(const struct sbx_sandbox *sb)
 	return sb->zygote;
 }
 
-/* Hand the zygote a new instance's socket and status pipe: an empty REQUEST frame. */
-static int send_fork(struct sbx_sandbox *zyg, int sock, int status)
+/*
+ * Hand the zygote a new instance's socket and status pipe: an empty REQUEST frame, with
+ * status ZYG_PARK for a ready fork.
+ */
+static int send_fork(struct sbx_sandbox *zyg, int sock, int status, bool park)
 {
-	struct nemo_frame_hdr hdr = {.magic = NEMO_FRAME_MAGIC, .type = NEMO_FRAME_REQUEST};
+	struct nemo_frame_hdr hdr = {.magic = NEMO_FRAME_MAGIC,
+				     .type = NEMO_FRAME_REQUEST,
+				     .status = park ? ZYG_PARK : 0};
 	char cbuf[CMSG_SPACE(2 * sizeof(int))] __attribute__((aligned(8))) = {0};
 	struct iovec iov = {&hdr, sizeof(hdr)};
 	struct msghdr msg = {.msg_iov = &iov,
@@ -1619,24 +1653,32 @@ static int send_fork(struct sbx_sandbox *zyg, int sock, int status)
 }
 
 /*
- * The new instance's JOIN frame, on its own socket: the files through which it writes itself
- * into its cgroups (v1), or none (v2: we move it). Returns how many it carried, or -errno.
+ * Open the files through which a fork writes itself into its cgroups (v1), `core_too` when
+ * it is not in its core's already. Returns how many, -ENOTSUP when it cannot (v2, or the
+ * host moves forks itself: zygote_host_attach), or -errno.
  */
-static int send_join(struct sbx_sandbox *sb)
+static int join_open(struct sbx_sandbox *sb, bool core_too, int *fds)
+{
+	if (sb->host->zygote_host_attach)
+		return -ENOTSUP;
+	return sb->host->cg->self_join_open(&sb->cg, core_too, fds);
+}
+
+/*
+ * The new instance's JOIN frame, on its own socket, with `n` files through which it writes
+ * itself into its cgroups (v1), or none (n <= 0; v2: we move it). The files are closed here.
+ * Returns how many it carried, or -errno.
+ */
+static int send_join(struct sbx_sandbox *sb, const int *fds, int n)
 {
 	struct nemo_frame_hdr hdr = {
 		.magic = NEMO_FRAME_MAGIC, .type = NEMO_FRAME_REQUEST, .status = ZYG_JOIN};
 	char cbuf[CMSG_SPACE(SBX_CG_JOIN_MAX * sizeof(int))] __attribute__((aligned(8))) = {0};
 	struct iovec iov = {&hdr, sizeof(hdr)};
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-	int fds[SBX_CG_JOIN_MAX], n = sb->host->zygote_host_attach
-					      ? -ENOTSUP
-					      : sb->host->cg->self_join_open(&sb->cg, fds);
 	ssize_t sent;
 
 	_Static_assert(SBX_CG_JOIN_MAX == ZYG_JOIN_MAX, "a JOIN frame carries every join file");
-	if (n < 0 && n != -ENOTSUP)
-		return n;
 	if (n > 0) {
 		struct cmsghdr *c;
 
@@ -1708,34 +1750,23 @@ static int recv_hello(struct sbx_sandbox *sb, uint64_t deadline_ns, uint32_t sta
 	return 0;
 }
 
-struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err, size_t errlen)
+/*
+ * A new fork of `zyg` begins: its handle (counted among the zygote's forks), its socket and
+ * status pipe, handed to the zygote with the command. Returns it, or NULL with errno and
+ * `err` filled.
+ */
+static struct sbx_sandbox *fork_begin(struct sbx_sandbox *zyg, bool park, char *err, size_t errlen)
 {
-	struct sbx_host *host;
-	uint32_t timeout;
-	uint64_t t0 = nemo_now_ns(), deadline;
-	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, off = 0, rc, joins;
-	struct ucred cred = {0};
+	struct sbx_host *host = zyg->host;
+	int socks[2] = {-1, -1}, status[2] = {-1, -1}, on = 1, rc;
 	struct sbx_sandbox *sb;
-	char dummy[8];
 
-	if (!err) {
-		err = dummy;
-		errlen = sizeof(dummy);
-	}
-	err[0] = '\0';
-	if (!zyg || !zyg->zygote || core < 0 || core >= zyg->host->n_cores) {
-		errno = EINVAL;
-		return NULL;
-	}
-	host = zyg->host;
 	if (sbx_state(zyg) != SBX_STATE_READY) {
 		snprintf(err, errlen, "%s: its zygote is %s", zyg->spec.name,
 			 sbx_state_name(sbx_state(zyg)));
 		errno = EPIPE;
 		return NULL;
 	}
-	timeout = zyg->spec.timeout_ms > INIT_TIMEOUT_MIN_MS ? zyg->spec.timeout_ms
-							     : INIT_TIMEOUT_MIN_MS;
 	sb = sandbox_alloc(host, &zyg->spec);
 	if (!sb)
 		return NULL;
@@ -1768,7 +1799,7 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 	}
 	sb->sock = socks[0];
 	sb->status_fd = status[0];
-	rc = send_fork(zyg, socks[1], status[1]);
+	rc = send_fork(zyg, socks[1], status[1], park);
 	close(socks[1]);
 	close(status[1]);
 	if (rc) {
@@ -1776,21 +1807,27 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 			 strerror(-rc));
 		goto fail;
 	}
-	/* its cgroup is made while the zygote forks */
-	rc = host->cg->sandbox_create(host, sb->id, core, &sb->spec, &sb->cg);
-	if (rc) {
-		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
-		goto fail;
-	}
-	joins = send_join(sb);
-	if (joins < 0) {
-		rc = joins;
-		snprintf(err, errlen, "%s: fork from zygote: its cgroup's files: %s", sb->spec.name,
-			 strerror(-rc));
-		goto fail;
-	}
-	deadline = t0 + (uint64_t)timeout * 1000000ull;
-	rc = recv_hello(sb, deadline, ZYG_BORN, &cred);
+	return sb;
+fail:
+	NEMO_ERR(SBX_LOG, "%s", err);
+	sb->state = SBX_STATE_DEAD;
+	sb->reaped = true;
+	sbx_destroy(sb);
+	errno = -rc;
+	return NULL;
+}
+
+/*
+ * The fork says it is born: who it is, from the kernel (SO_PASSCRED: its pid as we see it,
+ * whatever namespace sent it), and a pidfd of it. Returns 0 or -errno with `err` filled.
+ */
+static int fork_born(struct sbx_sandbox *zyg, struct sbx_sandbox *sb, uint64_t deadline, char *err,
+		     size_t errlen)
+{
+	struct ucred cred = {0};
+	int off = 0, rc = recv_hello(sb, deadline, ZYG_BORN, &cred);
+	char path[64];
+
 	if (rc == -EPIPE) {
 		int st = 0;
 		struct pollfd p = {.fd = sb->status_fd, .events = POLLIN};
@@ -1803,18 +1840,17 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 		else
 			snprintf(err, errlen, "%s: fork from zygote died before it was ready",
 				 sb->spec.name);
-		goto fail;
+		return rc;
 	}
 	if (rc) {
 		snprintf(err, errlen, "%s: fork from zygote: %s", sb->spec.name, strerror(-rc));
-		goto fail;
+		return rc;
 	}
 	/* the zygote's code could only have lied about its own function: still check */
 	if (cred.uid != zyg->uid || cred.pid <= 0) {
-		rc = -EPROTO;
 		snprintf(err, errlen, "%s: fork from zygote: uid %u, not the function's %u",
 			 sb->spec.name, (unsigned)cred.uid, (unsigned)zyg->uid);
-		goto fail;
+		return -EPROTO;
 	}
 	sb->pid = cred.pid;
 	sb->pidfd = pidfd_open(cred.pid, 0);
@@ -1822,44 +1858,268 @@ struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err
 		rc = -errno;
 		snprintf(err, errlen, "%s: pidfd of fork %d: %s", sb->spec.name, (int)cred.pid,
 			 strerror(-rc));
-		goto fail;
+		return rc;
 	}
+	setsockopt(sb->sock, SOL_SOCKET, SO_PASSCRED, &off, sizeof(off));
+	/* read once it says it is ready: opened now, while it sets itself up or is parked */
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)cred.pid);
+	sb->proc_cg_fd = open(path, O_RDONLY | O_CLOEXEC);
+	return 0;
+}
+
+/*
+ * The fork is born and its JOIN frame sent (`joins` files in it, 0: none, v2): if it could
+ * not move itself we move it, then wait for its READY and check with the kernel that it is in
+ * its cgroups. Returns 0 (it is READY) or -errno with `err` filled.
+ */
+static int fork_finish(struct sbx_sandbox *sb, int joins, uint64_t deadline, char *err,
+		       size_t errlen)
+{
+	struct sbx_host *host = sb->host;
 	/* v1: it writes itself into its own cgroups first thing (the JOIN frame). Else we
 	 * move it while it sets itself up. Either way it takes no request before READY and
 	 * runs nothing of the function's before it */
-	rc = joins ? 0 : host->cg->attach(&sb->cg, cred.pid);
+	int rc = joins ? 0 : host->cg->attach(&sb->cg, sb->pid);
+
 	if (rc) {
 		snprintf(err, errlen, "%s: fork %d into its cgroup: %s", sb->spec.name,
-			 (int)cred.pid, strerror(-rc));
-		goto fail;
+			 (int)sb->pid, strerror(-rc));
+		return rc;
 	}
-	setsockopt(socks[0], SOL_SOCKET, SO_PASSCRED, &off, sizeof(off));
 	rc = recv_hello(sb, deadline, 0, NULL);
 	if (rc) {
 		snprintf(err, errlen, "%s: fork %d did not get ready: %s", sb->spec.name,
-			 (int)cred.pid, strerror(-rc));
-		goto fail;
+			 (int)sb->pid, strerror(-rc));
+		return rc;
 	}
 	/* the move was the instance's (its zygote's code): believe the kernel, not the READY */
-	rc = joins ? host->cg->holds(host, &sb->cg, cred.pid) : 1;
+	rc = joins ? host->cg->holds(host, &sb->cg, sb->pid, sb->proc_cg_fd) : 1;
 	if (rc != 1) {
 		rc = rc < 0 ? rc : -EPERM;
 		snprintf(err, errlen, "%s: fork %d is not in its own cgroups: %s", sb->spec.name,
-			 (int)cred.pid, strerror(-rc));
-		goto fail;
+			 (int)sb->pid, strerror(-rc));
+		return rc;
 	}
 	fcntl(sb->sock, F_SETFL, O_NONBLOCK);
-	host->cg->oom_kills(&sb->cg, &sb->oom_base);
 	sb->state = SBX_STATE_READY;
-	sb->create_ns = nemo_now_ns() - t0;
-	return sb;
-fail:
+	return 0;
+}
+
+/* A fork that failed: logged with why, destroyed, errno set. */
+static void fork_failed(struct sbx_sandbox *sb, int rc, const char *err)
+{
 	NEMO_ERR(SBX_LOG, "%s", err[0] ? err : "fork from zygote failed");
 	sb->state = SBX_STATE_DEAD;
 	sb->reaped = sb->pidfd < 0;
 	sbx_destroy(sb);
 	errno = -rc;
+}
+
+static uint64_t fork_deadline(const struct sbx_sandbox *zyg, uint64_t t0)
+{
+	uint32_t timeout = zyg->spec.timeout_ms > INIT_TIMEOUT_MIN_MS ? zyg->spec.timeout_ms
+								      : INIT_TIMEOUT_MIN_MS;
+
+	return t0 + (uint64_t)timeout * 1000000ull;
+}
+
+int sbx_zygote_prepare(struct sbx_sandbox *zyg, char *err, size_t errlen)
+{
+	uint64_t t0 = nemo_now_ns();
+	struct sbx_sandbox *sb;
+	struct sbx_host *host;
+	char dummy[SBX_MSG_MAX];
+	bool have;
+	int rc;
+
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	if (!zyg || !zyg->zygote)
+		return -EINVAL;
+	host = zyg->host;
+	pthread_mutex_lock(&host->lock);
+	have = zyg->ready != NULL;
+	pthread_mutex_unlock(&host->lock);
+	if (have)
+		return 0;
+	sb = fork_begin(zyg, true, err, errlen);
+	if (!sb)
+		return -errno;
+	/* made for the zygote's core; a hand-over to another core moves it there first */
+	rc = host->cg->sandbox_create(host, sb->id, sbx_core(zyg), &sb->spec, &sb->cg);
+	if (rc) {
+		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
+		goto fail;
+	}
+	host->cg->oom_kills(&sb->cg, &sb->oom_base);
+	/* its own cgroups' files, ready for the JOIN frame: it is in its core's already */
+	sb->n_join_fds = join_open(sb, false, sb->join_fds);
+	if (sb->n_join_fds < 0 && sb->n_join_fds != -ENOTSUP) {
+		rc = sb->n_join_fds;
+		sb->n_join_fds = 0;
+		snprintf(err, errlen, "%s: ready fork: its cgroup's files: %s", sb->spec.name,
+			 strerror(-rc));
+		goto fail;
+	}
+	/* it says it is born once it is set up */
+	rc = fork_born(zyg, sb, fork_deadline(zyg, t0), err, errlen);
+	if (rc)
+		goto fail;
+	sb->create_ns = nemo_now_ns() - t0;
+	pthread_mutex_lock(&host->lock);
+	have = zyg->ready != NULL || zyg->retired;
+	if (!have) {
+		zyg->ready = sb;
+		sb->parked = true;
+	}
+	pthread_mutex_unlock(&host->lock);
+	if (have) /* another thread parked one meanwhile */
+		sbx_destroy(sb);
+	return 0;
+fail:
+	fork_failed(sb, rc, err);
+	return rc;
+}
+
+bool sbx_zygote_ready(struct sbx_sandbox *zyg)
+{
+	bool have;
+
+	if (!zyg || !zyg->zygote)
+		return false;
+	pthread_mutex_lock(&zyg->host->lock);
+	have = zyg->ready != NULL;
+	pthread_mutex_unlock(&zyg->host->lock);
+	return have;
+}
+
+/*
+ * Hand the zygote's ready fork over as an instance on `core`: into its cgroup (moved to
+ * `core`'s first if it was made for another), then READY. Returns it, or NULL (errno, `err`)
+ * when there was none or it failed; a failed one is destroyed.
+ */
+static struct sbx_sandbox *hand_over(struct sbx_sandbox *zyg, int core, uint64_t t0, char *err,
+				     size_t errlen)
+{
+	struct sbx_host *host = zyg->host;
+	int rc, joins, n, fds[SBX_CG_JOIN_MAX];
+	struct sbx_sandbox *sb;
+	struct pollfd p;
+
+	pthread_mutex_lock(&host->lock);
+	sb = zyg->ready;
+	zyg->ready = NULL;
+	if (sb)
+		sb->parked = false;
+	pthread_mutex_unlock(&host->lock);
+	if (!sb)
+		return NULL;
+	p = (struct pollfd){.fd = sb->pidfd, .events = POLLIN};
+	if (poll(&p, 1, 0) != 0) {
+		rc = -EPIPE;
+		snprintf(err, errlen, "%s: its ready fork %d is gone", sb->spec.name, (int)sb->pid);
+		goto fail;
+	}
+	n = sb->n_join_fds;
+	memcpy(fds, sb->join_fds, sizeof(fds));
+	sb->n_join_fds = 0;
+	if (sbx_core(sb) != core) {
+		/* not the zygote's core: its cgroup moves there, and it joins that core's too */
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		rc = host->cg->retarget(host, &sb->cg, core, &sb->spec, sb->id);
+		if (rc) {
+			snprintf(err, errlen, "%s: ready fork's cgroup to core %d: %s",
+				 sb->spec.name, core, strerror(-rc));
+			goto fail;
+		}
+		host->cg->oom_kills(&sb->cg, &sb->oom_base);
+		n = join_open(sb, true, fds);
+	}
+	/* a JOIN frame either way: without files (v2) it only says "go on" */
+	joins = n < 0 && n != -ENOTSUP ? n : send_join(sb, fds, n);
+	if (joins < 0) {
+		rc = joins;
+		snprintf(err, errlen, "%s: ready fork: its cgroup's files: %s", sb->spec.name,
+			 strerror(-rc));
+		goto fail;
+	}
+	rc = fork_finish(sb, joins, fork_deadline(zyg, t0), err, errlen);
+	if (rc)
+		goto fail;
+	sb->create_ns = nemo_now_ns() - t0;
+	sb->from_ready = true;
+	return sb;
+fail:
+	NEMO_WARN(SBX_LOG, "%s (a fork on demand follows)", err);
+	sb->state = SBX_STATE_DEAD;
+	sbx_destroy(sb);
+	errno = -rc;
 	return NULL;
+}
+
+struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zyg, int core, char *err, size_t errlen)
+{
+	struct sbx_host *host;
+	uint64_t t0 = nemo_now_ns(), deadline;
+	int rc, joins, n, fds[SBX_CG_JOIN_MAX];
+	struct sbx_sandbox *sb;
+	char dummy[SBX_MSG_MAX];
+
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	if (!zyg || !zyg->zygote || core < 0 || core >= zyg->host->n_cores) {
+		errno = EINVAL;
+		return NULL;
+	}
+	host = zyg->host;
+	/* a ready fork if one is parked; one that fails leaves the start to a fork on demand */
+	sb = hand_over(zyg, core, t0, err, errlen);
+	if (sb)
+		return sb;
+	err[0] = '\0';
+	deadline = fork_deadline(zyg, t0);
+	sb = fork_begin(zyg, false, err, errlen);
+	if (!sb)
+		return NULL;
+	/* its cgroup is made while the zygote forks */
+	rc = host->cg->sandbox_create(host, sb->id, core, &sb->spec, &sb->cg);
+	if (rc) {
+		snprintf(err, errlen, "%s: cgroup: %s", sb->spec.name, strerror(-rc));
+		goto fail;
+	}
+	/* born of the zygote, it is in the zygote's core's cgroups: on that core it joins only
+	 * its own */
+	n = join_open(sb, core != sbx_core(zyg), fds);
+	/* a JOIN frame either way: without files (v2) it only says "go on" */
+	joins = n < 0 && n != -ENOTSUP ? n : send_join(sb, fds, n);
+	if (joins < 0) {
+		rc = joins;
+		snprintf(err, errlen, "%s: fork from zygote: its cgroup's files: %s", sb->spec.name,
+			 strerror(-rc));
+		goto fail;
+	}
+	host->cg->oom_kills(&sb->cg, &sb->oom_base);
+	rc = fork_born(zyg, sb, deadline, err, errlen);
+	rc = rc ? rc : fork_finish(sb, joins, deadline, err, errlen);
+	if (rc)
+		goto fail;
+	sb->create_ns = nemo_now_ns() - t0;
+	return sb;
+fail:
+	fork_failed(sb, rc, err);
+	return NULL;
+}
+
+bool sbx_from_ready_fork(const struct sbx_sandbox *sb)
+{
+	return sb && sb->from_ready;
 }
 
 /* ---- packet mode ------------------------------------------------------------------------- */

@@ -86,13 +86,27 @@ struct sbx_cgroup_ops {
 	 * Open, as the caller (root), the files through which a single-threaded process moves
 	 * itself into the sandbox's cgroups by writing "0" (v1: each hierarchy's `tasks`):
 	 * the kernel checks the opener's credentials, and a thread that moves itself takes no
-	 * threadgroup lock, so no RCU grace period is waited for. Fills up to
-	 * SBX_CG_JOIN_MAX fds (close-on-exec), returns how many, or -ENOTSUP where a process
-	 * cannot move itself this way (v2: cgroup.threads stays inside one domain).
+	 * threadgroup lock, so no RCU grace period is waited for. `core_too` false: only the
+	 * sandbox's own cgroups (memory, pids, freezer), for a process already in its core's
+	 * (a fork of a zygote on that core). Fills up to SBX_CG_JOIN_MAX fds (close-on-exec),
+	 * returns how many, or -ENOTSUP where a process cannot move itself this way (v2:
+	 * cgroup.threads stays inside one domain).
 	 */
-	int (*self_join_open)(const struct sbx_cgroup *cg, int *fds);
-	/* 1 if process `pid` is in every cgroup of the sandbox, 0 if not, -errno */
-	int (*holds)(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid);
+	int (*self_join_open)(const struct sbx_cgroup *cg, bool core_too, int *fds);
+	/*
+	 * 1 if process `pid` is in every cgroup of the sandbox, 0 if not, -errno. `proc_fd`: its
+	 * /proc/<pid>/cgroup opened beforehand (read again from the start: the kernel writes it
+	 * anew at each read), or -1 to open it now.
+	 */
+	int (*holds)(const struct sbx_host *host, const struct sbx_cgroup *cg, pid_t pid,
+		     int proc_fd);
+	/*
+	 * Make a sandbox cgroup that no process has joined yet (a ready fork's) the one of
+	 * `core`: v1 only changes the CPU-side files it will join; v2 makes it again under
+	 * `core`'s cgroup (the sandbox's `id` names it, `spec` gives its limits).
+	 */
+	int (*retarget)(struct sbx_host *host, struct sbx_cgroup *cg, int core,
+			const struct sbx_spec *spec, uint64_t id);
 	int (*move)(struct sbx_host *host, struct sbx_cgroup *cg, int core);
 	int (*memory_bytes)(struct sbx_cgroup *cg, uint64_t *bytes);
 	/* OOM kills in the sandbox's memory cgroup since it was made */
@@ -252,6 +266,17 @@ struct sbx_sandbox {
 	bool linked; /* on the host's list */
 	int n_forks;
 	struct sbx_sandbox *parent; /* the zygote a fork came from */
+	/*
+	 * A zygote's ready fork (sbx_zygote_prepare), set up and parked in the zygote's cgroups
+	 * until a sbx_zygote_fork() hands it over; under the host's lock.
+	 */
+	struct sbx_sandbox *ready;
+	bool parked;	 /* a ready fork, not handed over yet: no process in its cgroup */
+	bool from_ready; /* a fork that was handed over ready */
+	/* a ready fork's JOIN files, opened when it was made (-ENOTSUP: it cannot join itself) */
+	int n_join_fds;
+	int join_fds[SBX_CG_JOIN_MAX];
+	int proc_cg_fd; /* a fork's /proc/<pid>/cgroup, opened once it is born */
 	int status_fd;
 	pthread_mutex_t fork_lock; /* a zygote: one command at a time on its socket */
 	struct sbx_sandbox *host_next, *host_prev;

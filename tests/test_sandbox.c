@@ -187,6 +187,24 @@ static int zygote_teardown(void)
 }
 
 /*
+ * The *_zygote_ready suites: the same tests again, each fork its zygote's ready fork (made
+ * ahead by sbx_zygote_prepare(), set up before it joins its cgroups) handed over.
+ */
+static bool via_ready;
+
+static int zygote_ready_setup(void)
+{
+	via_ready = true;
+	return zygote_setup();
+}
+
+static int zygote_ready_teardown(void)
+{
+	via_ready = false;
+	return zygote_teardown();
+}
+
+/*
  * A kernel that forbids unprivileged user namespaces cannot fork from a zygote: a test that
  * needs one skips, naming the setting and the value this machine has. Returns true then.
  */
@@ -221,18 +239,40 @@ static struct sbx_sandbox *zygote_of(const struct sbx_spec *s, int core)
 	return z;
 }
 
-/* A READY fork of zygote `z` on `core`, asserting it worked. */
+/* Its ready fork made and parked, asserting it worked. */
+static void ready_fork_of(struct sbx_sandbox *z)
+{
+	char err[SBX_MSG_MAX] = "";
+	int rc = sbx_zygote_prepare(z, err, sizeof(err));
+
+	if (rc)
+		printf("\n  ready fork of %s failed: %s (%s)\n", sbx_spec_of(z)->name, err,
+		       strerror(-rc));
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_TRUE(sbx_zygote_ready(z));
+}
+
+/*
+ * A READY fork of zygote `z` on `core`, asserting it worked: on demand, or (the
+ * *_zygote_ready suites) its ready fork, made now and handed over.
+ */
 static struct sbx_sandbox *fork_of(struct sbx_sandbox *z, int core)
 {
 	char err[SBX_MSG_MAX] = "";
-	struct sbx_sandbox *sb = sbx_zygote_fork(z, core, err, sizeof(err));
+	struct sbx_sandbox *sb;
 
+	if (via_ready)
+		ready_fork_of(z);
+	sb = sbx_zygote_fork(z, core, err, sizeof(err));
 	if (!sb)
 		printf("\n  fork of %s failed: %s (%s)\n", sbx_spec_of(z)->name, err,
 		       strerror(errno));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
 	CU_ASSERT_FALSE(sbx_is_zygote(sb));
 	CU_ASSERT_EQUAL(sbx_state(sb), SBX_STATE_READY);
+	if (via_ready)
+		CU_ASSERT_TRUE(sbx_from_ready_fork(sb));
+	CU_ASSERT_FALSE(sbx_zygote_ready(z));
 	return sb;
 }
 
@@ -508,7 +548,41 @@ static void test_identity_caps_nnp_seccomp(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "CapAmb:\t0000000000000000"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "NoNewPrivs:\t1"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "Seccomp:\t2"));
+	/* nothing open of nemod's, the launcher's or (zygote forks) the zygote's: its /dev/null
+	 * and its own socket */
+	if (!strstr(out, "\nfds=0 1 2 3\n"))
+		printf("\n  c instance's fds: %.200s\n", out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nfds=0 1 2 3\n"));
 	sbx_destroy(sb);
+	{
+		char dir[64], path[128];
+		struct sbx_spec py;
+
+		snprintf(dir, sizeof(dir), "/var/tmp/nemo-fds-%d", getpid());
+		CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
+		snprintf(path, sizeof(path), "%s/open_fds.py", dir);
+		CU_ASSERT_EQUAL_FATAL(
+			test_write_text(path, "import os\n\n\ndef handler(req):\n"
+					      "    return ' '.join(str(fd) for fd in range(1024)\n"
+					      "                    if fd_open(fd))\n\n\n"
+					      "def fd_open(fd):\n    try:\n        os.fstat(fd)\n"
+					      "        return True\n    except OSError:\n"
+					      "        return False\n"),
+			0);
+		sbx_spec_defaults(&py);
+		snprintf(py.name, sizeof(py.name), "open-fds");
+		py.runtime = SBX_RUNTIME_PYTHON;
+		snprintf(py.code, sizeof(py.code), "%s", path);
+		snprintf(py.handler, sizeof(py.handler), "handler");
+		sb = start(&py);
+		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
+		if (strcmp(out, "0 1 2 3"))
+			printf("\n  python instance's fds: %.200s\n", out);
+		CU_ASSERT_STRING_EQUAL(out, "0 1 2 3");
+		sbx_destroy(sb);
+		unlink(path);
+		rmdir(dir);
+	}
 }
 
 static void test_seccomp_denies(void)
@@ -1780,6 +1854,36 @@ NEMO_SUITE(sandbox_tenants_zygote, zygote_setup, zygote_teardown,
 	   {"processes a call leaves behind are killed when it returns",
 	    test_background_killed_at_return_zygote})
 
+/* ---- the same again on ready forks, handed over (sbx_zygote_prepare) ---- */
+
+NEMO_SUITE(sandbox_isolation_zygote_ready, zygote_ready_setup, zygote_ready_teardown,
+	   {"new pid, mount, ipc, uts, net namespaces (two ready forks of one zygote)",
+	    test_namespaces_zygote},
+	   {"unprivileged uid, no capabilities, no_new_privs, seccomp",
+	    test_identity_caps_nnp_seccomp_zygote},
+	   {"seccomp denies dangerous calls, clone3 is ENOSYS, threads work",
+	    test_seccomp_denies_zygote},
+	   {"read-only filesystem, private /tmp", test_filesystem_zygote},
+	   {"rlimits", test_rlimits_zygote},
+	   {"own cgroup with memory and pids limits, written in before its first request",
+	    test_cgroup_zygote},
+	   {"no network", test_no_network_zygote})
+
+NEMO_SUITE(sandbox_hostile_zygote_ready, zygote_ready_setup, zygote_ready_teardown,
+	   {"code that does not load, missing handler: error at the zygote's init",
+	    test_bad_code_zygote},
+	   {"crash, timeout, OOM, fork bomb, network, write to /: contained",
+	    test_hostile_back_to_back_zygote},
+	   {"a dead idle instance is seen at once", test_crash_detected_at_once_zygote})
+
+NEMO_SUITE(sandbox_tenants_zygote_ready, zygote_ready_setup, zygote_ready_teardown,
+	   {"os.kill(0, 9) and kill(-1, 9) spare a neighbour's call in flight",
+	    test_kill_group_spares_neighbour_zygote},
+	   {"a private root: a function finds nothing of another's, nor the host's",
+	    test_private_root_hides_neighbour_zygote},
+	   {"processes a call leaves behind are killed when it returns",
+	    test_background_killed_at_return_zygote})
+
 /* ---- sandbox_zygote: what only zygotes have ---- */
 
 /*
@@ -1875,6 +1979,24 @@ static void test_zygote_death(void)
 	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
 }
 
+/* The pids in cgroup `ctrl` of `sb` (its cgroup.procs), at most `max`; returns how many. */
+static int cgroup_pids(const struct sbx_sandbox *sb, const char *ctrl, pid_t *pids, int max)
+{
+	char dir[512], path[600], line[32];
+	int n = 0;
+	FILE *f;
+
+	if (sbx_sandbox_cgroup(sb, ctrl, dir, sizeof(dir)))
+		return -1;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "r");
+	while (f && n < max && fgets(line, sizeof(line), f))
+		pids[n++] = (pid_t)atoi(line);
+	if (f)
+		fclose(f);
+	return n;
+}
+
 /* Running (not gone, not a zombie waiting for a reaper)? */
 static bool running(pid_t pid)
 {
@@ -1893,13 +2015,14 @@ static bool running(pid_t pid)
 }
 
 /*
- * A host killed with -9 (nemod's death) stops its zygotes and their forks within 1 s: the
- * zygote dies with the launcher thread (PR_SET_PDEATHSIG), its forks with its PID namespace.
+ * A host killed with -9 (nemod's death) stops its zygotes and their forks within 1 s, a
+ * parked ready fork too: the zygote dies with the launcher thread (PR_SET_PDEATHSIG), its
+ * forks with its PID namespace.
  */
 static void test_zygote_host_death(void)
 {
 	int pfd[2];
-	pid_t child, pids[3] = {0};
+	pid_t child, pids[4] = {0};
 	char croot[64];
 
 	CU_ASSERT_FATAL(pipe(pfd) == 0);
@@ -1910,7 +2033,7 @@ static void test_zygote_host_death(void)
 		struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
 		struct sbx_sandbox *z, *a, *b;
 		struct sbx_host *h;
-		pid_t out[3];
+		pid_t out[4], parked[2];
 
 		snprintf(croot, sizeof(croot), "nemo-test-%d", getpid());
 		cfg.cgroup_root = croot;
@@ -1918,11 +2041,14 @@ static void test_zygote_host_death(void)
 		z = h ? sbx_zygote_create(h, &s, 0, NULL, 0) : NULL;
 		a = z ? sbx_zygote_fork(z, 0, NULL, 0) : NULL;
 		b = z ? sbx_zygote_fork(z, 0, NULL, 0) : NULL;
-		if (!a || !b)
+		/* and a ready fork parked: in the zygote's cgroups, beside it */
+		if (!a || !b || sbx_zygote_prepare(z, NULL, 0) ||
+		    cgroup_pids(z, "memory", parked, 2) != 2)
 			_exit(1);
 		out[0] = sbx_pid(z);
 		out[1] = sbx_pid(a);
 		out[2] = sbx_pid(b);
+		out[3] = parked[0] == out[0] ? parked[1] : parked[0];
 		if (write(pfd[1], out, sizeof(out)) != sizeof(out))
 			_exit(1);
 		pause();
@@ -1931,18 +2057,20 @@ static void test_zygote_host_death(void)
 	close(pfd[1]);
 	CU_ASSERT_EQUAL_FATAL(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
 	close(pfd[0]);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		CU_ASSERT_TRUE(running(pids[i]));
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
-	for (int i = 0;
-	     i < 100 && (kill(pids[0], 0) == 0 || kill(pids[1], 0) == 0 || kill(pids[2], 0) == 0);
+	for (int i = 0; i < 100 && (kill(pids[0], 0) == 0 || kill(pids[1], 0) == 0 ||
+				    kill(pids[2], 0) == 0 || kill(pids[3], 0) == 0);
 	     i++)
 		usleep(10000);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		if (running(pids[i]))
 			printf("\n  pid %d (%s) outlived its host by 1 s\n", (int)pids[i],
-			       i ? "fork" : "zygote");
+			       i == 3 ? "ready fork"
+			       : i    ? "fork"
+				      : "zygote");
 		CU_ASSERT_FALSE(running(pids[i]));
 	}
 	/* its cgroups, as nemod's restart would */
@@ -1951,7 +2079,8 @@ static void test_zygote_host_death(void)
 
 /*
  * Both ways into a fork's cgroups put it in every one before its first request: the fork's
- * own move (v1's default) and the host's write of its pid (zygote_host_attach; v2's way).
+ * own move (v1's default) and the host's write of its pid (zygote_host_attach; v2's way), on
+ * its zygote's core and another, forked on demand or handed over ready.
  */
 static void test_zygote_fork_cgroups_both_ways(void)
 {
@@ -1967,27 +2096,172 @@ static void test_zygote_fork_cgroups_both_ways(void)
 	hosts[1] = sbx_host_new(&cfg);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(hosts[1]);
 	for (int i = 0; i < 2; i++) {
-		/* the zygote on core 0, its fork on another: the fork's cpu cgroups are its own */
+		/* the zygote on core 0, its forks on core 0 (in that core's cpu cgroups already)
+		 * and on another (its cpu cgroups its own), forked on demand and ready forks */
 		struct sbx_sandbox *z = sbx_zygote_create(hosts[i], &s, 0, NULL, 0), *sb;
 
 		CU_ASSERT_PTR_NOT_NULL_FATAL(z);
-		sb = sbx_zygote_fork(z, core, NULL, 0);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
-		snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
-		for (int c = 0; c < 3; c++) {
-			const char *ctrl[] = {"memory", "pids", "freezer"};
+		for (int k = 0; k < 4; k++) {
+			int on = k % 2 ? core : 0;
+			bool ready = k >= 2;
 
-			CU_ASSERT_EQUAL_FATAL(sbx_sandbox_cgroup(sb, ctrl[c], dir, sizeof(dir)), 0);
-			snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-			CU_ASSERT_TRUE(file_has_line(path, pid));
+			if (ready)
+				CU_ASSERT_EQUAL_FATAL(sbx_zygote_prepare(z, NULL, 0), 0);
+			sb = sbx_zygote_fork(z, on, NULL, 0);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(sb);
+			CU_ASSERT_EQUAL(sbx_from_ready_fork(sb), ready);
+			snprintf(pid, sizeof(pid), "%d", sbx_pid(sb));
+			for (int c = 0; c < 3; c++) {
+				const char *ctrl[] = {"memory", "pids", "freezer"};
+
+				CU_ASSERT_EQUAL_FATAL(
+					sbx_sandbox_cgroup(sb, ctrl[c], dir, sizeof(dir)), 0);
+				snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+				CU_ASSERT_TRUE(file_has_line(path, pid));
+			}
+			CU_ASSERT_EQUAL(sbx_cgroup_pid_core(hosts[i], sbx_pid(sb)), on);
+			CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
+			CU_ASSERT_STRING_EQUAL(out, "hi");
+			sbx_destroy(sb);
 		}
-		CU_ASSERT_EQUAL(sbx_cgroup_pid_core(hosts[i], sbx_pid(sb)), core);
-		CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
-		CU_ASSERT_STRING_EQUAL(out, "hi");
-		sbx_destroy(sb);
 		sbx_destroy(z);
 	}
 	sbx_host_destroy(hosts[1]);
+}
+
+static struct sbx_spec versioned_spec(const char *name, const char *path);
+
+/*
+ * A zygote's ready fork waits, set up, in its zygote's cgroups (its own hold nothing) and
+ * joins its own at its hand-over, on another core than the zygote's too; made before a
+ * sibling wrecked its state, it still starts from the zygote's; one that died while parked
+ * leaves the start to a fork on demand; the zygote's destroy ends a parked one.
+ */
+static void test_zygote_ready_fork(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "test-hostile.so", "scribble");
+	int core = 1 % sbx_host_n_cores(host);
+	struct sbx_sandbox *z = zygote_of(&s, 0), *a, *b, *c;
+	pid_t in_zygote[8], ready = 0, own[8];
+	uint32_t on_core = 0;
+	char out[256];
+	int n;
+
+	/* on demand, before any ready fork */
+	a = fork_of(z, 0);
+	CU_ASSERT_FALSE(sbx_from_ready_fork(a));
+	ready_fork_of(z);
+	/* parked in the zygote's cgroups: the zygote and it */
+	n = cgroup_pids(z, "memory", in_zygote, 8);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	ready = in_zygote[0] == sbx_pid(z) ? in_zygote[1] : in_zygote[0];
+	CU_ASSERT_TRUE(running(ready));
+	/* a core's sandboxes are the zygote and `a`: the parked one has none of its own yet */
+	CU_ASSERT_EQUAL(sbx_cgroup_core_sandboxes(host, 0, &on_core, NULL), 0);
+	CU_ASSERT_EQUAL(on_core, 2);
+	/* a sibling wrecks its state while the ready fork waits */
+	CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_EQUAL(call(a, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "calls=2 state=XXXX"));
+	/* handed over on another core: the process that was parked, now in its own cgroups */
+	b = sbx_zygote_fork(z, core, NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_TRUE(sbx_from_ready_fork(b));
+	CU_ASSERT_FALSE(sbx_zygote_ready(z));
+	CU_ASSERT_EQUAL(sbx_pid(b), ready);
+	CU_ASSERT_EQUAL(cgroup_pids(z, "memory", in_zygote, 8), 1);
+	for (int i = 0; i < 3; i++) {
+		const char *ctrl[] = {"memory", "pids", "freezer"};
+
+		CU_ASSERT_EQUAL(cgroup_pids(b, ctrl[i], own, 8), 1);
+		CU_ASSERT_EQUAL(own[0], ready);
+	}
+	CU_ASSERT_EQUAL(sbx_core(b), core);
+	CU_ASSERT_EQUAL(sbx_cgroup_pid_core(host, ready), core);
+	CU_ASSERT_EQUAL(call(b, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "calls=1 state=pristine heap=heap pristine");
+	/* a ready fork killed while parked: the next start forks on demand */
+	ready_fork_of(z);
+	CU_ASSERT_EQUAL_FATAL(cgroup_pids(z, "memory", in_zygote, 8), 2);
+	ready = in_zygote[0] == sbx_pid(z) ? in_zygote[1] : in_zygote[0];
+	kill(ready, SIGKILL);
+	for (int i = 0; i < 1000 && running(ready); i++)
+		usleep(1000);
+	c = sbx_zygote_fork(z, 0, NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_FALSE(sbx_from_ready_fork(c));
+	CU_ASSERT_EQUAL(call(c, "", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "calls=1 state=pristine heap=heap pristine");
+	/* the zygote's destroy ends a parked one, and it goes with its last fork */
+	ready_fork_of(z);
+	CU_ASSERT_EQUAL_FATAL(cgroup_pids(z, "memory", in_zygote, 8), 2);
+	ready = in_zygote[0] == sbx_pid(z) ? in_zygote[1] : in_zygote[0];
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 5);
+	sbx_destroy(z);
+	CU_ASSERT_FALSE(running(ready));
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 3);
+	sbx_destroy(a);
+	sbx_destroy(b);
+	sbx_destroy(c);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/*
+ * A zygote frozen with its ready fork parked (frozen with it: it is in the zygote's cgroups)
+ * is destroyed at once, and leaves nothing: the parked fork dies at the zygote's thaw.
+ */
+static void test_zygote_frozen_with_ready_fork(void)
+{
+	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
+	struct sbx_sandbox *z = zygote_of(&s, 0);
+	pid_t in_zygote[4], ready;
+	uint64_t t0;
+
+	ready_fork_of(z);
+	CU_ASSERT_EQUAL_FATAL(cgroup_pids(z, "freezer", in_zygote, 4), 2);
+	ready = in_zygote[0] == sbx_pid(z) ? in_zygote[1] : in_zygote[0];
+	CU_ASSERT_EQUAL_FATAL(sbx_freeze(z), 0);
+	t0 = now_ms();
+	sbx_destroy(z);
+	CU_ASSERT(now_ms() - t0 < 1000);
+	for (int i = 0; i < 1000 && running(ready); i++)
+		usleep(1000);
+	CU_ASSERT_FALSE(running(ready));
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
+	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
+}
+
+/* Python's random is reseeded in every fork, a ready one (reseeded when it parks) too. */
+static void test_zygote_forks_reseed_random(void)
+{
+	char dir[64], path[128], seen[4][64];
+	struct sbx_spec s;
+	struct sbx_sandbox *z, *sb[4];
+
+	snprintf(dir, sizeof(dir), "/var/tmp/nemo-random-%d", getpid());
+	CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
+	snprintf(path, sizeof(path), "%s/draw.py", dir);
+	CU_ASSERT_EQUAL_FATAL(test_write_text(path, "import random\n\n\ndef handler(req):\n"
+						    "    return repr(random.random())\n"),
+			      0);
+	s = versioned_spec("draw", path);
+	z = zygote_of(&s, 0);
+	for (int i = 0; i < 4; i++) {
+		if (i % 2)
+			ready_fork_of(z);
+		sb[i] = fork_of(z, 0);
+		CU_ASSERT_EQUAL(sbx_from_ready_fork(sb[i]), i % 2 == 1);
+		CU_ASSERT_EQUAL(call(sb[i], "", seen[i], sizeof(seen[i])), SBX_OK);
+		for (int j = 0; j < i; j++)
+			CU_ASSERT_STRING_NOT_EQUAL(seen[i], seen[j]);
+	}
+	for (int i = 0; i < 4; i++)
+		sbx_destroy(sb[i]);
+	sbx_destroy(z);
+	unlink(path);
+	rmdir(dir);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
 }
 
 ZYGOTE_CASE(test_zygote_fork_cgroups_both_ways)
@@ -1995,6 +2269,9 @@ ZYGOTE_CASE(test_zygote_host_death)
 ZYGOTE_CASE(test_zygote_fork_starts_fresh)
 ZYGOTE_CASE(test_zygote_lifetime)
 ZYGOTE_CASE(test_zygote_death)
+ZYGOTE_CASE(test_zygote_ready_fork)
+ZYGOTE_CASE(test_zygote_forks_reseed_random)
+ZYGOTE_CASE(test_zygote_frozen_with_ready_fork)
 
 NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	   {"a host killed with -9 stops its zygotes and their forks within 1 s",
@@ -2005,7 +2282,14 @@ NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	   {"a killed zygote takes its forks; a dead one forks nothing", test_zygote_death_zygote},
 	   {"a fork is in all its cgroups before its first request, moved by itself or by the "
 	    "host",
-	    test_zygote_fork_cgroups_both_ways_zygote})
+	    test_zygote_fork_cgroups_both_ways_zygote},
+	   {"a ready fork waits in its zygote's cgroups, joins its own at its hand-over, starts "
+	    "from the zygote's state; a dead one leaves the start to a fork on demand",
+	    test_zygote_ready_fork_zygote},
+	   {"python's random is reseeded in every fork, ready or on demand",
+	    test_zygote_forks_reseed_random_zygote},
+	   {"a frozen zygote with a ready fork parked is destroyed at once, leaving nothing",
+	    test_zygote_frozen_with_ready_fork_zygote})
 
 /* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */
 
@@ -2060,19 +2344,29 @@ static void test_pool_zygote_paths_and_redeploy(void)
 	CU_ASSERT_EQUAL(st.zygotes, 1);
 	CU_ASSERT_EQUAL(st.zygotes_made, 1);
 	CU_ASSERT(st.zygote_memory_bytes > 0 && st.memory_bytes >= st.zygote_memory_bytes);
-	/* no idle instance: forked, no init */
+	/* the zygote and its ready fork */
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 2);
+	/* no idle instance: forked (the ready fork handed over), no init */
 	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
 	CU_ASSERT_EQUAL(r.status, SBX_OK);
 	CU_ASSERT_EQUAL(r.path, SBX_START_ZYGOTE);
 	CU_ASSERT(r.times.create_ns > 0 && r.times.init_ns == 0);
 	CU_ASSERT_STRING_EQUAL(r.response ? (char *)r.response : "", "v1");
-	printf("\n  zygote start: fork %.2f ms, run %.2f ms", r.times.create_ns / 1e6,
-	       r.times.run_ns / 1e6);
+	printf("\n  zygote start from its ready fork: hand-over %.2f ms, run %.2f ms",
+	       r.times.create_ns / 1e6, r.times.run_ns / 1e6);
 	sbx_result_release(&r);
+	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
+	CU_ASSERT_EQUAL(st.zygote_starts, 1);
+	CU_ASSERT_EQUAL(st.zygote_ready_starts, 1);
 	CU_ASSERT_EQUAL(sbx_pool_invoke(pool, s.name, 0, "", 0, &r), 0);
 	CU_ASSERT_EQUAL(r.path, SBX_START_WARM);
 	sbx_result_release(&r);
-	/* pre-warmed instances come from the zygote: zygote + 1 warm + 2 pre-warmed */
+	/* the slow loop makes the next ready fork: zygote, warm instance, ready fork */
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 2);
+	CU_ASSERT_EQUAL(sbx_pool_maintain(pool), 0);
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 3);
+	/* pre-warmed instances come from the zygote (the first its ready fork): zygote + 1
+	 * warm + 2 pre-warmed */
 	CU_ASSERT_EQUAL(sbx_pool_prewarm(pool, s.name, 0, 2), 2);
 	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 4);
 	CU_ASSERT_EQUAL(sbx_pool_stats(pool, s.name, &st), 0);
@@ -2151,7 +2445,8 @@ static void test_pool_zygote_keepalive(void)
 	CU_ASSERT_EQUAL(st.evictions, 1);
 	CU_ASSERT_EQUAL(sbx_pool_stats(pool, NULL, &st), 0);
 	CU_ASSERT_EQUAL(st.zygotes, 1);
-	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 1);
+	/* b's zygote and its ready fork; a's ready fork went with a's zygote */
+	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 2);
 	sbx_pool_destroy(pool);
 	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
 	CU_ASSERT_EQUAL(leftover_sandbox_cgroups(), 0);
@@ -2461,8 +2756,8 @@ static int watchdogs_of(pid_t owner)
 static void test_owner_killed_frozen(void)
 {
 	bool zygotes = sbx_zygote_supported(NULL, 0) == 0;
-	int pfd[2], n = zygotes ? 3 : 1, watchdogs;
-	pid_t child, pids[3] = {0};
+	int pfd[2], n = zygotes ? 4 : 1, watchdogs;
+	pid_t child, pids[4] = {0};
 	uint64_t t0, gone_ms;
 
 	CU_ASSERT_FATAL(pipe(pfd) == 0);
@@ -2474,7 +2769,7 @@ static void test_owner_killed_frozen(void)
 		struct sbx_spec py = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "nap");
 		struct sbx_sandbox *sb[3] = {NULL};
 		char croot[64];
-		pid_t out[3];
+		pid_t out[4], parked[2];
 		struct sbx_host *h;
 
 		snprintf(croot, sizeof(croot), "nemo-test-%d", getpid());
@@ -2483,13 +2778,16 @@ static void test_owner_killed_frozen(void)
 		sb[0] = h ? sbx_create(h, &c, 0) : NULL;
 		if (!sb[0] || sbx_init(sb[0], NULL, 0))
 			_exit(1);
-		if (n == 3) {
+		if (n == 4) {
 			sb[1] = sbx_zygote_create(h, &py, 0, NULL, 0);
 			sb[2] = sb[1] ? sbx_zygote_fork(sb[1], 0, NULL, 0) : NULL;
-			if (!sb[2])
+			/* and the zygote's ready fork, parked in its cgroups: frozen with it */
+			if (!sb[2] || sbx_zygote_prepare(sb[1], NULL, 0) ||
+			    cgroup_pids(sb[1], "freezer", parked, 2) != 2)
 				_exit(1);
+			out[3] = parked[0] == sbx_pid(sb[1]) ? parked[1] : parked[0];
 		}
-		for (int i = 0; i < n; i++) {
+		for (int i = 0; i < (n < 3 ? n : 3); i++) {
 			if (sbx_freeze(sb[i]))
 				_exit(1);
 			out[i] = sbx_pid(sb[i]);

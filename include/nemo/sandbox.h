@@ -351,6 +351,10 @@ int sbx_memory_bytes(struct sbx_sandbox *sb, uint64_t *bytes);
  *
  * The zygote outlives its forks: sbx_destroy() on a zygote with forks alive retires it (it
  * makes no more) and it is destroyed with the last of them.
+ *
+ * A zygote can keep its next instance ready-made (sbx_zygote_prepare(): forked and set up on
+ * spare cycles, parked in the zygote's cgroups), so that a start through it is a hand-over:
+ * the fork's cgroup join, its READY and the check that it is in its cgroups.
  */
 
 /*
@@ -373,12 +377,34 @@ struct sbx_sandbox *sbx_zygote_create(struct sbx_host *host, const struct sbx_sp
 
 /*
  * Make a READY instance of the zygote's function on `core` by forking the zygote. Its
- * times: create_ns is the whole fork, init_ns 0. Returns it, or NULL with errno (EINVAL not
- * a zygote or a bad core, EPIPE the zygote is dead, EAGAIN it holds the most forks it can,
- * ETIMEDOUT, or the errno of the failing step; `err` says which). Thread-safe for one
- * zygote: forks are made one at a time.
+ * times: create_ns is the whole fork, init_ns 0. With a ready fork parked
+ * (sbx_zygote_prepare) that fork is handed over instead: create_ns is then the hand-over
+ * alone (its cgroup join, READY and the check that it is in its cgroups); a ready fork that
+ * fails is destroyed, with a warning, and a fork on demand follows. Returns it, or NULL
+ * with errno (EINVAL not a zygote or a bad core, EPIPE the zygote is dead, EAGAIN it holds
+ * the most forks it can, ETIMEDOUT, or the errno of the failing step; `err` says which).
+ * Thread-safe for one zygote: forks are made one at a time.
  */
 struct sbx_sandbox *sbx_zygote_fork(struct sbx_sandbox *zygote, int core, char *err, size_t errlen);
+
+/*
+ * Keep the zygote's next instance ready-made (its "ready fork"), to be called on spare
+ * cycles: unless one is parked already, the zygote forks it and it sets itself up as a fork
+ * does (its user, PID, mount, IPC and UTS namespaces, its own /proc, /tmp and /dev/shm, its
+ * session, no capabilities, the host's seccomp filter; python also maps its files' pages
+ * and reseeds random), then parks, still in the zygote's cgroups: its CPU time and memory
+ * are the zygote's (sbx_memory_bytes() of the zygote counts it). Its own cgroup is made now
+ * for the zygote's core; it joins it at its hand-over, the next sbx_zygote_fork(), and
+ * nothing of the function's runs in it before. Waits until it is parked. Returns 0, or
+ * -errno as sbx_zygote_fork() (EINVAL not a zygote; `err` says why). Thread-safe.
+ */
+int sbx_zygote_prepare(struct sbx_sandbox *zygote, char *err, size_t errlen);
+
+/* Whether the zygote has a ready fork parked. Thread-safe. */
+bool sbx_zygote_ready(struct sbx_sandbox *zygote);
+
+/* Whether `sb` was a zygote's ready fork, handed over by sbx_zygote_fork(). */
+bool sbx_from_ready_fork(const struct sbx_sandbox *sb);
 
 /* Whether `sb` is a zygote. */
 bool sbx_is_zygote(const struct sbx_sandbox *sb);
@@ -554,7 +580,9 @@ int sbx_pool_prewarm(struct sbx_pool *pool, const char *name, int core, int coun
  * it is there, a request that finds no idle instance gets a fork of it (SBX_START_ZYGOTE)
  * instead of a cold start, and pre-warmed instances are forks of it. It is counted in
  * memory_bytes, expires and is evicted like an instance (an ask for it again counts as a
- * use), and a redeploy replaces it with one of the new code. Returns 1 (made), 0 (kept),
+ * use), and a redeploy replaces it with one of the new code. Its next instance is kept
+ * ready-made (sbx_zygote_prepare()), here and by sbx_pool_maintain() once a start took it,
+ * the work done by the zygote on its core. Returns 1 (made), 0 (kept),
  * -ENOENT, -ENOTSUP (an exec function), -ENOSPC (memory budget), -ENOEXEC (the code does not
  * load), -ESHUTDOWN (sbx_pool_stop() ran) or a create errno. Thread-safe.
  */
@@ -602,8 +630,9 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 
 /*
  * Housekeeping for the daemon's slow loop: destroy idle instances the policy says expired
- * (frozen ones too: they are killed where they stand), and dead idle ones. Returns how many
- * instances were destroyed. Thread-safe.
+ * (frozen ones too: they are killed where they stand), and dead idle ones; make the next
+ * ready fork of each zygote whose last one a start took (sbx_zygote_prepare(), waiting for
+ * each). Returns how many instances were destroyed. Thread-safe.
  */
 int sbx_pool_maintain(struct sbx_pool *pool);
 
@@ -677,6 +706,7 @@ struct sbx_pool_stats {
 	uint64_t zygote_memory_bytes; /* what they measure (counted in memory_bytes too) */
 	uint64_t zygotes_made;	      /* zygotes created (sbx_pool_zygote, pre-warming) */
 	uint64_t zygote_starts;	      /* instances forked from a zygote for a request */
+	uint64_t zygote_ready_starts; /* of which handed over from its ready fork */
 	uint32_t packet;	      /* packet-mode instances on the pool's list, alive or not */
 };
 

@@ -18,16 +18,21 @@
 	((resp)->len += (size_t)snprintf((char *)(resp)->data + (resp)->len, \
 					 (resp)->cap - (resp)->len, __VA_ARGS__))
 
-/* pid, ids, hostname and the security lines of /proc/self/status. */
+/* pid, ids, hostname, the open fds and the security lines of /proc/self/status. */
 int identity(const struct nemo_request *req, struct nemo_response *resp)
 {
 	char host[64] = "", line[256];
-	FILE *f = fopen("/proc/self/status", "r");
+	FILE *f;
 
 	(void)req;
 	gethostname(host, sizeof(host));
 	resp->len = 0;
-	APPEND(resp, "pid=%d uid=%d gid=%d hostname=%s\n", getpid(), getuid(), getgid(), host);
+	APPEND(resp, "pid=%d uid=%d gid=%d hostname=%s\nfds=", getpid(), getuid(), getgid(), host);
+	for (int fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			APPEND(resp, "%s%d", fd ? " " : "", fd);
+	APPEND(resp, "\n");
+	f = fopen("/proc/self/status", "r");
 	while (f && fgets(line, sizeof(line), f))
 		if (!strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10) ||
 		    !strncmp(line, "Seccomp:", 8) || !strncmp(line, "Groups", 6))

@@ -46,7 +46,8 @@
  * A zygote (argv[5] "zygote", fd 5: the zygote's filter) loads its code the same way, then
  * answers READY and serves no request: each REQUEST frame it reads (empty, with two fds
  * attached: a new instance's control socket and the write end of its status pipe) makes one
- * instance (zygote.h), which answers READY on its own socket and serves from there. The
+ * instance (zygote.h), which answers READY on its own socket and serves from there; with
+ * status ZYG_PARK the instance is a ready fork, set up and parked until its hand-over. The
  * zygote keeps fd 4 open for its instances' filter.
  */
 
@@ -340,10 +341,11 @@ static void on_abort(int sig)
 /* ---- zygote ---- */
 
 /*
- * One command from the platform: a REQUEST header with no payload and two fds. Returns 1
- * with the fds, 0 at end of input, -1 for anything else (a broken platform).
+ * One command from the platform: a REQUEST header with no payload and two fds, status 0 (an
+ * instance on demand) or ZYG_PARK (a ready fork). Returns 1 with the fds and `*park`, 0 at end
+ * of input, -1 for anything else (a broken platform).
  */
-static int recv_fork(int fd, int fds[2])
+static int recv_fork(int fd, int fds[2], bool *park)
 {
 	char cbuf[CMSG_SPACE(2 * sizeof(int))] __attribute__((aligned(8)));
 	struct nemo_frame_hdr hdr;
@@ -367,8 +369,9 @@ static int recv_fork(int fd, int fds[2])
 		return -1;
 	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
 	if (nemo_frame_check(buf, (size_t)n, 0, &hdr) != (long)sizeof(hdr) ||
-	    hdr.type != NEMO_FRAME_REQUEST)
+	    hdr.type != NEMO_FRAME_REQUEST || (hdr.status != 0 && hdr.status != ZYG_PARK))
 		return -1;
+	*park = hdr.status == ZYG_PARK;
 	/* the instance's own fds must survive into it */
 	fcntl(fds[0], F_SETFD, 0);
 	fcntl(fds[1], F_SETFD, 0);
@@ -400,6 +403,7 @@ static void zygote_loop(uint32_t memory_mb)
 				      {.fd = sfd, .events = POLLIN}};
 		struct signalfd_siginfo si;
 		int fds[2], rc;
+		bool park = false;
 
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			exit(12);
@@ -410,11 +414,19 @@ static void zygote_loop(uint32_t memory_mb)
 		}
 		if (!(p[0].revents & (POLLIN | POLLHUP)))
 			continue;
-		rc = recv_fork(CTL_FD, fds);
+		rc = recv_fork(CTL_FD, fds, &park);
 		if (rc == 0)
 			exit(0);
 		if (rc < 0)
 			exit(3);
+		if (park) {
+			if (nemo_zygote_fork_ready(fds[0], fds[1], SECCOMP_FD, memory_mb, sfd))
+				continue;
+			/* the ready fork, parked until its hand-over (nothing of C's to prefault:
+			 * its first call touches a few pages) */
+			nemo_zygote_park(0);
+			return;
+		}
 		if (nemo_zygote_fork(fds[0], fds[1], SECCOMP_FD, memory_mb, sfd) == 0)
 			return; /* the instance: its signalfd is closed, SIGCHLD unblocked */
 	}

@@ -10,7 +10,9 @@ With "zygote", the module is imported once and no request is served here: each e
 frame with two fds attached makes an instance (nemo-sbx-zygote.so clones it with its own
 namespaces, /proc, /tmp, session, no capabilities and the host's seccomp filter; python's
 own before- and after-fork steps run around it, as os.fork runs them), which answers READY on
-its own socket and serves from there.
+its own socket and serves from there. With status ZYG_PARK the instance is a ready fork: set
+up, python's after-fork steps done, its files' pages mapped, it waits for its hand-over
+(zygote.h) before READY.
 The frames are those of include/nemo/function.h. The handler takes the request as bytes and
 returns bytes, str or None; an exception is a function error with its text.
 
@@ -152,6 +154,7 @@ def call_dict(fn, req):
 
 ZYGOTE_LIB = "/.nemo/nemo-sbx-zygote.so"
 HOST_FILTER_FD = 4
+ZYG_PARK = 3  # zygote.h: the REQUEST that asks for a ready fork
 
 
 def zygote(memory_mb):
@@ -163,6 +166,9 @@ def zygote(memory_mb):
 
     lib = ctypes.PyDLL(ZYGOTE_LIB)  # the GIL stays held: the instance goes on in python
     lib.nemo_zygote_fork.argtypes = [ctypes.c_int] * 3 + [ctypes.c_uint, ctypes.c_int]
+    lib.nemo_zygote_fork_ready.argtypes = lib.nemo_zygote_fork.argtypes
+    lib.nemo_zygote_park.argtypes = [ctypes.c_int]
+    lib.nemo_zygote_prefault_source()  # its ready forks map the file pages it maps
     api = ctypes.pythonapi  # what os.fork does around its fork, around ours
     end_of_call()
     signal.signal(signal.SIGCHLD, lambda sig, frame: lib.nemo_zygote_reap())
@@ -178,15 +184,19 @@ def zygote(memory_mb):
             os._exit(0)
         if len(msg) != HDR.size or len(fds) != 2:
             os._exit(3)
-        magic, kind, flags, length, _ = HDR.unpack(msg)
-        if magic != MAGIC or kind != REQUEST or flags or length:
+        magic, kind, flags, length, status = HDR.unpack(msg)
+        if magic != MAGIC or kind != REQUEST or flags or length or status not in (0, ZYG_PARK):
             os._exit(3)
+        make = lib.nemo_zygote_fork_ready if status == ZYG_PARK else lib.nemo_zygote_fork
         api.PyOS_BeforeFork()
-        pid = lib.nemo_zygote_fork(fds[0], fds[1], HOST_FILTER_FD, memory_mb, ctl.fileno())
+        pid = make(fds[0], fds[1], HOST_FILTER_FD, memory_mb, ctl.fileno())
         if pid == 0:
             api.PyOS_AfterFork_Child()  # random reseeded, threads state reset, as os.fork
             ctl.detach()  # closed already, not to be closed again under another's number
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            if status == ZYG_PARK:
+                # a ready fork: its files' pages mapped, parked until its hand-over
+                lib.nemo_zygote_park(1)
             return
         api.PyOS_AfterFork_Parent()
 

@@ -21,6 +21,14 @@
 #define ZYG_JOIN_MAX 6 /* files a JOIN frame carries at most (SBX_CG_JOIN_MAX) */
 
 /*
+ * Status of the REQUEST frame that asks the zygote for its next instance ahead of demand (the
+ * platform's "ready fork", made on spare cycles): the same two fds as for an instance made
+ * on demand (status 0), but the instance sets itself up first, says it is born only once it
+ * is set up, and then waits for its JOIN frame, which is its hand-over.
+ */
+#define ZYG_PARK 3
+
+/*
  * Called in a zygote (single-threaded) with `sock_fd` a new instance's control socket and
  * `status_fd` the write end of its status pipe, both from the platform, and `zygote_fd` a
  * descriptor of the zygote's own control socket besides ZYG_CTL_FD (-1 if none). Makes the
@@ -35,6 +43,34 @@
  * kept until nemo_zygote_reap() reports the instance's end.
  */
 int nemo_zygote_fork(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb, int zygote_fd);
+
+/*
+ * The same for a ready fork (ZYG_PARK): in the instance, every step but the cgroup join is
+ * done (the maps, mounts, session, fd 3, capabilities, seccomp filter) when it returns 0; it
+ * is still in its zygote's cgroups and has not said it is born. The caller does its own
+ * after-fork steps (python's: reseeding random, the at-fork hooks), then calls
+ * nemo_zygote_park(). In the zygote, as nemo_zygote_fork().
+ */
+int nemo_zygote_fork_ready(int sock_fd, int status_fd, int filter_fd, unsigned tmp_mb,
+			   int zygote_fd);
+
+/*
+ * In the zygote, once its code is loaded: keep its own page map open, so that its ready forks
+ * can map the file pages it maps (nemo_zygote_park). Returns 0 or an errno.
+ */
+int nemo_zygote_prefault_source(void);
+
+/*
+ * In a ready fork, once it is set up: with `prefault` (and nemo_zygote_prefault_source() done
+ * in the zygote), map the pages of the files it maps read-only (the interpreter's and
+ * libraries' text and read-only data) that its zygote has mapped into its page tables now, so
+ * that its first call does not fault them in one by one (a fork copies no page table entries
+ * of file mappings it never wrote); the zygote's page map is closed then; then say
+ * it is born (READY with status ZYG_BORN on fd 3) and park, still in its zygote's cgroups,
+ * until the JOIN frame, its hand-over: write itself into its cgroups through the files it
+ * carries. Returns 0; a step that fails exits with its errno.
+ */
+int nemo_zygote_park(int prefault);
 
 /*
  * In the zygote, on SIGCHLD: reap every instance that ended and write its wait status (an
