@@ -106,23 +106,27 @@ static int exec_true(void *arg)
 }
 
 /* fork (or clone with `flags`) + exec /bin/true + wait */
+static uint64_t spawn_once(int flags)
+{
+	uint64_t t0 = nemo_now_ns();
+	pid_t pid = clone(exec_true, stack + sizeof(stack), flags | SIGCHLD, NULL);
+	int st;
+
+	if (pid < 0) {
+		perror("clone");
+		exit(1);
+	}
+	waitpid(pid, &st, 0);
+	return nemo_now_ns() - t0;
+}
+
 static struct stat2 bench_spawn(int flags, int n)
 {
 	uint64_t *v = calloc((size_t)n, sizeof(*v));
 	struct stat2 s;
 
-	for (int i = 0; i < n; i++) {
-		uint64_t t0 = nemo_now_ns();
-		pid_t pid = clone(exec_true, stack + sizeof(stack), flags | SIGCHLD, NULL);
-		int st;
-
-		if (pid < 0) {
-			perror("clone");
-			exit(1);
-		}
-		waitpid(pid, &st, 0);
-		v[i] = nemo_now_ns() - t0;
-	}
+	for (int i = 0; i < n; i++)
+		v[i] = spawn_once(flags);
 	s = pct(v, n);
 	free(v);
 	return s;
@@ -375,6 +379,10 @@ struct zyg_runs {
 	struct stat2 run;   /* the first call, inside the total */
 	struct stat2 again; /* a second call of the same instance, apart: a warm call */
 	struct stat2 made;  /* making the ready fork ahead (sbx_zygote_prepare), apart */
+	/* the baselines, one of each before each start, so that a load that comes and goes
+	 * reaches them as it reaches the start: fork+exec of /bin/true, and a cold start */
+	struct stat2 fe;
+	struct stat2 cold;
 };
 
 /*
@@ -387,10 +395,13 @@ static struct zyg_runs bench_zygote(struct sbx_host *host, const struct sbx_spec
 				    const char *req, bool ready)
 {
 	uint64_t *tot = calloc((size_t)n, 8), *cr = calloc((size_t)n, 8),
-		 *ru = calloc((size_t)n, 8), *ag = calloc((size_t)n, 8), *mk = calloc((size_t)n, 8);
+		 *ru = calloc((size_t)n, 8), *ag = calloc((size_t)n, 8), *mk = calloc((size_t)n, 8),
+		 *fe = calloc((size_t)n, 8);
 	struct sbx_sandbox *z = zygote_or_die(host, spec, 0);
 	struct zyg_runs c = {0};
+	struct cold_runs cold;
 
+	cold_runs_alloc(&cold, n);
 	for (int i = 0; i < n; i++) {
 		uint64_t t0, t1;
 		char err[256];
@@ -406,6 +417,8 @@ static struct zyg_runs bench_zygote(struct sbx_host *host, const struct sbx_spec
 			mk[i] = nemo_now_ns() - t0;
 			usleep(START_GAP_US);
 		}
+		fe[i] = spawn_once(0);
+		cold_once(host, spec, i, req, &cold); /* then START_GAP_US of quiet */
 		t0 = nemo_now_ns();
 		sb = sbx_zygote_fork(z, 0, err, sizeof(err));
 		t1 = nemo_now_ns();
@@ -436,7 +449,9 @@ static struct zyg_runs bench_zygote(struct sbx_host *host, const struct sbx_spec
 	c.again = pct(ag, n);
 	if (ready)
 		c.made = pct(mk, n);
-	free(tot), free(cr), free(ru), free(ag), free(mk);
+	c.fe = pct(fe, n);
+	c.cold = cold_runs_done(&cold, n).total;
+	free(tot), free(cr), free(ru), free(ag), free(mk), free(fe);
 	return c;
 }
 
@@ -451,6 +466,7 @@ enum fork_step {
 	STEP_SETSID,  /* its own session */
 	STEP_SECCOMP, /* the host's filter stacked (its size), JIT-compiled for the process */
 	STEP_REAP,    /* exit of the instance and its namespaces, until reaped (not in a start) */
+	STEP_FE,      /* fork+exec of /usr/bin/true from the same process, alongside */
 	STEP_N
 };
 
@@ -462,6 +478,22 @@ static int write_text(const char *path, const char *text)
 	if (fd >= 0)
 		close(fd);
 	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* fork+exec of /usr/bin/true and its wait (the baseline, from inside the steps' root) */
+static uint64_t spawn_true(void)
+{
+	uint64_t t0 = nemo_now_ns();
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		execl("/usr/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) < 0 || st)
+		_exit(8);
+	return nemo_now_ns() - t0;
 }
 
 /*
@@ -491,8 +523,10 @@ static void fork_steps_child(int n, int out)
 	    mount("tmpfs", "/tmp", "tmpfs", 0, "size=64k") || mkdir("/tmp/root", 0755) ||
 	    mount("tmpfs", "/tmp/root", "tmpfs", 0, "size=64k") || chdir("/tmp/root"))
 		_exit(10);
+	/* merged /usr (Debian 12): the loader and libraries through lib, lib64 -> usr/... */
 	if (mkdir("usr", 0755) || mkdir("proc", 0555) || mkdir("tmp", 01777) ||
-	    mkdir("dev", 0755) || mkdir("dev/shm", 01777) ||
+	    mkdir("dev", 0755) || mkdir("dev/shm", 01777) || symlink("usr/lib", "lib") ||
+	    symlink("usr/lib64", "lib64") || symlink("usr/bin", "bin") ||
 	    mount("/usr", "usr", NULL, MS_BIND | MS_REC, NULL))
 		_exit(11);
 	if (syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) || chdir("/"))
@@ -550,6 +584,7 @@ static void fork_steps_child(int n, int out)
 				_exit(pid < 0 ? 6 : WIFEXITED(st) ? 20 + WEXITSTATUS(st) : 7);
 			if (plain) {
 				v[STEP_PLAIN][i] = at[0] - t0;
+				v[STEP_FE][i] = spawn_true();
 				continue;
 			}
 			v[STEP_REAP][i] = nemo_now_ns() - at[5];
@@ -569,7 +604,7 @@ static void fork_steps_child(int n, int out)
  * demand cannot come below a bare fork+exec with this isolation, and what a ready fork takes
  * out of a start.
  */
-static void bench_fork_steps(int n, const struct stat2 *fe)
+static void bench_fork_steps(int n)
 {
 	static const char *const what[STEP_N] = {
 		"baseline: a plain fork of it, until the child runs",
@@ -579,8 +614,10 @@ static void bench_fork_steps(int n, const struct stat2 *fe)
 		"  its own /tmp and /dev/shm",
 		"  setsid",
 		"  the seccomp filter, 99 instructions, JIT-compiled",
-		"its exit, until reaped (not part of a start)"};
+		"its exit, until reaped (not part of a start)",
+		"baseline: fork+exec /usr/bin/true + wait, alongside"};
 	uint64_t p50[STEP_N], sum = 0;
+	struct stat2 fe_s, *fe = &fe_s;
 	int pfd[2], st;
 	pid_t child;
 
@@ -603,10 +640,12 @@ static void bench_fork_steps(int n, const struct stat2 *fe)
 	}
 	close(pfd[0]);
 	waitpid(child, &st, 0);
+	fe_s = (struct stat2){(double)p50[STEP_FE] / 1e3, 0};
 	printf("\nwhere a fork on demand's time goes: its steps one by one in a bare process as a "
 	       "zygote is\n(an unprivileged uid in a mount namespace of a few mounts), before its "
 	       "cgroup join and the round trips with nemod\n");
-	for (int k = 0; k < STEP_N; k++) {
+	for (int j = 0; j < STEP_N; j++) {
+		int k = j ? j - 1 : STEP_FE; /* the baseline first */
 		struct stat2 one = {(double)p50[k] / 1e3, 0};
 
 		printf("  %-52s p50 %9.1f us", what[k], one.p50_us);
@@ -810,75 +849,64 @@ static struct stat2 bench_move(struct sbx_host *host, int n)
 	return st;
 }
 
+/* One start through a zygote, against the baselines measured alongside it. */
+static void zyg_rows(const char *what, const struct zyg_runs *z, bool ready, bool c)
+{
+	row_vs(what, z->total, &z->fe, "fork+exec alongside");
+	row_vs("  cold start alongside", z->cold, &z->total, "via zygote");
+	row(ready ? "  of which hand-over" : "  of which fork (until ready in its cgroups)",
+	    z->start, NULL);
+	row(c || !ready ? "  of which first call"
+			: "  of which first call (copy-on-write, its lazy imports)",
+	    z->run, NULL);
+	row("  a second call of the same instance", z->again, NULL);
+	if (ready)
+		row("  making the ready fork, ahead (not in the start)", z->made, NULL);
+}
+
 /*
- * Issue 15's figures: starts through a zygote, forked on demand and from a ready fork, beside
- * fork+exec and the cold starts (`cold_c`, `cold_py`) measured in the same run; what the first
- * call of a fork still costs; memory; instances per second.
+ * Issue 15's figures: starts through a zygote, forked on demand and from a ready fork, each
+ * run beside a bare fork+exec and a cold start of the same function measured just before it;
+ * the steps of a fork on demand; memory; instances per second.
  */
 static void bench_zygotes(struct sbx_host *host, struct sbx_host *host_att, int runs,
-			  const struct sbx_spec *echo, const struct sbx_spec *py,
-			  const struct stat2 *cold_c, const struct stat2 *cold_py)
+			  const struct sbx_spec *echo, const struct sbx_spec *py)
 {
 	struct sbx_spec heavy = spec_of(SBX_RUNTIME_PYTHON, "heavyimport.py", "handler");
 	const char *py_req = "{\"text\":\"a b a\"}";
-	struct stat2 fe = bench_spawn(0, runs);
 	struct zyg_runs z_c = bench_zygote(host, echo, runs, "hi", false);
 	struct zyg_runs r_c = bench_zygote(host, echo, runs, "hi", true);
 	struct zyg_runs z_py = bench_zygote(host, py, runs, py_req, false);
 	struct zyg_runs r_py = bench_zygote(host, py, runs, py_req, true);
 	struct zyg_runs za_c = bench_zygote(host_att, echo, runs, "hi", false);
-	struct cold c_heavy = bench_cold(host, &heavy, runs, "1 2.5 x");
 	struct zyg_runs z_heavy = bench_zygote(host, &heavy, runs, "1 2.5 x", false);
 	struct zyg_runs r_heavy = bench_zygote(host, &heavy, runs, "1 2.5 x", true);
-	struct stat2 fe2 = bench_spawn(0, runs);
 	double la[3] = {0};
 
-	printf("\nzygotes: a new instance forked from its function's zygote, to first response\n");
-	row("baseline: fork+exec /bin/true + wait (before these)", fe, NULL);
-	row("baseline: fork+exec /bin/true + wait (after them)", fe2, &fe);
+	printf("\nzygotes: a new instance forked from its function's zygote, to first response\n"
+	       "(before each start, one fork+exec of /bin/true and one cold start of the same "
+	       "function: the baselines alongside)\n");
 	printf("  fork on demand: the zygote clones it, it sets itself up (user, pid, mnt, ipc, uts "
 	       "ns, uid map, /proc, /tmp, /dev/shm, seccomp) and joins its cgroups\n");
-	row_vs("c via zygote, fork on demand", z_c.total, &fe, "fork+exec");
-	row_vs("  same, against c cold start", z_c.total, cold_c, "c cold");
-	row("  of which fork (until ready in its cgroup)", z_c.start, &fe);
-	row("  of which first call", z_c.run, NULL);
+	zyg_rows("c via zygote, fork on demand", &z_c, false, true);
 	printf("  from a ready fork: made ahead on spare cycles (the same set-up, parked in the "
 	       "zygote's cgroups);\n  the start is its hand-over (JOIN into its own cgroups, READY, "
 	       "the kernel's word on its cgroups) and the first call\n");
-	row_vs("c via zygote, from a ready fork", r_c.total, &fe, "fork+exec");
-	row_vs("  same, against c cold start", r_c.total, cold_c, "c cold");
-	row("  of which hand-over", r_c.start, &fe);
-	row("  of which first call", r_c.run, NULL);
-	row("  a second call of the same instance", r_c.again, NULL);
-	row("  making the ready fork, ahead (not in the start)", r_c.made, &fe);
-	row_vs("python via zygote (wordstats.py), fork on demand", z_py.total, cold_py,
-	       "python cold");
-	row("  of which fork (until ready in its cgroup)", z_py.start, NULL);
-	row("  of which first call", z_py.run, NULL);
-	row_vs("python via zygote, from a ready fork", r_py.total, cold_py, "python cold");
-	row("  of which hand-over", r_py.start, NULL);
-	row("  of which first call (copy-on-write, its lazy imports)", r_py.run, NULL);
-	row("  a second call of the same instance", r_py.again, NULL);
-	row("  making the ready fork, ahead (not in the start)", r_py.made, NULL);
+	zyg_rows("c via zygote, from a ready fork", &r_c, true, true);
+	zyg_rows("python via zygote (wordstats.py), fork on demand", &z_py, false, false);
+	zyg_rows("python via zygote, from a ready fork", &r_py, true, false);
 	printf("  the host writing each fork's pid into its cgroups (zygote_host_attach, v2's "
 	       "way), fork on demand:\n");
-	row_vs("c via zygote, host attach", za_c.total, &fe, "fork+exec");
-	row_vs("  fork joins its cgroups itself, against it", z_c.total, &za_c.total,
-	       "host attach");
-	row("python cold, import-heavy (heavyimport.py)", c_heavy.total, &fe);
-	row_vs("python via zygote, import-heavy, fork on demand", z_heavy.total, &c_heavy.total,
-	       "its cold");
-	row_vs("python via zygote, import-heavy, from a ready fork", r_heavy.total, &c_heavy.total,
-	       "its cold");
-	row("  of which first call", r_heavy.run, NULL);
-	row("  a second call of the same instance", r_heavy.again, NULL);
-	printf("  speed-up against cold: fork on demand c %.1fx, python %.1fx, import-heavy "
-	       "%.1fx; from a ready fork c %.1fx, python %.1fx, import-heavy %.1fx\n",
-	       cold_c->p50_us / z_c.total.p50_us, cold_py->p50_us / z_py.total.p50_us,
-	       c_heavy.total.p50_us / z_heavy.total.p50_us, cold_c->p50_us / r_c.total.p50_us,
-	       cold_py->p50_us / r_py.total.p50_us, c_heavy.total.p50_us / r_heavy.total.p50_us);
+	row_vs("c via zygote, host attach", za_c.total, &za_c.fe, "fork+exec alongside");
+	zyg_rows("python, import-heavy (heavyimport.py), fork on demand", &z_heavy, false, false);
+	zyg_rows("python, import-heavy, from a ready fork", &r_heavy, true, false);
+	printf("  faster than the cold start alongside: fork on demand c %.1fx, python %.1fx, "
+	       "import-heavy %.1fx; from a ready fork c %.1fx, python %.1fx, import-heavy %.1fx\n",
+	       z_c.cold.p50_us / z_c.total.p50_us, z_py.cold.p50_us / z_py.total.p50_us,
+	       z_heavy.cold.p50_us / z_heavy.total.p50_us, r_c.cold.p50_us / r_c.total.p50_us,
+	       r_py.cold.p50_us / r_py.total.p50_us, r_heavy.cold.p50_us / r_heavy.total.p50_us);
 
-	bench_fork_steps(runs, &fe);
+	bench_fork_steps(runs);
 
 	printf("\nidle instances, 8 alive at once after one request: PSS and cgroup charge each\n");
 	{
@@ -926,12 +954,12 @@ static void bench_zygotes(struct sbx_host *host, struct sbx_host *host_att, int 
 	       "ms and below fork+exec):\n");
 	printf("  fork on demand:    python %.2f ms (%.1fx faster than cold), c %.3f ms (%.2fx "
 	       "fork+exec)\n",
-	       z_py.total.p50_us / 1e3, cold_py->p50_us / z_py.total.p50_us, z_c.total.p50_us / 1e3,
-	       z_c.total.p50_us / fe.p50_us);
+	       z_py.total.p50_us / 1e3, z_py.cold.p50_us / z_py.total.p50_us,
+	       z_c.total.p50_us / 1e3, z_c.total.p50_us / z_c.fe.p50_us);
 	printf("  from a ready fork: python %.2f ms (%.1fx faster than cold), c %.3f ms (%.2fx "
 	       "fork+exec)\n",
-	       r_py.total.p50_us / 1e3, cold_py->p50_us / r_py.total.p50_us, r_c.total.p50_us / 1e3,
-	       r_c.total.p50_us / fe.p50_us);
+	       r_py.total.p50_us / 1e3, r_py.cold.p50_us / r_py.total.p50_us,
+	       r_c.total.p50_us / 1e3, r_c.total.p50_us / r_c.fe.p50_us);
 }
 
 int main(void)
@@ -998,12 +1026,7 @@ int main(void)
 		goto out;
 	}
 	if (only && !strcmp(only, "zygote")) {
-		/* the cold starts the zygote figures are compared with, then those figures */
-		cold_c = bench_cold(host, &echo, runs, "hi");
-		cold_py = bench_cold(host, &py, runs, "{\"text\":\"a b a\"}");
-		row("c cold start", cold_c.total, NULL);
-		row("python cold start", cold_py.total, NULL);
-		bench_zygotes(host, host_att, runs, &echo, &py, &cold_c.total, &cold_py.total);
+		bench_zygotes(host, host_att, runs, &echo, &py);
 		goto out;
 	}
 	printf("\ncold start of a c function (echo), create to first response\n");
@@ -1060,7 +1083,7 @@ int main(void)
 		}
 	}
 
-	bench_zygotes(host, host_att, runs, &echo, &py, &cold_c.total, &cold_py.total);
+	bench_zygotes(host, host_att, runs, &echo, &py);
 
 	bench_private_root(host, host_old, runs, &echo, &py);
 
