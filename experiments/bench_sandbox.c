@@ -898,6 +898,8 @@ static void bench_zygotes(struct sbx_host *host, struct sbx_host *host_att, int 
 	printf("  the host writing each fork's pid into its cgroups (zygote_host_attach, v2's "
 	       "way), fork on demand:\n");
 	row_vs("c via zygote, host attach", za_c.total, &za_c.fe, "fork+exec alongside");
+	row_vs("  the fork joining its cgroups itself, against it", z_c.total, &za_c.total,
+	       "host attach");
 	zyg_rows("python, import-heavy (heavyimport.py), fork on demand", &z_heavy, false, false);
 	zyg_rows("python, import-heavy, from a ready fork", &r_heavy, true, false);
 	printf("  faster than the cold start alongside: fork on demand c %.1fx, python %.1fx, "
