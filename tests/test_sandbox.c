@@ -2208,15 +2208,33 @@ static void test_zygote_ready_fork(void)
 }
 
 /*
- * A zygote frozen with its ready fork parked (frozen with it: it is in the zygote's cgroups)
- * is destroyed at once, and leaves nothing: the parked fork dies at the zygote's thaw.
+ * A zygote frozen with its ready fork parked (frozen with it: it is in the zygote's cgroups):
+ * a start is refused at once, naming the freeze, and the ready fork stays parked for the thaw,
+ * after which it is handed over; frozen again, the zygote is destroyed at once and leaves
+ * nothing: the parked fork dies at the zygote's thaw.
  */
 static void test_zygote_frozen_with_ready_fork(void)
 {
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
-	struct sbx_sandbox *z = zygote_of(&s, 0);
+	struct sbx_sandbox *z = zygote_of(&s, 0), *sb;
+	char err[SBX_MSG_MAX] = "", out[64];
 	pid_t in_zygote[4], ready;
 	uint64_t t0;
+
+	ready_fork_of(z);
+	CU_ASSERT_EQUAL_FATAL(sbx_freeze(z), 0);
+	t0 = now_ms();
+	CU_ASSERT_PTR_NULL(sbx_zygote_fork(z, 0, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EPIPE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "its zygote is frozen"));
+	CU_ASSERT(now_ms() - t0 < 1000);
+	CU_ASSERT_TRUE(sbx_zygote_ready(z));
+	CU_ASSERT_EQUAL_FATAL(sbx_thaw(z), 0);
+	sb = fork_of(z, 0);
+	CU_ASSERT_TRUE(sbx_from_ready_fork(sb));
+	CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "hi");
+	sbx_destroy(sb);
 
 	ready_fork_of(z);
 	CU_ASSERT_EQUAL_FATAL(cgroup_pids(z, "freezer", in_zygote, 4), 2);
@@ -2288,7 +2306,8 @@ NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	    test_zygote_ready_fork_zygote},
 	   {"python's random is reseeded in every fork, ready or on demand",
 	    test_zygote_forks_reseed_random_zygote},
-	   {"a frozen zygote with a ready fork parked is destroyed at once, leaving nothing",
+	   {"a frozen zygote refuses a start at once and keeps its ready fork for the thaw; "
+	    "destroyed frozen, it leaves nothing",
 	    test_zygote_frozen_with_ready_fork_zygote})
 
 /* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */
