@@ -996,6 +996,17 @@ static void bench_zygotes(struct sbx_host *host, struct sbx_host *host_att, int 
 	       r_c.total.p50_us / 1e3, r_c.total.p50_us / r_c.fe.p50_us);
 }
 
+/* The hosts of the run, destroyed at exit, also when a figure fails (exit(1)). */
+static struct sbx_host *bench_hosts[4];
+
+static void destroy_hosts(void)
+{
+	for (int i = 0; i < 4; i++) {
+		sbx_host_destroy(bench_hosts[i]);
+		bench_hosts[i] = NULL;
+	}
+}
+
 int main(void)
 {
 	const int ns_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
@@ -1039,6 +1050,12 @@ int main(void)
 	host_net = sbx_host_new(&cfg_net);
 	host_att = sbx_host_new(&cfg_att);
 	host_old = sbx_host_new(&cfg_old);
+	bench_hosts[0] = host_old;
+	bench_hosts[1] = host_att;
+	bench_hosts[2] = host_net;
+	bench_hosts[3] = host;
+	/* a figure that fails exits: its sandboxes and cgroups go with the hosts all the same */
+	atexit(destroy_hosts);
 	if (!host || !host_net || !host_att || !host_old) {
 		fprintf(stderr, "bench_sandbox: host setup failed: %s (run as root)\n",
 			strerror(errno));
@@ -1136,9 +1153,6 @@ out:
 		if (getloadavg(la, 3) == 3)
 			printf("%.2f %.2f %.2f\n", la[0], la[1], la[2]);
 	}
-	sbx_host_destroy(host_old);
-	sbx_host_destroy(host_att);
-	sbx_host_destroy(host_net);
-	sbx_host_destroy(host);
+	destroy_hosts();
 	return 0;
 }
