@@ -467,8 +467,28 @@ enum fork_step {
 	STEP_SECCOMP, /* the host's filter stacked (its size), JIT-compiled for the process */
 	STEP_REAP,    /* exit of the instance and its namespaces, until reaped (not in a start) */
 	STEP_FE,      /* fork+exec of /usr/bin/true from the same process, alongside */
-	STEP_N
+	STEP_NS,      /* clone with a new user ns and one more, until the child runs: 5 */
+	STEP_N = STEP_NS + 5
 };
+
+/* the namespaces one by one: a user namespace alone, then with each of the others */
+static const unsigned long ns_one[5] = {0, CLONE_NEWPID, CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS};
+
+/* Clone with `flags`, the child exits at once; returns the ns until the child ran. */
+static uint64_t clone_until_runs(unsigned long flags, uint64_t *at)
+{
+	uint64_t t0 = nemo_now_ns();
+	long pid = syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
+	int st;
+
+	if (pid == 0) {
+		at[0] = nemo_now_ns();
+		_exit(0);
+	}
+	if (pid < 0 || waitpid((pid_t)pid, &st, 0) < 0 || st)
+		_exit(9);
+	return at[0] - t0;
+}
 
 static int write_text(const char *path, const char *text)
 {
@@ -585,6 +605,9 @@ static void fork_steps_child(int n, int out)
 			if (plain) {
 				v[STEP_PLAIN][i] = at[0] - t0;
 				v[STEP_FE][i] = spawn_true();
+				for (int k = 0; k < 5; k++)
+					v[STEP_NS + k][i] =
+						clone_until_runs(CLONE_NEWUSER | ns_one[k], at);
 				continue;
 			}
 			v[STEP_REAP][i] = nemo_now_ns() - at[5];
@@ -615,7 +638,12 @@ static void bench_fork_steps(int n)
 		"  setsid",
 		"  the seccomp filter, 99 instructions, JIT-compiled",
 		"its exit, until reaped (not part of a start)",
-		"baseline: fork+exec /usr/bin/true + wait, alongside"};
+		"baseline: fork+exec /usr/bin/true + wait, alongside",
+		"clone, new user ns alone, until it runs",
+		"clone, new user+pid ns",
+		"clone, new user+mnt ns",
+		"clone, new user+ipc ns",
+		"clone, new user+uts ns"};
 	uint64_t p50[STEP_N], sum = 0;
 	struct stat2 fe_s, *fe = &fe_s;
 	int pfd[2], st;
@@ -645,10 +673,14 @@ static void bench_fork_steps(int n)
 	       "zygote is\n(an unprivileged uid in a mount namespace of a few mounts), before its "
 	       "cgroup join and the round trips with nemod\n");
 	for (int j = 0; j < STEP_N; j++) {
-		int k = j ? j - 1 : STEP_FE; /* the baseline first */
+		/* the baselines first, then the namespaces one by one, then the steps */
+		int k = j == 0 ? STEP_FE : j == 1 ? STEP_PLAIN : j < 7 ? STEP_NS + j - 2 : j - 6;
 		struct stat2 one = {(double)p50[k] / 1e3, 0};
 
 		printf("  %-52s p50 %9.1f us", what[k], one.p50_us);
+		if (k >= STEP_NS || k == STEP_CLONE)
+			printf("  (%+.1f us over the plain fork)",
+			       one.p50_us - (double)p50[STEP_PLAIN] / 1e3);
 		if (k >= STEP_CLONE && k <= STEP_SECCOMP) {
 			sum += p50[k];
 			printf("  (%.2fx fork+exec)", one.p50_us / fe->p50_us);
@@ -898,6 +930,8 @@ static void bench_zygotes(struct sbx_host *host, struct sbx_host *host_att, int 
 	printf("  the host writing each fork's pid into its cgroups (zygote_host_attach, v2's "
 	       "way), fork on demand:\n");
 	row_vs("c via zygote, host attach", za_c.total, &za_c.fe, "fork+exec alongside");
+	row_vs("  the fork joining its cgroups itself, against it", z_c.total, &za_c.total,
+	       "host attach");
 	zyg_rows("python, import-heavy (heavyimport.py), fork on demand", &z_heavy, false, false);
 	zyg_rows("python, import-heavy, from a ready fork", &r_heavy, true, false);
 	printf("  faster than the cold start alongside: fork on demand c %.1fx, python %.1fx, "
@@ -962,6 +996,17 @@ static void bench_zygotes(struct sbx_host *host, struct sbx_host *host_att, int 
 	       r_c.total.p50_us / 1e3, r_c.total.p50_us / r_c.fe.p50_us);
 }
 
+/* The hosts of the run, destroyed at exit, also when a figure fails (exit(1)). */
+static struct sbx_host *bench_hosts[4];
+
+static void destroy_hosts(void)
+{
+	for (int i = 0; i < 4; i++) {
+		sbx_host_destroy(bench_hosts[i]);
+		bench_hosts[i] = NULL;
+	}
+}
+
 int main(void)
 {
 	const int ns_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
@@ -1005,6 +1050,12 @@ int main(void)
 	host_net = sbx_host_new(&cfg_net);
 	host_att = sbx_host_new(&cfg_att);
 	host_old = sbx_host_new(&cfg_old);
+	bench_hosts[0] = host_old;
+	bench_hosts[1] = host_att;
+	bench_hosts[2] = host_net;
+	bench_hosts[3] = host;
+	/* a figure that fails exits: its sandboxes and cgroups go with the hosts all the same */
+	atexit(destroy_hosts);
 	if (!host || !host_net || !host_att || !host_old) {
 		fprintf(stderr, "bench_sandbox: host setup failed: %s (run as root)\n",
 			strerror(errno));
@@ -1102,9 +1153,6 @@ out:
 		if (getloadavg(la, 3) == 3)
 			printf("%.2f %.2f %.2f\n", la[0], la[1], la[2]);
 	}
-	sbx_host_destroy(host_old);
-	sbx_host_destroy(host_att);
-	sbx_host_destroy(host_net);
-	sbx_host_destroy(host);
+	destroy_hosts();
 	return 0;
 }

@@ -862,10 +862,10 @@ static void unfrozen_locked(struct sbx_sandbox *sb)
 static void kill_sandbox(struct sbx_sandbox *sb)
 {
 	bool alive = !sb->reaped && sb->pidfd >= 0;
-	/* a ready fork still parked is in its zygote's cgroups: frozen with it (v1), it dies
-	 * only at the zygote's thaw or death, which nothing here may wait for */
-	bool parked_frozen =
-		alive && sb->parent && sb->state == SBX_STATE_CREATED && sbx_frozen(sb->parent);
+	/* a fork not known to be in its own cgroups yet (a ready fork parked, one whose start
+	 * failed) is in its zygote's: frozen with it (v1), it dies only at the zygote's thaw or
+	 * death, which nothing here may wait for */
+	bool parked_frozen = alive && sb->parent && !sb->joined && sbx_frozen(sb->parent);
 
 	/* killing init kills its whole PID namespace; the kernel waits for all of it. The
 	 * cgroup's kill also reaches what init's death would leave for a moment */
@@ -1901,6 +1901,7 @@ static int fork_finish(struct sbx_sandbox *sb, int joins, uint64_t deadline, cha
 		return rc;
 	}
 	fcntl(sb->sock, F_SETFL, O_NONBLOCK);
+	sb->joined = true;
 	sb->state = SBX_STATE_READY;
 	return 0;
 }
@@ -2009,6 +2010,9 @@ static struct sbx_sandbox *hand_over(struct sbx_sandbox *zyg, int core, uint64_t
 	struct sbx_sandbox *sb;
 	struct pollfd p;
 
+	/* a frozen zygote's ready fork is frozen with it: it stays parked for the thaw */
+	if (sbx_state(zyg) != SBX_STATE_READY)
+		return NULL;
 	pthread_mutex_lock(&host->lock);
 	sb = zyg->ready;
 	zyg->ready = NULL;

@@ -273,6 +273,7 @@ struct sbx_sandbox {
 	struct sbx_sandbox *ready;
 	bool parked;	 /* a ready fork, not handed over yet: no process in its cgroup */
 	bool from_ready; /* a fork that was handed over ready */
+	bool joined;	 /* a fork the kernel said is in its own cgroups (else: its zygote's) */
 	/* a ready fork's JOIN files, opened when it was made (-ENOTSUP: it cannot join itself) */
 	int n_join_fds;
 	int join_fds[SBX_CG_JOIN_MAX];

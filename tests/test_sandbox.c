@@ -555,33 +555,14 @@ static void test_identity_caps_nnp_seccomp(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nfds=0 1 2 3\n"));
 	sbx_destroy(sb);
 	{
-		char dir[64], path[128];
-		struct sbx_spec py;
+		struct sbx_spec py = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "open_fds");
 
-		snprintf(dir, sizeof(dir), "/var/tmp/nemo-fds-%d", getpid());
-		CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
-		snprintf(path, sizeof(path), "%s/open_fds.py", dir);
-		CU_ASSERT_EQUAL_FATAL(
-			test_write_text(path, "import os\n\n\ndef handler(req):\n"
-					      "    return ' '.join(str(fd) for fd in range(1024)\n"
-					      "                    if fd_open(fd))\n\n\n"
-					      "def fd_open(fd):\n    try:\n        os.fstat(fd)\n"
-					      "        return True\n    except OSError:\n"
-					      "        return False\n"),
-			0);
-		sbx_spec_defaults(&py);
-		snprintf(py.name, sizeof(py.name), "open-fds");
-		py.runtime = SBX_RUNTIME_PYTHON;
-		snprintf(py.code, sizeof(py.code), "%s", path);
-		snprintf(py.handler, sizeof(py.handler), "handler");
 		sb = start(&py);
 		CU_ASSERT_EQUAL(call(sb, "", out, sizeof(out)), SBX_OK);
 		if (strcmp(out, "0 1 2 3"))
 			printf("\n  python instance's fds: %.200s\n", out);
 		CU_ASSERT_STRING_EQUAL(out, "0 1 2 3");
 		sbx_destroy(sb);
-		unlink(path);
-		rmdir(dir);
 	}
 }
 
@@ -2129,8 +2110,6 @@ static void test_zygote_fork_cgroups_both_ways(void)
 	sbx_host_destroy(hosts[1]);
 }
 
-static struct sbx_spec versioned_spec(const char *name, const char *path);
-
 /*
  * A zygote's ready fork waits, set up, in its zygote's cgroups (its own hold nothing) and
  * joins its own at its hand-over, on another core than the zygote's too; made before a
@@ -2208,15 +2187,33 @@ static void test_zygote_ready_fork(void)
 }
 
 /*
- * A zygote frozen with its ready fork parked (frozen with it: it is in the zygote's cgroups)
- * is destroyed at once, and leaves nothing: the parked fork dies at the zygote's thaw.
+ * A zygote frozen with its ready fork parked (frozen with it: it is in the zygote's cgroups):
+ * a start is refused at once, naming the freeze, and the ready fork stays parked for the thaw,
+ * after which it is handed over; frozen again, the zygote is destroyed at once and leaves
+ * nothing: the parked fork dies at the zygote's thaw.
  */
 static void test_zygote_frozen_with_ready_fork(void)
 {
 	struct sbx_spec s = make_spec(SBX_RUNTIME_C, "echo.so", NULL);
-	struct sbx_sandbox *z = zygote_of(&s, 0);
+	struct sbx_sandbox *z = zygote_of(&s, 0), *sb;
+	char err[SBX_MSG_MAX] = "", out[64];
 	pid_t in_zygote[4], ready;
 	uint64_t t0;
+
+	ready_fork_of(z);
+	CU_ASSERT_EQUAL_FATAL(sbx_freeze(z), 0);
+	t0 = now_ms();
+	CU_ASSERT_PTR_NULL(sbx_zygote_fork(z, 0, err, sizeof(err)));
+	CU_ASSERT_EQUAL(errno, EPIPE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "its zygote is frozen"));
+	CU_ASSERT(now_ms() - t0 < 1000);
+	CU_ASSERT_TRUE(sbx_zygote_ready(z));
+	CU_ASSERT_EQUAL_FATAL(sbx_thaw(z), 0);
+	sb = fork_of(z, 0);
+	CU_ASSERT_TRUE(sbx_from_ready_fork(sb));
+	CU_ASSERT_EQUAL(call(sb, "hi", out, sizeof(out)), SBX_OK);
+	CU_ASSERT_STRING_EQUAL(out, "hi");
+	sbx_destroy(sb);
 
 	ready_fork_of(z);
 	CU_ASSERT_EQUAL_FATAL(cgroup_pids(z, "freezer", in_zygote, 4), 2);
@@ -2235,18 +2232,10 @@ static void test_zygote_frozen_with_ready_fork(void)
 /* Python's random is reseeded in every fork, a ready one (reseeded when it parks) too. */
 static void test_zygote_forks_reseed_random(void)
 {
-	char dir[64], path[128], seen[4][64];
-	struct sbx_spec s;
-	struct sbx_sandbox *z, *sb[4];
+	struct sbx_spec s = make_spec(SBX_RUNTIME_PYTHON, "test-tenant.py", "draw");
+	struct sbx_sandbox *z = zygote_of(&s, 0), *sb[4];
+	char seen[4][64];
 
-	snprintf(dir, sizeof(dir), "/var/tmp/nemo-random-%d", getpid());
-	CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
-	snprintf(path, sizeof(path), "%s/draw.py", dir);
-	CU_ASSERT_EQUAL_FATAL(test_write_text(path, "import random\n\n\ndef handler(req):\n"
-						    "    return repr(random.random())\n"),
-			      0);
-	s = versioned_spec("draw", path);
-	z = zygote_of(&s, 0);
 	for (int i = 0; i < 4; i++) {
 		if (i % 2)
 			ready_fork_of(z);
@@ -2259,8 +2248,6 @@ static void test_zygote_forks_reseed_random(void)
 	for (int i = 0; i < 4; i++)
 		sbx_destroy(sb[i]);
 	sbx_destroy(z);
-	unlink(path);
-	rmdir(dir);
 	CU_ASSERT_EQUAL(sbx_host_n_sandboxes(host), 0);
 }
 
@@ -2288,7 +2275,8 @@ NEMO_SUITE(sandbox_zygote, suite_setup, suite_teardown,
 	    test_zygote_ready_fork_zygote},
 	   {"python's random is reseeded in every fork, ready or on demand",
 	    test_zygote_forks_reseed_random_zygote},
-	   {"a frozen zygote with a ready fork parked is destroyed at once, leaving nothing",
+	   {"a frozen zygote refuses a start at once and keeps its ready fork for the thaw; "
+	    "destroyed frozen, it leaves nothing",
 	    test_zygote_frozen_with_ready_fork_zygote})
 
 /* ---- sandbox_pool_zygote: zygotes kept by a pool ---- */

@@ -1,6 +1,7 @@
 """test-tenant.py - one tenant's hostile moves against its neighbours (tests/test_sandbox.c)."""
 import json
 import os
+import random
 import time
 
 
@@ -72,3 +73,20 @@ def corrupt(req):
     json.dumps = None
     globals()["time"] = None
     return out
+
+
+def open_fds(req):
+    """The fds this instance holds: nothing of nemod's, of the launcher's or of its zygote's."""
+    held = []
+    for fd in range(1024):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        held.append(str(fd))
+    return " ".join(held)
+
+
+def draw(req):
+    """A draw from random: seeded at load (in a zygote, before any fork), again in each fork."""
+    return repr(random.random())
