@@ -635,7 +635,14 @@ static void test_killed_nf_thaws_its_core(void)
 	/* HV_STALE_MS (250) + two of the lcore's longest sleeps + a few windows and the thaw */
 	CU_ASSERT(freed_ms >= 0 && freed_ms <= 1000);
 	CU_ASSERT_EQUAL(lc.status, 200);
-	/* said once each, since the kill: why, and what was undone */
+	/* said once each, since the kill: why, and what was undone. The status shows the core
+	 * released as the thaw is done; the line that says so follows it, so give it time */
+	for (int waited = 0; waited < 2000; waited += 20) {
+		log = test_proc_output(&cst.nemod);
+		if (strlen(log) > log_at && strstr(log + log_at, "reclaim undone ("))
+			break;
+		test_msleep(20);
+	}
 	log = test_proc_output(&cst.nemod);
 	CU_ASSERT_FATAL(strlen(log) > log_at);
 	log += log_at;
