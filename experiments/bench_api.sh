@@ -65,10 +65,13 @@ host_state() {
 }
 echo "bench-api: $NCPU cores, nemod housekeeping core 0, wrk on cpus $WRK_CPUS, sandboxes on core $SBX_CORE, payload $BODY"
 echo "host at start: $(host_state)"
-SBX=$("$BIN/bench_api_sbx" "$ROOT/build/functions/echo.so" "$SBX_CORE" 20000 "$BODY")
+# the caller on the housekeeping core, where nemod's threads run: the same cross-core wake-ups
+# as nemod's own call into the sandbox (unpinned, the scheduler moved it beside the sandbox
+# or not from run to run: p50 15-20 us there, 60-70 us from core 0 on a VM)
+SBX=$(taskset -c 0 "$BIN/bench_api_sbx" "$ROOT/build/functions/echo.so" "$SBX_CORE" 20000 "$BODY")
 SBX_P50=$(field "$SBX" sbx_warm_p50_us)
 SBX_P99=$(field "$SBX" sbx_warm_p99_us)
-printf "\nsandbox-level warm round trip (sbx_pool_invoke, no HTTP): p50 %s us  p99 %s us\n" \
+printf "\nsandbox-level warm round trip (sbx_pool_invoke from core 0, no HTTP): p50 %s us  p99 %s us\n" \
 	"$SBX_P50" "$SBX_P99"
 
 # one wrk row: run_wrk CONNS THREADS [path [method]] -> WRK line (uses URL)

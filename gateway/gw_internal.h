@@ -207,10 +207,12 @@ struct gw_act_table {
 
 /*
  * The journal: every queued (async or MQTT) activation appends A (accepted, with its
- * payload), R (started) and T (terminal, the JSON record) lines, written before the state
- * change is visible; a blocking call appends its T line alone. After a crash of nemod,
- * gw_journal_replay() restores terminal records, ends started ones as interrupted (never run
- * twice) and returns the never-started ones to be queued again (never lost). A line reaches
+ * payload), R (started) and E (terminal: the record's fields) lines, written before the
+ * state change is visible; a blocking call appends its E line alone (kind 'T' asks for the
+ * terminal line; older journals hold T lines with the record's JSON, still read). After a
+ * crash of nemod, gw_journal_replay() restores terminal records, ends started ones as
+ * interrupted (never run twice) and returns the never-started ones to be queued again (never
+ * lost). A line reaches
  * the disk at the next gw_journal_sync(), which the API waits for before it answers 202 or a
  * blocking call's record (a call answered with its result alone does not wait for it). A
  * failed append is cut off again (no torn line stays) and is returned as -errno with

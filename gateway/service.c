@@ -991,6 +991,11 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 		    gw_act_outcome(&d->acts, seq, &out->status, out->message, sizeof(out->message),
 				   &out->result, &out->result_len))
 			out->pending = true; /* evicted already: the caller asks by id */
+		/* it ended in time: its record goes to the caller, durable as the sync path's */
+		if (!out->pending && !call->result_only && gw_journal_sync(&d->acts))
+			NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
+					     "activation %s of %s: its record is not durable",
+					     out->id, name);
 		goto out_admit;
 	}
 	rc = invoke_sync(d, fn, seq, payload, len, true, &res);

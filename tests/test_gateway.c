@@ -1235,7 +1235,7 @@ static void test_durability_per_route(void)
 	char rec[3][40], acc[3][40], kept[2][40], path[200], *before[3];
 	const char *st;
 	struct gw_http_response r;
-	long long s0, s1, s2, s3;
+	long long s0, s1, s2, s3, s;
 
 	deploy("dur", "echo.so", "handle", NULL);
 	expect("POST", "/function/dur", TOKEN, "warm", 200, "warm");
@@ -1260,6 +1260,15 @@ static void test_durability_per_route(void)
 	}
 	s2 = journal_syncs();
 	CU_ASSERT_EQUAL(s2 - s1, 3);
+	/* a wait shorter than the function's timeout runs it through the queue: its accepted
+	 * line is synced before it runs and its terminal line before the record is answered */
+	CU_ASSERT_EQUAL(http("POST", ACT "/dur?blocking=true&timeout=900", TOKEN, "{\"k\":9}", &r),
+			200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"status\":\"success\""));
+	gw_http_response_release(&r);
+	s = journal_syncs();
+	CU_ASSERT_EQUAL(s - s2, 2);
+	s2 = s;
 	/* records with logs, and with a function's error: read back the same after the restart */
 	{
 		char *body = malloc(strlen(env.fndir) + 200);
@@ -1322,7 +1331,7 @@ static void test_durability_per_route(void)
 	/* the result-only records were written too: a crash of nemod keeps them (only a crash of
 	 * the machine before the next fdatasync or writeback could lose them) */
 	snprintf(path, sizeof(path), ACTV "?name=dur&count=true");
-	expect("GET", path, TOKEN, NULL, 200, "{\"activations\":22}");
+	expect("GET", path, TOKEN, NULL, 200, "{\"activations\":23}");
 }
 
 static void test_bad_config_names_key(void)
