@@ -434,13 +434,16 @@ static void zygote_loop(uint32_t memory_mb)
 
 /* ---- runtime c ---- */
 
-static void serve_c(const char *code, const char *handler, bool zygote, uint32_t memory_mb)
+/*
+ * Load a shared object and run its nemo_init(): the handler `handler` (a request or a batch
+ * handler, `what` says which in the error), or an init error that names what failed.
+ */
+static void *load_c(const char *code, const char *handler, const char *what)
 {
 	struct sigaction sa = {.sa_handler = on_abort};
-	nemo_handler_fn fn;
 	nemo_init_fn init;
 	char why[512];
-	void *dl;
+	void *dl, *fn;
 
 	sigaction(SIGABRT, &sa, NULL);
 	/* the same check as at deploy, before any of the code's constructors run */
@@ -448,12 +451,11 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 	    strstr(why, "handler '"))
 		init_error("%s", why);
 	dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
-
 	if (!dl)
 		init_error("code does not load: %s", dlerror());
-	fn = (nemo_handler_fn)(uintptr_t)dlsym(dl, handler);
+	fn = dlsym(dl, handler);
 	if (!fn)
-		init_error("handler '%s' not found in %s", handler, code);
+		init_error("%s '%s' not found in %s", what, handler, code);
 	init = (nemo_init_fn)(uintptr_t)dlsym(dl, "nemo_init");
 	if (init) {
 		int rc = init();
@@ -461,6 +463,13 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 		if (rc)
 			init_error("nemo_init() in %s returned %d", code, rc);
 	}
+	return fn;
+}
+
+static void serve_c(const char *code, const char *handler, bool zygote, uint32_t memory_mb)
+{
+	nemo_handler_fn fn = (nemo_handler_fn)(uintptr_t)load_c(code, handler, "handler");
+
 	resp_buf = malloc(max_payload ? max_payload : 1);
 	if (!resp_buf)
 		init_error("out of memory for a %u-byte response buffer", max_payload);
@@ -509,30 +518,10 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 /* c: the batch handler of a shared object (include/nemo/function.h, ABI 2). */
 static void serve_packet_c(const char *code, const char *handler, uint32_t batch, uint32_t spin_us)
 {
-	struct sigaction sa = {.sa_handler = on_abort};
-	nemo_batch_handler_fn handler_fn;
-	nemo_init_fn init;
-	char why[512];
-	void *dl;
-	int rc;
+	nemo_batch_handler_fn handler_fn =
+		(nemo_batch_handler_fn)(uintptr_t)load_c(code, handler, "batch handler");
+	int rc = nemo_pkt_attach();
 
-	sigaction(SIGABRT, &sa, NULL);
-	if (sbx_code_check(0, code, handler, why, sizeof(why)) == -ENOEXEC &&
-	    strstr(why, "handler '"))
-		init_error("%s", why);
-	dl = dlopen(code, RTLD_NOW | RTLD_LOCAL);
-	if (!dl)
-		init_error("code does not load: %s", dlerror());
-	handler_fn = (nemo_batch_handler_fn)(uintptr_t)dlsym(dl, handler);
-	if (!handler_fn)
-		init_error("batch handler '%s' not found in %s", handler, code);
-	init = (nemo_init_fn)(uintptr_t)dlsym(dl, "nemo_init");
-	if (init) {
-		rc = init();
-		if (rc)
-			init_error("nemo_init() in %s returned %d", code, rc);
-	}
-	rc = nemo_pkt_attach();
 	if (rc)
 		init_error("fd %d is not a function ring this runtime maps (fn_ring.h version %d): "
 			   "%s",
