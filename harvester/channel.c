@@ -202,7 +202,7 @@ int hv_channel_read(struct hv_channel *ch, uint32_t idx, struct hc_lcore_record 
 	rc = hc_read_record(ch->records + idx, out, 1000);
 	if (rc)
 		return -EAGAIN;
-	hc_record_extrapolate(out, rdtsc());
+	hc_record_extrapolate(out, rdtsc(), ch->tsc_hz);
 	return 0;
 }
 

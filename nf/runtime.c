@@ -301,7 +301,7 @@ int nf_runtime_snapshot(struct nf_runtime *rt, uint32_t idx, struct hc_lcore_rec
 	int rc = hc_read_record(rt->lcores[idx].rec, out, 1000);
 
 	if (!rc)
-		hc_record_extrapolate(out, rte_rdtsc());
+		hc_record_extrapolate(out, rte_rdtsc(), rte_get_tsc_hz());
 	return rc;
 }
 

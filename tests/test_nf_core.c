@@ -502,17 +502,25 @@ static void test_channel_roundtrip(void)
 static void test_channel_sleep_extrapolated(void)
 {
 	struct hc_lcore_record r = {0};
+	const uint64_t hz = 1000000000ull; /* one cycle a ns */
 
 	r.state = HC_STATE_SLEEPING;
+	r.state_since_tsc = 900;
+	r.max_sleep_ns = 2000;
 	r.now_tsc = 1000;
 	r.total_cycles = 600;
 	r.sleep_cycles = 100;
-	hc_record_extrapolate(&r, 1500);
+	hc_record_extrapolate(&r, 1500, hz);
 	CU_ASSERT_EQUAL(r.sleep_cycles, 600);
 	CU_ASSERT_EQUAL(r.total_cycles, 1100);
+	/* still asleep long after its longest sleep ended (at 2900): dead, not idle */
+	hc_record_extrapolate(&r, 50000, hz);
+	CU_ASSERT_EQUAL(r.sleep_cycles, 2000);
+	CU_ASSERT_EQUAL(r.total_cycles, 2500);
+	CU_ASSERT_EQUAL(r.now_tsc, 2900);
 	r.state = HC_STATE_BUSY;
-	hc_record_extrapolate(&r, 3000);
-	CU_ASSERT_EQUAL(r.total_cycles, 1100);
+	hc_record_extrapolate(&r, 90000, hz);
+	CU_ASSERT_EQUAL(r.total_cycles, 2500);
 }
 
 /* Write a fake channel object with a chosen header, for the reader's checks. */
@@ -618,6 +626,7 @@ NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", tes
 	    test_idle_time_not_iterations},
 	   {"idle: learns long gaps, and unlearns them", test_idle_learns_gaps},
 	   {"channel: writer to reader, never torn", test_channel_roundtrip},
-	   {"channel: a sleeping lcore's sleep is extrapolated", test_channel_sleep_extrapolated},
+	   {"channel: a sleeping lcore's sleep is extrapolated, no further than its longest sleep",
+	    test_channel_sleep_extrapolated},
 	   {"channel: wrong magic, version, dead writer", test_channel_bad_headers},
 	   {"channel: a header rewritten after open", test_channel_header_rewritten})

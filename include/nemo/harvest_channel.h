@@ -16,7 +16,9 @@
  *   total = busy + idle_poll + sleep (+ at most one loop iteration in flight)
  *   spare = total - busy
  * While state is HC_STATE_SLEEPING the lcore is not updating its record; a reader that
- * wants the sleep so far adds (now_tsc - state_since_tsc) to `sleep` and to `total`
+ * wants the sleep so far adds the time since `now_tsc` to `sleep` and to `total`, but no
+ * further than `max_sleep_ns` past `state_since_tsc`: no sleep lasts longer, and an lcore
+ * still "asleep" after that has died in its sleep, which is no spare of anyone's
  * (hc_record_extrapolate() does this).
  *
  * One line of each record goes the other way: a harvester whose sandboxes run on the core may
@@ -165,11 +167,20 @@ static inline int hc_read_record(const struct hc_lcore_record *src, struct hc_lc
 
 /*
  * Bring a copied record up to `now_tsc`: a lcore that is sleeping does not refresh its
- * record, so credit the time since it went to sleep as sleep (and total).
+ * record, so credit the time since it went to sleep as sleep (and total), up to the end of
+ * its longest sleep (max_sleep_ns at `tsc_hz`).
  */
-static inline void hc_record_extrapolate(struct hc_lcore_record *r, uint64_t now_tsc)
+static inline void hc_record_extrapolate(struct hc_lcore_record *r, uint64_t now_tsc,
+					 uint64_t tsc_hz)
 {
-	if (r->state == HC_STATE_SLEEPING && now_tsc > r->now_tsc) {
+	uint64_t woken_by =
+		r->state_since_tsc + (uint64_t)((double)r->max_sleep_ns * (double)tsc_hz / 1e9);
+
+	if (r->state != HC_STATE_SLEEPING)
+		return;
+	if (now_tsc > woken_by)
+		now_tsc = woken_by;
+	if (now_tsc > r->now_tsc) {
 		r->sleep_cycles += now_tsc - r->now_tsc;
 		r->total_cycles += now_tsc - r->now_tsc;
 		r->now_tsc = now_tsc;
