@@ -98,6 +98,7 @@ struct gw_packet_trigger {
 	uint32_t spin_us;     /* an empty ring is polled this long before parking */
 	char handler[64];     /* the batch handler */
 	int instances;	      /* consumers kept running, one ring each */
+	bool packets_only;    /* its code has no request handler: calls are refused */
 };
 
 /* One deployed function. Reference-counted: an invocation holds it while it runs. */

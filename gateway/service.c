@@ -109,6 +109,18 @@ static int not_deployed(struct gw_daemon *d, const char *key, char *err, size_t 
 		    ns);
 }
 
+/* A function fed only by packets is no target for a call: refused before it is accepted. */
+static int takes_calls(const struct gw_function *fn, char *err, size_t errlen)
+{
+	if (!fn->packet.packets_only)
+		return 0;
+	return fail(err, errlen, -EINVAL,
+		    "function '%s' takes packets only: its code has the batch handler '%s' and no "
+		    "request handler '%s'",
+		    fn->name, fn->packet.handler,
+		    fn->spec.handler[0] ? fn->spec.handler : "handle");
+}
+
 /* The gateway's own keys of a function document; the spec keys go to sbx_spec_parse(). */
 struct fn_doc {
 	const cJSON *mqtt, *packet, *prewarm, *parameters, *annotations, *logs, *kind, *style, *qos;
@@ -522,6 +534,11 @@ int gw_svc_deploy(struct gw_daemon *d, struct gw_deploy_req *req, unsigned flags
 			rc = fail(err, errlen, -EINVAL, "key 'code': %s", why);
 			goto out;
 		}
+		/* a C batch handler alone takes packets, not calls; the call says so, not the
+		 * runtime at its start (python is known only once loaded: the runtime says it) */
+		fn->packet.packets_only =
+			fn->packet.on && fn->spec.runtime == SBX_RUNTIME_C &&
+			sbx_code_check(fn->spec.runtime, fn->spec.code, fn->spec.handler, NULL, 0);
 	}
 	/* a trigger naming a ring the NF does not have is refused now; a function loaded from
 	 * the store waits for its NF instead (the record says so) */
@@ -959,7 +976,8 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 	memset(out, 0, sizeof(*out));
 	if (!fn)
 		return not_deployed(d, name, err, errlen);
-	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
+	rc = takes_calls(fn, err, errlen);
+	rc = rc ? rc : call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out_fn;
 	if (d->acts.journal_sync) {
@@ -1045,7 +1063,8 @@ int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_c
 
 	if (!fn)
 		return not_deployed(d, name, err, errlen);
-	rc = call_payload(fn, call, &payload, &len, &merged, err, errlen);
+	rc = takes_calls(fn, err, errlen);
+	rc = rc ? rc : call_payload(fn, call, &payload, &len, &merged, err, errlen);
 	if (rc)
 		goto out;
 	rc = accept_call(d, fn, call, false, id_out, &seq, err, errlen);

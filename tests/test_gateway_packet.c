@@ -346,6 +346,13 @@ static void test_deploy_serves(void)
 	CU_ASSERT_EQUAL(metric("nemo_invocations_total{namespace=\"nemo\",function=\"echo\","
 			       "status=\"success\"}"),
 			0);
+	/* its code has only the batch handler: a call is refused, naming why, on every route */
+	expect("POST", "/function/echo", "hi", 400, "takes packets only");
+	expect("POST", ACT "/echo?blocking=true", "{}", 400,
+	       "has the batch handler 'handle_batch' and no request handler 'handle'");
+	expect("POST", ACT "/echo", "{}", 400, "takes packets only");
+	expect("POST", "/async-function/echo", "hi", 400, "takes packets only");
+	CU_ASSERT_EQUAL(packet_instances(pids, 4), 1);
 }
 
 /* /metrics with the packet families still passes promtool. */
