@@ -66,12 +66,18 @@ static int hv_cores(void *state, struct sched_cosched_core *out, int max)
 	return sched_cosched_cores(((struct hv_dispatch *)state)->cs, out, max);
 }
 
+static void hv_resident(void *state, int core, int delta)
+{
+	sched_cosched_resident(((struct hv_dispatch *)state)->cs, core, delta);
+}
+
 static const struct gw_dispatch_ops hv_ops = {
 	.name = "harvest",
 	.place = hv_place,
 	.observe = hv_observe,
 	.metrics = hv_metrics,
 	.cores = hv_cores,
+	.resident = hv_resident,
 };
 
 int gw_dispatch_harvest_new(const struct gw_config *cfg, const struct gw_backend *be,

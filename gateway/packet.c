@@ -229,6 +229,19 @@ static const struct sbx_packet_stats *inst_stats(struct pk_inst *in)
 	return &in->seen;
 }
 
+/*
+ * An instance lives on its core between batches, parked on the ring's eventfd: the dispatcher
+ * hears of it, so that the NF lcore there keeps the sleep floor that lets it run when packets
+ * come (without it, a parked instance left no trace in a window and the floor lapsed).
+ */
+static void resident(struct gw_packet *p, int core, int delta)
+{
+	const struct gw_dispatch *dp = &p->d->dispatch;
+
+	if (dp->ops->resident)
+		dp->ops->resident(dp->state, core, delta);
+}
+
 /* Under p->lock: take `in`'s instance off it, its figures into the totals. */
 static struct sbx_sandbox *detach(struct gw_packet *p, struct pk_inst *in)
 {
@@ -243,6 +256,8 @@ static struct sbx_sandbox *detach(struct gw_packet *p, struct pk_inst *in)
 		tt->errors += st->errors;
 		tt->parks += st->parks;
 	}
+	if (sb)
+		resident(p, in->core, -1);
 	in->sb = NULL;
 	memset(&in->seen, 0, sizeof(in->seen));
 	return sb;
@@ -427,6 +442,7 @@ static void try_start(struct gw_packet *p, struct pk_inst *in)
 	in->core = core;
 	in->why[0] = '\0';
 	in->backoff_ms = 0;
+	resident(p, core, +1);
 	pthread_mutex_unlock(&p->lock);
 	NEMO_INFO(GW_MOD, "packet function=%s instance=%d nf=%s ring=%s@%u core=%d serving",
 		  in->key, in->idx, in->t.socket, in->t.function, lcore, core);

@@ -48,7 +48,8 @@ struct cs_core {
 	 * for a slot that a finished one just freed, nor should a burst overshoot the cap.
 	 */
 	uint32_t placed_since, done_since;
-	int n_frozen;		       /* sandboxes the backend froze here on reclaim */
+	uint32_t resident; /* sandboxes living here between calls (sched_cosched_resident) */
+	int n_frozen;	   /* sandboxes the backend froze here on reclaim */
 	struct sched_cosched_core pub; /* what readers see, under cs->lock */
 } __attribute__((aligned(64)));
 
@@ -543,7 +544,8 @@ static int64_t nf_sleep_floor(struct sched_cosched *cs, struct cs_core *c)
 	if (!cs->cfg.nf_sleep_floor_us)
 		return -1;
 	pthread_mutex_lock(&cs->lock);
-	want = !c->pub.reclaimed && (c->pub.s.harvested_ns > 0 || runnable_now(c) > 0);
+	want = !c->pub.reclaimed &&
+	       (c->pub.s.harvested_ns > 0 || runnable_now(c) > 0 || c->resident > 0);
 	if (want)
 		floor_ns = sched_sleep_floor_ns(cs->cfg.nf_sleep_floor_us,
 						cs->cfg.nf_delay_budget_us, c->pub.s.spare_pred);
@@ -853,6 +855,22 @@ void sched_cosched_observe(struct sched_cosched *cs, const char *fn_name, int cp
 	}
 	/* a slot may have come free: queued placements look again now, not at the next window */
 	pthread_cond_broadcast(&cs->window_cond);
+	pthread_mutex_unlock(&cs->lock);
+}
+
+void sched_cosched_resident(struct sched_cosched *cs, int cpu, int delta)
+{
+	pthread_mutex_lock(&cs->lock);
+	for (int i = 0; i < cs->n_cores; i++) {
+		struct cs_core *c = &cs->cores[i];
+
+		if (c->cpu != cpu)
+			continue;
+		if (delta < 0 && c->resident < (uint32_t)-delta)
+			c->resident = 0;
+		else
+			c->resident = (uint32_t)((int64_t)c->resident + delta);
+	}
 	pthread_mutex_unlock(&cs->lock);
 }
 

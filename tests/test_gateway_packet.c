@@ -32,6 +32,8 @@ static struct {
 	uint16_t port;
 	struct test_proc nf, nemod;
 	bool nf_running, nemod_running;
+	struct test_proc harvesting; /* a second nemod, harvesting the NF's core (one case) */
+	bool harvesting_running;
 } env;
 
 static int http(const char *method, const char *path, const char *body, struct gw_http_response *r)
@@ -298,6 +300,8 @@ static int suite_teardown(void)
 
 	if (env.nemod_running)
 		test_proc_stop(&env.nemod, 15000);
+	if (env.harvesting_running)
+		test_proc_stop(&env.harvesting, 15000);
 	if (env.nf_running)
 		test_proc_stop(&env.nf, 10000);
 	test_cleanup_runs("gp");
@@ -552,6 +556,108 @@ static void test_restart_and_nf_gone(void)
 	CU_ASSERT(test_proc_output_has(&env.nemod, "lcore=1 ended: "));
 }
 
+/* The sleep floor asked of cpu 1's NF lcore, from a nemod's /api/v1/cores (-1: none known). */
+static double floor_us(uint16_t port)
+{
+	struct gw_http_response r;
+	double us = -1;
+	cJSON *root, *k;
+
+	if (gw_http_request("127.0.0.1", port, "GET", "/api/v1/cores", TOKEN, NULL, 0, 5000, &r))
+		return -1;
+	root = cJSON_Parse(r.body);
+	gw_http_response_release(&r);
+	cJSON_ArrayForEach (k, cJSON_GetObjectItemCaseSensitive(root, "cores"))
+		if (test_json_num(k, "cpu") == 1)
+			us = test_json_num(k, "sleep_floor_us");
+	cJSON_Delete(root);
+	return us;
+}
+
+/*
+ * With harvesting on, a packet instance parked on the NF's core keeps the NF lcore's sleep
+ * floor asked for as long as it lives, though no call runs there and it uses no CPU while no
+ * packet comes; the floor is withdrawn once it is gone. Without the floor the lcore's short
+ * sleeps leave the instance, in the core's harvest cgroup, next to no CPU when packets do come.
+ * A second nemod, harvesting cpu 1 from the NF's channel, serves the NF's other ring.
+ */
+static void test_harvesting_keeps_floor(void)
+{
+	char dir[128], cfg[192], text[1024], trig[256], *bytes, *b64, *body;
+	uint16_t port = test_free_port();
+	int low = 0, serving = 0, gone_after = -1;
+	double min_us = 1e9;
+	struct gw_http_response r;
+	size_t len;
+
+	snprintf(dir, sizeof(dir), "%s/harvesting", env.dir);
+	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0755), 0);
+	snprintf(cfg, sizeof(cfg), "%s/nemod.json", dir);
+	snprintf(text, sizeof(text),
+		 "{\"listen\": \"127.0.0.1:%u\", \"token_file\": \"%s/token\","
+		 " \"store_dir\": \"%s/store\", \"code_roots\": [\"%s\"],"
+		 " \"cores\": {\"housekeeping\": [0], \"sandbox\": [1]},"
+		 " \"drain_timeout_ms\": 3000, \"cgroup_root\": \"nemo-gptest-%d-h\","
+		 " \"harvest\": {\"enabled\": true, \"channels\": [\"%s\"], \"period_ms\": 5}}\n",
+		 (unsigned)port, env.dir, dir, env.dir, getpid(), env.nf_name);
+	CU_ASSERT_EQUAL_FATAL(test_write_text(cfg, text), 0);
+	CU_ASSERT_EQUAL_FATAL(test_nemod_start(&env.harvesting, cfg, port, 10000), 0);
+	env.harvesting_running = true;
+	/* no sandbox on cpu 1 yet: nothing asks the NF for longer sleeps */
+	test_msleep(300);
+	CU_ASSERT_EQUAL(floor_us(port), 0);
+	/* the C echo on the NF's "sensor" ring, lcore 1 */
+	bytes = test_read_file(env.so, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
+	free(bytes);
+	body = malloc(strlen(b64) + 512);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	snprintf(trig, sizeof(trig), "{\"nf\":\"%s\",\"function\":\"sensor\",\"lcore\":1}",
+		 env.fn_sock);
+	sprintf(body, "{\"runtime\":\"c\",\"packet\":%s,\"code\":{\"base64\":\"%s\"}}", trig, b64);
+	free(b64);
+	CU_ASSERT_EQUAL(gw_http_request("127.0.0.1", port, "PUT", ACT "/sensor", TOKEN, body,
+					strlen(body), 30000, &r),
+			0);
+	CU_ASSERT_EQUAL(r.status, 200);
+	gw_http_response_release(&r);
+	free(body);
+	for (int i = 0; i < 500 && !serving; i++) {
+		test_msleep(20);
+		serving = test_proc_output_has(&env.harvesting, "ring=sensor@1 core=1 serving");
+	}
+	CU_ASSERT_FATAL(serving);
+	/* parked, idle, no call anywhere: the floor holds, window after window, for 1.5 s */
+	test_msleep(300);
+	for (int i = 0; i < 30; i++) {
+		double us = floor_us(port);
+
+		min_us = us < min_us ? us : min_us;
+		low += us <= 0;
+		test_msleep(50);
+	}
+	printf("\n  with a parked packet instance on cpu 1: floor at least %.0f us in 30 reads over "
+	       "1.5 s (%d without)",
+	       min_us, low);
+	CU_ASSERT_EQUAL(low, 0);
+	/* the instance gone, the floor is withdrawn */
+	CU_ASSERT_EQUAL(gw_http_request("127.0.0.1", port, "DELETE", ACT "/sensor", TOKEN, NULL, 0,
+					30000, &r),
+			0);
+	CU_ASSERT_EQUAL(r.status, 200);
+	gw_http_response_release(&r);
+	for (int i = 0; i < 100 && gone_after < 0; i++) {
+		if (floor_us(port) == 0)
+			gone_after = i * 20;
+		test_msleep(20);
+	}
+	printf("; withdrawn %d ms after the delete", gone_after);
+	CU_ASSERT(gone_after >= 0);
+	CU_ASSERT_EQUAL(test_proc_stop(&env.harvesting, 15000), 0);
+	env.harvesting_running = false;
+}
+
 NEMO_SUITE(gateway_packet, suite_setup, suite_teardown,
 	   {"deploy over HTTP: replies come back, /metrics counts", test_deploy_serves},
 	   {"promtool accepts /metrics", test_promtool},
@@ -559,6 +665,8 @@ NEMO_SUITE(gateway_packet, suite_setup, suite_teardown,
 	   {"redeploy replaces the instance", test_redeploy_replaces},
 	   {"undeploy: instance gone, lease freed", test_undeploy_frees_lease},
 	   {"python's batch handler", test_python_handler},
+	   {"harvesting: a parked packet instance keeps its core's sleep floor",
+	    test_harvesting_keeps_floor},
 	   {"bad triggers are 400s naming the key", test_bad_triggers},
 	   {"nemod's drain stops the instances", test_drain_frees_lease},
 	   {"restarted nemod serves again; a stopped NF is waited for", test_restart_and_nf_gone});

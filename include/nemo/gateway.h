@@ -196,6 +196,9 @@ struct gw_dispatch_ops {
 	int (*metrics)(void *state, char *buf, size_t len);
 	/* optional: copy up to `max` NF cores for GET /api/v1/cores; returns how many */
 	int (*cores)(void *state, struct sched_cosched_core *out, int max);
+	/* optional: a sandbox that lives on `core` between calls (a packet-triggered instance)
+	 * started (+1) or ended (-1) there */
+	void (*resident)(void *state, int core, int delta);
 };
 
 struct gw_dispatch {

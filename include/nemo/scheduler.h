@@ -428,6 +428,15 @@ int sched_cosched_place(struct sched_cosched *cs, const char *fn, int *cpu, int 
 void sched_cosched_observe(struct sched_cosched *cs, const char *fn, int cpu, int start_path,
 			   uint64_t init_ns, uint64_t run_ns);
 
+/*
+ * A sandbox that lives on `cpu` and waits there for work that comes without a placement (a
+ * packet-triggered instance, fed by the NF's rings): +1 when it starts, -1 when it ends. While
+ * any does, the core counts as worked on, so its NF lcore is asked for the sleep floor in
+ * windows where nothing ran too: the instance wakes on the NF's packets and needs the core
+ * then, not a window later. A cpu that is no NF core is ignored. Thread-safe.
+ */
+void sched_cosched_resident(struct sched_cosched *cs, int cpu, int delta);
+
 /* Copy up to `max` cores. Returns how many. Thread-safe. */
 int sched_cosched_cores(struct sched_cosched *cs, struct sched_cosched_core *out, int max);
 
