@@ -37,7 +37,7 @@ struct ctl {
 	bool json;
 	int timeout_ms;
 	/* deploy */
-	const char *code, *runtime, *handler, *spec, *exec_mode, *reply_topic;
+	const char *code, *runtime, *handler, *spec, *exec_mode, *reply_topic, *packet;
 	long memory_mb, timeout_fn_ms, concurrency, max_payload, prewarm;
 	const char *env[16];
 	int n_env;
@@ -63,6 +63,7 @@ static void usage(FILE *f)
 		"         [--timeout-ms N] [--concurrency N] [--max-payload-bytes N] [--prewarm N]\n"
 		"         [--exec-mode persistent|per_request] [--env KEY=VALUE]...\n"
 		"         [--mqtt-topic FILTER]... [--reply-topic TOPIC] [--spec FILE.json]\n"
+		"         [--packet nf=NF,lcore=N,...]   (fed by the NF's packets, not by calls)\n"
 		"         [--code-path]   (send the path for nemod to read instead of the bytes)\n"
 		"         [--overwrite]   (replace a deployed function)\n"
 		"  invoke NAME [PAYLOAD | -f FILE | -] [--async] [--full]\n"
@@ -92,6 +93,8 @@ static const struct {
 	 "  --memory-mb N --timeout-ms N --concurrency N --max-payload-bytes N --prewarm N\n"
 	 "  --exec-mode persistent|per_request   --env KEY=VALUE (repeat)\n"
 	 "  --mqtt-topic FILTER (repeat) --reply-topic TOPIC\n"
+	 "  --packet nf=NF[,lcore=N|any][,batch=N][,function=RING][,core=N][,spin_us=N]\n"
+	 "           [,handler=H][,instances=N]   fed by the NF's fn module, not by calls\n"
 	 "  --spec FILE.json         more spec keys, as JSON\n"
 	 "  --overwrite              replace a deployed function (without it: exit 5)\n"},
 	{"invoke", "usage: nemoctl invoke NAME [PAYLOAD | -f FILE | -] [--async] [--full]\n"
@@ -297,6 +300,45 @@ static const char *infer_runtime(const char *code)
 	return "exec";
 }
 
+/*
+ * --packet nf=edge,lcore=1,batch=64: the function document's "packet" object, a number where
+ * the value is one, else a string. nemod checks the keys and says which one is wrong.
+ */
+static int packet_trigger(cJSON *spec, const char *arg)
+{
+	char buf[512], *save = NULL, *kv;
+	cJSON *t;
+
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf)) {
+		fprintf(stderr, "nemoctl: --packet: longer than %zu bytes\n", sizeof(buf) - 1);
+		return -1;
+	}
+	cJSON_DeleteItemFromObject(spec, "packet");
+	t = cJSON_AddObjectToObject(spec, "packet");
+	for (kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '='), *end;
+		long long n;
+
+		if (!eq || eq == kv || !eq[1]) {
+			fprintf(stderr, "nemoctl: --packet: '%s' is not KEY=VALUE\n", kv);
+			return -1;
+		}
+		*eq = '\0';
+		errno = 0;
+		n = strtoll(eq + 1, &end, 10);
+		if (!*end && !errno)
+			cJSON_AddNumberToObject(t, kv, (double)n);
+		else
+			cJSON_AddStringToObject(t, kv, eq + 1);
+	}
+	if (!cJSON_GetObjectItemCaseSensitive(t, "nf")) {
+		fprintf(stderr,
+			"nemoctl: --packet: nf=NAME is needed (the NF whose rings feed it)\n");
+		return -1;
+	}
+	return 0;
+}
+
 static int cmd_deploy(struct ctl *c, const char *name)
 {
 	struct nemo_client_response r;
@@ -372,6 +414,10 @@ static int cmd_deploy(struct ctl *c, const char *name)
 			cJSON_AddItemToArray(t, cJSON_CreateString(c->topics[i]));
 		if (c->reply_topic)
 			cJSON_AddStringToObject(m, "reply_topic", c->reply_topic);
+	}
+	if (c->packet && packet_trigger(spec, c->packet)) {
+		cJSON_Delete(spec);
+		return EXIT_USAGE;
 	}
 	cJSON_DeleteItemFromObject(spec, "code");
 	code = cJSON_AddObjectToObject(spec, "code");
@@ -733,6 +779,7 @@ int main(int argc, char **argv)
 		{"env", required_argument, NULL, 'e'},
 		{"mqtt-topic", required_argument, NULL, 'q'},
 		{"reply-topic", required_argument, NULL, 'y'},
+		{"packet", required_argument, NULL, 'k'},
 		{"spec", required_argument, NULL, 's'},
 		{"file", required_argument, NULL, 'f'},
 		{"async", no_argument, NULL, 'a'},
@@ -806,6 +853,9 @@ int main(int argc, char **argv)
 			break;
 		case 'y':
 			c.reply_topic = optarg;
+			break;
+		case 'k':
+			c.packet = optarg;
 			break;
 		case 's':
 			c.spec = optarg;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -556,6 +557,33 @@ static void test_restart_and_nf_gone(void)
 	CU_ASSERT(test_proc_output_has(&env.nemod, "lcore=1 ended: "));
 }
 
+/* nemoctl against the nemod on `port`: its exit code, stdout and stderr into `out`. */
+static int ctl(uint16_t port, char *out, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int ctl(uint16_t port, char *out, size_t cap, const char *fmt, ...)
+{
+	char cmd[2048], args[1536];
+	va_list ap;
+	FILE *p;
+	size_t n;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd),
+		 "NEMO_URL=http://127.0.0.1:%u NEMO_TOKEN_FILE=%s/token %s/nemoctl %s 2>&1",
+		 (unsigned)port, env.dir, nemo_test_bindir(), args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* The sleep floor asked of cpu 1's NF lcore, from a nemod's /api/v1/cores (-1: none known). */
 static double floor_us(uint16_t port)
 {
@@ -583,12 +611,11 @@ static double floor_us(uint16_t port)
  */
 static void test_harvesting_keeps_floor(void)
 {
-	char dir[128], cfg[192], text[1024], trig[256], *bytes, *b64, *body;
+	char dir[128], cfg[192], text[1024], out[2048];
 	uint16_t port = test_free_port();
 	int low = 0, serving = 0, gone_after = -1;
 	double min_us = 1e9;
 	struct gw_http_response r;
-	size_t len;
 
 	snprintf(dir, sizeof(dir), "%s/harvesting", env.dir);
 	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0755), 0);
@@ -606,26 +633,23 @@ static void test_harvesting_keeps_floor(void)
 	/* no sandbox on cpu 1 yet: nothing asks the NF for longer sleeps */
 	test_msleep(300);
 	CU_ASSERT_EQUAL(floor_us(port), 0);
-	/* the C echo on the NF's "sensor" ring, lcore 1 */
-	bytes = test_read_file(env.so, &len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
-	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
-	free(bytes);
-	body = malloc(strlen(b64) + 512);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
-	snprintf(trig, sizeof(trig), "{\"nf\":\"%s\",\"function\":\"sensor\",\"lcore\":1}",
-		 env.fn_sock);
-	sprintf(body, "{\"runtime\":\"c\",\"packet\":%s,\"code\":{\"base64\":\"%s\"}}", trig, b64);
-	free(b64);
-	CU_ASSERT_EQUAL(gw_http_request("127.0.0.1", port, "PUT", ACT "/sensor", TOKEN, body,
-					strlen(body), 30000, &r),
-			0);
-	CU_ASSERT_EQUAL(r.status, 200);
-	gw_http_response_release(&r);
-	free(body);
-	for (int i = 0; i < 500 && !serving; i++) {
+	/* the C echo on the NF's "sensor" ring, lcore 1, deployed as a user would, by nemoctl */
+	CU_ASSERT_EQUAL(
+		ctl(port, out, sizeof(out), "deploy sensor --code %s --packet lcore=1", env.so), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--packet: nf=NAME is needed"));
+	CU_ASSERT_EQUAL(ctl(port, out, sizeof(out), "deploy sensor --code %s --packet nf=%s,lcore",
+			    env.so, env.fn_sock),
+			1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--packet: 'lcore' is not KEY=VALUE"));
+	if (ctl(port, out, sizeof(out),
+		"deploy sensor --code %s --packet nf=%s,function=sensor,lcore=1", env.so,
+		env.fn_sock))
+		printf("\n  nemoctl deploy: %s", out);
+	/* its instance starts in the core's harvest cgroup, which yields to all else there */
+	for (int i = 0; i < 750 && !serving; i++) {
 		test_msleep(20);
-		serving = test_proc_output_has(&env.harvesting, "ring=sensor@1 core=1 serving");
+		serving = strstr(test_proc_output(&env.harvesting),
+				 "ring=sensor@1 core=1 serving") != NULL;
 	}
 	CU_ASSERT_FATAL(serving);
 	/* parked, idle, no call anywhere: the floor holds, window after window, for 1.5 s */
