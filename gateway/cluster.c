@@ -1306,6 +1306,22 @@ int gw_cluster_run_elsewhere(struct gw_daemon *d, struct gw_function *fn, uint64
 	return 1;
 }
 
+/*
+ * The routes for peers (a function's code, a queued call) reach any namespace's functions:
+ * they are for the nodes' own credential alone, the credentials file's first line, which
+ * nodes send each other. False (rp filled: 403) for any other.
+ */
+static bool node_credential(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	if (r->cred == &d->creds.c[0])
+		return true;
+	gw_reply_error(rp, 403,
+		       "%.200s is for nemo's nodes: their credential is the first line of the "
+		       "credentials file",
+		       r->url);
+	return false;
+}
+
 /* POST /api/v1/cluster/run/{key}: a peer's queued call (MQTT), run here as it is. */
 static void route_run(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
 		      const char *key)
@@ -1317,11 +1333,8 @@ static void route_run(struct gw_daemon *d, const struct gw_request *r, struct gw
 	size_t k = 0;
 	int rc;
 
-	/* it runs a function of any namespace: for the nodes' own credential alone */
-	if (r->cred != &d->creds.c[0])
-		return gw_reply_error(rp, 403,
-				      "%s is for nemo's nodes (the credentials file's first line)",
-				      r->url);
+	if (!node_credential(d, r, rp))
+		return;
 	if (!gw_key_valid(key))
 		return gw_reply_error(rp, 400, "function '%.80s': not a function key", key);
 	forwarded_here(d, r);
@@ -1428,13 +1441,17 @@ static void route_nodes(struct gw_daemon *d, struct gw_reply *rp)
 	gw_reply_json(rp, 200, j);
 }
 
-static void route_code(struct gw_daemon *d, const char *key, struct gw_reply *rp)
+static void route_code(struct gw_daemon *d, const struct gw_request *r, const char *key,
+		       struct gw_reply *rp)
 {
-	struct gw_function *fn = gw_key_valid(key) ? gw_fn_get(d, key) : NULL;
+	struct gw_function *fn;
 	uint8_t *code;
 	size_t len = 0;
 	bool zip;
 
+	if (!node_credential(d, r, rp))
+		return;
+	fn = gw_key_valid(key) ? gw_fn_get(d, key) : NULL;
 	if (!fn)
 		return gw_reply_error(rp, 404, "function '%.80s' is not deployed here", key);
 	code = code_bytes(fn, &len, &zip);
@@ -1466,7 +1483,7 @@ void gw_api_cluster(struct gw_daemon *d, const struct gw_request *r, struct gw_r
 	if (!strcmp(r->url, "/api/v1/cluster/nodes") || !strcmp(r->url, "/api/v1/cluster"))
 		return route_nodes(d, rp);
 	if (!strncmp(r->url, "/api/v1/cluster/code/", 21))
-		return route_code(d, r->url + 21, rp);
+		return route_code(d, r, r->url + 21, rp);
 	if (!strncmp(r->url, "/api/v1/cluster/activations/", 28)) {
 		cJSON *j = gw_cluster_act_json(d, r->url + 28);
 

@@ -788,6 +788,46 @@ static void test_net_zip_unfetchable(void)
 	free(val64);
 }
 
+/* Bad input: the routes for peers reach every namespace: a tenant's credential is refused */
+static void test_net_peer_routes_nodes_only(void)
+{
+	static const char *const calls[][2] = {
+		{"GET", "/api/v1/cluster/code/echo"},
+		{"POST", "/api/v1/cluster/run/echo"},
+	};
+	char cmd[1024], out[1024];
+	struct reply r;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		FILE *p;
+
+		/* the tenant's line of the credentials file (tests/cluster/cluster.sh) */
+		snprintf(cmd, sizeof(cmd),
+			 "%s exec %s 3 curl -s -m 5 -X %s -H 'Authorization: Bearer "
+			 "tenant:tenant-key-0123456789' -d '{}' -w ' %%{http_code}' "
+			 "http://10.77.0.21:8080%s",
+			 harness(), tag, calls[i][0], calls[i][1]);
+		out[0] = '\0';
+		p = popen(cmd, "r");
+		if (p) {
+			size_t n = fread(out, 1, sizeof(out) - 1, p);
+
+			out[n] = '\0';
+			pclose(p);
+		}
+		printf("\n  %s %s with a tenant's credential: %s", calls[i][0], calls[i][1], out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, " 403"));
+	}
+	/* the nodes' own credential gets the code */
+	CU_ASSERT_EQUAL(api(1, "GET", "/api/v1/cluster/code/echo", NULL, &r), 200);
+	CU_ASSERT(r.body && strstr(r.body, "def main"));
+	reply_release(&r);
+	printf("\n");
+}
+
 static void test_net_member_lost(void)
 {
 	struct reply r;
@@ -824,6 +864,7 @@ NEMO_SUITE(cluster_net, net_setup, cluster_down,
 	   {"a zip of two files deployed on a answers on c", test_net_zip_served_by_c},
 	   {"a zip its owner cannot give: the call names the function and node",
 	    test_net_zip_unfetchable},
+	   {"the routes for peers refuse a tenant's credential", test_net_peer_routes_nodes_only},
 	   {"an etcd member killed: the cluster serves", test_net_member_lost})
 
 /* ---- kill -9 of b under async load; b cut off from etcd ----------------------------------------- */

@@ -25,6 +25,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${NEMO_BIN:-$ROOT/build/bin}
 ETCD=${ETCD:-/usr/bin/etcd}
 TOKEN=nemo-cluster-demo-token-0123456789
+TENANT="tenant:tenant-key-0123456789 tenant"
 SUBNET=10.77.0
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -136,7 +137,8 @@ up() {
 		mkdir -p "$ndir/code"
 		chmod 0755 "$ndir" "$ndir/code"
 		echo "$ndir" >>"$dir/nodedirs"
-		echo "$TOKEN" >"$ndir/token"
+		# the nodes' credential first (peers send it to each other), then a tenant's
+		printf '%s\n%s\n' "$TOKEN" "$TENANT" >"$ndir/token"
 		chmod 600 "$ndir/token"
 		add_ns "$tag" "$k" "$SUBNET.2$k"
 		# per node: CLUSTER_EXTRA_<name> (JSON members ending in a comma) joins the config
