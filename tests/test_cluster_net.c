@@ -687,9 +687,9 @@ static char *zip_b64(void)
 	snprintf(zipf, sizeof(zipf), "%s/two.zip", work);
 	if (run("python3 -c 'import zipfile, sys\n"
 		"z = zipfile.ZipFile(sys.argv[1], \"w\")\n"
-		"z.writestr(\"__main__.py\", \"from helper import greet\\n"
+		"z.writestr(\"__main__.py\", \"from words import greet\\n"
 		"def main(a):\\n    return {\\\"greeting\\\": greet(a.get(\\\"name\\\", \\\"?\\\"))}\\n\")\n"
-		"z.writestr(\"helper.py\", \"def greet(n):\\n    return \\\"hello \\\" + n\\n\")\n"
+		"z.writestr(\"words.py\", \"def greet(n):\\n    return \\\"hello \\\" + n\\n\")\n"
 		"z.close()' %s",
 		zipf))
 		return NULL;
