@@ -38,9 +38,31 @@ static void give(CURL *c)
 		curl_easy_cleanup(c);
 }
 
-struct hdr_state {
-	struct cl_http_reply *out;
-};
+/* Keep one header line of the answer among out->headers. */
+static void keep_header(struct cl_http_reply *out, const char *buf, size_t n)
+{
+	const char *colon = memchr(buf, ':', n), *v;
+	size_t nl, vl;
+
+	if (!colon || out->n_headers >= CL_HTTP_MAX_HEADERS)
+		return;
+	nl = (size_t)(colon - buf);
+	v = colon + 1;
+	vl = n - nl - 1;
+	while (vl && (*v == ' ' || *v == '\t')) {
+		v++;
+		vl--;
+	}
+	while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+		vl--;
+	if (!nl || nl >= sizeof(out->headers[0].name))
+		return;
+	snprintf(out->headers[out->n_headers].name, sizeof(out->headers[0].name), "%.*s", (int)nl,
+		 buf);
+	snprintf(out->headers[out->n_headers].value, sizeof(out->headers[0].value), "%.*s", (int)vl,
+		 v);
+	out->n_headers++;
+}
 
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 {
@@ -50,6 +72,13 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 	char *dst[] = {out->content_type, out->activation_id, out->activation_id, out->node};
 	size_t cap[] = {sizeof(out->content_type), sizeof(out->activation_id),
 			sizeof(out->activation_id), sizeof(out->node)};
+
+	/* a status line starts an answer: what an interim one (1xx) said is not kept */
+	if (n > 5 && !strncmp(buf, "HTTP/", 5)) {
+		out->n_headers = 0;
+		return n;
+	}
+	keep_header(out, buf, n);
 
 	for (int i = 0; i < 4; i++) {
 		size_t l = strlen(want[i]);
@@ -99,7 +128,9 @@ int cl_http_forward(const char *address, const char *method, const char *path,
 	hl = curl_slist_append(hl, "Expect:"); /* no 100-continue round trip */
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body && strcmp(method, "GET") != 0) {
+	if (strcmp(method, "HEAD") == 0) {
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	} else if (body && (len || strcmp(method, "GET") != 0)) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
 	} else if (strcmp(method, "GET") == 0) {

@@ -2,7 +2,8 @@
 # bench_cluster_net.sh - the cluster's figures with real nemods: three etcd members and three
 # nemods in network namespaces (tests/cluster/cluster.sh), all on this machine's cores.
 #   1. forward cost: warm echo through a node that runs it (a) and through a node without
-#      spare that forwards it (b), p50/p99 with wrk at one connection;
+#      spare that forwards it (b), p50/p99 with wrk at one connection, through OpenWhisk's
+#      route and OpenFaaS's /function;
 #   2. throughput of blocking warm echo against 1, 2 and 3 nodes at once (one wrk per node);
 #   3. etcd cost of async calls at 1, 4 and 16 connections: writes (requests that go through
 #      raft: activation txns, node records, lease grants), record txns and bytes sent, per call,
@@ -61,6 +62,15 @@ F=$(wrk_on 2 2 "$P" 1)
 printf "forward   local on a:        p50 %6s us  p99 %6s us  %8s req/s\n" "$(echo "$L" | field p50_us)" "$(echo "$L" | field p99_us)" "$(echo "$L" | field rps)"
 printf "forward   b -> peer (offload): p50 %6s us  p99 %6s us  %8s req/s\n" "$(echo "$F" | field p50_us)" "$(echo "$F" | field p99_us)" "$(echo "$F" | field rps)"
 echo "forward   added p50: $(( $(echo "$F" | field p50_us) - $(echo "$L" | field p50_us) )) us (goal: <= 1000 us)"
+# the same through OpenFaaS's /function/echo: every header of the call and the answer goes on
+FP=/function/echo
+wrk_on 1 1 "$FP" 1 >/dev/null
+wrk_on 2 2 "$FP" 1 >/dev/null
+L=$(wrk_on 1 1 "$FP" 1)
+F=$(wrk_on 2 2 "$FP" 1)
+printf "forward   OpenFaaS local on a:        p50 %6s us  p99 %6s us  %8s req/s\n" "$(echo "$L" | field p50_us)" "$(echo "$L" | field p99_us)" "$(echo "$L" | field rps)"
+printf "forward   OpenFaaS b -> peer (offload): p50 %6s us  p99 %6s us  %8s req/s\n" "$(echo "$F" | field p50_us)" "$(echo "$F" | field p99_us)" "$(echo "$F" | field rps)"
+echo "forward   OpenFaaS added p50: $(( $(echo "$F" | field p50_us) - $(echo "$L" | field p50_us) )) us (goal: <= 1000 us)"
 api 2 GET /api/v1/cluster/nodes | python3 -c 'import json,sys; s=json.load(sys.stdin)["stats"]; print("forward   b: %d forwarded, %d failed, decision mean %.1f us" % (s["forwarded"], s["forward_failed"], s["decide_ns_mean"]/1e3))'
 "$H" down "$TAG" >/dev/null
 TAG=

@@ -97,7 +97,9 @@ static void add_cluster_fields(const struct gw_act_table *t, const struct gw_act
 {
 	if (!j || !t->node[0])
 		return;
-	cJSON_AddStringToObject(j, "node", t->node);
+	cJSON_AddStringToObject(j, "node", a->ran_on[0] ? a->ran_on : t->node);
+	if (a->ran_on[0])
+		cJSON_AddStringToObject(j, "origin", t->node);
 	if (a->adopted) {
 		cJSON_AddBoolToObject(j, "adopted", true);
 		cJSON_AddNumberToObject(j, "adopted_ms", (double)a->start_ms);
@@ -653,6 +655,28 @@ void gw_act_set_clustered(struct gw_act_table *t, uint64_t seq, bool on)
 	a = by_seq(t, seq);
 	if (a)
 		a->clustered = on;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void gw_act_set_node(struct gw_act_table *t, uint64_t seq, const char *node)
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a)
+		snprintf(a->ran_on, sizeof(a->ran_on), "%s", node);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void gw_act_begin_undo(struct gw_act_table *t, uint64_t seq)
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = by_seq(t, seq);
+	if (a && a->status == GW_ACT_RUNNING)
+		a->status = GW_ACT_ACCEPTED;
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -45,7 +45,10 @@ static cJSON *call_context(const void *arg)
 		char key[128];
 		size_t k;
 
-		if (!strcasecmp(r->headers[i].key, "Authorization"))
+		/* nor nemo's own between the nodes of a cluster */
+		if (!strcasecmp(r->headers[i].key, "Authorization") ||
+		    !strcasecmp(r->headers[i].key, "X-Nemo-Origin") ||
+		    !strcasecmp(r->headers[i].key, "X-Nemo-Offload"))
 			continue;
 		for (k = 0; k < sizeof(key) - 1 && r->headers[i].key[k]; k++)
 			key[k] = (char)tolower((unsigned char)r->headers[i].key[k]);
@@ -136,8 +139,8 @@ static int web_reply(struct gw_reply *rp, const struct gw_outcome *out, char *wh
 		if (!strcasecmp(h->string, "Content-Type")) {
 			snprintf(rp->ctype_buf, sizeof(rp->ctype_buf), "%s", v);
 			rp->ctype = rp->ctype_buf;
-		} else if (rp->n_headers >= GW_REPLY_MAX_HEADERS - 2) {
-			snprintf(why, wlen, "headers: more than %d", GW_REPLY_MAX_HEADERS - 2);
+		} else if (rp->n_headers >= GW_REPLY_MAX_HEADERS - 3) {
+			snprintf(why, wlen, "headers: more than %d", GW_REPLY_MAX_HEADERS - 3);
 			rc = -EINVAL;
 			goto out;
 		} else {
@@ -220,6 +223,10 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 						      "X-Callback-Url: expected a URL of 1..255 "
 						      "printable characters without spaces");
 		}
+		/* in a cluster, the offload policy may send it to a peer with more spare,
+		 * its callback with it (accepted, recorded and called back there) */
+		if (gw_cluster_forward(d, r, rp, name, GW_FWD_HEADERS))
+			return;
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
 		if (rc)
 			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
@@ -233,6 +240,10 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		gw_reply_header(rp, "X-Activation-Id", id);
 		return;
 	}
+	/* in a cluster, the offload policy may send it to a peer with more spare: the caller
+	 * gets the peer's answer as it is (status, headers, body), and X-Nemo-Node */
+	if (gw_cluster_forward(d, r, rp, name, GW_FWD_HEADERS | GW_FWD_HELD))
+		return;
 	call.result_only = true; /* the function's bytes, never the record */
 	rc = gw_svc_invoke(d, name, &call, &out, err, sizeof(err));
 	if (rc)

@@ -271,7 +271,9 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 		return;
 	name = key;
 	/* in a cluster, the offload policy may send it to a peer with more spare */
-	if (gw_cluster_forward(d, r, rp, key))
+	if (gw_cluster_forward(d, r, rp, key,
+			       GW_FWD_QOS_ARG |
+				       (gw_req_arg_true(r, "blocking", false) ? GW_FWD_HELD : 0)))
 		return;
 	if (gw_req_arg(r, "timeout")) {
 		/* OpenWhisk's wait for a blocking call: past it, 202 with the activation's id */

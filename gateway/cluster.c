@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,9 +41,17 @@ struct undelivered {
 	char id[GW_ID_LEN + 1];
 };
 
+#define MISSING_MAX 16
+
 /* What this file keeps beside struct gw_cluster, which comes first: d->cluster points at it. */
 struct glue {
 	struct gw_cluster c;
+	/* registry functions not served here, and why (under c.lock) */
+	int n_missing;
+	struct {
+		char name[CL_NAME_MAX];
+		char why[512];
+	} missing[MISSING_MAX];
 	pthread_mutex_t ack_lock;
 	struct undelivered *acks;
 	int n_acks, cap_acks;
@@ -137,25 +146,40 @@ static void hook_load(void *arg, struct cl_local_load *out)
 
 /* ---- the registry -------------------------------------------------------------------------------- */
 
-/* The code of a single-file function; NULL (errno EISDIR) for folders (zips), or unreadable. */
-static uint8_t *code_bytes(const struct gw_function *fn, size_t *len)
+/*
+ * The code of a function as the cluster shares it: the archive a zip deploy came in (kept in
+ * its version folder, *zip true), or its one file; NULL (errno EISDIR) for a folder without
+ * its archive (a zip deployed before archives were kept), or unreadable.
+ */
+static uint8_t *code_bytes(const struct gw_function *fn, size_t *len, bool *zip)
 {
-	char dir[GW_PATH_MAX];
+	char dir[GW_PATH_MAX], archive[GW_PATH_MAX + 32];
 	struct stat st;
 	struct dirent *e;
 	DIR *dh;
 	int files = 0;
 	char *slash;
 
-	if (stat(fn->spec.code, &st) || !S_ISREG(st.st_mode)) {
+	*zip = false;
+	if (stat(fn->spec.code, &st)) {
+		errno = EISDIR;
+		return NULL;
+	}
+	/* the version folder: the code itself (a python package), or the folder of its file */
+	snprintf(dir, sizeof(dir), "%s", fn->spec.code);
+	slash = S_ISDIR(st.st_mode) ? NULL : strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(archive, sizeof(archive), "%s/%s", dir, GW_STORE_ARCHIVE);
+	if (access(archive, R_OK) == 0) {
+		*zip = true;
+		return (uint8_t *)gw_read_file(archive, 256u << 20, len);
+	}
+	if (!S_ISREG(st.st_mode)) {
 		errno = EISDIR;
 		return NULL;
 	}
 	/* one file in its version folder: a zip's entry has company, and is not sent alone */
-	snprintf(dir, sizeof(dir), "%s", fn->spec.code);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
 	dh = opendir(dir);
 	while (dh && (e = readdir(dh)))
 		files += e->d_name[0] != '.';
@@ -175,6 +199,7 @@ void gw_cluster_deployed(struct gw_daemon *d, const char *key)
 	uint8_t *code;
 	size_t len = 0;
 	char *text;
+	bool zip;
 	int rc;
 
 	if (!d->cluster || from_cluster)
@@ -182,12 +207,13 @@ void gw_cluster_deployed(struct gw_daemon *d, const char *key)
 	fn = gw_fn_get(d, key);
 	if (!fn)
 		return;
-	code = code_bytes(fn, &len);
+	code = code_bytes(fn, &len, &zip);
 	if (!code) {
-		NEMO_WARN(GW_MOD,
-			  "function=%s is served here only: the cluster shares single-file code, "
-			  "not folders (zip deploys)",
-			  key);
+		NEMO_WARN(
+			GW_MOD,
+			"function=%s is served here only: its code is a folder without the zip "
+			"archive it came in (deployed before archives were kept: deploy it again)",
+			key);
 		gw_fn_put(fn);
 		return;
 	}
@@ -196,7 +222,11 @@ void gw_cluster_deployed(struct gw_daemon *d, const char *key)
 	cJSON_DeleteItemFromObjectCaseSensitive(doc, "code");
 	cJSON_DeleteItemFromObjectCaseSensitive(doc, "name");
 	cJSON_AddItemToObject(wrap, "doc", doc ? doc : cJSON_CreateObject());
-	cJSON_AddStringToObject(wrap, "file", strrchr(fn->spec.code, '/') + 1);
+	/* a zip is unpacked by each node as the deploy did here; a file keeps its name */
+	if (zip)
+		cJSON_AddBoolToObject(wrap, "zip", true);
+	else
+		cJSON_AddStringToObject(wrap, "file", strrchr(fn->spec.code, '/') + 1);
 	text = cJSON_PrintUnformatted(wrap);
 	cJSON_Delete(wrap);
 	cl_sha256_hex(code, len, fn->cluster_sha);
@@ -222,6 +252,61 @@ void gw_cluster_undeployed(struct gw_daemon *d, const char *key)
 			 strerror(-rc));
 }
 
+/* Functions of the registry this node could not serve (struct glue's missing): a call of one
+ * hears why, not merely that it is not deployed. */
+
+static void missing_note(struct gw_daemon *d, const struct cl_fn_record *rec, const char *why)
+{
+	struct glue *g = glue_of(d);
+	char text[sizeof(g->missing[0].why)];
+	int k;
+
+	snprintf(text, sizeof(text), "its code could not be fetched from node %s at %s: %s",
+		 rec->owner, rec->owner_address, why);
+	NEMO_ERR(GW_MOD, "function=%s: %s", rec->name, text);
+	pthread_mutex_lock(&g->c.lock);
+	for (k = 0; k < g->n_missing && strcmp(g->missing[k].name, rec->name); k++)
+		;
+	if (k == g->n_missing) {
+		k = g->n_missing < MISSING_MAX ? g->n_missing++
+					       : (int)(nemo_now_ns() % MISSING_MAX);
+		snprintf(g->missing[k].name, sizeof(g->missing[k].name), "%s", rec->name);
+	}
+	memcpy(g->missing[k].why, text, sizeof(text));
+	pthread_mutex_unlock(&g->c.lock);
+}
+
+static void missing_clear(struct gw_daemon *d, const char *name)
+{
+	struct glue *g = glue_of(d);
+
+	pthread_mutex_lock(&g->c.lock);
+	for (int k = 0; k < g->n_missing; k++)
+		if (!strcmp(g->missing[k].name, name)) {
+			g->missing[k] = g->missing[--g->n_missing];
+			break;
+		}
+	pthread_mutex_unlock(&g->c.lock);
+}
+
+bool gw_cluster_missing(struct gw_daemon *d, const char *key, char *why, size_t len)
+{
+	struct glue *g;
+	bool found = false;
+
+	if (!d->cluster)
+		return false;
+	g = glue_of(d);
+	pthread_mutex_lock(&g->c.lock);
+	for (int k = 0; k < g->n_missing && !found; k++)
+		if (!strcmp(g->missing[k].name, key)) {
+			snprintf(why, len, "%s", g->missing[k].why);
+			found = true;
+		}
+	pthread_mutex_unlock(&g->c.lock);
+	return found;
+}
+
 /* The code of a function from the node that has it, checked against the record's sha256. */
 static uint8_t *fetch_code(struct gw_daemon *d, const struct cl_fn_record *rec, size_t *len)
 {
@@ -235,17 +320,21 @@ static uint8_t *fetch_code(struct gw_daemon *d, const struct cl_fn_record *rec, 
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", d->creds.c[0].whole);
 	rc = cl_http_forward(rec->owner_address, "GET", path, hdr, 1, NULL, 0, 30000, &rp);
 	if (rc || rp.status != 200) {
-		NEMO_ERR(GW_MOD, "function=%s: fetching its code from node %s at %s: %s", rec->name,
-			 rec->owner, rec->owner_address,
-			 rc ? strerror(-rc) : (rp.body ? rp.body : "no answer"));
-		cl_http_reply_release(&rp);
+		char why[300];
+
+		if (rc)
+			snprintf(why, sizeof(why), "%s", strerror(-rc));
+		else
+			snprintf(why, sizeof(why), "%d %.250s", rp.status,
+				 rp.body ? rp.body : "no answer");
+		missing_note(d, rec, why);
+		if (!rc)
+			cl_http_reply_release(&rp);
 		return NULL;
 	}
 	cl_sha256_hex(rp.body, rp.len, sha);
 	if (strcmp(sha, rec->code_sha)) {
-		NEMO_ERR(GW_MOD,
-			 "function=%s: code from node %s does not match its record's sha256",
-			 rec->name, rec->owner);
+		missing_note(d, rec, "what it sent does not match the record's sha256");
 		cl_http_reply_release(&rp);
 		return NULL;
 	}
@@ -264,6 +353,7 @@ static int hook_fn_deployed(void *arg, const struct cl_fn_record *rec)
 	const cJSON *doc, *file;
 	cJSON *wrap;
 	char err[512];
+	bool zip;
 	int rc;
 
 	/* already served, from this very record (a watch that reconnected reads it again) */
@@ -277,17 +367,19 @@ static int hook_fn_deployed(void *arg, const struct cl_fn_record *rec)
 	wrap = cJSON_Parse(rec->spec);
 	doc = cJSON_GetObjectItemCaseSensitive(wrap, "doc");
 	file = cJSON_GetObjectItemCaseSensitive(wrap, "file");
-	if (!cJSON_IsObject(doc) || !cJSON_IsString(file) || !gw_key_valid(rec->name)) {
+	zip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(wrap, "zip"));
+	if (!cJSON_IsObject(doc) || (!zip && !cJSON_IsString(file)) || !gw_key_valid(rec->name)) {
 		cJSON_Delete(wrap);
 		NEMO_WARN(GW_MOD, "function record %s from node %s ignored: malformed", rec->name,
 			  rec->owner);
 		return -EINVAL;
 	}
 	snprintf(req.name, sizeof(req.name), "%s", rec->name);
-	snprintf(req.code_file, sizeof(req.code_file), "%s", file->valuestring);
+	if (!zip)
+		snprintf(req.code_file, sizeof(req.code_file), "%s", file->valuestring);
 	req.doc = cJSON_Duplicate(doc, true);
 	cJSON_Delete(wrap);
-	req.code_kind = GW_CODE_BYTES;
+	req.code_kind = zip ? GW_CODE_ZIP : GW_CODE_BYTES;
 	if (rec->code) {
 		req.code = malloc(rec->code_len ? rec->code_len : 1);
 		if (req.code)
@@ -307,6 +399,7 @@ static int hook_fn_deployed(void *arg, const struct cl_fn_record *rec)
 		NEMO_ERR(GW_MOD, "function=%s from node %s: %s", rec->name, rec->owner, err);
 		return rc;
 	}
+	missing_clear(d, rec->name);
 	have = gw_fn_get(d, rec->name);
 	if (have) {
 		snprintf(have->cluster_sha, sizeof(have->cluster_sha), "%s", rec->code_sha);
@@ -322,6 +415,7 @@ static void hook_fn_deleted(void *arg, const char *name)
 {
 	struct gw_daemon *d = arg;
 
+	missing_clear(d, name);
 	from_cluster = true;
 	if (gw_svc_undeploy(d, name) == 0)
 		NEMO_INFO(GW_MOD, "function=%s deleted by the cluster", name);
@@ -834,51 +928,64 @@ static void query_of(const struct gw_request *r, char *out, size_t cap)
 	}
 }
 
-bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
-			const char *key)
+/*
+ * The request's path again, escaped for the peer (the transport decoded it: a sub-path may
+ * hold spaces, '%', '?'). Returns false when it does not fit.
+ */
+static bool path_of(const char *url, char *out, size_t cap)
+{
+	static const char keep[] = "-._~/!$&'()*+,;=:@";
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
+		bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			     (*p >= '0' && *p <= '9') || strchr(keep, *p);
+
+		if (o + 4 >= cap)
+			return false;
+		if (plain)
+			out[o++] = (char)*p;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* Where the policy sends a call: the peer, and why. */
+struct target {
+	char name[CL_NAME_MAX];
+	char address[CL_ADDR_MAX];
+	struct cl_decision dec;
+};
+
+/*
+ * Ask the offload policy where a call of `key` runs: its class is `qos` (-1: the function's,
+ * else the cluster's). `held`: its caller waits for the answer, so a batch call waits here
+ * for local spare up to its deadline (otherwise it is queued here and waits in the queue).
+ * Returns true with *to filled when a peer should run it.
+ */
+static bool offload_target(struct gw_daemon *d, const char *key, int qos, bool held,
+			   struct target *to)
 {
 	struct gw_cluster *c = d->cluster;
 	struct cl_node_info peers[CL_MAX_PEERS];
 	struct cl_load me = {0}, loads[CL_MAX_PEERS];
 	struct cl_call call = {0};
-	struct cl_decision dec;
 	struct gw_function *fn;
 	struct sbx_pool_stats st = {0};
-	struct cl_http_reply fr;
-	const char *qos_arg, *hdrs[5];
-	char path[2048], q[1536], h_auth[300], h_ct[160], h_origin[CL_NAME_MAX + 32], h_why[64];
-	int n, n_loads = 0, n_h = 0, rc;
+	int n, n_loads = 0;
 	uint64_t t0 = nemo_now_ns(), t_decide = t0, now_ms = gw_epoch_ms();
 	char addr[CL_MAX_PEERS][CL_ADDR_MAX];
 
-	if (c && gw_req_header(r, "X-Nemo-Origin")) {
-		/* forwarded calls run where they land */
-		cl_node_note_offload(c->node, true,
-				     cl_reason_parse(gw_req_header(r, "X-Nemo-Offload")), false);
-		return false;
-	}
-	if (!c || !d->cfg.cluster.offload)
-		return false;
 	fn = gw_fn_get(d, key);
 	if (!fn)
 		return false;
-	call.qos = fn->qos >= 0 ? fn->qos : d->cfg.cluster.qos;
-	qos_arg = gw_req_arg(r, "qos");
-	if (qos_arg && cl_qos_parse(qos_arg) < 0) {
-		gw_fn_put(fn);
-		gw_reply_error(rp, 400, "qos: expected latency or batch, got '%.20s'", qos_arg);
-		return true;
-	}
-	if (qos_arg)
-		call.qos = cl_qos_parse(qos_arg);
+	call.qos = qos >= 0 ? qos : fn->qos >= 0 ? fn->qos : d->cfg.cluster.qos;
 	call.deadline_ms = call.qos == CL_QOS_BATCH ? d->cfg.cluster.batch_deadline_ms
 						    : d->cfg.cluster.latency_deadline_ms;
 	call.run_ms = run_ms_of(fn);
 	gw_fn_put(fn);
-	/*
-	 * A batch call waits here for local spare, up to its deadline (a blocking caller is
-	 * held meanwhile); an async one is accepted here at once and waits in the queue.
-	 */
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		refresh_spare(d);
@@ -910,10 +1017,10 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 		for (int i = 0; i < n; i++)
 			cl_node_info_release(&peers[i]);
 		call.waited_ms = (uint32_t)((nemo_now_ns() - t0) / 1000000);
-		cl_offload_decide(&d->cfg.cluster.cl.policy, &me, loads, n_loads, &call, &dec);
+		cl_offload_decide(&d->cfg.cluster.cl.policy, &me, loads, n_loads, &call, &to->dec);
 		atomic_fetch_add(&c->decisions, 1);
 		atomic_fetch_add(&c->decide_ns, nemo_now_ns() - t_decide);
-		if (dec.verdict != CL_WAIT_LOCAL || !gw_req_arg_true(r, "blocking", false))
+		if (to->dec.verdict != CL_WAIT_LOCAL || !held)
 			break;
 		struct timespec ts = {0, 10 * 1000000};
 
@@ -921,34 +1028,125 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 		t_decide = nemo_now_ns();
 		now_ms = gw_epoch_ms();
 	}
-	if (dec.verdict != CL_OFFLOAD)
+	if (to->dec.verdict != CL_OFFLOAD)
+		return false;
+	snprintf(to->name, sizeof(to->name), "%s", loads[to->dec.peer].name);
+	snprintf(to->address, sizeof(to->address), "%s", addr[to->dec.peer]);
+	return true;
+}
+
+/* Headers of one hop (and nemo's own between nodes): not passed on, either way. */
+static bool hop_header(const char *k)
+{
+	static const char *const hop[] = {"Content-Length", "Transfer-Encoding",
+					  "Connection",	    "Keep-Alive",
+					  "Expect",	    "TE",
+					  "Upgrade",	    "Proxy-Connection",
+					  "Trailer",	    "X-Nemo-Origin",
+					  "X-Nemo-Offload", NULL};
+
+	for (int i = 0; hop[i]; i++)
+		if (!strcasecmp(k, hop[i]))
+			return true;
+	return false;
+}
+
+/* A forwarded call: note what this node took from a peer. True when it came from one. */
+static bool forwarded_here(struct gw_daemon *d, const struct gw_request *r)
+{
+	if (!d->cluster || !gw_req_header(r, "X-Nemo-Origin"))
+		return false;
+	cl_node_note_offload(d->cluster->node, true,
+			     cl_reason_parse(gw_req_header(r, "X-Nemo-Offload")), false);
+	return true;
+}
+
+bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+			const char *key, unsigned flags)
+{
+	struct gw_cluster *c = d->cluster;
+	struct target to;
+	struct cl_http_reply fr;
+	const char *qos_arg;
+	const char *hdrs[GW_REQ_MAX_KV + 6];
+	char *line;
+	char path[4096], epath[2560], q[1536];
+	int n_h = 0, n_own = 0, rc, qos = -1;
+	bool had_ct = false, had_accept = false;
+
+	/* forwarded calls run where they land */
+	if (forwarded_here(d, r) || !c || !d->cfg.cluster.offload)
+		return false;
+	if (flags & GW_FWD_QOS_ARG) {
+		qos_arg = gw_req_arg(r, "qos");
+		if (qos_arg && cl_qos_parse(qos_arg) < 0) {
+			gw_reply_error(rp, 400, "qos: expected latency or batch, got '%.20s'",
+				       qos_arg);
+			return true;
+		}
+		if (qos_arg)
+			qos = cl_qos_parse(qos_arg);
+	}
+	if (!offload_target(d, key, qos, flags & GW_FWD_HELD, &to))
 		return false;
 	query_of(r, q, sizeof(q));
-	snprintf(path, sizeof(path), "%s%s", r->url, q);
-	if (gw_req_header(r, "Authorization"))
-		snprintf(h_auth, sizeof(h_auth), "Authorization: %s",
-			 gw_req_header(r, "Authorization"));
-	else
-		snprintf(h_auth, sizeof(h_auth), "Authorization: Bearer %s", d->creds.c[0].whole);
-	hdrs[n_h++] = h_auth;
-	if (gw_req_header(r, "Content-Type")) {
-		snprintf(h_ct, sizeof(h_ct), "Content-Type: %s", gw_req_header(r, "Content-Type"));
-		hdrs[n_h++] = h_ct;
+	if (!path_of(r->url, epath, sizeof(epath)) ||
+	    snprintf(path, sizeof(path), "%s%s", epath, q) >= (int)sizeof(path))
+		return false; /* too long to send on: run here */
+	if (flags & GW_FWD_HEADERS) {
+		/* the caller's headers as they came (its function may read them), its own
+		 * credentials or none (an open route serves the default namespace there too) */
+		for (int i = 0; i < r->n_headers; i++) {
+			const char *k = r->headers[i].key, *v = r->headers[i].value;
+
+			if (hop_header(k) || n_h >= GW_REQ_MAX_KV)
+				continue;
+			had_ct |= !strcasecmp(k, "Content-Type");
+			had_accept |= !strcasecmp(k, "Accept");
+			/* libcurl reads "Name:" as "drop it" and "Name;" as an empty value */
+			if ((v && *v ? asprintf(&line, "%s: %s", k, v)
+				     : asprintf(&line, "%s;", k)) < 0)
+				break;
+			hdrs[n_h++] = line;
+		}
+	} else {
+		const char *auth = gw_req_header(r, "Authorization");
+		const char *ct = gw_req_header(r, "Content-Type");
+
+		if (auth ? asprintf(&line, "Authorization: %s", auth) >= 0
+			 : asprintf(&line, "Authorization: Bearer %s", d->creds.c[0].whole) >= 0)
+			hdrs[n_h++] = line;
+		had_ct = true; /* libcurl's default type is harmless to OpenWhisk's routes */
+		had_accept = true;
+		if (ct && asprintf(&line, "Content-Type: %s", ct) >= 0)
+			hdrs[n_h++] = line;
 	}
-	snprintf(h_origin, sizeof(h_origin), "X-Nemo-Origin: %s", cl_node_name(c->node));
-	hdrs[n_h++] = h_origin;
-	snprintf(h_why, sizeof(h_why), "X-Nemo-Offload: %s", cl_reason_name(dec.reason));
-	hdrs[n_h++] = h_why;
-	rc = cl_http_forward(addr[dec.peer], r->method, path, hdrs, n_h, r->body, r->len,
-			     (int)d->cfg.limits.blocking_timeout_ms + 5000, &fr);
+	n_own = n_h;
+	/* nothing the caller did not send: libcurl's own defaults off */
+	if (!had_ct)
+		hdrs[n_h++] = "Content-Type:";
+	if (!had_accept)
+		hdrs[n_h++] = "Accept:";
+	{
+		char h_origin[CL_NAME_MAX + 32], h_why[64];
+
+		snprintf(h_origin, sizeof(h_origin), "X-Nemo-Origin: %s", cl_node_name(c->node));
+		snprintf(h_why, sizeof(h_why), "X-Nemo-Offload: %s", cl_reason_name(to.dec.reason));
+		hdrs[n_h++] = h_origin;
+		hdrs[n_h++] = h_why;
+		rc = cl_http_forward(to.address, r->method, path, hdrs, n_h, r->body, r->len,
+				     (int)d->cfg.limits.blocking_timeout_ms + 5000, &fr);
+	}
+	for (int i = 0; i < n_own; i++)
+		free((char *)hdrs[i]);
 	if (rc) {
 		/* the peer did not answer: run here after all */
 		atomic_fetch_add(&c->forward_failed, 1);
-		cl_node_note_offload(c->node, false, dec.reason, true);
+		cl_node_note_offload(c->node, false, to.dec.reason, true);
 		return false;
 	}
 	atomic_fetch_add(&c->forwarded, 1);
-	cl_node_note_offload(c->node, false, dec.reason, false);
+	cl_node_note_offload(c->node, false, to.dec.reason, false);
 	rp->status = fr.status;
 	rp->body = fr.body;
 	rp->len = fr.len;
@@ -956,13 +1154,213 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 	snprintf(rp->ctype_buf, sizeof(rp->ctype_buf), "%s",
 		 fr.content_type[0] ? fr.content_type : "application/json");
 	rp->ctype = rp->ctype_buf;
-	if (fr.activation_id[0])
+	gw_reply_header(rp, "X-Nemo-Node", fr.node[0] ? fr.node : to.name);
+	if (flags & GW_FWD_HEADERS) {
+		/* the peer's answer as it gave it: a web function's own headers too */
+		for (int i = 0; i < fr.n_headers; i++) {
+			const char *k = fr.headers[i].name;
+
+			if (!hop_header(k) && strcasecmp(k, "Content-Type") &&
+			    strcasecmp(k, "Date") && strcasecmp(k, "X-Nemo-Node") &&
+			    strcasecmp(k, "WWW-Authenticate"))
+				gw_reply_header(rp, k, fr.headers[i].value);
+		}
+	} else if (fr.activation_id[0]) {
 		gw_reply_header(rp, "X-Activation-Id", fr.activation_id);
-	gw_reply_header(rp, "X-Nemo-Node", fr.node[0] ? fr.node : loads[dec.peer].name);
+	}
 	NEMO_DEBUG(GW_MOD, "function=%s forwarded to node %s: %s (eta here %.1f ms, there %.1f ms)",
-		   key, loads[dec.peer].name, dec.why, dec.local_eta_ms, dec.peer_eta_ms);
+		   key, to.name, to.dec.why, to.dec.local_eta_ms, to.dec.peer_eta_ms);
 	cl_http_reply_release(&fr);
 	return true;
+}
+
+/* ---- a queued call run on a peer (MQTT) ------------------------------------------------------------- */
+
+/* What a peer's answer to POST /api/v1/cluster/run says of the run, as the sandbox says it. */
+static enum sbx_status sbx_status_of(const char *name)
+{
+	static const struct {
+		const char *name;
+		enum sbx_status st;
+	} map[] = {
+		{"success", SBX_OK},
+		{"application_error", SBX_ERR_FUNCTION},
+		{"timeout", SBX_ERR_TIMEOUT},
+		{"crashed", SBX_ERR_CRASHED},
+		{"rejected", SBX_ERR_RESPONSE_TOO_LARGE},
+	};
+
+	for (size_t i = 0; name && i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(name, map[i].name))
+			return map[i].st;
+	return SBX_ERR_INTERNAL;
+}
+
+static const char *reply_header(const struct cl_http_reply *fr, const char *name)
+{
+	for (int i = 0; i < fr->n_headers; i++)
+		if (!strcasecmp(fr->headers[i].name, name))
+			return fr->headers[i].value;
+	return NULL;
+}
+
+/*
+ * The peer answered 202: the call outlived its wait there and runs as the peer's async
+ * activation, recorded in etcd. Its end is read from there.
+ */
+static int wait_peer_end(struct gw_daemon *d, const char *peer_id, uint32_t timeout_ms,
+			 struct sbx_result *res)
+{
+	uint64_t t0 = nemo_now_ms();
+
+	while (nemo_now_ms() - t0 < (uint64_t)timeout_ms + 10000) {
+		struct cl_act_record rec;
+
+		if (cl_act_lookup(d->cluster->node, peer_id, &rec) == 0) {
+			if (strcmp(rec.state, "accepted") && strcmp(rec.state, "running")) {
+				res->status = sbx_status_of(rec.state);
+				snprintf(res->message, sizeof(res->message),
+					 "%s on node %s (activation %s)", rec.state, rec.node,
+					 peer_id);
+				res->response = rec.result;
+				res->response_len = rec.result_len;
+				rec.result = NULL;
+				cl_act_record_release(&rec);
+				return 0;
+			}
+			cl_act_record_release(&rec);
+		}
+		usleep(100 * 1000);
+	}
+	return -ETIMEDOUT;
+}
+
+int gw_cluster_run_elsewhere(struct gw_daemon *d, struct gw_function *fn, uint64_t seq,
+			     const void *payload, size_t len, struct sbx_result *res)
+{
+	struct gw_cluster *c = d->cluster;
+	struct target to;
+	struct cl_http_reply fr;
+	char path[SBX_NAME_MAX + 32], auth[300], origin[CL_NAME_MAX + 32], why[64];
+	const char *hdrs[] = {auth, origin, why, "Content-Type: application/octet-stream",
+			      "Accept:"};
+	const char *st, *msg;
+	uint64_t t0 = nemo_now_ns();
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	/* a call longer than a peer holds a caller would come back as 202: it stays here */
+	if (!c || !d->cfg.cluster.offload ||
+	    fn->spec.timeout_ms > d->cfg.limits.blocking_timeout_ms ||
+	    !offload_target(d, fn->spec.name, -1, true, &to))
+		return 0;
+	/* its start is on record before it runs anywhere: a crash of this node never runs
+	 * it twice (as invoke_sync does it) */
+	rc = gw_act_begin(&d->acts, seq, -1);
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "/api/v1/cluster/run/%s", fn->spec.name);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", d->creds.c[0].whole);
+	snprintf(origin, sizeof(origin), "X-Nemo-Origin: %s", cl_node_name(c->node));
+	snprintf(why, sizeof(why), "X-Nemo-Offload: %s", cl_reason_name(to.dec.reason));
+	rc = cl_http_forward(to.address, "POST", path, hdrs, 5, payload, len,
+			     (int)d->cfg.limits.blocking_timeout_ms + 5000, &fr);
+	if (rc || (fr.status != 200 && fr.status != 202)) {
+		/* not run there (no answer, or refused before it ran): run here */
+		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+				     "function=%s: node %s did not run it (%s): run here",
+				     fn->spec.name, to.name,
+				     rc ? strerror(-rc) : (fr.body ? fr.body : "?"));
+		if (!rc)
+			cl_http_reply_release(&fr);
+		atomic_fetch_add(&c->forward_failed, 1);
+		cl_node_note_offload(c->node, false, to.dec.reason, true);
+		gw_act_begin_undo(&d->acts, seq);
+		return 0;
+	}
+	atomic_fetch_add(&c->forwarded, 1);
+	cl_node_note_offload(c->node, false, to.dec.reason, false);
+	gw_act_set_node(&d->acts, seq, to.name);
+	if (fr.status == 202) {
+		rc = wait_peer_end(d, fr.activation_id, fn->spec.timeout_ms, res);
+		if (rc) {
+			res->status = SBX_ERR_INTERNAL;
+			snprintf(res->message, sizeof(res->message),
+				 "ran on node %s as activation %s: its end was not seen in etcd",
+				 to.name, fr.activation_id);
+		}
+	} else {
+		st = reply_header(&fr, "X-Nemo-Status");
+		msg = reply_header(&fr, "X-Nemo-Message");
+		res->status = sbx_status_of(st);
+		snprintf(res->message, sizeof(res->message), "%s", msg ? msg : "");
+		res->response = (uint8_t *)fr.body;
+		res->response_len = fr.len;
+		fr.body = NULL;
+	}
+	cl_http_reply_release(&fr);
+	res->times.run_ns = nemo_now_ns() - t0;
+	gw_act_finish(&d->acts, seq, gw_act_status_of(res->status), res, NULL);
+	NEMO_DEBUG(GW_MOD, "function=%s: queued call run on node %s: %s", fn->spec.name, to.name,
+		   to.dec.why);
+	return 1;
+}
+
+/*
+ * The routes for peers (a function's code, a queued call) reach any namespace's functions:
+ * they are for the nodes' own credential alone, the credentials file's first line, which
+ * nodes send each other. False (rp filled: 403) for any other.
+ */
+static bool node_credential(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
+{
+	if (r->cred == &d->creds.c[0])
+		return true;
+	gw_reply_error(rp, 403,
+		       "%.200s is for nemo's nodes: their credential is the first line of the "
+		       "credentials file",
+		       r->url);
+	return false;
+}
+
+/* POST /api/v1/cluster/run/{key}: a peer's queued call (MQTT), run here as it is. */
+static void route_run(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
+		      const char *key)
+{
+	struct gw_call call = {
+		.payload = r->body, .len = r->len, .trigger = GW_TRIGGER_MQTT, .result_only = true};
+	struct gw_outcome out;
+	char err[512], msg[256];
+	size_t k = 0;
+	int rc;
+
+	if (!node_credential(d, r, rp))
+		return;
+	if (!gw_key_valid(key))
+		return gw_reply_error(rp, 400, "function '%.80s': not a function key", key);
+	forwarded_here(d, r);
+	rc = gw_svc_invoke(d, key, &call, &out, err, sizeof(err));
+	if (rc)
+		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
+	if (out.pending) {
+		rp->status = 202;
+		rp->body = "";
+		rp->body_static = true;
+		gw_reply_header(rp, "X-Activation-Id", out.id);
+		return gw_svc_outcome_release(&out);
+	}
+	/* the message as a header value: printable, one line */
+	for (const char *p = out.message; *p && k < sizeof(msg) - 1; p++)
+		msg[k++] = (unsigned char)*p >= ' ' && *p != 0x7f ? *p : ' ';
+	msg[k] = '\0';
+	rp->status = 200;
+	rp->body = out.result ? (char *)out.result : "";
+	rp->body_static = !out.result;
+	rp->len = out.result_len;
+	rp->ctype = "application/octet-stream";
+	gw_reply_header(rp, "X-Activation-Id", out.id);
+	gw_reply_header(rp, "X-Nemo-Status", gw_act_status_name(out.status));
+	if (msg[0])
+		gw_reply_header(rp, "X-Nemo-Message", msg);
 }
 
 /* ---- routes --------------------------------------------------------------------------------------- */
@@ -1043,22 +1441,29 @@ static void route_nodes(struct gw_daemon *d, struct gw_reply *rp)
 	gw_reply_json(rp, 200, j);
 }
 
-static void route_code(struct gw_daemon *d, const char *key, struct gw_reply *rp)
+static void route_code(struct gw_daemon *d, const struct gw_request *r, const char *key,
+		       struct gw_reply *rp)
 {
-	struct gw_function *fn = gw_key_valid(key) ? gw_fn_get(d, key) : NULL;
+	struct gw_function *fn;
 	uint8_t *code;
 	size_t len = 0;
+	bool zip;
 
+	if (!node_credential(d, r, rp))
+		return;
+	fn = gw_key_valid(key) ? gw_fn_get(d, key) : NULL;
 	if (!fn)
 		return gw_reply_error(rp, 404, "function '%.80s' is not deployed here", key);
-	code = code_bytes(fn, &len);
+	code = code_bytes(fn, &len, &zip);
 	gw_fn_put(fn);
 	if (!code)
-		return gw_reply_error(rp, 404, "function '%.80s': its code is not one file", key);
+		return gw_reply_error(
+			rp, 404, "function '%.80s': its code is a folder without its zip archive",
+			key);
 	rp->status = 200;
 	rp->body = (char *)code;
 	rp->len = len;
-	rp->ctype = "application/octet-stream";
+	rp->ctype = zip ? "application/zip" : "application/octet-stream";
 }
 
 void gw_api_cluster(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp)
@@ -1068,12 +1473,17 @@ void gw_api_cluster(struct gw_daemon *d, const struct gw_request *r, struct gw_r
 				      "this nemod is not in a cluster (cluster.enabled is false in "
 				      "%s)",
 				      d->cfg.file);
+	if (!strncmp(r->url, "/api/v1/cluster/run/", 20)) {
+		if (!gw_req_is(r, "POST"))
+			return gw_reply_not_allowed(rp, r, "POST");
+		return route_run(d, r, rp, r->url + 20);
+	}
 	if (!gw_req_is(r, "GET"))
 		return gw_reply_not_allowed(rp, r, "GET");
 	if (!strcmp(r->url, "/api/v1/cluster/nodes") || !strcmp(r->url, "/api/v1/cluster"))
 		return route_nodes(d, rp);
 	if (!strncmp(r->url, "/api/v1/cluster/code/", 21))
-		return route_code(d, r->url + 21, rp);
+		return route_code(d, r, r->url + 21, rp);
 	if (!strncmp(r->url, "/api/v1/cluster/activations/", 28)) {
 		cJSON *j = gw_cluster_act_json(d, r->url + 28);
 

@@ -171,7 +171,8 @@ struct gw_activation {
 	bool mqtt5;
 	uint8_t correlation[128]; /* MQTT 5 correlation data, echoed on the reply */
 	size_t correlation_len;
-	char callback_url[256]; /* OpenFaaS X-Callback-Url */
+	char callback_url[256];	  /* OpenFaaS X-Callback-Url */
+	char ran_on[CL_NAME_MAX]; /* in a cluster: the peer that ran it for this node */
 };
 
 /*
@@ -322,10 +323,12 @@ int gw_store_copy_code(const char *dir, const char *name, uint64_t version, cons
 int gw_store_commit(const char *dir, const char *name, const char *doc, uint64_t version);
 int gw_store_remove(const char *dir, const char *name);
 /*
- * Unpack a zip archive into the version's folder (path_out). Names that leave the folder,
- * links and archives over 256 MiB unpacked are refused. Returns 0, -EINVAL (why says which
- * entry) or the -errno of a write.
+ * Unpack a zip archive into the version's folder (path_out), and keep the archive itself there
+ * as GW_STORE_ARCHIVE (what a cluster's peers fetch). Names that leave the folder, links and
+ * archives over 256 MiB unpacked are refused. Returns 0, -EINVAL (why says which entry) or the
+ * -errno of a write.
  */
+#define GW_STORE_ARCHIVE ".nemo-archive.zip"
 int gw_store_write_zip(const char *dir, const char *name, uint64_t version, const void *zip,
 		       size_t len, char *path_out, size_t path_len, char *why, size_t whylen);
 /* Call fn for each stored function's document. Bad entries are logged and skipped. */
@@ -568,7 +571,7 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc);
 /* ---- front doors: a request in, a reply out; no connection needed ------------------------------------ */
 
 #define GW_REQ_MAX_KV	     32
-#define GW_REPLY_MAX_HEADERS 12 /* nemo's few, and a web function's own */
+#define GW_REPLY_MAX_HEADERS 13 /* nemo's few, a web function's own, X-Nemo-Node */
 
 struct gw_kv {
 	const char *key, *value;
@@ -773,9 +776,30 @@ void gw_cluster_end(struct gw_daemon *d, uint64_t seq, const char *id, enum gw_a
 		    const void *result, size_t len);
 /* An activation another node holds, from etcd (NULL: not there either). */
 cJSON *gw_cluster_act_json(struct gw_daemon *d, const char *id);
-/* The offload policy says a peer should run this call: forward it, fill rp, return true. */
+/* How a front door's call is forwarded (gw_cluster_forward's flags). */
+enum gw_fwd_flags {
+	GW_FWD_HELD = 1,    /* its caller waits for the result: a batch call waits here for spare */
+	GW_FWD_QOS_ARG = 2, /* ?qos=latency|batch overrides the function's class */
+	GW_FWD_HEADERS = 4, /* every header of the call goes on, every header of the answer back */
+};
+/*
+ * The offload policy says a peer should run this call: forward it (method, path, query, body
+ * as they came), fill rp with the peer's answer and X-Nemo-Node, return true. A call that a
+ * peer forwarded here (X-Nemo-Origin) runs here: false.
+ */
 bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,
-			const char *key);
+			const char *key, unsigned flags);
+/*
+ * A queued call (MQTT) that the offload policy sends to a peer: its start is recorded, the
+ * peer runs it (POST /api/v1/cluster/run/{key}) and its result comes back into res (release
+ * it through the backend) and into its record, which names the node that ran it. Returns 1
+ * when a peer ran it, 0 to run it here, or gw_act_begin()'s -errno.
+ */
+int gw_cluster_run_elsewhere(struct gw_daemon *d, struct gw_function *fn, uint64_t seq,
+			     const void *payload, size_t len, struct sbx_result *res);
+/* The cluster's word on a function it lists but this node does not serve (its code could not
+ * be fetched): true with why filled. */
+bool gw_cluster_missing(struct gw_daemon *d, const char *key, char *why, size_t len);
 /* GET /api/v1/cluster/nodes, /api/v1/cluster/code/{key}, /api/v1/cluster/activations/{id} */
 void gw_api_cluster(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp);
 /* Out of the cluster (lease lost, etcd cut off): why, for /healthz. */
@@ -785,6 +809,10 @@ bool gw_cluster_degraded(struct gw_daemon *d, char *why, size_t len);
 int gw_act_adopt(struct gw_act_table *t, const char *id, const char *function, uint64_t *seq,
 		 enum gw_act_status *status);
 void gw_act_set_clustered(struct gw_act_table *t, uint64_t seq, bool on);
+/* A peer ran activation `seq` for this node: its record names it ("node", "origin" this one). */
+void gw_act_set_node(struct gw_act_table *t, uint64_t seq, const char *node);
+/* gw_act_begin() taken back: it did not run after all (its journal keeps the start). */
+void gw_act_begin_undo(struct gw_act_table *t, uint64_t seq);
 /* The function key of activation `seq` (empty when evicted). */
 void gw_act_function_of(struct gw_act_table *t, uint64_t seq, char function[SBX_NAME_MAX]);
 bool gw_act_clustered(struct gw_act_table *t, uint64_t seq);

@@ -102,9 +102,14 @@ static const char *fn_shown(const char *key)
 /* -ENOENT, naming the function in its namespace. */
 static int not_deployed(struct gw_daemon *d, const char *key, char *err, size_t errlen)
 {
-	char ns[GW_NS_MAX], name[SBX_NAME_MAX];
+	char ns[GW_NS_MAX], name[SBX_NAME_MAX], why[512];
 
 	gw_key_split(d->default_ns, key, ns, name);
+	/* in a cluster, one the registry has but this node could not take: say why */
+	if (gw_cluster_missing(d, key, why, sizeof(why)))
+		return fail(err, errlen, -ENOENT,
+			    "function '%s' is not deployed on this node in namespace '%s': %s",
+			    name, ns, why);
 	return fail(err, errlen, -ENOENT, "function '%s' is not deployed in namespace '%s'", name,
 		    ns);
 }
@@ -1119,6 +1124,7 @@ struct work {
 	bool mqtt5;
 	uint8_t *payload;
 	size_t len;
+	int trigger;	  /* enum gw_trigger */
 	bool interrupted; /* not to run: tell the route it was interrupted */
 	char message[SBX_MSG_MAX];
 };
@@ -1146,6 +1152,7 @@ static bool take_work(struct gw_daemon *d, uint64_t seq, struct work *w)
 		w->mqtt5 = a->mqtt5;
 		ok = true;
 	} else if (a->seq == seq && a->status == GW_ACT_ACCEPTED) {
+		w->trigger = a->trigger;
 		snprintf(w->function, sizeof(w->function), "%s", a->function);
 		snprintf(w->reply, sizeof(w->reply), "%s", a->reply_topic);
 		snprintf(w->callback, sizeof(w->callback), "%s", a->callback_url);
@@ -1260,8 +1267,16 @@ static void run_async(struct gw_daemon *d, uint64_t seq)
 		free(w.payload);
 		return;
 	}
+	/* in a cluster, an MQTT call may run on a peer with spare (the offload policy); its
+	 * result comes back here, to its record and its reply topic */
+	rc = w.trigger == GW_TRIGGER_MQTT
+		     ? gw_cluster_run_elsewhere(d, fn, seq, w.payload, w.len, &res)
+		     : 0;
 	/* async work waits at the gate instead of being refused: it was accepted */
-	rc = invoke_sync(d, fn, seq, w.payload, w.len, false, &res);
+	if (rc == 0)
+		rc = invoke_sync(d, fn, seq, w.payload, w.len, false, &res);
+	else if (rc > 0)
+		rc = 0;
 	if (!rc)
 		gw_cluster_end(d, seq, id, gw_act_status_of(res.status), res.response,
 			       res.response_len);

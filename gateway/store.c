@@ -477,6 +477,13 @@ int gw_store_write_zip(const char *dir, const char *name, uint64_t version, cons
 		free(buf);
 	}
 	zip_close(za);
+	if (!rc) {
+		/* the archive as it came: a cluster's peers unpack the same bytes */
+		char path[PATH_MAX + 32];
+
+		snprintf(path, sizeof(path), "%s/%s", tmp, GW_STORE_ARCHIVE);
+		rc = write_atomic(path, zip, len, 0644);
+	}
 	rc = version_publish(dir, name, version, tmp, rc, path_out, path_len);
 	if (rc && !why[0])
 		snprintf(why, whylen, "%s", strerror(-rc));

@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nemo/base64.h"
 #include "nemo/clock.h"
 #include "nemo/gateway.h"
 #include "proc.h"
@@ -181,14 +182,24 @@ static bool deploy_echo(int node)
 
 static int net_setup(void)
 {
+	bool broker = !access("/usr/sbin/mosquitto", X_OK);
+	char env[1024];
+
 	if (geteuid() != 0 || access("/usr/bin/etcd", X_OK))
 		return 0;
 	/*
-	 * b harvests NF cores that do not exist: it has no spare at all. a keeps no code in
-	 * etcd (inline_code_max 0): the others fetch it from a, checked against its sha256.
+	 * b harvests NF cores that do not exist: it has no spare at all; it alone takes MQTT
+	 * messages, from a broker in a namespace of its own. a keeps no code in etcd
+	 * (inline_code_max 0): the others fetch it from a, checked against its sha256.
 	 */
-	return cluster_up("CLUSTER_EXTRA_b='\"harvest\": {\"enabled\": true, \"channels\": "
-			  "[\"nemo-cl-none\"]},' CLUSTER_KEYS_a='\"inline_code_max\": 0,'");
+	snprintf(env, sizeof(env),
+		 "CLUSTER_BROKER=%d CLUSTER_EXTRA_b='\"harvest\": {\"enabled\": true, "
+		 "\"channels\": [\"nemo-cl-none\"]}, %s' CLUSTER_KEYS_a='\"inline_code_max\": 0,'",
+		 broker,
+		 broker ? "\"mqtt\": {\"enabled\": true, \"host\": \"10.77.0.30\", "
+			  "\"reconnect_min_s\": 1, \"reconnect_max_s\": 2},"
+			: "");
+	return cluster_up(env);
 }
 
 static void test_net_deploy_a_invoke_c(void)
@@ -405,6 +416,418 @@ static void test_net_metrics(void)
 	}
 }
 
+/* ---- OpenFaaS and MQTT calls on b (no spare) run on a peer; a zip deployed on a served by c ---- */
+
+/* A header of the last api_h() answer of `node` into out ("" when absent). */
+static void last_header(int node, const char *name, char *out, size_t cap)
+{
+	char hdrf[160], want[80], *h, *at;
+
+	out[0] = '\0';
+	snprintf(hdrf, sizeof(hdrf), "%s/hdr-%d", work, node);
+	snprintf(want, sizeof(want), "\n%s: ", name);
+	h = test_read_file(hdrf, NULL);
+	at = h ? strcasestr(h, want) : NULL;
+	if (at)
+		snprintf(out, cap, "%.*s", (int)strcspn(at + strlen(want), "\r\n"),
+			 at + strlen(want));
+	free(h);
+}
+
+/* Wait until node `node` serves fn and every node's record lists it. True when they do. */
+static bool wait_listed(int node, const char *fn, int ms)
+{
+	struct reply r;
+	char path[160];
+	int st = 0, with = 0;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/_/actions/%s", fn);
+	for (uint64_t t0 = nemo_now_ms(); nemo_now_ms() - t0 < (uint64_t)ms; test_msleep(20)) {
+		st = api(node, "GET", path, NULL, &r);
+		reply_release(&r);
+		if (st == 200)
+			break;
+	}
+	for (uint64_t t0 = nemo_now_ms(); st == 200 && nemo_now_ms() - t0 < (uint64_t)ms;
+	     test_msleep(20)) {
+		cJSON *j = api(node, "GET", "/api/v1/cluster/nodes", NULL, &r) == 200 && r.body
+				   ? cJSON_Parse(r.body)
+				   : NULL;
+		const cJSON *n;
+
+		with = 0;
+		cJSON_ArrayForEach (n, cJSON_GetObjectItemCaseSensitive(j, "nodes")) {
+			const cJSON *f;
+
+			cJSON_ArrayForEach (f, cJSON_GetObjectItemCaseSensitive(n, "functions")) {
+				with += cJSON_IsString(f) && !strcmp(f->valuestring, fn);
+			}
+		}
+		cJSON_Delete(j);
+		reply_release(&r);
+		if (with == 3)
+			return true;
+	}
+	printf("\n  %s: node %d answers %d, listed by %d nodes\n", fn, node, st, with);
+	return false;
+}
+
+/* The calls b sent to peers and those a and c took, from their /metrics. */
+static void offload_counts(double *out_b, double *in_ac)
+{
+	static const char *const why[] = {"latency_deadline", "latency_sooner", "batch_peer"};
+	struct reply r;
+	char series[160];
+
+	*out_b = *in_ac = 0;
+	for (int k = 1; k <= 3; k++) {
+		api(k, "GET", "/metrics", NULL, &r);
+		for (int i = 0; i < 3; i++) {
+			snprintf(series, sizeof(series),
+				 "nemo_cluster_offloads_total{direction=\"%s\",reason=\"%s\"}",
+				 k == 2 ? "out" : "in", why[i]);
+			if (sample(r.body, series) > 0)
+				*(k == 2 ? out_b : in_ac) += sample(r.body, series);
+		}
+		reply_release(&r);
+	}
+}
+
+/* A result without the Host header its caller sent (the nodes' addresses differ). */
+static cJSON *echo_without_host(const char *body)
+{
+	cJSON *j = body ? cJSON_Parse(body) : NULL;
+
+	cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "__ow_headers"),
+						"host");
+	return j;
+}
+
+/* A string member of a JSON object ("" when absent). */
+static const char *str_of(const cJSON *j, const char *key)
+{
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, key));
+
+	return v ? v : "";
+}
+
+#define WEB_PY                                                                           \
+	"{\"exec\":{\"kind\":\"python:3\",\"code\":\"def main(a):\\n    return "         \
+	"{'statusCode': 201, 'headers': {'X-Fn': 'yes', 'Content-Type': 'text/plain'}, " \
+	"'body': a['__ow_method'] + ' ' + a['__ow_path'] + ' ' + a['__ow_query']}\\n\"}}"
+
+static void test_net_openfaas_offloads(void)
+{
+	const char *q = "/function/echo/sub/path?x=1&y=two%20words";
+	struct reply here, there;
+	char fn_hdr[64], ctype[64], call_id[64];
+	cJSON *a, *b;
+	double out0, in0, out1, in1;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	CU_ASSERT_TRUE_FATAL(wait_listed(2, "echo", 3000));
+	offload_counts(&out0, &in0);
+	/* the same call on c (spare: it runs there) and on b (none: a peer runs it) */
+	CU_ASSERT_EQUAL(api_h(3, "POST", q, "{\"n\":5}", "X-Test: hello", &here), 200);
+	CU_ASSERT_EQUAL(api_h(2, "POST", q, "{\"n\":5}", "X-Test: hello", &there), 200);
+	printf("\n  OpenFaaS POST %s: on c ran %s, on b ran on %s: %s\n", q,
+	       here.node[0] ? here.node : "there", there.node, there.body ? there.body : "");
+	CU_ASSERT_STRING_EQUAL(here.node, "");
+	CU_ASSERT(!strcmp(there.node, "a") || !strcmp(there.node, "c"));
+	last_header(2, "X-Call-Id", call_id, sizeof(call_id));
+	CU_ASSERT_EQUAL(strlen(call_id), 32);
+	/* what the function saw: the method, sub-path, query, headers and body as they came */
+	a = echo_without_host(here.body);
+	b = echo_without_host(there.body);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(b, "n")), 5);
+	CU_ASSERT_STRING_EQUAL(str_of(b, "__ow_method"), "POST");
+	CU_ASSERT_STRING_EQUAL(str_of(b, "__ow_path"), "/sub/path");
+	CU_ASSERT_STRING_EQUAL(str_of(b, "__ow_query"), "x=1&y=two words");
+	CU_ASSERT_STRING_EQUAL(
+		str_of(cJSON_GetObjectItemCaseSensitive(b, "__ow_headers"), "x-test"), "hello");
+	CU_ASSERT_PTR_NULL(strcasestr(there.body, "x-nemo"));
+	if (!cJSON_Compare(a, b, true))
+		printf("  on c: %s\n", here.body ? here.body : "");
+	CU_ASSERT_TRUE(cJSON_Compare(a, b, true));
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	reply_release(&here);
+	reply_release(&there);
+	/* a web function's own status, headers and body come back through the forward */
+	CU_ASSERT_EQUAL(api(1, "PUT", "/api/v1/namespaces/_/actions/web", WEB_PY, &here), 200);
+	reply_release(&here);
+	CU_ASSERT_TRUE_FATAL(wait_listed(2, "web", 3000));
+	CU_ASSERT_EQUAL(api(2, "PUT", "/function/web/a/b?k=v", "", &there), 201);
+	last_header(2, "X-Fn", fn_hdr, sizeof(fn_hdr));
+	last_header(2, "Content-Type", ctype, sizeof(ctype));
+	printf("  OpenFaaS PUT /function/web/a/b?k=v on b: %d from %s, X-Fn %s, %s: %s\n",
+	       there.status, there.node, fn_hdr, ctype, there.body ? there.body : "");
+	CU_ASSERT(!strcmp(there.node, "a") || !strcmp(there.node, "c"));
+	CU_ASSERT_STRING_EQUAL(fn_hdr, "yes");
+	CU_ASSERT_PTR_NOT_NULL(strstr(ctype, "text/plain"));
+	CU_ASSERT_STRING_EQUAL(there.body ? there.body : "", "PUT /a/b k=v");
+	reply_release(&there);
+	/* async: 202 from the peer, polled by its id on b */
+	CU_ASSERT_EQUAL(api(2, "POST", "/async-function/echo", "{\"n\":6}", &there), 202);
+	last_header(2, "X-Call-Id", call_id, sizeof(call_id));
+	CU_ASSERT(!strcmp(there.node, "a") || !strcmp(there.node, "c"));
+	reply_release(&there);
+	CU_ASSERT_EQUAL_FATAL(strlen(call_id), 32);
+	{
+		char path[128];
+		bool done = false;
+
+		snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s", call_id);
+		for (uint64_t t0 = nemo_now_ms(); !done && nemo_now_ms() - t0 < 5000;
+		     test_msleep(50)) {
+			done = api(2, "GET", path, NULL, &there) == 200 && there.body &&
+			       strstr(there.body, "\"success\"") &&
+			       (strstr(there.body, "\"node\":\"a\"") ||
+				strstr(there.body, "\"node\":\"c\""));
+			reply_release(&there);
+		}
+		CU_ASSERT_TRUE(done);
+	}
+	offload_counts(&out1, &in1);
+	printf("  nemo_cluster_offloads_total: b sent %.0f more, a and c took %.0f more\n",
+	       out1 - out0, in1 - in0);
+	CU_ASSERT_EQUAL(out1 - out0, 3);
+	CU_ASSERT_EQUAL(in1 - in0, 3);
+}
+
+#define MQ_PY "def main(req):\n    return 'seen ' + req.decode()\n"
+
+static void test_net_mqtt_offloads(void)
+{
+	char body[512], *b64, cmd[1024], out_f[160], *got, id[40] = "";
+	struct reply r;
+	FILE *sub;
+	double out0, in0, out1, in1;
+
+	if (!can_run())
+		return;
+	if (access("/usr/bin/mosquitto_pub", X_OK) || access("/usr/sbin/mosquitto", X_OK)) {
+		nemo_test_skip("needs mosquitto and mosquitto-clients: run make deps");
+		return;
+	}
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	b64 = nemo_base64_encode(MQ_PY, strlen(MQ_PY));
+	snprintf(body, sizeof(body),
+		 "{\"runtime\":\"python\",\"handler\":\"main\",\"code\":{\"base64\":\"%s\"},"
+		 "\"mqtt\":{\"topics\":[\"cl/in\"],\"reply_topic\":\"cl/out\",\"qos\":1}}",
+		 b64);
+	free(b64);
+	/* deployed on a (no broker there); b, connected to the broker, subscribes */
+	CU_ASSERT_EQUAL(api(1, "PUT", "/api/v1/namespaces/_/actions/mq", body, &r), 200);
+	reply_release(&r);
+	CU_ASSERT_TRUE_FATAL(wait_listed(2, "mq", 3000));
+	{
+		char log[160], *text = NULL;
+
+		snprintf(log, sizeof(log), "/tmp/nemo-clnet-%s/nemod-b.log", tag);
+		for (uint64_t t0 = nemo_now_ms(); nemo_now_ms() - t0 < 5000; test_msleep(50)) {
+			free(text);
+			text = test_read_file(log, NULL);
+			if (text && strstr(text, "topic=cl/in"))
+				break;
+		}
+		CU_ASSERT_PTR_NOT_NULL_FATAL(text ? strstr(text, "topic=cl/in") : NULL);
+		free(text);
+	}
+	offload_counts(&out0, &in0);
+	snprintf(out_f, sizeof(out_f), "%s/mqtt-out", work);
+	snprintf(cmd, sizeof(cmd),
+		 "%s exec %s mq mosquitto_sub -h 10.77.0.30 -t cl/out -q 1 -C 1 -W 15 >%s "
+		 "2>&1",
+		 harness(), tag, out_f);
+	sub = popen(cmd, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sub);
+	test_msleep(500); /* the subscription lands before the publish */
+	CU_ASSERT_EQUAL(run("%s exec %s mq mosquitto_pub -h 10.77.0.30 -t cl/in -m 42 -q 1",
+			    harness(), tag),
+			0);
+	pclose(sub);
+	got = test_read_file(out_f, NULL);
+	printf("\n  MQTT cl/in 42 through b (no spare): cl/out got %s", got ? got : "(nothing)\n");
+	CU_ASSERT_PTR_NOT_NULL(got ? strstr(got, "\"result\":\"seen 42\"") : NULL);
+	if (got && strstr(got, "\"activationId\":\""))
+		sscanf(strstr(got, "\"activationId\":\"") + 16, "%39[0-9a-f]", id);
+	free(got);
+	CU_ASSERT_EQUAL_FATAL(strlen(id), 32);
+	/* b's record of it: run on a peer for b, once */
+	{
+		char path[128];
+
+		snprintf(path, sizeof(path), "/api/v1/namespaces/_/activations/%s", id);
+		CU_ASSERT_EQUAL(api(2, "GET", path, NULL, &r), 200);
+		printf("  b's record: %s\n", r.body ? r.body : "");
+		CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "\"origin\":\"b\"") : NULL);
+		CU_ASSERT(r.body &&
+			  (strstr(r.body, "\"node\":\"a\"") || strstr(r.body, "\"node\":\"c\"")));
+		CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "\"trigger\":\"mqtt\"") : NULL);
+		CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "\"success\"") : NULL);
+		reply_release(&r);
+	}
+	offload_counts(&out1, &in1);
+	printf("  nemo_cluster_offloads_total: b sent %.0f more, a and c took %.0f more\n",
+	       out1 - out0, in1 - in0);
+	CU_ASSERT_EQUAL(out1 - out0, 1);
+	CU_ASSERT_EQUAL(in1 - in0, 1);
+}
+
+/* A zip of two python files: __main__.py imports the other. */
+static char *zip_b64(void)
+{
+	char zipf[160], *bytes, *b64;
+	size_t len;
+
+	snprintf(zipf, sizeof(zipf), "%s/two.zip", work);
+	if (run("python3 -c 'import zipfile, sys\n"
+		"z = zipfile.ZipFile(sys.argv[1], \"w\")\n"
+		"z.writestr(\"__main__.py\", \"from words import greet\\n"
+		"def main(a):\\n    return {\\\"greeting\\\": greet(a.get(\\\"name\\\", \\\"?\\\"))}\\n\")\n"
+		"z.writestr(\"words.py\", \"def greet(n):\\n    return \\\"hello \\\" + n\\n\")\n"
+		"z.close()' %s",
+		zipf))
+		return NULL;
+	bytes = test_read_file(zipf, &len);
+	b64 = bytes ? nemo_base64_encode(bytes, len) : NULL;
+	free(bytes);
+	return b64;
+}
+
+static void test_net_zip_served_by_c(void)
+{
+	char *b64, *body;
+	struct reply r;
+	int st;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	b64 = zip_b64();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b64);
+	body = malloc(strlen(b64) + 256);
+	sprintf(body, "{\"exec\":{\"kind\":\"python:3\",\"binary\":true,\"code\":\"%s\"}}", b64);
+	free(b64);
+	/* a keeps no code in etcd (inline_code_max 0): c fetches the archive from a */
+	st = api(1, "PUT", "/api/v1/namespaces/_/actions/zipped", body, &r);
+	free(body);
+	if (st != 200)
+		printf("\n  zip deploy on a: %d %s\n", st, r.body ? r.body : "");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	reply_release(&r);
+	CU_ASSERT_TRUE_FATAL(wait_listed(3, "zipped", 3000));
+	st = api(3, "POST", "/api/v1/namespaces/_/actions/zipped?blocking=true&result=true",
+		 "{\"name\":\"c\"}", &r);
+	printf("\n  zip of two files deployed on a, called on c: %d %s (ran on %s)\n", st,
+	       r.body ? r.body : "", r.node[0] ? r.node : "c");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "\"greeting\":\"hello c\"") : NULL);
+	CU_ASSERT_STRING_EQUAL(r.node, "");
+	reply_release(&r);
+}
+
+/* Bad input: a zip record whose owner cannot give its code: a call names the function and node */
+static void test_net_zip_unfetchable(void)
+{
+	char rec[768], *key64, *val64, cmd[2048], log[160], *text = NULL;
+	const char *key = "/nemo/fn/ghostzip";
+	struct reply r;
+	int st = 0;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	/* a's name and address, a function a does not have: its code route answers 404 */
+	snprintf(rec, sizeof(rec),
+		 "{\"v\":1,\"name\":\"ghostzip\",\"version\":1,\"owner\":\"a\","
+		 "\"owner_address\":\"10.77.0.21:8080\",\"ts\":%llu,\"code_size\":22,"
+		 "\"code_sha256\":\"%064d\",\"spec\":{\"doc\":{\"runtime\":\"python\","
+		 "\"handler\":\"__main__:main\"},\"zip\":true}}",
+		 (unsigned long long)nemo_epoch_ms(), 0);
+	key64 = nemo_base64_encode(key, strlen(key));
+	val64 = nemo_base64_encode(rec, strlen(rec));
+	snprintf(
+		cmd, sizeof(cmd),
+		"for e in 11 12 13; do %s exec %s 3 curl -sf -m 3 http://10.77.0.$e:2379/v3/kv/put "
+		"-d '{\"key\":\"%s\",\"value\":\"%s\"}' >/dev/null && exit 0; done; exit 1",
+		harness(), tag, key64, val64);
+	CU_ASSERT_EQUAL_FATAL(run("%s", cmd), 0);
+	snprintf(log, sizeof(log), "/tmp/nemo-clnet-%s/nemod-c.log", tag);
+	for (uint64_t t0 = nemo_now_ms(); nemo_now_ms() - t0 < 5000; test_msleep(50)) {
+		free(text);
+		text = test_read_file(log, NULL);
+		if (text && strstr(text, "function=ghostzip: its code could not be fetched"))
+			break;
+	}
+	CU_ASSERT_PTR_NOT_NULL(
+		text ? strstr(text, "function=ghostzip: its code could not be fetched from node a "
+				    "at 10.77.0.21:8080")
+		     : NULL);
+	free(text);
+	st = api(3, "POST", "/api/v1/namespaces/_/actions/ghostzip?blocking=true", "{}", &r);
+	printf("\n  a zip record whose owner a has no such function: c answers %d %s\n", st,
+	       r.body ? r.body : "");
+	CU_ASSERT_EQUAL(st, 404);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "'ghostzip'") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "node a at 10.77.0.21:8080") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "could not be fetched") : NULL);
+	reply_release(&r);
+	/* the record goes again: nothing of it stays for the tests after this one */
+	snprintf(cmd, sizeof(cmd),
+		 "for e in 11 12 13; do %s exec %s 3 curl -sf -m 3 "
+		 "http://10.77.0.$e:2379/v3/kv/deleterange -d '{\"key\":\"%s\"}' >/dev/null && "
+		 "exit 0; done; exit 1",
+		 harness(), tag, key64);
+	CU_ASSERT_EQUAL(run("%s", cmd), 0);
+	free(key64);
+	free(val64);
+}
+
+/* Bad input: the routes for peers reach every namespace: a tenant's credential is refused */
+static void test_net_peer_routes_nodes_only(void)
+{
+	static const char *const calls[][2] = {
+		{"GET", "/api/v1/cluster/code/echo"},
+		{"POST", "/api/v1/cluster/run/echo"},
+	};
+	char cmd[1024], out[1024];
+	struct reply r;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		FILE *p;
+
+		/* the tenant's line of the credentials file (tests/cluster/cluster.sh) */
+		snprintf(cmd, sizeof(cmd),
+			 "%s exec %s 3 curl -s -m 5 -X %s -H 'Authorization: Bearer "
+			 "tenant:tenant-key-0123456789' -d '{}' -w ' %%{http_code}' "
+			 "http://10.77.0.21:8080%s",
+			 harness(), tag, calls[i][0], calls[i][1]);
+		out[0] = '\0';
+		p = popen(cmd, "r");
+		if (p) {
+			size_t n = fread(out, 1, sizeof(out) - 1, p);
+
+			out[n] = '\0';
+			pclose(p);
+		}
+		printf("\n  %s %s with a tenant's credential: %s", calls[i][0], calls[i][1], out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, " 403"));
+	}
+	/* the nodes' own credential gets the code */
+	CU_ASSERT_EQUAL(api(1, "GET", "/api/v1/cluster/code/echo", NULL, &r), 200);
+	CU_ASSERT(r.body && strstr(r.body, "def main"));
+	reply_release(&r);
+	printf("\n");
+}
+
 static void test_net_member_lost(void)
 {
 	struct reply r;
@@ -435,6 +858,13 @@ NEMO_SUITE(cluster_net, net_setup, cluster_down,
 	   {"b has no spare: its calls run on a or c", test_net_no_spare_offloads},
 	   {"QoS: latency at once, batch after its deadline", test_net_qos_classes},
 	   {"metrics: the cluster's families, promtool clean", test_net_metrics},
+	   {"OpenFaaS calls on b run on a or c, passed through as they came",
+	    test_net_openfaas_offloads},
+	   {"an MQTT call on b runs on a or c; b replies", test_net_mqtt_offloads},
+	   {"a zip of two files deployed on a answers on c", test_net_zip_served_by_c},
+	   {"a zip its owner cannot give: the call names the function and node",
+	    test_net_zip_unfetchable},
+	   {"the routes for peers refuse a tenant's credential", test_net_peer_routes_nodes_only},
 	   {"an etcd member killed: the cluster serves", test_net_member_lost})
 
 /* ---- kill -9 of b under async load; b cut off from etcd ----------------------------------------- */

@@ -213,6 +213,8 @@ void cl_sha256_hex(const void *data, size_t len, char hex[65]);
 
 /* ---- forwarding to a peer nemod ------------------------------------------------------------------- */
 
+#define CL_HTTP_MAX_HEADERS 24
+
 struct cl_http_reply {
 	int status;
 	char *body; /* malloc'd, NUL-terminated */
@@ -220,12 +222,19 @@ struct cl_http_reply {
 	char content_type[128];
 	char activation_id[48]; /* X-Activation-Id or X-Call-Id */
 	char node[CL_NAME_MAX]; /* X-Nemo-Node: the node that answered */
+	/* every header of the answer (the first CL_HTTP_MAX_HEADERS; longer values cut) */
+	int n_headers;
+	struct {
+		char name[64];
+		char value[256];
+	} headers[CL_HTTP_MAX_HEADERS];
 };
 void cl_http_reply_release(struct cl_http_reply *r);
 
 /*
  * One HTTP request to the nemod at `address` (host:port) over a kept-alive connection from a
- * small process-wide pool: `path` with its query, `headers` as "Name: value" lines. Returns 0
+ * small process-wide pool: `path` with its query, `headers` as "Name: value" lines ("Name:"
+ * drops a header libcurl would add itself, such as Accept). HEAD expects no body. Returns 0
  * (out filled, whatever the status) or -errno when no answer came (logged, rate-limited).
  */
 int cl_http_forward(const char *address, const char *method, const char *path,

@@ -13,10 +13,11 @@
 #
 # CLUSTER_EXTRA_<name> (a, b, ...) adds JSON members, each ending in a comma, to that node's
 # nemod.json, CLUSTER_KEYS_<name> to its "cluster" object; CLUSTER_LEASE_TTL_S sets the lease
-# TTL (3).
+# TTL (3). CLUSTER_BROKER=1 starts an MQTT broker (mosquitto) in a namespace "mq" of its own
+# at 10.77.0.30:1883, before the nemods (a node's "mqtt" key says which use it).
 #
-# Addresses: 10.77.0.1k for etcd member k, 10.77.0.2k for nemod k (k = 1..9). Each run's bridge
-# is its own, so two runs with the same addresses never meet.
+# Addresses: 10.77.0.1k for etcd member k, 10.77.0.2k for nemod k (k = 1..9), 10.77.0.30 for
+# the broker. Each run's bridge is its own, so two runs with the same addresses never meet.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +25,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${NEMO_BIN:-$ROOT/build/bin}
 ETCD=${ETCD:-/usr/bin/etcd}
 TOKEN=nemo-cluster-demo-token-0123456789
+TENANT="tenant:tenant-key-0123456789 tenant"
 SUBNET=10.77.0
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -115,6 +117,19 @@ up() {
 		wait_http "$tag" "e$k" "http://$SUBNET.1$k:2379/health" 20000 ||
 			die "etcd member $k did not start: $(tail -n 5 "$dir/etcd$k.log")"
 	done
+	if [ "${CLUSTER_BROKER:-0}" = 1 ]; then
+		[ -x /usr/sbin/mosquitto ] || die "CLUSTER_BROKER=1 needs /usr/sbin/mosquitto"
+		add_ns "$tag" mq "$SUBNET.30"
+		printf 'listener 1883 %s\nallow_anonymous true\n' "$SUBNET.30" >"$dir/mosquitto.conf"
+		chmod 0644 "$dir/mosquitto.conf"
+		start_bg "$tag" mq "$dir/mosquitto.log" /usr/sbin/mosquitto -c "$dir/mosquitto.conf"
+		local t=0
+		until in_ns "$(ns "$tag" mq)" bash -c "echo >/dev/tcp/$SUBNET.30/1883" 2>/dev/null; do
+			t=$((t + 100))
+			[ $t -lt 5000 ] || die "mosquitto did not start: $(tail -n 5 "$dir/mosquitto.log")"
+			sleep 0.1
+		done
+	fi
 	for k in $(seq 1 "$n"); do
 		local name ndir
 		name=$(printf "\\x$(printf %x $((96 + k)))") # a, b, c...
@@ -122,7 +137,8 @@ up() {
 		mkdir -p "$ndir/code"
 		chmod 0755 "$ndir" "$ndir/code"
 		echo "$ndir" >>"$dir/nodedirs"
-		echo "$TOKEN" >"$ndir/token"
+		# the nodes' credential first (peers send it to each other), then a tenant's
+		printf '%s\n%s\n' "$TOKEN" "$TENANT" >"$ndir/token"
 		chmod 600 "$ndir/token"
 		add_ns "$tag" "$k" "$SUBNET.2$k"
 		# per node: CLUSTER_EXTRA_<name> (JSON members ending in a comma) joins the config
