@@ -10,8 +10,9 @@
  *   calls per second through nemod's MQTT trigger: publish PAYLOAD on TOPIC (a function's
  *   trigger topic) with response topic TOPIC/resp and correlation data, keeping WINDOW
  *   requests in flight for SECONDS (after 0.5 s of the same, not counted). Prints
- *   "MQTTLOAD sent=.. answered=.. duration_s=.. rps=.. p50_us=.. p99_us=..": answered within
- *   the SECONDS, their latency from publish to reply.
+ *   "MQTTLOAD sent=.. answered=.. late=.. unanswered=.. duration_s=.. rps=.. p50_us=..
+ *   p99_us=..": answered within the SECONDS (their rate, and latency from publish to reply),
+ *   answered in the 2 s after, never answered.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -131,6 +132,7 @@ struct load {
 	unsigned issued; /* requests published */
 	unsigned inflight;
 	unsigned answered; /* counted replies (while counting) */
+	unsigned late;	   /* replies after the counted time, to requests sent in it */
 	bool counting;
 };
 
@@ -155,6 +157,8 @@ static void on_load_message(struct mosquitto *m, void *obj, const struct mosquit
 	if (i < l->issued && l->sent[i]) {
 		if (l->counting)
 			l->lat[l->answered++] = nemo_now_ns() - l->sent[i];
+		else
+			l->late++;
 		l->sent[i] = 0;
 		l->inflight--;
 		pthread_cond_signal(&l->cond);
@@ -216,7 +220,7 @@ static int load_main(char **argv)
 	struct load l = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	struct mosquitto *mosq;
 	double seconds = atof(argv[3]);
-	unsigned window = (unsigned)atoi(argv[4]), sent, answered;
+	unsigned window = (unsigned)atoi(argv[4]), sent, answered, late;
 	int port = atoi(argv[1]), qos = atoi(argv[5]);
 
 	if (seconds <= 0 || window < 1 || qos < 0 || qos > 2) {
@@ -226,8 +230,11 @@ static int load_main(char **argv)
 	snprintf(l.resp, sizeof(l.resp), "%s/resp", argv[2]);
 	l.sent = calloc(LOAD_MAX, sizeof(*l.sent));
 	l.lat = calloc(LOAD_MAX, sizeof(*l.lat));
-	if (!l.sent || !l.lat)
+	if (!l.sent || !l.lat) {
+		free(l.sent);
+		free(l.lat);
 		return 1;
+	}
 	mosquitto_lib_init();
 	mosq = mosquitto_new(NULL, true, &l);
 	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
@@ -237,6 +244,9 @@ static int load_main(char **argv)
 	if (mosquitto_connect(mosq, "127.0.0.1", port, 30) ||
 	    mosquitto_subscribe(mosq, NULL, l.resp, qos) || mosquitto_loop_start(mosq)) {
 		fprintf(stderr, "bench_api_mqtt: cannot reach the broker on port %d\n", port);
+		mosquitto_destroy(mosq);
+		free(l.sent);
+		free(l.lat);
 		return 1;
 	}
 	nanosleep(&(struct timespec){0, 200000000}, NULL); /* the subscription is in place */
@@ -244,15 +254,18 @@ static int load_main(char **argv)
 	pthread_mutex_lock(&l.lock);
 	sent = l.issued;
 	l.counting = true;
+	l.late = 0;
 	pthread_mutex_unlock(&l.lock);
 	load_phase(mosq, &l, argv[2], qos, argv[6], window, (uint64_t)(seconds * 1e9));
 	pthread_mutex_lock(&l.lock);
 	sent = l.issued - sent;
 	answered = l.answered;
+	late = l.late;
 	pthread_mutex_unlock(&l.lock);
 	qsort(l.lat, answered, sizeof(*l.lat), cmp_u64);
-	printf("MQTTLOAD sent=%u answered=%u duration_s=%.3f rps=%.1f p50_us=%.1f p99_us=%.1f\n",
-	       sent, answered, seconds, answered / seconds,
+	printf("MQTTLOAD sent=%u answered=%u late=%u unanswered=%u duration_s=%.3f rps=%.1f "
+	       "p50_us=%.1f p99_us=%.1f\n",
+	       sent, answered, late, sent - answered - late, seconds, answered / seconds,
 	       answered ? l.lat[answered / 2] / 1e3 : 0.0,
 	       answered ? l.lat[(size_t)(answered * 0.99)] / 1e3 : 0.0);
 	mosquitto_disconnect(mosq);
@@ -273,8 +286,9 @@ int main(int argc, char **argv)
 	if (argc == 8 && !strcmp(argv[1], "--load"))
 		return load_main(argv + 1);
 	if (argc != 4) {
-		fprintf(stderr, "usage: bench_api_mqtt PORT TOPIC_PREFIX N\n"
-				"       bench_api_mqtt --load PORT TOPIC SECONDS WINDOW QOS PAYLOAD\n");
+		fprintf(stderr,
+			"usage: bench_api_mqtt PORT TOPIC_PREFIX N\n"
+			"       bench_api_mqtt --load PORT TOPIC SECONDS WINDOW QOS PAYLOAD\n");
 		return 2;
 	}
 	port = atoi(argv[1]);
