@@ -1461,10 +1461,11 @@ def live(a):
     nemod.cfg["listen"] = "127.0.0.1:%d" % nemod.port
     with open(nemod.cfg_path, "w") as f:
         json.dump(nemod.cfg, f, indent=1)
-    print("make run: nemo-nf %s (NF '%s', cpu %d), nemod %s (%s), %.0f s; logs in %s" %
+    print("make run: nemo-nf %s (NF '%s', cpu %d), nemod %s (%s), %.0f s; logs in %s, work "
+          "folder %s (removed at the end)" %
           (a.nf_config, name, nf_cpu, nemod_path,
            "harvesting" if "harvest" in nemod.cfg else "harvest not available in this nemod",
-           a.duration, out))
+           a.duration, out, workdir))
     JANITOR.paths += [sock, "/dev/shm/nemo-hc-" + name]
     JANITOR.prefixes.append("nemo-nf-" + name)
     nf_log = os.path.join(out, "nemo-nf.log")
