@@ -336,6 +336,10 @@ def t4_mqtt(d, topic, payload, window, seconds, qos):
             "n": int(f["answered"]), "errors": int(f["unanswered"])}
 
 
+def f9(x):
+    return "%9.1f" % x if x is not None else "%9s" % "-"
+
+
 def table4(seconds, pkt_rate, floor_us, conns, window, qos):
     rules = [{"proto": "udp", "dport": port, "function": name, "reply": True}
              for name, _, port, _ in T4_FUNCS]
@@ -397,8 +401,8 @@ def table4(seconds, pkt_rate, floor_us, conns, window, qos):
                 rows["MQTT QoS %d, %d in flight" % (qos, wnd)] = m
             for label, r in rows.items():
                 print("   %-8s %-34s %11.0f %9s %9s %8.3f %9s" %
-                      (name, label, r["rps"], fmt(r.get("p50")), fmt(r.get("p99")),
-                       r["lost"], fmt(r.get("batch"), "%9.1f")))
+                      (name, label, r["rps"], f9(r.get("p50")), f9(r.get("p99")),
+                       r["lost"], f9(r.get("batch"))))
             pk = [rows[x[0]]["rps"] for x in pkt_rows[:2]]
             http = rows["HTTP, %d connection(s)" % conns]["rps"]
             mq = rows["MQTT QoS %d, %d in flight" % (qos, window)]["rps"]
