@@ -1379,7 +1379,9 @@ def metric_sum(text, name, **labels):
     return total
 
 
-PKT_DEMO_SPORT = 1024  # nemo-gen's flow 0: 1 of its 64 flows goes to the packet function
+# nemo-gen's flow 1 (1 of its 64) goes to the packet function; not flow 0, which also carries
+# nemo-gen's ring warm-up probes
+PKT_DEMO_SPORT = 1025
 
 
 def with_packet_demo(nf_cfg, workdir):
@@ -1387,7 +1389,7 @@ def with_packet_demo(nf_cfg, workdir):
     {lcore, index, fn_socket} of the fn module that feeds a `sensor` ring, or None.
 
     A config without an fn module gets one at the head of its first lcore's chain: nemo-gen's
-    flow 0 (UDP to port 9000 from port 1024) goes to the `sensor` ring and is answered there,
+    flow 1 (UDP to port 9000 from port 1025) goes to the `sensor` ring and is answered there,
     the other 63 flows go on down the chain as before. A config with an fn module of its own
     is kept as it is, and the sensor is deployed only when that module has a `sensor` ring."""
     cfg = json.loads(json.dumps(nf_cfg))
@@ -1608,14 +1610,15 @@ def write_run_summary(out, s, cpu):
                       100.0 * g["lost"] / g["sent"] if g["sent"] else 0,
                       g.get("lat_p50_us"), g.get("lat_p99_us")))
         if pk and pk.get("handed") is not None:
-            own = max(0, g["lost"] - pk["handed"])
+            full = pk.get("full") or 0
+            own = max(0, g["lost"] - pk["handed"] - full)
             lines.append(
                 "  of the lost, %d were handed to the packet function and answered there "
-                "instead of forwarded (its answers reach nemo-gen unstamped: unknown_rx %s); "
-                "the NF's own loss is the other %d (%.4f %%), %s of them dropped fn_full (the "
-                "function's ring full)" %
-                (pk["handed"], g.get("unknown_rx"), own,
-                 100.0 * own / g["sent"] if g["sent"] else 0, pk.get("full")))
+                "instead of forwarded (its answers reach nemo-gen unstamped: unknown_rx %s) "
+                "and %d dropped because its ring was full (fn_full: the function did not get "
+                "the core in time); the other flows lost %d (%.4f %%)" %
+                (pk["handed"], g.get("unknown_rx"), full, own,
+                 100.0 * own / g["sent"] if g["sent"] else 0))
     lines.append("NF core cpu %d: spare %.2f s of %.2f s (spare_ratio %.3f); harvested %.3f s "
                  "(cgroup cpuacct), harvest_ratio %.3f" %
                  (cpu, s["spare_s"], s["total_s"], s["spare_s"] / s["total_s"] if s["total_s"]

@@ -6,7 +6,7 @@
 # Starts nemo-nf on memif with nemo-gen driving a varying load, mosquitto, and nemod
 # (harvesting when this nemod has it) with the sample functions deployed, invokes them over
 # HTTP and MQTT beside a background stream of CPU-bound calls (N clients, default 2) and a
-# packet-triggered sensor fed by the NF's fn module (nemo-gen's flow 0), and prints one live
+# packet-triggered sensor fed by the NF's fn module (nemo-gen's flow 1), and prints one live
 # line per second for the NF core: NF rate, busy, spare, harvested (from cgroup accounting),
 # warm instances, invocations and their start paths, stream calls done, packets handled.
 # The summary says what bounds the harvest, shows queue wait apart from run time, and what
