@@ -12,7 +12,12 @@ Three tables, each against a baseline measured in the same run:
      (what nemod holds while sandboxes wait on the core);
   3. the NF at 30 % load with the function beside it: of 64 flows, as many as give the
      function about --fn-pps go to it, the rest are forwarded; the NF's losses and the p99 of
-     the forwarded frames against the NF alone at the same forwarded rate.
+     the forwarded frames against the NF alone at the same forwarded rate;
+  4. the same C functions (pkt-echo.so, and pkt-sensor.so, a small computation) in nemod:
+     packet-triggered (nemod's `packet` trigger, a sandbox on the NF's core), called per
+     request over HTTP (POST /function/NAME, wrk) and over MQTT (nemod's MQTT trigger,
+     bench_api_mqtt --load): calls per second and latency, and the ratios packet/HTTP and
+     packet/MQTT.
 The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore and the function on cpu 1.
 Other jobs share it: the load average is printed, and only ratios within a run mean much.
 """
@@ -24,10 +29,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nf as bn  # noqa: E402  the harvest-channel readers and the NF helpers
+import nemo_experiment as ne  # noqa: E402  nemod, its broker and the run's janitor
 
 ROOT = bn.ROOT
 BIN = bn.BIN
@@ -35,6 +42,7 @@ TMP = bn.TMP
 SOCK = bn.SOCK
 FN_SOCK = os.path.join(TMP, "nf.fn")
 ECHO = os.path.join(ROOT, "build", "functions", "pkt-echo.so")
+SENSOR = os.path.join(ROOT, "build", "functions", "pkt-sensor.so")
 FN_PROCS = []
 
 
@@ -43,13 +51,14 @@ def cleanup():
         if p.poll() is None:
             p.kill()
             p.wait()
+    ne.JANITOR.clean()
     bn.cleanup()
 
 
-def nf_config(idle, fn_rules, name):
+def nf_config(idle, fn_rules, name, functions=None):
     chain = ["fwd"]
     if fn_rules is not None:
-        chain = [{"module": "fn", "functions": [{"name": "echo", "slots": 4096}],
+        chain = [{"module": "fn", "functions": functions or [{"name": "echo", "slots": 4096}],
                   "rules": fn_rules}, "fwd"]
     cfg = {"name": "bench", "stats_interval_ms": 0, "memory_mb": 512, "fn_socket": FN_SOCK,
            "ports": [{"vdev": "net_memif0,role=server,socket=%s,socket-abstract=no" % SOCK,
@@ -63,9 +72,9 @@ def nf_config(idle, fn_rules, name):
     return path
 
 
-def start_nf(idle, fn_rules, name):
+def start_nf(idle, fn_rules, name, functions=None):
     p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config",
-                          nf_config(idle, fn_rules, name)],
+                          nf_config(idle, fn_rules, name, functions)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     bn.PROCS.append(p)
     bn.wait_for("/dev/shm/nemo-hc-bench", p)
@@ -100,11 +109,15 @@ def stop_fn(p):
     return out
 
 
-def gen(rate, seconds, flows=64):
+def gen(rate, seconds, flows=64, dport=None, warm=True):
     out = os.path.join(TMP, "gen.json")
     args = ["nice", "-n", "-20", os.path.join(BIN, "nemo-gen"), "--socket", SOCK,
             "--duration", str(seconds), "--cpu", "0", "--quiet", "--json", out,
             "--flows", str(flows)]
+    if dport:
+        args += ["--dport", str(dport)]
+    if not warm:
+        args += ["--no-warm"]
     args += ["--max"] if rate == "max" else ["--rate", str(int(rate))]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     text, _ = p.communicate()
@@ -271,6 +284,161 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
            p99b / p99a if p99a else float("nan")))
 
 
+# ---- table 4: the same function packet-triggered, over HTTP and over MQTT, all in nemod ----
+
+T4_FUNCS = (  # name, code, the NF's UDP port for it, a request's payload over HTTP and MQTT
+    ("echo", ECHO, 9000, "nemo-bench-packet-echo"),  # 22 bytes, as nemo-gen's payload
+    ("sensor", SENSOR, 5683, "temp 21.5"))
+
+
+def t4_nemod():
+    """nemod with MQTT, sandboxes on the NF's core (cpu 1), housekeeping on cpu 0; no harvest
+    loop: the sleep-floor lease of the rows that have one is this script's, as in table 2."""
+    workdir = tempfile.mkdtemp(prefix="nemo-bench-packet-", dir="/var/tmp")
+    os.chmod(workdir, 0o755)
+    ne.JANITOR.paths.append(workdir)
+    d = ne.Nemod(workdir, "colocate-default", "bench", 1, 30, {"log_level": "warn"},
+                 tag="bpkt%d" % os.getpid())
+    d.start()
+    return d
+
+
+def t4_packet_figures(d, name):
+    """The function's packet counters once they stand still: the instance drains what its
+    ring still holds after a run, and nemod reads an instance's figures every 50 ms."""
+    prev = None
+    for _ in range(40):
+        met = d.metrics()
+        cur = {k: ne.metric_sum(met, "nemo_packet_%s_total" % k, function=name)
+               for k in ("packets", "batches", "replies", "errors")}
+        if cur == prev:
+            break
+        prev = cur
+        time.sleep(0.15)
+    return cur
+
+
+def t4_wrk(d, path, payload, conns, seconds):
+    env = dict(os.environ, NEMO_TOKEN=d.token, BENCH_PATH=path, BENCH_BODY=payload)
+    r = subprocess.run(["taskset", "-c", "0", "wrk", "-t1", "-c%d" % conns, "-d%ds" %
+                        max(1, round(seconds)), "--timeout", "5s", "-s",
+                        os.path.join(ROOT, "experiments", "bench_api.lua"),
+                        "http://127.0.0.1:%d" % d.port], env=env, capture_output=True,
+                       text=True, timeout=seconds + 30)
+    m = re.search(r"^WRK (.*)$", r.stdout, re.M)
+    if not m:
+        raise RuntimeError("wrk: %s %s" % (r.stdout, r.stderr))
+    f = dict(x.split("=") for x in m.group(1).split())
+    errors = sum(int(f[k]) for k in ("non2xx", "connect_err", "read_err", "write_err",
+                                     "timeout"))
+    return {"rps": float(f["rps"]), "p50": float(f["p50_us"]), "p99": float(f["p99_us"]),
+            "n": int(f["requests"]), "errors": errors}
+
+
+def t4_mqtt(d, topic, payload, window, seconds, qos):
+    r = subprocess.run(["taskset", "-c", "0", os.path.join(BIN, "bench_api_mqtt"), "--load",
+                        str(d.mqtt_port), topic, str(seconds), str(window), str(qos), payload],
+                       capture_output=True, text=True, timeout=seconds + 30)
+    m = re.search(r"^MQTTLOAD (.*)$", r.stdout, re.M)
+    if not m:
+        raise RuntimeError("bench_api_mqtt: %s %s" % (r.stdout, r.stderr))
+    f = dict(x.split("=") for x in m.group(1).split())
+    return {"rps": float(f["rps"]), "p50": float(f["p50_us"]), "p99": float(f["p99_us"]),
+            "n": int(f["answered"]), "errors": int(f["unanswered"])}
+
+
+def f9(x):
+    return "%9.1f" % x if x is not None else "%9s" % "-"
+
+
+def table4(seconds, pkt_rate, floor_us, conns, window, qos):
+    rules = [{"proto": "udp", "dport": port, "function": name, "reply": True}
+             for name, _, port, _ in T4_FUNCS]
+    functions = [{"name": "echo", "slots": 4096}, {"name": "sensor", "slots": 4096}]
+    print("\n4. the same C function in nemod: packet trigger, HTTP, MQTT; sandboxes on cpu 1 "
+          "(the NF's core), callers on cpu 0; load average %s" %
+          " ".join("%.2f" % x for x in os.getloadavg()))
+    p = start_nf("sleep", rules, "t4", functions)
+    d = None
+    try:
+        d = t4_nemod()
+        for name, code, _, _ in T4_FUNCS:
+            d.deploy_spec(name, {"runtime": "c", "code": {"path": code},
+                                 "packet": {"nf": FN_SOCK, "lcore": 1, "batch": 64}})
+            d.deploy_spec(name + "-http", {"runtime": "c", "code": {"path": code},
+                                           "concurrency": conns})
+            d.deploy_spec(name + "-mqtt", {"runtime": "c", "code": {"path": code},
+                                           "concurrency": window,
+                                           "mqtt": {"topics": ["nemo/bench/" + name],
+                                                    "qos": qos}})
+        for name, _, _, _ in T4_FUNCS:
+            d.wait_packet_serving(name)
+        print("   %-8s %-34s %11s %9s %9s %8s %9s %11s" %
+              ("function", "path", "calls/s", "p50 us", "p99 us", "lost %", "batch",
+               "fn replies/s"))
+        for name, _, port, payload in T4_FUNCS:
+            rows = {}
+            pkt_rows = [("packet, %.0fk/s offered" % (pkt_rate / 1e3), pkt_rate, 0),
+                        ("packet, %.0fk/s, %d us lease" % (pkt_rate / 1e3, floor_us), pkt_rate,
+                         floor_us),
+                        ("packet, 10k/s offered", 10000, 0)]
+            for label, rate, floor in pkt_rows:
+                if floor:
+                    bn.set_floor(floor * 1000, seconds + 30)
+                m0 = t4_packet_figures(d, name)
+                # no ring warm-up: its probes (twice nemo-gen's memif ring, before it measures)
+                # would reach the function and be counted by nemod with the rest
+                r = gen(rate, seconds, dport=port, warm=False)
+                m1 = t4_packet_figures(d, name)
+                if floor:
+                    bn.set_floor(0, 0)
+                dm = {k: m1[k] - m0[k] for k in m0}
+                # the echo's replies carry nemo-gen's stamp: counted and timed by nemo-gen;
+                # the sensor's answers carry none: counted by nemod (replies made)
+                n = r["replies"] if name == "echo" else dm["replies"]
+                rows[label] = {"rps": n / r["duration_s"], "made": dm["replies"] / r["duration_s"],
+                               "p50": r.get("reply_lat_p50_us"),
+                               "p99": r.get("reply_lat_p99_us"),
+                               "lost": 100.0 * max(0, r["sent"] - n) / max(1, r["sent"]),
+                               "batch": dm["packets"] / dm["batches"] if dm["batches"]
+                               else float("nan"), "errors": dm["errors"]}
+            t4_wrk(d, "/function/%s-http" % name, payload, conns, 1)  # instances warm
+            for c in sorted({conns, 1}, reverse=True):
+                w = t4_wrk(d, "/function/%s-http" % name, payload, c, seconds)
+                w["lost"] = 100.0 * w["errors"] / max(1, w["n"] + w["errors"])
+                rows["HTTP, %d connection(s)" % c] = w
+            for _ in range(20):  # the trigger subscribes asynchronously: until it answers
+                if t4_mqtt(d, "nemo/bench/" + name, payload, 1, 0.3, qos)["n"]:
+                    break
+            for wnd in sorted({window, 1}, reverse=True):
+                m = t4_mqtt(d, "nemo/bench/" + name, payload, wnd, seconds, qos)
+                m["lost"] = 100.0 * m["errors"] / max(1, m["n"] + m["errors"])
+                rows["MQTT QoS %d, %d in flight" % (qos, wnd)] = m
+            for label, r in rows.items():
+                print("   %-8s %-34s %11.0f %9s %9s %8.3f %9s %11s" %
+                      (name, label, r["rps"], f9(r.get("p50")), f9(r.get("p99")),
+                       r["lost"], f9(r.get("batch")),
+                       "%11.0f" % r["made"] if "made" in r else "%11s" % "-"))
+            pk = [rows[x[0]]["rps"] for x in pkt_rows[:2]]
+            http = rows["HTTP, %d connection(s)" % conns]["rps"]
+            mq = rows["MQTT QoS %d, %d in flight" % (qos, window)]["rps"]
+            print("   %-8s calls/s packet / HTTP (%d connections): %.1f x without a lease, "
+                  "%.1f x with it; packet / MQTT (%d in flight): %.1f x, %.1f x" %
+                  (name, conns, pk[0] / http if http else float("nan"),
+                   pk[1] / http if http else float("nan"), window,
+                   pk[0] / mq if mq else float("nan"), pk[1] / mq if mq else float("nan")))
+        print("   (calls/s: the echo's replies that reached nemo-gen, which times them by their "
+              "stamps; the sensor's answers carry none, so its calls/s are the replies the "
+              "function made, fn replies/s, from nemod's nemo_packet_replies_total, not timed; "
+              "batch = packets per handler call; nemo-gen without its ring warm-up here)")
+    finally:
+        if d:
+            d.stop()
+        bn.stop(p)
+    print("   load average at the end of table 4: %s" %
+          " ".join("%.2f" % x for x in os.getloadavg()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3, help="length of each traffic run")
@@ -278,10 +446,18 @@ def main():
     ap.add_argument("--floor-us", type=int, default=100, help="the sleep-floor lease")
     ap.add_argument("--rates", default="100k,300k,1M,max", help="table 2's offered rates")
     ap.add_argument("--fn-pps", type=float, default=1e6, help="table 3's function rate")
-    ap.add_argument("--only", default="123", help="which tables")
+    ap.add_argument("--only", default="1234", help="which tables")
     ap.add_argument("--fn-sched", default="idle,nice0",
                     help="table 2: how the function runs on cpu 1 (idle, nice0)")
+    ap.add_argument("--pkt-rate", type=float, default=1e6, help="table 4's offered packets/s")
+    ap.add_argument("--conns", type=int, default=8, help="table 4: wrk's connections")
+    ap.add_argument("--window", type=int, default=16, help="table 4: MQTT requests in flight")
+    ap.add_argument("--qos", type=int, default=1, choices=(0, 1, 2), help="table 4: MQTT QoS")
+    ap.add_argument("--quick", action="store_true",
+                    help="1 s runs, 1 repetition, table 2 at 100k and 1M with SCHED_IDLE only")
     a = ap.parse_args()
+    if a.quick:
+        a.seconds, a.reps, a.rates, a.fn_sched = 1, 1, "100k,1M", "idle"
     rates = []
     for x in a.rates.split(","):
         if x == "max":
@@ -289,9 +465,12 @@ def main():
         else:
             mult = {"k": 1e3, "M": 1e6}.get(x[-1], 1)
             rates.append(float(x[:-1] if mult != 1 else x) * mult)
-    for need in ("nemo-nf", "nemo-gen", "nemo-pktfn", "bench_packet_cost"):
+    for need in ("nemo-nf", "nemo-gen", "nemo-pktfn", "bench_packet_cost", "nemod",
+                 "bench_api_mqtt"):
         if not os.access(os.path.join(BIN, need), os.X_OK):
             sys.exit("bench-packet: build first (make all): %s is missing" % need)
+    if "4" in a.only and not (shutil.which("wrk") and os.path.exists("/usr/sbin/mosquitto")):
+        sys.exit("bench-packet: table 4 needs wrk and mosquitto (make deps)")
     print("bench-packet: %s, %d cpus, %.0f s per run, load average %s" %
           (os.uname().nodename, os.cpu_count(), a.seconds,
            " ".join("%.2f" % x for x in os.getloadavg())))
@@ -307,6 +486,8 @@ def main():
                 capacity = max(gen("max", 2)["rx_pps"] for _ in range(2))
                 bn.stop(p)
             table3(a.seconds, capacity, a.reps, a.floor_us, a.fn_pps)
+        if "4" in a.only:
+            table4(a.seconds, a.pkt_rate, a.floor_us, a.conns, a.window, a.qos)
         print("\nload average at the end: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     finally:
         cleanup()

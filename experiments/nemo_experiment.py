@@ -322,6 +322,12 @@ class NF:
                 return r
         raise RuntimeError("no lcore on cpu %d in /nemo/lcores" % self.cpu)
 
+    def module(self, lcore, index):
+        """An NF module instance's figures (/nemo/module,LCORE,INDEX)."""
+        self.lcore()  # connects
+        self.tel.send(b"/nemo/module,%d,%d" % (lcore, index))
+        return json.loads(self.tel.recv(1 << 20).decode())["/nemo/module"]
+
     def stop(self):
         if self.tel:
             self.tel.close()
@@ -484,8 +490,10 @@ class Nemod:
     def start(self):
         conf = os.path.join(self.workdir, "mosquitto.conf")
         with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" %
-                    self.mqtt_port)
+            # no Nagle: the broker's PUBACK and a reply to one client are two small writes,
+            # and the second waits ~40 ms for a delayed ACK otherwise (bench-api)
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "set_tcp_nodelay true\n" % self.mqtt_port)
         self.broker = JANITOR.proc(["/usr/sbin/mosquitto", "-c", conf],
                                    os.path.join(self.workdir, "mosquitto.log"))
         wait_tcp(self.mqtt_port, self.broker)
@@ -528,6 +536,24 @@ class Nemod:
                                        tail(self.log))
                 mqtt_pub(self.mqtt_port, FUNCTIONS["echo-mqtt"][1])
                 time.sleep(0.1)
+
+    def deploy_spec(self, name, spec):
+        st, body = self.request("PUT", "/api/v1/namespaces/_/actions/%s?overwrite=true" % name,
+                                json.dumps(spec))
+        if st != 200:
+            raise RuntimeError("deploy %s: HTTP %d %s" % (name, st, body[:300]))
+
+    def wait_packet_serving(self, name, timeout=15):
+        """Until the function's packet trigger has its instances leased and serving."""
+        end, state = time.time() + timeout, None
+        while time.time() < end:
+            st, body = self.request("GET", "/api/v1/namespaces/_/actions/" + name)
+            state = (json.loads(body).get("packet") or {}).get("state") if st == 200 else None
+            if state == "serving":
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the packet trigger of %s does not serve: state %s\n%s" %
+                           (name, state, tail(self.log)))
 
     def activations(self, name, since_ms, limit=1000):
         st, body = self.request("GET", "/api/v1/namespaces/_/activations?name=%s&limit=%d" %
@@ -1353,6 +1379,39 @@ def metric_sum(text, name, **labels):
     return total
 
 
+# nemo-gen's flow 1 (1 of its 64) goes to the packet function; not flow 0, which also carries
+# nemo-gen's ring warm-up probes
+PKT_DEMO_SPORT = 1025
+
+
+def with_packet_demo(nf_cfg, workdir):
+    """make run's NF config and where its packet function is: (config, demo) with demo
+    {lcore, index, fn_socket} of the fn module that feeds a `sensor` ring, or None.
+
+    A config without an fn module gets one at the head of its first lcore's chain: nemo-gen's
+    flow 1 (UDP to port 9000 from port 1025) goes to the `sensor` ring and is answered there,
+    the other 63 flows go on down the chain as before. A config with an fn module of its own
+    is kept as it is, and the sensor is deployed only when that module has a `sensor` ring."""
+    cfg = json.loads(json.dumps(nf_cfg))
+    for lc in cfg["lcores"]:
+        for i, m in enumerate(lc.get("chain", [])):
+            if isinstance(m, dict) and m.get("module") == "fn":
+                if not any(f.get("name") == "sensor" for f in m.get("functions", [])):
+                    return cfg, None
+                return cfg, {"lcore": lc["lcore"], "cpu": lc.get("cpu", lc["lcore"]),
+                             "index": i, "rule": "the config's own rules",
+                             "fn_socket": cfg.get("fn_socket") or
+                             "/run/nemo/%s.fn.sock" % cfg.get("name", "default")}
+    lc = cfg["lcores"][0]
+    lc["chain"] = [{"module": "fn", "functions": [{"name": "sensor", "slots": 4096}],
+                    "rules": [{"proto": "udp", "dport": 9000, "sport": PKT_DEMO_SPORT,
+                               "function": "sensor", "reply": True}]}] + list(lc["chain"])
+    cfg["fn_socket"] = os.path.join(workdir, "nf.fn")
+    return cfg, {"lcore": lc["lcore"], "cpu": lc.get("cpu", lc["lcore"]), "index": 0,
+                 "rule": "UDP to port 9000 from port %d, 1 of nemo-gen's 64 flows" %
+                 PKT_DEMO_SPORT, "fn_socket": cfg["fn_socket"]}
+
+
 def live(a):
     """make run: NF + nemo-gen (a varying profile) + mosquitto + nemod (harvesting when this
     nemod has it) + the sample functions + an HTTP and MQTT invocation load, a live per-core
@@ -1376,6 +1435,10 @@ def live(a):
         sys.exit("make run: /dev/shm/nemo-hc-%s exists: is an NF named '%s' running already?" %
                  (name, name))
     nf_cpu = nf_cfg["lcores"][0].get("cpu", nf_cfg["lcores"][0]["lcore"])
+    nf_cfg, pkt = with_packet_demo(nf_cfg, workdir)
+    nf_cfg_path = os.path.join(workdir, "nf.json")
+    with open(nf_cfg_path, "w") as f:
+        json.dump(nf_cfg, f, indent=1)
     own_nemod_cfg = a.nemod_config is not None
     nemod_path = a.nemod_config or next(p for p in (
         os.path.join(ROOT, "configs", "nemod-harvest.json"),
@@ -1400,15 +1463,16 @@ def live(a):
     nemod.cfg["listen"] = "127.0.0.1:%d" % nemod.port
     with open(nemod.cfg_path, "w") as f:
         json.dump(nemod.cfg, f, indent=1)
-    print("make run: nemo-nf %s (NF '%s', cpu %d), nemod %s (%s), %.0f s; logs in %s" %
+    print("make run: nemo-nf %s (NF '%s', cpu %d), nemod %s (%s), %.0f s; logs in %s, work "
+          "folder %s (removed at the end)" %
           (a.nf_config, name, nf_cpu, nemod_path,
            "harvesting" if "harvest" in nemod.cfg else "harvest not available in this nemod",
-           a.duration, out))
+           a.duration, out, workdir))
     JANITOR.paths += [sock, "/dev/shm/nemo-hc-" + name]
     JANITOR.prefixes.append("nemo-nf-" + name)
     nf_log = os.path.join(out, "nemo-nf.log")
     nf = NF.__new__(NF)
-    nf.name, nf.sock, nf.cfg, nf.cpu, nf.cfg_path = name, sock, nf_cfg, nf_cpu, a.nf_config
+    nf.name, nf.sock, nf.cfg, nf.cpu, nf.cfg_path = name, sock, nf_cfg, nf_cpu, nf_cfg_path
     nf.log, nf.proc, nf.tel = nf_log, None, None
     summary = {}
     try:
@@ -1420,6 +1484,19 @@ def live(a):
               "(MQTT topic nemo/exp/in); invoking ~10/s over HTTP and MQTT, and beside them "
               "a background stream of CPU-bound calls (sha256-stream, %d clients back to "
               "back) so that the harvest shows" % a.stream_clients)
+        if pkt:
+            end = time.time() + 10  # the NF's lease server is up once its chains are built
+            while not os.path.exists(pkt["fn_socket"]) and time.time() < end:
+                time.sleep(0.05)
+            nemod.deploy_spec("sensor", {
+                "runtime": "c", "code": {"path": os.path.join(FUNCS, "pkt-sensor.so")},
+                "packet": {"nf": pkt["fn_socket"], "lcore": pkt["lcore"], "core": pkt["cpu"],
+                           "batch": 64}})
+            nemod.wait_packet_serving("sensor")
+            print("make run: deployed sensor (C, pkt-sensor.so) with a packet trigger on the "
+                  "NF's lcore %d: the fn module hands it %s, and it answers each datagram with "
+                  "its source's count, mean, min and max (live column pkts)" %
+                  (pkt["lcore"], pkt["rule"]))
         # traffic: idle, light, heavy, a burst, light again, idle
         d = a.duration
         steps = ",".join("%s:%.2f" % (r, d / 6) for r in ("0", "1M", "4M", "8M", "500k", "0"))
@@ -1438,9 +1515,9 @@ def live(a):
         t0 = time.monotonic()
         r0, h0 = nf.lcore(), harvested_ns(nemod.cgroup_root, nf_cpu)
         prev = (t0, r0, h0)
-        print("%6s %4s %9s %6s %6s %10s %5s %6s %5s %5s %9s %7s" % (
+        print("%6s %4s %9s %6s %6s %10s %5s %6s %5s %5s %9s %7s %9s" % (
             "t", "cpu", "NF Mpps", "busy%", "spare%", "harvested%", "warm", "invoc", "cold",
-            "warm", "prewarmed", "stream"))
+            "warm", "prewarmed", "stream", "pkts"))
         while gen.poll() is None or lt.is_alive():
             time.sleep(1)
             now = time.monotonic()
@@ -1449,7 +1526,7 @@ def live(a):
             dtot = r["total_cycles"] - prev[1]["total_cycles"]
             dbusy = r["busy_cycles"] - prev[1]["busy_cycles"]
             met = nemod.metrics()
-            print("%5.0fs %4d %9.3f %6.1f %6.1f %10.1f %5.0f %6.0f %5.0f %5.0f %9.0f %7d" % (
+            print("%5.0fs %4d %9.3f %6.1f %6.1f %10.1f %5.0f %6.0f %5.0f %5.0f %9.0f %7d %9.0f" % (
                 now - t0, nf_cpu, (r["rx_pkts"] - prev[1]["rx_pkts"]) / dt / 1e6,
                 100.0 * dbusy / dtot if dtot else 0,
                 100.0 * (dtot - dbusy) / dtot if dtot else 100,
@@ -1458,12 +1535,27 @@ def live(a):
                 metric_sum(met, "nemo_starts_total", path="cold"),
                 metric_sum(met, "nemo_starts_total", path="warm"),
                 metric_sum(met, "nemo_starts_total", path="prewarmed"),
-                stream.done() if stream else 0), flush=True)
+                stream.done() if stream else 0, metric_sum(met, "nemo_packet_packets_total")),
+                flush=True)
             prev = (now, r, h)
             if now - t0 > d + 60:
                 break
         r1, h1 = nf.lcore(), harvested_ns(nemod.cgroup_root, nf_cpu)
         srecs = stream.stop() if stream else []
+        packet = None
+        if pkt:  # what the function handled (nemod) and what the NF handed it
+            met = nemod.metrics()
+            packet = {k: metric_sum(met, "nemo_packet_%s_total" % k, function="sensor")
+                      for k in ("packets", "batches", "replies", "errors",
+                                "instance_restarts")}
+            packet["rule"] = pkt["rule"]
+            try:
+                ring = nf.module(pkt["lcore"], pkt["index"]).get("sensor") or {}
+            except (OSError, ValueError, KeyError):
+                ring = {}
+            packet["handed"], packet["full"] = ring.get("handed"), ring.get("full")
+            # a store of the operator's keeps no trigger on this run's NF
+            nemod.request("DELETE", "/api/v1/namespaces/_/actions/sensor")
         recs = load.collect()
         top = subprocess.run([os.path.join(BIN, "nemoctl"), "--url", "http://127.0.0.1:%d" %
                               nemod.port, "--token-file", nemod.cfg["token_file"], "top",
@@ -1497,7 +1589,7 @@ def live(a):
                 for xs in ([x for x in ok if x.get("function") == fn]
                            for fn in {x.get("function") for x in ok})) / 1e3,
             "calls": ok, "stream": [x for x in srecs if x.get("status") == "success"],
-            "stream_all": len(srecs), "stream_clients": a.stream_clients}
+            "stream_all": len(srecs), "stream_clients": a.stream_clients, "packet": packet}
     finally:
         print("make run: stopping nemod, mosquitto and nemo-nf")
         nemod.stop()
@@ -1511,11 +1603,22 @@ def live(a):
 def write_run_summary(out, s, cpu):
     g = s["nf"]
     lines = ["", "## make run summary", ""]
+    pk = s.get("packet")
     if g:
         lines.append("NF: sent %d, received %d, lost %d (%.4f %%), latency p50 %s us, p99 %s us" %
                      (g["sent"], g["received"], g["lost"],
                       100.0 * g["lost"] / g["sent"] if g["sent"] else 0,
                       g.get("lat_p50_us"), g.get("lat_p99_us")))
+        if pk and pk.get("handed") is not None:
+            full = pk.get("full") or 0
+            own = max(0, g["lost"] - pk["handed"] - full)
+            lines.append(
+                "  of the lost, %d were handed to the packet function and answered there "
+                "instead of forwarded (its answers reach nemo-gen unstamped: unknown_rx %s) "
+                "and %d dropped because its ring was full (fn_full: the function did not get "
+                "the core in time); the other flows lost %d (%.4f %%)" %
+                (pk["handed"], g.get("unknown_rx"), full, own,
+                 100.0 * own / g["sent"] if g["sent"] else 0))
     lines.append("NF core cpu %d: spare %.2f s of %.2f s (spare_ratio %.3f); harvested %.3f s "
                  "(cgroup cpuacct), harvest_ratio %.3f" %
                  (cpu, s["spare_s"], s["total_s"], s["spare_s"] / s["total_s"] if s["total_s"]
@@ -1527,6 +1630,14 @@ def write_run_summary(out, s, cpu):
                   s["paths"]["warm"], s["paths"]["prewarmed"],
                   "%.2f" % s["p50"] if s["p50"] is not None else "n/a",
                   "%.2f" % s["p99"] if s["p99"] is not None else "n/a"))
+    if pk:
+        lines.append(
+            "packet function sensor (packet trigger; NF rule: %s): %.0f packets in %.0f "
+            "batches (%.1f a call), %.0f replies, %.0f errors, %.0f instance restarts; counted "
+            "by batch, no activation record per packet" %
+            (pk["rule"], pk["packets"], pk["batches"],
+             pk["packets"] / pk["batches"] if pk["batches"] else 0, pk["replies"],
+             pk["errors"], pk["instance_restarts"]))
     ratio = s["harvested_s"] / s["spare_s"] if s["spare_s"] else 0
     if s["spare_s"] > 0:
         need = s["demand_s"] / s["spare_s"]

@@ -410,6 +410,138 @@ static void test_interrupt_and_resume(void)
 	free(csv);
 }
 
+/* The cgroup root `root` exists in no hierarchy. */
+static bool cgroup_gone(const char *root)
+{
+	char pattern[128];
+	glob_t g;
+	bool gone = true;
+
+	snprintf(pattern, sizeof(pattern), "/sys/fs/cgroup/*/%s", root);
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		printf("\n  left behind: %s\n", g.gl_pathv[0]);
+		gone = false;
+		globfree(&g);
+	}
+	snprintf(pattern, sizeof(pattern), "/sys/fs/cgroup/%s", root);
+	if (access(pattern, F_OK) == 0) {
+		printf("\n  left behind: %s\n", pattern);
+		gone = false;
+	}
+	return gone;
+}
+
+/* A process whose command line names `needle`, or 0. */
+static pid_t process_naming(const char *needle)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	while (d && !found && (e = readdir(d))) {
+		char path[300], cmd[2048] = "";
+		size_t n;
+		FILE *f;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		n = fread(cmd, 1, sizeof(cmd) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i++)
+			cmd[i] = cmd[i] ? cmd[i] : ' ';
+		cmd[n] = '\0';
+		if (strstr(cmd, needle)) {
+			printf("\n  left running: %s %s\n", e->d_name, cmd);
+			found = (pid_t)atoi(e->d_name);
+		}
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * make run's live mode, short: the packet-triggered sensor answers nemo-gen's flow 0 beside
+ * the HTTP and MQTT calls, the summary counts what it handled, and nothing is left behind.
+ */
+static void test_live_packet_function(void)
+{
+	char dir[64] = "/var/tmp/nemo-exprun-XXXXXX", cfg[128], sock[128], name[32], text[1024];
+	char root[48], workdir[128] = "", shm[96], eal[96], *sum, *p;
+	double packets = -1, batches = -1, replies = -1;
+	struct test_proc pr;
+	int rc;
+
+	if (!need_root())
+		return;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	chmod(dir, 0755);
+	/* an NF of its own name and socket: another NF named 'default' may run on this host */
+	snprintf(name, sizeof(name), "exprun%d", (int)getpid());
+	snprintf(sock, sizeof(sock), "%s/nf.memif", dir);
+	snprintf(cfg, sizeof(cfg), "%s/nf.json", dir);
+	snprintf(text, sizeof(text),
+		 "{\"name\":\"%s\",\"memory_mb\":512,\"ports\":[{\"vdev\":"
+		 "\"net_memif0,role=server,socket=%s,socket-abstract=no\",\"rx_ring\":16384}],"
+		 "\"lcores\":[{\"lcore\":1,\"cpu\":1,\"rx\":[{\"port\":0}],\"chain\":[\"fwd\"],"
+		 "\"idle\":{\"policy\":\"sleep\"}}]}",
+		 name, sock);
+	CU_ASSERT_EQUAL_FATAL(test_write_text(cfg, text), 0);
+	{
+		char *argv[] = {"/usr/bin/python3",
+				ex.driver,
+				"live",
+				"--nf-config",
+				cfg,
+				"--duration",
+				"6",
+				"--stream-clients",
+				"0",
+				"--out",
+				dir,
+				NULL};
+
+		rc = test_proc_start(&pr, argv) ? -1 : test_proc_wait(&pr, 180000);
+	}
+	if (rc != 0)
+		printf("\n  live exited %d:\n%s\n", rc, test_proc_output(&pr));
+	CU_ASSERT_EQUAL(rc, 0);
+	p = strstr(test_proc_output(&pr), "work folder ");
+	if (p)
+		sscanf(p, "work folder %127s", workdir);
+	sum = slurp(dir, "summary.md", NULL);
+	p = sum ? strstr(sum, "packet function sensor") : NULL;
+	if (!p)
+		printf("\n  summary: %s\n", sum ? sum : "none");
+	if (p && (p = strstr(p, "): ")))
+		sscanf(p, "): %lf packets in %lf batches (%*[^)]), %lf replies", &packets, &batches,
+		       &replies);
+	printf("\n  the sensor handled %.0f packets in %.0f batches, %.0f replies", packets,
+	       batches, replies);
+	CU_ASSERT(packets > 0);
+	CU_ASSERT(batches >= 1 && batches <= packets);
+	CU_ASSERT(replies > 0 && replies <= packets);
+	free(sum);
+	/* nothing left: processes of its work folder, the NF's files, nemod's cgroups */
+	test_proc_stop(&pr, 5000);
+	CU_ASSERT_FATAL(workdir[0] == '/');
+	CU_ASSERT_EQUAL(process_naming(workdir), 0);
+	CU_ASSERT_EQUAL(process_naming(sock), 0);
+	CU_ASSERT_NOT_EQUAL(access(workdir, F_OK), 0);
+	CU_ASSERT_NOT_EQUAL(access(sock, F_OK), 0);
+	snprintf(shm, sizeof(shm), "/dev/shm/nemo-hc-%s", name);
+	snprintf(eal, sizeof(eal), "/var/run/dpdk/nemo-nf-%s", name);
+	CU_ASSERT_NOT_EQUAL(access(shm, F_OK), 0);
+	CU_ASSERT_NOT_EQUAL(access(eal, F_OK), 0);
+	snprintf(root, sizeof(root), "nemo-run%d", (int)pr.pid);
+	CU_ASSERT(cgroup_gone(root));
+	rm_tree(dir);
+}
+
 NEMO_SUITE(experiment, suite_setup, suite_teardown, {"--smoke exits 0", test_exits_zero},
 	   {"results.csv: a row per scenario x cell x repetition", test_results_csv},
 	   {"invocations, time series and order CSVs", test_other_csvs},
@@ -417,4 +549,6 @@ NEMO_SUITE(experiment, suite_setup, suite_teardown, {"--smoke exits 0", test_exi
 	   {"report.md tables with every scenario and NEMO's figures", test_report_tables},
 	   {"scenario order rotates across repetitions", test_order_interleaved},
 	   {"nothing left behind", test_nothing_left_behind},
-	   {"Ctrl-C cleans up and --resume finishes the run", test_interrupt_and_resume});
+	   {"Ctrl-C cleans up and --resume finishes the run", test_interrupt_and_resume},
+	   {"make run: a packet-triggered function beside the calls, nothing left",
+	    test_live_packet_function});

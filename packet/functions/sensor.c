@@ -12,6 +12,9 @@
  * each reading with that source's summary:
  *   "10.0.0.7:5683 n=12 mean=21.42 min=20.90 max=22.10"
  * A datagram without a number is answered with "bad reading" and not counted.
+ *
+ * handle() is the same aggregation called per request (HTTP, MQTT): a request carries no
+ * source address, so every caller's readings share one entry, answered as "request n=...".
  */
 
 #define SENSOR_SLOTS 4096 /* sources tracked; a full table answers "table full" */
@@ -44,12 +47,12 @@ static struct sensor *sensor_find(uint32_t ip, uint16_t port)
 }
 
 /* The last number in the datagram, or -1 when there is none. */
-static int reading(const struct nemo_packet *p, double *out)
+static int reading(const void *data, size_t size, double *out)
 {
 	char buf[64], *end, *last = NULL;
-	size_t len = p->len < sizeof(buf) - 1 ? p->len : sizeof(buf) - 1;
+	size_t len = size < sizeof(buf) - 1 ? size : sizeof(buf) - 1;
 
-	memcpy(buf, p->data, len);
+	memcpy(buf, data, len);
 	buf[len] = '\0';
 	for (char *s = buf; *s; s++) {
 		double v = strtod(s, &end);
@@ -63,6 +66,14 @@ static int reading(const struct nemo_packet *p, double *out)
 	return last ? 0 : -1;
 }
 
+static void sensor_add(struct sensor *s, double v)
+{
+	s->min = s->n && s->min < v ? s->min : v;
+	s->max = s->n && s->max > v ? s->max : v;
+	s->sum += v;
+	s->n++;
+}
+
 int handle_batch(const struct nemo_packet *pkts, struct nemo_reply *replies, unsigned int n)
 {
 	for (unsigned int i = 0; i < n; i++) {
@@ -72,14 +83,10 @@ int handle_batch(const struct nemo_packet *pkts, struct nemo_reply *replies, uns
 		double v;
 		int len;
 
-		if (reading(p, &v) == 0) {
+		if (reading(p->data, p->len, &v) == 0) {
 			s = sensor_find(p->src_ip, p->src_port);
-			if (s) {
-				s->min = s->n && s->min < v ? s->min : v;
-				s->max = s->n && s->max > v ? s->max : v;
-				s->sum += v;
-				s->n++;
-			}
+			if (s)
+				sensor_add(s, v);
 		}
 		if (!replies[i].cap)
 			continue;
@@ -95,5 +102,27 @@ int handle_batch(const struct nemo_packet *pkts, struct nemo_reply *replies, uns
 		if (len > 0 && (uint32_t)len < replies[i].cap)
 			replies[i].len = (uint32_t)len;
 	}
+	return 0;
+}
+
+int handle(const struct nemo_request *req, struct nemo_response *resp)
+{
+	struct sensor *s = NULL;
+	double v;
+	int len;
+
+	if (reading(req->data, req->len, &v) == 0) {
+		s = sensor_find(0, 0);
+		if (s)
+			sensor_add(s, v);
+	}
+	if (s)
+		len = snprintf(resp->data, resp->cap, "request n=%llu mean=%.2f min=%.2f max=%.2f",
+			       (unsigned long long)s->n, s->sum / (double)s->n, s->min, s->max);
+	else
+		len = snprintf(resp->data, resp->cap, "request bad reading");
+	if (len < 0 || (size_t)len >= resp->cap)
+		return 1;
+	resp->len = (size_t)len;
 	return 0;
 }
