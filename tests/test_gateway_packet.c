@@ -351,12 +351,45 @@ static void test_deploy_serves(void)
 	CU_ASSERT_EQUAL(metric("nemo_invocations_total{namespace=\"nemo\",function=\"echo\","
 			       "status=\"success\"}"),
 			0);
-	/* its code has only the batch handler: a call is refused, naming why, on every route */
-	expect("POST", "/function/echo", "hi", 400, "takes packets only");
-	expect("POST", ACT "/echo?blocking=true", "{}", 400,
+	/* the sample has a request handler too: the same code answers a call */
+	expect("POST", "/function/echo", "hi", 200, "hi");
+	CU_ASSERT_EQUAL(packet_instances(pids, 4), 1);
+}
+
+/*
+ * A function whose code has the batch handler alone is fed by packets only: a call to it is
+ * refused before anything is accepted, naming why, on every route.
+ */
+static void test_packets_only_takes_no_calls(void)
+{
+	char trig[256], *bytes, *b64, *body, so[512];
+	size_t len;
+	pid_t pids[4];
+
+	snprintf(so, sizeof(so), "%s/../functions/test-pkt-crash.so", nemo_test_bindir());
+	bytes = test_read_file(so, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+	b64 = nemo_base64_encode((const uint8_t *)bytes, len);
+	free(bytes);
+	body = malloc(strlen(b64) + 512);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	snprintf(trig, sizeof(trig), "{\"nf\":\"%s\",\"function\":\"sensor\",\"lcore\":1}",
+		 env.fn_sock);
+	sprintf(body, "{\"runtime\":\"c\",\"packet\":%s,\"code\":{\"base64\":\"%s\"}}", trig, b64);
+	free(b64);
+	expect("PUT", ACT "/batchonly?overwrite=true", body, 200, "batchonly");
+	free(body);
+	expect("POST", "/function/batchonly", "hi", 400, "takes packets only");
+	expect("POST", ACT "/batchonly?blocking=true", "{}", 400,
 	       "has the batch handler 'handle_batch' and no request handler 'handle'");
-	expect("POST", ACT "/echo", "{}", 400, "takes packets only");
-	expect("POST", "/async-function/echo", "hi", 400, "takes packets only");
+	expect("POST", ACT "/batchonly", "{}", 400, "takes packets only");
+	expect("POST", "/async-function/batchonly", "hi", 400, "takes packets only");
+	/* nothing was accepted: no activation of it */
+	CU_ASSERT(metric("nemo_invocations_total{namespace=\"nemo\",function=\"batchonly\","
+			 "status=\"success\"}") <= 0);
+	expect("DELETE", ACT "/batchonly", NULL, 200, NULL);
+	for (int i = 0; i < 100 && packet_instances(pids, 4) != 1; i++)
+		test_msleep(20);
 	CU_ASSERT_EQUAL(packet_instances(pids, 4), 1);
 }
 
@@ -684,6 +717,8 @@ static void test_harvesting_keeps_floor(void)
 
 NEMO_SUITE(gateway_packet, suite_setup, suite_teardown,
 	   {"deploy over HTTP: replies come back, /metrics counts", test_deploy_serves},
+	   {"a function with the batch handler alone takes no calls",
+	    test_packets_only_takes_no_calls},
 	   {"promtool accepts /metrics", test_promtool},
 	   {"kill -9 the instance: a replacement serves", test_killed_instance_replaced},
 	   {"redeploy replaces the instance", test_redeploy_replaces},
