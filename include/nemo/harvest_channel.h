@@ -173,8 +173,12 @@ static inline int hc_read_record(const struct hc_lcore_record *src, struct hc_lc
 static inline void hc_record_extrapolate(struct hc_lcore_record *r, uint64_t now_tsc,
 					 uint64_t tsc_hz)
 {
+	/* whatever the record says, in range: at most a minute of sleep, the sum saturated */
+	uint64_t max_ns = r->max_sleep_ns < 60000000000ull ? r->max_sleep_ns : 60000000000ull;
+	double span = (double)max_ns * (double)tsc_hz / 1e9;
+	uint64_t cycles = span < (double)UINT64_MAX ? (uint64_t)span : UINT64_MAX;
 	uint64_t woken_by =
-		r->state_since_tsc + (uint64_t)((double)r->max_sleep_ns * (double)tsc_hz / 1e9);
+		r->state_since_tsc > UINT64_MAX - cycles ? UINT64_MAX : r->state_since_tsc + cycles;
 
 	if (r->state != HC_STATE_SLEEPING)
 		return;
