@@ -22,6 +22,14 @@ const char *gw_act_status_name(enum gw_act_status s)
 	return (unsigned)s < GW_ACT_N_STATUS ? status_names[s] : "?";
 }
 
+enum gw_act_status gw_act_status_by_name(const char *name)
+{
+	for (int s = 0; name && s < GW_ACT_N_STATUS; s++)
+		if (!strcmp(name, status_names[s]))
+			return (enum gw_act_status)s;
+	return GW_ACT_N_STATUS;
+}
+
 enum gw_act_status gw_act_status_of(enum sbx_status s)
 {
 	switch (s) {

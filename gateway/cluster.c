@@ -1176,24 +1176,26 @@ bool gw_cluster_forward(struct gw_daemon *d, const struct gw_request *r, struct 
 
 /* ---- a queued call run on a peer (MQTT) ------------------------------------------------------------- */
 
-/* What a peer's answer to POST /api/v1/cluster/run says of the run, as the sandbox says it. */
+/*
+ * What a peer's answer to POST /api/v1/cluster/run says of the run (an activation status
+ * name), as the sandbox says it: the inverse of gw_act_status_of() for the terminal states.
+ */
 static enum sbx_status sbx_status_of(const char *name)
 {
-	static const struct {
-		const char *name;
-		enum sbx_status st;
-	} map[] = {
-		{"success", SBX_OK},
-		{"application_error", SBX_ERR_FUNCTION},
-		{"timeout", SBX_ERR_TIMEOUT},
-		{"crashed", SBX_ERR_CRASHED},
-		{"rejected", SBX_ERR_RESPONSE_TOO_LARGE},
-	};
-
-	for (size_t i = 0; name && i < sizeof(map) / sizeof(map[0]); i++)
-		if (!strcmp(name, map[i].name))
-			return map[i].st;
-	return SBX_ERR_INTERNAL;
+	switch (gw_act_status_by_name(name)) {
+	case GW_ACT_SUCCESS:
+		return SBX_OK;
+	case GW_ACT_APP_ERROR:
+		return SBX_ERR_FUNCTION;
+	case GW_ACT_TIMEOUT:
+		return SBX_ERR_TIMEOUT;
+	case GW_ACT_CRASHED:
+		return SBX_ERR_CRASHED;
+	case GW_ACT_REJECTED:
+		return SBX_ERR_RESPONSE_TOO_LARGE;
+	default:
+		return SBX_ERR_INTERNAL;
+	}
 }
 
 static const char *reply_header(const struct cl_http_reply *fr, const char *name)

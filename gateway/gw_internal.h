@@ -291,6 +291,8 @@ cJSON *gw_act_list_json(struct gw_act_table *t, const struct gw_act_filter *f);
 /* Wait until `seq` is terminal or `timeout_ms` passes. Returns true when terminal. */
 bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms);
 const char *gw_act_status_name(enum gw_act_status s);
+/* The status gw_act_status_name() calls `name`; GW_ACT_N_STATUS for none. */
+enum gw_act_status gw_act_status_by_name(const char *name);
 bool gw_act_terminal(enum gw_act_status s);
 /* The API's JSON record of one activation. t->lock held. */
 cJSON *gw_act_record_json(const char *default_ns, const struct gw_activation *a);

@@ -6,6 +6,7 @@
 #include <glob.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,4 +457,28 @@ uint16_t test_inet_sum(const uint8_t *p, size_t len, uint32_t sum)
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	return (uint16_t)sum;
+}
+
+int test_run_nemoctl(uint16_t port, const char *token_file, char *out, size_t cap, const char *fmt,
+		     ...)
+{
+	char cmd[2048], args[1536];
+	va_list ap;
+	FILE *p;
+	size_t n;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd),
+		 "NEMO_URL=http://127.0.0.1:%u NEMO_TOKEN_FILE=%s %s/nemoctl %s 2>&1",
+		 (unsigned)port, token_file, nemo_test_bindir(), args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

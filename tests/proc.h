@@ -56,6 +56,14 @@ void test_msleep(int ms);
  * when it exited first or never did. */
 bool test_nemod_healthy(struct test_proc *p, uint16_t port, int ms);
 
+/*
+ * Run build/bin/nemoctl (arguments from `fmt`) against the nemod on 127.0.0.1:`port` with the
+ * credentials in `token_file`, through the shell. Its exit code, or -1; stdout and stderr
+ * into `out`.
+ */
+int test_run_nemoctl(uint16_t port, const char *token_file, char *out, size_t cap, const char *fmt,
+		     ...) __attribute__((format(printf, 5, 6)));
+
 /* Start the built nemod with `--config config` in `p` and wait up to `ms` for it to be healthy
  * on `port`; prints what it said when it is not. Returns 0, -ETIMEDOUT (started, not healthy:
  * p still needs stopping) or the -errno of test_proc_start (nothing started). */

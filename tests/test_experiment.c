@@ -303,6 +303,27 @@ static void test_order_interleaved(void)
 	free(csv);
 }
 
+/* The command line of process `pid` (a /proc entry's name), its NULs as spaces; false if none. */
+static bool cmdline_of(const char *pid, char *cmd, size_t len)
+{
+	char path[300];
+	size_t n;
+	FILE *f;
+
+	if (pid[0] < '1' || pid[0] > '9')
+		return false;
+	snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(cmd, 1, len - 1, f);
+	fclose(f);
+	for (size_t i = 0; i < n; i++)
+		cmd[i] = cmd[i] ? cmd[i] : ' ';
+	cmd[n] = '\0';
+	return true;
+}
+
 /* Nothing of the driver's pid is left: processes, channels, EAL folders, cgroups, workdirs. */
 static void assert_nothing_left(pid_t pid)
 {
@@ -314,21 +335,10 @@ static void assert_nothing_left(pid_t pid)
 	d = opendir("/proc");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
 	while ((e = readdir(d))) {
-		char path[300], cmd[1024] = "";
-		FILE *f;
-		size_t n;
+		char cmd[1024];
 
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+		if (!cmdline_of(e->d_name, cmd, sizeof(cmd)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		n = fread(cmd, 1, sizeof(cmd) - 1, f);
-		fclose(f);
-		for (size_t i = 0; i < n; i++)
-			cmd[i] = cmd[i] ? cmd[i] : ' ';
-		cmd[n] = '\0';
 		/* every config, socket and broker file of a run lives in /var/tmp/nemo-exp-* */
 		if (strstr(cmd, "/var/tmp/nemo-exp-") &&
 		    (strstr(cmd, "nemo-nf") || strstr(cmd, "nemod") || strstr(cmd, "nemo-gen") ||
@@ -439,21 +449,10 @@ static pid_t process_naming(const char *needle)
 	pid_t found = 0;
 
 	while (d && !found && (e = readdir(d))) {
-		char path[300], cmd[2048] = "";
-		size_t n;
-		FILE *f;
+		char cmd[2048];
 
-		if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == getpid())
+		if (atoi(e->d_name) == getpid() || !cmdline_of(e->d_name, cmd, sizeof(cmd)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		n = fread(cmd, 1, sizeof(cmd) - 1, f);
-		fclose(f);
-		for (size_t i = 0; i < n; i++)
-			cmd[i] = cmd[i] ? cmd[i] : ' ';
-		cmd[n] = '\0';
 		if (strstr(cmd, needle)) {
 			printf("\n  left running: %s %s\n", e->d_name, cmd);
 			found = (pid_t)atoi(e->d_name);

@@ -30,6 +30,7 @@
 /* One nemod (and maybe one broker) per suite; everything lives under dir. */
 struct gw_env {
 	char dir[64];
+	char token[96]; /* dir/token: the credentials file */
 	char config[128];
 	char fndir[512];
 	uint16_t port;
@@ -95,7 +96,7 @@ static int stop_nemod(void)
 
 static int write_config(void)
 {
-	char text[4096], path[256];
+	char text[4096];
 
 	snprintf(text, sizeof(text),
 		 "{\n"
@@ -119,8 +120,8 @@ static int write_config(void)
 		 env.zygotes ? "[0, 1]" : "[0]", getpid(), env.zygotes ? "true" : "false",
 		 env.mqtt ? "true" : "false", env.mqtt_port ? (unsigned)env.mqtt_port : 1883u,
 		 getpid());
-	snprintf(path, sizeof(path), "%s/token", env.dir);
-	if (test_write_text(path, TOKEN "\n"))
+	snprintf(env.token, sizeof(env.token), "%s/token", env.dir);
+	if (test_write_text(env.token, TOKEN "\n"))
 		return -1;
 	return test_write_text(env.config, text);
 }
@@ -826,31 +827,8 @@ static void test_metrics(void)
 
 /* ---- nemoctl --------------------------------------------------------------------------------- */
 
-/* Run nemoctl through the shell; its exit code, and stdout+stderr into out. */
-static int ctl(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int ctl(char *out, size_t cap, const char *fmt, ...)
-{
-	char cmd[2048], args[1536];
-	va_list ap;
-	FILE *p;
-	size_t n;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd),
-		 "NEMO_URL=http://127.0.0.1:%u NEMO_TOKEN_FILE=%s/token %s/nemoctl %s 2>&1",
-		 env.port, env.dir, nemo_test_bindir(), args);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	n = fread(out, 1, cap - 1, p);
-	out[n] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+/* nemoctl against this suite's nemod; its exit code, and stdout+stderr into out. */
+#define ctl(out, cap, ...) test_run_nemoctl(env.port, env.token, out, cap, __VA_ARGS__)
 
 static void test_nemoctl(void)
 {

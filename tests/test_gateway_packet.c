@@ -25,6 +25,7 @@
 /* One nemo-nf and one nemod for the suite; the tests run in order on them. */
 static struct {
 	char dir[64];	  /* nemod's store, config and token */
+	char token[96];	  /* dir/token */
 	char prefix[96];  /* the NF's files: /tmp/nemo-gp-<pid>-1.* (test_cleanup_runs("gp")) */
 	char nf_name[32]; /* its DPDK file prefix is nemo-nf-<name> */
 	char fn_sock[128];
@@ -277,8 +278,8 @@ static int suite_setup(void)
 		 " \"cores\": {\"sandbox\": [0, 1]}, \"async_workers\": 1,"
 		 " \"drain_timeout_ms\": 3000, \"cgroup_root\": \"nemo-gptest-%d\"}\n",
 		 (unsigned)env.port, env.dir, env.dir, env.dir, getpid());
-	snprintf(path, sizeof(path), "%s/token", env.dir);
-	if (test_write_text(path, TOKEN "\n") || test_write_text(env.config, text))
+	snprintf(env.token, sizeof(env.token), "%s/token", env.dir);
+	if (test_write_text(env.token, TOKEN "\n") || test_write_text(env.config, text))
 		return -1;
 	/* the NF's lease server is up once its chains are built */
 	for (int i = 0; i < 1500 && !strstr(test_proc_output(&env.nf), "leased on"); i++) {
@@ -590,33 +591,6 @@ static void test_restart_and_nf_gone(void)
 	CU_ASSERT(test_proc_output_has(&env.nemod, "lcore=1 ended: "));
 }
 
-/* nemoctl against the nemod on `port`: its exit code, stdout and stderr into `out`. */
-static int ctl(uint16_t port, char *out, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int ctl(uint16_t port, char *out, size_t cap, const char *fmt, ...)
-{
-	char cmd[2048], args[1536];
-	va_list ap;
-	FILE *p;
-	size_t n;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd),
-		 "NEMO_URL=http://127.0.0.1:%u NEMO_TOKEN_FILE=%s/token %s/nemoctl %s 2>&1",
-		 (unsigned)port, env.dir, nemo_test_bindir(), args);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	n = fread(out, 1, cap - 1, p);
-	out[n] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The sleep floor asked of cpu 1's NF lcore, from a nemod's /api/v1/cores (-1: none known). */
 static double floor_us(uint16_t port)
 {
@@ -667,16 +641,18 @@ static void test_harvesting_keeps_floor(void)
 	test_msleep(300);
 	CU_ASSERT_EQUAL(floor_us(port), 0);
 	/* the C echo on the NF's "sensor" ring, lcore 1, deployed as a user would, by nemoctl */
-	CU_ASSERT_EQUAL(
-		ctl(port, out, sizeof(out), "deploy sensor --code %s --packet lcore=1", env.so), 1);
+	CU_ASSERT_EQUAL(test_run_nemoctl(port, env.token, out, sizeof(out),
+					 "deploy sensor --code %s --packet lcore=1", env.so),
+			1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--packet: nf=NAME is needed"));
-	CU_ASSERT_EQUAL(ctl(port, out, sizeof(out), "deploy sensor --code %s --packet nf=%s,lcore",
-			    env.so, env.fn_sock),
+	CU_ASSERT_EQUAL(test_run_nemoctl(port, env.token, out, sizeof(out),
+					 "deploy sensor --code %s --packet nf=%s,lcore", env.so,
+					 env.fn_sock),
 			1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--packet: 'lcore' is not KEY=VALUE"));
-	if (ctl(port, out, sizeof(out),
-		"deploy sensor --code %s --packet nf=%s,function=sensor,lcore=1", env.so,
-		env.fn_sock))
+	if (test_run_nemoctl(port, env.token, out, sizeof(out),
+			     "deploy sensor --code %s --packet nf=%s,function=sensor,lcore=1",
+			     env.so, env.fn_sock))
 		printf("\n  nemoctl deploy: %s", out);
 	/* its instance starts in the core's harvest cgroup, which yields to all else there */
 	for (int i = 0; i < 750 && !serving; i++) {
