@@ -13,8 +13,10 @@ BIN=$ROOT/build/bin
 DIR=$(mktemp -d "/var/tmp/nemo-$BENCH_NAME-XXXXXX")
 chmod 755 "$DIR"
 NEMOD_PID=
+OTHER_NEMODS=() # nemods a run keeps beside the current one (their pids)
 cleanup() {
 	[ -n "$NEMOD_PID" ] && kill "$NEMOD_PID" 2>/dev/null && wait "$NEMOD_PID" 2>/dev/null
+	for p in "${OTHER_NEMODS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	[ -n "${MQ_PID:-}" ] && kill "$MQ_PID" 2>/dev/null && wait "$MQ_PID" 2>/dev/null
 	rm -rf "$DIR"
 }
@@ -24,10 +26,10 @@ rand_hex() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Start nemod on $DIR/nemod.json (written by the caller for port $PORT), its log in $1;
-# URL is set once /healthz answers.
-nemod_start() { # log
-	"$BIN/nemod" --config "$DIR/nemod.json" > "$1" 2>&1 &
+# Start nemod on its config [$DIR/nemod.json] (written by the caller for port $PORT), its log
+# in $1; URL is set once /healthz answers.
+nemod_start() { # log [config]
+	"$BIN/nemod" --config "${2:-$DIR/nemod.json}" > "$1" 2>&1 &
 	NEMOD_PID=$!
 	for _ in $(seq 100); do
 		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break

@@ -300,6 +300,7 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 	}
 	gw_reply_header(rp, "X-Call-Id", out.id);
 	gw_reply_header(rp, "X-Activation-Id", out.id);
+	gw_reply_run_time(rp, out.run_ns);
 }
 
 struct list_arg {

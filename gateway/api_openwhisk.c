@@ -326,6 +326,7 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 		gw_reply_json(rp, status_of(out.status), rec);
 	}
 	gw_reply_header(rp, "X-Activation-Id", out.id);
+	gw_reply_run_time(rp, out.run_ns);
 }
 
 static void route_action(struct gw_daemon *d, const struct gw_request *r, struct gw_reply *rp,

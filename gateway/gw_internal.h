@@ -541,6 +541,8 @@ struct gw_outcome {
 	size_t result_len;
 	bool pending; /* still running after blocking_timeout_ms: ask by id later */
 	bool web;     /* a main(dict) function: its result may shape the HTTP reply */
+	uint64_t
+		run_ns; /* the function's run (request sent to its sandbox, response back); 0: not run here */
 };
 void gw_svc_outcome_release(struct gw_outcome *o);
 
@@ -613,6 +615,8 @@ bool gw_req_arg_true(const struct gw_request *r, const char *key, bool dflt);
 bool gw_req_is(const struct gw_request *r, const char *method);
 
 void gw_reply_header(struct gw_reply *rp, const char *key, const char *value);
+/* X-Duration-Seconds: the function's run (request to its sandbox, response back); none for 0 */
+void gw_reply_run_time(struct gw_reply *rp, uint64_t run_ns);
 /* A JSON reply (j is consumed). */
 void gw_reply_json(struct gw_reply *rp, int status, cJSON *j);
 void gw_reply_error(struct gw_reply *rp, int status, const char *fmt, ...)

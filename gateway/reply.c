@@ -47,6 +47,17 @@ void gw_reply_header(struct gw_reply *rp, const char *key, const char *value)
 	rp->n_headers++;
 }
 
+void gw_reply_run_time(struct gw_reply *rp, uint64_t run_ns)
+{
+	char secs[32];
+
+	if (!run_ns)
+		return;
+	/* as OpenFaaS's watchdog says it: the function's own time, in seconds */
+	snprintf(secs, sizeof(secs), "%.6f", (double)run_ns / 1e9);
+	gw_reply_header(rp, "X-Duration-Seconds", secs);
+}
+
 void gw_reply_json(struct gw_reply *rp, int status, cJSON *j)
 {
 	char *text = j ? cJSON_PrintUnformatted(j) : NULL;

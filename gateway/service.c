@@ -1040,6 +1040,7 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 				     "activation %s of %s: its record is not durable", out->id,
 				     name);
 	out->status = gw_act_status_of(res.status);
+	out->run_ns = res.times.run_ns;
 	snprintf(out->message, sizeof(out->message), "%s", res.message);
 	/* the bytes move to the caller: no copy on the fast path */
 	out->result = res.response;

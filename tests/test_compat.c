@@ -442,9 +442,62 @@ static void test_openfaas_web_response(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(body, "\"statusCode\":201"));
 }
 
+#define SLOW_FN                   \
+	"import time\\n"          \
+	"def main(args):\\n"      \
+	"    time.sleep(0.25)\\n" \
+	"    return {'slept': 1}\\n"
+
+/* The value of response header `key` in curl -i output, or -1. */
+static double header_seconds(const char *resp, const char *key)
+{
+	char pat[64];
+	const char *h;
+
+	snprintf(pat, sizeof(pat), "\r\n%s: ", key);
+	h = strcasestr(resp, pat);
+	return h ? strtod(h + strlen(pat), NULL) : -1;
+}
+
+static void test_openfaas_duration_header(void)
+{
+	char url[256];
+	const char *body;
+	double secs;
+	int st;
+
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/slow");
+	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d",
+				   "{\"exec\":{\"kind\":\"python:3\",\"code\":\"" SLOW_FN "\"}}",
+				   NULL},
+		  &body);
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	/* the function's own time, as OpenFaaS's watchdog gives it: here its 250 ms sleep */
+	url_of(url, sizeof(url), "/function/slow");
+	st = curl((const char *[]){"-i", "-X", "POST", url, "-d", "{}", NULL}, &body);
+	CU_ASSERT_EQUAL(st, 200);
+	secs = header_seconds(body, "X-Duration-Seconds");
+	printf("\n  X-Duration-Seconds of a 250 ms sleep: %.6f\n", secs);
+	CU_ASSERT(secs >= 0.25 && secs < 10.0);
+	/* the same on OpenWhisk's blocking route, beside the activation id */
+	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/slow?blocking=true&result=true");
+	st = curl((const char *[]){"-i", "-u", CRED, "-X", "POST", url, "-d", "{}", NULL}, &body);
+	CU_ASSERT_EQUAL(st, 200);
+	secs = header_seconds(body, "X-Duration-Seconds");
+	CU_ASSERT(secs >= 0.25 && secs < 10.0);
+	/* an async call answers before the function runs: no duration to give */
+	url_of(url, sizeof(url), "/async-function/slow");
+	st = curl((const char *[]){"-i", "-X", "POST", url, "-d", "{}", NULL}, &body);
+	CU_ASSERT_EQUAL(st, 202);
+	CU_ASSERT_PTR_NULL(strcasestr(body, "X-Duration-Seconds"));
+}
+
 NEMO_SUITE(openfaas_curl, env_setup, env_teardown,
 	   {"curl runs faas-cli's calls: invoke, async callback, list, scale, info, delete",
 	    test_openfaas_curl_flow},
+	   {"X-Duration-Seconds gives the function's own time on /function and OpenWhisk's "
+	    "blocking route",
+	    test_openfaas_duration_header},
 	   {"a main(dict) function sets its HTTP status, headers and body on /function",
 	    test_openfaas_web_response},
 	   {"a C function's stdout and stderr are its activation's logs", test_c_function_logs},
