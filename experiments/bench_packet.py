@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench_packet.py - make bench-packet: packets -> function -> reply, and the NF beside it.
 
-Three tables, each against a baseline measured in the same run:
+Five tables, each against a baseline measured in the same run (printed in the order 1, 2, 3, 5, 4):
   1. what the fn module costs the NF when no rule matches: cycles per packet of fn > fwd
      against fwd alone (and acl > fwd, a module that classifies every packet), in-process;
      then the capacity of the two chains end to end, busy-polling, interleaved;
@@ -13,6 +13,8 @@ Three tables, each against a baseline measured in the same run:
   3. the NF at 30 % load with the function beside it: of 64 flows, as many as give the
      function about --fn-pps go to it, the rest are forwarded; the NF's losses and the p99 of
      the forwarded frames against the NF alone at the same forwarded rate;
+  5. table 3 with the function where nemod runs it: the packet-triggered echo in a sandbox
+     on the NF's core, nemod harvesting the NF's channel and holding its sleep floor;
   4. the same C functions (pkt-echo.so, and pkt-sensor.so, a small computation) in nemod:
      packet-triggered (nemod's `packet` trigger, a sandbox on the NF's core), called per
      request over HTTP (POST /function/NAME, wrk) and over MQTT (nemod's MQTT trigger,
@@ -284,6 +286,84 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
            p99b / p99a if p99a else float("nan")))
 
 
+# ---- table 5: table 3 with nemod's sandbox instead of the stand-in ----
+
+def table5(seconds, capacity, reps, fn_pps):
+    """The NF at 30 % load beside the packet-triggered echo as nemod runs it: a sandbox in the
+    NF core's harvest cgroup, nemod harvesting the NF's channel (scenario "nemo": it holds the
+    core's sleep floor while the instance lives there). Its CPU time is the cgroup's."""
+    nf_rate = 0.3 * capacity
+    flows = 64
+    k = max(1, min(flows - 1, round(flows * fn_pps / (nf_rate + fn_pps))))
+    fn_rules = [{"proto": "udp", "dport": 9000, "sport": "1024-%d" % (1024 + k - 1),
+                 "function": "echo", "reply": True}]
+    total = nf_rate * flows / (flows - k)
+    print("\n5. the NF at 30 %% load (%.2f Mpps forwarded, capacity %.2f Mpps) beside the "
+          "packet-triggered echo in nemod (%d of %d flows, %.0f kpps offered to it), nemod "
+          "harvesting; %d reps interleaved; load average %s" %
+          (nf_rate / 1e6, capacity / 1e6, k, flows, (total - nf_rate) / 1e3, reps,
+           " ".join("%.2f" % x for x in os.getloadavg())))
+    print("   %-14s %10s %9s %9s %9s %9s %9s %10s %10s %10s %8s %8s" %
+          ("run", "sent", "NF drops", "imissed", "fwd p50", "fwd p99", "p99.9", "replies/s",
+           "reply p50", "reply p99", "fn_full", "harvest"))
+    rows = {"NF alone": [], "NF + nemod": []}
+    for rep in range(reps):
+        p = start_nf("sleep", None, "t5")
+        r = gen(nf_rate, seconds, flows)
+        log = bn.stop(p)
+        drops, missed = max(0, nf_count(log, "summary", "dropped")), nf_count(
+            log, "port 0 (", "imissed")
+        rows["NF alone"].append((drops + max(0, missed), r["lat_p99_us"], None))
+        print("   %-14s %10d %9d %9d %9s %9s %9s %10s %10s %10s %8s %8s" %
+              ("NF alone", r["sent"], drops, missed, fmt(r["lat_p50_us"]),
+               fmt(r["lat_p99_us"]), fmt(r["lat_p999_us"]), "-", "-", "-", "-", "-"))
+        p = start_nf("sleep", fn_rules, "t5fn")
+        d = None
+        try:
+            workdir = tempfile.mkdtemp(prefix="nemo-bench-packet-", dir="/var/tmp")
+            os.chmod(workdir, 0o755)
+            ne.JANITOR.paths.append(workdir)
+            d = ne.Nemod(workdir, "nemo", "bench", 1, 30, {"log_level": "warn"},
+                         tag="bpkt5%d%d" % (os.getpid(), rep))
+            d.start()
+            d.deploy_spec("echo", {"runtime": "c", "code": {"path": ECHO},
+                                   "packet": {"nf": FN_SOCK, "lcore": 1, "batch": 64}})
+            d.wait_packet_serving("echo")
+            (a, hz), h0 = bn.read_cycles(), ne.harvested_ns(d.cgroup_root, 1)
+            r = gen(total, seconds, flows)
+            (b, _), h1 = bn.read_cycles(), ne.harvested_ns(d.cgroup_root, 1)
+        finally:
+            if d:
+                d.stop()
+            log = bn.stop(p)
+        spare_s = (b[0] - a[0] - (b[1] - a[1])) / hz
+        harvest = (h1 - h0) / 1e9 / spare_s if spare_s > 0 else float("nan")
+        fn_full = max(0, nf_count(log, "drops:", "fn_full"))
+        nf_drops = max(0, nf_count(log, "summary", "dropped")) - fn_full
+        missed = nf_count(log, "port 0 (", "imissed")
+        rows["NF + nemod"].append((nf_drops + max(0, missed), r.get("other_lat_p99_us"),
+                                   r["replies"] / r["duration_s"]))
+        print("   %-14s %10d %9d %9d %9s %9s %9s %10.0f %10s %10s %8d %8.3f" %
+              ("NF + nemod", r["sent"], nf_drops, missed, fmt(r.get("other_lat_p50_us")),
+               fmt(r.get("other_lat_p99_us")), fmt(r.get("other_lat_p999_us")),
+               r["replies"] / r["duration_s"], fmt(r.get("reply_lat_p50_us")),
+               fmt(r.get("reply_lat_p99_us")), fn_full, harvest))
+        why = drop_reasons(log)
+        if why:
+            print("   %-14s NF drops: %s" % ("", why))
+    a = rows["NF alone"]
+    b = rows["NF + nemod"]
+    p99a = med([x[1] for x in a if x[1] is not None] or [float("nan")])
+    p99b = med([x[1] for x in b if x[1] is not None] or [float("nan")])
+    print("   (harvest = the sandbox cgroup's CPU time on cpu 1 / the NF's spare; fn_full = "
+          "packets for the function dropped at its full ring, not NF loss)")
+    print("   NF loss (drops other than fn_full, and rx overflow): alone %d, beside nemod's "
+          "function %d (medians); forwarded p99 %.1f -> %.1f us (%.2f x); the function's "
+          "replies %.0f /s (median)" %
+          (med([x[0] for x in a]), med([x[0] for x in b]), p99a, p99b,
+           p99b / p99a if p99a else float("nan"), med([x[2] for x in b])))
+
+
 # ---- table 4: the same function packet-triggered, over HTTP and over MQTT, all in nemod ----
 
 T4_FUNCS = (  # name, code, the NF's UDP port for it, a request's payload over HTTP and MQTT
@@ -446,7 +526,7 @@ def main():
     ap.add_argument("--floor-us", type=int, default=100, help="the sleep-floor lease")
     ap.add_argument("--rates", default="100k,300k,1M,max", help="table 2's offered rates")
     ap.add_argument("--fn-pps", type=float, default=1e6, help="table 3's function rate")
-    ap.add_argument("--only", default="1234", help="which tables")
+    ap.add_argument("--only", default="12345", help="which tables")
     ap.add_argument("--fn-sched", default="idle,nice0",
                     help="table 2: how the function runs on cpu 1 (idle, nice0)")
     ap.add_argument("--pkt-rate", type=float, default=1e6, help="table 4's offered packets/s")
@@ -486,6 +566,12 @@ def main():
                 capacity = max(gen("max", 2)["rx_pps"] for _ in range(2))
                 bn.stop(p)
             table3(a.seconds, capacity, a.reps, a.floor_us, a.fn_pps)
+        if "5" in a.only:
+            if capacity is None:
+                p = start_nf("poll", None, "cal")
+                capacity = max(gen("max", 2)["rx_pps"] for _ in range(2))
+                bn.stop(p)
+            table5(a.seconds, capacity, a.reps, a.fn_pps)
         if "4" in a.only:
             table4(a.seconds, a.pkt_rate, a.floor_us, a.conns, a.window, a.qos)
         print("\nload average at the end: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
