@@ -235,15 +235,34 @@ def table2(seconds, rates, floor_us, scheds):
           "mostly fn_full: the ring was full when the function did not get the core)")
 
 
-def table3(seconds, capacity, reps, floor_us, fn_pps):
+def split_flows(capacity, fn_pps, flows=64):
+    """The NF at 30 % load beside the function (tables 3 and 5): flow i has src port 1024 + i;
+    flows 0..k-1 go to the function, k chosen so that it gets about fn_pps while the forwarded
+    rest stays at 30 % of capacity. Returns (forwarded rate, k, the fn rules, total rate)."""
     nf_rate = 0.3 * capacity
-    # flow i has src port 1024 + i: flows 0..k-1 go to the function, k chosen so that it gets
-    # about fn_pps while the forwarded rest stays at nf_rate
-    flows = 64
     k = max(1, min(flows - 1, round(flows * fn_pps / (nf_rate + fn_pps))))
     fn_rules = [{"proto": "udp", "dport": 9000, "sport": "1024-%d" % (1024 + k - 1),
                  "function": "echo", "reply": True}]
-    total = nf_rate * flows / (flows - k)
+    return nf_rate, k, fn_rules, nf_rate * flows / (flows - k)
+
+
+def nf_alone(nf_rate, seconds, flows, name):
+    """The NF alone at nf_rate: (generator's result, NF drops, rx overflow, drop reasons)."""
+    p = start_nf("sleep", None, name)
+    r = gen(nf_rate, seconds, flows)
+    log = bn.stop(p)
+    return (r, max(0, nf_count(log, "summary", "dropped")), nf_count(log, "port 0 (", "imissed"),
+            drop_reasons(log))
+
+
+def med_p99(rows):
+    """The median of the rows' forwarded p99 (their second field), where there is one."""
+    return med([x[1] for x in rows if x[1] is not None] or [float("nan")])
+
+
+def table3(seconds, capacity, reps, floor_us, fn_pps):
+    flows = 64
+    nf_rate, k, fn_rules, total = split_flows(capacity, fn_pps, flows)
     print("\n3. the NF at 30 %% load (%.2f Mpps forwarded, capacity %.2f Mpps) beside the "
           "function (%d of %d flows, %.0f kpps), %d us lease; %d reps interleaved" %
           (nf_rate / 1e6, capacity / 1e6, k, flows, (total - nf_rate) / 1e3, floor_us, reps))
@@ -252,13 +271,8 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
            "reply p50", "reply p99", "harvest"))
     rows = {"NF alone": [], "NF + function": []}
     for _ in range(reps):
-        p = start_nf("sleep", None, "t3")
-        r = gen(nf_rate, seconds, flows)
-        log = bn.stop(p)
-        drops, missed = max(0, nf_count(log, "summary", "dropped")), nf_count(
-            log, "port 0 (", "imissed")
+        r, drops, missed, why = nf_alone(nf_rate, seconds, flows, "t3")
         rows["NF alone"].append((drops + max(0, missed), r["lat_p99_us"]))
-        why = drop_reasons(log)
         print("   %-14s %10d %9d %9d %9s %9s %9s %10s %10s %10s %8s" %
               ("NF alone", r["sent"], drops, missed, fmt(r["lat_p50_us"]),
                fmt(r["lat_p99_us"]), fmt(r["lat_p999_us"]), "-", "-", "-", "-"))
@@ -274,10 +288,8 @@ def table3(seconds, capacity, reps, floor_us, fn_pps):
                fmt(r.get("reply_lat_p50_us")), fmt(r.get("reply_lat_p99_us")), r["harvest"]))
         if r["why"]:
             print("   %-14s NF drops: %s" % ("", r["why"]))
-    a = rows["NF alone"]
-    b = rows["NF + function"]
-    p99a = med([x[1] for x in a if x[1] is not None] or [float("nan")])
-    p99b = med([x[1] for x in b if x[1] is not None] or [float("nan")])
+    a, b = rows["NF alone"], rows["NF + function"]
+    p99a, p99b = med_p99(a), med_p99(b)
     print("   (harvest = the function's CPU time on cpu 1 / the NF's spare, harvest_ratio; "
           "tx_full drops are the generator not reading its ring)")
     print("   NF loss (drops other than fn_full, and rx overflow): alone %d, with the function "
@@ -292,12 +304,8 @@ def table5(seconds, capacity, reps, fn_pps):
     """The NF at 30 % load beside the packet-triggered echo as nemod runs it: a sandbox in the
     NF core's harvest cgroup, nemod harvesting the NF's channel (scenario "nemo": it holds the
     core's sleep floor while the instance lives there). Its CPU time is the cgroup's."""
-    nf_rate = 0.3 * capacity
     flows = 64
-    k = max(1, min(flows - 1, round(flows * fn_pps / (nf_rate + fn_pps))))
-    fn_rules = [{"proto": "udp", "dport": 9000, "sport": "1024-%d" % (1024 + k - 1),
-                 "function": "echo", "reply": True}]
-    total = nf_rate * flows / (flows - k)
+    nf_rate, k, fn_rules, total = split_flows(capacity, fn_pps, flows)
     print("\n5. the NF at 30 %% load (%.2f Mpps forwarded, capacity %.2f Mpps) beside the "
           "packet-triggered echo in nemod (%d of %d flows, %.0f kpps offered to it), nemod "
           "harvesting; %d reps interleaved; load average %s" %
@@ -308,11 +316,7 @@ def table5(seconds, capacity, reps, fn_pps):
            "reply p50", "reply p99", "fn_full", "harvest"))
     rows = {"NF alone": [], "NF + nemod": []}
     for rep in range(reps):
-        p = start_nf("sleep", None, "t5")
-        r = gen(nf_rate, seconds, flows)
-        log = bn.stop(p)
-        drops, missed = max(0, nf_count(log, "summary", "dropped")), nf_count(
-            log, "port 0 (", "imissed")
+        r, drops, missed, _ = nf_alone(nf_rate, seconds, flows, "t5")
         rows["NF alone"].append((drops + max(0, missed), r["lat_p99_us"], None))
         print("   %-14s %10d %9d %9d %9s %9s %9s %10s %10s %10s %8s %8s" %
               ("NF alone", r["sent"], drops, missed, fmt(r["lat_p50_us"]),
@@ -351,10 +355,8 @@ def table5(seconds, capacity, reps, fn_pps):
         why = drop_reasons(log)
         if why:
             print("   %-14s NF drops: %s" % ("", why))
-    a = rows["NF alone"]
-    b = rows["NF + nemod"]
-    p99a = med([x[1] for x in a if x[1] is not None] or [float("nan")])
-    p99b = med([x[1] for x in b if x[1] is not None] or [float("nan")])
+    a, b = rows["NF alone"], rows["NF + nemod"]
+    p99a, p99b = med_p99(a), med_p99(b)
     print("   (harvest = the sandbox cgroup's CPU time on cpu 1 / the NF's spare; fn_full = "
           "packets for the function dropped at its full ring, not NF loss)")
     print("   NF loss (drops other than fn_full, and rx overflow): alone %d, beside nemod's "

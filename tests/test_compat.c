@@ -237,6 +237,24 @@ static void url_of(char *buf, size_t len, const char *path)
 	snprintf(buf, len, "http://127.0.0.1:%u%s", (unsigned)env.port, path);
 }
 
+/* PUT an OpenWhisk python:3 action whose code is `code` (JSON-escaped); returns the status. */
+static int put_python_action(const char *name, const char *code)
+{
+	char url[256], path[128], *doc;
+	const char *body;
+	int st;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/_/actions/%s", name);
+	url_of(url, sizeof(url), path);
+	if (asprintf(&doc, "{\"exec\":{\"kind\":\"python:3\",\"code\":\"%s\"}}", code) < 0)
+		return -1;
+	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-H",
+				   "Content-Type: application/json", "-d", doc, NULL},
+		  &body);
+	free(doc);
+	return st;
+}
+
 /* A loopback listener for X-Callback-Url: accepts one POST and keeps its body. */
 struct callback_sink {
 	int fd;
@@ -317,13 +335,7 @@ static void test_openfaas_curl_flow(void)
 	int st;
 
 	/* deploy through the native/OpenWhisk route (OpenFaaS deploys images: 501 names it) */
-	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/web");
-	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-H",
-				   "Content-Type: application/json", "-d",
-				   "{\"exec\":{\"kind\":\"python:3\",\"code\":\"" WEB_FN "\"}}",
-				   NULL},
-		  &body);
-	CU_ASSERT_EQUAL_FATAL(st, 200);
+	CU_ASSERT_EQUAL_FATAL(put_python_action("web", WEB_FN), 200);
 	url_of(url, sizeof(url), "/system/functions");
 	st = curl(
 		(const char *[]){"-u", CRED, "-X", "POST", url, "-d", "{\"service\":\"x\"}", NULL},
@@ -417,12 +429,7 @@ static void test_openfaas_web_response(void)
 	const char *body;
 	int st;
 
-	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/webresp");
-	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d",
-				   "{\"exec\":{\"kind\":\"python:3\",\"code\":\"" WEBRESP_FN "\"}}",
-				   NULL},
-		  &body);
-	CU_ASSERT_EQUAL_FATAL(st, 200);
+	CU_ASSERT_EQUAL_FATAL(put_python_action("webresp", WEBRESP_FN), 200);
 	/* the function's status, headers and body are the reply; nemod adds the call's id */
 	url_of(url, sizeof(url), "/function/webresp");
 	st = curl((const char *[]){"-i", "-X", "POST", url, "-d", "{}", NULL}, &body);
@@ -466,12 +473,7 @@ static void test_openfaas_duration_header(void)
 	double secs;
 	int st;
 
-	url_of(url, sizeof(url), "/api/v1/namespaces/_/actions/slow");
-	st = curl((const char *[]){"-u", CRED, "-X", "PUT", url, "-d",
-				   "{\"exec\":{\"kind\":\"python:3\",\"code\":\"" SLOW_FN "\"}}",
-				   NULL},
-		  &body);
-	CU_ASSERT_EQUAL_FATAL(st, 200);
+	CU_ASSERT_EQUAL_FATAL(put_python_action("slow", SLOW_FN), 200);
 	/* the function's own time, as OpenFaaS's watchdog gives it: here its 250 ms sleep */
 	url_of(url, sizeof(url), "/function/slow");
 	st = curl((const char *[]){"-i", "-X", "POST", url, "-d", "{}", NULL}, &body);
