@@ -230,15 +230,7 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
 		if (rc)
 			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
-		{
-			cJSON *j = cJSON_CreateObject();
-
-			cJSON_AddStringToObject(j, "activationId", id);
-			gw_reply_json(rp, 202, j);
-		}
-		gw_reply_header(rp, "X-Call-Id", id);
-		gw_reply_header(rp, "X-Activation-Id", id);
-		return;
+		return gw_reply_accepted(rp, id);
 	}
 	/* in a cluster, the offload policy may send it to a peer with more spare: the caller
 	 * gets the peer's answer as it is (status, headers, body), and X-Nemo-Node */
@@ -249,11 +241,7 @@ static void invoke(struct gw_daemon *d, const struct gw_request *r, struct gw_re
 	if (rc)
 		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
 	if (out.pending) {
-		rp->status = 202;
-		rp->body = "";
-		rp->body_static = true;
-		gw_reply_header(rp, "X-Call-Id", out.id);
-		gw_reply_header(rp, "X-Activation-Id", out.id);
+		gw_reply_accepted(rp, out.id);
 		return gw_svc_outcome_release(&out);
 	}
 	if (out.status != GW_ACT_SUCCESS) {

@@ -231,15 +231,6 @@ static void delete_action(struct gw_daemon *d, const struct gw_request *r, struc
 	gw_reply_json(rp, 200, j);
 }
 
-static void accepted(struct gw_reply *rp, const char *id)
-{
-	cJSON *j = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(j, "activationId", id);
-	gw_reply_json(rp, 202, j);
-	gw_reply_header(rp, "X-Activation-Id", id);
-}
-
 /* OpenWhisk answers a failed blocking call 502 with the record, a platform failure 500. */
 static int status_of(enum gw_act_status st)
 {
@@ -290,14 +281,14 @@ static void invoke_action(struct gw_daemon *d, const struct gw_request *r, struc
 		rc = gw_svc_invoke_async(d, name, &call, id, err, sizeof(err));
 		if (rc)
 			return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
-		return accepted(rp, id);
+		return gw_reply_accepted(rp, id);
 	}
 	call.result_only = want_result; /* else the record: durable before it is sent */
 	rc = gw_svc_invoke(d, name, &call, &out, err, sizeof(err));
 	if (rc)
 		return gw_reply_error(rp, gw_status_of_errno(rc), "%s", err);
 	if (out.pending) {
-		accepted(rp, out.id);
+		gw_reply_accepted(rp, out.id);
 		return gw_svc_outcome_release(&out);
 	}
 	gw_svc_outcome_release(&out);

@@ -615,6 +615,9 @@ bool gw_req_arg_true(const struct gw_request *r, const char *key, bool dflt);
 bool gw_req_is(const struct gw_request *r, const char *method);
 
 void gw_reply_header(struct gw_reply *rp, const char *key, const char *value);
+/* 202 for an activation that runs (or goes on running) after the answer: its id in the body
+ * ({"activationId"}) and in X-Call-Id and X-Activation-Id */
+void gw_reply_accepted(struct gw_reply *rp, const char *id);
 /* X-Duration-Seconds: the function's run (request to its sandbox, response back); none for 0 */
 void gw_reply_run_time(struct gw_reply *rp, uint64_t run_ns);
 /* A JSON reply (j is consumed). */

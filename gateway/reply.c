@@ -47,6 +47,17 @@ void gw_reply_header(struct gw_reply *rp, const char *key, const char *value)
 	rp->n_headers++;
 }
 
+void gw_reply_accepted(struct gw_reply *rp, const char *id)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(j, "activationId", id);
+	gw_reply_json(rp, 202, j);
+	/* OpenFaaS's name for it and OpenWhisk's */
+	gw_reply_header(rp, "X-Call-Id", id);
+	gw_reply_header(rp, "X-Activation-Id", id);
+}
+
 void gw_reply_run_time(struct gw_reply *rp, uint64_t run_ns)
 {
 	char secs[32];
