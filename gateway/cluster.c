@@ -378,7 +378,11 @@ static uint8_t *fetch_code(struct gw_daemon *d, const struct cl_fn_record *rec, 
 	rc = cl_http_forward_stall(rec->owner_address, "GET", path, hdr, 1, NULL, 0,
 				   FETCH_TIMEOUT_MS, FETCH_STALL_S, &rp);
 	if (rc || rp.status != 200) {
-		if (rc)
+		if (rc == -ETIMEDOUT)
+			snprintf(why, whylen,
+				 "timed out (no byte for %d s, or not all within %d s)",
+				 FETCH_STALL_S, FETCH_TIMEOUT_MS / 1000);
+		else if (rc)
 			snprintf(why, whylen, "%s", strerror(-rc));
 		else
 			snprintf(why, whylen, "%d %.250s", rp.status,
