@@ -109,6 +109,14 @@ int cl_http_forward(const char *address, const char *method, const char *path,
 		    const char *const *headers, int n_headers, const void *body, size_t len,
 		    int timeout_ms, struct cl_http_reply *out)
 {
+	return cl_http_forward_stall(address, method, path, headers, n_headers, body, len,
+				     timeout_ms, 0, out);
+}
+
+int cl_http_forward_stall(const char *address, const char *method, const char *path,
+			  const char *const *headers, int n_headers, const void *body, size_t len,
+			  int timeout_ms, int stall_s, struct cl_http_reply *out)
+{
 	char url[CL_ADDR_MAX + 2048];
 	struct curl_slist *hl = NULL;
 	struct cl_buf b = {0};
@@ -143,6 +151,10 @@ int cl_http_forward(const char *address, const char *method, const char *path,
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+	if (stall_s > 0) {
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
+	}
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(c, CURLOPT_PROXY, "");

@@ -150,6 +150,22 @@ int cl_node_metrics(struct cl_node *n, char **buf, size_t *len, size_t *cap)
 	    "nemo_cluster_etcd_request_duration_seconds_sum %.6f\n"
 	    "nemo_cluster_etcd_request_duration_seconds_count %llu\n",
 	    st.etcd.latency_sum_s, (unsigned long long)cum);
+	counter(&o, "nemo_cluster_code_fetches_total",
+		"Fetches of a function's code from the node that deployed it: got it (ok), or not "
+		"(failed: unreachable, refused, timed out, sha256 wrong; retried with a backoff).");
+	put(&o,
+	    "nemo_cluster_code_fetches_total{outcome=\"ok\"} %llu\n"
+	    "nemo_cluster_code_fetches_total{outcome=\"failed\"} %llu\n",
+	    (unsigned long long)st.fetch.ok, (unsigned long long)st.fetch.failed);
+	counter(&o, "nemo_cluster_code_fetch_retries_total",
+		"Fetches of a function's code that retried a failed one.");
+	put(&o, "nemo_cluster_code_fetch_retries_total %llu\n",
+	    (unsigned long long)st.fetch.retries);
+	put(&o,
+	    "# HELP nemo_cluster_code_fetch_waiting Functions of the registry whose code this node "
+	    "has still to fetch from their owner.\n"
+	    "# TYPE nemo_cluster_code_fetch_waiting gauge\nnemo_cluster_code_fetch_waiting %u\n",
+	    st.fetch.waiting);
 	counter(&o, "nemo_cluster_watch_restarts_total",
 		"Watch streams on etcd that broke or went silent and were opened again.");
 	put(&o, "nemo_cluster_watch_restarts_total %llu\n",

@@ -2152,6 +2152,13 @@ void cl_node_note_offload(struct cl_node *n, bool in, int reason, bool failed)
 	pthread_mutex_unlock(&n->stats_lock);
 }
 
+void cl_node_note_fetches(struct cl_node *n, const struct cl_fetch_stats *fs)
+{
+	pthread_mutex_lock(&n->stats_lock);
+	n->st.fetch = *fs;
+	pthread_mutex_unlock(&n->stats_lock);
+}
+
 void cl_node_stats(struct cl_node *n, struct cl_stats *st)
 {
 	pthread_mutex_lock(&n->stats_lock);

@@ -41,17 +41,21 @@ struct undelivered {
 	char id[GW_ID_LEN + 1];
 };
 
-#define MISSING_MAX 16
+struct fetch;
 
 /* What this file keeps beside struct gw_cluster, which comes first: d->cluster points at it. */
 struct glue {
 	struct gw_cluster c;
-	/* registry functions not served here, and why (under c.lock) */
-	int n_missing;
-	struct {
-		char name[CL_NAME_MAX];
-		char why[512];
-	} missing[MISSING_MAX];
+	/* the fetcher thread: code of functions deployed on other nodes (struct fetch) */
+	pthread_t fetcher;
+	bool fetcher_started, fetcher_stop;
+	pthread_mutex_t fetch_lock;
+	pthread_cond_t fetch_cond;
+	struct fetch *fetches;
+	uint64_t fetch_gen;
+	struct cl_fetch_stats fetch_st;
+	/* one record applied at a time: the watch's deploys and deletes, the fetcher's deploys */
+	pthread_mutex_t apply_lock;
 	pthread_mutex_t ack_lock;
 	struct undelivered *acks;
 	int n_acks, cap_acks;
@@ -67,6 +71,8 @@ static struct glue *glue_of(struct gw_daemon *d)
 {
 	return (struct glue *)d->cluster;
 }
+
+static void fetch_cancel(struct glue *g, const char *name);
 
 /* ---- this node's load, for its record and for the policy ---------------------------------------- */
 
@@ -204,6 +210,8 @@ void gw_cluster_deployed(struct gw_daemon *d, const char *key)
 
 	if (!d->cluster || from_cluster)
 		return;
+	/* this deploy replaces what another node's record would have brought */
+	fetch_cancel(glue_of(d), key);
 	fn = gw_fn_get(d, key);
 	if (!fn)
 		return;
@@ -246,69 +254,118 @@ void gw_cluster_undeployed(struct gw_daemon *d, const char *key)
 
 	if (!d->cluster || from_cluster)
 		return;
+	fetch_cancel(glue_of(d), key);
 	rc = cl_node_fn_unpublish(d->cluster->node, key);
 	if (rc && rc != -ENOENT)
 		NEMO_ERR(GW_MOD, "function=%s: its delete did not reach the cluster: %s", key,
 			 strerror(-rc));
 }
 
-/* Functions of the registry this node could not serve (struct glue's missing): a call of one
- * hears why, not merely that it is not deployed. */
+/*
+ * Functions of the registry whose code this node has still to fetch from the node that
+ * deployed them (struct glue's fetches). The watch hands such a record over and goes on; the
+ * fetcher thread fetches the code, deploys it, and after a failure (the owner unreachable,
+ * a timeout, an answer that is not the code, a sha256 that does not match) tries again after
+ * a backoff, 100 ms doubling to 5 s less up to a quarter at random, until it has the code, a
+ * newer record of the function replaces this one, or the function is deleted. A call of it
+ * meanwhile hears why, and when the next try is (gw_cluster_missing).
+ */
+struct fetch {
+	struct fetch *next;
+	struct cl_fn_record rec; /* its code NULL: that is what is fetched */
+	uint64_t gen;		 /* which record: a newer one of the name gets a new gen */
+	int failures;		 /* in a row */
+	uint64_t due_ns;	 /* the next attempt (nemo_now_ns) */
+	uint64_t first_fail_ms;	 /* nemo_now_ms of the first failure */
+	uint64_t trying_ns;	 /* when the attempt under way began; 0: none is */
+	char why[320];		 /* the last failure */
+};
 
-static void missing_note(struct gw_daemon *d, const struct cl_fn_record *rec, const char *why)
+#define FETCH_BACKOFF_MIN_MS 100
+#define FETCH_BACKOFF_MAX_MS 5000
+#define FETCH_TIMEOUT_MS     30000 /* a whole body, up to 256 MiB */
+#define FETCH_STALL_S	     3	   /* nothing coming: the owner went out of reach mid-way */
+
+/* The entry of a function, or where it would go. fetch_lock held. */
+static struct fetch **fetch_find(struct glue *g, const char *name)
 {
-	struct glue *g = glue_of(d);
-	char text[sizeof(g->missing[0].why)];
-	int k;
+	struct fetch **p = &g->fetches;
 
-	snprintf(text, sizeof(text), "its code could not be fetched from node %s at %s: %s",
-		 rec->owner, rec->owner_address, why);
-	NEMO_ERR(GW_MOD, "function=%s: %s", rec->name, text);
-	pthread_mutex_lock(&g->c.lock);
-	for (k = 0; k < g->n_missing && strcmp(g->missing[k].name, rec->name); k++)
-		;
-	if (k == g->n_missing) {
-		k = g->n_missing < MISSING_MAX ? g->n_missing++
-					       : (int)(nemo_now_ns() % MISSING_MAX);
-		snprintf(g->missing[k].name, sizeof(g->missing[k].name), "%s", rec->name);
-	}
-	memcpy(g->missing[k].why, text, sizeof(text));
-	pthread_mutex_unlock(&g->c.lock);
+	while (*p && strcmp((*p)->rec.name, name))
+		p = &(*p)->next;
+	return p;
 }
 
-static void missing_clear(struct gw_daemon *d, const char *name)
+static void fetch_free(struct fetch *f)
 {
-	struct glue *g = glue_of(d);
+	cl_fn_record_release(&f->rec);
+	free(f);
+}
 
-	pthread_mutex_lock(&g->c.lock);
-	for (int k = 0; k < g->n_missing; k++)
-		if (!strcmp(g->missing[k].name, name)) {
-			g->missing[k] = g->missing[--g->n_missing];
-			break;
-		}
-	pthread_mutex_unlock(&g->c.lock);
+/* The counts, to the node's metrics (not before it has joined, nor once it leaves). fetch_lock
+ * held. */
+static void fetch_publish(struct glue *g)
+{
+	struct cl_node *n = __atomic_load_n(&g->c.node, __ATOMIC_ACQUIRE);
+	uint32_t k = 0;
+
+	for (const struct fetch *f = g->fetches; f; f = f->next)
+		k++;
+	g->fetch_st.waiting = k;
+	if (n && !g->fetcher_stop)
+		cl_node_note_fetches(n, &g->fetch_st);
+}
+
+/* No more fetching of name's code: a newer record, its delete, or a deploy here won. */
+static void fetch_cancel(struct glue *g, const char *name)
+{
+	struct fetch **p, *f;
+
+	pthread_mutex_lock(&g->fetch_lock);
+	p = fetch_find(g, name);
+	if (*p) {
+		f = *p;
+		*p = f->next;
+		fetch_free(f);
+		fetch_publish(g);
+	}
+	pthread_mutex_unlock(&g->fetch_lock);
 }
 
 bool gw_cluster_missing(struct gw_daemon *d, const char *key, char *why, size_t len)
 {
 	struct glue *g;
-	bool found = false;
+	const struct fetch *f;
+	uint64_t now = nemo_now_ns();
 
 	if (!d->cluster)
 		return false;
 	g = glue_of(d);
-	pthread_mutex_lock(&g->c.lock);
-	for (int k = 0; k < g->n_missing && !found; k++)
-		if (!strcmp(g->missing[k].name, key)) {
-			snprintf(why, len, "%s", g->missing[k].why);
-			found = true;
-		}
-	pthread_mutex_unlock(&g->c.lock);
-	return found;
+	pthread_mutex_lock(&g->fetch_lock);
+	f = *fetch_find(g, key);
+	if (f && !f->failures)
+		snprintf(why, len, "its code is being fetched from node %s at %s (for %.1f s)",
+			 f->rec.owner, f->rec.owner_address,
+			 f->trying_ns ? (double)(now - f->trying_ns) / 1e9 : 0.0);
+	else if (f && f->due_ns > now)
+		snprintf(why, len,
+			 "its code could not be fetched from node %s at %s: %s (attempt %d; "
+			 "retrying in %.1f s)",
+			 f->rec.owner, f->rec.owner_address, f->why, f->failures,
+			 (double)(f->due_ns - now) / 1e9);
+	else if (f)
+		snprintf(why, len,
+			 "its code could not be fetched from node %s at %s: %s (attempt %d; "
+			 "retrying now)",
+			 f->rec.owner, f->rec.owner_address, f->why, f->failures);
+	pthread_mutex_unlock(&g->fetch_lock);
+	return f != NULL;
 }
 
-/* The code of a function from the node that has it, checked against the record's sha256. */
-static uint8_t *fetch_code(struct gw_daemon *d, const struct cl_fn_record *rec, size_t *len)
+/* The code of a function from the node that has it, checked against the record's sha256;
+ * NULL and why not. */
+static uint8_t *fetch_code(struct gw_daemon *d, const struct cl_fn_record *rec, size_t *len,
+			   char *why, size_t whylen)
 {
 	char path[SBX_NAME_MAX + 64], auth[300], sha[65];
 	const char *hdr[] = {auth};
@@ -318,23 +375,27 @@ static uint8_t *fetch_code(struct gw_daemon *d, const struct cl_fn_record *rec, 
 
 	snprintf(path, sizeof(path), "/api/v1/cluster/code/%s", rec->name);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", d->creds.c[0].whole);
-	rc = cl_http_forward(rec->owner_address, "GET", path, hdr, 1, NULL, 0, 30000, &rp);
+	rc = cl_http_forward_stall(rec->owner_address, "GET", path, hdr, 1, NULL, 0,
+				   FETCH_TIMEOUT_MS, FETCH_STALL_S, &rp);
 	if (rc || rp.status != 200) {
-		char why[300];
-
-		if (rc)
-			snprintf(why, sizeof(why), "%s", strerror(-rc));
+		if (rc == -ETIMEDOUT)
+			snprintf(why, whylen,
+				 "timed out (no byte for %d s, or not all within %d s)",
+				 FETCH_STALL_S, FETCH_TIMEOUT_MS / 1000);
+		else if (rc)
+			snprintf(why, whylen, "%s", strerror(-rc));
 		else
-			snprintf(why, sizeof(why), "%d %.250s", rp.status,
+			snprintf(why, whylen, "%d %.250s", rp.status,
 				 rp.body ? rp.body : "no answer");
-		missing_note(d, rec, why);
 		if (!rc)
 			cl_http_reply_release(&rp);
 		return NULL;
 	}
 	cl_sha256_hex(rp.body, rp.len, sha);
 	if (strcmp(sha, rec->code_sha)) {
-		missing_note(d, rec, "what it sent does not match the record's sha256");
+		snprintf(why, whylen,
+			 "what it sent (%zu bytes) does not match the record's sha256 (%zu bytes)",
+			 rp.len, rec->code_size);
 		cl_http_reply_release(&rp);
 		return NULL;
 	}
@@ -345,49 +406,45 @@ static uint8_t *fetch_code(struct gw_daemon *d, const struct cl_fn_record *rec, 
 	return code;
 }
 
-static int hook_fn_deployed(void *arg, const struct cl_fn_record *rec)
+/* The record's spec, or false (logged) when it is not one this build can deploy. */
+static bool record_usable(const struct cl_fn_record *rec)
 {
-	struct gw_daemon *d = arg;
-	struct gw_deploy_req req;
-	struct gw_function *have = gw_fn_get(d, rec->name);
-	const cJSON *doc, *file;
-	cJSON *wrap;
-	char err[512];
-	bool zip;
-	int rc;
+	cJSON *wrap = cJSON_Parse(rec->spec);
+	const cJSON *doc = cJSON_GetObjectItemCaseSensitive(wrap, "doc");
+	bool zip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(wrap, "zip"));
+	bool ok = cJSON_IsObject(doc) &&
+		  (zip || cJSON_IsString(cJSON_GetObjectItemCaseSensitive(wrap, "file"))) &&
+		  gw_key_valid(rec->name);
 
-	/* already served, from this very record (a watch that reconnected reads it again) */
-	if (have && !strcmp(have->cluster_sha, rec->code_sha) &&
-	    have->cluster_stamp == rec->deployed_ms) {
-		gw_fn_put(have);
-		return 0;
-	}
-	gw_fn_put(have);
-	memset(&req, 0, sizeof(req));
-	wrap = cJSON_Parse(rec->spec);
-	doc = cJSON_GetObjectItemCaseSensitive(wrap, "doc");
-	file = cJSON_GetObjectItemCaseSensitive(wrap, "file");
-	zip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(wrap, "zip"));
-	if (!cJSON_IsObject(doc) || (!zip && !cJSON_IsString(file)) || !gw_key_valid(rec->name)) {
-		cJSON_Delete(wrap);
+	cJSON_Delete(wrap);
+	if (!ok)
 		NEMO_WARN(GW_MOD, "function record %s from node %s ignored: malformed", rec->name,
 			  rec->owner);
-		return -EINVAL;
-	}
+	return ok;
+}
+
+/* Deploy a record with its code (taken over: freed here). Callers hold apply_lock. */
+static int deploy_record(struct gw_daemon *d, const struct cl_fn_record *rec, uint8_t *code,
+			 size_t len)
+{
+	struct gw_deploy_req req;
+	struct gw_function *have;
+	cJSON *wrap = cJSON_Parse(rec->spec);
+	const cJSON *doc = cJSON_GetObjectItemCaseSensitive(wrap, "doc");
+	const cJSON *file = cJSON_GetObjectItemCaseSensitive(wrap, "file");
+	bool zip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(wrap, "zip"));
+	char err[512];
+	int rc;
+
+	memset(&req, 0, sizeof(req));
 	snprintf(req.name, sizeof(req.name), "%s", rec->name);
-	if (!zip)
+	if (!zip && cJSON_IsString(file))
 		snprintf(req.code_file, sizeof(req.code_file), "%s", file->valuestring);
-	req.doc = cJSON_Duplicate(doc, true);
+	req.doc = cJSON_IsObject(doc) ? cJSON_Duplicate(doc, true) : NULL;
 	cJSON_Delete(wrap);
 	req.code_kind = zip ? GW_CODE_ZIP : GW_CODE_BYTES;
-	if (rec->code) {
-		req.code = malloc(rec->code_len ? rec->code_len : 1);
-		if (req.code)
-			memcpy(req.code, rec->code, rec->code_len);
-		req.code_len = rec->code_len;
-	} else {
-		req.code = fetch_code(d, rec, &req.code_len);
-	}
+	req.code = code;
+	req.code_len = len;
 	if (!req.code || !req.doc) {
 		gw_deploy_req_release(&req);
 		return -EIO;
@@ -399,7 +456,6 @@ static int hook_fn_deployed(void *arg, const struct cl_fn_record *rec)
 		NEMO_ERR(GW_MOD, "function=%s from node %s: %s", rec->name, rec->owner, err);
 		return rc;
 	}
-	missing_clear(d, rec->name);
 	have = gw_fn_get(d, rec->name);
 	if (have) {
 		snprintf(have->cluster_sha, sizeof(have->cluster_sha), "%s", rec->code_sha);
@@ -411,15 +467,215 @@ static int hook_fn_deployed(void *arg, const struct cl_fn_record *rec)
 	return 0;
 }
 
+static int hook_fn_deployed(void *arg, const struct cl_fn_record *rec)
+{
+	struct gw_daemon *d = arg;
+	struct glue *g = glue_of(d);
+	struct gw_function *have = gw_fn_get(d, rec->name);
+	bool served = have && !strcmp(have->cluster_sha, rec->code_sha) &&
+		      have->cluster_stamp == rec->deployed_ms;
+	struct fetch **p, *f;
+	int rc;
+
+	gw_fn_put(have);
+	/* already served, from this very record (a watch that reconnected reads it again) */
+	if (served) {
+		fetch_cancel(g, rec->name);
+		return 0;
+	}
+	if (!record_usable(rec)) {
+		fetch_cancel(g, rec->name);
+		return -EINVAL;
+	}
+	if (rec->code) {
+		uint8_t *code = malloc(rec->code_len ? rec->code_len : 1);
+
+		if (code)
+			memcpy(code, rec->code, rec->code_len);
+		pthread_mutex_lock(&g->apply_lock);
+		fetch_cancel(g, rec->name);
+		rc = deploy_record(d, rec, code, rec->code_len);
+		pthread_mutex_unlock(&g->apply_lock);
+		return rc;
+	}
+	/* from its owner, by the fetcher: the watch does not wait on a peer */
+	pthread_mutex_lock(&g->fetch_lock);
+	p = fetch_find(g, rec->name);
+	if (*p && !strcmp((*p)->rec.code_sha, rec->code_sha) &&
+	    (*p)->rec.deployed_ms == rec->deployed_ms &&
+	    !strcmp((*p)->rec.owner_address, rec->owner_address)) {
+		/* this very record, read again: its fetch goes on as it was */
+		pthread_mutex_unlock(&g->fetch_lock);
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (f) {
+		f->rec = *rec;
+		f->rec.code = NULL;
+		f->rec.code_len = 0;
+		f->rec.spec = strdup(rec->spec);
+	}
+	if (!f || !f->rec.spec) {
+		pthread_mutex_unlock(&g->fetch_lock);
+		free(f);
+		return -ENOMEM;
+	}
+	f->gen = ++g->fetch_gen;
+	f->due_ns = nemo_now_ns();
+	if (*p) {
+		/* a newer record of a function still fetched: it wins, from its first try */
+		f->next = (*p)->next;
+		fetch_free(*p);
+	}
+	*p = f;
+	fetch_publish(g);
+	pthread_cond_signal(&g->fetch_cond);
+	pthread_mutex_unlock(&g->fetch_lock);
+	return 0;
+}
+
 static void hook_fn_deleted(void *arg, const char *name)
 {
 	struct gw_daemon *d = arg;
+	struct glue *g = glue_of(d);
 
-	missing_clear(d, name);
+	pthread_mutex_lock(&g->apply_lock);
+	fetch_cancel(g, name);
 	from_cluster = true;
 	if (gw_svc_undeploy(d, name) == 0)
 		NEMO_INFO(GW_MOD, "function=%s deleted by the cluster", name);
 	from_cluster = false;
+	pthread_mutex_unlock(&g->apply_lock);
+}
+
+/* The wait after the n-th failure in a row: 100 ms doubling to 5 s, less up to a quarter. */
+static uint64_t fetch_backoff_ms(int failures, unsigned *seed)
+{
+	uint64_t ms = FETCH_BACKOFF_MIN_MS;
+
+	for (int i = 1; i < failures && ms < FETCH_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	if (ms > FETCH_BACKOFF_MAX_MS)
+		ms = FETCH_BACKOFF_MAX_MS;
+	/* spread: nodes that failed together do not all come back at the same instant */
+	return ms - ms * (uint64_t)(rand_r(seed) % 256) / 1024;
+}
+
+/* One attempt at rec (a copy of entry gen's record): deploy the code, or note why not. */
+static void fetch_one(struct gw_daemon *d, const struct cl_fn_record *rec, uint64_t gen, bool retry,
+		      unsigned *seed)
+{
+	struct glue *g = glue_of(d);
+	struct fetch **p;
+	char why[sizeof(((struct fetch *)0)->why)];
+	size_t len = 0;
+	uint8_t *code = fetch_code(d, rec, &len, why, sizeof(why));
+	int failures = 0, rc;
+	uint64_t since = 0;
+	bool current;
+
+	pthread_mutex_lock(&g->apply_lock);
+	pthread_mutex_lock(&g->fetch_lock);
+	g->fetch_st.retries += retry;
+	if (code)
+		g->fetch_st.ok++;
+	else
+		g->fetch_st.failed++;
+	p = fetch_find(g, rec->name);
+	/* a newer record, a delete, or a deploy here came meanwhile: they win */
+	current = *p && (*p)->gen == gen && !g->fetcher_stop;
+	if (current && !code) {
+		struct fetch *f = *p;
+		uint64_t ms;
+
+		f->trying_ns = 0;
+		if (!f->failures++)
+			f->first_fail_ms = nemo_now_ms();
+		ms = fetch_backoff_ms(f->failures, seed);
+		f->due_ns = nemo_now_ns() + ms * 1000000ull;
+		snprintf(f->why, sizeof(f->why), "%s", why);
+		NEMO_LOG_RATELIMITED(NEMO_LOG_ERR, GW_MOD, 1000, 5,
+				     "function=%s: its code could not be fetched from node %s at "
+				     "%s: %s (attempt %d; retrying in %.1f s)",
+				     rec->name, rec->owner, rec->owner_address, why, f->failures,
+				     (double)ms / 1e3);
+	} else if (current) {
+		failures = (*p)->failures;
+		since = (*p)->first_fail_ms;
+	}
+	fetch_publish(g);
+	pthread_mutex_unlock(&g->fetch_lock);
+	if (!current || !code) {
+		pthread_mutex_unlock(&g->apply_lock);
+		free(code);
+		return;
+	}
+	rc = deploy_record(d, rec, code, len);
+	pthread_mutex_lock(&g->fetch_lock);
+	p = fetch_find(g, rec->name);
+	if (*p && (*p)->gen == gen) {
+		struct fetch *f = *p;
+
+		/* deployed, or refused for what the code is (logged): fetching again won't help */
+		*p = f->next;
+		fetch_free(f);
+	}
+	fetch_publish(g);
+	pthread_mutex_unlock(&g->fetch_lock);
+	pthread_mutex_unlock(&g->apply_lock);
+	if (!rc && failures)
+		NEMO_INFO(GW_MOD,
+			  "function=%s: its code came from node %s at %s after %d failed "
+			  "attempts in %.1f s: served here",
+			  rec->name, rec->owner, rec->owner_address, failures,
+			  (double)(nemo_now_ms() - since) / 1e3);
+}
+
+/* The fetcher thread: one fetch at a time, the one due first; asleep while none is due. */
+static void *fetcher_main(void *arg)
+{
+	struct gw_daemon *d = arg;
+	struct glue *g = glue_of(d);
+	unsigned seed = (unsigned)nemo_now_ns() ^ (unsigned)getpid();
+
+	pthread_mutex_lock(&g->fetch_lock);
+	while (!g->fetcher_stop) {
+		struct fetch *next = NULL;
+		struct cl_fn_record rec;
+		uint64_t now = nemo_now_ns(), gen;
+		bool retry, copied;
+
+		for (struct fetch *f = g->fetches; f; f = f->next)
+			if (!next || f->due_ns < next->due_ns)
+				next = f;
+		if (!next || next->due_ns > now) {
+			struct timespec ts = nemo_deadline_after_ns(
+				CLOCK_MONOTONIC, next ? next->due_ns - now : 1000000000ull);
+
+			pthread_cond_timedwait(&g->fetch_cond, &g->fetch_lock, &ts);
+			continue;
+		}
+		/* a copy: the entry may be replaced or cancelled while its code is on the way */
+		rec = next->rec;
+		rec.spec = strdup(next->rec.spec);
+		gen = next->gen;
+		retry = next->failures > 0;
+		next->trying_ns = now;
+		copied = rec.spec != NULL;
+		pthread_mutex_unlock(&g->fetch_lock);
+		if (copied)
+			fetch_one(d, &rec, gen, retry, &seed);
+		cl_fn_record_release(&rec);
+		pthread_mutex_lock(&g->fetch_lock);
+		if (!copied) {
+			/* no memory for the copy: a while later, not in a loop */
+			struct timespec ts = nemo_deadline_after_ns(CLOCK_MONOTONIC, 100000000ull);
+
+			pthread_cond_timedwait(&g->fetch_cond, &g->fetch_lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&g->fetch_lock);
+	return NULL;
 }
 
 /* ---- activation records ------------------------------------------------------------------------ */
@@ -1503,6 +1759,11 @@ static void glue_free(struct gw_daemon *d)
 {
 	struct glue *g = glue_of(d);
 
+	/* no more fetches nor deploys from them; one on its way ends with its timeout */
+	pthread_mutex_lock(&g->fetch_lock);
+	g->fetcher_stop = true;
+	pthread_cond_signal(&g->fetch_cond);
+	pthread_mutex_unlock(&g->fetch_lock);
 	if (g->router_started) {
 		pthread_mutex_lock(&g->route_lock);
 		g->router_stop = true;
@@ -1512,6 +1773,14 @@ static void glue_free(struct gw_daemon *d)
 	}
 	if (g->c.node)
 		cl_node_leave(g->c.node);
+	if (g->fetcher_started)
+		pthread_join(g->fetcher, NULL);
+	while (g->fetches) {
+		struct fetch *f = g->fetches;
+
+		g->fetches = f->next;
+		fetch_free(f);
+	}
 	/* results not delivered yet stay "ended" in etcd: the node that adopts them delivers */
 	while (g->dl_head) {
 		struct delivery *dl = g->dl_head;
@@ -1527,6 +1796,9 @@ static void glue_free(struct gw_daemon *d)
 	pthread_mutex_destroy(&g->ack_lock);
 	pthread_mutex_destroy(&g->route_lock);
 	pthread_cond_destroy(&g->route_cond);
+	pthread_mutex_destroy(&g->fetch_lock);
+	pthread_cond_destroy(&g->fetch_cond);
+	pthread_mutex_destroy(&g->apply_lock);
 	free(g);
 }
 
@@ -1555,14 +1827,21 @@ int gw_cluster_join(struct gw_daemon *d)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&g->route_cond, &ca);
+	pthread_mutex_init(&g->fetch_lock, NULL);
+	pthread_mutex_init(&g->apply_lock, NULL);
+	pthread_cond_init(&g->fetch_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	g->dl_tail = &g->dl_head;
 	d->cluster = c;
-	/* before the join: its threads may hand results over at once */
+	/* before the join: its threads may hand results over at once, and records to fetch */
 	rc = -pthread_create(&g->router, NULL, router_main, d);
 	g->router_started = rc == 0;
+	if (!rc) {
+		rc = -pthread_create(&g->fetcher, NULL, fetcher_main, d);
+		g->fetcher_started = rc == 0;
+	}
 	if (rc) {
-		NEMO_ERR(GW_MOD, "cluster: cannot start the route thread: %s", strerror(-rc));
+		NEMO_ERR(GW_MOD, "cluster: cannot start its threads: %s", strerror(-rc));
 		glue_free(d);
 		return rc;
 	}

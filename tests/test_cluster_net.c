@@ -776,6 +776,8 @@ static void test_net_zip_unfetchable(void)
 	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "'ghostzip'") : NULL);
 	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "node a at 10.77.0.21:8080") : NULL);
 	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "could not be fetched") : NULL);
+	/* its owner may have it later: c tries again, and says when */
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "retrying ") : NULL);
 	reply_release(&r);
 	/* the record goes again: nothing of it stays for the tests after this one */
 	snprintf(cmd, sizeof(cmd),
@@ -786,6 +788,109 @@ static void test_net_zip_unfetchable(void)
 	CU_ASSERT_EQUAL(run("%s", cmd), 0);
 	free(key64);
 	free(val64);
+}
+
+/* A function's state on node `node` as its call answers: the status, the body into r. */
+static int call_fn(int node, const char *fn, const char *payload, struct reply *r)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/_/actions/%s?blocking=true&result=true",
+		 fn);
+	return api(node, "POST", path, payload, r);
+}
+
+/* c's way to a cut (an unreachable route in c's namespace) or mended: 0 when done. */
+static int route_to_a(bool cut)
+{
+	return run("%s exec %s 3 ip route %s unreachable 10.77.0.21/32", harness(), tag,
+		   cut ? "add" : "del");
+}
+
+/*
+ * A deploy on a while c cannot reach a (an unreachable route to a's address in c's namespace:
+ * c still hears etcd and b). c's fetch of the code fails, and its calls say so and when the
+ * next try is; once the route is back, c serves the function within the backoff's bound (5 s)
+ * without anyone deploying it again.
+ */
+static void test_net_fetch_retried(void)
+{
+	char log[160], *text;
+	struct reply r;
+	double failed, retries, waiting;
+	uint64_t t0, t_back = 0;
+	int st = 0, cut;
+	bool said = false;
+
+	if (!can_run())
+		return;
+	CU_ASSERT_TRUE_FATAL(up_ok);
+	cut = route_to_a(true);
+	CU_ASSERT_EQUAL_FATAL(cut, 0);
+	/* from here the route goes again whatever happens: no fatal assertion until it has */
+	st = api(1, "PUT", "/api/v1/namespaces/_/actions/flaky", ECHO_PY, &r);
+	CU_ASSERT_EQUAL(st, 200);
+	reply_release(&r);
+	/* c's kept-alive connection to a holds the first try until it stalls (3 s) */
+	for (t0 = nemo_now_ms(); st == 200 && nemo_now_ms() - t0 < 10000; test_msleep(50)) {
+		int cs = call_fn(3, "flaky", "{\"f\":1}", &r);
+
+		said = cs == 404 && r.body && strstr(r.body, "'flaky'") &&
+		       strstr(r.body, "could not be fetched from node a at 10.77.0.21:8080") &&
+		       strstr(r.body, "retrying in ");
+		if (said)
+			printf("\n  a out of c's reach: c answers %d %s\n", cs, r.body);
+		reply_release(&r);
+		if (said)
+			break;
+	}
+	CU_ASSERT_TRUE(said);
+	/* it goes on failing, further apart: 100 ms doubling, 5 s at most */
+	test_msleep(3000);
+	api(3, "GET", "/metrics", NULL, &r);
+	failed = sample(r.body, "nemo_cluster_code_fetches_total{outcome=\"failed\"}");
+	retries = sample(r.body, "nemo_cluster_code_fetch_retries_total");
+	waiting = sample(r.body, "nemo_cluster_code_fetch_waiting");
+	reply_release(&r);
+	printf("  after 3 s more: c's fetches failed %.0f, retries %.0f, waiting %.0f\n", failed,
+	       retries, waiting);
+	CU_ASSERT(failed >= 4);
+	CU_ASSERT(retries >= 3);
+	CU_ASSERT_EQUAL(waiting, 1);
+	/* a in reach again: no deploy, c serves it at its next try */
+	cut = route_to_a(false);
+	CU_ASSERT_EQUAL(cut, 0);
+	t0 = nemo_now_ms();
+	for (; cut == 0 && nemo_now_ms() - t0 < 15000; test_msleep(50)) {
+		st = api(3, "GET", "/api/v1/namespaces/_/actions/flaky", NULL, &r);
+		reply_release(&r);
+		if (st == 200) {
+			t_back = nemo_now_ms() - t0;
+			break;
+		}
+	}
+	st = call_fn(3, "flaky", "{\"f\":2}", &r);
+	printf("  route back: c serves flaky after %llu ms (backoff at most 5 000 ms); its call: "
+	       "%d %s (ran on %s)\n",
+	       (unsigned long long)t_back, st, r.body ? r.body : "", r.node[0] ? r.node : "c");
+	CU_ASSERT(t_back > 0 && t_back < 5000 + 2500);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(r.body ? strstr(r.body, "\"f\":2") : NULL);
+	CU_ASSERT_STRING_EQUAL(r.node, "");
+	reply_release(&r);
+	/* one line when it came back; nothing left to fetch (ghostzip's went with its record) */
+	snprintf(log, sizeof(log), "/tmp/nemo-clnet-%s/nemod-c.log", tag);
+	text = test_read_file(log, NULL);
+	CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "function=flaky: its code came from node a at "
+						   "10.77.0.21:8080 after ")
+				    : NULL);
+	free(text);
+	api(3, "GET", "/metrics", NULL, &r);
+	CU_ASSERT(sample(r.body, "nemo_cluster_code_fetches_total{outcome=\"ok\"}") >= 1);
+	CU_ASSERT_EQUAL(sample(r.body, "nemo_cluster_code_fetch_waiting"), 0);
+	reply_release(&r);
+	CU_ASSERT_EQUAL(api(1, "DELETE", "/api/v1/namespaces/_/actions/flaky", NULL, &r), 200);
+	reply_release(&r);
 }
 
 /* Bad input: the routes for peers reach every namespace: a tenant's credential is refused */
@@ -864,6 +969,8 @@ NEMO_SUITE(cluster_net, net_setup, cluster_down,
 	   {"a zip of two files deployed on a answers on c", test_net_zip_served_by_c},
 	   {"a zip its owner cannot give: the call names the function and node",
 	    test_net_zip_unfetchable},
+	   {"an owner out of reach: c fetches again until it serves the function",
+	    test_net_fetch_retried},
 	   {"the routes for peers refuse a tenant's credential", test_net_peer_routes_nodes_only},
 	   {"an etcd member killed: the cluster serves", test_net_member_lost})
 

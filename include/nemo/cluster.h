@@ -240,6 +240,13 @@ void cl_http_reply_release(struct cl_http_reply *r);
 int cl_http_forward(const char *address, const char *method, const char *path,
 		    const char *const *headers, int n_headers, const void *body, size_t len,
 		    int timeout_ms, struct cl_http_reply *out);
+/*
+ * The same, given up also when nothing comes for `stall_s` seconds (under 1 byte/s over them):
+ * a kept-alive connection to a peer that went out of reach holds no request for timeout_ms.
+ */
+int cl_http_forward_stall(const char *address, const char *method, const char *path,
+			  const char *const *headers, int n_headers, const void *body, size_t len,
+			  int timeout_ms, int stall_s, struct cl_http_reply *out);
 
 /* ---- the offload policy: a pure function of what the node knows ------------------------------------ */
 
@@ -521,6 +528,14 @@ int cl_act_lookup(struct cl_node *n, const char *id, struct cl_act_record *out);
  */
 int cl_node_adopt_orphans(struct cl_node *n);
 
+/* Functions' code fetched from their owners by the nemod, which counts (the metrics show). */
+struct cl_fetch_stats {
+	uint64_t ok;	  /* fetches that got the code */
+	uint64_t failed;  /* fetches that did not: unreachable, refused, timed out, sha256 wrong */
+	uint64_t retries; /* fetches that were retries of a failed one */
+	uint32_t waiting; /* registry functions whose code this node waits for now */
+};
+
 struct cl_stats {
 	uint64_t txns;	  /* activation-record txns committed */
 	uint64_t act_ops; /* activation-record operations in them */
@@ -535,9 +550,13 @@ struct cl_stats {
 	uint64_t offload_failures;	/* sent, but the peer did not answer: run here */
 	uint32_t nodes_alive;		/* live records, this node's included */
 	uint64_t ignored_records;	/* wrong version or malformed */
-	uint64_t last_adoption_ms; /* time from the death being seen to the adoption committed */
+	uint64_t last_adoption_ms;   /* time from the death being seen to the adoption committed */
+	struct cl_fetch_stats fetch; /* as the nemod last told (cl_node_note_fetches) */
 };
 void cl_node_stats(struct cl_node *n, struct cl_stats *st);
+
+/* The nemod's code fetch counts, as they are now (they replace the last ones). */
+void cl_node_note_fetches(struct cl_node *n, const struct cl_fetch_stats *fs);
 
 /* A call this node sent to a peer (in false) or took from one (in true), for the reason. */
 void cl_node_note_offload(struct cl_node *n, bool in, int reason, bool failed);
