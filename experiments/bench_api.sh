@@ -233,6 +233,8 @@ fi
 # beside the broker alone (publish and receive one topic), one request in flight, QoS 0 and 1
 if want mqtt && command -v mosquitto >/dev/null; then
 	MQ_PORT=$(free_port)
+	MQ_WINDOW=${BENCH_MQTT_WINDOW:-16}
+	MQ_SECONDS=${BENCH_MQTT_SECONDS:-5}
 	# the broker without Nagle too: its PUBACK and the reply to one client are two small
 	# writes, and the second waits ~40 ms for a delayed ACK otherwise (broker alone included)
 	printf "listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n" "$MQ_PORT" \
@@ -253,12 +255,34 @@ CFG
 	for q in 0 1; do
 		curl -sf -X PUT -H "Authorization: Bearer $TOKEN" \
 			"http://127.0.0.1:$PORT/api/v1/namespaces/_/actions/mq$q?overwrite=true" \
-			-d "{\"runtime\":\"c\",\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"},\"mqtt\":{\"topics\":[\"bench/in$q/+\"],\"qos\":$q}}" >/dev/null
+			-d "{\"runtime\":\"c\",\"concurrency\":$MQ_WINDOW,\"code\":{\"path\":\"$ROOT/build/functions/echo.so\"},\"mqtt\":{\"topics\":[\"bench/in$q/+\"],\"qos\":$q}}" >/dev/null
 	done
 	sleep 0.3
 	printf "\nMQTT round trip, one request in flight (%s per row)\n" "${BENCH_MQTT_N:-2000}"
 	"$BIN/bench_api_mqtt" "$MQ_PORT" bench "${BENCH_MQTT_N:-2000}" | \
 		awk '{printf "  %-30s %s %s %s\n", $2 " " $3, $4, $5, $6}'
+	# calls/s with 1 and MQ_WINDOW requests in flight (a closed loop, MQTT 5 response topic
+	# and correlation), beside the broker alone under the same load (requests straight to
+	# the response topic). nemod accepts each round of messages with one fdatasync, so
+	# requests in flight together share it.
+	printf "\nMQTT load, %ss per row, caller on cpu 0 (%s)\n" "$MQ_SECONDS" "$(host_state)"
+	printf "  %-24s %10s %9s %9s %10s\n" path calls/s "p50 us" "p99 us" unanswered
+	for q in 0 1; do
+		taskset -c 0 "$BIN/bench_api_mqtt" --load "$MQ_PORT" "bench/in$q/x" 0.5 "$MQ_WINDOW" $q "$BODY" >/dev/null
+		for who in broker nemod; do
+			for w in 1 "$MQ_WINDOW"; do
+				OUT=$(taskset -c 0 "$BIN/bench_api_mqtt" --load "$MQ_PORT" "bench/in$q/x" \
+					"$MQ_SECONDS" "$w" $q "$BODY" ${who/nemod/} | grep '^MQTTLOAD')
+				printf "  %-24s %10.0f %9s %9s %10s\n" "$who QoS $q, $w in flight" \
+					"$(field "$OUT" rps)" "$(field "$OUT" p50_us)" "$(field "$OUT" p99_us)" \
+					"$(field "$OUT" unanswered)"
+				eval "MQ_${who}_${q}_${w}=$(field "$OUT" rps) MQP_${who}_${q}_${w}=$(field "$OUT" p50_us)"
+			done
+		done
+		eval "r1=\$MQ_nemod_${q}_1 rw=\$MQ_nemod_${q}_${MQ_WINDOW} p1=\$MQP_nemod_${q}_1 pb=\$MQP_broker_${q}_1"
+		printf "  QoS %s: nemod %s in flight / 1 in flight: %.1f x calls/s (target >= 4); p50 at 1 in flight over the broker alone: %.0f us (target <= 1000)\n" \
+			$q "$MQ_WINDOW" "$(echo "$rw / $r1" | bc -l)" "$(echo "$p1 - $pb" | bc -l)"
+	done
 	stop_nemod
 	kill "$MQ_PID"; wait "$MQ_PID" 2>/dev/null || true; MQ_PID=
 fi

@@ -12,7 +12,9 @@
  *   requests in flight for SECONDS (after 0.5 s of the same, not counted). Prints
  *   "MQTTLOAD sent=.. answered=.. late=.. unanswered=.. duration_s=.. rps=.. p50_us=..
  *   p99_us=..": answered within the SECONDS (their rate, and latency from publish to reply),
- *   answered in the 2 s after, never answered.
+ *   answered in the 2 s after, never answered. With a last argument `broker`: the broker alone
+ *   under the same load, the baseline: each request goes straight to TOPIC/resp (one hop
+ *   through the broker, no nemod).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -134,6 +136,7 @@ struct load {
 	unsigned answered; /* counted replies (while counting) */
 	unsigned late;	   /* replies after the counted time, to requests sent in it */
 	bool counting;
+	bool broker_only; /* requests go straight to resp: the broker alone */
 };
 
 static void on_load_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
@@ -198,8 +201,8 @@ static void load_phase(struct mosquitto *mosq, struct load *l, const char *topic
 		mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, l->resp);
 		mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
 					      (uint16_t)strlen(corr));
-		mosquitto_publish_v5(mosq, NULL, topic, (int)strlen(payload), payload, qos, false,
-				     props);
+		mosquitto_publish_v5(mosq, NULL, l->broker_only ? l->resp : topic,
+				     (int)strlen(payload), payload, qos, false, props);
 		mosquitto_property_free_all(&props);
 	}
 	for (int k = 0; k < 200; k++) {
@@ -228,6 +231,7 @@ static int load_main(char **argv)
 		return 2;
 	}
 	snprintf(l.resp, sizeof(l.resp), "%s/resp", argv[2]);
+	l.broker_only = argv[7] && !strcmp(argv[7], "broker");
 	l.sent = calloc(LOAD_MAX, sizeof(*l.sent));
 	l.lat = calloc(LOAD_MAX, sizeof(*l.lat));
 	if (!l.sent || !l.lat) {
@@ -283,12 +287,12 @@ int main(int argc, char **argv)
 	char loop[128], in[128], resp[128];
 	int port, n;
 
-	if (argc == 8 && !strcmp(argv[1], "--load"))
+	if ((argc == 8 || argc == 9) && !strcmp(argv[1], "--load"))
 		return load_main(argv + 1);
 	if (argc != 4) {
 		fprintf(stderr,
 			"usage: bench_api_mqtt PORT TOPIC_PREFIX N\n"
-			"       bench_api_mqtt --load PORT TOPIC SECONDS WINDOW QOS PAYLOAD\n");
+			"       bench_api_mqtt --load PORT TOPIC SECONDS WINDOW QOS PAYLOAD [broker]\n");
 		return 2;
 	}
 	port = atoi(argv[1]);

@@ -558,6 +558,29 @@ int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *c
 int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_call *call,
 			char id_out[GW_ID_LEN + 1], char *err, size_t errlen);
 
+/*
+ * gw_svc_invoke_async in two halves, so that many calls share one fdatasync (the MQTT
+ * transport accepts a round of messages this way). gw_svc_accept_begin writes the call's
+ * accepted line (not synced) and fills `a`; the caller keeps `call` and its bytes alive, runs
+ * one gw_journal_sync for all the calls it began, and hands its result to gw_svc_accept_end
+ * for each: that puts the call in etcd (in a cluster) and on the queue, or rejects it. No
+ * worker runs it before gw_svc_accept_end. begin returns 0 (then end must follow) or an
+ * error as gw_svc_invoke_async's (nothing to end).
+ */
+struct gw_accept {
+	uint64_t seq;
+	char id[GW_ID_LEN + 1];
+	int rc;		     /* the accepted line's write: 0, or why it failed */
+	const void *payload; /* the bytes the function gets: call->payload or merged */
+	size_t len;
+	char *merged; /* payload merged with the function's defaults (NULL: none) */
+};
+int gw_svc_accept_begin(struct gw_daemon *d, const char *name, const struct gw_call *call,
+			struct gw_accept *a, char *err, size_t errlen);
+/* sync_rc: gw_journal_sync's result after every begin. Returns 0 (queued) or an error. */
+int gw_svc_accept_end(struct gw_daemon *d, struct gw_accept *a, const struct gw_call *call,
+		      int sync_rc, char *err, size_t errlen);
+
 /* Queue an accepted activation for a worker. Returns 0 or -EAGAIN (queue full). */
 int gw_enqueue(struct gw_daemon *d, uint64_t seq);
 /* An async worker thread: runs queued activations until q_stop. */

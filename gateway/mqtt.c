@@ -1,27 +1,57 @@
 /* mqtt.c - the MQTT transport and front door: messages invoke functions; replies carry correlation. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
 #include "nemo/log.h"
+#include "nemo/clock.h"
 #include "nemo/config.h"
 #include "gw_internal.h"
 
-#define MAX_SUBS 256
+#define MAX_SUBS  256
+#define ROUND_MAX 64 /* activations begun in one round before their fdatasync */
+
+/* One activation of a message read this round: its line written, not yet durable. */
+struct round_item {
+	struct gw_accept acc;
+	struct gw_call call; /* points at the copies below */
+	char function[SBX_NAME_MAX];
+	void *payload;
+	char *reply;
+	void *corr;
+};
 
 struct gw_mqtt {
 	struct gw_daemon *d;
 	struct mosquitto *mosq;
 	atomic_bool connected;
+	atomic_bool stop;
+	pthread_t thread; /* the network thread: reads, accepts, writes */
+	int wake_fd;	  /* eventfd: a packet is queued (a reply, a subscription), or stop */
+	unsigned retries; /* reconnects since the last CONNACK (the backoff) */
+	struct round_item round[ROUND_MAX];
+	int n_round;
 	pthread_mutex_t lock; /* the subscribed set */
 	int n_subs;
 	char subs[MAX_SUBS][GW_TOPIC_MAX];
 	int sub_qos[MAX_SUBS];
 };
+
+static void wake(struct gw_mqtt *m)
+{
+	uint64_t one = 1;
+
+	if (write(m->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5, "mqtt wake: %s",
+				     strerror(errno));
+}
 
 struct topics_arg {
 	char (*out)[GW_TOPIC_MAX];
@@ -111,6 +141,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 		return;
 	}
 	atomic_store(&m->connected, true);
+	m->retries = 0;
 	NEMO_INFO(GW_MOD, "mqtt connected broker=%s:%u", m->d->cfg.mqtt.host, m->d->cfg.mqtt.port);
 	sync_subs(m, true);
 }
@@ -158,11 +189,87 @@ static void match_fn(void *arg, struct gw_function *fn)
 	}
 }
 
+static void item_free(struct round_item *it)
+{
+	free(it->payload);
+	free(it->reply);
+	free(it->corr);
+	memset(it, 0, sizeof(*it));
+}
+
 /*
- * The network thread must not run functions: each message becomes an async activation. An
- * MQTT 5 request's response topic and correlation data route its reply; without them the reply
- * goes to the function's reply_topic as an envelope naming the activation (and echoing a
- * "correlation_id" the request carried in its JSON).
+ * Begin one activation of a message: its own copies of what the message carries (freed when
+ * the round ends), its accepted line written. Returns false when it was refused.
+ */
+static bool round_add(struct gw_mqtt *m, const char *topic, const char *function,
+		      const struct gw_call *call)
+{
+	struct round_item *it = &m->round[m->n_round];
+	char err[256];
+	int rc = -ENOMEM;
+
+	it->payload = malloc(call->len ? call->len : 1);
+	it->reply = strdup(call->reply_topic);
+	it->corr = call->correlation_len ? malloc(call->correlation_len) : NULL;
+	if (it->payload && it->reply && (it->corr || !call->correlation_len)) {
+		memcpy(it->payload, call->payload, call->len);
+		if (it->corr)
+			memcpy(it->corr, call->correlation, call->correlation_len);
+		it->call = *call;
+		it->call.payload = it->payload;
+		it->call.reply_topic = it->reply;
+		it->call.correlation = it->corr;
+		snprintf(it->function, sizeof(it->function), "%s", function);
+		rc = gw_svc_accept_begin(m->d, function, &it->call, &it->acc, err, sizeof(err));
+	} else {
+		snprintf(err, sizeof(err), "%s", strerror(ENOMEM));
+	}
+	if (rc) {
+		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+				     "mqtt message on %s dropped: %s", topic, err);
+		item_free(it);
+		return false;
+	}
+	m->n_round++;
+	return true;
+}
+
+/*
+ * The end of a round: one fdatasync makes every accepted line of the round durable (group
+ * commit), then each activation goes to etcd (in a cluster) and the queue. Only after this
+ * does the network thread write again, so a QoS 1 message's PUBACK (queued by libmosquitto
+ * before on_message) leaves after its record is on disk.
+ */
+static void round_end(struct gw_mqtt *m)
+{
+	int sync_rc = 0;
+	bool any = false;
+
+	for (int i = 0; i < m->n_round && !any; i++)
+		any = !m->round[i].acc.rc;
+	if (any)
+		sync_rc = gw_journal_sync(&m->d->acts);
+	for (int i = 0; i < m->n_round; i++) {
+		struct round_item *it = &m->round[i];
+		char err[256];
+
+		if (gw_svc_accept_end(m->d, &it->acc, &it->call, sync_rc, err, sizeof(err)))
+			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+					     "mqtt message for %s dropped: %s", it->function, err);
+		else
+			NEMO_DEBUG(GW_MOD, "mqtt function=%s activation=%s", it->function,
+				   it->acc.id);
+		item_free(it);
+	}
+	m->n_round = 0;
+}
+
+/*
+ * The network thread must not run functions, nor wait for the disk per message: each message
+ * becomes an async activation, begun here and made durable with the rest of its round
+ * (round_end). An MQTT 5 request's response topic and correlation data route its reply;
+ * without them the reply goes to the function's reply_topic as an envelope naming the
+ * activation (and echoing a "correlation_id" the request carried in its JSON).
  */
 static void on_message_v5(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg,
 			  const mosquitto_property *props)
@@ -236,17 +343,13 @@ static void on_message_v5(struct mosquitto *mosq, void *obj, const struct mosqui
 				       .mqtt5 = v5,
 				       .correlation = corr,
 				       .correlation_len = corr_len};
-		char id[GW_ID_LEN + 1], err[256];
 
 		call.reply_topic = resp_topic && strlen(resp_topic) < GW_TOPIC_MAX ? resp_topic
 										   : ma->replies[i];
-		if (gw_svc_invoke_async(d, ma->names[i], &call, id, err, sizeof(err))) {
-			NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
-					     "mqtt message on %s dropped: %s", msg->topic, err);
-			continue;
-		}
-		NEMO_DEBUG(GW_MOD, "mqtt topic=%s function=%s activation=%s", msg->topic,
-			   ma->names[i], id);
+		/* a full round: make it durable first (a message may match many functions) */
+		if (m->n_round == ROUND_MAX)
+			round_end(m);
+		round_add(m, msg->topic, ma->names[i], &call);
 	}
 	free(resp_topic);
 	free(corr);
@@ -300,6 +403,8 @@ static void publish_reply(void *state, const char *topic, int qos, bool mqtt5, c
 		rc = MOSQ_ERR_PAYLOAD_SIZE;
 	} else {
 		rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, data, qos, false, props);
+		if (rc == MOSQ_ERR_SUCCESS)
+			wake(m); /* queued: the network thread writes it */
 	}
 	if (rc != MOSQ_ERR_SUCCESS)
 		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5, "mqtt publish topic=%s: %s",
@@ -313,6 +418,109 @@ static void topics_changed(void *state)
 	gw_mqtt_resubscribe(state);
 }
 
+static bool readable(int fd)
+{
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+
+	return poll(&pf, 1, 0) > 0;
+}
+
+/*
+ * One round of the network thread: wait for the broker or a wake-up; read every message
+ * waiting (up to ROUND_MAX activations), beginning their activations; make them durable
+ * together and queue them (round_end); then write what is queued: PUBACKs, replies,
+ * subscriptions. Returns a MOSQ_ERR_* (not success: the connection is gone).
+ */
+static int round_run(struct gw_mqtt *m)
+{
+	int sock = mosquitto_socket(m->mosq), rc = MOSQ_ERR_SUCCESS;
+	struct pollfd pf[2] = {
+		{.fd = sock, .events = POLLIN | (mosquitto_want_write(m->mosq) ? POLLOUT : 0)},
+		{.fd = m->wake_fd, .events = POLLIN}};
+	uint64_t n;
+
+	if (sock < 0)
+		return MOSQ_ERR_NO_CONN;
+	/* a second at most: keepalive pings (mosquitto_loop_misc) */
+	if (poll(pf, 2, 1000) < 0 && errno != EINTR)
+		return MOSQ_ERR_ERRNO;
+	if ((pf[1].revents & POLLIN) && read(m->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5, "mqtt wake: %s",
+				     strerror(errno));
+	if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+		/* libmosquitto reads no further than the packets it handles: poll tells whether
+		 * another message is waiting */
+		do
+			rc = mosquitto_loop_read(m->mosq, 1);
+		while (rc == MOSQ_ERR_SUCCESS && m->n_round < ROUND_MAX && readable(sock));
+	}
+	round_end(m); /* even when the connection broke: what was begun is accepted or not */
+	if (rc == MOSQ_ERR_SUCCESS && mosquitto_want_write(m->mosq))
+		rc = mosquitto_loop_write(m->mosq, 1);
+	if (rc == MOSQ_ERR_SUCCESS)
+		rc = mosquitto_loop_misc(m->mosq);
+	return rc;
+}
+
+/* Sleep `s` seconds unless stopped meanwhile; true if stopped. */
+static bool nap(struct gw_mqtt *m, unsigned s)
+{
+	uint64_t end = nemo_now_ns() + (uint64_t)s * 1000000000ull, now, n;
+
+	while (!atomic_load(&m->stop) && (now = nemo_now_ns()) < end) {
+		struct pollfd pf = {.fd = m->wake_fd, .events = POLLIN};
+
+		if (poll(&pf, 1, (int)((end - now) / 1000000ull) + 1) > 0 &&
+		    read(m->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+			break;
+	}
+	return atomic_load(&m->stop);
+}
+
+/*
+ * The network thread. nemod runs its own loop rather than mosquitto_loop_start's: that one
+ * writes the PUBACK of a QoS 1 message as soon as on_message returns, so on_message had to
+ * fdatasync each message's record alone while every other message, and every reply, waited
+ * behind it. Here a round's records share one fdatasync and nothing is written before it.
+ * Reconnects back off as libmosquitto's own loop does: reconnect_min_s * (n + 1)^2, at most
+ * reconnect_max_s.
+ */
+static void *net_thread(void *arg)
+{
+	struct gw_mqtt *m = arg;
+	const struct gw_mqtt_config *mc = &m->d->cfg.mqtt;
+
+	while (!atomic_load(&m->stop)) {
+		unsigned delay;
+		int rc;
+
+		if (round_run(m) == MOSQ_ERR_SUCCESS)
+			continue;
+		delay = mc->reconnect_min_s * (m->retries + 1) * (m->retries + 1);
+		if (delay >= mc->reconnect_max_s)
+			delay = mc->reconnect_max_s;
+		else
+			m->retries++;
+		if (nap(m, delay))
+			break;
+		rc = mosquitto_reconnect(m->mosq);
+		if (rc != MOSQ_ERR_SUCCESS)
+			NEMO_DEBUG(GW_MOD, "mqtt reconnect broker=%s:%u: %s", mc->host, mc->port,
+				   rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	}
+	/* say goodbye: the DISCONNECT, and whatever replies are still queued (a while) */
+	if (mosquitto_disconnect(m->mosq) == MOSQ_ERR_SUCCESS) {
+		for (int i = 0; i < 20 && mosquitto_want_write(m->mosq); i++) {
+			struct pollfd pf = {.fd = mosquitto_socket(m->mosq), .events = POLLOUT};
+
+			if (pf.fd < 0 || poll(&pf, 1, 100) < 0 ||
+			    mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
+				break;
+		}
+	}
+	return NULL;
+}
+
 struct gw_mqtt *gw_mqtt_start(struct gw_daemon *d)
 {
 	const struct gw_mqtt_config *mc = &d->cfg.mqtt;
@@ -323,6 +531,15 @@ struct gw_mqtt *gw_mqtt_start(struct gw_daemon *d)
 		return NULL;
 	m->d = d;
 	pthread_mutex_init(&m->lock, NULL);
+	m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (m->wake_fd < 0) {
+		rc = errno;
+		NEMO_ERR(GW_MOD, "mqtt: eventfd: %s", strerror(errno));
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		errno = rc;
+		return NULL;
+	}
 	mosquitto_lib_init();
 	m->mosq = mosquitto_new(mc->client_id, true, m);
 	if (!m->mosq) {
@@ -336,7 +553,9 @@ struct gw_mqtt *gw_mqtt_start(struct gw_daemon *d)
 	/* MQTT 5 for response topics and correlation data; no Nagle: replies are small */
 	mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_int_option(m->mosq, MOSQ_OPT_TCP_NODELAY, 1);
-	mosquitto_reconnect_delay_set(m->mosq, mc->reconnect_min_s, mc->reconnect_max_s, true);
+	/* other threads (workers' replies, subscriptions) only queue packets: the network
+	 * thread alone writes, so no PUBACK leaves before its round is durable */
+	mosquitto_threaded_set(m->mosq, true);
 	/* a broker that is down at start is not fatal: the loop keeps trying */
 	rc = mosquitto_connect_async(m->mosq, mc->host, (int)mc->port, (int)mc->keepalive_s);
 	if (rc != MOSQ_ERR_SUCCESS)
@@ -345,16 +564,18 @@ struct gw_mqtt *gw_mqtt_start(struct gw_daemon *d)
 	d->mqtt_sink_state = m;
 	d->mqtt_topics_changed = topics_changed;
 	d->mqtt_sink = publish_reply;
-	rc = mosquitto_loop_start(m->mosq);
-	if (rc != MOSQ_ERR_SUCCESS) {
-		NEMO_ERR(GW_MOD, "mqtt loop: %s", mosquitto_strerror(rc));
+	rc = pthread_create(&m->thread, NULL, net_thread, m);
+	if (rc) {
+		NEMO_ERR(GW_MOD, "mqtt loop: %s", strerror(rc));
+		d->mqtt_sink = NULL;
+		d->mqtt_topics_changed = NULL;
 		mosquitto_destroy(m->mosq);
-		rc = EIO;
 		goto fail;
 	}
 	return m;
 fail:
 	mosquitto_lib_cleanup();
+	close(m->wake_fd);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	errno = rc;
@@ -367,18 +588,22 @@ void gw_mqtt_stop(struct gw_mqtt *m)
 		return;
 	m->d->mqtt_sink = NULL;
 	m->d->mqtt_topics_changed = NULL;
-	mosquitto_disconnect(m->mosq);
-	mosquitto_loop_stop(m->mosq, true);
+	atomic_store(&m->stop, true);
+	wake(m);
+	pthread_join(m->thread, NULL);
 	mosquitto_destroy(m->mosq);
 	mosquitto_lib_cleanup();
+	close(m->wake_fd);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
 
 void gw_mqtt_resubscribe(struct gw_mqtt *m)
 {
-	if (atomic_load(&m->connected))
+	if (atomic_load(&m->connected)) {
 		sync_subs(m, false);
+		wake(m);
+	}
 }
 
 bool gw_mqtt_connected(struct gw_mqtt *m)

@@ -923,19 +923,25 @@ static int accept_call(struct gw_daemon *d, struct gw_function *fn, const struct
 	return 0;
 }
 
-static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, size_t len,
-		      const struct gw_call *call, char *err, size_t errlen)
+/* Where the result goes and the payload: the accepted line is written, not yet synced. */
+static int queue_note(struct gw_daemon *d, uint64_t seq, const void *payload, size_t len,
+		      const struct gw_call *call)
 {
-	int rc;
-
 	/* the route is in place before a worker can take the activation, and in its journal
 	 * line: a replay after a crash still delivers the result where it was asked to go */
 	gw_act_set_route(&d->acts, seq, call->qos, call->mqtt5, call->correlation,
 			 call->correlation_len, call->callback_url);
-	rc = gw_act_set_work(&d->acts, seq, payload, len, call->reply_topic);
-	/* accepted means on disk: no worker runs it, no caller hears 202, before that */
-	if (!rc)
-		rc = gw_journal_sync(&d->acts);
+	return gw_act_set_work(&d->acts, seq, payload, len, call->reply_topic);
+}
+
+/*
+ * After the line's fdatasync (rc: the note's or the sync's error, or 0): accepted means on
+ * disk, so no worker runs it, no caller hears 202, before that. Then in etcd (in a cluster)
+ * and on the queue, or rejected.
+ */
+static int queue_commit(struct gw_daemon *d, uint64_t seq, int rc, const void *payload, size_t len,
+			const struct gw_call *call, char *err, size_t errlen)
+{
 	if (rc && rc != -EALREADY) {
 		char why[200];
 
@@ -961,6 +967,16 @@ static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, si
 	gw_act_finish(&d->acts, seq, GW_ACT_REJECTED, NULL, "async queue full");
 	return fail(err, errlen, -EAGAIN, "async queue full (%u activations waiting)",
 		    d->cfg.limits.async_queue);
+}
+
+static int queue_call(struct gw_daemon *d, uint64_t seq, const void *payload, size_t len,
+		      const struct gw_call *call, char *err, size_t errlen)
+{
+	int rc = queue_note(d, seq, payload, len, call);
+
+	if (!rc)
+		rc = gw_journal_sync(&d->acts);
+	return queue_commit(d, seq, rc, payload, len, call, err, errlen);
 }
 
 int gw_svc_invoke(struct gw_daemon *d, const char *name, const struct gw_call *call,
@@ -1057,28 +1073,49 @@ out_fn:
 	return rc;
 }
 
-int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_call *call,
-			char id_out[GW_ID_LEN + 1], char *err, size_t errlen)
+int gw_svc_accept_begin(struct gw_daemon *d, const char *name, const struct gw_call *call,
+			struct gw_accept *a, char *err, size_t errlen)
 {
 	struct gw_function *fn = gw_fn_get(d, name);
-	const void *payload = call->payload;
-	size_t len = call->len;
-	char *merged = NULL;
-	uint64_t seq;
 	int rc;
 
+	memset(a, 0, sizeof(*a));
 	if (!fn)
 		return not_deployed(d, name, err, errlen);
 	rc = takes_calls(fn, err, errlen);
-	rc = rc ? rc : call_payload(fn, call, &payload, &len, &merged, err, errlen);
-	if (rc)
-		goto out;
-	rc = accept_call(d, fn, call, false, id_out, &seq, err, errlen);
-	if (!rc)
-		rc = queue_call(d, seq, payload, len, call, err, errlen);
-out:
-	free(merged);
+	rc = rc ? rc : call_payload(fn, call, &a->payload, &a->len, &a->merged, err, errlen);
+	rc = rc ? rc : accept_call(d, fn, call, false, a->id, &a->seq, err, errlen);
 	gw_fn_put(fn);
+	if (rc) {
+		free(a->merged);
+		a->merged = NULL;
+		return rc;
+	}
+	a->rc = queue_note(d, a->seq, a->payload, a->len, call);
+	return 0;
+}
+
+int gw_svc_accept_end(struct gw_daemon *d, struct gw_accept *a, const struct gw_call *call,
+		      int sync_rc, char *err, size_t errlen)
+{
+	int rc = queue_commit(d, a->seq, a->rc ? a->rc : sync_rc, a->payload, a->len, call, err,
+			      errlen);
+
+	free(a->merged);
+	a->merged = NULL;
+	return rc;
+}
+
+int gw_svc_invoke_async(struct gw_daemon *d, const char *name, const struct gw_call *call,
+			char id_out[GW_ID_LEN + 1], char *err, size_t errlen)
+{
+	struct gw_accept a;
+	int rc = gw_svc_accept_begin(d, name, call, &a, err, errlen);
+
+	if (rc)
+		return rc;
+	rc = gw_svc_accept_end(d, &a, call, a.rc ? 0 : gw_journal_sync(&d->acts), err, errlen);
+	memcpy(id_out, a.id, sizeof(a.id));
 	return rc;
 }
 

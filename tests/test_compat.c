@@ -811,8 +811,143 @@ static void test_mqtt_correlation(void)
 	mq_close(&c);
 }
 
+/* ---- many QoS 1 requests at once: each answered once, with its own correlation ---- */
+
+#define MANY 200
+
+struct many {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int replies[MANY]; /* replies per correlation "m<i>" */
+	int wrong;	   /* replies whose payload is not their request's */
+	int total, acked;  /* replies; PUBACKs of our requests */
+};
+
+static void many_on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
+			    const mosquitto_property *props)
+{
+	struct many *c = obj;
+	void *corr = NULL;
+	uint16_t len = 0;
+	char buf[16], want[32];
+	int i = -1;
+
+	(void)m;
+	if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &len, false) &&
+	    len > 1 && len < sizeof(buf) && ((char *)corr)[0] == 'm') {
+		snprintf(buf, sizeof(buf), "%.*s", (int)len - 1, (char *)corr + 1);
+		i = atoi(buf);
+	}
+	free(corr);
+	pthread_mutex_lock(&c->lock);
+	c->total++;
+	if (i >= 0 && i < MANY) {
+		c->replies[i]++;
+		snprintf(want, sizeof(want), "{\"i\":%d}", i);
+		if (msg->payloadlen != (int)strlen(want) ||
+		    memcmp(msg->payload, want, strlen(want)))
+			c->wrong++;
+	} else {
+		c->wrong++;
+	}
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void many_on_publish(struct mosquitto *m, void *obj, int mid)
+{
+	struct many *c = obj;
+
+	(void)m;
+	(void)mid;
+	pthread_mutex_lock(&c->lock);
+	c->acked++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* nemo_journal_syncs_total, or -1. */
+static long journal_syncs(void)
+{
+	const char *body, *p;
+	char url[128];
+
+	url_of(url, sizeof(url), "/metrics");
+	if (curl((const char *[]){"-u", CRED, url, NULL}, &body) != 200)
+		return -1;
+	p = strstr(body, "\nnemo_journal_syncs_total ");
+	return p ? atol(p + strlen("\nnemo_journal_syncs_total ")) : -1;
+}
+
+static void test_mqtt_many_at_once(void)
+{
+	struct many c = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	struct mosquitto *mosq;
+	struct timespec dl;
+	long syncs0, syncs1;
+	int once = 0;
+
+	deploy_echo("mqmany", "cmp/many/in", "cmp/many/out", 1);
+	test_msleep(300);
+	syncs0 = journal_syncs();
+	CU_ASSERT_FATAL(syncs0 >= 0);
+	mosquitto_lib_init();
+	mosq = mosquitto_new(NULL, true, &c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mosq);
+	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1);
+	mosquitto_max_inflight_messages_set(mosq, 0); /* all of them in flight at once */
+	mosquitto_message_v5_callback_set(mosq, many_on_message);
+	mosquitto_publish_callback_set(mosq, many_on_publish);
+	CU_ASSERT_FATAL(mosquitto_connect(mosq, "127.0.0.1", env.mqtt_port, 30) == 0 &&
+			mosquitto_subscribe(mosq, NULL, "cmp/many/resp", 1) == 0 &&
+			mosquitto_loop_start(mosq) == 0);
+	test_msleep(200); /* the subscription lands */
+	for (int i = 0; i < MANY; i++) {
+		mosquitto_property *props = NULL;
+		char corr[16], body[32];
+
+		snprintf(corr, sizeof(corr), "m%d", i);
+		snprintf(body, sizeof(body), "{\"i\":%d}", i);
+		mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, "cmp/many/resp");
+		mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
+					      (uint16_t)strlen(corr));
+		CU_ASSERT_EQUAL(mosquitto_publish_v5(mosq, NULL, "cmp/many/in", (int)strlen(body),
+						     body, 1, false, props),
+				MOSQ_ERR_SUCCESS);
+		mosquitto_property_free_all(&props);
+	}
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 30;
+	pthread_mutex_lock(&c.lock);
+	while (c.total < MANY)
+		if (pthread_cond_timedwait(&c.cond, &c.lock, &dl))
+			break;
+	pthread_mutex_unlock(&c.lock);
+	test_msleep(500); /* a reply sent twice would come now */
+	mosquitto_disconnect(mosq);
+	mosquitto_loop_stop(mosq, true);
+	mosquitto_destroy(mosq);
+	mosquitto_lib_cleanup();
+	syncs1 = journal_syncs();
+	for (int i = 0; i < MANY; i++)
+		once += c.replies[i] == 1;
+	if (once != MANY || c.total != MANY || c.wrong)
+		printf("\n  %d of %d answered once; %d replies, %d not their request's\n", once,
+		       MANY, c.total, c.wrong);
+	CU_ASSERT_EQUAL(once, MANY);
+	CU_ASSERT_EQUAL(c.total, MANY);
+	CU_ASSERT_EQUAL(c.wrong, 0);
+	CU_ASSERT_EQUAL(c.acked, MANY); /* the broker acknowledged every request */
+	/* requests that arrive together share their records' fdatasync (one each before) */
+	printf("\n  %d requests at once: %ld journal fdatasyncs\n", MANY, syncs1 - syncs0);
+	CU_ASSERT(syncs1 - syncs0 > 0 && syncs1 - syncs0 <= MANY / 2);
+}
+
 NEMO_SUITE(mqtt_correlation, mqtt_setup, env_teardown,
-	   {"replies carry the request's correlation at QoS 0 and 1", test_mqtt_correlation});
+	   {"replies carry the request's correlation at QoS 0 and 1", test_mqtt_correlation},
+	   {"200 QoS 1 requests at once: each answered once with its correlation; their "
+	    "records share fdatasyncs",
+	    test_mqtt_many_at_once});
 
 /* ---- the daemon's life: one nemod per store and port, systemd notify, --version --------------- */
 
