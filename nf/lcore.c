@@ -282,6 +282,11 @@ static void idle_setup(struct nf_lcore_ctx *c, uint64_t *max_sleep_ns, uint64_t 
 
 	nf_wake_cost_measure(&c->wake, 32, c->rt->tsc_hz);
 	nf_idle_init(&c->idle, &lc->idle, c->rt->tsc_hz, c->wake.median_ns);
+	if (lc->sched.policy == HC_SCHED_FIFO && lc->idle.policy == HC_IDLE_SLEEP &&
+	    lc->idle.detect == NF_IDLE_DETECT_TIME && c->rt->rt_min_sleep_pct)
+		c->rt_guard = (struct nf_rt_guard){.slice = c->rt->tsc_hz / 100, /* 10 ms */
+						   .min_pct = c->rt->rt_min_sleep_pct,
+						   .start = rte_rdtsc()};
 	*drain_cap_ns = 0;
 	if (lc->idle.policy == HC_IDLE_SLEEP) {
 		bound = ring_bound_ns(c, c->wake.p90_ns, 0);
@@ -445,7 +450,8 @@ int nf_lcore_main(void *arg)
 				     hc_sleep_floor(c->rec, now, UINT64_MAX) != 0;
 
 			set_state(c, HC_STATE_IDLE_POLL, now);
-			yield = nf_idle_empty(&c->idle, iter_start, now, lease);
+			yield = nf_idle_empty(&c->idle, iter_start, now,
+					      lease || nf_rt_guard_due(&c->rt_guard, now));
 		}
 		if (yield) {
 			uint64_t t0 = now;
@@ -455,6 +461,7 @@ int nf_lcore_main(void *arg)
 			now = yield_core(c, now, &sleep_ns, max_sleep_ns, floor);
 			nf_acct_sleep(&c->acct, now);
 			nf_idle_slept(&c->idle, t0, now);
+			nf_rt_guard_slept(&c->rt_guard, t0, now);
 			set_state(c, HC_STATE_IDLE_POLL, now);
 			publish(c, now);
 			next_publish = now + publish_cycles;

@@ -115,8 +115,11 @@ static void chains_destroy(struct nf_runtime *rt)
 	}
 }
 
-/* RT throttling stalls a SCHED_FIFO thread that never sleeps: say so before it happens. */
-static void warn_rt_throttling(const struct nf_config *cfg)
+/*
+ * RT throttling stalls a SCHED_FIFO thread that never sleeps: say so before it happens, and
+ * set the share of every slice a sleeping lcore keeps asleep (nf.h, RT budget guard).
+ */
+static void rt_throttling(struct nf_runtime *rt, const struct nf_config *cfg)
 {
 	long runtime = -1, period = 1000000;
 	FILE *f;
@@ -133,8 +136,11 @@ static void warn_rt_throttling(const struct nf_config *cfg)
 			period = 1000000;
 		fclose(f);
 	}
-	if (runtime < 0 || runtime >= period)
+	if (runtime < 0 || runtime >= period || period <= 0)
 		return;
+	rt->rt_min_sleep_pct = (uint32_t)((period - runtime) * 200 / period);
+	if (rt->rt_min_sleep_pct < 2)
+		rt->rt_min_sleep_pct = 2;
 	for (uint32_t i = 0; i < cfg->nb_lcores; i++) {
 		const struct nf_lcore_config *lc = &cfg->lcores[i];
 
@@ -236,7 +242,7 @@ struct nf_runtime *nf_runtime_create(const struct nf_config *cfg)
 	rc = nf_telemetry_register(rt);
 	if (rc)
 		goto err_chains;
-	warn_rt_throttling(cfg);
+	rt_throttling(rt, cfg);
 	return rt;
 
 err_chains:
@@ -410,6 +416,12 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 		       (double)rt->lcores[i].wake.median_ns / 1e3,
 		       (double)rt->lcores[i].wake.p90_ns / 1e3,
 		       (double)rt->lcores[i].predicted_gap * 1e6 / (double)rt->tsc_hz);
+		if (rt->lcores[i].rt_guard.slice)
+			printf("  RT budget: asleep at least %u%% of every %.0f ms, %lu sleeps asked "
+			       "for by that alone\n",
+			       rt->lcores[i].rt_guard.min_pct,
+			       (double)rt->lcores[i].rt_guard.slice * 1e3 / (double)rt->tsc_hz,
+			       (unsigned long)rt->lcores[i].rt_guard.forced);
 		print_delay(&rt->lcores[i]);
 		if (rt->lcores[i].consumed_pkts)
 			printf("  handed to functions and stopped there (neither sent nor dropped): "

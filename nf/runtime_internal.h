@@ -31,9 +31,10 @@ struct nf_lcore_ctx {
 	uint32_t state;
 	uint64_t state_since_tsc;
 	uint64_t max_sleep_ns;
-	struct nf_idle idle;	  /* when to yield (nf.h, "idle detection") */
-	struct nf_wake_cost wake; /* measured at start, before the loop; read-only after */
-	uint64_t predicted_gap;	  /* idle.gap_ewma (cycles), refreshed at each publish */
+	struct nf_idle idle;	     /* when to yield (nf.h, "idle detection") */
+	struct nf_wake_cost wake;    /* measured at start, before the loop; read-only after */
+	struct nf_rt_guard rt_guard; /* SCHED_FIFO: sleep enough not to be RT-throttled (nf.h) */
+	uint64_t predicted_gap;	     /* idle.gap_ewma (cycles), refreshed at each publish */
 	uint32_t chain_len;
 	const struct nf_module_ops *chain_ops[NF_MAX_CHAIN];
 	void *chain_inst[NF_MAX_CHAIN];
@@ -83,6 +84,8 @@ struct nf_runtime {
 	bool launched;
 	uint64_t start_tsc;
 	uint64_t last_live_tsc;
+	uint32_t
+		rt_min_sleep_pct; /* the RT guard's share for SCHED_FIFO lcores; 0: no throttling */
 };
 
 /* The loop each NF lcore runs (rte_eal_remote_launch). */

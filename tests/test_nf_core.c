@@ -615,6 +615,36 @@ static void test_channel_header_rewritten(void)
 	nf_channel_destroy(w);
 }
 
+/*
+ * The RT budget guard asks for a sleep once a tenth of its slice has gone by with less than
+ * min_pct of it asleep, stops asking once the lcore has slept its share, and starts a new
+ * count with every slice; off (slice 0), it never asks.
+ */
+static void test_rt_guard(void)
+{
+	struct nf_rt_guard g = {.slice = 10000, .min_pct = 10, .start = 1000};
+	struct nf_rt_guard off = {0};
+
+	CU_ASSERT_FALSE(nf_rt_guard_due(&g, 1500)); /* under a tenth of the slice: no verdict */
+	CU_ASSERT_TRUE(nf_rt_guard_due(&g, 3000));  /* 2000 cycles run, none asleep */
+	nf_rt_guard_slept(&g, 3000, 3100);	    /* 100 of 2100: under 10 % */
+	CU_ASSERT_TRUE(nf_rt_guard_due(&g, 3100));
+	nf_rt_guard_slept(&g, 3100, 3400); /* 400 of 2400: its share */
+	CU_ASSERT_FALSE(nf_rt_guard_due(&g, 3400));
+	CU_ASSERT_FALSE(nf_rt_guard_due(&g, 5000)); /* 400 of 4000: still 10 % */
+	CU_ASSERT_TRUE(nf_rt_guard_due(&g, 6000));  /* 400 of 5000: 8 % */
+	CU_ASSERT_EQUAL(g.forced, 3);
+	/* a new slice: the count starts over, and the first tenth asks nothing */
+	CU_ASSERT_FALSE(nf_rt_guard_due(&g, 11000));
+	CU_ASSERT_EQUAL(g.start, 11000);
+	CU_ASSERT_EQUAL(g.slept, 0);
+	CU_ASSERT_FALSE(nf_rt_guard_due(&g, 11900));
+	CU_ASSERT_TRUE(nf_rt_guard_due(&g, 12100));
+	for (uint64_t t = 0; t < 100000; t += 777)
+		CU_ASSERT_FALSE(nf_rt_guard_due(&off, t));
+	CU_ASSERT_EQUAL(off.forced, 0);
+}
+
 NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", test_config_good},
 	   {"config: each bad input names file and key", test_config_errors},
 	   {"config: idle detection keys and their defaults", test_config_idle_keys},
@@ -625,6 +655,7 @@ NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", tes
 	   {"idle: a time budget, not a count; a lease yields at once",
 	    test_idle_time_not_iterations},
 	   {"idle: learns long gaps, and unlearns them", test_idle_learns_gaps},
+	   {"idle: the RT budget guard keeps its share of every slice asleep", test_rt_guard},
 	   {"channel: writer to reader, never torn", test_channel_roundtrip},
 	   {"channel: a sleeping lcore's sleep is extrapolated, no further than its longest sleep",
 	    test_channel_sleep_extrapolated},
