@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench_nf.py - make bench-nf: nemo-nf against dpdk-testpmd, and sleep against poll, in one run.
 
-Prints five tables, each with ratios against a baseline measured in the same run:
+Prints eight tables, each with ratios against a baseline measured in the same run:
   1. capacity of the fwd chain on one lcore vs dpdk-testpmd io forwarding, same memif topology;
   2. CPU used by an idle NF, sleep vs poll;
   3. loss and p99 latency at 10/50/90 % of measured capacity, sleep vs poll;
@@ -15,6 +15,9 @@ Prints five tables, each with ratios against a baseline measured in the same run
      at full load, interleaved.
   7. the sleep floor nemod asks while sandboxes work (--floors): the loop's share of the
      spare, the NF's sleeps per second and its own p99 (stamp to send) against the NF alone.
+  8. a SCHED_FIFO lcore with the sleep policy alone at 30 % load, against SCHED_OTHER (and an
+     older nemo-nf with --old-nf): latency, its share asleep, its busiest second's run time,
+     and the sleeps its RT budget asked for.
   --only 5 runs the fifth alone (after a short capacity calibration); --only 6 the sixth.
 The machine has 2 cores: nemo-gen runs on cpu 0, the NF lcore (or testpmd's forwarding core)
 on cpu 1. Figures from a shared, noisy machine vary from run to run; ratios vary less.
@@ -23,6 +26,7 @@ import argparse
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import struct
@@ -89,8 +93,8 @@ def wait_for(path, proc, timeout=20):
     raise RuntimeError("timed out waiting for " + path)
 
 
-def start_nf(idle, sched="other", delay_every=None):
-    p = subprocess.Popen([os.path.join(BIN, "nemo-nf"), "--config",
+def start_nf(idle, sched="other", delay_every=None, nf=None):
+    p = subprocess.Popen([nf or os.path.join(BIN, "nemo-nf"), "--config",
                           nf_config(idle, sched, delay_every)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     PROCS.append(p)
@@ -480,6 +484,72 @@ def figure7(capacity, seconds, reps, rate=None, floors=(400, 500, 600)):
           "summary; harvest = the loop's CPU time / the NF's spare)")
 
 
+def lcore_run_ns(pid):
+    """The run time (ns, schedstat) of pid's SCHED_FIFO thread: its lcore."""
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/sched" % (pid, t)) as f:
+                fifo = any(x.startswith("policy") and int(x.split(":")[1]) == 1 for x in f)
+            if fifo:
+                with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                    return int(f.read().split()[0])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def figure8(capacity, seconds, reps, old_nf=None):
+    """A SCHED_FIFO lcore with the sleep policy alone at 30 % load: the RT budget keeps it out
+    of RT throttling. Against the same lcore at SCHED_OTHER (never throttled), and, with
+    --old-nf, a nemo-nf built before the budget, interleaved."""
+    rate = 0.3 * capacity
+    runs = [("fifo", "fifo", None), ("other -20", "other", None)]
+    if old_nf:
+        runs.insert(1, ("fifo, --old-nf", "fifo", old_nf))
+    print("\n8. the NF alone at 30 %% load (%.2f Mpps), idle policy sleep, by scheduling class; "
+          "%d reps interleaved" % (rate / 1e6, reps))
+    print("   %-16s %9s %9s %10s %8s %12s %12s" % ("lcore", "p50 us", "p99 us", "p99.9 us",
+                                                   "asleep", "max run/1 s", "budget sleeps"))
+    for _ in range(reps):
+        for tag, sched, nf in runs:
+            p = start_nf("sleep", sched, nf=nf)
+            samples, done = [], threading.Event()
+
+            def sample(pid=p.pid):
+                while not done.is_set():
+                    ns = lcore_run_ns(pid)
+                    if ns is not None:
+                        samples.append((time.monotonic(), ns))
+                    time.sleep(0.05)
+            th = threading.Thread(target=sample)
+            th.start()
+            (a, _), r = read_cycles(), None
+            try:
+                r = gen(rate, seconds)
+                b, _ = read_cycles()
+            finally:
+                done.set()
+                th.join()
+                log = stop(p)
+            # the largest share of any second the lcore ran (RT throttling caps a period at
+            # sched_rt_runtime_us); only the FIFO thread is sampled, so other runs show "-"
+            worst = None
+            for i, (t0, n0) in enumerate(samples):
+                for t1, n1 in samples[i:]:
+                    if t1 - t0 >= 1.0:
+                        worst = max(worst or 0.0, (n1 - n0) / 1e9 / (t1 - t0))
+                        break
+            m = re.search(r"RT budget: .*?, (\d+) sleeps asked", log)
+            print("   %-16s %9.1f %9.1f %10.1f %7.1f%% %12s %12s" %
+                  (tag, r["lat_p50_us"], r["lat_p99_us"], r["lat_p999_us"],
+                   100.0 * (b[3] - a[3]) / max(1, b[0] - a[0]),
+                   "%.3f" % worst if worst is not None else "-",
+                   m.group(1) if m else "-"))
+    print("   (max run/1 s: the FIFO lcore thread's run time over its busiest second, from "
+          "schedstat every 50 ms; RT throttling stops it at sched_rt_runtime_us of each "
+          "sched_rt_period_us. budget sleeps: those the RT budget alone asked for)")
+
+
 def window_spare(seconds):
     """spare_ratio of the NF lcore over the next `seconds` (DESIGN.md: spare / total)."""
     t0, b0 = read_record()
@@ -493,7 +563,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5, help="length of each traffic run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the capacity runs")
-    ap.add_argument("--only", default="1234567", help="which tables, e.g. 5")
+    ap.add_argument("--only", default="12345678", help="which tables, e.g. 5")
+    ap.add_argument("--old-nf", default=None,
+                    help="table 8: an older nemo-nf binary to interleave with this one")
     ap.add_argument("--floors", default="400,500,600",
                     help="table 7's sleep floors in us, comma-separated")
     ap.add_argument("--rate5", type=float, default=0,
@@ -507,7 +579,7 @@ def main():
     if "1" not in a.only:
         if "6" in a.only:
             figure6(a.seconds, a.reps)
-        if "5" not in a.only and "7" not in a.only:
+        if "5" not in a.only and "7" not in a.only and "8" not in a.only:
             return
         # the fifth table needs the NF's capacity: a short calibration instead of table 1
         p = start_nf("poll")
@@ -520,6 +592,8 @@ def main():
         if "7" in a.only:
             figure7(capacity, a.seconds, a.reps, a.rate5,
                     tuple(int(x) for x in a.floors.split(",")))
+        if "8" in a.only:
+            figure8(capacity, a.seconds, a.reps, a.old_nf)
         return
 
     # 1. capacity, interleaved so that drift favours neither
@@ -593,6 +667,8 @@ def main():
         figure6(a.seconds, a.reps)
     if "7" in a.only:
         figure7(capacity, a.seconds, a.reps, a.rate5, tuple(int(x) for x in a.floors.split(",")))
+    if "8" in a.only:
+        figure8(capacity, a.seconds, a.reps, a.old_nf)
 
 
 if __name__ == "__main__":

@@ -347,17 +347,16 @@ bool gw_cluster_missing(struct gw_daemon *d, const char *key, char *why, size_t 
 		snprintf(why, len, "its code is being fetched from node %s at %s (for %.1f s)",
 			 f->rec.owner, f->rec.owner_address,
 			 f->trying_ns ? (double)(now - f->trying_ns) / 1e9 : 0.0);
-	else if (f && f->due_ns > now)
+	else if (f) {
+		char next[32] = "now";
+
+		if (f->due_ns > now)
+			snprintf(next, sizeof(next), "in %.1f s", (double)(f->due_ns - now) / 1e9);
 		snprintf(why, len,
 			 "its code could not be fetched from node %s at %s: %s (attempt %d; "
-			 "retrying in %.1f s)",
-			 f->rec.owner, f->rec.owner_address, f->why, f->failures,
-			 (double)(f->due_ns - now) / 1e9);
-	else if (f)
-		snprintf(why, len,
-			 "its code could not be fetched from node %s at %s: %s (attempt %d; "
-			 "retrying now)",
-			 f->rec.owner, f->rec.owner_address, f->why, f->failures);
+			 "retrying %s)",
+			 f->rec.owner, f->rec.owner_address, f->why, f->failures, next);
+	}
 	pthread_mutex_unlock(&g->fetch_lock);
 	return f != NULL;
 }

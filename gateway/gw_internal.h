@@ -539,10 +539,9 @@ struct gw_outcome {
 	char message[SBX_MSG_MAX];
 	uint8_t *result; /* the function's bytes (malloc'd) */
 	size_t result_len;
-	bool pending; /* still running after blocking_timeout_ms: ask by id later */
-	bool web;     /* a main(dict) function: its result may shape the HTTP reply */
-	uint64_t
-		run_ns; /* the function's run (request sent to its sandbox, response back); 0: not run here */
+	bool pending;	 /* still running after blocking_timeout_ms: ask by id later */
+	bool web;	 /* a main(dict) function: its result may shape the HTTP reply */
+	uint64_t run_ns; /* the function's run (to its sandbox and back); 0: not run here */
 };
 void gw_svc_outcome_release(struct gw_outcome *o);
 

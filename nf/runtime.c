@@ -138,7 +138,8 @@ static void rt_throttling(struct nf_runtime *rt, const struct nf_config *cfg)
 	}
 	if (runtime < 0 || runtime >= period || period <= 0)
 		return;
-	rt->rt_min_sleep_pct = (uint32_t)((period - runtime) * 200 / period);
+	/* three times the reserved share: nf.h, RT budget guard, says why */
+	rt->rt_min_sleep_pct = (uint32_t)((period - runtime) * 300 / period);
 	if (rt->rt_min_sleep_pct < 2)
 		rt->rt_min_sleep_pct = 2;
 	for (uint32_t i = 0; i < cfg->nb_lcores; i++) {

@@ -298,12 +298,14 @@ static inline void nf_idle_slept(struct nf_idle *s, uint64_t start, uint64_t now
  * runs more than sched_rt_runtime_us of a sched_rt_period_us (950 of 1000 ms by default):
  * the rest of the period, up to 50 ms, no packet moves. The idle policy alone does not keep
  * it off: at 30 % load the gaps are shorter than the break-even, so it polls them, and a
- * lcore here slept 8.9 % of its time on average and ran 99.4 % of some seconds (p99.9 41-44
- * ms). The guard counts what the lcore slept in slices of `slice` cycles and, once a tenth
+ * lcore here slept 9-11 % of its time by its own count and ran 98-99 % of its busiest
+ * second by the kernel's (p99.9 34-40 ms; bench-nf table 8). The guard counts what the lcore slept in slices of `slice` cycles and, once a tenth
  * of a slice has gone by with less than `min_pct` of it asleep, asks for a sleep on the next
- * empty poll (as a harvester's lease does). `min_pct` is twice the share the kernel
+ * empty poll (as a harvester's lease does). `min_pct` is three times the share the kernel
  * reserves, because the lcore's sleep, timed around clock_nanosleep, includes a wake-up the
- * kernel partly charges as run time. Plain state, one writer, no syscalls.
+ * kernel charges as run time: at twice, the lcore counted itself 17-18 % asleep and the
+ * kernel still saw it run 95 % of its busiest second; at three times, 93 % (bench-nf table
+ * 8). Plain state, one writer, no syscalls.
  */
 struct nf_rt_guard {
 	uint64_t slice;	  /* cycles; 0: off (not an RT lcore, or no RT throttling) */
