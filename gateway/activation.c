@@ -224,6 +224,40 @@ int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core)
 	return rc;
 }
 
+int gw_act_called(struct gw_act_table *t, const char *cause, const struct sbx_call_record *c,
+		  uint64_t *seq_out, char id_out[GW_ID_LEN + 1])
+{
+	struct gw_activation *a;
+
+	pthread_mutex_lock(&t->lock);
+	a = gw_act_slot_new(t, NULL);
+	if (!a) {
+		pthread_mutex_unlock(&t->lock);
+		return -EAGAIN;
+	}
+	snprintf(a->function, sizeof(a->function), "%s", c->function);
+	snprintf(a->cause, sizeof(a->cause), "%s", cause);
+	a->trigger = GW_TRIGGER_CALL;
+	a->blocking = true;
+	a->path = SBX_START_WARM;
+	a->start_ms = c->start_ms;
+	a->end_ms = c->start_ms + (c->wait_ns + 999999) / 1000000;
+	a->times.run_ns = c->run_ns;
+	/* what the call waited beyond the callee's own run: the two wake-ups of the box */
+	a->times.queue_ns = c->wait_ns > c->run_ns ? c->wait_ns - c->run_ns : 0;
+	a->status = gw_act_status_of(c->status);
+	if (c->status == SBX_ERR_FUNCTION)
+		snprintf(a->message, sizeof(a->message), "function error %d", c->code);
+	else if (c->status != SBX_OK)
+		snprintf(a->message, sizeof(a->message), "%s (nemo_call %d)",
+			 sbx_status_name(c->status), c->code);
+	memcpy(id_out, a->id, GW_ID_LEN + 1);
+	*seq_out = a->seq;
+	pthread_cond_broadcast(&t->changed);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
 int gw_act_finish(struct gw_act_table *t, uint64_t seq, enum gw_act_status status,
 		  const struct sbx_result *res, const char *message)
 {
@@ -287,6 +321,11 @@ bool gw_act_wait(struct gw_act_table *t, uint64_t seq, uint32_t timeout_ms)
 	}
 	pthread_mutex_unlock(&t->lock);
 	return done;
+}
+
+static const char *trigger_name(int trigger)
+{
+	return trigger == GW_TRIGGER_MQTT ? "mqtt" : trigger == GW_TRIGGER_CALL ? "call" : "http";
 }
 
 /* The function's bytes as JSON when they are JSON, else as a string. */
@@ -432,7 +471,7 @@ cJSON *gw_act_record_json(const char *default_ns, const struct gw_activation *a)
 	annotate(ann, "nemo.startPath", cJSON_CreateString(sbx_start_path_name(a->path)));
 	annotate(ann, "nemo.core", cJSON_CreateNumber(a->core));
 	annotate(ann, "nemo.trigger",
-		 cJSON_CreateString(a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http"));
+		 cJSON_CreateString(trigger_name(a->trigger)));
 	phases = cJSON_CreateObject();
 	cJSON_AddNumberToObject(phases, "queue_us", (double)a->times.queue_ns / 1e3);
 	cJSON_AddNumberToObject(phases, "create_us", (double)a->times.create_ns / 1e3);
@@ -441,7 +480,9 @@ cJSON *gw_act_record_json(const char *default_ns, const struct gw_activation *a)
 	annotate(ann, "nemo.phases", cJSON_Duplicate(phases, true));
 	/* nemo's own names, as before */
 	cJSON_AddStringToObject(j, "status", gw_act_status_name(a->status));
-	cJSON_AddStringToObject(j, "trigger", a->trigger == GW_TRIGGER_MQTT ? "mqtt" : "http");
+	cJSON_AddStringToObject(j, "trigger", trigger_name(a->trigger));
+	if (a->cause[0])
+		cJSON_AddStringToObject(j, "cause", a->cause);
 	cJSON_AddStringToObject(j, "startPath", sbx_start_path_name(a->path));
 	cJSON_AddNumberToObject(j, "core", a->core);
 	cJSON_AddItemToObject(j, "phases", phases);

@@ -135,6 +135,7 @@ struct gw_function {
 enum gw_trigger {
 	GW_TRIGGER_HTTP = 0,
 	GW_TRIGGER_MQTT = 1,
+	GW_TRIGGER_CALL = 2, /* nemo_call from another function: its record has a cause */
 };
 
 struct gw_activation {
@@ -173,6 +174,7 @@ struct gw_activation {
 	size_t correlation_len;
 	char callback_url[256];	  /* OpenFaaS X-Callback-Url */
 	char ran_on[CL_NAME_MAX]; /* in a cluster: the peer that ran it for this node */
+	char cause[GW_ID_LEN + 1]; /* a nemo_call: the activation of the function that called */
 };
 
 /*
@@ -264,6 +266,12 @@ void gw_act_set_route(struct gw_act_table *t, uint64_t seq, int qos, bool mqtt5,
  * -EIO when a queued activation's start cannot be journaled (it stays ACCEPTED: run later).
  */
 int gw_act_begin(struct gw_act_table *t, uint64_t seq, int core);
+/*
+ * A call a function made with nemo_call, ended already: its record, caused by activation
+ * `cause`, id in id_out. Returns 0, or -EAGAIN when the table is full of live records.
+ */
+int gw_act_called(struct gw_act_table *t, const char *cause, const struct sbx_call_record *c,
+		  uint64_t *seq_out, char id_out[GW_ID_LEN + 1]);
 /*
  * Record the terminal outcome; the result bytes are copied. Returns 0, or -EALREADY when
  * the record was already terminal (its first outcome stays).

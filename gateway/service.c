@@ -768,6 +768,43 @@ static void split_logs(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
 }
 
 /*
+ * The calls the function made with nemo_call during activation `seq`: one record each,
+ * caused by the activation of the function that made it, counted in its callee's metrics.
+ */
+static void record_calls(struct gw_daemon *d, uint64_t seq, const struct sbx_result *res)
+{
+	char (*ids)[GW_ID_LEN + 1];
+
+	if (res->calls_lost)
+		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,
+				     "%u records of calls between functions were lost",
+				     res->calls_lost);
+	if (!res->n_calls)
+		return;
+	ids = calloc(res->n_calls + 1, sizeof(*ids));
+	if (!ids)
+		return;
+	gw_act_id_of(&d->acts, seq, ids[0]);
+	for (uint32_t i = 0; i < res->n_calls; i++) {
+		const struct sbx_call_record *c = &res->calls[i];
+		int32_t parent = c->parent >= 0 && (uint32_t)c->parent < i ? c->parent + 1 : 0;
+		struct gw_function *fn = gw_fn_get(d, c->function);
+		struct sbx_result one = {.status = c->status};
+		uint64_t cseq;
+
+		one.times.run_ns = c->run_ns;
+		if (!gw_act_called(&d->acts, ids[parent], c, &cseq, ids[i + 1]) && fn)
+			gw_act_set_function(&d->acts, cseq, fn->version, fn->kind,
+					    fn->spec.timeout_ms, fn->spec.memory_mb, fn->log_limit);
+		if (fn) {
+			gw_metrics_record(fn, gw_act_status_of(c->status), &one, c->wait_ns);
+			gw_fn_put(fn);
+		}
+	}
+	free(ids);
+}
+
+/*
  * Run activation `seq` of fn in the calling thread and record its outcome; `res` gets the
  * result (release it through the backend). `bounded`: refuse with -EAGAIN when the function
  * already has max_inflight_per_function running or waiting. Returns 0, -EAGAIN, or -EALREADY
@@ -811,6 +848,7 @@ static int invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
 	st = gw_act_status_of(res->status);
 	gw_metrics_record(fn, st, res, nemo_now_ns() - t0);
 	gw_act_finish(&d->acts, seq, st, res, NULL);
+	record_calls(d, seq, res);
 	return 0;
 }
 

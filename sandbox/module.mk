@@ -11,14 +11,17 @@ TEST_LDLIBS += -lseccomp
 # on cgroup v1 each host's watchdog (--watchdog).
 PROGS += nemo-sbx-runtime
 nemo-sbx-runtime_SRCS := sandbox/runtime/runtime.c sandbox/runtime/zygote.c \
-			 sandbox/runtime/watchdog.c sandbox/runtime/pktlib.c sandbox/codecheck.c
+			 sandbox/runtime/watchdog.c sandbox/runtime/pktlib.c sandbox/runtime/call.c \
+			 sandbox/codecheck.c
 # packet mode runs packet/'s consumer host (fn_ring.c, host.c) inside the sandbox
 nemo-sbx-runtime_LIBS := packet common
-nemo-sbx-runtime_LDLIBS := -ldl
+# a C function's nemo_call binds to the runtime's own, when dlopen() loads it
+nemo-sbx-runtime_LDLIBS := -ldl -Wl,--export-dynamic-symbol=nemo_call \
+			   -Wl,--export-dynamic-symbol=nemo_call_error
 
 # Sample functions (sandbox/functions/) and the hostile test functions, in build/functions/.
 FN_DIR := $(BUILD)/functions
-SBX_SO_FUNCS := echo sha256 test-hostile test-probe test-badload test-pkt-probe
+SBX_SO_FUNCS := echo sha256 relay test-hostile test-probe test-badload test-pkt-probe
 SBX_EXEC_FUNCS := exec-upper
 SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py test-stderr.sh test-pkt.py
 SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \

@@ -67,6 +67,7 @@ struct sbx_pool {
 	uint32_t n_packets;
 	uint64_t memory_used; /* every instance, idle or busy */
 	bool stopping;	      /* sbx_pool_stop: nothing waits for a thaw any more */
+	struct sbx_chain *chain; /* instances leased to functions that call them (chain.c) */
 };
 
 /* What a call paused in, or waiting for, an instance killed by sbx_pool_stop() reads. */
@@ -184,6 +185,11 @@ struct sbx_pool *sbx_pool_new(struct sbx_host *host, const struct sbx_keepalive_
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->released, NULL);
 	pthread_cond_init(&pool->thawed, NULL);
+	pool->chain = sbx_chain_new(pool, host);
+	if (!pool->chain)
+		NEMO_WARN(SBX_LOG, "no nemo_call between functions: %s", strerror(errno));
+	if (!host->chain)
+		host->chain = pool->chain;
 	return pool;
 }
 
@@ -216,6 +222,18 @@ static struct fn_pool *find_fn(struct sbx_pool *pool, const char *name)
 	return NULL;
 }
 
+int sbx_pool_spec(struct sbx_pool *pool, const char *name, struct sbx_spec *spec)
+{
+	struct fn_pool *fn;
+
+	pthread_mutex_lock(&pool->lock);
+	fn = find_fn(pool, name);
+	if (fn)
+		*spec = fn->spec;
+	pthread_mutex_unlock(&pool->lock);
+	return fn ? 0 : -ENOENT;
+}
+
 /* Destroy a list of entries (outside the lock: killing and rmdir take time). */
 static void destroy_entries(struct pool_entry *list)
 {
@@ -244,6 +262,10 @@ void sbx_pool_destroy(struct sbx_pool *pool)
 {
 	if (!pool)
 		return;
+	/* leased instances go back to their functions' idle lists first */
+	if (pool->host->chain == pool->chain)
+		pool->host->chain = NULL;
+	sbx_chain_destroy(pool->chain);
 	destroy_entries(pool->packets);
 	pool->packets = NULL;
 	while (pool->fns) {
@@ -899,6 +921,7 @@ int sbx_pool_invoke(struct sbx_pool *pool, const char *name, int core, const voi
 	t.run_ns = res->times.run_ns;
 	res->times = t;
 	res->path = path;
+	sbx_chain_drain(pool->chain, sb, res);
 	sbx_pool_release(pool, sb);
 	return 0;
 }

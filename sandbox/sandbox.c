@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nemo/chain.h"
 #include "nemo/clock.h"
 #include "nemo/frame.h"
 #include "nemo/log.h"
@@ -1067,6 +1068,85 @@ static uint32_t rbuf_cap(const struct sbx_sandbox *sb)
 	return sb->spec.max_payload_bytes > SBX_MSG_MAX ? sb->spec.max_payload_bytes : SBX_MSG_MAX;
 }
 
+int sbx_recv_frame(struct sbx_sandbox *sb, struct nemo_frame_hdr *hdr, uint32_t cap, char *out,
+		   size_t outlen)
+{
+	uint64_t deadline = nemo_now_ns() + 1000000000ull;
+	int rc;
+
+	if (cap >= outlen || ensure_rbuf(sb))
+		return -EINVAL;
+	rc = recv_frame(sb, hdr, cap, deadline, sb->frozen_ns);
+	if (rc)
+		return rc;
+	memcpy(out, sb->rbuf + sizeof(*hdr), hdr->len);
+	out[hdr->len] = '\0';
+	return 0;
+}
+
+int sbx_send_frame_fds(struct sbx_sandbox *sb, uint16_t type, uint32_t status, const void *data,
+		       uint32_t len, const int *fds, int nfds)
+{
+	struct nemo_frame_hdr hdr = {
+		.magic = NEMO_FRAME_MAGIC, .type = type, .len = len, .status = status};
+	char cbuf[CMSG_SPACE(4 * sizeof(int))] __attribute__((aligned(8))) = {0};
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {(void *)data, len}};
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+	uint64_t deadline = nemo_now_ns() + 1000000000ull;
+	ssize_t n;
+
+	if (nfds < 0 || nfds > 4)
+		return -EINVAL;
+	if (nfds) {
+		struct cmsghdr *c;
+
+		msg.msg_control = cbuf;
+		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	/* the fds go with the first byte; the rest, if the socket takes less, as plain bytes */
+	for (;;) {
+		n = sendmsg(sb->sock, &msg, MSG_NOSIGNAL);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			struct pollfd p = {.fd = sb->sock, .events = POLLOUT};
+			int rc = wait_io(sb, &p, 1, deadline, sb->frozen_ns);
+
+			if (rc)
+				return rc;
+			continue;
+		}
+		return -errno;
+	}
+	/* the fds went with the first byte; what the socket did not take goes as plain bytes */
+	for (size_t done = (size_t)n; done < sizeof(hdr) + len;) {
+		const uint8_t *from = done < sizeof(hdr) ? (const uint8_t *)&hdr + done
+							 : (const uint8_t *)data + done - sizeof(hdr);
+		size_t left = done < sizeof(hdr) ? sizeof(hdr) - done : sizeof(hdr) + len - done;
+
+		n = write(sb->sock, from, left);
+		if (n > 0) {
+			done += (size_t)n;
+		} else if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = {.fd = sb->sock, .events = POLLOUT};
+			int rc = wait_io(sb, &p, 1, deadline, sb->frozen_ns);
+
+			if (rc)
+				return rc;
+		} else if (n < 0 && errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
 int sbx_init(struct sbx_sandbox *sb, char *err, size_t errlen)
 {
 	struct sbx_host *host = sb->host;
@@ -1188,8 +1268,18 @@ int sbx_invoke(struct sbx_sandbox *sb, const void *req, size_t len, struct sbx_r
 	t0 = nemo_now_ns();
 	deadline = t0 + (uint64_t)sb->spec.timeout_ms * 1000000ull;
 	rc = send_frame(sb, NEMO_FRAME_REQUEST, req, (uint32_t)len, deadline, frozen_base);
-	if (!rc)
+	while (!rc) {
 		rc = recv_frame(sb, &hdr, rbuf_cap(sb), deadline, frozen_base);
+		if (rc || hdr.type != NEMO_FRAME_CALL_OPEN)
+			break;
+		/* the function calls another (nemo_call): lease it one, then read on */
+		if (hdr.len > NEMO_CHAIN_NAME_MAX) {
+			rc = -EPROTO;
+			break;
+		}
+		sb->rbuf[sizeof(hdr) + hdr.len] = '\0';
+		sbx_chain_open(sb->host->chain, sb, (char *)sb->rbuf + sizeof(hdr));
+	}
 	res->times.run_ns = nemo_now_ns() - t0;
 	switch (rc) {
 	case 0:
@@ -1281,6 +1371,9 @@ void sbx_result_release(struct sbx_result *res)
 	free(res->response);
 	res->response = NULL;
 	res->response_len = 0;
+	free(res->calls);
+	res->calls = NULL;
+	res->n_calls = 0;
 }
 
 /* Has the sandbox's init exited? A look only: reaping is for its owner (sbx_state). */
@@ -1417,6 +1510,8 @@ void sbx_destroy(struct sbx_sandbox *sb)
 	if (!sb)
 		return;
 	host = sb->host;
+	/* its leases of other instances end with it (chain.c) */
+	sbx_chain_forget(host->chain, sb);
 	if (sb->parent) {
 		/* a ready fork destroyed before its hand-over is its zygote's no more */
 		pthread_mutex_lock(&host->lock);

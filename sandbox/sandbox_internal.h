@@ -211,6 +211,8 @@ struct sbx_host {
 	pthread_mutex_t acct_lock;
 	struct sbx_core_acct *acct;	     /* n_cores */
 	uint64_t closed_ns[SBX_CG_MAX_CPUS]; /* CPU time of closed segments, per CPU */
+	/* nemo_call's leases: the pool's (sbx_pool_new), NULL without one */
+	struct sbx_chain *chain;
 };
 
 /* Set up the accounting of `harvested` once host_init made the core cgroups. */
@@ -295,6 +297,8 @@ struct sbx_sandbox {
 	/* packet mode (sbx_packet_start): the ring header, mapped read-only, for its figures */
 	bool packet;
 	const struct fn_ring_shared *pkt_ring;
+	/* nemo_call (chain.c): how deep in a chain it serves while leased (0: it is not) */
+	uint32_t chain_depth;
 };
 
 /* How long a freeze may take to settle before it is undone. */
@@ -324,6 +328,41 @@ uint64_t sbx_frozen_since(struct sbx_sandbox *sb);
  * reads DEAD, reaped at its destroy. Safe against sbx_freeze()/sbx_thaw() on other threads.
  */
 void sbx_kill_async(struct sbx_sandbox *sb, const char *why);
+
+/* ---- nemo_call between functions (chain.c, include/nemo/chain.h) ---- */
+
+struct sbx_chain;
+struct sbx_pool;
+
+/* The leases of a pool's instances; the broker thread starts with the first lease. */
+struct sbx_chain *sbx_chain_new(struct sbx_pool *pool, struct sbx_host *host);
+/* End every lease (callees back to the pool) and stop the broker. */
+void sbx_chain_destroy(struct sbx_chain *ch);
+
+/*
+ * CALL_OPEN `name` from `caller` (read by its invoker or by the broker): lease it an instance
+ * of `name` in its namespace and answer CALL_OPENED, with the box's fds or why not. Returns 0
+ * or the -errno of the answer's send.
+ */
+int sbx_chain_open(struct sbx_chain *ch, struct sbx_sandbox *caller, const char *name);
+
+/* `sb` is being destroyed: the leases it holds end (the broker gives the callees back). */
+void sbx_chain_forget(struct sbx_chain *ch, struct sbx_sandbox *sb);
+
+/* After `root` answered a top-level call: its calls (and theirs) into res->calls. */
+int sbx_chain_drain(struct sbx_chain *ch, struct sbx_sandbox *root, struct sbx_result *res);
+
+/* The spec of a deployed function (copied). 0 or -ENOENT. */
+int sbx_pool_spec(struct sbx_pool *pool, const char *name, struct sbx_spec *spec);
+
+/* A frame with fds to a sandbox (SCM_RIGHTS with its first byte), within a second. */
+int sbx_send_frame_fds(struct sbx_sandbox *sb, uint16_t type, uint32_t status, const void *data,
+		       uint32_t len, const int *fds, int nfds);
+
+/* One frame from a sandbox whose socket has something, its payload (at most cap < outlen
+ * bytes) copied to out with a NUL. 0, -EPIPE, -EPROTO, -EMSGSIZE or -ETIMEDOUT (a second). */
+int sbx_recv_frame(struct sbx_sandbox *sb, struct nemo_frame_hdr *hdr, uint32_t cap, char *out,
+		   size_t outlen);
 
 /* v1: start the watchdog (host.c, sandbox/runtime/watchdog.c); stop it at a clean exit. */
 int sbx_watchdog_start(struct sbx_host *host);

@@ -26,7 +26,7 @@ static inline long nemo_frame_check(const void *buf, size_t have, uint32_t cap,
 		return 0;
 	memcpy(hdr, buf, sizeof(*hdr));
 	if (hdr->magic != NEMO_FRAME_MAGIC || hdr->type < NEMO_FRAME_INIT ||
-	    hdr->type > NEMO_FRAME_RESPONSE)
+	    hdr->type > NEMO_FRAME_CHAIN_END)
 		return -EPROTO;
 	if (hdr->flags &&
 	    (hdr->flags != NEMO_FRAME_F_TOO_LARGE || hdr->type != NEMO_FRAME_RESPONSE))

@@ -30,7 +30,7 @@
  * its call returns. abort() is reported as signal 6.
  */
 
-#define NEMO_FUNCTION_ABI_VERSION 2 /* 2: batch handlers for packet functions */
+#define NEMO_FUNCTION_ABI_VERSION 3 /* 2: batch handlers for packet functions; 3: nemo_call */
 
 struct nemo_request {
 	const void *data;
@@ -45,6 +45,48 @@ struct nemo_response {
 
 typedef int (*nemo_handler_fn)(const struct nemo_request *req, struct nemo_response *resp);
 typedef int (*nemo_init_fn)(void);
+
+/*
+ * ---- calling another function (nemo_call) ----
+ *
+ * From its handler, while it serves a call, a function may call another function of its own
+ * namespace by name (no namespace in the name: a function reaches only its own tenant's):
+ *
+ *   struct nemo_response out;
+ *   int rc = nemo_call("resize", req->data, req->len, &out);
+ *   if (rc < 0)         // nemo could not run it: nemo_call_error() says why
+ *           ...
+ *   else if (rc > 0)    // the callee's own error: out holds its message
+ *           ...
+ *   else                // out.data, out.len: its response, valid until the next nemo_call
+ *
+ * The first call to a name leases an instance of it from nemod; later ones go to that
+ * instance through shared memory, without nemod or HTTP on the path (include/nemo/chain.h).
+ * Each call is an activation of its own, linked to the caller's ("cause"). The callee runs
+ * under its own limits (timeout, memory, payload): one that overruns its timeout is killed
+ * and the call returns NEMO_CALL_ETIMEOUT; one that crashes, NEMO_CALL_ECRASHED; the next
+ * call gets a fresh instance. Calls nest up to NEMO_CHAIN_MAX_DEPTH (8) deep. nemo_call
+ * works on the thread that runs the handler, during a call; from other threads it returns
+ * NEMO_CALL_ECONTEXT. Declared weak: a function built against this header still loads in an
+ * older runtime, where the symbol is NULL.
+ */
+
+enum nemo_call_error {
+	NEMO_CALL_ENOFUNC = -1,	 /* no such function in the caller's namespace */
+	NEMO_CALL_EDENIED = -2,	 /* a name that is not a function name of its own namespace */
+	NEMO_CALL_ETIMEOUT = -3, /* the callee overran its timeout: killed */
+	NEMO_CALL_ECRASHED = -4, /* the callee died during the call */
+	NEMO_CALL_ETOOLARGE = -5, /* request or response over the callee's max_payload_bytes */
+	NEMO_CALL_EDEPTH = -6,	  /* calls nested deeper than NEMO_CHAIN_MAX_DEPTH */
+	NEMO_CALL_EBUSY = -7,	  /* no instance of the callee could be had (limits) */
+	NEMO_CALL_ECONTEXT = -8,  /* not on the handler's thread during a call */
+	NEMO_CALL_EPROTO = -9,	  /* the platform broke the protocol */
+};
+
+int nemo_call(const char *name, const void *req, size_t len, struct nemo_response *resp)
+	__attribute__((weak));
+/* Why the last nemo_call on this thread failed, in words; "" after a success. */
+const char *nemo_call_error(void) __attribute__((weak));
 
 /*
  * ---- packet functions (a `packet` trigger: an NF hands matched packets over, in batches) ----
@@ -118,6 +160,11 @@ enum nemo_frame_type {
 	NEMO_FRAME_INIT_ERROR = 3, /* runtime -> platform: the code did not load (payload: why) */
 	NEMO_FRAME_REQUEST = 4,	   /* platform -> function: one request */
 	NEMO_FRAME_RESPONSE = 5,   /* function -> platform: its response */
+	/* nemo_call (chain.h) */
+	NEMO_FRAME_CALL_OPEN = 6,   /* function -> platform: lease me an instance (payload: name) */
+	NEMO_FRAME_CALL_OPENED = 7, /* platform -> function: struct nemo_chain_opened (+ fds) */
+	NEMO_FRAME_CHAIN_SERVE = 8, /* platform -> callee: serve this box (fds; status: depth) */
+	NEMO_FRAME_CHAIN_END = 9,   /* platform -> callee: the lease ended, unmap the box */
 };
 
 /*

@@ -247,6 +247,23 @@ struct sbx_phase_times {
 };
 
 /* The outcome of one invocation. Release with sbx_result_release(). */
+/*
+ * One call a function made to another with nemo_call() (include/nemo/chain.h), read back by
+ * nemod after the top-level call that it was part of.
+ */
+struct sbx_call_record {
+	char function[SBX_NAME_MAX]; /* the callee's key */
+	int32_t parent;		     /* index of the call it was made within; -1: the top call */
+	uint32_t depth;		     /* 1: called by the top call's function */
+	enum sbx_status status;
+	int32_t code;	   /* the callee's non-zero return (SBX_ERR_FUNCTION), or NEMO_CALL_* */
+	uint64_t seq;	   /* in its box */
+	uint64_t start_ms; /* epoch milliseconds, as the caller made it */
+	uint64_t wait_ns;  /* as the caller waited: request written to reply read */
+	uint64_t run_ns;   /* the callee's handler, as it measured itself */
+	uint32_t req_len, resp_len;
+};
+
 struct sbx_result {
 	enum sbx_status status;
 	enum sbx_start_path path;
@@ -254,6 +271,11 @@ struct sbx_result {
 	char message[SBX_MSG_MAX]; /* why, for every status but SBX_OK */
 	uint8_t *response;	   /* malloc'd response bytes (also for SBX_ERR_FUNCTION) */
 	size_t response_len;
+	/* sbx_pool_invoke: the calls the function made through nemo_call, in the order read
+	 * (a call's parent comes before it), malloc'd; and how many records were lost */
+	struct sbx_call_record *calls;
+	uint32_t n_calls;
+	uint32_t calls_lost;
 };
 
 struct sbx_sandbox;

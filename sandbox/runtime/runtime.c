@@ -25,11 +25,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nemo/chain.h"
 #include "nemo/frame.h"
 #include "nemo/fn_ring.h"
 #include "nemo/function.h"
 #include "nemo/sandbox.h"
 #include "nemo/version.h"
+#include "call.h"
 #include "packet.h"
 #include "pktlib.h"
 #include "watchdog.h"
@@ -129,14 +131,37 @@ static void __attribute__((format(printf, 1, 2))) init_error(const char *fmt, ..
 	exit(0);
 }
 
-/* Read one frame into req_buf. Returns the header, with len 0 and type 0 at end of input. */
+/* The fds that came with the last frame read (CHAIN_SERVE's), closed unless taken. */
+static int frame_fds[NEMO_CHAIN_FDS];
+static int frame_nfds;
+
+static void frame_fds_close(void)
+{
+	for (int i = 0; i < frame_nfds; i++)
+		close(frame_fds[i]);
+	frame_nfds = 0;
+}
+
+/*
+ * Read one frame into req_buf, and the fds sent with it into frame_fds. Returns the header,
+ * with len 0 and type 0 at end of input.
+ */
 static struct nemo_frame_hdr read_frame(int fd)
 {
 	size_t have = 0, want = 0, cap = sizeof(struct nemo_frame_hdr) + max_payload;
 	struct nemo_frame_hdr hdr = {0};
 
+	frame_fds_close();
 	for (;;) {
-		ssize_t n = read(fd, req_buf + have, (want ? want : cap) - have);
+		int fds[NEMO_CHAIN_FDS], nfds;
+		ssize_t n = nemo_call_recv_hdr(fd, req_buf + have, (want ? want : cap) - have, fds,
+					       &nfds);
+
+		for (int i = 0; i < nfds; i++)
+			if (frame_nfds < NEMO_CHAIN_FDS)
+				frame_fds[frame_nfds++] = fds[i];
+			else
+				close(fds[i]);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -466,6 +491,56 @@ static void *load_c(const char *code, const char *handler, const char *what)
 	return fn;
 }
 
+static nemo_handler_fn c_handler;
+
+/* One call from a box (call.h): the handler as for a request; what it printed is dropped. */
+static int run_boxed(const void *data, size_t len, struct nemo_response *resp)
+{
+	struct nemo_request req = {data, len};
+	int rc = c_handler(&req, resp);
+
+	end_of_call();
+	if (log_fd >= 0)
+		logs_take(0, "stdout");
+	return rc;
+}
+
+/*
+ * The next request from the platform (type 0 at end of input). Meanwhile serve the calls of
+ * a box this instance is leased through, and take CHAIN_SERVE and CHAIN_END as they come.
+ */
+static struct nemo_frame_hdr next_request(nemo_box_handler run)
+{
+	for (;;) {
+		struct pollfd p[2] = {{.fd = CTL_FD, .events = POLLIN},
+				      {.fd = nemo_box_fd(), .events = POLLIN}};
+		struct nemo_frame_hdr hdr;
+
+		if (p[1].fd >= 0) {
+			if (poll(p, 2, -1) < 0 && errno != EINTR)
+				exit(12);
+			if (p[1].revents & POLLIN)
+				nemo_box_serve(run);
+			if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		hdr = read_frame(CTL_FD);
+		if (hdr.type == NEMO_FRAME_CHAIN_SERVE) {
+			/* a box that does not map is a broken platform: it sees us exit */
+			if (nemo_box_attach(frame_fds, frame_nfds))
+				exit(3);
+			frame_nfds = 0; /* taken over */
+			continue;
+		}
+		if (hdr.type == NEMO_FRAME_CHAIN_END) {
+			nemo_box_detach();
+			continue;
+		}
+		frame_fds_close();
+		return hdr;
+	}
+}
+
 static void serve_c(const char *code, const char *handler, bool zygote, uint32_t memory_mb)
 {
 	nemo_handler_fn fn = (nemo_handler_fn)(uintptr_t)load_c(code, handler, "handler");
@@ -476,9 +551,11 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 	if (zygote)
 		zygote_loop(memory_mb);
 	logs_open();
+	c_handler = fn;
+	nemo_call_setup(CTL_FD);
 	send_frame(CTL_FD, NEMO_FRAME_READY, 0, NULL, 0);
 	for (;;) {
-		struct nemo_frame_hdr hdr = read_frame(CTL_FD);
+		struct nemo_frame_hdr hdr = next_request(run_boxed);
 		struct nemo_request req = {req_buf + sizeof(hdr), hdr.len};
 		struct nemo_response resp = {resp_buf, max_payload, 0};
 		int rc;
@@ -487,7 +564,9 @@ static void serve_c(const char *code, const char *handler, bool zygote, uint32_t
 			exit(0);
 		if (hdr.type != NEMO_FRAME_REQUEST)
 			exit(3);
+		nemo_call_enter(0);
 		rc = fn(&req, &resp);
+		nemo_call_leave();
 		end_of_call();
 		if (resp.len > max_payload) {
 			uint64_t len = resp.len;

@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(hdr.magic == NEMO_FRAME_MAGIC);
 		FUZZ_ASSERT(hdr.flags == 0 || (hdr.flags == NEMO_FRAME_F_TOO_LARGE &&
 					       hdr.type == NEMO_FRAME_RESPONSE));
-		FUZZ_ASSERT(hdr.type >= NEMO_FRAME_INIT && hdr.type <= NEMO_FRAME_RESPONSE);
+		FUZZ_ASSERT(hdr.type >= NEMO_FRAME_INIT && hdr.type <= NEMO_FRAME_CHAIN_END);
 		FUZZ_ASSERT(hdr.len <= cap && (size_t)n == sizeof(hdr) + hdr.len);
 		if ((size_t)n > size - pos)
 			return 0; /* a torn frame: the reader waits for the rest */
