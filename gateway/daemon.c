@@ -624,6 +624,7 @@ cJSON *gw_fn_json(struct gw_daemon *d, struct gw_function *fn, bool with_doc)
 	if (d->backend.ops->stats(d->backend.state, s->name, &st) == 0) {
 		cJSON_AddNumberToObject(pool, "idle", st.idle);
 		cJSON_AddNumberToObject(pool, "busy", st.busy);
+		cJSON_AddNumberToObject(pool, "leased", st.leased);
 		cJSON_AddNumberToObject(pool, "prewarmed", st.prewarmed);
 		cJSON_AddNumberToObject(pool, "cold_starts", (double)st.cold_starts);
 		cJSON_AddNumberToObject(pool, "warm_starts", (double)st.warm_starts);

@@ -204,7 +204,7 @@ int sbx_chain_open(struct sbx_chain *ch, struct sbx_sandbox *caller, const char 
 	}
 	pthread_mutex_unlock(&ch->lock);
 	wake_broker(ch);
-	callee = sbx_pool_acquire(ch->pool, key, sbx_core(caller), &res);
+	callee = sbx_pool_acquire_lease(ch->pool, key, sbx_core(caller), &res);
 	if (!callee)
 		return answer(caller, errno == ENOENT ? NEMO_CALL_ENOFUNC : NEMO_CALL_EBUSY, NULL,
 			      "no instance of '%s': %s", name, res.message);

@@ -23,7 +23,7 @@ nemo-sbx-runtime_LDLIBS := -ldl -Wl,--export-dynamic-symbol=nemo_call \
 FN_DIR := $(BUILD)/functions
 SBX_SO_FUNCS := echo sha256 relay test-hostile test-probe test-badload test-pkt-probe
 SBX_EXEC_FUNCS := exec-upper
-SBX_COPIED := wordstats.py sort.sh test-tenant.py heavyimport.py test-stderr.sh test-pkt.py
+SBX_COPIED := wordstats.py pyrelay.py sort.sh test-tenant.py heavyimport.py test-stderr.sh test-pkt.py
 SOS += $(foreach f,$(SBX_SO_FUNCS),$(FN_DIR)/$(f).so) \
        $(foreach f,$(SBX_EXEC_FUNCS),$(FN_DIR)/$(f)) \
        $(foreach f,$(SBX_COPIED),$(FN_DIR)/$(f)) \
@@ -51,10 +51,12 @@ $(BIN)/nemo-sbx-zygote.so: sandbox/runtime/zygote.c sandbox/runtime/zygote.h
 	@mkdir -p $(@D)
 	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ $<
 
-# the python shim's packet mode (ctypes): the same loop as the C runtime's, with packet/'s host
-SBX_PKT_LIB_SRCS := sandbox/runtime/pktlib.c packet/fn_ring.c packet/host.c common/log.c
+# the python shim's C side (ctypes): packet mode, the same loop as the C runtime's with
+# packet/'s host; and nemo_call, the C runtime's own (call.c)
+SBX_PKT_LIB_SRCS := sandbox/runtime/pktlib.c sandbox/runtime/call.c packet/fn_ring.c \
+		    packet/host.c common/log.c
 $(BIN)/nemo-sbx-pkt.so: $(SBX_PKT_LIB_SRCS) sandbox/runtime/pktlib.h sandbox/runtime/packet.h \
-			include/nemo/fn_ring.h
+			sandbox/runtime/call.h include/nemo/fn_ring.h include/nemo/chain.h
 	@mkdir -p $(@D)
 	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ $(SBX_PKT_LIB_SRCS)
 

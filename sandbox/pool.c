@@ -19,6 +19,7 @@ struct pool_entry {
 	struct sbx_keepalive_entry ka;
 	uint64_t generation; /* of the spec it was made from */
 	bool prewarmed;	     /* made ahead of demand and never served */
+	bool leased;	     /* acquired for a nemo_call lease (chain.c) */
 	bool freezing;	     /* sbx_pool_freeze_core began its freeze and waits for it */
 	struct pool_entry *next;
 	struct pool_entry *acq_next, *acq_prev; /* on pool->acquired while acquired */
@@ -44,6 +45,7 @@ struct fn_pool {
 	struct pool_entry *idle;
 	uint32_t n_idle;
 	uint32_t busy;
+	uint32_t leased; /* of busy: instances leased to callers, outside spec.concurrency */
 	uint32_t prewarm_target; /* idle pre-warmed instances to keep, replacing dead ones */
 	uint64_t frequency;
 	uint64_t memory_estimate; /* the largest footprint seen, for budget checks */
@@ -676,8 +678,13 @@ static struct pool_entry *take_warm(struct sbx_pool *pool, struct fn_pool *fn, i
 	}
 }
 
-struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, int core,
-				     struct sbx_result *res)
+/*
+ * An instance leased to a calling function runs only while its caller waits on it, so it
+ * does not take one of the function's concurrency slots: those are for the function's own
+ * invocations, which a long-lived lease would otherwise block.
+ */
+static struct sbx_sandbox *acquire(struct sbx_pool *pool, const char *name, int core,
+				   struct sbx_result *res, bool lease)
 {
 	struct pool_entry *e, *dead = NULL, *evicted = NULL;
 	struct zygote_ref *zref, *zdead = NULL;
@@ -700,14 +707,14 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 		return NULL;
 	}
 	/* at the concurrency limit, queue for a release, at most one timeout */
-	if (fn->busy >= fn->spec.concurrency) {
+	if (!lease && fn->busy - fn->leased >= fn->spec.concurrency) {
 		struct timespec until = nemo_deadline_after_ns(
 			CLOCK_REALTIME, (uint64_t)fn->spec.timeout_ms * 1000000ull);
 
-		while ((fn = find_fn(pool, name)) && fn->busy >= fn->spec.concurrency)
+		while ((fn = find_fn(pool, name)) && fn->busy - fn->leased >= fn->spec.concurrency)
 			if (pthread_cond_timedwait(&pool->released, &pool->lock, &until))
 				break;
-		if (!fn || fn->busy >= fn->spec.concurrency) {
+		if (!fn || fn->busy - fn->leased >= fn->spec.concurrency) {
 			pthread_mutex_unlock(&pool->lock);
 			res->status = SBX_ERR_STATE;
 			snprintf(res->message, sizeof(res->message),
@@ -717,9 +724,11 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 		}
 	}
 	fn->busy++;
+	fn->leased += lease;
 	fn->frequency++;
 	e = take_warm(pool, fn, core, &dead);
 	if (e) {
+		e->leased = lease;
 		res->path = e->prewarmed ? SBX_START_PREWARMED : SBX_START_WARM;
 		if (e->prewarmed)
 			fn->st.prewarmed_starts++;
@@ -758,6 +767,7 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 
 		pool->memory_used -= reserve;
 		fn->busy--;
+		fn->leased -= lease;
 		pthread_cond_broadcast(&pool->released);
 		if (fn->retired && !fn->busy)
 			free(fn);
@@ -766,10 +776,23 @@ struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, in
 		return NULL;
 	}
 	e->fn = fn;
+	e->leased = lease;
 	settle_memory(pool, fn, reserve, e);
 	acquired_add(pool, e);
 	pthread_mutex_unlock(&pool->lock);
 	return e->sb;
+}
+
+struct sbx_sandbox *sbx_pool_acquire(struct sbx_pool *pool, const char *name, int core,
+				     struct sbx_result *res)
+{
+	return acquire(pool, name, core, res, false);
+}
+
+struct sbx_sandbox *sbx_pool_acquire_lease(struct sbx_pool *pool, const char *name, int core,
+					   struct sbx_result *res)
+{
+	return acquire(pool, name, core, res, true);
 }
 
 void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
@@ -788,6 +811,8 @@ void sbx_pool_release(struct sbx_pool *pool, struct sbx_sandbox *sb)
 	/* an undeployed function's fn lives on (retired) while instances are acquired */
 	fn = e->fn;
 	fn->busy--;
+	fn->leased -= e->leased;
+	e->leased = false;
 	pthread_cond_broadcast(&pool->released);
 	if (!fn->retired && (state == SBX_STATE_READY || state == SBX_STATE_FROZEN) &&
 	    e->generation == fn->generation) {
@@ -988,6 +1013,7 @@ static void add_stats(struct sbx_pool_stats *to, const struct sbx_pool *pool,
 		      const struct fn_pool *fn)
 {
 	to->busy += fn->busy;
+	to->leased += fn->leased;
 	for (const struct pool_entry *e = fn->idle; e; e = e->next) {
 		bool frozen = sbx_frozen(e->sb);
 

@@ -352,6 +352,10 @@ void sbx_chain_forget(struct sbx_chain *ch, struct sbx_sandbox *sb);
 /* After `root` answered a top-level call: its calls (and theirs) into res->calls. */
 int sbx_chain_drain(struct sbx_chain *ch, struct sbx_sandbox *root, struct sbx_result *res);
 
+/* sbx_pool_acquire() for a lease: outside the function's concurrency slots (pool.c). */
+struct sbx_sandbox *sbx_pool_acquire_lease(struct sbx_pool *pool, const char *name, int core,
+					   struct sbx_result *res);
+
 /* The spec of a deployed function (copied). 0 or -ENOENT. */
 int sbx_pool_spec(struct sbx_pool *pool, const char *name, struct sbx_spec *spec);
 

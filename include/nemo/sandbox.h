@@ -714,6 +714,7 @@ int sbx_pool_stop(struct sbx_pool *pool);
 struct sbx_pool_stats {
 	uint32_t idle;	    /* warm instances waiting, not frozen */
 	uint32_t busy;	    /* acquired */
+	uint32_t leased;    /* of busy: leased to functions that call them (nemo_call) */
 	uint32_t frozen;    /* frozen with their core: idle (not counted in idle) or acquired */
 	uint32_t prewarmed; /* idle ones that never served */
 	uint64_t cold_starts;

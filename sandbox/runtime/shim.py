@@ -16,6 +16,13 @@ up, python's after-fork steps done, its files' pages mapped, it waits for its ha
 The frames are those of include/nemo/function.h. The handler takes the request as bytes and
 returns bytes, str or None; an exception is a function error with its text.
 
+A handler may call another function of its namespace: `import nemo; nemo.call(name, payload)`
+returns the callee's response as bytes (payload: bytes, str, or a dict sent as JSON) and
+raises nemo.CallError (.code: NEMO_CALL_* or the callee's non-zero return, .output: its
+message) when the call fails. It is the C runtime's nemo_call (call.c, in nemo-sbx-pkt.so,
+loaded at the first call): the same leases and boxes (include/nemo/chain.h). While an
+instance is leased to a caller, this loop serves the box's calls beside the socket's frames.
+
 Two variables from the platform change that:
   NEMO_HANDLER_STYLE=dict  OpenWhisk's convention: main(args: dict) -> dict; the request is a
                            JSON object and the result is sent back as JSON.
@@ -33,6 +40,7 @@ import sys
 MAGIC = 0x31464D4E
 HDR = struct.Struct("<IHHII")
 READY, INIT_ERROR, REQUEST, RESPONSE = 2, 3, 4, 5
+CHAIN_SERVE, CHAIN_END = 8, 9
 FD = 3
 
 
@@ -251,6 +259,112 @@ def packet(fn, batch, spin_us):
     os._exit(lib.nemo_pkt_serve(callback, batch, spin_us))
 
 
+class Calls:
+    """nemo_call for python: call.c's caller and callee sides through ctypes (call.h)."""
+
+    def __init__(self):
+        import ctypes
+
+        self.ct = ctypes
+        lib = ctypes.PyDLL(PKT_LIB)  # the GIL stays held: the box's handler is python
+
+        class Response(ctypes.Structure):  # struct nemo_response
+            _fields_ = [("data", ctypes.c_void_p), ("cap", ctypes.c_size_t),
+                        ("len", ctypes.c_size_t)]
+
+        self.Response = Response
+        self.run_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
+                                      ctypes.POINTER(Response))
+        lib.nemo_call.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                  ctypes.POINTER(Response)]
+        lib.nemo_call_error.restype = ctypes.c_char_p
+        lib.nemo_call_enter.argtypes = [ctypes.c_uint64]
+        lib.nemo_box_attach.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        lib.nemo_box_serve.argtypes = [self.run_t]
+        lib.nemo_call_setup(FD)
+        self.lib = lib
+        self.run = None
+
+    def call(self, name, payload):
+        ct = self.ct
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        if isinstance(payload, str):
+            payload = payload.encode()
+        payload = bytes(payload)
+        resp = self.Response()
+        rc = self.lib.nemo_call(name.encode(), payload, len(payload), ct.byref(resp))
+        out = ct.string_at(resp.data, resp.len) if resp.len else b""
+        if rc:
+            raise CallError(rc, self.lib.nemo_call_error().decode(errors="replace"), out)
+        return out
+
+    def enter(self):
+        self.lib.nemo_call_enter(0)
+
+    def leave(self):
+        self.lib.nemo_call_leave()
+
+    def attach(self, fds, serve_one):
+        """CHAIN_SERVE: map the box; its calls run serve_one(bytes) -> (status, bytes)."""
+        ct = self.ct
+
+        def run(data, length, resp):
+            status, out = serve_one(ct.string_at(data, length) if length else b"")
+            r = resp.contents
+            if len(out) <= r.cap:
+                ct.memmove(r.data, out, len(out))
+            r.len = len(out)  # over cap: the caller hears it was too large
+            return status
+
+        self.run = self.run_t(run)
+        arr = (ct.c_int * len(fds))(*fds)
+        return self.lib.nemo_box_attach(arr, len(fds)) == 0
+
+    def fd(self):
+        return self.lib.nemo_box_fd()
+
+    def serve(self):
+        self.lib.nemo_box_serve(self.run)
+
+    def detach(self):
+        self.lib.nemo_box_detach()
+
+
+class CallError(Exception):
+    """nemo.call failed: .code is a NEMO_CALL_* (< 0, include/nemo/function.h) or the
+    callee's own non-zero return, .output what it answered (its message)."""
+
+    def __init__(self, code, message, output=b""):
+        super().__init__(message)
+        self.code, self.output = code, output
+
+
+class Nemo:
+    """What stands behind the `nemo` module: call.c is loaded at the first call or lease."""
+
+    def __init__(self):
+        self.calls = None
+        self.in_call = False
+
+    def load(self):
+        if self.calls is None:
+            self.calls = Calls()
+            if self.in_call:
+                self.calls.enter()
+        return self.calls
+
+
+def install_nemo_module(state):
+    """`import nemo` in a function: nemo.call(name, payload) and nemo.CallError."""
+    import types
+
+    mod = types.ModuleType("nemo")
+    mod.call = lambda name, payload=b"": state.load().call(name, payload)
+    mod.CallError = CallError
+    sys.modules["nemo"] = mod
+
+
 def main():
     code, handler, max_payload = sys.argv[1], sys.argv[2], int(sys.argv[3])
     is_zygote = len(sys.argv) > 5 and sys.argv[4] == "zygote"
@@ -262,6 +376,8 @@ def main():
         sink = LogSink(log_limit)
         sys.stdout = LogLines("stdout", sink)
         sys.stderr = LogLines("stderr", sink)
+    state = Nemo()
+    install_nemo_module(state)  # before the import: the module may import nemo at its top
     try:
         fn = load(code, handler)
     except BaseException as e:  # anything at import is a failed init, named
@@ -274,16 +390,16 @@ def main():
         packet(fn, int(sys.argv[5]), int(sys.argv[6]))
     if is_zygote:
         zygote(int(sys.argv[5]))
-    send(READY, 0)
-    while True:
-        hdr = recv_exact(HDR.size)
-        if hdr is None:
-            return
-        magic, kind, _, length, _ = HDR.unpack(hdr)
-        if magic != MAGIC or kind != REQUEST or length > max_payload:
-            sys.exit(3)
-        req = recv_exact(length) if length else b""
-        status = 0
+    import select
+    import socket
+
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(FD))
+
+    def run(req):
+        """The handler on one request: (status, response bytes)."""
+        state.in_call = True
+        if state.calls:
+            state.calls.enter()
         try:
             if dict_style:
                 out = call_dict(fn, req)
@@ -295,10 +411,58 @@ def main():
                 out = out.encode()
             else:
                 out = bytes(out)
+            status = 0
         except Exception as e:
             status = 1
             msg = "%s: %s" % (type(e).__name__, e)
             out = (json.dumps({"error": msg}) if dict_style else msg).encode()[:4096]
+        finally:
+            state.in_call = False
+            if state.calls:
+                state.calls.leave()
+        return status, out
+
+    def run_boxed(req):
+        """A call from another function: what it printed is not kept."""
+        status, out = run(req)
+        end_of_call()
+        if sink is not None:
+            sys.stdout.flush_part()
+            sys.stderr.flush_part()
+            sink.take(0)
+        return status, out
+
+    send(READY, 0)
+    while True:
+        box = state.calls.fd() if state.calls else -1
+        if box >= 0:
+            ready, _, _ = select.select([FD, box], [], [])
+            if box in ready:
+                state.calls.serve()
+            if FD not in ready:
+                continue
+        hdr, fds, _, _ = socket.recv_fds(ctl, HDR.size, 3)
+        if len(hdr) < HDR.size and hdr:
+            hdr += recv_exact(HDR.size - len(hdr)) or b""
+        if not hdr:
+            return
+        magic, kind, _, length, _ = HDR.unpack(hdr)
+        if magic != MAGIC or length > max_payload:
+            sys.exit(3)
+        if kind == CHAIN_SERVE:
+            if not state.load().attach(fds, run_boxed):
+                sys.exit(3)
+            continue
+        for f in fds:
+            os.close(f)
+        if kind == CHAIN_END:
+            if state.calls:
+                state.calls.detach()
+            continue
+        if kind != REQUEST:
+            sys.exit(3)
+        req = recv_exact(length) if length else b""
+        status, out = run(req)
         end_of_call()
         if sink is not None:
             sys.stdout.flush_part()
