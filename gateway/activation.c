@@ -470,8 +470,7 @@ cJSON *gw_act_record_json(const char *default_ns, const struct gw_activation *a)
 	annotate(ann, "limits", lim);
 	annotate(ann, "nemo.startPath", cJSON_CreateString(sbx_start_path_name(a->path)));
 	annotate(ann, "nemo.core", cJSON_CreateNumber(a->core));
-	annotate(ann, "nemo.trigger",
-		 cJSON_CreateString(trigger_name(a->trigger)));
+	annotate(ann, "nemo.trigger", cJSON_CreateString(trigger_name(a->trigger)));
 	phases = cJSON_CreateObject();
 	cJSON_AddNumberToObject(phases, "queue_us", (double)a->times.queue_ns / 1e3);
 	cJSON_AddNumberToObject(phases, "create_us", (double)a->times.create_ns / 1e3);

@@ -172,8 +172,8 @@ struct gw_activation {
 	bool mqtt5;
 	uint8_t correlation[128]; /* MQTT 5 correlation data, echoed on the reply */
 	size_t correlation_len;
-	char callback_url[256];	  /* OpenFaaS X-Callback-Url */
-	char ran_on[CL_NAME_MAX]; /* in a cluster: the peer that ran it for this node */
+	char callback_url[256];	   /* OpenFaaS X-Callback-Url */
+	char ran_on[CL_NAME_MAX];  /* in a cluster: the peer that ran it for this node */
 	char cause[GW_ID_LEN + 1]; /* a nemo_call: the activation of the function that called */
 };
 

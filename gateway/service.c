@@ -773,7 +773,7 @@ static void split_logs(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
  */
 static void record_calls(struct gw_daemon *d, uint64_t seq, const struct sbx_result *res)
 {
-	char (*ids)[GW_ID_LEN + 1];
+	char(*ids)[GW_ID_LEN + 1];
 
 	if (res->calls_lost)
 		NEMO_LOG_RATELIMITED(NEMO_LOG_WARN, GW_MOD, 1000, 5,

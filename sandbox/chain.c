@@ -38,11 +38,11 @@ struct lease {
 	struct nemo_chain_rec *log;
 	uint32_t req_cap, rep_cap, timeout_ms, depth;
 	int fds[NEMO_CHAIN_FDS];
-	uint64_t seen_seq;    /* req_seq when last looked at */
-	uint64_t active_ns;   /* when it last moved */
-	bool ending;	      /* the broker ends it at its next turn */
-	const char *end_why;  /* ... killing the callee, for this reason (NULL: give it back) */
-	int32_t answer;	      /* what a call in flight gets when the callee is killed */
+	uint64_t seen_seq;   /* req_seq when last looked at */
+	uint64_t active_ns;  /* when it last moved */
+	bool ending;	     /* the broker ends it at its next turn */
+	const char *end_why; /* ... killing the callee, for this reason (NULL: give it back) */
+	int32_t answer;	     /* what a call in flight gets when the callee is killed */
 };
 
 struct sbx_chain {
@@ -56,12 +56,11 @@ struct sbx_chain {
 	uint64_t opened, ended, killed, lost;
 };
 
-static int answer(struct sbx_sandbox *caller, int32_t status, const int *fds, const char *fmt,
-		  ...) __attribute__((format(printf, 4, 5)));
+static int answer(struct sbx_sandbox *caller, int32_t status, const int *fds, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* CALL_OPENED to the caller: the outcome, why in words, and the box's fds on success. */
-static int answer(struct sbx_sandbox *caller, int32_t status, const int *fds, const char *fmt,
-		  ...)
+static int answer(struct sbx_sandbox *caller, int32_t status, const int *fds, const char *fmt, ...)
 {
 	struct nemo_chain_opened a = {.status = status};
 	va_list ap;
@@ -239,7 +238,7 @@ int sbx_chain_open(struct sbx_chain *ch, struct sbx_sandbox *caller, const char 
 	pthread_mutex_unlock(&ch->lock);
 	wake_broker(ch);
 	NEMO_DEBUG(SBX_LOG, "%s (sandbox %" PRIu64 ") leases %s (sandbox %" PRIu64 ") at depth %u",
-		 caller->spec.name, sbx_id(caller), key, sbx_id(callee), depth);
+		   caller->spec.name, sbx_id(caller), key, sbx_id(callee), depth);
 	return answer(caller, 0, l->fds, "leased");
 }
 
@@ -316,8 +315,7 @@ static void lease_tick(struct lease *l, uint64_t now)
 	if (l->ending)
 		return;
 	if (state == NEMO_CHAIN_CALLING && __atomic_load_n(&b->rep_seq, __ATOMIC_ACQUIRE) != seq &&
-	    !sbx_frozen(l->callee) &&
-	    now - l->active_ns > (uint64_t)l->timeout_ms * 1000000ull) {
+	    !sbx_frozen(l->callee) && now - l->active_ns > (uint64_t)l->timeout_ms * 1000000ull) {
 		/* active_ns is when this call's seq was first seen: the broker's own clock,
 		 * never the caller's word */
 		l->ending = true;
@@ -498,8 +496,8 @@ static enum sbx_status status_of(int32_t s)
  * which instance); with from == to they are the root's own.
  */
 static void drain_one(struct sbx_chain *ch, struct lease *l, struct sbx_call_record *out,
-		      const struct sbx_sandbox **served_by, uint32_t from, uint32_t to,
-		      uint32_t *n, uint32_t *lost)
+		      const struct sbx_sandbox **served_by, uint32_t from, uint32_t to, uint32_t *n,
+		      uint32_t *lost)
 {
 	uint64_t head = __atomic_load_n(&l->box->log_head, __ATOMIC_ACQUIRE);
 	uint64_t tail = l->box->log_tail;

@@ -67,8 +67,8 @@ struct sbx_pool {
 				      * reaches invocations in flight */
 	struct pool_entry *packets;  /* packet-mode instances (sbx_pool_packet_start) */
 	uint32_t n_packets;
-	uint64_t memory_used; /* every instance, idle or busy */
-	bool stopping;	      /* sbx_pool_stop: nothing waits for a thaw any more */
+	uint64_t memory_used;	 /* every instance, idle or busy */
+	bool stopping;		 /* sbx_pool_stop: nothing waits for a thaw any more */
 	struct sbx_chain *chain; /* instances leased to functions that call them (chain.c) */
 };
 

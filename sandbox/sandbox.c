@@ -1127,8 +1127,9 @@ int sbx_send_frame_fds(struct sbx_sandbox *sb, uint16_t type, uint32_t status, c
 	}
 	/* the fds went with the first byte; what the socket did not take goes as plain bytes */
 	for (size_t done = (size_t)n; done < sizeof(hdr) + len;) {
-		const uint8_t *from = done < sizeof(hdr) ? (const uint8_t *)&hdr + done
-							 : (const uint8_t *)data + done - sizeof(hdr);
+		const uint8_t *from = done < sizeof(hdr)
+					      ? (const uint8_t *)&hdr + done
+					      : (const uint8_t *)data + done - sizeof(hdr);
 		size_t left = done < sizeof(hdr) ? sizeof(hdr) - done : sizeof(hdr) + len - done;
 
 		n = write(sb->sock, from, left);

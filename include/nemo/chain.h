@@ -108,7 +108,12 @@ _Static_assert(offsetof(struct nemo_chain_box, log_head) == 320, "chain box layo
 _Static_assert(sizeof(struct nemo_chain_box) == 384, "chain box size");
 
 /* The fds that go with CHAIN_SERVE and CALL_OPENED, in this order. */
-enum { NEMO_CHAIN_FD_MEM = 0, NEMO_CHAIN_FD_CALLEE = 1, NEMO_CHAIN_FD_CALLER = 2, NEMO_CHAIN_FDS };
+enum {
+	NEMO_CHAIN_FD_MEM = 0,
+	NEMO_CHAIN_FD_CALLEE = 1,
+	NEMO_CHAIN_FD_CALLER = 2,
+	NEMO_CHAIN_FDS
+};
 
 /* The payload of CALL_OPENED: the outcome, and why in words when it failed. */
 struct nemo_chain_opened {

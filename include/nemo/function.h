@@ -72,10 +72,10 @@ typedef int (*nemo_init_fn)(void);
  */
 
 enum nemo_call_error {
-	NEMO_CALL_ENOFUNC = -1,	 /* no such function in the caller's namespace */
-	NEMO_CALL_EDENIED = -2,	 /* a name that is not a function name of its own namespace */
-	NEMO_CALL_ETIMEOUT = -3, /* the callee overran its timeout: killed */
-	NEMO_CALL_ECRASHED = -4, /* the callee died during the call */
+	NEMO_CALL_ENOFUNC = -1,	  /* no such function in the caller's namespace */
+	NEMO_CALL_EDENIED = -2,	  /* a name that is not a function name of its own namespace */
+	NEMO_CALL_ETIMEOUT = -3,  /* the callee overran its timeout: killed */
+	NEMO_CALL_ECRASHED = -4,  /* the callee died during the call */
 	NEMO_CALL_ETOOLARGE = -5, /* request or response over the callee's max_payload_bytes */
 	NEMO_CALL_EDEPTH = -6,	  /* calls nested deeper than NEMO_CHAIN_MAX_DEPTH */
 	NEMO_CALL_EBUSY = -7,	  /* no instance of the callee could be had (limits) */

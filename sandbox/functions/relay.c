@@ -35,7 +35,8 @@ int handle(const struct nemo_request *req, struct nemo_response *resp)
 	memcpy(name, p, n);
 	name[n] = '\0';
 	if (!nemo_call) {
-		resp->len = (size_t)snprintf(resp->data, resp->cap, "this runtime has no nemo_call");
+		resp->len =
+			(size_t)snprintf(resp->data, resp->cap, "this runtime has no nemo_call");
 		return 1;
 	}
 	rc = nemo_call(name, next, next_len, &out);

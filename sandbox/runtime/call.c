@@ -142,8 +142,8 @@ static int box_map(struct box *b, const int *fds, int nfds)
 	    hdr.rep_off + hdr.rep_cap > hdr.size || hdr.log_off < sizeof(hdr) ||
 	    hdr.log_off + NEMO_CHAIN_LOG_SLOTS * sizeof(struct nemo_chain_rec) > hdr.size)
 		goto bad;
-	m = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		 b->fds[NEMO_CHAIN_FD_MEM], 0);
+	m = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, b->fds[NEMO_CHAIN_FD_MEM],
+		 0);
 	if (m == MAP_FAILED)
 		goto bad;
 	b->sh = m;
@@ -223,12 +223,13 @@ static int open_lease(const char *name, struct lease *l)
 				close(more[i]);
 		got += (int)n;
 	}
-	if (nemo_frame_check(buf, sizeof(buf), sizeof(ans), &hdr) != (long)(sizeof(hdr) + sizeof(ans)) ||
+	if (nemo_frame_check(buf, sizeof(buf), sizeof(ans), &hdr) !=
+		    (long)(sizeof(hdr) + sizeof(ans)) ||
 	    hdr.type != NEMO_FRAME_CALL_OPENED || read_all(ctl, &ans, sizeof(ans))) {
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
-		return failed(NEMO_CALL_EPROTO, "the platform answered CALL_OPEN with frame type %u",
-			      hdr.type);
+		return failed(NEMO_CALL_EPROTO,
+			      "the platform answered CALL_OPEN with frame type %u", hdr.type);
 	}
 	ans.message[sizeof(ans.message) - 1] = '\0';
 	if (ans.status) {
@@ -404,8 +405,7 @@ int nemo_call(const char *name, const void *req, size_t len, struct nemo_respons
 	case 0:
 		return 0;
 	case NEMO_CALL_ETIMEOUT:
-		return failed(status, "'%s' timed out after %u ms: killed", name,
-			      b->timeout_ms);
+		return failed(status, "'%s' timed out after %u ms: killed", name, b->timeout_ms);
 	case NEMO_CALL_ECRASHED:
 		return failed(status, "'%s' crashed during the call", name);
 	case NEMO_CALL_ETOOLARGE:
