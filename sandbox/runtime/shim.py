@@ -393,7 +393,8 @@ def main():
     import select
     import socket
 
-    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(FD))
+    # fd 3 itself (a dup would be one more fd in the instance): it lives as long as we do
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=FD)
 
     def run(req):
         """The handler on one request: (status, response bytes)."""
