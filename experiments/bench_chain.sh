@@ -77,6 +77,7 @@ stats() { # values...: "median [min..max]"
 		printf "%.1f [%.1f..%.1f]", m, v[1], v[NR]}'
 }
 
+declare -A LINK_HTTP
 echo "bench-chain: $ROUNDS rounds of ${SECONDS_ROW}s per row, one connection, wrk on cpu 0," \
 	"sandboxes on cpu $SBX_CORE; $(date -u +%H:%M) UTC, load $(cut -d' ' -f1 /proc/loadavg)"
 for rt in $RUNTIMES; do
@@ -87,12 +88,13 @@ for rt in $RUNTIMES; do
 	# warm: every instance and lease made before measuring
 	curl -sf -X POST -H "Authorization: Basic $NEMO_BASIC" "$URL$A" -d "$rt-b,$rt-c|x" >/dev/null
 	for p in $A $B $C; do curl -sf -X POST -H "Authorization: Basic $NEMO_BASIC" "$URL$p" -d '|x' >/dev/null; done
-	S_TP=() S_P50=() S_CPU=() H_TP=() H_P50=() H_CPU=() RATIO=() CPU_RATIO=()
+	S_TP=() S_P50=() S_CPU=() H_TP=() H_P50=() H_CPU=() O_P50=() RATIO=() CPU_RATIO=()
 	for r in $(seq "$ROUNDS"); do
 		read -r tp p50 cpu < <(row "$A" "$rt-b,$rt-c|x" "$want" 1)
 		read -r htp hp50 hcpu < <(row "$A $B $C" '|x' "$want" 3)
+		read -r _ op50 _ < <(row "$C" '|x' "$want" 1)
 		S_TP+=("$tp") S_P50+=("$p50") S_CPU+=("$cpu") H_TP+=("$htp") H_P50+=("$hp50")
-		H_CPU+=("$hcpu")
+		H_CPU+=("$hcpu") O_P50+=("$op50")
 		RATIO+=("$(awk -v a="$tp" -v b="$htp" 'BEGIN {printf "%.2f", a / b}')")
 		CPU_RATIO+=("$(awk -v a="$cpu" -v b="$hcpu" 'BEGIN {printf "%.2f", b / a}')")
 	done
@@ -103,25 +105,37 @@ for rt in $RUNTIMES; do
 		"$(stats "${S_P50[@]}")" "$(stats "${S_CPU[@]}")"
 	printf '%-34s %-26s %-28s %s\n' "over HTTP (a, b, c in turn)" "$(stats "${H_TP[@]}")" \
 		"$(stats "${H_P50[@]}")" "$(stats "${H_CPU[@]}")"
+	printf '%-34s %-26s %-28s\n' "one link over HTTP (a call of c)" "" "$(stats "${O_P50[@]}")"
 	echo "nemo_call / HTTP, round by round: chains/s $(stats "${RATIO[@]}")x," \
 		"CPU $(stats "${CPU_RATIO[@]}")x less"
+	LINK_HTTP[$rt]=$(stats "${O_P50[@]}" | cut -d' ' -f1)
 done
 
 # the links themselves, as nemod recorded them: every call an activation caused by its caller
 echo
-curl -sf -H "Authorization: Basic $NEMO_BASIC" \
-	"$URL/api/v1/namespaces/_/activations?limit=2000" | python3 -c '
+for rt in $RUNTIMES; do
+	# a last second of calls through the chain alone: the newest records are its links
+	SECONDS_ROW=1 row "/function/$rt-a" "$rt-b,$rt-c|x" x 1 >/dev/null
+	for f in b c; do
+		curl -sf -H "Authorization: Basic $NEMO_BASIC" \
+			"$URL/api/v1/namespaces/_/activations?name=$rt-$f&limit=1000" |
+			python3 -c '
 import json, sys
+name, http = sys.argv[1], float(sys.argv[2])
 recs = [a for a in json.load(sys.stdin) if a.get("trigger") == "call"]
-for rt in sorted({a["name"].split("-")[0] for a in recs}):
-    for name in ("b", "c"):
-        mine = [a for a in recs if a["name"] == rt + "-" + name]
-        if not mine:
-            continue
-        hop = sorted(a["phases"]["queue_us"] for a in mine)
-        run = sorted(a["phases"]["run_us"] for a in mine)
-        print("%s-%s calls: %d recorded, each caused by its caller; the hop'"'"'s own cost "
-              "(request to reply, less the callee'"'"'s run) p50 %.1f us, p99 %.1f us; callee run "
-              "p50 %.1f us" % (rt, name, len(mine), hop[len(hop) // 2],
-                               hop[int(len(hop) * 0.99)], run[len(run) // 2]))
-'
+if recs:
+    hop = sorted(a["phases"]["queue_us"] for a in recs)
+    run = sorted(a["phases"]["run_us"] for a in recs)
+    wait = sorted(a["phases"]["queue_us"] + a["phases"]["run_us"] for a in recs)
+    caused = sum(1 for a in recs if a.get("cause"))
+    print("%s called by nemo_call, the last %d records (%d with a cause): the hop alone p50 "
+          "%.1f us (p99 %.1f), the callee run p50 %.1f us, the caller waited p50 %.1f us"
+          % (name, len(recs), caused, hop[len(hop) // 2], hop[int(len(hop) * 0.99)],
+             run[len(run) // 2], wait[len(wait) // 2]))
+    if name.endswith("-c"):
+        print("  one link (the caller waits for the answer of c): nemo_call %.1f us, HTTP %.1f us"
+              " (one call of c, the client'"'"'s p50): %.1fx faster"
+              % (wait[len(wait) // 2], http, http / wait[len(wait) // 2]))
+' "$rt-$f" "${LINK_HTTP[$rt]}"
+	done
+done
