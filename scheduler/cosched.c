@@ -398,7 +398,8 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	if (c->iw) {
 		uint64_t quota;
 
-		/* the NF's own packets and their cycles: a function's cost no cache refills */
+		/* the NF's own packets and cycles: a function's packet costs more, which is no
+		 * interference */
 		sched_iwatch_step(c->iw, w->busy - w->fn, w->rx_pkts - fn_pkts, harvested > 0,
 				  &rep);
 		/*
