@@ -175,20 +175,25 @@ static atomic_int freezes, thaws;
 
 static int be_prewarm(void *arg, const char *fn, int cpu, int count)
 {
-	(void)arg, (void)fn, (void)cpu, (void)count;
+	(void)arg;
+	(void)fn;
+	(void)cpu;
+	(void)count;
 	return 0;
 }
 
 static int be_idle(void *arg, const char *fn, uint32_t *idle)
 {
-	(void)arg, (void)fn;
+	(void)arg;
+	(void)fn;
 	*idle = 0;
 	return 0;
 }
 
 static int be_freeze(void *arg, int cpu, bool freeze)
 {
-	(void)arg, (void)cpu;
+	(void)arg;
+	(void)cpu;
 	atomic_fetch_add(freeze ? &freezes : &thaws, 1);
 	return 1; /* the packet instance */
 }
