@@ -367,6 +367,14 @@ def table5(seconds, capacity, reps, fn_pps):
         why = drop_reasons(log)
         if why:
             print("   %-14s NF drops: %s" % ("", why))
+        # what the NF spent on the function's packets (a build before it does not say), and
+        # how often nemod took the core back: the instance owns that share since it counts
+        m = re.search(r"packets for functions: (\d+), their cycles \d+ \(([\d.]+)% of busy\)",
+                      log)
+        print("   %-14s NF: %s; nemod reclaimed the core %d times" %
+              ("", "%s %% of its busy cycles on the function's %s packets" %
+               (m.group(2), m.group(1)) if m else "no fn_cycles in its summary (older build)",
+               sum(1 for x in told if "reclaimed (" in x)))
         for line in told[:4]:  # the function's core taken back for the NF, and returned
             print("   %-14s nemod: %s" % ("", line))
         if len(told) > 4:

@@ -236,5 +236,9 @@ int hv_window(const struct hc_lcore_record *a, const struct hc_lcore_record *b, 
 	w->rx_pkts = b->rx_pkts - a->rx_pkts;
 	w->tx_pkts = b->tx_pkts - a->tx_pkts;
 	w->drop_pkts = b->drop_pkts - a->drop_pkts;
+	/* counters that went back (a record from an older writer, or garbage) count as none */
+	w->fn = b->fn_cycles >= a->fn_cycles ? b->fn_cycles - a->fn_cycles : 0;
+	w->fn = w->fn < w->busy ? w->fn : w->busy;
+	w->fn_pkts = b->fn_pkts >= a->fn_pkts ? b->fn_pkts - a->fn_pkts : 0;
 	return 0;
 }

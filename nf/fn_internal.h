@@ -31,4 +31,11 @@ int nf_fn_hub_add(struct nf_fn_hub *hub, struct nf_fn_port *port);
 /* Is the ring leased right now (telemetry; racy by nature)? */
 bool nf_fn_port_leased(const struct nf_fn_port *port);
 
+/*
+ * Add what fn instance `inst` spent on packets for functions to *cycles (TSC cycles of
+ * process() on bursts a rule matched: classifying, copying into rings, waking) and the
+ * packets a rule matched to *pkts. The lcore adds the replies' cycles itself. Lcore only.
+ */
+void nf_fn_work(const void *inst, uint64_t *cycles, uint64_t *pkts);
+
 #endif /* NF_FN_INTERNAL_H */

@@ -14,8 +14,10 @@
 #include <rte_interrupts.h>
 #include <rte_lcore.h>
 
+#include "fn_internal.h"
 #include "nemo/gen_stamp.h"
 #include "nemo/log.h"
+#include "nf_internal.h"
 #include "runtime_internal.h"
 
 #define TX_RETRIES	4
@@ -26,7 +28,11 @@ static void publish(struct nf_lcore_ctx *c, uint64_t now_tsc)
 {
 	struct hc_lcore_record *r = c->rec;
 	const struct nf_acct *a = &c->acct;
+	uint64_t fn_cycles = c->fn_reply_cycles, fn_pkts = 0;
 
+	for (uint32_t p = 0; p < c->nb_pollers; p++)
+		if (c->poll_ops[p] == &nf_mod_fn_ops)
+			nf_fn_work(c->poll_inst[p], &fn_cycles, &fn_pkts);
 	hc_write_begin(r);
 	r->state = c->state;
 	r->state_since_tsc = c->state_since_tsc;
@@ -43,6 +49,8 @@ static void publish(struct nf_lcore_ctx *c, uint64_t now_tsc)
 	r->tx_pkts = c->tx_pkts;
 	r->drop_pkts = c->drop_pkts;
 	r->rx_bursts = c->rx_bursts;
+	r->fn_cycles = fn_cycles;
+	r->fn_pkts = fn_pkts;
 	for (int i = 0; i < NF_DROP_REASONS; i++)
 		r->drops[i] = c->drops[i];
 	for (int i = 0; i < HC_IDLE_BUCKETS; i++)
@@ -423,6 +431,13 @@ int nf_lcore_main(void *arg)
 				transmit(c, pkts, n);
 			}
 		}
+		/*
+		 * Replies are work for a function, not the NF's own: a harvester owes their cycles
+		 * to the function's instance (harvest_channel.h, fn_cycles). The round began at
+		 * iter_start, so one clock read times them, and only when there were some.
+		 */
+		if (moved)
+			c->fn_reply_cycles += rte_rdtsc() - iter_start;
 		for (uint32_t r = 0; r < nb_rx; r++) {
 			uint16_t n = rte_eth_rx_burst(c->rx_port[r], c->rx_queue[r], pkts, burst);
 

@@ -428,6 +428,10 @@ void nf_runtime_print_summary(struct nf_runtime *rt)
 			printf("  handed to functions and stopped there (neither sent nor dropped): "
 			       "%lu\n",
 			       (unsigned long)rt->lcores[i].consumed_pkts);
+		if (s.fn_pkts)
+			printf("  packets for functions: %lu, their cycles %lu (%.1f%% of busy)\n",
+			       (unsigned long)s.fn_pkts, (unsigned long)s.fn_cycles,
+			       pct(s.fn_cycles, s.busy_cycles));
 		printf("  drops:");
 		for (int d = 0; d < NF_DROP_REASONS; d++)
 			if (s.drops[d])

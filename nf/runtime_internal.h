@@ -42,6 +42,7 @@ struct nf_lcore_ctx {
 	const struct nf_module_ops *poll_ops[NF_MAX_CHAIN];
 	void *poll_inst[NF_MAX_CHAIN];
 	uint64_t consumed_pkts;	   /* taken out of the chain by a module, not dropped (fn) */
+	uint64_t fn_reply_cycles;  /* the pollers' replies: polled and sent (fn_cycles, lcore.c) */
 	bool port_ids_are_indexes; /* DPDK port id == config index for every port */
 	uint16_t rx_port[NF_MAX_RX_PER_LCORE]; /* DPDK port ids */
 	uint16_t rx_queue[NF_MAX_RX_PER_LCORE];

@@ -85,6 +85,9 @@ static void add_lcore(struct rte_tel_data *d, const struct hc_lcore_record *s,
 				  s->total_cycles ? (s->total_cycles - s->busy_cycles) * 1000000 /
 							    s->total_cycles
 						  : 0);
+	/* part of busy: packets for functions, which a harvester owes to their instance */
+	rte_tel_data_add_dict_u64(d, "fn_cycles", s->fn_cycles);
+	rte_tel_data_add_dict_u64(d, "fn_pkts", s->fn_pkts);
 	rte_tel_data_add_dict_u64(d, "iterations", s->iterations);
 	rte_tel_data_add_dict_u64(d, "busy_iterations", s->busy_iterations);
 	rte_tel_data_add_dict_u64(d, "sleeps", s->sleeps);

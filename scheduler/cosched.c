@@ -374,28 +374,41 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	const struct hv_window *w = &smp->w;
 	uint64_t usage = 0, harvested = 0, hz = smp->tsc_hz ? smp->tsc_hz : 1;
 	struct sched_iwatch_report rep = {0};
-	double spare_ns = (double)w->spare * 1e9 / (double)hz;
+	double spare_ns = (double)w->spare * 1e9 / (double)hz, judged;
 	int count = -1;
 	bool counted = false, iw_read = false;
-	uint32_t total, runnable = c->pub.s.runnable;
+	uint32_t total, runnable = c->pub.s.runnable, resident;
+	uint64_t fn_pkts = w->fn_pkts < w->rx_pkts ? w->fn_pkts : w->rx_pkts;
 
 	if (!sbx_cgroup_cpu_harvested(cs->be.host, c->cpu, &usage)) {
 		harvested = c->usage_primed && usage >= c->usage_prev ? usage - c->usage_prev : 0;
 		c->usage_prev = usage;
 		c->usage_primed = true;
 	}
-	reclaim(cs, idx, w->spare_ratio, nemo_now_ns(), smp->window_ns);
+	pthread_mutex_lock(&cs->lock);
+	resident = c->resident;
+	pthread_mutex_unlock(&cs->lock);
+	/*
+	 * The NF's work on packets for a packet instance living here grows with that
+	 * instance's traffic: counted as the NF's load, it reclaimed the core from the very
+	 * function the packets are for (experiments/README.md, bench-packet table 5).
+	 */
+	judged = sched_reclaim_spare_ratio(w->total, w->busy, w->fn, resident > 0);
+	reclaim(cs, idx, judged, nemo_now_ns(), smp->window_ns);
 	if (c->iw) {
 		uint64_t quota;
 
-		sched_iwatch_step(c->iw, w->busy, w->rx_pkts, harvested > 0, &rep);
+		/* the NF's own packets and cycles: a function's packet costs more, which is no
+		 * interference */
+		sched_iwatch_step(c->iw, w->busy - w->fn, w->rx_pkts - fn_pkts, harvested > 0,
+				  &rep);
 		/*
 		 * Sandboxes do raise the NF's cycles per packet here (cache and TLB refills after
 		 * each wake-up: 111 -> 175 at 30 % load), but that costs the NF only headroom it
 		 * does not need. The watch keeps learning; its quota applies while the core's spare
 		 * is under CS_IW_GUARD, where inflated packet costs start to eat the NF's margin.
 		 */
-		quota = w->spare_ratio < CS_IW_GUARD ? rep.quota_us : 0;
+		quota = judged < CS_IW_GUARD ? rep.quota_us : 0;
 		rep.throttled = quota != 0;
 		if (quota != c->iw_quota_us) {
 			char cpp[112];
@@ -413,8 +426,7 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 					 (unsigned long long)w->rx_pkts);
 			NEMO_INFO(CS_LOG,
 				  "cpu %d: interference watch: %s, spare %.2f: quota %llu us of %d",
-				  c->cpu, cpp, w->spare_ratio, (unsigned long long)quota,
-				  CS_IW_PERIOD);
+				  c->cpu, cpp, judged, (unsigned long long)quota, CS_IW_PERIOD);
 			if (!sbx_cgroup_core_quota(cs->be.host, c->cpu, quota, CS_IW_PERIOD))
 				c->iw_quota_us = quota;
 		}
@@ -432,6 +444,9 @@ static void window(struct sched_cosched *cs, int idx, const struct hv_core_sampl
 	c->pub.up = true;
 	c->pub.spare_ratio = w->spare_ratio;
 	c->pub.busy_ratio = w->total ? (double)w->busy / (double)w->total : 0.0;
+	c->pub.fn_ratio = w->total ? (double)w->fn / (double)w->total : 0.0;
+	c->pub.reclaim_spare = judged;
+	c->pub.resident = resident;
 	c->pub.harvested_ratio = smp->window_ns ? (double)harvested / (double)smp->window_ns : 0.0;
 	c->pub.spare_s_total += spare_ns / 1e9;
 	c->pub.harvested_s_total += (double)harvested / 1e9;

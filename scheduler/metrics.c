@@ -113,6 +113,14 @@ int sched_metrics_format_cosched(const struct sched_cosched_core *cores, int n, 
 	      cores[i].spare_ratio);
 	EXTRA("busy_ratio", "NF busy / total in the last window.", "gauge", "%.4f",
 	      cores[i].busy_ratio);
+	EXTRA("fn_ratio", "NF busy on packets for functions / total in the last window.", "gauge",
+	      "%.4f", cores[i].fn_ratio);
+	EXTRA("reclaim_spare_ratio",
+	      "The spare_ratio reclaim judged: spare plus the packets' cycles owed to a packet "
+	      "instance on the core.",
+	      "gauge", "%.4f", cores[i].reclaim_spare);
+	EXTRA("packet_instances", "Packet-triggered instances living on the core.", "gauge", "%u",
+	      cores[i].resident);
 	EXTRA("spare_seconds_total", "Spare time of the core since nemod started.", "counter",
 	      "%.6f", cores[i].spare_s_total);
 	EXTRA("harvested_seconds_total",

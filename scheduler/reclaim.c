@@ -65,3 +65,16 @@ struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_conf
 	}
 	return d;
 }
+
+double sched_reclaim_spare_ratio(uint64_t total, uint64_t busy, uint64_t fn, bool resident)
+{
+	uint64_t spare;
+
+	if (!total)
+		return 0.0;
+	busy = busy < total ? busy : total;
+	spare = total - busy;
+	if (resident)
+		spare += fn < busy ? fn : busy;
+	return (double)spare / (double)total;
+}

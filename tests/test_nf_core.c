@@ -448,6 +448,42 @@ static void *torn_writer(void *arg)
 	return NULL;
 }
 
+/*
+ * The window's fn: the NF's busy cycles on packets for functions, between two records. It is a
+ * part of busy (never more), and a record from a writer that does not count it (0 in what was
+ * padding), or counters that went back, give 0: the spare is what it always was.
+ */
+static void test_window_fn_cycles(void)
+{
+	struct hc_lcore_record a = {0}, b = {0};
+	struct hv_window w;
+
+	a.total_cycles = 1000, a.busy_cycles = 100, a.fn_cycles = 40, a.fn_pkts = 7;
+	b = a;
+	b.total_cycles += 1000, b.busy_cycles += 850, b.fn_cycles += 650, b.fn_pkts += 300;
+	b.rx_pkts = 1000;
+	CU_ASSERT_EQUAL_FATAL(hv_window(&a, &b, &w), 0);
+	CU_ASSERT_EQUAL(w.busy, 850);
+	CU_ASSERT_EQUAL(w.fn, 650);
+	CU_ASSERT_EQUAL(w.fn_pkts, 300);
+	CU_ASSERT_EQUAL(w.spare, 150);
+	CU_ASSERT_DOUBLE_EQUAL(w.spare_ratio, 0.15, 1e-9);
+	/* more than busy (garbage): clamped */
+	b.fn_cycles = a.fn_cycles + 5000;
+	CU_ASSERT_EQUAL(hv_window(&a, &b, &w), 0);
+	CU_ASSERT_EQUAL(w.fn, 850);
+	/* went back: none */
+	b.fn_cycles = 1, b.fn_pkts = 1;
+	CU_ASSERT_EQUAL(hv_window(&a, &b, &w), 0);
+	CU_ASSERT_EQUAL(w.fn, 0);
+	CU_ASSERT_EQUAL(w.fn_pkts, 0);
+	/* an older writer: both 0 */
+	a.fn_cycles = b.fn_cycles = a.fn_pkts = b.fn_pkts = 0;
+	CU_ASSERT_EQUAL(hv_window(&a, &b, &w), 0);
+	CU_ASSERT_EQUAL(w.fn, 0);
+	CU_ASSERT_DOUBLE_EQUAL(w.spare_ratio, 0.15, 1e-9);
+}
+
 static void test_channel_roundtrip(void)
 {
 	char name[32];
@@ -657,6 +693,8 @@ NEMO_SUITE(nf_core, NULL, NULL, {"config: a good file parses with defaults", tes
 	   {"idle: learns long gaps, and unlearns them", test_idle_learns_gaps},
 	   {"idle: the RT budget guard keeps its share of every slice asleep", test_rt_guard},
 	   {"channel: writer to reader, never torn", test_channel_roundtrip},
+	   {"channel: a window's fn cycles, a part of busy; 0 from an older writer",
+	    test_window_fn_cycles},
 	   {"channel: a sleeping lcore's sleep is extrapolated, no further than its longest sleep",
 	    test_channel_sleep_extrapolated},
 	   {"channel: wrong magic, version, dead writer", test_channel_bad_headers},

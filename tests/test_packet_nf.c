@@ -550,6 +550,86 @@ static void test_inherited_fds(void)
 	CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
 }
 
+/* The number after "key": in dpdk-telemetry.py's JSON, or -1. */
+static long long tel_num(const char *json, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\": ", key);
+	p = strstr(json, k);
+	return p ? atoll(p + strlen(k)) : -1;
+}
+
+/*
+ * What a harvester reads to owe a packet instance its packets' cycles: the lcore's fn_cycles
+ * and fn_pkts, in /nemo/lcores and the exit summary. With a function fed and answering they
+ * are a part of busy; with a rule that matches none of the traffic they stay 0, so the NF's
+ * own load is never counted as the function's.
+ */
+static void test_fn_cycles_counted(void)
+{
+	static const char *const rules[2] = {"9000", "9001"}; /* every packet, then none */
+	char name[32], prefix[96], fnmod[512], out[16384];
+	struct test_proc nf, fn;
+
+	for (int run = 0; run < 2; run++) {
+		long long fn_cycles, fn_pkts, busy, handed;
+		cJSON *res;
+		double sent;
+
+		snprintf(fnmod, sizeof(fnmod),
+			 "{\"module\":\"fn\",\"functions\":[{\"name\":\"echo\",\"slots\":8192}],"
+			 "\"rules\":[{\"proto\":\"udp\",\"dport\":%s,\"function\":\"echo\","
+			 "\"reply\":true}]}",
+			 rules[run]);
+		names(name, sizeof(name), prefix, sizeof(prefix));
+		CU_ASSERT_EQUAL_FATAL(memif_nf_start(&nf, prefix, name, fnmod, "0"), 0);
+		CU_ASSERT_FATAL(wait_fn_socket(&nf, prefix));
+		CU_ASSERT_EQUAL_FATAL(fn_start(&fn, prefix, "echo", "pkt-echo", "30"), 0);
+		CU_ASSERT_FATAL(wait_leased(&nf, 1));
+		res = gen_run(prefix, "20k", "2", true);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+		sent = test_json_num(res, "sent");
+		/* answered by the function, or forwarded back by fwd: every packet returns */
+		CU_ASSERT(sent > 10000);
+		CU_ASSERT(test_json_num(res, "received") >= 0.95 * sent);
+		CU_ASSERT_EQUAL(test_json_num(res, "replies"),
+				run == 0 ? test_json_num(res, "received") : 0);
+		cJSON_Delete(res);
+		CU_ASSERT_EQUAL_FATAL(test_nf_telemetry(name, "/nemo/lcores", out, sizeof(out)), 0);
+		fn_cycles = tel_num(out, "fn_cycles");
+		fn_pkts = tel_num(out, "fn_pkts");
+		busy = tel_num(out, "busy_cycles");
+		printf("\n  rule dport %s: /nemo/lcores fn_cycles %lld of busy %lld, fn_pkts %lld, "
+		       "sent %.0f",
+		       rules[run], fn_cycles, busy, fn_pkts, sent);
+		CU_ASSERT(busy > 0);
+		if (run == 0) {
+			CU_ASSERT(fn_pkts >= (long long)(0.95 * sent));
+			CU_ASSERT(fn_cycles > 0);
+			CU_ASSERT(fn_cycles < busy);
+		} else {
+			CU_ASSERT_EQUAL(fn_pkts, 0);
+			CU_ASSERT_EQUAL(fn_cycles, 0);
+		}
+		CU_ASSERT_EQUAL(test_proc_stop(&fn, 5000), 0);
+		CU_ASSERT_EQUAL(test_proc_stop(&nf, 10000), 0);
+		/* the summary says it too, for a function that was fed */
+		handed = test_find_count(test_proc_output(&nf), "function 'echo'", "handed");
+		if (run == 0) {
+			CU_ASSERT(test_find_count(test_proc_output(&nf), "  packets for",
+						  "functions:") >= handed);
+			CU_ASSERT(test_find_count(test_proc_output(&nf),
+						  "packets for functions:", "cycles") >= fn_cycles);
+		} else {
+			CU_ASSERT_EQUAL(handed, 0);
+			CU_ASSERT_FALSE(test_proc_output_has(&nf, "packets for functions:"));
+		}
+	}
+	printf("\n");
+}
+
 /* A rule naming a function the module does not list: the NF refuses to start, naming it. */
 static void test_unknown_function(void)
 {
@@ -571,4 +651,5 @@ NEMO_SUITE(packet_nf, suite_setup, suite_teardown, {"echo over memif", test_echo
 	   {"stopped consumer: fn_full, NF keeps up", test_stopped_consumer},
 	   {"crash mid-batch resets the ring", test_crash_resets_ring},
 	   {"inherited fds, as a sandbox will get them", test_inherited_fds},
+	   {"fn_cycles: the function's packets counted, the NF's own not", test_fn_cycles_counted},
 	   {"unknown function is a config error", test_unknown_function});

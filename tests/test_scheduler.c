@@ -142,6 +142,41 @@ static void test_reclaim_freeze_hysteresis(void)
 	CU_ASSERT_EQUAL(act[1], SCHED_RECLAIM_THAW);
 }
 
+/*
+ * What reclaim judges a core by: spare, plus the NF's cycles on packets for functions while a
+ * packet instance lives there. Known answers on 1000-cycle windows, then the state machine
+ * fed both readings of one trace: NF busy 850, 650 of it on the instance's packets.
+ */
+static void test_reclaim_owed_spare(void)
+{
+	struct sched_reclaim_core cores[2];
+	double owed[20], plain[20];
+	int at[4], act[4], tgt[4];
+
+	CU_ASSERT_DOUBLE_EQUAL(sched_reclaim_spare_ratio(1000, 850, 650, true), 0.80, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(sched_reclaim_spare_ratio(1000, 850, 650, false), 0.15, 1e-9);
+	/* a writer that does not count them, or no packets for functions: the spare_ratio */
+	CU_ASSERT_DOUBLE_EQUAL(sched_reclaim_spare_ratio(1000, 850, 0, true), 0.15, 1e-9);
+	/* never more owed than busy, never more busy than total; an empty window has none */
+	CU_ASSERT_DOUBLE_EQUAL(sched_reclaim_spare_ratio(1000, 300, 5000, true), 1.0, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(sched_reclaim_spare_ratio(1000, 2000, 100, true), 0.10, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(sched_reclaim_spare_ratio(0, 0, 0, true), 0.0, 1e-9);
+	/* the NF's own load up to 0.85 with 0.10 for the instance: under the threshold */
+	CU_ASSERT_DOUBLE_EQUAL(sched_reclaim_spare_ratio(1000, 950, 100, true), 0.15, 1e-9);
+
+	for (int i = 0; i < 20; i++) {
+		owed[i] = sched_reclaim_spare_ratio(1000, 850, 650, true);
+		plain[i] = sched_reclaim_spare_ratio(1000, 850, 650, false);
+	}
+	memset(cores, 0, sizeof(cores));
+	CU_ASSERT_EQUAL(run_seq(&rc_freeze, cores, owed, 20, NULL, 0, at, act, tgt), 0);
+	CU_ASSERT_EQUAL(cores[0].reclaims, 0);
+	memset(cores, 0, sizeof(cores));
+	CU_ASSERT_EQUAL_FATAL(run_seq(&rc_freeze, cores, plain, 20, NULL, 0, at, act, tgt), 1);
+	CU_ASSERT_EQUAL(at[0], 2);
+	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_FREEZE);
+}
+
 static void test_reclaim_move(void)
 {
 	struct sched_reclaim_config cfg = rc_freeze;
@@ -321,6 +356,7 @@ static void test_sleep_floor(void)
 
 NEMO_SUITE(scheduler_policy, NULL, NULL, {"dispatch_choices", test_dispatch_choices},
 	   {"reclaim_freeze_hysteresis", test_reclaim_freeze_hysteresis},
-	   {"reclaim_move", test_reclaim_move}, {"iwatch_throttle", test_iwatch_throttle},
-	   {"metrics", test_metrics}, {"topology", test_topology},
-	   {"policy_names", test_policy_names}, {"sleep_floor", test_sleep_floor})
+	   {"reclaim_move", test_reclaim_move}, {"reclaim_owed_spare", test_reclaim_owed_spare},
+	   {"iwatch_throttle", test_iwatch_throttle}, {"metrics", test_metrics},
+	   {"topology", test_topology}, {"policy_names", test_policy_names},
+	   {"sleep_floor", test_sleep_floor})

@@ -15,6 +15,7 @@
  * takes two snapshots and subtracts them to get a window (DESIGN.md "Definitions"):
  *   total = busy + idle_poll + sleep (+ at most one loop iteration in flight)
  *   spare = total - busy
+ * `fn_cycles` is a part of `busy`: what the lcore spent on packets for functions (line 2).
  * While state is HC_STATE_SLEEPING the lcore is not updating its record; a reader that
  * wants the sleep so far adds the time since `now_tsc` to `sleep` and to `total`, but no
  * further than `max_sleep_ns` past `state_since_tsc`: no sleep lasts longer, and an lcore
@@ -103,7 +104,18 @@ struct hc_lcore_record {
 	uint64_t drop_pkts; /* the sum of drops[] */
 	uint64_t rx_bursts;
 	int32_t tid; /* the lcore thread's Linux tid, for perf events and /proc (0 until it runs) */
-	uint8_t pad2[HC_CACHE_LINE - 36];
+	uint32_t pad2a;
+	/*
+	 * The fn module's share of busy: cycles spent matching packets to functions, copying them
+	 * into their rings, and building and sending the replies; and the received packets a rule
+	 * gave to a function (handed, or dropped or passed on a full ring). Their rx and
+	 * validation stay in busy as the NF's own work. Added to version 3 in what was padding, so
+	 * no new version: a writer that predates them leaves both 0, which reads as no packets
+	 * for functions, and a reader that predates them never looks.
+	 */
+	uint64_t fn_cycles;
+	uint64_t fn_pkts;
+	uint8_t pad2[HC_CACHE_LINE - 56];
 	/* lines 3-4: drops by reason (enum nf_drop_reason) */
 	uint64_t drops[HC_DROP_REASONS];
 	/* lines 5-6: idle-period lengths seen (from the end of one busy iteration to the next) */
@@ -118,6 +130,7 @@ _Static_assert(sizeof(struct hc_header) == 2 * HC_CACHE_LINE, "hc_header layout"
 _Static_assert(sizeof(struct hc_lcore_record) == 8 * HC_CACHE_LINE, "hc_lcore_record layout");
 _Static_assert(offsetof(struct hc_lcore_record, total_cycles) == HC_CACHE_LINE, "line 1");
 _Static_assert(offsetof(struct hc_lcore_record, rx_pkts) == 2 * HC_CACHE_LINE, "line 2");
+_Static_assert(offsetof(struct hc_lcore_record, fn_cycles) == 2 * HC_CACHE_LINE + 40, "line 2");
 _Static_assert(offsetof(struct hc_lcore_record, drops) == 3 * HC_CACHE_LINE, "line 3");
 _Static_assert(offsetof(struct hc_lcore_record, idle_hist) == 5 * HC_CACHE_LINE, "line 5");
 _Static_assert(offsetof(struct hc_lcore_record, sleep_floor_ns) == 7 * HC_CACHE_LINE, "line 7");

@@ -53,6 +53,13 @@ struct hv_window {
 	uint64_t rx_pkts;
 	uint64_t tx_pkts;
 	uint64_t drop_pkts;
+	/*
+	 * The part of busy the NF spent on packets for functions (fn_cycles, at most busy) and
+	 * the packets a rule gave to one: 0 from a writer that does not count them. Spare a
+	 * function's instance on this core is owed, not the NF's load (scheduler.h, reclaim).
+	 */
+	uint64_t fn;
+	uint64_t fn_pkts;
 };
 
 /* The window between snapshots `a` (older) and `b`. Fails (-EINVAL) if b is older than a. */

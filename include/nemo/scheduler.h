@@ -205,6 +205,18 @@ struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_conf
 						 double spare_ratio,
 						 const struct sched_core_view *views, int n);
 
+/*
+ * The spare_ratio reclaim judges a core by, from a window's `total` and `busy` cycles and
+ * `fn`, the part of busy its NF spent on packets for functions (struct hv_window). While a
+ * packet instance lives on the core (`resident`), those cycles are spare owed to it: its own
+ * packets must not take the core away from it. Without one they are the NF's load, as
+ * everything else it does. Only reclaim (and the interference watch's guard) reads it: the
+ * cycles are owed, not free, so placement and pre-warming go on judging by the spare, and
+ * so does the sleep floor, since the backlog a sleep leaves holds the function's packets
+ * too. 0 for an empty window. Pure.
+ */
+double sched_reclaim_spare_ratio(uint64_t total, uint64_t busy, uint64_t fn, bool resident);
+
 /* ---- interference watch -------------------------------------------------------------------- */
 
 enum sched_counter_source {
@@ -373,6 +385,9 @@ struct sched_cosched_core {
 	bool up;		   /* the NF publishes the core now */
 	double spare_ratio;	   /* last window */
 	double busy_ratio;	   /* last window: busy / total */
+	double fn_ratio;	   /* last window: busy on packets for functions / total */
+	double reclaim_spare;	   /* last window: the spare_ratio reclaim judged (owed included) */
+	uint32_t resident;	   /* packet instances living here (sched_cosched_resident) */
 	double harvested_ratio;	   /* last window: harvested / window wall time */
 	double spare_s_total;	   /* spare, seconds */
 	double harvested_s_total;  /* harvested, seconds */
