@@ -38,11 +38,12 @@ struct lease {
 	struct nemo_chain_rec *log;
 	uint32_t req_cap, rep_cap, timeout_ms, depth;
 	int fds[NEMO_CHAIN_FDS];
-	uint64_t seen_seq;   /* req_seq when last looked at */
-	uint64_t active_ns;  /* when it last moved */
-	bool ending;	     /* the broker ends it at its next turn */
-	const char *end_why; /* ... killing the callee, for this reason (NULL: give it back) */
-	int32_t answer;	     /* what a call in flight gets when the callee is killed */
+	uint64_t seen_seq;    /* req_seq when last looked at */
+	uint64_t active_ns;   /* when it last moved */
+	uint64_t frozen_base; /* the callee's time frozen then: a freeze is no run time */
+	bool ending;	      /* the broker ends it at its next turn */
+	const char *end_why;  /* ... killing the callee, for this reason (NULL: give it back) */
+	int32_t answer;	      /* what a call in flight gets when the callee is killed */
 };
 
 struct sbx_chain {
@@ -306,18 +307,23 @@ static void lease_tick(struct lease *l, uint64_t now)
 	struct nemo_chain_box *b = l->box;
 	uint64_t seq = __atomic_load_n(&b->req_seq, __ATOMIC_ACQUIRE);
 	uint32_t state = (uint32_t)__atomic_load_n(&b->state.v, __ATOMIC_ACQUIRE);
-	uint64_t expected = NEMO_CHAIN_IDLE;
+	uint64_t expected = NEMO_CHAIN_IDLE, frozen = sbx_frozen_total_ns(l->callee, now);
+	uint64_t ran, paused;
 
 	if (seq != l->seen_seq) {
 		l->seen_seq = seq;
 		l->active_ns = now;
+		l->frozen_base = frozen;
 	}
 	if (l->ending)
 		return;
+	ran = now - l->active_ns;
+	paused = frozen - l->frozen_base;
+	ran = paused < ran ? ran - paused : 0;
 	if (state == NEMO_CHAIN_CALLING && __atomic_load_n(&b->rep_seq, __ATOMIC_ACQUIRE) != seq &&
-	    !sbx_frozen(l->callee) && now - l->active_ns > (uint64_t)l->timeout_ms * 1000000ull) {
+	    ran > (uint64_t)l->timeout_ms * 1000000ull) {
 		/* active_ns is when this call's seq was first seen: the broker's own clock,
-		 * never the caller's word */
+		 * never the caller's word; time frozen with its core does not count */
 		l->ending = true;
 		l->end_why = "it overran its timeout in a call from a function: killed";
 		l->answer = NEMO_CALL_ETIMEOUT;

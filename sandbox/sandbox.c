@@ -1477,6 +1477,13 @@ void sbx_kill_async(struct sbx_sandbox *sb, const char *why)
 	pthread_mutex_unlock(&sb->lock);
 }
 
+uint64_t sbx_frozen_total_ns(struct sbx_sandbox *sb, uint64_t now)
+{
+	bool frozen;
+
+	return paused_since(sb, 0, now, &frozen);
+}
+
 bool sbx_frozen(struct sbx_sandbox *sb)
 {
 	bool frozen;

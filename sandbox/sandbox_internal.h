@@ -318,6 +318,9 @@ int sbx_freeze_settle(struct sbx_sandbox *sb, uint64_t deadline_ns);
 /* Whether the freezer holds the sandbox (idle or in the middle of an invocation). */
 bool sbx_frozen(struct sbx_sandbox *sb);
 
+/* Time spent frozen so far, in every freeze, the current one up to `now` (nemo_now_ns). */
+uint64_t sbx_frozen_total_ns(struct sbx_sandbox *sb, uint64_t now);
+
 /* When the current freeze began (nemo_now_ns), 0 when the sandbox is not frozen. */
 uint64_t sbx_frozen_since(struct sbx_sandbox *sb);
 

@@ -396,10 +396,11 @@ def main():
     # fd 3 itself (a dup would be one more fd in the instance): it lives as long as we do
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=FD)
 
-    def run(req):
-        """The handler on one request: (status, response bytes)."""
+    def run(req, boxed=False):
+        """The handler on one request: (status, response bytes). A call from a box runs
+        within that call already (call.c entered it with its seq: calls made now are its)."""
         state.in_call = True
-        if state.calls:
+        if state.calls and not boxed:
             state.calls.enter()
         try:
             if dict_style:
@@ -419,13 +420,13 @@ def main():
             out = (json.dumps({"error": msg}) if dict_style else msg).encode()[:4096]
         finally:
             state.in_call = False
-            if state.calls:
+            if state.calls and not boxed:
                 state.calls.leave()
         return status, out
 
     def run_boxed(req):
         """A call from another function: what it printed is not kept."""
-        status, out = run(req)
+        status, out = run(req, boxed=True)
         end_of_call()
         if sink is not None:
             sys.stdout.flush_part()
