@@ -48,13 +48,11 @@ struct lease {
 
 struct sbx_chain {
 	struct sbx_pool *pool;
-	struct sbx_host *host;
 	pthread_mutex_t lock;
 	struct lease *leases;
 	pthread_t broker;
 	bool running, stop;
 	int wake_fd; /* wakes the broker: a lease to watch, or one to end */
-	uint64_t opened, ended, killed, lost;
 };
 
 static int answer(struct sbx_sandbox *caller, int32_t status, const int *fds, const char *fmt, ...)
@@ -235,7 +233,6 @@ int sbx_chain_open(struct sbx_chain *ch, struct sbx_sandbox *caller, const char 
 	pthread_mutex_lock(&ch->lock);
 	l->next = ch->leases;
 	ch->leases = l;
-	ch->opened++;
 	pthread_mutex_unlock(&ch->lock);
 	wake_broker(ch);
 	NEMO_DEBUG(SBX_LOG, "%s (sandbox %" PRIu64 ") leases %s (sandbox %" PRIu64 ") at depth %u",
@@ -272,14 +269,11 @@ static void lease_end(struct sbx_chain *ch, struct lease *l)
 
 	if (l->end_why) {
 		sbx_kill_async(callee, l->end_why);
-		ch->killed++;
 	} else if (sbx_state(callee) != SBX_STATE_DEAD) {
 		sbx_send_frame_fds(callee, NEMO_FRAME_CHAIN_END, 0, NULL, 0, NULL, 0);
 	}
 	callee->chain_depth = 0;
 	sbx_pool_release(ch->pool, callee);
-	ch->lost += l->box->log_head - l->box->log_tail;
-	ch->ended++;
 	lease_free(l);
 }
 
@@ -416,14 +410,13 @@ static void *broker_main(void *arg)
 	return NULL;
 }
 
-struct sbx_chain *sbx_chain_new(struct sbx_pool *pool, struct sbx_host *host)
+struct sbx_chain *sbx_chain_new(struct sbx_pool *pool)
 {
 	struct sbx_chain *ch = calloc(1, sizeof(*ch));
 
 	if (!ch)
 		return NULL;
 	ch->pool = pool;
-	ch->host = host;
 	ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ch->wake_fd < 0) {
 		free(ch);
@@ -501,7 +494,7 @@ static enum sbx_status status_of(int32_t s)
  * the call it was serving, found by its seq among out[from, to) (the level above, served_by
  * which instance); with from == to they are the root's own.
  */
-static void drain_one(struct sbx_chain *ch, struct lease *l, struct sbx_call_record *out,
+static void drain_one(struct lease *l, struct sbx_call_record *out,
 		      const struct sbx_sandbox **served_by, uint32_t from, uint32_t to, uint32_t *n,
 		      uint32_t *lost)
 {
@@ -541,7 +534,6 @@ static void drain_one(struct sbx_chain *ch, struct lease *l, struct sbx_call_rec
 		snprintf(c->function, sizeof(c->function), "%s", l->key);
 	}
 	__atomic_store_n(&l->box->log_tail, head, __ATOMIC_RELEASE);
-	ch->lost += l->box->log_lost;
 	*lost += (uint32_t)l->box->log_lost;
 	l->box->log_lost = 0;
 }
@@ -570,14 +562,14 @@ int sbx_chain_drain(struct sbx_chain *ch, struct sbx_sandbox *root, struct sbx_r
 	/* the root's own calls, then level by level: each callee's, within the calls it served */
 	for (struct lease *l = ch->leases; l; l = l->next)
 		if (l->caller == root)
-			drain_one(ch, l, out, served_by, 0, 0, &n, &lost);
+			drain_one(l, out, served_by, 0, 0, &n, &lost);
 	while (from < n) {
 		uint32_t to = n;
 
 		for (struct lease *l = ch->leases; l; l = l->next)
 			for (uint32_t i = from; i < to; i++)
 				if (l->caller && served_by[i] == l->caller) {
-					drain_one(ch, l, out, served_by, from, to, &n, &lost);
+					drain_one(l, out, served_by, from, to, &n, &lost);
 					break;
 				}
 		from = to;

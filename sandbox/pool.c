@@ -187,7 +187,7 @@ struct sbx_pool *sbx_pool_new(struct sbx_host *host, const struct sbx_keepalive_
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->released, NULL);
 	pthread_cond_init(&pool->thawed, NULL);
-	pool->chain = sbx_chain_new(pool, host);
+	pool->chain = sbx_chain_new(pool);
 	if (!pool->chain)
 		NEMO_WARN(SBX_LOG, "no nemo_call between functions: %s", strerror(errno));
 	if (!host->chain)

@@ -338,7 +338,7 @@ struct sbx_chain;
 struct sbx_pool;
 
 /* The leases of a pool's instances; the broker thread starts with the first lease. */
-struct sbx_chain *sbx_chain_new(struct sbx_pool *pool, struct sbx_host *host);
+struct sbx_chain *sbx_chain_new(struct sbx_pool *pool);
 /* End every lease (callees back to the pool) and stop the broker. */
 void sbx_chain_destroy(struct sbx_chain *ch);
 
