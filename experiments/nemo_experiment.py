@@ -1480,12 +1480,46 @@ def make_plots(plots, ok, series, cell_ids, ref, vals):
               "'step.dat' index %d using 1:3 with lines dt 2 title '%s spare'" % (i, s)
               for i, s in enumerate(SCENARIOS)) + "\nunset multiplot\n")
     write_gp(plots, "step_reclaim.gp", gp)
+    names = ["spare_harvested_vs_load", "nf_per_scenario", "completion_per_scenario",
+             "step_reclaim"]
+    names += [dominance_plot(plots, share, cell, vals) for share, cell in sweep_cells(ok)]
     pngs = []
-    for name in ("spare_harvested_vs_load", "nf_per_scenario", "completion_per_scenario",
-                 "step_reclaim"):
+    for name in filter(None, names):
         gnuplot(open(os.path.join(plots, name + ".gp")).read(), plots)
         pngs.append(os.path.join(plots, name + ".png"))
     return pngs
+
+
+def dominance_plot(plots, share, cell, vals):
+    """5. one load: function completion mean against NF p99.9, one point per scenario (medians
+    over repetitions); writes dominance_load<N>.dat/.gp and returns the name, or None when no
+    scenario has both figures (nothing to plot on log axes)."""
+    name = "dominance_load%d" % round(share * 100)
+    pts = []
+    for s in SCENARIOS:
+        x, y = median(vals(s, cell, "nf_p999_us")), median(vals(s, cell, "compl_mean_ms"))
+        if (x or 0) > 0 and (y or 0) > 0:
+            pts.append((s, x, y))
+    if not pts:
+        return None
+    with open(os.path.join(plots, name + ".dat"), "w") as f:
+        f.write("# nf_p999_us compl_mean_ms, one block per scenario (cell %s, medians over "
+                "repetitions)\n" % cell)
+        for s, x, y in pts:
+            f.write("# %s\n%s %s\n\n\n" % (s, fmtd(x), fmtd(y)))
+    # a scenario keeps its colour and point type from one load to the next
+    series = ", \\\n".join(
+        "'%s.dat' index %d using 1:2 with points pt %d ps 2.5 lc %d title '%s'"
+        % (name, i, 5 + 2 * (SCENARIOS.index(s) % 3), SCENARIOS.index(s) + 1, s)
+        for i, (s, _, _) in enumerate(pts))
+    gp = ("set output '%s.png'\nset title \"Load %.0f %% (cell %s): function completion "
+          "against NF p99.9, one point per scenario\\n(medians over repetitions); points "
+          "down-left dominate\" noenhanced\nset xlabel 'NF p99.9 latency, us (log)'\n"
+          "set ylabel 'function completion mean, ms (log)'\nset logscale xy\n"
+          "set offsets graph 0.1, graph 0.1, graph 0.15, graph 0.15\nset grid\n"
+          "set key outside right noenhanced\nplot %s\n" % (name, share * 100, cell, series))
+    write_gp(plots, name + ".gp", gp)
+    return name
 
 
 def fmtd(x):
