@@ -63,6 +63,14 @@ HARVEST_SCENARIOS = ("nemo", "nemo-no-prewarm", "nemo-zygotes")
 # NEMO (Zhang et al., IEEE TC 2022): published figures that rows are set beside.
 NEMO_HARVEST_SHARE = 0.41
 NEMO_SPEEDUP = (12.5, 25.0)
+# The goals against straightforward co-location (issue 14): nemo dominates each baseline on
+# both axes at once, function completion and the NF. Against colocate-fifo (the NF is safe, the
+# functions starve): completion mean and p50 >= 25x better, and nemo's NF loses nothing.
+# Against colocate-default (the functions take the NF's cycles): the NF's p99.9 >= 5x better,
+# nemo's NF loses nothing, and the functions take at most 1.5x the baseline's mean.
+GOAL_FIFO_SPEEDUP = 25.0
+GOAL_DEFAULT_P999 = 5.0
+GOAL_DEFAULT_COMPL = 1.5
 
 # What one experiment runs. cell_s: measured seconds per cell; loads: shares of the measured
 # capacity; rates: invocations per second (the first is the base rate of the load sweep).
@@ -1079,6 +1087,123 @@ def spread(values, fmt="%.3g", scale=1.0):
     return "%s [%s–%s]" % (fmt % m, fmt % min(v), fmt % max(v))
 
 
+def sweep_cells(ok):
+    """(load share, cell) of the load sweep: constant load, mixed functions, the base rate."""
+    return sorted({(num(r["load_share"]), r["cell"]) for r in ok
+                   if r["load_kind"] == "constant" and r["mix"] == "mixed" and
+                   r["cell"].endswith("-r0") and num(r["load_share"]) is not None})
+
+
+def ratio(a, b):
+    """a / b, or None without both figures (or with b not positive)."""
+    return a / b if a is not None and b is not None and b > 0 else None
+
+
+def worst(values):
+    v = [x for x in values if x is not None]
+    return max(v) if v else None
+
+
+def judge(checks):
+    """(met, why, verdict) from checks (name, value, holds, what it shows when it does not
+    hold): met is True, False, or None when a figure is missing and nothing else missed; why
+    lists the parts that missed or are missing."""
+    absent = ["no " + name for name, v, _, _ in checks if v is None]
+    missed = [shown % v for _, v, holds, shown in checks if v is not None and not holds(v)]
+    if missed:
+        return False, missed + absent, "**NOT met**: " + "; ".join(missed + absent)
+    if absent:
+        return None, absent, "**no figure**: " + ", ".join(absent)
+    return True, [], "met"
+
+
+def dominance(vals, cell):
+    """nemo against colocate-fifo and colocate-default at one cell, judged by the goals above:
+    medians over the repetitions, except NF loss, which is the worst repetition."""
+    def med(s, key):
+        return median(vals(s, cell, key))
+
+    lost = {s: worst(vals(s, cell, "nf_lost"))
+            for s in ("nemo", "colocate-fifo", "colocate-default")}
+    no_loss = ("nemo's NF loss", lost["nemo"], lambda x: x == 0, "nemo's NF lost %.0f packets")
+    fifo = {"nemo_mean": med("nemo", "compl_mean_ms"),
+            "base_mean": med("colocate-fifo", "compl_mean_ms"),
+            "nemo_p50": med("nemo", "compl_p50_ms"),
+            "base_p50": med("colocate-fifo", "compl_p50_ms"),
+            "nemo_lost": lost["nemo"], "base_lost": lost["colocate-fifo"]}
+    fifo["mean_x"] = ratio(fifo["base_mean"], fifo["nemo_mean"])
+    fifo["p50_x"] = ratio(fifo["base_p50"], fifo["nemo_p50"])
+    fifo["met"], fifo["why"], fifo["verdict"] = judge([
+        ("mean speed-up", fifo["mean_x"], lambda x: x >= GOAL_FIFO_SPEEDUP,
+         "mean speed-up %%.1f× < %.0f×" % GOAL_FIFO_SPEEDUP),
+        ("p50 speed-up", fifo["p50_x"], lambda x: x >= GOAL_FIFO_SPEEDUP,
+         "p50 speed-up %%.1f× < %.0f×" % GOAL_FIFO_SPEEDUP), no_loss])
+    dflt = {"nemo_p999": med("nemo", "nf_p999_us"),
+            "base_p999": med("colocate-default", "nf_p999_us"),
+            "nemo_lost": lost["nemo"], "base_lost": lost["colocate-default"],
+            "nemo_mean": fifo["nemo_mean"], "base_mean": med("colocate-default", "compl_mean_ms")}
+    dflt["p999_x"] = ratio(dflt["base_p999"], dflt["nemo_p999"])
+    dflt["compl_x"] = ratio(dflt["nemo_mean"], dflt["base_mean"])
+    dflt["met"], dflt["why"], dflt["verdict"] = judge([
+        ("NF p99.9 ratio", dflt["p999_x"], lambda x: x >= GOAL_DEFAULT_P999,
+         "NF p99.9 %%.1f× better < %.0f×" % GOAL_DEFAULT_P999), no_loss,
+        ("completion ratio", dflt["compl_x"], lambda x: x <= GOAL_DEFAULT_COMPL,
+         "completion %%.2f× the baseline's > %.1f×" % GOAL_DEFAULT_COMPL)])
+    return {"colocate-fifo": fifo, "colocate-default": dflt}
+
+
+def pair(a, b, fmt):
+    return "%s / %s" % (fmtv(a, fmt), fmtv(b, fmt))
+
+
+def fmtv(x, fmt):
+    return "n/a" if x is None else fmt % x
+
+
+def dominance_section(vals, sweep):
+    """report.md's Dominance section: per load of the sweep, nemo against each baseline."""
+    doms = [(share, dominance(vals, cell)) for share, cell in sweep]
+    L = ["## Dominance: nemo against straightforward co-location\n",
+         "Per load of the sweep (mixed functions, %s), computed from `results.csv`: medians "
+         "over repetitions, NF loss the worst repetition (packets). Goals: against "
+         "`colocate-fifo`, function completion ≥ %.0f× better in mean and p50 and nemo's NF "
+         "loss 0; against `colocate-default`, the NF's p99.9 ≥ %.0f× better (baseline / nemo), "
+         "nemo's NF loss 0 and completion within %.1f× (nemo mean / baseline mean). "
+         "`plots/dominance_load<N>.png` shows each load with NF p99.9 figures: function "
+         "completion against NF p99.9, one point per scenario; points down-left dominate.\n"
+         % (", ".join("`%s`" % c for _, c in sweep) or "no cells", GOAL_FIFO_SPEEDUP,
+            GOAL_DEFAULT_P999, GOAL_DEFAULT_COMPL)]
+    L.append("| load | completion mean ms, nemo / colocate-fifo | speed-up mean | completion "
+             "p50 ms, nemo / colocate-fifo | speed-up p50 | NF lost, nemo / colocate-fifo | "
+             "goal |")
+    L.append("|---|---|---|---|---|---|---|")
+    for share, d in doms:
+        f = d["colocate-fifo"]
+        L.append("| %.0f %% | %s | %s | %s | %s | %s | %s |" % (
+            share * 100, pair(f["nemo_mean"], f["base_mean"], "%.2f"),
+            fmtv(f["mean_x"], "%.1f×"),
+            pair(f["nemo_p50"], f["base_p50"], "%.2f"), fmtv(f["p50_x"], "%.1f×"),
+            pair(f["nemo_lost"], f["base_lost"], "%.0f"), f["verdict"]))
+    L.append("")
+    L.append("| load | NF p99.9 µs, nemo / colocate-default | p99.9 better by | NF lost, nemo / "
+             "colocate-default | completion mean ms, nemo / colocate-default | completion "
+             "ratio | goal |")
+    L.append("|---|---|---|---|---|---|---|")
+    for share, d in doms:
+        f = d["colocate-default"]
+        L.append("| %.0f %% | %s | %s | %s | %s | %s | %s |" % (
+            share * 100, pair(f["nemo_p999"], f["base_p999"], "%.0f"),
+            fmtv(f["p999_x"], "%.1f×"), pair(f["nemo_lost"], f["base_lost"], "%.0f"),
+            pair(f["nemo_mean"], f["base_mean"], "%.2f"), fmtv(f["compl_x"], "%.2f×"),
+            f["verdict"]))
+    L.append("")
+    missed = ["nemo does not dominate %s at load %.0f %%: %s." % (
+        base, share * 100, "; ".join(d[base]["why"]))
+        for share, d in doms for base in ("colocate-fifo", "colocate-default")
+        if d[base]["met"] is False]
+    return L, missed
+
+
 def report(out):
     """plots/*.png and report.md from results.csv, timeseries.csv and state.json in out."""
     state = json.load(open(os.path.join(out, "state.json")))
@@ -1155,6 +1280,8 @@ def report(out):
         else:
             L.append("| speed-up over %s | n/a | 12.5–25× | **no figure** |" % base)
     L.append("")
+    dom_lines, dom_missed = dominance_section(vals, sweep_cells(ok))
+    L += dom_lines
     L.append("## Per scenario, cell `%s` (load 50 %% of capacity, mixed functions)\n" % ref)
     L.append("| scenario | NF rx Mpps | NF loss % | NF p99 µs | spare_ratio | harvested s | "
              "harvest_ratio | invocations (cold/warm/prewarmed/zygote) | completion mean ms | "
@@ -1231,6 +1358,7 @@ def report(out):
         elif median(v) < NEMO_SPEEDUP[0]:
             missed.append("The speed-up over %s is %.2f×, below NEMO's 12.5×." %
                           (base, median(v)))
+    missed += dom_missed
     for r in rows:
         if r["status"] == "error" or (r["status"] == "ok" and not num(r["duration_s"])):
             missed.append("%s `%s` rep %s: %s" % (r["scenario"], r["cell"], int(r["rep"]) + 1,
@@ -1352,12 +1480,46 @@ def make_plots(plots, ok, series, cell_ids, ref, vals):
               "'step.dat' index %d using 1:3 with lines dt 2 title '%s spare'" % (i, s)
               for i, s in enumerate(SCENARIOS)) + "\nunset multiplot\n")
     write_gp(plots, "step_reclaim.gp", gp)
+    names = ["spare_harvested_vs_load", "nf_per_scenario", "completion_per_scenario",
+             "step_reclaim"]
+    names += [dominance_plot(plots, share, cell, vals) for share, cell in sweep_cells(ok)]
     pngs = []
-    for name in ("spare_harvested_vs_load", "nf_per_scenario", "completion_per_scenario",
-                 "step_reclaim"):
+    for name in filter(None, names):
         gnuplot(open(os.path.join(plots, name + ".gp")).read(), plots)
         pngs.append(os.path.join(plots, name + ".png"))
     return pngs
+
+
+def dominance_plot(plots, share, cell, vals):
+    """5. one load: function completion mean against NF p99.9, one point per scenario (medians
+    over repetitions); writes dominance_load<N>.dat/.gp and returns the name, or None when no
+    scenario has both figures (nothing to plot on log axes)."""
+    name = "dominance_load%d" % round(share * 100)
+    pts = []
+    for s in SCENARIOS:
+        x, y = median(vals(s, cell, "nf_p999_us")), median(vals(s, cell, "compl_mean_ms"))
+        if (x or 0) > 0 and (y or 0) > 0:
+            pts.append((s, x, y))
+    if not pts:
+        return None
+    with open(os.path.join(plots, name + ".dat"), "w") as f:
+        f.write("# nf_p999_us compl_mean_ms, one block per scenario (cell %s, medians over "
+                "repetitions)\n" % cell)
+        for s, x, y in pts:
+            f.write("# %s\n%s %s\n\n\n" % (s, fmtd(x), fmtd(y)))
+    # a scenario keeps its colour and point type from one load to the next
+    series = ", \\\n".join(
+        "'%s.dat' index %d using 1:2 with points pt %d ps 2.5 lc %d title '%s'"
+        % (name, i, 5 + 2 * (SCENARIOS.index(s) % 3), SCENARIOS.index(s) + 1, s)
+        for i, (s, _, _) in enumerate(pts))
+    gp = ("set output '%s.png'\nset title \"Load %.0f %% (cell %s): function completion "
+          "against NF p99.9, one point per scenario\\n(medians over repetitions); points "
+          "down-left dominate\" noenhanced\nset xlabel 'NF p99.9 latency, us (log)'\n"
+          "set ylabel 'function completion mean, ms (log)'\nset logscale xy\n"
+          "set offsets graph 0.1, graph 0.1, graph 0.15, graph 0.15\nset grid\n"
+          "set key outside right noenhanced\nplot %s\n" % (name, share * 100, cell, series))
+    write_gp(plots, name + ".gp", gp)
+    return name
 
 
 def fmtd(x):
