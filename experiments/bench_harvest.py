@@ -165,7 +165,8 @@ def stop(p):
 def harvest_cfg(**kw):
     h = {"enabled": True, "channels": [NAME], "period_ms": 2, "predictor": "markov",
          "prewarm": True, "policy": "idle", "thread_cap": 4,
-         "reclaim": {"threshold": 0.2, "windows": 3, "action": "move"},
+         "reclaim": {"threshold": 0.2, "windows": 3, "action": "move",
+                     "freeze_below": 0.05},
          "overflow": "housekeeping", "queue_deadline_ms": 100,
          "interference": {"enabled": True, "bound": 1.5}}
     if FLOOR_US:
@@ -902,10 +903,12 @@ def fig_steps(S, rate30):
           "(tx_full %d); %s" % (res["lost"], db[0] - da[0], db[1] - da[1], gen_why(res)))
     spares = sorted(k["spare_ratio"] for t, k in samples if step + 0.5 < t < 2 * step - 0.2)
     if spares:
+        rc = harvest_cfg()["reclaim"]
         print("   spare_ratio in the 100 %% step: min %.3f, median %.3f, max %.3f; reclaim "
-              "threshold %.2f; CPU used on cpu 0 by moved/overflow sandboxes %.2f s"
-              % (spares[0], spares[len(spares) // 2], spares[-1],
-                 harvest_cfg()["reclaim"]["threshold"], h0b - h0a))
+              "moves under %.2f (with a core to take the sandboxes), freezes under %.2f; CPU "
+              "used on cpu 0 by moved/overflow sandboxes %.2f s"
+              % (spares[0], spares[len(spares) // 2], spares[-1], rc["threshold"],
+                 rc["freeze_below"], h0b - h0a))
     print("   harvesting at 10 %%: %.1f %% of the core; resumes (>= half that) %s after the "
           "load falls" % (100 * level, "%.0f ms" % (resumed * 1e3) if resumed is not None
                           else "not within the run"))

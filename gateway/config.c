@@ -258,6 +258,8 @@ static const struct cfg_key reclaim_keys[] = {
 	{.name = "action",
 	 .parse = parse_action,
 	 .offset = offsetof(struct sched_reclaim_config, prefer)},
+	CFG_KEY_RANGE("freeze_below", cfg_parse_double, struct sched_reclaim_config, freeze_below,
+		      false, 0, 1),
 	CFG_KEY_END,
 };
 
@@ -552,6 +554,12 @@ static int check(struct cfg_ctx *ctx, struct gw_config *cfg)
 				 ncpu);
 	if (cfg->harvest.cs.reclaim.threshold > cfg->harvest.cs.reclaim.release)
 		cfg->harvest.cs.reclaim.release = cfg->harvest.cs.reclaim.threshold;
+	if (cfg->harvest.cs.reclaim.freeze_below > cfg->harvest.cs.reclaim.threshold)
+		return cfg_error(ctx, "harvest.reclaim.freeze_below",
+				 "%.2f is above the threshold %.2f: a core is frozen only after "
+				 "nowhere could take its sandboxes (default 0.05)",
+				 cfg->harvest.cs.reclaim.freeze_below,
+				 cfg->harvest.cs.reclaim.threshold);
 	cfg->harvest.cs.hk_cpu = cfg->n_housekeeping_cores ? cfg->housekeeping_cores[0] : 0;
 	if (strcmp(cfg->harvest.cs.predictor, "ewma") &&
 	    strcmp(cfg->harvest.cs.predictor, "markov"))

@@ -8,6 +8,8 @@ int sched_reclaim_config_check(const struct sched_reclaim_config *cfg)
 	if (!cfg || cfg->threshold < 0.0 || cfg->threshold > 1.0 || cfg->release < 0.0 ||
 	    cfg->release > 1.0 || cfg->release < cfg->threshold || cfg->k_windows == 0 ||
 	    cfg->release_windows == 0 ||
+	    (cfg->prefer == SCHED_RECLAIM_MOVE &&
+	     (cfg->freeze_below < 0.0 || cfg->freeze_below > cfg->threshold)) ||
 	    (cfg->prefer != SCHED_RECLAIM_FREEZE && cfg->prefer != SCHED_RECLAIM_MOVE))
 		return -EINVAL;
 	return 0;
@@ -38,15 +40,18 @@ struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_conf
 	struct sched_reclaim_decision d = {SCHED_RECLAIM_NONE, -1};
 
 	c->below = spare_ratio < cfg->threshold ? c->below + 1 : 0;
+	c->starved = spare_ratio < cfg->freeze_below ? c->starved + 1 : 0;
 	if (c->reclaimed) {
 		c->held++;
 		c->spare_avg += 2.0 / (cfg->release_windows + 1.0) * (spare_ratio - c->spare_avg);
 	}
 	if (!c->reclaimed && c->below >= cfg->k_windows) {
-		int t = cfg->prefer == SCHED_RECLAIM_MOVE && views
-				? move_target(cfg, cores, idx, views, n)
-				: -1;
+		bool move = cfg->prefer == SCHED_RECLAIM_MOVE;
+		int t = move && views ? move_target(cfg, cores, idx, views, n) : -1;
 
+		/* nowhere to move them: freezing helps only an NF that needs the whole core */
+		if (t < 0 && move && c->starved < cfg->k_windows)
+			return d;
 		d.action = t >= 0 ? SCHED_RECLAIM_MOVE : SCHED_RECLAIM_FREEZE;
 		d.target_cpu = t >= 0 ? views[t].cpu : -1;
 		c->reclaimed = true;

@@ -1334,6 +1334,13 @@ static void test_bad_config_names_key(void)
 	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
 	CU_ASSERT_TRUE(test_proc_output_has(&p, "harvest.nf_delay_budget_us"));
+	/* a freeze band above the move threshold: the key, both values */
+	test_write_text(path, "{\"harvest\": {\"reclaim\": {\"threshold\": 0.2, "
+			      "\"freeze_below\": 0.3}}}");
+	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
+	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 2);
+	CU_ASSERT_TRUE(test_proc_output_has(&p, "harvest.reclaim.freeze_below"));
+	CU_ASSERT_TRUE(test_proc_output_has(&p, "0.30 is above the threshold 0.20"));
 	snprintf(path, sizeof(path), "%s/configs/nemod.json", nemo_test_srcdir());
 	CU_ASSERT_EQUAL_FATAL(test_proc_start(&p, argv), 0);
 	CU_ASSERT_EQUAL(test_proc_wait(&p, 5000), 0);

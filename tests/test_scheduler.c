@@ -177,6 +177,53 @@ static void test_reclaim_owed_spare(void)
 	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_FREEZE);
 }
 
+/*
+ * Preferring moves, with nowhere to move to: a 90 % burst (spare 0.10-0.15, under the 0.2
+ * threshold) leaves the sandboxes where they are, on the NF's scraps; only a spare under
+ * freeze_below for k windows freezes them. A core that can take them, seen later in the same
+ * low streak, gets them at once.
+ */
+static void test_reclaim_freeze_band(void)
+{
+	struct sched_reclaim_config cfg = rc_freeze;
+	struct sched_reclaim_core cores[2];
+	struct sched_core_view views[2] = {{.cpu = 1}, {.cpu = 2, .spare_pred = 0.1}};
+	const double burst[] = {0.12, 0.10, 0.15, 0.11, 0.13, 0.10, 0.14, 0.12, 0.10, 0.15};
+	const double full[] = {0.12, 0.03, 0.02, 0.04, 0.5};
+	int at[4], act[4], tgt[4];
+
+	cfg.prefer = SCHED_RECLAIM_MOVE;
+	cfg.freeze_below = 0.05;
+	CU_ASSERT_EQUAL_FATAL(sched_reclaim_config_check(&cfg), 0);
+	memset(cores, 0, sizeof(cores));
+	CU_ASSERT_EQUAL(run_seq(&cfg, cores, burst, 10, views, 2, at, act, tgt), 0);
+	CU_ASSERT_FALSE(cores[0].reclaimed);
+	CU_ASSERT_EQUAL(cores[0].reclaims, 0);
+	CU_ASSERT_EQUAL(cores[0].below, 10); /* still low, and counted */
+
+	/* the NF takes the whole core: frozen on the third window under 0.05 */
+	memset(cores, 0, sizeof(cores));
+	CU_ASSERT_EQUAL_FATAL(run_seq(&cfg, cores, full, 5, views, 2, at, act, tgt), 1);
+	CU_ASSERT_EQUAL(at[0], 3);
+	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_FREEZE);
+	CU_ASSERT_EQUAL(tgt[0], -1);
+
+	/* the other core frees up during the burst: the sandboxes go there */
+	memset(cores, 0, sizeof(cores));
+	CU_ASSERT_EQUAL(run_seq(&cfg, cores, burst, 5, views, 2, at, act, tgt), 0);
+	views[1].spare_pred = 0.8;
+	CU_ASSERT_EQUAL_FATAL(run_seq(&cfg, cores, burst, 1, views, 2, at, act, tgt), 1);
+	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_MOVE);
+	CU_ASSERT_EQUAL(tgt[0], 2);
+
+	/* preferring freezes, the threshold freezes as before */
+	cfg.prefer = SCHED_RECLAIM_FREEZE;
+	memset(cores, 0, sizeof(cores));
+	CU_ASSERT_EQUAL_FATAL(run_seq(&cfg, cores, burst, 10, NULL, 0, at, act, tgt), 1);
+	CU_ASSERT_EQUAL(at[0], 2);
+	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_FREEZE);
+}
+
 static void test_reclaim_move(void)
 {
 	struct sched_reclaim_config cfg = rc_freeze;
@@ -191,6 +238,7 @@ static void test_reclaim_move(void)
 	int at[4], act[4], tgt[4];
 
 	cfg.prefer = SCHED_RECLAIM_MOVE;
+	cfg.freeze_below = 0.05;
 	memset(cores, 0, sizeof(cores));
 	CU_ASSERT_EQUAL_FATAL(run_seq(&cfg, cores, low, 3, views, 3, at, act, tgt), 1);
 	CU_ASSERT_EQUAL(act[0], SCHED_RECLAIM_MOVE);
@@ -208,6 +256,11 @@ static void test_reclaim_move(void)
 
 	cfg.release = 0.1; /* below threshold: no hysteresis, refused */
 	CU_ASSERT_EQUAL(sched_reclaim_config_check(&cfg), -EINVAL);
+	cfg.release = 0.5;
+	cfg.freeze_below = 0.3; /* a freeze band above the move threshold, refused */
+	CU_ASSERT_EQUAL(sched_reclaim_config_check(&cfg), -EINVAL);
+	cfg.freeze_below = 0.0; /* never freeze: allowed */
+	CU_ASSERT_EQUAL(sched_reclaim_config_check(&cfg), 0);
 	cfg = rc_freeze;
 	cfg.k_windows = 0;
 	CU_ASSERT_EQUAL(sched_reclaim_config_check(&cfg), -EINVAL);
@@ -356,7 +409,10 @@ static void test_sleep_floor(void)
 
 NEMO_SUITE(scheduler_policy, NULL, NULL, {"dispatch_choices", test_dispatch_choices},
 	   {"reclaim_freeze_hysteresis", test_reclaim_freeze_hysteresis},
-	   {"reclaim_move", test_reclaim_move}, {"reclaim_owed_spare", test_reclaim_owed_spare},
+	   {"reclaim_move", test_reclaim_move},
+	   {"reclaim_freeze_band: with nowhere to move, a burst leaves the sandboxes on the core",
+	    test_reclaim_freeze_band},
+	   {"reclaim_owed_spare", test_reclaim_owed_spare},
 	   {"iwatch_throttle", test_iwatch_throttle}, {"metrics", test_metrics},
 	   {"topology", test_topology}, {"policy_names", test_policy_names},
 	   {"sleep_floor", test_sleep_floor})

@@ -420,7 +420,8 @@ static void test_reclaim_reaction(void)
 					  .release = 0.7,
 					  .release_windows = 20,
 					  .prefer = SCHED_RECLAIM_MOVE,
-					  .move_min_spare = 0.3};
+					  .move_min_spare = 0.3,
+					  .freeze_below = 0.05};
 	/* the NF core, and cpu 0 as the place to move to */
 	struct sched_reclaim_core core[2] = {{0}};
 	const struct sched_core_view views[2] = {{.cpu = 1}, {.cpu = 0, .spare_pred = 1.0}};

@@ -170,10 +170,13 @@ struct sched_reclaim_config {
 				   * releases it */
 	int prefer;		  /* SCHED_RECLAIM_FREEZE or SCHED_RECLAIM_MOVE */
 	double move_min_spare;	  /* a move target needs at least this predicted spare_ratio */
+	double freeze_below;	  /* prefer MOVE, nowhere to move: freeze only under this
+				   * (0: never; at most threshold) */
 };
 
 struct sched_reclaim_core {
 	uint32_t below;	  /* consecutive windows below threshold */
+	uint32_t starved; /* consecutive windows below freeze_below */
 	uint32_t held;	  /* windows since the core was reclaimed */
 	double spare_avg; /* spare_ratio since then, smoothed over ~release_windows */
 	bool reclaimed;
@@ -186,13 +189,17 @@ struct sched_reclaim_decision {
 	int target_cpu; /* for SCHED_RECLAIM_MOVE */
 };
 
-/* Returns 0 or -EINVAL (threshold/release out of [0, 1], release < threshold, k 0). */
+/* Returns 0 or -EINVAL (threshold/release out of [0, 1], release < threshold, k 0, with MOVE
+ * a freeze_below out of [0, threshold]). */
 int sched_reclaim_config_check(const struct sched_reclaim_config *cfg);
 
 /*
  * Feed core `idx` its latest window's spare_ratio. When it has been below threshold for
  * k_windows, returns MOVE to the other unreclaimed core with the most predicted spare
- * (>= move_min_spare) if cfg->prefer is MOVE and there is one, else FREEZE. While
+ * (>= move_min_spare) if cfg->prefer is MOVE and there is one, else FREEZE. With MOVE
+ * preferred and no core to take them, the sandboxes stay and keep the NF's scraps (at
+ * SCHED_IDLE they cost a FIFO NF nothing it needs; a freeze would stop their work for no gain)
+ * until the spare has been below freeze_below for k_windows: then FREEZE. While
  * reclaimed, once it has been so for release_windows and the spare_ratio smoothed over about
  * as many windows (EWMA, alpha 2 / (release_windows + 1), from the window that reclaimed it)
  * is at or above release, returns THAW (for a frozen core; a core whose sandboxes moved away
