@@ -677,6 +677,7 @@ def completion_run(rate30, bursts, tag):
     """On-off bursts of the mix separated by more than the keep-alive, NF at 30 % load."""
     g = gen(["--rate", str(int(rate30))], 3600, tag)  # stopped when the pattern ends
     time.sleep(1.0)
+    own0 = nf_delay()
     per = {name: {"lat": [], "acts": []} for name, _, _ in MIX}
     for _ in range(bursts):
         for i in range(BURST_N):
@@ -687,16 +688,20 @@ def completion_run(rate30, bursts, tag):
             time.sleep(BURST_GAP_S)
         time.sleep(OFF_S)
     cg = cg_state(1)
+    own1 = nf_delay()
     g[0].send_signal(signal.SIGTERM)  # nemo-gen drains and writes its summary
     nf = gen_result(g)
+    own99, own999 = delay_pct(own0, own1, 99), delay_pct(own0, own1, 99.9)
     out = {"cg": "cpu 1 sandbox cgroup: cpu.idle=%s, shares=%s, quota_us=%s" % (
         cg["idle"], cg_file("cpu", 1, "cpu.shares"), cg["quota_us"]),
-        "nf": "NF meanwhile: %.2f Mpps, lost %d of %d, p99 %.0f us, p99.9 %.0f us" % (
-            nf["rx_pps"] / 1e6, nf["lost"], nf.get("sent", 0), nf["lat_p99_us"],
-            nf["lat_p999_us"]),
+        "nf": "NF meanwhile: %.2f Mpps, lost %d of %d, end to end p99 %.0f us, p99.9 %.0f us; "
+              "the NF's own (stamp to send) p99 %.0f us, p99.9 %.0f us" % (
+                  nf["rx_pps"] / 1e6, nf["lost"], nf.get("sent", 0), nf["lat_p99_us"],
+                  nf["lat_p999_us"], own99, own999),
         # the same NF figures as numbers, for the dominance verdicts
         "nf_data": {"lost": nf["lost"], "sent": nf.get("sent", 0), "p99_us": nf["lat_p99_us"],
-                    "p999_us": nf["lat_p999_us"]}}
+                    "p999_us": nf["lat_p999_us"], "own_p99_us": own99,
+                    "own_p999_us": own999}}
     for name, r in per.items():
         lats, acts = r["lat"], r["acts"]
         paths = {}
@@ -763,12 +768,25 @@ def judge_vs_fifo(nemo, base):
     return d
 
 
+def nf_p999(nemo, base):
+    """The NF p99.9 pair the verdict compares: the NF's own (nemo-gen's stamp to the NF's send,
+    as figure 2 judges its p99), which leaves out nemo-gen's stalls on cpu 0 that inflate both
+    runs alike; end to end when the NF did not time its own."""
+    a, b = nemo["nf_data"].get("own_p999_us"), base["nf_data"].get("own_p999_us")
+    if a is not None and b is not None and a == a and b == b:
+        return a, b, "the NF's own"
+    return nemo["nf_data"]["p999_us"], base["nf_data"]["p999_us"], "end to end"
+
+
 def judge_vs_default(nemo, base):
     """nemo against co-location with the NF at default priority: the NF's p99.9 (baseline /
     nemo), nemo's NF loss, and the completion ratio (nemo mean / baseline mean)."""
+    n999, b999, which = nf_p999(nemo, base)
     d = {"tag": "co-location, poll default",
-         "p999_x": ratio(base["nf_data"]["p999_us"], nemo["nf_data"]["p999_us"]),
-         "nemo_p999_us": nemo["nf_data"]["p999_us"], "base_p999_us": base["nf_data"]["p999_us"],
+         "p999_x": ratio(b999, n999), "p999_which": which,
+         "nemo_p999_us": n999, "base_p999_us": b999,
+         "nemo_e2e_p999_us": nemo["nf_data"]["p999_us"],
+         "base_e2e_p999_us": base["nf_data"]["p999_us"],
          "nemo_lost": nemo["nf_data"]["lost"], "base_lost": base["nf_data"]["lost"],
          "compl_x": ratio(nemo["all"]["mean"], base["all"]["mean"]),
          "nemo_mean_ms": nemo["all"]["mean"], "base_mean_ms": base["all"]["mean"]}
@@ -786,11 +804,12 @@ def judge_vs_default(nemo, base):
                       % (d["compl_x"], GOAL_DEFAULT_COMPL))
     d["goal"] = "NF p99.9 >= %.0fx better, nemo's NF loss 0, completion <= %.1fx" % (
         GOAL_DEFAULT_P999, GOAL_DEFAULT_COMPL)
-    d["figures"] = "NF p99.9 %s better (%.0f us baseline, %.0f us nemo), NF lost %d (nemo) " \
-        "against %d (baseline), completion %s of the baseline's mean (%.1f ms nemo, %.1f ms " \
-        "baseline)" % (xfmt(d["p999_x"]), d["base_p999_us"], d["nemo_p999_us"], d["nemo_lost"],
-                       d["base_lost"], xfmt(d["compl_x"], "%.2fx"), d["nemo_mean_ms"],
-                       d["base_mean_ms"])
+    d["figures"] = "NF p99.9 (%s) %s better (%.0f us baseline, %.0f us nemo; end to end " \
+        "%.0f and %.0f us), NF lost %d (nemo) against %d (baseline), completion %s of the " \
+        "baseline's mean (%.1f ms nemo, %.1f ms baseline)" % (
+            which, xfmt(d["p999_x"]), d["base_p999_us"], d["nemo_p999_us"],
+            d["base_e2e_p999_us"], d["nemo_e2e_p999_us"], d["nemo_lost"], d["base_lost"],
+            xfmt(d["compl_x"], "%.2fx"), d["nemo_mean_ms"], d["base_mean_ms"])
     d["missed"] = missed
     return d
 
