@@ -673,11 +673,8 @@ def invoke_body(name, body):
     return lat, act
 
 
-def completion_run(rate30, bursts, tag):
-    """On-off bursts of the mix separated by more than the keep-alive, NF at 30 % load."""
-    g = gen(["--rate", str(int(rate30))], 3600, tag)  # stopped when the pattern ends
-    time.sleep(1.0)
-    own0 = nf_delay()
+def drive_bursts(bursts):
+    """On-off bursts of the mix separated by more than the keep-alive, one client."""
     per = {name: {"lat": [], "acts": []} for name, _, _ in MIX}
     for _ in range(bursts):
         for i in range(BURST_N):
@@ -687,6 +684,39 @@ def completion_run(rate30, bursts, tag):
             per[name]["acts"].append(act)
             time.sleep(BURST_GAP_S)
         time.sleep(OFF_S)
+    return per
+
+
+def drive_sustained(seconds, rate):
+    """Open-loop arrivals, as a platform gets them: a call of the mix's first function (sha256)
+    every 1/rate s for `seconds`, each on its own thread, whether the earlier ones have ended
+    or not; completion counted from the call's own start."""
+    name, _, body = MIX[0]
+    per = {n: {"lat": [], "acts": []} for n, _, _ in MIX}
+    lock = threading.Lock()
+
+    def call():
+        lat, act = invoke_body(name, body)
+        with lock:
+            per[name]["lat"].append(lat)
+            per[name]["acts"].append(act)
+
+    threads, t0 = [], time.time()
+    for k in range(int(seconds * rate)):
+        time.sleep(max(0.0, t0 + k / rate - time.time()))
+        threads.append(threading.Thread(target=call))
+        threads[-1].start()
+    for t in threads:
+        t.join()
+    return per
+
+
+def completion_run(rate30, drive, tag):
+    """One pattern of invocations (`drive()`), NF at 30 % load, and the NF's figures meanwhile."""
+    g = gen(["--rate", str(int(rate30))], 3600, tag)  # stopped when the pattern ends
+    time.sleep(1.0)
+    own0 = nf_delay()
+    per = drive()
     cg = cg_state(1)
     own1 = nf_delay()
     g[0].send_signal(signal.SIGTERM)  # nemo-gen drains and writes its summary
@@ -704,6 +734,8 @@ def completion_run(rate30, bursts, tag):
                     "own_p999_us": own999}}
     for name, r in per.items():
         lats, acts = r["lat"], r["acts"]
+        if not lats:
+            continue
         paths = {}
         for act in acts:
             paths[act.get("startPath", "?")] = paths.get(act.get("startPath", "?"), 0) + 1
@@ -726,6 +758,8 @@ def completion_run(rate30, bursts, tag):
 GOAL_FIFO_SPEEDUP = 25.0
 GOAL_DEFAULT_P999 = 5.0
 GOAL_DEFAULT_COMPL = 1.5
+SUSTAIN_S = 8        # the sustained pattern: seconds of arrivals ...
+SUSTAIN_RATE = 8     # ... at this many sha256 calls a second (~8 % of a core)
 
 
 def ratio(a, b):
@@ -741,14 +775,15 @@ def void_missed(nemo, base):
     return ["VOID: nemo-nf stopped during a run"] if nemo.get("void") or base.get("void") else []
 
 
-def judge_vs_fifo(nemo, base):
+def judge_vs_fifo(nemo, base, sustained=False):
     """nemo against co-location with a FIFO NF: completion speed-up (baseline / nemo, mean and
     p50, all functions; per function for information) and the NF loss of both runs."""
-    d = {"tag": "co-location, poll FIFO",
+    d = {"tag": "co-location, poll FIFO" + (" (sustained)" if sustained else ""),
          "mean_x": ratio(base["all"]["mean"], nemo["all"]["mean"]),
          "p50_x": ratio(base["all"]["p50"], nemo["all"]["p50"]),
          "per_fn": {name: (ratio(base[name]["mean"], nemo[name]["mean"]),
-                           ratio(base[name]["p50"], nemo[name]["p50"])) for name, _, _ in MIX},
+                           ratio(base[name]["p50"], nemo[name]["p50"]))
+                    for name, _, _ in MIX if name in nemo and name in base},
          "nemo_lost": nemo["nf_data"]["lost"], "base_lost": base["nf_data"]["lost"]}
     missed = void_missed(nemo, base)
     for key, what in (("mean_x", "mean"), ("p50_x", "p50")):
@@ -778,11 +813,11 @@ def nf_p999(nemo, base):
     return nemo["nf_data"]["p999_us"], base["nf_data"]["p999_us"], "end to end"
 
 
-def judge_vs_default(nemo, base):
+def judge_vs_default(nemo, base, sustained=False):
     """nemo against co-location with the NF at default priority: the NF's p99.9 (baseline /
     nemo), nemo's NF loss, and the completion ratio (nemo mean / baseline mean)."""
     n999, b999, which = nf_p999(nemo, base)
-    d = {"tag": "co-location, poll default",
+    d = {"tag": "co-location, poll default" + (" (sustained)" if sustained else ""),
          "p999_x": ratio(b999, n999), "p999_which": which,
          "nemo_p999_us": n999, "base_p999_us": b999,
          "nemo_e2e_p999_us": nemo["nf_data"]["p999_us"],
@@ -828,7 +863,7 @@ def fig_completion(S, rate30):
           "(sha256 20000 rounds and python wordstats in turn, one client, %.1f s apart), "
           "%.0f s off between bursts; keep-alive %d s"
           % (rate30 / 1e6, bursts, BURST_N, BURST_GAP_S, OFF_S, KEEPALIVE_S))
-    rows = []
+    rows, sustained = [], []
     for tag, idle, sched, harvest in (
             ("nemo (sleep, FIFO, harvest)", NF_SLEEP[0], NF_SLEEP[1], harvest_cfg()),
             ("co-location, poll FIFO", {"policy": "poll"}, {"policy": "fifo", "priority": 50},
@@ -838,9 +873,13 @@ def fig_completion(S, rate30):
         nf = start_nf(idle, sched)
         nd = start_nemod(harvest, ttl_s=KEEPALIVE_S)
         deploy_mix()
-        rows.append((tag, completion_run(rate30, bursts, "c%d" % len(rows))))
+        rows.append((tag, completion_run(rate30, lambda: drive_bursts(bursts),
+                                         "c%d" % len(rows))))
         rows[-1][1]["void"] = not nf_alive()
-        if rows[-1][1]["void"]:
+        sustained.append((tag, completion_run(
+            rate30, lambda: drive_sustained(SUSTAIN_S, SUSTAIN_RATE), "s%d" % len(rows))))
+        sustained[-1][1]["void"] = not nf_alive()
+        if rows[-1][1]["void"] or sustained[-1][1]["void"]:
             print("   VOID: nemo-nf stopped during '%s' (a signal from outside the bench)" % tag)
         stop(nd)
         stop(nf)
@@ -867,6 +906,22 @@ def fig_completion(S, rate30):
     base = dict(rows[1:])
     print_verdict(judge_vs_fifo(nemo, base["co-location, poll FIFO"]))
     print_verdict(judge_vs_default(nemo, base["co-location, poll default"]))
+    print("\n   sustained demand, after the bursts in each setup: %s called %d times a second "
+          "for %d s, open loop (each call on its own, whether the earlier ones ended or not); "
+          "beside a FIFO NF the kernel gives fair tasks 50 ms of every second, which the "
+          "bursts above fit in and this does not" % (MIX[0][0], SUSTAIN_RATE, SUSTAIN_S))
+    print("   %-28s %4s %9s %9s %9s %9s %9s  %s" % ("setup", "n", "mean ms", "p50 ms",
+                                                     "p99 ms", "start ms", "run ms", "paths"))
+    for tag, r in sustained:
+        f, a = r.get(MIX[0][0]), r["all"]
+        print("   %-28s %4d %9.1f %9.1f %9.1f %9.2f %9.1f  %s%s" % (
+            tag, a["n"], a["mean"], a["p50"], a["p99"], f["start"] if f else float("nan"),
+            f["run"] if f else float("nan"), json.dumps(f["paths"]) if f else "",
+            " failed %d" % f["failed"] if f and f["failed"] else ""))
+        print("   %-28s %s" % ("", r["nf"]))
+    snemo, sbase = sustained[0][1], dict(sustained[1:])
+    print_verdict(judge_vs_fifo(snemo, sbase["co-location, poll FIFO"], sustained=True))
+    print_verdict(judge_vs_default(snemo, sbase["co-location, poll default"], sustained=True))
     return rows
 
 
