@@ -744,6 +744,15 @@ def completion_run(rate30, drive, tag):
                      "p50": pct(lats, 0.5) * 1e3, "p99": pct(lats, 0.99) * 1e3, "start": st,
                      "run": run, "paths": paths,
                      "failed": sum(1 for act in acts if act.get("http_status") != 200)}
+    slow = max(((lat, act, name) for name, r in per.items()
+                for lat, act in zip(r["lat"], r["acts"])), key=lambda x: x[0], default=None)
+    if slow:
+        ph = slow[1].get("phases", {})
+        out["slowest"] = "slowest call: %s %.1f ms = queue %.1f + create %.1f + init %.1f + " \
+            "run %.1f + rest (HTTP, nemod, waits outside the record) ms; path %s, core %s" % (
+                slow[2], slow[0] * 1e3, ph.get("queue_us", 0) / 1e3, ph.get("create_us", 0) / 1e3,
+                ph.get("init_us", 0) / 1e3, ph.get("run_us", 0) / 1e3,
+                slow[1].get("startPath", "?"), slow[1].get("core", "?"))
     alll = [x for r in per.values() for x in r["lat"]]
     out["all"] = {"n": len(alll), "mean": sum(alll) / max(1, len(alll)) * 1e3,
                   "p50": pct(alll, 0.5) * 1e3, "p99": pct(alll, 0.99) * 1e3}
@@ -895,6 +904,7 @@ def fig_completion(S, rate30):
         print("   %-28s %-10s %4d %9.1f %9.1f %9.1f   (%s)" % (
             tag, "all", f["n"], f["mean"], f["p50"], f["p99"], r["cg"]))
         print("   %-28s %s" % ("", r["nf"]))
+        print("   %-28s %s" % ("", r.get("slowest", "")))
     nemo = rows[0][1]
     for tag, r in rows[1:]:
         for name in [m[0] for m in MIX] + ["all"]:
@@ -919,6 +929,7 @@ def fig_completion(S, rate30):
             f["run"] if f else float("nan"), json.dumps(f["paths"]) if f else "",
             " failed %d" % f["failed"] if f and f["failed"] else ""))
         print("   %-28s %s" % ("", r["nf"]))
+        print("   %-28s %s" % ("", r.get("slowest", "")))
     snemo, sbase = sustained[0][1], dict(sustained[1:])
     print_verdict(judge_vs_fifo(snemo, sbase["co-location, poll FIFO"], sustained=True))
     print_verdict(judge_vs_default(snemo, sbase["co-location, poll default"], sustained=True))
