@@ -1271,7 +1271,11 @@ def report(out):
         L.append("| harvested share of spare cycles | n/a | 41 % | **no figure**: nemo did not "
                  "run |")
     for base, v in speedups.items():
-        if v:
+        if v and base == "colocate-default":
+            # a co-located function at default weight takes the NF's own cycles: the goal
+            # there is to dominate on both axes (Dominance), not to be 12.5x faster
+            verdict = "not a goal here: judged in Dominance"
+        elif v:
             m = median(v)
             verdict = ("yes" if m >= NEMO_SPEEDUP[0] else
                        "**no**: below 12.5×")
@@ -1355,7 +1359,7 @@ def report(out):
         if not v:
             missed.append("No speed-up over %s: nemo or %s has no completion times." %
                           (base, base))
-        elif median(v) < NEMO_SPEEDUP[0]:
+        elif median(v) < NEMO_SPEEDUP[0] and base != "colocate-default":
             missed.append("The speed-up over %s is %.2f×, below NEMO's 12.5×." %
                           (base, median(v)))
     missed += dom_missed
