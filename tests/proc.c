@@ -429,6 +429,15 @@ int test_nf_telemetry(const char *name, const char *commands, char *out, size_t 
 	return 0;
 }
 
+int test_count_of(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
 double test_json_num(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);

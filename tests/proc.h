@@ -103,6 +103,8 @@ cJSON *test_gen_finish(struct test_proc *g, const char *json);
  * (NUL-terminated). Returns 0, or -errno when it cannot be run.
  */
 int test_nf_telemetry(const char *name, const char *commands, char *out, size_t len);
+/* How many times `needle` occurs in `text`, without overlaps. */
+int test_count_of(const char *text, const char *needle);
 /* The number `key` of a JSON object, or -1. */
 double test_json_num(const cJSON *o, const char *key);
 /* The number in "<key> <number>" in text, after `after` if not NULL; -1 if there is none. */

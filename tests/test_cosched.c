@@ -537,16 +537,6 @@ static void test_vanished_nf_keeps_serving(void)
 	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
 }
 
-/* How many times `needle` occurs in `text`. */
-static int count_of(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
 static char proc_state(pid_t pid)
 {
 	char path[64], buf[256];
@@ -647,10 +637,10 @@ static void test_killed_nf_thaws_its_core(void)
 	CU_ASSERT_FATAL(strlen(log) > log_at);
 	log += log_at;
 	printf("  nemod since the kill:\n%s", log);
-	CU_ASSERT_EQUAL(count_of(log, "has not published for"), 1);
+	CU_ASSERT_EQUAL(test_count_of(log, "has not published for"), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(log, "is a zombie"));
-	CU_ASSERT_EQUAL(count_of(log, "stopped publishing (stale channel)"), 1);
-	CU_ASSERT_EQUAL(count_of(log, "its NF is away: reclaim undone ("), 1);
+	CU_ASSERT_EQUAL(test_count_of(log, "stopped publishing (stale channel)"), 1);
+	CU_ASSERT_EQUAL(test_count_of(log, "its NF is away: reclaim undone ("), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(log, "sandboxes thawed"));
 	/* and calls go on: the core is no NF's now, the housekeeping core runs them */
 	CU_ASSERT_EQUAL(status_of("POST", "/function/hog", "1000"), 200);
