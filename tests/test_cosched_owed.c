@@ -198,7 +198,7 @@ static int be_freeze(void *arg, int cpu, bool freeze)
 	return 1; /* the packet instance */
 }
 
-static struct sched_cosched *cs_start(const struct ow_writer *w)
+static struct sched_cosched *cs_start_as(const struct ow_writer *w, int prefer)
 {
 	struct sched_cosched_backend be = {
 		.prewarm = be_prewarm, .idle = be_idle, .host = host, .freeze_core = be_freeze};
@@ -207,11 +207,17 @@ static struct sched_cosched *cs_start(const struct ow_writer *w)
 	sched_cosched_config_defaults(&cfg);
 	snprintf(cfg.channels[0], sizeof(cfg.channels[0]), "%s", w->name);
 	cfg.prewarm = false;
-	cfg.interference = false;		   /* no perf events on a test thread */
-	cfg.reclaim.prefer = SCHED_RECLAIM_FREEZE; /* the instance is frozen where it is */
+	cfg.interference = false; /* no perf events on a test thread */
+	cfg.reclaim.prefer = prefer;
+	cfg.hk_cpu = -1; /* no housekeeping core to move to: the NF core's own choice */
 	atomic_store(&freezes, 0);
 	atomic_store(&thaws, 0);
 	return sched_cosched_new(&cfg, &be);
+}
+
+static struct sched_cosched *cs_start(const struct ow_writer *w)
+{
+	return cs_start_as(w, SCHED_RECLAIM_FREEZE); /* the instance is frozen where it is */
 }
 
 /* The core as nemod shows it `ms` from now (its windows are 2 ms each). */
@@ -398,7 +404,47 @@ static int suite_teardown(void)
 	return 0;
 }
 
+/*
+ * nemod's default, `action: move`, with nowhere to move to: an NF at 0.88 of its core (a 90 %
+ * burst) keeps its sandboxes running on the scraps, no freeze, for a second; at 0.99 it needs
+ * the whole core, and the sandboxes are frozen within 3 windows under freeze_below (0.05).
+ */
+static void test_burst_keeps_sandboxes(void)
+{
+	struct ow_writer w;
+	struct sched_cosched *cs;
+	struct sched_cosched_core c;
+
+	if (!need_root())
+		return;
+	CU_ASSERT_EQUAL_FATAL(ow_start(&w), 0);
+	cs = cs_start_as(&w, SCHED_RECLAIM_MOVE);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
+	CU_ASSERT_FATAL(cs_wait_up(cs));
+	ow_load(&w, 0.88, 0.0);
+	c = cs_core_after(cs, 1000);
+	printf("\n    burst: spare %.2f, reclaims %llu, freezes %d", c.spare_ratio,
+	       (unsigned long long)c.reclaims, atomic_load(&freezes));
+	CU_ASSERT(c.spare_ratio > 0.05 && c.spare_ratio < 0.20);
+	CU_ASSERT_EQUAL(c.reclaims, 0);
+	CU_ASSERT_FALSE(c.reclaimed);
+	CU_ASSERT_EQUAL(atomic_load(&freezes), 0);
+	ow_load(&w, 0.99, 0.0);
+	c = cs_core_after(cs, 300);
+	printf("\n    saturated: spare %.2f, reclaims %llu, freezes %d\n", c.spare_ratio,
+	       (unsigned long long)c.reclaims, atomic_load(&freezes));
+	CU_ASSERT(c.spare_ratio < 0.05);
+	CU_ASSERT_EQUAL(c.reclaims, 1);
+	CU_ASSERT(c.reclaimed);
+	CU_ASSERT_EQUAL(atomic_load(&freezes), 1);
+	sched_cosched_destroy(cs);
+	CU_ASSERT_EQUAL(atomic_load(&thaws), 1); /* nothing is left frozen */
+	ow_stop(&w);
+}
+
 NEMO_SUITE(cosched_owed, suite_setup, suite_teardown,
 	   {"a core busy with its packet instance's packets is not reclaimed from it",
 	    test_resident_packets_not_reclaimed},
-	   {"the NF's own load rising still reclaims the core", test_own_load_still_reclaims});
+	   {"the NF's own load rising still reclaims the core", test_own_load_still_reclaims},
+	   {"a 90 % burst keeps its sandboxes; an NF that needs the whole core freezes them",
+	    test_burst_keeps_sandboxes});
