@@ -36,6 +36,8 @@ import time
 import urllib.error
 import urllib.request
 
+from goals import GOAL_DEFAULT_COMPL, GOAL_DEFAULT_P999, GOAL_FIFO_SPEEDUP, ratio
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
 FN_DIR = os.path.join(ROOT, "build", "functions")
@@ -759,21 +761,8 @@ def completion_run(rate30, drive, tag):
     return out
 
 
-# The goals of figure 3 (issue 14): nemo has to dominate each baseline on both axes at once.
-# Against co-location with a FIFO NF (the NF is safe, the functions starve) functions finish
-# >= 25x sooner, mean and p50, with no NF loss; against co-location at default priority (the
-# functions take the NF's cycles) the NF's p99.9 is >= 5x better with no loss, while functions
-# take at most 1.5x the baseline's mean.
-GOAL_FIFO_SPEEDUP = 25.0
-GOAL_DEFAULT_P999 = 5.0
-GOAL_DEFAULT_COMPL = 1.5
 SUSTAIN_S = 8        # the sustained pattern: seconds of arrivals ...
 SUSTAIN_RATE = 8     # ... at this many sha256 calls a second (~8 % of a core)
-
-
-def ratio(a, b):
-    """a / b, or None when b is not positive (no figure to judge)."""
-    return a / b if b and b > 0 else None
 
 
 def xfmt(x, fmt="%.1fx"):

@@ -43,6 +43,8 @@ import tempfile
 import threading
 import time
 
+from goals import GOAL_DEFAULT_COMPL, GOAL_DEFAULT_P999, GOAL_FIFO_SPEEDUP, ratio
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
 FUNCS = os.path.join(ROOT, "build", "functions")
@@ -63,14 +65,6 @@ HARVEST_SCENARIOS = ("nemo", "nemo-no-prewarm", "nemo-zygotes")
 # NEMO (Zhang et al., IEEE TC 2022): published figures that rows are set beside.
 NEMO_HARVEST_SHARE = 0.41
 NEMO_SPEEDUP = (12.5, 25.0)
-# The goals against straightforward co-location (issue 14): nemo dominates each baseline on
-# both axes at once, function completion and the NF. Against colocate-fifo (the NF is safe, the
-# functions starve): completion mean and p50 >= 25x better, and nemo's NF loses nothing.
-# Against colocate-default (the functions take the NF's cycles): the NF's p99.9 >= 5x better,
-# nemo's NF loses nothing, and the functions take at most 1.5x the baseline's mean.
-GOAL_FIFO_SPEEDUP = 25.0
-GOAL_DEFAULT_P999 = 5.0
-GOAL_DEFAULT_COMPL = 1.5
 
 # What one experiment runs. cell_s: measured seconds per cell; loads: shares of the measured
 # capacity; rates: invocations per second (the first is the base rate of the load sweep).
@@ -1092,11 +1086,6 @@ def sweep_cells(ok):
     return sorted({(num(r["load_share"]), r["cell"]) for r in ok
                    if r["load_kind"] == "constant" and r["mix"] == "mixed" and
                    r["cell"].endswith("-r0") and num(r["load_share"]) is not None})
-
-
-def ratio(a, b):
-    """a / b, or None without both figures (or with b not positive)."""
-    return a / b if a is not None and b is not None and b > 0 else None
 
 
 def worst(values):
