@@ -300,7 +300,7 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 	struct cs_core *c = &cs->cores[idx];
 	struct sched_core_view views[CS_MAX_CORES];
 	struct sched_reclaim_decision d;
-	bool was = cs->rc[idx].reclaimed, starved;
+	bool was = cs->rc[idx].reclaimed;
 	int rc = 0, n = 0;
 	char failed[64] = "";
 
@@ -310,12 +310,10 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 		c->starved_since_ns = now > window_ns ? now - window_ns : now;
 	views_of(cs, views);
 	d = sched_reclaim_step(&cs->cfg.reclaim, cs->rc, idx, spare_ratio, views, cs->n_cores);
-	/* preferring moves, a freeze comes only once the NF has needed the whole core */
-	starved = d.action == SCHED_RECLAIM_FREEZE && cs->cfg.reclaim.prefer == SCHED_RECLAIM_MOVE;
-	if (d.action == SCHED_RECLAIM_FREEZE && cs->cfg.reclaim.prefer == SCHED_RECLAIM_MOVE &&
-	    cs->cfg.hk_cpu >= 0 && cs->cfg.hk_cpu != c->cpu && hk_usable(cs)) {
-		/* no NF core has spare: the housekeeping core is the place of last resort, if it
-		 * has idle time; else freezing is what keeps both cores' pollers whole */
+	if (d.starved && cs->cfg.hk_cpu >= 0 && cs->cfg.hk_cpu != c->cpu && hk_usable(cs)) {
+		/* no NF core has spare and the NF needs its whole core: the housekeeping core is
+		 * the place of last resort, if it has idle time; else freezing is what keeps both
+		 * cores' pollers whole */
 		d.action = SCHED_RECLAIM_MOVE;
 		d.target_cpu = cs->cfg.hk_cpu;
 		cs->rc[idx].last_action = SCHED_RECLAIM_MOVE;
@@ -344,7 +342,7 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 				    c->cpu); /* spare is back: the core's sandboxes come home */
 	if (d.action == SCHED_RECLAIM_FREEZE || d.action == SCHED_RECLAIM_MOVE) {
 		uint64_t reaction =
-			nemo_now_ns() - (starved ? c->starved_since_ns : c->low_since_ns);
+			nemo_now_ns() - (d.starved ? c->starved_since_ns : c->low_since_ns);
 
 		if (rc)
 			snprintf(failed, sizeof(failed), " (failed: %s)", strerror(-rc));
@@ -353,7 +351,7 @@ static void reclaim(struct sched_cosched *cs, int idx, double spare_ratio, uint6
 			  "reaction %.2f ms%s",
 			  c->cpu, d.action == SCHED_RECLAIM_MOVE ? "move" : "freeze", d.target_cpu,
 			  cs->cfg.reclaim.k_windows,
-			  starved ? cs->cfg.reclaim.freeze_below : cs->cfg.reclaim.threshold,
+			  d.starved ? cs->cfg.reclaim.freeze_below : cs->cfg.reclaim.threshold,
 			  reaction / 1e6, failed);
 		pthread_mutex_lock(&cs->lock);
 		c->pub.reclaims++;

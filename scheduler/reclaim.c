@@ -37,7 +37,7 @@ struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_conf
 						 const struct sched_core_view *views, int n)
 {
 	struct sched_reclaim_core *c = &cores[idx];
-	struct sched_reclaim_decision d = {SCHED_RECLAIM_NONE, -1};
+	struct sched_reclaim_decision d = {SCHED_RECLAIM_NONE, -1, false};
 
 	c->below = spare_ratio < cfg->threshold ? c->below + 1 : 0;
 	c->starved = spare_ratio < cfg->freeze_below ? c->starved + 1 : 0;
@@ -54,6 +54,7 @@ struct sched_reclaim_decision sched_reclaim_step(const struct sched_reclaim_conf
 			return d;
 		d.action = t >= 0 ? SCHED_RECLAIM_MOVE : SCHED_RECLAIM_FREEZE;
 		d.target_cpu = t >= 0 ? views[t].cpu : -1;
+		d.starved = t < 0 && move;
 		c->reclaimed = true;
 		c->reclaims++;
 		c->last_action = d.action;

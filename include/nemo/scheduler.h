@@ -187,6 +187,7 @@ struct sched_reclaim_core {
 struct sched_reclaim_decision {
 	int action;	/* enum sched_reclaim_action */
 	int target_cpu; /* for SCHED_RECLAIM_MOVE */
+	bool starved;	/* taken because the spare stayed under freeze_below, not threshold */
 };
 
 /* Returns 0 or -EINVAL (threshold/release out of [0, 1], release < threshold, k 0, with MOVE
