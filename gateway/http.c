@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -441,6 +442,19 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	}
 }
 
+/*
+ * Bytes the client sent that nemod has not read yet. Late headers are the client's fault only
+ * when nemod has read all it was sent: a request queued behind a busy HTTP thread (a pool held
+ * by blocking calls, a starved host) is nemod's delay, and cutting it would drop a request
+ * the client sent in time.
+ */
+static int unread_bytes(int fd)
+{
+	int n = 0;
+
+	return ioctl(fd, FIONREAD, &n) == 0 ? n : 0;
+}
+
 /* Close connections whose request headers are late (slowloris). */
 static void *sweep(void *arg)
 {
@@ -456,7 +470,14 @@ static void *sweep(void *arg)
 
 		pthread_mutex_lock(&h->lock);
 		for (struct conn *cn = h->conns.next; cn != &h->conns; cn = cn->next)
-			if (!cn->headers_done && !cn->shut && now - cn->t_start > limit) {
+			if (!cn->headers_done && !cn->shut && now - cn->t_start > limit &&
+			    !unread_bytes(cn->fd)) {
+				/* INFO: an idle kept-alive connection ends here too */
+				NEMO_LOG_RATELIMITED(NEMO_LOG_INFO, GW_MOD, 1000, 10,
+						     "http: closed a connection with no complete "
+						     "request headers after %u ms "
+						     "(limits.header_timeout_ms)",
+						     h->d->cfg.limits.header_timeout_ms);
 				/* MHD sees the end of the stream and closes it in its own thread */
 				shutdown(cn->fd, SHUT_RDWR);
 				cn->shut = true;
@@ -552,7 +573,8 @@ struct gw_http *gw_http_start(struct gw_daemon *d)
 		 */
 		int n = 8;
 
-		if (cfg->http_mode == GW_HTTP_POOL)
+		/* a pool of one is MHD's single polling thread: it warns if told the size */
+		if (cfg->http_mode == GW_HTTP_POOL && cfg->http_threads > 1)
 			opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
 							    (intptr_t)cfg->http_threads, NULL};
 		opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,8 +89,8 @@ static void stop_nemod(void)
 	env.running = false;
 }
 
-/* limits: extra keys for "limits" (JSON members), or "". */
-static int setup(bool tmpfs, const char *limits)
+/* limits: extra keys for "limits" (JSON members), or ""; top: extra top-level members, or "". */
+static int setup(bool tmpfs, const char *limits, const char *top)
 {
 	char text[2048], path[256];
 
@@ -116,9 +117,10 @@ static int setup(bool tmpfs, const char *limits)
 	snprintf(text, sizeof(text),
 		 "{\"listen\": \"127.0.0.1:%u\", \"token_file\": \"%s/token\",\n"
 		 " \"store_dir\": \"%s\", \"cores\": {\"sandbox\": [0]},\n"
-		 " \"cgroup_root\": \"nemo-abusetest-%d\", \"async_workers\": 1,\n"
+		 " \"cgroup_root\": \"nemo-abusetest-%d\", \"async_workers\": 1,%s\n"
 		 " \"limits\": {\"max_body_bytes\": 65536%s%s}}\n",
-		 (unsigned)env.port, env.dir, env.store, getpid(), limits[0] ? ", " : "", limits);
+		 (unsigned)env.port, env.dir, env.store, getpid(), top, limits[0] ? ", " : "",
+		 limits);
 	snprintf(path, sizeof(path), "%s/token", env.dir);
 	if (test_write_text(path, TOKEN "\n") || test_write_text(env.config, text))
 		return -1;
@@ -246,7 +248,7 @@ static int count(const char *hay, const char *needle)
 
 static int inputs_setup(void)
 {
-	return setup(false, "\"header_timeout_ms\": 3000");
+	return setup(false, "\"header_timeout_ms\": 3000", "");
 }
 
 static void test_duplicate_name_cannot_replace_a_neighbour(void)
@@ -572,11 +574,128 @@ NEMO_SUITE(gateway_abuse, inputs_setup, teardown,
 	   {"a second nemod on the same config leaves the first alone",
 	    test_second_nemod_leaves_the_first_alone});
 
+/* ---- one HTTP thread ------------------------------------------------------------------------- */
+
+/* One pooled HTTP thread, so that a blocking call holds it; a short header deadline. */
+static int queued_setup(void)
+{
+	return setup(false, "\"header_timeout_ms\": 500",
+		     " \"http_mode\": \"pool\", \"http_threads\": 1,");
+}
+
+static void *nap_call(void *arg)
+{
+	int *status = arg;
+	struct gw_http_response r;
+
+	*status = http("POST", "/function/napper", "1500", &r);
+	gw_http_response_release(&r);
+	return NULL;
+}
+
+/* A kept-alive connection: its answer to `req`, read until the whole response is in (5 s). */
+static int keepalive_ask(int fd, const char *req, char *buf, size_t cap)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0)
+		return -1;
+	while (used < cap - 1) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		const char *end, *cl;
+		ssize_t n;
+
+		if (poll(&p, 1, 5000) <= 0)
+			break;
+		n = recv(fd, buf + used, cap - used - 1, 0);
+		if (n <= 0)
+			return -1; /* nemod closed it without an answer */
+		used += (size_t)n;
+		buf[used] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+		cl = strcasestr(buf, "Content-Length: ");
+		if (end && cl && (size_t)(end + 4 - buf) + strtoul(cl + 16, NULL, 10) <= used)
+			break;
+	}
+	return (int)used;
+}
+
+/*
+ * The header deadline is the client's: a request sent in time but queued behind nemod's busy
+ * HTTP thread (a blocking call 3x as long as the deadline) is answered, not cut as slowloris.
+ */
+static void test_queued_request_is_answered(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(env.port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	/* not /healthz: MHD closes after an answer given on the headers alone */
+	const char *ask = "GET /api/v1/namespaces/_/actions HTTP/1.1\r\nHost: nemo\r\n"
+			  "Authorization: Bearer " TOKEN "\r\n\r\n";
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
+	uint64_t t0;
+	pthread_t t;
+	char buf[8192];
+
+	deploy_napper();
+	expect("POST", "/function/napper", "1", 200, NULL); /* warm: the call below only naps */
+	CU_ASSERT_TRUE_FATAL(fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	CU_ASSERT_TRUE(keepalive_ask(fd, ask, buf, sizeof(buf)) > 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "HTTP/1.1 200"));
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, nap_call, &status), 0);
+	test_msleep(200); /* the nap holds the only HTTP thread now */
+	t0 = nemo_now_ns();
+	CU_ASSERT_TRUE(keepalive_ask(fd, ask, buf, sizeof(buf)) > 0);
+	if (!strstr(buf, "HTTP/1.1 200"))
+		printf("\n  the queued request got '%.200s'\n", buf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "HTTP/1.1 200"));
+	/* it did wait for the nap: past the deadline, so the sweeper had its chance */
+	CU_ASSERT_TRUE(nemo_now_ns() - t0 > 600000000ull);
+	close(fd);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(status, 200);
+	expect("GET", "/metrics", NULL, 200, "nemo_http_header_timeouts_total 0");
+}
+
+static void test_late_headers_still_cut_with_one_thread(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(env.port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint64_t t0 = nemo_now_ns() / 1000000;
+	bool closed = false;
+
+	CU_ASSERT_TRUE_FATAL(fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	CU_ASSERT_TRUE(send(fd, "GET /healthz HTTP/1.1\r\n", 23, MSG_NOSIGNAL) == 23);
+	/* nemod reads each line as it comes: the headers are late by the client's doing */
+	for (int i = 0; i < 40 && !closed; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char c;
+
+		if (send(fd, "X-Slow: 1\r\n", 11, MSG_NOSIGNAL) < 0)
+			closed = true;
+		if (poll(&p, 1, 100) > 0 && recv(fd, &c, 1, 0) <= 0)
+			closed = true;
+	}
+	CU_ASSERT_TRUE(closed);
+	CU_ASSERT_TRUE(nemo_now_ns() / 1000000 - t0 < 2000);
+	close(fd);
+	expect("GET", "/metrics", NULL, 200, "nemo_http_header_timeouts_total 1");
+}
+
+NEMO_SUITE(gateway_queued, queued_setup, teardown,
+	   {"a request queued behind a busy HTTP thread is answered, not cut",
+	    test_queued_request_is_answered},
+	   {"late headers are still cut with one HTTP thread",
+	    test_late_headers_still_cut_with_one_thread});
+
 /* ---- a full disk ----------------------------------------------------------------------------- */
 
 static int disk_setup(void)
 {
-	return setup(true, "");
+	return setup(true, "", "");
 }
 
 /* Fill the store's tmpfs; returns the filler's path (remove it to free the space). */
