@@ -62,6 +62,9 @@ GEN_NICE = 0
 FLOOR_US = 0
 # and its harvest.nf_delay_budget_us (--budget-us; -1: nemod's default, 0: the floor is fixed)
 BUDGET_US = -1
+# and its harvest.reclaim.freeze_below (--freeze-below; 0.2, the threshold, freezes whenever
+# nowhere can take the sandboxes, as nemod did before freeze_below existed)
+FREEZE_BELOW = 0.05
 
 
 def cleanup():
@@ -168,7 +171,7 @@ def harvest_cfg(**kw):
     h = {"enabled": True, "channels": [NAME], "period_ms": 2, "predictor": "markov",
          "prewarm": True, "policy": "idle", "thread_cap": 4,
          "reclaim": {"threshold": 0.2, "windows": 3, "action": "move",
-                     "freeze_below": 0.05},
+                     "freeze_below": FREEZE_BELOW},
          "overflow": "housekeeping", "queue_deadline_ms": 100,
          "interference": {"enabled": True, "bound": 1.5}}
     if FLOOR_US:
@@ -1188,7 +1191,7 @@ def fig_stress(S, pairs, which, nd_cfg):
 
 
 def main():
-    global GEN_NICE, HOG_CLIENTS, FLOOR_US, BUDGET_US
+    global GEN_NICE, HOG_CLIENTS, FLOOR_US, BUDGET_US, FREEZE_BELOW
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int,
                     default=int(os.environ.get("BENCH_HARVEST_SECONDS", "8")))
@@ -1208,6 +1211,9 @@ def main():
                     help="nemod's harvest.nf_delay_budget_us (0: a fixed floor)")
     ap.add_argument("--floor-us", type=int, default=FLOOR_US,
                     help="nemod's harvest.nf_sleep_floor_us (0: its default)")
+    ap.add_argument("--freeze-below", type=float, default=FREEZE_BELOW,
+                    help="nemod's harvest.reclaim.freeze_below (0.2: freeze at the threshold, "
+                         "the reclaim before freeze_below)")
     try:
         a = ap.parse_args()
     except SystemExit:  # --help or a bad option: nothing started, but TMP exists
@@ -1216,7 +1222,7 @@ def main():
     # a SIGTERM (kill, a CI timeout) ends the run through the same cleanup as its end
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     GEN_NICE, HOG_CLIENTS, FLOOR_US = a.gen_nice, a.hog_clients, a.floor_us
-    BUDGET_US = a.budget_us
+    BUDGET_US, FREEZE_BELOW = a.budget_us, a.freeze_below
     if os.geteuid() != 0:
         sys.exit("bench-harvest needs root (cgroups, DPDK)")
     # the clients of the CPU-bound stream belong on the housekeeping core, as nemod and
