@@ -2,8 +2,8 @@
 """bench_harvest.py - make bench-harvest: nemod harvesting beside nemo-nf, every harvesting figure beside its baseline.
 
 One run, each figure beside its baseline measured in the same run:
-  0. the ceiling without nemod: what a SCHED_IDLE busy loop gets beside the NF, by the NF's
-     minimum sleep (why nemod asks for a sleep floor while it harvests);
+  0. the ceiling without nemod: what a SCHED_IDLE busy loop gets beside the NF, by the sleep
+     floor leased to it as nemod leases one (why nemod asks for a floor while it harvests);
   1. harvest_ratio at 30 % NF load with a stream of CPU-bound invocations (vs NEMO's 41 %);
   2. NF protection at that load: loss and p50/p99/p99.9 with and without sandboxes, end to
      end and the NF's own part (nemo-gen's stamp to the NF's send, /nemo/delay), the p99
@@ -36,6 +36,7 @@ import time
 import urllib.error
 import urllib.request
 
+import hc
 from goals import GOAL_DEFAULT_COMPL, GOAL_DEFAULT_P999, GOAL_FIFO_SPEEDUP, ratio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -1027,19 +1028,22 @@ def onoff_run(prewarm, S, zygotes=False):
 
 
 def fig_ceiling(rate30):
-    """What the kernel alone gives a CPU hog beside the NF, per minimum sleep of the NF: no
-    nemod, a plain busy loop at SCHED_IDLE on cpu 1. Why nemod asks for a sleep floor."""
+    """What the kernel alone gives a CPU hog beside the NF, per sleep floor: no nemod, a plain
+    busy loop at SCHED_IDLE on cpu 1, and the floor lease nemod writes while sandboxes wait,
+    written here (hc.set_floor). Without a lease the NF idle-polls its budget before each
+    sleep, as it should with nothing beside it. The most any harvester gets at each floor."""
     print("\n0. the ceiling without nemod: a busy loop at SCHED_IDLE on cpu 1 beside the NF at "
-          "30 %% load (%.2f Mpps), by the NF's minimum sleep (nemod's sleep floor does the "
-          "same while it harvests), 3 s each" % (rate30 / 1e6))
+          "30 %% load (%.2f Mpps), by the sleep floor leased to the NF as nemod leases it "
+          "(nemod: %d us at most, budget x spare), 3 s each" % (rate30 / 1e6, 400))
     print("   %-13s %7s %10s %8s %10s %14s %6s %8s" % (
-        "min sleep us", "busy %", "idle_poll %", "sleep %", "hog share", "hog / spare", "lost",
+        "floor us", "busy %", "idle_poll %", "sleep %", "hog share", "hog / spare", "lost",
         "p99 us"))
     hz = os.sysconf("SC_CLK_TCK")
-    for us in (20, 100, 300, 600):
-        nf = start_nf(dict(NF_SLEEP[0], min_sleep_us=us), NF_SLEEP[1])
+    for us in (20, 100, 300, 400, 600):
+        nf = start_nf(NF_SLEEP[0], NF_SLEEP[1])
         g = gen(["--rate", str(int(rate30))], 5, "ceil%d" % us)
         time.sleep(1.0)
+        hc.set_floor("/dev/shm/nemo-hc-" + NAME, us * 1000, 10)
         hog = subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", "1", "sh", "-c",
                                 "while :; do :; done"])
         PROCS.append(hog)

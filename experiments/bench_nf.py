@@ -36,6 +36,8 @@ import tempfile
 import threading
 import time
 
+import hc
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
 TMP = tempfile.mkdtemp(prefix="nemo-bench-nf-")
@@ -217,20 +219,8 @@ def read_cycles(idx=0):
 
 
 def set_floor(floor_ns, lease_s, idx=0):
-    """What nemod's harvester does while sandboxes wait: the record's line 7, a sleep floor
-    until a TSC. The lease here is one long one; nemod renews a short one every window."""
-    with open("/dev/shm/nemo-hc-bench", "r+b") as f:
-        mm = mmap.mmap(f.fileno(), 0)
-    try:
-        header_size, record_size = struct.unpack_from("<II", mm, 12)
-        tsc_hz = struct.unpack_from("<Q", mm, 24)[0]
-        base = header_size + idx * record_size
-        now_tsc = struct.unpack_from("<Q", mm, base + 40)[0]  # the record's last publish
-        until = now_tsc + int(lease_s * tsc_hz) if floor_ns else 0
-        struct.pack_into("<Q", mm, base + 7 * 64, floor_ns)
-        struct.pack_into("<Q", mm, base + 7 * 64 + 8, until)
-    finally:
-        mm.close()
+    """The sleep floor nemod's harvester leases (hc.set_floor), on this bench's NF."""
+    hc.set_floor("/dev/shm/nemo-hc-bench", floor_ns, lease_s, idx)
 
 
 def start_loop():
