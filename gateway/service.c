@@ -813,7 +813,7 @@ static void record_calls(struct gw_daemon *d, uint64_t seq, const struct sbx_res
 static int invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq, const void *req,
 		       size_t len, bool bounded, struct sbx_result *res)
 {
-	uint64_t t0 = nemo_now_ns(), t_gate;
+	uint64_t t0 = nemo_now_ns(), t_placed;
 	struct gw_placement where = {.core = -1};
 	enum gw_act_status st;
 	int rc;
@@ -829,9 +829,11 @@ static int invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
 		gw_act_finish(&d->acts, seq, GW_ACT_INTERNAL, res, NULL);
 		return 0;
 	}
-	t_gate = nemo_now_ns();
+	/* harvesting, placement waits for a core with spare (up to the queue deadline and, while
+	 * the housekeeping core is busy-polled, past it) */
 	if (d->dispatch.ops->place(d->dispatch.state, fn->spec.name, &where))
 		where.core = -1;
+	t_placed = nemo_now_ns();
 	rc = gw_act_begin(&d->acts, seq, where.core);
 	if (rc) {
 		/* already started or finished elsewhere (never run an activation twice), or its
@@ -841,8 +843,8 @@ static int invoke_sync(struct gw_daemon *d, struct gw_function *fn, uint64_t seq
 	}
 	d->backend.ops->invoke(d->backend.state, fn->spec.name, where.core, req, len, res);
 	gate_leave(fn);
-	/* waiting at our gate is queueing too */
-	res->times.queue_ns += t_gate - t0;
+	/* waiting at our gate and for a core is queueing too */
+	res->times.queue_ns += t_placed - t0;
 	d->dispatch.ops->observe(d->dispatch.state, fn->spec.name, &where, res);
 	split_logs(d, fn, seq, res);
 	st = gw_act_status_of(res->status);

@@ -7,10 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "nemo/cgroup.h"
+#include "nemo/gateway.h"
 #include "nemo/harvest_channel.h"
 #include "nemo/sandbox.h"
 #include "nemo/scheduler.h"
@@ -442,9 +446,92 @@ static void test_burst_keeps_sandboxes(void)
 	ow_stop(&w);
 }
 
+/*
+ * End to end through nemod: an invocation that finds the NF core without spare waits for a
+ * core (`overflow: queue`: up to queue_deadline_ms, then the housekeeping core), and its
+ * activation record says so in phases.queue_us: a user reading it sees a call that queued,
+ * not one that ran slow.
+ */
+static void test_wait_for_a_core_is_queue_time(void)
+{
+	char dir[64] = "/var/tmp/nemo-cso-XXXXXX", cfg[128], tok[128], text[2048], cmd[160];
+	const char *token = "cso-token-0123456789abcdef0123";
+	struct ow_writer w;
+	struct test_proc nd = {0};
+	struct gw_http_response r = {0};
+	uint16_t port = test_free_port();
+	double queue_us = -1, run_us = -1;
+	int core = -2, rc, started;
+	cJSON *j = NULL;
+
+	if (!need_root())
+		return;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	chmod(dir, 0755);
+	CU_ASSERT_EQUAL_FATAL(ow_start(&w), 0);
+	ow_load(&w, 0.9, 0.0); /* spare 0.1: under placement's 0.2 */
+	snprintf(tok, sizeof(tok), "%s/token", dir);
+	snprintf(cfg, sizeof(cfg), "%s/nemod.json", dir);
+	snprintf(text, sizeof(text),
+		 "{\"listen\":\"127.0.0.1:%u\",\"token_file\":\"%s\",\"store_dir\":\"%s/store\","
+		 "\"code_roots\":[\"%s/build/functions\"],"
+		 "\"cores\":{\"housekeeping\":[0],\"sandbox\":[%d]},"
+		 "\"cgroup_root\":\"nemo-cso-nd-%d\","
+		 "\"harvest\":{\"enabled\":true,\"channels\":[\"%s\"],\"prewarm\":false,"
+		 "\"overflow\":\"queue\",\"queue_deadline_ms\":300,"
+		 "\"interference\":{\"enabled\":false}}}",
+		 (unsigned)port, tok, dir, nemo_test_srcdir(), OW_CPU, getpid(), w.name);
+	CU_ASSERT_FATAL(test_write_text(tok, token) == 0 && test_write_text(cfg, text) == 0);
+	started = test_nemod_start(&nd, cfg, port, 15000);
+	if (started == 0) {
+		snprintf(text, sizeof(text),
+			 "{\"runtime\":\"c\",\"handler\":\"handle\",\"code\":{\"path\":"
+			 "\"%s/build/functions/echo.so\"}}",
+			 nemo_test_srcdir());
+		rc = gw_http_request("127.0.0.1", port, "PUT",
+				     "/api/v1/namespaces/_/actions/qecho?overwrite=true", token,
+				     text, strlen(text), 10000, &r);
+		CU_ASSERT(rc == 0 && r.status == 200);
+		gw_http_response_release(&r);
+		memset(&r, 0, sizeof(r));
+		test_msleep(200); /* nemod has seen windows of the core at 0.1 */
+		rc = gw_http_request("127.0.0.1", port, "POST",
+				     "/api/v1/namespaces/_/actions/qecho?blocking=true", token,
+				     "{\"q\":1}", 7, 15000, &r);
+		CU_ASSERT(rc == 0 && r.status == 200);
+		j = rc == 0 ? cJSON_Parse(r.body) : NULL;
+		if (j) {
+			const cJSON *ph = cJSON_GetObjectItem(j, "phases");
+
+			queue_us = cJSON_GetNumberValue(cJSON_GetObjectItem(ph, "queue_us"));
+			run_us = cJSON_GetNumberValue(cJSON_GetObjectItem(ph, "run_us"));
+			core = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "core"));
+		}
+		printf("\n    NF core at spare 0.1: the call queued %.1f ms, ran %.3f ms, on cpu %d\n",
+		       queue_us / 1e3, run_us / 1e3, core);
+		/* it waited the deadline (300 ms), and said so */
+		CU_ASSERT(queue_us >= 250000);
+		CU_ASSERT(run_us >= 0 && run_us < 100000);
+		CU_ASSERT_EQUAL(core, 0); /* the housekeeping core took it, not the NF's */
+		cJSON_Delete(j);
+		gw_http_response_release(&r);
+	} else {
+		printf("\n  nemod did not start:\n%s\n", test_proc_output(&nd));
+		CU_FAIL("nemod did not start");
+	}
+	if (started == 0 || started == -ETIMEDOUT) /* it runs: stop it */
+		test_proc_stop(&nd, 15000);
+	ow_stop(&w);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		printf("\n  could not remove %s\n", dir);
+}
+
 NEMO_SUITE(cosched_owed, suite_setup, suite_teardown,
 	   {"a core busy with its packet instance's packets is not reclaimed from it",
 	    test_resident_packets_not_reclaimed},
 	   {"the NF's own load rising still reclaims the core", test_own_load_still_reclaims},
 	   {"a 90 % burst keeps its sandboxes; an NF that needs the whole core freezes them",
-	    test_burst_keeps_sandboxes});
+	    test_burst_keeps_sandboxes},
+	   {"a call that waits for a core reports the wait as queue time",
+	    test_wait_for_a_core_is_queue_time});
