@@ -234,12 +234,10 @@ def nf_cycles():
     """(total, busy, idle_poll, sleep, iterations, busy iterations, sleeps) cycles and counts
     of the NF lcore, cumulative, from its channel; and last, the channel's TSC Hz."""
     try:
-        with open("/dev/shm/nemo-hc-" + NAME, "rb") as f:
-            raw = f.read(4096)
-    except OSError:
+        c, tsc_hz = hc.cycles("/dev/shm/nemo-hc-" + NAME)
+    except (OSError, ValueError):  # not there yet, or still empty
         return 0, 0, 0, 0, 0, 0, 0, 1
-    rec = struct.unpack_from("<I", raw, 12)[0]
-    return struct.unpack_from("<7Q", raw, rec + 64) + struct.unpack_from("<Q", raw, 24)
+    return c + (tsc_hz,)
 
 
 def nf_lcore_cpu_s():
@@ -1037,7 +1035,7 @@ def fig_ceiling(rate30):
     sleep, as it should with nothing beside it. The most any harvester gets at each floor."""
     print("\n0. the ceiling without nemod: a busy loop at SCHED_IDLE on cpu 1 beside the NF at "
           "30 %% load (%.2f Mpps), by the sleep floor leased to the NF as nemod leases it "
-          "(nemod: %d us at most, budget x spare), 3 s each" % (rate30 / 1e6, 400))
+          "(nemod's default: at most 400 us, budget x spare), 3 s each" % (rate30 / 1e6))
     print("   %-13s %7s %10s %8s %10s %14s %6s %8s" % (
         "floor us", "busy %", "idle_poll %", "sleep %", "hog share", "hog / spare", "lost",
         "p99 us"))

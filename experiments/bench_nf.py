@@ -201,21 +201,8 @@ def read_record(idx=0):
 
 def read_cycles(idx=0):
     """(total, busy, idle_poll, sleep, sleeps) of lcore record idx, and the header's tsc_hz."""
-    with open("/dev/shm/nemo-hc-bench", "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-    try:
-        header_size, record_size = struct.unpack_from("<II", mm, 12)
-        tsc_hz = struct.unpack_from("<Q", mm, 24)[0]
-        base = header_size + idx * record_size
-        for _ in range(1000):
-            seq = struct.unpack_from("<Q", mm, base)[0]
-            total, busy, idle_poll, sleep, _it, _bit, sleeps = struct.unpack_from(
-                "<7Q", mm, base + 64)
-            if seq % 2 == 0 and struct.unpack_from("<Q", mm, base)[0] == seq:
-                return (total, busy, idle_poll, sleep, sleeps), tsc_hz
-        raise RuntimeError("harvest channel: record kept busy")
-    finally:
-        mm.close()
+    c, tsc_hz = hc.cycles("/dev/shm/nemo-hc-bench", idx)
+    return (c[0], c[1], c[2], c[3], c[6]), tsc_hz
 
 
 def set_floor(floor_ns, lease_s, idx=0):

@@ -13,6 +13,24 @@ def _base(mm, idx):
     return header_size + idx * record_size
 
 
+def cycles(path, idx=0):
+    """Record idx's (total, busy, idle_poll, sleep, iterations, busy iterations, sleeps),
+    cumulative, read whole under the record's sequence count; and the header's tsc_hz."""
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    try:
+        tsc_hz = struct.unpack_from("<Q", mm, 24)[0]
+        base = _base(mm, idx)
+        for _ in range(1000):
+            seq = struct.unpack_from("<Q", mm, base)[0]
+            counts = struct.unpack_from("<7Q", mm, base + 64)
+            if seq % 2 == 0 and struct.unpack_from("<Q", mm, base)[0] == seq:
+                return counts, tsc_hz
+        raise RuntimeError("harvest channel %s: record %d kept busy" % (path, idx))
+    finally:
+        mm.close()
+
+
 def set_floor(path, floor_ns, lease_s, idx=0):
     """What nemod's harvester does while sandboxes wait: record idx's line 7, a sleep floor
     until a TSC (0: none). The lease here is one long one; nemod renews a short one every

@@ -522,6 +522,22 @@ static void test_wait_for_a_core_is_queue_time(void)
 	if (started == 0 || started == -ETIMEDOUT) /* it runs: stop it */
 		test_proc_stop(&nd, 15000);
 	ow_stop(&w);
+	{
+		/* what a nemod that died hard left: its cgroup trees, empty once it is gone */
+		char name[48], dirs[8][512], rm[1200];
+		int n;
+
+		snprintf(name, sizeof(name), "nemo-cso-nd-%d", getpid());
+		n = sbx_cgroup_root_dirs(name, dirs, 8);
+		for (int i = 0; i < n; i++) {
+			snprintf(rm, sizeof(rm),
+				 "[ -d '%.511s' ] && find '%.511s' -depth -type d -exec rmdir {} + "
+				 "2>/dev/null; true",
+				 dirs[i], dirs[i]);
+			if (system(rm) != 0)
+				printf("\n  could not remove cgroups %s\n", dirs[i]);
+		}
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		printf("\n  could not remove %s\n", dir);
